@@ -1,0 +1,33 @@
+# Two commands on a fresh machine: `make run` (the whole system) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+BENCH_FILES ?= 500
+
+.PHONY: setup run run-postgres test test-unit bench docs clean
+
+# Installs everything the project needs: uv, the locked Python environment, Kafka's jars
+# from Maven Central (cached in .cache/). PostgreSQL comes from Debian's packages when a
+# test or `make run-postgres` first needs it.
+setup:
+	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==0.13.9"
+	$(UV) sync --frozen
+	$(UV) run python -c "from devstack.kafka import ensure_kafka_jars, find_root; ensure_kafka_jars(find_root())"
+
+run: setup
+	$(UV) run guichet-dev run
+
+run-postgres: setup
+	$(UV) run guichet-dev run --postgres
+
+test: setup
+	$(UV) run pytest -q -p no:cacheprovider
+
+test-unit: setup
+	$(UV) run pytest -q -m "not integration" tests/unit
+
+bench: setup
+	$(UV) run guichet-dev bench --files $(BENCH_FILES)
+
+clean:
+	rm -rf var .pytest_cache

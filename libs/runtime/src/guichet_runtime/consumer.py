@@ -1,0 +1,158 @@
+"""Idempotent Kafka consumers with bounded retries and a dead-letter topic.
+
+Contract of a subscription made here:
+- the offset is committed only after the handler's transaction committed;
+- an event already handled (same consumer, same event id) is skipped;
+- a record that can never be processed (unknown type, invalid body, a handler that
+  keeps failing for a non-infrastructure reason) goes to `<topic>.dlq` with the reason,
+  then is acknowledged so the partition moves on;
+- an infrastructure failure (database or network down) is not dead-lettered: the
+  record is redelivered until the infrastructure is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import sqlalchemy.exc
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from shared_models import Event, topics
+from guichet_runtime.db import AlreadyProcessed, UnitOfWork
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
+UowFactory = Callable[[tuple[str, str] | None], UnitOfWork]
+
+
+class TransientError(Exception):
+    """A failure that will go away by itself (a remote system down): retry, never dead-letter."""
+
+
+class PermanentError(Exception):
+    """A record that can never be processed: dead-letter it at once."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    return isinstance(
+        exc,
+        TransientError | OSError | TimeoutError | sqlalchemy.exc.OperationalError
+        | sqlalchemy.exc.InterfaceError,
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    return not isinstance(exc, PermanentError | AlreadyProcessed)
+
+
+async def _raw_body(msg: Any) -> bytes:
+    # Decoding is ours (schema validation by event type), so the body stays bytes.
+    return msg.body
+
+
+class EventConsumer:
+    """Registers one consumer group's subscriptions on a broker."""
+
+    def __init__(
+        self,
+        broker: KafkaBroker,
+        group_id: str,
+        uow_factory: UowFactory,
+        *,
+        attempts: int = 4,
+        max_wait: float = 2.0,
+        namespace: str = "",
+    ) -> None:
+        self._namespace = namespace
+        self.broker = broker
+        self.group_id = group_id
+        self._uow_factory = uow_factory
+        self._attempts = attempts
+        self._max_wait = max_wait
+        self.dead_lettered = 0
+        self._topics: list[str] = []
+        self._by_type: dict[str, tuple[type[Event], Handler]] = {}
+        self._attached = False
+
+    def subscribe(self, topic_names: Iterable[str], handlers: dict[type[Event], Handler]) -> None:
+        """Route `handlers`' event types, read from `topic_names`, to their handlers."""
+        self._topics.extend(t for t in topic_names if t not in self._topics)
+        self._by_type.update({cls.event_type: (cls, handler) for cls, handler in handlers.items()})
+
+    def attach(self) -> None:
+        """Register one subscriber for every topic: one group member per process, so a
+        start or a crash costs one rebalance, not one per topic."""
+        if not self._topics or self._attached:
+            return
+        by_type = self._by_type
+
+        async def consume(body: bytes, msg: KafkaMessage) -> None:
+            await self._consume(body, msg, by_type)
+
+        consume.__name__ = f"{self.group_id.replace('-', '_')}_consume"
+        self.broker.subscriber(
+            *(self._namespace + t for t in self._topics),
+            group_id=self._namespace + self.group_id,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_raw_body,
+            title=f"{self.group_id}",
+        )(consume)
+        self._attached = True
+
+    async def _consume(
+        self, body: bytes, msg: KafkaMessage, by_type: dict[str, tuple[type[Event], Handler]]
+    ) -> None:
+        event_type = msg.headers.get("event_type", "")
+        if event_type not in by_type:
+            await self._dead_letter(msg, body, f"type d'événement inconnu: {event_type!r}")
+            return
+        cls, handler = by_type[event_type]
+        try:
+            event = cls.model_validate_json(body)
+        except ValidationError as exc:
+            await self._dead_letter(msg, body, f"événement invalide: {exc}")
+            return
+        inbox_key = (self.group_id, str(event.event_id))
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(self._attempts),
+                wait=wait_exponential(multiplier=0.05, max=self._max_wait),
+                retry=retry_if_exception(_retryable),
+                reraise=True,
+            ):
+                with attempt:
+                    await handler(event, self._uow_factory(inbox_key))
+        except AlreadyProcessed:
+            log.info("%s: event %s already processed", self.group_id, event.event_id)
+        except Exception as exc:
+            if is_transient(exc):
+                log.warning("%s: transient failure, will redeliver: %r", self.group_id, exc)
+                raise  # NACK: seek back, the record comes again
+            log.exception("%s: dead-lettering event %s", self.group_id, event.event_id)
+            await self._dead_letter(msg, body, f"{type(exc).__name__}: {exc}")
+
+    async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
+        record = msg.raw_message
+        headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+        headers.update(
+            {
+                "dlq_reason": reason[:2000],
+                "dlq_consumer": self.group_id,
+                "dlq_source_topic": record.topic,
+                "dlq_source_partition": str(record.partition),
+                "dlq_source_offset": str(record.offset),
+            }
+        )
+        await self.broker.publish(
+            body, topics.dead_letter(record.topic), key=record.key, headers=headers  # namespaced already
+        )
+        self.dead_lettered += 1
+        log.error("%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason)

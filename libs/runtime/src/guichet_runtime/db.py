@@ -1,0 +1,189 @@
+"""Database engine, messaging tables and the unit of work.
+
+A unit of work is one database transaction in which a handler writes its domain
+changes, the inbox row of the event it handles and the outbox rows of the events it
+emits: all of it commits, or none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry import propagate
+from sqlalchemy import event as sa_event
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from shared_models import Event
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UtcDateTime(sa.TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(dt.UTC) if value is not None else None
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value
+
+
+BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
+    """Add the outbox and inbox tables to a service's metadata."""
+    outbox = sa.Table(
+        "outbox",
+        metadata,
+        sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+        sa.Column("topic", sa.String(200), nullable=False),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("event_type", sa.String(100), nullable=False),
+        sa.Column("payload", sa.Text, nullable=False),
+        sa.Column("headers", sa.Text, nullable=False, comment="JSON: trace context"),
+        sa.Column("created_at", UtcDateTime, nullable=False),
+    )
+    inbox = sa.Table(
+        "inbox",
+        metadata,
+        sa.Column("consumer", sa.String(100), primary_key=True),
+        sa.Column("event_id", sa.String(36), primary_key=True),
+        sa.Column("processed_at", UtcDateTime, nullable=False),
+    )
+    return outbox, inbox
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """One pooled engine per process; SQLite is serialised through one connection."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=60)
+
+        @sa_event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy's BEGIN below take the write lock up front: a deferred
+            # transaction upgrading to a write can fail with SQLITE_BUSY mid-way.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa_event.listens_for(engine.sync_engine, "begin")
+        def _begin_immediate(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING for the connection's dialect."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing()
+
+
+class AlreadyProcessed(Exception):
+    """The event was handled before by this consumer (redelivery)."""
+
+
+class UnitOfWork:
+    """`async with uow:` opens a transaction; `await uow.commit()` makes it durable.
+
+    Leaving the block without commit rolls everything back, outbox rows included.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: sa.Table,
+        inbox: sa.Table,
+        *,
+        inbox_key: tuple[str, str] | None = None,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._inbox = inbox
+        self._inbox_key = inbox_key
+        self._on_commit = on_commit
+        self._pending: list[dict[str, Any]] = []
+        self._conn: AsyncConnection | None = None
+        self.emitted: list[tuple[str, Event]] = []
+
+    @property
+    def conn(self) -> AsyncConnection:
+        assert self._conn is not None, "use the unit of work inside `async with`"
+        return self._conn
+
+    async def __aenter__(self) -> UnitOfWork:
+        self._conn = await self._engine.connect()
+        await self._conn.begin()
+        if self._inbox_key is not None:
+            consumer, event_id = self._inbox_key
+            result = await self._conn.execute(
+                insert_ignore(self._conn, self._inbox).values(
+                    consumer=consumer, event_id=event_id, processed_at=utcnow()
+                )
+            )
+            if result.rowcount == 0:
+                await self._close(commit=False)
+                raise AlreadyProcessed(event_id)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._close(commit=False)
+
+    async def _close(self, *, commit: bool) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            if commit:
+                await conn.commit()
+            else:
+                await conn.rollback()
+        finally:
+            await conn.close()
+
+    def emit(self, topic: str, event: Event) -> None:
+        """Queue `event` for `topic`; it is written to the outbox at commit."""
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)  # the relay publishes later, in this trace
+        self._pending.append(
+            {
+                "topic": topic,
+                "key": event.file_id,
+                "event_type": event.event_type,
+                "payload": event.model_dump_json(),
+                "headers": json.dumps(carrier),
+                "created_at": utcnow(),
+            }
+        )
+        self.emitted.append((topic, event))
+
+    async def commit(self) -> None:
+        if self._pending:
+            await self.conn.execute(sa.insert(self._outbox), self._pending)
+            self._pending = []
+        await self._close(commit=True)
+        if self._on_commit is not None:
+            self._on_commit()

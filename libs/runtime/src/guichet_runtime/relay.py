@@ -1,0 +1,116 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, then deletes them.
+
+At-least-once: a crash between publish and delete republishes the rows; consumers
+deduplicate on event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry import context as otel_context
+from opentelemetry import propagate
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: sa.Table,
+        broker: Any,
+        *,
+        batch_size: int = 500,
+        idle_seconds: float = 0.25,
+        namespace: str = "",
+    ) -> None:
+        self._namespace = namespace
+        self._engine = engine
+        self._outbox = outbox
+        self._broker = broker
+        self._batch_size = batch_size
+        self._idle = idle_seconds
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        """Called after a commit, so events leave without waiting for the next poll."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        # A last drain, so a clean stop leaves nothing behind.
+        try:
+            while await self.publish_pending():
+                pass
+        except Exception:  # broker already gone: the rows stay for the next start
+            log.warning("outbox not drained at stop", exc_info=True)
+
+    async def _run(self) -> None:
+        delay = self._idle
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                while await self.publish_pending() == self._batch_size:
+                    pass
+                delay = self._idle
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+                delay = min(max(delay * 2, 0.5), 10.0)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch of outbox rows in id order; returns how many."""
+        table = self._outbox
+        async with self._engine.connect() as conn:
+            await conn.begin()
+            query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
+            if conn.dialect.name == "postgresql":
+                # Several replicas may relay the same outbox: each takes other rows.
+                query = query.with_for_update(skip_locked=True)
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                await conn.rollback()
+                return 0
+            futures = []
+            for row in rows:
+                carrier = json.loads(row.headers)
+                token = otel_context.attach(propagate.extract(carrier))
+                try:
+                    futures.append(
+                        await self._broker.publish(
+                            row.payload.encode(),
+                            self._namespace + row.topic,
+                            key=row.key.encode(),
+                            headers={"event_type": row.event_type, "content-type": "application/json"},
+                            no_confirm=True,
+                        )
+                    )
+                finally:
+                    otel_context.detach(token)
+            await asyncio.gather(*futures)
+            await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
+            await conn.commit()
+        self.published += len(rows)
+        return len(rows)

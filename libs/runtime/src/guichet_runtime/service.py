@@ -1,0 +1,198 @@
+"""The shell every service runs in: a FastAPI app whose lifespan starts the database,
+migrations, Kafka broker, outbox relay and background workers, and stops them in
+reverse order. `/health` answers for Kubernetes probes and the test supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+import uvicorn
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from fastapi import FastAPI, Request, Response
+from faststream.kafka import KafkaBroker
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace import TracerProvider
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared_models import topics as topic_names
+from guichet_runtime import migrations
+from guichet_runtime.consumer import EventConsumer
+from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
+from guichet_runtime.relay import OutboxRelay
+from guichet_runtime.settings import ServiceSettings
+from guichet_runtime.telemetry import current_trace_id, setup_tracing
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(bootstrap: str, declared: dict[str, int]) -> None:
+    """Create the declared topics that do not exist yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(name, num_partitions=parts, replication_factor=1)
+            for name, parts in declared.items()
+            if name not in existing
+        ]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another service created them meanwhile
+    finally:
+        await admin.close()
+
+
+@dataclass
+class Runtime:
+    """What a service's composition root assembles; handed to its routes and workers."""
+
+    settings: ServiceSettings
+    metadata: sa.MetaData
+    migrations_dir: Path
+    engine: AsyncEngine
+    outbox: sa.Table
+    inbox: sa.Table
+    broker: KafkaBroker
+    tracer_provider: TracerProvider
+    relay: OutboxRelay
+    consumer: EventConsumer
+    startup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
+    commit_listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    def uow(self, inbox_key: tuple[str, str] | None = None) -> UnitOfWork:
+        return UnitOfWork(
+            self.engine, self.outbox, self.inbox, inbox_key=inbox_key, on_commit=self._committed
+        )
+
+    def _committed(self) -> None:
+        self.relay.wake()
+        for listener in self.commit_listeners:
+            listener()
+
+
+def build_runtime(
+    settings: ServiceSettings, metadata: sa.MetaData, migrations_dir: Path
+) -> Runtime:
+    """Assemble the runtime; nothing connects until the app's lifespan starts."""
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file)
+    outbox = metadata.tables.get("outbox")
+    inbox = metadata.tables.get("inbox")
+    if outbox is None or inbox is None:
+        outbox, inbox = messaging_tables(metadata)
+    engine = make_engine(settings.database_url)
+    broker = KafkaBroker(
+        settings.kafka_bootstrap,
+        middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
+        client_id=settings.service_name,
+        log_level=logging.DEBUG,
+    )
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        broker,
+        batch_size=settings.relay_batch_size,
+        idle_seconds=settings.relay_idle_seconds,
+        namespace=settings.topic_namespace,
+    )
+    runtime = Runtime(
+        settings=settings,
+        metadata=metadata,
+        migrations_dir=migrations_dir,
+        engine=engine,
+        outbox=outbox,
+        inbox=inbox,
+        broker=broker,
+        tracer_provider=tracer_provider,
+        relay=relay,
+        consumer=None,  # type: ignore[arg-type]
+    )
+    runtime.consumer = EventConsumer(
+        broker, settings.service_name, runtime.uow, namespace=settings.topic_namespace
+    )
+    return runtime
+
+
+def create_app(runtime: Runtime, *, title: str) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings = runtime.settings
+        await migrations.upgrade(runtime.migrations_dir, settings.database_url)
+        if settings.create_topics:
+            await ensure_topics(
+                settings.kafka_bootstrap,
+                {settings.topic_namespace + t: n for t, n in topic_names.all_topics().items()},
+            )
+        for hook in runtime.startup:  # before consuming: e.g. seed reference data
+            await hook()
+        await runtime.broker.start()
+        runtime.relay.start()
+        tasks = [asyncio.create_task(worker()) for worker in runtime.workers]
+        app.state.ready = True
+        log.info("%s started", settings.service_name)
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await runtime.relay.stop()
+            await runtime.broker.stop()
+            for hook in runtime.shutdown:
+                await hook()
+            await runtime.engine.dispose()
+            runtime.tracer_provider.shutdown()
+
+    runtime.consumer.attach()
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.ready = False
+    app.state.runtime = runtime
+
+    @app.get("/health", tags=["ops"])
+    async def health(response: Response) -> dict[str, str]:
+        if not app.state.ready:
+            response.status_code = 503
+            return {"status": "starting"}
+        return {"status": "ok", "service": runtime.settings.service_name}
+
+    @app.middleware("http")
+    async def trace_header(request: Request, call_next: Any) -> Response:
+        response = await call_next(request)
+        trace_id = current_trace_id()
+        if trace_id:
+            response.headers["X-Trace-Id"] = trace_id
+        return response
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=runtime.tracer_provider, excluded_urls="health"
+    )
+    return app
+
+
+def serve(app: FastAPI, settings: ServiceSettings) -> None:
+    """Run the service until SIGINT/SIGTERM (uvicorn handles both gracefully)."""
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,36 @@
+"""Configuration read from the environment (pydantic-settings)."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service shares; services subclass it for their own."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    service_name: str = Field(default="service", description="Name in traces, logs, groups.")
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/data/service.db",
+        description="SQLAlchemy async URL of the service's own database.",
+    )
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    topic_namespace: str = Field(
+        default="",
+        description="Prefix of every topic and consumer group, so several stacks share a cluster.",
+    )
+    create_topics: bool = Field(
+        default=True, description="Declare the system's topics at start (off where Strimzi owns them)."
+    )
+    otel_spans_file: Path | None = Field(
+        default=None, description="Write finished spans as JSON lines to this file."
+    )
+    relay_batch_size: int = 500
+    relay_idle_seconds: float = Field(
+        default=0.25, description="Outbox poll interval when nothing woke the relay."
+    )
+    log_level: str = "INFO"

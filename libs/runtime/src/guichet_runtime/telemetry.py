@@ -1,0 +1,52 @@
+"""OpenTelemetry set-up, done by the composition root (never at import)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+
+def setup_tracing(service_name: str, spans_file: Path | None) -> TracerProvider:
+    """A tracer provider for this process; with `spans_file`, spans go there as JSON lines.
+
+    (Production points an OTLP exporter at the collector through the standard
+    OTEL_* variables; the JSON file is what tests read across processes.)
+    """
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if spans_file is not None:
+        spans_file.parent.mkdir(parents=True, exist_ok=True)
+        out = spans_file.open("a", encoding="utf-8", buffering=1)
+        exporter = ConsoleSpanExporter(out=out, formatter=span_json)
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def span_json(span: ReadableSpan) -> str:
+    """One line per span; attribute values as text (Kafka keys are bytes)."""
+    ctx = span.get_span_context()
+    record = {
+        "trace_id": format(ctx.trace_id, "032x"),
+        "span_id": format(ctx.span_id, "016x"),
+        "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "service": span.resource.attributes.get("service.name"),
+        "start": span.start_time,
+        "end": span.end_time,
+        "attributes": {
+            k: v.decode(errors="replace") if isinstance(v, bytes) else v
+            for k, v in (span.attributes or {}).items()
+        },
+    }
+    return json.dumps(record, default=str) + "\n"
+
+
+def current_trace_id() -> str | None:
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None

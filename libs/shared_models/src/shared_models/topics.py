@@ -1,0 +1,36 @@
+"""Kafka topics, declared once. Every record is keyed by file id, so one file's
+events stay ordered within one partition."""
+
+from shared_models.agencies import Agency
+
+PARTITIONS = 3
+
+FILES_SUBMITTED = "files.submitted"
+REFERENTS_ASSIGNED = "referents.assigned"
+FILES_ANSWERED = "files.answered"
+NOTIFICATIONS_SENT = "notifications.sent"
+
+
+def agency_requests(agency: Agency | str) -> str:
+    """Topic an agency's adapter consumes (one per agency, so access can be confined)."""
+    return f"agency.{Agency(agency).value}.requests"
+
+
+def agency_answers(agency: Agency | str) -> str:
+    """Topic an agency's adapter publishes its answers on."""
+    return f"agency.{Agency(agency).value}.answers"
+
+
+def dead_letter(topic: str) -> str:
+    """Where records of `topic` that can never be processed are parked, with the reason."""
+    return f"{topic}.dlq"
+
+
+def all_topics() -> dict[str, int]:
+    """Every topic of the system with its partition count, dead-letter topics included."""
+    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, FILES_ANSWERED, NOTIFICATIONS_SENT]
+    for agency in Agency:
+        main += [agency_requests(agency), agency_answers(agency)]
+    declared = {name: PARTITIONS for name in main}
+    declared.update({dead_letter(name): 1 for name in main})
+    return declared

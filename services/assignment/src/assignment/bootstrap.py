@@ -1,0 +1,36 @@
+"""Composition root of the assignment service."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from pydantic import Field
+
+from guichet_runtime.service import build_runtime, create_app
+from guichet_runtime.settings import ServiceSettings
+from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, topics
+from assignment import handlers
+from assignment.tables import metadata
+
+DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
+
+
+class AssignmentSettings(ServiceSettings):
+    service_name: str = "assignment"
+    http_port: int = 8001
+    database_url: str = "sqlite+aiosqlite:///var/data/assignment.db"
+    directory_file: Path = Field(
+        default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
+    )
+
+
+def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
+    settings = settings or AssignmentSettings()
+    runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
+    runtime.startup.append(lambda: handlers.seed_directory(runtime.uow(), settings.directory_file))
+    runtime.consumer.subscribe([topics.FILES_SUBMITTED], {FileSubmitted: handlers.on_file_submitted})
+    runtime.consumer.subscribe(
+        [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
+    )
+    return create_app(runtime, title="Guichet unique — attribution du référent")

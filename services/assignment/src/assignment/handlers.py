@@ -1,0 +1,246 @@
+"""Assignment's use cases: name the référent, transmit to the agencies, and compose the
+one coordinated answer once every agency has answered."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import sqlalchemy as sa
+
+from guichet_runtime.consumer import PermanentError
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AgencyAnswerReceived,
+    AgencyDecision,
+    AgencyRequestIssued,
+    CitizenContact,
+    CoordinatedAnswerIssued,
+    FileSubmitted,
+    Referent,
+    ReferentAssigned,
+    topics,
+)
+from assignment import domain
+from assignment.tables import agency_requests, agents, assignments, files, offices
+
+
+def _candidate(row: sa.Row) -> domain.Candidate:
+    return domain.Candidate(
+        agent_id=row.agent_id,
+        name=row.name,
+        departement=row.departement,
+        agencies=frozenset(row.agencies),
+        active_files=row.active_files,
+        capacity=row.capacity,
+    )
+
+
+_CANDIDATE_COLUMNS = (
+    agents.c.agent_id,
+    agents.c.name,
+    agents.c.agencies,
+    agents.c.active_files,
+    agents.c.capacity,
+    offices.c.departement,
+)
+
+
+async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
+    row = (
+        await uow.conn.execute(
+            sa.select(agents, offices.c.name.label("office_name"), offices.c.opening_hours)
+            .join(offices, agents.c.office_id == offices.c.office_id)
+            .where(agents.c.agent_id == agent_id)
+        )
+    ).one()
+    referent = Referent(
+        agent_id=row.agent_id,
+        name=row.name,
+        office=row.office_name,
+        office_id=row.office_id,
+        phone=row.phone,
+        email=row.email,
+    )
+    return referent, row.opening_hours
+
+
+async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
+    async with uow:
+        if await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == event.file_id)):
+            await uow.commit()  # same file announced twice: already handled
+            return
+        key = domain.citizen_key(event.citizen)
+        previous_row = (
+            await uow.conn.execute(
+                sa.select(*_CANDIDATE_COLUMNS)
+                .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
+                .where(files.c.citizen_key == key, agents.c.status == "actif")
+                .order_by(files.c.created_at.desc())
+                .limit(1)
+            )
+        ).first()
+        previous = _candidate(previous_row) if previous_row else None
+        agencies = [a.value for a in event.agencies]
+        departement = domain.departement_of(event.citizen.postcode)
+        now = utcnow()
+        rows = (
+            await uow.conn.execute(
+                sa.select(*_CANDIDATE_COLUMNS)
+                .join(offices, agents.c.office_id == offices.c.office_id)
+                .where(agents.c.status == "actif", agents.c.active_files < agents.c.capacity)
+            )
+        ).all()
+        candidates = [_candidate(r) for r in rows]
+        choice = None
+        while True:
+            choice = domain.choose_referent(candidates, agencies, departement, previous)
+            if choice is None:
+                break
+            # Guarded increment: a concurrent replica may have filled this agent meanwhile.
+            taken = await uow.conn.execute(
+                agents.update()
+                .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < agents.c.capacity)
+                .values(active_files=agents.c.active_files + 1)
+            )
+            if taken.rowcount == 1:
+                break
+            candidates = [c for c in candidates if c.agent_id != choice.agent_id]
+            previous = None
+        await uow.conn.execute(
+            files.insert().values(
+                file_id=event.file_id,
+                citizen_key=key,
+                citizen=event.citizen.model_dump(mode="json"),
+                life_event=event.life_event,
+                life_event_label=event.life_event_label,
+                description=event.description,
+                urgent=event.urgent,
+                status="en_attente_attribution" if choice is None else "en_cours",
+                referent_id=None if choice is None else choice.agent_id,
+                created_at=now,
+            )
+        )
+        if choice is None:
+            await uow.commit()
+            return
+        await uow.conn.execute(
+            assignments.insert().values(
+                file_id=event.file_id,
+                agent_id=choice.agent_id,
+                rule=choice.rule,
+                explanation=choice.explanation,
+                considered=choice.considered,
+                at=now,
+            )
+        )
+        referent, _ = await _referent(uow, choice.agent_id)
+        uow.emit(
+            topics.REFERENTS_ASSIGNED,
+            ReferentAssigned(
+                file_id=event.file_id,
+                referent=referent,
+                rule=choice.rule,
+                explanation=choice.explanation,
+                citizen=event.citizen,
+            ),
+        )
+        requests = []
+        for agency in event.agencies:
+            request_id = f"{event.file_id}-{agency.value}"
+            requests.append(
+                {"request_id": request_id, "file_id": event.file_id, "agency": agency.value,
+                 "status": "transmise", "issued_at": now}
+            )
+            uow.emit(
+                topics.agency_requests(agency),
+                AgencyRequestIssued(
+                    file_id=event.file_id,
+                    request_id=request_id,
+                    agency=agency,
+                    life_event=event.life_event,
+                    citizen=event.citizen,
+                    description=event.description,
+                    urgent=event.urgent,
+                ),
+            )
+        await uow.conn.execute(agency_requests.insert(), requests)
+        await uow.commit()
+
+
+async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
+    async with uow:
+        # Lock the file: two agencies' answers handled at once must not both see the
+        # other as pending (or both compose the answer).
+        file = (
+            await uow.conn.execute(
+                sa.select(files).where(files.c.file_id == event.file_id).with_for_update()
+            )
+        ).first()
+        request = (
+            await uow.conn.execute(
+                sa.select(agency_requests).where(agency_requests.c.request_id == event.request_id)
+            )
+        ).first()
+        if file is None or request is None or request.file_id != event.file_id:
+            raise PermanentError(f"demande inconnue : {event.request_id} (dossier {event.file_id})")
+        if request.agency != event.answer.agency.value:
+            raise PermanentError(f"réponse de {event.answer.agency} pour une demande à {request.agency}")
+        if request.status == "repondue":
+            await uow.commit()
+            return
+        now = utcnow()
+        await uow.conn.execute(
+            agency_requests.update()
+            .where(agency_requests.c.request_id == event.request_id)
+            .values(status="repondue", answer=event.answer.model_dump(mode="json"), answered_at=now)
+        )
+        all_requests = (
+            await uow.conn.execute(
+                sa.select(agency_requests.c.status, agency_requests.c.answer, agency_requests.c.request_id)
+                .where(agency_requests.c.file_id == event.file_id)
+            )
+        ).all()
+        answered = [
+            r.answer if r.request_id != event.request_id else event.answer.model_dump(mode="json")
+            for r in all_requests
+            if r.status == "repondue" or r.request_id == event.request_id
+        ]
+        if len(answered) < len(all_requests) or file.status == "repondu":
+            await uow.commit()
+            return
+        decisions = [AgencyDecision.model_validate(a) for a in answered]
+        citizen = CitizenContact.model_validate(file.citizen)
+        referent, opening_hours = await _referent(uow, file.referent_id)
+        text = domain.compose_answer(
+            event.file_id, file.life_event_label, citizen, decisions, referent, opening_hours
+        )
+        await uow.conn.execute(
+            files.update().where(files.c.file_id == event.file_id).values(status="repondu", answered_at=now)
+        )
+        await uow.conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+            .values(active_files=agents.c.active_files - 1)
+        )
+        uow.emit(
+            topics.FILES_ANSWERED,
+            CoordinatedAnswerIssued(
+                file_id=event.file_id, referent=referent, citizen=citizen, decisions=decisions, text=text
+            ),
+        )
+        await uow.commit()
+
+
+async def seed_directory(uow: UnitOfWork, path: Path) -> int:
+    """Load the versioned directory file when the directory is empty (all or nothing)."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    async with uow:
+        if await uow.conn.scalar(sa.select(sa.func.count()).select_from(agents)):
+            return 0
+        await uow.conn.execute(offices.insert(), data["offices"])
+        await uow.conn.execute(
+            agents.insert(), [{**a, "active_files": 0, "status": "actif"} for a in data["agents"]]
+        )
+        await uow.commit()
+    return len(data["agents"])

@@ -1,0 +1,75 @@
+"""Assignment's own database: the agent directory, files and their agency requests."""
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables
+
+metadata = sa.MetaData()
+outbox, inbox = messaging_tables(metadata)
+
+offices = sa.Table(
+    "offices",
+    metadata,
+    sa.Column("office_id", sa.String(20), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("address", sa.String(300), nullable=False),
+    sa.Column("commune", sa.String(100), nullable=False),
+    sa.Column("departement", sa.String(3), nullable=False, index=True),
+    sa.Column("latitude", sa.Float, nullable=False),
+    sa.Column("longitude", sa.Float, nullable=False),
+    sa.Column("opening_hours", sa.String(300), nullable=False),
+)
+
+agents = sa.Table(
+    "agents",
+    metadata,
+    sa.Column("agent_id", sa.String(30), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("office_id", sa.String(20), sa.ForeignKey("offices.office_id"), nullable=False, index=True),
+    sa.Column("phone", sa.String(30), nullable=False),
+    sa.Column("email", sa.String(200), nullable=False),
+    sa.Column("agencies", sa.JSON, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("active_files", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(20), nullable=False, default="actif"),
+)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("file_id", sa.String(32), primary_key=True),
+    sa.Column("citizen_key", sa.String(250), nullable=False, index=True),
+    sa.Column("citizen", sa.JSON, nullable=False),
+    sa.Column("life_event", sa.String(50), nullable=False),
+    sa.Column("life_event_label", sa.String(200), nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("urgent", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("referent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("answered_at", UtcDateTime, nullable=True),
+)
+
+agency_requests = sa.Table(
+    "agency_requests",
+    metadata,
+    sa.Column("request_id", sa.String(60), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agency", sa.String(30), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("answer", sa.JSON, nullable=True),
+    sa.Column("issued_at", UtcDateTime, nullable=False),
+    sa.Column("answered_at", UtcDateTime, nullable=True),
+)
+
+assignments = sa.Table(
+    "assignments",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False),
+    sa.Column("rule", sa.String(40), nullable=False),
+    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("considered", sa.JSON, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)

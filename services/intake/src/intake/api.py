@@ -1,0 +1,88 @@
+"""HTTP routes of intake (thin: validation, then a handler)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from guichet_runtime.service import Runtime
+from intake import handlers
+from intake.schemas import FRENCH_MESSAGES, FileCreated, FileIn, FileView
+
+
+def _field_path(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body",)]
+    return ".".join(parts) or "body"
+
+
+def french_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    out = []
+    for err in errors:
+        kind = err["type"]
+        if kind in FRENCH_MESSAGES:
+            ctx = err.get("ctx") or {}
+            message = FRENCH_MESSAGES[kind].format(**{k: str(v) for k, v in ctx.items()})
+        elif kind == "value_error" or "email" in str(err.get("msg", "")).lower():
+            message = "Adresse électronique invalide."
+        else:
+            message = err["msg"]  # our own validators already speak French
+        if kind == "value_error" and "email" in str(err.get("msg", "")).lower():
+            message = "Adresse électronique invalide."
+        out.append({"field": _field_path(tuple(err["loc"])), "message": message})
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            status_code=422,
+            content={
+                "message": "Certaines informations sont manquantes ou invalides.",
+                "errors": french_errors(list(exc.errors())),
+            },
+        )
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter(prefix="/api")
+
+    @api.post("/files", status_code=201, response_model=FileCreated)
+    async def create_file(
+        form: FileIn,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+    ) -> Any:
+        try:
+            file_id, created = await handlers.submit_file(
+                handlers.SubmitFile(form=form, idempotency_key=idempotency_key), runtime.uow()
+            )
+        except handlers.IdempotencyConflict:
+            return JSONResponse(
+                status_code=409,
+                content={
+                    "message": "Cette clé d'idempotence a déjà servi pour une autre demande.",
+                    "errors": [{"field": "Idempotency-Key", "message": "Clé déjà utilisée."}],
+                },
+            )
+        view = await handlers.file_view(runtime.uow(), file_id)
+        assert view is not None
+        body = jsonable_encoder({"file_id": file_id, "status": view["status"], "created_at": view["created_at"]})
+        headers = {"Location": f"/api/files/{file_id}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(status_code=201, content=body, headers=headers)
+
+    @api.get("/files/{file_id}", response_model=FileView)
+    async def get_file(file_id: str) -> Any:
+        view = await handlers.file_view(runtime.uow(), file_id)
+        if view is None:
+            return JSONResponse(
+                status_code=404, content={"message": f"Aucun dossier ne porte la référence {file_id}."}
+            )
+        return view
+
+    return api

@@ -1,0 +1,48 @@
+"""Composition root of intake: the one place where its parts are wired."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from guichet_runtime.service import build_runtime, create_app
+from guichet_runtime.settings import ServiceSettings
+from shared_models import (
+    Agency,
+    AgencyAnswerReceived,
+    AgencyRequestIssued,
+    CoordinatedAnswerIssued,
+    NotificationSent,
+    ReferentAssigned,
+    topics,
+)
+from intake import api, handlers
+from intake.tables import metadata
+
+
+class IntakeSettings(ServiceSettings):
+    service_name: str = "intake"
+    http_port: int = 8000
+    database_url: str = "sqlite+aiosqlite:///var/data/intake.db"
+
+
+def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
+    settings = settings or IntakeSettings()
+    runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
+    consumer = runtime.consumer
+    consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
+    consumer.subscribe(
+        [topics.agency_requests(a) for a in Agency],
+        {AgencyRequestIssued: handlers.on_agency_request_issued},
+    )
+    consumer.subscribe(
+        [topics.agency_answers(a) for a in Agency],
+        {AgencyAnswerReceived: handlers.on_agency_answer_received},
+    )
+    consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
+    consumer.subscribe([topics.NOTIFICATIONS_SENT], {NotificationSent: handlers.on_notification_sent})
+    app = create_app(runtime, title="Guichet unique — accueil (intake)")
+    api.install_error_handlers(app)
+    app.include_router(api.router(runtime))
+    return app

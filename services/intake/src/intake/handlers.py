@@ -1,0 +1,269 @@
+"""Intake's use cases: open a file, and keep the citizen's view up to date from the
+events of the other services. Plain async functions taking a command or event and a
+unit of work."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from shared_models import (
+    AGENCY_LABELS,
+    AgencyAnswerReceived,
+    AgencyRequestIssued,
+    CitizenContact,
+    CoordinatedAnswerIssued,
+    Decision,
+    Event,
+    FileSubmitted,
+    NotificationSent,
+    ReferentAssigned,
+    topics,
+)
+from intake.catalogue import CATALOGUE
+from intake.schemas import FileIn
+from intake.tables import file_agencies, files, timeline
+
+# Alphabet without look-alikes (no 0/O, 1/I/L), read aloud over the phone.
+_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+
+AGENCY_STATUS_RANK = {"en_attente": 0, "transmis": 1, "repondu": 2}
+DECISION_WORDS = {
+    Decision.GRANTED: "accordé",
+    Decision.REFUSED: "refusé",
+    Decision.DOCUMENT_REQUESTED: "pièce justificative demandée",
+}
+
+
+def new_file_id(today: dt.date) -> str:
+    return f"GU-{today.year}-" + "".join(secrets.choice(_ALPHABET) for _ in range(8))
+
+
+@dataclass(frozen=True)
+class SubmitFile:
+    form: FileIn
+    idempotency_key: str | None = None
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different request."""
+
+
+def _digest(form: FileIn) -> str:
+    return hashlib.sha256(form.model_dump_json().encode()).hexdigest()
+
+
+async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
+    """Open the file and emit FileSubmitted. Returns (file_id, created)."""
+    digest = _digest(cmd.form)
+    if cmd.idempotency_key:
+        existing = await _by_idempotency_key(uow, cmd.idempotency_key)
+        if existing is not None:
+            if existing.request_digest != digest:
+                raise IdempotencyConflict(cmd.idempotency_key)
+            return existing.file_id, False
+    now = utcnow()
+    form = cmd.form
+    event_def = CATALOGUE[form.life_event]
+    file_id = new_file_id(now.date())
+    citizen = CitizenContact.model_validate(form.citizen.model_dump())
+    event = FileSubmitted(
+        file_id=file_id,
+        occurred_at=now,
+        life_event=form.life_event,
+        life_event_label=event_def.label,
+        agencies=list(event_def.agencies),
+        citizen=citizen,
+        description=form.description,
+        urgent=form.urgent,
+    )
+    async with uow:
+        try:
+            await uow.conn.execute(
+                files.insert().values(
+                    file_id=file_id,
+                    life_event=form.life_event,
+                    citizen=citizen.model_dump(mode="json"),
+                    description=form.description,
+                    urgent=form.urgent,
+                    status="depose",
+                    created_at=now,
+                    idempotency_key=cmd.idempotency_key,
+                    request_digest=digest,
+                )
+            )
+        except IntegrityError:
+            # The same key raced us: the other request's file is the answer.
+            await uow.__aexit__(None, None, None)
+            return await submit_file(cmd, uow)
+        await uow.conn.execute(
+            file_agencies.insert(),
+            [
+                {"file_id": file_id, "agency": a.value, "status": "en_attente", "updated_at": now}
+                for a in event_def.agencies
+            ],
+        )
+        await _add_timeline(uow, event, "depot", f"Dossier déposé : {event_def.label}.")
+        uow.emit(topics.FILES_SUBMITTED, event)
+        await uow.commit()
+    return file_id, True
+
+
+async def _by_idempotency_key(uow: UnitOfWork, key: str) -> sa.Row | None:
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.file_id, files.c.request_digest).where(files.c.idempotency_key == key)
+            )
+        ).first()
+    return row
+
+
+async def _add_timeline(uow: UnitOfWork, event: Event, kind: str, label: str) -> None:
+    await uow.conn.execute(
+        insert_ignore(uow.conn, timeline).values(
+            file_id=event.file_id,
+            event_id=str(event.event_id),
+            at=event.occurred_at,
+            kind=kind,
+            label=label,
+        )
+    )
+
+
+async def _file_exists(uow: UnitOfWork, file_id: str) -> bool:
+    found = await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == file_id))
+    return found is not None
+
+
+async def _advance_agency(uow: UnitOfWork, file_id: str, agency: str, status: str, at: dt.datetime) -> None:
+    """Move an agency's status forward only: events of different topics may cross."""
+    lower = [s for s, rank in AGENCY_STATUS_RANK.items() if rank < AGENCY_STATUS_RANK[status]]
+    await uow.conn.execute(
+        file_agencies.update()
+        .where(
+            file_agencies.c.file_id == file_id,
+            file_agencies.c.agency == agency,
+            file_agencies.c.status.in_(lower),
+        )
+        .values(status=status, updated_at=at)
+    )
+
+
+class UnknownFile(Exception):
+    """An event names a file intake never opened."""
+
+
+async def _require_file(uow: UnitOfWork, file_id: str) -> None:
+    if not await _file_exists(uow, file_id):
+        raise UnknownFile(f"dossier inconnu : {file_id}")
+
+
+async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
+    async with uow:
+        await _require_file(uow, event.file_id)
+        ref = event.referent
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == event.file_id)
+            .values(
+                referent={"name": ref.name, "office": ref.office, "phone": ref.phone, "email": ref.email},
+                status=sa.case((files.c.status == "depose", "en_cours"), else_=files.c.status),
+            )
+        )
+        await _add_timeline(
+            uow, event, "referent", f"Votre référent est désigné : {ref.name}, {ref.office}."
+        )
+        await uow.commit()
+
+
+async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) -> None:
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await _advance_agency(uow, event.file_id, event.agency.value, "transmis", event.occurred_at)
+        await _add_timeline(
+            uow, event, "transmission", f"Dossier transmis à : {AGENCY_LABELS[event.agency]}."
+        )
+        await uow.commit()
+
+
+async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
+    answer = event.answer
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)
+        await _add_timeline(
+            uow,
+            event,
+            "reponse_organisme",
+            f"Réponse reçue de {AGENCY_LABELS[answer.agency]} : {DECISION_WORDS[answer.decision]}.",
+        )
+        await uow.commit()
+
+
+async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == event.file_id)
+            .values(
+                status="repondu",
+                answer={
+                    "text": event.text,
+                    "decisions": [d.model_dump(mode="json") for d in event.decisions],
+                    "issued_at": event.occurred_at.isoformat(),
+                },
+            )
+        )
+        await _add_timeline(
+            uow, event, "reponse_coordonnee", f"Réponse coordonnée rédigée par {event.referent.name}."
+        )
+        await uow.commit()
+
+
+async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await _add_timeline(uow, event, "notification", f"Courriel envoyé : « {event.subject} ».")
+        await uow.commit()
+
+
+async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
+    async with uow:
+        row = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).first()
+        if row is None:
+            return None
+        agencies = (
+            await uow.conn.execute(
+                sa.select(file_agencies.c.agency, file_agencies.c.status)
+                .where(file_agencies.c.file_id == file_id)
+                .order_by(file_agencies.c.agency)
+            )
+        ).all()
+        entries = (
+            await uow.conn.execute(
+                sa.select(timeline.c.at, timeline.c.kind, timeline.c.label)
+                .where(timeline.c.file_id == file_id)
+                .order_by(timeline.c.at, timeline.c.id)
+            )
+        ).all()
+    labels = {a.value: label for a, label in AGENCY_LABELS.items()}
+    return {
+        "file_id": row.file_id,
+        "status": row.status,
+        "life_event": row.life_event,
+        "life_event_label": CATALOGUE[row.life_event].label,
+        "created_at": row.created_at,
+        "referent": row.referent,
+        "agencies": [{"agency": a.agency, "label": labels[a.agency], "status": a.status} for a in agencies],
+        "answer": row.answer,
+        "timeline": [{"at": e.at, "kind": e.kind, "label": e.label} for e in entries],
+    }
+

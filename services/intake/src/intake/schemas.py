@@ -1,0 +1,149 @@
+"""The HTTP contract of intake: what a citizen or front-desk agent sends and sees."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from shared_models import Decision, PreferredChannel
+from intake.catalogue import CATALOGUE
+
+_POSTCODE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
+_PHONE = re.compile(r"^(?:\+33|0)[1-9]\d{8}$")
+
+
+class CitizenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    given_name: str = Field(min_length=1, max_length=100, description="Prénom.")
+    family_name: str = Field(min_length=1, max_length=100, description="Nom de famille.")
+    email: EmailStr | None = Field(default=None, description="Adresse électronique.")
+    phone: str | None = Field(default=None, description="Téléphone (format français).")
+    postcode: str = Field(description="Code postal du domicile.")
+    preferred_channel: PreferredChannel = Field(description="Canal de contact préféré.")
+
+    @field_validator("postcode")
+    @classmethod
+    def _postcode(cls, value: str) -> str:
+        if not _POSTCODE.match(value):
+            raise PydanticCustomError("postcode", "Code postal invalide : 5 chiffres attendus.")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        compact = re.sub(r"[\s.\-]", "", value)
+        if not _PHONE.match(compact):
+            raise PydanticCustomError(
+                "phone", "Numéro de téléphone invalide : 10 chiffres attendus, par ex. 06 12 34 56 78."
+            )
+        return compact
+
+    @model_validator(mode="after")
+    def _reachable(self) -> CitizenIn:
+        if self.preferred_channel is PreferredChannel.EMAIL and not self.email:
+            raise PydanticCustomError(
+                "contact", "Une adresse électronique est nécessaire pour être contacté par courriel."
+            )
+        if self.preferred_channel in (PreferredChannel.SMS, PreferredChannel.PHONE) and not self.phone:
+            raise PydanticCustomError(
+                "contact", "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone."
+            )
+        return self
+
+
+class FileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    life_event: str = Field(description="Événement de vie (perte_emploi, naissance, demenagement).")
+    citizen: CitizenIn
+    description: str = Field(min_length=1, max_length=5000, description="La situation, en quelques mots.")
+    urgent: bool = Field(default=False, description="Situation urgente (perte de revenus, expulsion, santé).")
+
+    @field_validator("life_event")
+    @classmethod
+    def _known_event(cls, value: str) -> str:
+        if value not in CATALOGUE:
+            raise PydanticCustomError(
+                "life_event",
+                "Événement de vie inconnu : choisissez parmi {choices}.",
+                {"choices": ", ".join(CATALOGUE)},
+            )
+        return value
+
+
+class FileCreated(BaseModel):
+    file_id: str
+    status: str
+    created_at: dt.datetime
+
+
+class ReferentOut(BaseModel):
+    name: str
+    office: str
+    phone: str
+    email: str
+
+
+class AgencyOut(BaseModel):
+    agency: str
+    label: str
+    status: str
+
+
+class DecisionOut(BaseModel):
+    agency: str
+    decision: Decision
+    summary: str
+    amount_eur: float | None
+    start_date: dt.date | None
+    reason: str | None
+
+
+class AnswerOut(BaseModel):
+    text: str
+    decisions: list[DecisionOut]
+    issued_at: dt.datetime
+
+
+class TimelineEntry(BaseModel):
+    at: dt.datetime
+    kind: str
+    label: str
+
+
+class FileView(BaseModel):
+    """The citizen's view of their file."""
+
+    file_id: str
+    status: str
+    life_event: str
+    life_event_label: str
+    created_at: dt.datetime
+    referent: ReferentOut | None
+    agencies: list[AgencyOut]
+    answer: AnswerOut | None
+    timeline: list[TimelineEntry]
+
+
+# Pydantic's error types, said in French for citizens and agents.
+FRENCH_MESSAGES: dict[str, str] = {
+    "missing": "Ce champ est obligatoire.",
+    "string_too_short": "Ce champ ne peut pas être vide.",
+    "string_too_long": "Ce texte est trop long.",
+    "string_type": "Une chaîne de caractères est attendue.",
+    "bool_type": "Oui ou non (true/false) attendu.",
+    "bool_parsing": "Oui ou non (true/false) attendu.",
+    "enum": "Valeur inconnue : choisissez parmi {expected}.",
+    "value_error": "Valeur invalide.",
+    "extra_forbidden": "Champ inconnu.",
+    "model_type": "Un objet est attendu.",
+    "model_attributes_type": "Un objet est attendu.",
+    "dict_type": "Un objet est attendu.",
+    "json_invalid": "Le corps de la requête n'est pas un JSON valide.",
+}

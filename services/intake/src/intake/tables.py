@@ -1,0 +1,44 @@
+"""Intake's own database: the file record and the citizen's view of it."""
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables
+
+metadata = sa.MetaData()
+outbox, inbox = messaging_tables(metadata)
+
+files = sa.Table(
+    "files",
+    metadata,
+    sa.Column("file_id", sa.String(32), primary_key=True),
+    sa.Column("life_event", sa.String(50), nullable=False),
+    sa.Column("citizen", sa.JSON, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("urgent", sa.Boolean, nullable=False),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("referent", sa.JSON, nullable=True),
+    sa.Column("answer", sa.JSON, nullable=True),
+    sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("request_digest", sa.String(64), nullable=True),
+)
+
+file_agencies = sa.Table(
+    "file_agencies",
+    metadata,
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), primary_key=True),
+    sa.Column("agency", sa.String(30), primary_key=True),
+    sa.Column("status", sa.String(30), nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+timeline = sa.Table(
+    "timeline",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("kind", sa.String(40), nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+)

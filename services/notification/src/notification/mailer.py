@@ -1,0 +1,41 @@
+"""SMTP delivery over one kept-alive connection (no connection set-up per message)."""
+
+from __future__ import annotations
+
+import asyncio
+from email.message import EmailMessage
+
+import aiosmtplib
+
+
+class SmtpMailer:
+    def __init__(self, host: str, port: int, timeout: float = 10.0) -> None:
+        self._host = host
+        self._port = port
+        self._timeout = timeout
+        self._client: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+
+    async def send(self, message: EmailMessage) -> None:
+        async with self._lock:
+            for attempt in (1, 2):
+                if self._client is None or not self._client.is_connected:
+                    self._client = aiosmtplib.SMTP(
+                        hostname=self._host, port=self._port, timeout=self._timeout, start_tls=False
+                    )
+                    await self._client.connect()
+                try:
+                    await self._client.send_message(message)
+                    return
+                except aiosmtplib.SMTPServerDisconnected:
+                    self._client = None  # the server closed an idle connection: reconnect once
+                    if attempt == 2:
+                        raise
+
+    async def close(self) -> None:
+        if self._client is not None and self._client.is_connected:
+            try:
+                await self._client.quit()
+            except aiosmtplib.SMTPException:
+                pass
+        self._client = None

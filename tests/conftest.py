@@ -1,0 +1,85 @@
+"""Session fixtures: the real Kafka broker and PostgreSQL server every integration test uses.
+
+Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), then
+testcontainers where a Docker daemon answers, then the project's own broker run from
+Maven Central jars. PostgreSQL: GUICHET_TEST_POSTGRES_URL, else a server started from
+Debian's packages.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _docker_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    external = os.environ.get("GUICHET_KAFKA_BOOTSTRAP")
+    if external:
+        yield external
+        return
+    if _docker_answers():
+        try:
+            from testcontainers.community.kafka import KafkaContainer
+        except ImportError:  # older testcontainers layout
+            from testcontainers.kafka import KafkaContainer
+
+        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as container:
+            yield container.get_bootstrap_server()
+        return
+    from devstack.kafka import LocalKafka
+
+    with LocalKafka(ROOT, Path(tempfile.mkdtemp(prefix="guichet-kafka-"))) as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def postgres_factory() -> Iterator:
+    """A callable: database name -> SQLAlchemy URL of a fresh database on PostgreSQL."""
+    from devstack.postgres import LocalPostgres, postgres_url_from_env
+
+    external = postgres_url_from_env()
+    if external:
+        import asyncio
+
+        import asyncpg
+
+        base = external.rstrip("/")
+
+        def create_external(name: str) -> str:
+            async def create() -> None:
+                conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    await conn.execute(f'CREATE DATABASE "{name}"')
+                finally:
+                    await conn.close()
+
+            asyncio.run(create())
+            return f"{base}/{name}"
+
+        yield create_external
+        return
+    # Not pytest's tmp_path: the postgres OS user must be able to enter the folder.
+    server = LocalPostgres(ROOT, Path(tempfile.mkdtemp(prefix="guichet-pg-")))
+    server.start()
+    try:
+        yield server.create_database
+    finally:
+        server.stop()

@@ -1,0 +1,220 @@
+"""The walking skeleton, end to end on real processes: a real Kafka broker, every
+service, the agency simulator and the SMTP sink; once on SQLite, once on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import uuid
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from devstack.stack import Stack
+from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, spans
+
+pytestmark = pytest.mark.integration
+
+ALL_SERVICES = {
+    "intake", "assignment", "notification",
+    "adapter-caf", "adapter-dgfip", "adapter-france-travail", "adapter-cpam",
+}
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, kafka_bootstrap, tmp_path_factory):
+    backend = request.param
+    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
+    namespace = f"e2e-{backend[:2]}-{uuid.uuid4().hex[:6]}."
+    st = Stack(tmp_path_factory.mktemp(f"stack-{backend}"), kafka_bootstrap, namespace=namespace, postgres=postgres)
+    st.start()
+    yield st
+    st.stop()
+
+
+@pytest.fixture
+async def client(stack):
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+        yield c
+
+
+async def test_one_file_crosses_three_agencies_with_one_named_referent(stack: Stack, client):
+    response = await client.post("/api/files", json=file_body())
+    assert response.status_code == 201, response.text
+    file_id = response.json()["file_id"]
+    trace_id = response.headers["X-Trace-Id"]
+
+    view = await eventually(lambda: answered_view(client, file_id), what="coordinated answer")
+
+    # The citizen's view: one named référent, every agency answered, one answer.
+    referent = view["referent"]
+    assert referent["name"] and referent["office"].startswith("France Services")
+    assert referent["phone"] and referent["email"].endswith("@france-services.gouv.fr")
+    assert {a["agency"]: a["status"] for a in view["agencies"]} == {
+        "caf": "repondu", "dgfip": "repondu", "france_travail": "repondu"
+    }
+    assert view["status"] == "repondu"
+    assert referent["name"] in view["answer"]["text"] and referent["phone"] in view["answer"]["text"]
+    assert {d["agency"] for d in view["answer"]["decisions"]} == {"caf", "dgfip", "france_travail"}
+    kinds = collections.Counter(e["kind"] for e in view["timeline"])
+    assert kinds == {"depot": 1, "referent": 1, "transmission": 3, "reponse_organisme": 3,
+                     "reponse_coordonnee": 1, "notification": 2}
+
+    # Every service's own final state.
+    urls = stack.database_urls
+    rows = await query(urls["assignment"], "SELECT status, referent_id FROM files WHERE file_id = :f", f=file_id)
+    assert [r.status for r in rows] == ["repondu"]
+    agent = await query(urls["assignment"], "SELECT name FROM agents WHERE agent_id = :a", a=rows[0].referent_id)
+    assert agent[0].name == referent["name"]
+    requests = await query(urls["assignment"], "SELECT agency, status FROM agency_requests WHERE file_id = :f", f=file_id)
+    assert sorted((r.agency, r.status) for r in requests) == [
+        ("caf", "repondue"), ("dgfip", "repondue"), ("france_travail", "repondue")
+    ]
+    assert len(await query(urls["assignment"], "SELECT id FROM assignments WHERE file_id = :f", f=file_id)) == 1
+    sent = await query(urls["notification"], "SELECT kind, status FROM notifications WHERE file_id = :f", f=file_id)
+    assert sorted((r.kind, r.status) for r in sent) == [("answer_ready", "envoye"), ("referent_assigned", "envoye")]
+    for adapter in ("adapter-caf", "adapter-dgfip", "adapter-france-travail"):
+        assert len(await query(urls[adapter], "SELECT event_id FROM inbox")) >= 1
+    for service in ALL_SERVICES:
+        async def drained(url=urls[service]):
+            return (await query(url, "SELECT count(*) AS n FROM outbox"))[0].n == 0
+        await eventually(drained, what=f"{service} outbox drained")
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+        received = (await sim.get("/agencies/caf/received")).json()
+    assert any(r["file_id"] == file_id for r in received)
+
+    # The emails, through the real SMTP server, name the référent.
+    mails = mails_for(stack.maildir, file_id)
+    assert sorted(m["Subject"] for m in mails) == sorted([
+        f"Votre dossier {file_id} : {referent['name']} est votre référent",
+        f"Votre dossier {file_id} : la réponse coordonnée est prête",
+    ])
+    for mail in mails:
+        body = mail.get_body(preferencelist=("plain",)).get_content()
+        assert mail["To"] == "marie.dupont@example.fr"
+        assert referent["name"] in body and referent["phone"] in body and referent["office"] in body
+        # One trace from the POST to the email.
+        assert mail["traceparent"].split("-")[1] == trace_id
+
+    async def traced_services():
+        found = {s["service"] for s in spans(stack.spans_dir) if s["trace_id"] == trace_id}
+        return found if {"intake", "assignment", "adapter-caf", "adapter-dgfip",
+                         "adapter-france-travail", "notification"} <= found else None
+    found = await eventually(traced_services, timeout=15, what="spans of every hop in one trace")
+    assert "adapter-cpam" not in found  # not concerned by a job loss
+
+
+async def test_bad_input_is_refused_in_french_and_nothing_is_stored(stack: Stack, client):
+    before = (await query(stack.database_urls["intake"], "SELECT count(*) AS n FROM files"))[0].n
+    body = file_body(life_event="mariage", email="pas-une-adresse", postcode="9320")
+    del body["citizen"]["given_name"]
+    response = await client.post("/api/files", json=body)
+    assert response.status_code == 422
+    errors = {e["field"]: e["message"] for e in response.json()["errors"]}
+    assert errors["citizen.given_name"] == "Ce champ est obligatoire."
+    assert errors["citizen.email"] == "Adresse électronique invalide."
+    assert errors["citizen.postcode"] == "Code postal invalide : 5 chiffres attendus."
+    assert errors["life_event"].startswith("Événement de vie inconnu")
+    assert response.json()["message"] == "Certaines informations sont manquantes ou invalides."
+
+    broken = await client.post("/api/files", content=b"{pas du json", headers={"Content-Type": "application/json"})
+    assert broken.status_code == 422
+    assert broken.json()["errors"][0]["message"] == "Le corps de la requête n'est pas un JSON valide."
+    assert (await client.get("/api/files/GU-0000-INCONNU")).json()["message"].startswith("Aucun dossier")
+    after = (await query(stack.database_urls["intake"], "SELECT count(*) AS n FROM files"))[0].n
+    assert after == before
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_returns_the_same_file(stack: Stack, client):
+    key = f"essai-{uuid.uuid4()}"
+    first = await client.post("/api/files", json=file_body("naissance"), headers={"Idempotency-Key": key})
+    again = await client.post("/api/files", json=file_body("naissance"), headers={"Idempotency-Key": key})
+    assert first.status_code == again.status_code == 201
+    assert first.json()["file_id"] == again.json()["file_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = await client.post("/api/files", json=file_body("demenagement"), headers={"Idempotency-Key": key})
+    assert other.status_code == 409
+    rows = await query(stack.database_urls["intake"], "SELECT file_id FROM files WHERE idempotency_key = :k", k=key)
+    assert len(rows) == 1
+
+
+async def test_a_service_killed_mid_flow_loses_nothing_and_duplicates_nothing(stack: Stack, client):
+    bodies = [file_body(("perte_emploi", "naissance", "demenagement")[i % 3],
+                        email=f"citoyen{i}@example.fr") for i in range(24)]
+    file_ids = []
+    for i, body in enumerate(bodies):
+        response = await client.post("/api/files", json=body)
+        assert response.status_code == 201
+        file_ids.append(response.json()["file_id"])
+        if i == 8:
+            stack.kill("assignment")  # SIGKILL while files are in flight
+        if i == 16:
+            stack.kill("adapter-caf")
+    await asyncio.to_thread(stack.restart, "assignment")
+    await asyncio.to_thread(stack.restart, "adapter-caf")
+
+    for file_id in file_ids:
+        await eventually(lambda f=file_id: answered_view(client, f), timeout=90, what=f"answer for {file_id}")
+
+    urls = stack.database_urls
+    placeholders = ",".join(f"'{f}'" for f in file_ids)
+    assignments = await query(urls["assignment"], f"SELECT file_id FROM assignments WHERE file_id IN ({placeholders})")
+    assert sorted(r.file_id for r in assignments) == sorted(file_ids)  # exactly one référent each
+    answers = await query(
+        urls["intake"],
+        f"SELECT file_id, count(*) AS n FROM timeline WHERE kind = 'reponse_coordonnee' "
+        f"AND file_id IN ({placeholders}) GROUP BY file_id",
+    )
+    assert {r.file_id: r.n for r in answers} == {f: 1 for f in file_ids}
+    for file_id in file_ids:
+        subjects = collections.Counter(m["Subject"] for m in mails_for(stack.maildir, file_id))
+        assert len(subjects) == 2 and set(subjects.values()) == {1}, (file_id, subjects)
+    # and no agent above capacity
+    over = await query(urls["assignment"], "SELECT agent_id FROM agents WHERE active_files > capacity")
+    assert over == []
+
+
+async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(stack: Stack, client):
+    topic = f"{stack.namespace}files.submitted"
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topic, b'{"file_id": "GU-CASSE", "life_event": 42', key=b"GU-CASSE",
+            headers=[("event_type", b"FileSubmitted")],
+        )
+        await producer.send_and_wait(
+            topic, b"{}", key=b"GU-INCONNU", headers=[("event_type", b"FileExploded")]
+        )
+    finally:
+        await producer.stop()
+    response = await client.post("/api/files", json=file_body("naissance", email="apres.le.poison@example.fr"))
+    file_id = response.json()["file_id"]
+    await eventually(lambda: answered_view(client, file_id), what="the valid file after the poison")
+
+    consumer = AIOKafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=stack.kafka_bootstrap,
+        group_id=f"dlq-reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        parked = {}
+        async def read_dlq():
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for r in records:
+                    parked[r.key] = {k: v.decode() for k, v in r.headers} | {"body": r.value}
+            return parked if {b"GU-CASSE", b"GU-INCONNU"} <= parked.keys() else None
+        await eventually(read_dlq, timeout=30, what="dead-lettered records")
+    finally:
+        await consumer.stop()
+    poison = parked[b"GU-CASSE"]
+    assert poison["body"] == b'{"file_id": "GU-CASSE", "life_event": 42'
+    assert poison["dlq_reason"].startswith("événement invalide")
+    assert poison["dlq_consumer"] == "assignment"
+    assert poison["dlq_source_topic"] == topic
+    assert "FileExploded" in parked[b"GU-INCONNU"]["dlq_reason"]
+    rows = await query(stack.database_urls["assignment"], "SELECT file_id FROM files WHERE file_id = 'GU-CASSE'")
+    assert rows == []

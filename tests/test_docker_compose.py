@@ -1,0 +1,171 @@
+"""Static checks of docker-compose.yml, deploy/Dockerfile and deploy/postgres/init.sql."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+APP_PORTS = {
+    "intake": 8000,
+    "assignment": 8001,
+    "notification": 8002,
+    "adapter-caf": 8011,
+    "adapter-dgfip": 8012,
+    "adapter-france-travail": 8013,
+    "adapter-cpam": 8014,
+    "agency-simulator": 8100,
+}
+ADAPTER_AGENCY = {
+    "adapter-caf": "caf",
+    "adapter-dgfip": "dgfip",
+    "adapter-france-travail": "france_travail",
+    "adapter-cpam": "cpam",
+}
+DB_SERVICES = {"intake", "assignment", "notification", *ADAPTER_AGENCY}
+BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink"}
+ALL_SERVICES = BUILT_SERVICES | {"kafka", "postgres"}
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, Any]:
+    return compose["services"]
+
+
+def env(service: dict[str, Any]) -> dict[str, str]:
+    raw = service.get("environment") or {}
+    if isinstance(raw, list):
+        raw = dict(item.split("=", 1) for item in raw)
+    return {k: str(v) for k, v in raw.items()}
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    cmd = service.get("command")
+    return shlex.split(cmd) if isinstance(cmd, str) else [str(c) for c in cmd]
+
+
+def container_ports(service: dict[str, Any]) -> set[int]:
+    return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
+
+
+def created_databases() -> set[str]:
+    sql = (ROOT / "deploy/postgres/init.sql").read_text()
+    return set(re.findall(r"^\s*CREATE\s+DATABASE\s+(\w+)", sql, re.IGNORECASE | re.MULTILINE))
+
+
+def console_scripts() -> set[str]:
+    scripts: set[str] = set()
+    for pyproject in ROOT.glob("*/*/pyproject.toml"):
+        data = tomllib.loads(pyproject.read_text())
+        scripts |= set(data.get("project", {}).get("scripts", {}))
+    return scripts
+
+
+def test_every_service_is_present(services: dict[str, Any]) -> None:
+    assert ALL_SERVICES <= set(services)
+
+
+def test_infrastructure_images(services: dict[str, Any]) -> None:
+    assert services["kafka"]["image"] == "apache/kafka:4.1.1"
+    assert services["postgres"]["image"] == "postgres:17"
+    kafka_env = env(services["kafka"])
+    assert kafka_env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "PLAINTEXT://kafka:9092" in kafka_env["KAFKA_ADVERTISED_LISTENERS"]
+
+
+@pytest.mark.parametrize("name", sorted(BUILT_SERVICES))
+def test_built_services_use_the_workspace_dockerfile(services: dict[str, Any], name: str) -> None:
+    build = services[name]["build"]
+    context = (ROOT / build["context"]).resolve()
+    dockerfile = context / build["dockerfile"]
+    assert context == ROOT
+    assert dockerfile.is_file()
+    text = dockerfile.read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "uv sync --frozen --no-dev" in text
+    # every path the Dockerfile copies exists in the build context
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from" not in line:
+            *sources, _dest = line.split()[1:]
+            for src in sources:
+                assert (context / src).exists(), src
+
+
+def test_every_database_url_names_a_database_created_in_init_sql(
+    services: dict[str, Any],
+) -> None:
+    databases = created_databases()
+    seen = set()
+    for name, service in services.items():
+        url = env(service).get("DATABASE_URL")
+        if url is None:
+            continue
+        seen.add(name)
+        parts = urlsplit(url)
+        assert parts.scheme == "postgresql+asyncpg"
+        assert parts.hostname == "postgres" and parts.port == 5432
+        assert parts.path.lstrip("/") in databases, (name, url)
+    assert seen == DB_SERVICES
+    # the init script is mounted where the postgres image runs it
+    assert any(
+        v.startswith("./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/")
+        for v in services["postgres"]["volumes"]
+    )
+    assert env(services["postgres"])["POSTGRES_USER"] == "guichet"
+
+
+@pytest.mark.parametrize("name", sorted(APP_PORTS))
+def test_commands_ports_and_healthchecks(services: dict[str, Any], name: str) -> None:
+    service = services[name]
+    cmd = command(service)
+    assert cmd[0] in console_scripts(), f"{cmd[0]} is not a declared console script"
+    port = APP_PORTS[name]
+    assert cmd[cmd.index("--port") + 1] == str(port)
+    assert port in container_ports(service)
+    check = " ".join(service["healthcheck"]["test"])
+    assert f":{port}/health" in check
+
+
+def test_service_environment(services: dict[str, Any]) -> None:
+    for name in DB_SERVICES:
+        assert env(services[name])["KAFKA_BOOTSTRAP"] == "kafka:9092", name
+    for name, agency in ADAPTER_AGENCY.items():
+        e = env(services[name])
+        assert e["AGENCY"] == agency
+        assert command(services[name])[0] == "agency-adapter"
+        assert e["AGENCY_BASE_URL"] == "http://agency-simulator:8100"
+    notification = env(services["notification"])
+    assert notification["SMTP_HOST"] == "smtp-sink"
+    assert notification["SMTP_PORT"] == "8025"
+
+
+def test_smtp_sink_listens_where_notification_sends(services: dict[str, Any]) -> None:
+    sink = services["smtp-sink"]
+    cmd = command(sink)
+    assert cmd[:3] == ["python", "-m", "devstack.smtp_sink"]
+    assert (ROOT / "tools/devstack/src/devstack/smtp_sink.py").is_file()
+    assert cmd[cmd.index("--port") + 1] == env(services["notification"])["SMTP_PORT"]
+    assert cmd[cmd.index("--host") + 1] == "0.0.0.0"
+    http_port = cmd[cmd.index("--http-port") + 1]
+    assert f":{http_port}/health" in " ".join(sink["healthcheck"]["test"])
+
+
+def test_depends_on_names_existing_services(services: dict[str, Any]) -> None:
+    for name, service in services.items():
+        deps = service.get("depends_on") or {}
+        for dep in deps:
+            assert dep in services, (name, dep)
+    assert {"kafka", "postgres"} <= set(services["intake"]["depends_on"])

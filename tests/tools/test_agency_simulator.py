@@ -1,0 +1,344 @@
+"""Tests of the agency simulator: in-process (httpx ASGITransport) and over a real socket."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from datetime import date
+
+import httpx
+import pytest
+
+from agency_simulator.app import AGENCIES, AgencyRequest, create_app, decide
+
+EXPECTED_PREFIX = {"caf": "CAF", "dgfip": "DGFIP", "france_travail": "FT", "cpam": "CPAM"}
+
+
+def body(request_id: str, life_event: str = "naissance", **extra: object) -> dict[str, object]:
+    return {
+        "request_id": request_id,
+        "file_id": "DOS-2026-0001",
+        "life_event": life_event,
+        "citizen": {
+            "nir": "2850575123456",
+            "nom": "Martin",
+            "prenom": "Camille",
+            "adresse": "12 rue des Lilas, 69003 Lyon",
+        },
+        "description": "Naissance de Léa le 3 janvier",
+        **extra,
+    }
+
+
+def find_request_id(agency: str, decision: str, life_event: str = "naissance") -> str:
+    """First request id, in a fixed sequence, that ``agency`` answers with ``decision``."""
+    for i in range(10_000):
+        rid = f"req-{life_event}-{i}"
+        req = AgencyRequest(**body(rid, life_event))
+        if decide(agency, req).decision == decision:
+            return rid
+    raise AssertionError(f"no request id gives {decision} for {agency}")
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://simulator"
+    ) as c:
+        yield c
+
+
+# ----------------------------------------------------------------------------- answers
+
+
+@pytest.mark.parametrize("agency", AGENCIES)
+async def test_granted_answer_has_the_documented_shape(
+    client: httpx.AsyncClient, agency: str
+) -> None:
+    rid = find_request_id(agency, "accorde")
+    r = await client.post(f"/agencies/{agency}/requests", json=body(rid))
+    assert r.status_code == 200
+    answer = r.json()
+    assert set(answer) == {
+        "agency_reference",
+        "decision",
+        "summary",
+        "amount_eur",
+        "start_date",
+        "reason",
+    }
+    prefix, year, number = answer["agency_reference"].split("-")
+    assert (prefix, year) == (EXPECTED_PREFIX[agency], "2026")
+    assert len(number) == 6 and number.isdigit()
+    assert answer["decision"] == "accorde"
+    assert answer["reason"] is None
+    assert date.fromisoformat(answer["start_date"]).day == 1
+
+
+async def test_summaries_and_amounts_are_realistic_per_agency_and_event(
+    client: httpx.AsyncClient,
+) -> None:
+    async def granted(agency: str, life_event: str) -> dict[str, object]:
+        rid = find_request_id(agency, "accorde", life_event)
+        r = await client.post(f"/agencies/{agency}/requests", json=body(rid, life_event))
+        assert r.status_code == 200
+        return r.json()
+
+    caf = await granted("caf", "naissance")
+    assert caf["summary"] == "Prime à la naissance accordée"
+    assert caf["amount_eur"] == pytest.approx(1084.43)
+
+    ft = await granted("france_travail", "perte_emploi")
+    assert ft["summary"] == "Allocation d'aide au retour à l'emploi accordée"
+    assert 1100 <= ft["amount_eur"] <= 2200
+
+    dgfip = await granted("dgfip", "naissance")
+    assert dgfip["summary"] == (
+        "Situation fiscale mise à jour: taux de prélèvement à la source recalculé"
+    )
+    assert dgfip["amount_eur"] is None
+
+    cpam = await granted("cpam", "birth")
+    assert cpam["summary"] == "Rattachement de l'enfant enregistré"
+
+    apl = await granted("caf", "demenagement")
+    assert "APL" in apl["summary"] and 150 <= apl["amount_eur"] <= 350
+
+
+@pytest.mark.parametrize("agency", AGENCIES)
+async def test_refusal_carries_a_french_reason_and_no_money(
+    client: httpx.AsyncClient, agency: str
+) -> None:
+    rid = find_request_id(agency, "refuse")
+    r = await client.post(f"/agencies/{agency}/requests", json=body(rid))
+    assert r.status_code == 200
+    answer = r.json()
+    assert answer["decision"] == "refuse"
+    assert answer["amount_eur"] is None and answer["start_date"] is None
+    assert answer["reason"] and answer["reason"].endswith(".")
+    assert "refusée" in answer["summary"]
+
+
+def test_about_ten_percent_of_requests_are_refused() -> None:
+    for agency in AGENCIES:
+        decisions = [decide(agency, AgencyRequest(**body(f"rate-{i}"))).decision for i in range(2000)]
+        refused = decisions.count("refuse") / len(decisions)
+        assert 0.07 <= refused <= 0.13, (agency, refused)
+        assert decisions.count("accorde") + decisions.count("refuse") == len(decisions)
+
+
+async def test_answers_are_deterministic_across_app_instances() -> None:
+    answers = []
+    for _ in range(2):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app()), base_url="http://simulator"
+        ) as c:
+            r = await c.post("/agencies/france_travail/requests", json=body("stable-1", "perte_emploi"))
+            answers.append(r.json())
+    assert answers[0] == answers[1]
+    assert answers[0] == decide(
+        "france_travail", AgencyRequest(**body("stable-1", "perte_emploi"))
+    ).model_dump(mode="json")
+
+
+# ------------------------------------------------------------------ idempotency, received
+
+
+async def test_same_request_id_twice_gives_same_answer_and_is_recorded_once(
+    client: httpx.AsyncClient,
+) -> None:
+    first = await client.post("/agencies/caf/requests", json=body("dup-1"))
+    second = await client.post("/agencies/caf/requests", json=body("dup-1"))
+    other = await client.post("/agencies/caf/requests", json=body("dup-2"))
+    assert first.status_code == second.status_code == other.status_code == 200
+    assert first.json() == second.json()
+    assert first.json()["agency_reference"] != other.json()["agency_reference"]
+
+    received = (await client.get("/agencies/caf/received")).json()
+    assert [r["request_id"] for r in received] == ["dup-1", "dup-2"]
+
+
+async def test_received_lists_exact_bodies_per_agency(client: httpx.AsyncClient) -> None:
+    sent = body("data-1", extra_field={"canal": "guichet"})
+    assert (await client.post("/agencies/cpam/requests", json=sent)).status_code == 200
+
+    assert (await client.get("/agencies/cpam/received")).json() == [sent]
+    for agency in ("caf", "dgfip", "france_travail"):
+        assert (await client.get(f"/agencies/{agency}/received")).json() == []
+
+
+async def test_unknown_agency_is_404(client: httpx.AsyncClient) -> None:
+    r = await client.post("/agencies/urssaf/requests", json=body("x"))
+    assert r.status_code == 404
+    assert (await client.get("/agencies/urssaf/received")).status_code == 404
+    # even with an invalid body, the unknown agency is what is reported
+    assert (await client.post("/agencies/urssaf/requests", json={})).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"file_id": "F", "life_event": "naissance", "citizen": {}},  # no request_id
+        {"request_id": "r", "file_id": "F", "life_event": "naissance", "citizen": "Camille"},
+        {"request_id": "", "file_id": "F", "life_event": "naissance", "citizen": {}},
+    ],
+)
+async def test_invalid_body_is_422_and_not_recorded(
+    client: httpx.AsyncClient, bad: dict[str, object]
+) -> None:
+    r = await client.post("/agencies/dgfip/requests", json=bad)
+    assert r.status_code == 422
+    assert (await client.get("/agencies/dgfip/received")).json() == []
+
+
+async def test_health(client: httpx.AsyncClient) -> None:
+    r = await client.get("/health")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+# ---------------------------------------------------------------------------- faults
+
+
+async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/admin/faults", json={"agency": "caf", "mode": "down", "seconds": None})
+    assert r.status_code == 200
+    r = await client.post("/admin/faults", json={"agency": "dgfip", "mode": "error500"})
+    assert r.status_code == 200
+
+    faults = (await client.get("/admin/faults")).json()
+    assert faults["caf"]["mode"] == "down"
+    assert faults["dgfip"]["mode"] == "error500"
+    assert faults["cpam"]["mode"] == "ok"
+
+    assert (await client.post("/agencies/caf/requests", json=body("f-1"))).status_code == 503
+    assert (await client.post("/agencies/dgfip/requests", json=body("f-1"))).status_code == 500
+    assert (await client.post("/agencies/cpam/requests", json=body("f-1"))).status_code == 200
+    assert (await client.get("/agencies/caf/received")).json() == []
+    assert (await client.get("/agencies/dgfip/received")).json() == []
+
+    # back to normal: the retried request now gets through, once
+    await client.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+    retry = await client.post("/agencies/caf/requests", json=body("f-1"))
+    assert retry.status_code == 200
+    assert retry.json() == decide("caf", AgencyRequest(**body("f-1"))).model_dump(mode="json")
+    assert len((await client.get("/agencies/caf/received")).json()) == 1
+
+
+async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
+    await client.post("/admin/faults", json={"agency": "france_travail", "mode": "slow", "seconds": 0.5})
+    start = time.monotonic()
+    r = await client.post("/agencies/france_travail/requests", json=body("slow-1"))
+    elapsed = time.monotonic() - start
+    assert r.status_code == 200
+    assert elapsed >= 0.5
+
+    start = time.monotonic()
+    assert (await client.post("/agencies/cpam/requests", json=body("slow-1"))).status_code == 200
+    assert time.monotonic() - start < 0.5
+
+
+async def test_concurrent_duplicates_under_slow_are_recorded_once(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 0.2})
+    answers = await asyncio.gather(
+        *(client.post("/agencies/caf/requests", json=body("conc-1")) for _ in range(3))
+    )
+    assert {r.status_code for r in answers} == {200}
+    assert answers[0].json() == answers[1].json() == answers[2].json()
+    assert len((await client.get("/agencies/caf/received")).json()) == 1
+
+
+async def test_fault_validation(client: httpx.AsyncClient) -> None:
+    r = await client.post("/admin/faults", json={"agency": "urssaf", "mode": "down"})
+    assert r.status_code == 404
+    r = await client.post("/admin/faults", json={"agency": "caf", "mode": "flaky"})
+    assert r.status_code == 422
+    r = await client.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": -1})
+    assert r.status_code == 422
+    assert (await client.get("/admin/faults")).json()["caf"] == {"mode": "ok", "seconds": None}
+
+
+async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
+    await client.post("/agencies/caf/requests", json=body("reset-1"))
+    await client.post("/admin/faults", json={"agency": "cpam", "mode": "down"})
+    assert (await client.post("/admin/reset")).status_code == 200
+    assert (await client.get("/agencies/caf/received")).json() == []
+    assert (await client.get("/admin/faults")).json()["cpam"]["mode"] == "ok"
+
+
+# ----------------------------------------------------------------------- real socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def simulator_url() -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agency_simulator", "--host", "127.0.0.1", "--port", str(port),
+         "--log-level", "warning"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            if proc.poll() is not None:
+                out = proc.stdout.read().decode() if proc.stdout else ""
+                raise AssertionError(f"simulator exited early ({proc.returncode}): {out}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError("simulator did not become healthy in 20 s")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_real_process_answers_over_http(simulator_url: str) -> None:
+    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+        assert c.get("/health").json() == {"status": "ok"}
+        sent = body("socket-1", "perte_emploi")
+        r1 = c.post("/agencies/france_travail/requests", json=sent)
+        r2 = c.post("/agencies/france_travail/requests", json=sent)
+        assert r1.status_code == 200
+        assert r1.json() == r2.json()
+        assert r1.json() == decide(
+            "france_travail", AgencyRequest(**sent)
+        ).model_dump(mode="json")
+        assert c.get("/agencies/france_travail/received").json() == [sent]
+        assert c.post("/agencies/unknown/requests", json=sent).status_code == 404
+
+
+def test_real_process_slow_fault_trips_a_client_timeout(simulator_url: str) -> None:
+    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+        c.post("/admin/faults", json={"agency": "dgfip", "mode": "slow", "seconds": 1.5})
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                c.post("/agencies/dgfip/requests", json=body("socket-slow"), timeout=0.3)
+        finally:
+            c.post("/admin/faults", json={"agency": "dgfip", "mode": "ok"})
+        assert c.post("/agencies/dgfip/requests", json=body("socket-slow-2")).status_code == 200

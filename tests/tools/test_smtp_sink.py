@@ -1,0 +1,200 @@
+"""Tests of the SMTP sink as a real process: SMTP in over a socket, Maildir and HTTP out."""
+
+from __future__ import annotations
+
+import json
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devstack.smtp_sink import read_maildir
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Sink:
+    proc: subprocess.Popen[bytes]
+    smtp_port: int
+    http_port: int
+    maildir: Path
+
+    def get(self, path: str) -> Any:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=5) as r:
+            assert r.headers["Content-Type"].startswith("application/json")
+            return json.loads(r.read())
+
+
+def start_sink(maildir: Path) -> Sink:
+    smtp_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1",
+         "--port", str(smtp_port), "--maildir", str(maildir), "--http-port", str(http_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    sink = Sink(proc, smtp_port, http_port, maildir)
+    deadline = time.monotonic() + 20
+    while True:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"smtp sink exited early ({proc.returncode}): {out}")
+        try:
+            if sink.get("/health") == {"status": "ok"}:
+                with socket.create_connection(("127.0.0.1", smtp_port), timeout=1):
+                    return sink
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("smtp sink did not start in 20 s")
+        time.sleep(0.1)
+
+
+def stop_sink(sink: Sink) -> None:
+    if sink.proc.poll() is None:
+        sink.proc.send_signal(signal.SIGTERM)
+        try:
+            sink.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            sink.proc.kill()
+            sink.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def sink(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sink]:
+    s = start_sink(tmp_path_factory.mktemp("sink") / "maildir")
+    try:
+        yield s
+    finally:
+        stop_sink(s)
+
+
+def referent_mail(subject: str = "Votre dossier a été confié à votre référente") -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"] = "Guichet unique <ne-pas-repondre@guichet.example.fr>"
+    msg["To"] = "Camille Martin <camille.martin@example.org>"
+    msg["Subject"] = subject
+    msg["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex, domain="guichet.example.fr")
+    msg["Date"] = format_datetime(datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc))
+    msg["traceparent"] = TRACEPARENT
+    msg["X-Guichet-File-Id"] = "DOS-2026-0001"
+    msg.set_content(
+        "Bonjour Camille Martin,\n\n"
+        "Votre dossier DOS-2026-0001 est suivi par Mme Durand, votre référente.\n"
+    )
+    return msg
+
+
+def send(sink: Sink, msg: EmailMessage, rcpt: list[str] | None = None) -> None:
+    with smtplib.SMTP("127.0.0.1", sink.smtp_port, timeout=10) as smtp:
+        refused = smtp.send_message(msg, to_addrs=rcpt)
+    assert refused == {}
+
+
+def by_message_id(messages: list[Any], message_id: str, key: Any) -> Any:
+    found = [m for m in messages if key(m) == message_id]
+    assert len(found) == 1, f"expected one message {message_id}, got {len(found)}"
+    return found[0]
+
+
+def test_message_is_stored_in_maildir_with_all_headers(sink: Sink) -> None:
+    msg = referent_mail()
+    send(sink, msg, rcpt=["camille.martin@example.org", "archives@guichet.example.fr"])
+
+    stored = by_message_id(read_maildir(sink.maildir), msg["Message-ID"], lambda m: m["Message-ID"])
+    assert stored["traceparent"] == TRACEPARENT
+    assert stored["X-Guichet-File-Id"] == "DOS-2026-0001"
+    assert stored["Subject"] == "Votre dossier a été confié à votre référente"
+    assert stored["From"] == msg["From"]
+    assert stored["To"] == msg["To"]
+    assert stored["Date"] == msg["Date"]
+    # every header the client sent is there, in order, after the sink's envelope headers
+    sent_names = [name for name, _ in msg.items()]
+    stored_names = [name for name, _ in stored.items()]
+    assert stored_names[:3] == ["X-Peer", "X-MailFrom", "X-RcptTo"]
+    assert stored_names[3:] == sent_names
+    assert stored["X-RcptTo"] == "camille.martin@example.org, archives@guichet.example.fr"
+    assert stored.get_body(("plain",)).get_content() == msg.get_content()
+    # the file really is in the Maildir's new/ folder
+    assert len(list((sink.maildir / "new").iterdir())) >= 1
+
+
+def test_http_messages_endpoint_serves_the_same_message(sink: Sink) -> None:
+    msg = referent_mail(subject="Prime à la naissance accordée")
+    send(sink, msg, rcpt=["camille.martin@example.org", "copie-cachee@guichet.example.fr"])
+
+    item = by_message_id(sink.get("/messages"), msg["Message-ID"], lambda m: m["message_id"])
+    assert item["from"] == "Guichet unique <ne-pas-repondre@guichet.example.fr>"
+    assert item["to"] == "Camille Martin <camille.martin@example.org>"
+    assert item["subject"] == "Prime à la naissance accordée"
+    assert item["date"] == msg["Date"]
+    assert item["envelope_from"] == "ne-pas-repondre@guichet.example.fr"
+    assert item["envelope_to"] == ["camille.martin@example.org", "copie-cachee@guichet.example.fr"]
+    assert ["traceparent", TRACEPARENT] in item["headers"]
+    assert ["X-Guichet-File-Id", "DOS-2026-0001"] in item["headers"]
+    assert "Mme Durand, votre référente" in item["text"]
+    assert item["html"] is None
+
+
+def test_messages_are_read_back_in_arrival_order(sink: Sink) -> None:
+    tag = uuid.uuid4().hex[:8]
+    subjects = [f"ordre {tag} {i}" for i in range(5)]
+    for s in subjects:
+        send(sink, referent_mail(subject=s))
+    mine = [m["Subject"] for m in read_maildir(sink.maildir) if tag in m["Subject"]]
+    assert mine == subjects
+    over_http = [m["subject"] for m in sink.get("/messages") if tag in m["subject"]]
+    assert over_http == subjects
+
+
+def test_unknown_http_path_is_404(sink: Sink) -> None:
+    with pytest.raises(urllib.error.HTTPError) as err:
+        sink.get("/nope")
+    assert err.value.code == 404
+
+
+def test_read_maildir_of_missing_directory_is_empty(tmp_path: Path) -> None:
+    assert read_maildir(tmp_path / "absent") == []
+
+
+def test_sigterm_stops_the_sink_cleanly_and_keeps_mail(tmp_path: Path) -> None:
+    s = start_sink(tmp_path / "maildir")
+    try:
+        msg = referent_mail()
+        send(s, msg)
+    finally:
+        s.proc.send_signal(signal.SIGTERM)
+        returncode = s.proc.wait(timeout=10)
+    assert returncode == 0
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", s.smtp_port), timeout=1).close()
+    # mail survives the process
+    assert [m["Message-ID"] for m in read_maildir(tmp_path / "maildir")] == [msg["Message-ID"]]
+
+
+def test_sigint_also_stops_the_sink(tmp_path: Path) -> None:
+    s = start_sink(tmp_path / "maildir")
+    s.proc.send_signal(signal.SIGINT)
+    assert s.proc.wait(timeout=10) == 0

@@ -1,0 +1,30 @@
+"""Run the agency simulator: ``python -m agency_simulator --host 127.0.0.1 --port 8100``."""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from agency_simulator.app import create_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="agency-simulator",
+        description="Deterministic HTTP simulator of the CAF, DGFiP, France Travail and CPAM systems.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8100, help="TCP port (default 8100)")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["critical", "error", "warning", "info", "debug", "trace"],
+        help="uvicorn log level (default info)",
+    )
+    args = parser.parse_args(argv)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    main()

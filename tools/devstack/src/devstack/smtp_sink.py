@@ -1,0 +1,272 @@
+"""A real SMTP server that keeps every message it receives, for development and tests.
+
+Run it::
+
+    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir var/maildir [--http-port 8026]
+
+Every accepted message is stored, byte for byte (line endings normalised to ``\\n``),
+in a :class:`mailbox.Maildir` at ``--maildir``, with three envelope headers prepended:
+``X-Peer`` (client address), ``X-MailFrom`` (envelope sender) and ``X-RcptTo``
+(envelope recipients, comma separated; this is the only place Bcc recipients show).
+
+With ``--http-port`` a small HTTP server (stdlib, in a thread) also answers:
+
+* ``GET /health``    -> ``{"status": "ok"}``
+* ``GET /messages``  -> JSON list, oldest first, of :func:`message_to_json` objects
+* ``DELETE /messages`` -> empties the Maildir, answers ``{"deleted": N}``
+
+Tests read what was sent with :func:`read_maildir`. The process stops cleanly on SIGTERM
+or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import email.policy
+import json
+import logging
+import mailbox
+import os
+import re
+import signal
+import threading
+from email.message import EmailMessage
+from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+log = logging.getLogger("devstack.smtp_sink")
+
+# Maildir keys look like "1732451234.M123456P789Q3.host": sort on (seconds, micro, pid, counter).
+_KEY_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)")
+
+
+def _key_order(key: str) -> tuple[Any, ...]:
+    match = _KEY_RE.match(key)
+    if match is None:
+        return (float("inf"), key)
+    return (*(int(g) for g in match.groups()), key)
+
+
+def _open_maildir(path: str | os.PathLike[str], create: bool) -> mailbox.Maildir | None:
+    path = Path(path)
+    if not create and not (path / "new").is_dir() and not (path / "cur").is_dir():
+        return None
+    return mailbox.Maildir(path, factory=None, create=create)
+
+
+def _sorted_keys(box: mailbox.Maildir) -> list[str]:
+    return sorted(box.keys(), key=_key_order)
+
+
+def read_maildir(path: str | os.PathLike[str]) -> list[EmailMessage]:
+    """Every message in the Maildir at ``path``, oldest first, parsed with
+    :data:`email.policy.default`. A missing Maildir reads as empty."""
+    box = _open_maildir(path, create=False)
+    if box is None:
+        return []
+    parser = BytesParser(policy=email.policy.default)
+    messages: list[EmailMessage] = []
+    for key in _sorted_keys(box):
+        try:
+            raw = box.get_bytes(key)
+        except KeyError:  # removed meanwhile (e.g. DELETE /messages)
+            continue
+        messages.append(parser.parsebytes(raw))  # type: ignore[arg-type]
+    return messages
+
+
+def _body_text(msg: EmailMessage, subtype: str) -> str | None:
+    part = msg.get_body(preferencelist=(subtype,))
+    if part is None:
+        return None
+    try:
+        return part.get_content()
+    except (LookupError, UnicodeError):  # unknown charset or broken encoding
+        payload = part.get_payload(decode=True)
+        return payload.decode("utf-8", "replace") if isinstance(payload, bytes) else None
+
+
+def message_to_json(msg: EmailMessage) -> dict[str, Any]:
+    """The JSON shape served by ``GET /messages``.
+
+    Keys: ``from``, ``to``, ``cc``, ``subject``, ``message_id``, ``date`` (header values,
+    RFC 2047 decoded, or null), ``envelope_from`` and ``envelope_to`` (from the sink's
+    X-MailFrom / X-RcptTo headers), ``headers`` (every header as a ``[name, value]`` pair,
+    in order, duplicates kept), ``text`` (text/plain body or null), ``html`` (text/html
+    body or null).
+    """
+
+    def header(name: str) -> str | None:
+        value = msg.get(name)
+        return None if value is None else str(value)
+
+    rcpt = header("X-RcptTo")
+    return {
+        "from": header("From"),
+        "to": header("To"),
+        "cc": header("Cc"),
+        "subject": header("Subject"),
+        "message_id": header("Message-ID"),
+        "date": header("Date"),
+        "envelope_from": header("X-MailFrom"),
+        "envelope_to": [a.strip() for a in rcpt.split(",") if a.strip()] if rcpt else [],
+        "headers": [[name, str(value)] for name, value in msg.items()],
+        "text": _body_text(msg, "plain"),
+        "html": _body_text(msg, "html"),
+    }
+
+
+class MaildirHandler:
+    """aiosmtpd handler writing each message into a Maildir."""
+
+    def __init__(self, maildir: str | os.PathLike[str]) -> None:
+        self.maildir = mailbox.Maildir(Path(maildir), factory=None, create=True)
+        self._lock = threading.Lock()
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        if isinstance(content, str):  # only with decode_data=True, which we do not use
+            content = content.encode("utf-8", "surrogateescape")
+        peer = session.peer
+        peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        prefix = (
+            f"X-Peer: {peer_text}\n"
+            f"X-MailFrom: {envelope.mail_from or ''}\n"
+            f"X-RcptTo: {', '.join(envelope.rcpt_tos)}\n"
+        ).encode("utf-8")
+        data = prefix + content.replace(b"\r\n", b"\n")
+        with self._lock:
+            key = self.maildir.add(data)
+        log.info(
+            "stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos
+        )
+        return "250 Message accepted for delivery"
+
+
+def _make_http_handler(maildir: Path) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "devstack-smtp-sink"
+
+        def _send_json(self, status: int, payload: Any) -> None:
+            body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+            path = self.path.split("?", 1)[0]
+            if path == "/health":
+                self._send_json(200, {"status": "ok"})
+            elif path == "/messages":
+                self._send_json(200, [message_to_json(m) for m in read_maildir(maildir)])
+            else:
+                self._send_json(404, {"detail": "not found"})
+
+        def do_DELETE(self) -> None:  # noqa: N802
+            if self.path.split("?", 1)[0] != "/messages":
+                self._send_json(404, {"detail": "not found"})
+                return
+            box = _open_maildir(maildir, create=False)
+            deleted = 0
+            if box is not None:
+                for key in box.keys():
+                    try:
+                        box.remove(key)
+                        deleted += 1
+                    except KeyError:
+                        pass
+            self._send_json(200, {"deleted": deleted})
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            log.debug("http %s - %s", self.address_string(), format % args)
+
+    return Handler
+
+
+async def serve(
+    host: str,
+    port: int,
+    maildir: str | os.PathLike[str],
+    http_port: int | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the SMTP server (and the HTTP server if ``http_port``) until ``stop`` is set."""
+    stop = stop or asyncio.Event()
+    handler = MaildirHandler(maildir)
+    loop = asyncio.get_running_loop()
+    smtp_server = await loop.create_server(
+        lambda: SMTP(handler, hostname="smtp-sink", enable_SMTPUTF8=True),
+        host=host,
+        port=port,
+    )
+    http_server: ThreadingHTTPServer | None = None
+    http_thread: threading.Thread | None = None
+    if http_port is not None:
+        http_server = ThreadingHTTPServer((host, http_port), _make_http_handler(Path(maildir)))
+        http_server.daemon_threads = True
+        http_thread = threading.Thread(
+            target=http_server.serve_forever, name="smtp-sink-http", daemon=True
+        )
+        http_thread.start()
+    log.info(
+        "smtp sink listening on %s:%d, maildir %s%s",
+        host,
+        port,
+        maildir,
+        f", http on {host}:{http_port}" if http_port is not None else "",
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("smtp sink stopping")
+        smtp_server.close()
+        await smtp_server.wait_closed()
+        if http_server is not None:
+            http_server.shutdown()
+            http_server.server_close()
+        if http_thread is not None:
+            http_thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.smtp_sink",
+        description="SMTP server storing every received message in a Maildir.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8025, help="SMTP port (default 8025)")
+    parser.add_argument("--maildir", required=True, help="Maildir directory (created if missing)")
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="also serve GET /messages and GET /health on this port (same host)",
+    )
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if logging.getLogger().level > logging.DEBUG:
+        # aiosmtpd logs every SMTP command at INFO; keep that for --log-level DEBUG.
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve(args.host, args.port, args.maildir, args.http_port, stop)
+
+    asyncio.run(run())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""The whole system as real processes: agency simulator, SMTP sink and every service,
+on a given Kafka broker and database server. Used by `make run`, the end-to-end tests
+and the benchmark, so all three run exactly the same thing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.ports import free_port
+from devstack.procs import ServiceProcess
+
+AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
+
+
+@dataclass
+class Ports:
+    intake: int = 8000
+    assignment: int = 8001
+    notification: int = 8002
+    adapters: dict[str, int] = field(
+        default_factory=lambda: {"caf": 8011, "dgfip": 8012, "france_travail": 8013, "cpam": 8014}
+    )
+    simulator: int = 8100
+    smtp: int = 8025
+    smtp_http: int = 8026
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(
+            intake=free_port(),
+            assignment=free_port(),
+            notification=free_port(),
+            adapters={a: free_port() for a in AGENCIES},
+            simulator=free_port(),
+            smtp=free_port(),
+            smtp_http=free_port(),
+        )
+
+
+def _bin(name: str) -> str:
+    """Console script of the running interpreter's environment."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else (shutil.which(name) or name)
+
+
+class Stack:
+    """Start with `start()`, stop with `stop()`; `kill`/`restart` one service for fault tests.
+
+    `postgres` is a callable creating a database and returning its URL (None: SQLite files).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        kafka_bootstrap: str,
+        *,
+        ports: Ports | None = None,
+        namespace: str = "",
+        postgres=None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.kafka_bootstrap = kafka_bootstrap
+        self.ports = ports or Ports.free()
+        self.namespace = namespace
+        self.maildir = workdir / "mail"
+        self.spans_dir = workdir / "spans"
+        self.data_dir = workdir / "data"
+        self._postgres = postgres
+        self._extra_env = extra_env or {}
+        self.database_urls: dict[str, str] = {}
+        self.processes: dict[str, ServiceProcess] = {}
+
+    # -- addresses ---------------------------------------------------------------
+    @property
+    def intake_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.intake}"
+
+    @property
+    def simulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.simulator}"
+
+    @property
+    def smtp_http_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.smtp_http}"
+
+    # -- processes ---------------------------------------------------------------
+    def _database_url(self, name: str) -> str:
+        db_name = f"{self.namespace}{name}".replace("-", "_").lower()
+        if self._postgres is not None:
+            url = self._postgres(db_name)
+        else:
+            url = f"sqlite+aiosqlite:///{self.data_dir / db_name}.db"
+        self.database_urls[name] = url
+        return url
+
+    def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
+        base = {
+            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "TOPIC_NAMESPACE": self.namespace,
+            "HTTP_HOST": "127.0.0.1",
+            "HTTP_PORT": str(port),
+            "DATABASE_URL": self._database_url(name),
+            "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
+            "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+            **self._extra_env,
+            **env,
+        }
+        return ServiceProcess(
+            name,
+            [_bin(script)],
+            base,
+            self.workdir / "logs" / f"{name}.log",
+            health_url=f"http://127.0.0.1:{port}/health",
+            cwd=self.workdir,
+        )
+
+    def _define(self) -> None:
+        p = self.ports
+        self.processes["agency-simulator"] = ServiceProcess(
+            "agency-simulator",
+            [_bin("agency-simulator"), "--port", str(p.simulator), "--log-level", "warning"],
+            {},
+            self.workdir / "logs" / "agency-simulator.log",
+            health_url=f"{self.simulator_url}/health",
+        )
+        self.processes["smtp-sink"] = ServiceProcess(
+            "smtp-sink",
+            [sys.executable, "-m", "devstack.smtp_sink", "--port", str(p.smtp),
+             "--http-port", str(p.smtp_http), "--maildir", str(self.maildir), "--log-level", "WARNING"],
+            {},
+            self.workdir / "logs" / "smtp-sink.log",
+            health_url=f"{self.smtp_http_url}/health",
+        )
+        self.processes["intake"] = self._service("intake", "intake", p.intake, {})
+        self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
+        self.processes["notification"] = self._service(
+            "notification", "notification", p.notification,
+            {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp)},
+        )
+        for agency, port in p.adapters.items():
+            name = f"adapter-{agency.replace('_', '-')}"
+            self.processes[name] = self._service(
+                name, "agency-adapter", port,
+                {"AGENCY": agency, "AGENCY_BASE_URL": self.simulator_url},
+            )
+
+    def start(self, timeout: float = 90) -> None:
+        # The maildir is left to the sink: mailbox.Maildir only lays out tmp/new/cur itself.
+        for d in (self.spans_dir, self.data_dir, self.workdir / "logs"):
+            d.mkdir(parents=True, exist_ok=True)
+        self._define()
+        try:
+            # Start everything, then wait: the processes boot in parallel.
+            for proc in self.processes.values():
+                proc.start()
+            for proc in self.processes.values():
+                proc.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def kill(self, name: str) -> None:
+        """SIGKILL, as a crash would."""
+        self.processes[name].kill()
+
+    def restart(self, name: str, timeout: float = 60) -> None:
+        proc = self.processes[name]
+        if proc.is_running:
+            proc.terminate()
+        proc.start()
+        proc.wait_healthy(timeout)
+
+    def stop(self, grace: float = 10) -> None:
+        for proc in reversed(list(self.processes.values())):
+            try:
+                proc.terminate(grace)
+            except Exception:  # already gone
+                pass
