@@ -196,3 +196,17 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         access_log=False,
         timeout_graceful_shutdown=10,
     )
+
+
+def main(settings_cls: type[ServiceSettings], bootstrap: Callable[..., FastAPI]) -> None:
+    """Console entry point of a service: settings from the environment, `--host`/`--port`
+    override them (as the container commands do)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=bootstrap.__module__.split(".")[0])
+    parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
+    parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
+    args = parser.parse_args()
+    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
+    settings = settings_cls(**overrides)
+    serve(bootstrap(settings), settings)

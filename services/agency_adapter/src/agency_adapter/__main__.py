@@ -1,11 +1,8 @@
-from guichet_runtime.service import serve
-
-
 def main() -> None:
+    from guichet_runtime.service import main as run
     from agency_adapter.bootstrap import AdapterSettings, bootstrap
 
-    settings = AdapterSettings()
-    serve(bootstrap(settings), settings)
+    run(AdapterSettings, bootstrap)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,8 @@
-from guichet_runtime.service import serve
-
-
 def main() -> None:
+    from guichet_runtime.service import main as run
     from assignment.bootstrap import AssignmentSettings, bootstrap
 
-    settings = AssignmentSettings()
-    serve(bootstrap(settings), settings)
+    run(AssignmentSettings, bootstrap)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,8 @@
-from guichet_runtime.service import serve
-
-
 def main() -> None:
+    from guichet_runtime.service import main as run
     from intake.bootstrap import IntakeSettings, bootstrap
 
-    settings = IntakeSettings()
-    serve(bootstrap(settings), settings)
+    run(IntakeSettings, bootstrap)
 
 
 if __name__ == "__main__":

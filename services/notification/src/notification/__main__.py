@@ -1,11 +1,8 @@
-from guichet_runtime.service import serve
-
-
 def main() -> None:
+    from guichet_runtime.service import main as run
     from notification.bootstrap import NotificationSettings, bootstrap
 
-    settings = NotificationSettings()
-    serve(bootstrap(settings), settings)
+    run(NotificationSettings, bootstrap)
 
 
 if __name__ == "__main__":
