@@ -34,3 +34,22 @@ def all_topics() -> dict[str, int]:
     declared = {name: PARTITIONS for name in main}
     declared.update({dead_letter(name): 1 for name in main})
     return declared
+
+
+def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
+    """Who publishes what where: topic -> (event type, producer, consumers).
+
+    Documentation of the system (it feeds the AsyncAPI document); a test checks it
+    against the services' real subscriptions.
+    """
+    table = {
+        FILES_SUBMITTED: ("FileSubmitted", "intake", ("assignment",)),
+        REFERENTS_ASSIGNED: ("ReferentAssigned", "assignment", ("intake", "notification")),
+        FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
+        NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
+    }
+    for agency in Agency:
+        adapter = f"adapter-{agency.value.replace('_', '-')}"
+        table[agency_requests(agency)] = ("AgencyRequestIssued", "assignment", (adapter, "intake"))
+        table[agency_answers(agency)] = ("AgencyAnswerReceived", adapter, ("assignment", "intake"))
+    return table

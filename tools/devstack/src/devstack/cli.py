@@ -1,0 +1,403 @@
+"""`guichet-dev`: run the whole system locally, benchmark it, or run a bare Kafka broker.
+
+Everything runs as real processes (no Docker): a Kafka broker from Maven Central jars
+(devstack.kafka), optionally PostgreSQL from the Debian packages (devstack.postgres), the
+agency simulator, the SMTP sink and every service (devstack.stack).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from devstack import bench as benchmod
+from devstack.kafka import LocalKafka, _tail, ensure_kafka_jars, find_root
+from devstack.postgres import LocalPostgres
+from devstack.stack import Ports, Stack
+
+app = typer.Typer(
+    name="guichet-dev",
+    help="Developer tools of guichet unique: run the whole system locally, benchmark it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+KAFKA_PORT = 9092
+POSTGRES_PORT = 5432
+
+DEMO_BODY = (
+    '{"life_event":"perte_emploi","citizen":{"given_name":"Marie","family_name":"Dupont",'
+    '"email":"marie.dupont@example.fr","phone":"0612345678","postcode":"93200","preferred_channel":"email"},'
+    '"description":"J\'\\\'\'ai perdu mon emploi le 15 novembre.","urgent":true}'
+)  # shell-quoted for single quotes: J'\''ai
+
+
+def say(message: str = "", *, err: bool = False) -> None:
+    typer.echo(message, err=err)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def port_is_free(port: int) -> bool:
+    """True if we could listen on 127.0.0.1:`port` now (as uvicorn would, with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
+    """(what, port) of every fixed port of the stack."""
+    named = [("intake", ports.intake), ("assignment", ports.assignment), ("notification", ports.notification)]
+    named += [(f"adapter-{a.replace('_', '-')}", p) for a, p in ports.adapters.items()]
+    named += [("agency-simulator", ports.simulator), ("smtp-sink (SMTP)", ports.smtp),
+              ("smtp-sink (HTTP)", ports.smtp_http)]
+    return named
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` inside the block."""
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def _shield_cleanup() -> None:
+    """From now on a further Ctrl-C / SIGTERM must not cut the shutdown short (that would
+    leave processes behind): just say we are on it."""
+    def patience(signum: int, frame: Any) -> None:
+        say("still stopping, please wait...", err=True)
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, patience)
+
+
+def _postgres_alive(pg: LocalPostgres) -> bool:
+    try:
+        pid = int((pg.data / "postmaster.pid").read_text().splitlines()[0])
+        os.kill(pid, 0)
+        return True
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _dead_process(stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgres | None) -> tuple[str, str] | None:
+    """(description, log tail) of the first process found dead, else None."""
+    if kafka is not None and (kafka.proc is None or kafka.proc.poll() is not None):
+        code = None if kafka.proc is None else kafka.proc.returncode
+        return f"kafka (exit code {code})", _tail(kafka.log_path)
+    if pg is not None and not _postgres_alive(pg):
+        return "postgresql", _tail(pg.log_path)
+    if stack is not None:
+        for name, proc in stack.processes.items():
+            if not proc.is_running:
+                return f"{name} (exit code {proc.returncode})", proc.log_tail()
+    return None
+
+
+def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka | None) -> None:
+    """Stack, then PostgreSQL, then Kafka; each step runs even if an earlier one failed."""
+    if stack is not None:
+        say("stopping services...")
+        stack.stop()
+    if pg is not None:
+        say("stopping PostgreSQL...")
+        try:
+            pg.stop()
+        except Exception as e:  # noqa: BLE001
+            say(f"warning: stopping PostgreSQL failed: {e}", err=True)
+    if kafka is not None:
+        say("stopping Kafka...")
+        kafka.stop()
+
+
+@contextmanager
+def _workdir_lock(workdir: Path) -> Iterator[None]:
+    """One `guichet-dev run` per workdir: two brokers on the same Kafka data would corrupt it."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    with open(workdir / ".lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            if e.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                fail(f"another `guichet-dev run` already uses {workdir}")
+            raise
+        yield
+
+
+def _ensure_jars(root: Path) -> None:
+    marker = root / ".cache" / "kafka" / "libs" / ".complete"
+    if not marker.is_file():
+        say("fetching the Kafka broker jars from Maven Central (first run only)...")
+    try:
+        ensure_kafka_jars(root)
+    except RuntimeError as e:
+        fail(str(e))
+
+
+def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: Path) -> str:
+    p = stack.ports
+    url = lambda port: f"http://127.0.0.1:{port}"  # noqa: E731
+    services = [("intake", p.intake, "  API docs /docs, citizen API /api/files"),
+                ("assignment", p.assignment, ""), ("notification", p.notification, "")]
+    services += [(f"adapter-{a.replace('_', '-')}", port, "") for a, port in p.adapters.items()]
+    lines = ["", "guichet unique is running.", "", "Services (health at /health, OpenAPI docs at /docs):"]
+    lines += [f"  {name:<24}{url(port)}{extra}" for name, port, extra in services]
+    lines += [
+        "",
+        f"  {'agency simulator':<24}{url(p.simulator)}  (e.g. GET /agencies/caf/received)",
+        f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
+        f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
+    ]
+    if pg is not None:
+        lines.append(f"  {'PostgreSQL':<24}{pg.url}/<service>  (one database per service)")
+    else:
+        lines.append(f"  {'SQLite':<24}{stack.data_dir}/<service>.db")
+    lines += [
+        "",
+        f"Logs   {workdir / 'logs'}/<service>.log  (kafka: {kafka.log_path})",
+        f"Mail   {stack.maildir}  (Maildir)",
+        f"Spans  {stack.spans_dir}/<service>.jsonl",
+        "",
+        "Try it:",
+        f"  curl -s -X POST {stack.intake_url}/api/files -H 'Content-Type: application/json' "
+        f"-H 'Idempotency-Key: demo-1' -d '{DEMO_BODY}'",
+        f"  curl -s {stack.intake_url}/api/files/<file_id>",
+        "",
+        "Press Ctrl-C to stop everything.",
+    ]
+    return "\n".join(lines)
+
+
+RUN_HELP = """Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), for `make run`.
+
+Starts a Kafka broker (port 9092, or a free port if 9092 is taken), optionally PostgreSQL
+(port 5432, or a free one), the agency simulator, the SMTP sink and every service, prints
+their addresses, then waits until Ctrl-C / SIGTERM or until a process dies (then its log
+tail is shown and the exit code is 1). Everything is stopped on exit.
+
+State persists in WORKDIR between runs, all of it together so it stays consistent: the Kafka
+data (WORKDIR/kafka: topics, consumer offsets, events not yet consumed), the service
+databases (SQLite files in WORKDIR/data, or PostgreSQL in WORKDIR/pg), mail (WORKDIR/mail),
+logs and spans. Use --fresh to start from scratch. Services log at INFO unless
+GUICHET_LOG_LEVEL says otherwise.
+"""
+
+
+@app.command(help=RUN_HELP)
+def run(
+    postgres: bool = typer.Option(False, "--postgres", help="PostgreSQL instead of SQLite files."),
+    workdir: Path = typer.Option(None, "--workdir", help="State directory [default: <repo>/var/run]."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete WORKDIR first (all data, mail and logs)."),
+) -> None:
+    root = find_root()
+    workdir = (workdir or root / "var" / "run").resolve()
+    ports = Ports()
+    if busy := [f"{port} ({what})" for what, port in fixed_ports(ports) if not port_is_free(port)]:
+        fail(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}. "
+             "Stop whatever listens there (another `guichet-dev run`?) and retry.")
+    if fresh and workdir.exists():
+        say(f"deleting {workdir}")
+        shutil.rmtree(workdir)
+    os.environ.setdefault("GUICHET_LOG_LEVEL", "INFO")
+    _ensure_jars(root)
+
+    kafka: LocalKafka | None = None
+    pg: LocalPostgres | None = None
+    stack: Stack | None = None
+    exit_code = 0
+    with _workdir_lock(workdir):
+        try:
+            with _signals(_raise_interrupt):  # SIGTERM during startup: clean up as for Ctrl-C
+                kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
+                kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
+                say("starting Kafka...")
+                bootstrap = kafka.start()
+                if kafka_port == 0:
+                    say(f"note: port {KAFKA_PORT} is taken, Kafka listens on {bootstrap} instead")
+                database = None
+                if postgres:
+                    pg_port = POSTGRES_PORT if port_is_free(POSTGRES_PORT) else 0
+                    pg = LocalPostgres(root, workdir / "pg", port=pg_port)
+                    say("starting PostgreSQL...")
+                    pg.start()
+                    if pg_port == 0:
+                        say(f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead")
+                    database = pg.create_database
+                stack = Stack(workdir, bootstrap, ports=ports, postgres=database)
+                say("starting services...")
+                stack.start()
+                say(_banner(stack, kafka, pg, workdir))
+
+            stopping = threading.Event()
+            reason: list[str] = []
+
+            def on_signal(signum: int, frame: Any) -> None:
+                reason.append(signal.Signals(signum).name)
+                stopping.set()
+
+            with _signals(on_signal):
+                while not stopping.wait(0.5):
+                    if dead := _dead_process(stack, kafka, pg):
+                        name, tail = dead
+                        say(f"\nerror: {name} died. Last lines of its log:\n{tail}\n", err=True)
+                        exit_code = 1
+                        break
+                if reason:
+                    say(f"\n{reason[0]} received, stopping...")
+        except KeyboardInterrupt:
+            say("\ninterrupted during startup, stopping...")
+            exit_code = 130
+        except (RuntimeError, TimeoutError) as e:
+            say(f"\nerror: startup failed: {e}", err=True)
+            exit_code = 1
+        finally:
+            _shield_cleanup()
+            _stop_all(stack, pg, kafka)
+            say("stopped.")
+    raise typer.Exit(exit_code)
+
+
+@app.command()
+def bench(
+    files: int = typer.Option(300, "--files", min=1, help="Files measured (after the warm-up)."),
+    concurrency: int = typer.Option(16, "--concurrency", min=1, help="POSTs in flight at most."),
+    postgres: bool = typer.Option(False, "--postgres", help="PostgreSQL instead of SQLite files."),
+    agencies_per_file: int = typer.Option(3, "--agencies-per-file",
+                                          help="3: perte_emploi (France Travail, CAF, DGFiP); 2: naissance (CAF, CPAM)."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Files sent and answered before measuring."),
+    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the answers after the last POST."),
+    output: Path = typer.Option(None, "--output", help="JSON figures [default: <repo>/var/bench/last.json]."),
+    kafka_bootstrap: str = typer.Option(None, "--kafka-bootstrap",
+                                        help="Use this broker instead of starting one (topics get a unique prefix)."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the temporary workdir (logs, mail, data) even on success."),
+) -> None:
+    """Benchmark the whole system on a fresh broker and stack: throughput and latencies
+    (submit -> référent named, submit -> answer sent), POST latency, memory per process."""
+    try:
+        life_event = benchmod.life_event_for(agencies_per_file)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--agencies-per-file") from None
+    root = find_root()
+    output = (output or root / "var" / "bench" / "last.json").resolve()
+    if kafka_bootstrap is None:
+        _ensure_jars(root)
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-"))
+    pg_workdir: Path | None = None
+    kafka: LocalKafka | None = None
+    pg: LocalPostgres | None = None
+    stack: Stack | None = None
+    ok = False
+    report: dict[str, Any] | None = None
+    try:
+        with _signals(_raise_interrupt):
+            t0 = time.monotonic()
+            if kafka_bootstrap is None:
+                kafka = LocalKafka(root, workdir / "kafka")
+                say("starting Kafka...")
+                kafka_bootstrap = kafka.start()
+            database = None
+            if postgres:
+                # Its own temp dir: the postgres OS user must enter it (the workdir is private).
+                pg_workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-pg-"))
+                pg = LocalPostgres(root, pg_workdir)
+                say("starting PostgreSQL...")
+                pg.start()
+                database = pg.create_database
+            namespace = f"bench-{uuid.uuid4().hex[:8]}."
+            stack = Stack(workdir / "stack", kafka_bootstrap, namespace=namespace, postgres=database)
+            say("starting services...")
+            stack.start()
+            say(f"stack up in {time.monotonic() - t0:.1f} s (workdir {workdir})")
+
+            def check() -> str | None:
+                dead = _dead_process(stack, kafka, pg)
+                if dead:
+                    say(f"error: {dead[0]} died. Last lines of its log:\n{dead[1]}", err=True)
+                    return f"{dead[0]} died"
+                return None
+
+            m = asyncio.run(benchmod.measure(
+                stack.intake_url, kafka_bootstrap, namespace, files=files, concurrency=concurrency,
+                life_event=life_event, warmup=warmup, timeout=timeout, check=check, log=say,
+            ))
+            memory = {name: benchmod.process_memory_mb(proc.proc.pid)
+                      for name, proc in stack.processes.items() if proc.proc is not None}
+            if kafka is not None and kafka.proc is not None:
+                memory["kafka"] = benchmod.process_memory_mb(kafka.proc.pid)
+            report = benchmod.build_report(m, rss_mb=memory, context={
+                "backend": "postgresql" if postgres else "sqlite",
+                "agencies_per_file": agencies_per_file,
+                "warmup": warmup,
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+            })
+            ok = report["completed"] == files and not m.aborted
+    except KeyboardInterrupt:
+        say("\ninterrupted, stopping...", err=True)
+    except (RuntimeError, TimeoutError) as e:
+        say(f"\nerror: {e}", err=True)
+    finally:
+        _shield_cleanup()
+        _stop_all(stack, pg, kafka)
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+            if pg_workdir is not None:
+                shutil.rmtree(pg_workdir, ignore_errors=True)
+        else:
+            say(f"logs, mail and data kept in {workdir}" + (f" and {pg_workdir}" if pg_workdir else ""))
+    if report is not None:
+        benchmod.write_report(report, output)
+        say("")
+        say(benchmod.format_report(report))
+        say(f"\nfigures written to {output}")
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def kafka(
+    port: int = typer.Option(KAFKA_PORT, "--port", help="Client port."),
+    controller_port: int = typer.Option(0, "--controller-port", help="KRaft controller port (0: a free one)."),
+    workdir: Path = typer.Option(None, "--workdir", help="Data directory [default: <repo>/var/kafka] (kept)."),
+) -> None:
+    """Run a bare Kafka broker in the foreground until Ctrl-C (prints its bootstrap address)."""
+    from devstack.kafka import main
+
+    argv = ["--port", str(port), "--controller-port", str(controller_port)]
+    if workdir is not None:
+        argv += ["--workdir", str(workdir)]
+    raise typer.Exit(main(argv))
+
+
+if __name__ == "__main__":
+    app()
