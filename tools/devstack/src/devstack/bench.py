@@ -41,6 +41,10 @@ POSTCODES = ("75018", "93200", "69100", "13013", "59100", "33000")
 #: Warm-up files use citizens numbered from here, apart from the measured ones.
 WARMUP_BASE = 900_000
 
+#: Processes measured but not counted in the stack's totals.
+KAFKA, CLIENT = "kafka", "bench client"
+NOT_IN_TOTAL = frozenset({KAFKA, CLIENT})
+
 REFERENT_EVENT = "ReferentAssigned"
 NOTIFICATION_EVENT = "NotificationSent"
 ANSWER_KIND = "answer_ready"
@@ -154,6 +158,36 @@ def process_memory_mb(pid: int) -> dict[str, float | None]:
     return {"rss": parse_vmrss_mb(status, "VmRSS"), "peak": parse_vmrss_mb(status, "VmHWM")}
 
 
+def parse_stat_cpu_seconds(stat: str, clock_ticks: int) -> float | None:
+    """utime + stime of a /proc/<pid>/stat line, in seconds (the command name, in parentheses,
+    may itself contain spaces or parentheses: fields are counted after the last ')')."""
+    try:
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / clock_ticks
+    except (IndexError, ValueError):
+        return None
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) `pid` has used so far, in seconds (None if gone)."""
+    import os
+
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return parse_stat_cpu_seconds(stat, os.sysconf("SC_CLK_TCK"))
+
+
+def cpu_deltas(before: Mapping[str, float | None], after: Mapping[str, float | None]) -> dict[str, float | None]:
+    """CPU seconds used between two snapshots, per process present in `after`."""
+    out: dict[str, float | None] = {}
+    for name, end in after.items():
+        start = before.get(name)
+        out[name] = None if start is None or end is None else max(0.0, end - start)
+    return out
+
+
 # -- measurement -------------------------------------------------------------------
 
 @dataclass
@@ -193,7 +227,7 @@ class Measurement:
 
 
 def build_report(m: Measurement, *, rss_mb: Mapping[str, Mapping[str, float | None]] | None = None,
-                 context: Mapping[str, Any] | None = None, max_missing_listed: int = 50) -> dict[str, Any]:
+                 cpu_s: Mapping[str, float | None] | None = None, context: Mapping[str, Any] | None = None, max_missing_listed: int = 50) -> dict[str, Any]:
     """The figures of a run as a JSON-ready dict."""
     ids = list(m.submitted)
     done = [i for i in ids if i in m.answer]
@@ -227,6 +261,7 @@ def build_report(m: Measurement, *, rss_mb: Mapping[str, Mapping[str, float | No
             "answer": summarize(latencies_ms(m.submitted, m.answer)),
         },
         "rss_mb": {k: dict(v) for k, v in (rss_mb or {}).items()},
+        "cpu_s": dict(cpu_s or {}),
     }
 
 
@@ -260,13 +295,19 @@ def format_report(r: Mapping[str, Any]) -> str:
                        ("submit -> answer sent", "answer")):
         s = r["latency_ms"][key]
         lines.append(f"  {label:<28}" + "".join(f"{_fmt(s[c]):>9}" for c in cols))
-    if r.get("rss_mb"):
-        lines += ["", f"  {'memory (MB)':<28}{'RSS':>9}{'peak':>9}"]
-        for name, mem in r["rss_mb"].items():
-            lines.append(f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}")
-        services = [m["rss"] for n, m in r["rss_mb"].items() if m.get("rss") is not None and n != "kafka"]
-        if services:
-            lines.append(f"  {'total (without kafka)':<28}{sum(services):>9.0f}")
+    names = list(dict.fromkeys([*r.get("rss_mb", {}), *r.get("cpu_s", {})]))
+    if names:
+        rss, cpu = r.get("rss_mb", {}), r.get("cpu_s", {})
+        lines += ["", f"  {'process':<28}{'RSS MB':>9}{'peak MB':>9}{'CPU s':>9}"]
+        for name in names:
+            mem = rss.get(name, {})
+            lines.append(f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}{_fmt(cpu.get(name), '.1f'):>9}")
+        total_rss = [m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL]
+        total_cpu = [c for n, c in cpu.items() if c is not None and n not in NOT_IN_TOTAL]
+        lines.append(f"  {'total of the stack':<28}{_fmt(sum(total_rss) if total_rss else None):>9}{'':>9}"
+                     f"{_fmt(sum(total_cpu) if total_cpu else None, '.1f'):>9}")
+        if cpu:
+            lines.append("  (CPU s: used from the warm-up to the end of the measure)")
     return "\n".join(lines)
 
 
@@ -289,11 +330,17 @@ async def _consume(consumer: Any, recorder: Recorder) -> None:
 
 
 async def _wait_for(ids: Sequence[str], arrived: Mapping[str, float], deadline: float,
-                    check: Callable[[], str | None] | None) -> str | None:
-    """Until every id has arrived: None; 'timeout' or the reason `check` gives otherwise."""
+                    check: Callable[[], str | None] | None,
+                    progress: Callable[[str], None] | None = None, every: float = 5.0) -> str | None:
+    """Until every id has arrived: None; 'timeout' or the reason `check` gives otherwise.
+    `progress` is told how many arrived every `every` seconds."""
+    next_report = time.monotonic() + every
     while True:
         if all(i in arrived for i in ids):
             return None
+        if progress is not None and time.monotonic() >= next_report:
+            next_report += every
+            progress(f"  {sum(1 for i in ids if i in arrived)}/{len(ids)} answered...")
         if check is not None and (problem := check()):
             return problem
         if time.monotonic() > deadline:
@@ -320,7 +367,13 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
                   log: Callable[[str], None] = print) -> Measurement:
     """Warm up with `warmup` files (not measured), then submit `files` files with at most
     `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST) until each
-    one's answer notification was sent. `check` returns a reason to abort (a dead process)."""
+    one's answer notification was sent.
+
+    `check` is polled (from the event loop, so it must be quick) and returns a reason to stop
+    early, e.g. a dead process or a Ctrl-C: the run then ends normally with `aborted` set. A
+    stop is asked that way rather than by raising KeyboardInterrupt inside the loop, which can
+    leave aiokafka's background tasks half torn down and `consumer.stop()` hanging.
+    """
     import httpx
     from aiokafka import AIOKafkaConsumer
 
@@ -334,10 +387,16 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
     await consumer.start()
     consuming = asyncio.create_task(_consume(consumer, recorder))
 
+    stopped: list[str] = []  # the first problem found, kept: `check` may print as it finds one
+
     def problems() -> str | None:
-        if consuming.done():
-            return f"the benchmark's own Kafka consumer stopped: {consuming.exception()!r}"
-        return check() if check is not None else None
+        if not stopped:
+            if consuming.done():
+                stopped.append(f"the benchmark's own Kafka consumer stopped: {consuming.exception()!r}")
+            elif check is not None and (problem := check()):
+                stopped.append(problem)
+        return stopped[0] if stopped else None
+
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
         async with httpx.AsyncClient(base_url=intake_url, timeout=60, limits=limits) as client:
@@ -350,14 +409,19 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
                     raise RuntimeError(f"warm-up POST failed: {errors[0]}")
                 problem = await _wait_for([fid for fid, *_ in results if fid], m.answer,
                                           time.monotonic() + warmup_timeout, problems)
+                if problem == "timeout":
+                    raise RuntimeError(f"warm-up files not answered within {warmup_timeout:.0f} s")
                 if problem:
-                    raise RuntimeError(f"warm-up files not answered: {problem}")
+                    m.aborted = f"during the warm-up: {problem}"
+                    return m
 
             log(f"submitting {files} files with concurrency {concurrency}...")
             next_index = iter(range(files))
 
             async def worker() -> None:
                 for i in next_index:  # shared iterator: each index taken once
+                    if problems():
+                        return
                     fid, t0, latency, error = await _post(client, file_body(i, life_event))
                     if error:
                         m.post_errors.append(error)
@@ -369,8 +433,10 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
             started = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
             m.submit_phase_s = time.monotonic() - started
-            log(f"all POSTs done in {m.submit_phase_s:.1f} s; waiting for the answers...")
-            problem = await _wait_for(list(m.submitted), m.answer, time.monotonic() + timeout, problems)
+            if not problems():
+                log(f"all POSTs done in {m.submit_phase_s:.1f} s; waiting for the answers...")
+            problem = problems() or await _wait_for(list(m.submitted), m.answer, time.monotonic() + timeout,
+                                                    problems, log)
             if problem == "timeout":
                 m.timed_out = True
             elif problem:

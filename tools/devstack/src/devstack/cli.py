@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
@@ -42,11 +43,24 @@ app = typer.Typer(
 KAFKA_PORT = 9092
 POSTGRES_PORT = 5432
 
-DEMO_BODY = (
-    '{"life_event":"perte_emploi","citizen":{"given_name":"Marie","family_name":"Dupont",'
-    '"email":"marie.dupont@example.fr","phone":"0612345678","postcode":"93200","preferred_channel":"email"},'
-    '"description":"J\'\\\'\'ai perdu mon emploi le 15 novembre.","urgent":true}'
-)  # shell-quoted for single quotes: J'\''ai
+DEMO_FILE = {
+    "life_event": "perte_emploi",
+    "citizen": {"given_name": "Marie", "family_name": "Dupont", "email": "marie.dupont@example.fr",
+                "phone": "0612345678", "postcode": "93200", "preferred_channel": "email"},
+    "description": "J'ai perdu mon emploi le 15 novembre.",
+    "urgent": True,
+}
+
+
+def shell_quote(text: str) -> str:
+    """`text` as one single-quoted shell word (an apostrophe becomes '\\'')."""
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def demo_curl(intake_url: str) -> str:
+    body = json.dumps(DEMO_FILE, ensure_ascii=False, separators=(",", ":"))
+    return (f"curl -s -X POST {intake_url}/api/files -H 'Content-Type: application/json' "
+            f"-H 'Idempotency-Key: demo-1' -d {shell_quote(body)}")
 
 
 def say(message: str = "", *, err: bool = False) -> None:
@@ -78,28 +92,39 @@ def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
     return named
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
+class Signals:
+    """One handler for SIGINT and SIGTERM for the whole command, whose effect depends on the phase:
 
+    * "starting": raise KeyboardInterrupt, so the startup code unwinds and stops what it started;
+    * "running": set `event` (the main loop notices and shuts down);
+    * "stopping": only say we are on it, a second Ctrl-C must not cut the shutdown short
+      (that would leave processes behind).
+    """
 
-@contextmanager
-def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
-    """SIGINT and SIGTERM go to `handler` inside the block."""
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
+    def __init__(self) -> None:
+        self.phase = "starting"
+        self.received: list[str] = []
+        self.event = threading.Event()
+        self._old: dict[int, Any] = {}
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        if self.phase == "stopping":
+            # os.write: printing through sys.stderr here could hit a "reentrant call" error if
+            # the signal interrupted a print to the same stream.
+            os.write(2, b"still stopping, please wait...\n")
+            return
+        self.received.append(signal.Signals(signum).name)
+        self.event.set()
+        if self.phase == "starting":
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> Signals:
+        self._old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, h in self._old.items():
             signal.signal(s, h)
-
-
-def _shield_cleanup() -> None:
-    """From now on a further Ctrl-C / SIGTERM must not cut the shutdown short (that would
-    leave processes behind): just say we are on it."""
-    def patience(signum: int, frame: Any) -> None:
-        say("still stopping, please wait...", err=True)
-    for s in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(s, patience)
 
 
 def _postgres_alive(pg: LocalPostgres) -> bool:
@@ -111,17 +136,28 @@ def _postgres_alive(pg: LocalPostgres) -> bool:
         return False
 
 
+def _exit_status(code: int | None) -> str:
+    if code is None:
+        return "never started"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 def _dead_process(stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgres | None) -> tuple[str, str] | None:
     """(description, log tail) of the first process found dead, else None."""
     if kafka is not None and (kafka.proc is None or kafka.proc.poll() is not None):
         code = None if kafka.proc is None else kafka.proc.returncode
-        return f"kafka (exit code {code})", _tail(kafka.log_path)
+        return f"kafka ({_exit_status(code)})", _tail(kafka.log_path)
     if pg is not None and not _postgres_alive(pg):
         return "postgresql", _tail(pg.log_path)
     if stack is not None:
         for name, proc in stack.processes.items():
             if not proc.is_running:
-                return f"{name} (exit code {proc.returncode})", proc.log_tail()
+                return f"{name} ({_exit_status(proc.returncode)})", proc.log_tail()
     return None
 
 
@@ -159,10 +195,7 @@ def _ensure_jars(root: Path) -> None:
     marker = root / ".cache" / "kafka" / "libs" / ".complete"
     if not marker.is_file():
         say("fetching the Kafka broker jars from Maven Central (first run only)...")
-    try:
-        ensure_kafka_jars(root)
-    except RuntimeError as e:
-        fail(str(e))
+    ensure_kafka_jars(root)
 
 
 def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: Path) -> str:
@@ -180,7 +213,8 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
     ]
     if pg is not None:
-        lines.append(f"  {'PostgreSQL':<24}{pg.url}/<service>  (one database per service)")
+        lines.append(f"  {'PostgreSQL':<24}127.0.0.1:{pg.port}, user/password guichet/guichet, one database per service:")
+        lines.append(f"  {'':<24}psql postgresql://guichet:guichet@127.0.0.1:{pg.port}/intake")
     else:
         lines.append(f"  {'SQLite':<24}{stack.data_dir}/<service>.db")
     lines += [
@@ -189,9 +223,10 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
         f"Mail   {stack.maildir}  (Maildir)",
         f"Spans  {stack.spans_dir}/<service>.jsonl",
         "",
+        f"State in {workdir} is kept between runs (--fresh starts over).",
+        "",
         "Try it:",
-        f"  curl -s -X POST {stack.intake_url}/api/files -H 'Content-Type: application/json' "
-        f"-H 'Idempotency-Key: demo-1' -d '{DEMO_BODY}'",
+        f"  {demo_curl(stack.intake_url)}",
         f"  curl -s {stack.intake_url}/api/files/<file_id>",
         "",
         "Press Ctrl-C to stop everything.",
@@ -199,25 +234,26 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
     return "\n".join(lines)
 
 
-RUN_HELP = """Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), for `make run`.
-
+RUN_HELP = " ".join("""
+Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), for `make run`.
+""".split()) + "\n\n" + " ".join("""
 Starts a Kafka broker (port 9092, or a free port if 9092 is taken), optionally PostgreSQL
 (port 5432, or a free one), the agency simulator, the SMTP sink and every service, prints
-their addresses, then waits until Ctrl-C / SIGTERM or until a process dies (then its log
-tail is shown and the exit code is 1). Everything is stopped on exit.
-
-State persists in WORKDIR between runs, all of it together so it stays consistent: the Kafka
-data (WORKDIR/kafka: topics, consumer offsets, events not yet consumed), the service
-databases (SQLite files in WORKDIR/data, or PostgreSQL in WORKDIR/pg), mail (WORKDIR/mail),
-logs and spans. Use --fresh to start from scratch. Services log at INFO unless
-GUICHET_LOG_LEVEL says otherwise.
-"""
+their addresses, then waits until Ctrl-C / SIGTERM, or until a process dies (its log tail
+is shown and the exit code is 1). Everything is stopped on exit: services, PostgreSQL, Kafka.
+""".split()) + "\n\n" + " ".join("""
+State persists in WORKDIR between runs, all of it together so that it stays consistent:
+the Kafka data (WORKDIR/kafka: topics, consumer offsets, events not consumed yet), the
+service databases (SQLite files in WORKDIR/data, or PostgreSQL in WORKDIR/pg), mail
+(WORKDIR/mail), logs (WORKDIR/logs) and spans (WORKDIR/spans). Use --fresh to start from
+scratch. Services log at INFO unless GUICHET_LOG_LEVEL says otherwise.
+""".split())
 
 
 @app.command(help=RUN_HELP)
 def run(
     postgres: bool = typer.Option(False, "--postgres", help="PostgreSQL instead of SQLite files."),
-    workdir: Path = typer.Option(None, "--workdir", help="State directory [default: <repo>/var/run]."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="State directory (default: <repo>/var/run)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete WORKDIR first (all data, mail and logs)."),
 ) -> None:
     root = find_root()
@@ -226,55 +262,54 @@ def run(
     if busy := [f"{port} ({what})" for what, port in fixed_ports(ports) if not port_is_free(port)]:
         fail(f"port(s) already in use on 127.0.0.1: {', '.join(busy)}. "
              "Stop whatever listens there (another `guichet-dev run`?) and retry.")
-    if fresh and workdir.exists():
-        say(f"deleting {workdir}")
-        shutil.rmtree(workdir)
     os.environ.setdefault("GUICHET_LOG_LEVEL", "INFO")
-    _ensure_jars(root)
 
     kafka: LocalKafka | None = None
     pg: LocalPostgres | None = None
     stack: Stack | None = None
     exit_code = 0
-    with _workdir_lock(workdir):
+    with Signals() as signals, _workdir_lock(workdir):
         try:
-            with _signals(_raise_interrupt):  # SIGTERM during startup: clean up as for Ctrl-C
-                kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
-                kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
-                say("starting Kafka...")
-                bootstrap = kafka.start()
-                if kafka_port == 0:
-                    say(f"note: port {KAFKA_PORT} is taken, Kafka listens on {bootstrap} instead")
-                database = None
-                if postgres:
-                    pg_port = POSTGRES_PORT if port_is_free(POSTGRES_PORT) else 0
-                    pg = LocalPostgres(root, workdir / "pg", port=pg_port)
-                    say("starting PostgreSQL...")
-                    pg.start()
-                    if pg_port == 0:
-                        say(f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead")
-                    database = pg.create_database
-                stack = Stack(workdir, bootstrap, ports=ports, postgres=database)
-                say("starting services...")
-                stack.start()
-                say(_banner(stack, kafka, pg, workdir))
+            # Startup: a SIGINT/SIGTERM raises KeyboardInterrupt, handled below.
+            if fresh:
+                say(f"deleting everything in {workdir}")
+                for child in workdir.iterdir():
+                    if child.name == ".lock":  # held by us
+                        continue
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            _ensure_jars(root)
+            kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
+            kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
+            say("starting Kafka...")
+            bootstrap = kafka.start()
+            if kafka_port == 0:
+                say(f"note: port {KAFKA_PORT} is taken, Kafka listens on {bootstrap} instead")
+            database = None
+            if postgres:
+                pg_port = POSTGRES_PORT if port_is_free(POSTGRES_PORT) else 0
+                pg = LocalPostgres(root, workdir / "pg", port=pg_port)
+                say("starting PostgreSQL...")
+                pg.start()
+                if pg_port == 0:
+                    say(f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead")
+                database = pg.create_database
+            stack = Stack(workdir, bootstrap, ports=ports, postgres=database)
+            say("starting services...")
+            stack.start()
+            say(_banner(stack, kafka, pg, workdir))
 
-            stopping = threading.Event()
-            reason: list[str] = []
-
-            def on_signal(signum: int, frame: Any) -> None:
-                reason.append(signal.Signals(signum).name)
-                stopping.set()
-
-            with _signals(on_signal):
-                while not stopping.wait(0.5):
-                    if dead := _dead_process(stack, kafka, pg):
-                        name, tail = dead
-                        say(f"\nerror: {name} died. Last lines of its log:\n{tail}\n", err=True)
-                        exit_code = 1
-                        break
-                if reason:
-                    say(f"\n{reason[0]} received, stopping...")
+            signals.phase = "running"
+            while not signals.event.wait(0.5):
+                if dead := _dead_process(stack, kafka, pg):
+                    name, tail = dead
+                    say(f"\nerror: {name} died. Last lines of its log:\n{tail}\n", err=True)
+                    exit_code = 1
+                    break
+            if signals.received:
+                say(f"\n{signals.received[0]} received, stopping...")
         except KeyboardInterrupt:
             say("\ninterrupted during startup, stopping...")
             exit_code = 130
@@ -282,7 +317,7 @@ def run(
             say(f"\nerror: startup failed: {e}", err=True)
             exit_code = 1
         finally:
-            _shield_cleanup()
+            signals.phase = "stopping"
             _stop_all(stack, pg, kafka)
             say("stopped.")
     raise typer.Exit(exit_code)
@@ -297,21 +332,22 @@ def bench(
                                           help="3: perte_emploi (France Travail, CAF, DGFiP); 2: naissance (CAF, CPAM)."),
     warmup: int = typer.Option(5, "--warmup", min=0, help="Files sent and answered before measuring."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the answers after the last POST."),
-    output: Path = typer.Option(None, "--output", help="JSON figures [default: <repo>/var/bench/last.json]."),
-    kafka_bootstrap: str = typer.Option(None, "--kafka-bootstrap",
+    output: Path | None = typer.Option(None, "--output", help="JSON figures (default: <repo>/var/bench/last.json)."),
+    kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap",
                                         help="Use this broker instead of starting one (topics get a unique prefix)."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the temporary workdir (logs, mail, data) even on success."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the temporary workdir (logs, mail, data); by default only a failed run keeps it."),
 ) -> None:
-    """Benchmark the whole system on a fresh broker and stack: throughput and latencies
-    (submit -> référent named, submit -> answer sent), POST latency, memory per process."""
+    """Benchmark the whole system on a fresh broker and stack in a temporary directory.
+
+    Measures throughput, latencies (submit -> référent named, submit -> answer sent, POST)
+    and the memory of every process; prints a table and writes the figures as JSON.
+    """
     try:
         life_event = benchmod.life_event_for(agencies_per_file)
     except ValueError as e:
         raise typer.BadParameter(str(e), param_hint="--agencies-per-file") from None
     root = find_root()
     output = (output or root / "var" / "bench" / "last.json").resolve()
-    if kafka_bootstrap is None:
-        _ensure_jars(root)
     workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-"))
     pg_workdir: Path | None = None
     kafka: LocalKafka | None = None
@@ -319,10 +355,11 @@ def bench(
     stack: Stack | None = None
     ok = False
     report: dict[str, Any] | None = None
-    try:
-        with _signals(_raise_interrupt):
+    with Signals() as signals:  # Ctrl-C / SIGTERM: KeyboardInterrupt, then a shielded cleanup
+        try:
             t0 = time.monotonic()
             if kafka_bootstrap is None:
+                _ensure_jars(root)
                 kafka = LocalKafka(root, workdir / "kafka")
                 say("starting Kafka...")
                 kafka_bootstrap = kafka.start()
@@ -341,21 +378,32 @@ def bench(
             say(f"stack up in {time.monotonic() - t0:.1f} s (workdir {workdir})")
 
             def check() -> str | None:
+                if signals.received:
+                    return f"interrupted by {signals.received[0]}"
                 dead = _dead_process(stack, kafka, pg)
                 if dead:
                     say(f"error: {dead[0]} died. Last lines of its log:\n{dead[1]}", err=True)
                     return f"{dead[0]} died"
                 return None
 
+            pids = {name: proc.proc.pid for name, proc in stack.processes.items() if proc.proc is not None}
+            if kafka is not None and kafka.proc is not None:
+                pids[benchmod.KAFKA] = kafka.proc.pid
+            pids[benchmod.CLIENT] = os.getpid()
+            cpu_before = {name: benchmod.process_cpu_seconds(pid) for name, pid in pids.items()}
+            # While measuring, a signal only sets a flag that `check` reports: the measure then
+            # stops at its next poll and everything unwinds normally (see bench.measure).
+            signals.phase = "running"
             m = asyncio.run(benchmod.measure(
                 stack.intake_url, kafka_bootstrap, namespace, files=files, concurrency=concurrency,
                 life_event=life_event, warmup=warmup, timeout=timeout, check=check, log=say,
             ))
-            memory = {name: benchmod.process_memory_mb(proc.proc.pid)
-                      for name, proc in stack.processes.items() if proc.proc is not None}
-            if kafka is not None and kafka.proc is not None:
-                memory["kafka"] = benchmod.process_memory_mb(kafka.proc.pid)
-            report = benchmod.build_report(m, rss_mb=memory, context={
+            signals.phase = "starting"
+            if signals.received:
+                raise KeyboardInterrupt
+            cpu = benchmod.cpu_deltas(cpu_before, {n: benchmod.process_cpu_seconds(p) for n, p in pids.items()})
+            memory = {name: benchmod.process_memory_mb(pid) for name, pid in pids.items()}
+            report = benchmod.build_report(m, rss_mb=memory, cpu_s=cpu, context={
                 "backend": "postgresql" if postgres else "sqlite",
                 "agencies_per_file": agencies_per_file,
                 "warmup": warmup,
@@ -363,19 +411,20 @@ def bench(
                 "python": sys.version.split()[0],
             })
             ok = report["completed"] == files and not m.aborted
-    except KeyboardInterrupt:
-        say("\ninterrupted, stopping...", err=True)
-    except (RuntimeError, TimeoutError) as e:
-        say(f"\nerror: {e}", err=True)
-    finally:
-        _shield_cleanup()
-        _stop_all(stack, pg, kafka)
-        if ok and not keep:
-            shutil.rmtree(workdir, ignore_errors=True)
-            if pg_workdir is not None:
-                shutil.rmtree(pg_workdir, ignore_errors=True)
-        else:
-            say(f"logs, mail and data kept in {workdir}" + (f" and {pg_workdir}" if pg_workdir else ""))
+        except KeyboardInterrupt:
+            say("\ninterrupted, stopping...", err=True)
+        except (RuntimeError, TimeoutError) as e:
+            say(f"\nerror: {e}", err=True)
+        finally:
+            signals.phase = "stopping"
+            _stop_all(stack, pg, kafka)
+            # Kept for a post-mortem when the run failed, not when the user stopped it.
+            if not keep and (ok or signals.received):
+                shutil.rmtree(workdir, ignore_errors=True)
+                if pg_workdir is not None:
+                    shutil.rmtree(pg_workdir, ignore_errors=True)
+            else:
+                say(f"logs, mail and data kept in {workdir}" + (f" and {pg_workdir}" if pg_workdir else ""))
     if report is not None:
         benchmod.write_report(report, output)
         say("")
@@ -388,7 +437,7 @@ def bench(
 def kafka(
     port: int = typer.Option(KAFKA_PORT, "--port", help="Client port."),
     controller_port: int = typer.Option(0, "--controller-port", help="KRaft controller port (0: a free one)."),
-    workdir: Path = typer.Option(None, "--workdir", help="Data directory [default: <repo>/var/kafka] (kept)."),
+    workdir: Path | None = typer.Option(None, "--workdir", help="Data directory (default: <repo>/var/kafka) (kept)."),
 ) -> None:
     """Run a bare Kafka broker in the foreground until Ctrl-C (prints its bootstrap address)."""
     from devstack.kafka import main
