@@ -99,7 +99,7 @@ async def test_summaries_and_amounts_are_realistic_per_agency_and_event(
 
     dgfip = await granted("dgfip", "naissance")
     assert dgfip["summary"] == (
-        "Situation fiscale mise à jour: taux de prélèvement à la source recalculé"
+        "Situation fiscale mise à jour : taux de prélèvement à la source recalculé"
     )
     assert dgfip["amount_eur"] is None
 

@@ -121,7 +121,7 @@ def compose_answer(
     ]
     next_steps = []
     for d in sorted(decisions, key=lambda d: d.agency.value):
-        line = f"- {AGENCY_LABELS[d.agency]} : {_DECISION_WORDS[d.decision]}. {d.summary}"
+        line = f"- {AGENCY_LABELS[d.agency]} : {_DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
         if d.amount_eur is not None:
             line += f" Montant : {_euros(d.amount_eur)}"
             line += f" à partir du {d.start_date:%d/%m/%Y}." if d.start_date else "."

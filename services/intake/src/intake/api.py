@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Header, Request
@@ -20,18 +21,20 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def french_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic's errors as {field, message}, every message in French."""
     out = []
     for err in errors:
         kind = err["type"]
-        if kind in FRENCH_MESSAGES:
-            ctx = err.get("ctx") or {}
-            message = FRENCH_MESSAGES[kind].format(**{k: str(v) for k, v in ctx.items()})
-        elif kind == "value_error" or "email" in str(err.get("msg", "")).lower():
+        ctx = err.get("ctx") or {}
+        if kind == "enum":
+            choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
+            message = FRENCH_MESSAGES["enum"].format(expected=", ".join(choices))
+        elif kind == "value_error" and "email" in str(err.get("msg", "")).lower():
             message = "Adresse électronique invalide."
+        elif kind in FRENCH_MESSAGES:
+            message = FRENCH_MESSAGES[kind]
         else:
-            message = err["msg"]  # our own validators already speak French
-        if kind == "value_error" and "email" in str(err.get("msg", "")).lower():
-            message = "Adresse électronique invalide."
+            message = err["msg"]  # our own validators (PydanticCustomError) speak French
         out.append({"field": _field_path(tuple(err["loc"])), "message": message})
     return out
 

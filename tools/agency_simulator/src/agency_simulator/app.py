@@ -123,11 +123,11 @@ _GRANTED: dict[str, dict[str, tuple[str, tuple[float, float] | None]]] = {
     },
     "dgfip": {
         "birth": (
-            "Situation fiscale mise à jour: taux de prélèvement à la source recalculé",
+            "Situation fiscale mise à jour : taux de prélèvement à la source recalculé",
             None,
         ),
         "job_loss": (
-            "Situation fiscale mise à jour: taux de prélèvement à la source recalculé",
+            "Situation fiscale mise à jour : taux de prélèvement à la source recalculé",
             None,
         ),
         "move": ("Adresse fiscale mise à jour", None),
@@ -158,7 +158,7 @@ _REFUSED: dict[str, tuple[str, str]] = {
     ),
     "france_travail": (
         "Demande d'allocation d'aide au retour à l'emploi refusée",
-        "Durée d'affiliation insuffisante: moins de 6 mois travaillés au cours des 24 derniers mois.",
+        "Durée d'affiliation insuffisante : moins de 6 mois travaillés au cours des 24 derniers mois.",
     ),
     "cpam": (
         "Demande de mise à jour du dossier d'assuré refusée",

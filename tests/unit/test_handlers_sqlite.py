@@ -1,0 +1,587 @@
+"""The services' use cases against their real (SQLite) databases: the unit of work,
+assignment, intake, notification, and the outbox relay. No broker: emitted events are
+read back from the outbox table."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from opentelemetry import trace
+
+from assignment import handlers as assignment
+from assignment.bootstrap import DEFAULT_DIRECTORY
+from guichet_runtime.consumer import PermanentError
+from guichet_runtime.db import AlreadyProcessed, UnitOfWork, utcnow
+from guichet_runtime.relay import OutboxRelay
+from intake import handlers as intake
+from intake.schemas import FileIn
+from notification import handlers as notification
+from shared_models import (
+    AGENCY_LABELS,
+    Agency,
+    AgencyAnswerReceived,
+    AgencyRequestIssued,
+    CoordinatedAnswerIssued,
+    Decision,
+    NotificationSent,
+    ReferentAssigned,
+    topics,
+)
+from tests.unit.samples import (
+    citizen,
+    decision,
+    file_submitted,
+    headers_of,
+    one_event_of_each_type,
+    referent,
+    trace_id_of,
+)
+
+
+def span_trace_id(span: trace.Span) -> str:
+    return format(span.get_span_context().trace_id, "032x")
+
+
+# =========================================================================== unit of work
+
+
+async def test_emitted_events_reach_the_outbox_at_commit_with_the_trace_context(intake_db, tracer):
+    event = file_submitted("GU-2025-UOW00001")
+    committed = []
+    uow = UnitOfWork(
+        intake_db.engine, intake_db.tables.outbox, intake_db.tables.inbox, on_commit=lambda: committed.append(1)
+    )
+
+    with tracer.start_as_current_span("handler") as span:
+        async with uow:
+            uow.emit(topics.FILES_SUBMITTED, event)
+            assert committed == []
+            await uow.commit()
+
+    [row] = await intake_db.outbox()
+    assert (row.topic, row.key, row.event_type) == ("files.submitted", "GU-2025-UOW00001", "FileSubmitted")
+    assert (await intake_db.outbox_events()) == [("files.submitted", event)]
+    assert trace_id_of(headers_of(row)["traceparent"]) == span_trace_id(span)
+    assert committed == [1]
+
+
+async def test_leaving_the_unit_of_work_without_commit_writes_nothing(intake_db):
+    async with intake_db.uow(("intake", "event-1")) as uow:
+        uow.emit(topics.FILES_SUBMITTED, file_submitted())
+
+    with pytest.raises(RuntimeError):
+        async with intake_db.uow() as uow:
+            uow.emit(topics.FILES_SUBMITTED, file_submitted())
+            raise RuntimeError("handler failed before commit")
+
+    assert await intake_db.outbox() == []
+    assert await intake_db.rows("inbox") == []
+
+
+async def test_the_same_inbox_key_twice_raises_already_processed(intake_db):
+    async with intake_db.uow(("intake", "event-1")) as uow:
+        await uow.commit()
+
+    with pytest.raises(AlreadyProcessed):
+        async with intake_db.uow(("intake", "event-1")):
+            pytest.fail("the block must not run for an event already processed")
+
+    # Another consumer, or another event, is not affected.
+    async with intake_db.uow(("notification", "event-1")) as uow:
+        await uow.commit()
+    async with intake_db.uow(("intake", "event-2")) as uow:
+        await uow.commit()
+    assert len(await intake_db.rows("inbox")) == 3
+
+
+async def test_an_event_whose_handling_rolled_back_can_be_handled_again(intake_db):
+    async with intake_db.uow(("intake", "event-1")):
+        pass  # failed: no commit
+
+    async with intake_db.uow(("intake", "event-1")) as uow:
+        await uow.commit()
+
+    [row] = await intake_db.rows("inbox")
+    assert (row.consumer, row.event_id) == ("intake", "event-1")
+
+
+# =========================================================================== assignment
+
+
+@pytest.fixture
+async def directory(assignment_db):
+    """The assignment database with the versioned directory loaded."""
+    loaded = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    assert loaded > 0
+    return assignment_db
+
+
+async def agent_row(db, agent_id: str) -> sa.Row:
+    t = db.tables
+    async with db.engine.connect() as conn:
+        return (
+            await conn.execute(
+                sa.select(t.agents, t.offices.c.departement)
+                .join(t.offices, t.agents.c.office_id == t.offices.c.office_id)
+                .where(t.agents.c.agent_id == agent_id)
+            )
+        ).one()
+
+
+async def submit_to_assignment(db, event) -> tuple[ReferentAssigned | None, list[AgencyRequestIssued]]:
+    """Handle FileSubmitted; return the events it emitted."""
+    before = len(await db.outbox())
+    await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
+    emitted = [e for _, e in (await db.outbox_events())[before:]]
+    assigned = [e for e in emitted if isinstance(e, ReferentAssigned)]
+    requests = [e for e in emitted if isinstance(e, AgencyRequestIssued)]
+    assert len(assigned) + len(requests) == len(emitted)
+    return (assigned[0] if assigned else None), requests
+
+
+def answer_to(request: AgencyRequestIssued, verdict: Decision = Decision.GRANTED, **kw: Any) -> AgencyAnswerReceived:
+    return AgencyAnswerReceived(
+        file_id=request.file_id, request_id=request.request_id, answer=decision(request.agency, verdict, **kw)
+    )
+
+
+async def test_seeding_the_directory_happens_once(assignment_db):
+    first = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    second = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+
+    assert first == len(await assignment_db.rows("agents")) > 0
+    assert second == 0
+
+
+async def test_a_citizen_in_seine_saint_denis_gets_a_referent_whose_office_is_in_93(directory):
+    event = file_submitted("GU-2025-AAAA0093", citizen=citizen(postcode="93200"))
+
+    assigned, requests = await submit_to_assignment(directory, event)
+
+    assert assigned is not None
+    agent = await agent_row(directory, assigned.referent.agent_id)
+    assert agent.departement == "93"
+    assert assigned.referent.office_id == agent.office_id
+    assert assigned.rule == "proximite"
+    assert assigned.referent.name in assigned.explanation
+    assert assigned.citizen == event.citizen
+    assert agent.active_files == 1
+
+    [row] = await directory.rows("assignments")
+    assert (row.file_id, row.agent_id, row.rule) == (event.file_id, agent.agent_id, "proximite")
+
+    assert sorted(r.agency for r in requests) == sorted(event.agencies)
+    assert len({r.request_id for r in requests}) == len(event.agencies)
+    topics_used = [t for t, _ in await directory.outbox_events()]
+    assert topics_used.count(topics.REFERENTS_ASSIGNED) == 1
+    assert sorted(t for t in topics_used if t != topics.REFERENTS_ASSIGNED) == sorted(
+        topics.agency_requests(a) for a in event.agencies
+    )
+
+
+async def test_the_same_file_announced_twice_is_assigned_once(directory):
+    event = file_submitted("GU-2025-AAAATWIC")
+    await submit_to_assignment(directory, event)
+    again = event.model_copy(update={"event_id": uuid.uuid4()})
+
+    assigned, requests = await submit_to_assignment(directory, again)
+
+    assert (assigned, requests) == (None, [])
+    assert len(await directory.rows("assignments")) == 1
+
+
+async def test_a_second_file_of_the_same_citizen_goes_to_the_same_referent(directory):
+    first, _ = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAFIRS"))
+    # Same email; now living in Paris and declaring a birth: continuity still wins.
+    moved = citizen(postcode="75011", email="AWA.DIALLO@example.fr")
+    second, _ = await submit_to_assignment(
+        directory,
+        file_submitted("GU-2025-AAAASECO", agencies=(Agency.CAF, Agency.CPAM), citizen=moved),
+    )
+
+    assert first is not None and second is not None
+    assert second.referent.agent_id == first.referent.agent_id
+    assert second.rule == "continuite"
+    assert (await agent_row(directory, first.referent.agent_id)).active_files == 2
+
+
+async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory):
+    await directory.execute(directory.tables.agents.update().values(active_files=directory.tables.agents.c.capacity))
+
+    assigned, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAWAIT"))
+
+    assert (assigned, requests) == (None, [])
+    [file] = await directory.rows("files")
+    assert (file.status, file.referent_id) == ("en_attente_attribution", None)
+
+
+async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answered(directory):
+    event = file_submitted("GU-2025-AAAAANSW")
+    assigned, requests = await submit_to_assignment(directory, event)
+    assert assigned is not None and len(requests) == 3
+    agent_id = assigned.referent.agent_id
+    verdicts = [Decision.GRANTED, Decision.REFUSED, Decision.DOCUMENT_REQUESTED]
+
+    async def answered_count() -> int:
+        return sum(isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events())
+
+    answers = [answer_to(r, v, amount_eur=812.5 if v is Decision.GRANTED else None) for r, v in zip(requests, verdicts)]
+    for answer in answers[:-1]:
+        await assignment.on_agency_answer(answer, directory.uow(("assignment", str(answer.event_id))))
+        assert await answered_count() == 0
+        assert (await agent_row(directory, agent_id)).active_files == 1
+
+    last = answers[-1]
+    await assignment.on_agency_answer(last, directory.uow(("assignment", str(last.event_id))))
+
+    [(topic, coordinated)] = [(t, e) for t, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)]
+    assert topic == topics.FILES_ANSWERED
+    assert coordinated.referent == assigned.referent
+    assert sorted(d.agency for d in coordinated.decisions) == sorted(event.agencies)
+    for agency in event.agencies:
+        assert AGENCY_LABELS[agency] in coordinated.text
+    assert "812,50 €" in coordinated.text
+    assert assigned.referent.name in coordinated.text
+    assert (await agent_row(directory, agent_id)).active_files == 0
+    [file] = await directory.rows("files")
+    assert file.status == "repondu"
+
+    # The last answer delivered again (a new event id, so the inbox lets it through).
+    replay = last.model_copy(update={"event_id": uuid.uuid4()})
+    await assignment.on_agency_answer(replay, directory.uow(("assignment", str(replay.event_id))))
+
+    assert await answered_count() == 1
+    assert (await agent_row(directory, agent_id)).active_files == 0
+
+
+async def test_an_answer_for_an_unknown_request_is_a_permanent_error(directory):
+    _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAUNKN"))
+    unknown = AgencyAnswerReceived(
+        file_id="GU-2025-AAAAUNKN", request_id="GU-2025-AAAAUNKN-cpam", answer=decision(Agency.CPAM)
+    )
+    wrong_file = requests[0].model_copy(update={"file_id": "GU-2025-NOSUCHFI"})
+
+    with pytest.raises(PermanentError, match="demande inconnue"):
+        await assignment.on_agency_answer(unknown, directory.uow())
+    with pytest.raises(PermanentError):
+        await assignment.on_agency_answer(answer_to(wrong_file), directory.uow())
+    assert not any(isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events())
+
+
+async def test_an_answer_from_another_agency_than_the_requested_one_is_a_permanent_error(directory):
+    _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAOTHR"))
+    caf_request = next(r for r in requests if r.agency is Agency.CAF)
+    impostor = AgencyAnswerReceived(
+        file_id=caf_request.file_id, request_id=caf_request.request_id, answer=decision(Agency.DGFIP)
+    )
+
+    with pytest.raises(PermanentError):
+        await assignment.on_agency_answer(impostor, directory.uow())
+
+
+# =========================================================================== intake
+
+FORM = {
+    "life_event": "demenagement",
+    "citizen": {
+        "given_name": "Awa",
+        "family_name": "Diallo",
+        "email": "awa.diallo@example.fr",
+        "phone": "06 12 34 56 78",
+        "postcode": "93200",
+        "preferred_channel": "email",
+    },
+    "description": "Je déménage à Saint-Denis le mois prochain.",
+}
+
+
+def submit(form: dict[str, Any] = FORM, key: str | None = None) -> intake.SubmitFile:
+    return intake.SubmitFile(form=FileIn.model_validate(form), idempotency_key=key)
+
+
+async def test_submitting_a_file_emits_file_submitted_for_every_agency_of_the_life_event(intake_db):
+    file_id, created = await intake.submit_file(submit(), intake_db.uow())
+
+    assert created
+    [(topic, event)] = await intake_db.outbox_events()
+    assert topic == topics.FILES_SUBMITTED
+    assert event.file_id == file_id
+    assert set(event.agencies) == {Agency.CAF, Agency.DGFIP, Agency.CPAM}
+    assert event.citizen.phone == "0612345678"
+    statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
+    assert statuses == {"caf": "en_attente", "dgfip": "en_attente", "cpam": "en_attente"}
+
+
+async def test_the_same_idempotency_key_twice_returns_the_same_file_and_emits_once(intake_db):
+    first = await intake.submit_file(submit(key="cle-0001"), intake_db.uow())
+    second = await intake.submit_file(submit(key="cle-0001"), intake_db.uow())
+
+    assert first == (first[0], True)
+    assert second == (first[0], False)
+    assert len(await intake_db.outbox()) == 1
+    assert len(await intake_db.rows("files")) == 1
+
+
+async def test_without_an_idempotency_key_each_submission_is_a_new_file(intake_db):
+    first, _ = await intake.submit_file(submit(), intake_db.uow())
+    second, _ = await intake.submit_file(submit(), intake_db.uow())
+
+    assert first != second
+    assert len(await intake_db.outbox()) == 2
+
+
+async def test_reusing_an_idempotency_key_for_another_request_is_a_conflict(intake_db):
+    await intake.submit_file(submit(key="cle-0002"), intake_db.uow())
+    other = {**FORM, "description": "Une tout autre demande."}
+
+    with pytest.raises(intake.IdempotencyConflict):
+        await intake.submit_file(submit(other, key="cle-0002"), intake_db.uow())
+    assert len(await intake_db.outbox()) == 1
+
+
+async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
+    file_id, _ = await intake.submit_file(submit(), intake_db.uow())
+
+    def request(agency: Agency) -> AgencyRequestIssued:
+        return AgencyRequestIssued(
+            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency,
+            life_event="demenagement", citizen=citizen(), description="…", urgent=False,
+        )
+
+    caf_answer = AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=decision(Agency.CAF))
+    # The CAF's answer overtakes its request (different topics); the CPAM's comes in order.
+    await intake.on_agency_answer_received(caf_answer, intake_db.uow())
+    await intake.on_agency_request_issued(request(Agency.CAF), intake_db.uow())
+    await intake.on_agency_request_issued(request(Agency.CPAM), intake_db.uow())
+
+    statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
+    assert statuses == {"caf": "repondu", "cpam": "transmis", "dgfip": "en_attente"}
+    kinds = [r.kind for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)]
+    assert kinds == ["depot", "reponse_organisme", "transmission", "transmission"]
+
+
+async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):
+    stranger = AgencyAnswerReceived(file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision(Agency.CAF))
+
+    with pytest.raises(intake.UnknownFile):
+        await intake.on_agency_answer_received(stranger, intake_db.uow())
+
+
+# =========================================================================== notification
+
+
+class RecordingMailer:
+    def __init__(self) -> None:
+        self.sent: list[EmailMessage] = []
+
+    async def send(self, message: EmailMessage) -> None:
+        self.sent.append(message)
+
+
+class DownMailer:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def send(self, message: EmailMessage) -> None:
+        self.calls += 1
+        raise ConnectionRefusedError("serveur SMTP injoignable")
+
+
+SENDER = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
+
+
+def referent_assigned(file_id: str = "GU-2025-NOTIF001", **citizen_overrides: Any) -> ReferentAssigned:
+    return ReferentAssigned(
+        file_id=file_id,
+        referent=referent(),
+        rule="proximite",
+        explanation="Yasmine Haddad : bureau dans le département.",
+        citizen=citizen(**citizen_overrides),
+    )
+
+
+async def handle(db, handler, event) -> None:
+    """As the consumer does: one unit of work keyed by the event id."""
+    await handler(event, db.uow(("notification", str(event.event_id))))
+
+
+async def test_a_referent_assigned_twice_for_one_file_records_one_message(notification_db):
+    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+
+    [row] = await notification_db.rows("notifications")
+    assert row.notification_id == "GU-2025-NOTIF001:referent_assigned"
+    assert (row.status, row.attempts, row.recipient) == ("a_envoyer", 0, "awa.diallo@example.fr")
+    assert "Yasmine Haddad" in row.body and "01 49 33 60 12" in row.body
+    assert len(await notification_db.rows("inbox")) == 2
+
+
+async def test_the_dispatcher_sends_a_recorded_message_once_and_reports_it(notification_db, tracer):
+    with tracer.start_as_current_span("consume ReferentAssigned") as span:
+        await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    mailer = RecordingMailer()
+
+    sent = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
+    again = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
+
+    assert (sent, again) == (1, 0)
+    [message] = mailer.sent
+    assert message["Message-ID"] == "<GU-2025-NOTIF001.referent_assigned@guichet-unique.gouv.fr>"
+    assert message["To"] == "awa.diallo@example.fr"
+    assert message["From"] == SENDER
+    assert "Yasmine Haddad" in message["Subject"]
+    assert trace_id_of(message["traceparent"]) == span_trace_id(span)
+    assert "01 49 33 60 12" in message.get_content()
+
+    [row] = await notification_db.rows("notifications")
+    assert (row.status, row.attempts) == ("envoye", 1)
+    assert row.sent_at is not None
+
+    [(topic, reported)] = await notification_db.outbox_events()
+    assert topic == topics.NOTIFICATIONS_SENT
+    assert isinstance(reported, NotificationSent)
+    assert reported.notification_id == "GU-2025-NOTIF001:referent_assigned"
+    assert (reported.file_id, reported.channel) == ("GU-2025-NOTIF001", "email")
+    assert reported.referent_name == "Yasmine Haddad"
+    assert reported.subject == message["Subject"]
+
+
+async def test_a_message_the_mail_server_refused_stays_to_send_with_one_attempt(notification_db):
+    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    mailer = DownMailer()
+
+    sent = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
+
+    assert (sent, mailer.calls) == (0, 1)
+    [row] = await notification_db.rows("notifications")
+    assert (row.status, row.attempts) == ("a_envoyer", 1)
+    assert "serveur SMTP injoignable" in row.last_error
+    assert row.next_attempt_at > utcnow()
+    assert await notification_db.outbox() == []
+
+    # Not due yet: the next round does not hammer the server.
+    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 0
+    assert mailer.calls == 1
+
+
+async def test_a_citizen_without_email_has_the_message_kept_not_sent(notification_db):
+    event = referent_assigned(email=None, preferred_channel="telephone")
+    await handle(notification_db, notification.on_referent_assigned, event)
+    mailer = RecordingMailer()
+
+    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 0
+    assert mailer.sent == []
+    [row] = await notification_db.rows("notifications")
+    assert row.status == "canal_indisponible"
+
+
+async def test_the_coordinated_answer_is_mailed_signed_by_the_referent(notification_db):
+    answer = next(e for e in one_event_of_each_type() if isinstance(e, CoordinatedAnswerIssued))
+    await handle(notification_db, notification.on_coordinated_answer, answer)
+    mailer = RecordingMailer()
+
+    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 1
+    body = mailer.sent[0].get_content()
+    assert answer.text in body
+    assert answer.referent.name in body and answer.referent.phone in body
+
+
+# =========================================================================== outbox relay
+
+
+@dataclass
+class Published:
+    body: bytes
+    topic: str
+    key: bytes
+    headers: dict[str, str]
+    no_confirm: bool
+    trace_id: str
+
+
+class FakeBroker:
+    """Records what the relay publishes; every publish is acknowledged (or fails)."""
+
+    def __init__(self, failure: Exception | None = None) -> None:
+        self.published: list[Published] = []
+        self._failure = failure
+
+    async def publish(self, body, topic, *, key, headers, no_confirm=False):
+        self.published.append(
+            Published(body, topic, key, headers, no_confirm, span_trace_id(trace.get_current_span()))
+        )
+        done = asyncio.get_running_loop().create_future()
+        if self._failure is None:
+            done.set_result(None)
+        else:
+            done.set_exception(self._failure)
+        return done
+
+
+async def fill_outbox(db, tracer) -> tuple[list[sa.Row], str]:
+    with tracer.start_as_current_span("handler") as span:
+        async with db.uow() as uow:
+            for i, event in enumerate(one_event_of_each_type()[:3]):
+                uow.emit(f"topic-{i}", event)
+            await uow.commit()
+    return await db.outbox(), span_trace_id(span)
+
+
+async def test_the_relay_publishes_rows_in_id_order_with_their_type_then_deletes_them(intake_db, tracer):
+    rows, trace_id = await fill_outbox(intake_db, tracer)
+    broker = FakeBroker()
+    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, broker, namespace="essai-42.")
+
+    assert await relay.publish_pending() == 3
+
+    assert [p.topic for p in broker.published] == ["essai-42.topic-0", "essai-42.topic-1", "essai-42.topic-2"]
+    for published, row in zip(broker.published, rows, strict=True):
+        assert published.body == row.payload.encode()
+        assert published.key == row.key.encode()
+        assert published.headers["event_type"] == row.event_type
+        assert published.headers["content-type"] == "application/json"
+        assert published.no_confirm is True
+        assert published.trace_id == trace_id  # published within the handler's trace
+    assert [p.headers["event_type"] for p in broker.published] == [
+        "FileSubmitted", "ReferentAssigned", "AgencyRequestIssued"
+    ]
+    assert await intake_db.outbox() == []
+    assert relay.published == 3
+    assert await relay.publish_pending() == 0
+
+
+async def test_the_relay_works_in_batches(intake_db, tracer):
+    await fill_outbox(intake_db, tracer)
+    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, FakeBroker(), batch_size=2)
+
+    assert [await relay.publish_pending() for _ in range(3)] == [2, 1, 0]
+
+
+async def test_rows_stay_in_the_outbox_when_the_broker_does_not_acknowledge(intake_db, tracer):
+    rows, _ = await fill_outbox(intake_db, tracer)
+    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, FakeBroker(failure=TimeoutError()))
+
+    with pytest.raises(TimeoutError):
+        await relay.publish_pending()
+
+    assert [r.id for r in await intake_db.outbox()] == [r.id for r in rows]
+    assert relay.published == 0
+
+
+async def test_relay_stop_drains_what_is_left(intake_db, tracer):
+    await fill_outbox(intake_db, tracer)
+    broker = FakeBroker()
+    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, broker, idle_seconds=60)
+    relay.start()
+
+    await relay.stop()
+
+    assert len(broker.published) == 3
+    assert await intake_db.outbox() == []
+
