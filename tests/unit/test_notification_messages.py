@@ -87,11 +87,6 @@ def test_a_referent_assigned_message_without_its_direct_phone_is_refused(monkeyp
         compose(NotificationKind.REFERENT_ASSIGNED, file_id=FILE_ID, referent=referent(), citizen=citizen())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notification/messages.py:54 appends the signature only when the phone is missing: "
-    "a text quoting the phone but not the name raises UnsignedMessage instead of being signed",
-)
 def test_a_text_giving_the_phone_but_not_the_name_is_signed_rather_than_refused():
     ref = referent()
 

@@ -51,7 +51,7 @@ def compose(
     body = _env().get_template(f"{kind.value}.txt.j2").render(
         file_id=file_id, referent=referent, citizen=citizen, **context
     )
-    if referent.phone not in body:
+    if referent.name not in body or referent.phone not in body:
         body = body.rstrip("\n") + "\n" + signature(referent)
     if referent.name not in body or referent.phone not in body:
         raise UnsignedMessage(f"{kind.value} pour {file_id}")
