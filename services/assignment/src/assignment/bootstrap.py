@@ -10,7 +10,7 @@ from pydantic import Field
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, topics
-from assignment import handlers
+from assignment import api, handlers
 from assignment.tables import metadata
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
@@ -33,4 +33,6 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
     )
-    return create_app(runtime, title="Guichet unique — attribution du référent")
+    app = create_app(runtime, title="Guichet unique — attribution du référent")
+    app.include_router(api.router(runtime))
+    return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 from dataclasses import dataclass
 
@@ -154,3 +155,17 @@ def compose_answer(
 
 def utc_today() -> dt.date:
     return dt.datetime.now(dt.UTC).date()
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """Same day `months` later, clamped to the month's end (31 Dec + 2 months = 28/29 Feb)."""
+    index = day.month - 1 + months
+    year, month = day.year + index // 12, index % 12 + 1
+    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def legal_deadline(received: dt.datetime, months: int = 2) -> dt.date:
+    """The administration must answer within two months of receipt (Paris calendar days)."""
+    from zoneinfo import ZoneInfo
+
+    return add_months(received.astimezone(ZoneInfo("Europe/Paris")).date(), months)

@@ -1,0 +1,86 @@
+"""What référents and supervisors read from the assignment service: the portfolio and
+the explained assignment record (over the real routes, on SQLite)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from assignment import api
+from assignment import handlers as assignment
+from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.domain import add_months, legal_deadline
+from tests.unit.samples import citizen, decision, file_submitted
+from shared_models import AgencyAnswerReceived, AgencyRequestIssued, ReferentAssigned
+
+
+@pytest.fixture
+async def client(assignment_db):
+    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    app = FastAPI()
+    app.include_router(api.router(assignment_db))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        c.db = assignment_db
+        yield c
+
+
+async def submit(db, event):
+    await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
+    emitted = [e for _, e in await db.outbox_events() if e.file_id == event.file_id]
+    referent = next(e for e in emitted if isinstance(e, ReferentAssigned)).referent
+    return referent, [e for e in emitted if isinstance(e, AgencyRequestIssued)]
+
+
+def test_the_legal_deadline_is_two_calendar_months_in_paris_time():
+    assert add_months(dt.date(2026, 12, 31), 2) == dt.date(2027, 2, 28)
+    assert add_months(dt.date(2027, 12, 31), 2) == dt.date(2028, 2, 29)
+    assert add_months(dt.date(2026, 11, 24), 2) == dt.date(2027, 1, 24)
+    # 23:30 UTC on 30 November is already 1 December in Paris.
+    assert legal_deadline(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)) == dt.date(2027, 2, 1)
+
+
+async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_ones(client):
+    same = citizen(email="meme.personne@example.fr")
+    ref, _ = await submit(client.db, file_submitted("GU-2026-AAAA0001", citizen=same))
+    _, requests = await submit(client.db, file_submitted("GU-2026-AAAA0002", citizen=same, urgent=True))
+    await submit(client.db, file_submitted("GU-2026-AAAA0003", citizen=same))
+
+    body = (await client.get(f"/api/agents/{ref.agent_id}/portfolio")).json()
+    assert body["agent"]["name"] == ref.name and body["agent"]["active_files"] == 3
+    assert [f["file_id"] for f in body["files"]] == ["GU-2026-AAAA0002", "GU-2026-AAAA0001", "GU-2026-AAAA0003"]
+    assert body["files"][0]["agencies_awaited"] == 3
+    assert body["files"][0]["deadline"] == legal_deadline(dt.datetime.now(dt.UTC)).isoformat()
+
+    for request in requests:
+        answer = AgencyAnswerReceived(
+            file_id=request.file_id, request_id=request.request_id, answer=decision(request.agency)
+        )
+        await assignment.on_agency_answer(answer, client.db.uow(("assignment", str(answer.event_id))))
+    body = (await client.get(f"/api/agents/{ref.agent_id}/portfolio")).json()
+    assert [f["file_id"] for f in body["files"]] == ["GU-2026-AAAA0001", "GU-2026-AAAA0003"]
+    assert body["agent"]["active_files"] == 2
+
+
+async def test_the_assignment_record_says_which_rule_decided_and_who_was_considered(client):
+    same = citizen(email="deux.dossiers@example.fr")
+    ref, _ = await submit(client.db, file_submitted("GU-2026-BBBB0001", citizen=same))
+    await submit(client.db, file_submitted("GU-2026-BBBB0002", citizen=same))
+
+    first = (await client.get("/api/files/GU-2026-BBBB0001/assignment")).json()
+    second = (await client.get("/api/files/GU-2026-BBBB0002/assignment")).json()
+    assert first["history"][0]["rule"] == "proximite"
+    assert ref.name in first["history"][0]["explanation"]
+    assert ref.agent_id in first["history"][0]["considered"]
+    assert second["history"][0]["rule"] == "continuite"
+    assert second["referent_id"] == ref.agent_id
+
+
+async def test_unknown_agents_and_files_are_answered_in_french(client):
+    agent = await client.get("/api/agents/AG-INCONNU/portfolio")
+    file = await client.get("/api/files/GU-0000-INCONNU/assignment")
+    assert agent.status_code == file.status_code == 404
+    assert agent.json()["message"] == "Aucun agent ne porte l'identifiant AG-INCONNU."
+    assert file.json()["message"] == "Aucun dossier ne porte la référence GU-0000-INCONNU."
