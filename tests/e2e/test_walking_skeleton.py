@@ -218,3 +218,45 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(sta
     assert "FileExploded" in parked[b"GU-INCONNU"]["dlq_reason"]
     rows = await query(stack.database_urls["assignment"], "SELECT file_id FROM files WHERE file_id = 'GU-CASSE'")
     assert rows == []
+
+
+async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(stack: Stack, client):
+    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+        # The CAF takes its time, so the file is still open when the citizen asks.
+        await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
+        try:
+            response = await client.post("/api/files", json=file_body("naissance", email="changement@example.fr"))
+            file_id = response.json()["file_id"]
+
+            async def first_referent():
+                return (await client.get(f"/api/files/{file_id}")).json()["referent"]
+            first = await eventually(first_referent, what="first référent")
+            reason = "Je ne parviens pas à joindre mon référent."
+            granted = await client.post(f"/api/files/{file_id}/referent-change", json={"reason": reason})
+            assert granted.status_code == 202, granted.text
+            again = await client.post(f"/api/files/{file_id}/referent-change", json={"reason": reason})
+            assert again.status_code == 409 and "déjà été accordé" in again.json()["message"]
+            short = await client.post(f"/api/files/{file_id}/referent-change", json={"reason": "non"})
+            assert short.status_code == 422
+        finally:
+            await sim.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+
+    view = await eventually(lambda: answered_view(client, file_id, notifications=3), what="answer after the change")
+    new = view["referent"]
+    assert new["name"] != first["name"]
+    assert new["name"] in view["answer"]["text"]  # the answer is signed by the new référent
+    labels = [e["label"] for e in view["timeline"]]
+    assert any(reason in label for label in labels)
+    assert any(label.startswith(f"Votre nouveau référent est {new['name']}") for label in labels)
+
+    async def all_mails():
+        mails = mails_for(stack.maildir, file_id)
+        return mails if len(mails) == 5 else None
+    mails = await eventually(all_mails, what="citizen's three emails and both agents' handover")
+    to = collections.Counter(m["To"] for m in mails)
+    assert to == {"changement@example.fr": 3, first["email"]: 1, new["email"]: 1}
+    changed = next(m for m in mails if "nouveau référent" in m["Subject"])
+    body = changed.get_body(preferencelist=("plain",)).get_content()
+    assert new["name"] in body and new["phone"] in body and first["name"] in body and reason in body
+    record = httpx.get(f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment").json()
+    assert [h["rule"] for h in record["history"]] == ["proximite", "changement_demande"]

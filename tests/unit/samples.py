@@ -24,6 +24,7 @@ from shared_models import (
     PreferredChannel,
     Referent,
     ReferentAssigned,
+    ReferentChangeRequested,
 )
 
 
@@ -123,6 +124,9 @@ def one_event_of_each_type() -> list[Event]:
             channel="email",
             subject="Votre dossier",
             referent_name="Yasmine Haddad",
+        ),
+        ReferentChangeRequested(
+            file_id=file_id, requested_by="citoyen", reason="Nous ne parvenons pas à nous comprendre."
         ),
     ]
 

@@ -17,6 +17,14 @@ ANSWER_WITHOUT_SIGNATURE = (
 CONTEXT = {
     NotificationKind.REFERENT_ASSIGNED: {},
     NotificationKind.ANSWER_READY: {"text": ANSWER_WITHOUT_SIGNATURE},
+    NotificationKind.REFERENT_CHANGED: {
+        "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
+        "reason": "Nous ne parvenons pas à nous comprendre.",
+    },
+    NotificationKind.AGENT_HANDOVER: {
+        "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
+        "reason": "Nous ne parvenons pas à nous comprendre.",
+    },
 }
 
 

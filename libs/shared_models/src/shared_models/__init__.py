@@ -19,6 +19,7 @@ from shared_models.events import (
     PreferredChannel,
     Referent,
     ReferentAssigned,
+    ReferentChangeRequested,
     parse_event,
 )
 from shared_models import topics
@@ -40,6 +41,7 @@ __all__ = [
     "PreferredChannel",
     "Referent",
     "ReferentAssigned",
+    "ReferentChangeRequested",
     "parse_event",
     "topics",
 ]

@@ -109,6 +109,21 @@ class ReferentAssigned(Event):
     rule: str = Field(description="Rule that decided the choice (continuity, proximity, …).")
     explanation: str = Field(description="Why this agent, in French, for supervisors.")
     citizen: CitizenContact = Field(description="Recipient of the notification.")
+    previous_referent: Referent | None = Field(
+        default=None, description="The référent this one replaces, when the référent changed."
+    )
+    reason: str | None = Field(default=None, description="Why the référent changed, in French.")
+
+
+class ReferentChangeRequested(Event):
+    """The citizen (once per file) or a supervisor asked for another référent."""
+
+    event_type: ClassVar[str] = "ReferentChangeRequested"
+    requested_by: Literal["citoyen", "superviseur"] = Field(description="Who asked for the change.")
+    reason: str = Field(description="The reason given, in French; shown in the file's history.")
+    current_agent_id: str | None = Field(
+        default=None, description="The référent the requester saw, if known (stale requests are ignored)."
+    )
 
 
 class AgencyRequestIssued(Event):
@@ -143,11 +158,13 @@ class CoordinatedAnswerIssued(Event):
 
 class NotificationKind(StrEnum):
     REFERENT_ASSIGNED = "referent_assigned"
+    REFERENT_CHANGED = "referent_changed"
+    AGENT_HANDOVER = "agent_handover"
     ANSWER_READY = "answer_ready"
 
 
 class NotificationSent(Event):
-    """A message reached the citizen's channel."""
+    """A message reached its recipient's channel (the citizen's, or an agent's for a handover)."""
 
     event_type: ClassVar[str] = "NotificationSent"
     notification_id: str = Field(description="Id of the notification, unique per file and kind.")
@@ -162,6 +179,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for cls in (
         FileSubmitted,
         ReferentAssigned,
+        ReferentChangeRequested,
         AgencyRequestIssued,
         AgencyAnswerReceived,
         CoordinatedAnswerIssued,

@@ -7,6 +7,7 @@ PARTITIONS = 3
 
 FILES_SUBMITTED = "files.submitted"
 REFERENTS_ASSIGNED = "referents.assigned"
+REFERENT_CHANGES = "referents.change-requested"
 FILES_ANSWERED = "files.answered"
 NOTIFICATIONS_SENT = "notifications.sent"
 
@@ -28,7 +29,7 @@ def dead_letter(topic: str) -> str:
 
 def all_topics() -> dict[str, int]:
     """Every topic of the system with its partition count, dead-letter topics included."""
-    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, FILES_ANSWERED, NOTIFICATIONS_SENT]
+    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT]
     for agency in Agency:
         main += [agency_requests(agency), agency_answers(agency)]
     declared = {name: PARTITIONS for name in main}
@@ -45,6 +46,7 @@ def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
     table = {
         FILES_SUBMITTED: ("FileSubmitted", "intake", ("assignment",)),
         REFERENTS_ASSIGNED: ("ReferentAssigned", "assignment", ("intake", "notification")),
+        REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
         FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
     }

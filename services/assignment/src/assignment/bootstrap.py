@@ -9,7 +9,7 @@ from pydantic import Field
 
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
-from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, topics
+from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, ReferentChangeRequested, topics
 from assignment import api, handlers
 from assignment.tables import metadata
 
@@ -30,6 +30,9 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
     runtime.startup.append(lambda: handlers.seed_directory(runtime.uow(), settings.directory_file))
     runtime.consumer.subscribe([topics.FILES_SUBMITTED], {FileSubmitted: handlers.on_file_submitted})
+    runtime.consumer.subscribe(
+        [topics.REFERENT_CHANGES], {ReferentChangeRequested: handlers.on_referent_change_requested}
+    )
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
     )

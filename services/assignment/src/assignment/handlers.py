@@ -4,6 +4,7 @@ one coordinated answer once every agency has answered."""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,10 +20,13 @@ from shared_models import (
     FileSubmitted,
     Referent,
     ReferentAssigned,
+    ReferentChangeRequested,
     topics,
 )
 from assignment import domain
 from assignment.tables import agency_requests, agents, assignments, files, offices
+
+log = logging.getLogger(__name__)
 
 
 def _candidate(row: sa.Row) -> domain.Candidate:
@@ -65,6 +69,38 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
     return referent, row.opening_hours
 
 
+async def _take_agent(
+    uow: UnitOfWork,
+    agencies: list[str],
+    departement: str,
+    previous: domain.Candidate | None,
+    exclude: str | None = None,
+) -> domain.Choice | None:
+    """Choose a référent and take one unit of their capacity, or None if nobody has room."""
+    query = (
+        sa.select(*_CANDIDATE_COLUMNS)
+        .join(offices, agents.c.office_id == offices.c.office_id)
+        .where(agents.c.status == "actif", agents.c.active_files < agents.c.capacity)
+    )
+    if exclude is not None:
+        query = query.where(agents.c.agent_id != exclude)
+    candidates = [_candidate(r) for r in (await uow.conn.execute(query)).all()]
+    while True:
+        choice = domain.choose_referent(candidates, agencies, departement, previous)
+        if choice is None:
+            return None
+        # Guarded increment: a concurrent replica may have filled this agent meanwhile.
+        taken = await uow.conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < agents.c.capacity)
+            .values(active_files=agents.c.active_files + 1)
+        )
+        if taken.rowcount == 1:
+            return choice
+        candidates = [c for c in candidates if c.agent_id != choice.agent_id]
+        previous = None
+
+
 async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
     async with uow:
         if await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == event.file_id)):
@@ -84,29 +120,7 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         agencies = [a.value for a in event.agencies]
         departement = domain.departement_of(event.citizen.postcode)
         now = utcnow()
-        rows = (
-            await uow.conn.execute(
-                sa.select(*_CANDIDATE_COLUMNS)
-                .join(offices, agents.c.office_id == offices.c.office_id)
-                .where(agents.c.status == "actif", agents.c.active_files < agents.c.capacity)
-            )
-        ).all()
-        candidates = [_candidate(r) for r in rows]
-        choice = None
-        while True:
-            choice = domain.choose_referent(candidates, agencies, departement, previous)
-            if choice is None:
-                break
-            # Guarded increment: a concurrent replica may have filled this agent meanwhile.
-            taken = await uow.conn.execute(
-                agents.update()
-                .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < agents.c.capacity)
-                .values(active_files=agents.c.active_files + 1)
-            )
-            if taken.rowcount == 1:
-                break
-            candidates = [c for c in candidates if c.agent_id != choice.agent_id]
-            previous = None
+        choice = await _take_agent(uow, agencies, departement, previous)
         await uow.conn.execute(
             files.insert().values(
                 file_id=event.file_id,
@@ -227,6 +241,84 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             topics.FILES_ANSWERED,
             CoordinatedAnswerIssued(
                 file_id=event.file_id, referent=referent, citizen=citizen, decisions=decisions, text=text
+            ),
+        )
+        await uow.commit()
+
+
+CHANGE_RULES = {"citoyen": "changement_demande", "superviseur": "reaffectation_superviseur"}
+
+
+async def on_referent_change_requested(event: ReferentChangeRequested, uow: UnitOfWork) -> None:
+    """Give the file another référent: never the same person, the whole file follows."""
+    async with uow:
+        file = (
+            await uow.conn.execute(
+                sa.select(files).where(files.c.file_id == event.file_id).with_for_update()
+            )
+        ).first()
+        if file is None:
+            raise PermanentError(f"dossier inconnu : {event.file_id}")
+        stale = event.current_agent_id is not None and event.current_agent_id != file.referent_id
+        rule = CHANGE_RULES[event.requested_by]
+        if file.status == "repondu" or file.referent_id is None or stale:
+            log.info("change of référent for %s not applicable (status %s)", event.file_id, file.status)
+            await uow.commit()
+            return
+        if event.requested_by == "citoyen" and await uow.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(assignments)
+            .where(assignments.c.file_id == event.file_id, assignments.c.rule == rule)
+        ):
+            log.info("second citizen request for %s ignored: granted once per file", event.file_id)
+            await uow.commit()
+            return
+        agencies = list(
+            (
+                await uow.conn.scalars(
+                    sa.select(agency_requests.c.agency).where(agency_requests.c.file_id == event.file_id)
+                )
+            ).all()
+        )
+        citizen = CitizenContact.model_validate(file.citizen)
+        choice = await _take_agent(
+            uow, agencies, domain.departement_of(citizen.postcode), None, exclude=file.referent_id
+        )
+        if choice is None:
+            log.warning("no référent with room to replace %s on %s", file.referent_id, event.file_id)
+            await uow.commit()
+            return
+        previous, _ = await _referent(uow, file.referent_id)
+        await uow.conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+            .values(active_files=agents.c.active_files - 1)
+        )
+        await uow.conn.execute(
+            files.update().where(files.c.file_id == event.file_id).values(referent_id=choice.agent_id)
+        )
+        explanation = f"Motif : {event.reason} — {choice.explanation}"
+        await uow.conn.execute(
+            assignments.insert().values(
+                file_id=event.file_id,
+                agent_id=choice.agent_id,
+                rule=rule,
+                explanation=explanation,
+                considered=choice.considered,
+                at=utcnow(),
+            )
+        )
+        referent, _ = await _referent(uow, choice.agent_id)
+        uow.emit(
+            topics.REFERENTS_ASSIGNED,
+            ReferentAssigned(
+                file_id=event.file_id,
+                referent=referent,
+                rule=rule,
+                explanation=explanation,
+                citizen=citizen,
+                previous_referent=previous,
+                reason=event.reason,
             ),
         )
         await uow.commit()

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
 from intake import handlers
-from intake.schemas import FRENCH_MESSAGES, FileCreated, FileIn, FileView
+from intake.schemas import FRENCH_MESSAGES, FileCreated, FileIn, FileView, ReferentChangeIn
 
 
 def _field_path(loc: tuple[Any, ...]) -> str:
@@ -31,6 +31,8 @@ def french_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             message = FRENCH_MESSAGES["enum"].format(expected=", ".join(choices))
         elif kind == "value_error" and "email" in str(err.get("msg", "")).lower():
             message = "Adresse électronique invalide."
+        elif kind == "string_too_short" and int(ctx.get("min_length", 1)) > 1:
+            message = f"Au moins {ctx['min_length']} caractères sont attendus."
         elif kind in FRENCH_MESSAGES:
             message = FRENCH_MESSAGES[kind]
         else:
@@ -78,6 +80,18 @@ def router(runtime: Runtime) -> APIRouter:
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(status_code=201, content=body, headers=headers)
+
+    @api.post("/files/{file_id}/referent-change", status_code=202)
+    async def referent_change(file_id: str, body: ReferentChangeIn) -> Any:
+        """The citizen asks for another référent (once per file, without approval)."""
+        try:
+            await handlers.request_referent_change(file_id, body.reason, runtime.uow())
+        except handlers.ChangeRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {
+            "message": "Votre demande est enregistrée : un nouveau référent vous sera présenté très vite, "
+            "et tout votre dossier lui sera transmis."
+        }
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

@@ -23,7 +23,9 @@ from shared_models import (
     Event,
     FileSubmitted,
     NotificationSent,
+    NotificationKind,
     ReferentAssigned,
+    ReferentChangeRequested,
     topics,
 )
 from intake.catalogue import CATALOGUE
@@ -165,6 +167,53 @@ async def _require_file(uow: UnitOfWork, file_id: str) -> None:
         raise UnknownFile(f"dossier inconnu : {file_id}")
 
 
+class ChangeRefused(Exception):
+    """A change of référent that cannot be granted; the message is for the citizen."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def request_referent_change(file_id: str, reason: str, uow: UnitOfWork) -> None:
+    """The citizen asks for another référent: granted once per file, on an open file."""
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.status, files.c.referent, files.c.referent_change_requested_at)
+                .where(files.c.file_id == file_id)
+                .with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise ChangeRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
+        if row.status == "repondu":
+            raise ChangeRefused(409, "Ce dossier est clos : la réponse coordonnée vous a été envoyée.")
+        if row.referent is None:
+            raise ChangeRefused(
+                409, "Aucun référent n'est encore désigné pour ce dossier ; il le sera très bientôt."
+            )
+        if row.referent_change_requested_at is not None:
+            raise ChangeRefused(
+                409,
+                "Un changement de référent a déjà été accordé pour ce dossier. "
+                "Pour en demander un autre, adressez-vous au responsable de votre espace France Services.",
+            )
+        now = utcnow()
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == file_id)
+            .values(referent_change_requested_at=now, referent_change_reason=reason)
+        )
+        event = ReferentChangeRequested(
+            file_id=file_id, occurred_at=now, requested_by="citoyen", reason=reason
+        )
+        await _add_timeline(uow, event, "demande_changement", f"Vous avez demandé un autre référent. Motif : {reason}")
+        uow.emit(topics.REFERENT_CHANGES, event)
+        await uow.commit()
+
+
 async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
     async with uow:
         await _require_file(uow, event.file_id)
@@ -177,9 +226,14 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
                 status=sa.case((files.c.status == "depose", "en_cours"), else_=files.c.status),
             )
         )
-        await _add_timeline(
-            uow, event, "referent", f"Votre référent est désigné : {ref.name}, {ref.office}."
-        )
+        if event.previous_referent is None:
+            label = f"Votre référent est désigné : {ref.name}, {ref.office}."
+        else:
+            label = (
+                f"Votre nouveau référent est {ref.name}, {ref.office} ; "
+                f"{event.previous_referent.name} lui a transmis tout votre dossier."
+            )
+        await _add_timeline(uow, event, "referent", label)
         await uow.commit()
 
 
@@ -229,6 +283,8 @@ async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork)
 
 
 async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
+    if event.kind is NotificationKind.AGENT_HANDOVER:
+        return  # a message between agents; the citizen's timeline shows the change itself
     async with uow:
         await _require_file(uow, event.file_id)
         await _add_timeline(uow, event, "notification", f"Courriel envoyé : « {event.subject} ».")

@@ -77,6 +77,12 @@ class FileIn(BaseModel):
         return value
 
 
+class ReferentChangeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=5, max_length=1000, description="Pourquoi vous souhaitez un autre référent.")
+
+
 class FileCreated(BaseModel):
     file_id: str
     status: str

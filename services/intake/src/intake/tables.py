@@ -21,6 +21,8 @@ files = sa.Table(
     sa.Column("answer", sa.JSON, nullable=True),
     sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
+    sa.Column("referent_change_requested_at", UtcDateTime, nullable=True),
+    sa.Column("referent_change_reason", sa.Text, nullable=True),
 )
 
 file_agencies = sa.Table(

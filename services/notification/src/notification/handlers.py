@@ -41,45 +41,73 @@ async def _record(
     file_id: str,
     referent: Referent,
     citizen: CitizenContact,
+    *,
+    notification_id: str | None = None,
+    recipient: str | None = None,
     **context: object,
 ) -> None:
     subject, body = messages.compose(kind, file_id=file_id, referent=referent, citizen=citizen, **context)
     # Other channels arrive with the SMS gateway and letters; until then a citizen
     # without an email address has the message kept, not lost.
     channel = "email"
-    status = "a_envoyer" if citizen.email else "canal_indisponible"
+    recipient = recipient or citizen.email
+    status = "a_envoyer" if recipient else "canal_indisponible"
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     now = utcnow()
-    async with uow:
-        await uow.conn.execute(
-            insert_ignore(uow.conn, notifications).values(
-                notification_id=f"{file_id}:{kind.value}",
-                file_id=file_id,
-                kind=kind.value,
-                channel=channel,
-                recipient=citizen.email,
-                subject=subject,
-                body=body,
-                referent_name=referent.name,
-                status=status,
-                trace_headers=json.dumps(carrier),
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-            )
+    await uow.conn.execute(
+        insert_ignore(uow.conn, notifications).values(
+            notification_id=notification_id or f"{file_id}:{kind.value}",
+            file_id=file_id,
+            kind=kind.value,
+            channel=channel,
+            recipient=recipient,
+            subject=subject,
+            body=body,
+            referent_name=referent.name,
+            status=status,
+            trace_headers=json.dumps(carrier),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
         )
-        await uow.commit()
+    )
 
 
 async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
-    await _record(uow, NotificationKind.REFERENT_ASSIGNED, event.file_id, event.referent, event.citizen)
+    async with uow:
+        await _record_assignment(event, uow)
+        await uow.commit()
+
+
+async def _record_assignment(event: ReferentAssigned, uow: UnitOfWork) -> None:
+    previous = event.previous_referent
+    if previous is None:
+        await _record(uow, NotificationKind.REFERENT_ASSIGNED, event.file_id, event.referent, event.citizen)
+        return
+    # A change: the citizen and both agents are told; a file may change hands more
+    # than once (supervisors), so each change has its own messages.
+    change = {"previous_referent": previous, "reason": event.reason or ""}
+    await _record(
+        uow, NotificationKind.REFERENT_CHANGED, event.file_id, event.referent, event.citizen,
+        notification_id=f"{event.file_id}:{NotificationKind.REFERENT_CHANGED.value}:{event.event_id}",
+        **change,
+    )
+    for agent in (previous, event.referent):
+        await _record(
+            uow, NotificationKind.AGENT_HANDOVER, event.file_id, event.referent, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.AGENT_HANDOVER.value}:{event.event_id}:{agent.agent_id}",
+            recipient=agent.email,
+            **change,
+        )
 
 
 async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
-    await _record(
-        uow, NotificationKind.ANSWER_READY, event.file_id, event.referent, event.citizen, text=event.text
-    )
+    async with uow:
+        await _record(
+            uow, NotificationKind.ANSWER_READY, event.file_id, event.referent, event.citizen, text=event.text
+        )
+        await uow.commit()
 
 
 def email_message(row: sa.Row, sender: str) -> EmailMessage:

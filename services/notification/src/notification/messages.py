@@ -12,6 +12,8 @@ from shared_models import CitizenContact, NotificationKind, Referent
 SUBJECTS = {
     NotificationKind.REFERENT_ASSIGNED: "Votre dossier {file_id} : {referent} est votre référent",
     NotificationKind.ANSWER_READY: "Votre dossier {file_id} : la réponse coordonnée est prête",
+    NotificationKind.REFERENT_CHANGED: "Votre dossier {file_id} : {referent} est votre nouveau référent",
+    NotificationKind.AGENT_HANDOVER: "Dossier {file_id} : passation à {referent}",
 }
 
 

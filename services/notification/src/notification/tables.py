@@ -10,7 +10,7 @@ outbox, inbox = messaging_tables(metadata)
 notifications = sa.Table(
     "notifications",
     metadata,
-    sa.Column("notification_id", sa.String(80), primary_key=True, comment="file id + kind: one per file and kind"),
+    sa.Column("notification_id", sa.String(200), primary_key=True, comment="file id + kind (+ event, recipient): the message's identity"),
     sa.Column("file_id", sa.String(32), nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("channel", sa.String(20), nullable=False),

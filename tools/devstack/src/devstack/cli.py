@@ -450,3 +450,14 @@ def kafka(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def asyncapi(
+    output: Path = typer.Option(Path("docs/asyncapi.yaml"), "--output", help="Where to write the document."),
+) -> None:
+    """Regenerate the AsyncAPI document of the events from the shared contracts."""
+    from devstack.asyncapi import render
+
+    output.write_text(render(), encoding="utf-8")
+    typer.echo(f"wrote {output}")
