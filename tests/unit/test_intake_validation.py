@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from intake.api import french_errors
+from guichet_runtime.errors import french_errors
 from intake.catalogue import CATALOGUE
 from intake.schemas import FileIn
 

@@ -20,10 +20,12 @@ CONTEXT = {
     NotificationKind.REFERENT_CHANGED: {
         "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
         "reason": "Nous ne parvenons pas à nous comprendre.",
+        "rule": "changement_demande",
     },
     NotificationKind.AGENT_HANDOVER: {
         "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
         "reason": "Nous ne parvenons pas à nous comprendre.",
+        "rule": "changement_demande",
     },
 }
 
@@ -107,3 +109,15 @@ def test_a_text_giving_the_phone_but_not_the_name_is_signed_rather_than_refused(
     )
 
     assert ref.name in body
+
+
+@pytest.mark.parametrize("rule", ["changement_demande", "reaffectation_superviseur", "suppleance", "retour", "depart"])
+def test_every_kind_of_change_is_explained_and_signed(rule):
+    before, after = referent(agent_id="AG-1", name="Karim Benali"), referent()
+    _, body = compose(
+        NotificationKind.REFERENT_CHANGED, file_id=FILE_ID, referent=after, citizen=citizen(),
+        previous_referent=before, reason="Karim Benali est absent(e) jusqu'au 12/12/2026 inclus.", rule=rule,
+    )
+    assert after.name in body and after.phone in body
+    assert ("demandé" in body) == (rule == "changement_demande")
+    assert ("12/12/2026" in body)

@@ -41,6 +41,20 @@ class UtcDateTime(sa.TypeDecorator):
         return value
 
 
+#: Named constraints, so migrations can alter them (SQLite alters a table by copying it).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def service_metadata() -> sa.MetaData:
+    return sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+
 BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 

@@ -2,7 +2,7 @@
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import messaging_tables
+from guichet_runtime.db import messaging_tables, service_metadata
 
-metadata = sa.MetaData()
+metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter
+from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from guichet_runtime.service import Runtime
-from assignment import domain
+from assignment import directory, domain
 from assignment.tables import agency_requests, agents, assignments, files, offices
 
 
@@ -109,3 +113,56 @@ def router(runtime: Runtime) -> APIRouter:
         }
 
     return api
+
+
+class AbsenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    starts_on: dt.date = Field(description="Premier jour d'absence.")
+    ends_on: dt.date = Field(description="Dernier jour d'absence (inclus).")
+    reason: str | None = Field(default=None, max_length=500, description="Motif (facultatif, interne).")
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=5, max_length=1000, description="Motif, obligatoire.")
+    agent_id: str | None = Field(default=None, description="Agent choisi (sinon, les règles habituelles).")
+
+
+class DepartureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
+    """The directory's admin API and the supervisors' moves."""
+    admin = APIRouter(prefix="/api")
+
+    async def apply(action: Awaitable[dict], status: int = 200) -> Any:
+        try:
+            return JSONResponse(status_code=status, content=jsonable_encoder(await action))
+        except directory.DirectoryError as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+
+    @admin.post("/agents/{agent_id}/absences")
+    async def declare_absence(agent_id: str, body: AbsenceIn) -> Any:
+        return await apply(
+            directory.declare_absence(runtime.uow(), agent_id, body.starts_on, body.ends_on, body.reason, today()),
+            201,
+        )
+
+    @admin.post("/agents/{agent_id}/return")
+    async def agent_returns(agent_id: str) -> Any:
+        return await apply(directory.agent_returns(runtime.uow(), agent_id))
+
+    @admin.post("/agents/{agent_id}/departure")
+    async def agent_leaves(agent_id: str, body: DepartureIn) -> Any:
+        return await apply(directory.agent_leaves(runtime.uow(), agent_id, body.reason))
+
+    @admin.post("/files/{file_id}/reassign")
+    async def reassign(file_id: str, body: ReasonIn) -> Any:
+        return await apply(directory.reassign(runtime.uow(), file_id, body.reason, body.agent_id))
+
+    return admin

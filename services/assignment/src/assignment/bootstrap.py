@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -10,9 +12,10 @@ from pydantic import Field
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, ReferentChangeRequested, topics
-from assignment import api, handlers
+from assignment import api, directory, handlers
 from assignment.tables import metadata
 
+log = logging.getLogger(__name__)
 DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
 
 
@@ -20,9 +23,20 @@ class AssignmentSettings(ServiceSettings):
     service_name: str = "assignment"
     http_port: int = 8001
     database_url: str = "sqlite+aiosqlite:///var/data/assignment.db"
+    absence_check_seconds: float = Field(default=60.0, description="How often due absences are applied.")
     directory_file: Path = Field(
         default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
     )
+
+
+async def _absence_sweeper(runtime, every: float) -> None:
+    """Start and end absences on their dates (durable: the dates are in the database)."""
+    while True:
+        try:
+            await directory.apply_due_absences(runtime.uow, directory.paris_today())
+        except Exception:
+            log.exception("absence sweep failed; retrying")
+        await asyncio.sleep(every)
 
 
 def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
@@ -38,4 +52,6 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     )
     app = create_app(runtime, title="Guichet unique — attribution du référent")
     app.include_router(api.router(runtime))
+    app.include_router(api.admin_router(runtime, directory.paris_today))
+    runtime.workers.append(lambda: _absence_sweeper(runtime, settings.absence_check_seconds))
     return app

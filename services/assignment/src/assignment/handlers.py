@@ -75,6 +75,7 @@ async def _take_agent(
     departement: str,
     previous: domain.Candidate | None,
     exclude: str | None = None,
+    office_id: str | None = None,
 ) -> domain.Choice | None:
     """Choose a référent and take one unit of their capacity, or None if nobody has room."""
     query = (
@@ -84,6 +85,8 @@ async def _take_agent(
     )
     if exclude is not None:
         query = query.where(agents.c.agent_id != exclude)
+    if office_id is not None:
+        query = query.where(agents.c.office_id == office_id)
     candidates = [_candidate(r) for r in (await uow.conn.execute(query)).all()]
     while True:
         choice = domain.choose_referent(candidates, agencies, departement, previous)
@@ -273,55 +276,77 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
             log.info("second citizen request for %s ignored: granted once per file", event.file_id)
             await uow.commit()
             return
-        agencies = list(
-            (
-                await uow.conn.scalars(
-                    sa.select(agency_requests.c.agency).where(agency_requests.c.file_id == event.file_id)
-                )
-            ).all()
-        )
         citizen = CitizenContact.model_validate(file.citizen)
         choice = await _take_agent(
-            uow, agencies, domain.departement_of(citizen.postcode), None, exclude=file.referent_id
+            uow, await file_agencies(uow, event.file_id), domain.departement_of(citizen.postcode), None,
+            exclude=file.referent_id,
         )
         if choice is None:
             log.warning("no référent with room to replace %s on %s", file.referent_id, event.file_id)
             await uow.commit()
             return
-        previous, _ = await _referent(uow, file.referent_id)
-        await uow.conn.execute(
-            agents.update()
-            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-            .values(active_files=agents.c.active_files - 1)
-        )
-        await uow.conn.execute(
-            files.update().where(files.c.file_id == event.file_id).values(referent_id=choice.agent_id)
-        )
-        explanation = f"Motif : {event.reason} — {choice.explanation}"
-        await uow.conn.execute(
-            assignments.insert().values(
-                file_id=event.file_id,
-                agent_id=choice.agent_id,
-                rule=rule,
-                explanation=explanation,
-                considered=choice.considered,
-                at=utcnow(),
-            )
-        )
-        referent, _ = await _referent(uow, choice.agent_id)
-        uow.emit(
-            topics.REFERENTS_ASSIGNED,
-            ReferentAssigned(
-                file_id=event.file_id,
-                referent=referent,
-                rule=rule,
-                explanation=explanation,
-                citizen=citizen,
-                previous_referent=previous,
-                reason=event.reason,
-            ),
+        await move_file(
+            uow, file, choice.agent_id, rule, f"Motif : {event.reason} — {choice.explanation}",
+            event.reason, choice.considered,
         )
         await uow.commit()
+
+
+_KEEP = object()
+
+
+async def move_file(
+    uow: UnitOfWork,
+    file: sa.Row,
+    agent_id: str,
+    rule: str,
+    explanation: str,
+    reason: str,
+    considered: list[str],
+    *,
+    titular_id: object = _KEEP,
+) -> None:
+    """Hand an open file from its active référent to `agent_id`, whose capacity the
+    caller has already taken; the history, the citizen and both agents are told."""
+    previous, _ = await _referent(uow, file.referent_id)
+    await uow.conn.execute(
+        agents.update()
+        .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+        .values(active_files=agents.c.active_files - 1)
+    )
+    values: dict[str, object] = {"referent_id": agent_id}
+    if titular_id is not _KEEP:
+        values["titular_id"] = titular_id
+    await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id, agent_id=agent_id, rule=rule, explanation=explanation,
+            considered=considered, at=utcnow(),
+        )
+    )
+    referent, _ = await _referent(uow, agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id,
+            referent=referent,
+            rule=rule,
+            explanation=explanation,
+            citizen=CitizenContact.model_validate(file.citizen),
+            previous_referent=previous,
+            reason=reason,
+        ),
+    )
+
+
+async def file_agencies(uow: UnitOfWork, file_id: str) -> list[str]:
+    return list(
+        (
+            await uow.conn.scalars(
+                sa.select(agency_requests.c.agency).where(agency_requests.c.file_id == file_id)
+            )
+        ).all()
+    )
 
 
 async def seed_directory(uow: UnitOfWork, path: Path) -> int:

@@ -2,9 +2,9 @@
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables
+from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 
-metadata = sa.MetaData()
+metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
 
 offices = sa.Table(
@@ -46,6 +46,10 @@ files = sa.Table(
     sa.Column("urgent", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("referent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True),
+    sa.Column(
+        "titular_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True,
+        comment="the usual référent while `referent_id` covers their absence",
+    ),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
 )
@@ -72,4 +76,16 @@ assignments = sa.Table(
     sa.Column("explanation", sa.Text, nullable=False),
     sa.Column("considered", sa.JSON, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
+)
+
+absences = sa.Table(
+    "absences",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False, index=True),
+    sa.Column("starts_on", sa.Date, nullable=False),
+    sa.Column("ends_on", sa.Date, nullable=False, comment="last day of absence, inclusive"),
+    sa.Column("reason", sa.Text, nullable=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True, comment="prevue, en_cours, terminee"),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )

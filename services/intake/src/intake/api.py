@@ -2,55 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Header, Request
+from fastapi import APIRouter, Header
 from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
 from intake import handlers
-from intake.schemas import FRENCH_MESSAGES, FileCreated, FileIn, FileView, ReferentChangeIn
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body",)]
-    return ".".join(parts) or "body"
-
-
-def french_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Pydantic's errors as {field, message}, every message in French."""
-    out = []
-    for err in errors:
-        kind = err["type"]
-        ctx = err.get("ctx") or {}
-        if kind == "enum":
-            choices = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-            message = FRENCH_MESSAGES["enum"].format(expected=", ".join(choices))
-        elif kind == "value_error" and "email" in str(err.get("msg", "")).lower():
-            message = "Adresse électronique invalide."
-        elif kind == "string_too_short" and int(ctx.get("min_length", 1)) > 1:
-            message = f"Au moins {ctx['min_length']} caractères sont attendus."
-        elif kind in FRENCH_MESSAGES:
-            message = FRENCH_MESSAGES[kind]
-        else:
-            message = err["msg"]  # our own validators (PydanticCustomError) speak French
-        out.append({"field": _field_path(tuple(err["loc"])), "message": message})
-    return out
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return JSONResponse(
-            status_code=422,
-            content={
-                "message": "Certaines informations sont manquantes ou invalides.",
-                "errors": french_errors(list(exc.errors())),
-            },
-        )
+from intake.schemas import FileCreated, FileIn, FileView, ReferentChangeIn
 
 
 def router(runtime: Runtime) -> APIRouter:

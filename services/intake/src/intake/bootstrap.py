@@ -43,6 +43,5 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
     consumer.subscribe([topics.NOTIFICATIONS_SENT], {NotificationSent: handlers.on_notification_sent})
     app = create_app(runtime, title="Guichet unique — accueil (intake)")
-    api.install_error_handlers(app)
     app.include_router(api.router(runtime))
     return app

@@ -232,6 +232,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
             label = (
                 f"Votre nouveau référent est {ref.name}, {ref.office} ; "
                 f"{event.previous_referent.name} lui a transmis tout votre dossier."
+                + (f" Motif : {event.reason}" if event.reason else "")
             )
         await _add_timeline(uow, event, "referent", label)
         await uow.commit()

@@ -135,21 +135,3 @@ class FileView(BaseModel):
     agencies: list[AgencyOut]
     answer: AnswerOut | None
     timeline: list[TimelineEntry]
-
-
-# Pydantic's error types, said in French for citizens and agents.
-FRENCH_MESSAGES: dict[str, str] = {
-    "missing": "Ce champ est obligatoire.",
-    "string_too_short": "Ce champ ne peut pas être vide.",
-    "string_too_long": "Ce texte est trop long.",
-    "string_type": "Une chaîne de caractères est attendue.",
-    "bool_type": "Oui ou non (true/false) attendu.",
-    "bool_parsing": "Oui ou non (true/false) attendu.",
-    "enum": "Valeur inconnue : choisissez parmi {expected}.",
-    "value_error": "Valeur invalide.",
-    "extra_forbidden": "Champ inconnu.",
-    "model_type": "Un objet est attendu.",
-    "model_attributes_type": "Un objet est attendu.",
-    "dict_type": "Un objet est attendu.",
-    "json_invalid": "Le corps de la requête n'est pas un JSON valide.",
-}

@@ -87,7 +87,7 @@ async def _record_assignment(event: ReferentAssigned, uow: UnitOfWork) -> None:
         return
     # A change: the citizen and both agents are told; a file may change hands more
     # than once (supervisors), so each change has its own messages.
-    change = {"previous_referent": previous, "reason": event.reason or ""}
+    change = {"previous_referent": previous, "reason": event.reason or "", "rule": event.rule}
     await _record(
         uow, NotificationKind.REFERENT_CHANGED, event.file_id, event.referent, event.citizen,
         notification_id=f"{event.file_id}:{NotificationKind.REFERENT_CHANGED.value}:{event.event_id}",

@@ -2,9 +2,9 @@
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UtcDateTime, messaging_tables
+from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
 
-metadata = sa.MetaData()
+metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
 
 notifications = sa.Table(

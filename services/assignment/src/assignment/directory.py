@@ -1,0 +1,232 @@
+"""Agents come and go: absences get a temporary cover per file (same office first) and
+the files go back on return; a departure spreads the portfolio over the least loaded
+colleagues; a supervisor may move a file with a reason. At every step each open file
+keeps exactly one active référent and nobody goes above capacity."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from assignment import domain
+from assignment.handlers import _take_agent, file_agencies, move_file
+from assignment.tables import absences, agents, files
+
+log = logging.getLogger(__name__)
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris_today() -> dt.date:
+    return dt.datetime.now(PARIS).date()
+
+
+class DirectoryError(Exception):
+    """A request on the directory that cannot be applied; the message is for agents."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _agent(uow: UnitOfWork, agent_id: str) -> sa.Row:
+    row = (await uow.conn.execute(sa.select(agents).where(agents.c.agent_id == agent_id).with_for_update())).first()
+    if row is None:
+        raise DirectoryError(404, f"Aucun agent ne porte l'identifiant {agent_id}.")
+    return row
+
+
+async def _open_files(uow: UnitOfWork, column: sa.Column, agent_id: str) -> list[sa.Row]:
+    return (
+        await uow.conn.execute(
+            sa.select(files)
+            .where(column == agent_id, files.c.status != "repondu")
+            .order_by(files.c.urgent.desc(), files.c.created_at)
+            .with_for_update()
+        )
+    ).all()
+
+
+async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice | None:
+    """A colleague of the same office first, then the usual rules."""
+    agencies = await file_agencies(uow, file.file_id)
+    departement = domain.departement_of(file.citizen["postcode"])
+    return await _take_agent(
+        uow, agencies, departement, None, exclude=away.agent_id, office_id=away.office_id
+    ) or await _take_agent(uow, agencies, departement, None, exclude=away.agent_id)
+
+
+async def declare_absence(
+    uow: UnitOfWork, agent_id: str, starts_on: dt.date, ends_on: dt.date, reason: str | None, today: dt.date
+) -> dict:
+    if ends_on < starts_on:
+        raise DirectoryError(422, "La date de fin d'absence précède la date de début.")
+    if ends_on < today:
+        raise DirectoryError(422, "Cette absence est déjà terminée.")
+    async with uow:
+        agent = await _agent(uow, agent_id)
+        if agent.status == "parti":
+            raise DirectoryError(409, f"{agent.name} a quitté le réseau.")
+        result = await uow.conn.execute(
+            absences.insert().values(
+                agent_id=agent_id, starts_on=starts_on, ends_on=ends_on, reason=reason,
+                status="prevue", created_at=utcnow(),
+            )
+        )
+        absence_id = result.inserted_primary_key[0]
+        covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
+        await uow.commit()
+    return {"absence_id": absence_id, "status": "en_cours" if starts_on <= today else "prevue",
+            "files_covered": covered}
+
+
+async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> int:
+    absence = (await uow.conn.execute(sa.select(absences).where(absences.c.id == absence_id))).one()
+    agent = await _agent(uow, absence.agent_id)
+    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent.agent_id).values(status="absent"))
+    await uow.conn.execute(absences.update().where(absences.c.id == absence_id).values(status="en_cours"))
+    until = f"{absence.ends_on:%d/%m/%Y}"
+    covered = 0
+    for file in await _open_files(uow, files.c.referent_id, agent.agent_id):
+        choice = await _cover(uow, file, agent)
+        if choice is None:
+            log.warning("no cover with room for %s during %s's absence", file.file_id, agent.name)
+            continue
+        await move_file(
+            uow, file, choice.agent_id, "suppleance",
+            f"Suppléance pendant l'absence de {agent.name} jusqu'au {until} inclus — {choice.explanation}",
+            f"{agent.name} est absent(e) jusqu'au {until} inclus ; votre dossier reviendra ensuite à {agent.name}.",
+            choice.considered,
+            titular_id=agent.agent_id,
+        )
+        covered += 1
+    return covered
+
+
+async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
+    async with uow:
+        returned = await _end_absence(uow, agent_id)
+        await uow.commit()
+    return {"files_returned": returned}
+
+
+async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
+    agent = await _agent(uow, agent_id)
+    if agent.status != "absent":
+        raise DirectoryError(409, f"{agent.name} n'est pas absent(e).")
+    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status="actif"))
+    await uow.conn.execute(
+        absences.update().where(absences.c.agent_id == agent_id, absences.c.status == "en_cours")
+        .values(status="terminee")
+    )
+    returned = 0
+    for file in await _open_files(uow, files.c.titular_id, agent_id):
+        # Their own files come back even above capacity: they were within it before.
+        await uow.conn.execute(
+            agents.update().where(agents.c.agent_id == agent_id).values(active_files=agents.c.active_files + 1)
+        )
+        await move_file(
+            uow, file, agent_id, "retour",
+            f"Retour de {agent.name} : reprise de son dossier.",
+            f"{agent.name} est de retour et reprend votre dossier.",
+            [agent_id],
+            titular_id=None,
+        )
+        returned += 1
+    return returned
+
+
+async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> dict:
+    async with uow:
+        agent = await _agent(uow, agent_id)
+        if agent.status == "parti":
+            raise DirectoryError(409, f"{agent.name} a déjà quitté le réseau.")
+        await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status="parti"))
+        moved = waiting = 0
+        # Files covered by someone else go to their cover for good; the agent's own go
+        # one by one to the least loaded colleague, which balances the portfolio.
+        for file in await _open_files(uow, files.c.titular_id, agent_id):
+            await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(titular_id=None))
+        for file in await _open_files(uow, files.c.referent_id, agent_id):
+            choice = await _cover(uow, file, agent)
+            if choice is None:
+                waiting += 1
+                continue
+            await move_file(
+                uow, file, choice.agent_id, "depart",
+                f"Départ de {agent.name} — {choice.explanation}",
+                f"{agent.name} a quitté son poste{f' ({reason})' if reason else ''} ; tout votre dossier a été transmis.",
+                choice.considered,
+                titular_id=None,
+            )
+            moved += 1
+        await uow.commit()
+    return {"files_redistributed": moved, "files_without_referent": waiting}
+
+
+async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | None) -> dict:
+    """A supervisor moves a file, to a named agent or by the usual rules."""
+    async with uow:
+        file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id).with_for_update())).first()
+        if file is None:
+            raise DirectoryError(404, f"Aucun dossier ne porte la référence {file_id}.")
+        if file.status == "repondu" or file.referent_id is None:
+            raise DirectoryError(409, "Ce dossier est clos ou attend encore son premier référent.")
+        if agent_id is not None:
+            target = await _agent(uow, agent_id)
+            if agent_id == file.referent_id:
+                raise DirectoryError(409, f"{target.name} est déjà le référent de ce dossier.")
+            if target.status != "actif":
+                raise DirectoryError(409, f"{target.name} n'est pas disponible ({target.status}).")
+            taken = await uow.conn.execute(
+                agents.update()
+                .where(agents.c.agent_id == agent_id, agents.c.active_files < agents.c.capacity)
+                .values(active_files=agents.c.active_files + 1)
+            )
+            if taken.rowcount == 0:
+                raise DirectoryError(409, f"{target.name} a atteint sa capacité ({target.capacity} dossiers).")
+            explanation, considered = f"Choisi par le superviseur : {target.name}.", [agent_id]
+        else:
+            choice = await _take_agent(
+                uow, await file_agencies(uow, file_id), domain.departement_of(file.citizen["postcode"]),
+                None, exclude=file.referent_id,
+            )
+            if choice is None:
+                raise DirectoryError(409, "Aucun autre agent n'a de place pour ce dossier.")
+            agent_id, explanation, considered = choice.agent_id, choice.explanation, choice.considered
+        await move_file(
+            uow, file, agent_id, "reaffectation_superviseur", f"Motif : {reason} — {explanation}",
+            reason, considered, titular_id=None,
+        )
+        await uow.commit()
+    return {"file_id": file_id, "referent_id": agent_id}
+
+
+async def apply_due_absences(uow_factory, today: dt.date) -> int:
+    """Start the absences whose first day has come and end those whose last day has
+    passed. State lives in the database, so any replica, after any restart, does it."""
+    done = 0
+    async with uow_factory() as uow:
+        due = (
+            await uow.conn.execute(
+                sa.select(absences.c.id, absences.c.agent_id, absences.c.status).where(
+                    sa.or_(
+                        sa.and_(absences.c.status == "prevue", absences.c.starts_on <= today),
+                        sa.and_(absences.c.status == "en_cours", absences.c.ends_on < today),
+                    )
+                )
+            )
+        ).all()
+    for absence in due:
+        async with uow_factory() as uow:
+            if absence.status == "prevue":
+                await _start_absence(uow, absence.id, today)
+            else:
+                await _end_absence(uow, absence.agent_id)
+            await uow.commit()
+            done += 1
+    return done
