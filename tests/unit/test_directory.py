@@ -140,3 +140,43 @@ async def test_bad_directory_requests_are_refused_in_french_and_change_nothing(d
     not_absent = await desk.post("/api/agents/AG-93-01-1/return")
     assert not_absent.status_code == 409
     assert await state(desk.db) == before
+
+
+async def test_a_file_nobody_can_take_waits_visibly_then_gets_a_referent_urgent_first(assignment_db):
+    db = assignment_db
+    await assignment.seed_directory(db.uow(), DEFAULT_DIRECTORY)
+    async with db.engine.begin() as conn:  # everybody is full for ordinary files
+        await conn.execute(sa.text("UPDATE agents SET active_files = capacity - 1"))
+    calm = file_submitted("GU-2026-WAIT0001", citizen=citizen(email="calme@example.fr"))
+    urgent = file_submitted("GU-2026-WAIT0002", citizen=citizen(email="urgent@example.fr"), urgent=True)
+    for event in (calm, urgent):
+        await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
+
+    files, _ = await state(db)
+    # The reserved share lets the urgent file through; the ordinary one waits.
+    assert files["GU-2026-WAIT0002"].referent_id is not None
+    assert files["GU-2026-WAIT0001"].status == "en_attente_attribution"
+    app = FastAPI()
+    app.include_router(api.router(db))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        waiting = (await client.get("/api/supervision/waiting")).json()
+    assert [f["file_id"] for f in waiting["files"]] == ["GU-2026-WAIT0001"]
+
+    assert await assignment.assign_waiting(db.uow()) == 0  # still nobody with room
+    async with db.engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE agents SET active_files = 0 WHERE office_id = 'FS-93-01'"))
+    assert await assignment.assign_waiting(db.uow()) == 1
+    files, _ = await state(db)
+    assert files["GU-2026-WAIT0001"].status == "en_cours" and files["GU-2026-WAIT0001"].referent_id
+    requests = [e for _, e in await db.outbox_events() if e.file_id == "GU-2026-WAIT0001"]
+    assert sorted(type(e).__name__ for e in requests) == ["AgencyRequestIssued"] * 3 + ["ReferentAssigned"]
+
+
+def test_a_share_of_capacity_is_kept_for_urgent_files():
+    from assignment.domain import Candidate, choose_referent
+
+    nearly_full = Candidate("a", "Agent A", "93", frozenset({"caf"}), active_files=9, capacity=10)
+    assert choose_referent([nearly_full], ["caf"], "93", reserve_share=0.1) is None  # ordinary file
+    assert choose_referent([nearly_full], ["caf"], "93", reserve_share=0.0).agent_id == "a"  # urgent file
+    full = Candidate("b", "Agent B", "93", frozenset({"caf"}), active_files=10, capacity=10)
+    assert choose_referent([full], ["caf"], "93", reserve_share=0.0) is None  # never above capacity

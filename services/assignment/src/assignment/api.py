@@ -80,6 +80,28 @@ def router(runtime: Runtime) -> APIRouter:
             "files": items,
         }
 
+    @api.get("/supervision/waiting")
+    async def waiting() -> Any:
+        """Files waiting for a référent because nobody near has room: the supervisors' alert."""
+        async with runtime.uow() as uow:
+            rows = (
+                await uow.conn.execute(
+                    sa.select(files.c.file_id, files.c.urgent, files.c.created_at, files.c.citizen,
+                              files.c.life_event_label)
+                    .where(files.c.status == "en_attente_attribution")
+                    .order_by(files.c.urgent.desc(), files.c.created_at)
+                )
+            ).all()
+        return {
+            "count": len(rows),
+            "files": [
+                {"file_id": r.file_id, "urgent": r.urgent, "received_at": r.created_at,
+                 "life_event_label": r.life_event_label,
+                 "departement": domain.departement_of(r.citizen["postcode"])}
+                for r in rows
+            ],
+        }
+
     @api.get("/files/{file_id}/assignment")
     async def assignment_record(file_id: str) -> Any:
         """Who is the référent and why: the rule that decided and the candidates considered."""

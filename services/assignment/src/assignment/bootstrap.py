@@ -23,19 +23,23 @@ class AssignmentSettings(ServiceSettings):
     service_name: str = "assignment"
     http_port: int = 8001
     database_url: str = "sqlite+aiosqlite:///var/data/assignment.db"
-    absence_check_seconds: float = Field(default=60.0, description="How often due absences are applied.")
+    housekeeping_seconds: float = Field(
+        default=5.0, description="How often due absences and waiting files are looked at."
+    )
     directory_file: Path = Field(
         default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
     )
 
 
-async def _absence_sweeper(runtime, every: float) -> None:
-    """Start and end absences on their dates (durable: the dates are in the database)."""
+async def _housekeeping(runtime, every: float) -> None:
+    """Start and end absences on their dates, and give référents to waiting files as
+    capacity frees up. Durable: all of it is read from the database each round."""
     while True:
         try:
             await directory.apply_due_absences(runtime.uow, directory.paris_today())
+            await handlers.assign_waiting(runtime.uow())
         except Exception:
-            log.exception("absence sweep failed; retrying")
+            log.exception("housekeeping failed; retrying")
         await asyncio.sleep(every)
 
 
@@ -53,5 +57,5 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app = create_app(runtime, title="Guichet unique — attribution du référent")
     app.include_router(api.router(runtime))
     app.include_router(api.admin_router(runtime, directory.paris_today))
-    runtime.workers.append(lambda: _absence_sweeper(runtime, settings.absence_check_seconds))
+    runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds))
     return app

@@ -56,8 +56,8 @@ async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice |
     agencies = await file_agencies(uow, file.file_id)
     departement = domain.departement_of(file.citizen["postcode"])
     return await _take_agent(
-        uow, agencies, departement, None, exclude=away.agent_id, office_id=away.office_id
-    ) or await _take_agent(uow, agencies, departement, None, exclude=away.agent_id)
+        uow, agencies, departement, None, exclude=away.agent_id, office_id=away.office_id, urgent=file.urgent
+    ) or await _take_agent(uow, agencies, departement, None, exclude=away.agent_id, urgent=file.urgent)
 
 
 async def declare_absence(
@@ -193,7 +193,7 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
         else:
             choice = await _take_agent(
                 uow, await file_agencies(uow, file_id), domain.departement_of(file.citizen["postcode"]),
-                None, exclude=file.referent_id,
+                None, exclude=file.referent_id, urgent=file.urgent,
             )
             if choice is None:
                 raise DirectoryError(409, "Aucun autre agent n'a de place pour ce dossier.")

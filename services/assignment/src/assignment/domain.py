@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from shared_models import AGENCY_LABELS, AgencyDecision, CitizenContact, Decision, Referent
 
 
+#: Share of each agent's capacity kept for urgent files (loss of income, eviction, health).
+URGENT_RESERVE_SHARE = 0.1
+
+
 def departement_of(postcode: str) -> str:
     """Département code of a French postcode (Corsica 2A/2B, overseas 97x)."""
     if postcode.startswith(("2A", "2B")):
@@ -38,9 +42,12 @@ class Candidate:
     active_files: int
     capacity: int
 
-    @property
-    def has_room(self) -> bool:
-        return self.active_files < self.capacity
+    def limit(self, reserve_share: float = 0.0) -> int:
+        """Files this agent may hold for a file of this kind (urgent files: the whole capacity)."""
+        return self.capacity - int(self.capacity * reserve_share)
+
+    def has_room(self, reserve_share: float = 0.0) -> bool:
+        return self.active_files < self.limit(reserve_share)
 
 
 @dataclass(frozen=True)
@@ -56,19 +63,20 @@ def choose_referent(
     agencies: list[str],
     departement: str,
     previous: Candidate | None = None,
+    reserve_share: float = 0.0,
 ) -> Choice | None:
     """Continuity, then proximity, then skills, then least loaded; never above capacity.
 
     Returns None when nobody has room: the file waits for a référent.
     """
-    if previous is not None and previous.has_room:
+    if previous is not None and previous.has_room(reserve_share):
         return Choice(
             previous.agent_id,
             "continuite",
             f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
             [previous.agent_id],
         )
-    open_ = [c for c in candidates if c.has_room]
+    open_ = [c for c in candidates if c.has_room(reserve_share)]
     if not open_:
         return None
     needed = set(agencies)

@@ -76,8 +76,12 @@ async def _take_agent(
     previous: domain.Candidate | None,
     exclude: str | None = None,
     office_id: str | None = None,
+    urgent: bool = False,
 ) -> domain.Choice | None:
-    """Choose a référent and take one unit of their capacity, or None if nobody has room."""
+    """Choose a référent and take one unit of their capacity, or None if nobody has room.
+
+    Part of every agent's capacity is kept for urgent files (`domain.URGENT_RESERVE_SHARE`)."""
+    share = 0.0 if urgent else domain.URGENT_RESERVE_SHARE
     query = (
         sa.select(*_CANDIDATE_COLUMNS)
         .join(offices, agents.c.office_id == offices.c.office_id)
@@ -89,13 +93,14 @@ async def _take_agent(
         query = query.where(agents.c.office_id == office_id)
     candidates = [_candidate(r) for r in (await uow.conn.execute(query)).all()]
     while True:
-        choice = domain.choose_referent(candidates, agencies, departement, previous)
+        choice = domain.choose_referent(candidates, agencies, departement, previous, reserve_share=share)
         if choice is None:
             return None
+        chosen = next(c for c in candidates + [previous] if c is not None and c.agent_id == choice.agent_id)
         # Guarded increment: a concurrent replica may have filled this agent meanwhile.
         taken = await uow.conn.execute(
             agents.update()
-            .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < agents.c.capacity)
+            .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < chosen.limit(share))
             .values(active_files=agents.c.active_files + 1)
         )
         if taken.rowcount == 1:
@@ -104,85 +109,116 @@ async def _take_agent(
         previous = None
 
 
+async def _previous_referent(uow: UnitOfWork, key: str) -> domain.Candidate | None:
+    """The citizen's current référent, if any file of theirs has an active one."""
+    row = (
+        await uow.conn.execute(
+            sa.select(*_CANDIDATE_COLUMNS)
+            .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
+            .where(files.c.citizen_key == key, agents.c.status == "actif")
+            .order_by(files.c.created_at.desc())
+            .limit(1)
+        )
+    ).first()
+    return _candidate(row) if row else None
+
+
+async def _start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> None:
+    """The référent is named: record why, tell everyone, transmit to each agency."""
+    now = utcnow()
+    citizen = CitizenContact.model_validate(file.citizen)
+    await uow.conn.execute(
+        files.update()
+        .where(files.c.file_id == file.file_id)
+        .values(status="en_cours", referent_id=choice.agent_id)
+    )
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id, agent_id=choice.agent_id, rule=choice.rule,
+            explanation=choice.explanation, considered=choice.considered, at=now,
+        )
+    )
+    referent, _ = await _referent(uow, choice.agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id, referent=referent, rule=choice.rule,
+            explanation=choice.explanation, citizen=citizen,
+        ),
+    )
+    requests = []
+    for agency in file.agencies:
+        request_id = f"{file.file_id}-{agency}"
+        requests.append(
+            {"request_id": request_id, "file_id": file.file_id, "agency": agency,
+             "status": "transmise", "issued_at": now}
+        )
+        uow.emit(
+            topics.agency_requests(agency),
+            AgencyRequestIssued(
+                file_id=file.file_id, request_id=request_id, agency=agency, life_event=file.life_event,
+                citizen=citizen, description=file.description, urgent=file.urgent,
+            ),
+        )
+    await uow.conn.execute(agency_requests.insert(), requests)
+
+
+async def _choose_for(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
+    return await _take_agent(
+        uow, list(file.agencies), domain.departement_of(file.citizen["postcode"]),
+        await _previous_referent(uow, file.citizen_key), urgent=file.urgent,
+    )
+
+
 async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
     async with uow:
         if await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == event.file_id)):
             await uow.commit()  # same file announced twice: already handled
             return
-        key = domain.citizen_key(event.citizen)
-        previous_row = (
-            await uow.conn.execute(
-                sa.select(*_CANDIDATE_COLUMNS)
-                .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
-                .where(files.c.citizen_key == key, agents.c.status == "actif")
-                .order_by(files.c.created_at.desc())
-                .limit(1)
-            )
-        ).first()
-        previous = _candidate(previous_row) if previous_row else None
-        agencies = [a.value for a in event.agencies]
-        departement = domain.departement_of(event.citizen.postcode)
-        now = utcnow()
-        choice = await _take_agent(uow, agencies, departement, previous)
         await uow.conn.execute(
             files.insert().values(
                 file_id=event.file_id,
-                citizen_key=key,
+                citizen_key=domain.citizen_key(event.citizen),
                 citizen=event.citizen.model_dump(mode="json"),
+                agencies=[a.value for a in event.agencies],
                 life_event=event.life_event,
                 life_event_label=event.life_event_label,
                 description=event.description,
                 urgent=event.urgent,
-                status="en_attente_attribution" if choice is None else "en_cours",
-                referent_id=None if choice is None else choice.agent_id,
-                created_at=now,
+                status="en_attente_attribution",
+                created_at=utcnow(),
             )
         )
+        file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == event.file_id))).one()
+        choice = await _choose_for(uow, file)
         if choice is None:
-            await uow.commit()
-            return
-        await uow.conn.execute(
-            assignments.insert().values(
-                file_id=event.file_id,
-                agent_id=choice.agent_id,
-                rule=choice.rule,
-                explanation=choice.explanation,
-                considered=choice.considered,
-                at=now,
-            )
-        )
-        referent, _ = await _referent(uow, choice.agent_id)
-        uow.emit(
-            topics.REFERENTS_ASSIGNED,
-            ReferentAssigned(
-                file_id=event.file_id,
-                referent=referent,
-                rule=choice.rule,
-                explanation=choice.explanation,
-                citizen=event.citizen,
-            ),
-        )
-        requests = []
-        for agency in event.agencies:
-            request_id = f"{event.file_id}-{agency.value}"
-            requests.append(
-                {"request_id": request_id, "file_id": event.file_id, "agency": agency.value,
-                 "status": "transmise", "issued_at": now}
-            )
-            uow.emit(
-                topics.agency_requests(agency),
-                AgencyRequestIssued(
-                    file_id=event.file_id,
-                    request_id=request_id,
-                    agency=agency,
-                    life_event=event.life_event,
-                    citizen=event.citizen,
-                    description=event.description,
-                    urgent=event.urgent,
-                ),
-            )
-        await uow.conn.execute(agency_requests.insert(), requests)
+            # Nobody near has room: the file waits, visibly, and is never dropped.
+            log.warning("file %s waits for a référent: no agent with room", event.file_id)
+        else:
+            await _start_file(uow, file, choice)
         await uow.commit()
+
+
+async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:
+    """Give référents to waiting files, urgent first then oldest, as capacity frees up."""
+    async with uow:
+        waiting = (
+            await uow.conn.execute(
+                sa.select(files)
+                .where(files.c.status == "en_attente_attribution")
+                .order_by(files.c.urgent.desc(), files.c.created_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        started = 0
+        for file in waiting:
+            choice = await _choose_for(uow, file)
+            if choice is not None:
+                await _start_file(uow, file, choice)
+                started += 1
+        await uow.commit()
+    return started
 
 
 async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
@@ -279,7 +315,7 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
         citizen = CitizenContact.model_validate(file.citizen)
         choice = await _take_agent(
             uow, await file_agencies(uow, event.file_id), domain.departement_of(citizen.postcode), None,
-            exclude=file.referent_id,
+            exclude=file.referent_id, urgent=file.urgent,
         )
         if choice is None:
             log.warning("no référent with room to replace %s on %s", file.referent_id, event.file_id)

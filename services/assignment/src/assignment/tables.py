@@ -40,6 +40,7 @@ files = sa.Table(
     sa.Column("file_id", sa.String(32), primary_key=True),
     sa.Column("citizen_key", sa.String(250), nullable=False, index=True),
     sa.Column("citizen", sa.JSON, nullable=False),
+    sa.Column("agencies", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("life_event", sa.String(50), nullable=False),
     sa.Column("life_event_label", sa.String(200), nullable=False),
     sa.Column("description", sa.Text, nullable=False),
