@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from assignment import domain
-from assignment.handlers import _take_agent, file_agencies, move_file
+from assignment.handlers import _take_agent, compose_if_complete, file_agencies, move_file
 from assignment.tables import absences, agents, files
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,8 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
     for file in await _open_files(uow, files.c.referent_id, agent.agent_id):
         choice = await _cover(uow, file, agent)
         if choice is None:
-            log.warning("no cover with room for %s during %s's absence", file.file_id, agent.name)
+            log.warning("no cover with room for %s during %s's absence: it waits", file.file_id, agent.name)
+            await park_file(uow, file, titular_id=agent.agent_id)
             continue
         await move_file(
             uow, file, choice.agent_id, "suppleance",
@@ -105,6 +106,19 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
         )
         covered += 1
     return covered
+
+
+async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None) -> None:
+    """Nobody has room: the file waits, visibly, until capacity frees (assign_waiting);
+    it is never dropped, and a titular's file still goes back to them on return."""
+    await uow.conn.execute(
+        files.update().where(files.c.file_id == file.file_id)
+        .values(status="en_attente_attribution", referent_id=None, titular_id=titular_id)
+    )
+    await uow.conn.execute(
+        agents.update().where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+        .values(active_files=agents.c.active_files - 1)
+    )
 
 
 async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
@@ -135,7 +149,9 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
             f"{agent.name} est de retour et reprend votre dossier.",
             [agent_id],
             titular_id=None,
+            previous_agent_id=file.referent_id or agent_id,  # a file that waited had no cover
         )
+        await compose_if_complete(uow, file.file_id)
         returned += 1
     return returned
 
@@ -154,6 +170,7 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
         for file in await _open_files(uow, files.c.referent_id, agent_id):
             choice = await _cover(uow, file, agent)
             if choice is None:
+                await park_file(uow, file, titular_id=None)
                 waiting += 1
                 continue
             await move_file(

@@ -163,6 +163,38 @@ async def _start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> N
     await uow.conn.execute(agency_requests.insert(), requests)
 
 
+async def _resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, last_agent_id: str) -> None:
+    """A file already transmitted lost its référent (absence or departure when nobody
+    had room): the new one takes it over, as a cover if the titular will come back; the
+    agencies are not asked again."""
+    previous, _ = await _referent(uow, last_agent_id)
+    rule = "suppleance" if file.titular_id else "reprise"
+    reason = (
+        f"{previous.name} est absent(e) ; votre dossier lui reviendra à son retour."
+        if file.titular_id
+        else f"{previous.name} a quitté son poste ; tout votre dossier a été transmis."
+    )
+    await uow.conn.execute(
+        files.update().where(files.c.file_id == file.file_id).values(status="en_cours", referent_id=choice.agent_id)
+    )
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id, agent_id=choice.agent_id, rule=rule,
+            explanation=f"{reason} — {choice.explanation}",
+            considered=choice.considered, at=utcnow(),
+        )
+    )
+    referent, _ = await _referent(uow, choice.agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id, referent=referent, rule=rule, explanation=choice.explanation,
+            citizen=CitizenContact.model_validate(file.citizen), previous_referent=previous,
+            reason=reason,
+        ),
+    )
+
+
 async def _choose_for(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
     return await _take_agent(
         uow, list(file.agencies), domain.departement_of(file.citizen["postcode"]),
@@ -214,9 +246,18 @@ async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:
         started = 0
         for file in waiting:
             choice = await _choose_for(uow, file)
-            if choice is not None:
+            if choice is None:
+                continue
+            last = await uow.conn.scalar(
+                sa.select(assignments.c.agent_id).where(assignments.c.file_id == file.file_id)
+                .order_by(assignments.c.id.desc()).limit(1)
+            )
+            if last is None:
                 await _start_file(uow, file, choice)
-                started += 1
+            else:
+                await _resume_file(uow, file, choice, file.titular_id or last)
+                await compose_if_complete(uow, file.file_id)
+            started += 1
         await uow.commit()
     return started
 
@@ -248,41 +289,40 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             .where(agency_requests.c.request_id == event.request_id)
             .values(status="repondue", answer=event.answer.model_dump(mode="json"), answered_at=now)
         )
-        all_requests = (
-            await uow.conn.execute(
-                sa.select(agency_requests.c.status, agency_requests.c.answer, agency_requests.c.request_id)
-                .where(agency_requests.c.file_id == event.file_id)
-            )
-        ).all()
-        answered = [
-            r.answer if r.request_id != event.request_id else event.answer.model_dump(mode="json")
-            for r in all_requests
-            if r.status == "repondue" or r.request_id == event.request_id
-        ]
-        if len(answered) < len(all_requests) or file.status == "repondu":
-            await uow.commit()
-            return
-        decisions = [AgencyDecision.model_validate(a) for a in answered]
-        citizen = CitizenContact.model_validate(file.citizen)
-        referent, opening_hours = await _referent(uow, file.referent_id)
-        text = domain.compose_answer(
-            event.file_id, file.life_event_label, citizen, decisions, referent, opening_hours
-        )
-        await uow.conn.execute(
-            files.update().where(files.c.file_id == event.file_id).values(status="repondu", answered_at=now)
-        )
-        await uow.conn.execute(
-            agents.update()
-            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-            .values(active_files=agents.c.active_files - 1)
-        )
-        uow.emit(
-            topics.FILES_ANSWERED,
-            CoordinatedAnswerIssued(
-                file_id=event.file_id, referent=referent, citizen=citizen, decisions=decisions, text=text
-            ),
-        )
+        await compose_if_complete(uow, event.file_id)
         await uow.commit()
+
+
+async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
+    """Once every agency has answered and the file has a référent to sign it: the one
+    coordinated answer. A file waiting for a référent gets its answer when it has one."""
+    file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).one()
+    if file.status != "en_cours" or file.referent_id is None:
+        return False
+    answers = (
+        await uow.conn.execute(
+            sa.select(agency_requests.c.status, agency_requests.c.answer).where(agency_requests.c.file_id == file_id)
+        )
+    ).all()
+    if not answers or any(r.status != "repondue" for r in answers):
+        return False
+    decisions = [AgencyDecision.model_validate(r.answer) for r in answers]
+    citizen = CitizenContact.model_validate(file.citizen)
+    referent, opening_hours = await _referent(uow, file.referent_id)
+    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, opening_hours)
+    await uow.conn.execute(
+        files.update().where(files.c.file_id == file_id).values(status="repondu", answered_at=utcnow())
+    )
+    await uow.conn.execute(
+        agents.update()
+        .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+        .values(active_files=agents.c.active_files - 1)
+    )
+    uow.emit(
+        topics.FILES_ANSWERED,
+        CoordinatedAnswerIssued(file_id=file_id, referent=referent, citizen=citizen, decisions=decisions, text=text),
+    )
+    return True
 
 
 CHANGE_RULES = {"citoyen": "changement_demande", "superviseur": "reaffectation_superviseur"}
@@ -341,16 +381,19 @@ async def move_file(
     considered: list[str],
     *,
     titular_id: object = _KEEP,
+    previous_agent_id: str | None = None,
 ) -> None:
-    """Hand an open file from its active référent to `agent_id`, whose capacity the
-    caller has already taken; the history, the citizen and both agents are told."""
-    previous, _ = await _referent(uow, file.referent_id)
-    await uow.conn.execute(
-        agents.update()
-        .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-        .values(active_files=agents.c.active_files - 1)
-    )
-    values: dict[str, object] = {"referent_id": agent_id}
+    """Hand an open file from its active référent (none if it waited) to `agent_id`,
+    whose capacity the caller has already taken; the history, the citizen and both
+    agents are told."""
+    previous, _ = await _referent(uow, previous_agent_id or file.referent_id)
+    if file.referent_id is not None:
+        await uow.conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
+            .values(active_files=agents.c.active_files - 1)
+        )
+    values: dict[str, object] = {"referent_id": agent_id, "status": "en_cours"}
     if titular_id is not _KEEP:
         values["titular_id"] = titular_id
     await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
