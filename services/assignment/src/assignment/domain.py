@@ -161,10 +161,6 @@ def compose_answer(
     return "\n".join(lines)
 
 
-def utc_today() -> dt.date:
-    return dt.datetime.now(dt.UTC).date()
-
-
 def add_months(day: dt.date, months: int) -> dt.date:
     """Same day `months` later, clamped to the month's end (31 Dec + 2 months = 28/29 Feb)."""
     index = day.month - 1 + months

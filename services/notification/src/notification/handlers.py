@@ -19,7 +19,6 @@ from shared_models import (
     CoordinatedAnswerIssued,
     NotificationKind,
     NotificationSent,
-    PreferredChannel,
     Referent,
     ReferentAssigned,
     topics,
@@ -191,5 +190,3 @@ async def _failed(uow: UnitOfWork, row: sa.Row, exc: Exception) -> None:
         )
         await uow.commit()
 
-
-__all__ = ["PreferredChannel"]
