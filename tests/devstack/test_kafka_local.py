@@ -8,7 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devstack.kafka import LocalKafka, create_topics
+from devstack.kafka import LocalKafka
+from guichet_runtime.service import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,8 +22,8 @@ def kafka(tmp_path_factory):
 
 async def test_keyed_message_round_trip(kafka):
     topic = f"devstack-{uuid.uuid4().hex[:8]}"
-    await create_topics(kafka.bootstrap, {topic: 3})
-    await create_topics(kafka.bootstrap, {topic: 3})  # idempotent: already-exists is not an error
+    await ensure_topics(kafka.bootstrap, {topic: 3})
+    await ensure_topics(kafka.bootstrap, {topic: 3})  # idempotent: already-exists is not an error
 
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
     await producer.start()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import sqlalchemy as sa
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 from fastapi import FastAPI, Response
 from faststream.kafka import KafkaBroker
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
@@ -35,22 +36,35 @@ from guichet_runtime.telemetry import current_trace_id, setup_tracing
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(bootstrap: str, declared: dict[str, int]) -> None:
-    """Create the declared topics that do not exist yet."""
+async def ensure_topics(
+    bootstrap: str, declared: dict[str, int], replication: int = 1, timeout: float = 30
+) -> None:
+    """Create the declared topics (name -> partitions) that are missing, then wait until
+    every one has a leader, so a subscriber started next finds them ready."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [
-            NewTopic(name, num_partitions=parts, replication_factor=1)
-            for name, parts in declared.items()
-            if name not in existing
-        ]
+        missing = [NewTopic(n, p, replication) for n, p in declared.items() if n not in existing]
         if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another service created them meanwhile
+            response = await admin.create_topics(missing)
+            for error in response.topic_errors:  # (topic, error_code[, message])
+                # Already there: another service created it meanwhile.
+                if error[1] not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(error[1])(f"cannot create topic {error[0]}: {error[2:]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            metadata = await admin.describe_topics(list(declared))
+            ready = {
+                t["topic"]
+                for t in metadata
+                if t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+            }
+            if ready >= declared.keys():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics not ready: {sorted(declared.keys() - ready)}")
+            await asyncio.sleep(0.1)
     finally:
         await admin.close()
 

@@ -27,8 +27,8 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from devstack.ports import free_port
 
@@ -279,29 +279,6 @@ class LocalKafka:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-async def create_topics(bootstrap: str, topics: dict[str, int], replication: int = 1, timeout: float = 30) -> None:
-    """Create `topics` (name -> partitions) if missing, then wait until metadata shows them all."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        resp = await admin.create_topics([NewTopic(n, p, replication) for n, p in topics.items()])
-        for err in resp.topic_errors:  # (topic, error_code[, message])
-            if err[1] not in (0, TopicAlreadyExistsError.errno):
-                raise for_code(err[1])(f"cannot create topic {err[0]}: {err[2:]}")
-        deadline = time.monotonic() + timeout
-        while True:
-            meta = await admin.describe_topics(list(topics))
-            ok = {t["topic"] for t in meta if t["error_code"] == 0 and t["partitions"]
-                  and all(p["leader"] >= 0 for p in t["partitions"])}
-            if ok >= topics.keys():
-                return
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"topics not visible in metadata: {sorted(topics.keys() - ok)}")
-            await asyncio.sleep(0.1)
-    finally:
-        await admin.close()
 
 
 def find_root(start: Path | None = None) -> Path:
