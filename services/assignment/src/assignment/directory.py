@@ -13,7 +13,14 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from assignment import domain
-from assignment.handlers import _take_agent, compose_if_complete, file_agencies, move_file
+from assignment.handlers import (
+    take_agent,
+    compose_if_complete,
+    file_agencies,
+    move_file,
+    release_capacity,
+    take_capacity,
+)
 from assignment.tables import absences, agents, files
 
 log = logging.getLogger(__name__)
@@ -55,9 +62,9 @@ async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice |
     """A colleague of the same office first, then the usual rules."""
     agencies = await file_agencies(uow, file.file_id)
     departement = domain.departement_of(file.citizen["postcode"])
-    return await _take_agent(
+    return await take_agent(
         uow, agencies, departement, None, exclude=away.agent_id, office_id=away.office_id, urgent=file.urgent
-    ) or await _take_agent(uow, agencies, departement, None, exclude=away.agent_id, urgent=file.urgent)
+    ) or await take_agent(uow, agencies, departement, None, exclude=away.agent_id, urgent=file.urgent)
 
 
 async def declare_absence(
@@ -115,10 +122,7 @@ async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None) -> No
         files.update().where(files.c.file_id == file.file_id)
         .values(status="en_attente_attribution", referent_id=None, titular_id=titular_id)
     )
-    await uow.conn.execute(
-        agents.update().where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-        .values(active_files=agents.c.active_files - 1)
-    )
+    await release_capacity(uow, file.referent_id)
 
 
 async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
@@ -140,9 +144,7 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
     returned = 0
     for file in await _open_files(uow, files.c.titular_id, agent_id):
         # Their own files come back even above capacity: they were within it before.
-        await uow.conn.execute(
-            agents.update().where(agents.c.agent_id == agent_id).values(active_files=agents.c.active_files + 1)
-        )
+        await take_capacity(uow, agent_id, limit=None)
         await move_file(
             uow, file, agent_id, "retour",
             f"Retour de {agent.name} : reprise de son dossier.",
@@ -199,16 +201,11 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
                 raise DirectoryError(409, f"{target.name} est déjà le référent de ce dossier.")
             if target.status != "actif":
                 raise DirectoryError(409, f"{target.name} n'est pas disponible ({target.status}).")
-            taken = await uow.conn.execute(
-                agents.update()
-                .where(agents.c.agent_id == agent_id, agents.c.active_files < agents.c.capacity)
-                .values(active_files=agents.c.active_files + 1)
-            )
-            if taken.rowcount == 0:
+            if not await take_capacity(uow, agent_id, agents.c.capacity):
                 raise DirectoryError(409, f"{target.name} a atteint sa capacité ({target.capacity} dossiers).")
             explanation, considered = f"Choisi par le superviseur : {target.name}.", [agent_id]
         else:
-            choice = await _take_agent(
+            choice = await take_agent(
                 uow, await file_agencies(uow, file_id), domain.departement_of(file.citizen["postcode"]),
                 None, exclude=file.referent_id, urgent=file.urgent,
             )

@@ -69,7 +69,27 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
     return referent, row.opening_hours
 
 
-async def _take_agent(
+async def take_capacity(uow: UnitOfWork, agent_id: str, limit: int | sa.ColumnElement | None) -> bool:
+    """One more active file for the agent, if they hold fewer than `limit` (None: no
+    limit). Guarded in SQL: a concurrent replica may have filled the agent meanwhile."""
+    query = agents.update().where(agents.c.agent_id == agent_id)
+    if limit is not None:
+        query = query.where(agents.c.active_files < limit)
+    taken = await uow.conn.execute(query.values(active_files=agents.c.active_files + 1))
+    return taken.rowcount == 1
+
+
+async def release_capacity(uow: UnitOfWork, agent_id: str | None) -> None:
+    """One active file fewer for the agent (the file was answered, moved or parked)."""
+    if agent_id is not None:
+        await uow.conn.execute(
+            agents.update()
+            .where(agents.c.agent_id == agent_id, agents.c.active_files > 0)
+            .values(active_files=agents.c.active_files - 1)
+        )
+
+
+async def take_agent(
     uow: UnitOfWork,
     agencies: list[str],
     departement: str,
@@ -97,13 +117,7 @@ async def _take_agent(
         if choice is None:
             return None
         chosen = next(c for c in candidates + [previous] if c is not None and c.agent_id == choice.agent_id)
-        # Guarded increment: a concurrent replica may have filled this agent meanwhile.
-        taken = await uow.conn.execute(
-            agents.update()
-            .where(agents.c.agent_id == choice.agent_id, agents.c.active_files < chosen.limit(share))
-            .values(active_files=agents.c.active_files + 1)
-        )
-        if taken.rowcount == 1:
+        if await take_capacity(uow, choice.agent_id, chosen.limit(share)):
             return choice
         candidates = [c for c in candidates if c.agent_id != choice.agent_id]
         previous = None
@@ -196,7 +210,7 @@ async def _resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, las
 
 
 async def _choose_for(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
-    return await _take_agent(
+    return await take_agent(
         uow, list(file.agencies), domain.departement_of(file.citizen["postcode"]),
         await _previous_referent(uow, file.citizen_key), urgent=file.urgent,
     )
@@ -313,11 +327,7 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
     await uow.conn.execute(
         files.update().where(files.c.file_id == file_id).values(status="repondu", answered_at=utcnow())
     )
-    await uow.conn.execute(
-        agents.update()
-        .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-        .values(active_files=agents.c.active_files - 1)
-    )
+    await release_capacity(uow, file.referent_id)
     uow.emit(
         topics.FILES_ANSWERED,
         CoordinatedAnswerIssued(file_id=file_id, referent=referent, citizen=citizen, decisions=decisions, text=text),
@@ -353,7 +363,7 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
             await uow.commit()
             return
         citizen = CitizenContact.model_validate(file.citizen)
-        choice = await _take_agent(
+        choice = await take_agent(
             uow, await file_agencies(uow, event.file_id), domain.departement_of(citizen.postcode), None,
             exclude=file.referent_id, urgent=file.urgent,
         )
@@ -387,12 +397,7 @@ async def move_file(
     whose capacity the caller has already taken; the history, the citizen and both
     agents are told."""
     previous, _ = await _referent(uow, previous_agent_id or file.referent_id)
-    if file.referent_id is not None:
-        await uow.conn.execute(
-            agents.update()
-            .where(agents.c.agent_id == file.referent_id, agents.c.active_files > 0)
-            .values(active_files=agents.c.active_files - 1)
-        )
+    await release_capacity(uow, file.referent_id)
     values: dict[str, object] = {"referent_id": agent_id, "status": "en_cours"}
     if titular_id is not _KEEP:
         values["titular_id"] = titular_id
