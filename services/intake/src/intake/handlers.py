@@ -101,19 +101,22 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
                 )
             )
         except IntegrityError:
-            # The same key raced us: the other request's file is the answer.
-            await uow.__aexit__(None, None, None)
-            return await submit_file(cmd, uow)
-        await uow.conn.execute(
-            file_agencies.insert(),
-            [
-                {"file_id": file_id, "agency": a.value, "status": "en_attente", "updated_at": now}
-                for a in event_def.agencies
-            ],
-        )
-        await _add_timeline(uow, event, "depot", f"Dossier déposé : {event_def.label}.")
-        uow.emit(topics.FILES_SUBMITTED, event)
-        await uow.commit()
+            raced = True  # leaving the block rolls the transaction back
+        else:
+            raced = False
+            await uow.conn.execute(
+                file_agencies.insert(),
+                [
+                    {"file_id": file_id, "agency": a.value, "status": "en_attente", "updated_at": now}
+                    for a in event_def.agencies
+                ],
+            )
+            await _add_timeline(uow, event, "depot", f"Dossier déposé : {event_def.label}.")
+            uow.emit(topics.FILES_SUBMITTED, event)
+            await uow.commit()
+    if raced:
+        # The same Idempotency-Key raced us: the other request's file is the answer.
+        return await submit_file(cmd, uow)
     return file_id, True
 
 
