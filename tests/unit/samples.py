@@ -16,9 +16,21 @@ from shared_models import (
     AgencyRequestIssued,
     CitizenContact,
     CoordinatedAnswerIssued,
+    AgentAbsenceDeclared,
+    AgentDetailsChanged,
+    AgentJoined,
+    AgentLeft,
+    AgentProfile,
+    AgentReturned,
     Decision,
+    Envelope,
     Event,
+    ReferentAssignmentDeferred,
     FileSubmitted,
+    OfficeDetailsChanged,
+    OfficeOpened,
+    OfficeProfile,
+    SupervisorContact,
     NotificationKind,
     NotificationSent,
     PreferredChannel,
@@ -82,7 +94,7 @@ def file_submitted(
     return FileSubmitted(**{**values, **overrides})
 
 
-def one_event_of_each_type() -> list[Event]:
+def one_event_of_each_type() -> list[Envelope]:
     """A valid instance of every event type (with every optional field set)."""
     file_id = "GU-2025-ABCDEFGH"
     granted = decision(
@@ -91,6 +103,15 @@ def one_event_of_each_type() -> list[Event]:
         start_date=dt.date(2025, 2, 1),
     )
     refused = decision(Agency.DGFIP, Decision.REFUSED, reason="Revenus supérieurs au plafond.")
+    office = OfficeProfile(
+        office_id="FS-93-01", name="France Services Saint-Denis", address="2 place du Caquet",
+        commune="Saint-Denis", departement="93", latitude=48.936, longitude=2.357,
+        opening_hours="Du lundi au vendredi, 9h-17h",
+    )
+    agent = AgentProfile(
+        agent_id="AG-93-01-9", name="Yasmine Haddad", office_id="FS-93-01", phone="01 49 33 00 00",
+        email="yasmine.haddad@example.fr", agencies=[Agency.CAF, Agency.CPAM], capacity=30,
+    )
     return [
         file_submitted(file_id),
         ReferentAssigned(
@@ -128,6 +149,20 @@ def one_event_of_each_type() -> list[Event]:
         ReferentChangeRequested(
             file_id=file_id, requested_by="citoyen", reason="Nous ne parvenons pas à nous comprendre."
         ),
+        ReferentAssignmentDeferred(
+            file_id=file_id, departement="93", urgent=True, life_event_label="Perte d'emploi",
+            reason="Aucun agent n'a de place pour ce nouveau dossier.",
+            supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
+                                           email="helene.marchand@example.fr", phone="01 40 10 21 00")],
+        ),
+        OfficeOpened(office=office, directory_version="2026-11-24"),
+        OfficeDetailsChanged(office=office, directory_version="2026-11-25"),
+        AgentJoined(agent_id=agent.agent_id, agent=agent, directory_version="2026-11-24"),
+        AgentDetailsChanged(agent_id=agent.agent_id, agent=agent),
+        AgentAbsenceDeclared(agent_id=agent.agent_id, absence_id=1, starts_on=dt.date(2026, 12, 1),
+                             ends_on=dt.date(2026, 12, 12)),
+        AgentReturned(agent_id=agent.agent_id, files_returned=3),
+        AgentLeft(agent_id=agent.agent_id, files_redistributed=7, files_waiting=1),
     ]
 
 

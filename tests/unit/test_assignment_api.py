@@ -29,7 +29,7 @@ async def client(assignment_db):
 
 async def submit(db, event):
     await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
-    emitted = [e for _, e in await db.outbox_events() if e.file_id == event.file_id]
+    emitted = [e for _, e in await db.outbox_events() if getattr(e, "file_id", None) == event.file_id]
     referent = next(e for e in emitted if isinstance(e, ReferentAssigned)).referent
     return referent, [e for e in emitted if isinstance(e, AgencyRequestIssued)]
 

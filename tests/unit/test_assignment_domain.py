@@ -241,3 +241,30 @@ def test_the_answer_is_signed_with_the_referents_direct_contact_and_opening_hour
     assert f"Téléphone direct : {ref.phone}" in signature
     assert f"Courriel : {ref.email}" in signature
     assert "Accueil : Du lundi au vendredi, 9h-12h30 et 13h30-17h" in signature
+
+
+def test_distances_between_french_cities_are_right_to_a_few_kilometres():
+    from assignment.domain import distance_km
+    from assignment.geo import locate
+
+    paris, lyon, ajaccio = locate("75011", "75"), locate("69003", "69"), locate("20000", "2A")
+    assert 385 < distance_km(paris, lyon) < 400
+    assert 880 < distance_km(paris, ajaccio) < 960
+    assert locate("97400", "974")[0] < -20  # Réunion, southern hemisphere
+
+
+def test_an_unknown_postcode_is_located_at_its_departement_centre_or_not_at_all():
+    from assignment.geo import locate
+
+    centre = locate("23999", "23")
+    assert centre is not None and 45.9 < centre[0] < 46.4
+    assert locate("00000", "00") is None
+
+
+def test_outside_the_departement_the_nearest_located_office_wins_and_says_how_far():
+    near = agent("near", departement="87", active=5)
+    near = Candidate(**{**near.__dict__, "distance_km": 74.6, "office_name": "France Services Guéret"})
+    choice = choose_referent([near], NEEDED, "23")
+
+    assert choice.rule == "proximite_distance"
+    assert "75 km" in choice.explanation and "Guéret" in choice.explanation

@@ -31,6 +31,7 @@ from shared_models import (
     Decision,
     NotificationSent,
     ReferentAssigned,
+    ReferentAssignmentDeferred,
     topics,
 )
 from tests.unit.samples import (
@@ -141,7 +142,9 @@ async def submit_to_assignment(db, event) -> tuple[ReferentAssigned | None, list
     emitted = [e for _, e in (await db.outbox_events())[before:]]
     assigned = [e for e in emitted if isinstance(e, ReferentAssigned)]
     requests = [e for e in emitted if isinstance(e, AgencyRequestIssued)]
-    assert len(assigned) + len(requests) == len(emitted)
+    deferred = [e for e in emitted if isinstance(e, ReferentAssignmentDeferred)]
+    assert len(assigned) + len(requests) + len(deferred) == len(emitted)
+    assert len(deferred) <= 1 and not (assigned and deferred)
     return (assigned[0] if assigned else None), requests
 
 
@@ -178,7 +181,7 @@ async def test_a_citizen_in_seine_saint_denis_gets_a_referent_whose_office_is_in
 
     assert sorted(r.agency for r in requests) == sorted(event.agencies)
     assert len({r.request_id for r in requests}) == len(event.agencies)
-    topics_used = [t for t, _ in await directory.outbox_events()]
+    topics_used = [t for t, e in await directory.outbox_events() if getattr(e, "file_id", None) == event.file_id]
     assert topics_used.count(topics.REFERENTS_ASSIGNED) == 1
     assert sorted(t for t in topics_used if t != topics.REFERENTS_ASSIGNED) == sorted(
         topics.agency_requests(a) for a in event.agencies
@@ -211,6 +214,31 @@ async def test_a_second_file_of_the_same_citizen_goes_to_the_same_referent(direc
     assert (await agent_row(directory, first.referent.agent_id)).active_files == 2
 
 
+async def test_a_citizen_with_no_office_in_their_departement_gets_the_nearest_office(directory):
+    # Limoges (87) has no office in the directory: Guéret (23) is ~75 km away, Bordeaux
+    # ~180 km, Toulouse ~250 km, Paris ~350 km.
+    assigned, _ = await submit_to_assignment(
+        directory, file_submitted("GU-2025-AAAALIMO", citizen=citizen(postcode="87000"))
+    )
+
+    assert assigned is not None
+    assert assigned.rule == "proximite_distance"
+    assert assigned.referent.office_id == "FS-23-01"
+    assert "km" in assigned.explanation and "Guéret" in assigned.explanation
+
+
+async def test_when_the_nearest_office_is_full_the_next_nearest_serves(directory):
+    t = directory.tables
+    await directory.execute(t.agents.update().where(t.agents.c.office_id == "FS-23-01").values(active_files=t.agents.c.capacity))
+
+    assigned, _ = await submit_to_assignment(
+        directory, file_submitted("GU-2025-AAAALIM2", citizen=citizen(postcode="87000"))
+    )
+
+    assert assigned is not None and assigned.rule == "proximite_distance"
+    assert assigned.referent.office_id == "FS-33-01"  # Bordeaux, the next nearest
+
+
 async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory):
     await directory.execute(directory.tables.agents.update().values(active_files=directory.tables.agents.c.capacity))
 
@@ -219,6 +247,12 @@ async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory)
     assert (assigned, requests) == (None, [])
     [file] = await directory.rows("files")
     assert (file.status, file.referent_id) == ("en_attente_attribution", None)
+    # The supervisors of the citizen's département (93) are alerted, through the outbox.
+    [(topic, alert)] = [(t, e) for t, e in await directory.outbox_events() if isinstance(e, ReferentAssignmentDeferred)]
+    assert topic == topics.FILES_AWAITING_REFERENT
+    assert (alert.file_id, alert.departement) == ("GU-2025-AAAAWAIT", "93")
+    assert [s.supervisor_id for s in alert.supervisors] == ["SUP-IDF"]
+    assert "Aucun agent" in alert.reason
 
 
 async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answered(directory):

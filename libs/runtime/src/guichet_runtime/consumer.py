@@ -23,7 +23,7 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from shared_models import Event, topics
+from shared_models import Envelope, topics
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 
 log = logging.getLogger(__name__)
@@ -78,10 +78,10 @@ class EventConsumer:
         self._max_wait = max_wait
         self.dead_lettered = 0
         self._topics: list[str] = []
-        self._by_type: dict[str, tuple[type[Event], Handler]] = {}
+        self._by_type: dict[str, tuple[type[Envelope], Handler]] = {}
         self._attached = False
 
-    def subscribe(self, topic_names: Iterable[str], handlers: dict[type[Event], Handler]) -> None:
+    def subscribe(self, topic_names: Iterable[str], handlers: dict[type[Envelope], Handler]) -> None:
         """Route `handlers`' event types, read from `topic_names`, to their handlers."""
         self._topics.extend(t for t in topic_names if t not in self._topics)
         self._by_type.update({cls.event_type: (cls, handler) for cls, handler in handlers.items()})
@@ -108,7 +108,7 @@ class EventConsumer:
         self._attached = True
 
     async def _consume(
-        self, body: bytes, msg: KafkaMessage, by_type: dict[str, tuple[type[Event], Handler]]
+        self, body: bytes, msg: KafkaMessage, by_type: dict[str, tuple[type[Envelope], Handler]]
     ) -> None:
         event_type = msg.headers.get("event_type", "")
         if event_type not in by_type:

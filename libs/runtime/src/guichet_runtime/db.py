@@ -17,7 +17,7 @@ from opentelemetry import propagate
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shared_models import Event
+from shared_models import Envelope
 
 
 def utcnow() -> dt.datetime:
@@ -141,7 +141,7 @@ class UnitOfWork:
         self._on_commit = on_commit
         self._pending: list[dict[str, Any]] = []
         self._conn: AsyncConnection | None = None
-        self.emitted: list[tuple[str, Event]] = []
+        self.emitted: list[tuple[str, Envelope]] = []
 
     @property
     def conn(self) -> AsyncConnection:
@@ -178,14 +178,14 @@ class UnitOfWork:
         finally:
             await conn.close()
 
-    def emit(self, topic: str, event: Event) -> None:
+    def emit(self, topic: str, event: Envelope) -> None:
         """Queue `event` for `topic`; it is written to the outbox at commit."""
         carrier: dict[str, str] = {}
         propagate.inject(carrier)  # the relay publishes later, in this trace
         self._pending.append(
             {
                 "topic": topic,
-                "key": event.file_id,
+                "key": event.key(),
                 "event_type": event.event_type,
                 "payload": event.model_dump_json(),
                 "headers": json.dumps(carrier),

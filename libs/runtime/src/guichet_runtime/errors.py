@@ -27,6 +27,18 @@ FRENCH_MESSAGES: dict[str, str] = {
     "model_attributes_type": "Un objet est attendu.",
     "dict_type": "Un objet est attendu.",
     "json_invalid": "Le corps de la requête n'est pas un JSON valide.",
+    "int_type": "Un nombre entier est attendu.",
+    "int_parsing": "Un nombre entier est attendu.",
+    "int_from_float": "Un nombre entier est attendu.",
+    "float_type": "Un nombre est attendu.",
+    "float_parsing": "Un nombre est attendu.",
+    "greater_than": "La valeur doit être supérieure à {gt}.",
+    "greater_than_equal": "La valeur doit être au moins {ge}.",
+    "less_than": "La valeur doit être inférieure à {lt}.",
+    "less_than_equal": "La valeur doit être au plus {le}.",
+    "list_type": "Une liste est attendue.",
+    "too_short": "Au moins {min_length} élément(s) attendu(s).",
+    "string_pattern_mismatch": "Format invalide.",
 }
 
 
@@ -48,7 +60,7 @@ def french_errors(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
         elif kind == "string_too_short" and int(ctx.get("min_length", 1)) > 1:
             message = f"Au moins {ctx['min_length']} caractères sont attendus."
         elif kind in FRENCH_MESSAGES:
-            message = FRENCH_MESSAGES[kind]
+            message = FRENCH_MESSAGES[kind].format(**ctx)
         else:
             message = err["msg"]  # our own validators (PydanticCustomError) speak French
         out.append({"field": _field_path(tuple(err["loc"])), "message": message})

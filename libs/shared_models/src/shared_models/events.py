@@ -22,8 +22,8 @@ class Contract(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class Event(Contract):
-    """Envelope shared by every event."""
+class Envelope(Contract):
+    """The one base of every event: identity, time and schema version."""
 
     event_type: ClassVar[str]
     event_id: uuid.UUID = Field(
@@ -33,11 +33,27 @@ class Event(Contract):
     occurred_at: dt.datetime = Field(
         default_factory=_now, description="When the fact happened (UTC, ISO 8601)."
     )
-    file_id: str = Field(description="Reference of the citizen file, also the Kafka key.")
     schema_version: int = Field(default=1, description="Version of this event's schema.")
 
-    def key(self) -> bytes:
-        return self.file_id.encode()
+    def key(self) -> str:
+        """Kafka key: the events of one key stay ordered within one partition."""
+        raise NotImplementedError
+
+
+class Event(Envelope):
+    """An event about one citizen file, keyed by the file's reference."""
+
+    file_id: str = Field(description="Reference of the citizen file, also the Kafka key.")
+
+    def key(self) -> str:
+        return self.file_id
+
+
+class DirectoryEvent(Envelope):
+    """A change in the agent directory, keyed by the agent (or office) it is about."""
+
+    def key(self) -> str:
+        return getattr(self, "agent_id", None) or self.office.office_id  # type: ignore[attr-defined]
 
 
 class PreferredChannel(StrEnum):
@@ -174,7 +190,115 @@ class NotificationSent(Event):
     referent_name: str = Field(description="Name of the référent the message was signed with.")
 
 
-EVENT_TYPES: dict[str, type[Event]] = {
+class SupervisorContact(Contract):
+    """A supervisor to alert about the files of their départements."""
+
+    supervisor_id: str = Field(description="Directory id of the supervisor.")
+    name: str = Field(description="Supervisor's full name.")
+    email: EmailStr = Field(description="Supervisor's direct email address.")
+    phone: str = Field(description="Supervisor's direct phone line.")
+
+
+class ReferentAssignmentDeferred(Event):
+    """Nobody near the citizen had room: the file waits for a référent (never dropped)."""
+
+    event_type: ClassVar[str] = "ReferentAssignmentDeferred"
+    departement: str = Field(description="Département of the citizen's home.")
+    urgent: bool = Field(description="Urgent files are served first as capacity frees.")
+    life_event_label: str = Field(description="Name of the life event, in French.")
+    reason: str = Field(description="Why the file waits, in French, for supervisors.")
+    supervisors: list[SupervisorContact] = Field(
+        description="Supervisors of the citizen's département (all supervisors when none is named)."
+    )
+
+
+class OfficeProfile(Contract):
+    """A France Services point as the directory describes it."""
+
+    office_id: str = Field(description="Directory id of the office.")
+    name: str = Field(description="Name of the office, shown to citizens.")
+    address: str = Field(description="Street address.")
+    commune: str = Field(description="Commune of the office.")
+    departement: str = Field(description="Département code of the office.")
+    latitude: float = Field(description="Latitude (WGS 84).")
+    longitude: float = Field(description="Longitude (WGS 84).")
+    opening_hours: str = Field(description="Opening hours, in French.")
+
+
+class AgentProfile(Contract):
+    """An agent as the directory describes them."""
+
+    agent_id: str = Field(description="Directory id of the agent.")
+    name: str = Field(description="Agent's full name, shown to citizens.")
+    office_id: str = Field(description="Directory id of the agent's office.")
+    phone: str = Field(description="Agent's direct phone line.")
+    email: EmailStr = Field(description="Agent's direct email address.")
+    agencies: list[Agency] = Field(description="Agencies the agent is trained for.")
+    capacity: int = Field(description="Maximum number of active files.")
+
+
+class OfficeOpened(DirectoryEvent):
+    """A France Services office entered the directory."""
+
+    event_type: ClassVar[str] = "OfficeOpened"
+    office: OfficeProfile = Field(description="The new office.")
+    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+
+
+class OfficeDetailsChanged(DirectoryEvent):
+    """An office's address, coordinates or opening hours changed."""
+
+    event_type: ClassVar[str] = "OfficeDetailsChanged"
+    office: OfficeProfile = Field(description="The office as it is now.")
+    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+
+
+class AgentJoined(DirectoryEvent):
+    """An agent joined the network and can be named référent."""
+
+    event_type: ClassVar[str] = "AgentJoined"
+    agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
+    agent: AgentProfile = Field(description="The new agent.")
+    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+
+
+class AgentDetailsChanged(DirectoryEvent):
+    """An agent's contact, office, training or capacity changed."""
+
+    event_type: ClassVar[str] = "AgentDetailsChanged"
+    agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
+    agent: AgentProfile = Field(description="The agent as they are now.")
+    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+
+
+class AgentAbsenceDeclared(DirectoryEvent):
+    """An agent will be (or is) absent; their files get a cover meanwhile."""
+
+    event_type: ClassVar[str] = "AgentAbsenceDeclared"
+    agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
+    absence_id: int = Field(description="Id of the absence in the directory.")
+    starts_on: dt.date = Field(description="First day of absence.")
+    ends_on: dt.date = Field(description="Last day of absence, inclusive.")
+
+
+class AgentReturned(DirectoryEvent):
+    """An absent agent is back; their files came back to them."""
+
+    event_type: ClassVar[str] = "AgentReturned"
+    agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
+    files_returned: int = Field(description="Open files handed back to the agent.")
+
+
+class AgentLeft(DirectoryEvent):
+    """An agent left the network; their portfolio was redistributed."""
+
+    event_type: ClassVar[str] = "AgentLeft"
+    agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
+    files_redistributed: int = Field(description="Open files given to colleagues.")
+    files_waiting: int = Field(description="Open files left waiting because nobody had room.")
+
+
+EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event_type: cls
     for cls in (
         FileSubmitted,
@@ -184,11 +308,19 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AgencyAnswerReceived,
         CoordinatedAnswerIssued,
         NotificationSent,
+        ReferentAssignmentDeferred,
+        OfficeOpened,
+        OfficeDetailsChanged,
+        AgentJoined,
+        AgentDetailsChanged,
+        AgentAbsenceDeclared,
+        AgentReturned,
+        AgentLeft,
     )
 }
 
 
-def parse_event(event_type: str, body: bytes | str | dict[str, Any]) -> Event:
+def parse_event(event_type: str, body: bytes | str | dict[str, Any]) -> Envelope:
     """Validate a raw record as the event named by its `event_type` header.
 
     Raises KeyError for an unknown type and pydantic.ValidationError for a bad body.

@@ -10,6 +10,13 @@ REFERENTS_ASSIGNED = "referents.assigned"
 REFERENT_CHANGES = "referents.change-requested"
 FILES_ANSWERED = "files.answered"
 NOTIFICATIONS_SENT = "notifications.sent"
+FILES_AWAITING_REFERENT = "files.awaiting-referent"
+#: Agent directory changes, keyed by agent id (office id for office events).
+DIRECTORY_CHANGES = "directory.changes"
+DIRECTORY_EVENT_TYPES = (
+    "OfficeOpened", "OfficeDetailsChanged", "AgentJoined", "AgentDetailsChanged",
+    "AgentAbsenceDeclared", "AgentReturned", "AgentLeft",
+)
 
 
 def agency_requests(agency: Agency | str) -> str:
@@ -29,7 +36,10 @@ def dead_letter(topic: str) -> str:
 
 def all_topics() -> dict[str, int]:
     """Every topic of the system with its partition count, dead-letter topics included."""
-    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT]
+    main = [
+        FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
+        FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
+    ]
     for agency in Agency:
         main += [agency_requests(agency), agency_answers(agency)]
     declared = {name: PARTITIONS for name in main}
@@ -37,8 +47,8 @@ def all_topics() -> dict[str, int]:
     return declared
 
 
-def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
-    """Who publishes what where: topic -> (event type, producer, consumers).
+def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
+    """Who publishes what where: topic -> (event type(s), producer, consumers).
 
     Documentation of the system (it feeds the AsyncAPI document); a test checks it
     against the services' real subscriptions.
@@ -49,6 +59,8 @@ def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
         REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
         FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
+        FILES_AWAITING_REFERENT: ("ReferentAssignmentDeferred", "assignment", ()),
+        DIRECTORY_CHANGES: (DIRECTORY_EVENT_TYPES, "assignment", ()),
     }
     for agency in Agency:
         adapter = f"adapter-{agency.value.replace('_', '-')}"

@@ -7,13 +7,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from guichet_runtime.service import Runtime
-from assignment import directory, domain
+from assignment import directory, domain, importer
 from assignment.tables import agency_requests, agents, assignments, files, offices
 
 
@@ -167,6 +167,25 @@ def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
             return JSONResponse(status_code=status, content=jsonable_encoder(await action))
         except directory.DirectoryError as refused:
             return JSONResponse(status_code=refused.status, content={"message": refused.message})
+
+    async def directory_change(action: Awaitable[dict], status: int) -> Any:
+        try:
+            return JSONResponse(status_code=status, content=jsonable_encoder(await action))
+        except importer.ImportRefused as refused:
+            return JSONResponse(
+                status_code=refused.status, content={"message": refused.message, "errors": refused.errors}
+            )
+
+    @admin.post("/agents")
+    async def agent_joins(body: dict[str, Any] = Body(..., description="Fiche de l'agent.")) -> Any:
+        """An agent joins the network (name, office, direct phone, email, agencies, capacity)."""
+        return await directory_change(importer.join(runtime.uow(), body), 201)
+
+    @admin.post("/directory/import")
+    async def import_directory(body: Any = Body(..., description="Fichier d'annuaire versionné.")) -> Any:
+        """Import a versioned directory file: every row is checked first; one bad row and
+        nothing is applied. New and changed offices and agents each become an event."""
+        return await directory_change(importer.import_directory(runtime.uow(), body), 200)
 
     @admin.post("/agents/{agent_id}/absences")
     async def declare_absence(agent_id: str, body: AbsenceIn) -> Any:

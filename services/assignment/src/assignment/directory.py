@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
 from assignment import domain
 from assignment.handlers import (
+    announce_waiting,
     take_agent,
     compose_if_complete,
     file_agencies,
@@ -61,10 +63,10 @@ async def _open_files(uow: UnitOfWork, column: sa.Column, agent_id: str) -> list
 async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice | None:
     """A colleague of the same office first, then the usual rules."""
     agencies = await file_agencies(uow, file.file_id)
-    departement = domain.departement_of(file.citizen["postcode"])
+    postcode = file.citizen["postcode"]
     return await take_agent(
-        uow, agencies, departement, None, exclude=away.agent_id, office_id=away.office_id, urgent=file.urgent
-    ) or await take_agent(uow, agencies, departement, None, exclude=away.agent_id, urgent=file.urgent)
+        uow, agencies, postcode, None, exclude=away.agent_id, office_id=away.office_id, urgent=file.urgent
+    ) or await take_agent(uow, agencies, postcode, None, exclude=away.agent_id, urgent=file.urgent)
 
 
 async def declare_absence(
@@ -85,6 +87,10 @@ async def declare_absence(
             )
         )
         absence_id = result.inserted_primary_key[0]
+        uow.emit(
+            topics.DIRECTORY_CHANGES,
+            AgentAbsenceDeclared(agent_id=agent_id, absence_id=absence_id, starts_on=starts_on, ends_on=ends_on),
+        )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
         await uow.commit()
     return {"absence_id": absence_id, "status": "en_cours" if starts_on <= today else "prevue",
@@ -102,7 +108,10 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
         choice = await _cover(uow, file, agent)
         if choice is None:
             log.warning("no cover with room for %s during %s's absence: it waits", file.file_id, agent.name)
-            await park_file(uow, file, titular_id=agent.agent_id)
+            await park_file(
+                uow, file, titular_id=agent.agent_id,
+                reason=f"{agent.name} est absent(e) jusqu'au {until} inclus et aucun collègue n'a de place.",
+            )
             continue
         await move_file(
             uow, file, choice.agent_id, "suppleance",
@@ -115,14 +124,16 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
     return covered
 
 
-async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None) -> None:
+async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None, reason: str) -> None:
     """Nobody has room: the file waits, visibly, until capacity frees (assign_waiting);
-    it is never dropped, and a titular's file still goes back to them on return."""
+    it is never dropped, supervisors are alerted, and a titular's file still goes back
+    to them on return."""
     await uow.conn.execute(
         files.update().where(files.c.file_id == file.file_id)
         .values(status="en_attente_attribution", referent_id=None, titular_id=titular_id)
     )
     await release_capacity(uow, file.referent_id)
+    await announce_waiting(uow, file, reason)
 
 
 async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
@@ -155,6 +166,7 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
         )
         await compose_if_complete(uow, file.file_id)
         returned += 1
+    uow.emit(topics.DIRECTORY_CHANGES, AgentReturned(agent_id=agent_id, files_returned=returned))
     return returned
 
 
@@ -172,7 +184,10 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
         for file in await _open_files(uow, files.c.referent_id, agent_id):
             choice = await _cover(uow, file, agent)
             if choice is None:
-                await park_file(uow, file, titular_id=None)
+                await park_file(
+                    uow, file, titular_id=None,
+                    reason=f"{agent.name} a quitté son poste et aucun collègue n'a de place.",
+                )
                 waiting += 1
                 continue
             await move_file(
@@ -183,6 +198,7 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
                 titular_id=None,
             )
             moved += 1
+        uow.emit(topics.DIRECTORY_CHANGES, AgentLeft(agent_id=agent_id, files_redistributed=moved, files_waiting=waiting))
         await uow.commit()
     return {"files_redistributed": moved, "files_without_referent": waiting}
 
@@ -206,7 +222,7 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
             explanation, considered = f"Choisi par le superviseur : {target.name}.", [agent_id]
         else:
             choice = await take_agent(
-                uow, await file_agencies(uow, file_id), domain.departement_of(file.citizen["postcode"]),
+                uow, await file_agencies(uow, file_id), file.citizen["postcode"],
                 None, exclude=file.referent_id, urgent=file.urgent,
             )
             if choice is None:

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import calendar
+import math
 import datetime as dt
 from dataclasses import dataclass
 
 from shared_models import AGENCY_LABELS, AgencyDecision, CitizenContact, Decision, Referent
 
 
-#: Share of each agent's capacity kept for urgent files (loss of income, eviction, health).
-URGENT_RESERVE_SHARE = 0.1
+#: Percentage of each agent's capacity kept for urgent files (loss of income, eviction,
+#: health). Integer arithmetic, so SQL and Python agree on every agent's limit.
+URGENT_RESERVE_PERCENT = 10
+
+
+def limit_for(capacity: int, reserve_percent: int) -> int:
+    """Files an agent may hold for a file that must leave `reserve_percent` of capacity free."""
+    return capacity - capacity * reserve_percent // 100
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between two (latitude, longitude) points."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
 def departement_of(postcode: str) -> str:
@@ -41,13 +55,15 @@ class Candidate:
     agencies: frozenset[str]
     active_files: int
     capacity: int
+    distance_km: float | None = None
+    office_name: str = ""
 
-    def limit(self, reserve_share: float = 0.0) -> int:
+    def limit(self, reserve_percent: int = 0) -> int:
         """Files this agent may hold for a file of this kind (urgent files: the whole capacity)."""
-        return self.capacity - int(self.capacity * reserve_share)
+        return limit_for(self.capacity, reserve_percent)
 
-    def has_room(self, reserve_share: float = 0.0) -> bool:
-        return self.active_files < self.limit(reserve_share)
+    def has_room(self, reserve_percent: int = 0) -> bool:
+        return self.active_files < self.limit(reserve_percent)
 
 
 @dataclass(frozen=True)
@@ -63,32 +79,42 @@ def choose_referent(
     agencies: list[str],
     departement: str,
     previous: Candidate | None = None,
-    reserve_share: float = 0.0,
+    reserve_percent: int = 0,
 ) -> Choice | None:
-    """Continuity, then proximity, then skills, then least loaded; never above capacity.
+    """Continuity, then proximity (the citizen's département, else the nearest office
+    when candidates carry their distance), then skills, then least loaded; never above
+    capacity.
 
     Returns None when nobody has room: the file waits for a référent.
     """
-    if previous is not None and previous.has_room(reserve_share):
+    if previous is not None and previous.has_room(reserve_percent):
         return Choice(
             previous.agent_id,
             "continuite",
             f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
             [previous.agent_id],
         )
-    open_ = [c for c in candidates if c.has_room(reserve_share)]
+    open_ = [c for c in candidates if c.has_room(reserve_percent)]
     if not open_:
         return None
     needed = set(agencies)
     local = [c for c in open_ if c.departement == departement]
-    pool, where = (local, "dans le département") if local else (open_, "hors du département (aucun bureau proche disponible)")
+    located = [c for c in open_ if c.distance_km is not None]
+    if local:
+        pool, where, rule = local, "dans le département", "proximite"
+    elif located:
+        nearest = min(c.distance_km for c in located)
+        pool = [c for c in located if c.distance_km == nearest]
+        where = f"le plus proche hors du département ({pool[0].office_name}, {nearest:.0f} km)"
+        rule = "proximite_distance"
+    else:
+        pool, where, rule = open_, "hors du département (aucun bureau proche disponible)", "proximite_elargie"
 
     def rank(c: Candidate) -> tuple[int, float, str]:
         return (-len(needed & c.agencies), c.active_files / c.capacity, c.agent_id)
 
     best = min(pool, key=rank)
     coverage = len(needed & best.agencies)
-    rule = "proximite" if local else "proximite_elargie"
     skills = (
         "formé pour tous les organismes du dossier"
         if coverage == len(needed)

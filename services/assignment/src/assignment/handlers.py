@@ -3,6 +3,7 @@ one coordinated answer once every agency has answered."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -17,14 +18,16 @@ from shared_models import (
     AgencyRequestIssued,
     CitizenContact,
     CoordinatedAnswerIssued,
+    ReferentAssignmentDeferred,
     FileSubmitted,
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    SupervisorContact,
     topics,
 )
-from assignment import domain
-from assignment.tables import agency_requests, agents, assignments, files, offices
+from assignment import domain, geo
+from assignment.tables import agency_requests, agents, assignments, files, offices, supervisors
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,7 @@ def _candidate(row: sa.Row) -> domain.Candidate:
         agencies=frozenset(row.agencies),
         active_files=row.active_files,
         capacity=row.capacity,
+        office_name=row.office_name,
     )
 
 
@@ -47,6 +51,7 @@ _CANDIDATE_COLUMNS = (
     agents.c.active_files,
     agents.c.capacity,
     offices.c.departement,
+    offices.c.name.label("office_name"),
 )
 
 
@@ -89,10 +94,36 @@ async def release_capacity(uow: UnitOfWork, agent_id: str | None) -> None:
         )
 
 
+def _room(reserve_percent: int) -> sa.ColumnElement[bool]:
+    """In SQL, the same limit as `domain.Candidate.has_room`."""
+    limit = agents.c.capacity - agents.c.capacity * reserve_percent // 100
+    return sa.and_(agents.c.status == "actif", agents.c.active_files < limit)
+
+
+async def _candidates(uow: UnitOfWork, *where: sa.ColumnElement[bool]) -> list[domain.Candidate]:
+    query = sa.select(*_CANDIDATE_COLUMNS).join(offices, agents.c.office_id == offices.c.office_id).where(*where)
+    return [_candidate(r) for r in (await uow.conn.execute(query)).all()]
+
+
+async def _nearest_office(
+    uow: UnitOfWork, point: tuple[float, float], room: sa.ColumnElement[bool]
+) -> tuple[str, float] | None:
+    """The office nearest to `point` with at least one agent who has room."""
+    rows = (
+        await uow.conn.execute(
+            sa.select(offices.c.office_id, offices.c.latitude, offices.c.longitude)
+            .where(offices.c.office_id.in_(sa.select(agents.c.office_id).where(room)))
+        )
+    ).all()
+    if not rows:
+        return None
+    return min(((r.office_id, domain.distance_km(point, (r.latitude, r.longitude))) for r in rows), key=lambda t: t[1])
+
+
 async def take_agent(
     uow: UnitOfWork,
     agencies: list[str],
-    departement: str,
+    postcode: str,
     previous: domain.Candidate | None,
     exclude: str | None = None,
     office_id: str | None = None,
@@ -100,27 +131,41 @@ async def take_agent(
 ) -> domain.Choice | None:
     """Choose a référent and take one unit of their capacity, or None if nobody has room.
 
-    Part of every agent's capacity is kept for urgent files (`domain.URGENT_RESERVE_SHARE`)."""
-    share = 0.0 if urgent else domain.URGENT_RESERVE_SHARE
-    query = (
-        sa.select(*_CANDIDATE_COLUMNS)
-        .join(offices, agents.c.office_id == offices.c.office_id)
-        .where(agents.c.status == "actif", agents.c.active_files < agents.c.capacity)
-    )
+    Candidates are read from the citizen's département only (indexed), then from the
+    nearest office with room: the decision costs the same with 50 or 5,000 agents.
+    Part of every agent's capacity is kept for urgent files (`domain.URGENT_RESERVE_PERCENT`).
+    """
+    reserve = 0 if urgent else domain.URGENT_RESERVE_PERCENT
+    departement = domain.departement_of(postcode)
+    room = _room(reserve)
     if exclude is not None:
-        query = query.where(agents.c.agent_id != exclude)
-    if office_id is not None:
-        query = query.where(agents.c.office_id == office_id)
-    candidates = [_candidate(r) for r in (await uow.conn.execute(query)).all()]
+        room = sa.and_(room, agents.c.agent_id != exclude)
     while True:
-        choice = domain.choose_referent(candidates, agencies, departement, previous, reserve_share=share)
+        if office_id is not None:
+            candidates = await _candidates(uow, room, agents.c.office_id == office_id)
+        else:
+            candidates = await _candidates(uow, room, offices.c.departement == departement)
+        choice = domain.choose_referent(candidates, agencies, departement, previous, reserve_percent=reserve)
+        if choice is None and office_id is None:
+            point = geo.locate(postcode, departement)
+            nearest = await _nearest_office(uow, point, room) if point else None
+            if nearest is not None:
+                candidates = [
+                    dataclasses.replace(c, distance_km=nearest[1])
+                    for c in await _candidates(uow, room, agents.c.office_id == nearest[0])
+                ]
+            elif point is None:
+                candidates = await _candidates(uow, room)  # unknown place: anyone with room
+            choice = domain.choose_referent(candidates, agencies, departement, None, reserve_percent=reserve)
         if choice is None:
             return None
         chosen = next(c for c in candidates + [previous] if c is not None and c.agent_id == choice.agent_id)
-        if await take_capacity(uow, choice.agent_id, chosen.limit(share)):
+        if await take_capacity(uow, choice.agent_id, chosen.limit(reserve)):
             return choice
-        candidates = [c for c in candidates if c.agent_id != choice.agent_id]
-        previous = None
+        # A concurrent replica filled this agent meanwhile: choose again without them.
+        room = sa.and_(room, agents.c.agent_id != choice.agent_id)
+        if previous is not None and previous.agent_id == choice.agent_id:
+            previous = None
 
 
 async def _previous_referent(uow: UnitOfWork, key: str) -> domain.Candidate | None:
@@ -209,9 +254,18 @@ async def _resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, las
     )
 
 
+async def _lock_citizen(uow: UnitOfWork, key: str) -> None:
+    """Serialise the decisions about one citizen until commit, so two replicas handling
+    the citizen's two files at once both see the référent the first one chose.
+    (SQLite already runs one writing transaction at a time.)"""
+    if uow.conn.dialect.name == "postgresql":
+        await uow.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
+
+
 async def _choose_for(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
+    await _lock_citizen(uow, file.citizen_key)
     return await take_agent(
-        uow, list(file.agencies), domain.departement_of(file.citizen["postcode"]),
+        uow, list(file.agencies), file.citizen["postcode"],
         await _previous_referent(uow, file.citizen_key), urgent=file.urgent,
     )
 
@@ -238,8 +292,8 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == event.file_id))).one()
         choice = await _choose_for(uow, file)
         if choice is None:
-            # Nobody near has room: the file waits, visibly, and is never dropped.
-            log.warning("file %s waits for a référent: no agent with room", event.file_id)
+            # Nobody has room: the file waits, visibly, and is never dropped.
+            await announce_waiting(uow, file, "Aucun agent n'a de place pour ce nouveau dossier.")
         else:
             await _start_file(uow, file, choice)
         await uow.commit()
@@ -364,7 +418,7 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
             return
         citizen = CitizenContact.model_validate(file.citizen)
         choice = await take_agent(
-            uow, await file_agencies(uow, event.file_id), domain.departement_of(citizen.postcode), None,
+            uow, await file_agencies(uow, event.file_id), citizen.postcode, None,
             exclude=file.referent_id, urgent=file.urgent,
         )
         if choice is None:
@@ -434,14 +488,30 @@ async def file_agencies(uow: UnitOfWork, file_id: str) -> list[str]:
 
 
 async def seed_directory(uow: UnitOfWork, path: Path) -> int:
-    """Load the versioned directory file when the directory is empty (all or nothing)."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    async with uow:
-        if await uow.conn.scalar(sa.select(sa.func.count()).select_from(agents)):
-            return 0
-        await uow.conn.execute(offices.insert(), data["offices"])
-        await uow.conn.execute(
-            agents.insert(), [{**a, "active_files": 0, "status": "actif"} for a in data["agents"]]
-        )
-        await uow.commit()
-    return len(data["agents"])
+    """Load the versioned directory file when the directory is empty (all or nothing);
+    returns how many agents joined."""
+    from assignment import importer
+
+    result = await importer.import_directory(uow, json.loads(path.read_text(encoding="utf-8")), only_if_empty=True)
+    return result.get("agents_joined", 0) if result["applied"] else 0
+
+
+async def supervisors_of(uow: UnitOfWork, departement: str) -> list[SupervisorContact]:
+    """Who to alert about a file of this département: its supervisors, else all of them."""
+    rows = (await uow.conn.execute(sa.select(supervisors).order_by(supervisors.c.supervisor_id))).all()
+    mine = [r for r in rows if departement in r.departements] or rows
+    return [SupervisorContact(supervisor_id=r.supervisor_id, name=r.name, email=r.email, phone=r.phone) for r in mine]
+
+
+async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
+    """The file waits for a référent: its supervisors are alerted (through the outbox)."""
+    departement = domain.departement_of(file.citizen["postcode"])
+    log.warning("file %s waits for a référent: %s", file.file_id, reason)
+    uow.emit(
+        topics.FILES_AWAITING_REFERENT,
+        ReferentAssignmentDeferred(
+            file_id=file.file_id, departement=departement, urgent=file.urgent,
+            life_event_label=file.life_event_label, reason=reason,
+            supervisors=await supervisors_of(uow, departement),
+        ),
+    )

@@ -38,7 +38,7 @@ files = sa.Table(
     "files",
     metadata,
     sa.Column("file_id", sa.String(32), primary_key=True),
-    sa.Column("citizen_key", sa.String(250), nullable=False, index=True),
+    sa.Column("citizen_key", sa.String(250), nullable=False),
     sa.Column("citizen", sa.JSON, nullable=False),
     sa.Column("agencies", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("life_event", sa.String(50), nullable=False),
@@ -53,6 +53,9 @@ files = sa.Table(
     ),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
+    # Continuity looks up a citizen's latest file; housekeeping the oldest waiting ones.
+    sa.Index(None, "citizen_key", "created_at"),
+    sa.Index(None, "status", "urgent", "created_at"),
 )
 
 agency_requests = sa.Table(
@@ -89,4 +92,22 @@ absences = sa.Table(
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("status", sa.String(20), nullable=False, index=True, comment="prevue, en_cours, terminee"),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+supervisors = sa.Table(
+    "supervisors",
+    metadata,
+    sa.Column("supervisor_id", sa.String(30), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("email", sa.String(200), nullable=False),
+    sa.Column("phone", sa.String(30), nullable=False),
+    sa.Column("departements", sa.JSON, nullable=False, comment="départements they supervise"),
+)
+
+directory_imports = sa.Table(
+    "directory_imports",
+    metadata,
+    sa.Column("version", sa.String(50), primary_key=True),
+    sa.Column("imported_at", UtcDateTime, nullable=False),
+    sa.Column("summary", sa.JSON, nullable=False),
 )

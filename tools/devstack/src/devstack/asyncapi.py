@@ -3,28 +3,32 @@ models and the declared flows (`shared_models.topics.flows`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 from faststream.kafka import KafkaBroker
 from faststream.specification import AsyncAPI
 
-from shared_models import EVENT_TYPES, topics
+from shared_models import EVENT_TYPES, Event, topics
 
 
 def build() -> AsyncAPI:
     broker = KafkaBroker("kafka:9092", description="Kafka cluster of guichet unique")
-    for topic, (event_type, producer, consumers) in topics.flows().items():
-        model = EVENT_TYPES[event_type]
-        doc = (model.__doc__ or "").strip()
-        broker.publisher(
-            topic,
-            title=f"{producer}:{topic}:publish",
-            description=f"{producer} publishes {event_type}: {doc} Key: file id.",
-            schema=model,
-        )
+    for topic, (event_types, producer, consumers) in topics.flows().items():
+        names = (event_types,) if isinstance(event_types, str) else event_types
+        models = [EVENT_TYPES[name] for name in names]
+        for model in models:
+            doc = (model.__doc__ or "").strip()
+            key = "file id" if issubclass(model, Event) else "agent id (office id for office events)"
+            broker.publisher(
+                topic,
+                title=f"{producer}:{topic}:publish" + (f":{model.event_type}" if len(models) > 1 else ""),
+                description=f"{producer} publishes {model.event_type}: {doc} Key: {key}.",
+                schema=model,
+            )
+        event_type = " | ".join(names)
         for consumer in consumers:
             def handler(event: Any) -> None: ...
-            handler.__annotations__["event"] = model
+            handler.__annotations__["event"] = models[0] if len(models) == 1 else Union[tuple(models)]
             broker.subscriber(
                 topic,
                 group_id=consumer,
