@@ -433,6 +433,34 @@ def bench(
     raise typer.Exit(0 if ok else 1)
 
 
+@app.command("bench-decision")
+def bench_decision(
+    past_files: int = typer.Option(1_000_000, "--past-files", min=0, help="Answered files already in the database."),
+    decisions: int = typer.Option(2000, "--decisions", min=10, help="Decisions timed per directory size."),
+    sizes: str = typer.Option("50:500,150:1500,500:5000", "--sizes", help="offices:agents,... directory sizes."),
+    output: Path | None = typer.Option(None, "--output", help="JSON figures (default: <repo>/var/bench/decision.json)."),
+) -> None:
+    """Time one référent decision (continuity, proximity, skills, load, capacity taken)
+    on the assignment service's SQLite database, for growing directories."""
+    import json
+
+    from devstack import bench_decision as bd
+
+    try:
+        parsed = [(int(o), int(a)) for o, a in (s.split(":") for s in sizes.split(","))]
+    except ValueError:
+        raise typer.BadParameter("format attendu : bureaux:agents,… (par exemple 500:5000)", param_hint="--sizes") from None
+    rows = asyncio.run(bd.run(parsed, past_files, decisions))
+    say(f"Référent decision, SQLite, {past_files:,} past files, {decisions} decisions per size")
+    say(f"{'offices':>8} {'agents':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for r in rows:
+        say(f"{r['offices']:>8} {r['agents']:>7} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
+    output = (output or find_root() / "var" / "bench" / "decision.json").resolve()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(rows, indent=2), encoding="utf-8")
+    say(f"figures written to {output}")
+
+
 @app.command()
 def kafka(
     port: int = typer.Option(KAFKA_PORT, "--port", help="Client port."),
