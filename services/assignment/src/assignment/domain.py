@@ -57,6 +57,8 @@ class Candidate:
     capacity: int
     distance_km: float | None = None
     office_name: str = ""
+    latitude: float = 0.0
+    longitude: float = 0.0
 
     def limit(self, reserve_percent: int = 0) -> int:
         """Files this agent may hold for a file of this kind (urgent files: the whole capacity)."""

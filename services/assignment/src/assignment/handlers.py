@@ -4,6 +4,8 @@ one coordinated answer once every agency has answered."""
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import json
 import logging
 from pathlib import Path
@@ -41,6 +43,8 @@ def _candidate(row: sa.Row) -> domain.Candidate:
         active_files=row.active_files,
         capacity=row.capacity,
         office_name=row.office_name,
+        latitude=row.latitude,
+        longitude=row.longitude,
     )
 
 
@@ -52,6 +56,8 @@ _CANDIDATE_COLUMNS = (
     agents.c.capacity,
     offices.c.departement,
     offices.c.name.label("office_name"),
+    offices.c.latitude,
+    offices.c.longitude,
 )
 
 
@@ -95,36 +101,94 @@ async def release_capacity(uow: UnitOfWork, agent_id: str | None) -> None:
 
 
 def _room(reserve_percent: int) -> sa.ColumnElement[bool]:
-    """In SQL, the same limit as `domain.Candidate.has_room`."""
+    """In SQL, the same limit as `domain.Candidate.has_room`; never the agents in the
+    `skip` parameter (the agent replaced, or one a concurrent replica just filled)."""
     limit = agents.c.capacity - agents.c.capacity * reserve_percent // 100
-    return sa.and_(agents.c.status == "actif", agents.c.active_files < limit)
+    return sa.and_(
+        agents.c.status == "actif",
+        agents.c.active_files < limit,
+        agents.c.agent_id.not_in(sa.bindparam("skip", expanding=True)),
+    )
 
 
-async def _candidates(uow: UnitOfWork, *where: sa.ColumnElement[bool]) -> list[domain.Candidate]:
-    query = sa.select(*_CANDIDATE_COLUMNS).join(offices, agents.c.office_id == offices.c.office_id).where(*where)
-    return [_candidate(r) for r in (await uow.conn.execute(query)).all()]
+#: Candidates read per decision: the best few by the engine's own ranking, so a decision
+#: costs the same with 10 or 500 agents in a département.
+CANDIDATES_READ = 10
 
 
-async def _nearest_office(
-    uow: UnitOfWork, point: tuple[float, float], room: sa.ColumnElement[bool]
-) -> tuple[str, float] | None:
-    """The office nearest to `point` with at least one agent who has room."""
-    rows = (
-        await uow.conn.execute(
-            sa.select(offices.c.office_id, offices.c.latitude, offices.c.longitude)
-            .where(offices.c.office_id.in_(sa.select(agents.c.office_id).where(room)))
+def _candidates_query(n_agencies: int, reserve_percent: int, scope: str) -> sa.Select:
+    """The best candidates for a file needing `n_agencies` agencies (parameters a0, a1,
+    …), ranked in SQL exactly as `domain.choose_referent` ranks them: skills coverage,
+    then load ratio, then id. `scope`: "office", "departement", "nearest" (the nearest
+    office with room to the point given as parameters) or "anywhere"."""
+    text = sa.cast(agents.c.agencies, sa.Text)
+    coverage = sum(
+        (sa.case((text.like(sa.bindparam(f"a{i}")), 1), else_=0) for i in range(n_agencies)), sa.literal(0)
+    )
+    if scope == "nearest":
+        # The office nearest to (lat, lon) with someone who has room, ordered in SQL by an
+        # equirectangular distance (plain arithmetic, exact enough to rank offices).
+        colleague = agents.alias("colleague")
+        has_room = sa.exists().where(
+            colleague.c.office_id == offices.c.office_id,
+            colleague.c.status == "actif",
+            colleague.c.active_files < colleague.c.capacity - colleague.c.capacity * reserve_percent // 100,
+            colleague.c.agent_id.not_in(sa.bindparam("skip", expanding=True)),
         )
-    ).all()
-    if not rows:
-        return None
-    return min(((r.office_id, domain.distance_km(point, (r.latitude, r.longitude))) for r in rows), key=lambda t: t[1])
+        dy = offices.c.latitude - sa.bindparam("lat", type_=sa.Float)
+        dx = (offices.c.longitude - sa.bindparam("lon", type_=sa.Float)) * sa.bindparam("coslat", type_=sa.Float)
+        nearest = sa.select(offices.c.office_id).where(has_room).order_by(dy * dy + dx * dx).limit(1)
+        where = agents.c.office_id == nearest.scalar_subquery()
+    else:
+        where = {
+            "office": agents.c.office_id == sa.bindparam("office_id"),
+            "departement": offices.c.departement == sa.bindparam("departement"),
+            "anywhere": sa.true(),
+        }[scope]
+    return (
+        sa.select(*_CANDIDATE_COLUMNS, sa.literal(False).label("is_previous"))
+        .join(offices, agents.c.office_id == offices.c.office_id)
+        .where(_room(reserve_percent), where)
+        .order_by(coverage.desc(), sa.cast(agents.c.active_files, sa.Float) / agents.c.capacity, agents.c.agent_id)
+        .limit(CANDIDATES_READ)
+    )
+
+
+@functools.cache
+def _statement(n_agencies: int, reserve_percent: int, scope: str, with_previous: bool):
+    """Built once per shape (building a statement costs more than running it); with
+    `with_previous`, the citizen's current référent comes in the same round trip."""
+    candidates = _candidates_query(n_agencies, reserve_percent, scope)
+    if not with_previous:
+        return candidates
+    previous = (
+        sa.select(*_CANDIDATE_COLUMNS, sa.literal(True).label("is_previous"))
+        .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
+        .where(files.c.citizen_key == sa.bindparam("citizen_key"), agents.c.status == "actif")
+        .order_by(files.c.created_at.desc())
+        .limit(1)
+    )
+    return sa.union_all(sa.select(previous.subquery()), sa.select(candidates.subquery()))
+
+
+async def _read(
+    uow: UnitOfWork, agencies: list[str], reserve: int, scope: str, params: dict, citizen_key: str | None = None
+) -> tuple[domain.Candidate | None, list[domain.Candidate]]:
+    """(the citizen's current référent if asked for, the best candidates in `scope`)."""
+    statement = _statement(len(agencies), reserve, scope, citizen_key is not None)
+    values = {**params, **{f"a{i}": f'%"{a}"%' for i, a in enumerate(agencies)}}
+    if citizen_key is not None:
+        values["citizen_key"] = citizen_key
+    rows = (await uow.conn.execute(statement, values)).all()
+    previous = next((_candidate(r) for r in rows if r.is_previous), None)
+    return previous, [_candidate(r) for r in rows if not r.is_previous]
 
 
 async def take_agent(
     uow: UnitOfWork,
     agencies: list[str],
     postcode: str,
-    previous: domain.Candidate | None,
+    citizen_key: str | None = None,
     exclude: str | None = None,
     office_id: str | None = None,
     urgent: bool = False,
@@ -134,28 +198,30 @@ async def take_agent(
     Candidates are read from the citizen's département only (indexed), then from the
     nearest office with room: the decision costs the same with 50 or 5,000 agents.
     Part of every agent's capacity is kept for urgent files (`domain.URGENT_RESERVE_PERCENT`).
+    With `citizen_key`, the citizen's current référent comes first (continuity).
     """
     reserve = 0 if urgent else domain.URGENT_RESERVE_PERCENT
     departement = domain.departement_of(postcode)
-    room = _room(reserve)
-    if exclude is not None:
-        room = sa.and_(room, agents.c.agent_id != exclude)
+    skip = [exclude] if exclude is not None else []
     while True:
         if office_id is not None:
-            candidates = await _candidates(uow, room, agents.c.office_id == office_id)
+            previous, candidates = await _read(uow, agencies, reserve, "office", {"skip": skip, "office_id": office_id})
         else:
-            candidates = await _candidates(uow, room, offices.c.departement == departement)
+            previous, candidates = await _read(
+                uow, agencies, reserve, "departement", {"skip": skip, "departement": departement}, citizen_key
+            )
         choice = domain.choose_referent(candidates, agencies, departement, previous, reserve_percent=reserve)
         if choice is None and office_id is None:
             point = geo.locate(postcode, departement)
-            nearest = await _nearest_office(uow, point, room) if point else None
-            if nearest is not None:
+            if point is not None:
+                at = {"lat": point[0], "lon": point[1], "coslat": math.cos(math.radians(point[0]))}
+                _, near = await _read(uow, agencies, reserve, "nearest", {"skip": skip, **at})
                 candidates = [
-                    dataclasses.replace(c, distance_km=nearest[1])
-                    for c in await _candidates(uow, room, agents.c.office_id == nearest[0])
+                    dataclasses.replace(c, distance_km=domain.distance_km(point, (c.latitude, c.longitude)))
+                    for c in near
                 ]
-            elif point is None:
-                candidates = await _candidates(uow, room)  # unknown place: anyone with room
+            else:  # unknown place: anyone with room
+                _, candidates = await _read(uow, agencies, reserve, "anywhere", {"skip": skip})
             choice = domain.choose_referent(candidates, agencies, departement, None, reserve_percent=reserve)
         if choice is None:
             return None
@@ -163,23 +229,9 @@ async def take_agent(
         if await take_capacity(uow, choice.agent_id, chosen.limit(reserve)):
             return choice
         # A concurrent replica filled this agent meanwhile: choose again without them.
-        room = sa.and_(room, agents.c.agent_id != choice.agent_id)
+        skip.append(choice.agent_id)
         if previous is not None and previous.agent_id == choice.agent_id:
-            previous = None
-
-
-async def _previous_referent(uow: UnitOfWork, key: str) -> domain.Candidate | None:
-    """The citizen's current référent, if any file of theirs has an active one."""
-    row = (
-        await uow.conn.execute(
-            sa.select(*_CANDIDATE_COLUMNS)
-            .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
-            .where(files.c.citizen_key == key, agents.c.status == "actif")
-            .order_by(files.c.created_at.desc())
-            .limit(1)
-        )
-    ).first()
-    return _candidate(row) if row else None
+            citizen_key = None
 
 
 async def _start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> None:
@@ -265,8 +317,7 @@ async def _lock_citizen(uow: UnitOfWork, key: str) -> None:
 async def _choose_for(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
     await _lock_citizen(uow, file.citizen_key)
     return await take_agent(
-        uow, list(file.agencies), file.citizen["postcode"],
-        await _previous_referent(uow, file.citizen_key), urgent=file.urgent,
+        uow, list(file.agencies), file.citizen["postcode"], file.citizen_key, urgent=file.urgent,
     )
 
 

@@ -39,11 +39,8 @@ def _postcodes() -> list[tuple[str, str, float, float]]:
         return [(r["postcode"], r["departement"], float(r["latitude"]), float(r["longitude"])) for r in csv.DictReader(f)]
 
 
-def _fill(url: str, offices_n: int, agents_n: int, past_files: int, rng: random.Random) -> list[str]:
-    """Write the directory and the history synchronously (bulk inserts); returns the
-    citizen keys of the history."""
-    from assignment.tables import agents, files, offices
-
+def _rows(offices_n: int, agents_n: int, past_files: int, rng: random.Random):
+    """The directory rows, the history's citizen keys, and a generator of history chunks."""
     places = _postcodes()
     # One office per département first (so most citizens are served locally), then more.
     by_dept: dict[str, list[tuple[str, str, float, float]]] = {}
@@ -70,14 +67,10 @@ def _fill(url: str, offices_n: int, agents_n: int, past_files: int, rng: random.
             "active_files": rng.randint(0, capacity),  # some are full
             "status": "actif" if rng.random() > 0.03 else "absent",
         })
-    engine = sa.create_engine(url.replace("+aiosqlite", ""))
     citizens = [f"email:citoyen{i}@example.fr" for i in range(max(1, past_files // 3))]
     now = time.time()
 
-    with engine.begin() as conn:
-        conn.execute(offices.insert(), office_rows)
-        conn.execute(agents.insert(), agent_rows)
-        chunk = 50_000
+    def history(chunk: int = 50_000):
         for start in range(0, past_files, chunk):
             rows = []
             for n in range(start, min(past_files, start + chunk)):
@@ -89,13 +82,52 @@ def _fill(url: str, offices_n: int, agents_n: int, past_files: int, rng: random.
                     "referent_id": agent_rows[rng.randrange(agents_n)]["agent_id"], "created_at": created,
                     "answered_at": created,
                 })
+            yield rows
+
+    return office_rows, agent_rows, citizens, history
+
+
+def _fill_sqlite(url: str, offices_n: int, agents_n: int, past_files: int, rng: random.Random) -> list[str]:
+    """Bulk inserts through the sync driver; returns the history's citizen keys."""
+    from assignment.tables import agents, files, offices
+
+    office_rows, agent_rows, citizens, history = _rows(offices_n, agents_n, past_files, rng)
+    engine = sa.create_engine(url.replace("+aiosqlite", ""))
+    with engine.begin() as conn:
+        conn.execute(offices.insert(), office_rows)
+        conn.execute(agents.insert(), agent_rows)
+        for rows in history():
             conn.execute(files.insert(), rows)
     engine.dispose()
     return citizens
 
 
+async def _fill_postgres(url: str, offices_n: int, agents_n: int, past_files: int, rng: random.Random) -> list[str]:
+    """COPY through asyncpg (a million rows in seconds), then ANALYZE."""
+    import json
+
+    import asyncpg
+
+    office_rows, agent_rows, citizens, history = _rows(offices_n, agents_n, past_files, rng)
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async def copy(table: str, rows: list[dict[str, Any]], json_columns: tuple[str, ...] = ()) -> None:
+            columns = list(rows[0])
+            records = [tuple(json.dumps(r[c]) if c in json_columns else r[c] for c in columns) for r in rows]
+            await conn.copy_records_to_table(table, records=records, columns=columns)
+
+        await copy("offices", office_rows)
+        await copy("agents", agent_rows, ("agencies",))
+        for rows in history():
+            await copy("files", rows, ("citizen", "agencies"))
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return citizens
+
+
 async def _decide(url: str, decisions: int, citizens: list[str], rng: random.Random) -> list[float]:
-    from assignment.handlers import _lock_citizen, _previous_referent, take_agent
+    from assignment.handlers import _lock_citizen, take_agent
     from assignment.tables import inbox, outbox
     from guichet_runtime.db import UnitOfWork, make_engine
 
@@ -112,8 +144,7 @@ async def _decide(url: str, decisions: int, citizens: list[str], rng: random.Ran
             async with uow:
                 started = time.perf_counter()
                 await _lock_citizen(uow, key)
-                previous = await _previous_referent(uow, key)
-                await take_agent(uow, agencies, postcode, previous, urgent=urgent)
+                await take_agent(uow, agencies, postcode, key, urgent=urgent)
                 elapsed = time.perf_counter() - started
                 # rolled back on exit: every decision sees the same directory
             if i >= 50:  # warm-up: connection, statement caches, the postcode table
@@ -123,8 +154,10 @@ async def _decide(url: str, decisions: int, citizens: list[str], rng: random.Ran
     return timings
 
 
-async def run(sizes: list[tuple[int, int]], past_files: int, decisions: int, seed: int = 7) -> list[dict[str, Any]]:
-    """Time `decisions` decisions for each (offices, agents) size; returns one row per size."""
+async def run(sizes: list[tuple[int, int]], past_files: int, decisions: int, seed: int = 7,
+              postgres: Any = None) -> list[dict[str, Any]]:
+    """Time `decisions` decisions for each (offices, agents) size; returns one row per size.
+    `postgres`: a callable database name -> URL (LocalPostgres.create_database); else SQLite."""
     import assignment
     from guichet_runtime import migrations
 
@@ -132,13 +165,20 @@ async def run(sizes: list[tuple[int, int]], past_files: int, decisions: int, see
     for offices_n, agents_n in sizes:
         rng = random.Random(seed)
         with tempfile.TemporaryDirectory(prefix="guichet-decision-") as tmp:
-            url = f"sqlite+aiosqlite:///{tmp}/assignment.db"
+            if postgres is not None:
+                url = postgres(f"decision_{agents_n}_{int(time.time())}")
+            else:
+                url = f"sqlite+aiosqlite:///{tmp}/assignment.db"
             await migrations.upgrade(Path(assignment.__file__).parent / "migrations", url)
             built = time.perf_counter()
-            citizens = await asyncio.to_thread(_fill, url, offices_n, agents_n, past_files, rng)
+            if postgres is not None:
+                citizens = await _fill_postgres(url, offices_n, agents_n, past_files, rng)
+            else:
+                citizens = await asyncio.to_thread(_fill_sqlite, url, offices_n, agents_n, past_files, rng)
             fill_s = time.perf_counter() - built
             timings = await _decide(url, decisions, citizens, rng)
         results.append({
+            "database": "postgresql" if postgres is not None else "sqlite",
             "offices": offices_n, "agents": agents_n, "past_files": past_files, "decisions": len(timings),
             "p50_ms": round(statistics.median(timings), 3), "p95_ms": round(_percentile(timings, 0.95), 3),
             "p99_ms": round(_percentile(timings, 0.99), 3), "max_ms": round(max(timings), 3),

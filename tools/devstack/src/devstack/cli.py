@@ -439,9 +439,10 @@ def bench_decision(
     decisions: int = typer.Option(2000, "--decisions", min=10, help="Decisions timed per directory size."),
     sizes: str = typer.Option("50:500,150:1500,500:5000", "--sizes", help="offices:agents,... directory sizes."),
     output: Path | None = typer.Option(None, "--output", help="JSON figures (default: <repo>/var/bench/decision.json)."),
+    postgres: bool = typer.Option(False, "--postgres", help="Also on PostgreSQL (a private server from Debian's packages)."),
 ) -> None:
     """Time one référent decision (continuity, proximity, skills, load, capacity taken)
-    on the assignment service's SQLite database, for growing directories."""
+    on the assignment service's database, for growing directories."""
     import json
 
     from devstack import bench_decision as bd
@@ -451,10 +452,15 @@ def bench_decision(
     except ValueError:
         raise typer.BadParameter("format attendu : bureaux:agents,… (par exemple 500:5000)", param_hint="--sizes") from None
     rows = asyncio.run(bd.run(parsed, past_files, decisions))
-    say(f"Référent decision, SQLite, {past_files:,} past files, {decisions} decisions per size")
-    say(f"{'offices':>8} {'agents':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    if postgres:
+        with tempfile.TemporaryDirectory(prefix="guichet-decision-pg-") as pgdir:
+            os.chmod(pgdir, 0o755)
+            with LocalPostgres(find_root(), Path(pgdir)) as pg:
+                rows += asyncio.run(bd.run(parsed, past_files, decisions, postgres=pg.create_database))
+    say(f"Référent decision, {past_files:,} past files, {decisions} decisions per size")
+    say(f"{'database':>10} {'offices':>8} {'agents':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for r in rows:
-        say(f"{r['offices']:>8} {r['agents']:>7} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
+        say(f"{r['database']:>10} {r['offices']:>8} {r['agents']:>7} {r['p50_ms']:>8} {r['p95_ms']:>8} {r['p99_ms']:>8} {r['max_ms']:>8}")
     output = (output or find_root() / "var" / "bench" / "decision.json").resolve()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(rows, indent=2), encoding="utf-8")
