@@ -10,6 +10,9 @@ REFERENTS_ASSIGNED = "referents.assigned"
 REFERENT_CHANGES = "referents.change-requested"
 FILES_ANSWERED = "files.answered"
 NOTIFICATIONS_SENT = "notifications.sent"
+CONTACT_CHANGES = "citizens.contact-changed"
+THANKS = "referents.thanked"
+SURVEYS = "files.survey-answered"
 
 
 def agency_requests(agency: Agency | str) -> str:
@@ -29,7 +32,10 @@ def dead_letter(topic: str) -> str:
 
 def all_topics() -> dict[str, int]:
     """Every topic of the system with its partition count, dead-letter topics included."""
-    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT]
+    main = [
+        FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
+        CONTACT_CHANGES, THANKS, SURVEYS,
+    ]
     for agency in Agency:
         main += [agency_requests(agency), agency_answers(agency)]
     declared = {name: PARTITIONS for name in main}
@@ -49,6 +55,10 @@ def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
         REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
         FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
+        CONTACT_CHANGES: ("ContactPreferencesChanged", "intake", ("notification",)),
+        THANKS: ("ReferentThanked", "intake", ("notification",)),
+        # Satisfaction is kept for the published indicators; no service consumes it yet.
+        SURVEYS: ("SurveyAnswered", "intake", ()),
     }
     for agency in Agency:
         adapter = f"adapter-{agency.value.replace('_', '-')}"
