@@ -15,6 +15,7 @@ from shared_models import (
     AgencyDecision,
     AgencyRequestIssued,
     CitizenContact,
+    ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     Decision,
     Event,
@@ -25,6 +26,8 @@ from shared_models import (
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    ReferentThanked,
+    SurveyAnswered,
 )
 
 
@@ -127,6 +130,18 @@ def one_event_of_each_type() -> list[Event]:
         ),
         ReferentChangeRequested(
             file_id=file_id, requested_by="citoyen", reason="Nous ne parvenons pas à nous comprendre."
+        ),
+        ContactPreferencesChanged(
+            file_id=file_id,
+            citizen=citizen(preferred_channel=PreferredChannel.LETTER, street="12 rue de la Poste", city="Saint-Denis"),
+        ),
+        ReferentThanked(
+            file_id=file_id, thanks_id="5b0c3c2e-1111-4c8e-9d7a-000000000001", referent=referent(),
+            citizen=citizen(), message="Merci pour votre patience et vos explications claires.",
+        ),
+        SurveyAnswered(
+            file_id=file_id, score=5, referent_reachable=True, comment="Très bien suivie.",
+            referent_agent_id="AG-93-01-2", office_id="FS-93-01",
         ),
     ]
 

@@ -19,7 +19,7 @@ from shared_models import (
     ReferentThanked,
     topics,
 )
-from notification import handlers
+from notification import handlers, messages
 from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
 from notification.mailer import SmtpMailer
 from notification.tables import metadata
@@ -49,7 +49,7 @@ def bootstrap(
 ) -> FastAPI:
     settings = settings or NotificationSettings()
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
-    handlers.DEFAULTS["portal_url"] = settings.portal_url
+    messages.DEFAULTS["portal_url"] = settings.portal_url
     if channels is None:
         mailer = mailer or SmtpMailer(settings.smtp_host, settings.smtp_port)
         sms = SmsChannel(settings.sms_gateway_url, sender_name=settings.sms_sender_name)

@@ -50,9 +50,6 @@ EMAIL, SMS, LETTER = NotificationChannel.EMAIL, NotificationChannel.SMS, Notific
 FALLBACK = (EMAIL, SMS, LETTER)
 START = {PreferredChannel.EMAIL: 0, PreferredChannel.SMS: 1, PreferredChannel.LETTER: 2, PreferredChannel.PHONE: 2}
 
-#: Context every template may use; set once by the composition root.
-DEFAULTS: dict[str, object] = {"portal_url": "https://guichet-unique.gouv.fr"}
-
 
 def channel_plan(citizen: CitizenContact) -> list[NotificationChannel]:
     """The channels to try for a citizen, in order: from the preferred one down the
@@ -95,7 +92,7 @@ async def _record(
     else:
         citizen = await _latest_contact(uow, file_id, citizen)
         plan = channel_plan(citizen)
-    values = {**DEFAULTS, **context}
+    values = context
     content: dict[str, dict] = {}
     for channel in plan:
         rendered = messages.render(kind, channel, file_id=file_id, referent=referent, citizen=citizen, **values)

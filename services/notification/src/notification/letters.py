@@ -21,6 +21,8 @@ MONTHS = (
 # The PDF core fonts cover windows-1252 (every French letter, œ, €, —, ’); anything else
 # is reduced to its base letter rather than embedding a 700 kB font in every letter.
 _ENCODING = "windows-1252"
+# Letters with a stroke have no decomposition.
+_STROKES = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ħ": "h", "ı": "i", "ŧ": "t"})
 
 
 class NoPostalAddress(Exception):
@@ -57,7 +59,7 @@ def printable(text: str) -> str:
         return text
     except UnicodeEncodeError:
         out = []
-        for char in text:
+        for char in text.translate(_STROKES):
             try:
                 char.encode(_ENCODING)
                 out.append(char)

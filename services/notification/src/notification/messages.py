@@ -43,6 +43,9 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.THANKS_RECEIVED: KindSpec("Dossier {file_id} : un citoyen vous remercie", "agent"),
 }
 
+#: Context every template may use; the composition root sets the portal's address.
+DEFAULTS: dict[str, object] = {"portal_url": "https://guichet-unique.gouv.fr"}
+
 # Kept for callers of the first version.
 SUBJECTS = {kind: spec.subject for kind, spec in KINDS.items()}
 
@@ -123,7 +126,7 @@ def render(
 ) -> Rendered:
     """The message of `kind` on `channel`, signed with the référent's direct contact."""
     spec = KINDS[kind]
-    values = {"file_id": file_id, "referent": referent, "citizen": citizen, **context}
+    values = {**DEFAULTS, "file_id": file_id, "referent": referent, "citizen": citizen, **context}
     subject = spec.subject.format(file_id=file_id, referent=referent.name)
     if channel is NotificationChannel.SMS:
         body = _text_env().get_template(f"{kind.value}.sms.j2").render(**values).strip()
