@@ -15,6 +15,7 @@ from shared_models import (
     AgencyDecision,
     AgencyRequestIssued,
     CitizenContact,
+    ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     AgentAbsenceDeclared,
     AgentDetailsChanged,
@@ -37,6 +38,8 @@ from shared_models import (
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    ReferentThanked,
+    SurveyAnswered,
 )
 
 
@@ -163,6 +166,18 @@ def one_event_of_each_type() -> list[Envelope]:
                              ends_on=dt.date(2026, 12, 12)),
         AgentReturned(agent_id=agent.agent_id, files_returned=3),
         AgentLeft(agent_id=agent.agent_id, files_redistributed=7, files_waiting=1),
+        ContactPreferencesChanged(
+            file_id=file_id,
+            citizen=citizen(preferred_channel=PreferredChannel.LETTER, street="12 rue de la Poste", city="Saint-Denis"),
+        ),
+        ReferentThanked(
+            file_id=file_id, thanks_id="5b0c3c2e-1111-4c8e-9d7a-000000000001", referent=referent(),
+            citizen=citizen(), message="Merci pour votre patience et vos explications claires.",
+        ),
+        SurveyAnswered(
+            file_id=file_id, score=5, referent_reachable=True, comment="Très bien suivie.",
+            referent_agent_id="AG-93-01-2", office_id="FS-93-01",
+        ),
     ]
 
 

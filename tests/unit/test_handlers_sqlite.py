@@ -1,5 +1,5 @@
 """The services' use cases against their real (SQLite) databases: the unit of work,
-assignment, intake, notification, and the outbox relay. No broker: emitted events are
+assignment, intake and the outbox relay (notification: test_notification_channels.py). No broker: emitted events are
 read back from the outbox table."""
 
 from __future__ import annotations
@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
@@ -17,11 +16,10 @@ from opentelemetry import trace
 from assignment import handlers as assignment
 from assignment.bootstrap import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
-from guichet_runtime.db import AlreadyProcessed, UnitOfWork, utcnow
+from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.relay import OutboxRelay
 from intake import handlers as intake
 from intake.schemas import FileIn
-from notification import handlers as notification
 from shared_models import (
     AGENCY_LABELS,
     Agency,
@@ -29,7 +27,6 @@ from shared_models import (
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
     Decision,
-    NotificationSent,
     ReferentAssigned,
     ReferentAssignmentDeferred,
     topics,
@@ -40,7 +37,6 @@ from tests.unit.samples import (
     file_submitted,
     headers_of,
     one_event_of_each_type,
-    referent,
     trace_id_of,
 )
 
@@ -405,125 +401,6 @@ async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):
 
     with pytest.raises(intake.UnknownFile):
         await intake.on_agency_answer_received(stranger, intake_db.uow())
-
-
-# =========================================================================== notification
-
-
-class RecordingMailer:
-    def __init__(self) -> None:
-        self.sent: list[EmailMessage] = []
-
-    async def send(self, message: EmailMessage) -> None:
-        self.sent.append(message)
-
-
-class DownMailer:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def send(self, message: EmailMessage) -> None:
-        self.calls += 1
-        raise ConnectionRefusedError("serveur SMTP injoignable")
-
-
-SENDER = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
-
-
-def referent_assigned(file_id: str = "GU-2025-NOTIF001", **citizen_overrides: Any) -> ReferentAssigned:
-    return ReferentAssigned(
-        file_id=file_id,
-        referent=referent(),
-        rule="proximite",
-        explanation="Yasmine Haddad : bureau dans le département.",
-        citizen=citizen(**citizen_overrides),
-    )
-
-
-async def handle(db, handler, event) -> None:
-    """As the consumer does: one unit of work keyed by the event id."""
-    await handler(event, db.uow(("notification", str(event.event_id))))
-
-
-async def test_a_referent_assigned_twice_for_one_file_records_one_message(notification_db):
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
-
-    [row] = await notification_db.rows("notifications")
-    assert row.notification_id == "GU-2025-NOTIF001:referent_assigned"
-    assert (row.status, row.attempts, row.recipient) == ("a_envoyer", 0, "awa.diallo@example.fr")
-    assert "Yasmine Haddad" in row.body and "01 49 33 60 12" in row.body
-    assert len(await notification_db.rows("inbox")) == 2
-
-
-async def test_the_dispatcher_sends_a_recorded_message_once_and_reports_it(notification_db, tracer):
-    with tracer.start_as_current_span("consume ReferentAssigned") as span:
-        await handle(notification_db, notification.on_referent_assigned, referent_assigned())
-    mailer = RecordingMailer()
-
-    sent = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
-    again = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
-
-    assert (sent, again) == (1, 0)
-    [message] = mailer.sent
-    assert message["Message-ID"] == "<GU-2025-NOTIF001.referent_assigned@guichet-unique.gouv.fr>"
-    assert message["To"] == "awa.diallo@example.fr"
-    assert message["From"] == SENDER
-    assert "Yasmine Haddad" in message["Subject"]
-    assert trace_id_of(message["traceparent"]) == span_trace_id(span)
-    assert "01 49 33 60 12" in message.get_content()
-
-    [row] = await notification_db.rows("notifications")
-    assert (row.status, row.attempts) == ("envoye", 1)
-    assert row.sent_at is not None
-
-    [(topic, reported)] = await notification_db.outbox_events()
-    assert topic == topics.NOTIFICATIONS_SENT
-    assert isinstance(reported, NotificationSent)
-    assert reported.notification_id == "GU-2025-NOTIF001:referent_assigned"
-    assert (reported.file_id, reported.channel) == ("GU-2025-NOTIF001", "email")
-    assert reported.referent_name == "Yasmine Haddad"
-    assert reported.subject == message["Subject"]
-
-
-async def test_a_message_the_mail_server_refused_stays_to_send_with_one_attempt(notification_db):
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
-    mailer = DownMailer()
-
-    sent = await notification.dispatch_pending(notification_db.uow, mailer, SENDER)
-
-    assert (sent, mailer.calls) == (0, 1)
-    [row] = await notification_db.rows("notifications")
-    assert (row.status, row.attempts) == ("a_envoyer", 1)
-    assert "serveur SMTP injoignable" in row.last_error
-    assert row.next_attempt_at > utcnow()
-    assert await notification_db.outbox() == []
-
-    # Not due yet: the next round does not hammer the server.
-    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 0
-    assert mailer.calls == 1
-
-
-async def test_a_citizen_without_email_has_the_message_kept_not_sent(notification_db):
-    event = referent_assigned(email=None, preferred_channel="telephone")
-    await handle(notification_db, notification.on_referent_assigned, event)
-    mailer = RecordingMailer()
-
-    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 0
-    assert mailer.sent == []
-    [row] = await notification_db.rows("notifications")
-    assert row.status == "canal_indisponible"
-
-
-async def test_the_coordinated_answer_is_mailed_signed_by_the_referent(notification_db):
-    answer = next(e for e in one_event_of_each_type() if isinstance(e, CoordinatedAnswerIssued))
-    await handle(notification_db, notification.on_coordinated_answer, answer)
-    mailer = RecordingMailer()
-
-    assert await notification.dispatch_pending(notification_db.uow, mailer, SENDER) == 1
-    body = mailer.sent[0].get_content()
-    assert answer.text in body
-    assert answer.referent.name in body and answer.referent.phone in body
 
 
 # =========================================================================== outbox relay

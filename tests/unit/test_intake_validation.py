@@ -107,9 +107,22 @@ def test_choosing_sms_or_phone_without_a_phone_number_is_refused(channel):
 
 
 def test_a_letter_needs_neither_email_nor_phone():
-    body = form(lambda f: f["citizen"].update(preferred_channel="courrier", email=None, phone=None))
+    body = form(lambda f: f["citizen"].update(
+        preferred_channel="courrier", email=None, phone=None, street="3 rue Pasteur", city="Bobigny"))
 
     assert FileIn.model_validate(body).citizen.phone is None
+
+
+@pytest.mark.parametrize("channel", ["courrier", "telephone"])
+def test_letters_and_phone_calls_need_a_full_postal_address(channel):
+    body = form(lambda f: f["citizen"].update(preferred_channel=channel, street="3 rue Pasteur", city="  "))
+
+    assert errors_of(body) == [
+        {
+            "field": "citizen",
+            "message": "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
+        }
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,20 @@
-"""Messages to citizens are always signed by their référent, with a direct line."""
+"""Messages are always signed by the référent, with a direct line, on every channel:
+every template of every kind is rendered on email (text and HTML), SMS and the PDF
+letter (read back with a real PDF reader)."""
 
 from __future__ import annotations
 
+import datetime as dt
+import html
+import io
+
 import pytest
 from jinja2 import UndefinedError
+from pypdf import PdfReader
 
-from notification import messages
-from notification.messages import UnsignedMessage, compose
-from shared_models import NotificationKind
+from notification import letters, messages
+from notification.messages import UnsignedMessage, compose, render
+from shared_models import NotificationChannel, NotificationKind
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
@@ -27,7 +34,77 @@ CONTEXT = {
         "reason": "Nous ne parvenons pas à nous comprendre.",
         "rule": "changement_demande",
     },
+    NotificationKind.CALL_REQUESTED: {"about": "Votre dossier : la réponse coordonnée est prête"},
+    NotificationKind.THANKS_RECEIVED: {"message": "Merci pour votre écoute et votre patience."},
 }
+# A name and phone the templates cannot contain by chance, with characters HTML escapes.
+SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")
+POSTAL = citizen(street="12 rue de la République", city="Saint-Denis")
+
+
+def pdf_text(data: bytes) -> str:
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
+
+
+@pytest.mark.parametrize("channel", list(NotificationChannel))
+@pytest.mark.parametrize("kind", list(NotificationKind))
+def test_every_template_on_every_channel_carries_the_referents_name_and_direct_phone(kind, channel):
+    rendered = render(kind, channel, file_id=FILE_ID, referent=SIGNER, citizen=POSTAL, **CONTEXT[kind])
+
+    outputs = [rendered.text]
+    if channel is NotificationChannel.EMAIL:
+        assert rendered.html is not None and rendered.html.startswith("<!DOCTYPE html>")
+        outputs.append(html.unescape(rendered.html))
+    if channel is NotificationChannel.LETTER:
+        pdf = letters.render_pdf(
+            letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
+        )
+        outputs.append(pdf_text(pdf))
+    for output in outputs:
+        assert SIGNER.name in output and SIGNER.phone in output, (kind, channel, output)
+    if channel is NotificationChannel.SMS:
+        assert len(rendered.text) <= 480  # three SMS segments at most
+
+
+def test_the_letter_has_the_address_block_date_subject_and_the_referents_block():
+    rendered = render(NotificationKind.REFERENT_ASSIGNED, NotificationChannel.LETTER,
+                      file_id=FILE_ID, referent=SIGNER, citizen=POSTAL)
+    text = pdf_text(letters.render_pdf(
+        letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
+    ))
+
+    assert "Awa Diallo\n12 rue de la République\n93200 SAINT-DENIS" in text
+    assert f"Votre référent : {SIGNER.name}" in text and f"Téléphone direct : {SIGNER.phone}" in text
+    assert "Le 1er mars 2026" in text
+    assert f"Objet : Votre dossier {FILE_ID} : {SIGNER.name} est votre référent" in text
+
+
+def test_a_letter_needs_a_street_and_a_town():
+    with pytest.raises(letters.NoPostalAddress):
+        letters.address_block(citizen())
+
+
+def test_characters_outside_the_pdf_fonts_are_reduced_not_fatal():
+    assert letters.printable("Łukasz Żółw — 12 €") == "Lukasz Zólw — 12 €"
+
+
+def test_an_email_whose_html_would_lose_the_signature_is_refused(monkeypatch):
+    # A layout that forgets the signature block; the text part is still signed.
+    env = messages._html_env()
+    original = env.get_template
+    monkeypatch.setattr(
+        env, "get_template", lambda name: env.from_string("{{ content }}") if name == "email.html.j2" else original(name)
+    )
+    with pytest.raises(UnsignedMessage, match="email"):
+        render(NotificationKind.ANSWER_READY, NotificationChannel.EMAIL, file_id=FILE_ID, referent=SIGNER,
+               citizen=POSTAL, text="Bonjour, voici la réponse.")
+
+
+def test_the_answer_carries_the_survey_link_on_every_channel():
+    for channel in NotificationChannel:
+        rendered = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER,
+                          citizen=POSTAL, text="Bonjour, voici la réponse.")
+        assert f"https://guichet-unique.gouv.fr/dossiers/{FILE_ID}" in rendered.text
 
 
 def test_every_kind_of_notification_has_a_context_here():
@@ -63,7 +140,7 @@ def test_an_answer_that_already_carries_the_signature_is_not_signed_twice():
         NotificationKind.ANSWER_READY, file_id=FILE_ID, referent=ref, citizen=citizen(), text=signed
     )
 
-    assert body.rstrip("\n") == signed.rstrip("\n")
+    assert body.startswith(signed)  # then the survey's invitation
     assert body.count(ref.phone) == 1
 
 

@@ -70,7 +70,11 @@ class CitizenContact(Contract):
     family_name: str = Field(description="Citizen's family name.")
     email: EmailStr | None = Field(default=None, description="Citizen's email address, if any.")
     phone: str | None = Field(default=None, description="Citizen's phone number, if any.")
+    street: str | None = Field(
+        default=None, description="Number and street of the citizen's postal address, if given."
+    )
     postcode: str = Field(description="French postcode of the citizen's home (5 digits).")
+    city: str | None = Field(default=None, description="Town of the citizen's postal address, if given.")
     preferred_channel: PreferredChannel = Field(
         description="Channel the citizen chose for messages."
     )
@@ -173,21 +177,68 @@ class CoordinatedAnswerIssued(Event):
 
 
 class NotificationKind(StrEnum):
+    """What a message is about; notification keeps one template set per kind."""
+
     REFERENT_ASSIGNED = "referent_assigned"
     REFERENT_CHANGED = "referent_changed"
     AGENT_HANDOVER = "agent_handover"
     ANSWER_READY = "answer_ready"
+    CALL_REQUESTED = "call_requested"
+    THANKS_RECEIVED = "thanks_received"
+
+
+class NotificationChannel(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    LETTER = "courrier"
 
 
 class NotificationSent(Event):
-    """A message reached its recipient's channel (the citizen's, or an agent's for a handover)."""
+    """A message reached its recipient's channel (the citizen's, or an agent's)."""
 
     event_type: ClassVar[str] = "NotificationSent"
     notification_id: str = Field(description="Id of the notification, unique per file and kind.")
     kind: NotificationKind = Field(description="What the message was about.")
-    channel: Literal["email"] = Field(description="Channel the message went through.")
+    channel: NotificationChannel = Field(
+        description="Channel the message went through (after any fallback)."
+    )
     subject: str = Field(description="Subject of the message, in French.")
     referent_name: str = Field(description="Name of the référent the message was signed with.")
+    audience: Literal["citoyen", "agent"] = Field(
+        default="citoyen", description="Who received it: the citizen, or an agent (handover, call, thanks)."
+    )
+
+
+class ContactPreferencesChanged(Event):
+    """The citizen changed how they want to be reached (channel, email, phone, address)."""
+
+    event_type: ClassVar[str] = "ContactPreferencesChanged"
+    citizen: CitizenContact = Field(description="The citizen's contact as it now stands, complete.")
+
+
+class ReferentThanked(Event):
+    """The citizen thanked their référent by name."""
+
+    event_type: ClassVar[str] = "ReferentThanked"
+    thanks_id: str = Field(description="Unique id of these thanks.")
+    referent: Referent = Field(description="The référent thanked.")
+    citizen: CitizenContact = Field(description="The citizen who thanks.")
+    message: str = Field(description="The citizen's words, in French.")
+
+
+class SurveyAnswered(Event):
+    """The citizen answered the satisfaction survey sent with the coordinated answer."""
+
+    event_type: ClassVar[str] = "SurveyAnswered"
+    score: int = Field(ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy).")
+    referent_reachable: bool | None = Field(
+        default=None, description="Whether the citizen could reach their référent directly, if answered."
+    )
+    comment: str | None = Field(default=None, description="The citizen's free comment, in French.")
+    referent_agent_id: str | None = Field(
+        default=None, description="Directory id of the file's référent when the survey was answered."
+    )
+    office_id: str | None = Field(default=None, description="Office of that référent.")
 
 
 class SupervisorContact(Contract):
@@ -316,6 +367,9 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         AgentAbsenceDeclared,
         AgentReturned,
         AgentLeft,
+        ContactPreferencesChanged,
+        ReferentThanked,
+        SurveyAnswered,
     )
 }
 

@@ -17,6 +17,9 @@ DIRECTORY_EVENT_TYPES = (
     "OfficeOpened", "OfficeDetailsChanged", "AgentJoined", "AgentDetailsChanged",
     "AgentAbsenceDeclared", "AgentReturned", "AgentLeft",
 )
+CONTACT_CHANGES = "citizens.contact-changed"
+THANKS = "referents.thanked"
+SURVEYS = "files.survey-answered"
 
 
 def agency_requests(agency: Agency | str) -> str:
@@ -39,6 +42,7 @@ def all_topics() -> dict[str, int]:
     main = [
         FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
         FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
+        CONTACT_CHANGES, THANKS, SURVEYS,
     ]
     for agency in Agency:
         main += [agency_requests(agency), agency_answers(agency)]
@@ -61,6 +65,10 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
         FILES_AWAITING_REFERENT: ("ReferentAssignmentDeferred", "assignment", ()),
         DIRECTORY_CHANGES: (DIRECTORY_EVENT_TYPES, "assignment", ()),
+        CONTACT_CHANGES: ("ContactPreferencesChanged", "intake", ("notification",)),
+        THANKS: ("ReferentThanked", "intake", ("notification",)),
+        # Satisfaction is kept for the published indicators; no service consumes it yet.
+        SURVEYS: ("SurveyAnswered", "intake", ()),
     }
     for agency in Agency:
         adapter = f"adapter-{agency.value.replace('_', '-')}"

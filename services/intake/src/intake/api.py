@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
 from intake import handlers
-from intake.schemas import FileCreated, FileIn, FileView, ReferentChangeIn
+from intake.schemas import AgentThanks, ContactIn, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn, ThanksIn
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -52,6 +52,41 @@ def router(runtime: Runtime) -> APIRouter:
             "message": "Votre demande est enregistrée : un nouveau référent vous sera présenté très vite, "
             "et tout votre dossier lui sera transmis."
         }
+
+    @api.put("/files/{file_id}/contact-preferences")
+    async def contact_preferences(file_id: str, body: ContactIn) -> Any:
+        """The citizen changes their channel or contact details; later messages follow."""
+        try:
+            citizen = await handlers.change_contact_preferences(file_id, body, runtime.uow())
+        except handlers.ChangeRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {
+            "message": "Vos préférences de contact sont enregistrées.",
+            "contact": citizen.model_dump(mode="json", exclude={"given_name", "family_name"}),
+        }
+
+    @api.post("/files/{file_id}/survey", status_code=201)
+    async def survey(file_id: str, body: SurveyIn) -> Any:
+        """The satisfaction survey sent with the coordinated answer (once per file)."""
+        try:
+            await handlers.answer_survey(file_id, body, runtime.uow())
+        except handlers.ChangeRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {"message": "Merci pour votre avis : il nous aide à mieux vous servir."}
+
+    @api.post("/files/{file_id}/thanks", status_code=201)
+    async def thank(file_id: str, body: ThanksIn) -> Any:
+        """The citizen thanks their référent by name."""
+        try:
+            name = await handlers.thank_referent(file_id, body.message, runtime.uow())
+        except handlers.ChangeRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {"message": f"Merci ! Votre message est transmis à {name}."}
+
+    @api.get("/agents/{agent_id}/thanks", response_model=AgentThanks)
+    async def agent_thanks(agent_id: str) -> Any:
+        """The thanks a référent received, newest first (their agent space shows them)."""
+        return await handlers.thanks_for_agent(runtime.uow(), agent_id)
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

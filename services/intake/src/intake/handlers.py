@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import uuid
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -18,19 +19,23 @@ from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CitizenContact,
+    ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     Decision,
     Event,
     FileSubmitted,
     NotificationSent,
-    NotificationKind,
+    NotificationChannel,
+    Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    ReferentThanked,
+    SurveyAnswered,
     topics,
 )
 from intake.catalogue import CATALOGUE
-from intake.schemas import FileIn
-from intake.tables import file_agencies, files, timeline
+from intake.schemas import ContactIn, FileIn, SurveyIn
+from intake.tables import file_agencies, files, surveys, thanks, timeline
 
 # Alphabet without look-alikes (no 0/O, 1/I/L), read aloud over the phone.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -225,7 +230,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
             files.update()
             .where(files.c.file_id == event.file_id)
             .values(
-                referent={"name": ref.name, "office": ref.office, "phone": ref.phone, "email": ref.email},
+                referent=ref.model_dump(mode="json"),
                 status=sa.case((files.c.status == "depose", "en_cours"), else_=files.c.status),
             )
         )
@@ -286,13 +291,140 @@ async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork)
         await uow.commit()
 
 
+SENT_ON = {
+    NotificationChannel.EMAIL: "Courriel envoyé",
+    NotificationChannel.SMS: "SMS envoyé",
+    NotificationChannel.LETTER: "Courrier postal envoyé",
+}
+
+
 async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
-    if event.kind is NotificationKind.AGENT_HANDOVER:
+    if event.audience == "agent":
         return  # a message between agents; the citizen's timeline shows the change itself
     async with uow:
         await _require_file(uow, event.file_id)
-        await _add_timeline(uow, event, "notification", f"Courriel envoyé : « {event.subject} ».")
+        await _add_timeline(uow, event, "notification", f"{SENT_ON[event.channel]} : « {event.subject} ».")
         await uow.commit()
+
+
+CHANNEL_WORDS = {
+    "email": "par courriel",
+    "sms": "par SMS",
+    "courrier": "par courrier postal",
+    "telephone": "par téléphone (et par courrier)",
+}
+
+
+async def _file_for_update(uow: UnitOfWork, file_id: str) -> sa.Row:
+    row = (
+        await uow.conn.execute(
+            sa.select(files.c.status, files.c.citizen, files.c.referent)
+            .where(files.c.file_id == file_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise ChangeRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
+    return row
+
+
+async def change_contact_preferences(file_id: str, contact: ContactIn, uow: UnitOfWork) -> CitizenContact:
+    """The citizen changes how they are reached; later messages follow the change."""
+    async with uow:
+        row = await _file_for_update(uow, file_id)
+        names = {k: row.citizen[k] for k in ("given_name", "family_name")}
+        citizen = CitizenContact.model_validate({**names, **contact.model_dump(mode="json")})
+        now = utcnow()
+        await uow.conn.execute(
+            files.update().where(files.c.file_id == file_id).values(citizen=citizen.model_dump(mode="json"))
+        )
+        event = ContactPreferencesChanged(file_id=file_id, occurred_at=now, citizen=citizen)
+        await _add_timeline(
+            uow, event, "preferences",
+            f"Vos préférences de contact sont enregistrées : vous serez contacté(e) {CHANNEL_WORDS[citizen.preferred_channel.value]}.",
+        )
+        uow.emit(topics.CONTACT_CHANGES, event)
+        await uow.commit()
+    return citizen
+
+
+async def answer_survey(file_id: str, survey: SurveyIn, uow: UnitOfWork) -> None:
+    """Once per file, after the coordinated answer."""
+    async with uow:
+        row = await _file_for_update(uow, file_id)
+        if row.status != "repondu":
+            raise ChangeRefused(
+                409, "L'enquête de satisfaction s'ouvre quand la réponse coordonnée vous a été envoyée."
+            )
+        done = await uow.conn.scalar(sa.select(surveys.c.file_id).where(surveys.c.file_id == file_id))
+        if done is not None:
+            raise ChangeRefused(409, "Vous avez déjà répondu à l'enquête pour ce dossier : merci !")
+        now = utcnow()
+        referent = row.referent or {}
+        await uow.conn.execute(
+            surveys.insert().values(
+                file_id=file_id, score=survey.score, referent_reachable=survey.referent_reachable,
+                comment=survey.comment, referent_agent_id=referent.get("agent_id"), answered_at=now,
+            )
+        )
+        event = SurveyAnswered(
+            file_id=file_id, occurred_at=now, score=survey.score, referent_reachable=survey.referent_reachable,
+            comment=survey.comment, referent_agent_id=referent.get("agent_id"), office_id=referent.get("office_id"),
+        )
+        await _add_timeline(uow, event, "enquete", f"Merci pour votre avis (note : {survey.score}/5).")
+        uow.emit(topics.SURVEYS, event)
+        await uow.commit()
+
+
+async def thank_referent(file_id: str, message: str, uow: UnitOfWork) -> str:
+    """The citizen thanks their référent by name (once per référent and file); returns the name."""
+    async with uow:
+        row = await _file_for_update(uow, file_id)
+        if not row.referent or "agent_id" not in row.referent:
+            raise ChangeRefused(409, "Aucun référent n'est encore désigné pour ce dossier ; il le sera très bientôt.")
+        referent = Referent.model_validate(row.referent)
+        already = await uow.conn.scalar(
+            sa.select(thanks.c.thanks_id).where(thanks.c.file_id == file_id, thanks.c.agent_id == referent.agent_id)
+        )
+        if already is not None:
+            raise ChangeRefused(
+                409, f"Vous avez déjà remercié {referent.name} pour ce dossier : votre message lui a été transmis."
+            )
+        citizen = CitizenContact.model_validate(row.citizen)
+        now = utcnow()
+        thanks_id = str(uuid.uuid4())
+        await uow.conn.execute(
+            thanks.insert().values(
+                thanks_id=thanks_id, file_id=file_id, agent_id=referent.agent_id, agent_name=referent.name,
+                citizen_given_name=citizen.given_name, message=message, at=now,
+            )
+        )
+        event = ReferentThanked(
+            file_id=file_id, occurred_at=now, thanks_id=thanks_id, referent=referent, citizen=citizen, message=message
+        )
+        await _add_timeline(uow, event, "remerciement", f"Vous avez remercié {referent.name}.")
+        uow.emit(topics.THANKS, event)
+        await uow.commit()
+    return referent.name
+
+
+async def thanks_for_agent(uow: UnitOfWork, agent_id: str) -> dict:
+    async with uow:
+        rows = (
+            await uow.conn.execute(
+                sa.select(thanks).where(thanks.c.agent_id == agent_id).order_by(thanks.c.at.desc())
+            )
+        ).all()
+    return {
+        "agent_id": agent_id,
+        "agent_name": rows[0].agent_name if rows else None,
+        "count": len(rows),
+        "thanks": [
+            {"thanks_id": r.thanks_id, "file_id": r.file_id, "citizen_given_name": r.citizen_given_name,
+             "message": r.message, "at": r.at}
+            for r in rows
+        ],
+    }
 
 
 async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:

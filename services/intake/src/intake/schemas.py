@@ -15,14 +15,16 @@ _POSTCODE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 _PHONE = re.compile(r"^(?:\+33|0)[1-9]\d{8}$")
 
 
-class CitizenIn(BaseModel):
+class ContactIn(BaseModel):
+    """How the citizen wants to be reached; set at intake, changeable later."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    given_name: str = Field(min_length=1, max_length=100, description="Prénom.")
-    family_name: str = Field(min_length=1, max_length=100, description="Nom de famille.")
     email: EmailStr | None = Field(default=None, description="Adresse électronique.")
     phone: str | None = Field(default=None, description="Téléphone (format français).")
+    street: str | None = Field(default=None, max_length=200, description="Numéro et rue (pour les courriers).")
     postcode: str = Field(description="Code postal du domicile.")
+    city: str | None = Field(default=None, max_length=100, description="Commune (pour les courriers).")
     preferred_channel: PreferredChannel = Field(description="Canal de contact préféré.")
 
     @field_validator("postcode")
@@ -54,7 +56,65 @@ class CitizenIn(BaseModel):
             raise PydanticCustomError(
                 "contact", "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone."
             )
+        has_address = bool(self.street and self.city)
+        if self.preferred_channel in (PreferredChannel.LETTER, PreferredChannel.PHONE) and not has_address:
+            # A citizen who is phoned also receives every message as a letter.
+            raise PydanticCustomError(
+                "contact", "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers."
+            )
         return self
+
+    @field_validator("street", "city")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value or None
+
+
+class CitizenIn(ContactIn):
+    given_name: str = Field(min_length=1, max_length=100, description="Prénom.")
+    family_name: str = Field(min_length=1, max_length=100, description="Nom de famille.")
+
+
+class SurveyIn(BaseModel):
+    """The short satisfaction survey, sent with the coordinated answer."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    score: int = Field(description="Satisfaction, de 1 (pas du tout satisfait) à 5 (très satisfait).")
+    referent_reachable: bool | None = Field(
+        default=None, description="Avez-vous pu joindre directement votre référent ?"
+    )
+    comment: str | None = Field(default=None, max_length=2000, description="Commentaire libre.")
+
+    @field_validator("score")
+    @classmethod
+    def _score(cls, value: int) -> int:
+        if not 1 <= value <= 5:
+            raise PydanticCustomError("score", "Note invalide : un nombre de 1 à 5 est attendu.")
+        return value
+
+
+class ThanksIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    message: str = Field(min_length=2, max_length=2000, description="Votre message de remerciement.")
+
+
+class ThanksOut(BaseModel):
+    thanks_id: str
+    file_id: str
+    citizen_given_name: str
+    message: str
+    at: dt.datetime
+
+
+class AgentThanks(BaseModel):
+    """Every thanks an agent received, newest first."""
+
+    agent_id: str
+    agent_name: str | None
+    count: int
+    thanks: list[ThanksOut]
 
 
 class FileIn(BaseModel):

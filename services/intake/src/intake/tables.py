@@ -44,3 +44,27 @@ timeline = sa.Table(
     sa.Column("kind", sa.String(40), nullable=False),
     sa.Column("label", sa.Text, nullable=False),
 )
+
+surveys = sa.Table(
+    "surveys",
+    metadata,
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), primary_key=True, comment="one answer per file"),
+    sa.Column("score", sa.Integer, nullable=False),
+    sa.Column("referent_reachable", sa.Boolean, nullable=True),
+    sa.Column("comment", sa.Text, nullable=True),
+    sa.Column("referent_agent_id", sa.String(50), nullable=True),
+    sa.Column("answered_at", UtcDateTime, nullable=False),
+)
+
+thanks = sa.Table(
+    "thanks",
+    metadata,
+    sa.Column("thanks_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False),
+    sa.Column("agent_id", sa.String(50), nullable=False, index=True),
+    sa.Column("agent_name", sa.String(200), nullable=False),
+    sa.Column("citizen_given_name", sa.String(100), nullable=False),
+    sa.Column("message", sa.Text, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("file_id", "agent_id", name="uq_thanks_file_agent"),
+)

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
-from shared_models import CoordinatedAnswerIssued, ReferentAssigned, topics
-from notification import handlers
+from shared_models import (
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    NotificationChannel,
+    ReferentAssigned,
+    ReferentThanked,
+    topics,
+)
+from notification import handlers, messages
+from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
 from notification.mailer import SmtpMailer
 from notification.tables import metadata
 
@@ -25,13 +34,34 @@ class NotificationSettings(ServiceSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     mail_sender: str = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
+    sms_gateway_url: str = "http://127.0.0.1:8027"
+    sms_sender_name: str = "GUICHET"
+    postal_url: str = "http://127.0.0.1:8027"
+    portal_url: str = "https://guichet-unique.gouv.fr"
     dispatch_idle_seconds: float = 0.2
+    dispatch_batch: int = 50
 
 
-def bootstrap(settings: NotificationSettings | None = None, mailer: handlers.Mailer | None = None) -> FastAPI:
+def bootstrap(
+    settings: NotificationSettings | None = None,
+    mailer: Mailer | None = None,
+    channels: Mapping[NotificationChannel, Channel] | None = None,
+) -> FastAPI:
     settings = settings or NotificationSettings()
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
-    mailer = mailer or SmtpMailer(settings.smtp_host, settings.smtp_port)
+    messages.DEFAULTS["portal_url"] = settings.portal_url
+    if channels is None:
+        mailer = mailer or SmtpMailer(settings.smtp_host, settings.smtp_port)
+        sms = SmsChannel(settings.sms_gateway_url, sender_name=settings.sms_sender_name)
+        post = LetterChannel(settings.postal_url)
+        channels = {
+            NotificationChannel.EMAIL: EmailChannel(mailer, settings.mail_sender),
+            NotificationChannel.SMS: sms,
+            NotificationChannel.LETTER: post,
+        }
+        if isinstance(mailer, SmtpMailer):
+            runtime.shutdown.append(mailer.close)
+        runtime.shutdown += [sms.close, post.close]
     wake = asyncio.Event()
 
     async def dispatcher() -> None:
@@ -42,7 +72,7 @@ def bootstrap(settings: NotificationSettings | None = None, mailer: handlers.Mai
                 pass
             wake.clear()
             try:
-                while await handlers.dispatch_pending(runtime.uow, mailer, settings.mail_sender) > 0:
+                while await handlers.dispatch_pending(runtime.uow, channels, settings.dispatch_batch) > 0:
                     pass
             except Exception:
                 log.exception("dispatch failed; retrying")
@@ -50,8 +80,9 @@ def bootstrap(settings: NotificationSettings | None = None, mailer: handlers.Mai
 
     runtime.commit_listeners.append(wake.set)  # a message recorded: send it now
     runtime.workers.append(dispatcher)
-    if isinstance(mailer, SmtpMailer):
-        runtime.shutdown.append(mailer.close)
-    runtime.consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
-    runtime.consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
+    consumer = runtime.consumer
+    consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
+    consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
+    consumer.subscribe([topics.CONTACT_CHANGES], {ContactPreferencesChanged: handlers.on_contact_changed})
+    consumer.subscribe([topics.THANKS], {ReferentThanked: handlers.on_referent_thanked})
     return create_app(runtime, title="Guichet unique — notifications")

@@ -88,7 +88,7 @@ def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
     named = [("intake", ports.intake), ("assignment", ports.assignment), ("notification", ports.notification)]
     named += [(f"adapter-{a.replace('_', '-')}", p) for a, p in ports.adapters.items()]
     named += [("agency-simulator", ports.simulator), ("smtp-sink (SMTP)", ports.smtp),
-              ("smtp-sink (HTTP)", ports.smtp_http)]
+              ("smtp-sink (HTTP)", ports.smtp_http), ("channel-providers (SMS, post)", ports.providers)]
     return named
 
 
@@ -210,6 +210,7 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
         "",
         f"  {'agency simulator':<24}{url(p.simulator)}  (e.g. GET /agencies/caf/received)",
         f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
+        f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms, {url(p.providers)}/api/letters (PDF)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
     ]
     if pg is not None:

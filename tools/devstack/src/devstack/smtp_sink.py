@@ -14,6 +14,16 @@ With ``--http-port`` a small HTTP server (stdlib, in a thread) also answers:
 * ``GET /health``    -> ``{"status": "ok"}``
 * ``GET /messages``  -> JSON list, oldest first, of :func:`message_to_json` objects
 * ``DELETE /messages`` -> empties the Maildir, answers ``{"deleted": N}``
+* ``GET /stats``     -> ``{"stored": N, "duplicates": N, "refused": N}``
+
+Bounces: ``--refuse`` (repeatable; an address, or ``@domain`` for a whole domain) makes
+the server answer ``550`` at ``RCPT TO`` for those recipients, as a real server does for an
+unknown mailbox, so the client sees a real refusal (aiosmtplib raises
+``SMTPRecipientsRefused``).
+
+Like the mailbox stores of big providers, the sink keeps one copy per ``Message-ID``: a
+message repeating an id already stored is accepted (``250``) but not stored again, and
+counted in ``duplicates``. Senders use a stable Message-ID to make a retried send harmless.
 
 Tests read what was sent with :func:`read_maildir`. The process stops cleanly on SIGTERM
 or SIGINT.
@@ -121,17 +131,53 @@ def message_to_json(msg: EmailMessage) -> dict[str, Any]:
     }
 
 
+def _message_id(raw: bytes) -> str | None:
+    value = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Message-ID")
+    return str(value).strip() if value else None
+
+
 class MaildirHandler:
     """aiosmtpd handler writing each message into a Maildir."""
 
-    def __init__(self, maildir: str | os.PathLike[str]) -> None:
+    def __init__(self, maildir: str | os.PathLike[str], refuse: list[str] | None = None) -> None:
         self.maildir = mailbox.Maildir(Path(maildir), factory=None, create=True)
         self._lock = threading.Lock()
+        self.refuse = {r.lower() for r in refuse or []}
+        self.stats = {"stored": 0, "duplicates": 0, "refused": 0}
+        self._seen: set[str] = set()
+        for key in self.maildir.keys():  # ids survive a restart of the sink
+            try:
+                mid = _message_id(self.maildir.get_bytes(key))
+            except KeyError:
+                continue
+            if mid:
+                self._seen.add(mid)
+
+    def refuses(self, address: str) -> bool:
+        address = address.lower()
+        return address in self.refuse or ("@" + address.rsplit("@", 1)[-1]) in self.refuse
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refuses(address):
+            self.stats["refused"] += 1
+            return f"550 5.1.1 <{address}>: adresse inconnue, boîte aux lettres introuvable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         if isinstance(content, str):  # only with decode_data=True, which we do not use
             content = content.encode("utf-8", "surrogateescape")
+        mid = _message_id(content)
+        with self._lock:
+            if mid is not None and mid in self._seen:
+                self.stats["duplicates"] += 1
+                log.info("duplicate message %s not stored again", mid)
+                return "250 Message accepted for delivery"
+            if mid is not None:
+                self._seen.add(mid)
         peer = session.peer
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         prefix = (
@@ -142,13 +188,14 @@ class MaildirHandler:
         data = prefix + content.replace(b"\r\n", b"\n")
         with self._lock:
             key = self.maildir.add(data)
+            self.stats["stored"] += 1
         log.info(
             "stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos
         )
         return "250 Message accepted for delivery"
 
 
-def _make_http_handler(maildir: Path) -> type[BaseHTTPRequestHandler]:
+def _make_http_handler(maildir: Path, handler: MaildirHandler | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "devstack-smtp-sink"
 
@@ -166,6 +213,8 @@ def _make_http_handler(maildir: Path) -> type[BaseHTTPRequestHandler]:
                 self._send_json(200, {"status": "ok"})
             elif path == "/messages":
                 self._send_json(200, [message_to_json(m) for m in read_maildir(maildir)])
+            elif path == "/stats" and handler is not None:
+                self._send_json(200, dict(handler.stats))
             else:
                 self._send_json(404, {"detail": "not found"})
 
@@ -196,10 +245,11 @@ async def serve(
     maildir: str | os.PathLike[str],
     http_port: int | None = None,
     stop: asyncio.Event | None = None,
+    refuse: list[str] | None = None,
 ) -> None:
     """Run the SMTP server (and the HTTP server if ``http_port``) until ``stop`` is set."""
     stop = stop or asyncio.Event()
-    handler = MaildirHandler(maildir)
+    handler = MaildirHandler(maildir, refuse)
     loop = asyncio.get_running_loop()
     smtp_server = await loop.create_server(
         lambda: SMTP(handler, hostname="smtp-sink", enable_SMTPUTF8=True),
@@ -209,7 +259,7 @@ async def serve(
     http_server: ThreadingHTTPServer | None = None
     http_thread: threading.Thread | None = None
     if http_port is not None:
-        http_server = ThreadingHTTPServer((host, http_port), _make_http_handler(Path(maildir)))
+        http_server = ThreadingHTTPServer((host, http_port), _make_http_handler(Path(maildir), handler))
         http_server.daemon_threads = True
         http_thread = threading.Thread(
             target=http_server.serve_forever, name="smtp-sink-http", daemon=True
@@ -249,6 +299,12 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="also serve GET /messages and GET /health on this port (same host)",
     )
+    parser.add_argument(
+        "--refuse",
+        action="append",
+        default=[],
+        help="answer 550 to this recipient (an address, or @domain); repeatable",
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -263,7 +319,7 @@ def main(argv: list[str] | None = None) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        await serve(args.host, args.port, args.maildir, args.http_port, stop)
+        await serve(args.host, args.port, args.maildir, args.http_port, stop, args.refuse)
 
     asyncio.run(run())
 

@@ -1,4 +1,5 @@
-"""The whole system as real processes: agency simulator, SMTP sink and every service,
+"""The whole system as real processes: agency simulator, SMTP sink, SMS gateway and postal
+service (`devstack.providers`) and every service,
 on a given Kafka broker and database server. Used by `make run`, the end-to-end tests
 and the benchmark, so all three run exactly the same thing."""
 
@@ -15,6 +16,9 @@ from devstack.procs import ServiceProcess
 
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
 
+#: The SMTP sink answers 550 to every address of this domain: a real bounce for tests and demos.
+BOUNCING_DOMAIN = "adresse-inconnue.example"
+
 
 @dataclass
 class Ports:
@@ -27,6 +31,7 @@ class Ports:
     simulator: int = 8100
     smtp: int = 8025
     smtp_http: int = 8026
+    providers: int = 8027
 
     @classmethod
     def free(cls) -> Ports:
@@ -38,6 +43,7 @@ class Ports:
             simulator=free_port(),
             smtp=free_port(),
             smtp_http=free_port(),
+            providers=free_port(),
         )
 
 
@@ -68,6 +74,7 @@ class Stack:
         self.ports = ports or Ports.free()
         self.namespace = namespace
         self.maildir = workdir / "mail"
+        self.providers_dir = workdir / "providers"
         self.spans_dir = workdir / "spans"
         self.data_dir = workdir / "data"
         self._postgres = postgres
@@ -87,6 +94,11 @@ class Stack:
     @property
     def smtp_http_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.smtp_http}"
+
+    @property
+    def providers_url(self) -> str:
+        """The simulated SMS gateway and postal service."""
+        return f"http://127.0.0.1:{self.ports.providers}"
 
     # -- processes ---------------------------------------------------------------
     def _database_url(self, name: str) -> str:
@@ -131,16 +143,26 @@ class Stack:
         self.processes["smtp-sink"] = ServiceProcess(
             "smtp-sink",
             [sys.executable, "-m", "devstack.smtp_sink", "--port", str(p.smtp),
-             "--http-port", str(p.smtp_http), "--maildir", str(self.maildir), "--log-level", "WARNING"],
+             "--http-port", str(p.smtp_http), "--maildir", str(self.maildir), "--log-level", "WARNING",
+             "--refuse", f"@{BOUNCING_DOMAIN}"],
             {},
             self.workdir / "logs" / "smtp-sink.log",
             health_url=f"{self.smtp_http_url}/health",
+        )
+        self.processes["channel-providers"] = ServiceProcess(
+            "channel-providers",
+            [sys.executable, "-m", "devstack.providers", "--port", str(p.providers),
+             "--data-dir", str(self.providers_dir), "--log-level", "WARNING"],
+            {},
+            self.workdir / "logs" / "channel-providers.log",
+            health_url=f"{self.providers_url}/health",
         )
         self.processes["intake"] = self._service("intake", "intake", p.intake, {})
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
             "notification", "notification", p.notification,
-            {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp)},
+            {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp),
+             "SMS_GATEWAY_URL": self.providers_url, "POSTAL_URL": self.providers_url},
         )
         for agency, port in p.adapters.items():
             name = f"adapter-{agency.replace('_', '-')}"

@@ -1,0 +1,159 @@
+"""Delivery channels: email (SMTP), SMS (HTTP gateway) and postal letters (PDF handed to
+a postal provider over HTTP). They know nothing of notification kinds: each receives an
+`Outgoing` already rendered and signed by `messages`.
+
+Every send carries an idempotency key stable per (notification, channel): the Message-ID
+for email, an `Idempotency-Key` header for the SMS gateway and the postal provider. If the
+service dies between the provider's acceptance and our "sent" commit, the retry presents
+the same key and the provider does not deliver it twice.
+
+A channel raises `PermanentFailure` when retrying cannot help (address refused, bad
+number): the dispatcher then falls back to the next channel. Anything else is temporary.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.utils import format_datetime
+from typing import Any, Protocol
+
+import aiosmtplib
+import httpx
+
+from shared_models import NotificationChannel, Referent
+from notification import letters
+
+
+class PermanentFailure(Exception):
+    """The channel refused this message for good; the next channel should be tried."""
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    notification_id: str
+    file_id: str
+    channel: NotificationChannel
+    content: dict[str, Any]  # what `messages` rendered for this channel, plus the recipient
+    referent: Referent
+    trace_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.notification_id}/{self.channel.value}"
+
+
+class Channel(Protocol):
+    async def send(self, outgoing: Outgoing) -> str:
+        """Deliver; return the provider's reference of the message."""
+        ...
+
+
+class Mailer(Protocol):
+    async def send(self, message: EmailMessage) -> None: ...
+
+
+def message_id(notification_id: str) -> str:
+    # Stable: one message per notification, recognisable (and deduplicated) if ever re-sent.
+    return f"<{notification_id.replace(':', '.')}@guichet-unique.gouv.fr>"
+
+
+def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
+    content = outgoing.content
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = content["to"]
+    msg["Subject"] = content["subject"]
+    msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
+    msg["Message-ID"] = message_id(outgoing.notification_id)
+    msg["X-Guichet-File"] = outgoing.file_id
+    msg.set_content(content["text"])
+    if content.get("html"):
+        msg.add_alternative(content["html"], subtype="html")
+    for name, value in outgoing.trace_headers.items():
+        msg[name] = value
+    return msg
+
+
+class EmailChannel:
+    def __init__(self, mailer: Mailer, sender: str) -> None:
+        self.mailer = mailer
+        self.sender = sender
+
+    async def send(self, outgoing: Outgoing) -> str:
+        msg = email_message(outgoing, self.sender)
+        try:
+            await self.mailer.send(msg)
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            if all(err.code >= 500 for err in exc.recipients):
+                raise PermanentFailure(f"adresse refusée par le serveur de messagerie : {exc.recipients[0]}") from exc
+            raise
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code >= 500:
+                raise PermanentFailure(f"message refusé ({exc.code}) : {exc.message}") from exc
+            raise
+        return msg["Message-ID"]
+
+
+def _provider_error(response: httpx.Response) -> tuple[bool, str]:
+    """(permanent?, reason) of a gateway's error answer."""
+    try:
+        error = response.json().get("error", {})
+    except ValueError:
+        error = {}
+    permanent = error.get("permanent")
+    if permanent is None:
+        permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 429)
+    reason = f"{response.status_code} {error.get('code', '')} {error.get('message', '')}".strip()
+    return bool(permanent), reason
+
+
+class _HttpProvider:
+    def __init__(self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def _post(self, outgoing: Outgoing, path: str, **kwargs: Any) -> str:
+        headers = {"Idempotency-Key": outgoing.idempotency_key, "X-Guichet-File": outgoing.file_id,
+                   **outgoing.trace_headers, **kwargs.pop("headers", {})}
+        response = await self._client.post(f"{self.base_url}{path}", headers=headers, **kwargs)
+        if response.status_code >= 400:
+            permanent, reason = _provider_error(response)
+            if permanent:
+                raise PermanentFailure(reason)
+            raise httpx.HTTPStatusError(reason, request=response.request, response=response)
+        return str(response.json()["id"])
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class SmsChannel(_HttpProvider):
+    """An SMS gateway's REST API (`POST /api/sms`), as French operators' gateways offer."""
+
+    def __init__(self, base_url: str, sender_name: str = "GUICHET", **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self.sender_name = sender_name
+
+    async def send(self, outgoing: Outgoing) -> str:
+        body = {"to": outgoing.content["to"], "text": outgoing.content["text"], "sender": self.sender_name}
+        return await self._post(outgoing, "/api/sms", json=body)
+
+
+class LetterChannel(_HttpProvider):
+    """Renders the letter as PDF and deposits it with the postal provider (`POST /api/letters`)."""
+
+    async def send(self, outgoing: Outgoing) -> str:
+        content = outgoing.content
+        pdf = letters.render_pdf(
+            letters.Letter(
+                file_id=outgoing.file_id,
+                subject=content["subject"],
+                text=content["text"],
+                referent=outgoing.referent,
+                address=tuple(content["address"]),
+                date=letters.today_in_paris(),
+            )
+        )
+        return await self._post(outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"})
