@@ -13,23 +13,27 @@ from shared_models import EVENT_TYPES, topics
 
 def build() -> AsyncAPI:
     broker = KafkaBroker("kafka:9092", description="Kafka cluster of guichet unique")
-    for topic, (event_type, producer, consumers) in topics.flows().items():
-        model = EVENT_TYPES[event_type]
-        doc = (model.__doc__ or "").strip()
-        broker.publisher(
-            topic,
-            title=f"{producer}:{topic}:publish",
-            description=f"{producer} publishes {event_type}: {doc} Key: file id.",
-            schema=model,
-        )
+    for topic, (event_types, producer, consumers) in topics.flows().items():
+        names = (event_types,) if isinstance(event_types, str) else event_types
+        for event_type in names:
+            model = EVENT_TYPES[event_type]
+            doc = (model.__doc__ or "").strip()
+            suffix = "" if len(names) == 1 else f":{event_type}"
+            broker.publisher(
+                topic,
+                title=f"{producer}:{topic}{suffix}:publish",
+                description=f"{producer} publishes {event_type}: {doc} Key: file id.",
+                schema=model,
+            )
         for consumer in consumers:
+            model = EVENT_TYPES[names[0]]
             def handler(event: Any) -> None: ...
             handler.__annotations__["event"] = model
             broker.subscriber(
                 topic,
                 group_id=consumer,
                 title=f"{consumer}:{topic}:consume",
-                description=f"{consumer} consumes {event_type} (group {consumer}); "
+                description=f"{consumer} consumes {', '.join(names)} (group {consumer}); "
                 f"records it can never process go to {topics.dead_letter(topic)}.",
             )(handler)
     return AsyncAPI(
