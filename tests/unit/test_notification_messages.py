@@ -7,7 +7,7 @@ from jinja2 import UndefinedError
 
 from notification import messages
 from notification.messages import UnsignedMessage, compose
-from shared_models import NotificationKind
+from shared_models import AGENCY_LABELS, Agency, NotificationKind, RequestedDocument
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
@@ -26,6 +26,11 @@ CONTEXT = {
         "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
         "reason": "Nous ne parvenons pas à nous comprendre.",
         "rule": "changement_demande",
+    },
+    NotificationKind.DOCUMENT_REQUESTED: {
+        "document": RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur"),
+        "agency_label": AGENCY_LABELS[Agency.CPAM],
+        "for_referent": False,
     },
 }
 
@@ -121,3 +126,13 @@ def test_every_kind_of_change_is_explained_and_signed(rule):
     assert after.name in body and after.phone in body
     assert ("demandé" in body) == (rule == "changement_demande")
     assert ("12/12/2026" in body)
+
+
+@pytest.mark.parametrize("for_referent", [False, True])
+def test_a_document_request_names_the_document_the_agency_and_the_referent(for_referent):
+    ref = referent()
+    context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent}
+    _, body = compose(NotificationKind.DOCUMENT_REQUESTED, file_id=FILE_ID, referent=ref, citizen=citizen(), **context)
+    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS[Agency.CPAM] in body
+    assert ref.name in body and ref.phone in body
+    assert ("Envoyez-la depuis votre dossier" in body) != for_referent

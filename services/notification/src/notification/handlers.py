@@ -15,12 +15,14 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
+    AGENCY_LABELS,
     CitizenContact,
     CoordinatedAnswerIssued,
     NotificationKind,
     NotificationSent,
     Referent,
     ReferentAssigned,
+    SupportingDocumentRequested,
     topics,
 )
 from notification import messages
@@ -99,6 +101,22 @@ async def _record_assignment(event: ReferentAssigned, uow: UnitOfWork) -> None:
             recipient=agent.email,
             **change,
         )
+
+
+async def on_document_requested(event: SupportingDocumentRequested, uow: UnitOfWork) -> None:
+    """The agency's request for a document reaches the citizen and the référent."""
+    context = {"document": event.document, "agency_label": AGENCY_LABELS[event.agency]}
+    key = f"{event.file_id}:{NotificationKind.DOCUMENT_REQUESTED.value}:{event.request_id}:{event.document.code}"
+    async with uow:
+        await _record(
+            uow, NotificationKind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
+            notification_id=key, for_referent=False, **context,
+        )
+        await _record(
+            uow, NotificationKind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
+            notification_id=f"{key}:referent", recipient=event.referent.email, for_referent=True, **context,
+        )
+        await uow.commit()
 
 
 async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:

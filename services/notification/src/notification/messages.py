@@ -14,6 +14,7 @@ SUBJECTS = {
     NotificationKind.ANSWER_READY: "Votre dossier {file_id} : la réponse coordonnée est prête",
     NotificationKind.REFERENT_CHANGED: "Votre dossier {file_id} : {referent} est votre nouveau référent",
     NotificationKind.AGENT_HANDOVER: "Dossier {file_id} : passation à {referent}",
+    NotificationKind.DOCUMENT_REQUESTED: "Votre dossier {file_id} : une pièce justificative est demandée",
 }
 
 
