@@ -28,9 +28,10 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
         from notification.bootstrap import NotificationSettings, bootstrap
         app = bootstrap(NotificationSettings(database_url=db))
     else:
-        from agency_adapter.bootstrap import AdapterSettings, bootstrap
-        agency = service.removeprefix("adapter-").replace("-", "_")
-        app = bootstrap(AdapterSettings(agency=agency, database_url=db))
+        from adapter_sdk import discovery
+        from adapter_sdk.runtime import build_app
+        cls = discovery.load(service.removeprefix("adapter-").replace("-", "_"))
+        app = build_app(cls, cls.Config(database_url=db))
     subscribers = app.state.runtime.broker.subscribers
     return {getattr(t, "name", t) for sub in subscribers for t in sub.topics}
 

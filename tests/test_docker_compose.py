@@ -22,7 +22,10 @@ APP_PORTS = {
     "adapter-dgfip": 8012,
     "adapter-france-travail": 8013,
     "adapter-cpam": 8014,
-    "agency-simulator": 8100,
+    "simulator-caf": 8101,
+    "simulator-dgfip": 8102,
+    "simulator-france-travail": 8103,
+    "simulator-cpam": 8104,
 }
 ADAPTER_AGENCY = {
     "adapter-caf": "caf",
@@ -144,9 +147,12 @@ def test_service_environment(services: dict[str, Any]) -> None:
         assert env(services[name])["KAFKA_BOOTSTRAP"] == "kafka:9092", name
     for name, agency in ADAPTER_AGENCY.items():
         e = env(services[name])
-        assert e["AGENCY"] == agency
-        assert command(services[name])[0] == "agency-adapter"
-        assert e["AGENCY_BASE_URL"] == "http://agency-simulator:8100"
+        simulator = f"simulator-{agency.replace('_', '-')}"
+        assert command(services[name])[0] == name  # the adapter's own package and script
+        assert e["AGENCY_BASE_URL"] == f"http://{simulator}:{APP_PORTS[simulator]}"
+        cmd = command(services[simulator])
+        assert cmd[cmd.index("--agency") + 1] == agency
+    assert env(services["adapter-france-travail"])["CALLBACK_BASE_URL"] == "http://adapter-france-travail:8013"
     notification = env(services["notification"])
     assert notification["SMTP_HOST"] == "smtp-sink"
     assert notification["SMTP_PORT"] == "8025"

@@ -59,8 +59,11 @@ async def test_one_file_crosses_three_agencies_with_one_named_referent(stack: St
     assert referent["name"] in view["answer"]["text"] and referent["phone"] in view["answer"]["text"]
     assert {d["agency"] for d in view["answer"]["decisions"]} == {"caf", "dgfip", "france_travail"}
     kinds = collections.Counter(e["kind"] for e in view["timeline"])
+    # The exchange ledger: request and answer for the CAF and the DGFiP, request,
+    # acknowledgement and callback for France Travail.
     assert kinds == {"depot": 1, "referent": 1, "transmission": 3, "reponse_organisme": 3,
-                     "reponse_coordonnee": 1, "notification": 2}
+                     "reponse_coordonnee": 1, "notification": 2, "echange": 7}
+    assert view["awaited"] == []
 
     # Every service's own final state.
     urls = stack.database_urls
@@ -81,7 +84,7 @@ async def test_one_file_crosses_three_agencies_with_one_named_referent(stack: St
         async def drained(url=urls[service]):
             return (await query(url, "SELECT count(*) AS n FROM outbox"))[0].n == 0
         await eventually(drained, what=f"{service} outbox drained")
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         received = (await sim.get("/agencies/caf/received")).json()
     assert any(r["file_id"] == file_id for r in received)
 
@@ -221,7 +224,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(sta
 
 
 async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(stack: Stack, client):
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         # The CAF takes its time, so the file is still open when the citizen asks.
         await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
         try:

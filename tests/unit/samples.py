@@ -41,6 +41,17 @@ from shared_models import (
     ReferentThanked,
     SurveyAnswered,
 )
+from shared_models import (
+    AgencyReceiptAcknowledged,
+    DeadlineRule,
+    ExchangeDirection,
+    ExchangeRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    RequestedDocument,
+    SupportingDocumentRequested,
+    SupportingDocumentSubmitted,
+)
 
 
 # --------------------------------------------------------------------------- contracts
@@ -115,6 +126,7 @@ def one_event_of_each_type() -> list[Envelope]:
         agent_id="AG-93-01-9", name="Yasmine Haddad", office_id="FS-93-01", phone="01 49 33 00 00",
         email="yasmine.haddad@example.fr", agencies=[Agency.CAF, Agency.CPAM], capacity=30,
     )
+    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
     return [
         file_submitted(file_id),
         ReferentAssigned(
@@ -177,6 +189,28 @@ def one_event_of_each_type() -> list[Envelope]:
         SurveyAnswered(
             file_id=file_id, score=5, referent_reachable=True, comment="Très bien suivie.",
             referent_agent_id="AG-93-01-2", office_id="FS-93-01",
+        ),
+        AgencyReceiptAcknowledged(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", agency_reference="CPAM-2026-000001",
+            deadline_rule=DeadlineRule.SILENCE_REJECTS, deadline_days=30,
+        ),
+        LegalClockSuspended(file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document=salary),
+        LegalClockResumed(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document_code="attestation_salaire"
+        ),
+        SupportingDocumentRequested(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document=salary,
+            referent=referent(), citizen=citizen(),
+        ),
+        SupportingDocumentSubmitted(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document_id="d-1",
+            document_code="attestation_salaire", filename="attestation.pdf", media_type="application/pdf",
+            sha256="0" * 64, content_base64="JVBERi0=",
+        ),
+        ExchangeRecorded(
+            file_id=file_id, exchange_id="x-1", request_id=f"{file_id}-cpam", agency="cpam",
+            direction=ExchangeDirection.SENT, purpose="Demande : affiliation", legal_basis="CSS, art. L. 161-1-1",
+            payload_sha256="0" * 64, size_bytes=120,
         ),
     ]
 

@@ -20,6 +20,8 @@ from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.relay import OutboxRelay
 from intake import handlers as intake
 from intake.schemas import FileIn
+from notification import handlers as notification
+from shared_models import RequestedDocument, SupportingDocumentRequested
 from shared_models import (
     AGENCY_LABELS,
     Agency,
@@ -251,12 +253,37 @@ async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory)
     assert "Aucun agent" in alert.reason
 
 
+async def test_a_missing_document_holds_the_answer_and_reaches_the_referent_and_the_citizen(directory):
+    assigned, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAPIEC"))
+    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
+    *others, waiting = requests
+    for request in others:
+        answer = answer_to(request)
+        await assignment.on_agency_answer(answer, directory.uow(("assignment", str(answer.event_id))))
+    asked = answer_to(waiting, Decision.DOCUMENT_REQUESTED, requested_document=salary)
+    await assignment.on_agency_answer(asked, directory.uow(("assignment", str(asked.event_id))))
+    # The same request for the same document again (another delivery) tells nobody twice.
+    again = answer_to(waiting, Decision.DOCUMENT_REQUESTED, requested_document=salary)
+    await assignment.on_agency_answer(again, directory.uow(("assignment", str(again.event_id))))
+
+    events = await directory.outbox_events()
+    assert not any(isinstance(e, CoordinatedAnswerIssued) for _, e in events)
+    [(topic, told)] = [(t, e) for t, e in events if isinstance(e, SupportingDocumentRequested)]
+    assert topic == topics.DOCUMENTS_REQUESTED
+    assert (told.agency, told.document, told.referent) == (waiting.agency, salary, assigned.referent)
+
+    final = answer_to(waiting, Decision.GRANTED)
+    await assignment.on_agency_answer(final, directory.uow(("assignment", str(final.event_id))))
+    answered = [e for _, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)]
+    assert len(answered) == 1 and {d.decision for d in answered[0].decisions} == {Decision.GRANTED}
+
+
 async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answered(directory):
     event = file_submitted("GU-2025-AAAAANSW")
     assigned, requests = await submit_to_assignment(directory, event)
     assert assigned is not None and len(requests) == 3
     agent_id = assigned.referent.agent_id
-    verdicts = [Decision.GRANTED, Decision.REFUSED, Decision.DOCUMENT_REQUESTED]
+    verdicts = [Decision.GRANTED, Decision.REFUSED, Decision.GRANTED]
 
     async def answered_count() -> int:
         return sum(isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events())

@@ -14,7 +14,7 @@ from pypdf import PdfReader
 
 from notification import letters, messages
 from notification.messages import UnsignedMessage, compose, render
-from shared_models import NotificationChannel, NotificationKind
+from shared_models import AGENCY_LABELS, Agency, NotificationChannel, NotificationKind, RequestedDocument
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
@@ -36,6 +36,11 @@ CONTEXT = {
     },
     NotificationKind.CALL_REQUESTED: {"about": "Votre dossier : la réponse coordonnée est prête"},
     NotificationKind.THANKS_RECEIVED: {"message": "Merci pour votre écoute et votre patience."},
+    NotificationKind.DOCUMENT_REQUESTED: {
+        "document": RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur"),
+        "agency_label": AGENCY_LABELS[Agency.CPAM],
+        "for_referent": False,
+    },
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
 SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")
@@ -198,3 +203,13 @@ def test_every_kind_of_change_is_explained_and_signed(rule):
     assert after.name in body and after.phone in body
     assert ("demandé" in body) == (rule == "changement_demande")
     assert ("12/12/2026" in body)
+
+
+@pytest.mark.parametrize("for_referent", [False, True])
+def test_a_document_request_names_the_document_the_agency_and_the_referent(for_referent):
+    ref = referent()
+    context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent}
+    _, body = compose(NotificationKind.DOCUMENT_REQUESTED, file_id=FILE_ID, referent=ref, citizen=citizen(), **context)
+    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS[Agency.CPAM] in body
+    assert ref.name in body and ref.phone in body
+    assert ("Envoyez-la depuis votre dossier" in body) != for_referent

@@ -97,6 +97,21 @@ class Decision(StrEnum):
     DOCUMENT_REQUESTED = "piece_demandee"
 
 
+class DeadlineRule(StrEnum):
+    """What the law says an agency's silence means once its period has run out."""
+
+    SILENCE_ACCEPTS = "silence_vaut_acceptation"
+    SILENCE_REJECTS = "silence_vaut_rejet"
+    NONE = "aucune"
+
+
+class RequestedDocument(Contract):
+    """A supporting document (pièce justificative) an agency needs before deciding."""
+
+    code: str = Field(description="The agency's code of the document, e.g. attestation_salaire.")
+    label: str = Field(description="Name of the document in French, shown to the citizen.")
+
+
 class AgencyDecision(Contract):
     """One agency's answer on its part of the file."""
 
@@ -107,6 +122,9 @@ class AgencyDecision(Contract):
     start_date: dt.date | None = Field(default=None, description="Date the decision applies from.")
     reason: str | None = Field(default=None, description="Reason given, in French, if refused.")
     agency_reference: str = Field(description="The agency's own reference for the request.")
+    requested_document: RequestedDocument | None = Field(
+        default=None, description="The document the agency asks for, when the decision is piece_demandee."
+    )
 
 
 class FileSubmitted(Event):
@@ -166,6 +184,81 @@ class AgencyAnswerReceived(Event):
     answer: AgencyDecision = Field(description="The agency's decision.")
 
 
+class AgencyReceiptAcknowledged(Event):
+    """An agency's system acknowledged receipt of a request: its legal clock starts."""
+
+    event_type: ClassVar[str] = "AgencyReceiptAcknowledged"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: str = Field(description="Code of the agency (caf, dgfip, …).")
+    agency_reference: str = Field(description="The agency's own reference for the request.")
+    deadline_rule: DeadlineRule = Field(description="What the agency's silence means when the period ends.")
+    deadline_days: int | None = Field(
+        default=None, description="Legal period in calendar days from receipt; none when the rule is aucune."
+    )
+
+
+class LegalClockSuspended(Event):
+    """An agency asked for a missing document: its legal clock stops until the document arrives."""
+
+    event_type: ClassVar[str] = "LegalClockSuspended"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: str = Field(description="Code of the agency.")
+    document: RequestedDocument = Field(description="The document the agency waits for.")
+
+
+class LegalClockResumed(Event):
+    """The awaited document reached the agency: its legal clock runs again."""
+
+    event_type: ClassVar[str] = "LegalClockResumed"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: str = Field(description="Code of the agency.")
+    document_code: str = Field(description="Code of the document that was delivered.")
+
+
+class SupportingDocumentRequested(Event):
+    """An agency needs a document: the référent and the citizen are to be told."""
+
+    event_type: ClassVar[str] = "SupportingDocumentRequested"
+    request_id: str = Field(description="Id of the agency request waiting for the document.")
+    agency: Agency = Field(description="Agency asking for the document.")
+    document: RequestedDocument = Field(description="The document asked for.")
+    referent: Referent = Field(description="The référent of the file, who signs the message.")
+    citizen: CitizenContact = Field(description="The citizen who is to send the document.")
+
+
+class SupportingDocumentSubmitted(Event):
+    """The citizen sent a supporting document through intake, for one agency's request."""
+
+    event_type: ClassVar[str] = "SupportingDocumentSubmitted"
+    request_id: str = Field(description="Id of the agency request the document answers.")
+    agency: Agency = Field(description="Agency the document is for.")
+    document_id: str = Field(description="Intake's id of the stored document.")
+    document_code: str = Field(description="Code of the document the agency asked for.")
+    filename: str = Field(description="Name of the file as sent by the citizen.")
+    media_type: str = Field(description="Checked media type: application/pdf, image/jpeg or image/png.")
+    sha256: str = Field(description="SHA-256 digest of the content, hexadecimal.")
+    content_base64: str = Field(description="The document itself, base64 (at most 512 KiB before encoding).")
+
+
+class ExchangeDirection(StrEnum):
+    SENT = "envoi"
+    RECEIVED = "reception"
+
+
+class ExchangeRecorded(Event):
+    """One transmission between an adapter and its agency, for the exchange ledger."""
+
+    event_type: ClassVar[str] = "ExchangeRecorded"
+    exchange_id: str = Field(description="Unique id of the transmission in the adapter's ledger.")
+    request_id: str = Field(description="Agency request the transmission belongs to.")
+    agency: str = Field(description="Code of the agency.")
+    direction: ExchangeDirection = Field(description="envoi: to the agency; reception: from it.")
+    purpose: str = Field(description="What was transmitted, in French (demande, réponse, pièce…).")
+    legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
+    payload_sha256: str = Field(description="SHA-256 digest of the bytes exchanged, hexadecimal.")
+    size_bytes: int = Field(description="Size of the payload exchanged.")
+
+
 class CoordinatedAnswerIssued(Event):
     """Every agency has answered: one coordinated answer was composed for the citizen."""
 
@@ -185,6 +278,7 @@ class NotificationKind(StrEnum):
     ANSWER_READY = "answer_ready"
     CALL_REQUESTED = "call_requested"
     THANKS_RECEIVED = "thanks_received"
+    DOCUMENT_REQUESTED = "document_requested"
 
 
 class NotificationChannel(StrEnum):
@@ -357,6 +451,12 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         ReferentChangeRequested,
         AgencyRequestIssued,
         AgencyAnswerReceived,
+        AgencyReceiptAcknowledged,
+        LegalClockSuspended,
+        LegalClockResumed,
+        SupportingDocumentRequested,
+        SupportingDocumentSubmitted,
+        ExchangeRecorded,
         CoordinatedAnswerIssued,
         NotificationSent,
         ReferentAssignmentDeferred,

@@ -1,6 +1,8 @@
 """Kafka topics, declared once. Every record is keyed by file id, so one file's
 events stay ordered within one partition."""
 
+import re
+
 from shared_models.agencies import Agency
 
 PARTITIONS = 3
@@ -20,21 +22,45 @@ DIRECTORY_EVENT_TYPES = (
 CONTACT_CHANGES = "citizens.contact-changed"
 THANKS = "referents.thanked"
 SURVEYS = "files.survey-answered"
+DOCUMENTS_REQUESTED = "files.document-requested"
+EXCHANGES_RECORDED = "exchanges.recorded"
+LEGAL_CLOCK = "legal-clock.events"
+
+_AGENCY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
+
+
+def _code(agency: Agency | str) -> str:
+    # Any well-formed code, not only the Agency enum: an agency plugs its adapter in
+    # without the core having to know it first (see docs/adapters.md).
+    code = agency.value if isinstance(agency, Agency) else str(agency)
+    if not _AGENCY_CODE.match(code):
+        raise ValueError(f"invalid agency code {code!r}")
+    return code
 
 
 def agency_requests(agency: Agency | str) -> str:
     """Topic an agency's adapter consumes (one per agency, so access can be confined)."""
-    return f"agency.{Agency(agency).value}.requests"
+    return f"agency.{_code(agency)}.requests"
 
 
 def agency_answers(agency: Agency | str) -> str:
     """Topic an agency's adapter publishes its answers on."""
-    return f"agency.{Agency(agency).value}.answers"
+    return f"agency.{_code(agency)}.answers"
+
+
+def agency_documents(agency: Agency | str) -> str:
+    """Topic of the supporting documents citizens send to an agency (its adapter forwards them)."""
+    return f"agency.{_code(agency)}.documents"
 
 
 def dead_letter(topic: str) -> str:
     """Where records of `topic` that can never be processed are parked, with the reason."""
     return f"{topic}.dlq"
+
+
+def agency_topics(agency: Agency | str) -> list[str]:
+    """The topics one agency's adapter reads or writes."""
+    return [agency_requests(agency), agency_answers(agency), agency_documents(agency)]
 
 
 def all_topics() -> dict[str, int]:
@@ -43,12 +69,18 @@ def all_topics() -> dict[str, int]:
         FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
         FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
         CONTACT_CHANGES, THANKS, SURVEYS,
+        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK,
     ]
     for agency in Agency:
-        main += [agency_requests(agency), agency_answers(agency)]
+        main += agency_topics(agency)
     declared = {name: PARTITIONS for name in main}
     declared.update({dead_letter(name): 1 for name in main})
     return declared
+
+
+def adapter_service(agency: Agency | str) -> str:
+    """Service (and consumer group) name of an agency's adapter."""
+    return f"adapter-{_code(agency).replace('_', '-')}"
 
 
 def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
@@ -57,7 +89,8 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
     Documentation of the system (it feeds the AsyncAPI document); a test checks it
     against the services' real subscriptions.
     """
-    table = {
+    adapters = "adapter-<organisme>"
+    table: dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]] = {
         FILES_SUBMITTED: ("FileSubmitted", "intake", ("assignment",)),
         REFERENTS_ASSIGNED: ("ReferentAssigned", "assignment", ("intake", "notification")),
         REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
@@ -69,9 +102,16 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         THANKS: ("ReferentThanked", "intake", ("notification",)),
         # Satisfaction is kept for the published indicators; no service consumes it yet.
         SURVEYS: ("SurveyAnswered", "intake", ()),
+        DOCUMENTS_REQUESTED: ("SupportingDocumentRequested", "assignment", ("notification",)),
+        EXCHANGES_RECORDED: ("ExchangeRecorded", adapters, ("intake",)),
+        # Read by the future legal-clock component; nobody consumes it yet.
+        LEGAL_CLOCK: (
+            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"), adapters, (),
+        ),
     }
     for agency in Agency:
-        adapter = f"adapter-{agency.value.replace('_', '-')}"
+        adapter = adapter_service(agency)
         table[agency_requests(agency)] = ("AgencyRequestIssued", "assignment", (adapter, "intake"))
         table[agency_answers(agency)] = ("AgencyAnswerReceived", adapter, ("assignment", "intake"))
+        table[agency_documents(agency)] = ("SupportingDocumentSubmitted", "intake", (adapter,))
     return table

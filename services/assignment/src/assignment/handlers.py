@@ -21,11 +21,13 @@ from shared_models import (
     CitizenContact,
     CoordinatedAnswerIssued,
     ReferentAssignmentDeferred,
+    Decision,
     FileSubmitted,
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
     SupervisorContact,
+    SupportingDocumentRequested,
     topics,
 )
 from assignment import domain, geo
@@ -403,13 +405,41 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             await uow.commit()
             return
         now = utcnow()
+        # A missing document is not an answer: the request waits for it, so the
+        # coordinated answer is not composed (compose_if_complete wants every one "repondue").
+        waiting = event.answer.decision is Decision.DOCUMENT_REQUESTED
+        if waiting and request.status == "piece_demandee" and request.answer == event.answer.model_dump(mode="json"):
+            await uow.commit()  # the same request for the same document, delivered again
+            return
         await uow.conn.execute(
             agency_requests.update()
             .where(agency_requests.c.request_id == event.request_id)
-            .values(status="repondue", answer=event.answer.model_dump(mode="json"), answered_at=now)
+            .values(
+                status="piece_demandee" if waiting else "repondue",
+                answer=event.answer.model_dump(mode="json"),
+                answered_at=None if waiting else now,
+            )
         )
-        await compose_if_complete(uow, event.file_id)
+        if waiting:
+            await _document_requested(uow, file, event)
+        else:
+            await compose_if_complete(uow, event.file_id)
         await uow.commit()
+
+
+async def _document_requested(uow: UnitOfWork, file: sa.Row, event: AgencyAnswerReceived) -> None:
+    """The référent and the citizen are told which document the agency waits for."""
+    if file.referent_id is None or event.answer.requested_document is None:
+        return
+    referent, _ = await _referent(uow, file.referent_id)
+    uow.emit(
+        topics.DOCUMENTS_REQUESTED,
+        SupportingDocumentRequested(
+            file_id=file.file_id, request_id=event.request_id, agency=event.answer.agency,
+            document=event.answer.requested_document, referent=referent,
+            citizen=CitizenContact.model_validate(file.citizen),
+        ),
+    )
 
 
 async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
 from intake import handlers
-from intake.schemas import AgentThanks, ContactIn, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn, ThanksIn
+from intake.schemas import (
+    AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn, ThanksIn,
+)
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -87,6 +89,29 @@ def router(runtime: Runtime) -> APIRouter:
     async def agent_thanks(agent_id: str) -> Any:
         """The thanks a référent received, newest first (their agent space shows them)."""
         return await handlers.thanks_for_agent(runtime.uow(), agent_id)
+
+    @api.post("/files/{file_id}/documents", status_code=201, response_model=DocumentCreated)
+    async def upload_document(
+        file_id: str,
+        fichier: UploadFile = File(..., description="La pièce : PDF, JPEG ou PNG, 512 Ko au plus."),
+        agency: str | None = Form(default=None, description="Organisme destinataire, si plusieurs attendent une pièce."),
+    ) -> Any:
+        """The citizen (or the counter, for them) sends the supporting document an agency asked for."""
+        content = await fichier.read(handlers.MAX_DOCUMENT_BYTES + 1)
+        try:
+            document_id, to = await handlers.submit_document(
+                file_id, agency, fichier.filename or "piece", fichier.content_type, content, runtime.uow()
+            )
+        except handlers.DocumentRefused as refused:
+            return JSONResponse(
+                status_code=refused.status,
+                content={"message": refused.message, "errors": [{"field": refused.field, "message": refused.message}]},
+            )
+        return {
+            "document_id": document_id,
+            "agency": to,
+            "message": "Pièce reçue : elle est transmise à l'organisme, qui reprend l'examen de votre demande.",
+        }
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

@@ -13,6 +13,7 @@ from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
+    ExchangeRecorded,
     NotificationSent,
     ReferentAssigned,
     topics,
@@ -42,6 +43,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     )
     consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
     consumer.subscribe([topics.NOTIFICATIONS_SENT], {NotificationSent: handlers.on_notification_sent})
+    consumer.subscribe([topics.EXCHANGES_RECORDED], {ExchangeRecorded: handlers.on_exchange_recorded})
     app = create_app(runtime, title="Guichet unique — accueil (intake)")
     app.include_router(api.router(runtime))
     return app

@@ -22,5 +22,6 @@ CATALOGUE: dict[str, LifeEvent] = {
         ),
         LifeEvent("naissance", "Naissance d'un enfant", (Agency.CAF, Agency.CPAM)),
         LifeEvent("demenagement", "Déménagement", (Agency.CAF, Agency.DGFIP, Agency.CPAM)),
+        LifeEvent("arret_maladie", "Arrêt de travail pour maladie", (Agency.CPAM, Agency.CAF)),
     )
 }

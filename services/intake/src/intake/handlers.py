@@ -4,6 +4,7 @@ unit of work."""
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import secrets
@@ -16,6 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
     AGENCY_LABELS,
+    Agency,
+    ExchangeDirection,
+    ExchangeRecorded,
+    SupportingDocumentSubmitted,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CitizenContact,
@@ -35,12 +40,26 @@ from shared_models import (
 )
 from intake.catalogue import CATALOGUE
 from intake.schemas import ContactIn, FileIn, SurveyIn
-from intake.tables import file_agencies, files, surveys, thanks, timeline
+from intake.tables import documents, exchanges, file_agencies, files, surveys, thanks, timeline
 
 # Alphabet without look-alikes (no 0/O, 1/I/L), read aloud over the phone.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
 
-AGENCY_STATUS_RANK = {"en_attente": 0, "transmis": 1, "repondu": 2}
+AGENCY_STATUS_RANK = {"en_attente": 0, "transmis": 1, "piece_demandee": 2, "piece_envoyee": 3, "repondu": 4}
+AGENCY_STATUS_LABELS = {
+    "en_attente": "en attente de transmission",
+    "transmis": "réponse attendue de l'organisme",
+    "piece_demandee": "pièce justificative attendue de votre part",
+    "piece_envoyee": "pièce transmise, réponse attendue de l'organisme",
+    "repondu": "a répondu",
+}
+#: What a citizen may upload, recognised by the content's first bytes (not the name).
+DOCUMENT_SIGNATURES = {
+    "application/pdf": b"%PDF-",
+    "image/jpeg": b"\xff\xd8\xff",
+    "image/png": b"\x89PNG\r\n\x1a\n",
+}
+MAX_DOCUMENT_BYTES = 512 * 1024
 DECISION_WORDS = {
     Decision.GRANTED: "accordé",
     Decision.REFUSED: "refusé",
@@ -258,16 +277,134 @@ async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) 
 
 async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
     answer = event.answer
+    label = AGENCY_LABELS[answer.agency]
     async with uow:
         await _require_file(uow, event.file_id)
-        await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)
+        if answer.decision is Decision.DOCUMENT_REQUESTED and answer.requested_document is not None:
+            document = answer.requested_document
+            await uow.conn.execute(
+                file_agencies.update()
+                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency.value,
+                       file_agencies.c.status != "repondu")
+                .values(status="piece_demandee", updated_at=event.occurred_at, requested_document={
+                    "request_id": event.request_id, "code": document.code, "label": document.label,
+                })
+            )
+            await _add_timeline(
+                uow, event, "piece_demandee",
+                f"{label} demande une pièce justificative : {document.label}. "
+                "Envoyez-la depuis votre dossier ; votre référent est prévenu.",
+            )
+        else:
+            await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)
+            await uow.conn.execute(
+                file_agencies.update()
+                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency.value)
+                .values(requested_document=None)
+            )
+            await _add_timeline(
+                uow, event, "reponse_organisme", f"Réponse reçue de {label} : {DECISION_WORDS[answer.decision]}."
+            )
+        await uow.commit()
+
+
+def _agency_label(code: str) -> str:
+    try:
+        return AGENCY_LABELS[Agency(code)]
+    except ValueError:
+        return code
+
+
+async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
+    """The exchange ledger, shown to the citizen: what went to or came from which agency, why."""
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await uow.conn.execute(
+            insert_ignore(uow.conn, exchanges).values(
+                exchange_id=event.exchange_id, file_id=event.file_id, agency=event.agency,
+                direction=event.direction.value, purpose=event.purpose, legal_basis=event.legal_basis,
+                payload_sha256=event.payload_sha256, size_bytes=event.size_bytes, at=event.occurred_at,
+            )
+        )
+        label = _agency_label(event.agency)
+        way = f"Transmis à {label}" if event.direction is ExchangeDirection.SENT else f"Reçu de {label}"
         await _add_timeline(
-            uow,
-            event,
-            "reponse_organisme",
-            f"Réponse reçue de {AGENCY_LABELS[answer.agency]} : {DECISION_WORDS[answer.decision]}.",
+            uow, event, "echange",
+            f"{way} — {event.purpose}. Base légale : {event.legal_basis}. "
+            f"Empreinte SHA-256 : {event.payload_sha256}.",
         )
         await uow.commit()
+
+
+class DocumentRefused(Exception):
+    """A supporting document that cannot be taken; the message is for the citizen."""
+
+    def __init__(self, status: int, message: str, field: str = "fichier") -> None:
+        super().__init__(message)
+        self.status, self.message, self.field = status, message, field
+
+
+def document_type(content: bytes, declared: str | None) -> str:
+    """The checked media type of an upload, or DocumentRefused in French."""
+    if not content:
+        raise DocumentRefused(422, "Le fichier est vide.")
+    if len(content) > MAX_DOCUMENT_BYTES:
+        raise DocumentRefused(413, f"Le fichier dépasse {MAX_DOCUMENT_BYTES // 1024} Ko.")
+    found = next((t for t, magic in DOCUMENT_SIGNATURES.items() if content.startswith(magic)), None)
+    if found is None:
+        raise DocumentRefused(415, "Format non accepté : envoyez un PDF, une image JPEG ou PNG.")
+    if declared and declared not in (found, "application/octet-stream"):
+        raise DocumentRefused(415, f"Le contenu du fichier ({found}) ne correspond pas au type annoncé ({declared}).")
+    return found
+
+
+async def submit_document(
+    file_id: str, agency: str | None, filename: str, declared_type: str | None, content: bytes, uow: UnitOfWork
+) -> tuple[str, str]:
+    """Take the document an agency asked for and send it to that agency's adapter.
+    Returns (document_id, agency)."""
+    media_type = document_type(content, declared_type)
+    async with uow:
+        if not await _file_exists(uow, file_id):
+            raise DocumentRefused(404, f"Aucun dossier ne porte la référence {file_id}.", "file_id")
+        query = sa.select(file_agencies).where(
+            file_agencies.c.file_id == file_id, file_agencies.c.status == "piece_demandee"
+        )
+        if agency:
+            query = query.where(file_agencies.c.agency == agency)
+        waiting = (await uow.conn.execute(query.with_for_update())).all()
+        if not waiting:
+            raise DocumentRefused(409, "Aucun organisme n'attend de pièce justificative pour ce dossier.", "agency")
+        if len(waiting) > 1:
+            names = ", ".join(w.agency for w in waiting)
+            raise DocumentRefused(422, f"Plusieurs organismes attendent une pièce ({names}) : précisez lequel.", "agency")
+        row = waiting[0]
+        asked = row.requested_document
+        document_id = str(uuid.uuid4())
+        digest = hashlib.sha256(content).hexdigest()
+        now = utcnow()
+        name = (filename or "piece")[:200]
+        await uow.conn.execute(documents.insert().values(
+            document_id=document_id, file_id=file_id, agency=row.agency, request_id=asked["request_id"],
+            code=asked["code"], filename=name, media_type=media_type, size_bytes=len(content),
+            sha256=digest, content=content, uploaded_at=now,
+        ))
+        await uow.conn.execute(
+            file_agencies.update()
+            .where(file_agencies.c.file_id == file_id, file_agencies.c.agency == row.agency)
+            .values(status="piece_envoyee", updated_at=now)
+        )
+        event = SupportingDocumentSubmitted(
+            file_id=file_id, occurred_at=now, request_id=asked["request_id"], agency=row.agency,
+            document_id=document_id, document_code=asked["code"], filename=name, media_type=media_type,
+            sha256=digest, content_base64=base64.b64encode(content).decode(),
+        )
+        await _add_timeline(
+            uow, event, "piece_envoyee", f"Pièce envoyée à {_agency_label(row.agency)} : {asked['label']}."
+        )
+        uow.emit(topics.agency_documents(row.agency), event)
+        await uow.commit()
+    return document_id, row.agency
 
 
 async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
@@ -299,7 +436,7 @@ SENT_ON = {
 
 
 async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
-    if event.audience == "agent":
+    if event.audience == "agent" or event.notification_id.endswith(":referent"):
         return  # a message between agents; the citizen's timeline shows the change itself
     async with uow:
         await _require_file(uow, event.file_id)
@@ -434,7 +571,7 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
             return None
         agencies = (
             await uow.conn.execute(
-                sa.select(file_agencies.c.agency, file_agencies.c.status)
+                sa.select(file_agencies.c.agency, file_agencies.c.status, file_agencies.c.requested_document)
                 .where(file_agencies.c.file_id == file_id)
                 .order_by(file_agencies.c.agency)
             )
@@ -446,7 +583,23 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
                 .order_by(timeline.c.at, timeline.c.id)
             )
         ).all()
+        ledger = (
+            await uow.conn.execute(
+                sa.select(exchanges).where(exchanges.c.file_id == file_id).order_by(exchanges.c.at)
+            )
+        ).all()
     labels = {a.value: label for a, label in AGENCY_LABELS.items()}
+    agency_view = [
+        {
+            "agency": a.agency, "label": labels[a.agency], "status": a.status,
+            "status_label": AGENCY_STATUS_LABELS[a.status], "awaited": a.status != "repondu",
+            "requested_document": (
+                {"code": a.requested_document["code"], "label": a.requested_document["label"]}
+                if a.requested_document and a.status == "piece_demandee" else None
+            ),
+        }
+        for a in agencies
+    ]
     return {
         "file_id": row.file_id,
         "status": row.status,
@@ -454,8 +607,13 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
         "life_event_label": CATALOGUE[row.life_event].label,
         "created_at": row.created_at,
         "referent": row.referent,
-        "agencies": [{"agency": a.agency, "label": labels[a.agency], "status": a.status} for a in agencies],
+        "agencies": agency_view,
+        "awaited": [a["label"] for a in agency_view if a["awaited"]],
         "answer": row.answer,
         "timeline": [{"at": e.at, "kind": e.kind, "label": e.label} for e in entries],
+        "exchanges": [
+            {"at": x.at, "agency": x.agency, "direction": x.direction, "purpose": x.purpose,
+             "legal_basis": x.legal_basis, "payload_sha256": x.payload_sha256, "size_bytes": x.size_bytes}
+            for x in ledger
+        ],
     }
-

@@ -156,10 +156,36 @@ class ReferentOut(BaseModel):
     email: str
 
 
+class RequestedDocumentOut(BaseModel):
+    code: str
+    label: str
+
+
 class AgencyOut(BaseModel):
     agency: str
     label: str
     status: str
+    status_label: str
+    awaited: bool
+    requested_document: RequestedDocumentOut | None = None
+
+
+class ExchangeOut(BaseModel):
+    """One transmission between the platform and an agency (the exchange ledger)."""
+
+    at: dt.datetime
+    agency: str
+    direction: str
+    purpose: str
+    legal_basis: str
+    payload_sha256: str
+    size_bytes: int
+
+
+class DocumentCreated(BaseModel):
+    document_id: str
+    agency: str
+    message: str
 
 
 class DecisionOut(BaseModel):
@@ -193,5 +219,7 @@ class FileView(BaseModel):
     created_at: dt.datetime
     referent: ReferentOut | None
     agencies: list[AgencyOut]
+    awaited: list[str]
     answer: AnswerOut | None
     timeline: list[TimelineEntry]
+    exchanges: list[ExchangeOut]

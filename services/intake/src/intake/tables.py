@@ -32,6 +32,37 @@ file_agencies = sa.Table(
     sa.Column("agency", sa.String(30), primary_key=True),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("requested_document", sa.JSON, nullable=True, comment="{request_id, code, label} while awaited"),
+)
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    sa.Column("document_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agency", sa.String(30), nullable=False),
+    sa.Column("request_id", sa.String(60), nullable=False),
+    sa.Column("code", sa.String(60), nullable=False),
+    sa.Column("filename", sa.String(200), nullable=False),
+    sa.Column("media_type", sa.String(60), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
+    sa.Column("uploaded_at", UtcDateTime, nullable=False),
+)
+
+exchanges = sa.Table(
+    "exchanges",
+    metadata,
+    sa.Column("exchange_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agency", sa.String(30), nullable=False),
+    sa.Column("direction", sa.String(10), nullable=False),
+    sa.Column("purpose", sa.String(200), nullable=False),
+    sa.Column("legal_basis", sa.String(300), nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
 )
 
 timeline = sa.Table(

@@ -17,6 +17,7 @@ from shared_models import (
     NotificationChannel,
     ReferentAssigned,
     ReferentThanked,
+    SupportingDocumentRequested,
     topics,
 )
 from notification import handlers, messages
@@ -85,4 +86,5 @@ def bootstrap(
     consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
     consumer.subscribe([topics.CONTACT_CHANGES], {ContactPreferencesChanged: handlers.on_contact_changed})
     consumer.subscribe([topics.THANKS], {ReferentThanked: handlers.on_referent_thanked})
+    consumer.subscribe([topics.DOCUMENTS_REQUESTED], {SupportingDocumentRequested: handlers.on_document_requested})
     return create_app(runtime, title="Guichet unique — notifications")

@@ -26,6 +26,7 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
+    AGENCY_LABELS,
     CitizenContact,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
@@ -36,6 +37,7 @@ from shared_models import (
     Referent,
     ReferentAssigned,
     ReferentThanked,
+    SupportingDocumentRequested,
     topics,
 )
 from notification import letters, messages
@@ -82,11 +84,13 @@ async def _record(
     *,
     notification_id: str | None = None,
     recipient: str | None = None,
+    audience: str | None = None,
     **context: object,
 ) -> str:
-    """Record one message; agents' messages go by email to `recipient`."""
+    """Record one message; agents' messages go by email to `recipient` (`audience`
+    overrides the kind's, for a kind whose copy also goes to the référent)."""
     notification_id = notification_id or f"{file_id}:{kind.value}"
-    audience = messages.KINDS[kind].audience
+    audience = audience or messages.KINDS[kind].audience
     if audience == "agent":
         plan = [EMAIL]
     else:
@@ -178,6 +182,23 @@ async def _record_assignment(event: ReferentAssigned, uow: UnitOfWork) -> None:
             recipient=agent.email,
             **change,
         )
+
+
+async def on_document_requested(event: SupportingDocumentRequested, uow: UnitOfWork) -> None:
+    """The agency's request for a document reaches the citizen and the référent."""
+    context = {"document": event.document, "agency_label": AGENCY_LABELS[event.agency]}
+    key = f"{event.file_id}:{NotificationKind.DOCUMENT_REQUESTED.value}:{event.request_id}:{event.document.code}"
+    async with uow:
+        await _record_for_citizen(
+            uow, NotificationKind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
+            notification_id=key, for_referent=False, **context,
+        )
+        await _record(
+            uow, NotificationKind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
+            notification_id=f"{key}:referent", recipient=event.referent.email, audience="agent",
+            for_referent=True, **context,
+        )
+        await uow.commit()
 
 
 async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:

@@ -41,6 +41,9 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.AGENT_HANDOVER: KindSpec("Dossier {file_id} : passation à {referent}", "agent"),
     NotificationKind.CALL_REQUESTED: KindSpec("Dossier {file_id} : appel téléphonique à passer", "agent"),
     NotificationKind.THANKS_RECEIVED: KindSpec("Dossier {file_id} : un citoyen vous remercie", "agent"),
+    NotificationKind.DOCUMENT_REQUESTED: KindSpec(
+        "Votre dossier {file_id} : une pièce justificative est demandée", "citoyen"
+    ),
 }
 
 #: Context every template may use; the composition root sets the portal's address.

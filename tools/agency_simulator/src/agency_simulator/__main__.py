@@ -17,13 +17,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8100, help="TCP port (default 8100)")
     parser.add_argument(
+        "--agency",
+        action="append",
+        choices=["caf", "dgfip", "france_travail", "cpam", "ants"],
+        help="serve only this agency's system (repeatable; default: all four)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
         help="uvicorn log level (default info)",
     )
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(create_app(tuple(args.agency)) if args.agency else create_app(), host=args.host, port=args.port, log_level=args.log_level)
 
 
 if __name__ == "__main__":

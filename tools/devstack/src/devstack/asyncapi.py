@@ -25,7 +25,6 @@ def build() -> AsyncAPI:
                 description=f"{producer} publishes {model.event_type}: {doc} Key: {key}.",
                 schema=model,
             )
-        event_type = " | ".join(names)
         for consumer in consumers:
             def handler(event: Any) -> None: ...
             handler.__annotations__["event"] = models[0] if len(models) == 1 else Union[tuple(models)]
@@ -33,7 +32,7 @@ def build() -> AsyncAPI:
                 topic,
                 group_id=consumer,
                 title=f"{consumer}:{topic}:consume",
-                description=f"{consumer} consumes {event_type} (group {consumer}); "
+                description=f"{consumer} consumes {', '.join(names)} (group {consumer}); "
                 f"records it can never process go to {topics.dead_letter(topic)}.",
             )(handler)
     return AsyncAPI(

@@ -87,8 +87,9 @@ def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
     """(what, port) of every fixed port of the stack."""
     named = [("intake", ports.intake), ("assignment", ports.assignment), ("notification", ports.notification)]
     named += [(f"adapter-{a.replace('_', '-')}", p) for a, p in ports.adapters.items()]
-    named += [("agency-simulator", ports.simulator), ("smtp-sink (SMTP)", ports.smtp),
-              ("smtp-sink (HTTP)", ports.smtp_http), ("channel-providers (SMS, post)", ports.providers)]
+    named += [(f"simulator-{a.replace('_', '-')}", p) for a, p in ports.simulators.items()]
+    named += [("smtp-sink (SMTP)", ports.smtp), ("smtp-sink (HTTP)", ports.smtp_http),
+              ("channel-providers (SMS, post)", ports.providers)]
     return named
 
 
@@ -208,7 +209,7 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
     lines += [f"  {name:<24}{url(port)}{extra}" for name, port, extra in services]
     lines += [
         "",
-        f"  {'agency simulator':<24}{url(p.simulator)}  (e.g. GET /agencies/caf/received)",
+        *(f"  {'simulator ' + a:<24}{url(port)}  (e.g. GET /agencies/{a}/received)" for a, port in p.simulators.items()),
         f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms, {url(p.providers)}/api/letters (PDF)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",

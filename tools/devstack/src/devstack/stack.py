@@ -1,5 +1,5 @@
-"""The whole system as real processes: agency simulator, SMTP sink, SMS gateway and postal
-service (`devstack.providers`) and every service,
+"""The whole system as real processes: agency simulators, SMTP sink, SMS gateway and
+postal service (`devstack.providers`) and every service,
 on a given Kafka broker and database server. Used by `make run`, the end-to-end tests
 and the benchmark, so all three run exactly the same thing."""
 
@@ -28,7 +28,9 @@ class Ports:
     adapters: dict[str, int] = field(
         default_factory=lambda: {"caf": 8011, "dgfip": 8012, "france_travail": 8013, "cpam": 8014}
     )
-    simulator: int = 8100
+    simulators: dict[str, int] = field(
+        default_factory=lambda: {"caf": 8101, "dgfip": 8102, "france_travail": 8103, "cpam": 8104}
+    )
     smtp: int = 8025
     smtp_http: int = 8026
     providers: int = 8027
@@ -40,7 +42,7 @@ class Ports:
             assignment=free_port(),
             notification=free_port(),
             adapters={a: free_port() for a in AGENCIES},
-            simulator=free_port(),
+            simulators={a: free_port() for a in AGENCIES},
             smtp=free_port(),
             smtp_http=free_port(),
             providers=free_port(),
@@ -87,9 +89,12 @@ class Stack:
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.intake}"
 
-    @property
-    def simulator_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports.simulator}"
+    def simulator_url(self, agency: str) -> str:
+        """Base URL of one agency's simulated system (each agency runs its own process)."""
+        return f"http://127.0.0.1:{self.ports.simulators[agency]}"
+
+    def adapter_url(self, agency: str) -> str:
+        return f"http://127.0.0.1:{self.ports.adapters[agency]}"
 
     @property
     def smtp_http_url(self) -> str:
@@ -133,13 +138,15 @@ class Stack:
 
     def _define(self) -> None:
         p = self.ports
-        self.processes["agency-simulator"] = ServiceProcess(
-            "agency-simulator",
-            [_bin("agency-simulator"), "--port", str(p.simulator), "--log-level", "warning"],
-            {},
-            self.workdir / "logs" / "agency-simulator.log",
-            health_url=f"{self.simulator_url}/health",
-        )
+        for agency, port in p.simulators.items():
+            name = f"simulator-{agency.replace('_', '-')}"
+            self.processes[name] = ServiceProcess(
+                name,
+                [_bin("agency-simulator"), "--agency", agency, "--port", str(port), "--log-level", "warning"],
+                {},
+                self.workdir / "logs" / f"{name}.log",
+                health_url=f"{self.simulator_url(agency)}/health",
+            )
         self.processes["smtp-sink"] = ServiceProcess(
             "smtp-sink",
             [sys.executable, "-m", "devstack.smtp_sink", "--port", str(p.smtp),
@@ -166,9 +173,9 @@ class Stack:
         )
         for agency, port in p.adapters.items():
             name = f"adapter-{agency.replace('_', '-')}"
+            # Each agency's adapter is its own package and console script (adapters/<agency>).
             self.processes[name] = self._service(
-                name, "agency-adapter", port,
-                {"AGENCY": agency, "AGENCY_BASE_URL": self.simulator_url},
+                name, name, port, {"AGENCY_BASE_URL": self.simulator_url(agency)},
             )
 
     def start(self, timeout: float = 90) -> None:

@@ -1,4 +1,4 @@
 from guichet_runtime.migrations import run_env
-from agency_adapter.tables import metadata
+from adapter_sdk.tables import metadata
 
 run_env(metadata)

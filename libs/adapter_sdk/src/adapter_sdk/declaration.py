@@ -1,0 +1,65 @@
+"""What an adapter declares about its agency: the procedures it handles, the citizen
+data it needs, the legal-deadline rule, and what allows the transmission."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared_models import DeadlineRule
+
+#: Citizen data an adapter may ask for (the canonical request's citizen part).
+CITIZEN_FIELDS: tuple[str, ...] = (
+    "given_name", "family_name", "email", "phone", "postcode", "preferred_channel", "description",
+)
+
+
+class Declaration(BaseModel):
+    """One agency's declaration. The contract test kit checks it; the runtime refuses to
+    start an adapter whose declaration breaks a rule."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    agency: str = Field(description="Agency code (lower case, as in topics): caf, dgfip, ants…")
+    label: str = Field(description="Name of the agency in French.")
+    life_events: tuple[str, ...] = Field(description="Life events (procedures) the agency handles.")
+    citizen_fields: frozenset[str] = Field(description="The only citizen fields sent to the agency.")
+    deadline_rule: DeadlineRule = Field(description="What the agency's silence means at the end of the period.")
+    deadline_days: int | None = Field(default=None, description="Legal period in calendar days, if any.")
+    legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
+    purpose: str = Field(description="Why the data is transmitted, in French.")
+    asynchronous: bool = Field(default=False, description="The agency answers later, through a callback.")
+    accepts_documents: bool = Field(default=False, description="The agency may ask for supporting documents.")
+
+
+def declaration_problems(decl: Declaration) -> list[str]:
+    """The rules a declaration breaks, in plain words (empty: none)."""
+    from shared_models.topics import _AGENCY_CODE
+
+    problems = []
+    if not _AGENCY_CODE.match(decl.agency):
+        problems.append(
+            f"Le code d'organisme « {decl.agency} » est invalide : lettres minuscules, chiffres et _ uniquement."
+        )
+    if not decl.life_events:
+        problems.append("La déclaration ne liste aucun événement de vie (démarche) traité.")
+    unknown = sorted(decl.citizen_fields - set(CITIZEN_FIELDS))
+    if unknown:
+        problems.append(
+            f"Champs citoyen inconnus déclarés : {', '.join(unknown)} (connus : {', '.join(CITIZEN_FIELDS)})."
+        )
+    if not decl.citizen_fields:
+        problems.append("La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne.")
+    silence = decl.deadline_rule in (DeadlineRule.SILENCE_ACCEPTS, DeadlineRule.SILENCE_REJECTS)
+    if silence and not decl.deadline_days:
+        problems.append(
+            f"La règle « {decl.deadline_rule.value} » exige un délai légal en jours (deadline_days)."
+        )
+    if decl.deadline_days is not None and decl.deadline_days <= 0:
+        problems.append("Le délai légal doit être un nombre de jours positif.")
+    if decl.deadline_rule is DeadlineRule.NONE and decl.deadline_days:
+        problems.append("La règle « aucune » ne prend pas de délai : retirez deadline_days ou changez de règle.")
+    if len(decl.legal_basis.strip()) < 5:
+        problems.append("La base légale de la transmission est absente (legal_basis).")
+    if len(decl.purpose.strip()) < 5:
+        problems.append("La finalité de la transmission est absente (purpose).")
+    return problems

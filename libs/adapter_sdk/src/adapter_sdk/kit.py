@@ -1,0 +1,362 @@
+"""The contract test kit: one command an agency runs against its adapter and its own
+sandbox, reporting every rule the adapter breaks in plain words.
+
+    guichet-adapter-kit caf --sandbox http://127.0.0.1:8101
+
+Rules checked: the declaration (procedures, citizen fields, legal-deadline rule, legal
+basis); the configuration schema; data minimisation (the adapter reads only declared
+fields and uses every field it declares); a real exchange with the sandbox for each
+declared procedure, whose answers must be coherent decisions or acknowledgements; the
+callback of an asynchronous agency, received on a real socket; supporting documents;
+idempotency (the same request twice is one request for the agency); and unreadable
+answers (garbage, wrong schema) refused instead of passed on as decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from pydantic import ValidationError
+
+from shared_models import Decision
+from adapter_sdk.config import AdapterConfig
+from adapter_sdk.declaration import CITIZEN_FIELDS, declaration_problems
+from adapter_sdk.interface import (
+    Acknowledged,
+    AgencyAdapter,
+    AgencyAnswer,
+    AgencyReply,
+    AnswerInvalid,
+    CanonicalRequest,
+    CitizenData,
+    SupportingDocument,
+    UndeclaredField,
+)
+from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.runtime import checked
+from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+
+#: Recognisable values of every citizen field, to see which ones an adapter sends.
+SENTINELS: dict[str, str] = {
+    "given_name": "Kitprenomzq",
+    "family_name": "Kitnomzq",
+    "email": "kit.courriel.zq@example.fr",
+    "phone": "0699887766",
+    "postcode": "97351",
+    "preferred_channel": "courrier",
+    "description": "Situation decrite pour le kit zq",
+}
+#: Values that would be found by accident in a body (a key named "courrier"…).
+_AMBIGUOUS = {"preferred_channel"}
+
+GARBAGE: list[tuple[str, bytes]] = [
+    ("une page HTML d'erreur", b"<html><body>Erreur interne du frontal</body></html>"),
+    ("un corps vide", b""),
+    ("un JSON sans décision", b'{"statut": "OK", "code": 0}'),
+    ("des octets quelconques", b"\x00\xff\xfe garbage"),
+    ("un XML tronqué", b"<soap:Envelope><soap:Bo"),
+]
+
+#: A tiny valid PDF, as a supporting document.
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@dataclass
+class Check:
+    rule: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+@dataclass
+class Report:
+    adapter: str
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def problems(self) -> list[str]:
+        return [f"{c.rule} : {p}" for c in self.checks for p in c.problems]
+
+    def render(self) -> str:
+        lines = [f"Kit de conformité — adaptateur {self.adapter}"]
+        for c in self.checks:
+            if c.ok:
+                lines.append(f"  OK     {c.rule}")
+            else:
+                lines.append(f"  ÉCHEC  {c.rule}")
+                lines.extend(f"         - {p}" for p in c.problems)
+        failed = sum(not c.ok for c in self.checks)
+        lines.append(
+            "Conforme : toutes les règles sont respectées." if not failed
+            else f"Non conforme : {failed} règle(s) sur {len(self.checks)} non respectée(s)."
+        )
+        return "\n".join(lines)
+
+
+class CallbackInbox:
+    """A real HTTP endpoint on 127.0.0.1 where an asynchronous sandbox calls back."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[bytes, dict[str, str]]] = []
+        self.arrived = asyncio.Event()
+        app = FastAPI()
+
+        @app.post("/callbacks")
+        async def callback(request: Request) -> dict[str, str]:
+            self.received.append((await request.body(), dict(request.headers)))
+            self.arrived.set()
+            return {"statut": "recu"}
+
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> CallbackInbox:
+        self._task = asyncio.create_task(self.server.serve())
+        while not self.server.started:
+            await asyncio.sleep(0.02)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/callbacks"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        if self._task is not None:
+            await self._task
+
+
+def _request(adapter_cls: type[AgencyAdapter], life_event: str, callback_url: str | None) -> CanonicalRequest:
+    run = uuid.uuid4().hex[:8]
+    return CanonicalRequest(
+        request_id=f"KIT-{run}-{adapter_cls.declaration.agency}",
+        file_id=f"GU-KIT-{run}",
+        life_event=life_event,
+        urgent=False,
+        citizen=CitizenData(SENTINELS, adapter_cls.declaration.citizen_fields),
+        callback_url=callback_url,
+    )
+
+
+def _check_declaration(adapter_cls: type[AgencyAdapter]) -> Check:
+    check = Check("Déclaration (démarches, champs citoyen, délai légal, base légale)")
+    decl = getattr(adapter_cls, "declaration", None)
+    if decl is None:
+        check.problems.append("l'adaptateur n'a pas d'attribut declaration")
+    else:
+        check.problems.extend(declaration_problems(decl))
+    return check
+
+
+def _check_config(adapter_cls: type[AgencyAdapter], sandbox: str) -> tuple[Check, AdapterConfig | None]:
+    check = Check("Schéma de configuration (pydantic-settings, variables d'environnement)")
+    config_cls = getattr(adapter_cls, "Config", None)
+    if not (isinstance(config_cls, type) and issubclass(config_cls, AdapterConfig)):
+        check.problems.append("Config doit être une sous-classe de adapter_sdk.AdapterConfig")
+        return check, None
+    try:
+        return check, config_cls(agency_base_url=sandbox, agency_timeout_seconds=10, attempts=1)
+    except ValidationError as exc:
+        check.problems.append(f"la configuration ne se construit pas depuis l'environnement : {exc}")
+        return check, None
+
+
+def _check_minimisation(adapter: AgencyAdapter) -> Check:
+    decl = adapter.declaration
+    check = Check("Minimisation des données (seuls les champs déclarés sont lus, tous sont utiles)")
+    for life_event in decl.life_events:
+        request = _request(type(adapter), life_event, "http://127.0.0.1:9/callbacks")
+        try:
+            call = adapter.build_call(request)
+        except UndeclaredField as exc:
+            check.problems.append(f"build_call lit un champ non déclaré pour « {life_event} » : {exc}")
+            continue
+        except Exception as exc:
+            check.problems.append(f"build_call échoue pour « {life_event} » : {type(exc).__name__}: {exc}")
+            continue
+        body = call.body.decode("utf-8", errors="replace") + json.dumps(dict(call.headers))
+        for name in sorted(decl.citizen_fields):
+            if SENTINELS.get(name) and SENTINELS[name] not in body and name not in _AMBIGUOUS:
+                check.problems.append(
+                    f"le champ déclaré « {name} » n'est jamais transmis (« {life_event} ») : "
+                    f"retirez-le de citizen_fields, l'organisme n'en a pas besoin"
+                )
+        for name in sorted(set(CITIZEN_FIELDS) - decl.citizen_fields - _AMBIGUOUS):
+            if SENTINELS[name] in body:
+                check.problems.append(f"le champ non déclaré « {name} » part vers l'organisme")
+        break  # fields are the same for every procedure
+    return check
+
+
+async def _exchange(transport: Transport, adapter: AgencyAdapter, call: Any) -> AgencyAnswer | Acknowledged | str:
+    try:
+        reply = await transport.send(call)
+    except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
+        return f"le bac à sable n'a pas accepté l'appel : {exc}"
+    try:
+        return checked(adapter.read_answer, reply)
+    except AnswerInvalid as exc:
+        return f"la réponse du bac à sable n'a pas pu être lue : {exc}"
+
+
+async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: float) -> list[Check]:
+    decl = adapter.declaration
+    exchange = Check("Échange réel avec le bac à sable pour chaque démarche déclarée")
+    callback_check = Check("Rappel asynchrone reçu sur une vraie socket et lu")
+    documents = Check("Pièces justificatives demandées, transmises, puis décision")
+    idempotency = Check("Idempotence (la même demande deux fois n'en fait qu'une pour l'organisme)")
+    async with CallbackInbox() as inbox:
+        for life_event in decl.life_events:
+            request = _request(type(adapter), life_event, inbox.url)
+            try:
+                call = adapter.build_call(request)
+            except Exception as exc:
+                exchange.problems.append(f"« {life_event} » : build_call échoue : {exc}")
+                continue
+            result = await _exchange(transport, adapter, call)
+            if isinstance(result, str):
+                exchange.problems.append(f"« {life_event} » : {result}")
+                continue
+            again = await _exchange(transport, adapter, call)
+            if not isinstance(again, str) and again.agency_reference != result.agency_reference:
+                idempotency.problems.append(
+                    f"« {life_event} » : deux envois de la même demande ont reçu deux références "
+                    f"({result.agency_reference}, {again.agency_reference}) : transmettez request_id à l'organisme"
+                )
+            if isinstance(result, Acknowledged):
+                if not decl.asynchronous:
+                    exchange.problems.append(
+                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la déclaration "
+                        f"ne dit pas asynchronous=True"
+                    )
+                    continue
+                result = await _await_callback(adapter, inbox, request, timeout, callback_check)
+                if result is None:
+                    continue
+            elif decl.asynchronous:
+                callback_check.problems.append(
+                    f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
+                )
+            if result.decision is Decision.DOCUMENT_REQUESTED:
+                await _check_document(adapter, transport, request, result, documents)
+    checks = [exchange, idempotency]
+    if decl.asynchronous or callback_check.problems:
+        checks.append(callback_check)
+    if decl.accepts_documents or documents.problems:
+        checks.append(documents)
+    return checks
+
+
+async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request: CanonicalRequest,
+                          timeout: float, check: Check) -> AgencyAnswer | None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for body, headers in inbox.received:
+            try:
+                callback = adapter.read_callback(body, headers)
+            except Exception as exc:
+                check.problems.append(f"read_callback ne lit pas le rappel de l'organisme : {exc}")
+                inbox.received.remove((body, headers))
+                return None
+            if callback.request_id == request.request_id:
+                from adapter_sdk.interface import answer_problems
+
+                problems = answer_problems(callback.answer)
+                if problems:
+                    check.problems.append("rappel incohérent : " + "; ".join(problems))
+                    return None
+                if not callback.callback_id:
+                    check.problems.append("le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu")
+                return callback.answer
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            check.problems.append(
+                f"aucun rappel reçu en {timeout:.0f} s pour {request.request_id} : "
+                f"l'adresse de rappel (callback_url) est-elle transmise à l'organisme ?"
+            )
+            return None
+        inbox.arrived.clear()
+        try:
+            await asyncio.wait_for(inbox.arrived.wait(), remaining)
+        except TimeoutError:
+            pass
+
+
+async def _check_document(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
+                          answer: AgencyAnswer, check: Check) -> None:
+    decl = adapter.declaration
+    if not decl.accepts_documents:
+        check.problems.append(
+            f"l'organisme demande une pièce (« {request.life_event} ») mais la déclaration "
+            f"ne dit pas accepts_documents=True"
+        )
+        return
+    assert answer.requested_document is not None
+    document = SupportingDocument(
+        request_id=request.request_id, agency_reference=answer.agency_reference,
+        code=answer.requested_document.code, filename="piece.pdf", media_type="application/pdf", content=PDF,
+    )
+    try:
+        call = adapter.build_document_call(document)
+    except NotImplementedError:
+        check.problems.append("build_document_call n'est pas écrit alors que l'organisme demande des pièces")
+        return
+    except Exception as exc:
+        check.problems.append(f"build_document_call échoue : {exc}")
+        return
+    result = await _exchange(transport, adapter, call)
+    if isinstance(result, str):
+        check.problems.append(f"envoi de la pièce {document.code} : {result}")
+    elif isinstance(result, AgencyAnswer) and result.requested_document == answer.requested_document:
+        check.problems.append(f"après la pièce {document.code}, l'organisme la demande encore")
+
+
+def _check_garbage(adapter: AgencyAdapter) -> Check:
+    check = Check("Réponses illisibles ou hors schéma refusées (jamais transmises comme décision)")
+    for what, body in GARBAGE:
+        for status in (200,):
+            try:
+                result = checked(adapter.read_answer, AgencyReply(status, body, {}))
+            except AnswerInvalid:
+                continue
+            check.problems.append(
+                f"read_answer a accepté {what} et en a fait {type(result).__name__} : "
+                f"levez AnswerInvalid quand la réponse ne peut pas être lue"
+            )
+        if adapter.declaration.asynchronous:
+            try:
+                callback = adapter.read_callback(body, {})
+            except Exception:
+                continue
+            check.problems.append(f"read_callback a accepté {what} (rappel {callback.callback_id!r})")
+    return check
+
+
+async def run_kit(adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_timeout: float = 15) -> Report:
+    """Check `adapter_cls` against the agency's sandbox at `sandbox`."""
+    decl = getattr(adapter_cls, "declaration", None)
+    report = Report(getattr(decl, "agency", adapter_cls.__name__))
+    report.checks.append(_check_declaration(adapter_cls))
+    config_check, config = _check_config(adapter_cls, sandbox)
+    report.checks.append(config_check)
+    if decl is None or config is None or declaration_problems(decl):
+        return report  # nothing further can be trusted
+    adapter = adapter_cls(config)
+    report.checks.append(_check_minimisation(adapter))
+    report.checks.append(_check_garbage(adapter))
+    transport = Transport(config, decl.agency, AdapterMetrics())
+    try:
+        report.checks.extend(await _check_sandbox(adapter, transport, callback_timeout))
+    finally:
+        await transport.close()
+    return report

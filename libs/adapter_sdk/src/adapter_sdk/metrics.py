@@ -1,0 +1,31 @@
+"""Prometheus metrics of one adapter process (its own registry: one per app)."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class AdapterMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "adapter_agency_calls", "Calls to the agency's system by outcome.", ["agency", "outcome"],
+            registry=self.registry,
+        )
+        self.handled = Counter(
+            "adapter_deliveries", "Requests, documents and callbacks handled, by kind and outcome.",
+            ["agency", "kind", "outcome"], registry=self.registry,
+        )
+        self.agency_latency = Histogram(
+            "adapter_agency_seconds", "Time waiting for the agency's system per call.", ["agency"],
+            registry=self.registry,
+        )
+        self.overhead = Histogram(
+            "adapter_overhead_seconds", "Time per request spent in the adapter runtime, agency latency excluded.",
+            ["agency"], buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        # Raw recent samples, for exact percentiles in `make bench`.
+        self.overhead_samples: deque[float] = deque(maxlen=20_000)

@@ -1,0 +1,382 @@
+"""The runtime around an adapter, written once for every agency: subscription (the
+guichet runtime's idempotent EventConsumer), retries with backoff, a circuit breaker,
+the dead-letter topic for what can never succeed, callbacks, supporting documents, the
+exchange ledger, legal-clock events, traces and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from guichet_runtime.consumer import PermanentError, TransientError
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.service import build_runtime, create_app, ensure_topics
+from shared_models import (
+    Agency,
+    AgencyAnswerReceived,
+    AgencyDecision,
+    AgencyReceiptAcknowledged,
+    AgencyRequestIssued,
+    Decision,
+    ExchangeDirection,
+    ExchangeRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    SupportingDocumentSubmitted,
+    topics,
+)
+from adapter_sdk.config import AdapterConfig
+from adapter_sdk.declaration import declaration_problems
+from adapter_sdk.interface import (
+    Acknowledged,
+    AgencyAdapter,
+    AgencyAnswer,
+    AgencyCall,
+    AgencyReply,
+    AnswerInvalid,
+    CanonicalRequest,
+    CitizenData,
+    SupportingDocument,
+    answer_problems,
+)
+from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.tables import callbacks, exchanges, metadata, requests
+from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+
+log = logging.getLogger(__name__)
+
+
+def canonical_request(event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None) -> CanonicalRequest:
+    """The request as the adapter sees it: only the declared citizen fields survive."""
+    values = {**event.citizen.model_dump(mode="json"), "description": event.description}
+    return CanonicalRequest(
+        request_id=event.request_id,
+        file_id=event.file_id,
+        life_event=event.life_event,
+        urgent=event.urgent,
+        citizen=CitizenData(values, declared),
+        callback_url=callback_url,
+    )
+
+
+def checked(read: Callable[[AgencyReply], AgencyAnswer | Acknowledged], reply: AgencyReply) -> AgencyAnswer | Acknowledged:
+    """Run the adapter's reading of a reply; anything unreadable or incoherent is AnswerInvalid."""
+    try:
+        result = read(reply)
+    except AnswerInvalid:
+        raise
+    except Exception as exc:  # the adapter choked on the reply: garbage or a schema it does not know
+        raise AnswerInvalid(f"réponse illisible ({type(exc).__name__}: {exc})") from exc
+    if isinstance(result, AgencyAnswer):
+        problems = answer_problems(result)
+        if problems:
+            raise AnswerInvalid("réponse incohérente : " + "; ".join(problems))
+    elif not isinstance(result, Acknowledged):
+        raise AnswerInvalid(f"l'adaptateur a rendu {type(result).__name__}, ni réponse ni accusé de réception")
+    return result
+
+
+@dataclass
+class Exchanged:
+    result: AgencyAnswer | Acknowledged
+    sent: bytes
+    received: bytes
+    attempts: int
+    agency_seconds: float
+
+
+class AdapterRuntime:
+    def __init__(self, adapter: AgencyAdapter, config: AdapterConfig, uow: Callable[..., UnitOfWork],
+                 transport: Transport, metrics: AdapterMetrics) -> None:
+        self.adapter = adapter
+        self.decl = adapter.declaration
+        self.config = config
+        self.uow = uow
+        self.transport = transport
+        self.metrics = metrics
+
+    # -- the exchange with the agency ---------------------------------------------------
+    async def exchange(self, call: AgencyCall, what: str) -> Exchanged:
+        cfg = self.config
+        attempts, agency_seconds = 0, 0.0
+        try:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(cfg.attempts),
+                wait=wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds),
+                retry=retry_if_exception_type((AgencyFailed, AnswerInvalid)),
+                reraise=True,
+            ):
+                with attempt:
+                    attempts += 1
+                    started = time.perf_counter()
+                    try:
+                        reply = await self.transport.send(call)
+                    finally:
+                        agency_seconds += time.perf_counter() - started
+                    result = checked(self.adapter.read_answer, reply)
+        except AgencyUnavailable as exc:
+            # Nothing is lost: the delivery is handed back and comes again; the pause
+            # keeps an open circuit from spinning through redeliveries.
+            await asyncio.sleep(cfg.unavailable_pause_seconds)
+            raise TransientError(str(exc)) from exc
+        except (AgencyFailed, AnswerInvalid) as exc:
+            raise PermanentError(f"{self.decl.label}, {what} : {exc} (après {attempts} tentative(s))") from exc
+        except AgencyRejected as exc:
+            raise PermanentError(f"{self.decl.label}, {what} : {exc}") from exc
+        return Exchanged(result, call.body, reply.body, attempts, agency_seconds)
+
+    # -- what a transaction records -------------------------------------------------------
+    async def _ledger(self, uow: UnitOfWork, file_id: str, request_id: str, direction: ExchangeDirection,
+                      purpose: str, payload: bytes, attempts: int = 1) -> None:
+        exchange_id = str(uuid.uuid4())
+        digest = hashlib.sha256(payload).hexdigest()
+        now = utcnow()
+        await uow.conn.execute(exchanges.insert().values(
+            exchange_id=exchange_id, request_id=request_id, file_id=file_id, direction=direction.value,
+            purpose=purpose, legal_basis=self.decl.legal_basis, payload_sha256=digest,
+            size_bytes=len(payload), attempts=attempts, at=now,
+        ))
+        uow.emit(topics.EXCHANGES_RECORDED, ExchangeRecorded(
+            file_id=file_id, occurred_at=now, exchange_id=exchange_id, request_id=request_id,
+            agency=self.decl.agency, direction=direction, purpose=purpose,
+            legal_basis=self.decl.legal_basis, payload_sha256=digest, size_bytes=len(payload),
+        ))
+
+    async def _answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer) -> None:
+        status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
+        await uow.conn.execute(
+            requests.update().where(requests.c.request_id == request_id).values(status=status, updated_at=utcnow())
+        )
+        decision = AgencyDecision(agency=Agency(self.decl.agency), **answer.model_dump())
+        uow.emit(topics.agency_answers(self.decl.agency),
+                 AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision))
+        if answer.requested_document is not None:
+            uow.emit(topics.LEGAL_CLOCK, LegalClockSuspended(
+                file_id=file_id, request_id=request_id, agency=self.decl.agency, document=answer.requested_document,
+            ))
+
+    def _observe(self, kind: str, started: float, agency_seconds: float) -> None:
+        overhead = time.perf_counter() - started - agency_seconds
+        self.metrics.handled.labels(self.decl.agency, kind, "ok").inc()
+        if kind == "demande":
+            self.metrics.overhead.labels(self.decl.agency).observe(overhead)
+            self.metrics.overhead_samples.append(overhead)
+
+    # -- handlers ---------------------------------------------------------------------------
+    def _callback_url(self) -> str | None:
+        if not self.decl.asynchronous:
+            return None
+        base = self.config.callback_base_url or f"http://{self.config.http_host}:{self.config.http_port}"
+        return base.rstrip("/") + "/callbacks"
+
+    async def on_request(self, event: AgencyRequestIssued, uow: UnitOfWork) -> None:
+        started = time.perf_counter()
+        if event.agency.value != self.decl.agency:
+            raise PermanentError(f"demande pour {event.agency.value} reçue par l'adaptateur {self.decl.agency}")
+        if event.life_event not in self.decl.life_events:
+            raise PermanentError(
+                f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir sa déclaration)"
+            )
+        request = canonical_request(event, self.decl.citizen_fields, self._callback_url())
+        try:
+            call = self.adapter.build_call(request)
+        except Exception as exc:  # a defect of the adapter: retrying would not help
+            raise PermanentError(f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}") from exc
+        done = await self.exchange(call, "demande")
+        reference = done.result.agency_reference
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        async with uow:
+            inserted = await uow.conn.execute(insert_ignore(uow.conn, requests).values(
+                request_id=event.request_id, file_id=event.file_id, status="accuse",
+                agency_reference=reference, trace_headers=json.dumps(carrier), updated_at=utcnow(),
+            ))
+            if inserted.rowcount == 0:  # the same request issued again: transmitted already
+                await uow.commit()
+                return
+            purpose = f"{self.decl.purpose} ({event.life_event})"
+            await self._ledger(uow, event.file_id, event.request_id, ExchangeDirection.SENT,
+                               f"Demande : {purpose}", done.sent, done.attempts)
+            received = "Réponse" if isinstance(done.result, AgencyAnswer) else "Accusé de réception"
+            await self._ledger(uow, event.file_id, event.request_id, ExchangeDirection.RECEIVED,
+                               f"{received} : {purpose}", done.received)
+            uow.emit(topics.LEGAL_CLOCK, AgencyReceiptAcknowledged(
+                file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
+                agency_reference=reference, deadline_rule=self.decl.deadline_rule,
+                deadline_days=self.decl.deadline_days,
+            ))
+            if isinstance(done.result, AgencyAnswer):
+                await self._answer(uow, event.file_id, event.request_id, done.result)
+            await uow.commit()
+        self._observe("demande", started, done.agency_seconds)
+
+    async def _request_row(self, request_id: str) -> sa.Row | None:
+        async with self.uow() as uow:
+            return (await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))).first()
+
+    async def on_document(self, event: SupportingDocumentSubmitted, uow: UnitOfWork) -> None:
+        started = time.perf_counter()
+        if not self.decl.accepts_documents:
+            raise PermanentError(f"{self.decl.label} ne reçoit pas de pièces justificatives")
+        row = await self._request_row(event.request_id)
+        if row is None:
+            raise PermanentError(f"aucune demande {event.request_id} transmise à {self.decl.label}")
+        content = base64.b64decode(event.content_base64)
+        if hashlib.sha256(content).hexdigest() != event.sha256:
+            raise PermanentError(f"pièce {event.document_id} altérée : l'empreinte SHA-256 ne correspond pas")
+        document = SupportingDocument(
+            request_id=event.request_id, agency_reference=row.agency_reference, code=event.document_code,
+            filename=event.filename, media_type=event.media_type, content=content,
+        )
+        try:
+            call = self.adapter.build_document_call(document)
+        except Exception as exc:
+            raise PermanentError(f"l'adaptateur {self.decl.agency} n'a pas pu traduire la pièce : {exc}") from exc
+        done = await self.exchange(call, "pièce justificative")
+        async with uow:
+            purpose = f"Pièce justificative : {event.document_code}"
+            await self._ledger(uow, event.file_id, event.request_id, ExchangeDirection.SENT, purpose, done.sent, done.attempts)
+            await self._ledger(uow, event.file_id, event.request_id, ExchangeDirection.RECEIVED,
+                               f"Réponse après la pièce : {event.document_code}", done.received)
+            uow.emit(topics.LEGAL_CLOCK, LegalClockResumed(
+                file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
+                document_code=event.document_code,
+            ))
+            if isinstance(done.result, AgencyAnswer):
+                await self._answer(uow, event.file_id, event.request_id, done.result)
+            else:
+                await uow.conn.execute(requests.update().where(requests.c.request_id == event.request_id)
+                                       .values(status="accuse", updated_at=utcnow()))
+            await uow.commit()
+        self._observe("piece", started, done.agency_seconds)
+
+    async def on_callback(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """An agency calls back with its answer. The same callback twice has one effect."""
+        try:
+            callback = self.adapter.read_callback(body, headers)
+            problems = answer_problems(callback.answer)
+        except Exception as exc:
+            self.metrics.handled.labels(self.decl.agency, "rappel", "illisible").inc()
+            return 400, {"message": f"Rappel illisible : {exc}"}
+        if problems:
+            self.metrics.handled.labels(self.decl.agency, "rappel", "incoherent").inc()
+            return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
+        row = await self._request_row(callback.request_id)
+        if row is None:
+            # Not committed yet (the callback outran us) or unknown: the agency calls again later.
+            return 409, {"message": f"Demande {callback.request_id} inconnue pour l'instant ; rappelez plus tard."}
+        token = otel_context.attach(propagate.extract(json.loads(row.trace_headers)))
+        try:
+            with trace.get_tracer("adapter_sdk").start_as_current_span("agency callback", kind=trace.SpanKind.SERVER):
+                async with self.uow() as uow:
+                    taken = await uow.conn.execute(insert_ignore(uow.conn, callbacks).values(
+                        callback_id=callback.callback_id, request_id=callback.request_id, received_at=utcnow(),
+                    ))
+                    if taken.rowcount == 0:
+                        await uow.commit()
+                        self.metrics.handled.labels(self.decl.agency, "rappel", "doublon").inc()
+                        return 200, {"statut": "deja_recu"}
+                    await self._ledger(uow, row.file_id, row.request_id, ExchangeDirection.RECEIVED,
+                                       f"Réponse (rappel) : {self.decl.purpose}", body)
+                    await self._answer(uow, row.file_id, row.request_id, callback.answer)
+                    await uow.commit()
+        finally:
+            otel_context.detach(token)
+        self.metrics.handled.labels(self.decl.agency, "rappel", "ok").inc()
+        return 200, {"statut": "recu"}
+
+
+def configure(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = None) -> AdapterConfig:
+    """The adapter's settings from the environment, with per-agency defaults."""
+    decl = adapter_cls.declaration
+    config = config or adapter_cls.Config()
+    defaults: dict[str, Any] = {}
+    if not config.service_name or config.service_name == "service":
+        defaults["service_name"] = topics.adapter_service(decl.agency)
+    if not config.database_url:
+        defaults["database_url"] = f"sqlite+aiosqlite:///var/data/adapter_{decl.agency}.db"
+    return config.model_copy(update=defaults) if defaults else config
+
+
+def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = None) -> FastAPI:
+    """Composition root of one agency's adapter process."""
+    decl = adapter_cls.declaration
+    problems = declaration_problems(decl)
+    if problems:
+        raise SystemExit(f"déclaration de {decl.agency} invalide :\n- " + "\n- ".join(problems))
+    config = configure(adapter_cls, config)
+    runtime = build_runtime(config, metadata, Path(__file__).parent / "migrations")
+    metrics = AdapterMetrics()
+    transport = Transport(config, decl.agency, metrics)
+    adapter = adapter_cls(config)
+    core = AdapterRuntime(adapter, config, runtime.uow, transport, metrics)
+    runtime.shutdown.append(transport.close)
+    if config.create_topics:
+        async def own_topics() -> None:  # an agency the core does not list yet still gets its topics
+            names = topics.agency_topics(decl.agency)
+            declared = {config.topic_namespace + t: topics.PARTITIONS for t in names}
+            declared |= {config.topic_namespace + topics.dead_letter(t): 1 for t in names}
+            await ensure_topics(config.kafka_bootstrap, declared)
+        runtime.startup.append(own_topics)
+    runtime.consumer.subscribe([topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request})
+    runtime.consumer.subscribe([topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document})
+    app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
+    app.state.adapter = core
+
+    @app.post("/callbacks", tags=["organisme"])
+    async def callback(request: Request) -> Any:
+        """Where an asynchronous agency delivers its answer."""
+        if not decl.asynchronous:
+            return JSONResponse(status_code=404, content={"message": f"{decl.label} ne rappelle pas."})
+        status, content = await core.on_callback(await request.body(), dict(request.headers))
+        return JSONResponse(status_code=status, content=content)
+
+    @app.get("/declaration", tags=["organisme"])
+    async def declaration() -> dict[str, Any]:
+        return decl.model_dump(mode="json")
+
+    @app.get("/metrics", tags=["ops"])
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/metrics/overhead", tags=["ops"])
+    async def overhead() -> dict[str, Any]:
+        """Runtime time per request, agency latency excluded (recent samples), for `make bench`."""
+        samples = sorted(metrics.overhead_samples)
+        def pct(q: float) -> float | None:
+            return samples[min(len(samples) - 1, int(q * len(samples)))] if samples else None
+        return {"count": len(samples), "p50_s": pct(0.50), "p99_s": pct(0.99)}
+
+    return app
+
+
+def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> None:
+    """Console entry point of one adapter: settings from the environment, --host/--port override."""
+    import argparse
+
+    from guichet_runtime.service import serve as run
+
+    parser = argparse.ArgumentParser(description=f"adaptateur {adapter_cls.declaration.label}")
+    parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
+    parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
+    config = configure(adapter_cls, adapter_cls.Config(**overrides))
+    run(build_app(adapter_cls, config), config)
