@@ -10,6 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared_models import (
+    DeadlineWarningIssued,
+    ImplicitDecisionRecorded,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
     Agency,
     AgencyAnswerReceived,
     AgencyDecision,
@@ -211,6 +215,24 @@ def one_event_of_each_type() -> list[Envelope]:
             file_id=file_id, exchange_id="x-1", request_id=f"{file_id}-cpam", agency="cpam",
             direction=ExchangeDirection.SENT, purpose="Demande : affiliation", legal_basis="CSS, art. L. 161-1-1",
             payload_sha256="0" * 64, size_bytes=120,
+        ),
+        LegalDeadlineSet(
+            file_id=file_id, request_id=f"{file_id}-caf", agency="caf", rule=DeadlineRule.SILENCE_ACCEPTS,
+            due_on=dt.date(2026, 12, 31), state="en_cours", why="reception",
+        ),
+        DeadlineWarningIssued(
+            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
+            days_left=7, threshold=7, rule=DeadlineRule.SILENCE_ACCEPTS, referent=referent(), citizen=citizen(),
+        ),
+        LegalDeadlineBreached(
+            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
+            rule=DeadlineRule.SILENCE_REJECTS, referent=referent(), citizen=citizen(),
+            supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
+                                           email="helene.marchand@example.fr", phone="01 40 10 21 00")],
+        ),
+        ImplicitDecisionRecorded(
+            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, decision=Decision.IMPLICIT_ACCEPTANCE,
+            due_on=dt.date(2026, 12, 31), decided_on=dt.date(2027, 1, 1), referent=referent(), citizen=citizen(),
         ),
     ]
 

@@ -21,7 +21,7 @@ from shared_models import (
 )
 from tests.unit.samples import one_event_of_each_type
 
-PAST_TENSE_ENDINGS = ("ed", "Issued", "Sent", "Received", "Assigned", "Submitted", "Left")
+PAST_TENSE_ENDINGS = ("ed", "Issued", "Sent", "Received", "Assigned", "Submitted", "Left", "Set")
 SAMPLES = {event.event_type: event for event in one_event_of_each_type()}
 
 

@@ -41,6 +41,18 @@ CONTEXT = {
         "agency_label": AGENCY_LABELS[Agency.CPAM],
         "for_referent": False,
     },
+    NotificationKind.DEADLINE_WARNING: {
+        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31), "days_left": 7,
+        "rule": "silence_vaut_acceptation",
+    },
+    NotificationKind.DEADLINE_BREACHED: {
+        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
+        "rule": "silence_vaut_rejet", "supervisor_name": "Hélène Marchand",
+    },
+    NotificationKind.IMPLICIT_DECISION: {
+        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
+        "decided_on": dt.date(2027, 1, 1), "accepted": False,
+    },
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
 SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")

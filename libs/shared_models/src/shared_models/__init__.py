@@ -6,6 +6,10 @@ Services depend on this library, never on each other.
 from shared_models.agencies import AGENCY_LABELS, Agency
 from shared_models.events import (
     EVENT_TYPES,
+    ImplicitDecisionRecorded,
+    DeadlineWarningIssued,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
     AgentAbsenceDeclared,
     AgentDetailsChanged,
     AgentJoined,
@@ -51,6 +55,10 @@ from shared_models.events import (
 from shared_models import topics
 
 __all__ = [
+    "ImplicitDecisionRecorded",
+    "DeadlineWarningIssued",
+    "LegalDeadlineBreached",
+    "LegalDeadlineSet",
     "AgentAbsenceDeclared",
     "AgentDetailsChanged",
     "AgentJoined",

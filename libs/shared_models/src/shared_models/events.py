@@ -95,6 +95,10 @@ class Decision(StrEnum):
     GRANTED = "accorde"
     REFUSED = "refuse"
     DOCUMENT_REQUESTED = "piece_demandee"
+    #: The legal period ran out without an answer where silence means acceptance.
+    IMPLICIT_ACCEPTANCE = "acceptation_implicite"
+    #: The legal period ran out without an answer where silence means rejection.
+    IMPLICIT_REJECTION = "rejet_implicite"
 
 
 class DeadlineRule(StrEnum):
@@ -279,6 +283,9 @@ class NotificationKind(StrEnum):
     CALL_REQUESTED = "call_requested"
     THANKS_RECEIVED = "thanks_received"
     DOCUMENT_REQUESTED = "document_requested"
+    DEADLINE_WARNING = "deadline_warning"
+    DEADLINE_BREACHED = "deadline_breached"
+    IMPLICIT_DECISION = "implicit_decision"
 
 
 class NotificationChannel(StrEnum):
@@ -443,6 +450,62 @@ class AgentLeft(DirectoryEvent):
     files_waiting: int = Field(description="Open files left waiting because nobody had room.")
 
 
+class LegalDeadlineSet(Event):
+    """An agency request's legal deadline was set or moved (receipt, suspension, resumption)."""
+
+    event_type: ClassVar[str] = "LegalDeadlineSet"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: str = Field(description="Code of the agency.")
+    rule: DeadlineRule = Field(description="What the agency's silence will mean at the deadline.")
+    due_on: dt.date | None = Field(
+        description="Last day for the agency to answer (Paris calendar); none while suspended or without rule."
+    )
+    state: Literal["en_cours", "suspendu", "sans_delai"] = Field(description="State of the legal clock.")
+    why: Literal["reception", "suspension", "reprise", "redemarrage"] = Field(
+        description="What set it: receipt, suspension for a document, resumption, or restart after an incomplete document."
+    )
+
+
+class DeadlineWarningIssued(Event):
+    """An agency's legal deadline is near (15 then 7 days): the référent is warned."""
+
+    event_type: ClassVar[str] = "DeadlineWarningIssued"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: Agency = Field(description="Agency that has not answered yet.")
+    due_on: dt.date = Field(description="Last day for the agency to answer.")
+    days_left: int = Field(description="Calendar days left when the warning was issued.")
+    threshold: Literal[15, 7] = Field(description="Which warning this is: J-15 or J-7.")
+    rule: DeadlineRule = Field(description="What the agency's silence will mean at the deadline.")
+    referent: Referent = Field(description="The référent warned.")
+    citizen: CitizenContact = Field(description="The citizen the file is about.")
+
+
+class LegalDeadlineBreached(Event):
+    """An agency let its legal deadline pass without answering: supervisors are warned."""
+
+    event_type: ClassVar[str] = "LegalDeadlineBreached"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: Agency = Field(description="Agency that did not answer in time.")
+    due_on: dt.date = Field(description="The deadline that passed.")
+    rule: DeadlineRule = Field(description="What the silence means.")
+    referent: Referent = Field(description="The file's référent.")
+    citizen: CitizenContact = Field(description="The citizen the file is about.")
+    supervisors: list[SupervisorContact] = Field(description="Supervisors of the citizen's département.")
+
+
+class ImplicitDecisionRecorded(Event):
+    """The agency's silence became its decision (acceptance or rejection), by law."""
+
+    event_type: ClassVar[str] = "ImplicitDecisionRecorded"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: Agency = Field(description="Agency whose silence decided.")
+    decision: Decision = Field(description="acceptation_implicite or rejet_implicite.")
+    due_on: dt.date = Field(description="The deadline that passed.")
+    decided_on: dt.date = Field(description="Day the implicit decision was recorded (the day after the deadline).")
+    referent: Referent = Field(description="The référent who signs the letter.")
+    citizen: CitizenContact = Field(description="The citizen, who receives a letter.")
+
+
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event_type: cls
     for cls in (
@@ -470,6 +533,10 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         ContactPreferencesChanged,
         ReferentThanked,
         SurveyAnswered,
+        LegalDeadlineSet,
+        DeadlineWarningIssued,
+        LegalDeadlineBreached,
+        ImplicitDecisionRecorded,
     )
 }
 

@@ -25,6 +25,9 @@ SURVEYS = "files.survey-answered"
 DOCUMENTS_REQUESTED = "files.document-requested"
 EXCHANGES_RECORDED = "exchanges.recorded"
 LEGAL_CLOCK = "legal-clock.events"
+#: The legal deadlines as assignment keeps them: set/moved, warnings, breaches, implicit decisions.
+DEADLINES = "legal-deadlines.events"
+DEADLINE_EVENT_TYPES = ("LegalDeadlineSet", "DeadlineWarningIssued", "LegalDeadlineBreached", "ImplicitDecisionRecorded")
 
 _AGENCY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 
@@ -69,7 +72,7 @@ def all_topics() -> dict[str, int]:
         FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
         FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
         CONTACT_CHANGES, THANKS, SURVEYS,
-        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK,
+        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK, DEADLINES,
     ]
     for agency in Agency:
         main += agency_topics(agency)
@@ -104,10 +107,10 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         SURVEYS: ("SurveyAnswered", "intake", ()),
         DOCUMENTS_REQUESTED: ("SupportingDocumentRequested", "assignment", ("notification",)),
         EXCHANGES_RECORDED: ("ExchangeRecorded", adapters, ("intake",)),
-        # Read by the future legal-clock component; nobody consumes it yet.
         LEGAL_CLOCK: (
-            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"), adapters, (),
+            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"), adapters, ("assignment",),
         ),
+        DEADLINES: (DEADLINE_EVENT_TYPES, "assignment", ("intake", "notification")),
     }
     for agency in Agency:
         adapter = adapter_service(agency)

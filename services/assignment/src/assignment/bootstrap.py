@@ -11,8 +11,8 @@ from pydantic import Field
 
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
-from shared_models import Agency, AgencyAnswerReceived, FileSubmitted, ReferentChangeRequested, topics
-from assignment import api, directory, handlers
+from shared_models import Agency, AgencyAnswerReceived, AgencyReceiptAcknowledged, LegalClockResumed, LegalClockSuspended, FileSubmitted, ReferentChangeRequested, topics
+from assignment import api, deadlines, directory, handlers
 from assignment.tables import metadata
 
 log = logging.getLogger(__name__)
@@ -26,17 +26,23 @@ class AssignmentSettings(ServiceSettings):
     housekeeping_seconds: float = Field(
         default=5.0, description="How often due absences and waiting files are looked at."
     )
+    clock_file: Path | None = Field(
+        default=None,
+        description="A file holding today's date (ISO) to move time for rehearsals and tests; unset: the real Paris date.",
+    )
     directory_file: Path = Field(
         default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
     )
 
 
-async def _housekeeping(runtime, every: float) -> None:
+async def _housekeeping(runtime, every: float, clock: deadlines.Clock) -> None:
     """Start and end absences on their dates, and give référents to waiting files as
     capacity frees up. Durable: all of it is read from the database each round."""
     while True:
         try:
-            await directory.apply_due_absences(runtime.uow, directory.paris_today())
+            today = clock.today()
+            await directory.apply_due_absences(runtime.uow, today)
+            await deadlines.tick(runtime.uow, today)
             await handlers.assign_waiting(runtime.uow())
         except Exception:
             log.exception("housekeeping failed; retrying")
@@ -54,8 +60,17 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
     )
+    clock = deadlines.Clock(settings.clock_file)
+    runtime.consumer.subscribe(
+        [topics.LEGAL_CLOCK],
+        {
+            AgencyReceiptAcknowledged: deadlines.on_receipt_acknowledged,
+            LegalClockSuspended: deadlines.on_clock_suspended,
+            LegalClockResumed: deadlines.on_clock_resumed,
+        },
+    )
     app = create_app(runtime, title="Guichet unique — attribution du référent")
     app.include_router(api.router(runtime))
-    app.include_router(api.admin_router(runtime, directory.paris_today))
-    runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds))
+    app.include_router(api.admin_router(runtime, clock.today))
+    runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
     return app

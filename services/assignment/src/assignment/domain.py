@@ -133,6 +133,8 @@ _DECISION_WORDS = {
     Decision.GRANTED: "accordé",
     Decision.REFUSED: "refusé",
     Decision.DOCUMENT_REQUESTED: "en attente d'une pièce justificative",
+    Decision.IMPLICIT_ACCEPTANCE: "accepté implicitement (sans réponse dans le délai légal)",
+    Decision.IMPLICIT_REJECTION: "rejeté implicitement (sans réponse dans le délai légal)",
 }
 
 
@@ -165,7 +167,7 @@ def compose_answer(
         if d.reason:
             line += f" Motif : {d.reason}"
         lines.append(line)
-        if d.decision is Decision.REFUSED:
+        if d.decision in (Decision.REFUSED, Decision.IMPLICIT_REJECTION):
             next_steps.append(
                 f"vous pouvez contester la décision de {AGENCY_LABELS[d.agency]} dans un délai de deux mois ; "
                 "votre référent peut vous aider à préparer ce recours"

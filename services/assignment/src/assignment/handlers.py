@@ -30,7 +30,7 @@ from shared_models import (
     SupportingDocumentRequested,
     topics,
 )
-from assignment import domain, geo
+from assignment import deadlines, domain, geo
 from assignment.tables import agency_requests, agents, assignments, files, offices, supervisors
 
 log = logging.getLogger(__name__)
@@ -423,6 +423,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         if waiting:
             await _document_requested(uow, file, event)
         else:
+            await deadlines.answered(uow, event.request_id)
             await compose_if_complete(uow, event.file_id)
         await uow.commit()
 

@@ -111,3 +111,24 @@ directory_imports = sa.Table(
     sa.Column("imported_at", UtcDateTime, nullable=False),
     sa.Column("summary", sa.JSON, nullable=False),
 )
+
+legal_clocks = sa.Table(
+    "legal_clocks",
+    metadata,
+    sa.Column("request_id", sa.String(60), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agency", sa.String(30), nullable=False),
+    sa.Column("rule", sa.String(30), nullable=False, comment="silence_vaut_acceptation, silence_vaut_rejet, aucune"),
+    sa.Column("period_days", sa.Integer, nullable=True),
+    sa.Column("received_on", sa.Date, nullable=False, comment="Paris calendar day of receipt"),
+    sa.Column("due_on", sa.Date, nullable=True, comment="last day to answer; null while suspended"),
+    sa.Column("remaining_days", sa.Integer, nullable=True, comment="days left when suspended"),
+    sa.Column("suspended_on", sa.Date, nullable=True),
+    sa.Column("suspensions", sa.Integer, nullable=False, default=0),
+    sa.Column("status", sa.String(20), nullable=False, comment="en_cours, suspendu, repondu, echu, sans_delai"),
+    sa.Column("warned_15", sa.Boolean, nullable=False, default=False),
+    sa.Column("warned_7", sa.Boolean, nullable=False, default=False),
+    sa.Column("breached", sa.Boolean, nullable=False, default=False),
+    # The housekeeping scan: running clocks by due date.
+    sa.Index(None, "status", "due_on"),
+)

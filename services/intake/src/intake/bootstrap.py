@@ -14,6 +14,10 @@ from shared_models import (
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
     ExchangeRecorded,
+    ImplicitDecisionRecorded,
+    DeadlineWarningIssued,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
     NotificationSent,
     ReferentAssigned,
     topics,
@@ -44,6 +48,15 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
     consumer.subscribe([topics.NOTIFICATIONS_SENT], {NotificationSent: handlers.on_notification_sent})
     consumer.subscribe([topics.EXCHANGES_RECORDED], {ExchangeRecorded: handlers.on_exchange_recorded})
+    consumer.subscribe(
+        [topics.DEADLINES],
+        {
+            LegalDeadlineSet: handlers.on_deadline_set,
+            ImplicitDecisionRecorded: handlers.on_implicit_decision,
+            DeadlineWarningIssued: handlers.ignore,
+            LegalDeadlineBreached: handlers.ignore,
+        },
+    )
     app = create_app(runtime, title="Guichet unique — accueil (intake)")
     app.include_router(api.router(runtime))
     return app

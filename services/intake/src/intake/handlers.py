@@ -37,6 +37,8 @@ from shared_models import (
     ReferentThanked,
     SurveyAnswered,
     topics,
+    ImplicitDecisionRecorded,
+    LegalDeadlineSet,
 )
 from intake.catalogue import CATALOGUE
 from intake.schemas import ContactIn, FileIn, SurveyIn
@@ -64,7 +66,51 @@ DECISION_WORDS = {
     Decision.GRANTED: "accordé",
     Decision.REFUSED: "refusé",
     Decision.DOCUMENT_REQUESTED: "pièce justificative demandée",
+    Decision.IMPLICIT_ACCEPTANCE: "accepté implicitement (silence gardé pendant le délai légal)",
+    Decision.IMPLICIT_REJECTION: "rejeté implicitement (silence gardé pendant le délai légal)",
 }
+
+
+def deadline_text(due_on: dt.date | None, state: str | None, rule: str | None) -> str | None:
+    """What the citizen reads about an agency's legal deadline."""
+    if state == "suspendu":
+        return "Délai suspendu jusqu'à réception de la pièce demandée."
+    if state == "en_cours" and due_on is not None:
+        meaning = {
+            "silence_vaut_acceptation": " ; sans réponse à cette date, votre demande sera acceptée",
+            "silence_vaut_rejet": " ; sans réponse à cette date, votre demande sera rejetée (vous pourrez la contester)",
+        }.get(rule or "", "")
+        return f"Réponse au plus tard le {due_on:%d/%m/%Y}{meaning}."
+    return None
+
+
+async def on_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
+    """The agency's legal deadline as the assignment service keeps it (latest wins)."""
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await uow.conn.execute(
+            file_agencies.update()
+            .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == event.agency)
+            .values(due_on=event.due_on, deadline_state=event.state, deadline_rule=event.rule.value)
+        )
+        await uow.commit()
+
+
+async def on_implicit_decision(event: ImplicitDecisionRecorded, uow: UnitOfWork) -> None:
+    label = AGENCY_LABELS[event.agency]
+    async with uow:
+        await _require_file(uow, event.file_id)
+        await _advance_agency(uow, event.file_id, event.agency.value, "repondu", event.occurred_at)
+        await _add_timeline(
+            uow, event, "decision_implicite",
+            f"{label} n'a pas répondu avant le {event.due_on:%d/%m/%Y} : "
+            f"votre demande est {DECISION_WORDS[event.decision]}. Un courrier vous le confirme.",
+        )
+        await uow.commit()
+
+
+async def ignore(event: object, uow: UnitOfWork) -> None:
+    """Events of a shared topic this service has nothing to do with."""
 
 
 def new_file_id(today: dt.date) -> str:
@@ -571,7 +617,8 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
             return None
         agencies = (
             await uow.conn.execute(
-                sa.select(file_agencies.c.agency, file_agencies.c.status, file_agencies.c.requested_document)
+                sa.select(file_agencies.c.agency, file_agencies.c.status, file_agencies.c.requested_document,
+                          file_agencies.c.due_on, file_agencies.c.deadline_state, file_agencies.c.deadline_rule)
                 .where(file_agencies.c.file_id == file_id)
                 .order_by(file_agencies.c.agency)
             )
@@ -597,6 +644,8 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
                 {"code": a.requested_document["code"], "label": a.requested_document["label"]}
                 if a.requested_document and a.status == "piece_demandee" else None
             ),
+            "due_on": a.due_on if a.status != "repondu" else None,
+            "deadline": deadline_text(a.due_on, a.deadline_state, a.deadline_rule) if a.status != "repondu" else None,
         }
         for a in agencies
     ]

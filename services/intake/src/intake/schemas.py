@@ -168,6 +168,8 @@ class AgencyOut(BaseModel):
     status_label: str
     awaited: bool
     requested_document: RequestedDocumentOut | None = None
+    due_on: dt.date | None = None
+    deadline: str | None = None
 
 
 class ExchangeOut(BaseModel):

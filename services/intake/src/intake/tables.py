@@ -33,6 +33,9 @@ file_agencies = sa.Table(
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("requested_document", sa.JSON, nullable=True, comment="{request_id, code, label} while awaited"),
+    sa.Column("due_on", sa.Date, nullable=True, comment="legal deadline of the agency's answer (Paris)"),
+    sa.Column("deadline_state", sa.String(20), nullable=True, comment="en_cours, suspendu, sans_delai"),
+    sa.Column("deadline_rule", sa.String(30), nullable=True),
 )
 
 documents = sa.Table(

@@ -19,6 +19,10 @@ from shared_models import (
     ReferentThanked,
     SupportingDocumentRequested,
     topics,
+    ImplicitDecisionRecorded,
+    DeadlineWarningIssued,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
 )
 from notification import handlers, messages
 from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
@@ -87,4 +91,13 @@ def bootstrap(
     consumer.subscribe([topics.CONTACT_CHANGES], {ContactPreferencesChanged: handlers.on_contact_changed})
     consumer.subscribe([topics.THANKS], {ReferentThanked: handlers.on_referent_thanked})
     consumer.subscribe([topics.DOCUMENTS_REQUESTED], {SupportingDocumentRequested: handlers.on_document_requested})
+    consumer.subscribe(
+        [topics.DEADLINES],
+        {
+            DeadlineWarningIssued: handlers.on_deadline_approaching,
+            LegalDeadlineBreached: handlers.on_deadline_breached,
+            ImplicitDecisionRecorded: handlers.on_implicit_decision,
+            LegalDeadlineSet: handlers.ignore,
+        },
+    )
     return create_app(runtime, title="Guichet unique — notifications")

@@ -39,6 +39,10 @@ from shared_models import (
     ReferentThanked,
     SupportingDocumentRequested,
     topics,
+    Decision,
+    ImplicitDecisionRecorded,
+    DeadlineWarningIssued,
+    LegalDeadlineBreached,
 )
 from notification import letters, messages
 from notification.channels import Channel, Outgoing, PermanentFailure
@@ -85,6 +89,7 @@ async def _record(
     notification_id: str | None = None,
     recipient: str | None = None,
     audience: str | None = None,
+    channels: list[NotificationChannel] | None = None,
     **context: object,
 ) -> str:
     """Record one message; agents' messages go by email to `recipient` (`audience`
@@ -96,6 +101,8 @@ async def _record(
     else:
         citizen = await _latest_contact(uow, file_id, citizen)
         plan = channel_plan(citizen)
+        if channels is not None:  # a kind that must go by a given channel when it can
+            plan = [c for c in channels if c in plan] or plan
     values = context
     content: dict[str, dict] = {}
     for channel in plan:
@@ -234,6 +241,52 @@ async def on_referent_thanked(event: ReferentThanked, uow: UnitOfWork) -> None:
             recipient=event.referent.email, message=event.message,
         )
         await uow.commit()
+
+
+async def on_deadline_approaching(event: DeadlineWarningIssued, uow: UnitOfWork) -> None:
+    """J-15 and J-7: the référent is warned (once per request and threshold)."""
+    async with uow:
+        await _record(
+            uow, NotificationKind.DEADLINE_WARNING, event.file_id, event.referent, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.DEADLINE_WARNING.value}:{event.request_id}:{event.threshold}",
+            recipient=event.referent.email, agency_label=AGENCY_LABELS[event.agency], due_on=event.due_on,
+            days_left=event.days_left, rule=event.rule.value,
+        )
+        await uow.commit()
+
+
+async def on_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWork) -> None:
+    """The breach: each supervisor of the département is warned; the message names the
+    file's référent."""
+    async with uow:
+        for supervisor in event.supervisors:
+            await _record(
+                uow, NotificationKind.DEADLINE_BREACHED, event.file_id, event.referent, event.citizen,
+                notification_id=(
+                    f"{event.file_id}:{NotificationKind.DEADLINE_BREACHED.value}:{event.request_id}:{supervisor.supervisor_id}"
+                ),
+                recipient=supervisor.email, supervisor_name=supervisor.name,
+                agency_label=AGENCY_LABELS[event.agency], due_on=event.due_on, rule=event.rule.value,
+            )
+        await uow.commit()
+
+
+async def on_implicit_decision(event: ImplicitDecisionRecorded, uow: UnitOfWork) -> None:
+    """The citizen receives a letter saying the silence decided (with the means of
+    appeal for a rejection), signed by the référent; other channels only when there is
+    no postal address."""
+    async with uow:
+        await _record_for_citizen(
+            uow, NotificationKind.IMPLICIT_DECISION, event.file_id, event.referent, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.IMPLICIT_DECISION.value}:{event.request_id}",
+            channels=[LETTER], agency_label=AGENCY_LABELS[event.agency], due_on=event.due_on,
+            decided_on=event.decided_on, accepted=event.decision is Decision.IMPLICIT_ACCEPTANCE,
+        )
+        await uow.commit()
+
+
+async def ignore(event: object, uow: UnitOfWork) -> None:
+    """Events of a shared topic this service has nothing to do with."""
 
 
 # --------------------------------------------------------------------------- dispatch

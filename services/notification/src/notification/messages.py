@@ -44,6 +44,9 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.DOCUMENT_REQUESTED: KindSpec(
         "Votre dossier {file_id} : une pièce justificative est demandée", "citoyen"
     ),
+    NotificationKind.DEADLINE_WARNING: KindSpec("Dossier {file_id} : délai légal bientôt atteint", "agent"),
+    NotificationKind.DEADLINE_BREACHED: KindSpec("Dossier {file_id} : délai légal dépassé", "agent"),
+    NotificationKind.IMPLICIT_DECISION: KindSpec("Votre dossier {file_id} : décision implicite de l'organisme", "citoyen"),
 }
 
 #: Context every template may use; the composition root sets the portal's address.

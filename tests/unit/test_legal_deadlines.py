@@ -1,0 +1,208 @@
+"""The legal clock of each agency request, on the assignment service's real SQLite
+database and a controllable date: warnings at J-15 and J-7, the breach, implicit
+decisions, suspension and restart — each issued once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from assignment import deadlines
+from assignment import handlers as assignment
+from assignment.bootstrap import DEFAULT_DIRECTORY
+from shared_models import (
+    Agency,
+    AgencyAnswerReceived,
+    AgencyReceiptAcknowledged,
+    CoordinatedAnswerIssued,
+    Decision,
+    DeadlineRule,
+    ImplicitDecisionRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    DeadlineWarningIssued,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
+    RequestedDocument,
+)
+from tests.unit.samples import decision, file_submitted
+
+RECEIVED = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)  # 1 December in Paris
+FILE = "GU-2026-CLOCK001"
+
+
+def at(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(10, 0), tzinfo=dt.UTC)
+
+
+@pytest.fixture
+async def db(assignment_db):
+    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    event = file_submitted(FILE, agencies=(Agency.CAF, Agency.CPAM))
+    await assignment.on_file_submitted(event, assignment_db.uow(("assignment", str(event.event_id))))
+    return assignment_db
+
+
+async def handle(db, handler, event) -> None:
+    await handler(event, db.uow(("assignment", str(event.event_id))))
+
+
+async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED) -> None:
+    await handle(db, deadlines.on_receipt_acknowledged, AgencyReceiptAcknowledged(
+        file_id=FILE, request_id=f"{FILE}-{agency.value}", agency=agency.value,
+        agency_reference="REF-1", deadline_rule=rule, deadline_days=days, occurred_at=when,
+    ))
+
+
+async def deadline_events(db) -> list:
+    kinds = (LegalDeadlineSet, DeadlineWarningIssued, LegalDeadlineBreached, ImplicitDecisionRecorded,
+             CoordinatedAnswerIssued)
+    return [e for _, e in await db.outbox_events() if isinstance(e, kinds)]
+
+
+async def tick(db, day: dt.date) -> int:
+    return await deadlines.tick(db.uow, day)
+
+
+async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 60)
+
+    [clock] = await db.rows("legal_clocks")
+    assert (clock.received_on, clock.due_on, clock.status) == (dt.date(2026, 12, 1), dt.date(2027, 1, 30), "en_cours")
+    [announced] = await deadline_events(db)
+    assert isinstance(announced, LegalDeadlineSet)
+    assert (announced.due_on, announced.state, announced.why) == (dt.date(2027, 1, 30), "en_cours", "reception")
+
+
+async def test_late_evening_utc_is_already_the_next_day_in_paris(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30, dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC))
+
+    [clock] = await db.rows("legal_clocks")
+    assert clock.received_on == dt.date(2026, 12, 1)
+
+
+async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_once(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day: 31 December
+    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+    ))
+    last_day = dt.date(2026, 12, 31)
+
+    for day in (dt.date(2026, 12, 15), last_day - dt.timedelta(days=15), last_day - dt.timedelta(days=15),
+                dt.date(2026, 12, 20), last_day - dt.timedelta(days=7), dt.date(2026, 12, 28), last_day):
+        await tick(db, day)
+    events = [e for e in await deadline_events(db) if not isinstance(e, LegalDeadlineSet)]
+    assert [(type(e).__name__, e.threshold, e.days_left) for e in events] == [
+        ("DeadlineWarningIssued", 15, 15), ("DeadlineWarningIssued", 7, 7),
+    ]
+    assert events[0].referent.name and events[0].agency is Agency.CAF
+
+    await tick(db, last_day + dt.timedelta(days=1))
+    await tick(db, last_day + dt.timedelta(days=2))
+
+    events = [e for e in await deadline_events(db) if not isinstance(e, (LegalDeadlineSet, DeadlineWarningIssued))]
+    breached, implicit, answer = events
+    assert isinstance(breached, LegalDeadlineBreached) and breached.supervisors
+    assert isinstance(implicit, ImplicitDecisionRecorded)
+    assert (implicit.decision, implicit.due_on, implicit.decided_on) == (
+        Decision.IMPLICIT_ACCEPTANCE, last_day, dt.date(2027, 1, 1)
+    )
+    # The silence is the CAF's answer: the coordinated answer leaves, and says so.
+    assert isinstance(answer, CoordinatedAnswerIssued)
+    assert "accepté implicitement" in answer.text and "silence de l'administration vaut acceptation" in answer.text
+    [clock] = await db.rows("legal_clocks", db.tables.legal_clocks.c.agency == "caf")
+    assert (clock.status, clock.breached) == ("echu", True)
+
+
+async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
+
+    await tick(db, dt.date(2026, 12, 26))  # five days left: J-15 and J-7 are both past
+
+    [warning] = [e for e in await deadline_events(db) if isinstance(e, DeadlineWarningIssued)]
+    assert (warning.threshold, warning.days_left) == (7, 5)
+    await tick(db, dt.date(2026, 12, 27))
+    assert len([e for e in await deadline_events(db) if isinstance(e, DeadlineWarningIssued)]) == 1
+
+
+async def test_silence_means_rejection_records_an_implicit_rejection_with_means_of_appeal(db):
+    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 10)
+    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
+        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
+    ))
+
+    await tick(db, dt.date(2026, 12, 12))
+
+    implicit = [e for e in await deadline_events(db) if isinstance(e, ImplicitDecisionRecorded)]
+    assert [e.decision for e in implicit] == [Decision.IMPLICIT_REJECTION]
+    [answer] = [e for e in await deadline_events(db) if isinstance(e, CoordinatedAnswerIssued)]
+    assert "rejeté implicitement" in answer.text and "contester la décision" in answer.text
+
+
+async def test_an_answer_in_time_stops_the_clock(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
+    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
+        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
+    ))
+
+    await tick(db, dt.date(2027, 3, 1))
+
+    assert not [e for e in await deadline_events(db) if not isinstance(e, LegalDeadlineSet)]
+    [clock] = await db.rows("legal_clocks")
+    assert clock.status == "repondu"
+
+
+async def test_no_rule_no_deadline(db):
+    await receipt(db, Agency.CAF, DeadlineRule.NONE, None)
+    await tick(db, dt.date(2028, 1, 1))
+
+    [clock] = await db.rows("legal_clocks")
+    assert (clock.status, clock.due_on) == ("sans_delai", None)
+    [announced] = await deadline_events(db)
+    assert announced.state == "sans_delai"
+
+
+async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_restarts_it(db):
+    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
+    document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
+    request = f"{FILE}-cpam"
+
+    async def suspended(day: dt.date) -> None:
+        await handle(db, deadlines.on_clock_suspended, LegalClockSuspended(
+            file_id=FILE, request_id=request, agency="cpam", document=document, occurred_at=at(day)))
+
+    async def resumed(day: dt.date) -> None:
+        await handle(db, deadlines.on_clock_resumed, LegalClockResumed(
+            file_id=FILE, request_id=request, agency="cpam", document_code=document.code, occurred_at=at(day)))
+
+    await suspended(dt.date(2026, 12, 11))  # 20 days left
+    await tick(db, dt.date(2027, 2, 1))  # a suspended clock never breaches
+    await resumed(dt.date(2026, 12, 21))
+    [clock] = await db.rows("legal_clocks")
+    assert clock.due_on == dt.date(2027, 1, 10)  # the 20 days left, from the document's arrival
+
+    await suspended(dt.date(2026, 12, 22))  # the document was incomplete: asked again
+    await resumed(dt.date(2027, 1, 5))
+    [clock] = await db.rows("legal_clocks")
+    assert clock.due_on == dt.date(2027, 2, 4)  # the whole period again
+
+    sets = [(e.state, e.why, e.due_on) for e in await deadline_events(db) if isinstance(e, LegalDeadlineSet)]
+    assert sets == [
+        ("en_cours", "reception", dt.date(2026, 12, 31)),
+        ("suspendu", "suspension", None),
+        ("en_cours", "reprise", dt.date(2027, 1, 10)),
+        ("suspendu", "suspension", None),
+        ("en_cours", "redemarrage", dt.date(2027, 2, 4)),
+    ]
+    assert not [e for e in await deadline_events(db) if isinstance(e, LegalDeadlineBreached)]
+
+
+async def test_the_clock_file_moves_today_for_running_processes(tmp_path):
+    override = tmp_path / "today"
+    clock = deadlines.Clock(override)
+    real = clock.today()
+    override.write_text("2027-01-15\n")
+    assert clock.today() == dt.date(2027, 1, 15)
+    override.write_text("")
+    assert clock.today() == real
