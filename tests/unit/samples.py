@@ -170,7 +170,7 @@ def one_event_of_each_type() -> list[Envelope]:
         ),
         ReferentAssignmentDeferred(
             file_id=file_id, departement="93", urgent=True, life_event_label="Perte d'emploi",
-            reason="Aucun agent n'a de place pour ce nouveau dossier.",
+            reason="Aucun agent n'a de place pour ce nouveau dossier.", citizen=citizen(),
             supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
                                            email="helene.marchand@example.fr", phone="01 40 10 21 00")],
         ),

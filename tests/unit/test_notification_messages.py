@@ -49,6 +49,10 @@ CONTEXT = {
         "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
         "rule": "silence_vaut_rejet", "supervisor_name": "Hélène Marchand",
     },
+    NotificationKind.SUPERVISOR_ALERT: {
+        "supervisor_name": "Hélène Marchand", "reason": "Aucun agent n'a de place pour ce nouveau dossier.",
+        "urgent": True, "departement": "93", "life_event_label": "Perte d'emploi",
+    },
     NotificationKind.IMPLICIT_DECISION: {
         "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
         "decided_on": dt.date(2027, 1, 1), "accepted": False,
@@ -169,7 +173,7 @@ def test_a_template_variable_that_is_missing_fails_loudly():
 def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_is_lost(monkeypatch):
     # The answer text below names nobody; only the signature could add the référent.
     # Break the signature: the message must not go out unsigned.
-    monkeypatch.setattr(messages, "signature", lambda _referent: "")
+    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
     ref = referent(name="Bérénice Lefèvre-Ortiz")
     assert ref.name not in ANSWER_WITHOUT_SIGNATURE
 
@@ -185,7 +189,7 @@ def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_i
 
 def test_a_referent_assigned_message_without_its_direct_phone_is_refused(monkeypatch):
     # The template names the référent but never gives the phone: only the signature does.
-    monkeypatch.setattr(messages, "signature", lambda _referent: "")
+    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
 
     with pytest.raises(UnsignedMessage):
         compose(NotificationKind.REFERENT_ASSIGNED, file_id=FILE_ID, referent=referent(), citizen=citizen())

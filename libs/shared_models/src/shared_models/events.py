@@ -286,6 +286,7 @@ class NotificationKind(StrEnum):
     DEADLINE_WARNING = "deadline_warning"
     DEADLINE_BREACHED = "deadline_breached"
     IMPLICIT_DECISION = "implicit_decision"
+    SUPERVISOR_ALERT = "supervisor_alert"
 
 
 class NotificationChannel(StrEnum):
@@ -359,6 +360,7 @@ class ReferentAssignmentDeferred(Event):
     urgent: bool = Field(description="Urgent files are served first as capacity frees.")
     life_event_label: str = Field(description="Name of the life event, in French.")
     reason: str = Field(description="Why the file waits, in French, for supervisors.")
+    citizen: CitizenContact = Field(description="The citizen whose file waits.")
     supervisors: list[SupervisorContact] = Field(
         description="Supervisors of the citizen's département (all supervisors when none is named)."
     )

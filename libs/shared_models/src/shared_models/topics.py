@@ -99,7 +99,7 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
         FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
-        FILES_AWAITING_REFERENT: ("ReferentAssignmentDeferred", "assignment", ()),
+        FILES_AWAITING_REFERENT: ("ReferentAssignmentDeferred", "assignment", ("notification",)),
         DIRECTORY_CHANGES: (DIRECTORY_EVENT_TYPES, "assignment", ()),
         CONTACT_CHANGES: ("ContactPreferencesChanged", "intake", ("notification",)),
         THANKS: ("ReferentThanked", "intake", ("notification",)),

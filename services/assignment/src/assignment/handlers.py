@@ -594,6 +594,7 @@ async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
         ReferentAssignmentDeferred(
             file_id=file.file_id, departement=departement, urgent=file.urgent,
             life_event_label=file.life_event_label, reason=reason,
+            citizen=CitizenContact.model_validate(file.citizen),
             supervisors=await supervisors_of(uow, departement),
         ),
     )

@@ -23,6 +23,7 @@ from shared_models import (
     DeadlineWarningIssued,
     LegalDeadlineBreached,
     LegalDeadlineSet,
+    ReferentAssignmentDeferred,
 )
 from notification import handlers, messages
 from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
@@ -91,6 +92,9 @@ def bootstrap(
     consumer.subscribe([topics.CONTACT_CHANGES], {ContactPreferencesChanged: handlers.on_contact_changed})
     consumer.subscribe([topics.THANKS], {ReferentThanked: handlers.on_referent_thanked})
     consumer.subscribe([topics.DOCUMENTS_REQUESTED], {SupportingDocumentRequested: handlers.on_document_requested})
+    consumer.subscribe(
+        [topics.FILES_AWAITING_REFERENT], {ReferentAssignmentDeferred: handlers.on_referent_assignment_deferred}
+    )
     consumer.subscribe(
         [topics.DEADLINES],
         {

@@ -43,6 +43,7 @@ from shared_models import (
     ImplicitDecisionRecorded,
     DeadlineWarningIssued,
     LegalDeadlineBreached,
+    ReferentAssignmentDeferred,
 )
 from notification import letters, messages
 from notification.channels import Channel, Outgoing, PermanentFailure
@@ -282,6 +283,27 @@ async def on_implicit_decision(event: ImplicitDecisionRecorded, uow: UnitOfWork)
             channels=[LETTER], agency_label=AGENCY_LABELS[event.agency], due_on=event.due_on,
             decided_on=event.decided_on, accepted=event.decision is Decision.IMPLICIT_ACCEPTANCE,
         )
+        await uow.commit()
+
+
+async def on_referent_assignment_deferred(event: ReferentAssignmentDeferred, uow: UnitOfWork) -> None:
+    """A file waits for a référent: each supervisor of the département is alerted, once
+    per time the file starts waiting."""
+    citizen = event.citizen
+    async with uow:
+        for supervisor in event.supervisors:
+            desk = Referent(
+                agent_id=supervisor.supervisor_id, name=supervisor.name, office="Supervision des référents",
+                office_id="supervision", phone=supervisor.phone, email=supervisor.email,
+            )
+            await _record(
+                uow, NotificationKind.SUPERVISOR_ALERT, event.file_id, desk, citizen,
+                notification_id=(
+                    f"{event.file_id}:{NotificationKind.SUPERVISOR_ALERT.value}:{event.event_id}:{supervisor.supervisor_id}"
+                ),
+                recipient=supervisor.email, supervisor_name=supervisor.name, reason=event.reason,
+                urgent=event.urgent, departement=event.departement, life_event_label=event.life_event_label,
+            )
         await uow.commit()
 
 

@@ -47,6 +47,8 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.DEADLINE_WARNING: KindSpec("Dossier {file_id} : délai légal bientôt atteint", "agent"),
     NotificationKind.DEADLINE_BREACHED: KindSpec("Dossier {file_id} : délai légal dépassé", "agent"),
     NotificationKind.IMPLICIT_DECISION: KindSpec("Votre dossier {file_id} : décision implicite de l'organisme", "citoyen"),
+    # To a département's supervisors; the contact is the supervision desk (no référent yet).
+    NotificationKind.SUPERVISOR_ALERT: KindSpec("Dossier {file_id} en attente d'un référent", "agent"),
 }
 
 #: Context every template may use; the composition root sets the portal's address.
@@ -89,11 +91,13 @@ def _html_env() -> Environment:
     )
 
 
-def signature(referent: Referent) -> str:
+def signature(referent: Referent, audience: Audience = "citoyen") -> str:
+    # Agents read who is in charge of the file; citizens read who their référent is.
+    title = "Votre référent" if audience == "citoyen" else "Contact pour ce dossier"
     return (
         "\n--\n"
         f"{referent.name}\n"
-        f"Votre référent — {referent.office}\n"
+        f"{title} — {referent.office}\n"
         f"Téléphone direct : {referent.phone}\n"
         f"Courriel : {referent.email}\n"
     )
@@ -139,7 +143,9 @@ def render(
         body = _signed(body, referent, sms_signature(referent))
         _check(kind, channel, file_id, referent, body)
         return Rendered(channel, subject, body)
-    text = _signed(_text_env().get_template(f"{kind.value}.txt.j2").render(**values), referent, signature(referent))
+    text = _signed(
+        _text_env().get_template(f"{kind.value}.txt.j2").render(**values), referent, signature(referent, spec.audience)
+    )
     if channel is NotificationChannel.LETTER:
         _check(kind, channel, file_id, referent, text)
         return Rendered(channel, subject, text)
