@@ -34,7 +34,7 @@ ADAPTER_AGENCY = {
     "adapter-cpam": "cpam",
 }
 DB_SERVICES = {"intake", "assignment", "notification", *ADAPTER_AGENCY}
-BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink"}
+BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink", "channel-providers"}
 ALL_SERVICES = BUILT_SERVICES | {"kafka", "postgres"}
 
 
@@ -175,3 +175,15 @@ def test_depends_on_names_existing_services(services: dict[str, Any]) -> None:
         for dep in deps:
             assert dep in services, (name, dep)
     assert {"kafka", "postgres"} <= set(services["intake"]["depends_on"])
+
+
+def test_notification_reaches_the_sms_gateway_and_postal_service(services: dict[str, Any]) -> None:
+    providers = services["channel-providers"]
+    port = int(command(providers)[command(providers).index("--port") + 1])
+    assert port in container_ports(providers)
+    assert f":{port}/health" in " ".join(providers["healthcheck"]["test"])
+    notification = env(services["notification"])
+    for key in ("SMS_GATEWAY_URL", "POSTAL_URL"):
+        parts = urlsplit(notification[key])
+        assert (parts.hostname, parts.port) == ("channel-providers", port)
+    assert "channel-providers" in services["notification"]["depends_on"]

@@ -46,11 +46,11 @@ class Sink:
             return json.loads(r.read())
 
 
-def start_sink(maildir: Path) -> Sink:
+def start_sink(maildir: Path, *extra: str) -> Sink:
     smtp_port, http_port = free_port(), free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1",
-         "--port", str(smtp_port), "--maildir", str(maildir), "--http-port", str(http_port)],
+         "--port", str(smtp_port), "--maildir", str(maildir), "--http-port", str(http_port), *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -198,3 +198,26 @@ def test_sigint_also_stops_the_sink(tmp_path: Path) -> None:
     s = start_sink(tmp_path / "maildir")
     s.proc.send_signal(signal.SIGINT)
     assert s.proc.wait(timeout=10) == 0
+
+
+def test_refused_recipients_get_a_550_and_a_repeated_message_id_is_stored_once(tmp_path: Path) -> None:
+    sink = start_sink(tmp_path / "maildir", "--refuse", "@rebond.example", "--refuse", "nul@example.org")
+    try:
+        with smtplib.SMTP("127.0.0.1", sink.smtp_port, timeout=10) as smtp:
+            for rcpt in ("x@rebond.example", "NUL@example.org"):
+                with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                    smtp.send_message(referent_mail(), to_addrs=[rcpt])
+                assert refused.value.recipients[rcpt][0] == 550
+        msg = referent_mail()
+        send(sink, msg)
+        send(sink, msg)  # a retried send: same Message-ID
+        assert [m["Message-ID"] for m in read_maildir(sink.maildir)] == [msg["Message-ID"]]
+        assert sink.get("/stats") == {"stored": 1, "duplicates": 1, "refused": 2}
+    finally:
+        stop_sink(sink)
+    restarted = start_sink(tmp_path / "maildir")
+    try:
+        send(restarted, msg)  # the ids already stored are remembered across a restart
+        assert restarted.get("/stats")["duplicates"] == 1
+    finally:
+        stop_sink(restarted)

@@ -152,7 +152,7 @@ class LetterChannel(_HttpProvider):
                 subject=content["subject"],
                 text=content["text"],
                 referent=outgoing.referent,
-                address=tuple(content["address"]),
+                address=tuple(content["to"]),
                 date=letters.today_in_paris(),
             )
         )

@@ -356,22 +356,25 @@ def _outgoing(row: sa.Row) -> Outgoing:
 
 
 async def dispatch_pending(
-    uow_factory: Callable[[], UnitOfWork], channels: Mapping[NotificationChannel, Channel], limit: int = 50
+    uow_factory: Callable[[], UnitOfWork],
+    channels: Mapping[NotificationChannel, Channel],
+    limit: int = 50,
+    concurrency: int = 4,
 ) -> int:
-    """Send one batch of due messages; returns how many were sent. Each channel works
-    through its share of the batch concurrently with the others."""
+    """Send one batch of due messages; returns how many were sent. The channels work
+    concurrently, each with up to `concurrency` messages in flight (the SMTP channel
+    serialises on its one kept-alive connection)."""
     rows = await _claim(uow_factory, limit)
     by_channel: dict[NotificationChannel, list[sa.Row]] = defaultdict(list)
     for row in rows:
         by_channel[NotificationChannel(row.plan.split(",")[row.step])].append(row)
 
-    async def work(channel: NotificationChannel, batch: list[sa.Row]) -> int:
-        sent = 0
-        for row in batch:
-            sent += await _send_one(uow_factory, channels[channel], row)
-        return sent
+    async def work(channel: NotificationChannel, row: sa.Row, gate: asyncio.Semaphore) -> int:
+        async with gate:
+            return await _send_one(uow_factory, channels[channel], row)
 
-    results = await asyncio.gather(*(work(c, b) for c, b in by_channel.items()))
+    gates = {c: asyncio.Semaphore(concurrency) for c in by_channel}
+    results = await asyncio.gather(*(work(c, row, gates[c]) for c, batch in by_channel.items() for row in batch))
     return sum(results)
 
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import email.policy
 from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
 
 import aiosmtplib
+
+
+# Python's folding of long encoded headers leaves a doubled space in the subject readers
+# see; 998 is RFC 5322's hard line limit, so our subjects are never folded.
+_POLICY = email.policy.SMTP.clone(max_line_length=998)
 
 
 class SmtpMailer:
@@ -25,7 +32,11 @@ class SmtpMailer:
                     )
                     await self._client.connect()
                 try:
-                    await self._client.send_message(message)
+                    await self._client.sendmail(
+                        parseaddr(str(message["From"]))[1],
+                        [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])],
+                        message.as_bytes(policy=_POLICY),
+                    )
                     return
                 except aiosmtplib.SMTPServerDisconnected:
                     self._client = None  # the server closed an idle connection: reconnect once

@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 import typer
 
 from devstack import bench as benchmod
+from devstack import channel_bench
 from devstack.kafka import LocalKafka, _tail, ensure_kafka_jars, find_root
 from devstack.postgres import LocalPostgres
 from devstack.stack import Ports, Stack
@@ -338,6 +339,8 @@ def bench(
     kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap",
                                         help="Use this broker instead of starting one (topics get a unique prefix)."),
     keep: bool = typer.Option(False, "--keep", help="Keep the temporary workdir (logs, mail, data); by default only a failed run keeps it."),
+    channel_messages: int = typer.Option(200, "--channel-messages", min=0,
+                                         help="Notifications sent per channel (email, SMS, letter) for the per-channel figures; 0: skip."),
 ) -> None:
     """Benchmark the whole system on a fresh broker and stack in a temporary directory.
 
@@ -403,6 +406,12 @@ def bench(
             signals.phase = "starting"
             if signals.received:
                 raise KeyboardInterrupt
+            per_channel = None
+            if channel_messages:
+                say("measuring notifications per channel...")
+                per_channel = asyncio.run(channel_bench.measure_channels(
+                    workdir / "channels", stack.ports.smtp, stack.providers_url, messages=channel_messages, log=say,
+                ))
             cpu = benchmod.cpu_deltas(cpu_before, {n: benchmod.process_cpu_seconds(p) for n, p in pids.items()})
             memory = {name: benchmod.process_memory_mb(pid) for name, pid in pids.items()}
             report = benchmod.build_report(m, rss_mb=memory, cpu_s=cpu, context={
@@ -412,6 +421,8 @@ def bench(
                 "cpus": os.cpu_count(),
                 "python": sys.version.split()[0],
             })
+            if per_channel is not None:
+                report["channels"] = per_channel
             ok = report["completed"] == files and not m.aborted
         except KeyboardInterrupt:
             say("\ninterrupted, stopping...", err=True)
@@ -431,6 +442,9 @@ def bench(
         benchmod.write_report(report, output)
         say("")
         say(benchmod.format_report(report))
+        if "channels" in report:
+            say("")
+            say(channel_bench.format_channels(report["channels"]))
         say(f"\nfigures written to {output}")
     raise typer.Exit(0 if ok else 1)
 
@@ -467,6 +481,34 @@ def bench_decision(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(rows, indent=2), encoding="utf-8")
     say(f"figures written to {output}")
+
+
+@app.command("bench-channels")
+def bench_channels(
+    messages: int = typer.Option(200, "--messages", min=1, help="Notifications sent per channel."),
+) -> None:
+    """Notifications/s per channel only: the SMTP sink and the SMS / postal simulator as
+    real processes, no broker (the same figures `bench` reports after the whole system)."""
+    from devstack.ports import free_port
+    from devstack.procs import ServiceProcess, Supervisor
+
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-channels-"))
+    smtp, smtp_http, providers = free_port(), free_port(), free_port()
+    try:
+        with Supervisor() as sup:
+            sup.add(ServiceProcess(
+                "smtp-sink", [sys.executable, "-m", "devstack.smtp_sink", "--port", str(smtp), "--http-port",
+                              str(smtp_http), "--maildir", str(workdir / "mail"), "--log-level", "WARNING"],
+                {}, workdir / "smtp-sink.log", health_url=f"http://127.0.0.1:{smtp_http}/health"))
+            sup.add(ServiceProcess(
+                "channel-providers", [sys.executable, "-m", "devstack.providers", "--port", str(providers),
+                                      "--data-dir", str(workdir / "providers"), "--log-level", "WARNING"],
+                {}, workdir / "providers.log", health_url=f"http://127.0.0.1:{providers}/health"))
+            results = asyncio.run(channel_bench.measure_channels(
+                workdir / "db", smtp, f"http://127.0.0.1:{providers}", messages=messages, log=say))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    say(channel_bench.format_channels(results))
 
 
 @app.command()

@@ -1,0 +1,117 @@
+"""The citizen's actions at intake besides the file: changing contact preferences, the
+satisfaction survey after the answer, thanks to the référent by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from intake import handlers as intake
+from intake.schemas import ContactIn, FileIn, SurveyIn
+from shared_models import (
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    NotificationChannel,
+    NotificationKind,
+    NotificationSent,
+    ReferentAssigned,
+    ReferentThanked,
+    SurveyAnswered,
+    topics,
+)
+from tests.unit.samples import citizen, referent
+
+FORM = {
+    "life_event": "naissance",
+    "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
+                "postcode": "93200", "preferred_channel": "email"},
+    "description": "Naissance de notre fille.",
+}
+
+
+async def handle(db, handler, event) -> None:
+    await handler(event, db.uow(("intake", str(event.event_id))))
+
+
+@pytest.fixture
+async def file_id(intake_db) -> str:
+    file_id, _ = await intake.submit_file(intake.SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
+    return file_id
+
+
+async def assign(db, file_id: str) -> None:
+    await handle(db, intake.on_referent_assigned, ReferentAssigned(
+        file_id=file_id, referent=referent(), rule="proximite", explanation="…", citizen=citizen()))
+
+
+async def answer(db, file_id: str) -> None:
+    await handle(db, intake.on_coordinated_answer, CoordinatedAnswerIssued(
+        file_id=file_id, referent=referent(), citizen=citizen(), decisions=[], text="Bonjour…"))
+
+
+async def emitted(db, cls):
+    return [(t, e) for t, e in await db.outbox_events() if isinstance(e, cls)]
+
+
+async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_names_kept(intake_db, file_id):
+    contact = ContactIn.model_validate(
+        {"preferred_channel": "courrier", "street": "3 rue Pasteur", "postcode": "93000", "city": "Bobigny"})
+
+    await intake.change_contact_preferences(file_id, contact, intake_db.uow())
+
+    [(topic, event)] = await emitted(intake_db, ContactPreferencesChanged)
+    assert topic == topics.CONTACT_CHANGES
+    assert (event.citizen.given_name, event.citizen.email, event.citizen.city) == ("Awa", None, "Bobigny")
+    view = await intake.file_view(intake_db.uow(), file_id)
+    assert view["timeline"][-1]["label"].endswith("par courrier postal.")
+    with pytest.raises(intake.ChangeRefused) as unknown:
+        await intake.change_contact_preferences("GU-2026-INCONNU", contact, intake_db.uow())
+    assert unknown.value.status == 404
+
+
+async def test_the_survey_opens_with_the_answer_and_is_answered_once(intake_db, file_id):
+    await assign(intake_db, file_id)
+    with pytest.raises(intake.ChangeRefused) as early:
+        await intake.answer_survey(file_id, SurveyIn(score=5), intake_db.uow())
+    assert early.value.status == 409
+
+    await answer(intake_db, file_id)
+    await intake.answer_survey(file_id, SurveyIn(score=4, comment="Rapide."), intake_db.uow())
+    with pytest.raises(intake.ChangeRefused) as twice:
+        await intake.answer_survey(file_id, SurveyIn(score=1), intake_db.uow())
+    assert twice.value.status == 409 and "déjà répondu" in twice.value.message
+
+    [(topic, event)] = await emitted(intake_db, SurveyAnswered)
+    assert topic == topics.SURVEYS
+    assert (event.score, event.referent_agent_id, event.office_id) == (4, "AG-93-01-2", "FS-93-01")
+
+
+async def test_thanks_reach_the_named_referent_once_and_are_listed_for_them(intake_db, file_id):
+    with pytest.raises(intake.ChangeRefused) as nobody:
+        await intake.thank_referent(file_id, "Merci !", intake_db.uow())
+    assert nobody.value.status == 409
+    await assign(intake_db, file_id)
+
+    name = await intake.thank_referent(file_id, "Merci pour tout.", intake_db.uow())
+    with pytest.raises(intake.ChangeRefused) as twice:
+        await intake.thank_referent(file_id, "Encore merci.", intake_db.uow())
+
+    assert name == "Yasmine Haddad" and "déjà remercié Yasmine Haddad" in twice.value.message
+    [(topic, event)] = await emitted(intake_db, ReferentThanked)
+    assert topic == topics.THANKS and event.referent == referent() and event.message == "Merci pour tout."
+    listed = await intake.thanks_for_agent(intake_db.uow(), "AG-93-01-2")
+    assert (listed["agent_name"], listed["count"]) == ("Yasmine Haddad", 1)
+    assert listed["thanks"][0]["citizen_given_name"] == "Awa"
+    assert (await intake.thanks_for_agent(intake_db.uow(), "AG-AUTRE"))["count"] == 0
+
+
+@pytest.mark.parametrize(("channel", "label"), [("email", "Courriel envoyé"), ("sms", "SMS envoyé"),
+                                                ("courrier", "Courrier postal envoyé")])
+async def test_the_timeline_says_which_channel_carried_the_message_and_skips_agents_mail(intake_db, file_id, channel, label):
+    sent = {"file_id": file_id, "kind": NotificationKind.REFERENT_ASSIGNED, "subject": "Votre dossier",
+            "referent_name": "Yasmine Haddad", "channel": NotificationChannel(channel)}
+    await handle(intake_db, intake.on_notification_sent, NotificationSent(notification_id="n1", **sent))
+    await handle(intake_db, intake.on_notification_sent,
+                 NotificationSent(notification_id="n2", audience="agent", **{**sent, "kind": NotificationKind.THANKS_RECEIVED}))
+
+    entries = [e for e in (await intake.file_view(intake_db.uow(), file_id))["timeline"] if e["kind"] == "notification"]
+    assert [e["label"] for e in entries] == [f"{label} : « Votre dossier »."]
