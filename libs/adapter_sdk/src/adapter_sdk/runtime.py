@@ -178,6 +178,7 @@ class AdapterRuntime:
         if kind == "demande":
             self.metrics.overhead.labels(self.decl.agency).observe(overhead)
             self.metrics.overhead_samples.append(overhead)
+            self.metrics.agency_samples.append(agency_seconds)
 
     # -- handlers ---------------------------------------------------------------------------
     def _callback_url(self) -> str | None:
@@ -358,11 +359,9 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
 
     @app.get("/metrics/overhead", tags=["ops"])
     async def overhead() -> dict[str, Any]:
-        """Runtime time per request, agency latency excluded (recent samples), for `make bench`."""
-        samples = sorted(metrics.overhead_samples)
-        def pct(q: float) -> float | None:
-            return samples[min(len(samples) - 1, int(q * len(samples)))] if samples else None
-        return {"count": len(samples), "p50_s": pct(0.50), "p99_s": pct(0.99)}
+        """Recent per-request samples, in seconds: time in the adapter runtime (agency
+        latency excluded) and time waiting for the agency; for `make bench`."""
+        return {"runtime_s": list(metrics.overhead_samples), "agency_s": list(metrics.agency_samples)}
 
     return app
 
