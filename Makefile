@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 BENCH_FILES ?= 500
+BENCH_ADAPTER_REQUESTS ?= 2000
 
 .PHONY: setup run run-postgres test test-unit bench geodata docs clean
 
@@ -28,6 +29,7 @@ test-unit: setup
 
 bench: setup
 	$(UV) run guichet-dev bench --files $(BENCH_FILES)
+	$(UV) run guichet-dev bench-adapter --requests $(BENCH_ADAPTER_REQUESTS)
 	$(UV) run guichet-dev bench-decision
 
 # Rebuilds the committed postcode -> coordinates table from open data (npm + PyPI).

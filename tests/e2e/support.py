@@ -78,3 +78,32 @@ def spans(spans_dir: Path) -> list[dict]:
             if line.strip():
                 out.append(json.loads(line))
     return out
+
+
+async def read_topic(bootstrap: str, topic: str, wanted: Callable[[list[dict]], bool], timeout: float = 30) -> list[dict]:
+    """Records of `topic` from the beginning (headers decoded, body parsed as JSON when it
+    is), polled until `wanted(records)` holds."""
+    import uuid
+
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, group_id=f"e2e-reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    records: list[dict] = []
+    try:
+        async def probe() -> list[dict] | None:
+            batch = await consumer.getmany(timeout_ms=300)
+            for part in batch.values():
+                for r in part:
+                    try:
+                        body = json.loads(r.value)
+                    except ValueError:
+                        body = r.value
+                    records.append({"key": r.key.decode() if r.key else None, "body": body,
+                                    **{k: v.decode() for k, v in r.headers}})
+            return records if wanted(records) else None
+        return await eventually(probe, timeout=timeout, what=f"records on {topic}")
+    finally:
+        await consumer.stop()

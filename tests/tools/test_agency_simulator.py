@@ -13,9 +13,11 @@ from datetime import date
 import httpx
 import pytest
 
-from agency_simulator.app import AGENCIES, AgencyRequest, create_app, decide
+import defusedxml.ElementTree as ET
 
-EXPECTED_PREFIX = {"caf": "CAF", "dgfip": "DGFIP", "france_travail": "FT", "cpam": "CPAM"}
+from agency_simulator.app import AGENCIES, DGFIP_NS, SOAP_NS, AgencyRequest, create_app, decide
+
+EXPECTED_PREFIX = {"caf": "CAF", "dgfip": "DGFIP", "france_travail": "FT", "cpam": "CPAM", "ants": "ANTS"}
 
 
 def body(request_id: str, life_event: str = "naissance", **extra: object) -> dict[str, object]:
@@ -44,6 +46,53 @@ def find_request_id(agency: str, decision: str, life_event: str = "naissance") -
     raise AssertionError(f"no request id gives {decision} for {agency}")
 
 
+class Reply:
+    """An agency's answer, whatever its protocol, as status code + JSON decision."""
+
+    def __init__(self, status_code: int, data: dict | None) -> None:
+        self.status_code, self._data = status_code, data
+
+    def json(self) -> dict | None:
+        return self._data
+
+
+def soap_request(sent: dict) -> str:
+    citizen = "".join(f"<dgfip:{k}>{v}</dgfip:{k}>" for k, v in sent["citizen"].items())
+    return (
+        f'<soap:Envelope xmlns:soap="{SOAP_NS}" xmlns:dgfip="{DGFIP_NS}"><soap:Body>'
+        f"<dgfip:DeclarerChangementSituation><dgfip:IdentifiantDemande>{sent['request_id']}</dgfip:IdentifiantDemande>"
+        f"<dgfip:Dossier>{sent['file_id']}</dgfip:Dossier><dgfip:Evenement>{sent['life_event']}</dgfip:Evenement>"
+        f"<dgfip:Contribuable>{citizen}</dgfip:Contribuable></dgfip:DeclarerChangementSituation></soap:Body></soap:Envelope>"
+    )
+
+
+def soap_answer(text: str) -> dict:
+    root = ET.fromstring(text)
+    node = root.find(f"{{{SOAP_NS}}}Body/{{{DGFIP_NS}}}DeclarerChangementSituationReponse")
+    values = {child.tag.split("}")[1]: child.text for child in node}
+    return {
+        "agency_reference": values["Reference"], "decision": values["Decision"], "summary": values["Resume"],
+        "amount_eur": float(values["Montant"]) if "Montant" in values else None,
+        "start_date": values.get("DateEffet"), "reason": values.get("Motif"), "requested_document": None,
+    }
+
+
+async def submit(client: httpx.AsyncClient, agency: str, sent: dict, **kw) -> Reply:
+    """Send a request the way ``agency``'s system takes it; its decision back."""
+    if agency == "dgfip":
+        r = await client.post("/agencies/dgfip/soap", content=soap_request(sent), **kw)
+        return Reply(r.status_code, soap_answer(r.text) if r.status_code == 200 else None)
+    if agency == "france_travail":
+        r = await client.post("/agencies/france_travail/demandes",
+                              json={**sent, "callback_url": "http://127.0.0.1:9/callbacks"}, **kw)
+        if r.status_code != 202:
+            return Reply(r.status_code, None)
+        record = (await client.get(f"/agencies/france_travail/demandes/{sent['request_id']}")).json()
+        return Reply(200, record["decision"])
+    r = await client.post(f"/agencies/{agency}/requests", json=sent, **kw)
+    return Reply(r.status_code, r.json() if r.status_code == 200 else None)
+
+
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app()
@@ -61,7 +110,7 @@ async def test_granted_answer_has_the_documented_shape(
     client: httpx.AsyncClient, agency: str
 ) -> None:
     rid = find_request_id(agency, "accorde")
-    r = await client.post(f"/agencies/{agency}/requests", json=body(rid))
+    r = await submit(client, agency, body(rid))
     assert r.status_code == 200
     answer = r.json()
     assert set(answer) == {
@@ -71,6 +120,7 @@ async def test_granted_answer_has_the_documented_shape(
         "amount_eur",
         "start_date",
         "reason",
+        "requested_document",
     }
     prefix, year, number = answer["agency_reference"].split("-")
     assert (prefix, year) == (EXPECTED_PREFIX[agency], "2026")
@@ -85,7 +135,7 @@ async def test_summaries_and_amounts_are_realistic_per_agency_and_event(
 ) -> None:
     async def granted(agency: str, life_event: str) -> dict[str, object]:
         rid = find_request_id(agency, "accorde", life_event)
-        r = await client.post(f"/agencies/{agency}/requests", json=body(rid, life_event))
+        r = await submit(client, agency, body(rid, life_event))
         assert r.status_code == 200
         return r.json()
 
@@ -115,7 +165,7 @@ async def test_refusal_carries_a_french_reason_and_no_money(
     client: httpx.AsyncClient, agency: str
 ) -> None:
     rid = find_request_id(agency, "refuse")
-    r = await client.post(f"/agencies/{agency}/requests", json=body(rid))
+    r = await submit(client, agency, body(rid))
     assert r.status_code == 200
     answer = r.json()
     assert answer["decision"] == "refuse"
@@ -138,7 +188,7 @@ async def test_answers_are_deterministic_across_app_instances() -> None:
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=create_app()), base_url="http://simulator"
         ) as c:
-            r = await c.post("/agencies/france_travail/requests", json=body("stable-1", "perte_emploi"))
+            r = await submit(c, "france_travail", body("stable-1", "perte_emploi"))
             answers.append(r.json())
     assert answers[0] == answers[1]
     assert answers[0] == decide(
@@ -152,9 +202,9 @@ async def test_answers_are_deterministic_across_app_instances() -> None:
 async def test_same_request_id_twice_gives_same_answer_and_is_recorded_once(
     client: httpx.AsyncClient,
 ) -> None:
-    first = await client.post("/agencies/caf/requests", json=body("dup-1"))
-    second = await client.post("/agencies/caf/requests", json=body("dup-1"))
-    other = await client.post("/agencies/caf/requests", json=body("dup-2"))
+    first = await submit(client, "caf", body("dup-1"))
+    second = await submit(client, "caf", body("dup-1"))
+    other = await submit(client, "caf", body("dup-2"))
     assert first.status_code == second.status_code == other.status_code == 200
     assert first.json() == second.json()
     assert first.json()["agency_reference"] != other.json()["agency_reference"]
@@ -192,14 +242,14 @@ async def test_unknown_agency_is_404(client: httpx.AsyncClient) -> None:
 async def test_invalid_body_is_422_and_not_recorded(
     client: httpx.AsyncClient, bad: dict[str, object]
 ) -> None:
-    r = await client.post("/agencies/dgfip/requests", json=bad)
+    r = await client.post("/agencies/cpam/requests", json=bad)
     assert r.status_code == 422
-    assert (await client.get("/agencies/dgfip/received")).json() == []
+    assert (await client.get("/agencies/cpam/received")).json() == []
 
 
 async def test_health(client: httpx.AsyncClient) -> None:
     r = await client.get("/health")
-    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    assert r.status_code == 200 and r.json() == {"status": "ok", "agencies": list(AGENCIES)}
 
 
 # ---------------------------------------------------------------------------- faults
@@ -218,15 +268,15 @@ async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
     assert faults["dgfip"]["mode"] == "error500"
     assert faults["cpam"]["mode"] == "ok"
 
-    assert (await client.post("/agencies/caf/requests", json=body("f-1"))).status_code == 503
-    assert (await client.post("/agencies/dgfip/requests", json=body("f-1"))).status_code == 500
-    assert (await client.post("/agencies/cpam/requests", json=body("f-1"))).status_code == 200
+    assert (await submit(client, "caf", body("f-1"))).status_code == 503
+    assert (await submit(client, "dgfip", body("f-1"))).status_code == 500
+    assert (await submit(client, "cpam", body("f-1"))).status_code == 200
     assert (await client.get("/agencies/caf/received")).json() == []
     assert (await client.get("/agencies/dgfip/received")).json() == []
 
     # back to normal: the retried request now gets through, once
     await client.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
-    retry = await client.post("/agencies/caf/requests", json=body("f-1"))
+    retry = await submit(client, "caf", body("f-1"))
     assert retry.status_code == 200
     assert retry.json() == decide("caf", AgencyRequest(**body("f-1"))).model_dump(mode="json")
     assert len((await client.get("/agencies/caf/received")).json()) == 1
@@ -235,13 +285,13 @@ async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
 async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
     await client.post("/admin/faults", json={"agency": "france_travail", "mode": "slow", "seconds": 0.5})
     start = time.monotonic()
-    r = await client.post("/agencies/france_travail/requests", json=body("slow-1"))
+    r = await submit(client, "france_travail", body("slow-1"))
     elapsed = time.monotonic() - start
     assert r.status_code == 200
     assert elapsed >= 0.5
 
     start = time.monotonic()
-    assert (await client.post("/agencies/cpam/requests", json=body("slow-1"))).status_code == 200
+    assert (await submit(client, "cpam", body("slow-1"))).status_code == 200
     assert time.monotonic() - start < 0.5
 
 
@@ -268,11 +318,51 @@ async def test_fault_validation(client: httpx.AsyncClient) -> None:
 
 
 async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
-    await client.post("/agencies/caf/requests", json=body("reset-1"))
+    await submit(client, "caf", body("reset-1"))
     await client.post("/admin/faults", json={"agency": "cpam", "mode": "down"})
     assert (await client.post("/admin/reset")).status_code == 200
     assert (await client.get("/agencies/caf/received")).json() == []
     assert (await client.get("/admin/faults")).json()["cpam"]["mode"] == "ok"
+
+
+async def test_garbage_and_schema_invalid_faults_answer_200_with_an_unusable_body(client: httpx.AsyncClient) -> None:
+    for agency in ("caf", "dgfip"):
+        await client.post("/admin/faults", json={"agency": agency, "mode": "garbage"})
+    caf = await client.post("/agencies/caf/requests", json=body("g-1"))
+    assert caf.status_code == 200 and caf.text.startswith("<html>")
+    soap = await client.post("/agencies/dgfip/soap", content=soap_request(body("g-1")))
+    assert soap.status_code == 200 and not soap.text.endswith("</soap:Envelope>")
+    await client.post("/admin/faults", json={"agency": "caf", "mode": "invalid"})
+    invalid = await client.post("/agencies/caf/requests", json=body("g-2"))
+    assert invalid.status_code == 200 and "decision" not in invalid.json()
+    assert (await client.get("/agencies/caf/received")).json() == []
+
+
+async def test_dgfip_answers_a_malformed_envelope_with_a_soap_fault(client: httpx.AsyncClient) -> None:
+    r = await client.post("/agencies/dgfip/soap", content="<soap:Envelope>pas du tout")
+    assert r.status_code == 400 and "<soap:Fault>" in r.text and "requête invalide" in r.text
+
+
+async def test_dgfip_and_france_travail_do_not_speak_json_rest(client: httpx.AsyncClient) -> None:
+    for agency in ("dgfip", "france_travail"):
+        assert (await client.post(f"/agencies/{agency}/requests", json=body("x"))).status_code == 404
+
+
+async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(client: httpx.AsyncClient) -> None:
+    asked = (await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))).json()
+    assert asked["decision"] == "piece_demandee"
+    assert asked["requested_document"]["code"] == "attestation_salaire"
+    wrong = await client.post("/agencies/cpam/requests/ij-1/pieces", data={"code": "rib"},
+                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    assert wrong.status_code == 422
+    final = await client.post("/agencies/cpam/requests/ij-1/pieces", data={"code": "attestation_salaire"},
+                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    decided = final.json()
+    assert decided["decision"] in ("accorde", "refuse")
+    assert decided["agency_reference"] == asked["agency_reference"]
+    again = (await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))).json()
+    assert again == decided  # the request asked again gets the decision now
+    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
 
 
 # ----------------------------------------------------------------------- real socket
@@ -320,16 +410,14 @@ def simulator_url() -> Iterator[str]:
 
 def test_real_process_answers_over_http(simulator_url: str) -> None:
     with httpx.Client(base_url=simulator_url, timeout=5) as c:
-        assert c.get("/health").json() == {"status": "ok"}
+        assert c.get("/health").json()["status"] == "ok"
         sent = body("socket-1", "perte_emploi")
-        r1 = c.post("/agencies/france_travail/requests", json=sent)
-        r2 = c.post("/agencies/france_travail/requests", json=sent)
+        r1 = c.post("/agencies/caf/requests", json=sent)
+        r2 = c.post("/agencies/caf/requests", json=sent)
         assert r1.status_code == 200
         assert r1.json() == r2.json()
-        assert r1.json() == decide(
-            "france_travail", AgencyRequest(**sent)
-        ).model_dump(mode="json")
-        assert c.get("/agencies/france_travail/received").json() == [sent]
+        assert r1.json() == decide("caf", AgencyRequest(**sent)).model_dump(mode="json")
+        assert c.get("/agencies/caf/received").json() == [sent]
         assert c.post("/agencies/unknown/requests", json=sent).status_code == 404
 
 
@@ -338,7 +426,7 @@ def test_real_process_slow_fault_trips_a_client_timeout(simulator_url: str) -> N
         c.post("/admin/faults", json={"agency": "dgfip", "mode": "slow", "seconds": 1.5})
         try:
             with pytest.raises(httpx.ReadTimeout):
-                c.post("/agencies/dgfip/requests", json=body("socket-slow"), timeout=0.3)
+                c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow")), timeout=0.3)
         finally:
             c.post("/admin/faults", json={"agency": "dgfip", "mode": "ok"})
-        assert c.post("/agencies/dgfip/requests", json=body("socket-slow-2")).status_code == 200
+        assert c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow-2"))).status_code == 200

@@ -26,7 +26,12 @@ def load(name: str) -> type[AgencyAdapter]:
         cls = matches[0].load()
     elif ":" in name:
         import importlib
+        import os
+        import sys
 
+        # As `python -m` does: an adapter under development is found from where the kit runs.
+        if os.getcwd() not in sys.path:
+            sys.path.insert(0, os.getcwd())
         module, _, attr = name.partition(":")
         cls = getattr(importlib.import_module(module), attr)
     else:

@@ -29,3 +29,4 @@ class AdapterMetrics:
         )
         # Raw recent samples, for exact percentiles in `make bench`.
         self.overhead_samples: deque[float] = deque(maxlen=20_000)
+        self.agency_samples: deque[float] = deque(maxlen=20_000)

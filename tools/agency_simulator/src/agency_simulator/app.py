@@ -439,11 +439,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        async with httpx.AsyncClient() as client:
-            app.state.client = client
-            yield
+        yield
         for task in list(app.state.simulator.tasks):
             task.cancel()
+        await app.state.client.aclose()
 
     app = FastAPI(
         title="Agency simulator",
@@ -451,6 +450,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.simulator = SimulatorState(agencies=tuple(agencies))
+    app.state.client = httpx.AsyncClient()  # France Travail's callbacks
 
     def spawn(state: SimulatorState, coro) -> None:
         task = asyncio.create_task(coro)

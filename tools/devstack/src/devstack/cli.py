@@ -511,6 +511,73 @@ def bench_channels(
     say(channel_bench.format_channels(results))
 
 
+@app.command("bench-adapter")
+def bench_adapter(
+    requests: int = typer.Option(2000, "--requests", min=1, help="Requests measured (after the warm-up)."),
+    agency: str = typer.Option("caf", "--agency", help="Whose adapter: caf, dgfip, cpam (synchronous agencies)."),
+    warmup: int = typer.Option(50, "--warmup", min=1, help="Requests sent and answered before measuring."),
+    timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the answers."),
+    output: Path | None = typer.Option(None, "--output", help="JSON figures (default: <repo>/var/bench/adapter.json)."),
+) -> None:
+    """One adapter process against its instant simulated agency on a fresh broker: requests
+    per second it sustains, and its runtime overhead per request (agency latency excluded)."""
+    from devstack import adapter_bench
+    from devstack.ports import free_port
+    from devstack.procs import ServiceProcess
+
+    if agency not in ("caf", "dgfip", "cpam"):
+        raise typer.BadParameter("choose caf, dgfip or cpam", param_hint="--agency")
+    root = find_root()
+    output = (output or root / "var" / "bench" / "adapter.json").resolve()
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-adapter-"))
+    kafka: LocalKafka | None = None
+    procs: list[ServiceProcess] = []
+    report = None
+    try:
+        _ensure_jars(root)
+        kafka = LocalKafka(root, workdir / "kafka")
+        say("starting Kafka...")
+        bootstrap = kafka.start()
+        namespace = f"bench-{uuid.uuid4().hex[:8]}."
+        sim_port, adapter_port = free_port(), free_port()
+        name = f"adapter-{agency.replace('_', '-')}"
+        bin_dir = Path(sys.executable).parent
+        procs.append(ServiceProcess(
+            "simulator", [str(bin_dir / "agency-simulator"), "--agency", agency, "--port", str(sim_port),
+                          "--log-level", "warning"],
+            {}, workdir / "logs" / "simulator.log", health_url=f"http://127.0.0.1:{sim_port}/health"))
+        procs.append(ServiceProcess(
+            name, [str(bin_dir / name)],
+            {"KAFKA_BOOTSTRAP": bootstrap, "TOPIC_NAMESPACE": namespace, "HTTP_PORT": str(adapter_port),
+             "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/adapter.db", "LOG_LEVEL": "WARNING",
+             "AGENCY_BASE_URL": f"http://127.0.0.1:{sim_port}"},
+            workdir / "logs" / f"{name}.log", health_url=f"http://127.0.0.1:{adapter_port}/health", cwd=workdir))
+        for proc in procs:
+            proc.start()
+        for proc in procs:
+            proc.wait_healthy(60)
+        report = asyncio.run(adapter_bench.measure_adapter(
+            bootstrap, namespace, agency, f"http://127.0.0.1:{adapter_port}",
+            requests=requests, warmup=warmup, timeout=timeout, log=say,
+        ))
+        report.update({"backend": "sqlite", "cpus": os.cpu_count(), "python": sys.version.split()[0]})
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        if kafka is not None:
+            kafka.stop()
+        if report is not None and report["answered"] == requests:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"logs kept in {workdir}")
+    if report is None:
+        raise typer.Exit(1)
+    adapter_bench.write(report, output)
+    say(adapter_bench.format_adapter_report(report))
+    say(f"figures written to {output}")
+    raise typer.Exit(0 if report["answered"] == requests else 1)
+
+
 @app.command()
 def kafka(
     port: int = typer.Option(KAFKA_PORT, "--port", help="Client port."),

@@ -1,0 +1,68 @@
+"""Adapters with the defects the contract test kit must catch (used by test_kit.py)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from adapter_sdk import (
+    AgencyAdapter,
+    AgencyAnswer,
+    AgencyCall,
+    AgencyReply,
+    CanonicalRequest,
+    DeadlineRule,
+    Declaration,
+)
+
+
+class BrokenAdapter(AgencyAdapter):
+    """Silence rule without a period, a declared field never sent, a new request id on
+    every send, and an answer reader that takes anything."""
+
+    declaration = Declaration(
+        agency="caf",
+        label="CAF (adaptateur défectueux)",
+        life_events=("naissance",),
+        citizen_fields=frozenset({"given_name", "family_name", "postcode", "phone"}),
+        deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
+        legal_basis="Code de la sécurité sociale, art. L. 114-12",
+        purpose="Prestations familiales",
+    )
+
+    def build_call(self, request: CanonicalRequest) -> AgencyCall:
+        citizen = request.citizen
+        return AgencyCall.json("/agencies/caf/requests", {
+            "request_id": str(uuid.uuid4()),  # the defect: the agency cannot recognise a retry
+            "file_id": request.file_id,
+            "life_event": request.life_event,
+            "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
+        })
+
+    def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
+        body = json.loads(reply.body or b"{}")
+        return AgencyAnswer(
+            decision=body.get("decision", "accorde"),
+            summary=body.get("summary", "Demande traitée"),
+            agency_reference=body.get("agency_reference", "inconnue"),
+        )
+
+
+class SnoopingAdapter(AgencyAdapter):
+    """Reads the citizen's email although its declaration does not list it."""
+
+    declaration = BrokenAdapter.declaration.model_copy(update={
+        "citizen_fields": frozenset({"given_name", "family_name", "postcode"}),
+        "deadline_rule": DeadlineRule.NONE,
+        "label": "CAF (adaptateur indiscret)",
+    })
+
+    def build_call(self, request: CanonicalRequest) -> AgencyCall:
+        citizen = request.citizen
+        return AgencyCall.json("/agencies/caf/requests", {
+            "request_id": request.request_id,
+            "citizen": {"family_name": citizen["family_name"], "email": citizen["email"]},
+        })
+
+    def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
+        return AgencyAnswer.model_validate(reply.json())

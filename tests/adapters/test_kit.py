@@ -1,0 +1,77 @@
+"""The contract test kit, run as agencies run it (the `guichet-adapter-kit` command),
+against a real simulator process: the five adapters pass; broken ones fail with the
+expected messages."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devstack.ports import free_port
+from devstack.procs import ServiceProcess
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory) -> Iterator[str]:
+    port = free_port()
+    proc = ServiceProcess(
+        "sandbox", [str(BIN / "agency-simulator"), "--port", str(port), "--log-level", "warning"], {},
+        tmp_path_factory.mktemp("sandbox") / "sandbox.log", health_url=f"http://127.0.0.1:{port}/health",
+    )
+    proc.start()
+    proc.wait_healthy(30)
+    yield f"http://127.0.0.1:{port}"
+    proc.terminate()
+
+
+def kit(adapter: str, sandbox: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "guichet-adapter-kit"), adapter, "--sandbox", sandbox, "--callback-timeout", "10"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("adapter", ["caf", "dgfip", "france_travail", "cpam", "ants"])
+def test_every_adapter_of_the_repository_passes_the_kit(adapter, sandbox):
+    result = kit(adapter, sandbox)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Conforme : toutes les règles sont respectées." in result.stdout
+    # The rules specific to each kind of agency were really exercised.
+    if adapter == "france_travail":
+        assert "OK     Rappel asynchrone reçu sur une vraie socket et lu" in result.stdout
+    if adapter == "cpam":
+        assert "OK     Pièces justificatives demandées, transmises, puis décision" in result.stdout
+
+
+def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):
+    result = kit("tests.adapters.broken:BrokenAdapter", sandbox)
+    assert result.returncode == 1
+    out = result.stdout
+    expected = [
+        "La règle « silence_vaut_acceptation » exige un délai légal en jours (deadline_days).",
+        "le champ déclaré « phone » n'est jamais transmis",
+        "read_answer a accepté un JSON sans décision et en a fait AgencyAnswer",
+        "deux envois de la même demande ont reçu deux références",
+        "Non conforme : 4 règle(s) sur 6 non respectée(s).",
+    ]
+    for message in expected:
+        assert message in out, out
+
+
+def test_an_adapter_reading_undeclared_citizen_data_fails_the_kit(sandbox):
+    result = kit("tests.adapters.broken:SnoopingAdapter", sandbox)
+    assert result.returncode == 1
+    assert "build_call lit un champ non déclaré pour « naissance » : " \
+           "le champ citoyen « email » n'est pas déclaré (citizen_fields)" in result.stdout
+
+
+def test_an_unknown_adapter_is_named(sandbox):
+    result = kit("urssaf", sandbox)
+    assert result.returncode == 2 and "aucun adaptateur « urssaf » installé" in result.stderr
