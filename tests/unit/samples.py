@@ -10,6 +10,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared_models import (
+    AccessCodeIssued,
     Agency,
     AgencyAnswerReceived,
     AgencyDecision,
@@ -127,6 +128,13 @@ def one_event_of_each_type() -> list[Event]:
         ),
         ReferentChangeRequested(
             file_id=file_id, requested_by="citoyen", reason="Nous ne parvenons pas à nous comprendre."
+        ),
+        AccessCodeIssued(
+            file_id=file_id,
+            code="428193",
+            expires_at=dt.datetime(2025, 1, 6, 9, 15, tzinfo=dt.UTC),
+            citizen=citizen(),
+            referent=referent(),
         ),
     ]
 

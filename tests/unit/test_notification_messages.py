@@ -27,6 +27,7 @@ CONTEXT = {
         "reason": "Nous ne parvenons pas à nous comprendre.",
         "rule": "changement_demande",
     },
+    NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45"},
 }
 
 
@@ -121,3 +122,13 @@ def test_every_kind_of_change_is_explained_and_signed(rule):
     assert after.name in body and after.phone in body
     assert ("demandé" in body) == (rule == "changement_demande")
     assert ("12/12/2026" in body)
+
+
+def test_only_the_access_code_may_go_out_before_a_referent_is_named():
+    subject, body = compose(
+        NotificationKind.ACCESS_CODE, file_id=FILE_ID, referent=None, citizen=citizen(),
+        **CONTEXT[NotificationKind.ACCESS_CODE],
+    )
+    assert "428193" in body and "guichet unique" in body and FILE_ID in subject
+    with pytest.raises(UnsignedMessage):
+        compose(NotificationKind.REFERENT_ASSIGNED, file_id=FILE_ID, referent=None, citizen=citizen())

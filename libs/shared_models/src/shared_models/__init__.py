@@ -6,6 +6,7 @@ Services depend on this library, never on each other.
 from shared_models.agencies import AGENCY_LABELS, Agency
 from shared_models.events import (
     EVENT_TYPES,
+    AccessCodeIssued,
     AgencyAnswerReceived,
     AgencyDecision,
     AgencyRequestIssued,
@@ -27,6 +28,7 @@ from shared_models import topics
 __all__ = [
     "AGENCY_LABELS",
     "EVENT_TYPES",
+    "AccessCodeIssued",
     "Agency",
     "AgencyAnswerReceived",
     "AgencyDecision",

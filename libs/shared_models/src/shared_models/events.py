@@ -156,11 +156,28 @@ class CoordinatedAnswerIssued(Event):
     text: str = Field(description="The coordinated answer in plain French.")
 
 
+class AccessCodeIssued(Event):
+    """A one-time code was issued so the citizen can open their file online without an account.
+
+    Only intake's hash of the code is kept; the code itself travels once, to the notification
+    service, and expires quickly.
+    """
+
+    event_type: ClassVar[str] = "AccessCodeIssued"
+    code: str = Field(description="The one-time code, to send to the citizen only.")
+    expires_at: dt.datetime = Field(description="When the code stops working (UTC).")
+    citizen: CitizenContact = Field(description="Recipient of the code: the file's citizen.")
+    referent: Referent | None = Field(
+        default=None, description="The file's référent signing the message, when one is designated."
+    )
+
+
 class NotificationKind(StrEnum):
     REFERENT_ASSIGNED = "referent_assigned"
     REFERENT_CHANGED = "referent_changed"
     AGENT_HANDOVER = "agent_handover"
     ANSWER_READY = "answer_ready"
+    ACCESS_CODE = "access_code"
 
 
 class NotificationSent(Event):
@@ -183,6 +200,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AgencyRequestIssued,
         AgencyAnswerReceived,
         CoordinatedAnswerIssued,
+        AccessCodeIssued,
         NotificationSent,
     )
 }

@@ -10,6 +10,7 @@ REFERENTS_ASSIGNED = "referents.assigned"
 REFERENT_CHANGES = "referents.change-requested"
 FILES_ANSWERED = "files.answered"
 NOTIFICATIONS_SENT = "notifications.sent"
+ACCESS_CODES = "access-codes.issued"
 
 
 def agency_requests(agency: Agency | str) -> str:
@@ -29,7 +30,8 @@ def dead_letter(topic: str) -> str:
 
 def all_topics() -> dict[str, int]:
     """Every topic of the system with its partition count, dead-letter topics included."""
-    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT]
+    main = [FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
+            ACCESS_CODES]
     for agency in Agency:
         main += [agency_requests(agency), agency_answers(agency)]
     declared = {name: PARTITIONS for name in main}
@@ -49,6 +51,7 @@ def flows() -> dict[str, tuple[str, str, tuple[str, ...]]]:
         REFERENT_CHANGES: ("ReferentChangeRequested", "intake", ("assignment",)),
         FILES_ANSWERED: ("CoordinatedAnswerIssued", "assignment", ("intake", "notification")),
         NOTIFICATIONS_SENT: ("NotificationSent", "notification", ("intake",)),
+        ACCESS_CODES: ("AccessCodeIssued", "intake", ("notification",)),
     }
     for agency in Agency:
         adapter = f"adapter-{agency.value.replace('_', '-')}"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
 from intake import handlers
-from intake.schemas import FileCreated, FileIn, FileView, ReferentChangeIn
+from intake.schemas import AccessCodeIn, FileCreated, FileIn, FileView, ReferentChangeIn
 
 
 def router(runtime: Runtime) -> APIRouter:
@@ -52,6 +52,27 @@ def router(runtime: Runtime) -> APIRouter:
             "message": "Votre demande est enregistrée : un nouveau référent vous sera présenté très vite, "
             "et tout votre dossier lui sera transmis."
         }
+
+    @api.post("/files/{file_id}/access-codes", status_code=202)
+    async def access_code(file_id: str) -> Any:
+        """Send the citizen a one-time code to open their file online (no account needed)."""
+        try:
+            expires_at = await handlers.issue_access_code(file_id, runtime.uow())
+        except handlers.AccessRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {
+            "message": "Un code vous a été envoyé par courriel à l'adresse enregistrée pour ce dossier.",
+            "expires_at": expires_at,
+        }
+
+    @api.post("/files/{file_id}/access-codes/verify")
+    async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
+        """Check a one-time code; a valid code opens the file once and is then spent."""
+        try:
+            await handlers.verify_access_code(file_id, body.code, runtime.uow())
+        except handlers.AccessRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {"file_id": file_id, "access": "accorde"}
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
-from shared_models import CoordinatedAnswerIssued, ReferentAssigned, topics
+from shared_models import AccessCodeIssued, CoordinatedAnswerIssued, ReferentAssigned, topics
 from notification import handlers
 from notification.mailer import SmtpMailer
 from notification.tables import metadata
@@ -54,4 +54,5 @@ def bootstrap(settings: NotificationSettings | None = None, mailer: handlers.Mai
         runtime.shutdown.append(mailer.close)
     runtime.consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
     runtime.consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
+    runtime.consumer.subscribe([topics.ACCESS_CODES], {AccessCodeIssued: handlers.on_access_code_issued})
     return create_app(runtime, title="Guichet unique — notifications")

@@ -8,6 +8,7 @@ import json
 import logging
 from email.message import EmailMessage
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from opentelemetry import context as otel_context
@@ -15,6 +16,7 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
+    AccessCodeIssued,
     CitizenContact,
     CoordinatedAnswerIssued,
     NotificationKind,
@@ -38,7 +40,7 @@ async def _record(
     uow: UnitOfWork,
     kind: NotificationKind,
     file_id: str,
-    referent: Referent,
+    referent: Referent | None,
     citizen: CitizenContact,
     *,
     notification_id: str | None = None,
@@ -63,7 +65,7 @@ async def _record(
             recipient=recipient,
             subject=subject,
             body=body,
-            referent_name=referent.name,
+            referent_name=referent.name if referent else "",
             status=status,
             trace_headers=json.dumps(carrier),
             attempts=0,
@@ -105,6 +107,18 @@ async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork)
     async with uow:
         await _record(
             uow, NotificationKind.ANSWER_READY, event.file_id, event.referent, event.citizen, text=event.text
+        )
+        await uow.commit()
+
+
+async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> None:
+    """Send the one-time code; each code is its own message (a citizen may ask again)."""
+    expires = event.expires_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%Hh%M")
+    async with uow:
+        await _record(
+            uow, NotificationKind.ACCESS_CODE, event.file_id, event.referent, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.ACCESS_CODE.value}:{event.event_id}",
+            code=event.code, expires_at_paris=expires,
         )
         await uow.commit()
 

@@ -14,7 +14,10 @@ SUBJECTS = {
     NotificationKind.ANSWER_READY: "Votre dossier {file_id} : la réponse coordonnée est prête",
     NotificationKind.REFERENT_CHANGED: "Votre dossier {file_id} : {referent} est votre nouveau référent",
     NotificationKind.AGENT_HANDOVER: "Dossier {file_id} : passation à {referent}",
+    NotificationKind.ACCESS_CODE: "Votre dossier {file_id} : votre code d'accès",
 }
+# A file may wait for its référent; only these messages can go out before one is named.
+UNSIGNED_ALLOWED = {NotificationKind.ACCESS_CODE}
 
 
 class UnsignedMessage(Exception):
@@ -45,14 +48,18 @@ def compose(
     kind: NotificationKind,
     *,
     file_id: str,
-    referent: Referent,
+    referent: Referent | None,
     citizen: CitizenContact,
     **context: object,
 ) -> tuple[str, str]:
     """(subject, body) of a message, signed with the référent's direct contact."""
+    if referent is None and kind not in UNSIGNED_ALLOWED:
+        raise UnsignedMessage(f"{kind.value} pour {file_id} : aucun référent")
     body = _env().get_template(f"{kind.value}.txt.j2").render(
         file_id=file_id, referent=referent, citizen=citizen, **context
     )
+    if referent is None:
+        return SUBJECTS[kind].format(file_id=file_id, referent=""), body
     if referent.name not in body or referent.phone not in body:
         body = body.rstrip("\n") + "\n" + signature(referent)
     if referent.name not in body or referent.phone not in body:
