@@ -406,6 +406,20 @@ async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None
         await uow.commit()
 
 
+async def file_record(uow: UnitOfWork, file_id: str) -> dict | None:
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.file_id, files.c.citizen, files.c.description, files.c.urgent, files.c.created_at)
+                .where(files.c.file_id == file_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return {"file_id": row.file_id, "citizen": row.citizen, "description": row.description,
+            "urgent": row.urgent, "created_at": row.created_at}
+
+
 async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
     async with uow:
         row = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).first()

@@ -21,6 +21,7 @@ class Ports:
     intake: int = 8000
     assignment: int = 8001
     notification: int = 8002
+    web: int = 8003
     adapters: dict[str, int] = field(
         default_factory=lambda: {"caf": 8011, "dgfip": 8012, "france_travail": 8013, "cpam": 8014}
     )
@@ -34,6 +35,7 @@ class Ports:
             intake=free_port(),
             assignment=free_port(),
             notification=free_port(),
+            web=free_port(),
             adapters={a: free_port() for a in AGENCIES},
             simulator=free_port(),
             smtp=free_port(),
@@ -79,6 +81,14 @@ class Stack:
     @property
     def intake_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.intake}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.web}"
+
+    @property
+    def assignment_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.assignment}"
 
     @property
     def simulator_url(self) -> str:
@@ -141,6 +151,17 @@ class Stack:
         self.processes["notification"] = self._service(
             "notification", "notification", p.notification,
             {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp)},
+        )
+        # The pages: no database, no broker; they talk to intake and assignment over HTTP.
+        self.processes["web"] = ServiceProcess(
+            "web",
+            [_bin("web")],
+            {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(p.web), "INTAKE_URL": self.intake_url,
+             "ASSIGNMENT_URL": self.assignment_url, "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
+             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"), **self._extra_env},
+            self.workdir / "logs" / "web.log",
+            health_url=f"{self.web_url}/health",
+            cwd=self.workdir,
         )
         for agency, port in p.adapters.items():
             name = f"adapter-{agency.replace('_', '-')}"
