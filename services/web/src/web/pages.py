@@ -97,7 +97,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros)
+        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros,
+                                labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
         self.env.globals.update(FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
                                 CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)
 
