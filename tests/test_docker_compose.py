@@ -18,6 +18,7 @@ APP_PORTS = {
     "intake": 8000,
     "assignment": 8001,
     "notification": 8002,
+    "web": 8003,
     "adapter-caf": 8011,
     "adapter-dgfip": 8012,
     "adapter-france-travail": 8013,
@@ -147,6 +148,9 @@ def test_service_environment(services: dict[str, Any]) -> None:
         assert e["AGENCY"] == agency
         assert command(services[name])[0] == "agency-adapter"
         assert e["AGENCY_BASE_URL"] == "http://agency-simulator:8100"
+    web = env(services["web"])  # the pages reach the services by their compose names
+    assert web["INTAKE_URL"] == "http://intake:8000" and web["ASSIGNMENT_URL"] == "http://assignment:8001"
+    assert "KAFKA_BOOTSTRAP" not in web and "DATABASE_URL" not in web
     notification = env(services["notification"])
     assert notification["SMTP_HOST"] == "smtp-sink"
     assert notification["SMTP_PORT"] == "8025"

@@ -6,8 +6,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-FILE_FIELDS = ("life_event", "description", "given_name", "family_name", "email", "phone", "postcode",
-               "preferred_channel")
+# In the order the form shows them.
+FILE_FIELDS = ("life_event", "description", "given_name", "family_name", "postcode", "preferred_channel",
+               "email", "phone")
+LABELS = {
+    "life_event": "Changement de situation", "description": "Situation", "given_name": "Prénom",
+    "family_name": "Nom", "email": "Adresse électronique", "phone": "Téléphone", "postcode": "Code postal",
+    "preferred_channel": "Moyen de contact", "reference": "Référence du dossier", "code": "Code",
+    "reason": "Motif", "agent": "Votre nom",
+}
 CITIZEN_FIELDS = ("given_name", "family_name", "email", "phone", "postcode", "preferred_channel")
 FILE_REFERENCE = re.compile(r"^GU-\d{4}-[0-9A-Z]{8}$")
 
@@ -45,7 +52,8 @@ def file_errors(errors: list[dict[str, str]], values: dict[str, str]) -> dict[st
             out.setdefault(field, err["message"])
         else:
             out.setdefault("form", err["message"])
-    return out
+    # In the order of the form, so the summary reads like the page.
+    return {name: out[name] for name in (*FILE_FIELDS, "form") if name in out}
 
 
 def normalise_reference(raw: str) -> str:

@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from web.forms import LABELS
+
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
           "novembre", "décembre")
@@ -99,7 +101,7 @@ class Renderer:
         )
         self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros,
                                 labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
-        self.env.globals.update(FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
+        self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
                                 CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)
 
     def __call__(self, request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
