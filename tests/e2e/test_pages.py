@@ -212,7 +212,7 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     page.click("text=Créer le dossier et préparer le récépissé")
     page.wait_for_url(re.compile(r"/guichet/recu/"))
     receipt = page.inner_text(".gu-receipt")
-    assert "Jean Martin" in receipt and "Téléphone, au 0478123456" in receipt
+    assert "Jean Martin" in receipt and "Téléphone, au 04 78 12 34 56" in receipt
     name = page.inner_text(".gu-referent-name").strip()
     assert name and "Téléphone direct" in receipt
     assert page.is_visible("[data-print]")  # the print button appears with JavaScript

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -82,6 +83,14 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         return render(request, "error.html", {"title": "Un problème est survenu", "message": exc.message},
                       status_code=exc.status if exc.status in (404, 409) else 503)
 
+    @app.exception_handler(httpx.HTTPError)
+    async def backend_unreachable(request: Request, exc: httpx.HTTPError) -> HTMLResponse:
+        log.warning("backend unreachable: %r", exc)
+        return render(request, "error.html", {
+            "title": "Service momentanément indisponible",
+            "message": "Nous ne pouvons pas afficher cette page pour le moment. Réessayez dans quelques minutes.",
+        }, status_code=503)
+
     # -- citizens ---------------------------------------------------------------------------
     @app.get("/", response_class=HTMLResponse)
     async def home(request: Request) -> HTMLResponse:
@@ -108,6 +117,16 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
                 raise
             errors = forms.file_errors(refused.errors, values)
             return file_form(request, template, values, errors, await life_events(), key, status=422)
+        except httpx.HTTPError as unreachable:
+            # Keep what was typed; the same Idempotency-Key makes sending again safe.
+            log.warning("intake unreachable: %r", unreachable)
+            errors = {"form": "Le service est momentanément indisponible : la déclaration n'est pas encore "
+                              "envoyée. Vos informations sont conservées ci-dessous ; réessayez dans un instant."}
+            try:
+                events = await life_events()
+            except httpx.HTTPError:
+                events = []
+            return file_form(request, template, values, errors, events, key, status=503)
         return _redirect(on_success.format(file_id=created["file_id"]))
 
     @app.get("/demarche", response_class=HTMLResponse)
@@ -328,7 +347,8 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         })
 
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="guichet_session",
-                       same_site="lax", max_age=settings.file_access_minutes * 60 * 4)
+                       same_site="lax", https_only=settings.secure_cookies,
+                       max_age=settings.file_access_minutes * 60 * 4)
     app.add_middleware(TraceIdHeader)
     FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static")
     return app

@@ -67,6 +67,13 @@ def initials(name: str) -> str:
     return "".join(part[0] for part in name.split()[:2]).upper()
 
 
+def phone_fr(value: str | None) -> str:
+    """0478123456 -> 04 78 12 34 56 (other forms are shown as given)."""
+    if value and len(value) == 10 and value.isdigit():
+        return " ".join(value[i:i + 2] for i in range(0, 10, 2))
+    return value or ""
+
+
 def euros(value: Any) -> str:
     if value is None:
         return ""
@@ -99,7 +106,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros,
+        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
                                 labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
         self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
                                 CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)

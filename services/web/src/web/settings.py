@@ -21,6 +21,7 @@ class WebSettings(ServiceSettings):
         default="dev-only-secret-change-me",
         description="Signs the session cookie (the citizen's opened files, the agent's seam).",
     )
+    secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only (on in production).")
     assets_dir: Path = Field(default=_DEFAULT_ASSETS, description="node_modules holding @gouvfr/dsfr.")
     backend_timeout_seconds: float = 10.0
     receipt_wait_seconds: float = Field(
