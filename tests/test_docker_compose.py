@@ -18,6 +18,7 @@ APP_PORTS = {
     "intake": 8000,
     "assignment": 8001,
     "notification": 8002,
+    "web": 8003,
     "adapter-caf": 8011,
     "adapter-dgfip": 8012,
     "adapter-france-travail": 8013,
@@ -153,6 +154,9 @@ def test_service_environment(services: dict[str, Any]) -> None:
         cmd = command(services[simulator])
         assert cmd[cmd.index("--agency") + 1] == agency
     assert env(services["adapter-france-travail"])["CALLBACK_BASE_URL"] == "http://adapter-france-travail:8013"
+    web = env(services["web"])  # the pages reach the services by their compose names
+    assert web["INTAKE_URL"] == "http://intake:8000" and web["ASSIGNMENT_URL"] == "http://assignment:8001"
+    assert "KAFKA_BOOTSTRAP" not in web and "DATABASE_URL" not in web
     notification = env(services["notification"])
     assert notification["SMTP_HOST"] == "smtp-sink"
     assert notification["SMTP_PORT"] == "8025"

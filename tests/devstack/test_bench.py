@@ -210,8 +210,9 @@ def test_busy_fixed_port_is_detected():
         port = s.getsockname()[1]
         assert not port_is_free(port)
     names = dict(fixed_ports(Ports()))
-    assert names["intake"] == 8000 and names["adapter-france-travail"] == 8013 and len(names) == 11
+    assert names["intake"] == 8000 and names["adapter-france-travail"] == 8013 and names["web"] == 8003
     assert names["channel-providers (SMS, post)"] == 8027
+    assert len(names) == 12
 
 
 async def test_wait_for_reports_progress_then_completion_timeout_or_problem():

@@ -14,6 +14,7 @@ from shared_models import (
     ImplicitDecisionRecorded,
     LegalDeadlineBreached,
     LegalDeadlineSet,
+    AccessCodeIssued,
     Agency,
     AgencyAnswerReceived,
     AgencyDecision,
@@ -233,6 +234,13 @@ def one_event_of_each_type() -> list[Envelope]:
         ImplicitDecisionRecorded(
             file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, decision=Decision.IMPLICIT_ACCEPTANCE,
             due_on=dt.date(2026, 12, 31), decided_on=dt.date(2027, 1, 1), referent=referent(), citizen=citizen(),
+        ),
+        AccessCodeIssued(
+            file_id=file_id,
+            code="428193",
+            expires_at=dt.datetime(2025, 1, 6, 9, 15, tzinfo=dt.UTC),
+            citizen=citizen(),
+            referent=referent(),
         ),
     ]
 

@@ -84,3 +84,29 @@ async def test_unknown_agents_and_files_are_answered_in_french(client):
     assert agent.status_code == file.status_code == 404
     assert agent.json()["message"] == "Aucun agent ne porte l'identifiant AG-INCONNU."
     assert file.json()["message"] == "Aucun dossier ne porte la référence GU-0000-INCONNU."
+
+
+async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
+    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
+    app = FastAPI()
+    today = dt.date.today()
+    app.include_router(api.views_router(assignment_db, lambda: today + dt.timedelta(days=55)))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        card = (await c.get(f"/api/agents/{ref.agent_id}")).json()
+        balance = (await c.get("/api/supervision/portfolios")).json()
+        soon = (await c.get("/api/supervision/deadlines", params={"within_days": 10})).json()
+        later = (await c.get("/api/supervision/deadlines", params={"within_days": 0})).json()
+        missing = await c.get("/api/agents/AG-00-00-0")
+
+    assert card["name"] == ref.name and card["office"]["name"] == ref.office
+    assert card["office"]["opening_hours"].startswith("Du lundi")
+    mine = next(a for a in balance["agents"] if a["agent_id"] == ref.agent_id)
+    assert mine["active_files"] == 1
+    office = next(o for o in balance["offices"] if o["office_id"] == ref.office_id)
+    assert office["active_files"] == 1 and office["capacity"] >= office["agents"] > 0
+    # Two months after receipt, seen from 55 days later: within 10 days, not yet within 0.
+    [at_risk] = soon["files"]
+    assert at_risk["file_id"] == "GU-2026-VIEW0001" and at_risk["referent"] == ref.name
+    assert 0 < at_risk["days_left"] <= 10 and later["count"] == 0
+    assert missing.status_code == 404

@@ -273,6 +273,22 @@ class CoordinatedAnswerIssued(Event):
     text: str = Field(description="The coordinated answer in plain French.")
 
 
+class AccessCodeIssued(Event):
+    """A one-time code was issued so the citizen can open their file online without an account.
+
+    Only intake's hash of the code is kept; the code itself travels once, to the notification
+    service, and expires quickly.
+    """
+
+    event_type: ClassVar[str] = "AccessCodeIssued"
+    code: str = Field(description="The one-time code, to send to the citizen only.")
+    expires_at: dt.datetime = Field(description="When the code stops working (UTC).")
+    citizen: CitizenContact = Field(description="Recipient of the code: the file's citizen.")
+    referent: Referent | None = Field(
+        default=None, description="The file's référent signing the message, when one is designated."
+    )
+
+
 class NotificationKind(StrEnum):
     """What a message is about; notification keeps one template set per kind."""
 
@@ -287,6 +303,7 @@ class NotificationKind(StrEnum):
     DEADLINE_BREACHED = "deadline_breached"
     IMPLICIT_DECISION = "implicit_decision"
     SUPERVISOR_ALERT = "supervisor_alert"
+    ACCESS_CODE = "access_code"
 
 
 class NotificationChannel(StrEnum):
@@ -523,6 +540,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         SupportingDocumentSubmitted,
         ExchangeRecorded,
         CoordinatedAnswerIssued,
+        AccessCodeIssued,
         NotificationSent,
         ReferentAssignmentDeferred,
         OfficeOpened,

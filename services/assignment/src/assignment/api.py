@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -120,6 +120,7 @@ def router(runtime: Runtime) -> APIRouter:
         return {
             "file_id": file_id,
             "status": file.status,
+            "deadline": domain.legal_deadline(file.created_at),
             "referent_id": file.referent_id,
             "history": [
                 {
@@ -135,6 +136,88 @@ def router(runtime: Runtime) -> APIRouter:
         }
 
     return api
+
+
+def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
+    """Read models of the pages: an agent's card, the supervisors' balance and deadlines."""
+    views = APIRouter(prefix="/api")
+
+    @views.get("/agents/{agent_id}")
+    async def agent_card(agent_id: str) -> Any:
+        """What a citizen sees of their référent: name, office, direct line, opening hours."""
+        async with runtime.uow() as uow:
+            row = (
+                await uow.conn.execute(
+                    sa.select(agents, offices.c.name.label("office_name"), offices.c.address,
+                              offices.c.commune, offices.c.opening_hours)
+                    .join(offices, agents.c.office_id == offices.c.office_id)
+                    .where(agents.c.agent_id == agent_id)
+                )
+            ).first()
+        if row is None:
+            return _not_found(f"Aucun agent ne porte l'identifiant {agent_id}.")
+        return {
+            "agent_id": row.agent_id, "name": row.name, "phone": row.phone, "email": row.email,
+            "status": row.status, "capacity": row.capacity, "active_files": row.active_files,
+            "office": {"office_id": row.office_id, "name": row.office_name, "address": row.address,
+                       "commune": row.commune, "opening_hours": row.opening_hours},
+        }
+
+    @views.get("/supervision/portfolios")
+    async def portfolios() -> Any:
+        """Every agent's load against capacity, and the totals per office."""
+        async with runtime.uow() as uow:
+            rows = (
+                await uow.conn.execute(
+                    sa.select(agents, offices.c.name.label("office_name"))
+                    .join(offices, agents.c.office_id == offices.c.office_id)
+                    .order_by(offices.c.name, agents.c.name)
+                )
+            ).all()
+        per_office: dict[str, dict[str, Any]] = {}
+        for r in rows:
+            office = per_office.setdefault(
+                r.office_id, {"office_id": r.office_id, "name": r.office_name, "agents": 0,
+                              "active_files": 0, "capacity": 0}
+            )
+            if r.status != "parti":
+                office["agents"] += 1
+                office["active_files"] += r.active_files
+                office["capacity"] += r.capacity
+        return {
+            "agents": [
+                {"agent_id": r.agent_id, "name": r.name, "office_id": r.office_id, "office": r.office_name,
+                 "status": r.status, "active_files": r.active_files, "capacity": r.capacity}
+                for r in rows
+            ],
+            "offices": list(per_office.values()),
+        }
+
+    @views.get("/supervision/deadlines")
+    async def deadlines(within_days: int = Query(default=21, ge=0, le=366)) -> Any:
+        """Open files whose legal deadline falls within `within_days` (or is past), nearest first."""
+        async with runtime.uow() as uow:
+            rows = (
+                await uow.conn.execute(
+                    sa.select(files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
+                              files.c.life_event_label, agents.c.name.label("referent"))
+                    .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
+                    .where(files.c.status != "repondu")
+                )
+            ).all()
+        now = today()
+        items = []
+        for r in rows:
+            deadline = domain.legal_deadline(r.created_at)
+            days_left = (deadline - now).days
+            if days_left <= within_days:
+                items.append({"file_id": r.file_id, "urgent": r.urgent, "status": r.status,
+                              "life_event_label": r.life_event_label, "referent": r.referent,
+                              "deadline": deadline, "days_left": days_left})
+        items.sort(key=lambda f: (f["deadline"], not f["urgent"]))
+        return {"within_days": within_days, "count": len(items), "files": items}
+
+    return views
 
 
 class AbsenceIn(BaseModel):

@@ -9,14 +9,25 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
+from shared_models import AGENCY_LABELS
+from intake.catalogue import CATALOGUE
 from intake import handlers
 from intake.schemas import (
-    AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn, ThanksIn,
+    AccessCodeIn, AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn,
+    ThanksIn,
 )
 
 
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/api")
+
+    @api.get("/life-events")
+    async def life_events() -> Any:
+        """The life events a citizen can declare, with the agencies each one concerns."""
+        return [
+            {"code": e.code, "label": e.label, "agencies": [AGENCY_LABELS[a] for a in e.agencies]}
+            for e in CATALOGUE.values()
+        ]
 
     @api.post("/files", status_code=201, response_model=FileCreated)
     async def create_file(
@@ -112,6 +123,38 @@ def router(runtime: Runtime) -> APIRouter:
             "agency": to,
             "message": "Pièce reçue : elle est transmise à l'organisme, qui reprend l'examen de votre demande.",
         }
+
+    @api.post("/files/{file_id}/access-codes", status_code=202)
+    async def access_code(file_id: str) -> Any:
+        """Send the citizen a one-time code to open their file online (no account needed)."""
+        try:
+            expires_at = await handlers.issue_access_code(file_id, runtime.uow())
+        except handlers.AccessRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {
+            "message": "Un code vous a été envoyé par courriel à l'adresse enregistrée pour ce dossier.",
+            "expires_at": expires_at,
+        }
+
+    @api.post("/files/{file_id}/access-codes/verify")
+    async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
+        """Check a one-time code; a valid code opens the file once and is then spent."""
+        try:
+            await handlers.verify_access_code(file_id, body.code, runtime.uow())
+        except handlers.AccessRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        return {"file_id": file_id, "access": "accorde"}
+
+    @api.get("/files/{file_id}/record")
+    async def file_record(file_id: str) -> Any:
+        """What the agents working the file read: the citizen's contact and own words.
+        (Agents only: guarded by the agents' authentication when it lands.)"""
+        record = await handlers.file_record(runtime.uow(), file_id)
+        if record is None:
+            return JSONResponse(
+                status_code=404, content={"message": f"Aucun dossier ne porte la référence {file_id}."}
+            )
+        return record
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from shared_models import (
     ExchangeDirection,
     ExchangeRecorded,
     SupportingDocumentSubmitted,
+    AccessCodeIssued,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CitizenContact,
@@ -31,6 +33,7 @@ from shared_models import (
     FileSubmitted,
     NotificationSent,
     NotificationChannel,
+    NotificationKind,
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
@@ -42,7 +45,7 @@ from shared_models import (
 )
 from intake.catalogue import CATALOGUE
 from intake.schemas import ContactIn, FileIn, SurveyIn
-from intake.tables import documents, exchanges, file_agencies, files, surveys, thanks, timeline
+from intake.tables import access_codes, documents, exchanges, file_agencies, files, surveys, thanks, timeline
 
 # Alphabet without look-alikes (no 0/O, 1/I/L), read aloud over the phone.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -287,6 +290,113 @@ async def request_referent_change(file_id: str, reason: str, uow: UnitOfWork) ->
         await uow.commit()
 
 
+ACCESS_CODE_TTL = dt.timedelta(minutes=15)
+ACCESS_CODE_MAX_ATTEMPTS = 5
+ACCESS_CODES_PER_TTL = 3  # codes a file may be sent within ACCESS_CODE_TTL
+
+
+class AccessRefused(Exception):
+    """An access code that cannot be issued or accepted; the message is for the citizen."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _code_hash(salt: str, code: str) -> str:
+    return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+
+
+async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
+    """Store a hashed one-time code and emit it once for the notification service to send.
+    Returns when it expires."""
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.citizen, files.c.referent).where(files.c.file_id == file_id).with_for_update()
+            )
+        ).first()
+        if row is None:
+            raise AccessRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
+        citizen = CitizenContact.model_validate(row.citizen)
+        if not citizen.email:
+            # SMS sending arrives with the notification channels; until then, say so.
+            raise AccessRefused(
+                409,
+                "Aucune adresse électronique n'est enregistrée pour ce dossier : le code ne peut pas "
+                "vous être envoyé. Votre référent peut vous renseigner par téléphone.",
+            )
+        now = utcnow()
+        recent = await uow.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(access_codes)
+            .where(access_codes.c.file_id == file_id, access_codes.c.created_at > now - ACCESS_CODE_TTL)
+        )
+        if recent >= ACCESS_CODES_PER_TTL:
+            raise AccessRefused(
+                429, "Plusieurs codes vous ont déjà été envoyés : utilisez le dernier reçu ou réessayez dans 15 minutes."
+            )
+        code = f"{secrets.randbelow(10**6):06d}"
+        salt = secrets.token_hex(16)
+        expires_at = now + ACCESS_CODE_TTL
+        await uow.conn.execute(
+            access_codes.insert().values(
+                file_id=file_id, code_hash=_code_hash(salt, code), salt=salt,
+                created_at=now, expires_at=expires_at, attempts=0,
+            )
+        )
+        try:
+            referent = Referent.model_validate(row.referent) if row.referent else None
+        except ValueError:  # a card recorded before agent ids were kept
+            referent = None
+        uow.emit(
+            topics.ACCESS_CODES,
+            AccessCodeIssued(
+                file_id=file_id, occurred_at=now, code=code, expires_at=expires_at,
+                citizen=citizen, referent=referent,
+            ),
+        )
+        await uow.commit()
+    return expires_at
+
+
+async def verify_access_code(file_id: str, code: str, uow: UnitOfWork) -> None:
+    """Accept a valid code once; a wrong one counts against every live code of the file."""
+    async with uow:
+        now = utcnow()
+        live = (
+            await uow.conn.execute(
+                sa.select(access_codes)
+                .where(
+                    access_codes.c.file_id == file_id,
+                    access_codes.c.used_at.is_(None),
+                    access_codes.c.expires_at > now,
+                    access_codes.c.attempts < ACCESS_CODE_MAX_ATTEMPTS,
+                )
+                .with_for_update()
+            )
+        ).all()
+        if not live:
+            raise AccessRefused(403, "Ce code n'est plus valable : demandez un nouveau code.")
+        match = next((c for c in live if hmac.compare_digest(c.code_hash, _code_hash(c.salt, code))), None)
+        if match is None:
+            await uow.conn.execute(
+                access_codes.update()
+                .where(access_codes.c.id.in_([c.id for c in live]))
+                .values(attempts=access_codes.c.attempts + 1)
+            )
+            await uow.commit()
+            left = ACCESS_CODE_MAX_ATTEMPTS - 1 - max(c.attempts for c in live)
+            if left <= 0:
+                raise AccessRefused(403, "Code incorrect. Ce code n'est plus valable : demandez un nouveau code.")
+            raise AccessRefused(
+                403, f"Code incorrect. Il vous reste {left} essai{'s' if left > 1 else ''}."
+            )
+        await uow.conn.execute(access_codes.update().where(access_codes.c.id == match.id).values(used_at=now))
+        await uow.commit()
+
+
 async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
     async with uow:
         await _require_file(uow, event.file_id)
@@ -295,6 +405,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
             files.update()
             .where(files.c.file_id == event.file_id)
             .values(
+                # The whole card (agent and office ids too): pages link to the agent's office.
                 referent=ref.model_dump(mode="json"),
                 status=sa.case((files.c.status == "depose", "en_cours"), else_=files.c.status),
             )
@@ -608,6 +719,20 @@ async def thanks_for_agent(uow: UnitOfWork, agent_id: str) -> dict:
             for r in rows
         ],
     }
+
+
+async def file_record(uow: UnitOfWork, file_id: str) -> dict | None:
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.file_id, files.c.citizen, files.c.description, files.c.urgent, files.c.created_at)
+                .where(files.c.file_id == file_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return {"file_id": row.file_id, "citizen": row.citizen, "description": row.description,
+            "urgent": row.urgent, "created_at": row.created_at}
 
 
 async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:

@@ -143,6 +143,20 @@ class ReferentChangeIn(BaseModel):
     reason: str = Field(min_length=5, max_length=1000, description="Pourquoi vous souhaitez un autre référent.")
 
 
+class AccessCodeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    code: str = Field(description="Le code à 6 chiffres reçu par courriel.")
+
+    @field_validator("code")
+    @classmethod
+    def _six_digits(cls, value: str) -> str:
+        compact = re.sub(r"\s", "", value)
+        if not re.fullmatch(r"\d{6}", compact):
+            raise PydanticCustomError("code", "Le code comporte 6 chiffres, par ex. 123456.")
+        return compact
+
+
 class FileCreated(BaseModel):
     file_id: str
     status: str
@@ -154,6 +168,8 @@ class ReferentOut(BaseModel):
     office: str
     phone: str
     email: str
+    agent_id: str | None = None
+    office_id: str | None = None
 
 
 class RequestedDocumentOut(BaseModel):

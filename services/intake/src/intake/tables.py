@@ -102,3 +102,16 @@ thanks = sa.Table(
     sa.Column("at", UtcDateTime, nullable=False),
     sa.UniqueConstraint("file_id", "agent_id", name="uq_thanks_file_agent"),
 )
+
+access_codes = sa.Table(
+    "access_codes",
+    metadata,
+    sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("code_hash", sa.String(64), nullable=False, comment="sha256 of salt + code; the code is never stored"),
+    sa.Column("salt", sa.String(32), nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("used_at", UtcDateTime, nullable=True),
+)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import (
+    AccessCodeIssued,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     NotificationChannel,
@@ -104,4 +105,5 @@ def bootstrap(
             LegalDeadlineSet: handlers.ignore,
         },
     )
+    consumer.subscribe([topics.ACCESS_CODES], {AccessCodeIssued: handlers.on_access_code_issued})
     return create_app(runtime, title="Guichet unique — notifications")

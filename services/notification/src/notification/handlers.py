@@ -19,6 +19,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from opentelemetry import context as otel_context
@@ -27,6 +28,7 @@ from opentelemetry import propagate, trace
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
     AGENCY_LABELS,
+    AccessCodeIssued,
     CitizenContact,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
@@ -84,7 +86,7 @@ async def _record(
     uow: UnitOfWork,
     kind: NotificationKind,
     file_id: str,
-    referent: Referent,
+    referent: Referent | None,
     citizen: CitizenContact,
     *,
     notification_id: str | None = None,
@@ -231,6 +233,28 @@ async def on_contact_changed(event: ContactPreferencesChanged, uow: UnitOfWork) 
                 contacts.update().where(contacts.c.file_id == event.file_id)
                 .values(citizen=citizen, changed_at=event.occurred_at)
             )
+        await uow.commit()
+
+
+#: Who signs a message sent before any référent is named (the one-time access code):
+#: the national public-service line, so the message still names a way to reach a person.
+GUICHET_DESK = Referent(
+    agent_id="guichet", name="Le guichet unique des services publics", office="Accueil du guichet unique",
+    office_id="guichet", phone="39 39", email="contact@guichet-unique.gouv.fr",
+)
+
+
+async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> None:
+    """Send the one-time code, by email or SMS only (a letter would arrive after it
+    expires); each code is its own message (a citizen may ask again)."""
+    expires = event.expires_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%Hh%M")
+    async with uow:
+        await _record(
+            uow, NotificationKind.ACCESS_CODE, event.file_id, event.referent or GUICHET_DESK, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.ACCESS_CODE.value}:{event.event_id}",
+            channels=[EMAIL, SMS], code=event.code, expires_at_paris=expires,
+            referent_named=event.referent is not None,
+        )
         await uow.commit()
 
 

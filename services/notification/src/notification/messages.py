@@ -49,7 +49,10 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.IMPLICIT_DECISION: KindSpec("Votre dossier {file_id} : décision implicite de l'organisme", "citoyen"),
     # To a département's supervisors; the contact is the supervision desk (no référent yet).
     NotificationKind.SUPERVISOR_ALERT: KindSpec("Dossier {file_id} en attente d'un référent", "agent"),
+    NotificationKind.ACCESS_CODE: KindSpec("Votre dossier {file_id} : votre code d'accès", "citoyen"),
 }
+# A file may wait for its référent; only these messages can go out before one is named.
+UNSIGNED_ALLOWED = {NotificationKind.ACCESS_CODE}
 
 #: Context every template may use; the composition root sets the portal's address.
 DEFAULTS: dict[str, object] = {"portal_url": "https://guichet-unique.gouv.fr"}
@@ -162,7 +165,7 @@ def compose(
     kind: NotificationKind,
     *,
     file_id: str,
-    referent: Referent,
+    referent: Referent | None,
     citizen: CitizenContact,
     **context: object,
 ) -> tuple[str, str]:

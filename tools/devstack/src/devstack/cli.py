@@ -86,7 +86,8 @@ def port_is_free(port: int) -> bool:
 
 def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
     """(what, port) of every fixed port of the stack."""
-    named = [("intake", ports.intake), ("assignment", ports.assignment), ("notification", ports.notification)]
+    named = [("intake", ports.intake), ("assignment", ports.assignment), ("notification", ports.notification),
+             ("web", ports.web)]
     named += [(f"adapter-{a.replace('_', '-')}", p) for a, p in ports.adapters.items()]
     named += [(f"simulator-{a.replace('_', '-')}", p) for a, p in ports.simulators.items()]
     named += [("smtp-sink (SMTP)", ports.smtp), ("smtp-sink (HTTP)", ports.smtp_http),
@@ -206,7 +207,9 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
     services = [("intake", p.intake, "  API docs /docs, citizen API /api/files"),
                 ("assignment", p.assignment, ""), ("notification", p.notification, "")]
     services += [(f"adapter-{a.replace('_', '-')}", port, "") for a, port in p.adapters.items()]
-    lines = ["", "guichet unique is running.", "", "Services (health at /health, OpenAPI docs at /docs):"]
+    lines = ["", "guichet unique is running.", "",
+             f"Pages (citizens, counter, référents, supervisors): {url(p.web)}", "",
+             "Services (health at /health, OpenAPI docs at /docs):"]
     lines += [f"  {name:<24}{url(port)}{extra}" for name, port, extra in services]
     lines += [
         "",

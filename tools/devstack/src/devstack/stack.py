@@ -25,6 +25,7 @@ class Ports:
     intake: int = 8000
     assignment: int = 8001
     notification: int = 8002
+    web: int = 8003
     adapters: dict[str, int] = field(
         default_factory=lambda: {"caf": 8011, "dgfip": 8012, "france_travail": 8013, "cpam": 8014}
     )
@@ -41,6 +42,7 @@ class Ports:
             intake=free_port(),
             assignment=free_port(),
             notification=free_port(),
+            web=free_port(),
             adapters={a: free_port() for a in AGENCIES},
             simulators={a: free_port() for a in AGENCIES},
             smtp=free_port(),
@@ -95,6 +97,14 @@ class Stack:
 
     def adapter_url(self, agency: str) -> str:
         return f"http://127.0.0.1:{self.ports.adapters[agency]}"
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.web}"
+
+    @property
+    def assignment_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.assignment}"
 
     @property
     def smtp_http_url(self) -> str:
@@ -170,6 +180,17 @@ class Stack:
             "notification", "notification", p.notification,
             {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp),
              "SMS_GATEWAY_URL": self.providers_url, "POSTAL_URL": self.providers_url},
+        )
+        # The pages: no database, no broker; they talk to intake and assignment over HTTP.
+        self.processes["web"] = ServiceProcess(
+            "web",
+            [_bin("web")],
+            {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(p.web), "INTAKE_URL": self.intake_url,
+             "ASSIGNMENT_URL": self.assignment_url, "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
+             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"), **self._extra_env},
+            self.workdir / "logs" / "web.log",
+            health_url=f"{self.web_url}/health",
+            cwd=self.workdir,
         )
         for agency, port in p.adapters.items():
             name = f"adapter-{agency.replace('_', '-')}"

@@ -1,0 +1,9 @@
+def main() -> None:
+    from guichet_runtime.service import main as run
+    from web.bootstrap import WebSettings, bootstrap
+
+    run(WebSettings, bootstrap)
+
+
+if __name__ == "__main__":
+    main()

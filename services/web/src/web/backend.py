@@ -1,0 +1,152 @@
+"""The other services, over HTTP: one method per backend call, so each page's needs are
+visible and the calls still waiting for an API (issues 4 and 5) are isolated here."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+from opentelemetry import propagate
+
+
+class BackendError(Exception):
+    """A service refused the request; `message` and `errors` are already in French."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+
+class NotYetAvailable(Exception):
+    """The API behind this action is not deployed yet."""
+
+
+# Which pieces of the pages are wired to a deployed API. The pages show a notice instead of
+# a form while a feature is off; switching one on is wiring its method below.
+FEATURES = {
+    "documents": False,  # issue 4: upload of requested documents through intake
+    "exchanges": False,  # issue 4: the exchange ledger with each agency in the timeline
+    "thanks": False,  # issue 5: thank the référent
+    "survey": False,  # issue 5: satisfaction survey
+    "messages": False,  # issue 5: messages from the référent to the citizen
+    "personal_word": False,  # issue 5: the référent's personal word on the coordinated answer
+    "agency_deadlines": False,  # issue 5: each agency's legal deadline
+    "indicators": False,  # issue 5: indicators per office and agency
+}
+
+
+async def _inject_trace(request: httpx.Request) -> None:
+    # One trace per file across every hop: the page's span continues in the service.
+    propagate.inject(request.headers)
+
+
+def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=timeout,
+        limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
+        event_hooks={"request": [_inject_trace]},
+    )
+
+
+async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202)) -> Any:
+    if response.status_code in ok:
+        return response.json()
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    raise BackendError(
+        response.status_code,
+        message or "Le service est momentanément indisponible. Réessayez dans quelques instants.",
+        body.get("errors") if isinstance(body, dict) else None,
+    )
+
+
+class Backend:
+    """Kept-alive clients of intake and assignment."""
+
+    def __init__(self, intake_url: str, assignment_url: str, timeout: float = 10.0) -> None:
+        self.intake = _client(intake_url, timeout)
+        self.assignment = _client(assignment_url, timeout)
+
+    async def close(self) -> None:
+        await self.intake.aclose()
+        await self.assignment.aclose()
+
+    # -- intake -----------------------------------------------------------------------
+    async def life_events(self) -> list[dict]:
+        return await _json(await self.intake.get("/api/life-events"))
+
+    async def submit_file(self, body: dict[str, Any], idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return await _json(await self.intake.post("/api/files", json=body, headers=headers))
+
+    async def file_view(self, file_id: str) -> dict:
+        return await _json(await self.intake.get(f"/api/files/{file_id}"))
+
+    async def file_record(self, file_id: str) -> dict:
+        return await _json(await self.intake.get(f"/api/files/{file_id}/record"))
+
+    async def request_referent_change(self, file_id: str, reason: str) -> dict:
+        return await _json(await self.intake.post(f"/api/files/{file_id}/referent-change", json={"reason": reason}))
+
+    async def request_access_code(self, file_id: str) -> dict:
+        return await _json(await self.intake.post(f"/api/files/{file_id}/access-codes"))
+
+    async def verify_access_code(self, file_id: str, code: str) -> dict:
+        return await _json(await self.intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": code}))
+
+    # -- assignment ---------------------------------------------------------------------
+    async def assignment_record(self, file_id: str) -> dict:
+        return await _json(await self.assignment.get(f"/api/files/{file_id}/assignment"))
+
+    async def agent_card(self, agent_id: str) -> dict:
+        return await _json(await self.assignment.get(f"/api/agents/{agent_id}"))
+
+    async def portfolio(self, agent_id: str) -> dict:
+        return await _json(await self.assignment.get(f"/api/agents/{agent_id}/portfolio"))
+
+    async def waiting_files(self) -> dict:
+        return await _json(await self.assignment.get("/api/supervision/waiting"))
+
+    async def portfolios(self) -> dict:
+        return await _json(await self.assignment.get("/api/supervision/portfolios"))
+
+    async def deadlines_at_risk(self, within_days: int) -> dict:
+        return await _json(
+            await self.assignment.get("/api/supervision/deadlines", params={"within_days": within_days})
+        )
+
+    # -- waiting for their API (see FEATURES) ----------------------------------------------
+    async def upload_document(self, file_id: str, filename: str, content: bytes, content_type: str) -> dict:
+        """Issue 4: POST the requested document to intake, which forwards it to the agency."""
+        raise NotYetAvailable("documents")
+
+    async def requested_documents(self, file_id: str) -> list[dict]:
+        """Issue 4: the documents the agencies asked for, and whether each was received."""
+        raise NotYetAvailable("documents")
+
+    async def send_thanks(self, file_id: str, message: str) -> dict:
+        """Issue 5: the citizen thanks their référent."""
+        raise NotYetAvailable("thanks")
+
+    async def answer_survey(self, file_id: str, answers: dict[str, str]) -> dict:
+        """Issue 5: the satisfaction survey once the answer is given."""
+        raise NotYetAvailable("survey")
+
+    async def send_message_to_citizen(self, file_id: str, agent_id: str, text: str) -> dict:
+        """Issue 5: a message from the référent to the citizen, through their channel."""
+        raise NotYetAvailable("messages")
+
+    async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
+        """Issue 5: the référent's personal word on the coordinated answer."""
+        raise NotYetAvailable("personal_word")
+
+    async def indicators(self) -> dict:
+        """Issue 5: indicators per office and agency (delays, satisfaction)."""
+        raise NotYetAvailable("indicators")

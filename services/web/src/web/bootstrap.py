@@ -1,0 +1,354 @@
+"""Composition root of the web service: server-rendered pages (DSFR) over the other
+services' HTTP APIs. Every page works without JavaScript: plain forms, POST then redirect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.middleware.sessions import SessionMiddleware
+
+from guichet_runtime.service import TraceIdHeader
+from guichet_runtime.telemetry import setup_tracing
+from web import forms, pages
+from web.backend import FEATURES, Backend, BackendError, NotYetAvailable
+from web.settings import WebSettings
+
+log = logging.getLogger(__name__)
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def flash(request: Request, message: str, kind: str = "success") -> None:
+    request.session.setdefault("flash", []).append({"kind": kind, "message": message})
+
+
+def current_agent(request: Request) -> str | None:
+    """TEMPORARY seam until agents sign in (a later issue brings real authentication):
+    the `X-Guichet-Agent` header, else `?agent=` (remembered in the session), else the
+    agent picked on /agent. Replace this one function with the authenticated identity."""
+    agent = request.headers.get("x-guichet-agent") or request.query_params.get("agent")
+    if agent:
+        request.session["agent"] = agent
+        return agent
+    return request.session.get("agent")
+
+
+def bootstrap(settings: WebSettings | None = None) -> FastAPI:
+    settings = settings or WebSettings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file)
+    backend = Backend(settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds)
+    render = pages.Renderer()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ready = True
+        try:
+            yield
+        finally:
+            app.state.ready = False
+            await backend.close()
+            tracer_provider.shutdown()
+
+    app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.ready = False
+    dsfr = settings.assets_dir / "@gouvfr" / "dsfr" / "dist"
+    if not dsfr.is_dir():
+        raise RuntimeError(f"DSFR introuvable dans {dsfr} : lancez `make setup` (npm ci).")
+    app.mount("/dsfr", StaticFiles(directory=dsfr), name="dsfr")
+    app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
+
+    @app.get("/health", include_in_schema=False)
+    async def health(response: Response) -> dict[str, str]:
+        if not app.state.ready:
+            response.status_code = 503
+            return {"status": "starting"}
+        return {"status": "ok", "service": settings.service_name}
+
+    @app.exception_handler(BackendError)
+    async def backend_down(request: Request, exc: BackendError) -> HTMLResponse:
+        return render(request, "error.html", {"title": "Un problème est survenu", "message": exc.message},
+                      status_code=exc.status if exc.status in (404, 409) else 503)
+
+    @app.exception_handler(httpx.HTTPError)
+    async def backend_unreachable(request: Request, exc: httpx.HTTPError) -> HTMLResponse:
+        log.warning("backend unreachable: %r", exc)
+        return render(request, "error.html", {
+            "title": "Service momentanément indisponible",
+            "message": "Nous ne pouvons pas afficher cette page pour le moment. Réessayez dans quelques minutes.",
+        }, status_code=503)
+
+    # -- citizens ---------------------------------------------------------------------------
+    @app.get("/", response_class=HTMLResponse)
+    async def home(request: Request) -> HTMLResponse:
+        return render(request, "home.html", {})
+
+    async def life_events() -> list[dict]:
+        return await backend.life_events()
+
+    def file_form(request: Request, template: str, values: dict, errors: dict, events: list, key: str,
+                  status: int = 200) -> HTMLResponse:
+        options = [(e["code"], e["label"], "Organismes concernés : " + ", ".join(e["agencies"])) for e in events]
+        return render(request, template, {"values": values, "errors": errors, "life_event_options": options,
+                                          "idempotency_key": key}, status_code=status)
+
+    async def submit(request: Request, template: str, on_success: str) -> Response:
+        form = await request.form()
+        values = forms.typed(form, forms.FILE_FIELDS)
+        values["urgent"] = "oui" if form.get("urgent") else ""
+        key = str(form.get("idempotency_key") or uuid.uuid4())
+        try:
+            created = await backend.submit_file(forms.file_body(values, bool(values["urgent"])), key)
+        except BackendError as refused:
+            if refused.status != 422:
+                raise
+            errors = forms.file_errors(refused.errors, values)
+            return file_form(request, template, values, errors, await life_events(), key, status=422)
+        except httpx.HTTPError as unreachable:
+            # Keep what was typed; the same Idempotency-Key makes sending again safe.
+            log.warning("intake unreachable: %r", unreachable)
+            errors = {"form": "Le service est momentanément indisponible : la déclaration n'est pas encore "
+                              "envoyée. Vos informations sont conservées ci-dessous ; réessayez dans un instant."}
+            try:
+                events = await life_events()
+            except httpx.HTTPError:
+                events = []
+            return file_form(request, template, values, errors, events, key, status=503)
+        return _redirect(on_success.format(file_id=created["file_id"]))
+
+    @app.get("/demarche", response_class=HTMLResponse)
+    async def new_file_form(request: Request) -> HTMLResponse:
+        return file_form(request, "citizen_new.html", {}, {}, await life_events(), str(uuid.uuid4()))
+
+    @app.post("/demarche")
+    async def new_file(request: Request) -> Response:
+        return await submit(request, "citizen_new.html", "/demarche/confirmation/{file_id}")
+
+    @app.get("/demarche/confirmation/{file_id}", response_class=HTMLResponse)
+    async def submitted(request: Request, file_id: str) -> HTMLResponse:
+        return render(request, "citizen_submitted.html", {"file_id": file_id})
+
+    @app.get("/suivi", response_class=HTMLResponse)
+    async def follow_form(request: Request, dossier: str = "") -> HTMLResponse:
+        return render(request, "citizen_access.html", {"values": {"reference": dossier}, "errors": {}})
+
+    @app.post("/suivi")
+    async def follow(request: Request) -> Response:
+        form = await request.form()
+        reference = forms.normalise_reference(str(form.get("reference", "")))
+        error = forms.reference_error(reference)
+        if error is None:
+            try:
+                await backend.request_access_code(reference)
+            except BackendError as refused:
+                if refused.status not in (404, 409, 422, 429):
+                    raise
+                error = refused.message
+        if error:
+            return render(request, "citizen_access.html",
+                          {"values": {"reference": str(form.get("reference", ""))}, "errors": {"reference": error}},
+                          status_code=422)
+        flash(request, "Un code à 6 chiffres vient de vous être envoyé par courriel. Il est valable 15 minutes.")
+        return _redirect(f"/suivi/code?dossier={reference}")
+
+    @app.get("/suivi/code", response_class=HTMLResponse)
+    async def code_form(request: Request, dossier: str = "") -> HTMLResponse:
+        return render(request, "citizen_code.html", {"file_id": dossier, "values": {}, "errors": {}})
+
+    @app.post("/suivi/code")
+    async def code(request: Request) -> Response:
+        form = await request.form()
+        reference = forms.normalise_reference(str(form.get("reference", "")))
+        typed_code = str(form.get("code", ""))
+        error = forms.code_error(typed_code)
+        if error is None and forms.reference_error(reference):
+            return _redirect("/suivi")
+        if error is None:
+            try:
+                await backend.verify_access_code(reference, typed_code)
+            except BackendError as refused:
+                if refused.status not in (403, 404, 422):
+                    raise
+                error = refused.errors[0]["message"] if refused.errors else refused.message
+        if error:
+            return render(request, "citizen_code.html",
+                          {"file_id": reference, "values": {"code": typed_code}, "errors": {"code": error}},
+                          status_code=422)
+        opened = request.session.setdefault("files", {})
+        opened[reference] = time.time() + settings.file_access_minutes * 60
+        request.session["files"] = opened
+        return _redirect(f"/dossier/{reference}")
+
+    def may_open(request: Request, file_id: str) -> bool:
+        return request.session.get("files", {}).get(file_id, 0) > time.time()
+
+    async def referent_card(view: dict) -> dict | None:
+        referent = view.get("referent")
+        if not referent:
+            return None
+        card = {"name": referent["name"], "phone": referent["phone"], "email": referent["email"],
+                "office": {"name": referent["office"]}}
+        if referent.get("agent_id"):
+            try:
+                card = await backend.agent_card(referent["agent_id"])
+            except BackendError:
+                log.warning("agent card of %s unavailable; showing the file's copy", referent["agent_id"])
+        return card
+
+    @app.get("/dossier/{file_id}", response_class=HTMLResponse)
+    async def citizen_file(request: Request, file_id: str) -> Response:
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
+        view, record = await asyncio.gather(backend.file_view(file_id), backend.assignment_record(file_id),
+                                            return_exceptions=True)
+        if isinstance(view, BaseException):
+            raise view
+        deadline = None if isinstance(record, BaseException) else record.get("deadline")
+        return render(request, "citizen_file.html", {
+            "file": view, "card": await referent_card(view), "deadline": deadline, "features": FEATURES,
+            "values": request.session.pop("values", {}), "errors": request.session.pop("errors", {}),
+        })
+
+    @app.post("/dossier/{file_id}/referent")
+    async def change_referent(request: Request, file_id: str) -> Response:
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
+        reason = str((await request.form()).get("reason", ""))
+        try:
+            done = await backend.request_referent_change(file_id, reason)
+        except BackendError as refused:
+            if refused.status not in (404, 409, 422):
+                raise
+            message = refused.errors[0]["message"] if refused.errors else refused.message
+            # Kept in the session so the redirected page shows the message and the text typed.
+            request.session["values"] = {"reason": reason}
+            request.session["errors"] = {"reason": message}
+            return _redirect(f"/dossier/{file_id}#changer-referent")
+        flash(request, done["message"])
+        return _redirect(f"/dossier/{file_id}")
+
+    async def later(request: Request, file_id: str, action: Any) -> Response:
+        """Actions whose API arrives with issues 4 and 5 (their forms stay hidden until then)."""
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
+        try:
+            await action()
+        except NotYetAvailable:
+            flash(request, "Ce service sera bientôt disponible. Votre référent peut vous aider par téléphone.",
+                  "info")
+        return _redirect(f"/dossier/{file_id}")
+
+    @app.post("/dossier/{file_id}/pieces")
+    async def upload(request: Request, file_id: str) -> Response:
+        form = await request.form()
+        document = form.get("document")
+        content = await document.read() if hasattr(document, "read") else b""
+        name = getattr(document, "filename", "") or ""
+        kind = getattr(document, "content_type", "") or "application/octet-stream"
+        return await later(request, file_id, lambda: backend.upload_document(file_id, name, content, kind))
+
+    @app.post("/dossier/{file_id}/merci")
+    async def thanks(request: Request, file_id: str) -> Response:
+        message = str((await request.form()).get("message", ""))
+        return await later(request, file_id, lambda: backend.send_thanks(file_id, message))
+
+    @app.post("/dossier/{file_id}/enquete")
+    async def survey(request: Request, file_id: str) -> Response:
+        answers = {k: str(v) for k, v in (await request.form()).items()}
+        return await later(request, file_id, lambda: backend.answer_survey(file_id, answers))
+
+    @app.post("/deconnexion")
+    async def sign_out(request: Request) -> Response:
+        request.session.clear()
+        return _redirect("/")
+
+    # -- counter / phone intake ---------------------------------------------------------
+    @app.get("/guichet", response_class=HTMLResponse)
+    async def counter_form(request: Request) -> HTMLResponse:
+        return file_form(request, "counter_new.html", {"preferred_channel": "courrier"}, {}, await life_events(),
+                         str(uuid.uuid4()))
+
+    @app.post("/guichet")
+    async def counter_new(request: Request) -> Response:
+        return await submit(request, "counter_new.html", "/guichet/recu/{file_id}")
+
+    @app.get("/guichet/recu/{file_id}", response_class=HTMLResponse)
+    async def receipt(request: Request, file_id: str) -> HTMLResponse:
+        # The référent is named within moments: wait a little, so the receipt names them.
+        deadline = time.monotonic() + settings.receipt_wait_seconds
+        view = await backend.file_view(file_id)
+        while not view.get("referent") and time.monotonic() < deadline:
+            await asyncio.sleep(0.3)
+            view = await backend.file_view(file_id)
+        record = await backend.file_record(file_id)
+        return render(request, "counter_receipt.html",
+                      {"file": view, "record": record, "card": await referent_card(view)})
+
+    # -- agents: référent desk and supervision ------------------------------------------
+    @app.get("/agent", response_class=HTMLResponse)
+    async def choose_agent(request: Request, suite: str = "/referent") -> HTMLResponse:
+        directory = await backend.portfolios()
+        return render(request, "agent_choose.html", {"agents": directory["agents"], "next": suite,
+                                                     "errors": {}, "current": current_agent(request)})
+
+    @app.post("/agent")
+    async def chose_agent(request: Request) -> Response:
+        form = await request.form()
+        agent = str(form.get("agent", ""))
+        next_url = str(form.get("next", "/referent"))
+        if not next_url.startswith("/") or next_url.startswith("//"):
+            next_url = "/referent"
+        directory = await backend.portfolios()
+        if agent not in {a["agent_id"] for a in directory["agents"]}:
+            return render(request, "agent_choose.html",
+                          {"agents": directory["agents"], "next": next_url, "current": None,
+                           "errors": {"agent": "Choisissez votre nom dans la liste."}}, status_code=422)
+        request.session["agent"] = agent
+        return _redirect(next_url)
+
+    @app.get("/referent", response_class=HTMLResponse)
+    async def desk(request: Request, agent: str | None = Depends(current_agent)) -> Response:
+        if not agent:
+            return _redirect("/agent?suite=/referent")
+        return render(request, "referent_portfolio.html", {"portfolio": await backend.portfolio(agent)})
+
+    @app.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
+    async def desk_file(request: Request, file_id: str, agent: str | None = Depends(current_agent)) -> Response:
+        if not agent:
+            return _redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+        view, record, assignment = await asyncio.gather(
+            backend.file_view(file_id), backend.file_record(file_id), backend.assignment_record(file_id)
+        )
+        return render(request, "referent_file.html", {
+            "file": view, "record": record, "assignment": assignment, "agent": agent, "features": FEATURES,
+        })
+
+    @app.get("/supervision", response_class=HTMLResponse)
+    async def supervision(request: Request) -> HTMLResponse:
+        waiting, balance, at_risk = await asyncio.gather(
+            backend.waiting_files(), backend.portfolios(), backend.deadlines_at_risk(settings.deadline_risk_days)
+        )
+        return render(request, "supervision.html", {
+            "waiting": waiting, "balance": balance, "at_risk": at_risk, "features": FEATURES,
+            "chart": pages.load_chart(balance["agents"]),
+        })
+
+    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="guichet_session",
+                       same_site="lax", https_only=settings.secure_cookies,
+                       max_age=settings.file_access_minutes * 60 * 4)
+    app.add_middleware(TraceIdHeader)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static")
+    return app

@@ -1,0 +1,118 @@
+"""Rendering: the Jinja2 environment, French dates and labels, the accessible charts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from web.forms import LABELS
+
+PARIS = ZoneInfo("Europe/Paris")
+MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
+          "novembre", "décembre")
+
+# Statuses in words (never by colour alone) and the DSFR badge that goes with each.
+FILE_STATUS = {
+    "depose": ("Déposé", "info"),
+    "en_cours": ("En cours", "new"),
+    "en_attente_attribution": ("En attente d'un référent", "warning"),
+    "repondu": ("Réponse envoyée", "success"),
+}
+AGENCY_STATUS = {
+    "en_attente": ("En attente de transmission", "info"),
+    "transmis": ("Transmis, en cours d'examen", "new"),
+    "repondu": ("Réponse reçue", "success"),
+}
+DECISION = {"accorde": "Accordé", "refuse": "Refusé", "piece_demandee": "Pièce justificative demandée"}
+CHANNELS = {"email": "Courriel", "sms": "SMS", "courrier": "Courrier postal", "telephone": "Téléphone"}
+AGENT_STATUS = {"actif": "En poste", "absent": "Absent(e)", "parti": "Parti(e)"}
+
+
+def _as_datetime(value: Any) -> dt.datetime | dt.date | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+        except ValueError:
+            return None
+    return value
+
+
+def date_fr(value: Any) -> str:
+    """24 novembre 2026."""
+    d = _as_datetime(value)
+    if d is None:
+        return ""
+    if isinstance(d, dt.datetime):
+        d = d.astimezone(PARIS).date()
+    return f"{d.day}{'er' if d.day == 1 else ''} {MONTHS[d.month - 1]} {d.year}"
+
+
+def datetime_fr(value: Any) -> str:
+    """24 novembre 2026 à 18h07 (Paris)."""
+    d = _as_datetime(value)
+    if not isinstance(d, dt.datetime):
+        return date_fr(value)
+    local = d.astimezone(PARIS)
+    return f"{date_fr(local)} à {local.hour}h{local.minute:02d}"
+
+
+def initials(name: str) -> str:
+    return "".join(part[0] for part in name.split()[:2]).upper()
+
+
+def phone_fr(value: str | None) -> str:
+    """0478123456 -> 04 78 12 34 56 (other forms are shown as given)."""
+    if value and len(value) == 10 and value.isdigit():
+        return " ".join(value[i:i + 2] for i in range(0, 10, 2))
+    return value or ""
+
+
+def euros(value: Any) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.2f} €".replace(",", "\u202f").replace(".", ",")
+
+
+def load_chart(agents: list[dict]) -> dict:
+    """Bars of each agent's load against capacity, for a server-rendered SVG (with a table
+    beside it carrying the same figures)."""
+    active = [a for a in agents if a["status"] != "parti"]
+    bar_h, gap, label_w, width = 22, 10, 230, 640
+    rows = []
+    for i, a in enumerate(active):
+        share = a["active_files"] / a["capacity"] if a["capacity"] else 0
+        rows.append({
+            "y": i * (bar_h + gap), "label": a["name"], "office": a["office"], "share": share,
+            "w": round((width - label_w - 90) * min(share, 1.0)), "text": f"{a['active_files']} / {a['capacity']}",
+            "full": share >= 0.9,
+        })
+    return {"rows": rows, "height": max(len(rows) * (bar_h + gap), bar_h), "bar_h": bar_h,
+            "label_w": label_w, "width": width, "track": width - label_w - 90}
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.env = Environment(
+            loader=PackageLoader("web", "templates"),
+            autoescape=select_autoescape(("html",)),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
+                                labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
+        self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
+                                CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)
+
+    def __call__(self, request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
+        flashes = request.session.pop("flash", []) if "session" in request.scope else []
+        html = self.env.get_template(template).render(request=request, flashes=flashes, path=request.url.path,
+                                                      **context)
+        return HTMLResponse(html, status_code=status_code)

@@ -1,0 +1,298 @@
+"""The pages, walked as people would in Debian's Chromium (Playwright) on the real system:
+a real Kafka broker, every service, the agency simulator and the SMTP sink. Each page is
+checked with axe-core (no serious or critical violation) and screenshotted into
+var/screenshots/."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.support import file_body
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+AXE = ROOT / "services/web/node_modules/axe-core/axe.min.js"
+SHOTS = ROOT / "var/screenshots"
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
+    st = Stack(tmp_path_factory.mktemp("stack-pages"), kafka_bootstrap, namespace=f"pages-{uuid.uuid4().hex[:6]}.")
+    st.start()
+    yield st
+    st.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's Chromium is missing: `make setup` installs it (apt-get install chromium).")
+    if not AXE.exists():
+        pytest.fail("axe-core is missing: `make setup` runs npm ci in services/web.")
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM))
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, stack):
+    context = browser.new_context(base_url=stack.web_url, locale="fr-FR", viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def check(page, name: str) -> None:
+    """No serious or critical accessibility violation (axe-core), and a screenshot."""
+    page.add_script_tag(path=str(AXE))
+    violations = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    serious = [
+        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+    assert not serious, f"{name}: " + "\n".join(serious)
+
+
+def error_of(page, field: str) -> str:
+    """The message shown next to a field (the one its aria-describedby points to)."""
+    described = page.get_attribute(f"#{field}", "aria-describedby") or page.get_attribute(
+        f"#{field}", "aria-labelledby"
+    )
+    assert described and f"{field}-messages" in described
+    return page.inner_text(f"#{field}-messages").strip()
+
+
+def tick(page, input_id: str) -> None:
+    """Tick a radio button or checkbox by its label, as a person does (DSFR draws the box)."""
+    page.click(f"label[for='{input_id}']")
+    assert page.is_checked(f"#{input_id}")
+
+
+def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
+    """The one-time code the citizen received by email (read from the SMTP sink)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
+        codes = [m for m in mails if m["subject"] == f"Votre dossier {file_id} : votre code d'accès"]
+        if codes:
+            return re.search(r"^\s+(\d{6})\s*$", codes[-1]["text"], re.MULTILINE).group(1)
+        time.sleep(0.3)
+    raise AssertionError(f"no access code email for {file_id}")
+
+
+def referent_named_in_mail(stack: Stack, file_id: str) -> str:
+    mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
+    subject = next(m["subject"] for m in mails if m["subject"].startswith(f"Votre dossier {file_id} : ")
+                   and m["subject"].endswith("est votre référent"))
+    return subject.removeprefix(f"Votre dossier {file_id} : ").removesuffix(" est votre référent")
+
+
+def open_file(page, stack: Stack, file_id: str) -> None:
+    page.goto(f"/suivi?dossier={file_id}")
+    page.click("text=Recevoir un code")
+    page.wait_for_url(re.compile(r"/suivi/code"))
+    page.fill("#code", access_code(stack, file_id))
+    page.click("text=Ouvrir mon dossier")
+    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+
+
+def reload_until(page, selector: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while page.locator(selector).count() == 0:
+        assert time.monotonic() < deadline, f"{selector} never appeared on {page.url}"
+        time.sleep(0.5)
+        page.reload()
+
+
+def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer(page, stack):
+    page.goto("/")
+    check(page, "01-accueil")
+    page.click("text=Déclarer un changement de situation")
+    check(page, "02-declaration")
+
+    # Bad input: each message next to its field, everything typed kept.
+    page.fill("#description", "J'ai perdu mon emploi le 15 novembre et je ne sais pas par où commencer.")
+    page.fill("#given_name", "Marie")
+    page.fill("#postcode", "93")
+    tick(page, "preferred_channel-email")
+    page.fill("#email", "marie.dupont@")
+    page.click("text=Envoyer ma déclaration")
+    assert error_of(page, "life_event") == "Ce champ est obligatoire."
+    assert error_of(page, "family_name") == "Ce champ ne peut pas être vide."
+    assert error_of(page, "postcode") == "Code postal invalide : 5 chiffres attendus."
+    assert error_of(page, "email") == "Adresse électronique invalide."
+    assert page.input_value("#description").startswith("J'ai perdu mon emploi le 15 novembre")
+    assert page.input_value("#given_name") == "Marie" and page.input_value("#email") == "marie.dupont@"
+    assert page.is_checked("#preferred_channel-email")
+    assert page.title().startswith("Erreur : ")
+    check(page, "03-declaration-erreurs")
+
+    tick(page, "life_event-perte_emploi")
+    tick(page, "urgent")
+    page.fill("#family_name", "Dupont")
+    page.fill("#postcode", "93200")
+    page.fill("#email", "marie.dupont@example.fr")
+    page.click("text=Envoyer ma déclaration")
+    page.wait_for_url(re.compile(r"/demarche/confirmation/"))
+    file_id = page.inner_text(".gu-reference").strip()
+    assert re.fullmatch(r"GU-\d{4}-[0-9A-Z]{8}", file_id)
+    check(page, "04-declaration-envoyee")
+
+    page.click("main a.fr-btn:has-text('Suivre mon dossier')")
+    assert page.input_value("#reference") == file_id
+    page.fill("#reference", "GU-12")
+    page.click("text=Recevoir un code")
+    assert "Référence invalide" in error_of(page, "reference") and page.input_value("#reference") == "GU-12"
+    check(page, "05-suivi-erreur")
+    page.fill("#reference", file_id.lower())
+    page.click("text=Recevoir un code")
+    page.wait_for_url(re.compile(r"/suivi/code"))
+    page.fill("#code", "12")
+    page.click("text=Ouvrir mon dossier")
+    assert error_of(page, "code") == "Le code comporte 6 chiffres, par ex. 123456."
+    assert page.input_value("#code") == "12"
+    check(page, "06-code-erreur")
+    page.fill("#code", access_code(stack, file_id))
+    page.click("text=Ouvrir mon dossier")
+    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+
+    reload_until(page, "#reponse")
+    name = referent_named_in_mail(stack, file_id)
+    assert page.inner_text(".gu-referent-name").strip() == name
+    card = page.inner_text("#referent")
+    assert "Téléphone direct" in card and "Horaires d'accueil" in card and "France Services" in card
+    assert page.locator("svg.gu-photo").get_attribute("aria-label").startswith(f"Photo de {name}")
+    assert name in page.inner_text(".gu-answer")
+    statuses = page.text_content("#organismes")  # badges are upper-cased by CSS only
+    assert statuses.count("Réponse reçue") == 3
+    assert {"Accordé", "Refusé"} & set(re.findall(r"Accordé|Refusé", page.inner_text("#decisions")))
+    assert "Réponse coordonnée rédigée par" in page.inner_text(".gu-timeline")
+    check(page, "07-dossier-citoyen")
+
+    # The code was spent: another browser needs its own code.
+    page.click("text=Fermer mon dossier sur cet appareil")
+    page.goto(f"/dossier/{file_id}")
+    assert "/suivi" in page.url
+
+
+def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_receipt(page, stack):
+    page.goto("/guichet")
+    check(page, "08-guichet")
+    assert page.is_checked("#preferred_channel-courrier")
+    tick(page, "life_event-demenagement")
+    page.fill("#description", "Monsieur Martin déménage à Villeurbanne le 1er décembre.")
+    page.fill("#given_name", "Jean")
+    page.fill("#family_name", "Martin")
+    page.fill("#postcode", "69100")
+    tick(page, "preferred_channel-telephone")
+    page.click("text=Créer le dossier et préparer le récépissé")
+    assert error_of(page, "phone").startswith("Un numéro de téléphone est nécessaire")
+    assert page.input_value("#description") == "Monsieur Martin déménage à Villeurbanne le 1er décembre."
+    assert page.is_checked("#life_event-demenagement") and page.is_checked("#preferred_channel-telephone")
+    check(page, "09-guichet-erreur")
+
+    page.fill("#phone", "04 78 12 34 56")
+    page.click("text=Créer le dossier et préparer le récépissé")
+    page.wait_for_url(re.compile(r"/guichet/recu/"))
+    receipt = page.inner_text(".gu-receipt")
+    assert "Jean Martin" in receipt and "Téléphone, au 04 78 12 34 56" in receipt
+    name = page.inner_text(".gu-referent-name").strip()
+    assert name and "Téléphone direct" in receipt
+    assert page.is_visible("[data-print]")  # the print button appears with JavaScript
+    check(page, "10-recepisse")
+
+    page.emulate_media(media="print")
+    assert not page.is_visible(".gu-nav") and not page.is_visible("footer")
+    assert page.is_visible(".gu-referent-name") and page.is_visible(".gu-print-only")
+    pdf = page.pdf(path=str(SHOTS / "10-recepisse.pdf"), format="A4")
+    assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
+
+
+def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, stack, browser):
+    # The CPAM's system is down: the birth file stays open on the référent's desk.
+    httpx.post(f"{stack.simulator_url}/admin/faults", json={"agency": "cpam", "mode": "down"}).raise_for_status()
+    try:
+        created = httpx.post(f"{stack.intake_url}/api/files",
+                             json=file_body("naissance", email="awa.diallo@example.fr", given_name="Awa",
+                                            family_name="Diallo"), timeout=10).json()
+        file_id = created["file_id"]
+        deadline = time.monotonic() + 60
+        while not (agent := httpx.get(f"{stack.assignment_url}/api/files/{file_id}/assignment").json()
+                   .get("referent_id")):
+            assert time.monotonic() < deadline, "no référent assigned"
+            time.sleep(0.3)
+
+        page.goto("/referent")
+        assert "/agent" in page.url  # who is working? (temporary seam until agents sign in)
+        page.click("text=Continuer")
+        assert error_of(page, "agent") == "Choisissez votre nom dans la liste."
+        check(page, "11-agent-erreur")
+        page.select_option("#agent", agent)
+        page.click("text=Continuer")
+        page.wait_for_url(re.compile(r"/referent$"))
+        first = page.locator("#portefeuille tbody tr").first
+        assert file_id in first.text_content() and "Urgent" in first.text_content()
+        check(page, "12-portefeuille")
+
+        page.click(f"text={file_id}")
+        page.wait_for_url(re.compile(f"/referent/dossiers/{file_id}$"))
+        assert "J'ai perdu mon emploi" in page.inner_text(".gu-quote")  # the citizen's own words
+        assert "Awa Diallo" in page.inner_text("main")
+        assert "Transmis, en cours d'examen" in page.text_content("#organismes")
+        check(page, "13-dossier-referent")
+
+        # The citizen, in their own browser, asks for another référent.
+        citizen = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
+        open_file(citizen, stack, file_id)
+        citizen.fill("#reason", "non")
+        citizen.click("button:has-text('Demander un autre référent')")
+        assert error_of(citizen, "reason") == "Au moins 5 caractères sont attendus."
+        assert citizen.input_value("#reason") == "non"
+        check(citizen, "14-changement-erreur")
+        citizen.fill("#reason", "Nous ne parvenons pas à nous comprendre.")
+        citizen.click("button:has-text('Demander un autre référent')")
+        assert "nouveau référent vous sera présenté" in citizen.inner_text("[role=status]")
+        reload_until(citizen, "text=Votre nouveau référent est")
+        citizen.context.close()
+    finally:
+        httpx.post(f"{stack.simulator_url}/admin/faults", json={"agency": "cpam", "mode": "ok"})
+
+
+def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
+    # Everybody is away today: a new file waits, visibly, for a référent.
+    agents = httpx.get(f"{stack.assignment_url}/api/supervision/portfolios").json()["agents"]
+    today = time.strftime("%Y-%m-%d")
+    for a in agents:
+        httpx.post(f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
+                   json={"starts_on": today, "ends_on": today}, timeout=10).raise_for_status()
+    file_id = httpx.post(f"{stack.intake_url}/api/files", json=file_body(email="personne.seule@example.fr"),
+                         timeout=10).json()["file_id"]
+    deadline = time.monotonic() + 60
+    while file_id not in str(httpx.get(f"{stack.assignment_url}/api/supervision/waiting").json()):
+        assert time.monotonic() < deadline, "the file never waited"
+        time.sleep(0.3)
+
+    page.goto("/supervision")
+    waiting = page.text_content("#en-attente")
+    assert file_id in waiting and "Urgent" in waiting
+    rows = page.locator("#agents tbody tr")
+    assert rows.count() == len(agents) and "Absent(e)" in page.inner_text("#agents")
+    assert page.locator("figure.gu-chart svg g").count() == len([a for a in agents if a["status"] != "parti"])
+    check(page, "15-supervision")
