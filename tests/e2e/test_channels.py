@@ -86,7 +86,7 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
 
 
 async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers):
-    async with httpx.AsyncClient(base_url=stack.simulator_url) as sim:
+    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
         try:
             file_id = await submit(client, email="pref.change@example.fr")

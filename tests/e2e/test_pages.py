@@ -227,7 +227,7 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
 
 def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, stack, browser):
     # The CPAM's system is down: the birth file stays open on the référent's desk.
-    httpx.post(f"{stack.simulator_url}/admin/faults", json={"agency": "cpam", "mode": "down"}).raise_for_status()
+    httpx.post(f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "down"}).raise_for_status()
     try:
         created = httpx.post(f"{stack.intake_url}/api/files",
                              json=file_body("naissance", email="awa.diallo@example.fr", given_name="Awa",
@@ -272,7 +272,7 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
         reload_until(citizen, "text=Votre nouveau référent est")
         citizen.context.close()
     finally:
-        httpx.post(f"{stack.simulator_url}/admin/faults", json={"agency": "cpam", "mode": "ok"})
+        httpx.post(f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "ok"})
 
 
 def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):

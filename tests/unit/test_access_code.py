@@ -73,7 +73,7 @@ async def test_wrong_codes_are_counted_then_the_code_dies(intake_db):
         await intake.verify_access_code(file_id, event.code, intake_db.uow())  # even the right one
 
 
-async def test_codes_are_limited_and_refused_without_an_email(intake_db):
+async def test_codes_are_limited_and_refused_without_an_email_or_phone(intake_db):
     file_id = await new_file(intake_db)
     for _ in range(intake.ACCESS_CODES_PER_TTL):
         await intake.issue_access_code(file_id, intake_db.uow())
@@ -81,10 +81,14 @@ async def test_codes_are_limited_and_refused_without_an_email(intake_db):
         await intake.issue_access_code(file_id, intake_db.uow())
     assert too_many.value.status == 429
 
-    offline = await new_file(intake_db, email=None, phone="0612345678", preferred_channel="telephone")
-    with pytest.raises(intake.AccessRefused) as no_email:
+    by_sms = await new_file(intake_db, email=None, phone="0612345678", preferred_channel="sms")
+    await intake.issue_access_code(by_sms, intake_db.uow())  # the code goes out by SMS
+    assert [e.citizen.phone for e in await issued_codes(intake_db) if e.file_id == by_sms] == ["0612345678"]
+    offline = await new_file(intake_db, email=None, preferred_channel="courrier",
+                             street="3 rue de la Paix", city="Saint-Denis")
+    with pytest.raises(intake.AccessRefused) as unreachable:
         await intake.issue_access_code(offline, intake_db.uow())
-    assert no_email.value.status == 409 and "adresse électronique" in no_email.value.message
+    assert unreachable.value.status == 409 and "numéro de téléphone" in unreachable.value.message
     with pytest.raises(intake.AccessRefused) as unknown:
         await intake.issue_access_code("GU-2026-INCONNU1", intake_db.uow())
     assert unknown.value.status == 404

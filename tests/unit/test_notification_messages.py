@@ -57,7 +57,7 @@ CONTEXT = {
         "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
         "decided_on": dt.date(2027, 1, 1), "accepted": False,
     },
-    NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45"},
+    NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45", "referent_named": True},
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
 SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")
@@ -237,7 +237,7 @@ def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_servic
 
     subject, body = compose(
         NotificationKind.ACCESS_CODE, file_id=FILE_ID, referent=GUICHET_DESK, citizen=citizen(),
-        referent_named=False, **CONTEXT[NotificationKind.ACCESS_CODE],
+        **{**CONTEXT[NotificationKind.ACCESS_CODE], "referent_named": False},
     )
     assert "428193" in body and FILE_ID in subject
     assert "Votre référent vous sera présenté" in body and "39 39" in body

@@ -320,12 +320,13 @@ async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
         if row is None:
             raise AccessRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
         citizen = CitizenContact.model_validate(row.citizen)
-        if not citizen.email:
-            # SMS sending arrives with the notification channels; until then, say so.
+        if not (citizen.email or citizen.phone):
+            # A letter would arrive after the code expires: email or SMS only.
             raise AccessRefused(
                 409,
-                "Aucune adresse électronique n'est enregistrée pour ce dossier : le code ne peut pas "
-                "vous être envoyé. Votre référent peut vous renseigner par téléphone.",
+                "Aucune adresse électronique ni aucun numéro de téléphone ne sont enregistrés pour ce "
+                "dossier : le code ne peut pas vous être envoyé. Votre référent peut vous renseigner "
+                "au guichet ou par courrier.",
             )
         now = utcnow()
         recent = await uow.conn.scalar(
