@@ -210,6 +210,12 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
 
     page.fill("#phone", "04 78 12 34 56")
     page.click("text=Créer le dossier et préparer le récépissé")
+    # A citizen who is phoned also gets every message as a letter: the address is needed.
+    assert error_of(page, "street").startswith("Une adresse postale complète")
+    assert page.input_value("#phone") == "04 78 12 34 56"
+    page.fill("#street", "8 rue Francis de Pressensé")
+    page.fill("#city", "Villeurbanne")
+    page.click("text=Créer le dossier et préparer le récépissé")
     page.wait_for_url(re.compile(r"/guichet/recu/"))
     receipt = page.inner_text(".gu-receipt")
     assert "Jean Martin" in receipt and "Téléphone, au 04 78 12 34 56" in receipt

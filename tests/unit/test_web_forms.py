@@ -8,14 +8,15 @@ import datetime as dt
 from web import forms, pages
 
 TYPED = {"life_event": "naissance", "description": "Notre fille est née.", "given_name": "Awa",
-         "family_name": "Diallo", "email": "", "phone": "06 12 34 56 78", "postcode": "93200",
-         "preferred_channel": "telephone"}
+         "family_name": "Diallo", "email": "", "phone": "06 12 34 56 78", "street": "3 rue Jean Jaurès",
+         "postcode": "93200", "city": "", "preferred_channel": "telephone"}
 
 
 def test_empty_optional_contacts_are_left_out_of_the_request():
     body = forms.file_body(TYPED, urgent=True)
     assert body["citizen"] == {"given_name": "Awa", "family_name": "Diallo", "postcode": "93200",
-                               "preferred_channel": "telephone", "phone": "06 12 34 56 78"}
+                               "preferred_channel": "telephone", "phone": "06 12 34 56 78",
+                               "street": "3 rue Jean Jaurès"}
     assert body["urgent"] is True and body["life_event"] == "naissance"
     unchosen = forms.file_body({**TYPED, "life_event": "", "preferred_channel": ""}, urgent=False)
     assert "life_event" not in unchosen and "preferred_channel" not in unchosen["citizen"]
@@ -31,6 +32,10 @@ def test_intake_errors_land_next_to_their_field_in_the_order_of_the_form():
     mapped = forms.file_errors(errors, {**TYPED, "preferred_channel": "sms"})
     assert list(mapped) == ["life_event", "postcode", "phone", "form"]
     assert forms.file_errors(errors[1:2], {**TYPED, "preferred_channel": "email"}) == {"email": errors[1]["message"]}
+    letter = {"field": "citizen", "message": "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers."}
+    # The street is typed, the commune is missing: the message goes next to the commune.
+    assert forms.file_errors([letter], TYPED) == {"city": letter["message"]}
+    assert forms.file_errors([letter], {**TYPED, "street": " "}) == {"street": letter["message"]}
 
 
 def test_references_and_codes_are_checked_before_asking_intake():

@@ -7,15 +7,17 @@ import re
 from typing import Any
 
 # In the order the form shows them.
-FILE_FIELDS = ("life_event", "description", "given_name", "family_name", "postcode", "preferred_channel",
-               "email", "phone")
+FILE_FIELDS = ("life_event", "description", "given_name", "family_name", "street", "postcode", "city",
+               "preferred_channel", "email", "phone")
 LABELS = {
     "life_event": "Changement de situation", "description": "Situation", "given_name": "Prénom",
     "family_name": "Nom", "email": "Adresse électronique", "phone": "Téléphone", "postcode": "Code postal",
+    "street": "Numéro et rue", "city": "Commune",
     "preferred_channel": "Moyen de contact", "reference": "Référence du dossier", "code": "Code",
     "reason": "Motif", "agent": "Votre nom",
 }
-CITIZEN_FIELDS = ("given_name", "family_name", "email", "phone", "postcode", "preferred_channel")
+CITIZEN_FIELDS = ("given_name", "family_name", "email", "phone", "street", "postcode", "city", "preferred_channel")
+OPTIONAL_CONTACTS = ("email", "phone", "street", "city")
 FILE_REFERENCE = re.compile(r"^GU-\d{4}-[0-9A-Z]{8}$")
 
 
@@ -26,10 +28,10 @@ def typed(form: Any, fields: tuple[str, ...]) -> dict[str, str]:
 
 def file_body(values: dict[str, str], urgent: bool) -> dict[str, Any]:
     """The intake request for a new file; empty optional contacts are left out."""
-    citizen: dict[str, Any] = {name: values[name] for name in CITIZEN_FIELDS if name not in ("email", "phone")}
+    citizen: dict[str, Any] = {name: values[name] for name in CITIZEN_FIELDS if name not in OPTIONAL_CONTACTS}
     if not values["preferred_channel"]:
         citizen.pop("preferred_channel")
-    for optional in ("email", "phone"):
+    for optional in OPTIONAL_CONTACTS:
         if values[optional].strip():
             citizen[optional] = values[optional]
     body: dict[str, Any] = {"citizen": citizen, "description": values["description"], "urgent": urgent}
@@ -44,8 +46,11 @@ def file_errors(errors: list[dict[str, str]], values: dict[str, str]) -> dict[st
     for err in errors:
         field = err.get("field", "")
         if field == "citizen":
-            # "reachable" check: the contact the chosen channel needs.
-            field = "email" if values.get("preferred_channel") == "email" else "phone"
+            # "reachable" check: the contact the chosen channel needs (letters need the address).
+            if "postale" in err.get("message", ""):
+                field = "street" if not values.get("street", "").strip() else "city"
+            else:
+                field = "email" if values.get("preferred_channel") == "email" else "phone"
         elif field.startswith("citizen."):
             field = field.removeprefix("citizen.")
         if field in FILE_FIELDS:
