@@ -352,6 +352,15 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
         assert (await client.get(f"/agencies/france_travail/demandes/{request.request_id}")).status_code == 404
 
 
+async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(client: httpx.AsyncClient) -> None:
+    asked = (await client.post("/agencies/cpam/requests", json=body("ij-silent", "arret_maladie"))).json()
+    await client.post("/admin/faults", json={"agency": "cpam", "mode": "silent"})
+    taken = await client.post("/agencies/cpam/requests/ij-silent/pieces", data={"code": "attestation_salaire"},
+                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    assert taken.json() == {"statut": "en_instruction", "agency_reference": asked["agency_reference"]}
+    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
+
+
 async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
     await submit(client, "caf", body("reset-1"))
     await client.post("/admin/faults", json={"agency": "cpam", "mode": "down"})

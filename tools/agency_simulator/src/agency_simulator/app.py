@@ -22,8 +22,9 @@ only, exactly as sent), ``GET /health``, ``POST|GET /admin/faults`` (per agency:
 (503), error500, slow, garbage (an unreadable 200), invalid (a readable 200 of the wrong
 schema), silent (the agency acknowledges receipt — "en instruction" — and never decides:
 a 202 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
-``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback; the
-legal clock then runs out, for deadline tests)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
+``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
+CPAM that takes the awaited document without deciding; the legal clock then runs out,
+for deadline tests)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
 alone, as its own process.
 
 Decision texts (summary, reason) are in French because agents and citizens read them.
@@ -522,7 +523,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             "media_type": fichier.content_type, "size": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
         })
-        answer = decide("cpam", body).model_dump(mode="json")
+        if state.faults["cpam"].mode == "silent":  # takes the document, then never decides
+            answer = {"statut": UNDER_REVIEW}
+        else:
+            answer = decide("cpam", body).model_dump(mode="json")
         answer["agency_reference"] = state.answers[key]["agency_reference"]
         state.answers[key] = answer
         return answer
