@@ -17,6 +17,7 @@ from shared_models import (
     CoordinatedAnswerIssued,
     NotificationChannel,
     ReferentAssigned,
+    ReferentMessageSent,
     ReferentThanked,
     SupportingDocumentRequested,
     topics,
@@ -106,4 +107,5 @@ def bootstrap(
         },
     )
     consumer.subscribe([topics.ACCESS_CODES], {AccessCodeIssued: handlers.on_access_code_issued})
+    consumer.subscribe([topics.REFERENT_MESSAGES], {ReferentMessageSent: handlers.on_referent_message})
     return create_app(runtime, title="Guichet unique — notifications")
