@@ -83,11 +83,11 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.set_font("helvetica", "B", 11)
     pdf.cell(0, 6, "Guichet unique - France Services", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", "", 10)
-    block = [f"Votre référent : {ref.name}", ref.office, f"Téléphone direct : {ref.phone}", f"Courriel : {ref.email}"]
+    for line in (f"Votre référent : {ref.name}", ref.office, f"Téléphone direct : {ref.phone}", f"Courriel : {ref.email}"):
+        pdf.cell(0, 5, printable(line), new_x="LMARGIN", new_y="NEXT")
     if ref.opening_hours:
-        block.append(f"Accueil : {ref.opening_hours}")
-    for line in block:
-        pdf.multi_cell(85, 5, printable(line), new_x="LMARGIN", new_y="NEXT")
+        # Wrapped left of the envelope window, which starts 110 mm from the left edge.
+        pdf.multi_cell(85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT")
     # Address block in the window of a DL envelope (right, about 50 mm from the top).
     pdf.set_xy(110, 50)
     pdf.set_font("helvetica", "", 11)
