@@ -264,6 +264,26 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
         assert "Transmis, en cours d'examen" in page.text_content("#organismes")
         check(page, "13-dossier-referent")
 
+        # The référent's personal word on the answer, then a message to the citizen.
+        page.fill("#personal_word", "   ")
+        page.click("button:has-text('Enregistrer mon mot')")
+        assert error_of(page, "personal_word") == "Écrivez quelques mots avant d'enregistrer."
+        word = "Félicitations pour cette naissance ! Je reste à votre écoute."
+        page.fill("#personal_word", word)
+        page.click("button:has-text('Enregistrer mon mot')")
+        assert "mot personnel est enregistré" in page.inner_text("[role=status]")
+        assert page.input_value("#personal_word") == word
+        page.fill("#message", "x" * 2001)
+        page.click("button:has-text('Envoyer le message')")
+        assert error_of(page, "message") == "Le message fait au plus 2000 caractères (ici : 2001)."
+        assert page.input_value("#message") == "x" * 2001  # nothing typed is lost
+        page.fill("#message", "Bonjour, pouvez-vous m'apporter le certificat d'accouchement ?")
+        page.click("button:has-text('Envoyer le message')")
+        assert "message est envoyé" in page.inner_text("[role=status]")
+        assert "certificat d'accouchement" in page.inner_text("#messages-envoyes")
+        assert page.input_value("#message") == ""
+        check(page, "13b-dossier-referent-mot-et-message")
+
         # The citizen, in their own browser, asks for another référent.
         citizen = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
         open_file(citizen, stack, file_id)

@@ -263,3 +263,57 @@ async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(s
     assert new["name"] in body and new["phone"] in body and first["name"] in body and reason in body
     record = httpx.get(f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment").json()
     assert [h["rule"] for h in record["history"]] == ["proximite", "changement_demande"]
+
+
+PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the_citizen_once(stack: Stack, client):
+    # A sick leave: the CPAM waits for the salary certificate, so the file stays open.
+    created = await client.post("/api/files", json=file_body("arret_maladie", email="mot.personnel@example.fr"))
+    file_id = created.json()["file_id"]
+
+    async def document_asked():
+        view = (await client.get(f"/api/files/{file_id}")).json()
+        return view if any(a["status"] == "piece_demandee" for a in view["agencies"]) else None
+    referent = (await eventually(document_asked, what="the CPAM asks for a document"))["referent"]
+    agent = referent["agent_id"]
+
+    word = "Je sais que cet arrêt tombe mal : passez me voir sans rendez-vous si besoin."
+    async with httpx.AsyncClient(base_url=stack.assignment_url, timeout=10) as assignment:
+        put = await assignment.put(f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": word})
+        assert put.status_code == 200, put.text
+        message = {"agent_id": agent, "text": "Bonjour, votre attestation de salaire est attendue par la CPAM."}
+        headers = {"Idempotency-Key": f"desk-{file_id}"}
+        first = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
+        retried = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
+        assert first.status_code == retried.status_code == 201, first.text
+        assert first.json()["message_id"] == retried.json()["message_id"]
+
+        sent = await client.post(f"/api/files/{file_id}/documents", files={"fichier": ("a.pdf", PDF, "application/pdf")})
+        assert sent.status_code == 201, sent.text
+        # referent assigned, document requested, message, answer
+        view = await eventually(lambda: answered_view(client, file_id, notifications=4), what="answer with the word")
+        late = await assignment.put(f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": "Encore ?"})
+        assert late.status_code == 409 and "déjà partie" in late.json()["message"]
+
+    assert view["answer"]["personal_word"] == word and word in view["answer"]["text"]
+    async def delivered():
+        listed = (await client.get(f"/api/files/{file_id}/messages")).json()
+        return listed if listed and listed[0]["delivered_at"] else None
+    [listed] = await eventually(delivered, what="the message reported delivered")
+    assert listed["channel"] == "email"
+
+    mails = mails_for(stack.maildir, file_id)
+    answers = [m for m in mails if m["Subject"].endswith("la réponse coordonnée est prête")]
+    notes = [m for m in mails if m["Subject"] == f"Votre dossier {file_id} : un message de {referent['name']}"]
+    assert len(answers) == 1 and len(notes) == 1  # the retried POST sent nothing more
+    answer = answers[0].get_body(preferencelist=("plain",)).get_content()
+    html = answers[0].get_body(preferencelist=("html",)).get_content()
+    assert word in answer and word.replace("'", "&#39;") in html
+    block = answer.split("Je reste votre interlocuteur", 1)[1]
+    for part in (referent["name"], referent["office"], f"Téléphone direct : {referent['phone']}",
+                 f"Courriel : {referent['email']}", "Accueil : "):
+        assert part in block, part
+    note = notes[0].get_body(preferencelist=("plain",)).get_content()
+    assert message["text"] in note and referent["phone"] in note and referent["email"] in note

@@ -43,6 +43,7 @@ from shared_models import (
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    ReferentMessageSent,
     ReferentThanked,
     SurveyAnswered,
 )
@@ -82,6 +83,7 @@ def referent(**overrides: Any) -> Referent:
         "office_id": "FS-93-01",
         "phone": "01 49 33 60 12",
         "email": "yasmine.haddad@france-services.gouv.fr",
+        "opening_hours": "Du lundi au vendredi, 9h-12h30 et 13h30-17h",
     }
     return Referent(**{**values, **overrides})
 
@@ -157,6 +159,11 @@ def one_event_of_each_type() -> list[Envelope]:
             citizen=citizen(),
             decisions=[granted, refused],
             text="Bonjour Awa Diallo, …",
+            personal_word="Bon courage pour la suite.",
+        ),
+        ReferentMessageSent(
+            file_id=file_id, message_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", referent=referent(),
+            citizen=citizen(), text="Bonjour, pouvez-vous me rappeler au sujet de votre attestation ?",
         ),
         NotificationSent(
             file_id=file_id,

@@ -216,9 +216,9 @@ def test_every_amount_has_a_comma_for_cents_and_spaces_for_thousands(answer_part
 def test_a_refusal_comes_with_the_next_step_to_contest_it(answer_parts):
     text = compose_answer(**answer_parts)
 
-    assert "Ce qu'il vous reste à faire" in text
-    assert f"contester la décision de {AGENCY_LABELS[Agency.DGFIP]} dans un délai de deux mois" in text
-    assert f"{AGENCY_LABELS[Agency.FRANCE_TRAVAIL]} attend une pièce justificative" in text
+    assert "Ce qu'il vous reste à faire :" in text
+    assert f"- {AGENCY_LABELS[Agency.DGFIP]} : vous pouvez contester la décision dans un délai de deux mois" in text
+    assert f"- {AGENCY_LABELS[Agency.FRANCE_TRAVAIL]} : envoyez la pièce justificative demandée" in text
 
 
 def test_when_everything_is_granted_the_citizen_has_nothing_left_to_do(answer_parts):
@@ -226,8 +226,41 @@ def test_when_everything_is_granted_the_citizen_has_nothing_left_to_do(answer_pa
 
     text = compose_answer(**answer_parts)
 
-    assert "Vous n'avez aucune démarche supplémentaire à faire." in text
+    assert "Vous n'avez aucune démarche supplémentaire à faire :" in text
     assert "contester" not in text
+
+
+def test_every_decision_says_what_to_do_next_with_its_dates_and_reference(answer_parts):
+    answer_parts["decisions"] = [
+        decision(Agency.CAF, amount_eur=300, start_date=dt.date(2025, 3, 1)),
+        decision(Agency.CPAM, start_date=dt.date(2025, 4, 15)),
+        decision(Agency.DGFIP, Decision.IMPLICIT_ACCEPTANCE),
+        decision(Agency.FRANCE_TRAVAIL, Decision.IMPLICIT_REJECTION),
+    ]
+
+    text = compose_answer(**answer_parts)
+
+    steps = text.split("Ce qu'il vous reste à faire :", 1)[1].split("Je reste votre interlocuteur", 1)[0]
+    assert f"- {AGENCY_LABELS[Agency.CAF]} : rien à faire, la décision s'applique à partir du 01/03/2025" in steps
+    assert f"- {AGENCY_LABELS[Agency.CPAM]} : rien à faire, la décision s'applique à partir du 15/04/2025" in steps
+    assert "attestation d'acceptation implicite" in steps
+    assert f"- {AGENCY_LABELS[Agency.FRANCE_TRAVAIL]} : vous pouvez contester la décision" in steps
+    assert "À partir du 15/04/2025." in text  # a date without an amount is still written
+    assert "(référence CAF-2025-0001)" in text
+
+
+def test_the_personal_word_comes_before_the_signature_block_and_only_when_written(answer_parts):
+    ref = answer_parts["referent"]
+    word = "Bon courage pour la suite, n'hésitez pas à passer me voir.\nÀ bientôt."
+
+    with_word = compose_answer(**answer_parts, personal_word=word)
+    without = compose_answer(**answer_parts)
+
+    body, signature = with_word.split("Je reste votre interlocuteur", 1)
+    assert f"Un mot de votre référent, {ref.name} :\n{word}\n" in body
+    assert body.index("Ce qu'il vous reste à faire") < body.index(word)
+    assert "Un mot de votre référent" not in without
+    assert f"Téléphone direct : {ref.phone}" in signature
 
 
 def test_the_answer_is_signed_with_the_referents_direct_contact_and_opening_hours(answer_parts):

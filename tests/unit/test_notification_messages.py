@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import io
+import re
 
 import pytest
 from jinja2 import UndefinedError
@@ -58,6 +59,7 @@ CONTEXT = {
         "decided_on": dt.date(2027, 1, 1), "accepted": False,
     },
     NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45", "referent_named": True},
+    NotificationKind.REFERENT_MESSAGE: {"text": "Bonjour, pouvez-vous m'envoyer votre dernier avis d'imposition ?"},
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
 SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")
@@ -241,3 +243,77 @@ def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_servic
     )
     assert "428193" in body and FILE_ID in subject
     assert "Votre référent vous sera présenté" in body and "39 39" in body
+
+
+# --------------------------------------------------------------------------- the answer's personal word, the desk's messages
+
+WORD = "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez, sans rendez-vous."
+
+
+def answer_with_word(word: str | None) -> str:
+    """The answer as the assignment service composes it."""
+    from assignment.domain import compose_answer
+    from shared_models import AgencyDecision, Decision
+
+    granted = AgencyDecision(agency=Agency.CAF, decision=Decision.GRANTED, summary="Le RSA vous est accordé.",
+                             amount_eur=607.75, start_date=dt.date(2026, 12, 1), agency_reference="CAF-1")
+    return compose_answer(FILE_ID, "Perte d'emploi", POSTAL, [granted], SIGNER_WITH_HOURS,
+                          SIGNER_WITH_HOURS.opening_hours, word)
+
+
+SIGNER_WITH_HOURS = SIGNER.model_copy(update={"opening_hours": "Du lundi au vendredi, 9h-12h et 14h-17h"})
+
+
+@pytest.mark.parametrize("channel", list(NotificationChannel))
+def test_the_personal_word_reaches_the_citizen_on_every_channel_or_is_announced_by_sms(channel):
+    rendered = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
+                      citizen=POSTAL, text=answer_with_word(WORD), personal_word=WORD)
+    bare = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
+                  citizen=POSTAL, text=answer_with_word(None), personal_word=None)
+
+    if channel is NotificationChannel.SMS:
+        assert "Un mot de votre référent vous attend dans votre espace." in rendered.text
+        assert "Un mot de votre référent" not in bare.text
+        assert len(rendered.text) <= 480
+        return
+    outputs = [rendered.text]
+    if channel is NotificationChannel.EMAIL:
+        outputs.append(html.unescape(rendered.html))
+    else:
+        outputs.append(pdf_text(letters.render_pdf(letters.Letter(
+            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
+            dt.date(2026, 12, 1)))).replace("\n", " "))
+    for output in outputs:
+        assert WORD in output, (channel, output)
+        assert "607,75 €" in output and "01/12/2026" in output
+    assert WORD not in bare.text
+
+
+@pytest.mark.parametrize("channel", [NotificationChannel.EMAIL, NotificationChannel.LETTER])
+def test_the_signature_block_gives_the_email_and_the_offices_opening_hours(channel):
+    rendered = render(NotificationKind.REFERENT_ASSIGNED, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
+                      citizen=POSTAL)
+
+    outputs = [rendered.text]
+    if channel is NotificationChannel.EMAIL:
+        outputs.append(re.sub(r"<[^>]+>", "", html.unescape(rendered.html)))  # the text a reader sees
+    else:
+        outputs.append(pdf_text(letters.render_pdf(letters.Letter(
+            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
+            dt.date(2026, 12, 1)))))
+    for output in outputs:
+        assert f"Courriel : {SIGNER.email}" in output, output
+        assert "Accueil : Du lundi au vendredi, 9h-12h et 14h-17h" in output, output
+
+
+def test_a_long_message_from_the_referent_is_cut_in_an_sms_with_a_link_to_the_rest():
+    long = "Voici ce que j'ai appris de la CAF. " * 40
+
+    sms = render(NotificationKind.REFERENT_MESSAGE, NotificationChannel.SMS, file_id=FILE_ID, referent=SIGNER,
+                 citizen=POSTAL, text=long)
+    mail = render(NotificationKind.REFERENT_MESSAGE, NotificationChannel.EMAIL, file_id=FILE_ID, referent=SIGNER,
+                  citizen=POSTAL, text=long)
+
+    assert len(sms.text) <= 480 and f"/dossiers/{FILE_ID}" in sms.text
+    assert long.strip() in mail.text  # the whole message by email and letter
+    assert mail.subject == f"Votre dossier {FILE_ID} : un message de {SIGNER.name}"

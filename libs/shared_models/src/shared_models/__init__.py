@@ -6,6 +6,7 @@ Services depend on this library, never on each other.
 from shared_models.agencies import AGENCY_LABELS, Agency
 from shared_models.events import (
     EVENT_TYPES,
+    ReferentMessageSent,
     ImplicitDecisionRecorded,
     DeadlineWarningIssued,
     LegalDeadlineBreached,
@@ -75,6 +76,7 @@ __all__ = [
     "SupervisorContact",
     "AGENCY_LABELS",
     "EVENT_TYPES",
+    "ReferentMessageSent",
     "AccessCodeIssued",
     "Agency",
     "AgencyAnswerReceived",

@@ -89,6 +89,9 @@ class Referent(Contract):
     office_id: str = Field(description="Directory id of the office.")
     phone: str = Field(description="Agent's direct phone line.")
     email: EmailStr = Field(description="Agent's direct email address.")
+    opening_hours: str | None = Field(
+        default=None, description="Opening hours of the agent's office, in French (part of the signature block)."
+    )
 
 
 class Decision(StrEnum):
@@ -270,7 +273,22 @@ class CoordinatedAnswerIssued(Event):
     referent: Referent = Field(description="The référent signing the answer.")
     citizen: CitizenContact = Field(description="Recipient of the answer.")
     decisions: list[AgencyDecision] = Field(description="Each agency's decision.")
-    text: str = Field(description="The coordinated answer in plain French.")
+    text: str = Field(description="The coordinated answer in plain French (the personal word included, if any).")
+    personal_word: str | None = Field(
+        default=None,
+        description="The référent's personal word to the citizen, in their own words, when they wrote one "
+        "(also part of `text`, before the signature block).",
+    )
+
+
+class ReferentMessageSent(Event):
+    """The file's référent wrote to the citizen from their desk."""
+
+    event_type: ClassVar[str] = "ReferentMessageSent"
+    message_id: str = Field(description="Unique id of the message; notification sends each id once.")
+    referent: Referent = Field(description="The référent who wrote, who signs the message.")
+    citizen: CitizenContact = Field(description="The citizen the message is for.")
+    text: str = Field(description="The référent's message, plain text in French (1 to 2,000 characters).")
 
 
 class AccessCodeIssued(Event):
@@ -304,6 +322,7 @@ class NotificationKind(StrEnum):
     IMPLICIT_DECISION = "implicit_decision"
     SUPERVISOR_ALERT = "supervisor_alert"
     ACCESS_CODE = "access_code"
+    REFERENT_MESSAGE = "referent_message"
 
 
 class NotificationChannel(StrEnum):
@@ -540,6 +559,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         SupportingDocumentSubmitted,
         ExchangeRecorded,
         CoordinatedAnswerIssued,
+        ReferentMessageSent,
         AccessCodeIssued,
         NotificationSent,
         ReferentAssignmentDeferred,

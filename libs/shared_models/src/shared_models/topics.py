@@ -28,6 +28,8 @@ LEGAL_CLOCK = "legal-clock.events"
 #: The legal deadlines as assignment keeps them: set/moved, warnings, breaches, implicit decisions.
 DEADLINES = "legal-deadlines.events"
 ACCESS_CODES = "access-codes.issued"
+#: Messages a référent writes to the citizen from the desk.
+REFERENT_MESSAGES = "referents.messages"
 DEADLINE_EVENT_TYPES = ("LegalDeadlineSet", "DeadlineWarningIssued", "LegalDeadlineBreached", "ImplicitDecisionRecorded")
 
 _AGENCY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
@@ -73,7 +75,7 @@ def all_topics() -> dict[str, int]:
         FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
         FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
         CONTACT_CHANGES, THANKS, SURVEYS,
-        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK, DEADLINES, ACCESS_CODES,
+        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK, DEADLINES, ACCESS_CODES, REFERENT_MESSAGES,
     ]
     for agency in Agency:
         main += agency_topics(agency)
@@ -113,6 +115,7 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         ),
         DEADLINES: (DEADLINE_EVENT_TYPES, "assignment", ("intake", "notification")),
         ACCESS_CODES: ("AccessCodeIssued", "intake", ("notification",)),
+        REFERENT_MESSAGES: ("ReferentMessageSent", "intake", ("notification",)),
     }
     for agency in Agency:
         adapter = adapter_service(agency)

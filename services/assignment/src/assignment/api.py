@@ -10,10 +10,11 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Body, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from guichet_runtime.service import Runtime
-from assignment import directory, domain, importer
+from assignment import desk, directory, domain, importer
 from assignment.tables import agency_requests, agents, assignments, files, legal_clocks, offices
 
 
@@ -159,6 +160,7 @@ def router(runtime: Runtime) -> APIRouter:
             "status": file.status,
             "deadline": domain.legal_deadline(file.created_at),
             "referent_id": file.referent_id,
+            "personal_word": desk.word_view(file),
             "history": [
                 {
                     "agent_id": h.agent_id,
@@ -172,7 +174,47 @@ def router(runtime: Runtime) -> APIRouter:
             ],
         }
 
+    @api.put("/files/{file_id}/personal-word")
+    async def personal_word(file_id: str, body: PersonalWordIn) -> Any:
+        """The référent's personal word on the coordinated answer, set or replaced until the
+        answer leaves (the answer does not wait for it)."""
+        return await _desk(desk.set_personal_word(runtime.uow(), file_id, body.agent_id, body.text))
+
+    @api.delete("/files/{file_id}/personal-word")
+    async def withdraw_personal_word(file_id: str, agent_id: str = Query(description="Le référent du dossier.")) -> Any:
+        """The référent withdraws their word before the answer leaves."""
+        return await _desk(desk.remove_personal_word(runtime.uow(), file_id, agent_id))
+
     return api
+
+
+async def _desk(action: Awaitable[dict]) -> Any:
+    try:
+        return JSONResponse(content=jsonable_encoder(await action))
+    except desk.DeskRefused as refused:
+        return JSONResponse(status_code=refused.status, content={"message": refused.message})
+
+
+class PersonalWordIn(BaseModel):
+    """A few lines of the référent to the citizen, joined to the coordinated answer."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    agent_id: str = Field(min_length=1, max_length=30, description="Identifiant du référent qui écrit.")
+    text: str = Field(description="Le mot personnel, en texte simple (1 à 1000 caractères).")
+
+    @field_validator("text")
+    @classmethod
+    def _length(cls, value: str) -> str:
+        if not value:
+            raise PydanticCustomError("personal_word", "Écrivez quelques mots avant d'enregistrer.")
+        if len(value) > desk.MAX_WORD:
+            raise PydanticCustomError(
+                "personal_word",
+                "Le mot personnel fait au plus {max} caractères (ici : {n}).",
+                {"max": desk.MAX_WORD, "n": len(value)},
+            )
+        return value
 
 
 def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:

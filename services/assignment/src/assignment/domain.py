@@ -143,6 +143,26 @@ def _euros(amount: float) -> str:
     return f"{whole.replace(',', ' ')},{cents} €"
 
 
+def _next_step(d: AgencyDecision) -> str:
+    """What the citizen has to do after one agency's decision, in plain words."""
+    agency = AGENCY_LABELS[d.agency]
+    if d.decision is Decision.GRANTED:
+        when = f" à partir du {d.start_date:%d/%m/%Y}" if d.start_date else ""
+        return f"{agency} : rien à faire, la décision s'applique{when} ; signalez-nous tout changement de situation"
+    if d.decision is Decision.IMPLICIT_ACCEPTANCE:
+        return (
+            f"{agency} : rien à faire, votre demande est acceptée ; vous pouvez demander à {agency} "
+            "une attestation d'acceptation implicite"
+        )
+    if d.decision is Decision.DOCUMENT_REQUESTED:
+        document = f" ({d.requested_document.label})" if d.requested_document else ""
+        return f"{agency} : envoyez la pièce justificative demandée{document} depuis votre espace ou à votre référent"
+    return (
+        f"{agency} : vous pouvez contester la décision dans un délai de deux mois ; "
+        "votre référent peut vous aider à préparer ce recours"
+    )
+
+
 def compose_answer(
     file_id: str,
     life_event_label: str,
@@ -150,35 +170,38 @@ def compose_answer(
     decisions: list[AgencyDecision],
     referent: Referent,
     opening_hours: str,
+    personal_word: str | None = None,
 ) -> str:
-    """The one coordinated answer, in plain French, signed by the référent."""
+    """The one coordinated answer, in plain French: each decision with its amount and
+    dates, what to do next for each, the référent's personal word if they wrote one, and
+    the référent's signature block (name, office, direct phone, email, opening hours)."""
     lines = [
         f"Bonjour {citizen.given_name} {citizen.family_name},",
         "",
         f"Votre dossier {file_id} ({life_event_label}) a reçu la réponse de chacun des "
         f"{len(decisions)} organismes concernés :",
     ]
-    next_steps = []
-    for d in sorted(decisions, key=lambda d: d.agency.value):
+    ordered = sorted(decisions, key=lambda d: d.agency.value)
+    for d in ordered:
         line = f"- {AGENCY_LABELS[d.agency]} : {_DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
         if d.amount_eur is not None:
             line += f" Montant : {_euros(d.amount_eur)}"
             line += f" à partir du {d.start_date:%d/%m/%Y}." if d.start_date else "."
+        elif d.start_date:
+            line += f" À partir du {d.start_date:%d/%m/%Y}."
         if d.reason:
             line += f" Motif : {d.reason}"
+        line += f" (référence {d.agency_reference})"
         lines.append(line)
-        if d.decision in (Decision.REFUSED, Decision.IMPLICIT_REJECTION):
-            next_steps.append(
-                f"vous pouvez contester la décision de {AGENCY_LABELS[d.agency]} dans un délai de deux mois ; "
-                "votre référent peut vous aider à préparer ce recours"
-            )
-        if d.decision is Decision.DOCUMENT_REQUESTED:
-            next_steps.append(f"{AGENCY_LABELS[d.agency]} attend une pièce justificative de votre part")
     lines.append("")
-    if next_steps:
-        lines.append("Ce qu'il vous reste à faire : " + " ; ".join(next_steps) + ".")
+    to_do = [d for d in ordered if d.decision not in (Decision.GRANTED, Decision.IMPLICIT_ACCEPTANCE)]
+    if to_do:
+        lines.append("Ce qu'il vous reste à faire :")
     else:
-        lines.append("Vous n'avez aucune démarche supplémentaire à faire.")
+        lines.append("Vous n'avez aucune démarche supplémentaire à faire :")
+    lines += [f"- {_next_step(d)}." for d in ordered]
+    if personal_word:
+        lines += ["", f"Un mot de votre référent, {referent.name} :", personal_word.strip()]
     lines += [
         "",
         "Je reste votre interlocuteur pour toute question sur ce dossier :",

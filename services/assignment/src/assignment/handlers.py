@@ -78,6 +78,7 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
         office_id=row.office_id,
         phone=row.phone,
         email=row.email,
+        opening_hours=row.opening_hours,
     )
     return referent, row.opening_hours
 
@@ -459,14 +460,19 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
     decisions = [AgencyDecision.model_validate(r.answer) for r in answers]
     citizen = CitizenContact.model_validate(file.citizen)
     referent, opening_hours = await _referent(uow, file.referent_id)
-    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, opening_hours)
+    # The word is personal: it leaves only under the name of the agent who wrote it (a
+    # référent who took the file over writes their own).
+    word = file.personal_word if file.personal_word_agent_id == file.referent_id else None
+    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, opening_hours, word)
     await uow.conn.execute(
         files.update().where(files.c.file_id == file_id).values(status="repondu", answered_at=utcnow())
     )
     await release_capacity(uow, file.referent_id)
     uow.emit(
         topics.FILES_ANSWERED,
-        CoordinatedAnswerIssued(file_id=file_id, referent=referent, citizen=citizen, decisions=decisions, text=text),
+        CoordinatedAnswerIssued(
+            file_id=file_id, referent=referent, citizen=citizen, decisions=decisions, text=text, personal_word=word,
+        ),
     )
     return True
 

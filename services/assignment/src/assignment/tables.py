@@ -53,6 +53,12 @@ files = sa.Table(
     ),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
+    sa.Column("personal_word", sa.Text, nullable=True, comment="the référent's word joined to the coordinated answer"),
+    sa.Column(
+        "personal_word_agent_id", sa.String(30), nullable=True,
+        comment="who wrote it: the answer carries it only if that agent signs the answer",
+    ),
+    sa.Column("personal_word_at", UtcDateTime, nullable=True),
     # Continuity looks up a citizen's latest file; housekeeping the oldest waiting ones.
     sa.Index(None, "citizen_key", "created_at"),
     sa.Index(None, "status", "urgent", "created_at"),

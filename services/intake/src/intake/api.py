@@ -13,8 +13,8 @@ from shared_models import AGENCY_LABELS
 from intake.catalogue import CATALOGUE
 from intake import handlers
 from intake.schemas import (
-    AccessCodeIn, AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, ReferentChangeIn, SurveyIn,
-    ThanksIn,
+    AccessCodeIn, AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, MessageIn, MessageOut,
+    ReferentChangeIn, SurveyIn, ThanksIn,
 )
 
 
@@ -144,6 +144,34 @@ def router(runtime: Runtime) -> APIRouter:
         except handlers.AccessRefused as refused:
             return JSONResponse(status_code=refused.status, content={"message": refused.message})
         return {"file_id": file_id, "access": "accorde"}
+
+    @api.post("/files/{file_id}/messages", status_code=201, response_model=MessageOut)
+    async def write_to_citizen(
+        file_id: str,
+        body: MessageIn,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+    ) -> Any:
+        """The file's référent writes to the citizen: sent on their preferred channel (with
+        fallback), signed with the référent's direct contact, shown in the file's history.
+        (Agents only: guarded by the agents' authentication when it lands.)"""
+        try:
+            message, created = await handlers.send_referent_message(
+                file_id, body.agent_id, body.text, runtime.uow(), idempotency_key
+            )
+        except handlers.ChangeRefused as refused:
+            return JSONResponse(status_code=refused.status, content={"message": refused.message})
+        headers = {} if created else {"Idempotent-Replayed": "true"}
+        return JSONResponse(status_code=201, content=jsonable_encoder(message), headers=headers)
+
+    @api.get("/files/{file_id}/messages", response_model=list[MessageOut])
+    async def messages_to_citizen(file_id: str) -> Any:
+        """The référent's messages to the citizen, oldest first, with the channel that delivered each."""
+        found = await handlers.referent_messages_of(runtime.uow(), file_id)
+        if found is None:
+            return JSONResponse(
+                status_code=404, content={"message": f"Aucun dossier ne porte la référence {file_id}."}
+            )
+        return found
 
     @api.get("/files/{file_id}/record")
     async def file_record(file_id: str) -> Any:

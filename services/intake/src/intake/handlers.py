@@ -37,6 +37,7 @@ from shared_models import (
     Referent,
     ReferentAssigned,
     ReferentChangeRequested,
+    ReferentMessageSent,
     ReferentThanked,
     SurveyAnswered,
     topics,
@@ -45,7 +46,9 @@ from shared_models import (
 )
 from intake.catalogue import CATALOGUE
 from intake.schemas import ContactIn, FileIn, SurveyIn
-from intake.tables import access_codes, documents, exchanges, file_agencies, files, surveys, thanks, timeline
+from intake.tables import (
+    access_codes, documents, exchanges, file_agencies, files, referent_messages, surveys, thanks, timeline,
+)
 
 # Alphabet without look-alikes (no 0/O, 1/I/L), read aloud over the phone.
 _ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -577,11 +580,13 @@ async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork)
                     "text": event.text,
                     "decisions": [d.model_dump(mode="json") for d in event.decisions],
                     "issued_at": event.occurred_at.isoformat(),
+                    "personal_word": event.personal_word,
                 },
             )
         )
+        with_word = ", avec un mot personnel" if event.personal_word else ""
         await _add_timeline(
-            uow, event, "reponse_coordonnee", f"Réponse coordonnée rédigée par {event.referent.name}."
+            uow, event, "reponse_coordonnee", f"Réponse coordonnée rédigée par {event.referent.name}{with_word}."
         )
         await uow.commit()
 
@@ -599,6 +604,14 @@ async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None
     async with uow:
         await _require_file(uow, event.file_id)
         await _add_timeline(uow, event, "notification", f"{SENT_ON[event.channel]} : « {event.subject} ».")
+        if event.kind is NotificationKind.REFERENT_MESSAGE:
+            # notification ids of these messages are "<file>:referent_message:<message id>"
+            await uow.conn.execute(
+                referent_messages.update()
+                .where(referent_messages.c.message_id == event.notification_id.rsplit(":", 1)[-1],
+                       referent_messages.c.file_id == event.file_id, referent_messages.c.delivered_at.is_(None))
+                .values(channel=event.channel.value, delivered_at=event.occurred_at)
+            )
         await uow.commit()
 
 
@@ -792,3 +805,87 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
             for x in ledger
         ],
     }
+
+
+# --------------------------------------------------------------------------- référent's messages
+
+MAX_MESSAGE = 2000
+
+
+class MessageRefused(ChangeRefused):
+    """A message from the desk that cannot be sent; the message is for agents."""
+
+
+def _message_out(row: sa.Row) -> dict:
+    return {
+        "message_id": row.message_id, "file_id": row.file_id, "agent_id": row.agent_id,
+        "agent_name": row.agent_name, "text": row.text, "at": row.at,
+        "channel": row.channel, "delivered_at": row.delivered_at,
+    }
+
+
+async def send_referent_message(
+    file_id: str, agent_id: str, text: str, uow: UnitOfWork, idempotency_key: str | None = None
+) -> tuple[dict, bool]:
+    """The file's current référent writes to the citizen; notification carries it on the
+    citizen's channel, signed. A retried request with the same Idempotency-Key returns the
+    first message and sends nothing more. Returns (message, created)."""
+    digest = hashlib.sha256(f"{file_id}\n{agent_id}\n{text}".encode()).hexdigest()
+    async with uow:
+        if idempotency_key:
+            earlier = (
+                await uow.conn.execute(
+                    sa.select(referent_messages).where(referent_messages.c.idempotency_key == idempotency_key)
+                )
+            ).first()
+            if earlier is not None:
+                if earlier.request_digest != digest:
+                    raise MessageRefused(409, "Cette clé d'idempotence a déjà servi pour un autre message.")
+                return _message_out(earlier), False
+        row = await _file_for_update(uow, file_id)
+        if not row.referent or "agent_id" not in row.referent:
+            raise MessageRefused(409, "Aucun référent n'est encore désigné pour ce dossier.")
+        referent = Referent.model_validate(row.referent)
+        if referent.agent_id != agent_id:
+            raise MessageRefused(403, "Seul le référent actuel du dossier peut écrire à l'usager depuis ce dossier.")
+        now = utcnow()
+        message_id = str(uuid.uuid4())
+        try:
+            await uow.conn.execute(
+                referent_messages.insert().values(
+                    message_id=message_id, file_id=file_id, agent_id=agent_id, agent_name=referent.name, text=text,
+                    idempotency_key=idempotency_key, request_digest=digest, at=now,
+                )
+            )
+        except IntegrityError:
+            raced = True  # the same key, sent twice at once: the other request's message is the answer
+        else:
+            raced = False
+            event = ReferentMessageSent(
+                file_id=file_id, occurred_at=now, message_id=message_id, referent=referent,
+                citizen=CitizenContact.model_validate(row.citizen), text=text,
+            )
+            await _add_timeline(uow, event, "message_referent", f"Message de votre référent, {referent.name} : « {text} »")
+            uow.emit(topics.REFERENT_MESSAGES, event)
+            await uow.commit()
+    if raced:
+        return await send_referent_message(file_id, agent_id, text, uow, idempotency_key)
+    return {
+        "message_id": message_id, "file_id": file_id, "agent_id": agent_id, "agent_name": referent.name,
+        "text": text, "at": now, "channel": None, "delivered_at": None,
+    }, True
+
+
+async def referent_messages_of(uow: UnitOfWork, file_id: str) -> list[dict] | None:
+    """The référent's messages to the citizen, oldest first, with the channel that carried
+    each once it is delivered; None for an unknown file."""
+    async with uow:
+        if not await _file_exists(uow, file_id):
+            return None
+        rows = (
+            await uow.conn.execute(
+                sa.select(referent_messages).where(referent_messages.c.file_id == file_id)
+                .order_by(referent_messages.c.at, referent_messages.c.message_id)
+            )
+        ).all()
+    return [_message_out(r) for r in rows]

@@ -143,6 +143,37 @@ class ReferentChangeIn(BaseModel):
     reason: str = Field(min_length=5, max_length=1000, description="Pourquoi vous souhaitez un autre référent.")
 
 
+class MessageIn(BaseModel):
+    """A message from the file's référent to the citizen, written on the desk."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    agent_id: str = Field(min_length=1, max_length=50, description="Identifiant du référent qui écrit.")
+    text: str = Field(description="Le message, en texte simple (1 à 2000 caractères).")
+
+    @field_validator("text")
+    @classmethod
+    def _length(cls, value: str) -> str:
+        if not value:
+            raise PydanticCustomError("message", "Écrivez votre message avant de l'envoyer.")
+        if len(value) > 2000:
+            raise PydanticCustomError(
+                "message", "Le message fait au plus 2000 caractères (ici : {n}).", {"n": len(value)}
+            )
+        return value
+
+
+class MessageOut(BaseModel):
+    message_id: str
+    file_id: str
+    agent_id: str
+    agent_name: str
+    text: str
+    at: dt.datetime
+    channel: str | None = Field(default=None, description="Canal qui l'a délivré (courriel, sms, courrier).")
+    delivered_at: dt.datetime | None = None
+
+
 class AccessCodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -170,6 +201,7 @@ class ReferentOut(BaseModel):
     email: str
     agent_id: str | None = None
     office_id: str | None = None
+    opening_hours: str | None = None
 
 
 class RequestedDocumentOut(BaseModel):
@@ -219,6 +251,7 @@ class AnswerOut(BaseModel):
     text: str
     decisions: list[DecisionOut]
     issued_at: dt.datetime
+    personal_word: str | None = None
 
 
 class TimelineEntry(BaseModel):

@@ -115,3 +115,18 @@ access_codes = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("used_at", UtcDateTime, nullable=True),
 )
+
+referent_messages = sa.Table(
+    "referent_messages",
+    metadata,
+    sa.Column("message_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agent_id", sa.String(50), nullable=False),
+    sa.Column("agent_name", sa.String(200), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("request_digest", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column("channel", sa.String(20), nullable=True, comment="channel that delivered it, once notification reports it"),
+    sa.Column("delivered_at", UtcDateTime, nullable=True),
+)

@@ -18,6 +18,7 @@ from shared_models import (
     CoordinatedAnswerIssued,
     NotificationChannel,
     ReferentAssigned,
+    ReferentMessageSent,
     ReferentThanked,
     SupportingDocumentRequested,
     topics,
@@ -107,4 +108,5 @@ def bootstrap(
         },
     )
     consumer.subscribe([topics.ACCESS_CODES], {AccessCodeIssued: handlers.on_access_code_issued})
+    consumer.subscribe([topics.REFERENT_MESSAGES], {ReferentMessageSent: handlers.on_referent_message})
     return create_app(runtime, title="Guichet unique — notifications")

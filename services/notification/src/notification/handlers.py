@@ -38,6 +38,7 @@ from shared_models import (
     PreferredChannel,
     Referent,
     ReferentAssigned,
+    ReferentMessageSent,
     ReferentThanked,
     SupportingDocumentRequested,
     topics,
@@ -214,7 +215,20 @@ async def on_document_requested(event: SupportingDocumentRequested, uow: UnitOfW
 async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
     async with uow:
         await _record_for_citizen(
-            uow, NotificationKind.ANSWER_READY, event.file_id, event.referent, event.citizen, text=event.text
+            uow, NotificationKind.ANSWER_READY, event.file_id, event.referent, event.citizen, text=event.text,
+            personal_word=event.personal_word,
+        )
+        await uow.commit()
+
+
+async def on_referent_message(event: ReferentMessageSent, uow: UnitOfWork) -> None:
+    """A message the référent wrote on the desk: on the citizen's channel, signed; one per
+    message id, so a redelivered event sends nothing twice."""
+    async with uow:
+        await _record_for_citizen(
+            uow, NotificationKind.REFERENT_MESSAGE, event.file_id, event.referent, event.citizen,
+            notification_id=f"{event.file_id}:{NotificationKind.REFERENT_MESSAGE.value}:{event.message_id}",
+            text=event.text,
         )
         await uow.commit()
 

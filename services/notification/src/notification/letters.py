@@ -1,4 +1,5 @@
-"""Postal letters as PDF (fpdf2): the référent's block (name, office, direct phone, email)
+"""Postal letters as PDF (fpdf2): the référent's block (name, office, direct phone, email,
+opening hours)
 top left, the citizen's address block top right where a window envelope shows it, the
 date, the subject, then the signed text of the message."""
 
@@ -84,6 +85,9 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.set_font("helvetica", "", 10)
     for line in (f"Votre référent : {ref.name}", ref.office, f"Téléphone direct : {ref.phone}", f"Courriel : {ref.email}"):
         pdf.cell(0, 5, printable(line), new_x="LMARGIN", new_y="NEXT")
+    if ref.opening_hours:
+        # Wrapped left of the envelope window, which starts 110 mm from the left edge.
+        pdf.multi_cell(85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT")
     # Address block in the window of a DL envelope (right, about 50 mm from the top).
     pdf.set_xy(110, 50)
     pdf.set_font("helvetica", "", 11)

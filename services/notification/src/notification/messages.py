@@ -50,6 +50,7 @@ KINDS: dict[NotificationKind, KindSpec] = {
     # To a département's supervisors; the contact is the supervision desk (no référent yet).
     NotificationKind.SUPERVISOR_ALERT: KindSpec("Dossier {file_id} en attente d'un référent", "agent"),
     NotificationKind.ACCESS_CODE: KindSpec("Votre dossier {file_id} : votre code d'accès", "citoyen"),
+    NotificationKind.REFERENT_MESSAGE: KindSpec("Votre dossier {file_id} : un message de {referent}", "citoyen"),
 }
 # A file may wait for its référent; only these messages can go out before one is named.
 UNSIGNED_ALLOWED = {NotificationKind.ACCESS_CODE}
@@ -103,6 +104,7 @@ def signature(referent: Referent, audience: Audience = "citoyen") -> str:
         f"{title} — {referent.office}\n"
         f"Téléphone direct : {referent.phone}\n"
         f"Courriel : {referent.email}\n"
+        + (f"Accueil : {referent.opening_hours}\n" if referent.opening_hours else "")
     )
 
 

@@ -31,8 +31,8 @@ FEATURES = {
     "exchanges": False,  # issue 4: the exchange ledger with each agency in the timeline
     "thanks": False,  # issue 5: thank the référent
     "survey": False,  # issue 5: satisfaction survey
-    "messages": False,  # issue 5: messages from the référent to the citizen
-    "personal_word": False,  # issue 5: the référent's personal word on the coordinated answer
+    "messages": True,  # issue 5: messages from the référent to the citizen
+    "personal_word": True,  # issue 5: the référent's personal word on the coordinated answer
     "agency_deadlines": False,  # issue 5: each agency's legal deadline
     "indicators": False,  # issue 5: indicators per office and agency
 }
@@ -139,13 +139,25 @@ class Backend:
         """Issue 5: the satisfaction survey once the answer is given."""
         raise NotYetAvailable("survey")
 
-    async def send_message_to_citizen(self, file_id: str, agent_id: str, text: str) -> dict:
-        """Issue 5: a message from the référent to the citizen, through their channel."""
-        raise NotYetAvailable("messages")
+    async def send_message_to_citizen(
+        self, file_id: str, agent_id: str, text: str, idempotency_key: str | None = None
+    ) -> dict:
+        """A message from the référent to the citizen, through their channel (intake); the
+        same Idempotency-Key sent again does not send it twice."""
+        headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
+        return await _json(await self.intake.post(
+            f"/api/files/{file_id}/messages", json={"agent_id": agent_id, "text": text}, headers=headers
+        ))
+
+    async def messages_to_citizen(self, file_id: str) -> list[dict]:
+        """The référent's messages to the citizen, oldest first, with the channel that carried each."""
+        return await _json(await self.intake.get(f"/api/files/{file_id}/messages"))
 
     async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
-        """Issue 5: the référent's personal word on the coordinated answer."""
-        raise NotYetAvailable("personal_word")
+        """The référent's personal word on the coordinated answer, until it leaves (assignment)."""
+        return await _json(await self.assignment.put(
+            f"/api/files/{file_id}/personal-word", json={"agent_id": agent_id, "text": text}
+        ))
 
     async def indicators(self) -> dict:
         """Issue 5: indicators per office and agency (delays, satisfaction)."""

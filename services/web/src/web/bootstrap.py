@@ -329,12 +329,59 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     async def desk_file(request: Request, file_id: str, agent: str | None = Depends(current_agent)) -> Response:
         if not agent:
             return _redirect(f"/agent?suite=/referent/dossiers/{file_id}")
-        view, record, assignment = await asyncio.gather(
-            backend.file_view(file_id), backend.file_record(file_id), backend.assignment_record(file_id)
+        view, record, assignment, sent = await asyncio.gather(
+            backend.file_view(file_id), backend.file_record(file_id), backend.assignment_record(file_id),
+            backend.messages_to_citizen(file_id),
         )
+        values = request.session.pop("desk_values", {})
+        values.setdefault("idempotency_key", str(uuid.uuid4()))
         return render(request, "referent_file.html", {
             "file": view, "record": record, "assignment": assignment, "agent": agent, "features": FEATURES,
+            "messages": sent, "values": values, "errors": request.session.pop("desk_errors", {}),
         })
+
+    async def desk_action(request: Request, file_id: str, field: str, anchor: str, action: Any,
+                          kept: dict[str, str]) -> Response:
+        """Run a desk action; on refusal the French message goes next to `field` and what
+        was typed comes back (through the session, as the page is redirected to)."""
+        try:
+            done = await action()
+        except BackendError as refused:
+            if refused.status not in (403, 404, 409, 422):
+                raise
+            message = refused.errors[0]["message"] if refused.errors else refused.message
+            request.session["desk_values"], request.session["desk_errors"] = kept, {field: message}
+            return _redirect(f"/referent/dossiers/{file_id}#{anchor}")
+        except httpx.HTTPError as unreachable:
+            log.warning("backend unreachable from the desk: %r", unreachable)
+            request.session["desk_values"] = kept
+            request.session["desk_errors"] = {field: "Le service est momentanément indisponible : rien n'est "
+                                                     "encore envoyé. Votre texte est conservé ; réessayez dans un instant."}
+            return _redirect(f"/referent/dossiers/{file_id}#{anchor}")
+        flash(request, done["message"])
+        return _redirect(f"/referent/dossiers/{file_id}#{anchor}")
+
+    @app.post("/referent/dossiers/{file_id}/mot")
+    async def personal_word(request: Request, file_id: str, agent: str | None = Depends(current_agent)) -> Response:
+        if not agent:
+            return _redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+        text = str((await request.form()).get("personal_word", ""))
+        return await desk_action(request, file_id, "personal_word", "mot-personnel",
+                                 lambda: backend.add_personal_word(file_id, agent, text), {"personal_word": text})
+
+    @app.post("/referent/dossiers/{file_id}/messages")
+    async def message_to_citizen(request: Request, file_id: str, agent: str | None = Depends(current_agent)) -> Response:
+        if not agent:
+            return _redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+        form = await request.form()
+        text, key = str(form.get("message", "")), str(form.get("idempotency_key") or uuid.uuid4())
+
+        async def send() -> dict:
+            await backend.send_message_to_citizen(file_id, agent, text, key)
+            return {"message": "Votre message est envoyé à l'usager par son moyen de contact préféré."}
+
+        # The key is kept with the text: sending again after a failure cannot send twice.
+        return await desk_action(request, file_id, "message", "messages", send, {"message": text, "idempotency_key": key})
 
     @app.get("/supervision", response_class=HTMLResponse)
     async def supervision(request: Request) -> HTMLResponse:

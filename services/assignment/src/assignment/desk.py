@@ -1,0 +1,88 @@
+"""What the référent does on their desk in the assignment service: the personal word
+joined to the coordinated answer.
+
+The answer never waits for the word: it leaves as soon as every agency has answered
+(the legal clock is not held by a person). A word written before that moment goes with
+it; after, it is refused. See docs/referent-desk.md.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from assignment.tables import agents, files
+
+MAX_WORD = 1000
+
+
+class DeskRefused(Exception):
+    """A request from the desk that cannot be applied; the message is for agents."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.Row:
+    """The open file, locked, if `agent_id` is its current référent; else DeskRefused."""
+    file = (
+        await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id).with_for_update())
+    ).first()
+    if file is None:
+        raise DeskRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
+    if await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == agent_id)) is None:
+        raise DeskRefused(404, f"Aucun agent ne porte l'identifiant {agent_id}.")
+    if file.status == "repondu":
+        raise DeskRefused(
+            409, "La réponse coordonnée est déjà partie : le mot personnel ne peut plus être modifié. "
+            "Écrivez plutôt un message à l'usager.",
+        )
+    if file.referent_id != agent_id:
+        raise DeskRefused(403, "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse.")
+    return file
+
+
+async def set_personal_word(uow: UnitOfWork, file_id: str, agent_id: str, text: str) -> dict:
+    """Set or replace the référent's word on an open file (before the answer leaves)."""
+    async with uow:
+        await _file_of_referent(uow, file_id, agent_id)
+        now = utcnow()
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == file_id)
+            .values(personal_word=text, personal_word_agent_id=agent_id, personal_word_at=now)
+        )
+        await uow.commit()
+    return {
+        "file_id": file_id,
+        "personal_word": {"text": text, "agent_id": agent_id, "at": now},
+        "message": "Votre mot personnel est enregistré : il accompagnera la réponse coordonnée.",
+    }
+
+
+async def remove_personal_word(uow: UnitOfWork, file_id: str, agent_id: str) -> dict:
+    """The référent withdraws their word before the answer leaves."""
+    async with uow:
+        await _file_of_referent(uow, file_id, agent_id)
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == file_id)
+            .values(personal_word=None, personal_word_agent_id=None, personal_word_at=None)
+        )
+        await uow.commit()
+    return {"file_id": file_id, "personal_word": None, "message": "Votre mot personnel est retiré."}
+
+
+def word_view(file: sa.Row) -> dict | None:
+    """The word as the desk shows it: who wrote it, when, and whether it will go (or went)
+    with the answer (only under its author's signature)."""
+    if not file.personal_word:
+        return None
+    return {
+        "text": file.personal_word,
+        "agent_id": file.personal_word_agent_id,
+        "at": file.personal_word_at,
+        "included": file.personal_word_agent_id == file.referent_id,
+    }
