@@ -28,7 +28,8 @@ SHOTS = ROOT / "var/screenshots"
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
     st = Stack(tmp_path_factory.mktemp("stack-pages"), kafka_bootstrap, namespace=f"pages-{uuid.uuid4().hex[:6]}.",
-               extra_env={"INDICATORS_MIN_FILES": "1"})  # a handful of files: publish every group
+               # A handful of files: publish every group's indicators, always fresh.
+               extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"})
     st.start()
     yield st
     st.stop()

@@ -31,9 +31,9 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
     backend = request.param
     postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
     namespace = f"e2e-{backend[:2]}-{uuid.uuid4().hex[:6]}."
-    # Indicators of every group are published (a handful of files in a test run).
+    # Indicators of every group are published (a handful of files in a test run), always fresh.
     st = Stack(tmp_path_factory.mktemp(f"stack-{backend}"), kafka_bootstrap, namespace=namespace, postgres=postgres,
-               extra_env={"INDICATORS_MIN_FILES": "1"})
+               extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"})
     st.start()
     yield st
     st.stop()

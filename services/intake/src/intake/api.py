@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from fastapi import APIRouter, File, Form, Header, Query, UploadFile
@@ -158,13 +159,25 @@ def router(runtime: Runtime) -> APIRouter:
         return record
 
     min_files = getattr(runtime.settings, "indicators_min_files", indicators.DEFAULT_MIN_FILES)
+    cache_seconds = getattr(runtime.settings, "indicators_cache_seconds", 0.0)
+    # Computing ranks every delay of the period: published figures may be a minute old
+    # (their generated_at says when), each replica computes them at most once a minute.
+    computed: dict[tuple[dt.date | None, dt.date | None], tuple[float, dict]] = {}
 
     async def _indicators(start: dt.date | None, end: dt.date | None) -> dict | JSONResponse:
         if start and end and end < start:
             message = "La date de fin de période précède la date de début."
             return JSONResponse(status_code=422, content={"message": message,
                                                           "errors": [{"field": "to", "message": message}]})
-        return await indicators.compute(runtime.uow(), start, end, min_files)
+        hit = computed.get((start, end))
+        if hit is not None and time.monotonic() - hit[0] < cache_seconds:
+            return hit[1]
+        found = await indicators.compute(runtime.uow(), start, end, min_files)
+        if cache_seconds > 0:
+            if len(computed) >= 64:  # any period may be asked for: keep the memory bounded
+                computed.clear()
+            computed[(start, end)] = (time.monotonic(), found)
+        return found
 
     period_start = Query(default=None, alias="from", description="Premier jour de dépôt (Europe/Paris), inclus.")
     period_end = Query(default=None, alias="to", description="Dernier jour de dépôt (Europe/Paris), inclus.")

@@ -35,6 +35,9 @@ class IntakeSettings(ServiceSettings):
         default=indicators.DEFAULT_MIN_FILES, ge=1,
         description="Published indicators leave out groups of fewer files (and means of fewer survey answers).",
     )
+    indicators_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long computed indicators are served again before being recomputed."
+    )
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
