@@ -27,7 +27,9 @@ SHOTS = ROOT / "var/screenshots"
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("stack-pages"), kafka_bootstrap, namespace=f"pages-{uuid.uuid4().hex[:6]}.")
+    st = Stack(tmp_path_factory.mktemp("stack-pages"), kafka_bootstrap, namespace=f"pages-{uuid.uuid4().hex[:6]}.",
+               # A handful of files: publish every group's indicators, always fresh.
+               extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"})
     st.start()
     yield st
     st.stop()
@@ -320,5 +322,15 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
     assert file_id in waiting and "Urgent" in waiting
     rows = page.locator("#agents tbody tr")
     assert rows.count() == len(agents) and "Absent(e)" in page.inner_text("#agents")
-    assert page.locator("figure.gu-chart svg g").count() == len([a for a in agents if a["status"] != "parti"])
+    assert page.locator("figure[aria-labelledby='graphe-titre'] svg g").count() == len(
+        [a for a in agents if a["status"] != "parti"])
+    # The indicators: the national row and each agency of the waiting file, in tables beside the charts.
+    offices = page.inner_text("#indicateurs-espaces")
+    assert "France entière" in offices and "Non publié" not in offices
+    agencies = page.inner_text("#indicateurs-organismes")
+    assert all(name in agencies for name in ("France Travail", "Caisse d'allocations familiales (CAF)"))
+    assert page.locator("h3 + figure.gu-chart").count() == 2  # a chart per level, each before its table
+    exported = httpx.get(f"{stack.web_url}/indicateurs.csv", timeout=10)
+    assert exported.headers["content-disposition"].startswith("attachment; filename=")
+    assert exported.text.startswith("niveau;identifiant;libelle;publie;") and "France entière" in exported.text
     check(page, "15-supervision")

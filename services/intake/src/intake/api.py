@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from typing import Any
 
-from fastapi import APIRouter, File, Form, Header, UploadFile
+from fastapi import APIRouter, File, Form, Header, Query, UploadFile
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from guichet_runtime.service import Runtime
 from shared_models import AGENCY_LABELS
 from intake.catalogue import CATALOGUE
-from intake import handlers
+from intake import handlers, indicators
 from intake.schemas import (
-    AccessCodeIn, AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, MessageIn, MessageOut,
-    ReferentChangeIn, SurveyIn, ThanksIn,
+    AccessCodeIn, AgentThanks, ContactIn, DocumentCreated, FileCreated, FileIn, FileView, Indicators, MessageIn,
+    MessageOut, ReferentChangeIn, SurveyIn, ThanksIn,
 )
 
 
@@ -183,6 +185,48 @@ def router(runtime: Runtime) -> APIRouter:
                 status_code=404, content={"message": f"Aucun dossier ne porte la référence {file_id}."}
             )
         return record
+
+    min_files = getattr(runtime.settings, "indicators_min_files", indicators.DEFAULT_MIN_FILES)
+    cache_seconds = getattr(runtime.settings, "indicators_cache_seconds", 0.0)
+    # Computing ranks every delay of the period: published figures may be a minute old
+    # (their generated_at says when), each replica computes them at most once a minute.
+    computed: dict[tuple[dt.date | None, dt.date | None], tuple[float, dict]] = {}
+
+    async def _indicators(start: dt.date | None, end: dt.date | None) -> dict | JSONResponse:
+        if start and end and end < start:
+            message = "La date de fin de période précède la date de début."
+            return JSONResponse(status_code=422, content={"message": message,
+                                                          "errors": [{"field": "to", "message": message}]})
+        hit = computed.get((start, end))
+        if hit is not None and time.monotonic() - hit[0] < cache_seconds:
+            return hit[1]
+        found = await indicators.compute(runtime.uow(), start, end, min_files)
+        if cache_seconds > 0:
+            if len(computed) >= 64:  # any period may be asked for: keep the memory bounded
+                computed.clear()
+            computed[(start, end)] = (time.monotonic(), found)
+        return found
+
+    period_start = Query(default=None, alias="from", description="Premier jour de dépôt (Europe/Paris), inclus.")
+    period_end = Query(default=None, alias="to", description="Dernier jour de dépôt (Europe/Paris), inclus.")
+
+    @api.get("/indicators", response_model=Indicators)
+    async def get_indicators(start: dt.date | None = period_start, end: dt.date | None = period_end) -> Any:
+        """Published indicators per office, per agency and nationally (docs/indicators.md)."""
+        return await _indicators(start, end)
+
+    @api.get("/indicators.csv", response_class=Response)
+    async def indicators_csv(start: dt.date | None = period_start, end: dt.date | None = period_end) -> Any:
+        """The same indicators as an open-data CSV (UTF-8, `;`, one row per group)."""
+        found = await _indicators(start, end)
+        if isinstance(found, JSONResponse):
+            return found
+        period = "_".join(d.isoformat() for d in (start, end) if d) or "tout"
+        return Response(
+            indicators.to_csv(found).encode("utf-8"),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="indicateurs-guichet-unique-{period}.csv"'},
+        )
 
     @api.get("/files/{file_id}", response_model=FileView)
     async def get_file(file_id: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from pydantic import Field
 
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
@@ -22,7 +23,7 @@ from shared_models import (
     ReferentAssigned,
     topics,
 )
-from intake import api, handlers
+from intake import api, handlers, indicators
 from intake.tables import metadata
 
 
@@ -30,6 +31,13 @@ class IntakeSettings(ServiceSettings):
     service_name: str = "intake"
     http_port: int = 8000
     database_url: str = "sqlite+aiosqlite:///var/data/intake.db"
+    indicators_min_files: int = Field(
+        default=indicators.DEFAULT_MIN_FILES, ge=1,
+        description="Published indicators leave out groups of fewer files (and means of fewer survey answers).",
+    )
+    indicators_cache_seconds: float = Field(
+        default=60.0, ge=0, description="How long computed indicators are served again before being recomputed."
+    )
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:

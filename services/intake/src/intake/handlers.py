@@ -44,6 +44,7 @@ from shared_models import (
     ImplicitDecisionRecorded,
     LegalDeadlineSet,
 )
+from intake import indicators
 from intake.catalogue import CATALOGUE
 from intake.schemas import ContactIn, FileIn, SurveyIn
 from intake.tables import (
@@ -107,6 +108,9 @@ async def on_implicit_decision(event: ImplicitDecisionRecorded, uow: UnitOfWork)
     async with uow:
         await _require_file(uow, event.file_id)
         await _advance_agency(uow, event.file_id, event.agency.value, "repondu", event.occurred_at)
+        await indicators.agency_decided(
+            uow, event.file_id, event.agency.value, event.decision, event.occurred_at, event.decided_on
+        )
         await _add_timeline(
             uow, event, "decision_implicite",
             f"{label} n'a pas répondu avant le {event.due_on:%d/%m/%Y} : "
@@ -187,6 +191,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
                     for a in event_def.agencies
                 ],
             )
+            await indicators.file_opened(uow, file_id, now)
             await _add_timeline(uow, event, "depot", f"Dossier déposé : {event_def.label}.")
             uow.emit(topics.FILES_SUBMITTED, event)
             await uow.commit()
@@ -414,6 +419,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
                 status=sa.case((files.c.status == "depose", "en_cours"), else_=files.c.status),
             )
         )
+        await indicators.referent_assigned(uow, event.file_id, ref, event.occurred_at)
         if event.previous_referent is None:
             label = f"Votre référent est désigné : {ref.name}, {ref.office}."
         else:
@@ -458,6 +464,10 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
             )
         else:
             await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)
+            if answer.decision is not Decision.DOCUMENT_REQUESTED:
+                await indicators.agency_decided(
+                    uow, event.file_id, answer.agency.value, answer.decision, event.occurred_at
+                )
             await uow.conn.execute(
                 file_agencies.update()
                 .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency.value)
@@ -584,6 +594,7 @@ async def on_coordinated_answer(event: CoordinatedAnswerIssued, uow: UnitOfWork)
                 },
             )
         )
+        await indicators.file_answered(uow, event.file_id, event.occurred_at)
         with_word = ", avec un mot personnel" if event.personal_word else ""
         await _add_timeline(
             uow, event, "reponse_coordonnee", f"Réponse coordonnée rédigée par {event.referent.name}{with_word}."
@@ -603,6 +614,8 @@ async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None
         return  # a message between agents; the citizen's timeline shows the change itself
     async with uow:
         await _require_file(uow, event.file_id)
+        if indicators.is_citizen_contact(event):
+            await indicators.citizen_contacted(uow, event.file_id, event.occurred_at)
         await _add_timeline(uow, event, "notification", f"{SENT_ON[event.channel]} : « {event.subject} ».")
         if event.kind is NotificationKind.REFERENT_MESSAGE:
             # notification ids of these messages are "<file>:referent_message:<message id>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
@@ -274,3 +275,51 @@ class FileView(BaseModel):
     answer: AnswerOut | None
     timeline: list[TimelineEntry]
     exchanges: list[ExchangeOut]
+
+
+class IndicatorRow(BaseModel):
+    """One group's indicators (definitions: docs/indicators.md). Every figure is null when
+    the group is not published (too few files to stay anonymous) or has nothing to measure."""
+
+    level: Literal["national", "office", "agency"] = Field(description="national, office (espace France Services) or agency.")
+    id: str | None = Field(description="Id of the office or code of the agency; null for the national total.")
+    label: str = Field(description="Name of the office or agency.")
+    published: bool = Field(description="False when the group has too few files for its figures to be published.")
+    files: int | None = Field(description="Files submitted in the period.")
+    referent_count: int | None = Field(description="Of which given a référent.")
+    referent_median_hours: float | None = Field(description="Median time from submission to the first référent, hours.")
+    referent_p90_hours: float | None = Field(description="90th percentile of that time, hours.")
+    contact_count: int | None = Field(description="Files whose citizen received a first message.")
+    contact_median_hours: float | None = Field(description="Median time from submission to the first message, hours.")
+    contact_p90_hours: float | None = Field(description="90th percentile of that time, hours.")
+    answer_count: int | None = Field(description="Files given their coordinated answer.")
+    answer_median_days: float | None = Field(description="Median time from submission to the coordinated answer, days.")
+    answer_p90_days: float | None = Field(description="90th percentile of that time, days.")
+    deadline_decided: int | None = Field(description="Agency answers (by word or by silence) bound by a legal deadline.")
+    deadline_within: int | None = Field(description="Of which answered explicitly within the legal deadline.")
+    deadline_share: float | None = Field(description="deadline_within / deadline_decided, 0 to 1.")
+    implicit_acceptances: int | None = Field(description="Agency silences that became acceptances.")
+    implicit_rejections: int | None = Field(description="Agency silences that became rejections.")
+    reassigned: int | None = Field(description="Files whose référent changed at least once.")
+    reassignment_rate: float | None = Field(description="reassigned / referent_count, 0 to 1.")
+    satisfaction_answers: int | None = Field(description="Satisfaction survey answers.")
+    satisfaction_mean: float | None = Field(description="Mean satisfaction, 1 to 5 (null under the publication threshold).")
+
+
+class Period(BaseModel):
+    from_: dt.date | None = Field(alias="from", description="First day of submission (Paris), inclusive.")
+    to: dt.date | None = Field(description="Last day of submission (Paris), inclusive.")
+
+
+class Indicators(BaseModel):
+    """The published indicators: national total, then per office and per agency."""
+
+    period: Period
+    generated_at: dt.datetime
+    min_files: int = Field(description="Groups of fewer files are not published.")
+    confidentiality: str = Field(description="The publication rule, in French.")
+    percentiles: str = Field(description="How medians and percentiles are computed, in French.")
+    definitions: str = Field(description="Where each indicator is defined.")
+    national: IndicatorRow
+    offices: list[IndicatorRow]
+    agencies: list[IndicatorRow]

@@ -34,7 +34,7 @@ FEATURES = {
     "messages": True,  # issue 5: messages from the référent to the citizen
     "personal_word": True,  # issue 5: the référent's personal word on the coordinated answer
     "agency_deadlines": False,  # issue 5: each agency's legal deadline
-    "indicators": False,  # issue 5: indicators per office and agency
+    "indicators": True,  # issue 5: indicators per office and agency
 }
 
 
@@ -160,5 +160,12 @@ class Backend:
         ))
 
     async def indicators(self) -> dict:
-        """Issue 5: indicators per office and agency (delays, satisfaction)."""
-        raise NotYetAvailable("indicators")
+        """Published indicators per office, per agency and nationally (delays, deadlines, satisfaction)."""
+        return await _json(await self.intake.get("/api/indicators"))
+
+    async def indicators_csv(self) -> httpx.Response:
+        """The open-data CSV as intake serves it (body and Content-Disposition)."""
+        response = await self.intake.get("/api/indicators.csv")
+        if response.status_code != 200:
+            await _json(response)
+        return response

@@ -385,13 +385,23 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
 
     @app.get("/supervision", response_class=HTMLResponse)
     async def supervision(request: Request) -> HTMLResponse:
-        waiting, balance, at_risk = await asyncio.gather(
-            backend.waiting_files(), backend.portfolios(), backend.deadlines_at_risk(settings.deadline_risk_days)
+        waiting, balance, at_risk, indicators = await asyncio.gather(
+            backend.waiting_files(), backend.portfolios(), backend.deadlines_at_risk(settings.deadline_risk_days),
+            backend.indicators(),
         )
         return render(request, "supervision.html", {
             "waiting": waiting, "balance": balance, "at_risk": at_risk, "features": FEATURES,
-            "chart": pages.load_chart(balance["agents"]),
+            "chart": pages.load_chart(balance["agents"]), "indicators": indicators,
+            "answer_chart": pages.indicator_chart(indicators["offices"], "answer_median_days", "j"),
+            "deadline_chart": pages.indicator_chart(indicators["agencies"], "deadline_share", "%", maximum=1.0),
         })
+
+    @app.get("/indicateurs.csv")
+    async def indicators_csv() -> Response:
+        """The open-data CSV of the indicators, as intake publishes it."""
+        found = await backend.indicators_csv()
+        return Response(found.content, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": found.headers["content-disposition"]})
 
     app.add_middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie="guichet_session",
                        same_site="lax", https_only=settings.secure_cookies,

@@ -105,6 +105,33 @@ def agency_label(code: str) -> str:
     return AGENCY_SHORT.get(code, code.replace("_", " ").upper())
 
 
+def indicator_chart(rows: list[dict], key: str, unit: str, maximum: float | None = None) -> dict:
+    """Bars of one indicator across offices or agencies, for a server-rendered SVG; only the
+    published groups with a value are drawn (the table beside it holds every group)."""
+    shown = [r for r in rows if r.get("published") and r.get(key) is not None]
+    bar_h, gap, label_w, width = 22, 10, 300, 640
+    track = width - label_w - 110
+    top = maximum if maximum is not None else max((r[key] for r in shown), default=0)
+    bars = []
+    for i, r in enumerate(shown):
+        value = r[key]
+        text = f"{round(value * 100)} %" if unit == "%" else f"{value:g} {unit}".replace(".", ",")
+        bars.append({"y": i * (bar_h + gap), "label": r["label"], "text": text,
+                     "w": round(track * min(value / top, 1.0)) if top else 0})
+    return {"rows": bars, "height": max(len(bars) * (bar_h + gap), bar_h), "bar_h": bar_h, "label_w": label_w,
+            "width": width, "track": track}
+
+
+def number_fr(value: Any, unit: str = "") -> str:
+    """4.5 -> '4,5 j'; a share 0.667 with unit '%' -> '67 %'; nothing measured -> '—'."""
+    if value is None:
+        return "—"
+    if unit == "%":
+        return f"{round(value * 100)} %"
+    text = f"{value:g}".replace(".", ",")
+    return f"{text} {unit}" if unit else text
+
+
 class Renderer:
     def __init__(self) -> None:
         self.env = Environment(
@@ -115,7 +142,8 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
-                                agency_label=agency_label, labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
+                                agency_label=agency_label, number_fr=number_fr,
+                                labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
         self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
                                 CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)
 
