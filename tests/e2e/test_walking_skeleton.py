@@ -331,15 +331,21 @@ async def test_an_answered_file_shows_in_the_published_indicators_and_their_open
 
     # The file's own read model: every delay measured, every agency answered within its legal deadline
     # (each deadline arrives on its own topic, possibly after the answer).
+    seen = {}
+
     async def measured():
-        rows = await query(stack.database_urls["intake"],
-                           "SELECT referent_delay_s, contact_delay_s, answer_delay_s, office_name FROM file_metrics"
-                           " WHERE file_id = :f", f=file_id)
-        agencies = await query(stack.database_urls["intake"],
-                               "SELECT agency FROM file_agencies WHERE file_id = :f AND deadline_rule IS NOT NULL"
-                               " AND answered_on <= due_on", f=file_id)
-        return rows if len(agencies) == 3 and rows[0].contact_delay_s is not None else None
-    [row] = await eventually(measured, what="the file's delays and agency deadlines")
+        seen["file"] = await query(stack.database_urls["intake"],
+                                   "SELECT referent_delay_s, contact_delay_s, answer_delay_s, office_name"
+                                   " FROM file_metrics WHERE file_id = :f", f=file_id)
+        seen["agencies"] = await query(stack.database_urls["intake"],
+                                       "SELECT agency, deadline_rule, due_on, answered_on FROM file_agencies"
+                                       " WHERE file_id = :f", f=file_id)
+        in_time = [a for a in seen["agencies"] if a.deadline_rule and a.answered_on and a.answered_on <= a.due_on]
+        return seen["file"] if len(in_time) == 3 and seen["file"][0].contact_delay_s is not None else None
+    try:
+        [row] = await eventually(measured, what="the file's delays and agency deadlines")
+    except AssertionError as missing:
+        raise AssertionError(seen) from missing
     assert row.office_name == office and row.referent_delay_s <= row.answer_delay_s < 86400
 
     found = (await client.get("/api/indicators")).json()

@@ -128,7 +128,12 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
     assert clock.status == "repondu"
     for day in (dt.date(2026, 12, 16), dt.date(2026, 12, 24), dt.date(2027, 2, 1)):
         assert await tick(db, day) == 0
-    assert not [e for e in await deadline_events(db) if not isinstance(e, CoordinatedAnswerIssued)]
+    # Only the clock's announcement, born stopped but with its last day (the published
+    # indicators measure the answer against it): no warning, breach nor implicit decision.
+    [announced] = [e for e in await deadline_events(db) if not isinstance(e, CoordinatedAnswerIssued)]
+    assert isinstance(announced, LegalDeadlineSet)
+    assert (announced.state, announced.due_on, announced.rule) == ("repondu", dt.date(2026, 12, 31),
+                                                                   DeadlineRule.SILENCE_REJECTS)
 
 
 async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):

@@ -498,7 +498,10 @@ class LegalDeadlineSet(Event):
     due_on: dt.date | None = Field(
         description="Last day for the agency to answer (Paris calendar); none while suspended or without rule."
     )
-    state: Literal["en_cours", "suspendu", "sans_delai"] = Field(description="State of the legal clock.")
+    state: Literal["en_cours", "suspendu", "sans_delai", "repondu"] = Field(
+        description="State of the legal clock; repondu when the agency's answer was read before its receipt "
+        "(the clock was born stopped: due_on still says the last day, for the published indicators)."
+    )
     why: Literal["reception", "suspension", "reprise", "redemarrage"] = Field(
         description="What set it: receipt, suspension for a document, resumption, or restart after an incomplete document."
     )

@@ -55,7 +55,7 @@ def paris_day(moment: dt.datetime) -> dt.date:
 
 def _announce(uow: UnitOfWork, clock: sa.Row | dict, why: str, **changes: object) -> None:
     row = {**(clock._asdict() if isinstance(clock, sa.Row) else clock), **changes}
-    state = row["status"] if row["status"] in ("en_cours", "suspendu") else "sans_delai"
+    state = row["status"] if row["status"] in ("en_cours", "suspendu", "repondu") else "sans_delai"
     uow.emit(
         topics.DEADLINES,
         LegalDeadlineSet(
@@ -89,7 +89,9 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
         if request_status == "repondue":
             clock["status"] = "repondu"
         inserted = await uow.conn.execute(insert_ignore(uow.conn, legal_clocks).values(**clock))
-        if inserted.rowcount and clock["status"] != "repondu":
+        if inserted.rowcount:
+            # Announced even when born stopped: whether the answer came in time is measured
+            # against this last day (docs/indicators.md).
             _announce(uow, clock, "reception")
         await uow.commit()
 
