@@ -186,8 +186,9 @@ def router(runtime: Runtime) -> APIRouter:
             )
         return record
 
-    min_files = getattr(runtime.settings, "indicators_min_files", indicators.DEFAULT_MIN_FILES)
-    cache_seconds = getattr(runtime.settings, "indicators_cache_seconds", 0.0)
+    settings = getattr(runtime, "settings", None)  # tests mount the routes on a bare database
+    min_files = getattr(settings, "indicators_min_files", indicators.DEFAULT_MIN_FILES)
+    cache_seconds = getattr(settings, "indicators_cache_seconds", 0.0)
     # Computing ranks every delay of the period: published figures may be a minute old
     # (their generated_at says when), each replica computes them at most once a minute.
     computed: dict[tuple[dt.date | None, dt.date | None], tuple[float, dict]] = {}
