@@ -240,6 +240,10 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     page.click("text=Envoyer le document")
     assert error_of(page, "document") == "Format non accepté : envoyez un PDF, une image JPEG ou PNG."
     check(page, "18-piece-erreur")
+    page.set_input_files("#document", files=[{"name": "scan.pdf", "mimeType": "application/pdf",
+                                                "buffer": PDF + b"0" * 600_000}])
+    page.click("text=Envoyer le document")
+    assert error_of(page, "document") == "Le fichier dépasse 512 Ko."
     page.set_input_files("#document", files=[{"name": "attestation.pdf", "mimeType": "application/pdf",
                                                 "buffer": PDF}])
     page.click("text=Envoyer le document")
