@@ -225,7 +225,8 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
             on_record = forms.contact_values(contact["citizen"])
             on_record["phone"] = pages.phone_fr(on_record["phone"])
         return render(request, "citizen_file.html", {
-            "file": view, "card": await referent_card(view), "deadline": deadline, "contact": on_record, "values": {**on_record, **(values or {})}, "errors": errors or {},
+            "file": view, "card": await referent_card(view), "deadline": deadline, "contact": on_record,
+            "values": {**on_record, **(values or {})}, "errors": errors or {},
             "thanked": pages.thanked_current_referent(view["timeline"]),
             "surveyed": pages.survey_answered(view["timeline"]),
             "requested": pages.requested_documents(view["agencies"]),
