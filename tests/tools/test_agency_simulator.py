@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 import defusedxml.ElementTree as ET
+from adapter_sdk import Acknowledged, AdapterConfig, AgencyReply, CanonicalRequest, CitizenData, discovery
 
 from agency_simulator.app import AGENCIES, DGFIP_NS, SOAP_NS, AgencyRequest, create_app, decide
 
@@ -315,6 +316,49 @@ async def test_fault_validation(client: httpx.AsyncClient) -> None:
     r = await client.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": -1})
     assert r.status_code == 422
     assert (await client.get("/admin/faults")).json()["caf"] == {"mode": "ok", "seconds": None}
+
+
+@pytest.mark.parametrize("agency", ["caf", "dgfip", "france_travail", "cpam"])
+async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_reads_a_receipt(
+    client: httpx.AsyncClient, agency: str
+) -> None:
+    adapter_cls = discovery.load(agency)
+    adapter = adapter_cls(AdapterConfig())
+    values = {"given_name": "Camille", "family_name": "Martin", "email": "c@example.fr", "postcode": "69003",
+              "description": "Perte d'emploi"}
+    request = CanonicalRequest(
+        request_id=f"silent-{agency}", file_id="DOS-2026-0002", life_event="arret_maladie", urgent=False,
+        citizen=CitizenData(values, adapter_cls.declaration.citizen_fields),
+        callback_url="http://127.0.0.1:9/callbacks",
+    )
+    call = adapter.build_call(request)
+    await client.post("/admin/faults", json={"agency": agency, "mode": "silent"})
+
+    async def send() -> Acknowledged:
+        r = await client.post(call.path, content=call.body, headers=dict(call.headers))
+        assert r.status_code in (200, 202), r.text
+        read = adapter.read_answer(AgencyReply(r.status_code, r.content, dict(r.headers)))
+        assert isinstance(read, Acknowledged), read
+        return read
+
+    first = await send()
+    assert first.agency_reference.startswith(EXPECTED_PREFIX[agency])
+    # Back to normal, the same request is still under review: this agency never answers it.
+    await client.post("/admin/faults", json={"agency": agency, "mode": "ok"})
+    assert await send() == first
+    assert len((await client.get(f"/agencies/{agency}/received")).json()) == 1
+    if agency == "france_travail":
+        await asyncio.sleep(0.5)  # past the simulated callback delay: none was scheduled
+        assert (await client.get(f"/agencies/france_travail/demandes/{request.request_id}")).status_code == 404
+
+
+async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(client: httpx.AsyncClient) -> None:
+    asked = (await client.post("/agencies/cpam/requests", json=body("ij-silent", "arret_maladie"))).json()
+    await client.post("/admin/faults", json={"agency": "cpam", "mode": "silent"})
+    taken = await client.post("/agencies/cpam/requests/ij-silent/pieces", data={"code": "attestation_salaire"},
+                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    assert taken.json() == {"statut": "en_instruction", "agency_reference": asked["agency_reference"]}
+    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
 
 
 async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:

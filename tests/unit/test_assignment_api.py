@@ -110,3 +110,45 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
     assert at_risk["file_id"] == "GU-2026-VIEW0001" and at_risk["referent"] == ref.name
     assert 0 < at_risk["days_left"] <= 10 and later["count"] == 0
     assert missing.status_code == 404
+
+
+async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(assignment_db):
+    """Nearest running clock first; a file whose only clock is suspended has no deadline and
+    comes last; a file no agency acknowledged yet shows the two-month estimate."""
+    from assignment import deadlines
+    from shared_models import (Agency, AgencyReceiptAcknowledged, DeadlineRule, LegalClockSuspended,
+                               RequestedDocument)
+
+    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    same = citizen(email="trois.horloges@example.fr")
+    ref, _ = await submit(assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=(Agency.CAF, Agency.DGFIP)))
+    await submit(assignment_db, file_submitted("GU-2026-CLKB0001", citizen=same))
+    await submit(assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=(Agency.CPAM,)))
+    received = dt.datetime.now(dt.UTC)
+
+    async def handle(handler, event):
+        await handler(event, assignment_db.uow(("assignment", str(event.event_id))))
+
+    for file_id, agency, days in (("GU-2026-CLKA0001", Agency.CAF, 40), ("GU-2026-CLKA0001", Agency.DGFIP, 20),
+                                  ("GU-2026-CLKC0001", Agency.CPAM, 10)):
+        await handle(deadlines.on_receipt_acknowledged, AgencyReceiptAcknowledged(
+            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency.value, agency_reference="R",
+            deadline_rule=DeadlineRule.SILENCE_ACCEPTS, deadline_days=days, occurred_at=received))
+    await handle(deadlines.on_clock_suspended, LegalClockSuspended(
+        file_id="GU-2026-CLKC0001", request_id="GU-2026-CLKC0001-cpam", agency="cpam",
+        document=RequestedDocument(code="attestation_salaire", label="Attestation de salaire"), occurred_at=received))
+
+    app = FastAPI()
+    today = deadlines.paris_day(received)
+    app.include_router(api.router(assignment_db))
+    app.include_router(api.views_router(assignment_db, lambda: today))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        files = (await c.get(f"/api/agents/{ref.agent_id}/portfolio")).json()["files"]
+        at_risk = (await c.get("/api/supervision/deadlines", params={"within_days": 30})).json()
+
+    assert [f["file_id"] for f in files] == ["GU-2026-CLKA0001", "GU-2026-CLKB0001", "GU-2026-CLKC0001"]
+    first, estimated, suspended = files
+    assert (first["deadline"], first["deadline_agency"]) == ((today + dt.timedelta(days=20)).isoformat(), "dgfip")
+    assert estimated["deadline_estimated"] is True and estimated["deadline"] == legal_deadline(received).isoformat()
+    assert suspended["deadline"] is None and suspended["clock_suspended"] is True
+    assert [(f["file_id"], f["agency"], f["days_left"]) for f in at_risk["files"]] == [("GU-2026-CLKA0001", "dgfip", 20)]

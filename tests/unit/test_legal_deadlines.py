@@ -9,6 +9,7 @@ import datetime as dt
 import pytest
 
 from assignment import deadlines
+from guichet_runtime.clock import Clock
 from assignment import handlers as assignment
 from assignment.bootstrap import DEFAULT_DIRECTORY
 from shared_models import (
@@ -115,6 +116,21 @@ async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_on
     assert (clock.status, clock.breached) == ("echu", True)
 
 
+async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
+    """The answer (agency-answers topic) and the receipt (legal-clock topic) of an agency
+    that answers at once can be consumed in either order."""
+    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+    ))
+    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 30)
+
+    [clock] = await db.rows("legal_clocks")
+    assert clock.status == "repondu"
+    for day in (dt.date(2026, 12, 16), dt.date(2026, 12, 24), dt.date(2027, 2, 1)):
+        assert await tick(db, day) == 0
+    assert not [e for e in await deadline_events(db) if not isinstance(e, CoordinatedAnswerIssued)]
+
+
 async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
     await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
 
@@ -200,9 +216,20 @@ async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_resta
 
 async def test_the_clock_file_moves_today_for_running_processes(tmp_path):
     override = tmp_path / "today"
-    clock = deadlines.Clock(override)
+    clock = Clock(override)
     real = clock.today()
     override.write_text("2027-01-15\n")
     assert clock.today() == dt.date(2027, 1, 15)
     override.write_text("")
     assert clock.today() == real
+
+
+@pytest.mark.parametrize("day", [dt.date(2027, 1, 15), dt.date(2027, 3, 28), dt.date(2027, 7, 1)])
+async def test_now_on_a_rehearsal_date_falls_on_that_paris_day(tmp_path, day):
+    """The adapters stamp legal-clock events with `now()`: its Paris day is the rehearsal
+    day whatever the hour and the summer-time change in between (28 March 2027)."""
+    override = tmp_path / "today"
+    override.write_text(day.isoformat())
+    stamped = Clock(override).now()
+    assert stamped.tzinfo is not None and deadlines.paris_day(stamped) == day
+    assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(hours=2)

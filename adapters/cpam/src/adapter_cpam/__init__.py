@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from adapter_sdk import (
+    Acknowledged,
     AgencyAdapter,
     AgencyAnswer,
     AgencyCall,
@@ -40,8 +41,11 @@ class CpamAdapter(AgencyAdapter):
             "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
         })
 
-    def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
+    def read_answer(self, reply: AgencyReply) -> AgencyAnswer | Acknowledged:
         body = reply.json()
+        if isinstance(body, dict) and body.get("statut") == "en_instruction" and body.get("agency_reference"):
+            # Taken but not decided yet: the legal clock runs, silence may decide.
+            return Acknowledged(agency_reference=body["agency_reference"])
         if not isinstance(body, dict) or "decision" not in body:
             raise AnswerInvalid(f"réponse sans décision : {str(body)[:120]}")
         return AgencyAnswer.model_validate(body)

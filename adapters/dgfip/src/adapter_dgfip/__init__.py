@@ -9,6 +9,7 @@ import defusedxml.ElementTree as ET
 from defusedxml import DefusedXmlException
 
 from adapter_sdk import (
+    Acknowledged,
     AgencyAdapter,
     AgencyAnswer,
     AgencyCall,
@@ -53,7 +54,7 @@ class DgfipAdapter(AgencyAdapter):
         )
         return AgencyCall.xml("/agencies/dgfip/soap", envelope, {"SOAPAction": "DeclarerChangementSituation"})
 
-    def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
+    def read_answer(self, reply: AgencyReply) -> AgencyAnswer | Acknowledged:
         try:
             root = ET.fromstring(reply.body)
         except (ET.ParseError, DefusedXmlException) as exc:
@@ -66,6 +67,9 @@ class DgfipAdapter(AgencyAdapter):
             node = answer.find(f"{{{DGFIP}}}{tag}")
             return node.text if node is not None else None
 
+        if value("Decision") is None and value("Statut") == "EN_INSTRUCTION" and value("Reference"):
+            # Taken but not decided yet: the legal clock runs, silence may decide.
+            return Acknowledged(agency_reference=value("Reference"))
         if value("Decision") is None or value("Reference") is None:
             raise AnswerInvalid("réponse SOAP sans Decision ni Reference")
         return AgencyAnswer(

@@ -25,6 +25,7 @@ from opentelemetry import propagate, trace
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
@@ -111,6 +112,8 @@ class AdapterRuntime:
         self.uow = uow
         self.transport = transport
         self.metrics = metrics
+        # The legal clock counts from these events' day: a rehearsal date (CLOCK_FILE) moves it.
+        self.clock = Clock(config.clock_file)
 
     # -- the exchange with the agency ---------------------------------------------------
     async def exchange(self, call: AgencyCall, what: str) -> Exchanged:
@@ -174,6 +177,7 @@ class AdapterRuntime:
         if answer.requested_document is not None:
             uow.emit(topics.LEGAL_CLOCK, LegalClockSuspended(
                 file_id=file_id, request_id=request_id, agency=self.decl.agency, document=answer.requested_document,
+                occurred_at=self.clock.now(),
             ))
 
     def _observe(self, kind: str, started: float, agency_seconds: float) -> None:
@@ -226,7 +230,7 @@ class AdapterRuntime:
             uow.emit(topics.LEGAL_CLOCK, AgencyReceiptAcknowledged(
                 file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
                 agency_reference=reference, deadline_rule=self.decl.deadline_rule,
-                deadline_days=self.decl.deadline_days,
+                deadline_days=self.decl.deadline_days, occurred_at=self.clock.now(),
             ))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result)
@@ -265,7 +269,7 @@ class AdapterRuntime:
             )
             uow.emit(topics.LEGAL_CLOCK, LegalClockResumed(
                 file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
-                document_code=event.document_code,
+                document_code=event.document_code, occurred_at=self.clock.now(),
             ))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result)

@@ -34,3 +34,8 @@ class ServiceSettings(BaseSettings):
         default=0.25, description="Outbox poll interval when nothing woke the relay."
     )
     log_level: str = "INFO"
+    clock_file: Path | None = Field(
+        default=None,
+        description="A file holding today's date (ISO) to move time for rehearsals and tests "
+        "(see guichet_runtime.clock); unset: the real Paris date.",
+    )

@@ -14,7 +14,39 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from guichet_runtime.service import Runtime
 from assignment import directory, domain, importer
-from assignment.tables import agency_requests, agents, assignments, files, offices
+from assignment.tables import agency_requests, agents, assignments, files, legal_clocks, offices
+
+
+async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]]:
+    """Each file's nearest legal deadline among its agencies' running clocks.
+
+    A file whose clocks are all suspended has none (`suspended`); a file no agency has
+    acknowledged yet shows the two-month default from receipt, marked `estimated`."""
+    by_file = {r.file_id: r for r in rows}
+    clocks = (
+        await conn.execute(
+            sa.select(legal_clocks.c.file_id, legal_clocks.c.agency, legal_clocks.c.status, legal_clocks.c.due_on)
+            .where(legal_clocks.c.file_id.in_(list(by_file)))
+        )
+    ).all() if by_file else []
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
+    for c in clocks:
+        seen.add(c.file_id)
+        entry = out.setdefault(c.file_id, {"deadline": None, "agency": None, "suspended": False, "estimated": False})
+        if c.status == "en_cours" and c.due_on is not None:
+            if entry["deadline"] is None or c.due_on < entry["deadline"]:
+                entry["deadline"], entry["agency"] = c.due_on, c.agency
+        elif c.status == "suspendu":
+            entry["suspended"] = True
+    for file_id, entry in out.items():
+        if entry["deadline"] is not None:
+            entry["suspended"] = False  # another agency's clock still runs: that is the deadline
+    for file_id, r in by_file.items():
+        if file_id not in seen:
+            out[file_id] = {"deadline": domain.legal_deadline(r.created_at), "agency": None,
+                            "suspended": False, "estimated": True}
+    return out
 
 
 def _not_found(message: str) -> JSONResponse:
@@ -54,6 +86,7 @@ def router(runtime: Runtime) -> APIRouter:
                     )
                 ).all()
             )
+            due = await file_deadlines(uow.conn, rows)
         items = [
             {
                 "file_id": r.file_id,
@@ -63,12 +96,16 @@ def router(runtime: Runtime) -> APIRouter:
                 "urgent": r.urgent,
                 "status": r.status,
                 "received_at": r.created_at,
-                "deadline": domain.legal_deadline(r.created_at),
+                "deadline": due[r.file_id]["deadline"],
+                "deadline_agency": due[r.file_id]["agency"],
+                "deadline_estimated": due[r.file_id]["estimated"],
+                "clock_suspended": due[r.file_id]["suspended"],
                 "agencies_awaited": pending.get(r.file_id, 0),
             }
             for r in rows
         ]
-        items.sort(key=lambda f: (not f["urgent"], f["deadline"], f["received_at"]))
+        # Urgent first, then the nearest legal deadline; a suspended clock has none (last).
+        items.sort(key=lambda f: (not f["urgent"], f["deadline"] or dt.date.max, f["received_at"]))
         return {
             "agent": {
                 "agent_id": agent.agent_id,
@@ -195,25 +232,46 @@ def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
 
     @views.get("/supervision/deadlines")
     async def deadlines(within_days: int = Query(default=21, ge=0, le=366)) -> Any:
-        """Open files whose legal deadline falls within `within_days` (or is past), nearest first."""
+        """Open files whose nearest legal deadline falls within `within_days` (or is past),
+        nearest first; files with every clock suspended are not at risk."""
+        now = today()
         async with runtime.uow() as uow:
-            rows = (
+            referent = agents.c.name.label("referent")
+            columns = (files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
+                       files.c.life_event_label, referent)
+            running = (
                 await uow.conn.execute(
-                    sa.select(files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
-                              files.c.life_event_label, agents.c.name.label("referent"))
+                    sa.select(*columns)
                     .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
                     .where(files.c.status != "repondu")
+                    .where(files.c.file_id.in_(
+                        sa.select(legal_clocks.c.file_id)
+                        .where(legal_clocks.c.status == "en_cours",
+                               legal_clocks.c.due_on <= now + dt.timedelta(days=within_days))
+                    ))
                 )
             ).all()
-        now = today()
+            # No agency has acknowledged yet: the two-month default from receipt is the estimate.
+            unacknowledged = (
+                await uow.conn.execute(
+                    sa.select(*columns)
+                    .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
+                    .where(files.c.status != "repondu")
+                    .where(~sa.exists().where(legal_clocks.c.file_id == files.c.file_id))
+                )
+            ).all()
+            due = await file_deadlines(uow.conn, [*running, *unacknowledged])
         items = []
-        for r in rows:
-            deadline = domain.legal_deadline(r.created_at)
-            days_left = (deadline - now).days
+        for r in [*running, *unacknowledged]:
+            d = due[r.file_id]
+            if d["deadline"] is None:
+                continue
+            days_left = (d["deadline"] - now).days
             if days_left <= within_days:
                 items.append({"file_id": r.file_id, "urgent": r.urgent, "status": r.status,
                               "life_event_label": r.life_event_label, "referent": r.referent,
-                              "deadline": deadline, "days_left": days_left})
+                              "deadline": d["deadline"], "agency": d["agency"], "estimated": d["estimated"],
+                              "days_left": days_left})
         items.sort(key=lambda f: (f["deadline"], not f["urgent"]))
         return {"within_days": within_days, "count": len(items), "files": items}
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from pydantic import Field
 
+from guichet_runtime.clock import Clock
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import Agency, AgencyAnswerReceived, AgencyReceiptAcknowledged, LegalClockResumed, LegalClockSuspended, FileSubmitted, ReferentChangeRequested, topics
@@ -26,16 +27,12 @@ class AssignmentSettings(ServiceSettings):
     housekeeping_seconds: float = Field(
         default=5.0, description="How often due absences and waiting files are looked at."
     )
-    clock_file: Path | None = Field(
-        default=None,
-        description="A file holding today's date (ISO) to move time for rehearsals and tests; unset: the real Paris date.",
-    )
     directory_file: Path = Field(
         default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
     )
 
 
-async def _housekeeping(runtime, every: float, clock: deadlines.Clock) -> None:
+async def _housekeeping(runtime, every: float, clock: Clock) -> None:
     """Start and end absences on their dates, and give référents to waiting files as
     capacity frees up. Durable: all of it is read from the database each round."""
     while True:
@@ -60,7 +57,7 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
     )
-    clock = deadlines.Clock(settings.clock_file)
+    clock = Clock(settings.clock_file)
     runtime.consumer.subscribe(
         [topics.LEGAL_CLOCK],
         {

@@ -20,7 +20,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -48,21 +47,6 @@ from assignment.tables import agency_requests, files, legal_clocks
 log = logging.getLogger(__name__)
 PARIS = ZoneInfo("Europe/Paris")
 WARNINGS = (15, 7)
-
-
-class Clock:
-    """Today in Paris; from `override_file` (an ISO date in a file) when set, so tests
-    and rehearsals can move time for running processes."""
-
-    def __init__(self, override_file: Path | None = None) -> None:
-        self.override_file = override_file
-
-    def today(self) -> dt.date:
-        if self.override_file is not None and self.override_file.exists():
-            text = self.override_file.read_text(encoding="utf-8").strip()
-            if text:
-                return dt.date.fromisoformat(text)
-        return dt.datetime.now(PARIS).date()
 
 
 def paris_day(moment: dt.datetime) -> dt.date:
@@ -97,8 +81,15 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
             log.warning("receipt for unknown file %s ignored", event.file_id)
             await uow.commit()
             return
+        # The answer and the receipt travel on two topics: an agency that answers at once
+        # may be read answered before its receipt; its clock is then born stopped.
+        request_status = await uow.conn.scalar(
+            sa.select(agency_requests.c.status).where(agency_requests.c.request_id == event.request_id)
+        )
+        if request_status == "repondue":
+            clock["status"] = "repondu"
         inserted = await uow.conn.execute(insert_ignore(uow.conn, legal_clocks).values(**clock))
-        if inserted.rowcount:
+        if inserted.rowcount and clock["status"] != "repondu":
             _announce(uow, clock, "reception")
         await uow.commit()
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from guichet_runtime.clock import Clock
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import (
@@ -60,7 +61,7 @@ def bootstrap(
     if channels is None:
         mailer = mailer or SmtpMailer(settings.smtp_host, settings.smtp_port)
         sms = SmsChannel(settings.sms_gateway_url, sender_name=settings.sms_sender_name)
-        post = LetterChannel(settings.postal_url)
+        post = LetterChannel(settings.postal_url, today=Clock(settings.clock_file).today)
         channels = {
             NotificationChannel.EMAIL: EmailChannel(mailer, settings.mail_sender),
             NotificationChannel.SMS: sms,

@@ -14,6 +14,7 @@ number): the dispatcher then falls back to the next channel. Anything else is te
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -142,7 +143,12 @@ class SmsChannel(_HttpProvider):
 
 
 class LetterChannel(_HttpProvider):
-    """Renders the letter as PDF and deposits it with the postal provider (`POST /api/letters`)."""
+    """Renders the letter as PDF and deposits it with the postal provider (`POST /api/letters`).
+    `today` dates the letter (default: the real Paris date; a rehearsal passes its clock)."""
+
+    def __init__(self, base_url: str, today: Callable[[], dt.date] | None = None, **kwargs: Any) -> None:
+        super().__init__(base_url, **kwargs)
+        self.today = today or letters.today_in_paris
 
     async def send(self, outgoing: Outgoing) -> str:
         content = outgoing.content
@@ -153,7 +159,7 @@ class LetterChannel(_HttpProvider):
                 text=content["text"],
                 referent=outgoing.referent,
                 address=tuple(content["to"]),
-                date=letters.today_in_paris(),
+                date=self.today(),
             )
         )
         return await self._post(outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"})

@@ -134,6 +134,14 @@ def load_chart(agents: list[dict]) -> dict:
             "label_w": label_w, "width": width, "track": width - label_w - 90}
 
 
+AGENCY_SHORT = {"caf": "CAF", "dgfip": "DGFiP", "france_travail": "France Travail", "cpam": "CPAM", "ants": "ANTS"}
+
+
+def agency_label(code: str) -> str:
+    """Short name of an agency for tables (an agency plugged in later shows its code)."""
+    return AGENCY_SHORT.get(code, code.replace("_", " ").upper())
+
+
 class Renderer:
     def __init__(self) -> None:
         self.env = Environment(
@@ -143,7 +151,8 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr, size_fr=size_fr,
+        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
+                                size_fr=size_fr, agency_label=agency_label,
                                 labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
         self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
                                 CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS, EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,

@@ -20,7 +20,11 @@ test can predict what an agency will answer. Requests are idempotent per
 Common endpoints: ``GET /agencies/{agency}/received`` (bodies the agency accepted, first copy
 only, exactly as sent), ``GET /health``, ``POST|GET /admin/faults`` (per agency: ok, down
 (503), error500, slow, garbage (an unreadable 200), invalid (a readable 200 of the wrong
-schema)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
+schema), silent (the agency acknowledges receipt — "en instruction" — and never decides:
+a 202 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
+``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
+CPAM that takes the awaited document without deciding; the legal clock then runs out,
+for deadline tests)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
 alone, as its own process.
 
 Decision texts (summary, reason) are in French because agents and citizens read them.
@@ -63,7 +67,10 @@ SIMULATED_YEAR = 2026
 DEFAULT_SLOW_SECONDS = 5.0
 
 Decision = Literal["accorde", "refuse", "piece_demandee"]
-FaultMode = Literal["ok", "down", "error500", "slow", "garbage", "invalid"]
+FaultMode = Literal["ok", "down", "error500", "slow", "garbage", "invalid", "silent"]
+
+#: Status of a request an agency took without deciding (fault mode "silent").
+UNDER_REVIEW = "en_instruction"
 
 
 class AgencyRequest(BaseModel):
@@ -346,7 +353,11 @@ def _answer_for(state: SimulatorState, agency: str, body: AgencyRequest, raw: di
     # No await between the lookup above and the store below, so concurrent duplicates
     # (e.g. both sleeping under "slow") are still answered identically and recorded once.
     asked = document_request(agency, body)
-    if asked is not None:
+    if state.faults[agency].mode == "silent":
+        # Taken, never decided: the request asked again gets the same acknowledgement.
+        reference = decide(agency, body).agency_reference
+        answer = {"agency_reference": reference, "statut": UNDER_REVIEW}
+    elif asked is not None:
         state.awaiting[body.request_id] = (body, asked.requested_document)  # type: ignore[assignment]
         answer = asked.model_dump(mode="json")
     else:
@@ -372,6 +383,10 @@ def _soap_fault(message: str) -> Response:
 
 
 def _soap_answer(answer: dict[str, Any]) -> str:
+    if "decision" not in answer:
+        status = answer["statut"].upper()
+        inner = f"<dgfip:Reference>{escape(answer['agency_reference'])}</dgfip:Reference><dgfip:Statut>{status}</dgfip:Statut>"
+        return _soap(f"<dgfip:DeclarerChangementSituationReponse>{inner}</dgfip:DeclarerChangementSituationReponse>")
     fields = [("Reference", answer["agency_reference"]), ("Decision", answer["decision"]),
               ("Resume", answer["summary"]), ("Motif", answer.get("reason")),
               ("Montant", answer.get("amount_eur")), ("DateEffet", answer.get("start_date"))]
@@ -475,7 +490,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         faulty = await _fault(state, agency)
         if faulty is not None:
             return faulty
-        return _answer_for(state, agency, body, await request.json())
+        answer = _answer_for(state, agency, body, await request.json())
+        if "decision" not in answer:
+            return JSONResponse(status_code=202, content=answer)
+        return answer
 
     @app.post("/agencies/cpam/requests/{request_id}/pieces")
     async def submit_document(
@@ -505,7 +523,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             "media_type": fichier.content_type, "size": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
         })
-        answer = decide("cpam", body).model_dump(mode="json")
+        if state.faults["cpam"].mode == "silent":  # takes the document, then never decides
+            answer = {"statut": UNDER_REVIEW}
+        else:
+            answer = decide("cpam", body).model_dump(mode="json")
         answer["agency_reference"] = state.answers[key]["agency_reference"]
         state.answers[key] = answer
         return answer
@@ -542,7 +563,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             return faulty
         first = ("france_travail", body.request_id) not in state.answers
         answer = _answer_for(state, "france_travail", body, await request.json())
-        if first:
+        if first and "decision" in answer:
             state.callbacks[body.request_id] = {
                 "url": body.callback_url,
                 "body": {"callback_id": f"cb-{answer['agency_reference']}", "request_id": body.request_id,

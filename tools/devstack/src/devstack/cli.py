@@ -261,6 +261,10 @@ def run(
     postgres: bool = typer.Option(False, "--postgres", help="PostgreSQL instead of SQLite files."),
     workdir: Path | None = typer.Option(None, "--workdir", help="State directory (default: <repo>/var/run)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete WORKDIR first (all data, mail and logs)."),
+    clock_file: Path | None = typer.Option(
+        None, "--clock-file",
+        help="Rehearsal: every service takes today's date from this file (ISO date; empty: the real date).",
+    ),
 ) -> None:
     root = find_root()
     workdir = (workdir or root / "var" / "run").resolve()
@@ -302,7 +306,8 @@ def run(
                 if pg_port == 0:
                     say(f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead")
                 database = pg.create_database
-            stack = Stack(workdir, bootstrap, ports=ports, postgres=database)
+            stack = Stack(workdir, bootstrap, ports=ports, postgres=database,
+                          clock_file=clock_file.resolve() if clock_file else None)
             say("starting services...")
             stack.start()
             say(_banner(stack, kafka, pg, workdir))

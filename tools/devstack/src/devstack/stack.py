@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 
 from devstack.ports import free_port
@@ -61,6 +62,8 @@ class Stack:
     """Start with `start()`, stop with `stop()`; `kill`/`restart` one service for fault tests.
 
     `postgres` is a callable creating a database and returning its URL (None: SQLite files).
+    `clock_file`: every service reads "today" from this file when it holds an ISO date
+    (`CLOCK_FILE`, see `guichet_runtime.clock`); `travel_to` writes it.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class Stack:
         namespace: str = "",
         postgres=None,
         extra_env: dict[str, str] | None = None,
+        clock_file: Path | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -83,6 +87,7 @@ class Stack:
         self.data_dir = workdir / "data"
         self._postgres = postgres
         self._extra_env = extra_env or {}
+        self.clock_file = clock_file
         self.database_urls: dict[str, str] = {}
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -134,6 +139,7 @@ class Stack:
             "DATABASE_URL": self._database_url(name),
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+            **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
             **self._extra_env,
             **env,
         }
@@ -213,6 +219,12 @@ class Stack:
         except BaseException:
             self.stop()
             raise
+
+    def travel_to(self, day: date | None) -> None:
+        """Move "today" for every running service (None: back to the real date)."""
+        if self.clock_file is None:
+            raise RuntimeError("this stack was started without a clock_file")
+        self.clock_file.write_text(day.isoformat() if day else "", encoding="utf-8")
 
     def kill(self, name: str) -> None:
         """SIGKILL, as a crash would."""

@@ -1,0 +1,282 @@
+"""The legal clock on real processes and a controllable date: the real broker, every
+service, one simulated system per agency, the SMTP sink and the postal service. "Today"
+is the date in one file every service reads (`CLOCK_FILE`); the test moves it and the
+assignment's housekeeping (every half second here) does the rest.
+
+Covered: agencies that never answer — acceptance by silence (DGFiP) and rejection by
+silence (CAF) reach the citizen as letters naming the référent, and the coordinated
+answer follows — with the J-15, J-7 and breach messages each issued and sent exactly
+once although the assignment service is killed (SIGKILL) twice on the way; and a
+suspension while the CPAM waits for a document, which no breach crosses, then the
+resumption with the due date pushed by the suspended days.
+
+The fallback chain and "no duplicate message after a redelivery" are covered on the same
+kind of stack in tests/e2e/test_channels.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime as dt
+import io
+import re
+import uuid
+
+import httpx
+import pytest
+from pypdf import PdfReader
+
+from devstack.stack import Stack
+from notification.letters import french_date
+from shared_models import AGENCY_LABELS, Agency, topics
+from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
+
+pytestmark = pytest.mark.integration
+
+#: The day the files of this module are received (a Monday); the clock only moves forward.
+START = dt.date(2027, 3, 1)
+#: Rounds of housekeeping waited for before counting, so that a duplicate would have shown.
+SETTLE_SECONDS = 1.5
+ADDRESS = {"street": "8 allée des Tilleuls", "city": "Bobigny", "postcode": "93000"}
+PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("stack-clock")
+    clock_file = workdir / "today"
+    clock_file.write_text(START.isoformat())
+    st = Stack(workdir, kafka_bootstrap, namespace=f"e2e-lc-{uuid.uuid4().hex[:6]}.", clock_file=clock_file,
+               extra_env={"HOUSEKEEPING_SECONDS": "0.5"})
+    st.start()
+    yield st
+    st.stop()
+
+
+@pytest.fixture
+async def client(stack):
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+        yield c
+
+
+async def set_fault(stack: Stack, agency: str, mode: str) -> None:
+    async with httpx.AsyncClient(base_url=stack.simulator_url(agency)) as sim:
+        assert (await sim.post("/admin/faults", json={"agency": agency, "mode": mode})).status_code == 200
+
+
+async def agencies_of(client: httpx.AsyncClient, file_id: str) -> dict[str, dict]:
+    return {a["agency"]: a for a in (await client.get(f"/api/files/{file_id}")).json()["agencies"]}
+
+
+def today(stack: Stack) -> dt.date:
+    return dt.date.fromisoformat(stack.clock_file.read_text())
+
+
+def flat(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+def pdf_text(data: bytes) -> str:
+    return flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages))
+
+
+def deadline_mails(stack: Stack, file_id: str) -> collections.Counter:
+    """(kind, agency word, detail) -> how many emails the SMTP sink holds for the file."""
+    counts: collections.Counter = collections.Counter()
+    for mail in mails_for(stack.maildir, file_id):
+        body = flat(mail.get_body(preferencelist=("plain",)).get_content())
+        agency = next((a for a in ("CAF", "DGFiP", "CPAM") if f"({a})" in body), "autre")
+        if "délai légal bientôt atteint" in mail["Subject"]:
+            days = re.search(r"il reste (\d+) jour", body).group(1)
+            counts[("avertissement", agency, f"J-{days}", mail["To"])] += 1
+        elif "délai légal dépassé" in mail["Subject"]:
+            counts[("depassement", agency, mail["To"])] += 1
+    return counts
+
+
+async def deadline_events(stack: Stack, wanted) -> list[dict]:
+    return await read_topic(stack.kafka_bootstrap, stack.namespace + topics.DEADLINES, wanted)
+
+
+async def settle_and_count(stack: Stack, file_id: str, expected: collections.Counter, what: str) -> None:
+    """The expected messages arrive, and no more after a few rounds of housekeeping."""
+    async def arrived():
+        got = deadline_mails(stack, file_id)
+        assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
+        return got == expected
+    await eventually(arrived, timeout=30, what=what)
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert deadline_mails(stack, file_id) == expected
+
+
+async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_crashes(stack: Stack, client):
+    # The DGFiP (silence means acceptance) and the CAF (silence means rejection) take the
+    # request and never decide; France Travail answers as usual.
+    for agency in ("dgfip", "caf"):
+        await set_fault(stack, agency, "silent")
+    try:
+        response = await client.post("/api/files", json=file_body("perte_emploi", **ADDRESS))
+        assert response.status_code == 201, response.text
+        file_id = response.json()["file_id"]
+
+        async def clocks_running():
+            agencies = await agencies_of(client, file_id)
+            running = all(agencies[a]["deadline"] for a in ("dgfip", "caf"))
+            return agencies if running and agencies["france_travail"]["status"] == "repondu" else None
+        agencies = await eventually(clocks_running, what="both legal clocks running, France Travail answered")
+    finally:
+        for agency in ("dgfip", "caf"):
+            await set_fault(stack, agency, "ok")
+    received = today(stack)
+    due = received + dt.timedelta(days=60)  # both declare 60 calendar days
+    assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == due.isoformat()
+    assert agencies["dgfip"]["deadline"] == (
+        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera acceptée."
+    )
+    assert "sera rejetée (vous pourrez la contester)" in agencies["caf"]["deadline"]
+    view = (await client.get(f"/api/files/{file_id}")).json()
+    referent = view["referent"]
+    assert view["answer"] is None
+
+    expected: collections.Counter = collections.Counter()
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert deadline_mails(stack, file_id) == expected  # nothing is due yet
+
+    # J-15: the référent is warned, once per agency.
+    stack.travel_to(due - dt.timedelta(days=15))
+    expected.update({("avertissement", a, "J-15", referent["email"]): 1 for a in ("CAF", "DGFiP")})
+    await settle_and_count(stack, file_id, expected, "the J-15 warnings")
+
+    # J-7 while the assignment service dies: killed one housekeeping round after the date
+    # moved, whether or not that round had committed or published its warnings.
+    stack.travel_to(due - dt.timedelta(days=7))
+    await asyncio.sleep(0.6)
+    stack.kill("assignment")
+    await asyncio.to_thread(stack.restart, "assignment")
+    expected.update({("avertissement", a, "J-7", referent["email"]): 1 for a in ("CAF", "DGFiP")})
+    await settle_and_count(stack, file_id, expected, "the J-7 warnings")
+
+    # The day after the last day, with the service killed again on the way.
+    breach_day = due + dt.timedelta(days=1)
+    stack.travel_to(breach_day)
+    await asyncio.sleep(0.3)
+    stack.kill("assignment")
+    await asyncio.to_thread(stack.restart, "assignment")
+
+    def decided(records):
+        mine = [r for r in records if r["key"] == file_id]
+        return len([r for r in mine if r["event_type"] == "ImplicitDecisionRecorded"]) >= 2
+    records = [r for r in await deadline_events(stack, decided) if r["key"] == file_id]
+    breaches = [r["body"] for r in records if r["event_type"] == "LegalDeadlineBreached"]
+    assert sorted(b["agency"] for b in breaches) == ["caf", "dgfip"]
+    supervisors = {s["email"] for s in breaches[0]["supervisors"]}
+    assert supervisors and all(b["referent"]["agent_id"] == referent["agent_id"] for b in breaches)
+    expected.update({("depassement", a, email): 1 for a in ("CAF", "DGFiP") for email in supervisors})
+    await settle_and_count(stack, file_id, expected, "the breach emails to the supervisors")
+
+    # Each event exactly once on the topic too.
+    records = [r for r in await deadline_events(stack, decided) if r["key"] == file_id]
+    issued = collections.Counter(
+        (r["event_type"], r["body"]["agency"], r["body"].get("threshold")) for r in records
+        if r["event_type"] != "LegalDeadlineSet"
+    )
+    assert issued == collections.Counter({
+        (kind, agency, threshold): 1 for agency in ("caf", "dgfip")
+        for kind, threshold in (("DeadlineWarningIssued", 15), ("DeadlineWarningIssued", 7),
+                                ("LegalDeadlineBreached", None), ("ImplicitDecisionRecorded", None))
+    })
+    implicit = {r["body"]["agency"]: r["body"] for r in records if r["event_type"] == "ImplicitDecisionRecorded"}
+    assert implicit["dgfip"]["decision"] == "acceptation_implicite"
+    assert implicit["caf"]["decision"] == "rejet_implicite"
+    assert {b["decided_on"] for b in implicit.values()} == {breach_day.isoformat()}
+
+    # The citizen: one letter per silent agency, dated on the breach day, signed by the référent.
+    async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as providers:
+        async def two_letters():
+            letters = [x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id]
+            return letters if len(letters) >= 2 else None
+        letters = await eventually(two_letters, what="the two implicit-decision letters")
+        await asyncio.sleep(SETTLE_SECONDS)
+        letters = [x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id]
+        texts = [pdf_text((await providers.get(f"/api/letters/{x['id']}.pdf")).content) for x in letters]
+    assert len(texts) == 2
+    acceptance = next(t for t in texts if "DGFiP" in t)
+    rejection = next(t for t in texts if "(CAF)" in t)
+    for text in (acceptance, rejection):
+        assert f"Votre référent : {referent['name']}" in text and referent["phone"] in text, text
+        assert "8 allée des Tilleuls" in text and "93000 BOBIGNY" in text
+        assert f"Le {french_date(breach_day)}" in text  # dated on the rehearsal date
+    assert "le silence de l'administration vaut acceptation" in acceptance
+    assert f"votre demande est donc acceptée depuis le {breach_day:%d/%m/%Y}" in acceptance
+    assert "le silence de l'administration vaut rejet" in rejection
+    assert "recours gracieux" in rejection and "tribunal administratif" in rejection
+
+    # The citizen's view, then the coordinated answer now that every agency has answered.
+    view = await eventually(lambda: answered_view(client, file_id, notifications=2), what="the coordinated answer")
+    kinds = [e["kind"] for e in view["timeline"]]
+    assert kinds.count("decision_implicite") == 2
+    implicit_labels = {e["label"].split(" n'a pas")[0]: e["label"] for e in view["timeline"] if e["kind"] == "decision_implicite"}
+    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS[Agency.DGFIP]]
+    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS[Agency.CAF]]
+    decisions = {d["agency"]: d["decision"] for d in view["answer"]["decisions"]}
+    assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
+    assert decisions["france_travail"] in ("accorde", "refuse")
+    assert view["awaited"] == []
+
+
+async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resumes_pushed(stack: Stack, client):
+    response = await client.post("/api/files", json=file_body("arret_maladie", email="suspension@example.fr"))
+    assert response.status_code == 201, response.text
+    file_id = response.json()["file_id"]
+    request_id = f"{file_id}-cpam"
+    received = today(stack)
+
+    async def suspended():
+        cpam = (await agencies_of(client, file_id))["cpam"]
+        return cpam if cpam["status"] == "piece_demandee" and cpam["deadline"] else None
+    cpam = await eventually(suspended, what="the CPAM asks for a document, its clock suspended")
+    assert cpam["deadline"] == "Délai suspendu jusqu'à réception de la pièce demandée."
+    referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
+
+    # 40 days later, past the 30-day period: still suspended, no breach, nothing sent.
+    later = received + dt.timedelta(days=40)
+    stack.travel_to(later)
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert (await agencies_of(client, file_id))["cpam"]["deadline"] == cpam["deadline"]
+    assert deadline_mails(stack, file_id) == collections.Counter()
+
+    # The document arrives; the CPAM takes it and stays silent, so the resumed clock shows:
+    # the 30 days it had left run from the day of the document.
+    await set_fault(stack, "cpam", "silent")
+    try:
+        sent = await client.post(f"/api/files/{file_id}/documents",
+                                 files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
+        assert sent.status_code == 201, sent.text
+        new_due = later + dt.timedelta(days=30)
+
+        async def resumed():
+            cpam = (await agencies_of(client, file_id))["cpam"]
+            return cpam if cpam["due_on"] == new_due.isoformat() else None
+        cpam = await eventually(resumed, what="the clock resumed with the days it had left")
+    finally:
+        await set_fault(stack, "cpam", "ok")
+    assert cpam["deadline"] == (
+        f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera rejetée "
+        "(vous pourrez la contester)."
+    )
+
+    def resumption(records):
+        return any(r["key"] == file_id and r["body"].get("why") == "reprise" for r in records)
+    records = await deadline_events(stack, resumption)
+    mine = [r["body"] for r in records if r["key"] == file_id and r["body"].get("request_id") == request_id]
+    assert [(e["state"], e["why"], e["due_on"]) for e in mine] == [
+        ("en_cours", "reception", (received + dt.timedelta(days=30)).isoformat()),
+        ("suspendu", "suspension", None),
+        ("en_cours", "reprise", new_due.isoformat()),
+    ]
+
+    # The warnings follow the pushed date: J-15 of the new last day (the old one is 25 days past).
+    stack.travel_to(new_due - dt.timedelta(days=15))
+    await settle_and_count(stack, file_id, collections.Counter({("avertissement", "CPAM", "J-15", referent["email"]): 1}),
+                           "the J-15 warning of the resumed clock")
