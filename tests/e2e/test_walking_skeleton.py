@@ -339,7 +339,8 @@ async def test_an_answered_file_shows_in_the_published_indicators_and_their_open
                                "SELECT agency FROM file_agencies WHERE file_id = :f AND deadline_rule IS NOT NULL"
                                " AND answered_on <= due_on", f=file_id)
         return rows if len(agencies) == 3 and rows[0].contact_delay_s is not None else None
-    [row] = await eventually(measured, what="the file's delays and agency deadlines")
+    # Three agencies, their deadlines and the first contact arrive on separate topics.
+    [row] = await eventually(measured, timeout=120, what="the file's delays and agency deadlines")
     assert row.office_name == office and row.referent_delay_s <= row.answer_delay_s < 86400
 
     found = (await client.get("/api/indicators")).json()
