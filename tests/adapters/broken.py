@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-import uuid
 
 from adapter_sdk import (
     AgencyAdapter,
@@ -30,10 +30,15 @@ class BrokenAdapter(AgencyAdapter):
         purpose="Prestations familiales",
     )
 
+    # Deterministic, so the simulated agency's decisions (derived from the id) are the same
+    # on every run of the test.
+    _sends = itertools.count(1)
+
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
         return AgencyCall.json("/agencies/caf/requests", {
-            "request_id": str(uuid.uuid4()),  # the defect: the agency cannot recognise a retry
+            # the defect: each send has a new id, the agency cannot recognise a retry
+            "request_id": f"CAF-DEFECTUEUX-{next(self._sends)}",
             "file_id": request.file_id,
             "life_event": request.life_event,
             "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},

@@ -234,7 +234,8 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
 
     async def suspended():
         cpam = (await agencies_of(client, file_id))["cpam"]
-        return cpam if cpam["status"] == "piece_demandee" and cpam["deadline"] else None
+        # The document request and the suspension travel on different topics: wait for both.
+        return cpam if cpam["status"] == "piece_demandee" and (cpam["deadline"] or "").startswith("Délai suspendu") else None
     cpam = await eventually(suspended, what="the CPAM asks for a document, its clock suspended")
     assert cpam["deadline"] == "Délai suspendu jusqu'à réception de la pièce demandée."
     referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]

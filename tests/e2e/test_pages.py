@@ -99,11 +99,16 @@ def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
     raise AssertionError(f"no access code email for {file_id}")
 
 
-def referent_named_in_mail(stack: Stack, file_id: str) -> str:
-    mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
-    subject = next(m["subject"] for m in mails if m["subject"].startswith(f"Votre dossier {file_id} : ")
-                   and m["subject"].endswith("est votre référent"))
-    return subject.removeprefix(f"Votre dossier {file_id} : ").removesuffix(" est votre référent")
+def referent_named_in_mail(stack: Stack, file_id: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
+        subjects = [m["subject"] for m in mails if m["subject"].startswith(f"Votre dossier {file_id} : ")
+                    and m["subject"].endswith("est votre référent")]
+        if subjects:
+            return subjects[0].removeprefix(f"Votre dossier {file_id} : ").removesuffix(" est votre référent")
+        time.sleep(0.3)
+    raise AssertionError(f"no email naming the référent of {file_id}")
 
 
 def open_file(page, stack: Stack, file_id: str) -> None:
@@ -192,6 +197,100 @@ def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer
     page.click("text=Fermer mon dossier sur cet appareil")
     page.goto(f"/dossier/{file_id}")
     assert "/suivi" in page.url
+
+
+PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_answers_the_survey(
+    page, stack, browser
+):
+    page.goto("/demarche")
+    tick(page, "life_event-arret_maladie")
+    page.fill("#description", "Je suis en arrêt maladie depuis le 3 novembre, mon employeur ne répond pas.")
+    page.fill("#given_name", "Lina")
+    page.fill("#family_name", "Moreau")
+    page.fill("#postcode", "13001")
+    tick(page, "preferred_channel-email")
+    page.fill("#email", "lina.moreau@example.fr")
+    page.click("text=Envoyer ma déclaration")
+    page.wait_for_url(re.compile(r"/demarche/confirmation/"))
+    file_id = page.inner_text(".gu-reference").strip()
+    open_file(page, stack, file_id)
+
+    # Contact preferences: SMS needs a phone number; the message sits next to it, the choice is kept.
+    assert page.input_value("#email") == "lina.moreau@example.fr" and page.is_checked("#preferred_channel-email")
+    tick(page, "preferred_channel-sms")
+    page.click("text=Enregistrer mes préférences de contact")
+    assert error_of(page, "phone").startswith("Un numéro de téléphone est nécessaire")
+    assert page.is_checked("#preferred_channel-sms") and page.input_value("#email") == "lina.moreau@example.fr"
+    check(page, "16-contact-erreur")
+    page.fill("#phone", "06 11 22 33 44")
+    page.click("text=Enregistrer mes préférences de contact")
+    assert "préférences de contact sont enregistrées" in page.inner_text("[role=status]")
+    assert "Moyen de contact actuel : SMS, au 06 11 22 33 44" in page.inner_text("#contact + p")
+
+    # The CPAM asks for the employer's salary certificate; its legal clock stops meanwhile.
+    reload_until(page, "#organismes >> text=Délai suspendu")
+    assert page.inner_text(".gu-referent-name").strip() == referent_named_in_mail(stack, file_id)
+    assert "Attestation de salaire" in page.inner_text("#pieces + .fr-callout")
+    check(page, "17-piece-demandee")
+    page.click("text=Envoyer le document")
+    assert error_of(page, "document") == "Choisissez le fichier à envoyer."
+    page.set_input_files("#document", files=[{"name": "attestation.pdf", "mimeType": "application/pdf",
+                                                "buffer": b"MZ\x90\x00 not a pdf"}])
+    page.click("text=Envoyer le document")
+    assert error_of(page, "document") == "Format non accepté : envoyez un PDF, une image JPEG ou PNG."
+    check(page, "18-piece-erreur")
+    page.set_input_files("#document", files=[{"name": "scan.pdf", "mimeType": "application/pdf",
+                                                "buffer": PDF + b"0" * 600_000}])
+    page.click("text=Envoyer le document")
+    assert error_of(page, "document") == "Le fichier dépasse 512 Ko."
+    page.set_input_files("#document", files=[{"name": "attestation.pdf", "mimeType": "application/pdf",
+                                                "buffer": PDF}])
+    page.click("text=Envoyer le document")
+    assert "Pièce reçue" in page.inner_text("[role=status]")
+
+    # The CPAM decides on the document; the one answer and the exchange ledger are there.
+    reload_until(page, "#reponse")
+    assert "(CPAM)" in page.inner_text("#decisions")
+    ledger = page.inner_text("#registre")
+    assert "Envoyé à l'organisme" in ledger and "Reçu de l'organisme" in ledger
+    assert re.search(r"\b[0-9a-f]{64}\b", ledger)
+    assert "Pièce envoyée à" in page.inner_text(".gu-timeline")
+    check(page, "19-reponse-et-registre")
+
+    # Thanks: too short is said next to the field, then sent by name.
+    name = page.inner_text(".gu-referent-name").strip()
+    page.fill("#message", "M")
+    page.click("text=Remercier mon référent")
+    assert error_of(page, "message") == "Au moins 2 caractères sont attendus." and page.input_value("#message") == "M"
+    page.fill("#message", "Merci pour votre aide et votre patience !")
+    page.click("text=Remercier mon référent")
+    assert f"Votre message est transmis à {name}" in page.inner_text("[role=status]")
+    assert page.locator("#message").count() == 0
+
+    # The survey: the score is required, the comment typed is kept.
+    page.fill("#comment", "Un seul interlocuteur, enfin.")
+    page.click("text=Envoyer mon avis")
+    assert error_of(page, "score") == "Ce champ est obligatoire."
+    assert page.input_value("#comment") == "Un seul interlocuteur, enfin."
+    check(page, "20-enquete-erreur")
+    tick(page, "score-5")
+    tick(page, "referent_reachable-oui")
+    page.click("text=Envoyer mon avis")
+    assert "Merci pour votre avis" in page.inner_text("[role=status]")
+    assert "Vous avez répondu à l'enquête" in page.inner_text("main")
+    check(page, "21-avis-donne")
+
+    # The référent finds the thanks on their desk.
+    agent = httpx.get(f"{stack.intake_url}/api/files/{file_id}", timeout=5).json()["referent"]["agent_id"]
+    desk = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
+    desk.goto(f"/referent?agent={agent}")
+    thanks = desk.inner_text("#remerciements ~ .gu-thanks")
+    assert "Lina" in thanks and file_id in thanks and "Merci pour votre aide et votre patience !" in thanks
+    check(desk, "22-remerciements")
+    desk.context.close()
 
 
 def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_receipt(page, stack):

@@ -343,7 +343,8 @@ async def test_an_answered_file_shows_in_the_published_indicators_and_their_open
         in_time = [a for a in seen["agencies"] if a.deadline_rule and a.answered_on and a.answered_on <= a.due_on]
         return seen["file"] if len(in_time) == 3 and seen["file"][0].contact_delay_s is not None else None
     try:
-        [row] = await eventually(measured, what="the file's delays and agency deadlines")
+        # Three agencies, their deadlines and the first contact arrive on separate topics.
+        [row] = await eventually(measured, timeout=120, what="the file's delays and agency deadlines")
     except AssertionError as missing:
         raise AssertionError(seen) from missing
     assert row.office_name == office and row.referent_delay_s <= row.answer_delay_s < 86400

@@ -10,9 +10,11 @@ import io
 import json
 import threading
 import uuid
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import aiosmtplib
 import httpx
 import pytest
 from pypdf import PdfReader
@@ -326,6 +328,25 @@ async def test_the_thanks_reach_the_referent_by_email(notification_db, channels,
     [mail] = sink.mails()
     assert mail["To"] == "yasmine.haddad@france-services.gouv.fr"
     assert "Merci pour votre patience, tout est réglé." in mail.get_body(preferencelist=("plain",)).get_content()
+
+
+async def test_an_accented_address_is_delivered_and_a_failed_message_never_blocks_the_next(sink):
+    mailer = SmtpMailer("127.0.0.1", sink.port)
+
+    def mail(to: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = SENDER, to, "Votre dossier"
+        msg.set_content("Bonjour")
+        return msg
+
+    try:
+        await mailer.send(mail("inès.haddad@france-services.gouv.fr"))
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await mailer.send(mail(f"personne@{BOUNCING}"))
+        await mailer.send(mail("marie.dupont@example.fr"))
+    finally:
+        await mailer.close()
+    assert sorted(m["To"] for m in sink.mails()) == ["inès.haddad@france-services.gouv.fr", "marie.dupont@example.fr"]
 
 
 # --------------------------------------------------------------------------- never twice

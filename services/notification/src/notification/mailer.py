@@ -31,17 +31,23 @@ class SmtpMailer:
                         hostname=self._host, port=self._port, timeout=self._timeout, start_tls=False
                     )
                     await self._client.connect()
+                sender = parseaddr(str(message["From"]))[1]
+                recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])]
+                # An accented address (inès.haddad@…) needs the server's SMTPUTF8 extension.
+                options = [] if all(a.isascii() for a in (sender, *recipients)) else ["SMTPUTF8"]
                 try:
-                    await self._client.sendmail(
-                        parseaddr(str(message["From"]))[1],
-                        [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])],
-                        message.as_bytes(policy=_POLICY),
-                    )
+                    await self._client.sendmail(sender, recipients, message.as_bytes(policy=_POLICY),
+                                                mail_options=options)
                     return
                 except aiosmtplib.SMTPServerDisconnected:
                     self._client = None  # the server closed an idle connection: reconnect once
                     if attempt == 2:
                         raise
+                except BaseException:
+                    # A failure mid-envelope leaves the transaction open on this connection: the
+                    # next message would be refused ("nested MAIL command"). Start it afresh.
+                    await self.close()
+                    raise
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:

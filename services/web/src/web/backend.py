@@ -1,5 +1,5 @@
 """The other services, over HTTP: one method per backend call, so each page's needs are
-visible and the calls still waiting for an API (issues 4 and 5) are isolated here."""
+visible and the calls still waiting for an API are isolated here."""
 
 from __future__ import annotations
 
@@ -20,20 +20,11 @@ class BackendError(Exception):
         self.errors = errors or []
 
 
-class NotYetAvailable(Exception):
-    """The API behind this action is not deployed yet."""
-
-
 # Which pieces of the pages are wired to a deployed API. The pages show a notice instead of
 # a form while a feature is off; switching one on is wiring its method below.
 FEATURES = {
-    "documents": False,  # issue 4: upload of requested documents through intake
-    "exchanges": False,  # issue 4: the exchange ledger with each agency in the timeline
-    "thanks": False,  # issue 5: thank the référent
-    "survey": False,  # issue 5: satisfaction survey
     "messages": True,  # issue 5: messages from the référent to the citizen
     "personal_word": True,  # issue 5: the référent's personal word on the coordinated answer
-    "agency_deadlines": False,  # issue 5: each agency's legal deadline
     "indicators": True,  # issue 5: indicators per office and agency
 }
 
@@ -101,6 +92,26 @@ class Backend:
     async def verify_access_code(self, file_id: str, code: str) -> dict:
         return await _json(await self.intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": code}))
 
+    async def change_contact_preferences(self, file_id: str, body: dict[str, Any]) -> dict:
+        return await _json(await self.intake.put(f"/api/files/{file_id}/contact-preferences", json=body))
+
+    async def upload_document(self, file_id: str, filename: str, content: bytes, content_type: str,
+                              agency: str | None = None) -> dict:
+        """The document an agency asked for; intake checks its type and size and forwards it."""
+        data = {"agency": agency} if agency else {}
+        return await _json(await self.intake.post(
+            f"/api/files/{file_id}/documents", files={"fichier": (filename, content, content_type)}, data=data
+        ))
+
+    async def send_thanks(self, file_id: str, message: str) -> dict:
+        return await _json(await self.intake.post(f"/api/files/{file_id}/thanks", json={"message": message}))
+
+    async def agent_thanks(self, agent_id: str) -> dict:
+        return await _json(await self.intake.get(f"/api/agents/{agent_id}/thanks"))
+
+    async def answer_survey(self, file_id: str, body: dict[str, Any]) -> dict:
+        return await _json(await self.intake.post(f"/api/files/{file_id}/survey", json=body))
+
     # -- assignment ---------------------------------------------------------------------
     async def assignment_record(self, file_id: str) -> dict:
         return await _json(await self.assignment.get(f"/api/files/{file_id}/assignment"))
@@ -122,23 +133,7 @@ class Backend:
             await self.assignment.get("/api/supervision/deadlines", params={"within_days": within_days})
         )
 
-    # -- waiting for their API (see FEATURES) ----------------------------------------------
-    async def upload_document(self, file_id: str, filename: str, content: bytes, content_type: str) -> dict:
-        """Issue 4: POST the requested document to intake, which forwards it to the agency."""
-        raise NotYetAvailable("documents")
-
-    async def requested_documents(self, file_id: str) -> list[dict]:
-        """Issue 4: the documents the agencies asked for, and whether each was received."""
-        raise NotYetAvailable("documents")
-
-    async def send_thanks(self, file_id: str, message: str) -> dict:
-        """Issue 5: the citizen thanks their référent."""
-        raise NotYetAvailable("thanks")
-
-    async def answer_survey(self, file_id: str, answers: dict[str, str]) -> dict:
-        """Issue 5: the satisfaction survey once the answer is given."""
-        raise NotYetAvailable("survey")
-
+    # -- the référent desk and the indicators ------------------------------------------------
     async def send_message_to_citizen(
         self, file_id: str, agent_id: str, text: str, idempotency_key: str | None = None
     ) -> dict:

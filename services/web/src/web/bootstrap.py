@@ -7,21 +7,21 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from starlette.datastructures import UploadFile
 from starlette.middleware.sessions import SessionMiddleware
 
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import forms, pages
-from web.backend import FEATURES, Backend, BackendError, NotYetAvailable
+from web.backend import FEATURES, Backend, BackendError
 from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -208,67 +208,109 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
                 log.warning("agent card of %s unavailable; showing the file's copy", referent["agent_id"])
         return card
 
+    async def show_file(request: Request, file_id: str, values: dict[str, str] | None = None,
+                        errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+        """The citizen's file page; after a refused form, with the messages and what was typed."""
+        view, record, contact = await asyncio.gather(
+            backend.file_view(file_id), backend.assignment_record(file_id), backend.file_record(file_id),
+            return_exceptions=True,
+        )
+        if isinstance(view, BaseException):
+            raise view
+        deadline = None if isinstance(record, BaseException) else record.get("deadline")
+        if isinstance(contact, BaseException):
+            log.warning("contact details of %s unavailable: %r", file_id, contact)
+            on_record: dict[str, str] = {}
+        else:
+            on_record = forms.contact_values(contact["citizen"])
+            on_record["phone"] = pages.phone_fr(on_record["phone"])
+        return render(request, "citizen_file.html", {
+            "file": view, "card": await referent_card(view), "deadline": deadline, "contact": on_record,
+            "values": {**on_record, **(values or {})}, "errors": errors or {},
+            "thanked": pages.thanked_current_referent(view["timeline"]),
+            "surveyed": pages.survey_answered(view["timeline"]),
+            "requested": pages.requested_documents(view["agencies"]),
+            "document_hint": forms.document_hint(settings.document_max_bytes),
+        }, status_code=status)
+
     @app.get("/dossier/{file_id}", response_class=HTMLResponse)
     async def citizen_file(request: Request, file_id: str) -> Response:
         if not may_open(request, file_id):
             return _redirect(f"/suivi?dossier={file_id}")
-        view, record = await asyncio.gather(backend.file_view(file_id), backend.assignment_record(file_id),
-                                            return_exceptions=True)
-        if isinstance(view, BaseException):
-            raise view
-        deadline = None if isinstance(record, BaseException) else record.get("deadline")
-        return render(request, "citizen_file.html", {
-            "file": view, "card": await referent_card(view), "deadline": deadline, "features": FEATURES,
-            "values": request.session.pop("values", {}), "errors": request.session.pop("errors", {}),
-        })
+        return await show_file(request, file_id)
+
+    async def act(request: Request, file_id: str, call: Callable[[], Awaitable[dict]], values: dict[str, str],
+                  fields: tuple[str, ...]) -> Response:
+        """Send one of the citizen's forms to intake: on success a message on the file page; a
+        refusal comes back next to its field (the first one if intake names none), nothing lost."""
+        try:
+            done = await call()
+        except BackendError as refused:
+            if refused.status not in (409, 413, 415, 422):
+                raise
+            errors = (forms.file_errors(refused.errors, values, fields) if refused.errors
+                      else {fields[0]: refused.message})
+            return await show_file(request, file_id, values, errors, status=refused.status)
+        flash(request, done["message"])
+        return _redirect(f"/dossier/{file_id}")
 
     @app.post("/dossier/{file_id}/referent")
     async def change_referent(request: Request, file_id: str) -> Response:
         if not may_open(request, file_id):
             return _redirect(f"/suivi?dossier={file_id}")
-        reason = str((await request.form()).get("reason", ""))
-        try:
-            done = await backend.request_referent_change(file_id, reason)
-        except BackendError as refused:
-            if refused.status not in (404, 409, 422):
-                raise
-            message = refused.errors[0]["message"] if refused.errors else refused.message
-            # Kept in the session so the redirected page shows the message and the text typed.
-            request.session["values"] = {"reason": reason}
-            request.session["errors"] = {"reason": message}
-            return _redirect(f"/dossier/{file_id}#changer-referent")
-        flash(request, done["message"])
-        return _redirect(f"/dossier/{file_id}")
+        values = forms.typed(await request.form(), ("reason",))
+        return await act(request, file_id, lambda: backend.request_referent_change(file_id, values["reason"]),
+                         values, ("reason",))
 
-    async def later(request: Request, file_id: str, action: Any) -> Response:
-        """Actions whose API arrives with issues 4 and 5 (their forms stay hidden until then)."""
+    @app.post("/dossier/{file_id}/contact")
+    async def change_contact(request: Request, file_id: str) -> Response:
         if not may_open(request, file_id):
             return _redirect(f"/suivi?dossier={file_id}")
-        try:
-            await action()
-        except NotYetAvailable:
-            flash(request, "Ce service sera bientôt disponible. Votre référent peut vous aider par téléphone.",
-                  "info")
-        return _redirect(f"/dossier/{file_id}")
+        values = forms.typed(await request.form(), forms.CONTACT_FIELDS)
+        return await act(request, file_id,
+                         lambda: backend.change_contact_preferences(file_id, forms.contact_body(values)),
+                         values, forms.CONTACT_FIELDS)
 
     @app.post("/dossier/{file_id}/pieces")
     async def upload(request: Request, file_id: str) -> Response:
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
         form = await request.form()
+        values = forms.typed(form, ("agency",))
         document = form.get("document")
-        content = await document.read() if hasattr(document, "read") else b""
-        name = getattr(document, "filename", "") or ""
-        kind = getattr(document, "content_type", "") or "application/octet-stream"
-        return await later(request, file_id, lambda: backend.upload_document(file_id, name, content, kind))
+        content, name, kind = b"", "", "application/octet-stream"
+        if isinstance(document, UploadFile):
+            # One byte over the limit is enough for intake to refuse it with its own message.
+            content = await document.read(settings.document_max_bytes + 1)
+            name, kind = document.filename or "", document.content_type or kind
+        error = forms.document_error(name, content)
+        if error:
+            return await show_file(request, file_id, values, {"document": error}, status=422)
+
+        async def send() -> dict:
+            try:
+                return await backend.upload_document(file_id, name, content, kind, values["agency"] or None)
+            except BackendError as refused:
+                refused.errors = forms.document_errors(refused.errors, refused.status)
+                raise
+
+        return await act(request, file_id, send, values, ("document", "agency"))
 
     @app.post("/dossier/{file_id}/merci")
     async def thanks(request: Request, file_id: str) -> Response:
-        message = str((await request.form()).get("message", ""))
-        return await later(request, file_id, lambda: backend.send_thanks(file_id, message))
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
+        values = forms.typed(await request.form(), ("message",))
+        return await act(request, file_id, lambda: backend.send_thanks(file_id, values["message"]),
+                         values, ("message",))
 
     @app.post("/dossier/{file_id}/enquete")
     async def survey(request: Request, file_id: str) -> Response:
-        answers = {k: str(v) for k, v in (await request.form()).items()}
-        return await later(request, file_id, lambda: backend.answer_survey(file_id, answers))
+        if not may_open(request, file_id):
+            return _redirect(f"/suivi?dossier={file_id}")
+        values = forms.typed(await request.form(), forms.SURVEY_FIELDS)
+        return await act(request, file_id, lambda: backend.answer_survey(file_id, forms.survey_body(values)),
+                         values, forms.SURVEY_FIELDS)
 
     @app.post("/deconnexion")
     async def sign_out(request: Request) -> Response:
@@ -323,7 +365,14 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     async def desk(request: Request, agent: str | None = Depends(current_agent)) -> Response:
         if not agent:
             return _redirect("/agent?suite=/referent")
-        return render(request, "referent_portfolio.html", {"portfolio": await backend.portfolio(agent)})
+        portfolio, thanks = await asyncio.gather(backend.portfolio(agent), backend.agent_thanks(agent),
+                                                 return_exceptions=True)
+        if isinstance(portfolio, BaseException):
+            raise portfolio
+        if isinstance(thanks, BaseException):
+            log.warning("thanks of %s unavailable: %r", agent, thanks)
+            thanks = None
+        return render(request, "referent_portfolio.html", {"portfolio": portfolio, "thanks": thanks})
 
     @app.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
     async def desk_file(request: Request, file_id: str, agent: str | None = Depends(current_agent)) -> Response:

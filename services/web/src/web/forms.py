@@ -14,10 +14,14 @@ LABELS = {
     "family_name": "Nom", "email": "Adresse électronique", "phone": "Téléphone", "postcode": "Code postal",
     "street": "Numéro et rue", "city": "Commune",
     "preferred_channel": "Moyen de contact", "reference": "Référence du dossier", "code": "Code",
-    "reason": "Motif", "agent": "Votre nom",
+    "reason": "Motif", "agent": "Votre nom", "message": "Message de remerciement", "score": "Satisfaction",
+    "referent_reachable": "Référent joignable", "comment": "Commentaire", "document": "Document",
+    "agency": "Organisme destinataire",
 }
 CITIZEN_FIELDS = ("given_name", "family_name", "email", "phone", "street", "postcode", "city", "preferred_channel")
 OPTIONAL_CONTACTS = ("email", "phone", "street", "city")
+CONTACT_FIELDS = ("preferred_channel", "email", "phone", "street", "postcode", "city")
+SURVEY_FIELDS = ("score", "referent_reachable", "comment")
 FILE_REFERENCE = re.compile(r"^GU-\d{4}-[0-9A-Z]{8}$")
 
 
@@ -40,25 +44,70 @@ def file_body(values: dict[str, str], urgent: bool) -> dict[str, Any]:
     return body
 
 
-def file_errors(errors: list[dict[str, str]], values: dict[str, str]) -> dict[str, str]:
-    """Intake's {field, message} list as {form field: message}."""
+def contact_values(citizen: dict[str, Any]) -> dict[str, str]:
+    """The contact details on record, as the contact form shows them."""
+    return {name: str(citizen.get(name) or "") for name in CONTACT_FIELDS}
+
+
+def contact_body(values: dict[str, str]) -> dict[str, Any]:
+    """The intake request changing the contact preferences; empty optional contacts are left out."""
+    body: dict[str, Any] = {name: values[name] for name in ("preferred_channel", "postcode") if values[name]}
+    body.update({name: values[name] for name in OPTIONAL_CONTACTS if values[name].strip()})
+    return body
+
+
+def survey_body(values: dict[str, str]) -> dict[str, Any]:
+    """The survey's answers; what was left blank is left out (intake says what is required)."""
+    body: dict[str, Any] = {}
+    score = values["score"].strip()
+    if score:
+        body["score"] = int(score) if score.isdigit() else score
+    if values["referent_reachable"] in ("oui", "non"):
+        body["referent_reachable"] = values["referent_reachable"] == "oui"
+    if values["comment"].strip():
+        body["comment"] = values["comment"]
+    return body
+
+
+def document_error(filename: str, content: bytes) -> str | None:
+    """Checked before asking intake: a form sent without choosing a file."""
+    if not filename and not content:
+        return "Choisissez le fichier à envoyer."
+    return None
+
+
+def document_errors(errors: list[dict[str, str]], status: int) -> list[dict[str, str]]:
+    """Intake's refusal of a document, placed next to the file field; next to the choice of
+    agency only when several agencies wait and the citizen did not say which one (422)."""
+    return [{"field": "agency" if e.get("field") == "agency" and status == 422 else "document",
+             "message": e["message"]} for e in errors]
+
+
+def document_hint(max_bytes: int) -> str:
+    return f"Format PDF, JPEG ou PNG, {max_bytes // 1024} Ko au plus."
+
+
+def file_errors(errors: list[dict[str, str]], values: dict[str, str],
+                fields: tuple[str, ...] = FILE_FIELDS) -> dict[str, str]:
+    """Intake's {field, message} list as {form field: message}, in the order of `fields`."""
     out: dict[str, str] = {}
     for err in errors:
         field = err.get("field", "")
-        if field == "citizen":
-            # "reachable" check: the contact the chosen channel needs (letters need the address).
+        if field in ("citizen", "body"):
+            # The "reachable" check on the whole contact: the contact the chosen channel needs
+            # (letters need the address).
             if "postale" in err.get("message", ""):
                 field = "street" if not values.get("street", "").strip() else "city"
             else:
                 field = "email" if values.get("preferred_channel") == "email" else "phone"
         elif field.startswith("citizen."):
             field = field.removeprefix("citizen.")
-        if field in FILE_FIELDS:
+        if field in fields:
             out.setdefault(field, err["message"])
         else:
             out.setdefault("form", err["message"])
     # In the order of the form, so the summary reads like the page.
-    return {name: out[name] for name in (*FILE_FIELDS, "form") if name in out}
+    return {name: out[name] for name in (*fields, "form") if name in out}
 
 
 def normalise_reference(raw: str) -> str:

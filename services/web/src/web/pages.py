@@ -26,9 +26,20 @@ FILE_STATUS = {
 AGENCY_STATUS = {
     "en_attente": ("En attente de transmission", "info"),
     "transmis": ("Transmis, en cours d'examen", "new"),
+    "piece_demandee": ("Pièce justificative attendue", "warning"),
+    "piece_envoyee": ("Pièce transmise, en cours d'examen", "new"),
     "repondu": ("Réponse reçue", "success"),
 }
-DECISION = {"accorde": "Accordé", "refuse": "Refusé", "piece_demandee": "Pièce justificative demandée"}
+DECISION = {"accorde": "Accordé", "refuse": "Refusé", "piece_demandee": "Pièce justificative demandée",
+            "acceptation_implicite": "Accepté implicitement (délai légal écoulé)",
+            "rejet_implicite": "Rejeté implicitement (délai légal écoulé)"}
+SCORES = [(str(n), f"{n} — {words}", None) for n, words in (
+    (1, "pas du tout satisfait(e)"), (2, "peu satisfait(e)"), (3, "moyennement satisfait(e)"), (4, "satisfait(e)"),
+    (5, "très satisfait(e)"))]
+CHANNEL_OPTIONS = [("email", "Par courriel", None), ("sms", "Par SMS", None),
+                   ("telephone", "Par téléphone", "Vous recevez aussi chaque message par courrier."),
+                   ("courrier", "Par courrier postal", None)]
+EXCHANGE_DIRECTION = {"envoi": "Envoyé à l'organisme", "reception": "Reçu de l'organisme"}
 CHANNELS = {"email": "Courriel", "sms": "SMS", "courrier": "Courrier postal", "telephone": "Téléphone"}
 AGENT_STATUS = {"actif": "En poste", "absent": "Absent(e)", "parti": "Parti(e)"}
 
@@ -78,6 +89,32 @@ def euros(value: Any) -> str:
     if value is None:
         return ""
     return f"{value:,.2f} €".replace(",", "\u202f").replace(".", ",")
+
+
+def size_fr(size: int) -> str:
+    """820 octets, 12 Ko, 1,5 Mo."""
+    if size < 1024:
+        return f"{size} octet{'s' if size > 1 else ''}"
+    if size < 1024 * 1024:
+        return f"{round(size / 1024)} Ko"
+    return f"{size / (1024 * 1024):.1f} Mo".replace(".", ",")
+
+
+def thanked_current_referent(timeline: list[dict]) -> bool:
+    """Whether the citizen already thanked the référent now in charge (intake takes one thanks
+    per référent and file; a new référent may be thanked again)."""
+    last_referent = max((i for i, e in enumerate(timeline) if e["kind"] == "referent"), default=-1)
+    return any(e["kind"] == "remerciement" for e in timeline[last_referent + 1:])
+
+
+def requested_documents(agencies: list[dict]) -> list[dict]:
+    """The documents agencies wait for from the citizen, each with who asked."""
+    return [{"agency": a["agency"], "agency_label": a["label"], "label": a["requested_document"]["label"]}
+            for a in agencies if a.get("requested_document")]
+
+
+def survey_answered(timeline: list[dict]) -> bool:
+    return any(e["kind"] == "enquete" for e in timeline)
 
 
 def load_chart(agents: list[dict]) -> dict:
@@ -142,10 +179,11 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
-                                agency_label=agency_label, number_fr=number_fr,
+                                size_fr=size_fr, agency_label=agency_label, number_fr=number_fr,
                                 labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
         self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
-                                CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS)
+                                CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS, EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
+                                SCORES=SCORES, CHANNEL_OPTIONS=CHANNEL_OPTIONS)
 
     def __call__(self, request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
         flashes = request.session.pop("flash", []) if "session" in request.scope else []

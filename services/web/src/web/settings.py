@@ -27,5 +27,9 @@ class WebSettings(ServiceSettings):
     receipt_wait_seconds: float = Field(
         default=8.0, description="How long the counter receipt waits for the référent to be named."
     )
+    document_max_bytes: int = Field(
+        default=512 * 1024,
+        description="Largest supporting document the pages read and forward (intake enforces the same limit).",
+    )
     file_access_minutes: int = Field(default=30, description="How long a code opens a file in this browser.")
     deadline_risk_days: int = Field(default=21, description="Supervisors see files due within this many days.")
