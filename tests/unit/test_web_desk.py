@@ -19,7 +19,6 @@ FILE = {
                            "phone": "0612345678", "preferred_channel": "email"}},
     "assignment": {"deadline": "2027-01-24", "referent_id": "AG-1", "history": [], "personal_word": None},
     "agent": "AG-1",
-    "features": {"messages": True, "personal_word": True, "documents": False},
     "messages": [],
     "values": {"idempotency_key": "cle-1"},
     "errors": {},

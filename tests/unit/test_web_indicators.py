@@ -37,7 +37,7 @@ def test_the_supervision_page_lists_every_group_and_says_why_one_is_not_publishe
     indicators = {"confidentiality": "Les groupes de moins de 5 dossiers ne sont pas publiés.", "min_files": 5,
                   "national": row("France entière"), "offices": offices, "agencies": agencies}
     html = pages.Renderer().env.get_template("supervision.html").render(
-        path="/supervision", flashes=[], features={"indicators": True},
+        path="/supervision", flashes=[],
         waiting={"count": 0, "files": []}, at_risk={"within_days": 21, "count": 0, "files": []},
         balance={"agents": [], "offices": []}, chart=pages.load_chart([]), indicators=indicators,
         answer_chart=pages.indicator_chart(offices, "answer_median_days", "j"),

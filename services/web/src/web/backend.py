@@ -20,15 +20,6 @@ class BackendError(Exception):
         self.errors = errors or []
 
 
-# Which pieces of the pages are wired to a deployed API. The pages show a notice instead of
-# a form while a feature is off; switching one on is wiring its method below.
-FEATURES = {
-    "messages": True,  # issue 5: messages from the référent to the citizen
-    "personal_word": True,  # issue 5: the référent's personal word on the coordinated answer
-    "indicators": True,  # issue 5: indicators per office and agency
-}
-
-
 async def _inject_trace(request: httpx.Request) -> None:
     # One trace per file across every hop: the page's span continues in the service.
     propagate.inject(request.headers)

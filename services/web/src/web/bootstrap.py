@@ -21,7 +21,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import forms, pages
-from web.backend import FEATURES, Backend, BackendError
+from web.backend import Backend, BackendError
 from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -385,7 +385,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         values = request.session.pop("desk_values", {})
         values.setdefault("idempotency_key", str(uuid.uuid4()))
         return render(request, "referent_file.html", {
-            "file": view, "record": record, "assignment": assignment, "agent": agent, "features": FEATURES,
+            "file": view, "record": record, "assignment": assignment, "agent": agent,
             "messages": sent, "values": values, "errors": request.session.pop("desk_errors", {}),
         })
 
@@ -439,7 +439,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
             backend.indicators(),
         )
         return render(request, "supervision.html", {
-            "waiting": waiting, "balance": balance, "at_risk": at_risk, "features": FEATURES,
+            "waiting": waiting, "balance": balance, "at_risk": at_risk,
             "chart": pages.load_chart(balance["agents"]), "indicators": indicators,
             "answer_chart": pages.indicator_chart(indicators["offices"], "answer_median_days", "j"),
             "deadline_chart": pages.indicator_chart(indicators["agencies"], "deadline_share", "%", maximum=1.0),
