@@ -1,14 +1,17 @@
-"""The legal clock on real processes and a controllable date: the real broker, every
-service, one simulated system per agency, the SMTP sink and the postal service. "Today"
-is the date in one file every service reads (`CLOCK_FILE`); the test moves it and the
-assignment's housekeeping (every half second here) does the rest.
+"""The legal clock on real processes and a controllable date, on SQLite and on
+PostgreSQL: the real broker, every service, one simulated system per agency, the SMTP
+sink and the postal service. "Today" is the date in one file every service reads
+(`CLOCK_FILE`); the test moves it and the assignment's housekeeping (every half second
+here) does the rest.
 
 Covered: agencies that never answer — acceptance by silence (DGFiP) and rejection by
 silence (CAF) reach the citizen as letters naming the référent, and the coordinated
 answer follows — with the J-15, J-7 and breach messages each issued and sent exactly
 once although the assignment service is killed (SIGKILL) twice on the way; and a
 suspension while the CPAM waits for a document, which no breach crosses, then the
-resumption with the due date pushed by the suspended days.
+resumption with the due date pushed by the suspended days; and a document the CPAM finds
+incomplete: asked again (the citizen and the référent told once more, once), suspended
+again, and the complete document restarts the whole period.
 
 The fallback chain and "no duplicate message after a redelivery" are covered on the same
 kind of stack in tests/e2e/test_channels.py.
@@ -42,13 +45,15 @@ ADDRESS = {"street": "8 allée des Tilleuls", "city": "Bobigny", "postcode": "93
 PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
-@pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("stack-clock")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, kafka_bootstrap, tmp_path_factory):
+    backend = request.param
+    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
+    workdir = tmp_path_factory.mktemp(f"stack-clock-{backend}")
     clock_file = workdir / "today"
     clock_file.write_text(START.isoformat())
-    st = Stack(workdir, kafka_bootstrap, namespace=f"e2e-lc-{uuid.uuid4().hex[:6]}.", clock_file=clock_file,
-               extra_env={"HOUSEKEEPING_SECONDS": "0.5"})
+    st = Stack(workdir, kafka_bootstrap, namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+               clock_file=clock_file, postgres=postgres, extra_env={"HOUSEKEEPING_SECONDS": "0.5"})
     st.start()
     yield st
     st.stop()
@@ -281,3 +286,88 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
     stack.travel_to(new_due - dt.timedelta(days=15))
     await settle_and_count(stack, file_id, collections.Counter({("avertissement", "CPAM", "J-15", referent["email"]): 1}),
                            "the J-15 warning of the resumed clock")
+
+
+async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_period(stack: Stack, client):
+    """The CPAM finds the first document incomplete: the citizen and the référent are told
+    again (once each), the clock suspends again, and the complete document restarts the
+    whole period from its own day (not the days that were left)."""
+    await set_fault(stack, "cpam", "incomplete")
+    try:
+        response = await client.post("/api/files", json=file_body("arret_maladie", email="incomplete@example.fr"))
+        assert response.status_code == 201, response.text
+        file_id = response.json()["file_id"]
+        request_id = f"{file_id}-cpam"
+
+        async def suspended():
+            cpam = (await agencies_of(client, file_id))["cpam"]
+            return cpam if cpam["status"] == "piece_demandee" and (cpam["deadline"] or "").startswith("Délai suspendu") else None
+        await eventually(suspended, what="the CPAM asks for a document, its clock suspended")
+        referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
+
+        # Ten days later, a first document: the CPAM finds it incomplete and asks again.
+        first_day = today(stack) + dt.timedelta(days=10)
+        stack.travel_to(first_day)
+        sent = await client.post(f"/api/files/{file_id}/documents",
+                                 files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
+        assert sent.status_code == 201, sent.text
+
+        async def asked_again():
+            view = (await client.get(f"/api/files/{file_id}")).json()
+            cpam = next(a for a in view["agencies"] if a["agency"] == "cpam")
+            again = [t for t in view["timeline"] if "juge incomplète" in t["label"]]
+            ready = cpam["status"] == "piece_demandee" and again and (cpam["deadline"] or "").startswith("Délai suspendu")
+            return (view, again) if ready else None
+        view, again = await eventually(asked_again, what="the document asked again, the clock suspended again")
+        assert "la page des salaires manque" in again[0]["label"]
+
+        def document_mails() -> collections.Counter:
+            counts: collections.Counter = collections.Counter()
+            for mail in mails_for(stack.maildir, file_id):
+                if "pièce justificative est demandée" in mail["Subject"]:
+                    body = flat(mail.get_body(preferencelist=("plain",)).get_content())
+                    assert referent["name"] in body and referent["phone"] in body
+                    counts[(mail["To"], "incomplete" if "incomplète" in body else "first")] += 1
+            return counts
+        expected = collections.Counter({
+            ("incomplete@example.fr", "first"): 1, (referent["email"], "first"): 1,
+            ("incomplete@example.fr", "incomplete"): 1, (referent["email"], "incomplete"): 1,
+        })
+
+        async def told_twice():
+            got = document_mails()
+            assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
+            return got == expected
+        await eventually(told_twice, timeout=30, what="citizen and référent told of each request once")
+
+        # Five days later the complete document; the CPAM takes it and stays silent, so the
+        # restarted clock shows: the whole 30 days from the day of the complete document.
+        await set_fault(stack, "cpam", "silent")
+        complete_day = first_day + dt.timedelta(days=5)
+        stack.travel_to(complete_day)
+        sent = await client.post(f"/api/files/{file_id}/documents",
+                                 files={"fichier": ("attestation-complete.pdf", PDF, "application/pdf")})
+        assert sent.status_code == 201, sent.text
+        new_due = complete_day + dt.timedelta(days=30)
+
+        async def restarted():
+            cpam = (await agencies_of(client, file_id))["cpam"]
+            return cpam if cpam["due_on"] == new_due.isoformat() else None
+        await eventually(restarted, what="the clock restarted for the whole period")
+    finally:
+        await set_fault(stack, "cpam", "ok")
+
+    def restart(records):
+        return any(r["key"] == file_id and r["body"].get("why") == "redemarrage" for r in records)
+    records = await deadline_events(stack, restart)
+    mine = [r["body"] for r in records if r["key"] == file_id and r["body"].get("request_id") == request_id]
+    received = first_day - dt.timedelta(days=10)
+    assert [(e["state"], e["why"], e["due_on"]) for e in mine] == [
+        ("en_cours", "reception", (received + dt.timedelta(days=30)).isoformat()),
+        ("suspendu", "suspension", None),
+        ("en_cours", "reprise", (first_day + dt.timedelta(days=30)).isoformat()),
+        ("suspendu", "suspension", None),
+        ("en_cours", "redemarrage", new_due.isoformat()),
+    ]
+    await asyncio.sleep(SETTLE_SECONDS)
+    assert document_mails() == expected  # nothing sent twice

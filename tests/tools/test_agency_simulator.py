@@ -361,6 +361,23 @@ async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(clie
     assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
 
 
+async def test_an_incomplete_cpam_asks_for_the_first_document_again_then_decides(client: httpx.AsyncClient) -> None:
+    await client.post("/admin/faults", json={"agency": "cpam", "mode": "incomplete"})
+    asked = (await client.post("/agencies/cpam/requests", json=body("ij-inc", "arret_maladie"))).json()
+    assert asked["decision"] == "piece_demandee"
+
+    async def send() -> dict:
+        return (await client.post("/agencies/cpam/requests/ij-inc/pieces", data={"code": "attestation_salaire"},
+                                  files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})).json()
+    first = await send()
+    assert first["decision"] == "piece_demandee" and first["summary"].startswith("Pièce incomplète")
+    assert (first["requested_document"], first["agency_reference"]) == (asked["requested_document"], asked["agency_reference"])
+    second = await send()
+    assert second["decision"] in ("accorde", "refuse")
+    assert await send() == second  # decided: the same document sent again gets the decision
+    assert len((await client.get("/agencies/cpam/documents")).json()) == 2
+
+
 async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
     await submit(client, "caf", body("reset-1"))
     await client.post("/admin/faults", json={"agency": "cpam", "mode": "down"})

@@ -271,6 +271,17 @@ async def test_a_missing_document_holds_the_answer_and_reaches_the_referent_and_
     [(topic, told)] = [(t, e) for t, e in events if isinstance(e, SupportingDocumentRequested)]
     assert topic == topics.DOCUMENTS_REQUESTED
     assert (told.agency, told.document, told.referent) == (waiting.agency, salary, assigned.referent)
+    assert told.after_document is None
+
+    # The citizen sent it; the agency found it incomplete and asks for the same document
+    # again: a new request, told again (once, however often it is delivered).
+    for _ in range(2):
+        incomplete = answer_to(waiting, Decision.DOCUMENT_REQUESTED, requested_document=salary,
+                               summary="Pièce incomplète : la page 2 manque")
+        incomplete = incomplete.model_copy(update={"after_document": "doc-1"})
+        await assignment.on_agency_answer(incomplete, directory.uow(("assignment", str(incomplete.event_id))))
+    told_again = [e for _, e in await directory.outbox_events() if isinstance(e, SupportingDocumentRequested)][1:]
+    assert [(e.after_document, e.reason) for e in told_again] == [("doc-1", "Pièce incomplète : la page 2 manque")]
 
     final = answer_to(waiting, Decision.GRANTED)
     await assignment.on_agency_answer(final, directory.uow(("assignment", str(final.event_id))))

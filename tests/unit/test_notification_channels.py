@@ -33,6 +33,8 @@ from shared_models import (
     PreferredChannel,
     ReferentAssigned,
     ReferentThanked,
+    RequestedDocument,
+    SupportingDocumentRequested,
     topics,
 )
 from tests.unit.samples import citizen, one_event_of_each_type, referent, trace_id_of
@@ -175,6 +177,30 @@ async def test_a_referent_assigned_twice_for_one_file_records_one_message(notifi
     for rendered in content.values():
         assert "Yasmine Haddad" in rendered["text"] and "01 49 33 60 12" in rendered["text"]
     assert len(await notification_db.rows("inbox")) == 2
+
+
+async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a_repeat_is_not(notification_db):
+    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
+
+    def asked(after_document=None):
+        return SupportingDocumentRequested(
+            file_id="GU-2025-NOTIF002", request_id="GU-2025-NOTIF002-cpam", agency="cpam", document=salary,
+            referent=referent(), citizen=citizen(**ADDRESS), after_document=after_document,
+            reason="Pièce incomplète : la page 2 manque." if after_document else "Pièce justificative demandée",
+        )
+    for event in (asked(), asked(), asked("doc-1"), asked("doc-1")):  # each one delivered twice (new event ids)
+        await handle(notification_db, notification.on_document_requested, event)
+
+    rows = await notification_db.rows("notifications")
+    citizen_rows = sorted((r for r in rows if not r.notification_id.endswith(":referent")), key=lambda r: r.notification_id)
+    assert [r.notification_id for r in citizen_rows] == [
+        "GU-2025-NOTIF002:document_requested:GU-2025-NOTIF002-cpam:attestation_salaire",
+        "GU-2025-NOTIF002:document_requested:GU-2025-NOTIF002-cpam:attestation_salaire:doc-1",
+    ]
+    assert len(rows) == 4  # and one each for the référent
+    first, again = (json.loads(r.content)["email"]["text"] for r in citizen_rows)
+    assert "incomplète" not in first
+    assert "juge incomplète" in again and "la page 2 manque" in again and "Yasmine Haddad" in again
 
 
 async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(notification_db, channels):

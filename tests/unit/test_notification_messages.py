@@ -234,6 +234,21 @@ def test_a_document_request_names_the_document_the_agency_and_the_referent(for_r
     assert ("Envoyez-la depuis votre dossier" in body) != for_referent
 
 
+@pytest.mark.parametrize("channel", ["email", "sms"])
+@pytest.mark.parametrize("for_referent", [False, True])
+def test_a_document_asked_again_says_the_first_was_incomplete_and_the_clock_restarts(for_referent, channel):
+    ref = referent()
+    context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent,
+               "again": True, "reason": "Pièce incomplète : la page 2 de l'attestation manque."}
+    text = render(NotificationKind.DOCUMENT_REQUESTED, NotificationChannel(channel), file_id=FILE_ID, referent=ref,
+                  citizen=citizen(), **context).text
+    assert "incomplète" in text and "Attestation de salaire de l'employeur" in text
+    assert ref.name in text
+    if channel == "email":
+        assert "la page 2 de l'attestation manque" in text
+        assert ("repartira" in text) and ("Envoyez-la depuis votre dossier" in text) != for_referent
+
+
 def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_service_line():
     from notification.handlers import GUICHET_DESK
 

@@ -166,14 +166,16 @@ class AdapterRuntime:
             ))
         await uow.conn.execute(exchanges.insert(), rows)
 
-    async def _answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer) -> None:
+    async def _answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
+                      after_document: str | None) -> None:
         status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
         await uow.conn.execute(
             requests.update().where(requests.c.request_id == request_id).values(status=status, updated_at=utcnow())
         )
         decision = AgencyDecision(agency=Agency(self.decl.agency), **answer.model_dump())
         uow.emit(topics.agency_answers(self.decl.agency),
-                 AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision))
+                 AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision,
+                                      after_document=after_document))
         if answer.requested_document is not None:
             uow.emit(topics.LEGAL_CLOCK, LegalClockSuspended(
                 file_id=file_id, request_id=request_id, agency=self.decl.agency, document=answer.requested_document,
@@ -233,7 +235,7 @@ class AdapterRuntime:
                 deadline_days=self.decl.deadline_days, occurred_at=self.clock.now(),
             ))
             if isinstance(done.result, AgencyAnswer):
-                await self._answer(uow, event.file_id, event.request_id, done.result)
+                await self._answer(uow, event.file_id, event.request_id, done.result, after_document=None)
             await uow.commit()
         self._observe("demande", started, done.agency_seconds)
 
@@ -271,11 +273,11 @@ class AdapterRuntime:
                 file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
                 document_code=event.document_code, occurred_at=self.clock.now(),
             ))
+            # Answers after this document say so: the same document asked again is a new request.
+            await uow.conn.execute(requests.update().where(requests.c.request_id == event.request_id)
+                                   .values(status="accuse", last_document_id=event.document_id, updated_at=utcnow()))
             if isinstance(done.result, AgencyAnswer):
-                await self._answer(uow, event.file_id, event.request_id, done.result)
-            else:
-                await uow.conn.execute(requests.update().where(requests.c.request_id == event.request_id)
-                                       .values(status="accuse", updated_at=utcnow()))
+                await self._answer(uow, event.file_id, event.request_id, done.result, after_document=event.document_id)
             await uow.commit()
         self._observe("piece", started, done.agency_seconds)
 
@@ -307,7 +309,8 @@ class AdapterRuntime:
                         return 200, {"statut": "deja_recu"}
                     await self._ledger(uow, row.file_id, row.request_id,
                                        (ExchangeDirection.RECEIVED, f"Réponse (rappel) : {self.decl.purpose}", body, 1))
-                    await self._answer(uow, row.file_id, row.request_id, callback.answer)
+                    await self._answer(uow, row.file_id, row.request_id, callback.answer,
+                                       after_document=row.last_document_id)
                     await uow.commit()
         finally:
             otel_context.detach(token)

@@ -16,6 +16,8 @@ requests = sa.Table(
     sa.Column("status", sa.String(20), nullable=False, comment="accuse, piece_demandee, decide"),
     sa.Column("agency_reference", sa.String(100), nullable=False),
     sa.Column("trace_headers", sa.Text, nullable=False, comment="JSON: trace context, for callbacks"),
+    sa.Column("last_document_id", sa.String(60), nullable=True,
+              comment="Intake's id of the last document sent for the request: answers after it carry it"),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 

@@ -189,6 +189,12 @@ class AgencyAnswerReceived(Event):
     event_type: ClassVar[str] = "AgencyAnswerReceived"
     request_id: str = Field(description="Id of the agency request this answers.")
     answer: AgencyDecision = Field(description="The agency's decision.")
+    after_document: str | None = Field(
+        default=None,
+        description="Intake's id of the citizen's document this answer follows; none for the answer to the "
+        "request itself. An agency asking again for the same document after one (it was incomplete) is a new "
+        "request, not a repeat.",
+    )
 
 
 class AgencyReceiptAcknowledged(Event):
@@ -231,6 +237,12 @@ class SupportingDocumentRequested(Event):
     document: RequestedDocument = Field(description="The document asked for.")
     referent: Referent = Field(description="The référent of the file, who signs the message.")
     citizen: CitizenContact = Field(description="The citizen who is to send the document.")
+    after_document: str | None = Field(
+        default=None,
+        description="Intake's id of the document the citizen already sent and the agency found incomplete; "
+        "none for the first request.",
+    )
+    reason: str | None = Field(default=None, description="The agency's own words on the request, in French.")
 
 
 class SupportingDocumentSubmitted(Event):

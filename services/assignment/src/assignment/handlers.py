@@ -409,8 +409,13 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         # A missing document is not an answer: the request waits for it, so the
         # coordinated answer is not composed (compose_if_complete wants every one "repondue").
         waiting = event.answer.decision is Decision.DOCUMENT_REQUESTED
-        if waiting and request.status == "piece_demandee" and request.answer == event.answer.model_dump(mode="json"):
-            await uow.commit()  # the same request for the same document, delivered again
+        if (
+            waiting and request.status == "piece_demandee" and request.answer == event.answer.model_dump(mode="json")
+            and request.answer_after_document == event.after_document
+        ):
+            # The same request for the same document, delivered again. Asked again after the
+            # citizen sent one (it was incomplete), it is a new request: told again.
+            await uow.commit()
             return
         await uow.conn.execute(
             agency_requests.update()
@@ -418,6 +423,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             .values(
                 status="piece_demandee" if waiting else "repondue",
                 answer=event.answer.model_dump(mode="json"),
+                answer_after_document=event.after_document,
                 answered_at=None if waiting else now,
             )
         )
@@ -440,6 +446,7 @@ async def _document_requested(uow: UnitOfWork, file: sa.Row, event: AgencyAnswer
             file_id=file.file_id, request_id=event.request_id, agency=event.answer.agency,
             document=event.answer.requested_document, referent=referent,
             citizen=CitizenContact.model_validate(file.citizen),
+            after_document=event.after_document, reason=event.answer.summary,
         ),
     )
 

@@ -74,6 +74,8 @@ agency_requests = sa.Table(
     sa.Column("answer", sa.JSON, nullable=True),
     sa.Column("issued_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
+    sa.Column("answer_after_document", sa.String(60), nullable=True,
+              comment="the citizen's document the stored answer follows (none: the answer to the request)"),
 )
 
 assignments = sa.Table(

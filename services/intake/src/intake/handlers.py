@@ -457,10 +457,12 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                     "request_id": event.request_id, "code": document.code, "label": document.label,
                 })
             )
+            if event.after_document is None:
+                said = f"{label} demande une pièce justificative : {document.label}."
+            else:  # the document sent was found incomplete
+                said = f"{label} juge incomplète la pièce envoyée et la demande à nouveau : {document.label} ({answer.summary})."
             await _add_timeline(
-                uow, event, "piece_demandee",
-                f"{label} demande une pièce justificative : {document.label}. "
-                "Envoyez-la depuis votre dossier ; votre référent est prévenu.",
+                uow, event, "piece_demandee", f"{said} Envoyez-la depuis votre dossier ; votre référent est prévenu."
             )
         else:
             await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)

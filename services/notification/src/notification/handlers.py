@@ -197,8 +197,13 @@ async def _record_assignment(event: ReferentAssigned, uow: UnitOfWork) -> None:
 
 async def on_document_requested(event: SupportingDocumentRequested, uow: UnitOfWork) -> None:
     """The agency's request for a document reaches the citizen and the référent."""
-    context = {"document": event.document, "agency_label": AGENCY_LABELS[event.agency]}
+    # Asked again after an incomplete document: a message of its own, with the agency's words.
+    again = event.after_document is not None
+    context = {"document": event.document, "agency_label": AGENCY_LABELS[event.agency],
+               "again": again, "reason": event.reason if again else None}
     key = f"{event.file_id}:{NotificationKind.DOCUMENT_REQUESTED.value}:{event.request_id}:{event.document.code}"
+    if again:
+        key += f":{event.after_document}"
     async with uow:
         await _record_for_citizen(
             uow, NotificationKind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,

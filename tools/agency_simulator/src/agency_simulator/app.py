@@ -24,7 +24,8 @@ schema), silent (the agency acknowledges receipt — "en instruction" — and ne
 a 202 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
 ``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
 CPAM that takes the awaited document without deciding; the legal clock then runs out,
-for deadline tests)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
+for deadline tests), incomplete (the CPAM finds the first document sent for a request
+incomplete and asks for it again; the next one is complete)), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
 alone, as its own process.
 
 Decision texts (summary, reason) are in French because agents and citizens read them.
@@ -67,7 +68,7 @@ SIMULATED_YEAR = 2026
 DEFAULT_SLOW_SECONDS = 5.0
 
 Decision = Literal["accorde", "refuse", "piece_demandee"]
-FaultMode = Literal["ok", "down", "error500", "slow", "garbage", "invalid", "silent"]
+FaultMode = Literal["ok", "down", "error500", "slow", "garbage", "invalid", "silent", "incomplete"]
 
 #: Status of a request an agency took without deciding (fault mode "silent").
 UNDER_REVIEW = "en_instruction"
@@ -298,6 +299,8 @@ class SimulatorState:
     faults: dict[str, Fault] = field(default_factory=lambda: {a: Fault() for a in AGENCIES})
     awaiting: dict[str, tuple[AgencyRequest, RequestedDocument]] = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)
+    #: Requests whose first document the CPAM found incomplete (fault mode "incomplete").
+    found_incomplete: set[str] = field(default_factory=set)
     callbacks: dict[str, dict[str, Any]] = field(default_factory=dict)
     tasks: set[asyncio.Task] = field(default_factory=set)
 
@@ -305,6 +308,7 @@ class SimulatorState:
         self.answers.clear()
         self.awaiting.clear()
         self.documents.clear()
+        self.found_incomplete.clear()
         self.callbacks.clear()
         for agency in AGENCIES:
             self.received[agency] = []
@@ -517,12 +521,20 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         body, wanted = state.awaiting[request_id]
         if code != wanted.code:
             raise HTTPException(status_code=422, detail=f"pièce attendue : {wanted.code}, reçue : {code}")
-        del state.awaiting[request_id]
         state.documents.append({
             "request_id": request_id, "code": code, "filename": fichier.filename,
             "media_type": fichier.content_type, "size": len(content),
             "sha256": hashlib.sha256(content).hexdigest(),
         })
+        if state.faults["cpam"].mode == "incomplete" and request_id not in state.found_incomplete:
+            state.found_incomplete.add(request_id)  # still awaited: the same document, complete
+            answer = {
+                **state.answers[key], "decision": "piece_demandee",
+                "summary": f"Pièce incomplète : {wanted.label} (la page des salaires manque), à renvoyer complète",
+            }
+            state.answers[key] = answer
+            return answer
+        del state.awaiting[request_id]
         if state.faults["cpam"].mode == "silent":  # takes the document, then never decides
             answer = {"statut": UNDER_REVIEW}
         else:
