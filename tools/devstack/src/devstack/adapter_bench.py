@@ -96,7 +96,7 @@ async def measure_adapter(bootstrap: str, namespace: str, agency: str, adapter_u
             event = request_event(agency, i, run)
             ids.append(event.file_id)
             await producer.send(namespace + topics.agency_requests(agency), event.model_dump_json().encode(),
-                                key=event.key(), headers=[("event_type", event.event_type.encode())])
+                                key=event.key().encode(), headers=[("event_type", event.event_type.encode())])
         await producer.flush()
         return ids, started
 

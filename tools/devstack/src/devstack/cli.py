@@ -526,6 +526,8 @@ def bench_adapter(
     warmup: int = typer.Option(50, "--warmup", min=1, help="Requests sent and answered before measuring."),
     timeout: float = typer.Option(300, "--timeout", help="Seconds to wait for the answers."),
     output: Path | None = typer.Option(None, "--output", help="JSON figures (default: <repo>/var/bench/adapter.json)."),
+    kafka_bootstrap: str | None = typer.Option(None, "--kafka-bootstrap",
+                                               help="Use this broker instead of starting one (topics get a unique prefix)."),
 ) -> None:
     """One adapter process against its instant simulated agency on a fresh broker: requests
     per second it sustains, and its runtime overhead per request (agency latency excluded)."""
@@ -542,10 +544,12 @@ def bench_adapter(
     procs: list[ServiceProcess] = []
     report = None
     try:
-        _ensure_jars(root)
-        kafka = LocalKafka(root, workdir / "kafka")
-        say("starting Kafka...")
-        bootstrap = kafka.start()
+        bootstrap = kafka_bootstrap
+        if bootstrap is None:
+            _ensure_jars(root)
+            kafka = LocalKafka(root, workdir / "kafka")
+            say("starting Kafka...")
+            bootstrap = kafka.start()
         namespace = f"bench-{uuid.uuid4().hex[:8]}."
         sim_port, adapter_port = free_port(), free_port()
         name = f"adapter-{agency.replace('_', '-')}"
