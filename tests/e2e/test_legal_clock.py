@@ -104,6 +104,33 @@ async def deadline_events(stack: Stack, wanted) -> list[dict]:
     return await read_topic(stack.kafka_bootstrap, stack.namespace + topics.DEADLINES, wanted)
 
 
+async def send_document_and_see_due(stack: Stack, client, file_id: str, due: dt.date, what: str,
+                                    filename: str = "attestation.pdf") -> dict:
+    """The citizen sends the awaited document; the CPAM takes it and stays silent, so the
+    clock's new last day shows on the citizen's view."""
+    await set_fault(stack, "cpam", "silent")
+    try:
+        sent = await client.post(f"/api/files/{file_id}/documents",
+                                 files={"fichier": (filename, PDF, "application/pdf")})
+        assert sent.status_code == 201, sent.text
+
+        async def shown():
+            cpam = (await agencies_of(client, file_id))["cpam"]
+            return cpam if cpam["due_on"] == due.isoformat() else None
+        return await eventually(shown, what=what)
+    finally:
+        await set_fault(stack, "cpam", "ok")
+
+
+async def clock_history(stack: Stack, file_id: str, until_why: str) -> list[tuple]:
+    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why` is there."""
+    def reached(records):
+        return any(r["key"] == file_id and r["body"].get("why") == until_why for r in records)
+    records = await deadline_events(stack, reached)
+    return [(r["body"]["state"], r["body"]["why"], r["body"]["due_on"]) for r in records
+            if r["key"] == file_id and r["body"].get("request_id") == f"{file_id}-cpam"]
+
+
 async def settle_and_count(stack: Stack, file_id: str, expected: collections.Counter, what: str) -> None:
     """The expected messages arrive, and no more after a few rounds of housekeeping."""
     async def arrived():
@@ -234,7 +261,6 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
     response = await client.post("/api/files", json=file_body("arret_maladie", email="suspension@example.fr"))
     assert response.status_code == 201, response.text
     file_id = response.json()["file_id"]
-    request_id = f"{file_id}-cpam"
     received = today(stack)
 
     async def suspended():
@@ -254,29 +280,13 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
 
     # The document arrives; the CPAM takes it and stays silent, so the resumed clock shows:
     # the 30 days it had left run from the day of the document.
-    await set_fault(stack, "cpam", "silent")
-    try:
-        sent = await client.post(f"/api/files/{file_id}/documents",
-                                 files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
-        assert sent.status_code == 201, sent.text
-        new_due = later + dt.timedelta(days=30)
-
-        async def resumed():
-            cpam = (await agencies_of(client, file_id))["cpam"]
-            return cpam if cpam["due_on"] == new_due.isoformat() else None
-        cpam = await eventually(resumed, what="the clock resumed with the days it had left")
-    finally:
-        await set_fault(stack, "cpam", "ok")
+    new_due = later + dt.timedelta(days=30)
+    cpam = await send_document_and_see_due(stack, client, file_id, new_due, "the clock resumed with the days it had left")
     assert cpam["deadline"] == (
         f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera rejetée "
         "(vous pourrez la contester)."
     )
-
-    def resumption(records):
-        return any(r["key"] == file_id and r["body"].get("why") == "reprise" for r in records)
-    records = await deadline_events(stack, resumption)
-    mine = [r["body"] for r in records if r["key"] == file_id and r["body"].get("request_id") == request_id]
-    assert [(e["state"], e["why"], e["due_on"]) for e in mine] == [
+    assert await clock_history(stack, file_id, "reprise") == [
         ("en_cours", "reception", (received + dt.timedelta(days=30)).isoformat()),
         ("suspendu", "suspension", None),
         ("en_cours", "reprise", new_due.isoformat()),
@@ -297,7 +307,6 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
         response = await client.post("/api/files", json=file_body("arret_maladie", email="incomplete@example.fr"))
         assert response.status_code == 201, response.text
         file_id = response.json()["file_id"]
-        request_id = f"{file_id}-cpam"
 
         async def suspended():
             cpam = (await agencies_of(client, file_id))["cpam"]
@@ -339,30 +348,18 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
             assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
             return got == expected
         await eventually(told_twice, timeout=30, what="citizen and référent told of each request once")
-
-        # Five days later the complete document; the CPAM takes it and stays silent, so the
-        # restarted clock shows: the whole 30 days from the day of the complete document.
-        await set_fault(stack, "cpam", "silent")
-        complete_day = first_day + dt.timedelta(days=5)
-        stack.travel_to(complete_day)
-        sent = await client.post(f"/api/files/{file_id}/documents",
-                                 files={"fichier": ("attestation-complete.pdf", PDF, "application/pdf")})
-        assert sent.status_code == 201, sent.text
-        new_due = complete_day + dt.timedelta(days=30)
-
-        async def restarted():
-            cpam = (await agencies_of(client, file_id))["cpam"]
-            return cpam if cpam["due_on"] == new_due.isoformat() else None
-        await eventually(restarted, what="the clock restarted for the whole period")
     finally:
         await set_fault(stack, "cpam", "ok")
 
-    def restart(records):
-        return any(r["key"] == file_id and r["body"].get("why") == "redemarrage" for r in records)
-    records = await deadline_events(stack, restart)
-    mine = [r["body"] for r in records if r["key"] == file_id and r["body"].get("request_id") == request_id]
+    # Five days later the complete document; the CPAM takes it and stays silent, so the
+    # restarted clock shows: the whole 30 days from the day of the complete document.
+    complete_day = first_day + dt.timedelta(days=5)
+    stack.travel_to(complete_day)
+    new_due = complete_day + dt.timedelta(days=30)
+    await send_document_and_see_due(stack, client, file_id, new_due, "the clock restarted for the whole period",
+                                    filename="attestation-complete.pdf")
     received = first_day - dt.timedelta(days=10)
-    assert [(e["state"], e["why"], e["due_on"]) for e in mine] == [
+    assert await clock_history(stack, file_id, "redemarrage") == [
         ("en_cours", "reception", (received + dt.timedelta(days=30)).isoformat()),
         ("suspendu", "suspension", None),
         ("en_cours", "reprise", (first_day + dt.timedelta(days=30)).isoformat()),
