@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from guichet_runtime.clock import Clock
 from tests.e2e.support import file_body
 
 pytestmark = pytest.mark.integration
@@ -405,7 +406,7 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
 def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
     # Everybody is away today: a new file waits, visibly, for a référent.
     agents = httpx.get(f"{stack.assignment_url}/api/supervision/portfolios").json()["agents"]
-    today = time.strftime("%Y-%m-%d")
+    today = Clock().today().isoformat()  # the services' day (Paris), not the machine's (UTC)
     for a in agents:
         httpx.post(f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
                    json={"starts_on": today, "ends_on": today}, timeout=10).raise_for_status()
