@@ -180,8 +180,7 @@ def answer_parts():
         "life_event_label": "Perte d'emploi",
         "citizen": citizen(given_name="Awa", family_name="Diallo"),
         "decisions": decisions,
-        "referent": referent(),
-        "opening_hours": "Du lundi au vendredi, 9h-12h30 et 13h30-17h",
+        "referent": referent(opening_hours="Du lundi au vendredi, 9h-12h30 et 13h30-17h"),
     }
 
 

@@ -272,8 +272,7 @@ def answer_with_word(word: str | None) -> str:
 
     granted = AgencyDecision(agency=Agency.CAF, decision=Decision.GRANTED, summary="Le RSA vous est accordé.",
                              amount_eur=607.75, start_date=dt.date(2026, 12, 1), agency_reference="CAF-1")
-    return compose_answer(FILE_ID, "Perte d'emploi", POSTAL, [granted], SIGNER_WITH_HOURS,
-                          SIGNER_WITH_HOURS.opening_hours, word)
+    return compose_answer(FILE_ID, "Perte d'emploi", POSTAL, [granted], SIGNER_WITH_HOURS, word)
 
 
 SIGNER_WITH_HOURS = SIGNER.model_copy(update={"opening_hours": "Du lundi au vendredi, 9h-12h et 14h-17h"})

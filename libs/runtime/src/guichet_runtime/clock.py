@@ -15,6 +15,11 @@ from zoneinfo import ZoneInfo
 PARIS = ZoneInfo("Europe/Paris")
 
 
+def paris_day(moment: dt.datetime) -> dt.date:
+    """The calendar day of `moment` in Paris (legal periods count French calendar days)."""
+    return moment.astimezone(PARIS).date()
+
+
 class Clock:
     """Today in Paris; from `override_file` (an ISO date in a file) when set and not empty."""
 

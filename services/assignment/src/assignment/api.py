@@ -31,22 +31,19 @@ async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]
         )
     ).all() if by_file else []
     out: dict[str, dict[str, Any]] = {}
-    seen: set[str] = set()
     for c in clocks:
-        seen.add(c.file_id)
         entry = out.setdefault(c.file_id, {"deadline": None, "agency": None, "suspended": False, "estimated": False})
         if c.status == "en_cours" and c.due_on is not None:
             if entry["deadline"] is None or c.due_on < entry["deadline"]:
                 entry["deadline"], entry["agency"] = c.due_on, c.agency
         elif c.status == "suspendu":
             entry["suspended"] = True
-    for file_id, entry in out.items():
-        if entry["deadline"] is not None:
-            entry["suspended"] = False  # another agency's clock still runs: that is the deadline
+    for entry in out.values():
+        # Another agency's clock still runs: that is the deadline, not the suspension.
+        entry["suspended"] = entry["suspended"] and entry["deadline"] is None
     for file_id, r in by_file.items():
-        if file_id not in seen:
-            out[file_id] = {"deadline": domain.legal_deadline(r.created_at), "agency": None,
-                            "suspended": False, "estimated": True}
+        out.setdefault(file_id, {"deadline": domain.legal_deadline(r.created_at), "agency": None,
+                                 "suspended": False, "estimated": True})
     return out
 
 
@@ -278,33 +275,26 @@ def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
         nearest first; files with every clock suspended are not at risk."""
         now = today()
         async with runtime.uow() as uow:
-            referent = agents.c.name.label("referent")
-            columns = (files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
-                       files.c.life_event_label, referent)
-            running = (
+            rows = (
                 await uow.conn.execute(
-                    sa.select(*columns)
+                    sa.select(files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
+                              files.c.life_event_label, agents.c.name.label("referent"))
                     .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
                     .where(files.c.status != "repondu")
-                    .where(files.c.file_id.in_(
-                        sa.select(legal_clocks.c.file_id)
-                        .where(legal_clocks.c.status == "en_cours",
-                               legal_clocks.c.due_on <= now + dt.timedelta(days=within_days))
+                    .where(sa.or_(
+                        files.c.file_id.in_(
+                            sa.select(legal_clocks.c.file_id)
+                            .where(legal_clocks.c.status == "en_cours",
+                                   legal_clocks.c.due_on <= now + dt.timedelta(days=within_days))
+                        ),
+                        # No agency has acknowledged yet: the two-month default from receipt is the estimate.
+                        ~sa.exists().where(legal_clocks.c.file_id == files.c.file_id),
                     ))
                 )
             ).all()
-            # No agency has acknowledged yet: the two-month default from receipt is the estimate.
-            unacknowledged = (
-                await uow.conn.execute(
-                    sa.select(*columns)
-                    .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
-                    .where(files.c.status != "repondu")
-                    .where(~sa.exists().where(legal_clocks.c.file_id == files.c.file_id))
-                )
-            ).all()
-            due = await file_deadlines(uow.conn, [*running, *unacknowledged])
+            due = await file_deadlines(uow.conn, rows)
         items = []
-        for r in [*running, *unacknowledged]:
+        for r in rows:
             d = due[r.file_id]
             if d["deadline"] is None:
                 continue

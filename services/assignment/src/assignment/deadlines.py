@@ -20,10 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
     AgencyDecision,
@@ -45,12 +45,7 @@ from assignment import domain
 from assignment.tables import agency_requests, files, legal_clocks
 
 log = logging.getLogger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
 WARNINGS = (15, 7)
-
-
-def paris_day(moment: dt.datetime) -> dt.date:
-    return moment.astimezone(PARIS).date()
 
 
 def _announce(uow: UnitOfWork, clock: sa.Row | dict, why: str, **changes: object) -> None:
@@ -172,7 +167,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
     file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == clock.file_id))).one()
     if file.referent_id is None:
         return 0  # waits for a référent to sign; housekeeping comes back
-    referent, _ = await _referent(uow, file.referent_id)
+    referent = await _referent(uow, file.referent_id)
     citizen = CitizenContact.model_validate(file.citizen)
     agency = Agency(clock.agency)
     days_left = (clock.due_on - today).days

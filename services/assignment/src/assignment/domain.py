@@ -169,7 +169,6 @@ def compose_answer(
     citizen: CitizenContact,
     decisions: list[AgencyDecision],
     referent: Referent,
-    opening_hours: str,
     personal_word: str | None = None,
 ) -> str:
     """The one coordinated answer, in plain French: each decision with its amount and
@@ -209,8 +208,9 @@ def compose_answer(
         referent.office,
         f"Téléphone direct : {referent.phone}",
         f"Courriel : {referent.email}",
-        f"Accueil : {opening_hours}",
     ]
+    if referent.opening_hours:
+        lines.append(f"Accueil : {referent.opening_hours}")
     return "\n".join(lines)
 
 

@@ -63,7 +63,7 @@ _CANDIDATE_COLUMNS = (
 )
 
 
-async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
+async def _referent(uow: UnitOfWork, agent_id: str) -> Referent:
     row = (
         await uow.conn.execute(
             sa.select(agents, offices.c.name.label("office_name"), offices.c.opening_hours)
@@ -71,7 +71,7 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
             .where(agents.c.agent_id == agent_id)
         )
     ).one()
-    referent = Referent(
+    return Referent(
         agent_id=row.agent_id,
         name=row.name,
         office=row.office_name,
@@ -80,7 +80,6 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Referent, str]:
         email=row.email,
         opening_hours=row.opening_hours,
     )
-    return referent, row.opening_hours
 
 
 async def take_capacity(uow: UnitOfWork, agent_id: str, limit: int | sa.ColumnElement | None) -> bool:
@@ -252,7 +251,7 @@ async def _start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> N
             explanation=choice.explanation, considered=choice.considered, at=now,
         )
     )
-    referent, _ = await _referent(uow, choice.agent_id)
+    referent = await _referent(uow, choice.agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
         ReferentAssigned(
@@ -281,7 +280,7 @@ async def _resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, las
     """A file already transmitted lost its référent (absence or departure when nobody
     had room): the new one takes it over, as a cover if the titular will come back; the
     agencies are not asked again."""
-    previous, _ = await _referent(uow, last_agent_id)
+    previous = await _referent(uow, last_agent_id)
     rule = "suppleance" if file.titular_id else "reprise"
     reason = (
         f"{previous.name} est absent(e) ; votre dossier lui reviendra à son retour."
@@ -298,7 +297,7 @@ async def _resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, las
             considered=choice.considered, at=utcnow(),
         )
     )
-    referent, _ = await _referent(uow, choice.agent_id)
+    referent = await _referent(uow, choice.agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
         ReferentAssigned(
@@ -439,7 +438,7 @@ async def _document_requested(uow: UnitOfWork, file: sa.Row, event: AgencyAnswer
     """The référent and the citizen are told which document the agency waits for."""
     if file.referent_id is None or event.answer.requested_document is None:
         return
-    referent, _ = await _referent(uow, file.referent_id)
+    referent = await _referent(uow, file.referent_id)
     uow.emit(
         topics.DOCUMENTS_REQUESTED,
         SupportingDocumentRequested(
@@ -466,11 +465,11 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
         return False
     decisions = [AgencyDecision.model_validate(r.answer) for r in answers]
     citizen = CitizenContact.model_validate(file.citizen)
-    referent, opening_hours = await _referent(uow, file.referent_id)
+    referent = await _referent(uow, file.referent_id)
     # The word is personal: it leaves only under the name of the agent who wrote it (a
     # référent who took the file over writes their own).
     word = file.personal_word if file.personal_word_agent_id == file.referent_id else None
-    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, opening_hours, word)
+    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, word)
     await uow.conn.execute(
         files.update().where(files.c.file_id == file_id).values(status="repondu", answered_at=utcnow())
     )
@@ -545,7 +544,7 @@ async def move_file(
     """Hand an open file from its active référent (none if it waited) to `agent_id`,
     whose capacity the caller has already taken; the history, the citizen and both
     agents are told."""
-    previous, _ = await _referent(uow, previous_agent_id or file.referent_id)
+    previous = await _referent(uow, previous_agent_id or file.referent_id)
     await release_capacity(uow, file.referent_id)
     values: dict[str, object] = {"referent_id": agent_id, "status": "en_cours"}
     if titular_id is not _KEEP:
@@ -557,7 +556,7 @@ async def move_file(
             considered=considered, at=utcnow(),
         )
     )
-    referent, _ = await _referent(uow, agent_id)
+    referent = await _referent(uow, agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
         ReferentAssigned(

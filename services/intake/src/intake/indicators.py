@@ -14,23 +14,18 @@ import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
+from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import AGENCY_LABELS, Agency, Decision, DeadlineRule, NotificationKind, NotificationSent, Referent
 from intake.tables import file_agencies, file_metrics, surveys
 
-PARIS = ZoneInfo("Europe/Paris")
 #: Below this many files (or survey answers), a group's figures are not published.
 DEFAULT_MIN_FILES = 5
 IMPLICIT = (Decision.IMPLICIT_ACCEPTANCE.value, Decision.IMPLICIT_REJECTION.value)
 WITH_DEADLINE = (DeadlineRule.SILENCE_ACCEPTS.value, DeadlineRule.SILENCE_REJECTS.value)
-
-
-def paris_day(at: dt.datetime) -> dt.date:
-    return at.astimezone(PARIS).date()
 
 
 def _seconds(start: dt.datetime, end: dt.datetime) -> int:

@@ -1,5 +1,5 @@
 """The other services, over HTTP: one method per backend call, so each page's needs are
-visible and the calls still waiting for an API are isolated here."""
+visible in one place."""
 
 from __future__ import annotations
 
