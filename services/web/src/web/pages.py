@@ -152,8 +152,7 @@ def indicator_chart(rows: list[dict], key: str, unit: str, maximum: float | None
     bars = []
     for i, r in enumerate(shown):
         value = r[key]
-        text = f"{round(value * 100)} %" if unit == "%" else f"{value:g} {unit}".replace(".", ",")
-        bars.append({"y": i * (bar_h + gap), "label": r["label"], "text": text,
+        bars.append({"y": i * (bar_h + gap), "label": r["label"], "text": number_fr(value, unit),
                      "w": round(track * min(value / top, 1.0)) if top else 0})
     return {"rows": bars, "height": max(len(bars) * (bar_h + gap), bar_h), "bar_h": bar_h, "label_w": label_w,
             "width": width, "track": track}
