@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from devstack.ports import free_port
+from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
@@ -39,16 +39,18 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
+        """Ports free right now, distinct within the stack."""
+        ports = iter(free_ports(7 + 2 * len(AGENCIES)))
         return cls(
-            intake=free_port(),
-            assignment=free_port(),
-            notification=free_port(),
-            web=free_port(),
-            adapters={a: free_port() for a in AGENCIES},
-            simulators={a: free_port() for a in AGENCIES},
-            smtp=free_port(),
-            smtp_http=free_port(),
-            providers=free_port(),
+            intake=next(ports),
+            assignment=next(ports),
+            notification=next(ports),
+            web=next(ports),
+            adapters={a: next(ports) for a in AGENCIES},
+            simulators={a: next(ports) for a in AGENCIES},
+            smtp=next(ports),
+            smtp_http=next(ports),
+            providers=next(ports),
         )
 
 
