@@ -28,6 +28,7 @@ from shared_models import topics as topic_names
 from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import install_refusals
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.settings import ServiceSettings
@@ -212,6 +213,7 @@ def create_app(runtime: Runtime, *, title: str) -> FastAPI:
 
     app.add_middleware(TraceIdHeader)
     install_french_validation(app)
+    install_refusals(app)
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=runtime.tracer_provider, excluded_urls="health"
     )
