@@ -32,7 +32,7 @@ def test_a_valid_declaration_breaks_no_rule():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"deadline_days": None}, "exige un délai légal en jours"),
+    ({"deadline_days": None}, "exige un délai légal, en mois"),
     ({"deadline_rule": DeadlineRule.NONE}, "La règle « aucune » ne prend pas de délai"),
     ({"citizen_fields": frozenset({"nir"})}, "Champs citoyen inconnus déclarés : nir"),
     ({"life_events": ()}, "aucun événement de vie"),

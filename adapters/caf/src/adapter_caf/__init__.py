@@ -22,7 +22,7 @@ class CafAdapter(AgencyAdapter):
         life_events=("perte_emploi", "naissance", "demenagement", "arret_maladie"),
         citizen_fields=frozenset({"given_name", "family_name", "postcode", "description"}),
         deadline_rule=DeadlineRule.SILENCE_REJECTS,
-        deadline_days=60,
+        deadline_months=2,
         legal_basis="Code de la sécurité sociale, art. L. 114-12 et L. 583-3",
         purpose="Ouverture ou révision des prestations familiales et sociales",
     )

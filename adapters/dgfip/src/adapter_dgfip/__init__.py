@@ -33,7 +33,7 @@ class DgfipAdapter(AgencyAdapter):
         life_events=("perte_emploi", "naissance", "demenagement", "arret_maladie"),
         citizen_fields=frozenset(TAXPAYER),
         deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
-        deadline_days=60,
+        deadline_months=2,
         legal_basis="Livre des procédures fiscales, art. L. 114 et L. 152",
         purpose="Mise à jour de la situation fiscale du foyer",
     )

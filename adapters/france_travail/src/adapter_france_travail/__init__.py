@@ -27,7 +27,7 @@ class FranceTravailAdapter(AgencyAdapter):
         life_events=("perte_emploi", "demenagement", "arret_maladie"),
         citizen_fields=frozenset({"given_name", "family_name", "email", "postcode", "description"}),
         deadline_rule=DeadlineRule.SILENCE_REJECTS,
-        deadline_days=60,
+        deadline_months=2,
         legal_basis="Code du travail, art. L. 5312-13 et R. 5312-38",
         purpose="Inscription et indemnisation des demandeurs d'emploi",
         asynchronous=True,

@@ -24,7 +24,12 @@ class Declaration(BaseModel):
     life_events: tuple[str, ...] = Field(description="Life events (procedures) the agency handles.")
     citizen_fields: frozenset[str] = Field(description="The only citizen fields sent to the agency.")
     deadline_rule: DeadlineRule = Field(description="What the agency's silence means at the end of the period.")
-    deadline_days: int | None = Field(default=None, description="Legal period in calendar days, if any.")
+    deadline_months: int | None = Field(
+        default=None, description="Legal period in calendar months (the CRPA's two months), if any."
+    )
+    deadline_days: int | None = Field(
+        default=None, description="Legal period in calendar days, only where the procedure counts days."
+    )
     legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
     purpose: str = Field(description="Why the data is transmitted, in French.")
     asynchronous: bool = Field(default=False, description="The agency answers later, through a callback.")
@@ -50,14 +55,21 @@ def declaration_problems(decl: Declaration) -> list[str]:
     if not decl.citizen_fields:
         problems.append("La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne.")
     silence = decl.deadline_rule in (DeadlineRule.SILENCE_ACCEPTS, DeadlineRule.SILENCE_REJECTS)
-    if silence and not decl.deadline_days:
+    if silence and not (decl.deadline_months or decl.deadline_days):
         problems.append(
-            f"La règle « {decl.deadline_rule.value} » exige un délai légal en jours (deadline_days)."
+            f"La règle « {decl.deadline_rule.value} » exige un délai légal, en mois (deadline_months)"
+            " ou en jours (deadline_days)."
         )
+    if decl.deadline_months is not None and decl.deadline_days is not None:
+        problems.append("Le délai légal se compte en mois ou en jours, pas les deux : retirez l'un des deux.")
+    if decl.deadline_months is not None and decl.deadline_months <= 0:
+        problems.append("Le délai légal doit être un nombre de mois positif.")
     if decl.deadline_days is not None and decl.deadline_days <= 0:
         problems.append("Le délai légal doit être un nombre de jours positif.")
-    if decl.deadline_rule is DeadlineRule.NONE and decl.deadline_days:
-        problems.append("La règle « aucune » ne prend pas de délai : retirez deadline_days ou changez de règle.")
+    if decl.deadline_rule is DeadlineRule.NONE and (decl.deadline_days or decl.deadline_months):
+        problems.append(
+            "La règle « aucune » ne prend pas de délai : retirez deadline_months/deadline_days ou changez de règle."
+        )
     if len(decl.legal_basis.strip()) < 5:
         problems.append("La base légale de la transmission est absente (legal_basis).")
     if len(decl.purpose.strip()) < 5:

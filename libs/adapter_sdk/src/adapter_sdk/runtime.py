@@ -232,7 +232,7 @@ class AdapterRuntime:
             uow.emit(topics.LEGAL_CLOCK, AgencyReceiptAcknowledged(
                 file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
                 agency_reference=reference, deadline_rule=self.decl.deadline_rule,
-                deadline_days=self.decl.deadline_days, occurred_at=self.clock.now(),
+                deadline_months=self.decl.deadline_months, deadline_days=self.decl.deadline_days, occurred_at=self.clock.now(),
             ))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result, after_document=None)

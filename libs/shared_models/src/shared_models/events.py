@@ -205,8 +205,19 @@ class AgencyReceiptAcknowledged(Event):
     agency: str = Field(description="Code of the agency (caf, dgfip, …).")
     agency_reference: str = Field(description="The agency's own reference for the request.")
     deadline_rule: DeadlineRule = Field(description="What the agency's silence means when the period ends.")
+    deadline_months: int | None = Field(
+        default=None,
+        description=(
+            "Legal period in calendar months from receipt (CRPA L231-1: two months), counted from"
+            " date to date in Europe/Paris; none when the rule is aucune or the period counts days."
+        ),
+    )
     deadline_days: int | None = Field(
-        default=None, description="Legal period in calendar days from receipt; none when the rule is aucune."
+        default=None,
+        description=(
+            "Legal period in calendar days from receipt, only for a procedure that really counts days;"
+            " none when the period counts months or the rule is aucune."
+        ),
     )
 
 
