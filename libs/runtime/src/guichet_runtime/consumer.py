@@ -20,11 +20,12 @@ import sqlalchemy.exc
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-from shared_models import Envelope, topics
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
+from shared_models import Envelope, topics
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,10 @@ class PermanentError(Exception):
 def is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc,
-        TransientError | OSError | TimeoutError | sqlalchemy.exc.OperationalError
+        TransientError
+        | OSError
+        | TimeoutError
+        | sqlalchemy.exc.OperationalError
         | sqlalchemy.exc.InterfaceError,
     )
 
@@ -52,7 +56,7 @@ def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, PermanentError | AlreadyProcessed)
 
 
-async def _raw_body(msg: Any) -> bytes:
+async def _raw_body(msg: StreamMessage[Any]) -> bytes:
     # Decoding is ours (schema validation by event type), so the body stays bytes.
     return msg.body
 
@@ -81,7 +85,9 @@ class EventConsumer:
         self._by_type: dict[str, tuple[type[Envelope], Handler]] = {}
         self._attached = False
 
-    def subscribe(self, topic_names: Iterable[str], handlers: dict[type[Envelope], Handler]) -> None:
+    def subscribe(
+        self, topic_names: Iterable[str], handlers: dict[type[Envelope], Handler]
+    ) -> None:
         """Route `handlers`' event types, read from `topic_names`, to their handlers."""
         self._topics.extend(t for t in topic_names if t not in self._topics)
         self._by_type.update({cls.event_type: (cls, handler) for cls, handler in handlers.items()})
@@ -141,6 +147,8 @@ class EventConsumer:
 
     async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
         record = msg.raw_message
+        if isinstance(record, tuple):  # batch subscribers only; ours read one record at a time
+            raise TypeError("a batch of records cannot be dead-lettered as one")
         headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
         headers.update(
             {
@@ -152,7 +160,12 @@ class EventConsumer:
             }
         )
         await self.broker.publish(
-            body, topics.dead_letter(record.topic), key=record.key, headers=headers  # namespaced already
+            body,
+            topics.dead_letter(record.topic),
+            key=record.key,
+            headers=headers,  # namespaced already
         )
         self.dead_lettered += 1
-        log.error("%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason)
+        log.error(
+            "%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason
+        )

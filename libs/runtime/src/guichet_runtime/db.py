@@ -15,6 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from opentelemetry import propagate
 from sqlalchemy import event as sa_event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared_models import Envelope
@@ -24,7 +25,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-class UtcDateTime(sa.TypeDecorator):
+class UtcDateTime(sa.TypeDecorator[dt.datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite drops the offset)."""
 
     impl = sa.DateTime(timezone=True)
@@ -109,10 +110,8 @@ def make_engine(url: str) -> AsyncEngine:
 def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING for the connection's dialect."""
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
+    return sqlite.insert(table).on_conflict_do_nothing()
 
 
 class AlreadyProcessed(Exception):

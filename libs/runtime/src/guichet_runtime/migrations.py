@@ -4,6 +4,9 @@ them at start-up against its own database."""
 from __future__ import annotations
 
 import asyncio
+import importlib
+import sys
+import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -32,6 +35,8 @@ async def upgrade(script_location: Path, url: str) -> None:
 def run_env(target_metadata: sa.MetaData) -> None:
     """Body of each service's `migrations/env.py`."""
     url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("Alembic's configuration has no sqlalchemy.url")
 
     def do_run(connection: sa.Connection) -> None:
         context.configure(
@@ -57,10 +62,9 @@ def make_revision(package: str, message: str) -> None:
 
     `python -m guichet_runtime.migrations intake "add a column"`
     """
-    import importlib
-    import tempfile
-
     pkg = importlib.import_module(package)
+    if pkg.__file__ is None:
+        raise ValueError(f"{package} is a namespace package: it has no migrations folder")
     script_location = Path(pkg.__file__).parent / "migrations"
     (script_location / "versions").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +75,4 @@ def make_revision(package: str, message: str) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     make_revision(sys.argv[1], sys.argv[2])

@@ -7,6 +7,7 @@ deduplicate on event id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -50,10 +51,8 @@ class OutboxRelay:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         # A last drain, so a clean stop leaves nothing behind.
         try:
@@ -65,10 +64,8 @@ class OutboxRelay:
     async def _run(self) -> None:
         delay = self._idle
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             try:
                 while await self.publish_pending() == self._batch_size:
@@ -103,7 +100,10 @@ class OutboxRelay:
                             row.payload.encode(),
                             self._namespace + row.topic,
                             key=row.key.encode(),
-                            headers={"event_type": row.event_type, "content-type": "application/json"},
+                            headers={
+                                "event_type": row.event_type,
+                                "content-type": "application/json",
+                            },
                             no_confirm=True,
                         )
                     )

@@ -4,10 +4,11 @@ reverse order. `/health` answers for Kubernetes probes and the test supervisor."
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,15 +25,15 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared_models import topics as topic_names
 from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
+from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.refusals import install_refusals
-from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.settings import ServiceSettings
 from guichet_runtime.telemetry import current_trace_id, setup_tracing
+from shared_models import topics as topic_names
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,9 @@ async def ensure_topics(
             ready = {
                 t["topic"]
                 for t in metadata
-                if t["error_code"] == 0 and t["partitions"] and all(p["leader"] >= 0 for p in t["partitions"])
+                if t["error_code"] == 0
+                and t["partitions"]
+                and all(p["leader"] >= 0 for p in t["partitions"])
             }
             if ready >= declared.keys():
                 return
@@ -85,7 +88,7 @@ class Runtime:
     relay: OutboxRelay
     consumer: EventConsumer
     startup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
-    workers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    workers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     commit_listeners: list[Callable[[], None]] = field(default_factory=list)
 
@@ -235,12 +238,12 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
 def main(settings_cls: type[ServiceSettings], bootstrap: Callable[..., FastAPI]) -> None:
     """Console entry point of a service: settings from the environment, `--host`/`--port`
     override them (as the container commands do)."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=bootstrap.__module__.split(".")[0])
     parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
     args = parser.parse_args()
-    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
+    overrides = {
+        k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
+    }
     settings = settings_cls(**overrides)
     serve(bootstrap(settings), settings)

@@ -24,7 +24,8 @@ class ServiceSettings(BaseSettings):
         description="Prefix of every topic and consumer group, so several stacks share a cluster.",
     )
     create_topics: bool = Field(
-        default=True, description="Declare the system's topics at start (off where Strimzi owns them)."
+        default=True,
+        description="Declare the system's topics at start (off where Strimzi owns them).",
     )
     otel_spans_file: Path | None = Field(
         default=None, description="Write finished spans as JSON lines to this file."

@@ -31,8 +31,8 @@ def span_json(span: ReadableSpan) -> str:
     """One line per span; attribute values as text (Kafka keys are bytes)."""
     ctx = span.get_span_context()
     record = {
-        "trace_id": format(ctx.trace_id, "032x"),
-        "span_id": format(ctx.span_id, "016x"),
+        "trace_id": format(ctx.trace_id, "032x") if ctx else None,
+        "span_id": format(ctx.span_id, "016x") if ctx else None,
         "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
         "name": span.name,
         "kind": span.kind.name,
