@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from intake import handlers as intake
+from guichet_runtime.refusals import Refused
+from intake import projections
+from intake.commands.citizen import answer_survey, thank_referent
+from intake.commands.files import SubmitFile, change_contact_preferences, submit_file
+from intake.views import files as views
 from intake.schemas import ContactIn, FileIn, SurveyIn
 from shared_models import (
     ContactPreferencesChanged,
@@ -34,17 +38,17 @@ async def handle(db, handler, event) -> None:
 
 @pytest.fixture
 async def file_id(intake_db) -> str:
-    file_id, _ = await intake.submit_file(intake.SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
+    file_id, _ = await submit_file(SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
     return file_id
 
 
 async def assign(db, file_id: str) -> None:
-    await handle(db, intake.on_referent_assigned, ReferentAssigned(
+    await handle(db, projections.on_referent_assigned, ReferentAssigned(
         file_id=file_id, referent=referent(), rule="proximite", explanation="…", citizen=citizen()))
 
 
 async def answer(db, file_id: str) -> None:
-    await handle(db, intake.on_coordinated_answer, CoordinatedAnswerIssued(
+    await handle(db, projections.on_coordinated_answer_issued, CoordinatedAnswerIssued(
         file_id=file_id, referent=referent(), citizen=citizen(), decisions=[], text="Bonjour…"))
 
 
@@ -56,28 +60,28 @@ async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_
     contact = ContactIn.model_validate(
         {"preferred_channel": "courrier", "street": "3 rue Pasteur", "postcode": "93000", "city": "Bobigny"})
 
-    await intake.change_contact_preferences(file_id, contact, intake_db.uow())
+    await change_contact_preferences(file_id, contact, intake_db.uow())
 
     [(topic, event)] = await emitted(intake_db, ContactPreferencesChanged)
     assert topic == topics.CONTACT_CHANGES
     assert (event.citizen.given_name, event.citizen.email, event.citizen.city) == ("Awa", None, "Bobigny")
-    view = await intake.file_view(intake_db.uow(), file_id)
+    view = await views.file_view(intake_db.uow(), file_id)
     assert view["timeline"][-1]["label"].endswith("par courrier postal.")
-    with pytest.raises(intake.ChangeRefused) as unknown:
-        await intake.change_contact_preferences("GU-2026-INCONNU", contact, intake_db.uow())
+    with pytest.raises(Refused) as unknown:
+        await change_contact_preferences("GU-2026-INCONNU", contact, intake_db.uow())
     assert unknown.value.status == 404
 
 
 async def test_the_survey_opens_with_the_answer_and_is_answered_once(intake_db, file_id):
     await assign(intake_db, file_id)
-    with pytest.raises(intake.ChangeRefused) as early:
-        await intake.answer_survey(file_id, SurveyIn(score=5), intake_db.uow())
+    with pytest.raises(Refused) as early:
+        await answer_survey(file_id, SurveyIn(score=5), intake_db.uow())
     assert early.value.status == 409
 
     await answer(intake_db, file_id)
-    await intake.answer_survey(file_id, SurveyIn(score=4, comment="Rapide."), intake_db.uow())
-    with pytest.raises(intake.ChangeRefused) as twice:
-        await intake.answer_survey(file_id, SurveyIn(score=1), intake_db.uow())
+    await answer_survey(file_id, SurveyIn(score=4, comment="Rapide."), intake_db.uow())
+    with pytest.raises(Refused) as twice:
+        await answer_survey(file_id, SurveyIn(score=1), intake_db.uow())
     assert twice.value.status == 409 and "déjà répondu" in twice.value.message
 
     [(topic, event)] = await emitted(intake_db, SurveyAnswered)
@@ -86,22 +90,22 @@ async def test_the_survey_opens_with_the_answer_and_is_answered_once(intake_db, 
 
 
 async def test_thanks_reach_the_named_referent_once_and_are_listed_for_them(intake_db, file_id):
-    with pytest.raises(intake.ChangeRefused) as nobody:
-        await intake.thank_referent(file_id, "Merci !", intake_db.uow())
+    with pytest.raises(Refused) as nobody:
+        await thank_referent(file_id, "Merci !", intake_db.uow())
     assert nobody.value.status == 409
     await assign(intake_db, file_id)
 
-    name = await intake.thank_referent(file_id, "Merci pour tout.", intake_db.uow())
-    with pytest.raises(intake.ChangeRefused) as twice:
-        await intake.thank_referent(file_id, "Encore merci.", intake_db.uow())
+    name = await thank_referent(file_id, "Merci pour tout.", intake_db.uow())
+    with pytest.raises(Refused) as twice:
+        await thank_referent(file_id, "Encore merci.", intake_db.uow())
 
     assert name == "Yasmine Haddad" and "déjà remercié Yasmine Haddad" in twice.value.message
     [(topic, event)] = await emitted(intake_db, ReferentThanked)
     assert topic == topics.THANKS and event.referent == referent() and event.message == "Merci pour tout."
-    listed = await intake.thanks_for_agent(intake_db.uow(), "AG-93-01-2")
+    listed = await views.thanks_for_agent(intake_db.uow(), "AG-93-01-2")
     assert (listed["agent_name"], listed["count"]) == ("Yasmine Haddad", 1)
     assert listed["thanks"][0]["citizen_given_name"] == "Awa"
-    assert (await intake.thanks_for_agent(intake_db.uow(), "AG-AUTRE"))["count"] == 0
+    assert (await views.thanks_for_agent(intake_db.uow(), "AG-AUTRE"))["count"] == 0
 
 
 @pytest.mark.parametrize(("channel", "label"), [("email", "Courriel envoyé"), ("sms", "SMS envoyé"),
@@ -109,9 +113,9 @@ async def test_thanks_reach_the_named_referent_once_and_are_listed_for_them(inta
 async def test_the_timeline_says_which_channel_carried_the_message_and_skips_agents_mail(intake_db, file_id, channel, label):
     sent = {"file_id": file_id, "kind": NotificationKind.REFERENT_ASSIGNED, "subject": "Votre dossier",
             "referent_name": "Yasmine Haddad", "channel": NotificationChannel(channel)}
-    await handle(intake_db, intake.on_notification_sent, NotificationSent(notification_id="n1", **sent))
-    await handle(intake_db, intake.on_notification_sent,
+    await handle(intake_db, projections.on_notification_sent, NotificationSent(notification_id="n1", **sent))
+    await handle(intake_db, projections.on_notification_sent,
                  NotificationSent(notification_id="n2", audience="agent", **{**sent, "kind": NotificationKind.THANKS_RECEIVED}))
 
-    entries = [e for e in (await intake.file_view(intake_db.uow(), file_id))["timeline"] if e["kind"] == "notification"]
+    entries = [e for e in (await views.file_view(intake_db.uow(), file_id))["timeline"] if e["kind"] == "notification"]
     assert [e["label"] for e in entries] == [f"{label} : « Votre dossier »."]
