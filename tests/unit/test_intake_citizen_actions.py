@@ -3,9 +3,13 @@ satisfaction survey after the answer, thanks to the référent by name."""
 
 from __future__ import annotations
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
-from guichet_runtime.refusals import Refused
+from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import RefusalKind, Refused, install_refusals
+from intake import api as intake_api
 from intake import projections
 from intake.commands.citizen import answer_survey, thank_referent
 from intake.commands.files import SubmitFile, change_contact_preferences, submit_file
@@ -76,10 +80,12 @@ async def test_the_survey_opens_with_the_answer_and_is_answered_once(intake_db, 
     await assign(intake_db, file_id)
     with pytest.raises(Refused) as early:
         await answer_survey(file_id, SurveyIn(score=5), intake_db.uow())
-    assert early.value.status == 409
+    assert early.value.status == 409 and early.value.kind is RefusalKind.CONFLICT
 
     await answer(intake_db, file_id)
+    assert (await views.file_view(intake_db.uow(), file_id))["survey_answered"] is False
     await answer_survey(file_id, SurveyIn(score=4, comment="Rapide."), intake_db.uow())
+    assert (await views.file_view(intake_db.uow(), file_id))["survey_answered"] is True
     with pytest.raises(Refused) as twice:
         await answer_survey(file_id, SurveyIn(score=1), intake_db.uow())
     assert twice.value.status == 409 and "déjà répondu" in twice.value.message
@@ -95,7 +101,9 @@ async def test_thanks_reach_the_named_referent_once_and_are_listed_for_them(inta
     assert nobody.value.status == 409
     await assign(intake_db, file_id)
 
+    assert (await views.file_view(intake_db.uow(), file_id))["thanked"] is False
     name = await thank_referent(file_id, "Merci pour tout.", intake_db.uow())
+    assert (await views.file_view(intake_db.uow(), file_id))["thanked"] is True
     with pytest.raises(Refused) as twice:
         await thank_referent(file_id, "Encore merci.", intake_db.uow())
 
@@ -119,3 +127,43 @@ async def test_the_timeline_says_which_channel_carried_the_message_and_skips_age
 
     entries = [e for e in (await views.file_view(intake_db.uow(), file_id))["timeline"] if e["kind"] == "notification"]
     assert [e["label"] for e in entries] == [f"{label} : « Votre dossier »."]
+
+
+async def test_a_new_referent_has_not_been_thanked_yet(intake_db, file_id):
+    await assign(intake_db, file_id)
+    await thank_referent(file_id, "Merci pour tout.", intake_db.uow())
+    other = referent().model_copy(update={"agent_id": "AG-93-01-3", "name": "Paul Martin"})
+    await handle(intake_db, projections.on_referent_assigned, ReferentAssigned(
+        file_id=file_id, referent=other, previous_referent=referent(), rule="changement",
+        explanation="…", citizen=citizen()))
+
+    view = await views.file_view(intake_db.uow(), file_id)
+    assert (view["thanked"], view["survey_answered"]) == (False, False)
+
+
+async def test_the_routes_answer_refusals_in_french_with_their_status(intake_db, file_id):
+    app = FastAPI()
+    install_french_validation(app)
+    install_refusals(app)
+    app.include_router(intake_api.router(intake_db))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        early = await c.post(f"/api/files/{file_id}/survey", json={"score": 5})
+        await assign(intake_db, file_id)
+        await answer(intake_db, file_id)
+        first = await c.post(f"/api/files/{file_id}/survey", json={"score": 5})
+        twice = await c.post(f"/api/files/{file_id}/survey", json={"score": 4})
+        thanks = await c.post(f"/api/files/{file_id}/thanks", json={"message": "Merci !"})
+        view = (await c.get(f"/api/files/{file_id}")).json()
+        unknown = await c.get("/api/files/GU-2026-INCONNU")
+        period = await c.get("/api/indicators", params={"from": "2026-11-05", "to": "2026-11-01"})
+
+    assert (early.status_code, early.json()["kind"]) == (409, "conflict")
+    assert early.json()["message"].startswith("L'enquête de satisfaction s'ouvre")
+    assert (first.status_code, twice.status_code, thanks.status_code) == (201, 409, 201)
+    assert twice.json()["message"] == "Vous avez déjà répondu à l'enquête pour ce dossier : merci !"
+    assert (view["status"], view["thanked"], view["survey_answered"]) == ("repondu", True, True)
+    assert unknown.status_code == 404
+    assert unknown.json()["message"] == "Aucun dossier ne porte la référence GU-2026-INCONNU."
+    assert period.status_code == 422 and period.json()["errors"] == [
+        {"field": "to", "message": "La date de fin de période précède la date de début."}
+    ]

@@ -255,9 +255,8 @@ def wrong_code(most_attempts: int) -> Refused:
     left = ACCESS_CODE_MAX_ATTEMPTS - 1 - most_attempts
     if left <= 0:
         return Refused(RefusalKind.FORBIDDEN, f"Code incorrect. {CODE_NO_LONGER_VALID}")
-    return Refused(
-        RefusalKind.FORBIDDEN, f"Code incorrect. Il vous reste {left} essai{'s' if left > 1 else ''}."
-    )
+    plural = "s" if left > 1 else ""
+    return Refused(RefusalKind.FORBIDDEN, f"Code incorrect. Il vous reste {left} essai{plural}.")
 
 
 # --------------------------------------------------------------------------- documents

@@ -181,7 +181,8 @@ async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None
             )
         )
         label = agency_label(event.agency)
-        way = f"Transmis à {label}" if event.direction is ExchangeDirection.SENT else f"Reçu de {label}"
+        sent = event.direction is ExchangeDirection.SENT
+        way = f"Transmis à {label}" if sent else f"Reçu de {label}"
         await add_timeline(
             uow, event, TimelineKind.EXCHANGE,
             f"{way} — {event.purpose}. Base légale : {event.legal_basis}. "

@@ -16,7 +16,9 @@ from intake.views.indicators import PublishedIndicators, csv_filename, to_csv
 PERIOD_START = Query(
     default=None, alias="from", description="Premier jour de dépôt (Europe/Paris), inclus."
 )
-PERIOD_END = Query(default=None, alias="to", description="Dernier jour de dépôt (Europe/Paris), inclus.")
+PERIOD_END = Query(
+    default=None, alias="to", description="Dernier jour de dépôt (Europe/Paris), inclus."
+)
 
 
 def router(runtime: Runtime) -> APIRouter:

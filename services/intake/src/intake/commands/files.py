@@ -64,7 +64,9 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
             description=form.description,
             urgent=form.urgent,
         )
-        await add_timeline(uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}.")
+        await add_timeline(
+            uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}."
+        )
         uow.emit(topics.FILES_SUBMITTED, event)
         return file_id
 

@@ -43,7 +43,9 @@ def _agency_out(a: sa.Row) -> dict:
             if asked and a.status == AgencyStatus.DOCUMENT_REQUESTED else None
         ),
         "due_on": None if answered else a.due_on,
-        "deadline": None if answered else deadline_text(a.due_on, a.deadline_state, a.deadline_rule),
+        "deadline": (
+            None if answered else deadline_text(a.due_on, a.deadline_state, a.deadline_rule)
+        ),
     }
 
 
@@ -80,7 +82,9 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
             sa.select(surveys.c.file_id).where(surveys.c.file_id == file_id)
         )
         thanked_by = set(
-            (await uow.conn.scalars(sa.select(thanks.c.agent_id).where(thanks.c.file_id == file_id)))
+            await uow.conn.scalars(
+                sa.select(thanks.c.agent_id).where(thanks.c.file_id == file_id)
+            )
         )
     agency_view = [_agency_out(a) for a in agencies]
     referent = row.referent

@@ -34,7 +34,8 @@ FIGURES = (
     "files", "referent_count", "referent_median_hours", "referent_p90_hours",
     "contact_count", "contact_median_hours", "contact_p90_hours",
     "answer_count", "answer_median_days", "answer_p90_days",
-    "deadline_decided", "deadline_within", "deadline_share", "implicit_acceptances", "implicit_rejections",
+    "deadline_decided", "deadline_within", "deadline_share",
+    "implicit_acceptances", "implicit_rejections",
     "reassigned", "reassignment_rate", "satisfaction_answers", "satisfaction_mean",
 )
 LEVEL_WORDS = {"national": "national", "office": "espace France Services", "agency": "organisme"}
@@ -102,10 +103,16 @@ def _source(level: Level) -> Any:
     return source
 
 
-async def _figures(uow: UnitOfWork, level: Level, start: dt.date | None, end: dt.date | None) -> dict[Any, dict]:
+async def _figures(
+    uow: UnitOfWork, level: Level, start: dt.date | None, end: dt.date | None
+) -> dict[Any, dict]:
     key = level.key if level.key is not None else sa.literal_column("'all'")
     # Inline constants: PostgreSQL cannot type a bound parameter inside CASE in sum().
     one, zero = sa.literal_column("1"), sa.literal_column("0")
+
+    def count_if(condition: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((condition, one), else_=zero)), zero)
+
     files_q = sa.select(
         key.label("grp"),
         sa.func.max(file_metrics.c.office_name).label("office_name"),
@@ -113,27 +120,33 @@ async def _figures(uow: UnitOfWork, level: Level, start: dt.date | None, end: dt
         sa.func.count(file_metrics.c.first_referent_at).label("referent_count"),
         sa.func.count(file_metrics.c.first_contact_at).label("contact_count"),
         sa.func.count(file_metrics.c.answered_at).label("answer_count"),
-        sa.func.coalesce(sa.func.sum(sa.case((file_metrics.c.reassignments > 0, one), else_=zero)), zero).label("reassigned"),
+        count_if(file_metrics.c.reassignments > 0).label("reassigned"),
         sa.func.count(surveys.c.score).label("satisfaction_answers"),
         sa.func.avg(surveys.c.score).label("satisfaction_mean"),
-    ).select_from(_source(level).outerjoin(surveys, surveys.c.file_id == file_metrics.c.file_id))
+    ).select_from(
+        _source(level).outerjoin(surveys, surveys.c.file_id == file_metrics.c.file_id)
+    )
     groups: dict[Any, dict] = {}
     for r in (await uow.conn.execute(_grouped(_period(files_q, start, end), level))).all():
         if r.files:
             groups[r.grp] = dict(r._mapping)
     # The agency-level facts: each agency's own answers for agencies, every agency of the
     # group's files otherwise.
-    with_deadline = file_agencies.c.deadline_rule.in_(WITH_DEADLINE) & file_agencies.c.answered_at.is_not(None)
-    in_time = (with_deadline & file_agencies.c.decision.not_in(IMPLICIT)
-               # no due date while the clock was suspended for a document: it was not running
-               & (file_agencies.c.due_on.is_(None) | (file_agencies.c.answered_on <= file_agencies.c.due_on)))
+    agency = file_agencies.c
+    with_deadline = agency.deadline_rule.in_(WITH_DEADLINE) & agency.answered_at.is_not(None)
+    in_time = (
+        with_deadline
+        & agency.decision.not_in(IMPLICIT)
+        # no due date while the clock was suspended for a document: it was not running
+        & (agency.due_on.is_(None) | (agency.answered_on <= agency.due_on))
+    )
     agencies_q = sa.select(
         key.label("grp"),
-        sa.func.coalesce(sa.func.sum(sa.case((with_deadline, one), else_=zero)), zero).label("deadline_decided"),
-        sa.func.coalesce(sa.func.sum(sa.case((in_time, one), else_=zero)), zero).label("deadline_within"),
-        *(sa.func.coalesce(sa.func.sum(sa.case((file_agencies.c.decision == d, one), else_=zero)), zero).label(name)
-          for name, d in (("implicit_acceptances", IMPLICIT[0]), ("implicit_rejections", IMPLICIT[1]))),
-    ).select_from(file_metrics.join(file_agencies, file_agencies.c.file_id == file_metrics.c.file_id))
+        count_if(with_deadline).label("deadline_decided"),
+        count_if(in_time).label("deadline_within"),
+        count_if(agency.decision == IMPLICIT[0]).label("implicit_acceptances"),
+        count_if(agency.decision == IMPLICIT[1]).label("implicit_rejections"),
+    ).select_from(file_metrics.join(file_agencies, agency.file_id == file_metrics.c.file_id))
     for r in (await uow.conn.execute(_grouped(_period(agencies_q, start, end), level))).all():
         if r.grp in groups:
             groups[r.grp].update({k: int(v) for k, v in r._mapping.items() if k != "grp"})
@@ -153,13 +166,18 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
         label = AGENCY_LABELS[Agency(grp)] if grp in Agency._value2member_map_ else grp
     else:
         label = "France entière"
-    row: dict[str, Any] = {"level": level.name, "id": None if level.key is None else grp, "label": label,
-                           "published": figures["files"] >= min_files}
+    row: dict[str, Any] = {
+        "level": level.name,
+        "id": None if level.key is None else grp,
+        "label": label,
+        "published": figures["files"] >= min_files,
+    }
     if not row["published"]:
         return {**row, **dict.fromkeys(FIGURES)}
     values = {name: figures.get(name) for name in FIGURES}
-    values.update({name: int(values[name] or 0) for name in (
-        "deadline_decided", "deadline_within", "implicit_acceptances", "implicit_rejections", "reassigned")})
+    counts = ("deadline_decided", "deadline_within", "implicit_acceptances",
+              "implicit_rejections", "reassigned")
+    values.update({name: int(values[name] or 0) for name in counts})
     values["deadline_share"] = share(values["deadline_within"], values["deadline_decided"])
     values["reassignment_rate"] = share(values["reassigned"], values["referent_count"])
     # A mean over a handful of answers would tell one citizen's score.
@@ -170,28 +188,39 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     return {**row, **values}
 
 
-async def compute(uow: UnitOfWork, start: dt.date | None = None, end: dt.date | None = None,
-                  min_files: int = DEFAULT_MIN_FILES) -> dict:
+async def compute(
+    uow: UnitOfWork,
+    start: dt.date | None = None,
+    end: dt.date | None = None,
+    min_files: int = DEFAULT_MIN_FILES,
+) -> dict:
     """The indicators of files submitted between `start` and `end` (Paris days, inclusive)."""
     async with uow:
         results = {level.name: await _figures(uow, level, start, end) for level in LEVELS}
     national_level, office_level, agency_level = LEVELS
     national = results["national"].get("all") or {"files": 0}
     rows = {
-        "offices": sorted((_row(office_level, g, f, min_files) for g, f in results["office"].items()),
-                          key=lambda r: r["label"]),
-        "agencies": sorted((_row(agency_level, g, f, min_files) for g, f in results["agency"].items()),
-                           key=lambda r: r["label"]),
+        "offices": sorted(
+            (_row(office_level, g, f, min_files) for g, f in results["office"].items()),
+            key=lambda r: r["label"],
+        ),
+        "agencies": sorted(
+            (_row(agency_level, g, f, min_files) for g, f in results["agency"].items()),
+            key=lambda r: r["label"],
+        ),
     }
     return {
         "period": {"from": start, "to": end},
         "generated_at": utcnow(),
         "min_files": min_files,
         "confidentiality": (
-            f"Les chiffres d'un groupe de moins de {min_files} dossiers ne sont pas publiés, ni la satisfaction "
-            f"moyenne calculée sur moins de {min_files} réponses, pour qu'aucun usager ne puisse être reconnu."
+            f"Les chiffres d'un groupe de moins de {min_files} dossiers ne sont pas publiés, "
+            f"ni la satisfaction moyenne calculée sur moins de {min_files} réponses, "
+            "pour qu'aucun usager ne puisse être reconnu."
         ),
-        "percentiles": "Médiane et 90e centile par interpolation linéaire entre les rangs les plus proches.",
+        "percentiles": (
+            "Médiane et 90e centile par interpolation linéaire entre les rangs les plus proches."
+        ),
         "definitions": "docs/indicators.md",
         "national": _row(national_level, "all", {"office_name": None, **national}, min_files),
         **rows,
@@ -258,11 +287,12 @@ class PublishedIndicators:
         default_factory=dict
     )
 
-    async def of_period(self, uow: UnitOfWork, start: dt.date | None, end: dt.date | None) -> dict:
+    async def of_period(
+        self, uow: UnitOfWork, start: dt.date | None, end: dt.date | None
+    ) -> dict:
         if start and end and end < start:
-            raise Refused(
-                RefusalKind.INVALID, "La date de fin de période précède la date de début.", field="to"
-            )
+            message = "La date de fin de période précède la date de début."
+            raise Refused(RefusalKind.INVALID, message, field="to")
         hit = self._computed.get((start, end))
         if hit is not None and time.monotonic() - hit[0] < self.cache_seconds:
             return hit[1]
