@@ -19,9 +19,11 @@ from shared_models import (
     AGENCY_LABELS,
     Agency,
     Decision,
+    DeadlineRule,
     NotificationChannel,
     NotificationKind,
     NotificationSent,
+    PreferredChannel,
     Referent,
 )
 
@@ -106,10 +108,10 @@ SENT_ON = {
     NotificationChannel.LETTER: "Courrier postal envoyé",
 }
 CHANNEL_WORDS = {
-    "email": "par courriel",
-    "sms": "par SMS",
-    "courrier": "par courrier postal",
-    "telephone": "par téléphone (et par courrier)",
+    PreferredChannel.EMAIL: "par courriel",
+    PreferredChannel.SMS: "par SMS",
+    PreferredChannel.LETTER: "par courrier postal",
+    PreferredChannel.PHONE: "par téléphone (et par courrier)",
 }
 
 
@@ -142,8 +144,8 @@ def deadline_text(due_on: dt.date | None, state: str | None, rule: str | None) -
         return "Délai suspendu jusqu'à réception de la pièce demandée."
     if state == DeadlineState.RUNNING and due_on is not None:
         meaning = {
-            "silence_vaut_acceptation": " ; sans réponse à cette date, votre demande sera acceptée",
-            "silence_vaut_rejet": " ; sans réponse à cette date, votre demande sera rejetée "
+            DeadlineRule.SILENCE_ACCEPTS: " ; sans réponse à cette date, votre demande sera acceptée",
+            DeadlineRule.SILENCE_REJECTS: " ; sans réponse à cette date, votre demande sera rejetée "
             "(vous pourrez la contester)",
         }.get(rule or "", "")
         return f"Réponse au plus tard le {due_on:%d/%m/%Y}{meaning}."

@@ -93,7 +93,7 @@ async def change_contact_preferences(
             .values(citizen=citizen.model_dump(mode="json"))
         )
         event = ContactPreferencesChanged(file_id=file_id, occurred_at=now, citizen=citizen)
-        channel = CHANNEL_WORDS[citizen.preferred_channel.value]
+        channel = CHANNEL_WORDS[citizen.preferred_channel]
         await add_timeline(
             uow, event, TimelineKind.CONTACT_PREFERENCES,
             f"Vos préférences de contact sont enregistrées : vous serez contacté(e) {channel}.",
