@@ -18,7 +18,10 @@ from assignment.bootstrap import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.relay import OutboxRelay
-from intake import handlers as intake
+from guichet_runtime.refusals import RefusalKind, Refused
+from intake import domain
+from intake import projections
+from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
 from notification import handlers as notification
 from shared_models import RequestedDocument, SupportingDocumentRequested
@@ -369,12 +372,12 @@ FORM = {
 }
 
 
-def submit(form: dict[str, Any] = FORM, key: str | None = None) -> intake.SubmitFile:
-    return intake.SubmitFile(form=FileIn.model_validate(form), idempotency_key=key)
+def submit(form: dict[str, Any] = FORM, key: str | None = None) -> SubmitFile:
+    return SubmitFile(form=FileIn.model_validate(form), idempotency_key=key)
 
 
 async def test_submitting_a_file_emits_file_submitted_for_every_agency_of_the_life_event(intake_db):
-    file_id, created = await intake.submit_file(submit(), intake_db.uow())
+    file_id, created = await submit_file(submit(), intake_db.uow())
 
     assert created
     [(topic, event)] = await intake_db.outbox_events()
@@ -387,8 +390,8 @@ async def test_submitting_a_file_emits_file_submitted_for_every_agency_of_the_li
 
 
 async def test_the_same_idempotency_key_twice_returns_the_same_file_and_emits_once(intake_db):
-    first = await intake.submit_file(submit(key="cle-0001"), intake_db.uow())
-    second = await intake.submit_file(submit(key="cle-0001"), intake_db.uow())
+    first = await submit_file(submit(key="cle-0001"), intake_db.uow())
+    second = await submit_file(submit(key="cle-0001"), intake_db.uow())
 
     assert first == (first[0], True)
     assert second == (first[0], False)
@@ -397,24 +400,25 @@ async def test_the_same_idempotency_key_twice_returns_the_same_file_and_emits_on
 
 
 async def test_without_an_idempotency_key_each_submission_is_a_new_file(intake_db):
-    first, _ = await intake.submit_file(submit(), intake_db.uow())
-    second, _ = await intake.submit_file(submit(), intake_db.uow())
+    first, _ = await submit_file(submit(), intake_db.uow())
+    second, _ = await submit_file(submit(), intake_db.uow())
 
     assert first != second
     assert len(await intake_db.outbox()) == 2
 
 
 async def test_reusing_an_idempotency_key_for_another_request_is_a_conflict(intake_db):
-    await intake.submit_file(submit(key="cle-0002"), intake_db.uow())
+    await submit_file(submit(key="cle-0002"), intake_db.uow())
     other = {**FORM, "description": "Une tout autre demande."}
 
-    with pytest.raises(intake.IdempotencyConflict):
-        await intake.submit_file(submit(other, key="cle-0002"), intake_db.uow())
+    with pytest.raises(Refused) as conflict:
+        await submit_file(submit(other, key="cle-0002"), intake_db.uow())
+    assert conflict.value.kind is RefusalKind.CONFLICT and conflict.value.field == "Idempotency-Key"
     assert len(await intake_db.outbox()) == 1
 
 
 async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
-    file_id, _ = await intake.submit_file(submit(), intake_db.uow())
+    file_id, _ = await submit_file(submit(), intake_db.uow())
 
     def request(agency: Agency) -> AgencyRequestIssued:
         return AgencyRequestIssued(
@@ -424,9 +428,9 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
 
     caf_answer = AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=decision(Agency.CAF))
     # The CAF's answer overtakes its request (different topics); the CPAM's comes in order.
-    await intake.on_agency_answer_received(caf_answer, intake_db.uow())
-    await intake.on_agency_request_issued(request(Agency.CAF), intake_db.uow())
-    await intake.on_agency_request_issued(request(Agency.CPAM), intake_db.uow())
+    await projections.on_agency_answer_received(caf_answer, intake_db.uow())
+    await projections.on_agency_request_issued(request(Agency.CAF), intake_db.uow())
+    await projections.on_agency_request_issued(request(Agency.CPAM), intake_db.uow())
 
     statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
     assert statuses == {"caf": "repondu", "cpam": "transmis", "dgfip": "en_attente"}
@@ -437,8 +441,8 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
 async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):
     stranger = AgencyAnswerReceived(file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision(Agency.CAF))
 
-    with pytest.raises(intake.UnknownFile):
-        await intake.on_agency_answer_received(stranger, intake_db.uow())
+    with pytest.raises(domain.UnknownFile):
+        await projections.on_agency_answer_received(stranger, intake_db.uow())
 
 
 # =========================================================================== outbox relay

@@ -15,9 +15,12 @@ import pytest
 import sqlalchemy as sa
 
 from guichet_runtime import migrations
+from guichet_runtime.clock import paris_day
 from guichet_runtime.db import AlreadyProcessed, make_engine
-from intake import handlers as intake
-from intake import indicators
+from intake import projections
+from intake.commands.files import SubmitFile, submit_file
+from intake import domain
+from intake.views import indicators
 from intake.schemas import FileIn, Indicators
 from intake.tables import file_agencies, file_metrics, files, surveys
 from shared_models import (
@@ -62,27 +65,27 @@ def sent(file_id: str, at: dt.datetime, kind: NotificationKind, **extra) -> Noti
 
 
 async def test_a_files_delays_office_and_reassignments_are_kept_once_whatever_the_redeliveries(intake_db):
-    file_id, _ = await intake.submit_file(intake.SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
+    file_id, _ = await submit_file(SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
     t0 = (await metrics_of(intake_db, file_id)).submitted_at
     first = ReferentAssigned(file_id=file_id, occurred_at=t0 + 2 * H, referent=referent(), rule="proximite",
                              explanation="…", citizen=citizen())
-    await handle(intake_db, intake.on_referent_assigned, first)
+    await handle(intake_db, projections.on_referent_assigned, first)
     with pytest.raises(AlreadyProcessed):  # the same event redelivered by the broker
-        await handle(intake_db, intake.on_referent_assigned, first)
+        await handle(intake_db, projections.on_referent_assigned, first)
     other = referent(agent_id="AG-93-02-1", name="Marc Petit", office="France Services Bobigny", office_id="FS-93-02")
     for agent, hours in ((referent(), 5), (other, 30)):  # the same référent kept, then a change
-        await handle(intake_db, intake.on_referent_assigned, ReferentAssigned(
+        await handle(intake_db, projections.on_referent_assigned, ReferentAssigned(
             file_id=file_id, occurred_at=t0 + hours * H, referent=agent, rule="changement", explanation="…",
             citizen=citizen(), previous_referent=referent()))
     # Messages between agents and the access code the citizen asked for are no contact.
-    await handle(intake_db, intake.on_notification_sent, sent(file_id, t0 + H, NotificationKind.AGENT_HANDOVER,
+    await handle(intake_db, projections.on_notification_sent, sent(file_id, t0 + H, NotificationKind.AGENT_HANDOVER,
                                                               audience="agent"))
-    await handle(intake_db, intake.on_notification_sent, sent(file_id, t0 + 2 * H, NotificationKind.ACCESS_CODE))
+    await handle(intake_db, projections.on_notification_sent, sent(file_id, t0 + 2 * H, NotificationKind.ACCESS_CODE))
     later = sent(file_id, t0 + 9 * H, NotificationKind.REFERENT_CHANGED)
-    await handle(intake_db, intake.on_notification_sent, later)
+    await handle(intake_db, projections.on_notification_sent, later)
     # A retried earlier message processed after a later one: the earliest stands.
-    await handle(intake_db, intake.on_notification_sent, sent(file_id, t0 + 3 * H, NotificationKind.REFERENT_ASSIGNED))
-    await handle(intake_db, intake.on_coordinated_answer, CoordinatedAnswerIssued(
+    await handle(intake_db, projections.on_notification_sent, sent(file_id, t0 + 3 * H, NotificationKind.REFERENT_ASSIGNED))
+    await handle(intake_db, projections.on_coordinated_answer_issued, CoordinatedAnswerIssued(
         file_id=file_id, occurred_at=t0 + dt.timedelta(days=12, hours=6), referent=other, citizen=citizen(),
         decisions=[], text="Bonjour…"))
 
@@ -90,11 +93,11 @@ async def test_a_files_delays_office_and_reassignments_are_kept_once_whatever_th
     assert (row.office_id, row.office_name) == ("FS-93-01", "France Services Saint-Denis")  # the first référent's
     assert (row.referent_delay_s, row.contact_delay_s, row.answer_delay_s) == (7200, 3 * 3600, 12 * 86400 + 6 * 3600)
     assert (row.reassignments, row.current_agent_id) == (1, "AG-93-02-1")
-    assert row.submitted_on == indicators.paris_day(t0)
+    assert row.submitted_on == paris_day(t0)
 
 
 async def test_agency_answers_in_time_late_by_silence_and_after_a_document_request(intake_db):
-    file_id, _ = await intake.submit_file(intake.SubmitFile(form=FileIn.model_validate(
+    file_id, _ = await submit_file(SubmitFile(form=FileIn.model_validate(
         {**FORM, "life_event": "demenagement"})), intake_db.uow())  # CAF, DGFiP, CPAM
     due = dt.date(2026, 12, 15)
 
@@ -103,25 +106,25 @@ async def test_agency_answers_in_time_late_by_silence_and_after_a_document_reque
 
     for agency, rule in (("caf", DeadlineRule.SILENCE_ACCEPTS), ("dgfip", DeadlineRule.SILENCE_REJECTS),
                          ("cpam", DeadlineRule.SILENCE_REJECTS)):
-        await handle(intake_db, intake.on_deadline_set, LegalDeadlineSet(
+        await handle(intake_db, projections.on_legal_deadline_set, LegalDeadlineSet(
             file_id=file_id, request_id=f"{file_id}-{agency}", agency=agency, rule=rule, due_on=due,
             state="en_cours", why="reception"))
     # The CAF asks for a document (not its answer), then answers on the 14th (15th in Paris: in time).
     piece = RequestedDocument(code="attestation", label="Attestation")
-    await handle(intake_db, intake.on_agency_answer_received, AgencyAnswerReceived(
+    await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-caf", occurred_at=at(2),
         answer=decision(Agency.CAF, Decision.DOCUMENT_REQUESTED, requested_document=piece)))
-    await handle(intake_db, intake.on_agency_answer_received, AgencyAnswerReceived(
+    await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-caf", occurred_at=at(14), answer=decision(Agency.CAF)))
     # The DGFiP answers on the 15th, which is the 16th in Paris: late.
-    await handle(intake_db, intake.on_agency_answer_received, AgencyAnswerReceived(
+    await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-dgfip", occurred_at=at(15),
         answer=decision(Agency.DGFIP, Decision.REFUSED)))
     # The CPAM stays silent: implicit rejection; an answer arriving after it changes nothing.
-    await handle(intake_db, intake.on_implicit_decision, ImplicitDecisionRecorded(
+    await handle(intake_db, projections.on_implicit_decision_recorded, ImplicitDecisionRecorded(
         file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, decision=Decision.IMPLICIT_REJECTION,
         due_on=due, decided_on=dt.date(2026, 12, 16), referent=referent(), citizen=citizen()))
-    await handle(intake_db, intake.on_agency_answer_received, AgencyAnswerReceived(
+    await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-cpam", occurred_at=at(17), answer=decision(Agency.CPAM)))
 
     rows = {r.agency: (r.answered_on, r.decision)
@@ -235,10 +238,10 @@ async def test_indicators_per_office_agency_and_nation_on_known_inputs(seeded):
 
 
 def test_percentiles_interpolate_between_the_closest_ranks():
-    assert indicators.interpolate({0: 7.0}, 1, indicators.P90) == 7.0
-    assert indicators.interpolate({0: 1.0, 1: 3.0}, 2, indicators.MEDIAN) == 2.0
-    assert indicators.interpolate({8: 9.0, 9: 19.0}, 10, indicators.P90) == 10.0  # rank 8.1
-    assert indicators.interpolate({27: 5.0}, 31, indicators.P90) == 5.0  # rank 27 exactly: one value fetched
+    assert domain.interpolate({0: 7.0}, 1, domain.P90) == 7.0
+    assert domain.interpolate({0: 1.0, 1: 3.0}, 2, domain.MEDIAN) == 2.0
+    assert domain.interpolate({8: 9.0, 9: 19.0}, 10, domain.P90) == 10.0  # rank 8.1
+    assert domain.interpolate({27: 5.0}, 31, domain.P90) == 5.0  # rank 27 exactly: one value fetched
 
 
 def test_the_open_data_csv_has_french_headers_one_row_per_group_and_hides_small_groups():

@@ -11,7 +11,11 @@ from assignment import handlers as assignment
 from assignment.bootstrap import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed
-from intake import handlers as intake
+from guichet_runtime.refusals import Refused
+from intake import projections
+from intake.commands.citizen import request_referent_change
+from intake.commands.files import SubmitFile, submit_file
+from intake.views import files as views
 from intake.schemas import FileIn
 from notification import handlers as notification
 from shared_models import (
@@ -106,25 +110,25 @@ FORM = {
 
 
 async def test_intake_grants_one_request_per_open_file_and_says_why_not_in_french(intake_db):
-    file_id, _ = await intake.submit_file(intake.SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
-    with pytest.raises(intake.ChangeRefused) as no_referent:
-        await intake.request_referent_change(file_id, REASON, intake_db.uow())
+    file_id, _ = await submit_file(SubmitFile(form=FileIn.model_validate(FORM)), intake_db.uow())
+    with pytest.raises(Refused) as no_referent:
+        await request_referent_change(file_id, REASON, intake_db.uow())
     assert no_referent.value.status == 409 and "Aucun référent" in no_referent.value.message
 
-    await handle(intake_db, intake.on_referent_assigned,
+    await handle(intake_db, projections.on_referent_assigned,
                  ReferentAssigned(file_id=file_id, referent=referent(), rule="proximite", explanation="…",
                                   citizen=file_submitted().citizen), consumer="intake")
-    await intake.request_referent_change(file_id, REASON, intake_db.uow())
+    await request_referent_change(file_id, REASON, intake_db.uow())
     [(topic, event)] = [(t, e) for t, e in await intake_db.outbox_events() if isinstance(e, ReferentChangeRequested)]
     assert topic == topics.REFERENT_CHANGES and event.reason == REASON and event.requested_by == "citoyen"
 
-    with pytest.raises(intake.ChangeRefused) as second:
-        await intake.request_referent_change(file_id, REASON, intake_db.uow())
+    with pytest.raises(Refused) as second:
+        await request_referent_change(file_id, REASON, intake_db.uow())
     assert second.value.status == 409 and "déjà été accordé" in second.value.message
-    with pytest.raises(intake.ChangeRefused) as unknown:
-        await intake.request_referent_change("GU-2026-INCONNU", REASON, intake_db.uow())
+    with pytest.raises(Refused) as unknown:
+        await request_referent_change("GU-2026-INCONNU", REASON, intake_db.uow())
     assert unknown.value.status == 404
-    view = await intake.file_view(intake_db.uow(), file_id)
+    view = await views.file_view(intake_db.uow(), file_id)
     assert any(e["kind"] == "demande_changement" and REASON in e["label"] for e in view["timeline"])
 
 

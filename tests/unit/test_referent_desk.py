@@ -14,8 +14,11 @@ from assignment import api as assignment_api
 from assignment import handlers as assignment
 from assignment.bootstrap import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import install_refusals
 from intake import api as intake_api
-from intake import handlers as intake
+from intake import projections
+from intake.commands.files import SubmitFile, submit_file
+from intake.views import files as views
 from intake.schemas import FileIn
 from notification import handlers as notification
 from shared_models import (
@@ -39,6 +42,7 @@ WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le sou
 def app_client(router) -> httpx.AsyncClient:
     app = FastAPI()
     install_french_validation(app)
+    install_refusals(app)
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -159,11 +163,11 @@ async def intake_file(db, assigned: bool = True) -> str:
         "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
                     "postcode": "93200", "preferred_channel": "email"},
     })
-    file_id, _ = await intake.submit_file(intake.SubmitFile(form=form), db.uow())
+    file_id, _ = await submit_file(SubmitFile(form=form), db.uow())
     if assigned:
         event = ReferentAssigned(file_id=file_id, referent=referent(), rule="proximite", explanation="…",
                                  citizen=citizen())
-        await intake.on_referent_assigned(event, db.uow(("intake", str(event.event_id))))
+        await projections.on_referent_assigned(event, db.uow(("intake", str(event.event_id))))
     return file_id
 
 
@@ -184,7 +188,7 @@ async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(count
     assert (event.message_id, event.text, event.referent, event.citizen.email) == (
         sent.json()["message_id"], body["text"], referent(), "awa@example.fr"
     )
-    timeline = (await intake.file_view(counter.db.uow(), file_id))["timeline"]
+    timeline = (await views.file_view(counter.db.uow(), file_id))["timeline"]
     assert [e["label"] for e in timeline if e["kind"] == "message_referent"] == [
         f"Message de votre référent, {referent().name} : « {body['text']} »"
     ]
@@ -195,7 +199,7 @@ async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(count
         kind=NotificationKind.REFERENT_MESSAGE, channel=NotificationChannel.SMS,
         subject="Votre dossier : un message", referent_name=referent().name,
     )
-    await intake.on_notification_sent(delivered, counter.db.uow(("intake", str(delivered.event_id))))
+    await projections.on_notification_sent(delivered, counter.db.uow(("intake", str(delivered.event_id))))
     [listed] = (await counter.get(url)).json()
     assert (listed["text"], listed["agent_name"], listed["channel"]) == (body["text"], referent().name, "sms")
 

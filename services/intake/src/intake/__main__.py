@@ -1,6 +1,7 @@
 def main() -> None:
     from guichet_runtime.service import main as run
-    from intake.bootstrap import IntakeSettings, bootstrap
+    from intake.bootstrap import bootstrap
+    from intake.settings import IntakeSettings
 
     run(IntakeSettings, bootstrap)
 

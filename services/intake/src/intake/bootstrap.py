@@ -5,64 +5,60 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import Field
 
 from guichet_runtime.service import build_runtime, create_app
-from guichet_runtime.settings import ServiceSettings
 from shared_models import (
     Agency,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
+    DeadlineWarningIssued,
     ExchangeRecorded,
     ImplicitDecisionRecorded,
-    DeadlineWarningIssued,
     LegalDeadlineBreached,
     LegalDeadlineSet,
     NotificationSent,
     ReferentAssigned,
     topics,
 )
-from intake import api, handlers, indicators
+from intake import api, projections
+from intake.settings import IntakeSettings
 from intake.tables import metadata
 
-
-class IntakeSettings(ServiceSettings):
-    service_name: str = "intake"
-    http_port: int = 8000
-    database_url: str = "sqlite+aiosqlite:///var/data/intake.db"
-    indicators_min_files: int = Field(
-        default=indicators.DEFAULT_MIN_FILES, ge=1,
-        description="Published indicators leave out groups of fewer files (and means of fewer survey answers).",
-    )
-    indicators_cache_seconds: float = Field(
-        default=60.0, ge=0, description="How long computed indicators are served again before being recomputed."
-    )
+__all__ = ["IntakeSettings", "bootstrap"]
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
     consumer = runtime.consumer
-    consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
+    consumer.subscribe(
+        [topics.REFERENTS_ASSIGNED], {ReferentAssigned: projections.on_referent_assigned}
+    )
     consumer.subscribe(
         [topics.agency_requests(a) for a in Agency],
-        {AgencyRequestIssued: handlers.on_agency_request_issued},
+        {AgencyRequestIssued: projections.on_agency_request_issued},
     )
     consumer.subscribe(
         [topics.agency_answers(a) for a in Agency],
-        {AgencyAnswerReceived: handlers.on_agency_answer_received},
+        {AgencyAnswerReceived: projections.on_agency_answer_received},
     )
-    consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
-    consumer.subscribe([topics.NOTIFICATIONS_SENT], {NotificationSent: handlers.on_notification_sent})
-    consumer.subscribe([topics.EXCHANGES_RECORDED], {ExchangeRecorded: handlers.on_exchange_recorded})
+    consumer.subscribe(
+        [topics.FILES_ANSWERED], {CoordinatedAnswerIssued: projections.on_coordinated_answer_issued}
+    )
+    consumer.subscribe(
+        [topics.NOTIFICATIONS_SENT], {NotificationSent: projections.on_notification_sent}
+    )
+    consumer.subscribe(
+        [topics.EXCHANGES_RECORDED], {ExchangeRecorded: projections.on_exchange_recorded}
+    )
     consumer.subscribe(
         [topics.DEADLINES],
         {
-            LegalDeadlineSet: handlers.on_deadline_set,
-            ImplicitDecisionRecorded: handlers.on_implicit_decision,
-            DeadlineWarningIssued: handlers.ignore,
-            LegalDeadlineBreached: handlers.ignore,
+            LegalDeadlineSet: projections.on_legal_deadline_set,
+            ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
+            DeadlineWarningIssued: projections.ignore,
+            LegalDeadlineBreached: projections.ignore,
         },
     )
     app = create_app(runtime, title="Guichet unique — accueil (intake)")

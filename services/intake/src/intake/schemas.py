@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from shared_models import Decision, PreferredChannel
 from intake.catalogue import CATALOGUE
+from intake.domain import AgencyStatus, FileStatus, TimelineKind
 
 _POSTCODE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 _PHONE = re.compile(r"^(?:\+33|0)[1-9]\d{8}$")
@@ -191,7 +192,7 @@ class AccessCodeIn(BaseModel):
 
 class FileCreated(BaseModel):
     file_id: str
-    status: str
+    status: FileStatus
     created_at: dt.datetime
 
 
@@ -213,7 +214,7 @@ class RequestedDocumentOut(BaseModel):
 class AgencyOut(BaseModel):
     agency: str
     label: str
-    status: str
+    status: AgencyStatus
     status_label: str
     awaited: bool
     requested_document: RequestedDocumentOut | None = None
@@ -257,24 +258,33 @@ class AnswerOut(BaseModel):
 
 class TimelineEntry(BaseModel):
     at: dt.datetime
-    kind: str
+    kind: TimelineKind
     label: str
 
 
 class FileView(BaseModel):
     """The citizen's view of their file."""
 
-    file_id: str
-    status: str
-    life_event: str
-    life_event_label: str
-    created_at: dt.datetime
-    referent: ReferentOut | None
-    agencies: list[AgencyOut]
-    awaited: list[str]
-    answer: AnswerOut | None
-    timeline: list[TimelineEntry]
-    exchanges: list[ExchangeOut]
+    file_id: str = Field(description="Référence du dossier (GU-AAAA-XXXXXXXX).")
+    status: FileStatus = Field(description="depose, en_cours (référent désigné) or repondu (closed).")
+    life_event: str = Field(description="Code of the life event declared.")
+    life_event_label: str = Field(description="The life event, in French.")
+    created_at: dt.datetime = Field(description="When the file was submitted.")
+    referent: ReferentOut | None = Field(description="The current référent's card, once named.")
+    agencies: list[AgencyOut] = Field(description="Each agency concerned and where it stands.")
+    awaited: list[str] = Field(description="Names of the agencies whose answer is awaited.")
+    answer: AnswerOut | None = Field(description="The coordinated answer, once sent.")
+    thanked: bool = Field(
+        default=False,
+        description="The citizen already thanked the current référent for this file (thanks "
+        "go once per référent and file).",
+    )
+    survey_answered: bool = Field(
+        default=False,
+        description="The citizen already answered the satisfaction survey (once per file).",
+    )
+    timeline: list[TimelineEntry] = Field(description="The file's history, oldest first.")
+    exchanges: list[ExchangeOut] = Field(description="The exchange ledger with the agencies.")
 
 
 class IndicatorRow(BaseModel):

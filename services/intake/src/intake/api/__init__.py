@@ -1,0 +1,18 @@
+"""HTTP routes of intake, thin: parse, call a command or a view. Refusals (`Refused`)
+become HTTP answers in the runtime's app factory."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from guichet_runtime.service import Runtime
+from intake.api import citizen, desk, files, indicators
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter(prefix="/api")
+    api.include_router(files.router(runtime))
+    api.include_router(citizen.router(runtime))
+    api.include_router(desk.router(runtime))
+    api.include_router(indicators.router(runtime))
+    return api

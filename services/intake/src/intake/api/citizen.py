@@ -1,0 +1,94 @@
+"""Routes of the citizen's actions on their file."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, File, Form, UploadFile
+
+from guichet_runtime.service import Runtime
+from intake.commands import access, citizen, documents
+from intake.commands.files import change_contact_preferences
+from intake.domain import MAX_DOCUMENT_BYTES
+from intake.schemas import (
+    AccessCodeIn,
+    ContactIn,
+    DocumentCreated,
+    ReferentChangeIn,
+    SurveyIn,
+    ThanksIn,
+)
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter()
+
+    @api.post("/files/{file_id}/referent-change", status_code=202)
+    async def referent_change(file_id: str, body: ReferentChangeIn) -> Any:
+        """The citizen asks for another référent (once per file, without approval)."""
+        await citizen.request_referent_change(file_id, body.reason, runtime.uow())
+        return {
+            "message": "Votre demande est enregistrée : un nouveau référent vous sera présenté "
+            "très vite, et tout votre dossier lui sera transmis."
+        }
+
+    @api.put("/files/{file_id}/contact-preferences")
+    async def contact_preferences(file_id: str, body: ContactIn) -> Any:
+        """The citizen changes their channel or contact details; later messages follow."""
+        contact = await change_contact_preferences(file_id, body, runtime.uow())
+        return {
+            "message": "Vos préférences de contact sont enregistrées.",
+            "contact": contact.model_dump(mode="json", exclude={"given_name", "family_name"}),
+        }
+
+    @api.post("/files/{file_id}/survey", status_code=201)
+    async def survey(file_id: str, body: SurveyIn) -> Any:
+        """The satisfaction survey sent with the coordinated answer (once per file)."""
+        await citizen.answer_survey(file_id, body, runtime.uow())
+        return {"message": "Merci pour votre avis : il nous aide à mieux vous servir."}
+
+    @api.post("/files/{file_id}/thanks", status_code=201)
+    async def thank(file_id: str, body: ThanksIn) -> Any:
+        """The citizen thanks their référent by name."""
+        name = await citizen.thank_referent(file_id, body.message, runtime.uow())
+        return {"message": f"Merci ! Votre message est transmis à {name}."}
+
+    @api.post("/files/{file_id}/documents", status_code=201, response_model=DocumentCreated)
+    async def upload_document(
+        file_id: str,
+        fichier: UploadFile = File(..., description="La pièce : PDF, JPEG ou PNG, 512 Ko au plus."),
+        agency: str | None = Form(
+            default=None, description="Organisme destinataire, si plusieurs attendent une pièce."
+        ),
+    ) -> Any:
+        """The citizen (or the counter, for them) sends the supporting document an agency
+        asked for."""
+        content = await fichier.read(MAX_DOCUMENT_BYTES + 1)
+        document_id, to = await documents.submit_document(
+            file_id, agency, fichier.filename or "piece", fichier.content_type, content,
+            runtime.uow(),
+        )
+        return {
+            "document_id": document_id,
+            "agency": to,
+            "message": "Pièce reçue : elle est transmise à l'organisme, qui reprend l'examen de "
+            "votre demande.",
+        }
+
+    @api.post("/files/{file_id}/access-codes", status_code=202)
+    async def access_code(file_id: str) -> Any:
+        """Send the citizen a one-time code to open their file online (no account needed)."""
+        expires_at = await access.issue_access_code(file_id, runtime.uow())
+        return {
+            "message": "Un code vous a été envoyé par courriel à l'adresse enregistrée pour ce "
+            "dossier.",
+            "expires_at": expires_at,
+        }
+
+    @api.post("/files/{file_id}/access-codes/verify")
+    async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
+        """Check a one-time code; a valid code opens the file once and is then spent."""
+        await access.verify_access_code(file_id, body.code, runtime.uow())
+        return {"file_id": file_id, "access": "accorde"}
+
+    return api

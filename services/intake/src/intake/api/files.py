@@ -1,0 +1,61 @@
+"""Routes of the file itself: the life events, opening a file, reading it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Header
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from guichet_runtime.service import Runtime
+from shared_models import AGENCY_LABELS
+from intake.catalogue import CATALOGUE
+from intake.commands.files import SubmitFile, submit_file
+from intake.domain import unknown_file
+from intake.schemas import FileCreated, FileIn, FileView
+from intake.views import files as views
+
+
+def router(runtime: Runtime) -> APIRouter:
+    api = APIRouter()
+
+    @api.get("/life-events")
+    async def life_events() -> Any:
+        """The life events a citizen can declare, with the agencies each one concerns."""
+        return [
+            {"code": e.code, "label": e.label, "agencies": [AGENCY_LABELS[a] for a in e.agencies]}
+            for e in CATALOGUE.values()
+        ]
+
+    @api.post("/files", status_code=201, response_model=FileCreated)
+    async def create_file(
+        form: FileIn,
+        idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+    ) -> Any:
+        """Open a file; a retry with the same Idempotency-Key answers with the same file."""
+        file_id, created = await submit_file(SubmitFile(form, idempotency_key), runtime.uow())
+        body = await views.file_created(runtime.uow(), file_id)
+        headers = {"Location": f"/api/files/{file_id}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        return JSONResponse(status_code=201, content=jsonable_encoder(body), headers=headers)
+
+    @api.get("/files/{file_id}/record")
+    async def file_record(file_id: str) -> Any:
+        """What the agents working the file read: the citizen's contact and own words.
+        (Agents only: guarded by the agents' authentication when it lands.)"""
+        record = await views.file_record(runtime.uow(), file_id)
+        if record is None:
+            raise unknown_file(file_id)
+        return record
+
+    @api.get("/files/{file_id}", response_model=FileView)
+    async def get_file(file_id: str) -> Any:
+        """The citizen's view of their file."""
+        view = await views.file_view(runtime.uow(), file_id)
+        if view is None:
+            raise unknown_file(file_id)
+        return view
+
+    return api

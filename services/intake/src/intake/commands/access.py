@@ -1,0 +1,98 @@
+"""One-time access codes: a citizen opens their file online without an account. Only a
+salted hash of each code is kept; the notification service sends the code."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.refusals import RefusalKind, Refused
+from shared_models import AccessCodeIssued, CitizenContact, Referent, topics
+from intake.domain import (
+    ACCESS_CODE_MAX_ATTEMPTS,
+    ACCESS_CODE_TTL,
+    CODE_NO_LONGER_VALID,
+    code_hash,
+    ensure_code_can_be_sent,
+    new_access_code,
+    wrong_code,
+)
+from intake.records import file_for_update
+from intake.tables import access_codes
+
+
+async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
+    """Store a hashed one-time code and emit it once for the notification service to send.
+    Returns when it expires."""
+    async with uow:
+        row = await file_for_update(uow, file_id)
+        citizen = CitizenContact.model_validate(row.citizen)
+        now = utcnow()
+        recent = await uow.conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(access_codes)
+            .where(
+                access_codes.c.file_id == file_id,
+                access_codes.c.created_at > now - ACCESS_CODE_TTL,
+            )
+        )
+        ensure_code_can_be_sent(bool(citizen.email), bool(citizen.phone), recent)
+        code, salt = new_access_code()
+        expires_at = now + ACCESS_CODE_TTL
+        await uow.conn.execute(
+            access_codes.insert().values(
+                file_id=file_id, code_hash=code_hash(salt, code), salt=salt,
+                created_at=now, expires_at=expires_at, attempts=0,
+            )
+        )
+        try:
+            referent = Referent.model_validate(row.referent) if row.referent else None
+        except ValueError:  # a card recorded before agent ids were kept
+            referent = None
+        uow.emit(
+            topics.ACCESS_CODES,
+            AccessCodeIssued(
+                file_id=file_id, occurred_at=now, code=code, expires_at=expires_at,
+                citizen=citizen, referent=referent,
+            ),
+        )
+        await uow.commit()
+    return expires_at
+
+
+async def verify_access_code(file_id: str, code: str, uow: UnitOfWork) -> None:
+    """Accept a valid code once; a wrong one counts against every live code of the file."""
+    async with uow:
+        now = utcnow()
+        live = (
+            await uow.conn.execute(
+                sa.select(access_codes)
+                .where(
+                    access_codes.c.file_id == file_id,
+                    access_codes.c.used_at.is_(None),
+                    access_codes.c.expires_at > now,
+                    access_codes.c.attempts < ACCESS_CODE_MAX_ATTEMPTS,
+                )
+                .with_for_update()
+            )
+        ).all()
+        if not live:
+            raise Refused(RefusalKind.FORBIDDEN, CODE_NO_LONGER_VALID)
+        match = next(
+            (c for c in live if hmac.compare_digest(c.code_hash, code_hash(c.salt, code))), None
+        )
+        if match is None:
+            await uow.conn.execute(
+                access_codes.update()
+                .where(access_codes.c.id.in_([c.id for c in live]))
+                .values(attempts=access_codes.c.attempts + 1)
+            )
+            await uow.commit()
+            raise wrong_code(max(c.attempts for c in live))
+        await uow.conn.execute(
+            access_codes.update().where(access_codes.c.id == match.id).values(used_at=now)
+        )
+        await uow.commit()

@@ -1,0 +1,103 @@
+"""Open a file; change how the citizen is reached."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import CitizenContact, ContactPreferencesChanged, FileSubmitted, topics
+from intake import metrics
+from intake.catalogue import CATALOGUE
+from intake.commands.idempotency import once_per_key, request_digest
+from intake.domain import CHANNEL_WORDS, AgencyStatus, FileStatus, TimelineKind, new_file_id
+from intake.records import add_timeline, file_for_update
+from intake.schemas import ContactIn, FileIn
+from intake.tables import file_agencies, files
+
+
+@dataclass(frozen=True)
+class SubmitFile:
+    form: FileIn
+    idempotency_key: str | None = None
+
+
+async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
+    """Open the file and emit FileSubmitted. Returns (file_id, created): a retry with the
+    same Idempotency-Key returns the first request's file, created False."""
+    form = cmd.form
+    digest = request_digest(form.model_dump_json())
+
+    async def create() -> str:
+        now = utcnow()
+        event_def = CATALOGUE[form.life_event]
+        file_id = new_file_id(now.date())
+        citizen = CitizenContact.model_validate(form.citizen.model_dump())
+        await uow.conn.execute(
+            files.insert().values(
+                file_id=file_id,
+                life_event=form.life_event,
+                citizen=citizen.model_dump(mode="json"),
+                description=form.description,
+                urgent=form.urgent,
+                status=FileStatus.SUBMITTED,
+                created_at=now,
+                idempotency_key=cmd.idempotency_key,
+                request_digest=digest,
+            )
+        )
+        await uow.conn.execute(
+            file_agencies.insert(),
+            [
+                {"file_id": file_id, "agency": a.value, "status": AgencyStatus.WAITING,
+                 "updated_at": now}
+                for a in event_def.agencies
+            ],
+        )
+        await metrics.file_opened(uow, file_id, now)
+        event = FileSubmitted(
+            file_id=file_id,
+            occurred_at=now,
+            life_event=form.life_event,
+            life_event_label=event_def.label,
+            agencies=list(event_def.agencies),
+            citizen=citizen,
+            description=form.description,
+            urgent=form.urgent,
+        )
+        await add_timeline(
+            uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}."
+        )
+        uow.emit(topics.FILES_SUBMITTED, event)
+        return file_id
+
+    return await once_per_key(
+        uow, files, cmd.idempotency_key, digest,
+        create=create,
+        replay=lambda earlier: earlier.file_id,
+        conflict="Cette clé d'idempotence a déjà servi pour une autre demande.",
+    )
+
+
+async def change_contact_preferences(
+    file_id: str, contact: ContactIn, uow: UnitOfWork
+) -> CitizenContact:
+    """The citizen changes how they are reached; later messages follow the change."""
+    async with uow:
+        row = await file_for_update(uow, file_id)
+        names = {k: row.citizen[k] for k in ("given_name", "family_name")}
+        citizen = CitizenContact.model_validate({**names, **contact.model_dump(mode="json")})
+        now = utcnow()
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == file_id)
+            .values(citizen=citizen.model_dump(mode="json"))
+        )
+        event = ContactPreferencesChanged(file_id=file_id, occurred_at=now, citizen=citizen)
+        channel = CHANNEL_WORDS[citizen.preferred_channel]
+        await add_timeline(
+            uow, event, TimelineKind.CONTACT_PREFERENCES,
+            f"Vos préférences de contact sont enregistrées : vous serez contacté(e) {channel}.",
+        )
+        uow.emit(topics.CONTACT_CHANGES, event)
+        await uow.commit()
+    return citizen

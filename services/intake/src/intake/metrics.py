@@ -1,0 +1,103 @@
+"""The published indicators' read model (docs/indicators.md), kept from a file's commands
+and events.
+
+Commands and projections write it inside their own transactions, so the inbox that
+deduplicates an event also keeps it from being counted twice. The aggregation that reads
+it is in `intake.views.indicators`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from guichet_runtime.clock import paris_day
+from guichet_runtime.db import UnitOfWork
+from shared_models import Decision, Referent
+from intake.domain import elapsed_seconds
+from intake.tables import file_agencies, file_metrics
+
+
+async def file_opened(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
+    await uow.conn.execute(
+        file_metrics.insert().values(
+            file_id=file_id, submitted_at=at, submitted_on=paris_day(at), reassignments=0
+        )
+    )
+
+
+async def _metrics(uow: UnitOfWork, file_id: str) -> sa.Row | None:
+    query = sa.select(file_metrics).where(file_metrics.c.file_id == file_id)
+    return (await uow.conn.execute(query)).first()
+
+
+async def referent_assigned(
+    uow: UnitOfWork, file_id: str, referent: Referent, at: dt.datetime
+) -> None:
+    """The first référent starts the file's office and delay; any later different référent
+    (change asked for, cover, departure, supervisor) is a reassignment."""
+    row = await _metrics(uow, file_id)
+    if row is None:
+        return
+    if row.current_agent_id is None:
+        await uow.conn.execute(
+            file_metrics.update().where(file_metrics.c.file_id == file_id).values(
+                first_referent_at=at,
+                referent_delay_s=elapsed_seconds(row.submitted_at, at),
+                office_id=referent.office_id,
+                office_name=referent.office,
+                current_agent_id=referent.agent_id,
+            )
+        )
+    elif row.current_agent_id != referent.agent_id:
+        await uow.conn.execute(
+            file_metrics.update().where(file_metrics.c.file_id == file_id).values(
+                current_agent_id=referent.agent_id,
+                reassignments=file_metrics.c.reassignments + 1,
+            )
+        )
+
+
+async def _earliest(
+    uow: UnitOfWork, file_id: str, at_column: str, delay_column: str, at: dt.datetime
+) -> None:
+    """Keep the earliest time (events may be processed out of order after retries)."""
+    row = await _metrics(uow, file_id)
+    if row is None:
+        return
+    current = getattr(row, at_column)
+    if current is None or at < current:
+        await uow.conn.execute(
+            file_metrics.update()
+            .where(file_metrics.c.file_id == file_id)
+            .values({at_column: at, delay_column: elapsed_seconds(row.submitted_at, at)})
+        )
+
+
+async def citizen_contacted(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
+    await _earliest(uow, file_id, "first_contact_at", "contact_delay_s", at)
+
+
+async def file_answered(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
+    await _earliest(uow, file_id, "answered_at", "answer_delay_s", at)
+
+
+async def agency_decided(
+    uow: UnitOfWork,
+    file_id: str,
+    agency: str,
+    decision: Decision,
+    at: dt.datetime,
+    on: dt.date | None = None,
+) -> None:
+    """The agency's final answer, by word or by silence; the first one recorded stands."""
+    await uow.conn.execute(
+        file_agencies.update()
+        .where(
+            file_agencies.c.file_id == file_id,
+            file_agencies.c.agency == agency,
+            file_agencies.c.answered_at.is_(None),
+        )
+        .values(answered_at=at, answered_on=on or paris_day(at), decision=decision.value)
+    )

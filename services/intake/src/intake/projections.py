@@ -1,0 +1,241 @@
+"""Intake's event handlers: the citizen's view of their file, kept up to date from the
+events of the other services. One handler per consumed event: on_<event>(event, uow)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, insert_ignore
+from shared_models import (
+    AGENCY_LABELS,
+    AgencyAnswerReceived,
+    AgencyRequestIssued,
+    CoordinatedAnswerIssued,
+    Decision,
+    ExchangeDirection,
+    ExchangeRecorded,
+    ImplicitDecisionRecorded,
+    LegalDeadlineSet,
+    NotificationKind,
+    NotificationSent,
+    ReferentAssigned,
+)
+from intake import metrics
+from intake.domain import (
+    DECISION_WORDS,
+    SENT_ON,
+    AgencyStatus,
+    FileStatus,
+    TimelineKind,
+    agency_label,
+    is_citizen_contact,
+)
+from intake.records import add_timeline, advance_agency, require_file
+from intake.tables import exchanges, file_agencies, files, referent_messages
+
+
+async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
+    """The agency's legal deadline as the assignment service keeps it (latest wins)."""
+    async with uow:
+        await require_file(uow, event.file_id)
+        await uow.conn.execute(
+            file_agencies.update()
+            .where(
+                file_agencies.c.file_id == event.file_id,
+                file_agencies.c.agency == event.agency,
+            )
+            .values(due_on=event.due_on, deadline_state=event.state, deadline_rule=event.rule.value)
+        )
+        await uow.commit()
+
+
+async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: UnitOfWork) -> None:
+    """An agency kept silent until its legal deadline: its silence is its answer."""
+    label = AGENCY_LABELS[event.agency]
+    async with uow:
+        await require_file(uow, event.file_id)
+        await advance_agency(
+            uow, event.file_id, event.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+        )
+        await metrics.agency_decided(
+            uow, event.file_id, event.agency.value, event.decision, event.occurred_at,
+            event.decided_on,
+        )
+        await add_timeline(
+            uow, event, TimelineKind.IMPLICIT_DECISION,
+            f"{label} n'a pas répondu avant le {event.due_on:%d/%m/%Y} : "
+            f"votre demande est {DECISION_WORDS[event.decision]}. Un courrier vous le confirme.",
+        )
+        await uow.commit()
+
+
+async def ignore(event: object, uow: UnitOfWork) -> None:
+    """Events of a shared topic this service has nothing to do with."""
+
+
+async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
+    async with uow:
+        await require_file(uow, event.file_id)
+        ref = event.referent
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == event.file_id)
+            .values(
+                # The whole card (agent and office ids too): pages link to the agent's office.
+                referent=ref.model_dump(mode="json"),
+                status=sa.case(
+                    (files.c.status == FileStatus.SUBMITTED, FileStatus.IN_PROGRESS.value),
+                    else_=files.c.status,
+                ),
+            )
+        )
+        await metrics.referent_assigned(uow, event.file_id, ref, event.occurred_at)
+        if event.previous_referent is None:
+            label = f"Votre référent est désigné : {ref.name}, {ref.office}."
+        else:
+            label = (
+                f"Votre nouveau référent est {ref.name}, {ref.office} ; "
+                f"{event.previous_referent.name} lui a transmis tout votre dossier."
+                + (f" Motif : {event.reason}" if event.reason else "")
+            )
+        await add_timeline(uow, event, TimelineKind.REFERENT, label)
+        await uow.commit()
+
+
+async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) -> None:
+    async with uow:
+        await require_file(uow, event.file_id)
+        await advance_agency(
+            uow, event.file_id, event.agency.value, AgencyStatus.SENT, event.occurred_at
+        )
+        await add_timeline(
+            uow, event, TimelineKind.SENT_TO_AGENCY,
+            f"Dossier transmis à : {AGENCY_LABELS[event.agency]}.",
+        )
+        await uow.commit()
+
+
+async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
+    answer = event.answer
+    label = AGENCY_LABELS[answer.agency]
+    this_agency = (
+        file_agencies.c.file_id == event.file_id,
+        file_agencies.c.agency == answer.agency.value,
+    )
+    async with uow:
+        await require_file(uow, event.file_id)
+        if answer.decision is Decision.DOCUMENT_REQUESTED and answer.requested_document is not None:
+            document = answer.requested_document
+            await uow.conn.execute(
+                file_agencies.update()
+                .where(*this_agency, file_agencies.c.status != AgencyStatus.ANSWERED)
+                .values(
+                    status=AgencyStatus.DOCUMENT_REQUESTED,
+                    updated_at=event.occurred_at,
+                    requested_document={
+                        "request_id": event.request_id, "code": document.code,
+                        "label": document.label,
+                    },
+                )
+            )
+            if event.after_document is None:
+                said = f"{label} demande une pièce justificative : {document.label}."
+            else:  # the document sent was found incomplete
+                said = (
+                    f"{label} juge incomplète la pièce envoyée et la demande à nouveau : "
+                    f"{document.label} ({answer.summary})."
+                )
+            await add_timeline(
+                uow, event, TimelineKind.DOCUMENT_REQUESTED,
+                f"{said} Envoyez-la depuis votre dossier ; votre référent est prévenu.",
+            )
+        else:
+            await advance_agency(
+                uow, event.file_id, answer.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+            )
+            if answer.decision is not Decision.DOCUMENT_REQUESTED:
+                await metrics.agency_decided(
+                    uow, event.file_id, answer.agency.value, answer.decision, event.occurred_at
+                )
+            await uow.conn.execute(
+                file_agencies.update().where(*this_agency).values(requested_document=None)
+            )
+            await add_timeline(
+                uow, event, TimelineKind.AGENCY_ANSWER,
+                f"Réponse reçue de {label} : {DECISION_WORDS[answer.decision]}.",
+            )
+        await uow.commit()
+
+
+async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
+    """The exchange ledger, shown to the citizen: what went to or came from which agency,
+    why."""
+    async with uow:
+        await require_file(uow, event.file_id)
+        await uow.conn.execute(
+            insert_ignore(uow.conn, exchanges).values(
+                exchange_id=event.exchange_id, file_id=event.file_id, agency=event.agency,
+                direction=event.direction.value, purpose=event.purpose,
+                legal_basis=event.legal_basis, payload_sha256=event.payload_sha256,
+                size_bytes=event.size_bytes, at=event.occurred_at,
+            )
+        )
+        label = agency_label(event.agency)
+        sent = event.direction is ExchangeDirection.SENT
+        way = f"Transmis à {label}" if sent else f"Reçu de {label}"
+        await add_timeline(
+            uow, event, TimelineKind.EXCHANGE,
+            f"{way} — {event.purpose}. Base légale : {event.legal_basis}. "
+            f"Empreinte SHA-256 : {event.payload_sha256}.",
+        )
+        await uow.commit()
+
+
+async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
+    async with uow:
+        await require_file(uow, event.file_id)
+        await uow.conn.execute(
+            files.update()
+            .where(files.c.file_id == event.file_id)
+            .values(
+                status=FileStatus.ANSWERED,
+                answer={
+                    "text": event.text,
+                    "decisions": [d.model_dump(mode="json") for d in event.decisions],
+                    "issued_at": event.occurred_at.isoformat(),
+                    "personal_word": event.personal_word,
+                },
+            )
+        )
+        await metrics.file_answered(uow, event.file_id, event.occurred_at)
+        with_word = ", avec un mot personnel" if event.personal_word else ""
+        await add_timeline(
+            uow, event, TimelineKind.COORDINATED_ANSWER,
+            f"Réponse coordonnée rédigée par {event.referent.name}{with_word}.",
+        )
+        await uow.commit()
+
+
+async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None:
+    if event.audience == "agent" or event.notification_id.endswith(":referent"):
+        return  # a message between agents; the citizen's timeline shows the change itself
+    async with uow:
+        await require_file(uow, event.file_id)
+        if is_citizen_contact(event):
+            await metrics.citizen_contacted(uow, event.file_id, event.occurred_at)
+        await add_timeline(
+            uow, event, TimelineKind.NOTIFICATION,
+            f"{SENT_ON[event.channel]} : « {event.subject} ».",
+        )
+        if event.kind is NotificationKind.REFERENT_MESSAGE:
+            # notification ids of these messages are "<file>:referent_message:<message id>"
+            await uow.conn.execute(
+                referent_messages.update()
+                .where(
+                    referent_messages.c.message_id == event.notification_id.rsplit(":", 1)[-1],
+                    referent_messages.c.file_id == event.file_id,
+                    referent_messages.c.delivered_at.is_(None),
+                )
+                .values(channel=event.channel.value, delivered_at=event.occurred_at)
+            )
+        await uow.commit()

@@ -1,0 +1,71 @@
+"""Table operations shared by commands and projections: the citizen's timeline, a file's
+existence, an agency's forward-only status."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, insert_ignore
+from shared_models import Event
+from intake.domain import AgencyStatus, TimelineKind, UnknownFile, statuses_before, unknown_file
+from intake.tables import file_agencies, files, timeline
+
+
+async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label: str) -> None:
+    """One line of the citizen's timeline per event (a redelivered event adds nothing)."""
+    await uow.conn.execute(
+        insert_ignore(uow.conn, timeline).values(
+            file_id=event.file_id,
+            event_id=str(event.event_id),
+            at=event.occurred_at,
+            kind=kind,
+            label=label,
+        )
+    )
+
+
+async def file_exists(uow: UnitOfWork, file_id: str) -> bool:
+    found = await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == file_id))
+    return found is not None
+
+
+async def require_file(uow: UnitOfWork, file_id: str) -> None:
+    """For event handlers: the file the event names, or UnknownFile."""
+    if not await file_exists(uow, file_id):
+        raise UnknownFile(f"dossier inconnu : {file_id}")
+
+
+async def file_for_update(uow: UnitOfWork, file_id: str) -> sa.Row:
+    """For commands: the file's status, citizen and référent, locked; NOT_FOUND otherwise."""
+    row = (
+        await uow.conn.execute(
+            sa.select(
+                files.c.status,
+                files.c.citizen,
+                files.c.referent,
+                files.c.referent_change_requested_at,
+            )
+            .where(files.c.file_id == file_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise unknown_file(file_id)
+    return row
+
+
+async def advance_agency(
+    uow: UnitOfWork, file_id: str, agency: str, status: AgencyStatus, at: dt.datetime
+) -> None:
+    """Move an agency's status forward only: events of different topics may cross."""
+    await uow.conn.execute(
+        file_agencies.update()
+        .where(
+            file_agencies.c.file_id == file_id,
+            file_agencies.c.agency == agency,
+            file_agencies.c.status.in_(statuses_before(status)),
+        )
+        .values(status=status, updated_at=at)
+    )
