@@ -1,6 +1,6 @@
 """The citizen's actions on their file page: contact preferences, documents, thanks and the
 survey turned into intake's requests, intake's refusals placed next to the right field, and
-what the page reads from the file's timeline."""
+the documents the agencies ask for."""
 
 from __future__ import annotations
 
@@ -68,14 +68,6 @@ def test_requested_documents_name_the_agency_that_asked():
     ]
     assert pages.requested_documents(agencies) == [
         {"agency": "cpam", "agency_label": "Assurance maladie (CPAM)", "label": "Attestation de salaire"}]
-
-
-def test_a_new_referent_may_be_thanked_again_and_the_survey_is_answered_once():
-    first = [{"kind": "depot"}, {"kind": "referent"}, {"kind": "remerciement"}]
-    assert pages.thanked_current_referent(first)
-    assert not pages.thanked_current_referent([*first, {"kind": "demande_changement"}, {"kind": "referent"}])
-    assert not pages.thanked_current_referent([{"kind": "depot"}])
-    assert pages.survey_answered([*first, {"kind": "enquete"}]) and not pages.survey_answered(first)
 
 
 def test_sizes_are_said_in_french():

@@ -51,7 +51,7 @@ def test_dates_are_said_in_french_in_paris_time():
     assert pages.date_fr(late_evening) == "1er décembre 2026"
     assert pages.datetime_fr("2026-11-24T17:07:00+00:00") == "24 novembre 2026 à 18h07"
     assert pages.date_fr("2027-01-24") == "24 janvier 2027" and pages.date_fr(None) == ""
-    assert pages.euros(2168.13) == "2\u202f168,13 €"
+    assert pages.Renderer().env.filters["euros_fr"](2168.13) == "2\u202f168,13\u00a0€"
 
 
 def test_the_load_chart_marks_full_portfolios_in_words_and_skips_departed_agents():

@@ -1,6 +1,7 @@
 def main() -> None:
     from guichet_runtime.service import main as run
-    from web.bootstrap import WebSettings, bootstrap
+    from web.bootstrap import bootstrap
+    from web.settings import WebSettings
 
     run(WebSettings, bootstrap)
 

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from shared_models.wording import decision_label, euros_fr
 from web.forms import LABELS
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -30,9 +31,6 @@ AGENCY_STATUS = {
     "piece_envoyee": ("Pièce transmise, en cours d'examen", "new"),
     "repondu": ("Réponse reçue", "success"),
 }
-DECISION = {"accorde": "Accordé", "refuse": "Refusé", "piece_demandee": "Pièce justificative demandée",
-            "acceptation_implicite": "Accepté implicitement (délai légal écoulé)",
-            "rejet_implicite": "Rejeté implicitement (délai légal écoulé)"}
 SCORES = [(str(n), f"{n} — {words}", None) for n, words in (
     (1, "pas du tout satisfait(e)"), (2, "peu satisfait(e)"), (3, "moyennement satisfait(e)"), (4, "satisfait(e)"),
     (5, "très satisfait(e)"))]
@@ -85,12 +83,6 @@ def phone_fr(value: str | None) -> str:
     return value or ""
 
 
-def euros(value: Any) -> str:
-    if value is None:
-        return ""
-    return f"{value:,.2f} €".replace(",", "\u202f").replace(".", ",")
-
-
 def size_fr(size: int) -> str:
     """820 octets, 12 Ko, 1,5 Mo."""
     if size < 1024:
@@ -100,21 +92,10 @@ def size_fr(size: int) -> str:
     return f"{size / (1024 * 1024):.1f} Mo".replace(".", ",")
 
 
-def thanked_current_referent(timeline: list[dict]) -> bool:
-    """Whether the citizen already thanked the référent now in charge (intake takes one thanks
-    per référent and file; a new référent may be thanked again)."""
-    last_referent = max((i for i, e in enumerate(timeline) if e["kind"] == "referent"), default=-1)
-    return any(e["kind"] == "remerciement" for e in timeline[last_referent + 1:])
-
-
 def requested_documents(agencies: list[dict]) -> list[dict]:
     """The documents agencies wait for from the citizen, each with who asked."""
     return [{"agency": a["agency"], "agency_label": a["label"], "label": a["requested_document"]["label"]}
             for a in agencies if a.get("requested_document")]
-
-
-def survey_answered(timeline: list[dict]) -> bool:
-    return any(e["kind"] == "enquete" for e in timeline)
 
 
 def load_chart(agents: list[dict]) -> dict:
@@ -168,7 +149,13 @@ def number_fr(value: Any, unit: str = "") -> str:
     return f"{text} {unit}" if unit else text
 
 
+def labels_by_agency(agencies: list[dict]) -> dict[str, str]:
+    return {a["agency"]: a["label"] for a in agencies}
+
+
 class Renderer:
+    """Renders a page with the messages flashed for this browser and the current path."""
+
     def __init__(self) -> None:
         self.env = Environment(
             loader=PackageLoader("web", "templates"),
@@ -177,15 +164,20 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
         )
-        self.env.filters.update(date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros=euros, phone_fr=phone_fr,
-                                size_fr=size_fr, agency_label=agency_label, number_fr=number_fr,
-                                labels_by_agency=lambda agencies: {a["agency"]: a["label"] for a in agencies})
-        self.env.globals.update(LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS, DECISION=DECISION,
-                                CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS, EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
-                                SCORES=SCORES, CHANNEL_OPTIONS=CHANNEL_OPTIONS)
+        self.env.filters.update(
+            date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros_fr=euros_fr,
+            phone_fr=phone_fr, size_fr=size_fr, agency_label=agency_label, number_fr=number_fr,
+            decision_label=decision_label, labels_by_agency=labels_by_agency,
+        )
+        self.env.globals.update(
+            LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS,
+            CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS, EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
+            SCORES=SCORES, CHANNEL_OPTIONS=CHANNEL_OPTIONS,
+        )
 
-    def __call__(self, request: Request, template: str, context: dict, status_code: int = 200) -> HTMLResponse:
+    def __call__(self, request: Request, template: str, context: dict,
+                 status_code: int = 200) -> HTMLResponse:
         flashes = request.session.pop("flash", []) if "session" in request.scope else []
-        html = self.env.get_template(template).render(request=request, flashes=flashes, path=request.url.path,
-                                                      **context)
+        html = self.env.get_template(template).render(
+            request=request, flashes=flashes, path=request.url.path, **context)
         return HTMLResponse(html, status_code=status_code)

@@ -1,0 +1,245 @@
+"""The citizen's pages: declare a life change, follow a file with a one-time code, and the
+file page with its actions (documents, contact preferences, thanks, survey, another référent)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import HTMLResponse
+from starlette.datastructures import UploadFile
+
+from web import forms, pages
+from web.api import filing
+from web.api.deps import BackendClient, Render, Settings, flash, redirect
+from web.backend import Backend, BackendError
+from web.pages import Renderer
+from web.settings import WebSettings
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+
+@router.get("/demarche", response_class=HTMLResponse)
+async def new_file_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
+    return await filing.new_file_form(request, backend, render, "citizen_new.html", {})
+
+
+@router.post("/demarche")
+async def new_file(request: Request, backend: BackendClient, render: Render) -> Response:
+    return await filing.submit(request, backend, render, "citizen_new.html",
+                               "/demarche/confirmation/{file_id}")
+
+
+@router.get("/demarche/confirmation/{file_id}", response_class=HTMLResponse)
+async def submitted(request: Request, file_id: str, render: Render) -> HTMLResponse:
+    return render(request, "citizen_submitted.html", {"file_id": file_id})
+
+
+@router.get("/suivi", response_class=HTMLResponse)
+async def follow_form(request: Request, render: Render, dossier: str = "") -> HTMLResponse:
+    return render(request, "citizen_access.html", {"values": {"reference": dossier}, "errors": {}})
+
+
+@router.post("/suivi")
+async def follow(request: Request, backend: BackendClient, render: Render) -> Response:
+    form = await request.form()
+    reference = forms.normalise_reference(str(form.get("reference", "")))
+    error = forms.reference_error(reference)
+    if error is None:
+        try:
+            await backend.request_access_code(reference)
+        except BackendError as refused:
+            if refused.status not in (404, 409, 422, 429):
+                raise
+            error = refused.message
+    if error:
+        return render(request, "citizen_access.html",
+                      {"values": {"reference": str(form.get("reference", ""))},
+                       "errors": {"reference": error}}, status_code=422)
+    flash(request, "Un code à 6 chiffres vient de vous être envoyé par courriel. "
+                   "Il est valable 15 minutes.")
+    return redirect(f"/suivi/code?dossier={reference}")
+
+
+@router.get("/suivi/code", response_class=HTMLResponse)
+async def code_form(request: Request, render: Render, dossier: str = "") -> HTMLResponse:
+    return render(request, "citizen_code.html", {"file_id": dossier, "values": {}, "errors": {}})
+
+
+@router.post("/suivi/code")
+async def code(request: Request, backend: BackendClient, render: Render,
+               settings: Settings) -> Response:
+    form = await request.form()
+    reference = forms.normalise_reference(str(form.get("reference", "")))
+    typed_code = str(form.get("code", ""))
+    error = forms.code_error(typed_code)
+    if error is None and forms.reference_error(reference):
+        return redirect("/suivi")
+    if error is None:
+        try:
+            await backend.verify_access_code(reference, typed_code)
+        except BackendError as refused:
+            if refused.status not in (403, 404, 422):
+                raise
+            error = refused.errors[0]["message"] if refused.errors else refused.message
+    if error:
+        return render(request, "citizen_code.html",
+                      {"file_id": reference, "values": {"code": typed_code},
+                       "errors": {"code": error}}, status_code=422)
+    opened = request.session.setdefault("files", {})
+    opened[reference] = time.time() + settings.file_access_minutes * 60
+    request.session["files"] = opened
+    return redirect(f"/dossier/{reference}")
+
+
+@dataclass
+class FilePage:
+    """The citizen's file page, shown as it is or after one of its forms was refused."""
+
+    request: Request
+    file_id: str
+    backend: Backend
+    render: Renderer
+    settings: WebSettings
+
+    @property
+    def opened(self) -> bool:
+        """Whether a code opened this file in this browser, not long ago."""
+        return bool(self.request.session.get("files", {}).get(self.file_id, 0) > time.time())
+
+    def ask_code(self) -> Response:
+        return redirect(f"/suivi?dossier={self.file_id}")
+
+    async def show(self, values: dict[str, str] | None = None,
+                   errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+        """The page; after a refused form, with the messages and what was typed."""
+        backend, file_id = self.backend, self.file_id
+        view, record, contact = await asyncio.gather(
+            backend.file_view(file_id), backend.assignment_record(file_id),
+            backend.file_record(file_id), return_exceptions=True,
+        )
+        if isinstance(view, BaseException):
+            raise view
+        deadline = None if isinstance(record, BaseException) else record.get("deadline")
+        if isinstance(contact, BaseException):
+            log.warning("contact details of %s unavailable: %r", file_id, contact)
+            on_record: dict[str, str] = {}
+        else:
+            on_record = forms.contact_values(contact["citizen"])
+            on_record["phone"] = pages.phone_fr(on_record["phone"])
+        return self.render(self.request, "citizen_file.html", {
+            "file": view, "card": await filing.referent_card(backend, view), "deadline": deadline,
+            "contact": on_record, "values": {**on_record, **(values or {})},
+            "errors": errors or {},
+            "thanked": view["thanked"], "surveyed": view["survey_answered"],
+            "requested": pages.requested_documents(view["agencies"]),
+            "document_hint": forms.document_hint(self.settings.document_max_bytes),
+        }, status_code=status)
+
+    async def act(self, call: Callable[[], Awaitable[dict]], values: dict[str, str],
+                  fields: tuple[str, ...]) -> Response:
+        """Send one of the citizen's forms to intake: on success a message on the file page; a
+        refusal comes back next to its field (the first one if intake names none), nothing lost."""
+        try:
+            done = await call()
+        except BackendError as refused:
+            if refused.status not in (409, 413, 415, 422):
+                raise
+            errors = (forms.file_errors(refused.errors, values, fields) if refused.errors
+                      else {fields[0]: refused.message})
+            return await self.show(values, errors, status=refused.status)
+        flash(self.request, done["message"])
+        return redirect(f"/dossier/{self.file_id}")
+
+
+def file_page(request: Request, file_id: str, backend: BackendClient, render: Render,
+              settings: Settings) -> FilePage:
+    return FilePage(request, file_id, backend, render, settings)
+
+
+Page = Annotated[FilePage, Depends(file_page)]
+
+
+@router.get("/dossier/{file_id}", response_class=HTMLResponse)
+async def citizen_file(page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    return await page.show()
+
+
+@router.post("/dossier/{file_id}/referent")
+async def change_referent(request: Request, file_id: str, page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    values = forms.typed(await request.form(), ("reason",))
+    return await page.act(lambda: page.backend.request_referent_change(file_id, values["reason"]),
+                          values, ("reason",))
+
+
+@router.post("/dossier/{file_id}/contact")
+async def change_contact(request: Request, file_id: str, page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    values = forms.typed(await request.form(), forms.CONTACT_FIELDS)
+    body = forms.contact_body(values)
+    return await page.act(lambda: page.backend.change_contact_preferences(file_id, body),
+                          values, forms.CONTACT_FIELDS)
+
+
+@router.post("/dossier/{file_id}/pieces")
+async def upload(request: Request, file_id: str, page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    form = await request.form()
+    values = forms.typed(form, ("agency",))
+    document = form.get("document")
+    content, name, kind = b"", "", "application/octet-stream"
+    if isinstance(document, UploadFile):
+        # One byte over the limit is enough for intake to refuse it with its own message.
+        content = await document.read(page.settings.document_max_bytes + 1)
+        name, kind = document.filename or "", document.content_type or kind
+    error = forms.document_error(name, content)
+    if error:
+        return await page.show(values, {"document": error}, status=422)
+
+    async def send() -> dict:
+        try:
+            return await page.backend.upload_document(file_id, name, content, kind,
+                                                      values["agency"] or None)
+        except BackendError as refused:
+            refused.errors = forms.document_errors(refused.errors, refused.status)
+            raise
+
+    return await page.act(send, values, ("document", "agency"))
+
+
+@router.post("/dossier/{file_id}/merci")
+async def thanks(request: Request, file_id: str, page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    values = forms.typed(await request.form(), ("message",))
+    return await page.act(lambda: page.backend.send_thanks(file_id, values["message"]),
+                          values, ("message",))
+
+
+@router.post("/dossier/{file_id}/enquete")
+async def survey(request: Request, file_id: str, page: Page) -> Response:
+    if not page.opened:
+        return page.ask_code()
+    values = forms.typed(await request.form(), forms.SURVEY_FIELDS)
+    body = forms.survey_body(values)
+    return await page.act(lambda: page.backend.answer_survey(file_id, body),
+                          values, forms.SURVEY_FIELDS)
+
+
+@router.post("/deconnexion")
+async def sign_out(request: Request) -> Response:
+    request.session.clear()
+    return redirect("/")

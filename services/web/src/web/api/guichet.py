@@ -1,0 +1,41 @@
+"""The front desk's pages: a file for a citizen without digital access (letter or phone),
+then the printable receipt naming the référent."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from web.api import filing
+from web.api.deps import BackendClient, Render, Settings
+
+router = APIRouter()
+
+
+@router.get("/guichet", response_class=HTMLResponse)
+async def counter_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
+    return await filing.new_file_form(request, backend, render, "counter_new.html",
+                                      {"preferred_channel": "courrier"})
+
+
+@router.post("/guichet")
+async def counter_new(request: Request, backend: BackendClient, render: Render) -> Response:
+    return await filing.submit(request, backend, render, "counter_new.html",
+                               "/guichet/recu/{file_id}")
+
+
+@router.get("/guichet/recu/{file_id}", response_class=HTMLResponse)
+async def receipt(request: Request, file_id: str, backend: BackendClient, render: Render,
+                  settings: Settings) -> HTMLResponse:
+    # The référent is named within moments: wait a little, so the receipt names them.
+    deadline = time.monotonic() + settings.receipt_wait_seconds
+    view = await backend.file_view(file_id)
+    while not view.get("referent") and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        view = await backend.file_view(file_id)
+    record = await backend.file_record(file_id)
+    card = await filing.referent_card(backend, view)
+    return render(request, "counter_receipt.html", {"file": view, "record": record, "card": card})

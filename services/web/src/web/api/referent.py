@@ -1,0 +1,104 @@
+"""The référent's desk: the portfolio with the thanks received, a file's full view, messages
+to the citizen and the personal word on the coordinated answer."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+import httpx
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from web.api.deps import Agent, BackendClient, Render, flash, redirect
+from web.backend import BackendError
+
+log = logging.getLogger(__name__)
+
+router = APIRouter()
+
+UNREACHABLE = ("Le service est momentanément indisponible : rien n'est encore envoyé. "
+               "Votre texte est conservé ; réessayez dans un instant.")
+
+
+@router.get("/referent", response_class=HTMLResponse)
+async def desk(request: Request, backend: BackendClient, render: Render,
+               agent: Agent) -> Response:
+    if not agent:
+        return redirect("/agent?suite=/referent")
+    portfolio, thanks = await asyncio.gather(backend.portfolio(agent), backend.agent_thanks(agent),
+                                             return_exceptions=True)
+    if isinstance(portfolio, BaseException):
+        raise portfolio
+    if isinstance(thanks, BaseException):
+        log.warning("thanks of %s unavailable: %r", agent, thanks)
+        thanks = None
+    return render(request, "referent_portfolio.html", {"portfolio": portfolio, "thanks": thanks})
+
+
+@router.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
+async def desk_file(request: Request, file_id: str, backend: BackendClient, render: Render,
+                    agent: Agent) -> Response:
+    if not agent:
+        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+    view, record, assignment, sent = await asyncio.gather(
+        backend.file_view(file_id), backend.file_record(file_id),
+        backend.assignment_record(file_id), backend.messages_to_citizen(file_id),
+    )
+    values = request.session.pop("desk_values", {})
+    values.setdefault("idempotency_key", str(uuid.uuid4()))
+    return render(request, "referent_file.html", {
+        "file": view, "record": record, "assignment": assignment, "agent": agent,
+        "messages": sent, "values": values, "errors": request.session.pop("desk_errors", {}),
+    })
+
+
+async def desk_action(request: Request, file_id: str, field: str, anchor: str,
+                      action: Callable[[], Awaitable[dict]], kept: dict[str, str]) -> Response:
+    """Run a desk action; on refusal the French message goes next to `field` and what
+    was typed comes back (through the session, as the page is redirected to)."""
+    back = redirect(f"/referent/dossiers/{file_id}#{anchor}")
+    try:
+        done = await action()
+    except BackendError as refused:
+        if refused.status not in (403, 404, 409, 422):
+            raise
+        message = refused.errors[0]["message"] if refused.errors else refused.message
+        request.session["desk_values"], request.session["desk_errors"] = kept, {field: message}
+        return back
+    except httpx.HTTPError as unreachable:
+        log.warning("backend unreachable from the desk: %r", unreachable)
+        request.session["desk_values"], request.session["desk_errors"] = kept, {field: UNREACHABLE}
+        return back
+    flash(request, done["message"])
+    return back
+
+
+@router.post("/referent/dossiers/{file_id}/mot")
+async def personal_word(request: Request, file_id: str, backend: BackendClient,
+                        agent: Agent) -> Response:
+    if not agent:
+        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+    text = str((await request.form()).get("personal_word", ""))
+    return await desk_action(request, file_id, "personal_word", "mot-personnel",
+                             lambda: backend.add_personal_word(file_id, agent, text),
+                             {"personal_word": text})
+
+
+@router.post("/referent/dossiers/{file_id}/messages")
+async def message_to_citizen(request: Request, file_id: str, backend: BackendClient,
+                             agent: Agent) -> Response:
+    if not agent:
+        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+    form = await request.form()
+    text, key = str(form.get("message", "")), str(form.get("idempotency_key") or uuid.uuid4())
+
+    async def send() -> dict:
+        await backend.send_message_to_citizen(file_id, agent, text, key)
+        return {"message": "Votre message est envoyé à l'usager par son moyen de contact préféré."}
+
+    # The key is kept with the text: sending again after a failure cannot send twice.
+    return await desk_action(request, file_id, "message", "messages", send,
+                             {"message": text, "idempotency_key": key})

@@ -1,0 +1,138 @@
+"""The citizen's file page through its routes, with intake and assignment replaced by a fake
+backend (a FastAPI dependency override): the page reads intake's explicit flags — whether the
+référent now in charge was already thanked, whether the survey was answered — and says each
+decision and amount in the words every service uses."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from web.api.deps import get_backend
+from web.bootstrap import bootstrap
+from web.settings import WebSettings
+
+FILE_ID = "GU-2026-PAGE0001"
+
+VIEW = {
+    "file_id": FILE_ID, "life_event_label": "Naissance d'un enfant", "status": "repondu",
+    "created_at": "2026-11-24T10:00:00+00:00",
+    "referent": {"name": "Sophie Lefebvre", "phone": "04 78 12 34 56", "agent_id": None,
+                 "email": "sophie.lefebvre@france-services.gouv.fr", "office": "FS Villeurbanne"},
+    "agencies": [{"agency": "caf", "label": "Caisse d'allocations familiales (CAF)",
+                  "status": "repondu", "deadline": None, "due_on": None,
+                  "requested_document": None}],
+    "answer": {"issued_at": "2026-12-02T09:00:00+00:00", "text": "Bonjour,\n\nVoici la réponse.",
+               "decisions": [{"agency": "caf", "decision": "accorde", "summary": "Prime accordée.",
+                              "amount_eur": 2168.13, "start_date": None, "reason": None}]},
+    "exchanges": [],
+    "timeline": [{"kind": "depot", "at": "2026-11-24T10:00:00+00:00", "label": "Dossier déposé"}],
+    "thanked": False,
+    "survey_answered": False,
+}
+
+CITIZEN = {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
+           "phone": None, "street": None, "postcode": "93200", "city": None,
+           "preferred_channel": "email"}
+
+
+class FakeBackend:
+    """The calls the citizen's file page makes, answered from memory."""
+
+    def __init__(self, view: dict) -> None:
+        self.view = view
+
+    async def verify_access_code(self, file_id: str, code: str) -> dict:
+        return {"message": "Code accepté."}
+
+    async def file_view(self, file_id: str) -> dict:
+        return self.view
+
+    async def assignment_record(self, file_id: str) -> dict:
+        return {"deadline": "2027-01-24"}
+
+    async def file_record(self, file_id: str) -> dict:
+        return {"citizen": CITIZEN}
+
+    async def close(self) -> None:
+        return None
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> WebSettings:
+    (tmp_path / "@gouvfr" / "dsfr" / "dist").mkdir(parents=True)
+    return WebSettings(assets_dir=tmp_path)
+
+
+@contextmanager
+def client_for(settings: WebSettings, view: dict) -> Iterator[TestClient]:
+    app = bootstrap(settings)
+    app.dependency_overrides[get_backend] = lambda: FakeBackend(view)
+    with TestClient(app) as client:
+        yield client
+
+
+def file_page(settings: WebSettings, **flags: object) -> str:
+    """The file page as the citizen sees it once their code opened it."""
+    view = {**copy.deepcopy(VIEW), **flags}
+    with client_for(settings, view) as client:
+        opened = client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+    assert opened.status_code == 200 and str(opened.url).endswith(f"/dossier/{FILE_ID}")
+    return opened.text
+
+
+def test_a_referent_not_yet_thanked_can_be_thanked(settings):
+    html = file_page(settings, thanked=False)
+
+    assert f'action="/dossier/{FILE_ID}/merci"' in html and "Remercier mon référent" in html
+    assert "Vous avez remercié" not in html
+
+
+def test_a_referent_already_thanked_is_not_offered_again(settings):
+    html = file_page(settings, thanked=True)
+
+    assert "Vous avez remercié Sophie Lefebvre : votre message lui a été transmis." in html
+    assert f'action="/dossier/{FILE_ID}/merci"' not in html
+
+
+def test_the_survey_is_answered_once(settings):
+    open_survey = file_page(settings, survey_answered=False)
+    answered = file_page(settings, survey_answered=True)
+
+    assert f'action="/dossier/{FILE_ID}/enquete"' in open_survey
+    assert "Vous avez répondu à l'enquête pour ce dossier" in answered
+    assert f'action="/dossier/{FILE_ID}/enquete"' not in answered
+
+
+def test_decisions_and_amounts_are_said_in_the_shared_wording(settings):
+    decisions = file_page(settings).split('id="decisions"')[1].split("</table>")[0]
+
+    assert "<td>Accordé</td>" in decisions
+    assert "Montant : 2\u202f168,13\u00a0€." in decisions
+
+
+def test_the_page_needs_intakes_flags(settings):
+    view = {k: v for k, v in VIEW.items() if k != "thanked"}
+    with client_for(settings, view) as client:
+        with pytest.raises(KeyError, match="thanked"):
+            client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+
+
+def test_a_file_not_opened_with_a_code_sends_to_the_code_form(settings):
+    with client_for(settings, VIEW) as client:
+        response = client.get(f"/dossier/{FILE_ID}", follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"] == f"/suivi?dossier={FILE_ID}"
+
+
+def test_agents_are_asked_who_they_are_until_they_sign_in(settings):
+    with client_for(settings, VIEW) as client:
+        assert client.get("/health").json() == {"status": "ok", "service": "web"}
+        response = client.get("/referent", follow_redirects=False)
+        assert response.status_code == 303
+        assert response.headers["location"] == "/agent?suite=/referent"
