@@ -8,10 +8,12 @@ import datetime as dt
 
 import pytest
 
-from assignment import deadlines
+from assignment import legal_deadline
+from assignment.projections import legal_clock
 from guichet_runtime.clock import Clock
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import, housekeeping
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from shared_models import (
     Agency,
     AgencyAnswerReceived,
@@ -39,7 +41,7 @@ def at(day: dt.date) -> dt.datetime:
 
 @pytest.fixture
 async def db(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     event = file_submitted(FILE, agencies=(Agency.CAF, Agency.CPAM))
     await assignment.on_file_submitted(event, assignment_db.uow(("assignment", str(event.event_id))))
     return assignment_db
@@ -50,7 +52,7 @@ async def handle(db, handler, event) -> None:
 
 
 async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED) -> None:
-    await handle(db, deadlines.on_receipt_acknowledged, AgencyReceiptAcknowledged(
+    await handle(db, legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
         file_id=FILE, request_id=f"{FILE}-{agency.value}", agency=agency.value,
         agency_reference="REF-1", deadline_rule=rule, deadline_days=days, occurred_at=when,
     ))
@@ -63,7 +65,7 @@ async def deadline_events(db) -> list:
 
 
 async def tick(db, day: dt.date) -> int:
-    return await deadlines.tick(db.uow, day)
+    return await housekeeping.tick_legal_clocks(db.uow, day)
 
 
 async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
@@ -190,11 +192,11 @@ async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_resta
     request = f"{FILE}-cpam"
 
     async def suspended(day: dt.date) -> None:
-        await handle(db, deadlines.on_clock_suspended, LegalClockSuspended(
+        await handle(db, legal_clock.on_clock_suspended, LegalClockSuspended(
             file_id=FILE, request_id=request, agency="cpam", document=document, occurred_at=at(day)))
 
     async def resumed(day: dt.date) -> None:
-        await handle(db, deadlines.on_clock_resumed, LegalClockResumed(
+        await handle(db, legal_clock.on_clock_resumed, LegalClockResumed(
             file_id=FILE, request_id=request, agency="cpam", document_code=document.code, occurred_at=at(day)))
 
     await suspended(dt.date(2026, 12, 11))  # 20 days left
@@ -236,5 +238,5 @@ async def test_now_on_a_rehearsal_date_falls_on_that_paris_day(tmp_path, day):
     override = tmp_path / "today"
     override.write_text(day.isoformat())
     stamped = Clock(override).now()
-    assert stamped.tzinfo is not None and deadlines.paris_day(stamped) == day
+    assert stamped.tzinfo is not None and legal_deadline.paris_day(stamped) == day
     assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(hours=2)

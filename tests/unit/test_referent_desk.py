@@ -11,9 +11,11 @@ import pytest
 from fastapi import FastAPI
 
 from assignment import api as assignment_api
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import install_refusals
 from intake import api as intake_api
 from intake import handlers as intake
 from intake.schemas import FileIn
@@ -39,6 +41,7 @@ WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le sou
 def app_client(router) -> httpx.AsyncClient:
     app = FastAPI()
     install_french_validation(app)
+    install_refusals(app)
     app.include_router(router)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
@@ -48,7 +51,7 @@ def app_client(router) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def desk(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     async with app_client(assignment_api.router(assignment_db)) as c:
         c.db = assignment_db
         yield c

@@ -127,6 +127,10 @@ legal_clocks = sa.Table(
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
     sa.Column("agency", sa.String(30), nullable=False),
     sa.Column("rule", sa.String(30), nullable=False, comment="silence_vaut_acceptation, silence_vaut_rejet, aucune"),
+    sa.Column(
+        "period_months", sa.Integer, nullable=True,
+        comment="legal period in calendar months, counted date to date (CRPA L231-1)",
+    ),
     sa.Column("period_days", sa.Integer, nullable=True),
     sa.Column("received_on", sa.Date, nullable=False, comment="Paris calendar day of receipt"),
     sa.Column("due_on", sa.Date, nullable=True, comment="last day to answer; null while suspended"),

@@ -7,45 +7,25 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
 from assignment import domain
-from assignment.handlers import (
-    announce_waiting,
-    take_agent,
-    compose_if_complete,
-    file_agencies,
-    move_file,
-    release_capacity,
-    take_capacity,
-)
+from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileStatus
+from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
+from assignment.referents import take_agent, take_capacity
 from assignment.tables import absences, agents, files
 
 log = logging.getLogger(__name__)
-PARIS = ZoneInfo("Europe/Paris")
-
-
-def paris_today() -> dt.date:
-    return dt.datetime.now(PARIS).date()
-
-
-class DirectoryError(Exception):
-    """A request on the directory that cannot be applied; the message is for agents."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 async def _agent(uow: UnitOfWork, agent_id: str) -> sa.Row:
     row = (await uow.conn.execute(sa.select(agents).where(agents.c.agent_id == agent_id).with_for_update())).first()
     if row is None:
-        raise DirectoryError(404, f"Aucun agent ne porte l'identifiant {agent_id}.")
+        raise Refused(RefusalKind.NOT_FOUND, f"Aucun agent ne porte l'identifiant {agent_id}.")
     return row
 
 
@@ -53,7 +33,7 @@ async def _open_files(uow: UnitOfWork, column: sa.Column, agent_id: str) -> list
     return (
         await uow.conn.execute(
             sa.select(files)
-            .where(column == agent_id, files.c.status != "repondu")
+            .where(column == agent_id, files.c.status != FileStatus.ANSWERED)
             .order_by(files.c.urgent.desc(), files.c.created_at)
             .with_for_update()
         )
@@ -73,17 +53,17 @@ async def declare_absence(
     uow: UnitOfWork, agent_id: str, starts_on: dt.date, ends_on: dt.date, reason: str | None, today: dt.date
 ) -> dict:
     if ends_on < starts_on:
-        raise DirectoryError(422, "La date de fin d'absence précède la date de début.")
+        raise Refused(RefusalKind.INVALID, "La date de fin d'absence précède la date de début.")
     if ends_on < today:
-        raise DirectoryError(422, "Cette absence est déjà terminée.")
+        raise Refused(RefusalKind.INVALID, "Cette absence est déjà terminée.")
     async with uow:
         agent = await _agent(uow, agent_id)
-        if agent.status == "parti":
-            raise DirectoryError(409, f"{agent.name} a quitté le réseau.")
+        if agent.status == AgentStatus.GONE:
+            raise Refused(RefusalKind.CONFLICT, f"{agent.name} a quitté le réseau.")
         result = await uow.conn.execute(
             absences.insert().values(
                 agent_id=agent_id, starts_on=starts_on, ends_on=ends_on, reason=reason,
-                status="prevue", created_at=utcnow(),
+                status=AbsenceStatus.PLANNED, created_at=utcnow(),
             )
         )
         absence_id = result.inserted_primary_key[0]
@@ -93,15 +73,16 @@ async def declare_absence(
         )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
         await uow.commit()
-    return {"absence_id": absence_id, "status": "en_cours" if starts_on <= today else "prevue",
+    status = AbsenceStatus.ONGOING if starts_on <= today else AbsenceStatus.PLANNED
+    return {"absence_id": absence_id, "status": status.value,
             "files_covered": covered}
 
 
 async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> int:
     absence = (await uow.conn.execute(sa.select(absences).where(absences.c.id == absence_id))).one()
     agent = await _agent(uow, absence.agent_id)
-    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent.agent_id).values(status="absent"))
-    await uow.conn.execute(absences.update().where(absences.c.id == absence_id).values(status="en_cours"))
+    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent.agent_id).values(status=AgentStatus.ABSENT))
+    await uow.conn.execute(absences.update().where(absences.c.id == absence_id).values(status=AbsenceStatus.ONGOING))
     until = f"{absence.ends_on:%d/%m/%Y}"
     covered = 0
     for file in await _open_files(uow, files.c.referent_id, agent.agent_id):
@@ -114,7 +95,7 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
             )
             continue
         await move_file(
-            uow, file, choice.agent_id, "suppleance",
+            uow, file, choice.agent_id, AssignmentRule.COVER,
             f"Suppléance pendant l'absence de {agent.name} jusqu'au {until} inclus — {choice.explanation}",
             f"{agent.name} est absent(e) jusqu'au {until} inclus ; votre dossier reviendra ensuite à {agent.name}.",
             choice.considered,
@@ -122,18 +103,6 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
         )
         covered += 1
     return covered
-
-
-async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None, reason: str) -> None:
-    """Nobody has room: the file waits, visibly, until capacity frees (assign_waiting);
-    it is never dropped, supervisors are alerted, and a titular's file still goes back
-    to them on return."""
-    await uow.conn.execute(
-        files.update().where(files.c.file_id == file.file_id)
-        .values(status="en_attente_attribution", referent_id=None, titular_id=titular_id)
-    )
-    await release_capacity(uow, file.referent_id)
-    await announce_waiting(uow, file, reason)
 
 
 async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
@@ -145,19 +114,19 @@ async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
 
 async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
     agent = await _agent(uow, agent_id)
-    if agent.status != "absent":
-        raise DirectoryError(409, f"{agent.name} n'est pas absent(e).")
-    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status="actif"))
+    if agent.status != AgentStatus.ABSENT:
+        raise Refused(RefusalKind.CONFLICT, f"{agent.name} n'est pas absent(e).")
+    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status=AgentStatus.ACTIVE))
     await uow.conn.execute(
-        absences.update().where(absences.c.agent_id == agent_id, absences.c.status == "en_cours")
-        .values(status="terminee")
+        absences.update().where(absences.c.agent_id == agent_id, absences.c.status == AbsenceStatus.ONGOING)
+        .values(status=AbsenceStatus.ENDED)
     )
     returned = 0
     for file in await _open_files(uow, files.c.titular_id, agent_id):
         # Their own files come back even above capacity: they were within it before.
-        await take_capacity(uow, agent_id, limit=None)
+        await take_capacity(uow, agent_id, reserve_percent=None)
         await move_file(
-            uow, file, agent_id, "retour",
+            uow, file, agent_id, AssignmentRule.RETURN,
             f"Retour de {agent.name} : reprise de son dossier.",
             f"{agent.name} est de retour et reprend votre dossier.",
             [agent_id],
@@ -173,9 +142,11 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
 async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> dict:
     async with uow:
         agent = await _agent(uow, agent_id)
-        if agent.status == "parti":
-            raise DirectoryError(409, f"{agent.name} a déjà quitté le réseau.")
-        await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status="parti"))
+        if agent.status == AgentStatus.GONE:
+            raise Refused(RefusalKind.CONFLICT, f"{agent.name} a déjà quitté le réseau.")
+        await uow.conn.execute(
+            agents.update().where(agents.c.agent_id == agent_id).values(status=AgentStatus.GONE)
+        )
         moved = waiting = 0
         # Files covered by someone else go to their cover for good; the agent's own go
         # one by one to the least loaded colleague, which balances the portfolio.
@@ -191,7 +162,7 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
                 waiting += 1
                 continue
             await move_file(
-                uow, file, choice.agent_id, "depart",
+                uow, file, choice.agent_id, AssignmentRule.DEPARTURE,
                 f"Départ de {agent.name} — {choice.explanation}",
                 f"{agent.name} a quitté son poste{f' ({reason})' if reason else ''} ; tout votre dossier a été transmis.",
                 choice.considered,
@@ -208,17 +179,17 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
     async with uow:
         file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id).with_for_update())).first()
         if file is None:
-            raise DirectoryError(404, f"Aucun dossier ne porte la référence {file_id}.")
-        if file.status == "repondu" or file.referent_id is None:
-            raise DirectoryError(409, "Ce dossier est clos ou attend encore son premier référent.")
+            raise Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
+        if file.status == FileStatus.ANSWERED or file.referent_id is None:
+            raise Refused(RefusalKind.CONFLICT, "Ce dossier est clos ou attend encore son premier référent.")
         if agent_id is not None:
             target = await _agent(uow, agent_id)
             if agent_id == file.referent_id:
-                raise DirectoryError(409, f"{target.name} est déjà le référent de ce dossier.")
-            if target.status != "actif":
-                raise DirectoryError(409, f"{target.name} n'est pas disponible ({target.status}).")
-            if not await take_capacity(uow, agent_id, agents.c.capacity):
-                raise DirectoryError(409, f"{target.name} a atteint sa capacité ({target.capacity} dossiers).")
+                raise Refused(RefusalKind.CONFLICT, f"{target.name} est déjà le référent de ce dossier.")
+            if target.status != AgentStatus.ACTIVE:
+                raise Refused(RefusalKind.CONFLICT, f"{target.name} n'est pas disponible ({target.status}).")
+            if not await take_capacity(uow, agent_id, reserve_percent=0):
+                raise Refused(RefusalKind.CONFLICT, f"{target.name} a atteint sa capacité ({target.capacity} dossiers).")
             explanation, considered = f"Choisi par le superviseur : {target.name}.", [agent_id]
         else:
             choice = await take_agent(
@@ -226,10 +197,10 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
                 None, exclude=file.referent_id, urgent=file.urgent,
             )
             if choice is None:
-                raise DirectoryError(409, "Aucun autre agent n'a de place pour ce dossier.")
+                raise Refused(RefusalKind.CONFLICT, "Aucun autre agent n'a de place pour ce dossier.")
             agent_id, explanation, considered = choice.agent_id, choice.explanation, choice.considered
         await move_file(
-            uow, file, agent_id, "reaffectation_superviseur", f"Motif : {reason} — {explanation}",
+            uow, file, agent_id, AssignmentRule.SUPERVISOR_MOVE, f"Motif : {reason} — {explanation}",
             reason, considered, titular_id=None,
         )
         await uow.commit()
@@ -245,15 +216,21 @@ async def apply_due_absences(uow_factory, today: dt.date) -> int:
             await uow.conn.execute(
                 sa.select(absences.c.id, absences.c.agent_id, absences.c.status).where(
                     sa.or_(
-                        sa.and_(absences.c.status == "prevue", absences.c.starts_on <= today),
-                        sa.and_(absences.c.status == "en_cours", absences.c.ends_on < today),
+                        sa.and_(
+                            absences.c.status == AbsenceStatus.PLANNED,
+                            absences.c.starts_on <= today,
+                        ),
+                        sa.and_(
+                            absences.c.status == AbsenceStatus.ONGOING,
+                            absences.c.ends_on < today,
+                        ),
                     )
                 )
             )
         ).all()
     for absence in due:
         async with uow_factory() as uow:
-            if absence.status == "prevue":
+            if absence.status == AbsenceStatus.PLANNED:
                 await _start_absence(uow, absence.id, today)
             else:
                 await _end_absence(uow, absence.agent_id)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import json
+from pathlib import Path
+
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
+from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
     Agency,
     AgentDetailsChanged,
@@ -24,6 +28,7 @@ from shared_models import (
     OfficeProfile,
     topics,
 )
+from assignment.domain import AgentStatus
 from assignment.tables import agents, directory_imports, offices, supervisors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
@@ -75,14 +80,6 @@ class DirectoryFile(Row):
     supervisors: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class ImportRefused(Exception):
-    """The file cannot be applied; `errors` says why, row by row, in French."""
-
-    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.errors = status, message, errors or []
-
-
 def _rows(model: type[Row], section: str, raw: list[dict[str, Any]], errors: list[dict[str, str]]) -> list[Any]:
     rows = []
     for i, item in enumerate(raw):
@@ -111,12 +108,14 @@ def _duplicates(section: str, ids: list[str], errors: list[dict[str, str]]) -> N
 
 
 def parse(data: Any) -> tuple[DirectoryFile, list[OfficeRow], list[AgentRow], list[SupervisorRow]]:
-    """Validate the whole file; raise ImportRefused listing every bad row."""
+    """Validate the whole file; raise Refused listing every bad row."""
     try:
         directory = DirectoryFile.model_validate(data)
     except ValidationError as exc:
-        raise ImportRefused(422, "Le fichier d'annuaire est mal formé ; rien n'a été importé.",
-                            french_errors(list(exc.errors()))) from exc
+        raise Refused(
+            RefusalKind.INVALID, "Le fichier d'annuaire est mal formé ; rien n'a été importé.",
+            errors=french_errors(list(exc.errors())),
+        ) from exc
     errors: list[dict[str, str]] = []
     office_rows = _rows(OfficeRow, "offices", directory.offices, errors)
     agent_rows = _rows(AgentRow, "agents", directory.agents, errors)
@@ -125,7 +124,11 @@ def parse(data: Any) -> tuple[DirectoryFile, list[OfficeRow], list[AgentRow], li
     _duplicates("agents", [a.agent_id for a in agent_rows], errors)
     _duplicates("supervisors", [s.supervisor_id for s in supervisor_rows], errors)
     if errors:
-        raise ImportRefused(422, "Des lignes du fichier d'annuaire sont invalides ; rien n'a été importé.", errors)
+        raise Refused(
+            RefusalKind.INVALID,
+            "Des lignes du fichier d'annuaire sont invalides ; rien n'a été importé.",
+            errors=errors,
+        )
     return directory, office_rows, agent_rows, supervisor_rows
 
 
@@ -159,12 +162,17 @@ async def apply(
         if a.office_id not in new_offices and a.office_id not in known_offices:
             errors.append({"field": f"agents[{i}].office_id", "message": f"{where} : le bureau {a.office_id} n'existe pas."})
         old = known_agents.get(a.agent_id)
-        if old is not None and old.status == "parti":
+        if old is not None and old.status == AgentStatus.GONE:
             errors.append({"field": f"agents[{i}].agent_id", "message": f"{where} : cet agent a quitté le réseau ; un retour se fait sous un nouvel identifiant."})
         if old is not None and a.capacity < old.active_files:
             errors.append({"field": f"agents[{i}].capacity", "message": f"{where} : la capacité {a.capacity} est inférieure aux {old.active_files} dossiers actifs de l'agent ; réaffectez d'abord des dossiers."})
     if errors:
-        raise ImportRefused(422, "Des lignes du fichier d'annuaire sont incompatibles avec l'annuaire actuel ; rien n'a été importé.", errors)
+        raise Refused(
+            RefusalKind.INVALID,
+            "Des lignes du fichier d'annuaire sont incompatibles avec l'annuaire actuel ; "
+            "rien n'a été importé.",
+            errors=errors,
+        )
 
     summary = {"offices_opened": 0, "offices_changed": 0, "agents_joined": 0, "agents_changed": 0, "supervisors": 0}
     for o in office_rows:
@@ -183,7 +191,7 @@ async def apply(
         old = known_agents.get(a.agent_id)
         profile = _agent_profile(a)
         if old is None:
-            await uow.conn.execute(agents.insert().values(**values, active_files=0, status="actif"))
+            await uow.conn.execute(agents.insert().values(**values, active_files=0, status=AgentStatus.ACTIVE))
             uow.emit(topics.DIRECTORY_CHANGES, AgentJoined(agent_id=a.agent_id, agent=profile, directory_version=version))
             summary["agents_joined"] += 1
         elif _agent_profile(old) != profile:
@@ -223,15 +231,28 @@ async def join(uow: UnitOfWork, data: Any) -> dict[str, Any]:
         row = AgentRow.model_validate(data)
     except ValidationError as exc:
         errors = french_errors(list(exc.errors()))
-        raise ImportRefused(422, "Certaines informations sur l'agent sont manquantes ou invalides.", errors) from exc
+        raise Refused(
+            RefusalKind.INVALID,
+            "Certaines informations sur l'agent sont manquantes ou invalides.",
+            errors=errors,
+        ) from exc
     async with uow:
         if await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == row.agent_id)):
-            raise ImportRefused(409, f"Un agent porte déjà l'identifiant {row.agent_id}.")
+            raise Refused(RefusalKind.CONFLICT, f"Un agent porte déjà l'identifiant {row.agent_id}.")
         try:
             await apply(uow, None, [], [row], [])
-        except ImportRefused as refused:
-            refused.errors = [{**e, "field": e["field"].removeprefix("agents[0].")} for e in refused.errors]
-            refused.message = refused.errors[0]["message"].split(" : ", 1)[-1] if refused.errors else refused.message
-            raise
+        except Refused as refused:
+            # One agent, not a file: the errors name the agent's fields, not a row.
+            errors = [{**e, "field": e["field"].removeprefix("agents[0].")} for e in refused.errors]
+            message = errors[0]["message"].split(" : ", 1)[-1] if errors else refused.message
+            raise Refused(refused.kind, message, errors=errors) from None
         await uow.commit()
-    return {"agent_id": row.agent_id, "status": "actif"}
+    return {"agent_id": row.agent_id, "status": AgentStatus.ACTIVE.value}
+
+
+async def seed_directory(uow: UnitOfWork, path: Path) -> int:
+    """Load the versioned directory file when the directory is empty (all or nothing);
+    returns how many agents joined."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    result = await import_directory(uow, data, only_if_empty=True)
+    return result.get("agents_joined", 0) if result["applied"] else 0
