@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from assignment import api
 from assignment.commands import directory_import
-from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.refusals import install_refusals

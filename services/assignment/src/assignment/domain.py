@@ -71,7 +71,10 @@ class AssignmentRule(StrEnum):
 
 
 #: Who may ask for another référent, and the rule the move is recorded under.
-CHANGE_RULES = {"citoyen": AssignmentRule.CITIZEN_REQUEST, "superviseur": AssignmentRule.SUPERVISOR_MOVE}
+CHANGE_RULES = {
+    "citoyen": AssignmentRule.CITIZEN_REQUEST,
+    "superviseur": AssignmentRule.SUPERVISOR_MOVE,
+}
 
 #: Longest personal word a référent may join to the coordinated answer (characters).
 MAX_WORD = 1000
@@ -102,7 +105,10 @@ def has_room(active_files: Any, capacity: Any, reserve_percent: int = 0) -> Any:
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance between two (latitude, longitude) points."""
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
@@ -202,7 +208,9 @@ def choose_referent(
         f"{best.name} : bureau {where}, {skills}, "
         f"{best.active_files} dossier(s) actif(s) sur {best.capacity}."
     )
-    return Choice(best.agent_id, rule, explanation, [c.agent_id for c in sorted(pool, key=rank)[:10]])
+    return Choice(
+        best.agent_id, rule, explanation, [c.agent_id for c in sorted(pool, key=rank)[:10]]
+    )
 
 
 def _next_step(d: AgencyDecision) -> str:
@@ -210,15 +218,21 @@ def _next_step(d: AgencyDecision) -> str:
     agency = AGENCY_LABELS[d.agency]
     if d.decision is Decision.GRANTED:
         when = f" à partir du {d.start_date:%d/%m/%Y}" if d.start_date else ""
-        return f"{agency} : rien à faire, la décision s'applique{when} ; signalez-nous tout changement de situation"
+        return (
+            f"{agency} : rien à faire, la décision s'applique{when} ; "
+            "signalez-nous tout changement de situation"
+        )
     if d.decision is Decision.IMPLICIT_ACCEPTANCE:
         return (
-            f"{agency} : rien à faire, votre demande est acceptée ; vous pouvez demander à {agency} "
-            "une attestation d'acceptation implicite"
+            f"{agency} : rien à faire, votre demande est acceptée ; "
+            f"vous pouvez demander à {agency} une attestation d'acceptation implicite"
         )
     if d.decision is Decision.DOCUMENT_REQUESTED:
         document = f" ({d.requested_document.label})" if d.requested_document else ""
-        return f"{agency} : envoyez la pièce justificative demandée{document} depuis votre espace ou à votre référent"
+        return (
+            f"{agency} : envoyez la pièce justificative demandée{document} "
+            "depuis votre espace ou à votre référent"
+        )
     return (
         f"{agency} : vous pouvez contester la décision dans un délai de deux mois ; "
         "votre référent peut vous aider à préparer ce recours"
@@ -244,7 +258,9 @@ def compose_answer(
     ]
     ordered = sorted(decisions, key=lambda d: d.agency.value)
     for d in ordered:
-        line = f"- {AGENCY_LABELS[d.agency]} : {DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
+        line = (
+            f"- {AGENCY_LABELS[d.agency]} : {DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
+        )
         if d.amount_eur is not None:
             line += f" Montant : {euros_fr(d.amount_eur)}"
             line += f" à partir du {d.start_date:%d/%m/%Y}." if d.start_date else "."
@@ -255,7 +271,9 @@ def compose_answer(
         line += f" (référence {d.agency_reference})"
         lines.append(line)
     lines.append("")
-    to_do = [d for d in ordered if d.decision not in (Decision.GRANTED, Decision.IMPLICIT_ACCEPTANCE)]
+    to_do = [
+        d for d in ordered if d.decision not in (Decision.GRANTED, Decision.IMPLICIT_ACCEPTANCE)
+    ]
     if to_do:
         lines.append("Ce qu'il vous reste à faire :")
     else:

@@ -40,36 +40,55 @@ async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> No
     )
     await uow.conn.execute(
         assignments.insert().values(
-            file_id=file.file_id, agent_id=choice.agent_id, rule=choice.rule,
-            explanation=choice.explanation, considered=choice.considered, at=now,
+            file_id=file.file_id,
+            agent_id=choice.agent_id,
+            rule=choice.rule,
+            explanation=choice.explanation,
+            considered=choice.considered,
+            at=now,
         )
     )
     referent = await referent_of(uow, choice.agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
         ReferentAssigned(
-            file_id=file.file_id, referent=referent, rule=choice.rule,
-            explanation=choice.explanation, citizen=citizen,
+            file_id=file.file_id,
+            referent=referent,
+            rule=choice.rule,
+            explanation=choice.explanation,
+            citizen=citizen,
         ),
     )
     requests = []
     for agency in file.agencies:
         request_id = f"{file.file_id}-{agency}"
         requests.append(
-            {"request_id": request_id, "file_id": file.file_id, "agency": agency,
-             "status": RequestStatus.TRANSMITTED, "issued_at": now}
+            {
+                "request_id": request_id,
+                "file_id": file.file_id,
+                "agency": agency,
+                "status": RequestStatus.TRANSMITTED,
+                "issued_at": now,
+            }
         )
         uow.emit(
             topics.agency_requests(agency),
             AgencyRequestIssued(
-                file_id=file.file_id, request_id=request_id, agency=agency, life_event=file.life_event,
-                citizen=citizen, description=file.description, urgent=file.urgent,
+                file_id=file.file_id,
+                request_id=request_id,
+                agency=agency,
+                life_event=file.life_event,
+                citizen=citizen,
+                description=file.description,
+                urgent=file.urgent,
             ),
         )
     await uow.conn.execute(agency_requests.insert(), requests)
 
 
-async def resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, last_agent_id: str) -> None:
+async def resume_file(
+    uow: UnitOfWork, file: sa.Row, choice: domain.Choice, last_agent_id: str
+) -> None:
     """A file already transmitted lost its référent (absence or departure when nobody
     had room): the new one takes it over, as a cover if the titular will come back; the
     agencies are not asked again."""
@@ -81,21 +100,30 @@ async def resume_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice, last
         else f"{previous.name} a quitté son poste ; tout votre dossier a été transmis."
     )
     await uow.conn.execute(
-        files.update().where(files.c.file_id == file.file_id).values(status=FileStatus.OPEN, referent_id=choice.agent_id)
+        files.update()
+        .where(files.c.file_id == file.file_id)
+        .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
     )
     await uow.conn.execute(
         assignments.insert().values(
-            file_id=file.file_id, agent_id=choice.agent_id, rule=rule,
+            file_id=file.file_id,
+            agent_id=choice.agent_id,
+            rule=rule,
             explanation=f"{reason} — {choice.explanation}",
-            considered=choice.considered, at=utcnow(),
+            considered=choice.considered,
+            at=utcnow(),
         )
     )
     referent = await referent_of(uow, choice.agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
         ReferentAssigned(
-            file_id=file.file_id, referent=referent, rule=rule, explanation=choice.explanation,
-            citizen=CitizenContact.model_validate(file.citizen), previous_referent=previous,
+            file_id=file.file_id,
+            referent=referent,
+            rule=rule,
+            explanation=choice.explanation,
+            citizen=CitizenContact.model_validate(file.citizen),
+            previous_referent=previous,
             reason=reason,
         ),
     )
@@ -109,7 +137,9 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
         return False
     answers = (
         await uow.conn.execute(
-            sa.select(agency_requests.c.status, agency_requests.c.answer).where(agency_requests.c.file_id == file_id)
+            sa.select(agency_requests.c.status, agency_requests.c.answer).where(
+                agency_requests.c.file_id == file_id
+            )
         )
     ).all()
     if not answers or any(r.status != RequestStatus.ANSWERED for r in answers):
@@ -122,13 +152,20 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
     word = file.personal_word if file.personal_word_agent_id == file.referent_id else None
     text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, word)
     await uow.conn.execute(
-        files.update().where(files.c.file_id == file_id).values(status=FileStatus.ANSWERED, answered_at=utcnow())
+        files.update()
+        .where(files.c.file_id == file_id)
+        .values(status=FileStatus.ANSWERED, answered_at=utcnow())
     )
     await release_capacity(uow, file.referent_id)
     uow.emit(
         topics.FILES_ANSWERED,
         CoordinatedAnswerIssued(
-            file_id=file_id, referent=referent, citizen=citizen, decisions=decisions, text=text, personal_word=word,
+            file_id=file_id,
+            referent=referent,
+            citizen=citizen,
+            decisions=decisions,
+            text=text,
+            personal_word=word,
         ),
     )
     return True
@@ -160,8 +197,12 @@ async def move_file(
     await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
     await uow.conn.execute(
         assignments.insert().values(
-            file_id=file.file_id, agent_id=agent_id, rule=rule, explanation=explanation,
-            considered=considered, at=utcnow(),
+            file_id=file.file_id,
+            agent_id=agent_id,
+            rule=rule,
+            explanation=explanation,
+            considered=considered,
+            at=utcnow(),
         )
     )
     referent = await referent_of(uow, agent_id)
@@ -191,9 +232,14 @@ async def file_agencies(uow: UnitOfWork, file_id: str) -> list[str]:
 
 async def supervisors_of(uow: UnitOfWork, departement: str) -> list[SupervisorContact]:
     """Who to alert about a file of this département: its supervisors, else all of them."""
-    rows = (await uow.conn.execute(sa.select(supervisors).order_by(supervisors.c.supervisor_id))).all()
+    rows = (
+        await uow.conn.execute(sa.select(supervisors).order_by(supervisors.c.supervisor_id))
+    ).all()
     mine = [r for r in rows if departement in r.departements] or rows
-    return [SupervisorContact(supervisor_id=r.supervisor_id, name=r.name, email=r.email, phone=r.phone) for r in mine]
+    return [
+        SupervisorContact(supervisor_id=r.supervisor_id, name=r.name, email=r.email, phone=r.phone)
+        for r in mine
+    ]
 
 
 async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
@@ -203,8 +249,11 @@ async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
     uow.emit(
         topics.FILES_AWAITING_REFERENT,
         ReferentAssignmentDeferred(
-            file_id=file.file_id, departement=departement, urgent=file.urgent,
-            life_event_label=file.life_event_label, reason=reason,
+            file_id=file.file_id,
+            departement=departement,
+            urgent=file.urgent,
+            life_event_label=file.life_event_label,
+            reason=reason,
             citizen=CitizenContact.model_validate(file.citizen),
             supervisors=await supervisors_of(uow, departement),
         ),
@@ -216,7 +265,8 @@ async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None, reaso
     it is never dropped, supervisors are alerted, and a titular's file still goes back
     to them on return."""
     await uow.conn.execute(
-        files.update().where(files.c.file_id == file.file_id)
+        files.update()
+        .where(files.c.file_id == file.file_id)
         .values(status=FileStatus.AWAITING_REFERENT, referent_id=None, titular_id=titular_id)
     )
     await release_capacity(uow, file.referent_id)
@@ -244,8 +294,13 @@ def announce_clock(uow: UnitOfWork, clock: sa.Row | dict, why: str, **changes: o
     uow.emit(
         topics.DEADLINES,
         LegalDeadlineSet(
-            file_id=row["file_id"], request_id=row["request_id"], agency=row["agency"],
-            rule=DeadlineRule(row["rule"]), due_on=row["due_on"], state=state, why=why,
+            file_id=row["file_id"],
+            request_id=row["request_id"],
+            agency=row["agency"],
+            rule=DeadlineRule(row["rule"]),
+            due_on=row["due_on"],
+            state=state,
+            why=why,
         ),
     )
 

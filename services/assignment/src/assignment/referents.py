@@ -76,7 +76,9 @@ async def take_capacity(uow: UnitOfWork, agent_id: str, reserve_percent: int | N
     SQL: a concurrent replica may have filled the agent meanwhile."""
     query = agents.update().where(agents.c.agent_id == agent_id)
     if reserve_percent is not None:
-        query = query.where(domain.has_room(agents.c.active_files, agents.c.capacity, reserve_percent))
+        query = query.where(
+            domain.has_room(agents.c.active_files, agents.c.capacity, reserve_percent)
+        )
     taken = await uow.conn.execute(query.values(active_files=agents.c.active_files + 1))
     return taken.rowcount == 1
 
@@ -113,7 +115,8 @@ def _candidates_query(n_agencies: int, reserve_percent: int, scope: str) -> sa.S
     office with room to the point given as parameters) or "anywhere"."""
     text = sa.cast(agents.c.agencies, sa.Text)
     coverage = sum(
-        (sa.case((text.like(sa.bindparam(f"a{i}")), 1), else_=0) for i in range(n_agencies)), sa.literal(0)
+        (sa.case((text.like(sa.bindparam(f"a{i}")), 1), else_=0) for i in range(n_agencies)),
+        sa.literal(0),
     )
     if scope == "nearest":
         # The office nearest to (lat, lon) with someone who has room, ordered in SQL by an
@@ -123,8 +126,12 @@ def _candidates_query(n_agencies: int, reserve_percent: int, scope: str) -> sa.S
             colleague.c.office_id == offices.c.office_id, _room(colleague, reserve_percent)
         )
         dy = offices.c.latitude - sa.bindparam("lat", type_=sa.Float)
-        dx = (offices.c.longitude - sa.bindparam("lon", type_=sa.Float)) * sa.bindparam("coslat", type_=sa.Float)
-        nearest = sa.select(offices.c.office_id).where(has_room).order_by(dy * dy + dx * dx).limit(1)
+        dx = (offices.c.longitude - sa.bindparam("lon", type_=sa.Float)) * sa.bindparam(
+            "coslat", type_=sa.Float
+        )
+        nearest = (
+            sa.select(offices.c.office_id).where(has_room).order_by(dy * dy + dx * dx).limit(1)
+        )
         where = agents.c.office_id == nearest.scalar_subquery()
     else:
         where = {
@@ -136,7 +143,11 @@ def _candidates_query(n_agencies: int, reserve_percent: int, scope: str) -> sa.S
         sa.select(*CANDIDATE_COLUMNS, sa.literal(False).label("is_previous"))
         .join(offices, agents.c.office_id == offices.c.office_id)
         .where(_room(agents, reserve_percent), where)
-        .order_by(coverage.desc(), sa.cast(agents.c.active_files, sa.Float) / agents.c.capacity, agents.c.agent_id)
+        .order_by(
+            coverage.desc(),
+            sa.cast(agents.c.active_files, sa.Float) / agents.c.capacity,
+            agents.c.agent_id,
+        )
         .limit(CANDIDATES_READ)
     )
 
@@ -151,7 +162,10 @@ def _statement(n_agencies: int, reserve_percent: int, scope: str, with_previous:
     previous = (
         sa.select(*CANDIDATE_COLUMNS, sa.literal(True).label("is_previous"))
         .select_from(files.join(agents, files.c.referent_id == agents.c.agent_id).join(offices))
-        .where(files.c.citizen_key == sa.bindparam("citizen_key"), agents.c.status == AgentStatus.ACTIVE)
+        .where(
+            files.c.citizen_key == sa.bindparam("citizen_key"),
+            agents.c.status == AgentStatus.ACTIVE,
+        )
         .order_by(files.c.created_at.desc())
         .limit(1)
     )
@@ -159,7 +173,12 @@ def _statement(n_agencies: int, reserve_percent: int, scope: str, with_previous:
 
 
 async def _read(
-    uow: UnitOfWork, agencies: list[str], reserve: int, scope: str, params: dict, citizen_key: str | None = None
+    uow: UnitOfWork,
+    agencies: list[str],
+    reserve: int,
+    scope: str,
+    params: dict,
+    citizen_key: str | None = None,
 ) -> tuple[domain.Candidate | None, list[domain.Candidate]]:
     """(the citizen's current référent if asked for, the best candidates in `scope`)."""
     statement = _statement(len(agencies), reserve, scope, citizen_key is not None)
@@ -192,24 +211,37 @@ async def take_agent(
     skip = [exclude] if exclude is not None else []
     while True:
         if office_id is not None:
-            previous, candidates = await _read(uow, agencies, reserve, "office", {"skip": skip, "office_id": office_id})
+            previous, candidates = await _read(
+                uow, agencies, reserve, "office", {"skip": skip, "office_id": office_id}
+            )
         else:
             previous, candidates = await _read(
-                uow, agencies, reserve, "departement", {"skip": skip, "departement": departement}, citizen_key
+                uow,
+                agencies,
+                reserve,
+                "departement",
+                {"skip": skip, "departement": departement},
+                citizen_key,
             )
-        choice = domain.choose_referent(candidates, agencies, departement, previous, reserve_percent=reserve)
+        choice = domain.choose_referent(
+            candidates, agencies, departement, previous, reserve_percent=reserve
+        )
         if choice is None and office_id is None:
             point = geo.locate(postcode, departement)
             if point is not None:
                 at = {"lat": point[0], "lon": point[1], "coslat": math.cos(math.radians(point[0]))}
                 _, near = await _read(uow, agencies, reserve, "nearest", {"skip": skip, **at})
                 candidates = [
-                    dataclasses.replace(c, distance_km=domain.distance_km(point, (c.latitude, c.longitude)))
+                    dataclasses.replace(
+                        c, distance_km=domain.distance_km(point, (c.latitude, c.longitude))
+                    )
                     for c in near
                 ]
             else:  # unknown place: anyone with room
                 _, candidates = await _read(uow, agencies, reserve, "anywhere", {"skip": skip})
-            choice = domain.choose_referent(candidates, agencies, departement, None, reserve_percent=reserve)
+            choice = domain.choose_referent(
+                candidates, agencies, departement, None, reserve_percent=reserve
+            )
         if choice is None:
             return None
         if await take_capacity(uow, choice.agent_id, reserve):
@@ -225,14 +257,18 @@ async def lock_citizen(uow: UnitOfWork, key: str) -> None:
     the citizen's two files at once both see the référent the first one chose.
     (SQLite already runs one writing transaction at a time.)"""
     if uow.conn.dialect.name == "postgresql":
-        await uow.conn.execute(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0))))
+        await uow.conn.execute(
+            sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtextextended(key, 0)))
+        )
 
 
 async def choose_for_file(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None:
     """The référent for a new or waiting file, the citizen locked (continuity first)."""
     await lock_citizen(uow, file.citizen_key)
     return await take_agent(
-        uow, list(file.agencies), file.citizen["postcode"], file.citizen_key, urgent=file.urgent,
+        uow,
+        list(file.agencies),
+        file.citizen["postcode"],
+        file.citizen_key,
+        urgent=file.urgent,
     )
-
-

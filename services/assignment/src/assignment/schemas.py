@@ -15,7 +15,9 @@ class PersonalWordIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    agent_id: str = Field(min_length=1, max_length=30, description="Identifiant du référent qui écrit.")
+    agent_id: str = Field(
+        min_length=1, max_length=30, description="Identifiant du référent qui écrit."
+    )
     text: str = Field(description="Le mot personnel, en texte simple (1 à 1000 caractères).")
 
     @field_validator("text")
@@ -37,14 +39,18 @@ class AbsenceIn(BaseModel):
 
     starts_on: dt.date = Field(description="Premier jour d'absence.")
     ends_on: dt.date = Field(description="Dernier jour d'absence (inclus).")
-    reason: str | None = Field(default=None, max_length=500, description="Motif (facultatif, interne).")
+    reason: str | None = Field(
+        default=None, max_length=500, description="Motif (facultatif, interne)."
+    )
 
 
 class ReasonIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     reason: str = Field(min_length=5, max_length=1000, description="Motif, obligatoire.")
-    agent_id: str | None = Field(default=None, description="Agent choisi (sinon, les règles habituelles).")
+    agent_id: str | None = Field(
+        default=None, description="Agent choisi (sinon, les règles habituelles)."
+    )
 
 
 class DepartureIn(BaseModel):

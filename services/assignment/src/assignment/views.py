@@ -28,14 +28,24 @@ async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]
     acknowledged yet shows the two-month estimate from receipt, marked `estimated`."""
     by_file = {r.file_id: r for r in rows}
     clocks = (
-        await conn.execute(
-            sa.select(legal_clocks.c.file_id, legal_clocks.c.agency, legal_clocks.c.status, legal_clocks.c.due_on)
-            .where(legal_clocks.c.file_id.in_(list(by_file)))
-        )
-    ).all() if by_file else []
+        (
+            await conn.execute(
+                sa.select(
+                    legal_clocks.c.file_id,
+                    legal_clocks.c.agency,
+                    legal_clocks.c.status,
+                    legal_clocks.c.due_on,
+                ).where(legal_clocks.c.file_id.in_(list(by_file)))
+            )
+        ).all()
+        if by_file
+        else []
+    )
     out: dict[str, dict[str, Any]] = {}
     for c in clocks:
-        entry = out.setdefault(c.file_id, {"deadline": None, "agency": None, "suspended": False, "estimated": False})
+        entry = out.setdefault(
+            c.file_id, {"deadline": None, "agency": None, "suspended": False, "estimated": False}
+        )
         if c.status == ClockStatus.RUNNING and c.due_on is not None:
             if entry["deadline"] is None or c.due_on < entry["deadline"]:
                 entry["deadline"], entry["agency"] = c.due_on, c.agency
@@ -45,8 +55,15 @@ async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]
         # Another agency's clock still runs: that is the deadline, not the suspension.
         entry["suspended"] = entry["suspended"] and entry["deadline"] is None
     for file_id, r in by_file.items():
-        out.setdefault(file_id, {"deadline": legal_deadline.estimated_deadline(r.created_at), "agency": None,
-                                 "suspended": False, "estimated": True})
+        out.setdefault(
+            file_id,
+            {
+                "deadline": legal_deadline.estimated_deadline(r.created_at),
+                "agency": None,
+                "suspended": False,
+                "estimated": True,
+            },
+        )
     return out
 
 
@@ -77,8 +94,9 @@ async def portfolio(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
             raise _no_agent(agent_id)
         rows = (
             await uow.conn.execute(
-                sa.select(files)
-                .where(files.c.referent_id == agent_id, files.c.status != FileStatus.ANSWERED)
+                sa.select(files).where(
+                    files.c.referent_id == agent_id, files.c.status != FileStatus.ANSWERED
+                )
             )
         ).all()
         pending = dict(
@@ -130,8 +148,13 @@ async def waiting_files(uow: UnitOfWork) -> dict[str, Any]:
     async with uow:
         rows = (
             await uow.conn.execute(
-                sa.select(files.c.file_id, files.c.urgent, files.c.created_at, files.c.citizen,
-                          files.c.life_event_label)
+                sa.select(
+                    files.c.file_id,
+                    files.c.urgent,
+                    files.c.created_at,
+                    files.c.citizen,
+                    files.c.life_event_label,
+                )
                 .where(files.c.status == FileStatus.AWAITING_REFERENT)
                 .order_by(files.c.urgent.desc(), files.c.created_at)
             )
@@ -139,9 +162,13 @@ async def waiting_files(uow: UnitOfWork) -> dict[str, Any]:
     return {
         "count": len(rows),
         "files": [
-            {"file_id": r.file_id, "urgent": r.urgent, "received_at": r.created_at,
-             "life_event_label": r.life_event_label,
-             "departement": domain.departement_of(r.citizen["postcode"])}
+            {
+                "file_id": r.file_id,
+                "urgent": r.urgent,
+                "received_at": r.created_at,
+                "life_event_label": r.life_event_label,
+                "departement": domain.departement_of(r.citizen["postcode"]),
+            }
             for r in rows
         ],
     }
@@ -186,8 +213,13 @@ async def agent_card(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
     async with uow:
         row = (
             await uow.conn.execute(
-                sa.select(agents, offices.c.name.label("office_name"), offices.c.address,
-                          offices.c.commune, offices.c.opening_hours)
+                sa.select(
+                    agents,
+                    offices.c.name.label("office_name"),
+                    offices.c.address,
+                    offices.c.commune,
+                    offices.c.opening_hours,
+                )
                 .join(offices, agents.c.office_id == offices.c.office_id)
                 .where(agents.c.agent_id == agent_id)
             )
@@ -195,10 +227,20 @@ async def agent_card(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
     if row is None:
         raise _no_agent(agent_id)
     return {
-        "agent_id": row.agent_id, "name": row.name, "phone": row.phone, "email": row.email,
-        "status": row.status, "capacity": row.capacity, "active_files": row.active_files,
-        "office": {"office_id": row.office_id, "name": row.office_name, "address": row.address,
-                   "commune": row.commune, "opening_hours": row.opening_hours},
+        "agent_id": row.agent_id,
+        "name": row.name,
+        "phone": row.phone,
+        "email": row.email,
+        "status": row.status,
+        "capacity": row.capacity,
+        "active_files": row.active_files,
+        "office": {
+            "office_id": row.office_id,
+            "name": row.office_name,
+            "address": row.address,
+            "commune": row.commune,
+            "opening_hours": row.opening_hours,
+        },
     }
 
 
@@ -215,8 +257,14 @@ async def portfolios(uow: UnitOfWork) -> dict[str, Any]:
     per_office: dict[str, dict[str, Any]] = {}
     for r in rows:
         office = per_office.setdefault(
-            r.office_id, {"office_id": r.office_id, "name": r.office_name, "agents": 0,
-                          "active_files": 0, "capacity": 0}
+            r.office_id,
+            {
+                "office_id": r.office_id,
+                "name": r.office_name,
+                "agents": 0,
+                "active_files": 0,
+                "capacity": 0,
+            },
         )
         if r.status != AgentStatus.GONE:
             office["agents"] += 1
@@ -224,9 +272,15 @@ async def portfolios(uow: UnitOfWork) -> dict[str, Any]:
             office["capacity"] += r.capacity
     return {
         "agents": [
-            {"agent_id": r.agent_id, "name": r.name, "office_id": r.office_id,
-             "office": r.office_name, "status": r.status, "active_files": r.active_files,
-             "capacity": r.capacity}
+            {
+                "agent_id": r.agent_id,
+                "name": r.name,
+                "office_id": r.office_id,
+                "office": r.office_name,
+                "status": r.status,
+                "active_files": r.active_files,
+                "capacity": r.capacity,
+            }
             for r in rows
         ],
         "offices": list(per_office.values()),
@@ -240,19 +294,28 @@ async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -
     async with uow:
         rows = (
             await uow.conn.execute(
-                sa.select(files.c.file_id, files.c.urgent, files.c.status, files.c.created_at,
-                          files.c.life_event_label, agents.c.name.label("referent"))
+                sa.select(
+                    files.c.file_id,
+                    files.c.urgent,
+                    files.c.status,
+                    files.c.created_at,
+                    files.c.life_event_label,
+                    agents.c.name.label("referent"),
+                )
                 .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
                 .where(files.c.status != FileStatus.ANSWERED)
-                .where(sa.or_(
-                    files.c.file_id.in_(
-                        sa.select(legal_clocks.c.file_id)
-                        .where(legal_clocks.c.status == ClockStatus.RUNNING,
-                               legal_clocks.c.due_on <= horizon)
-                    ),
-                    # No agency has acknowledged yet: the two-month estimate from receipt.
-                    ~sa.exists().where(legal_clocks.c.file_id == files.c.file_id),
-                ))
+                .where(
+                    sa.or_(
+                        files.c.file_id.in_(
+                            sa.select(legal_clocks.c.file_id).where(
+                                legal_clocks.c.status == ClockStatus.RUNNING,
+                                legal_clocks.c.due_on <= horizon,
+                            )
+                        ),
+                        # No agency has acknowledged yet: the two-month estimate from receipt.
+                        ~sa.exists().where(legal_clocks.c.file_id == files.c.file_id),
+                    )
+                )
             )
         ).all()
         due = await file_deadlines(uow.conn, rows)
@@ -263,9 +326,18 @@ async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -
             continue
         days_left = legal_deadline.days_left(d["deadline"], today)
         if days_left <= within_days:
-            items.append({"file_id": r.file_id, "urgent": r.urgent, "status": r.status,
-                          "life_event_label": r.life_event_label, "referent": r.referent,
-                          "deadline": d["deadline"], "agency": d["agency"],
-                          "estimated": d["estimated"], "days_left": days_left})
+            items.append(
+                {
+                    "file_id": r.file_id,
+                    "urgent": r.urgent,
+                    "status": r.status,
+                    "life_event_label": r.life_event_label,
+                    "referent": r.referent,
+                    "deadline": d["deadline"],
+                    "agency": d["agency"],
+                    "estimated": d["estimated"],
+                    "days_left": days_left,
+                }
+            )
     items.sort(key=lambda f: (f["deadline"], not f["urgent"]))
     return {"within_days": within_days, "count": len(items), "files": items}

@@ -23,11 +23,15 @@ async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.
     ).first()
     if file is None:
         raise Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
-    if await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == agent_id)) is None:
+    if (
+        await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == agent_id))
+        is None
+    ):
         raise Refused(RefusalKind.NOT_FOUND, f"Aucun agent ne porte l'identifiant {agent_id}.")
     if file.status == FileStatus.ANSWERED:
         raise Refused(
-            RefusalKind.CONFLICT, "La réponse coordonnée est déjà partie : le mot personnel ne peut plus être modifié. "
+            RefusalKind.CONFLICT,
+            "La réponse coordonnée est déjà partie : le mot personnel ne peut plus être modifié. "
             "Écrivez plutôt un message à l'usager.",
         )
     if file.referent_id != agent_id:

@@ -23,7 +23,11 @@ log = logging.getLogger(__name__)
 
 
 async def _agent(uow: UnitOfWork, agent_id: str) -> sa.Row:
-    row = (await uow.conn.execute(sa.select(agents).where(agents.c.agent_id == agent_id).with_for_update())).first()
+    row = (
+        await uow.conn.execute(
+            sa.select(agents).where(agents.c.agent_id == agent_id).with_for_update()
+        )
+    ).first()
     if row is None:
         raise Refused(RefusalKind.NOT_FOUND, f"Aucun agent ne porte l'identifiant {agent_id}.")
     return row
@@ -45,12 +49,23 @@ async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice |
     agencies = await file_agencies(uow, file.file_id)
     postcode = file.citizen["postcode"]
     return await take_agent(
-        uow, agencies, postcode, None, exclude=away.agent_id, office_id=away.office_id, urgent=file.urgent
+        uow,
+        agencies,
+        postcode,
+        None,
+        exclude=away.agent_id,
+        office_id=away.office_id,
+        urgent=file.urgent,
     ) or await take_agent(uow, agencies, postcode, None, exclude=away.agent_id, urgent=file.urgent)
 
 
 async def declare_absence(
-    uow: UnitOfWork, agent_id: str, starts_on: dt.date, ends_on: dt.date, reason: str | None, today: dt.date
+    uow: UnitOfWork,
+    agent_id: str,
+    starts_on: dt.date,
+    ends_on: dt.date,
+    reason: str | None,
+    today: dt.date,
 ) -> dict:
     if ends_on < starts_on:
         raise Refused(RefusalKind.INVALID, "La date de fin d'absence précède la date de début.")
@@ -62,42 +77,63 @@ async def declare_absence(
             raise Refused(RefusalKind.CONFLICT, f"{agent.name} a quitté le réseau.")
         result = await uow.conn.execute(
             absences.insert().values(
-                agent_id=agent_id, starts_on=starts_on, ends_on=ends_on, reason=reason,
-                status=AbsenceStatus.PLANNED, created_at=utcnow(),
+                agent_id=agent_id,
+                starts_on=starts_on,
+                ends_on=ends_on,
+                reason=reason,
+                status=AbsenceStatus.PLANNED,
+                created_at=utcnow(),
             )
         )
         absence_id = result.inserted_primary_key[0]
         uow.emit(
             topics.DIRECTORY_CHANGES,
-            AgentAbsenceDeclared(agent_id=agent_id, absence_id=absence_id, starts_on=starts_on, ends_on=ends_on),
+            AgentAbsenceDeclared(
+                agent_id=agent_id, absence_id=absence_id, starts_on=starts_on, ends_on=ends_on
+            ),
         )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
         await uow.commit()
     status = AbsenceStatus.ONGOING if starts_on <= today else AbsenceStatus.PLANNED
-    return {"absence_id": absence_id, "status": status.value,
-            "files_covered": covered}
+    return {"absence_id": absence_id, "status": status.value, "files_covered": covered}
 
 
 async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> int:
     absence = (await uow.conn.execute(sa.select(absences).where(absences.c.id == absence_id))).one()
     agent = await _agent(uow, absence.agent_id)
-    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent.agent_id).values(status=AgentStatus.ABSENT))
-    await uow.conn.execute(absences.update().where(absences.c.id == absence_id).values(status=AbsenceStatus.ONGOING))
+    await uow.conn.execute(
+        agents.update().where(agents.c.agent_id == agent.agent_id).values(status=AgentStatus.ABSENT)
+    )
+    await uow.conn.execute(
+        absences.update().where(absences.c.id == absence_id).values(status=AbsenceStatus.ONGOING)
+    )
     until = f"{absence.ends_on:%d/%m/%Y}"
     covered = 0
     for file in await _open_files(uow, files.c.referent_id, agent.agent_id):
         choice = await _cover(uow, file, agent)
         if choice is None:
-            log.warning("no cover with room for %s during %s's absence: it waits", file.file_id, agent.name)
+            log.warning(
+                "no cover with room for %s during %s's absence: it waits", file.file_id, agent.name
+            )
             await park_file(
-                uow, file, titular_id=agent.agent_id,
-                reason=f"{agent.name} est absent(e) jusqu'au {until} inclus et aucun collègue n'a de place.",
+                uow,
+                file,
+                titular_id=agent.agent_id,
+                reason=(
+                    f"{agent.name} est absent(e) jusqu'au {until} inclus "
+                    "et aucun collègue n'a de place."
+                ),
             )
             continue
         await move_file(
-            uow, file, choice.agent_id, AssignmentRule.COVER,
-            f"Suppléance pendant l'absence de {agent.name} jusqu'au {until} inclus — {choice.explanation}",
-            f"{agent.name} est absent(e) jusqu'au {until} inclus ; votre dossier reviendra ensuite à {agent.name}.",
+            uow,
+            file,
+            choice.agent_id,
+            AssignmentRule.COVER,
+            f"Suppléance pendant l'absence de {agent.name} jusqu'au {until} inclus — "
+            f"{choice.explanation}",
+            f"{agent.name} est absent(e) jusqu'au {until} inclus ; "
+            f"votre dossier reviendra ensuite à {agent.name}.",
             choice.considered,
             titular_id=agent.agent_id,
         )
@@ -116,9 +152,12 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
     agent = await _agent(uow, agent_id)
     if agent.status != AgentStatus.ABSENT:
         raise Refused(RefusalKind.CONFLICT, f"{agent.name} n'est pas absent(e).")
-    await uow.conn.execute(agents.update().where(agents.c.agent_id == agent_id).values(status=AgentStatus.ACTIVE))
     await uow.conn.execute(
-        absences.update().where(absences.c.agent_id == agent_id, absences.c.status == AbsenceStatus.ONGOING)
+        agents.update().where(agents.c.agent_id == agent_id).values(status=AgentStatus.ACTIVE)
+    )
+    await uow.conn.execute(
+        absences.update()
+        .where(absences.c.agent_id == agent_id, absences.c.status == AbsenceStatus.ONGOING)
         .values(status=AbsenceStatus.ENDED)
     )
     returned = 0
@@ -126,7 +165,10 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
         # Their own files come back even above capacity: they were within it before.
         await take_capacity(uow, agent_id, reserve_percent=None)
         await move_file(
-            uow, file, agent_id, AssignmentRule.RETURN,
+            uow,
+            file,
+            agent_id,
+            AssignmentRule.RETURN,
             f"Retour de {agent.name} : reprise de son dossier.",
             f"{agent.name} est de retour et reprend votre dossier.",
             [agent_id],
@@ -151,25 +193,36 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
         # Files covered by someone else go to their cover for good; the agent's own go
         # one by one to the least loaded colleague, which balances the portfolio.
         for file in await _open_files(uow, files.c.titular_id, agent_id):
-            await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(titular_id=None))
+            await uow.conn.execute(
+                files.update().where(files.c.file_id == file.file_id).values(titular_id=None)
+            )
         for file in await _open_files(uow, files.c.referent_id, agent_id):
             choice = await _cover(uow, file, agent)
             if choice is None:
                 await park_file(
-                    uow, file, titular_id=None,
+                    uow,
+                    file,
+                    titular_id=None,
                     reason=f"{agent.name} a quitté son poste et aucun collègue n'a de place.",
                 )
                 waiting += 1
                 continue
             await move_file(
-                uow, file, choice.agent_id, AssignmentRule.DEPARTURE,
+                uow,
+                file,
+                choice.agent_id,
+                AssignmentRule.DEPARTURE,
                 f"Départ de {agent.name} — {choice.explanation}",
-                f"{agent.name} a quitté son poste{f' ({reason})' if reason else ''} ; tout votre dossier a été transmis.",
+                f"{agent.name} a quitté son poste{f' ({reason})' if reason else ''} ; "
+                "tout votre dossier a été transmis.",
                 choice.considered,
                 titular_id=None,
             )
             moved += 1
-        uow.emit(topics.DIRECTORY_CHANGES, AgentLeft(agent_id=agent_id, files_redistributed=moved, files_waiting=waiting))
+        uow.emit(
+            topics.DIRECTORY_CHANGES,
+            AgentLeft(agent_id=agent_id, files_redistributed=moved, files_waiting=waiting),
+        )
         await uow.commit()
     return {"files_redistributed": moved, "files_without_referent": waiting}
 
@@ -177,31 +230,60 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
 async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | None) -> dict:
     """A supervisor moves a file, to a named agent or by the usual rules."""
     async with uow:
-        file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id).with_for_update())).first()
+        file = (
+            await uow.conn.execute(
+                sa.select(files).where(files.c.file_id == file_id).with_for_update()
+            )
+        ).first()
         if file is None:
             raise Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
         if file.status == FileStatus.ANSWERED or file.referent_id is None:
-            raise Refused(RefusalKind.CONFLICT, "Ce dossier est clos ou attend encore son premier référent.")
+            raise Refused(
+                RefusalKind.CONFLICT, "Ce dossier est clos ou attend encore son premier référent."
+            )
         if agent_id is not None:
             target = await _agent(uow, agent_id)
             if agent_id == file.referent_id:
-                raise Refused(RefusalKind.CONFLICT, f"{target.name} est déjà le référent de ce dossier.")
+                raise Refused(
+                    RefusalKind.CONFLICT, f"{target.name} est déjà le référent de ce dossier."
+                )
             if target.status != AgentStatus.ACTIVE:
-                raise Refused(RefusalKind.CONFLICT, f"{target.name} n'est pas disponible ({target.status}).")
+                raise Refused(
+                    RefusalKind.CONFLICT, f"{target.name} n'est pas disponible ({target.status})."
+                )
             if not await take_capacity(uow, agent_id, reserve_percent=0):
-                raise Refused(RefusalKind.CONFLICT, f"{target.name} a atteint sa capacité ({target.capacity} dossiers).")
+                raise Refused(
+                    RefusalKind.CONFLICT,
+                    f"{target.name} a atteint sa capacité ({target.capacity} dossiers).",
+                )
             explanation, considered = f"Choisi par le superviseur : {target.name}.", [agent_id]
         else:
             choice = await take_agent(
-                uow, await file_agencies(uow, file_id), file.citizen["postcode"],
-                None, exclude=file.referent_id, urgent=file.urgent,
+                uow,
+                await file_agencies(uow, file_id),
+                file.citizen["postcode"],
+                None,
+                exclude=file.referent_id,
+                urgent=file.urgent,
             )
             if choice is None:
-                raise Refused(RefusalKind.CONFLICT, "Aucun autre agent n'a de place pour ce dossier.")
-            agent_id, explanation, considered = choice.agent_id, choice.explanation, choice.considered
+                raise Refused(
+                    RefusalKind.CONFLICT, "Aucun autre agent n'a de place pour ce dossier."
+                )
+            agent_id, explanation, considered = (
+                choice.agent_id,
+                choice.explanation,
+                choice.considered,
+            )
         await move_file(
-            uow, file, agent_id, AssignmentRule.SUPERVISOR_MOVE, f"Motif : {reason} — {explanation}",
-            reason, considered, titular_id=None,
+            uow,
+            file,
+            agent_id,
+            AssignmentRule.SUPERVISOR_MOVE,
+            f"Motif : {reason} — {explanation}",
+            reason,
+            considered,
+            titular_id=None,
         )
         await uow.commit()
     return {"file_id": file_id, "referent_id": agent_id}

@@ -32,8 +32,12 @@ from assignment.domain import AgentStatus
 from assignment.tables import agents, directory_imports, offices, supervisors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
-Id = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,29}$")]
-Departement = Annotated[str, StringConstraints(pattern=r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6])$")]
+Id = Annotated[
+    str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{1,29}$")
+]
+Departement = Annotated[
+    str, StringConstraints(pattern=r"^(0[1-9]|[1-8][0-9]|9[0-5]|2A|2B|97[1-6])$")
+]
 
 
 class Row(BaseModel):
@@ -55,11 +59,13 @@ class AgentRow(Row):
     agent_id: Id = Field(description="Identifiant de l'agent.")
     name: Text = Field(description="Prénom et nom, tels que les citoyens les liront.")
     office_id: Id = Field(description="Bureau France Services de l'agent.")
-    phone: Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .]{10,20}$")] = Field(
-        description="Ligne directe."
-    )
+    phone: Annotated[
+        str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .]{10,20}$")
+    ] = Field(description="Ligne directe.")
     email: EmailStr = Field(description="Adresse électronique directe.")
-    agencies: list[Agency] = Field(min_length=1, description="Organismes pour lesquels l'agent est formé.")
+    agencies: list[Agency] = Field(
+        min_length=1, description="Organismes pour lesquels l'agent est formé."
+    )
     capacity: int = Field(gt=0, le=500, description="Nombre maximal de dossiers actifs.")
 
 
@@ -72,15 +78,17 @@ class SupervisorRow(Row):
 
 
 class DirectoryFile(Row):
-    version: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)] = Field(
-        description="Version du fichier d'annuaire (par exemple sa date)."
-    )
+    version: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)
+    ] = Field(description="Version du fichier d'annuaire (par exemple sa date).")
     offices: list[dict[str, Any]] = Field(default_factory=list)
     agents: list[dict[str, Any]] = Field(default_factory=list)
     supervisors: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def _rows(model: type[Row], section: str, raw: list[dict[str, Any]], errors: list[dict[str, str]]) -> list[Any]:
+def _rows(
+    model: type[Row], section: str, raw: list[dict[str, Any]], errors: list[dict[str, str]]
+) -> list[Any]:
     rows = []
     for i, item in enumerate(raw):
         try:
@@ -88,11 +96,14 @@ def _rows(model: type[Row], section: str, raw: list[dict[str, Any]], errors: lis
         except ValidationError as exc:
             label = item.get(f"{section[:-1]}_id") if isinstance(item, dict) else None
             for err in french_errors(list(exc.errors())):
-                errors.append({
-                    "field": f"{section}[{i}].{err['field']}",
-                    "message": f"Ligne {i + 1} des {_SECTION_FR[section]}"
-                    + (f" ({label})" if label else "") + f" : {err['message']}",
-                })
+                errors.append(
+                    {
+                        "field": f"{section}[{i}].{err['field']}",
+                        "message": f"Ligne {i + 1} des {_SECTION_FR[section]}"
+                        + (f" ({label})" if label else "")
+                        + f" : {err['message']}",
+                    }
+                )
     return rows
 
 
@@ -103,7 +114,15 @@ def _duplicates(section: str, ids: list[str], errors: list[dict[str, str]]) -> N
     seen: set[str] = set()
     for i, ident in enumerate(ids):
         if ident in seen:
-            errors.append({"field": f"{section}[{i}]", "message": f"Ligne {i + 1} des {_SECTION_FR[section]} : l'identifiant {ident} apparaît deux fois."})
+            errors.append(
+                {
+                    "field": f"{section}[{i}]",
+                    "message": (
+                        f"Ligne {i + 1} des {_SECTION_FR[section]} : "
+                        f"l'identifiant {ident} apparaît deux fois."
+                    ),
+                }
+            )
         seen.add(ident)
 
 
@@ -113,7 +132,8 @@ def parse(data: Any) -> tuple[DirectoryFile, list[OfficeRow], list[AgentRow], li
         directory = DirectoryFile.model_validate(data)
     except ValidationError as exc:
         raise Refused(
-            RefusalKind.INVALID, "Le fichier d'annuaire est mal formé ; rien n'a été importé.",
+            RefusalKind.INVALID,
+            "Le fichier d'annuaire est mal formé ; rien n'a été importé.",
             errors=french_errors(list(exc.errors())),
         ) from exc
     errors: list[dict[str, str]] = []
@@ -154,18 +174,44 @@ async def apply(
     ids = [a.agent_id for a in agent_rows]
     known_agents = {
         r.agent_id: r
-        for r in (await uow.conn.execute(sa.select(agents).where(agents.c.agent_id.in_(ids)).with_for_update())).all()
+        for r in (
+            await uow.conn.execute(
+                sa.select(agents).where(agents.c.agent_id.in_(ids)).with_for_update()
+            )
+        ).all()
     }
     new_offices = {o.office_id for o in office_rows}
     for i, a in enumerate(agent_rows):
         where = f"Ligne {i + 1} des agents ({a.agent_id})"
         if a.office_id not in new_offices and a.office_id not in known_offices:
-            errors.append({"field": f"agents[{i}].office_id", "message": f"{where} : le bureau {a.office_id} n'existe pas."})
+            errors.append(
+                {
+                    "field": f"agents[{i}].office_id",
+                    "message": f"{where} : le bureau {a.office_id} n'existe pas.",
+                }
+            )
         old = known_agents.get(a.agent_id)
         if old is not None and old.status == AgentStatus.GONE:
-            errors.append({"field": f"agents[{i}].agent_id", "message": f"{where} : cet agent a quitté le réseau ; un retour se fait sous un nouvel identifiant."})
+            errors.append(
+                {
+                    "field": f"agents[{i}].agent_id",
+                    "message": (
+                        f"{where} : cet agent a quitté le réseau ; "
+                        "un retour se fait sous un nouvel identifiant."
+                    ),
+                }
+            )
         if old is not None and a.capacity < old.active_files:
-            errors.append({"field": f"agents[{i}].capacity", "message": f"{where} : la capacité {a.capacity} est inférieure aux {old.active_files} dossiers actifs de l'agent ; réaffectez d'abord des dossiers."})
+            errors.append(
+                {
+                    "field": f"agents[{i}].capacity",
+                    "message": (
+                        f"{where} : la capacité {a.capacity} est inférieure aux "
+                        f"{old.active_files} dossiers actifs de l'agent ; "
+                        "réaffectez d'abord des dossiers."
+                    ),
+                }
+            )
     if errors:
         raise Refused(
             RefusalKind.INVALID,
@@ -174,34 +220,60 @@ async def apply(
             errors=errors,
         )
 
-    summary = {"offices_opened": 0, "offices_changed": 0, "agents_joined": 0, "agents_changed": 0, "supervisors": 0}
+    summary = {
+        "offices_opened": 0,
+        "offices_changed": 0,
+        "agents_joined": 0,
+        "agents_changed": 0,
+        "supervisors": 0,
+    }
     for o in office_rows:
         values = o.model_dump()
         old = known_offices.get(o.office_id)
         if old is None:
             await uow.conn.execute(offices.insert().values(**values))
-            uow.emit(topics.DIRECTORY_CHANGES, OfficeOpened(office=_office_profile(o), directory_version=version))
+            uow.emit(
+                topics.DIRECTORY_CHANGES,
+                OfficeOpened(office=_office_profile(o), directory_version=version),
+            )
             summary["offices_opened"] += 1
         elif _office_profile(old) != _office_profile(o):
-            await uow.conn.execute(offices.update().where(offices.c.office_id == o.office_id).values(**values))
-            uow.emit(topics.DIRECTORY_CHANGES, OfficeDetailsChanged(office=_office_profile(o), directory_version=version))
+            await uow.conn.execute(
+                offices.update().where(offices.c.office_id == o.office_id).values(**values)
+            )
+            uow.emit(
+                topics.DIRECTORY_CHANGES,
+                OfficeDetailsChanged(office=_office_profile(o), directory_version=version),
+            )
             summary["offices_changed"] += 1
     for a in agent_rows:
         values = {**a.model_dump(), "agencies": [x.value for x in a.agencies]}
         old = known_agents.get(a.agent_id)
         profile = _agent_profile(a)
         if old is None:
-            await uow.conn.execute(agents.insert().values(**values, active_files=0, status=AgentStatus.ACTIVE))
-            uow.emit(topics.DIRECTORY_CHANGES, AgentJoined(agent_id=a.agent_id, agent=profile, directory_version=version))
+            await uow.conn.execute(
+                agents.insert().values(**values, active_files=0, status=AgentStatus.ACTIVE)
+            )
+            uow.emit(
+                topics.DIRECTORY_CHANGES,
+                AgentJoined(agent_id=a.agent_id, agent=profile, directory_version=version),
+            )
             summary["agents_joined"] += 1
         elif _agent_profile(old) != profile:
-            await uow.conn.execute(agents.update().where(agents.c.agent_id == a.agent_id).values(**values))
-            uow.emit(topics.DIRECTORY_CHANGES, AgentDetailsChanged(agent_id=a.agent_id, agent=profile, directory_version=version))
+            await uow.conn.execute(
+                agents.update().where(agents.c.agent_id == a.agent_id).values(**values)
+            )
+            uow.emit(
+                topics.DIRECTORY_CHANGES,
+                AgentDetailsChanged(agent_id=a.agent_id, agent=profile, directory_version=version),
+            )
             summary["agents_changed"] += 1
     for s in supervisor_rows:
         values = s.model_dump()
         updated = await uow.conn.execute(
-            supervisors.update().where(supervisors.c.supervisor_id == s.supervisor_id).values(**values)
+            supervisors.update()
+            .where(supervisors.c.supervisor_id == s.supervisor_id)
+            .values(**values)
         )
         if updated.rowcount == 0:
             await uow.conn.execute(supervisors.insert().values(**values))
@@ -209,17 +281,31 @@ async def apply(
     return summary
 
 
-async def import_directory(uow: UnitOfWork, data: Any, *, only_if_empty: bool = False) -> dict[str, Any]:
+async def import_directory(
+    uow: UnitOfWork, data: Any, *, only_if_empty: bool = False
+) -> dict[str, Any]:
     """Check the whole file, then apply it in one transaction; a version already
     imported is not applied twice."""
     directory, office_rows, agent_rows, supervisor_rows = parse(data)
     async with uow:
         if only_if_empty and await uow.conn.scalar(sa.select(sa.func.count()).select_from(agents)):
             return {"version": directory.version, "applied": False}
-        if await uow.conn.scalar(sa.select(directory_imports.c.version).where(directory_imports.c.version == directory.version)):
-            return {"version": directory.version, "applied": False, "message": f"La version {directory.version} de l'annuaire est déjà importée."}
+        if await uow.conn.scalar(
+            sa.select(directory_imports.c.version).where(
+                directory_imports.c.version == directory.version
+            )
+        ):
+            return {
+                "version": directory.version,
+                "applied": False,
+                "message": f"La version {directory.version} de l'annuaire est déjà importée.",
+            }
         summary = await apply(uow, directory.version, office_rows, agent_rows, supervisor_rows)
-        await uow.conn.execute(directory_imports.insert().values(version=directory.version, imported_at=utcnow(), summary=summary))
+        await uow.conn.execute(
+            directory_imports.insert().values(
+                version=directory.version, imported_at=utcnow(), summary=summary
+            )
+        )
         await uow.commit()
     return {"version": directory.version, "applied": True, **summary}
 
@@ -237,8 +323,12 @@ async def join(uow: UnitOfWork, data: Any) -> dict[str, Any]:
             errors=errors,
         ) from exc
     async with uow:
-        if await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == row.agent_id)):
-            raise Refused(RefusalKind.CONFLICT, f"Un agent porte déjà l'identifiant {row.agent_id}.")
+        if await uow.conn.scalar(
+            sa.select(agents.c.agent_id).where(agents.c.agent_id == row.agent_id)
+        ):
+            raise Refused(
+                RefusalKind.CONFLICT, f"Un agent porte déjà l'identifiant {row.agent_id}."
+            )
         try:
             await apply(uow, None, [], [row], [])
         except Refused as refused:

@@ -59,8 +59,10 @@ async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:
             if choice is None:
                 continue
             last = await uow.conn.scalar(
-                sa.select(assignments.c.agent_id).where(assignments.c.file_id == file.file_id)
-                .order_by(assignments.c.id.desc()).limit(1)
+                sa.select(assignments.c.agent_id)
+                .where(assignments.c.file_id == file.file_id)
+                .order_by(assignments.c.id.desc())
+                .limit(1)
             )
             if last is None:
                 await start_file(uow, file, choice)
@@ -72,8 +74,6 @@ async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:
     return started
 
 
-
-
 async def tick_legal_clocks(
     uow_factory: Callable[[], UnitOfWork], today: dt.date, limit: int = 200
 ) -> int:
@@ -83,7 +83,9 @@ async def tick_legal_clocks(
         due = (
             await uow.conn.scalars(
                 sa.select(legal_clocks.c.request_id)
-                .where(legal_clocks.c.status == ClockStatus.RUNNING, legal_clocks.c.due_on <= horizon)
+                .where(
+                    legal_clocks.c.status == ClockStatus.RUNNING, legal_clocks.c.due_on <= horizon
+                )
                 .order_by(legal_clocks.c.due_on)
                 .limit(limit)
             )
@@ -110,14 +112,23 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
     rule = DeadlineRule(clock.rule)
     if legal_deadline.is_breached(clock.due_on, today):
         await uow.conn.execute(
-            legal_clocks.update().where(legal_clocks.c.request_id == request_id)
+            legal_clocks.update()
+            .where(legal_clocks.c.request_id == request_id)
             .values(status=ClockStatus.BREACHED, breached=True, warned_15=True, warned_7=True)
         )
-        uow.emit(topics.DEADLINES, LegalDeadlineBreached(
-            file_id=clock.file_id, request_id=request_id, agency=agency, due_on=clock.due_on,
-            rule=rule, referent=referent, citizen=citizen,
-            supervisors=await supervisors_of(uow, domain.departement_of(citizen.postcode)),
-        ))
+        uow.emit(
+            topics.DEADLINES,
+            LegalDeadlineBreached(
+                file_id=clock.file_id,
+                request_id=request_id,
+                agency=agency,
+                due_on=clock.due_on,
+                rule=rule,
+                referent=referent,
+                citizen=citizen,
+                supervisors=await supervisors_of(uow, domain.departement_of(citizen.postcode)),
+            ),
+        )
         if rule is not DeadlineRule.NONE:
             await _implicit_decision(uow, clock, rule, today, referent, citizen)
             await compose_if_complete(uow, clock.file_id)
@@ -129,14 +140,24 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
     # After a downtime several may be due: only the nearest is issued, all are marked.
     threshold = min(pending)
     await uow.conn.execute(
-        legal_clocks.update().where(legal_clocks.c.request_id == request_id)
+        legal_clocks.update()
+        .where(legal_clocks.c.request_id == request_id)
         .values(**{f"warned_{t}": True for t in legal_deadline.WARNING_DAYS if t >= threshold})
     )
-    uow.emit(topics.DEADLINES, DeadlineWarningIssued(
-        file_id=clock.file_id, request_id=request_id, agency=agency, due_on=clock.due_on,
-        days_left=legal_deadline.days_left(clock.due_on, today), threshold=threshold, rule=rule,
-        referent=referent, citizen=citizen,
-    ))
+    uow.emit(
+        topics.DEADLINES,
+        DeadlineWarningIssued(
+            file_id=clock.file_id,
+            request_id=request_id,
+            agency=agency,
+            due_on=clock.due_on,
+            days_left=legal_deadline.days_left(clock.due_on, today),
+            threshold=threshold,
+            rule=rule,
+            referent=referent,
+            citizen=citizen,
+        ),
+    )
     return 1
 
 
@@ -159,12 +180,13 @@ async def _implicit_decision(
         summary=(
             f"Sans réponse de {label} au {clock.due_on:%d/%m/%Y}, votre demande est acceptée : "
             "le silence de l'administration vaut acceptation"
-            if accepted else
-            f"Sans réponse de {label} au {clock.due_on:%d/%m/%Y}, votre demande est rejetée : "
+            if accepted
+            else f"Sans réponse de {label} au {clock.due_on:%d/%m/%Y}, votre demande est rejetée : "
             "le silence de l'administration vaut rejet"
         ),
         reason=(
-            None if accepted
+            None
+            if accepted
             else "Décision implicite de rejet (silence gardé pendant le délai légal)."
         ),
         agency_reference=f"implicite-{clock.request_id}",
@@ -176,10 +198,21 @@ async def _implicit_decision(
             agency_requests.c.status != RequestStatus.ANSWERED,
         )
         .values(
-            status=RequestStatus.ANSWERED, answer=answer.model_dump(mode="json"), answered_at=utcnow()
+            status=RequestStatus.ANSWERED,
+            answer=answer.model_dump(mode="json"),
+            answered_at=utcnow(),
         )
     )
-    uow.emit(topics.DEADLINES, ImplicitDecisionRecorded(
-        file_id=clock.file_id, request_id=clock.request_id, agency=agency, decision=decision,
-        due_on=clock.due_on, decided_on=today, referent=referent, citizen=citizen,
-    ))
+    uow.emit(
+        topics.DEADLINES,
+        ImplicitDecisionRecorded(
+            file_id=clock.file_id,
+            request_id=clock.request_id,
+            agency=agency,
+            decision=decision,
+            due_on=clock.due_on,
+            decided_on=today,
+            referent=referent,
+            citizen=citizen,
+        ),
+    )

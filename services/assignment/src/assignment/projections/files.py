@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 
 async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
     async with uow:
-        if await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == event.file_id)):
+        if await uow.conn.scalar(
+            sa.select(files.c.file_id).where(files.c.file_id == event.file_id)
+        ):
             await uow.commit()  # same file announced twice: already handled
             return
         await uow.conn.execute(
@@ -54,7 +56,9 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
                 created_at=utcnow(),
             )
         )
-        file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == event.file_id))).one()
+        file = (
+            await uow.conn.execute(sa.select(files).where(files.c.file_id == event.file_id))
+        ).one()
         choice = await choose_for_file(uow, file)
         if choice is None:
             # Nobody has room: the file waits, visibly, and is never dropped.
@@ -81,7 +85,9 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         if file is None or request is None or request.file_id != event.file_id:
             raise PermanentError(f"demande inconnue : {event.request_id} (dossier {event.file_id})")
         if request.agency != event.answer.agency.value:
-            raise PermanentError(f"réponse de {event.answer.agency} pour une demande à {request.agency}")
+            raise PermanentError(
+                f"réponse de {event.answer.agency} pour une demande à {request.agency}"
+            )
         if request.status == RequestStatus.ANSWERED:
             await uow.commit()
             return
@@ -90,7 +96,9 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         # coordinated answer is not composed (compose_if_complete wants every one "repondue").
         waiting = event.answer.decision is Decision.DOCUMENT_REQUESTED
         if (
-            waiting and request.status == RequestStatus.DOCUMENT_REQUESTED and request.answer == event.answer.model_dump(mode="json")
+            waiting
+            and request.status == RequestStatus.DOCUMENT_REQUESTED
+            and request.answer == event.answer.model_dump(mode="json")
             and request.answer_after_document == event.after_document
         ):
             # The same request for the same document, delivered again. Asked again after the
@@ -123,10 +131,14 @@ async def _document_requested(uow: UnitOfWork, file: sa.Row, event: AgencyAnswer
     uow.emit(
         topics.DOCUMENTS_REQUESTED,
         SupportingDocumentRequested(
-            file_id=file.file_id, request_id=event.request_id, agency=event.answer.agency,
-            document=event.answer.requested_document, referent=referent,
+            file_id=file.file_id,
+            request_id=event.request_id,
+            agency=event.answer.agency,
+            document=event.answer.requested_document,
+            referent=referent,
             citizen=CitizenContact.model_validate(file.citizen),
-            after_document=event.after_document, reason=event.answer.summary,
+            after_document=event.after_document,
+            reason=event.answer.summary,
         ),
     )
 
@@ -144,7 +156,9 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
         stale = event.current_agent_id is not None and event.current_agent_id != file.referent_id
         rule = CHANGE_RULES[event.requested_by]
         if file.status == FileStatus.ANSWERED or file.referent_id is None or stale:
-            log.info("change of référent for %s not applicable (status %s)", event.file_id, file.status)
+            log.info(
+                "change of référent for %s not applicable (status %s)", event.file_id, file.status
+            )
             await uow.commit()
             return
         if event.requested_by == "citoyen" and await uow.conn.scalar(
@@ -157,15 +171,26 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
             return
         citizen = CitizenContact.model_validate(file.citizen)
         choice = await take_agent(
-            uow, await file_agencies(uow, event.file_id), citizen.postcode, None,
-            exclude=file.referent_id, urgent=file.urgent,
+            uow,
+            await file_agencies(uow, event.file_id),
+            citizen.postcode,
+            None,
+            exclude=file.referent_id,
+            urgent=file.urgent,
         )
         if choice is None:
-            log.warning("no référent with room to replace %s on %s", file.referent_id, event.file_id)
+            log.warning(
+                "no référent with room to replace %s on %s", file.referent_id, event.file_id
+            )
             await uow.commit()
             return
         await move_file(
-            uow, file, choice.agent_id, rule, f"Motif : {event.reason} — {choice.explanation}",
-            event.reason, choice.considered,
+            uow,
+            file,
+            choice.agent_id,
+            rule,
+            f"Motif : {event.reason} — {choice.explanation}",
+            event.reason,
+            choice.considered,
         )
         await uow.commit()

@@ -44,13 +44,19 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
         period = Period(months=event.deadline_months, days=event.deadline_days)
         timed = period.declared and event.deadline_rule is not DeadlineRule.NONE
         clock = {
-            "request_id": event.request_id, "file_id": event.file_id, "agency": event.agency,
-            "rule": event.deadline_rule.value, "period_months": event.deadline_months,
+            "request_id": event.request_id,
+            "file_id": event.file_id,
+            "agency": event.agency,
+            "rule": event.deadline_rule.value,
+            "period_months": event.deadline_months,
             "period_days": event.deadline_days,
             "received_on": received,
             "due_on": legal_deadline.last_day(received, period) if timed else None,
-            "status": ClockStatus.RUNNING if timed else ClockStatus.NO_DEADLINE, "suspensions": 0,
-            "warned_15": False, "warned_7": False, "breached": False,
+            "status": ClockStatus.RUNNING if timed else ClockStatus.NO_DEADLINE,
+            "suspensions": 0,
+            "warned_15": False,
+            "warned_7": False,
+            "breached": False,
         }
         known = await uow.conn.scalar(
             sa.select(files.c.file_id).where(files.c.file_id == event.file_id)
@@ -62,8 +68,9 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
         # The answer and the receipt travel on two topics: an agency that answers at once
         # may be read answered before its receipt; its clock is then born stopped.
         request_status = await uow.conn.scalar(
-            sa.select(agency_requests.c.status)
-            .where(agency_requests.c.request_id == event.request_id)
+            sa.select(agency_requests.c.status).where(
+                agency_requests.c.request_id == event.request_id
+            )
         )
         if request_status == RequestStatus.ANSWERED:
             clock["status"] = ClockStatus.ANSWERED
@@ -81,13 +88,16 @@ async def on_clock_suspended(event: LegalClockSuspended, uow: UnitOfWork) -> Non
         if clock is not None and clock.status == ClockStatus.RUNNING:
             day = legal_deadline.paris_day(event.occurred_at)
             changes = {
-                "status": ClockStatus.SUSPENDED, "suspended_on": day, "due_on": None,
+                "status": ClockStatus.SUSPENDED,
+                "suspended_on": day,
+                "due_on": None,
                 "remaining_days": legal_deadline.days_kept_at_suspension(clock.due_on, day),
                 "suspensions": clock.suspensions + 1,
             }
             await uow.conn.execute(
                 legal_clocks.update()
-                .where(legal_clocks.c.request_id == clock.request_id).values(**changes)
+                .where(legal_clocks.c.request_id == clock.request_id)
+                .values(**changes)
             )
             announce_clock(uow, clock, "suspension", **changes)
         await uow.commit()
@@ -100,20 +110,24 @@ async def on_clock_resumed(event: LegalClockResumed, uow: UnitOfWork) -> None:
             day = legal_deadline.paris_day(event.occurred_at)
             restart = clock.suspensions > 1  # asked again: the first document was incomplete
             due = (
-                legal_deadline.deadline_after_restart(day, period_of(clock)) if restart
+                legal_deadline.deadline_after_restart(day, period_of(clock))
+                if restart
                 else legal_deadline.deadline_after_resumption(day, clock.remaining_days)
             )
             # Warnings whose day has not come yet are issued again for the new date.
             reached = legal_deadline.warnings_reached(due, day)
             changes = {
-                "status": ClockStatus.RUNNING, "due_on": due, "suspended_on": None,
+                "status": ClockStatus.RUNNING,
+                "due_on": due,
+                "suspended_on": None,
                 "remaining_days": None,
                 "warned_15": clock.warned_15 and 15 in reached,
                 "warned_7": clock.warned_7 and 7 in reached,
             }
             await uow.conn.execute(
                 legal_clocks.update()
-                .where(legal_clocks.c.request_id == clock.request_id).values(**changes)
+                .where(legal_clocks.c.request_id == clock.request_id)
+                .values(**changes)
             )
             announce_clock(uow, clock, "redemarrage" if restart else "reprise", **changes)
         await uow.commit()
