@@ -1,6 +1,7 @@
 """The steps of a file's life that commands and projections share: start it with its
-référent, hand it over, park it when nobody has room, and compose the one coordinated
-answer once every agency has answered."""
+référent, hand it over, park it when nobody has room, compose the one coordinated answer
+once every agency has answered; and the legal clock's row operations (lock, announce,
+stop) shared by the clock's projections and the housekeeping."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from assignment.domain import AgentStatus
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
@@ -33,7 +34,7 @@ agents = sa.Table(
     sa.Column("agencies", sa.JSON, nullable=False),
     sa.Column("capacity", sa.Integer, nullable=False),
     sa.Column("active_files", sa.Integer, nullable=False, default=0),
-    sa.Column("status", sa.String(20), nullable=False, default="actif"),
+    sa.Column("status", sa.String(20), nullable=False, default=AgentStatus.ACTIVE.value),
 )
 
 files = sa.Table(
