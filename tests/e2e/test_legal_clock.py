@@ -5,13 +5,14 @@ sink and the postal service. "Today" is the date in one file every service reads
 here) does the rest.
 
 Covered: agencies that never answer — acceptance by silence (DGFiP) and rejection by
-silence (CAF) reach the citizen as letters naming the référent, and the coordinated
-answer follows — with the J-15, J-7 and breach messages each issued and sent exactly
-once although the assignment service is killed (SIGKILL) twice on the way; and a
-suspension while the CPAM waits for a document, which no breach crosses, then the
-resumption with the due date pushed by the suspended days; and a document the CPAM finds
-incomplete: asked again (the citizen and the référent told once more, once), suspended
-again, and the complete document restarts the whole period.
+silence (CAF), both after two months counted date to date — reach the citizen as letters
+naming the référent, and the coordinated answer follows — with the J-15, J-7 and breach
+messages each issued and sent exactly once although the assignment service is killed
+(SIGKILL) twice on the way; and a suspension while the CPAM (a period of 30 days) waits
+for a document, which no breach crosses, then the resumption with the due date pushed by
+the suspended days; and a document the CPAM finds incomplete: asked again (the citizen
+and the référent told once more, once), suspended again, and the complete document
+restarts the whole period.
 
 The fallback chain and "no duplicate message after a redelivery" are covered on the same
 kind of stack in tests/e2e/test_channels.py.
@@ -161,7 +162,9 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
         for agency in ("dgfip", "caf"):
             await set_fault(stack, agency, "ok")
     received = today(stack)
-    due = received + dt.timedelta(days=60)  # both declare 60 calendar days
+    assert received == dt.date(2027, 3, 1)
+    # Both declare two months (CRPA L231-1), counted date to date: 1 March -> 1 May.
+    due = dt.date(2027, 5, 1)
     assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == due.isoformat()
     assert agencies["dgfip"]["deadline"] == (
         f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera acceptée."

@@ -10,17 +10,20 @@ import pytest
 from fastapi import FastAPI
 
 from assignment import api
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
-from assignment.domain import add_months, legal_deadline
+from assignment.commands import directory_import
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
+from assignment.legal_deadline import add_months, estimated_deadline, paris_day
+from guichet_runtime.refusals import install_refusals
 from tests.unit.samples import citizen, decision, file_submitted
 from shared_models import AgencyAnswerReceived, AgencyRequestIssued, ReferentAssigned
 
 
 @pytest.fixture
 async def client(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     app = FastAPI()
+    install_refusals(app)
     app.include_router(api.router(assignment_db))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         c.db = assignment_db
@@ -39,7 +42,7 @@ def test_the_legal_deadline_is_two_calendar_months_in_paris_time():
     assert add_months(dt.date(2027, 12, 31), 2) == dt.date(2028, 2, 29)
     assert add_months(dt.date(2026, 11, 24), 2) == dt.date(2027, 1, 24)
     # 23:30 UTC on 30 November is already 1 December in Paris.
-    assert legal_deadline(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)) == dt.date(2027, 2, 1)
+    assert estimated_deadline(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)) == dt.date(2027, 2, 1)
 
 
 async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_ones(client):
@@ -52,7 +55,7 @@ async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_on
     assert body["agent"]["name"] == ref.name and body["agent"]["active_files"] == 3
     assert [f["file_id"] for f in body["files"]] == ["GU-2026-AAAA0002", "GU-2026-AAAA0001", "GU-2026-AAAA0003"]
     assert body["files"][0]["agencies_awaited"] == 3
-    assert body["files"][0]["deadline"] == legal_deadline(dt.datetime.now(dt.UTC)).isoformat()
+    assert body["files"][0]["deadline"] == estimated_deadline(dt.datetime.now(dt.UTC)).isoformat()
 
     for request in requests:
         answer = AgencyAnswerReceived(
@@ -87,9 +90,10 @@ async def test_unknown_agents_and_files_are_answered_in_french(client):
 
 
 async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
     app = FastAPI()
+    install_refusals(app)
     today = dt.date.today()
     app.include_router(api.views_router(assignment_db, lambda: today + dt.timedelta(days=55)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
@@ -115,11 +119,11 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
 async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(assignment_db):
     """Nearest running clock first; a file whose only clock is suspended has no deadline and
     comes last; a file no agency acknowledged yet shows the two-month estimate."""
-    from assignment import deadlines
+    from assignment.projections import legal_clock
     from shared_models import (Agency, AgencyReceiptAcknowledged, DeadlineRule, LegalClockSuspended,
                                RequestedDocument)
 
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     same = citizen(email="trois.horloges@example.fr")
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=(Agency.CAF, Agency.DGFIP)))
     await submit(assignment_db, file_submitted("GU-2026-CLKB0001", citizen=same))
@@ -131,15 +135,16 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
 
     for file_id, agency, days in (("GU-2026-CLKA0001", Agency.CAF, 40), ("GU-2026-CLKA0001", Agency.DGFIP, 20),
                                   ("GU-2026-CLKC0001", Agency.CPAM, 10)):
-        await handle(deadlines.on_receipt_acknowledged, AgencyReceiptAcknowledged(
+        await handle(legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
             file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency.value, agency_reference="R",
             deadline_rule=DeadlineRule.SILENCE_ACCEPTS, deadline_days=days, occurred_at=received))
-    await handle(deadlines.on_clock_suspended, LegalClockSuspended(
+    await handle(legal_clock.on_clock_suspended, LegalClockSuspended(
         file_id="GU-2026-CLKC0001", request_id="GU-2026-CLKC0001-cpam", agency="cpam",
         document=RequestedDocument(code="attestation_salaire", label="Attestation de salaire"), occurred_at=received))
 
     app = FastAPI()
-    today = deadlines.paris_day(received)
+    install_refusals(app)
+    today = paris_day(received)
     app.include_router(api.router(assignment_db))
     app.include_router(api.views_router(assignment_db, lambda: today))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
@@ -149,6 +154,6 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
     assert [f["file_id"] for f in files] == ["GU-2026-CLKA0001", "GU-2026-CLKB0001", "GU-2026-CLKC0001"]
     first, estimated, suspended = files
     assert (first["deadline"], first["deadline_agency"]) == ((today + dt.timedelta(days=20)).isoformat(), "dgfip")
-    assert estimated["deadline_estimated"] is True and estimated["deadline"] == legal_deadline(received).isoformat()
+    assert estimated["deadline_estimated"] is True and estimated["deadline"] == estimated_deadline(received).isoformat()
     assert suspended["deadline"] is None and suspended["clock_suspended"] is True
     assert [(f["file_id"], f["agency"], f["days_left"]) for f in at_risk["files"]] == [("GU-2026-CLKA0001", "dgfip", 20)]

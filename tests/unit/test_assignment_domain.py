@@ -199,12 +199,18 @@ def test_the_answer_names_each_agency_with_its_decision(answer_parts):
 def test_amounts_and_dates_are_written_the_french_way(answer_parts):
     text = compose_answer(**answer_parts)
 
-    assert "Montant : 1 234,56 € à partir du 01/02/2025." in text
+    assert "Montant : 1\u202f234,56\u00a0€ à partir du 01/02/2025." in text
 
 
 @pytest.mark.parametrize(
     ("amount", "written"),
-    [(1234.56, "1 234,56 €"), (1234567.8, "1 234 567,80 €"), (0.5, "0,50 €"), (100, "100,00 €")],
+    [
+        (1234.5, "1\u202f234,50\u00a0€"),
+        (1234.56, "1\u202f234,56\u00a0€"),
+        (1234567.8, "1\u202f234\u202f567,80\u00a0€"),
+        (0.5, "0,50\u00a0€"),
+        (100, "100,00\u00a0€"),
+    ],
 )
 def test_every_amount_has_a_comma_for_cents_and_spaces_for_thousands(answer_parts, amount, written):
     answer_parts["decisions"] = [decision(Agency.CAF, amount_eur=amount)]

@@ -10,10 +10,13 @@ import pytest
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from assignment import api, directory
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment import api
+from assignment.commands import directory
+from assignment.commands import directory_import, housekeeping
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import install_refusals
 from shared_models import ReferentAssigned
 from tests.unit.samples import citizen, file_submitted
 
@@ -24,12 +27,13 @@ TODAY = dt.date(2026, 11, 24)
 async def desk(assignment_db):
     """Three files of three citizens in Saint-Denis, and the admin API on a fixed day."""
     db = assignment_db
-    await assignment.seed_directory(db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(db.uow(), DEFAULT_DIRECTORY)
     for i in range(3):
         event = file_submitted(f"GU-2026-DIR0000{i}", citizen=citizen(email=f"c{i}@example.fr"), urgent=i == 0)
         await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
     app = FastAPI()
     install_french_validation(app)
+    install_refusals(app)
     app.include_router(api.admin_router(db, lambda: TODAY))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         client.db = db
@@ -144,7 +148,7 @@ async def test_bad_directory_requests_are_refused_in_french_and_change_nothing(d
 
 async def test_a_file_nobody_can_take_waits_visibly_then_gets_a_referent_urgent_first(assignment_db):
     db = assignment_db
-    await assignment.seed_directory(db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(db.uow(), DEFAULT_DIRECTORY)
     async with db.engine.begin() as conn:  # everybody is full for ordinary files
         await conn.execute(sa.text("UPDATE agents SET active_files = capacity - 1"))
     calm = file_submitted("GU-2026-WAIT0001", citizen=citizen(email="calme@example.fr"))
@@ -157,15 +161,16 @@ async def test_a_file_nobody_can_take_waits_visibly_then_gets_a_referent_urgent_
     assert files["GU-2026-WAIT0002"].referent_id is not None
     assert files["GU-2026-WAIT0001"].status == "en_attente_attribution"
     app = FastAPI()
+    install_refusals(app)
     app.include_router(api.router(db))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
         waiting = (await client.get("/api/supervision/waiting")).json()
     assert [f["file_id"] for f in waiting["files"]] == ["GU-2026-WAIT0001"]
 
-    assert await assignment.assign_waiting(db.uow()) == 0  # still nobody with room
+    assert await housekeeping.assign_waiting(db.uow()) == 0  # still nobody with room
     async with db.engine.begin() as conn:
         await conn.execute(sa.text("UPDATE agents SET active_files = 0 WHERE office_id = 'FS-93-01'"))
-    assert await assignment.assign_waiting(db.uow()) == 1
+    assert await housekeeping.assign_waiting(db.uow()) == 1
     files, _ = await state(db)
     assert files["GU-2026-WAIT0001"].status == "en_cours" and files["GU-2026-WAIT0001"].referent_id
     requests = [e for _, e in await db.outbox_events() if getattr(e, "file_id", None) == "GU-2026-WAIT0001"]

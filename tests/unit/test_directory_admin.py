@@ -12,9 +12,10 @@ import pytest
 from fastapi import FastAPI
 
 from assignment import api
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.refusals import install_refusals
 from shared_models import (
     AgentAbsenceDeclared,
     AgentDetailsChanged,
@@ -39,9 +40,10 @@ NEWCOMER = {
 
 @pytest.fixture
 async def client(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     app = FastAPI()
     install_french_validation(app)
+    install_refusals(app)
     app.include_router(api.router(assignment_db))
     app.include_router(api.admin_router(assignment_db, lambda: TODAY))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:

@@ -13,8 +13,9 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.relay import OutboxRelay
@@ -119,7 +120,7 @@ async def test_an_event_whose_handling_rolled_back_can_be_handled_again(intake_d
 @pytest.fixture
 async def directory(assignment_db):
     """The assignment database with the versioned directory loaded."""
-    loaded = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    loaded = await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     assert loaded > 0
     return assignment_db
 
@@ -156,8 +157,8 @@ def answer_to(request: AgencyRequestIssued, verdict: Decision = Decision.GRANTED
 
 
 async def test_seeding_the_directory_happens_once(assignment_db):
-    first = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
-    second = await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    first = await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    second = await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
 
     assert first == len(await assignment_db.rows("agents")) > 0
     assert second == 0
@@ -317,7 +318,7 @@ async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answe
     assert sorted(d.agency for d in coordinated.decisions) == sorted(event.agencies)
     for agency in event.agencies:
         assert AGENCY_LABELS[agency] in coordinated.text
-    assert "812,50 €" in coordinated.text
+    assert "812,50\u00a0€" in coordinated.text
     assert assigned.referent.name in coordinated.text
     assert (await agent_row(directory, agent_id)).active_files == 0
     [file] = await directory.rows("files")

@@ -8,10 +8,12 @@ import datetime as dt
 
 import pytest
 
-from assignment import deadlines
+from assignment import legal_deadline
+from assignment.projections import legal_clock
 from guichet_runtime.clock import Clock
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import, housekeeping
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from shared_models import (
     Agency,
     AgencyAnswerReceived,
@@ -39,7 +41,7 @@ def at(day: dt.date) -> dt.datetime:
 
 @pytest.fixture
 async def db(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     event = file_submitted(FILE, agencies=(Agency.CAF, Agency.CPAM))
     await assignment.on_file_submitted(event, assignment_db.uow(("assignment", str(event.event_id))))
     return assignment_db
@@ -49,10 +51,12 @@ async def handle(db, handler, event) -> None:
     await handler(event, db.uow(("assignment", str(event.event_id))))
 
 
-async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED) -> None:
-    await handle(db, deadlines.on_receipt_acknowledged, AgencyReceiptAcknowledged(
+async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED,
+                  months: int | None = None) -> None:
+    await handle(db, legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
         file_id=FILE, request_id=f"{FILE}-{agency.value}", agency=agency.value,
-        agency_reference="REF-1", deadline_rule=rule, deadline_days=days, occurred_at=when,
+        agency_reference="REF-1", deadline_rule=rule, deadline_days=days, deadline_months=months,
+        occurred_at=when,
     ))
 
 
@@ -63,7 +67,7 @@ async def deadline_events(db) -> list:
 
 
 async def tick(db, day: dt.date) -> int:
-    return await deadlines.tick(db.uow, day)
+    return await housekeeping.tick_legal_clocks(db.uow, day)
 
 
 async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
@@ -74,6 +78,72 @@ async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
     [announced] = await deadline_events(db)
     assert isinstance(announced, LegalDeadlineSet)
     assert (announced.due_on, announced.state, announced.why) == (dt.date(2027, 1, 30), "en_cours", "reception")
+
+
+async def test_two_months_from_31_december_end_on_28_february(db):
+    """CAF, DGFiP and France Travail declare two months (CRPA L231-1), counted date to date."""
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
+
+    [clock] = await db.rows("legal_clocks")
+    assert (clock.received_on, clock.period_months, clock.period_days) == (dt.date(2026, 12, 31), 2, None)
+    assert (clock.due_on, clock.status) == (dt.date(2027, 2, 28), "en_cours")
+    [announced] = await deadline_events(db)
+    assert (announced.due_on, announced.state, announced.why) == (dt.date(2027, 2, 28), "en_cours", "reception")
+
+
+async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
+    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+    ))
+
+    for day in (dt.date(2027, 2, 12), dt.date(2027, 2, 13), dt.date(2027, 2, 20), dt.date(2027, 2, 21),
+                dt.date(2027, 2, 28)):
+        await tick(db, day)
+    warnings = [e for e in await deadline_events(db) if isinstance(e, DeadlineWarningIssued)]
+    assert [(e.threshold, e.days_left, e.due_on) for e in warnings] == [
+        (15, 15, dt.date(2027, 2, 28)), (7, 7, dt.date(2027, 2, 28)),
+    ]
+    assert not [e for e in await deadline_events(db) if isinstance(e, LegalDeadlineBreached)]
+
+    await tick(db, dt.date(2027, 3, 1))
+    [implicit] = [e for e in await deadline_events(db) if isinstance(e, ImplicitDecisionRecorded)]
+    assert (implicit.due_on, implicit.decided_on) == (dt.date(2027, 2, 28), dt.date(2027, 3, 1))
+
+
+async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_months(db):
+    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
+    document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
+    request = f"{FILE}-caf"
+
+    async def suspended(day: dt.date) -> None:
+        await handle(db, legal_clock.on_clock_suspended, LegalClockSuspended(
+            file_id=FILE, request_id=request, agency="caf", document=document, occurred_at=at(day)))
+
+    async def resumed(day: dt.date) -> None:
+        await handle(db, legal_clock.on_clock_resumed, LegalClockResumed(
+            file_id=FILE, request_id=request, agency="caf", document_code=document.code, occurred_at=at(day)))
+
+    await suspended(dt.date(2027, 1, 25))  # due 10 March: 44 days left
+    [clock] = await db.rows("legal_clocks")
+    assert (clock.status, clock.remaining_days) == ("suspendu", 44)
+    await resumed(dt.date(2027, 2, 3))
+    [clock] = await db.rows("legal_clocks")
+    assert clock.due_on == dt.date(2027, 3, 19)  # the 44 days, from 3 February
+
+    await suspended(dt.date(2027, 2, 10))  # asked again: the document was incomplete
+    await resumed(dt.date(2027, 2, 15))
+    [clock] = await db.rows("legal_clocks")
+    assert clock.due_on == dt.date(2027, 4, 15)  # two whole months from the restart day
+
+    sets = [(e.state, e.why, e.due_on) for e in await deadline_events(db) if isinstance(e, LegalDeadlineSet)]
+    assert sets == [
+        ("en_cours", "reception", dt.date(2027, 3, 10)),
+        ("suspendu", "suspension", None),
+        ("en_cours", "reprise", dt.date(2027, 3, 19)),
+        ("suspendu", "suspension", None),
+        ("en_cours", "redemarrage", dt.date(2027, 4, 15)),
+    ]
 
 
 async def test_late_evening_utc_is_already_the_next_day_in_paris(db):
@@ -190,11 +260,11 @@ async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_resta
     request = f"{FILE}-cpam"
 
     async def suspended(day: dt.date) -> None:
-        await handle(db, deadlines.on_clock_suspended, LegalClockSuspended(
+        await handle(db, legal_clock.on_clock_suspended, LegalClockSuspended(
             file_id=FILE, request_id=request, agency="cpam", document=document, occurred_at=at(day)))
 
     async def resumed(day: dt.date) -> None:
-        await handle(db, deadlines.on_clock_resumed, LegalClockResumed(
+        await handle(db, legal_clock.on_clock_resumed, LegalClockResumed(
             file_id=FILE, request_id=request, agency="cpam", document_code=document.code, occurred_at=at(day)))
 
     await suspended(dt.date(2026, 12, 11))  # 20 days left
@@ -236,5 +306,5 @@ async def test_now_on_a_rehearsal_date_falls_on_that_paris_day(tmp_path, day):
     override = tmp_path / "today"
     override.write_text(day.isoformat())
     stamped = Clock(override).now()
-    assert stamped.tzinfo is not None and deadlines.paris_day(stamped) == day
+    assert stamped.tzinfo is not None and legal_deadline.paris_day(stamped) == day
     assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(hours=2)

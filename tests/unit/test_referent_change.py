@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed
 from guichet_runtime.refusals import Refused
@@ -46,7 +47,7 @@ async def load(db, agent_id):
 
 @pytest.fixture
 async def assigned(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     await handle(assignment_db, assignment.on_file_submitted, file_submitted("GU-2026-CHANGE01"))
     [first] = await emitted(assignment_db, ReferentAssigned)
     return assignment_db, first.referent

@@ -11,8 +11,9 @@ import pytest
 from fastapi import FastAPI
 
 from assignment import api as assignment_api
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory_import
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.refusals import install_refusals
 from intake import api as intake_api
@@ -52,7 +53,7 @@ def app_client(router) -> httpx.AsyncClient:
 
 @pytest.fixture
 async def desk(assignment_db):
-    await assignment.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     async with app_client(assignment_api.router(assignment_db)) as c:
         c.db = assignment_db
         yield c

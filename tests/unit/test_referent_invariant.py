@@ -15,15 +15,17 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
 
-from assignment import directory
-from assignment import handlers as assignment
-from assignment.bootstrap import DEFAULT_DIRECTORY
+from assignment.commands import directory, directory_import, housekeeping
+from assignment.projections import files as assignment
+from assignment.settings import DEFAULT_DIRECTORY
 from assignment.tables import inbox, outbox
+from guichet_runtime.clock import Clock
 from guichet_runtime.db import UnitOfWork, make_engine
+from guichet_runtime.refusals import Refused
 from shared_models import Agency, AgencyAnswerReceived, ReferentChangeRequested
 from tests.unit.samples import citizen, decision, file_submitted
 
-TODAY = directory.paris_today()
+TODAY = Clock().today()
 POSTCODES = ["93200", "93100", "75018", "69100", "23000"]
 
 
@@ -56,12 +58,12 @@ class ReferentEngine(RuleBasedStateMachine):
     async def _attempt(self, coro) -> None:
         try:
             await coro
-        except directory.DirectoryError:
+        except Refused:
             pass  # refused with a message: a legitimate outcome, the state must still hold
 
     @initialize(capacity=st.integers(1, 3))
     def seed(self, capacity):
-        self.run(assignment.seed_directory(self.uow(), DEFAULT_DIRECTORY))
+        self.run(directory_import.seed_directory(self.uow(), DEFAULT_DIRECTORY))
         # A small network, so capacity, covers and waiting files really happen.
         self.run(self._exec(
             "UPDATE agents SET status = 'parti' WHERE office_id NOT IN ('FS-93-01', 'FS-75-01', 'FS-69-01')"
@@ -132,7 +134,7 @@ class ReferentEngine(RuleBasedStateMachine):
 
     @rule()
     def housekeeping(self):
-        self.run(assignment.assign_waiting(self.uow()))
+        self.run(housekeeping.assign_waiting(self.uow()))
 
     @invariant()
     def one_active_referent_per_open_file_and_nobody_above_capacity(self):

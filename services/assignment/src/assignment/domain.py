@@ -1,29 +1,114 @@
-"""The référent rules and the coordinated answer: pure functions, no I/O."""
+"""The référent rules and the coordinated answer: pure functions, no I/O.
+
+Typed states (the strings stored in the database and sent in events), the capacity
+formula, the choice of the référent (continuity, proximity, skills, load), and the
+composition and signature of the one coordinated answer. The legal deadline is counted
+in `assignment.legal_deadline`.
+"""
 
 from __future__ import annotations
 
-import calendar
 import math
-import datetime as dt
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
 
 from shared_models import AGENCY_LABELS, AgencyDecision, CitizenContact, Decision, Referent
+from shared_models.wording import DECISION_WORDS, euros_fr
 
+
+class FileStatus(StrEnum):
+    """Where a citizen file stands in the assignment service."""
+
+    AWAITING_REFERENT = "en_attente_attribution"
+    OPEN = "en_cours"
+    ANSWERED = "repondu"
+
+
+class RequestStatus(StrEnum):
+    """Where one agency's request of a file stands."""
+
+    TRANSMITTED = "transmise"
+    DOCUMENT_REQUESTED = "piece_demandee"
+    ANSWERED = "repondue"
+
+
+class AgentStatus(StrEnum):
+    ACTIVE = "actif"
+    ABSENT = "absent"
+    GONE = "parti"
+
+
+class AbsenceStatus(StrEnum):
+    PLANNED = "prevue"
+    ONGOING = "en_cours"
+    ENDED = "terminee"
+
+
+class ClockStatus(StrEnum):
+    """The legal clock of one agency request."""
+
+    RUNNING = "en_cours"
+    SUSPENDED = "suspendu"
+    ANSWERED = "repondu"
+    BREACHED = "echu"
+    NO_DEADLINE = "sans_delai"
+
+
+class AssignmentRule(StrEnum):
+    """Why an agent holds a file (recorded in its history and sent in ReferentAssigned)."""
+
+    CONTINUITY = "continuite"
+    PROXIMITY = "proximite"
+    NEAREST_OFFICE = "proximite_distance"
+    ANYWHERE = "proximite_elargie"
+    COVER = "suppleance"
+    TAKEOVER = "reprise"
+    CITIZEN_REQUEST = "changement_demande"
+    SUPERVISOR_MOVE = "reaffectation_superviseur"
+    RETURN = "retour"
+    DEPARTURE = "depart"
+
+
+#: Who may ask for another référent, and the rule the move is recorded under.
+CHANGE_RULES = {
+    "citoyen": AssignmentRule.CITIZEN_REQUEST,
+    "superviseur": AssignmentRule.SUPERVISOR_MOVE,
+}
+
+#: Longest personal word a référent may join to the coordinated answer (characters).
+MAX_WORD = 1000
 
 #: Percentage of each agent's capacity kept for urgent files (loss of income, eviction,
 #: health). Integer arithmetic, so SQL and Python agree on every agent's limit.
 URGENT_RESERVE_PERCENT = 10
 
 
-def limit_for(capacity: int, reserve_percent: int) -> int:
-    """Files an agent may hold for a file that must leave `reserve_percent` of capacity free."""
+def reserve_for(urgent: bool) -> int:
+    """The share of capacity a file must leave free: none for an urgent file."""
+    return 0 if urgent else URGENT_RESERVE_PERCENT
+
+
+def room_limit(capacity: Any, reserve_percent: int) -> Any:
+    """Files an agent may hold for a file that must leave `reserve_percent` of capacity free.
+
+    The one capacity formula: plain arithmetic, so `capacity` may be an int or a SQL
+    column expression and Python and SQL agree on every agent's limit."""
     return capacity - capacity * reserve_percent // 100
+
+
+def has_room(active_files: Any, capacity: Any, reserve_percent: int = 0) -> Any:
+    """Whether an agent may take one more file (a bool, or a SQL condition on columns)."""
+    return active_files < room_limit(capacity, reserve_percent)
 
 
 def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
     """Great-circle distance between two (latitude, longitude) points."""
     lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
-    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    h = (
+        math.sin((lat2 - lat1) / 2) ** 2
+        + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    )
     return 2 * 6371.0 * math.asin(math.sqrt(h))
 
 
@@ -60,18 +145,14 @@ class Candidate:
     latitude: float = 0.0
     longitude: float = 0.0
 
-    def limit(self, reserve_percent: int = 0) -> int:
-        """Files this agent may hold for a file of this kind (urgent files: the whole capacity)."""
-        return limit_for(self.capacity, reserve_percent)
-
     def has_room(self, reserve_percent: int = 0) -> bool:
-        return self.active_files < self.limit(reserve_percent)
+        return has_room(self.active_files, self.capacity, reserve_percent)
 
 
 @dataclass(frozen=True)
 class Choice:
     agent_id: str
-    rule: str
+    rule: AssignmentRule
     explanation: str
     considered: list[str]
 
@@ -92,7 +173,7 @@ def choose_referent(
     if previous is not None and previous.has_room(reserve_percent):
         return Choice(
             previous.agent_id,
-            "continuite",
+            AssignmentRule.CONTINUITY,
             f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
             [previous.agent_id],
         )
@@ -103,14 +184,15 @@ def choose_referent(
     local = [c for c in open_ if c.departement == departement]
     located = [c for c in open_ if c.distance_km is not None]
     if local:
-        pool, where, rule = local, "dans le département", "proximite"
+        pool, where, rule = local, "dans le département", AssignmentRule.PROXIMITY
     elif located:
         nearest = min(c.distance_km for c in located)
         pool = [c for c in located if c.distance_km == nearest]
         where = f"le plus proche hors du département ({pool[0].office_name}, {nearest:.0f} km)"
-        rule = "proximite_distance"
+        rule = AssignmentRule.NEAREST_OFFICE
     else:
-        pool, where, rule = open_, "hors du département (aucun bureau proche disponible)", "proximite_elargie"
+        pool, rule = open_, AssignmentRule.ANYWHERE
+        where = "hors du département (aucun bureau proche disponible)"
 
     def rank(c: Candidate) -> tuple[int, float, str]:
         return (-len(needed & c.agencies), c.active_files / c.capacity, c.agent_id)
@@ -126,21 +208,9 @@ def choose_referent(
         f"{best.name} : bureau {where}, {skills}, "
         f"{best.active_files} dossier(s) actif(s) sur {best.capacity}."
     )
-    return Choice(best.agent_id, rule, explanation, [c.agent_id for c in sorted(pool, key=rank)[:10]])
-
-
-_DECISION_WORDS = {
-    Decision.GRANTED: "accordé",
-    Decision.REFUSED: "refusé",
-    Decision.DOCUMENT_REQUESTED: "en attente d'une pièce justificative",
-    Decision.IMPLICIT_ACCEPTANCE: "accepté implicitement (sans réponse dans le délai légal)",
-    Decision.IMPLICIT_REJECTION: "rejeté implicitement (sans réponse dans le délai légal)",
-}
-
-
-def _euros(amount: float) -> str:
-    whole, cents = f"{amount:,.2f}".split(".")
-    return f"{whole.replace(',', ' ')},{cents} €"
+    return Choice(
+        best.agent_id, rule, explanation, [c.agent_id for c in sorted(pool, key=rank)[:10]]
+    )
 
 
 def _next_step(d: AgencyDecision) -> str:
@@ -148,15 +218,21 @@ def _next_step(d: AgencyDecision) -> str:
     agency = AGENCY_LABELS[d.agency]
     if d.decision is Decision.GRANTED:
         when = f" à partir du {d.start_date:%d/%m/%Y}" if d.start_date else ""
-        return f"{agency} : rien à faire, la décision s'applique{when} ; signalez-nous tout changement de situation"
+        return (
+            f"{agency} : rien à faire, la décision s'applique{when} ; "
+            "signalez-nous tout changement de situation"
+        )
     if d.decision is Decision.IMPLICIT_ACCEPTANCE:
         return (
-            f"{agency} : rien à faire, votre demande est acceptée ; vous pouvez demander à {agency} "
-            "une attestation d'acceptation implicite"
+            f"{agency} : rien à faire, votre demande est acceptée ; "
+            f"vous pouvez demander à {agency} une attestation d'acceptation implicite"
         )
     if d.decision is Decision.DOCUMENT_REQUESTED:
         document = f" ({d.requested_document.label})" if d.requested_document else ""
-        return f"{agency} : envoyez la pièce justificative demandée{document} depuis votre espace ou à votre référent"
+        return (
+            f"{agency} : envoyez la pièce justificative demandée{document} "
+            "depuis votre espace ou à votre référent"
+        )
     return (
         f"{agency} : vous pouvez contester la décision dans un délai de deux mois ; "
         "votre référent peut vous aider à préparer ce recours"
@@ -182,9 +258,11 @@ def compose_answer(
     ]
     ordered = sorted(decisions, key=lambda d: d.agency.value)
     for d in ordered:
-        line = f"- {AGENCY_LABELS[d.agency]} : {_DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
+        line = (
+            f"- {AGENCY_LABELS[d.agency]} : {DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
+        )
         if d.amount_eur is not None:
-            line += f" Montant : {_euros(d.amount_eur)}"
+            line += f" Montant : {euros_fr(d.amount_eur)}"
             line += f" à partir du {d.start_date:%d/%m/%Y}." if d.start_date else "."
         elif d.start_date:
             line += f" À partir du {d.start_date:%d/%m/%Y}."
@@ -193,7 +271,9 @@ def compose_answer(
         line += f" (référence {d.agency_reference})"
         lines.append(line)
     lines.append("")
-    to_do = [d for d in ordered if d.decision not in (Decision.GRANTED, Decision.IMPLICIT_ACCEPTANCE)]
+    to_do = [
+        d for d in ordered if d.decision not in (Decision.GRANTED, Decision.IMPLICIT_ACCEPTANCE)
+    ]
     if to_do:
         lines.append("Ce qu'il vous reste à faire :")
     else:
@@ -212,17 +292,3 @@ def compose_answer(
     if referent.opening_hours:
         lines.append(f"Accueil : {referent.opening_hours}")
     return "\n".join(lines)
-
-
-def add_months(day: dt.date, months: int) -> dt.date:
-    """Same day `months` later, clamped to the month's end (31 Dec + 2 months = 28/29 Feb)."""
-    index = day.month - 1 + months
-    year, month = day.year + index // 12, index % 12 + 1
-    return dt.date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
-
-
-def legal_deadline(received: dt.datetime, months: int = 2) -> dt.date:
-    """The administration must answer within two months of receipt (Paris calendar days)."""
-    from zoneinfo import ZoneInfo
-
-    return add_months(received.astimezone(ZoneInfo("Europe/Paris")).date(), months)

@@ -23,7 +23,8 @@ def _table() -> tuple[dict[str, tuple[float, float]], dict[str, tuple[float, flo
             points[row["postcode"]] = point
             by_dept.setdefault(row["departement"], []).append(point)
     centres = {
-        d: (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts)) for d, pts in by_dept.items()
+        d: (sum(p[0] for p in pts) / len(pts), sum(p[1] for p in pts) / len(pts))
+        for d, pts in by_dept.items()
     }
     return points, centres
 

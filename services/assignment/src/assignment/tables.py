@@ -3,6 +3,7 @@
 import sqlalchemy as sa
 
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from assignment.domain import AgentStatus
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
@@ -25,13 +26,15 @@ agents = sa.Table(
     metadata,
     sa.Column("agent_id", sa.String(30), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("office_id", sa.String(20), sa.ForeignKey("offices.office_id"), nullable=False, index=True),
+    sa.Column(
+        "office_id", sa.String(20), sa.ForeignKey("offices.office_id"), nullable=False, index=True
+    ),
     sa.Column("phone", sa.String(30), nullable=False),
     sa.Column("email", sa.String(200), nullable=False),
     sa.Column("agencies", sa.JSON, nullable=False),
     sa.Column("capacity", sa.Integer, nullable=False),
     sa.Column("active_files", sa.Integer, nullable=False, default=0),
-    sa.Column("status", sa.String(20), nullable=False, default="actif"),
+    sa.Column("status", sa.String(20), nullable=False, default=AgentStatus.ACTIVE.value),
 )
 
 files = sa.Table(
@@ -46,16 +49,29 @@ files = sa.Table(
     sa.Column("description", sa.Text, nullable=False),
     sa.Column("urgent", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(30), nullable=False),
-    sa.Column("referent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True),
     sa.Column(
-        "titular_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True,
+        "referent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=True, index=True
+    ),
+    sa.Column(
+        "titular_id",
+        sa.String(30),
+        sa.ForeignKey("agents.agent_id"),
+        nullable=True,
+        index=True,
         comment="the usual référent while `referent_id` covers their absence",
     ),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
-    sa.Column("personal_word", sa.Text, nullable=True, comment="the référent's word joined to the coordinated answer"),
     sa.Column(
-        "personal_word_agent_id", sa.String(30), nullable=True,
+        "personal_word",
+        sa.Text,
+        nullable=True,
+        comment="the référent's word joined to the coordinated answer",
+    ),
+    sa.Column(
+        "personal_word_agent_id",
+        sa.String(30),
+        nullable=True,
         comment="who wrote it: the answer carries it only if that agent signs the answer",
     ),
     sa.Column("personal_word_at", UtcDateTime, nullable=True),
@@ -74,8 +90,14 @@ agency_requests = sa.Table(
     sa.Column("answer", sa.JSON, nullable=True),
     sa.Column("issued_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
-    sa.Column("answer_after_document", sa.String(60), nullable=True,
-              comment="the citizen's document the stored answer follows (none: the answer to the request)"),
+    sa.Column(
+        "answer_after_document",
+        sa.String(60),
+        nullable=True,
+        comment=(
+            "the citizen's document the stored answer follows (none: the answer to the request)"
+        ),
+    ),
 )
 
 assignments = sa.Table(
@@ -94,11 +116,15 @@ absences = sa.Table(
     "absences",
     metadata,
     sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
-    sa.Column("agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False, index=True),
+    sa.Column(
+        "agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False, index=True
+    ),
     sa.Column("starts_on", sa.Date, nullable=False),
     sa.Column("ends_on", sa.Date, nullable=False, comment="last day of absence, inclusive"),
     sa.Column("reason", sa.Text, nullable=True),
-    sa.Column("status", sa.String(20), nullable=False, index=True, comment="prevue, en_cours, terminee"),
+    sa.Column(
+        "status", sa.String(20), nullable=False, index=True, comment="prevue, en_cours, terminee"
+    ),
     sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
@@ -126,14 +152,30 @@ legal_clocks = sa.Table(
     sa.Column("request_id", sa.String(60), primary_key=True),
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
     sa.Column("agency", sa.String(30), nullable=False),
-    sa.Column("rule", sa.String(30), nullable=False, comment="silence_vaut_acceptation, silence_vaut_rejet, aucune"),
+    sa.Column(
+        "rule",
+        sa.String(30),
+        nullable=False,
+        comment="silence_vaut_acceptation, silence_vaut_rejet, aucune",
+    ),
+    sa.Column(
+        "period_months",
+        sa.Integer,
+        nullable=True,
+        comment="legal period in calendar months, counted date to date (CRPA L231-1)",
+    ),
     sa.Column("period_days", sa.Integer, nullable=True),
     sa.Column("received_on", sa.Date, nullable=False, comment="Paris calendar day of receipt"),
     sa.Column("due_on", sa.Date, nullable=True, comment="last day to answer; null while suspended"),
     sa.Column("remaining_days", sa.Integer, nullable=True, comment="days left when suspended"),
     sa.Column("suspended_on", sa.Date, nullable=True),
     sa.Column("suspensions", sa.Integer, nullable=False, default=0),
-    sa.Column("status", sa.String(20), nullable=False, comment="en_cours, suspendu, repondu, echu, sans_delai"),
+    sa.Column(
+        "status",
+        sa.String(20),
+        nullable=False,
+        comment="en_cours, suspendu, repondu, echu, sans_delai",
+    ),
     sa.Column("warned_15", sa.Boolean, nullable=False, default=False),
     sa.Column("warned_7", sa.Boolean, nullable=False, default=False),
     sa.Column("breached", sa.Boolean, nullable=False, default=False),

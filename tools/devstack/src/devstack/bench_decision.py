@@ -3,8 +3,9 @@
 Builds the assignment service's own database (its Alembic migrations) with `offices`
 France Services points placed on real postcodes, `agents` agents, and `past_files`
 answered files of earlier citizens; then times the assignment service's real code for a
-decision — continuity lookup + `take_agent` (candidates, proximity, skills, load, the
-guarded capacity update) — each in its own transaction, rolled back so every decision
+decision — its référent engine, `assignment.referents`: the citizen locked, then
+`take_agent` (continuity, candidates, proximity, skills, load, the guarded capacity
+update) — each in its own transaction, rolled back so every decision
 sees the same directory. Citizens are drawn from everywhere in France: some have an
 earlier file (continuity), some live in a département without an office (nearest office
 by distance).
@@ -127,7 +128,7 @@ async def _fill_postgres(url: str, offices_n: int, agents_n: int, past_files: in
 
 
 async def _decide(url: str, decisions: int, citizens: list[str], rng: random.Random) -> list[float]:
-    from assignment.handlers import _lock_citizen, take_agent
+    from assignment.referents import lock_citizen, take_agent
     from assignment.tables import inbox, outbox
     from guichet_runtime.db import UnitOfWork, make_engine
 
@@ -143,7 +144,7 @@ async def _decide(url: str, decisions: int, citizens: list[str], rng: random.Ran
             uow = UnitOfWork(engine, outbox, inbox)
             async with uow:
                 started = time.perf_counter()
-                await _lock_citizen(uow, key)
+                await lock_citizen(uow, key)
                 await take_agent(uow, agencies, postcode, key, urgent=urgent)
                 elapsed = time.perf_counter() - started
                 # rolled back on exit: every decision sees the same directory

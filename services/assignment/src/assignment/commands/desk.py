@@ -11,36 +11,34 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.refusals import RefusalKind, Refused
+from assignment.domain import FileStatus
 from assignment.tables import agents, files
-
-MAX_WORD = 1000
-
-
-class DeskRefused(Exception):
-    """A request from the desk that cannot be applied; the message is for agents."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.Row:
-    """The open file, locked, if `agent_id` is its current référent; else DeskRefused."""
+    """The open file, locked, if `agent_id` is its current référent; else Refused."""
     file = (
         await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id).with_for_update())
     ).first()
     if file is None:
-        raise DeskRefused(404, f"Aucun dossier ne porte la référence {file_id}.")
-    if await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == agent_id)) is None:
-        raise DeskRefused(404, f"Aucun agent ne porte l'identifiant {agent_id}.")
-    if file.status == "repondu":
-        raise DeskRefused(
-            409, "La réponse coordonnée est déjà partie : le mot personnel ne peut plus être modifié. "
+        raise Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
+    if (
+        await uow.conn.scalar(sa.select(agents.c.agent_id).where(agents.c.agent_id == agent_id))
+        is None
+    ):
+        raise Refused(RefusalKind.NOT_FOUND, f"Aucun agent ne porte l'identifiant {agent_id}.")
+    if file.status == FileStatus.ANSWERED:
+        raise Refused(
+            RefusalKind.CONFLICT,
+            "La réponse coordonnée est déjà partie : le mot personnel ne peut plus être modifié. "
             "Écrivez plutôt un message à l'usager.",
         )
     if file.referent_id != agent_id:
-        raise DeskRefused(403, "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse.")
+        raise Refused(
+            RefusalKind.FORBIDDEN,
+            "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse.",
+        )
     return file
 
 
@@ -73,16 +71,3 @@ async def remove_personal_word(uow: UnitOfWork, file_id: str, agent_id: str) -> 
         )
         await uow.commit()
     return {"file_id": file_id, "personal_word": None, "message": "Votre mot personnel est retiré."}
-
-
-def word_view(file: sa.Row) -> dict | None:
-    """The word as the desk shows it: who wrote it, when, and whether it will go (or went)
-    with the answer (only under its author's signature)."""
-    if not file.personal_word:
-        return None
-    return {
-        "text": file.personal_word,
-        "agent_id": file.personal_word_agent_id,
-        "at": file.personal_word_at,
-        "included": file.personal_word_agent_id == file.referent_id,
-    }

@@ -1,0 +1,50 @@
+"""The directory's admin API and the supervisors' moves."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Body
+
+from guichet_runtime.service import Runtime
+from assignment.commands import directory, directory_import
+from assignment.schemas import AbsenceIn, DepartureIn, ReasonIn
+
+
+def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
+    admin = APIRouter(prefix="/api")
+
+    @admin.post("/agents", status_code=201)
+    async def agent_joins(body: dict[str, Any] = Body(..., description="Fiche de l'agent.")) -> Any:
+        """An agent joins the network (name, office, direct phone, email, agencies, capacity)."""
+        return await directory_import.join(runtime.uow(), body)
+
+    @admin.post("/directory/import")
+    async def import_directory(
+        body: Any = Body(..., description="Fichier d'annuaire versionné."),
+    ) -> Any:
+        """Import a versioned directory file: every row is checked first; one bad row and
+        nothing is applied. New and changed offices and agents each become an event."""
+        return await directory_import.import_directory(runtime.uow(), body)
+
+    @admin.post("/agents/{agent_id}/absences", status_code=201)
+    async def declare_absence(agent_id: str, body: AbsenceIn) -> Any:
+        return await directory.declare_absence(
+            runtime.uow(), agent_id, body.starts_on, body.ends_on, body.reason, today()
+        )
+
+    @admin.post("/agents/{agent_id}/return")
+    async def agent_returns(agent_id: str) -> Any:
+        return await directory.agent_returns(runtime.uow(), agent_id)
+
+    @admin.post("/agents/{agent_id}/departure")
+    async def agent_leaves(agent_id: str, body: DepartureIn) -> Any:
+        return await directory.agent_leaves(runtime.uow(), agent_id, body.reason)
+
+    @admin.post("/files/{file_id}/reassign")
+    async def reassign(file_id: str, body: ReasonIn) -> Any:
+        return await directory.reassign(runtime.uow(), file_id, body.reason, body.agent_id)
+
+    return admin

@@ -1,0 +1,34 @@
+"""Read models of the pages: an agent's card, the supervisors' balance and deadlines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Query
+
+from guichet_runtime.service import Runtime
+from assignment import views
+
+
+def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
+    api = APIRouter(prefix="/api")
+
+    @api.get("/agents/{agent_id}")
+    async def agent_card(agent_id: str) -> Any:
+        """What a citizen sees of their référent: name, office, direct line, opening hours."""
+        return await views.agent_card(runtime.uow(), agent_id)
+
+    @api.get("/supervision/portfolios")
+    async def portfolios() -> Any:
+        """Every agent's load against capacity, and the totals per office."""
+        return await views.portfolios(runtime.uow())
+
+    @api.get("/supervision/deadlines")
+    async def deadlines(within_days: int = Query(default=21, ge=0, le=366)) -> Any:
+        """Open files whose nearest legal deadline falls within `within_days` (or is past),
+        nearest first; files with every clock suspended are not at risk."""
+        return await views.deadlines_at_risk(runtime.uow(), today(), within_days)
+
+    return api

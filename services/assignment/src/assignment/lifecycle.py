@@ -1,0 +1,318 @@
+"""The steps of a file's life that commands and projections share: start it with its
+référent, hand it over, park it when nobody has room, compose the one coordinated answer
+once every agency has answered; and the legal clock's row operations (lock, announce,
+stop) shared by the clock's projections and the housekeeping."""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AgencyDecision,
+    DeadlineRule,
+    LegalDeadlineSet,
+    AgencyRequestIssued,
+    CitizenContact,
+    CoordinatedAnswerIssued,
+    ReferentAssigned,
+    ReferentAssignmentDeferred,
+    SupervisorContact,
+    topics,
+)
+from assignment import domain
+from assignment.domain import AssignmentRule, ClockStatus, FileStatus, RequestStatus
+from assignment.referents import referent_of, release_capacity
+from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
+
+log = logging.getLogger(__name__)
+
+
+async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> None:
+    """The référent is named: record why, tell everyone, transmit to each agency."""
+    now = utcnow()
+    citizen = CitizenContact.model_validate(file.citizen)
+    await uow.conn.execute(
+        files.update()
+        .where(files.c.file_id == file.file_id)
+        .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
+    )
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id,
+            agent_id=choice.agent_id,
+            rule=choice.rule,
+            explanation=choice.explanation,
+            considered=choice.considered,
+            at=now,
+        )
+    )
+    referent = await referent_of(uow, choice.agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id,
+            referent=referent,
+            rule=choice.rule,
+            explanation=choice.explanation,
+            citizen=citizen,
+        ),
+    )
+    requests = []
+    for agency in file.agencies:
+        request_id = f"{file.file_id}-{agency}"
+        requests.append(
+            {
+                "request_id": request_id,
+                "file_id": file.file_id,
+                "agency": agency,
+                "status": RequestStatus.TRANSMITTED,
+                "issued_at": now,
+            }
+        )
+        uow.emit(
+            topics.agency_requests(agency),
+            AgencyRequestIssued(
+                file_id=file.file_id,
+                request_id=request_id,
+                agency=agency,
+                life_event=file.life_event,
+                citizen=citizen,
+                description=file.description,
+                urgent=file.urgent,
+            ),
+        )
+    await uow.conn.execute(agency_requests.insert(), requests)
+
+
+async def resume_file(
+    uow: UnitOfWork, file: sa.Row, choice: domain.Choice, last_agent_id: str
+) -> None:
+    """A file already transmitted lost its référent (absence or departure when nobody
+    had room): the new one takes it over, as a cover if the titular will come back; the
+    agencies are not asked again."""
+    previous = await referent_of(uow, last_agent_id)
+    rule = AssignmentRule.COVER if file.titular_id else AssignmentRule.TAKEOVER
+    reason = (
+        f"{previous.name} est absent(e) ; votre dossier lui reviendra à son retour."
+        if file.titular_id
+        else f"{previous.name} a quitté son poste ; tout votre dossier a été transmis."
+    )
+    await uow.conn.execute(
+        files.update()
+        .where(files.c.file_id == file.file_id)
+        .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
+    )
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id,
+            agent_id=choice.agent_id,
+            rule=rule,
+            explanation=f"{reason} — {choice.explanation}",
+            considered=choice.considered,
+            at=utcnow(),
+        )
+    )
+    referent = await referent_of(uow, choice.agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id,
+            referent=referent,
+            rule=rule,
+            explanation=choice.explanation,
+            citizen=CitizenContact.model_validate(file.citizen),
+            previous_referent=previous,
+            reason=reason,
+        ),
+    )
+
+
+async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
+    """Once every agency has answered and the file has a référent to sign it: the one
+    coordinated answer. A file waiting for a référent gets its answer when it has one."""
+    file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).one()
+    if file.status != FileStatus.OPEN or file.referent_id is None:
+        return False
+    answers = (
+        await uow.conn.execute(
+            sa.select(agency_requests.c.status, agency_requests.c.answer).where(
+                agency_requests.c.file_id == file_id
+            )
+        )
+    ).all()
+    if not answers or any(r.status != RequestStatus.ANSWERED for r in answers):
+        return False
+    decisions = [AgencyDecision.model_validate(r.answer) for r in answers]
+    citizen = CitizenContact.model_validate(file.citizen)
+    referent = await referent_of(uow, file.referent_id)
+    # The word is personal: it leaves only under the name of the agent who wrote it (a
+    # référent who took the file over writes their own).
+    word = file.personal_word if file.personal_word_agent_id == file.referent_id else None
+    text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, word)
+    await uow.conn.execute(
+        files.update()
+        .where(files.c.file_id == file_id)
+        .values(status=FileStatus.ANSWERED, answered_at=utcnow())
+    )
+    await release_capacity(uow, file.referent_id)
+    uow.emit(
+        topics.FILES_ANSWERED,
+        CoordinatedAnswerIssued(
+            file_id=file_id,
+            referent=referent,
+            citizen=citizen,
+            decisions=decisions,
+            text=text,
+            personal_word=word,
+        ),
+    )
+    return True
+
+
+_KEEP = object()
+
+
+async def move_file(
+    uow: UnitOfWork,
+    file: sa.Row,
+    agent_id: str,
+    rule: AssignmentRule,
+    explanation: str,
+    reason: str,
+    considered: list[str],
+    *,
+    titular_id: object = _KEEP,
+    previous_agent_id: str | None = None,
+) -> None:
+    """Hand an open file from its active référent (none if it waited) to `agent_id`,
+    whose capacity the caller has already taken; the history, the citizen and both
+    agents are told."""
+    previous = await referent_of(uow, previous_agent_id or file.referent_id)
+    await release_capacity(uow, file.referent_id)
+    values: dict[str, object] = {"referent_id": agent_id, "status": FileStatus.OPEN}
+    if titular_id is not _KEEP:
+        values["titular_id"] = titular_id
+    await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file.file_id,
+            agent_id=agent_id,
+            rule=rule,
+            explanation=explanation,
+            considered=considered,
+            at=utcnow(),
+        )
+    )
+    referent = await referent_of(uow, agent_id)
+    uow.emit(
+        topics.REFERENTS_ASSIGNED,
+        ReferentAssigned(
+            file_id=file.file_id,
+            referent=referent,
+            rule=rule,
+            explanation=explanation,
+            citizen=CitizenContact.model_validate(file.citizen),
+            previous_referent=previous,
+            reason=reason,
+        ),
+    )
+
+
+async def file_agencies(uow: UnitOfWork, file_id: str) -> list[str]:
+    return list(
+        (
+            await uow.conn.scalars(
+                sa.select(agency_requests.c.agency).where(agency_requests.c.file_id == file_id)
+            )
+        ).all()
+    )
+
+
+async def supervisors_of(uow: UnitOfWork, departement: str) -> list[SupervisorContact]:
+    """Who to alert about a file of this département: its supervisors, else all of them."""
+    rows = (
+        await uow.conn.execute(sa.select(supervisors).order_by(supervisors.c.supervisor_id))
+    ).all()
+    mine = [r for r in rows if departement in r.departements] or rows
+    return [
+        SupervisorContact(supervisor_id=r.supervisor_id, name=r.name, email=r.email, phone=r.phone)
+        for r in mine
+    ]
+
+
+async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
+    """The file waits for a référent: its supervisors are alerted (through the outbox)."""
+    departement = domain.departement_of(file.citizen["postcode"])
+    log.warning("file %s waits for a référent: %s", file.file_id, reason)
+    uow.emit(
+        topics.FILES_AWAITING_REFERENT,
+        ReferentAssignmentDeferred(
+            file_id=file.file_id,
+            departement=departement,
+            urgent=file.urgent,
+            life_event_label=file.life_event_label,
+            reason=reason,
+            citizen=CitizenContact.model_validate(file.citizen),
+            supervisors=await supervisors_of(uow, departement),
+        ),
+    )
+
+
+async def park_file(uow: UnitOfWork, file: sa.Row, titular_id: str | None, reason: str) -> None:
+    """Nobody has room: the file waits, visibly, until capacity frees (assign_waiting);
+    it is never dropped, supervisors are alerted, and a titular's file still goes back
+    to them on return."""
+    await uow.conn.execute(
+        files.update()
+        .where(files.c.file_id == file.file_id)
+        .values(status=FileStatus.AWAITING_REFERENT, referent_id=None, titular_id=titular_id)
+    )
+    await release_capacity(uow, file.referent_id)
+    await announce_waiting(uow, file, reason)
+
+
+async def lock_clock(uow: UnitOfWork, request_id: str) -> sa.Row | None:
+    """The legal clock of an agency request, locked until commit (None if none yet)."""
+    return (
+        await uow.conn.execute(
+            sa.select(legal_clocks).where(legal_clocks.c.request_id == request_id).with_for_update()
+        )
+    ).first()
+
+
+#: The states of a clock as `LegalDeadlineSet` announces them.
+_ANNOUNCED = (ClockStatus.RUNNING, ClockStatus.SUSPENDED, ClockStatus.ANSWERED)
+
+
+def announce_clock(uow: UnitOfWork, clock: sa.Row | dict, why: str, **changes: object) -> None:
+    """Tell everyone a clock's last day (or its suspension) and why it changed."""
+    row = {**(clock._asdict() if isinstance(clock, sa.Row) else clock), **changes}
+    status = ClockStatus(row["status"])
+    state = (status if status in _ANNOUNCED else ClockStatus.NO_DEADLINE).value
+    uow.emit(
+        topics.DEADLINES,
+        LegalDeadlineSet(
+            file_id=row["file_id"],
+            request_id=row["request_id"],
+            agency=row["agency"],
+            rule=DeadlineRule(row["rule"]),
+            due_on=row["due_on"],
+            state=state,
+            why=why,
+        ),
+    )
+
+
+async def stop_clock(uow: UnitOfWork, request_id: str) -> None:
+    """The agency answered: its clock stops (called in the answer's transaction)."""
+    await uow.conn.execute(
+        legal_clocks.update()
+        .where(
+            legal_clocks.c.request_id == request_id,
+            legal_clocks.c.status.in_((ClockStatus.RUNNING, ClockStatus.SUSPENDED)),
+        )
+        .values(status=ClockStatus.ANSWERED)
+    )

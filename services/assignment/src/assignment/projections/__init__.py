@@ -1,0 +1,1 @@
+"""Event handlers of the assignment service, one per consumed event: `on_<event>(event, uow)`."""

@@ -1,0 +1,59 @@
+"""The HTTP API's request models of the assignment service (messages in French)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from assignment.domain import MAX_WORD
+
+
+class PersonalWordIn(BaseModel):
+    """A few lines of the référent to the citizen, joined to the coordinated answer."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    agent_id: str = Field(
+        min_length=1, max_length=30, description="Identifiant du référent qui écrit."
+    )
+    text: str = Field(description="Le mot personnel, en texte simple (1 à 1000 caractères).")
+
+    @field_validator("text")
+    @classmethod
+    def _length(cls, value: str) -> str:
+        if not value:
+            raise PydanticCustomError("personal_word", "Écrivez quelques mots avant d'enregistrer.")
+        if len(value) > MAX_WORD:
+            raise PydanticCustomError(
+                "personal_word",
+                "Le mot personnel fait au plus {max} caractères (ici : {n}).",
+                {"max": MAX_WORD, "n": len(value)},
+            )
+        return value
+
+
+class AbsenceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    starts_on: dt.date = Field(description="Premier jour d'absence.")
+    ends_on: dt.date = Field(description="Dernier jour d'absence (inclus).")
+    reason: str | None = Field(
+        default=None, max_length=500, description="Motif (facultatif, interne)."
+    )
+
+
+class ReasonIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str = Field(min_length=5, max_length=1000, description="Motif, obligatoire.")
+    agent_id: str | None = Field(
+        default=None, description="Agent choisi (sinon, les règles habituelles)."
+    )
+
+
+class DepartureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str | None = Field(default=None, max_length=500)

@@ -1,0 +1,23 @@
+"""Settings of the assignment service (environment variables, see ServiceSettings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from guichet_runtime.settings import ServiceSettings
+
+DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
+
+
+class AssignmentSettings(ServiceSettings):
+    service_name: str = "assignment"
+    http_port: int = 8001
+    database_url: str = "sqlite+aiosqlite:///var/data/assignment.db"
+    housekeeping_seconds: float = Field(
+        default=5.0, description="How often due absences and waiting files are looked at."
+    )
+    directory_file: Path = Field(
+        default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
+    )
