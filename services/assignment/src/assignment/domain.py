@@ -146,7 +146,7 @@ class Candidate:
     longitude: float = 0.0
 
     def has_room(self, reserve_percent: int = 0) -> bool:
-        return has_room(self.active_files, self.capacity, reserve_percent)
+        return bool(has_room(self.active_files, self.capacity, reserve_percent))
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def choose_referent(
     if local:
         pool, where, rule = local, "dans le département", AssignmentRule.PROXIMITY
     elif located:
-        nearest = min(c.distance_km for c in located)
+        nearest = min(c.distance_km for c in located if c.distance_km is not None)
         pool = [c for c in located if c.distance_km == nearest]
         where = f"le plus proche hors du département ({pool[0].office_name}, {nearest:.0f} km)"
         rule = AssignmentRule.NEAREST_OFFICE
