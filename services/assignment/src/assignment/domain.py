@@ -157,6 +157,19 @@ class Choice:
     considered: list[str]
 
 
+def continuity(previous: Candidate | None, reserve_percent: int = 0) -> Choice | None:
+    """Continuity: a citizen keeps the référent of their other files while that référent
+    has room (the first rule of the choice; `previous` comes from `citizen_key`)."""
+    if previous is None or not previous.has_room(reserve_percent):
+        return None
+    return Choice(
+        previous.agent_id,
+        AssignmentRule.CONTINUITY,
+        f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
+        [previous.agent_id],
+    )
+
+
 def choose_referent(
     candidates: list[Candidate],
     agencies: list[str],
@@ -170,13 +183,9 @@ def choose_referent(
 
     Returns None when nobody has room: the file waits for a référent.
     """
-    if previous is not None and previous.has_room(reserve_percent):
-        return Choice(
-            previous.agent_id,
-            AssignmentRule.CONTINUITY,
-            f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
-            [previous.agent_id],
-        )
+    kept = continuity(previous, reserve_percent)
+    if kept is not None:
+        return kept
     open_ = [c for c in candidates if c.has_room(reserve_percent)]
     if not open_:
         return None
