@@ -9,6 +9,7 @@ from shared_models.catalogue import (
     LIFE_EVENTS,
     Catalogue,
     CatalogueInvalid,
+    KnownAgencyCode,
     LifeEvent,
     catalogue,
 )
@@ -87,6 +88,7 @@ __all__ = [
     "LIFE_EVENTS",
     "Catalogue",
     "CatalogueInvalid",
+    "KnownAgencyCode",
     "LifeEvent",
     "catalogue",
     "EVENT_TYPES",

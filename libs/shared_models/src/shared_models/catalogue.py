@@ -17,7 +17,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from shared_models.agencies import AGENCY_CODE, AgencyCode
 
@@ -121,6 +130,21 @@ def catalogue_path() -> Path:
 def catalogue() -> Catalogue:
     """The catalogue in use, read once per file."""
     return _cached(str(catalogue_path()))
+
+
+def known_agency(code: str) -> str:
+    """`code` if the catalogue names that agency; a validation error of kind "enum" (the
+    choices in its context) if not."""
+    known = catalogue().agencies
+    if code not in known:
+        raise PydanticCustomError(
+            "enum", "Input should be {expected}", {"expected": ", ".join(repr(a) for a in known)}
+        )
+    return code
+
+
+#: An agency code the catalogue in use names (checked when a model is validated).
+KnownAgencyCode = Annotated[str, AfterValidator(known_agency)]
 
 
 class AgencyLabels(Mapping[str, str]):

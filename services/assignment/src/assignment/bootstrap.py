@@ -12,7 +12,7 @@ from pydantic import Field
 from guichet_runtime.clock import Clock
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
-from shared_models import Agency, AgencyAnswerReceived, AgencyReceiptAcknowledged, LegalClockResumed, LegalClockSuspended, FileSubmitted, ReferentChangeRequested, topics
+from shared_models import AgencyAnswerReceived, AgencyReceiptAcknowledged, LegalClockResumed, LegalClockSuspended, FileSubmitted, ReferentChangeRequested, catalogue, topics
 from assignment import api, deadlines, directory, handlers
 from assignment.tables import metadata
 
@@ -55,7 +55,7 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
         [topics.REFERENT_CHANGES], {ReferentChangeRequested: handlers.on_referent_change_requested}
     )
     runtime.consumer.subscribe(
-        [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: handlers.on_agency_answer}
+        [topics.agency_answers(a) for a in catalogue().served_agencies()], {AgencyAnswerReceived: handlers.on_agency_answer}
     )
     clock = Clock(settings.clock_file)
     runtime.consumer.subscribe(

@@ -38,7 +38,6 @@ from shared_models import (
     LegalDeadlineBreached,
     LegalDeadlineSet,
     AGENCY_LABELS,
-    Agency,
     topics,
 )
 from assignment import domain
@@ -169,7 +168,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
         return 0  # waits for a référent to sign; housekeeping comes back
     referent = await _referent(uow, file.referent_id)
     citizen = CitizenContact.model_validate(file.citizen)
-    agency = Agency(clock.agency)
+    agency = clock.agency
     days_left = (clock.due_on - today).days
     if days_left < 0:
         await uow.conn.execute(

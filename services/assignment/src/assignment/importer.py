@@ -15,10 +15,10 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
 from shared_models import (
-    Agency,
     AgentDetailsChanged,
     AgentJoined,
     AgentProfile,
+    KnownAgencyCode,
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
@@ -54,7 +54,7 @@ class AgentRow(Row):
         description="Ligne directe."
     )
     email: EmailStr = Field(description="Adresse électronique directe.")
-    agencies: list[Agency] = Field(min_length=1, description="Organismes pour lesquels l'agent est formé.")
+    agencies: list[KnownAgencyCode] = Field(min_length=1, description="Organismes pour lesquels l'agent est formé.")
     capacity: int = Field(gt=0, le=500, description="Nombre maximal de dossiers actifs.")
 
 
@@ -179,7 +179,7 @@ async def apply(
             uow.emit(topics.DIRECTORY_CHANGES, OfficeDetailsChanged(office=_office_profile(o), directory_version=version))
             summary["offices_changed"] += 1
     for a in agent_rows:
-        values = {**a.model_dump(), "agencies": [x.value for x in a.agencies]}
+        values = {**a.model_dump(), "agencies": list(a.agencies)}
         old = known_agents.get(a.agent_id)
         profile = _agent_profile(a)
         if old is None:

@@ -10,7 +10,6 @@ from pydantic import Field
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
@@ -21,6 +20,7 @@ from shared_models import (
     LegalDeadlineSet,
     NotificationSent,
     ReferentAssigned,
+    catalogue,
     topics,
 )
 from intake import api, handlers, indicators
@@ -46,11 +46,11 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     consumer = runtime.consumer
     consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
     consumer.subscribe(
-        [topics.agency_requests(a) for a in Agency],
+        [topics.agency_requests(a) for a in catalogue().served_agencies()],
         {AgencyRequestIssued: handlers.on_agency_request_issued},
     )
     consumer.subscribe(
-        [topics.agency_answers(a) for a in Agency],
+        [topics.agency_answers(a) for a in catalogue().served_agencies()],
         {AgencyAnswerReceived: handlers.on_agency_answer_received},
     )
     consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})

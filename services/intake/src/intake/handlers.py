@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from shared_models import (
     AGENCY_LABELS,
-    Agency,
     ExchangeDirection,
     ExchangeRecorded,
     SupportingDocumentSubmitted,
@@ -482,10 +481,7 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
 
 
 def _agency_label(code: str) -> str:
-    try:
-        return AGENCY_LABELS[Agency(code)]
-    except ValueError:
-        return code
+    return AGENCY_LABELS.get(code, code)
 
 
 async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
@@ -789,7 +785,7 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
                 sa.select(exchanges).where(exchanges.c.file_id == file_id).order_by(exchanges.c.at)
             )
         ).all()
-    labels = {a.value: label for a, label in AGENCY_LABELS.items()}
+    labels = AGENCY_LABELS
     agency_view = [
         {
             "agency": a.agency, "label": labels[a.agency], "status": a.status,

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import AGENCY_LABELS, Agency, Decision, DeadlineRule, NotificationKind, NotificationSent, Referent
+from shared_models import AGENCY_LABELS, Decision, DeadlineRule, NotificationKind, NotificationSent, Referent
 from intake.tables import file_agencies, file_metrics, surveys
 
 #: Below this many files (or survey answers), a group's figures are not published.
@@ -252,7 +252,7 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     if level.name == "office":
         label = figures["office_name"] or grp
     elif level.name == "agency":
-        label = AGENCY_LABELS[Agency(grp)] if grp in Agency._value2member_map_ else grp
+        label = AGENCY_LABELS.get(grp, grp)
     else:
         label = "France entière"
     row: dict[str, Any] = {"level": level.name, "id": None if level.key is None else grp, "label": label,
