@@ -199,8 +199,8 @@ class AdapterRuntime:
 
     async def on_request(self, event: AgencyRequestIssued, uow: UnitOfWork) -> None:
         started = time.perf_counter()
-        if event.agency.value != self.decl.agency:
-            raise PermanentError(f"demande pour {event.agency.value} reçue par l'adaptateur {self.decl.agency}")
+        if event.agency != self.decl.agency:
+            raise PermanentError(f"demande pour {event.agency} reçue par l'adaptateur {self.decl.agency}")
         if event.life_event not in self.decl.life_events:
             raise PermanentError(
                 f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir sa déclaration)"

@@ -180,7 +180,7 @@ def compose_answer(
         f"Votre dossier {file_id} ({life_event_label}) a reçu la réponse de chacun des "
         f"{len(decisions)} organismes concernés :",
     ]
-    ordered = sorted(decisions, key=lambda d: d.agency.value)
+    ordered = sorted(decisions, key=lambda d: d.agency)
     for d in ordered:
         line = f"- {AGENCY_LABELS[d.agency]} : {_DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."
         if d.amount_eur is not None:

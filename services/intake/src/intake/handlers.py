@@ -106,9 +106,9 @@ async def on_implicit_decision(event: ImplicitDecisionRecorded, uow: UnitOfWork)
     label = AGENCY_LABELS[event.agency]
     async with uow:
         await _require_file(uow, event.file_id)
-        await _advance_agency(uow, event.file_id, event.agency.value, "repondu", event.occurred_at)
+        await _advance_agency(uow, event.file_id, event.agency, "repondu", event.occurred_at)
         await indicators.agency_decided(
-            uow, event.file_id, event.agency.value, event.decision, event.occurred_at, event.decided_on
+            uow, event.file_id, event.agency, event.decision, event.occurred_at, event.decided_on
         )
         await _add_timeline(
             uow, event, "decision_implicite",
@@ -186,7 +186,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
             await uow.conn.execute(
                 file_agencies.insert(),
                 [
-                    {"file_id": file_id, "agency": a.value, "status": "en_attente", "updated_at": now}
+                    {"file_id": file_id, "agency": a, "status": "en_attente", "updated_at": now}
                     for a in event_def.agencies
                 ],
             )
@@ -434,7 +434,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
 async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) -> None:
     async with uow:
         await _require_file(uow, event.file_id)
-        await _advance_agency(uow, event.file_id, event.agency.value, "transmis", event.occurred_at)
+        await _advance_agency(uow, event.file_id, event.agency, "transmis", event.occurred_at)
         await _add_timeline(
             uow, event, "transmission", f"Dossier transmis à : {AGENCY_LABELS[event.agency]}."
         )
@@ -450,7 +450,7 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
             document = answer.requested_document
             await uow.conn.execute(
                 file_agencies.update()
-                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency.value,
+                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency,
                        file_agencies.c.status != "repondu")
                 .values(status="piece_demandee", updated_at=event.occurred_at, requested_document={
                     "request_id": event.request_id, "code": document.code, "label": document.label,
@@ -464,14 +464,14 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                 uow, event, "piece_demandee", f"{said} Envoyez-la depuis votre dossier ; votre référent est prévenu."
             )
         else:
-            await _advance_agency(uow, event.file_id, answer.agency.value, "repondu", event.occurred_at)
+            await _advance_agency(uow, event.file_id, answer.agency, "repondu", event.occurred_at)
             if answer.decision is not Decision.DOCUMENT_REQUESTED:
                 await indicators.agency_decided(
-                    uow, event.file_id, answer.agency.value, answer.decision, event.occurred_at
+                    uow, event.file_id, answer.agency, answer.decision, event.occurred_at
                 )
             await uow.conn.execute(
                 file_agencies.update()
-                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency.value)
+                .where(file_agencies.c.file_id == event.file_id, file_agencies.c.agency == answer.agency)
                 .values(requested_document=None)
             )
             await _add_timeline(
