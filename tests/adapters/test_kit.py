@@ -32,7 +32,7 @@ def sandbox(tmp_path_factory) -> Iterator[str]:
     proc.terminate()
 
 
-def kit(adapter: str, sandbox: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def kit(adapter: str, sandbox: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "guichet-adapter-kit"), adapter, "--sandbox", sandbox, "--callback-timeout", "10"],
         capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **(env or {})},

@@ -28,10 +28,11 @@ def stack(kafka_bootstrap, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack-ants")
     catalogue = workdir / "catalogue.toml"
     catalogue.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + LINE, encoding="utf-8")
-    # Only the ANTS's adapter and simulator next to the core services: the file goes nowhere else.
+    # Only the ANTS's adapter and simulator next to the core services.
     st = Stack(
         workdir, kafka_bootstrap, ports=Ports.free(agencies=("ants",)),
-        namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.", extra_env={"GUICHET_CATALOGUE": str(catalogue)},
+        namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.",
+        extra_env={"GUICHET_CATALOGUE": str(catalogue)},
     )
     st.start()
     yield st
@@ -43,21 +44,28 @@ async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: 
     async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
         offered = {e["code"]: e for e in (await client.get("/api/life-events")).json()}
         assert offered["perte_papiers"]["agencies"] == [ANTS]
-        response = await client.post("/api/files", json=file_body("perte_papiers", email="papiers@example.fr"))
+        body = file_body("perte_papiers", email="papiers@example.fr")
+        response = await client.post("/api/files", json=body)
         assert response.status_code == 201, response.text
         file_id = response.json()["file_id"]
-        view = await eventually(lambda: answered_view(client, file_id), timeout=90, what="the ANTS's answer")
+        view = await eventually(
+            lambda: answered_view(client, file_id), timeout=90, what="the ANTS's answer"
+        )
 
     [decision] = view["answer"]["decisions"]
     assert decision["agency"] == "ants" and decision["decision"] in ("accorde", "refuse")
     assert ANTS in view["answer"]["text"]
-    assert [(a["agency"], a["label"], a["status"]) for a in view["agencies"]] == [("ants", ANTS, "repondu")]
+    agencies = [(a["agency"], a["label"], a["status"]) for a in view["agencies"]]
+    assert agencies == [("ants", ANTS, "repondu")]
 
     ledger = view["exchanges"]
-    assert sorted((x["agency"], x["direction"]) for x in ledger) == [("ants", "envoi"), ("ants", "reception")]
-    assert all("Décret n° 55-1397" in x["legal_basis"] and len(x["payload_sha256"]) == 64 for x in ledger)
+    directions = sorted((x["agency"], x["direction"]) for x in ledger)
+    assert directions == [("ants", "envoi"), ("ants", "reception")]
+    assert all("Décret n° 55-1397" in x["legal_basis"] for x in ledger)
+    assert all(len(x["payload_sha256"]) == 64 for x in ledger)
     async with httpx.AsyncClient(base_url=stack.simulator_url("ants")) as sim:
-        received = [r for r in (await sim.get("/agencies/ants/received")).json() if r["file_id"] == file_id]
+        received = (await sim.get("/agencies/ants/received")).json()
+    received = [r for r in received if r["file_id"] == file_id]
     # The ANTS got the request once, with only the fields its adapter declares.
     assert len(received) == 1 and received[0]["life_event"] == "perte_papiers"
     assert set(received[0]["citizen"]) == {"given_name", "family_name", "postcode"}

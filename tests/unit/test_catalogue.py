@@ -23,7 +23,9 @@ from shared_models import (
 )
 from shared_models.catalogue import DEFAULT_CATALOGUE, load_catalogue
 
-ANTS_LINE = 'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
+ANTS_LINE = (
+    'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
+)
 
 
 @pytest.fixture
@@ -59,18 +61,23 @@ def test_one_catalogue_line_makes_files_reach_a_new_agency(with_ants):
     assert catalogue().served_agencies() == ("caf", "dgfip", "france_travail", "cpam", "ants")
     declared = topics.all_topics()
     assert {"agency.ants.requests", "agency.ants.answers", "agency.ants.documents"} <= set(declared)
-    assert topics.flows()["agency.ants.answers"] == ("AgencyAnswerReceived", "adapter-ants", ("assignment", "intake"))
+    assert topics.flows()["agency.ants.answers"] == (
+        "AgencyAnswerReceived", "adapter-ants", ("assignment", "intake")
+    )
+
+
+HEAD = '[agencies]\ncaf = "CAF"\n[life_events]\n'
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('[agencies]\ncaf = "CAF"\n[life_events]\nx_y = { label = "Un", agencies = ["urssaf"] }\n',
+        (HEAD + 'x_y = { label = "Un", agencies = ["urssaf"] }\n',
          "vise des organismes absents de [agencies] : urssaf"),
-        ('[agencies]\ncaf = "CAF"\n[life_events]\nx_y = { label = "Un", agencies = ["caf", "caf"] }\n',
+        (HEAD + 'x_y = { label = "Un", agencies = ["caf", "caf"] }\n',
          "cite deux fois le même organisme"),
         ('[agencies]\nCAF = "CAF"\n[life_events]\n', "est invalide : agencies.CAF"),
-        ('[agencies]\ncaf = "CAF"\n[life_events]\nx_y = { label = "Un", agencies = [] }\n',
+        (HEAD + 'x_y = { label = "Un", agencies = [] }\n',
          "life_events.x_y.agencies"),
         ("[agencies\n", "n'est pas un fichier TOML valide"),
     ],
@@ -90,11 +97,13 @@ def test_nothing_is_read_at_import_time(tmp_path):
     """A broken catalogue does not break imports; the first use says what is wrong."""
     code = (
         "import shared_models, shared_models.topics, intake.catalogue\n"
-        "try:\n    shared_models.AGENCY_LABELS['caf']\nexcept shared_models.CatalogueInvalid as e:\n"
-        "    print('refused:', e)\n"
+        "try:\n    shared_models.AGENCY_LABELS['caf']\n"
+        "except shared_models.CatalogueInvalid as e:\n    print('refused:', e)\n"
     )
     env = {"GUICHET_CATALOGUE": str(tmp_path / "absent.toml"), "PATH": ""}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.startswith("refused: Le catalogue") and "absent.toml" in out.stdout
 
 

@@ -62,7 +62,7 @@ class Catalogue(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     agencies: dict[AgencyCode, Label] = Field(description="Agency code -> name in French.")
-    life_events: dict[LifeEventCode, LifeEvent] = Field(description="Life event code -> life event.")
+    life_events: dict[LifeEventCode, LifeEvent] = Field(description="Life event code -> event.")
 
     @model_validator(mode="before")
     @classmethod
@@ -105,9 +105,12 @@ def load_catalogue(path: Path | str) -> Catalogue:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise CatalogueInvalid(f"Le catalogue {path} est illisible : {exc.strerror or exc}.") from exc
+        reason = exc.strerror or exc
+        raise CatalogueInvalid(f"Le catalogue {path} est illisible : {reason}.") from exc
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogueInvalid(f"Le catalogue {path} n'est pas un fichier TOML valide : {exc}.") from exc
+        raise CatalogueInvalid(
+            f"Le catalogue {path} n'est pas un fichier TOML valide : {exc}."
+        ) from exc
     try:
         return Catalogue.model_validate(data)
     except ValidationError as exc:
