@@ -55,7 +55,8 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
         [topics.REFERENT_CHANGES], {ReferentChangeRequested: handlers.on_referent_change_requested}
     )
     runtime.consumer.subscribe(
-        [topics.agency_answers(a) for a in catalogue().served_agencies()], {AgencyAnswerReceived: handlers.on_agency_answer}
+        [topics.agency_answers(a) for a in catalogue().served_agencies()],
+        {AgencyAnswerReceived: handlers.on_agency_answer},
     )
     clock = Clock(settings.clock_file)
     runtime.consumer.subscribe(
