@@ -17,8 +17,8 @@ from adapter_sdk import (
 
 
 class BrokenAdapter(AgencyAdapter):
-    """Silence rule without a period, a declared field never sent, a new request id on
-    every send, and an answer reader that takes anything."""
+    """Silence rule without a period, a label other than the catalogue's, a declared field
+    never sent, a new request id on every send, and an answer reader that takes anything."""
 
     declaration = Declaration(
         agency="caf",

@@ -4,6 +4,7 @@ expected messages."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -31,10 +32,10 @@ def sandbox(tmp_path_factory) -> Iterator[str]:
     proc.terminate()
 
 
-def kit(adapter: str, sandbox: str) -> subprocess.CompletedProcess[str]:
+def kit(adapter: str, sandbox: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "guichet-adapter-kit"), adapter, "--sandbox", sandbox, "--callback-timeout", "10"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env={**os.environ, **(env or {})},
     )
 
 
@@ -59,7 +60,9 @@ def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):
         "le champ déclaré « phone » n'est jamais transmis",
         "read_answer a accepté un JSON sans décision et en a fait AgencyAnswer",
         "deux envois de la même demande ont reçu deux références",
-        "Non conforme : 4 règle(s) sur 6 non respectée(s).",
+        "Le libellé déclaré « CAF (adaptateur défectueux) » diffère de celui du catalogue "
+        "« Caisse d'allocations familiales (CAF) ».",
+        "Non conforme : 5 règle(s) sur 7 non respectée(s).",
     ]
     for message in expected:
         assert message in out, out
@@ -70,6 +73,20 @@ def test_an_adapter_reading_undeclared_citizen_data_fails_the_kit(sandbox):
     assert result.returncode == 1
     assert "build_call lit un champ non déclaré pour « naissance » : " \
            "le champ citoyen « email » n'est pas déclaré (citizen_fields)" in result.stdout
+
+
+def test_an_adapter_must_handle_every_life_event_the_catalogue_sends_it(sandbox, tmp_path):
+    catalogue = tmp_path / "catalogue.toml"
+    catalogue.write_text(
+        '[agencies]\nants = "Agence nationale des titres sécurisés (ANTS)"\n'
+        '[life_events]\nnaissance = { label = "Naissance d\'un enfant", agencies = ["ants"] }\n',
+        encoding="utf-8",
+    )
+    result = kit("ants", sandbox, {"GUICHET_CATALOGUE": str(catalogue)})
+    assert result.returncode == 1
+    assert "ÉCHEC  Accord avec le catalogue du guichet (code, libellé, événements de vie)" in result.stdout
+    assert "Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : " \
+           "naissance (ajoutez-les à life_events)." in result.stdout
 
 
 def test_an_unknown_adapter_is_named(sandbox):

@@ -18,7 +18,7 @@ import pytest
 
 from adapter_sdk import discovery
 from devstack.stack import Stack
-from shared_models import AGENCY_LABELS, Agency, topics
+from shared_models import AGENCY_LABELS, topics
 from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(s
     agencies = await eventually(document_asked, what="the CPAM asks for a document")
     assert agencies["cpam"]["requested_document"]["code"] == "attestation_salaire"
     view = (await client.get(f"/api/files/{file_id}")).json()
-    assert view["answer"] is None and view["awaited"] == [AGENCY_LABELS[Agency.CPAM]]
+    assert view["answer"] is None and view["awaited"] == [AGENCY_LABELS["cpam"]]
     referent = view["referent"]
 
     # The citizen and the référent are told, by a message that names the référent.
@@ -220,7 +220,7 @@ async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_othe
                     return None
             return view
         view = await eventually(others_answered, timeout=60, what="DGFiP and France Travail answer without the CAF")
-        assert view["awaited"] == [AGENCY_LABELS[Agency.CAF]]
+        assert view["awaited"] == [AGENCY_LABELS["caf"]]
         assert view["answer"] is None
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
     finally:

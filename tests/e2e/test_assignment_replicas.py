@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.ports import free_port
 from devstack.procs import ServiceProcess
-from shared_models import Agency, CitizenContact, FileSubmitted, topics
+from shared_models import CitizenContact, FileSubmitted, catalogue, topics
 from tests.e2e.support import eventually, query
 
 pytestmark = pytest.mark.integration
@@ -38,7 +38,7 @@ def directory_for_the_load(path: Path) -> Path:
     data["agents"] = [
         {"agent_id": f"AG-{o['office_id'][3:]}-{i}", "name": f"Agent {i} {o['commune']}", "office_id": o["office_id"],
          "phone": "01 23 45 67 89", "email": f"agent{i}.{o['office_id'].lower()}@france-services.gouv.fr",
-         "agencies": [a.value for a in Agency], "capacity": 70}
+         "agencies": list(catalogue().served_agencies()), "capacity": 70}
         for o in data["offices"] for i in range(10)
     ]
     path.write_text(json.dumps(data), encoding="utf-8")
@@ -55,7 +55,7 @@ def submissions(rng: random.Random) -> list[FileSubmitted]:
     for n, who in enumerate(citizens + citizens[:SECOND_FILES]):
         events.append(FileSubmitted(
             file_id=f"GU-2026-R{n:07d}", life_event="naissance", life_event_label="Naissance",
-            agencies=[Agency.CAF, Agency.CPAM], citizen=who, description="Naissance de notre fille.",
+            agencies=["caf", "cpam"], citizen=who, description="Naissance de notre fille.",
             urgent=rng.random() < 0.1,
         ))
     # Second files arrive among the others: a citizen's two files may be handled at the

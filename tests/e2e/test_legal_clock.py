@@ -33,7 +33,7 @@ from pypdf import PdfReader
 
 from devstack.stack import Stack
 from notification.letters import french_date
-from shared_models import AGENCY_LABELS, Agency, topics
+from shared_models import AGENCY_LABELS, topics
 from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
 
 pytestmark = pytest.mark.integration
@@ -252,8 +252,8 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     kinds = [e["kind"] for e in view["timeline"]]
     assert kinds.count("decision_implicite") == 2
     implicit_labels = {e["label"].split(" n'a pas")[0]: e["label"] for e in view["timeline"] if e["kind"] == "decision_implicite"}
-    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS[Agency.DGFIP]]
-    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS[Agency.CAF]]
+    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS["dgfip"]]
+    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS["caf"]]
     decisions = {d["agency"]: d["decision"] for d in view["answer"]["decisions"]}
     assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
     assert decisions["france_travail"] in ("accorde", "refuse")

@@ -15,7 +15,6 @@ from shared_models import (
     LegalDeadlineBreached,
     LegalDeadlineSet,
     AccessCodeIssued,
-    Agency,
     AgencyAnswerReceived,
     AgencyDecision,
     AgencyRequestIssued,
@@ -88,19 +87,19 @@ def referent(**overrides: Any) -> Referent:
     return Referent(**{**values, **overrides})
 
 
-def decision(agency: Agency, verdict: Decision = Decision.GRANTED, **overrides: Any) -> AgencyDecision:
+def decision(agency: str, verdict: Decision = Decision.GRANTED, **overrides: Any) -> AgencyDecision:
     values: dict[str, Any] = {
         "agency": agency,
         "decision": verdict,
-        "summary": f"Décision de {agency.value} sur votre dossier.",
-        "agency_reference": f"{agency.value.upper()}-2025-0001",
+        "summary": f"Décision de {agency} sur votre dossier.",
+        "agency_reference": f"{agency.upper()}-2025-0001",
     }
     return AgencyDecision(**{**values, **overrides})
 
 
 def file_submitted(
     file_id: str = "GU-2025-ABCDEFGH",
-    agencies: tuple[Agency, ...] = (Agency.FRANCE_TRAVAIL, Agency.CAF, Agency.DGFIP),
+    agencies: tuple[str, ...] = ("france_travail", "caf", "dgfip"),
     **overrides: Any,
 ) -> FileSubmitted:
     values: dict[str, Any] = {
@@ -119,11 +118,11 @@ def one_event_of_each_type() -> list[Envelope]:
     """A valid instance of every event type (with every optional field set)."""
     file_id = "GU-2025-ABCDEFGH"
     granted = decision(
-        Agency.CAF,
+        "caf",
         amount_eur=1234.56,
         start_date=dt.date(2025, 2, 1),
     )
-    refused = decision(Agency.DGFIP, Decision.REFUSED, reason="Revenus supérieurs au plafond.")
+    refused = decision("dgfip", Decision.REFUSED, reason="Revenus supérieurs au plafond.")
     office = OfficeProfile(
         office_id="FS-93-01", name="France Services Saint-Denis", address="2 place du Caquet",
         commune="Saint-Denis", departement="93", latitude=48.936, longitude=2.357,
@@ -131,7 +130,7 @@ def one_event_of_each_type() -> list[Envelope]:
     )
     agent = AgentProfile(
         agent_id="AG-93-01-9", name="Yasmine Haddad", office_id="FS-93-01", phone="01 49 33 00 00",
-        email="yasmine.haddad@example.fr", agencies=[Agency.CAF, Agency.CPAM], capacity=30,
+        email="yasmine.haddad@example.fr", agencies=["caf", "cpam"], capacity=30,
     )
     salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
     return [
@@ -146,7 +145,7 @@ def one_event_of_each_type() -> list[Envelope]:
         AgencyRequestIssued(
             file_id=file_id,
             request_id=f"{file_id}-caf",
-            agency=Agency.CAF,
+            agency="caf",
             life_event="perte_emploi",
             citizen=citizen(),
             description="J'ai été licenciée le mois dernier.",
@@ -211,11 +210,11 @@ def one_event_of_each_type() -> list[Envelope]:
             file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document_code="attestation_salaire"
         ),
         SupportingDocumentRequested(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document=salary,
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document=salary,
             referent=referent(), citizen=citizen(),
         ),
         SupportingDocumentSubmitted(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document_id="d-1",
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document_id="d-1",
             document_code="attestation_salaire", filename="attestation.pdf", media_type="application/pdf",
             sha256="0" * 64, content_base64="JVBERi0=",
         ),
@@ -229,17 +228,17 @@ def one_event_of_each_type() -> list[Envelope]:
             due_on=dt.date(2026, 12, 31), state="en_cours", why="reception",
         ),
         DeadlineWarningIssued(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
+            file_id=file_id, request_id=f"{file_id}-caf", agency="caf", due_on=dt.date(2026, 12, 31),
             days_left=7, threshold=7, rule=DeadlineRule.SILENCE_ACCEPTS, referent=referent(), citizen=citizen(),
         ),
         LegalDeadlineBreached(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
+            file_id=file_id, request_id=f"{file_id}-caf", agency="caf", due_on=dt.date(2026, 12, 31),
             rule=DeadlineRule.SILENCE_REJECTS, referent=referent(), citizen=citizen(),
             supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
                                            email="helene.marchand@example.fr", phone="01 40 10 21 00")],
         ),
         ImplicitDecisionRecorded(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, decision=Decision.IMPLICIT_ACCEPTANCE,
+            file_id=file_id, request_id=f"{file_id}-caf", agency="caf", decision=Decision.IMPLICIT_ACCEPTANCE,
             due_on=dt.date(2026, 12, 31), decided_on=dt.date(2027, 1, 1), referent=referent(), citizen=citizen(),
         ),
         AccessCodeIssued(

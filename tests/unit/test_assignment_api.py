@@ -120,23 +120,23 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
     """Nearest running clock first; a file whose only clock is suspended has no deadline and
     comes last; a file no agency acknowledged yet shows the two-month estimate."""
     from assignment.projections import legal_clock
-    from shared_models import (Agency, AgencyReceiptAcknowledged, DeadlineRule, LegalClockSuspended,
+    from shared_models import (AgencyReceiptAcknowledged, DeadlineRule, LegalClockSuspended,
                                RequestedDocument)
 
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     same = citizen(email="trois.horloges@example.fr")
-    ref, _ = await submit(assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=(Agency.CAF, Agency.DGFIP)))
+    ref, _ = await submit(assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=("caf", "dgfip")))
     await submit(assignment_db, file_submitted("GU-2026-CLKB0001", citizen=same))
-    await submit(assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=(Agency.CPAM,)))
+    await submit(assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=("cpam",)))
     received = dt.datetime.now(dt.UTC)
 
     async def handle(handler, event):
         await handler(event, assignment_db.uow(("assignment", str(event.event_id))))
 
-    for file_id, agency, days in (("GU-2026-CLKA0001", Agency.CAF, 40), ("GU-2026-CLKA0001", Agency.DGFIP, 20),
-                                  ("GU-2026-CLKC0001", Agency.CPAM, 10)):
+    for file_id, agency, days in (("GU-2026-CLKA0001", "caf", 40), ("GU-2026-CLKA0001", "dgfip", 20),
+                                  ("GU-2026-CLKC0001", "cpam", 10)):
         await handle(legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
-            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency.value, agency_reference="R",
+            file_id=file_id, request_id=f"{file_id}-{agency}", agency=agency, agency_reference="R",
             deadline_rule=DeadlineRule.SILENCE_ACCEPTS, deadline_days=days, occurred_at=received))
     await handle(legal_clock.on_clock_suspended, LegalClockSuspended(
         file_id="GU-2026-CLKC0001", request_id="GU-2026-CLKC0001-cpam", agency="cpam",

@@ -28,7 +28,6 @@ from notification import handlers as notification
 from shared_models import RequestedDocument, SupportingDocumentRequested
 from shared_models import (
     AGENCY_LABELS,
-    Agency,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
@@ -207,7 +206,7 @@ async def test_a_second_file_of_the_same_citizen_goes_to_the_same_referent(direc
     moved = citizen(postcode="75011", email="AWA.DIALLO@example.fr")
     second, _ = await submit_to_assignment(
         directory,
-        file_submitted("GU-2025-AAAASECO", agencies=(Agency.CAF, Agency.CPAM), citizen=moved),
+        file_submitted("GU-2025-AAAASECO", agencies=("caf", "cpam"), citizen=moved),
     )
 
     assert first is not None and second is not None
@@ -335,7 +334,7 @@ async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answe
 async def test_an_answer_for_an_unknown_request_is_a_permanent_error(directory):
     _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAUNKN"))
     unknown = AgencyAnswerReceived(
-        file_id="GU-2025-AAAAUNKN", request_id="GU-2025-AAAAUNKN-cpam", answer=decision(Agency.CPAM)
+        file_id="GU-2025-AAAAUNKN", request_id="GU-2025-AAAAUNKN-cpam", answer=decision("cpam")
     )
     wrong_file = requests[0].model_copy(update={"file_id": "GU-2025-NOSUCHFI"})
 
@@ -348,9 +347,9 @@ async def test_an_answer_for_an_unknown_request_is_a_permanent_error(directory):
 
 async def test_an_answer_from_another_agency_than_the_requested_one_is_a_permanent_error(directory):
     _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAOTHR"))
-    caf_request = next(r for r in requests if r.agency is Agency.CAF)
+    caf_request = next(r for r in requests if r.agency == "caf")
     impostor = AgencyAnswerReceived(
-        file_id=caf_request.file_id, request_id=caf_request.request_id, answer=decision(Agency.DGFIP)
+        file_id=caf_request.file_id, request_id=caf_request.request_id, answer=decision("dgfip")
     )
 
     with pytest.raises(PermanentError):
@@ -384,7 +383,7 @@ async def test_submitting_a_file_emits_file_submitted_for_every_agency_of_the_li
     [(topic, event)] = await intake_db.outbox_events()
     assert topic == topics.FILES_SUBMITTED
     assert event.file_id == file_id
-    assert set(event.agencies) == {Agency.CAF, Agency.DGFIP, Agency.CPAM}
+    assert set(event.agencies) == {"caf", "dgfip", "cpam"}
     assert event.citizen.phone == "0612345678"
     statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
     assert statuses == {"caf": "en_attente", "dgfip": "en_attente", "cpam": "en_attente"}
@@ -421,17 +420,17 @@ async def test_reusing_an_idempotency_key_for_another_request_is_a_conflict(inta
 async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
     file_id, _ = await submit_file(submit(), intake_db.uow())
 
-    def request(agency: Agency) -> AgencyRequestIssued:
+    def request(agency: str) -> AgencyRequestIssued:
         return AgencyRequestIssued(
-            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency,
+            file_id=file_id, request_id=f"{file_id}-{agency}", agency=agency,
             life_event="demenagement", citizen=citizen(), description="…", urgent=False,
         )
 
-    caf_answer = AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=decision(Agency.CAF))
+    caf_answer = AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=decision("caf"))
     # The CAF's answer overtakes its request (different topics); the CPAM's comes in order.
     await projections.on_agency_answer_received(caf_answer, intake_db.uow())
-    await projections.on_agency_request_issued(request(Agency.CAF), intake_db.uow())
-    await projections.on_agency_request_issued(request(Agency.CPAM), intake_db.uow())
+    await projections.on_agency_request_issued(request("caf"), intake_db.uow())
+    await projections.on_agency_request_issued(request("cpam"), intake_db.uow())
 
     statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
     assert statuses == {"caf": "repondu", "cpam": "transmis", "dgfip": "en_attente"}
@@ -440,7 +439,7 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
 
 
 async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):
-    stranger = AgencyAnswerReceived(file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision(Agency.CAF))
+    stranger = AgencyAnswerReceived(file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision("caf"))
 
     with pytest.raises(domain.UnknownFile):
         await projections.on_agency_answer_received(stranger, intake_db.uow())

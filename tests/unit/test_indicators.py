@@ -24,7 +24,6 @@ from intake.views import indicators
 from intake.schemas import FileIn, Indicators
 from intake.tables import file_agencies, file_metrics, files, surveys
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     CoordinatedAnswerIssued,
     DeadlineRule,
@@ -113,19 +112,19 @@ async def test_agency_answers_in_time_late_by_silence_and_after_a_document_reque
     piece = RequestedDocument(code="attestation", label="Attestation")
     await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-caf", occurred_at=at(2),
-        answer=decision(Agency.CAF, Decision.DOCUMENT_REQUESTED, requested_document=piece)))
+        answer=decision("caf", Decision.DOCUMENT_REQUESTED, requested_document=piece)))
     await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
-        file_id=file_id, request_id=f"{file_id}-caf", occurred_at=at(14), answer=decision(Agency.CAF)))
+        file_id=file_id, request_id=f"{file_id}-caf", occurred_at=at(14), answer=decision("caf")))
     # The DGFiP answers on the 15th, which is the 16th in Paris: late.
     await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
         file_id=file_id, request_id=f"{file_id}-dgfip", occurred_at=at(15),
-        answer=decision(Agency.DGFIP, Decision.REFUSED)))
+        answer=decision("dgfip", Decision.REFUSED)))
     # The CPAM stays silent: implicit rejection; an answer arriving after it changes nothing.
     await handle(intake_db, projections.on_implicit_decision_recorded, ImplicitDecisionRecorded(
-        file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, decision=Decision.IMPLICIT_REJECTION,
+        file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", decision=Decision.IMPLICIT_REJECTION,
         due_on=due, decided_on=dt.date(2026, 12, 16), referent=referent(), citizen=citizen()))
     await handle(intake_db, projections.on_agency_answer_received, AgencyAnswerReceived(
-        file_id=file_id, request_id=f"{file_id}-cpam", occurred_at=at(17), answer=decision(Agency.CPAM)))
+        file_id=file_id, request_id=f"{file_id}-cpam", occurred_at=at(17), answer=decision("cpam")))
 
     rows = {r.agency: (r.answered_on, r.decision)
             for r in await intake_db.rows(file_agencies, file_agencies.c.file_id == file_id)}

@@ -15,7 +15,6 @@ from assignment.commands import directory_import, housekeeping
 from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
     CoordinatedAnswerIssued,
@@ -42,7 +41,7 @@ def at(day: dt.date) -> dt.datetime:
 @pytest.fixture
 async def db(assignment_db):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
-    event = file_submitted(FILE, agencies=(Agency.CAF, Agency.CPAM))
+    event = file_submitted(FILE, agencies=("caf", "cpam"))
     await assignment.on_file_submitted(event, assignment_db.uow(("assignment", str(event.event_id))))
     return assignment_db
 
@@ -51,10 +50,10 @@ async def handle(db, handler, event) -> None:
     await handler(event, db.uow(("assignment", str(event.event_id))))
 
 
-async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED,
+async def receipt(db, agency: str, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED,
                   months: int | None = None) -> None:
     await handle(db, legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
-        file_id=FILE, request_id=f"{FILE}-{agency.value}", agency=agency.value,
+        file_id=FILE, request_id=f"{FILE}-{agency}", agency=agency,
         agency_reference="REF-1", deadline_rule=rule, deadline_days=days, deadline_months=months,
         occurred_at=when,
     ))
@@ -71,7 +70,7 @@ async def tick(db, day: dt.date) -> int:
 
 
 async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 60)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 60)
 
     [clock] = await db.rows("legal_clocks")
     assert (clock.received_on, clock.due_on, clock.status) == (dt.date(2026, 12, 1), dt.date(2027, 1, 30), "en_cours")
@@ -82,7 +81,7 @@ async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
 
 async def test_two_months_from_31_december_end_on_28_february(db):
     """CAF, DGFiP and France Travail declare two months (CRPA L231-1), counted date to date."""
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
 
     [clock] = await db.rows("legal_clocks")
     assert (clock.received_on, clock.period_months, clock.period_days) == (dt.date(2026, 12, 31), 2, None)
@@ -92,9 +91,9 @@ async def test_two_months_from_31_december_end_on_28_february(db):
 
 
 async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
     await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision("cpam"),
     ))
 
     for day in (dt.date(2027, 2, 12), dt.date(2027, 2, 13), dt.date(2027, 2, 20), dt.date(2027, 2, 21),
@@ -112,7 +111,7 @@ async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db)
 
 
 async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_months(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
     document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
     request = f"{FILE}-caf"
 
@@ -147,16 +146,16 @@ async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_
 
 
 async def test_late_evening_utc_is_already_the_next_day_in_paris(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30, dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC))
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30, dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC))
 
     [clock] = await db.rows("legal_clocks")
     assert clock.received_on == dt.date(2026, 12, 1)
 
 
 async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_once(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day: 31 December
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day: 31 December
     await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision("cpam"),
     ))
     last_day = dt.date(2026, 12, 31)
 
@@ -167,7 +166,7 @@ async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_on
     assert [(type(e).__name__, e.threshold, e.days_left) for e in events] == [
         ("DeadlineWarningIssued", 15, 15), ("DeadlineWarningIssued", 7, 7),
     ]
-    assert events[0].referent.name and events[0].agency is Agency.CAF
+    assert events[0].referent.name and events[0].agency == "caf"
 
     await tick(db, last_day + dt.timedelta(days=1))
     await tick(db, last_day + dt.timedelta(days=2))
@@ -190,9 +189,9 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
     """The answer (agency-answers topic) and the receipt (legal-clock topic) of an agency
     that answers at once can be consumed in either order."""
     await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
+        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision("cpam"),
     ))
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 30)
+    await receipt(db, "cpam", DeadlineRule.SILENCE_REJECTS, 30)
 
     [clock] = await db.rows("legal_clocks")
     assert clock.status == "repondu"
@@ -207,7 +206,7 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
 
 
 async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
 
     await tick(db, dt.date(2026, 12, 26))  # five days left: J-15 and J-7 are both past
 
@@ -218,9 +217,9 @@ async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
 
 
 async def test_silence_means_rejection_records_an_implicit_rejection_with_means_of_appeal(db):
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 10)
+    await receipt(db, "cpam", DeadlineRule.SILENCE_REJECTS, 10)
     await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
+        file_id=FILE, request_id=f"{FILE}-caf", answer=decision("caf"),
     ))
 
     await tick(db, dt.date(2026, 12, 12))
@@ -232,9 +231,9 @@ async def test_silence_means_rejection_records_an_implicit_rejection_with_means_
 
 
 async def test_an_answer_in_time_stops_the_clock(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
     await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
+        file_id=FILE, request_id=f"{FILE}-caf", answer=decision("caf"),
     ))
 
     await tick(db, dt.date(2027, 3, 1))
@@ -245,7 +244,7 @@ async def test_an_answer_in_time_stops_the_clock(db):
 
 
 async def test_no_rule_no_deadline(db):
-    await receipt(db, Agency.CAF, DeadlineRule.NONE, None)
+    await receipt(db, "caf", DeadlineRule.NONE, None)
     await tick(db, dt.date(2028, 1, 1))
 
     [clock] = await db.rows("legal_clocks")
@@ -255,7 +254,7 @@ async def test_no_rule_no_deadline(db):
 
 
 async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_restarts_it(db):
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
+    await receipt(db, "cpam", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
     document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
     request = f"{FILE}-cpam"
 

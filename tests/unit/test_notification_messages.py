@@ -15,7 +15,7 @@ from pypdf import PdfReader
 
 from notification import letters, messages
 from notification.messages import UnsignedMessage, compose, render
-from shared_models import AGENCY_LABELS, Agency, NotificationChannel, NotificationKind, RequestedDocument
+from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
@@ -39,15 +39,15 @@ CONTEXT = {
     NotificationKind.THANKS_RECEIVED: {"message": "Merci pour votre écoute et votre patience."},
     NotificationKind.DOCUMENT_REQUESTED: {
         "document": RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur"),
-        "agency_label": AGENCY_LABELS[Agency.CPAM],
+        "agency_label": AGENCY_LABELS["cpam"],
         "for_referent": False,
     },
     NotificationKind.DEADLINE_WARNING: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31), "days_left": 7,
+        "agency_label": AGENCY_LABELS["caf"], "due_on": dt.date(2026, 12, 31), "days_left": 7,
         "rule": "silence_vaut_acceptation",
     },
     NotificationKind.DEADLINE_BREACHED: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
+        "agency_label": AGENCY_LABELS["caf"], "due_on": dt.date(2026, 12, 31),
         "rule": "silence_vaut_rejet", "supervisor_name": "Hélène Marchand",
     },
     NotificationKind.SUPERVISOR_ALERT: {
@@ -55,7 +55,7 @@ CONTEXT = {
         "urgent": True, "departement": "93", "life_event_label": "Perte d'emploi",
     },
     NotificationKind.IMPLICIT_DECISION: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
+        "agency_label": AGENCY_LABELS["caf"], "due_on": dt.date(2026, 12, 31),
         "decided_on": dt.date(2027, 1, 1), "accepted": False,
     },
     NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45", "referent_named": True},
@@ -229,7 +229,7 @@ def test_a_document_request_names_the_document_the_agency_and_the_referent(for_r
     ref = referent()
     context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent}
     _, body = compose(NotificationKind.DOCUMENT_REQUESTED, file_id=FILE_ID, referent=ref, citizen=citizen(), **context)
-    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS[Agency.CPAM] in body
+    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS["cpam"] in body
     assert ref.name in body and ref.phone in body
     assert ("Envoyez-la depuis votre dossier" in body) != for_referent
 
@@ -270,7 +270,7 @@ def answer_with_word(word: str | None) -> str:
     from assignment.domain import compose_answer
     from shared_models import AgencyDecision, Decision
 
-    granted = AgencyDecision(agency=Agency.CAF, decision=Decision.GRANTED, summary="Le RSA vous est accordé.",
+    granted = AgencyDecision(agency="caf", decision=Decision.GRANTED, summary="Le RSA vous est accordé.",
                              amount_eur=607.75, start_date=dt.date(2026, 12, 1), agency_reference="CAF-1")
     return compose_answer(FILE_ID, "Perte d'emploi", POSTAL, [granted], SIGNER_WITH_HOURS, word)
 

@@ -22,7 +22,7 @@ from assignment.tables import inbox, outbox
 from guichet_runtime.clock import Clock
 from guichet_runtime.db import UnitOfWork, make_engine
 from guichet_runtime.refusals import Refused
-from shared_models import Agency, AgencyAnswerReceived, ReferentChangeRequested
+from shared_models import AgencyAnswerReceived, ReferentChangeRequested
 from tests.unit.samples import citizen, decision, file_submitted
 
 TODAY = Clock().today()
@@ -91,7 +91,7 @@ class ReferentEngine(RuleBasedStateMachine):
         for request_id, agency in self.query(
             "SELECT request_id, agency FROM agency_requests WHERE file_id = :f AND status != 'repondue'", f=file_id
         ):
-            answer = AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision(Agency(agency)))
+            answer = AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision(agency))
             self.run(assignment.on_agency_answer(answer, self.uow(str(answer.event_id))))
 
     @precondition(lambda self: self.files)

@@ -11,7 +11,6 @@ import pytest
 from guichet_runtime.db import AlreadyProcessed
 from notification import handlers as notification
 from shared_models import (
-    Agency,
     DeadlineRule,
     LegalDeadlineBreached,
     ReferentAssignmentDeferred,
@@ -56,7 +55,7 @@ async def test_each_supervisor_is_alerted_once_when_a_file_waits(notification_db
 
 async def test_a_breached_deadline_alerts_supervisors_naming_the_referent(notification_db):
     event = LegalDeadlineBreached(
-        file_id="GU-2026-BREACH01", request_id="GU-2026-BREACH01-caf", agency=Agency.CAF,
+        file_id="GU-2026-BREACH01", request_id="GU-2026-BREACH01-caf", agency="caf",
         due_on=dt.date(2026, 12, 31), rule=DeadlineRule.SILENCE_ACCEPTS, referent=referent(),
         citizen=citizen(), supervisors=SUPERVISORS[:1],
     )

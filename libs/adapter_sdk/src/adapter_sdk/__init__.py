@@ -1,7 +1,12 @@
 """The adapter SDK: what an agency implements to plug into guichet unique."""
 
 from adapter_sdk.config import AdapterConfig
-from adapter_sdk.declaration import CITIZEN_FIELDS, Declaration, declaration_problems
+from adapter_sdk.declaration import (
+    CITIZEN_FIELDS,
+    Declaration,
+    catalogue_problems,
+    declaration_problems,
+)
 from adapter_sdk.interface import (
     Acknowledged,
     AgencyAdapter,
@@ -37,5 +42,6 @@ __all__ = [
     "SupportingDocument",
     "UndeclaredField",
     "answer_problems",
+    "catalogue_problems",
     "declaration_problems",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared_models import DeadlineRule
+from shared_models import AGENCY_CODE, Catalogue, DeadlineRule
 
 #: Citizen data an adapter may ask for (the canonical request's citizen part).
 CITIZEN_FIELDS: tuple[str, ...] = (
@@ -38,10 +38,8 @@ class Declaration(BaseModel):
 
 def declaration_problems(decl: Declaration) -> list[str]:
     """The rules a declaration breaks, in plain words (empty: none)."""
-    from shared_models.topics import _AGENCY_CODE
-
     problems = []
-    if not _AGENCY_CODE.match(decl.agency):
+    if not AGENCY_CODE.match(decl.agency):
         problems.append(
             f"Le code d'organisme « {decl.agency} » est invalide : lettres minuscules, chiffres et _ uniquement."
         )
@@ -74,4 +72,30 @@ def declaration_problems(decl: Declaration) -> list[str]:
         problems.append("La base légale de la transmission est absente (legal_basis).")
     if len(decl.purpose.strip()) < 5:
         problems.append("La finalité de la transmission est absente (purpose).")
+    return problems
+
+
+def catalogue_problems(decl: Declaration, catalogue: Catalogue) -> list[str]:
+    """Where the declaration disagrees with the guichet's catalogue (empty: nowhere).
+
+    The catalogue names the agency and says which life events reach it; the adapter must
+    carry the same name and handle every one of those life events. It may declare more
+    (procedures the guichet does not offer yet)."""
+    label = catalogue.agencies.get(decl.agency)
+    if label is None:
+        return [
+            f"L'organisme « {decl.agency} » est absent du catalogue du guichet : ajoutez-le à "
+            f"[agencies] (code et libellé), puis les événements de vie qui le concernent."
+        ]
+    problems = []
+    if decl.label != label:
+        problems.append(
+            f"Le libellé déclaré « {decl.label} » diffère de celui du catalogue « {label} »."
+        )
+    missing = [e for e in catalogue.life_events_of(decl.agency) if e not in decl.life_events]
+    if missing:
+        problems.append(
+            f"Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
+            f"{', '.join(missing)} (ajoutez-les à life_events)."
+        )
     return problems

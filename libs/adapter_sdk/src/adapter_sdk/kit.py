@@ -4,7 +4,9 @@ sandbox, reporting every rule the adapter breaks in plain words.
     guichet-adapter-kit caf --sandbox http://127.0.0.1:8101
 
 Rules checked: the declaration (procedures, citizen fields, legal-deadline rule, legal
-basis); the configuration schema; data minimisation (the adapter reads only declared
+basis); its agreement with the guichet's catalogue (shared_models.catalogue, or the file
+GUICHET_CATALOGUE names): same code and label, every life event the catalogue sends to the
+agency handled; the configuration schema; data minimisation (the adapter reads only declared
 fields and uses every field it declares); a real exchange with the sandbox for each
 declared procedure, whose answers must be coherent decisions or acknowledgements; the
 callback of an asynchronous agency, received on a real socket; supporting documents;
@@ -24,9 +26,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
-from shared_models import Decision
+from shared_models import CatalogueInvalid, Decision, catalogue
 from adapter_sdk.config import AdapterConfig
-from adapter_sdk.declaration import CITIZEN_FIELDS, declaration_problems
+from adapter_sdk.declaration import CITIZEN_FIELDS, catalogue_problems, declaration_problems
 from adapter_sdk.interface import (
     Acknowledged,
     AgencyAdapter,
@@ -155,6 +157,19 @@ def _check_declaration(adapter_cls: type[AgencyAdapter]) -> Check:
         check.problems.append("l'adaptateur n'a pas d'attribut declaration")
     else:
         check.problems.extend(declaration_problems(decl))
+    return check
+
+
+def _check_catalogue(adapter_cls: type[AgencyAdapter]) -> Check:
+    check = Check("Accord avec le catalogue du guichet (code, libellé, événements de vie)")
+    decl = getattr(adapter_cls, "declaration", None)
+    if decl is None:
+        check.problems.append("l'adaptateur n'a pas d'attribut declaration")
+        return check
+    try:
+        check.problems.extend(catalogue_problems(decl, catalogue()))
+    except CatalogueInvalid as exc:
+        check.problems.append(str(exc))
     return check
 
 
@@ -348,6 +363,7 @@ async def run_kit(adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_ti
     decl = getattr(adapter_cls, "declaration", None)
     report = Report(getattr(decl, "agency", adapter_cls.__name__))
     report.checks.append(_check_declaration(adapter_cls))
+    report.checks.append(_check_catalogue(adapter_cls))
     config_check, config = _check_config(adapter_cls, sandbox)
     report.checks.append(config_check)
     if decl is None or config is None:

@@ -3,7 +3,16 @@
 Services depend on this library, never on each other.
 """
 
-from shared_models.agencies import AGENCY_LABELS, Agency
+from shared_models.agencies import AGENCY_CODE, AgencyCode
+from shared_models.catalogue import (
+    AGENCY_LABELS,
+    LIFE_EVENTS,
+    Catalogue,
+    CatalogueInvalid,
+    KnownAgencyCode,
+    LifeEvent,
+    catalogue,
+)
 from shared_models.events import (
     EVENT_TYPES,
     ReferentMessageSent,
@@ -74,11 +83,18 @@ __all__ = [
     "OfficeOpened",
     "OfficeProfile",
     "SupervisorContact",
+    "AGENCY_CODE",
     "AGENCY_LABELS",
+    "LIFE_EVENTS",
+    "Catalogue",
+    "CatalogueInvalid",
+    "KnownAgencyCode",
+    "LifeEvent",
+    "catalogue",
     "EVENT_TYPES",
     "ReferentMessageSent",
     "AccessCodeIssued",
-    "Agency",
+    "AgencyCode",
     "AgencyAnswerReceived",
     "AgencyDecision",
     "AgencyRequestIssued",

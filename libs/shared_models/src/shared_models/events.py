@@ -9,7 +9,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
 
-from shared_models.agencies import Agency
+from shared_models.agencies import AgencyCode
 
 
 def _now() -> dt.datetime:
@@ -123,7 +123,7 @@ class RequestedDocument(Contract):
 class AgencyDecision(Contract):
     """One agency's answer on its part of the file."""
 
-    agency: Agency = Field(description="Agency that decided.")
+    agency: AgencyCode = Field(description="Agency that decided.")
     decision: Decision = Field(description="The agency's decision.")
     summary: str = Field(description="One sentence in French describing the decision.")
     amount_eur: float | None = Field(default=None, description="Amount granted, in euros.")
@@ -141,7 +141,7 @@ class FileSubmitted(Event):
     event_type: ClassVar[str] = "FileSubmitted"
     life_event: str = Field(description="Code of the life event from intake's catalogue.")
     life_event_label: str = Field(description="Name of the life event, in French.")
-    agencies: list[Agency] = Field(description="Agencies concerned by this life event.")
+    agencies: list[AgencyCode] = Field(description="Agencies concerned by this life event.")
     citizen: CitizenContact = Field(description="The citizen and how to reach them.")
     description: str = Field(description="The citizen's situation in their own words.")
     urgent: bool = Field(description="True when the citizen is in an urgent situation.")
@@ -177,7 +177,7 @@ class AgencyRequestIssued(Event):
 
     event_type: ClassVar[str] = "AgencyRequestIssued"
     request_id: str = Field(description="Unique id of this agency request.")
-    agency: Agency = Field(description="Agency the request is addressed to.")
+    agency: AgencyCode = Field(description="Agency the request is addressed to.")
     life_event: str = Field(description="Life event code of the file.")
     citizen: CitizenContact = Field(description="Citizen data transmitted to the agency.")
     description: str = Field(description="The citizen's description of the situation.")
@@ -245,7 +245,7 @@ class SupportingDocumentRequested(Event):
 
     event_type: ClassVar[str] = "SupportingDocumentRequested"
     request_id: str = Field(description="Id of the agency request waiting for the document.")
-    agency: Agency = Field(description="Agency asking for the document.")
+    agency: AgencyCode = Field(description="Agency asking for the document.")
     document: RequestedDocument = Field(description="The document asked for.")
     referent: Referent = Field(description="The référent of the file, who signs the message.")
     citizen: CitizenContact = Field(description="The citizen who is to send the document.")
@@ -262,7 +262,7 @@ class SupportingDocumentSubmitted(Event):
 
     event_type: ClassVar[str] = "SupportingDocumentSubmitted"
     request_id: str = Field(description="Id of the agency request the document answers.")
-    agency: Agency = Field(description="Agency the document is for.")
+    agency: AgencyCode = Field(description="Agency the document is for.")
     document_id: str = Field(description="Intake's id of the stored document.")
     document_code: str = Field(description="Code of the document the agency asked for.")
     filename: str = Field(description="Name of the file as sent by the citizen.")
@@ -447,7 +447,7 @@ class AgentProfile(Contract):
     office_id: str = Field(description="Directory id of the agent's office.")
     phone: str = Field(description="Agent's direct phone line.")
     email: EmailStr = Field(description="Agent's direct email address.")
-    agencies: list[Agency] = Field(description="Agencies the agent is trained for.")
+    agencies: list[AgencyCode] = Field(description="Agencies the agent is trained for.")
     capacity: int = Field(description="Maximum number of active files.")
 
 
@@ -536,7 +536,7 @@ class DeadlineWarningIssued(Event):
 
     event_type: ClassVar[str] = "DeadlineWarningIssued"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency that has not answered yet.")
+    agency: AgencyCode = Field(description="Agency that has not answered yet.")
     due_on: dt.date = Field(description="Last day for the agency to answer.")
     days_left: int = Field(description="Calendar days left when the warning was issued.")
     threshold: Literal[15, 7] = Field(description="Which warning this is: J-15 or J-7.")
@@ -550,7 +550,7 @@ class LegalDeadlineBreached(Event):
 
     event_type: ClassVar[str] = "LegalDeadlineBreached"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency that did not answer in time.")
+    agency: AgencyCode = Field(description="Agency that did not answer in time.")
     due_on: dt.date = Field(description="The deadline that passed.")
     rule: DeadlineRule = Field(description="What the silence means.")
     referent: Referent = Field(description="The file's référent.")
@@ -563,7 +563,7 @@ class ImplicitDecisionRecorded(Event):
 
     event_type: ClassVar[str] = "ImplicitDecisionRecorded"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency whose silence decided.")
+    agency: AgencyCode = Field(description="Agency whose silence decided.")
     decision: Decision = Field(description="acceptation_implicite or rejet_implicite.")
     due_on: dt.date = Field(description="The deadline that passed.")
     decided_on: dt.date = Field(description="Day the implicit decision was recorded (the day after the deadline).")

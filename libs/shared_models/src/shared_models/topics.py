@@ -1,9 +1,8 @@
 """Kafka topics, declared once. Every record is keyed by file id, so one file's
 events stay ordered within one partition."""
 
-import re
-
-from shared_models.agencies import Agency
+from shared_models.agencies import AGENCY_CODE
+from shared_models.catalogue import catalogue
 
 PARTITIONS = 3
 
@@ -32,29 +31,27 @@ ACCESS_CODES = "access-codes.issued"
 REFERENT_MESSAGES = "referents.messages"
 DEADLINE_EVENT_TYPES = ("LegalDeadlineSet", "DeadlineWarningIssued", "LegalDeadlineBreached", "ImplicitDecisionRecorded")
 
-_AGENCY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 
-
-def _code(agency: Agency | str) -> str:
-    # Any well-formed code, not only the Agency enum: an agency plugs its adapter in
-    # without the core having to know it first (see docs/adapters.md).
-    code = agency.value if isinstance(agency, Agency) else str(agency)
-    if not _AGENCY_CODE.match(code):
+def _code(agency: str) -> str:
+    # Any well-formed code: an agency plugs its adapter in (docs/adapters.md) and is
+    # reached once the catalogue lists it.
+    code = str(agency)
+    if not AGENCY_CODE.match(code):
         raise ValueError(f"invalid agency code {code!r}")
     return code
 
 
-def agency_requests(agency: Agency | str) -> str:
+def agency_requests(agency: str) -> str:
     """Topic an agency's adapter consumes (one per agency, so access can be confined)."""
     return f"agency.{_code(agency)}.requests"
 
 
-def agency_answers(agency: Agency | str) -> str:
+def agency_answers(agency: str) -> str:
     """Topic an agency's adapter publishes its answers on."""
     return f"agency.{_code(agency)}.answers"
 
 
-def agency_documents(agency: Agency | str) -> str:
+def agency_documents(agency: str) -> str:
     """Topic of the supporting documents citizens send to an agency (its adapter forwards them)."""
     return f"agency.{_code(agency)}.documents"
 
@@ -64,7 +61,7 @@ def dead_letter(topic: str) -> str:
     return f"{topic}.dlq"
 
 
-def agency_topics(agency: Agency | str) -> list[str]:
+def agency_topics(agency: str) -> list[str]:
     """The topics one agency's adapter reads or writes."""
     return [agency_requests(agency), agency_answers(agency), agency_documents(agency)]
 
@@ -77,14 +74,14 @@ def all_topics() -> dict[str, int]:
         CONTACT_CHANGES, THANKS, SURVEYS,
         DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK, DEADLINES, ACCESS_CODES, REFERENT_MESSAGES,
     ]
-    for agency in Agency:
+    for agency in catalogue().served_agencies():
         main += agency_topics(agency)
     declared = {name: PARTITIONS for name in main}
     declared.update({dead_letter(name): 1 for name in main})
     return declared
 
 
-def adapter_service(agency: Agency | str) -> str:
+def adapter_service(agency: str) -> str:
     """Service (and consumer group) name of an agency's adapter."""
     return f"adapter-{_code(agency).replace('_', '-')}"
 
@@ -117,7 +114,7 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         ACCESS_CODES: ("AccessCodeIssued", "intake", ("notification",)),
         REFERENT_MESSAGES: ("ReferentMessageSent", "intake", ("notification",)),
     }
-    for agency in Agency:
+    for agency in catalogue().served_agencies():
         adapter = adapter_service(agency)
         table[agency_requests(agency)] = ("AgencyRequestIssued", "assignment", (adapter, "intake"))
         table[agency_answers(agency)] = ("AgencyAnswerReceived", adapter, ("assignment", "intake"))

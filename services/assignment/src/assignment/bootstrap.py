@@ -12,13 +12,13 @@ from fastapi import FastAPI
 from guichet_runtime.clock import Clock
 from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
     ReferentChangeRequested,
+    catalogue,
     topics,
 )
 from assignment import api
@@ -58,7 +58,8 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
         [topics.REFERENT_CHANGES], {ReferentChangeRequested: files.on_referent_change_requested}
     )
     runtime.consumer.subscribe(
-        [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: files.on_agency_answer}
+        [topics.agency_answers(a) for a in catalogue().served_agencies()],
+        {AgencyAnswerReceived: files.on_agency_answer},
     )
     runtime.consumer.subscribe(
         [topics.LEGAL_CLOCK],

@@ -265,7 +265,7 @@ def compose_answer(
         f"Votre dossier {file_id} ({life_event_label}) a reçu la réponse de chacun des "
         f"{len(decisions)} organismes concernés :",
     ]
-    ordered = sorted(decisions, key=lambda d: d.agency.value)
+    ordered = sorted(decisions, key=lambda d: d.agency)
     for d in ordered:
         line = (
             f"- {AGENCY_LABELS[d.agency]} : {DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."

@@ -17,7 +17,6 @@ from typing import Any
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
     AGENCY_LABELS,
-    Agency,
     Decision,
     DeadlineRule,
     NotificationChannel,
@@ -133,7 +132,7 @@ def statuses_before(status: AgencyStatus) -> list[AgencyStatus]:
 def agency_label(code: str) -> str:
     """The agency's name, or its code when it is not one we know."""
     try:
-        return AGENCY_LABELS[Agency(code)]
+        return AGENCY_LABELS.get(code, code)
     except ValueError:
         return code
 

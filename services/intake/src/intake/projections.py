@@ -55,10 +55,10 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
     async with uow:
         await require_file(uow, event.file_id)
         await advance_agency(
-            uow, event.file_id, event.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+            uow, event.file_id, event.agency, AgencyStatus.ANSWERED, event.occurred_at
         )
         await metrics.agency_decided(
-            uow, event.file_id, event.agency.value, event.decision, event.occurred_at,
+            uow, event.file_id, event.agency, event.decision, event.occurred_at,
             event.decided_on,
         )
         await add_timeline(
@@ -106,7 +106,7 @@ async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) 
     async with uow:
         await require_file(uow, event.file_id)
         await advance_agency(
-            uow, event.file_id, event.agency.value, AgencyStatus.SENT, event.occurred_at
+            uow, event.file_id, event.agency, AgencyStatus.SENT, event.occurred_at
         )
         await add_timeline(
             uow, event, TimelineKind.SENT_TO_AGENCY,
@@ -120,7 +120,7 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
     label = AGENCY_LABELS[answer.agency]
     this_agency = (
         file_agencies.c.file_id == event.file_id,
-        file_agencies.c.agency == answer.agency.value,
+        file_agencies.c.agency == answer.agency,
     )
     async with uow:
         await require_file(uow, event.file_id)
@@ -151,11 +151,11 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
             )
         else:
             await advance_agency(
-                uow, event.file_id, answer.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+                uow, event.file_id, answer.agency, AgencyStatus.ANSWERED, event.occurred_at
             )
             if answer.decision is not Decision.DOCUMENT_REQUESTED:
                 await metrics.agency_decided(
-                    uow, event.file_id, answer.agency.value, answer.decision, event.occurred_at
+                    uow, event.file_id, answer.agency, answer.decision, event.occurred_at
                 )
             await uow.conn.execute(
                 file_agencies.update().where(*this_agency).values(requested_document=None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 
+#: The agencies a stack connects by default (an adapter and a simulator each).
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
 
 #: The SMTP sink answers 550 to every address of this domain: a real bounce for tests and demos.
@@ -38,16 +40,17 @@ class Ports:
     providers: int = 8027
 
     @classmethod
-    def free(cls) -> Ports:
-        """Ports free right now, distinct within the stack."""
-        ports = iter(free_ports(7 + 2 * len(AGENCIES)))
+    def free(cls, agencies: Sequence[str] = AGENCIES) -> Ports:
+        """Ports free right now, distinct within the stack; one adapter and one simulator
+        for each of `agencies` (the stack starts exactly those)."""
+        ports = iter(free_ports(7 + 2 * len(agencies)))
         return cls(
             intake=next(ports),
             assignment=next(ports),
             notification=next(ports),
             web=next(ports),
-            adapters={a: next(ports) for a in AGENCIES},
-            simulators={a: next(ports) for a in AGENCIES},
+            adapters={a: next(ports) for a in agencies},
+            simulators={a: next(ports) for a in agencies},
             smtp=next(ports),
             smtp_http=next(ports),
             providers=next(ports),

@@ -19,7 +19,7 @@ from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
-    Agency,
+    KnownAgencyCode,
     AgentDetailsChanged,
     AgentJoined,
     AgentProfile,
@@ -63,7 +63,7 @@ class AgentRow(Row):
         str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .]{10,20}$")
     ] = Field(description="Ligne directe.")
     email: EmailStr = Field(description="Adresse électronique directe.")
-    agencies: list[Agency] = Field(
+    agencies: list[KnownAgencyCode] = Field(
         min_length=1, description="Organismes pour lesquels l'agent est formé."
     )
     capacity: int = Field(gt=0, le=500, description="Nombre maximal de dossiers actifs.")
@@ -247,7 +247,7 @@ async def apply(
             )
             summary["offices_changed"] += 1
     for a in agent_rows:
-        values = {**a.model_dump(), "agencies": [x.value for x in a.agencies]}
+        values = {**a.model_dump(), "agencies": list(a.agencies)}
         old = known_agents.get(a.agent_id)
         profile = _agent_profile(a)
         if old is None:

@@ -48,7 +48,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
         await uow.conn.execute(
             file_agencies.insert(),
             [
-                {"file_id": file_id, "agency": a.value, "status": AgencyStatus.WAITING,
+                {"file_id": file_id, "agency": a, "status": AgencyStatus.WAITING,
                  "updated_at": now}
                 for a in event_def.agencies
             ],

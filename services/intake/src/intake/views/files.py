@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork
-from shared_models import AGENCY_LABELS, Agency
+from shared_models import AGENCY_LABELS
 from intake.catalogue import CATALOGUE
 from intake.domain import AGENCY_STATUS_LABELS, AgencyStatus, deadline_text
 from intake.records import file_exists
@@ -34,7 +34,7 @@ def _agency_out(a: sa.Row) -> dict:
     asked = a.requested_document
     return {
         "agency": a.agency,
-        "label": AGENCY_LABELS[Agency(a.agency)],
+        "label": AGENCY_LABELS.get(a.agency, a.agency),
         "status": a.status,
         "status_label": AGENCY_STATUS_LABELS[AgencyStatus(a.status)],
         "awaited": not answered,

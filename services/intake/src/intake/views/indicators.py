@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
-from shared_models import AGENCY_LABELS, Agency, Decision, DeadlineRule
+from shared_models import AGENCY_LABELS, Decision, DeadlineRule
 from intake.domain import DEFAULT_MIN_FILES, MEDIAN, P90, interpolate, share
 from intake.tables import file_agencies, file_metrics, surveys
 
@@ -163,7 +163,7 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     if level.name == "office":
         label = figures["office_name"] or grp
     elif level.name == "agency":
-        label = AGENCY_LABELS[Agency(grp)] if grp in Agency._value2member_map_ else grp
+        label = AGENCY_LABELS.get(grp, grp)
     else:
         label = "France entière"
     row: dict[str, Any] = {
