@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,6 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from shared_models import AGENCY_LABELS
 from shared_models.wording import decision_label, euros_fr
 from web.forms import LABELS
 
@@ -115,12 +117,15 @@ def load_chart(agents: list[dict]) -> dict:
             "label_w": label_w, "width": width, "track": width - label_w - 90}
 
 
-AGENCY_SHORT = {"caf": "CAF", "dgfip": "DGFiP", "france_travail": "France Travail", "cpam": "CPAM", "ants": "ANTS"}
-
-
 def agency_label(code: str) -> str:
-    """Short name of an agency for tables (an agency plugged in later shows its code)."""
-    return AGENCY_SHORT.get(code, code.replace("_", " ").upper())
+    """Short name of an agency for tables, from the catalogue's name: its acronym in
+    brackets when it has one (« … (CAF) » -> CAF), else the whole name; an agency the
+    catalogue does not name shows its code."""
+    name = AGENCY_LABELS.get(code)
+    if name is None:
+        return code.replace("_", " ").upper()
+    acronym = re.search(r"\(([^()]+)\)\s*$", name)
+    return acronym.group(1) if acronym else name
 
 
 def indicator_chart(rows: list[dict], key: str, unit: str, maximum: float | None = None) -> dict:
