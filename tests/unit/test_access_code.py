@@ -10,7 +10,7 @@ import pytest
 
 from intake import handlers as intake
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import AccessCodeIssued, NotificationKind, ReferentAssigned, topics
 from tests.unit.samples import citizen, referent
 

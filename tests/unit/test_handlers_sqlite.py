@@ -20,7 +20,6 @@ from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.relay import OutboxRelay
 from intake import handlers as intake
 from intake.schemas import FileIn
-from notification import handlers as notification
 from shared_models import RequestedDocument, SupportingDocumentRequested
 from shared_models import (
     AGENCY_LABELS,

@@ -13,7 +13,7 @@ from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed
 from intake import handlers as intake
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,

@@ -1,6 +1,7 @@
-"""Delivery channels: email (SMTP), SMS (HTTP gateway) and postal letters (PDF handed to
-a postal provider over HTTP). They know nothing of notification kinds: each receives an
-`Outgoing` already rendered and signed by `messages`.
+"""Infrastructure: the delivery channels, adapters to the providers. Email (SMTP, through
+a `Mailer`), SMS (HTTP gateway) and postal letters (PDF handed to a postal provider over
+HTTP). They know nothing of notification kinds: each receives an `Outgoing` already
+rendered and signed by `messages`; `dispatch` calls them through the `Channel` protocol.
 
 Every send carries an idempotency key stable per (notification, channel): the Message-ID
 for email, an `Idempotency-Key` header for the SMS gateway and the postal provider. If the
@@ -8,7 +9,8 @@ service dies between the provider's acceptance and our "sent" commit, the retry 
 the same key and the provider does not deliver it twice.
 
 A channel raises `PermanentFailure` when retrying cannot help (address refused, bad
-number): the dispatcher then falls back to the next channel. Anything else is temporary.
+number): the dispatcher then falls back to the next channel (`domain.after_failure`).
+Anything else is temporary.
 """
 
 from __future__ import annotations
@@ -88,7 +90,10 @@ class EmailChannel:
             await self.mailer.send(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(err.code >= 500 for err in exc.recipients):
-                raise PermanentFailure(f"adresse refusée par le serveur de messagerie : {exc.recipients[0]}") from exc
+                refused = exc.recipients[0]
+                raise PermanentFailure(
+                    f"adresse refusée par le serveur de messagerie : {refused}"
+                ) from exc
             raise
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:

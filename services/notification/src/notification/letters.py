@@ -1,7 +1,7 @@
-"""Postal letters as PDF (fpdf2): the référent's block (name, office, direct phone, email,
-opening hours)
-top left, the citizen's address block top right where a window envelope shows it, the
-date, the subject, then the signed text of the message."""
+"""Infrastructure: postal letters as PDF (fpdf2), for the letter channel. The référent's
+block (name, office, direct phone, email, opening hours) top left, the citizen's address
+block (`domain.address_block`) top right where a window envelope shows it, the date, the
+subject, then the signed text of the message."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 
-from shared_models import CitizenContact, Referent
+from shared_models import Referent
 
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = (
@@ -26,10 +26,6 @@ _ENCODING = "windows-1252"
 _STROKES = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ħ": "h", "ı": "i", "ŧ": "t"})
 
 
-class NoPostalAddress(Exception):
-    """The citizen gave no street and town: no letter can reach them."""
-
-
 @dataclass(frozen=True)
 class Letter:
     file_id: str
@@ -38,12 +34,6 @@ class Letter:
     referent: Referent
     address: tuple[str, ...]
     date: dt.date
-
-
-def address_block(citizen: CitizenContact) -> tuple[str, ...]:
-    if not citizen.street or not citizen.city:
-        raise NoPostalAddress("adresse postale incomplète (rue et commune)")
-    return (f"{citizen.given_name} {citizen.family_name}", citizen.street, f"{citizen.postcode} {citizen.city.upper()}")
 
 
 def french_date(day: dt.date) -> str:

@@ -1,4 +1,5 @@
-"""SMTP delivery over one kept-alive connection (no connection set-up per message)."""
+"""Infrastructure: SMTP delivery over one kept-alive connection (no connection set-up per
+message), the `Mailer` of the email channel."""
 
 from __future__ import annotations
 
