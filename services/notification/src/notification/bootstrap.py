@@ -62,8 +62,11 @@ def bootstrap(
 
     async def dispatcher() -> None:
         await dispatch_forever(
-            runtime.uow, dispatching, wake,
-            idle_seconds=settings.dispatch_idle_seconds, batch=settings.dispatch_batch,
+            runtime.uow,
+            dispatching,
+            wake,
+            idle_seconds=settings.dispatch_idle_seconds,
+            batch=settings.dispatch_batch,
         )
 
     runtime.commit_listeners.append(wake.set)  # a message recorded: send it now

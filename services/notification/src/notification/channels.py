@@ -116,13 +116,19 @@ def _provider_error(response: httpx.Response) -> tuple[bool, str]:
 
 
 class _HttpProvider:
-    def __init__(self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def _post(self, outgoing: Outgoing, path: str, **kwargs: Any) -> str:
-        headers = {"Idempotency-Key": outgoing.idempotency_key, "X-Guichet-File": outgoing.file_id,
-                   **outgoing.trace_headers, **kwargs.pop("headers", {})}
+        headers = {
+            "Idempotency-Key": outgoing.idempotency_key,
+            "X-Guichet-File": outgoing.file_id,
+            **outgoing.trace_headers,
+            **kwargs.pop("headers", {}),
+        }
         response = await self._client.post(f"{self.base_url}{path}", headers=headers, **kwargs)
         if response.status_code >= 400:
             permanent, reason = _provider_error(response)
@@ -143,7 +149,11 @@ class SmsChannel(_HttpProvider):
         self.sender_name = sender_name
 
     async def send(self, outgoing: Outgoing) -> str:
-        body = {"to": outgoing.content["to"], "text": outgoing.content["text"], "sender": self.sender_name}
+        body = {
+            "to": outgoing.content["to"],
+            "text": outgoing.content["text"],
+            "sender": self.sender_name,
+        }
         return await self._post(outgoing, "/api/sms", json=body)
 
 
@@ -151,7 +161,9 @@ class LetterChannel(_HttpProvider):
     """Renders the letter as PDF and deposits it with the postal provider (`POST /api/letters`).
     `today` dates the letter (default: the real Paris date; a rehearsal passes its clock)."""
 
-    def __init__(self, base_url: str, today: Callable[[], dt.date] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, base_url: str, today: Callable[[], dt.date] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(base_url, **kwargs)
         self.today = today or letters.today_in_paris
 
@@ -167,4 +179,6 @@ class LetterChannel(_HttpProvider):
                 date=self.today(),
             )
         )
-        return await self._post(outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"})
+        return await self._post(
+            outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"}
+        )

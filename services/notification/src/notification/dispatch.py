@@ -12,6 +12,7 @@ Message-ID / Idempotency-Key (see `channels`), and the providers deliver a key o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import defaultdict
@@ -69,10 +70,8 @@ async def dispatch_forever(
     """The dispatcher's loop: send everything due whenever a message is recorded (`wake`)
     or every `idle_seconds` (retries falling due)."""
     while True:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
-        except TimeoutError:
-            pass
         wake.clear()
         try:
             while await dispatch_pending(uow_factory, channels, batch) > 0:
@@ -186,7 +185,9 @@ async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference
             )
         )
         await uow.conn.execute(
-            deliveries.insert().values(**_attempt(row, outgoing, DeliveryOutcome.SENT, ref=reference))
+            deliveries.insert().values(
+                **_attempt(row, outgoing, DeliveryOutcome.SENT, ref=reference)
+            )
         )
         uow.emit(
             topics.NOTIFICATIONS_SENT,

@@ -16,8 +16,18 @@ from shared_models import Referent
 
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = (
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
 )
 # The PDF core fonts cover windows-1252 (every French letter, œ, €, —, ’); anything else
 # is reduced to its base letter rather than embedding a 700 kB font in every letter.
@@ -73,11 +83,18 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.set_font("helvetica", "B", 11)
     pdf.cell(0, 6, "Guichet unique - France Services", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", "", 10)
-    for line in (f"Votre référent : {ref.name}", ref.office, f"Téléphone direct : {ref.phone}", f"Courriel : {ref.email}"):
+    for line in (
+        f"Votre référent : {ref.name}",
+        ref.office,
+        f"Téléphone direct : {ref.phone}",
+        f"Courriel : {ref.email}",
+    ):
         pdf.cell(0, 5, printable(line), new_x="LMARGIN", new_y="NEXT")
     if ref.opening_hours:
         # Wrapped left of the envelope window, which starts 110 mm from the left edge.
-        pdf.multi_cell(85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT"
+        )
     # Address block in the window of a DL envelope (right, about 50 mm from the top).
     pdf.set_xy(110, 50)
     pdf.set_font("helvetica", "", 11)
@@ -88,10 +105,14 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.cell(80, 6, printable(f"Le {french_date(letter.date)}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(95)
     pdf.set_font("helvetica", "", 10)
-    pdf.cell(0, 5, printable(f"Référence du dossier : {letter.file_id}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0, 5, printable(f"Référence du dossier : {letter.file_id}"), new_x="LMARGIN", new_y="NEXT"
+    )
     pdf.set_font("helvetica", "B", 11)
     pdf.multi_cell(0, 6, printable(f"Objet : {letter.subject}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("helvetica", "", 11)
-    pdf.multi_cell(0, 5.5, printable(letter.text.replace("\n--\n", "\n\n")), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(
+        0, 5.5, printable(letter.text.replace("\n--\n", "\n\n")), new_x="LMARGIN", new_y="NEXT"
+    )
     return bytes(pdf.output())

@@ -161,7 +161,11 @@ def compose(
 ) -> tuple[str, str]:
     """(subject, plain-text body) of a message, signed with the référent's direct contact."""
     rendered = render(
-        kind, NotificationChannel.LETTER, file_id=file_id, referent=referent, citizen=citizen,
+        kind,
+        NotificationChannel.LETTER,
+        file_id=file_id,
+        referent=referent,
+        citizen=citizen,
         **context,
     )
     return rendered.subject, rendered.text

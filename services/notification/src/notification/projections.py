@@ -131,9 +131,14 @@ async def _record_for_citizen(
     citizen = await _latest_contact(uow, file_id, citizen)
     if domain.wants_a_call(citizen):
         await _record(
-            uow, Kind.CALL_REQUESTED, file_id, referent, citizen,
+            uow,
+            Kind.CALL_REQUESTED,
+            file_id,
+            referent,
+            citizen,
             notification_id=domain.call_request_key(notification_id),
-            recipient=referent.email, about=subject_of(kind, file_id, referent),
+            recipient=referent.email,
+            about=subject_of(kind, file_id, referent),
         )
 
 
@@ -148,19 +153,33 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
                 uow, Kind.REFERENT_ASSIGNED, event.file_id, event.referent, event.citizen
             )
         else:
-            change = {"previous_referent": previous, "reason": event.reason or "", "rule": event.rule}
+            change = {
+                "previous_referent": previous,
+                "reason": event.reason or "",
+                "rule": event.rule,
+            }
             key = domain.notification_key(event.file_id, Kind.REFERENT_CHANGED, str(event.event_id))
             await _record_for_citizen(
-                uow, Kind.REFERENT_CHANGED, event.file_id, event.referent, event.citizen,
-                notification_id=key, **change,
+                uow,
+                Kind.REFERENT_CHANGED,
+                event.file_id,
+                event.referent,
+                event.citizen,
+                notification_id=key,
+                **change,
             )
             for agent in (previous, event.referent):
                 await _record(
-                    uow, Kind.AGENT_HANDOVER, event.file_id, event.referent, event.citizen,
+                    uow,
+                    Kind.AGENT_HANDOVER,
+                    event.file_id,
+                    event.referent,
+                    event.citizen,
                     notification_id=domain.notification_key(
                         event.file_id, Kind.AGENT_HANDOVER, str(event.event_id), agent.agent_id
                     ),
-                    recipient=agent.email, **change,
+                    recipient=agent.email,
+                    **change,
                 )
         await uow.commit()
 
@@ -183,13 +202,26 @@ async def on_supporting_document_requested(
     key = domain.notification_key(event.file_id, Kind.DOCUMENT_REQUESTED, *qualifiers)
     async with uow:
         await _record_for_citizen(
-            uow, Kind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
-            notification_id=key, for_referent=False, **context,
+            uow,
+            Kind.DOCUMENT_REQUESTED,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            notification_id=key,
+            for_referent=False,
+            **context,
         )
         await _record(
-            uow, Kind.DOCUMENT_REQUESTED, event.file_id, event.referent, event.citizen,
-            notification_id=domain.referent_copy_key(key), recipient=event.referent.email,
-            audience=Audience.AGENT, for_referent=True, **context,
+            uow,
+            Kind.DOCUMENT_REQUESTED,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            notification_id=domain.referent_copy_key(key),
+            recipient=event.referent.email,
+            audience=Audience.AGENT,
+            for_referent=True,
+            **context,
         )
         await uow.commit()
 
@@ -198,8 +230,13 @@ async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: Unit
     """The coordinated answer (composed by assignment) reaches the citizen, signed."""
     async with uow:
         await _record_for_citizen(
-            uow, Kind.ANSWER_READY, event.file_id, event.referent, event.citizen,
-            text=event.text, personal_word=event.personal_word,
+            uow,
+            Kind.ANSWER_READY,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            text=event.text,
+            personal_word=event.personal_word,
         )
         await uow.commit()
 
@@ -209,7 +246,11 @@ async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) 
     message id, so a redelivered event sends nothing twice."""
     async with uow:
         await _record_for_citizen(
-            uow, Kind.REFERENT_MESSAGE, event.file_id, event.referent, event.citizen,
+            uow,
+            Kind.REFERENT_MESSAGE,
+            event.file_id,
+            event.referent,
+            event.citizen,
             notification_id=domain.notification_key(
                 event.file_id, Kind.REFERENT_MESSAGE, event.message_id
             ),
@@ -218,9 +259,7 @@ async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) 
         await uow.commit()
 
 
-async def on_contact_preferences_changed(
-    event: ContactPreferencesChanged, uow: UnitOfWork
-) -> None:
+async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: UnitOfWork) -> None:
     """Later messages follow the citizen's new preferences (the latest change wins)."""
     async with uow:
         stored = await uow.conn.scalar(
@@ -248,12 +287,16 @@ async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> Non
     named, the public-service line signs it."""
     async with uow:
         await _record(
-            uow, Kind.ACCESS_CODE, event.file_id, event.referent or domain.GUICHET_DESK,
+            uow,
+            Kind.ACCESS_CODE,
+            event.file_id,
+            event.referent or domain.GUICHET_DESK,
             event.citizen,
             notification_id=domain.notification_key(
                 event.file_id, Kind.ACCESS_CODE, str(event.event_id)
             ),
-            channels=[domain.EMAIL, domain.SMS], code=event.code,
+            channels=[domain.EMAIL, domain.SMS],
+            code=event.code,
             expires_at_paris=domain.time_in_paris(event.expires_at),
             referent_named=event.referent is not None,
         )
@@ -264,11 +307,16 @@ async def on_referent_thanked(event: ReferentThanked, uow: UnitOfWork) -> None:
     """A citizen's thanks reach their référent by email."""
     async with uow:
         await _record(
-            uow, Kind.THANKS_RECEIVED, event.file_id, event.referent, event.citizen,
+            uow,
+            Kind.THANKS_RECEIVED,
+            event.file_id,
+            event.referent,
+            event.citizen,
             notification_id=domain.notification_key(
                 event.file_id, Kind.THANKS_RECEIVED, event.thanks_id
             ),
-            recipient=event.referent.email, message=event.message,
+            recipient=event.referent.email,
+            message=event.message,
         )
         await uow.commit()
 
@@ -277,12 +325,19 @@ async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWo
     """J-15 and J-7: the référent is warned (once per request and threshold)."""
     async with uow:
         await _record(
-            uow, Kind.DEADLINE_WARNING, event.file_id, event.referent, event.citizen,
+            uow,
+            Kind.DEADLINE_WARNING,
+            event.file_id,
+            event.referent,
+            event.citizen,
             notification_id=domain.notification_key(
                 event.file_id, Kind.DEADLINE_WARNING, event.request_id, str(event.threshold)
             ),
-            recipient=event.referent.email, agency_label=AGENCY_LABELS[event.agency],
-            due_on=event.due_on, days_left=event.days_left, rule=event.rule.value,
+            recipient=event.referent.email,
+            agency_label=AGENCY_LABELS[event.agency],
+            due_on=event.due_on,
+            days_left=event.days_left,
+            rule=event.rule.value,
         )
         await uow.commit()
 
@@ -293,13 +348,21 @@ async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWo
     async with uow:
         for supervisor in event.supervisors:
             await _record(
-                uow, Kind.DEADLINE_BREACHED, event.file_id, event.referent, event.citizen,
+                uow,
+                Kind.DEADLINE_BREACHED,
+                event.file_id,
+                event.referent,
+                event.citizen,
                 notification_id=domain.notification_key(
-                    event.file_id, Kind.DEADLINE_BREACHED, event.request_id,
+                    event.file_id,
+                    Kind.DEADLINE_BREACHED,
+                    event.request_id,
                     supervisor.supervisor_id,
                 ),
-                recipient=supervisor.email, supervisor_name=supervisor.name,
-                agency_label=AGENCY_LABELS[event.agency], due_on=event.due_on,
+                recipient=supervisor.email,
+                supervisor_name=supervisor.name,
+                agency_label=AGENCY_LABELS[event.agency],
+                due_on=event.due_on,
                 rule=event.rule.value,
             )
         await uow.commit()
@@ -311,12 +374,18 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
     no postal address."""
     async with uow:
         await _record_for_citizen(
-            uow, Kind.IMPLICIT_DECISION, event.file_id, event.referent, event.citizen,
+            uow,
+            Kind.IMPLICIT_DECISION,
+            event.file_id,
+            event.referent,
+            event.citizen,
             notification_id=domain.notification_key(
                 event.file_id, Kind.IMPLICIT_DECISION, event.request_id
             ),
-            channels=[domain.LETTER], agency_label=AGENCY_LABELS[event.agency],
-            due_on=event.due_on, decided_on=event.decided_on,
+            channels=[domain.LETTER],
+            agency_label=AGENCY_LABELS[event.agency],
+            due_on=event.due_on,
+            decided_on=event.decided_on,
             accepted=event.decision is Decision.IMPLICIT_ACCEPTANCE,
         )
         await uow.commit()
@@ -330,14 +399,22 @@ async def on_referent_assignment_deferred(
     async with uow:
         for supervisor in event.supervisors:
             await _record(
-                uow, Kind.SUPERVISOR_ALERT, event.file_id, domain.supervision_desk(supervisor),
+                uow,
+                Kind.SUPERVISOR_ALERT,
+                event.file_id,
+                domain.supervision_desk(supervisor),
                 event.citizen,
                 notification_id=domain.notification_key(
-                    event.file_id, Kind.SUPERVISOR_ALERT, str(event.event_id),
+                    event.file_id,
+                    Kind.SUPERVISOR_ALERT,
+                    str(event.event_id),
                     supervisor.supervisor_id,
                 ),
-                recipient=supervisor.email, supervisor_name=supervisor.name,
-                reason=event.reason, urgent=event.urgent, departement=event.departement,
+                recipient=supervisor.email,
+                supervisor_name=supervisor.name,
+                reason=event.reason,
+                urgent=event.urgent,
+                departement=event.departement,
                 life_event_label=event.life_event_label,
             )
         await uow.commit()
