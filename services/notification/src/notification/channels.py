@@ -99,7 +99,7 @@ class EmailChannel:
             if exc.code >= 500:
                 raise PermanentFailure(f"message refusé ({exc.code}) : {exc.message}") from exc
             raise
-        return msg["Message-ID"]
+        return str(msg["Message-ID"])
 
 
 def _provider_error(response: httpx.Response) -> tuple[bool, str]:

@@ -82,7 +82,9 @@ async def dispatch_forever(
 
 
 def _current_channel(row: sa.Row[Any]) -> NotificationChannel:
-    return plan_of(row.plan)[row.step]
+    """The channel being tried: the plan's step-th."""
+    step: int = row.step
+    return plan_of(row.plan)[step]
 
 
 async def _claim(uow_factory: UowFactory, limit: int) -> list[sa.Row[Any]]:

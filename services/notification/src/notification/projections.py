@@ -10,7 +10,7 @@ recorded, and the insert is ignored.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from opentelemetry import propagate
@@ -58,15 +58,17 @@ async def _record(
     file_id: str,
     referent: Referent,
     citizen: CitizenContact,
+    context: Mapping[str, object] | None = None,
     *,
     notification_id: str | None = None,
     recipient: str | None = None,
     audience: Audience | None = None,
     channels: Sequence[NotificationChannel] | None = None,
-    **context: object,
 ) -> str:
-    """Record one message; agents' messages go by email to `recipient` (`audience`
+    """Record one message (`context`: what its templates say besides the file, the
+    référent and the citizen). Agents' messages go by email to `recipient` (`audience`
     overrides the kind's, for a kind whose copy also goes to the référent)."""
+    context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
     if audience is Audience.CITIZEN:
@@ -119,14 +121,22 @@ async def _record_for_citizen(
     file_id: str,
     referent: Referent,
     citizen: CitizenContact,
+    context: Mapping[str, object] | None = None,
     *,
     notification_id: str | None = None,
-    **context: object,
+    channels: Sequence[NotificationChannel] | None = None,
 ) -> None:
     """A message to the citizen; one who asked to be phoned gets a letter, and their
     référent an email asking to call them."""
     notification_id = await _record(
-        uow, kind, file_id, referent, citizen, notification_id=notification_id, **context
+        uow,
+        kind,
+        file_id,
+        referent,
+        citizen,
+        context,
+        notification_id=notification_id,
+        channels=channels,
     )
     citizen = await _latest_contact(uow, file_id, citizen)
     if domain.wants_a_call(citizen):
@@ -136,9 +146,9 @@ async def _record_for_citizen(
             file_id,
             referent,
             citizen,
+            {"about": subject_of(kind, file_id, referent)},
             notification_id=domain.call_request_key(notification_id),
             recipient=referent.email,
-            about=subject_of(kind, file_id, referent),
         )
 
 
@@ -146,40 +156,40 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
     """A first référent: the citizen is told who it is. A change: the citizen and both
     agents are told; a file may change hands more than once (supervisors), so each change
     has its own messages."""
+    file_id, referent, citizen = event.file_id, event.referent, event.citizen
     async with uow:
         previous = event.previous_referent
         if previous is None:
-            await _record_for_citizen(
-                uow, Kind.REFERENT_ASSIGNED, event.file_id, event.referent, event.citizen
-            )
+            await _record_for_citizen(uow, Kind.REFERENT_ASSIGNED, file_id, referent, citizen)
         else:
             change = {
                 "previous_referent": previous,
                 "reason": event.reason or "",
                 "rule": event.rule,
             }
-            key = domain.notification_key(event.file_id, Kind.REFERENT_CHANGED, str(event.event_id))
             await _record_for_citizen(
                 uow,
                 Kind.REFERENT_CHANGED,
-                event.file_id,
-                event.referent,
-                event.citizen,
-                notification_id=key,
-                **change,
+                file_id,
+                referent,
+                citizen,
+                change,
+                notification_id=domain.notification_key(
+                    file_id, Kind.REFERENT_CHANGED, str(event.event_id)
+                ),
             )
-            for agent in (previous, event.referent):
+            for agent in (previous, referent):
                 await _record(
                     uow,
                     Kind.AGENT_HANDOVER,
-                    event.file_id,
-                    event.referent,
-                    event.citizen,
+                    file_id,
+                    referent,
+                    citizen,
+                    change,
                     notification_id=domain.notification_key(
-                        event.file_id, Kind.AGENT_HANDOVER, str(event.event_id), agent.agent_id
+                        file_id, Kind.AGENT_HANDOVER, str(event.event_id), agent.agent_id
                     ),
                     recipient=agent.email,
-                    **change,
                 )
         await uow.commit()
 
@@ -200,28 +210,27 @@ async def on_supporting_document_requested(
     if event.after_document is not None:
         qualifiers.append(event.after_document)
     key = domain.notification_key(event.file_id, Kind.DOCUMENT_REQUESTED, *qualifiers)
+    file_id, referent, citizen = event.file_id, event.referent, event.citizen
     async with uow:
         await _record_for_citizen(
             uow,
             Kind.DOCUMENT_REQUESTED,
-            event.file_id,
-            event.referent,
-            event.citizen,
+            file_id,
+            referent,
+            citizen,
+            {**context, "for_referent": False},
             notification_id=key,
-            for_referent=False,
-            **context,
         )
         await _record(
             uow,
             Kind.DOCUMENT_REQUESTED,
-            event.file_id,
-            event.referent,
-            event.citizen,
+            file_id,
+            referent,
+            citizen,
+            {**context, "for_referent": True},
             notification_id=domain.referent_copy_key(key),
-            recipient=event.referent.email,
+            recipient=referent.email,
             audience=Audience.AGENT,
-            for_referent=True,
-            **context,
         )
         await uow.commit()
 
@@ -235,8 +244,7 @@ async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: Unit
             event.file_id,
             event.referent,
             event.citizen,
-            text=event.text,
-            personal_word=event.personal_word,
+            {"text": event.text, "personal_word": event.personal_word},
         )
         await uow.commit()
 
@@ -251,10 +259,10 @@ async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) 
             event.file_id,
             event.referent,
             event.citizen,
+            {"text": event.text},
             notification_id=domain.notification_key(
                 event.file_id, Kind.REFERENT_MESSAGE, event.message_id
             ),
-            text=event.text,
         )
         await uow.commit()
 
@@ -285,20 +293,24 @@ async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> Non
     """Send the one-time code, by email or SMS only (a letter would arrive after it
     expires); each code is its own message (a citizen may ask again). Before a référent is
     named, the public-service line signs it."""
+    context = {
+        "code": event.code,
+        "expires_at_paris": domain.time_in_paris(event.expires_at),
+        "referent_named": event.referent is not None,
+    }
+    signer = event.referent or domain.GUICHET_DESK
     async with uow:
         await _record(
             uow,
             Kind.ACCESS_CODE,
             event.file_id,
-            event.referent or domain.GUICHET_DESK,
+            signer,
             event.citizen,
+            context,
             notification_id=domain.notification_key(
                 event.file_id, Kind.ACCESS_CODE, str(event.event_id)
             ),
             channels=[domain.EMAIL, domain.SMS],
-            code=event.code,
-            expires_at_paris=domain.time_in_paris(event.expires_at),
-            referent_named=event.referent is not None,
         )
         await uow.commit()
 
@@ -312,17 +324,23 @@ async def on_referent_thanked(event: ReferentThanked, uow: UnitOfWork) -> None:
             event.file_id,
             event.referent,
             event.citizen,
+            {"message": event.message},
             notification_id=domain.notification_key(
                 event.file_id, Kind.THANKS_RECEIVED, event.thanks_id
             ),
             recipient=event.referent.email,
-            message=event.message,
         )
         await uow.commit()
 
 
 async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWork) -> None:
     """J-15 and J-7: the référent is warned (once per request and threshold)."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "days_left": event.days_left,
+        "rule": event.rule.value,
+    }
     async with uow:
         await _record(
             uow,
@@ -330,14 +348,11 @@ async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWo
             event.file_id,
             event.referent,
             event.citizen,
+            context,
             notification_id=domain.notification_key(
                 event.file_id, Kind.DEADLINE_WARNING, event.request_id, str(event.threshold)
             ),
             recipient=event.referent.email,
-            agency_label=AGENCY_LABELS[event.agency],
-            due_on=event.due_on,
-            days_left=event.days_left,
-            rule=event.rule.value,
         )
         await uow.commit()
 
@@ -345,6 +360,11 @@ async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWo
 async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWork) -> None:
     """The breach: each supervisor of the département is warned; the message names the
     file's référent."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "rule": event.rule.value,
+    }
     async with uow:
         for supervisor in event.supervisors:
             await _record(
@@ -353,6 +373,7 @@ async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWo
                 event.file_id,
                 event.referent,
                 event.citizen,
+                {**context, "supervisor_name": supervisor.name},
                 notification_id=domain.notification_key(
                     event.file_id,
                     Kind.DEADLINE_BREACHED,
@@ -360,10 +381,6 @@ async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWo
                     supervisor.supervisor_id,
                 ),
                 recipient=supervisor.email,
-                supervisor_name=supervisor.name,
-                agency_label=AGENCY_LABELS[event.agency],
-                due_on=event.due_on,
-                rule=event.rule.value,
             )
         await uow.commit()
 
@@ -372,6 +389,12 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
     """The citizen receives a letter saying the silence decided (with the means of
     appeal for a rejection), signed by the référent; other channels only when there is
     no postal address."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "decided_on": event.decided_on,
+        "accepted": event.decision is Decision.IMPLICIT_ACCEPTANCE,
+    }
     async with uow:
         await _record_for_citizen(
             uow,
@@ -379,14 +402,11 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
             event.file_id,
             event.referent,
             event.citizen,
+            context,
             notification_id=domain.notification_key(
                 event.file_id, Kind.IMPLICIT_DECISION, event.request_id
             ),
             channels=[domain.LETTER],
-            agency_label=AGENCY_LABELS[event.agency],
-            due_on=event.due_on,
-            decided_on=event.decided_on,
-            accepted=event.decision is Decision.IMPLICIT_ACCEPTANCE,
         )
         await uow.commit()
 
@@ -396,6 +416,12 @@ async def on_referent_assignment_deferred(
 ) -> None:
     """A file waits for a référent: each supervisor of the département is alerted, once
     per time the file starts waiting; the supervisor signs (there is no référent yet)."""
+    context = {
+        "reason": event.reason,
+        "urgent": event.urgent,
+        "departement": event.departement,
+        "life_event_label": event.life_event_label,
+    }
     async with uow:
         for supervisor in event.supervisors:
             await _record(
@@ -404,6 +430,7 @@ async def on_referent_assignment_deferred(
                 event.file_id,
                 domain.supervision_desk(supervisor),
                 event.citizen,
+                {**context, "supervisor_name": supervisor.name},
                 notification_id=domain.notification_key(
                     event.file_id,
                     Kind.SUPERVISOR_ALERT,
@@ -411,11 +438,6 @@ async def on_referent_assignment_deferred(
                     supervisor.supervisor_id,
                 ),
                 recipient=supervisor.email,
-                supervisor_name=supervisor.name,
-                reason=event.reason,
-                urgent=event.urgent,
-                departement=event.departement,
-                life_event_label=event.life_event_label,
             )
         await uow.commit()
 
