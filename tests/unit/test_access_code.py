@@ -14,7 +14,7 @@ from intake import projections
 from intake.commands.access import issue_access_code, verify_access_code
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import AccessCodeIssued, NotificationKind, ReferentAssigned, topics
 from tests.unit.samples import citizen, referent
 

@@ -24,7 +24,6 @@ from intake import domain
 from intake import projections
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
-from notification import handlers as notification
 from shared_models import RequestedDocument, SupportingDocumentRequested
 from shared_models import (
     AGENCY_LABELS,

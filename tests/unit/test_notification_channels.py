@@ -22,8 +22,9 @@ from pypdf import PdfReader
 from devstack import providers, smtp_sink
 from devstack.ports import free_port
 from guichet_runtime.db import utcnow
-from notification import handlers as notification
+from notification import domain, projections
 from notification.channels import EmailChannel, LetterChannel, SmsChannel
+from notification.dispatch import dispatch_pending
 from notification.mailer import SmtpMailer
 from shared_models import (
     ContactPreferencesChanged,
@@ -122,7 +123,7 @@ async def handle(db, handler, event) -> None:
 
 async def dispatch_all(db, channels) -> int:
     sent = 0
-    while (n := await notification.dispatch_pending(db.uow, channels)) or await due(db):
+    while (n := await dispatch_pending(db.uow, channels)) or await due(db):
         sent += n
     return sent
 
@@ -161,12 +162,12 @@ def pdf_text(data: bytes) -> str:
     ],
 )
 def test_the_channel_plan_starts_at_the_preference_and_falls_back_to_the_letter(contact, plan):
-    assert ",".join(c.value for c in notification.channel_plan(citizen(**contact))) == plan
+    assert ",".join(c.value for c in domain.channel_plan(citizen(**contact))) == plan
 
 
 async def test_a_referent_assigned_twice_for_one_file_records_one_message(notification_db):
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(**ADDRESS))
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(**ADDRESS))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(**ADDRESS))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(**ADDRESS))
 
     [row] = await notification_db.rows("notifications")
     assert row.notification_id == "GU-2025-NOTIF001:referent_assigned"
@@ -189,7 +190,7 @@ async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a
             reason="Pièce incomplète : la page 2 manque." if after_document else "Pièce justificative demandée",
         )
     for event in (asked(), asked(), asked("doc-1"), asked("doc-1")):  # each one delivered twice (new event ids)
-        await handle(notification_db, notification.on_document_requested, event)
+        await handle(notification_db, projections.on_supporting_document_requested, event)
 
     rows = await notification_db.rows("notifications")
     citizen_rows = sorted((r for r in rows if not r.notification_id.endswith(":referent")), key=lambda r: r.notification_id)
@@ -205,7 +206,7 @@ async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a
 
 async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(notification_db, channels):
     # Not reachable through intake's validation, but an event from elsewhere may carry it.
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(email=None, phone=None))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(email=None, phone=None))
 
     assert await dispatch_all(notification_db, channels) == 0
     [row] = await notification_db.rows("notifications")
@@ -217,10 +218,10 @@ async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(no
 
 async def test_the_email_goes_as_html_and_text_once_and_is_reported(notification_db, channels, sink, tracer):
     with tracer.start_as_current_span("consume ReferentAssigned") as span:
-        await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+        await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 1
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 1
+    assert await dispatch_pending(notification_db.uow, channels) == 0
 
     [mail] = sink.mails()
     assert mail.get_content_type() == "multipart/alternative"
@@ -246,7 +247,7 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_the_lette
     client.post("/admin/faults", json={"refuse_numbers": ["0611111111"], "code": "numero_inconnu"})
     answer = next(e for e in one_event_of_each_type() if isinstance(e, CoordinatedAnswerIssued))
     answer = answer.model_copy(update={"citizen": citizen(email=f"awa@{BOUNCING}", phone="0611111111", **ADDRESS)})
-    await handle(notification_db, notification.on_coordinated_answer, answer)
+    await handle(notification_db, projections.on_coordinated_answer_issued, answer)
 
     assert await dispatch_all(notification_db, channels) == 1
 
@@ -271,19 +272,19 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_the_lette
 async def test_a_gateway_outage_is_retried_later_on_the_same_channel(notification_db, channels, gateway):
     url, client = gateway
     client.post("/admin/faults", json={"sms_unavailable": 1})
-    await handle(notification_db, notification.on_referent_assigned,
+    await handle(notification_db, projections.on_referent_assigned,
                  referent_assigned(preferred_channel=PreferredChannel.SMS, **ADDRESS))
 
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 0
     [row] = await notification_db.rows("notifications")
     assert (row.status, row.channel, row.attempts) == ("a_envoyer", "sms", 1)
     assert row.next_attempt_at > utcnow()
     assert "503" in row.last_error
     # Not due yet: the next round does not hammer the gateway.
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 0
 
     await notification_db.execute(notification_db.tables.notifications.update().values(next_attempt_at=utcnow()))
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 1
+    assert await dispatch_pending(notification_db.uow, channels) == 1
     [sms] = client.get("/api/sms").json()
     assert sms["to"] == "+33612345678" and "Yasmine Haddad" in sms["text"] and "01 49 33 60 12" in sms["text"]
     assert await attempts(notification_db) == [("sms", "erreur_temporaire"), ("sms", "envoye")]
@@ -291,9 +292,9 @@ async def test_a_gateway_outage_is_retried_later_on_the_same_channel(notificatio
 
 async def test_an_smtp_server_away_is_a_temporary_failure(notification_db, gateway):
     down = {NotificationChannel.EMAIL: EmailChannel(SmtpMailer("127.0.0.1", free_port(), timeout=2), SENDER)}
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
-    assert await notification.dispatch_pending(notification_db.uow, down) == 0
+    assert await dispatch_pending(notification_db.uow, down) == 0
     [row] = await notification_db.rows("notifications")
     assert (row.status, row.channel, row.attempts) == ("a_envoyer", "email", 1)
     assert await attempts(notification_db) == [("email", "erreur_temporaire")]
@@ -301,7 +302,7 @@ async def test_an_smtp_server_away_is_a_temporary_failure(notification_db, gatew
 
 async def test_when_every_channel_refuses_the_message_is_marked_failed(notification_db, channels, gateway):
     gateway[1].post("/admin/faults", json={"refuse_numbers": ["0612345678"]})
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(email=f"x@{BOUNCING}"))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(email=f"x@{BOUNCING}"))
 
     assert await dispatch_all(notification_db, channels) == 0
     [row] = await notification_db.rows("notifications")
@@ -312,7 +313,7 @@ async def test_when_every_channel_refuses_the_message_is_marked_failed(notificat
 async def test_a_citizen_who_chose_the_phone_gets_a_letter_and_the_referent_is_asked_to_call(
     notification_db, channels, gateway, sink
 ):
-    await handle(notification_db, notification.on_referent_assigned,
+    await handle(notification_db, projections.on_referent_assigned,
                  referent_assigned(preferred_channel=PreferredChannel.PHONE, **ADDRESS))
 
     assert await dispatch_all(notification_db, channels) == 2
@@ -333,9 +334,9 @@ async def test_a_changed_preference_applies_to_the_next_messages_and_the_latest_
         file_id="GU-2025-NOTIF001", citizen=citizen(email="ancienne@example.fr"),
         occurred_at=first.occurred_at.replace(year=first.occurred_at.year - 1),
     )
-    await handle(notification_db, notification.on_contact_changed, first)
-    await handle(notification_db, notification.on_contact_changed, older)  # crossed on the way: ignored
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    await handle(notification_db, projections.on_contact_preferences_changed, first)
+    await handle(notification_db, projections.on_contact_preferences_changed, older)  # crossed on the way: ignored
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
     assert await dispatch_all(notification_db, channels) == 1
     assert [s["to"] for s in gateway[1].get("/api/sms").json()] == ["+33612345678"]
@@ -346,9 +347,9 @@ async def test_the_thanks_reach_the_referent_by_email(notification_db, channels,
         file_id="GU-2025-NOTIF001", thanks_id="t-1", referent=referent(), citizen=citizen(),
         message="Merci pour votre patience, tout est réglé.",
     )
-    await handle(notification_db, notification.on_referent_thanked, thanks)
+    await handle(notification_db, projections.on_referent_thanked, thanks)
     republished = thanks.model_copy(update={"event_id": uuid.uuid4()})  # same thanks, new envelope
-    await handle(notification_db, notification.on_referent_thanked, republished)
+    await handle(notification_db, projections.on_referent_thanked, republished)
 
     assert await dispatch_all(notification_db, channels) == 1
     [mail] = sink.mails()
@@ -384,7 +385,7 @@ async def test_a_crash_between_sending_and_marking_sent_delivers_nothing_twice(n
     for file_id, contact in (("GU-2025-CRASH001", {}),
                              ("GU-2025-CRASH002", {"preferred_channel": PreferredChannel.SMS}),
                              ("GU-2025-CRASH003", {"preferred_channel": PreferredChannel.LETTER, **ADDRESS})):
-        await handle(notification_db, notification.on_referent_assigned, referent_assigned(file_id, **contact))
+        await handle(notification_db, projections.on_referent_assigned, referent_assigned(file_id, **contact))
     assert await dispatch_all(notification_db, channels) == 3
 
     await notification_db.execute(

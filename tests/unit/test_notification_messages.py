@@ -13,8 +13,9 @@ import pytest
 from jinja2 import UndefinedError
 from pypdf import PdfReader
 
-from notification import letters, messages
-from notification.messages import UnsignedMessage, compose, render
+from notification import domain, letters, messages
+from notification.domain import GUICHET_DESK, UnsignedMessage
+from notification.messages import compose, render
 from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
 from tests.unit.samples import citizen, referent
 
@@ -81,7 +82,7 @@ def test_every_template_on_every_channel_carries_the_referents_name_and_direct_p
         outputs.append(html.unescape(rendered.html))
     if channel is NotificationChannel.LETTER:
         pdf = letters.render_pdf(
-            letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
+            letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, domain.address_block(POSTAL), dt.date(2026, 3, 1))
         )
         outputs.append(pdf_text(pdf))
     for output in outputs:
@@ -94,7 +95,7 @@ def test_the_letter_has_the_address_block_date_subject_and_the_referents_block()
     rendered = render(NotificationKind.REFERENT_ASSIGNED, NotificationChannel.LETTER,
                       file_id=FILE_ID, referent=SIGNER, citizen=POSTAL)
     text = pdf_text(letters.render_pdf(
-        letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
+        letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, domain.address_block(POSTAL), dt.date(2026, 3, 1))
     ))
 
     assert "Awa Diallo\n12 rue de la République\n93200 SAINT-DENIS" in text
@@ -104,8 +105,8 @@ def test_the_letter_has_the_address_block_date_subject_and_the_referents_block()
 
 
 def test_a_letter_needs_a_street_and_a_town():
-    with pytest.raises(letters.NoPostalAddress):
-        letters.address_block(citizen())
+    with pytest.raises(domain.NoPostalAddress):
+        domain.address_block(citizen())
 
 
 def test_characters_outside_the_pdf_fonts_are_reduced_not_fatal():
@@ -114,7 +115,7 @@ def test_characters_outside_the_pdf_fonts_are_reduced_not_fatal():
 
 def test_an_email_whose_html_would_lose_the_signature_is_refused(monkeypatch):
     # A layout that forgets the signature block; the text part is still signed.
-    env = messages._html_env()
+    env = messages.html_env()
     original = env.get_template
     monkeypatch.setattr(
         env, "get_template", lambda name: env.from_string("{{ content }}") if name == "email.html.j2" else original(name)
@@ -176,7 +177,7 @@ def test_a_template_variable_that_is_missing_fails_loudly():
 def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_is_lost(monkeypatch):
     # The answer text below names nobody; only the signature could add the référent.
     # Break the signature: the message must not go out unsigned.
-    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
+    monkeypatch.setattr(domain, "signature", lambda _referent, _audience="citoyen": "")
     ref = referent(name="Bérénice Lefèvre-Ortiz")
     assert ref.name not in ANSWER_WITHOUT_SIGNATURE
 
@@ -192,7 +193,7 @@ def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_i
 
 def test_a_referent_assigned_message_without_its_direct_phone_is_refused(monkeypatch):
     # The template names the référent but never gives the phone: only the signature does.
-    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
+    monkeypatch.setattr(domain, "signature", lambda _referent, _audience="citoyen": "")
 
     with pytest.raises(UnsignedMessage):
         compose(NotificationKind.REFERENT_ASSIGNED, file_id=FILE_ID, referent=referent(), citizen=citizen())
@@ -250,8 +251,6 @@ def test_a_document_asked_again_says_the_first_was_incomplete_and_the_clock_rest
 
 
 def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_service_line():
-    from notification.handlers import GUICHET_DESK
-
     subject, body = compose(
         NotificationKind.ACCESS_CODE, file_id=FILE_ID, referent=GUICHET_DESK, citizen=citizen(),
         **{**CONTEXT[NotificationKind.ACCESS_CODE], "referent_named": False},
@@ -297,7 +296,7 @@ def test_the_personal_word_reaches_the_citizen_on_every_channel_or_is_announced_
         outputs.append((html.unescape(rendered.html), "607,75\u00a0€"))
     else:
         outputs.append((pdf_text(letters.render_pdf(letters.Letter(
-            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
+            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, domain.address_block(POSTAL),
             dt.date(2026, 12, 1)))).replace("\n", " "), "607,75 €"))
     for output, amount in outputs:
         assert WORD in output, (channel, output)
@@ -315,7 +314,7 @@ def test_the_signature_block_gives_the_email_and_the_offices_opening_hours(chann
         outputs.append(re.sub(r"<[^>]+>", "", html.unescape(rendered.html)))  # the text a reader sees
     else:
         outputs.append(pdf_text(letters.render_pdf(letters.Letter(
-            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
+            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, domain.address_block(POSTAL),
             dt.date(2026, 12, 1)))))
     for output in outputs:
         assert f"Courriel : {SIGNER.email}" in output, output

@@ -18,7 +18,7 @@ from intake.commands.citizen import request_referent_change
 from intake.commands.files import SubmitFile, submit_file
 from intake.views import files as views
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,

@@ -21,7 +21,7 @@ from intake import projections
 from intake.commands.files import SubmitFile, submit_file
 from intake.views import files as views
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
@@ -237,9 +237,9 @@ async def test_a_redelivered_message_event_is_sent_once_signed_with_the_referent
         file_id="GU-2026-MESS0001", message_id=str(uuid.uuid4()), referent=referent(), citizen=citizen(),
         text="Votre dossier avance : la CAF a bien reçu votre attestation.",
     )
-    await notification.on_referent_message(event, notification_db.uow(("notification", str(event.event_id))))
+    await notification.on_referent_message_sent(event, notification_db.uow(("notification", str(event.event_id))))
     replay = event.model_copy(update={"event_id": uuid.uuid4()})  # the same message, published again
-    await notification.on_referent_message(replay, notification_db.uow(("notification", str(replay.event_id))))
+    await notification.on_referent_message_sent(replay, notification_db.uow(("notification", str(replay.event_id))))
 
     assert await dispatch_all(notification_db, channels) == 1
     [mail] = [m for m in sink.mails() if m["X-Guichet-File"] == "GU-2026-MESS0001"]

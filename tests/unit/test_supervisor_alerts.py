@@ -9,7 +9,7 @@ import json
 import pytest
 
 from guichet_runtime.db import AlreadyProcessed
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import (
     DeadlineRule,
     LegalDeadlineBreached,
@@ -60,7 +60,7 @@ async def test_a_breached_deadline_alerts_supervisors_naming_the_referent(notifi
         citizen=citizen(), supervisors=SUPERVISORS[:1],
     )
 
-    await handle(notification_db, notification.on_deadline_breached, event)
+    await handle(notification_db, notification.on_legal_deadline_breached, event)
 
     [row] = await notification_db.rows("notifications")
     text = json.loads(row.content)["email"]["text"]

@@ -1,7 +1,7 @@
 """Notifications per second, per channel (`guichet-dev bench` and `guichet-dev bench-channels`).
 
 For each channel, `messages` notifications are recorded in a fresh notification database
-(SQLite, migrated with the service's own scripts) by the service's own handler, then the
+(SQLite, migrated with the service's own scripts) by the service's own projection, then the
 service's own dispatcher sends them through the real channel: SMTP to the sink process,
 HTTP to the SMS gateway process, PDF rendering (fpdf2) and HTTP to the postal process.
 The figure is messages / seconds of dispatching, from the first claim to the last "sent"
@@ -23,8 +23,9 @@ async def measure_channels(
     # The service's code, imported here only: the rest of devstack talks to services over the wire.
     from guichet_runtime import migrations
     from guichet_runtime.db import UnitOfWork, make_engine
-    from notification import handlers, tables
+    from notification import projections, tables
     from notification.channels import EmailChannel, LetterChannel, SmsChannel
+    from notification.dispatch import dispatch_pending
     from notification.mailer import SmtpMailer
     from shared_models import CitizenContact, NotificationChannel, PreferredChannel, Referent, ReferentAssigned
 
@@ -64,12 +65,12 @@ async def measure_channels(
                         city="Saint-Denis", preferred_channel=preference,
                     ),
                 )
-                await handlers.on_referent_assigned(event, uow(("bench", str(event.event_id))))
+                await projections.on_referent_assigned(event, uow(("bench", str(event.event_id))))
             recorded = time.perf_counter() - t0
             t1 = time.perf_counter()
             sent = 0
             while sent < messages:
-                n = await handlers.dispatch_pending(uow, channels, limit=100)
+                n = await dispatch_pending(uow, channels, limit=100)
                 if n == 0:
                     raise RuntimeError(f"{channel}: {messages - sent} messages not sent (see the providers)")
                 sent += n
