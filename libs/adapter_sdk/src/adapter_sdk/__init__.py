@@ -12,9 +12,11 @@ from adapter_sdk.interface import (
     CallbackAnswer,
     CanonicalRequest,
     CitizenData,
+    PendingRequest,
     SupportingDocument,
     UndeclaredField,
     answer_problems,
+    offers_status,
 )
 from shared_models import DeadlineRule, Decision, RequestedDocument
 
@@ -33,9 +35,11 @@ __all__ = [
     "DeadlineRule",
     "Decision",
     "Declaration",
+    "PendingRequest",
     "RequestedDocument",
     "SupportingDocument",
     "UndeclaredField",
     "answer_problems",
     "declaration_problems",
+    "offers_status",
 ]
