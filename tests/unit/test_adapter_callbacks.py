@@ -303,3 +303,17 @@ async def test_the_gauges_count_requests_awaiting_a_decision_and_those_overdue(f
     await ft.core.reconciler.measure()
     assert ft.counted("adapter_requests_awaiting_decision") == 1
     assert ft.counted("adapter_requests_overdue") == 1
+
+
+async def test_a_reused_callback_id_for_a_request_not_recorded_yet_is_still_in_the_ledger(ft: Adapter):
+    first, second = new_request(), new_request()
+    await ft.issue(first)
+    await ft.callback(first, "cb-shared")
+    status, _ = await ft.callback(second, "cb-shared")  # second's acknowledgement not recorded yet
+    assert status == 409
+    await ft.issue(second)
+    [refused] = [r for r in await ft.rows(tables.exchanges, tables.exchanges.c.request_id == second)
+                 if r.purpose.startswith("Rappel refusé")]
+    assert refused.file_id == file_of(second)
+    published = [json.loads(r.payload) for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangeRecorded")]
+    assert refused.exchange_id in {p["exchange_id"] for p in published}

@@ -16,8 +16,10 @@ The rules (docs/adapters.md, "Callbacks"):
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,11 +29,11 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
-from shared_models import ExchangeDirection
+from shared_models import ExchangeDirection, ExchangeRecorded, topics
 from adapter_sdk.decisions import Recorder, answer_json, apply_once
 from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
 from adapter_sdk.metrics import AdapterMetrics
-from adapter_sdk.tables import CallbackOutcome, callbacks, requests
+from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
 
 log = logging.getLogger(__name__)
 
@@ -142,11 +144,15 @@ class CallbackDesk:
         self._count("refuse")
         self.metrics.callbacks_refused.labels(self.decl.agency, "identifiant_reutilise").inc()
         claimed = await self._request(uow, callback.request_id)
+        purpose = f"Rappel refusé : identifiant {callback.callback_id[:60]} déjà utilisé pour une autre demande"
         if claimed is not None:
-            await self.recorder.record_exchanges(uow, claimed.file_id, claimed.request_id, (
-                ExchangeDirection.RECEIVED,
-                f"Rappel refusé : identifiant {callback.callback_id[:60]} déjà utilisé pour une autre demande",
-                body, 1,
+            await self.recorder.record_exchanges(uow, claimed.file_id, claimed.request_id,
+                                                 (ExchangeDirection.RECEIVED, purpose, body, 1))
+        else:  # the request is not recorded yet: its file is adopted with it (adopt_orphans)
+            await uow.conn.execute(exchanges.insert().values(
+                exchange_id=str(uuid.uuid4()), request_id=callback.request_id, file_id="",
+                direction=ExchangeDirection.RECEIVED.value, purpose=purpose, legal_basis=self.decl.legal_basis,
+                payload_sha256=hashlib.sha256(body).hexdigest(), size_bytes=len(body), attempts=1, at=utcnow(),
             ))
         log.warning("%s: callback %s for %s refused, its id was used for %s", self.decl.agency,
                     callback.callback_id, callback.request_id, first)
@@ -158,7 +164,9 @@ class CallbackDesk:
 
     # -- held callbacks ------------------------------------------------------------------------
     async def apply_held(self, uow: UnitOfWork, request_id: str) -> None:
-        """Apply, in the caller's transaction, the callbacks held for a request just recorded."""
+        """Apply, in the caller's transaction, the callbacks held for a request just recorded
+        (and give its file to the ledger entries recorded before it was known)."""
+        await self.adopt_orphans(uow, request_id)
         held = (await uow.conn.execute(
             sa.select(callbacks).where(callbacks.c.request_id == request_id,
                                        callbacks.c.outcome == CallbackOutcome.HELD)
@@ -168,6 +176,24 @@ class CallbackDesk:
             answer = AgencyAnswer.model_validate_json(row.answer)
             outcome = await self._apply(uow, row.callback_id, request_id, answer, row.payload or b"")
             self._count(f"en_attente_{outcome.value}")
+
+    async def adopt_orphans(self, uow: UnitOfWork, request_id: str) -> None:
+        """Ledger entries written before the request was known (a refused callback) get its file,
+        and are published like the others."""
+        row = await self._request(uow, request_id)
+        orphans = (await uow.conn.execute(
+            sa.select(exchanges).where(exchanges.c.request_id == request_id, exchanges.c.file_id == "")
+        )).all()
+        if row is None or not orphans:
+            return
+        await uow.conn.execute(exchanges.update().where(exchanges.c.request_id == request_id,
+                                                        exchanges.c.file_id == "").values(file_id=row.file_id))
+        for entry in orphans:
+            uow.emit(topics.EXCHANGES_RECORDED, ExchangeRecorded(
+                file_id=row.file_id, occurred_at=entry.at, exchange_id=entry.exchange_id, request_id=request_id,
+                agency=self.decl.agency, direction=ExchangeDirection(entry.direction), purpose=entry.purpose,
+                legal_basis=entry.legal_basis, payload_sha256=entry.payload_sha256, size_bytes=entry.size_bytes,
+            ))
 
     async def apply_all_held(self) -> int:
         """Apply the held callbacks whose request is recorded by now (a race the transaction
