@@ -18,8 +18,11 @@ from agency_simulator.state import SimulatorState
 
 def demande(request_id: str) -> dict[str, object]:
     return {
-        "request_id": request_id, "file_id": "DOS-2026-0009", "life_event": "perte_emploi",
-        "citizen": {"given_name": "Camille", "family_name": "Martin"}, "description": "Fin de contrat",
+        "request_id": request_id,
+        "file_id": "DOS-2026-0009",
+        "life_event": "perte_emploi",
+        "citizen": {"given_name": "Camille", "family_name": "Martin"},
+        "description": "Fin de contrat",
         "callback_url": "http://adapter.test/callbacks",
     }
 
@@ -42,7 +45,9 @@ async def sim(monkeypatch) -> AsyncIterator[tuple[httpx.AsyncClient, Adapter]]:
     app = create_app()
     adapter = Adapter()
     app.state.client = httpx.AsyncClient(transport=httpx.MockTransport(adapter))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://simulator") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://simulator"
+    ) as c:
         yield c, adapter
     await app.state.client.aclose()
 
@@ -59,23 +64,33 @@ def test_references_are_unique_per_agency_even_when_their_hashes_collide(monkeyp
     state = SimulatorState()
     # Make every first draw the same number: the state still issues distinct references.
     real = decisions.reference
-    monkeypatch.setattr("agency_simulator.state.reference",
-                        lambda agency, request_id, attempt=0: real(agency, "same" if attempt == 0 else request_id,
-                                                                   attempt))
+    monkeypatch.setattr(
+        "agency_simulator.state.reference",
+        lambda agency, request_id, attempt=0: real(
+            agency, "same" if attempt == 0 else request_id, attempt
+        ),
+    )
     refs = {state.unique_reference("france_travail", f"r-{i}") for i in range(50)}
     assert len(refs) == 50
-    assert state.unique_reference("france_travail", "r-7") in refs  # the same request: its own reference
+    assert (
+        state.unique_reference("france_travail", "r-7") in refs
+    )  # the same request: its own reference
 
 
 def test_twelve_digit_references_do_not_collide_at_a_realistic_volume() -> None:
-    refs = {decisions.reference("france_travail", f"GU-2026-{i:06d}-france_travail") for i in range(20_000)}
+    refs = {
+        decisions.reference("france_travail", f"GU-2026-{i:06d}-france_travail")
+        for i in range(20_000)
+    }
     assert len(refs) == 20_000
 
 
 async def test_callback_ids_are_long_random_and_distinct(sim) -> None:
     client, adapter = sim
     for i in range(5):
-        assert (await client.post("/agencies/france_travail/demandes", json=demande(f"id-{i}"))).status_code == 202
+        assert (
+            await client.post("/agencies/france_travail/demandes", json=demande(f"id-{i}"))
+        ).status_code == 202
     await settle(adapter, 5)
     ids = [c["callback_id"] for c in adapter.received]
     assert len(set(ids)) == 5 and all(len(i) >= 32 for i in ids)
@@ -86,7 +101,9 @@ async def test_reuse_gives_the_previous_reference_and_callback_id_again(sim) -> 
     client, adapter = sim
     first = (await client.post("/agencies/france_travail/demandes", json=demande("reuse-1"))).json()
     await client.post("/admin/faults", json={"agency": "france_travail", "mode": "reuse"})
-    second = (await client.post("/agencies/france_travail/demandes", json=demande("reuse-2"))).json()
+    second = (
+        await client.post("/agencies/france_travail/demandes", json=demande("reuse-2"))
+    ).json()
     await settle(adapter, 2)
     assert second["reference"] == first["reference"]
     one, two = adapter.received
@@ -104,7 +121,9 @@ async def test_no_callback_decides_and_only_the_status_endpoint_says_so(sim) -> 
     assert status["decision"]["decision"] in ("accorde", "refuse") and status["delivered"] == 0
 
 
-async def test_a_refused_callback_is_not_sent_again_but_a_failing_adapter_is_retried(sim, monkeypatch) -> None:
+async def test_a_refused_callback_is_not_sent_again_but_a_failing_adapter_is_retried(
+    sim, monkeypatch
+) -> None:
     client, adapter = sim
     adapter.status = 409
     await client.post("/agencies/france_travail/demandes", json=demande("refused-1"))

@@ -30,10 +30,19 @@ from guichet_runtime.db import UnitOfWork, make_engine
 from shared_models import AgencyRequestIssued
 from tests.unit.samples import citizen
 
-GRANTED = {"decision": "accorde", "summary": "Allocation d'aide au retour à l'emploi accordée",
-           "agency_reference": "FT-2026-000000000001", "amount_eur": 1234.5, "start_date": "2026-03-01"}
-REFUSED = {"decision": "refuse", "summary": "Demande d'allocation refusée",
-           "agency_reference": "FT-2026-000000000001", "reason": "Durée d'affiliation insuffisante."}
+GRANTED = {
+    "decision": "accorde",
+    "summary": "Allocation d'aide au retour à l'emploi accordée",
+    "agency_reference": "FT-2026-000000000001",
+    "amount_eur": 1234.5,
+    "start_date": "2026-03-01",
+}
+REFUSED = {
+    "decision": "refuse",
+    "summary": "Demande d'allocation refusée",
+    "agency_reference": "FT-2026-000000000001",
+    "reason": "Durée d'affiliation insuffisante.",
+}
 
 
 @dataclass
@@ -49,7 +58,9 @@ class FakeFranceTravail:
             return httpx.Response(503, json={"detail": "indisponible"})
         if request.method == "POST":
             sent = json.loads(request.content)
-            return httpx.Response(202, json={"reference": f"FT-{sent['request_id']}", "statut": "recue"})
+            return httpx.Response(
+                202, json={"reference": f"FT-{sent['request_id']}", "statut": "recue"}
+            )
         request_id = request.url.path.rsplit("/", 1)[-1]
         self.status_calls.append(request_id)
         decision = self.decisions.get(request_id)
@@ -70,13 +81,22 @@ class Adapter:
 
     async def issue(self, request_id: str) -> None:
         event = AgencyRequestIssued(
-            file_id=file_of(request_id), request_id=request_id, agency="france_travail",
-            life_event="perte_emploi", citizen=citizen(), description="Fin de contrat.", urgent=False,
+            file_id=file_of(request_id),
+            request_id=request_id,
+            agency="france_travail",
+            life_event="perte_emploi",
+            citizen=citizen(),
+            description="Fin de contrat.",
+            urgent=False,
         )
         await self.core.on_request(event, self.uow())
 
-    async def callback(self, request_id: str, callback_id: str, decision: dict[str, Any] = GRANTED) -> tuple[int, dict]:
-        body = json.dumps({"callback_id": callback_id, "request_id": request_id, "decision": decision}).encode()
+    async def callback(
+        self, request_id: str, callback_id: str, decision: dict[str, Any] = GRANTED
+    ) -> tuple[int, dict]:
+        body = json.dumps(
+            {"callback_id": callback_id, "request_id": request_id, "decision": decision}
+        ).encode()
         return await self.core.on_callback(body, {})
 
     async def rows(self, table: sa.Table, *where: Any) -> list[sa.Row]:
@@ -86,18 +106,29 @@ class Adapter:
     async def answers(self, request_id: str) -> list[dict]:
         """The answers published for a request (AgencyAnswerReceived in the outbox)."""
         rows = await self.rows(tables.outbox, tables.outbox.c.event_type == "AgencyAnswerReceived")
-        return [json.loads(r.payload) for r in rows if json.loads(r.payload)["request_id"] == request_id]
+        return [
+            json.loads(r.payload) for r in rows if json.loads(r.payload)["request_id"] == request_id
+        ]
 
     async def ledger(self, request_id: str) -> list[str]:
-        return [r.purpose for r in await self.rows(tables.exchanges, tables.exchanges.c.request_id == request_id)]
+        return [
+            r.purpose
+            for r in await self.rows(tables.exchanges, tables.exchanges.c.request_id == request_id)
+        ]
 
     def counted(self, name: str, **labels: str) -> float:
-        return self.metrics.registry.get_sample_value(name, {"agency": "france_travail", **labels}) or 0.0
+        return (
+            self.metrics.registry.get_sample_value(name, {"agency": "france_travail", **labels})
+            or 0.0
+        )
 
     async def make_due(self, request_id: str) -> None:
         async with self.engine.begin() as conn:
-            await conn.execute(tables.requests.update().where(tables.requests.c.request_id == request_id)
-                               .values(next_poll_at=sa.func.datetime("now", "-1 second")))
+            await conn.execute(
+                tables.requests.update()
+                .where(tables.requests.c.request_id == request_id)
+                .values(next_poll_at=sa.func.datetime("now", "-1 second"))
+            )
 
 
 def file_of(request_id: str) -> str:
@@ -111,7 +142,9 @@ def new_request() -> str:
 @pytest.fixture(scope="session")
 async def adapter_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("adapter") / "adapter.db"
-    await migrations.upgrade(Path(adapter_sdk.__file__).parent / "migrations", f"sqlite+aiosqlite:///{path}")
+    await migrations.upgrade(
+        Path(adapter_sdk.__file__).parent / "migrations", f"sqlite+aiosqlite:///{path}"
+    )
     return path
 
 
@@ -122,15 +155,24 @@ async def ft(adapter_template: Path, tmp_path: Path) -> AsyncIterator[Adapter]:
     url = f"sqlite+aiosqlite:///{path}"
     engine = make_engine(url)
     config = FranceTravailAdapter.Config(
-        database_url=url, agency_base_url="http://agency.test", attempts=1, backoff_seconds=0,
-        reconcile_first_seconds=60, reconcile_backoff_factor=2, reconcile_max_seconds=600,
+        database_url=url,
+        agency_base_url="http://agency.test",
+        attempts=1,
+        backoff_seconds=0,
+        reconcile_first_seconds=60,
+        reconcile_backoff_factor=2,
+        reconcile_max_seconds=600,
     )
     metrics = AdapterMetrics()
     agency = FakeFranceTravail()
     transport = Transport(config, "france_travail", metrics)
     await transport.client.aclose()
-    transport.client = httpx.AsyncClient(base_url=config.agency_base_url, transport=httpx.MockTransport(agency))
-    uow = lambda inbox_key=None: UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)  # noqa: E731
+    transport.client = httpx.AsyncClient(
+        base_url=config.agency_base_url, transport=httpx.MockTransport(agency)
+    )
+    uow = lambda inbox_key=None: UnitOfWork(
+        engine, tables.outbox, tables.inbox, inbox_key=inbox_key
+    )  # noqa: E731
     core = AdapterRuntime(FranceTravailAdapter(config), config, uow, transport, metrics)
     yield Adapter(core, agency, engine, metrics)
     await transport.close()
@@ -150,7 +192,9 @@ async def test_the_same_callback_twice_for_the_same_request_has_one_effect(ft: A
     assert (row.status, row.next_poll_at) == (RequestStatus.DECIDED, None)
 
 
-async def test_a_callback_id_already_used_for_another_request_is_refused_recorded_and_counted(ft: Adapter):
+async def test_a_callback_id_already_used_for_another_request_is_refused_recorded_and_counted(
+    ft: Adapter,
+):
     first, second = new_request(), new_request()
     await ft.issue(first)
     await ft.issue(second)
@@ -160,15 +204,19 @@ async def test_a_callback_id_already_used_for_another_request_is_refused_recorde
     assert body["kind"] == "conflict" and body["field"] == "callback_id"
     assert "a déjà servi pour une autre demande" in body["message"]
     assert await ft.answers(second) == []  # not acknowledged as received, not applied
-    assert any(p.startswith("Rappel refusé : identifiant cb-shared") for p in await ft.ledger(second))
+    assert any(
+        p.startswith("Rappel refusé : identifiant cb-shared") for p in await ft.ledger(second)
+    )
     assert ft.counted("adapter_callbacks_refused_total", reason="identifiant_reutilise") == 1
     [row] = await ft.rows(tables.requests, tables.requests.c.request_id == second)
-    assert row.status == RequestStatus.AWAITING and row.next_poll_at is not None  # reconciliation will ask
+    assert (
+        row.status == RequestStatus.AWAITING and row.next_poll_at is not None
+    )  # reconciliation will ask
     # The first request keeps its one decision.
     assert [a["answer"]["decision"] for a in await ft.answers(first)] == ["accorde"]
 
 
-async def test_a_new_callback_id_for_a_decided_request_applies_nothing_and_a_different_decision_is_recorded(
+async def test_a_new_callback_id_for_a_decided_request_applies_nothing_a_different_one_is_recorded(
     ft: Adapter,
 ):
     request_id = new_request()
@@ -178,10 +226,16 @@ async def test_a_new_callback_id_for_a_decided_request_applies_nothing_and_a_dif
     status, body = await ft.callback(request_id, "cb-c", REFUSED)
     assert status == 409 and "déjà reçu une décision différente" in body["message"]
     assert [a["answer"]["decision"] for a in await ft.answers(request_id)] == ["accorde"]
-    assert any(p.startswith("Décision divergente, non appliquée (rappel)") for p in await ft.ledger(request_id))
+    assert any(
+        p.startswith("Décision divergente, non appliquée (rappel)")
+        for p in await ft.ledger(request_id)
+    )
     outcomes = {r.callback_id: r.outcome for r in await ft.rows(tables.callbacks)}
-    assert outcomes == {"cb-a": CallbackOutcome.APPLIED, "cb-b": CallbackOutcome.SAME,
-                        "cb-c": CallbackOutcome.CONFLICT}
+    assert outcomes == {
+        "cb-a": CallbackOutcome.APPLIED,
+        "cb-b": CallbackOutcome.SAME,
+        "cb-c": CallbackOutcome.CONFLICT,
+    }
     assert ft.counted("adapter_callbacks_refused_total", reason="decision_divergente") == 1
 
 
@@ -222,10 +276,16 @@ async def test_a_held_callback_the_request_transaction_missed_is_applied_by_the_
     await ft.issue(request_id)
     # As if the callback had been held while the request's transaction was committing.
     async with ft.engine.begin() as conn:
-        await conn.execute(tables.callbacks.insert().values(
-            callback_id="cb-raced", request_id=request_id, received_at=sa.func.now(),
-            outcome=CallbackOutcome.HELD, payload=b"{}", answer=json.dumps(GRANTED),
-        ))
+        await conn.execute(
+            tables.callbacks.insert().values(
+                callback_id="cb-raced",
+                request_id=request_id,
+                received_at=sa.func.now(),
+                outcome=CallbackOutcome.HELD,
+                payload=b"{}",
+                answer=json.dumps(GRANTED),
+            )
+        )
     await ft.core.reconciler.sweep()
     assert len(await ft.answers(request_id)) == 1
 
@@ -288,7 +348,9 @@ async def test_a_poll_and_a_callback_racing_apply_the_decision_once(ft: Adapter)
         await ft.issue(request_id)
         ft.agency.decisions[request_id] = GRANTED
         await ft.make_due(request_id)
-        await asyncio.gather(ft.core.reconciler.sweep(), ft.callback(request_id, f"cb-{request_id}"))
+        await asyncio.gather(
+            ft.core.reconciler.sweep(), ft.callback(request_id, f"cb-{request_id}")
+        )
         assert len(await ft.answers(request_id)) == 1
 
 
@@ -298,22 +360,33 @@ async def test_the_gauges_count_requests_awaiting_a_decision_and_those_overdue(f
     await ft.issue(decided)
     await ft.callback(decided, "cb-gauge")
     async with ft.engine.begin() as conn:
-        await conn.execute(tables.requests.update().where(tables.requests.c.request_id == waiting)
-                           .values(updated_at=sa.func.datetime("now", "-2 days")))
+        await conn.execute(
+            tables.requests.update()
+            .where(tables.requests.c.request_id == waiting)
+            .values(updated_at=sa.func.datetime("now", "-2 days"))
+        )
     await ft.core.reconciler.measure()
     assert ft.counted("adapter_requests_awaiting_decision") == 1
     assert ft.counted("adapter_requests_overdue") == 1
 
 
-async def test_a_reused_callback_id_for_a_request_not_recorded_yet_is_still_in_the_ledger(ft: Adapter):
+async def test_a_reused_callback_id_for_a_request_not_recorded_yet_is_still_in_the_ledger(
+    ft: Adapter,
+):
     first, second = new_request(), new_request()
     await ft.issue(first)
     await ft.callback(first, "cb-shared")
     status, _ = await ft.callback(second, "cb-shared")  # second's acknowledgement not recorded yet
     assert status == 409
     await ft.issue(second)
-    [refused] = [r for r in await ft.rows(tables.exchanges, tables.exchanges.c.request_id == second)
-                 if r.purpose.startswith("Rappel refusé")]
+    [refused] = [
+        r
+        for r in await ft.rows(tables.exchanges, tables.exchanges.c.request_id == second)
+        if r.purpose.startswith("Rappel refusé")
+    ]
     assert refused.file_id == file_of(second)
-    published = [json.loads(r.payload) for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangeRecorded")]
+    published = [
+        json.loads(r.payload)
+        for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangeRecorded")
+    ]
     assert refused.exchange_id in {p["exchange_id"] for p in published}

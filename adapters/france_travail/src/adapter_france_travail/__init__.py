@@ -72,7 +72,8 @@ class FranceTravailAdapter(AgencyAdapter):
             raise AnswerInvalid(f"rappel illisible : {exc}") from exc
 
     def build_status_call(self, request: PendingRequest) -> AgencyCall:
-        return AgencyCall(f"/agencies/france_travail/demandes/{quote(request.request_id, safe='')}", method="GET")
+        path = f"/agencies/france_travail/demandes/{quote(request.request_id, safe='')}"
+        return AgencyCall(path, method="GET")
 
     def read_status(self, reply: AgencyReply) -> AgencyAnswer | None:
         body = reply.json()
@@ -82,7 +83,9 @@ class FranceTravailAdapter(AgencyAdapter):
         if decision is None:
             if body.get("statut") == UNDER_REVIEW:
                 return None
-            raise AnswerInvalid(f"état sans décision ni statut « {UNDER_REVIEW} » : {str(body)[:120]}")
+            raise AnswerInvalid(
+                f"état sans décision ni statut « {UNDER_REVIEW} » : {str(body)[:120]}"
+            )
         try:
             return AgencyAnswer.model_validate(decision)
         except ValidationError as exc:

@@ -141,6 +141,10 @@ class CallbackAnswer:
     answer: AgencyAnswer
 
 
+#: What an adapter without a status query says when asked for one.
+NO_STATUS = "{agency} n'offre pas de consultation de l'état d'une demande"
+
+
 @dataclass(frozen=True)
 class PendingRequest:
     """A request the agency acknowledged and has not decided yet: what a status query needs."""
@@ -202,12 +206,12 @@ class AgencyAdapter(ABC):
     def build_status_call(self, request: PendingRequest) -> AgencyCall:
         """Ask the agency where an acknowledged request stands (asynchronous agencies): the
         runtime polls it when no decision came back in time, so a lost callback is recovered."""
-        raise NotImplementedError(f"{self.declaration.agency} n'offre pas de consultation de l'état d'une demande")
+        raise NotImplementedError(NO_STATUS.format(agency=self.declaration.agency))
 
     def read_status(self, reply: AgencyReply) -> AgencyAnswer | None:
         """The agency's decision read from a status reply, or None while it is still under
         review; raise AnswerInvalid if the reply cannot be read."""
-        raise NotImplementedError(f"{self.declaration.agency} n'offre pas de consultation de l'état d'une demande")
+        raise NotImplementedError(NO_STATUS.format(agency=self.declaration.agency))
 
 
 def offers_status(adapter: AgencyAdapter | type[AgencyAdapter]) -> bool:

@@ -217,11 +217,13 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
     decl = adapter.declaration
     exchange = Check("Échange réel avec le bac à sable pour chaque démarche déclarée")
     callback_check = Check("Rappel asynchrone reçu sur une vraie socket et lu")
-    status_check = Check("Consultation de l'état d'une demande (réconciliation d'un rappel perdu)")
+    status_check = Check(
+        "Consultation de l'état d'une demande (réconciliation d'un rappel perdu)"
+    )
     if decl.asynchronous and not offers_status(adapter):
         status_check.problems.append(
-            "l'organisme rappelle (asynchronous=True) mais build_status_call et read_status ne sont pas écrits : "
-            "un rappel perdu ou refusé ne serait jamais rattrapé"
+            "l'organisme rappelle (asynchronous=True) mais build_status_call et read_status "
+            "ne sont pas écrits : un rappel perdu ou refusé ne serait jamais rattrapé"
         )
     documents = Check("Pièces justificatives demandées, transmises, puis décision")
     idempotency = Check("Idempotence (la même demande deux fois n'en fait qu'une pour l'organisme)")
@@ -256,7 +258,9 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
                 if result is None:
                     continue
                 if offers_status(adapter):
-                    await _check_status(adapter, transport, request, acknowledged, result, status_check)
+                    await _check_status(
+                        adapter, transport, request, acknowledged, result, status_check
+                    )
             elif decl.asynchronous:
                 callback_check.problems.append(
                     f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
@@ -308,8 +312,14 @@ async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request:
             pass
 
 
-async def _check_status(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
-                        acknowledged: Acknowledged, called_back: AgencyAnswer, check: Check) -> None:
+async def _check_status(
+    adapter: AgencyAdapter,
+    transport: Transport,
+    request: CanonicalRequest,
+    acknowledged: Acknowledged,
+    called_back: AgencyAnswer,
+    check: Check,
+) -> None:
     """The decision the agency called back with is also what its status endpoint says."""
     pending = PendingRequest(request.request_id, request.file_id, acknowledged.agency_reference)
     try:
@@ -320,7 +330,9 @@ async def _check_status(adapter: AgencyAdapter, transport: Transport, request: C
     try:
         reply = await transport.send(call)
     except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
-        check.problems.append(f"le bac à sable n'a pas accepté la consultation de l'état : {exc}")
+        check.problems.append(
+            f"le bac à sable n'a pas accepté la consultation de l'état : {exc}"
+        )
         return
     try:
         status = read_status_checked(adapter, reply)
@@ -329,10 +341,13 @@ async def _check_status(adapter: AgencyAdapter, transport: Transport, request: C
         return
     if status is None:
         check.problems.append(
-            f"l'état de {request.request_id} ne donne pas la décision pourtant rappelée : read_status doit la rendre"
+            f"l'état de {request.request_id} ne donne pas la décision pourtant rappelée : "
+            f"read_status doit la rendre"
         )
     elif status != called_back:
-        check.problems.append(f"l'état de {request.request_id} ne donne pas la décision rappelée ({status.decision})")
+        check.problems.append(
+            f"l'état de {request.request_id} ne donne pas la décision rappelée ({status.decision})"
+        )
 
 
 async def _check_document(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
@@ -379,7 +394,9 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
         if adapter.declaration.asynchronous:
             try:
                 callback = adapter.read_callback(body, {})
-                check.problems.append(f"read_callback a accepté {what} (rappel {callback.callback_id!r})")
+                check.problems.append(
+                    f"read_callback a accepté {what} (rappel {callback.callback_id!r})"
+                )
             except Exception:
                 pass
         if adapter.declaration.asynchronous and offers_status(adapter):

@@ -28,7 +28,8 @@ class AdapterMetrics:
             registry=self.registry,
         )
         self.callbacks_refused = Counter(
-            "adapter_callbacks_refused", "Callbacks refused (not acknowledged as received), by reason.",
+            "adapter_callbacks_refused",
+            "Callbacks refused (not acknowledged as received), by reason.",
             ["agency", "reason"], registry=self.registry,
         )
         self.status_polls = Counter(
@@ -36,7 +37,8 @@ class AdapterMetrics:
             ["agency", "outcome"], registry=self.registry,
         )
         self.awaiting_decision = Gauge(
-            "adapter_requests_awaiting_decision", "Requests the agency acknowledged that have no decision yet.",
+            "adapter_requests_awaiting_decision",
+            "Requests the agency acknowledged that have no decision yet.",
             ["agency"], registry=self.registry,
         )
         self.overdue = Gauge(

@@ -43,12 +43,15 @@ BATCH = 50
 
 def poll_delay(config: AdapterConfig, polls: int) -> float:
     """Seconds before the next status poll, after `polls` polls that found no decision."""
-    return min(config.reconcile_first_seconds * config.reconcile_backoff_factor ** polls,
-               config.reconcile_max_seconds)
+    return min(
+        config.reconcile_first_seconds * config.reconcile_backoff_factor**polls,
+        config.reconcile_max_seconds,
+    )
 
 
 def read_status_checked(adapter: AgencyAdapter, reply: AgencyReply) -> AgencyAnswer | None:
-    """The adapter's reading of a status reply; anything unreadable or incoherent is AnswerInvalid."""
+    """The adapter's reading of a status reply; anything unreadable or incoherent is
+    AnswerInvalid."""
     try:
         answer = adapter.read_status(reply)
     except AnswerInvalid:
@@ -65,8 +68,16 @@ def read_status_checked(adapter: AgencyAdapter, reply: AgencyReply) -> AgencyAns
 class Reconciler:
     """The background worker of one adapter process."""
 
-    def __init__(self, adapter: AgencyAdapter, config: AdapterConfig, uow: Callable[..., UnitOfWork],
-                 transport: Transport, recorder: Recorder, metrics: AdapterMetrics, desk: CallbackDesk) -> None:
+    def __init__(
+        self,
+        adapter: AgencyAdapter,
+        config: AdapterConfig,
+        uow: Callable[..., UnitOfWork],
+        transport: Transport,
+        recorder: Recorder,
+        metrics: AdapterMetrics,
+        desk: CallbackDesk,
+    ) -> None:
         self.adapter = adapter
         self.decl = adapter.declaration
         self.config = config
@@ -105,12 +116,18 @@ class Reconciler:
         if not self.polls:
             return 0
         async with self.uow() as uow:
-            due = (await uow.conn.execute(
-                sa.select(requests)
-                .where(requests.c.status == RequestStatus.AWAITING, requests.c.next_poll_at.is_not(None),
-                       requests.c.next_poll_at <= utcnow())
-                .order_by(requests.c.next_poll_at).limit(BATCH)
-            )).all()
+            due = (
+                await uow.conn.execute(
+                    sa.select(requests)
+                    .where(
+                        requests.c.status == RequestStatus.AWAITING,
+                        requests.c.next_poll_at.is_not(None),
+                        requests.c.next_poll_at <= utcnow(),
+                    )
+                    .order_by(requests.c.next_poll_at)
+                    .limit(BATCH)
+                )
+            ).all()
         for row in due:
             await self.poll(row)
         return len(due)
@@ -120,10 +137,16 @@ class Reconciler:
         overdue_since = utcnow() - dt.timedelta(seconds=self.config.overdue_seconds)
         awaiting = requests.c.status == RequestStatus.AWAITING
         async with self.uow() as uow:
-            waiting = (await uow.conn.execute(sa.select(sa.func.count()).where(awaiting))).scalar_one()
-            late = (await uow.conn.execute(
-                sa.select(sa.func.count()).where(awaiting, requests.c.updated_at < overdue_since)
-            )).scalar_one()
+            waiting = (
+                await uow.conn.execute(sa.select(sa.func.count()).where(awaiting))
+            ).scalar_one()
+            late = (
+                await uow.conn.execute(
+                    sa.select(sa.func.count()).where(
+                        awaiting, requests.c.updated_at < overdue_since
+                    )
+                )
+            ).scalar_one()
         self.metrics.awaiting_decision.labels(self.decl.agency).set(waiting)
         self.metrics.overdue.labels(self.decl.agency).set(late)
 
@@ -137,7 +160,9 @@ class Reconciler:
             )
             reply = await self.transport.send(call)
             answer = read_status_checked(self.adapter, reply)
-            self.metrics.status_polls.labels(agency, "en_instruction" if answer is None else "reponse").inc()
+            self.metrics.status_polls.labels(
+                agency, "en_instruction" if answer is None else "reponse"
+            ).inc()
         except (AgencyUnavailable, AgencyFailed, AgencyRejected, AnswerInvalid) as exc:
             log.warning("%s: status poll of %s failed: %s", agency, row.request_id, exc)
             self.metrics.status_polls.labels(agency, "echec").inc()
@@ -145,20 +170,43 @@ class Reconciler:
             log.exception("%s: status poll of %s failed", agency, row.request_id)
             self.metrics.status_polls.labels(agency, "echec").inc()
         async with self.uow() as uow:
-            if answer is None:  # no decision yet (or no answer): ask again later, a little later each time
+            if (
+                answer is None
+            ):  # no decision yet (or no answer): ask again later, a little later each time
                 await uow.conn.execute(
                     requests.update()
-                    .where(requests.c.request_id == row.request_id, requests.c.status == RequestStatus.AWAITING)
-                    .values(polls=row.polls + 1, next_poll_at=utcnow() + dt.timedelta(
-                        seconds=poll_delay(self.config, row.polls + 1)))
+                    .where(
+                        requests.c.request_id == row.request_id,
+                        requests.c.status == RequestStatus.AWAITING,
+                    )
+                    .values(
+                        polls=row.polls + 1,
+                        next_poll_at=utcnow()
+                        + dt.timedelta(seconds=poll_delay(self.config, row.polls + 1)),
+                    )
                 )
                 await uow.commit()
                 return None
-            await self.recorder.record_exchanges(uow, row.file_id, row.request_id, (
-                ExchangeDirection.SENT, f"Consultation de l'état de la demande : {self.decl.purpose}", call.body, 1,
-            ))
-            outcome = await apply_once(uow, self.recorder, row.request_id, answer, reply.body,
-                                       "consultation de l'état", self.decl.purpose)
+            await self.recorder.record_exchanges(
+                uow,
+                row.file_id,
+                row.request_id,
+                (
+                    ExchangeDirection.SENT,
+                    f"Consultation de l'état de la demande : {self.decl.purpose}",
+                    call.body,
+                    1,
+                ),
+            )
+            outcome = await apply_once(
+                uow,
+                self.recorder,
+                row.request_id,
+                answer,
+                reply.body,
+                "consultation de l'état",
+                self.decl.purpose,
+            )
             await uow.commit()
         self.metrics.handled.labels(agency, "consultation", outcome.value).inc()
         return outcome

@@ -174,8 +174,10 @@ class AdapterRuntime:
         """The ledger, for the callback desk and reconciliation (decisions.Recorder)."""
         await self._ledger(uow, file_id, request_id, *entries)
 
-    async def publish_answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
-                             after_document: str | None) -> None:
+    async def publish_answer(
+        self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
+        after_document: str | None,
+    ) -> None:
         """The answer's events, for the callback desk and reconciliation (decisions.Recorder)."""
         await self._answer(uow, file_id, request_id, answer, after_document)
 
@@ -231,7 +233,9 @@ class AdapterRuntime:
             inserted = await uow.conn.execute(insert_ignore(uow.conn, requests).values(
                 request_id=event.request_id, file_id=event.file_id, status="accuse",
                 agency_reference=reference, trace_headers=json.dumps(carrier), updated_at=utcnow(),
-                next_poll_at=self.reconciler.first_poll_at() if isinstance(done.result, Acknowledged) else None,
+                next_poll_at=(
+                    self.reconciler.first_poll_at() if isinstance(done.result, Acknowledged) else None
+                ),
             ))
             if inserted.rowcount == 0:  # the same request issued again: transmitted already
                 await uow.commit()
@@ -250,7 +254,8 @@ class AdapterRuntime:
             ))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result, after_document=None)
-            await self.desk.apply_held(uow, event.request_id)  # callbacks that outran the acknowledgement
+            # Callbacks that outran the acknowledgement:
+            await self.desk.apply_held(uow, event.request_id)
             await uow.commit()
         self._observe("demande", started, done.agency_seconds)
 

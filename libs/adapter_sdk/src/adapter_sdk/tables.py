@@ -41,7 +41,7 @@ requests = sa.Table(
               comment="Intake's id of the last document sent for the request: answers after it carry it"),
     sa.Column("updated_at", UtcDateTime, nullable=False),
     sa.Column("answer", sa.Text, nullable=True,
-              comment="JSON of the decision applied (to tell a repeated decision from a conflicting one)"),
+              comment="JSON of the decision applied (a repeated decision from a conflicting one)"),
     sa.Column("next_poll_at", UtcDateTime, nullable=True, index=True,
               comment="When reconciliation next asks the agency for the state of the request"),
     sa.Column("polls", sa.Integer, nullable=False, server_default="0",

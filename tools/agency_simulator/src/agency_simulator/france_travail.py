@@ -67,7 +67,9 @@ def spawn(request: Request, coro: Any) -> None:
 
 
 @router.post("/agencies/france_travail/demandes", status_code=202)
-async def demande(body: FranceTravailRequest, request: Request, state: SimulatorState = Depends(get_state)) -> Any:
+async def demande(
+    body: FranceTravailRequest, request: Request, state: SimulatorState = Depends(get_state)
+) -> Any:
     """France Travail: acknowledges at once, answers later on ``callback_url``."""
     if AGENCY not in state.agencies:
         raise HTTPException(status_code=404, detail="france_travail not served here")
@@ -79,8 +81,12 @@ async def demande(body: FranceTravailRequest, request: Request, state: Simulator
     if first and "decision" in answer:
         state.callbacks[body.request_id] = {
             "url": body.callback_url,
-            "body": {"callback_id": state.callback_id(AGENCY), "request_id": body.request_id,
-                     "reference": answer["agency_reference"], "decision": answer},
+            "body": {
+                "callback_id": state.callback_id(AGENCY),
+                "request_id": body.request_id,
+                "reference": answer["agency_reference"],
+                "decision": answer,
+            },
             "delivered": 0,
             "last_status": None,
         }
@@ -90,8 +96,13 @@ async def demande(body: FranceTravailRequest, request: Request, state: Simulator
             async def later() -> None:
                 await asyncio.sleep(CALLBACK_DELAY_SECONDS)
                 await deliver(state, body.request_id, client)
+
             spawn(request, later())
-    return {"reference": answer["agency_reference"], "request_id": body.request_id, "statut": "recue"}
+    return {
+        "reference": answer["agency_reference"],
+        "request_id": body.request_id,
+        "statut": "recue",
+    }
 
 
 @router.get("/agencies/france_travail/demandes/{request_id}")
@@ -103,16 +114,26 @@ async def demande_status(request_id: str, state: SimulatorState = Depends(get_st
         return faulty
     record = state.callbacks.get(request_id)
     if record is not None:
-        return {**record["body"], "delivered": record["delivered"], "last_status": record["last_status"]}
+        return {
+            **record["body"],
+            "delivered": record["delivered"],
+            "last_status": record["last_status"],
+        }
     taken = state.answers.get((AGENCY, request_id))
     if taken is None:
         raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
-    return {"request_id": request_id, "reference": taken["agency_reference"], "statut": UNDER_REVIEW,
-            "delivered": 0}
+    return {
+        "request_id": request_id,
+        "reference": taken["agency_reference"],
+        "statut": UNDER_REVIEW,
+        "delivered": 0,
+    }
 
 
 @router.post("/admin/callbacks/{request_id}/replay")
-async def replay(request_id: str, request: Request, state: SimulatorState = Depends(get_state)) -> dict[str, Any]:
+async def replay(
+    request_id: str, request: Request, state: SimulatorState = Depends(get_state)
+) -> dict[str, Any]:
     """Deliver the same callback (same callback_id) once more, as a flaky network would."""
     record = state.callbacks.get(request_id)
     if record is None:

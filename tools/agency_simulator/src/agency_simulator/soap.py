@@ -29,22 +29,34 @@ def soap_envelope(inner: str) -> str:
 
 
 def soap_fault(message: str) -> Response:
-    fault = f"<soap:Fault><faultcode>soap:Client</faultcode><faultstring>{escape(message)}</faultstring></soap:Fault>"
+    fault = (
+        f"<soap:Fault><faultcode>soap:Client</faultcode>"
+        f"<faultstring>{escape(message)}</faultstring></soap:Fault>"
+    )
     return Response(content=soap_envelope(fault), status_code=400, media_type="text/xml")
 
 
 def soap_answer(answer: dict[str, Any]) -> str:
     if "decision" not in answer:
         status = answer["statut"].upper()
-        inner = (f"<dgfip:Reference>{escape(answer['agency_reference'])}</dgfip:Reference>"
-                 f"<dgfip:Statut>{status}</dgfip:Statut>")
+        inner = (
+            f"<dgfip:Reference>{escape(answer['agency_reference'])}</dgfip:Reference>"
+            f"<dgfip:Statut>{status}</dgfip:Statut>"
+        )
         return soap_envelope(
             f"<dgfip:DeclarerChangementSituationReponse>{inner}</dgfip:DeclarerChangementSituationReponse>"
         )
-    fields = [("Reference", answer["agency_reference"]), ("Decision", answer["decision"]),
-              ("Resume", answer["summary"]), ("Motif", answer.get("reason")),
-              ("Montant", answer.get("amount_eur")), ("DateEffet", answer.get("start_date"))]
-    inner = "".join(f"<dgfip:{tag}>{escape(str(v))}</dgfip:{tag}>" for tag, v in fields if v is not None)
+    fields = [
+        ("Reference", answer["agency_reference"]),
+        ("Decision", answer["decision"]),
+        ("Resume", answer["summary"]),
+        ("Motif", answer.get("reason")),
+        ("Montant", answer.get("amount_eur")),
+        ("DateEffet", answer.get("start_date")),
+    ]
+    inner = "".join(
+        f"<dgfip:{tag}>{escape(str(v))}</dgfip:{tag}>" for tag, v in fields if v is not None
+    )
     return soap_envelope(
         f"<dgfip:DeclarerChangementSituationReponse>{inner}</dgfip:DeclarerChangementSituationReponse>"
     )
@@ -63,15 +75,24 @@ def parse_soap_request(text: str) -> tuple[AgencyRequest, dict[str, Any]]:
         return node.text.strip()
 
     taxpayer = call.find(f"{{{DGFIP_NS}}}Contribuable")
-    citizen = {} if taxpayer is None else {
-        child.tag.split("}")[-1]: (child.text or "") for child in taxpayer
-    }
-    request = AgencyRequest(
-        request_id=text_of("IdentifiantDemande"), file_id=text_of("Dossier"),
-        life_event=text_of("Evenement"), citizen=citizen,
+    citizen = (
+        {}
+        if taxpayer is None
+        else {child.tag.split("}")[-1]: (child.text or "") for child in taxpayer}
     )
-    raw = {"request_id": request.request_id, "file_id": request.file_id,
-           "life_event": request.life_event, "citizen": citizen, "soap": text}
+    request = AgencyRequest(
+        request_id=text_of("IdentifiantDemande"),
+        file_id=text_of("Dossier"),
+        life_event=text_of("Evenement"),
+        citizen=citizen,
+    )
+    raw = {
+        "request_id": request.request_id,
+        "file_id": request.file_id,
+        "life_event": request.life_event,
+        "citizen": citizen,
+        "soap": text,
+    }
     return request, raw
 
 

@@ -31,7 +31,16 @@ from agency_simulator.decisions import (
 )
 
 FaultMode = Literal[
-    "ok", "down", "error500", "slow", "garbage", "invalid", "silent", "incomplete", "reuse", "no_callback",
+    "ok",
+    "down",
+    "error500",
+    "slow",
+    "garbage",
+    "invalid",
+    "silent",
+    "incomplete",
+    "reuse",
+    "no_callback",
 ]
 DEFAULT_SLOW_SECONDS = 5.0
 
@@ -90,7 +99,9 @@ class SimulatorState:
             return self.last_reference[agency]
         issued = self.issued[agency]
         attempt = 0
-        while (ref := reference(agency, request_id, attempt)) in issued and issued[ref] != request_id:
+        while (ref := reference(agency, request_id, attempt)) in issued and issued[
+            ref
+        ] != request_id:
             attempt += 1
         issued[ref] = request_id
         self.last_reference[agency] = ref
@@ -125,22 +136,34 @@ async def fault_response(state: SimulatorState, agency: str) -> Response | None:
 
     fault = state.faults[agency]
     if fault.mode == "down":
-        return JSONResponse(status_code=503, content={"detail": f"{agency} unavailable (simulated outage)"})
+        return JSONResponse(
+            status_code=503, content={"detail": f"{agency} unavailable (simulated outage)"}
+        )
     if fault.mode == "error500":
-        return JSONResponse(status_code=500, content={"detail": f"{agency} internal error (simulated)"})
+        return JSONResponse(
+            status_code=500, content={"detail": f"{agency} internal error (simulated)"}
+        )
     if fault.mode == "slow":
         await asyncio.sleep(fault.seconds if fault.seconds is not None else DEFAULT_SLOW_SECONDS)
     if fault.mode == "garbage":
-        body = "<html><body>Erreur interne du frontal" if agency != "dgfip" else "<soap:Envelope><soap:Bo"
+        body = (
+            "<html><body>Erreur interne du frontal"
+            if agency != "dgfip"
+            else "<soap:Envelope><soap:Bo"
+        )
         return Response(content=body, status_code=200, media_type="text/html")
     if fault.mode == "invalid":
         if agency == "dgfip":
-            return Response(content=soap_envelope("<dgfip:Statut>OK</dgfip:Statut>"), media_type="text/xml")
+            return Response(
+                content=soap_envelope("<dgfip:Statut>OK</dgfip:Statut>"), media_type="text/xml"
+            )
         return JSONResponse(content={"statut": "OK", "code": 0})
     return None
 
 
-def answer_for(state: SimulatorState, agency: str, body: AgencyRequest, raw: dict[str, Any]) -> dict[str, Any]:
+def answer_for(
+    state: SimulatorState, agency: str, body: AgencyRequest, raw: dict[str, Any]
+) -> dict[str, Any]:
     """The stored answer for a request, deciding (and recording the request) the first time."""
     key = (agency, body.request_id)
     stored = state.answers.get(key)

@@ -29,7 +29,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_callbacks_request_id'), ['request_id'], unique=False)
 
     with op.batch_alter_table('requests', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('answer', sa.Text(), nullable=True, comment='JSON of the decision applied (to tell a repeated decision from a conflicting one)'))
+        batch_op.add_column(sa.Column('answer', sa.Text(), nullable=True, comment='JSON of the decision applied (a repeated decision from a conflicting one)'))
         batch_op.add_column(sa.Column('next_poll_at', guichet_runtime.db.UtcDateTime(timezone=True), nullable=True, comment='When reconciliation next asks the agency for the state of the request'))
         batch_op.add_column(sa.Column('polls', sa.Integer(), server_default='0', nullable=False, comment='Status polls made since the request was last acknowledged'))
         batch_op.create_index(batch_op.f('ix_requests_next_poll_at'), ['next_poll_at'], unique=False)
