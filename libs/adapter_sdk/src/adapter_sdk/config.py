@@ -42,7 +42,7 @@ class AdapterConfig(ServiceSettings):
         default=3600.0, gt=0, description="Longest wait between two status polls."
     )
     reconcile_tick_seconds: float = Field(
-        default=1.0,
+        default=5.0,
         gt=0,
         description="How often the reconciliation worker looks for requests due for a poll.",
     )

@@ -48,7 +48,7 @@ import httpx
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
-from agency_simulator import france_travail, soap
+from agency_simulator import dgfip, france_travail
 from agency_simulator.decisions import (
     AGENCIES,
     UNDER_REVIEW,
@@ -89,7 +89,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
     )
     app.state.simulator = SimulatorState(agencies=tuple(agencies))
     app.state.client = httpx.AsyncClient()  # France Travail's callbacks
-    app.include_router(soap.router)
+    app.include_router(dgfip.router)
     app.include_router(france_travail.router)
 
     @app.get("/health")

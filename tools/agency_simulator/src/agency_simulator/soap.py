@@ -1,5 +1,5 @@
-"""DGFiP's system: SOAP-style XML in, XML out (``POST /agencies/dgfip/soap``), a
-``soap:Fault`` for a bad request."""
+"""DGFiP's SOAP dialect: envelopes in and out, a ``soap:Fault`` for a bad request (the
+route is in :mod:`agency_simulator.dgfip`)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,12 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import defusedxml.ElementTree as DefusedET
-from defusedxml import DefusedXmlException
-from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
 from agency_simulator.decisions import AgencyRequest
-from agency_simulator.state import SimulatorState, answer_for, fault_response, get_state
 
 SOAP_NS = "http://schemas.xmlsoap.org/soap/envelope/"
 DGFIP_NS = "urn:dgfip:situation:v1"
-
-router = APIRouter()
 
 
 def soap_envelope(inner: str) -> str:
@@ -94,20 +89,3 @@ def parse_soap_request(text: str) -> tuple[AgencyRequest, dict[str, Any]]:
         "soap": text,
     }
     return request, raw
-
-
-@router.post("/agencies/dgfip/soap")
-async def soap(request: Request, state: SimulatorState = Depends(get_state)) -> Any:
-    """DGFiP: SOAP-style XML in, XML out."""
-    if "dgfip" not in state.agencies:
-        raise HTTPException(status_code=404, detail="dgfip not served here")
-    faulty = await fault_response(state, "dgfip")
-    if faulty is not None:
-        return faulty
-    text = (await request.body()).decode("utf-8", errors="replace")
-    try:
-        body, raw = parse_soap_request(text)
-    except (DefusedET.ParseError, ValueError, DefusedXmlException) as exc:
-        return soap_fault(f"requête invalide : {exc}")
-    answer = answer_for(state, "dgfip", body, raw)
-    return Response(content=soap_answer(answer), media_type="text/xml")

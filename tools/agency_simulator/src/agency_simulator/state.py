@@ -29,6 +29,7 @@ from agency_simulator.decisions import (
     document_request,
     reference,
 )
+from agency_simulator.soap import soap_envelope
 
 FaultMode = Literal[
     "ok",
@@ -132,8 +133,6 @@ def get_state(request: Request) -> SimulatorState:
 
 async def fault_response(state: SimulatorState, agency: str) -> Response | None:
     """The injected fault's response for ``agency``, or None to answer normally."""
-    from agency_simulator.soap import soap_envelope
-
     fault = state.faults[agency]
     if fault.mode == "down":
         return JSONResponse(
