@@ -5,6 +5,7 @@ httpx's mock transport. No broker: published answers are read back from the outb
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import uuid
@@ -26,7 +27,7 @@ from adapter_sdk.runtime import AdapterRuntime
 from adapter_sdk.tables import CallbackOutcome, RequestStatus
 from adapter_sdk.transport import Transport
 from guichet_runtime import migrations
-from guichet_runtime.db import UnitOfWork, make_engine
+from guichet_runtime.db import UnitOfWork, make_engine, utcnow
 from shared_models import AgencyRequestIssued
 from tests.unit.samples import citizen
 
@@ -127,7 +128,7 @@ class Adapter:
             await conn.execute(
                 tables.requests.update()
                 .where(tables.requests.c.request_id == request_id)
-                .values(next_poll_at=sa.func.datetime("now", "-1 second"))
+                .values(next_poll_at=utcnow() - dt.timedelta(seconds=1))
             )
 
 
@@ -148,11 +149,15 @@ async def adapter_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-async def ft(adapter_template: Path, tmp_path: Path) -> AsyncIterator[Adapter]:
-    path = tmp_path / "adapter_france_travail.db"
-    shutil.copyfile(adapter_template, path)
-    url = f"sqlite+aiosqlite:///{path}"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[Adapter]:
+    if request.param == "sqlite":
+        path = tmp_path / "adapter_france_travail.db"
+        shutil.copyfile(adapter_template, path)
+        url = f"sqlite+aiosqlite:///{path}"
+    else:  # the same rules on a real PostgreSQL server: concurrent transactions really overlap
+        url = request.getfixturevalue("postgres_factory")(f"adapter_cb_{uuid.uuid4().hex[:12]}")
+        await migrations.upgrade(Path(adapter_sdk.__file__).parent / "migrations", url)
     engine = make_engine(url)
     config = FranceTravailAdapter.Config(
         database_url=url,
@@ -280,7 +285,7 @@ async def test_a_held_callback_the_request_transaction_missed_is_applied_by_the_
             tables.callbacks.insert().values(
                 callback_id="cb-raced",
                 request_id=request_id,
-                received_at=sa.func.now(),
+                received_at=utcnow(),
                 outcome=CallbackOutcome.HELD,
                 payload=b"{}",
                 answer=json.dumps(GRANTED),
@@ -363,7 +368,7 @@ async def test_the_gauges_count_requests_awaiting_a_decision_and_those_overdue(f
         await conn.execute(
             tables.requests.update()
             .where(tables.requests.c.request_id == waiting)
-            .values(updated_at=sa.func.datetime("now", "-2 days"))
+            .values(updated_at=utcnow() - dt.timedelta(days=2))
         )
     await ft.core.reconciler.measure()
     assert ft.counted("adapter_requests_awaiting_decision") == 1

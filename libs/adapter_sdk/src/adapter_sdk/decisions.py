@@ -63,9 +63,6 @@ async def apply_once(
     racing, or two copies of a callback, exactly one changes the row and publishes. The
     caller commits. `source` names the delivery in the ledger (« rappel », « consultation de
     l'état »), `purpose` the transmission's purpose."""
-    row = (
-        await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
-    ).one()
     taken = await uow.conn.execute(
         requests.update()
         .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.AWAITING)
@@ -76,6 +73,10 @@ async def apply_once(
             updated_at=utcnow(),
         )
     )
+    # Read after the UPDATE: the winner's decision is committed by now if this one lost.
+    row = (
+        await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
+    ).one()
     if taken.rowcount == 1:
         await recorder.record_exchanges(
             uow,
