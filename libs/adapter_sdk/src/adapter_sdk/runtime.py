@@ -1,7 +1,8 @@
 """The runtime around an adapter, written once for every agency: subscription (the
 guichet runtime's idempotent EventConsumer), retries with backoff, a circuit breaker,
-the dead-letter topic for what can never succeed, callbacks, supporting documents, the
-exchange ledger, legal-clock events, traces and metrics."""
+the dead-letter topic for what can never succeed, callbacks (adapter_sdk.callbacks) and
+reconciliation (adapter_sdk.reconcile), supporting documents, the exchange ledger,
+legal-clock events, traces and metrics."""
 
 from __future__ import annotations
 
@@ -231,7 +232,7 @@ class AdapterRuntime:
         propagate.inject(carrier)
         async with uow:
             inserted = await uow.conn.execute(insert_ignore(uow.conn, requests).values(
-                request_id=event.request_id, file_id=event.file_id, status="accuse",
+                request_id=event.request_id, file_id=event.file_id, status=RequestStatus.AWAITING,
                 agency_reference=reference, trace_headers=json.dumps(carrier), updated_at=utcnow(),
                 next_poll_at=(
                     self.reconciler.first_poll_at() if isinstance(done.result, Acknowledged) else None
