@@ -47,6 +47,7 @@ def test_every_adapter_of_the_repository_passes_the_kit(adapter, sandbox):
     # The rules specific to each kind of agency were really exercised.
     if adapter == "france_travail":
         assert "OK     Rappel asynchrone reçu sur une vraie socket et lu" in result.stdout
+        assert "OK     Consultation de l'état d'une demande (réconciliation d'un rappel perdu)" in result.stdout
     if adapter == "cpam":
         assert "OK     Pièces justificatives demandées, transmises, puis décision" in result.stdout
 

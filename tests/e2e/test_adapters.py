@@ -1,8 +1,9 @@
 """The agency adapters on real processes: a real Kafka broker, every service, one
 simulated system per agency (JSON REST, SOAP, acknowledge-then-callback, missing
 document). Missing documents end to end, data minimisation, the exchange ledger, a
-duplicate callback, faults that end in the dead-letter topic, and an agency down for
-two minutes."""
+duplicate callback, two requests given the same callback id and an agency that never calls
+back (both reconciled by status polls), faults that end in the dead-letter topic, and an
+agency down for two minutes."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 from adapter_sdk import discovery
 from devstack.stack import Stack
 from shared_models import AGENCY_LABELS, topics
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
+from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +36,9 @@ def stack(kafka_bootstrap, tmp_path_factory):
     tuning = {
         "AGENCY_TIMEOUT_SECONDS": "2", "ATTEMPTS": "3", "BACKOFF_SECONDS": "0.1",
         "BREAKER_SECONDS": "3", "UNAVAILABLE_PAUSE_SECONDS": "1",
+        # France Travail's requests without a decision are looked up after 3 s, then every 3 s.
+        "RECONCILE_FIRST_SECONDS": "3", "RECONCILE_MAX_SECONDS": "3",
+        "RECONCILE_TICK_SECONDS": "0.5",
     }
     st = Stack(tmp_path_factory.mktemp("stack-adapters"), kafka_bootstrap, namespace=namespace, extra_env=tuning)
     st.start()
@@ -168,6 +172,97 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
     assert len([r for r in records if r["key"] == file_id]) == 1
     view = (await client.get(f"/api/files/{file_id}")).json()
     assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
+
+
+async def _france_travail_received(sim: httpx.AsyncClient, file_id: str) -> bool:
+    return any(
+        r["file_id"] == file_id for r in (await sim.get("/agencies/france_travail/received")).json()
+    )
+
+
+def _france_travail_decision(view: dict) -> dict:
+    return next(d for d in view["answer"]["decisions"] if d["agency"] == "france_travail")
+
+
+async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
+    stack: Stack, client
+):
+    """Issue 17: France Travail gave a second request the callback id of the first. The
+    adapter refuses that callback (409), records and counts it, and its reconciliation fetches
+    the second decision from the agency's status endpoint: both files are answered."""
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        first = await submit(client, "perte_emploi", email="collision.un@example.fr")
+        await eventually(
+            lambda: _france_travail_received(sim, first), what="the first request at France Travail"
+        )
+        await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "reuse"})
+        try:
+            second = await submit(client, "perte_emploi", email="collision.deux@example.fr")
+            await eventually(
+                lambda: _france_travail_received(sim, second), what="the second request"
+            )
+        finally:
+            await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
+        views = [
+            await eventually(
+                lambda f=f: answered_view(client, f), timeout=90, what=f"answer for {f}"
+            )
+            for f in (first, second)
+        ]
+        agency = [
+            (await sim.get(f"/agencies/france_travail/demandes/{f}-france_travail")).json()
+            for f in (first, second)
+        ]
+    assert agency[0]["callback_id"] == agency[1]["callback_id"]
+    assert sorted(a["last_status"] for a in agency) == [
+        200,
+        409,
+    ]  # one callback refused, none dropped
+    for view, told in zip(views, agency):
+        decided = _france_travail_decision(view)
+        assert (decided["decision"], decided["summary"]) == (
+            told["decision"]["decision"],
+            told["decision"]["summary"],
+        )
+        assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
+    refused = next(
+        f"{f}-france_travail" for f, a in zip((first, second), agency) if a["last_status"] == 409
+    )
+    ledger = await query(
+        stack.database_urls["adapter-france-travail"],
+        "SELECT purpose FROM exchanges WHERE request_id = :r",
+        r=refused,
+    )
+    purposes = [row.purpose for row in ledger]
+    assert any(p.startswith("Rappel refusé : identifiant") for p in purposes), purposes
+    assert any(p.startswith("Réponse (consultation de l'état)") for p in purposes), purposes
+    metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
+    assert (
+        'adapter_callbacks_refused_total{agency="france_travail",reason="identifiant_reutilise"} 1.0'
+        in metrics
+    )
+
+
+async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpoint(
+    stack: Stack, client
+):
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
+        try:
+            file_id = await submit(client, "perte_emploi", email="jamais.rappele@example.fr")
+            await eventually(
+                lambda: _france_travail_received(sim, file_id), what="the request at France Travail"
+            )
+        finally:
+            await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
+        view = await eventually(
+            lambda: answered_view(client, file_id), timeout=90, what="answer by reconciliation"
+        )
+        told = (await sim.get(f"/agencies/france_travail/demandes/{file_id}-france_travail")).json()
+    assert (told["delivered"], told["last_status"]) == (0, None)  # never called back
+    assert _france_travail_decision(view)["summary"] == told["decision"]["summary"]
+    metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
+    assert 'adapter_status_polls_total{agency="france_travail",outcome="reponse"}' in metrics
 
 
 @pytest.mark.parametrize(

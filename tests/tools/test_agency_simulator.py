@@ -125,7 +125,7 @@ async def test_granted_answer_has_the_documented_shape(
     }
     prefix, year, number = answer["agency_reference"].split("-")
     assert (prefix, year) == (EXPECTED_PREFIX[agency], "2026")
-    assert len(number) == 6 and number.isdigit()
+    assert len(number) == 12 and number.isdigit()
     assert answer["decision"] == "accorde"
     assert answer["reason"] is None
     assert date.fromisoformat(answer["start_date"]).day == 1
@@ -349,7 +349,9 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
     assert len((await client.get(f"/agencies/{agency}/received")).json()) == 1
     if agency == "france_travail":
         await asyncio.sleep(0.5)  # past the simulated callback delay: none was scheduled
-        assert (await client.get(f"/agencies/france_travail/demandes/{request.request_id}")).status_code == 404
+        status = (await client.get(f"/agencies/france_travail/demandes/{request.request_id}")).json()
+        assert status == {"request_id": request.request_id, "reference": first.agency_reference,
+                          "statut": "en_instruction", "delivered": 0}
 
 
 async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(client: httpx.AsyncClient) -> None:

@@ -17,9 +17,11 @@ from adapter_sdk.interface import (
     CallbackAnswer,
     CanonicalRequest,
     CitizenData,
+    PendingRequest,
     SupportingDocument,
     UndeclaredField,
     answer_problems,
+    offers_status,
 )
 from shared_models import DeadlineRule, Decision, RequestedDocument
 
@@ -38,10 +40,12 @@ __all__ = [
     "DeadlineRule",
     "Decision",
     "Declaration",
+    "PendingRequest",
     "RequestedDocument",
     "SupportingDocument",
     "UndeclaredField",
     "answer_problems",
     "catalogue_problems",
     "declaration_problems",
+    "offers_status",
 ]

@@ -27,3 +27,27 @@ class AdapterConfig(ServiceSettings):
     unavailable_pause_seconds: float = Field(
         default=2.0, ge=0, description="Pause before a delivery is handed back while the agency is unreachable."
     )
+    reconcile_first_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Asynchronous agencies: how long after the acknowledgement the agency is "
+        "first asked for the state of a request still without a decision (a callback may be lost).",
+    )
+    reconcile_backoff_factor: float = Field(
+        default=2.0,
+        ge=1,
+        description="Each further status poll waits this many times longer than the last.",
+    )
+    reconcile_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two status polls."
+    )
+    reconcile_tick_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the reconciliation worker looks for requests due for a poll.",
+    )
+    overdue_seconds: float = Field(
+        default=86400.0,
+        gt=0,
+        description="A request acknowledged without a decision for longer than this is overdue.",
+    )

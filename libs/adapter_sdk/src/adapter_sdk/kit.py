@@ -9,7 +9,8 @@ GUICHET_CATALOGUE names): same code and label, every life event the catalogue se
 agency handled; the configuration schema; data minimisation (the adapter reads only declared
 fields and uses every field it declares); a real exchange with the sandbox for each
 declared procedure, whose answers must be coherent decisions or acknowledgements; the
-callback of an asynchronous agency, received on a real socket; supporting documents;
+callback of an asynchronous agency, received on a real socket, and its status query
+(reconciliation: the decision read back from the agency's status endpoint); supporting documents;
 idempotency (the same request twice is one request for the agency); and unreadable
 answers (garbage, wrong schema) refused instead of passed on as decisions.
 """
@@ -37,10 +38,13 @@ from adapter_sdk.interface import (
     AnswerInvalid,
     CanonicalRequest,
     CitizenData,
+    PendingRequest,
     SupportingDocument,
     UndeclaredField,
+    offers_status,
 )
 from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.reconcile import read_status_checked
 from adapter_sdk.runtime import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 
@@ -228,6 +232,14 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
     decl = adapter.declaration
     exchange = Check("Échange réel avec le bac à sable pour chaque démarche déclarée")
     callback_check = Check("Rappel asynchrone reçu sur une vraie socket et lu")
+    status_check = Check(
+        "Consultation de l'état d'une demande (réconciliation d'un rappel perdu)"
+    )
+    if decl.asynchronous and not offers_status(adapter):
+        status_check.problems.append(
+            "l'organisme rappelle (asynchronous=True) mais build_status_call et read_status "
+            "ne sont pas écrits : un rappel perdu ou refusé ne serait jamais rattrapé"
+        )
     documents = Check("Pièces justificatives demandées, transmises, puis décision")
     idempotency = Check("Idempotence (la même demande deux fois n'en fait qu'une pour l'organisme)")
     async with CallbackInbox() as inbox:
@@ -256,9 +268,14 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
                         f"ne dit pas asynchronous=True"
                     )
                     continue
+                acknowledged = result
                 result = await _await_callback(adapter, inbox, request, timeout, callback_check)
                 if result is None:
                     continue
+                if offers_status(adapter):
+                    await _check_status(
+                        adapter, transport, request, acknowledged, result, status_check
+                    )
             elif decl.asynchronous:
                 callback_check.problems.append(
                     f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
@@ -268,6 +285,8 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
     checks = [exchange, idempotency]
     if decl.asynchronous or callback_check.problems:
         checks.append(callback_check)
+    if decl.asynchronous or status_check.problems:
+        checks.append(status_check)
     if decl.accepts_documents or documents.problems:
         checks.append(documents)
     return checks
@@ -306,6 +325,44 @@ async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request:
             await asyncio.wait_for(inbox.arrived.wait(), remaining)
         except TimeoutError:
             pass
+
+
+async def _check_status(
+    adapter: AgencyAdapter,
+    transport: Transport,
+    request: CanonicalRequest,
+    acknowledged: Acknowledged,
+    called_back: AgencyAnswer,
+    check: Check,
+) -> None:
+    """The decision the agency called back with is also what its status endpoint says."""
+    pending = PendingRequest(request.request_id, request.file_id, acknowledged.agency_reference)
+    try:
+        call = adapter.build_status_call(pending)
+    except Exception as exc:
+        check.problems.append(f"build_status_call échoue : {type(exc).__name__}: {exc}")
+        return
+    try:
+        reply = await transport.send(call)
+    except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
+        check.problems.append(
+            f"le bac à sable n'a pas accepté la consultation de l'état : {exc}"
+        )
+        return
+    try:
+        status = read_status_checked(adapter, reply)
+    except AnswerInvalid as exc:
+        check.problems.append(f"l'état de la demande n'a pas pu être lu : {exc}")
+        return
+    if status is None:
+        check.problems.append(
+            f"l'état de {request.request_id} ne donne pas la décision pourtant rappelée : "
+            f"read_status doit la rendre"
+        )
+    elif status != called_back:
+        check.problems.append(
+            f"l'état de {request.request_id} ne donne pas la décision rappelée ({status.decision})"
+        )
 
 
 async def _check_document(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
@@ -352,9 +409,17 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
         if adapter.declaration.asynchronous:
             try:
                 callback = adapter.read_callback(body, {})
+                check.problems.append(
+                    f"read_callback a accepté {what} (rappel {callback.callback_id!r})"
+                )
             except Exception:
-                continue
-            check.problems.append(f"read_callback a accepté {what} (rappel {callback.callback_id!r})")
+                pass
+        if adapter.declaration.asynchronous and offers_status(adapter):
+            try:
+                status = read_status_checked(adapter, AgencyReply(200, body, {}))
+                check.problems.append(f"read_status a accepté {what} et en a fait {status!r}")
+            except AnswerInvalid:
+                pass
     return check
 
 

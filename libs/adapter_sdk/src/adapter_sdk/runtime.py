@@ -1,7 +1,8 @@
 """The runtime around an adapter, written once for every agency: subscription (the
 guichet runtime's idempotent EventConsumer), retries with backoff, a circuit breaker,
-the dead-letter topic for what can never succeed, callbacks, supporting documents, the
-exchange ledger, legal-clock events, traces and metrics."""
+the dead-letter topic for what can never succeed, callbacks (adapter_sdk.callbacks) and
+reconciliation (adapter_sdk.reconcile), supporting documents, the exchange ledger,
+legal-clock events, traces and metrics."""
 
 from __future__ import annotations
 
@@ -20,8 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
@@ -43,6 +43,7 @@ from shared_models import (
     catalogue,
     topics,
 )
+from adapter_sdk.callbacks import CallbackDesk
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import catalogue_problems, declaration_problems
 from adapter_sdk.interface import (
@@ -58,7 +59,8 @@ from adapter_sdk.interface import (
     answer_problems,
 )
 from adapter_sdk.metrics import AdapterMetrics
-from adapter_sdk.tables import callbacks, exchanges, metadata, requests
+from adapter_sdk.reconcile import Reconciler
+from adapter_sdk.tables import RequestStatus, exchanges, metadata, requests
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 
 log = logging.getLogger(__name__)
@@ -114,6 +116,8 @@ class AdapterRuntime:
         self.metrics = metrics
         # The legal clock counts from these events' day: a rehearsal date (CLOCK_FILE) moves it.
         self.clock = Clock(config.clock_file)
+        self.desk = CallbackDesk(adapter, uow, self, metrics)
+        self.reconciler = Reconciler(adapter, config, uow, transport, self, metrics, self.desk)
 
     # -- the exchange with the agency ---------------------------------------------------
     async def exchange(self, call: AgencyCall, what: str) -> Exchanged:
@@ -166,6 +170,18 @@ class AdapterRuntime:
             ))
         await uow.conn.execute(exchanges.insert(), rows)
 
+    async def record_exchanges(self, uow: UnitOfWork, file_id: str, request_id: str,
+                               *entries: tuple[ExchangeDirection, str, bytes, int]) -> None:
+        """The ledger, for the callback desk and reconciliation (decisions.Recorder)."""
+        await self._ledger(uow, file_id, request_id, *entries)
+
+    async def publish_answer(
+        self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
+        after_document: str | None,
+    ) -> None:
+        """The answer's events, for the callback desk and reconciliation (decisions.Recorder)."""
+        await self._answer(uow, file_id, request_id, answer, after_document)
+
     async def _answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
                       after_document: str | None) -> None:
         status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
@@ -216,8 +232,11 @@ class AdapterRuntime:
         propagate.inject(carrier)
         async with uow:
             inserted = await uow.conn.execute(insert_ignore(uow.conn, requests).values(
-                request_id=event.request_id, file_id=event.file_id, status="accuse",
+                request_id=event.request_id, file_id=event.file_id, status=RequestStatus.AWAITING,
                 agency_reference=reference, trace_headers=json.dumps(carrier), updated_at=utcnow(),
+                next_poll_at=(
+                    self.reconciler.first_poll_at() if isinstance(done.result, Acknowledged) else None
+                ),
             ))
             if inserted.rowcount == 0:  # the same request issued again: transmitted already
                 await uow.commit()
@@ -236,6 +255,8 @@ class AdapterRuntime:
             ))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result, after_document=None)
+            # Callbacks that outran the acknowledgement:
+            await self.desk.apply_held(uow, event.request_id)
             await uow.commit()
         self._observe("demande", started, done.agency_seconds)
 
@@ -275,47 +296,17 @@ class AdapterRuntime:
             ))
             # Answers after this document say so: the same document asked again is a new request.
             await uow.conn.execute(requests.update().where(requests.c.request_id == event.request_id)
-                                   .values(status="accuse", last_document_id=event.document_id, updated_at=utcnow()))
+                                   .values(status=RequestStatus.AWAITING, last_document_id=event.document_id,
+                                           updated_at=utcnow(), answer=None, polls=0,
+                                           next_poll_at=self.reconciler.first_poll_at()))
             if isinstance(done.result, AgencyAnswer):
                 await self._answer(uow, event.file_id, event.request_id, done.result, after_document=event.document_id)
             await uow.commit()
         self._observe("piece", started, done.agency_seconds)
 
-    async def on_callback(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
-        """An agency calls back with its answer. The same callback twice has one effect."""
-        try:
-            callback = self.adapter.read_callback(body, headers)
-            problems = answer_problems(callback.answer)
-        except Exception as exc:
-            self.metrics.handled.labels(self.decl.agency, "rappel", "illisible").inc()
-            return 400, {"message": f"Rappel illisible : {exc}"}
-        if problems:
-            self.metrics.handled.labels(self.decl.agency, "rappel", "incoherent").inc()
-            return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
-        row = await self._request_row(callback.request_id)
-        if row is None:
-            # Not committed yet (the callback outran us) or unknown: the agency calls again later.
-            return 409, {"message": f"Demande {callback.request_id} inconnue pour l'instant ; rappelez plus tard."}
-        token = otel_context.attach(propagate.extract(json.loads(row.trace_headers)))
-        try:
-            with trace.get_tracer("adapter_sdk").start_as_current_span("agency callback", kind=trace.SpanKind.SERVER):
-                async with self.uow() as uow:
-                    taken = await uow.conn.execute(insert_ignore(uow.conn, callbacks).values(
-                        callback_id=callback.callback_id, request_id=callback.request_id, received_at=utcnow(),
-                    ))
-                    if taken.rowcount == 0:
-                        await uow.commit()
-                        self.metrics.handled.labels(self.decl.agency, "rappel", "doublon").inc()
-                        return 200, {"statut": "deja_recu"}
-                    await self._ledger(uow, row.file_id, row.request_id,
-                                       (ExchangeDirection.RECEIVED, f"Réponse (rappel) : {self.decl.purpose}", body, 1))
-                    await self._answer(uow, row.file_id, row.request_id, callback.answer,
-                                       after_document=row.last_document_id)
-                    await uow.commit()
-        finally:
-            otel_context.detach(token)
-        self.metrics.handled.labels(self.decl.agency, "rappel", "ok").inc()
-        return 200, {"statut": "recu"}
+    async def on_callback(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """An agency calls back with its answer: see adapter_sdk.callbacks for the rules."""
+        return await self.desk.take(body, headers)
 
 
 def configure(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = None) -> AdapterConfig:
@@ -355,6 +346,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
         runtime.startup.append(own_topics)
     runtime.consumer.subscribe([topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request})
     runtime.consumer.subscribe([topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document})
+    runtime.workers.append(core.reconciler.run)
     app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
     app.state.adapter = core
 
