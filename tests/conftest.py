@@ -64,7 +64,9 @@ def postgres_factory() -> Iterator:
 
         def create_external(name: str) -> str:
             async def create() -> None:
-                conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+                conn = await asyncpg.connect(
+                    base.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+                )
                 try:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
                     await conn.execute(f'CREATE DATABASE "{name}"')

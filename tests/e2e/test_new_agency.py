@@ -30,7 +30,9 @@ def stack(kafka_bootstrap, tmp_path_factory):
     catalogue.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + LINE, encoding="utf-8")
     # Only the ANTS's adapter and simulator next to the core services.
     st = Stack(
-        workdir, kafka_bootstrap, ports=Ports.free(agencies=("ants",)),
+        workdir,
+        kafka_bootstrap,
+        ports=Ports.free(agencies=("ants",)),
         namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.",
         extra_env={"GUICHET_CATALOGUE": str(catalogue)},
     )

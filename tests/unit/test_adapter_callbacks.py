@@ -177,7 +177,7 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
     )
     uow = lambda inbox_key=None: UnitOfWork(
         engine, tables.outbox, tables.inbox, inbox_key=inbox_key
-    )  # noqa: E731
+    )
     core = AdapterRuntime(FranceTravailAdapter(config), config, uow, transport, metrics)
     yield Adapter(core, agency, engine, metrics)
     await transport.close()

@@ -168,12 +168,23 @@ def test_the_explanation_is_in_french_and_names_the_agent():
 @pytest.fixture
 def answer_parts():
     decisions = [
-        decision("caf", amount_eur=1234.56, start_date=dt.date(2025, 2, 1),
-                 summary="Le RSA vous est accordé."),
-        decision("dgfip", Decision.REFUSED, summary="Le dégrèvement est refusé.",
-                 reason="Vos revenus dépassent le plafond."),
-        decision("france_travail", Decision.DOCUMENT_REQUESTED,
-                 summary="Il manque votre attestation employeur."),
+        decision(
+            "caf",
+            amount_eur=1234.56,
+            start_date=dt.date(2025, 2, 1),
+            summary="Le RSA vous est accordé.",
+        ),
+        decision(
+            "dgfip",
+            Decision.REFUSED,
+            summary="Le dégrèvement est refusé.",
+            reason="Vos revenus dépassent le plafond.",
+        ),
+        decision(
+            "france_travail",
+            Decision.DOCUMENT_REQUESTED,
+            summary="Il manque votre attestation employeur.",
+        ),
     ]
     return {
         "file_id": "GU-2025-ABCDEFGH",
@@ -222,7 +233,10 @@ def test_a_refusal_comes_with_the_next_step_to_contest_it(answer_parts):
     text = compose_answer(**answer_parts)
 
     assert "Ce qu'il vous reste à faire :" in text
-    assert f"- {AGENCY_LABELS['dgfip']} : vous pouvez contester la décision dans un délai de deux mois" in text
+    assert (
+        f"- {AGENCY_LABELS['dgfip']} : vous pouvez contester la décision dans un délai de deux mois"
+        in text
+    )
     assert f"- {AGENCY_LABELS['france_travail']} : envoyez la pièce justificative demandée" in text
 
 
@@ -245,9 +259,17 @@ def test_every_decision_says_what_to_do_next_with_its_dates_and_reference(answer
 
     text = compose_answer(**answer_parts)
 
-    steps = text.split("Ce qu'il vous reste à faire :", 1)[1].split("Je reste votre interlocuteur", 1)[0]
-    assert f"- {AGENCY_LABELS['caf']} : rien à faire, la décision s'applique à partir du 01/03/2025" in steps
-    assert f"- {AGENCY_LABELS['cpam']} : rien à faire, la décision s'applique à partir du 15/04/2025" in steps
+    steps = text.split("Ce qu'il vous reste à faire :", 1)[1].split(
+        "Je reste votre interlocuteur", 1
+    )[0]
+    assert (
+        f"- {AGENCY_LABELS['caf']} : rien à faire, la décision s'applique à partir du 01/03/2025"
+        in steps
+    )
+    assert (
+        f"- {AGENCY_LABELS['cpam']} : rien à faire, la décision s'applique à partir du 15/04/2025"
+        in steps
+    )
     assert "attestation d'acceptation implicite" in steps
     assert f"- {AGENCY_LABELS['france_travail']} : vous pouvez contester la décision" in steps
     assert "À partir du 15/04/2025." in text  # a date without an amount is still written
@@ -301,7 +323,9 @@ def test_an_unknown_postcode_is_located_at_its_departement_centre_or_not_at_all(
 
 def test_outside_the_departement_the_nearest_located_office_wins_and_says_how_far():
     near = agent("near", departement="87", active=5)
-    near = Candidate(**{**near.__dict__, "distance_km": 74.6, "office_name": "France Services Guéret"})
+    near = Candidate(
+        **{**near.__dict__, "distance_km": 74.6, "office_name": "France Services Guéret"}
+    )
     choice = choose_referent([near], NEEDED, "23")
 
     assert choice.rule == "proximite_distance"

@@ -62,7 +62,9 @@ def test_one_catalogue_line_makes_files_reach_a_new_agency(with_ants):
     declared = topics.all_topics()
     assert {"agency.ants.requests", "agency.ants.answers", "agency.ants.documents"} <= set(declared)
     assert topics.flows()["agency.ants.answers"] == (
-        "AgencyAnswerReceived", "adapter-ants", ("assignment", "intake")
+        "AgencyAnswerReceived",
+        "adapter-ants",
+        ("assignment", "intake"),
     )
 
 
@@ -72,13 +74,16 @@ HEAD = '[agencies]\ncaf = "CAF"\n[life_events]\n'
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (HEAD + 'x_y = { label = "Un", agencies = ["urssaf"] }\n',
-         "vise des organismes absents de [agencies] : urssaf"),
-        (HEAD + 'x_y = { label = "Un", agencies = ["caf", "caf"] }\n',
-         "cite deux fois le même organisme"),
+        (
+            HEAD + 'x_y = { label = "Un", agencies = ["urssaf"] }\n',
+            "vise des organismes absents de [agencies] : urssaf",
+        ),
+        (
+            HEAD + 'x_y = { label = "Un", agencies = ["caf", "caf"] }\n',
+            "cite deux fois le même organisme",
+        ),
         ('[agencies]\nCAF = "CAF"\n[life_events]\n', "est invalide : agencies.CAF"),
-        (HEAD + 'x_y = { label = "Un", agencies = [] }\n',
-         "life_events.x_y.agencies"),
+        (HEAD + 'x_y = { label = "Un", agencies = [] }\n', "life_events.x_y.agencies"),
         ("[agencies\n", "n'est pas un fichier TOML valide"),
     ],
 )

@@ -34,7 +34,9 @@ def _models_in(annotation: object) -> Iterator[type[BaseModel]]:
         yield from _models_in(arg)
 
 
-def _documented_fields(model: type[BaseModel], seen: set[type[BaseModel]]) -> Iterator[tuple[str, str | None]]:
+def _documented_fields(
+    model: type[BaseModel], seen: set[type[BaseModel]]
+) -> Iterator[tuple[str, str | None]]:
     """(`Model.field`, description) of every field of `model` and its nested models."""
     if model in seen:
         return
@@ -150,4 +152,3 @@ def test_every_agency_has_its_own_request_and_answer_topics():
     for agency in catalogue().served_agencies():
         assert f"agency.{agency}.requests" in main
         assert f"agency.{agency}.answers" in main
-

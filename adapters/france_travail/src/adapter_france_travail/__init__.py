@@ -45,14 +45,19 @@ class FranceTravailAdapter(AgencyAdapter):
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
-        return AgencyCall.json("/agencies/france_travail/demandes", {
-            "request_id": request.request_id,
-            "file_id": request.file_id,
-            "life_event": request.life_event,
-            "citizen": {k: citizen[k] for k in ("given_name", "family_name", "email", "postcode")},
-            "description": citizen["description"],
-            "callback_url": request.callback_url,
-        })
+        return AgencyCall.json(
+            "/agencies/france_travail/demandes",
+            {
+                "request_id": request.request_id,
+                "file_id": request.file_id,
+                "life_event": request.life_event,
+                "citizen": {
+                    k: citizen[k] for k in ("given_name", "family_name", "email", "postcode")
+                },
+                "description": citizen["description"],
+                "callback_url": request.callback_url,
+            },
+        )
 
     def read_answer(self, reply: AgencyReply) -> Acknowledged:
         body = reply.json()

@@ -27,13 +27,13 @@ import sqlalchemy as sa
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
-from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.refusals import RefusalKind
-from shared_models import ExchangeDirection, ExchangeRecorded, topics
 from adapter_sdk.decisions import Recorder, answer_json, apply_once
 from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.refusals import RefusalKind
+from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import Decision, ExchangeDirection
 from adapter_sdk.interface import AgencyAnswer
 from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import Decision, ExchangeDirection
 
 
 class Recorder(Protocol):

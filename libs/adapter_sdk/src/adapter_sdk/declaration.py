@@ -9,7 +9,13 @@ from shared_models import AGENCY_CODE, Catalogue, DeadlineRule
 
 #: Citizen data an adapter may ask for (the canonical request's citizen part).
 CITIZEN_FIELDS: tuple[str, ...] = (
-    "given_name", "family_name", "email", "phone", "postcode", "preferred_channel", "description",
+    "given_name",
+    "family_name",
+    "email",
+    "phone",
+    "postcode",
+    "preferred_channel",
+    "description",
 )
 
 
@@ -22,18 +28,27 @@ class Declaration(BaseModel):
     agency: str = Field(description="Agency code (lower case, as in topics): caf, dgfip, ants…")
     label: str = Field(description="Name of the agency in French.")
     life_events: tuple[str, ...] = Field(description="Life events (procedures) the agency handles.")
-    citizen_fields: frozenset[str] = Field(description="The only citizen fields sent to the agency.")
-    deadline_rule: DeadlineRule = Field(description="What the agency's silence means at the end of the period.")
+    citizen_fields: frozenset[str] = Field(
+        description="The only citizen fields sent to the agency."
+    )
+    deadline_rule: DeadlineRule = Field(
+        description="What the agency's silence means at the end of the period."
+    )
     deadline_months: int | None = Field(
         default=None, description="Legal period in calendar months (the CRPA's two months), if any."
     )
     deadline_days: int | None = Field(
-        default=None, description="Legal period in calendar days, only where the procedure counts days."
+        default=None,
+        description="Legal period in calendar days, only where the procedure counts days.",
     )
     legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
     purpose: str = Field(description="Why the data is transmitted, in French.")
-    asynchronous: bool = Field(default=False, description="The agency answers later, through a callback.")
-    accepts_documents: bool = Field(default=False, description="The agency may ask for supporting documents.")
+    asynchronous: bool = Field(
+        default=False, description="The agency answers later, through a callback."
+    )
+    accepts_documents: bool = Field(
+        default=False, description="The agency may ask for supporting documents."
+    )
 
 
 def declaration_problems(decl: Declaration) -> list[str]:
@@ -51,7 +66,9 @@ def declaration_problems(decl: Declaration) -> list[str]:
             f"Champs citoyen inconnus déclarés : {', '.join(unknown)} (connus : {', '.join(CITIZEN_FIELDS)})."
         )
     if not decl.citizen_fields:
-        problems.append("La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne.")
+        problems.append(
+            "La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne."
+        )
     silence = decl.deadline_rule in (DeadlineRule.SILENCE_ACCEPTS, DeadlineRule.SILENCE_REJECTS)
     if silence and not (decl.deadline_months or decl.deadline_days):
         problems.append(
@@ -59,7 +76,9 @@ def declaration_problems(decl: Declaration) -> list[str]:
             " ou en jours (deadline_days)."
         )
     if decl.deadline_months is not None and decl.deadline_days is not None:
-        problems.append("Le délai légal se compte en mois ou en jours, pas les deux : retirez l'un des deux.")
+        problems.append(
+            "Le délai légal se compte en mois ou en jours, pas les deux : retirez l'un des deux."
+        )
     if decl.deadline_months is not None and decl.deadline_months <= 0:
         problems.append("Le délai légal doit être un nombre de mois positif.")
     if decl.deadline_days is not None and decl.deadline_days <= 0:

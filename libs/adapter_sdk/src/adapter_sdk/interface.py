@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from shared_models import Decision, RequestedDocument
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import CITIZEN_FIELDS, Declaration
+from shared_models import Decision, RequestedDocument
 
 
 class AnswerInvalid(Exception):
@@ -92,7 +92,9 @@ class AgencyCall:
 
     @classmethod
     def xml(cls, path: str, text: str, headers: Mapping[str, str] | None = None) -> AgencyCall:
-        return cls(path, text.encode(), {"Content-Type": "text/xml; charset=utf-8", **(headers or {})})
+        return cls(
+            path, text.encode(), {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
+        )
 
 
 @dataclass(frozen=True)
@@ -197,7 +199,9 @@ class AgencyAdapter(ABC):
 
     def build_document_call(self, document: SupportingDocument) -> AgencyCall:
         """A supporting document as the agency's own call (agencies that ask for documents)."""
-        raise NotImplementedError(f"{self.declaration.agency} ne reçoit pas de pièces justificatives")
+        raise NotImplementedError(
+            f"{self.declaration.agency} ne reçoit pas de pièces justificatives"
+        )
 
     def read_callback(self, body: bytes, headers: Mapping[str, str]) -> CallbackAnswer:
         """An asynchronous answer delivered to our callback endpoint; raise AnswerInvalid if unreadable."""

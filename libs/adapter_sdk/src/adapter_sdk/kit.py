@@ -27,7 +27,6 @@ import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
-from shared_models import CatalogueInvalid, Decision, catalogue
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import CITIZEN_FIELDS, catalogue_problems, declaration_problems
 from adapter_sdk.interface import (
@@ -47,6 +46,7 @@ from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import read_status_checked
 from adapter_sdk.runtime import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+from shared_models import CatalogueInvalid, Decision, catalogue
 
 #: Recognisable values of every citizen field, to see which ones an adapter sends.
 SENTINELS: dict[str, str] = {
@@ -105,7 +105,8 @@ class Report:
                 lines.extend(f"         - {p}" for p in c.problems)
         failed = sum(not c.ok for c in self.checks)
         lines.append(
-            "Conforme : toutes les règles sont respectées." if not failed
+            "Conforme : toutes les règles sont respectées."
+            if not failed
             else f"Non conforme : {failed} règle(s) sur {len(self.checks)} non respectée(s)."
         )
         return "\n".join(lines)
@@ -125,7 +126,9 @@ class CallbackInbox:
             self.arrived.set()
             return {"statut": "recu"}
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        )
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> CallbackInbox:
@@ -142,7 +145,9 @@ class CallbackInbox:
             await self._task
 
 
-def _request(adapter_cls: type[AgencyAdapter], life_event: str, callback_url: str | None) -> CanonicalRequest:
+def _request(
+    adapter_cls: type[AgencyAdapter], life_event: str, callback_url: str | None
+) -> CanonicalRequest:
     run = uuid.uuid4().hex[:8]
     return CanonicalRequest(
         request_id=f"KIT-{run}-{adapter_cls.declaration.agency}",
@@ -177,7 +182,9 @@ def _check_catalogue(adapter_cls: type[AgencyAdapter]) -> Check:
     return check
 
 
-def _check_config(adapter_cls: type[AgencyAdapter], sandbox: str) -> tuple[Check, AdapterConfig | None]:
+def _check_config(
+    adapter_cls: type[AgencyAdapter], sandbox: str
+) -> tuple[Check, AdapterConfig | None]:
     check = Check("Schéma de configuration (pydantic-settings, variables d'environnement)")
     config_cls = getattr(adapter_cls, "Config", None)
     if not (isinstance(config_cls, type) and issubclass(config_cls, AdapterConfig)):
@@ -186,7 +193,9 @@ def _check_config(adapter_cls: type[AgencyAdapter], sandbox: str) -> tuple[Check
     try:
         return check, config_cls(agency_base_url=sandbox, agency_timeout_seconds=10, attempts=1)
     except ValidationError as exc:
-        check.problems.append(f"la configuration ne se construit pas depuis l'environnement : {exc}")
+        check.problems.append(
+            f"la configuration ne se construit pas depuis l'environnement : {exc}"
+        )
         return check, None
 
 
@@ -198,10 +207,14 @@ def _check_minimisation(adapter: AgencyAdapter) -> Check:
         try:
             call = adapter.build_call(request)
         except UndeclaredField as exc:
-            check.problems.append(f"build_call lit un champ non déclaré pour « {life_event} » : {exc}")
+            check.problems.append(
+                f"build_call lit un champ non déclaré pour « {life_event} » : {exc}"
+            )
             continue
         except Exception as exc:
-            check.problems.append(f"build_call échoue pour « {life_event} » : {type(exc).__name__}: {exc}")
+            check.problems.append(
+                f"build_call échoue pour « {life_event} » : {type(exc).__name__}: {exc}"
+            )
             continue
         body = call.body.decode("utf-8", errors="replace") + json.dumps(dict(call.headers))
         for name in sorted(decl.citizen_fields):
@@ -217,7 +230,9 @@ def _check_minimisation(adapter: AgencyAdapter) -> Check:
     return check
 
 
-async def _exchange(transport: Transport, adapter: AgencyAdapter, call: Any) -> AgencyAnswer | Acknowledged | str:
+async def _exchange(
+    transport: Transport, adapter: AgencyAdapter, call: Any
+) -> AgencyAnswer | Acknowledged | str:
     try:
         reply = await transport.send(call)
     except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
@@ -228,13 +243,13 @@ async def _exchange(transport: Transport, adapter: AgencyAdapter, call: Any) -> 
         return f"la réponse du bac à sable n'a pas pu être lue : {exc}"
 
 
-async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: float) -> list[Check]:
+async def _check_sandbox(
+    adapter: AgencyAdapter, transport: Transport, timeout: float
+) -> list[Check]:
     decl = adapter.declaration
     exchange = Check("Échange réel avec le bac à sable pour chaque démarche déclarée")
     callback_check = Check("Rappel asynchrone reçu sur une vraie socket et lu")
-    status_check = Check(
-        "Consultation de l'état d'une demande (réconciliation d'un rappel perdu)"
-    )
+    status_check = Check("Consultation de l'état d'une demande (réconciliation d'un rappel perdu)")
     if decl.asynchronous and not offers_status(adapter):
         status_check.problems.append(
             "l'organisme rappelle (asynchronous=True) mais build_status_call et read_status "
@@ -292,8 +307,13 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
     return checks
 
 
-async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request: CanonicalRequest,
-                          timeout: float, check: Check) -> AgencyAnswer | None:
+async def _await_callback(
+    adapter: AgencyAdapter,
+    inbox: CallbackInbox,
+    request: CanonicalRequest,
+    timeout: float,
+    check: Check,
+) -> AgencyAnswer | None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         for body, headers in inbox.received:
@@ -311,7 +331,9 @@ async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request:
                     check.problems.append("rappel incohérent : " + "; ".join(problems))
                     return None
                 if not callback.callback_id:
-                    check.problems.append("le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu")
+                    check.problems.append(
+                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu"
+                    )
                 return callback.answer
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -345,9 +367,7 @@ async def _check_status(
     try:
         reply = await transport.send(call)
     except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
-        check.problems.append(
-            f"le bac à sable n'a pas accepté la consultation de l'état : {exc}"
-        )
+        check.problems.append(f"le bac à sable n'a pas accepté la consultation de l'état : {exc}")
         return
     try:
         status = read_status_checked(adapter, reply)
@@ -365,8 +385,13 @@ async def _check_status(
         )
 
 
-async def _check_document(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
-                          answer: AgencyAnswer, check: Check) -> None:
+async def _check_document(
+    adapter: AgencyAdapter,
+    transport: Transport,
+    request: CanonicalRequest,
+    answer: AgencyAnswer,
+    check: Check,
+) -> None:
     decl = adapter.declaration
     if not decl.accepts_documents:
         check.problems.append(
@@ -376,13 +401,19 @@ async def _check_document(adapter: AgencyAdapter, transport: Transport, request:
         return
     assert answer.requested_document is not None
     document = SupportingDocument(
-        request_id=request.request_id, agency_reference=answer.agency_reference,
-        code=answer.requested_document.code, filename="piece.pdf", media_type="application/pdf", content=PDF,
+        request_id=request.request_id,
+        agency_reference=answer.agency_reference,
+        code=answer.requested_document.code,
+        filename="piece.pdf",
+        media_type="application/pdf",
+        content=PDF,
     )
     try:
         call = adapter.build_document_call(document)
     except NotImplementedError:
-        check.problems.append("build_document_call n'est pas écrit alors que l'organisme demande des pièces")
+        check.problems.append(
+            "build_document_call n'est pas écrit alors que l'organisme demande des pièces"
+        )
         return
     except Exception as exc:
         check.problems.append(f"build_document_call échoue : {exc}")
@@ -390,7 +421,9 @@ async def _check_document(adapter: AgencyAdapter, transport: Transport, request:
     result = await _exchange(transport, adapter, call)
     if isinstance(result, str):
         check.problems.append(f"envoi de la pièce {document.code} : {result}")
-    elif isinstance(result, AgencyAnswer) and result.requested_document == answer.requested_document:
+    elif (
+        isinstance(result, AgencyAnswer) and result.requested_document == answer.requested_document
+    ):
         check.problems.append(f"après la pièce {document.code}, l'organisme la demande encore")
 
 
@@ -423,7 +456,9 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
     return check
 
 
-async def run_kit(adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_timeout: float = 15) -> Report:
+async def run_kit(
+    adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_timeout: float = 15
+) -> Report:
     """Check `adapter_cls` against the agency's sandbox at `sandbox`."""
     decl = getattr(adapter_cls, "declaration", None)
     report = Report(getattr(decl, "agency", adapter_cls.__name__))

@@ -17,8 +17,6 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import ExchangeDirection
 from adapter_sdk.callbacks import CallbackDesk
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.decisions import Recorder, apply_once
@@ -34,6 +32,8 @@ from adapter_sdk.interface import (
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import ExchangeDirection
 
 log = logging.getLogger(__name__)
 

@@ -25,24 +25,6 @@ from opentelemetry import propagate
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from guichet_runtime.clock import Clock
-from guichet_runtime.consumer import PermanentError, TransientError
-from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.service import build_runtime, create_app, ensure_topics
-from shared_models import (
-    AgencyAnswerReceived,
-    AgencyDecision,
-    AgencyReceiptAcknowledged,
-    AgencyRequestIssued,
-    Decision,
-    ExchangeDirection,
-    ExchangeRecorded,
-    LegalClockResumed,
-    LegalClockSuspended,
-    SupportingDocumentSubmitted,
-    catalogue,
-    topics,
-)
 from adapter_sdk.callbacks import CallbackDesk
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import catalogue_problems, declaration_problems
@@ -62,11 +44,31 @@ from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
 from adapter_sdk.tables import RequestStatus, exchanges, metadata, requests
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+from guichet_runtime.clock import Clock
+from guichet_runtime.consumer import PermanentError, TransientError
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.service import build_runtime, create_app, ensure_topics
+from shared_models import (
+    AgencyAnswerReceived,
+    AgencyDecision,
+    AgencyReceiptAcknowledged,
+    AgencyRequestIssued,
+    Decision,
+    ExchangeDirection,
+    ExchangeRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    SupportingDocumentSubmitted,
+    catalogue,
+    topics,
+)
 
 log = logging.getLogger(__name__)
 
 
-def canonical_request(event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None) -> CanonicalRequest:
+def canonical_request(
+    event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None
+) -> CanonicalRequest:
     """The request as the adapter sees it: only the declared citizen fields survive."""
     values = {**event.citizen.model_dump(mode="json"), "description": event.description}
     return CanonicalRequest(
@@ -79,20 +81,26 @@ def canonical_request(event: AgencyRequestIssued, declared: frozenset[str], call
     )
 
 
-def checked(read: Callable[[AgencyReply], AgencyAnswer | Acknowledged], reply: AgencyReply) -> AgencyAnswer | Acknowledged:
+def checked(
+    read: Callable[[AgencyReply], AgencyAnswer | Acknowledged], reply: AgencyReply
+) -> AgencyAnswer | Acknowledged:
     """Run the adapter's reading of a reply; anything unreadable or incoherent is AnswerInvalid."""
     try:
         result = read(reply)
     except AnswerInvalid:
         raise
-    except Exception as exc:  # the adapter choked on the reply: garbage or a schema it does not know
+    except (
+        Exception
+    ) as exc:  # the adapter choked on the reply: garbage or a schema it does not know
         raise AnswerInvalid(f"réponse illisible ({type(exc).__name__}: {exc})") from exc
     if isinstance(result, AgencyAnswer):
         problems = answer_problems(result)
         if problems:
             raise AnswerInvalid("réponse incohérente : " + "; ".join(problems))
     elif not isinstance(result, Acknowledged):
-        raise AnswerInvalid(f"l'adaptateur a rendu {type(result).__name__}, ni réponse ni accusé de réception")
+        raise AnswerInvalid(
+            f"l'adaptateur a rendu {type(result).__name__}, ni réponse ni accusé de réception"
+        )
     return result
 
 
@@ -106,8 +114,14 @@ class Exchanged:
 
 
 class AdapterRuntime:
-    def __init__(self, adapter: AgencyAdapter, config: AdapterConfig, uow: Callable[..., UnitOfWork],
-                 transport: Transport, metrics: AdapterMetrics) -> None:
+    def __init__(
+        self,
+        adapter: AgencyAdapter,
+        config: AdapterConfig,
+        uow: Callable[..., UnitOfWork],
+        transport: Transport,
+        metrics: AdapterMetrics,
+    ) -> None:
         self.adapter = adapter
         self.decl = adapter.declaration
         self.config = config
@@ -144,59 +158,114 @@ class AdapterRuntime:
             await asyncio.sleep(cfg.unavailable_pause_seconds)
             raise TransientError(str(exc)) from exc
         except (AgencyFailed, AnswerInvalid) as exc:
-            raise PermanentError(f"{self.decl.label}, {what} : {exc} (après {attempts} tentative(s))") from exc
+            raise PermanentError(
+                f"{self.decl.label}, {what} : {exc} (après {attempts} tentative(s))"
+            ) from exc
         except AgencyRejected as exc:
             raise PermanentError(f"{self.decl.label}, {what} : {exc}") from exc
         return Exchanged(result, call.body, reply.body, attempts, agency_seconds)
 
     # -- what a transaction records -------------------------------------------------------
-    async def _ledger(self, uow: UnitOfWork, file_id: str, request_id: str,
-                      *entries: tuple[ExchangeDirection, str, bytes, int]) -> None:
+    async def _ledger(
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        *entries: tuple[ExchangeDirection, str, bytes, int],
+    ) -> None:
         """Record transmissions (direction, purpose, exact bytes, attempts) in one statement."""
         now = utcnow()
         rows = []
         for direction, purpose, payload, attempts in entries:
             exchange_id = str(uuid.uuid4())
             digest = hashlib.sha256(payload).hexdigest()
-            rows.append(dict(
-                exchange_id=exchange_id, request_id=request_id, file_id=file_id, direction=direction.value,
-                purpose=purpose, legal_basis=self.decl.legal_basis, payload_sha256=digest,
-                size_bytes=len(payload), attempts=attempts, at=now,
-            ))
-            uow.emit(topics.EXCHANGES_RECORDED, ExchangeRecorded(
-                file_id=file_id, occurred_at=now, exchange_id=exchange_id, request_id=request_id,
-                agency=self.decl.agency, direction=direction, purpose=purpose,
-                legal_basis=self.decl.legal_basis, payload_sha256=digest, size_bytes=len(payload),
-            ))
+            rows.append(
+                dict(
+                    exchange_id=exchange_id,
+                    request_id=request_id,
+                    file_id=file_id,
+                    direction=direction.value,
+                    purpose=purpose,
+                    legal_basis=self.decl.legal_basis,
+                    payload_sha256=digest,
+                    size_bytes=len(payload),
+                    attempts=attempts,
+                    at=now,
+                )
+            )
+            uow.emit(
+                topics.EXCHANGES_RECORDED,
+                ExchangeRecorded(
+                    file_id=file_id,
+                    occurred_at=now,
+                    exchange_id=exchange_id,
+                    request_id=request_id,
+                    agency=self.decl.agency,
+                    direction=direction,
+                    purpose=purpose,
+                    legal_basis=self.decl.legal_basis,
+                    payload_sha256=digest,
+                    size_bytes=len(payload),
+                ),
+            )
         await uow.conn.execute(exchanges.insert(), rows)
 
-    async def record_exchanges(self, uow: UnitOfWork, file_id: str, request_id: str,
-                               *entries: tuple[ExchangeDirection, str, bytes, int]) -> None:
+    async def record_exchanges(
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        *entries: tuple[ExchangeDirection, str, bytes, int],
+    ) -> None:
         """The ledger, for the callback desk and reconciliation (decisions.Recorder)."""
         await self._ledger(uow, file_id, request_id, *entries)
 
     async def publish_answer(
-        self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        answer: AgencyAnswer,
         after_document: str | None,
     ) -> None:
         """The answer's events, for the callback desk and reconciliation (decisions.Recorder)."""
         await self._answer(uow, file_id, request_id, answer, after_document)
 
-    async def _answer(self, uow: UnitOfWork, file_id: str, request_id: str, answer: AgencyAnswer,
-                      after_document: str | None) -> None:
+    async def _answer(
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        answer: AgencyAnswer,
+        after_document: str | None,
+    ) -> None:
         status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
         await uow.conn.execute(
-            requests.update().where(requests.c.request_id == request_id).values(status=status, updated_at=utcnow())
+            requests.update()
+            .where(requests.c.request_id == request_id)
+            .values(status=status, updated_at=utcnow())
         )
         decision = AgencyDecision(agency=self.decl.agency, **answer.model_dump())
-        uow.emit(topics.agency_answers(self.decl.agency),
-                 AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision,
-                                      after_document=after_document))
+        uow.emit(
+            topics.agency_answers(self.decl.agency),
+            AgencyAnswerReceived(
+                file_id=file_id,
+                request_id=request_id,
+                answer=decision,
+                after_document=after_document,
+            ),
+        )
         if answer.requested_document is not None:
-            uow.emit(topics.LEGAL_CLOCK, LegalClockSuspended(
-                file_id=file_id, request_id=request_id, agency=self.decl.agency, document=answer.requested_document,
-                occurred_at=self.clock.now(),
-            ))
+            uow.emit(
+                topics.LEGAL_CLOCK,
+                LegalClockSuspended(
+                    file_id=file_id,
+                    request_id=request_id,
+                    agency=self.decl.agency,
+                    document=answer.requested_document,
+                    occurred_at=self.clock.now(),
+                ),
+            )
 
     def _observe(self, kind: str, started: float, agency_seconds: float) -> None:
         overhead = time.perf_counter() - started - agency_seconds
@@ -210,13 +279,18 @@ class AdapterRuntime:
     def _callback_url(self) -> str | None:
         if not self.decl.asynchronous:
             return None
-        base = self.config.callback_base_url or f"http://{self.config.http_host}:{self.config.http_port}"
+        base = (
+            self.config.callback_base_url
+            or f"http://{self.config.http_host}:{self.config.http_port}"
+        )
         return base.rstrip("/") + "/callbacks"
 
     async def on_request(self, event: AgencyRequestIssued, uow: UnitOfWork) -> None:
         started = time.perf_counter()
         if event.agency != self.decl.agency:
-            raise PermanentError(f"demande pour {event.agency} reçue par l'adaptateur {self.decl.agency}")
+            raise PermanentError(
+                f"demande pour {event.agency} reçue par l'adaptateur {self.decl.agency}"
+            )
         if event.life_event not in self.decl.life_events:
             raise PermanentError(
                 f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir sa déclaration)"
@@ -225,36 +299,58 @@ class AdapterRuntime:
         try:
             call = self.adapter.build_call(request)
         except Exception as exc:  # a defect of the adapter: retrying would not help
-            raise PermanentError(f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}") from exc
+            raise PermanentError(
+                f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}"
+            ) from exc
         done = await self.exchange(call, "demande")
         reference = done.result.agency_reference
         carrier: dict[str, str] = {}
         propagate.inject(carrier)
         async with uow:
-            inserted = await uow.conn.execute(insert_ignore(uow.conn, requests).values(
-                request_id=event.request_id, file_id=event.file_id, status=RequestStatus.AWAITING,
-                agency_reference=reference, trace_headers=json.dumps(carrier), updated_at=utcnow(),
-                next_poll_at=(
-                    self.reconciler.first_poll_at() if isinstance(done.result, Acknowledged) else None
-                ),
-            ))
+            inserted = await uow.conn.execute(
+                insert_ignore(uow.conn, requests).values(
+                    request_id=event.request_id,
+                    file_id=event.file_id,
+                    status=RequestStatus.AWAITING,
+                    agency_reference=reference,
+                    trace_headers=json.dumps(carrier),
+                    updated_at=utcnow(),
+                    next_poll_at=(
+                        self.reconciler.first_poll_at()
+                        if isinstance(done.result, Acknowledged)
+                        else None
+                    ),
+                )
+            )
             if inserted.rowcount == 0:  # the same request issued again: transmitted already
                 await uow.commit()
                 return
             purpose = f"{self.decl.purpose} ({event.life_event})"
             received = "Réponse" if isinstance(done.result, AgencyAnswer) else "Accusé de réception"
             await self._ledger(
-                uow, event.file_id, event.request_id,
+                uow,
+                event.file_id,
+                event.request_id,
                 (ExchangeDirection.SENT, f"Demande : {purpose}", done.sent, done.attempts),
                 (ExchangeDirection.RECEIVED, f"{received} : {purpose}", done.received, 1),
             )
-            uow.emit(topics.LEGAL_CLOCK, AgencyReceiptAcknowledged(
-                file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
-                agency_reference=reference, deadline_rule=self.decl.deadline_rule,
-                deadline_months=self.decl.deadline_months, deadline_days=self.decl.deadline_days, occurred_at=self.clock.now(),
-            ))
+            uow.emit(
+                topics.LEGAL_CLOCK,
+                AgencyReceiptAcknowledged(
+                    file_id=event.file_id,
+                    request_id=event.request_id,
+                    agency=self.decl.agency,
+                    agency_reference=reference,
+                    deadline_rule=self.decl.deadline_rule,
+                    deadline_months=self.decl.deadline_months,
+                    deadline_days=self.decl.deadline_days,
+                    occurred_at=self.clock.now(),
+                ),
+            )
             if isinstance(done.result, AgencyAnswer):
-                await self._answer(uow, event.file_id, event.request_id, done.result, after_document=None)
+                await self._answer(
+                    uow, event.file_id, event.request_id, done.result, after_document=None
+                )
             # Callbacks that outran the acknowledgement:
             await self.desk.apply_held(uow, event.request_id)
             await uow.commit()
@@ -262,7 +358,11 @@ class AdapterRuntime:
 
     async def _request_row(self, request_id: str) -> sa.Row | None:
         async with self.uow() as uow:
-            return (await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))).first()
+            return (
+                await uow.conn.execute(
+                    sa.select(requests).where(requests.c.request_id == request_id)
+                )
+            ).first()
 
     async def on_document(self, event: SupportingDocumentSubmitted, uow: UnitOfWork) -> None:
         started = time.perf_counter()
@@ -273,34 +373,69 @@ class AdapterRuntime:
             raise PermanentError(f"aucune demande {event.request_id} transmise à {self.decl.label}")
         content = base64.b64decode(event.content_base64)
         if hashlib.sha256(content).hexdigest() != event.sha256:
-            raise PermanentError(f"pièce {event.document_id} altérée : l'empreinte SHA-256 ne correspond pas")
+            raise PermanentError(
+                f"pièce {event.document_id} altérée : l'empreinte SHA-256 ne correspond pas"
+            )
         document = SupportingDocument(
-            request_id=event.request_id, agency_reference=row.agency_reference, code=event.document_code,
-            filename=event.filename, media_type=event.media_type, content=content,
+            request_id=event.request_id,
+            agency_reference=row.agency_reference,
+            code=event.document_code,
+            filename=event.filename,
+            media_type=event.media_type,
+            content=content,
         )
         try:
             call = self.adapter.build_document_call(document)
         except Exception as exc:
-            raise PermanentError(f"l'adaptateur {self.decl.agency} n'a pas pu traduire la pièce : {exc}") from exc
+            raise PermanentError(
+                f"l'adaptateur {self.decl.agency} n'a pas pu traduire la pièce : {exc}"
+            ) from exc
         done = await self.exchange(call, "pièce justificative")
         async with uow:
             purpose = f"Pièce justificative : {event.document_code}"
             await self._ledger(
-                uow, event.file_id, event.request_id,
+                uow,
+                event.file_id,
+                event.request_id,
                 (ExchangeDirection.SENT, purpose, done.sent, done.attempts),
-                (ExchangeDirection.RECEIVED, f"Réponse après la pièce : {event.document_code}", done.received, 1),
+                (
+                    ExchangeDirection.RECEIVED,
+                    f"Réponse après la pièce : {event.document_code}",
+                    done.received,
+                    1,
+                ),
             )
-            uow.emit(topics.LEGAL_CLOCK, LegalClockResumed(
-                file_id=event.file_id, request_id=event.request_id, agency=self.decl.agency,
-                document_code=event.document_code, occurred_at=self.clock.now(),
-            ))
+            uow.emit(
+                topics.LEGAL_CLOCK,
+                LegalClockResumed(
+                    file_id=event.file_id,
+                    request_id=event.request_id,
+                    agency=self.decl.agency,
+                    document_code=event.document_code,
+                    occurred_at=self.clock.now(),
+                ),
+            )
             # Answers after this document say so: the same document asked again is a new request.
-            await uow.conn.execute(requests.update().where(requests.c.request_id == event.request_id)
-                                   .values(status=RequestStatus.AWAITING, last_document_id=event.document_id,
-                                           updated_at=utcnow(), answer=None, polls=0,
-                                           next_poll_at=self.reconciler.first_poll_at()))
+            await uow.conn.execute(
+                requests.update()
+                .where(requests.c.request_id == event.request_id)
+                .values(
+                    status=RequestStatus.AWAITING,
+                    last_document_id=event.document_id,
+                    updated_at=utcnow(),
+                    answer=None,
+                    polls=0,
+                    next_poll_at=self.reconciler.first_poll_at(),
+                )
+            )
             if isinstance(done.result, AgencyAnswer):
-                await self._answer(uow, event.file_id, event.request_id, done.result, after_document=event.document_id)
+                await self._answer(
+                    uow,
+                    event.file_id,
+                    event.request_id,
+                    done.result,
+                    after_document=event.document_id,
+                )
             await uow.commit()
         self._observe("piece", started, done.agency_seconds)
 
@@ -309,7 +444,9 @@ class AdapterRuntime:
         return await self.desk.take(body, headers)
 
 
-def configure(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = None) -> AdapterConfig:
+def configure(
+    adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = None
+) -> AdapterConfig:
     """The adapter's settings from the environment, with per-agency defaults."""
     decl = adapter_cls.declaration
     config = config or adapter_cls.Config()
@@ -338,14 +475,22 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     core = AdapterRuntime(adapter, config, runtime.uow, transport, metrics)
     runtime.shutdown.append(transport.close)
     if config.create_topics:
-        async def own_topics() -> None:  # an agency the core does not list yet still gets its topics
+
+        async def own_topics() -> (
+            None
+        ):  # an agency the core does not list yet still gets its topics
             names = topics.agency_topics(decl.agency)
             declared = {config.topic_namespace + t: topics.PARTITIONS for t in names}
             declared |= {config.topic_namespace + topics.dead_letter(t): 1 for t in names}
             await ensure_topics(config.kafka_bootstrap, declared)
+
         runtime.startup.append(own_topics)
-    runtime.consumer.subscribe([topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request})
-    runtime.consumer.subscribe([topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document})
+    runtime.consumer.subscribe(
+        [topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request}
+    )
+    runtime.consumer.subscribe(
+        [topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document}
+    )
     runtime.workers.append(core.reconciler.run)
     app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
     app.state.adapter = core
@@ -354,7 +499,9 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     async def callback(request: Request) -> Any:
         """Where an asynchronous agency delivers its answer."""
         if not decl.asynchronous:
-            return JSONResponse(status_code=404, content={"message": f"{decl.label} ne rappelle pas."})
+            return JSONResponse(
+                status_code=404, content={"message": f"{decl.label} ne rappelle pas."}
+            )
         status, content = await core.on_callback(await request.body(), dict(request.headers))
         return JSONResponse(status_code=status, content=content)
 
@@ -370,7 +517,10 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     async def overhead() -> dict[str, Any]:
         """Recent per-request samples, in seconds: time in the adapter runtime (agency
         latency excluded) and time waiting for the agency; for `make bench`."""
-        return {"runtime_s": list(metrics.overhead_samples), "agency_s": list(metrics.agency_samples)}
+        return {
+            "runtime_s": list(metrics.overhead_samples),
+            "agency_s": list(metrics.agency_samples),
+        }
 
     return app
 
@@ -385,6 +535,8 @@ def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> No
     parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None}
+    overrides = {
+        k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
+    }
     config = configure(adapter_cls, adapter_cls.Config(**overrides))
     run(build_app(adapter_cls, config), config)

@@ -8,7 +8,6 @@ import sqlalchemy as sa
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
 
 
-
 class RequestStatus(StrEnum):
     """Where a transmitted request stands (stored in `requests.status`)."""
 
@@ -36,16 +35,36 @@ requests = sa.Table(
     sa.Column("file_id", sa.String(32), nullable=False),
     sa.Column("status", sa.String(20), nullable=False, comment="accuse, piece_demandee, decide"),
     sa.Column("agency_reference", sa.String(100), nullable=False),
-    sa.Column("trace_headers", sa.Text, nullable=False, comment="JSON: trace context, for callbacks"),
-    sa.Column("last_document_id", sa.String(60), nullable=True,
-              comment="Intake's id of the last document sent for the request: answers after it carry it"),
+    sa.Column(
+        "trace_headers", sa.Text, nullable=False, comment="JSON: trace context, for callbacks"
+    ),
+    sa.Column(
+        "last_document_id",
+        sa.String(60),
+        nullable=True,
+        comment="Intake's id of the last document sent for the request: answers after it carry it",
+    ),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.Column("answer", sa.Text, nullable=True,
-              comment="JSON of the decision applied (a repeated decision from a conflicting one)"),
-    sa.Column("next_poll_at", UtcDateTime, nullable=True, index=True,
-              comment="When reconciliation next asks the agency for the state of the request"),
-    sa.Column("polls", sa.Integer, nullable=False, server_default="0",
-              comment="Status polls made since the request was last acknowledged"),
+    sa.Column(
+        "answer",
+        sa.Text,
+        nullable=True,
+        comment="JSON of the decision applied (a repeated decision from a conflicting one)",
+    ),
+    sa.Column(
+        "next_poll_at",
+        UtcDateTime,
+        nullable=True,
+        index=True,
+        comment="When reconciliation next asks the agency for the state of the request",
+    ),
+    sa.Column(
+        "polls",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="Status polls made since the request was last acknowledged",
+    ),
 )
 
 callbacks = sa.Table(
@@ -54,8 +73,13 @@ callbacks = sa.Table(
     sa.Column("callback_id", sa.String(100), primary_key=True),
     sa.Column("request_id", sa.String(60), nullable=False, index=True),
     sa.Column("received_at", UtcDateTime, nullable=False),
-    sa.Column("outcome", sa.String(20), nullable=False, server_default="applique",
-              comment="applique, identique, conflit, en_attente"),
+    sa.Column(
+        "outcome",
+        sa.String(20),
+        nullable=False,
+        server_default="applique",
+        comment="applique, identique, conflit, en_attente",
+    ),
     sa.Column("payload", sa.LargeBinary, nullable=True, comment="Exact bytes of a held callback"),
     sa.Column("answer", sa.Text, nullable=True, comment="JSON of a held callback's decision"),
 )

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from shared_models.agencies import AgencyCode
 
@@ -75,7 +75,9 @@ class CitizenContact(Contract):
         default=None, description="Number and street of the citizen's postal address, if given."
     )
     postcode: str = Field(description="French postcode of the citizen's home (5 digits).")
-    city: str | None = Field(default=None, description="Town of the citizen's postal address, if given.")
+    city: str | None = Field(
+        default=None, description="Town of the citizen's postal address, if given."
+    )
     preferred_channel: PreferredChannel = Field(
         description="Channel the citizen chose for messages."
     )
@@ -91,7 +93,8 @@ class Referent(Contract):
     phone: str = Field(description="Agent's direct phone line.")
     email: EmailStr = Field(description="Agent's direct email address.")
     opening_hours: str | None = Field(
-        default=None, description="Opening hours of the agent's office, in French (part of the signature block)."
+        default=None,
+        description="Opening hours of the agent's office, in French (part of the signature block).",
     )
 
 
@@ -131,7 +134,8 @@ class AgencyDecision(Contract):
     reason: str | None = Field(default=None, description="Reason given, in French, if refused.")
     agency_reference: str = Field(description="The agency's own reference for the request.")
     requested_document: RequestedDocument | None = Field(
-        default=None, description="The document the agency asks for, when the decision is piece_demandee."
+        default=None,
+        description="The document the agency asks for, when the decision is piece_demandee.",
     )
 
 
@@ -168,7 +172,8 @@ class ReferentChangeRequested(Event):
     requested_by: Literal["citoyen", "superviseur"] = Field(description="Who asked for the change.")
     reason: str = Field(description="The reason given, in French; shown in the file's history.")
     current_agent_id: str | None = Field(
-        default=None, description="The référent the requester saw, if known (stale requests are ignored)."
+        default=None,
+        description="The référent the requester saw, if known (stale requests are ignored).",
     )
 
 
@@ -205,7 +210,9 @@ class AgencyReceiptAcknowledged(Event):
     request_id: str = Field(description="Id of the agency request.")
     agency: str = Field(description="Code of the agency (caf, dgfip, …).")
     agency_reference: str = Field(description="The agency's own reference for the request.")
-    deadline_rule: DeadlineRule = Field(description="What the agency's silence means when the period ends.")
+    deadline_rule: DeadlineRule = Field(
+        description="What the agency's silence means when the period ends."
+    )
     deadline_months: int | None = Field(
         default=None,
         description=(
@@ -254,7 +261,9 @@ class SupportingDocumentRequested(Event):
         description="Intake's id of the document the citizen already sent and the agency found incomplete; "
         "none for the first request.",
     )
-    reason: str | None = Field(default=None, description="The agency's own words on the request, in French.")
+    reason: str | None = Field(
+        default=None, description="The agency's own words on the request, in French."
+    )
 
 
 class SupportingDocumentSubmitted(Event):
@@ -266,9 +275,13 @@ class SupportingDocumentSubmitted(Event):
     document_id: str = Field(description="Intake's id of the stored document.")
     document_code: str = Field(description="Code of the document the agency asked for.")
     filename: str = Field(description="Name of the file as sent by the citizen.")
-    media_type: str = Field(description="Checked media type: application/pdf, image/jpeg or image/png.")
+    media_type: str = Field(
+        description="Checked media type: application/pdf, image/jpeg or image/png."
+    )
     sha256: str = Field(description="SHA-256 digest of the content, hexadecimal.")
-    content_base64: str = Field(description="The document itself, base64 (at most 512 KiB before encoding).")
+    content_base64: str = Field(
+        description="The document itself, base64 (at most 512 KiB before encoding)."
+    )
 
 
 class ExchangeDirection(StrEnum):
@@ -297,7 +310,9 @@ class CoordinatedAnswerIssued(Event):
     referent: Referent = Field(description="The référent signing the answer.")
     citizen: CitizenContact = Field(description="Recipient of the answer.")
     decisions: list[AgencyDecision] = Field(description="Each agency's decision.")
-    text: str = Field(description="The coordinated answer in plain French (the personal word included, if any).")
+    text: str = Field(
+        description="The coordinated answer in plain French (the personal word included, if any)."
+    )
     personal_word: str | None = Field(
         default=None,
         description="The référent's personal word to the citizen, in their own words, when they wrote one "
@@ -309,10 +324,14 @@ class ReferentMessageSent(Event):
     """The file's référent wrote to the citizen from their desk."""
 
     event_type: ClassVar[str] = "ReferentMessageSent"
-    message_id: str = Field(description="Unique id of the message; notification sends each id once.")
+    message_id: str = Field(
+        description="Unique id of the message; notification sends each id once."
+    )
     referent: Referent = Field(description="The référent who wrote, who signs the message.")
     citizen: CitizenContact = Field(description="The citizen the message is for.")
-    text: str = Field(description="The référent's message, plain text in French (1 to 2,000 characters).")
+    text: str = Field(
+        description="The référent's message, plain text in French (1 to 2,000 characters)."
+    )
 
 
 class AccessCodeIssued(Event):
@@ -367,7 +386,8 @@ class NotificationSent(Event):
     subject: str = Field(description="Subject of the message, in French.")
     referent_name: str = Field(description="Name of the référent the message was signed with.")
     audience: Literal["citoyen", "agent"] = Field(
-        default="citoyen", description="Who received it: the citizen, or an agent (handover, call, thanks)."
+        default="citoyen",
+        description="Who received it: the citizen, or an agent (handover, call, thanks).",
     )
 
 
@@ -392,13 +412,17 @@ class SurveyAnswered(Event):
     """The citizen answered the satisfaction survey sent with the coordinated answer."""
 
     event_type: ClassVar[str] = "SurveyAnswered"
-    score: int = Field(ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy).")
+    score: int = Field(
+        ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy)."
+    )
     referent_reachable: bool | None = Field(
-        default=None, description="Whether the citizen could reach their référent directly, if answered."
+        default=None,
+        description="Whether the citizen could reach their référent directly, if answered.",
     )
     comment: str | None = Field(default=None, description="The citizen's free comment, in French.")
     referent_agent_id: str | None = Field(
-        default=None, description="Directory id of the file's référent when the survey was answered."
+        default=None,
+        description="Directory id of the file's référent when the survey was answered.",
     )
     office_id: str | None = Field(default=None, description="Office of that référent.")
 
@@ -456,7 +480,9 @@ class OfficeOpened(DirectoryEvent):
 
     event_type: ClassVar[str] = "OfficeOpened"
     office: OfficeProfile = Field(description="The new office.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class OfficeDetailsChanged(DirectoryEvent):
@@ -464,7 +490,9 @@ class OfficeDetailsChanged(DirectoryEvent):
 
     event_type: ClassVar[str] = "OfficeDetailsChanged"
     office: OfficeProfile = Field(description="The office as it is now.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentJoined(DirectoryEvent):
@@ -473,7 +501,9 @@ class AgentJoined(DirectoryEvent):
     event_type: ClassVar[str] = "AgentJoined"
     agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
     agent: AgentProfile = Field(description="The new agent.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentDetailsChanged(DirectoryEvent):
@@ -482,7 +512,9 @@ class AgentDetailsChanged(DirectoryEvent):
     event_type: ClassVar[str] = "AgentDetailsChanged"
     agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
     agent: AgentProfile = Field(description="The agent as they are now.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentAbsenceDeclared(DirectoryEvent):
@@ -555,7 +587,9 @@ class LegalDeadlineBreached(Event):
     rule: DeadlineRule = Field(description="What the silence means.")
     referent: Referent = Field(description="The file's référent.")
     citizen: CitizenContact = Field(description="The citizen the file is about.")
-    supervisors: list[SupervisorContact] = Field(description="Supervisors of the citizen's département.")
+    supervisors: list[SupervisorContact] = Field(
+        description="Supervisors of the citizen's département."
+    )
 
 
 class ImplicitDecisionRecorded(Event):
@@ -566,7 +600,9 @@ class ImplicitDecisionRecorded(Event):
     agency: AgencyCode = Field(description="Agency whose silence decided.")
     decision: Decision = Field(description="acceptation_implicite or rejet_implicite.")
     due_on: dt.date = Field(description="The deadline that passed.")
-    decided_on: dt.date = Field(description="Day the implicit decision was recorded (the day after the deadline).")
+    decided_on: dt.date = Field(
+        description="Day the implicit decision was recorded (the day after the deadline)."
+    )
     referent: Referent = Field(description="The référent who signs the letter.")
     citizen: CitizenContact = Field(description="The citizen, who receives a letter.")
 

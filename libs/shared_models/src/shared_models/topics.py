@@ -15,8 +15,13 @@ FILES_AWAITING_REFERENT = "files.awaiting-referent"
 #: Agent directory changes, keyed by agent id (office id for office events).
 DIRECTORY_CHANGES = "directory.changes"
 DIRECTORY_EVENT_TYPES = (
-    "OfficeOpened", "OfficeDetailsChanged", "AgentJoined", "AgentDetailsChanged",
-    "AgentAbsenceDeclared", "AgentReturned", "AgentLeft",
+    "OfficeOpened",
+    "OfficeDetailsChanged",
+    "AgentJoined",
+    "AgentDetailsChanged",
+    "AgentAbsenceDeclared",
+    "AgentReturned",
+    "AgentLeft",
 )
 CONTACT_CHANGES = "citizens.contact-changed"
 THANKS = "referents.thanked"
@@ -29,7 +34,12 @@ DEADLINES = "legal-deadlines.events"
 ACCESS_CODES = "access-codes.issued"
 #: Messages a référent writes to the citizen from the desk.
 REFERENT_MESSAGES = "referents.messages"
-DEADLINE_EVENT_TYPES = ("LegalDeadlineSet", "DeadlineWarningIssued", "LegalDeadlineBreached", "ImplicitDecisionRecorded")
+DEADLINE_EVENT_TYPES = (
+    "LegalDeadlineSet",
+    "DeadlineWarningIssued",
+    "LegalDeadlineBreached",
+    "ImplicitDecisionRecorded",
+)
 
 
 def _code(agency: str) -> str:
@@ -69,14 +79,26 @@ def agency_topics(agency: str) -> list[str]:
 def all_topics() -> dict[str, int]:
     """Every topic of the system with its partition count, dead-letter topics included."""
     main = [
-        FILES_SUBMITTED, REFERENTS_ASSIGNED, REFERENT_CHANGES, FILES_ANSWERED, NOTIFICATIONS_SENT,
-        FILES_AWAITING_REFERENT, DIRECTORY_CHANGES,
-        CONTACT_CHANGES, THANKS, SURVEYS,
-        DOCUMENTS_REQUESTED, EXCHANGES_RECORDED, LEGAL_CLOCK, DEADLINES, ACCESS_CODES, REFERENT_MESSAGES,
+        FILES_SUBMITTED,
+        REFERENTS_ASSIGNED,
+        REFERENT_CHANGES,
+        FILES_ANSWERED,
+        NOTIFICATIONS_SENT,
+        FILES_AWAITING_REFERENT,
+        DIRECTORY_CHANGES,
+        CONTACT_CHANGES,
+        THANKS,
+        SURVEYS,
+        DOCUMENTS_REQUESTED,
+        EXCHANGES_RECORDED,
+        LEGAL_CLOCK,
+        DEADLINES,
+        ACCESS_CODES,
+        REFERENT_MESSAGES,
     ]
     for agency in catalogue().served_agencies():
         main += agency_topics(agency)
-    declared = {name: PARTITIONS for name in main}
+    declared = dict.fromkeys(main, PARTITIONS)
     declared.update({dead_letter(name): 1 for name in main})
     return declared
 
@@ -108,7 +130,9 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         DOCUMENTS_REQUESTED: ("SupportingDocumentRequested", "assignment", ("notification",)),
         EXCHANGES_RECORDED: ("ExchangeRecorded", adapters, ("intake",)),
         LEGAL_CLOCK: (
-            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"), adapters, ("assignment",),
+            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"),
+            adapters,
+            ("assignment",),
         ),
         DEADLINES: (DEADLINE_EVENT_TYPES, "assignment", ("intake", "notification")),
         ACCESS_CODES: ("AccessCodeIssued", "intake", ("notification",)),

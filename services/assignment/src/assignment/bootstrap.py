@@ -9,6 +9,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from assignment import api
+from assignment.commands import directory, directory_import, housekeeping
+from assignment.projections import files, legal_clock
+from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
+from assignment.tables import metadata
 from guichet_runtime.clock import Clock
 from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
@@ -21,11 +26,6 @@ from shared_models import (
     catalogue,
     topics,
 )
-from assignment import api
-from assignment.commands import directory, directory_import, housekeeping
-from assignment.projections import files, legal_clock
-from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
-from assignment.tables import metadata
 
 __all__ = ["DEFAULT_DIRECTORY", "AssignmentSettings", "bootstrap"]
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 
 from guichet_runtime.clock import paris_day
 
-
 #: The default period of the CRPA (art. L231-1), shown as an estimate before any receipt.
 DEFAULT_MONTHS = 2
 

@@ -7,6 +7,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime.service import build_runtime, create_app
+from intake import api, projections
+from intake.settings import IntakeSettings
+from intake.tables import metadata
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
@@ -21,9 +24,6 @@ from shared_models import (
     catalogue,
     topics,
 )
-from intake import api, projections
-from intake.settings import IntakeSettings
-from intake.tables import metadata
 
 __all__ = ["IntakeSettings", "bootstrap"]
 

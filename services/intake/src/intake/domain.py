@@ -17,8 +17,8 @@ from typing import Any
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
     AGENCY_LABELS,
-    Decision,
     DeadlineRule,
+    Decision,
     NotificationChannel,
     NotificationKind,
     NotificationSent,
@@ -137,9 +137,7 @@ def agency_label(code: str) -> str:
         return code
 
 
-def deadline_text(
-    due_on: dt.date | None, state: str | None, rule: str | None
-) -> str | None:
+def deadline_text(due_on: dt.date | None, state: str | None, rule: str | None) -> str | None:
     """What the citizen reads about an agency's legal deadline."""
     if state == DeadlineState.SUSPENDED:
         return "Délai suspendu jusqu'à réception de la pièce demandée."

@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 
-from shared_models import NotificationChannel, Referent
 from notification import letters
+from shared_models import NotificationChannel, Referent
 
 
 class PermanentFailure(Exception):

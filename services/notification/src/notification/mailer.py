@@ -10,7 +10,6 @@ from email.utils import getaddresses, parseaddr
 
 import aiosmtplib
 
-
 # Python's folding of long encoded headers leaves a doubled space in the subject readers
 # see; 998 is RFC 5322's hard line limit, so our subjects are never folded.
 _POLICY = email.policy.SMTP.clone(max_line_length=998)

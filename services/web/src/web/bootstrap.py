@@ -28,8 +28,9 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
     logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
     tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file)
-    backend = Backend(settings.intake_url, settings.assignment_url,
-                      settings.backend_timeout_seconds)
+    backend = Backend(
+        settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,8 +42,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
             await backend.close()
             tracer_provider.shutdown()
 
-    app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ready = False
     app.state.settings = settings
     app.state.backend = backend
@@ -50,15 +50,25 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
 
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
-    for router in (shared.router, citoyen.router, guichet.router, referent.router,
-                   supervision.router):
+    for router in (
+        shared.router,
+        citoyen.router,
+        guichet.router,
+        referent.router,
+        supervision.router,
+    ):
         app.include_router(router)
 
-    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
-                       session_cookie="guichet_session", same_site="lax",
-                       https_only=settings.secure_cookies,
-                       max_age=settings.file_access_minutes * 60 * 4)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="guichet_session",
+        same_site="lax",
+        https_only=settings.secure_cookies,
+        max_age=settings.file_access_minutes * 60 * 4,
+    )
     app.add_middleware(TraceIdHeader)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider,
-                                       excluded_urls="health,dsfr,static")
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static"
+    )
     return app

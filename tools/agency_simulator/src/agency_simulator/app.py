@@ -37,7 +37,6 @@ alone, as its own process.
 Decision texts (summary, reason) are in French because agents and citizens read them.
 """
 
-
 from __future__ import annotations
 
 import hashlib
@@ -67,7 +66,16 @@ from agency_simulator.state import (
     known_agency,
 )
 
-__all__ = ["AGENCIES", "DGFIP_NS", "SOAP_NS", "AgencyAnswer", "AgencyRequest", "create_app", "decide"]
+__all__ = [
+    "AGENCIES",
+    "DGFIP_NS",
+    "SOAP_NS",
+    "AgencyAnswer",
+    "AgencyRequest",
+    "create_app",
+    "decide",
+]
+
 
 def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
     """A fresh simulator with empty state, serving ``agencies`` (default: all four)."""
@@ -96,7 +104,11 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
     async def health() -> dict[str, Any]:
         return {"status": "ok", "agencies": list(app.state.simulator.agencies)}
 
-    @app.post("/agencies/{agency}/requests", response_model=AgencyAnswer, response_model_exclude_none=False)
+    @app.post(
+        "/agencies/{agency}/requests",
+        response_model=AgencyAnswer,
+        response_model_exclude_none=False,
+    )
     async def submit_request(
         body: AgencyRequest,
         request: Request,
@@ -105,8 +117,13 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
     ) -> Any:
         """JSON REST (CAF, CPAM)."""
         if agency in ("dgfip", "france_travail"):
-            where = {"dgfip": "POST /agencies/dgfip/soap (SOAP)", "france_travail": "POST /agencies/france_travail/demandes"}
-            raise HTTPException(status_code=404, detail=f"{agency} does not speak JSON REST: use {where[agency]}")
+            where = {
+                "dgfip": "POST /agencies/dgfip/soap (SOAP)",
+                "france_travail": "POST /agencies/france_travail/demandes",
+            }
+            raise HTTPException(
+                status_code=404, detail=f"{agency} does not speak JSON REST: use {where[agency]}"
+            )
         faulty = await fault_response(state, agency)
         if faulty is not None:
             return faulty
@@ -136,16 +153,24 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             return state.answers[key]  # already decided: the same document sent again
         body, wanted = state.awaiting[request_id]
         if code != wanted.code:
-            raise HTTPException(status_code=422, detail=f"pièce attendue : {wanted.code}, reçue : {code}")
-        state.documents.append({
-            "request_id": request_id, "code": code, "filename": fichier.filename,
-            "media_type": fichier.content_type, "size": len(content),
-            "sha256": hashlib.sha256(content).hexdigest(),
-        })
+            raise HTTPException(
+                status_code=422, detail=f"pièce attendue : {wanted.code}, reçue : {code}"
+            )
+        state.documents.append(
+            {
+                "request_id": request_id,
+                "code": code,
+                "filename": fichier.filename,
+                "media_type": fichier.content_type,
+                "size": len(content),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+        )
         if state.faults["cpam"].mode == "incomplete" and request_id not in state.found_incomplete:
             state.found_incomplete.add(request_id)  # still awaited: the same document, complete
             answer = {
-                **state.answers[key], "decision": "piece_demandee",
+                **state.answers[key],
+                "decision": "piece_demandee",
                 "summary": f"Pièce incomplète : {wanted.label} (la page des salaires manque), à renvoyer complète",
             }
             state.answers[key] = answer

@@ -90,7 +90,6 @@ def document_request(agency: str, request: AgencyRequest) -> AgencyAnswer | None
     )
 
 
-
 # --------------------------------------------------------------------------------------
 # Deterministic decision logic
 # --------------------------------------------------------------------------------------
@@ -140,7 +139,10 @@ _GRANTED: dict[str, dict[str, tuple[str, tuple[float, float] | None]]] = {
         "birth": ("Prime à la naissance accordée", (1084.43, 0.0)),
         "job_loss": ("Droit au revenu de solidarité active (RSA) ouvert", (400.0, 250.0)),
         "move": ("Aide personnalisée au logement (APL) accordée", (150.0, 200.0)),
-        "illness": ("Droits recalculés pendant l'arrêt de travail : prime d'activité maintenue", (150.0, 100.0)),
+        "illness": (
+            "Droits recalculés pendant l'arrêt de travail : prime d'activité maintenue",
+            (150.0, 100.0),
+        ),
         "other": ("Dossier allocataire mis à jour", None),
     },
     "dgfip": {
@@ -171,11 +173,23 @@ _GRANTED: dict[str, dict[str, tuple[str, tuple[float, float] | None]]] = {
         "other": ("Dossier d'assuré mis à jour", None),
     },
     "ants": {
-        "birth": ("Demande de carte d'identité pour l'enfant enregistrée : rendez-vous en mairie à prendre", None),
-        "job_loss": ("Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre", None),
+        "birth": (
+            "Demande de carte d'identité pour l'enfant enregistrée : rendez-vous en mairie à prendre",
+            None,
+        ),
+        "job_loss": (
+            "Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre",
+            None,
+        ),
         "move": ("Changement d'adresse enregistré : le titre d'identité reste valable", None),
-        "illness": ("Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre", None),
-        "other": ("Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre", None),
+        "illness": (
+            "Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre",
+            None,
+        ),
+        "other": (
+            "Demande de titre d'identité enregistrée : rendez-vous en mairie à prendre",
+            None,
+        ),
     },
 }
 

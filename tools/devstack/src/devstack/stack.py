@@ -163,24 +163,53 @@ class Stack:
             name = f"simulator-{agency.replace('_', '-')}"
             self.processes[name] = ServiceProcess(
                 name,
-                [_bin("agency-simulator"), "--agency", agency, "--port", str(port), "--log-level", "warning"],
+                [
+                    _bin("agency-simulator"),
+                    "--agency",
+                    agency,
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
                 {},
                 self.workdir / "logs" / f"{name}.log",
                 health_url=f"{self.simulator_url(agency)}/health",
             )
         self.processes["smtp-sink"] = ServiceProcess(
             "smtp-sink",
-            [sys.executable, "-m", "devstack.smtp_sink", "--port", str(p.smtp),
-             "--http-port", str(p.smtp_http), "--maildir", str(self.maildir), "--log-level", "WARNING",
-             "--refuse", f"@{BOUNCING_DOMAIN}"],
+            [
+                sys.executable,
+                "-m",
+                "devstack.smtp_sink",
+                "--port",
+                str(p.smtp),
+                "--http-port",
+                str(p.smtp_http),
+                "--maildir",
+                str(self.maildir),
+                "--log-level",
+                "WARNING",
+                "--refuse",
+                f"@{BOUNCING_DOMAIN}",
+            ],
             {},
             self.workdir / "logs" / "smtp-sink.log",
             health_url=f"{self.smtp_http_url}/health",
         )
         self.processes["channel-providers"] = ServiceProcess(
             "channel-providers",
-            [sys.executable, "-m", "devstack.providers", "--port", str(p.providers),
-             "--data-dir", str(self.providers_dir), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "devstack.providers",
+                "--port",
+                str(p.providers),
+                "--data-dir",
+                str(self.providers_dir),
+                "--log-level",
+                "WARNING",
+            ],
             {},
             self.workdir / "logs" / "channel-providers.log",
             health_url=f"{self.providers_url}/health",
@@ -188,17 +217,29 @@ class Stack:
         self.processes["intake"] = self._service("intake", "intake", p.intake, {})
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
-            "notification", "notification", p.notification,
-            {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp),
-             "SMS_GATEWAY_URL": self.providers_url, "POSTAL_URL": self.providers_url},
+            "notification",
+            "notification",
+            p.notification,
+            {
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(p.smtp),
+                "SMS_GATEWAY_URL": self.providers_url,
+                "POSTAL_URL": self.providers_url,
+            },
         )
         # The pages: no database, no broker; they talk to intake and assignment over HTTP.
         self.processes["web"] = ServiceProcess(
             "web",
             [_bin("web")],
-            {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(p.web), "INTAKE_URL": self.intake_url,
-             "ASSIGNMENT_URL": self.assignment_url, "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
-             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"), **self._extra_env},
+            {
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(p.web),
+                "INTAKE_URL": self.intake_url,
+                "ASSIGNMENT_URL": self.assignment_url,
+                "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
+                "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+                **self._extra_env,
+            },
             self.workdir / "logs" / "web.log",
             health_url=f"{self.web_url}/health",
             cwd=self.workdir,
@@ -207,7 +248,10 @@ class Stack:
             name = f"adapter-{agency.replace('_', '-')}"
             # Each agency's adapter is its own package and console script (adapters/<agency>).
             self.processes[name] = self._service(
-                name, name, port, {"AGENCY_BASE_URL": self.simulator_url(agency)},
+                name,
+                name,
+                port,
+                {"AGENCY_BASE_URL": self.simulator_url(agency)},
             )
 
     def start(self, timeout: float = 90) -> None:

@@ -7,29 +7,28 @@ nothing is applied. Each change that is applied becomes a directory event.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import json
 from pathlib import Path
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError
 
+from assignment.domain import AgentStatus
+from assignment.tables import agents, directory_imports, offices, supervisors
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
-    KnownAgencyCode,
     AgentDetailsChanged,
     AgentJoined,
     AgentProfile,
+    KnownAgencyCode,
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
     topics,
 )
-from assignment.domain import AgentStatus
-from assignment.tables import agents, directory_imports, offices, supervisors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Id = Annotated[

@@ -14,19 +14,6 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import (
-    AGENCY_LABELS,
-    AgencyDecision,
-    CitizenContact,
-    Decision,
-    DeadlineRule,
-    DeadlineWarningIssued,
-    ImplicitDecisionRecorded,
-    LegalDeadlineBreached,
-    Referent,
-    topics,
-)
 from assignment import domain, legal_deadline
 from assignment.domain import ClockStatus, FileStatus, RequestStatus
 from assignment.lifecycle import (
@@ -38,6 +25,19 @@ from assignment.lifecycle import (
 )
 from assignment.referents import choose_for_file, referent_of
 from assignment.tables import agency_requests, assignments, files, legal_clocks
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AGENCY_LABELS,
+    AgencyDecision,
+    CitizenContact,
+    DeadlineRule,
+    DeadlineWarningIssued,
+    Decision,
+    ImplicitDecisionRecorded,
+    LegalDeadlineBreached,
+    Referent,
+    topics,
+)
 
 
 async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:

@@ -8,17 +8,6 @@ import logging
 
 import sqlalchemy as sa
 
-from guichet_runtime.consumer import PermanentError
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import (
-    AgencyAnswerReceived,
-    CitizenContact,
-    Decision,
-    FileSubmitted,
-    ReferentChangeRequested,
-    SupportingDocumentRequested,
-    topics,
-)
 from assignment import domain
 from assignment.domain import CHANGE_RULES, FileStatus, RequestStatus
 from assignment.lifecycle import (
@@ -31,6 +20,17 @@ from assignment.lifecycle import (
 )
 from assignment.referents import choose_for_file, referent_of, take_agent
 from assignment.tables import agency_requests, assignments, files
+from guichet_runtime.consumer import PermanentError
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AgencyAnswerReceived,
+    CitizenContact,
+    Decision,
+    FileSubmitted,
+    ReferentChangeRequested,
+    SupportingDocumentRequested,
+    topics,
+)
 
 log = logging.getLogger(__name__)
 
