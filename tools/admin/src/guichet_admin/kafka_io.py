@@ -1,0 +1,121 @@
+"""Reading whole topics and publishing records with plain aiokafka clients (no consumer group:
+the operators' reads never move a service's offsets)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import time
+from collections.abc import Mapping
+from types import TracebackType
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from guichet_admin.errors import AdminError
+from guichet_admin.letters import DeadLetter, Position, decode_headers
+
+#: How long reading a topic to its end may take before the tool gives up.
+READ_TIMEOUT = 60.0
+
+
+class TopicReader:
+    """`async with TopicReader(bootstrap) as reader:` then `await reader.read(topic)`."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+
+    async def __aenter__(self) -> TopicReader:
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._consumer.stop()
+
+    async def topics(self) -> set[str]:
+        return set(await self._consumer.topics())
+
+    async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        if not partitions:
+            return {}
+        ends: dict[TopicPartition, int] = await self._consumer.end_offsets(partitions)
+        return ends
+
+    async def read(self, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
+        """Every record the topic holds now, in (partition, offset) order; [] if it does not
+        exist."""
+        if topic not in await self.topics():
+            return []
+        partitions = self._consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        self._consumer.assign(tps)
+        begin = await self._consumer.beginning_offsets(tps)
+        end = await self._consumer.end_offsets(tps)
+        for tp in tps:
+            self._consumer.seek(tp, begin[tp])
+        remaining = {tp for tp in tps if end[tp] > begin[tp]}
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        deadline = time.monotonic() + READ_TIMEOUT
+        while remaining:
+            if time.monotonic() > deadline:
+                raise AdminError(f"reading {topic} to its end took over {READ_TIMEOUT:.0f} s")
+            batch = await self._consumer.getmany(*remaining, timeout_ms=500)
+            for tp, recs in batch.items():
+                records.extend(r for r in recs if r.offset < end[tp])
+            for tp in list(remaining):
+                if await self._consumer.position(tp) >= end[tp]:
+                    remaining.discard(tp)
+        self._consumer.assign([])
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+
+
+def as_letter(record: ConsumerRecord[bytes, bytes]) -> DeadLetter:
+    return DeadLetter(
+        position=Position(record.topic, record.partition, record.offset),
+        timestamp=dt.datetime.fromtimestamp(record.timestamp / 1000, dt.UTC),
+        key=record.key,
+        value=record.value or b"",
+        headers=decode_headers(record.headers),
+    )
+
+
+class Publisher:
+    """An idempotent producer waiting for every in-sync replica (acks=all)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+        )
+
+    async def __aenter__(self) -> Publisher:
+        await self._producer.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._producer.stop()
+
+    async def publish(
+        self, topic: str, value: bytes, key: bytes | None, headers: Mapping[str, str]
+    ) -> Position:
+        """Publish and wait for the broker's acknowledgement; returns where the record landed."""
+        sent = await asyncio.wait_for(
+            self._producer.send_and_wait(
+                topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+            ),
+            timeout=READ_TIMEOUT,
+        )
+        return Position(sent.topic, sent.partition, sent.offset)
