@@ -75,7 +75,7 @@ def _run(coro: Coroutine[Any, Any, T], bootstrap: str | None = None) -> T:
 
 
 def _one_or_all(offset: int | None, every: bool) -> None:
-    if (offset is None) == (not every):
+    if (offset is not None) != every:
         return
     raise typer.BadParameter("give exactly one of --offset N or --all")
 

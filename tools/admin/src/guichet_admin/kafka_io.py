@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from types import TracebackType
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from guichet_admin.errors import AdminError
 from guichet_admin.letters import DeadLetter, Position, decode_headers
@@ -28,9 +29,15 @@ class TopicReader:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
 
     async def __aenter__(self) -> TopicReader:
-        await self._consumer.start()
+        await self._admin.start()
+        try:
+            await self._consumer.start()
+        except BaseException:
+            await self._admin.close()
+            raise
         return self
 
     async def __aexit__(
@@ -39,10 +46,20 @@ class TopicReader:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        await self._consumer.stop()
+        try:
+            await self._consumer.stop()
+        finally:
+            await self._admin.close()
 
     async def topics(self) -> set[str]:
-        return set(await self._consumer.topics())
+        return set(await self._admin.list_topics())
+
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partitions; [] when it does not exist."""
+        [described] = await self._admin.describe_topics([topic])
+        if described["error_code"] != 0:
+            return []
+        return sorted(int(p["partition"]) for p in described["partitions"])
 
     async def end_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         if not partitions:
@@ -53,10 +70,9 @@ class TopicReader:
     async def read(self, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
         """Every record the topic holds now, in (partition, offset) order; [] if it does not
         exist."""
-        if topic not in await self.topics():
+        tps = [TopicPartition(topic, p) for p in await self.partitions(topic)]
+        if not tps:
             return []
-        partitions = self._consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         self._consumer.assign(tps)
         begin = await self._consumer.beginning_offsets(tps)
         end = await self._consumer.end_offsets(tps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,11 +24,12 @@ def print_json(data: Any) -> None:
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
+    for i, column in enumerate(columns):
+        table.add_column(column, overflow="fold", no_wrap=i == 0)
     for row in rows:
         table.add_row(*("" if cell is None else str(cell) for cell in row))
-    Console(soft_wrap=False).print(table)
+    # Piped into a file or another tool: no terminal width to fit, so never fold a name.
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
 
 
 def _time(value: dt.datetime | None) -> str | None:
