@@ -35,6 +35,9 @@ class TopicReader:
         await self._admin.start()
         try:
             await self._consumer.start()
+            # Let the consumer's internal task begin: aiokafka's stop() right after start()
+            # cancels it before its first step and re-raises the CancelledError.
+            await asyncio.sleep(0)
         except BaseException:
             await self._admin.close()
             raise

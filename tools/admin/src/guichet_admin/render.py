@@ -195,9 +195,12 @@ def lag_json(rows: Sequence[PartitionLag], namespace: str) -> list[dict[str, Any
 
 
 def print_lag(rows: Sequence[dict[str, Any]]) -> None:
+    if not rows:
+        typer.echo("no consumer group has committed an offset")
+        return
     columns = ["group", "state", "members", "topic", "partition", "committed", "end", "lag"]
     print_table("Consumer lag", columns, [[r[c] for c in columns] for r in rows])
     total: dict[str, int] = {}
     for r in rows:
         total[r["group"]] = total.get(r["group"], 0) + r["lag"]
-    typer.echo("total lag: " + (", ".join(f"{g} {n}" for g, n in total.items()) or "no group"))
+    typer.echo("total lag: " + ", ".join(f"{g} {n}" for g, n in total.items()))
