@@ -26,7 +26,6 @@ from guichet_admin.letters import (
     park_headers,
     replay_headers,
 )
-from guichet_runtime.service import ensure_topics
 from shared_models import topics
 
 DLQ_SUFFIX = ".dlq"
@@ -146,6 +145,10 @@ def select(
 
 async def _ensure(target: Target, names: Sequence[str]) -> None:
     if target.create_topics:
+        # Late: the runtime's service module loads FastAPI and FastStream (seconds of start-up
+        # every other command does not need).
+        from guichet_runtime.service import ensure_topics
+
         await ensure_topics(target.bootstrap, dict.fromkeys(names, 1))
 
 
