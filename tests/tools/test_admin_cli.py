@@ -189,6 +189,8 @@ async def test_dead_letters_listed_shown_replayed_once_and_parked(stack: Stack) 
             str(poison["offset"]),
             "--reason",
             "corrupt body, the citizen submits again",
+            "--operator",
+            "alice",
             *opts,
             "--json",
         )
@@ -211,6 +213,7 @@ async def test_dead_letters_listed_shown_replayed_once_and_parked(stack: Stack) 
     )
     assert shown["status"] == "parked"
     assert shown["parked"]["reason"] == "corrupt body, the citizen submits again"
+    assert shown["parked"]["by"] == "alice"
 
     # Neither --all nor an explicit offset replays a parked letter; nothing more is published.
     nothing = as_json(await cli("dlq", "replay", "files.submitted.dlq", "--all", *opts, "--json"))

@@ -58,6 +58,12 @@ CreateTopics = Annotated[
         help="Create the .parked / .dlq.replayed topics if missing (off where Strimzi owns them).",
     ),
 ]
+Operator = Annotated[
+    str,
+    typer.Option(
+        "--operator", envvar="GUICHET_OPERATOR", help="Who acts, for the record (default: login)."
+    ),
+]
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 
 
@@ -136,11 +142,12 @@ def dlq_replay(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     namespace: Namespace = "",
     create_topics: CreateTopics = True,
+    operator: Operator = "",
     as_json: AsJson = False,
 ) -> None:
     """Republish to the original topic (same key, payload, event_id, trace context), once."""
     _one_or_all(offset, every)
-    target = deadletters.Target(bootstrap, namespace, create_topics)
+    target = deadletters.Target(bootstrap, namespace, create_topics, operator)
     outcomes = _run(
         deadletters.replay(target, topic, partition=partition, offset=offset), bootstrap
     )
@@ -160,12 +167,13 @@ def dlq_park(
     bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
     namespace: Namespace = "",
     create_topics: CreateTopics = True,
+    operator: Operator = "",
     as_json: AsJson = False,
 ) -> None:
     """Move aside to <topic>.parked with the operator's reason: no longer pending, never
     replayed."""
     _one_or_all(offset, every)
-    target = deadletters.Target(bootstrap, namespace, create_topics)
+    target = deadletters.Target(bootstrap, namespace, create_topics, operator)
     outcomes = _run(
         deadletters.park(target, topic, partition=partition, offset=offset, reason=reason),
         bootstrap,

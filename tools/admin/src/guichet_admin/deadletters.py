@@ -38,6 +38,11 @@ class Target:
     bootstrap: str
     namespace: str = ""
     create_topics: bool = True
+    #: Who acts, recorded with each replay and park (default: the login).
+    operator: str = ""
+
+    def who(self) -> str:
+        return self.operator or operator_name()
 
     def dead_letter_topic(self, name: str) -> str:
         """`files.submitted`, `files.submitted.dlq`, with or without the namespace: the
@@ -91,6 +96,8 @@ async def load(reader: TopicReader, dlq: str) -> DeadLetterTopic:
     source = source_topic(dlq)
     letters = [as_letter(r) for r in await reader.read(dlq)]
     ledger = Ledger()
+    if not letters:  # nothing to account for: spare two reads per empty topic
+        return DeadLetterTopic(dlq, letters, ledger)
     for record in await reader.read(topics.replayed(source)):
         try:
             ledger.record_replay(ReplayMarker.from_json(record.value or b""))
@@ -197,7 +204,7 @@ async def replay(target: Target, name: str, *, partition: int, offset: int | Non
                 event_id=letter.event_id,
                 republished_to=landed,
                 replayed_at=dt.datetime.now(dt.UTC),
-                operator=operator_name(),
+                operator=target.who(),
             )
             await publisher.publish(
                 marker_topic, marker.to_json(), str(letter.position).encode(), {}
@@ -230,7 +237,7 @@ async def park(
                 continue
             if status is LetterStatus.REPLAYED:
                 raise AdminError(f"{letter.position} was replayed already: it cannot be parked")
-            headers = park_headers(letter, reason, operator_name(), now)
+            headers = park_headers(letter, reason, target.who(), now)
             landed = await publisher.publish(parked_topic, letter.value, letter.key, headers)
             topic.ledger.record_park(
                 ParkedNote(letter.position, reason, now.isoformat(), headers["dlq_parked_by"])
