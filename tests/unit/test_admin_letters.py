@@ -1,10 +1,14 @@
 """guichet-admin's pure rules: a dead letter's status from the replay markers and parked copies,
-the headers a replay and a park write."""
+the headers a replay and a park write; the Kafka credentials it takes from the environment."""
 
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 
+import pytest
+
+from guichet_admin.kafka_io import client_options
 from guichet_admin.letters import (
     DeadLetter,
     Ledger,
@@ -87,3 +91,21 @@ def test_payload_and_source() -> None:
     assert dead.source == Position("files.submitted", 2, 10)
     odd = DeadLetter(Position(DLQ, 0, 1), NOW, None, b"\xff not json", {})
     assert odd.source is None and odd.event_id == "" and isinstance(odd.payload(), str)
+
+
+def test_kafka_credentials_come_from_the_services_variables(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD", "KAFKA_CA_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    assert client_options("kafka:9092") == {"bootstrap_servers": "kafka:9092"}
+    monkeypatch.setenv("KAFKA_SASL_USERNAME", "guichet-admin")
+    monkeypatch.setenv("KAFKA_SASL_PASSWORD", "s3cret")
+    options = client_options("kafka:9093")
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "guichet-admin",
+        "s3cret",
+    )
+    assert isinstance(options["ssl_context"], ssl.SSLContext)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from guichet_admin.errors import AdminError
-from guichet_admin.kafka_io import Publisher, TopicReader, as_letter
+from guichet_admin.kafka_io import Publisher, TopicReader, as_letter, ensure_topic
 from guichet_admin.letters import (
     DeadLetter,
     Ledger,
@@ -150,13 +149,9 @@ def select(
     return [x for x in topic.letters if topic.ledger.status(x) is LetterStatus.PENDING], False
 
 
-async def _ensure(target: Target, names: Sequence[str]) -> None:
+async def _ensure(target: Target, name: str) -> None:
     if target.create_topics:
-        # Late: the runtime's service module loads FastAPI and FastStream (seconds of start-up
-        # every other command does not need).
-        from guichet_runtime.service import ensure_topics
-
-        await ensure_topics(target.bootstrap, dict.fromkeys(names, 1))
+        await ensure_topic(target.bootstrap, name)
 
 
 async def replay(target: Target, name: str, *, partition: int, offset: int | None) -> list[Outcome]:
@@ -166,7 +161,7 @@ async def replay(target: Target, name: str, *, partition: int, offset: int | Non
     if not letters:
         return []
     marker_topic = topics.replayed(source_topic(topic.name))
-    await _ensure(target, [marker_topic])
+    await _ensure(target, marker_topic)
     outcomes: list[Outcome] = []
     async with Publisher(target.bootstrap) as publisher:
         for letter in letters:
@@ -226,7 +221,7 @@ async def park(
     if not letters:
         return []
     parked_topic = topics.parked(source_topic(topic.name))
-    await _ensure(target, [parked_topic])
+    await _ensure(target, parked_topic)
     outcomes: list[Outcome] = []
     now = dt.datetime.now(dt.UTC)
     async with Publisher(target.bootstrap) as publisher:

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ssl
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guichet_admin.errors import AdminError
 from guichet_admin.letters import DeadLetter, Position, decode_headers
@@ -19,17 +25,47 @@ from guichet_admin.letters import DeadLetter, Position, decode_headers
 READ_TIMEOUT = 60.0
 
 
+class KafkaAccess(BaseSettings):
+    """Credentials, from the same variables as the services': none on a laptop, SASL
+    SCRAM-SHA-512 over TLS on a cluster (the operators' KafkaUser)."""
+
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    kafka_sasl_username: str = Field(default="", description="SASL user; empty: plaintext.")
+    kafka_sasl_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
+    kafka_ca_file: Path | None = Field(default=None, description="CA of Kafka's TLS listener.")
+
+    def client_options(self, bootstrap: str) -> dict[str, Any]:
+        """Keyword arguments of every aiokafka client (consumer, producer, admin)."""
+        options: dict[str, Any] = {"bootstrap_servers": bootstrap}
+        if self.kafka_sasl_username:
+            options |= {
+                "security_protocol": "SASL_SSL",
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
+                "ssl_context": ssl.create_default_context(
+                    cafile=str(self.kafka_ca_file) if self.kafka_ca_file else None
+                ),
+            }
+        return options
+
+
+def client_options(bootstrap: str) -> dict[str, Any]:
+    return KafkaAccess().client_options(bootstrap)
+
+
 class TopicReader:
     """`async with TopicReader(bootstrap) as reader:` then `await reader.read(topic)`."""
 
     def __init__(self, bootstrap: str) -> None:
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
+            **client_options(bootstrap),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
         )
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        self._admin = AIOKafkaAdminClient(**client_options(bootstrap))
 
     async def __aenter__(self) -> TopicReader:
         await self._admin.start()
@@ -112,7 +148,7 @@ class Publisher:
 
     def __init__(self, bootstrap: str) -> None:
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", enable_idempotence=True
+            **client_options(bootstrap), acks="all", enable_idempotence=True
         )
 
     async def __aenter__(self) -> Publisher:
@@ -138,3 +174,28 @@ class Publisher:
             timeout=READ_TIMEOUT,
         )
         return Position(sent.topic, sent.partition, sent.offset)
+
+
+async def ensure_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None:
+    """Create a one-partition topic if missing (replicated like the cluster allows, up to 3),
+    then wait for its leader."""
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
+    await admin.start()
+    try:
+        if name not in await admin.list_topics():
+            brokers = len((await admin.describe_cluster())["brokers"])
+            response = await admin.create_topics([NewTopic(name, 1, max(1, min(3, brokers)))])
+            for error in response.topic_errors:  # (topic, error_code[, message])
+                if error[1] not in (0, TopicAlreadyExistsError.errno):
+                    raise for_code(error[1])(f"cannot create topic {error[0]}: {error[2:]}")
+        deadline = time.monotonic() + timeout
+        while True:
+            [described] = await admin.describe_topics([name])
+            partitions = described["partitions"]
+            if described["error_code"] == 0 and partitions and partitions[0]["leader"] >= 0:
+                return
+            if time.monotonic() > deadline:
+                raise AdminError(f"topic {name} has no leader after {timeout:.0f} s")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()

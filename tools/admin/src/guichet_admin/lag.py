@@ -7,7 +7,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 
-from guichet_admin.kafka_io import TopicReader
+from guichet_admin.kafka_io import TopicReader, client_options
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ async def consumer_lag(
     bootstrap: str, namespace: str = "", group: str | None = None
 ) -> list[PartitionLag]:
     """Lag of every group of the namespace (or of `group`) on every partition it committed."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(bootstrap))
     await admin.start()
     try:
         groups = sorted(
