@@ -8,6 +8,7 @@ import ssl
 
 import pytest
 
+from guichet_admin.deadletters import Target
 from guichet_admin.kafka_io import client_options
 from guichet_admin.letters import (
     DeadLetter,
@@ -109,3 +110,13 @@ def test_kafka_credentials_come_from_the_services_variables(
         "s3cret",
     )
     assert isinstance(options["ssl_context"], ssl.SSLContext)
+
+
+def test_topic_names_are_typed_with_or_without_suffix_and_namespace() -> None:
+    target = Target("kafka:9092", namespace="stack1.")
+    assert target.dead_letter_topic("files.submitted") == "stack1.files.submitted.dlq"
+    assert target.dead_letter_topic("files.submitted.dlq") == "stack1.files.submitted.dlq"
+    assert target.dead_letter_topic("stack1.files.submitted.dlq") == "stack1.files.submitted.dlq"
+    assert Target("kafka:9092").dead_letter_topic("agency.caf.requests") == (
+        "agency.caf.requests.dlq"
+    )

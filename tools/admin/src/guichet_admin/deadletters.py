@@ -51,10 +51,6 @@ class Target:
             full = self.namespace + full
         return full
 
-    def short(self, name: str) -> str:
-        """A topic's name as operators type it (without the namespace)."""
-        return name.removeprefix(self.namespace)
-
 
 def source_topic(dlq: str) -> str:
     return dlq.removesuffix(DLQ_SUFFIX)
@@ -223,7 +219,7 @@ async def park(
     parked_topic = topics.parked(source_topic(topic.name))
     await _ensure(target, parked_topic)
     outcomes: list[Outcome] = []
-    now = dt.datetime.now(dt.UTC)
+    now, who = dt.datetime.now(dt.UTC), target.who()
     async with Publisher(target.bootstrap) as publisher:
         for letter in letters:
             status = topic.ledger.status(letter)
@@ -232,10 +228,8 @@ async def park(
                 continue
             if status is LetterStatus.REPLAYED:
                 raise AdminError(f"{letter.position} was replayed already: it cannot be parked")
-            headers = park_headers(letter, reason, target.who(), now)
+            headers = park_headers(letter, reason, who, now)
             landed = await publisher.publish(parked_topic, letter.value, letter.key, headers)
-            topic.ledger.record_park(
-                ParkedNote(letter.position, reason, now.isoformat(), headers["dlq_parked_by"])
-            )
+            topic.ledger.record_park(ParkedNote(letter.position, reason, now.isoformat(), who))
             outcomes.append(Outcome(letter, True, f"parked at {landed}"))
     return outcomes
