@@ -144,3 +144,20 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         table[agency_answers(agency)] = ("AgencyAnswerReceived", adapter, ("assignment", "intake"))
         table[agency_documents(agency)] = ("SupportingDocumentSubmitted", "intake", (adapter,))
     return table
+
+
+def parked(topic: str) -> str:
+    """Where operators move aside dead letters of `topic` they will not replay (guichet-admin)."""
+    return f"{topic}.parked"
+
+
+def replayed(topic: str) -> str:
+    """Marker topic recording which dead letters of `topic` were replayed (guichet-admin), so
+    replaying one twice publishes it once."""
+    return f"{dead_letter(topic)}.replayed"
+
+
+def operations_topics() -> dict[str, int]:
+    """The topics only the operators' CLI writes (one partition each), per dead-letter topic."""
+    sources = [name.removesuffix(".dlq") for name in all_topics() if name.endswith(".dlq")]
+    return {name: 1 for source in sources for name in (parked(source), replayed(source))}
