@@ -16,19 +16,14 @@ from typing import Any
 
 import yaml
 
+from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
+from devstack.k8s_keda import keda_scaling
 from shared_models import topics, topology
 
-KAFKA_CLUSTER = "guichet-kafka"
-KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9093"
-KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
 PG_CLUSTER = "guichet-pg"
 PG_HOST = f"{PG_CLUSTER}-rw"
 IMAGE = "guichet-unique"
 PART_OF = "guichet-unique"
-#: Retention of the integration topics: a long weekend of outage plus time to replay.
-EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
-#: Dead letters wait for an operator to read, fix and replay them.
-DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
 #: Placeholder of an agency's or a provider's address range (TEST-NET-3, RFC 5737): replace it.
 EXTERNAL_CIDR = "203.0.113.0/24"
 HEADER = (
@@ -288,6 +283,7 @@ def pod_labels(w: Workload, component: str) -> dict[str, str]:
 
 def migration_job(w: Workload) -> dict[str, Any]:
     env = [e for e in env_of(w) if e["name"] in ("DATABASE_PASSWORD", "DATABASE_URL")]
+    env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})  # read-only root filesystem
     container = {
         "name": "migrate",
         "image": IMAGE,
@@ -297,7 +293,11 @@ def migration_job(w: Workload) -> dict[str, Any]:
         "securityContext": security_context(),
     }
     job_workload = Workload(
-        name=w.name, port=w.port, command=[], component="migration", database=w.database,
+        name=w.name,
+        port=w.port,
+        command=[],
+        component="migration",
+        database=w.database,
         kafka=False,
     )
     pod = pod_spec(job_workload, container, restart="OnFailure")
@@ -332,11 +332,7 @@ def network_policy(w: Workload) -> dict[str, Any]:
     ]
     if w.ingress_from_controller:
         peers.append(
-            {
-                "namespaceSelector": {
-                    "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
-                }
-            }
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
         )
     if w.external_ingress:
         peers.append({"ipBlock": {"cidr": EXTERNAL_CIDR}})
@@ -374,54 +370,7 @@ def network_policy(w: Workload) -> dict[str, Any]:
 def scaling(w: Workload) -> list[dict[str, Any]]:
     if w.scaling is None:
         return []
-    low, high = w.scaling
-    auth = f"{w.name}-kafka"
-    scaled = {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": w.name, "labels": labels(w.name, w.component)},
-        "spec": {
-            "scaleTargetRef": {"name": w.name},
-            # min: two replicas survive a node's loss (one for an adapter, whose agency
-            # paces it); max: the topics' partitions, a further consumer would sit idle.
-            "minReplicaCount": low,
-            "maxReplicaCount": high,
-            "pollingInterval": 15,
-            "cooldownPeriod": 300,
-            "triggers": [
-                {
-                    "type": "kafka",
-                    "authenticationRef": {"name": auth},
-                    "metadata": {
-                        "bootstrapServers": KAFKA_BOOTSTRAP,
-                        "consumerGroup": w.name,
-                        # ≈ 15 files/s per replica: 50 records waiting is ~3 s behind.
-                        "lagThreshold": "50",
-                        "offsetResetPolicy": "earliest",
-                        "allowIdleConsumers": "false",
-                        "sasl": "scram_sha512",
-                        "tls": "enable",
-                    },
-                }
-            ],
-        },
-    }
-    trigger_auth = {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "TriggerAuthentication",
-        "metadata": {"name": auth, "labels": labels(w.name, w.component)},
-        "spec": {
-            # The user name from the consumer's own settings, the secrets from Strimzi's.
-            "env": [
-                {"parameter": "username", "name": "KAFKA_SASL_USERNAME", "containerName": w.name}
-            ],
-            "secretTargetRef": [
-                {"parameter": "password", "name": w.name, "key": "password"},
-                {"parameter": "ca", "name": KAFKA_CA_SECRET, "key": "ca.crt"},
-            ]
-        },
-    }
-    return [scaled, trigger_auth]
+    return keda_scaling(w.name, *w.scaling, labels(w.name, w.component))
 
 
 def workload_resources(w: Workload) -> list[dict[str, Any]]:
@@ -465,71 +414,22 @@ def workload_resources(w: Workload) -> list[dict[str, Any]]:
     return resources + scaling(w)
 
 
-# -- Strimzi --------------------------------------------------------------------------------
+RESOURCES_NOTE = (
+    '# Resources (docs/operations.md, "Scaling"): measured RSS is 100-135 MB per process, so\n'
+    "# 192Mi requested and a 384Mi limit for peaks (PDF letters, indicators, large batches);\n"
+    "# one event loop uses at most one core, so a 1-core limit and a 250m request (about 60 ms\n"
+    "# of CPU per file in the busiest service: 4 files/s guaranteed per replica).\n"
+)
 
 
-def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
-    dead_letter = name.endswith(".dlq")
-    retention = DEAD_LETTER_RETENTION_MS if dead_letter else EVENT_RETENTION_MS
-    return {
-        "apiVersion": "kafka.strimzi.io/v1",
-        "kind": "KafkaTopic",
-        "metadata": {
-            "name": name.replace("_", "-"),  # a resource name has no underscore
-            "labels": {"strimzi.io/cluster": KAFKA_CLUSTER},
-        },
-        "spec": {
-            "topicName": name,
-            "partitions": partitions,
-            "replicas": 3,
-            "config": {
-                "retention.ms": retention,
-                "min.insync.replicas": 2,
-                "cleanup.policy": "delete",
-            },
-        },
-    }
-
-
-def acls(principal: topology.Principal) -> list[dict[str, Any]]:
-    operations: dict[str, set[str]] = {}
-    for name in principal.consumes:
-        operations.setdefault(name, set()).update({"Read", "Describe"})
-    for name in principal.writes:
-        operations.setdefault(name, set()).update({"Write", "Describe"})
-    rules: list[dict[str, Any]] = [
-        {
-            "resource": {"type": "topic", "name": name, "patternType": "literal"},
-            "operations": sorted(ops),
-        }
-        for name, ops in sorted(operations.items())
-    ]
-    if principal.group:
-        rules.append(
-            {
-                "resource": {"type": "group", "name": principal.group, "patternType": "literal"},
-                "operations": ["Read"],
-            }
+def dump(resources: list[dict[str, Any]], note: str = "") -> str:
+    return (
+        HEADER
+        + note
+        + "".join(
+            "---\n" + yaml.safe_dump(r, sort_keys=False, allow_unicode=True, width=100)
+            for r in resources
         )
-    return rules
-
-
-def kafka_user(principal: topology.Principal) -> dict[str, Any]:
-    return {
-        "apiVersion": "kafka.strimzi.io/v1",
-        "kind": "KafkaUser",
-        "metadata": {"name": principal.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER}},
-        "spec": {
-            "authentication": {"type": "scram-sha-512"},
-            "authorization": {"type": "simple", "acls": acls(principal)},
-        },
-    }
-
-
-def dump(resources: list[dict[str, Any]]) -> str:
-    return HEADER + "".join(
-        "---\n" + yaml.safe_dump(r, sort_keys=False, allow_unicode=True, width=100)
-        for r in resources
     )
 
 
@@ -544,7 +444,7 @@ def render() -> dict[str, str]:
     owned_by_adapters = set().union(*agency_topic_names.values())
     files: dict[str, str] = {}
     for w in core_workloads():
-        files[f"base/{w.name}/{w.name}.yaml"] = dump(workload_resources(w))
+        files[f"base/{w.name}/{w.name}.yaml"] = dump(workload_resources(w), RESOURCES_NOTE)
     core_topics = [kafka_topic(n, p) for n, p in all_topics.items() if n not in owned_by_adapters]
     files["base/kafka/topics.yaml"] = dump(core_topics)
     core_users = [kafka_user(principals[n]) for n in ("intake", "assignment", "notification")]
@@ -552,7 +452,7 @@ def render() -> dict[str, str]:
     for agency in agencies:
         w = adapter_workload(agency)
         directory = f"adapters/{agency.replace('_', '-')}"
-        files[f"{directory}/{w.name}.yaml"] = dump(workload_resources(w))
+        files[f"{directory}/{w.name}.yaml"] = dump(workload_resources(w), RESOURCES_NOTE)
         kafka = [kafka_topic(n, all_topics[n]) for n in sorted(agency_topic_names[agency])]
         files[f"{directory}/kafka.yaml"] = dump([*kafka, kafka_user(principals[w.name])])
         files[f"{directory}/kustomization.yaml"] = HEADER + yaml.safe_dump(
