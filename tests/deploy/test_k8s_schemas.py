@@ -30,7 +30,10 @@ def test_the_generated_files_are_up_to_date():
         )
 
 
-def test_every_adapter_directory_is_generated():
+def test_every_installed_adapter_has_its_directory():
+    from adapter_sdk import discovery
+
+    assert set(discovery.available()) <= set(k8s.deployed_agencies()), "add it to ADAPTER_PORTS"
     expected = {a.replace("_", "-") for a in k8s.deployed_agencies()}
     assert set(ADAPTER_DIRS) == expected
 

@@ -86,7 +86,21 @@ def test_produced_topics_are_what_a_service_emits(name):
     assert emitted_topics(SOURCES[name], CORE) == principal.produces
 
 
-@pytest.mark.parametrize("agency", CORE)
+def installed_agencies() -> list[str]:
+    from adapter_sdk import discovery
+
+    return sorted(discovery.available())
+
+
+@pytest.mark.parametrize("agency", installed_agencies())
+def test_an_installed_adapter_consumes_what_its_principal_declares(agency, tmp_path):
+    principal = topology.adapter(agency)
+    subscribers = _app(principal.name, tmp_path).state.runtime.broker.subscribers
+    assert {getattr(t, "name", t) for sub in subscribers for t in sub.topics} == principal.consumes
+    assert {sub.group_id for sub in subscribers} == {principal.group}
+
+
+@pytest.mark.parametrize("agency", installed_agencies())
 def test_produced_topics_are_what_an_adapter_emits(agency):
     principal = topology.adapter(agency)
     roots = [*ADAPTER_SOURCES, *ROOT.glob(f"adapters/*/src/adapter_{agency}")]
