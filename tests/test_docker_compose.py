@@ -23,16 +23,19 @@ APP_PORTS = {
     "adapter-dgfip": 8012,
     "adapter-france-travail": 8013,
     "adapter-cpam": 8014,
+    "adapter-ants": 8015,
     "simulator-caf": 8101,
     "simulator-dgfip": 8102,
     "simulator-france-travail": 8103,
     "simulator-cpam": 8104,
+    "simulator-ants": 8105,
 }
 ADAPTER_AGENCY = {
     "adapter-caf": "caf",
     "adapter-dgfip": "dgfip",
     "adapter-france-travail": "france_travail",
     "adapter-cpam": "cpam",
+    "adapter-ants": "ants",
 }
 DB_SERVICES = {"intake", "assignment", "notification", *ADAPTER_AGENCY}
 BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink", "channel-providers"}

@@ -29,6 +29,7 @@ from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.kafka_security import kafka_security
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.settings import ServiceSettings
@@ -120,6 +121,7 @@ def build_runtime(
         settings.kafka_bootstrap,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         client_id=settings.service_name,
+        security=kafka_security(settings),
         log_level=logging.DEBUG,
     )
     relay = OutboxRelay(

@@ -960,3 +960,16 @@ def asyncapi(
 
     output.write_text(render(), encoding="utf-8")
     typer.echo(f"wrote {output}")
+
+
+@app.command("k8s-generate")
+def k8s_generate(
+    root: Path = typer.Option(Path("deploy/k8s"), "--root", help="The kustomize tree to write into."),
+) -> None:
+    """Regenerate deploy/k8s's workloads and Strimzi topics and users (ACLs from the topology)."""
+    from devstack.k8s import write
+
+    changed = write(root)
+    for path in changed:
+        typer.echo(f"wrote {path}")
+    typer.echo(f"{len(changed)} file(s) changed")
