@@ -188,7 +188,7 @@ async def test_expiry_has_a_small_leeway(provider):
 
 async def test_tampered_signature_and_unsigned_tokens_are_refused(provider):
     verifier = verifier_for(provider)
-    header, payload, signature = provider.sign().split(".")
+    header, _payload, signature = provider.sign().split(".")
     forged_payload = jwt.utils.base64url_encode(
         json.dumps(
             {
