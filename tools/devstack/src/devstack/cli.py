@@ -1,8 +1,9 @@
 """`guichet-dev`: run the whole system locally, benchmark it, or run a bare Kafka broker.
 
 Everything runs as real processes (no Docker): a Kafka broker from Maven Central jars
-(devstack.kafka), optionally PostgreSQL from the Debian packages (devstack.postgres), the
-agency simulator, the SMTP sink and every service (devstack.stack).
+(devstack.kafka), Keycloak from Maven Central (devstack.keycloak), optionally PostgreSQL from
+the Debian packages (devstack.postgres), the agency simulator, the SMTP sink and every service
+(devstack.stack). `guichet-dev token` prints a test user's access token (devstack.token_command).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import typer
 from devstack import bench as benchmod
 from devstack import channel_bench
 from devstack.kafka import LocalKafka, _tail, ensure_kafka_jars, find_root
+from devstack.keycloak import DEV_PORT as KEYCLOAK_PORT
+from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
 from devstack.postgres import LocalPostgres
 from devstack.stack import Ports, Stack
+from devstack.token_command import token
 
 app = typer.Typer(
     name="guichet-dev",
@@ -150,11 +154,15 @@ def _exit_status(code: int | None) -> str:
     return f"exit code {code}"
 
 
-def _dead_process(stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgres | None) -> tuple[str, str] | None:
+def _dead_process(stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgres | None,
+                  keycloak: LocalKeycloak | None = None) -> tuple[str, str] | None:
     """(description, log tail) of the first process found dead, else None."""
     if kafka is not None and (kafka.proc is None or kafka.proc.poll() is not None):
         code = None if kafka.proc is None else kafka.proc.returncode
         return f"kafka ({_exit_status(code)})", _tail(kafka.log_path)
+    if keycloak is not None and (keycloak.proc is None or keycloak.proc.poll() is not None):
+        code = None if keycloak.proc is None else keycloak.proc.returncode
+        return f"keycloak ({_exit_status(code)})", _tail(keycloak.log_path)
     if pg is not None and not _postgres_alive(pg):
         return "postgresql", _tail(pg.log_path)
     if stack is not None:
@@ -164,8 +172,9 @@ def _dead_process(stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgr
     return None
 
 
-def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka | None) -> None:
-    """Stack, then PostgreSQL, then Kafka; each step runs even if an earlier one failed."""
+def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka | None,
+              keycloak: LocalKeycloak | None = None) -> None:
+    """Stack, then PostgreSQL, Kafka, Keycloak; each step runs even if an earlier one failed."""
     if stack is not None:
         say("stopping services...")
         stack.stop()
@@ -178,6 +187,9 @@ def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka |
     if kafka is not None:
         say("stopping Kafka...")
         kafka.stop()
+    if keycloak is not None:
+        say("stopping Keycloak...")
+        keycloak.stop()
 
 
 @contextmanager
@@ -201,7 +213,8 @@ def _ensure_jars(root: Path) -> None:
     ensure_kafka_jars(root)
 
 
-def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: Path) -> str:
+def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: Path,
+            keycloak: LocalKeycloak | None = None) -> str:
     p = stack.ports
     url = lambda port: f"http://127.0.0.1:{port}"  # noqa: E731
     services = [("intake", p.intake, "  API docs /docs, citizen API /api/files"),
@@ -218,6 +231,12 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms, {url(p.providers)}/api/letters (PDF)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
     ]
+    if keycloak is not None:
+        lines += [
+            f"  {'Keycloak (OIDC)':<24}{keycloak.url}/admin  ({ADMIN_USERNAME} / {ADMIN_PASSWORD}; "
+            "realms citoyens, agents)",
+            f"  {'':<24}a test user's token: guichet-dev token marie.dupont  (docs/security.md)",
+        ]
     if pg is not None:
         lines.append(f"  {'PostgreSQL':<24}127.0.0.1:{pg.port}, user/password guichet/guichet, one database per service:")
         lines.append(f"  {'':<24}psql postgresql://guichet:guichet@127.0.0.1:{pg.port}/intake")
@@ -243,7 +262,8 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
 RUN_HELP = " ".join("""
 Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), for `make run`.
 """.split()) + "\n\n" + " ".join("""
-Starts a Kafka broker (port 9092, or a free port if 9092 is taken), optionally PostgreSQL
+Starts a Kafka broker (port 9092, or a free port if 9092 is taken), Keycloak (port 8180,
+realms citoyens and agents; tokens with `guichet-dev token`), optionally PostgreSQL
 (port 5432, or a free one), the agency simulator, the SMTP sink and every service, prints
 their addresses, then waits until Ctrl-C / SIGTERM, or until a process dies (its log tail
 is shown and the exit code is 1). Everything is stopped on exit: services, PostgreSQL, Kafka.
@@ -251,7 +271,8 @@ is shown and the exit code is 1). Everything is stopped on exit: services, Postg
 State persists in WORKDIR between runs, all of it together so that it stays consistent:
 the Kafka data (WORKDIR/kafka: topics, consumer offsets, events not consumed yet), the
 service databases (SQLite files in WORKDIR/data, or PostgreSQL in WORKDIR/pg), mail
-(WORKDIR/mail), logs (WORKDIR/logs) and spans (WORKDIR/spans). Use --fresh to start from
+(WORKDIR/mail), logs (WORKDIR/logs), spans (WORKDIR/spans) and Keycloak's database
+(WORKDIR/keycloak, started over when deploy/keycloak/realms changes). Use --fresh to start from
 scratch. Services log at INFO unless GUICHET_LOG_LEVEL says otherwise.
 """.split())
 
@@ -275,6 +296,7 @@ def run(
     os.environ.setdefault("GUICHET_LOG_LEVEL", "INFO")
 
     kafka: LocalKafka | None = None
+    keycloak: LocalKeycloak | None = None
     pg: LocalPostgres | None = None
     stack: Stack | None = None
     exit_code = 0
@@ -291,6 +313,13 @@ def run(
                     else:
                         child.unlink()
             _ensure_jars(root)
+            if not template_ready(root):
+                say("preparing Keycloak (first run only: Maven Central download, Quarkus build, "
+                    "realm import; a few minutes)...")
+            keycloak = LocalKeycloak(root, workdir / "keycloak",
+                                     port=KEYCLOAK_PORT if port_is_free(KEYCLOAK_PORT) else 0)
+            say("starting Keycloak...")
+            keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
             kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
             say("starting Kafka...")
@@ -306,15 +335,19 @@ def run(
                 if pg_port == 0:
                     say(f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead")
                 database = pg.create_database
+            keycloak.wait_ready()
+            if keycloak.port != KEYCLOAK_PORT:
+                say(f"note: port {KEYCLOAK_PORT} is taken, Keycloak listens on {keycloak.url}")
             stack = Stack(workdir, bootstrap, ports=ports, postgres=database,
-                          clock_file=clock_file.resolve() if clock_file else None)
+                          clock_file=clock_file.resolve() if clock_file else None,
+                          oidc_issuers=keycloak.issuers)
             say("starting services...")
             stack.start()
-            say(_banner(stack, kafka, pg, workdir))
+            say(_banner(stack, kafka, pg, workdir, keycloak))
 
             signals.phase = "running"
             while not signals.event.wait(0.5):
-                if dead := _dead_process(stack, kafka, pg):
+                if dead := _dead_process(stack, kafka, pg, keycloak):
                     name, tail = dead
                     say(f"\nerror: {name} died. Last lines of its log:\n{tail}\n", err=True)
                     exit_code = 1
@@ -329,7 +362,7 @@ def run(
             exit_code = 1
         finally:
             signals.phase = "stopping"
-            _stop_all(stack, pg, kafka)
+            _stop_all(stack, pg, kafka, keycloak)
             say("stopped.")
     raise typer.Exit(exit_code)
 
@@ -603,6 +636,9 @@ def kafka(
     if workdir is not None:
         argv += ["--workdir", str(workdir)]
     raise typer.Exit(main(argv))
+
+
+app.command("token")(token)  # defined in devstack.token_command
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import hashlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +42,8 @@ from devstack.kafka import find_root
 from devstack.ports import free_port
 
 KEYCLOAK_VERSION = "26.4.5"
+#: Keycloak's port in `guichet-dev run` (`make run`), when free.
+DEV_PORT = 8180
 REALMS = ("citoyens", "agents")
 #: The bootstrap administrator of the master realm (admin console, admin REST API). Dev only.
 ADMIN_USERNAME = "admin"
@@ -53,6 +56,16 @@ DEV_CLIENT = "guichet-dev"
 SYSTEM_JDK = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
 # C1-only JIT starts faster; Java 24+ needs java.lang opened for JBoss threads' shutdown.
 JAVA_OPTS_APPEND = "-XX:TieredStopAtLevel=1 --add-opens=java.base/java.lang=ALL-UNNAMED"
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -126,6 +139,11 @@ def _template_key(root: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def template_ready(root: Path) -> bool:
+    """True when a start needs neither the Quarkus build nor the realm import (fast)."""
+    return (_cache(root) / f"template-{_template_key(root)}" / "keycloakdb.mv.db").is_file()
+
+
 def ensure_template(root: Path, timeout: float = 900) -> Path:
     """The H2 database of a Keycloak that imported the realms: built once per realm files.
 
@@ -184,6 +202,7 @@ class LocalKeycloak:
         self.proc: subprocess.Popen[bytes] | None = None
         self.last_stop_signal: signal.Signals | None = None
         self.started_in: float | None = None  # seconds from launch to every realm answering
+        self._launched_at = 0.0
 
     # -- addresses -------------------------------------------------------------------
     @property
@@ -259,12 +278,20 @@ class LocalKeycloak:
 
     def start(self, timeout: float = 300) -> str:
         """Start Keycloak and block until every realm's discovery document answers."""
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start the process without waiting (`wait_ready` waits): other things can start
+        meanwhile. A port taken by another server is refused."""
         if self.proc is not None and self.proc.poll() is None:
-            return self.url
+            return
         dist = ensure_keycloak(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
         import_args = self._prepare_home(dist)
         self.port = self.port or free_port()
+        if not port_is_free(self.port):
+            raise RuntimeError(f"keycloak port already in use on 127.0.0.1: {self.port}")
         env = {
             **os.environ,
             "JAVA_HOME": str(java_home()),
@@ -282,7 +309,7 @@ class LocalKeycloak:
             f"--hostname={self.url}",
             *import_args,
         ]
-        started = time.monotonic()
+        self._launched_at = time.monotonic()
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
@@ -294,12 +321,15 @@ class LocalKeycloak:
                 start_new_session=True,  # own process group: stop() signals kc.sh and its JVM
             )
         atexit.register(self.stop)
+
+    def wait_ready(self, timeout: float = 300) -> str:
+        """Block until every realm answers (stop Keycloak on failure); return the base URL."""
         try:
-            self._wait_ready(started + timeout)
+            self._wait_ready(self._launched_at + timeout)
         except BaseException:
             self.stop(grace=5)
             raise
-        self.started_in = time.monotonic() - started
+        self.started_in = time.monotonic() - self._launched_at
         return self.url
 
     def _wait_ready(self, deadline: float) -> None:
@@ -386,7 +416,7 @@ def client_token(token_url: str, client_id: str, secret: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run Keycloak in the foreground until SIGINT/SIGTERM."""
     ap = argparse.ArgumentParser(prog="python -m devstack.keycloak", description=main.__doc__)
-    ap.add_argument("--port", type=int, default=8180)
+    ap.add_argument("--port", type=int, default=DEV_PORT)
     ap.add_argument("--root", type=Path, default=None, help="repository root (default: found)")
     ap.add_argument(
         "--workdir", type=Path, default=None, help="default: <root>/var/keycloak (data is kept)"
