@@ -169,10 +169,10 @@ def ensure_template(root: Path, timeout: float = 900) -> Path:
             for trace in h2.glob("*.trace.db"):
                 trace.unlink()
             os.rename(h2, template)
-        # Templates of older realm files are of no more use.
-        for old in cache.glob("template-*"):
-            if old != template:
-                shutil.rmtree(old, ignore_errors=True)
+        # Keep a few templates (branches with other realm files may share the cache), not all.
+        templates = sorted(cache.glob("template-*"), key=lambda d: d.stat().st_mtime, reverse=True)
+        for old in templates[3:]:
+            shutil.rmtree(old, ignore_errors=True)
     return template
 
 
