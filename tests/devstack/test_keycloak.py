@@ -105,6 +105,33 @@ async def test_agent_tokens_carry_roles_agent_id_and_offices(keycloak):
         assert principal.client_id == "guichet-dev"
 
 
+def test_web_client_takes_loopback_redirects_on_any_port_with_pkce(keycloak):
+    """The pages log in with the authorization code flow and PKCE, whatever their port."""
+    challenge = base64.urlsafe_b64encode(b"0" * 32).decode().rstrip("=")
+    for realm in REALMS:
+        auth = f"{keycloak.issuer(realm)}/protocol/openid-connect/auth"
+        params = {
+            "client_id": "web",
+            "response_type": "code",
+            "scope": "openid",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+        for port in (8003, 41234):
+            page = httpx.get(auth, params={**params, "redirect_uri": f"http://127.0.0.1:{port}/cb"})
+            assert page.status_code == 200 and 'id="kc-form-login"' in page.text, realm
+            assert 'lang="fr"' in page.text
+        elsewhere = httpx.get(
+            auth, params={**params, "redirect_uri": "https://attacker.example/cb"}
+        )
+        assert elsewhere.status_code == 400
+        without_pkce = {k: v for k, v in params.items() if not k.startswith("code_challenge")}
+        refused = httpx.get(
+            auth, params={**without_pkce, "redirect_uri": "http://127.0.0.1:8003/cb"}
+        )
+        assert "code_challenge" in refused.headers.get("location", "") + refused.text
+
+
 def test_test_users_match_the_seeded_directory():
     """agent_id and offices in the agents realm name real agents, supervisors and offices."""
     directory = json.loads(DIRECTORY.read_text(encoding="utf-8"))
