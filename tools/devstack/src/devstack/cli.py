@@ -1,8 +1,9 @@
 """`guichet-dev`: run the whole system locally, benchmark it, or run a bare Kafka broker.
 
 Everything runs as real processes (no Docker): a Kafka broker from Maven Central jars
-(devstack.kafka), optionally PostgreSQL from the Debian packages (devstack.postgres), the
-agency simulator, the SMTP sink and every service (devstack.stack).
+(devstack.kafka), Keycloak from Maven Central (devstack.keycloak), optionally PostgreSQL from
+the Debian packages (devstack.postgres), the agency simulator, the SMTP sink and every service
+(devstack.stack). `guichet-dev token` prints a test user's access token (devstack.token_command).
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ import typer
 from devstack import bench as benchmod
 from devstack import channel_bench
 from devstack.kafka import LocalKafka, _tail, ensure_kafka_jars, find_root
+from devstack.keycloak import DEV_PORT as KEYCLOAK_PORT
+from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
 from devstack.postgres import LocalPostgres
 from devstack.stack import Ports, Stack
+from devstack.token_command import token
 
 app = typer.Typer(
     name="guichet-dev",
@@ -166,12 +170,18 @@ def _exit_status(code: int | None) -> str:
 
 
 def _dead_process(
-    stack: Stack | None, kafka: LocalKafka | None, pg: LocalPostgres | None
+    stack: Stack | None,
+    kafka: LocalKafka | None,
+    pg: LocalPostgres | None,
+    keycloak: LocalKeycloak | None = None,
 ) -> tuple[str, str] | None:
     """(description, log tail) of the first process found dead, else None."""
     if kafka is not None and (kafka.proc is None or kafka.proc.poll() is not None):
         code = None if kafka.proc is None else kafka.proc.returncode
         return f"kafka ({_exit_status(code)})", _tail(kafka.log_path)
+    if keycloak is not None and (keycloak.proc is None or keycloak.proc.poll() is not None):
+        code = None if keycloak.proc is None else keycloak.proc.returncode
+        return f"keycloak ({_exit_status(code)})", _tail(keycloak.log_path)
     if pg is not None and not _postgres_alive(pg):
         return "postgresql", _tail(pg.log_path)
     if stack is not None:
@@ -181,8 +191,13 @@ def _dead_process(
     return None
 
 
-def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka | None) -> None:
-    """Stack, then PostgreSQL, then Kafka; each step runs even if an earlier one failed."""
+def _stop_all(
+    stack: Stack | None,
+    pg: LocalPostgres | None,
+    kafka: LocalKafka | None,
+    keycloak: LocalKeycloak | None = None,
+) -> None:
+    """Stack, then PostgreSQL, Kafka, Keycloak; each step runs even if an earlier one failed."""
     if stack is not None:
         say("stopping services...")
         stack.stop()
@@ -190,11 +205,14 @@ def _stop_all(stack: Stack | None, pg: LocalPostgres | None, kafka: LocalKafka |
         say("stopping PostgreSQL...")
         try:
             pg.stop()
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001
             say(f"warning: stopping PostgreSQL failed: {e}", err=True)
     if kafka is not None:
         say("stopping Kafka...")
         kafka.stop()
+    if keycloak is not None:
+        say("stopping Keycloak...")
+        keycloak.stop()
 
 
 @contextmanager
@@ -218,7 +236,13 @@ def _ensure_jars(root: Path) -> None:
     ensure_kafka_jars(root)
 
 
-def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: Path) -> str:
+def _banner(
+    stack: Stack,
+    kafka: LocalKafka,
+    pg: LocalPostgres | None,
+    workdir: Path,
+    keycloak: LocalKeycloak | None = None,
+) -> str:
     p = stack.ports
     url = lambda port: f"http://127.0.0.1:{port}"  # noqa: E731
     services = [
@@ -246,6 +270,12 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms, {url(p.providers)}/api/letters (PDF)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
     ]
+    if keycloak is not None:
+        lines += [
+            f"  {'Keycloak (OIDC)':<24}{keycloak.url}/admin  ({ADMIN_USERNAME} / {ADMIN_PASSWORD}; "
+            "realms citoyens, agents)",
+            f"  {'':<24}a test user's token: guichet-dev token marie.dupont  (docs/security.md)",
+        ]
     if pg is not None:
         lines.append(
             f"  {'PostgreSQL':<24}127.0.0.1:{pg.port}, user/password guichet/guichet, one database per service:"
@@ -272,154 +302,30 @@ def _banner(stack: Stack, kafka: LocalKafka, pg: LocalPostgres | None, workdir: 
 
 RUN_HELP = (
     " ".join(
-        [
-            "Run",
-            "the",
-            "whole",
-            "system",
-            "locally",
-            "on",
-            "fixed",
-            "ports",
-            "(intake",
-            "on",
-            "http://127.0.0.1:8000),",
-            "for",
-            "`make",
-            "run`.",
-        ]
+        """
+Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), for `make run`.
+""".split()
     )
     + "\n\n"
     + " ".join(
-        [
-            "Starts",
-            "a",
-            "Kafka",
-            "broker",
-            "(port",
-            "9092,",
-            "or",
-            "a",
-            "free",
-            "port",
-            "if",
-            "9092",
-            "is",
-            "taken),",
-            "optionally",
-            "PostgreSQL",
-            "(port",
-            "5432,",
-            "or",
-            "a",
-            "free",
-            "one),",
-            "the",
-            "agency",
-            "simulator,",
-            "the",
-            "SMTP",
-            "sink",
-            "and",
-            "every",
-            "service,",
-            "prints",
-            "their",
-            "addresses,",
-            "then",
-            "waits",
-            "until",
-            "Ctrl-C",
-            "/",
-            "SIGTERM,",
-            "or",
-            "until",
-            "a",
-            "process",
-            "dies",
-            "(its",
-            "log",
-            "tail",
-            "is",
-            "shown",
-            "and",
-            "the",
-            "exit",
-            "code",
-            "is",
-            "1).",
-            "Everything",
-            "is",
-            "stopped",
-            "on",
-            "exit:",
-            "services,",
-            "PostgreSQL,",
-            "Kafka.",
-        ]
+        """
+Starts a Kafka broker (port 9092, or a free port if 9092 is taken), Keycloak (port 8180,
+realms citoyens and agents; tokens with `guichet-dev token`), optionally PostgreSQL
+(port 5432, or a free one), the agency simulator, the SMTP sink and every service, prints
+their addresses, then waits until Ctrl-C / SIGTERM, or until a process dies (its log tail
+is shown and the exit code is 1). Everything is stopped on exit: services, PostgreSQL, Kafka.
+""".split()
     )
     + "\n\n"
     + " ".join(
-        [
-            "State",
-            "persists",
-            "in",
-            "WORKDIR",
-            "between",
-            "runs,",
-            "all",
-            "of",
-            "it",
-            "together",
-            "so",
-            "that",
-            "it",
-            "stays",
-            "consistent:",
-            "the",
-            "Kafka",
-            "data",
-            "(WORKDIR/kafka:",
-            "topics,",
-            "consumer",
-            "offsets,",
-            "events",
-            "not",
-            "consumed",
-            "yet),",
-            "the",
-            "service",
-            "databases",
-            "(SQLite",
-            "files",
-            "in",
-            "WORKDIR/data,",
-            "or",
-            "PostgreSQL",
-            "in",
-            "WORKDIR/pg),",
-            "mail",
-            "(WORKDIR/mail),",
-            "logs",
-            "(WORKDIR/logs)",
-            "and",
-            "spans",
-            "(WORKDIR/spans).",
-            "Use",
-            "--fresh",
-            "to",
-            "start",
-            "from",
-            "scratch.",
-            "Services",
-            "log",
-            "at",
-            "INFO",
-            "unless",
-            "GUICHET_LOG_LEVEL",
-            "says",
-            "otherwise.",
-        ]
+        """
+State persists in WORKDIR between runs, all of it together so that it stays consistent:
+the Kafka data (WORKDIR/kafka: topics, consumer offsets, events not consumed yet), the
+service databases (SQLite files in WORKDIR/data, or PostgreSQL in WORKDIR/pg), mail
+(WORKDIR/mail), logs (WORKDIR/logs), spans (WORKDIR/spans) and Keycloak's database
+(WORKDIR/keycloak, started over when deploy/keycloak/realms changes). Use --fresh to start from
+scratch. Services log at INFO unless GUICHET_LOG_LEVEL says otherwise.
+""".split()
     )
 )
 
@@ -450,6 +356,7 @@ def run(
     os.environ.setdefault("GUICHET_LOG_LEVEL", "INFO")
 
     kafka: LocalKafka | None = None
+    keycloak: LocalKeycloak | None = None
     pg: LocalPostgres | None = None
     stack: Stack | None = None
     exit_code = 0
@@ -466,6 +373,16 @@ def run(
                     else:
                         child.unlink()
             _ensure_jars(root)
+            if not template_ready(root):
+                say(
+                    "preparing Keycloak (first run only: Maven Central download, Quarkus build, "
+                    "realm import; a few minutes)..."
+                )
+            keycloak = LocalKeycloak(
+                root, workdir / "keycloak", port=KEYCLOAK_PORT if port_is_free(KEYCLOAK_PORT) else 0
+            )
+            say("starting Keycloak...")
+            keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
             kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
             say("starting Kafka...")
@@ -483,20 +400,24 @@ def run(
                         f"note: port {POSTGRES_PORT} is taken, PostgreSQL listens on port {pg.port} instead"
                     )
                 database = pg.create_database
+            keycloak.wait_ready()
+            if keycloak.port != KEYCLOAK_PORT:
+                say(f"note: port {KEYCLOAK_PORT} is taken, Keycloak listens on {keycloak.url}")
             stack = Stack(
                 workdir,
                 bootstrap,
                 ports=ports,
                 postgres=database,
                 clock_file=clock_file.resolve() if clock_file else None,
+                oidc_issuers=keycloak.issuers,
             )
             say("starting services...")
             stack.start()
-            say(_banner(stack, kafka, pg, workdir))
+            say(_banner(stack, kafka, pg, workdir, keycloak))
 
             signals.phase = "running"
             while not signals.event.wait(0.5):
-                if dead := _dead_process(stack, kafka, pg):
+                if dead := _dead_process(stack, kafka, pg, keycloak):
                     name, tail = dead
                     say(f"\nerror: {name} died. Last lines of its log:\n{tail}\n", err=True)
                     exit_code = 1
@@ -511,7 +432,7 @@ def run(
             exit_code = 1
         finally:
             signals.phase = "stopping"
-            _stop_all(stack, pg, kafka)
+            _stop_all(stack, pg, kafka, keycloak)
             say("stopped.")
     raise typer.Exit(exit_code)
 
@@ -945,6 +866,9 @@ def kafka(
     raise typer.Exit(main(argv))
 
 
+app.command("token")(token)  # defined in devstack.token_command
+
+
 if __name__ == "__main__":
     app()
 
@@ -964,7 +888,9 @@ def asyncapi(
 
 @app.command("k8s-generate")
 def k8s_generate(
-    root: Path = typer.Option(Path("deploy/k8s"), "--root", help="The kustomize tree to write into."),
+    root: Path = typer.Option(
+        Path("deploy/k8s"), "--root", help="The kustomize tree to write into."
+    ),
 ) -> None:
     """Regenerate deploy/k8s's workloads and Strimzi topics and users (ACLs from the topology)."""
     from devstack.k8s import write

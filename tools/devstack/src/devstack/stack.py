@@ -5,6 +5,7 @@ and the benchmark, so all three run exactly the same thing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -69,6 +70,9 @@ class Stack:
     `postgres` is a callable creating a database and returning its URL (None: SQLite files).
     `clock_file`: every service reads "today" from this file when it holds an ISO date
     (`CLOCK_FILE`, see `guichet_runtime.clock`); `travel_to` writes it.
+    `oidc_issuers`: trusted token issuers (issuer URL -> "citizen" or "agent", e.g.
+    `LocalKeycloak.issuers`), given to every service as OIDC_ISSUERS with its own name as
+    OIDC_AUDIENCE (see guichet_runtime.auth).
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class Stack:
         postgres=None,
         extra_env: dict[str, str] | None = None,
         clock_file: Path | None = None,
+        oidc_issuers: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -93,6 +98,7 @@ class Stack:
         self._postgres = postgres
         self._extra_env = extra_env or {}
         self.clock_file = clock_file
+        self.oidc_issuers = dict(oidc_issuers or {})
         self.database_urls: dict[str, str] = {}
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -135,6 +141,12 @@ class Stack:
         self.database_urls[name] = url
         return url
 
+    def _oidc_env(self, audience: str | None) -> dict[str, str]:
+        if not self.oidc_issuers:
+            return {}
+        env = {"OIDC_ISSUERS": json.dumps(self.oidc_issuers)}
+        return {**env, "OIDC_AUDIENCE": audience} if audience else env
+
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
             "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
@@ -145,6 +157,7 @@ class Stack:
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
             **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
+            **self._oidc_env(name),
             **self._extra_env,
             **env,
         }
@@ -238,6 +251,7 @@ class Stack:
                 "ASSIGNMENT_URL": self.assignment_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
                 "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+                **self._oidc_env(None),
                 **self._extra_env,
             },
             self.workdir / "logs" / "web.log",
