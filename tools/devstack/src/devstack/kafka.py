@@ -51,7 +51,7 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def log_tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -275,13 +275,13 @@ class LocalKafka:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"kafka exited with code {self.proc.returncode} during startup:\n{_tail(self.log_path)}"
+                    f"kafka exited with code {self.proc.returncode} during startup:\n{log_tail(self.log_path)}"
                 )
             # Probe the port first: aiokafka logs an ERROR for every refused bootstrap.
             if _port_open(self.port) and await _broker_ready(self.bootstrap):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"kafka not ready at {self.bootstrap}:\n{_tail(self.log_path)}")
+                raise TimeoutError(f"kafka not ready at {self.bootstrap}:\n{log_tail(self.log_path)}")
             await asyncio.sleep(0.1)
 
     def stop(self, grace: float = 15) -> None:
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stopping.wait(0.5):
             if kafka.proc is None or kafka.proc.poll() is not None:
-                print(f"kafka died:\n{_tail(kafka.log_path)}", file=sys.stderr)
+                print(f"kafka died:\n{log_tail(kafka.log_path)}", file=sys.stderr)
                 return 1
     finally:
         kafka.stop()
