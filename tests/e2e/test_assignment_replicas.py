@@ -208,7 +208,7 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
     )
     assert len(pairs) == SECOND_FILES and {(r.referents, r.files) for r in pairs} == {(1, 2)}
     rules = await query(url, "SELECT rule, count(*) AS n FROM assignments GROUP BY rule")
-    assert dict((r.rule, r.n) for r in rules) == {
+    assert {r.rule: r.n for r in rules} == {
         "proximite": FILES - SECOND_FILES,
         "continuite": SECOND_FILES,
     }

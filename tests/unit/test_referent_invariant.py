@@ -6,6 +6,7 @@ in post, and no agent is ever above capacity."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,10 +66,9 @@ class ReferentEngine(RuleBasedStateMachine):
         return self.run(self._query(sql, **params))
 
     async def _attempt(self, coro) -> None:
-        try:
+        # Refused with a message: a legitimate outcome, the state must still hold.
+        with contextlib.suppress(Refused):
             await coro
-        except Refused:
-            pass  # refused with a message: a legitimate outcome, the state must still hold
 
     @initialize(capacity=st.integers(1, 3))
     def seed(self, capacity):

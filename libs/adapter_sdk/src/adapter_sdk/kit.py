@@ -18,6 +18,7 @@ answers (garbage, wrong schema) refused instead of passed on as decisions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -343,10 +344,8 @@ async def _await_callback(
             )
             return None
         inbox.arrived.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(inbox.arrived.wait(), remaining)
-        except TimeoutError:
-            pass
 
 
 async def _check_status(

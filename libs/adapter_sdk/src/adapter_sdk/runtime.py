@@ -180,18 +180,18 @@ class AdapterRuntime:
             exchange_id = str(uuid.uuid4())
             digest = hashlib.sha256(payload).hexdigest()
             rows.append(
-                dict(
-                    exchange_id=exchange_id,
-                    request_id=request_id,
-                    file_id=file_id,
-                    direction=direction.value,
-                    purpose=purpose,
-                    legal_basis=self.decl.legal_basis,
-                    payload_sha256=digest,
-                    size_bytes=len(payload),
-                    attempts=attempts,
-                    at=now,
-                )
+                {
+                    "exchange_id": exchange_id,
+                    "request_id": request_id,
+                    "file_id": file_id,
+                    "direction": direction.value,
+                    "purpose": purpose,
+                    "legal_basis": self.decl.legal_basis,
+                    "payload_sha256": digest,
+                    "size_bytes": len(payload),
+                    "attempts": attempts,
+                    "at": now,
+                }
             )
             uow.emit(
                 topics.EXCHANGES_RECORDED,

@@ -32,10 +32,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command()(cli_bench.bench)
-app.command("bench-decision")(cli_bench.bench_decision)
-app.command("bench-channels")(cli_bench.bench_channels)
-app.command("bench-adapter")(cli_bench.bench_adapter)
 
 KAFKA_PORT = 9092
 POSTGRES_PORT = 5432
@@ -284,6 +280,13 @@ def run(
             stop_all(stack, pg, kafka)
             say("stopped.")
     raise typer.Exit(exit_code)
+
+
+# The benchmarks live in devstack.cli_bench.
+app.command()(cli_bench.bench)
+app.command("bench-decision")(cli_bench.bench_decision)
+app.command("bench-channels")(cli_bench.bench_channels)
+app.command("bench-adapter")(cli_bench.bench_adapter)
 
 
 @app.command()

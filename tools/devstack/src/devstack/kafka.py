@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import base64
 import concurrent.futures
+import contextlib
 import fcntl
 import os
 import shutil
@@ -281,7 +282,9 @@ class LocalKafka:
             if _port_open(self.port) and await _broker_ready(self.bootstrap):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"kafka not ready at {self.bootstrap}:\n{log_tail(self.log_path)}")
+                raise TimeoutError(
+                    f"kafka not ready at {self.bootstrap}:\n{log_tail(self.log_path)}"
+                )
             await asyncio.sleep(0.1)
 
     def stop(self, grace: float = 15) -> None:
@@ -291,10 +294,8 @@ class LocalKafka:
         if proc is None:
             return
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(wait)
                 break

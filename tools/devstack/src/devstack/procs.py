@@ -6,6 +6,7 @@ spawned, and a Ctrl-C in the terminal reaches only the supervisor, which then st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -91,12 +92,9 @@ class ServiceProcess:
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is not None and not self._group_gone:
-            try:
-                os.killpg(
-                    self.proc.pid, sig
-                )  # pgid == pid: start_new_session made it a group leader
-            except ProcessLookupError:
-                pass
+            # pgid == pid: start_new_session made it a group leader.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (crash simulation, or last resort)."""
@@ -110,10 +108,8 @@ class ServiceProcess:
         if self.proc is None:
             return
         self._signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()  # also reaps children that outlived a clean leader exit
 
 
