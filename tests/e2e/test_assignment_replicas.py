@@ -174,7 +174,8 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
     assert (
         await count(
             url,
-            "SELECT count(*) FROM (SELECT file_id FROM assignments GROUP BY file_id HAVING count(*) <> 1) x",
+            "SELECT count(*) FROM (SELECT file_id FROM assignments GROUP BY file_id HAVING "
+            "count(*) <> 1) x",
         )
         == 0
     )

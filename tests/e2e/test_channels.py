@@ -86,7 +86,8 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
     assert mails_for(stack.maildir, file_id) == []
     rows = await query(
         stack.database_urls["notification"],
-        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER BY id",
+        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER "
+        "BY id",
         f=file_id,
     )
     by_message = collections.defaultdict(list)

@@ -194,7 +194,8 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     due = dt.date(2027, 5, 1)
     assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == due.isoformat()
     assert agencies["dgfip"]["deadline"] == (
-        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera acceptée."
+        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera "
+        "acceptée."
     )
     assert "sera rejetée (vous pourrez la contester)" in agencies["caf"]["deadline"]
     view = (await client.get(f"/api/files/{file_id}")).json()
@@ -354,7 +355,8 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
         stack, client, file_id, new_due, "the clock resumed with the days it had left"
     )
     assert cpam["deadline"] == (
-        f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera rejetée "
+        f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande "
+        "sera rejetée "
         "(vous pourrez la contester)."
     )
     assert await clock_history(stack, file_id, "reprise") == [

@@ -275,12 +275,14 @@ async def _check_sandbox(
             if not isinstance(again, str) and again.agency_reference != result.agency_reference:
                 idempotency.problems.append(
                     f"« {life_event} » : deux envois de la même demande ont reçu deux références "
-                    f"({result.agency_reference}, {again.agency_reference}) : transmettez request_id à l'organisme"
+                    f"({result.agency_reference}, {again.agency_reference}) : transmettez "
+                    "request_id à l'organisme"
                 )
             if isinstance(result, Acknowledged):
                 if not decl.asynchronous:
                     exchange.problems.append(
-                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la déclaration "
+                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la "
+                        "déclaration "
                         f"ne dit pas asynchronous=True"
                     )
                     continue
@@ -294,7 +296,8 @@ async def _check_sandbox(
                     )
             elif decl.asynchronous:
                 callback_check.problems.append(
-                    f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
+                    f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de "
+                    "suite"
                 )
             if result.decision is Decision.DOCUMENT_REQUESTED:
                 await _check_document(adapter, transport, request, result, documents)
@@ -333,7 +336,8 @@ async def _await_callback(
                     return None
                 if not callback.callback_id:
                     check.problems.append(
-                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu"
+                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas "
+                        "reconnu"
                     )
                 return callback.answer
         remaining = deadline - asyncio.get_running_loop().time()

@@ -293,7 +293,8 @@ class AdapterRuntime:
             )
         if event.life_event not in self.decl.life_events:
             raise PermanentError(
-                f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir sa déclaration)"
+                f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir "
+                "sa déclaration)"
             )
         request = canonical_request(event, self.decl.citizen_fields, self._callback_url())
         try:

@@ -171,7 +171,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             answer = {
                 **state.answers[key],
                 "decision": "piece_demandee",
-                "summary": f"Pièce incomplète : {wanted.label} (la page des salaires manque), à renvoyer complète",
+                "summary": (
+                    f"Pièce incomplète : {wanted.label} (la page des salaires manque), à "
+                    "renvoyer complète"
+                ),
             }
             state.answers[key] = answer
             return answer

@@ -88,7 +88,8 @@ def format_adapter_report(r: dict[str, Any]) -> str:
     o, a = r["runtime_overhead_ms"], r["agency_latency_ms"]
     return "\n".join(
         [
-            f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests answered "
+            f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests "
+            "answered "
             f"in {r['elapsed_s']} s",
             f"  sustained by one adapter process : {r['requests_per_s']} requests/s",
             f"  runtime overhead per request     : p50 {o['p50']} ms, p99 {o['p99']} ms "

@@ -305,10 +305,12 @@ def format_report(r: Mapping[str, Any]) -> str:
         f"guichet unique benchmark: {head}",
         "",
         f"  completed          {r['completed']}/{r['submitted']} answers sent"
-        f" (POST errors {r['post_errors']}, no référent {r['missing_referent']}, no answer {r['missing_answer']})",
+        f" (POST errors {r['post_errors']}, no référent {r['missing_referent']}, no answer "
+        f"{r['missing_answer']})",
         f"  wall time          {_fmt(r['wall_time_s'], '.2f')} s (first submit -> last answer)",
         f"  throughput         {_fmt(r['files_per_s'], '.1f')} files/s",
-        f"  submit phase       {_fmt(r['submit_phase_s'], '.2f')} s ({_fmt(r['post_rate_per_s'], '.1f')} POST/s)",
+        f"  submit phase       {_fmt(r['submit_phase_s'], '.2f')} s "
+        f"({_fmt(r['post_rate_per_s'], '.1f')} POST/s)",
     ]
     if r.get("aborted"):
         lines.append(f"  ABORTED            {r['aborted']}")

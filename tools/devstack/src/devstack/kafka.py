@@ -93,7 +93,8 @@ def ensure_kafka_jars(root: Path) -> Path:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
             raise RuntimeError(
-                f"fetching Kafka jars failed ({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
+                "fetching Kafka jars failed "
+                f"({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
             )
         marker.write_text(KAFKA_VERSION)
     return libs
@@ -276,7 +277,8 @@ class LocalKafka:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"kafka exited with code {self.proc.returncode} during startup:\n{log_tail(self.log_path)}"
+                    f"kafka exited with code {self.proc.returncode} during "
+                    f"startup:\n{log_tail(self.log_path)}"
                 )
             # Probe the port first: aiokafka logs an ERROR for every refused bootstrap.
             if _port_open(self.port) and await _broker_ready(self.bootstrap):

@@ -86,7 +86,8 @@ class ServiceProcess:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"{self.name} not healthy at {self.health_url} after {timeout}s:\n{self.log_tail()}"
+                        f"{self.name} not healthy at {self.health_url} after "
+                        f"{timeout}s:\n{self.log_tail()}"
                     )
                 time.sleep(0.1)
 
