@@ -315,8 +315,8 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
     assert any(p.startswith("Réponse (consultation de l'état)") for p in purposes), purposes
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     assert (
-        'adapter_callbacks_refused_total{agency="france_travail",reason="identifiant_reutilise"} 1.0'
-        in metrics
+        "adapter_callbacks_refused_total"
+        '{agency="france_travail",reason="identifiant_reutilise"} 1.0' in metrics
     )
 
 

@@ -194,7 +194,8 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
             url,
             """
         SELECT count(*) FROM agents a
-        WHERE a.active_files <> (SELECT count(*) FROM files f WHERE f.referent_id = a.agent_id AND f.status = 'en_cours')
+        WHERE a.active_files <> (SELECT count(*) FROM files f
+                                 WHERE f.referent_id = a.agent_id AND f.status = 'en_cours')
     """,
         )
         == 0

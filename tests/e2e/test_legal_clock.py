@@ -135,7 +135,8 @@ async def send_document_and_see_due(
 
 
 async def clock_history(stack: Stack, file_id: str, until_why: str) -> list[tuple]:
-    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why` is there."""
+    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why`
+    is there."""
 
     def reached(records):
         return any(r["key"] == file_id and r["body"].get("why") == until_why for r in records)

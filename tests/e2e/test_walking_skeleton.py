@@ -470,8 +470,8 @@ async def test_an_answered_file_shows_in_the_published_indicators_and_their_open
     view = await eventually(lambda: answered_view(client, file_id), what="coordinated answer")
     office = view["referent"]["office"]
 
-    # The file's own read model: every delay measured, every agency answered within its legal deadline
-    # (each deadline arrives on its own topic, possibly after the answer).
+    # The file's own read model: every delay measured, every agency answered within its legal
+    # deadline (each deadline arrives on its own topic, possibly after the answer).
     seen = {}
 
     async def measured():

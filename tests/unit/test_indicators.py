@@ -184,7 +184,8 @@ async def test_agency_answers_in_time_late_by_silence_and_after_a_document_reque
                 why="reception",
             ),
         )
-    # The CAF asks for a document (not its answer), then answers on the 14th (15th in Paris: in time).
+    # The CAF asks for a document (not its answer), then answers on the 14th (15th in Paris:
+    # in time).
     piece = RequestedDocument(code="attestation", label="Attestation")
     await handle(
         intake_db,

@@ -357,7 +357,7 @@ def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_servic
     assert "Votre référent vous sera présenté" in body and "39 39" in body
 
 
-# --------------------------------------------------------------------------- the answer's personal word, the desk's messages
+# ------------------------------------------------- the answer's personal word, the desk's messages
 
 WORD = (
     "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez, sans "

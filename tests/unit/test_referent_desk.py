@@ -48,7 +48,7 @@ def app_client(router) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
-# --------------------------------------------------------------------------- the personal word (assignment)
+# ------------------------------------------------------------------ the personal word (assignment)
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
     assert answer.personal_word is None and WORD not in answer.text
 
 
-# --------------------------------------------------------------------------- messages to the citizen (intake)
+# ---------------------------------------------------------------- messages to the citizen (intake)
 
 
 @pytest.fixture
@@ -300,7 +300,7 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
     assert (await counter.get("/api/files/GU-0000-INCONNU/messages")).status_code == 404
 
 
-# --------------------------------------------------------------------------- delivery (notification)
+# ------------------------------------------------------------------------- delivery (notification)
 
 
 async def test_a_redelivered_message_event_is_sent_once_signed_with_the_referents_contact(

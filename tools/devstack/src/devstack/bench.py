@@ -334,7 +334,8 @@ def format_report(r: Mapping[str, Any]) -> str:
         for name in names:
             mem = rss.get(name, {})
             lines.append(
-                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}{_fmt(cpu.get(name), '.1f'):>9}"
+                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}"
+                f"{_fmt(cpu.get(name), '.1f'):>9}"
             )
         total_rss = [
             m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL

@@ -127,6 +127,7 @@ def format_channels(results: dict[str, Any]) -> str:
     ]
     for channel, r in results.items():
         lines.append(
-            f"  {channel:<10}{r['per_second']:>10.1f}{r['send_ms_mean']:>10.2f}{r['record_per_second']:>12.1f}"
+            f"  {channel:<10}{r['per_second']:>10.1f}{r['send_ms_mean']:>10.2f}"
+            f"{r['record_per_second']:>12.1f}"
         )
     return "\n".join(lines)

@@ -101,7 +101,8 @@ def ensure_kafka_jars(root: Path) -> Path:
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id (base64url UUID, like `kafka-storage random-uuid`), without a JVM start."""
+    """A Kafka cluster id (base64url UUID, like `kafka-storage random-uuid`), without a JVM
+    start."""
     while True:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):  # Kafka avoids these too: they read like CLI options
@@ -153,7 +154,8 @@ class LocalKafka:
         keyed on the java binary because an archive only loads in the JVM build that wrote it.
         """
         java = Path(shutil.which("java") or "java").resolve()
-        key = f"{zlib.crc32(f'{java}:{java.stat().st_mtime_ns if java.exists() else 0}'.encode()):08x}"
+        java_mtime = java.stat().st_mtime_ns if java.exists() else 0
+        key = f"{zlib.crc32(f'{java}:{java_mtime}'.encode()):08x}"
         final = (
             libs / f"kafka-cds-{key}.jsa"
         )  # inside libs: wiped with a re-fetch; `libs/*` only picks *.jar
@@ -245,7 +247,8 @@ class LocalKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
-        # A busy port would otherwise pass the readiness probe against whatever already listens there.
+        # A busy port would otherwise pass the readiness probe against whatever already listens
+        # there.
         if busy := [p for p in (self.port, self.controller_port) if _port_open(p)]:
             raise RuntimeError(f"kafka ports already in use on 127.0.0.1: {busy}")
         data = self.workdir / "data"
@@ -261,7 +264,8 @@ class LocalKafka:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals the JVM and nothing else
+                # Own process group: stop() signals the JVM and nothing else.
+                start_new_session=True,
             )
         atexit.register(self.stop)
         try:
@@ -322,7 +326,8 @@ class LocalKafka:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The repository root: first parent of `start` (default cwd), then of this file, with deploy/kafka/pom.xml."""
+    """The repository root: first parent of `start` (default cwd), then of this file, with
+    deploy/kafka/pom.xml."""
     for base in (Path(start or Path.cwd()).resolve(), Path(__file__).resolve()):
         for d in (base, *base.parents):
             if (d / "deploy" / "kafka" / "pom.xml").is_file():

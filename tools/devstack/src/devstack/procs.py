@@ -24,7 +24,8 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 class ServiceProcess:
-    """One service: `argv` run with `env` laid over the current environment, output to `log_path`."""
+    """One service: `argv` run with `env` laid over the current environment, output to
+    `log_path`."""
 
     def __init__(
         self,
@@ -68,8 +69,9 @@ class ServiceProcess:
         return _tail(self.log_path, lines)
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Poll `health_url` until it answers 200; raise with the log tail if the process exits first
-        or `timeout` passes. Without a health URL, only checks that the process is still up."""
+        """Poll `health_url` until it answers 200; raise with the log tail if the process exits
+        first or `timeout` passes. Without a health URL, only checks that the process is still
+        up."""
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as client:
             while True:

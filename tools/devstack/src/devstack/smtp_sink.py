@@ -2,7 +2,8 @@
 
 Run it::
 
-    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir var/maildir [--http-port 8026]
+    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir var/maildir \\
+        [--http-port 8026]
 
 Every accepted message is stored, byte for byte (line endings normalised to ``\\n``),
 in a :class:`mailbox.Maildir` at ``--maildir``, with three envelope headers prepended:
