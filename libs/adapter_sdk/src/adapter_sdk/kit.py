@@ -41,6 +41,7 @@ from adapter_sdk.interface import (
     PendingRequest,
     SupportingDocument,
     UndeclaredField,
+    answer_problems,
     offers_status,
 )
 from adapter_sdk.metrics import AdapterMetrics
@@ -328,8 +329,6 @@ async def _await_callback(
                 inbox.received.remove((body, headers))
                 return None
             if callback.request_id == request.request_id:
-                from adapter_sdk.interface import answer_problems
-
                 problems = answer_problems(callback.answer)
                 if problems:
                     check.problems.append("rappel incohérent : " + "; ".join(problems))

@@ -6,6 +6,7 @@ legal-clock events, traces and metrics."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -48,6 +49,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
+from guichet_runtime.service import serve as run_service
 from shared_models import (
     AgencyAnswerReceived,
     AgencyDecision,
@@ -528,10 +530,6 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
 
 def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> None:
     """Console entry point of one adapter: settings from the environment, --host/--port override."""
-    import argparse
-
-    from guichet_runtime.service import serve as run
-
     parser = argparse.ArgumentParser(description=f"adaptateur {adapter_cls.declaration.label}")
     parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
@@ -540,4 +538,4 @@ def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> No
         k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
     }
     config = configure(adapter_cls, adapter_cls.Config(**overrides))
-    run(build_app(adapter_cls, config), config)
+    run_service(build_app(adapter_cls, config), config)
