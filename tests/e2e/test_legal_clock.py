@@ -422,7 +422,7 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
             )
             return (view, again) if ready else None
 
-        view, again = await eventually(
+        _, again = await eventually(
             asked_again, what="the document asked again, the clock suspended again"
         )
         assert "la page des salaires manque" in again[0]["label"]

@@ -376,8 +376,10 @@ async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
     changed = next(m for m in mails if "nouveau référent" in m["Subject"])
     body = changed.get_body(preferencelist=("plain",)).get_content()
     assert new["name"] in body and new["phone"] in body and first["name"] in body and reason in body
-    record = httpx.get(
-        f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment"
+    record = (
+        await client.get(
+            f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment"
+        )
     ).json()
     assert [h["rule"] for h in record["history"]] == ["proximite", "changement_demande"]
 

@@ -354,7 +354,7 @@ async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answe
 
     answers = [
         answer_to(r, v, amount_eur=812.5 if v is Decision.GRANTED else None)
-        for r, v in zip(requests, verdicts)
+        for r, v in zip(requests, verdicts, strict=True)
     ]
     for answer in answers[:-1]:
         await assignment.on_agency_answer(

@@ -35,7 +35,7 @@ from shared_models import (
     topics,
 )
 from tests.unit.samples import citizen, decision, file_submitted, referent
-from tests.unit.test_notification_channels import channels, dispatch_all, gateway, sink  # noqa: F401 (fixtures)
+from tests.unit.test_notification_channels import dispatch_all
 
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
 
@@ -306,7 +306,7 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
 async def test_a_redelivered_message_event_is_sent_once_signed_with_the_referents_contact(
     notification_db,
     channels,
-    sink,  # noqa: F811
+    sink,
 ):
     event = ReferentMessageSent(
         file_id="GU-2026-MESS0001",

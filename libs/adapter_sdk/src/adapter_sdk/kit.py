@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -114,6 +115,19 @@ class Report:
         return "\n".join(lines)
 
 
+class ListeningServer(uvicorn.Server):
+    """A uvicorn server that says when it listens (uvicorn itself only sets a `started` flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+
 class CallbackInbox:
     """A real HTTP endpoint on 127.0.0.1 where an asynchronous sandbox calls back."""
 
@@ -128,15 +142,20 @@ class CallbackInbox:
             self.arrived.set()
             return {"statut": "recu"}
 
-        self.server = uvicorn.Server(
+        self.server = ListeningServer(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         )
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CallbackInbox:
         self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.02)
+        listening = asyncio.create_task(self.server.listening.wait())
+        # Listening, or the server gave up starting (its task ends: the error surfaces below).
+        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.server.started:
+            listening.cancel()
+            await self._task
+            raise RuntimeError("le serveur de rappel n'a pas démarré")
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/callbacks"
         return self
