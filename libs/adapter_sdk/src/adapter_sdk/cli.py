@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import typer
 
@@ -55,4 +54,4 @@ def run_main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(kit_main())
+    kit_main()

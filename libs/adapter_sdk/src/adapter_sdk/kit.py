@@ -301,26 +301,24 @@ async def _check_sandbox(
             if isinstance(result, Acknowledged):
                 if not decl.asynchronous:
                     exchange.problems.append(
-                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la "
-                        "déclaration "
-                        f"ne dit pas asynchronous=True"
+                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la"
+                        " déclaration ne dit pas asynchronous=True"
                     )
                     continue
-                acknowledged = result
-                result = await _await_callback(adapter, inbox, request, timeout, callback_check)
-                if result is None:
+                answer = await _await_callback(adapter, inbox, request, timeout, callback_check)
+                if answer is None:
                     continue
                 if offers_status(adapter):
-                    await _check_status(
-                        adapter, transport, request, acknowledged, result, status_check
+                    await _check_status(adapter, transport, request, result, answer, status_check)
+            else:
+                if decl.asynchronous:
+                    callback_check.problems.append(
+                        f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout"
+                        " de suite"
                     )
-            elif decl.asynchronous:
-                callback_check.problems.append(
-                    f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de "
-                    "suite"
-                )
-            if result.decision is Decision.DOCUMENT_REQUESTED:
-                await _check_document(adapter, transport, request, result, documents)
+                answer = result
+            if answer.decision is Decision.DOCUMENT_REQUESTED:
+                await _check_document(adapter, transport, request, answer, documents)
     checks = [exchange, idempotency]
     if decl.asynchronous or callback_check.problems:
         checks.append(callback_check)
@@ -470,8 +468,8 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
                 pass
         if adapter.declaration.asynchronous and offers_status(adapter):
             try:
-                status = read_status_checked(adapter, AgencyReply(200, body, {}))
-                check.problems.append(f"read_status a accepté {what} et en a fait {status!r}")
+                read = read_status_checked(adapter, AgencyReply(200, body, {}))
+                check.problems.append(f"read_status a accepté {what} et en a fait {read!r}")
             except AnswerInvalid:
                 pass
     return check

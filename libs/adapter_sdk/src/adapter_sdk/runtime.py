@@ -359,7 +359,7 @@ class AdapterRuntime:
             await uow.commit()
         self._observe("demande", started, done.agency_seconds)
 
-    async def _request_row(self, request_id: str) -> sa.Row | None:
+    async def _request_row(self, request_id: str) -> sa.Row[Any] | None:
         async with self.uow() as uow:
             return (
                 await uow.conn.execute(
