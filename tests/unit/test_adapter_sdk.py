@@ -18,7 +18,7 @@ from adapter_sdk import (
     answer_problems,
     declaration_problems,
 )
-from adapter_sdk.runtime import checked
+from adapter_sdk.translation import checked
 
 VALID = {
     "agency": "caf",

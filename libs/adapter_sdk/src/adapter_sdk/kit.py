@@ -47,7 +47,7 @@ from adapter_sdk.interface import (
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import read_status_checked
-from adapter_sdk.runtime import checked
+from adapter_sdk.translation import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from shared_models import CatalogueInvalid, Decision, catalogue
 

@@ -34,16 +34,13 @@ from adapter_sdk.interface import (
     AgencyAdapter,
     AgencyAnswer,
     AgencyCall,
-    AgencyReply,
     AnswerInvalid,
-    CanonicalRequest,
-    CitizenData,
     SupportingDocument,
-    answer_problems,
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
 from adapter_sdk.tables import RequestStatus, exchanges, metadata, requests
+from adapter_sdk.translation import canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
@@ -66,44 +63,6 @@ from shared_models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def canonical_request(
-    event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None
-) -> CanonicalRequest:
-    """The request as the adapter sees it: only the declared citizen fields survive."""
-    values = {**event.citizen.model_dump(mode="json"), "description": event.description}
-    return CanonicalRequest(
-        request_id=event.request_id,
-        file_id=event.file_id,
-        life_event=event.life_event,
-        urgent=event.urgent,
-        citizen=CitizenData(values, declared),
-        callback_url=callback_url,
-    )
-
-
-def checked(
-    read: Callable[[AgencyReply], AgencyAnswer | Acknowledged], reply: AgencyReply
-) -> AgencyAnswer | Acknowledged:
-    """Run the adapter's reading of a reply; anything unreadable or incoherent is AnswerInvalid."""
-    try:
-        result = read(reply)
-    except AnswerInvalid:
-        raise
-    except (
-        Exception
-    ) as exc:  # the adapter choked on the reply: garbage or a schema it does not know
-        raise AnswerInvalid(f"réponse illisible ({type(exc).__name__}: {exc})") from exc
-    if isinstance(result, AgencyAnswer):
-        problems = answer_problems(result)
-        if problems:
-            raise AnswerInvalid("réponse incohérente : " + "; ".join(problems))
-    elif not isinstance(result, Acknowledged):
-        raise AnswerInvalid(
-            f"l'adaptateur a rendu {type(result).__name__}, ni réponse ni accusé de réception"
-        )
-    return result
 
 
 @dataclass
