@@ -21,8 +21,8 @@ from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
 ANSWER_WITHOUT_SIGNATURE = (
-    "Bonjour Awa Diallo,\n\nChacun des organismes concernés a répondu : la "
-    "CAF vous accorde le RSA.\n"
+    "Bonjour Awa Diallo,\n\n"
+    "Chacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
 )
 CONTEXT = {
     NotificationKind.REFERENT_ASSIGNED: {},
@@ -358,10 +358,9 @@ def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_servic
 
 
 # ------------------------------------------------- the answer's personal word, the desk's messages
-
 WORD = (
-    "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez, sans "
-    "rendez-vous."
+    "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez,"
+    " sans rendez-vous."
 )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from devstack import adapter_bench, channel_bench
+from devstack import adapter_bench, channel_bench, procstats
 from devstack import bench as benchmod
 from devstack import bench_decision as bd
 from devstack.kafka import LocalKafka, find_root
@@ -127,7 +127,7 @@ def bench(
             if kafka is not None and kafka.proc is not None:
                 pids[benchmod.KAFKA] = kafka.proc.pid
             pids[benchmod.CLIENT] = os.getpid()
-            cpu_before = {name: benchmod.process_cpu_seconds(pid) for name, pid in pids.items()}
+            cpu_before = {name: procstats.process_cpu_seconds(pid) for name, pid in pids.items()}
             # While measuring, a signal only sets a flag that `check` reports: the measure then
             # stops at its next poll and everything unwinds normally (see bench.measure).
             signals.phase = "running"
@@ -160,10 +160,10 @@ def bench(
                         log=say,
                     )
                 )
-            cpu = benchmod.cpu_deltas(
-                cpu_before, {n: benchmod.process_cpu_seconds(p) for n, p in pids.items()}
+            cpu = procstats.cpu_deltas(
+                cpu_before, {n: procstats.process_cpu_seconds(p) for n, p in pids.items()}
             )
-            memory = {name: benchmod.process_memory_mb(pid) for name, pid in pids.items()}
+            memory = {name: procstats.process_memory_mb(pid) for name, pid in pids.items()}
             report = benchmod.build_report(
                 m,
                 rss_mb=memory,
