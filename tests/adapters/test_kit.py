@@ -76,7 +76,8 @@ def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):
     assert result.returncode == 1
     out = result.stdout
     expected = [
-        "La règle « silence_vaut_acceptation » exige un délai légal, en mois (deadline_months) ou en jours (deadline_days).",
+        "La règle « silence_vaut_acceptation » exige un délai légal, en mois (deadline_months) ou "
+        "en jours (deadline_days).",
         "le champ déclaré « phone » n'est jamais transmis",
         "read_answer a accepté un JSON sans décision et en a fait AgencyAnswer",
         "deux envois de la même demande ont reçu deux références",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devstack import bench
+from devstack import bench, procstats
 from devstack.bench import Measurement, Recorder
 
 
@@ -115,30 +115,30 @@ Threads:\t4
 
 
 def test_parse_vmrss():
-    assert bench.parse_vmrss_mb(STATUS) == pytest.approx(101740 / 1024)
-    assert bench.parse_vmrss_mb(STATUS, "VmHWM") == pytest.approx(108.0)
-    assert bench.parse_vmrss_mb("Name:\tkthreadd\n") is None  # kernel threads have no VmRSS
+    assert procstats.parse_vmrss_mb(STATUS) == pytest.approx(101740 / 1024)
+    assert procstats.parse_vmrss_mb(STATUS, "VmHWM") == pytest.approx(108.0)
+    assert procstats.parse_vmrss_mb("Name:\tkthreadd\n") is None  # kernel threads have no VmRSS
 
 
 def test_process_memory_of_self_and_of_a_gone_process():
-    mine = bench.process_memory_mb(__import__("os").getpid())
+    mine = procstats.process_memory_mb(__import__("os").getpid())
     assert mine["rss"] > 1 and mine["peak"] >= mine["rss"]
-    assert bench.process_memory_mb(2**22 + 12345) == {"rss": None, "peak": None}
+    assert procstats.process_memory_mb(2**22 + 12345) == {"rss": None, "peak": None}
 
 
 def test_parse_stat_cpu_seconds():
     # comm may hold spaces and parentheses; utime=250, stime=50 ticks (fields 14 and 15)
     stat = "4242 (my (odd) name) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 4 0 123 0 0"
-    assert bench.parse_stat_cpu_seconds(stat, 100) == pytest.approx(3.0)
-    assert bench.parse_stat_cpu_seconds("garbage", 100) is None
+    assert procstats.parse_stat_cpu_seconds(stat, 100) == pytest.approx(3.0)
+    assert procstats.parse_stat_cpu_seconds("garbage", 100) is None
 
 
 def test_process_cpu_seconds_and_deltas():
     import os
 
-    assert bench.process_cpu_seconds(os.getpid()) > 0
-    assert bench.process_cpu_seconds(2**22 + 12345) is None
-    assert bench.cpu_deltas(
+    assert procstats.process_cpu_seconds(os.getpid()) > 0
+    assert procstats.process_cpu_seconds(2**22 + 12345) is None
+    assert procstats.cpu_deltas(
         {"a": 1.0, "b": None, "c": 5.0}, {"a": 3.5, "b": 2.0, "c": 4.0, "d": 1.0}
     ) == {"a": 2.5, "b": None, "c": 0.0, "d": None}
 

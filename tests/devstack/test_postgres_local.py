@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def postgres():
-    # Not tmp_path: as root the server runs as `postgres`, which cannot enter pytest's 0700 tmp root.
+    # Not tmp_path: as root the server runs as `postgres`, which cannot enter pytest's 0700
+    # tmp root.
     workdir = Path(tempfile.mkdtemp(prefix="guichet-pg-"))
     server = LocalPostgres(ROOT, workdir)
     try:

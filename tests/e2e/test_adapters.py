@@ -295,7 +295,7 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
         200,
         409,
     ]  # one callback refused, none dropped
-    for view, told in zip(views, agency):
+    for view, told in zip(views, agency, strict=True):
         decided = _france_travail_decision(view)
         assert (decided["decision"], decided["summary"]) == (
             told["decision"]["decision"],
@@ -303,7 +303,9 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
         )
         assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
     refused = next(
-        f"{f}-france_travail" for f, a in zip((first, second), agency) if a["last_status"] == 409
+        f"{f}-france_travail"
+        for f, a in zip((first, second), agency, strict=True)
+        if a["last_status"] == 409
     )
     ledger = await query(
         stack.database_urls["adapter-france-travail"],
@@ -315,8 +317,8 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
     assert any(p.startswith("Réponse (consultation de l'état)") for p in purposes), purposes
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     assert (
-        'adapter_callbacks_refused_total{agency="france_travail",reason="identifiant_reutilise"} 1.0'
-        in metrics
+        "adapter_callbacks_refused_total"
+        '{agency="france_travail",reason="identifiant_reutilise"} 1.0' in metrics
     )
 
 

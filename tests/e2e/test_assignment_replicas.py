@@ -174,7 +174,8 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
     assert (
         await count(
             url,
-            "SELECT count(*) FROM (SELECT file_id FROM assignments GROUP BY file_id HAVING count(*) <> 1) x",
+            "SELECT count(*) FROM (SELECT file_id FROM assignments GROUP BY file_id HAVING "
+            "count(*) <> 1) x",
         )
         == 0
     )
@@ -193,7 +194,8 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
             url,
             """
         SELECT count(*) FROM agents a
-        WHERE a.active_files <> (SELECT count(*) FROM files f WHERE f.referent_id = a.agent_id AND f.status = 'en_cours')
+        WHERE a.active_files <> (SELECT count(*) FROM files f
+                                 WHERE f.referent_id = a.agent_id AND f.status = 'en_cours')
     """,
         )
         == 0
@@ -208,7 +210,7 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
     )
     assert len(pairs) == SECOND_FILES and {(r.referents, r.files) for r in pairs} == {(1, 2)}
     rules = await query(url, "SELECT rule, count(*) AS n FROM assignments GROUP BY rule")
-    assert dict((r.rule, r.n) for r in rules) == {
+    assert {r.rule: r.n for r in rules} == {
         "proximite": FILES - SECOND_FILES,
         "continuite": SECOND_FILES,
     }

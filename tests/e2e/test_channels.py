@@ -86,7 +86,8 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
     assert mails_for(stack.maildir, file_id) == []
     rows = await query(
         stack.database_urls["notification"],
-        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER BY id",
+        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER "
+        "BY id",
         f=file_id,
     )
     by_message = collections.defaultdict(list)
@@ -214,7 +215,7 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
     }
     for file_id in files.values():
         await eventually(lambda f=file_id: answered_view(client, f), what="answer")
-    mail_stats = httpx.get(f"{stack.smtp_http_url}/stats").json()
+    mail_stats = (await client.get(f"{stack.smtp_http_url}/stats")).json()
     provider_stats = (await providers.get("/stats")).json()
     inbox_sql = "SELECT count(*) AS n FROM inbox"
     before = (await query(stack.database_urls["notification"], inbox_sql))[0].n
@@ -242,7 +243,7 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
     await eventually(all_consumed, what="the redelivered events consumed")
     await asyncio.sleep(1.5)  # let a (wrong) second send happen if it were going to
 
-    assert httpx.get(f"{stack.smtp_http_url}/stats").json() == mail_stats
+    assert (await client.get(f"{stack.smtp_http_url}/stats")).json() == mail_stats
     assert (await providers.get("/stats")).json() == provider_stats
     assert len(mails_for(stack.maildir, files["email"])) == 2
     sms = [s for s in (await providers.get("/api/sms")).json() if s["file_id"] == files["sms"]]

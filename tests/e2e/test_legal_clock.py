@@ -135,7 +135,8 @@ async def send_document_and_see_due(
 
 
 async def clock_history(stack: Stack, file_id: str, until_why: str) -> list[tuple]:
-    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why` is there."""
+    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why`
+    is there."""
 
     def reached(records):
         return any(r["key"] == file_id and r["body"].get("why") == until_why for r in records)
@@ -194,7 +195,8 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     due = dt.date(2027, 5, 1)
     assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == due.isoformat()
     assert agencies["dgfip"]["deadline"] == (
-        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera acceptée."
+        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera "
+        "acceptée."
     )
     assert "sera rejetée (vous pourrez la contester)" in agencies["caf"]["deadline"]
     view = (await client.get(f"/api/files/{file_id}")).json()
@@ -354,7 +356,8 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
         stack, client, file_id, new_due, "the clock resumed with the days it had left"
     )
     assert cpam["deadline"] == (
-        f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera rejetée "
+        f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande "
+        "sera rejetée "
         "(vous pourrez la contester)."
     )
     assert await clock_history(stack, file_id, "reprise") == [
@@ -419,7 +422,7 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
             )
             return (view, again) if ready else None
 
-        view, again = await eventually(
+        _, again = await eventually(
             asked_again, what="the document asked again, the clock suspended again"
         )
         assert "la page des salaires manque" in again[0]["label"]

@@ -249,7 +249,8 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     file_id = page.inner_text(".gu-reference").strip()
     open_file(page, stack, file_id)
 
-    # Contact preferences: SMS needs a phone number; the message sits next to it, the choice is kept.
+    # Contact preferences: SMS needs a phone number; the message sits next to it, the choice is
+    # kept.
     assert page.input_value("#email") == "lina.moreau@example.fr" and page.is_checked(
         "#preferred_channel-email"
     )
@@ -505,7 +506,8 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
     assert page.locator("figure[aria-labelledby='graphe-titre'] svg g").count() == len(
         [a for a in agents if a["status"] != "parti"]
     )
-    # The indicators: the national row and each agency of the waiting file, in tables beside the charts.
+    # The indicators: the national row and each agency of the waiting file, in tables beside the
+    # charts.
     offices = page.inner_text("#indicateurs-espaces")
     assert "France entière" in offices and "Non publié" not in offices
     agencies = page.inner_text("#indicateurs-organismes")

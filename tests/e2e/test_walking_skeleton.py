@@ -376,8 +376,10 @@ async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
     changed = next(m for m in mails if "nouveau référent" in m["Subject"])
     body = changed.get_body(preferencelist=("plain",)).get_content()
     assert new["name"] in body and new["phone"] in body and first["name"] in body and reason in body
-    record = httpx.get(
-        f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment"
+    record = (
+        await client.get(
+            f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment"
+        )
     ).json()
     assert [h["rule"] for h in record["history"]] == ["proximite", "changement_demande"]
 
@@ -470,8 +472,8 @@ async def test_an_answered_file_shows_in_the_published_indicators_and_their_open
     view = await eventually(lambda: answered_view(client, file_id), what="coordinated answer")
     office = view["referent"]["office"]
 
-    # The file's own read model: every delay measured, every agency answered within its legal deadline
-    # (each deadline arrives on its own topic, possibly after the answer).
+    # The file's own read model: every delay measured, every agency answered within its legal
+    # deadline (each deadline arrives on its own topic, possibly after the answer).
     seen = {}
 
     async def measured():

@@ -1,6 +1,7 @@
-"""Shared fixtures of the unit tests: a recording tracer, and each service's real SQLite
+"""Shared fixtures of the unit tests: a recording tracer, each service's real SQLite
 database (migrated once per session with the service's own Alembic scripts, then copied
-for every test), with a unit-of-work factory and small readers for its tables.
+for every test) with a unit-of-work factory and small readers for its tables, and the
+notification channels against real in-process back ends (tests.unit.channel_doubles).
 
 No Kafka broker, no subprocess.
 """
@@ -9,21 +10,27 @@ from __future__ import annotations
 
 import importlib
 import shutil
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from devstack import providers
 from guichet_runtime import migrations
 from guichet_runtime.db import UnitOfWork, make_engine
-from shared_models import Event, parse_event
+from notification.channels import EmailChannel, LetterChannel, SmsChannel
+from notification.mailer import SmtpMailer
+from shared_models import Event, NotificationChannel, parse_event
+from tests.unit.channel_doubles import SENDER, Sink
 
 SERVICES = ("intake", "assignment", "notification")
 
@@ -123,3 +130,45 @@ def assignment_db(service_db: Callable[[str], ServiceDb]) -> ServiceDb:
 @pytest.fixture
 def notification_db(service_db: Callable[[str], ServiceDb]) -> ServiceDb:
     return service_db("notification")
+
+
+# --------------------------------------------------------------------------- channels
+
+
+@pytest.fixture
+async def sink(tmp_path: Path) -> AsyncIterator[Sink]:
+    """The SMTP sink, on free ports (mail to BOUNCING is refused)."""
+    s = Sink(tmp_path)
+    await s.start()
+    yield s
+    s.stop.set()
+    await s.task
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
+    """The SMS gateway and postal service simulator: (base URL, its HTTP client)."""
+    server = providers.make_server("127.0.0.1", 0, tmp_path / "providers")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    with httpx.Client(base_url=url) as client:
+        yield url, client
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+async def channels(
+    sink: Sink, gateway: tuple[str, httpx.Client]
+) -> AsyncIterator[dict[NotificationChannel, Any]]:
+    mailer = SmtpMailer("127.0.0.1", sink.port)
+    sms, post = SmsChannel(gateway[0]), LetterChannel(gateway[0])
+    yield {
+        NotificationChannel.EMAIL: EmailChannel(mailer, SENDER),
+        NotificationChannel.SMS: sms,
+        NotificationChannel.LETTER: post,
+    }
+    await mailer.close()
+    await sms.close()
+    await post.close()

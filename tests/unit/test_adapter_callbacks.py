@@ -175,9 +175,10 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
     transport.client = httpx.AsyncClient(
         base_url=config.agency_base_url, transport=httpx.MockTransport(agency)
     )
-    uow = lambda inbox_key=None: UnitOfWork(
-        engine, tables.outbox, tables.inbox, inbox_key=inbox_key
-    )
+
+    def uow(inbox_key=None):
+        return UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)
+
     core = AdapterRuntime(FranceTravailAdapter(config), config, uow, transport, metrics)
     yield Adapter(core, agency, engine, metrics)
     await transport.close()

@@ -18,18 +18,18 @@ from adapter_sdk import (
     answer_problems,
     declaration_problems,
 )
-from adapter_sdk.runtime import checked
+from adapter_sdk.translation import checked
 
-VALID = dict(
-    agency="caf",
-    label="CAF",
-    life_events=("naissance",),
-    citizen_fields=frozenset({"family_name"}),
-    deadline_rule=DeadlineRule.SILENCE_REJECTS,
-    deadline_days=60,
-    legal_basis="Code de la sécurité sociale",
-    purpose="Prestations familiales",
-)
+VALID = {
+    "agency": "caf",
+    "label": "CAF",
+    "life_events": ("naissance",),
+    "citizen_fields": frozenset({"family_name"}),
+    "deadline_rule": DeadlineRule.SILENCE_REJECTS,
+    "deadline_days": 60,
+    "legal_basis": "Code de la sécurité sociale",
+    "purpose": "Prestations familiales",
+}
 
 
 def test_a_valid_declaration_breaks_no_rule():
@@ -64,16 +64,17 @@ def test_citizen_data_holds_only_the_declared_fields_and_says_which_was_read():
 @pytest.mark.parametrize(
     "answer, message",
     [
-        (dict(decision=Decision.REFUSED), "un refus doit donner son motif"),
-        (dict(decision=Decision.DOCUMENT_REQUESTED), "doit nommer la pièce"),
+        ({"decision": Decision.REFUSED}, "un refus doit donner son motif"),
+        ({"decision": Decision.DOCUMENT_REQUESTED}, "doit nommer la pièce"),
         (
-            dict(decision=Decision.REFUSED, reason="Plafond dépassé.", amount_eur=10.0),
+            {"decision": Decision.REFUSED, "reason": "Plafond dépassé.", "amount_eur": 10.0},
             "n'accompagne qu'une décision accordée",
         ),
         (
-            dict(
-                decision=Decision.GRANTED, requested_document=RequestedDocument(code="x", label="X")
-            ),
+            {
+                "decision": Decision.GRANTED,
+                "requested_document": RequestedDocument(code="x", label="X"),
+            },
             "qu'avec la décision piece_demandee",
         ),
     ],

@@ -14,6 +14,7 @@ from assignment.commands import directory_import
 from assignment.legal_deadline import add_months, estimated_deadline, paris_day
 from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
+from guichet_runtime.clock import PARIS
 from guichet_runtime.refusals import install_refusals
 from shared_models import AgencyAnswerReceived, AgencyRequestIssued, ReferentAssigned
 from tests.unit.samples import citizen, decision, file_submitted
@@ -106,7 +107,7 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
     app = FastAPI()
     install_refusals(app)
-    today = dt.date.today()
+    today = dt.datetime.now(PARIS).date()  # the services' today (guichet_runtime.clock)
     app.include_router(api.views_router(assignment_db, lambda: today + dt.timedelta(days=55)))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         card = (await c.get(f"/api/agents/{ref.agent_id}")).json()

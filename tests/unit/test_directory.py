@@ -72,7 +72,7 @@ async def changes(db):
     ]
 
 
-async def test_an_absent_agent_is_covered_by_a_colleague_of_the_same_office_then_gets_the_files_back(
+async def test_an_absent_agent_is_covered_by_an_office_colleague_then_gets_the_files_back(
     desk,
 ):
     files, agents = await state(desk.db)

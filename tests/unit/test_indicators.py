@@ -184,7 +184,8 @@ async def test_agency_answers_in_time_late_by_silence_and_after_a_document_reque
                 why="reception",
             ),
         )
-    # The CAF asks for a document (not its answer), then answers on the 14th (15th in Paris: in time).
+    # The CAF asks for a document (not its answer), then answers on the 14th (15th in Paris:
+    # in time).
     piece = RequestedDocument(code="attestation", label="Attestation")
     await handle(
         intake_db,
@@ -475,7 +476,7 @@ def test_the_open_data_csv_has_french_headers_one_row_per_group_and_hides_small_
     )
     header, *rows = list(csv.reader(io.StringIO(text), delimiter=";"))
     assert len(header) == len(indicators.CSV_COLUMNS) and all(len(r) == len(header) for r in rows)
-    by_level = {r[0]: dict(zip(header, r)) for r in rows}
+    by_level = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
     assert list(by_level) == ["national", "espace France Services", "organisme"]
     office = by_level["espace France Services"]
     assert (office["libelle"], office["publie"], office["nombre_dossiers"]) == (

@@ -108,7 +108,9 @@ def test_choosing_sms_or_phone_without_a_phone_number_is_refused(channel):
     assert errors_of(body) == [
         {
             "field": "citizen",
-            "message": "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone.",
+            "message": (
+                "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone."
+            ),
         }
     ]
 
@@ -136,7 +138,10 @@ def test_letters_and_phone_calls_need_a_full_postal_address(channel):
     assert errors_of(body) == [
         {
             "field": "citizen",
-            "message": "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
+            "message": (
+                "Une adresse postale complète (rue et commune) est nécessaire pour "
+                "recevoir vos courriers."
+            ),
         }
     ]
 

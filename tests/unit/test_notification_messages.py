@@ -20,7 +20,10 @@ from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, 
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
-ANSWER_WITHOUT_SIGNATURE = "Bonjour Awa Diallo,\n\nChacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
+ANSWER_WITHOUT_SIGNATURE = (
+    "Bonjour Awa Diallo,\n\n"
+    "Chacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
+)
 CONTEXT = {
     NotificationKind.REFERENT_ASSIGNED: {},
     NotificationKind.ANSWER_READY: {"text": ANSWER_WITHOUT_SIGNATURE},
@@ -354,9 +357,11 @@ def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_servic
     assert "Votre référent vous sera présenté" in body and "39 39" in body
 
 
-# --------------------------------------------------------------------------- the answer's personal word, the desk's messages
-
-WORD = "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez, sans rendez-vous."
+# ------------------------------------------------- the answer's personal word, the desk's messages
+WORD = (
+    "Je sais que ces semaines ont été difficiles : passez me voir quand vous voulez,"
+    " sans rendez-vous."
+)
 
 
 def answer_with_word(word: str | None) -> str:

@@ -81,7 +81,7 @@ async def test_the_citizen_gets_another_referent_and_the_whole_file_follows(assi
 async def test_a_second_citizen_request_is_not_granted_but_a_supervisor_may_still_move_the_file(
     assigned,
 ):
-    db, first = assigned
+    db, _ = assigned
     for by in ("citoyen", "citoyen", "superviseur"):
         await handle(
             db,

@@ -35,7 +35,7 @@ from shared_models import (
     topics,
 )
 from tests.unit.samples import citizen, decision, file_submitted, referent
-from tests.unit.test_notification_channels import channels, dispatch_all, gateway, sink  # noqa: F401 (fixtures)
+from tests.unit.test_notification_channels import dispatch_all
 
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
 
@@ -48,7 +48,7 @@ def app_client(router) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
-# --------------------------------------------------------------------------- the personal word (assignment)
+# ------------------------------------------------------------------ the personal word (assignment)
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
     assert answer.personal_word is None and WORD not in answer.text
 
 
-# --------------------------------------------------------------------------- messages to the citizen (intake)
+# ---------------------------------------------------------------- messages to the citizen (intake)
 
 
 @pytest.fixture
@@ -300,13 +300,13 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
     assert (await counter.get("/api/files/GU-0000-INCONNU/messages")).status_code == 404
 
 
-# --------------------------------------------------------------------------- delivery (notification)
+# ------------------------------------------------------------------------- delivery (notification)
 
 
 async def test_a_redelivered_message_event_is_sent_once_signed_with_the_referents_contact(
     notification_db,
     channels,
-    sink,  # noqa: F811
+    sink,
 ):
     event = ReferentMessageSent(
         file_id="GU-2026-MESS0001",

@@ -6,6 +6,7 @@ in post, and no agent is ever above capacity."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import tempfile
 from pathlib import Path
@@ -65,10 +66,9 @@ class ReferentEngine(RuleBasedStateMachine):
         return self.run(self._query(sql, **params))
 
     async def _attempt(self, coro) -> None:
-        try:
+        # Refused with a message: a legitimate outcome, the state must still hold.
+        with contextlib.suppress(Refused):
             await coro
-        except Refused:
-            pass  # refused with a message: a legitimate outcome, the state must still hold
 
     @initialize(capacity=st.integers(1, 3))
     def seed(self, capacity):
@@ -76,7 +76,8 @@ class ReferentEngine(RuleBasedStateMachine):
         # A small network, so capacity, covers and waiting files really happen.
         self.run(
             self._exec(
-                "UPDATE agents SET status = 'parti' WHERE office_id NOT IN ('FS-93-01', 'FS-75-01', 'FS-69-01')"
+                "UPDATE agents SET status = 'parti' WHERE office_id NOT IN ('FS-93-01', "
+                "'FS-75-01', 'FS-69-01')"
             )
         )
         self.run(self._exec(f"UPDATE agents SET capacity = {capacity}"))
@@ -101,7 +102,8 @@ class ReferentEngine(RuleBasedStateMachine):
     def all_agencies_answer(self, data):
         file_id = data.draw(st.sampled_from(self.files))
         for request_id, agency in self.query(
-            "SELECT request_id, agency FROM agency_requests WHERE file_id = :f AND status != 'repondue'",
+            "SELECT request_id, agency FROM agency_requests WHERE file_id = :f AND status != "
+            "'repondue'",
             f=file_id,
         ):
             answer = AgencyAnswerReceived(

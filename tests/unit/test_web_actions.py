@@ -56,7 +56,10 @@ def test_a_refused_contact_change_lands_next_to_the_missing_contact():
     }
     address_needed = {
         "field": "body",
-        "message": "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
+        "message": (
+            "Une adresse postale complète (rue et commune) est nécessaire pour recevoir "
+            "vos courriers."
+        ),
     }
     bad_postcode = {"field": "postcode", "message": "Code postal invalide : 5 chiffres attendus."}
     assert forms.file_errors(

@@ -41,7 +41,9 @@ def test_intake_errors_land_next_to_their_field_in_the_order_of_the_form():
         {"field": "citizen.postcode", "message": "Code postal invalide : 5 chiffres attendus."},
         {
             "field": "citizen",
-            "message": "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone.",
+            "message": (
+                "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone."
+            ),
         },
         {"field": "life_event", "message": "Ce champ est obligatoire."},
         {"field": "Idempotency-Key", "message": "Clé déjà utilisée."},
@@ -53,7 +55,10 @@ def test_intake_errors_land_next_to_their_field_in_the_order_of_the_form():
     }
     letter = {
         "field": "citizen",
-        "message": "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
+        "message": (
+            "Une adresse postale complète (rue et commune) est nécessaire pour recevoir "
+            "vos courriers."
+        ),
     }
     # The street is typed, the commune is missing: the message goes next to the commune.
     assert forms.file_errors([letter], TYPED) == {"city": letter["message"]}

@@ -14,6 +14,7 @@ from adapter_sdk import (
     DeadlineRule,
     Declaration,
 )
+from adapter_sdk.runtime import serve
 
 
 class AntsConfig(AdapterConfig):
@@ -55,6 +56,4 @@ class AntsAdapter(AgencyAdapter):
 
 
 def main() -> None:
-    from adapter_sdk.runtime import serve
-
     serve(AntsAdapter)

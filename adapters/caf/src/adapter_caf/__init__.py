@@ -13,6 +13,7 @@ from adapter_sdk import (
     DeadlineRule,
     Declaration,
 )
+from adapter_sdk.runtime import serve
 
 
 class CafAdapter(AgencyAdapter):
@@ -55,6 +56,4 @@ class CafAdapter(AgencyAdapter):
 
 
 def main() -> None:
-    from adapter_sdk.runtime import serve
-
     serve(CafAdapter)

@@ -17,6 +17,7 @@ from adapter_sdk import (
     Declaration,
     SupportingDocument,
 )
+from adapter_sdk.runtime import serve
 
 
 class CpamAdapter(AgencyAdapter):
@@ -73,6 +74,4 @@ class CpamAdapter(AgencyAdapter):
 
 
 def main() -> None:
-    from adapter_sdk.runtime import serve
-
     serve(CpamAdapter)

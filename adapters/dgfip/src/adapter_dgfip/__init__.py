@@ -19,6 +19,7 @@ from adapter_sdk import (
     DeadlineRule,
     Declaration,
 )
+from adapter_sdk.runtime import serve
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 DGFIP = "urn:dgfip:situation:v1"
@@ -86,6 +87,4 @@ class DgfipAdapter(AgencyAdapter):
 
 
 def main() -> None:
-    from adapter_sdk.runtime import serve
-
     serve(DgfipAdapter)

@@ -25,6 +25,7 @@ from adapter_sdk import (
     Declaration,
     PendingRequest,
 )
+from adapter_sdk.runtime import serve
 
 #: What France Travail's status endpoint says of a request it has not decided yet.
 UNDER_REVIEW = "en_instruction"
@@ -98,6 +99,4 @@ class FranceTravailAdapter(AgencyAdapter):
 
 
 def main() -> None:
-    from adapter_sdk.runtime import serve
-
     serve(FranceTravailAdapter)

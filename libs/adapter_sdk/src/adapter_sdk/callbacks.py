@@ -98,7 +98,7 @@ class CallbackDesk:
             otel_context.detach(token)
 
     @staticmethod
-    async def _request(uow: UnitOfWork, request_id: str) -> sa.Row | None:
+    async def _request(uow: UnitOfWork, request_id: str) -> sa.Row[Any] | None:
         return (
             await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
         ).first()

@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import typer
 
 from adapter_sdk import discovery
+from adapter_sdk.kit import run_kit
+from adapter_sdk.runtime import serve
 
 kit_app = typer.Typer(add_completion=False, help=__doc__)
 run_app = typer.Typer(add_completion=False, help=__doc__)
@@ -23,8 +24,6 @@ def kit(
     ),
 ) -> None:
     """Check an adapter against its agency's sandbox; exit 1 if any rule is broken."""
-    from adapter_sdk.kit import run_kit
-
     try:
         cls = discovery.load(adapter)
     except (discovery.AdapterNotFound, ImportError, AttributeError) as exc:
@@ -42,8 +41,6 @@ def run(
     port: int | None = typer.Option(None, help="HTTP port (HTTP_PORT)"),
 ) -> None:
     """Run an installed adapter (settings from the environment)."""
-    from adapter_sdk.runtime import serve
-
     argv = [*(["--host", host] if host else []), *(["--port", str(port)] if port else [])]
     serve(discovery.load(adapter), argv)
 
@@ -57,4 +54,4 @@ def run_main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(kit_main())
+    kit_main()

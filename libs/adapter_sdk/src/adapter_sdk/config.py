@@ -22,12 +22,17 @@ class AdapterConfig(ServiceSettings):
     )
     callback_base_url: str = Field(
         default="",
-        description="Public URL of this adapter, given to agencies that call back (default: its own address).",
+        description=(
+            "Public URL of this adapter, given to agencies that call back (default: its "
+            "own address)."
+        ),
     )
     attempts: int = Field(
         default=4,
         ge=1,
-        description="Calls per delivery for a failing or garbled answer, before the dead-letter topic.",
+        description=(
+            "Calls per delivery for a failing or garbled answer, before the dead-letter topic."
+        ),
     )
     backoff_seconds: float = Field(
         default=0.2, ge=0, description="First wait between two attempts (doubles each time)."

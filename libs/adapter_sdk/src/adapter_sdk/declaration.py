@@ -56,23 +56,27 @@ def declaration_problems(decl: Declaration) -> list[str]:
     problems = []
     if not AGENCY_CODE.match(decl.agency):
         problems.append(
-            f"Le code d'organisme « {decl.agency} » est invalide : lettres minuscules, chiffres et _ uniquement."
+            f"Le code d'organisme « {decl.agency} » est invalide : lettres minuscules, chiffres "
+            "et _ uniquement."
         )
     if not decl.life_events:
         problems.append("La déclaration ne liste aucun événement de vie (démarche) traité.")
     unknown = sorted(decl.citizen_fields - set(CITIZEN_FIELDS))
     if unknown:
         problems.append(
-            f"Champs citoyen inconnus déclarés : {', '.join(unknown)} (connus : {', '.join(CITIZEN_FIELDS)})."
+            f"Champs citoyen inconnus déclarés : {', '.join(unknown)} (connus : "
+            f"{', '.join(CITIZEN_FIELDS)})."
         )
     if not decl.citizen_fields:
         problems.append(
-            "La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne."
+            "La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier "
+            "personne."
         )
     silence = decl.deadline_rule in (DeadlineRule.SILENCE_ACCEPTS, DeadlineRule.SILENCE_REJECTS)
     if silence and not (decl.deadline_months or decl.deadline_days):
         problems.append(
-            f"La règle « {decl.deadline_rule.value} » exige un délai légal, en mois (deadline_months)"
+            f"La règle « {decl.deadline_rule.value} » exige un délai légal, en mois "
+            "(deadline_months)"
             " ou en jours (deadline_days)."
         )
     if decl.deadline_months is not None and decl.deadline_days is not None:
@@ -85,7 +89,8 @@ def declaration_problems(decl: Declaration) -> list[str]:
         problems.append("Le délai légal doit être un nombre de jours positif.")
     if decl.deadline_rule is DeadlineRule.NONE and (decl.deadline_days or decl.deadline_months):
         problems.append(
-            "La règle « aucune » ne prend pas de délai : retirez deadline_months/deadline_days ou changez de règle."
+            "La règle « aucune » ne prend pas de délai : retirez deadline_months/deadline_days ou "
+            "changez de règle."
         )
     if len(decl.legal_basis.strip()) < 5:
         problems.append("La base légale de la transmission est absente (legal_basis).")

@@ -3,6 +3,9 @@ agency ships its adapter as its own package without touching the core."""
 
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from importlib.metadata import entry_points
 
 from adapter_sdk.interface import AgencyAdapter
@@ -25,10 +28,6 @@ def load(name: str) -> type[AgencyAdapter]:
     if matches:
         cls = matches[0].load()
     elif ":" in name:
-        import importlib
-        import os
-        import sys
-
         # As `python -m` does: an adapter under development is found from where the kit runs.
         if os.getcwd() not in sys.path:
             sys.path.insert(0, os.getcwd())

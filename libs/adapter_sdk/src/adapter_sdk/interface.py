@@ -204,7 +204,8 @@ class AgencyAdapter(ABC):
         )
 
     def read_callback(self, body: bytes, headers: Mapping[str, str]) -> CallbackAnswer:
-        """An asynchronous answer delivered to our callback endpoint; raise AnswerInvalid if unreadable."""
+        """An asynchronous answer delivered to our callback endpoint; raise AnswerInvalid if
+        unreadable."""
         raise NotImplementedError(f"{self.declaration.agency} ne rappelle pas")
 
     def build_status_call(self, request: PendingRequest) -> AgencyCall:

@@ -18,7 +18,9 @@ answers (garbage, wrong schema) refused instead of passed on as decisions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +42,12 @@ from adapter_sdk.interface import (
     PendingRequest,
     SupportingDocument,
     UndeclaredField,
+    answer_problems,
     offers_status,
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import read_status_checked
-from adapter_sdk.runtime import checked
+from adapter_sdk.translation import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from shared_models import CatalogueInvalid, Decision, catalogue
 
@@ -112,6 +115,19 @@ class Report:
         return "\n".join(lines)
 
 
+class ListeningServer(uvicorn.Server):
+    """A uvicorn server that says when it listens (uvicorn itself only sets a `started` flag)."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
+
+
 class CallbackInbox:
     """A real HTTP endpoint on 127.0.0.1 where an asynchronous sandbox calls back."""
 
@@ -126,15 +142,20 @@ class CallbackInbox:
             self.arrived.set()
             return {"statut": "recu"}
 
-        self.server = uvicorn.Server(
+        self.server = ListeningServer(
             uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         )
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> CallbackInbox:
         self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            await asyncio.sleep(0.02)
+        listening = asyncio.create_task(self.server.listening.wait())
+        # Listening, or the server gave up starting (its task ends: the error surfaces below).
+        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not self.server.started:
+            listening.cancel()
+            await self._task
+            raise RuntimeError("le serveur de rappel n'a pas démarré")
         port = self.server.servers[0].sockets[0].getsockname()[1]
         self.url = f"http://127.0.0.1:{port}/callbacks"
         return self
@@ -274,29 +295,30 @@ async def _check_sandbox(
             if not isinstance(again, str) and again.agency_reference != result.agency_reference:
                 idempotency.problems.append(
                     f"« {life_event} » : deux envois de la même demande ont reçu deux références "
-                    f"({result.agency_reference}, {again.agency_reference}) : transmettez request_id à l'organisme"
+                    f"({result.agency_reference}, {again.agency_reference}) : transmettez "
+                    "request_id à l'organisme"
                 )
             if isinstance(result, Acknowledged):
                 if not decl.asynchronous:
                     exchange.problems.append(
-                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la déclaration "
-                        f"ne dit pas asynchronous=True"
+                        f"« {life_event} » : l'organisme accuse réception sans décider, mais la"
+                        " déclaration ne dit pas asynchronous=True"
                     )
                     continue
-                acknowledged = result
-                result = await _await_callback(adapter, inbox, request, timeout, callback_check)
-                if result is None:
+                answer = await _await_callback(adapter, inbox, request, timeout, callback_check)
+                if answer is None:
                     continue
                 if offers_status(adapter):
-                    await _check_status(
-                        adapter, transport, request, acknowledged, result, status_check
+                    await _check_status(adapter, transport, request, result, answer, status_check)
+            else:
+                if decl.asynchronous:
+                    callback_check.problems.append(
+                        f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout"
+                        " de suite"
                     )
-            elif decl.asynchronous:
-                callback_check.problems.append(
-                    f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
-                )
-            if result.decision is Decision.DOCUMENT_REQUESTED:
-                await _check_document(adapter, transport, request, result, documents)
+                answer = result
+            if answer.decision is Decision.DOCUMENT_REQUESTED:
+                await _check_document(adapter, transport, request, answer, documents)
     checks = [exchange, idempotency]
     if decl.asynchronous or callback_check.problems:
         checks.append(callback_check)
@@ -324,15 +346,14 @@ async def _await_callback(
                 inbox.received.remove((body, headers))
                 return None
             if callback.request_id == request.request_id:
-                from adapter_sdk.interface import answer_problems
-
                 problems = answer_problems(callback.answer)
                 if problems:
                     check.problems.append("rappel incohérent : " + "; ".join(problems))
                     return None
                 if not callback.callback_id:
                     check.problems.append(
-                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu"
+                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas "
+                        "reconnu"
                     )
                 return callback.answer
         remaining = deadline - asyncio.get_running_loop().time()
@@ -343,10 +364,8 @@ async def _await_callback(
             )
             return None
         inbox.arrived.clear()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(inbox.arrived.wait(), remaining)
-        except TimeoutError:
-            pass
 
 
 async def _check_status(
@@ -449,8 +468,8 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
                 pass
         if adapter.declaration.asynchronous and offers_status(adapter):
             try:
-                status = read_status_checked(adapter, AgencyReply(200, body, {}))
-                check.problems.append(f"read_status a accepté {what} et en a fait {status!r}")
+                read = read_status_checked(adapter, AgencyReply(200, body, {}))
+                check.problems.append(f"read_status a accepté {what} et en a fait {read!r}")
             except AnswerInvalid:
                 pass
     return check

@@ -14,6 +14,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -150,7 +151,7 @@ class Reconciler:
         self.metrics.awaiting_decision.labels(self.decl.agency).set(waiting)
         self.metrics.overdue.labels(self.decl.agency).set(late)
 
-    async def poll(self, row: sa.Row) -> CallbackOutcome | None:
+    async def poll(self, row: sa.Row[Any]) -> CallbackOutcome | None:
         """Ask the agency for one request's state; apply the decision if there is one."""
         agency = self.decl.agency
         answer: AgencyAnswer | None = None

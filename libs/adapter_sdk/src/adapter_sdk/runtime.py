@@ -6,6 +6,7 @@ legal-clock events, traces and metrics."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import hashlib
@@ -33,21 +34,19 @@ from adapter_sdk.interface import (
     AgencyAdapter,
     AgencyAnswer,
     AgencyCall,
-    AgencyReply,
     AnswerInvalid,
-    CanonicalRequest,
-    CitizenData,
     SupportingDocument,
-    answer_problems,
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
 from adapter_sdk.tables import RequestStatus, exchanges, metadata, requests
+from adapter_sdk.translation import canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
+from guichet_runtime.service import serve as run_service
 from shared_models import (
     AgencyAnswerReceived,
     AgencyDecision,
@@ -64,44 +63,6 @@ from shared_models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-def canonical_request(
-    event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None
-) -> CanonicalRequest:
-    """The request as the adapter sees it: only the declared citizen fields survive."""
-    values = {**event.citizen.model_dump(mode="json"), "description": event.description}
-    return CanonicalRequest(
-        request_id=event.request_id,
-        file_id=event.file_id,
-        life_event=event.life_event,
-        urgent=event.urgent,
-        citizen=CitizenData(values, declared),
-        callback_url=callback_url,
-    )
-
-
-def checked(
-    read: Callable[[AgencyReply], AgencyAnswer | Acknowledged], reply: AgencyReply
-) -> AgencyAnswer | Acknowledged:
-    """Run the adapter's reading of a reply; anything unreadable or incoherent is AnswerInvalid."""
-    try:
-        result = read(reply)
-    except AnswerInvalid:
-        raise
-    except (
-        Exception
-    ) as exc:  # the adapter choked on the reply: garbage or a schema it does not know
-        raise AnswerInvalid(f"réponse illisible ({type(exc).__name__}: {exc})") from exc
-    if isinstance(result, AgencyAnswer):
-        problems = answer_problems(result)
-        if problems:
-            raise AnswerInvalid("réponse incohérente : " + "; ".join(problems))
-    elif not isinstance(result, Acknowledged):
-        raise AnswerInvalid(
-            f"l'adaptateur a rendu {type(result).__name__}, ni réponse ni accusé de réception"
-        )
-    return result
 
 
 @dataclass
@@ -180,18 +141,18 @@ class AdapterRuntime:
             exchange_id = str(uuid.uuid4())
             digest = hashlib.sha256(payload).hexdigest()
             rows.append(
-                dict(
-                    exchange_id=exchange_id,
-                    request_id=request_id,
-                    file_id=file_id,
-                    direction=direction.value,
-                    purpose=purpose,
-                    legal_basis=self.decl.legal_basis,
-                    payload_sha256=digest,
-                    size_bytes=len(payload),
-                    attempts=attempts,
-                    at=now,
-                )
+                {
+                    "exchange_id": exchange_id,
+                    "request_id": request_id,
+                    "file_id": file_id,
+                    "direction": direction.value,
+                    "purpose": purpose,
+                    "legal_basis": self.decl.legal_basis,
+                    "payload_sha256": digest,
+                    "size_bytes": len(payload),
+                    "attempts": attempts,
+                    "at": now,
+                }
             )
             uow.emit(
                 topics.EXCHANGES_RECORDED,
@@ -293,7 +254,8 @@ class AdapterRuntime:
             )
         if event.life_event not in self.decl.life_events:
             raise PermanentError(
-                f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir sa déclaration)"
+                f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir "
+                "sa déclaration)"
             )
         request = canonical_request(event, self.decl.citizen_fields, self._callback_url())
         try:
@@ -356,7 +318,7 @@ class AdapterRuntime:
             await uow.commit()
         self._observe("demande", started, done.agency_seconds)
 
-    async def _request_row(self, request_id: str) -> sa.Row | None:
+    async def _request_row(self, request_id: str) -> sa.Row[Any] | None:
         async with self.uow() as uow:
             return (
                 await uow.conn.execute(
@@ -527,10 +489,6 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
 
 def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> None:
     """Console entry point of one adapter: settings from the environment, --host/--port override."""
-    import argparse
-
-    from guichet_runtime.service import serve as run
-
     parser = argparse.ArgumentParser(description=f"adaptateur {adapter_cls.declaration.label}")
     parser.add_argument("--host", help="interface to listen on (HTTP_HOST)")
     parser.add_argument("--port", type=int, help="HTTP port (HTTP_PORT)")
@@ -539,4 +497,4 @@ def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> No
         k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
     }
     config = configure(adapter_cls, adapter_cls.Config(**overrides))
-    run(build_app(adapter_cls, config), config)
+    run_service(build_app(adapter_cls, config), config)

@@ -16,7 +16,8 @@ from adapter_sdk.metrics import AdapterMetrics
 
 
 class AgencyUnavailable(Exception):
-    """The agency cannot be reached (refused connection, 503, open circuit): wait, never dead-letter."""
+    """The agency cannot be reached (refused connection, 503, open circuit): wait, never
+    dead-letter."""
 
 
 class AgencyFailed(Exception):

@@ -197,9 +197,11 @@ class AgencyAnswerReceived(Event):
     answer: AgencyDecision = Field(description="The agency's decision.")
     after_document: str | None = Field(
         default=None,
-        description="Intake's id of the citizen's document this answer follows; none for the answer to the "
-        "request itself. An agency asking again for the same document after one (it was incomplete) is a new "
-        "request, not a repeat.",
+        description=(
+            "Intake's id of the citizen's document this answer follows; none for the answer to"
+            " the request itself. An agency asking again for the same document after one (it"
+            " was incomplete) is a new request, not a repeat."
+        ),
     )
 
 
@@ -223,8 +225,8 @@ class AgencyReceiptAcknowledged(Event):
     deadline_days: int | None = Field(
         default=None,
         description=(
-            "Legal period in calendar days from receipt, only for a procedure that really counts days;"
-            " none when the period counts months or the rule is aucune."
+            "Legal period in calendar days from receipt, only for a procedure that really"
+            " counts days; none when the period counts months or the rule is aucune."
         ),
     )
 
@@ -258,8 +260,10 @@ class SupportingDocumentRequested(Event):
     citizen: CitizenContact = Field(description="The citizen who is to send the document.")
     after_document: str | None = Field(
         default=None,
-        description="Intake's id of the document the citizen already sent and the agency found incomplete; "
-        "none for the first request.",
+        description=(
+            "Intake's id of the document the citizen already sent and the agency found"
+            " incomplete; none for the first request."
+        ),
     )
     reason: str | None = Field(
         default=None, description="The agency's own words on the request, in French."
@@ -315,8 +319,10 @@ class CoordinatedAnswerIssued(Event):
     )
     personal_word: str | None = Field(
         default=None,
-        description="The référent's personal word to the citizen, in their own words, when they wrote one "
-        "(also part of `text`, before the signature block).",
+        description=(
+            "The référent's personal word to the citizen, in their own words, when they wrote"
+            " one (also part of `text`, before the signature block)."
+        ),
     )
 
 
@@ -552,14 +558,23 @@ class LegalDeadlineSet(Event):
     agency: str = Field(description="Code of the agency.")
     rule: DeadlineRule = Field(description="What the agency's silence will mean at the deadline.")
     due_on: dt.date | None = Field(
-        description="Last day for the agency to answer (Paris calendar); none while suspended or without rule."
+        description=(
+            "Last day for the agency to answer (Paris calendar); none while suspended or "
+            "without rule."
+        )
     )
     state: Literal["en_cours", "suspendu", "sans_delai", "repondu"] = Field(
-        description="State of the legal clock; repondu when the agency's answer was read before its receipt "
-        "(the clock was born stopped: due_on still says the last day, for the published indicators)."
+        description=(
+            "State of the legal clock; repondu when the agency's answer was read before its"
+            " receipt (the clock was born stopped: due_on still says the last day, for the"
+            " published indicators)."
+        )
     )
     why: Literal["reception", "suspension", "reprise", "redemarrage"] = Field(
-        description="What set it: receipt, suspension for a document, resumption, or restart after an incomplete document."
+        description=(
+            "What set it: receipt, suspension for a document, resumption, or restart "
+            "after an incomplete document."
+        )
     )
 
 

@@ -1,7 +1,8 @@
-def main() -> None:
-    from assignment.bootstrap import AssignmentSettings, bootstrap
-    from guichet_runtime.service import main as run
+from assignment.bootstrap import AssignmentSettings, bootstrap
+from guichet_runtime.service import main as run
 
+
+def main() -> None:
     run(AssignmentSettings, bootstrap)
 
 

@@ -1,8 +1,9 @@
-def main() -> None:
-    from guichet_runtime.service import main as run
-    from intake.bootstrap import bootstrap
-    from intake.settings import IntakeSettings
+from guichet_runtime.service import main as run
+from intake.bootstrap import bootstrap
+from intake.settings import IntakeSettings
 
+
+def main() -> None:
     run(IntakeSettings, bootstrap)
 
 

@@ -143,9 +143,13 @@ def deadline_text(due_on: dt.date | None, state: str | None, rule: str | None) -
         return "Délai suspendu jusqu'à réception de la pièce demandée."
     if state == DeadlineState.RUNNING and due_on is not None:
         meanings: dict[str, str] = {
-            DeadlineRule.SILENCE_ACCEPTS: " ; sans réponse à cette date, votre demande sera acceptée",
-            DeadlineRule.SILENCE_REJECTS: " ; sans réponse à cette date, votre demande sera rejetée "
-            "(vous pourrez la contester)",
+            DeadlineRule.SILENCE_ACCEPTS: (
+                " ; sans réponse à cette date, votre demande sera acceptée"
+            ),
+            DeadlineRule.SILENCE_REJECTS: (
+                " ; sans réponse à cette date, votre demande sera rejetée"
+                " (vous pourrez la contester)"
+            ),
         }
         meaning = meanings.get(rule or "", "")
         return f"Réponse au plus tard le {due_on:%d/%m/%Y}{meaning}."

@@ -76,7 +76,8 @@ class ContactIn(BaseModel):
             # A citizen who is phoned also receives every message as a letter.
             raise PydanticCustomError(
                 "contact",
-                "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
+                "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos "
+                "courriers.",
             )
         return self
 

@@ -1,8 +1,9 @@
-def main() -> None:
-    from guichet_runtime.service import main as run
-    from notification.bootstrap import bootstrap
-    from notification.settings import NotificationSettings
+from guichet_runtime.service import main as run
+from notification.bootstrap import bootstrap
+from notification.settings import NotificationSettings
 
+
+def main() -> None:
     run(NotificationSettings, bootstrap)
 
 

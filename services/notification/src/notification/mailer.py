@@ -4,6 +4,7 @@ message), the `Mailer` of the email channel."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.policy
 from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
@@ -54,8 +55,6 @@ class SmtpMailer:
 
     async def close(self) -> None:
         if self._client is not None and self._client.is_connected:
-            try:
+            with contextlib.suppress(aiosmtplib.SMTPException):
                 await self._client.quit()
-            except aiosmtplib.SMTPException:
-                pass
         self._client = None

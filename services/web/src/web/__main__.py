@@ -1,8 +1,9 @@
-def main() -> None:
-    from guichet_runtime.service import main as run
-    from web.bootstrap import bootstrap
-    from web.settings import WebSettings
+from guichet_runtime.service import main as run
+from web.bootstrap import bootstrap
+from web.settings import WebSettings
 
+
+def main() -> None:
     run(WebSettings, bootstrap)
 
 

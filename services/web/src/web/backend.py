@@ -162,7 +162,8 @@ class Backend:
         )
 
     async def messages_to_citizen(self, file_id: str) -> list[dict]:
-        """The référent's messages to the citizen, oldest first, with the channel that carried each."""
+        """The référent's messages to the citizen, oldest first, with the channel that carried
+        each."""
         return await _json(await self.intake.get(f"/api/files/{file_id}/messages"))
 
     async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
@@ -174,7 +175,8 @@ class Backend:
         )
 
     async def indicators(self) -> dict:
-        """Published indicators per office, per agency and nationally (delays, deadlines, satisfaction)."""
+        """Published indicators per office, per agency and nationally (delays, deadlines,
+        satisfaction)."""
         return await _json(await self.intake.get("/api/indicators"))
 
     async def indicators_csv(self) -> httpx.Response:

@@ -164,7 +164,10 @@ def reference_error(reference: str) -> str | None:
     if not reference:
         return "Indiquez la référence de votre dossier."
     if not FILE_REFERENCE.match(reference):
-        return "Référence invalide : elle a la forme GU-2026-ABCD2345 (sur votre courriel ou votre récépissé)."
+        return (
+            "Référence invalide : elle a la forme GU-2026-ABCD2345"
+            " (sur votre courriel ou votre récépissé)."
+        )
     return None
 
 

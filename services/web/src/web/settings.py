@@ -37,7 +37,10 @@ class WebSettings(ServiceSettings):
     )
     document_max_bytes: int = Field(
         default=512 * 1024,
-        description="Largest supporting document the pages read and forward (intake enforces the same limit).",
+        description=(
+            "Largest supporting document the pages read and forward (intake enforces the "
+            "same limit)."
+        ),
     )
     file_access_minutes: int = Field(
         default=30, description="How long a code opens a file in this browser."

@@ -12,7 +12,9 @@ from agency_simulator.app import create_app
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="agency-simulator",
-        description="Deterministic HTTP simulator of the CAF, DGFiP, France Travail and CPAM systems.",
+        description=(
+            "Deterministic HTTP simulator of the CAF, DGFiP, France Travail and CPAM systems."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8100, help="TCP port (default 8100)")

@@ -31,8 +31,8 @@ for deadline tests), incomplete (the CPAM finds the first document sent for a re
 incomplete and asks for it again; the next one is complete), reuse (the previous reference
 and callback id are given again: issue 17's collision, on purpose), no_callback (France
 Travail decides but never calls back: its status endpoint only has the decision); see
-:mod:`agency_simulator.state`), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one agency's system
-alone, as its own process.
+:mod:`agency_simulator.state`), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one
+agency's system alone, as its own process.
 
 Decision texts (summary, reason) are in French because agents and citizens read them.
 """
@@ -171,7 +171,10 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
             answer = {
                 **state.answers[key],
                 "decision": "piece_demandee",
-                "summary": f"Pièce incomplète : {wanted.label} (la page des salaires manque), à renvoyer complète",
+                "summary": (
+                    f"Pièce incomplète : {wanted.label} (la page des salaires manque), à "
+                    "renvoyer complète"
+                ),
             }
             state.answers[key] = answer
             return answer

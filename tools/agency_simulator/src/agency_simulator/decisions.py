@@ -174,7 +174,8 @@ _GRANTED: dict[str, dict[str, tuple[str, tuple[float, float] | None]]] = {
     },
     "ants": {
         "birth": (
-            "Demande de carte d'identité pour l'enfant enregistrée : rendez-vous en mairie à prendre",
+            "Demande de carte d'identité pour l'enfant enregistrée : rendez-vous en mairie à "
+            "prendre",
             None,
         ),
         "job_loss": (
@@ -204,7 +205,8 @@ _REFUSED: dict[str, tuple[str, str]] = {
     ),
     "france_travail": (
         "Demande d'allocation d'aide au retour à l'emploi refusée",
-        "Durée d'affiliation insuffisante : moins de 6 mois travaillés au cours des 24 derniers mois.",
+        "Durée d'affiliation insuffisante : moins de 6 mois travaillés au cours des 24 derniers "
+        "mois.",
     ),
     "cpam": (
         "Demande de mise à jour du dossier d'assuré refusée",

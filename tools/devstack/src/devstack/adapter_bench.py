@@ -11,6 +11,7 @@ out (Kafka decoding, inbox, translation, ledger, outbox, commit), p50 and p99.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -88,7 +89,8 @@ def format_adapter_report(r: dict[str, Any]) -> str:
     o, a = r["runtime_overhead_ms"], r["agency_latency_ms"]
     return "\n".join(
         [
-            f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests answered "
+            f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests "
+            "answered "
             f"in {r['elapsed_s']} s",
             f"  sustained by one adapter process : {r['requests_per_s']} requests/s",
             f"  runtime overhead per request     : p50 {o['p50']} ms, p99 {o['p99']} ms "
@@ -123,6 +125,7 @@ async def measure_adapter(
     await consumer.start()
     await producer.start()
     arrived: dict[str, float] = {}
+    progress = asyncio.Event()  # set whenever answers arrive
 
     async def collect() -> None:
         while True:
@@ -131,6 +134,8 @@ async def measure_adapter(
             for records in batch.values():
                 for record in records:
                     arrived.setdefault(record.key.decode(), now)
+            if batch:
+                progress.set()
 
     async def publish(indexes: range) -> tuple[list[str], float]:
         started = time.monotonic()
@@ -149,8 +154,13 @@ async def measure_adapter(
 
     async def wait(ids: list[str]) -> None:
         deadline = time.monotonic() + timeout
-        while not all(i in arrived for i in ids) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
+        while True:
+            progress.clear()  # before looking: an arrival from now on sets it again
+            remaining = deadline - time.monotonic()
+            if all(i in arrived for i in ids) or remaining <= 0:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(progress.wait(), remaining)
 
     collector = asyncio.create_task(collect())
     try:

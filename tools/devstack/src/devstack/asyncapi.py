@@ -33,7 +33,8 @@ def build() -> AsyncAPI:
             def handler(event: Any) -> None: ...
 
             handler.__annotations__["event"] = (
-                models[0] if len(models) == 1 else Union[tuple(models)]
+                # typing.Union: the union is built at run time from a list of models.
+                models[0] if len(models) == 1 else Union[tuple(models)]  # noqa: UP007
             )
             broker.subscriber(
                 topic,

@@ -146,57 +146,6 @@ def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None
     return None
 
 
-def parse_vmrss_mb(status: str, field_name: str = "VmRSS") -> float | None:
-    """`VmRSS` (or another `kB` field such as `VmHWM`) of a /proc/<pid>/status text, in MB."""
-    for line in status.splitlines():
-        if line.startswith(field_name + ":"):
-            parts = line.split()
-            if len(parts) >= 2 and parts[1].isdigit():
-                return int(parts[1]) / 1024
-    return None
-
-
-def process_memory_mb(pid: int) -> dict[str, float | None]:
-    """Current (VmRSS) and peak (VmHWM) resident memory of `pid`, in MB (None if gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {"rss": None, "peak": None}
-    return {"rss": parse_vmrss_mb(status, "VmRSS"), "peak": parse_vmrss_mb(status, "VmHWM")}
-
-
-def parse_stat_cpu_seconds(stat: str, clock_ticks: int) -> float | None:
-    """utime + stime of a /proc/<pid>/stat line, in seconds (the command name, in parentheses,
-    may itself contain spaces or parentheses: fields are counted after the last ')')."""
-    try:
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / clock_ticks
-    except (IndexError, ValueError):
-        return None
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """CPU time (user + system) `pid` has used so far, in seconds (None if gone)."""
-    import os
-
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return parse_stat_cpu_seconds(stat, os.sysconf("SC_CLK_TCK"))
-
-
-def cpu_deltas(
-    before: Mapping[str, float | None], after: Mapping[str, float | None]
-) -> dict[str, float | None]:
-    """CPU seconds used between two snapshots, per process present in `after`."""
-    out: dict[str, float | None] = {}
-    for name, end in after.items():
-        start = before.get(name)
-        out[name] = None if start is None or end is None else max(0.0, end - start)
-    return out
-
-
 # -- measurement -------------------------------------------------------------------
 
 
@@ -305,10 +254,12 @@ def format_report(r: Mapping[str, Any]) -> str:
         f"guichet unique benchmark: {head}",
         "",
         f"  completed          {r['completed']}/{r['submitted']} answers sent"
-        f" (POST errors {r['post_errors']}, no référent {r['missing_referent']}, no answer {r['missing_answer']})",
+        f" (POST errors {r['post_errors']}, no référent {r['missing_referent']}, no answer "
+        f"{r['missing_answer']})",
         f"  wall time          {_fmt(r['wall_time_s'], '.2f')} s (first submit -> last answer)",
         f"  throughput         {_fmt(r['files_per_s'], '.1f')} files/s",
-        f"  submit phase       {_fmt(r['submit_phase_s'], '.2f')} s ({_fmt(r['post_rate_per_s'], '.1f')} POST/s)",
+        f"  submit phase       {_fmt(r['submit_phase_s'], '.2f')} s "
+        f"({_fmt(r['post_rate_per_s'], '.1f')} POST/s)",
     ]
     if r.get("aborted"):
         lines.append(f"  ABORTED            {r['aborted']}")
@@ -332,7 +283,8 @@ def format_report(r: Mapping[str, Any]) -> str:
         for name in names:
             mem = rss.get(name, {})
             lines.append(
-                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}{_fmt(cpu.get(name), '.1f'):>9}"
+                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}"
+                f"{_fmt(cpu.get(name), '.1f'):>9}"
             )
         total_rss = [
             m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL

@@ -11,6 +11,7 @@ broker's cost is in the end-to-end benchmark.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +42,7 @@ async def measure_channels(
         ReferentAssigned,
     )
 
-    workdir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     url = f"sqlite+aiosqlite:///{workdir / 'notification-bench.db'}"
     await migrations.upgrade(Path(notification.__file__).parent / "migrations", url)
     engine = make_engine(url)
@@ -127,6 +128,7 @@ def format_channels(results: dict[str, Any]) -> str:
     ]
     for channel, r in results.items():
         lines.append(
-            f"  {channel:<10}{r['per_second']:>10.1f}{r['send_ms_mean']:>10.2f}{r['record_per_second']:>12.1f}"
+            f"  {channel:<10}{r['per_second']:>10.1f}{r['send_ms_mean']:>10.2f}"
+            f"{r['record_per_second']:>12.1f}"
         )
     return "\n".join(lines)

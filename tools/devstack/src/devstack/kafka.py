@@ -11,6 +11,7 @@ import asyncio
 import atexit
 import base64
 import concurrent.futures
+import contextlib
 import fcntl
 import os
 import shutil
@@ -51,7 +52,7 @@ def _run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
-def _tail(path: Path, lines: int = 40) -> str:
+def log_tail(path: Path, lines: int = 40) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
@@ -92,14 +93,16 @@ def ensure_kafka_jars(root: Path) -> Path:
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
             raise RuntimeError(
-                f"fetching Kafka jars failed ({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
+                "fetching Kafka jars failed "
+                f"({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
             )
         marker.write_text(KAFKA_VERSION)
     return libs
 
 
 def _cluster_id() -> str:
-    """A Kafka cluster id (base64url UUID, like `kafka-storage random-uuid`), without a JVM start."""
+    """A Kafka cluster id (base64url UUID, like `kafka-storage random-uuid`), without a JVM
+    start."""
     while True:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):  # Kafka avoids these too: they read like CLI options
@@ -151,7 +154,8 @@ class LocalKafka:
         keyed on the java binary because an archive only loads in the JVM build that wrote it.
         """
         java = Path(shutil.which("java") or "java").resolve()
-        key = f"{zlib.crc32(f'{java}:{java.stat().st_mtime_ns if java.exists() else 0}'.encode()):08x}"
+        java_mtime = java.stat().st_mtime_ns if java.exists() else 0
+        key = f"{zlib.crc32(f'{java}:{java_mtime}'.encode()):08x}"
         final = (
             libs / f"kafka-cds-{key}.jsa"
         )  # inside libs: wiped with a re-fetch; `libs/*` only picks *.jar
@@ -243,7 +247,8 @@ class LocalKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
-        # A busy port would otherwise pass the readiness probe against whatever already listens there.
+        # A busy port would otherwise pass the readiness probe against whatever already listens
+        # there.
         if busy := [p for p in (self.port, self.controller_port) if _port_open(p)]:
             raise RuntimeError(f"kafka ports already in use on 127.0.0.1: {busy}")
         data = self.workdir / "data"
@@ -259,7 +264,8 @@ class LocalKafka:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # own process group: stop() signals the JVM and nothing else
+                # Own process group: stop() signals the JVM and nothing else.
+                start_new_session=True,
             )
         atexit.register(self.stop)
         try:
@@ -275,13 +281,16 @@ class LocalKafka:
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"kafka exited with code {self.proc.returncode} during startup:\n{_tail(self.log_path)}"
+                    f"kafka exited with code {self.proc.returncode} during "
+                    f"startup:\n{log_tail(self.log_path)}"
                 )
             # Probe the port first: aiokafka logs an ERROR for every refused bootstrap.
             if _port_open(self.port) and await _broker_ready(self.bootstrap):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"kafka not ready at {self.bootstrap}:\n{_tail(self.log_path)}")
+                raise TimeoutError(
+                    f"kafka not ready at {self.bootstrap}:\n{log_tail(self.log_path)}"
+                )
             await asyncio.sleep(0.1)
 
     def stop(self, grace: float = 15) -> None:
@@ -291,10 +300,8 @@ class LocalKafka:
         if proc is None:
             return
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 proc.wait(wait)
                 break
@@ -319,7 +326,8 @@ class LocalKafka:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """The repository root: first parent of `start` (default cwd), then of this file, with deploy/kafka/pom.xml."""
+    """The repository root: first parent of `start` (default cwd), then of this file, with
+    deploy/kafka/pom.xml."""
     for base in (Path(start or Path.cwd()).resolve(), Path(__file__).resolve()):
         for d in (base, *base.parents):
             if (d / "deploy" / "kafka" / "pom.xml").is_file():
@@ -350,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         while not stopping.wait(0.5):
             if kafka.proc is None or kafka.proc.poll() is not None:
-                print(f"kafka died:\n{_tail(kafka.log_path)}", file=sys.stderr)
+                print(f"kafka died:\n{log_tail(kafka.log_path)}", file=sys.stderr)
                 return 1
     finally:
         kafka.stop()

@@ -34,7 +34,8 @@ def find_bindir() -> Path | None:
 def _install_postgres() -> Path:
     if os.geteuid() != 0:
         raise RuntimeError(
-            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin and not root to install them: "
+            "PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin and not root to "
+            "install them: "
             f"run `sudo apt-get install -y postgresql`, or point {ENV_URL} at a server"
         )
     # Serialise concurrent installers (parallel test workers); apt would fail on its own lock.
@@ -162,7 +163,8 @@ class LocalPostgres:
                 f.write("include = 'guichet.conf'\n")
         # Rewritten on every start so a reused workdir can take a new port.
         (self.data / "guichet.conf").write_text(
-            f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.sockdir}'\n"
+            f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = "
+            f"'{self.sockdir}'\n"
             "max_connections = 200\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         )  # owned by root when we are root: fine, the server only reads it
         self._run(

@@ -6,6 +6,7 @@ spawned, and a Ctrl-C in the terminal reaches only the supervisor, which then st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,8 @@ def _tail(path: Path, lines: int = 40) -> str:
 
 
 class ServiceProcess:
-    """One service: `argv` run with `env` laid over the current environment, output to `log_path`."""
+    """One service: `argv` run with `env` laid over the current environment, output to
+    `log_path`."""
 
     def __init__(
         self,
@@ -67,8 +69,9 @@ class ServiceProcess:
         return _tail(self.log_path, lines)
 
     def wait_healthy(self, timeout: float = 30) -> None:
-        """Poll `health_url` until it answers 200; raise with the log tail if the process exits first
-        or `timeout` passes. Without a health URL, only checks that the process is still up."""
+        """Poll `health_url` until it answers 200; raise with the log tail if the process exits
+        first or `timeout` passes. Without a health URL, only checks that the process is still
+        up."""
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=1.0) as client:
             while True:
@@ -85,18 +88,16 @@ class ServiceProcess:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
                     raise TimeoutError(
-                        f"{self.name} not healthy at {self.health_url} after {timeout}s:\n{self.log_tail()}"
+                        f"{self.name} not healthy at {self.health_url} after "
+                        f"{timeout}s:\n{self.log_tail()}"
                     )
                 time.sleep(0.1)
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is not None and not self._group_gone:
-            try:
-                os.killpg(
-                    self.proc.pid, sig
-                )  # pgid == pid: start_new_session made it a group leader
-            except ProcessLookupError:
-                pass
+            # pgid == pid: start_new_session made it a group leader.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (crash simulation, or last resort)."""
@@ -110,10 +111,8 @@ class ServiceProcess:
         if self.proc is None:
             return
         self._signal_group(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
         self.kill()  # also reaps children that outlived a clean leader exit
 
 

@@ -11,7 +11,8 @@ already accepted is not delivered again; it answers 200 with the first answer an
 the messages and the keys) and served over HTTP:
 
 * ``POST /api/sms`` ``{"to", "text", "sender"}`` -> 201 ``{"id", "status": "accepte"}``
-* ``GET /api/sms`` -> every SMS received, oldest first (``id, key, to, text, sender, file_id, traceparent, at``)
+* ``GET /api/sms`` -> every SMS received, oldest first
+  (``id, key, to, text, sender, file_id, traceparent, at``)
 * ``POST /api/letters`` (body: ``application/pdf``) -> 201 ``{"id", "status": "deposee", "pages"}``
 * ``GET /api/letters`` -> every letter's metadata; ``GET /api/letters/<id>.pdf`` -> the PDF
 * ``GET /stats`` -> ``{"sms": n, "letters": n, "replayed": n, "refused": n}``

@@ -2,7 +2,8 @@
 
 Run it::
 
-    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir var/maildir [--http-port 8026]
+    python -m devstack.smtp_sink --host 127.0.0.1 --port 8025 --maildir var/maildir \\
+        [--http-port 8026]
 
 Every accepted message is stored, byte for byte (line endings normalised to ``\\n``),
 in a :class:`mailbox.Maildir` at ``--maildir``, with three envelope headers prepended:
@@ -147,7 +148,7 @@ class MaildirHandler:
         self.refuse = {r.lower() for r in refuse or []}
         self.stats = {"stored": 0, "duplicates": 0, "refused": 0}
         self._seen: set[str] = set()
-        for key in self.maildir.keys():  # ids survive a restart of the sink
+        for key in self.maildir.iterkeys():  # ids survive a restart of the sink
             try:
                 mid = _message_id(self.maildir.get_bytes(key))
             except KeyError:
@@ -232,7 +233,7 @@ def _make_http_handler(
             box = _open_maildir(maildir, create=False)
             deleted = 0
             if box is not None:
-                for key in box.keys():
+                for key in list(box.iterkeys()):  # a snapshot: the loop removes them
                     try:
                         box.remove(key)
                         deleted += 1

@@ -5,6 +5,7 @@ and the benchmark, so all three run exactly the same thing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -302,7 +303,5 @@ class Stack:
 
     def stop(self, grace: float = 10) -> None:
         for proc in reversed(list(self.processes.values())):
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 proc.terminate(grace)
-            except Exception:  # already gone
-                pass

@@ -7,6 +7,7 @@ nothing is applied. Each change that is applied becomes a directory event.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -342,6 +343,6 @@ async def join(uow: UnitOfWork, data: Any) -> dict[str, Any]:
 async def seed_directory(uow: UnitOfWork, path: Path) -> int:
     """Load the versioned directory file when the directory is empty (all or nothing);
     returns how many agents joined."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = json.loads(await asyncio.to_thread(path.read_text, encoding="utf-8"))
     result = await import_directory(uow, data, only_if_empty=True)
     return result.get("agents_joined", 0) if result["applied"] else 0
