@@ -237,6 +237,26 @@ async def test_same_request_id_twice_gives_same_answer_and_is_recorded_once(
     assert [r["request_id"] for r in received] == ["dup-1", "dup-2"]
 
 
+@pytest.mark.parametrize("agency", ["caf", "dgfip", "france_travail", "cpam", "ants"])
+async def test_a_request_called_twice_is_answered_alike_and_counted_as_one_repeat(
+    client: httpx.AsyncClient, agency: str
+) -> None:
+    """Issue 18: the agency answers a repeat idempotently, but the repeat is not hidden."""
+    quiet = await client.get(f"/agencies/{agency}/stats")
+    assert quiet.json()["repeats"] == 0 and quiet.json()["calls"] == 0
+    first = await submit(client, agency, body("twice-1", "perte_emploi"))
+    second = await submit(client, agency, body("twice-1", "perte_emploi"))
+    await submit(client, agency, body("once-1", "perte_emploi"))
+    assert first.json() == second.json()
+    stats = (await client.get(f"/agencies/{agency}/stats")).json()
+    assert (stats["calls"], stats["requests"], stats["repeats"]) == (3, 2, 1)
+    assert stats["per_request"] == {"twice-1": 2, "once-1": 1}
+    assert stats["repeated"] == [{"request_id": "twice-1", "file_id": "DOS-2026-0001", "calls": 2}]
+    assert len((await client.get(f"/agencies/{agency}/received")).json()) == 2  # first copies
+    await client.post("/admin/reset")
+    assert (await client.get(f"/agencies/{agency}/stats")).json()["calls"] == 0
+
+
 async def test_received_lists_exact_bodies_per_agency(client: httpx.AsyncClient) -> None:
     sent = body("data-1", extra_field={"canal": "guichet"})
     assert (await client.post("/agencies/cpam/requests", json=sent)).status_code == 200
@@ -250,6 +270,7 @@ async def test_unknown_agency_is_404(client: httpx.AsyncClient) -> None:
     r = await client.post("/agencies/urssaf/requests", json=body("x"))
     assert r.status_code == 404
     assert (await client.get("/agencies/urssaf/received")).status_code == 404
+    assert (await client.get("/agencies/urssaf/stats")).status_code == 404
     # even with an invalid body, the unknown agency is what is reported
     assert (await client.post("/agencies/urssaf/requests", json={})).status_code == 404
 
@@ -304,6 +325,8 @@ async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
     assert retry.status_code == 200
     assert retry.json() == decide("caf", AgencyRequest(**body("f-1"))).model_dump(mode="json")
     assert len((await client.get("/agencies/caf/received")).json()) == 1
+    # the refused attempts never reached the agency: no repeat
+    assert (await client.get("/agencies/caf/stats")).json()["repeats"] == 0
 
 
 async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
@@ -331,6 +354,8 @@ async def test_concurrent_duplicates_under_slow_are_recorded_once(
     assert {r.status_code for r in answers} == {200}
     assert answers[0].json() == answers[1].json() == answers[2].json()
     assert len((await client.get("/agencies/caf/received")).json()) == 1
+    stats = (await client.get("/agencies/caf/stats")).json()
+    assert (stats["calls"], stats["repeats"]) == (3, 2)  # the agency did take all three
 
 
 async def test_fault_validation(client: httpx.AsyncClient) -> None:
@@ -510,6 +535,15 @@ async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(
     assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == [
         "attestation_salaire"
     ]
+    assert (await client.get("/agencies/cpam/stats")).json()["documents_again"] == 0
+    resent = await client.post(
+        "/agencies/cpam/requests/ij-1/pieces",
+        data={"code": "attestation_salaire"},
+        files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+    )
+    assert resent.json() == decided  # answered alike, but counted
+    stats = (await client.get("/agencies/cpam/stats")).json()
+    assert (stats["documents_again"], stats["repeats"]) == (1, 1)
 
 
 # ----------------------------------------------------------------------- real socket
