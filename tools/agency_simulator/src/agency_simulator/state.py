@@ -118,8 +118,8 @@ class SimulatorState:
         """What ``agency`` was called with: ``calls`` (every call), ``requests`` (distinct
         request ids), ``repeats`` (calls repeating a request id already called), ``per_request``
         (calls per request id) and ``repeated`` (the request ids called more than once, with
-        their file id and count); for the CPAM also ``documents_again`` (documents sent again
-        for a request already decided)."""
+        their file id and count); for the CPAM also ``documents_again`` (per request, how many
+        times its document was sent again once the request was decided)."""
         calls = self.calls[agency]
         per_request = Counter(c["request_id"] for c in calls)
         file_of = {c["request_id"]: c["file_id"] for c in calls}
@@ -135,7 +135,10 @@ class SimulatorState:
             ],
         }
         if agency == "cpam":
-            stats["documents_again"] = sum(self.documents_again.values())
+            stats["documents_again"] = [
+                {"request_id": r, "file_id": file_of.get(r), "times": n}
+                for r, n in self.documents_again.items()
+            ]
         return stats
 
     def unique_reference(self, agency: str, request_id: str) -> str:
