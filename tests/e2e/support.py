@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from devstack.smtp_sink import read_maildir
+from devstack.stack import Stack
 
 T = TypeVar("T")
 
@@ -123,3 +124,44 @@ async def read_topic(
         return await eventually(probe, timeout=timeout, what=f"records on {topic}")
     finally:
         await consumer.stop()
+
+
+async def repeats(stack: Stack, file_ids: Iterable[str] | None = None) -> dict[str, list[dict]]:
+    """What the test doubles received more than once (issue 18), limited to `file_ids` when
+    given: ``mail`` (Message-IDs the SMTP sink stored more than once, from its
+    ``/duplicates``), ``sms`` and ``letters`` (Idempotency-Keys the providers were called with
+    more than once, from ``/repeats``; they delivered them once) and, per agency, the request
+    ids its simulator was called with more than once, and (CPAM) the documents sent again
+    after its decision (``/agencies/<agency>/stats``). Empty lists everywhere: nothing was
+    sent twice."""
+    wanted = None if file_ids is None else set(file_ids)
+
+    def mine(file_id: str | None) -> bool:
+        return wanted is None or file_id in wanted
+
+    found: dict[str, list[dict]] = {"mail": [], "sms": [], "letters": []}
+    async with httpx.AsyncClient(timeout=10) as http:
+        for dup in (await http.get(f"{stack.smtp_http_url}/duplicates")).json():
+            file_id = next((v for k, v in dup["headers"] if k == "X-Guichet-File"), None)
+            if mine(file_id):
+                found["mail"].append(
+                    {"message_id": dup["message_id"], "file_id": file_id, "copies": dup["copies"]}
+                )
+        for rep in (await http.get(f"{stack.providers_url}/repeats")).json():
+            if mine(rep["file_id"]):
+                found[rep["kind"]].append(rep)
+        for agency in stack.ports.simulators:
+            url = f"{stack.simulator_url(agency)}/agencies/{agency}/stats"
+            stats = (await http.get(url)).json()
+            again = stats["repeated"] + stats.get("documents_again", [])
+            found[agency] = [r for r in again if mine(r["file_id"])]
+    return found
+
+
+async def assert_no_repeats(stack: Stack, file_ids: Iterable[str] | None = None) -> None:
+    """Nothing of `file_ids` (of the whole run when None) reached a test double twice: no
+    email stored twice by the SMTP sink, no SMS or letter key sent twice to the providers, no
+    request sent twice to an agency. The doubles record every call, repeats included, so this
+    fails when the product does send twice (issue 18)."""
+    found = await repeats(stack, file_ids)
+    assert not any(found.values()), {k: v for k, v in found.items() if v}

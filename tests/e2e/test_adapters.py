@@ -20,7 +20,15 @@ import pytest
 from adapter_sdk import discovery
 from devstack.stack import Stack
 from shared_models import AGENCY_LABELS, topics
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, read_topic
+from tests.e2e.support import (
+    answered_view,
+    assert_no_repeats,
+    eventually,
+    file_body,
+    mails_for,
+    query,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -173,6 +181,7 @@ async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(
     assert (receipt["deadline_rule"], receipt["deadline_days"]) == ("silence_vaut_rejet", 30)
     order = [r["event_type"] for r in mine if r["body"]["agency"] == "cpam"]
     assert order == ["AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"]
+    await assert_no_repeats(stack, [file_id])  # the request and the document went once
 
 
 async def test_no_agency_ever_receives_a_citizen_field_it_did_not_declare(stack: Stack, client):
@@ -201,6 +210,7 @@ async def test_no_agency_ever_receives_a_citizen_field_it_did_not_declare(stack:
         for field, value in values.items():
             assert (value in dump) == (field in declared), (agency, field)
         assert "Dupont" in dump  # the declared family name did go: the check above can see fields
+    await assert_no_repeats(stack, files)
 
 
 async def test_the_exchange_ledger_matches_what_the_agency_received(stack: Stack, client):
@@ -231,6 +241,7 @@ async def test_the_exchange_ledger_matches_what_the_agency_received(stack: Stack
         sent["payload_sha256"] in label and label.startswith("Transmis à Direction générale")
         for label in labels
     )
+    await assert_no_repeats(stack, [file_id])
 
 
 async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, client):
@@ -249,6 +260,7 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
     assert len([r for r in records if r["key"] == file_id]) == 1
     view = (await client.get(f"/api/files/{file_id}")).json()
     assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
+    await assert_no_repeats(stack, [file_id])  # one request, one answer email
 
 
 async def _france_travail_received(sim: httpx.AsyncClient, file_id: str) -> bool:
@@ -320,6 +332,7 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
         "adapter_callbacks_refused_total"
         '{agency="france_travail",reason="identifiant_reutilise"} 1.0' in metrics
     )
+    await assert_no_repeats(stack, [first, second])  # reconciled by reading, not by resending
 
 
 async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpoint(
@@ -342,6 +355,7 @@ async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpo
     assert _france_travail_decision(view)["summary"] == told["decision"]["summary"]
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     assert 'adapter_status_polls_total{agency="france_travail",outcome="reponse"}' in metrics
+    await assert_no_repeats(stack, [file_id])
 
 
 @pytest.mark.parametrize(
@@ -383,6 +397,17 @@ async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
     # The partition is not blocked: the next file to the CAF is answered.
     after = await submit(client, "naissance", email=f"apres.{mode}@example.fr")
     await eventually(lambda: answered_view(client, after), what="the next file to the CAF")
+    await assert_no_repeats(stack, [after])
+    if mode == "slow":
+        # The three attempts timed out on the client side, yet each reached the CAF, which
+        # answered them alike: the simulator counts them (it no longer hides a repeat).
+        async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
+
+            async def three_calls():
+                calls = (await sim.get("/agencies/caf/stats")).json()["per_request"]
+                return calls.get(f"{file_id}-caf") == 3
+
+            await eventually(three_calls, timeout=15, what="the three attempts counted")
 
 
 async def _when(awaitable, condition):
@@ -425,3 +450,4 @@ async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_othe
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         received = [r["file_id"] for r in (await sim.get("/agencies/caf/received")).json()]
     assert sorted(received) == sorted(files)  # each request reached the CAF, once
+    await assert_no_repeats(stack, files)  # ... and was not sent to it again

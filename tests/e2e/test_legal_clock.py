@@ -34,7 +34,14 @@ from pypdf import PdfReader
 from devstack.stack import Stack
 from notification.letters import french_date
 from shared_models import AGENCY_LABELS, topics
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
+from tests.e2e.support import (
+    answered_view,
+    assert_no_repeats,
+    eventually,
+    file_body,
+    mails_for,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -316,6 +323,7 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
     assert decisions["france_travail"] in ("accorde", "refuse")
     assert view["awaited"] == []
+    await assert_no_repeats(stack, [file_id])  # no email, letter or request sent twice
 
 
 async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resumes_pushed(
@@ -374,6 +382,7 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
         collections.Counter({("avertissement", "CPAM", "J-15", referent["email"]): 1}),
         "the J-15 warning of the resumed clock",
     )
+    await assert_no_repeats(stack, [file_id])
 
 
 async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_period(
@@ -479,3 +488,4 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
     ]
     await asyncio.sleep(SETTLE_SECONDS)
     assert document_mails() == expected  # nothing sent twice
+    await assert_no_repeats(stack, [file_id])  # nor any document or request

@@ -14,7 +14,7 @@ import pytest
 from adapter_sdk import discovery
 from devstack.stack import Ports, Stack
 from shared_models.catalogue import DEFAULT_CATALOGUE
-from tests.e2e.support import answered_view, eventually, file_body
+from tests.e2e.support import answered_view, assert_no_repeats, eventually, file_body
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +71,4 @@ async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: 
     # The ANTS got the request once, with only the fields its adapter declares.
     assert len(received) == 1 and received[0]["life_event"] == "perte_papiers"
     assert set(received[0]["citizen"]) == {"given_name", "family_name", "postcode"}
+    await assert_no_repeats(stack, [file_id])  # ... and only once: no call repeated

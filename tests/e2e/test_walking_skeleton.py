@@ -15,7 +15,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.stack import Stack
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, spans
+from tests.e2e.support import (
+    answered_view,
+    assert_no_repeats,
+    eventually,
+    file_body,
+    mails_for,
+    query,
+    repeats,
+    spans,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -136,6 +145,7 @@ async def test_one_file_crosses_three_agencies_with_one_named_referent(stack: St
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         received = (await sim.get("/agencies/caf/received")).json()
     assert any(r["file_id"] == file_id for r in received)
+    await assert_no_repeats(stack, [file_id])
 
     # The emails, through the real SMTP server, name the référent.
     mails = mails_for(stack.maildir, file_id)
@@ -263,6 +273,13 @@ async def test_a_service_killed_mid_flow_loses_nothing_and_duplicates_nothing(st
     for file_id in file_ids:
         subjects = collections.Counter(m["Subject"] for m in mails_for(stack.maildir, file_id))
         assert len(subjects) == 2 and set(subjects.values()) == {1}, (file_id, subjects)
+    # Notification was not killed: no message twice. The CAF's adapter was: a request it had
+    # sent when SIGKILL came, before committing, goes again with the same request id, which
+    # the agency takes as the same request (docs/adapters.md). The simulator counts such a
+    # repeat; the bound: only at the CAF, each request at most once more.
+    found = await repeats(stack, file_ids)
+    assert not any(v for k, v in found.items() if k != "caf"), found
+    assert all(r["calls"] == 2 for r in found["caf"]), found["caf"]
     # and no agent above capacity
     over = await query(
         urls["assignment"], "SELECT agent_id FROM agents WHERE active_files > capacity"
@@ -449,6 +466,7 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
         if m["Subject"] == f"Votre dossier {file_id} : un message de {referent['name']}"
     ]
     assert len(answers) == 1 and len(notes) == 1  # the retried POST sent nothing more
+    await assert_no_repeats(stack, [file_id])  # nor did anything reach a double twice
     answer = answers[0].get_body(preferencelist=("plain",)).get_content()
     html = answers[0].get_body(preferencelist=("html",)).get_content()
     assert word in answer and word.replace("'", "&#39;") in html

@@ -135,6 +135,26 @@ async def test_same_request_id_twice_gives_same_answer_and_is_recorded_once(
     assert [r["request_id"] for r in received] == ["dup-1", "dup-2"]
 
 
+@pytest.mark.parametrize("agency", ["caf", "dgfip", "france_travail", "cpam", "ants"])
+async def test_a_request_called_twice_is_answered_alike_and_counted_as_one_repeat(
+    client: httpx.AsyncClient, agency: str
+) -> None:
+    """Issue 18: the agency answers a repeat idempotently, but the repeat is not hidden."""
+    quiet = await client.get(f"/agencies/{agency}/stats")
+    assert quiet.json()["repeats"] == 0 and quiet.json()["calls"] == 0
+    first = await submit(client, agency, body("twice-1", "perte_emploi"))
+    second = await submit(client, agency, body("twice-1", "perte_emploi"))
+    await submit(client, agency, body("once-1", "perte_emploi"))
+    assert first.json() == second.json()
+    stats = (await client.get(f"/agencies/{agency}/stats")).json()
+    assert (stats["calls"], stats["requests"], stats["repeats"]) == (3, 2, 1)
+    assert stats["per_request"] == {"twice-1": 2, "once-1": 1}
+    assert stats["repeated"] == [{"request_id": "twice-1", "file_id": "DOS-2026-0001", "calls": 2}]
+    assert len((await client.get(f"/agencies/{agency}/received")).json()) == 2  # first copies
+    await client.post("/admin/reset")
+    assert (await client.get(f"/agencies/{agency}/stats")).json()["calls"] == 0
+
+
 async def test_received_lists_exact_bodies_per_agency(client: httpx.AsyncClient) -> None:
     sent = body("data-1", extra_field={"canal": "guichet"})
     assert (await client.post("/agencies/cpam/requests", json=sent)).status_code == 200
@@ -148,6 +168,7 @@ async def test_unknown_agency_is_404(client: httpx.AsyncClient) -> None:
     r = await client.post("/agencies/urssaf/requests", json=body("x"))
     assert r.status_code == 404
     assert (await client.get("/agencies/urssaf/received")).status_code == 404
+    assert (await client.get("/agencies/urssaf/stats")).status_code == 404
     # even with an invalid body, the unknown agency is what is reported
     assert (await client.post("/agencies/urssaf/requests", json={})).status_code == 404
 

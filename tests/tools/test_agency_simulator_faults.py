@@ -53,6 +53,8 @@ async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
     assert retry.status_code == 200
     assert retry.json() == decide("caf", AgencyRequest(**body("f-1"))).model_dump(mode="json")
     assert len((await client.get("/agencies/caf/received")).json()) == 1
+    # the refused attempts never reached the agency: no repeat
+    assert (await client.get("/agencies/caf/stats")).json()["repeats"] == 0
 
 
 async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
@@ -80,6 +82,8 @@ async def test_concurrent_duplicates_under_slow_are_recorded_once(
     assert {r.status_code for r in answers} == {200}
     assert answers[0].json() == answers[1].json() == answers[2].json()
     assert len((await client.get("/agencies/caf/received")).json()) == 1
+    stats = (await client.get("/agencies/caf/stats")).json()
+    assert (stats["calls"], stats["repeats"]) == (3, 2)  # the agency did take all three
 
 
 async def test_fault_validation(client: httpx.AsyncClient) -> None:
@@ -258,4 +262,16 @@ async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(
     assert again == decided  # the request asked again gets the decision now
     assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == [
         "attestation_salaire"
+    ]
+    assert (await client.get("/agencies/cpam/stats")).json()["documents_again"] == []
+    resent = await client.post(
+        "/agencies/cpam/requests/ij-1/pieces",
+        data={"code": "attestation_salaire"},
+        files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+    )
+    assert resent.json() == decided  # answered alike, but counted
+    stats = (await client.get("/agencies/cpam/stats")).json()
+    assert stats["repeats"] == 1
+    assert stats["documents_again"] == [
+        {"request_id": "ij-1", "file_id": "DOS-2026-0001", "times": 1}
     ]

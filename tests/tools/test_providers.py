@@ -73,6 +73,35 @@ def test_an_sms_is_delivered_once_per_idempotency_key(gateway):
     assert client.get("/stats").json()["replayed"] == 1
 
 
+def test_every_call_is_recorded_and_a_repeated_key_is_reported(gateway):
+    """Issue 18: the gateway does not deliver a replay again, but the test sees the repeat."""
+    client, _, _ = gateway
+    assert client.get("/repeats").json() == []
+    for key in ("k1", "k1", "k2"):
+        sms(client, key)
+    letter = {"Idempotency-Key": "L1", "Content-Type": "application/pdf", "X-Guichet-File": "GU-7"}
+    for _ in range(3):
+        client.post("/api/letters", content=b"%PDF-1.4 x", headers=letter)
+
+    assert len(client.get("/api/sms").json()) == 2 and len(client.get("/api/letters").json()) == 1
+    calls = client.get("/calls").json()
+    assert [(c["kind"], c["key"], c["replayed"]) for c in calls] == [
+        ("sms", "k1", False),
+        ("sms", "k1", True),
+        ("sms", "k2", False),
+        ("letters", "L1", False),
+        ("letters", "L1", True),
+        ("letters", "L1", True),
+    ]
+    assert client.get("/repeats").json() == [
+        {"kind": "sms", "key": "k1", "file_id": "GU-1", "calls": 2},
+        {"kind": "letters", "key": "L1", "file_id": "GU-7", "calls": 3},
+    ]
+    assert client.get("/stats").json()["replayed"] == 3
+    client.delete("/api/sms")
+    assert [r["kind"] for r in client.get("/repeats").json()] == ["letters"]
+
+
 def test_faults_answer_permanent_and_temporary_errors(gateway):
     client, _, _ = gateway
     client.post(
@@ -112,6 +141,11 @@ def test_letters_and_keys_survive_a_restart(gateway):
 
     again = client.post("/api/letters", content=b"%PDF-1.4 lettre", headers=headers)
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    # the repeat is counted across the restart
+    assert client.get("/repeats").json() == [
+        {"kind": "letters", "key": "L9", "file_id": "GU-9", "calls": 2}
+    ]
+    assert client.get("/stats").json()["replayed"] == 1
     [letter] = client.get("/api/letters").json()
     assert letter["file_id"] == "GU-9"
     assert client.get(f"/api/letters/{letter['id']}.pdf").content == b"%PDF-1.4 lettre"

@@ -212,9 +212,7 @@ def test_sigint_also_stops_the_sink(tmp_path: Path) -> None:
     assert s.proc.wait(timeout=10) == 0
 
 
-def test_refused_recipients_get_a_550_and_a_repeated_message_id_is_stored_once(
-    tmp_path: Path,
-) -> None:
+def test_refused_recipients_get_a_550(tmp_path: Path) -> None:
     sink = start_sink(
         tmp_path / "maildir", "--refuse", "@rebond.example", "--refuse", "nul@example.org"
     )
@@ -224,16 +222,48 @@ def test_refused_recipients_get_a_550_and_a_repeated_message_id_is_stored_once(
                 with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
                     smtp.send_message(referent_mail(), to_addrs=[rcpt])
                 assert refused.value.recipients[rcpt][0] == 550
-        msg = referent_mail()
+        assert read_maildir(sink.maildir) == []
+        assert sink.get("/stats") == {"stored": 0, "duplicates": 0, "refused": 2}
+    finally:
+        stop_sink(sink)
+
+
+def test_a_message_sent_twice_is_stored_twice_and_counted_as_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    """Issue 18: a real relay delivers a repeated Message-ID again; the sink does too, and
+    says so, so a test looking for a message sent twice sees it."""
+    sink = start_sink(tmp_path / "maildir")
+    try:
+        msg, other = referent_mail(), referent_mail()
         send(sink, msg)
+        send(sink, other)
+        assert sink.get("/duplicates") == []
         send(sink, msg)  # a retried send: same Message-ID
-        assert [m["Message-ID"] for m in read_maildir(sink.maildir)] == [msg["Message-ID"]]
-        assert sink.get("/stats") == {"stored": 1, "duplicates": 1, "refused": 2}
+        stored = [m["Message-ID"] for m in read_maildir(sink.maildir)]
+        assert stored == [msg["Message-ID"], other["Message-ID"], msg["Message-ID"]]
+        assert sink.get("/stats") == {"stored": 3, "duplicates": 1, "refused": 0}
+        [repeated] = sink.get("/duplicates")
+        assert (repeated["message_id"], repeated["copies"]) == (msg["Message-ID"], 2)
+        assert repeated["subject"] == msg["Subject"]
     finally:
         stop_sink(sink)
     restarted = start_sink(tmp_path / "maildir")
     try:
-        send(restarted, msg)  # the ids already stored are remembered across a restart
+        # the copies already stored are counted again after a restart
         assert restarted.get("/stats")["duplicates"] == 1
+        send(restarted, msg)
+        assert restarted.get("/stats")["duplicates"] == 2
+        assert [d["copies"] for d in restarted.get("/duplicates")] == [3]
+        assert len(read_maildir(restarted.maildir)) == 4
+        # emptying the Maildir forgets the ids
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{restarted.http_port}/messages", method="DELETE"
+        )
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            assert json.loads(resp.read()) == {"deleted": 4}
+        send(restarted, msg)
+        assert restarted.get("/stats")["duplicates"] == 0
+        assert restarted.get("/duplicates") == []
     finally:
         stop_sink(restarted)

@@ -16,15 +16,19 @@
 The simulator is deterministic: every decision is derived from a SHA-256 hash of
 ``"{agency}:{request_id}"`` (see :func:`decide`), never from randomness or the clock, so a
 test can predict what an agency will answer (:mod:`agency_simulator.decisions`). Requests are
-idempotent per ``(agency, request_id)``: a repeated request gets the stored answer back and is
-recorded once. Agency references are unique per agency (twelve digits, checked against those
-issued) and callback ids are long random ids.
+idempotent per ``(agency, request_id)``: a repeated request gets the stored answer back and
+its body is kept once (``/received``), but every call is recorded and counted, repeats
+included: ``GET /agencies/{agency}/stats`` gives ``calls``, ``requests``, ``repeats``,
+``per_request`` and ``repeated``, so a test can see a request sent twice. Agency references
+are unique per agency (twelve digits, checked against those issued) and callback ids are
+long random ids.
 
 Common endpoints: ``GET /agencies/{agency}/received`` (bodies the agency accepted, first copy
-only, exactly as sent), ``GET /health``, ``POST|GET /admin/faults`` (per agency: ok, down
-(503), error500, slow, garbage (an unreadable 200), invalid (a readable 200 of the wrong
-schema), silent (the agency acknowledges receipt — "en instruction" — and never decides:
-a 202 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
+only, exactly as sent), ``GET /agencies/{agency}/stats`` (every call counted),
+``GET /health``, ``POST|GET /admin/faults`` (per agency: ok, down (503), error500, slow,
+garbage (an unreadable 200), invalid (a readable 200 of the wrong schema), silent (the
+agency acknowledges receipt — "en instruction" — and never decides: a 202
+``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
 ``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
 CPAM that takes the awaited document without deciding; the legal clock then runs out,
 for deadline tests), incomplete (the CPAM finds the first document sent for a request
@@ -150,6 +154,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         if key not in state.answers:
             raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
         if request_id not in state.awaiting:
+            state.documents_again[request_id] += 1  # counted: a sender that tries twice shows
             return state.answers[key]  # already decided: the same document sent again
         body, wanted = state.awaiting[request_id]
         if code != wanted.code:
@@ -196,6 +201,13 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         agency: str = Depends(known_agency), state: SimulatorState = Depends(get_state)
     ) -> list[dict[str, Any]]:
         return state.received[agency]
+
+    @app.get("/agencies/{agency}/stats")
+    async def stats(
+        agency: str = Depends(known_agency), state: SimulatorState = Depends(get_state)
+    ) -> dict[str, Any]:
+        """Every call the agency got, repeats included (see SimulatorState.stats)."""
+        return state.stats(agency)
 
     @app.post("/admin/faults")
     async def set_fault(

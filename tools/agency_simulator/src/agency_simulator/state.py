@@ -1,5 +1,6 @@
 """The simulator's in-memory state, the faults an agency can be put in, and the one place
-a request is answered (idempotent per ``(agency, request_id)``).
+a request is answered (idempotent per ``(agency, request_id)``; every call is recorded all
+the same, repeats included, and counted: :meth:`SimulatorState.stats`).
 
 Fault modes (``POST /admin/faults``, per agency): ok, down (503), error500, slow, garbage (an
 unreadable 200), invalid (a readable 200 of the wrong schema), silent (the agency
@@ -13,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fastapi import HTTPException, Request
@@ -67,6 +70,12 @@ class SimulatorState:
     received: dict[str, list[dict[str, Any]]] = field(
         default_factory=lambda: {a: [] for a in AGENCIES}
     )
+    #: Per agency, every call that reached it (request id, file id, time), repeats included.
+    calls: dict[str, list[dict[str, Any]]] = field(
+        default_factory=lambda: {a: [] for a in AGENCIES}
+    )
+    #: CPAM: documents sent again for a request already decided, per request id.
+    documents_again: Counter[str] = field(default_factory=Counter)
     faults: dict[str, Fault] = field(default_factory=lambda: {a: Fault() for a in AGENCIES})
     awaiting: dict[str, tuple[AgencyRequest, RequestedDocument]] = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)
@@ -88,10 +97,49 @@ class SimulatorState:
         self.callbacks.clear()
         self.last_reference.clear()
         self.last_callback_id.clear()
+        self.documents_again.clear()
         for agency in AGENCIES:
             self.received[agency] = []
+            self.calls[agency] = []
             self.faults[agency] = Fault()
             self.issued[agency] = {}
+
+    def record_call(self, agency: str, body: AgencyRequest) -> None:
+        """One more call of ``body``'s request at ``agency`` (a repeat is recorded too)."""
+        self.calls[agency].append(
+            {
+                "request_id": body.request_id,
+                "file_id": body.file_id,
+                "at": datetime.now(UTC).isoformat(),
+            }
+        )
+
+    def stats(self, agency: str) -> dict[str, Any]:
+        """What ``agency`` was called with: ``calls`` (every call), ``requests`` (distinct
+        request ids), ``repeats`` (calls repeating a request id already called), ``per_request``
+        (calls per request id) and ``repeated`` (the request ids called more than once, with
+        their file id and count); for the CPAM also ``documents_again`` (per request, how many
+        times its document was sent again once the request was decided)."""
+        calls = self.calls[agency]
+        per_request = Counter(c["request_id"] for c in calls)
+        file_of = {c["request_id"]: c["file_id"] for c in calls}
+        stats: dict[str, Any] = {
+            "calls": len(calls),
+            "requests": len(per_request),
+            "repeats": len(calls) - len(per_request),
+            "per_request": dict(per_request),
+            "repeated": [
+                {"request_id": r, "file_id": file_of[r], "calls": n}
+                for r, n in per_request.items()
+                if n > 1
+            ],
+        }
+        if agency == "cpam":
+            stats["documents_again"] = [
+                {"request_id": r, "file_id": file_of.get(r), "times": n}
+                for r, n in self.documents_again.items()
+            ]
+        return stats
 
     def unique_reference(self, agency: str, request_id: str) -> str:
         """The request's reference, never one already issued to another request of the agency
@@ -163,13 +211,15 @@ async def fault_response(state: SimulatorState, agency: str) -> Response | None:
 def answer_for(
     state: SimulatorState, agency: str, body: AgencyRequest, raw: dict[str, Any]
 ) -> dict[str, Any]:
-    """The stored answer for a request, deciding (and recording the request) the first time."""
+    """The stored answer for a request, deciding (and keeping the body) the first time; every
+    call is recorded (:meth:`SimulatorState.record_call`), a repeat too."""
+    state.record_call(agency, body)
     key = (agency, body.request_id)
     stored = state.answers.get(key)
     if stored is not None:
         return stored
     # No await between the lookup above and the store below, so concurrent duplicates
-    # (e.g. both sleeping under "slow") are still answered identically and recorded once.
+    # (e.g. both sleeping under "slow") are still answered identically and kept once.
     asked = document_request(agency, body)
     if state.faults[agency].mode == "silent":
         # Taken, never decided: the request asked again gets the same acknowledgement.

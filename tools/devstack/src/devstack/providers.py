@@ -7,15 +7,20 @@ Run it::
 
 Like real providers, both honour an ``Idempotency-Key`` header: a request repeating a key
 already accepted is not delivered again; it answers 200 with the first answer and
-``Idempotent-Replayed: true``. What was received is kept on disk (so a restart keeps both
-the messages and the keys) and served over HTTP:
+``Idempotent-Replayed: true``. The repeat is not hidden, though: every call that reaches the
+store is recorded (``calls.jsonl``, repeats included) and counted, so a test can see that a
+sender tried twice. What was received is kept on disk (so a restart keeps the messages, the
+keys and the calls) and served over HTTP:
 
 * ``POST /api/sms`` ``{"to", "text", "sender"}`` -> 201 ``{"id", "status": "accepte"}``
 * ``GET /api/sms`` -> every SMS received, oldest first
   (``id, key, to, text, sender, file_id, traceparent, at``)
 * ``POST /api/letters`` (body: ``application/pdf``) -> 201 ``{"id", "status": "deposee", "pages"}``
 * ``GET /api/letters`` -> every letter's metadata; ``GET /api/letters/<id>.pdf`` -> the PDF
-* ``GET /stats`` -> ``{"sms": n, "letters": n, "replayed": n, "refused": n}``
+* ``GET /stats`` -> ``{"sms": n, "letters": n, "replayed": n, "refused": n}`` (``replayed``:
+  calls repeating a key already accepted, of both kinds, counted across restarts)
+* ``GET /calls`` -> every call recorded, oldest first (``kind, key, file_id, at, replayed``)
+* ``GET /repeats`` -> one item per key called more than once: ``kind, key, file_id, calls``
 * ``POST /admin/faults`` -> fault injection, any of:
   ``{"refuse_numbers": ["+33…"], "code": "numero_invalide"}`` (400, permanent),
   ``{"sms_unavailable": n}`` / ``{"letters_unavailable": n}`` (the next n requests get 503),
@@ -34,6 +39,7 @@ import re
 import signal
 import threading
 import uuid
+from collections import Counter
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,13 +57,45 @@ def _normalise(number: str) -> str:
 
 class Store:
     """One kind of item (SMS or letters) in a directory: `<hash of key>.json` per item,
-    created exclusively, so a key is accepted once even across threads and restarts."""
+    created exclusively, so a key is accepted once even across threads and restarts; and
+    every call, repeats included, appended to `calls.jsonl`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, kind: str, folder: Path) -> None:
+        self.kind = kind
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._seq = len(list(folder.glob("*.json")))
+        self.calls_file = folder / "calls.jsonl"
+
+    def calls(self) -> list[dict[str, Any]]:
+        """Every call recorded, oldest first."""
+        if not self.calls_file.exists():
+            return []
+        lines = self.calls_file.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def repeats(self) -> list[dict[str, Any]]:
+        """One item per key called more than once: kind, key, file_id, calls."""
+        calls = self.calls()
+        per_key = Counter(c["key"] for c in calls)
+        first = {c["key"]: c for c in reversed(calls)}
+        return [
+            {"kind": self.kind, "key": k, "file_id": first[k]["file_id"], "calls": n}
+            for k, n in per_key.items()
+            if n > 1
+        ]
+
+    def _record_call(self, record: dict[str, Any], replayed: bool) -> None:
+        call = {
+            "kind": self.kind,
+            "key": record["key"],
+            "file_id": record.get("file_id"),
+            "at": datetime.now(UTC).isoformat(),
+            "replayed": replayed,
+        }
+        with self.calls_file.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(call, ensure_ascii=False) + "\n")
 
     def path(self, key: str) -> Path:
         return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
@@ -68,6 +106,7 @@ class Store:
         """(stored record, replayed?)."""
         path = self.path(key)
         with self._lock:
+            self._record_call(record, replayed=path.exists())
             if path.exists():
                 return json.loads(path.read_text(encoding="utf-8")), True
             self._seq += 1
@@ -94,13 +133,17 @@ class Store:
 
 class Providers:
     def __init__(self, data_dir: Path) -> None:
-        self.sms = Store(data_dir / "sms")
-        self.letters = Store(data_dir / "letters")
+        self.sms = Store("sms", data_dir / "sms")
+        self.letters = Store("letters", data_dir / "letters")
         self.lock = threading.Lock()
         self.refused_numbers: set[str] = set()
         self.refusal_code = "numero_invalide"
         self.unavailable = {"sms": 0, "letters": 0}
-        self.counts = {"replayed": 0, "refused": 0}
+        self.counts = {"refused": 0}
+
+    def replayed(self) -> int:
+        """Calls repeating a key already accepted (both kinds, across restarts)."""
+        return sum(1 for store in (self.sms, self.letters) for c in store.calls() if c["replayed"])
 
     def take_outage(self, kind: str) -> bool:
         with self.lock:
@@ -148,8 +191,7 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
 
         def _accepted(self, record: dict[str, Any], replayed: bool, status: str) -> None:
             if replayed:
-                with p.lock:
-                    p.counts["replayed"] += 1
+                log.warning("%s replayed: not delivered again", record["key"])
             answer = {"id": record["id"], "status": status}
             self._json(
                 200 if replayed else 201,
@@ -237,9 +279,13 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
             elif path == "/stats":
                 with p.lock:
                     counts = dict(p.counts)
-                self._json(
-                    200, {"sms": len(p.sms.all()), "letters": len(p.letters.all()), **counts}
-                )
+                delivered = {"sms": len(p.sms.all()), "letters": len(p.letters.all())}
+                self._json(200, {**delivered, "replayed": p.replayed(), **counts})
+            elif path == "/calls":
+                calls = p.sms.calls() + p.letters.calls()
+                self._json(200, sorted(calls, key=lambda c: c["at"]))
+            elif path == "/repeats":
+                self._json(200, p.sms.repeats() + p.letters.repeats())
             elif (m := re.fullmatch(r"/api/letters/([0-9a-f]{16})\.pdf", path)) and (
                 p.letters.folder / f"{m[1]}.pdf"
             ).exists():

@@ -14,17 +14,21 @@ With ``--http-port`` a small HTTP server (stdlib, in a thread) also answers:
 
 * ``GET /health``    -> ``{"status": "ok"}``
 * ``GET /messages``  -> JSON list, oldest first, of :func:`message_to_json` objects
-* ``DELETE /messages`` -> empties the Maildir, answers ``{"deleted": N}``
+* ``DELETE /messages`` -> empties the Maildir (and forgets the ids), answers ``{"deleted": N}``
 * ``GET /stats``     -> ``{"stored": N, "duplicates": N, "refused": N}``
+* ``GET /duplicates`` -> JSON list, one item per ``Message-ID`` stored more than once: the
+  first copy as :func:`message_to_json` plus ``copies`` (how many are stored)
 
 Bounces: ``--refuse`` (repeatable; an address, or ``@domain`` for a whole domain) makes
 the server answer ``550`` at ``RCPT TO`` for those recipients, as a real server does for an
 unknown mailbox, so the client sees a real refusal (aiosmtplib raises
 ``SMTPRecipientsRefused``).
 
-Like the mailbox stores of big providers, the sink keeps one copy per ``Message-ID``: a
-message repeating an id already stored is accepted (``250``) but not stored again, and
-counted in ``duplicates``. Senders use a stable Message-ID to make a retried send harmless.
+Like a real relay, the sink delivers every message it accepts, repeats included: a message
+repeating a ``Message-ID`` already stored is stored again (a citizen would receive it twice)
+and counted in ``duplicates`` (how many stored messages repeat an id stored before them; the
+count survives a restart, as it is rebuilt from the Maildir). Tests that look for a message
+sent twice thus see it, in :func:`read_maildir` and in ``/stats``.
 
 Tests read what was sent with :func:`read_maildir`. The process stops cleanly on SIGTERM
 or SIGINT.
@@ -42,6 +46,7 @@ import os
 import re
 import signal
 import threading
+from collections import Counter
 from email.message import EmailMessage
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -132,6 +137,25 @@ def message_to_json(msg: EmailMessage) -> dict[str, Any]:
     }
 
 
+def duplicates(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every Message-ID stored more than once in the Maildir at ``path``, in the order of
+    their first copy: that copy as :func:`message_to_json`, plus ``copies``."""
+    first: dict[str, EmailMessage] = {}
+    copies: Counter[str] = Counter()
+    for msg in read_maildir(path):
+        mid = msg.get("Message-ID")
+        if mid is None:
+            continue
+        mid = str(mid).strip()
+        first.setdefault(mid, msg)
+        copies[mid] += 1
+    return [
+        {**message_to_json(msg), "copies": copies[mid]}
+        for mid, msg in first.items()
+        if copies[mid] > 1
+    ]
+
+
 def _message_id(raw: bytes) -> str | None:
     value = (
         BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Message-ID")
@@ -147,14 +171,26 @@ class MaildirHandler:
         self._lock = threading.Lock()
         self.refuse = {r.lower() for r in refuse or []}
         self.stats = {"stored": 0, "duplicates": 0, "refused": 0}
-        self._seen: set[str] = set()
-        for key in self.maildir.iterkeys():  # ids survive a restart of the sink
+        #: Copies stored per Message-ID (rebuilt from the Maildir: it survives a restart).
+        self.copies: Counter[str] = Counter()
+        for key in self.maildir.iterkeys():
             try:
                 mid = _message_id(self.maildir.get_bytes(key))
             except KeyError:
                 continue
             if mid:
-                self._seen.add(mid)
+                self.copies[mid] += 1
+        self.stats["duplicates"] = self.repeats()
+
+    def repeats(self) -> int:
+        """How many stored messages repeat a Message-ID stored before them."""
+        return sum(n - 1 for n in self.copies.values())
+
+    def forget(self) -> None:
+        """The Maildir was emptied: no id is stored any more."""
+        with self._lock:
+            self.copies.clear()
+            self.stats["duplicates"] = 0
 
     def refuses(self, address: str) -> bool:
         address = address.lower()
@@ -179,13 +215,6 @@ class MaildirHandler:
         if isinstance(content, str):  # only with decode_data=True, which we do not use
             content = content.encode("utf-8", "surrogateescape")
         mid = _message_id(content)
-        with self._lock:
-            if mid is not None and mid in self._seen:
-                self.stats["duplicates"] += 1
-                log.info("duplicate message %s not stored again", mid)
-                return "250 Message accepted for delivery"
-            if mid is not None:
-                self._seen.add(mid)
         peer = session.peer
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         prefix = (
@@ -197,6 +226,11 @@ class MaildirHandler:
         with self._lock:
             key = self.maildir.add(data)
             self.stats["stored"] += 1
+            if mid is not None:
+                self.copies[mid] += 1
+                if self.copies[mid] > 1:
+                    self.stats["duplicates"] += 1
+                    log.warning("message %s stored again (copy %d)", mid, self.copies[mid])
         log.info("stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos)
         return "250 Message accepted for delivery"
 
@@ -223,6 +257,8 @@ def _make_http_handler(
                 self._send_json(200, [message_to_json(m) for m in read_maildir(maildir)])
             elif path == "/stats" and handler is not None:
                 self._send_json(200, dict(handler.stats))
+            elif path == "/duplicates":
+                self._send_json(200, duplicates(maildir))
             else:
                 self._send_json(404, {"detail": "not found"})
 
@@ -239,6 +275,8 @@ def _make_http_handler(
                         deleted += 1
                     except KeyError:
                         pass
+            if handler is not None:
+                handler.forget()
             self._send_json(200, {"deleted": deleted})
 
         def log_message(self, format: str, *args: Any) -> None:
