@@ -180,18 +180,18 @@ class CallbackGate:
             if row is None:
                 return
             now = utcnow()
-            entry = dict(
-                exchange_id=exchange_id,
-                request_id=request_id,
-                file_id=row.file_id,
-                direction=ExchangeDirection.RECEIVED.value,
-                purpose=purpose,
-                legal_basis=self.decl.legal_basis,
-                payload_sha256=digest,
-                size_bytes=len(body),
-                attempts=1,
-                at=now,
-            )
+            entry = {
+                "exchange_id": exchange_id,
+                "request_id": request_id,
+                "file_id": row.file_id,
+                "direction": ExchangeDirection.RECEIVED.value,
+                "purpose": purpose,
+                "legal_basis": self.decl.legal_basis,
+                "payload_sha256": digest,
+                "size_bytes": len(body),
+                "attempts": 1,
+                "at": now,
+            }
             inserted = await uow.conn.execute(insert_ignore(uow.conn, exchanges).values(**entry))
             if inserted.rowcount == 1:
                 uow.emit(
