@@ -56,7 +56,7 @@ async def door_problems(
         metrics = AdapterMetrics()
         transport = Transport(adapter.config, adapter.declaration.agency, metrics)
 
-        def uow(inbox_key: str | None = None) -> UnitOfWork:
+        def uow(inbox_key: tuple[str, str] | None = None) -> UnitOfWork:
             return UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)
 
         core = AdapterRuntime(adapter, adapter.config, uow, transport, metrics)
