@@ -391,7 +391,7 @@ async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answe
         "SELECT purpose FROM exchanges WHERE request_id = :r",
         r=request_id,
     )
-    assert any(row.purpose.startswith("Rappel refusé (signature_absente)") for row in ledger)
+    assert any(row.purpose.startswith("Rappel refusé (non signé)") for row in ledger)
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     for reason in ("signature_absente", "demande_d_un_autre_organisme"):
         assert (

@@ -105,7 +105,7 @@ async def test_the_issue_s_forged_unsigned_decision_is_refused_recorded_and_not_
     await assert_nothing_applied(ft, request_id)
     assert ft.counted("adapter_callbacks_refused_total", reason="signature_absente") == 1
     assert "signature_absente" in caplog.text and "203.0.113.9" in caplog.text
-    assert "Rappel refusé (signature_absente) : " in "".join(await ft.ledger(request_id))
+    assert "Rappel refusé (non signé) : " in "".join(await ft.ledger(request_id))
     # The same forgery a hundred times: one ledger entry, a hundred refusals counted.
     for _ in range(3):
         assert (await ft.core.on_callback(forged, {}))[0] == 401

@@ -170,7 +170,8 @@ class CallbackGate:
         """One ledger entry per (request, reason, body), for a request this adapter sent."""
         digest = hashlib.sha256(body).hexdigest()
         exchange_id = str(uuid.uuid5(LEDGER_NAMESPACE, f"{request_id}:{reason}:{digest}"))
-        purpose = f"Rappel refusé ({reason.value}) : {self.decl.purpose}"[:200]
+        label = signatures.LEDGER_LABELS[reason]
+        purpose = f"Rappel refusé ({label}) : {self.decl.purpose}"[:200]
         async with self.uow() as uow:
             row = (
                 await uow.conn.execute(

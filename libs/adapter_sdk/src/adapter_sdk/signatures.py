@@ -50,6 +50,17 @@ MESSAGES: dict[RefusalReason, str] = {
 }
 
 
+#: How the exchange ledger names each reason (agents read it).
+LEDGER_LABELS: dict[RefusalReason, str] = {
+    RefusalReason.MISSING: "non signé",
+    RefusalReason.INVALID: "signature invalide",
+    RefusalReason.OUTSIDE_WINDOW: "horodatage hors délai",
+    RefusalReason.REPLAYED: "rejeu",
+    RefusalReason.NO_SECRET: "aucun secret configuré",
+    RefusalReason.OTHER_AGENCY: "demande d'un autre organisme",
+}
+
+
 class SignatureRefused(Exception):
     """A callback whose signature does not prove it comes from the agency."""
 
