@@ -160,6 +160,9 @@ def test_service_environment(services: dict[str, Any]) -> None:
         env(services["adapter-france-travail"])["CALLBACK_BASE_URL"]
         == "http://adapter-france-travail:8013"
     )
+    # France Travail signs its callbacks with the secret its adapter checks them with.
+    secret = env(services["adapter-france-travail"])["CALLBACK_SECRET"]
+    assert secret and secret == env(services["simulator-france-travail"])["CALLBACK_SECRET"]
     web = env(services["web"])  # the pages reach the services by their compose names
     assert (
         web["INTAKE_URL"] == "http://intake:8000"

@@ -17,6 +17,8 @@ from devstack.procs import ServiceProcess
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[2]
+#: The secret France Travail's sandbox signs its callbacks with, given to the kit as well.
+CALLBACK_SECRET = "secret-du-bac-a-sable"
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def sandbox(tmp_path_factory) -> Iterator[str]:
     proc = ServiceProcess(
         "sandbox",
         [str(BIN / "agency-simulator"), "--port", str(port), "--log-level", "warning"],
-        {},
+        {"CALLBACK_SECRET": CALLBACK_SECRET},
         tmp_path_factory.mktemp("sandbox") / "sandbox.log",
         health_url=f"http://127.0.0.1:{port}/health",
     )
@@ -51,7 +53,7 @@ def kit(
         text=True,
         timeout=120,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "CALLBACK_SECRET": CALLBACK_SECRET, **(env or {})},
     )
 
 
@@ -67,8 +69,21 @@ def test_every_adapter_of_the_repository_passes_the_kit(adapter, sandbox):
             "OK     Consultation de l'état d'une demande (réconciliation d'un rappel perdu)"
             in result.stdout
         )
+        assert (
+            "OK     Rappels authentifiés (signés par l'organisme ; non signés ou rejoués "
+            "refusés : 401)" in result.stdout
+        )
     if adapter == "cpam":
         assert "OK     Pièces justificatives demandées, transmises, puis décision" in result.stdout
+
+
+def test_a_sandbox_signing_with_another_secret_fails_the_kit(sandbox):
+    """Issue 12: the agency must sign its callbacks with the secret shared with the adapter."""
+    result = kit("france_travail", sandbox, {"CALLBACK_SECRET": "un-autre-secret"})
+    assert result.returncode == 1, result.stdout
+    assert "ÉCHEC  Rappels authentifiés" in result.stdout
+    assert "le rappel du bac à sable n'est pas accepté" in result.stdout
+    assert "(signature_invalide)" in result.stdout
 
 
 def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):

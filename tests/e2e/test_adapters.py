@@ -2,8 +2,8 @@
 simulated system per agency (JSON REST, SOAP, acknowledge-then-callback, missing
 document). Missing documents end to end, data minimisation, the exchange ledger, a
 duplicate callback, two requests given the same callback id and an agency that never calls
-back (both reconciled by status polls), faults that end in the dead-letter topic, and an
-agency down for two minutes."""
+back (both reconciled by status polls), forged, cross-agency and replayed callbacks refused,
+faults that end in the dead-letter topic, and an agency down for two minutes."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import uuid
 import httpx
 import pytest
 
-from adapter_sdk import discovery
+from adapter_sdk import discovery, signatures
 from devstack.stack import Stack
 from shared_models import AGENCY_LABELS, topics
 from tests.e2e.support import (
@@ -356,6 +356,75 @@ async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpo
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     assert 'adapter_status_polls_total{agency="france_travail",outcome="reponse"}' in metrics
     await assert_no_repeats(stack, [file_id])
+
+
+async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answer(
+    stack: Stack, client
+):
+    """Issue 12: `POST :8013/callbacks` with a made-up France Travail decision, unsigned, is
+    refused (401), counted and recorded; so is France Travail's own signature on another
+    agency's request (403). The file's answer is the agency's real decision."""
+    forged_decision = {
+        "decision": "refuse",
+        "summary": "Décision inventée par un tiers",
+        "agency_reference": "FT-2026-000000000000",
+        "reason": "Rappel forgé.",
+    }
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        # The real decision comes by reconciliation only: the forgery arrives first.
+        await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
+        try:
+            file_id = await submit(client, "perte_emploi", email="rappel.forge@example.fr")
+            await eventually(
+                lambda: _france_travail_received(sim, file_id), what="the request at France Travail"
+            )
+        finally:
+            await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
+        request_id = f"{file_id}-france_travail"
+        forged = {"callback_id": "forge-1", "request_id": request_id, "decision": forged_decision}
+        async with httpx.AsyncClient(base_url=stack.adapter_url("france_travail")) as adapter:
+            unsigned = await adapter.post("/callbacks", json=forged)
+            assert unsigned.status_code == 401, unsigned.text
+            assert unsigned.json()["kind"] == "unauthenticated"
+            other = json.dumps({**forged, "request_id": f"{file_id}-caf"}).encode()
+            secret = stack.callback_secrets["france_travail"]
+            header = signatures.sign(secret, other, int(time.time()))
+            cross = await adapter.post(
+                "/callbacks",
+                content=other,
+                headers={"X-Signature": header, "Content-Type": "application/json"},
+            )
+            assert cross.status_code == 403 and cross.json()["kind"] == "forbidden"
+        view = await eventually(
+            lambda: answered_view(client, file_id), timeout=90, what="answer by reconciliation"
+        )
+        told = (await sim.get(f"/agencies/france_travail/demandes/{request_id}")).json()
+    decided = _france_travail_decision(view)
+    assert decided["summary"] == told["decision"]["summary"] != forged_decision["summary"]
+    assert forged_decision["summary"] not in json.dumps(view, ensure_ascii=False)
+    ledger = await query(
+        stack.database_urls["adapter-france-travail"],
+        "SELECT purpose FROM exchanges WHERE request_id = :r",
+        r=request_id,
+    )
+    assert any(row.purpose.startswith("Rappel refusé (non signé)") for row in ledger)
+    metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
+    for reason in ("signature_absente", "demande_d_un_autre_organisme"):
+        assert (
+            f'adapter_callbacks_refused_total{{agency="france_travail",reason="{reason}"}} 1.0'
+            in metrics
+        )
+
+
+async def test_a_captured_callback_replayed_as_is_is_refused(stack: Stack, client):
+    file_id = await submit(client, "perte_emploi", email="rappel.rejoue@example.fr")
+    await eventually(lambda: answered_view(client, file_id), what="answer")
+    request_id = f"{file_id}-france_travail"
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        replay = await sim.post(f"/admin/callbacks/{request_id}/replay", params={"exact": "true"})
+    assert replay.json()["status"] == 401 and "rejeu" in replay.json()["body"]["message"]
+    view = (await client.get(f"/api/files/{file_id}")).json()
+    assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
 
 
 @pytest.mark.parametrize(

@@ -153,3 +153,37 @@ async def test_the_status_endpoint_is_subject_to_the_agency_s_faults(sim) -> Non
     assert (await client.get("/agencies/france_travail/demandes/down-1")).status_code == 503
     await client.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
     assert (await client.get("/agencies/france_travail/demandes/unknown")).status_code == 404
+
+
+async def test_france_travail_signs_each_delivery_as_the_adapter_checks_it(monkeypatch) -> None:
+    """Issue 12: the simulator signs with the shared secret, anew for each delivery; an
+    `exact` replay sends the same bytes and signature again."""
+    import time
+
+    from adapter_sdk import signatures
+
+    monkeypatch.setattr(france_travail, "CALLBACK_DELAY_SECONDS", 0)
+    app = create_app(("france_travail",), callback_secret="partage")
+    seen: list[tuple[bytes, str]] = []
+
+    def adapter(request: httpx.Request) -> httpx.Response:
+        seen.append((request.content, request.headers["x-signature"]))
+        return httpx.Response(200, json={"statut": "recu"})
+
+    app.state.client = httpx.AsyncClient(transport=httpx.MockTransport(adapter))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://simulator"
+    ) as client:
+        await client.post("/agencies/france_travail/demandes", json=demande("id-signe"))
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        await client.post("/admin/callbacks/id-signe/replay", params={"exact": "true"})
+    await app.state.client.aclose()
+    (body, header), (again, again_header) = seen
+    signed = signatures.verify(["partage"], header, body, time.time(), 300)
+    assert json.loads(body)["request_id"] == "id-signe" and signed.timestamp
+    assert (again, again_header) == (body, header)
+    with pytest.raises(signatures.SignatureRefused):
+        signatures.verify(["autre"], header, body, time.time(), 300)

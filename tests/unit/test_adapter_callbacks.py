@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import shutil
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 
 import adapter_sdk
 from adapter_france_travail import FranceTravailAdapter
-from adapter_sdk import tables
+from adapter_sdk import signatures, tables
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import poll_delay
 from adapter_sdk.runtime import AdapterRuntime
@@ -31,6 +33,7 @@ from guichet_runtime.db import UnitOfWork, make_engine, utcnow
 from shared_models import AgencyRequestIssued
 from tests.unit.samples import citizen
 
+SECRET = "secret-partage-de-test"
 GRANTED = {
     "decision": "accorde",
     "summary": "Allocation d'aide au retour à l'emploi accordée",
@@ -76,6 +79,9 @@ class Adapter:
     agency: FakeFranceTravail
     engine: Any
     metrics: AdapterMetrics
+    #: The gate's "now" (fixed); each delivery is signed anew, a second earlier than the last.
+    now: float = field(default_factory=time.time)
+    earlier: itertools.count = field(default_factory=itertools.count)
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine, tables.outbox, tables.inbox)
@@ -98,7 +104,9 @@ class Adapter:
         body = json.dumps(
             {"callback_id": callback_id, "request_id": request_id, "decision": decision}
         ).encode()
-        return await self.core.on_callback(body, {})
+        signed_at = int(self.now) - next(self.earlier)
+        header = signatures.sign(SECRET, body, signed_at)
+        return await self.core.on_callback(body, {"x-signature": header})
 
     async def rows(self, table: sa.Table, *where: Any) -> list[sa.Row]:
         async with self.engine.connect() as conn:
@@ -167,6 +175,7 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
         reconcile_first_seconds=60,
         reconcile_backoff_factor=2,
         reconcile_max_seconds=600,
+        callback_secret=SECRET,
     )
     metrics = AdapterMetrics()
     agency = FakeFranceTravail()
@@ -180,7 +189,9 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
         return UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)
 
     core = AdapterRuntime(FranceTravailAdapter(config), config, uow, transport, metrics)
-    yield Adapter(core, agency, engine, metrics)
+    adapter = Adapter(core, agency, engine, metrics)
+    core.desk.gate.clock = lambda: adapter.now
+    yield adapter
     await transport.close()
     await engine.dispose()
 

@@ -1,6 +1,8 @@
 """An asynchronous agency's callbacks, taken so that no decision is ever lost or applied twice.
 
-The rules (docs/adapters.md, "Callbacks"):
+First the callback gate (adapter_sdk.callback_gate) checks who sends it: unsigned, wrongly
+signed, stale or replayed callbacks are refused (401), and so are those naming another
+agency's request (403). Then the rules (docs/adapters.md, "Callbacks"):
 
 * a callback is a duplicate only if the SAME request already received the SAME callback id:
   it has no effect (200 ``deja_recu``);
@@ -27,6 +29,7 @@ import sqlalchemy as sa
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from adapter_sdk.callback_gate import CallbackGate
 from adapter_sdk.decisions import Recorder, answer_json, apply_once
 from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
 from adapter_sdk.metrics import AdapterMetrics
@@ -64,8 +67,10 @@ class CallbackDesk:
         uow: Callable[..., UnitOfWork],
         recorder: Recorder,
         metrics: AdapterMetrics,
+        gate: CallbackGate,
     ) -> None:
         self.adapter = adapter
+        self.gate = gate
         self.decl = adapter.declaration
         self.uow = uow
         self.recorder = recorder
@@ -74,8 +79,12 @@ class CallbackDesk:
     def _count(self, outcome: str) -> None:
         self.metrics.handled.labels(self.decl.agency, "rappel", outcome).inc()
 
-    async def take(self, body: bytes, headers: Mapping[str, str]) -> Reply:
-        """One delivery to the callback endpoint: the HTTP status and body to answer."""
+    async def take(self, body: bytes, headers: Mapping[str, str], peer: str = "") -> Reply:
+        """One delivery to the callback endpoint (`peer`: the caller's address, for the log):
+        the HTTP status and body to answer."""
+        refused = await self.gate.admit(body, headers, peer)
+        if refused is not None:
+            return refused
         try:
             callback = self.adapter.read_callback(body, headers)
             problems = answer_problems(callback.answer)
@@ -85,6 +94,9 @@ class CallbackDesk:
         if problems:
             self._count("incoherent")
             return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
+        refused = await self.gate.in_scope(callback.request_id, body, headers, peer)
+        if refused is not None:
+            return refused
         async with self.uow() as uow:
             known = await self._request(uow, callback.request_id)
         carrier = json.loads(known.trace_headers) if known is not None else {}

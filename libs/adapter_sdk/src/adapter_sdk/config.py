@@ -3,7 +3,9 @@ talking to an agency needs. An adapter extends it with its own settings."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, SecretStr
 
 from guichet_runtime.settings import ServiceSettings
 
@@ -26,6 +28,26 @@ class AdapterConfig(ServiceSettings):
             "Public URL of this adapter, given to agencies that call back (default: its "
             "own address)."
         ),
+    )
+    callback_secret: SecretStr = Field(
+        default=SecretStr(""),
+        description="Secret shared with an asynchronous agency: its callbacks are signed with it "
+        "(HMAC-SHA256, header X-Signature, see adapter_sdk.signatures). Required outside dev.",
+    )
+    callback_secret_previous: SecretStr = Field(
+        default=SecretStr(""),
+        description="The previous secret, still accepted during a rotation; empty: none.",
+    )
+    callback_replay_window_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="A callback signed longer ago (or later) than this is refused; signatures "
+        "taken are kept this long so that an exact replay is refused.",
+    )
+    environment: Literal["dev", "production"] = Field(
+        default="production",
+        description="dev: an asynchronous adapter starts without CALLBACK_SECRET (every "
+        "callback is then refused); production: it refuses to start.",
     )
     attempts: int = Field(
         default=4,

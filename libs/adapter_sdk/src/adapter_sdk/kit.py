@@ -9,8 +9,10 @@ GUICHET_CATALOGUE names): same code and label, every life event the catalogue se
 agency handled; the configuration schema; data minimisation (the adapter reads only declared
 fields and uses every field it declares); a real exchange with the sandbox for each
 declared procedure, whose answers must be coherent decisions or acknowledgements; the
-callback of an asynchronous agency, received on a real socket, and its status query
-(reconciliation: the decision read back from the agency's status endpoint); supporting documents;
+callback of an asynchronous agency, received on a real socket, signed with the shared
+CALLBACK_SECRET and refused by the adapter unsigned or replayed (adapter_sdk.kit_callbacks),
+and its status query (reconciliation: the decision read back from the agency's status
+endpoint); supporting documents;
 idempotency (the same request twice is one request for the agency); and unreadable
 answers (garbage, wrong schema) refused instead of passed on as decisions.
 """
@@ -29,6 +31,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
+from adapter_sdk import kit_callbacks
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import CITIZEN_FIELDS, catalogue_problems, declaration_problems
 from adapter_sdk.interface import (
@@ -133,6 +136,8 @@ class CallbackInbox:
 
     def __init__(self) -> None:
         self.received: list[tuple[bytes, dict[str, str]]] = []
+        #: The first callback read for a request of the kit, as delivered (body, headers).
+        self.matched: tuple[bytes, dict[str, str]] | None = None
         self.arrived = asyncio.Event()
         app = FastAPI()
 
@@ -319,9 +324,16 @@ async def _check_sandbox(
                 answer = result
             if answer.decision is Decision.DOCUMENT_REQUESTED:
                 await _check_document(adapter, transport, request, answer, documents)
+        door = Check(kit_callbacks.RULE)
+        if decl.asynchronous and inbox.matched is not None:
+            problem = kit_callbacks.signature_problem(adapter, *inbox.matched)
+            door.problems.extend([problem] if problem else [])
+            door.problems.extend(await kit_callbacks.door_problems(adapter, *inbox.matched))
     checks = [exchange, idempotency]
     if decl.asynchronous or callback_check.problems:
         checks.append(callback_check)
+    if decl.asynchronous:
+        checks.append(door)
     if decl.asynchronous or status_check.problems:
         checks.append(status_check)
     if decl.accepts_documents or documents.problems:
@@ -346,6 +358,7 @@ async def _await_callback(
                 inbox.received.remove((body, headers))
                 return None
             if callback.request_id == request.request_id:
+                inbox.matched = inbox.matched or (body, headers)
                 problems = answer_problems(callback.answer)
                 if problems:
                     check.problems.append("rappel incohérent : " + "; ".join(problems))

@@ -26,6 +26,7 @@ from opentelemetry import propagate
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
+from adapter_sdk.callback_gate import CallbackGate, missing_secret_problem
 from adapter_sdk.callbacks import CallbackDesk
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import catalogue_problems, declaration_problems
@@ -91,7 +92,8 @@ class AdapterRuntime:
         self.metrics = metrics
         # The legal clock counts from these events' day: a rehearsal date (CLOCK_FILE) moves it.
         self.clock = Clock(config.clock_file)
-        self.desk = CallbackDesk(adapter, uow, self, metrics)
+        gate = CallbackGate(adapter, config, uow, metrics)
+        self.desk = CallbackDesk(adapter, uow, self, metrics, gate)
         self.reconciler = Reconciler(adapter, config, uow, transport, self, metrics, self.desk)
 
     # -- the exchange with the agency ---------------------------------------------------
@@ -401,9 +403,11 @@ class AdapterRuntime:
             await uow.commit()
         self._observe("piece", started, done.agency_seconds)
 
-    async def on_callback(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    async def on_callback(
+        self, body: bytes, headers: dict[str, str], peer: str = ""
+    ) -> tuple[int, dict[str, Any]]:
         """An agency calls back with its answer: see adapter_sdk.callbacks for the rules."""
-        return await self.desk.take(body, headers)
+        return await self.desk.take(body, headers, peer)
 
 
 def configure(
@@ -464,7 +468,8 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
             return JSONResponse(
                 status_code=404, content={"message": f"{decl.label} ne rappelle pas."}
             )
-        status, content = await core.on_callback(await request.body(), dict(request.headers))
+        peer = request.client.host if request.client else ""
+        status, content = await core.on_callback(await request.body(), dict(request.headers), peer)
         return JSONResponse(status_code=status, content=content)
 
     @app.get("/declaration", tags=["organisme"])
@@ -497,4 +502,7 @@ def serve(adapter_cls: type[AgencyAdapter], argv: list[str] | None = None) -> No
         k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
     }
     config = configure(adapter_cls, adapter_cls.Config(**overrides))
+    problem = missing_secret_problem(config, adapter_cls.declaration.asynchronous)
+    if problem:
+        raise SystemExit(f"adaptateur {adapter_cls.declaration.label} : {problem}")
     run_service(build_app(adapter_cls, config), config)

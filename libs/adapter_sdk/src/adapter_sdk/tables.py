@@ -98,3 +98,21 @@ exchanges = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
 )
+
+callback_signatures = sa.Table(
+    "callback_signatures",
+    metadata,
+    sa.Column(
+        "signature",
+        sa.String(64),
+        primary_key=True,
+        comment="HMAC-SHA256 (hex) of a callback taken: the same one again is a replay",
+    ),
+    sa.Column(
+        "signed_at",
+        UtcDateTime,
+        nullable=False,
+        index=True,
+        comment="The signature's timestamp; kept until it is outside the replay window",
+    ),
+)

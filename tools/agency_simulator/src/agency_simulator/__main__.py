@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 import uvicorn
 
-from agency_simulator.app import create_app
+from agency_simulator.app import AGENCIES, create_app
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,6 +26,12 @@ def main(argv: list[str] | None = None) -> None:
         help="serve only this agency's system (repeatable; default: all four)",
     )
     parser.add_argument(
+        "--callback-secret",
+        default=os.environ.get("CALLBACK_SECRET", ""),
+        help="secret France Travail signs its callbacks with, shared with its adapter "
+        "(default: CALLBACK_SECRET; empty: callbacks unsigned)",
+    )
+    parser.add_argument(
         "--log-level",
         default="info",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -32,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     uvicorn.run(
-        create_app(tuple(args.agency)) if args.agency else create_app(),
+        create_app(tuple(args.agency) if args.agency else AGENCIES, args.callback_secret),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -81,8 +81,9 @@ __all__ = [
 ]
 
 
-def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
-    """A fresh simulator with empty state, serving ``agencies`` (default: all four)."""
+def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") -> FastAPI:
+    """A fresh simulator with empty state, serving ``agencies`` (default: all four);
+    France Travail signs its callbacks with ``callback_secret`` (none: unsigned)."""
     unknown = set(agencies) - set(AGENCIES)
     if unknown:
         raise ValueError(f"unknown agencies {sorted(unknown)}")
@@ -99,7 +100,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES) -> FastAPI:
         description="Deterministic stand-in for the CAF, DGFiP, France Travail and CPAM systems.",
         lifespan=lifespan,
     )
-    app.state.simulator = SimulatorState(agencies=tuple(agencies))
+    app.state.simulator = SimulatorState(agencies=tuple(agencies), callback_secret=callback_secret)
     app.state.client = httpx.AsyncClient()  # France Travail's callbacks
     app.include_router(dgfip.router)
     app.include_router(france_travail.router)

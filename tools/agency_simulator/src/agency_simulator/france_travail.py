@@ -6,14 +6,24 @@ retrying while the adapter is unreachable or in error (5xx, 408, 429) and stoppi
 first answer otherwise: accepted (2xx) or refused (another 4xx, e.g. 409 for a reused callback
 id). ``GET …/demandes/{request_id}`` is the status endpoint (the decision, or ``statut:
 en_instruction`` while there is none); ``POST /admin/callbacks/{request_id}/replay`` delivers
-the same callback (same ``callback_id``) once more. Fault modes of note: ``reuse`` (the next
-requests get the previous reference and callback id again), ``no_callback`` (decides, never
-calls back), ``silent`` (never decides).
+the same callback (same ``callback_id``) once more, signed anew (``?exact=true``: the last
+delivery's very bytes and signature, as an eavesdropper replaying it would).
+
+Every delivery is signed as France Travail signs (docs/adapters.md, "Signing callbacks"):
+``X-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>." + body>`` with the secret it shares
+with the adapter (``--callback-secret`` / ``CALLBACK_SECRET``); without a secret, unsigned.
+
+Fault modes of note: ``reuse`` (the next requests get the previous reference and callback
+id again), ``no_callback`` (decides, never calls back), ``silent`` (never decides).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
+import time
 from typing import Any
 
 import httpx
@@ -39,6 +49,27 @@ class FranceTravailRequest(AgencyRequest):
     callback_url: str = Field(min_length=8)
 
 
+def signed(state: SimulatorState, body: bytes) -> dict[str, str]:
+    """The headers of one delivery of `body`: JSON, and France Travail's signature (made
+    with the standard library only, as any agency would)."""
+    headers = {"Content-Type": "application/json"}
+    if state.callback_secret:
+        t = int(time.time())
+        mac = hmac.new(state.callback_secret.encode(), f"{t}.".encode() + body, hashlib.sha256)
+        headers["X-Signature"] = f"t={t},v1={mac.hexdigest()}"
+    return headers
+
+
+async def post_callback(
+    state: SimulatorState, record: dict[str, Any], client: httpx.AsyncClient
+) -> httpx.Response:
+    """One delivery, signed anew; kept as the record's last delivery."""
+    body = json.dumps(record["body"]).encode()
+    headers = signed(state, body)
+    record["last_delivery"] = (body, headers)
+    return await client.post(record["url"], content=body, headers=headers, timeout=5)
+
+
 async def deliver(state: SimulatorState, request_id: str, client: httpx.AsyncClient) -> int | None:
     """POST the stored callback until the adapter answers it (2xx, or a refusal: 4xx other
     than 408/429); returns the last status, also kept in the record (``last_status``)."""
@@ -46,7 +77,7 @@ async def deliver(state: SimulatorState, request_id: str, client: httpx.AsyncCli
     status = None
     for attempt in range(CALLBACK_ATTEMPTS):
         try:
-            response = await client.post(record["url"], json=record["body"], timeout=5)
+            response = await post_callback(state, record, client)
             status = record["last_status"] = response.status_code
             if response.is_success:
                 record["delivered"] += 1
@@ -132,11 +163,20 @@ async def demande_status(request_id: str, state: SimulatorState = Depends(get_st
 
 @router.post("/admin/callbacks/{request_id}/replay")
 async def replay(
-    request_id: str, request: Request, state: SimulatorState = Depends(get_state)
+    request_id: str,
+    request: Request,
+    exact: bool = False,
+    state: SimulatorState = Depends(get_state),
 ) -> dict[str, Any]:
-    """Deliver the same callback (same callback_id) once more, as a flaky network would."""
+    """Deliver the same callback (same callback_id) once more, as a flaky network would:
+    signed anew, or (``exact``) the last delivery's bytes and signature as they were."""
     record = state.callbacks.get(request_id)
     if record is None:
         raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
-    response = await request.app.state.client.post(record["url"], json=record["body"], timeout=5)
+    client: httpx.AsyncClient = request.app.state.client
+    if exact and record.get("last_delivery"):
+        body, headers = record["last_delivery"]
+        response = await client.post(record["url"], content=body, headers=headers, timeout=5)
+    else:
+        response = await post_callback(state, record, client)
     return {"status": response.status_code, "body": response.json()}

@@ -88,6 +88,8 @@ class SimulatorState:
     last_reference: dict[str, str] = field(default_factory=dict)
     last_callback_id: dict[str, str] = field(default_factory=dict)
     tasks: set[asyncio.Task] = field(default_factory=set)
+    #: The secret France Travail signs its callbacks with (shared with its adapter); "": unsigned.
+    callback_secret: str = ""
 
     def reset(self) -> None:
         self.answers.clear()

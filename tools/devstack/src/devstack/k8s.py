@@ -126,14 +126,18 @@ def adapter_workload(agency: str) -> Workload:
     name = topics.adapter_service(agency)
     port = ADAPTER_PORTS[agency]
     settings = {"AGENCY_BASE_URL": f"https://api.{agency.replace('_', '-')}.example.gouv.fr"}
+    secrets: dict[str, tuple[str, str]] = {}
     if agency in ASYNCHRONOUS_AGENCIES:
         settings["CALLBACK_BASE_URL"] = f"https://{name}.guichet-unique.example.gouv.fr"
+        # The secret the agency signs its callbacks with (docs/security.md).
+        secrets["CALLBACK_SECRET"] = (f"{name}-callbacks", "secret")
     return Workload(
         name=name,
         port=port,
         command=[name],
         component="adapter",
         settings=settings,
+        secrets=secrets,
         database=f"adapter_{agency}",
         migrations="adapter_sdk",
         external_egress=[443],

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import sys
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ class Stack:
     `oidc_issuers`: trusted token issuers (issuer URL -> "citizen" or "agent", e.g.
     `LocalKeycloak.issuers`), given to every service as OIDC_ISSUERS with its own name as
     OIDC_AUDIENCE (see guichet_runtime.auth).
+    `callback_secrets`: per agency, the secret its simulated system signs callbacks with and
+    its adapter checks them with (CALLBACK_SECRET on both sides); generated afresh per stack.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class Stack:
         self.clock_file = clock_file
         self.oidc_issuers = dict(oidc_issuers or {})
         self.database_urls: dict[str, str] = {}
+        self.callback_secrets = {a: secrets.token_urlsafe(32) for a in self.ports.adapters}
         self.processes: dict[str, ServiceProcess] = {}
 
     # -- addresses ---------------------------------------------------------------
@@ -186,7 +190,7 @@ class Stack:
                     "--log-level",
                     "warning",
                 ],
-                {},
+                {"CALLBACK_SECRET": self.callback_secrets[agency]},
                 self.workdir / "logs" / f"{name}.log",
                 health_url=f"{self.simulator_url(agency)}/health",
             )
@@ -266,7 +270,10 @@ class Stack:
                 name,
                 name,
                 port,
-                {"AGENCY_BASE_URL": self.simulator_url(agency)},
+                {
+                    "AGENCY_BASE_URL": self.simulator_url(agency),
+                    "CALLBACK_SECRET": self.callback_secrets[agency],
+                },
             )
 
     def start(self, timeout: float = 90) -> None:
