@@ -76,6 +76,11 @@ def test_not_armed_where_the_test_tools_are_absent(monkeypatch):
         crashpoints.reset()
 
 
+def test_an_armed_unknown_point_stops_the_process_loudly():
+    done = run({"GUICHET_CRASH_POINTS_ENABLED": "1", "GUICHET_CRASH_AT": "relay.after_comit"})
+    assert done.returncode == 2 and "unknown crash point" in done.stderr
+
+
 def test_an_unknown_point_is_refused():
     with pytest.raises(ValueError, match="unknown crash point"):
         crashpoints.parse("relay.after_comit")

@@ -81,7 +81,12 @@ def _read_settings() -> _Armed | None:
     if importlib.util.find_spec("pytest") is None:
         log.warning("GUICHET_CRASH_AT ignored: crash points are for test environments only")
         return None
-    name, at_pass = parse(value)
+    try:
+        name, at_pass = parse(value)
+    except ValueError as exc:  # a test that would silently test nothing: stop it loudly
+        sys.stderr.write(f"GUICHET_CRASH_AT invalid: {exc}\n")
+        sys.stderr.flush()
+        os._exit(2)
     log.warning("crash point armed: %s at pass %d", name, at_pass)
     return _Armed(name, at_pass)
 
