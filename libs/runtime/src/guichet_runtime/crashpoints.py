@@ -37,6 +37,8 @@ EXIT_STATUS = 137
 #: Every crash point the code defines (a name outside this set is refused when arming).
 POINTS = frozenset(
     {
+        # Events committed to the outbox; the relay has not published them yet.
+        "relay.before_publish",
         # The outbox relay published a batch (broker acknowledged) but has not deleted it.
         "relay.after_publish",
         # A consumer's handler transaction committed; the Kafka offset is not committed yet.

@@ -92,6 +92,7 @@ class OutboxRelay:
             if not rows:
                 await conn.rollback()
                 return 0
+            crash_point("relay.before_publish")  # committed, not published: published at restart
             futures = []
             for row in rows:
                 carrier = json.loads(row.headers)
