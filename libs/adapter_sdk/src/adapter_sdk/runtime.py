@@ -45,6 +45,7 @@ from adapter_sdk.translation import canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
+from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
 from guichet_runtime.service import serve as run_service
@@ -267,6 +268,7 @@ class AdapterRuntime:
                 f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}"
             ) from exc
         done = await self.exchange(call, "demande")
+        crash_point("adapter.after_agency_call")  # redelivered: the agency asked again, same id
         reference = done.result.agency_reference
         carrier: dict[str, str] = {}
         propagate.inject(carrier)

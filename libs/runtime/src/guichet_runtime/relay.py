@@ -17,6 +17,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from guichet_runtime.crashpoints import crash_point
+
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +92,7 @@ class OutboxRelay:
             if not rows:
                 await conn.rollback()
                 return 0
+            crash_point("relay.before_publish")  # committed, not published: published at restart
             futures = []
             for row in rows:
                 carrier = json.loads(row.headers)
@@ -110,6 +113,7 @@ class OutboxRelay:
                 finally:
                     otel_context.detach(token)
             await asyncio.gather(*futures)
+            crash_point("relay.after_publish")  # published, not deleted: republished at restart
             await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
             await conn.commit()
         self.published += len(rows)

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
+from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, utcnow
 from notification import domain
 from notification.channels import Channel, Outgoing, PermanentFailure
@@ -146,6 +147,8 @@ async def _send_one(uow_factory: UowFactory, channel: Channel, row: sa.Row[Any])
                 log.warning("%s not sent on %s: %r", row.notification_id, name, exc)
                 await _failed(uow_factory(), row, outgoing, repr(exc), permanent=False)
                 return 0
+            # Accepted, not recorded: resent after the lease, with the same Message-ID / key.
+            crash_point("notification.after_send")
             await _sent(uow_factory(), row, outgoing, reference)
             return 1
     finally:
