@@ -19,10 +19,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from guichet_runtime.clock import Clock
@@ -338,7 +337,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
         raise SystemExit(f"déclaration de {decl.agency} invalide :\n- " + "\n- ".join(problems))
     config = configure(adapter_cls, config)
     runtime = build_runtime(config, metadata, Path(__file__).parent / "migrations")
-    metrics = AdapterMetrics()
+    metrics = AdapterMetrics(runtime.metrics.registry)  # served at the runtime's /metrics
     transport = Transport(config, decl.agency, metrics)
     adapter = adapter_cls(config)
     core = AdapterRuntime(adapter, config, runtime.uow, transport, metrics)
@@ -366,10 +365,6 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     @app.get("/declaration", tags=["organisme"])
     async def declaration() -> dict[str, Any]:
         return decl.model_dump(mode="json")
-
-    @app.get("/metrics", tags=["ops"])
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/metrics/overhead", tags=["ops"])
     async def overhead() -> dict[str, Any]:

@@ -17,6 +17,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from guichet_runtime.metrics import RuntimeMetrics
+
 log = logging.getLogger(__name__)
 
 
@@ -30,8 +32,10 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_seconds: float = 0.25,
         namespace: str = "",
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self._namespace = namespace
+        self._metrics = metrics
         self._engine = engine
         self._outbox = outbox
         self._broker = broker
@@ -48,7 +52,18 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
+    async def backlog(self) -> int:
+        """Outbox rows committed and not yet published."""
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(self._outbox))
+        return int(count or 0)
+
+    async def sample_backlog(self) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_backlog.labels(self._metrics.service).set(await self.backlog())
+
     async def stop(self) -> None:
+        """Stop the loop, then publish what is committed (the caller bounds the time)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -113,4 +128,7 @@ class OutboxRelay:
             await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
             await conn.commit()
         self.published += len(rows)
+        if self._metrics is not None:
+            for row in rows:
+                self._metrics.count_published(row.event_type)
         return len(rows)

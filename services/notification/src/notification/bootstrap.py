@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime.clock import Clock
+from guichet_runtime.metrics import metered_channels
 from guichet_runtime.service import build_runtime, create_app
 from guichet_runtime.settings import ServiceSettings
 from shared_models import (
@@ -29,7 +30,15 @@ from shared_models import (
     ReferentAssignmentDeferred,
 )
 from notification import handlers, messages
-from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
+from notification.channels import (
+    Channel,
+    EmailChannel,
+    LetterChannel,
+    Mailer,
+    PermanentFailure,
+    SmsChannel,
+)
+from notification.letters import NoPostalAddress
 from notification.mailer import SmtpMailer
 from notification.tables import metadata
 
@@ -72,17 +81,20 @@ def bootstrap(
             runtime.shutdown.append(mailer.close)
         runtime.shutdown += [sms.close, post.close]
     wake = asyncio.Event()
+    # guichet_notifications{channel, outcome}: sent, refused (permanent), failed (retried)
+    metered = metered_channels(channels, runtime.metrics, (PermanentFailure, NoPostalAddress))
 
     async def dispatcher() -> None:
-        while True:
+        while not runtime.stopping.is_set():  # a stop ends it between two batches
             try:
                 await asyncio.wait_for(wake.wait(), timeout=settings.dispatch_idle_seconds)
             except TimeoutError:
                 pass
             wake.clear()
             try:
-                while await handlers.dispatch_pending(runtime.uow, channels, settings.dispatch_batch) > 0:
-                    pass
+                while await handlers.dispatch_pending(runtime.uow, metered, settings.dispatch_batch) > 0:
+                    if runtime.stopping.is_set():
+                        break
             except Exception:
                 log.exception("dispatch failed; retrying")
                 await asyncio.sleep(1)
