@@ -202,7 +202,8 @@ async def stop_gracefully(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> 
     What does not fit stays durable: an uncommitted record is redelivered, an outbox row
     is published by the next process (consumers deduplicate by event id)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + runtime.settings.shutdown_grace_seconds
+    began = loop.time()
+    deadline = began + runtime.settings.shutdown_grace_seconds
 
     def left(share: float = 1.0) -> float:
         return max((deadline - loop.time()) * share, 0.1)
@@ -224,9 +225,22 @@ async def stop_gracefully(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> 
     await runtime.broker.stop()
     for hook in runtime.shutdown:
         await hook()
+    left_in_outbox = await _left_in_outbox(runtime)
     await runtime.engine.dispose()
     runtime.tracer_provider.shutdown()
-    log.info("%s stopped", runtime.settings.service_name)
+    log.info(
+        "%s stopped gracefully in %.1fs (outbox left: %d)",
+        runtime.settings.service_name,
+        loop.time() - began,
+        left_in_outbox,
+    )
+
+
+async def _left_in_outbox(runtime: Runtime) -> int:
+    try:
+        return await runtime.relay.backlog()
+    except Exception:  # the database is gone: unknown
+        return -1
 
 
 def create_app(runtime: Runtime, *, title: str) -> FastAPI:
