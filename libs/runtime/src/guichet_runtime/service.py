@@ -306,9 +306,9 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         port=settings.http_port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=max(min(5.0, settings.shutdown_grace_seconds / 4), 1.0),
+        timeout_graceful_shutdown=max(min(5, int(settings.shutdown_grace_seconds / 4)), 1),
         # JSON: uvicorn's loggers propagate to the root's JSON handler.
-        **({"log_config": None} if json_logs else {}),
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
     )
 
 
