@@ -147,3 +147,33 @@ async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: St
             return (await query(url, "SELECT count(*) AS n FROM outbox"))[0].n == 0
 
         await eventually(drained, timeout=30, what=f"{service} outbox drained")
+
+
+async def test_probes_and_metrics_on_the_real_stack(stack: Stack):
+    """After the load: every service and adapter is ready and serves its metrics, with the
+    consumer lag read from the real broker."""
+    ports = {
+        "intake": stack.ports.intake,
+        "assignment": stack.ports.assignment,
+        "notification": stack.ports.notification,
+        "web": stack.ports.web,
+        **{f"adapter-{a.replace('_', '-')}": p for a, p in stack.ports.adapters.items()},
+    }
+    texts = {}
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name, port in ports.items():
+            base = f"http://127.0.0.1:{port}"
+            assert (await client.get(f"{base}/health/live")).status_code == 200, name
+            ready = await client.get(f"{base}/health/ready")
+            assert ready.status_code == 200, (name, ready.text)
+            texts[name] = (await client.get(f"{base}/metrics")).text
+    for name, text in texts.items():
+        assert "# TYPE guichet_http_request_duration_seconds histogram" in text, name
+        if name != "web":
+            assert f'guichet_outbox_backlog{{service="{name}"}} 0.0' in text, name
+            assert "guichet_consumer_lag{" in text, name  # partitions assigned: lag sampled
+    assert "guichet_http_request_duration_seconds_bucket{" in texts["intake"]  # the POSTs
+    assert "guichet_files_waiting_referent{" in texts["assignment"]
+    assert 'guichet_legal_deadlines_at_risk{service="assignment",days="7"}' in texts["assignment"]
+    assert "guichet_notifications_total" in texts["notification"]
+    assert "adapter_agency_calls_total" in texts["adapter-caf"]

@@ -35,6 +35,9 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 Sampler = Callable[[], Awaitable[None]]
 
+#: Probes and scrapes: frequent, not what anybody waits for.
+UNTIMED = ("/health", "/metrics")
+
 
 class RuntimeMetrics:
     """The generic metrics of one service process."""
@@ -148,7 +151,7 @@ class HttpMetrics:
         self.metrics = metrics
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(UNTIMED):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

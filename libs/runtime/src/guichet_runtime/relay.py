@@ -43,6 +43,7 @@ class OutboxRelay:
         self._idle = idle_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self.published = 0
 
     def wake(self) -> None:
@@ -63,12 +64,19 @@ class OutboxRelay:
             self._metrics.outbox_backlog.labels(self._metrics.service).set(await self.backlog())
 
     async def stop(self) -> None:
-        """Stop the loop, then publish what is committed (the caller bounds the time)."""
+        """Let the loop finish its batch (never cut between a publish and its delete),
+        then publish what is committed. The caller bounds the time."""
+        self._stop.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:  # the caller gave up: stop the loop too
+                self._task.cancel()
+                raise
+            finally:
+                if self._task.done():
+                    self._task = None
         # A last drain, so a clean stop leaves nothing behind.
         try:
             while await self.publish_pending():
@@ -78,16 +86,16 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = self._idle
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                while await self.publish_pending() == self._batch_size:
+                while await self.publish_pending() == self._batch_size and not self._stop.is_set():
                     pass
                 delay = self._idle
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 delay = min(max(delay * 2, 0.5), 10.0)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import uvicorn
@@ -41,6 +42,8 @@ from guichet_runtime.telemetry import current_trace_id, setup_tracing
 from shared_models import topics as topic_names
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def ensure_topics(
@@ -206,41 +209,50 @@ async def stop_gracefully(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> 
     deadline = began + runtime.settings.shutdown_grace_seconds
 
     def left(share: float = 1.0) -> float:
-        return max((deadline - loop.time()) * share, 0.1)
+        return max((deadline - loop.time()) * share, 0.5)
 
     runtime.stopping.set()
-    try:
-        await asyncio.wait_for(runtime.consumer.stop_consuming(), left(0.6))
-    except Exception:
-        log.warning("consumer not stopped cleanly", exc_info=True)
+    await _bounded("stop consuming", runtime.consumer.stop_consuming(), left(0.6))
     if tasks:
         _, pending = await asyncio.wait(tasks, timeout=left(0.5))
-        for task in pending:  # a worker that does not watch `stopping`
+        if pending:  # a worker that does not watch `stopping`, or is stuck
+            log.warning("workers still running at stop, cancelled:\n%s", _stacks(pending))
+        for task in pending:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    try:
-        await asyncio.wait_for(runtime.relay.stop(), left(0.8))
-    except TimeoutError:
-        log.warning("outbox not drained within the grace period; the next process will")
-    await runtime.broker.stop()
+    await _bounded("drain the outbox", runtime.relay.stop(), left(0.8))
+    await _bounded("close the broker", runtime.broker.stop(), left())
     for hook in runtime.shutdown:
-        await hook()
-    left_in_outbox = await _left_in_outbox(runtime)
-    await runtime.engine.dispose()
+        await _bounded("close a client", hook(), left())
+    left_in_outbox = await _bounded("count the outbox", runtime.relay.backlog(), left())
+    await _bounded("close the database", runtime.engine.dispose(), left())
     runtime.tracer_provider.shutdown()
     log.info(
-        "%s stopped gracefully in %.1fs (outbox left: %d)",
+        "%s stopped gracefully in %.1fs (outbox left: %s)",
         runtime.settings.service_name,
         loop.time() - began,
-        left_in_outbox,
+        "?" if left_in_outbox is None else left_in_outbox,
     )
 
 
-async def _left_in_outbox(runtime: Runtime) -> int:
+async def _bounded(what: str, step: Awaitable[T], seconds: float) -> T | None:
+    """One shutdown step within `seconds`; on timeout or failure, say what was running
+    and go on (what is left is durable)."""
     try:
-        return await runtime.relay.backlog()
-    except Exception:  # the database is gone: unknown
-        return -1
+        return await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        log.warning("stop: %s took over %.1fs; tasks:\n%s", what, seconds, _stacks(others))
+    except Exception:
+        log.warning("stop: %s failed", what, exc_info=True)
+    return None
+
+
+def _stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
+    out = io.StringIO()
+    for task in tasks:
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()[-8000:]
 
 
 def create_app(runtime: Runtime, *, title: str) -> FastAPI:
