@@ -174,6 +174,6 @@ async def test_probes_and_metrics_on_the_real_stack(stack: Stack):
             assert "guichet_consumer_lag{" in text, name  # partitions assigned: lag sampled
     assert "guichet_http_request_duration_seconds_bucket{" in texts["intake"]  # the POSTs
     assert "guichet_files_waiting_referent{" in texts["assignment"]
-    assert 'guichet_legal_deadlines_at_risk{service="assignment",days="7"}' in texts["assignment"]
+    assert 'guichet_legal_deadlines_at_risk{days="7",service="assignment"}' in texts["assignment"]
     assert "guichet_notifications_total" in texts["notification"]
     assert "adapter_agency_calls_total" in texts["adapter-caf"]

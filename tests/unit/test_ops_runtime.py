@@ -244,3 +244,15 @@ def test_json_log_lines_carry_the_trace_and_span_ids(tracer: trace.Tracer):
     assert parsed["message"] == "dossier GU-1"
     assert parsed["level"] == "WARNING" and parsed["logger"] == "intake.commands"
     assert parsed["service"] == "intake" and parsed["timestamp"].endswith("Z")
+
+
+async def test_relay_stop_lets_the_batch_finish_then_drains(intake_db: ServiceDb):
+    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, FakeBroker(), idle_seconds=5)
+    relay.start()
+    async with intake_db.uow() as uow:
+        for _ in range(3):
+            uow.emit(topics.FILES_SUBMITTED, file_submitted())
+        await uow.commit()  # no wake(): the loop sleeps; the stop's drain publishes them
+    await relay.stop()
+    assert relay.published == 3
+    assert await relay.backlog() == 0
