@@ -4,9 +4,11 @@ notification channels, and the JSON log lines carrying trace ids."""
 
 from __future__ import annotations
 
+import http.server
 import importlib
 import json
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,8 @@ import pytest
 from fastapi import FastAPI
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -24,6 +28,7 @@ from guichet_runtime.logs import JsonFormatter
 from guichet_runtime.metrics import HttpMetrics, MeteredChannel, RuntimeMetrics
 from guichet_runtime.probes import Readiness, install_ops_routes, started_only
 from guichet_runtime.relay import OutboxRelay
+from guichet_runtime.telemetry import otlp_exporter
 from shared_models import FileSubmitted, topics
 from tests.unit.conftest import ServiceDb
 from tests.unit.samples import file_submitted
@@ -256,3 +261,34 @@ async def test_relay_stop_lets_the_batch_finish_then_drains(intake_db: ServiceDb
     await relay.stop()
     assert relay.published == 3
     assert await relay.backlog() == 0
+
+
+def test_spans_are_exported_over_otlp_http_when_an_endpoint_is_set():
+    """OTEL_EXPORTER_OTLP_ENDPOINT: the spans reach the collector's /v1/traces."""
+    received: list[tuple[str, str, int]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            self.rfile.read(length)
+            received.append((self.path, self.headers["Content-Type"], length))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_port}"
+        provider = TracerProvider()  # not the global one: setup_tracing installs that
+        provider.add_span_processor(SimpleSpanProcessor(otlp_exporter(endpoint)))
+        with provider.get_tracer("essai").start_as_current_span("dépôt"):
+            pass
+        provider.shutdown()
+    finally:
+        server.shutdown()
+    assert received and received[0][0] == "/v1/traces"
+    assert received[0][1] == "application/x-protobuf" and received[0][2] > 0

@@ -21,10 +21,7 @@ def setup_tracing(
     OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificate) itself."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if otlp_endpoint:
-        endpoint = otlp_endpoint.rstrip("/")
-        if not endpoint.endswith("/v1/traces"):  # the base URL, as the variable gives it
-            endpoint += "/v1/traces"
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        provider.add_span_processor(BatchSpanProcessor(otlp_exporter(otlp_endpoint)))
     if spans_file is not None:
         spans_file.parent.mkdir(parents=True, exist_ok=True)
         out = spans_file.open("a", encoding="utf-8", buffering=1)
@@ -32,6 +29,15 @@ def setup_tracing(
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def otlp_exporter(endpoint: str) -> OTLPSpanExporter:
+    """OTLP/HTTP to a collector; `endpoint` is the base URL, as OTEL_EXPORTER_OTLP_ENDPOINT
+    gives it (the traces path is added), or the full traces URL."""
+    url = endpoint.rstrip("/")
+    if not url.endswith("/v1/traces"):
+        url += "/v1/traces"
+    return OTLPSpanExporter(endpoint=url)
 
 
 def span_json(span: ReadableSpan) -> str:
