@@ -8,14 +8,18 @@ BENCH_ADAPTER_REQUESTS ?= 2000
 .PHONY: setup run run-postgres lint test test-unit bench geodata clean
 
 # Installs everything the project needs: uv, the locked Python environment, Kafka's jars
-# from Maven Central (cached in .cache/), the pages' front-end packages from the npm
-# registry (DSFR, axe-core; locked), and Debian's Chromium for the browser tests.
+# and Keycloak from Maven Central (cached in .cache/; Keycloak's first start, which builds it
+# and imports the realms, happens here once), the pages' front-end packages from the npm
+# registry (DSFR, axe-core; locked), Debian's Chromium for the browser tests, and kustomize
+# (pinned, from the Go module proxy into .cache/bin) for the offline checks of deploy/k8s.
 # PostgreSQL comes from Debian's packages when a test or `make run-postgres` first needs it.
 setup: services/web/node_modules/.installed
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==0.13.9"
 	$(UV) sync --frozen
 	$(UV) run python -c "from devstack.kafka import ensure_kafka_jars, find_root; ensure_kafka_jars(find_root())"
+	$(UV) run python -c "from devstack.keycloak import ensure_template, find_root; ensure_template(find_root())"
 	@bash deploy/web/ensure-chromium.sh
+	@bash deploy/k8s/ensure-kustomize.sh
 
 # --ignore-scripts: @gouvfr/dsfr's preinstall only scaffolds a DSFR project; we serve its dist/.
 services/web/node_modules/.installed: services/web/package.json services/web/package-lock.json

@@ -1,9 +1,10 @@
-"""Session fixtures: the real Kafka broker and PostgreSQL server every integration test uses.
+"""Session fixtures: the real Kafka broker, PostgreSQL server and OpenID Connect provider
+(Keycloak) the integration tests use; each starts once per session, when a test first asks.
 
 Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), then
 testcontainers where a Docker daemon answers, then the project's own broker run from
 Maven Central jars. PostgreSQL: GUICHET_TEST_POSTGRES_URL, else a server started from
-Debian's packages.
+Debian's packages. Keycloak: the project's own, run from Maven Central's distribution.
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def postgres_factory() -> Iterator:
 
         def create_external(name: str) -> str:
             async def create() -> None:
-                conn = await asyncpg.connect(base.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+                conn = await asyncpg.connect(
+                    base.replace("postgresql+asyncpg", "postgresql") + "/postgres"
+                )
                 try:
                     await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
                     await conn.execute(f'CREATE DATABASE "{name}"')
@@ -83,3 +86,16 @@ def postgres_factory() -> Iterator:
         yield server.create_database
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def keycloak() -> Iterator:
+    """A real Keycloak (devstack.keycloak.LocalKeycloak) with the realms citoyens and agents.
+
+    Lazy: only sessions with a test that asks for it pay its start (~15 s; the very first one on
+    a machine also fetches and builds it: give that module a longer `pytest.mark.timeout`).
+    """
+    from devstack.keycloak import LocalKeycloak
+
+    with LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))) as server:
+        yield server

@@ -20,16 +20,20 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
     db = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
     if service == "intake":
         from intake.bootstrap import IntakeSettings, bootstrap
+
         app = bootstrap(IntakeSettings(database_url=db))
     elif service == "assignment":
         from assignment.bootstrap import AssignmentSettings, bootstrap
+
         app = bootstrap(AssignmentSettings(database_url=db))
     elif service == "notification":
         from notification.bootstrap import NotificationSettings, bootstrap
+
         app = bootstrap(NotificationSettings(database_url=db))
     else:
         from adapter_sdk import discovery
         from adapter_sdk.runtime import build_app
+
         cls = discovery.load(service.removeprefix("adapter-").replace("-", "_"))
         app = build_app(cls, cls.Config(database_url=db))
     subscribers = app.state.runtime.broker.subscribers
@@ -38,8 +42,18 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "service",
-    ["intake", "assignment", "notification", "adapter-caf", "adapter-dgfip", "adapter-france-travail", "adapter-cpam"],
+    [
+        "intake",
+        "assignment",
+        "notification",
+        "adapter-caf",
+        "adapter-dgfip",
+        "adapter-france-travail",
+        "adapter-cpam",
+    ],
 )
 def test_declared_flows_match_the_services_subscriptions(service, tmp_path):
-    declared = {topic for topic, (_, _, consumers) in topics.flows().items() if service in consumers}
+    declared = {
+        topic for topic, (_, _, consumers) in topics.flows().items() if service in consumers
+    }
     assert _subscribed_topics(service, tmp_path) == declared

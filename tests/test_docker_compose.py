@@ -23,16 +23,19 @@ APP_PORTS = {
     "adapter-dgfip": 8012,
     "adapter-france-travail": 8013,
     "adapter-cpam": 8014,
+    "adapter-ants": 8015,
     "simulator-caf": 8101,
     "simulator-dgfip": 8102,
     "simulator-france-travail": 8103,
     "simulator-cpam": 8104,
+    "simulator-ants": 8105,
 }
 ADAPTER_AGENCY = {
     "adapter-caf": "caf",
     "adapter-dgfip": "dgfip",
     "adapter-france-travail": "france_travail",
     "adapter-cpam": "cpam",
+    "adapter-ants": "ants",
 }
 DB_SERVICES = {"intake", "assignment", "notification", *ADAPTER_AGENCY}
 BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink", "channel-providers"}
@@ -79,7 +82,7 @@ def console_scripts() -> set[str]:
 
 
 def test_every_service_is_present(services: dict[str, Any]) -> None:
-    assert ALL_SERVICES <= set(services)
+    assert set(services) >= ALL_SERVICES
 
 
 def test_infrastructure_images(services: dict[str, Any]) -> None:
@@ -153,9 +156,15 @@ def test_service_environment(services: dict[str, Any]) -> None:
         assert e["AGENCY_BASE_URL"] == f"http://{simulator}:{APP_PORTS[simulator]}"
         cmd = command(services[simulator])
         assert cmd[cmd.index("--agency") + 1] == agency
-    assert env(services["adapter-france-travail"])["CALLBACK_BASE_URL"] == "http://adapter-france-travail:8013"
+    assert (
+        env(services["adapter-france-travail"])["CALLBACK_BASE_URL"]
+        == "http://adapter-france-travail:8013"
+    )
     web = env(services["web"])  # the pages reach the services by their compose names
-    assert web["INTAKE_URL"] == "http://intake:8000" and web["ASSIGNMENT_URL"] == "http://assignment:8001"
+    assert (
+        web["INTAKE_URL"] == "http://intake:8000"
+        and web["ASSIGNMENT_URL"] == "http://assignment:8001"
+    )
     assert "KAFKA_BOOTSTRAP" not in web and "DATABASE_URL" not in web
     notification = env(services["notification"])
     assert notification["SMTP_HOST"] == "smtp-sink"

@@ -7,3 +7,4 @@ CREATE DATABASE adapter_caf OWNER guichet;
 CREATE DATABASE adapter_dgfip OWNER guichet;
 CREATE DATABASE adapter_france_travail OWNER guichet;
 CREATE DATABASE adapter_cpam OWNER guichet;
+CREATE DATABASE adapter_ants OWNER guichet;

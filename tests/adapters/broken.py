@@ -17,8 +17,8 @@ from adapter_sdk import (
 
 
 class BrokenAdapter(AgencyAdapter):
-    """Silence rule without a period, a declared field never sent, a new request id on
-    every send, and an answer reader that takes anything."""
+    """Silence rule without a period, a label other than the catalogue's, a declared field
+    never sent, a new request id on every send, and an answer reader that takes anything."""
 
     declaration = Declaration(
         agency="caf",
@@ -36,13 +36,16 @@ class BrokenAdapter(AgencyAdapter):
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
-        return AgencyCall.json("/agencies/caf/requests", {
-            # the defect: each send has a new id, the agency cannot recognise a retry
-            "request_id": f"CAF-DEFECTUEUX-{next(self._sends)}",
-            "file_id": request.file_id,
-            "life_event": request.life_event,
-            "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
-        })
+        return AgencyCall.json(
+            "/agencies/caf/requests",
+            {
+                # the defect: each send has a new id, the agency cannot recognise a retry
+                "request_id": f"CAF-DEFECTUEUX-{next(self._sends)}",
+                "file_id": request.file_id,
+                "life_event": request.life_event,
+                "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
+            },
+        )
 
     def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
         body = json.loads(reply.body or b"{}")
@@ -56,18 +59,23 @@ class BrokenAdapter(AgencyAdapter):
 class SnoopingAdapter(AgencyAdapter):
     """Reads the citizen's email although its declaration does not list it."""
 
-    declaration = BrokenAdapter.declaration.model_copy(update={
-        "citizen_fields": frozenset({"given_name", "family_name", "postcode"}),
-        "deadline_rule": DeadlineRule.NONE,
-        "label": "CAF (adaptateur indiscret)",
-    })
+    declaration = BrokenAdapter.declaration.model_copy(
+        update={
+            "citizen_fields": frozenset({"given_name", "family_name", "postcode"}),
+            "deadline_rule": DeadlineRule.NONE,
+            "label": "CAF (adaptateur indiscret)",
+        }
+    )
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
-        return AgencyCall.json("/agencies/caf/requests", {
-            "request_id": request.request_id,
-            "citizen": {"family_name": citizen["family_name"], "email": citizen["email"]},
-        })
+        return AgencyCall.json(
+            "/agencies/caf/requests",
+            {
+                "request_id": request.request_id,
+                "citizen": {"family_name": citizen["family_name"], "email": citizen["email"]},
+            },
+        )
 
     def read_answer(self, reply: AgencyReply) -> AgencyAnswer:
         return AgencyAnswer.model_validate(reply.json())

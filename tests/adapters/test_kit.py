@@ -4,6 +4,7 @@ expected messages."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -22,8 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def sandbox(tmp_path_factory) -> Iterator[str]:
     port = free_port()
     proc = ServiceProcess(
-        "sandbox", [str(BIN / "agency-simulator"), "--port", str(port), "--log-level", "warning"], {},
-        tmp_path_factory.mktemp("sandbox") / "sandbox.log", health_url=f"http://127.0.0.1:{port}/health",
+        "sandbox",
+        [str(BIN / "agency-simulator"), "--port", str(port), "--log-level", "warning"],
+        {},
+        tmp_path_factory.mktemp("sandbox") / "sandbox.log",
+        health_url=f"http://127.0.0.1:{port}/health",
     )
     proc.start()
     proc.wait_healthy(30)
@@ -31,10 +35,23 @@ def sandbox(tmp_path_factory) -> Iterator[str]:
     proc.terminate()
 
 
-def kit(adapter: str, sandbox: str) -> subprocess.CompletedProcess[str]:
+def kit(
+    adapter: str, sandbox: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [str(BIN / "guichet-adapter-kit"), adapter, "--sandbox", sandbox, "--callback-timeout", "10"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT,
+        [
+            str(BIN / "guichet-adapter-kit"),
+            adapter,
+            "--sandbox",
+            sandbox,
+            "--callback-timeout",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -46,6 +63,10 @@ def test_every_adapter_of_the_repository_passes_the_kit(adapter, sandbox):
     # The rules specific to each kind of agency were really exercised.
     if adapter == "france_travail":
         assert "OK     Rappel asynchrone reçu sur une vraie socket et lu" in result.stdout
+        assert (
+            "OK     Consultation de l'état d'une demande (réconciliation d'un rappel perdu)"
+            in result.stdout
+        )
     if adapter == "cpam":
         assert "OK     Pièces justificatives demandées, transmises, puis décision" in result.stdout
 
@@ -59,7 +80,9 @@ def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):
         "le champ déclaré « phone » n'est jamais transmis",
         "read_answer a accepté un JSON sans décision et en a fait AgencyAnswer",
         "deux envois de la même demande ont reçu deux références",
-        "Non conforme : 4 règle(s) sur 6 non respectée(s).",
+        "Le libellé déclaré « CAF (adaptateur défectueux) » diffère de celui du catalogue "
+        "« Caisse d'allocations familiales (CAF) ».",
+        "Non conforme : 5 règle(s) sur 7 non respectée(s).",
     ]
     for message in expected:
         assert message in out, out
@@ -68,8 +91,29 @@ def test_a_broken_adapter_fails_the_kit_with_each_rule_in_plain_words(sandbox):
 def test_an_adapter_reading_undeclared_citizen_data_fails_the_kit(sandbox):
     result = kit("tests.adapters.broken:SnoopingAdapter", sandbox)
     assert result.returncode == 1
-    assert "build_call lit un champ non déclaré pour « naissance » : " \
-           "le champ citoyen « email » n'est pas déclaré (citizen_fields)" in result.stdout
+    assert (
+        "build_call lit un champ non déclaré pour « naissance » : "
+        "le champ citoyen « email » n'est pas déclaré (citizen_fields)" in result.stdout
+    )
+
+
+def test_an_adapter_must_handle_every_life_event_the_catalogue_sends_it(sandbox, tmp_path):
+    catalogue = tmp_path / "catalogue.toml"
+    catalogue.write_text(
+        '[agencies]\nants = "Agence nationale des titres sécurisés (ANTS)"\n'
+        '[life_events]\nnaissance = { label = "Naissance d\'un enfant", agencies = ["ants"] }\n',
+        encoding="utf-8",
+    )
+    result = kit("ants", sandbox, {"GUICHET_CATALOGUE": str(catalogue)})
+    assert result.returncode == 1
+    assert (
+        "ÉCHEC  Accord avec le catalogue du guichet (code, libellé, événements de vie)"
+        in result.stdout
+    )
+    assert (
+        "Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
+        "naissance (ajoutez-les à life_events)." in result.stdout
+    )
 
 
 def test_an_unknown_adapter_is_named(sandbox):

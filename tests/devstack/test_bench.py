@@ -35,7 +35,14 @@ def test_summarize():
     assert s["max"] == 1000.0
     assert s["mean"] == 220.0
     assert s["p95"] == pytest.approx(808.0)
-    assert bench.summarize([]) == {"count": 0, "p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    assert bench.summarize([]) == {
+        "count": 0,
+        "p50": None,
+        "p95": None,
+        "p99": None,
+        "max": None,
+        "mean": None,
+    }
 
 
 def test_latencies_ms_only_for_ids_seen_at_both_ends():
@@ -131,9 +138,9 @@ def test_process_cpu_seconds_and_deltas():
 
     assert bench.process_cpu_seconds(os.getpid()) > 0
     assert bench.process_cpu_seconds(2**22 + 12345) is None
-    assert bench.cpu_deltas({"a": 1.0, "b": None, "c": 5.0}, {"a": 3.5, "b": 2.0, "c": 4.0, "d": 1.0}) == {
-        "a": 2.5, "b": None, "c": 0.0, "d": None
-    }
+    assert bench.cpu_deltas(
+        {"a": 1.0, "b": None, "c": 5.0}, {"a": 3.5, "b": 2.0, "c": 4.0, "d": 1.0}
+    ) == {"a": 2.5, "b": None, "c": 0.0, "d": None}
 
 
 def _measurement() -> Measurement:
@@ -150,8 +157,11 @@ def _measurement() -> Measurement:
 def test_build_report_and_format(tmp_path):
     report = bench.build_report(
         _measurement(),
-        rss_mb={"intake": {"rss": 100.0, "peak": 120.0}, "assignment": {"rss": 50.0, "peak": 60.0},
-                "kafka": {"rss": 300.0, "peak": 310.0}},
+        rss_mb={
+            "intake": {"rss": 100.0, "peak": 120.0},
+            "assignment": {"rss": 50.0, "peak": 60.0},
+            "kafka": {"rss": 300.0, "peak": 310.0},
+        },
         cpu_s={"intake": 2.5, "assignment": None, "kafka": 9.0},
         context={"backend": "sqlite", "agencies_per_file": 3},
     )
@@ -187,6 +197,7 @@ def test_report_of_an_empty_run_formats_without_figures():
 
 # -- helpers of the `guichet-dev` command around the benchmark ---------------------------
 
+
 def test_demo_curl_is_one_valid_shell_command():
     import shlex
 
@@ -210,7 +221,9 @@ def test_busy_fixed_port_is_detected():
         port = s.getsockname()[1]
         assert not port_is_free(port)
     names = dict(fixed_ports(Ports()))
-    assert names["intake"] == 8000 and names["adapter-france-travail"] == 8013 and names["web"] == 8003
+    assert (
+        names["intake"] == 8000 and names["adapter-france-travail"] == 8013 and names["web"] == 8003
+    )
     assert names["channel-providers (SMS, post)"] == 8027
     assert names["simulator-cpam"] == 8104
     # Every process of the stack has its own port, none listed twice.
@@ -230,8 +243,14 @@ async def test_wait_for_reports_progress_then_completion_timeout_or_problem():
         arrived["b"] = 2.0
 
     task = asyncio.create_task(arrive_later())
-    assert await _wait_for(["a", "b"], arrived, time.monotonic() + 5, None, said.append, every=0.05) is None
+    assert (
+        await _wait_for(["a", "b"], arrived, time.monotonic() + 5, None, said.append, every=0.05)
+        is None
+    )
     await task
     assert said and said[0].endswith("1/2 answered...")
     assert await _wait_for(["a", "zz"], arrived, time.monotonic() + 0.1, None) == "timeout"
-    assert await _wait_for(["zz"], arrived, time.monotonic() + 5, lambda: "intake died") == "intake died"
+    assert (
+        await _wait_for(["zz"], arrived, time.monotonic() + 5, lambda: "intake died")
+        == "intake died"
+    )

@@ -24,8 +24,21 @@ def run(*args: str, timeout: float = 240) -> None:
 
 def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, tmp_path):
     out = tmp_path / "system.json"
-    run("bench", "--files", "4", "--warmup", "1", "--concurrency", "2", "--channel-messages", "5",
-        "--kafka-bootstrap", kafka_bootstrap, "--output", str(out))
+    run(
+        "bench",
+        "--files",
+        "4",
+        "--warmup",
+        "1",
+        "--concurrency",
+        "2",
+        "--channel-messages",
+        "5",
+        "--kafka-bootstrap",
+        kafka_bootstrap,
+        "--output",
+        str(out),
+    )
     report = json.loads(out.read_text())
     assert (report["completed"], report["missing_referent"], report["missing_answer"]) == (4, 0, 0)
     assert report["files_per_s"] > 0
@@ -36,8 +49,17 @@ def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, 
 
 def test_the_adapter_bench_measures_every_request(kafka_bootstrap, tmp_path):
     out = tmp_path / "adapter.json"
-    run("bench-adapter", "--requests", "20", "--warmup", "2", "--kafka-bootstrap", kafka_bootstrap,
-        "--output", str(out))
+    run(
+        "bench-adapter",
+        "--requests",
+        "20",
+        "--warmup",
+        "2",
+        "--kafka-bootstrap",
+        kafka_bootstrap,
+        "--output",
+        str(out),
+    )
     report = json.loads(out.read_text())
     assert (report["requests"], report["answered"]) == (20, 20)
     assert report["requests_per_s"] > 0 and report["runtime_overhead_ms"]["count"] == 20
@@ -45,8 +67,21 @@ def test_the_adapter_bench_measures_every_request(kafka_bootstrap, tmp_path):
 
 def test_the_decision_bench_times_every_directory_size(tmp_path):
     out = tmp_path / "decision.json"
-    run("bench-decision", "--past-files", "200", "--decisions", "20", "--sizes", "2:10,4:40", "--output", str(out))
+    run(
+        "bench-decision",
+        "--past-files",
+        "200",
+        "--decisions",
+        "20",
+        "--sizes",
+        "2:10,4:40",
+        "--output",
+        str(out),
+    )
     rows = json.loads(out.read_text())
-    assert [(r["offices"], r["agents"], r["past_files"], r["decisions"]) for r in rows] == [(2, 10, 200, 20), (4, 40, 200, 20)]
+    assert [(r["offices"], r["agents"], r["past_files"], r["decisions"]) for r in rows] == [
+        (2, 10, 200, 20),
+        (4, 40, 200, 20),
+    ]
     for row in rows:
         assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"], row

@@ -34,8 +34,12 @@ async def test_keyed_message_round_trip(kafka):
         await producer.stop()
     assert partitions == {0, 1, 2}
 
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap, group_id=f"g-{topic}",
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        group_id=f"g-{topic}",
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
         msg = await asyncio.wait_for(consumer.getone(), timeout=30)
@@ -50,7 +54,9 @@ async def test_topics_are_not_auto_created(kafka):
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap)
     await admin.start()
     try:
-        [meta] = await admin.describe_topics([name])  # a metadata request would auto-create it if enabled
+        [meta] = await admin.describe_topics(
+            [name]
+        )  # a metadata request would auto-create it if enabled
         assert meta["error_code"] == 3  # UNKNOWN_TOPIC_OR_PARTITION
         assert name not in await admin.list_topics()
     finally:

@@ -11,6 +11,15 @@ def test_free_ports_are_distinct_within_one_call():
 
 def test_a_free_stack_gives_each_process_its_own_port():
     p = Ports.free()
-    every = [p.intake, p.assignment, p.notification, p.web, *p.adapters.values(), *p.simulators.values(),
-             p.smtp, p.smtp_http, p.providers]
+    every = [
+        p.intake,
+        p.assignment,
+        p.notification,
+        p.web,
+        *p.adapters.values(),
+        *p.simulators.values(),
+        p.smtp,
+        p.smtp_http,
+        p.providers,
+    ]
     assert len(set(every)) == len(every)

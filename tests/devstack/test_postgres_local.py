@@ -36,7 +36,9 @@ async def test_select_one_in_created_database(postgres):
     try:
         async with engine.connect() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
-            assert (await conn.execute(text("SELECT current_database()"))).scalar_one() == "devstack_test"
+            assert (
+                await conn.execute(text("SELECT current_database()"))
+            ).scalar_one() == "devstack_test"
             assert (await conn.execute(text("SHOW max_connections"))).scalar_one() == "200"
     finally:
         await engine.dispose()

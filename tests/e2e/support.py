@@ -37,7 +37,9 @@ def file_body(life_event: str = "perte_emploi", **citizen: Any) -> dict[str, Any
     }
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 60, what: str = "") -> T:
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], timeout: float = 60, what: str = ""
+) -> T:
     """Poll `probe` until it returns something truthy."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -49,7 +51,9 @@ async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float = 
     raise AssertionError(f"not reached within {timeout}s: {what} (last: {last!r})")
 
 
-async def answered_view(client: httpx.AsyncClient, file_id: str, notifications: int = 2) -> dict | None:
+async def answered_view(
+    client: httpx.AsyncClient, file_id: str, notifications: int = 2
+) -> dict | None:
     """The citizen's view once the answer is there and both emails are reported sent."""
     view = (await client.get(f"/api/files/{file_id}")).json()
     sent = [e for e in view.get("timeline", []) if e["kind"] == "notification"]
@@ -80,7 +84,9 @@ def spans(spans_dir: Path) -> list[dict]:
     return out
 
 
-async def read_topic(bootstrap: str, topic: str, wanted: Callable[[list[dict]], bool], timeout: float = 30) -> list[dict]:
+async def read_topic(
+    bootstrap: str, topic: str, wanted: Callable[[list[dict]], bool], timeout: float = 30
+) -> list[dict]:
     """Records of `topic` from the beginning (headers decoded, body parsed as JSON when it
     is), polled until `wanted(records)` holds."""
     import uuid
@@ -88,11 +94,15 @@ async def read_topic(bootstrap: str, topic: str, wanted: Callable[[list[dict]], 
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, group_id=f"e2e-reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"e2e-reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     records: list[dict] = []
     try:
+
         async def probe() -> list[dict] | None:
             batch = await consumer.getmany(timeout_ms=300)
             for part in batch.values():
@@ -101,9 +111,15 @@ async def read_topic(bootstrap: str, topic: str, wanted: Callable[[list[dict]], 
                         body = json.loads(r.value)
                     except ValueError:
                         body = r.value
-                    records.append({"key": r.key.decode() if r.key else None, "body": body,
-                                    **{k: v.decode() for k, v in r.headers}})
+                    records.append(
+                        {
+                            "key": r.key.decode() if r.key else None,
+                            "body": body,
+                            **{k: v.decode() for k, v in r.headers},
+                        }
+                    )
             return records if wanted(records) else None
+
         return await eventually(probe, timeout=timeout, what=f"records on {topic}")
     finally:
         await consumer.stop()

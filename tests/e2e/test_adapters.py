@@ -1,8 +1,9 @@
 """The agency adapters on real processes: a real Kafka broker, every service, one
 simulated system per agency (JSON REST, SOAP, acknowledge-then-callback, missing
 document). Missing documents end to end, data minimisation, the exchange ledger, a
-duplicate callback, faults that end in the dead-letter topic, and an agency down for
-two minutes."""
+duplicate callback, two requests given the same callback id and an agency that never calls
+back (both reconciled by status polls), faults that end in the dead-letter topic, and an
+agency down for two minutes."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import pytest
 
 from adapter_sdk import discovery
 from devstack.stack import Stack
-from shared_models import AGENCY_LABELS, Agency, topics
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
+from shared_models import AGENCY_LABELS, topics
+from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +34,22 @@ def stack(kafka_bootstrap, tmp_path_factory):
     namespace = f"e2e-ad-{uuid.uuid4().hex[:6]}."
     # Short timeouts and few attempts, so a failing agency reaches the dead-letter topic quickly.
     tuning = {
-        "AGENCY_TIMEOUT_SECONDS": "2", "ATTEMPTS": "3", "BACKOFF_SECONDS": "0.1",
-        "BREAKER_SECONDS": "3", "UNAVAILABLE_PAUSE_SECONDS": "1",
+        "AGENCY_TIMEOUT_SECONDS": "2",
+        "ATTEMPTS": "3",
+        "BACKOFF_SECONDS": "0.1",
+        "BREAKER_SECONDS": "3",
+        "UNAVAILABLE_PAUSE_SECONDS": "1",
+        # France Travail's requests without a decision are looked up after 3 s, then every 3 s.
+        "RECONCILE_FIRST_SECONDS": "3",
+        "RECONCILE_MAX_SECONDS": "3",
+        "RECONCILE_TICK_SECONDS": "0.5",
     }
-    st = Stack(tmp_path_factory.mktemp("stack-adapters"), kafka_bootstrap, namespace=namespace, extra_env=tuning)
+    st = Stack(
+        tmp_path_factory.mktemp("stack-adapters"),
+        kafka_bootstrap,
+        namespace=namespace,
+        extra_env=tuning,
+    )
     st.start()
     yield st
     st.stop()
@@ -59,54 +72,104 @@ async def agency_status(client: httpx.AsyncClient, file_id: str) -> dict[str, di
     return {a["agency"]: a for a in view["agencies"]}
 
 
-async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(stack: Stack, client):
+async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(
+    stack: Stack, client
+):
     file_id = await submit(client, "arret_maladie", email="arret.maladie@example.fr")
 
     async def document_asked():
         agencies = await agency_status(client, file_id)
-        return agencies if agencies["cpam"]["status"] == "piece_demandee" and agencies["caf"]["status"] == "repondu" else None
+        return (
+            agencies
+            if agencies["cpam"]["status"] == "piece_demandee"
+            and agencies["caf"]["status"] == "repondu"
+            else None
+        )
+
     agencies = await eventually(document_asked, what="the CPAM asks for a document")
     assert agencies["cpam"]["requested_document"]["code"] == "attestation_salaire"
     view = (await client.get(f"/api/files/{file_id}")).json()
-    assert view["answer"] is None and view["awaited"] == [AGENCY_LABELS[Agency.CPAM]]
+    assert view["answer"] is None and view["awaited"] == [AGENCY_LABELS["cpam"]]
     referent = view["referent"]
 
     # The citizen and the référent are told, by a message that names the référent.
     async def two_mails():
-        mails = [m for m in mails_for(stack.maildir, file_id) if "pièce justificative" in m["Subject"]]
+        mails = [
+            m for m in mails_for(stack.maildir, file_id) if "pièce justificative" in m["Subject"]
+        ]
         return mails if len(mails) == 2 else None
-    mails = {m["To"]: m.get_body(preferencelist=("plain",)).get_content() for m in await eventually(two_mails, what="mails")}
+
+    mails = {
+        m["To"]: m.get_body(preferencelist=("plain",)).get_content()
+        for m in await eventually(two_mails, what="mails")
+    }
     assert set(mails) == {"arret.maladie@example.fr", referent["email"]}
     citizen_mail = mails["arret.maladie@example.fr"]
-    assert "Attestation de salaire" in citizen_mail and referent["name"] in citizen_mail and referent["phone"] in citizen_mail
+    assert (
+        "Attestation de salaire" in citizen_mail
+        and referent["name"] in citizen_mail
+        and referent["phone"] in citizen_mail
+    )
 
     # Bad uploads are refused in French, and nothing is sent.
-    not_a_pdf = await client.post(f"/api/files/{file_id}/documents", files={"fichier": ("a.pdf", b"MZ\x90\x00", "application/pdf")})
+    not_a_pdf = await client.post(
+        f"/api/files/{file_id}/documents",
+        files={"fichier": ("a.pdf", b"MZ\x90\x00", "application/pdf")},
+    )
     assert not_a_pdf.status_code == 415 and "PDF" in not_a_pdf.json()["message"]
-    too_big = await client.post(f"/api/files/{file_id}/documents", files={"fichier": ("a.pdf", PDF + b"0" * 600_000, "application/pdf")})
+    too_big = await client.post(
+        f"/api/files/{file_id}/documents",
+        files={"fichier": ("a.pdf", PDF + b"0" * 600_000, "application/pdf")},
+    )
     assert too_big.status_code == 413 and "512 Ko" in too_big.json()["message"]
-    sent = await client.post(f"/api/files/{file_id}/documents", files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
+    sent = await client.post(
+        f"/api/files/{file_id}/documents",
+        files={"fichier": ("attestation.pdf", PDF, "application/pdf")},
+    )
     assert sent.status_code == 201, sent.text
     assert sent.json()["agency"] == "cpam"
-    again = await client.post(f"/api/files/{file_id}/documents", files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
+    again = await client.post(
+        f"/api/files/{file_id}/documents",
+        files={"fichier": ("attestation.pdf", PDF, "application/pdf")},
+    )
     assert again.status_code == 409 and "Aucun organisme" in again.json()["message"]
 
     # The adapter forwards it, the CPAM decides, the one answer is composed.
-    view = await eventually(lambda: answered_view(client, file_id, notifications=3), timeout=60, what="answer after the document")
+    view = await eventually(
+        lambda: answered_view(client, file_id, notifications=3),
+        timeout=60,
+        what="answer after the document",
+    )
     assert {d["agency"] for d in view["answer"]["decisions"]} == {"caf", "cpam"}
     async with httpx.AsyncClient(base_url=stack.simulator_url("cpam")) as sim:
-        delivered = [d for d in (await sim.get("/agencies/cpam/documents")).json() if d["request_id"] == f"{file_id}-cpam"]
-    assert [(d["code"], d["sha256"]) for d in delivered] == [("attestation_salaire", hashlib.sha256(PDF).hexdigest())]
+        delivered = [
+            d
+            for d in (await sim.get("/agencies/cpam/documents")).json()
+            if d["request_id"] == f"{file_id}-cpam"
+        ]
+    assert [(d["code"], d["sha256"]) for d in delivered] == [
+        ("attestation_salaire", hashlib.sha256(PDF).hexdigest())
+    ]
     kinds = [e["kind"] for e in view["timeline"]]
     assert kinds.count("piece_demandee") == 1 and kinds.count("piece_envoyee") == 1
 
     # The legal clock: receipt with the declared rule, suspension, resumption.
     def clock_complete(records):
         return {r["event_type"] for r in records if r["key"] == file_id} >= {
-            "AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"}
-    records = await read_topic(stack.kafka_bootstrap, stack.namespace + topics.LEGAL_CLOCK, clock_complete)
+            "AgencyReceiptAcknowledged",
+            "LegalClockSuspended",
+            "LegalClockResumed",
+        }
+
+    records = await read_topic(
+        stack.kafka_bootstrap, stack.namespace + topics.LEGAL_CLOCK, clock_complete
+    )
     mine = [r for r in records if r["key"] == file_id]
-    receipt = next(r["body"] for r in mine if r["event_type"] == "AgencyReceiptAcknowledged" and r["body"]["agency"] == "cpam")
+    receipt = next(
+        r["body"]
+        for r in mine
+        if r["event_type"] == "AgencyReceiptAcknowledged" and r["body"]["agency"] == "cpam"
+    )
     assert (receipt["deadline_rule"], receipt["deadline_days"]) == ("silence_vaut_rejet", 30)
     order = [r["event_type"] for r in mine if r["body"]["agency"] == "cpam"]
     assert order == ["AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"]
@@ -128,7 +191,11 @@ async def test_no_agency_ever_receives_a_citizen_field_it_did_not_declare(stack:
     for agency in ("caf", "dgfip", "france_travail", "cpam"):
         declared = discovery.load(agency).declaration.citizen_fields
         async with httpx.AsyncClient(base_url=stack.simulator_url(agency)) as sim:
-            received = [r for r in (await sim.get(f"/agencies/{agency}/received")).json() if r["file_id"] in files]
+            received = [
+                r
+                for r in (await sim.get(f"/agencies/{agency}/received")).json()
+                if r["file_id"] in files
+            ]
         assert received, agency
         dump = json.dumps(received, ensure_ascii=False)
         for field, value in values.items():
@@ -141,17 +208,29 @@ async def test_the_exchange_ledger_matches_what_the_agency_received(stack: Stack
     view = await eventually(lambda: answered_view(client, file_id), what="answer")
     ledger = view["exchanges"]
     assert {(x["agency"], x["direction"]) for x in ledger} == {
-        ("caf", "envoi"), ("caf", "reception"), ("dgfip", "envoi"), ("dgfip", "reception"),
-        ("france_travail", "envoi"), ("france_travail", "reception")}
+        ("caf", "envoi"),
+        ("caf", "reception"),
+        ("dgfip", "envoi"),
+        ("dgfip", "reception"),
+        ("france_travail", "envoi"),
+        ("france_travail", "reception"),
+    }
     assert all(x["legal_basis"] and x["purpose"] and len(x["payload_sha256"]) == 64 for x in ledger)
     # The DGFiP keeps the SOAP envelope exactly as it came: its digest is the ledger's.
     async with httpx.AsyncClient(base_url=stack.simulator_url("dgfip")) as sim:
-        [soap] = [r["soap"] for r in (await sim.get("/agencies/dgfip/received")).json() if r["file_id"] == file_id]
+        [soap] = [
+            r["soap"]
+            for r in (await sim.get("/agencies/dgfip/received")).json()
+            if r["file_id"] == file_id
+        ]
     sent = next(x for x in ledger if (x["agency"], x["direction"]) == ("dgfip", "envoi"))
     assert sent["payload_sha256"] == hashlib.sha256(soap.encode()).hexdigest()
     assert "Livre des procédures fiscales" in sent["legal_basis"]
     labels = [e["label"] for e in view["timeline"] if e["kind"] == "echange"]
-    assert any(sent["payload_sha256"] in label and label.startswith("Transmis à Direction générale") for label in labels)
+    assert any(
+        sent["payload_sha256"] in label and label.startswith("Transmis à Direction générale")
+        for label in labels
+    )
 
 
 async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, client):
@@ -164,10 +243,103 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
 
     topic = stack.namespace + topics.agency_answers("france_travail")
     await asyncio.sleep(2)  # time for a wrong second answer to be published, if there were one
-    records = await read_topic(stack.kafka_bootstrap, topic, lambda rs: any(r["key"] == file_id for r in rs))
+    records = await read_topic(
+        stack.kafka_bootstrap, topic, lambda rs: any(r["key"] == file_id for r in rs)
+    )
     assert len([r for r in records if r["key"] == file_id]) == 1
     view = (await client.get(f"/api/files/{file_id}")).json()
     assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
+
+
+async def _france_travail_received(sim: httpx.AsyncClient, file_id: str) -> bool:
+    return any(
+        r["file_id"] == file_id for r in (await sim.get("/agencies/france_travail/received")).json()
+    )
+
+
+def _france_travail_decision(view: dict) -> dict:
+    return next(d for d in view["answer"]["decisions"] if d["agency"] == "france_travail")
+
+
+async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
+    stack: Stack, client
+):
+    """Issue 17: France Travail gave a second request the callback id of the first. The
+    adapter refuses that callback (409), records and counts it, and its reconciliation fetches
+    the second decision from the agency's status endpoint: both files are answered."""
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        first = await submit(client, "perte_emploi", email="collision.un@example.fr")
+        await eventually(
+            lambda: _france_travail_received(sim, first), what="the first request at France Travail"
+        )
+        await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "reuse"})
+        try:
+            second = await submit(client, "perte_emploi", email="collision.deux@example.fr")
+            await eventually(
+                lambda: _france_travail_received(sim, second), what="the second request"
+            )
+        finally:
+            await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
+        views = [
+            await eventually(
+                lambda f=f: answered_view(client, f), timeout=90, what=f"answer for {f}"
+            )
+            for f in (first, second)
+        ]
+        agency = [
+            (await sim.get(f"/agencies/france_travail/demandes/{f}-france_travail")).json()
+            for f in (first, second)
+        ]
+    assert agency[0]["callback_id"] == agency[1]["callback_id"]
+    assert sorted(a["last_status"] for a in agency) == [
+        200,
+        409,
+    ]  # one callback refused, none dropped
+    for view, told in zip(views, agency):
+        decided = _france_travail_decision(view)
+        assert (decided["decision"], decided["summary"]) == (
+            told["decision"]["decision"],
+            told["decision"]["summary"],
+        )
+        assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
+    refused = next(
+        f"{f}-france_travail" for f, a in zip((first, second), agency) if a["last_status"] == 409
+    )
+    ledger = await query(
+        stack.database_urls["adapter-france-travail"],
+        "SELECT purpose FROM exchanges WHERE request_id = :r",
+        r=refused,
+    )
+    purposes = [row.purpose for row in ledger]
+    assert any(p.startswith("Rappel refusé : identifiant") for p in purposes), purposes
+    assert any(p.startswith("Réponse (consultation de l'état)") for p in purposes), purposes
+    metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
+    assert (
+        'adapter_callbacks_refused_total{agency="france_travail",reason="identifiant_reutilise"} 1.0'
+        in metrics
+    )
+
+
+async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpoint(
+    stack: Stack, client
+):
+    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+        await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
+        try:
+            file_id = await submit(client, "perte_emploi", email="jamais.rappele@example.fr")
+            await eventually(
+                lambda: _france_travail_received(sim, file_id), what="the request at France Travail"
+            )
+        finally:
+            await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
+        view = await eventually(
+            lambda: answered_view(client, file_id), timeout=90, what="answer by reconciliation"
+        )
+        told = (await sim.get(f"/agencies/france_travail/demandes/{file_id}-france_travail")).json()
+    assert (told["delivered"], told["last_status"]) == (0, None)  # never called back
+    assert _france_travail_decision(view)["summary"] == told["decision"]["summary"]
+    metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
+    assert 'adapter_status_polls_total{agency="france_travail",outcome="reponse"}' in metrics
 
 
 @pytest.mark.parametrize(
@@ -179,21 +351,31 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
         ("invalid", None, "réponse sans décision"),
     ],
 )
-async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(stack: Stack, client, mode, seconds, reason):
+async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
+    stack: Stack, client, mode, seconds, reason
+):
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         await sim.post("/admin/faults", json={"agency": "caf", "mode": mode, "seconds": seconds})
         try:
             file_id = await submit(client, "naissance", email=f"panne.{mode}@example.fr")
             dlq = stack.namespace + topics.dead_letter(topics.agency_requests("caf"))
-            records = await read_topic(stack.kafka_bootstrap, dlq, lambda rs: any(r["key"] == file_id for r in rs), timeout=60)
+            records = await read_topic(
+                stack.kafka_bootstrap,
+                dlq,
+                lambda rs: any(r["key"] == file_id for r in rs),
+                timeout=60,
+            )
         finally:
             await sim.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
     [parked] = [r for r in records if r["key"] == file_id]
-    assert reason in parked["dlq_reason"] and "après 3 tentative(s)" in parked["dlq_reason"], parked["dlq_reason"]
+    assert reason in parked["dlq_reason"] and "après 3 tentative(s)" in parked["dlq_reason"], (
+        parked["dlq_reason"]
+    )
     assert parked["dlq_consumer"] == "adapter-caf"
     # The other agency of the file went on; the citizen sees which one is awaited.
     agencies = await eventually(
-        lambda: _when(agency_status(client, file_id), lambda a: a["cpam"]["status"] == "repondu"), what="CPAM answer"
+        lambda: _when(agency_status(client, file_id), lambda a: a["cpam"]["status"] == "repondu"),
+        what="CPAM answer",
     )
     assert agencies["caf"]["awaited"] and agencies["caf"]["status"] == "transmis"
     # The partition is not blocked: the next file to the CAF is answered.
@@ -206,11 +388,16 @@ async def _when(awaitable, condition):
     return value if condition(value) else None
 
 
-async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_other_agency(stack: Stack, client):
+async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_other_agency(
+    stack: Stack, client
+):
     down_since = time.monotonic()
     stack.kill("simulator-caf")  # the CAF's system is gone: refused connections
     try:
-        files = [await submit(client, "perte_emploi", email=f"panne.longue.{i}@example.fr") for i in range(3)]
+        files = [
+            await submit(client, "perte_emploi", email=f"panne.longue.{i}@example.fr")
+            for i in range(3)
+        ]
 
         async def others_answered():
             for file_id in files:
@@ -219,15 +406,20 @@ async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_othe
                 if statuses["dgfip"] != "repondu" or statuses["france_travail"] != "repondu":
                     return None
             return view
-        view = await eventually(others_answered, timeout=60, what="DGFiP and France Travail answer without the CAF")
-        assert view["awaited"] == [AGENCY_LABELS[Agency.CAF]]
+
+        view = await eventually(
+            others_answered, timeout=60, what="DGFiP and France Travail answer without the CAF"
+        )
+        assert view["awaited"] == [AGENCY_LABELS["caf"]]
         assert view["answer"] is None
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
     finally:
         await asyncio.to_thread(stack.restart, "simulator-caf")
 
     for file_id in files:
-        await eventually(lambda f=file_id: answered_view(client, f), timeout=90, what=f"answer for {file_id}")
+        await eventually(
+            lambda f=file_id: answered_view(client, f), timeout=90, what=f"answer for {file_id}"
+        )
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         received = [r["file_id"] for r in (await sim.get("/agencies/caf/received")).json()]
     assert sorted(received) == sorted(files)  # each request reached the CAF, once

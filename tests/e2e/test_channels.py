@@ -26,7 +26,11 @@ ADDRESS = {"street": "8 allée des Tilleuls", "city": "Bobigny", "postcode": "93
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, tmp_path_factory):
-    st = Stack(tmp_path_factory.mktemp("stack-channels"), kafka_bootstrap, namespace=f"e2e-ch-{uuid.uuid4().hex[:6]}.")
+    st = Stack(
+        tmp_path_factory.mktemp("stack-channels"),
+        kafka_bootstrap,
+        namespace=f"e2e-ch-{uuid.uuid4().hex[:6]}.",
+    )
     st.start()
     yield st
     st.stop()
@@ -55,16 +59,24 @@ def pdf_text(data: bytes) -> str:
     return "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
 
 
-async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_letter(stack, client, providers):
-    await providers.post("/admin/faults", json={"refuse_numbers": ["0698765432"], "code": "numero_inconnu"})
-    file_id = await submit(client, email=f"marie@{BOUNCING_DOMAIN}", phone="06 98 76 54 32", **ADDRESS)
+async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_letter(
+    stack, client, providers
+):
+    await providers.post(
+        "/admin/faults", json={"refuse_numbers": ["0698765432"], "code": "numero_inconnu"}
+    )
+    file_id = await submit(
+        client, email=f"marie@{BOUNCING_DOMAIN}", phone="06 98 76 54 32", **ADDRESS
+    )
 
     view = await eventually(lambda: answered_view(client, file_id), what="answer sent by letter")
     referent = view["referent"]
     labels = [e["label"] for e in view["timeline"] if e["kind"] == "notification"]
     assert all(label.startswith("Courrier postal envoyé") for label in labels), labels
 
-    letters = [item for item in (await providers.get("/api/letters")).json() if item["file_id"] == file_id]
+    letters = [
+        item for item in (await providers.get("/api/letters")).json() if item["file_id"] == file_id
+    ]
     assert len(letters) == 2
     for letter in letters:
         text = pdf_text((await providers.get(f"/api/letters/{letter['id']}.pdf")).content)
@@ -74,15 +86,19 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
     assert mails_for(stack.maildir, file_id) == []
     rows = await query(
         stack.database_urls["notification"],
-        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER BY id", f=file_id,
+        "SELECT notification_id, channel, outcome, error FROM deliveries WHERE file_id = :f ORDER BY id",
+        f=file_id,
     )
     by_message = collections.defaultdict(list)
     for r in rows:
         by_message[r.notification_id].append((r.channel, r.outcome))
-    assert list(by_message.values()) == [
-        [("email", "refus_definitif"), ("sms", "refus_definitif"), ("courrier", "envoye")]
-    ] * 2
-    assert any("550" in (r.error or "") for r in rows) and any("numero_inconnu" in (r.error or "") for r in rows)
+    assert (
+        list(by_message.values())
+        == [[("email", "refus_definitif"), ("sms", "refus_definitif"), ("courrier", "envoye")]] * 2
+    )
+    assert any("550" in (r.error or "") for r in rows) and any(
+        "numero_inconnu" in (r.error or "") for r in rows
+    )
 
 
 async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers):
@@ -93,11 +109,14 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
 
             async def referent():
                 return (await client.get(f"/api/files/{file_id}")).json()["referent"]
+
             await eventually(referent, what="référent named")
             early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
             assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
-            bad = await client.put(f"/api/files/{file_id}/contact-preferences",
-                                   json={"preferred_channel": "courrier", "postcode": "93200"})
+            bad = await client.put(
+                f"/api/files/{file_id}/contact-preferences",
+                json={"preferred_channel": "courrier", "postcode": "93200"},
+            )
             assert bad.status_code == 422
             assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
             changed = await client.put(
@@ -114,6 +133,7 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
     async def answer_sms():
         sent = [s for s in (await providers.get("/api/sms")).json() if s["file_id"] == file_id]
         return sent or None
+
     [sms] = await eventually(answer_sms, what="the answer by SMS")
     assert sms["to"] == "+33711223344"
     assert referent["name"] in sms["text"] and referent["phone"] in sms["text"]
@@ -122,41 +142,64 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
         f"Votre dossier {file_id} : {referent['name']} est votre référent"
     ]
 
-    survey = await client.post(f"/api/files/{file_id}/survey", json={"score": 4, "referent_reachable": True})
+    survey = await client.post(
+        f"/api/files/{file_id}/survey", json={"score": 4, "referent_reachable": True}
+    )
     assert survey.status_code == 201
     again = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
     assert again.status_code == 409
     invalid = await client.post(f"/api/files/{file_id}/survey", json={"score": 9})
-    assert invalid.json()["errors"][0]["message"] == "Note invalide : un nombre de 1 à 5 est attendu."
+    assert (
+        invalid.json()["errors"][0]["message"] == "Note invalide : un nombre de 1 à 5 est attendu."
+    )
 
-    thanks = await client.post(f"/api/files/{file_id}/thanks", json={"message": "Merci infiniment pour votre aide."})
+    thanks = await client.post(
+        f"/api/files/{file_id}/thanks", json={"message": "Merci infiniment pour votre aide."}
+    )
     assert thanks.status_code == 201 and referent["name"] in thanks.json()["message"]
-    assert (await client.post(f"/api/files/{file_id}/thanks", json={"message": "Encore merci !"})).status_code == 409
+    assert (
+        await client.post(f"/api/files/{file_id}/thanks", json={"message": "Encore merci !"})
+    ).status_code == 409
 
     async def thanked_by_mail():
         mails = [m for m in mails_for(stack.maildir, file_id) if m["To"] == referent["email"]]
         return mails or None
+
     [mail] = await eventually(thanked_by_mail, what="the référent's thanks email")
-    assert "Merci infiniment pour votre aide." in mail.get_body(preferencelist=("plain",)).get_content()
-    agent_id = (await query(stack.database_urls["assignment"], "SELECT referent_id FROM files WHERE file_id = :f",
-                            f=file_id))[0].referent_id
+    assert (
+        "Merci infiniment pour votre aide."
+        in mail.get_body(preferencelist=("plain",)).get_content()
+    )
+    agent_id = (
+        await query(
+            stack.database_urls["assignment"],
+            "SELECT referent_id FROM files WHERE file_id = :f",
+            f=file_id,
+        )
+    )[0].referent_id
     listed = (await client.get(f"/api/agents/{agent_id}/thanks")).json()
     assert listed["agent_name"] == referent["name"]
-    assert [(t["file_id"], t["message"]) for t in listed["thanks"]] == [(file_id, "Merci infiniment pour votre aide.")]
+    assert [(t["file_id"], t["message"]) for t in listed["thanks"]] == [
+        (file_id, "Merci infiniment pour votre aide.")
+    ]
 
 
 async def _records(stack: Stack, topic: str, file_id: str) -> list:
     consumer = AIOKafkaConsumer(
-        f"{stack.namespace}{topic}", bootstrap_servers=stack.kafka_bootstrap,
-        group_id=f"reader-{uuid.uuid4().hex}", auto_offset_reset="earliest",
+        f"{stack.namespace}{topic}",
+        bootstrap_servers=stack.kafka_bootstrap,
+        group_id=f"reader-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
     )
     await consumer.start()
     found = []
     try:
+
         async def read():
             batch = await consumer.getmany(timeout_ms=500)
             found.extend(r for rs in batch.values() for r in rs if r.key == file_id.encode())
             return found or None
+
         await eventually(read, timeout=30, what=f"{topic} record of {file_id}")
     finally:
         await consumer.stop()
@@ -185,7 +228,9 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
                 # The same record again (a redelivery), and the same fact under a new event id.
                 fresh = json.loads(record.value) | {"event_id": str(uuid.uuid4())}
                 for value in (record.value, json.dumps(fresh).encode()):
-                    await producer.send_and_wait(record.topic, value, key=record.key, headers=list(record.headers))
+                    await producer.send_and_wait(
+                        record.topic, value, key=record.key, headers=list(record.headers)
+                    )
     finally:
         await producer.stop()
 
@@ -193,6 +238,7 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
         # The exact copies are dropped by the inbox; the six new event ids each leave a row,
         # and each comes after its copy on the same partition.
         return (await query(stack.database_urls["notification"], inbox_sql))[0].n >= before + 6
+
     await eventually(all_consumed, what="the redelivered events consumed")
     await asyncio.sleep(1.5)  # let a (wrong) second send happen if it were going to
 
@@ -200,7 +246,9 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
     assert (await providers.get("/stats")).json() == provider_stats
     assert len(mails_for(stack.maildir, files["email"])) == 2
     sms = [s for s in (await providers.get("/api/sms")).json() if s["file_id"] == files["sms"]]
-    letters = [x for x in (await providers.get("/api/letters")).json() if x["file_id"] == files["courrier"]]
+    letters = [
+        x for x in (await providers.get("/api/letters")).json() if x["file_id"] == files["courrier"]
+    ]
     assert len(sms) == 2 and len(letters) == 2
 
 
@@ -210,12 +258,16 @@ async def test_notification_killed_mid_way_sends_each_message_once(stack, client
     for i in range(12):
         channel = kinds[i % 3]
         extra = ADDRESS if channel == "courrier" else {}
-        file_ids.append(await submit(client, preferred_channel=channel, email=f"crash{i}@example.fr", **extra))
+        file_ids.append(
+            await submit(client, preferred_channel=channel, email=f"crash{i}@example.fr", **extra)
+        )
         if i == 5:
             stack.kill("notification")  # SIGKILL while messages are being sent
     await asyncio.to_thread(stack.restart, "notification")
     for file_id in file_ids:
-        await eventually(lambda f=file_id: answered_view(client, f), timeout=90, what=f"answer for {file_id}")
+        await eventually(
+            lambda f=file_id: answered_view(client, f), timeout=90, what=f"answer for {file_id}"
+        )
 
     placeholders = ",".join(f"'{f}'" for f in file_ids)
     sent = await query(
@@ -225,8 +277,14 @@ async def test_notification_killed_mid_way_sends_each_message_once(stack, client
     )
     assert len(sent) == 24 and {r.n for r in sent} == {1}
     sms = collections.Counter(s["file_id"] for s in (await providers.get("/api/sms")).json())
-    letters = collections.Counter(x["file_id"] for x in (await providers.get("/api/letters")).json())
+    letters = collections.Counter(
+        x["file_id"] for x in (await providers.get("/api/letters")).json()
+    )
     for i, file_id in enumerate(file_ids):
-        got = {"email": len(mails_for(stack.maildir, file_id)), "sms": sms[file_id], "courrier": letters[file_id]}
+        got = {
+            "email": len(mails_for(stack.maildir, file_id)),
+            "sms": sms[file_id],
+            "courrier": letters[file_id],
+        }
         expected = {k: (2 if k == kinds[i % 3] else 0) for k in kinds}
         assert got == expected, (file_id, got)

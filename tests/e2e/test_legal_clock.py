@@ -33,7 +33,7 @@ from pypdf import PdfReader
 
 from devstack.stack import Stack
 from notification.letters import french_date
-from shared_models import AGENCY_LABELS, Agency, topics
+from shared_models import AGENCY_LABELS, topics
 from tests.e2e.support import answered_view, eventually, file_body, mails_for, read_topic
 
 pytestmark = pytest.mark.integration
@@ -53,8 +53,14 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
     workdir = tmp_path_factory.mktemp(f"stack-clock-{backend}")
     clock_file = workdir / "today"
     clock_file.write_text(START.isoformat())
-    st = Stack(workdir, kafka_bootstrap, namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-               clock_file=clock_file, postgres=postgres, extra_env={"HOUSEKEEPING_SECONDS": "0.5"})
+    st = Stack(
+        workdir,
+        kafka_bootstrap,
+        namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+        clock_file=clock_file,
+        postgres=postgres,
+        extra_env={"HOUSEKEEPING_SECONDS": "0.5"},
+    )
     st.start()
     yield st
     st.stop()
@@ -68,7 +74,9 @@ async def client(stack):
 
 async def set_fault(stack: Stack, agency: str, mode: str) -> None:
     async with httpx.AsyncClient(base_url=stack.simulator_url(agency)) as sim:
-        assert (await sim.post("/admin/faults", json={"agency": agency, "mode": mode})).status_code == 200
+        assert (
+            await sim.post("/admin/faults", json={"agency": agency, "mode": mode})
+        ).status_code == 200
 
 
 async def agencies_of(client: httpx.AsyncClient, file_id: str) -> dict[str, dict]:
@@ -105,19 +113,22 @@ async def deadline_events(stack: Stack, wanted) -> list[dict]:
     return await read_topic(stack.kafka_bootstrap, stack.namespace + topics.DEADLINES, wanted)
 
 
-async def send_document_and_see_due(stack: Stack, client, file_id: str, due: dt.date, what: str,
-                                    filename: str = "attestation.pdf") -> dict:
+async def send_document_and_see_due(
+    stack: Stack, client, file_id: str, due: dt.date, what: str, filename: str = "attestation.pdf"
+) -> dict:
     """The citizen sends the awaited document; the CPAM takes it and stays silent, so the
     clock's new last day shows on the citizen's view."""
     await set_fault(stack, "cpam", "silent")
     try:
-        sent = await client.post(f"/api/files/{file_id}/documents",
-                                 files={"fichier": (filename, PDF, "application/pdf")})
+        sent = await client.post(
+            f"/api/files/{file_id}/documents", files={"fichier": (filename, PDF, "application/pdf")}
+        )
         assert sent.status_code == 201, sent.text
 
         async def shown():
             cpam = (await agencies_of(client, file_id))["cpam"]
             return cpam if cpam["due_on"] == due.isoformat() else None
+
         return await eventually(shown, what=what)
     finally:
         await set_fault(stack, "cpam", "ok")
@@ -125,25 +136,36 @@ async def send_document_and_see_due(stack: Stack, client, file_id: str, due: dt.
 
 async def clock_history(stack: Stack, file_id: str, until_why: str) -> list[tuple]:
     """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why` is there."""
+
     def reached(records):
         return any(r["key"] == file_id and r["body"].get("why") == until_why for r in records)
+
     records = await deadline_events(stack, reached)
-    return [(r["body"]["state"], r["body"]["why"], r["body"]["due_on"]) for r in records
-            if r["key"] == file_id and r["body"].get("request_id") == f"{file_id}-cpam"]
+    return [
+        (r["body"]["state"], r["body"]["why"], r["body"]["due_on"])
+        for r in records
+        if r["key"] == file_id and r["body"].get("request_id") == f"{file_id}-cpam"
+    ]
 
 
-async def settle_and_count(stack: Stack, file_id: str, expected: collections.Counter, what: str) -> None:
+async def settle_and_count(
+    stack: Stack, file_id: str, expected: collections.Counter, what: str
+) -> None:
     """The expected messages arrive, and no more after a few rounds of housekeeping."""
+
     async def arrived():
         got = deadline_mails(stack, file_id)
         assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
         return got == expected
+
     await eventually(arrived, timeout=30, what=what)
     await asyncio.sleep(SETTLE_SECONDS)
     assert deadline_mails(stack, file_id) == expected
 
 
-async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_crashes(stack: Stack, client):
+async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_crashes(
+    stack: Stack, client
+):
     # The DGFiP (silence means acceptance) and the CAF (silence means rejection) take the
     # request and never decide; France Travail answers as usual.
     for agency in ("dgfip", "caf"):
@@ -156,8 +178,13 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
         async def clocks_running():
             agencies = await agencies_of(client, file_id)
             running = all(agencies[a]["deadline"] for a in ("dgfip", "caf"))
-            return agencies if running and agencies["france_travail"]["status"] == "repondu" else None
-        agencies = await eventually(clocks_running, what="both legal clocks running, France Travail answered")
+            return (
+                agencies if running and agencies["france_travail"]["status"] == "repondu" else None
+            )
+
+        agencies = await eventually(
+            clocks_running, what="both legal clocks running, France Travail answered"
+        )
     finally:
         for agency in ("dgfip", "caf"):
             await set_fault(stack, agency, "ok")
@@ -202,39 +229,62 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     def decided(records):
         mine = [r for r in records if r["key"] == file_id]
         return len([r for r in mine if r["event_type"] == "ImplicitDecisionRecorded"]) >= 2
+
     records = [r for r in await deadline_events(stack, decided) if r["key"] == file_id]
     breaches = [r["body"] for r in records if r["event_type"] == "LegalDeadlineBreached"]
     assert sorted(b["agency"] for b in breaches) == ["caf", "dgfip"]
     supervisors = {s["email"] for s in breaches[0]["supervisors"]}
     assert supervisors and all(b["referent"]["agent_id"] == referent["agent_id"] for b in breaches)
-    expected.update({("depassement", a, email): 1 for a in ("CAF", "DGFiP") for email in supervisors})
+    expected.update(
+        {("depassement", a, email): 1 for a in ("CAF", "DGFiP") for email in supervisors}
+    )
     await settle_and_count(stack, file_id, expected, "the breach emails to the supervisors")
 
     # Each event exactly once on the topic too.
     records = [r for r in await deadline_events(stack, decided) if r["key"] == file_id]
     issued = collections.Counter(
-        (r["event_type"], r["body"]["agency"], r["body"].get("threshold")) for r in records
+        (r["event_type"], r["body"]["agency"], r["body"].get("threshold"))
+        for r in records
         if r["event_type"] != "LegalDeadlineSet"
     )
-    assert issued == collections.Counter({
-        (kind, agency, threshold): 1 for agency in ("caf", "dgfip")
-        for kind, threshold in (("DeadlineWarningIssued", 15), ("DeadlineWarningIssued", 7),
-                                ("LegalDeadlineBreached", None), ("ImplicitDecisionRecorded", None))
-    })
-    implicit = {r["body"]["agency"]: r["body"] for r in records if r["event_type"] == "ImplicitDecisionRecorded"}
+    assert issued == collections.Counter(
+        {
+            (kind, agency, threshold): 1
+            for agency in ("caf", "dgfip")
+            for kind, threshold in (
+                ("DeadlineWarningIssued", 15),
+                ("DeadlineWarningIssued", 7),
+                ("LegalDeadlineBreached", None),
+                ("ImplicitDecisionRecorded", None),
+            )
+        }
+    )
+    implicit = {
+        r["body"]["agency"]: r["body"]
+        for r in records
+        if r["event_type"] == "ImplicitDecisionRecorded"
+    }
     assert implicit["dgfip"]["decision"] == "acceptation_implicite"
     assert implicit["caf"]["decision"] == "rejet_implicite"
     assert {b["decided_on"] for b in implicit.values()} == {breach_day.isoformat()}
 
     # The citizen: one letter per silent agency, dated on the breach day, signed by the référent.
     async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as providers:
+
         async def two_letters():
-            letters = [x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id]
+            letters = [
+                x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id
+            ]
             return letters if len(letters) >= 2 else None
+
         letters = await eventually(two_letters, what="the two implicit-decision letters")
         await asyncio.sleep(SETTLE_SECONDS)
-        letters = [x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id]
-        texts = [pdf_text((await providers.get(f"/api/letters/{x['id']}.pdf")).content) for x in letters]
+        letters = [
+            x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id
+        ]
+        texts = [
+            pdf_text((await providers.get(f"/api/letters/{x['id']}.pdf")).content) for x in letters
+        ]
     assert len(texts) == 2
     acceptance = next(t for t in texts if "DGFiP" in t)
     rejection = next(t for t in texts if "(CAF)" in t)
@@ -248,20 +298,30 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     assert "recours gracieux" in rejection and "tribunal administratif" in rejection
 
     # The citizen's view, then the coordinated answer now that every agency has answered.
-    view = await eventually(lambda: answered_view(client, file_id, notifications=2), what="the coordinated answer")
+    view = await eventually(
+        lambda: answered_view(client, file_id, notifications=2), what="the coordinated answer"
+    )
     kinds = [e["kind"] for e in view["timeline"]]
     assert kinds.count("decision_implicite") == 2
-    implicit_labels = {e["label"].split(" n'a pas")[0]: e["label"] for e in view["timeline"] if e["kind"] == "decision_implicite"}
-    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS[Agency.DGFIP]]
-    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS[Agency.CAF]]
+    implicit_labels = {
+        e["label"].split(" n'a pas")[0]: e["label"]
+        for e in view["timeline"]
+        if e["kind"] == "decision_implicite"
+    }
+    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS["dgfip"]]
+    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS["caf"]]
     decisions = {d["agency"]: d["decision"] for d in view["answer"]["decisions"]}
     assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
     assert decisions["france_travail"] in ("accorde", "refuse")
     assert view["awaited"] == []
 
 
-async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resumes_pushed(stack: Stack, client):
-    response = await client.post("/api/files", json=file_body("arret_maladie", email="suspension@example.fr"))
+async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resumes_pushed(
+    stack: Stack, client
+):
+    response = await client.post(
+        "/api/files", json=file_body("arret_maladie", email="suspension@example.fr")
+    )
     assert response.status_code == 201, response.text
     file_id = response.json()["file_id"]
     received = today(stack)
@@ -269,7 +329,13 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
     async def suspended():
         cpam = (await agencies_of(client, file_id))["cpam"]
         # The document request and the suspension travel on different topics: wait for both.
-        return cpam if cpam["status"] == "piece_demandee" and (cpam["deadline"] or "").startswith("Délai suspendu") else None
+        return (
+            cpam
+            if cpam["status"] == "piece_demandee"
+            and (cpam["deadline"] or "").startswith("Délai suspendu")
+            else None
+        )
+
     cpam = await eventually(suspended, what="the CPAM asks for a document, its clock suspended")
     assert cpam["deadline"] == "Délai suspendu jusqu'à réception de la pièce demandée."
     referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
@@ -284,7 +350,9 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
     # The document arrives; the CPAM takes it and stays silent, so the resumed clock shows:
     # the 30 days it had left run from the day of the document.
     new_due = later + dt.timedelta(days=30)
-    cpam = await send_document_and_see_due(stack, client, file_id, new_due, "the clock resumed with the days it had left")
+    cpam = await send_document_and_see_due(
+        stack, client, file_id, new_due, "the clock resumed with the days it had left"
+    )
     assert cpam["deadline"] == (
         f"Réponse au plus tard le {new_due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera rejetée "
         "(vous pourrez la contester)."
@@ -297,40 +365,63 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
 
     # The warnings follow the pushed date: J-15 of the new last day (the old one is 25 days past).
     stack.travel_to(new_due - dt.timedelta(days=15))
-    await settle_and_count(stack, file_id, collections.Counter({("avertissement", "CPAM", "J-15", referent["email"]): 1}),
-                           "the J-15 warning of the resumed clock")
+    await settle_and_count(
+        stack,
+        file_id,
+        collections.Counter({("avertissement", "CPAM", "J-15", referent["email"]): 1}),
+        "the J-15 warning of the resumed clock",
+    )
 
 
-async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_period(stack: Stack, client):
+async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_period(
+    stack: Stack, client
+):
     """The CPAM finds the first document incomplete: the citizen and the référent are told
     again (once each), the clock suspends again, and the complete document restarts the
     whole period from its own day (not the days that were left)."""
     await set_fault(stack, "cpam", "incomplete")
     try:
-        response = await client.post("/api/files", json=file_body("arret_maladie", email="incomplete@example.fr"))
+        response = await client.post(
+            "/api/files", json=file_body("arret_maladie", email="incomplete@example.fr")
+        )
         assert response.status_code == 201, response.text
         file_id = response.json()["file_id"]
 
         async def suspended():
             cpam = (await agencies_of(client, file_id))["cpam"]
-            return cpam if cpam["status"] == "piece_demandee" and (cpam["deadline"] or "").startswith("Délai suspendu") else None
+            return (
+                cpam
+                if cpam["status"] == "piece_demandee"
+                and (cpam["deadline"] or "").startswith("Délai suspendu")
+                else None
+            )
+
         await eventually(suspended, what="the CPAM asks for a document, its clock suspended")
         referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
         # Ten days later, a first document: the CPAM finds it incomplete and asks again.
         first_day = today(stack) + dt.timedelta(days=10)
         stack.travel_to(first_day)
-        sent = await client.post(f"/api/files/{file_id}/documents",
-                                 files={"fichier": ("attestation.pdf", PDF, "application/pdf")})
+        sent = await client.post(
+            f"/api/files/{file_id}/documents",
+            files={"fichier": ("attestation.pdf", PDF, "application/pdf")},
+        )
         assert sent.status_code == 201, sent.text
 
         async def asked_again():
             view = (await client.get(f"/api/files/{file_id}")).json()
             cpam = next(a for a in view["agencies"] if a["agency"] == "cpam")
             again = [t for t in view["timeline"] if "juge incomplète" in t["label"]]
-            ready = cpam["status"] == "piece_demandee" and again and (cpam["deadline"] or "").startswith("Délai suspendu")
+            ready = (
+                cpam["status"] == "piece_demandee"
+                and again
+                and (cpam["deadline"] or "").startswith("Délai suspendu")
+            )
             return (view, again) if ready else None
-        view, again = await eventually(asked_again, what="the document asked again, the clock suspended again")
+
+        view, again = await eventually(
+            asked_again, what="the document asked again, the clock suspended again"
+        )
         assert "la page des salaires manque" in again[0]["label"]
 
         def document_mails() -> collections.Counter:
@@ -341,16 +432,24 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
                     assert referent["name"] in body and referent["phone"] in body
                     counts[(mail["To"], "incomplete" if "incomplète" in body else "first")] += 1
             return counts
-        expected = collections.Counter({
-            ("incomplete@example.fr", "first"): 1, (referent["email"], "first"): 1,
-            ("incomplete@example.fr", "incomplete"): 1, (referent["email"], "incomplete"): 1,
-        })
+
+        expected = collections.Counter(
+            {
+                ("incomplete@example.fr", "first"): 1,
+                (referent["email"], "first"): 1,
+                ("incomplete@example.fr", "incomplete"): 1,
+                (referent["email"], "incomplete"): 1,
+            }
+        )
 
         async def told_twice():
             got = document_mails()
             assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
             return got == expected
-        await eventually(told_twice, timeout=30, what="citizen and référent told of each request once")
+
+        await eventually(
+            told_twice, timeout=30, what="citizen and référent told of each request once"
+        )
     finally:
         await set_fault(stack, "cpam", "ok")
 
@@ -359,8 +458,14 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
     complete_day = first_day + dt.timedelta(days=5)
     stack.travel_to(complete_day)
     new_due = complete_day + dt.timedelta(days=30)
-    await send_document_and_see_due(stack, client, file_id, new_due, "the clock restarted for the whole period",
-                                    filename="attestation-complete.pdf")
+    await send_document_and_see_due(
+        stack,
+        client,
+        file_id,
+        new_due,
+        "the clock restarted for the whole period",
+        filename="attestation-complete.pdf",
+    )
     received = first_day - dt.timedelta(days=10)
     assert await clock_history(stack, file_id, "redemarrage") == [
         ("en_cours", "reception", (received + dt.timedelta(days=30)).isoformat()),

@@ -28,9 +28,13 @@ SHOTS = ROOT / "var/screenshots"
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
-    st = Stack(tmp_path_factory.mktemp("stack-pages"), kafka_bootstrap, namespace=f"pages-{uuid.uuid4().hex[:6]}.",
-               # A handful of files: publish every group's indicators, always fresh.
-               extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"})
+    st = Stack(
+        tmp_path_factory.mktemp("stack-pages"),
+        kafka_bootstrap,
+        namespace=f"pages-{uuid.uuid4().hex[:6]}.",
+        # A handful of files: publish every group's indicators, always fresh.
+        extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
+    )
     st.start()
     yield st
     st.stop()
@@ -39,7 +43,9 @@ def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not CHROMIUM.exists():
-        pytest.fail("Debian's Chromium is missing: `make setup` installs it (apt-get install chromium).")
+        pytest.fail(
+            "Debian's Chromium is missing: `make setup` installs it (apt-get install chromium)."
+        )
     if not AXE.exists():
         pytest.fail("axe-core is missing: `make setup` runs npm ci in services/web.")
     from playwright.sync_api import sync_playwright
@@ -53,7 +59,9 @@ def browser() -> Iterator:
 
 @pytest.fixture
 def page(browser, stack):
-    context = browser.new_context(base_url=stack.web_url, locale="fr-FR", viewport={"width": 1280, "height": 900})
+    context = browser.new_context(
+        base_url=stack.web_url, locale="fr-FR", viewport={"width": 1280, "height": 900}
+    )
     context.set_default_timeout(15_000)
     pg = context.new_page()
     yield pg
@@ -63,7 +71,9 @@ def page(browser, stack):
 def check(page, name: str) -> None:
     """No serious or critical accessibility violation (axe-core), and a screenshot."""
     page.add_script_tag(path=str(AXE))
-    violations = page.evaluate("async () => (await axe.run(document, {resultTypes: ['violations']})).violations")
+    violations = page.evaluate(
+        "async () => (await axe.run(document, {resultTypes: ['violations']})).violations"
+    )
     serious = [
         f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
         for v in violations
@@ -93,7 +103,9 @@ def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
-        codes = [m for m in mails if m["subject"] == f"Votre dossier {file_id} : votre code d'accès"]
+        codes = [
+            m for m in mails if m["subject"] == f"Votre dossier {file_id} : votre code d'accès"
+        ]
         if codes:
             return re.search(r"^\s+(\d{6})\s*$", codes[-1]["text"], re.MULTILINE).group(1)
         time.sleep(0.3)
@@ -104,10 +116,18 @@ def referent_named_in_mail(stack: Stack, file_id: str, timeout: float = 30) -> s
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
-        subjects = [m["subject"] for m in mails if m["subject"].startswith(f"Votre dossier {file_id} : ")
-                    and m["subject"].endswith("est votre référent")]
+        subjects = [
+            m["subject"]
+            for m in mails
+            if m["subject"].startswith(f"Votre dossier {file_id} : ")
+            and m["subject"].endswith("est votre référent")
+        ]
         if subjects:
-            return subjects[0].removeprefix(f"Votre dossier {file_id} : ").removesuffix(" est votre référent")
+            return (
+                subjects[0]
+                .removeprefix(f"Votre dossier {file_id} : ")
+                .removesuffix(" est votre référent")
+            )
         time.sleep(0.3)
     raise AssertionError(f"no email naming the référent of {file_id}")
 
@@ -136,7 +156,9 @@ def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer
     check(page, "02-declaration")
 
     # Bad input: each message next to its field, everything typed kept.
-    page.fill("#description", "J'ai perdu mon emploi le 15 novembre et je ne sais pas par où commencer.")
+    page.fill(
+        "#description", "J'ai perdu mon emploi le 15 novembre et je ne sais pas par où commencer."
+    )
     page.fill("#given_name", "Marie")
     page.fill("#postcode", "93")
     tick(page, "preferred_channel-email")
@@ -147,7 +169,9 @@ def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer
     assert error_of(page, "postcode") == "Code postal invalide : 5 chiffres attendus."
     assert error_of(page, "email") == "Adresse électronique invalide."
     assert page.input_value("#description").startswith("J'ai perdu mon emploi le 15 novembre")
-    assert page.input_value("#given_name") == "Marie" and page.input_value("#email") == "marie.dupont@"
+    assert (
+        page.input_value("#given_name") == "Marie" and page.input_value("#email") == "marie.dupont@"
+    )
     assert page.is_checked("#preferred_channel-email")
     assert page.title().startswith("Erreur : ")
     check(page, "03-declaration-erreurs")
@@ -167,7 +191,10 @@ def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer
     assert page.input_value("#reference") == file_id
     page.fill("#reference", "GU-12")
     page.click("text=Recevoir un code")
-    assert "Référence invalide" in error_of(page, "reference") and page.input_value("#reference") == "GU-12"
+    assert (
+        "Référence invalide" in error_of(page, "reference")
+        and page.input_value("#reference") == "GU-12"
+    )
     check(page, "05-suivi-erreur")
     page.fill("#reference", file_id.lower())
     page.click("text=Recevoir un code")
@@ -208,7 +235,10 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
 ):
     page.goto("/demarche")
     tick(page, "life_event-arret_maladie")
-    page.fill("#description", "Je suis en arrêt maladie depuis le 3 novembre, mon employeur ne répond pas.")
+    page.fill(
+        "#description",
+        "Je suis en arrêt maladie depuis le 3 novembre, mon employeur ne répond pas.",
+    )
     page.fill("#given_name", "Lina")
     page.fill("#family_name", "Moreau")
     page.fill("#postcode", "13001")
@@ -220,11 +250,16 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     open_file(page, stack, file_id)
 
     # Contact preferences: SMS needs a phone number; the message sits next to it, the choice is kept.
-    assert page.input_value("#email") == "lina.moreau@example.fr" and page.is_checked("#preferred_channel-email")
+    assert page.input_value("#email") == "lina.moreau@example.fr" and page.is_checked(
+        "#preferred_channel-email"
+    )
     tick(page, "preferred_channel-sms")
     page.click("text=Enregistrer mes préférences de contact")
     assert error_of(page, "phone").startswith("Un numéro de téléphone est nécessaire")
-    assert page.is_checked("#preferred_channel-sms") and page.input_value("#email") == "lina.moreau@example.fr"
+    assert (
+        page.is_checked("#preferred_channel-sms")
+        and page.input_value("#email") == "lina.moreau@example.fr"
+    )
     check(page, "16-contact-erreur")
     page.fill("#phone", "06 11 22 33 44")
     page.click("text=Enregistrer mes préférences de contact")
@@ -238,17 +273,31 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     check(page, "17-piece-demandee")
     page.click("text=Envoyer le document")
     assert error_of(page, "document") == "Choisissez le fichier à envoyer."
-    page.set_input_files("#document", files=[{"name": "attestation.pdf", "mimeType": "application/pdf",
-                                                "buffer": b"MZ\x90\x00 not a pdf"}])
+    page.set_input_files(
+        "#document",
+        files=[
+            {
+                "name": "attestation.pdf",
+                "mimeType": "application/pdf",
+                "buffer": b"MZ\x90\x00 not a pdf",
+            }
+        ],
+    )
     page.click("text=Envoyer le document")
-    assert error_of(page, "document") == "Format non accepté : envoyez un PDF, une image JPEG ou PNG."
+    assert (
+        error_of(page, "document") == "Format non accepté : envoyez un PDF, une image JPEG ou PNG."
+    )
     check(page, "18-piece-erreur")
-    page.set_input_files("#document", files=[{"name": "scan.pdf", "mimeType": "application/pdf",
-                                                "buffer": PDF + b"0" * 600_000}])
+    page.set_input_files(
+        "#document",
+        files=[{"name": "scan.pdf", "mimeType": "application/pdf", "buffer": PDF + b"0" * 600_000}],
+    )
     page.click("text=Envoyer le document")
     assert error_of(page, "document") == "Le fichier dépasse 512 Ko."
-    page.set_input_files("#document", files=[{"name": "attestation.pdf", "mimeType": "application/pdf",
-                                                "buffer": PDF}])
+    page.set_input_files(
+        "#document",
+        files=[{"name": "attestation.pdf", "mimeType": "application/pdf", "buffer": PDF}],
+    )
     page.click("text=Envoyer le document")
     assert "Pièce reçue" in page.inner_text("[role=status]")
 
@@ -265,7 +314,10 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     name = page.inner_text(".gu-referent-name").strip()
     page.fill("#message", "M")
     page.click("text=Remercier mon référent")
-    assert error_of(page, "message") == "Au moins 2 caractères sont attendus." and page.input_value("#message") == "M"
+    assert (
+        error_of(page, "message") == "Au moins 2 caractères sont attendus."
+        and page.input_value("#message") == "M"
+    )
     page.fill("#message", "Merci pour votre aide et votre patience !")
     page.click("text=Remercier mon référent")
     assert f"Votre message est transmis à {name}" in page.inner_text("[role=status]")
@@ -285,11 +337,17 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     check(page, "21-avis-donne")
 
     # The référent finds the thanks on their desk.
-    agent = httpx.get(f"{stack.intake_url}/api/files/{file_id}", timeout=5).json()["referent"]["agent_id"]
+    agent = httpx.get(f"{stack.intake_url}/api/files/{file_id}", timeout=5).json()["referent"][
+        "agent_id"
+    ]
     desk = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
     desk.goto(f"/referent?agent={agent}")
     thanks = desk.inner_text("#remerciements ~ .gu-thanks")
-    assert "Lina" in thanks and file_id in thanks and "Merci pour votre aide et votre patience !" in thanks
+    assert (
+        "Lina" in thanks
+        and file_id in thanks
+        and "Merci pour votre aide et votre patience !" in thanks
+    )
     check(desk, "22-remerciements")
     desk.context.close()
 
@@ -306,8 +364,13 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     tick(page, "preferred_channel-telephone")
     page.click("text=Créer le dossier et préparer le récépissé")
     assert error_of(page, "phone").startswith("Un numéro de téléphone est nécessaire")
-    assert page.input_value("#description") == "Monsieur Martin déménage à Villeurbanne le 1er décembre."
-    assert page.is_checked("#life_event-demenagement") and page.is_checked("#preferred_channel-telephone")
+    assert (
+        page.input_value("#description")
+        == "Monsieur Martin déménage à Villeurbanne le 1er décembre."
+    )
+    assert page.is_checked("#life_event-demenagement") and page.is_checked(
+        "#preferred_channel-telephone"
+    )
     check(page, "09-guichet-erreur")
 
     page.fill("#phone", "04 78 12 34 56")
@@ -335,15 +398,24 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
 
 def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, stack, browser):
     # The CPAM's system is down: the birth file stays open on the référent's desk.
-    httpx.post(f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "down"}).raise_for_status()
+    httpx.post(
+        f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "down"}
+    ).raise_for_status()
     try:
-        created = httpx.post(f"{stack.intake_url}/api/files",
-                             json=file_body("naissance", email="awa.diallo@example.fr", given_name="Awa",
-                                            family_name="Diallo"), timeout=10).json()
+        created = httpx.post(
+            f"{stack.intake_url}/api/files",
+            json=file_body(
+                "naissance", email="awa.diallo@example.fr", given_name="Awa", family_name="Diallo"
+            ),
+            timeout=10,
+        ).json()
         file_id = created["file_id"]
         deadline = time.monotonic() + 60
-        while not (agent := httpx.get(f"{stack.assignment_url}/api/files/{file_id}/assignment").json()
-                   .get("referent_id")):
+        while not (
+            agent := httpx.get(f"{stack.assignment_url}/api/files/{file_id}/assignment")
+            .json()
+            .get("referent_id")
+        ):
             assert time.monotonic() < deadline, "no référent assigned"
             time.sleep(0.3)
 
@@ -400,7 +472,9 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
         reload_until(citizen, "text=Votre nouveau référent est")
         citizen.context.close()
     finally:
-        httpx.post(f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "ok"})
+        httpx.post(
+            f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "ok"}
+        )
 
 
 def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
@@ -408,10 +482,16 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
     agents = httpx.get(f"{stack.assignment_url}/api/supervision/portfolios").json()["agents"]
     today = Clock().today().isoformat()  # the services' day (Paris), not the machine's (UTC)
     for a in agents:
-        httpx.post(f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
-                   json={"starts_on": today, "ends_on": today}, timeout=10).raise_for_status()
-    file_id = httpx.post(f"{stack.intake_url}/api/files", json=file_body(email="personne.seule@example.fr"),
-                         timeout=10).json()["file_id"]
+        httpx.post(
+            f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
+            json={"starts_on": today, "ends_on": today},
+            timeout=10,
+        ).raise_for_status()
+    file_id = httpx.post(
+        f"{stack.intake_url}/api/files",
+        json=file_body(email="personne.seule@example.fr"),
+        timeout=10,
+    ).json()["file_id"]
     deadline = time.monotonic() + 60
     while file_id not in str(httpx.get(f"{stack.assignment_url}/api/supervision/waiting").json()):
         assert time.monotonic() < deadline, "the file never waited"
@@ -423,14 +503,22 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
     rows = page.locator("#agents tbody tr")
     assert rows.count() == len(agents) and "Absent(e)" in page.inner_text("#agents")
     assert page.locator("figure[aria-labelledby='graphe-titre'] svg g").count() == len(
-        [a for a in agents if a["status"] != "parti"])
+        [a for a in agents if a["status"] != "parti"]
+    )
     # The indicators: the national row and each agency of the waiting file, in tables beside the charts.
     offices = page.inner_text("#indicateurs-espaces")
     assert "France entière" in offices and "Non publié" not in offices
     agencies = page.inner_text("#indicateurs-organismes")
-    assert all(name in agencies for name in ("France Travail", "Caisse d'allocations familiales (CAF)"))
-    assert page.locator("h3 + figure.gu-chart").count() == 2  # a chart per level, each before its table
+    assert all(
+        name in agencies for name in ("France Travail", "Caisse d'allocations familiales (CAF)")
+    )
+    assert (
+        page.locator("h3 + figure.gu-chart").count() == 2
+    )  # a chart per level, each before its table
     exported = httpx.get(f"{stack.web_url}/indicateurs.csv", timeout=10)
     assert exported.headers["content-disposition"].startswith("attachment; filename=")
-    assert exported.text.startswith("niveau;identifiant;libelle;publie;") and "France entière" in exported.text
+    assert (
+        exported.text.startswith("niveau;identifiant;libelle;publie;")
+        and "France entière" in exported.text
+    )
     check(page, "15-supervision")

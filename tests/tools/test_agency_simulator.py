@@ -10,15 +10,27 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 
+import defusedxml.ElementTree as ET
 import httpx
 import pytest
 
-import defusedxml.ElementTree as ET
-from adapter_sdk import Acknowledged, AdapterConfig, AgencyReply, CanonicalRequest, CitizenData, discovery
-
+from adapter_sdk import (
+    Acknowledged,
+    AdapterConfig,
+    AgencyReply,
+    CanonicalRequest,
+    CitizenData,
+    discovery,
+)
 from agency_simulator.app import AGENCIES, DGFIP_NS, SOAP_NS, AgencyRequest, create_app, decide
 
-EXPECTED_PREFIX = {"caf": "CAF", "dgfip": "DGFIP", "france_travail": "FT", "cpam": "CPAM", "ants": "ANTS"}
+EXPECTED_PREFIX = {
+    "caf": "CAF",
+    "dgfip": "DGFIP",
+    "france_travail": "FT",
+    "cpam": "CPAM",
+    "ants": "ANTS",
+}
 
 
 def body(request_id: str, life_event: str = "naissance", **extra: object) -> dict[str, object]:
@@ -72,9 +84,13 @@ def soap_answer(text: str) -> dict:
     node = root.find(f"{{{SOAP_NS}}}Body/{{{DGFIP_NS}}}DeclarerChangementSituationReponse")
     values = {child.tag.split("}")[1]: child.text for child in node}
     return {
-        "agency_reference": values["Reference"], "decision": values["Decision"], "summary": values["Resume"],
+        "agency_reference": values["Reference"],
+        "decision": values["Decision"],
+        "summary": values["Resume"],
         "amount_eur": float(values["Montant"]) if "Montant" in values else None,
-        "start_date": values.get("DateEffet"), "reason": values.get("Motif"), "requested_document": None,
+        "start_date": values.get("DateEffet"),
+        "reason": values.get("Motif"),
+        "requested_document": None,
     }
 
 
@@ -84,11 +100,16 @@ async def submit(client: httpx.AsyncClient, agency: str, sent: dict, **kw) -> Re
         r = await client.post("/agencies/dgfip/soap", content=soap_request(sent), **kw)
         return Reply(r.status_code, soap_answer(r.text) if r.status_code == 200 else None)
     if agency == "france_travail":
-        r = await client.post("/agencies/france_travail/demandes",
-                              json={**sent, "callback_url": "http://127.0.0.1:9/callbacks"}, **kw)
+        r = await client.post(
+            "/agencies/france_travail/demandes",
+            json={**sent, "callback_url": "http://127.0.0.1:9/callbacks"},
+            **kw,
+        )
         if r.status_code != 202:
             return Reply(r.status_code, None)
-        record = (await client.get(f"/agencies/france_travail/demandes/{sent['request_id']}")).json()
+        record = (
+            await client.get(f"/agencies/france_travail/demandes/{sent['request_id']}")
+        ).json()
         return Reply(200, record["decision"])
     r = await client.post(f"/agencies/{agency}/requests", json=sent, **kw)
     return Reply(r.status_code, r.json() if r.status_code == 200 else None)
@@ -125,7 +146,7 @@ async def test_granted_answer_has_the_documented_shape(
     }
     prefix, year, number = answer["agency_reference"].split("-")
     assert (prefix, year) == (EXPECTED_PREFIX[agency], "2026")
-    assert len(number) == 6 and number.isdigit()
+    assert len(number) == 12 and number.isdigit()
     assert answer["decision"] == "accorde"
     assert answer["reason"] is None
     assert date.fromisoformat(answer["start_date"]).day == 1
@@ -177,7 +198,9 @@ async def test_refusal_carries_a_french_reason_and_no_money(
 
 def test_about_ten_percent_of_requests_are_refused() -> None:
     for agency in AGENCIES:
-        decisions = [decide(agency, AgencyRequest(**body(f"rate-{i}"))).decision for i in range(2000)]
+        decisions = [
+            decide(agency, AgencyRequest(**body(f"rate-{i}"))).decision for i in range(2000)
+        ]
         refused = decisions.count("refuse") / len(decisions)
         assert 0.07 <= refused <= 0.13, (agency, refused)
         assert decisions.count("accorde") + decisions.count("refuse") == len(decisions)
@@ -284,7 +307,9 @@ async def test_down_and_error500_faults_are_per_agency_and_not_recorded(
 
 
 async def test_slow_fault_delays_the_answer(client: httpx.AsyncClient) -> None:
-    await client.post("/admin/faults", json={"agency": "france_travail", "mode": "slow", "seconds": 0.5})
+    await client.post(
+        "/admin/faults", json={"agency": "france_travail", "mode": "slow", "seconds": 0.5}
+    )
     start = time.monotonic()
     r = await submit(client, "france_travail", body("slow-1"))
     elapsed = time.monotonic() - start
@@ -324,10 +349,18 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
 ) -> None:
     adapter_cls = discovery.load(agency)
     adapter = adapter_cls(AdapterConfig())
-    values = {"given_name": "Camille", "family_name": "Martin", "email": "c@example.fr", "postcode": "69003",
-              "description": "Perte d'emploi"}
+    values = {
+        "given_name": "Camille",
+        "family_name": "Martin",
+        "email": "c@example.fr",
+        "postcode": "69003",
+        "description": "Perte d'emploi",
+    }
     request = CanonicalRequest(
-        request_id=f"silent-{agency}", file_id="DOS-2026-0002", life_event="arret_maladie", urgent=False,
+        request_id=f"silent-{agency}",
+        file_id="DOS-2026-0002",
+        life_event="arret_maladie",
+        urgent=False,
         citizen=CitizenData(values, adapter_cls.declaration.citizen_fields),
         callback_url="http://127.0.0.1:9/callbacks",
     )
@@ -349,29 +382,62 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
     assert len((await client.get(f"/agencies/{agency}/received")).json()) == 1
     if agency == "france_travail":
         await asyncio.sleep(0.5)  # past the simulated callback delay: none was scheduled
-        assert (await client.get(f"/agencies/france_travail/demandes/{request.request_id}")).status_code == 404
+        status = (
+            await client.get(f"/agencies/france_travail/demandes/{request.request_id}")
+        ).json()
+        assert status == {
+            "request_id": request.request_id,
+            "reference": first.agency_reference,
+            "statut": "en_instruction",
+            "delivered": 0,
+        }
 
 
-async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(client: httpx.AsyncClient) -> None:
-    asked = (await client.post("/agencies/cpam/requests", json=body("ij-silent", "arret_maladie"))).json()
+async def test_a_silent_cpam_takes_the_awaited_document_and_does_not_decide(
+    client: httpx.AsyncClient,
+) -> None:
+    asked = (
+        await client.post("/agencies/cpam/requests", json=body("ij-silent", "arret_maladie"))
+    ).json()
     await client.post("/admin/faults", json={"agency": "cpam", "mode": "silent"})
-    taken = await client.post("/agencies/cpam/requests/ij-silent/pieces", data={"code": "attestation_salaire"},
-                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
-    assert taken.json() == {"statut": "en_instruction", "agency_reference": asked["agency_reference"]}
-    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
+    taken = await client.post(
+        "/agencies/cpam/requests/ij-silent/pieces",
+        data={"code": "attestation_salaire"},
+        files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+    )
+    assert taken.json() == {
+        "statut": "en_instruction",
+        "agency_reference": asked["agency_reference"],
+    }
+    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == [
+        "attestation_salaire"
+    ]
 
 
-async def test_an_incomplete_cpam_asks_for_the_first_document_again_then_decides(client: httpx.AsyncClient) -> None:
+async def test_an_incomplete_cpam_asks_for_the_first_document_again_then_decides(
+    client: httpx.AsyncClient,
+) -> None:
     await client.post("/admin/faults", json={"agency": "cpam", "mode": "incomplete"})
-    asked = (await client.post("/agencies/cpam/requests", json=body("ij-inc", "arret_maladie"))).json()
+    asked = (
+        await client.post("/agencies/cpam/requests", json=body("ij-inc", "arret_maladie"))
+    ).json()
     assert asked["decision"] == "piece_demandee"
 
     async def send() -> dict:
-        return (await client.post("/agencies/cpam/requests/ij-inc/pieces", data={"code": "attestation_salaire"},
-                                  files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})).json()
+        return (
+            await client.post(
+                "/agencies/cpam/requests/ij-inc/pieces",
+                data={"code": "attestation_salaire"},
+                files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+            )
+        ).json()
+
     first = await send()
     assert first["decision"] == "piece_demandee" and first["summary"].startswith("Pièce incomplète")
-    assert (first["requested_document"], first["agency_reference"]) == (asked["requested_document"], asked["agency_reference"])
+    assert (first["requested_document"], first["agency_reference"]) == (
+        asked["requested_document"],
+        asked["agency_reference"],
+    )
     second = await send()
     assert second["decision"] in ("accorde", "refuse")
     assert await send() == second  # decided: the same document sent again gets the decision
@@ -386,7 +452,9 @@ async def test_reset_forgets_everything(client: httpx.AsyncClient) -> None:
     assert (await client.get("/admin/faults")).json()["cpam"]["mode"] == "ok"
 
 
-async def test_garbage_and_schema_invalid_faults_answer_200_with_an_unusable_body(client: httpx.AsyncClient) -> None:
+async def test_garbage_and_schema_invalid_faults_answer_200_with_an_unusable_body(
+    client: httpx.AsyncClient,
+) -> None:
     for agency in ("caf", "dgfip"):
         await client.post("/admin/faults", json={"agency": agency, "mode": "garbage"})
     caf = await client.post("/agencies/caf/requests", json=body("g-1"))
@@ -399,31 +467,49 @@ async def test_garbage_and_schema_invalid_faults_answer_200_with_an_unusable_bod
     assert (await client.get("/agencies/caf/received")).json() == []
 
 
-async def test_dgfip_answers_a_malformed_envelope_with_a_soap_fault(client: httpx.AsyncClient) -> None:
+async def test_dgfip_answers_a_malformed_envelope_with_a_soap_fault(
+    client: httpx.AsyncClient,
+) -> None:
     r = await client.post("/agencies/dgfip/soap", content="<soap:Envelope>pas du tout")
     assert r.status_code == 400 and "<soap:Fault>" in r.text and "requête invalide" in r.text
 
 
 async def test_dgfip_and_france_travail_do_not_speak_json_rest(client: httpx.AsyncClient) -> None:
     for agency in ("dgfip", "france_travail"):
-        assert (await client.post(f"/agencies/{agency}/requests", json=body("x"))).status_code == 404
+        assert (
+            await client.post(f"/agencies/{agency}/requests", json=body("x"))
+        ).status_code == 404
 
 
-async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(client: httpx.AsyncClient) -> None:
-    asked = (await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))).json()
+async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(
+    client: httpx.AsyncClient,
+) -> None:
+    asked = (
+        await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))
+    ).json()
     assert asked["decision"] == "piece_demandee"
     assert asked["requested_document"]["code"] == "attestation_salaire"
-    wrong = await client.post("/agencies/cpam/requests/ij-1/pieces", data={"code": "rib"},
-                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    wrong = await client.post(
+        "/agencies/cpam/requests/ij-1/pieces",
+        data={"code": "rib"},
+        files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+    )
     assert wrong.status_code == 422
-    final = await client.post("/agencies/cpam/requests/ij-1/pieces", data={"code": "attestation_salaire"},
-                              files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")})
+    final = await client.post(
+        "/agencies/cpam/requests/ij-1/pieces",
+        data={"code": "attestation_salaire"},
+        files={"fichier": ("a.pdf", b"%PDF-1.4", "application/pdf")},
+    )
     decided = final.json()
     assert decided["decision"] in ("accorde", "refuse")
     assert decided["agency_reference"] == asked["agency_reference"]
-    again = (await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))).json()
+    again = (
+        await client.post("/agencies/cpam/requests", json=body("ij-1", "arret_maladie"))
+    ).json()
     assert again == decided  # the request asked again gets the decision now
-    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == ["attestation_salaire"]
+    assert [d["code"] for d in (await client.get("/agencies/cpam/documents")).json()] == [
+        "attestation_salaire"
+    ]
 
 
 # ----------------------------------------------------------------------- real socket
@@ -439,8 +525,17 @@ def free_port() -> int:
 def simulator_url() -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agency_simulator", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "agency_simulator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -487,7 +582,12 @@ def test_real_process_slow_fault_trips_a_client_timeout(simulator_url: str) -> N
         c.post("/admin/faults", json={"agency": "dgfip", "mode": "slow", "seconds": 1.5})
         try:
             with pytest.raises(httpx.ReadTimeout):
-                c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow")), timeout=0.3)
+                c.post(
+                    "/agencies/dgfip/soap", content=soap_request(body("socket-slow")), timeout=0.3
+                )
         finally:
             c.post("/admin/faults", json={"agency": "dgfip", "mode": "ok"})
-        assert c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow-2"))).status_code == 200
+        assert (
+            c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow-2"))).status_code
+            == 200
+        )

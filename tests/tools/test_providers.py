@@ -15,8 +15,17 @@ from devstack.ports import free_port
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.providers", "--port", str(port), "--data-dir", str(data_dir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "devstack.providers",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
@@ -46,8 +55,11 @@ def gateway(tmp_path):
 
 
 def sms(client: httpx.Client, key: str, to: str = "06 12 34 56 78") -> httpx.Response:
-    return client.post("/api/sms", json={"to": to, "text": "Bonjour", "sender": "GUICHET"},
-                       headers={"Idempotency-Key": key, "X-Guichet-File": "GU-1"})
+    return client.post(
+        "/api/sms",
+        json={"to": to, "text": "Bonjour", "sender": "GUICHET"},
+        headers={"Idempotency-Key": key, "X-Guichet-File": "GU-1"},
+    )
 
 
 def test_an_sms_is_delivered_once_per_idempotency_key(gateway):
@@ -63,20 +75,30 @@ def test_an_sms_is_delivered_once_per_idempotency_key(gateway):
 
 def test_faults_answer_permanent_and_temporary_errors(gateway):
     client, _, _ = gateway
-    client.post("/admin/faults", json={"refuse_numbers": ["0699999999"], "sms_unavailable": 1, "letters_unavailable": 1})
+    client.post(
+        "/admin/faults",
+        json={"refuse_numbers": ["0699999999"], "sms_unavailable": 1, "letters_unavailable": 1},
+    )
 
     down = sms(client, "k2")
     assert down.status_code == 503 and down.json()["error"]["permanent"] is False
     refused = sms(client, "k3", to="06 99 99 99 99")
     assert refused.status_code == 400 and refused.json()["error"] == {
-        "code": "numero_invalide", "message": "Numéro non joignable par SMS : +33699999999.", "permanent": True,
+        "code": "numero_invalide",
+        "message": "Numéro non joignable par SMS : +33699999999.",
+        "permanent": True,
     }
     assert sms(client, "k3b", to="12").status_code == 400
     assert sms(client, "k2").status_code == 201  # the outage is over
     pdf = {"headers": {"Idempotency-Key": "L1", "Content-Type": "application/pdf"}}
     assert client.post("/api/letters", content=b"%PDF-1.4 x", **pdf).status_code == 503
     assert client.post("/api/letters", content=b"pas un pdf", **pdf).status_code == 400
-    assert client.post("/api/letters", content=b"x", headers={"Content-Type": "application/pdf"}).status_code == 400
+    assert (
+        client.post(
+            "/api/letters", content=b"x", headers={"Content-Type": "application/pdf"}
+        ).status_code
+        == 400
+    )
 
 
 def test_letters_and_keys_survive_a_restart(gateway):

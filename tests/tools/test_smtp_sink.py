@@ -14,9 +14,9 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +49,20 @@ class Sink:
 def start_sink(maildir: Path, *extra: str) -> Sink:
     smtp_port, http_port = free_port(), free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devstack.smtp_sink", "--host", "127.0.0.1",
-         "--port", str(smtp_port), "--maildir", str(maildir), "--http-port", str(http_port), *extra],
+        [
+            sys.executable,
+            "-m",
+            "devstack.smtp_sink",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(smtp_port),
+            "--maildir",
+            str(maildir),
+            "--http-port",
+            str(http_port),
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -97,7 +109,7 @@ def referent_mail(subject: str = "Votre dossier a été confié à votre référ
     msg["To"] = "Camille Martin <camille.martin@example.org>"
     msg["Subject"] = subject
     msg["Message-ID"] = make_msgid(idstring=uuid.uuid4().hex, domain="guichet.example.fr")
-    msg["Date"] = format_datetime(datetime(2026, 1, 5, 9, 30, tzinfo=timezone.utc))
+    msg["Date"] = format_datetime(datetime(2026, 1, 5, 9, 30, tzinfo=UTC))
     msg["traceparent"] = TRACEPARENT
     msg["X-Guichet-File-Id"] = "DOS-2026-0001"
     msg.set_content(
@@ -200,8 +212,12 @@ def test_sigint_also_stops_the_sink(tmp_path: Path) -> None:
     assert s.proc.wait(timeout=10) == 0
 
 
-def test_refused_recipients_get_a_550_and_a_repeated_message_id_is_stored_once(tmp_path: Path) -> None:
-    sink = start_sink(tmp_path / "maildir", "--refuse", "@rebond.example", "--refuse", "nul@example.org")
+def test_refused_recipients_get_a_550_and_a_repeated_message_id_is_stored_once(
+    tmp_path: Path,
+) -> None:
+    sink = start_sink(
+        tmp_path / "maildir", "--refuse", "@rebond.example", "--refuse", "nul@example.org"
+    )
     try:
         with smtplib.SMTP("127.0.0.1", sink.smtp_port, timeout=10) as smtp:
             for rcpt in ("x@rebond.example", "NUL@example.org"):

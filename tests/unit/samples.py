@@ -10,55 +10,50 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared_models import (
-    DeadlineWarningIssued,
-    ImplicitDecisionRecorded,
-    LegalDeadlineBreached,
-    LegalDeadlineSet,
     AccessCodeIssued,
-    Agency,
     AgencyAnswerReceived,
     AgencyDecision,
+    AgencyReceiptAcknowledged,
     AgencyRequestIssued,
-    CitizenContact,
-    ContactPreferencesChanged,
-    CoordinatedAnswerIssued,
     AgentAbsenceDeclared,
     AgentDetailsChanged,
     AgentJoined,
     AgentLeft,
     AgentProfile,
     AgentReturned,
+    CitizenContact,
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    DeadlineRule,
+    DeadlineWarningIssued,
     Decision,
     Envelope,
-    Event,
-    ReferentAssignmentDeferred,
+    ExchangeDirection,
+    ExchangeRecorded,
     FileSubmitted,
+    ImplicitDecisionRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
+    NotificationKind,
+    NotificationSent,
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
-    SupervisorContact,
-    NotificationKind,
-    NotificationSent,
     PreferredChannel,
     Referent,
     ReferentAssigned,
+    ReferentAssignmentDeferred,
     ReferentChangeRequested,
     ReferentMessageSent,
     ReferentThanked,
-    SurveyAnswered,
-)
-from shared_models import (
-    AgencyReceiptAcknowledged,
-    DeadlineRule,
-    ExchangeDirection,
-    ExchangeRecorded,
-    LegalClockResumed,
-    LegalClockSuspended,
     RequestedDocument,
+    SupervisorContact,
     SupportingDocumentRequested,
     SupportingDocumentSubmitted,
+    SurveyAnswered,
 )
-
 
 # --------------------------------------------------------------------------- contracts
 
@@ -88,19 +83,19 @@ def referent(**overrides: Any) -> Referent:
     return Referent(**{**values, **overrides})
 
 
-def decision(agency: Agency, verdict: Decision = Decision.GRANTED, **overrides: Any) -> AgencyDecision:
+def decision(agency: str, verdict: Decision = Decision.GRANTED, **overrides: Any) -> AgencyDecision:
     values: dict[str, Any] = {
         "agency": agency,
         "decision": verdict,
-        "summary": f"Décision de {agency.value} sur votre dossier.",
-        "agency_reference": f"{agency.value.upper()}-2025-0001",
+        "summary": f"Décision de {agency} sur votre dossier.",
+        "agency_reference": f"{agency.upper()}-2025-0001",
     }
     return AgencyDecision(**{**values, **overrides})
 
 
 def file_submitted(
     file_id: str = "GU-2025-ABCDEFGH",
-    agencies: tuple[Agency, ...] = (Agency.FRANCE_TRAVAIL, Agency.CAF, Agency.DGFIP),
+    agencies: tuple[str, ...] = ("france_travail", "caf", "dgfip"),
     **overrides: Any,
 ) -> FileSubmitted:
     values: dict[str, Any] = {
@@ -119,21 +114,33 @@ def one_event_of_each_type() -> list[Envelope]:
     """A valid instance of every event type (with every optional field set)."""
     file_id = "GU-2025-ABCDEFGH"
     granted = decision(
-        Agency.CAF,
+        "caf",
         amount_eur=1234.56,
         start_date=dt.date(2025, 2, 1),
     )
-    refused = decision(Agency.DGFIP, Decision.REFUSED, reason="Revenus supérieurs au plafond.")
+    refused = decision("dgfip", Decision.REFUSED, reason="Revenus supérieurs au plafond.")
     office = OfficeProfile(
-        office_id="FS-93-01", name="France Services Saint-Denis", address="2 place du Caquet",
-        commune="Saint-Denis", departement="93", latitude=48.936, longitude=2.357,
+        office_id="FS-93-01",
+        name="France Services Saint-Denis",
+        address="2 place du Caquet",
+        commune="Saint-Denis",
+        departement="93",
+        latitude=48.936,
+        longitude=2.357,
         opening_hours="Du lundi au vendredi, 9h-17h",
     )
     agent = AgentProfile(
-        agent_id="AG-93-01-9", name="Yasmine Haddad", office_id="FS-93-01", phone="01 49 33 00 00",
-        email="yasmine.haddad@example.fr", agencies=[Agency.CAF, Agency.CPAM], capacity=30,
+        agent_id="AG-93-01-9",
+        name="Yasmine Haddad",
+        office_id="FS-93-01",
+        phone="01 49 33 00 00",
+        email="yasmine.haddad@example.fr",
+        agencies=["caf", "cpam"],
+        capacity=30,
     )
-    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
+    salary = RequestedDocument(
+        code="attestation_salaire", label="Attestation de salaire de l'employeur"
+    )
     return [
         file_submitted(file_id),
         ReferentAssigned(
@@ -146,7 +153,7 @@ def one_event_of_each_type() -> list[Envelope]:
         AgencyRequestIssued(
             file_id=file_id,
             request_id=f"{file_id}-caf",
-            agency=Agency.CAF,
+            agency="caf",
             life_event="perte_emploi",
             citizen=citizen(),
             description="J'ai été licenciée le mois dernier.",
@@ -162,8 +169,11 @@ def one_event_of_each_type() -> list[Envelope]:
             personal_word="Bon courage pour la suite.",
         ),
         ReferentMessageSent(
-            file_id=file_id, message_id="7c9e6679-7425-40de-944b-e07fc1f90ae7", referent=referent(),
-            citizen=citizen(), text="Bonjour, pouvez-vous me rappeler au sujet de votre attestation ?",
+            file_id=file_id,
+            message_id="7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            referent=referent(),
+            citizen=citizen(),
+            text="Bonjour, pouvez-vous me rappeler au sujet de votre attestation ?",
         ),
         NotificationSent(
             file_id=file_id,
@@ -174,73 +184,154 @@ def one_event_of_each_type() -> list[Envelope]:
             referent_name="Yasmine Haddad",
         ),
         ReferentChangeRequested(
-            file_id=file_id, requested_by="citoyen", reason="Nous ne parvenons pas à nous comprendre."
+            file_id=file_id,
+            requested_by="citoyen",
+            reason="Nous ne parvenons pas à nous comprendre.",
         ),
         ReferentAssignmentDeferred(
-            file_id=file_id, departement="93", urgent=True, life_event_label="Perte d'emploi",
-            reason="Aucun agent n'a de place pour ce nouveau dossier.", citizen=citizen(),
-            supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
-                                           email="helene.marchand@example.fr", phone="01 40 10 21 00")],
+            file_id=file_id,
+            departement="93",
+            urgent=True,
+            life_event_label="Perte d'emploi",
+            reason="Aucun agent n'a de place pour ce nouveau dossier.",
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
         ),
         OfficeOpened(office=office, directory_version="2026-11-24"),
         OfficeDetailsChanged(office=office, directory_version="2026-11-25"),
         AgentJoined(agent_id=agent.agent_id, agent=agent, directory_version="2026-11-24"),
         AgentDetailsChanged(agent_id=agent.agent_id, agent=agent),
-        AgentAbsenceDeclared(agent_id=agent.agent_id, absence_id=1, starts_on=dt.date(2026, 12, 1),
-                             ends_on=dt.date(2026, 12, 12)),
+        AgentAbsenceDeclared(
+            agent_id=agent.agent_id,
+            absence_id=1,
+            starts_on=dt.date(2026, 12, 1),
+            ends_on=dt.date(2026, 12, 12),
+        ),
         AgentReturned(agent_id=agent.agent_id, files_returned=3),
         AgentLeft(agent_id=agent.agent_id, files_redistributed=7, files_waiting=1),
         ContactPreferencesChanged(
             file_id=file_id,
-            citizen=citizen(preferred_channel=PreferredChannel.LETTER, street="12 rue de la Poste", city="Saint-Denis"),
+            citizen=citizen(
+                preferred_channel=PreferredChannel.LETTER,
+                street="12 rue de la Poste",
+                city="Saint-Denis",
+            ),
         ),
         ReferentThanked(
-            file_id=file_id, thanks_id="5b0c3c2e-1111-4c8e-9d7a-000000000001", referent=referent(),
-            citizen=citizen(), message="Merci pour votre patience et vos explications claires.",
+            file_id=file_id,
+            thanks_id="5b0c3c2e-1111-4c8e-9d7a-000000000001",
+            referent=referent(),
+            citizen=citizen(),
+            message="Merci pour votre patience et vos explications claires.",
         ),
         SurveyAnswered(
-            file_id=file_id, score=5, referent_reachable=True, comment="Très bien suivie.",
-            referent_agent_id="AG-93-01-2", office_id="FS-93-01",
+            file_id=file_id,
+            score=5,
+            referent_reachable=True,
+            comment="Très bien suivie.",
+            referent_agent_id="AG-93-01-2",
+            office_id="FS-93-01",
         ),
         AgencyReceiptAcknowledged(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", agency_reference="CPAM-2026-000001",
-            deadline_rule=DeadlineRule.SILENCE_REJECTS, deadline_days=30,
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            agency_reference="CPAM-2026-000001",
+            deadline_rule=DeadlineRule.SILENCE_REJECTS,
+            deadline_days=30,
         ),
-        LegalClockSuspended(file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document=salary),
+        LegalClockSuspended(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document=salary
+        ),
         LegalClockResumed(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document_code="attestation_salaire"
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document_code="attestation_salaire",
         ),
         SupportingDocumentRequested(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document=salary,
-            referent=referent(), citizen=citizen(),
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document=salary,
+            referent=referent(),
+            citizen=citizen(),
         ),
         SupportingDocumentSubmitted(
-            file_id=file_id, request_id=f"{file_id}-cpam", agency=Agency.CPAM, document_id="d-1",
-            document_code="attestation_salaire", filename="attestation.pdf", media_type="application/pdf",
-            sha256="0" * 64, content_base64="JVBERi0=",
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document_id="d-1",
+            document_code="attestation_salaire",
+            filename="attestation.pdf",
+            media_type="application/pdf",
+            sha256="0" * 64,
+            content_base64="JVBERi0=",
         ),
         ExchangeRecorded(
-            file_id=file_id, exchange_id="x-1", request_id=f"{file_id}-cpam", agency="cpam",
-            direction=ExchangeDirection.SENT, purpose="Demande : affiliation", legal_basis="CSS, art. L. 161-1-1",
-            payload_sha256="0" * 64, size_bytes=120,
+            file_id=file_id,
+            exchange_id="x-1",
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            direction=ExchangeDirection.SENT,
+            purpose="Demande : affiliation",
+            legal_basis="CSS, art. L. 161-1-1",
+            payload_sha256="0" * 64,
+            size_bytes=120,
         ),
         LegalDeadlineSet(
-            file_id=file_id, request_id=f"{file_id}-caf", agency="caf", rule=DeadlineRule.SILENCE_ACCEPTS,
-            due_on=dt.date(2026, 12, 31), state="en_cours", why="reception",
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            rule=DeadlineRule.SILENCE_ACCEPTS,
+            due_on=dt.date(2026, 12, 31),
+            state="en_cours",
+            why="reception",
         ),
         DeadlineWarningIssued(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
-            days_left=7, threshold=7, rule=DeadlineRule.SILENCE_ACCEPTS, referent=referent(), citizen=citizen(),
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            due_on=dt.date(2026, 12, 31),
+            days_left=7,
+            threshold=7,
+            rule=DeadlineRule.SILENCE_ACCEPTS,
+            referent=referent(),
+            citizen=citizen(),
         ),
         LegalDeadlineBreached(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, due_on=dt.date(2026, 12, 31),
-            rule=DeadlineRule.SILENCE_REJECTS, referent=referent(), citizen=citizen(),
-            supervisors=[SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand",
-                                           email="helene.marchand@example.fr", phone="01 40 10 21 00")],
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            due_on=dt.date(2026, 12, 31),
+            rule=DeadlineRule.SILENCE_REJECTS,
+            referent=referent(),
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
         ),
         ImplicitDecisionRecorded(
-            file_id=file_id, request_id=f"{file_id}-caf", agency=Agency.CAF, decision=Decision.IMPLICIT_ACCEPTANCE,
-            due_on=dt.date(2026, 12, 31), decided_on=dt.date(2027, 1, 1), referent=referent(), citizen=citizen(),
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            decision=Decision.IMPLICIT_ACCEPTANCE,
+            due_on=dt.date(2026, 12, 31),
+            decided_on=dt.date(2027, 1, 1),
+            referent=referent(),
+            citizen=citizen(),
         ),
         AccessCodeIssued(
             file_id=file_id,

@@ -9,19 +9,23 @@ import re
 import pytest
 
 from guichet_runtime.refusals import Refused
-from intake import domain
-from intake import projections
+from intake import domain, projections
 from intake.commands.access import issue_access_code, verify_access_code
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import AccessCodeIssued, NotificationKind, ReferentAssigned, topics
 from tests.unit.samples import citizen, referent
 
 FORM = {
     "life_event": "naissance",
-    "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa.diallo@example.fr",
-                "postcode": "93200", "preferred_channel": "email"},
+    "citizen": {
+        "given_name": "Awa",
+        "family_name": "Diallo",
+        "email": "awa.diallo@example.fr",
+        "postcode": "93200",
+        "preferred_channel": "email",
+    },
     "description": "Notre fille est née le 2 novembre.",
 }
 
@@ -87,9 +91,16 @@ async def test_codes_are_limited_and_refused_without_an_email_or_phone(intake_db
 
     by_sms = await new_file(intake_db, email=None, phone="0612345678", preferred_channel="sms")
     await issue_access_code(by_sms, intake_db.uow())  # the code goes out by SMS
-    assert [e.citizen.phone for e in await issued_codes(intake_db) if e.file_id == by_sms] == ["0612345678"]
-    offline = await new_file(intake_db, email=None, preferred_channel="courrier",
-                             street="3 rue de la Paix", city="Saint-Denis")
+    assert [e.citizen.phone for e in await issued_codes(intake_db) if e.file_id == by_sms] == [
+        "0612345678"
+    ]
+    offline = await new_file(
+        intake_db,
+        email=None,
+        preferred_channel="courrier",
+        street="3 rue de la Paix",
+        city="Saint-Denis",
+    )
     with pytest.raises(Refused) as unreachable:
         await issue_access_code(offline, intake_db.uow())
     assert unreachable.value.status == 409 and "numéro de téléphone" in unreachable.value.message
@@ -101,15 +112,23 @@ async def test_codes_are_limited_and_refused_without_an_email_or_phone(intake_db
 async def test_once_a_referent_is_named_the_code_message_is_signed(intake_db, notification_db):
     file_id = await new_file(intake_db)
     ref = referent()
-    assigned = ReferentAssigned(file_id=file_id, referent=ref, rule="proximite", explanation="…", citizen=citizen())
-    await projections.on_referent_assigned(assigned, intake_db.uow(("intake", str(assigned.event_id))))
+    assigned = ReferentAssigned(
+        file_id=file_id, referent=ref, rule="proximite", explanation="…", citizen=citizen()
+    )
+    await projections.on_referent_assigned(
+        assigned, intake_db.uow(("intake", str(assigned.event_id)))
+    )
     await issue_access_code(file_id, intake_db.uow())
     [event] = await issued_codes(intake_db)
     assert event.referent == ref
 
-    await notification.on_access_code_issued(event, notification_db.uow(("notification", str(event.event_id))))
+    await notification.on_access_code_issued(
+        event, notification_db.uow(("notification", str(event.event_id)))
+    )
 
     [row] = await notification_db.rows("notifications")
-    assert row.kind == NotificationKind.ACCESS_CODE.value and row.recipient == "awa.diallo@example.fr"
+    assert (
+        row.kind == NotificationKind.ACCESS_CODE.value and row.recipient == "awa.diallo@example.fr"
+    )
     assert event.code in row.body and ref.name in row.body and ref.phone in row.body
     assert row.subject == f"Votre dossier {file_id} : votre code d'accès"

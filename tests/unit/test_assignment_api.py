@@ -11,12 +11,12 @@ from fastapi import FastAPI
 
 from assignment import api
 from assignment.commands import directory_import
+from assignment.legal_deadline import add_months, estimated_deadline, paris_day
 from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
-from assignment.legal_deadline import add_months, estimated_deadline, paris_day
 from guichet_runtime.refusals import install_refusals
-from tests.unit.samples import citizen, decision, file_submitted
 from shared_models import AgencyAnswerReceived, AgencyRequestIssued, ReferentAssigned
+from tests.unit.samples import citizen, decision, file_submitted
 
 
 @pytest.fixture
@@ -32,7 +32,9 @@ async def client(assignment_db):
 
 async def submit(db, event):
     await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
-    emitted = [e for _, e in await db.outbox_events() if getattr(e, "file_id", None) == event.file_id]
+    emitted = [
+        e for _, e in await db.outbox_events() if getattr(e, "file_id", None) == event.file_id
+    ]
     referent = next(e for e in emitted if isinstance(e, ReferentAssigned)).referent
     return referent, [e for e in emitted if isinstance(e, AgencyRequestIssued)]
 
@@ -42,18 +44,26 @@ def test_the_legal_deadline_is_two_calendar_months_in_paris_time():
     assert add_months(dt.date(2027, 12, 31), 2) == dt.date(2028, 2, 29)
     assert add_months(dt.date(2026, 11, 24), 2) == dt.date(2027, 1, 24)
     # 23:30 UTC on 30 November is already 1 December in Paris.
-    assert estimated_deadline(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)) == dt.date(2027, 2, 1)
+    assert estimated_deadline(dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)) == dt.date(
+        2027, 2, 1
+    )
 
 
 async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_ones(client):
     same = citizen(email="meme.personne@example.fr")
     ref, _ = await submit(client.db, file_submitted("GU-2026-AAAA0001", citizen=same))
-    _, requests = await submit(client.db, file_submitted("GU-2026-AAAA0002", citizen=same, urgent=True))
+    _, requests = await submit(
+        client.db, file_submitted("GU-2026-AAAA0002", citizen=same, urgent=True)
+    )
     await submit(client.db, file_submitted("GU-2026-AAAA0003", citizen=same))
 
     body = (await client.get(f"/api/agents/{ref.agent_id}/portfolio")).json()
     assert body["agent"]["name"] == ref.name and body["agent"]["active_files"] == 3
-    assert [f["file_id"] for f in body["files"]] == ["GU-2026-AAAA0002", "GU-2026-AAAA0001", "GU-2026-AAAA0003"]
+    assert [f["file_id"] for f in body["files"]] == [
+        "GU-2026-AAAA0002",
+        "GU-2026-AAAA0001",
+        "GU-2026-AAAA0003",
+    ]
     assert body["files"][0]["agencies_awaited"] == 3
     assert body["files"][0]["deadline"] == estimated_deadline(dt.datetime.now(dt.UTC)).isoformat()
 
@@ -61,7 +71,9 @@ async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_on
         answer = AgencyAnswerReceived(
             file_id=request.file_id, request_id=request.request_id, answer=decision(request.agency)
         )
-        await assignment.on_agency_answer(answer, client.db.uow(("assignment", str(answer.event_id))))
+        await assignment.on_agency_answer(
+            answer, client.db.uow(("assignment", str(answer.event_id)))
+        )
     body = (await client.get(f"/api/agents/{ref.agent_id}/portfolio")).json()
     assert [f["file_id"] for f in body["files"]] == ["GU-2026-AAAA0001", "GU-2026-AAAA0003"]
     assert body["agent"]["active_files"] == 2
@@ -116,31 +128,60 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
     assert missing.status_code == 404
 
 
-async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(assignment_db):
+async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(
+    assignment_db,
+):
     """Nearest running clock first; a file whose only clock is suspended has no deadline and
     comes last; a file no agency acknowledged yet shows the two-month estimate."""
     from assignment.projections import legal_clock
-    from shared_models import (Agency, AgencyReceiptAcknowledged, DeadlineRule, LegalClockSuspended,
-                               RequestedDocument)
+    from shared_models import (
+        AgencyReceiptAcknowledged,
+        DeadlineRule,
+        LegalClockSuspended,
+        RequestedDocument,
+    )
 
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     same = citizen(email="trois.horloges@example.fr")
-    ref, _ = await submit(assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=(Agency.CAF, Agency.DGFIP)))
+    ref, _ = await submit(
+        assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=("caf", "dgfip"))
+    )
     await submit(assignment_db, file_submitted("GU-2026-CLKB0001", citizen=same))
-    await submit(assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=(Agency.CPAM,)))
+    await submit(
+        assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=("cpam",))
+    )
     received = dt.datetime.now(dt.UTC)
 
     async def handle(handler, event):
         await handler(event, assignment_db.uow(("assignment", str(event.event_id))))
 
-    for file_id, agency, days in (("GU-2026-CLKA0001", Agency.CAF, 40), ("GU-2026-CLKA0001", Agency.DGFIP, 20),
-                                  ("GU-2026-CLKC0001", Agency.CPAM, 10)):
-        await handle(legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
-            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency.value, agency_reference="R",
-            deadline_rule=DeadlineRule.SILENCE_ACCEPTS, deadline_days=days, occurred_at=received))
-    await handle(legal_clock.on_clock_suspended, LegalClockSuspended(
-        file_id="GU-2026-CLKC0001", request_id="GU-2026-CLKC0001-cpam", agency="cpam",
-        document=RequestedDocument(code="attestation_salaire", label="Attestation de salaire"), occurred_at=received))
+    for file_id, agency, days in (
+        ("GU-2026-CLKA0001", "caf", 40),
+        ("GU-2026-CLKA0001", "dgfip", 20),
+        ("GU-2026-CLKC0001", "cpam", 10),
+    ):
+        await handle(
+            legal_clock.on_receipt_acknowledged,
+            AgencyReceiptAcknowledged(
+                file_id=file_id,
+                request_id=f"{file_id}-{agency}",
+                agency=agency,
+                agency_reference="R",
+                deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
+                deadline_days=days,
+                occurred_at=received,
+            ),
+        )
+    await handle(
+        legal_clock.on_clock_suspended,
+        LegalClockSuspended(
+            file_id="GU-2026-CLKC0001",
+            request_id="GU-2026-CLKC0001-cpam",
+            agency="cpam",
+            document=RequestedDocument(code="attestation_salaire", label="Attestation de salaire"),
+            occurred_at=received,
+        ),
+    )
 
     app = FastAPI()
     install_refusals(app)
@@ -151,9 +192,21 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
         files = (await c.get(f"/api/agents/{ref.agent_id}/portfolio")).json()["files"]
         at_risk = (await c.get("/api/supervision/deadlines", params={"within_days": 30})).json()
 
-    assert [f["file_id"] for f in files] == ["GU-2026-CLKA0001", "GU-2026-CLKB0001", "GU-2026-CLKC0001"]
+    assert [f["file_id"] for f in files] == [
+        "GU-2026-CLKA0001",
+        "GU-2026-CLKB0001",
+        "GU-2026-CLKC0001",
+    ]
     first, estimated, suspended = files
-    assert (first["deadline"], first["deadline_agency"]) == ((today + dt.timedelta(days=20)).isoformat(), "dgfip")
-    assert estimated["deadline_estimated"] is True and estimated["deadline"] == estimated_deadline(received).isoformat()
+    assert (first["deadline"], first["deadline_agency"]) == (
+        (today + dt.timedelta(days=20)).isoformat(),
+        "dgfip",
+    )
+    assert (
+        estimated["deadline_estimated"] is True
+        and estimated["deadline"] == estimated_deadline(received).isoformat()
+    )
     assert suspended["deadline"] is None and suspended["clock_suspended"] is True
-    assert [(f["file_id"], f["agency"], f["days_left"]) for f in at_risk["files"]] == [("GU-2026-CLKA0001", "dgfip", 20)]
+    assert [(f["file_id"], f["agency"], f["days_left"]) for f in at_risk["files"]] == [
+        ("GU-2026-CLKA0001", "dgfip", 20)
+    ]

@@ -8,10 +8,10 @@ import datetime as dt
 import pytest
 
 from assignment.domain import Candidate, choose_referent, compose_answer, departement_of
-from shared_models import AGENCY_LABELS, Agency, Decision
+from shared_models import AGENCY_LABELS, Decision, catalogue
 from tests.unit.samples import citizen, decision, referent
 
-ALL_AGENCIES = frozenset(a.value for a in Agency)
+ALL_AGENCIES = frozenset(catalogue().served_agencies())
 NEEDED = ["france_travail", "caf", "dgfip"]
 
 
@@ -168,12 +168,23 @@ def test_the_explanation_is_in_french_and_names_the_agent():
 @pytest.fixture
 def answer_parts():
     decisions = [
-        decision(Agency.CAF, amount_eur=1234.56, start_date=dt.date(2025, 2, 1),
-                 summary="Le RSA vous est accordé."),
-        decision(Agency.DGFIP, Decision.REFUSED, summary="Le dégrèvement est refusé.",
-                 reason="Vos revenus dépassent le plafond."),
-        decision(Agency.FRANCE_TRAVAIL, Decision.DOCUMENT_REQUESTED,
-                 summary="Il manque votre attestation employeur."),
+        decision(
+            "caf",
+            amount_eur=1234.56,
+            start_date=dt.date(2025, 2, 1),
+            summary="Le RSA vous est accordé.",
+        ),
+        decision(
+            "dgfip",
+            Decision.REFUSED,
+            summary="Le dégrèvement est refusé.",
+            reason="Vos revenus dépassent le plafond.",
+        ),
+        decision(
+            "france_travail",
+            Decision.DOCUMENT_REQUESTED,
+            summary="Il manque votre attestation employeur.",
+        ),
     ]
     return {
         "file_id": "GU-2025-ABCDEFGH",
@@ -187,10 +198,10 @@ def answer_parts():
 def test_the_answer_names_each_agency_with_its_decision(answer_parts):
     text = compose_answer(**answer_parts)
 
-    for agency in (Agency.CAF, Agency.DGFIP, Agency.FRANCE_TRAVAIL):
+    for agency in ("caf", "dgfip", "france_travail"):
         assert AGENCY_LABELS[agency] in text
-    assert AGENCY_LABELS[Agency.CPAM] not in text
-    assert f"{AGENCY_LABELS[Agency.CAF]} : accordé. Le RSA vous est accordé." in text
+    assert AGENCY_LABELS["cpam"] not in text
+    assert f"{AGENCY_LABELS['caf']} : accordé. Le RSA vous est accordé." in text
     assert "Motif : Vos revenus dépassent le plafond." in text
     assert text.startswith("Bonjour Awa Diallo,")
     assert "GU-2025-ABCDEFGH (Perte d'emploi)" in text
@@ -213,7 +224,7 @@ def test_amounts_and_dates_are_written_the_french_way(answer_parts):
     ],
 )
 def test_every_amount_has_a_comma_for_cents_and_spaces_for_thousands(answer_parts, amount, written):
-    answer_parts["decisions"] = [decision(Agency.CAF, amount_eur=amount)]
+    answer_parts["decisions"] = [decision("caf", amount_eur=amount)]
 
     assert f"Montant : {written}." in compose_answer(**answer_parts)
 
@@ -222,12 +233,15 @@ def test_a_refusal_comes_with_the_next_step_to_contest_it(answer_parts):
     text = compose_answer(**answer_parts)
 
     assert "Ce qu'il vous reste à faire :" in text
-    assert f"- {AGENCY_LABELS[Agency.DGFIP]} : vous pouvez contester la décision dans un délai de deux mois" in text
-    assert f"- {AGENCY_LABELS[Agency.FRANCE_TRAVAIL]} : envoyez la pièce justificative demandée" in text
+    assert (
+        f"- {AGENCY_LABELS['dgfip']} : vous pouvez contester la décision dans un délai de deux mois"
+        in text
+    )
+    assert f"- {AGENCY_LABELS['france_travail']} : envoyez la pièce justificative demandée" in text
 
 
 def test_when_everything_is_granted_the_citizen_has_nothing_left_to_do(answer_parts):
-    answer_parts["decisions"] = [decision(Agency.CAF), decision(Agency.CPAM)]
+    answer_parts["decisions"] = [decision("caf"), decision("cpam")]
 
     text = compose_answer(**answer_parts)
 
@@ -237,19 +251,27 @@ def test_when_everything_is_granted_the_citizen_has_nothing_left_to_do(answer_pa
 
 def test_every_decision_says_what_to_do_next_with_its_dates_and_reference(answer_parts):
     answer_parts["decisions"] = [
-        decision(Agency.CAF, amount_eur=300, start_date=dt.date(2025, 3, 1)),
-        decision(Agency.CPAM, start_date=dt.date(2025, 4, 15)),
-        decision(Agency.DGFIP, Decision.IMPLICIT_ACCEPTANCE),
-        decision(Agency.FRANCE_TRAVAIL, Decision.IMPLICIT_REJECTION),
+        decision("caf", amount_eur=300, start_date=dt.date(2025, 3, 1)),
+        decision("cpam", start_date=dt.date(2025, 4, 15)),
+        decision("dgfip", Decision.IMPLICIT_ACCEPTANCE),
+        decision("france_travail", Decision.IMPLICIT_REJECTION),
     ]
 
     text = compose_answer(**answer_parts)
 
-    steps = text.split("Ce qu'il vous reste à faire :", 1)[1].split("Je reste votre interlocuteur", 1)[0]
-    assert f"- {AGENCY_LABELS[Agency.CAF]} : rien à faire, la décision s'applique à partir du 01/03/2025" in steps
-    assert f"- {AGENCY_LABELS[Agency.CPAM]} : rien à faire, la décision s'applique à partir du 15/04/2025" in steps
+    steps = text.split("Ce qu'il vous reste à faire :", 1)[1].split(
+        "Je reste votre interlocuteur", 1
+    )[0]
+    assert (
+        f"- {AGENCY_LABELS['caf']} : rien à faire, la décision s'applique à partir du 01/03/2025"
+        in steps
+    )
+    assert (
+        f"- {AGENCY_LABELS['cpam']} : rien à faire, la décision s'applique à partir du 15/04/2025"
+        in steps
+    )
     assert "attestation d'acceptation implicite" in steps
-    assert f"- {AGENCY_LABELS[Agency.FRANCE_TRAVAIL]} : vous pouvez contester la décision" in steps
+    assert f"- {AGENCY_LABELS['france_travail']} : vous pouvez contester la décision" in steps
     assert "À partir du 15/04/2025." in text  # a date without an amount is still written
     assert "(référence CAF-2025-0001)" in text
 
@@ -301,7 +323,9 @@ def test_an_unknown_postcode_is_located_at_its_departement_centre_or_not_at_all(
 
 def test_outside_the_departement_the_nearest_located_office_wins_and_says_how_far():
     near = agent("near", departement="87", active=5)
-    near = Candidate(**{**near.__dict__, "distance_km": 74.6, "office_name": "France Services Guéret"})
+    near = Candidate(
+        **{**near.__dict__, "distance_km": 74.6, "office_name": "France Services Guéret"}
+    )
     choice = choose_referent([near], NEEDED, "23")
 
     assert choice.rule == "proximite_distance"

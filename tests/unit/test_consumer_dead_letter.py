@@ -40,10 +40,14 @@ class Harness:
     dead_letters: list[DeadLetter]
     behaviour: dict[str, Callable[[], Awaitable[None]] | None] = field(default_factory=dict)
 
-    async def publish(self, body: bytes | str, *, event_type: str = "FileSubmitted", key: bytes = b"GU-1") -> None:
+    async def publish(
+        self, body: bytes | str, *, event_type: str = "FileSubmitted", key: bytes = b"GU-1"
+    ) -> None:
         raw = body.encode() if isinstance(body, str) else body
         await self.broker.publish(
-            raw, self.consumer._namespace + TOPIC, key=key,
+            raw,
+            self.consumer._namespace + TOPIC,
+            key=key,
             headers={"event_type": event_type, "content-type": "application/json"},
         )
 
@@ -75,7 +79,9 @@ async def harness(service_db, request) -> AsyncIterator[Harness]:
 
     @broker.subscriber(namespace + topics.dead_letter(TOPIC), decoder=_raw)
     async def capture(body: bytes, msg: KafkaMessage) -> None:
-        dead_letters.append(DeadLetter(msg.raw_message.topic, body, msg.raw_message.key, dict(msg.headers)))
+        dead_letters.append(
+            DeadLetter(msg.raw_message.topic, body, msg.raw_message.key, dict(msg.headers))
+        )
 
     async with TestKafkaBroker(broker):
         yield Harness(broker, consumer, handled, dead_letters, behaviour)

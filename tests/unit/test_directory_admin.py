@@ -79,7 +79,11 @@ async def test_an_agent_joins_and_can_be_named_referent_at_once(client):
     assert response.status_code == 201, response.text
     [joined] = (await directory_events(client.db))[before:]
     assert isinstance(joined, AgentJoined)
-    assert (joined.agent_id, joined.agent.name, joined.agent.capacity) == ("AG-23-01-9", "Léa Dubreuil", 25)
+    assert (joined.agent_id, joined.agent.name, joined.agent.capacity) == (
+        "AG-23-01-9",
+        "Léa Dubreuil",
+        25,
+    )
     [row] = await client.db.rows("agents", client.db.tables.agents.c.agent_id == "AG-23-01-9")
     assert (row.status, row.active_files, row.agencies) == ("actif", 0, ["caf", "cpam"])
 
@@ -93,7 +97,13 @@ async def test_joining_twice_or_with_bad_fields_is_refused_in_french(client):
 
     bad = await client.post(
         "/api/agents",
-        json={**NEWCOMER, "agent_id": "AG-NEW-1", "capacity": 0, "email": "pas-une-adresse", "agencies": ["urssaf"]},
+        json={
+            **NEWCOMER,
+            "agent_id": "AG-NEW-1",
+            "capacity": 0,
+            "email": "pas-une-adresse",
+            "agencies": ["urssaf"],
+        },
     )
     assert bad.status_code == 422
     by_field = {e["field"]: e["message"] for e in bad.json()["errors"]}
@@ -101,10 +111,14 @@ async def test_joining_twice_or_with_bad_fields_is_refused_in_french(client):
     assert by_field["email"] == "Adresse électronique invalide."
     assert by_field["agencies.0"].startswith("Valeur inconnue : choisissez parmi caf")
 
-    nowhere = await client.post("/api/agents", json={**NEWCOMER, "agent_id": "AG-NEW-2", "office_id": "FS-99-01"})
+    nowhere = await client.post(
+        "/api/agents", json={**NEWCOMER, "agent_id": "AG-NEW-2", "office_id": "FS-99-01"}
+    )
     assert nowhere.status_code == 422
     assert nowhere.json()["message"] == "le bureau FS-99-01 n'existe pas."
-    assert not await client.db.rows("agents", client.db.tables.agents.c.agent_id.in_(["AG-NEW-1", "AG-NEW-2"]))
+    assert not await client.db.rows(
+        "agents", client.db.tables.agents.c.agent_id.in_(["AG-NEW-1", "AG-NEW-2"])
+    )
 
 
 async def test_an_import_with_one_malformed_row_applies_nothing_and_names_every_bad_row(client):
@@ -122,7 +136,9 @@ async def test_an_import_with_one_malformed_row_applies_nothing_and_names_every_
 
     assert response.status_code == 422
     body = response.json()
-    assert body["message"] == "Des lignes du fichier d'annuaire sont invalides ; rien n'a été importé."
+    assert (
+        body["message"] == "Des lignes du fichier d'annuaire sont invalides ; rien n'a été importé."
+    )
     messages = [e["message"] for e in body["errors"]]
     n = len(data["agents"])
     assert f"Ligne {n - 1} des agents (AG-23-01-8) : Format invalide." in messages
@@ -167,7 +183,9 @@ async def test_a_valid_import_applies_changes_as_events_once_per_version(client)
 
 async def test_an_import_cannot_lower_a_capacity_below_the_files_already_held(client):
     t = client.db.tables
-    await client.db.execute(t.agents.update().where(t.agents.c.agent_id == "AG-75-01-1").values(active_files=12))
+    await client.db.execute(
+        t.agents.update().where(t.agents.c.agent_id == "AG-75-01-1").values(active_files=12)
+    )
     data = versioned_file()
     data["version"] = "2026-12-02"
     next(a for a in data["agents"] if a["agent_id"] == "AG-75-01-1")["capacity"] = 10
@@ -193,9 +211,16 @@ async def test_absence_return_and_departure_are_directory_events(client):
     assert (declared.status_code, back.status_code, left.status_code) == (201, 200, 200)
     absent, returned, gone = (await directory_events(client.db))[before:]
     assert isinstance(absent, AgentAbsenceDeclared)
-    assert (absent.agent_id, absent.starts_on, absent.ends_on) == ("AG-75-01-1", TODAY, dt.date(2026, 11, 30))
+    assert (absent.agent_id, absent.starts_on, absent.ends_on) == (
+        "AG-75-01-1",
+        TODAY,
+        dt.date(2026, 11, 30),
+    )
     assert isinstance(returned, AgentReturned) and returned.agent_id == "AG-75-01-1"
-    assert isinstance(gone, AgentLeft) and (gone.agent_id, gone.files_redistributed) == ("AG-75-01-2", 0)
+    assert isinstance(gone, AgentLeft) and (gone.agent_id, gone.files_redistributed) == (
+        "AG-75-01-2",
+        0,
+    )
     # Keyed by agent: one agent's changes stay in order on one partition.
     rows = [r for r in await client.db.outbox() if r.topic == topics.DIRECTORY_CHANGES][before:]
     assert [r.key for r in rows] == ["AG-75-01-1", "AG-75-01-1", "AG-75-01-2"]

@@ -18,23 +18,21 @@ from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
-from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.refusals import RefusalKind, Refused
-from intake import domain
-from intake import projections
+from guichet_runtime.relay import OutboxRelay
+from intake import domain, projections
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
-from notification import handlers as notification
-from shared_models import RequestedDocument, SupportingDocumentRequested
 from shared_models import (
     AGENCY_LABELS,
-    Agency,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
     Decision,
     ReferentAssigned,
     ReferentAssignmentDeferred,
+    RequestedDocument,
+    SupportingDocumentRequested,
     topics,
 )
 from tests.unit.samples import (
@@ -58,7 +56,10 @@ async def test_emitted_events_reach_the_outbox_at_commit_with_the_trace_context(
     event = file_submitted("GU-2025-UOW00001")
     committed = []
     uow = UnitOfWork(
-        intake_db.engine, intake_db.tables.outbox, intake_db.tables.inbox, on_commit=lambda: committed.append(1)
+        intake_db.engine,
+        intake_db.tables.outbox,
+        intake_db.tables.inbox,
+        on_commit=lambda: committed.append(1),
     )
 
     with tracer.start_as_current_span("handler") as span:
@@ -68,7 +69,11 @@ async def test_emitted_events_reach_the_outbox_at_commit_with_the_trace_context(
             await uow.commit()
 
     [row] = await intake_db.outbox()
-    assert (row.topic, row.key, row.event_type) == ("files.submitted", "GU-2025-UOW00001", "FileSubmitted")
+    assert (row.topic, row.key, row.event_type) == (
+        "files.submitted",
+        "GU-2025-UOW00001",
+        "FileSubmitted",
+    )
     assert (await intake_db.outbox_events()) == [("files.submitted", event)]
     assert trace_id_of(headers_of(row)["traceparent"]) == span_trace_id(span)
     assert committed == [1]
@@ -137,7 +142,9 @@ async def agent_row(db, agent_id: str) -> sa.Row:
         ).one()
 
 
-async def submit_to_assignment(db, event) -> tuple[ReferentAssigned | None, list[AgencyRequestIssued]]:
+async def submit_to_assignment(
+    db, event
+) -> tuple[ReferentAssigned | None, list[AgencyRequestIssued]]:
     """Handle FileSubmitted; return the events it emitted."""
     before = len(await db.outbox())
     await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
@@ -150,9 +157,13 @@ async def submit_to_assignment(db, event) -> tuple[ReferentAssigned | None, list
     return (assigned[0] if assigned else None), requests
 
 
-def answer_to(request: AgencyRequestIssued, verdict: Decision = Decision.GRANTED, **kw: Any) -> AgencyAnswerReceived:
+def answer_to(
+    request: AgencyRequestIssued, verdict: Decision = Decision.GRANTED, **kw: Any
+) -> AgencyAnswerReceived:
     return AgencyAnswerReceived(
-        file_id=request.file_id, request_id=request.request_id, answer=decision(request.agency, verdict, **kw)
+        file_id=request.file_id,
+        request_id=request.request_id,
+        answer=decision(request.agency, verdict, **kw),
     )
 
 
@@ -183,7 +194,11 @@ async def test_a_citizen_in_seine_saint_denis_gets_a_referent_whose_office_is_in
 
     assert sorted(r.agency for r in requests) == sorted(event.agencies)
     assert len({r.request_id for r in requests}) == len(event.agencies)
-    topics_used = [t for t, e in await directory.outbox_events() if getattr(e, "file_id", None) == event.file_id]
+    topics_used = [
+        t
+        for t, e in await directory.outbox_events()
+        if getattr(e, "file_id", None) == event.file_id
+    ]
     assert topics_used.count(topics.REFERENTS_ASSIGNED) == 1
     assert sorted(t for t in topics_used if t != topics.REFERENTS_ASSIGNED) == sorted(
         topics.agency_requests(a) for a in event.agencies
@@ -207,7 +222,7 @@ async def test_a_second_file_of_the_same_citizen_goes_to_the_same_referent(direc
     moved = citizen(postcode="75011", email="AWA.DIALLO@example.fr")
     second, _ = await submit_to_assignment(
         directory,
-        file_submitted("GU-2025-AAAASECO", agencies=(Agency.CAF, Agency.CPAM), citizen=moved),
+        file_submitted("GU-2025-AAAASECO", agencies=("caf", "cpam"), citizen=moved),
     )
 
     assert first is not None and second is not None
@@ -231,7 +246,11 @@ async def test_a_citizen_with_no_office_in_their_departement_gets_the_nearest_of
 
 async def test_when_the_nearest_office_is_full_the_next_nearest_serves(directory):
     t = directory.tables
-    await directory.execute(t.agents.update().where(t.agents.c.office_id == "FS-23-01").values(active_files=t.agents.c.capacity))
+    await directory.execute(
+        t.agents.update()
+        .where(t.agents.c.office_id == "FS-23-01")
+        .values(active_files=t.agents.c.capacity)
+    )
 
     assigned, _ = await submit_to_assignment(
         directory, file_submitted("GU-2025-AAAALIM2", citizen=citizen(postcode="87000"))
@@ -242,7 +261,9 @@ async def test_when_the_nearest_office_is_full_the_next_nearest_serves(directory
 
 
 async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory):
-    await directory.execute(directory.tables.agents.update().values(active_files=directory.tables.agents.c.capacity))
+    await directory.execute(
+        directory.tables.agents.update().values(active_files=directory.tables.agents.c.capacity)
+    )
 
     assigned, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAWAIT"))
 
@@ -250,20 +271,30 @@ async def test_when_nobody_has_room_the_file_waits_without_a_referent(directory)
     [file] = await directory.rows("files")
     assert (file.status, file.referent_id) == ("en_attente_attribution", None)
     # The supervisors of the citizen's département (93) are alerted, through the outbox.
-    [(topic, alert)] = [(t, e) for t, e in await directory.outbox_events() if isinstance(e, ReferentAssignmentDeferred)]
+    [(topic, alert)] = [
+        (t, e)
+        for t, e in await directory.outbox_events()
+        if isinstance(e, ReferentAssignmentDeferred)
+    ]
     assert topic == topics.FILES_AWAITING_REFERENT
     assert (alert.file_id, alert.departement) == ("GU-2025-AAAAWAIT", "93")
     assert [s.supervisor_id for s in alert.supervisors] == ["SUP-IDF"]
     assert "Aucun agent" in alert.reason
 
 
-async def test_a_missing_document_holds_the_answer_and_reaches_the_referent_and_the_citizen(directory):
+async def test_a_missing_document_holds_the_answer_and_reaches_the_referent_and_the_citizen(
+    directory,
+):
     assigned, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAPIEC"))
-    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
+    salary = RequestedDocument(
+        code="attestation_salaire", label="Attestation de salaire de l'employeur"
+    )
     *others, waiting = requests
     for request in others:
         answer = answer_to(request)
-        await assignment.on_agency_answer(answer, directory.uow(("assignment", str(answer.event_id))))
+        await assignment.on_agency_answer(
+            answer, directory.uow(("assignment", str(answer.event_id)))
+        )
     asked = answer_to(waiting, Decision.DOCUMENT_REQUESTED, requested_document=salary)
     await assignment.on_agency_answer(asked, directory.uow(("assignment", str(asked.event_id))))
     # The same request for the same document again (another delivery) tells nobody twice.
@@ -274,22 +305,38 @@ async def test_a_missing_document_holds_the_answer_and_reaches_the_referent_and_
     assert not any(isinstance(e, CoordinatedAnswerIssued) for _, e in events)
     [(topic, told)] = [(t, e) for t, e in events if isinstance(e, SupportingDocumentRequested)]
     assert topic == topics.DOCUMENTS_REQUESTED
-    assert (told.agency, told.document, told.referent) == (waiting.agency, salary, assigned.referent)
+    assert (told.agency, told.document, told.referent) == (
+        waiting.agency,
+        salary,
+        assigned.referent,
+    )
     assert told.after_document is None
 
     # The citizen sent it; the agency found it incomplete and asks for the same document
     # again: a new request, told again (once, however often it is delivered).
     for _ in range(2):
-        incomplete = answer_to(waiting, Decision.DOCUMENT_REQUESTED, requested_document=salary,
-                               summary="Pièce incomplète : la page 2 manque")
+        incomplete = answer_to(
+            waiting,
+            Decision.DOCUMENT_REQUESTED,
+            requested_document=salary,
+            summary="Pièce incomplète : la page 2 manque",
+        )
         incomplete = incomplete.model_copy(update={"after_document": "doc-1"})
-        await assignment.on_agency_answer(incomplete, directory.uow(("assignment", str(incomplete.event_id))))
-    told_again = [e for _, e in await directory.outbox_events() if isinstance(e, SupportingDocumentRequested)][1:]
-    assert [(e.after_document, e.reason) for e in told_again] == [("doc-1", "Pièce incomplète : la page 2 manque")]
+        await assignment.on_agency_answer(
+            incomplete, directory.uow(("assignment", str(incomplete.event_id)))
+        )
+    told_again = [
+        e for _, e in await directory.outbox_events() if isinstance(e, SupportingDocumentRequested)
+    ][1:]
+    assert [(e.after_document, e.reason) for e in told_again] == [
+        ("doc-1", "Pièce incomplète : la page 2 manque")
+    ]
 
     final = answer_to(waiting, Decision.GRANTED)
     await assignment.on_agency_answer(final, directory.uow(("assignment", str(final.event_id))))
-    answered = [e for _, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)]
+    answered = [
+        e for _, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)
+    ]
     assert len(answered) == 1 and {d.decision for d in answered[0].decisions} == {Decision.GRANTED}
 
 
@@ -301,18 +348,27 @@ async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answe
     verdicts = [Decision.GRANTED, Decision.REFUSED, Decision.GRANTED]
 
     async def answered_count() -> int:
-        return sum(isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events())
+        return sum(
+            isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events()
+        )
 
-    answers = [answer_to(r, v, amount_eur=812.5 if v is Decision.GRANTED else None) for r, v in zip(requests, verdicts)]
+    answers = [
+        answer_to(r, v, amount_eur=812.5 if v is Decision.GRANTED else None)
+        for r, v in zip(requests, verdicts)
+    ]
     for answer in answers[:-1]:
-        await assignment.on_agency_answer(answer, directory.uow(("assignment", str(answer.event_id))))
+        await assignment.on_agency_answer(
+            answer, directory.uow(("assignment", str(answer.event_id)))
+        )
         assert await answered_count() == 0
         assert (await agent_row(directory, agent_id)).active_files == 1
 
     last = answers[-1]
     await assignment.on_agency_answer(last, directory.uow(("assignment", str(last.event_id))))
 
-    [(topic, coordinated)] = [(t, e) for t, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)]
+    [(topic, coordinated)] = [
+        (t, e) for t, e in await directory.outbox_events() if isinstance(e, CoordinatedAnswerIssued)
+    ]
     assert topic == topics.FILES_ANSWERED
     assert coordinated.referent == assigned.referent
     assert sorted(d.agency for d in coordinated.decisions) == sorted(event.agencies)
@@ -335,7 +391,7 @@ async def test_the_coordinated_answer_is_issued_once_after_the_last_agency_answe
 async def test_an_answer_for_an_unknown_request_is_a_permanent_error(directory):
     _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAUNKN"))
     unknown = AgencyAnswerReceived(
-        file_id="GU-2025-AAAAUNKN", request_id="GU-2025-AAAAUNKN-cpam", answer=decision(Agency.CPAM)
+        file_id="GU-2025-AAAAUNKN", request_id="GU-2025-AAAAUNKN-cpam", answer=decision("cpam")
     )
     wrong_file = requests[0].model_copy(update={"file_id": "GU-2025-NOSUCHFI"})
 
@@ -343,14 +399,16 @@ async def test_an_answer_for_an_unknown_request_is_a_permanent_error(directory):
         await assignment.on_agency_answer(unknown, directory.uow())
     with pytest.raises(PermanentError):
         await assignment.on_agency_answer(answer_to(wrong_file), directory.uow())
-    assert not any(isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events())
+    assert not any(
+        isinstance(e, CoordinatedAnswerIssued) for _, e in await directory.outbox_events()
+    )
 
 
 async def test_an_answer_from_another_agency_than_the_requested_one_is_a_permanent_error(directory):
     _, requests = await submit_to_assignment(directory, file_submitted("GU-2025-AAAAOTHR"))
-    caf_request = next(r for r in requests if r.agency is Agency.CAF)
+    caf_request = next(r for r in requests if r.agency == "caf")
     impostor = AgencyAnswerReceived(
-        file_id=caf_request.file_id, request_id=caf_request.request_id, answer=decision(Agency.DGFIP)
+        file_id=caf_request.file_id, request_id=caf_request.request_id, answer=decision("dgfip")
     )
 
     with pytest.raises(PermanentError):
@@ -384,7 +442,7 @@ async def test_submitting_a_file_emits_file_submitted_for_every_agency_of_the_li
     [(topic, event)] = await intake_db.outbox_events()
     assert topic == topics.FILES_SUBMITTED
     assert event.file_id == file_id
-    assert set(event.agencies) == {Agency.CAF, Agency.DGFIP, Agency.CPAM}
+    assert set(event.agencies) == {"caf", "dgfip", "cpam"}
     assert event.citizen.phone == "0612345678"
     statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
     assert statuses == {"caf": "en_attente", "dgfip": "en_attente", "cpam": "en_attente"}
@@ -421,26 +479,37 @@ async def test_reusing_an_idempotency_key_for_another_request_is_a_conflict(inta
 async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
     file_id, _ = await submit_file(submit(), intake_db.uow())
 
-    def request(agency: Agency) -> AgencyRequestIssued:
+    def request(agency: str) -> AgencyRequestIssued:
         return AgencyRequestIssued(
-            file_id=file_id, request_id=f"{file_id}-{agency.value}", agency=agency,
-            life_event="demenagement", citizen=citizen(), description="…", urgent=False,
+            file_id=file_id,
+            request_id=f"{file_id}-{agency}",
+            agency=agency,
+            life_event="demenagement",
+            citizen=citizen(),
+            description="…",
+            urgent=False,
         )
 
-    caf_answer = AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=decision(Agency.CAF))
+    caf_answer = AgencyAnswerReceived(
+        file_id=file_id, request_id=f"{file_id}-caf", answer=decision("caf")
+    )
     # The CAF's answer overtakes its request (different topics); the CPAM's comes in order.
     await projections.on_agency_answer_received(caf_answer, intake_db.uow())
-    await projections.on_agency_request_issued(request(Agency.CAF), intake_db.uow())
-    await projections.on_agency_request_issued(request(Agency.CPAM), intake_db.uow())
+    await projections.on_agency_request_issued(request("caf"), intake_db.uow())
+    await projections.on_agency_request_issued(request("cpam"), intake_db.uow())
 
     statuses = {r.agency: r.status for r in await intake_db.rows("file_agencies")}
     assert statuses == {"caf": "repondu", "cpam": "transmis", "dgfip": "en_attente"}
-    kinds = [r.kind for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)]
+    kinds = [
+        r.kind for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)
+    ]
     assert kinds == ["depot", "reponse_organisme", "transmission", "transmission"]
 
 
 async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):
-    stranger = AgencyAnswerReceived(file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision(Agency.CAF))
+    stranger = AgencyAnswerReceived(
+        file_id="GU-2025-NOSUCHFI", request_id="x", answer=decision("caf")
+    )
 
     with pytest.raises(domain.UnknownFile):
         await projections.on_agency_answer_received(stranger, intake_db.uow())
@@ -468,7 +537,9 @@ class FakeBroker:
 
     async def publish(self, body, topic, *, key, headers, no_confirm=False):
         self.published.append(
-            Published(body, topic, key, headers, no_confirm, span_trace_id(trace.get_current_span()))
+            Published(
+                body, topic, key, headers, no_confirm, span_trace_id(trace.get_current_span())
+            )
         )
         done = asyncio.get_running_loop().create_future()
         if self._failure is None:
@@ -487,14 +558,20 @@ async def fill_outbox(db, tracer) -> tuple[list[sa.Row], str]:
     return await db.outbox(), span_trace_id(span)
 
 
-async def test_the_relay_publishes_rows_in_id_order_with_their_type_then_deletes_them(intake_db, tracer):
+async def test_the_relay_publishes_rows_in_id_order_with_their_type_then_deletes_them(
+    intake_db, tracer
+):
     rows, trace_id = await fill_outbox(intake_db, tracer)
     broker = FakeBroker()
     relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, broker, namespace="essai-42.")
 
     assert await relay.publish_pending() == 3
 
-    assert [p.topic for p in broker.published] == ["essai-42.topic-0", "essai-42.topic-1", "essai-42.topic-2"]
+    assert [p.topic for p in broker.published] == [
+        "essai-42.topic-0",
+        "essai-42.topic-1",
+        "essai-42.topic-2",
+    ]
     for published, row in zip(broker.published, rows, strict=True):
         assert published.body == row.payload.encode()
         assert published.key == row.key.encode()
@@ -503,7 +580,9 @@ async def test_the_relay_publishes_rows_in_id_order_with_their_type_then_deletes
         assert published.no_confirm is True
         assert published.trace_id == trace_id  # published within the handler's trace
     assert [p.headers["event_type"] for p in broker.published] == [
-        "FileSubmitted", "ReferentAssigned", "AgencyRequestIssued"
+        "FileSubmitted",
+        "ReferentAssigned",
+        "AgencyRequestIssued",
     ]
     assert await intake_db.outbox() == []
     assert relay.published == 3
@@ -519,7 +598,9 @@ async def test_the_relay_works_in_batches(intake_db, tracer):
 
 async def test_rows_stay_in_the_outbox_when_the_broker_does_not_acknowledge(intake_db, tracer):
     rows, _ = await fill_outbox(intake_db, tracer)
-    relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, FakeBroker(failure=TimeoutError()))
+    relay = OutboxRelay(
+        intake_db.engine, intake_db.tables.outbox, FakeBroker(failure=TimeoutError())
+    )
 
     with pytest.raises(TimeoutError):
         await relay.publish_pending()
@@ -538,4 +619,3 @@ async def test_relay_stop_drains_what_is_left(intake_db, tracer):
 
     assert len(broker.published) == 3
     assert await intake_db.outbox() == []
-

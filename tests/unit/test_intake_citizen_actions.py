@@ -13,8 +13,8 @@ from intake import api as intake_api
 from intake import projections
 from intake.commands.citizen import answer_survey, thank_referent
 from intake.commands.files import SubmitFile, change_contact_preferences, submit_file
-from intake.views import files as views
 from intake.schemas import ContactIn, FileIn, SurveyIn
+from intake.views import files as views
 from shared_models import (
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
@@ -30,8 +30,13 @@ from tests.unit.samples import citizen, referent
 
 FORM = {
     "life_event": "naissance",
-    "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
-                "postcode": "93200", "preferred_channel": "email"},
+    "citizen": {
+        "given_name": "Awa",
+        "family_name": "Diallo",
+        "email": "awa@example.fr",
+        "postcode": "93200",
+        "preferred_channel": "email",
+    },
     "description": "Naissance de notre fille.",
 }
 
@@ -47,28 +52,54 @@ async def file_id(intake_db) -> str:
 
 
 async def assign(db, file_id: str) -> None:
-    await handle(db, projections.on_referent_assigned, ReferentAssigned(
-        file_id=file_id, referent=referent(), rule="proximite", explanation="…", citizen=citizen()))
+    await handle(
+        db,
+        projections.on_referent_assigned,
+        ReferentAssigned(
+            file_id=file_id,
+            referent=referent(),
+            rule="proximite",
+            explanation="…",
+            citizen=citizen(),
+        ),
+    )
 
 
 async def answer(db, file_id: str) -> None:
-    await handle(db, projections.on_coordinated_answer_issued, CoordinatedAnswerIssued(
-        file_id=file_id, referent=referent(), citizen=citizen(), decisions=[], text="Bonjour…"))
+    await handle(
+        db,
+        projections.on_coordinated_answer_issued,
+        CoordinatedAnswerIssued(
+            file_id=file_id, referent=referent(), citizen=citizen(), decisions=[], text="Bonjour…"
+        ),
+    )
 
 
 async def emitted(db, cls):
     return [(t, e) for t, e in await db.outbox_events() if isinstance(e, cls)]
 
 
-async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_names_kept(intake_db, file_id):
+async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_names_kept(
+    intake_db, file_id
+):
     contact = ContactIn.model_validate(
-        {"preferred_channel": "courrier", "street": "3 rue Pasteur", "postcode": "93000", "city": "Bobigny"})
+        {
+            "preferred_channel": "courrier",
+            "street": "3 rue Pasteur",
+            "postcode": "93000",
+            "city": "Bobigny",
+        }
+    )
 
     await change_contact_preferences(file_id, contact, intake_db.uow())
 
     [(topic, event)] = await emitted(intake_db, ContactPreferencesChanged)
     assert topic == topics.CONTACT_CHANGES
-    assert (event.citizen.given_name, event.citizen.email, event.citizen.city) == ("Awa", None, "Bobigny")
+    assert (event.citizen.given_name, event.citizen.email, event.citizen.city) == (
+        "Awa",
+        None,
+        "Bobigny",
+    )
     view = await views.file_view(intake_db.uow(), file_id)
     assert view["timeline"][-1]["label"].endswith("par courrier postal.")
     with pytest.raises(Refused) as unknown:
@@ -109,23 +140,49 @@ async def test_thanks_reach_the_named_referent_once_and_are_listed_for_them(inta
 
     assert name == "Yasmine Haddad" and "déjà remercié Yasmine Haddad" in twice.value.message
     [(topic, event)] = await emitted(intake_db, ReferentThanked)
-    assert topic == topics.THANKS and event.referent == referent() and event.message == "Merci pour tout."
+    assert (
+        topic == topics.THANKS
+        and event.referent == referent()
+        and event.message == "Merci pour tout."
+    )
     listed = await views.thanks_for_agent(intake_db.uow(), "AG-93-01-2")
     assert (listed["agent_name"], listed["count"]) == ("Yasmine Haddad", 1)
     assert listed["thanks"][0]["citizen_given_name"] == "Awa"
     assert (await views.thanks_for_agent(intake_db.uow(), "AG-AUTRE"))["count"] == 0
 
 
-@pytest.mark.parametrize(("channel", "label"), [("email", "Courriel envoyé"), ("sms", "SMS envoyé"),
-                                                ("courrier", "Courrier postal envoyé")])
-async def test_the_timeline_says_which_channel_carried_the_message_and_skips_agents_mail(intake_db, file_id, channel, label):
-    sent = {"file_id": file_id, "kind": NotificationKind.REFERENT_ASSIGNED, "subject": "Votre dossier",
-            "referent_name": "Yasmine Haddad", "channel": NotificationChannel(channel)}
-    await handle(intake_db, projections.on_notification_sent, NotificationSent(notification_id="n1", **sent))
-    await handle(intake_db, projections.on_notification_sent,
-                 NotificationSent(notification_id="n2", audience="agent", **{**sent, "kind": NotificationKind.THANKS_RECEIVED}))
+@pytest.mark.parametrize(
+    ("channel", "label"),
+    [("email", "Courriel envoyé"), ("sms", "SMS envoyé"), ("courrier", "Courrier postal envoyé")],
+)
+async def test_the_timeline_says_which_channel_carried_the_message_and_skips_agents_mail(
+    intake_db, file_id, channel, label
+):
+    sent = {
+        "file_id": file_id,
+        "kind": NotificationKind.REFERENT_ASSIGNED,
+        "subject": "Votre dossier",
+        "referent_name": "Yasmine Haddad",
+        "channel": NotificationChannel(channel),
+    }
+    await handle(
+        intake_db, projections.on_notification_sent, NotificationSent(notification_id="n1", **sent)
+    )
+    await handle(
+        intake_db,
+        projections.on_notification_sent,
+        NotificationSent(
+            notification_id="n2",
+            audience="agent",
+            **{**sent, "kind": NotificationKind.THANKS_RECEIVED},
+        ),
+    )
 
-    entries = [e for e in (await views.file_view(intake_db.uow(), file_id))["timeline"] if e["kind"] == "notification"]
+    entries = [
+        e
+        for e in (await views.file_view(intake_db.uow(), file_id))["timeline"]
+        if e["kind"] == "notification"
+    ]
     assert [e["label"] for e in entries] == [f"{label} : « Votre dossier »."]
 
 
@@ -133,9 +190,18 @@ async def test_a_new_referent_has_not_been_thanked_yet(intake_db, file_id):
     await assign(intake_db, file_id)
     await thank_referent(file_id, "Merci pour tout.", intake_db.uow())
     other = referent().model_copy(update={"agent_id": "AG-93-01-3", "name": "Paul Martin"})
-    await handle(intake_db, projections.on_referent_assigned, ReferentAssigned(
-        file_id=file_id, referent=other, previous_referent=referent(), rule="changement",
-        explanation="…", citizen=citizen()))
+    await handle(
+        intake_db,
+        projections.on_referent_assigned,
+        ReferentAssigned(
+            file_id=file_id,
+            referent=other,
+            previous_referent=referent(),
+            rule="changement",
+            explanation="…",
+            citizen=citizen(),
+        ),
+    )
 
     view = await views.file_view(intake_db.uow(), file_id)
     assert (view["thanked"], view["survey_answered"]) == (False, False)

@@ -30,7 +30,9 @@ VALID: dict[str, Any] = {
 }
 
 # Words of pydantic's own (English) messages that must never reach a citizen.
-ENGLISH = re.compile(r"\b(Input|should|Field|required|valid|value|permitted|must|or|not|at least)\b")
+ENGLISH = re.compile(
+    r"\b(Input|should|Field|required|valid|value|permitted|must|or|not|at least)\b"
+)
 
 
 def form(change: Callable[[dict[str, Any]], object] = lambda _: None) -> dict[str, Any]:
@@ -73,7 +75,12 @@ def test_a_bad_postcode_is_reported_on_citizen_postcode(postcode):
 
 @pytest.mark.parametrize("postcode", ["75001", "2A004", "2B033", "97400"])
 def test_french_postcodes_including_corsica_and_overseas_are_accepted(postcode):
-    assert FileIn.model_validate(form(lambda f: f["citizen"].update(postcode=postcode))).citizen.postcode == postcode
+    assert (
+        FileIn.model_validate(
+            form(lambda f: f["citizen"].update(postcode=postcode))
+        ).citizen.postcode
+        == postcode
+    )
 
 
 def test_an_unknown_life_event_lists_the_known_ones():
@@ -107,15 +114,24 @@ def test_choosing_sms_or_phone_without_a_phone_number_is_refused(channel):
 
 
 def test_a_letter_needs_neither_email_nor_phone():
-    body = form(lambda f: f["citizen"].update(
-        preferred_channel="courrier", email=None, phone=None, street="3 rue Pasteur", city="Bobigny"))
+    body = form(
+        lambda f: f["citizen"].update(
+            preferred_channel="courrier",
+            email=None,
+            phone=None,
+            street="3 rue Pasteur",
+            city="Bobigny",
+        )
+    )
 
     assert FileIn.model_validate(body).citizen.phone is None
 
 
 @pytest.mark.parametrize("channel", ["courrier", "telephone"])
 def test_letters_and_phone_calls_need_a_full_postal_address(channel):
-    body = form(lambda f: f["citizen"].update(preferred_channel=channel, street="3 rue Pasteur", city="  "))
+    body = form(
+        lambda f: f["citizen"].update(preferred_channel=channel, street="3 rue Pasteur", city="  ")
+    )
 
     assert errors_of(body) == [
         {
@@ -136,7 +152,10 @@ def test_letters_and_phone_calls_need_a_full_postal_address(channel):
     ],
 )
 def test_a_phone_number_is_normalised(typed, stored):
-    assert FileIn.model_validate(form(lambda f: f["citizen"].update(phone=typed))).citizen.phone == stored
+    assert (
+        FileIn.model_validate(form(lambda f: f["citizen"].update(phone=typed))).citizen.phone
+        == stored
+    )
 
 
 @pytest.mark.parametrize("phone", ["12", "06 12 34 56", "00 12 34 56 78", "06 12 34 56 78 90"])

@@ -9,22 +9,21 @@ import datetime as dt
 import pytest
 
 from assignment import legal_deadline
-from assignment.projections import legal_clock
-from guichet_runtime.clock import Clock
 from assignment.commands import directory_import, housekeeping
 from assignment.projections import files as assignment
+from assignment.projections import legal_clock
 from assignment.settings import DEFAULT_DIRECTORY
+from guichet_runtime.clock import Clock
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
     CoordinatedAnswerIssued,
-    Decision,
     DeadlineRule,
+    DeadlineWarningIssued,
+    Decision,
     ImplicitDecisionRecorded,
     LegalClockResumed,
     LegalClockSuspended,
-    DeadlineWarningIssued,
     LegalDeadlineBreached,
     LegalDeadlineSet,
     RequestedDocument,
@@ -42,8 +41,10 @@ def at(day: dt.date) -> dt.datetime:
 @pytest.fixture
 async def db(assignment_db):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
-    event = file_submitted(FILE, agencies=(Agency.CAF, Agency.CPAM))
-    await assignment.on_file_submitted(event, assignment_db.uow(("assignment", str(event.event_id))))
+    event = file_submitted(FILE, agencies=("caf", "cpam"))
+    await assignment.on_file_submitted(
+        event, assignment_db.uow(("assignment", str(event.event_id)))
+    )
     return assignment_db
 
 
@@ -51,18 +52,38 @@ async def handle(db, handler, event) -> None:
     await handler(event, db.uow(("assignment", str(event.event_id))))
 
 
-async def receipt(db, agency: Agency, rule: DeadlineRule, days: int | None, when: dt.datetime = RECEIVED,
-                  months: int | None = None) -> None:
-    await handle(db, legal_clock.on_receipt_acknowledged, AgencyReceiptAcknowledged(
-        file_id=FILE, request_id=f"{FILE}-{agency.value}", agency=agency.value,
-        agency_reference="REF-1", deadline_rule=rule, deadline_days=days, deadline_months=months,
-        occurred_at=when,
-    ))
+async def receipt(
+    db,
+    agency: str,
+    rule: DeadlineRule,
+    days: int | None,
+    when: dt.datetime = RECEIVED,
+    months: int | None = None,
+) -> None:
+    await handle(
+        db,
+        legal_clock.on_receipt_acknowledged,
+        AgencyReceiptAcknowledged(
+            file_id=FILE,
+            request_id=f"{FILE}-{agency}",
+            agency=agency,
+            agency_reference="REF-1",
+            deadline_rule=rule,
+            deadline_days=days,
+            deadline_months=months,
+            occurred_at=when,
+        ),
+    )
 
 
 async def deadline_events(db) -> list:
-    kinds = (LegalDeadlineSet, DeadlineWarningIssued, LegalDeadlineBreached, ImplicitDecisionRecorded,
-             CoordinatedAnswerIssued)
+    kinds = (
+        LegalDeadlineSet,
+        DeadlineWarningIssued,
+        LegalDeadlineBreached,
+        ImplicitDecisionRecorded,
+        CoordinatedAnswerIssued,
+    )
     return [e for _, e in await db.outbox_events() if isinstance(e, kinds)]
 
 
@@ -71,38 +92,70 @@ async def tick(db, day: dt.date) -> int:
 
 
 async def test_receipt_sets_the_last_day_in_paris_calendar_days(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 60)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 60)
 
     [clock] = await db.rows("legal_clocks")
-    assert (clock.received_on, clock.due_on, clock.status) == (dt.date(2026, 12, 1), dt.date(2027, 1, 30), "en_cours")
+    assert (clock.received_on, clock.due_on, clock.status) == (
+        dt.date(2026, 12, 1),
+        dt.date(2027, 1, 30),
+        "en_cours",
+    )
     [announced] = await deadline_events(db)
     assert isinstance(announced, LegalDeadlineSet)
-    assert (announced.due_on, announced.state, announced.why) == (dt.date(2027, 1, 30), "en_cours", "reception")
+    assert (announced.due_on, announced.state, announced.why) == (
+        dt.date(2027, 1, 30),
+        "en_cours",
+        "reception",
+    )
 
 
 async def test_two_months_from_31_december_end_on_28_february(db):
     """CAF, DGFiP and France Travail declare two months (CRPA L231-1), counted date to date."""
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
+    await receipt(
+        db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2
+    )
 
     [clock] = await db.rows("legal_clocks")
-    assert (clock.received_on, clock.period_months, clock.period_days) == (dt.date(2026, 12, 31), 2, None)
+    assert (clock.received_on, clock.period_months, clock.period_days) == (
+        dt.date(2026, 12, 31),
+        2,
+        None,
+    )
     assert (clock.due_on, clock.status) == (dt.date(2027, 2, 28), "en_cours")
     [announced] = await deadline_events(db)
-    assert (announced.due_on, announced.state, announced.why) == (dt.date(2027, 2, 28), "en_cours", "reception")
+    assert (announced.due_on, announced.state, announced.why) == (
+        dt.date(2027, 2, 28),
+        "en_cours",
+        "reception",
+    )
 
 
 async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2)
-    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
-    ))
+    await receipt(
+        db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2026, 12, 31)), months=2
+    )
+    await handle(
+        db,
+        assignment.on_agency_answer,
+        AgencyAnswerReceived(
+            file_id=FILE,
+            request_id=f"{FILE}-cpam",
+            answer=decision("cpam"),
+        ),
+    )
 
-    for day in (dt.date(2027, 2, 12), dt.date(2027, 2, 13), dt.date(2027, 2, 20), dt.date(2027, 2, 21),
-                dt.date(2027, 2, 28)):
+    for day in (
+        dt.date(2027, 2, 12),
+        dt.date(2027, 2, 13),
+        dt.date(2027, 2, 20),
+        dt.date(2027, 2, 21),
+        dt.date(2027, 2, 28),
+    ):
         await tick(db, day)
     warnings = [e for e in await deadline_events(db) if isinstance(e, DeadlineWarningIssued)]
     assert [(e.threshold, e.days_left, e.due_on) for e in warnings] == [
-        (15, 15, dt.date(2027, 2, 28)), (7, 7, dt.date(2027, 2, 28)),
+        (15, 15, dt.date(2027, 2, 28)),
+        (7, 7, dt.date(2027, 2, 28)),
     ]
     assert not [e for e in await deadline_events(db) if isinstance(e, LegalDeadlineBreached)]
 
@@ -112,17 +165,35 @@ async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db)
 
 
 async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_months(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
     document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
     request = f"{FILE}-caf"
 
     async def suspended(day: dt.date) -> None:
-        await handle(db, legal_clock.on_clock_suspended, LegalClockSuspended(
-            file_id=FILE, request_id=request, agency="caf", document=document, occurred_at=at(day)))
+        await handle(
+            db,
+            legal_clock.on_clock_suspended,
+            LegalClockSuspended(
+                file_id=FILE,
+                request_id=request,
+                agency="caf",
+                document=document,
+                occurred_at=at(day),
+            ),
+        )
 
     async def resumed(day: dt.date) -> None:
-        await handle(db, legal_clock.on_clock_resumed, LegalClockResumed(
-            file_id=FILE, request_id=request, agency="caf", document_code=document.code, occurred_at=at(day)))
+        await handle(
+            db,
+            legal_clock.on_clock_resumed,
+            LegalClockResumed(
+                file_id=FILE,
+                request_id=request,
+                agency="caf",
+                document_code=document.code,
+                occurred_at=at(day),
+            ),
+        )
 
     await suspended(dt.date(2027, 1, 25))  # due 10 March: 44 days left
     [clock] = await db.rows("legal_clocks")
@@ -136,7 +207,11 @@ async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_
     [clock] = await db.rows("legal_clocks")
     assert clock.due_on == dt.date(2027, 4, 15)  # two whole months from the restart day
 
-    sets = [(e.state, e.why, e.due_on) for e in await deadline_events(db) if isinstance(e, LegalDeadlineSet)]
+    sets = [
+        (e.state, e.why, e.due_on)
+        for e in await deadline_events(db)
+        if isinstance(e, LegalDeadlineSet)
+    ]
     assert sets == [
         ("en_cours", "reception", dt.date(2027, 3, 10)),
         ("suspendu", "suspension", None),
@@ -147,41 +222,70 @@ async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_
 
 
 async def test_late_evening_utc_is_already_the_next_day_in_paris(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30, dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC))
+    await receipt(
+        db,
+        "caf",
+        DeadlineRule.SILENCE_ACCEPTS,
+        30,
+        dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC),
+    )
 
     [clock] = await db.rows("legal_clocks")
     assert clock.received_on == dt.date(2026, 12, 1)
 
 
 async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_once(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day: 31 December
-    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
-    ))
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day: 31 December
+    await handle(
+        db,
+        assignment.on_agency_answer,
+        AgencyAnswerReceived(
+            file_id=FILE,
+            request_id=f"{FILE}-cpam",
+            answer=decision("cpam"),
+        ),
+    )
     last_day = dt.date(2026, 12, 31)
 
-    for day in (dt.date(2026, 12, 15), last_day - dt.timedelta(days=15), last_day - dt.timedelta(days=15),
-                dt.date(2026, 12, 20), last_day - dt.timedelta(days=7), dt.date(2026, 12, 28), last_day):
+    for day in (
+        dt.date(2026, 12, 15),
+        last_day - dt.timedelta(days=15),
+        last_day - dt.timedelta(days=15),
+        dt.date(2026, 12, 20),
+        last_day - dt.timedelta(days=7),
+        dt.date(2026, 12, 28),
+        last_day,
+    ):
         await tick(db, day)
     events = [e for e in await deadline_events(db) if not isinstance(e, LegalDeadlineSet)]
     assert [(type(e).__name__, e.threshold, e.days_left) for e in events] == [
-        ("DeadlineWarningIssued", 15, 15), ("DeadlineWarningIssued", 7, 7),
+        ("DeadlineWarningIssued", 15, 15),
+        ("DeadlineWarningIssued", 7, 7),
     ]
-    assert events[0].referent.name and events[0].agency is Agency.CAF
+    assert events[0].referent.name and events[0].agency == "caf"
 
     await tick(db, last_day + dt.timedelta(days=1))
     await tick(db, last_day + dt.timedelta(days=2))
 
-    events = [e for e in await deadline_events(db) if not isinstance(e, (LegalDeadlineSet, DeadlineWarningIssued))]
+    events = [
+        e
+        for e in await deadline_events(db)
+        if not isinstance(e, (LegalDeadlineSet, DeadlineWarningIssued))
+    ]
     breached, implicit, answer = events
     assert isinstance(breached, LegalDeadlineBreached) and breached.supervisors
     assert isinstance(implicit, ImplicitDecisionRecorded)
     assert (implicit.decision, implicit.due_on, implicit.decided_on) == (
-        Decision.IMPLICIT_ACCEPTANCE, last_day, dt.date(2027, 1, 1)
+        Decision.IMPLICIT_ACCEPTANCE,
+        last_day,
+        dt.date(2027, 1, 1),
     )
     # The silence is the CAF's answer: the coordinated answer leaves, and says so.
     assert isinstance(answer, CoordinatedAnswerIssued)
-    assert "accepté implicitement" in answer.text and "silence de l'administration vaut acceptation" in answer.text
+    assert (
+        "accepté implicitement" in answer.text
+        and "silence de l'administration vaut acceptation" in answer.text
+    )
     [clock] = await db.rows("legal_clocks", db.tables.legal_clocks.c.agency == "caf")
     assert (clock.status, clock.breached) == ("echu", True)
 
@@ -189,10 +293,16 @@ async def test_warnings_at_j15_and_j7_then_acceptance_by_silence_each_exactly_on
 async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
     """The answer (agency-answers topic) and the receipt (legal-clock topic) of an agency
     that answers at once can be consumed in either order."""
-    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-cpam", answer=decision(Agency.CPAM),
-    ))
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 30)
+    await handle(
+        db,
+        assignment.on_agency_answer,
+        AgencyAnswerReceived(
+            file_id=FILE,
+            request_id=f"{FILE}-cpam",
+            answer=decision("cpam"),
+        ),
+    )
+    await receipt(db, "cpam", DeadlineRule.SILENCE_REJECTS, 30)
 
     [clock] = await db.rows("legal_clocks")
     assert clock.status == "repondu"
@@ -200,14 +310,19 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
         assert await tick(db, day) == 0
     # Only the clock's announcement, born stopped but with its last day (the published
     # indicators measure the answer against it): no warning, breach nor implicit decision.
-    [announced] = [e for e in await deadline_events(db) if not isinstance(e, CoordinatedAnswerIssued)]
+    [announced] = [
+        e for e in await deadline_events(db) if not isinstance(e, CoordinatedAnswerIssued)
+    ]
     assert isinstance(announced, LegalDeadlineSet)
-    assert (announced.state, announced.due_on, announced.rule) == ("repondu", dt.date(2026, 12, 31),
-                                                                   DeadlineRule.SILENCE_REJECTS)
+    assert (announced.state, announced.due_on, announced.rule) == (
+        "repondu",
+        dt.date(2026, 12, 31),
+        DeadlineRule.SILENCE_REJECTS,
+    )
 
 
 async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
 
     await tick(db, dt.date(2026, 12, 26))  # five days left: J-15 and J-7 are both past
 
@@ -218,10 +333,16 @@ async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
 
 
 async def test_silence_means_rejection_records_an_implicit_rejection_with_means_of_appeal(db):
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_REJECTS, 10)
-    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
-    ))
+    await receipt(db, "cpam", DeadlineRule.SILENCE_REJECTS, 10)
+    await handle(
+        db,
+        assignment.on_agency_answer,
+        AgencyAnswerReceived(
+            file_id=FILE,
+            request_id=f"{FILE}-caf",
+            answer=decision("caf"),
+        ),
+    )
 
     await tick(db, dt.date(2026, 12, 12))
 
@@ -232,10 +353,16 @@ async def test_silence_means_rejection_records_an_implicit_rejection_with_means_
 
 
 async def test_an_answer_in_time_stops_the_clock(db):
-    await receipt(db, Agency.CAF, DeadlineRule.SILENCE_ACCEPTS, 30)
-    await handle(db, assignment.on_agency_answer, AgencyAnswerReceived(
-        file_id=FILE, request_id=f"{FILE}-caf", answer=decision(Agency.CAF),
-    ))
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
+    await handle(
+        db,
+        assignment.on_agency_answer,
+        AgencyAnswerReceived(
+            file_id=FILE,
+            request_id=f"{FILE}-caf",
+            answer=decision("caf"),
+        ),
+    )
 
     await tick(db, dt.date(2027, 3, 1))
 
@@ -245,7 +372,7 @@ async def test_an_answer_in_time_stops_the_clock(db):
 
 
 async def test_no_rule_no_deadline(db):
-    await receipt(db, Agency.CAF, DeadlineRule.NONE, None)
+    await receipt(db, "caf", DeadlineRule.NONE, None)
     await tick(db, dt.date(2028, 1, 1))
 
     [clock] = await db.rows("legal_clocks")
@@ -255,17 +382,35 @@ async def test_no_rule_no_deadline(db):
 
 
 async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_restarts_it(db):
-    await receipt(db, Agency.CPAM, DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
+    await receipt(db, "cpam", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
     document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
     request = f"{FILE}-cpam"
 
     async def suspended(day: dt.date) -> None:
-        await handle(db, legal_clock.on_clock_suspended, LegalClockSuspended(
-            file_id=FILE, request_id=request, agency="cpam", document=document, occurred_at=at(day)))
+        await handle(
+            db,
+            legal_clock.on_clock_suspended,
+            LegalClockSuspended(
+                file_id=FILE,
+                request_id=request,
+                agency="cpam",
+                document=document,
+                occurred_at=at(day),
+            ),
+        )
 
     async def resumed(day: dt.date) -> None:
-        await handle(db, legal_clock.on_clock_resumed, LegalClockResumed(
-            file_id=FILE, request_id=request, agency="cpam", document_code=document.code, occurred_at=at(day)))
+        await handle(
+            db,
+            legal_clock.on_clock_resumed,
+            LegalClockResumed(
+                file_id=FILE,
+                request_id=request,
+                agency="cpam",
+                document_code=document.code,
+                occurred_at=at(day),
+            ),
+        )
 
     await suspended(dt.date(2026, 12, 11))  # 20 days left
     await tick(db, dt.date(2027, 2, 1))  # a suspended clock never breaches
@@ -278,7 +423,11 @@ async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_resta
     [clock] = await db.rows("legal_clocks")
     assert clock.due_on == dt.date(2027, 2, 4)  # the whole period again
 
-    sets = [(e.state, e.why, e.due_on) for e in await deadline_events(db) if isinstance(e, LegalDeadlineSet)]
+    sets = [
+        (e.state, e.why, e.due_on)
+        for e in await deadline_events(db)
+        if isinstance(e, LegalDeadlineSet)
+    ]
     assert sets == [
         ("en_cours", "reception", dt.date(2026, 12, 31)),
         ("suspendu", "suspension", None),
@@ -307,4 +456,6 @@ async def test_now_on_a_rehearsal_date_falls_on_that_paris_day(tmp_path, day):
     override.write_text(day.isoformat())
     stamped = Clock(override).now()
     assert stamped.tzinfo is not None and legal_deadline.paris_day(stamped) == day
-    assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(hours=2)
+    assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(
+        hours=2
+    )

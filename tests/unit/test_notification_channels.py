@@ -22,8 +22,9 @@ from pypdf import PdfReader
 from devstack import providers, smtp_sink
 from devstack.ports import free_port
 from guichet_runtime.db import utcnow
-from notification import handlers as notification
+from notification import domain, projections
 from notification.channels import EmailChannel, LetterChannel, SmsChannel
+from notification.dispatch import dispatch_pending
 from notification.mailer import SmtpMailer
 from shared_models import (
     ContactPreferencesChanged,
@@ -52,7 +53,9 @@ class Sink:
 
     async def start(self) -> None:
         self.task = asyncio.create_task(
-            smtp_sink.serve("127.0.0.1", self.port, self.maildir, self.http_port, self.stop, [f"@{BOUNCING}"])
+            smtp_sink.serve(
+                "127.0.0.1", self.port, self.maildir, self.http_port, self.stop, [f"@{BOUNCING}"]
+            )
         )
         for _ in range(100):
             try:
@@ -105,7 +108,9 @@ async def channels(sink, gateway):
     await post.close()
 
 
-def referent_assigned(file_id: str = "GU-2025-NOTIF001", **citizen_overrides: Any) -> ReferentAssigned:
+def referent_assigned(
+    file_id: str = "GU-2025-NOTIF001", **citizen_overrides: Any
+) -> ReferentAssigned:
     return ReferentAssigned(
         file_id=file_id,
         referent=referent(),
@@ -122,7 +127,7 @@ async def handle(db, handler, event) -> None:
 
 async def dispatch_all(db, channels) -> int:
     sent = 0
-    while (n := await notification.dispatch_pending(db.uow, channels)) or await due(db):
+    while (n := await dispatch_pending(db.uow, channels)) or await due(db):
         sent += n
     return sent
 
@@ -161,38 +166,67 @@ def pdf_text(data: bytes) -> str:
     ],
 )
 def test_the_channel_plan_starts_at_the_preference_and_falls_back_to_the_letter(contact, plan):
-    assert ",".join(c.value for c in notification.channel_plan(citizen(**contact))) == plan
+    assert ",".join(c.value for c in domain.channel_plan(citizen(**contact))) == plan
 
 
 async def test_a_referent_assigned_twice_for_one_file_records_one_message(notification_db):
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(**ADDRESS))
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(**ADDRESS))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(**ADDRESS))
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned(**ADDRESS))
 
     [row] = await notification_db.rows("notifications")
     assert row.notification_id == "GU-2025-NOTIF001:referent_assigned"
-    assert (row.status, row.attempts, row.recipient, row.plan) == ("a_envoyer", 0, "awa.diallo@example.fr", "email,sms,courrier")
+    assert (row.status, row.attempts, row.recipient, row.plan) == (
+        "a_envoyer",
+        0,
+        "awa.diallo@example.fr",
+        "email,sms,courrier",
+    )
     content = json.loads(row.content)
     assert content["sms"]["to"] == "0612345678"
-    assert content["courrier"]["to"] == ["Awa Diallo", "12 rue de la République", "93200 SAINT-DENIS"]
+    assert content["courrier"]["to"] == [
+        "Awa Diallo",
+        "12 rue de la République",
+        "93200 SAINT-DENIS",
+    ]
     for rendered in content.values():
         assert "Yasmine Haddad" in rendered["text"] and "01 49 33 60 12" in rendered["text"]
     assert len(await notification_db.rows("inbox")) == 2
 
 
-async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a_repeat_is_not(notification_db):
-    salary = RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur")
+async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a_repeat_is_not(
+    notification_db,
+):
+    salary = RequestedDocument(
+        code="attestation_salaire", label="Attestation de salaire de l'employeur"
+    )
 
     def asked(after_document=None):
         return SupportingDocumentRequested(
-            file_id="GU-2025-NOTIF002", request_id="GU-2025-NOTIF002-cpam", agency="cpam", document=salary,
-            referent=referent(), citizen=citizen(**ADDRESS), after_document=after_document,
-            reason="Pièce incomplète : la page 2 manque." if after_document else "Pièce justificative demandée",
+            file_id="GU-2025-NOTIF002",
+            request_id="GU-2025-NOTIF002-cpam",
+            agency="cpam",
+            document=salary,
+            referent=referent(),
+            citizen=citizen(**ADDRESS),
+            after_document=after_document,
+            reason="Pièce incomplète : la page 2 manque."
+            if after_document
+            else "Pièce justificative demandée",
         )
-    for event in (asked(), asked(), asked("doc-1"), asked("doc-1")):  # each one delivered twice (new event ids)
-        await handle(notification_db, notification.on_document_requested, event)
+
+    for event in (
+        asked(),
+        asked(),
+        asked("doc-1"),
+        asked("doc-1"),
+    ):  # each one delivered twice (new event ids)
+        await handle(notification_db, projections.on_supporting_document_requested, event)
 
     rows = await notification_db.rows("notifications")
-    citizen_rows = sorted((r for r in rows if not r.notification_id.endswith(":referent")), key=lambda r: r.notification_id)
+    citizen_rows = sorted(
+        (r for r in rows if not r.notification_id.endswith(":referent")),
+        key=lambda r: r.notification_id,
+    )
     assert [r.notification_id for r in citizen_rows] == [
         "GU-2025-NOTIF002:document_requested:GU-2025-NOTIF002-cpam:attestation_salaire",
         "GU-2025-NOTIF002:document_requested:GU-2025-NOTIF002-cpam:attestation_salaire:doc-1",
@@ -203,9 +237,13 @@ async def test_a_document_asked_again_after_an_incomplete_one_is_a_new_message_a
     assert "juge incomplète" in again and "la page 2 manque" in again and "Yasmine Haddad" in again
 
 
-async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(notification_db, channels):
+async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(
+    notification_db, channels
+):
     # Not reachable through intake's validation, but an event from elsewhere may carry it.
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(email=None, phone=None))
+    await handle(
+        notification_db, projections.on_referent_assigned, referent_assigned(email=None, phone=None)
+    )
 
     assert await dispatch_all(notification_db, channels) == 0
     [row] = await notification_db.rows("notifications")
@@ -215,12 +253,14 @@ async def test_a_citizen_with_no_usable_contact_has_the_message_kept_not_lost(no
 # --------------------------------------------------------------------------- sending
 
 
-async def test_the_email_goes_as_html_and_text_once_and_is_reported(notification_db, channels, sink, tracer):
+async def test_the_email_goes_as_html_and_text_once_and_is_reported(
+    notification_db, channels, sink, tracer
+):
     with tracer.start_as_current_span("consume ReferentAssigned") as span:
-        await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+        await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 1
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 1
+    assert await dispatch_pending(notification_db.uow, channels) == 0
 
     [mail] = sink.mails()
     assert mail.get_content_type() == "multipart/alternative"
@@ -230,35 +270,52 @@ async def test_the_email_goes_as_html_and_text_once_and_is_reported(notification
     assert trace_id_of(mail["traceparent"]) == span_trace_id(span)
     text = mail.get_body(preferencelist=("plain",)).get_content()
     page = mail.get_body(preferencelist=("html",)).get_content()
-    assert "01 49 33 60 12" in text and "01 49 33 60 12" in page and "<strong>Yasmine Haddad</strong>" in page
+    assert (
+        "01 49 33 60 12" in text
+        and "01 49 33 60 12" in page
+        and "<strong>Yasmine Haddad</strong>" in page
+    )
 
     [row] = await notification_db.rows("notifications")
     assert (row.status, row.attempts, row.channel) == ("envoye", 1, "email")
     assert await attempts(notification_db) == [("email", "envoye")]
     [(topic, reported)] = await notification_db.outbox_events()
     assert topic == topics.NOTIFICATIONS_SENT and isinstance(reported, NotificationSent)
-    assert (reported.channel, reported.audience, reported.referent_name) == ("email", "citoyen", "Yasmine Haddad")
+    assert (reported.channel, reported.audience, reported.referent_name) == (
+        "email",
+        "citoyen",
+        "Yasmine Haddad",
+    )
     assert reported.subject == mail["Subject"]
 
 
-async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_the_letter(notification_db, channels, gateway, sink):
+async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_the_letter(
+    notification_db, channels, gateway, sink
+):
     url, client = gateway
     client.post("/admin/faults", json={"refuse_numbers": ["0611111111"], "code": "numero_inconnu"})
     answer = next(e for e in one_event_of_each_type() if isinstance(e, CoordinatedAnswerIssued))
-    answer = answer.model_copy(update={"citizen": citizen(email=f"awa@{BOUNCING}", phone="0611111111", **ADDRESS)})
-    await handle(notification_db, notification.on_coordinated_answer, answer)
+    answer = answer.model_copy(
+        update={"citizen": citizen(email=f"awa@{BOUNCING}", phone="0611111111", **ADDRESS)}
+    )
+    await handle(notification_db, projections.on_coordinated_answer_issued, answer)
 
     assert await dispatch_all(notification_db, channels) == 1
 
     assert sink.mails() == [] and sink.stats()["refused"] == 1
     assert client.get("/api/sms").json() == []
     assert await attempts(notification_db) == [
-        ("email", "refus_definitif"), ("sms", "refus_definitif"), ("courrier", "envoye")
+        ("email", "refus_definitif"),
+        ("sms", "refus_definitif"),
+        ("courrier", "envoye"),
     ]
     errors = [r.error for r in await notification_db.rows("deliveries")]
     assert "550" in errors[0] and "numero_inconnu" in errors[1]
     [letter] = client.get("/api/letters").json()
-    assert letter["file_id"] == answer.file_id and letter["key"] == f"{answer.file_id}:answer_ready/courrier"
+    assert (
+        letter["file_id"] == answer.file_id
+        and letter["key"] == f"{answer.file_id}:answer_ready/courrier"
+    )
     text = pdf_text(client.get(f"/api/letters/{letter['id']}.pdf").content)
     assert "93200 SAINT-DENIS" in text and "Yasmine Haddad" in text and "01 49 33 60 12" in text
     assert "Bonjour Awa Diallo" in text
@@ -268,52 +325,77 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_the_lette
     assert (row.status, row.channel, row.step) == ("envoye", "courrier", 2)
 
 
-async def test_a_gateway_outage_is_retried_later_on_the_same_channel(notification_db, channels, gateway):
+async def test_a_gateway_outage_is_retried_later_on_the_same_channel(
+    notification_db, channels, gateway
+):
     url, client = gateway
     client.post("/admin/faults", json={"sms_unavailable": 1})
-    await handle(notification_db, notification.on_referent_assigned,
-                 referent_assigned(preferred_channel=PreferredChannel.SMS, **ADDRESS))
+    await handle(
+        notification_db,
+        projections.on_referent_assigned,
+        referent_assigned(preferred_channel=PreferredChannel.SMS, **ADDRESS),
+    )
 
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 0
     [row] = await notification_db.rows("notifications")
     assert (row.status, row.channel, row.attempts) == ("a_envoyer", "sms", 1)
     assert row.next_attempt_at > utcnow()
     assert "503" in row.last_error
     # Not due yet: the next round does not hammer the gateway.
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 0
+    assert await dispatch_pending(notification_db.uow, channels) == 0
 
-    await notification_db.execute(notification_db.tables.notifications.update().values(next_attempt_at=utcnow()))
-    assert await notification.dispatch_pending(notification_db.uow, channels) == 1
+    await notification_db.execute(
+        notification_db.tables.notifications.update().values(next_attempt_at=utcnow())
+    )
+    assert await dispatch_pending(notification_db.uow, channels) == 1
     [sms] = client.get("/api/sms").json()
-    assert sms["to"] == "+33612345678" and "Yasmine Haddad" in sms["text"] and "01 49 33 60 12" in sms["text"]
+    assert (
+        sms["to"] == "+33612345678"
+        and "Yasmine Haddad" in sms["text"]
+        and "01 49 33 60 12" in sms["text"]
+    )
     assert await attempts(notification_db) == [("sms", "erreur_temporaire"), ("sms", "envoye")]
 
 
 async def test_an_smtp_server_away_is_a_temporary_failure(notification_db, gateway):
-    down = {NotificationChannel.EMAIL: EmailChannel(SmtpMailer("127.0.0.1", free_port(), timeout=2), SENDER)}
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    down = {
+        NotificationChannel.EMAIL: EmailChannel(
+            SmtpMailer("127.0.0.1", free_port(), timeout=2), SENDER
+        )
+    }
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
-    assert await notification.dispatch_pending(notification_db.uow, down) == 0
+    assert await dispatch_pending(notification_db.uow, down) == 0
     [row] = await notification_db.rows("notifications")
     assert (row.status, row.channel, row.attempts) == ("a_envoyer", "email", 1)
     assert await attempts(notification_db) == [("email", "erreur_temporaire")]
 
 
-async def test_when_every_channel_refuses_the_message_is_marked_failed(notification_db, channels, gateway):
+async def test_when_every_channel_refuses_the_message_is_marked_failed(
+    notification_db, channels, gateway
+):
     gateway[1].post("/admin/faults", json={"refuse_numbers": ["0612345678"]})
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned(email=f"x@{BOUNCING}"))
+    await handle(
+        notification_db, projections.on_referent_assigned, referent_assigned(email=f"x@{BOUNCING}")
+    )
 
     assert await dispatch_all(notification_db, channels) == 0
     [row] = await notification_db.rows("notifications")
     assert row.status == "echec"
-    assert await attempts(notification_db) == [("email", "refus_definitif"), ("sms", "refus_definitif")]
+    assert await attempts(notification_db) == [
+        ("email", "refus_definitif"),
+        ("sms", "refus_definitif"),
+    ]
 
 
 async def test_a_citizen_who_chose_the_phone_gets_a_letter_and_the_referent_is_asked_to_call(
     notification_db, channels, gateway, sink
 ):
-    await handle(notification_db, notification.on_referent_assigned,
-                 referent_assigned(preferred_channel=PreferredChannel.PHONE, **ADDRESS))
+    await handle(
+        notification_db,
+        projections.on_referent_assigned,
+        referent_assigned(preferred_channel=PreferredChannel.PHONE, **ADDRESS),
+    )
 
     assert await dispatch_all(notification_db, channels) == 2
     [letter] = gateway[1].get("/api/letters").json()
@@ -321,21 +403,32 @@ async def test_a_citizen_who_chose_the_phone_gets_a_letter_and_the_referent_is_a
     assert mail["To"] == "yasmine.haddad@france-services.gouv.fr"
     assert mail["Subject"] == "Dossier GU-2025-NOTIF001 : appel téléphonique à passer"
     assert "0612345678" in mail.get_body(preferencelist=("plain",)).get_content()
-    audiences = sorted((e.kind.value, e.channel.value, e.audience) for _, e in await notification_db.outbox_events())
-    assert audiences == [("call_requested", "email", "agent"), ("referent_assigned", "courrier", "citoyen")]
+    audiences = sorted(
+        (e.kind.value, e.channel.value, e.audience)
+        for _, e in await notification_db.outbox_events()
+    )
+    assert audiences == [
+        ("call_requested", "email", "agent"),
+        ("referent_assigned", "courrier", "citoyen"),
+    ]
 
 
 async def test_a_changed_preference_applies_to_the_next_messages_and_the_latest_change_wins(
     notification_db, channels, gateway
 ):
-    first = ContactPreferencesChanged(file_id="GU-2025-NOTIF001", citizen=citizen(preferred_channel=PreferredChannel.SMS))
+    first = ContactPreferencesChanged(
+        file_id="GU-2025-NOTIF001", citizen=citizen(preferred_channel=PreferredChannel.SMS)
+    )
     older = ContactPreferencesChanged(
-        file_id="GU-2025-NOTIF001", citizen=citizen(email="ancienne@example.fr"),
+        file_id="GU-2025-NOTIF001",
+        citizen=citizen(email="ancienne@example.fr"),
         occurred_at=first.occurred_at.replace(year=first.occurred_at.year - 1),
     )
-    await handle(notification_db, notification.on_contact_changed, first)
-    await handle(notification_db, notification.on_contact_changed, older)  # crossed on the way: ignored
-    await handle(notification_db, notification.on_referent_assigned, referent_assigned())
+    await handle(notification_db, projections.on_contact_preferences_changed, first)
+    await handle(
+        notification_db, projections.on_contact_preferences_changed, older
+    )  # crossed on the way: ignored
+    await handle(notification_db, projections.on_referent_assigned, referent_assigned())
 
     assert await dispatch_all(notification_db, channels) == 1
     assert [s["to"] for s in gateway[1].get("/api/sms").json()] == ["+33612345678"]
@@ -343,17 +436,23 @@ async def test_a_changed_preference_applies_to_the_next_messages_and_the_latest_
 
 async def test_the_thanks_reach_the_referent_by_email(notification_db, channels, sink):
     thanks = ReferentThanked(
-        file_id="GU-2025-NOTIF001", thanks_id="t-1", referent=referent(), citizen=citizen(),
+        file_id="GU-2025-NOTIF001",
+        thanks_id="t-1",
+        referent=referent(),
+        citizen=citizen(),
         message="Merci pour votre patience, tout est réglé.",
     )
-    await handle(notification_db, notification.on_referent_thanked, thanks)
+    await handle(notification_db, projections.on_referent_thanked, thanks)
     republished = thanks.model_copy(update={"event_id": uuid.uuid4()})  # same thanks, new envelope
-    await handle(notification_db, notification.on_referent_thanked, republished)
+    await handle(notification_db, projections.on_referent_thanked, republished)
 
     assert await dispatch_all(notification_db, channels) == 1
     [mail] = sink.mails()
     assert mail["To"] == "yasmine.haddad@france-services.gouv.fr"
-    assert "Merci pour votre patience, tout est réglé." in mail.get_body(preferencelist=("plain",)).get_content()
+    assert (
+        "Merci pour votre patience, tout est réglé."
+        in mail.get_body(preferencelist=("plain",)).get_content()
+    )
 
 
 async def test_an_accented_address_is_delivered_and_a_failed_message_never_blocks_the_next(sink):
@@ -372,23 +471,34 @@ async def test_an_accented_address_is_delivered_and_a_failed_message_never_block
         await mailer.send(mail("marie.dupont@example.fr"))
     finally:
         await mailer.close()
-    assert sorted(m["To"] for m in sink.mails()) == ["inès.haddad@france-services.gouv.fr", "marie.dupont@example.fr"]
+    assert sorted(m["To"] for m in sink.mails()) == [
+        "inès.haddad@france-services.gouv.fr",
+        "marie.dupont@example.fr",
+    ]
 
 
 # --------------------------------------------------------------------------- never twice
 
 
-async def test_a_crash_between_sending_and_marking_sent_delivers_nothing_twice(notification_db, channels, gateway, sink):
+async def test_a_crash_between_sending_and_marking_sent_delivers_nothing_twice(
+    notification_db, channels, gateway, sink
+):
     """The row goes back to `a_envoyer` as if the service died right after the providers
     accepted: the resend carries the same keys and nobody receives a second message."""
-    for file_id, contact in (("GU-2025-CRASH001", {}),
-                             ("GU-2025-CRASH002", {"preferred_channel": PreferredChannel.SMS}),
-                             ("GU-2025-CRASH003", {"preferred_channel": PreferredChannel.LETTER, **ADDRESS})):
-        await handle(notification_db, notification.on_referent_assigned, referent_assigned(file_id, **contact))
+    for file_id, contact in (
+        ("GU-2025-CRASH001", {}),
+        ("GU-2025-CRASH002", {"preferred_channel": PreferredChannel.SMS}),
+        ("GU-2025-CRASH003", {"preferred_channel": PreferredChannel.LETTER, **ADDRESS}),
+    ):
+        await handle(
+            notification_db, projections.on_referent_assigned, referent_assigned(file_id, **contact)
+        )
     assert await dispatch_all(notification_db, channels) == 3
 
     await notification_db.execute(
-        notification_db.tables.notifications.update().values(status="a_envoyer", next_attempt_at=utcnow())
+        notification_db.tables.notifications.update().values(
+            status="a_envoyer", next_attempt_at=utcnow()
+        )
     )
     assert await dispatch_all(notification_db, channels) == 3
 

@@ -13,15 +13,14 @@ import pytest
 from jinja2 import UndefinedError
 from pypdf import PdfReader
 
-from notification import letters, messages
-from notification.messages import UnsignedMessage, compose, render
-from shared_models import AGENCY_LABELS, Agency, NotificationChannel, NotificationKind, RequestedDocument
+from notification import domain, letters, messages
+from notification.domain import GUICHET_DESK, UnsignedMessage
+from notification.messages import compose, render
+from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
-ANSWER_WITHOUT_SIGNATURE = (
-    "Bonjour Awa Diallo,\n\nChacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
-)
+ANSWER_WITHOUT_SIGNATURE = "Bonjour Awa Diallo,\n\nChacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
 CONTEXT = {
     NotificationKind.REFERENT_ASSIGNED: {},
     NotificationKind.ANSWER_READY: {"text": ANSWER_WITHOUT_SIGNATURE},
@@ -38,31 +37,50 @@ CONTEXT = {
     NotificationKind.CALL_REQUESTED: {"about": "Votre dossier : la réponse coordonnée est prête"},
     NotificationKind.THANKS_RECEIVED: {"message": "Merci pour votre écoute et votre patience."},
     NotificationKind.DOCUMENT_REQUESTED: {
-        "document": RequestedDocument(code="attestation_salaire", label="Attestation de salaire de l'employeur"),
-        "agency_label": AGENCY_LABELS[Agency.CPAM],
+        "document": RequestedDocument(
+            code="attestation_salaire", label="Attestation de salaire de l'employeur"
+        ),
+        "agency_label": AGENCY_LABELS["cpam"],
         "for_referent": False,
     },
     NotificationKind.DEADLINE_WARNING: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31), "days_left": 7,
+        "agency_label": AGENCY_LABELS["caf"],
+        "due_on": dt.date(2026, 12, 31),
+        "days_left": 7,
         "rule": "silence_vaut_acceptation",
     },
     NotificationKind.DEADLINE_BREACHED: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
-        "rule": "silence_vaut_rejet", "supervisor_name": "Hélène Marchand",
+        "agency_label": AGENCY_LABELS["caf"],
+        "due_on": dt.date(2026, 12, 31),
+        "rule": "silence_vaut_rejet",
+        "supervisor_name": "Hélène Marchand",
     },
     NotificationKind.SUPERVISOR_ALERT: {
-        "supervisor_name": "Hélène Marchand", "reason": "Aucun agent n'a de place pour ce nouveau dossier.",
-        "urgent": True, "departement": "93", "life_event_label": "Perte d'emploi",
+        "supervisor_name": "Hélène Marchand",
+        "reason": "Aucun agent n'a de place pour ce nouveau dossier.",
+        "urgent": True,
+        "departement": "93",
+        "life_event_label": "Perte d'emploi",
     },
     NotificationKind.IMPLICIT_DECISION: {
-        "agency_label": AGENCY_LABELS[Agency.CAF], "due_on": dt.date(2026, 12, 31),
-        "decided_on": dt.date(2027, 1, 1), "accepted": False,
+        "agency_label": AGENCY_LABELS["caf"],
+        "due_on": dt.date(2026, 12, 31),
+        "decided_on": dt.date(2027, 1, 1),
+        "accepted": False,
     },
-    NotificationKind.ACCESS_CODE: {"code": "428193", "expires_at_paris": "18h45", "referent_named": True},
-    NotificationKind.REFERENT_MESSAGE: {"text": "Bonjour, pouvez-vous m'envoyer votre dernier avis d'imposition ?"},
+    NotificationKind.ACCESS_CODE: {
+        "code": "428193",
+        "expires_at_paris": "18h45",
+        "referent_named": True,
+    },
+    NotificationKind.REFERENT_MESSAGE: {
+        "text": "Bonjour, pouvez-vous m'envoyer votre dernier avis d'imposition ?"
+    },
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
-SIGNER = referent(name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny")
+SIGNER = referent(
+    name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny"
+)
 POSTAL = citizen(street="12 rue de la République", city="Saint-Denis")
 
 
@@ -73,7 +91,9 @@ def pdf_text(data: bytes) -> str:
 @pytest.mark.parametrize("channel", list(NotificationChannel))
 @pytest.mark.parametrize("kind", list(NotificationKind))
 def test_every_template_on_every_channel_carries_the_referents_name_and_direct_phone(kind, channel):
-    rendered = render(kind, channel, file_id=FILE_ID, referent=SIGNER, citizen=POSTAL, **CONTEXT[kind])
+    rendered = render(
+        kind, channel, file_id=FILE_ID, referent=SIGNER, citizen=POSTAL, **CONTEXT[kind]
+    )
 
     outputs = [rendered.text]
     if channel is NotificationChannel.EMAIL:
@@ -81,7 +101,14 @@ def test_every_template_on_every_channel_carries_the_referents_name_and_direct_p
         outputs.append(html.unescape(rendered.html))
     if channel is NotificationChannel.LETTER:
         pdf = letters.render_pdf(
-            letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
+            letters.Letter(
+                FILE_ID,
+                rendered.subject,
+                rendered.text,
+                SIGNER,
+                domain.address_block(POSTAL),
+                dt.date(2026, 3, 1),
+            )
         )
         outputs.append(pdf_text(pdf))
     for output in outputs:
@@ -91,21 +118,37 @@ def test_every_template_on_every_channel_carries_the_referents_name_and_direct_p
 
 
 def test_the_letter_has_the_address_block_date_subject_and_the_referents_block():
-    rendered = render(NotificationKind.REFERENT_ASSIGNED, NotificationChannel.LETTER,
-                      file_id=FILE_ID, referent=SIGNER, citizen=POSTAL)
-    text = pdf_text(letters.render_pdf(
-        letters.Letter(FILE_ID, rendered.subject, rendered.text, SIGNER, letters.address_block(POSTAL), dt.date(2026, 3, 1))
-    ))
+    rendered = render(
+        NotificationKind.REFERENT_ASSIGNED,
+        NotificationChannel.LETTER,
+        file_id=FILE_ID,
+        referent=SIGNER,
+        citizen=POSTAL,
+    )
+    text = pdf_text(
+        letters.render_pdf(
+            letters.Letter(
+                FILE_ID,
+                rendered.subject,
+                rendered.text,
+                SIGNER,
+                domain.address_block(POSTAL),
+                dt.date(2026, 3, 1),
+            )
+        )
+    )
 
     assert "Awa Diallo\n12 rue de la République\n93200 SAINT-DENIS" in text
-    assert f"Votre référent : {SIGNER.name}" in text and f"Téléphone direct : {SIGNER.phone}" in text
+    assert (
+        f"Votre référent : {SIGNER.name}" in text and f"Téléphone direct : {SIGNER.phone}" in text
+    )
     assert "Le 1er mars 2026" in text
     assert f"Objet : Votre dossier {FILE_ID} : {SIGNER.name} est votre référent" in text
 
 
 def test_a_letter_needs_a_street_and_a_town():
-    with pytest.raises(letters.NoPostalAddress):
-        letters.address_block(citizen())
+    with pytest.raises(domain.NoPostalAddress):
+        domain.address_block(citizen())
 
 
 def test_characters_outside_the_pdf_fonts_are_reduced_not_fatal():
@@ -114,20 +157,36 @@ def test_characters_outside_the_pdf_fonts_are_reduced_not_fatal():
 
 def test_an_email_whose_html_would_lose_the_signature_is_refused(monkeypatch):
     # A layout that forgets the signature block; the text part is still signed.
-    env = messages._html_env()
+    env = messages.html_env()
     original = env.get_template
     monkeypatch.setattr(
-        env, "get_template", lambda name: env.from_string("{{ content }}") if name == "email.html.j2" else original(name)
+        env,
+        "get_template",
+        lambda name: (
+            env.from_string("{{ content }}") if name == "email.html.j2" else original(name)
+        ),
     )
     with pytest.raises(UnsignedMessage, match="email"):
-        render(NotificationKind.ANSWER_READY, NotificationChannel.EMAIL, file_id=FILE_ID, referent=SIGNER,
-               citizen=POSTAL, text="Bonjour, voici la réponse.")
+        render(
+            NotificationKind.ANSWER_READY,
+            NotificationChannel.EMAIL,
+            file_id=FILE_ID,
+            referent=SIGNER,
+            citizen=POSTAL,
+            text="Bonjour, voici la réponse.",
+        )
 
 
 def test_the_answer_carries_the_survey_link_on_every_channel():
     for channel in NotificationChannel:
-        rendered = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER,
-                          citizen=POSTAL, text="Bonjour, voici la réponse.")
+        rendered = render(
+            NotificationKind.ANSWER_READY,
+            channel,
+            file_id=FILE_ID,
+            referent=SIGNER,
+            citizen=POSTAL,
+            text="Bonjour, voici la réponse.",
+        )
         assert f"https://guichet-unique.gouv.fr/dossiers/{FILE_ID}" in rendered.text
 
 
@@ -158,7 +217,9 @@ def test_the_referent_assigned_message_names_the_referent_in_its_subject():
 
 def test_an_answer_that_already_carries_the_signature_is_not_signed_twice():
     ref = referent()
-    signed = f"Bonjour,\n\nVotre réponse.\n\n{ref.name}\n{ref.office}\nTéléphone direct : {ref.phone}\n"
+    signed = (
+        f"Bonjour,\n\nVotre réponse.\n\n{ref.name}\n{ref.office}\nTéléphone direct : {ref.phone}\n"
+    )
 
     _, body = compose(
         NotificationKind.ANSWER_READY, file_id=FILE_ID, referent=ref, citizen=citizen(), text=signed
@@ -170,13 +231,15 @@ def test_an_answer_that_already_carries_the_signature_is_not_signed_twice():
 
 def test_a_template_variable_that_is_missing_fails_loudly():
     with pytest.raises(UndefinedError):
-        compose(NotificationKind.ANSWER_READY, file_id=FILE_ID, referent=referent(), citizen=citizen())
+        compose(
+            NotificationKind.ANSWER_READY, file_id=FILE_ID, referent=referent(), citizen=citizen()
+        )
 
 
 def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_is_lost(monkeypatch):
     # The answer text below names nobody; only the signature could add the référent.
     # Break the signature: the message must not go out unsigned.
-    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
+    monkeypatch.setattr(domain, "signature", lambda _referent, _audience="citoyen": "")
     ref = referent(name="Bérénice Lefèvre-Ortiz")
     assert ref.name not in ANSWER_WITHOUT_SIGNATURE
 
@@ -192,10 +255,15 @@ def test_an_answer_whose_text_lacks_the_referent_is_refused_when_the_signature_i
 
 def test_a_referent_assigned_message_without_its_direct_phone_is_refused(monkeypatch):
     # The template names the référent but never gives the phone: only the signature does.
-    monkeypatch.setattr(messages, "signature", lambda _referent, _audience="citoyen": "")
+    monkeypatch.setattr(domain, "signature", lambda _referent, _audience="citoyen": "")
 
     with pytest.raises(UnsignedMessage):
-        compose(NotificationKind.REFERENT_ASSIGNED, file_id=FILE_ID, referent=referent(), citizen=citizen())
+        compose(
+            NotificationKind.REFERENT_ASSIGNED,
+            file_id=FILE_ID,
+            referent=referent(),
+            citizen=citizen(),
+        )
 
 
 def test_a_text_giving_the_phone_but_not_the_name_is_signed_rather_than_refused():
@@ -212,36 +280,61 @@ def test_a_text_giving_the_phone_but_not_the_name_is_signed_rather_than_refused(
     assert ref.name in body
 
 
-@pytest.mark.parametrize("rule", ["changement_demande", "reaffectation_superviseur", "suppleance", "retour", "depart"])
+@pytest.mark.parametrize(
+    "rule", ["changement_demande", "reaffectation_superviseur", "suppleance", "retour", "depart"]
+)
 def test_every_kind_of_change_is_explained_and_signed(rule):
     before, after = referent(agent_id="AG-1", name="Karim Benali"), referent()
     _, body = compose(
-        NotificationKind.REFERENT_CHANGED, file_id=FILE_ID, referent=after, citizen=citizen(),
-        previous_referent=before, reason="Karim Benali est absent(e) jusqu'au 12/12/2026 inclus.", rule=rule,
+        NotificationKind.REFERENT_CHANGED,
+        file_id=FILE_ID,
+        referent=after,
+        citizen=citizen(),
+        previous_referent=before,
+        reason="Karim Benali est absent(e) jusqu'au 12/12/2026 inclus.",
+        rule=rule,
     )
     assert after.name in body and after.phone in body
     assert ("demandé" in body) == (rule == "changement_demande")
-    assert ("12/12/2026" in body)
+    assert "12/12/2026" in body
 
 
 @pytest.mark.parametrize("for_referent", [False, True])
 def test_a_document_request_names_the_document_the_agency_and_the_referent(for_referent):
     ref = referent()
     context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent}
-    _, body = compose(NotificationKind.DOCUMENT_REQUESTED, file_id=FILE_ID, referent=ref, citizen=citizen(), **context)
-    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS[Agency.CPAM] in body
+    _, body = compose(
+        NotificationKind.DOCUMENT_REQUESTED,
+        file_id=FILE_ID,
+        referent=ref,
+        citizen=citizen(),
+        **context,
+    )
+    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS["cpam"] in body
     assert ref.name in body and ref.phone in body
     assert ("Envoyez-la depuis votre dossier" in body) != for_referent
 
 
 @pytest.mark.parametrize("channel", ["email", "sms"])
 @pytest.mark.parametrize("for_referent", [False, True])
-def test_a_document_asked_again_says_the_first_was_incomplete_and_the_clock_restarts(for_referent, channel):
+def test_a_document_asked_again_says_the_first_was_incomplete_and_the_clock_restarts(
+    for_referent, channel
+):
     ref = referent()
-    context = {**CONTEXT[NotificationKind.DOCUMENT_REQUESTED], "for_referent": for_referent,
-               "again": True, "reason": "Pièce incomplète : la page 2 de l'attestation manque."}
-    text = render(NotificationKind.DOCUMENT_REQUESTED, NotificationChannel(channel), file_id=FILE_ID, referent=ref,
-                  citizen=citizen(), **context).text
+    context = {
+        **CONTEXT[NotificationKind.DOCUMENT_REQUESTED],
+        "for_referent": for_referent,
+        "again": True,
+        "reason": "Pièce incomplète : la page 2 de l'attestation manque.",
+    }
+    text = render(
+        NotificationKind.DOCUMENT_REQUESTED,
+        NotificationChannel(channel),
+        file_id=FILE_ID,
+        referent=ref,
+        citizen=citizen(),
+        **context,
+    ).text
     assert "incomplète" in text and "Attestation de salaire de l'employeur" in text
     assert ref.name in text
     if channel == "email":
@@ -250,10 +343,11 @@ def test_a_document_asked_again_says_the_first_was_incomplete_and_the_clock_rest
 
 
 def test_the_access_code_sent_before_a_referent_is_named_gives_the_public_service_line():
-    from notification.handlers import GUICHET_DESK
-
     subject, body = compose(
-        NotificationKind.ACCESS_CODE, file_id=FILE_ID, referent=GUICHET_DESK, citizen=citizen(),
+        NotificationKind.ACCESS_CODE,
+        file_id=FILE_ID,
+        referent=GUICHET_DESK,
+        citizen=citizen(),
         **{**CONTEXT[NotificationKind.ACCESS_CODE], "referent_named": False},
     )
     assert "428193" in body and FILE_ID in subject
@@ -270,20 +364,42 @@ def answer_with_word(word: str | None) -> str:
     from assignment.domain import compose_answer
     from shared_models import AgencyDecision, Decision
 
-    granted = AgencyDecision(agency=Agency.CAF, decision=Decision.GRANTED, summary="Le RSA vous est accordé.",
-                             amount_eur=607.75, start_date=dt.date(2026, 12, 1), agency_reference="CAF-1")
+    granted = AgencyDecision(
+        agency="caf",
+        decision=Decision.GRANTED,
+        summary="Le RSA vous est accordé.",
+        amount_eur=607.75,
+        start_date=dt.date(2026, 12, 1),
+        agency_reference="CAF-1",
+    )
     return compose_answer(FILE_ID, "Perte d'emploi", POSTAL, [granted], SIGNER_WITH_HOURS, word)
 
 
-SIGNER_WITH_HOURS = SIGNER.model_copy(update={"opening_hours": "Du lundi au vendredi, 9h-12h et 14h-17h"})
+SIGNER_WITH_HOURS = SIGNER.model_copy(
+    update={"opening_hours": "Du lundi au vendredi, 9h-12h et 14h-17h"}
+)
 
 
 @pytest.mark.parametrize("channel", list(NotificationChannel))
 def test_the_personal_word_reaches_the_citizen_on_every_channel_or_is_announced_by_sms(channel):
-    rendered = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
-                      citizen=POSTAL, text=answer_with_word(WORD), personal_word=WORD)
-    bare = render(NotificationKind.ANSWER_READY, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
-                  citizen=POSTAL, text=answer_with_word(None), personal_word=None)
+    rendered = render(
+        NotificationKind.ANSWER_READY,
+        channel,
+        file_id=FILE_ID,
+        referent=SIGNER_WITH_HOURS,
+        citizen=POSTAL,
+        text=answer_with_word(WORD),
+        personal_word=WORD,
+    )
+    bare = render(
+        NotificationKind.ANSWER_READY,
+        channel,
+        file_id=FILE_ID,
+        referent=SIGNER_WITH_HOURS,
+        citizen=POSTAL,
+        text=answer_with_word(None),
+        personal_word=None,
+    )
 
     if channel is NotificationChannel.SMS:
         assert "Un mot de votre référent vous attend dans votre espace." in rendered.text
@@ -296,9 +412,23 @@ def test_the_personal_word_reaches_the_citizen_on_every_channel_or_is_announced_
     if channel is NotificationChannel.EMAIL:
         outputs.append((html.unescape(rendered.html), "607,75\u00a0€"))
     else:
-        outputs.append((pdf_text(letters.render_pdf(letters.Letter(
-            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
-            dt.date(2026, 12, 1)))).replace("\n", " "), "607,75 €"))
+        outputs.append(
+            (
+                pdf_text(
+                    letters.render_pdf(
+                        letters.Letter(
+                            FILE_ID,
+                            rendered.subject,
+                            rendered.text,
+                            SIGNER_WITH_HOURS,
+                            domain.address_block(POSTAL),
+                            dt.date(2026, 12, 1),
+                        )
+                    )
+                ).replace("\n", " "),
+                "607,75 €",
+            )
+        )
     for output, amount in outputs:
         assert WORD in output, (channel, output)
         assert amount in output and "01/12/2026" in output
@@ -307,16 +437,34 @@ def test_the_personal_word_reaches_the_citizen_on_every_channel_or_is_announced_
 
 @pytest.mark.parametrize("channel", [NotificationChannel.EMAIL, NotificationChannel.LETTER])
 def test_the_signature_block_gives_the_email_and_the_offices_opening_hours(channel):
-    rendered = render(NotificationKind.REFERENT_ASSIGNED, channel, file_id=FILE_ID, referent=SIGNER_WITH_HOURS,
-                      citizen=POSTAL)
+    rendered = render(
+        NotificationKind.REFERENT_ASSIGNED,
+        channel,
+        file_id=FILE_ID,
+        referent=SIGNER_WITH_HOURS,
+        citizen=POSTAL,
+    )
 
     outputs = [rendered.text]
     if channel is NotificationChannel.EMAIL:
-        outputs.append(re.sub(r"<[^>]+>", "", html.unescape(rendered.html)))  # the text a reader sees
+        outputs.append(
+            re.sub(r"<[^>]+>", "", html.unescape(rendered.html))
+        )  # the text a reader sees
     else:
-        outputs.append(pdf_text(letters.render_pdf(letters.Letter(
-            FILE_ID, rendered.subject, rendered.text, SIGNER_WITH_HOURS, letters.address_block(POSTAL),
-            dt.date(2026, 12, 1)))))
+        outputs.append(
+            pdf_text(
+                letters.render_pdf(
+                    letters.Letter(
+                        FILE_ID,
+                        rendered.subject,
+                        rendered.text,
+                        SIGNER_WITH_HOURS,
+                        domain.address_block(POSTAL),
+                        dt.date(2026, 12, 1),
+                    )
+                )
+            )
+        )
     for output in outputs:
         assert f"Courriel : {SIGNER.email}" in output, output
         assert "Accueil : Du lundi au vendredi, 9h-12h et 14h-17h" in output, output
@@ -325,10 +473,22 @@ def test_the_signature_block_gives_the_email_and_the_offices_opening_hours(chann
 def test_a_long_message_from_the_referent_is_cut_in_an_sms_with_a_link_to_the_rest():
     long = "Voici ce que j'ai appris de la CAF. " * 40
 
-    sms = render(NotificationKind.REFERENT_MESSAGE, NotificationChannel.SMS, file_id=FILE_ID, referent=SIGNER,
-                 citizen=POSTAL, text=long)
-    mail = render(NotificationKind.REFERENT_MESSAGE, NotificationChannel.EMAIL, file_id=FILE_ID, referent=SIGNER,
-                  citizen=POSTAL, text=long)
+    sms = render(
+        NotificationKind.REFERENT_MESSAGE,
+        NotificationChannel.SMS,
+        file_id=FILE_ID,
+        referent=SIGNER,
+        citizen=POSTAL,
+        text=long,
+    )
+    mail = render(
+        NotificationKind.REFERENT_MESSAGE,
+        NotificationChannel.EMAIL,
+        file_id=FILE_ID,
+        referent=SIGNER,
+        citizen=POSTAL,
+        text=long,
+    )
 
     assert len(sms.text) <= 480 and f"/dossiers/{FILE_ID}" in sms.text
     assert long.strip() in mail.text  # the whole message by email and letter

@@ -16,9 +16,9 @@ from guichet_runtime.refusals import Refused
 from intake import projections
 from intake.commands.citizen import request_referent_change
 from intake.commands.files import SubmitFile, submit_file
-from intake.views import files as views
 from intake.schemas import FileIn
-from notification import handlers as notification
+from intake.views import files as views
+from notification import projections as notification
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
@@ -42,7 +42,9 @@ async def emitted(db, cls):
 
 async def load(db, agent_id):
     async with db.engine.connect() as conn:
-        return (await conn.execute(sa.text("SELECT * FROM agents WHERE agent_id = :a"), {"a": agent_id})).one()
+        return (
+            await conn.execute(sa.text("SELECT * FROM agents WHERE agent_id = :a"), {"a": agent_id})
+        ).one()
 
 
 @pytest.fixture
@@ -55,8 +57,11 @@ async def assigned(assignment_db):
 
 async def test_the_citizen_gets_another_referent_and_the_whole_file_follows(assigned):
     db, first = assigned
-    await handle(db, assignment.on_referent_change_requested,
-                 ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by="citoyen", reason=REASON))
+    await handle(
+        db,
+        assignment.on_referent_change_requested,
+        ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by="citoyen", reason=REASON),
+    )
 
     [_, change] = await emitted(db, ReferentAssigned)
     assert change.referent.agent_id != first.agent_id
@@ -73,11 +78,16 @@ async def test_the_citizen_gets_another_referent_and_the_whole_file_follows(assi
     assert len(await emitted(db, AgencyRequestIssued)) == 3
 
 
-async def test_a_second_citizen_request_is_not_granted_but_a_supervisor_may_still_move_the_file(assigned):
+async def test_a_second_citizen_request_is_not_granted_but_a_supervisor_may_still_move_the_file(
+    assigned,
+):
     db, first = assigned
     for by in ("citoyen", "citoyen", "superviseur"):
-        await handle(db, assignment.on_referent_change_requested,
-                     ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by=by, reason=REASON))
+        await handle(
+            db,
+            assignment.on_referent_change_requested,
+            ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by=by, reason=REASON),
+        )
     changes = (await emitted(db, ReferentAssigned))[1:]
     assert [c.rule for c in changes] == ["changement_demande", "reaffectation_superviseur"]
     assert changes[1].previous_referent == changes[0].referent
@@ -88,24 +98,42 @@ async def test_no_change_on_an_answered_file(assigned):
     db, _ = assigned
     requests = await emitted(db, AgencyRequestIssued)
     for r in requests:
-        await handle(db, assignment.on_agency_answer,
-                     AgencyAnswerReceived(file_id=r.file_id, request_id=r.request_id, answer=decision(r.agency)))
-    await handle(db, assignment.on_referent_change_requested,
-                 ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by="citoyen", reason=REASON))
+        await handle(
+            db,
+            assignment.on_agency_answer,
+            AgencyAnswerReceived(
+                file_id=r.file_id, request_id=r.request_id, answer=decision(r.agency)
+            ),
+        )
+    await handle(
+        db,
+        assignment.on_referent_change_requested,
+        ReferentChangeRequested(file_id="GU-2026-CHANGE01", requested_by="citoyen", reason=REASON),
+    )
     assert len(await emitted(db, ReferentAssigned)) == 1
 
 
 async def test_a_change_for_an_unknown_file_is_a_permanent_error(assigned):
     db, _ = assigned
     with pytest.raises(PermanentError):
-        await handle(db, assignment.on_referent_change_requested,
-                     ReferentChangeRequested(file_id="GU-2026-INCONNU", requested_by="citoyen", reason=REASON))
+        await handle(
+            db,
+            assignment.on_referent_change_requested,
+            ReferentChangeRequested(
+                file_id="GU-2026-INCONNU", requested_by="citoyen", reason=REASON
+            ),
+        )
 
 
 FORM = {
     "life_event": "naissance",
-    "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
-                "postcode": "93200", "preferred_channel": "email"},
+    "citizen": {
+        "given_name": "Awa",
+        "family_name": "Diallo",
+        "email": "awa@example.fr",
+        "postcode": "93200",
+        "preferred_channel": "email",
+    },
     "description": "Naissance de notre fille.",
 }
 
@@ -116,12 +144,27 @@ async def test_intake_grants_one_request_per_open_file_and_says_why_not_in_frenc
         await request_referent_change(file_id, REASON, intake_db.uow())
     assert no_referent.value.status == 409 and "Aucun référent" in no_referent.value.message
 
-    await handle(intake_db, projections.on_referent_assigned,
-                 ReferentAssigned(file_id=file_id, referent=referent(), rule="proximite", explanation="…",
-                                  citizen=file_submitted().citizen), consumer="intake")
+    await handle(
+        intake_db,
+        projections.on_referent_assigned,
+        ReferentAssigned(
+            file_id=file_id,
+            referent=referent(),
+            rule="proximite",
+            explanation="…",
+            citizen=file_submitted().citizen,
+        ),
+        consumer="intake",
+    )
     await request_referent_change(file_id, REASON, intake_db.uow())
-    [(topic, event)] = [(t, e) for t, e in await intake_db.outbox_events() if isinstance(e, ReferentChangeRequested)]
-    assert topic == topics.REFERENT_CHANGES and event.reason == REASON and event.requested_by == "citoyen"
+    [(topic, event)] = [
+        (t, e) for t, e in await intake_db.outbox_events() if isinstance(e, ReferentChangeRequested)
+    ]
+    assert (
+        topic == topics.REFERENT_CHANGES
+        and event.reason == REASON
+        and event.requested_by == "citoyen"
+    )
 
     with pytest.raises(Refused) as second:
         await request_referent_change(file_id, REASON, intake_db.uow())
@@ -134,13 +177,26 @@ async def test_intake_grants_one_request_per_open_file_and_says_why_not_in_frenc
 
 
 async def test_the_citizen_and_both_agents_are_told_of_the_change(notification_db):
-    before, after = referent(agent_id="AG-1", name="Karim Benali", email="karim@fs.gouv.fr"), referent()
-    change = ReferentAssigned(file_id="GU-2026-CHANGE01", referent=after, rule="changement_demande",
-                              explanation="…", citizen=file_submitted().citizen,
-                              previous_referent=before, reason=REASON)
-    await handle(notification_db, notification.on_referent_assigned, change, consumer="notification")
+    before, after = (
+        referent(agent_id="AG-1", name="Karim Benali", email="karim@fs.gouv.fr"),
+        referent(),
+    )
+    change = ReferentAssigned(
+        file_id="GU-2026-CHANGE01",
+        referent=after,
+        rule="changement_demande",
+        explanation="…",
+        citizen=file_submitted().citizen,
+        previous_referent=before,
+        reason=REASON,
+    )
+    await handle(
+        notification_db, notification.on_referent_assigned, change, consumer="notification"
+    )
     with pytest.raises(AlreadyProcessed):  # a redelivery: the consumer skips it
-        await handle(notification_db, notification.on_referent_assigned, change, consumer="notification")
+        await handle(
+            notification_db, notification.on_referent_assigned, change, consumer="notification"
+        )
 
     rows = await notification_db.rows("notifications")
     by_recipient = {r.recipient: r for r in rows}

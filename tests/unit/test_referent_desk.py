@@ -19,9 +19,9 @@ from guichet_runtime.refusals import install_refusals
 from intake import api as intake_api
 from intake import projections
 from intake.commands.files import SubmitFile, submit_file
-from intake.views import files as views
 from intake.schemas import FileIn
-from notification import handlers as notification
+from intake.views import files as views
+from notification import projections as notification
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
@@ -69,7 +69,9 @@ async def open_file(db, file_id: str, **overrides) -> tuple[str, list[AgencyRequ
 
 async def answer_all(db, requests: list[AgencyRequestIssued]) -> list[CoordinatedAnswerIssued]:
     for r in requests:
-        answer = AgencyAnswerReceived(file_id=r.file_id, request_id=r.request_id, answer=decision(r.agency))
+        answer = AgencyAnswerReceived(
+            file_id=r.file_id, request_id=r.request_id, answer=decision(r.agency)
+        )
         await assignment.on_agency_answer(answer, db.uow(("assignment", str(answer.event_id))))
     return [e for _, e in await db.outbox_events() if isinstance(e, CoordinatedAnswerIssued)]
 
@@ -89,7 +91,9 @@ async def test_the_referents_word_set_before_the_last_answer_leaves_with_it_then
     assert answer.personal_word == WORD
     body, signature = answer.text.split("Je reste votre interlocuteur", 1)
     assert WORD in body and answer.referent.phone in signature
-    assert answer.referent.opening_hours and f"Accueil : {answer.referent.opening_hours}" in signature
+    assert (
+        answer.referent.opening_hours and f"Accueil : {answer.referent.opening_hours}" in signature
+    )
     late = await desk.put(url, json={"agent_id": agent, "text": "Trop tard ?"})
     withdrawn = await desk.delete(url, params={"agent_id": agent})
     assert late.status_code == withdrawn.status_code == 409
@@ -118,27 +122,46 @@ async def test_only_the_current_referent_writes_the_word_and_errors_are_in_frenc
     cases = {
         "colleague": await desk.put(url, json={"agent_id": other, "text": WORD}),
         "unknown agent": await desk.put(url, json={"agent_id": "AG-INCONNU", "text": WORD}),
-        "unknown file": await desk.put("/api/files/GU-0000-INCONNU/personal-word", json={"agent_id": agent, "text": WORD}),
+        "unknown file": await desk.put(
+            "/api/files/GU-0000-INCONNU/personal-word", json={"agent_id": agent, "text": WORD}
+        ),
         "blank": await desk.put(url, json={"agent_id": agent, "text": "   "}),
         "too long": await desk.put(url, json={"agent_id": agent, "text": "x" * 1001}),
     }
 
     assert {k: r.status_code for k, r in cases.items()} == {
-        "colleague": 403, "unknown agent": 404, "unknown file": 404, "blank": 422, "too long": 422,
+        "colleague": 403,
+        "unknown agent": 404,
+        "unknown file": 404,
+        "blank": 422,
+        "too long": 422,
     }
     assert cases["colleague"].json()["message"].startswith("Seul le référent actuel du dossier")
-    assert cases["unknown agent"].json()["message"] == "Aucun agent ne porte l'identifiant AG-INCONNU."
-    assert cases["blank"].json()["errors"] == [{"field": "text", "message": "Écrivez quelques mots avant d'enregistrer."}]
-    assert cases["too long"].json()["errors"][0]["message"] == "Le mot personnel fait au plus 1000 caractères (ici : 1001)."
+    assert (
+        cases["unknown agent"].json()["message"] == "Aucun agent ne porte l'identifiant AG-INCONNU."
+    )
+    assert cases["blank"].json()["errors"] == [
+        {"field": "text", "message": "Écrivez quelques mots avant d'enregistrer."}
+    ]
+    assert (
+        cases["too long"].json()["errors"][0]["message"]
+        == "Le mot personnel fait au plus 1000 caractères (ici : 1001)."
+    )
     [file] = await desk.db.rows("files")
     assert file.personal_word is None
 
 
 async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(desk):
     agent, requests = await open_file(desk.db, "GU-2026-WORD0004")
-    await desk.put("/api/files/GU-2026-WORD0004/personal-word", json={"agent_id": agent, "text": WORD})
-    change = ReferentChangeRequested(file_id="GU-2026-WORD0004", requested_by="citoyen", reason="Incompatibilité.")
-    await assignment.on_referent_change_requested(change, desk.db.uow(("assignment", str(change.event_id))))
+    await desk.put(
+        "/api/files/GU-2026-WORD0004/personal-word", json={"agent_id": agent, "text": WORD}
+    )
+    change = ReferentChangeRequested(
+        file_id="GU-2026-WORD0004", requested_by="citoyen", reason="Incompatibilité."
+    )
+    await assignment.on_referent_change_requested(
+        change, desk.db.uow(("assignment", str(change.event_id)))
+    )
     record = (await desk.get("/api/files/GU-2026-WORD0004/assignment")).json()
     assert record["referent_id"] != agent and record["personal_word"]["included"] is False
 
@@ -159,15 +182,28 @@ async def counter(intake_db):
 
 
 async def intake_file(db, assigned: bool = True) -> str:
-    form = FileIn.model_validate({
-        "life_event": "naissance", "description": "Naissance de notre fille.",
-        "citizen": {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
-                    "postcode": "93200", "preferred_channel": "email"},
-    })
+    form = FileIn.model_validate(
+        {
+            "life_event": "naissance",
+            "description": "Naissance de notre fille.",
+            "citizen": {
+                "given_name": "Awa",
+                "family_name": "Diallo",
+                "email": "awa@example.fr",
+                "postcode": "93200",
+                "preferred_channel": "email",
+            },
+        }
+    )
     file_id, _ = await submit_file(SubmitFile(form=form), db.uow())
     if assigned:
-        event = ReferentAssigned(file_id=file_id, referent=referent(), rule="proximite", explanation="…",
-                                 citizen=citizen())
+        event = ReferentAssigned(
+            file_id=file_id,
+            referent=referent(),
+            rule="proximite",
+            explanation="…",
+            citizen=citizen(),
+        )
         await projections.on_referent_assigned(event, db.uow(("intake", str(event.event_id))))
     return file_id
 
@@ -175,19 +211,29 @@ async def intake_file(db, assigned: bool = True) -> str:
 async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(counter):
     file_id = await intake_file(counter.db)
     url = f"/api/files/{file_id}/messages"
-    body = {"agent_id": referent().agent_id, "text": "Pouvez-vous m'envoyer votre livret de famille ?"}
+    body = {
+        "agent_id": referent().agent_id,
+        "text": "Pouvez-vous m'envoyer votre livret de famille ?",
+    }
 
     sent = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
     again = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
-    other = await counter.post(url, json={**body, "text": "Autre chose."}, headers={"Idempotency-Key": "desk-1"})
+    other = await counter.post(
+        url, json={**body, "text": "Autre chose."}, headers={"Idempotency-Key": "desk-1"}
+    )
 
     assert sent.status_code == again.status_code == 201 and other.status_code == 409
     assert again.headers["Idempotent-Replayed"] == "true"
     assert sent.json()["message_id"] == again.json()["message_id"]
-    [(topic, event)] = [(t, e) for t, e in await counter.db.outbox_events() if isinstance(e, ReferentMessageSent)]
+    [(topic, event)] = [
+        (t, e) for t, e in await counter.db.outbox_events() if isinstance(e, ReferentMessageSent)
+    ]
     assert topic == topics.REFERENT_MESSAGES
     assert (event.message_id, event.text, event.referent, event.citizen.email) == (
-        sent.json()["message_id"], body["text"], referent(), "awa@example.fr"
+        sent.json()["message_id"],
+        body["text"],
+        referent(),
+        "awa@example.fr",
     )
     timeline = (await views.file_view(counter.db.uow(), file_id))["timeline"]
     assert [e["label"] for e in timeline if e["kind"] == "message_referent"] == [
@@ -196,13 +242,22 @@ async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(count
 
     # Notification reports it delivered: the desk's history shows by which channel.
     delivered = NotificationSent(
-        file_id=file_id, notification_id=f"{file_id}:referent_message:{event.message_id}",
-        kind=NotificationKind.REFERENT_MESSAGE, channel=NotificationChannel.SMS,
-        subject="Votre dossier : un message", referent_name=referent().name,
+        file_id=file_id,
+        notification_id=f"{file_id}:referent_message:{event.message_id}",
+        kind=NotificationKind.REFERENT_MESSAGE,
+        channel=NotificationChannel.SMS,
+        subject="Votre dossier : un message",
+        referent_name=referent().name,
     )
-    await projections.on_notification_sent(delivered, counter.db.uow(("intake", str(delivered.event_id))))
+    await projections.on_notification_sent(
+        delivered, counter.db.uow(("intake", str(delivered.event_id)))
+    )
     [listed] = (await counter.get(url)).json()
-    assert (listed["text"], listed["agent_name"], listed["channel"]) == (body["text"], referent().name, "sms")
+    assert (listed["text"], listed["agent_name"], listed["channel"]) == (
+        body["text"],
+        referent().name,
+        "sms",
+    )
 
 
 async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_french(counter):
@@ -211,19 +266,37 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
     me = referent().agent_id
 
     cases = {
-        "colleague": await counter.post(f"/api/files/{file_id}/messages", json={"agent_id": "AG-AUTRE", "text": "Bonjour"}),
-        "no référent yet": await counter.post(f"/api/files/{waiting}/messages", json={"agent_id": me, "text": "Bonjour"}),
-        "unknown file": await counter.post("/api/files/GU-0000-INCONNU/messages", json={"agent_id": me, "text": "Bonjour"}),
-        "blank": await counter.post(f"/api/files/{file_id}/messages", json={"agent_id": me, "text": " "}),
-        "too long": await counter.post(f"/api/files/{file_id}/messages", json={"agent_id": me, "text": "x" * 2001}),
+        "colleague": await counter.post(
+            f"/api/files/{file_id}/messages", json={"agent_id": "AG-AUTRE", "text": "Bonjour"}
+        ),
+        "no référent yet": await counter.post(
+            f"/api/files/{waiting}/messages", json={"agent_id": me, "text": "Bonjour"}
+        ),
+        "unknown file": await counter.post(
+            "/api/files/GU-0000-INCONNU/messages", json={"agent_id": me, "text": "Bonjour"}
+        ),
+        "blank": await counter.post(
+            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": " "}
+        ),
+        "too long": await counter.post(
+            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": "x" * 2001}
+        ),
     }
 
     assert {k: r.status_code for k, r in cases.items()} == {
-        "colleague": 403, "no référent yet": 409, "unknown file": 404, "blank": 422, "too long": 422,
+        "colleague": 403,
+        "no référent yet": 409,
+        "unknown file": 404,
+        "blank": 422,
+        "too long": 422,
     }
     assert cases["colleague"].json()["message"].startswith("Seul le référent actuel du dossier")
-    assert cases["blank"].json()["errors"] == [{"field": "text", "message": "Écrivez votre message avant de l'envoyer."}]
-    assert not [e for _, e in await counter.db.outbox_events() if isinstance(e, ReferentMessageSent)]
+    assert cases["blank"].json()["errors"] == [
+        {"field": "text", "message": "Écrivez votre message avant de l'envoyer."}
+    ]
+    assert not [
+        e for _, e in await counter.db.outbox_events() if isinstance(e, ReferentMessageSent)
+    ]
     assert (await counter.get("/api/files/GU-0000-INCONNU/messages")).status_code == 404
 
 
@@ -231,23 +304,41 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
 
 
 async def test_a_redelivered_message_event_is_sent_once_signed_with_the_referents_contact(
-    notification_db, channels, sink  # noqa: F811
+    notification_db,
+    channels,
+    sink,  # noqa: F811
 ):
     event = ReferentMessageSent(
-        file_id="GU-2026-MESS0001", message_id=str(uuid.uuid4()), referent=referent(), citizen=citizen(),
+        file_id="GU-2026-MESS0001",
+        message_id=str(uuid.uuid4()),
+        referent=referent(),
+        citizen=citizen(),
         text="Votre dossier avance : la CAF a bien reçu votre attestation.",
     )
-    await notification.on_referent_message(event, notification_db.uow(("notification", str(event.event_id))))
-    replay = event.model_copy(update={"event_id": uuid.uuid4()})  # the same message, published again
-    await notification.on_referent_message(replay, notification_db.uow(("notification", str(replay.event_id))))
+    await notification.on_referent_message_sent(
+        event, notification_db.uow(("notification", str(event.event_id)))
+    )
+    replay = event.model_copy(
+        update={"event_id": uuid.uuid4()}
+    )  # the same message, published again
+    await notification.on_referent_message_sent(
+        replay, notification_db.uow(("notification", str(replay.event_id)))
+    )
 
     assert await dispatch_all(notification_db, channels) == 1
     [mail] = [m for m in sink.mails() if m["X-Guichet-File"] == "GU-2026-MESS0001"]
     text = mail.get_body(("plain",)).get_content()
     assert mail["Subject"] == f"Votre dossier GU-2026-MESS0001 : un message de {referent().name}"
     assert event.text in text
-    for part in (referent().name, referent().phone, referent().email, f"Accueil : {referent().opening_hours}"):
+    for part in (
+        referent().name,
+        referent().phone,
+        referent().email,
+        f"Accueil : {referent().opening_hours}",
+    ):
         assert part in text
-    [(_, reported)] = [(t, e) for t, e in await notification_db.outbox_events() if isinstance(e, NotificationSent)]
+    [(_, reported)] = [
+        (t, e) for t, e in await notification_db.outbox_events() if isinstance(e, NotificationSent)
+    ]
     assert reported.kind is NotificationKind.REFERENT_MESSAGE
     assert reported.notification_id == f"GU-2026-MESS0001:referent_message:{event.message_id}"

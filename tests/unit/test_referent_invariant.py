@@ -13,7 +13,14 @@ from pathlib import Path
 import sqlalchemy as sa
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from assignment.commands import directory, directory_import, housekeeping
 from assignment.projections import files as assignment
@@ -22,7 +29,7 @@ from assignment.tables import inbox, outbox
 from guichet_runtime.clock import Clock
 from guichet_runtime.db import UnitOfWork, make_engine
 from guichet_runtime.refusals import Refused
-from shared_models import Agency, AgencyAnswerReceived, ReferentChangeRequested
+from shared_models import AgencyAnswerReceived, ReferentChangeRequested
 from tests.unit.samples import citizen, decision, file_submitted
 
 TODAY = Clock().today()
@@ -46,7 +53,9 @@ class ReferentEngine(RuleBasedStateMachine):
         return self.loop.run_until_complete(coro)
 
     def uow(self, key: str | None = None) -> UnitOfWork:
-        return UnitOfWork(self.engine, outbox, inbox, inbox_key=("assignment", key) if key else None)
+        return UnitOfWork(
+            self.engine, outbox, inbox, inbox_key=("assignment", key) if key else None
+        )
 
     async def _query(self, sql: str, **params):
         async with self.engine.connect() as conn:
@@ -65,9 +74,11 @@ class ReferentEngine(RuleBasedStateMachine):
     def seed(self, capacity):
         self.run(directory_import.seed_directory(self.uow(), DEFAULT_DIRECTORY))
         # A small network, so capacity, covers and waiting files really happen.
-        self.run(self._exec(
-            "UPDATE agents SET status = 'parti' WHERE office_id NOT IN ('FS-93-01', 'FS-75-01', 'FS-69-01')"
-        ))
+        self.run(
+            self._exec(
+                "UPDATE agents SET status = 'parti' WHERE office_id NOT IN ('FS-93-01', 'FS-75-01', 'FS-69-01')"
+            )
+        )
         self.run(self._exec(f"UPDATE agents SET capacity = {capacity}"))
 
     async def _exec(self, sql: str) -> None:
@@ -78,7 +89,8 @@ class ReferentEngine(RuleBasedStateMachine):
     def submit(self, person, postcode, urgent):
         self.count += 1
         event = file_submitted(
-            f"GU-2026-P{self.count:07d}", urgent=urgent,
+            f"GU-2026-P{self.count:07d}",
+            urgent=urgent,
             citizen=citizen(email=f"personne{person}@example.fr", postcode=postcode),
         )
         self.run(assignment.on_file_submitted(event, self.uow(str(event.event_id))))
@@ -89,9 +101,12 @@ class ReferentEngine(RuleBasedStateMachine):
     def all_agencies_answer(self, data):
         file_id = data.draw(st.sampled_from(self.files))
         for request_id, agency in self.query(
-            "SELECT request_id, agency FROM agency_requests WHERE file_id = :f AND status != 'repondue'", f=file_id
+            "SELECT request_id, agency FROM agency_requests WHERE file_id = :f AND status != 'repondue'",
+            f=file_id,
         ):
-            answer = AgencyAnswerReceived(file_id=file_id, request_id=request_id, answer=decision(Agency(agency)))
+            answer = AgencyAnswerReceived(
+                file_id=file_id, request_id=request_id, answer=decision(agency)
+            )
             self.run(assignment.on_agency_answer(answer, self.uow(str(answer.event_id))))
 
     @precondition(lambda self: self.files)
@@ -109,7 +124,12 @@ class ReferentEngine(RuleBasedStateMachine):
         self.run(self._attempt(directory.reassign(self.uow(), file_id, "Rééquilibrage.", None)))
 
     def agents(self) -> list[str]:
-        return [r.agent_id for r in self.query("SELECT agent_id FROM agents WHERE status != 'parti' ORDER BY agent_id")]
+        return [
+            r.agent_id
+            for r in self.query(
+                "SELECT agent_id FROM agents WHERE status != 'parti' ORDER BY agent_id"
+            )
+        ]
 
     @rule(data=st.data(), days=st.integers(0, 3))
     def absence(self, data, days):
@@ -117,20 +137,36 @@ class ReferentEngine(RuleBasedStateMachine):
         if agents:
             agent = data.draw(st.sampled_from(agents))
             from datetime import timedelta
-            self.run(self._attempt(directory.declare_absence(
-                self.uow(), agent, TODAY, TODAY + timedelta(days=days), None, TODAY)))
+
+            self.run(
+                self._attempt(
+                    directory.declare_absence(
+                        self.uow(), agent, TODAY, TODAY + timedelta(days=days), None, TODAY
+                    )
+                )
+            )
 
     @rule(data=st.data())
     def back(self, data):
-        absent = [r.agent_id for r in self.query("SELECT agent_id FROM agents WHERE status = 'absent'")]
+        absent = [
+            r.agent_id for r in self.query("SELECT agent_id FROM agents WHERE status = 'absent'")
+        ]
         if absent:
-            self.run(self._attempt(directory.agent_returns(self.uow(), data.draw(st.sampled_from(absent)))))
+            self.run(
+                self._attempt(
+                    directory.agent_returns(self.uow(), data.draw(st.sampled_from(absent)))
+                )
+            )
 
     @rule(data=st.data())
     def departure(self, data):
         agents = self.agents()
         if len(agents) > 2:
-            self.run(self._attempt(directory.agent_leaves(self.uow(), data.draw(st.sampled_from(agents)), None)))
+            self.run(
+                self._attempt(
+                    directory.agent_leaves(self.uow(), data.draw(st.sampled_from(agents)), None)
+                )
+            )
 
     @rule()
     def housekeeping(self):
@@ -155,7 +191,9 @@ class ReferentEngine(RuleBasedStateMachine):
                 assert f.referent_id is not None, f
                 assert agents[f.referent_id].status == "actif", (f, agents[f.referent_id].status)
                 held[f.referent_id] = held.get(f.referent_id, 0) + 1
-                assert last_assigned[f.file_id] == f.referent_id  # the history ends with today's référent
+                assert (
+                    last_assigned[f.file_id] == f.referent_id
+                )  # the history ends with today's référent
             elif f.status == "en_attente_attribution":
                 assert f.referent_id is None  # waiting, visibly, never dropped
         for agent in agents.values():
@@ -163,7 +201,8 @@ class ReferentEngine(RuleBasedStateMachine):
             # Own files coming back from a cover may exceed capacity; nothing else may.
             if agent.active_files > agent.capacity:
                 returned = self.query(
-                    "SELECT count(*) AS n FROM assignments WHERE agent_id = :a AND rule = 'retour'", a=agent.agent_id
+                    "SELECT count(*) AS n FROM assignments WHERE agent_id = :a AND rule = 'retour'",
+                    a=agent.agent_id,
                 )[0].n
                 assert returned > 0, agent.agent_id
 
@@ -179,7 +218,9 @@ def test_the_referent_invariant_holds_over_random_sequences(migrated_templates):
     run_state_machine_as_test(
         ReferentEngine,
         settings=settings(
-            max_examples=40, stateful_step_count=30, deadline=None,
+            max_examples=40,
+            stateful_step_count=30,
+            deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
     )

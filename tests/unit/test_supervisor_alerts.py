@@ -9,9 +9,8 @@ import json
 import pytest
 
 from guichet_runtime.db import AlreadyProcessed
-from notification import handlers as notification
+from notification import projections as notification
 from shared_models import (
-    Agency,
     DeadlineRule,
     LegalDeadlineBreached,
     ReferentAssignmentDeferred,
@@ -20,10 +19,18 @@ from shared_models import (
 from tests.unit.samples import citizen, referent
 
 SUPERVISORS = [
-    SupervisorContact(supervisor_id="SUP-IDF", name="Hélène Marchand", email="helene.marchand@example.fr",
-                      phone="01 40 10 21 00"),
-    SupervisorContact(supervisor_id="SUP-IDF-2", name="Paul Girard", email="paul.girard@example.fr",
-                      phone="01 40 10 21 01"),
+    SupervisorContact(
+        supervisor_id="SUP-IDF",
+        name="Hélène Marchand",
+        email="helene.marchand@example.fr",
+        phone="01 40 10 21 00",
+    ),
+    SupervisorContact(
+        supervisor_id="SUP-IDF-2",
+        name="Paul Girard",
+        email="paul.girard@example.fr",
+        phone="01 40 10 21 01",
+    ),
 ]
 
 
@@ -33,8 +40,13 @@ async def handle(db, handler, event) -> None:
 
 async def test_each_supervisor_is_alerted_once_when_a_file_waits(notification_db):
     event = ReferentAssignmentDeferred(
-        file_id="GU-2026-WAITALRT", departement="93", urgent=True, life_event_label="Perte d'emploi",
-        reason="Aucun agent n'a de place pour ce nouveau dossier.", citizen=citizen(), supervisors=SUPERVISORS,
+        file_id="GU-2026-WAITALRT",
+        departement="93",
+        urgent=True,
+        life_event_label="Perte d'emploi",
+        reason="Aucun agent n'a de place pour ce nouveau dossier.",
+        citizen=citizen(),
+        supervisors=SUPERVISORS,
     )
 
     await handle(notification_db, notification.on_referent_assignment_deferred, event)
@@ -43,7 +55,9 @@ async def test_each_supervisor_is_alerted_once_when_a_file_waits(notification_db
     # handled again under another consumer key: the notification ids still dedupe
     await notification.on_referent_assignment_deferred(event, notification_db.uow(("replay", "1")))
 
-    rows = await notification_db.rows("notifications", order_by=notification_db.tables.notifications.c.recipient)
+    rows = await notification_db.rows(
+        "notifications", order_by=notification_db.tables.notifications.c.recipient
+    )
     assert [(r.kind, r.recipient, r.status) for r in rows] == [
         ("supervisor_alert", "helene.marchand@example.fr", "a_envoyer"),
         ("supervisor_alert", "paul.girard@example.fr", "a_envoyer"),
@@ -56,12 +70,17 @@ async def test_each_supervisor_is_alerted_once_when_a_file_waits(notification_db
 
 async def test_a_breached_deadline_alerts_supervisors_naming_the_referent(notification_db):
     event = LegalDeadlineBreached(
-        file_id="GU-2026-BREACH01", request_id="GU-2026-BREACH01-caf", agency=Agency.CAF,
-        due_on=dt.date(2026, 12, 31), rule=DeadlineRule.SILENCE_ACCEPTS, referent=referent(),
-        citizen=citizen(), supervisors=SUPERVISORS[:1],
+        file_id="GU-2026-BREACH01",
+        request_id="GU-2026-BREACH01-caf",
+        agency="caf",
+        due_on=dt.date(2026, 12, 31),
+        rule=DeadlineRule.SILENCE_ACCEPTS,
+        referent=referent(),
+        citizen=citizen(),
+        supervisors=SUPERVISORS[:1],
     )
 
-    await handle(notification_db, notification.on_deadline_breached, event)
+    await handle(notification_db, notification.on_legal_deadline_breached, event)
 
     [row] = await notification_db.rows("notifications")
     text = json.loads(row.content)["email"]["text"]

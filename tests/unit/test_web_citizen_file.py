@@ -20,25 +20,57 @@ from web.settings import WebSettings
 FILE_ID = "GU-2026-PAGE0001"
 
 VIEW = {
-    "file_id": FILE_ID, "life_event_label": "Naissance d'un enfant", "status": "repondu",
+    "file_id": FILE_ID,
+    "life_event_label": "Naissance d'un enfant",
+    "status": "repondu",
     "created_at": "2026-11-24T10:00:00+00:00",
-    "referent": {"name": "Sophie Lefebvre", "phone": "04 78 12 34 56", "agent_id": None,
-                 "email": "sophie.lefebvre@france-services.gouv.fr", "office": "FS Villeurbanne"},
-    "agencies": [{"agency": "caf", "label": "Caisse d'allocations familiales (CAF)",
-                  "status": "repondu", "deadline": None, "due_on": None,
-                  "requested_document": None}],
-    "answer": {"issued_at": "2026-12-02T09:00:00+00:00", "text": "Bonjour,\n\nVoici la réponse.",
-               "decisions": [{"agency": "caf", "decision": "accorde", "summary": "Prime accordée.",
-                              "amount_eur": 2168.13, "start_date": None, "reason": None}]},
+    "referent": {
+        "name": "Sophie Lefebvre",
+        "phone": "04 78 12 34 56",
+        "agent_id": None,
+        "email": "sophie.lefebvre@france-services.gouv.fr",
+        "office": "FS Villeurbanne",
+    },
+    "agencies": [
+        {
+            "agency": "caf",
+            "label": "Caisse d'allocations familiales (CAF)",
+            "status": "repondu",
+            "deadline": None,
+            "due_on": None,
+            "requested_document": None,
+        }
+    ],
+    "answer": {
+        "issued_at": "2026-12-02T09:00:00+00:00",
+        "text": "Bonjour,\n\nVoici la réponse.",
+        "decisions": [
+            {
+                "agency": "caf",
+                "decision": "accorde",
+                "summary": "Prime accordée.",
+                "amount_eur": 2168.13,
+                "start_date": None,
+                "reason": None,
+            }
+        ],
+    },
     "exchanges": [],
     "timeline": [{"kind": "depot", "at": "2026-11-24T10:00:00+00:00", "label": "Dossier déposé"}],
     "thanked": False,
     "survey_answered": False,
 }
 
-CITIZEN = {"given_name": "Awa", "family_name": "Diallo", "email": "awa@example.fr",
-           "phone": None, "street": None, "postcode": "93200", "city": None,
-           "preferred_channel": "email"}
+CITIZEN = {
+    "given_name": "Awa",
+    "family_name": "Diallo",
+    "email": "awa@example.fr",
+    "phone": None,
+    "street": None,
+    "postcode": "93200",
+    "city": None,
+    "preferred_channel": "email",
+}
 
 
 class FakeBackend:
@@ -118,9 +150,8 @@ def test_decisions_and_amounts_are_said_in_the_shared_wording(settings):
 
 def test_the_page_needs_intakes_flags(settings):
     view = {k: v for k, v in VIEW.items() if k != "thanked"}
-    with client_for(settings, view) as client:
-        with pytest.raises(KeyError, match="thanked"):
-            client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+    with client_for(settings, view) as client, pytest.raises(KeyError, match="thanked"):
+        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
 
 
 def test_a_file_not_opened_with_a_code_sends_to_the_code_form(settings):

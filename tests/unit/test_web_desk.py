@@ -12,12 +12,33 @@ from starlette.requests import Request
 from web import pages
 
 FILE = {
-    "file": {"file_id": "GU-2026-DESK0001", "life_event_label": "Naissance d'un enfant", "status": "en_cours",
-             "created_at": "2026-11-24T10:00:00+00:00", "agencies": [], "timeline": [], "answer": None},
-    "record": {"urgent": False, "description": "Notre fille est née.",
-               "citizen": {"given_name": "Awa", "family_name": "Diallo", "postcode": "93200", "email": None,
-                           "phone": "0612345678", "preferred_channel": "email"}},
-    "assignment": {"deadline": "2027-01-24", "referent_id": "AG-1", "history": [], "personal_word": None},
+    "file": {
+        "file_id": "GU-2026-DESK0001",
+        "life_event_label": "Naissance d'un enfant",
+        "status": "en_cours",
+        "created_at": "2026-11-24T10:00:00+00:00",
+        "agencies": [],
+        "timeline": [],
+        "answer": None,
+    },
+    "record": {
+        "urgent": False,
+        "description": "Notre fille est née.",
+        "citizen": {
+            "given_name": "Awa",
+            "family_name": "Diallo",
+            "postcode": "93200",
+            "email": None,
+            "phone": "0612345678",
+            "preferred_channel": "email",
+        },
+    },
+    "assignment": {
+        "deadline": "2027-01-24",
+        "referent_id": "AG-1",
+        "history": [],
+        "personal_word": None,
+    },
     "agent": "AG-1",
     "messages": [],
     "values": {"idempotency_key": "cle-1"},
@@ -28,7 +49,9 @@ FILE = {
 def render(**changes) -> str:
     context = copy.deepcopy(FILE)
     for key, value in changes.items():
-        context[key] = {**context[key], **value} if isinstance(value, dict) and key != "values" else value
+        context[key] = (
+            {**context[key], **value} if isinstance(value, dict) and key != "values" else value
+        )
     request = Request({"type": "http", "path": "/", "query_string": b"", "headers": []})
     return pages.Renderer()(request, "referent_file.html", context).body.decode()
 
@@ -47,8 +70,10 @@ def test_the_referent_edits_their_word_and_writes_with_a_key_per_form(word):
 
 
 def test_once_the_answer_left_the_word_is_shown_as_sent_and_no_longer_editable(word):
-    html = render(file={"status": "repondu", "answer": {"text": "Bonjour", "personal_word": word["text"]}},
-                  assignment={"personal_word": word})
+    html = render(
+        file={"status": "repondu", "answer": {"text": "Bonjour", "personal_word": word["text"]}},
+        assignment={"personal_word": word},
+    )
 
     assert "Mot joint à la réponse coordonnée" in html and "Bon courage à vous." in html
     assert 'name="personal_word"' not in html
@@ -69,18 +94,27 @@ def test_a_colleague_sees_the_file_without_the_forms():
 
 
 def test_a_citizen_who_chose_the_phone_gets_a_letter_and_the_referent_is_told_so():
-    delivered = {"at": "2026-11-24T10:00:00+00:00", "agent_name": "Sophie Lefebvre", "text": "Bonjour",
-                 "channel": "courrier", "delivered_at": "2026-11-24T11:05:00+00:00"}
-    html = render(record={"citizen": {**FILE["record"]["citizen"], "preferred_channel": "telephone"}},
-                  messages=[delivered])
+    delivered = {
+        "at": "2026-11-24T10:00:00+00:00",
+        "agent_name": "Sophie Lefebvre",
+        "text": "Bonjour",
+        "channel": "courrier",
+        "delivered_at": "2026-11-24T11:05:00+00:00",
+    }
+    html = render(
+        record={"citizen": {**FILE["record"]["citizen"], "preferred_channel": "telephone"}},
+        messages=[delivered],
+    )
 
     assert "par courrier, l&#39;usager ayant choisi le téléphone" in html
     assert "Remis par courrier postal le 24 novembre 2026 à 12h05." in html
 
 
 def test_a_refusal_comes_back_next_to_the_field_with_the_text_typed():
-    html = render(values={"message": "x" * 2001, "idempotency_key": "cle-1"},
-                  errors={"message": "Le message fait au plus 2000 caractères (ici : 2001)."})
+    html = render(
+        values={"message": "x" * 2001, "idempotency_key": "cle-1"},
+        errors={"message": "Le message fait au plus 2000 caractères (ici : 2001)."},
+    )
 
     assert 'id="message-error">Le message fait au plus 2000 caractères (ici : 2001).' in html
     assert ">" + "x" * 2001 + "</textarea>" in html

@@ -29,17 +29,24 @@ class CafAdapter(AgencyAdapter):
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
-        return AgencyCall.json("/agencies/caf/requests", {
-            "request_id": request.request_id,
-            "file_id": request.file_id,
-            "life_event": request.life_event,
-            "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
-            "description": citizen["description"],
-        })
+        return AgencyCall.json(
+            "/agencies/caf/requests",
+            {
+                "request_id": request.request_id,
+                "file_id": request.file_id,
+                "life_event": request.life_event,
+                "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
+                "description": citizen["description"],
+            },
+        )
 
     def read_answer(self, reply: AgencyReply) -> AgencyAnswer | Acknowledged:
         body = reply.json()
-        if isinstance(body, dict) and body.get("statut") == "en_instruction" and body.get("agency_reference"):
+        if (
+            isinstance(body, dict)
+            and body.get("statut") == "en_instruction"
+            and body.get("agency_reference")
+        ):
             # Taken but not decided yet: the legal clock runs, silence may decide.
             return Acknowledged(agency_reference=body["agency_reference"])
         if not isinstance(body, dict) or "decision" not in body:

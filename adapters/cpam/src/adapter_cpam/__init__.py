@@ -34,16 +34,23 @@ class CpamAdapter(AgencyAdapter):
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         citizen = request.citizen
-        return AgencyCall.json("/agencies/cpam/requests", {
-            "request_id": request.request_id,
-            "file_id": request.file_id,
-            "life_event": request.life_event,
-            "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
-        })
+        return AgencyCall.json(
+            "/agencies/cpam/requests",
+            {
+                "request_id": request.request_id,
+                "file_id": request.file_id,
+                "life_event": request.life_event,
+                "citizen": {k: citizen[k] for k in ("given_name", "family_name", "postcode")},
+            },
+        )
 
     def read_answer(self, reply: AgencyReply) -> AgencyAnswer | Acknowledged:
         body = reply.json()
-        if isinstance(body, dict) and body.get("statut") == "en_instruction" and body.get("agency_reference"):
+        if (
+            isinstance(body, dict)
+            and body.get("statut") == "en_instruction"
+            and body.get("agency_reference")
+        ):
             # Taken but not decided yet: the legal clock runs, silence may decide.
             return Acknowledged(agency_reference=body["agency_reference"])
         if not isinstance(body, dict) or "decision" not in body:
@@ -53,7 +60,9 @@ class CpamAdapter(AgencyAdapter):
     def build_document_call(self, document: SupportingDocument) -> AgencyCall:
         # httpx lays out the multipart body; the runtime sends it.
         encoded = httpx.Request(
-            "POST", "http://cpam/", data={"code": document.code},
+            "POST",
+            "http://cpam/",
+            data={"code": document.code},
             files={"fichier": (document.filename, document.content, document.media_type)},
         )
         return AgencyCall(

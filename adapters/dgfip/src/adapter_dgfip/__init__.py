@@ -40,7 +40,8 @@ class DgfipAdapter(AgencyAdapter):
 
     def build_call(self, request: CanonicalRequest) -> AgencyCall:
         taxpayer = "".join(
-            f"<dgfip:{tag}>{escape(str(request.citizen[field]))}</dgfip:{tag}>" for field, tag in TAXPAYER.items()
+            f"<dgfip:{tag}>{escape(str(request.citizen[field]))}</dgfip:{tag}>"
+            for field, tag in TAXPAYER.items()
         )
         envelope = (
             f'<?xml version="1.0" encoding="utf-8"?>'
@@ -52,7 +53,9 @@ class DgfipAdapter(AgencyAdapter):
             f"<dgfip:Contribuable>{taxpayer}</dgfip:Contribuable>"
             f"</dgfip:DeclarerChangementSituation></soap:Body></soap:Envelope>"
         )
-        return AgencyCall.xml("/agencies/dgfip/soap", envelope, {"SOAPAction": "DeclarerChangementSituation"})
+        return AgencyCall.xml(
+            "/agencies/dgfip/soap", envelope, {"SOAPAction": "DeclarerChangementSituation"}
+        )
 
     def read_answer(self, reply: AgencyReply) -> AgencyAnswer | Acknowledged:
         try:

@@ -1,7 +1,12 @@
 """The adapter SDK: what an agency implements to plug into guichet unique."""
 
 from adapter_sdk.config import AdapterConfig
-from adapter_sdk.declaration import CITIZEN_FIELDS, Declaration, declaration_problems
+from adapter_sdk.declaration import (
+    CITIZEN_FIELDS,
+    Declaration,
+    catalogue_problems,
+    declaration_problems,
+)
 from adapter_sdk.interface import (
     Acknowledged,
     AgencyAdapter,
@@ -12,9 +17,11 @@ from adapter_sdk.interface import (
     CallbackAnswer,
     CanonicalRequest,
     CitizenData,
+    PendingRequest,
     SupportingDocument,
     UndeclaredField,
     answer_problems,
+    offers_status,
 )
 from shared_models import DeadlineRule, Decision, RequestedDocument
 
@@ -33,9 +40,12 @@ __all__ = [
     "DeadlineRule",
     "Decision",
     "Declaration",
+    "PendingRequest",
     "RequestedDocument",
     "SupportingDocument",
     "UndeclaredField",
     "answer_problems",
+    "catalogue_problems",
     "declaration_problems",
+    "offers_status",
 ]

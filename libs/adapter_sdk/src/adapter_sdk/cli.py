@@ -18,7 +18,9 @@ run_app = typer.Typer(add_completion=False, help=__doc__)
 def kit(
     adapter: str = typer.Argument(..., help="entry-point name (caf, dgfip…) or module:Class"),
     sandbox: str = typer.Option(..., "--sandbox", help="base URL of the agency's sandbox system"),
-    callback_timeout: float = typer.Option(15.0, help="seconds to wait for an asynchronous agency's callback"),
+    callback_timeout: float = typer.Option(
+        15.0, help="seconds to wait for an asynchronous agency's callback"
+    ),
 ) -> None:
     """Check an adapter against its agency's sandbox; exit 1 if any rule is broken."""
     from adapter_sdk.kit import run_kit

@@ -5,11 +5,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared_models import DeadlineRule
+from shared_models import AGENCY_CODE, Catalogue, DeadlineRule
 
 #: Citizen data an adapter may ask for (the canonical request's citizen part).
 CITIZEN_FIELDS: tuple[str, ...] = (
-    "given_name", "family_name", "email", "phone", "postcode", "preferred_channel", "description",
+    "given_name",
+    "family_name",
+    "email",
+    "phone",
+    "postcode",
+    "preferred_channel",
+    "description",
 )
 
 
@@ -22,26 +28,33 @@ class Declaration(BaseModel):
     agency: str = Field(description="Agency code (lower case, as in topics): caf, dgfip, ants…")
     label: str = Field(description="Name of the agency in French.")
     life_events: tuple[str, ...] = Field(description="Life events (procedures) the agency handles.")
-    citizen_fields: frozenset[str] = Field(description="The only citizen fields sent to the agency.")
-    deadline_rule: DeadlineRule = Field(description="What the agency's silence means at the end of the period.")
+    citizen_fields: frozenset[str] = Field(
+        description="The only citizen fields sent to the agency."
+    )
+    deadline_rule: DeadlineRule = Field(
+        description="What the agency's silence means at the end of the period."
+    )
     deadline_months: int | None = Field(
         default=None, description="Legal period in calendar months (the CRPA's two months), if any."
     )
     deadline_days: int | None = Field(
-        default=None, description="Legal period in calendar days, only where the procedure counts days."
+        default=None,
+        description="Legal period in calendar days, only where the procedure counts days.",
     )
     legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
     purpose: str = Field(description="Why the data is transmitted, in French.")
-    asynchronous: bool = Field(default=False, description="The agency answers later, through a callback.")
-    accepts_documents: bool = Field(default=False, description="The agency may ask for supporting documents.")
+    asynchronous: bool = Field(
+        default=False, description="The agency answers later, through a callback."
+    )
+    accepts_documents: bool = Field(
+        default=False, description="The agency may ask for supporting documents."
+    )
 
 
 def declaration_problems(decl: Declaration) -> list[str]:
     """The rules a declaration breaks, in plain words (empty: none)."""
-    from shared_models.topics import _AGENCY_CODE
-
     problems = []
-    if not _AGENCY_CODE.match(decl.agency):
+    if not AGENCY_CODE.match(decl.agency):
         problems.append(
             f"Le code d'organisme « {decl.agency} » est invalide : lettres minuscules, chiffres et _ uniquement."
         )
@@ -53,7 +66,9 @@ def declaration_problems(decl: Declaration) -> list[str]:
             f"Champs citoyen inconnus déclarés : {', '.join(unknown)} (connus : {', '.join(CITIZEN_FIELDS)})."
         )
     if not decl.citizen_fields:
-        problems.append("La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne.")
+        problems.append(
+            "La déclaration ne demande aucun champ citoyen : l'organisme ne pourrait identifier personne."
+        )
     silence = decl.deadline_rule in (DeadlineRule.SILENCE_ACCEPTS, DeadlineRule.SILENCE_REJECTS)
     if silence and not (decl.deadline_months or decl.deadline_days):
         problems.append(
@@ -61,7 +76,9 @@ def declaration_problems(decl: Declaration) -> list[str]:
             " ou en jours (deadline_days)."
         )
     if decl.deadline_months is not None and decl.deadline_days is not None:
-        problems.append("Le délai légal se compte en mois ou en jours, pas les deux : retirez l'un des deux.")
+        problems.append(
+            "Le délai légal se compte en mois ou en jours, pas les deux : retirez l'un des deux."
+        )
     if decl.deadline_months is not None and decl.deadline_months <= 0:
         problems.append("Le délai légal doit être un nombre de mois positif.")
     if decl.deadline_days is not None and decl.deadline_days <= 0:
@@ -74,4 +91,30 @@ def declaration_problems(decl: Declaration) -> list[str]:
         problems.append("La base légale de la transmission est absente (legal_basis).")
     if len(decl.purpose.strip()) < 5:
         problems.append("La finalité de la transmission est absente (purpose).")
+    return problems
+
+
+def catalogue_problems(decl: Declaration, catalogue: Catalogue) -> list[str]:
+    """Where the declaration disagrees with the guichet's catalogue (empty: nowhere).
+
+    The catalogue names the agency and says which life events reach it; the adapter must
+    carry the same name and handle every one of those life events. It may declare more
+    (procedures the guichet does not offer yet)."""
+    label = catalogue.agencies.get(decl.agency)
+    if label is None:
+        return [
+            f"L'organisme « {decl.agency} » est absent du catalogue du guichet : ajoutez-le à "
+            f"[agencies] (code et libellé), puis les événements de vie qui le concernent."
+        ]
+    problems = []
+    if decl.label != label:
+        problems.append(
+            f"Le libellé déclaré « {decl.label} » diffère de celui du catalogue « {label} »."
+        )
+    missing = [e for e in catalogue.life_events_of(decl.agency) if e not in decl.life_events]
+    if missing:
+        problems.append(
+            f"Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
+            f"{', '.join(missing)} (ajoutez-les à life_events)."
+        )
     return problems

@@ -15,11 +15,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict
 
-from shared_models import Decision, RequestedDocument
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.declaration import CITIZEN_FIELDS, Declaration
+from shared_models import Decision, RequestedDocument
 
 
 class AnswerInvalid(Exception):
@@ -92,7 +92,9 @@ class AgencyCall:
 
     @classmethod
     def xml(cls, path: str, text: str, headers: Mapping[str, str] | None = None) -> AgencyCall:
-        return cls(path, text.encode(), {"Content-Type": "text/xml; charset=utf-8", **(headers or {})})
+        return cls(
+            path, text.encode(), {"Content-Type": "text/xml; charset=utf-8", **(headers or {})}
+        )
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,19 @@ class CallbackAnswer:
     answer: AgencyAnswer
 
 
+#: What an adapter without a status query says when asked for one.
+NO_STATUS = "{agency} n'offre pas de consultation de l'état d'une demande"
+
+
+@dataclass(frozen=True)
+class PendingRequest:
+    """A request the agency acknowledged and has not decided yet: what a status query needs."""
+
+    request_id: str
+    file_id: str
+    agency_reference: str
+
+
 def answer_problems(answer: AgencyAnswer) -> list[str]:
     """What makes an answer unusable for the citizen, in plain words."""
     problems = []
@@ -163,8 +178,9 @@ def answer_problems(answer: AgencyAnswer) -> list[str]:
 
 class AgencyAdapter(ABC):
     """Subclass this, set `declaration`, implement `build_call` and `read_answer` (plus
-    `build_document_call` if the agency asks for documents and `read_callback` if it
-    answers asynchronously). Register the class under the `guichet.adapters` entry point."""
+    `build_document_call` if the agency asks for documents; `read_callback`, and
+    `build_status_call` + `read_status` for reconciliation, if it answers asynchronously).
+    Register the class under the `guichet.adapters` entry point."""
 
     declaration: ClassVar[Declaration]
     #: The adapter's configuration schema (pydantic-settings, read from the environment).
@@ -183,11 +199,29 @@ class AgencyAdapter(ABC):
 
     def build_document_call(self, document: SupportingDocument) -> AgencyCall:
         """A supporting document as the agency's own call (agencies that ask for documents)."""
-        raise NotImplementedError(f"{self.declaration.agency} ne reçoit pas de pièces justificatives")
+        raise NotImplementedError(
+            f"{self.declaration.agency} ne reçoit pas de pièces justificatives"
+        )
 
     def read_callback(self, body: bytes, headers: Mapping[str, str]) -> CallbackAnswer:
         """An asynchronous answer delivered to our callback endpoint; raise AnswerInvalid if unreadable."""
         raise NotImplementedError(f"{self.declaration.agency} ne rappelle pas")
+
+    def build_status_call(self, request: PendingRequest) -> AgencyCall:
+        """Ask the agency where an acknowledged request stands (asynchronous agencies): the
+        runtime polls it when no decision came back in time, so a lost callback is recovered."""
+        raise NotImplementedError(NO_STATUS.format(agency=self.declaration.agency))
+
+    def read_status(self, reply: AgencyReply) -> AgencyAnswer | None:
+        """The agency's decision read from a status reply, or None while it is still under
+        review; raise AnswerInvalid if the reply cannot be read."""
+        raise NotImplementedError(NO_STATUS.format(agency=self.declaration.agency))
+
+
+def offers_status(adapter: AgencyAdapter | type[AgencyAdapter]) -> bool:
+    """Whether the adapter implements the status query reconciliation uses."""
+    cls = adapter if isinstance(adapter, type) else type(adapter)
+    return cls.build_status_call is not AgencyAdapter.build_status_call
 
 
 __all__ = ["CITIZEN_FIELDS"]

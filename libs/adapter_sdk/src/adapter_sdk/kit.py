@@ -4,10 +4,13 @@ sandbox, reporting every rule the adapter breaks in plain words.
     guichet-adapter-kit caf --sandbox http://127.0.0.1:8101
 
 Rules checked: the declaration (procedures, citizen fields, legal-deadline rule, legal
-basis); the configuration schema; data minimisation (the adapter reads only declared
+basis); its agreement with the guichet's catalogue (shared_models.catalogue, or the file
+GUICHET_CATALOGUE names): same code and label, every life event the catalogue sends to the
+agency handled; the configuration schema; data minimisation (the adapter reads only declared
 fields and uses every field it declares); a real exchange with the sandbox for each
 declared procedure, whose answers must be coherent decisions or acknowledgements; the
-callback of an asynchronous agency, received on a real socket; supporting documents;
+callback of an asynchronous agency, received on a real socket, and its status query
+(reconciliation: the decision read back from the agency's status endpoint); supporting documents;
 idempotency (the same request twice is one request for the agency); and unreadable
 answers (garbage, wrong schema) refused instead of passed on as decisions.
 """
@@ -24,9 +27,8 @@ import uvicorn
 from fastapi import FastAPI, Request
 from pydantic import ValidationError
 
-from shared_models import Decision
 from adapter_sdk.config import AdapterConfig
-from adapter_sdk.declaration import CITIZEN_FIELDS, declaration_problems
+from adapter_sdk.declaration import CITIZEN_FIELDS, catalogue_problems, declaration_problems
 from adapter_sdk.interface import (
     Acknowledged,
     AgencyAdapter,
@@ -35,12 +37,16 @@ from adapter_sdk.interface import (
     AnswerInvalid,
     CanonicalRequest,
     CitizenData,
+    PendingRequest,
     SupportingDocument,
     UndeclaredField,
+    offers_status,
 )
 from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.reconcile import read_status_checked
 from adapter_sdk.runtime import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+from shared_models import CatalogueInvalid, Decision, catalogue
 
 #: Recognisable values of every citizen field, to see which ones an adapter sends.
 SENTINELS: dict[str, str] = {
@@ -99,7 +105,8 @@ class Report:
                 lines.extend(f"         - {p}" for p in c.problems)
         failed = sum(not c.ok for c in self.checks)
         lines.append(
-            "Conforme : toutes les règles sont respectées." if not failed
+            "Conforme : toutes les règles sont respectées."
+            if not failed
             else f"Non conforme : {failed} règle(s) sur {len(self.checks)} non respectée(s)."
         )
         return "\n".join(lines)
@@ -119,7 +126,9 @@ class CallbackInbox:
             self.arrived.set()
             return {"statut": "recu"}
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+        )
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> CallbackInbox:
@@ -136,7 +145,9 @@ class CallbackInbox:
             await self._task
 
 
-def _request(adapter_cls: type[AgencyAdapter], life_event: str, callback_url: str | None) -> CanonicalRequest:
+def _request(
+    adapter_cls: type[AgencyAdapter], life_event: str, callback_url: str | None
+) -> CanonicalRequest:
     run = uuid.uuid4().hex[:8]
     return CanonicalRequest(
         request_id=f"KIT-{run}-{adapter_cls.declaration.agency}",
@@ -158,7 +169,22 @@ def _check_declaration(adapter_cls: type[AgencyAdapter]) -> Check:
     return check
 
 
-def _check_config(adapter_cls: type[AgencyAdapter], sandbox: str) -> tuple[Check, AdapterConfig | None]:
+def _check_catalogue(adapter_cls: type[AgencyAdapter]) -> Check:
+    check = Check("Accord avec le catalogue du guichet (code, libellé, événements de vie)")
+    decl = getattr(adapter_cls, "declaration", None)
+    if decl is None:
+        check.problems.append("l'adaptateur n'a pas d'attribut declaration")
+        return check
+    try:
+        check.problems.extend(catalogue_problems(decl, catalogue()))
+    except CatalogueInvalid as exc:
+        check.problems.append(str(exc))
+    return check
+
+
+def _check_config(
+    adapter_cls: type[AgencyAdapter], sandbox: str
+) -> tuple[Check, AdapterConfig | None]:
     check = Check("Schéma de configuration (pydantic-settings, variables d'environnement)")
     config_cls = getattr(adapter_cls, "Config", None)
     if not (isinstance(config_cls, type) and issubclass(config_cls, AdapterConfig)):
@@ -167,7 +193,9 @@ def _check_config(adapter_cls: type[AgencyAdapter], sandbox: str) -> tuple[Check
     try:
         return check, config_cls(agency_base_url=sandbox, agency_timeout_seconds=10, attempts=1)
     except ValidationError as exc:
-        check.problems.append(f"la configuration ne se construit pas depuis l'environnement : {exc}")
+        check.problems.append(
+            f"la configuration ne se construit pas depuis l'environnement : {exc}"
+        )
         return check, None
 
 
@@ -179,10 +207,14 @@ def _check_minimisation(adapter: AgencyAdapter) -> Check:
         try:
             call = adapter.build_call(request)
         except UndeclaredField as exc:
-            check.problems.append(f"build_call lit un champ non déclaré pour « {life_event} » : {exc}")
+            check.problems.append(
+                f"build_call lit un champ non déclaré pour « {life_event} » : {exc}"
+            )
             continue
         except Exception as exc:
-            check.problems.append(f"build_call échoue pour « {life_event} » : {type(exc).__name__}: {exc}")
+            check.problems.append(
+                f"build_call échoue pour « {life_event} » : {type(exc).__name__}: {exc}"
+            )
             continue
         body = call.body.decode("utf-8", errors="replace") + json.dumps(dict(call.headers))
         for name in sorted(decl.citizen_fields):
@@ -198,7 +230,9 @@ def _check_minimisation(adapter: AgencyAdapter) -> Check:
     return check
 
 
-async def _exchange(transport: Transport, adapter: AgencyAdapter, call: Any) -> AgencyAnswer | Acknowledged | str:
+async def _exchange(
+    transport: Transport, adapter: AgencyAdapter, call: Any
+) -> AgencyAnswer | Acknowledged | str:
     try:
         reply = await transport.send(call)
     except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
@@ -209,10 +243,18 @@ async def _exchange(transport: Transport, adapter: AgencyAdapter, call: Any) -> 
         return f"la réponse du bac à sable n'a pas pu être lue : {exc}"
 
 
-async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: float) -> list[Check]:
+async def _check_sandbox(
+    adapter: AgencyAdapter, transport: Transport, timeout: float
+) -> list[Check]:
     decl = adapter.declaration
     exchange = Check("Échange réel avec le bac à sable pour chaque démarche déclarée")
     callback_check = Check("Rappel asynchrone reçu sur une vraie socket et lu")
+    status_check = Check("Consultation de l'état d'une demande (réconciliation d'un rappel perdu)")
+    if decl.asynchronous and not offers_status(adapter):
+        status_check.problems.append(
+            "l'organisme rappelle (asynchronous=True) mais build_status_call et read_status "
+            "ne sont pas écrits : un rappel perdu ou refusé ne serait jamais rattrapé"
+        )
     documents = Check("Pièces justificatives demandées, transmises, puis décision")
     idempotency = Check("Idempotence (la même demande deux fois n'en fait qu'une pour l'organisme)")
     async with CallbackInbox() as inbox:
@@ -241,9 +283,14 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
                         f"ne dit pas asynchronous=True"
                     )
                     continue
+                acknowledged = result
                 result = await _await_callback(adapter, inbox, request, timeout, callback_check)
                 if result is None:
                     continue
+                if offers_status(adapter):
+                    await _check_status(
+                        adapter, transport, request, acknowledged, result, status_check
+                    )
             elif decl.asynchronous:
                 callback_check.problems.append(
                     f"« {life_event} » : déclaré asynchrone, mais l'organisme a décidé tout de suite"
@@ -253,13 +300,20 @@ async def _check_sandbox(adapter: AgencyAdapter, transport: Transport, timeout: 
     checks = [exchange, idempotency]
     if decl.asynchronous or callback_check.problems:
         checks.append(callback_check)
+    if decl.asynchronous or status_check.problems:
+        checks.append(status_check)
     if decl.accepts_documents or documents.problems:
         checks.append(documents)
     return checks
 
 
-async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request: CanonicalRequest,
-                          timeout: float, check: Check) -> AgencyAnswer | None:
+async def _await_callback(
+    adapter: AgencyAdapter,
+    inbox: CallbackInbox,
+    request: CanonicalRequest,
+    timeout: float,
+    check: Check,
+) -> AgencyAnswer | None:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         for body, headers in inbox.received:
@@ -277,7 +331,9 @@ async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request:
                     check.problems.append("rappel incohérent : " + "; ".join(problems))
                     return None
                 if not callback.callback_id:
-                    check.problems.append("le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu")
+                    check.problems.append(
+                        "le rappel n'a pas d'identifiant (callback_id) : un doublon ne serait pas reconnu"
+                    )
                 return callback.answer
         remaining = deadline - asyncio.get_running_loop().time()
         if remaining <= 0:
@@ -293,8 +349,49 @@ async def _await_callback(adapter: AgencyAdapter, inbox: CallbackInbox, request:
             pass
 
 
-async def _check_document(adapter: AgencyAdapter, transport: Transport, request: CanonicalRequest,
-                          answer: AgencyAnswer, check: Check) -> None:
+async def _check_status(
+    adapter: AgencyAdapter,
+    transport: Transport,
+    request: CanonicalRequest,
+    acknowledged: Acknowledged,
+    called_back: AgencyAnswer,
+    check: Check,
+) -> None:
+    """The decision the agency called back with is also what its status endpoint says."""
+    pending = PendingRequest(request.request_id, request.file_id, acknowledged.agency_reference)
+    try:
+        call = adapter.build_status_call(pending)
+    except Exception as exc:
+        check.problems.append(f"build_status_call échoue : {type(exc).__name__}: {exc}")
+        return
+    try:
+        reply = await transport.send(call)
+    except (AgencyUnavailable, AgencyFailed, AgencyRejected) as exc:
+        check.problems.append(f"le bac à sable n'a pas accepté la consultation de l'état : {exc}")
+        return
+    try:
+        status = read_status_checked(adapter, reply)
+    except AnswerInvalid as exc:
+        check.problems.append(f"l'état de la demande n'a pas pu être lu : {exc}")
+        return
+    if status is None:
+        check.problems.append(
+            f"l'état de {request.request_id} ne donne pas la décision pourtant rappelée : "
+            f"read_status doit la rendre"
+        )
+    elif status != called_back:
+        check.problems.append(
+            f"l'état de {request.request_id} ne donne pas la décision rappelée ({status.decision})"
+        )
+
+
+async def _check_document(
+    adapter: AgencyAdapter,
+    transport: Transport,
+    request: CanonicalRequest,
+    answer: AgencyAnswer,
+    check: Check,
+) -> None:
     decl = adapter.declaration
     if not decl.accepts_documents:
         check.problems.append(
@@ -304,13 +401,19 @@ async def _check_document(adapter: AgencyAdapter, transport: Transport, request:
         return
     assert answer.requested_document is not None
     document = SupportingDocument(
-        request_id=request.request_id, agency_reference=answer.agency_reference,
-        code=answer.requested_document.code, filename="piece.pdf", media_type="application/pdf", content=PDF,
+        request_id=request.request_id,
+        agency_reference=answer.agency_reference,
+        code=answer.requested_document.code,
+        filename="piece.pdf",
+        media_type="application/pdf",
+        content=PDF,
     )
     try:
         call = adapter.build_document_call(document)
     except NotImplementedError:
-        check.problems.append("build_document_call n'est pas écrit alors que l'organisme demande des pièces")
+        check.problems.append(
+            "build_document_call n'est pas écrit alors que l'organisme demande des pièces"
+        )
         return
     except Exception as exc:
         check.problems.append(f"build_document_call échoue : {exc}")
@@ -318,7 +421,9 @@ async def _check_document(adapter: AgencyAdapter, transport: Transport, request:
     result = await _exchange(transport, adapter, call)
     if isinstance(result, str):
         check.problems.append(f"envoi de la pièce {document.code} : {result}")
-    elif isinstance(result, AgencyAnswer) and result.requested_document == answer.requested_document:
+    elif (
+        isinstance(result, AgencyAnswer) and result.requested_document == answer.requested_document
+    ):
         check.problems.append(f"après la pièce {document.code}, l'organisme la demande encore")
 
 
@@ -337,17 +442,28 @@ def _check_garbage(adapter: AgencyAdapter) -> Check:
         if adapter.declaration.asynchronous:
             try:
                 callback = adapter.read_callback(body, {})
+                check.problems.append(
+                    f"read_callback a accepté {what} (rappel {callback.callback_id!r})"
+                )
             except Exception:
-                continue
-            check.problems.append(f"read_callback a accepté {what} (rappel {callback.callback_id!r})")
+                pass
+        if adapter.declaration.asynchronous and offers_status(adapter):
+            try:
+                status = read_status_checked(adapter, AgencyReply(200, body, {}))
+                check.problems.append(f"read_status a accepté {what} et en a fait {status!r}")
+            except AnswerInvalid:
+                pass
     return check
 
 
-async def run_kit(adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_timeout: float = 15) -> Report:
+async def run_kit(
+    adapter_cls: type[AgencyAdapter], sandbox: str, *, callback_timeout: float = 15
+) -> Report:
     """Check `adapter_cls` against the agency's sandbox at `sandbox`."""
     decl = getattr(adapter_cls, "declaration", None)
     report = Report(getattr(decl, "agency", adapter_cls.__name__))
     report.checks.append(_check_declaration(adapter_cls))
+    report.checks.append(_check_catalogue(adapter_cls))
     config_check, config = _check_config(adapter_cls, sandbox)
     report.checks.append(config_check)
     if decl is None or config is None:

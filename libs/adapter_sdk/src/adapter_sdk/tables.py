@@ -1,9 +1,29 @@
 """An adapter's own database (one schema for every agency): inbox, outbox, the requests
 it transmitted, the callbacks it took, and the exchange ledger."""
 
+from enum import StrEnum
+
 import sqlalchemy as sa
 
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
+
+
+class RequestStatus(StrEnum):
+    """Where a transmitted request stands (stored in `requests.status`)."""
+
+    AWAITING = "accuse"  # acknowledged, no decision yet: a callback or a status poll decides
+    DOCUMENT_REQUESTED = "piece_demandee"
+    DECIDED = "decide"
+
+
+class CallbackOutcome(StrEnum):
+    """What became of a callback the adapter took (stored in `callbacks.outcome`)."""
+
+    APPLIED = "applique"  # its decision was the request's decision
+    SAME = "identique"  # the request was already decided the same way: no effect
+    CONFLICT = "conflit"  # the request was already decided otherwise: recorded, not applied
+    HELD = "en_attente"  # it came before the request was recorded: applied when it is
+
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
@@ -15,18 +35,53 @@ requests = sa.Table(
     sa.Column("file_id", sa.String(32), nullable=False),
     sa.Column("status", sa.String(20), nullable=False, comment="accuse, piece_demandee, decide"),
     sa.Column("agency_reference", sa.String(100), nullable=False),
-    sa.Column("trace_headers", sa.Text, nullable=False, comment="JSON: trace context, for callbacks"),
-    sa.Column("last_document_id", sa.String(60), nullable=True,
-              comment="Intake's id of the last document sent for the request: answers after it carry it"),
+    sa.Column(
+        "trace_headers", sa.Text, nullable=False, comment="JSON: trace context, for callbacks"
+    ),
+    sa.Column(
+        "last_document_id",
+        sa.String(60),
+        nullable=True,
+        comment="Intake's id of the last document sent for the request: answers after it carry it",
+    ),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column(
+        "answer",
+        sa.Text,
+        nullable=True,
+        comment="JSON of the decision applied (a repeated decision from a conflicting one)",
+    ),
+    sa.Column(
+        "next_poll_at",
+        UtcDateTime,
+        nullable=True,
+        index=True,
+        comment="When reconciliation next asks the agency for the state of the request",
+    ),
+    sa.Column(
+        "polls",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="Status polls made since the request was last acknowledged",
+    ),
 )
 
 callbacks = sa.Table(
     "callbacks",
     metadata,
     sa.Column("callback_id", sa.String(100), primary_key=True),
-    sa.Column("request_id", sa.String(60), nullable=False),
+    sa.Column("request_id", sa.String(60), nullable=False, index=True),
     sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column(
+        "outcome",
+        sa.String(20),
+        nullable=False,
+        server_default="applique",
+        comment="applique, identique, conflit, en_attente",
+    ),
+    sa.Column("payload", sa.LargeBinary, nullable=True, comment="Exact bytes of a held callback"),
+    sa.Column("answer", sa.Text, nullable=True, comment="JSON of a held callback's decision"),
 )
 
 exchanges = sa.Table(

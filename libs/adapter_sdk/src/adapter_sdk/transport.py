@@ -47,14 +47,18 @@ class Transport:
     async def send(self, call: AgencyCall) -> AgencyReply:
         tracer = trace.get_tracer("adapter_sdk")
         started = time.perf_counter()
-        with tracer.start_as_current_span(f"{self.agency} {call.method} {call.path}", kind=trace.SpanKind.CLIENT) as span:
+        with tracer.start_as_current_span(
+            f"{self.agency} {call.method} {call.path}", kind=trace.SpanKind.CLIENT
+        ) as span:
             span.set_attribute("guichet.agency", self.agency)
             try:
                 async with await self.breakers.get_breaker(self.agency):
                     reply = await self._send(call)
             except OpenedState as exc:
                 self.metrics.calls.labels(self.agency, "circuit_ouvert").inc()
-                raise AgencyUnavailable(f"{self.agency} : circuit ouvert après des échecs répétés") from exc
+                raise AgencyUnavailable(
+                    f"{self.agency} : circuit ouvert après des échecs répétés"
+                ) from exc
             finally:
                 elapsed = time.perf_counter() - started
                 self.agency_seconds += elapsed
@@ -64,13 +68,17 @@ class Transport:
 
     async def _send(self, call: AgencyCall) -> AgencyReply:
         try:
-            response = await self.client.request(call.method, call.path, content=call.body, headers=dict(call.headers))
+            response = await self.client.request(
+                call.method, call.path, content=call.body, headers=dict(call.headers)
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             self.metrics.calls.labels(self.agency, "injoignable").inc()
             raise AgencyUnavailable(f"{self.agency} injoignable : {exc!r}") from exc
         except httpx.TimeoutException as exc:
             self.metrics.calls.labels(self.agency, "delai_depasse").inc()
-            raise AgencyFailed(f"{self.agency} n'a pas répondu à temps ({type(exc).__name__})") from exc
+            raise AgencyFailed(
+                f"{self.agency} n'a pas répondu à temps ({type(exc).__name__})"
+            ) from exc
         except httpx.TransportError as exc:
             self.metrics.calls.labels(self.agency, "injoignable").inc()
             raise AgencyUnavailable(f"{self.agency} : connexion interrompue : {exc!r}") from exc
@@ -83,7 +91,9 @@ class Transport:
             raise AgencyFailed(f"{self.agency} en erreur (HTTP {status}) : {response.text[:200]}")
         if status >= 400:
             self.metrics.calls.labels(self.agency, "refus_appel").inc()
-            raise AgencyRejected(f"{self.agency} a refusé l'appel (HTTP {status}) : {response.text[:200]}")
+            raise AgencyRejected(
+                f"{self.agency} a refusé l'appel (HTTP {status}) : {response.text[:200]}"
+            )
         self.metrics.calls.labels(self.agency, "ok").inc()
         return AgencyReply(status, response.content, dict(response.headers))
 

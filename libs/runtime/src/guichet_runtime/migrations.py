@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -74,10 +75,7 @@ def make_revision(package: str, message: str) -> None:
 
     `python -m guichet_runtime.migrations intake "add a column"`
     """
-    pkg = importlib.import_module(package)
-    if pkg.__file__ is None:
-        raise ValueError(f"{package} is a namespace package: it has no migrations folder")
-    script_location = Path(pkg.__file__).parent / "migrations"
+    script_location = migrations_dir(package)
     (script_location / "versions").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{tmp}/scratch.db"
@@ -86,5 +84,22 @@ def make_revision(package: str, message: str) -> None:
         command.revision(cfg, message=message, autogenerate=True)
 
 
+def upgrade_package(package: str, url: str) -> None:
+    """Operator's tool: bring `package`'s database to head, before a rollout (the Kubernetes
+    migration Job): `python -m guichet_runtime.migrations upgrade intake` with DATABASE_URL set.
+    Adapters share one schema: `upgrade adapter_sdk`."""
+    asyncio.run(upgrade(migrations_dir(package), url))
+
+
+def migrations_dir(package: str) -> Path:
+    pkg = importlib.import_module(package)
+    if pkg.__file__ is None:
+        raise ValueError(f"{package} is a namespace package: it has no migrations folder")
+    return Path(pkg.__file__).parent / "migrations"
+
+
 if __name__ == "__main__":
-    make_revision(sys.argv[1], sys.argv[2])
+    if sys.argv[1] == "upgrade":
+        upgrade_package(sys.argv[2], os.environ["DATABASE_URL"])
+    else:
+        make_revision(sys.argv[1], sys.argv[2])

@@ -32,6 +32,7 @@ from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
+from guichet_runtime.kafka_security import kafka_security
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
 from guichet_runtime.probes import Readiness, install_ops_routes
@@ -138,6 +139,7 @@ def build_runtime(
         settings.kafka_bootstrap,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         client_id=settings.service_name,
+        security=kafka_security(settings),
         log_level=logging.DEBUG,
         # On stop, a subscriber waits this long for the record in flight (half the grace).
         graceful_timeout=settings.shutdown_grace_seconds / 2,

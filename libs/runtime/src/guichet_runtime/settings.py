@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,6 +16,16 @@ class ServiceSettings(BaseSettings):
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/data/service.db",
         description="SQLAlchemy async URL of the service's own database.",
+    )
+    kafka_sasl_username: str = Field(
+        default="",
+        description="SASL SCRAM-SHA-512 user (its KafkaUser on a cluster); empty: none.",
+    )
+    kafka_sasl_password: SecretStr = Field(
+        default=SecretStr(""), description="Password of KAFKA_SASL_USERNAME."
+    )
+    kafka_ca_file: Path | None = Field(
+        default=None, description="CA certificates trusted for Kafka's TLS listener."
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000

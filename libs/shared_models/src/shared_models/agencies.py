@@ -1,21 +1,14 @@
-"""The administrations a citizen file can involve."""
+"""Agency codes. The set of agencies is open: an agency is named by a code that follows
+`AGENCY_CODE`; which agencies exist, their French names and the life events that reach
+them come from the catalogue (`shared_models.catalogue`) and the adapters' declarations."""
 
-from enum import StrEnum
+import re
+from typing import Annotated
 
+from pydantic import StringConstraints
 
-class Agency(StrEnum):
-    """Code of a partner administration, as used in topics and events."""
+#: What an agency code looks like (it goes into topic and service names): caf, dgfip, ants…
+AGENCY_CODE = re.compile(r"^[a-z][a-z0-9_]{1,29}$")
 
-    CAF = "caf"
-    DGFIP = "dgfip"
-    FRANCE_TRAVAIL = "france_travail"
-    CPAM = "cpam"
-
-
-#: Names shown to citizens and agents.
-AGENCY_LABELS: dict[Agency, str] = {
-    Agency.CAF: "Caisse d'allocations familiales (CAF)",
-    Agency.DGFIP: "Direction générale des Finances publiques (DGFiP)",
-    Agency.FRANCE_TRAVAIL: "France Travail",
-    Agency.CPAM: "Caisse primaire d'assurance maladie (CPAM)",
-}
+#: Code of a partner administration, as used in topics and events.
+AgencyCode = Annotated[str, StringConstraints(pattern=AGENCY_CODE.pattern)]

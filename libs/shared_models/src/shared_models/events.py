@@ -5,11 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from shared_models.agencies import Agency
+from shared_models.agencies import AgencyCode
 
 
 def _now() -> dt.datetime:
@@ -75,7 +75,9 @@ class CitizenContact(Contract):
         default=None, description="Number and street of the citizen's postal address, if given."
     )
     postcode: str = Field(description="French postcode of the citizen's home (5 digits).")
-    city: str | None = Field(default=None, description="Town of the citizen's postal address, if given.")
+    city: str | None = Field(
+        default=None, description="Town of the citizen's postal address, if given."
+    )
     preferred_channel: PreferredChannel = Field(
         description="Channel the citizen chose for messages."
     )
@@ -91,7 +93,8 @@ class Referent(Contract):
     phone: str = Field(description="Agent's direct phone line.")
     email: EmailStr = Field(description="Agent's direct email address.")
     opening_hours: str | None = Field(
-        default=None, description="Opening hours of the agent's office, in French (part of the signature block)."
+        default=None,
+        description="Opening hours of the agent's office, in French (part of the signature block).",
     )
 
 
@@ -123,7 +126,7 @@ class RequestedDocument(Contract):
 class AgencyDecision(Contract):
     """One agency's answer on its part of the file."""
 
-    agency: Agency = Field(description="Agency that decided.")
+    agency: AgencyCode = Field(description="Agency that decided.")
     decision: Decision = Field(description="The agency's decision.")
     summary: str = Field(description="One sentence in French describing the decision.")
     amount_eur: float | None = Field(default=None, description="Amount granted, in euros.")
@@ -131,7 +134,8 @@ class AgencyDecision(Contract):
     reason: str | None = Field(default=None, description="Reason given, in French, if refused.")
     agency_reference: str = Field(description="The agency's own reference for the request.")
     requested_document: RequestedDocument | None = Field(
-        default=None, description="The document the agency asks for, when the decision is piece_demandee."
+        default=None,
+        description="The document the agency asks for, when the decision is piece_demandee.",
     )
 
 
@@ -141,7 +145,7 @@ class FileSubmitted(Event):
     event_type: ClassVar[str] = "FileSubmitted"
     life_event: str = Field(description="Code of the life event from intake's catalogue.")
     life_event_label: str = Field(description="Name of the life event, in French.")
-    agencies: list[Agency] = Field(description="Agencies concerned by this life event.")
+    agencies: list[AgencyCode] = Field(description="Agencies concerned by this life event.")
     citizen: CitizenContact = Field(description="The citizen and how to reach them.")
     description: str = Field(description="The citizen's situation in their own words.")
     urgent: bool = Field(description="True when the citizen is in an urgent situation.")
@@ -168,7 +172,8 @@ class ReferentChangeRequested(Event):
     requested_by: Literal["citoyen", "superviseur"] = Field(description="Who asked for the change.")
     reason: str = Field(description="The reason given, in French; shown in the file's history.")
     current_agent_id: str | None = Field(
-        default=None, description="The référent the requester saw, if known (stale requests are ignored)."
+        default=None,
+        description="The référent the requester saw, if known (stale requests are ignored).",
     )
 
 
@@ -177,7 +182,7 @@ class AgencyRequestIssued(Event):
 
     event_type: ClassVar[str] = "AgencyRequestIssued"
     request_id: str = Field(description="Unique id of this agency request.")
-    agency: Agency = Field(description="Agency the request is addressed to.")
+    agency: AgencyCode = Field(description="Agency the request is addressed to.")
     life_event: str = Field(description="Life event code of the file.")
     citizen: CitizenContact = Field(description="Citizen data transmitted to the agency.")
     description: str = Field(description="The citizen's description of the situation.")
@@ -205,7 +210,9 @@ class AgencyReceiptAcknowledged(Event):
     request_id: str = Field(description="Id of the agency request.")
     agency: str = Field(description="Code of the agency (caf, dgfip, …).")
     agency_reference: str = Field(description="The agency's own reference for the request.")
-    deadline_rule: DeadlineRule = Field(description="What the agency's silence means when the period ends.")
+    deadline_rule: DeadlineRule = Field(
+        description="What the agency's silence means when the period ends."
+    )
     deadline_months: int | None = Field(
         default=None,
         description=(
@@ -245,7 +252,7 @@ class SupportingDocumentRequested(Event):
 
     event_type: ClassVar[str] = "SupportingDocumentRequested"
     request_id: str = Field(description="Id of the agency request waiting for the document.")
-    agency: Agency = Field(description="Agency asking for the document.")
+    agency: AgencyCode = Field(description="Agency asking for the document.")
     document: RequestedDocument = Field(description="The document asked for.")
     referent: Referent = Field(description="The référent of the file, who signs the message.")
     citizen: CitizenContact = Field(description="The citizen who is to send the document.")
@@ -254,7 +261,9 @@ class SupportingDocumentRequested(Event):
         description="Intake's id of the document the citizen already sent and the agency found incomplete; "
         "none for the first request.",
     )
-    reason: str | None = Field(default=None, description="The agency's own words on the request, in French.")
+    reason: str | None = Field(
+        default=None, description="The agency's own words on the request, in French."
+    )
 
 
 class SupportingDocumentSubmitted(Event):
@@ -262,13 +271,17 @@ class SupportingDocumentSubmitted(Event):
 
     event_type: ClassVar[str] = "SupportingDocumentSubmitted"
     request_id: str = Field(description="Id of the agency request the document answers.")
-    agency: Agency = Field(description="Agency the document is for.")
+    agency: AgencyCode = Field(description="Agency the document is for.")
     document_id: str = Field(description="Intake's id of the stored document.")
     document_code: str = Field(description="Code of the document the agency asked for.")
     filename: str = Field(description="Name of the file as sent by the citizen.")
-    media_type: str = Field(description="Checked media type: application/pdf, image/jpeg or image/png.")
+    media_type: str = Field(
+        description="Checked media type: application/pdf, image/jpeg or image/png."
+    )
     sha256: str = Field(description="SHA-256 digest of the content, hexadecimal.")
-    content_base64: str = Field(description="The document itself, base64 (at most 512 KiB before encoding).")
+    content_base64: str = Field(
+        description="The document itself, base64 (at most 512 KiB before encoding)."
+    )
 
 
 class ExchangeDirection(StrEnum):
@@ -297,7 +310,9 @@ class CoordinatedAnswerIssued(Event):
     referent: Referent = Field(description="The référent signing the answer.")
     citizen: CitizenContact = Field(description="Recipient of the answer.")
     decisions: list[AgencyDecision] = Field(description="Each agency's decision.")
-    text: str = Field(description="The coordinated answer in plain French (the personal word included, if any).")
+    text: str = Field(
+        description="The coordinated answer in plain French (the personal word included, if any)."
+    )
     personal_word: str | None = Field(
         default=None,
         description="The référent's personal word to the citizen, in their own words, when they wrote one "
@@ -309,10 +324,14 @@ class ReferentMessageSent(Event):
     """The file's référent wrote to the citizen from their desk."""
 
     event_type: ClassVar[str] = "ReferentMessageSent"
-    message_id: str = Field(description="Unique id of the message; notification sends each id once.")
+    message_id: str = Field(
+        description="Unique id of the message; notification sends each id once."
+    )
     referent: Referent = Field(description="The référent who wrote, who signs the message.")
     citizen: CitizenContact = Field(description="The citizen the message is for.")
-    text: str = Field(description="The référent's message, plain text in French (1 to 2,000 characters).")
+    text: str = Field(
+        description="The référent's message, plain text in French (1 to 2,000 characters)."
+    )
 
 
 class AccessCodeIssued(Event):
@@ -367,7 +386,8 @@ class NotificationSent(Event):
     subject: str = Field(description="Subject of the message, in French.")
     referent_name: str = Field(description="Name of the référent the message was signed with.")
     audience: Literal["citoyen", "agent"] = Field(
-        default="citoyen", description="Who received it: the citizen, or an agent (handover, call, thanks)."
+        default="citoyen",
+        description="Who received it: the citizen, or an agent (handover, call, thanks).",
     )
 
 
@@ -392,13 +412,17 @@ class SurveyAnswered(Event):
     """The citizen answered the satisfaction survey sent with the coordinated answer."""
 
     event_type: ClassVar[str] = "SurveyAnswered"
-    score: int = Field(ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy).")
+    score: int = Field(
+        ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy)."
+    )
     referent_reachable: bool | None = Field(
-        default=None, description="Whether the citizen could reach their référent directly, if answered."
+        default=None,
+        description="Whether the citizen could reach their référent directly, if answered.",
     )
     comment: str | None = Field(default=None, description="The citizen's free comment, in French.")
     referent_agent_id: str | None = Field(
-        default=None, description="Directory id of the file's référent when the survey was answered."
+        default=None,
+        description="Directory id of the file's référent when the survey was answered.",
     )
     office_id: str | None = Field(default=None, description="Office of that référent.")
 
@@ -447,7 +471,7 @@ class AgentProfile(Contract):
     office_id: str = Field(description="Directory id of the agent's office.")
     phone: str = Field(description="Agent's direct phone line.")
     email: EmailStr = Field(description="Agent's direct email address.")
-    agencies: list[Agency] = Field(description="Agencies the agent is trained for.")
+    agencies: list[AgencyCode] = Field(description="Agencies the agent is trained for.")
     capacity: int = Field(description="Maximum number of active files.")
 
 
@@ -456,7 +480,9 @@ class OfficeOpened(DirectoryEvent):
 
     event_type: ClassVar[str] = "OfficeOpened"
     office: OfficeProfile = Field(description="The new office.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class OfficeDetailsChanged(DirectoryEvent):
@@ -464,7 +490,9 @@ class OfficeDetailsChanged(DirectoryEvent):
 
     event_type: ClassVar[str] = "OfficeDetailsChanged"
     office: OfficeProfile = Field(description="The office as it is now.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentJoined(DirectoryEvent):
@@ -473,7 +501,9 @@ class AgentJoined(DirectoryEvent):
     event_type: ClassVar[str] = "AgentJoined"
     agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
     agent: AgentProfile = Field(description="The new agent.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentDetailsChanged(DirectoryEvent):
@@ -482,7 +512,9 @@ class AgentDetailsChanged(DirectoryEvent):
     event_type: ClassVar[str] = "AgentDetailsChanged"
     agent_id: str = Field(description="Directory id of the agent (the Kafka key).")
     agent: AgentProfile = Field(description="The agent as they are now.")
-    directory_version: str | None = Field(default=None, description="Version of the imported directory file, if any.")
+    directory_version: str | None = Field(
+        default=None, description="Version of the imported directory file, if any."
+    )
 
 
 class AgentAbsenceDeclared(DirectoryEvent):
@@ -536,7 +568,7 @@ class DeadlineWarningIssued(Event):
 
     event_type: ClassVar[str] = "DeadlineWarningIssued"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency that has not answered yet.")
+    agency: AgencyCode = Field(description="Agency that has not answered yet.")
     due_on: dt.date = Field(description="Last day for the agency to answer.")
     days_left: int = Field(description="Calendar days left when the warning was issued.")
     threshold: Literal[15, 7] = Field(description="Which warning this is: J-15 or J-7.")
@@ -550,12 +582,14 @@ class LegalDeadlineBreached(Event):
 
     event_type: ClassVar[str] = "LegalDeadlineBreached"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency that did not answer in time.")
+    agency: AgencyCode = Field(description="Agency that did not answer in time.")
     due_on: dt.date = Field(description="The deadline that passed.")
     rule: DeadlineRule = Field(description="What the silence means.")
     referent: Referent = Field(description="The file's référent.")
     citizen: CitizenContact = Field(description="The citizen the file is about.")
-    supervisors: list[SupervisorContact] = Field(description="Supervisors of the citizen's département.")
+    supervisors: list[SupervisorContact] = Field(
+        description="Supervisors of the citizen's département."
+    )
 
 
 class ImplicitDecisionRecorded(Event):
@@ -563,10 +597,12 @@ class ImplicitDecisionRecorded(Event):
 
     event_type: ClassVar[str] = "ImplicitDecisionRecorded"
     request_id: str = Field(description="Id of the agency request.")
-    agency: Agency = Field(description="Agency whose silence decided.")
+    agency: AgencyCode = Field(description="Agency whose silence decided.")
     decision: Decision = Field(description="acceptation_implicite or rejet_implicite.")
     due_on: dt.date = Field(description="The deadline that passed.")
-    decided_on: dt.date = Field(description="Day the implicit decision was recorded (the day after the deadline).")
+    decided_on: dt.date = Field(
+        description="Day the implicit decision was recorded (the day after the deadline)."
+    )
     referent: Referent = Field(description="The référent who signs the letter.")
     citizen: CitizenContact = Field(description="The citizen, who receives a letter.")
 

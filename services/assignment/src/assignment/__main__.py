@@ -1,6 +1,6 @@
 def main() -> None:
-    from guichet_runtime.service import main as run
     from assignment.bootstrap import AssignmentSettings, bootstrap
+    from guichet_runtime.service import main as run
 
     run(AssignmentSettings, bootstrap)
 

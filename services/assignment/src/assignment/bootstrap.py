@@ -8,23 +8,23 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from assignment import api, views
+from assignment.commands import directory, directory_import, housekeeping
+from assignment.projections import files, legal_clock
+from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
+from assignment.tables import metadata
 from guichet_runtime.clock import Clock
 from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
     ReferentChangeRequested,
+    catalogue,
     topics,
 )
-from assignment import api, views
-from assignment.commands import directory, directory_import, housekeeping
-from assignment.projections import files, legal_clock
-from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
-from assignment.tables import metadata
 
 __all__ = ["DEFAULT_DIRECTORY", "AssignmentSettings", "bootstrap"]
 
@@ -83,7 +83,8 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
         [topics.REFERENT_CHANGES], {ReferentChangeRequested: files.on_referent_change_requested}
     )
     runtime.consumer.subscribe(
-        [topics.agency_answers(a) for a in Agency], {AgencyAnswerReceived: files.on_agency_answer}
+        [topics.agency_answers(a) for a in catalogue().served_agencies()],
+        {AgencyAnswerReceived: files.on_agency_answer},
     )
     runtime.consumer.subscribe(
         [topics.LEGAL_CLOCK],

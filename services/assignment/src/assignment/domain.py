@@ -146,7 +146,7 @@ class Candidate:
     longitude: float = 0.0
 
     def has_room(self, reserve_percent: int = 0) -> bool:
-        return has_room(self.active_files, self.capacity, reserve_percent)
+        return bool(has_room(self.active_files, self.capacity, reserve_percent))
 
 
 @dataclass(frozen=True)
@@ -155,6 +155,19 @@ class Choice:
     rule: AssignmentRule
     explanation: str
     considered: list[str]
+
+
+def continuity(previous: Candidate | None, reserve_percent: int = 0) -> Choice | None:
+    """Continuity: a citizen keeps the référent of their other files while that référent
+    has room (the first rule of the choice; `previous` comes from `citizen_key`)."""
+    if previous is None or not previous.has_room(reserve_percent):
+        return None
+    return Choice(
+        previous.agent_id,
+        AssignmentRule.CONTINUITY,
+        f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
+        [previous.agent_id],
+    )
 
 
 def choose_referent(
@@ -170,13 +183,9 @@ def choose_referent(
 
     Returns None when nobody has room: the file waits for a référent.
     """
-    if previous is not None and previous.has_room(reserve_percent):
-        return Choice(
-            previous.agent_id,
-            AssignmentRule.CONTINUITY,
-            f"{previous.name} est déjà le référent de ce citoyen pour un autre dossier.",
-            [previous.agent_id],
-        )
+    kept = continuity(previous, reserve_percent)
+    if kept is not None:
+        return kept
     open_ = [c for c in candidates if c.has_room(reserve_percent)]
     if not open_:
         return None
@@ -186,7 +195,7 @@ def choose_referent(
     if local:
         pool, where, rule = local, "dans le département", AssignmentRule.PROXIMITY
     elif located:
-        nearest = min(c.distance_km for c in located)
+        nearest = min(c.distance_km for c in located if c.distance_km is not None)
         pool = [c for c in located if c.distance_km == nearest]
         where = f"le plus proche hors du département ({pool[0].office_name}, {nearest:.0f} km)"
         rule = AssignmentRule.NEAREST_OFFICE
@@ -256,7 +265,7 @@ def compose_answer(
         f"Votre dossier {file_id} ({life_event_label}) a reçu la réponse de chacun des "
         f"{len(decisions)} organismes concernés :",
     ]
-    ordered = sorted(decisions, key=lambda d: d.agency.value)
+    ordered = sorted(decisions, key=lambda d: d.agency)
     for d in ordered:
         line = (
             f"- {AGENCY_LABELS[d.agency]} : {DECISION_WORDS[d.decision]}. {d.summary.rstrip('.')}."

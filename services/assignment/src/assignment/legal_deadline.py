@@ -21,9 +21,8 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
-PARIS = ZoneInfo("Europe/Paris")
+from guichet_runtime.clock import paris_day
 
 #: The default period of the CRPA (art. L231-1), shown as an estimate before any receipt.
 DEFAULT_MONTHS = 2
@@ -42,11 +41,6 @@ class Period:
     @property
     def declared(self) -> bool:
         return self.months is not None or self.days is not None
-
-
-def paris_day(moment: dt.datetime) -> dt.date:
-    """The Europe/Paris calendar day of an instant (legal periods count French days)."""
-    return moment.astimezone(PARIS).date()
 
 
 def add_months(day: dt.date, months: int) -> dt.date:

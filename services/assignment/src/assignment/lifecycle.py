@@ -9,23 +9,23 @@ import logging
 
 import sqlalchemy as sa
 
+from assignment import domain
+from assignment.domain import AssignmentRule, ClockStatus, FileStatus, RequestStatus
+from assignment.referents import referent_of, release_capacity
+from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import (
     AgencyDecision,
-    DeadlineRule,
-    LegalDeadlineSet,
     AgencyRequestIssued,
     CitizenContact,
     CoordinatedAnswerIssued,
+    DeadlineRule,
+    LegalDeadlineSet,
     ReferentAssigned,
     ReferentAssignmentDeferred,
     SupervisorContact,
     topics,
 )
-from assignment import domain
-from assignment.domain import AssignmentRule, ClockStatus, FileStatus, RequestStatus
-from assignment.referents import referent_of, release_capacity
-from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
 
 log = logging.getLogger(__name__)
 

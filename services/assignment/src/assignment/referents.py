@@ -16,11 +16,11 @@ import math
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork
-from shared_models import Referent
 from assignment import domain, geo
 from assignment.domain import AgentStatus
 from assignment.tables import agents, files, offices
+from guichet_runtime.db import UnitOfWork
+from shared_models import Referent
 
 
 def candidate_of(row: sa.Row) -> domain.Candidate:

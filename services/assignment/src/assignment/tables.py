@@ -2,8 +2,8 @@
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 from assignment.domain import AgentStatus
+from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)

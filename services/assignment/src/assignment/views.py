@@ -10,11 +10,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork
-from guichet_runtime.refusals import RefusalKind, Refused
 from assignment import domain, legal_deadline
 from assignment.domain import AgentStatus, ClockStatus, FileStatus, RequestStatus
 from assignment.tables import agency_requests, agents, assignments, files, legal_clocks, offices
+from guichet_runtime.db import UnitOfWork
+from guichet_runtime.refusals import RefusalKind, Refused
 
 
 def _no_agent(agent_id: str) -> Refused:

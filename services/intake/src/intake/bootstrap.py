@@ -7,8 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime.service import build_runtime, create_app
+from intake import api, projections
+from intake.settings import IntakeSettings
+from intake.tables import metadata
 from shared_models import (
-    Agency,
     AgencyAnswerReceived,
     AgencyRequestIssued,
     CoordinatedAnswerIssued,
@@ -19,11 +21,9 @@ from shared_models import (
     LegalDeadlineSet,
     NotificationSent,
     ReferentAssigned,
+    catalogue,
     topics,
 )
-from intake import api, projections
-from intake.settings import IntakeSettings
-from intake.tables import metadata
 
 __all__ = ["IntakeSettings", "bootstrap"]
 
@@ -36,11 +36,11 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         [topics.REFERENTS_ASSIGNED], {ReferentAssigned: projections.on_referent_assigned}
     )
     consumer.subscribe(
-        [topics.agency_requests(a) for a in Agency],
+        [topics.agency_requests(a) for a in catalogue().served_agencies()],
         {AgencyRequestIssued: projections.on_agency_request_issued},
     )
     consumer.subscribe(
-        [topics.agency_answers(a) for a in Agency],
+        [topics.agency_answers(a) for a in catalogue().served_agencies()],
         {AgencyAnswerReceived: projections.on_agency_answer_received},
     )
     consumer.subscribe(

@@ -17,9 +17,8 @@ from typing import Any
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
     AGENCY_LABELS,
-    Agency,
-    Decision,
     DeadlineRule,
+    Decision,
     NotificationChannel,
     NotificationKind,
     NotificationSent,
@@ -133,7 +132,7 @@ def statuses_before(status: AgencyStatus) -> list[AgencyStatus]:
 def agency_label(code: str) -> str:
     """The agency's name, or its code when it is not one we know."""
     try:
-        return AGENCY_LABELS[Agency(code)]
+        return AGENCY_LABELS.get(code, code)
     except ValueError:
         return code
 
@@ -143,11 +142,12 @@ def deadline_text(due_on: dt.date | None, state: str | None, rule: str | None) -
     if state == DeadlineState.SUSPENDED:
         return "Délai suspendu jusqu'à réception de la pièce demandée."
     if state == DeadlineState.RUNNING and due_on is not None:
-        meaning = {
+        meanings: dict[str, str] = {
             DeadlineRule.SILENCE_ACCEPTS: " ; sans réponse à cette date, votre demande sera acceptée",
             DeadlineRule.SILENCE_REJECTS: " ; sans réponse à cette date, votre demande sera rejetée "
             "(vous pourrez la contester)",
-        }.get(rule or "", "")
+        }
+        meaning = meanings.get(rule or "", "")
         return f"Réponse au plus tard le {due_on:%d/%m/%Y}{meaning}."
     return None
 
@@ -166,7 +166,7 @@ NO_REFERENT_YET = "Aucun référent n'est encore désigné pour ce dossier ; il 
 
 
 def ensure_referent_change_allowed(
-    status: str, referent: dict | None, already_requested_at: dt.datetime | None
+    status: str, referent: dict[str, Any] | None, already_requested_at: dt.datetime | None
 ) -> None:
     """A change of référent is granted once per file, on an open file with a référent."""
     if status == FileStatus.ANSWERED:
@@ -206,7 +206,7 @@ def ensure_not_thanked_yet(referent: Referent, already_thanked: bool) -> None:
         )
 
 
-def ensure_current_referent_writes(card: dict | None, agent_id: str) -> Referent:
+def ensure_current_referent_writes(card: dict[str, Any] | None, agent_id: str) -> Referent:
     """Only the file's current référent writes to the citizen from the file."""
     referent = named_referent(card, "Aucun référent n'est encore désigné pour ce dossier.")
     if referent.agent_id != agent_id:
@@ -348,4 +348,4 @@ def interpolate(ranked: dict[int, float], n: int, p: Fraction) -> float:
 
 
 def share(part: int | None, whole: int | None) -> float | None:
-    return round(part / whole, 3) if whole else None
+    return round(part / whole, 3) if whole and part is not None else None

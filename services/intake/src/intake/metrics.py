@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork
-from shared_models import Decision, Referent
 from intake.domain import elapsed_seconds
 from intake.tables import file_agencies, file_metrics
+from shared_models import Decision, Referent
 
 
 async def file_opened(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
@@ -42,7 +42,9 @@ async def referent_assigned(
         return
     if row.current_agent_id is None:
         await uow.conn.execute(
-            file_metrics.update().where(file_metrics.c.file_id == file_id).values(
+            file_metrics.update()
+            .where(file_metrics.c.file_id == file_id)
+            .values(
                 first_referent_at=at,
                 referent_delay_s=elapsed_seconds(row.submitted_at, at),
                 office_id=referent.office_id,
@@ -52,7 +54,9 @@ async def referent_assigned(
         )
     elif row.current_agent_id != referent.agent_id:
         await uow.conn.execute(
-            file_metrics.update().where(file_metrics.c.file_id == file_id).values(
+            file_metrics.update()
+            .where(file_metrics.c.file_id == file_id)
+            .values(
                 current_agent_id=referent.agent_id,
                 reassignments=file_metrics.c.reassignments + 1,
             )

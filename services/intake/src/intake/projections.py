@@ -6,6 +6,18 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, insert_ignore
+from intake import metrics
+from intake.domain import (
+    DECISION_WORDS,
+    SENT_ON,
+    AgencyStatus,
+    FileStatus,
+    TimelineKind,
+    agency_label,
+    is_citizen_contact,
+)
+from intake.records import add_timeline, advance_agency, require_file
+from intake.tables import exchanges, file_agencies, files, referent_messages
 from shared_models import (
     AGENCY_LABELS,
     AgencyAnswerReceived,
@@ -20,18 +32,6 @@ from shared_models import (
     NotificationSent,
     ReferentAssigned,
 )
-from intake import metrics
-from intake.domain import (
-    DECISION_WORDS,
-    SENT_ON,
-    AgencyStatus,
-    FileStatus,
-    TimelineKind,
-    agency_label,
-    is_citizen_contact,
-)
-from intake.records import add_timeline, advance_agency, require_file
-from intake.tables import exchanges, file_agencies, files, referent_messages
 
 
 async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
@@ -55,14 +55,20 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
     async with uow:
         await require_file(uow, event.file_id)
         await advance_agency(
-            uow, event.file_id, event.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+            uow, event.file_id, event.agency, AgencyStatus.ANSWERED, event.occurred_at
         )
         await metrics.agency_decided(
-            uow, event.file_id, event.agency.value, event.decision, event.occurred_at,
+            uow,
+            event.file_id,
+            event.agency,
+            event.decision,
+            event.occurred_at,
             event.decided_on,
         )
         await add_timeline(
-            uow, event, TimelineKind.IMPLICIT_DECISION,
+            uow,
+            event,
+            TimelineKind.IMPLICIT_DECISION,
             f"{label} n'a pas répondu avant le {event.due_on:%d/%m/%Y} : "
             f"votre demande est {DECISION_WORDS[event.decision]}. Un courrier vous le confirme.",
         )
@@ -105,11 +111,11 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
 async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) -> None:
     async with uow:
         await require_file(uow, event.file_id)
-        await advance_agency(
-            uow, event.file_id, event.agency.value, AgencyStatus.SENT, event.occurred_at
-        )
+        await advance_agency(uow, event.file_id, event.agency, AgencyStatus.SENT, event.occurred_at)
         await add_timeline(
-            uow, event, TimelineKind.SENT_TO_AGENCY,
+            uow,
+            event,
+            TimelineKind.SENT_TO_AGENCY,
             f"Dossier transmis à : {AGENCY_LABELS[event.agency]}.",
         )
         await uow.commit()
@@ -120,7 +126,7 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
     label = AGENCY_LABELS[answer.agency]
     this_agency = (
         file_agencies.c.file_id == event.file_id,
-        file_agencies.c.agency == answer.agency.value,
+        file_agencies.c.agency == answer.agency,
     )
     async with uow:
         await require_file(uow, event.file_id)
@@ -133,7 +139,8 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                     status=AgencyStatus.DOCUMENT_REQUESTED,
                     updated_at=event.occurred_at,
                     requested_document={
-                        "request_id": event.request_id, "code": document.code,
+                        "request_id": event.request_id,
+                        "code": document.code,
                         "label": document.label,
                     },
                 )
@@ -146,22 +153,26 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                     f"{document.label} ({answer.summary})."
                 )
             await add_timeline(
-                uow, event, TimelineKind.DOCUMENT_REQUESTED,
+                uow,
+                event,
+                TimelineKind.DOCUMENT_REQUESTED,
                 f"{said} Envoyez-la depuis votre dossier ; votre référent est prévenu.",
             )
         else:
             await advance_agency(
-                uow, event.file_id, answer.agency.value, AgencyStatus.ANSWERED, event.occurred_at
+                uow, event.file_id, answer.agency, AgencyStatus.ANSWERED, event.occurred_at
             )
             if answer.decision is not Decision.DOCUMENT_REQUESTED:
                 await metrics.agency_decided(
-                    uow, event.file_id, answer.agency.value, answer.decision, event.occurred_at
+                    uow, event.file_id, answer.agency, answer.decision, event.occurred_at
                 )
             await uow.conn.execute(
                 file_agencies.update().where(*this_agency).values(requested_document=None)
             )
             await add_timeline(
-                uow, event, TimelineKind.AGENCY_ANSWER,
+                uow,
+                event,
+                TimelineKind.AGENCY_ANSWER,
                 f"Réponse reçue de {label} : {DECISION_WORDS[answer.decision]}.",
             )
         await uow.commit()
@@ -174,17 +185,24 @@ async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None
         await require_file(uow, event.file_id)
         await uow.conn.execute(
             insert_ignore(uow.conn, exchanges).values(
-                exchange_id=event.exchange_id, file_id=event.file_id, agency=event.agency,
-                direction=event.direction.value, purpose=event.purpose,
-                legal_basis=event.legal_basis, payload_sha256=event.payload_sha256,
-                size_bytes=event.size_bytes, at=event.occurred_at,
+                exchange_id=event.exchange_id,
+                file_id=event.file_id,
+                agency=event.agency,
+                direction=event.direction.value,
+                purpose=event.purpose,
+                legal_basis=event.legal_basis,
+                payload_sha256=event.payload_sha256,
+                size_bytes=event.size_bytes,
+                at=event.occurred_at,
             )
         )
         label = agency_label(event.agency)
         sent = event.direction is ExchangeDirection.SENT
         way = f"Transmis à {label}" if sent else f"Reçu de {label}"
         await add_timeline(
-            uow, event, TimelineKind.EXCHANGE,
+            uow,
+            event,
+            TimelineKind.EXCHANGE,
             f"{way} — {event.purpose}. Base légale : {event.legal_basis}. "
             f"Empreinte SHA-256 : {event.payload_sha256}.",
         )
@@ -210,7 +228,9 @@ async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: Unit
         await metrics.file_answered(uow, event.file_id, event.occurred_at)
         with_word = ", avec un mot personnel" if event.personal_word else ""
         await add_timeline(
-            uow, event, TimelineKind.COORDINATED_ANSWER,
+            uow,
+            event,
+            TimelineKind.COORDINATED_ANSWER,
             f"Réponse coordonnée rédigée par {event.referent.name}{with_word}.",
         )
         await uow.commit()
@@ -224,7 +244,9 @@ async def on_notification_sent(event: NotificationSent, uow: UnitOfWork) -> None
         if is_citizen_contact(event):
             await metrics.citizen_contacted(uow, event.file_id, event.occurred_at)
         await add_timeline(
-            uow, event, TimelineKind.NOTIFICATION,
+            uow,
+            event,
+            TimelineKind.NOTIFICATION,
             f"{SENT_ON[event.channel]} : « {event.subject} ».",
         )
         if event.kind is NotificationKind.REFERENT_MESSAGE:

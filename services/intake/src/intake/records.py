@@ -8,9 +8,9 @@ import datetime as dt
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, insert_ignore
-from shared_models import Event
 from intake.domain import AgencyStatus, TimelineKind, UnknownFile, statuses_before, unknown_file
 from intake.tables import file_agencies, files, timeline
+from shared_models import Event
 
 
 async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label: str) -> None:

@@ -9,9 +9,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from shared_models import Decision, PreferredChannel
 from intake.catalogue import CATALOGUE
 from intake.domain import AgencyStatus, FileStatus, TimelineKind
+from shared_models import Decision, PreferredChannel
 
 _POSTCODE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
 _PHONE = re.compile(r"^(?:\+33|0)[1-9]\d{8}$")
@@ -24,9 +24,13 @@ class ContactIn(BaseModel):
 
     email: EmailStr | None = Field(default=None, description="Adresse électronique.")
     phone: str | None = Field(default=None, description="Téléphone (format français).")
-    street: str | None = Field(default=None, max_length=200, description="Numéro et rue (pour les courriers).")
+    street: str | None = Field(
+        default=None, max_length=200, description="Numéro et rue (pour les courriers)."
+    )
     postcode: str = Field(description="Code postal du domicile.")
-    city: str | None = Field(default=None, max_length=100, description="Commune (pour les courriers).")
+    city: str | None = Field(
+        default=None, max_length=100, description="Commune (pour les courriers)."
+    )
     preferred_channel: PreferredChannel = Field(description="Canal de contact préféré.")
 
     @field_validator("postcode")
@@ -44,7 +48,8 @@ class ContactIn(BaseModel):
         compact = re.sub(r"[\s.\-]", "", value)
         if not _PHONE.match(compact):
             raise PydanticCustomError(
-                "phone", "Numéro de téléphone invalide : 10 chiffres attendus, par ex. 06 12 34 56 78."
+                "phone",
+                "Numéro de téléphone invalide : 10 chiffres attendus, par ex. 06 12 34 56 78.",
             )
         return compact
 
@@ -52,17 +57,26 @@ class ContactIn(BaseModel):
     def _reachable(self) -> CitizenIn:
         if self.preferred_channel is PreferredChannel.EMAIL and not self.email:
             raise PydanticCustomError(
-                "contact", "Une adresse électronique est nécessaire pour être contacté par courriel."
+                "contact",
+                "Une adresse électronique est nécessaire pour être contacté par courriel.",
             )
-        if self.preferred_channel in (PreferredChannel.SMS, PreferredChannel.PHONE) and not self.phone:
+        if (
+            self.preferred_channel in (PreferredChannel.SMS, PreferredChannel.PHONE)
+            and not self.phone
+        ):
             raise PydanticCustomError(
-                "contact", "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone."
+                "contact",
+                "Un numéro de téléphone est nécessaire pour être contacté par SMS ou téléphone.",
             )
         has_address = bool(self.street and self.city)
-        if self.preferred_channel in (PreferredChannel.LETTER, PreferredChannel.PHONE) and not has_address:
+        if (
+            self.preferred_channel in (PreferredChannel.LETTER, PreferredChannel.PHONE)
+            and not has_address
+        ):
             # A citizen who is phoned also receives every message as a letter.
             raise PydanticCustomError(
-                "contact", "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers."
+                "contact",
+                "Une adresse postale complète (rue et commune) est nécessaire pour recevoir vos courriers.",
             )
         return self
 
@@ -82,7 +96,9 @@ class SurveyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    score: int = Field(description="Satisfaction, de 1 (pas du tout satisfait) à 5 (très satisfait).")
+    score: int = Field(
+        description="Satisfaction, de 1 (pas du tout satisfait) à 5 (très satisfait)."
+    )
     referent_reachable: bool | None = Field(
         default=None, description="Avez-vous pu joindre directement votre référent ?"
     )
@@ -99,7 +115,9 @@ class SurveyIn(BaseModel):
 class ThanksIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    message: str = Field(min_length=2, max_length=2000, description="Votre message de remerciement.")
+    message: str = Field(
+        min_length=2, max_length=2000, description="Votre message de remerciement."
+    )
 
 
 class ThanksOut(BaseModel):
@@ -124,8 +142,12 @@ class FileIn(BaseModel):
 
     life_event: str = Field(description="Événement de vie (perte_emploi, naissance, demenagement).")
     citizen: CitizenIn
-    description: str = Field(min_length=1, max_length=5000, description="La situation, en quelques mots.")
-    urgent: bool = Field(default=False, description="Situation urgente (perte de revenus, expulsion, santé).")
+    description: str = Field(
+        min_length=1, max_length=5000, description="La situation, en quelques mots."
+    )
+    urgent: bool = Field(
+        default=False, description="Situation urgente (perte de revenus, expulsion, santé)."
+    )
 
     @field_validator("life_event")
     @classmethod
@@ -142,7 +164,9 @@ class FileIn(BaseModel):
 class ReferentChangeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str = Field(min_length=5, max_length=1000, description="Pourquoi vous souhaitez un autre référent.")
+    reason: str = Field(
+        min_length=5, max_length=1000, description="Pourquoi vous souhaitez un autre référent."
+    )
 
 
 class MessageIn(BaseModel):
@@ -150,7 +174,9 @@ class MessageIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    agent_id: str = Field(min_length=1, max_length=50, description="Identifiant du référent qui écrit.")
+    agent_id: str = Field(
+        min_length=1, max_length=50, description="Identifiant du référent qui écrit."
+    )
     text: str = Field(description="Le message, en texte simple (1 à 2000 caractères).")
 
     @field_validator("text")
@@ -172,7 +198,9 @@ class MessageOut(BaseModel):
     agent_name: str
     text: str
     at: dt.datetime
-    channel: str | None = Field(default=None, description="Canal qui l'a délivré (courriel, sms, courrier).")
+    channel: str | None = Field(
+        default=None, description="Canal qui l'a délivré (courriel, sms, courrier)."
+    )
     delivered_at: dt.datetime | None = None
 
 
@@ -266,7 +294,9 @@ class FileView(BaseModel):
     """The citizen's view of their file."""
 
     file_id: str = Field(description="Référence du dossier (GU-AAAA-XXXXXXXX).")
-    status: FileStatus = Field(description="depose, en_cours (référent désigné) or repondu (closed).")
+    status: FileStatus = Field(
+        description="depose, en_cours (référent désigné) or repondu (closed)."
+    )
     life_event: str = Field(description="Code of the life event declared.")
     life_event_label: str = Field(description="The life event, in French.")
     created_at: dt.datetime = Field(description="When the file was submitted.")
@@ -291,33 +321,53 @@ class IndicatorRow(BaseModel):
     """One group's indicators (definitions: docs/indicators.md). Every figure is null when
     the group is not published (too few files to stay anonymous) or has nothing to measure."""
 
-    level: Literal["national", "office", "agency"] = Field(description="national, office (espace France Services) or agency.")
-    id: str | None = Field(description="Id of the office or code of the agency; null for the national total.")
+    level: Literal["national", "office", "agency"] = Field(
+        description="national, office (espace France Services) or agency."
+    )
+    id: str | None = Field(
+        description="Id of the office or code of the agency; null for the national total."
+    )
     label: str = Field(description="Name of the office or agency.")
-    published: bool = Field(description="False when the group has too few files for its figures to be published.")
+    published: bool = Field(
+        description="False when the group has too few files for its figures to be published."
+    )
     files: int | None = Field(description="Files submitted in the period.")
     referent_count: int | None = Field(description="Of which given a référent.")
-    referent_median_hours: float | None = Field(description="Median time from submission to the first référent, hours.")
+    referent_median_hours: float | None = Field(
+        description="Median time from submission to the first référent, hours."
+    )
     referent_p90_hours: float | None = Field(description="90th percentile of that time, hours.")
     contact_count: int | None = Field(description="Files whose citizen received a first message.")
-    contact_median_hours: float | None = Field(description="Median time from submission to the first message, hours.")
+    contact_median_hours: float | None = Field(
+        description="Median time from submission to the first message, hours."
+    )
     contact_p90_hours: float | None = Field(description="90th percentile of that time, hours.")
     answer_count: int | None = Field(description="Files given their coordinated answer.")
-    answer_median_days: float | None = Field(description="Median time from submission to the coordinated answer, days.")
+    answer_median_days: float | None = Field(
+        description="Median time from submission to the coordinated answer, days."
+    )
     answer_p90_days: float | None = Field(description="90th percentile of that time, days.")
-    deadline_decided: int | None = Field(description="Agency answers (by word or by silence) bound by a legal deadline.")
-    deadline_within: int | None = Field(description="Of which answered explicitly within the legal deadline.")
+    deadline_decided: int | None = Field(
+        description="Agency answers (by word or by silence) bound by a legal deadline."
+    )
+    deadline_within: int | None = Field(
+        description="Of which answered explicitly within the legal deadline."
+    )
     deadline_share: float | None = Field(description="deadline_within / deadline_decided, 0 to 1.")
     implicit_acceptances: int | None = Field(description="Agency silences that became acceptances.")
     implicit_rejections: int | None = Field(description="Agency silences that became rejections.")
     reassigned: int | None = Field(description="Files whose référent changed at least once.")
     reassignment_rate: float | None = Field(description="reassigned / referent_count, 0 to 1.")
     satisfaction_answers: int | None = Field(description="Satisfaction survey answers.")
-    satisfaction_mean: float | None = Field(description="Mean satisfaction, 1 to 5 (null under the publication threshold).")
+    satisfaction_mean: float | None = Field(
+        description="Mean satisfaction, 1 to 5 (null under the publication threshold)."
+    )
 
 
 class Period(BaseModel):
-    from_: dt.date | None = Field(alias="from", description="First day of submission (Paris), inclusive.")
+    from_: dt.date | None = Field(
+        alias="from", description="First day of submission (Paris), inclusive."
+    )
     to: dt.date | None = Field(description="Last day of submission (Paris), inclusive.")
 
 

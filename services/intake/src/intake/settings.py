@@ -13,11 +13,13 @@ class IntakeSettings(ServiceSettings):
     http_port: int = 8000
     database_url: str = "sqlite+aiosqlite:///var/data/intake.db"
     indicators_min_files: int = Field(
-        default=DEFAULT_MIN_FILES, ge=1,
+        default=DEFAULT_MIN_FILES,
+        ge=1,
         description="Published indicators leave out groups of fewer files (and means of fewer "
         "survey answers).",
     )
     indicators_cache_seconds: float = Field(
-        default=60.0, ge=0,
+        default=60.0,
+        ge=0,
         description="How long computed indicators are served again before being recomputed.",
     )

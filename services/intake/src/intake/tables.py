@@ -32,14 +32,30 @@ file_agencies = sa.Table(
     sa.Column("agency", sa.String(30), primary_key=True),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
-    sa.Column("requested_document", sa.JSON, nullable=True, comment="{request_id, code, label} while awaited"),
-    sa.Column("due_on", sa.Date, nullable=True, comment="legal deadline of the agency's answer (Paris)"),
-    sa.Column("deadline_state", sa.String(20), nullable=True, comment="en_cours, suspendu, sans_delai"),
+    sa.Column(
+        "requested_document",
+        sa.JSON,
+        nullable=True,
+        comment="{request_id, code, label} while awaited",
+    ),
+    sa.Column(
+        "due_on", sa.Date, nullable=True, comment="legal deadline of the agency's answer (Paris)"
+    ),
+    sa.Column(
+        "deadline_state", sa.String(20), nullable=True, comment="en_cours, suspendu, sans_delai"
+    ),
     sa.Column("deadline_rule", sa.String(30), nullable=True),
     # Indicators: the agency's final answer (by word or by silence), the first one recorded.
     sa.Column("answered_at", UtcDateTime, nullable=True),
-    sa.Column("answered_on", sa.Date, nullable=True, comment="Paris day of the answer, compared with due_on"),
-    sa.Column("decision", sa.String(30), nullable=True, comment="accorde, refuse, acceptation_implicite…"),
+    sa.Column(
+        "answered_on",
+        sa.Date,
+        nullable=True,
+        comment="Paris day of the answer, compared with due_on",
+    ),
+    sa.Column(
+        "decision", sa.String(30), nullable=True, comment="accorde, refuse, acceptation_implicite…"
+    ),
 )
 
 documents = sa.Table(
@@ -86,7 +102,13 @@ timeline = sa.Table(
 surveys = sa.Table(
     "surveys",
     metadata,
-    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), primary_key=True, comment="one answer per file"),
+    sa.Column(
+        "file_id",
+        sa.String(32),
+        sa.ForeignKey("files.file_id"),
+        primary_key=True,
+        comment="one answer per file",
+    ),
     sa.Column("score", sa.Integer, nullable=False),
     sa.Column("referent_reachable", sa.Boolean, nullable=True),
     sa.Column("comment", sa.Text, nullable=True),
@@ -112,7 +134,12 @@ access_codes = sa.Table(
     metadata,
     sa.Column("id", BigIntId, primary_key=True, autoincrement=True),
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
-    sa.Column("code_hash", sa.String(64), nullable=False, comment="sha256 of salt + code; the code is never stored"),
+    sa.Column(
+        "code_hash",
+        sa.String(64),
+        nullable=False,
+        comment="sha256 of salt + code; the code is never stored",
+    ),
     sa.Column("salt", sa.String(32), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("expires_at", UtcDateTime, nullable=False),
@@ -131,7 +158,12 @@ referent_messages = sa.Table(
     sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
     sa.Column("request_digest", sa.String(64), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
-    sa.Column("channel", sa.String(20), nullable=True, comment="channel that delivered it, once notification reports it"),
+    sa.Column(
+        "channel",
+        sa.String(20),
+        nullable=True,
+        comment="channel that delivered it, once notification reports it",
+    ),
     sa.Column("delivered_at", UtcDateTime, nullable=True),
 )
 
@@ -141,15 +173,38 @@ file_metrics = sa.Table(
     metadata,
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), primary_key=True),
     sa.Column("submitted_at", UtcDateTime, nullable=False),
-    sa.Column("submitted_on", sa.Date, nullable=False, index=True, comment="Paris day: the indicators' period filter"),
+    sa.Column(
+        "submitted_on",
+        sa.Date,
+        nullable=False,
+        index=True,
+        comment="Paris day: the indicators' period filter",
+    ),
     sa.Column("first_referent_at", UtcDateTime, nullable=True),
-    sa.Column("referent_delay_s", sa.Integer, nullable=True, comment="submission -> first référent, seconds"),
-    sa.Column("office_id", sa.String(50), nullable=True, index=True, comment="the first référent's office"),
+    sa.Column(
+        "referent_delay_s",
+        sa.Integer,
+        nullable=True,
+        comment="submission -> first référent, seconds",
+    ),
+    sa.Column(
+        "office_id", sa.String(50), nullable=True, index=True, comment="the first référent's office"
+    ),
     sa.Column("office_name", sa.String(200), nullable=True),
     sa.Column("current_agent_id", sa.String(50), nullable=True),
     sa.Column("reassignments", sa.Integer, nullable=False, default=0),
     sa.Column("first_contact_at", UtcDateTime, nullable=True),
-    sa.Column("contact_delay_s", sa.Integer, nullable=True, comment="submission -> first message to the citizen"),
+    sa.Column(
+        "contact_delay_s",
+        sa.Integer,
+        nullable=True,
+        comment="submission -> first message to the citizen",
+    ),
     sa.Column("answered_at", UtcDateTime, nullable=True),
-    sa.Column("answer_delay_s", sa.Integer, nullable=True, comment="submission -> coordinated answer, seconds"),
+    sa.Column(
+        "answer_delay_s",
+        sa.Integer,
+        nullable=True,
+        comment="submission -> coordinated answer, seconds",
+    ),
 )

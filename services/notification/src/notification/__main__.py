@@ -1,6 +1,7 @@
 def main() -> None:
     from guichet_runtime.service import main as run
-    from notification.bootstrap import NotificationSettings, bootstrap
+    from notification.bootstrap import bootstrap
+    from notification.settings import NotificationSettings
 
     run(NotificationSettings, bootstrap)
 

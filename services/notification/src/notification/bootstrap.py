@@ -1,9 +1,9 @@
-"""Composition root of the notification service."""
+"""Composition root of the notification service: the runtime (database, consumer, outbox
+relay), the provider channels, the dispatcher worker and the handler table."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -12,24 +12,7 @@ from fastapi import FastAPI
 from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
 from guichet_runtime.service import build_runtime, create_app
-from guichet_runtime.settings import ServiceSettings
-from shared_models import (
-    AccessCodeIssued,
-    ContactPreferencesChanged,
-    CoordinatedAnswerIssued,
-    NotificationChannel,
-    ReferentAssigned,
-    ReferentMessageSent,
-    ReferentThanked,
-    SupportingDocumentRequested,
-    topics,
-    ImplicitDecisionRecorded,
-    DeadlineWarningIssued,
-    LegalDeadlineBreached,
-    LegalDeadlineSet,
-    ReferentAssignmentDeferred,
-)
-from notification import handlers, messages
+from notification import domain, messages, projections
 from notification.channels import (
     Channel,
     EmailChannel,
@@ -38,26 +21,28 @@ from notification.channels import (
     PermanentFailure,
     SmsChannel,
 )
-from notification.letters import NoPostalAddress
+from notification.dispatch import dispatch_forever
 from notification.mailer import SmtpMailer
+from notification.settings import NotificationSettings
 from notification.tables import metadata
+from shared_models import (
+    AccessCodeIssued,
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    DeadlineWarningIssued,
+    ImplicitDecisionRecorded,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
+    NotificationChannel,
+    ReferentAssigned,
+    ReferentAssignmentDeferred,
+    ReferentMessageSent,
+    ReferentThanked,
+    SupportingDocumentRequested,
+    topics,
+)
 
-log = logging.getLogger(__name__)
-
-
-class NotificationSettings(ServiceSettings):
-    service_name: str = "notification"
-    http_port: int = 8002
-    database_url: str = "sqlite+aiosqlite:///var/data/notification.db"
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 8025
-    mail_sender: str = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
-    sms_gateway_url: str = "http://127.0.0.1:8027"
-    sms_sender_name: str = "GUICHET"
-    postal_url: str = "http://127.0.0.1:8027"
-    portal_url: str = "https://guichet-unique.gouv.fr"
-    dispatch_idle_seconds: float = 0.2
-    dispatch_batch: int = 50
+__all__ = ["NotificationSettings", "bootstrap"]
 
 
 def bootstrap(
@@ -82,43 +67,52 @@ def bootstrap(
         runtime.shutdown += [sms.close, post.close]
     wake = asyncio.Event()
     # guichet_notifications{channel, outcome}: sent, refused (permanent), failed (retried)
-    metered = metered_channels(channels, runtime.metrics, (PermanentFailure, NoPostalAddress))
+    dispatching = metered_channels(
+        channels, runtime.metrics, (PermanentFailure, domain.NoPostalAddress)
+    )
 
     async def dispatcher() -> None:
-        while not runtime.stopping.is_set():  # a stop ends it between two batches
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=settings.dispatch_idle_seconds)
-            except TimeoutError:
-                pass
-            wake.clear()
-            try:
-                while await handlers.dispatch_pending(runtime.uow, metered, settings.dispatch_batch) > 0:
-                    if runtime.stopping.is_set():
-                        break
-            except Exception:
-                log.exception("dispatch failed; retrying")
-                await asyncio.sleep(1)
+        await dispatch_forever(
+            runtime.uow,
+            dispatching,
+            wake,
+            idle_seconds=settings.dispatch_idle_seconds,
+            batch=settings.dispatch_batch,
+            stopping=runtime.stopping,
+        )
 
     runtime.commit_listeners.append(wake.set)  # a message recorded: send it now
     runtime.workers.append(dispatcher)
-    consumer = runtime.consumer
-    consumer.subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: handlers.on_referent_assigned})
-    consumer.subscribe([topics.FILES_ANSWERED], {CoordinatedAnswerIssued: handlers.on_coordinated_answer})
-    consumer.subscribe([topics.CONTACT_CHANGES], {ContactPreferencesChanged: handlers.on_contact_changed})
-    consumer.subscribe([topics.THANKS], {ReferentThanked: handlers.on_referent_thanked})
-    consumer.subscribe([topics.DOCUMENTS_REQUESTED], {SupportingDocumentRequested: handlers.on_document_requested})
-    consumer.subscribe(
-        [topics.FILES_AWAITING_REFERENT], {ReferentAssignmentDeferred: handlers.on_referent_assignment_deferred}
+    subscribe = runtime.consumer.subscribe
+    subscribe([topics.REFERENTS_ASSIGNED], {ReferentAssigned: projections.on_referent_assigned})
+    subscribe(
+        [topics.FILES_ANSWERED],
+        {CoordinatedAnswerIssued: projections.on_coordinated_answer_issued},
     )
-    consumer.subscribe(
+    subscribe(
+        [topics.CONTACT_CHANGES],
+        {ContactPreferencesChanged: projections.on_contact_preferences_changed},
+    )
+    subscribe([topics.THANKS], {ReferentThanked: projections.on_referent_thanked})
+    subscribe(
+        [topics.DOCUMENTS_REQUESTED],
+        {SupportingDocumentRequested: projections.on_supporting_document_requested},
+    )
+    subscribe(
+        [topics.FILES_AWAITING_REFERENT],
+        {ReferentAssignmentDeferred: projections.on_referent_assignment_deferred},
+    )
+    subscribe(
         [topics.DEADLINES],
         {
-            DeadlineWarningIssued: handlers.on_deadline_approaching,
-            LegalDeadlineBreached: handlers.on_deadline_breached,
-            ImplicitDecisionRecorded: handlers.on_implicit_decision,
-            LegalDeadlineSet: handlers.ignore,
+            DeadlineWarningIssued: projections.on_deadline_warning_issued,
+            LegalDeadlineBreached: projections.on_legal_deadline_breached,
+            ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
+            LegalDeadlineSet: projections.on_legal_deadline_set,
         },
     )
-    consumer.subscribe([topics.ACCESS_CODES], {AccessCodeIssued: handlers.on_access_code_issued})
-    consumer.subscribe([topics.REFERENT_MESSAGES], {ReferentMessageSent: handlers.on_referent_message})
+    subscribe([topics.ACCESS_CODES], {AccessCodeIssued: projections.on_access_code_issued})
+    subscribe(
+        [topics.REFERENT_MESSAGES], {ReferentMessageSent: projections.on_referent_message_sent}
+    )
     return create_app(runtime, title="Guichet unique — notifications")

@@ -1,6 +1,7 @@
-"""Delivery channels: email (SMTP), SMS (HTTP gateway) and postal letters (PDF handed to
-a postal provider over HTTP). They know nothing of notification kinds: each receives an
-`Outgoing` already rendered and signed by `messages`.
+"""Infrastructure: the delivery channels, adapters to the providers. Email (SMTP, through
+a `Mailer`), SMS (HTTP gateway) and postal letters (PDF handed to a postal provider over
+HTTP). They know nothing of notification kinds: each receives an `Outgoing` already
+rendered and signed by `messages`; `dispatch` calls them through the `Channel` protocol.
 
 Every send carries an idempotency key stable per (notification, channel): the Message-ID
 for email, an `Idempotency-Key` header for the SMS gateway and the postal provider. If the
@@ -8,7 +9,8 @@ service dies between the provider's acceptance and our "sent" commit, the retry 
 the same key and the provider does not deliver it twice.
 
 A channel raises `PermanentFailure` when retrying cannot help (address refused, bad
-number): the dispatcher then falls back to the next channel. Anything else is temporary.
+number): the dispatcher then falls back to the next channel (`domain.after_failure`).
+Anything else is temporary.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 
-from shared_models import NotificationChannel, Referent
 from notification import letters
+from shared_models import NotificationChannel, Referent
 
 
 class PermanentFailure(Exception):
@@ -88,13 +90,16 @@ class EmailChannel:
             await self.mailer.send(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if all(err.code >= 500 for err in exc.recipients):
-                raise PermanentFailure(f"adresse refusée par le serveur de messagerie : {exc.recipients[0]}") from exc
+                refused = exc.recipients[0]
+                raise PermanentFailure(
+                    f"adresse refusée par le serveur de messagerie : {refused}"
+                ) from exc
             raise
         except aiosmtplib.SMTPResponseException as exc:
             if exc.code >= 500:
                 raise PermanentFailure(f"message refusé ({exc.code}) : {exc.message}") from exc
             raise
-        return msg["Message-ID"]
+        return str(msg["Message-ID"])
 
 
 def _provider_error(response: httpx.Response) -> tuple[bool, str]:
@@ -111,13 +116,19 @@ def _provider_error(response: httpx.Response) -> tuple[bool, str]:
 
 
 class _HttpProvider:
-    def __init__(self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self._client = client or httpx.AsyncClient(timeout=timeout)
 
     async def _post(self, outgoing: Outgoing, path: str, **kwargs: Any) -> str:
-        headers = {"Idempotency-Key": outgoing.idempotency_key, "X-Guichet-File": outgoing.file_id,
-                   **outgoing.trace_headers, **kwargs.pop("headers", {})}
+        headers = {
+            "Idempotency-Key": outgoing.idempotency_key,
+            "X-Guichet-File": outgoing.file_id,
+            **outgoing.trace_headers,
+            **kwargs.pop("headers", {}),
+        }
         response = await self._client.post(f"{self.base_url}{path}", headers=headers, **kwargs)
         if response.status_code >= 400:
             permanent, reason = _provider_error(response)
@@ -138,7 +149,11 @@ class SmsChannel(_HttpProvider):
         self.sender_name = sender_name
 
     async def send(self, outgoing: Outgoing) -> str:
-        body = {"to": outgoing.content["to"], "text": outgoing.content["text"], "sender": self.sender_name}
+        body = {
+            "to": outgoing.content["to"],
+            "text": outgoing.content["text"],
+            "sender": self.sender_name,
+        }
         return await self._post(outgoing, "/api/sms", json=body)
 
 
@@ -146,7 +161,9 @@ class LetterChannel(_HttpProvider):
     """Renders the letter as PDF and deposits it with the postal provider (`POST /api/letters`).
     `today` dates the letter (default: the real Paris date; a rehearsal passes its clock)."""
 
-    def __init__(self, base_url: str, today: Callable[[], dt.date] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, base_url: str, today: Callable[[], dt.date] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(base_url, **kwargs)
         self.today = today or letters.today_in_paris
 
@@ -162,4 +179,6 @@ class LetterChannel(_HttpProvider):
                 date=self.today(),
             )
         )
-        return await self._post(outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"})
+        return await self._post(
+            outgoing, "/api/letters", content=pdf, headers={"Content-Type": "application/pdf"}
+        )

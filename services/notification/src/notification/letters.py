@@ -1,7 +1,7 @@
-"""Postal letters as PDF (fpdf2): the référent's block (name, office, direct phone, email,
-opening hours)
-top left, the citizen's address block top right where a window envelope shows it, the
-date, the subject, then the signed text of the message."""
+"""Infrastructure: postal letters as PDF (fpdf2), for the letter channel. The référent's
+block (name, office, direct phone, email, opening hours) top left, the citizen's address
+block (`domain.address_block`) top right where a window envelope shows it, the date, the
+subject, then the signed text of the message."""
 
 from __future__ import annotations
 
@@ -12,22 +12,28 @@ from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 
-from shared_models import CitizenContact, Referent
+from shared_models import Referent
 
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = (
-    "janvier", "février", "mars", "avril", "mai", "juin",
-    "juillet", "août", "septembre", "octobre", "novembre", "décembre",
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
 )
 # The PDF core fonts cover windows-1252 (every French letter, œ, €, —, ’); anything else
 # is reduced to its base letter rather than embedding a 700 kB font in every letter.
 _ENCODING = "windows-1252"
 # Letters with a stroke have no decomposition.
 _STROKES = str.maketrans({"ł": "l", "Ł": "L", "đ": "d", "Đ": "D", "ħ": "h", "ı": "i", "ŧ": "t"})
-
-
-class NoPostalAddress(Exception):
-    """The citizen gave no street and town: no letter can reach them."""
 
 
 @dataclass(frozen=True)
@@ -38,12 +44,6 @@ class Letter:
     referent: Referent
     address: tuple[str, ...]
     date: dt.date
-
-
-def address_block(citizen: CitizenContact) -> tuple[str, ...]:
-    if not citizen.street or not citizen.city:
-        raise NoPostalAddress("adresse postale incomplète (rue et commune)")
-    return (f"{citizen.given_name} {citizen.family_name}", citizen.street, f"{citizen.postcode} {citizen.city.upper()}")
 
 
 def french_date(day: dt.date) -> str:
@@ -83,11 +83,18 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.set_font("helvetica", "B", 11)
     pdf.cell(0, 6, "Guichet unique - France Services", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("helvetica", "", 10)
-    for line in (f"Votre référent : {ref.name}", ref.office, f"Téléphone direct : {ref.phone}", f"Courriel : {ref.email}"):
+    for line in (
+        f"Votre référent : {ref.name}",
+        ref.office,
+        f"Téléphone direct : {ref.phone}",
+        f"Courriel : {ref.email}",
+    ):
         pdf.cell(0, 5, printable(line), new_x="LMARGIN", new_y="NEXT")
     if ref.opening_hours:
         # Wrapped left of the envelope window, which starts 110 mm from the left edge.
-        pdf.multi_cell(85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.multi_cell(
+            85, 5, printable(f"Accueil : {ref.opening_hours}"), new_x="LMARGIN", new_y="NEXT"
+        )
     # Address block in the window of a DL envelope (right, about 50 mm from the top).
     pdf.set_xy(110, 50)
     pdf.set_font("helvetica", "", 11)
@@ -98,10 +105,14 @@ def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
     pdf.cell(80, 6, printable(f"Le {french_date(letter.date)}"), new_x="LMARGIN", new_y="NEXT")
     pdf.set_y(95)
     pdf.set_font("helvetica", "", 10)
-    pdf.cell(0, 5, printable(f"Référence du dossier : {letter.file_id}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(
+        0, 5, printable(f"Référence du dossier : {letter.file_id}"), new_x="LMARGIN", new_y="NEXT"
+    )
     pdf.set_font("helvetica", "B", 11)
     pdf.multi_cell(0, 6, printable(f"Objet : {letter.subject}"), new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.set_font("helvetica", "", 11)
-    pdf.multi_cell(0, 5.5, printable(letter.text.replace("\n--\n", "\n\n")), new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(
+        0, 5.5, printable(letter.text.replace("\n--\n", "\n\n")), new_x="LMARGIN", new_y="NEXT"
+    )
     return bytes(pdf.output())

@@ -1,4 +1,5 @@
-"""SMTP delivery over one kept-alive connection (no connection set-up per message)."""
+"""Infrastructure: SMTP delivery over one kept-alive connection (no connection set-up per
+message), the `Mailer` of the email channel."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from email.message import EmailMessage
 from email.utils import getaddresses, parseaddr
 
 import aiosmtplib
-
 
 # Python's folding of long encoded headers leaves a doubled space in the subject readers
 # see; 998 is RFC 5322's hard line limit, so our subjects are never folded.
@@ -32,12 +32,15 @@ class SmtpMailer:
                     )
                     await self._client.connect()
                 sender = parseaddr(str(message["From"]))[1]
-                recipients = [addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])]
+                recipients = [
+                    addr for _, addr in getaddresses([str(v) for v in message.get_all("To", [])])
+                ]
                 # An accented address (inès.haddad@…) needs the server's SMTPUTF8 extension.
                 options = [] if all(a.isascii() for a in (sender, *recipients)) else ["SMTPUTF8"]
                 try:
-                    await self._client.sendmail(sender, recipients, message.as_bytes(policy=_POLICY),
-                                                mail_options=options)
+                    await self._client.sendmail(
+                        sender, recipients, message.as_bytes(policy=_POLICY), mail_options=options
+                    )
                     return
                 except aiosmtplib.SMTPServerDisconnected:
                     self._client = None  # the server closed an idle connection: reconnect once

@@ -1,9 +1,13 @@
 """Notification's own database: every message with its channel plan, every delivery
-attempt on every channel, and the contact preferences citizens changed."""
+attempt on every channel, and the contact preferences citizens changed. Statuses and
+outcomes are the values of `domain.NotificationStatus` and `domain.DeliveryOutcome`."""
+
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from shared_models import NotificationChannel
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
@@ -11,22 +15,51 @@ outbox, inbox = messaging_tables(metadata)
 notifications = sa.Table(
     "notifications",
     metadata,
-    sa.Column("notification_id", sa.String(200), primary_key=True, comment="file id + kind (+ event, recipient): the message's identity"),
+    sa.Column(
+        "notification_id",
+        sa.String(200),
+        primary_key=True,
+        comment="file id + kind (+ event, recipient): the message's identity",
+    ),
     sa.Column("file_id", sa.String(32), nullable=False, index=True),
     sa.Column("kind", sa.String(40), nullable=False),
-    sa.Column("audience", sa.String(10), nullable=False, server_default="citoyen"),
-    sa.Column("plan", sa.String(60), nullable=False, server_default="email", comment="channels to try, in order, comma separated"),
-    sa.Column("step", sa.Integer, nullable=False, server_default="0", comment="index in plan of the channel being tried"),
-    sa.Column("channel", sa.String(20), nullable=False, comment="channel being tried, or the one that delivered"),
+    sa.Column("audience", sa.String(10), nullable=False, server_default="citoyen"),  # an Audience
+    sa.Column(
+        "plan",
+        sa.String(60),
+        nullable=False,
+        server_default="email",
+        comment="channels to try, in order, comma separated",
+    ),
+    sa.Column(
+        "step",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="index in plan of the channel being tried",
+    ),
+    sa.Column(
+        "channel",
+        sa.String(20),
+        nullable=False,
+        comment="channel being tried, or the one that delivered",
+    ),
     sa.Column("recipient", sa.String(300), nullable=True),
     sa.Column("subject", sa.String(300), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
-    sa.Column("content", sa.Text, nullable=True, comment="JSON: the message rendered for each channel of the plan"),
+    sa.Column(
+        "content",
+        sa.Text,
+        nullable=True,
+        comment="JSON: the message rendered for each channel of the plan",
+    ),
     sa.Column("referent", sa.Text, nullable=True, comment="JSON: the référent signing the message"),
     sa.Column("referent_name", sa.String(200), nullable=False),
-    sa.Column("status", sa.String(20), nullable=False, index=True),
+    sa.Column("status", sa.String(20), nullable=False, index=True),  # a NotificationStatus
     sa.Column("trace_headers", sa.Text, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0, comment="attempts on the current channel"),
+    sa.Column(
+        "attempts", sa.Integer, nullable=False, default=0, comment="attempts on the current channel"
+    ),
     sa.Column("last_error", sa.Text, nullable=True),
     sa.Column("next_attempt_at", UtcDateTime, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
@@ -41,7 +74,12 @@ deliveries = sa.Table(
     sa.Column("file_id", sa.String(32), nullable=False, index=True),
     sa.Column("channel", sa.String(20), nullable=False),
     sa.Column("recipient", sa.String(300), nullable=True),
-    sa.Column("outcome", sa.String(20), nullable=False, comment="envoye, refus_definitif or erreur_temporaire"),
+    sa.Column(
+        "outcome",
+        sa.String(20),
+        nullable=False,
+        comment="envoye, refus_definitif or erreur_temporaire",
+    ),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("provider_ref", sa.String(300), nullable=True),
     sa.Column("at", UtcDateTime, nullable=False),
@@ -51,6 +89,18 @@ contacts = sa.Table(
     "contacts",
     metadata,
     sa.Column("file_id", sa.String(32), primary_key=True),
-    sa.Column("citizen", sa.Text, nullable=False, comment="JSON: the citizen's contact as last changed"),
+    sa.Column(
+        "citizen", sa.Text, nullable=False, comment="JSON: the citizen's contact as last changed"
+    ),
     sa.Column("changed_at", UtcDateTime, nullable=False),
 )
+
+
+def plan_text(plan: Sequence[NotificationChannel]) -> str:
+    """A channel plan as the `plan` column stores it: channels comma separated."""
+    return ",".join(channel.value for channel in plan)
+
+
+def plan_of(text: str) -> list[NotificationChannel]:
+    """The channel plan the `plan` column holds."""
+    return [NotificationChannel(value) for value in text.split(",") if value]

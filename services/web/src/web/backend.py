@@ -13,7 +13,9 @@ from opentelemetry import propagate
 class BackendError(Exception):
     """A service refused the request; `message` and `errors` are already in French."""
 
-    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, errors: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -75,27 +77,45 @@ class Backend:
         return await _json(await self.intake.get(f"/api/files/{file_id}/record"))
 
     async def request_referent_change(self, file_id: str, reason: str) -> dict:
-        return await _json(await self.intake.post(f"/api/files/{file_id}/referent-change", json={"reason": reason}))
+        return await _json(
+            await self.intake.post(f"/api/files/{file_id}/referent-change", json={"reason": reason})
+        )
 
     async def request_access_code(self, file_id: str) -> dict:
         return await _json(await self.intake.post(f"/api/files/{file_id}/access-codes"))
 
     async def verify_access_code(self, file_id: str, code: str) -> dict:
-        return await _json(await self.intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": code}))
+        return await _json(
+            await self.intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": code})
+        )
 
     async def change_contact_preferences(self, file_id: str, body: dict[str, Any]) -> dict:
-        return await _json(await self.intake.put(f"/api/files/{file_id}/contact-preferences", json=body))
+        return await _json(
+            await self.intake.put(f"/api/files/{file_id}/contact-preferences", json=body)
+        )
 
-    async def upload_document(self, file_id: str, filename: str, content: bytes, content_type: str,
-                              agency: str | None = None) -> dict:
+    async def upload_document(
+        self,
+        file_id: str,
+        filename: str,
+        content: bytes,
+        content_type: str,
+        agency: str | None = None,
+    ) -> dict:
         """The document an agency asked for; intake checks its type and size and forwards it."""
         data = {"agency": agency} if agency else {}
-        return await _json(await self.intake.post(
-            f"/api/files/{file_id}/documents", files={"fichier": (filename, content, content_type)}, data=data
-        ))
+        return await _json(
+            await self.intake.post(
+                f"/api/files/{file_id}/documents",
+                files={"fichier": (filename, content, content_type)},
+                data=data,
+            )
+        )
 
     async def send_thanks(self, file_id: str, message: str) -> dict:
-        return await _json(await self.intake.post(f"/api/files/{file_id}/thanks", json={"message": message}))
+        return await _json(
+            await self.intake.post(f"/api/files/{file_id}/thanks", json={"message": message})
+        )
 
     async def agent_thanks(self, agent_id: str) -> dict:
         return await _json(await self.intake.get(f"/api/agents/{agent_id}/thanks"))
@@ -121,7 +141,9 @@ class Backend:
 
     async def deadlines_at_risk(self, within_days: int) -> dict:
         return await _json(
-            await self.assignment.get("/api/supervision/deadlines", params={"within_days": within_days})
+            await self.assignment.get(
+                "/api/supervision/deadlines", params={"within_days": within_days}
+            )
         )
 
     # -- the référent desk and the indicators ------------------------------------------------
@@ -131,9 +153,13 @@ class Backend:
         """A message from the référent to the citizen, through their channel (intake); the
         same Idempotency-Key sent again does not send it twice."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
-        return await _json(await self.intake.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": agent_id, "text": text}, headers=headers
-        ))
+        return await _json(
+            await self.intake.post(
+                f"/api/files/{file_id}/messages",
+                json={"agent_id": agent_id, "text": text},
+                headers=headers,
+            )
+        )
 
     async def messages_to_citizen(self, file_id: str) -> list[dict]:
         """The référent's messages to the citizen, oldest first, with the channel that carried each."""
@@ -141,9 +167,11 @@ class Backend:
 
     async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
         """The référent's personal word on the coordinated answer, until it leaves (assignment)."""
-        return await _json(await self.assignment.put(
-            f"/api/files/{file_id}/personal-word", json={"agent_id": agent_id, "text": text}
-        ))
+        return await _json(
+            await self.assignment.put(
+                f"/api/files/{file_id}/personal-word", json={"agent_id": agent_id, "text": text}
+            )
+        )
 
     async def indicators(self) -> dict:
         """Published indicators per office, per agency and nationally (delays, deadlines, satisfaction)."""

@@ -27,11 +27,13 @@ from web.settings import WebSettings
 def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
-    tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file,
-                                    settings.otel_exporter_otlp_endpoint)
+    tracer_provider = setup_tracing(
+        settings.service_name, settings.otel_spans_file, settings.otel_exporter_otlp_endpoint
+    )
     metrics = RuntimeMetrics(settings.service_name)
-    backend = Backend(settings.intake_url, settings.assignment_url,
-                      settings.backend_timeout_seconds)
+    backend = Backend(
+        settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -43,27 +45,37 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
             await backend.close()
             tracer_provider.shutdown()
 
-    app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None,
-                  redoc_url=None)
+    app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.ready = False
     app.state.settings = settings
     app.state.backend = backend
     app.state.renderer = pages.Renderer()
 
-    install_ops_routes(app, service=settings.service_name, metrics=metrics,
-                       ready=started_only(app))
+    install_ops_routes(
+        app, service=settings.service_name, metrics=metrics, ready=started_only(app)
+    )
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
-    for router in (shared.router, citoyen.router, guichet.router, referent.router,
-                   supervision.router):
+    for router in (
+        shared.router,
+        citoyen.router,
+        guichet.router,
+        referent.router,
+        supervision.router,
+    ):
         app.include_router(router)
 
-    app.add_middleware(SessionMiddleware, secret_key=settings.secret_key,
-                       session_cookie="guichet_session", same_site="lax",
-                       https_only=settings.secure_cookies,
-                       max_age=settings.file_access_minutes * 60 * 4)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="guichet_session",
+        same_site="lax",
+        https_only=settings.secure_cookies,
+        max_age=settings.file_access_minutes * 60 * 4,
+    )
     app.add_middleware(TraceIdHeader)
     app.add_middleware(HttpMetrics, metrics=metrics)
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider,
-                                       excluded_urls="health,dsfr,static,metrics")
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static,metrics"
+    )
     return app

@@ -7,18 +7,50 @@ import re
 from typing import Any
 
 # In the order the form shows them.
-FILE_FIELDS = ("life_event", "description", "given_name", "family_name", "street", "postcode", "city",
-               "preferred_channel", "email", "phone")
+FILE_FIELDS = (
+    "life_event",
+    "description",
+    "given_name",
+    "family_name",
+    "street",
+    "postcode",
+    "city",
+    "preferred_channel",
+    "email",
+    "phone",
+)
 LABELS = {
-    "life_event": "Changement de situation", "description": "Situation", "given_name": "Prénom",
-    "family_name": "Nom", "email": "Adresse électronique", "phone": "Téléphone", "postcode": "Code postal",
-    "street": "Numéro et rue", "city": "Commune",
-    "preferred_channel": "Moyen de contact", "reference": "Référence du dossier", "code": "Code",
-    "reason": "Motif", "agent": "Votre nom", "message": "Message de remerciement", "score": "Satisfaction",
-    "referent_reachable": "Référent joignable", "comment": "Commentaire", "document": "Document",
+    "life_event": "Changement de situation",
+    "description": "Situation",
+    "given_name": "Prénom",
+    "family_name": "Nom",
+    "email": "Adresse électronique",
+    "phone": "Téléphone",
+    "postcode": "Code postal",
+    "street": "Numéro et rue",
+    "city": "Commune",
+    "preferred_channel": "Moyen de contact",
+    "reference": "Référence du dossier",
+    "code": "Code",
+    "reason": "Motif",
+    "agent": "Votre nom",
+    "message": "Message de remerciement",
+    "score": "Satisfaction",
+    "referent_reachable": "Référent joignable",
+    "comment": "Commentaire",
+    "document": "Document",
     "agency": "Organisme destinataire",
 }
-CITIZEN_FIELDS = ("given_name", "family_name", "email", "phone", "street", "postcode", "city", "preferred_channel")
+CITIZEN_FIELDS = (
+    "given_name",
+    "family_name",
+    "email",
+    "phone",
+    "street",
+    "postcode",
+    "city",
+    "preferred_channel",
+)
 OPTIONAL_CONTACTS = ("email", "phone", "street", "city")
 CONTACT_FIELDS = ("preferred_channel", "email", "phone", "street", "postcode", "city")
 SURVEY_FIELDS = ("score", "referent_reachable", "comment")
@@ -32,13 +64,19 @@ def typed(form: Any, fields: tuple[str, ...]) -> dict[str, str]:
 
 def file_body(values: dict[str, str], urgent: bool) -> dict[str, Any]:
     """The intake request for a new file; empty optional contacts are left out."""
-    citizen: dict[str, Any] = {name: values[name] for name in CITIZEN_FIELDS if name not in OPTIONAL_CONTACTS}
+    citizen: dict[str, Any] = {
+        name: values[name] for name in CITIZEN_FIELDS if name not in OPTIONAL_CONTACTS
+    }
     if not values["preferred_channel"]:
         citizen.pop("preferred_channel")
     for optional in OPTIONAL_CONTACTS:
         if values[optional].strip():
             citizen[optional] = values[optional]
-    body: dict[str, Any] = {"citizen": citizen, "description": values["description"], "urgent": urgent}
+    body: dict[str, Any] = {
+        "citizen": citizen,
+        "description": values["description"],
+        "urgent": urgent,
+    }
     if values["life_event"]:
         body["life_event"] = values["life_event"]
     return body
@@ -51,7 +89,9 @@ def contact_values(citizen: dict[str, Any]) -> dict[str, str]:
 
 def contact_body(values: dict[str, str]) -> dict[str, Any]:
     """The intake request changing the contact preferences; empty optional contacts are left out."""
-    body: dict[str, Any] = {name: values[name] for name in ("preferred_channel", "postcode") if values[name]}
+    body: dict[str, Any] = {
+        name: values[name] for name in ("preferred_channel", "postcode") if values[name]
+    }
     body.update({name: values[name] for name in OPTIONAL_CONTACTS if values[name].strip()})
     return body
 
@@ -79,16 +119,22 @@ def document_error(filename: str, content: bytes) -> str | None:
 def document_errors(errors: list[dict[str, str]], status: int) -> list[dict[str, str]]:
     """Intake's refusal of a document, placed next to the file field; next to the choice of
     agency only when several agencies wait and the citizen did not say which one (422)."""
-    return [{"field": "agency" if e.get("field") == "agency" and status == 422 else "document",
-             "message": e["message"]} for e in errors]
+    return [
+        {
+            "field": "agency" if e.get("field") == "agency" and status == 422 else "document",
+            "message": e["message"],
+        }
+        for e in errors
+    ]
 
 
 def document_hint(max_bytes: int) -> str:
     return f"Format PDF, JPEG ou PNG, {max_bytes // 1024} Ko au plus."
 
 
-def file_errors(errors: list[dict[str, str]], values: dict[str, str],
-                fields: tuple[str, ...] = FILE_FIELDS) -> dict[str, str]:
+def file_errors(
+    errors: list[dict[str, str]], values: dict[str, str], fields: tuple[str, ...] = FILE_FIELDS
+) -> dict[str, str]:
     """Intake's {field, message} list as {form field: message}, in the order of `fields`."""
     out: dict[str, str] = {}
     for err in errors:

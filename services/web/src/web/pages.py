@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -10,12 +11,25 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from shared_models import AGENCY_LABELS
 from shared_models.wording import decision_label, euros_fr
 from web.forms import LABELS
 
 PARIS = ZoneInfo("Europe/Paris")
-MONTHS = ("janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
-          "novembre", "décembre")
+MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
 
 # Statuses in words (never by colour alone) and the DSFR badge that goes with each.
 FILE_STATUS = {
@@ -31,14 +45,29 @@ AGENCY_STATUS = {
     "piece_envoyee": ("Pièce transmise, en cours d'examen", "new"),
     "repondu": ("Réponse reçue", "success"),
 }
-SCORES = [(str(n), f"{n} — {words}", None) for n, words in (
-    (1, "pas du tout satisfait(e)"), (2, "peu satisfait(e)"), (3, "moyennement satisfait(e)"), (4, "satisfait(e)"),
-    (5, "très satisfait(e)"))]
-CHANNEL_OPTIONS = [("email", "Par courriel", None), ("sms", "Par SMS", None),
-                   ("telephone", "Par téléphone", "Vous recevez aussi chaque message par courrier."),
-                   ("courrier", "Par courrier postal", None)]
+SCORES = [
+    (str(n), f"{n} — {words}", None)
+    for n, words in (
+        (1, "pas du tout satisfait(e)"),
+        (2, "peu satisfait(e)"),
+        (3, "moyennement satisfait(e)"),
+        (4, "satisfait(e)"),
+        (5, "très satisfait(e)"),
+    )
+]
+CHANNEL_OPTIONS = [
+    ("email", "Par courriel", None),
+    ("sms", "Par SMS", None),
+    ("telephone", "Par téléphone", "Vous recevez aussi chaque message par courrier."),
+    ("courrier", "Par courrier postal", None),
+]
 EXCHANGE_DIRECTION = {"envoi": "Envoyé à l'organisme", "reception": "Reçu de l'organisme"}
-CHANNELS = {"email": "Courriel", "sms": "SMS", "courrier": "Courrier postal", "telephone": "Téléphone"}
+CHANNELS = {
+    "email": "Courriel",
+    "sms": "SMS",
+    "courrier": "Courrier postal",
+    "telephone": "Téléphone",
+}
 AGENT_STATUS = {"actif": "En poste", "absent": "Absent(e)", "parti": "Parti(e)"}
 
 
@@ -47,7 +76,9 @@ def _as_datetime(value: Any) -> dt.datetime | dt.date | None:
         return None
     if isinstance(value, str):
         try:
-            return dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+            return (
+                dt.datetime.fromisoformat(value) if "T" in value else dt.date.fromisoformat(value)
+            )
         except ValueError:
             return None
     return value
@@ -79,7 +110,7 @@ def initials(name: str) -> str:
 def phone_fr(value: str | None) -> str:
     """0478123456 -> 04 78 12 34 56 (other forms are shown as given)."""
     if value and len(value) == 10 and value.isdigit():
-        return " ".join(value[i:i + 2] for i in range(0, 10, 2))
+        return " ".join(value[i : i + 2] for i in range(0, 10, 2))
     return value or ""
 
 
@@ -94,8 +125,15 @@ def size_fr(size: int) -> str:
 
 def requested_documents(agencies: list[dict]) -> list[dict]:
     """The documents agencies wait for from the citizen, each with who asked."""
-    return [{"agency": a["agency"], "agency_label": a["label"], "label": a["requested_document"]["label"]}
-            for a in agencies if a.get("requested_document")]
+    return [
+        {
+            "agency": a["agency"],
+            "agency_label": a["label"],
+            "label": a["requested_document"]["label"],
+        }
+        for a in agencies
+        if a.get("requested_document")
+    ]
 
 
 def load_chart(agents: list[dict]) -> dict:
@@ -106,21 +144,36 @@ def load_chart(agents: list[dict]) -> dict:
     rows = []
     for i, a in enumerate(active):
         share = a["active_files"] / a["capacity"] if a["capacity"] else 0
-        rows.append({
-            "y": i * (bar_h + gap), "label": a["name"], "office": a["office"], "share": share,
-            "w": round((width - label_w - 90) * min(share, 1.0)), "text": f"{a['active_files']} / {a['capacity']}",
-            "full": share >= 0.9,
-        })
-    return {"rows": rows, "height": max(len(rows) * (bar_h + gap), bar_h), "bar_h": bar_h,
-            "label_w": label_w, "width": width, "track": width - label_w - 90}
-
-
-AGENCY_SHORT = {"caf": "CAF", "dgfip": "DGFiP", "france_travail": "France Travail", "cpam": "CPAM", "ants": "ANTS"}
+        rows.append(
+            {
+                "y": i * (bar_h + gap),
+                "label": a["name"],
+                "office": a["office"],
+                "share": share,
+                "w": round((width - label_w - 90) * min(share, 1.0)),
+                "text": f"{a['active_files']} / {a['capacity']}",
+                "full": share >= 0.9,
+            }
+        )
+    return {
+        "rows": rows,
+        "height": max(len(rows) * (bar_h + gap), bar_h),
+        "bar_h": bar_h,
+        "label_w": label_w,
+        "width": width,
+        "track": width - label_w - 90,
+    }
 
 
 def agency_label(code: str) -> str:
-    """Short name of an agency for tables (an agency plugged in later shows its code)."""
-    return AGENCY_SHORT.get(code, code.replace("_", " ").upper())
+    """Short name of an agency for tables, from the catalogue's name: its acronym in
+    brackets when it has one (« … (CAF) » -> CAF), else the whole name; an agency the
+    catalogue does not name shows its code."""
+    name = AGENCY_LABELS.get(code)
+    if name is None:
+        return code.replace("_", " ").upper()
+    acronym = re.search(r"\(([^()]+)\)\s*$", name)
+    return acronym.group(1) if acronym else name
 
 
 def indicator_chart(rows: list[dict], key: str, unit: str, maximum: float | None = None) -> dict:
@@ -133,10 +186,22 @@ def indicator_chart(rows: list[dict], key: str, unit: str, maximum: float | None
     bars = []
     for i, r in enumerate(shown):
         value = r[key]
-        bars.append({"y": i * (bar_h + gap), "label": r["label"], "text": number_fr(value, unit),
-                     "w": round(track * min(value / top, 1.0)) if top else 0})
-    return {"rows": bars, "height": max(len(bars) * (bar_h + gap), bar_h), "bar_h": bar_h, "label_w": label_w,
-            "width": width, "track": track}
+        bars.append(
+            {
+                "y": i * (bar_h + gap),
+                "label": r["label"],
+                "text": number_fr(value, unit),
+                "w": round(track * min(value / top, 1.0)) if top else 0,
+            }
+        )
+    return {
+        "rows": bars,
+        "height": max(len(bars) * (bar_h + gap), bar_h),
+        "bar_h": bar_h,
+        "label_w": label_w,
+        "width": width,
+        "track": track,
+    }
 
 
 def number_fr(value: Any, unit: str = "") -> str:
@@ -165,19 +230,33 @@ class Renderer:
             lstrip_blocks=True,
         )
         self.env.filters.update(
-            date_fr=date_fr, datetime_fr=datetime_fr, initials=initials, euros_fr=euros_fr,
-            phone_fr=phone_fr, size_fr=size_fr, agency_label=agency_label, number_fr=number_fr,
-            decision_label=decision_label, labels_by_agency=labels_by_agency,
+            date_fr=date_fr,
+            datetime_fr=datetime_fr,
+            initials=initials,
+            euros_fr=euros_fr,
+            phone_fr=phone_fr,
+            size_fr=size_fr,
+            agency_label=agency_label,
+            number_fr=number_fr,
+            decision_label=decision_label,
+            labels_by_agency=labels_by_agency,
         )
         self.env.globals.update(
-            LABELS=LABELS, FILE_STATUS=FILE_STATUS, AGENCY_STATUS=AGENCY_STATUS,
-            CHANNELS=CHANNELS, AGENT_STATUS=AGENT_STATUS, EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
-            SCORES=SCORES, CHANNEL_OPTIONS=CHANNEL_OPTIONS,
+            LABELS=LABELS,
+            FILE_STATUS=FILE_STATUS,
+            AGENCY_STATUS=AGENCY_STATUS,
+            CHANNELS=CHANNELS,
+            AGENT_STATUS=AGENT_STATUS,
+            EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
+            SCORES=SCORES,
+            CHANNEL_OPTIONS=CHANNEL_OPTIONS,
         )
 
-    def __call__(self, request: Request, template: str, context: dict,
-                 status_code: int = 200) -> HTMLResponse:
+    def __call__(
+        self, request: Request, template: str, context: dict, status_code: int = 200
+    ) -> HTMLResponse:
         flashes = request.session.pop("flash", []) if "session" in request.scope else []
         html = self.env.get_template(template).render(
-            request=request, flashes=flashes, path=request.url.path, **context)
+            request=request, flashes=flashes, path=request.url.path, **context
+        )
         return HTMLResponse(html, status_code=status_code)

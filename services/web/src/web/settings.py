@@ -15,14 +15,22 @@ _DEFAULT_ASSETS = Path(__file__).resolve().parents[2] / "node_modules"
 class WebSettings(ServiceSettings):
     service_name: str = "web"
     http_port: int = 8003
-    intake_url: str = Field(default="http://127.0.0.1:8000", description="Base URL of intake's HTTP API.")
-    assignment_url: str = Field(default="http://127.0.0.1:8001", description="Base URL of assignment's HTTP API.")
+    intake_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL of intake's HTTP API."
+    )
+    assignment_url: str = Field(
+        default="http://127.0.0.1:8001", description="Base URL of assignment's HTTP API."
+    )
     secret_key: str = Field(
         default="dev-only-secret-change-me",
         description="Signs the session cookie (the citizen's opened files, the agent's seam).",
     )
-    secure_cookies: bool = Field(default=False, description="Send the session cookie over HTTPS only (on in production).")
-    assets_dir: Path = Field(default=_DEFAULT_ASSETS, description="node_modules holding @gouvfr/dsfr.")
+    secure_cookies: bool = Field(
+        default=False, description="Send the session cookie over HTTPS only (on in production)."
+    )
+    assets_dir: Path = Field(
+        default=_DEFAULT_ASSETS, description="node_modules holding @gouvfr/dsfr."
+    )
     backend_timeout_seconds: float = 10.0
     receipt_wait_seconds: float = Field(
         default=8.0, description="How long the counter receipt waits for the référent to be named."
@@ -31,5 +39,9 @@ class WebSettings(ServiceSettings):
         default=512 * 1024,
         description="Largest supporting document the pages read and forward (intake enforces the same limit).",
     )
-    file_access_minutes: int = Field(default=30, description="How long a code opens a file in this browser.")
-    deadline_risk_days: int = Field(default=21, description="Supervisors see files due within this many days.")
+    file_access_minutes: int = Field(
+        default=30, description="How long a code opens a file in this browser."
+    )
+    deadline_risk_days: int = Field(
+        default=21, description="Supervisors see files due within this many days."
+    )

@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None) -> None:
         help="uvicorn log level (default info)",
     )
     args = parser.parse_args(argv)
-    uvicorn.run(create_app(tuple(args.agency)) if args.agency else create_app(), host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(
+        create_app(tuple(args.agency)) if args.agency else create_app(),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+    )
 
 
 if __name__ == "__main__":

@@ -22,60 +22,103 @@ import httpx
 from devstack.bench import percentile
 from shared_models import AgencyRequestIssued, CitizenContact, topics
 
-LIFE_EVENT = {"caf": "naissance", "dgfip": "demenagement", "cpam": "naissance", "france_travail": "perte_emploi"}
+LIFE_EVENT = {
+    "caf": "naissance",
+    "dgfip": "demenagement",
+    "cpam": "naissance",
+    "france_travail": "perte_emploi",
+}
 
 
 def request_event(agency: str, index: int, run: str) -> AgencyRequestIssued:
     file_id = f"GU-BENCH-{run}-{index:06d}"
     return AgencyRequestIssued(
-        file_id=file_id, request_id=f"{file_id}-{agency}", agency=agency, life_event=LIFE_EVENT[agency],
+        file_id=file_id,
+        request_id=f"{file_id}-{agency}",
+        agency=agency,
+        life_event=LIFE_EVENT[agency],
         citizen=CitizenContact(
-            given_name="Marie", family_name=f"Banc{index:06d}", email=f"bench.{index}@example.fr",
-            phone="0612345678", postcode="93200", preferred_channel="email",
+            given_name="Marie",
+            family_name=f"Banc{index:06d}",
+            email=f"bench.{index}@example.fr",
+            phone="0612345678",
+            postcode="93200",
+            preferred_channel="email",
         ),
-        description="Demande de test de charge.", urgent=False,
+        description="Demande de test de charge.",
+        urgent=False,
     )
 
 
-def adapter_report(*, requests: int, answered: int, first_sent: float | None, last_answer: float | None,
-                   runtime_s: Sequence[float], agency_s: Sequence[float], context: dict[str, Any]) -> dict[str, Any]:
+def adapter_report(
+    *,
+    requests: int,
+    answered: int,
+    first_sent: float | None,
+    last_answer: float | None,
+    runtime_s: Sequence[float],
+    agency_s: Sequence[float],
+    context: dict[str, Any],
+) -> dict[str, Any]:
     """The figures: throughput, and runtime overhead / agency latency percentiles in ms."""
+
     def ms(values: Sequence[float], p: float) -> float | None:
         value = percentile(values, p)
         return None if value is None else round(value * 1000, 3)
 
-    elapsed = (last_answer - first_sent) if first_sent is not None and last_answer is not None else None
+    elapsed = (
+        (last_answer - first_sent) if first_sent is not None and last_answer is not None else None
+    )
     return {
         **context,
         "requests": requests,
         "answered": answered,
         "elapsed_s": None if elapsed is None else round(elapsed, 3),
         "requests_per_s": None if not elapsed or not answered else round(answered / elapsed, 1),
-        "runtime_overhead_ms": {"p50": ms(runtime_s, 50), "p99": ms(runtime_s, 99), "count": len(runtime_s)},
+        "runtime_overhead_ms": {
+            "p50": ms(runtime_s, 50),
+            "p99": ms(runtime_s, 99),
+            "count": len(runtime_s),
+        },
         "agency_latency_ms": {"p50": ms(agency_s, 50), "p99": ms(agency_s, 99)},
     }
 
 
 def format_adapter_report(r: dict[str, Any]) -> str:
     o, a = r["runtime_overhead_ms"], r["agency_latency_ms"]
-    return "\n".join([
-        f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests answered "
-        f"in {r['elapsed_s']} s",
-        f"  sustained by one adapter process : {r['requests_per_s']} requests/s",
-        f"  runtime overhead per request     : p50 {o['p50']} ms, p99 {o['p99']} ms "
-        f"(agency latency excluded, {o['count']} samples)",
-        f"  agency latency (instant simulator): p50 {a['p50']} ms, p99 {a['p99']} ms",
-    ])
+    return "\n".join(
+        [
+            f"adapter {r['agency']} ({r['backend']}): {r['answered']}/{r['requests']} requests answered "
+            f"in {r['elapsed_s']} s",
+            f"  sustained by one adapter process : {r['requests_per_s']} requests/s",
+            f"  runtime overhead per request     : p50 {o['p50']} ms, p99 {o['p99']} ms "
+            f"(agency latency excluded, {o['count']} samples)",
+            f"  agency latency (instant simulator): p50 {a['p50']} ms, p99 {a['p99']} ms",
+        ]
+    )
 
 
-async def measure_adapter(bootstrap: str, namespace: str, agency: str, adapter_url: str, *, requests: int,
-                          warmup: int, timeout: float, log: Callable[[str], None] = print) -> dict[str, Any]:
+async def measure_adapter(
+    bootstrap: str,
+    namespace: str,
+    agency: str,
+    adapter_url: str,
+    *,
+    requests: int,
+    warmup: int,
+    timeout: float,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     run = uuid.uuid4().hex[:6]
     answers_topic = namespace + topics.agency_answers(agency)
-    consumer = AIOKafkaConsumer(answers_topic, bootstrap_servers=bootstrap, group_id=f"bench-{run}",
-                                auto_offset_reset="latest")
+    consumer = AIOKafkaConsumer(
+        answers_topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{run}",
+        auto_offset_reset="latest",
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await consumer.start()
     await producer.start()
@@ -95,8 +138,12 @@ async def measure_adapter(bootstrap: str, namespace: str, agency: str, adapter_u
         for i in indexes:
             event = request_event(agency, i, run)
             ids.append(event.file_id)
-            await producer.send(namespace + topics.agency_requests(agency), event.model_dump_json().encode(),
-                                key=event.key().encode(), headers=[("event_type", event.event_type.encode())])
+            await producer.send(
+                namespace + topics.agency_requests(agency),
+                event.model_dump_json().encode(),
+                key=event.key().encode(),
+                headers=[("event_type", event.event_type.encode())],
+            )
         await producer.flush()
         return ids, started
 
@@ -123,8 +170,13 @@ async def measure_adapter(bootstrap: str, namespace: str, agency: str, adapter_u
         await consumer.stop()
     done = [arrived[i] for i in ids if i in arrived]
     return adapter_report(
-        requests=requests, answered=len(done), first_sent=first_sent, last_answer=max(done) if done else None,
-        runtime_s=samples["runtime_s"][skip:], agency_s=samples["agency_s"][skip:], context={"agency": agency},
+        requests=requests,
+        answered=len(done),
+        first_sent=first_sent,
+        last_answer=max(done) if done else None,
+        runtime_s=samples["runtime_s"][skip:],
+        agency_s=samples["agency_s"][skip:],
+        context={"agency": agency},
     )
 
 

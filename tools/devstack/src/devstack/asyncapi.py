@@ -18,16 +18,23 @@ def build() -> AsyncAPI:
         models = [EVENT_TYPES[name] for name in names]
         for model in models:
             doc = (model.__doc__ or "").strip()
-            key = "file id" if issubclass(model, Event) else "agent id (office id for office events)"
+            key = (
+                "file id" if issubclass(model, Event) else "agent id (office id for office events)"
+            )
             broker.publisher(
                 topic,
-                title=f"{producer}:{topic}:publish" + (f":{model.event_type}" if len(models) > 1 else ""),
+                title=f"{producer}:{topic}:publish"
+                + (f":{model.event_type}" if len(models) > 1 else ""),
                 description=f"{producer} publishes {model.event_type}: {doc} Key: {key}.",
                 schema=model,
             )
         for consumer in consumers:
+
             def handler(event: Any) -> None: ...
-            handler.__annotations__["event"] = models[0] if len(models) == 1 else Union[tuple(models)]
+
+            handler.__annotations__["event"] = (
+                models[0] if len(models) == 1 else Union[tuple(models)]
+            )
             broker.subscriber(
                 topic,
                 group_id=consumer,
@@ -47,4 +54,6 @@ def render() -> str:
     """Stable YAML (sorted keys), so the committed document diffs cleanly."""
     import yaml
 
-    return yaml.safe_dump(build().to_specification().to_jsonable(), sort_keys=True, allow_unicode=True)
+    return yaml.safe_dump(
+        build().to_specification().to_jsonable(), sort_keys=True, allow_unicode=True
+    )

@@ -52,13 +52,16 @@ ANSWER_KIND = "answer_ready"
 
 # -- pure helpers -------------------------------------------------------------------
 
+
 def life_event_for(agencies_per_file: int) -> str:
     """The catalogue's life event concerning exactly `agencies_per_file` agencies."""
     try:
         return LIFE_EVENT_BY_AGENCY_COUNT[agencies_per_file]
     except KeyError:
         choices = ", ".join(str(n) for n in sorted(LIFE_EVENT_BY_AGENCY_COUNT))
-        raise ValueError(f"no life event concerns {agencies_per_file} agencies (choose {choices})") from None
+        raise ValueError(
+            f"no life event concerns {agencies_per_file} agencies (choose {choices})"
+        ) from None
 
 
 def file_body(index: int, life_event: str) -> dict[str, Any]:
@@ -104,13 +107,17 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
     }
 
 
-def latencies_ms(start: Mapping[str, float], end: Mapping[str, float], ids: Iterable[str] | None = None) -> list[float]:
+def latencies_ms(
+    start: Mapping[str, float], end: Mapping[str, float], ids: Iterable[str] | None = None
+) -> list[float]:
     """end - start in milliseconds for each id (default: every id of `start`) present in both."""
     keys = start.keys() if ids is None else ids
     return [(end[k] - start[k]) * 1000 for k in keys if k in start and k in end]
 
 
-def throughput(completed: int, first_submit: float | None, last_answer: float | None) -> float | None:
+def throughput(
+    completed: int, first_submit: float | None, last_answer: float | None
+) -> float | None:
     """Completed files per second between the first submit and the last answer."""
     if not completed or first_submit is None or last_answer is None or last_answer <= first_submit:
         return None
@@ -179,7 +186,9 @@ def process_cpu_seconds(pid: int) -> float | None:
     return parse_stat_cpu_seconds(stat, os.sysconf("SC_CLK_TCK"))
 
 
-def cpu_deltas(before: Mapping[str, float | None], after: Mapping[str, float | None]) -> dict[str, float | None]:
+def cpu_deltas(
+    before: Mapping[str, float | None], after: Mapping[str, float | None]
+) -> dict[str, float | None]:
     """CPU seconds used between two snapshots, per process present in `after`."""
     out: dict[str, float | None] = {}
     for name, end in after.items():
@@ -190,6 +199,7 @@ def cpu_deltas(before: Mapping[str, float | None], after: Mapping[str, float | N
 
 # -- measurement -------------------------------------------------------------------
 
+
 @dataclass
 class Recorder:
     """First arrival time of each file's référent and answer events (duplicates ignored:
@@ -199,7 +209,9 @@ class Recorder:
     answer: dict[str, float] = field(default_factory=dict)
     records: int = 0
 
-    def record(self, event_type: str | None, key: bytes | None, body: bytes | None, at: float) -> str | None:
+    def record(
+        self, event_type: str | None, key: bytes | None, body: bytes | None, at: float
+    ) -> str | None:
         self.records += 1
         what = classify(event_type, body)
         if what is None or not key:
@@ -226,8 +238,14 @@ class Measurement:
     aborted: str | None = None  # why measuring stopped early (a process died)
 
 
-def build_report(m: Measurement, *, rss_mb: Mapping[str, Mapping[str, float | None]] | None = None,
-                 cpu_s: Mapping[str, float | None] | None = None, context: Mapping[str, Any] | None = None, max_missing_listed: int = 50) -> dict[str, Any]:
+def build_report(
+    m: Measurement,
+    *,
+    rss_mb: Mapping[str, Mapping[str, float | None]] | None = None,
+    cpu_s: Mapping[str, float | None] | None = None,
+    context: Mapping[str, Any] | None = None,
+    max_missing_listed: int = 50,
+) -> dict[str, Any]:
     """The figures of a run as a JSON-ready dict."""
     ids = list(m.submitted)
     done = [i for i in ids if i in m.answer]
@@ -235,7 +253,11 @@ def build_report(m: Measurement, *, rss_mb: Mapping[str, Mapping[str, float | No
     missing_referent = [i for i in ids if i not in m.referent]
     first_submit = min(m.submitted.values()) if m.submitted else None
     last_answer = max((m.answer[i] for i in done), default=None)
-    wall = (last_answer - first_submit) if first_submit is not None and last_answer is not None else None
+    wall = (
+        (last_answer - first_submit)
+        if first_submit is not None and last_answer is not None
+        else None
+    )
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **({"context": dict(context)} if context else {}),
@@ -273,9 +295,12 @@ def format_report(r: Mapping[str, Any]) -> str:
     """The human-readable table printed at the end of `guichet-dev bench`."""
     ctx = r.get("context", {})
     backend = ctx.get("backend", "")
-    head = (f"{r['files']} files '{r['life_event']}'"
-            + (f" ({ctx['agencies_per_file']} agencies each)" if "agencies_per_file" in ctx else "")
-            + f", concurrency {r['concurrency']}" + (f", {backend}" if backend else ""))
+    head = (
+        f"{r['files']} files '{r['life_event']}'"
+        + (f" ({ctx['agencies_per_file']} agencies each)" if "agencies_per_file" in ctx else "")
+        + f", concurrency {r['concurrency']}"
+        + (f", {backend}" if backend else "")
+    )
     lines = [
         f"guichet unique benchmark: {head}",
         "",
@@ -288,11 +313,16 @@ def format_report(r: Mapping[str, Any]) -> str:
     if r.get("aborted"):
         lines.append(f"  ABORTED            {r['aborted']}")
     elif r.get("timed_out"):
-        lines.append("  TIMED OUT          some answers never arrived (see missing_answer_ids in the JSON)")
+        lines.append(
+            "  TIMED OUT          some answers never arrived (see missing_answer_ids in the JSON)"
+        )
     cols = ("p50", "p95", "p99", "max")
     lines += ["", f"  {'latency (ms)':<28}" + "".join(f"{c:>9}" for c in cols)]
-    for label, key in (("POST /api/files", "post"), ("submit -> référent named", "referent"),
-                       ("submit -> answer sent", "answer")):
+    for label, key in (
+        ("POST /api/files", "post"),
+        ("submit -> référent named", "referent"),
+        ("submit -> answer sent", "answer"),
+    ):
         s = r["latency_ms"][key]
         lines.append(f"  {label:<28}" + "".join(f"{_fmt(s[c]):>9}" for c in cols))
     names = list(dict.fromkeys([*r.get("rss_mb", {}), *r.get("cpu_s", {})]))
@@ -301,11 +331,17 @@ def format_report(r: Mapping[str, Any]) -> str:
         lines += ["", f"  {'process':<28}{'RSS MB':>9}{'peak MB':>9}{'CPU s':>9}"]
         for name in names:
             mem = rss.get(name, {})
-            lines.append(f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}{_fmt(cpu.get(name), '.1f'):>9}")
-        total_rss = [m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL]
+            lines.append(
+                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}{_fmt(cpu.get(name), '.1f'):>9}"
+            )
+        total_rss = [
+            m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL
+        ]
         total_cpu = [c for n, c in cpu.items() if c is not None and n not in NOT_IN_TOTAL]
-        lines.append(f"  {'total of the stack':<28}{_fmt(sum(total_rss) if total_rss else None):>9}{'':>9}"
-                     f"{_fmt(sum(total_cpu) if total_cpu else None, '.1f'):>9}")
+        lines.append(
+            f"  {'total of the stack':<28}{_fmt(sum(total_rss) if total_rss else None):>9}{'':>9}"
+            f"{_fmt(sum(total_cpu) if total_cpu else None, '.1f'):>9}"
+        )
         if cpu:
             lines.append("  (CPU s: used from the warm-up to the end of the measure)")
     return "\n".join(lines)
@@ -320,6 +356,7 @@ def write_report(report: Mapping[str, Any], path: Path) -> None:
 
 # -- the async driver ------------------------------------------------------------------
 
+
 async def _consume(consumer: Any, recorder: Recorder) -> None:
     while True:
         batches = await consumer.getmany(timeout_ms=200, max_records=1000)
@@ -329,9 +366,14 @@ async def _consume(consumer: Any, recorder: Recorder) -> None:
                 recorder.record(header(rec.headers, "event_type"), rec.key, rec.value, now)
 
 
-async def _wait_for(ids: Sequence[str], arrived: Mapping[str, float], deadline: float,
-                    check: Callable[[], str | None] | None,
-                    progress: Callable[[str], None] | None = None, every: float = 5.0) -> str | None:
+async def _wait_for(
+    ids: Sequence[str],
+    arrived: Mapping[str, float],
+    deadline: float,
+    check: Callable[[], str | None] | None,
+    progress: Callable[[str], None] | None = None,
+    every: float = 5.0,
+) -> str | None:
     """Until every id has arrived: None; 'timeout' or the reason `check` gives otherwise.
     `progress` is told how many arrived every `every` seconds."""
     next_report = time.monotonic() + every
@@ -352,8 +394,10 @@ async def _post(client: Any, body: dict[str, Any]) -> tuple[str | None, float, f
     """(file id or None, submit time, latency s, error)."""
     t0 = time.monotonic()
     try:
-        resp = await client.post("/api/files", json=body, headers={"Idempotency-Key": f"bench-{uuid.uuid4()}"})
-    except Exception as e:  # noqa: BLE001 - reported, never fatal
+        resp = await client.post(
+            "/api/files", json=body, headers={"Idempotency-Key": f"bench-{uuid.uuid4()}"}
+        )
+    except Exception as e:
         return None, t0, time.monotonic() - t0, f"{type(e).__name__}: {e}"
     latency = time.monotonic() - t0
     if resp.status_code != 201:
@@ -361,10 +405,20 @@ async def _post(client: Any, body: dict[str, Any]) -> tuple[str | None, float, f
     return resp.json()["file_id"], t0, latency, None
 
 
-async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int, concurrency: int,
-                  life_event: str, warmup: int = 5, timeout: float = 300, warmup_timeout: float = 120,
-                  check: Callable[[], str | None] | None = None,
-                  log: Callable[[str], None] = print) -> Measurement:
+async def measure(
+    intake_url: str,
+    bootstrap: str,
+    namespace: str,
+    *,
+    files: int,
+    concurrency: int,
+    life_event: str,
+    warmup: int = 5,
+    timeout: float = 300,
+    warmup_timeout: float = 120,
+    check: Callable[[], str | None] | None = None,
+    log: Callable[[str], None] = print,
+) -> Measurement:
     """Warm up with `warmup` files (not measured), then submit `files` files with at most
     `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST) until each
     one's answer notification was sent.
@@ -380,9 +434,13 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
     m = Measurement(files=files, concurrency=concurrency, life_event=life_event)
     recorder = Recorder(referent=m.referent, answer=m.answer)
     consumer = AIOKafkaConsumer(
-        namespace + topics.REFERENTS_ASSIGNED, namespace + topics.NOTIFICATIONS_SENT,
-        bootstrap_servers=bootstrap, group_id=f"{namespace}bench-{uuid.uuid4().hex}",
-        auto_offset_reset="earliest", enable_auto_commit=False, fetch_max_wait_ms=100,
+        namespace + topics.REFERENTS_ASSIGNED,
+        namespace + topics.NOTIFICATIONS_SENT,
+        bootstrap_servers=bootstrap,
+        group_id=f"{namespace}bench-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_wait_ms=100,
     )
     await consumer.start()
     consuming = asyncio.create_task(_consume(consumer, recorder))
@@ -392,7 +450,9 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
     def problems() -> str | None:
         if not stopped:
             if consuming.done():
-                stopped.append(f"the benchmark's own Kafka consumer stopped: {consuming.exception()!r}")
+                stopped.append(
+                    f"the benchmark's own Kafka consumer stopped: {consuming.exception()!r}"
+                )
             elif check is not None and (problem := check()):
                 stopped.append(problem)
         return stopped[0] if stopped else None
@@ -402,13 +462,18 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
         async with httpx.AsyncClient(base_url=intake_url, timeout=60, limits=limits) as client:
             if warmup:
                 log(f"warming up with {warmup} files...")
-                results = await asyncio.gather(*(_post(client, file_body(WARMUP_BASE + i, life_event))
-                                                 for i in range(warmup)))
+                results = await asyncio.gather(
+                    *(_post(client, file_body(WARMUP_BASE + i, life_event)) for i in range(warmup))
+                )
                 errors = [e for _, _, _, e in results if e]
                 if errors:
                     raise RuntimeError(f"warm-up POST failed: {errors[0]}")
-                problem = await _wait_for([fid for fid, *_ in results if fid], m.answer,
-                                          time.monotonic() + warmup_timeout, problems)
+                problem = await _wait_for(
+                    [fid for fid, *_ in results if fid],
+                    m.answer,
+                    time.monotonic() + warmup_timeout,
+                    problems,
+                )
                 if problem == "timeout":
                     raise RuntimeError(f"warm-up files not answered within {warmup_timeout:.0f} s")
                 if problem:
@@ -435,8 +500,9 @@ async def measure(intake_url: str, bootstrap: str, namespace: str, *, files: int
             m.submit_phase_s = time.monotonic() - started
             if not problems():
                 log(f"all POSTs done in {m.submit_phase_s:.1f} s; waiting for the answers...")
-            problem = problems() or await _wait_for(list(m.submitted), m.answer, time.monotonic() + timeout,
-                                                    problems, log)
+            problem = problems() or await _wait_for(
+                list(m.submitted), m.answer, time.monotonic() + timeout, problems, log
+            )
             if problem == "timeout":
                 m.timed_out = True
             elif problem:

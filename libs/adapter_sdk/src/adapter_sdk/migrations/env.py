@@ -1,4 +1,4 @@
-from guichet_runtime.migrations import run_env
 from adapter_sdk.tables import metadata
+from guichet_runtime.migrations import run_env
 
 run_env(metadata)

@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
-from guichet_runtime.service import Runtime
 from assignment.commands import directory, directory_import
 from assignment.schemas import AbsenceIn, DepartureIn, ReasonIn
+from guichet_runtime.service import Runtime
 
 
 def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:

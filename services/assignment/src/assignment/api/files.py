@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from guichet_runtime.service import Runtime
 from assignment import views
 from assignment.commands import desk
 from assignment.schemas import PersonalWordIn
+from guichet_runtime.service import Runtime
 
 
 def router(runtime: Runtime) -> APIRouter:

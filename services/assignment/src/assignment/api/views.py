@@ -8,8 +8,8 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from guichet_runtime.service import Runtime
 from assignment import views
+from guichet_runtime.service import Runtime
 
 
 def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:

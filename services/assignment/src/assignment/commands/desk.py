@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.refusals import RefusalKind, Refused
 from assignment.domain import FileStatus
 from assignment.tables import agents, files
+from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.refusals import RefusalKind, Refused
 
 
 async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.Row:

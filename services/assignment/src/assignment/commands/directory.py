@@ -10,14 +10,14 @@ import logging
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.refusals import RefusalKind, Refused
-from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
 from assignment import domain
 from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileStatus
 from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
 from assignment.referents import take_agent, take_capacity
 from assignment.tables import absences, agents, files
+from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.refusals import RefusalKind, Refused
+from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
 
 log = logging.getLogger(__name__)
 

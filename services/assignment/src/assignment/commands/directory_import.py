@@ -7,29 +7,28 @@ nothing is applied. Each change that is applied becomes a directory event.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 import json
 from pathlib import Path
+from typing import Annotated, Any
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationError
 
+from assignment.domain import AgentStatus
+from assignment.tables import agents, directory_imports, offices, supervisors
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
-    Agency,
     AgentDetailsChanged,
     AgentJoined,
     AgentProfile,
+    KnownAgencyCode,
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
     topics,
 )
-from assignment.domain import AgentStatus
-from assignment.tables import agents, directory_imports, offices, supervisors
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Id = Annotated[
@@ -63,7 +62,7 @@ class AgentRow(Row):
         str, StringConstraints(strip_whitespace=True, pattern=r"^\+?[0-9 .]{10,20}$")
     ] = Field(description="Ligne directe.")
     email: EmailStr = Field(description="Adresse électronique directe.")
-    agencies: list[Agency] = Field(
+    agencies: list[KnownAgencyCode] = Field(
         min_length=1, description="Organismes pour lesquels l'agent est formé."
     )
     capacity: int = Field(gt=0, le=500, description="Nombre maximal de dossiers actifs.")
@@ -247,7 +246,7 @@ async def apply(
             )
             summary["offices_changed"] += 1
     for a in agent_rows:
-        values = {**a.model_dump(), "agencies": [x.value for x in a.agencies]}
+        values = {**a.model_dump(), "agencies": list(a.agencies)}
         old = known_agents.get(a.agent_id)
         profile = _agent_profile(a)
         if old is None:

@@ -14,20 +14,6 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import (
-    AGENCY_LABELS,
-    Agency,
-    AgencyDecision,
-    CitizenContact,
-    Decision,
-    DeadlineRule,
-    DeadlineWarningIssued,
-    ImplicitDecisionRecorded,
-    LegalDeadlineBreached,
-    Referent,
-    topics,
-)
 from assignment import domain, legal_deadline
 from assignment.domain import ClockStatus, FileStatus, RequestStatus
 from assignment.lifecycle import (
@@ -39,6 +25,19 @@ from assignment.lifecycle import (
 )
 from assignment.referents import choose_for_file, referent_of
 from assignment.tables import agency_requests, assignments, files, legal_clocks
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AGENCY_LABELS,
+    AgencyDecision,
+    CitizenContact,
+    DeadlineRule,
+    DeadlineWarningIssued,
+    Decision,
+    ImplicitDecisionRecorded,
+    LegalDeadlineBreached,
+    Referent,
+    topics,
+)
 
 
 async def assign_waiting(uow: UnitOfWork, limit: int = 50) -> int:
@@ -108,7 +107,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
         return 0  # waits for a référent to sign; housekeeping comes back
     referent = await referent_of(uow, file.referent_id)
     citizen = CitizenContact.model_validate(file.citizen)
-    agency = Agency(clock.agency)
+    agency = clock.agency
     rule = DeadlineRule(clock.rule)
     if legal_deadline.is_breached(clock.due_on, today):
         await uow.conn.execute(
@@ -170,7 +169,7 @@ async def _implicit_decision(
     citizen: CitizenContact,
 ) -> None:
     """The agency's silence is its answer: recorded as such, and the citizen told."""
-    agency = Agency(clock.agency)
+    agency = clock.agency
     accepted = rule is DeadlineRule.SILENCE_ACCEPTS
     decision = Decision.IMPLICIT_ACCEPTANCE if accepted else Decision.IMPLICIT_REJECTION
     label = AGENCY_LABELS[agency]

@@ -1,4 +1,4 @@
-from guichet_runtime.migrations import run_env
 from assignment.tables import metadata
+from guichet_runtime.migrations import run_env
 
 run_env(metadata)

@@ -8,17 +8,6 @@ import logging
 
 import sqlalchemy as sa
 
-from guichet_runtime.consumer import PermanentError
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import (
-    AgencyAnswerReceived,
-    CitizenContact,
-    Decision,
-    FileSubmitted,
-    ReferentChangeRequested,
-    SupportingDocumentRequested,
-    topics,
-)
 from assignment import domain
 from assignment.domain import CHANGE_RULES, FileStatus, RequestStatus
 from assignment.lifecycle import (
@@ -31,6 +20,17 @@ from assignment.lifecycle import (
 )
 from assignment.referents import choose_for_file, referent_of, take_agent
 from assignment.tables import agency_requests, assignments, files
+from guichet_runtime.consumer import PermanentError
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import (
+    AgencyAnswerReceived,
+    CitizenContact,
+    Decision,
+    FileSubmitted,
+    ReferentChangeRequested,
+    SupportingDocumentRequested,
+    topics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
                 file_id=event.file_id,
                 citizen_key=domain.citizen_key(event.citizen),
                 citizen=event.citizen.model_dump(mode="json"),
-                agencies=[a.value for a in event.agencies],
+                agencies=list(event.agencies),
                 life_event=event.life_event,
                 life_event_label=event.life_event_label,
                 description=event.description,
@@ -84,7 +84,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         ).first()
         if file is None or request is None or request.file_id != event.file_id:
             raise PermanentError(f"demande inconnue : {event.request_id} (dossier {event.file_id})")
-        if request.agency != event.answer.agency.value:
+        if request.agency != event.answer.agency:
             raise PermanentError(
                 f"réponse de {event.answer.agency} pour une demande à {request.agency}"
             )

@@ -17,6 +17,11 @@ import logging
 
 import sqlalchemy as sa
 
+from assignment import legal_deadline
+from assignment.domain import ClockStatus, RequestStatus
+from assignment.legal_deadline import Period
+from assignment.lifecycle import announce_clock, lock_clock
+from assignment.tables import agency_requests, files, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
 from shared_models import (
     AgencyReceiptAcknowledged,
@@ -24,11 +29,6 @@ from shared_models import (
     LegalClockResumed,
     LegalClockSuspended,
 )
-from assignment import legal_deadline
-from assignment.domain import ClockStatus, RequestStatus
-from assignment.legal_deadline import Period
-from assignment.lifecycle import announce_clock, lock_clock
-from assignment.tables import agency_requests, files, legal_clocks
 
 log = logging.getLogger(__name__)
 

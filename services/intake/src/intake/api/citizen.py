@@ -65,7 +65,11 @@ def router(runtime: Runtime) -> APIRouter:
         asked for."""
         content = await fichier.read(MAX_DOCUMENT_BYTES + 1)
         document_id, to = await documents.submit_document(
-            file_id, agency, fichier.filename or "piece", fichier.content_type, content,
+            file_id,
+            agency,
+            fichier.filename or "piece",
+            fichier.content_type,
+            content,
             runtime.uow(),
         )
         return {

@@ -9,12 +9,12 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
-from shared_models import AGENCY_LABELS
 from intake.catalogue import CATALOGUE
 from intake.commands.files import SubmitFile, submit_file
 from intake.domain import unknown_file
 from intake.schemas import FileCreated, FileIn, FileView
 from intake.views import files as views
+from shared_models import AGENCY_LABELS
 
 
 def router(runtime: Runtime) -> APIRouter:

@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
-from shared_models import AccessCodeIssued, CitizenContact, Referent, topics
 from intake.domain import (
     ACCESS_CODE_MAX_ATTEMPTS,
     ACCESS_CODE_TTL,
@@ -22,6 +21,7 @@ from intake.domain import (
 )
 from intake.records import file_for_update
 from intake.tables import access_codes
+from shared_models import AccessCodeIssued, CitizenContact, Referent, topics
 
 
 async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
@@ -44,8 +44,12 @@ async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
         expires_at = now + ACCESS_CODE_TTL
         await uow.conn.execute(
             access_codes.insert().values(
-                file_id=file_id, code_hash=code_hash(salt, code), salt=salt,
-                created_at=now, expires_at=expires_at, attempts=0,
+                file_id=file_id,
+                code_hash=code_hash(salt, code),
+                salt=salt,
+                created_at=now,
+                expires_at=expires_at,
+                attempts=0,
             )
         )
         try:
@@ -55,8 +59,12 @@ async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
         uow.emit(
             topics.ACCESS_CODES,
             AccessCodeIssued(
-                file_id=file_id, occurred_at=now, code=code, expires_at=expires_at,
-                citizen=citizen, referent=referent,
+                file_id=file_id,
+                occurred_at=now,
+                code=code,
+                expires_at=expires_at,
+                citizen=citizen,
+                referent=referent,
             ),
         )
         await uow.commit()

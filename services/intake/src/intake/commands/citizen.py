@@ -8,13 +8,6 @@ import uuid
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import (
-    CitizenContact,
-    ReferentChangeRequested,
-    ReferentThanked,
-    SurveyAnswered,
-    topics,
-)
 from intake.domain import (
     NO_REFERENT_YET,
     TimelineKind,
@@ -26,6 +19,13 @@ from intake.domain import (
 from intake.records import add_timeline, file_for_update
 from intake.schemas import SurveyIn
 from intake.tables import files, surveys, thanks
+from shared_models import (
+    CitizenContact,
+    ReferentChangeRequested,
+    ReferentThanked,
+    SurveyAnswered,
+    topics,
+)
 
 
 async def request_referent_change(file_id: str, reason: str, uow: UnitOfWork) -> None:
@@ -43,7 +43,9 @@ async def request_referent_change(file_id: str, reason: str, uow: UnitOfWork) ->
             file_id=file_id, occurred_at=now, requested_by="citoyen", reason=reason
         )
         await add_timeline(
-            uow, event, TimelineKind.REFERENT_CHANGE_REQUESTED,
+            uow,
+            event,
+            TimelineKind.REFERENT_CHANGE_REQUESTED,
             f"Vous avez demandé un autre référent. Motif : {reason}",
         )
         uow.emit(topics.REFERENT_CHANGES, event)
@@ -62,15 +64,22 @@ async def answer_survey(file_id: str, survey: SurveyIn, uow: UnitOfWork) -> None
         referent = row.referent or {}
         await uow.conn.execute(
             surveys.insert().values(
-                file_id=file_id, score=survey.score, referent_reachable=survey.referent_reachable,
-                comment=survey.comment, referent_agent_id=referent.get("agent_id"),
+                file_id=file_id,
+                score=survey.score,
+                referent_reachable=survey.referent_reachable,
+                comment=survey.comment,
+                referent_agent_id=referent.get("agent_id"),
                 answered_at=now,
             )
         )
         event = SurveyAnswered(
-            file_id=file_id, occurred_at=now, score=survey.score,
-            referent_reachable=survey.referent_reachable, comment=survey.comment,
-            referent_agent_id=referent.get("agent_id"), office_id=referent.get("office_id"),
+            file_id=file_id,
+            occurred_at=now,
+            score=survey.score,
+            referent_reachable=survey.referent_reachable,
+            comment=survey.comment,
+            referent_agent_id=referent.get("agent_id"),
+            office_id=referent.get("office_id"),
         )
         await add_timeline(
             uow, event, TimelineKind.SURVEY, f"Merci pour votre avis (note : {survey.score}/5)."
@@ -96,14 +105,22 @@ async def thank_referent(file_id: str, message: str, uow: UnitOfWork) -> str:
         thanks_id = str(uuid.uuid4())
         await uow.conn.execute(
             thanks.insert().values(
-                thanks_id=thanks_id, file_id=file_id, agent_id=referent.agent_id,
-                agent_name=referent.name, citizen_given_name=citizen.given_name,
-                message=message, at=now,
+                thanks_id=thanks_id,
+                file_id=file_id,
+                agent_id=referent.agent_id,
+                agent_name=referent.name,
+                citizen_given_name=citizen.given_name,
+                message=message,
+                at=now,
             )
         )
         event = ReferentThanked(
-            file_id=file_id, occurred_at=now, thanks_id=thanks_id, referent=referent,
-            citizen=citizen, message=message,
+            file_id=file_id,
+            occurred_at=now,
+            thanks_id=thanks_id,
+            referent=referent,
+            citizen=citizen,
+            message=message,
         )
         await add_timeline(uow, event, TimelineKind.THANKS, f"Vous avez remercié {referent.name}.")
         uow.emit(topics.THANKS, event)

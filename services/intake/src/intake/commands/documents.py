@@ -10,7 +10,6 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
-from shared_models import SupportingDocumentSubmitted, topics
 from intake.domain import (
     AgencyStatus,
     TimelineKind,
@@ -20,6 +19,7 @@ from intake.domain import (
 )
 from intake.records import add_timeline, file_exists
 from intake.tables import documents, file_agencies
+from shared_models import SupportingDocumentSubmitted, topics
 
 
 async def submit_document(
@@ -53,25 +53,42 @@ async def submit_document(
         digest = hashlib.sha256(content).hexdigest()
         now = utcnow()
         name = (filename or "piece")[:200]
-        await uow.conn.execute(documents.insert().values(
-            document_id=document_id, file_id=file_id, agency=row.agency,
-            request_id=asked["request_id"], code=asked["code"], filename=name,
-            media_type=media_type, size_bytes=len(content), sha256=digest, content=content,
-            uploaded_at=now,
-        ))
+        await uow.conn.execute(
+            documents.insert().values(
+                document_id=document_id,
+                file_id=file_id,
+                agency=row.agency,
+                request_id=asked["request_id"],
+                code=asked["code"],
+                filename=name,
+                media_type=media_type,
+                size_bytes=len(content),
+                sha256=digest,
+                content=content,
+                uploaded_at=now,
+            )
+        )
         await uow.conn.execute(
             file_agencies.update()
             .where(file_agencies.c.file_id == file_id, file_agencies.c.agency == row.agency)
             .values(status=AgencyStatus.DOCUMENT_SENT, updated_at=now)
         )
         event = SupportingDocumentSubmitted(
-            file_id=file_id, occurred_at=now, request_id=asked["request_id"], agency=row.agency,
-            document_id=document_id, document_code=asked["code"], filename=name,
-            media_type=media_type, sha256=digest,
+            file_id=file_id,
+            occurred_at=now,
+            request_id=asked["request_id"],
+            agency=row.agency,
+            document_id=document_id,
+            document_code=asked["code"],
+            filename=name,
+            media_type=media_type,
+            sha256=digest,
             content_base64=base64.b64encode(content).decode(),
         )
         await add_timeline(
-            uow, event, TimelineKind.DOCUMENT_SENT,
+            uow,
+            event,
+            TimelineKind.DOCUMENT_SENT,
             f"Pièce envoyée à {agency_label(row.agency)} : {asked['label']}.",
         )
         uow.emit(topics.agency_documents(row.agency), event)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import CitizenContact, ContactPreferencesChanged, FileSubmitted, topics
 from intake import metrics
 from intake.catalogue import CATALOGUE
 from intake.commands.idempotency import once_per_key, request_digest
@@ -13,6 +12,7 @@ from intake.domain import CHANNEL_WORDS, AgencyStatus, FileStatus, TimelineKind,
 from intake.records import add_timeline, file_for_update
 from intake.schemas import ContactIn, FileIn
 from intake.tables import file_agencies, files
+from shared_models import CitizenContact, ContactPreferencesChanged, FileSubmitted, topics
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
         await uow.conn.execute(
             file_agencies.insert(),
             [
-                {"file_id": file_id, "agency": a.value, "status": AgencyStatus.WAITING,
-                 "updated_at": now}
+                {"file_id": file_id, "agency": a, "status": AgencyStatus.WAITING, "updated_at": now}
                 for a in event_def.agencies
             ],
         )
@@ -71,7 +70,10 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
         return file_id
 
     return await once_per_key(
-        uow, files, cmd.idempotency_key, digest,
+        uow,
+        files,
+        cmd.idempotency_key,
+        digest,
         create=create,
         replay=lambda earlier: earlier.file_id,
         conflict="Cette clé d'idempotence a déjà servi pour une autre demande.",
@@ -95,7 +97,9 @@ async def change_contact_preferences(
         event = ContactPreferencesChanged(file_id=file_id, occurred_at=now, citizen=citizen)
         channel = CHANNEL_WORDS[citizen.preferred_channel]
         await add_timeline(
-            uow, event, TimelineKind.CONTACT_PREFERENCES,
+            uow,
+            event,
+            TimelineKind.CONTACT_PREFERENCES,
             f"Vos préférences de contact sont enregistrées : vous serez contacté(e) {channel}.",
         )
         uow.emit(topics.CONTACT_CHANGES, event)

@@ -6,12 +6,12 @@ from __future__ import annotations
 import uuid
 
 from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import CitizenContact, ReferentMessageSent, topics
 from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import TimelineKind, ensure_current_referent_writes
 from intake.records import add_timeline, file_for_update
 from intake.tables import referent_messages
 from intake.views.files import message_out
+from shared_models import CitizenContact, ReferentMessageSent, topics
 
 
 async def send_referent_message(
@@ -29,28 +29,47 @@ async def send_referent_message(
         message_id = str(uuid.uuid4())
         await uow.conn.execute(
             referent_messages.insert().values(
-                message_id=message_id, file_id=file_id, agent_id=agent_id,
-                agent_name=referent.name, text=text, idempotency_key=idempotency_key,
-                request_digest=digest, at=now,
+                message_id=message_id,
+                file_id=file_id,
+                agent_id=agent_id,
+                agent_name=referent.name,
+                text=text,
+                idempotency_key=idempotency_key,
+                request_digest=digest,
+                at=now,
             )
         )
         event = ReferentMessageSent(
-            file_id=file_id, occurred_at=now, message_id=message_id, referent=referent,
-            citizen=CitizenContact.model_validate(row.citizen), text=text,
+            file_id=file_id,
+            occurred_at=now,
+            message_id=message_id,
+            referent=referent,
+            citizen=CitizenContact.model_validate(row.citizen),
+            text=text,
         )
         await add_timeline(
-            uow, event, TimelineKind.REFERENT_MESSAGE,
+            uow,
+            event,
+            TimelineKind.REFERENT_MESSAGE,
             f"Message de votre référent, {referent.name} : « {text} »",
         )
         uow.emit(topics.REFERENT_MESSAGES, event)
         return {
-            "message_id": message_id, "file_id": file_id, "agent_id": agent_id,
-            "agent_name": referent.name, "text": text, "at": now, "channel": None,
+            "message_id": message_id,
+            "file_id": file_id,
+            "agent_id": agent_id,
+            "agent_name": referent.name,
+            "text": text,
+            "at": now,
+            "channel": None,
             "delivered_at": None,
         }
 
     return await once_per_key(
-        uow, referent_messages, idempotency_key, digest,
+        uow,
+        referent_messages,
+        idempotency_key,
+        digest,
         create=create,
         replay=message_out,
         conflict="Cette clé d'idempotence a déjà servi pour un autre message.",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork
-from shared_models import AGENCY_LABELS, Agency
 from intake.catalogue import CATALOGUE
 from intake.domain import AGENCY_STATUS_LABELS, AgencyStatus, deadline_text
 from intake.records import file_exists
@@ -18,14 +17,20 @@ from intake.tables import (
     thanks,
     timeline,
 )
+from shared_models import AGENCY_LABELS
 
 
 def message_out(row: sa.Row) -> dict:
     """A référent's message as the desk reads it."""
     return {
-        "message_id": row.message_id, "file_id": row.file_id, "agent_id": row.agent_id,
-        "agent_name": row.agent_name, "text": row.text, "at": row.at,
-        "channel": row.channel, "delivered_at": row.delivered_at,
+        "message_id": row.message_id,
+        "file_id": row.file_id,
+        "agent_id": row.agent_id,
+        "agent_name": row.agent_name,
+        "text": row.text,
+        "at": row.at,
+        "channel": row.channel,
+        "delivered_at": row.delivered_at,
     }
 
 
@@ -34,13 +39,14 @@ def _agency_out(a: sa.Row) -> dict:
     asked = a.requested_document
     return {
         "agency": a.agency,
-        "label": AGENCY_LABELS[Agency(a.agency)],
+        "label": AGENCY_LABELS.get(a.agency, a.agency),
         "status": a.status,
         "status_label": AGENCY_STATUS_LABELS[AgencyStatus(a.status)],
         "awaited": not answered,
         "requested_document": (
             {"code": asked["code"], "label": asked["label"]}
-            if asked and a.status == AgencyStatus.DOCUMENT_REQUESTED else None
+            if asked and a.status == AgencyStatus.DOCUMENT_REQUESTED
+            else None
         ),
         "due_on": None if answered else a.due_on,
         "deadline": (
@@ -58,9 +64,12 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
         agencies = (
             await uow.conn.execute(
                 sa.select(
-                    file_agencies.c.agency, file_agencies.c.status,
-                    file_agencies.c.requested_document, file_agencies.c.due_on,
-                    file_agencies.c.deadline_state, file_agencies.c.deadline_rule,
+                    file_agencies.c.agency,
+                    file_agencies.c.status,
+                    file_agencies.c.requested_document,
+                    file_agencies.c.due_on,
+                    file_agencies.c.deadline_state,
+                    file_agencies.c.deadline_rule,
                 )
                 .where(file_agencies.c.file_id == file_id)
                 .order_by(file_agencies.c.agency)
@@ -82,9 +91,7 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
             sa.select(surveys.c.file_id).where(surveys.c.file_id == file_id)
         )
         thanked_by = set(
-            await uow.conn.scalars(
-                sa.select(thanks.c.agent_id).where(thanks.c.file_id == file_id)
-            )
+            await uow.conn.scalars(sa.select(thanks.c.agent_id).where(thanks.c.file_id == file_id))
         )
     agency_view = [_agency_out(a) for a in agencies]
     referent = row.referent
@@ -103,9 +110,15 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
         "survey_answered": survey_answered is not None,
         "timeline": [{"at": e.at, "kind": e.kind, "label": e.label} for e in entries],
         "exchanges": [
-            {"at": x.at, "agency": x.agency, "direction": x.direction, "purpose": x.purpose,
-             "legal_basis": x.legal_basis, "payload_sha256": x.payload_sha256,
-             "size_bytes": x.size_bytes}
+            {
+                "at": x.at,
+                "agency": x.agency,
+                "direction": x.direction,
+                "purpose": x.purpose,
+                "legal_basis": x.legal_basis,
+                "payload_sha256": x.payload_sha256,
+                "size_bytes": x.size_bytes,
+            }
             for x in ledger
         ],
     }
@@ -116,8 +129,9 @@ async def file_created(uow: UnitOfWork, file_id: str) -> dict:
     async with uow:
         row = (
             await uow.conn.execute(
-                sa.select(files.c.file_id, files.c.status, files.c.created_at)
-                .where(files.c.file_id == file_id)
+                sa.select(files.c.file_id, files.c.status, files.c.created_at).where(
+                    files.c.file_id == file_id
+                )
             )
         ).one()
     return {"file_id": row.file_id, "status": row.status, "created_at": row.created_at}
@@ -129,16 +143,23 @@ async def file_record(uow: UnitOfWork, file_id: str) -> dict | None:
         row = (
             await uow.conn.execute(
                 sa.select(
-                    files.c.file_id, files.c.citizen, files.c.description, files.c.urgent,
+                    files.c.file_id,
+                    files.c.citizen,
+                    files.c.description,
+                    files.c.urgent,
                     files.c.created_at,
-                )
-                .where(files.c.file_id == file_id)
+                ).where(files.c.file_id == file_id)
             )
         ).first()
     if row is None:
         return None
-    return {"file_id": row.file_id, "citizen": row.citizen, "description": row.description,
-            "urgent": row.urgent, "created_at": row.created_at}
+    return {
+        "file_id": row.file_id,
+        "citizen": row.citizen,
+        "description": row.description,
+        "urgent": row.urgent,
+        "created_at": row.created_at,
+    }
 
 
 async def referent_messages_of(uow: UnitOfWork, file_id: str) -> list[dict] | None:
@@ -170,8 +191,13 @@ async def thanks_for_agent(uow: UnitOfWork, agent_id: str) -> dict:
         "agent_name": rows[0].agent_name if rows else None,
         "count": len(rows),
         "thanks": [
-            {"thanks_id": r.thanks_id, "file_id": r.file_id,
-             "citizen_given_name": r.citizen_given_name, "message": r.message, "at": r.at}
+            {
+                "thanks_id": r.thanks_id,
+                "file_id": r.file_id,
+                "citizen_given_name": r.citizen_given_name,
+                "message": r.message,
+                "at": r.at,
+            }
             for r in rows
         ],
     }

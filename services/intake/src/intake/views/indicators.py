@@ -14,9 +14,9 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
-from shared_models import AGENCY_LABELS, Agency, Decision, DeadlineRule
 from intake.domain import DEFAULT_MIN_FILES, MEDIAN, P90, interpolate, share
 from intake.tables import file_agencies, file_metrics, surveys
+from shared_models import AGENCY_LABELS, DeadlineRule, Decision
 
 IMPLICIT = (Decision.IMPLICIT_ACCEPTANCE.value, Decision.IMPLICIT_REJECTION.value)
 WITH_DEADLINE = (DeadlineRule.SILENCE_ACCEPTS.value, DeadlineRule.SILENCE_REJECTS.value)
@@ -31,12 +31,25 @@ DELAYS = {
     "answer": (file_metrics.c.answer_delay_s, 86400),
 }
 FIGURES = (
-    "files", "referent_count", "referent_median_hours", "referent_p90_hours",
-    "contact_count", "contact_median_hours", "contact_p90_hours",
-    "answer_count", "answer_median_days", "answer_p90_days",
-    "deadline_decided", "deadline_within", "deadline_share",
-    "implicit_acceptances", "implicit_rejections",
-    "reassigned", "reassignment_rate", "satisfaction_answers", "satisfaction_mean",
+    "files",
+    "referent_count",
+    "referent_median_hours",
+    "referent_p90_hours",
+    "contact_count",
+    "contact_median_hours",
+    "contact_p90_hours",
+    "answer_count",
+    "answer_median_days",
+    "answer_p90_days",
+    "deadline_decided",
+    "deadline_within",
+    "deadline_share",
+    "implicit_acceptances",
+    "implicit_rejections",
+    "reassigned",
+    "reassignment_rate",
+    "satisfaction_answers",
+    "satisfaction_mean",
 )
 LEVEL_WORDS = {"national": "national", "office": "espace France Services", "agency": "organisme"}
 
@@ -69,31 +82,43 @@ def _grouped(query: sa.Select, level: Level) -> sa.Select:
     return query.where(level.key.is_not(None)).group_by(level.key)
 
 
-async def _percentiles(uow: UnitOfWork, level: Level, column: Any, start: dt.date | None,
-                       end: dt.date | None) -> dict[Any, tuple[int, float, float]]:
+async def _percentiles(
+    uow: UnitOfWork, level: Level, column: Any, start: dt.date | None, end: dt.date | None
+) -> dict[Any, tuple[int, float, float]]:
     """group -> (n, median, 90th percentile) of `column`. SQLite has no percentile function
     and PostgreSQL's percentile_cont is an ordered-set aggregate: both rank the values with
     a window function instead, and only the (at most four) rows around the two positions
     come back, then are interpolated here."""
     key = level.key if level.key is not None else sa.literal_column("'all'")
-    base = sa.select(
-        key.label("grp"), column.label("v"),
-        (sa.func.row_number().over(partition_by=level.key, order_by=column) - 1).label("i"),
-        sa.func.count().over(partition_by=level.key).label("n"),
-    ).select_from(_source(level)).where(column.is_not(None))
+    base = (
+        sa.select(
+            key.label("grp"),
+            column.label("v"),
+            (sa.func.row_number().over(partition_by=level.key, order_by=column) - 1).label("i"),
+            sa.func.count().over(partition_by=level.key).label("n"),
+        )
+        .select_from(_source(level))
+        .where(column.is_not(None))
+    )
     if level.key is not None:
         base = base.where(level.key.is_not(None))
     ranked = _period(base, start, end).subquery()
     n_1 = ranked.c.n - 1
     positions = (n_1 // 2, ranked.c.n // 2, (n_1 * 9) // 10, (n_1 * 9 + 9) // 10)  # floor and ceil
-    rows = (await uow.conn.execute(
-        sa.select(ranked.c.grp, ranked.c.i, ranked.c.n, ranked.c.v).where(ranked.c.i.in_(positions))
-    )).all()
+    rows = (
+        await uow.conn.execute(
+            sa.select(ranked.c.grp, ranked.c.i, ranked.c.n, ranked.c.v).where(
+                ranked.c.i.in_(positions)
+            )
+        )
+    ).all()
     by_group: dict[Any, tuple[int, dict[int, float]]] = {}
     for r in rows:
         by_group.setdefault(r.grp, (r.n, {}))[1][r.i] = float(r.v)
-    return {grp: (n, interpolate(values, n, MEDIAN), interpolate(values, n, P90))
-            for grp, (n, values) in by_group.items()}
+    return {
+        grp: (n, interpolate(values, n, MEDIAN), interpolate(values, n, P90))
+        for grp, (n, values) in by_group.items()
+    }
 
 
 def _source(level: Level) -> Any:
@@ -123,9 +148,7 @@ async def _figures(
         count_if(file_metrics.c.reassignments > 0).label("reassigned"),
         sa.func.count(surveys.c.score).label("satisfaction_answers"),
         sa.func.avg(surveys.c.score).label("satisfaction_mean"),
-    ).select_from(
-        _source(level).outerjoin(surveys, surveys.c.file_id == file_metrics.c.file_id)
-    )
+    ).select_from(_source(level).outerjoin(surveys, surveys.c.file_id == file_metrics.c.file_id))
     groups: dict[Any, dict] = {}
     for r in (await uow.conn.execute(_grouped(_period(files_q, start, end), level))).all():
         if r.files:
@@ -163,7 +186,7 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     if level.name == "office":
         label = figures["office_name"] or grp
     elif level.name == "agency":
-        label = AGENCY_LABELS[Agency(grp)] if grp in Agency._value2member_map_ else grp
+        label = AGENCY_LABELS.get(grp, grp)
     else:
         label = "France entière"
     row: dict[str, Any] = {
@@ -175,8 +198,13 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     if not row["published"]:
         return {**row, **dict.fromkeys(FIGURES)}
     values = {name: figures.get(name) for name in FIGURES}
-    counts = ("deadline_decided", "deadline_within", "implicit_acceptances",
-              "implicit_rejections", "reassigned")
+    counts = (
+        "deadline_decided",
+        "deadline_within",
+        "implicit_acceptances",
+        "implicit_rejections",
+        "reassigned",
+    )
     values.update({name: int(values[name] or 0) for name in counts})
     values["deadline_share"] = share(values["deadline_within"], values["deadline_decided"])
     values["reassignment_rate"] = share(values["reassigned"], values["referent_count"])
@@ -287,9 +315,7 @@ class PublishedIndicators:
         default_factory=dict
     )
 
-    async def of_period(
-        self, uow: UnitOfWork, start: dt.date | None, end: dt.date | None
-    ) -> dict:
+    async def of_period(self, uow: UnitOfWork, start: dt.date | None, end: dt.date | None) -> dict:
         if start and end and end < start:
             message = "La date de fin de période précède la date de début."
             raise Refused(RefusalKind.INVALID, message, field="to")

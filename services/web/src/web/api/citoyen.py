@@ -33,8 +33,9 @@ async def new_file_form(request: Request, backend: BackendClient, render: Render
 
 @router.post("/demarche")
 async def new_file(request: Request, backend: BackendClient, render: Render) -> Response:
-    return await filing.submit(request, backend, render, "citizen_new.html",
-                               "/demarche/confirmation/{file_id}")
+    return await filing.submit(
+        request, backend, render, "citizen_new.html", "/demarche/confirmation/{file_id}"
+    )
 
 
 @router.get("/demarche/confirmation/{file_id}", response_class=HTMLResponse)
@@ -60,11 +61,19 @@ async def follow(request: Request, backend: BackendClient, render: Render) -> Re
                 raise
             error = refused.message
     if error:
-        return render(request, "citizen_access.html",
-                      {"values": {"reference": str(form.get("reference", ""))},
-                       "errors": {"reference": error}}, status_code=422)
-    flash(request, "Un code à 6 chiffres vient de vous être envoyé par courriel. "
-                   "Il est valable 15 minutes.")
+        return render(
+            request,
+            "citizen_access.html",
+            {
+                "values": {"reference": str(form.get("reference", ""))},
+                "errors": {"reference": error},
+            },
+            status_code=422,
+        )
+    flash(
+        request,
+        "Un code à 6 chiffres vient de vous être envoyé par courriel. Il est valable 15 minutes.",
+    )
     return redirect(f"/suivi/code?dossier={reference}")
 
 
@@ -74,8 +83,9 @@ async def code_form(request: Request, render: Render, dossier: str = "") -> HTML
 
 
 @router.post("/suivi/code")
-async def code(request: Request, backend: BackendClient, render: Render,
-               settings: Settings) -> Response:
+async def code(
+    request: Request, backend: BackendClient, render: Render, settings: Settings
+) -> Response:
     form = await request.form()
     reference = forms.normalise_reference(str(form.get("reference", "")))
     typed_code = str(form.get("code", ""))
@@ -90,9 +100,12 @@ async def code(request: Request, backend: BackendClient, render: Render,
                 raise
             error = refused.errors[0]["message"] if refused.errors else refused.message
     if error:
-        return render(request, "citizen_code.html",
-                      {"file_id": reference, "values": {"code": typed_code},
-                       "errors": {"code": error}}, status_code=422)
+        return render(
+            request,
+            "citizen_code.html",
+            {"file_id": reference, "values": {"code": typed_code}, "errors": {"code": error}},
+            status_code=422,
+        )
     opened = request.session.setdefault("files", {})
     opened[reference] = time.time() + settings.file_access_minutes * 60
     request.session["files"] = opened
@@ -117,13 +130,19 @@ class FilePage:
     def ask_code(self) -> Response:
         return redirect(f"/suivi?dossier={self.file_id}")
 
-    async def show(self, values: dict[str, str] | None = None,
-                   errors: dict[str, str] | None = None, status: int = 200) -> HTMLResponse:
+    async def show(
+        self,
+        values: dict[str, str] | None = None,
+        errors: dict[str, str] | None = None,
+        status: int = 200,
+    ) -> HTMLResponse:
         """The page; after a refused form, with the messages and what was typed."""
         backend, file_id = self.backend, self.file_id
         view, record, contact = await asyncio.gather(
-            backend.file_view(file_id), backend.assignment_record(file_id),
-            backend.file_record(file_id), return_exceptions=True,
+            backend.file_view(file_id),
+            backend.assignment_record(file_id),
+            backend.file_record(file_id),
+            return_exceptions=True,
         )
         if isinstance(view, BaseException):
             raise view
@@ -134,17 +153,27 @@ class FilePage:
         else:
             on_record = forms.contact_values(contact["citizen"])
             on_record["phone"] = pages.phone_fr(on_record["phone"])
-        return self.render(self.request, "citizen_file.html", {
-            "file": view, "card": await filing.referent_card(backend, view), "deadline": deadline,
-            "contact": on_record, "values": {**on_record, **(values or {})},
-            "errors": errors or {},
-            "thanked": view["thanked"], "surveyed": view["survey_answered"],
-            "requested": pages.requested_documents(view["agencies"]),
-            "document_hint": forms.document_hint(self.settings.document_max_bytes),
-        }, status_code=status)
+        return self.render(
+            self.request,
+            "citizen_file.html",
+            {
+                "file": view,
+                "card": await filing.referent_card(backend, view),
+                "deadline": deadline,
+                "contact": on_record,
+                "values": {**on_record, **(values or {})},
+                "errors": errors or {},
+                "thanked": view["thanked"],
+                "surveyed": view["survey_answered"],
+                "requested": pages.requested_documents(view["agencies"]),
+                "document_hint": forms.document_hint(self.settings.document_max_bytes),
+            },
+            status_code=status,
+        )
 
-    async def act(self, call: Callable[[], Awaitable[dict]], values: dict[str, str],
-                  fields: tuple[str, ...]) -> Response:
+    async def act(
+        self, call: Callable[[], Awaitable[dict]], values: dict[str, str], fields: tuple[str, ...]
+    ) -> Response:
         """Send one of the citizen's forms to intake: on success a message on the file page; a
         refusal comes back next to its field (the first one if intake names none), nothing lost."""
         try:
@@ -152,15 +181,19 @@ class FilePage:
         except BackendError as refused:
             if refused.status not in (409, 413, 415, 422):
                 raise
-            errors = (forms.file_errors(refused.errors, values, fields) if refused.errors
-                      else {fields[0]: refused.message})
+            errors = (
+                forms.file_errors(refused.errors, values, fields)
+                if refused.errors
+                else {fields[0]: refused.message}
+            )
             return await self.show(values, errors, status=refused.status)
         flash(self.request, done["message"])
         return redirect(f"/dossier/{self.file_id}")
 
 
-def file_page(request: Request, file_id: str, backend: BackendClient, render: Render,
-              settings: Settings) -> FilePage:
+def file_page(
+    request: Request, file_id: str, backend: BackendClient, render: Render, settings: Settings
+) -> FilePage:
     return FilePage(request, file_id, backend, render, settings)
 
 
@@ -179,8 +212,9 @@ async def change_referent(request: Request, file_id: str, page: Page) -> Respons
     if not page.opened:
         return page.ask_code()
     values = forms.typed(await request.form(), ("reason",))
-    return await page.act(lambda: page.backend.request_referent_change(file_id, values["reason"]),
-                          values, ("reason",))
+    return await page.act(
+        lambda: page.backend.request_referent_change(file_id, values["reason"]), values, ("reason",)
+    )
 
 
 @router.post("/dossier/{file_id}/contact")
@@ -189,8 +223,9 @@ async def change_contact(request: Request, file_id: str, page: Page) -> Response
         return page.ask_code()
     values = forms.typed(await request.form(), forms.CONTACT_FIELDS)
     body = forms.contact_body(values)
-    return await page.act(lambda: page.backend.change_contact_preferences(file_id, body),
-                          values, forms.CONTACT_FIELDS)
+    return await page.act(
+        lambda: page.backend.change_contact_preferences(file_id, body), values, forms.CONTACT_FIELDS
+    )
 
 
 @router.post("/dossier/{file_id}/pieces")
@@ -211,8 +246,9 @@ async def upload(request: Request, file_id: str, page: Page) -> Response:
 
     async def send() -> dict:
         try:
-            return await page.backend.upload_document(file_id, name, content, kind,
-                                                      values["agency"] or None)
+            return await page.backend.upload_document(
+                file_id, name, content, kind, values["agency"] or None
+            )
         except BackendError as refused:
             refused.errors = forms.document_errors(refused.errors, refused.status)
             raise
@@ -225,8 +261,9 @@ async def thanks(request: Request, file_id: str, page: Page) -> Response:
     if not page.opened:
         return page.ask_code()
     values = forms.typed(await request.form(), ("message",))
-    return await page.act(lambda: page.backend.send_thanks(file_id, values["message"]),
-                          values, ("message",))
+    return await page.act(
+        lambda: page.backend.send_thanks(file_id, values["message"]), values, ("message",)
+    )
 
 
 @router.post("/dossier/{file_id}/enquete")
@@ -235,8 +272,9 @@ async def survey(request: Request, file_id: str, page: Page) -> Response:
         return page.ask_code()
     values = forms.typed(await request.form(), forms.SURVEY_FIELDS)
     body = forms.survey_body(values)
-    return await page.act(lambda: page.backend.answer_survey(file_id, body),
-                          values, forms.SURVEY_FIELDS)
+    return await page.act(
+        lambda: page.backend.answer_survey(file_id, body), values, forms.SURVEY_FIELDS
+    )
 
 
 @router.post("/deconnexion")

@@ -17,28 +17,46 @@ from web.pages import Renderer
 
 log = logging.getLogger(__name__)
 
-UNREACHABLE = ("Le service est momentanément indisponible : la déclaration n'est pas encore "
-               "envoyée. Vos informations sont conservées ci-dessous ; réessayez dans un instant.")
+UNREACHABLE = (
+    "Le service est momentanément indisponible : la déclaration n'est pas encore "
+    "envoyée. Vos informations sont conservées ci-dessous ; réessayez dans un instant."
+)
 
 
-def file_form(request: Request, render: Renderer, template: str, values: dict, errors: dict,
-              events: list[dict], key: str, status: int = 200) -> HTMLResponse:
+def file_form(
+    request: Request,
+    render: Renderer,
+    template: str,
+    values: dict,
+    errors: dict,
+    events: list[dict],
+    key: str,
+    status: int = 200,
+) -> HTMLResponse:
     """The new-file form, the life events offered with the agencies each one concerns."""
-    options = [(e["code"], e["label"], "Organismes concernés : " + ", ".join(e["agencies"]))
-               for e in events]
-    return render(request, template, {"values": values, "errors": errors,
-                                      "life_event_options": options, "idempotency_key": key},
-                  status_code=status)
+    options = [
+        (e["code"], e["label"], "Organismes concernés : " + ", ".join(e["agencies"]))
+        for e in events
+    ]
+    return render(
+        request,
+        template,
+        {"values": values, "errors": errors, "life_event_options": options, "idempotency_key": key},
+        status_code=status,
+    )
 
 
-async def new_file_form(request: Request, backend: Backend, render: Renderer, template: str,
-                        values: dict[str, str]) -> HTMLResponse:
-    return file_form(request, render, template, values, {}, await backend.life_events(),
-                     str(uuid.uuid4()))
+async def new_file_form(
+    request: Request, backend: Backend, render: Renderer, template: str, values: dict[str, str]
+) -> HTMLResponse:
+    return file_form(
+        request, render, template, values, {}, await backend.life_events(), str(uuid.uuid4())
+    )
 
 
-async def submit(request: Request, backend: Backend, render: Renderer, template: str,
-                 on_success: str) -> Response:
+async def submit(
+    request: Request, backend: Backend, render: Renderer, template: str, on_success: str
+) -> Response:
     """Send the new-file form to intake; `on_success` names the page to redirect to."""
     form = await request.form()
     values = forms.typed(form, forms.FILE_FIELDS)
@@ -50,8 +68,9 @@ async def submit(request: Request, backend: Backend, render: Renderer, template:
         if refused.status != 422:
             raise
         errors = forms.file_errors(refused.errors, values)
-        return file_form(request, render, template, values, errors, await backend.life_events(),
-                         key, status=422)
+        return file_form(
+            request, render, template, values, errors, await backend.life_events(), key, status=422
+        )
     except httpx.HTTPError as unreachable:
         # Keep what was typed; the same Idempotency-Key makes sending again safe.
         log.warning("intake unreachable: %r", unreachable)
@@ -59,8 +78,9 @@ async def submit(request: Request, backend: Backend, render: Renderer, template:
             events = await backend.life_events()
         except httpx.HTTPError:
             events = []
-        return file_form(request, render, template, values, {"form": UNREACHABLE}, events, key,
-                         status=503)
+        return file_form(
+            request, render, template, values, {"form": UNREACHABLE}, events, key, status=503
+        )
     return redirect(on_success.format(file_id=created["file_id"]))
 
 
@@ -69,12 +89,17 @@ async def referent_card(backend: Backend, view: dict) -> dict | None:
     referent = view.get("referent")
     if not referent:
         return None
-    card = {"name": referent["name"], "phone": referent["phone"], "email": referent["email"],
-            "office": {"name": referent["office"]}}
+    card = {
+        "name": referent["name"],
+        "phone": referent["phone"],
+        "email": referent["email"],
+        "office": {"name": referent["office"]},
+    }
     if referent.get("agent_id"):
         try:
             card = await backend.agent_card(referent["agent_id"])
         except BackendError:
-            log.warning("agent card of %s unavailable; showing the file's copy",
-                        referent["agent_id"])
+            log.warning(
+                "agent card of %s unavailable; showing the file's copy", referent["agent_id"]
+            )
     return card

@@ -17,19 +17,22 @@ router = APIRouter()
 
 @router.get("/guichet", response_class=HTMLResponse)
 async def counter_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
-    return await filing.new_file_form(request, backend, render, "counter_new.html",
-                                      {"preferred_channel": "courrier"})
+    return await filing.new_file_form(
+        request, backend, render, "counter_new.html", {"preferred_channel": "courrier"}
+    )
 
 
 @router.post("/guichet")
 async def counter_new(request: Request, backend: BackendClient, render: Render) -> Response:
-    return await filing.submit(request, backend, render, "counter_new.html",
-                               "/guichet/recu/{file_id}")
+    return await filing.submit(
+        request, backend, render, "counter_new.html", "/guichet/recu/{file_id}"
+    )
 
 
 @router.get("/guichet/recu/{file_id}", response_class=HTMLResponse)
-async def receipt(request: Request, file_id: str, backend: BackendClient, render: Render,
-                  settings: Settings) -> HTMLResponse:
+async def receipt(
+    request: Request, file_id: str, backend: BackendClient, render: Render, settings: Settings
+) -> HTMLResponse:
     # The référent is named within moments: wait a little, so the receipt names them.
     deadline = time.monotonic() + settings.receipt_wait_seconds
     view = await backend.file_view(file_id)

@@ -19,17 +19,19 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
-UNREACHABLE = ("Le service est momentanément indisponible : rien n'est encore envoyé. "
-               "Votre texte est conservé ; réessayez dans un instant.")
+UNREACHABLE = (
+    "Le service est momentanément indisponible : rien n'est encore envoyé. "
+    "Votre texte est conservé ; réessayez dans un instant."
+)
 
 
 @router.get("/referent", response_class=HTMLResponse)
-async def desk(request: Request, backend: BackendClient, render: Render,
-               agent: Agent) -> Response:
+async def desk(request: Request, backend: BackendClient, render: Render, agent: Agent) -> Response:
     if not agent:
         return redirect("/agent?suite=/referent")
-    portfolio, thanks = await asyncio.gather(backend.portfolio(agent), backend.agent_thanks(agent),
-                                             return_exceptions=True)
+    portfolio, thanks = await asyncio.gather(
+        backend.portfolio(agent), backend.agent_thanks(agent), return_exceptions=True
+    )
     if isinstance(portfolio, BaseException):
         raise portfolio
     if isinstance(thanks, BaseException):
@@ -39,24 +41,42 @@ async def desk(request: Request, backend: BackendClient, render: Render,
 
 
 @router.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
-async def desk_file(request: Request, file_id: str, backend: BackendClient, render: Render,
-                    agent: Agent) -> Response:
+async def desk_file(
+    request: Request, file_id: str, backend: BackendClient, render: Render, agent: Agent
+) -> Response:
     if not agent:
         return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
     view, record, assignment, sent = await asyncio.gather(
-        backend.file_view(file_id), backend.file_record(file_id),
-        backend.assignment_record(file_id), backend.messages_to_citizen(file_id),
+        backend.file_view(file_id),
+        backend.file_record(file_id),
+        backend.assignment_record(file_id),
+        backend.messages_to_citizen(file_id),
     )
     values = request.session.pop("desk_values", {})
     values.setdefault("idempotency_key", str(uuid.uuid4()))
-    return render(request, "referent_file.html", {
-        "file": view, "record": record, "assignment": assignment, "agent": agent,
-        "messages": sent, "values": values, "errors": request.session.pop("desk_errors", {}),
-    })
+    return render(
+        request,
+        "referent_file.html",
+        {
+            "file": view,
+            "record": record,
+            "assignment": assignment,
+            "agent": agent,
+            "messages": sent,
+            "values": values,
+            "errors": request.session.pop("desk_errors", {}),
+        },
+    )
 
 
-async def desk_action(request: Request, file_id: str, field: str, anchor: str,
-                      action: Callable[[], Awaitable[dict]], kept: dict[str, str]) -> Response:
+async def desk_action(
+    request: Request,
+    file_id: str,
+    field: str,
+    anchor: str,
+    action: Callable[[], Awaitable[dict]],
+    kept: dict[str, str],
+) -> Response:
     """Run a desk action; on refusal the French message goes next to `field` and what
     was typed comes back (through the session, as the page is redirected to)."""
     back = redirect(f"/referent/dossiers/{file_id}#{anchor}")
@@ -77,19 +97,26 @@ async def desk_action(request: Request, file_id: str, field: str, anchor: str,
 
 
 @router.post("/referent/dossiers/{file_id}/mot")
-async def personal_word(request: Request, file_id: str, backend: BackendClient,
-                        agent: Agent) -> Response:
+async def personal_word(
+    request: Request, file_id: str, backend: BackendClient, agent: Agent
+) -> Response:
     if not agent:
         return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
     text = str((await request.form()).get("personal_word", ""))
-    return await desk_action(request, file_id, "personal_word", "mot-personnel",
-                             lambda: backend.add_personal_word(file_id, agent, text),
-                             {"personal_word": text})
+    return await desk_action(
+        request,
+        file_id,
+        "personal_word",
+        "mot-personnel",
+        lambda: backend.add_personal_word(file_id, agent, text),
+        {"personal_word": text},
+    )
 
 
 @router.post("/referent/dossiers/{file_id}/messages")
-async def message_to_citizen(request: Request, file_id: str, backend: BackendClient,
-                             agent: Agent) -> Response:
+async def message_to_citizen(
+    request: Request, file_id: str, backend: BackendClient, agent: Agent
+) -> Response:
     if not agent:
         return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
     form = await request.form()
@@ -100,5 +127,6 @@ async def message_to_citizen(request: Request, file_id: str, backend: BackendCli
         return {"message": "Votre message est envoyé à l'usager par son moyen de contact préféré."}
 
     # The key is kept with the text: sending again after a failure cannot send twice.
-    return await desk_action(request, file_id, "message", "messages", send,
-                             {"message": text, "idempotency_key": key})
+    return await desk_action(
+        request, file_id, "message", "messages", send, {"message": text, "idempotency_key": key}
+    )

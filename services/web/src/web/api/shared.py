@@ -33,11 +33,15 @@ async def home(request: Request, render: Render) -> HTMLResponse:
 
 
 @router.get("/agent", response_class=HTMLResponse)
-async def choose_agent(request: Request, backend: BackendClient, render: Render, agent: Agent,
-                       suite: str = "/referent") -> HTMLResponse:
+async def choose_agent(
+    request: Request, backend: BackendClient, render: Render, agent: Agent, suite: str = "/referent"
+) -> HTMLResponse:
     directory = await backend.portfolios()
-    return render(request, "agent_choose.html", {"agents": directory["agents"], "next": suite,
-                                                 "errors": {}, "current": agent})
+    return render(
+        request,
+        "agent_choose.html",
+        {"agents": directory["agents"], "next": suite, "errors": {}, "current": agent},
+    )
 
 
 @router.post("/agent")
@@ -49,9 +53,17 @@ async def chose_agent(request: Request, backend: BackendClient, render: Render) 
         next_url = "/referent"
     directory = await backend.portfolios()
     if agent not in {a["agent_id"] for a in directory["agents"]}:
-        return render(request, "agent_choose.html",
-                      {"agents": directory["agents"], "next": next_url, "current": None,
-                       "errors": {"agent": "Choisissez votre nom dans la liste."}}, status_code=422)
+        return render(
+            request,
+            "agent_choose.html",
+            {
+                "agents": directory["agents"],
+                "next": next_url,
+                "current": None,
+                "errors": {"agent": "Choisissez votre nom dans la liste."},
+            },
+            status_code=422,
+        )
     request.session["agent"] = agent
     return redirect(next_url)
 
@@ -69,17 +81,25 @@ async def backend_refused(request: Request, exc: Exception) -> HTMLResponse:
     """A refusal no page handles itself: its French message on the error page."""
     refused = exc if isinstance(exc, BackendError) else BackendError(503, str(exc))
     return get_renderer(request)(
-        request, "error.html", {"title": "Un problème est survenu", "message": refused.message},
-        status_code=refused.status if refused.status in (404, 409) else 503)
+        request,
+        "error.html",
+        {"title": "Un problème est survenu", "message": refused.message},
+        status_code=refused.status if refused.status in (404, 409) else 503,
+    )
 
 
 async def backend_unreachable(request: Request, exc: Exception) -> HTMLResponse:
     log.warning("backend unreachable: %r", exc)
-    return get_renderer(request)(request, "error.html", {
-        "title": "Service momentanément indisponible",
-        "message": "Nous ne pouvons pas afficher cette page pour le moment. "
-                   "Réessayez dans quelques minutes.",
-    }, status_code=503)
+    return get_renderer(request)(
+        request,
+        "error.html",
+        {
+            "title": "Service momentanément indisponible",
+            "message": "Nous ne pouvons pas afficher cette page pour le moment. "
+            "Réessayez dans quelques minutes.",
+        },
+        status_code=503,
+    )
 
 
 def add_error_pages(app: FastAPI) -> None:

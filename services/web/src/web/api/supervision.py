@@ -15,24 +15,38 @@ router = APIRouter()
 
 
 @router.get("/supervision", response_class=HTMLResponse)
-async def supervision(request: Request, backend: BackendClient, render: Render,
-                      settings: Settings) -> HTMLResponse:
+async def supervision(
+    request: Request, backend: BackendClient, render: Render, settings: Settings
+) -> HTMLResponse:
     waiting, balance, at_risk, indicators = await asyncio.gather(
-        backend.waiting_files(), backend.portfolios(),
-        backend.deadlines_at_risk(settings.deadline_risk_days), backend.indicators(),
+        backend.waiting_files(),
+        backend.portfolios(),
+        backend.deadlines_at_risk(settings.deadline_risk_days),
+        backend.indicators(),
     )
-    return render(request, "supervision.html", {
-        "waiting": waiting, "balance": balance, "at_risk": at_risk,
-        "chart": pages.load_chart(balance["agents"]), "indicators": indicators,
-        "answer_chart": pages.indicator_chart(indicators["offices"], "answer_median_days", "j"),
-        "deadline_chart": pages.indicator_chart(indicators["agencies"], "deadline_share", "%",
-                                                maximum=1.0),
-    })
+    return render(
+        request,
+        "supervision.html",
+        {
+            "waiting": waiting,
+            "balance": balance,
+            "at_risk": at_risk,
+            "chart": pages.load_chart(balance["agents"]),
+            "indicators": indicators,
+            "answer_chart": pages.indicator_chart(indicators["offices"], "answer_median_days", "j"),
+            "deadline_chart": pages.indicator_chart(
+                indicators["agencies"], "deadline_share", "%", maximum=1.0
+            ),
+        },
+    )
 
 
 @router.get("/indicateurs.csv")
 async def indicators_csv(backend: BackendClient) -> Response:
     """The open-data CSV of the indicators, as intake publishes it."""
     found = await backend.indicators_csv()
-    return Response(found.content, media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": found.headers["content-disposition"]})
+    return Response(
+        found.content,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": found.headers["content-disposition"]},
+    )

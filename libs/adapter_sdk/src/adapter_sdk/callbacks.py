@@ -1,0 +1,298 @@
+"""An asynchronous agency's callbacks, taken so that no decision is ever lost or applied twice.
+
+The rules (docs/adapters.md, "Callbacks"):
+
+* a callback is a duplicate only if the SAME request already received the SAME callback id:
+  it has no effect (200 ``deja_recu``);
+* a callback id already used for ANOTHER request is refused (409), recorded in the exchange
+  ledger and counted (``adapter_callbacks_refused{reason="identifiant_reutilise"}``); the
+  request's decision is then fetched by reconciliation (status poll), never silently dropped;
+* a new callback id for a request already decided: the same decision has no effect
+  (200 ``deja_decide``); a different one is recorded in the ledger, not applied (409);
+* a callback for a request not recorded yet (it outran the acknowledgement) is held
+  (202 ``en_attente``) and applied as soon as the request is recorded;
+* copies of one callback arriving together are taken once (the callback id is a key).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from adapter_sdk.decisions import Recorder, answer_json, apply_once
+from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
+from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.refusals import RefusalKind
+from shared_models import ExchangeDirection, ExchangeRecorded, topics
+
+log = logging.getLogger(__name__)
+
+Reply = tuple[int, dict[str, Any]]
+
+#: How each outcome is answered to the agency (status, body).
+ANSWERS: dict[CallbackOutcome, tuple[int, dict[str, Any]]] = {
+    CallbackOutcome.APPLIED: (200, {"statut": "recu"}),
+    CallbackOutcome.SAME: (200, {"statut": "deja_decide"}),
+}
+
+
+def refusal(message: str, field: str | None = None) -> dict[str, Any]:
+    """A refusal body in the house shape (`message`, `kind`, `field`)."""
+    return {
+        "message": message,
+        "kind": RefusalKind.CONFLICT.value,
+        **({"field": field} if field else {}),
+    }
+
+
+class CallbackDesk:
+    """Takes the callbacks of one adapter and applies the decisions they carry."""
+
+    def __init__(
+        self,
+        adapter: AgencyAdapter,
+        uow: Callable[..., UnitOfWork],
+        recorder: Recorder,
+        metrics: AdapterMetrics,
+    ) -> None:
+        self.adapter = adapter
+        self.decl = adapter.declaration
+        self.uow = uow
+        self.recorder = recorder
+        self.metrics = metrics
+
+    def _count(self, outcome: str) -> None:
+        self.metrics.handled.labels(self.decl.agency, "rappel", outcome).inc()
+
+    async def take(self, body: bytes, headers: Mapping[str, str]) -> Reply:
+        """One delivery to the callback endpoint: the HTTP status and body to answer."""
+        try:
+            callback = self.adapter.read_callback(body, headers)
+            problems = answer_problems(callback.answer)
+        except Exception as exc:
+            self._count("illisible")
+            return 400, {"message": f"Rappel illisible : {exc}"}
+        if problems:
+            self._count("incoherent")
+            return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
+        async with self.uow() as uow:
+            known = await self._request(uow, callback.request_id)
+        carrier = json.loads(known.trace_headers) if known is not None else {}
+        token = otel_context.attach(propagate.extract(carrier))
+        try:
+            with trace.get_tracer("adapter_sdk").start_as_current_span(
+                "agency callback", kind=trace.SpanKind.SERVER
+            ):
+                return await self._take(callback, body)
+        finally:
+            otel_context.detach(token)
+
+    @staticmethod
+    async def _request(uow: UnitOfWork, request_id: str) -> sa.Row | None:
+        return (
+            await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
+        ).first()
+
+    async def _take(self, callback: CallbackAnswer, body: bytes) -> Reply:
+        async with self.uow() as uow:
+            taken = await uow.conn.execute(
+                insert_ignore(uow.conn, callbacks).values(
+                    callback_id=callback.callback_id,
+                    request_id=callback.request_id,
+                    received_at=utcnow(),
+                    outcome=CallbackOutcome.HELD,
+                    payload=body,
+                    answer=answer_json(callback.answer),
+                )
+            )
+            if taken.rowcount == 0:  # this callback id was taken before (or just now, concurrently)
+                first = (
+                    await uow.conn.execute(
+                        sa.select(callbacks.c.request_id).where(
+                            callbacks.c.callback_id == callback.callback_id
+                        )
+                    )
+                ).scalar_one()
+                if first != callback.request_id:
+                    reply = await self._refuse_reused(uow, callback, first, body)
+                    await uow.commit()
+                    return reply
+                await uow.commit()
+                self._count("doublon")
+                return 200, {"statut": "deja_recu"}
+            if await self._request(uow, callback.request_id) is None:
+                await uow.commit()  # held: applied when the request is recorded
+                self._count("en_attente")
+                return 202, {
+                    "statut": "en_attente",
+                    "message": f"Demande {callback.request_id} inconnue pour l'instant : "
+                    f"le rappel est conservé "
+                    f"et sera appliqué dès qu'elle sera enregistrée.",
+                }
+            outcome = await self._apply(
+                uow, callback.callback_id, callback.request_id, callback.answer, body
+            )
+            await uow.commit()
+        return self._answer(outcome, callback.request_id)
+
+    def _answer(self, outcome: CallbackOutcome, request_id: str) -> Reply:
+        self._count("ok" if outcome is CallbackOutcome.APPLIED else outcome.value)
+        if outcome is CallbackOutcome.CONFLICT:
+            self.metrics.callbacks_refused.labels(self.decl.agency, "decision_divergente").inc()
+            return 409, refusal(
+                f"La demande {request_id} a déjà reçu une décision différente : "
+                f"ce rappel est enregistré "
+                f"au registre des échanges, mais n'est pas appliqué.",
+            )
+        return ANSWERS[outcome]
+
+    async def _apply(
+        self, uow: UnitOfWork, callback_id: str, request_id: str, answer: AgencyAnswer, body: bytes
+    ) -> CallbackOutcome:
+        outcome = await apply_once(
+            uow, self.recorder, request_id, answer, body, "rappel", self.decl.purpose
+        )
+        await uow.conn.execute(
+            callbacks.update()
+            .where(
+                callbacks.c.callback_id == callback_id, callbacks.c.outcome == CallbackOutcome.HELD
+            )
+            .values(outcome=outcome, payload=None, answer=None)
+        )
+        return outcome
+
+    async def _refuse_reused(
+        self, uow: UnitOfWork, callback: CallbackAnswer, first: str, body: bytes
+    ) -> Reply:
+        """A callback id already used for another request: refused, recorded, counted."""
+        self._count("refuse")
+        self.metrics.callbacks_refused.labels(self.decl.agency, "identifiant_reutilise").inc()
+        claimed = await self._request(uow, callback.request_id)
+        purpose = (
+            f"Rappel refusé : identifiant {callback.callback_id[:60]} "
+            f"déjà utilisé pour une autre demande"
+        )
+        if claimed is not None:
+            await self.recorder.record_exchanges(
+                uow,
+                claimed.file_id,
+                claimed.request_id,
+                (ExchangeDirection.RECEIVED, purpose, body, 1),
+            )
+        else:  # the request is not recorded yet: its file is adopted with it (adopt_orphans)
+            await uow.conn.execute(
+                exchanges.insert().values(
+                    exchange_id=str(uuid.uuid4()),
+                    request_id=callback.request_id,
+                    file_id="",
+                    direction=ExchangeDirection.RECEIVED.value,
+                    purpose=purpose,
+                    legal_basis=self.decl.legal_basis,
+                    payload_sha256=hashlib.sha256(body).hexdigest(),
+                    size_bytes=len(body),
+                    attempts=1,
+                    at=utcnow(),
+                )
+            )
+        log.warning(
+            "%s: callback %s for %s refused, its id was used for %s",
+            self.decl.agency,
+            callback.callback_id,
+            callback.request_id,
+            first,
+        )
+        return 409, refusal(
+            f"Rappel refusé : l'identifiant de rappel « {callback.callback_id} » a déjà servi "
+            f"pour une autre demande. La décision de la demande {callback.request_id} "
+            f"sera relevée auprès de l'organisme.",
+            field="callback_id",
+        )
+
+    # -- held callbacks ------------------------------------------------------------------------
+    async def apply_held(self, uow: UnitOfWork, request_id: str) -> None:
+        """Apply, in the caller's transaction, the callbacks held for a request just recorded
+        (and give its file to the ledger entries recorded before it was known)."""
+        await self.adopt_orphans(uow, request_id)
+        held = (
+            await uow.conn.execute(
+                sa.select(callbacks)
+                .where(
+                    callbacks.c.request_id == request_id,
+                    callbacks.c.outcome == CallbackOutcome.HELD,
+                )
+                .order_by(callbacks.c.received_at)
+            )
+        ).all()
+        for row in held:
+            answer = AgencyAnswer.model_validate_json(row.answer)
+            outcome = await self._apply(
+                uow, row.callback_id, request_id, answer, row.payload or b""
+            )
+            self._count(f"en_attente_{outcome.value}")
+
+    async def adopt_orphans(self, uow: UnitOfWork, request_id: str) -> None:
+        """Ledger entries written before the request was known (a refused callback) get its file,
+        and are published like the others."""
+        row = await self._request(uow, request_id)
+        orphans = (
+            await uow.conn.execute(
+                sa.select(exchanges).where(
+                    exchanges.c.request_id == request_id, exchanges.c.file_id == ""
+                )
+            )
+        ).all()
+        if row is None or not orphans:
+            return
+        await uow.conn.execute(
+            exchanges.update()
+            .where(exchanges.c.request_id == request_id, exchanges.c.file_id == "")
+            .values(file_id=row.file_id)
+        )
+        for entry in orphans:
+            uow.emit(
+                topics.EXCHANGES_RECORDED,
+                ExchangeRecorded(
+                    file_id=row.file_id,
+                    occurred_at=entry.at,
+                    exchange_id=entry.exchange_id,
+                    request_id=request_id,
+                    agency=self.decl.agency,
+                    direction=ExchangeDirection(entry.direction),
+                    purpose=entry.purpose,
+                    legal_basis=entry.legal_basis,
+                    payload_sha256=entry.payload_sha256,
+                    size_bytes=entry.size_bytes,
+                ),
+            )
+
+    async def apply_all_held(self) -> int:
+        """Apply the held callbacks whose request is recorded by now (a race the transaction
+        of the request could not see); the reconciliation worker calls it. Returns how many."""
+        async with self.uow() as uow:
+            ready = (
+                (
+                    await uow.conn.execute(
+                        sa.select(callbacks.c.request_id)
+                        .distinct()
+                        .join(requests, requests.c.request_id == callbacks.c.request_id)
+                        .where(callbacks.c.outcome == CallbackOutcome.HELD)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        for request_id in ready:
+            async with self.uow() as uow:
+                await self.apply_held(uow, request_id)
+                await uow.commit()
+        return len(ready)

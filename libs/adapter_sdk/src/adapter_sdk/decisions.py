@@ -1,0 +1,104 @@
+"""The one path by which an asynchronous agency's decision becomes the request's decision,
+whether it came by a callback, a held (early) callback or a status poll: applied exactly
+once, a repeat has no effect, a different second decision is recorded and not applied."""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from adapter_sdk.interface import AgencyAnswer
+from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
+from guichet_runtime.db import UnitOfWork, utcnow
+from shared_models import Decision, ExchangeDirection
+
+
+class Recorder(Protocol):
+    """What applying a decision needs from the runtime: the ledger and the answer's events."""
+
+    async def record_exchanges(
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        *entries: tuple[ExchangeDirection, str, bytes, int],
+    ) -> None: ...
+
+    async def publish_answer(
+        self,
+        uow: UnitOfWork,
+        file_id: str,
+        request_id: str,
+        answer: AgencyAnswer,
+        after_document: str | None,
+    ) -> None: ...
+
+
+def answer_json(answer: AgencyAnswer) -> str:
+    """A decision in one canonical form, to compare two deliveries of it."""
+    return json.dumps(answer.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+
+
+def status_after(answer: AgencyAnswer) -> RequestStatus:
+    """Where a request stands once `answer` is applied."""
+    if answer.decision is Decision.DOCUMENT_REQUESTED:
+        return RequestStatus.DOCUMENT_REQUESTED
+    return RequestStatus.DECIDED
+
+
+async def apply_once(
+    uow: UnitOfWork,
+    recorder: Recorder,
+    request_id: str,
+    answer: AgencyAnswer,
+    payload: bytes,
+    source: str,
+    purpose: str,
+) -> CallbackOutcome:
+    """Apply `answer` to the request if it still awaits a decision; say what happened.
+
+    The guard is one conditional UPDATE (status still AWAITING): of a callback and a poll
+    racing, or two copies of a callback, exactly one changes the row and publishes. The
+    caller commits. `source` names the delivery in the ledger (« rappel », « consultation de
+    l'état »), `purpose` the transmission's purpose."""
+    taken = await uow.conn.execute(
+        requests.update()
+        .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.AWAITING)
+        .values(
+            status=status_after(answer),
+            answer=answer_json(answer),
+            next_poll_at=None,
+            updated_at=utcnow(),
+        )
+    )
+    # Read after the UPDATE: the winner's decision is committed by now if this one lost.
+    row = (
+        await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
+    ).one()
+    if taken.rowcount == 1:
+        await recorder.record_exchanges(
+            uow,
+            row.file_id,
+            request_id,
+            (ExchangeDirection.RECEIVED, f"Réponse ({source}) : {purpose}", payload, 1),
+        )
+        await recorder.publish_answer(
+            uow, row.file_id, request_id, answer, after_document=row.last_document_id
+        )
+        return CallbackOutcome.APPLIED
+    if row.answer == answer_json(answer):
+        return CallbackOutcome.SAME
+    await recorder.record_exchanges(
+        uow,
+        row.file_id,
+        request_id,
+        (
+            ExchangeDirection.RECEIVED,
+            f"Décision divergente, non appliquée ({source}) : {purpose}",
+            payload,
+            1,
+        ),
+    )
+    return CallbackOutcome.CONFLICT

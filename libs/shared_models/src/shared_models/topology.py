@@ -1,0 +1,160 @@
+"""Who reads and writes which topic, per Kafka principal: the source of the brokers' ACLs.
+
+Each process that talks to Kafka is one principal (its KafkaUser in deploy/k8s), named like its
+`service_name`, which is also its consumer group (guichet_runtime.consumer.EventConsumer joins
+the group `<namespace><service_name>`). A principal needs:
+- Read (and Describe) on every topic it consumes, and Read on its consumer group;
+- Write (and Describe) on every topic it produces (its outbox relay publishes them);
+- Write on the dead-letter topic `<topic>.dlq` of every topic it consumes, where its consumer
+  parks what can never be processed.
+
+tests/unit/test_topology.py checks this declaration against the code (the subscriptions each
+service registers, the `emit(topics.…)` calls in its sources); `guichet-dev k8s-kafka` turns it
+into the KafkaTopic and KafkaUser resources of deploy/k8s, and a test keeps them equal.
+The web pages only call intake and assignment over HTTP: they are no Kafka principal.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shared_models import topics
+
+_REQUESTS_TOPIC = re.compile(r"^agency\.([a-z][a-z0-9_]*)\.requests$")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """One Kafka client identity: what it consumes (with its group) and what it produces."""
+
+    name: str
+    consumes: frozenset[str]
+    produces: frozenset[str]
+
+    @property
+    def group(self) -> str | None:
+        """Consumer group (the service name, see EventConsumer); None for a producer only."""
+        return self.name if self.consumes else None
+
+    @property
+    def dead_letters(self) -> frozenset[str]:
+        """Dead-letter topics this principal writes to (one per consumed topic)."""
+        return frozenset(topics.dead_letter(t) for t in self.consumes)
+
+    @property
+    def writes(self) -> frozenset[str]:
+        """Every topic the principal needs Write on: its publications and its dead letters."""
+        return self.produces | self.dead_letters
+
+
+def core_agencies() -> list[str]:
+    """Agencies the core services route to: those whose topics `topics.all_topics()` declares."""
+    found = (_REQUESTS_TOPIC.match(name) for name in topics.all_topics())
+    return sorted(m.group(1) for m in found if m)
+
+
+def _per_agency(agencies: Iterable[str], *kinds: str) -> frozenset[str]:
+    makers = {
+        "requests": topics.agency_requests,
+        "answers": topics.agency_answers,
+        "documents": topics.agency_documents,
+    }
+    return frozenset(makers[kind](agency) for agency in agencies for kind in kinds)
+
+
+def intake(agencies: Iterable[str]) -> Principal:
+    agencies = list(agencies)
+    return Principal(
+        name="intake",
+        consumes=frozenset(
+            {
+                topics.REFERENTS_ASSIGNED,
+                topics.FILES_ANSWERED,
+                topics.NOTIFICATIONS_SENT,
+                topics.EXCHANGES_RECORDED,
+                topics.DEADLINES,
+            }
+        )
+        | _per_agency(agencies, "requests", "answers"),
+        produces=frozenset(
+            {
+                topics.FILES_SUBMITTED,
+                topics.REFERENT_CHANGES,
+                topics.CONTACT_CHANGES,
+                topics.THANKS,
+                topics.SURVEYS,
+                topics.ACCESS_CODES,
+                topics.REFERENT_MESSAGES,
+            }
+        )
+        | _per_agency(agencies, "documents"),
+    )
+
+
+def assignment(agencies: Iterable[str]) -> Principal:
+    agencies = list(agencies)
+    return Principal(
+        name="assignment",
+        consumes=frozenset({topics.FILES_SUBMITTED, topics.REFERENT_CHANGES, topics.LEGAL_CLOCK})
+        | _per_agency(agencies, "answers"),
+        produces=frozenset(
+            {
+                topics.REFERENTS_ASSIGNED,
+                topics.FILES_ANSWERED,
+                topics.FILES_AWAITING_REFERENT,
+                topics.DIRECTORY_CHANGES,
+                topics.DOCUMENTS_REQUESTED,
+                topics.DEADLINES,
+            }
+        )
+        | _per_agency(agencies, "requests"),
+    )
+
+
+def notification() -> Principal:
+    return Principal(
+        name="notification",
+        consumes=frozenset(
+            {
+                topics.REFERENTS_ASSIGNED,
+                topics.FILES_ANSWERED,
+                topics.CONTACT_CHANGES,
+                topics.THANKS,
+                topics.DOCUMENTS_REQUESTED,
+                topics.FILES_AWAITING_REFERENT,
+                topics.DEADLINES,
+                topics.ACCESS_CODES,
+                topics.REFERENT_MESSAGES,
+            }
+        ),
+        produces=frozenset({topics.NOTIFICATIONS_SENT}),
+    )
+
+
+def adapter(agency: str) -> Principal:
+    """One agency's adapter: it sees its own agency's topics only."""
+    return Principal(
+        name=topics.adapter_service(agency),
+        consumes=_per_agency([agency], "requests", "documents"),
+        produces=_per_agency([agency], "answers") | {topics.EXCHANGES_RECORDED, topics.LEGAL_CLOCK},
+    )
+
+
+def principals(agencies: Iterable[str] | None = None) -> dict[str, Principal]:
+    """Every principal by name, for these agencies (default: the core's agencies)."""
+    codes = sorted(set(core_agencies() if agencies is None else agencies))
+    found = [intake(codes), assignment(codes), notification(), *(adapter(a) for a in codes)]
+    return {p.name: p for p in found}
+
+
+def topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
+    """Every topic (name -> partitions) the principals use, dead-letter topics included."""
+    declared = dict(topics.all_topics())
+    for principal in principals(agencies).values():
+        for name in principal.consumes | principal.produces:
+            declared.setdefault(name, topics.PARTITIONS)
+        for name in principal.dead_letters | {topics.dead_letter(t) for t in principal.produces}:
+            declared.setdefault(name, 1)
+    return dict(sorted(declared.items()))

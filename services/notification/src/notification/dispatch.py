@@ -1,0 +1,245 @@
+"""Notification's dispatcher (use case): hand each recorded message to the channel of its
+plan, fall back to the next channel when one refuses it for good (`domain.after_failure`),
+and report it sent.
+
+Never twice: a message leaves only from a row `a_envoyer`, claimed with a lease so that
+replicas do not take the same one, and the row turns `envoye` in the same transaction as
+its NotificationSent event. The one window left, a crash between the provider's
+acceptance and that commit, is closed provider-side: the retry carries the same
+Message-ID / Idempotency-Key (see `channels`), and the providers deliver a key once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from opentelemetry import context as otel_context
+from opentelemetry import propagate, trace
+
+from guichet_runtime.db import UnitOfWork, utcnow
+from notification import domain
+from notification.channels import Channel, Outgoing, PermanentFailure
+from notification.domain import DeliveryOutcome, FallBack, NotificationStatus, Retry
+from notification.tables import deliveries, notifications, plan_of
+from shared_models import NotificationChannel, NotificationKind, NotificationSent, Referent, topics
+
+log = logging.getLogger(__name__)
+UowFactory = Callable[[], UnitOfWork]
+
+
+async def dispatch_pending(
+    uow_factory: UowFactory,
+    channels: Mapping[NotificationChannel, Channel],
+    limit: int = 50,
+    concurrency: int = 4,
+) -> int:
+    """Send one batch of due messages; returns how many were sent. The channels work
+    concurrently, each with up to `concurrency` messages in flight (the SMTP channel
+    serialises on its one kept-alive connection)."""
+    rows = await _claim(uow_factory, limit)
+    by_channel: dict[NotificationChannel, list[sa.Row[Any]]] = defaultdict(list)
+    for row in rows:
+        by_channel[_current_channel(row)].append(row)
+
+    async def work(channel: NotificationChannel, row: sa.Row[Any], gate: asyncio.Semaphore) -> int:
+        async with gate:
+            return await _send_one(uow_factory, channels[channel], row)
+
+    gates = {c: asyncio.Semaphore(concurrency) for c in by_channel}
+    results = await asyncio.gather(
+        *(work(c, row, gates[c]) for c, batch in by_channel.items() for row in batch)
+    )
+    return sum(results)
+
+
+async def dispatch_forever(
+    uow_factory: UowFactory,
+    channels: Mapping[NotificationChannel, Channel],
+    wake: asyncio.Event,
+    *,
+    idle_seconds: float,
+    batch: int,
+    stopping: asyncio.Event | None = None,
+) -> None:
+    """The dispatcher's loop: send everything due whenever a message is recorded (`wake`)
+    or every `idle_seconds` (retries falling due). Once `stopping` is set (SIGTERM) it
+    returns between two batches, so a message is never cut between its sending and its
+    recording."""
+    stopping = stopping or asyncio.Event()
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
+        wake.clear()
+        try:
+            while await dispatch_pending(uow_factory, channels, batch) > 0:
+                if stopping.is_set():
+                    break
+        except Exception:
+            log.exception("dispatch failed; retrying")
+            await asyncio.sleep(1)
+
+
+def _current_channel(row: sa.Row[Any]) -> NotificationChannel:
+    """The channel being tried: the plan's step-th."""
+    step: int = row.step
+    return plan_of(row.plan)[step]
+
+
+async def _claim(uow_factory: UowFactory, limit: int) -> list[sa.Row[Any]]:
+    """Take a batch of due messages, leasing them so another replica leaves them alone."""
+    now = utcnow()
+    async with uow_factory() as uow:
+        rows = (
+            await uow.conn.execute(
+                sa.select(notifications)
+                .where(
+                    notifications.c.status == NotificationStatus.TO_SEND.value,
+                    notifications.c.next_attempt_at <= now,
+                )
+                .order_by(notifications.c.next_attempt_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        if rows:
+            await uow.conn.execute(
+                notifications.update()
+                .where(notifications.c.notification_id.in_([r.notification_id for r in rows]))
+                .values(next_attempt_at=now + domain.LEASE)
+            )
+            await uow.commit()
+    return list(rows)
+
+
+def _outgoing(row: sa.Row[Any], trace_headers: dict[str, str]) -> Outgoing:
+    channel = _current_channel(row)
+    return Outgoing(
+        notification_id=row.notification_id,
+        file_id=row.file_id,
+        channel=channel,
+        content=json.loads(row.content)[channel.value],
+        referent=Referent.model_validate_json(row.referent),
+        trace_headers=trace_headers,
+    )
+
+
+async def _send_one(uow_factory: UowFactory, channel: Channel, row: sa.Row[Any]) -> int:
+    tracer = trace.get_tracer("notification")
+    token = otel_context.attach(propagate.extract(json.loads(row.trace_headers)))
+    try:
+        name = _current_channel(row).value
+        with tracer.start_as_current_span(f"send {name}", kind=trace.SpanKind.CLIENT) as span:
+            span.set_attribute("guichet.file_id", row.file_id)
+            span.set_attribute("guichet.channel", name)
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            outgoing = _outgoing(row, carrier)
+            try:
+                reference = await channel.send(outgoing)
+            except (PermanentFailure, domain.NoPostalAddress) as exc:
+                log.warning("%s refused on %s: %s", row.notification_id, name, exc)
+                await _failed(uow_factory(), row, outgoing, str(exc), permanent=True)
+                return 0
+            except Exception as exc:  # the provider is away or answered 5xx: retry later
+                log.warning("%s not sent on %s: %r", row.notification_id, name, exc)
+                await _failed(uow_factory(), row, outgoing, repr(exc), permanent=False)
+                return 0
+            await _sent(uow_factory(), row, outgoing, reference)
+            return 1
+    finally:
+        otel_context.detach(token)
+
+
+def _attempt(
+    row: sa.Row[Any],
+    outgoing: Outgoing,
+    outcome: DeliveryOutcome,
+    *,
+    error: str | None = None,
+    ref: str | None = None,
+) -> dict[str, object]:
+    """A row of `deliveries`: one attempt on one channel."""
+    return {
+        "notification_id": row.notification_id,
+        "file_id": row.file_id,
+        "channel": outgoing.channel.value,
+        "recipient": domain.recipient_text(outgoing.content.get("to")),
+        "outcome": outcome.value,
+        "error": error[:1000] if error else None,
+        "provider_ref": ref,
+        "at": utcnow(),
+    }
+
+
+async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference: str) -> None:
+    async with uow:
+        await uow.conn.execute(
+            notifications.update()
+            .where(notifications.c.notification_id == row.notification_id)
+            .values(
+                status=NotificationStatus.SENT.value,
+                sent_at=utcnow(),
+                attempts=row.attempts + 1,
+                channel=outgoing.channel.value,
+                recipient=domain.recipient_text(outgoing.content.get("to")),
+            )
+        )
+        await uow.conn.execute(
+            deliveries.insert().values(
+                **_attempt(row, outgoing, DeliveryOutcome.SENT, ref=reference)
+            )
+        )
+        uow.emit(
+            topics.NOTIFICATIONS_SENT,
+            NotificationSent(
+                file_id=row.file_id,
+                notification_id=row.notification_id,
+                kind=NotificationKind(row.kind),
+                channel=outgoing.channel,
+                subject=outgoing.content["subject"],
+                referent_name=row.referent_name,
+                audience=row.audience,
+            ),
+        )
+        await uow.commit()
+
+
+def _after_failure_values(row: sa.Row[Any], *, permanent: bool) -> dict[str, object]:
+    """The row's new state after a failed attempt, as `domain.after_failure` decides."""
+    now = utcnow()
+    then = domain.after_failure(plan_of(row.plan), row.step, row.attempts, permanent=permanent)
+    if isinstance(then, Retry):
+        return {"attempts": then.attempts, "next_attempt_at": now + then.delay}
+    if isinstance(then, FallBack):
+        return {
+            "step": then.step,
+            "channel": then.channel.value,
+            "attempts": 0,
+            "status": NotificationStatus.TO_SEND.value,
+            "next_attempt_at": now,
+            "recipient": domain.recipient_text(json.loads(row.content)[then.channel.value]["to"]),
+        }
+    return {"attempts": then.attempts, "status": NotificationStatus.FAILED.value}
+
+
+async def _failed(
+    uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, error: str, *, permanent: bool
+) -> None:
+    outcome = DeliveryOutcome.REFUSED if permanent else DeliveryOutcome.TEMPORARY_ERROR
+    async with uow:
+        await uow.conn.execute(
+            notifications.update()
+            .where(notifications.c.notification_id == row.notification_id)
+            .values(last_error=error[:1000], **_after_failure_values(row, permanent=permanent))
+        )
+        await uow.conn.execute(
+            deliveries.insert().values(**_attempt(row, outgoing, outcome, error=error))
+        )
+        await uow.commit()

@@ -1,0 +1,446 @@
+"""Notification's event handlers, one per consumed event: each records the messages the
+event calls for, with their channel plan and their text rendered and signed for every
+channel of the plan. `dispatch` sends them.
+
+Never twice: a redelivered event (same event id) is dropped by the inbox; the same fact
+under a new event id finds its notification id (`domain.notification_key`) already
+recorded, and the insert is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import sqlalchemy as sa
+from opentelemetry import propagate
+
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from notification import domain
+from notification.domain import Audience
+from notification.messages import KINDS, compose, render, subject_of
+from notification.tables import contacts, notifications, plan_text
+from shared_models import (
+    AGENCY_LABELS,
+    AccessCodeIssued,
+    CitizenContact,
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    DeadlineWarningIssued,
+    Decision,
+    ImplicitDecisionRecorded,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
+    NotificationChannel,
+    NotificationKind,
+    Referent,
+    ReferentAssigned,
+    ReferentAssignmentDeferred,
+    ReferentMessageSent,
+    ReferentThanked,
+    SupportingDocumentRequested,
+)
+
+Kind = NotificationKind
+
+
+async def _latest_contact(uow: UnitOfWork, file_id: str, citizen: CitizenContact) -> CitizenContact:
+    """The citizen's contact as they last changed it, else as the event carries it."""
+    stored = await uow.conn.scalar(
+        sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id)
+    )
+    return CitizenContact.model_validate_json(stored) if stored else citizen
+
+
+async def _record(
+    uow: UnitOfWork,
+    kind: NotificationKind,
+    file_id: str,
+    referent: Referent,
+    citizen: CitizenContact,
+    context: Mapping[str, object] | None = None,
+    *,
+    notification_id: str | None = None,
+    recipient: str | None = None,
+    audience: Audience | None = None,
+    channels: Sequence[NotificationChannel] | None = None,
+) -> str:
+    """Record one message (`context`: what its templates say besides the file, the
+    référent and the citizen). Agents' messages go by email to `recipient` (`audience`
+    overrides the kind's, for a kind whose copy also goes to the référent)."""
+    context = context or {}
+    notification_id = notification_id or domain.notification_key(file_id, kind)
+    audience = audience or KINDS[kind].audience
+    if audience is Audience.CITIZEN:
+        citizen = await _latest_contact(uow, file_id, citizen)
+    plan = domain.message_plan(audience, citizen, channels)
+    content: dict[str, dict[str, object]] = {}
+    for channel in plan:
+        rendered = render(
+            kind, channel, file_id=file_id, referent=referent, citizen=citizen, **context
+        )
+        content[channel.value] = {
+            "to": recipient if audience is Audience.AGENT else domain.recipient(channel, citizen),
+            "subject": rendered.subject,
+            "text": rendered.text,
+            **({"html": rendered.html} if rendered.html else {}),
+        }
+    subject, body = compose(kind, file_id=file_id, referent=referent, citizen=citizen, **context)
+    first = plan[0] if plan else None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    now = utcnow()
+    await uow.conn.execute(
+        insert_ignore(uow.conn, notifications).values(
+            notification_id=notification_id,
+            file_id=file_id,
+            kind=kind.value,
+            audience=audience.value,
+            plan=plan_text(plan),
+            step=0,
+            channel=(first or domain.EMAIL).value,
+            recipient=domain.recipient_text(content[first.value]["to"]) if first else None,
+            subject=subject,
+            body=body,
+            content=json.dumps(content, ensure_ascii=False),
+            referent=referent.model_dump_json(),
+            referent_name=referent.name,
+            status=domain.initial_status(plan).value,
+            trace_headers=json.dumps(carrier),
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return notification_id
+
+
+async def _record_for_citizen(
+    uow: UnitOfWork,
+    kind: NotificationKind,
+    file_id: str,
+    referent: Referent,
+    citizen: CitizenContact,
+    context: Mapping[str, object] | None = None,
+    *,
+    notification_id: str | None = None,
+    channels: Sequence[NotificationChannel] | None = None,
+) -> None:
+    """A message to the citizen; one who asked to be phoned gets a letter, and their
+    référent an email asking to call them."""
+    notification_id = await _record(
+        uow,
+        kind,
+        file_id,
+        referent,
+        citizen,
+        context,
+        notification_id=notification_id,
+        channels=channels,
+    )
+    citizen = await _latest_contact(uow, file_id, citizen)
+    if domain.wants_a_call(citizen):
+        await _record(
+            uow,
+            Kind.CALL_REQUESTED,
+            file_id,
+            referent,
+            citizen,
+            {"about": subject_of(kind, file_id, referent)},
+            notification_id=domain.call_request_key(notification_id),
+            recipient=referent.email,
+        )
+
+
+async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
+    """A first référent: the citizen is told who it is. A change: the citizen and both
+    agents are told; a file may change hands more than once (supervisors), so each change
+    has its own messages."""
+    file_id, referent, citizen = event.file_id, event.referent, event.citizen
+    async with uow:
+        previous = event.previous_referent
+        if previous is None:
+            await _record_for_citizen(uow, Kind.REFERENT_ASSIGNED, file_id, referent, citizen)
+        else:
+            change = {
+                "previous_referent": previous,
+                "reason": event.reason or "",
+                "rule": event.rule,
+            }
+            await _record_for_citizen(
+                uow,
+                Kind.REFERENT_CHANGED,
+                file_id,
+                referent,
+                citizen,
+                change,
+                notification_id=domain.notification_key(
+                    file_id, Kind.REFERENT_CHANGED, str(event.event_id)
+                ),
+            )
+            for agent in (previous, referent):
+                await _record(
+                    uow,
+                    Kind.AGENT_HANDOVER,
+                    file_id,
+                    referent,
+                    citizen,
+                    change,
+                    notification_id=domain.notification_key(
+                        file_id, Kind.AGENT_HANDOVER, str(event.event_id), agent.agent_id
+                    ),
+                    recipient=agent.email,
+                )
+        await uow.commit()
+
+
+async def on_supporting_document_requested(
+    event: SupportingDocumentRequested, uow: UnitOfWork
+) -> None:
+    """The agency's request for a document reaches the citizen and the référent."""
+    # Asked again after an incomplete document: a message of its own, with the agency's words.
+    again = event.after_document is not None
+    context = {
+        "document": event.document,
+        "agency_label": AGENCY_LABELS[event.agency],
+        "again": again,
+        "reason": event.reason if again else None,
+    }
+    qualifiers = [event.request_id, event.document.code]
+    if event.after_document is not None:
+        qualifiers.append(event.after_document)
+    key = domain.notification_key(event.file_id, Kind.DOCUMENT_REQUESTED, *qualifiers)
+    file_id, referent, citizen = event.file_id, event.referent, event.citizen
+    async with uow:
+        await _record_for_citizen(
+            uow,
+            Kind.DOCUMENT_REQUESTED,
+            file_id,
+            referent,
+            citizen,
+            {**context, "for_referent": False},
+            notification_id=key,
+        )
+        await _record(
+            uow,
+            Kind.DOCUMENT_REQUESTED,
+            file_id,
+            referent,
+            citizen,
+            {**context, "for_referent": True},
+            notification_id=domain.referent_copy_key(key),
+            recipient=referent.email,
+            audience=Audience.AGENT,
+        )
+        await uow.commit()
+
+
+async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
+    """The coordinated answer (composed by assignment) reaches the citizen, signed."""
+    async with uow:
+        await _record_for_citizen(
+            uow,
+            Kind.ANSWER_READY,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            {"text": event.text, "personal_word": event.personal_word},
+        )
+        await uow.commit()
+
+
+async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) -> None:
+    """A message the référent wrote on the desk: on the citizen's channel, signed; one per
+    message id, so a redelivered event sends nothing twice."""
+    async with uow:
+        await _record_for_citizen(
+            uow,
+            Kind.REFERENT_MESSAGE,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            {"text": event.text},
+            notification_id=domain.notification_key(
+                event.file_id, Kind.REFERENT_MESSAGE, event.message_id
+            ),
+        )
+        await uow.commit()
+
+
+async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: UnitOfWork) -> None:
+    """Later messages follow the citizen's new preferences (the latest change wins)."""
+    async with uow:
+        stored = await uow.conn.scalar(
+            sa.select(contacts.c.changed_at).where(contacts.c.file_id == event.file_id)
+        )
+        citizen = event.citizen.model_dump_json()
+        if stored is None:
+            await uow.conn.execute(
+                insert_ignore(uow.conn, contacts).values(
+                    file_id=event.file_id, citizen=citizen, changed_at=event.occurred_at
+                )
+            )
+        elif stored < event.occurred_at:
+            await uow.conn.execute(
+                contacts.update()
+                .where(contacts.c.file_id == event.file_id)
+                .values(citizen=citizen, changed_at=event.occurred_at)
+            )
+        await uow.commit()
+
+
+async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> None:
+    """Send the one-time code, by email or SMS only (a letter would arrive after it
+    expires); each code is its own message (a citizen may ask again). Before a référent is
+    named, the public-service line signs it."""
+    context = {
+        "code": event.code,
+        "expires_at_paris": domain.time_in_paris(event.expires_at),
+        "referent_named": event.referent is not None,
+    }
+    signer = event.referent or domain.GUICHET_DESK
+    async with uow:
+        await _record(
+            uow,
+            Kind.ACCESS_CODE,
+            event.file_id,
+            signer,
+            event.citizen,
+            context,
+            notification_id=domain.notification_key(
+                event.file_id, Kind.ACCESS_CODE, str(event.event_id)
+            ),
+            channels=[domain.EMAIL, domain.SMS],
+        )
+        await uow.commit()
+
+
+async def on_referent_thanked(event: ReferentThanked, uow: UnitOfWork) -> None:
+    """A citizen's thanks reach their référent by email."""
+    async with uow:
+        await _record(
+            uow,
+            Kind.THANKS_RECEIVED,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            {"message": event.message},
+            notification_id=domain.notification_key(
+                event.file_id, Kind.THANKS_RECEIVED, event.thanks_id
+            ),
+            recipient=event.referent.email,
+        )
+        await uow.commit()
+
+
+async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWork) -> None:
+    """J-15 and J-7: the référent is warned (once per request and threshold)."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "days_left": event.days_left,
+        "rule": event.rule.value,
+    }
+    async with uow:
+        await _record(
+            uow,
+            Kind.DEADLINE_WARNING,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            context,
+            notification_id=domain.notification_key(
+                event.file_id, Kind.DEADLINE_WARNING, event.request_id, str(event.threshold)
+            ),
+            recipient=event.referent.email,
+        )
+        await uow.commit()
+
+
+async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWork) -> None:
+    """The breach: each supervisor of the département is warned; the message names the
+    file's référent."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "rule": event.rule.value,
+    }
+    async with uow:
+        for supervisor in event.supervisors:
+            await _record(
+                uow,
+                Kind.DEADLINE_BREACHED,
+                event.file_id,
+                event.referent,
+                event.citizen,
+                {**context, "supervisor_name": supervisor.name},
+                notification_id=domain.notification_key(
+                    event.file_id,
+                    Kind.DEADLINE_BREACHED,
+                    event.request_id,
+                    supervisor.supervisor_id,
+                ),
+                recipient=supervisor.email,
+            )
+        await uow.commit()
+
+
+async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: UnitOfWork) -> None:
+    """The citizen receives a letter saying the silence decided (with the means of
+    appeal for a rejection), signed by the référent; other channels only when there is
+    no postal address."""
+    context = {
+        "agency_label": AGENCY_LABELS[event.agency],
+        "due_on": event.due_on,
+        "decided_on": event.decided_on,
+        "accepted": event.decision is Decision.IMPLICIT_ACCEPTANCE,
+    }
+    async with uow:
+        await _record_for_citizen(
+            uow,
+            Kind.IMPLICIT_DECISION,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            context,
+            notification_id=domain.notification_key(
+                event.file_id, Kind.IMPLICIT_DECISION, event.request_id
+            ),
+            channels=[domain.LETTER],
+        )
+        await uow.commit()
+
+
+async def on_referent_assignment_deferred(
+    event: ReferentAssignmentDeferred, uow: UnitOfWork
+) -> None:
+    """A file waits for a référent: each supervisor of the département is alerted, once
+    per time the file starts waiting; the supervisor signs (there is no référent yet)."""
+    context = {
+        "reason": event.reason,
+        "urgent": event.urgent,
+        "departement": event.departement,
+        "life_event_label": event.life_event_label,
+    }
+    async with uow:
+        for supervisor in event.supervisors:
+            await _record(
+                uow,
+                Kind.SUPERVISOR_ALERT,
+                event.file_id,
+                domain.supervision_desk(supervisor),
+                event.citizen,
+                {**context, "supervisor_name": supervisor.name},
+                notification_id=domain.notification_key(
+                    event.file_id,
+                    Kind.SUPERVISOR_ALERT,
+                    str(event.event_id),
+                    supervisor.supervisor_id,
+                ),
+                recipient=supervisor.email,
+            )
+        await uow.commit()
+
+
+async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
+    """Shares the deadlines topic; notification has nothing to do with it."""

@@ -1,0 +1,73 @@
+"""A fifth agency joins without touching the core: its adapter is installed (the
+`adapter-ants` package, found by its entry point) and the catalogue gains one line, a life
+event that reaches it. On a real Kafka broker and real processes, a file for that life
+event goes to the (simulated) ANTS, whose decision comes back in the coordinated answer,
+and the exchange ledger shows the transmission both ways."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from adapter_sdk import discovery
+from devstack.stack import Ports, Stack
+from shared_models.catalogue import DEFAULT_CATALOGUE
+from tests.e2e.support import answered_view, eventually, file_body
+
+pytestmark = pytest.mark.integration
+
+ANTS = "Agence nationale des titres sécurisés (ANTS)"
+#: The one line added to the shipped catalogue.
+LINE = 'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("stack-ants")
+    catalogue = workdir / "catalogue.toml"
+    catalogue.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + LINE, encoding="utf-8")
+    # Only the ANTS's adapter and simulator next to the core services.
+    st = Stack(
+        workdir,
+        kafka_bootstrap,
+        ports=Ports.free(agencies=("ants",)),
+        namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.",
+        extra_env={"GUICHET_CATALOGUE": str(catalogue)},
+    )
+    st.start()
+    yield st
+    st.stop()
+
+
+async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: Stack):
+    assert discovery.available()["ants"] == "adapter_ants:AntsAdapter"
+    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+        offered = {e["code"]: e for e in (await client.get("/api/life-events")).json()}
+        assert offered["perte_papiers"]["agencies"] == [ANTS]
+        body = file_body("perte_papiers", email="papiers@example.fr")
+        response = await client.post("/api/files", json=body)
+        assert response.status_code == 201, response.text
+        file_id = response.json()["file_id"]
+        view = await eventually(
+            lambda: answered_view(client, file_id), timeout=90, what="the ANTS's answer"
+        )
+
+    [decision] = view["answer"]["decisions"]
+    assert decision["agency"] == "ants" and decision["decision"] in ("accorde", "refuse")
+    assert ANTS in view["answer"]["text"]
+    agencies = [(a["agency"], a["label"], a["status"]) for a in view["agencies"]]
+    assert agencies == [("ants", ANTS, "repondu")]
+
+    ledger = view["exchanges"]
+    directions = sorted((x["agency"], x["direction"]) for x in ledger)
+    assert directions == [("ants", "envoi"), ("ants", "reception")]
+    assert all("Décret n° 55-1397" in x["legal_basis"] for x in ledger)
+    assert all(len(x["payload_sha256"]) == 64 for x in ledger)
+    async with httpx.AsyncClient(base_url=stack.simulator_url("ants")) as sim:
+        received = (await sim.get("/agencies/ants/received")).json()
+    received = [r for r in received if r["file_id"] == file_id]
+    # The ANTS got the request once, with only the fields its adapter declares.
+    assert len(received) == 1 and received[0]["life_event"] == "perte_papiers"
+    assert set(received[0]["citizen"]) == {"given_name", "family_name", "postcode"}

@@ -1,0 +1,135 @@
+"""The Kafka topology (shared_models.topology), the source of the brokers' ACLs, says what the
+code does: each principal consumes exactly what its process subscribes to, in the group it
+joins, and produces exactly the topics its sources emit to."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shared_models import topics, topology
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = {
+    "intake": [ROOT / "services/intake/src/intake"],
+    "assignment": [ROOT / "services/assignment/src/assignment"],
+    "notification": [ROOT / "services/notification/src/notification"],
+}
+ADAPTER_SOURCES = [ROOT / "libs/adapter_sdk/src/adapter_sdk"]
+AGENCY_TOPIC_MAKERS = {"agency_requests", "agency_answers", "agency_documents"}
+EMIT = re.compile(r"\.emit\(\s*topics\.(\w+)(\()?")
+PUBLISH = re.compile(r"\.publish\(|\.publisher\(")
+
+
+def _app(service: str, tmp_path: Path):
+    db = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
+    if service == "intake":
+        from intake.bootstrap import IntakeSettings, bootstrap
+
+        return bootstrap(IntakeSettings(database_url=db))
+    if service == "assignment":
+        from assignment.bootstrap import AssignmentSettings, bootstrap
+
+        return bootstrap(AssignmentSettings(database_url=db))
+    if service == "notification":
+        from notification.bootstrap import NotificationSettings, bootstrap
+
+        return bootstrap(NotificationSettings(database_url=db))
+    from adapter_sdk import discovery
+    from adapter_sdk.runtime import build_app
+
+    cls = discovery.load(service.removeprefix("adapter-").replace("-", "_"))
+    return build_app(cls, cls.Config(database_url=db))
+
+
+def emitted_topics(roots: list[Path], agencies: list[str]) -> set[str]:
+    """Topics named in `emit(topics.X…)` calls under `roots`, agency topics expanded."""
+    found: set[str] = set()
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            text = path.read_text(encoding="utf-8")
+            assert not PUBLISH.search(text), f"{path}: publishes outside the outbox"
+            for name, call in EMIT.findall(text):
+                value = getattr(topics, name)
+                if call:
+                    assert name in AGENCY_TOPIC_MAKERS, f"{path}: unknown topic maker {name}"
+                    found |= {value(agency) for agency in agencies}
+                else:
+                    assert isinstance(value, str), f"{path}: topics.{name} is not a topic"
+                    found.add(value)
+    return found
+
+
+CORE = topology.core_agencies()
+ADAPTERS = [topics.adapter_service(a) for a in CORE]
+
+
+def test_the_core_agencies_are_those_of_the_declared_topics():
+    assert CORE and all(topics.agency_requests(a) in topics.all_topics() for a in CORE)
+    assert set(topology.principals()) == {"intake", "assignment", "notification", *ADAPTERS}
+
+
+@pytest.mark.parametrize("name", ["intake", "assignment", "notification", *ADAPTERS])
+def test_consumed_topics_and_group_are_the_subscriptions(name, tmp_path):
+    principal = topology.principals()[name]
+    subscribers = _app(name, tmp_path).state.runtime.broker.subscribers
+    subscribed = {getattr(t, "name", t) for sub in subscribers for t in sub.topics}
+    assert subscribed == principal.consumes
+    assert {sub.group_id for sub in subscribers} == {principal.group}
+
+
+@pytest.mark.parametrize("name", ["intake", "assignment", "notification"])
+def test_produced_topics_are_what_a_service_emits(name):
+    principal = topology.principals()[name]
+    assert emitted_topics(SOURCES[name], CORE) == principal.produces
+
+
+def installed_agencies() -> list[str]:
+    from adapter_sdk import discovery
+
+    return sorted(discovery.available())
+
+
+@pytest.mark.parametrize("agency", installed_agencies())
+def test_an_installed_adapter_consumes_what_its_principal_declares(agency, tmp_path):
+    principal = topology.adapter(agency)
+    subscribers = _app(principal.name, tmp_path).state.runtime.broker.subscribers
+    assert {getattr(t, "name", t) for sub in subscribers for t in sub.topics} == principal.consumes
+    assert {sub.group_id for sub in subscribers} == {principal.group}
+
+
+@pytest.mark.parametrize("agency", installed_agencies())
+def test_produced_topics_are_what_an_adapter_emits(agency):
+    principal = topology.adapter(agency)
+    roots = [*ADAPTER_SOURCES, *ROOT.glob(f"adapters/*/src/adapter_{agency}")]
+    assert emitted_topics(roots, [agency]) == principal.produces
+
+
+def test_the_topology_agrees_with_the_documented_flows():
+    principals = topology.principals()
+    for topic, (_, producer, consumers) in topics.flows().items():
+        for consumer in consumers:
+            assert topic in principals[consumer].consumes, (topic, consumer)
+        producers = ADAPTERS if producer == "adapter-<organisme>" else [producer]
+        assert any(topic in principals[p].produces for p in producers), (topic, producer)
+
+
+def test_every_topic_a_principal_uses_is_declared_with_its_dead_letter_topic():
+    declared = topology.topics_of()
+    for principal in topology.principals().values():
+        assert principal.consumes | principal.produces | principal.dead_letters <= set(declared)
+    for name in list(declared):
+        if not name.endswith(".dlq"):
+            assert declared[topics.dead_letter(name)] == 1
+            assert declared[name] == topics.PARTITIONS
+
+
+def test_an_agency_outside_the_core_gets_its_own_principal_and_topics():
+    principals = topology.principals([*CORE, "ants"])
+    ants = principals["adapter-ants"]
+    assert ants.consumes == {"agency.ants.requests", "agency.ants.documents"}
+    assert ants.dead_letters == {"agency.ants.requests.dlq", "agency.ants.documents.dlq"}
+    assert "agency.ants.requests" in principals["assignment"].produces
+    assert "agency.ants.answers.dlq" in topology.topics_of([*CORE, "ants"])

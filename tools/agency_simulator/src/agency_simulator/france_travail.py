@@ -1,0 +1,142 @@
+"""France Travail's system: asynchronous.
+
+``POST /agencies/france_travail/demandes`` acknowledges with 202 and a reference, then POSTs
+the decision to the request's ``callback_url`` with a new callback id (a long random id),
+retrying while the adapter is unreachable or in error (5xx, 408, 429) and stopping at its
+first answer otherwise: accepted (2xx) or refused (another 4xx, e.g. 409 for a reused callback
+id). ``GET …/demandes/{request_id}`` is the status endpoint (the decision, or ``statut:
+en_instruction`` while there is none); ``POST /admin/callbacks/{request_id}/replay`` delivers
+the same callback (same ``callback_id``) once more. Fault modes of note: ``reuse`` (the next
+requests get the previous reference and callback id again), ``no_callback`` (decides, never
+calls back), ``silent`` (never decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import Field
+
+from agency_simulator.decisions import UNDER_REVIEW, AgencyRequest
+from agency_simulator.state import SimulatorState, answer_for, fault_response, get_state
+
+AGENCY = "france_travail"
+CALLBACK_ATTEMPTS = 60
+CALLBACK_DELAY_SECONDS = 0.3
+#: Wait before the second delivery of a callback; doubles each time, up to RETRY_MAX_SECONDS.
+RETRY_FIRST_SECONDS = 0.2
+RETRY_MAX_SECONDS = 5.0
+#: Statuses after which a callback is delivered again: the adapter may take it later.
+RETRIED = frozenset({408, 429})
+
+router = APIRouter()
+
+
+class FranceTravailRequest(AgencyRequest):
+    callback_url: str = Field(min_length=8)
+
+
+async def deliver(state: SimulatorState, request_id: str, client: httpx.AsyncClient) -> int | None:
+    """POST the stored callback until the adapter answers it (2xx, or a refusal: 4xx other
+    than 408/429); returns the last status, also kept in the record (``last_status``)."""
+    record = state.callbacks[request_id]
+    status = None
+    for attempt in range(CALLBACK_ATTEMPTS):
+        try:
+            response = await client.post(record["url"], json=record["body"], timeout=5)
+            status = record["last_status"] = response.status_code
+            if response.is_success:
+                record["delivered"] += 1
+                return status
+            if 400 <= status < 500 and status not in RETRIED:
+                return status  # refused: sending it again would be refused again
+        except httpx.HTTPError:
+            status = None
+        await asyncio.sleep(min(RETRY_FIRST_SECONDS * 2**attempt, RETRY_MAX_SECONDS))
+    return status
+
+
+def spawn(request: Request, coro: Any) -> None:
+    state: SimulatorState = request.app.state.simulator
+    task = asyncio.create_task(coro)
+    state.tasks.add(task)
+    task.add_done_callback(state.tasks.discard)
+
+
+@router.post("/agencies/france_travail/demandes", status_code=202)
+async def demande(
+    body: FranceTravailRequest, request: Request, state: SimulatorState = Depends(get_state)
+) -> Any:
+    """France Travail: acknowledges at once, answers later on ``callback_url``."""
+    if AGENCY not in state.agencies:
+        raise HTTPException(status_code=404, detail="france_travail not served here")
+    faulty = await fault_response(state, AGENCY)
+    if faulty is not None:
+        return faulty
+    first = (AGENCY, body.request_id) not in state.answers
+    answer = answer_for(state, AGENCY, body, await request.json())
+    if first and "decision" in answer:
+        state.callbacks[body.request_id] = {
+            "url": body.callback_url,
+            "body": {
+                "callback_id": state.callback_id(AGENCY),
+                "request_id": body.request_id,
+                "reference": answer["agency_reference"],
+                "decision": answer,
+            },
+            "delivered": 0,
+            "last_status": None,
+        }
+        if state.faults[AGENCY].mode != "no_callback":
+            client = request.app.state.client
+
+            async def later() -> None:
+                await asyncio.sleep(CALLBACK_DELAY_SECONDS)
+                await deliver(state, body.request_id, client)
+
+            spawn(request, later())
+    return {
+        "reference": answer["agency_reference"],
+        "request_id": body.request_id,
+        "statut": "recue",
+    }
+
+
+@router.get("/agencies/france_travail/demandes/{request_id}")
+async def demande_status(request_id: str, state: SimulatorState = Depends(get_state)) -> Any:
+    """Where a request stands: its decision (with the callback sent for it, how many times it
+    was accepted and the adapter's last status), or ``en_instruction``."""
+    faulty = await fault_response(state, AGENCY)
+    if faulty is not None:
+        return faulty
+    record = state.callbacks.get(request_id)
+    if record is not None:
+        return {
+            **record["body"],
+            "delivered": record["delivered"],
+            "last_status": record["last_status"],
+        }
+    taken = state.answers.get((AGENCY, request_id))
+    if taken is None:
+        raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
+    return {
+        "request_id": request_id,
+        "reference": taken["agency_reference"],
+        "statut": UNDER_REVIEW,
+        "delivered": 0,
+    }
+
+
+@router.post("/admin/callbacks/{request_id}/replay")
+async def replay(
+    request_id: str, request: Request, state: SimulatorState = Depends(get_state)
+) -> dict[str, Any]:
+    """Deliver the same callback (same callback_id) once more, as a flaky network would."""
+    record = state.callbacks.get(request_id)
+    if record is None:
+        raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
+    response = await request.app.state.client.post(record["url"], json=record["body"], timeout=5)
+    return {"status": response.status_code, "body": response.json()}

@@ -1,0 +1,75 @@
+"""Strimzi resources generated from shared_models.topology: one KafkaTopic per topic (and
+dead-letter topic), one KafkaUser per principal with exactly the ACLs its subscriptions and
+publications need (see devstack.k8s, which writes them into deploy/k8s)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared_models import topology
+
+KAFKA_CLUSTER = "guichet-kafka"
+KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9093"
+KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
+#: Retention of the integration topics: a long weekend of outage plus time to replay.
+EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
+#: Dead letters wait for an operator to read, fix and replay them.
+DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+
+
+def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
+    dead_letter = name.endswith(".dlq")
+    retention = DEAD_LETTER_RETENTION_MS if dead_letter else EVENT_RETENTION_MS
+    return {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaTopic",
+        "metadata": {
+            "name": name.replace("_", "-"),  # a resource name has no underscore
+            "labels": {"strimzi.io/cluster": KAFKA_CLUSTER},
+        },
+        "spec": {
+            "topicName": name,
+            "partitions": partitions,
+            "replicas": 3,
+            "config": {
+                "retention.ms": retention,
+                "min.insync.replicas": 2,
+                "cleanup.policy": "delete",
+            },
+        },
+    }
+
+
+def acls(principal: topology.Principal) -> list[dict[str, Any]]:
+    operations: dict[str, set[str]] = {}
+    for name in principal.consumes:
+        operations.setdefault(name, set()).update({"Read", "Describe"})
+    for name in principal.writes:
+        operations.setdefault(name, set()).update({"Write", "Describe"})
+    rules: list[dict[str, Any]] = [
+        {
+            "resource": {"type": "topic", "name": name, "patternType": "literal"},
+            "operations": sorted(ops),
+        }
+        for name, ops in sorted(operations.items())
+    ]
+    if principal.group:
+        rules.append(
+            {
+                "resource": {"type": "group", "name": principal.group, "patternType": "literal"},
+                "operations": ["Read"],
+            }
+        )
+    return rules
+
+
+def kafka_user(principal: topology.Principal) -> dict[str, Any]:
+    return {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaUser",
+        "metadata": {"name": principal.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER}},
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls(principal)},
+        },
+    }
