@@ -208,9 +208,7 @@ class EventConsumer:
             await self._dead_letter(msg, body, f"{type(exc).__name__}: {exc}")
         finally:
             if self.metrics is not None:
-                self.metrics.observe_handler(
-                    event_type, outcome, time.perf_counter() - started
-                )
+                self.metrics.observe_handler(event_type, outcome, time.perf_counter() - started)
 
     async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
         record = msg.raw_message

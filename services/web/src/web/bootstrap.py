@@ -51,9 +51,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.renderer = pages.Renderer()
 
-    install_ops_routes(
-        app, service=settings.service_name, metrics=metrics, ready=started_only(app)
-    )
+    install_ops_routes(app, service=settings.service_name, metrics=metrics, ready=started_only(app))
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
     for router in (
