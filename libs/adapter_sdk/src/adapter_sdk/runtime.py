@@ -490,7 +490,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     runtime.consumer.subscribe(
         [topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document}
     )
-    runtime.workers.append(core.reconciler.run)
+    runtime.workers.append(lambda: core.reconciler.run(runtime.stopping))
     app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
     app.state.adapter = core
 
