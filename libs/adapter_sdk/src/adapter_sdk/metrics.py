@@ -1,4 +1,5 @@
-"""Prometheus metrics of one adapter process (its own registry: one per app)."""
+"""Prometheus metrics of one adapter process, in its runtime's registry (one per app),
+served with the generic ones at the runtime's `/metrics`."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class AdapterMetrics:
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
         self.calls = Counter(
             "adapter_agency_calls",
             "Calls to the agency's system by outcome.",

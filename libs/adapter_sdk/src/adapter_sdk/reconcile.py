@@ -11,6 +11,7 @@ by now, and keeps the gauges of requests awaiting a decision (and overdue) up to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -99,16 +100,19 @@ class Reconciler:
             return None
         return utcnow() + dt.timedelta(seconds=poll_delay(self.config, 0))
 
-    async def run(self) -> None:
-        """Sweep every RECONCILE_TICK_SECONDS until cancelled; a failed sweep is retried."""
-        while True:
+    async def run(self, stopping: asyncio.Event | None = None) -> None:
+        """Sweep every RECONCILE_TICK_SECONDS until `stopping` is set (SIGTERM: it returns
+        between two sweeps) or cancelled; a failed sweep is retried."""
+        stopping = stopping or asyncio.Event()
+        while not stopping.is_set():
             try:
                 await self.sweep()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("%s: reconciliation sweep failed", self.decl.agency)
-            await asyncio.sleep(self.config.reconcile_tick_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), self.config.reconcile_tick_seconds)
 
     async def sweep(self) -> int:
         """One pass: held callbacks, gauges, then the polls due. Returns the polls made."""

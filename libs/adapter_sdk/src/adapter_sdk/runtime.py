@@ -21,9 +21,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from opentelemetry import propagate
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from adapter_sdk.callback_gate import CallbackGate, missing_secret_problem
@@ -437,7 +436,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
         log.warning("adapter %s and the catalogue disagree: %s", decl.agency, problem)
     config = configure(adapter_cls, config)
     runtime = build_runtime(config, metadata, Path(__file__).parent / "migrations")
-    metrics = AdapterMetrics()
+    metrics = AdapterMetrics(runtime.metrics.registry)  # served at the runtime's /metrics
     transport = Transport(config, decl.agency, metrics)
     adapter = adapter_cls(config)
     core = AdapterRuntime(adapter, config, runtime.uow, transport, metrics)
@@ -459,7 +458,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     runtime.consumer.subscribe(
         [topics.agency_documents(decl.agency)], {SupportingDocumentSubmitted: core.on_document}
     )
-    runtime.workers.append(core.reconciler.run)
+    runtime.workers.append(lambda: core.reconciler.run(runtime.stopping))
     app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
     app.state.adapter = core
 
@@ -477,10 +476,6 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     @app.get("/declaration", tags=["organisme"])
     async def declaration() -> dict[str, Any]:
         return decl.model_dump(mode="json")
-
-    @app.get("/metrics", tags=["ops"])
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/metrics/overhead", tags=["ops"])
     async def overhead() -> dict[str, Any]:

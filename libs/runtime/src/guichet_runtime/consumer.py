@@ -13,10 +13,12 @@ Contract of a subscription made here:
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import sqlalchemy.exc
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -26,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
+from guichet_runtime.metrics import RuntimeMetrics
 from shared_models import Envelope, topics
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,22 @@ async def _raw_body(msg: StreamMessage[Any]) -> bytes:
     return msg.body
 
 
+class Membership(ConsumerRebalanceListener):  # type: ignore[misc]
+    """What the group coordinator gave this process: `joined` once a first assignment
+    (possibly empty) arrived, and the partitions it holds now."""
+
+    def __init__(self) -> None:
+        self.joined = False
+        self.partitions: frozenset[TopicPartition] = frozenset()
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.partitions = self.partitions - set(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.partitions = frozenset(assigned)
+        self.joined = True
+
+
 class EventConsumer:
     """Registers one consumer group's subscriptions on a broker."""
 
@@ -74,8 +93,12 @@ class EventConsumer:
         attempts: int = 4,
         max_wait: float = 2.0,
         namespace: str = "",
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self._namespace = namespace
+        self.metrics = metrics
+        self.membership = Membership()
+        self.subscriber: Any = None
         self.broker = broker
         self.group_id = group_id
         self._uow_factory = uow_factory
@@ -104,15 +127,49 @@ class EventConsumer:
             await self._consume(body, msg, by_type)
 
         consume.__name__ = f"{self.group_id.replace('-', '_')}_consume"
-        self.broker.subscriber(
+        self.subscriber = self.broker.subscriber(
             *(self._namespace + t for t in self._topics),
             group_id=self._namespace + self.group_id,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_body,
             title=f"{self.group_id}",
-        )(consume)
+            listener=self.membership,
+        )
+        self.subscriber(consume)
         self._attached = True
+
+    @property
+    def subscribes(self) -> bool:
+        return bool(self._topics)
+
+    async def stop_consuming(self) -> None:
+        """Stop reading new records, wait (up to the broker's graceful timeout) for the
+        one in flight to finish and its offset to be committed, then leave the group."""
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+
+    async def sample_lag(self) -> None:
+        """Consumer lag per assigned partition: the log end offset minus this process's
+        position (what the partition still holds for it)."""
+        if self.metrics is None or self.subscriber is None:
+            return
+        consumer = getattr(self.subscriber, "consumer", None)
+        group = self._namespace + self.group_id
+        lag, service = self.metrics.consumer_lag, self.metrics.service
+        lag.clear()
+        if consumer is None:
+            self.metrics.assigned_partitions.labels(service, group).set(0)
+            return
+        assigned = list(consumer.assignment())
+        self.metrics.assigned_partitions.labels(service, group).set(len(assigned))
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        for tp in assigned:
+            position = await consumer.position(tp)
+            labels = (service, group, tp.topic, str(tp.partition))
+            lag.labels(*labels).set(max(ends.get(tp, position) - position, 0))
 
     async def _consume(
         self, body: bytes, msg: KafkaMessage, by_type: dict[str, tuple[type[Envelope], Handler]]
@@ -128,6 +185,8 @@ class EventConsumer:
             await self._dead_letter(msg, body, f"événement invalide: {exc}")
             return
         inbox_key = (self.group_id, str(event.event_id))
+        started = time.perf_counter()
+        outcome = "ok"
         try:
             async for attempt in AsyncRetrying(
                 stop=stop_after_attempt(self._attempts),
@@ -140,13 +199,19 @@ class EventConsumer:
             # Committed, offset not acknowledged yet: redelivered at restart, the inbox skips it.
             crash_point("consumer.after_commit_before_ack")
         except AlreadyProcessed:
+            outcome = "duplicate"
             log.info("%s: event %s already processed", self.group_id, event.event_id)
         except Exception as exc:
             if is_transient(exc):
+                outcome = "redelivered"
                 log.warning("%s: transient failure, will redeliver: %r", self.group_id, exc)
                 raise  # NACK: seek back, the record comes again
+            outcome = "dead_letter"
             log.exception("%s: dead-lettering event %s", self.group_id, event.event_id)
             await self._dead_letter(msg, body, f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.metrics is not None:
+                self.metrics.observe_handler(event_type, outcome, time.perf_counter() - started)
 
     async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
         record = msg.raw_message
@@ -169,6 +234,8 @@ class EventConsumer:
             headers=headers,  # namespaced already
         )
         self.dead_lettered += 1
+        if self.metrics is not None:
+            self.metrics.count_dead_letter(record.topic)
         log.error(
             "%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason
         )

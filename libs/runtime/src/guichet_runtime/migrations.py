@@ -13,7 +13,9 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy.ext.asyncio import create_async_engine
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def alembic_config(script_location: Path, url: str) -> Config:
@@ -31,6 +33,16 @@ async def upgrade(script_location: Path, url: str) -> None:
             Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     # env.py runs its own event loop, so it goes to a thread.
     await asyncio.to_thread(command.upgrade, alembic_config(script_location, url), "head")
+
+
+async def at_head(script_location: Path, engine: AsyncEngine) -> bool:
+    """Whether the database's current revision(s) are the scripts' head(s)."""
+    heads = set(ScriptDirectory(str(script_location)).get_heads())
+    async with engine.connect() as conn:
+        current = await conn.run_sync(
+            lambda sync: set(MigrationContext.configure(sync).get_current_heads())
+        )
+    return current == heads
 
 
 def run_env(target_metadata: sa.MetaData) -> None:

@@ -18,6 +18,7 @@ from opentelemetry import propagate
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime.crashpoints import crash_point
+from guichet_runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +33,10 @@ class OutboxRelay:
         batch_size: int = 500,
         idle_seconds: float = 0.25,
         namespace: str = "",
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self._namespace = namespace
+        self._metrics = metrics
         self._engine = engine
         self._outbox = outbox
         self._broker = broker
@@ -41,6 +44,7 @@ class OutboxRelay:
         self._idle = idle_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self.published = 0
 
     def wake(self) -> None:
@@ -50,12 +54,30 @@ class OutboxRelay:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
+    async def backlog(self) -> int:
+        """Outbox rows committed and not yet published."""
+        async with self._engine.connect() as conn:
+            count = await conn.scalar(sa.select(sa.func.count()).select_from(self._outbox))
+        return int(count or 0)
+
+    async def sample_backlog(self) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_backlog.labels(self._metrics.service).set(await self.backlog())
+
     async def stop(self) -> None:
+        """Let the loop finish its batch (never cut between a publish and its delete),
+        then publish what is committed. The caller bounds the time."""
+        self._stop.set()
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+            try:
+                await asyncio.shield(self._task)
+            except asyncio.CancelledError:  # the caller gave up: stop the loop too
+                self._task.cancel()
+                raise
+            finally:
+                if self._task.done():
+                    self._task = None
         # A last drain, so a clean stop leaves nothing behind.
         try:
             while await self.publish_pending():
@@ -65,16 +87,16 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         delay = self._idle
-        while True:
+        while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
             self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
-                while await self.publish_pending() == self._batch_size:
+                while await self.publish_pending() == self._batch_size and not self._stop.is_set():
                     pass
                 delay = self._idle
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception("outbox relay failed; retrying")
                 delay = min(max(delay * 2, 0.5), 10.0)
@@ -117,4 +139,7 @@ class OutboxRelay:
             await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
             await conn.commit()
         self.published += len(rows)
+        if self._metrics is not None:
+            for row in rows:
+                self._metrics.count_published(row.event_type)
         return len(rows)

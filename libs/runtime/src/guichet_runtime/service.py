@@ -1,18 +1,21 @@
 """The shell every service runs in: a FastAPI app whose lifespan starts the database,
-migrations, Kafka broker, outbox relay and background workers, and stops them in
-reverse order. `/health` answers for Kubernetes probes and the test supervisor."""
+migrations, Kafka broker, outbox relay and background workers, and stops them gracefully
+(see `create_app`). Probes: `/health/live`, `/health/ready` (guichet_runtime.probes) and
+`/health` (started, what the test supervisor waits on); Prometheus text at `/metrics`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 import uvicorn
@@ -30,6 +33,9 @@ from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.kafka_security import kafka_security
+from guichet_runtime.logs import setup_logging
+from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
+from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.settings import ServiceSettings
@@ -37,6 +43,8 @@ from guichet_runtime.telemetry import current_trace_id, setup_tracing
 from shared_models import topics as topic_names
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 async def ensure_topics(
@@ -88,10 +96,19 @@ class Runtime:
     tracer_provider: TracerProvider
     relay: OutboxRelay
     consumer: EventConsumer
+    metrics: RuntimeMetrics
     startup: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     workers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     commit_listeners: list[Callable[[], None]] = field(default_factory=list)
+    #: Set when the service starts stopping: workers end their round and return.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def pause(self, seconds: float) -> bool:
+        """A worker's sleep between rounds, cut short by the stop; True once stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+        return self.stopping.is_set()
 
     def uow(self, inbox_key: tuple[str, str] | None = None) -> UnitOfWork:
         return UnitOfWork(
@@ -108,10 +125,11 @@ def build_runtime(
     settings: ServiceSettings, metadata: sa.MetaData, migrations_dir: Path
 ) -> Runtime:
     """Assemble the runtime; nothing connects until the app's lifespan starts."""
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    setup_logging(settings.service_name, settings.log_level, settings.log_format)
+    tracer_provider = setup_tracing(
+        settings.service_name, settings.otel_spans_file, settings.otel_exporter_otlp_endpoint
     )
-    tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file)
+    metrics = RuntimeMetrics(settings.service_name)
     outbox = metadata.tables.get("outbox")
     inbox = metadata.tables.get("inbox")
     if outbox is None or inbox is None:
@@ -123,6 +141,8 @@ def build_runtime(
         client_id=settings.service_name,
         security=kafka_security(settings),
         log_level=logging.DEBUG,
+        # On stop, a subscriber waits this long for the record in flight (half the grace).
+        graceful_timeout=settings.shutdown_grace_seconds / 2,
     )
     relay = OutboxRelay(
         engine,
@@ -131,6 +151,7 @@ def build_runtime(
         batch_size=settings.relay_batch_size,
         idle_seconds=settings.relay_idle_seconds,
         namespace=settings.topic_namespace,
+        metrics=metrics,
     )
     runtime = Runtime(
         settings=settings,
@@ -143,10 +164,16 @@ def build_runtime(
         tracer_provider=tracer_provider,
         relay=relay,
         consumer=None,  # type: ignore[arg-type]
+        metrics=metrics,
     )
     runtime.consumer = EventConsumer(
-        broker, settings.service_name, runtime.uow, namespace=settings.topic_namespace
+        broker,
+        settings.service_name,
+        runtime.uow,
+        namespace=settings.topic_namespace,
+        metrics=metrics,
     )
+    metrics.samplers += [relay.sample_backlog, runtime.consumer.sample_lag]
     return runtime
 
 
@@ -173,36 +200,89 @@ class TraceIdHeader:
         await self.app(scope, receive, send_with_trace_id)
 
 
+async def stop_gracefully(runtime: Runtime, tasks: list[asyncio.Task[None]]) -> None:
+    """SIGTERM (uvicorn ends the lifespan): stop consuming (the record in flight finishes
+    and its offset is committed), let the workers end their round, publish what the
+    outbox holds, then close the broker and the database; all within the grace period.
+    What does not fit stays durable: an uncommitted record is redelivered, an outbox row
+    is published by the next process (consumers deduplicate by event id)."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    deadline = began + runtime.settings.shutdown_grace_seconds
+
+    def left(share: float = 1.0) -> float:
+        return max((deadline - loop.time()) * share, 0.5)
+
+    runtime.stopping.set()
+    await _bounded("stop consuming", runtime.consumer.stop_consuming(), left(0.6))
+    if tasks:
+        _, pending = await asyncio.wait(tasks, timeout=left(0.5))
+        if pending:  # a worker that does not watch `stopping`, or is stuck
+            log.warning("workers still running at stop, cancelled:\n%s", _stacks(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    await _bounded("drain the outbox", runtime.relay.stop(), left(0.8))
+    await _bounded("close the broker", runtime.broker.stop(), left())
+    for hook in runtime.shutdown:
+        await _bounded("close a client", hook(), left())
+    left_in_outbox = await _bounded("count the outbox", runtime.relay.backlog(), left())
+    await _bounded("close the database", runtime.engine.dispose(), left())
+    runtime.tracer_provider.shutdown()
+    log.info(
+        "%s stopped gracefully in %.1fs (outbox left: %s)",
+        runtime.settings.service_name,
+        loop.time() - began,
+        "?" if left_in_outbox is None else left_in_outbox,
+    )
+
+
+async def _bounded(what: str, step: Awaitable[T], seconds: float) -> T | None:
+    """One shutdown step within `seconds`; on timeout or failure, say what was running
+    and go on (what is left is durable)."""
+    try:
+        return await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        log.warning("stop: %s took over %.1fs; tasks:\n%s", what, seconds, _stacks(others))
+    except Exception:
+        log.warning("stop: %s failed", what, exc_info=True)
+    return None
+
+
+def _stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
+    out = io.StringIO()
+    for task in tasks:
+        task.print_stack(limit=8, file=out)
+    return out.getvalue()[-8000:]
+
+
 def create_app(runtime: Runtime, *, title: str) -> FastAPI:
+    readiness = Readiness(runtime.engine, runtime.migrations_dir, runtime.consumer)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
-        await migrations.upgrade(runtime.migrations_dir, settings.database_url)
+        if settings.migrate_at_start:
+            await migrations.upgrade(runtime.migrations_dir, settings.database_url)
         if settings.create_topics:
             await ensure_topics(
                 settings.kafka_bootstrap,
                 {settings.topic_namespace + t: n for t, n in topic_names.all_topics().items()},
             )
+        runtime.stopping = asyncio.Event()  # this loop's
         for hook in runtime.startup:  # before consuming: e.g. seed reference data
             await hook()
         await runtime.broker.start()
         runtime.relay.start()
         tasks = [asyncio.create_task(worker()) for worker in runtime.workers]
-        app.state.ready = True
+        app.state.ready = readiness.started = True
         log.info("%s started", settings.service_name)
         try:
             yield
         finally:
-            app.state.ready = False
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await runtime.relay.stop()
-            await runtime.broker.stop()
-            for hook in runtime.shutdown:
-                await hook()
-            await runtime.engine.dispose()
-            runtime.tracer_provider.shutdown()
+            app.state.ready = readiness.started = False
+            await stop_gracefully(runtime, tasks)
 
     runtime.consumer.attach()
     app = FastAPI(title=title, lifespan=lifespan)
@@ -211,29 +291,38 @@ def create_app(runtime: Runtime, *, title: str) -> FastAPI:
 
     @app.get("/health", tags=["ops"])
     async def health(response: Response) -> dict[str, str]:
+        """Started and not stopping (what the test supervisor and devstack wait on)."""
         if not app.state.ready:
             response.status_code = 503
             return {"status": "starting"}
         return {"status": "ok", "service": runtime.settings.service_name}
 
+    install_ops_routes(
+        app, service=runtime.settings.service_name, metrics=runtime.metrics, ready=readiness.check
+    )
     app.add_middleware(TraceIdHeader)
+    app.add_middleware(HttpMetrics, metrics=runtime.metrics)
     install_french_validation(app)
     install_refusals(app)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=runtime.tracer_provider, excluded_urls="health"
+        app, tracer_provider=runtime.tracer_provider, excluded_urls="health,metrics"
     )
     return app
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
-    """Run the service until SIGINT/SIGTERM (uvicorn handles both gracefully)."""
+    """Run the service until SIGINT/SIGTERM. uvicorn stops accepting connections, waits a
+    few seconds for the open requests, then ends the lifespan (`stop_gracefully`)."""
+    json_logs = settings.log_format.lower() == "json"
     uvicorn.run(
         app,
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
         access_log=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=max(min(5, int(settings.shutdown_grace_seconds / 4)), 1),
+        # JSON: uvicorn's loggers propagate to the root's JSON handler.
+        log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
     )
 
 

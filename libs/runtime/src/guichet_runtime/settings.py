@@ -45,6 +45,26 @@ class ServiceSettings(BaseSettings):
         default=0.25, description="Outbox poll interval when nothing woke the relay."
     )
     log_level: str = "INFO"
+    log_format: str = Field(
+        default="text",
+        description="`json`: one JSON object per line with trace and span ids (production); "
+        "`text`: human-readable lines (development).",
+    )
+    migrate_at_start: bool = Field(
+        default=True,
+        description="Run the Alembic migrations at start; off where a Job runs them before "
+        "the rollout (readiness then waits until the database is at head).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        description="SIGTERM: time to stop consuming, finish in-flight work and drain the "
+        "outbox before exiting; keep it below the pod's terminationGracePeriodSeconds.",
+    )
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None,
+        description="OTLP/HTTP endpoint of an OpenTelemetry Collector (the standard variable); "
+        "set: spans are exported there.",
+    )
     clock_file: Path | None = Field(
         default=None,
         description="A file holding today's date (ISO) to move time for rehearsals and tests "

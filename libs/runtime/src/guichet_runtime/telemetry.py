@@ -6,18 +6,22 @@ import json
 from pathlib import Path
 
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 
-def setup_tracing(service_name: str, spans_file: Path | None) -> TracerProvider:
-    """A tracer provider for this process; with `spans_file`, spans go there as JSON lines.
-
-    (Production points an OTLP exporter at the collector through the standard
-    OTEL_* variables; the JSON file is what tests read across processes.)
-    """
+def setup_tracing(
+    service_name: str, spans_file: Path | None, otlp_endpoint: str | None = None
+) -> TracerProvider:
+    """A tracer provider for this process; with `spans_file`, spans go there as JSON lines
+    (what tests read across processes); with `otlp_endpoint` (OTEL_EXPORTER_OTLP_ENDPOINT),
+    to an OpenTelemetry Collector over OTLP/HTTP. The exporter reads the other standard
+    OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificate) itself."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if otlp_endpoint:
+        provider.add_span_processor(BatchSpanProcessor(otlp_exporter(otlp_endpoint)))
     if spans_file is not None:
         spans_file.parent.mkdir(parents=True, exist_ok=True)
         out = spans_file.open("a", encoding="utf-8", buffering=1)
@@ -25,6 +29,15 @@ def setup_tracing(service_name: str, spans_file: Path | None) -> TracerProvider:
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def otlp_exporter(endpoint: str) -> OTLPSpanExporter:
+    """OTLP/HTTP to a collector; `endpoint` is the base URL, as OTEL_EXPORTER_OTLP_ENDPOINT
+    gives it (the traces path is added), or the full traces URL."""
+    url = endpoint.rstrip("/")
+    if not url.endswith("/v1/traces"):
+        url += "/v1/traces"
+    return OTLPSpanExporter(endpoint=url)
 
 
 def span_json(span: ReadableSpan) -> str:

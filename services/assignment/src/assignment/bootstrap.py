@@ -3,13 +3,12 @@ housekeeping worker and the routers."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from assignment import api
+from assignment import api, views
 from assignment.commands import directory, directory_import, housekeeping
 from assignment.projections import files, legal_clock
 from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
@@ -35,8 +34,8 @@ log = logging.getLogger(__name__)
 async def _housekeeping(runtime: Runtime, every: float, clock: Clock) -> None:
     """Start and end absences on their dates, issue the legal clocks' warnings and
     breaches, and give référents to waiting files as capacity frees up. Durable: all of
-    it is read from the database each round."""
-    while True:
+    it is read from the database each round. A stop ends it between two rounds."""
+    while not runtime.stopping.is_set():
         try:
             today = clock.today()
             await directory.apply_due_absences(runtime.uow, today)
@@ -44,7 +43,33 @@ async def _housekeeping(runtime: Runtime, every: float, clock: Clock) -> None:
             await housekeeping.assign_waiting(runtime.uow())
         except Exception:
             log.exception("housekeeping failed; retrying")
-        await asyncio.sleep(every)
+        await runtime.pause(every)
+
+
+def _gauges(runtime: Runtime, clock: Clock) -> None:
+    """Files waiting for a référent and legal deadlines at risk, counted at scrape time."""
+    metrics = runtime.metrics
+    waiting = metrics.gauge(
+        "guichet_files_waiting_referent", "Files waiting for a référent (no capacity near)."
+    )
+    at_risk = metrics.gauge(
+        "guichet_legal_deadlines_at_risk",
+        "Running legal clocks whose last day is within `days` days (or past).",
+        ("days",),
+    )
+    breached = metrics.gauge(
+        "guichet_legal_deadlines_breached", "Breached legal clocks of files not answered yet."
+    )
+
+    async def sample() -> None:
+        counts = await views.operations_counts(runtime.uow(), clock.today())
+        waiting.labels(metrics.service).set(counts["waiting"])
+        breached.labels(metrics.service).set(counts["breached"])
+        for key, value in counts.items():
+            if key.startswith("at_risk_"):
+                at_risk.labels(metrics.service, key.removeprefix("at_risk_")).set(value)
+
+    metrics.samplers.append(sample)
 
 
 def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
@@ -75,4 +100,5 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app.include_router(api.admin_router(runtime, clock.today))
     app.include_router(api.views_router(runtime, clock.today))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
+    _gauges(runtime, clock)
     return app

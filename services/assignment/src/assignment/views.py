@@ -341,3 +341,40 @@ async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -
             )
     items.sort(key=lambda f: (f["deadline"], not f["urgent"]))
     return {"within_days": within_days, "count": len(items), "files": items}
+
+
+async def operations_counts(uow: UnitOfWork, today: dt.date) -> dict[str, int]:
+    """What the Prometheus gauges show (three COUNTs on indexed columns): files waiting for
+    a référent, running legal clocks due within 7 and 15 days (or past), and breached
+    clocks of files not answered yet."""
+    running = legal_clocks.c.status == ClockStatus.RUNNING
+
+    def count(*where: Any) -> Any:
+        return sa.select(sa.func.count()).select_from(legal_clocks).where(*where)
+
+    async with uow:
+        conn = uow.conn
+        waiting = await conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(files)
+            .where(files.c.status == FileStatus.AWAITING_REFERENT)
+        )
+        counts = {
+            "waiting": int(waiting or 0),
+            "breached": int(
+                await conn.scalar(
+                    count(
+                        legal_clocks.c.status == ClockStatus.BREACHED,
+                        legal_clocks.c.file_id.in_(
+                            sa.select(files.c.file_id).where(files.c.status != FileStatus.ANSWERED)
+                        ),
+                    )
+                )
+                or 0
+            ),
+        }
+        for days in legal_deadline.WARNING_DAYS:
+            horizon = today + dt.timedelta(days=days)
+            at_risk = await conn.scalar(count(running, legal_clocks.c.due_on <= horizon))
+            counts[f"at_risk_{days}"] = int(at_risk or 0)
+    return counts

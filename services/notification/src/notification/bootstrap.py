@@ -10,9 +10,17 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime.clock import Clock
+from guichet_runtime.metrics import metered_channels
 from guichet_runtime.service import build_runtime, create_app
-from notification import messages, projections
-from notification.channels import Channel, EmailChannel, LetterChannel, Mailer, SmsChannel
+from notification import domain, messages, projections
+from notification.channels import (
+    Channel,
+    EmailChannel,
+    LetterChannel,
+    Mailer,
+    PermanentFailure,
+    SmsChannel,
+)
 from notification.dispatch import dispatch_forever
 from notification.mailer import SmtpMailer
 from notification.settings import NotificationSettings
@@ -58,7 +66,10 @@ def bootstrap(
             runtime.shutdown.append(mailer.close)
         runtime.shutdown += [sms.close, post.close]
     wake = asyncio.Event()
-    dispatching = channels
+    # guichet_notifications{channel, outcome}: sent, refused (permanent), failed (retried)
+    dispatching = metered_channels(
+        channels, runtime.metrics, (PermanentFailure, domain.NoPostalAddress)
+    )
 
     async def dispatcher() -> None:
         await dispatch_forever(
@@ -67,6 +78,7 @@ def bootstrap(
             wake,
             idle_seconds=settings.dispatch_idle_seconds,
             batch=settings.dispatch_batch,
+            stopping=runtime.stopping,
         )
 
     runtime.commit_listeners.append(wake.set)  # a message recorded: send it now

@@ -67,16 +67,21 @@ async def dispatch_forever(
     *,
     idle_seconds: float,
     batch: int,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """The dispatcher's loop: send everything due whenever a message is recorded (`wake`)
-    or every `idle_seconds` (retries falling due)."""
-    while True:
+    or every `idle_seconds` (retries falling due). Once `stopping` is set (SIGTERM) it
+    returns between two batches, so a message is never cut between its sending and its
+    recording."""
+    stopping = stopping or asyncio.Event()
+    while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
         wake.clear()
         try:
             while await dispatch_pending(uow_factory, channels, batch) > 0:
-                pass
+                if stopping.is_set():
+                    break
         except Exception:
             log.exception("dispatch failed; retrying")
             await asyncio.sleep(1)

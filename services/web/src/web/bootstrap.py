@@ -6,7 +6,6 @@ through the dependencies of `web.api.deps`."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,6 +13,9 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.middleware.sessions import SessionMiddleware
 
+from guichet_runtime.logs import setup_logging
+from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
+from guichet_runtime.probes import install_ops_routes, started_only
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
@@ -21,13 +23,14 @@ from web.api import citoyen, guichet, referent, shared, supervision
 from web.backend import Backend
 from web.settings import WebSettings
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
 
 def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
-    logging.basicConfig(level=settings.log_level, format=LOG_FORMAT)
-    tracer_provider = setup_tracing(settings.service_name, settings.otel_spans_file)
+    setup_logging(settings.service_name, settings.log_level, settings.log_format)
+    tracer_provider = setup_tracing(
+        settings.service_name, settings.otel_spans_file, settings.otel_exporter_otlp_endpoint
+    )
+    metrics = RuntimeMetrics(settings.service_name)
     backend = Backend(
         settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
     )
@@ -48,6 +51,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     app.state.backend = backend
     app.state.renderer = pages.Renderer()
 
+    install_ops_routes(app, service=settings.service_name, metrics=metrics, ready=started_only(app))
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
     for router in (
@@ -68,7 +72,8 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         max_age=settings.file_access_minutes * 60 * 4,
     )
     app.add_middleware(TraceIdHeader)
+    app.add_middleware(HttpMetrics, metrics=metrics)
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static"
+        app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static,metrics"
     )
     return app
