@@ -7,8 +7,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime import migrations
+from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.kafka_security import kafka_security
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
+from guichet_runtime.secrets import MissingSecret
 from guichet_runtime.settings import ServiceSettings
 from guichet_runtime.telemetry import current_trace_id, setup_tracing
 from shared_models import topics as topic_names
@@ -173,7 +176,12 @@ class TraceIdHeader:
         await self.app(scope, receive, send_with_trace_id)
 
 
-def create_app(runtime: Runtime, *, title: str) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, title: str, body_limits: Sequence[tuple[str, int]] = ()
+) -> FastAPI:
+    """The service's app. Request bodies are limited to MAX_BODY_BYTES, except on the paths
+    of `body_limits` (regular expression, limit in bytes), e.g. an upload route."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
@@ -217,6 +225,9 @@ def create_app(runtime: Runtime, *, title: str) -> FastAPI:
         return {"status": "ok", "service": runtime.settings.service_name}
 
     app.add_middleware(TraceIdHeader)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=runtime.settings.max_body_bytes, overrides=body_limits
+    )
     install_french_validation(app)
     install_refusals(app)
     FastAPIInstrumentor.instrument_app(
@@ -248,4 +259,8 @@ def main(settings_cls: type[ServiceSettings], bootstrap: Callable[..., FastAPI])
         k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
     }
     settings = settings_cls(**overrides)
-    serve(bootstrap(settings), settings)
+    try:
+        app = bootstrap(settings)
+    except MissingSecret as missing:
+        sys.exit(f"{settings.service_name} refuses to start: {missing}")
+    serve(app, settings)
