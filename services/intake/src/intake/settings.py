@@ -26,8 +26,9 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "contact_changes_per_file": "5/day",
     "documents_per_client": "30/hour",
 }
-#: The upload route takes a document plus its multipart envelope.
-DOCUMENT_BODY_BYTES = MAX_DOCUMENT_BYTES + MULTIPART_OVERHEAD_BYTES
+#: The upload route reads up to twice the document limit (so a document a little too large
+#: gets the precise "Le fichier dépasse 512 Ko."), plus its multipart envelope.
+DOCUMENT_BODY_BYTES = 2 * MAX_DOCUMENT_BYTES + MULTIPART_OVERHEAD_BYTES
 
 
 class IntakeSettings(ServiceSettings):
