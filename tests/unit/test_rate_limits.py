@@ -5,12 +5,18 @@ is sent at all."""
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
+import intake
+import intake.tables
+from guichet_runtime import migrations
+from guichet_runtime.db import make_engine
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.rate_limits import RateLimit, RateLimiter, client_address
 from guichet_runtime.refusals import Refused, install_refusals
@@ -20,6 +26,7 @@ from intake.schemas import FileIn
 from intake.settings import IntakeSettings
 from intake.tables import rate_counters
 from shared_models import topics
+from tests.unit.conftest import ServiceDb
 
 FORM = {
     "life_event": "naissance",
@@ -150,7 +157,36 @@ async def test_code_checks_file_submissions_and_citizen_writes_are_limited(intak
         assert_too_many(limited[1], 86400)
 
 
-async def test_the_counter_is_shared_and_its_window_rolls_over(intake_db):
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def counters_db(request, intake_db):
+    """Intake's database, on SQLite and on a real PostgreSQL server (the same upsert)."""
+    if request.param == "sqlite":
+        yield intake_db
+        return
+    url = request.getfixturevalue("postgres_factory")(f"limits_{id(request)}")
+    await migrations.upgrade(Path(intake.__file__).parent / "migrations", url)
+    db = ServiceDb(url, make_engine(url), intake.tables)
+    yield db
+    await db.engine.dispose()
+
+
+async def test_concurrent_hits_from_two_replicas_let_exactly_the_limit_through(counters_db):
+    replicas = [RateLimiter(counters_db.engine, rate_counters) for _ in range(2)]
+    limit = RateLimit.parse("5/hour")
+
+    async def hit(n: int) -> bool:
+        try:
+            await replicas[n % 2].hit("files_per_client:203.0.113.1", limit)
+        except Refused:
+            return False
+        return True
+
+    accepted = await asyncio.gather(*(hit(n) for n in range(20)))
+    assert sum(accepted) == 5
+
+
+async def test_the_counter_is_shared_and_its_window_rolls_over(counters_db):
+    intake_db = counters_db
     now = [1_000_000.0]
     limiter = RateLimiter(intake_db.engine, rate_counters, clock=lambda: now[0])
     other_replica = RateLimiter(intake_db.engine, rate_counters, clock=lambda: now[0])

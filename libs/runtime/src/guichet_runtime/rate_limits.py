@@ -76,12 +76,23 @@ class RateLimiter:
         self.clock = clock
 
     def _upsert(self, key: str, window_start: int) -> sa.Insert:
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        """One statement, atomic on both databases: insert the window or add one to it."""
         t = self.table
-        insert = dialect.insert(t).values(key=key, window_start=window_start, count=1)
-        return insert.on_conflict_do_update(
-            index_elements=[t.c.key, t.c.window_start], set_={"count": t.c.count + 1}
-        ).returning(t.c.count)
+        row = {"key": key, "window_start": window_start, "count": 1}
+        keys, add_one = [t.c.key, t.c.window_start], {"count": t.c.count + 1}
+        if self.engine.dialect.name == "postgresql":
+            upsert: sa.Insert = (
+                postgresql.insert(t)
+                .values(row)
+                .on_conflict_do_update(index_elements=keys, set_=add_one)
+            )
+        else:
+            upsert = (
+                sqlite.insert(t)
+                .values(row)
+                .on_conflict_do_update(index_elements=keys, set_=add_one)
+            )
+        return upsert.returning(t.c.count)
 
     async def hit(self, key: str, limit: RateLimit) -> None:
         """Count one hit on `key`; refuse it (429) when the window already took `limit`."""
