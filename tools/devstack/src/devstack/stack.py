@@ -64,9 +64,8 @@ DEV_ENV = {"ENVIRONMENT": "dev", "TRUSTED_PROXIES": json.dumps(["127.0.0.1/32", 
 
 #: Test stacks: every client is 127.0.0.1, so the per-client limits are lifted (the limits
 #: themselves are tested in tests/unit/test_rate_limits.py).
-TEST_RATE_LIMITS = {
-    rule: "100000/hour"
-    for rule in (
+TEST_RATE_LIMITS = dict.fromkeys(
+    (
         "files_per_client",
         "access_codes_per_client",
         "code_checks_per_client",
@@ -76,8 +75,9 @@ TEST_RATE_LIMITS = {
         "messages_per_client",
         "contact_changes_per_client",
         "documents_per_client",
-    )
-}
+    ),
+    "100000/hour",
+)
 
 
 def _bin(name: str) -> str:
