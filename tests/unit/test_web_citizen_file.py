@@ -98,7 +98,7 @@ class FakeBackend:
 @pytest.fixture
 def settings(tmp_path: Path) -> WebSettings:
     (tmp_path / "@gouvfr" / "dsfr" / "dist").mkdir(parents=True)
-    return WebSettings(assets_dir=tmp_path)
+    return WebSettings(assets_dir=tmp_path, secret_key="test-only-secret")
 
 
 @contextmanager

@@ -10,8 +10,9 @@ import asyncio
 import contextlib
 import io
 import logging
+import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime import migrations
+from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
@@ -38,6 +40,7 @@ from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
 from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
+from guichet_runtime.secrets import MissingSecret
 from guichet_runtime.settings import ServiceSettings
 from guichet_runtime.telemetry import current_trace_id, setup_tracing
 from shared_models import topics as topic_names
@@ -257,7 +260,11 @@ def _stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
     return out.getvalue()[-8000:]
 
 
-def create_app(runtime: Runtime, *, title: str) -> FastAPI:
+def create_app(
+    runtime: Runtime, *, title: str, body_limits: Sequence[tuple[str, int]] = ()
+) -> FastAPI:
+    """The service's app. Request bodies are limited to MAX_BODY_BYTES, except on the paths
+    of `body_limits` (regular expression, limit in bytes), e.g. an upload route."""
     readiness = Readiness(runtime.engine, runtime.migrations_dir, runtime.consumer)
 
     @asynccontextmanager
@@ -302,6 +309,9 @@ def create_app(runtime: Runtime, *, title: str) -> FastAPI:
     )
     app.add_middleware(TraceIdHeader)
     app.add_middleware(HttpMetrics, metrics=runtime.metrics)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=runtime.settings.max_body_bytes, overrides=body_limits
+    )
     install_french_validation(app)
     install_refusals(app)
     FastAPIInstrumentor.instrument_app(
@@ -337,4 +347,8 @@ def main(settings_cls: type[ServiceSettings], bootstrap: Callable[..., FastAPI])
         k: v for k, v in (("http_host", args.host), ("http_port", args.port)) if v is not None
     }
     settings = settings_cls(**overrides)
-    serve(bootstrap(settings), settings)
+    try:
+        app = bootstrap(settings)
+    except MissingSecret as missing:
+        sys.exit(f"{settings.service_name} refuses to start: {missing}")
+    serve(app, settings)

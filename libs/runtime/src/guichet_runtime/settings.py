@@ -2,8 +2,11 @@
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from guichet_runtime.body_limit import DEFAULT_MAX_BODY_BYTES
+from guichet_runtime.secrets import Environment
 
 
 class ServiceSettings(BaseSettings):
@@ -12,6 +15,25 @@ class ServiceSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore")
 
     service_name: str = Field(default="service", description="Name in traces, logs, groups.")
+    environment: Environment = Field(
+        default=Environment.PRODUCTION,
+        description="dev or production; outside dev a service refuses to start without its "
+        "secrets (the development stack sets ENVIRONMENT=dev).",
+    )
+    secrets_dir: Path = Field(
+        default=Path("var/secrets"),
+        description="Where development secrets are generated once (ENVIRONMENT=dev only).",
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        ge=1,
+        description="Largest request body taken (413 beyond); upload routes have their own.",
+    )
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Proxies (addresses or networks, JSON list) whose X-Forwarded-For names "
+        "the client, e.g. the Ingress; empty: the connection's peer is the client.",
+    )
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/data/service.db",

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
 
+from guichet_runtime.rate_limits import RateLimiter
 from guichet_runtime.service import build_runtime, create_app
 from intake import api, projections
-from intake.settings import IntakeSettings
-from intake.tables import metadata
+from intake.settings import DOCUMENT_BODY_BYTES, IntakeSettings
+from intake.tables import metadata, rate_counters
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
@@ -26,6 +28,8 @@ from shared_models import (
 )
 
 __all__ = ["IntakeSettings", "bootstrap"]
+
+RATE_COUNTERS_PURGE_SECONDS = 3600
 
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
@@ -61,6 +65,18 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
             LegalDeadlineBreached: projections.ignore,
         },
     )
-    app = create_app(runtime, title="Guichet unique — accueil (intake)")
+    limiter = RateLimiter(runtime.engine, rate_counters)
+
+    async def purge_rate_counters() -> None:
+        while True:
+            await limiter.purge()
+            await asyncio.sleep(RATE_COUNTERS_PURGE_SECONDS)
+
+    runtime.workers.append(purge_rate_counters)
+    app = create_app(
+        runtime,
+        title="Guichet unique — accueil (intake)",
+        body_limits=[(r"/api/files/[^/]+/documents", DOCUMENT_BODY_BYTES)],
+    )
     app.include_router(api.router(runtime))
     return app

@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES
+from guichet_runtime.rate_limits import RateLimit
 from guichet_runtime.settings import ServiceSettings
-from intake.domain import DEFAULT_MIN_FILES
+from intake.domain import DEFAULT_MIN_FILES, MAX_DOCUMENT_BYTES
+
+#: Rate limits of the citizen-facing writes (docs/security.md, "Limits and secrets"):
+#: rule -> "count/period". Per client: by the caller's address; per file: by file id.
+DEFAULT_RATE_LIMITS: dict[str, str] = {
+    "files_per_client": "20/hour",
+    "access_codes_per_client": "10/hour",
+    "access_codes_per_file": "10/day",  # on top of the domain's 3 codes per 15 minutes
+    "code_checks_per_client": "30/hour",  # on top of the 5 tries per code
+    "referent_changes_per_client": "5/hour",
+    "surveys_per_client": "10/hour",
+    "thanks_per_client": "10/hour",
+    "thanks_per_file": "5/day",
+    "messages_per_client": "60/hour",
+    "messages_per_file": "30/day",
+    "contact_changes_per_client": "10/hour",
+    "contact_changes_per_file": "5/day",
+    "documents_per_client": "30/hour",
+}
+#: The upload route reads up to twice the document limit (so a document a little too large
+#: gets the precise "Le fichier dépasse 512 Ko."), plus its multipart envelope.
+DOCUMENT_BODY_BYTES = 2 * MAX_DOCUMENT_BYTES + MULTIPART_OVERHEAD_BYTES
 
 
 class IntakeSettings(ServiceSettings):
@@ -23,3 +46,16 @@ class IntakeSettings(ServiceSettings):
         ge=0,
         description="How long computed indicators are served again before being recomputed.",
     )
+    rate_limits: dict[str, RateLimit] = Field(
+        default_factory=lambda: {k: RateLimit.parse(v) for k, v in DEFAULT_RATE_LIMITS.items()},
+        description="Rate limits of the citizen-facing writes, JSON object rule -> 'count/period' "
+        "(e.g. '5/hour'; '0/hour' switches a rule off); rules not given keep their default.",
+    )
+
+    @field_validator("rate_limits", mode="after")
+    @classmethod
+    def _keep_defaults(cls, given: dict[str, RateLimit]) -> dict[str, RateLimit]:
+        unknown = given.keys() - DEFAULT_RATE_LIMITS.keys()
+        if unknown:
+            raise ValueError(f"unknown rate limit rules: {sorted(unknown)}")
+        return {**{k: RateLimit.parse(v) for k, v in DEFAULT_RATE_LIMITS.items()}, **given}

@@ -4,10 +4,18 @@ visible in one place."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 from opentelemetry import propagate
+from starlette.requests import HTTPConnection
+
+from guichet_runtime.rate_limits import Network, client_address
+
+#: The address of the citizen (or agent) whose request the page is serving.
+CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
 
 
 class BackendError(Exception):
@@ -22,9 +30,32 @@ class BackendError(Exception):
         self.errors = errors or []
 
 
-async def _inject_trace(request: httpx.Request) -> None:
+class ForwardClientAddress:
+    """Notes who is calling (the peer, or X-Forwarded-For from a trusted proxy), so the
+    calls to intake and assignment carry it in X-Forwarded-For: the services' rate limits
+    count the citizen, not the web. Plain ASGI, so the route runs in the same context."""
+
+    def __init__(self, app: Any, trusted: Sequence[Network] = ()) -> None:
+        self.app = app
+        self.trusted = list(trusted)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = CLIENT_ADDRESS.set(client_address(HTTPConnection(scope), self.trusted))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
+
+
+async def _propagate(request: httpx.Request) -> None:
     # One trace per file across every hop: the page's span continues in the service.
     propagate.inject(request.headers)
+    address = CLIENT_ADDRESS.get()
+    if address:
+        request.headers["X-Forwarded-For"] = address
 
 
 def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
@@ -32,7 +63,7 @@ def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
         base_url=base_url,
         timeout=timeout,
         limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
-        event_hooks={"request": [_inject_trace]},
+        event_hooks={"request": [_propagate]},
     )
 
 

@@ -13,19 +13,25 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.middleware.sessions import SessionMiddleware
 
+from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES, BodySizeLimit
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
 from guichet_runtime.probes import install_ops_routes, started_only
+from guichet_runtime.secrets import required_secret
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
 from web.api import citoyen, guichet, referent, shared, supervision
-from web.backend import Backend
+from web.backend import Backend, ForwardClientAddress
 from web.settings import WebSettings
 
 
 def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     settings = settings or WebSettings()
+    # First: without its secret outside development, the service does not start at all.
+    secret_key = required_secret(
+        settings.secret_key, "SECRET_KEY", settings.environment, settings.secrets_dir
+    )
     setup_logging(settings.service_name, settings.log_level, settings.log_format)
     tracer_provider = setup_tracing(
         settings.service_name, settings.otel_spans_file, settings.otel_exporter_otlp_endpoint
@@ -65,14 +71,23 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
 
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.secret_key,
+        secret_key=secret_key,
         session_cookie="guichet_session",
         same_site="lax",
         https_only=settings.secure_cookies,
         max_age=settings.file_access_minutes * 60 * 4,
     )
+    app.add_middleware(ForwardClientAddress, trusted=settings.trusted_proxies)
     app.add_middleware(TraceIdHeader)
     app.add_middleware(HttpMetrics, metrics=metrics)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        # A document a little too large still gets the form's precise message.
+        overrides=[
+            (r"/dossier/[^/]+/pieces", 2 * settings.document_max_bytes + MULTIPART_OVERHEAD_BYTES)
+        ],
+    )
     FastAPIInstrumentor.instrument_app(
         app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static,metrics"
     )

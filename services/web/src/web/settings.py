@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from guichet_runtime.settings import ServiceSettings
 
@@ -21,9 +21,10 @@ class WebSettings(ServiceSettings):
     assignment_url: str = Field(
         default="http://127.0.0.1:8001", description="Base URL of assignment's HTTP API."
     )
-    secret_key: str = Field(
-        default="dev-only-secret-change-me",
-        description="Signs the session cookie (the citizen's opened files, the agent's seam).",
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the session cookie (the citizen's opened files, the agent's seam). "
+        "No default: required outside ENVIRONMENT=dev; in dev generated once in SECRETS_DIR.",
     )
     secure_cookies: bool = Field(
         default=False, description="Send the session cookie over HTTPS only (on in production)."

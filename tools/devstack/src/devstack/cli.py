@@ -288,6 +288,7 @@ def run(
                 postgres=database,
                 clock_file=clock_file.resolve() if clock_file else None,
                 oidc_issuers=keycloak.issuers,
+                rate_limits={},  # the services' own limits, as in production
             )
             say("starting services...")
             stack.start()

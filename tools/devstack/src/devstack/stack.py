@@ -60,6 +60,28 @@ class Ports:
         )
 
 
+#: A development stack: secrets generated once under the workdir; the web, on the same
+#: machine, names the client to the services in X-Forwarded-For.
+DEV_ENV = {"ENVIRONMENT": "dev", "TRUSTED_PROXIES": json.dumps(["127.0.0.1/32", "::1/128"])}
+
+#: Test stacks: every client is 127.0.0.1, so the per-client limits are lifted (the limits
+#: themselves are tested in tests/unit/test_rate_limits.py).
+TEST_RATE_LIMITS = dict.fromkeys(
+    (
+        "files_per_client",
+        "access_codes_per_client",
+        "code_checks_per_client",
+        "referent_changes_per_client",
+        "surveys_per_client",
+        "thanks_per_client",
+        "messages_per_client",
+        "contact_changes_per_client",
+        "documents_per_client",
+    ),
+    "100000/hour",
+)
+
+
 def _bin(name: str) -> str:
     """Console script of the running interpreter's environment."""
     candidate = Path(sys.executable).parent / name
@@ -77,6 +99,13 @@ class Stack:
     OIDC_AUDIENCE (see guichet_runtime.auth).
     `callback_secrets`: per agency, the secret its simulated system signs callbacks with and
     its adapter checks them with (CALLBACK_SECRET on both sides); generated afresh per stack.
+    `rate_limits`: intake's RATE_LIMITS (rule -> "count/period"); None: every per-client rule
+    relaxed (TEST_RATE_LIMITS), since every test client calls from 127.0.0.1; {} keeps the
+    service's defaults (`guichet-dev run`).
+
+    Every process runs with ENVIRONMENT=dev: secrets such as the web's SECRET_KEY are
+    generated once in WORKDIR/secrets (see guichet_runtime.secrets), and intake
+    and assignment trust the web (127.0.0.1) to name the client in X-Forwarded-For.
     """
 
     def __init__(
@@ -90,6 +119,7 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         clock_file: Path | None = None,
         oidc_issuers: dict[str, str] | None = None,
+        rate_limits: dict[str, str] | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -103,6 +133,7 @@ class Stack:
         self._extra_env = extra_env or {}
         self.clock_file = clock_file
         self.oidc_issuers = dict(oidc_issuers or {})
+        self.rate_limits = TEST_RATE_LIMITS if rate_limits is None else rate_limits
         self.database_urls: dict[str, str] = {}
         self.callback_secrets = {a: secrets.token_urlsafe(32) for a in self.ports.adapters}
         self.processes: dict[str, ServiceProcess] = {}
@@ -161,6 +192,8 @@ class Stack:
             "DATABASE_URL": self._database_url(name),
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+            **DEV_ENV,
+            "SECRETS_DIR": str(self.workdir / "secrets"),
             **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
             **self._oidc_env(name),
             **self._extra_env,
@@ -232,7 +265,8 @@ class Stack:
             self.workdir / "logs" / "channel-providers.log",
             health_url=f"{self.providers_url}/health",
         )
-        self.processes["intake"] = self._service("intake", "intake", p.intake, {})
+        limits = {"RATE_LIMITS": json.dumps(self.rate_limits)} if self.rate_limits else {}
+        self.processes["intake"] = self._service("intake", "intake", p.intake, limits)
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
             "notification",
@@ -256,6 +290,8 @@ class Stack:
                 "ASSIGNMENT_URL": self.assignment_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
                 "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
+                **DEV_ENV,
+                "SECRETS_DIR": str(self.workdir / "secrets"),
                 **self._oidc_env(None),
                 **self._extra_env,
             },

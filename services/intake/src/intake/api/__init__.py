@@ -7,12 +7,14 @@ from fastapi import APIRouter
 
 from guichet_runtime.service import Runtime
 from intake.api import citizen, desk, files, indicators
+from intake.api.limits import Limits
 
 
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/api")
-    api.include_router(files.router(runtime))
-    api.include_router(citizen.router(runtime))
-    api.include_router(desk.router(runtime))
+    limits = Limits(runtime)
+    api.include_router(files.router(runtime, limits))
+    api.include_router(citizen.router(runtime, limits))
+    api.include_router(desk.router(runtime, limits))
     api.include_router(indicators.router(runtime))
     return api

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, UploadFile
 
 from guichet_runtime.service import Runtime
+from intake.api.limits import Limits
 from intake.commands import access, citizen, documents
 from intake.commands.files import change_contact_preferences
 from intake.domain import MAX_DOCUMENT_BYTES
@@ -20,10 +21,14 @@ from intake.schemas import (
 )
 
 
-def router(runtime: Runtime) -> APIRouter:
+def router(runtime: Runtime, limits: Limits) -> APIRouter:
     api = APIRouter()
 
-    @api.post("/files/{file_id}/referent-change", status_code=202)
+    @api.post(
+        "/files/{file_id}/referent-change",
+        status_code=202,
+        dependencies=[limits.per_client("referent_changes_per_client")],
+    )
     async def referent_change(file_id: str, body: ReferentChangeIn) -> Any:
         """The citizen asks for another référent (once per file, without approval)."""
         await citizen.request_referent_change(file_id, body.reason, runtime.uow())
@@ -32,7 +37,13 @@ def router(runtime: Runtime) -> APIRouter:
             "très vite, et tout votre dossier lui sera transmis."
         }
 
-    @api.put("/files/{file_id}/contact-preferences")
+    @api.put(
+        "/files/{file_id}/contact-preferences",
+        dependencies=[
+            limits.per_client("contact_changes_per_client"),
+            limits.per_file("contact_changes_per_file"),
+        ],
+    )
     async def contact_preferences(file_id: str, body: ContactIn) -> Any:
         """The citizen changes their channel or contact details; later messages follow."""
         contact = await change_contact_preferences(file_id, body, runtime.uow())
@@ -41,19 +52,32 @@ def router(runtime: Runtime) -> APIRouter:
             "contact": contact.model_dump(mode="json", exclude={"given_name", "family_name"}),
         }
 
-    @api.post("/files/{file_id}/survey", status_code=201)
+    @api.post(
+        "/files/{file_id}/survey",
+        status_code=201,
+        dependencies=[limits.per_client("surveys_per_client")],
+    )
     async def survey(file_id: str, body: SurveyIn) -> Any:
         """The satisfaction survey sent with the coordinated answer (once per file)."""
         await citizen.answer_survey(file_id, body, runtime.uow())
         return {"message": "Merci pour votre avis : il nous aide à mieux vous servir."}
 
-    @api.post("/files/{file_id}/thanks", status_code=201)
+    @api.post(
+        "/files/{file_id}/thanks",
+        status_code=201,
+        dependencies=[limits.per_client("thanks_per_client"), limits.per_file("thanks_per_file")],
+    )
     async def thank(file_id: str, body: ThanksIn) -> Any:
         """The citizen thanks their référent by name."""
         name = await citizen.thank_referent(file_id, body.message, runtime.uow())
         return {"message": f"Merci ! Votre message est transmis à {name}."}
 
-    @api.post("/files/{file_id}/documents", status_code=201, response_model=DocumentCreated)
+    @api.post(
+        "/files/{file_id}/documents",
+        status_code=201,
+        response_model=DocumentCreated,
+        dependencies=[limits.per_client("documents_per_client")],
+    )
     async def upload_document(
         file_id: str,
         fichier: UploadFile = File(..., description="La pièce : PDF, JPEG ou PNG, 512 Ko au plus."),
@@ -79,7 +103,14 @@ def router(runtime: Runtime) -> APIRouter:
             "votre demande.",
         }
 
-    @api.post("/files/{file_id}/access-codes", status_code=202)
+    @api.post(
+        "/files/{file_id}/access-codes",
+        status_code=202,
+        dependencies=[
+            limits.per_client("access_codes_per_client"),
+            limits.per_file("access_codes_per_file"),
+        ],
+    )
     async def access_code(file_id: str) -> Any:
         """Send the citizen a one-time code to open their file online (no account needed)."""
         expires_at = await access.issue_access_code(file_id, runtime.uow())
@@ -89,7 +120,10 @@ def router(runtime: Runtime) -> APIRouter:
             "expires_at": expires_at,
         }
 
-    @api.post("/files/{file_id}/access-codes/verify")
+    @api.post(
+        "/files/{file_id}/access-codes/verify",
+        dependencies=[limits.per_client("code_checks_per_client")],
+    )
     async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
         """Check a one-time code; a valid code opens the file once and is then spent."""
         await access.verify_access_code(file_id, body.code, runtime.uow())

@@ -10,13 +10,14 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
+from intake.api.limits import Limits
 from intake.commands.messages import send_referent_message
 from intake.domain import unknown_file
 from intake.schemas import AgentThanks, MessageIn, MessageOut
 from intake.views import files as views
 
 
-def router(runtime: Runtime) -> APIRouter:
+def router(runtime: Runtime, limits: Limits) -> APIRouter:
     api = APIRouter()
 
     @api.get("/agents/{agent_id}/thanks", response_model=AgentThanks)
@@ -24,7 +25,15 @@ def router(runtime: Runtime) -> APIRouter:
         """The thanks a référent received, newest first (their agent space shows them)."""
         return await views.thanks_for_agent(runtime.uow(), agent_id)
 
-    @api.post("/files/{file_id}/messages", status_code=201, response_model=MessageOut)
+    @api.post(
+        "/files/{file_id}/messages",
+        status_code=201,
+        response_model=MessageOut,
+        dependencies=[
+            limits.per_client("messages_per_client"),
+            limits.per_file("messages_per_file"),
+        ],
+    )
     async def write_to_citizen(
         file_id: str,
         body: MessageIn,

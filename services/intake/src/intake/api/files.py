@@ -9,6 +9,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.service import Runtime
+from intake.api.limits import Limits
 from intake.catalogue import CATALOGUE
 from intake.commands.files import SubmitFile, submit_file
 from intake.domain import unknown_file
@@ -17,7 +18,7 @@ from intake.views import files as views
 from shared_models import AGENCY_LABELS
 
 
-def router(runtime: Runtime) -> APIRouter:
+def router(runtime: Runtime, limits: Limits) -> APIRouter:
     api = APIRouter()
 
     @api.get("/life-events")
@@ -28,7 +29,12 @@ def router(runtime: Runtime) -> APIRouter:
             for e in CATALOGUE.values()
         ]
 
-    @api.post("/files", status_code=201, response_model=FileCreated)
+    @api.post(
+        "/files",
+        status_code=201,
+        response_model=FileCreated,
+        dependencies=[limits.per_client("files_per_client")],
+    )
     async def create_file(
         form: FileIn,
         idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),

@@ -1,0 +1,156 @@
+"""Rate limits kept in the service's own database, so every replica counts the same hits:
+fixed windows, one row per (key, window start), incremented by one atomic upsert.
+
+`RateLimit.parse("5/hour")` reads a limit; `RateLimiter.hit(key, limit)` counts one hit and
+raises `Refused(TOO_MANY)` with `Retry-After` once the window's count passes the limit.
+`client_address` finds who is calling (the connection's peer, or `X-Forwarded-For` when the
+peer is a trusted proxy)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import time
+from collections.abc import Callable, Sequence
+
+import sqlalchemy as sa
+from pydantic import BaseModel, model_validator
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import HTTPConnection
+
+from guichet_runtime.refusals import RefusalKind, Refused
+
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+_RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*")
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class RateLimit(BaseModel):
+    """At most `count` hits per window of `seconds`; `count` 0 switches the rule off."""
+
+    count: int
+    seconds: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: object) -> object:
+        return cls.parse(value).model_dump() if isinstance(value, str) else value
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        """'5/hour', '3/15minutes', '100/day'."""
+        found = _RATE.fullmatch(text)
+        if not found:
+            raise ValueError(f"not a rate limit (e.g. '5/hour'): {text!r}")
+        count, periods, unit = found.groups()
+        return cls(count=int(count), seconds=int(periods or 1) * PERIODS[unit])
+
+
+def rate_counters_table(metadata: sa.MetaData) -> sa.Table:
+    return sa.Table(
+        "rate_counters",
+        metadata,
+        sa.Column("key", sa.String(200), primary_key=True, comment="rule:scope:value"),
+        sa.Column("window_start", sa.BigInteger, primary_key=True, comment="epoch seconds"),
+        sa.Column("count", sa.Integer, nullable=False),
+    )
+
+
+def too_many_message(retry_after: int) -> str:
+    minutes = math.ceil(retry_after / 60)
+    wait = f"{minutes} minute{'s' if minutes > 1 else ''}" if retry_after >= 60 else "un instant"
+    return f"Trop de demandes en peu de temps : réessayez dans {wait}."
+
+
+class RateLimiter:
+    """Counts hits in `table` (see `rate_counters_table`) on `engine`, each in its own
+    short transaction."""
+
+    def __init__(
+        self, engine: AsyncEngine, table: sa.Table, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.engine = engine
+        self.table = table
+        self.clock = clock
+
+    def _upsert(self, key: str, window_start: int) -> sa.Insert:
+        """One statement, atomic on both databases: insert the window or add one to it."""
+        t = self.table
+        row = {"key": key, "window_start": window_start, "count": 1}
+        keys, add_one = [t.c.key, t.c.window_start], {"count": t.c.count + 1}
+        if self.engine.dialect.name == "postgresql":
+            upsert: sa.Insert = (
+                postgresql.insert(t)
+                .values(row)
+                .on_conflict_do_update(index_elements=keys, set_=add_one)
+            )
+        else:
+            upsert = (
+                sqlite.insert(t)
+                .values(row)
+                .on_conflict_do_update(index_elements=keys, set_=add_one)
+            )
+        return upsert.returning(t.c.count)
+
+    async def hit(self, key: str, limit: RateLimit) -> None:
+        """Count one hit on `key`; refuse it (429) when the window already took `limit`."""
+        if limit.count <= 0:
+            return
+        now = self.clock()
+        window_start = int(now // limit.seconds) * limit.seconds
+        async with self.engine.begin() as conn:
+            count = (await conn.execute(self._upsert(key, window_start))).scalar_one()
+            await conn.execute(
+                self.table.delete().where(
+                    self.table.c.key == key, self.table.c.window_start < window_start
+                )
+            )
+        if count > limit.count:
+            retry_after = max(1, math.ceil(window_start + limit.seconds - now))
+            raise Refused(
+                RefusalKind.TOO_MANY,
+                too_many_message(retry_after),
+                headers={"Retry-After": str(retry_after)},
+            )
+
+    async def purge(self, older_than_seconds: int = 86400) -> int:
+        """Drop the windows of keys no longer hit (a housekeeping worker calls it)."""
+        cutoff = int(self.clock()) - older_than_seconds
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                self.table.delete().where(self.table.c.window_start < cutoff)
+            )
+        return result.rowcount or 0
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    ip = _address(address)
+    return ip is not None and any(ip in net for net in trusted)
+
+
+def client_address(connection: HTTPConnection, trusted: Sequence[Network] = ()) -> str:
+    """The caller's address: the connection's peer, unless that peer is a trusted proxy
+    (`TRUSTED_PROXIES`, e.g. the Ingress): then the nearest untrusted hop of
+    `X-Forwarded-For`, read from the right (what a client wrote itself stays on the left)."""
+    peer = connection.client.host if connection.client else "inconnu"
+    if not is_trusted(peer, trusted):
+        return peer
+    hops = [
+        hop.strip()
+        for header in connection.headers.getlist("x-forwarded-for")
+        for hop in header.split(",")
+        if hop.strip()
+    ]
+    for hop in reversed(hops):
+        if not is_trusted(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
