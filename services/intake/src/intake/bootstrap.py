@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
 from intake import api, projections
 from intake.settings import IntakeSettings
@@ -30,6 +31,8 @@ __all__ = ["IntakeSettings", "bootstrap"]
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    # Refuses to start without it (KeyMissing): no default key.
+    keyring = Keyring.from_text(settings.access_code_key.get_secret_value(), name="ACCESS_CODE_KEY")
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
     consumer = runtime.consumer
     consumer.subscribe(
@@ -62,5 +65,5 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         },
     )
     app = create_app(runtime, title="Guichet unique — accueil (intake)")
-    app.include_router(api.router(runtime))
+    app.include_router(api.router(runtime, keyring))
     return app

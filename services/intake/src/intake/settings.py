@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from guichet_runtime.settings import ServiceSettings
 from intake.domain import DEFAULT_MIN_FILES
@@ -22,4 +22,10 @@ class IntakeSettings(ServiceSettings):
         default=60.0,
         ge=0,
         description="How long computed indicators are served again before being recomputed.",
+    )
+    access_code_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Seals the one-time access codes for the notification service (AES-256-GCM; "
+        "base64 of 32 bytes, the same value as notification's). No default: intake refuses "
+        "to start without it.",
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
+from guichet_runtime.sealing import new_key
 
 #: The agencies a stack connects by default (an adapter and a simulator each).
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
@@ -99,6 +100,8 @@ class Stack:
         self._extra_env = extra_env or {}
         self.clock_file = clock_file
         self.oidc_issuers = dict(oidc_issuers or {})
+        # Intake seals the one-time access codes for notification: one fresh key per stack.
+        self.access_code_key = new_key()
         self.database_urls: dict[str, str] = {}
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -227,7 +230,8 @@ class Stack:
             self.workdir / "logs" / "channel-providers.log",
             health_url=f"{self.providers_url}/health",
         )
-        self.processes["intake"] = self._service("intake", "intake", p.intake, {})
+        sealing = {"ACCESS_CODE_KEY": self.access_code_key}
+        self.processes["intake"] = self._service("intake", "intake", p.intake, sealing)
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
             "notification",
@@ -238,6 +242,7 @@ class Stack:
                 "SMTP_PORT": str(p.smtp),
                 "SMS_GATEWAY_URL": self.providers_url,
                 "POSTAL_URL": self.providers_url,
+                **sealing,
             },
         )
         # The pages: no database, no broker; they talk to intake and assignment over HTTP.

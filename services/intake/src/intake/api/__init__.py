@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
 from intake.api import citizen, desk, files, indicators
 
 
-def router(runtime: Runtime) -> APIRouter:
+def router(runtime: Runtime, keyring: Keyring) -> APIRouter:
     api = APIRouter(prefix="/api")
     api.include_router(files.router(runtime))
-    api.include_router(citizen.router(runtime))
+    api.include_router(citizen.router(runtime, keyring))
     api.include_router(desk.router(runtime))
     api.include_router(indicators.router(runtime))
     return api
