@@ -75,8 +75,8 @@ class Keyring:
         if not current or not current.strip():
             raise KeyMissing(
                 f"{name} is not set: this service refuses to start without it. Generate one "
-                "with `guichet-dev secret` (base64 of 32 random bytes) and give the same value "
-                "to intake and notification; devstack generates one per stack."
+                "with `openssl rand -base64 32` (32 random bytes) and give the same value to "
+                "intake and notification; devstack generates one per stack."
             )
         olds = [parse_key(p, f"{name}_PREVIOUS") for p in previous.split(",") if p.strip()]
         return cls(parse_key(current, name), olds)

@@ -899,12 +899,3 @@ def k8s_generate(
     for path in changed:
         typer.echo(f"wrote {path}")
     typer.echo(f"{len(changed)} file(s) changed")
-
-
-@app.command()
-def secret() -> None:
-    """Print a fresh key for ACCESS_CODE_KEY (base64 of 32 random bytes; give the same value
-    to intake and notification)."""
-    from guichet_runtime.sealing import new_key
-
-    typer.echo(new_key())
