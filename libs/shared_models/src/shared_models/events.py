@@ -353,6 +353,9 @@ class AccessCodeIssued(Event):
     """
 
     event_type: ClassVar[str] = "AccessCodeIssued"
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the code travels sealed)."
+    )
     sealed_code: SealedSecret = Field(
         description="The one-time code, encrypted for the notification service only "
         "(AES-256-GCM, bound to the file id): it never travels in plaintext."
