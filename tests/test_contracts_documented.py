@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from devstack.asyncapi import render
+from guichet_runtime.sealing import new_key
 from shared_models import topics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +22,7 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
     if service == "intake":
         from intake.bootstrap import IntakeSettings, bootstrap
 
-        app = bootstrap(IntakeSettings(database_url=db))
+        app = bootstrap(IntakeSettings(database_url=db, access_code_key=new_key()))
     elif service == "assignment":
         from assignment.bootstrap import AssignmentSettings, bootstrap
 
@@ -29,7 +30,7 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
     elif service == "notification":
         from notification.bootstrap import NotificationSettings, bootstrap
 
-        app = bootstrap(NotificationSettings(database_url=db))
+        app = bootstrap(NotificationSettings(database_url=db, access_code_key=new_key()))
     else:
         from adapter_sdk import discovery
         from adapter_sdk.runtime import build_app

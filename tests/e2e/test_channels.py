@@ -9,6 +9,7 @@ import asyncio
 import collections
 import io
 import json
+import re
 import uuid
 import warnings
 
@@ -115,6 +116,24 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
     await assert_no_repeats(stack, [file_id])
 
 
+async def access_proof(client, stack: Stack, file_id: str) -> str:
+    """A code sent to the file's email, read there, verified: the proof intake returns."""
+    assert (await client.post(f"/api/files/{file_id}/access-codes")).status_code == 202
+
+    async def code() -> str | None:
+        mails = mails_for(stack.maildir, file_id)
+        for mail in mails:
+            if mail["Subject"] == f"Votre dossier {file_id} : votre code d'accès":
+                text = mail.get_body(("plain",)).get_content()
+                return re.search(r"^\s+(\d{6})\s*$", text, re.MULTILINE).group(1)
+        return None
+
+    typed = await eventually(code, what="the access code by email")
+    verified = await client.post(f"/api/files/{file_id}/access-codes/verify", json={"code": typed})
+    assert verified.status_code == 200, verified.text
+    return verified.json()["proof"]
+
+
 async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers):
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
@@ -125,17 +144,26 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
                 return (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
             await eventually(referent, what="référent named")
+            # Changing the contact needs the proof a code sent to the current one gives.
+            anonymous = await client.put(
+                f"/api/files/{file_id}/contact-preferences",
+                json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
+            )
+            assert anonymous.status_code == 401
+            proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
             early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
             assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
             bad = await client.put(
                 f"/api/files/{file_id}/contact-preferences",
                 json={"preferred_channel": "courrier", "postcode": "93200"},
+                headers=proof,
             )
             assert bad.status_code == 422
             assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
             changed = await client.put(
                 f"/api/files/{file_id}/contact-preferences",
                 json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
+                headers=proof,
             )
             assert changed.status_code == 200, changed.text
         finally:
@@ -152,9 +180,14 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
     assert sms["to"] == "+33711223344"
     assert referent["name"] in sms["text"] and referent["phone"] in sms["text"]
     assert f"/dossiers/{file_id}" in sms["text"]  # the survey's link
-    assert [m["Subject"] for m in mails_for(stack.maildir, file_id)] == [
-        f"Votre dossier {file_id} : {referent['name']} est votre référent"
-    ]
+    # By email: the référent's name, the code, and the notice to the address left behind.
+    assert sorted(m["Subject"] for m in mails_for(stack.maildir, file_id)) == sorted(
+        [
+            f"Votre dossier {file_id} : {referent['name']} est votre référent",
+            f"Votre dossier {file_id} : votre code d'accès",
+            f"Votre dossier {file_id} : vos coordonnées ont été modifiées",
+        ]
+    )
 
     survey = await client.post(
         f"/api/files/{file_id}/survey", json={"score": 4, "referent_reachable": True}

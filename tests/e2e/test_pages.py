@@ -5,10 +5,13 @@ var/screenshots/."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -16,7 +19,8 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_runtime.clock import Clock
-from tests.e2e.support import file_body
+from shared_models import topics
+from tests.e2e.support import file_body, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -112,6 +116,18 @@ def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
     raise AssertionError(f"no access code email for {file_id}")
 
 
+def access_code_records(stack: Stack, file_id: str) -> list[dict]:
+    """The records of `access-codes.issued` about a file, read from the broker (in a thread
+    of its own: Playwright's loop runs in this one)."""
+    topic = stack.namespace + topics.ACCESS_CODES
+    reading = read_topic(
+        stack.kafka_bootstrap, topic, lambda rs: any(r["key"] == file_id for r in rs)
+    )
+    with ThreadPoolExecutor(1) as pool:
+        records = pool.submit(asyncio.run, reading).result()
+    return [r for r in records if r["key"] == file_id]
+
+
 def referent_named_in_mail(stack: Stack, file_id: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -204,9 +220,14 @@ def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer
     assert error_of(page, "code") == "Le code comporte 6 chiffres, par ex. 123456."
     assert page.input_value("#code") == "12"
     check(page, "06-code-erreur")
-    page.fill("#code", access_code(stack, file_id))
+    code = access_code(stack, file_id)
+    page.fill("#code", code)
     page.click("text=Ouvrir mon dossier")
     page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+    # The email brought the code; the topic that carried it to notification never held it.
+    [issued] = access_code_records(stack, file_id)
+    assert code not in json.dumps(issued) and "code" not in issued["body"]
+    assert set(issued["body"]["sealed_code"]) == {"key_id", "nonce", "ciphertext"}
 
     reload_until(page, "#reponse")
     name = referent_named_in_mail(stack, file_id)

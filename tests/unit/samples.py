@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from guichet_runtime.sealing import Keyring, new_key
 from shared_models import (
     AccessCodeIssued,
     AgencyAnswerReceived,
@@ -56,6 +57,15 @@ from shared_models import (
 )
 
 # --------------------------------------------------------------------------- contracts
+
+
+#: The key intake and notification share in the unit tests (ACCESS_CODE_KEY).
+KEYRING = Keyring.from_text(new_key(), name="ACCESS_CODE_KEY")
+
+
+def opened_code(event: AccessCodeIssued) -> str:
+    """The one-time code an AccessCodeIssued carries sealed, as notification opens it."""
+    return KEYRING.open(event.sealed_code, AccessCodeIssued.sealing_context(event.file_id))
 
 
 def citizen(**overrides: Any) -> CitizenContact:
@@ -335,7 +345,7 @@ def one_event_of_each_type() -> list[Envelope]:
         ),
         AccessCodeIssued(
             file_id=file_id,
-            code="428193",
+            sealed_code=KEYRING.seal("428193", AccessCodeIssued.sealing_context(file_id)),
             expires_at=dt.datetime(2025, 1, 6, 9, 15, tzinfo=dt.UTC),
             citizen=citizen(),
             referent=referent(),

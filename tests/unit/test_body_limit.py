@@ -16,6 +16,9 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from guichet_runtime.body_limit import BodySizeLimit
+from guichet_runtime.sealing import new_key
+
+KEY = new_key()
 
 
 def _free_port() -> int:
@@ -102,7 +105,7 @@ def test_every_service_app_has_the_limit(service: str, tmp_path: Path):
     if service == "intake":
         from intake.bootstrap import IntakeSettings, bootstrap
 
-        app = bootstrap(IntakeSettings(database_url=db))
+        app = bootstrap(IntakeSettings(database_url=db, access_code_key=KEY))
     elif service == "assignment":
         from assignment.bootstrap import AssignmentSettings, bootstrap
 
@@ -110,7 +113,7 @@ def test_every_service_app_has_the_limit(service: str, tmp_path: Path):
     elif service == "notification":
         from notification.bootstrap import NotificationSettings, bootstrap
 
-        app = bootstrap(NotificationSettings(database_url=db))
+        app = bootstrap(NotificationSettings(database_url=db, access_code_key=KEY))
     elif service == "adapter":
         from adapter_sdk import discovery
         from adapter_sdk.runtime import build_app

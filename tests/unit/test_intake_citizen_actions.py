@@ -11,11 +11,18 @@ from guichet_runtime.errors import install_french_validation
 from guichet_runtime.refusals import RefusalKind, Refused, install_refusals
 from intake import api as intake_api
 from intake import projections
+from intake.commands.access import issue_access_code, verify_access_code
 from intake.commands.citizen import answer_survey, thank_referent
-from intake.commands.files import SubmitFile, change_contact_preferences, submit_file
+from intake.commands.files import (
+    ChangeContactPreferences,
+    SubmitFile,
+    change_contact_preferences,
+    submit_file,
+)
 from intake.schemas import ContactIn, FileIn, SurveyIn
 from intake.views import files as views
 from shared_models import (
+    AccessCodeIssued,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     NotificationChannel,
@@ -26,7 +33,7 @@ from shared_models import (
     SurveyAnswered,
     topics,
 )
-from tests.unit.samples import citizen, referent
+from tests.unit.samples import KEYRING, citizen, opened_code, referent
 
 FORM = {
     "life_event": "naissance",
@@ -79,6 +86,13 @@ async def emitted(db, cls):
     return [(t, e) for t, e in await db.outbox_events() if isinstance(e, cls)]
 
 
+async def access_proof(db, file_id: str) -> str:
+    """What the citizen holds once their code is verified: a code is sent, then typed."""
+    await issue_access_code(file_id, db.uow(), KEYRING)
+    *_, (_, event) = await emitted(db, AccessCodeIssued)
+    return (await verify_access_code(file_id, opened_code(event), db.uow())).token
+
+
 async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_names_kept(
     intake_db, file_id
 ):
@@ -91,7 +105,10 @@ async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_
         }
     )
 
-    await change_contact_preferences(file_id, contact, intake_db.uow())
+    proof = await access_proof(intake_db, file_id)
+    await change_contact_preferences(
+        ChangeContactPreferences(file_id, contact, proof), intake_db.uow()
+    )
 
     [(topic, event)] = await emitted(intake_db, ContactPreferencesChanged)
     assert topic == topics.CONTACT_CHANGES
@@ -103,7 +120,9 @@ async def test_changed_preferences_are_stored_and_sent_to_notification_with_the_
     view = await views.file_view(intake_db.uow(), file_id)
     assert view["timeline"][-1]["label"].endswith("par courrier postal.")
     with pytest.raises(Refused) as unknown:
-        await change_contact_preferences("GU-2026-INCONNU", contact, intake_db.uow())
+        await change_contact_preferences(
+            ChangeContactPreferences("GU-2026-INCONNU", contact, proof), intake_db.uow()
+        )
     assert unknown.value.status == 404
 
 
@@ -211,7 +230,7 @@ async def test_the_routes_answer_refusals_in_french_with_their_status(intake_db,
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
-    app.include_router(intake_api.router(intake_db))
+    app.include_router(intake_api.router(intake_db, KEYRING))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         early = await c.post(f"/api/files/{file_id}/survey", json={"score": 5})
         await assign(intake_db, file_id)

@@ -79,6 +79,11 @@ CONTEXT = {
     NotificationKind.REFERENT_MESSAGE: {
         "text": "Bonjour, pouvez-vous m'envoyer votre dernier avis d'imposition ?"
     },
+    NotificationKind.CONTACT_CHANGED_NOTICE: {
+        "changes": ["adresse électronique", "moyen de contact préféré"],
+        "changed_at_paris": "10h12",
+        "referent_named": True,
+    },
 }
 # A name and phone the templates cannot contain by chance, with characters HTML escapes.
 SIGNER = referent(

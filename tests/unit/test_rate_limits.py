@@ -27,6 +27,7 @@ from intake.settings import IntakeSettings
 from intake.tables import rate_counters
 from shared_models import topics
 from tests.unit.conftest import ServiceDb
+from tests.unit.samples import KEYRING
 
 FORM = {
     "life_event": "naissance",
@@ -49,7 +50,7 @@ def client(db, peer: str = "198.51.100.9", **limits: str) -> httpx.AsyncClient:
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
-    app.include_router(intake_api.router(runtime))
+    app.include_router(intake_api.router(runtime, KEYRING))
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://intake")
 
@@ -152,7 +153,8 @@ async def test_code_checks_file_submissions_and_citizen_writes_are_limited(intak
 
     assert checks[0].status_code == 403  # a wrong code, counted as before
     assert submitted[0].status_code == 201
-    assert contacts[0].status_code == 200, contacts[0].text
+    # without the proof a verified code gives: refused (401), and the attempt still counts
+    assert contacts[0].status_code == 401, contacts[0].text
     for limited in (checks, submitted, contacts, thanks, surveys, messages):
         assert_too_many(limited[1], 86400)
 

@@ -34,7 +34,7 @@ from shared_models import (
     ReferentMessageSent,
     topics,
 )
-from tests.unit.samples import citizen, decision, file_submitted, referent
+from tests.unit.samples import KEYRING, citizen, decision, file_submitted, referent
 from tests.unit.test_notification_channels import dispatch_all
 
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
@@ -176,7 +176,7 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
 
 @pytest.fixture
 async def counter(intake_db):
-    async with app_client(intake_api.router(intake_db)) as c:
+    async with app_client(intake_api.router(intake_db, KEYRING)) as c:
         c.db = intake_db
         yield c
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from guichet_runtime.sealing import new_key
 from shared_models import topics, topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,7 @@ def _app(service: str, tmp_path: Path):
     if service == "intake":
         from intake.bootstrap import IntakeSettings, bootstrap
 
-        return bootstrap(IntakeSettings(database_url=db))
+        return bootstrap(IntakeSettings(database_url=db, access_code_key=new_key()))
     if service == "assignment":
         from assignment.bootstrap import AssignmentSettings, bootstrap
 
@@ -36,7 +37,7 @@ def _app(service: str, tmp_path: Path):
     if service == "notification":
         from notification.bootstrap import NotificationSettings, bootstrap
 
-        return bootstrap(NotificationSettings(database_url=db))
+        return bootstrap(NotificationSettings(database_url=db, access_code_key=new_key()))
     from adapter_sdk import discovery
     from adapter_sdk.runtime import build_app
 

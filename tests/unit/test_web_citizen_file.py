@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from web.api.deps import get_backend
+from web.backend import BackendError
 from web.bootstrap import bootstrap
 from web.settings import WebSettings
 
@@ -167,3 +168,58 @@ def test_agents_are_asked_who_they_are_until_they_sign_in(settings):
         response = client.get("/referent", follow_redirects=False)
         assert response.status_code == 303
         assert response.headers["location"] == "/agent?suite=/referent"
+
+
+class ProvingBackend(FakeBackend):
+    """Intake as it answers a verified code (with a proof), and the contact changes it got."""
+
+    def __init__(self, view: dict, refuse: BackendError | None = None) -> None:
+        super().__init__(view)
+        self.refuse = refuse
+        self.changes: list[tuple[str, dict, str | None]] = []
+
+    async def verify_access_code(self, file_id: str, code: str) -> dict:
+        return {"file_id": file_id, "access": "accorde", "proof": "preuve-de-ce-navigateur"}
+
+    async def change_contact_preferences(
+        self, file_id: str, body: dict, access_proof: str | None
+    ) -> dict:
+        self.changes.append((file_id, body, access_proof))
+        if self.refuse:
+            raise self.refuse
+        return {"message": "Vos préférences de contact sont enregistrées."}
+
+
+CONTACT_FORM = {"preferred_channel": "email", "email": "awa@nouveau.fr", "postcode": "93200"}
+
+
+def test_a_contact_change_carries_the_proof_the_code_gave(settings):
+    backend = ProvingBackend(VIEW)
+    app = bootstrap(settings)
+    app.dependency_overrides[get_backend] = lambda: backend
+    with TestClient(app) as client:
+        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+        done = client.post(f"/dossier/{FILE_ID}/contact", data=CONTACT_FORM)
+
+    assert done.status_code == 200 and "préférences de contact sont enregistrées" in done.text
+    [(file_id, body, proof)] = backend.changes
+    assert (file_id, body["email"], proof) == (FILE_ID, "awa@nouveau.fr", "preuve-de-ce-navigateur")
+
+
+def test_a_proof_intake_no_longer_takes_asks_for_a_new_code(settings):
+    expired = BackendError(401, "Votre accès au dossier a expiré : demandez un nouveau code.")
+    backend = ProvingBackend(VIEW, refuse=expired)
+    app = bootstrap(settings)
+    app.dependency_overrides[get_backend] = lambda: backend
+    with TestClient(app) as client:
+        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+        refused = client.post(
+            f"/dossier/{FILE_ID}/contact", data=CONTACT_FORM, follow_redirects=False
+        )
+        asked = client.get(refused.headers["location"])
+        closed = client.get(f"/dossier/{FILE_ID}", follow_redirects=False)
+
+    assert refused.status_code == 303
+    assert refused.headers["location"] == f"/suivi?dossier={FILE_ID}"
+    assert "Votre accès au dossier a expiré" in asked.text
+    assert closed.status_code == 303  # the file is closed in this browser

@@ -30,6 +30,7 @@ from adapter_sdk.signatures import RefusalReason, SignatureRefused
 from adapter_sdk.tables import callback_signatures, exchanges, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
+from guichet_runtime.secrets import Environment
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def missing_secret_problem(config: AdapterConfig, asynchronous: bool) -> str | N
     """Why an adapter must not start: asynchronous, outside dev, without CALLBACK_SECRET."""
     if not asynchronous or config.callback_secret.get_secret_value():
         return None
-    if config.environment == "dev":
+    if config.environment == Environment.DEV:
         return None
     return (
         "CALLBACK_SECRET n'est pas configuré : un organisme asynchrone signe ses rappels avec "

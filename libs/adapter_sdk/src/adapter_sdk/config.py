@@ -3,8 +3,6 @@ talking to an agency needs. An adapter extends it with its own settings."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import Field, SecretStr
 
 from guichet_runtime.settings import ServiceSettings
@@ -43,11 +41,6 @@ class AdapterConfig(ServiceSettings):
         gt=0,
         description="A callback signed longer ago (or later) than this is refused; signatures "
         "taken are kept this long so that an exact replay is refused.",
-    )
-    environment: Literal["dev", "production"] = Field(
-        default="production",
-        description="dev: an asynchronous adapter starts without CALLBACK_SECRET (every "
-        "callback is then refused); production: it refuses to start.",
     )
     attempts: int = Field(
         default=4,

@@ -83,6 +83,17 @@ class CitizenContact(Contract):
     )
 
 
+class SealedSecret(Contract):
+    """A short secret encrypted for one reader (AES-256-GCM, see guichet_runtime.sealing)."""
+
+    key_id: str = Field(
+        description="Which key sealed it (a fingerprint of the key, never the key): lets the "
+        "reader pick among its current and previous keys during a rotation."
+    )
+    nonce: str = Field(description="The 12-byte GCM nonce, base64url.")
+    ciphertext: str = Field(description="The encrypted secret with its GCM tag, base64url.")
+
+
 class Referent(Contract):
     """The named agent coordinating the file, with a direct contact."""
 
@@ -343,17 +354,29 @@ class ReferentMessageSent(Event):
 class AccessCodeIssued(Event):
     """A one-time code was issued so the citizen can open their file online without an account.
 
-    Only intake's hash of the code is kept; the code itself travels once, to the notification
-    service, and expires quickly.
+    Only intake's hash of the code is kept; the code itself travels once, sealed for the
+    notification service (which opens it only to send it), and expires quickly.
     """
 
     event_type: ClassVar[str] = "AccessCodeIssued"
-    code: str = Field(description="The one-time code, to send to the citizen only.")
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the code travels sealed)."
+    )
+    sealed_code: SealedSecret = Field(
+        description="The one-time code, encrypted for the notification service only "
+        "(AES-256-GCM, bound to the file id): it never travels in plaintext."
+    )
     expires_at: dt.datetime = Field(description="When the code stops working (UTC).")
     citizen: CitizenContact = Field(description="Recipient of the code: the file's citizen.")
     referent: Referent | None = Field(
         default=None, description="The file's référent signing the message, when one is designated."
     )
+
+    @staticmethod
+    def sealing_context(file_id: str) -> str:
+        """What the sealed code is bound to (authenticated with it): it opens for this file
+        only, so a sealed code copied into another file's event does not open."""
+        return f"access-code:{file_id}"
 
 
 class NotificationKind(StrEnum):
@@ -372,6 +395,7 @@ class NotificationKind(StrEnum):
     SUPERVISOR_ALERT = "supervisor_alert"
     ACCESS_CODE = "access_code"
     REFERENT_MESSAGE = "referent_message"
+    CONTACT_CHANGED_NOTICE = "contact_changed_notice"
 
 
 class NotificationChannel(StrEnum):
@@ -398,10 +422,22 @@ class NotificationSent(Event):
 
 
 class ContactPreferencesChanged(Event):
-    """The citizen changed how they want to be reached (channel, email, phone, address)."""
+    """The citizen changed how they want to be reached (channel, email, phone, address).
+
+    The previous contact is told of the change on its own channel, so that a change the
+    citizen did not make does not go unnoticed."""
 
     event_type: ClassVar[str] = "ContactPreferencesChanged"
     citizen: CitizenContact = Field(description="The citizen's contact as it now stands, complete.")
+    previous_citizen: CitizenContact | None = Field(
+        default=None,
+        description="The contact as it stood before the change, told of it (absent in events "
+        "recorded before notices were sent).",
+    )
+    referent: Referent | None = Field(
+        default=None,
+        description="The file's référent signing the notice, when one is designated.",
+    )
 
 
 class ReferentThanked(Event):

@@ -8,6 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime.rate_limits import RateLimiter
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
 from intake import api, projections
 from intake.settings import DOCUMENT_BODY_BYTES, IntakeSettings
@@ -34,6 +35,8 @@ RATE_COUNTERS_PURGE_SECONDS = 3600
 
 def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     settings = settings or IntakeSettings()
+    # Refuses to start without it (KeyMissing): no default key.
+    keyring = Keyring.from_text(settings.access_code_key.get_secret_value(), name="ACCESS_CODE_KEY")
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
     consumer = runtime.consumer
     consumer.subscribe(
@@ -78,5 +81,5 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         title="Guichet unique — accueil (intake)",
         body_limits=[(r"/api/files/[^/]+/documents", DOCUMENT_BODY_BYTES)],
     )
-    app.include_router(api.router(runtime))
+    app.include_router(api.router(runtime, keyring))
     return app

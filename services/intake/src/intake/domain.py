@@ -227,6 +227,17 @@ ACCESS_CODE_TTL = dt.timedelta(minutes=15)
 ACCESS_CODE_MAX_ATTEMPTS = 5
 ACCESS_CODES_PER_TTL = 3  # codes a file may be sent within ACCESS_CODE_TTL
 CODE_NO_LONGER_VALID = "Ce code n'est plus valable : demandez un nouveau code."
+#: How long a verified code proves control of the file's channel (the pages keep the file
+#: open as long); changing contact details needs such a proof.
+ACCESS_PROOF_TTL = dt.timedelta(minutes=30)
+PROOF_NEEDED = (
+    "Pour modifier vos coordonnées, ouvrez d'abord votre dossier avec le code d'accès reçu "
+    "par courriel ou SMS."
+)
+PROOF_EXPIRED = (
+    "Votre accès au dossier a expiré : demandez un nouveau code d'accès pour modifier vos "
+    "coordonnées."
+)
 
 
 def new_access_code() -> tuple[str, str]:
@@ -236,6 +247,15 @@ def new_access_code() -> tuple[str, str]:
 
 def code_hash(salt: str, code: str) -> str:
     return hashlib.sha256(f"{salt}:{code}".encode()).hexdigest()
+
+
+def new_access_proof() -> str:
+    """The proof a verified code gives: 256 random bits, so a plain hash keeps it safe."""
+    return secrets.token_urlsafe(32)
+
+
+def proof_hash(proof: str) -> str:
+    return hashlib.sha256(proof.encode()).hexdigest()
 
 
 def ensure_code_can_be_sent(has_email: bool, has_phone: bool, sent_recently: int) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 
 from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES
 from guichet_runtime.rate_limits import RateLimit
@@ -46,6 +46,13 @@ class IntakeSettings(ServiceSettings):
         ge=0,
         description="How long computed indicators are served again before being recomputed.",
     )
+    access_code_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Seals the one-time access codes for the notification service (AES-256-GCM; "
+        "base64 of 32 bytes, the same value as notification's). No default: intake refuses "
+        "to start without it.",
+    )
+
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=lambda: {k: RateLimit.parse(v) for k, v in DEFAULT_RATE_LIMITS.items()},
         description="Rate limits of the citizen-facing writes, JSON object rule -> 'count/period' "

@@ -147,6 +147,14 @@ access_codes = sa.Table(
     sa.Column("expires_at", UtcDateTime, nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("used_at", UtcDateTime, nullable=True),
+    sa.Column(
+        "proof_hash",
+        sa.String(64),
+        nullable=True,
+        index=True,
+        comment="sha256 of the proof given when the code was verified; never the proof",
+    ),
+    sa.Column("proof_expires_at", UtcDateTime, nullable=True),
 )
 
 referent_messages = sa.Table(

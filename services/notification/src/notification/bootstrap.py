@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
 from notification import domain, messages, projections
 from notification.channels import (
@@ -51,6 +52,11 @@ def bootstrap(
     channels: Mapping[NotificationChannel, Channel] | None = None,
 ) -> FastAPI:
     settings = settings or NotificationSettings()
+    keyring = Keyring.from_text(  # refuses to start without it
+        settings.access_code_key.get_secret_value(),
+        settings.access_code_key_previous.get_secret_value(),
+        name="ACCESS_CODE_KEY",
+    )
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
     messages.DEFAULTS["portal_url"] = settings.portal_url
     if channels is None:
@@ -79,6 +85,7 @@ def bootstrap(
             idle_seconds=settings.dispatch_idle_seconds,
             batch=settings.dispatch_batch,
             stopping=runtime.stopping,
+            keyring=keyring,
         )
 
     runtime.commit_listeners.append(wake.set)  # a message recorded: send it now

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections import defaultdict
@@ -25,11 +26,20 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.sealing import CannotOpen, Keyring
 from notification import domain
 from notification.channels import Channel, Outgoing, PermanentFailure
 from notification.domain import DeliveryOutcome, FallBack, NotificationStatus, Retry
 from notification.tables import deliveries, notifications, plan_of
-from shared_models import NotificationChannel, NotificationKind, NotificationSent, Referent, topics
+from shared_models import (
+    AccessCodeIssued,
+    NotificationChannel,
+    NotificationKind,
+    NotificationSent,
+    Referent,
+    SealedSecret,
+    topics,
+)
 
 log = logging.getLogger(__name__)
 UowFactory = Callable[[], UnitOfWork]
@@ -40,10 +50,12 @@ async def dispatch_pending(
     channels: Mapping[NotificationChannel, Channel],
     limit: int = 50,
     concurrency: int = 4,
+    keyring: Keyring | None = None,
 ) -> int:
     """Send one batch of due messages; returns how many were sent. The channels work
     concurrently, each with up to `concurrency` messages in flight (the SMTP channel
-    serialises on its one kept-alive connection)."""
+    serialises on its one kept-alive connection). `keyring` opens the sealed secrets
+    (access codes) at send time."""
     rows = await _claim(uow_factory, limit)
     by_channel: dict[NotificationChannel, list[sa.Row[Any]]] = defaultdict(list)
     for row in rows:
@@ -51,7 +63,7 @@ async def dispatch_pending(
 
     async def work(channel: NotificationChannel, row: sa.Row[Any], gate: asyncio.Semaphore) -> int:
         async with gate:
-            return await _send_one(uow_factory, channels[channel], row)
+            return await _send_one(uow_factory, channels[channel], row, keyring)
 
     gates = {c: asyncio.Semaphore(concurrency) for c in by_channel}
     results = await asyncio.gather(
@@ -68,6 +80,7 @@ async def dispatch_forever(
     idle_seconds: float,
     batch: int,
     stopping: asyncio.Event | None = None,
+    keyring: Keyring | None = None,
 ) -> None:
     """The dispatcher's loop: send everything due whenever a message is recorded (`wake`)
     or every `idle_seconds` (retries falling due). Once `stopping` is set (SIGTERM) it
@@ -79,7 +92,7 @@ async def dispatch_forever(
             await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
         wake.clear()
         try:
-            while await dispatch_pending(uow_factory, channels, batch) > 0:
+            while await dispatch_pending(uow_factory, channels, batch, keyring=keyring) > 0:
                 if stopping.is_set():
                     break
         except Exception:
@@ -131,7 +144,24 @@ def _outgoing(row: sa.Row[Any], trace_headers: dict[str, str]) -> Outgoing:
     )
 
 
-async def _send_one(uow_factory: UowFactory, channel: Channel, row: sa.Row[Any]) -> int:
+def _revealed(row: sa.Row[Any], outgoing: Outgoing, keyring: Keyring | None) -> Outgoing:
+    """What the provider receives: the message with its sealed secret (the access code)
+    opened and put in place; the stored message and `outgoing` keep the placeholder."""
+    if row.sealed_secret is None:
+        return outgoing
+    if keyring is None:
+        raise PermanentFailure("no key to open the access code")
+    sealed = SealedSecret.model_validate_json(row.sealed_secret)
+    try:
+        secret = keyring.open(sealed, AccessCodeIssued.sealing_context(row.file_id))
+    except CannotOpen as exc:
+        raise PermanentFailure(f"access code cannot be opened: {exc}") from None
+    return dataclasses.replace(outgoing, content=domain.reveal(outgoing.content, secret))
+
+
+async def _send_one(
+    uow_factory: UowFactory, channel: Channel, row: sa.Row[Any], keyring: Keyring | None = None
+) -> int:
     tracer = trace.get_tracer("notification")
     token = otel_context.attach(propagate.extract(json.loads(row.trace_headers)))
     try:
@@ -143,7 +173,7 @@ async def _send_one(uow_factory: UowFactory, channel: Channel, row: sa.Row[Any])
             propagate.inject(carrier)
             outgoing = _outgoing(row, carrier)
             try:
-                reference = await channel.send(outgoing)
+                reference = await channel.send(_revealed(row, outgoing, keyring))
             except (PermanentFailure, domain.NoPostalAddress) as exc:
                 log.warning("%s refused on %s: %s", row.notification_id, name, exc)
                 await _failed(uow_factory(), row, outgoing, str(exc), permanent=True)
@@ -192,6 +222,7 @@ async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference
                 attempts=row.attempts + 1,
                 channel=outgoing.channel.value,
                 recipient=domain.recipient_text(outgoing.content.get("to")),
+                sealed_secret=None,  # sent: nothing here opens to the code any more
             )
         )
         await uow.conn.execute(
@@ -229,7 +260,11 @@ def _after_failure_values(row: sa.Row[Any], *, permanent: bool) -> dict[str, obj
             "next_attempt_at": now,
             "recipient": domain.recipient_text(json.loads(row.content)[then.channel.value]["to"]),
         }
-    return {"attempts": then.attempts, "status": NotificationStatus.FAILED.value}
+    return {
+        "attempts": then.attempts,
+        "status": NotificationStatus.FAILED.value,
+        "sealed_secret": None,  # given up: the secret is of no use any more
+    }
 
 
 async def _failed(

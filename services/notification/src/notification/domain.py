@@ -286,6 +286,34 @@ def ensure_signed(referent: Referent, what: str, *texts: str) -> None:
 # --------------------------------------------------------------------------- wording
 
 
+def contact_changes(before: CitizenContact, after: CitizenContact) -> list[str]:
+    """What changed in the citizen's contact, in words ("adresse électronique", …)."""
+    fields = (
+        ("adresse électronique", ("email",)),
+        ("numéro de téléphone", ("phone",)),
+        ("adresse postale", ("street", "postcode", "city")),
+        ("moyen de contact préféré", ("preferred_channel",)),
+    )
+    return [
+        words
+        for words, names in fields
+        if any(getattr(before, n) != getattr(after, n) for n in names)
+    ]
+
+
+#: Stands for a sealed secret (the access code) in every stored text of a message; the
+#: dispatcher puts the secret in its place only in what it hands to the provider.
+SECRET_PLACEHOLDER = "[[code-scelle]]"
+
+
+def reveal(content: dict[str, object], secret: str) -> dict[str, object]:
+    """A message's content for one channel with the secret in place of its placeholder."""
+    return {
+        key: value.replace(SECRET_PLACEHOLDER, secret) if isinstance(value, str) else value
+        for key, value in content.items()
+    }
+
+
 def time_in_paris(at: dt.datetime) -> str:
     """A time as the citizen reads it: « 18h45 », Paris time."""
     return at.astimezone(PARIS).strftime("%Hh%M")

@@ -67,6 +67,10 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.REFERENT_MESSAGE: KindSpec(
         "Votre dossier {file_id} : un message de {referent}", CITIZEN
     ),
+    # To the contact the citizen just left (the email, phone or address it replaced).
+    NotificationKind.CONTACT_CHANGED_NOTICE: KindSpec(
+        "Votre dossier {file_id} : vos coordonnées ont été modifiées", CITIZEN
+    ),
 }
 
 #: Context every template may use; the composition root sets the portal's address.

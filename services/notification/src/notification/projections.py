@@ -38,6 +38,7 @@ from shared_models import (
     ReferentAssignmentDeferred,
     ReferentMessageSent,
     ReferentThanked,
+    SealedSecret,
     SupportingDocumentRequested,
 )
 
@@ -64,14 +65,19 @@ async def _record(
     recipient: str | None = None,
     audience: Audience | None = None,
     channels: Sequence[NotificationChannel] | None = None,
+    sealed: SealedSecret | None = None,
+    contact_as_given: bool = False,
 ) -> str:
     """Record one message (`context`: what its templates say besides the file, the
     référent and the citizen). Agents' messages go by email to `recipient` (`audience`
-    overrides the kind's, for a kind whose copy also goes to the référent)."""
+    overrides the kind's, for a kind whose copy also goes to the référent). A citizen is
+    written to at their latest contact, unless `contact_as_given` (a notice to the contact
+    they just left). `sealed`: a secret the texts hold as a placeholder, stored sealed and
+    put in place only when sending."""
     context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
-    if audience is Audience.CITIZEN:
+    if audience is Audience.CITIZEN and not contact_as_given:
         citizen = await _latest_contact(uow, file_id, citizen)
     plan = domain.message_plan(audience, citizen, channels)
     content: dict[str, dict[str, object]] = {}
@@ -104,6 +110,7 @@ async def _record(
             body=body,
             content=json.dumps(content, ensure_ascii=False),
             referent=referent.model_dump_json(),
+            sealed_secret=sealed.model_dump_json() if sealed else None,
             referent_name=referent.name,
             status=domain.initial_status(plan).value,
             trace_headers=json.dumps(carrier),
@@ -268,8 +275,28 @@ async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) 
 
 
 async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: UnitOfWork) -> None:
-    """Later messages follow the citizen's new preferences (the latest change wins)."""
+    """Later messages follow the citizen's new preferences (the latest change wins); the
+    contact left behind is told of the change on its own channel, signed."""
     async with uow:
+        if event.previous_citizen is not None:
+            changed = domain.contact_changes(event.previous_citizen, event.citizen)
+            if changed:
+                await _record(
+                    uow,
+                    Kind.CONTACT_CHANGED_NOTICE,
+                    event.file_id,
+                    event.referent or domain.GUICHET_DESK,
+                    event.previous_citizen,
+                    {
+                        "changes": changed,
+                        "changed_at_paris": domain.time_in_paris(event.occurred_at),
+                        "referent_named": event.referent is not None,
+                    },
+                    notification_id=domain.notification_key(
+                        event.file_id, Kind.CONTACT_CHANGED_NOTICE, str(event.event_id)
+                    ),
+                    contact_as_given=True,
+                )
         stored = await uow.conn.scalar(
             sa.select(contacts.c.changed_at).where(contacts.c.file_id == event.file_id)
         )
@@ -292,9 +319,10 @@ async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: 
 async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> None:
     """Send the one-time code, by email or SMS only (a letter would arrive after it
     expires); each code is its own message (a citizen may ask again). Before a référent is
-    named, the public-service line signs it."""
+    named, the public-service line signs it. The code stays sealed in the message's row;
+    its texts hold a placeholder (see `dispatch`)."""
     context = {
-        "code": event.code,
+        "code": domain.SECRET_PLACEHOLDER,  # the code stays sealed until it is sent
         "expires_at_paris": domain.time_in_paris(event.expires_at),
         "referent_named": event.referent is not None,
     }
@@ -311,6 +339,7 @@ async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> Non
                 event.file_id, Kind.ACCESS_CODE, str(event.event_id)
             ),
             channels=[domain.EMAIL, domain.SMS],
+            sealed=event.sealed_code,
         )
         await uow.commit()
 

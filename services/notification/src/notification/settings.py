@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field, SecretStr
+
 from guichet_runtime.settings import ServiceSettings
 
 
@@ -18,3 +20,12 @@ class NotificationSettings(ServiceSettings):
     portal_url: str = "https://guichet-unique.gouv.fr"
     dispatch_idle_seconds: float = 0.2
     dispatch_batch: int = 50
+    access_code_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Opens the access codes intake seals (AES-256-GCM; base64 of 32 bytes, the "
+        "same value as intake's). No default: notification refuses to start without it.",
+    )
+    access_code_key_previous: SecretStr = Field(
+        default=SecretStr(""),
+        description="Earlier keys still opened during a rotation (base64, comma separated).",
+    )

@@ -54,6 +54,13 @@ notifications = sa.Table(
         comment="JSON: the message rendered for each channel of the plan",
     ),
     sa.Column("referent", sa.Text, nullable=True, comment="JSON: the référent signing the message"),
+    sa.Column(
+        "sealed_secret",
+        sa.Text,
+        nullable=True,
+        comment="JSON SealedSecret put in the text at send time (the access code); "
+        "erased once the message is sent or given up",
+    ),
     sa.Column("referent_name", sa.String(200), nullable=False),
     sa.Column("status", sa.String(20), nullable=False, index=True),  # a NotificationStatus
     sa.Column("trace_headers", sa.Text, nullable=False),

@@ -120,9 +120,15 @@ class Backend:
             await self.intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": code})
         )
 
-    async def change_contact_preferences(self, file_id: str, body: dict[str, Any]) -> dict:
+    async def change_contact_preferences(
+        self, file_id: str, body: dict[str, Any], access_proof: str | None
+    ) -> dict:
+        """With the proof the verified code gave (intake refuses 401 without a live one)."""
+        headers = {"X-Access-Proof": access_proof} if access_proof else {}
         return await _json(
-            await self.intake.put(f"/api/files/{file_id}/contact-preferences", json=body)
+            await self.intake.put(
+                f"/api/files/{file_id}/contact-preferences", json=body, headers=headers
+            )
         )
 
     async def upload_document(

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
+from guichet_runtime.sealing import new_key
 
 #: The agencies a stack connects by default (an adapter and a simulator each).
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
@@ -134,6 +135,8 @@ class Stack:
         self.clock_file = clock_file
         self.oidc_issuers = dict(oidc_issuers or {})
         self.rate_limits = TEST_RATE_LIMITS if rate_limits is None else rate_limits
+        # Intake seals the one-time access codes for notification: one fresh key per stack.
+        self.access_code_key = new_key()
         self.database_urls: dict[str, str] = {}
         self.callback_secrets = {a: secrets.token_urlsafe(32) for a in self.ports.adapters}
         self.processes: dict[str, ServiceProcess] = {}
@@ -266,7 +269,10 @@ class Stack:
             health_url=f"{self.providers_url}/health",
         )
         limits = {"RATE_LIMITS": json.dumps(self.rate_limits)} if self.rate_limits else {}
-        self.processes["intake"] = self._service("intake", "intake", p.intake, limits)
+        sealing = {"ACCESS_CODE_KEY": self.access_code_key}
+        self.processes["intake"] = self._service(
+            "intake", "intake", p.intake, {**limits, **sealing}
+        )
         self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
         self.processes["notification"] = self._service(
             "notification",
@@ -277,6 +283,7 @@ class Stack:
                 "SMTP_PORT": str(p.smtp),
                 "SMS_GATEWAY_URL": self.providers_url,
                 "POSTAL_URL": self.providers_url,
+                **sealing,
             },
         )
         # The pages: no database, no broker; they talk to intake and assignment over HTTP.

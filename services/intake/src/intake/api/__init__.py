@@ -5,16 +5,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
 from intake.api import citizen, desk, files, indicators
 from intake.api.limits import Limits
 
 
-def router(runtime: Runtime) -> APIRouter:
+def router(runtime: Runtime, keyring: Keyring) -> APIRouter:
     api = APIRouter(prefix="/api")
     limits = Limits(runtime)
     api.include_router(files.router(runtime, limits))
-    api.include_router(citizen.router(runtime, limits))
+    api.include_router(citizen.router(runtime, limits, keyring))
     api.include_router(desk.router(runtime, limits))
     api.include_router(indicators.router(runtime))
     return api

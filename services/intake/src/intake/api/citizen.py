@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Header, UploadFile
 
+from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
 from intake.api.limits import Limits
 from intake.commands import access, citizen, documents
-from intake.commands.files import change_contact_preferences
+from intake.commands.files import ChangeContactPreferences, change_contact_preferences
 from intake.domain import MAX_DOCUMENT_BYTES
 from intake.schemas import (
     AccessCodeIn,
@@ -20,8 +21,11 @@ from intake.schemas import (
     ThanksIn,
 )
 
+#: The header carrying the proof `POST …/access-codes/verify` returned.
+ACCESS_PROOF_HEADER = "X-Access-Proof"
 
-def router(runtime: Runtime, limits: Limits) -> APIRouter:
+
+def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
     api = APIRouter()
 
     @api.post(
@@ -44,9 +48,21 @@ def router(runtime: Runtime, limits: Limits) -> APIRouter:
             limits.per_file("contact_changes_per_file"),
         ],
     )
-    async def contact_preferences(file_id: str, body: ContactIn) -> Any:
-        """The citizen changes their channel or contact details; later messages follow."""
-        contact = await change_contact_preferences(file_id, body, runtime.uow())
+    async def contact_preferences(
+        file_id: str,
+        body: ContactIn,
+        access_proof: str | None = Header(
+            default=None,
+            alias=ACCESS_PROOF_HEADER,
+            description="La preuve d'accès rendue par la vérification du code (30 minutes).",
+        ),
+    ) -> Any:
+        """The citizen changes their channel or contact details, with the proof a verified
+        access code gave (401 without it); later messages follow, the previous contact is
+        told."""
+        contact = await change_contact_preferences(
+            ChangeContactPreferences(file_id, body, access_proof), runtime.uow()
+        )
         return {
             "message": "Vos préférences de contact sont enregistrées.",
             "contact": contact.model_dump(mode="json", exclude={"given_name", "family_name"}),
@@ -113,7 +129,7 @@ def router(runtime: Runtime, limits: Limits) -> APIRouter:
     )
     async def access_code(file_id: str) -> Any:
         """Send the citizen a one-time code to open their file online (no account needed)."""
-        expires_at = await access.issue_access_code(file_id, runtime.uow())
+        expires_at = await access.issue_access_code(file_id, runtime.uow(), keyring)
         return {
             "message": "Un code vous a été envoyé par courriel à l'adresse enregistrée pour ce "
             "dossier.",
@@ -125,8 +141,14 @@ def router(runtime: Runtime, limits: Limits) -> APIRouter:
         dependencies=[limits.per_client("code_checks_per_client")],
     )
     async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
-        """Check a one-time code; a valid code opens the file once and is then spent."""
-        await access.verify_access_code(file_id, body.code, runtime.uow())
-        return {"file_id": file_id, "access": "accorde"}
+        """Check a one-time code; a valid code opens the file once and is then spent. It
+        gives a proof of access, to send as `X-Access-Proof` to change the contact details."""
+        proof = await access.verify_access_code(file_id, body.code, runtime.uow())
+        return {
+            "file_id": file_id,
+            "access": "accorde",
+            "proof": proof.token,
+            "proof_expires_at": proof.expires_at.isoformat(),
+        }
 
     return api

@@ -1,22 +1,31 @@
 """One-time access codes: a citizen opens their file online without an account. Only a
-salted hash of each code is kept; the notification service sends the code."""
+salted hash of each code is kept; the code leaves sealed for the notification service,
+which sends it. A verified code gives a short-lived proof of control of the file's channel
+(only its hash is kept), which changing the contact details requires."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hmac
+from dataclasses import dataclass
 
 import sqlalchemy as sa
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.sealing import Keyring
 from intake.domain import (
     ACCESS_CODE_MAX_ATTEMPTS,
     ACCESS_CODE_TTL,
+    ACCESS_PROOF_TTL,
     CODE_NO_LONGER_VALID,
+    PROOF_EXPIRED,
+    PROOF_NEEDED,
     code_hash,
     ensure_code_can_be_sent,
     new_access_code,
+    new_access_proof,
+    proof_hash,
     wrong_code,
 )
 from intake.records import file_for_update
@@ -24,9 +33,9 @@ from intake.tables import access_codes
 from shared_models import AccessCodeIssued, CitizenContact, Referent, topics
 
 
-async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
-    """Store a hashed one-time code and emit it once for the notification service to send.
-    Returns when it expires."""
+async def issue_access_code(file_id: str, uow: UnitOfWork, keyring: Keyring) -> dt.datetime:
+    """Store a hashed one-time code and emit it once, sealed with `keyring` for the
+    notification service to send. Returns when it expires."""
     async with uow:
         row = await file_for_update(uow, file_id)
         citizen = CitizenContact.model_validate(row.citizen)
@@ -61,7 +70,7 @@ async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
             AccessCodeIssued(
                 file_id=file_id,
                 occurred_at=now,
-                code=code,
+                sealed_code=keyring.seal(code, AccessCodeIssued.sealing_context(file_id)),
                 expires_at=expires_at,
                 citizen=citizen,
                 referent=referent,
@@ -71,8 +80,18 @@ async def issue_access_code(file_id: str, uow: UnitOfWork) -> dt.datetime:
     return expires_at
 
 
-async def verify_access_code(file_id: str, code: str, uow: UnitOfWork) -> None:
-    """Accept a valid code once; a wrong one counts against every live code of the file."""
+@dataclass(frozen=True)
+class AccessProof:
+    """What a verified code gives: a bearer proof of control of the file's channel, bound
+    to that file, valid until `expires_at`."""
+
+    token: str
+    expires_at: dt.datetime
+
+
+async def verify_access_code(file_id: str, code: str, uow: UnitOfWork) -> AccessProof:
+    """Accept a valid code once; a wrong one counts against every live code of the file.
+    The code, spent, leaves a proof of access (only its hash is kept)."""
     async with uow:
         now = utcnow()
         live = (
@@ -100,7 +119,31 @@ async def verify_access_code(file_id: str, code: str, uow: UnitOfWork) -> None:
             )
             await uow.commit()
             raise wrong_code(max(c.attempts for c in live))
+        proof = AccessProof(new_access_proof(), now + ACCESS_PROOF_TTL)
         await uow.conn.execute(
-            access_codes.update().where(access_codes.c.id == match.id).values(used_at=now)
+            access_codes.update()
+            .where(access_codes.c.id == match.id)
+            .values(
+                used_at=now, proof_hash=proof_hash(proof.token), proof_expires_at=proof.expires_at
+            )
         )
         await uow.commit()
+    return proof
+
+
+async def ensure_access_proof(uow: UnitOfWork, file_id: str, proof: str | None) -> None:
+    """Within the caller's transaction: refuse (401) unless `proof` is a live proof given
+    by a code verified for this very file."""
+    if not proof:
+        raise Refused(RefusalKind.UNAUTHENTICATED, PROOF_NEEDED)
+    live = await uow.conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(access_codes)
+        .where(
+            access_codes.c.file_id == file_id,
+            access_codes.c.proof_hash == proof_hash(proof),
+            access_codes.c.proof_expires_at > utcnow(),
+        )
+    )
+    if not live:
+        raise Refused(RefusalKind.UNAUTHENTICATED, PROOF_EXPIRED)

@@ -7,12 +7,19 @@ from dataclasses import dataclass
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake import metrics
 from intake.catalogue import CATALOGUE
+from intake.commands.access import ensure_access_proof
 from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import CHANNEL_WORDS, AgencyStatus, FileStatus, TimelineKind, new_file_id
 from intake.records import add_timeline, file_for_update
 from intake.schemas import ContactIn, FileIn
 from intake.tables import file_agencies, files
-from shared_models import CitizenContact, ContactPreferencesChanged, FileSubmitted, topics
+from shared_models import (
+    CitizenContact,
+    ContactPreferencesChanged,
+    FileSubmitted,
+    Referent,
+    topics,
+)
 
 
 @dataclass(frozen=True)
@@ -80,21 +87,44 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
     )
 
 
+@dataclass(frozen=True)
+class ChangeContactPreferences:
+    file_id: str
+    contact: ContactIn
+    #: The proof a verified access code gave (`access.verify_access_code`): only someone
+    #: who controls the file's current channel changes it.
+    access_proof: str | None
+
+
 async def change_contact_preferences(
-    file_id: str, contact: ContactIn, uow: UnitOfWork
+    cmd: ChangeContactPreferences, uow: UnitOfWork
 ) -> CitizenContact:
-    """The citizen changes how they are reached; later messages follow the change."""
+    """The citizen, having proved control of the current channel, changes how they are
+    reached; later messages follow the change, and the previous contact is told of it."""
+    file_id = cmd.file_id
     async with uow:
         row = await file_for_update(uow, file_id)
+        await ensure_access_proof(uow, file_id, cmd.access_proof)
+        previous = CitizenContact.model_validate(row.citizen)
         names = {k: row.citizen[k] for k in ("given_name", "family_name")}
-        citizen = CitizenContact.model_validate({**names, **contact.model_dump(mode="json")})
+        citizen = CitizenContact.model_validate({**names, **cmd.contact.model_dump(mode="json")})
         now = utcnow()
         await uow.conn.execute(
             files.update()
             .where(files.c.file_id == file_id)
             .values(citizen=citizen.model_dump(mode="json"))
         )
-        event = ContactPreferencesChanged(file_id=file_id, occurred_at=now, citizen=citizen)
+        try:
+            referent = Referent.model_validate(row.referent) if row.referent else None
+        except ValueError:  # a card recorded before agent ids were kept
+            referent = None
+        event = ContactPreferencesChanged(
+            file_id=file_id,
+            occurred_at=now,
+            citizen=citizen,
+            previous_citizen=previous,
+            referent=referent,
+        )
         channel = CHANNEL_WORDS[citizen.preferred_channel]
         await add_timeline(
             uow,

@@ -92,9 +92,10 @@ async def code(
     error = forms.code_error(typed_code)
     if error is None and forms.reference_error(reference):
         return redirect("/suivi")
+    verified: dict = {}
     if error is None:
         try:
-            await backend.verify_access_code(reference, typed_code)
+            verified = await backend.verify_access_code(reference, typed_code)
         except BackendError as refused:
             if refused.status not in (403, 404, 422):
                 raise
@@ -109,6 +110,11 @@ async def code(
     opened = request.session.setdefault("files", {})
     opened[reference] = time.time() + settings.file_access_minutes * 60
     request.session["files"] = opened
+    # Intake's proof that this browser controls the file's channel: changing the contact
+    # details needs it.
+    proofs = request.session.setdefault("proofs", {})
+    proofs[reference] = verified.get("proof")
+    request.session["proofs"] = proofs
     return redirect(f"/dossier/{reference}")
 
 
@@ -127,8 +133,24 @@ class FilePage:
         """Whether a code opened this file in this browser, not long ago."""
         return bool(self.request.session.get("files", {}).get(self.file_id, 0) > time.time())
 
+    @property
+    def access_proof(self) -> str | None:
+        """The proof of access intake gave when the code was verified in this browser."""
+        proof = self.request.session.get("proofs", {}).get(self.file_id)
+        return proof if isinstance(proof, str) else None
+
     def ask_code(self) -> Response:
         return redirect(f"/suivi?dossier={self.file_id}")
+
+    def ask_code_again(self, message: str) -> Response:
+        """Intake no longer takes this browser's proof of access: close the file here and
+        ask for a new code, saying why."""
+        for held in ("files", "proofs"):
+            self.request.session[held] = {
+                k: v for k, v in self.request.session.get(held, {}).items() if k != self.file_id
+            }
+        flash(self.request, message, kind="warning")
+        return self.ask_code()
 
     async def show(
         self,
@@ -223,9 +245,16 @@ async def change_contact(request: Request, file_id: str, page: Page) -> Response
         return page.ask_code()
     values = forms.typed(await request.form(), forms.CONTACT_FIELDS)
     body = forms.contact_body(values)
-    return await page.act(
-        lambda: page.backend.change_contact_preferences(file_id, body), values, forms.CONTACT_FIELDS
-    )
+    try:
+        return await page.act(
+            lambda: page.backend.change_contact_preferences(file_id, body, page.access_proof),
+            values,
+            forms.CONTACT_FIELDS,
+        )
+    except BackendError as refused:
+        if refused.status not in (401, 403):
+            raise
+        return page.ask_code_again(refused.message)
 
 
 @router.post("/dossier/{file_id}/pieces")
