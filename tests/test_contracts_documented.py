@@ -33,7 +33,7 @@ def _subscribed_topics(service: str, tmp_path: Path) -> set[str]:
         app = bootstrap(NotificationSettings(database_url=db, access_code_key=new_key()))
     else:
         from adapter_sdk import discovery
-        from adapter_sdk.runtime import build_app
+        from adapter_sdk.app import build_app
 
         cls = discovery.load(service.removeprefix("adapter-").replace("-", "_"))
         app = build_app(cls, cls.Config(database_url=db))

@@ -12,8 +12,8 @@ import pytest
 
 from adapter_france_travail import FranceTravailAdapter
 from adapter_sdk import signatures, tables
+from adapter_sdk.app import serve
 from adapter_sdk.callback_gate import is_agency_request, missing_secret_problem
-from adapter_sdk.runtime import serve
 from adapter_sdk.signatures import RefusalReason, SignatureRefused
 from tests.unit import test_adapter_callbacks as base
 from tests.unit.test_adapter_callbacks import GRANTED, SECRET, Adapter, file_of, new_request

@@ -116,7 +116,7 @@ def test_every_service_app_has_the_limit(service: str, tmp_path: Path):
         app = bootstrap(NotificationSettings(database_url=db, access_code_key=KEY))
     elif service == "adapter":
         from adapter_sdk import discovery
-        from adapter_sdk.runtime import build_app
+        from adapter_sdk.app import build_app
 
         cls = discovery.load("caf")
         app = build_app(cls, cls.Config(database_url=db))

@@ -39,7 +39,7 @@ def _app(service: str, tmp_path: Path):
 
         return bootstrap(NotificationSettings(database_url=db, access_code_key=new_key()))
     from adapter_sdk import discovery
-    from adapter_sdk.runtime import build_app
+    from adapter_sdk.app import build_app
 
     cls = discovery.load(service.removeprefix("adapter-").replace("-", "_"))
     return build_app(cls, cls.Config(database_url=db))

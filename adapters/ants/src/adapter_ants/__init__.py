@@ -14,7 +14,7 @@ from adapter_sdk import (
     DeadlineRule,
     Declaration,
 )
-from adapter_sdk.runtime import serve
+from adapter_sdk.app import serve
 
 
 class AntsConfig(AdapterConfig):

@@ -17,7 +17,7 @@ from adapter_sdk import (
     Declaration,
     SupportingDocument,
 )
-from adapter_sdk.runtime import serve
+from adapter_sdk.app import serve
 
 
 class CpamAdapter(AgencyAdapter):

@@ -19,7 +19,7 @@ from adapter_sdk import (
     DeadlineRule,
     Declaration,
 )
-from adapter_sdk.runtime import serve
+from adapter_sdk.app import serve
 
 SOAP = "http://schemas.xmlsoap.org/soap/envelope/"
 DGFIP = "urn:dgfip:situation:v1"

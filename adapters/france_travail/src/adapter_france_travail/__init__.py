@@ -25,7 +25,7 @@ from adapter_sdk import (
     Declaration,
     PendingRequest,
 )
-from adapter_sdk.runtime import serve
+from adapter_sdk.app import serve
 
 #: What France Travail's status endpoint says of a request it has not decided yet.
 UNDER_REVIEW = "en_instruction"

@@ -8,8 +8,8 @@ import asyncio
 import typer
 
 from adapter_sdk import discovery
+from adapter_sdk.app import serve
 from adapter_sdk.kit import run_kit
-from adapter_sdk.runtime import serve
 
 kit_app = typer.Typer(add_completion=False, help=__doc__)
 run_app = typer.Typer(add_completion=False, help=__doc__)

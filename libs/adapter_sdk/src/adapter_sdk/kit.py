@@ -38,7 +38,6 @@ from adapter_sdk.interface import (
     Acknowledged,
     AgencyAdapter,
     AgencyAnswer,
-    AgencyReply,
     AnswerInvalid,
     CanonicalRequest,
     CitizenData,
@@ -48,6 +47,7 @@ from adapter_sdk.interface import (
     answer_problems,
     offers_status,
 )
+from adapter_sdk.kit_garbage import garbage_problems
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import read_status_checked
 from adapter_sdk.translation import checked
@@ -67,13 +67,6 @@ SENTINELS: dict[str, str] = {
 #: Values that would be found by accident in a body (a key named "courrier"…).
 _AMBIGUOUS = {"preferred_channel"}
 
-GARBAGE: list[tuple[str, bytes]] = [
-    ("une page HTML d'erreur", b"<html><body>Erreur interne du frontal</body></html>"),
-    ("un corps vide", b""),
-    ("un JSON sans décision", b'{"statut": "OK", "code": 0}'),
-    ("des octets quelconques", b"\x00\xff\xfe garbage"),
-    ("un XML tronqué", b"<soap:Envelope><soap:Bo"),
-]
 
 #: A tiny valid PDF, as a supporting document.
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
@@ -461,30 +454,7 @@ async def _check_document(
 
 def _check_garbage(adapter: AgencyAdapter) -> Check:
     check = Check("Réponses illisibles ou hors schéma refusées (jamais transmises comme décision)")
-    for what, body in GARBAGE:
-        for status in (200,):
-            try:
-                result = checked(adapter.read_answer, AgencyReply(status, body, {}))
-            except AnswerInvalid:
-                continue
-            check.problems.append(
-                f"read_answer a accepté {what} et en a fait {type(result).__name__} : "
-                f"levez AnswerInvalid quand la réponse ne peut pas être lue"
-            )
-        if adapter.declaration.asynchronous:
-            try:
-                callback = adapter.read_callback(body, {})
-                check.problems.append(
-                    f"read_callback a accepté {what} (rappel {callback.callback_id!r})"
-                )
-            except Exception:
-                pass
-        if adapter.declaration.asynchronous and offers_status(adapter):
-            try:
-                read = read_status_checked(adapter, AgencyReply(200, body, {}))
-                check.problems.append(f"read_status a accepté {what} et en a fait {read!r}")
-            except AnswerInvalid:
-                pass
+    check.problems.extend(garbage_problems(adapter))
     return check
 
 
