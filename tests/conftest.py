@@ -3,7 +3,7 @@
 
 Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), then
 testcontainers where a Docker daemon answers, then the project's own broker run from
-Maven Central jars. PostgreSQL: GUICHET_TEST_POSTGRES_URL, else a server started from
+Maven Central jars, with SASL and ACLs (see devstack.kafka_sasl). PostgreSQL: GUICHET_TEST_POSTGRES_URL, else a server started from
 Debian's packages. Keycloak: the project's own, run from Maven Central's distribution.
 """
 
@@ -46,7 +46,12 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from devstack.kafka import LocalKafka
 
-    with LocalKafka(ROOT, Path(tempfile.mkdtemp(prefix="guichet-kafka-"))) as broker:
+    # As in production: every client authenticates (SCRAM-SHA-512) and is authorised by ACLs.
+    # The tests' own clients are the super user (devstack.kafka_sasl.client_options), each
+    # Stack's processes their own principals. GUICHET_KAFKA_SASL=0: an open broker.
+    sasl = os.environ.get("GUICHET_KAFKA_SASL", "1") != "0"
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-kafka-"))
+    with LocalKafka(ROOT, workdir, sasl=sasl) as broker:
         yield broker.bootstrap
 
 

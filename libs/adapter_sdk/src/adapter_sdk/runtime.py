@@ -47,6 +47,7 @@ from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailabl
 from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.kafka_security import client_options
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
 from shared_models import (
     AgencyAnswerReceived,
@@ -482,7 +483,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
             names = topics.agency_topics(decl.agency)
             declared = {config.topic_namespace + t: topics.PARTITIONS for t in names}
             declared |= {config.topic_namespace + topics.dead_letter(t): 1 for t in names}
-            await ensure_topics(config.kafka_bootstrap, declared)
+            await ensure_topics(client_options(config), declared)
 
         runtime.startup.append(own_topics)
     runtime.consumer.subscribe(

@@ -8,7 +8,7 @@ import argparse
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +29,7 @@ from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
-from guichet_runtime.kafka_security import kafka_security
+from guichet_runtime.kafka_security import client_options, kafka_security
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.settings import ServiceSettings
@@ -40,11 +40,16 @@ log = logging.getLogger(__name__)
 
 
 async def ensure_topics(
-    bootstrap: str, declared: dict[str, int], replication: int = 1, timeout: float = 30
+    bootstrap: str | Mapping[str, Any],
+    declared: dict[str, int],
+    replication: int = 1,
+    timeout: float = 30,
 ) -> None:
     """Create the declared topics (name -> partitions) that are missing, then wait until
-    every one has a leader, so a subscriber started next finds them ready."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    every one has a leader, so a subscriber started next finds them ready. `bootstrap`: the
+    servers, or an aiokafka client's keyword arguments (see kafka_security.client_options)."""
+    options = {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -180,7 +185,7 @@ def create_app(runtime: Runtime, *, title: str) -> FastAPI:
         await migrations.upgrade(runtime.migrations_dir, settings.database_url)
         if settings.create_topics:
             await ensure_topics(
-                settings.kafka_bootstrap,
+                client_options(settings),
                 {settings.topic_namespace + t: n for t, n in topic_names.all_topics().items()},
             )
         for hook in runtime.startup:  # before consuming: e.g. seed reference data

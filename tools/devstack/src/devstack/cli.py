@@ -344,6 +344,12 @@ def run(
         "--clock-file",
         help="Rehearsal: every service takes today's date from this file (ISO date; empty: the real date).",
     ),
+    kafka_sasl: bool = typer.Option(
+        True,
+        "--kafka-sasl/--no-kafka-sasl",
+        help="Kafka authenticates every process (SCRAM-SHA-512) and authorises it by ACLs, as in "
+        "production; --no-kafka-sasl: an open broker.",
+    ),
 ) -> None:
     root = find_root()
     workdir = (workdir or root / "var" / "run").resolve()
@@ -384,7 +390,7 @@ def run(
             say("starting Keycloak...")
             keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
-            kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
+            kafka = LocalKafka(root, workdir / "kafka", port=kafka_port, sasl=kafka_sasl)
             say("starting Kafka...")
             bootstrap = kafka.start()
             if kafka_port == 0:
@@ -496,7 +502,7 @@ def bench(
             t0 = time.monotonic()
             if kafka_bootstrap is None:
                 _ensure_jars(root)
-                kafka = LocalKafka(root, workdir / "kafka")
+                kafka = LocalKafka(root, workdir / "kafka", sasl=True)
                 say("starting Kafka...")
                 kafka_bootstrap = kafka.start()
             database = None

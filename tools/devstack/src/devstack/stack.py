@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from devstack import kafka_sasl
+from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 
@@ -73,6 +75,10 @@ class Stack:
     `oidc_issuers`: trusted token issuers (issuer URL -> "citizen" or "agent", e.g.
     `LocalKeycloak.issuers`), given to every service as OIDC_ISSUERS with its own name as
     OIDC_AUDIENCE (see guichet_runtime.auth).
+    `kafka_access`: the broker's credentials (default: those of a local broker this process
+    started on `kafka_bootstrap`, see devstack.kafka_sasl.access). With authentication, the stack
+    creates its topics and its principals' ACLs under its namespace, and each process connects
+    as its own principal.
     """
 
     def __init__(
@@ -86,9 +92,11 @@ class Stack:
         extra_env: dict[str, str] | None = None,
         clock_file: Path | None = None,
         oidc_issuers: dict[str, str] | None = None,
+        kafka_access: KafkaAccess | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
+        self.kafka = kafka_access or kafka_sasl.access(kafka_bootstrap)
         self.ports = ports or Ports.free()
         self.namespace = namespace
         self.maildir = workdir / "mail"
@@ -149,7 +157,7 @@ class Stack:
 
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
-            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            **self.kafka.env(name),
             "TOPIC_NAMESPACE": self.namespace,
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(port),
@@ -273,6 +281,8 @@ class Stack:
         for d in (self.spans_dir, self.data_dir, self.workdir / "logs"):
             d.mkdir(parents=True, exist_ok=True)
         self._define()
+        if self.kafka.sasl:
+            self.kafka.prepare_blocking(self.namespace, self.ports.adapters)
         try:
             # Start everything, then wait: the processes boot in parallel.
             for proc in self.processes.values():
