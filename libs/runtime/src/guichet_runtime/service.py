@@ -127,6 +127,9 @@ def build_runtime(
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         client_id=settings.service_name,
         security=kafka_security(settings),
+        # Where topics are owned elsewhere (Strimzi, a devstack Stack's admin), a principal may
+        # not create any: no attempt per subscriber.
+        allow_auto_create_topics=settings.create_topics,
         log_level=logging.DEBUG,
     )
     relay = OutboxRelay(
