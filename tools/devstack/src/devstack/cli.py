@@ -30,11 +30,13 @@ import typer
 
 from devstack import bench as benchmod
 from devstack import channel_bench
+from devstack import kafka_sasl
 from devstack.kafka import LocalKafka, _tail, ensure_kafka_jars, find_root
 from devstack.keycloak import DEV_PORT as KEYCLOAK_PORT
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
 from devstack.postgres import LocalPostgres
 from devstack.stack import Ports, Stack
+from devstack.kafka_env_command import kafka_env
 from devstack.token_command import token
 
 app = typer.Typer(
@@ -268,7 +270,8 @@ def _banner(
         ),
         f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms, {url(p.providers)}/api/letters (PDF)",
-        f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
+        f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix"
+        + ("; SASL: `guichet-dev kafka-env operator`)" if kafka.sasl else ")"),
     ]
     if keycloak is not None:
         lines += [
@@ -309,7 +312,8 @@ Run the whole system locally on fixed ports (intake on http://127.0.0.1:8000), f
     + "\n\n"
     + " ".join(
         """
-Starts a Kafka broker (port 9092, or a free port if 9092 is taken), Keycloak (port 8180,
+Starts a Kafka broker (port 9092, or a free port if 9092 is taken; SASL SCRAM-SHA-512 and ACLs as
+in production, each process its own principal, see docs/security.md), Keycloak (port 8180,
 realms citoyens and agents; tokens with `guichet-dev token`), optionally PostgreSQL
 (port 5432, or a free one), the agency simulator, the SMTP sink and every service, prints
 their addresses, then waits until Ctrl-C / SIGTERM, or until a process dies (its log tail
@@ -776,12 +780,15 @@ def bench_adapter(
         bootstrap = kafka_bootstrap
         if bootstrap is None:
             _ensure_jars(root)
-            kafka = LocalKafka(root, workdir / "kafka")
+            kafka = LocalKafka(root, workdir / "kafka", sasl=True)
             say("starting Kafka...")
             bootstrap = kafka.start()
         namespace = f"bench-{uuid.uuid4().hex[:8]}."
         sim_port, adapter_port = free_port(), free_port()
         name = f"adapter-{agency.replace('_', '-')}"
+        broker = kafka_sasl.access(bootstrap)
+        if broker.sasl:  # topics and ACLs as a Stack makes them; the adapter is its principal
+            broker.prepare_blocking(namespace, [agency])
         bin_dir = Path(sys.executable).parent
         procs.append(
             ServiceProcess(
@@ -805,7 +812,7 @@ def bench_adapter(
                 name,
                 [str(bin_dir / name)],
                 {
-                    "KAFKA_BOOTSTRAP": bootstrap,
+                    **broker.env(name),
                     "TOPIC_NAMESPACE": namespace,
                     "HTTP_PORT": str(adapter_port),
                     "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/adapter.db",
@@ -873,6 +880,9 @@ def kafka(
 
 
 app.command("token")(token)  # defined in devstack.token_command
+
+
+app.command("kafka-env")(kafka_env)  # defined in devstack.kafka_env_command
 
 
 if __name__ == "__main__":
