@@ -312,7 +312,7 @@ class LocalKafka:
             raise
         self._ready = True
         if self.sasl:
-            kafka_sasl.register(self.access)
+            kafka_sasl.register(self.access, libs.parent)
         return self.bootstrap
 
     async def _wait_ready(self, deadline: float) -> None:

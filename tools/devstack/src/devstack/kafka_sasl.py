@@ -17,6 +17,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import time
@@ -57,15 +58,21 @@ def default_users(root: Path) -> list[str]:
 def _secret(directory: Path) -> bytes:
     """The cache's random secret the local passwords derive from (created once)."""
     path = directory / ".sasl-secret"
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, secrets.token_bytes(32))
-    finally:
-        os.close(fd)
+    if not path.exists():
+        # Written aside then linked into place: a concurrent caller never reads half a file,
+        # and the first link wins.
+        tmp = directory / f".sasl-secret-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.write(fd, secrets.token_bytes(32))
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_bytes()
 
 
@@ -170,19 +177,34 @@ class KafkaAccess:
 #: Running SASL brokers by bootstrap, so code given only a bootstrap (a Stack, a test's helper
 #: client) finds their credentials; see `access`.
 _registered: dict[str, KafkaAccess] = {}
+#: The same for child processes (`guichet-dev bench --kafka-bootstrap` run by a test): bootstrap
+#: -> the cache directory whose secret the passwords derive from, and the users.
+ENV = "DEVSTACK_KAFKA_SASL"
 
 
-def register(access: KafkaAccess) -> None:
+def register(access: KafkaAccess, cache: Path) -> None:
     _registered[access.bootstrap] = access
+    known = json.loads(os.environ.get(ENV) or "{}")
+    known[access.bootstrap] = {"cache": str(cache), "users": sorted(access.passwords)}
+    os.environ[ENV] = json.dumps(known)
 
 
 def unregister(bootstrap: str) -> None:
     _registered.pop(bootstrap, None)
+    known = json.loads(os.environ.get(ENV) or "{}")
+    if known.pop(bootstrap, None) is not None:
+        os.environ[ENV] = json.dumps(known)
 
 
 def access(bootstrap: str) -> KafkaAccess:
-    """The credentials of a local broker started by this process, else none."""
-    return _registered.get(bootstrap) or KafkaAccess(bootstrap)
+    """The credentials of a local broker started by this process (or by a parent process),
+    else none."""
+    if found := _registered.get(bootstrap):
+        return found
+    inherited = json.loads(os.environ.get(ENV) or "{}").get(bootstrap)
+    if inherited:
+        return KafkaAccess(bootstrap, passwords(Path(inherited["cache"]), inherited["users"]))
+    return KafkaAccess(bootstrap)
 
 
 def client_options(bootstrap: str, user: str = ADMIN) -> dict[str, Any]:
