@@ -46,12 +46,14 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from devstack.kafka import LocalKafka
 
-    # As in production: every client authenticates (SCRAM-SHA-512) and is authorised by ACLs.
-    # The tests' own clients are the super user (devstack.kafka_sasl.client_options), each
-    # Stack's processes their own principals. GUICHET_KAFKA_SASL=0: an open broker.
+    # As in production: every client authenticates (SCRAM-SHA-512 over TLS) and is authorised
+    # by ACLs. The tests' own clients are the super user (devstack.kafka_sasl.client_options),
+    # each Stack's processes their own principals. GUICHET_KAFKA_SASL=0: an open broker;
+    # GUICHET_KAFKA_TLS=0: SASL without TLS.
     sasl = os.environ.get("GUICHET_KAFKA_SASL", "1") != "0"
+    tls = os.environ.get("GUICHET_KAFKA_TLS", "1") != "0"
     workdir = Path(tempfile.mkdtemp(prefix="guichet-kafka-"))
-    with LocalKafka(ROOT, workdir, sasl=sasl) as broker:
+    with LocalKafka(ROOT, workdir, sasl=sasl, tls=tls) as broker:
         yield broker.bootstrap
 
 

@@ -61,7 +61,7 @@ def test_a_registered_broker_is_announced_to_child_processes(tmp_path, monkeypat
     kafka_sasl.register(KafkaAccess("127.0.0.1:2", passwords), tmp_path)
     try:
         announced = json.loads(os.environ[kafka_sasl.ENV])["127.0.0.1:2"]
-        assert announced == {"cache": str(tmp_path), "users": ["admin", "intake"]}
+        assert announced == {"cache": str(tmp_path), "users": ["admin", "intake"], "ca_file": None}
         assert kafka_sasl.access("127.0.0.1:2").passwords == passwords
     finally:
         kafka_sasl.unregister("127.0.0.1:2")
@@ -75,3 +75,17 @@ def test_a_child_process_derives_the_credentials_from_the_environment(tmp_path, 
     monkeypatch.setenv(kafka_sasl.ENV, json.dumps(announced))
     assert kafka_sasl.access("127.0.0.1:3").passwords == passwords
     assert kafka_sasl.client_options("127.0.0.1:3")["sasl_plain_password"] == passwords[ADMIN]
+
+
+def test_over_tls_the_listener_has_a_certificate_its_clients_trust(tmp_path):
+    from devstack.kafka_tls import broker_certificates
+
+    certificates = broker_certificates(tmp_path)
+    props = kafka_sasl.listener_properties(9092, 9093, "pw", certificates)
+    assert props["listener.security.protocol.map"] == "CLIENT:SASL_SSL,CONTROLLER:SASL_PLAINTEXT"
+    assert props["listener.name.client.ssl.keystore.location"] == str(certificates.keystore)
+    access = KafkaAccess("127.0.0.1:1", {"intake": "s3cret"}, str(certificates.ca_file))
+    assert access.env("intake")["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert access.env("intake")["KAFKA_CA_FILE"] == str(certificates.ca_file)
+    assert access.client_options("intake")["ssl_context"] is not None
+    assert broker_certificates(tmp_path) == certificates  # made once

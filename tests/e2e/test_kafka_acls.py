@@ -69,6 +69,20 @@ async def test_a_client_without_credentials_is_refused(kafka):
     await admin.close()
 
 
+async def test_a_client_that_does_not_speak_tls_is_refused(kafka):
+    broker, _ = kafka
+    if not broker.ca_file:
+        pytest.skip("this broker listens without TLS (GUICHET_KAFKA_TLS=0)")
+    options = broker.client_options("intake")
+    options = {k: v for k, v in options.items() if k != "ssl_context"}
+    admin = AIOKafkaAdminClient(
+        **options | {"security_protocol": "SASL_PLAINTEXT"}, request_timeout_ms=5000
+    )
+    with pytest.raises(KafkaConnectionError):
+        await admin.start()
+    await admin.close()
+
+
 async def test_a_wrong_password_is_refused(kafka):
     broker, _ = kafka
     options = broker.client_options("intake") | {"sasl_plain_password": "pas-le-bon"}

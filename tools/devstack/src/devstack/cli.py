@@ -351,8 +351,8 @@ def run(
     kafka_sasl: bool = typer.Option(
         True,
         "--kafka-sasl/--no-kafka-sasl",
-        help="Kafka authenticates every process (SCRAM-SHA-512) and authorises it by ACLs, as in "
-        "production; --no-kafka-sasl: an open broker.",
+        help="Kafka authenticates every process (SCRAM-SHA-512 over TLS) and authorises it by "
+        "ACLs, as in production; --no-kafka-sasl: an open broker.",
     ),
 ) -> None:
     root = find_root()
@@ -394,7 +394,9 @@ def run(
             say("starting Keycloak...")
             keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
-            kafka = LocalKafka(root, workdir / "kafka", port=kafka_port, sasl=kafka_sasl)
+            kafka = LocalKafka(
+                root, workdir / "kafka", port=kafka_port, sasl=kafka_sasl, tls=kafka_sasl
+            )
             say("starting Kafka...")
             bootstrap = kafka.start()
             if kafka_port == 0:
@@ -506,7 +508,7 @@ def bench(
             t0 = time.monotonic()
             if kafka_bootstrap is None:
                 _ensure_jars(root)
-                kafka = LocalKafka(root, workdir / "kafka", sasl=True)
+                kafka = LocalKafka(root, workdir / "kafka", sasl=True, tls=True)
                 say("starting Kafka...")
                 kafka_bootstrap = kafka.start()
             database = None
@@ -780,7 +782,7 @@ def bench_adapter(
         bootstrap = kafka_bootstrap
         if bootstrap is None:
             _ensure_jars(root)
-            kafka = LocalKafka(root, workdir / "kafka", sasl=True)
+            kafka = LocalKafka(root, workdir / "kafka", sasl=True, tls=True)
             say("starting Kafka...")
             bootstrap = kafka.start()
         namespace = f"bench-{uuid.uuid4().hex[:8]}."

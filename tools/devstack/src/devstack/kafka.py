@@ -32,6 +32,7 @@ from aiokafka.errors import KafkaError
 
 from devstack import kafka_sasl
 from devstack.kafka_sasl import KafkaAccess
+from devstack.kafka_tls import BrokerCertificates, broker_certificates
 from devstack.ports import free_port
 
 KAFKA_VERSION = "4.1.1"
@@ -135,7 +136,8 @@ class LocalKafka:
     `root` is the repository root (holds deploy/kafka and .cache). Port 0 means pick a free one.
     Reusing a `workdir` keeps the topics and data of the previous run.
     `sasl`: authenticate every client (SCRAM-SHA-512) and authorise it by ACLs, as on a cluster
-    (see devstack.kafka_sasl); `access` then holds the users' credentials. `users`: the SCRAM
+    (see devstack.kafka_sasl); `access` then holds the users' credentials. `tls` (with `sasl`):
+    over TLS (SASL_SSL), the certificates made in `<workdir>/tls` (devstack.kafka_tls). `users`: the SCRAM
     users to create (default: every principal of the project, see kafka_sasl.default_users).
     """
 
@@ -147,10 +149,13 @@ class LocalKafka:
         controller_port: int = 0,
         *,
         sasl: bool = False,
+        tls: bool = False,
         users: Sequence[str] | None = None,
     ) -> None:
         self.root = Path(root).resolve()
         self.sasl = sasl
+        self.tls: BrokerCertificates | None = None
+        self._want_tls = tls
         self._users = users
         self.passwords: dict[str, str] = {}
         self.workdir = Path(workdir).resolve()
@@ -185,12 +190,13 @@ class LocalKafka:
     @property
     def access(self) -> KafkaAccess:
         """Where and as whom clients connect (credentials only with `sasl`)."""
-        return KafkaAccess(self.bootstrap, dict(self.passwords))
+        ca_file = str(self.tls.ca_file) if self.tls else None
+        return KafkaAccess(self.bootstrap, dict(self.passwords), ca_file)
 
     def _write_config(self, path: Path, log_dirs: Path) -> Path:
         if self.sasl:
             listeners = kafka_sasl.listener_properties(
-                self.port, self.controller_port, self.passwords[kafka_sasl.ADMIN]
+                self.port, self.controller_port, self.passwords[kafka_sasl.ADMIN], self.tls
             )
         else:
             listeners = {
@@ -282,6 +288,8 @@ class LocalKafka:
         if self.sasl and not self.passwords:
             users = self._users or kafka_sasl.default_users(self.root)
             self.passwords = kafka_sasl.passwords(libs.parent, {*users, kafka_sasl.ADMIN})
+        if self.sasl and self._want_tls:
+            self.tls = broker_certificates(self.workdir / "tls")
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
         # A busy port would otherwise pass the readiness probe against whatever already listens there.

@@ -4,6 +4,7 @@ of `make run` (SASL on, see devstack.kafka_sasl)."""
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 import typer
 
@@ -18,6 +19,9 @@ def kafka_env(
     user: str = typer.Argument(
         "operator", help="A principal: operator (guichet-admin), admin (super user), intake…"
     ),
+    workdir: Path | None = typer.Option(
+        None, "--workdir", help="make run's state directory (default: <repo>/var/run)."
+    ),
 ) -> None:
     """Print the environment (`export …` lines) that connects as USER to the local broker of
     `make run`: `eval "$(guichet-dev kafka-env)"` then `guichet-admin dlq list`."""
@@ -26,7 +30,12 @@ def kafka_env(
     known = kafka_sasl.default_users(root)
     if user not in known:
         raise typer.BadParameter(f"unknown principal; one of {', '.join(known)}")
-    access = kafka_sasl.KafkaAccess(f"127.0.0.1:{KAFKA_PORT}", kafka_sasl.passwords(cache, [user]))
+    ca_file = (workdir or root / "var" / "run") / "kafka" / "tls" / "ca.pem"  # see LocalKafka
+    access = kafka_sasl.KafkaAccess(
+        f"127.0.0.1:{KAFKA_PORT}",
+        kafka_sasl.passwords(cache, [user]),
+        str(ca_file.resolve()) if ca_file.exists() else None,
+    )
     for name, value in access.env(user).items():
         if name != "CREATE_TOPICS":
             typer.echo(f"export {name}={shlex.quote(value)}")

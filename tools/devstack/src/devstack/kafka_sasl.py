@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import secrets
+import ssl
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,10 +33,10 @@ from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.protocol.admin import CreateAclsRequest, DescribeAclsRequest
 from faststream.security import SASLScram512
 
+from devstack.kafka_tls import BrokerCertificates
 from shared_models import topics, topology
 
 MECHANISM = "SCRAM-SHA-512"
-PROTOCOL = "SASL_PLAINTEXT"
 #: The super user: the broker's own (controller and inter-broker) identity, admin tools, tests.
 ADMIN = "admin"
 
@@ -96,15 +97,31 @@ def scram_arguments(users: Mapping[str, str]) -> list[str]:
     return args
 
 
-def listener_properties(port: int, controller_port: int, admin_password: str) -> dict[str, str]:
-    """The broker's listeners and authoriser: SCRAM for clients, PLAIN between the broker and
-    its controller (SCRAM users live in the metadata the controller serves), both as `admin`."""
+def listener_properties(
+    port: int, controller_port: int, admin_password: str, tls: BrokerCertificates | None = None
+) -> dict[str, str]:
+    """The broker's listeners and authoriser: SCRAM for clients (over TLS with `tls`), PLAIN
+    between the broker and its controller (SCRAM users live in the metadata the controller
+    serves), both as `admin`."""
     scram = f'username="{ADMIN}" password="{admin_password}";'
     plain = f'username="{ADMIN}" password="{admin_password}" user_{ADMIN}="{admin_password}";'
+    client = "SASL_SSL" if tls else "SASL_PLAINTEXT"
+    certificates = (
+        {
+            "listener.name.client.ssl.keystore.type": "PEM",
+            "listener.name.client.ssl.keystore.location": str(tls.keystore),
+            # The broker's own (inter-broker) connections to that listener trust the same CA.
+            "listener.name.client.ssl.truststore.type": "PEM",
+            "listener.name.client.ssl.truststore.location": str(tls.ca_file),
+        }
+        if tls
+        else {}
+    )
     return {
+        **certificates,
         "listeners": f"CLIENT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
         "advertised.listeners": f"CLIENT://127.0.0.1:{port}",
-        "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "listener.security.protocol.map": f"CLIENT:{client},CONTROLLER:SASL_PLAINTEXT",
         "inter.broker.listener.name": "CLIENT",
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
         "sasl.mechanism.controller.protocol": "PLAIN",
@@ -128,21 +145,32 @@ class KafkaAccess:
 
     bootstrap: str
     passwords: Mapping[str, str] = field(default_factory=dict)
+    #: The CA of the broker's TLS listener (None: SASL_PLAINTEXT).
+    ca_file: str | None = None
 
     @property
     def sasl(self) -> bool:
         return bool(self.passwords)
+
+    @property
+    def protocol(self) -> str:
+        return "SASL_SSL" if self.ca_file else "SASL_PLAINTEXT"
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
     def client_options(self, user: str = ADMIN) -> dict[str, Any]:
         """Keyword arguments of an aiokafka client (admin, consumer, producer) as `user`."""
         options: dict[str, Any] = {"bootstrap_servers": self.bootstrap}
         if self.sasl:
             options |= {
-                "security_protocol": PROTOCOL,
+                "security_protocol": self.protocol,
                 "sasl_mechanism": MECHANISM,
                 "sasl_plain_username": user,
                 "sasl_plain_password": self.passwords[user],
             }
+            if self.ca_file:
+                options["ssl_context"] = self.ssl_context()
         return options
 
     def env(self, user: str) -> dict[str, str]:
@@ -153,7 +181,8 @@ class KafkaAccess:
             "KAFKA_BOOTSTRAP": self.bootstrap,
             "KAFKA_SASL_USERNAME": user,
             "KAFKA_SASL_PASSWORD": self.passwords[user],
-            "KAFKA_SECURITY_PROTOCOL": PROTOCOL,
+            "KAFKA_SECURITY_PROTOCOL": self.protocol,
+            **({"KAFKA_CA_FILE": self.ca_file} if self.ca_file else {}),
             # Topics are created by `prepare` as admin: a principal may not create any.
             "CREATE_TOPICS": "false",
         }
@@ -185,7 +214,11 @@ ENV = "DEVSTACK_KAFKA_SASL"
 def register(access: KafkaAccess, cache: Path) -> None:
     _registered[access.bootstrap] = access
     known = json.loads(os.environ.get(ENV) or "{}")
-    known[access.bootstrap] = {"cache": str(cache), "users": sorted(access.passwords)}
+    known[access.bootstrap] = {
+        "cache": str(cache),
+        "users": sorted(access.passwords),
+        "ca_file": access.ca_file,
+    }
     os.environ[ENV] = json.dumps(known)
 
 
@@ -203,7 +236,8 @@ def access(bootstrap: str) -> KafkaAccess:
         return found
     inherited = json.loads(os.environ.get(ENV) or "{}").get(bootstrap)
     if inherited:
-        return KafkaAccess(bootstrap, passwords(Path(inherited["cache"]), inherited["users"]))
+        derived = passwords(Path(inherited["cache"]), inherited["users"])
+        return KafkaAccess(bootstrap, derived, inherited.get("ca_file"))
     return KafkaAccess(bootstrap)
 
 
@@ -217,7 +251,10 @@ def broker_security(bootstrap: str, user: str = ADMIN) -> SASLScram512 | None:
     found = access(bootstrap)
     if not found.sasl:
         return None
-    return SASLScram512(user, found.passwords[user], use_ssl=False)
+    context = found.ssl_context()
+    return SASLScram512(
+        user, found.passwords[user], ssl_context=context, use_ssl=context is not None
+    )
 
 
 async def create_topics(
