@@ -38,7 +38,7 @@ def admin_credentials(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> 
     """The CLI (and its TopicReader) read KAFKA_SASL_* like on a cluster: here the super user
     (the operator principal's own rights are tested in tests/e2e/test_kafka_acls.py)."""
     for name, value in access(kafka_bootstrap).env(ADMIN).items():
-        if name.startswith("KAFKA_S"):
+        if name not in ("KAFKA_BOOTSTRAP", "CREATE_TOPICS"):  # options of each command
             monkeypatch.setenv(name, value)
 
 
