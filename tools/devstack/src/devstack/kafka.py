@@ -137,8 +137,9 @@ class LocalKafka:
     Reusing a `workdir` keeps the topics and data of the previous run.
     `sasl`: authenticate every client (SCRAM-SHA-512) and authorise it by ACLs, as on a cluster
     (see devstack.kafka_sasl); `access` then holds the users' credentials. `tls` (with `sasl`):
-    over TLS (SASL_SSL), the certificates made in `<workdir>/tls` (devstack.kafka_tls). `users`: the SCRAM
-    users to create (default: every principal of the project, see kafka_sasl.default_users).
+    over TLS (SASL_SSL), the certificates made in `<workdir>/tls` (devstack.kafka_tls).
+    `users`: the SCRAM users to create (default: every principal of the project, see
+    kafka_sasl.default_users).
     """
 
     def __init__(
