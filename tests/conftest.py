@@ -4,7 +4,8 @@
 Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), then
 testcontainers where a Docker daemon answers, then the project's own broker run from
 Maven Central jars, with SASL over TLS and ACLs (see devstack.kafka_sasl). PostgreSQL:
-GUICHET_TEST_POSTGRES_URL, else a server started from Debian's packages. Keycloak: the project's own, run from Maven Central's distribution.
+GUICHET_TEST_POSTGRES_URL, else a server started from Debian's packages. Keycloak: the
+project's own, run from Maven Central's distribution.
 """
 
 from __future__ import annotations
