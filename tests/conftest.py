@@ -3,8 +3,9 @@
 
 Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), then
 testcontainers where a Docker daemon answers, then the project's own broker run from
-Maven Central jars. PostgreSQL: GUICHET_TEST_POSTGRES_URL, else a server started from
-Debian's packages. Keycloak: the project's own, run from Maven Central's distribution.
+Maven Central jars, with SASL over TLS and ACLs (see devstack.kafka_sasl). PostgreSQL:
+GUICHET_TEST_POSTGRES_URL, else a server started from Debian's packages. Keycloak: the
+project's own, run from Maven Central's distribution.
 """
 
 from __future__ import annotations
@@ -46,7 +47,14 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     from devstack.kafka import LocalKafka
 
-    with LocalKafka(ROOT, Path(tempfile.mkdtemp(prefix="guichet-kafka-"))) as broker:
+    # As in production: every client authenticates (SCRAM-SHA-512 over TLS) and is authorised
+    # by ACLs. The tests' own clients are the super user (devstack.kafka_sasl.client_options),
+    # each Stack's processes their own principals. GUICHET_KAFKA_SASL=0: an open broker;
+    # GUICHET_KAFKA_TLS=0: SASL without TLS.
+    sasl = os.environ.get("GUICHET_KAFKA_SASL", "1") != "0"
+    tls = os.environ.get("GUICHET_KAFKA_TLS", "1") != "0"
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-kafka-"))
+    with LocalKafka(ROOT, workdir, sasl=sasl, tls=tls) as broker:
         yield broker.bootstrap
 
 

@@ -36,6 +36,8 @@ def granted(user: dict) -> tuple[set[str], set[str], set[str]]:
                 read.add(resource["name"])
             if "Write" in operations:
                 write.add(resource["name"])
+        elif operations == {"Describe"}:  # the operators watch a group's lag, never join it
+            assert resource["type"] == "group"
         else:
             assert resource["type"] == "group" and operations == {"Read"}
             groups.add(resource["name"])
@@ -45,13 +47,21 @@ def granted(user: dict) -> tuple[set[str], set[str], set[str]]:
 def test_every_principal_has_exactly_the_acls_it_needs(overlay):
     users = {u["metadata"]["name"]: u for u in of_kind(overlay, "KafkaUser")}
     principals = topology.principals(AGENCIES)
-    assert set(users) == set(principals)
+    assert set(users) == set(principals) | {topology.OPERATOR}
     for name, principal in principals.items():
         read, write, groups = granted(users[name])
         assert read == principal.consumes, name
         assert write == principal.produces | principal.dead_letters, name
         assert groups == ({principal.group} if principal.group else set()), name
         assert users[name]["spec"]["authentication"] == {"type": "scram-sha-512"}
+
+
+def test_the_operators_read_dead_letters_and_replay_without_a_group(overlay):
+    users = {u["metadata"]["name"]: u for u in of_kind(overlay, "KafkaUser")}
+    read, write, groups = granted(users[topology.OPERATOR])
+    consumed = {t for p in topology.principals(AGENCIES).values() for t in p.consumes}
+    assert read == {topics.dead_letter(t) for t in consumed}
+    assert write == consumed and not groups
 
 
 def test_an_adapter_sees_only_its_own_agency(overlay):

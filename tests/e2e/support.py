@@ -14,6 +14,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
 
@@ -96,7 +97,7 @@ async def read_topic(
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         group_id=f"e2e-reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
     )

@@ -215,7 +215,14 @@ async def test_no_agency_ever_receives_a_citizen_field_it_did_not_declare(stack:
 
 async def test_the_exchange_ledger_matches_what_the_agency_received(stack: Stack, client):
     file_id = await submit(client, "perte_emploi", email="registre@example.fr")
-    view = await eventually(lambda: answered_view(client, file_id), what="answer")
+
+    async def answered_and_recorded() -> dict | None:
+        # The ledger (exchanges.recorded) and the answers travel on different topics: the
+        # answer may be projected a moment before an agency's exchanges are.
+        view = await answered_view(client, file_id)
+        return view if view and len(view["exchanges"]) >= 6 else None
+
+    view = await eventually(answered_and_recorded, what="answer and its six exchanges")
     ledger = view["exchanges"]
     assert {(x["agency"], x["direction"]) for x in ledger} == {
         ("caf", "envoi"),

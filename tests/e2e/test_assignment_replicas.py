@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.kafka_sasl import access, client_options
 from devstack.ports import free_port
 from devstack.procs import ServiceProcess
 from shared_models import CitizenContact, FileSubmitted, catalogue, topics
@@ -102,6 +103,9 @@ def replicas(kafka_bootstrap, postgres_factory, tmp_path):
     namespace = f"rep-{uuid.uuid4().hex[:6]}."
     url = postgres_factory(f"replicas_{uuid.uuid4().hex[:6]}")
     directory = directory_for_the_load(tmp_path / "directory.json")
+    kafka = access(kafka_bootstrap)
+    if kafka.sasl:  # its topics and ACLs, as a Stack would; each replica is `assignment`
+        kafka.prepare_blocking(namespace, ())
     procs = []
     for name in ("assignment-a", "assignment-b"):
         port = free_port()
@@ -110,7 +114,7 @@ def replicas(kafka_bootstrap, postgres_factory, tmp_path):
                 name,
                 [str(Path(sys.executable).parent / "assignment")],
                 {
-                    "KAFKA_BOOTSTRAP": kafka_bootstrap,
+                    **kafka.env("assignment"),
                     "TOPIC_NAMESPACE": namespace,
                     "HTTP_PORT": str(port),
                     "DATABASE_URL": url,
@@ -139,7 +143,7 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
 ):
     (a, b), namespace, url = replicas
     events = submissions(random.Random(2026))
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap), linger_ms=20)
     await producer.start()
     try:
         for event in events:
@@ -220,7 +224,7 @@ async def events_by_file(bootstrap: str, topic: str) -> dict[str, set[str]] | No
     """file id -> distinct event ids on `topic`, once every file has one."""
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **client_options(bootstrap),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,

@@ -18,6 +18,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from pypdf import PdfReader
 
+from devstack.kafka_sasl import client_options
 from devstack.stack import BOUNCING_DOMAIN, Stack
 from tests.e2e.support import (
     answered_view,
@@ -235,7 +236,7 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
 async def _records(stack: Stack, topic: str, file_id: str) -> list:
     consumer = AIOKafkaConsumer(
         f"{stack.namespace}{topic}",
-        bootstrap_servers=stack.kafka_bootstrap,
+        **client_options(stack.kafka_bootstrap),
         group_id=f"reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
     )
@@ -267,7 +268,7 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
     inbox_sql = "SELECT count(*) AS n FROM inbox"
     before = (await query(stack.database_urls["notification"], inbox_sql))[0].n
 
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(stack.kafka_bootstrap))
     await producer.start()
     try:
         for file_id in files.values():

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
 from tests.e2e.support import (
     answered_view,
@@ -289,7 +290,7 @@ async def test_a_service_killed_mid_flow_loses_nothing_and_duplicates_nothing(st
 
 async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(stack: Stack, client):
     topic = f"{stack.namespace}files.submitted"
-    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(stack.kafka_bootstrap))
     await producer.start()
     try:
         await producer.send_and_wait(
@@ -311,7 +312,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(sta
 
     consumer = AIOKafkaConsumer(
         f"{topic}.dlq",
-        bootstrap_servers=stack.kafka_bootstrap,
+        **client_options(stack.kafka_bootstrap),
         group_id=f"dlq-reader-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
     )

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from faststream.kafka import KafkaBroker
 from typer.testing import CliRunner, Result
 
+from devstack.kafka_sasl import ADMIN, access, broker_security, client_options
 from guichet_admin.cli import app
 from guichet_admin.kafka_io import TopicReader
 from guichet_runtime.consumer import EventConsumer, PermanentError
@@ -30,6 +31,15 @@ from tests.unit.samples import file_submitted
 pytestmark = pytest.mark.integration
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture(autouse=True)
+def admin_credentials(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI (and its TopicReader) read KAFKA_SASL_* like on a cluster: here the super user
+    (the operator principal's own rights are tested in tests/e2e/test_kafka_acls.py)."""
+    for name, value in access(kafka_bootstrap).env(ADMIN).items():
+        if name not in ("KAFKA_BOOTSTRAP", "CREATE_TOPICS"):  # options of each command
+            monkeypatch.setenv(name, value)
 
 
 async def cli(*args: str) -> Result:
@@ -65,7 +75,7 @@ class Stack:
         return ["--bootstrap", self.bootstrap, "--namespace", self.namespace]
 
     async def publish(self, body: bytes, key: bytes) -> None:
-        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap)
+        producer = AIOKafkaProducer(**client_options(self.bootstrap))
         await producer.start()
         try:
             await producer.send_and_wait(
@@ -92,13 +102,13 @@ async def stack(kafka_bootstrap: str) -> AsyncIterator[Stack]:
     test fixes it."""
     namespace = f"adm{uuid.uuid4().hex[:8]}."
     await ensure_topics(
-        kafka_bootstrap,
+        client_options(kafka_bootstrap),
         {
             namespace + topics.FILES_SUBMITTED: topics.PARTITIONS,
             namespace + topics.dead_letter(topics.FILES_SUBMITTED): 1,
         },
     )
-    broker = KafkaBroker(kafka_bootstrap)
+    broker = KafkaBroker(kafka_bootstrap, security=broker_security(kafka_bootstrap))
     consumer = EventConsumer(
         broker,
         "assignment",
@@ -255,8 +265,8 @@ async def test_usage_and_unreachable_errors_are_plain_messages(kafka_bootstrap: 
 async def test_lag_shows_a_group_with_records_not_committed(kafka_bootstrap: str) -> None:
     namespace = f"adm{uuid.uuid4().hex[:8]}."
     topic = namespace + topics.FILES_SUBMITTED
-    await ensure_topics(kafka_bootstrap, {topic: 1})
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await ensure_topics(client_options(kafka_bootstrap), {topic: 1})
+    producer = AIOKafkaProducer(**client_options(kafka_bootstrap))
     await producer.start()
     try:
         for i in range(3):
@@ -265,7 +275,7 @@ async def test_lag_shows_a_group_with_records_not_committed(kafka_bootstrap: str
         await producer.stop()
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=kafka_bootstrap,
+        **client_options(kafka_bootstrap),
         group_id=namespace + "assignment",
         enable_auto_commit=False,
         auto_offset_reset="earliest",

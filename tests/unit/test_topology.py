@@ -134,3 +134,25 @@ def test_an_agency_outside_the_core_gets_its_own_principal_and_topics():
     assert ants.dead_letters == {"agency.ants.requests.dlq", "agency.ants.documents.dlq"}
     assert "agency.ants.requests" in principals["assignment"].produces
     assert "agency.ants.answers.dlq" in topology.topics_of([*CORE, "ants"])
+
+
+def test_acls_grant_exactly_what_the_principal_declares_under_its_namespace():
+    caf = topology.adapter("caf")
+    rules = {(a.resource, a.name): a.operations for a in topology.acls(caf, "ns.")}
+    assert rules[("topic", "ns.agency.caf.requests")] == ("Describe", "Read")
+    assert rules[("topic", "ns.agency.caf.answers")] == ("Describe", "Write")
+    assert rules[("topic", "ns.agency.caf.requests.dlq")] == ("Describe", "Write")
+    assert rules[("group", "ns.adapter-caf")] == ("Read",)
+    assert not [name for _, name in rules if "dgfip" in name]
+    assert all(name.startswith("ns.") for _, name in rules)
+
+
+def test_the_operator_reads_every_dead_letter_topic_and_writes_the_originals_back():
+    operator = topology.operator(["caf"])
+    assert operator.group is None and not operator.dead_letters
+    assert topics.dead_letter(topics.FILES_SUBMITTED) in operator.consumes
+    assert topics.FILES_SUBMITTED in operator.produces
+    assert not any(t.endswith(".dlq") for t in operator.produces)
+    rules = {(a.resource, a.name): a.operations for a in topology.acls(operator)}
+    assert rules[("group", "assignment")] == ("Describe",)
+    assert ("group", topology.OPERATOR) not in rules

@@ -20,6 +20,7 @@ from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.runtime import AdapterRuntime
 from adapter_sdk.tables import metadata
 from adapter_sdk.transport import Transport
+from guichet_runtime.kafka_security import client_options
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
 from guichet_runtime.service import serve as run_service
 from shared_models import AgencyRequestIssued, SupportingDocumentSubmitted, catalogue, topics
@@ -65,7 +66,7 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
             names = topics.agency_topics(decl.agency)
             declared = {config.topic_namespace + t: topics.PARTITIONS for t in names}
             declared |= {config.topic_namespace + topics.dead_letter(t): 1 for t in names}
-            await ensure_topics(config.kafka_bootstrap, declared)
+            await ensure_topics(client_options(config), declared)
 
         runtime.startup.append(own_topics)
     runtime.consumer.subscribe(

@@ -12,7 +12,15 @@ import io
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +42,7 @@ from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
-from guichet_runtime.kafka_security import kafka_security
+from guichet_runtime.kafka_security import client_options, kafka_security
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
 from guichet_runtime.probes import Readiness, install_ops_routes
@@ -51,11 +59,16 @@ T = TypeVar("T")
 
 
 async def ensure_topics(
-    bootstrap: str, declared: dict[str, int], replication: int = 1, timeout: float = 30
+    bootstrap: str | Mapping[str, Any],
+    declared: dict[str, int],
+    replication: int = 1,
+    timeout: float = 30,
 ) -> None:
     """Create the declared topics (name -> partitions) that are missing, then wait until
-    every one has a leader, so a subscriber started next finds them ready."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    every one has a leader, so a subscriber started next finds them ready. `bootstrap`: the
+    servers, or an aiokafka client's keyword arguments (see kafka_security.client_options)."""
+    options = {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
+    admin = AIOKafkaAdminClient(**options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -143,6 +156,9 @@ def build_runtime(
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],
         client_id=settings.service_name,
         security=kafka_security(settings),
+        # Where topics are owned elsewhere (Strimzi, a devstack Stack's admin), a principal may
+        # not create any: no attempt per subscriber.
+        allow_auto_create_topics=settings.create_topics,
         log_level=logging.DEBUG,
         # On stop, a subscriber waits this long for the record in flight (half the grace).
         graceful_timeout=settings.shutdown_grace_seconds / 2,
@@ -274,7 +290,7 @@ def create_app(
             await migrations.upgrade(runtime.migrations_dir, settings.database_url)
         if settings.create_topics:
             await ensure_topics(
-                settings.kafka_bootstrap,
+                client_options(settings),
                 {settings.topic_namespace + t: n for t, n in topic_names.all_topics().items()},
             )
         runtime.stopping = asyncio.Event()  # this loop's

@@ -1,6 +1,7 @@
 """Configuration read from the environment (pydantic-settings)."""
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -48,6 +49,11 @@ class ServiceSettings(BaseSettings):
     )
     kafka_ca_file: Path | None = Field(
         default=None, description="CA certificates trusted for Kafka's TLS listener."
+    )
+    kafka_security_protocol: Literal["SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        default="SASL_SSL",
+        description="With a SASL user: over TLS (a cluster), or SASL_PLAINTEXT (the local broker "
+        "on the loopback, see devstack.kafka).",
     )
     http_host: str = "127.0.0.1"
     http_port: int = 8000

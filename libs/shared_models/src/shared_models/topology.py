@@ -19,8 +19,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 from shared_models import topics
+
+#: The operators' principal (guichet-admin), see `operator`.
+OPERATOR = "operator"
 
 _REQUESTS_TOPIC = re.compile(r"^agency\.([a-z][a-z0-9_]*)\.requests$")
 
@@ -32,15 +36,21 @@ class Principal:
     name: str
     consumes: frozenset[str]
     produces: frozenset[str]
+    #: False for a reader that assigns partitions itself (no group, no dead letters).
+    grouped: bool = True
+    #: Consumer groups it may describe (their lag), besides its own.
+    watches: frozenset[str] = frozenset()
 
     @property
     def group(self) -> str | None:
         """Consumer group (the service name, see EventConsumer); None for a producer only."""
-        return self.name if self.consumes else None
+        return self.name if self.consumes and self.grouped else None
 
     @property
     def dead_letters(self) -> frozenset[str]:
         """Dead-letter topics this principal writes to (one per consumed topic)."""
+        if not self.grouped:
+            return frozenset()
         return frozenset(topics.dead_letter(t) for t in self.consumes)
 
     @property
@@ -142,6 +152,20 @@ def adapter(agency: str) -> Principal:
     )
 
 
+def operator(agencies: Iterable[str] | None = None) -> Principal:
+    """The operators' principal (guichet-admin): reads every dead-letter topic without a
+    consumer group and writes the original topics back (replay); describes every group (lag)."""
+    found = principals(agencies).values()
+    originals = frozenset(t for p in found for t in p.consumes)
+    return Principal(
+        name=OPERATOR,
+        consumes=frozenset(topics.dead_letter(t) for t in originals),
+        produces=originals,
+        grouped=False,
+        watches=frozenset(p.group for p in found if p.group),
+    )
+
+
 def principals(agencies: Iterable[str] | None = None) -> dict[str, Principal]:
     """Every principal by name, for these agencies (default: the core's agencies)."""
     codes = sorted(set(core_agencies() if agencies is None else agencies))
@@ -158,3 +182,31 @@ def topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
         for name in principal.dead_letters | {topics.dead_letter(t) for t in principal.produces}:
             declared.setdefault(name, 1)
     return dict(sorted(declared.items()))
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ALLOW rule of a principal on one resource (a topic or a consumer group)."""
+
+    resource: Literal["topic", "group"]
+    name: str
+    operations: tuple[str, ...]  # Kafka's names: Read, Write, Describe
+
+
+def acls(principal: Principal, namespace: str = "") -> list[Acl]:
+    """Exactly the rules the principal needs, on literal resource names under `namespace`
+    (the TOPIC_NAMESPACE prefix of its topics and groups): the single derivation behind the
+    Strimzi KafkaUsers (devstack.k8s_kafka) and the local broker's ACLs (devstack.kafka)."""
+    operations: dict[str, set[str]] = {}
+    for name in principal.consumes:
+        operations.setdefault(name, set()).update({"Read", "Describe"})
+    for name in principal.writes:
+        operations.setdefault(name, set()).update({"Write", "Describe"})
+    rules = [
+        Acl("topic", namespace + name, tuple(sorted(ops)))
+        for name, ops in sorted(operations.items())
+    ]
+    if principal.group:
+        rules.append(Acl("group", namespace + principal.group, ("Read",)))
+    rules += [Acl("group", namespace + g, ("Describe",)) for g in sorted(principal.watches)]
+    return rules

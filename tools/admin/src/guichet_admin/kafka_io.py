@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -34,20 +34,24 @@ class KafkaAccess(BaseSettings):
     kafka_sasl_username: str = Field(default="", description="SASL user; empty: plaintext.")
     kafka_sasl_password: SecretStr = Field(default=SecretStr(""), description="Its password.")
     kafka_ca_file: Path | None = Field(default=None, description="CA of Kafka's TLS listener.")
+    kafka_security_protocol: Literal["SASL_SSL", "SASL_PLAINTEXT"] = Field(
+        default="SASL_SSL", description="SASL_PLAINTEXT on the local broker (devstack.kafka)."
+    )
 
     def client_options(self, bootstrap: str) -> dict[str, Any]:
         """Keyword arguments of every aiokafka client (consumer, producer, admin)."""
         options: dict[str, Any] = {"bootstrap_servers": bootstrap}
         if self.kafka_sasl_username:
             options |= {
-                "security_protocol": "SASL_SSL",
+                "security_protocol": self.kafka_security_protocol,
                 "sasl_mechanism": "SCRAM-SHA-512",
                 "sasl_plain_username": self.kafka_sasl_username,
                 "sasl_plain_password": self.kafka_sasl_password.get_secret_value(),
-                "ssl_context": ssl.create_default_context(
-                    cafile=str(self.kafka_ca_file) if self.kafka_ca_file else None
-                ),
             }
+            if self.kafka_security_protocol == "SASL_SSL":
+                options["ssl_context"] = ssl.create_default_context(
+                    cafile=str(self.kafka_ca_file) if self.kafka_ca_file else None
+                )
         return options
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from devstack import kafka_sasl
 from devstack.bench import percentile
 from shared_models import AgencyRequestIssued, CitizenContact, topics
 
@@ -117,11 +118,11 @@ async def measure_adapter(
     answers_topic = namespace + topics.agency_answers(agency)
     consumer = AIOKafkaConsumer(
         answers_topic,
-        bootstrap_servers=bootstrap,
+        **kafka_sasl.client_options(bootstrap),
         group_id=f"bench-{run}",
         auto_offset_reset="latest",
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    producer = AIOKafkaProducer(**kafka_sasl.client_options(bootstrap), linger_ms=5)
     await consumer.start()
     await producer.start()
     arrived: dict[str, float] = {}

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack import kafka_sasl
 from shared_models import topics
 
 #: Life event to submit for a given number of agencies per file (intake's catalogue:
@@ -388,7 +389,7 @@ async def measure(
     consumer = AIOKafkaConsumer(
         namespace + topics.REFERENTS_ASSIGNED,
         namespace + topics.NOTIFICATIONS_SENT,
-        bootstrap_servers=bootstrap,
+        **kafka_sasl.client_options(bootstrap),
         group_id=f"{namespace}bench-{uuid.uuid4().hex}",
         auto_offset_reset="earliest",
         enable_auto_commit=False,

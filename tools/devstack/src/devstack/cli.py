@@ -22,6 +22,7 @@ import typer
 
 from devstack import cli_bench
 from devstack.kafka import LocalKafka, find_root
+from devstack.kafka_env_command import kafka_env
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
 from devstack.keycloak import DEV_PORT as KEYCLOAK_PORT
 from devstack.lifecycle import Signals, dead_process, ensure_jars, fail, say, stop_all
@@ -144,7 +145,8 @@ def _banner(
         f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms,"
         f" {url(p.providers)}/api/letters (PDF)",
-        f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix)",
+        f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix"
+        + ("; SASL: `guichet-dev kafka-env operator`)" if kafka.sasl else ")"),
     ]
     if keycloak is not None:
         lines += [
@@ -184,8 +186,10 @@ RUN_HELP = "\n\n".join(
             "`make run`."
         ),
         (
-            "Starts a Kafka broker (port 9092, or a free port if 9092 is taken), Keycloak (port "
-            "8180, realms citoyens and agents; tokens with `guichet-dev token`), optionally "
+            "Starts a Kafka broker (port 9092, or a free port if 9092 is taken; SASL "
+            "SCRAM-SHA-512 and ACLs as in production, each process its own principal, see "
+            "docs/security.md), Keycloak (port 8180, realms citoyens and agents; tokens with "
+            "`guichet-dev token`), optionally "
             "PostgreSQL (port 5432, or a free one), the agency simulator, the SMTP sink and every"
             " service, prints their addresses, then waits until Ctrl-C / SIGTERM, or until a "
             "process dies (its log tail is shown and the exit code is 1). Everything is stopped "
@@ -220,6 +224,12 @@ def run(
             "Rehearsal: every service takes today's date from this file"
             " (ISO date; empty: the real date)."
         ),
+    ),
+    kafka_sasl: bool = typer.Option(
+        True,
+        "--kafka-sasl/--no-kafka-sasl",
+        help="Kafka authenticates every process (SCRAM-SHA-512 over TLS) and authorises it by "
+        "ACLs, as in production; --no-kafka-sasl: an open broker.",
     ),
 ) -> None:
     root = find_root()
@@ -261,7 +271,9 @@ def run(
             say("starting Keycloak...")
             keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             kafka_port = KAFKA_PORT if port_is_free(KAFKA_PORT) else 0
-            kafka = LocalKafka(root, workdir / "kafka", port=kafka_port)
+            kafka = LocalKafka(
+                root, workdir / "kafka", port=kafka_port, sasl=kafka_sasl, tls=kafka_sasl
+            )
             say("starting Kafka...")
             bootstrap = kafka.start()
             if kafka_port == 0:
@@ -343,6 +355,7 @@ def kafka(
 
 
 app.command("token")(token)  # defined in devstack.token_command
+app.command("kafka-env")(kafka_env)  # defined in devstack.kafka_env_command
 
 
 @app.command()

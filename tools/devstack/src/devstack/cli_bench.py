@@ -17,7 +17,7 @@ from typing import Any
 
 import typer
 
-from devstack import adapter_bench, channel_bench, procstats
+from devstack import adapter_bench, channel_bench, kafka_sasl, procstats
 from devstack import bench as benchmod
 from devstack import bench_decision as bd
 from devstack.kafka import LocalKafka, find_root
@@ -91,7 +91,7 @@ def bench(
             t0 = time.monotonic()
             if kafka_bootstrap is None:
                 ensure_jars(root)
-                kafka = LocalKafka(root, workdir / "kafka")
+                kafka = LocalKafka(root, workdir / "kafka", sasl=True, tls=True)
                 say("starting Kafka...")
                 kafka_bootstrap = kafka.start()
             database = None
@@ -353,12 +353,15 @@ def bench_adapter(
         bootstrap = kafka_bootstrap
         if bootstrap is None:
             ensure_jars(root)
-            kafka = LocalKafka(root, workdir / "kafka")
+            kafka = LocalKafka(root, workdir / "kafka", sasl=True, tls=True)
             say("starting Kafka...")
             bootstrap = kafka.start()
         namespace = f"bench-{uuid.uuid4().hex[:8]}."
         sim_port, adapter_port = free_port(), free_port()
         name = f"adapter-{agency.replace('_', '-')}"
+        broker = kafka_sasl.access(bootstrap)
+        if broker.sasl:  # topics and ACLs as a Stack makes them; the adapter is its principal
+            broker.prepare_blocking(namespace, [agency])
         bin_dir = Path(sys.executable).parent
         procs.append(
             ServiceProcess(
@@ -382,7 +385,7 @@ def bench_adapter(
                 name,
                 [str(bin_dir / name)],
                 {
-                    "KAFKA_BOOTSTRAP": bootstrap,
+                    **broker.env(name),
                     "TOPIC_NAMESPACE": namespace,
                     "HTTP_PORT": str(adapter_port),
                     "DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/adapter.db",

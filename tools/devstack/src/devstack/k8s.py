@@ -454,6 +454,7 @@ def render() -> dict[str, str]:
     core_topics = [kafka_topic(n, p) for n, p in all_topics.items() if n not in owned_by_adapters]
     files["base/kafka/topics.yaml"] = dump(core_topics)
     core_users = [kafka_user(principals[n]) for n in ("intake", "assignment", "notification")]
+    core_users.append(kafka_user(topology.operator(agencies)))  # guichet-admin's
     files["base/kafka/users.yaml"] = dump(core_users)
     for agency in agencies:
         w = adapter_workload(agency)

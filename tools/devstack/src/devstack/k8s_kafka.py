@@ -41,26 +41,14 @@ def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
 
 
 def acls(principal: topology.Principal) -> list[dict[str, Any]]:
-    operations: dict[str, set[str]] = {}
-    for name in principal.consumes:
-        operations.setdefault(name, set()).update({"Read", "Describe"})
-    for name in principal.writes:
-        operations.setdefault(name, set()).update({"Write", "Describe"})
-    rules: list[dict[str, Any]] = [
+    """Strimzi's form of `topology.acls` (the local broker applies the same rules)."""
+    return [
         {
-            "resource": {"type": "topic", "name": name, "patternType": "literal"},
-            "operations": sorted(ops),
+            "resource": {"type": acl.resource, "name": acl.name, "patternType": "literal"},
+            "operations": list(acl.operations),
         }
-        for name, ops in sorted(operations.items())
+        for acl in topology.acls(principal)
     ]
-    if principal.group:
-        rules.append(
-            {
-                "resource": {"type": "group", "name": principal.group, "patternType": "literal"},
-                "operations": ["Read"],
-            }
-        )
-    return rules
 
 
 def kafka_user(principal: topology.Principal) -> dict[str, Any]:

@@ -31,6 +31,9 @@ from typing import Any, TypeVar
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
+from devstack import kafka_sasl
+from devstack.kafka_sasl import KafkaAccess
+from devstack.kafka_tls import BrokerCertificates, broker_certificates
 from devstack.ports import free_port
 
 KAFKA_VERSION = "4.1.1"
@@ -117,9 +120,9 @@ def _port_open(port: int) -> bool:
         return False
 
 
-async def _broker_ready(bootstrap: str) -> bool:
+async def _broker_ready(access: KafkaAccess) -> bool:
     """One real metadata round trip: the broker has joined the cluster and answers clients."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+    admin = AIOKafkaAdminClient(**access.client_options(), request_timeout_ms=3000)
     try:
         await admin.start()
         info = await admin.describe_cluster()
@@ -135,10 +138,30 @@ class LocalKafka:
 
     `root` is the repository root (holds deploy/kafka and .cache). Port 0 means pick a free one.
     Reusing a `workdir` keeps the topics and data of the previous run.
+    `sasl`: authenticate every client (SCRAM-SHA-512) and authorise it by ACLs, as on a cluster
+    (see devstack.kafka_sasl); `access` then holds the users' credentials. `tls` (with `sasl`):
+    over TLS (SASL_SSL), the certificates made in `<workdir>/tls` (devstack.kafka_tls).
+    `users`: the SCRAM users to create (default: every principal of the project, see
+    kafka_sasl.default_users).
     """
 
-    def __init__(self, root: Path, workdir: Path, port: int = 0, controller_port: int = 0) -> None:
+    def __init__(
+        self,
+        root: Path,
+        workdir: Path,
+        port: int = 0,
+        controller_port: int = 0,
+        *,
+        sasl: bool = False,
+        tls: bool = False,
+        users: Sequence[str] | None = None,
+    ) -> None:
         self.root = Path(root).resolve()
+        self.sasl = sasl
+        self.tls: BrokerCertificates | None = None
+        self._want_tls = tls
+        self._users = users
+        self.passwords: dict[str, str] = {}
         self.workdir = Path(workdir).resolve()
         self.port = port
         self.controller_port = controller_port
@@ -169,15 +192,30 @@ class LocalKafka:
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def access(self) -> KafkaAccess:
+        """Where and as whom clients connect (credentials only with `sasl`)."""
+        ca_file = str(self.tls.ca_file) if self.tls else None
+        return KafkaAccess(self.bootstrap, dict(self.passwords), ca_file)
+
     def _write_config(self, path: Path, log_dirs: Path) -> Path:
+        if self.sasl:
+            listeners = kafka_sasl.listener_properties(
+                self.port, self.controller_port, self.passwords[kafka_sasl.ADMIN], self.tls
+            )
+        else:
+            listeners = {
+                "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                f"CONTROLLER://127.0.0.1:{self.controller_port}",
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "inter.broker.listener.name": "PLAINTEXT",
+            }
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            **listeners,
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
             # Static voters: the storage format needs no --standalone and survives port changes.
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(log_dirs),
@@ -200,9 +238,15 @@ class LocalKafka:
         """Empty KRaft storage, formatted once per jar cache and copied for each new broker.
 
         Saves a JVM run (~0.8 s) per start. Every local broker thus gets the same cluster id,
-        which is harmless for independent single-node clusters.
+        which is harmless for independent single-node clusters. With `sasl` the SCRAM users are
+        created in it: one template per set of credentials.
         """
-        template = libs / "formatted-storage"  # a directory: not on the `libs/*` classpath
+        # A directory: not on the `libs/*` classpath.
+        template = libs / "formatted-storage"
+        scram: list[str] = []
+        if self.sasl:
+            template = libs / f"formatted-storage-sasl-{kafka_sasl.storage_key(self.passwords)}"
+            scram = kafka_sasl.scram_arguments(self.passwords)
         if (template / "meta.properties").exists():
             return template
         with tempfile.TemporaryDirectory(dir=libs, prefix=".format-") as tmp:
@@ -215,6 +259,7 @@ class LocalKafka:
                 _cluster_id(),
                 "-c",
                 str(config),
+                *scram,
                 cds=cds,
             )
             res = subprocess.run(cmd, capture_output=True, text=True)
@@ -245,6 +290,11 @@ class LocalKafka:
             return self.bootstrap
         libs = ensure_kafka_jars(self.root)
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.sasl and not self.passwords:
+            users = self._users or kafka_sasl.default_users(self.root)
+            self.passwords = kafka_sasl.passwords(libs.parent, {*users, kafka_sasl.ADMIN})
+        if self.sasl and self._want_tls:
+            self.tls = broker_certificates(self.workdir / "tls")
         self.port = self.port or free_port()
         self.controller_port = self.controller_port or free_port()
         # A busy port would otherwise pass the readiness probe against whatever already listens
@@ -252,6 +302,8 @@ class LocalKafka:
         if busy := [p for p in (self.port, self.controller_port) if _port_open(p)]:
             raise RuntimeError(f"kafka ports already in use on 127.0.0.1: {busy}")
         data = self.workdir / "data"
+        if self.sasl:  # its own storage (with its users): a workdir may switch modes
+            data = self.workdir / f"data-sasl-{kafka_sasl.storage_key(self.passwords)}"
         config = self._write_config(self.workdir / "server.properties", data)
         cds = self._cds_flags(libs)
         if not (data / "meta.properties").exists():
@@ -274,6 +326,8 @@ class LocalKafka:
             self.stop(grace=5)
             raise
         self._ready = True
+        if self.sasl:
+            kafka_sasl.register(self.access, libs.parent)
         return self.bootstrap
 
     async def _wait_ready(self, deadline: float) -> None:
@@ -285,7 +339,7 @@ class LocalKafka:
                     f"startup:\n{log_tail(self.log_path)}"
                 )
             # Probe the port first: aiokafka logs an ERROR for every refused bootstrap.
-            if _port_open(self.port) and await _broker_ready(self.bootstrap):
+            if _port_open(self.port) and await _broker_ready(self.access):
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -297,6 +351,7 @@ class LocalKafka:
         """SIGTERM (controlled shutdown), then SIGKILL after `grace` seconds."""
         proc, self.proc, ready, self._ready = self.proc, None, self._ready, False
         atexit.unregister(self.stop)
+        kafka_sasl.unregister(self.bootstrap)
         if proc is None:
             return
         for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):

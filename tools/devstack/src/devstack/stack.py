@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
+from devstack import kafka_sasl
+from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 from guichet_runtime.sealing import new_key
@@ -107,6 +109,10 @@ class Stack:
     Every process runs with ENVIRONMENT=dev: secrets such as the web's SECRET_KEY are
     generated once in WORKDIR/secrets (see guichet_runtime.secrets), and intake
     and assignment trust the web (127.0.0.1) to name the client in X-Forwarded-For.
+    `kafka_access`: the broker's credentials (default: those of a local broker this process
+    started on `kafka_bootstrap`, see devstack.kafka_sasl.access). With authentication, the stack
+    creates its topics and its principals' ACLs under its namespace, and each process connects
+    as its own principal.
     """
 
     def __init__(
@@ -121,9 +127,11 @@ class Stack:
         clock_file: Path | None = None,
         oidc_issuers: dict[str, str] | None = None,
         rate_limits: dict[str, str] | None = None,
+        kafka_access: KafkaAccess | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
+        self.kafka = kafka_access or kafka_sasl.access(kafka_bootstrap)
         self.ports = ports or Ports.free()
         self.namespace = namespace
         self.maildir = workdir / "mail"
@@ -188,7 +196,7 @@ class Stack:
 
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
-            "KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            **self.kafka.env(name),
             "TOPIC_NAMESPACE": self.namespace,
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(port),
@@ -324,6 +332,8 @@ class Stack:
         for d in (self.spans_dir, self.data_dir, self.workdir / "logs"):
             d.mkdir(parents=True, exist_ok=True)
         self._define()
+        if self.kafka.sasl:
+            self.kafka.prepare_blocking(self.namespace, self.ports.adapters)
         try:
             # Start everything, then wait: the processes boot in parallel.
             for proc in self.processes.values():
