@@ -18,9 +18,24 @@ def test_every_topic_of_the_code_has_its_kafka_topic(overlay):
     expected = topology.topics_of(AGENCIES)
     assert declared == expected
     assert set(topics.all_topics()) <= set(declared)
+    operations = topology.operations_topics_of(AGENCIES)
+    assert set(topics.operations_topics()) <= set(operations) <= set(declared)
     for name in declared:
-        if not name.endswith(".dlq"):
+        if name in operations:
+            assert declared[name] == 1, f"{name}: the operators' ledger has one partition"
+        elif not name.endswith(".dlq"):
             assert declared[topics.dead_letter(name)] == 1, f"{name} has no dead-letter topic"
+            assert declared[topics.parked(name)] == declared[topics.replayed(name)] == 1, name
+
+
+def test_the_operators_ledgers_outlive_the_dead_letters(overlay):
+    retention = {
+        t["spec"]["topicName"]: int(t["spec"]["config"]["retention.ms"])
+        for t in of_kind(overlay, "KafkaTopic")
+    }
+    for name in topology.operations_topics_of(AGENCIES):
+        source = name.removesuffix(".parked").removesuffix(".dlq.replayed")
+        assert retention[name] >= retention[topics.dead_letter(source)], name
 
 
 def granted(user: dict) -> tuple[set[str], set[str], set[str]]:
@@ -45,13 +60,43 @@ def granted(user: dict) -> tuple[set[str], set[str], set[str]]:
 def test_every_principal_has_exactly_the_acls_it_needs(overlay):
     users = {u["metadata"]["name"]: u for u in of_kind(overlay, "KafkaUser")}
     principals = topology.principals(AGENCIES)
-    assert set(users) == set(principals)
+    assert set(users) == set(principals) | {topology.OPERATOR}
     for name, principal in principals.items():
         read, write, groups = granted(users[name])
         assert read == principal.consumes, name
         assert write == principal.produces | principal.dead_letters, name
         assert groups == ({principal.group} if principal.group else set()), name
         assert users[name]["spec"]["authentication"] == {"type": "scram-sha-512"}
+
+
+def test_the_operators_cli_has_exactly_the_acls_it_needs(overlay):
+    """guichet-admin reads every dead-letter topic and the ledgers beside it, republishes to
+    the original topics, writes the ledgers and describes every consumer group (the lag)."""
+    (user,) = [u for u in of_kind(overlay, "KafkaUser") if u["metadata"]["name"] == "guichet-admin"]
+    assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    declared = topology.topics_of(AGENCIES)
+    operations = set(topology.operations_topics_of(AGENCIES))
+    dead_letters = {n for n in declared if n.endswith(".dlq")}
+    sources = {n.removesuffix(".dlq") for n in dead_letters}
+    read, write, groups = set(), set(), set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource, ops = acl["resource"], set(acl["operations"])
+        assert resource["patternType"] == "literal"
+        if resource["type"] == "group":
+            assert ops == {"Describe"}, "the CLI joins no group, it only reads their offsets"
+            groups.add(resource["name"])
+            continue
+        assert resource["type"] == "topic" and "Describe" in ops
+        assert ops <= {"Read", "Write", "Describe"}
+        if "Read" in ops:
+            read.add(resource["name"])
+        if "Write" in ops:
+            write.add(resource["name"])
+    assert read == dead_letters | operations
+    assert write == sources | operations
+    assert set(topics.operations_topics()) <= operations
+    principals = topology.principals(AGENCIES).values()
+    assert groups == {p.group for p in principals if p.group}
 
 
 def test_an_adapter_sees_only_its_own_agency(overlay):

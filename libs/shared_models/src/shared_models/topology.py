@@ -12,6 +12,7 @@ tests/unit/test_topology.py checks this declaration against the code (the subscr
 service registers, the `emit(topics.…)` calls in its sources); `guichet-dev k8s-kafka` turns it
 into the KafkaTopic and KafkaUser resources of deploy/k8s, and a test keeps them equal.
 The web pages only call intake and assignment over HTTP: they are no Kafka principal.
+The operators' CLI (guichet-admin) is one more identity, `operator` below: it joins no group.
 """
 
 from __future__ import annotations
@@ -149,12 +150,56 @@ def principals(agencies: Iterable[str] | None = None) -> dict[str, Principal]:
     return {p.name: p for p in found}
 
 
-def topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
-    """Every topic (name -> partitions) the principals use, dead-letter topics included."""
+@dataclass(frozen=True)
+class Operator:
+    """The operators' CLI (guichet-admin): it reads the dead letters and their ledgers without a
+    consumer group, republishes letters to their original topic, writes the ledgers, and
+    describes the services' consumer groups (their lag)."""
+
+    name: str
+    reads: frozenset[str]
+    writes: frozenset[str]
+    describes_groups: frozenset[str]
+
+
+OPERATOR = "guichet-admin"
+
+
+def operator(agencies: Iterable[str] | None = None) -> Operator:
+    """The operators' identity for these agencies' dead-letter topics (default: the core's)."""
+    agencies = None if agencies is None else list(agencies)
+    found = principals(agencies).values()
+    sources = {n for n in topics_of(agencies, operations=False) if not _is_dlq(n)}
+    ledgers = {name for s in sources for name in (topics.parked(s), topics.replayed(s))}
+    return Operator(
+        name=OPERATOR,
+        reads=frozenset({topics.dead_letter(s) for s in sources} | ledgers),
+        writes=frozenset(sources) | ledgers,
+        describes_groups=frozenset(p.group for p in found if p.group),
+    )
+
+
+def _is_dlq(name: str) -> bool:
+    return name.endswith(".dlq")
+
+
+def operations_topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
+    """The topics only the operators' CLI writes (one partition each): per dead-letter topic,
+    its parked letters and its replay markers (shared_models.topics.parked, replayed)."""
+    sources = [n.removesuffix(".dlq") for n in topics_of(agencies, operations=False) if _is_dlq(n)]
+    return {name: 1 for s in sources for name in (topics.parked(s), topics.replayed(s))}
+
+
+def topics_of(agencies: Iterable[str] | None = None, operations: bool = True) -> dict[str, int]:
+    """Every topic (name -> partitions) the principals use, dead-letter topics included, and
+    (with `operations`) the operators' topics beside each dead-letter topic."""
+    agencies = None if agencies is None else list(agencies)
     declared = dict(topics.all_topics())
     for principal in principals(agencies).values():
         for name in principal.consumes | principal.produces:
             declared.setdefault(name, topics.PARTITIONS)
         for name in principal.dead_letters | {topics.dead_letter(t) for t in principal.produces}:
             declared.setdefault(name, 1)
+    if operations:
+        declared |= operations_topics_of(agencies)
     return dict(sorted(declared.items()))

@@ -15,11 +15,20 @@ KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
 EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
 #: Dead letters wait for an operator to read, fix and replay them.
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+#: The operators' ledgers (parked letters, replay markers) outlive the dead letters they account
+#: for, so a letter still in its dead-letter topic is never replayed twice; parked letters are
+#: also the record of what was given up, kept for a quarter.
+OPERATIONS_RETENTION_MS = 90 * 24 * 3600 * 1000
+OPERATIONS_SUFFIXES = (".parked", ".dlq.replayed")
 
 
 def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
-    dead_letter = name.endswith(".dlq")
-    retention = DEAD_LETTER_RETENTION_MS if dead_letter else EVENT_RETENTION_MS
+    if name.endswith(OPERATIONS_SUFFIXES):
+        retention = OPERATIONS_RETENTION_MS
+    elif name.endswith(".dlq"):
+        retention = DEAD_LETTER_RETENTION_MS
+    else:
+        retention = EVENT_RETENTION_MS
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
@@ -63,13 +72,42 @@ def acls(principal: topology.Principal) -> list[dict[str, Any]]:
     return rules
 
 
-def kafka_user(principal: topology.Principal) -> dict[str, Any]:
+def operator_acls(operator: topology.Operator) -> list[dict[str, Any]]:
+    """guichet-admin: read the dead letters and ledgers, write the replays and the ledgers,
+    describe the consumer groups (their committed offsets, for the lag); no group of its own."""
+    operations: dict[str, set[str]] = {}
+    for name in operator.reads:
+        operations.setdefault(name, set()).update({"Read", "Describe"})
+    for name in operator.writes:
+        operations.setdefault(name, set()).update({"Write", "Describe"})
+    rules = [
+        {
+            "resource": {"type": "topic", "name": name, "patternType": "literal"},
+            "operations": sorted(ops),
+        }
+        for name, ops in sorted(operations.items())
+    ]
+    rules += [
+        {
+            "resource": {"type": "group", "name": group, "patternType": "literal"},
+            "operations": ["Describe"],
+        }
+        for group in sorted(operator.describes_groups)
+    ]
+    return rules
+
+
+def kafka_user(principal: topology.Principal | topology.Operator) -> dict[str, Any]:
+    if isinstance(principal, topology.Operator):
+        rules = operator_acls(principal)
+    else:
+        rules = acls(principal)
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaUser",
         "metadata": {"name": principal.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER}},
         "spec": {
             "authentication": {"type": "scram-sha-512"},
-            "authorization": {"type": "simple", "acls": acls(principal)},
+            "authorization": {"type": "simple", "acls": rules},
         },
     }
