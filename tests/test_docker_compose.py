@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 import shlex
 import tomllib
@@ -169,6 +171,14 @@ def test_service_environment(services: dict[str, Any]) -> None:
         and web["ASSIGNMENT_URL"] == "http://assignment:8001"
     )
     assert "KAFKA_BOOTSTRAP" not in web and "DATABASE_URL" not in web
+    assert web["TRUSTED_PROXIES"] == "[]"  # nothing fronts the pages locally
+
+
+def test_intake_trusts_the_web_on_the_compose_network(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    (subnet,) = [c["subnet"] for c in compose["networks"]["default"]["ipam"]["config"]]
+    trusted = json.loads(env(services["intake"])["TRUSTED_PROXIES"])
+    assert [ipaddress.ip_network(n) for n in trusted] == [ipaddress.ip_network(subnet)]
     notification = env(services["notification"])
     assert notification["SMTP_HOST"] == "smtp-sink"
     assert notification["SMTP_PORT"] == "8025"

@@ -1,7 +1,8 @@
 """docker-compose.yml and the Kubernetes manifests describe the same system: the same
 processes, started by the same commands on the same ports, configured by the same variables
 (the cluster adds only its own: Kafka authentication, topics owned by Strimzi, the database
-password, secure cookies, the log level)."""
+password, secure cookies, the log level, the production overlay's JSON logs and OTLP
+export)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ CLUSTER_ONLY = {
     "DATABASE_PASSWORD",  # from the role's Secret, inserted into DATABASE_URL
     "SECURE_COOKIES",  # HTTPS behind the Ingress
     "LOG_LEVEL",
+    "LOG_FORMAT",  # production: JSON lines with trace ids (compose keeps text logs)
+    "OTEL_EXPORTER_OTLP_ENDPOINT",  # production: the collector in `monitoring`
     "PYTHONDONTWRITEBYTECODE",  # read-only root filesystem
 }
 #: Compose-only processes: the local stand-ins for the agencies, the SMTP server and the SMS and

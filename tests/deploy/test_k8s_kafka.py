@@ -18,9 +18,24 @@ def test_every_topic_of_the_code_has_its_kafka_topic(overlay):
     expected = topology.topics_of(AGENCIES)
     assert declared == expected
     assert set(topics.all_topics()) <= set(declared)
+    operations = topology.operations_topics_of(AGENCIES)
+    assert set(topics.operations_topics()) <= set(operations) <= set(declared)
     for name in declared:
-        if not name.endswith(".dlq"):
+        if name in operations:
+            assert declared[name] == 1, f"{name}: the operators' ledger has one partition"
+        elif not name.endswith(".dlq"):
             assert declared[topics.dead_letter(name)] == 1, f"{name} has no dead-letter topic"
+            assert declared[topics.parked(name)] == declared[topics.replayed(name)] == 1, name
+
+
+def test_the_operators_ledgers_outlive_the_dead_letters(overlay):
+    retention = {
+        t["spec"]["topicName"]: int(t["spec"]["config"]["retention.ms"])
+        for t in of_kind(overlay, "KafkaTopic")
+    }
+    for name in topology.operations_topics_of(AGENCIES):
+        source = name.removesuffix(".parked").removesuffix(".dlq.replayed")
+        assert retention[name] >= retention[topics.dead_letter(source)], name
 
 
 def granted(user: dict) -> tuple[set[str], set[str], set[str]]:
@@ -56,12 +71,34 @@ def test_every_principal_has_exactly_the_acls_it_needs(overlay):
         assert users[name]["spec"]["authentication"] == {"type": "scram-sha-512"}
 
 
-def test_the_operators_read_dead_letters_and_replay_without_a_group(overlay):
-    users = {u["metadata"]["name"]: u for u in of_kind(overlay, "KafkaUser")}
-    read, write, groups = granted(users[topology.OPERATOR])
-    consumed = {t for p in topology.principals(AGENCIES).values() for t in p.consumes}
-    assert read == {topics.dead_letter(t) for t in consumed}
-    assert write == consumed and not groups
+def test_the_operators_cli_has_exactly_the_acls_it_needs(overlay):
+    """guichet-admin reads every dead-letter topic and the ledgers beside it, republishes to
+    the original topics, writes the ledgers and describes every consumer group (the lag)."""
+    (user,) = [u for u in of_kind(overlay, "KafkaUser") if u["metadata"]["name"] == "guichet-admin"]
+    assert user["spec"]["authentication"] == {"type": "scram-sha-512"}
+    declared = topology.topics_of(AGENCIES)
+    operations = set(topology.operations_topics_of(AGENCIES))
+    dead_letters = {n for n in declared if n.endswith(".dlq")}
+    sources = {n.removesuffix(".dlq") for n in dead_letters}
+    read, write, groups = set(), set(), set()
+    for acl in user["spec"]["authorization"]["acls"]:
+        resource, ops = acl["resource"], set(acl["operations"])
+        assert resource["patternType"] == "literal"
+        if resource["type"] == "group":
+            assert ops == {"Describe"}, "the CLI joins no group, it only reads their offsets"
+            groups.add(resource["name"])
+            continue
+        assert resource["type"] == "topic" and "Describe" in ops
+        assert ops <= {"Read", "Write", "Describe"}
+        if "Read" in ops:
+            read.add(resource["name"])
+        if "Write" in ops:
+            write.add(resource["name"])
+    assert read == dead_letters | operations
+    assert write == sources | operations
+    assert set(topics.operations_topics()) <= operations
+    principals = topology.principals(AGENCIES).values()
+    assert groups == {p.group for p in principals if p.group}
 
 
 def test_an_adapter_sees_only_its_own_agency(overlay):

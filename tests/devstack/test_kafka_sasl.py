@@ -9,13 +9,14 @@ from pathlib import Path
 
 from devstack import kafka_sasl
 from devstack.kafka_sasl import ADMIN, KafkaAccess
+from shared_models import topology
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_service_adapter_and_the_operators_are_users():
     users = kafka_sasl.default_users(ROOT)
-    assert {"intake", "assignment", "notification", "operator", ADMIN} <= set(users)
+    assert {"intake", "assignment", "notification", topology.OPERATOR, ADMIN} <= set(users)
     assert {"adapter-caf", "adapter-france-travail", "adapter-ants"} <= set(users)
 
 

@@ -121,10 +121,25 @@ def test_every_topic_a_principal_uses_is_declared_with_its_dead_letter_topic():
     declared = topology.topics_of()
     for principal in topology.principals().values():
         assert principal.consumes | principal.produces | principal.dead_letters <= set(declared)
+    operations = topology.operations_topics_of()
+    assert operations == topics.operations_topics()
     for name in list(declared):
-        if not name.endswith(".dlq"):
+        if name in operations:
+            assert declared[name] == 1
+        elif not name.endswith(".dlq"):
             assert declared[topics.dead_letter(name)] == 1
             assert declared[name] == topics.PARTITIONS
+
+
+def test_the_operator_reads_every_dead_letter_and_writes_back_and_aside():
+    operator = topology.operator()
+    declared = topology.topics_of()
+    dead_letters = {n for n in declared if n.endswith(".dlq")}
+    ledgers = set(topics.operations_topics())
+    assert operator.consumes == dead_letters | ledgers
+    assert operator.produces == {n.removesuffix(".dlq") for n in dead_letters} | ledgers
+    assert operator.watches == {p.group for p in topology.principals().values()}
+    assert operator.name not in topology.principals()
 
 
 def test_an_agency_outside_the_core_gets_its_own_principal_and_topics():
@@ -153,6 +168,7 @@ def test_the_operator_reads_every_dead_letter_topic_and_writes_the_originals_bac
     assert topics.dead_letter(topics.FILES_SUBMITTED) in operator.consumes
     assert topics.FILES_SUBMITTED in operator.produces
     assert not any(t.endswith(".dlq") for t in operator.produces)
+    assert topics.parked(topics.FILES_SUBMITTED) in operator.produces
     rules = {(a.resource, a.name): a.operations for a in topology.acls(operator)}
     assert rules[("group", "assignment")] == ("Describe",)
     assert ("group", topology.OPERATOR) not in rules

@@ -12,6 +12,7 @@ tests/unit/test_topology.py checks this declaration against the code (the subscr
 service registers, the `emit(topics.…)` calls in its sources); `guichet-dev k8s-kafka` turns it
 into the KafkaTopic and KafkaUser resources of deploy/k8s, and a test keeps them equal.
 The web pages only call intake and assignment over HTTP: they are no Kafka principal.
+The operators' CLI (guichet-admin) is one more identity, `operator` below: it joins no group.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Literal
 from shared_models import topics
 
 #: The operators' principal (guichet-admin), see `operator`.
-OPERATOR = "operator"
+OPERATOR = "guichet-admin"
 
 _REQUESTS_TOPIC = re.compile(r"^agency\.([a-z][a-z0-9_]*)\.requests$")
 
@@ -153,14 +154,18 @@ def adapter(agency: str) -> Principal:
 
 
 def operator(agencies: Iterable[str] | None = None) -> Principal:
-    """The operators' principal (guichet-admin): reads every dead-letter topic without a
-    consumer group and writes the original topics back (replay); describes every group (lag)."""
+    """The operators' principal (guichet-admin): reads every dead-letter topic and the ledgers
+    beside it (parked letters, replay markers) without a consumer group, writes the original
+    topics back (replay) and the ledgers, describes every group (lag)."""
+    agencies = None if agencies is None else list(agencies)
     found = principals(agencies).values()
-    originals = frozenset(t for p in found for t in p.consumes)
+    declared = topics_of(agencies, operations=False)
+    originals = frozenset(n.removesuffix(".dlq") for n in declared if _is_dlq(n))
+    ledgers = frozenset(n for t in originals for n in (topics.parked(t), topics.replayed(t)))
     return Principal(
         name=OPERATOR,
-        consumes=frozenset(topics.dead_letter(t) for t in originals),
-        produces=originals,
+        consumes=frozenset(topics.dead_letter(t) for t in originals) | ledgers,
+        produces=originals | ledgers,
         grouped=False,
         watches=frozenset(p.group for p in found if p.group),
     )
@@ -173,14 +178,29 @@ def principals(agencies: Iterable[str] | None = None) -> dict[str, Principal]:
     return {p.name: p for p in found}
 
 
-def topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
-    """Every topic (name -> partitions) the principals use, dead-letter topics included."""
+def _is_dlq(name: str) -> bool:
+    return name.endswith(".dlq")
+
+
+def operations_topics_of(agencies: Iterable[str] | None = None) -> dict[str, int]:
+    """The topics only the operators' CLI writes (one partition each): per dead-letter topic,
+    its parked letters and its replay markers (shared_models.topics.parked, replayed)."""
+    sources = [n.removesuffix(".dlq") for n in topics_of(agencies, operations=False) if _is_dlq(n)]
+    return {name: 1 for s in sources for name in (topics.parked(s), topics.replayed(s))}
+
+
+def topics_of(agencies: Iterable[str] | None = None, operations: bool = True) -> dict[str, int]:
+    """Every topic (name -> partitions) the principals use, dead-letter topics included, and
+    (with `operations`) the operators' topics beside each dead-letter topic."""
+    agencies = None if agencies is None else list(agencies)
     declared = dict(topics.all_topics())
     for principal in principals(agencies).values():
         for name in principal.consumes | principal.produces:
             declared.setdefault(name, topics.PARTITIONS)
         for name in principal.dead_letters | {topics.dead_letter(t) for t in principal.produces}:
             declared.setdefault(name, 1)
+    if operations:
+        declared |= operations_topics_of(agencies)
     return dict(sorted(declared.items()))
 
 

@@ -146,7 +146,7 @@ def _banner(
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms,"
         f" {url(p.providers)}/api/letters (PDF)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix"
-        + ("; SASL: `guichet-dev kafka-env operator`)" if kafka.sasl else ")"),
+        + ("; SASL: `guichet-dev kafka-env guichet-admin`)" if kafka.sasl else ")"),
     ]
     if keycloak is not None:
         lines += [

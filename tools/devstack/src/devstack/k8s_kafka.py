@@ -15,11 +15,20 @@ KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
 EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
 #: Dead letters wait for an operator to read, fix and replay them.
 DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
+#: The operators' ledgers (parked letters, replay markers) outlive the dead letters they account
+#: for, so a letter still in its dead-letter topic is never replayed twice; parked letters are
+#: also the record of what was given up, kept for a quarter.
+OPERATIONS_RETENTION_MS = 90 * 24 * 3600 * 1000
+OPERATIONS_SUFFIXES = (".parked", ".dlq.replayed")
 
 
 def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
-    dead_letter = name.endswith(".dlq")
-    retention = DEAD_LETTER_RETENTION_MS if dead_letter else EVENT_RETENTION_MS
+    if name.endswith(OPERATIONS_SUFFIXES):
+        retention = OPERATIONS_RETENTION_MS
+    elif name.endswith(".dlq"):
+        retention = DEAD_LETTER_RETENTION_MS
+    else:
+        retention = EVENT_RETENTION_MS
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
@@ -52,12 +61,13 @@ def acls(principal: topology.Principal) -> list[dict[str, Any]]:
 
 
 def kafka_user(principal: topology.Principal) -> dict[str, Any]:
+    rules = acls(principal)
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaUser",
         "metadata": {"name": principal.name, "labels": {"strimzi.io/cluster": KAFKA_CLUSTER}},
         "spec": {
             "authentication": {"type": "scram-sha-512"},
-            "authorization": {"type": "simple", "acls": acls(principal)},
+            "authorization": {"type": "simple", "acls": rules},
         },
     }

@@ -17,7 +17,8 @@ KAFKA_PORT = 9092
 
 def kafka_env(
     user: str = typer.Argument(
-        "operator", help="A principal: operator (guichet-admin), admin (super user), intake…"
+        "guichet-admin",
+        help="A principal: guichet-admin (the operators), admin (super user), intake…",
     ),
     workdir: Path | None = typer.Option(
         None, "--workdir", help="make run's state directory (default: <repo>/var/run)."
