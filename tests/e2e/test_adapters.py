@@ -20,6 +20,14 @@ import pytest
 from adapter_sdk import discovery, signatures
 from devstack.stack import Stack
 from shared_models import AGENCY_LABELS, topics
+from tests.e2e.adapters_support import (
+    adapters_stack,
+    agency_status,
+    france_travail_decision,
+    france_travail_received,
+    submit,
+    when,
+)
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
@@ -39,25 +47,7 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap, tmp_path_factory):
-    namespace = f"e2e-ad-{uuid.uuid4().hex[:6]}."
-    # Short timeouts and few attempts, so a failing agency reaches the dead-letter topic quickly.
-    tuning = {
-        "AGENCY_TIMEOUT_SECONDS": "2",
-        "ATTEMPTS": "3",
-        "BACKOFF_SECONDS": "0.1",
-        "BREAKER_SECONDS": "3",
-        "UNAVAILABLE_PAUSE_SECONDS": "1",
-        # France Travail's requests without a decision are looked up after 3 s, then every 3 s.
-        "RECONCILE_FIRST_SECONDS": "3",
-        "RECONCILE_MAX_SECONDS": "3",
-        "RECONCILE_TICK_SECONDS": "0.5",
-    }
-    st = Stack(
-        tmp_path_factory.mktemp("stack-adapters"),
-        kafka_bootstrap,
-        namespace=namespace,
-        extra_env=tuning,
-    )
+    st = adapters_stack(kafka_bootstrap, tmp_path_factory.mktemp("stack-adapters"))
     st.start()
     yield st
     st.stop()
@@ -67,17 +57,6 @@ def stack(kafka_bootstrap, tmp_path_factory):
 async def client(stack):
     async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
         yield c
-
-
-async def submit(client: httpx.AsyncClient, life_event: str, **citizen) -> str:
-    response = await client.post("/api/files", json=file_body(life_event, **citizen))
-    assert response.status_code == 201, response.text
-    return response.json()["file_id"]
-
-
-async def agency_status(client: httpx.AsyncClient, file_id: str) -> dict[str, dict]:
-    view = (await client.get(f"/api/files/{file_id}")).json()
-    return {a["agency"]: a for a in view["agencies"]}
 
 
 async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(
@@ -270,16 +249,6 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
     await assert_no_repeats(stack, [file_id])  # one request, one answer email
 
 
-async def _france_travail_received(sim: httpx.AsyncClient, file_id: str) -> bool:
-    return any(
-        r["file_id"] == file_id for r in (await sim.get("/agencies/france_travail/received")).json()
-    )
-
-
-def _france_travail_decision(view: dict) -> dict:
-    return next(d for d in view["answer"]["decisions"] if d["agency"] == "france_travail")
-
-
 async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
     stack: Stack, client
 ):
@@ -289,13 +258,13 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
     async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
         first = await submit(client, "perte_emploi", email="collision.un@example.fr")
         await eventually(
-            lambda: _france_travail_received(sim, first), what="the first request at France Travail"
+            lambda: france_travail_received(sim, first), what="the first request at France Travail"
         )
         await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "reuse"})
         try:
             second = await submit(client, "perte_emploi", email="collision.deux@example.fr")
             await eventually(
-                lambda: _france_travail_received(sim, second), what="the second request"
+                lambda: france_travail_received(sim, second), what="the second request"
             )
         finally:
             await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
@@ -315,7 +284,7 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
         409,
     ]  # one callback refused, none dropped
     for view, told in zip(views, agency, strict=True):
-        decided = _france_travail_decision(view)
+        decided = france_travail_decision(view)
         assert (decided["decision"], decided["summary"]) == (
             told["decision"]["decision"],
             told["decision"]["summary"],
@@ -350,7 +319,7 @@ async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpo
         try:
             file_id = await submit(client, "perte_emploi", email="jamais.rappele@example.fr")
             await eventually(
-                lambda: _france_travail_received(sim, file_id), what="the request at France Travail"
+                lambda: france_travail_received(sim, file_id), what="the request at France Travail"
             )
         finally:
             await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
@@ -359,7 +328,7 @@ async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpo
         )
         told = (await sim.get(f"/agencies/france_travail/demandes/{file_id}-france_travail")).json()
     assert (told["delivered"], told["last_status"]) == (0, None)  # never called back
-    assert _france_travail_decision(view)["summary"] == told["decision"]["summary"]
+    assert france_travail_decision(view)["summary"] == told["decision"]["summary"]
     metrics = (await client.get(f"{stack.adapter_url('france_travail')}/metrics")).text
     assert 'adapter_status_polls_total{agency="france_travail",outcome="reponse"}' in metrics
     await assert_no_repeats(stack, [file_id])
@@ -383,7 +352,7 @@ async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answe
         try:
             file_id = await submit(client, "perte_emploi", email="rappel.forge@example.fr")
             await eventually(
-                lambda: _france_travail_received(sim, file_id), what="the request at France Travail"
+                lambda: france_travail_received(sim, file_id), what="the request at France Travail"
             )
         finally:
             await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
@@ -406,7 +375,7 @@ async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answe
             lambda: answered_view(client, file_id), timeout=90, what="answer by reconciliation"
         )
         told = (await sim.get(f"/agencies/france_travail/demandes/{request_id}")).json()
-    decided = _france_travail_decision(view)
+    decided = france_travail_decision(view)
     assert decided["summary"] == told["decision"]["summary"] != forged_decision["summary"]
     assert forged_decision["summary"] not in json.dumps(view, ensure_ascii=False)
     ledger = await query(
@@ -466,7 +435,7 @@ async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
     assert parked["dlq_consumer"] == "adapter-caf"
     # The other agency of the file went on; the citizen sees which one is awaited.
     agencies = await eventually(
-        lambda: _when(agency_status(client, file_id), lambda a: a["cpam"]["status"] == "repondu"),
+        lambda: when(agency_status(client, file_id), lambda a: a["cpam"]["status"] == "repondu"),
         what="CPAM answer",
     )
     assert agencies["caf"]["awaited"] and agencies["caf"]["status"] == "transmis"
@@ -484,11 +453,6 @@ async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
                 return calls.get(f"{file_id}-caf") == 3
 
             await eventually(three_calls, timeout=15, what="the three attempts counted")
-
-
-async def _when(awaitable, condition):
-    value = await awaitable
-    return value if condition(value) else None
 
 
 async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_other_agency(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import io
 import json
 import re
 import uuid
@@ -16,7 +15,6 @@ import warnings
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from pypdf import PdfReader
 
 from devstack.kafka_sasl import client_options
 from devstack.stack import BOUNCING_DOMAIN, Stack
@@ -29,6 +27,7 @@ from tests.e2e.support import (
     query,
     repeats,
 )
+from tests.pdfs import pdf_text
 
 pytestmark = pytest.mark.integration
 
@@ -67,10 +66,6 @@ async def submit(client, life_event: str = "naissance", **citizen) -> str:
     response = await client.post("/api/files", json=file_body(life_event, **citizen))
     assert response.status_code == 201, response.text
     return response.json()["file_id"]
-
-
-def pdf_text(data: bytes) -> str:
-    return "\n".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages)
 
 
 async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_letter(

@@ -23,13 +23,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import io
 import re
 import uuid
 
 import httpx
 import pytest
-from pypdf import PdfReader
 
 from devstack.stack import Stack
 from notification.letters import french_date
@@ -42,6 +40,7 @@ from tests.e2e.support import (
     mails_for,
     read_topic,
 )
+from tests.pdfs import pdf_text
 
 pytestmark = pytest.mark.integration
 
@@ -98,8 +97,8 @@ def flat(text: str) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def pdf_text(data: bytes) -> str:
-    return flat(" ".join(p.extract_text() for p in PdfReader(io.BytesIO(data)).pages))
+def letter_text(data: bytes) -> str:
+    return flat(pdf_text(data, " "))
 
 
 def deadline_mails(stack: Stack, file_id: str) -> collections.Counter:
@@ -292,7 +291,8 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
             x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id
         ]
         texts = [
-            pdf_text((await providers.get(f"/api/letters/{x['id']}.pdf")).content) for x in letters
+            letter_text((await providers.get(f"/api/letters/{x['id']}.pdf")).content)
+            for x in letters
         ]
     assert len(texts) == 2
     acceptance = next(t for t in texts if "DGFiP" in t)

@@ -5,7 +5,6 @@ outbox table."""
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from email.message import EmailMessage
@@ -13,7 +12,6 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-from pypdf import PdfReader
 
 from devstack.ports import free_port
 from guichet_runtime.db import utcnow
@@ -33,6 +31,7 @@ from shared_models import (
     SupportingDocumentRequested,
     topics,
 )
+from tests.pdfs import pdf_text
 from tests.unit.channel_doubles import BOUNCING, SENDER
 from tests.unit.samples import citizen, one_event_of_each_type, referent, trace_id_of
 
@@ -75,10 +74,6 @@ async def attempts(db) -> list[tuple[str, str]]:
 
 def span_trace_id(span) -> str:
     return format(span.get_span_context().trace_id, "032x")
-
-
-def pdf_text(data: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
 
 
 # --------------------------------------------------------------------------- recording

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-import io
 import re
 
 import pytest
 from jinja2 import UndefinedError
-from pypdf import PdfReader
 
 from notification import domain, letters, messages
 from notification.domain import GUICHET_DESK, UnsignedMessage
 from notification.messages import compose, render
 from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
+from tests.pdfs import pdf_text
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
@@ -90,10 +89,6 @@ SIGNER = referent(
     name="Bérénice N'Diaye-Ortiz", phone="01 23 45 67 89", office="France Services Bobigny"
 )
 POSTAL = citizen(street="12 rue de la République", city="Saint-Denis")
-
-
-def pdf_text(data: bytes) -> str:
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
 
 
 @pytest.mark.parametrize("channel", list(NotificationChannel))
