@@ -187,3 +187,15 @@ async def test_france_travail_signs_each_delivery_as_the_adapter_checks_it(monke
     assert (again, again_header) == (body, header)
     with pytest.raises(signatures.SignatureRefused):
         signatures.verify(["autre"], header, body, time.time(), 300)
+
+
+def test_two_deliveries_signed_in_the_same_second_carry_different_signatures():
+    """A redelivery signed anew must not look like a replay to the adapter, even within the
+    second of the previous delivery (the signature's timestamp is in whole seconds)."""
+    state = SimulatorState(callback_secret="s3cret")
+    body = json.dumps({"request_id": "R-1", "callback_id": "cb-1"}).encode()
+    first = france_travail.signed(state, body)["X-Signature"]
+    first_t = int(first.split(",")[0].removeprefix("t="))
+    again = france_travail.signed(state, body, not_before=first_t + 1)["X-Signature"]
+    assert int(again.split(",")[0].removeprefix("t=")) >= first_t + 1
+    assert again != first

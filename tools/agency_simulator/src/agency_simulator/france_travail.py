@@ -49,12 +49,14 @@ class FranceTravailRequest(AgencyRequest):
     callback_url: str = Field(min_length=8)
 
 
-def signed(state: SimulatorState, body: bytes) -> dict[str, str]:
+def signed(state: SimulatorState, body: bytes, not_before: int = 0) -> dict[str, str]:
     """The headers of one delivery of `body`: JSON, and France Travail's signature (made
-    with the standard library only, as any agency would)."""
+    with the standard library only, as any agency would). The timestamp is in seconds and
+    never before `not_before`: a delivery signed anew within the second of the previous one
+    would otherwise carry the same signature, which the adapter refuses as a replay."""
     headers = {"Content-Type": "application/json"}
     if state.callback_secret:
-        t = int(time.time())
+        t = max(int(time.time()), not_before)
         mac = hmac.new(state.callback_secret.encode(), f"{t}.".encode() + body, hashlib.sha256)
         headers["X-Signature"] = f"t={t},v1={mac.hexdigest()}"
     return headers
@@ -65,7 +67,8 @@ async def post_callback(
 ) -> httpx.Response:
     """One delivery, signed anew; kept as the record's last delivery."""
     body = json.dumps(record["body"]).encode()
-    headers = signed(state, body)
+    headers = signed(state, body, not_before=record.get("signed_at", 0) + 1)
+    record["signed_at"] = int(headers.get("X-Signature", "t=0,").split(",")[0][2:] or 0)
     record["last_delivery"] = (body, headers)
     return await client.post(record["url"], content=body, headers=headers, timeout=5)
 
