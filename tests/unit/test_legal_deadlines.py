@@ -164,36 +164,40 @@ async def test_a_two_month_clock_warns_at_j15_and_j7_and_breaches_on_1_march(db)
     assert (implicit.due_on, implicit.decided_on) == (dt.date(2027, 2, 28), dt.date(2027, 3, 1))
 
 
+DOCUMENT = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
+
+
+async def suspend(db, agency: str, day: dt.date) -> None:
+    """The agency asked for the salary certificate on `day`: its clock stops."""
+    event = LegalClockSuspended(
+        file_id=FILE,
+        request_id=f"{FILE}-{agency}",
+        agency=agency,
+        document=DOCUMENT,
+        occurred_at=at(day),
+    )
+    await handle(db, legal_clock.on_clock_suspended, event)
+
+
+async def resume(db, agency: str, day: dt.date) -> None:
+    """The certificate reached the agency on `day`: its clock runs again."""
+    event = LegalClockResumed(
+        file_id=FILE,
+        request_id=f"{FILE}-{agency}",
+        agency=agency,
+        document_code=DOCUMENT.code,
+        occurred_at=at(day),
+    )
+    await handle(db, legal_clock.on_clock_resumed, event)
+
+
 async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_months(db):
     await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
-    document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
-    request = f"{FILE}-caf"
-
     async def suspended(day: dt.date) -> None:
-        await handle(
-            db,
-            legal_clock.on_clock_suspended,
-            LegalClockSuspended(
-                file_id=FILE,
-                request_id=request,
-                agency="caf",
-                document=document,
-                occurred_at=at(day),
-            ),
-        )
+        await suspend(db, "caf", day)
 
     async def resumed(day: dt.date) -> None:
-        await handle(
-            db,
-            legal_clock.on_clock_resumed,
-            LegalClockResumed(
-                file_id=FILE,
-                request_id=request,
-                agency="caf",
-                document_code=document.code,
-                occurred_at=at(day),
-            ),
-        )
+        await resume(db, "caf", day)
 
     await suspended(dt.date(2027, 1, 25))  # due 10 March: 44 days left
     [clock] = await db.rows("legal_clocks")
@@ -383,34 +387,11 @@ async def test_no_rule_no_deadline(db):
 
 async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_restarts_it(db):
     await receipt(db, "cpam", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
-    document = RequestedDocument(code="attestation_salaire", label="Attestation de salaire")
-    request = f"{FILE}-cpam"
-
     async def suspended(day: dt.date) -> None:
-        await handle(
-            db,
-            legal_clock.on_clock_suspended,
-            LegalClockSuspended(
-                file_id=FILE,
-                request_id=request,
-                agency="cpam",
-                document=document,
-                occurred_at=at(day),
-            ),
-        )
+        await suspend(db, "cpam", day)
 
     async def resumed(day: dt.date) -> None:
-        await handle(
-            db,
-            legal_clock.on_clock_resumed,
-            LegalClockResumed(
-                file_id=FILE,
-                request_id=request,
-                agency="cpam",
-                document_code=document.code,
-                occurred_at=at(day),
-            ),
-        )
+        await resume(db, "cpam", day)
 
     await suspended(dt.date(2026, 12, 11))  # 20 days left
     await tick(db, dt.date(2027, 2, 1))  # a suspended clock never breaches
