@@ -193,6 +193,7 @@ async def resume(db, agency: str, day: dt.date) -> None:
 
 async def test_a_two_month_clock_suspended_across_a_month_end_then_restarted_in_months(db):
     await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, None, at(dt.date(2027, 1, 10)), months=2)
+
     async def suspended(day: dt.date) -> None:
         await suspend(db, "caf", day)
 
@@ -387,6 +388,7 @@ async def test_no_rule_no_deadline(db):
 
 async def test_a_document_request_suspends_the_clock_and_an_incomplete_one_restarts_it(db):
     await receipt(db, "cpam", DeadlineRule.SILENCE_ACCEPTS, 30)  # last day 31 December
+
     async def suspended(day: dt.date) -> None:
         await suspend(db, "cpam", day)
 
