@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from guichet_runtime import migrations
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.metrics import RuntimeMetrics
+from guichet_runtime.policy import Policy, declared
 
 ReadyCheck = Callable[[], Awaitable[tuple[bool, dict[str, Any]]]]
 
@@ -111,18 +112,22 @@ def install_ops_routes(
 ) -> None:
     """`/health/live`, `/health/ready` (503 naming the failed checks) and `/metrics`."""
 
-    @app.get("/health/live", tags=["ops"], include_in_schema=False)
+    @app.get(
+        "/health/live", tags=["ops"], include_in_schema=False, dependencies=[declared(Policy.OPS)]
+    )
     async def live() -> dict[str, str]:
         """The process answers."""
         return {"status": "alive", "service": service}
 
-    @app.get("/health/ready", tags=["ops"], include_in_schema=False)
+    @app.get(
+        "/health/ready", tags=["ops"], include_in_schema=False, dependencies=[declared(Policy.OPS)]
+    )
     async def readiness() -> JSONResponse:
         ok, body = await ready()
         body["service"] = service
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    @app.get("/metrics", tags=["ops"], include_in_schema=False, dependencies=[declared(Policy.OPS)])
     async def prometheus() -> Response:
         """Prometheus text exposition."""
         return Response(await metrics.exposition(), media_type=metrics.content_type)

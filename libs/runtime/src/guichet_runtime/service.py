@@ -45,6 +45,7 @@ from guichet_runtime.errors import install_french_validation
 from guichet_runtime.kafka_security import client_options, kafka_security
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
+from guichet_runtime.policy import Policy, declared
 from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.refusals import install_refusals
 from guichet_runtime.relay import OutboxRelay
@@ -312,7 +313,7 @@ def create_app(
     app.state.ready = False
     app.state.runtime = runtime
 
-    @app.get("/health", tags=["ops"])
+    @app.get("/health", tags=["ops"], dependencies=[declared(Policy.OPS)])
     async def health(response: Response) -> dict[str, str]:
         """Started and not stopping (what the test supervisor and devstack wait on)."""
         if not app.state.ready:

@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -248,6 +249,51 @@ class LocalKeycloak:
         return password_token(
             self.token_url("master"), ADMIN_USERNAME, password=ADMIN_PASSWORD, client_id="admin-cli"
         )
+
+    def ensure_user(
+        self,
+        username: str,
+        realm: str = "agents",
+        *,
+        roles: Sequence[str] = (),
+        attributes: dict[str, list[str]] | None = None,
+        first_name: str = "Test",
+        last_name: str | None = None,
+    ) -> str:
+        """Create a user (dev and tests) through the admin REST API unless it exists, with
+        the dev password, realm roles and attributes (`agent_id`, `offices`); its id."""
+        admin = {"Authorization": f"Bearer {self.admin_token()}"}
+        base = f"{self.url}/admin/realms/{realm}"
+        with httpx.Client(headers=admin, timeout=30) as http:
+            found = http.get(f"{base}/users", params={"username": username, "exact": "true"})
+            found.raise_for_status()
+            if found.json():
+                return str(found.json()[0]["id"])
+            created = http.post(
+                f"{base}/users",
+                json={
+                    "username": username,
+                    "enabled": True,
+                    "emailVerified": True,
+                    "email": f"{username}@example.fr",
+                    "firstName": first_name,
+                    "lastName": last_name or username,
+                    "attributes": attributes or {},
+                    "credentials": [
+                        {"type": "password", "value": DEV_PASSWORD, "temporary": False}
+                    ],
+                    "requiredActions": [],
+                },
+            )
+            if created.status_code != 201:
+                raise RuntimeError(f"user {username} not created: {created.text}")
+            user_id = created.headers["Location"].rsplit("/", 1)[-1]
+            if roles:
+                wanted = [http.get(f"{base}/roles/{r}").json() for r in roles]
+                http.post(
+                    f"{base}/users/{user_id}/role-mappings/realm", json=wanted
+                ).raise_for_status()
+            return user_id
 
     # -- process ---------------------------------------------------------------------
     def _prepare_home(self, dist: Path) -> list[str]:
