@@ -293,21 +293,21 @@ def route_policies(app: FastAPI) -> dict[str, Policy]:
         if isinstance(route, APIRoute):
             policy = route_policy(route)
             if policy is not None:
-                for method in sorted(route.methods):
+                for method in sorted(route.methods or ()):
                     table[f"{method} {route.path}"] = policy
         elif isinstance(route, Mount):
             table[f"GET {route.path}/*"] = Policy.PUBLIC
         elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
-            table[f"GET {route.path}"] = Policy.PUBLIC
+            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
     return table
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
-    missing = []
+    missing: list[str] = []
     for route in app.routes:
         if isinstance(route, APIRoute) and route_policy(route) is None:
-            missing.extend(f"{m} {route.path}" for m in sorted(route.methods))
+            missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
         elif not isinstance(route, APIRoute | Mount) and (
             getattr(route, "path", None) not in DOCUMENTATION_PATHS
         ):
