@@ -60,8 +60,15 @@ def kafka_bootstrap() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def postgres_factory() -> Iterator:
-    """A callable: database name -> SQLAlchemy URL of a fresh database on PostgreSQL."""
-    from devstack.postgres import LocalPostgres, postgres_url_from_env
+    """A `devstack.postgres.Databases`: `postgres_factory(name)` is the URL of a fresh database
+    on PostgreSQL as the superuser; `postgres_factory.service(name)` a service's database with
+    its owner and run-time roles (what a Stack gives its processes)."""
+    from devstack.postgres import (
+        Databases,
+        LocalPostgres,
+        create_service_database_at,
+        postgres_url_from_env,
+    )
 
     external = postgres_url_from_env()
     if external:
@@ -85,13 +92,13 @@ def postgres_factory() -> Iterator:
             asyncio.run(create())
             return f"{base}/{name}"
 
-        yield create_external
+        yield Databases(create_external, lambda name: create_service_database_at(base, name))
         return
     # Not pytest's tmp_path: the postgres OS user must be able to enter the folder.
     server = LocalPostgres(ROOT, Path(tempfile.mkdtemp(prefix="guichet-pg-")))
     server.start()
     try:
-        yield server.create_database
+        yield Databases(server.create_database, server.create_service_database)
     finally:
         server.stop()
 

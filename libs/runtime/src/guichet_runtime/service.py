@@ -288,7 +288,11 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
         if settings.migrate_at_start:
-            await migrations.upgrade(runtime.migrations_dir, settings.database_url)
+            await migrations.upgrade(
+                runtime.migrations_dir,
+                settings.migration_database_url or settings.database_url,
+                migrations.runtime_role(settings.database_url, settings.migration_database_url),
+            )
         if settings.create_topics:
             await ensure_topics(
                 client_options(settings),

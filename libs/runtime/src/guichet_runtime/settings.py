@@ -38,7 +38,14 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers.")
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/data/service.db",
-        description="SQLAlchemy async URL of the service's own database.",
+        description="SQLAlchemy async URL of the service's own database, as its run-time role "
+        "(on PostgreSQL: reading and writing its tables only, see MIGRATION_DATABASE_URL).",
+    )
+    migration_database_url: str | None = Field(
+        default=None,
+        description="The same database as the role that owns it, for the migrations run at "
+        "start (MIGRATE_AT_START); they then grant DATABASE_URL's role the rights on the tables. "
+        "Unset: the migrations run as DATABASE_URL's role (SQLite, or no separate owner).",
     )
     kafka_sasl_username: str = Field(
         default="",

@@ -156,8 +156,8 @@ def _banner(
         ]
     if pg is not None:
         lines.append(
-            f"  {'PostgreSQL':<24}127.0.0.1:{pg.port}, user/password guichet/guichet,"
-            " one database per service:"
+            f"  {'PostgreSQL':<24}127.0.0.1:{pg.port}, superuser guichet/guichet; one database"
+            " per service, each service as its own role:"
         )
         lines.append(f"  {'':<24}psql postgresql://guichet:guichet@127.0.0.1:{pg.port}/intake")
     else:
@@ -289,7 +289,7 @@ def run(
                         f"note: port {POSTGRES_PORT} is taken,"
                         f" PostgreSQL listens on port {pg.port} instead"
                     )
-                database = pg.create_database
+                database = pg.create_service_database
             keycloak.wait_ready()
             if keycloak.port != KEYCLOAK_PORT:
                 say(f"note: port {KEYCLOAK_PORT} is taken, Keycloak listens on {keycloak.url}")

@@ -101,7 +101,7 @@ def bench(
                 pg = LocalPostgres(root, pg_workdir)
                 say("starting PostgreSQL...")
                 pg.start()
-                database = pg.create_database
+                database = pg.create_service_database
             namespace = f"bench-{uuid.uuid4().hex[:8]}."
             stack = Stack(
                 workdir / "stack", kafka_bootstrap, namespace=namespace, postgres=database

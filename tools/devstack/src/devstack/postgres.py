@@ -1,6 +1,11 @@
 """A throw-away PostgreSQL server for dev and tests, run from the Debian packages' binaries.
 
 Tuned for speed, not durability (fsync, synchronous_commit and full_page_writes are off).
+
+Each service gets its database with two roles of its own, as on the cluster
+(deploy/k8s/base/postgres/cluster.yaml): `<db>_owner` owns it and runs the migrations, `<db>`
+(the run-time role) can only connect to it and read and write its tables, granted by the
+migrations (guichet_runtime.migrations.runtime_grants). No other role can connect to it.
 """
 
 from __future__ import annotations
@@ -10,13 +15,156 @@ import glob
 import os
 import pwd
 import re
+import secrets
 import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from devstack.ports import free_port
 
 USER = PASSWORD = "guichet"
 ENV_URL = "GUICHET_TEST_POSTGRES_URL"
+
+
+@dataclass(frozen=True)
+class ServiceDatabase:
+    """A service's database and its two roles' URLs."""
+
+    name: str
+    url: str  # the run-time role: DATABASE_URL
+    migration_url: str  # the owner, for the migrations: MIGRATION_DATABASE_URL
+
+
+def owner_role(database: str) -> str:
+    """The role owning a service's database (the run-time role has the database's name)."""
+    return f"{database}_owner"
+
+
+def ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def roles_sql(database: str, owner_password: str, runtime_password: str) -> list[str]:
+    """Create (or reset the passwords of) a database's owner and run-time roles: they log in
+    and nothing more (no superuser, no database or role creation)."""
+    statements = []
+    for role, password in ((owner_role(database), owner_password), (database, runtime_password)):
+        statements += [
+            "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = "
+            f"{literal(role)}) THEN CREATE ROLE {ident(role)}; END IF; END$$",
+            f"ALTER ROLE {ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION "
+            f"NOBYPASSRLS PASSWORD {literal(password)}",
+        ]
+    return statements
+
+
+def database_sql(database: str, exists: bool) -> list[str]:
+    """On the server, after `roles_sql`: the database, owned by its owner role, which only it
+    and its run-time role can connect to (no temporary tables either)."""
+    owner = ident(owner_role(database))
+    create = (
+        f"ALTER DATABASE {ident(database)} OWNER TO {owner}"
+        if exists
+        else f"CREATE DATABASE {ident(database)} OWNER {owner}"
+    )
+    return [
+        create,
+        f"REVOKE ALL ON DATABASE {ident(database)} FROM PUBLIC",
+        f"GRANT CONNECT ON DATABASE {ident(database)} TO {ident(database)}",
+    ]
+
+
+def inside_database_sql(database: str) -> list[str]:
+    """Inside the database, as a superuser: only the owner creates in the schema `public`
+    (PostgreSQL 15's default, said for older servers), and tables another role created (a
+    database from before the roles) pass to the owner."""
+    owner = owner_role(database)
+    return [
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        "DO $$DECLARE t regclass; BEGIN FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v')"
+        f" AND c.relowner <> {literal(owner)}::regrole LOOP"
+        f" EXECUTE format('ALTER TABLE %s OWNER TO %I', t, {literal(owner)}); END LOOP; END$$",
+    ]
+
+
+def with_role(base_url: str, role: str, password: str, database: str) -> str:
+    """`base_url` (a server's) as `role` on `database`."""
+    url = make_url(base_url).set(username=role, password=password, database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def new_password() -> str:
+    return secrets.token_hex(16)
+
+
+def create_service_database_at(base_url: str, name: str) -> ServiceDatabase:
+    """`LocalPostgres.create_service_database` on another server, whose superuser's URL
+    (without a database) is `base_url`; a fresh database (dropped first if it exists)."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    owner_password, runtime_password = new_password(), new_password()
+    server = make_url(base_url).set(drivername="postgresql")
+
+    async def run(database: str, statements: list[str]) -> None:
+        url = server.set(database=database).render_as_string(hide_password=False)
+        conn = await asyncpg.connect(url)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    async def provision() -> None:
+        await run("postgres", [f"DROP DATABASE IF EXISTS {ident(name)}"])
+        await run("postgres", roles_sql(name, owner_password, runtime_password))
+        await run("postgres", database_sql(name, exists=False))
+        await run(name, inside_database_sql(name))
+
+    # Its own thread and loop: callers may be inside a running event loop (async fixtures).
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(errors, lambda: asyncio.run(provision())))
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return ServiceDatabase(
+        name,
+        url=with_role(base_url, name, runtime_password, name),
+        migration_url=with_role(base_url, owner_role(name), owner_password, name),
+    )
+
+
+def _capture(errors: list[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except BaseException as e:  # handed to the calling thread
+        errors.append(e)
+
+
+class Databases:
+    """Databases on one server, for tests: `databases(name)` is a fresh database's URL as the
+    superuser (a test that migrates and queries it itself); `databases.service(name)` a
+    service's database with its two roles (what a devstack Stack gives each process)."""
+
+    def __init__(
+        self, create: Callable[[str], str], service: Callable[[str], ServiceDatabase]
+    ) -> None:
+        self.create = create
+        self.service = service
+
+    def __call__(self, name: str) -> str:
+        return self.create(name)
 
 
 def postgres_url_from_env() -> str | None:
@@ -83,7 +231,9 @@ class LocalPostgres:
         """Base SQLAlchemy URL, without a database name."""
         return f"postgresql+asyncpg://{USER}:{PASSWORD}@127.0.0.1:{self.port}"
 
-    def _run(self, *argv: str, server_side: bool = True) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, *argv: str, server_side: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """Run a PostgreSQL tool; server-side ones as the postgres OS user when we are root."""
         assert self.bindir is not None
         kw: dict = (
@@ -96,6 +246,7 @@ class LocalPostgres:
             cwd=self.workdir,
             capture_output=True,
             text=True,
+            input=input,
             **kw,
         )
         if res.returncode != 0:
@@ -212,6 +363,28 @@ class LocalPostgres:
                 if "already exists" not in str(e):
                     raise
         return f"{self.url}/{name}"
+
+    def _psql(self, database: str, statements: list[str]) -> str:
+        """Run `statements` one by one as the superuser, over the unix socket."""
+        script = "".join(f"{statement};\n" for statement in statements)
+        argv = ["psql", "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", str(self.sockdir)]
+        argv += ["-p", str(self.port), "-U", USER, "-d", database, "-f", "-"]
+        return self._run(*argv, server_side=False, input=script).stdout
+
+    def create_service_database(self, name: str) -> ServiceDatabase:
+        """Database `name` with its owner and run-time roles (new passwords on every call);
+        an existing database is kept and handed to its owner role."""
+        owner_password, runtime_password = new_password(), new_password()
+        exists = f"SELECT 1 FROM pg_database WHERE datname = {literal(name)}"
+        found = self._psql("postgres", [exists])
+        self._psql("postgres", roles_sql(name, owner_password, runtime_password))
+        self._psql("postgres", database_sql(name, exists=found.strip() == "1"))
+        self._psql(name, inside_database_sql(name))
+        return ServiceDatabase(
+            name,
+            url=with_role(self.url, name, runtime_password, name),
+            migration_url=with_role(self.url, owner_role(name), owner_password, name),
+        )
 
     def stop(self) -> None:
         """Fast shutdown: disconnect clients, no waiting for them."""

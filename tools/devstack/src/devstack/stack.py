@@ -19,6 +19,7 @@ from pathlib import Path
 from devstack import kafka_sasl
 from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
+from devstack.postgres import Databases, ServiceDatabase
 from devstack.procs import ServiceProcess
 from guichet_runtime.sealing import new_key
 
@@ -94,7 +95,12 @@ def _bin(name: str) -> str:
 class Stack:
     """Start with `start()`, stop with `stop()`; `kill`/`restart` one service for fault tests.
 
-    `postgres` is a callable creating a database and returning its URL (None: SQLite files).
+    `postgres` is a callable creating a database and returning its URL, or a ServiceDatabase
+    (e.g. LocalPostgres.create_service_database): each service then runs as its own role,
+    reading and writing its tables only, and migrates as its database's owner
+    (MIGRATION_DATABASE_URL); a `devstack.postgres.Databases` (the tests' postgres_factory)
+    gives its service databases; None: SQLite files. `database_urls`: each service's URL (its
+    run-time role's), `migration_urls` its owner's.
     `clock_file`: every service reads "today" from this file when it holds an ISO date
     (`CLOCK_FILE`, see `guichet_runtime.clock`); `travel_to` writes it.
     `oidc_issuers`: trusted token issuers (issuer URL -> "citizen" or "agent", e.g.
@@ -146,6 +152,7 @@ class Stack:
         # Intake seals the one-time access codes for notification: one fresh key per stack.
         self.access_code_key = new_key()
         self.database_urls: dict[str, str] = {}
+        self.migration_urls: dict[str, str] = {}
         self.callback_secrets = {a: secrets.token_urlsafe(32) for a in self.ports.adapters}
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -179,14 +186,21 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.providers}"
 
     # -- processes ---------------------------------------------------------------
-    def _database_url(self, name: str) -> str:
+    def _database_env(self, name: str) -> dict[str, str]:
+        """DATABASE_URL, and MIGRATION_DATABASE_URL where the database has its owner role."""
         db_name = f"{self.namespace}{name}".replace("-", "_").lower()
-        if self._postgres is not None:
-            url = self._postgres(db_name)
-        else:
-            url = f"sqlite+aiosqlite:///{self.data_dir / db_name}.db"
-        self.database_urls[name] = url
-        return url
+        create = self._postgres.service if isinstance(self._postgres, Databases) else self._postgres
+        db = (
+            create(db_name)
+            if create is not None
+            else f"sqlite+aiosqlite:///{self.data_dir / db_name}.db"
+        )
+        if isinstance(db, ServiceDatabase):
+            self.database_urls[name] = db.url
+            self.migration_urls[name] = db.migration_url
+            return {"DATABASE_URL": db.url, "MIGRATION_DATABASE_URL": db.migration_url}
+        self.database_urls[name] = self.migration_urls[name] = db
+        return {"DATABASE_URL": db}
 
     def _oidc_env(self, audience: str | None) -> dict[str, str]:
         if not self.oidc_issuers:
@@ -200,7 +214,7 @@ class Stack:
             "TOPIC_NAMESPACE": self.namespace,
             "HTTP_HOST": "127.0.0.1",
             "HTTP_PORT": str(port),
-            "DATABASE_URL": self._database_url(name),
+            **self._database_env(name),
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
             **DEV_ENV,
