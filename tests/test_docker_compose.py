@@ -70,8 +70,12 @@ def container_ports(service: dict[str, Any]) -> set[int]:
     return {int(str(p).split(":")[-1].split("/")[0]) for p in service.get("ports", [])}
 
 
+def init_sql() -> str:
+    return (ROOT / "deploy/postgres/init.sql").read_text()
+
+
 def created_databases() -> set[str]:
-    sql = (ROOT / "deploy/postgres/init.sql").read_text()
+    sql = init_sql()
     return set(re.findall(r"^\s*CREATE\s+DATABASE\s+(\w+)", sql, re.IGNORECASE | re.MULTILINE))
 
 
@@ -127,6 +131,14 @@ def test_every_database_url_names_a_database_created_in_init_sql(
         assert parts.scheme == "postgresql+asyncpg"
         assert parts.hostname == "postgres" and parts.port == 5432
         assert parts.path.lstrip("/") in databases, (name, url)
+        # Least privilege: the service runs as its database's run-time role, migrates as its
+        # owner (deploy/postgres/init.sql creates both).
+        owner = urlsplit(env(service)["MIGRATION_DATABASE_URL"])
+        assert parts.username == parts.path.lstrip("/"), (name, url)
+        assert owner.username == f"{parts.username}_owner", name
+        assert (owner.hostname, owner.path) == (parts.hostname, parts.path), name
+        assert f"CREATE DATABASE {parts.username} OWNER {owner.username};" in init_sql()
+        assert f"GRANT CONNECT ON DATABASE {parts.username} TO {parts.username};" in init_sql()
     assert seen == DB_SERVICES
     # the init script is mounted where the postgres image runs it
     assert any(

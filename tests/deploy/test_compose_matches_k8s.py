@@ -20,12 +20,16 @@ CLUSTER_ONLY = {
     "KAFKA_CA_FILE",
     "CREATE_TOPICS",  # Strimzi's KafkaTopics own the topics
     "DATABASE_PASSWORD",  # from the role's Secret, inserted into DATABASE_URL
+    "MIGRATE_AT_START",  # false: the migration Job migrates, as the database's owner
     "SECURE_COOKIES",  # HTTPS behind the Ingress
     "LOG_LEVEL",
     "LOG_FORMAT",  # production: JSON lines with trace ids (compose keeps text logs)
     "OTEL_EXPORTER_OTLP_ENDPOINT",  # production: the collector in `monitoring`
     "PYTHONDONTWRITEBYTECODE",  # read-only root filesystem
 }
+#: What only compose sets: its services migrate at start, as their database's owner (on the
+#: cluster, the migration Job does, and only it holds the owner's password).
+COMPOSE_ONLY_VARIABLES = {"MIGRATION_DATABASE_URL"}
 #: Compose-only processes: the local stand-ins for the agencies, the SMTP server and the SMS and
 #: postal providers, and the infrastructure the operators run on a cluster.
 COMPOSE_ONLY_PREFIXES = ("simulator-",)
@@ -79,7 +83,7 @@ def test_the_same_commands_and_ports(compose, cluster):
 
 def test_the_same_variables(compose, cluster):
     for name, deployed in cluster.items():
-        local = compose_env(compose[name])
+        local = compose_env(compose[name]) - COMPOSE_ONLY_VARIABLES
         assert local <= deployed["env"], f"{name}: compose sets {local - deployed['env']} only"
         extra = deployed["env"] - local - CLUSTER_ONLY
         assert not extra, f"{name}: the cluster sets {extra}, compose does not"

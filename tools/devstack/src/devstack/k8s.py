@@ -1,11 +1,12 @@
 """The generated part of deploy/k8s: every workload's resources (ServiceAccount, ConfigMap,
 Deployment, Service, migration Job, PodDisruptionBudget, NetworkPolicy, KEDA ScaledObject and
-TriggerAuthentication) and the Strimzi KafkaTopics and KafkaUsers, whose ACLs come from
-shared_models.topology so they cannot drift from the code.
+TriggerAuthentication), the Strimzi KafkaTopics and KafkaUsers, whose ACLs come from
+shared_models.topology so they cannot drift from the code, and the CloudNativePG cluster with
+two roles per database (devstack.k8s_postgres).
 
 `guichet-dev k8s-generate` writes them; tests/deploy checks the committed files are what this
-module renders. The hand-written part (kustomizations, overlays, the Kafka and PostgreSQL
-clusters, the common network policies, the Ingress) lives next to them.
+module renders. The hand-written part (kustomizations, overlays, the Kafka cluster, the common
+network policies, the Ingress) lives next to them.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import yaml
 
 from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
 from devstack.k8s_keda import keda_scaling
+from devstack.k8s_postgres import NOTE as PG_NOTE
+from devstack.k8s_postgres import cluster, database_url, migration_env, runtime_secret
 from shared_models import topics, topology
 
-PG_CLUSTER = "guichet-pg"
-PG_HOST = f"{PG_CLUSTER}-rw"
 IMAGE = "guichet-unique"
 PART_OF = "guichet-unique"
 #: Placeholder of an agency's or a provider's address range (TEST-NET-3, RFC 5737): replace it.
@@ -51,7 +52,7 @@ class Workload:
     component: str  # service | adapter
     settings: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
-    database: str | None = None  # database and role name
+    database: str | None = None  # database and run-time role name (devstack.k8s_postgres)
     migrations: str | None = None  # package whose migrations the Job runs
     kafka: bool = True
     ingress_from_controller: bool = False
@@ -169,13 +170,13 @@ def env_of(w: Workload) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = []
     secret_env = dict(w.secrets)
     if w.database:
-        secret_env["DATABASE_PASSWORD"] = (f"{w.name}-db", "password")
+        secret_env["DATABASE_PASSWORD"] = (runtime_secret(w.name), "password")
     if w.kafka:
         secret_env["KAFKA_SASL_PASSWORD"] = (w.name, "password")  # the KafkaUser's Secret
     for name, (secret, key) in secret_env.items():
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     if w.database:
-        url = f"postgresql+asyncpg://{w.database}:$(DATABASE_PASSWORD)@{PG_HOST}:5432/{w.database}"
+        url = database_url(w.database, w.database, "DATABASE_PASSWORD")
         env.append({"name": "DATABASE_URL", "value": url})
     return env
 
@@ -189,6 +190,8 @@ def settings_of(w: Workload) -> dict[str, str]:
             "KAFKA_CA_FILE": "/etc/kafka-ca/ca.crt",
             "CREATE_TOPICS": "false",  # Strimzi's KafkaTopics own them
         }
+    if w.database:  # the migration Job does, as the owner: the run-time role could not
+        data["MIGRATE_AT_START"] = "false"
     return data | w.settings
 
 
@@ -297,8 +300,8 @@ def pod_labels(w: Workload, component: str) -> dict[str, str]:
 
 
 def migration_job(w: Workload) -> dict[str, Any]:
-    env = [e for e in env_of(w) if e["name"] in ("DATABASE_PASSWORD", "DATABASE_URL")]
-    env.append({"name": "PYTHONDONTWRITEBYTECODE", "value": "1"})  # read-only root filesystem
+    assert w.database
+    env = migration_env(w.name, w.database)
     container = {
         "name": "migrate",
         "image": IMAGE,
@@ -307,14 +310,7 @@ def migration_job(w: Workload) -> dict[str, Any]:
         "resources": JOB_RESOURCES,
         "securityContext": security_context(),
     }
-    job_workload = Workload(
-        name=w.name,
-        port=w.port,
-        command=[],
-        component="migration",
-        database=w.database,
-        kafka=False,
-    )
+    job_workload = Workload(w.name, w.port, [], "migration", database=w.database, kafka=False)
     pod = pod_spec(job_workload, container, restart="OnFailure")
     return {
         "apiVersion": "batch/v1",
@@ -458,6 +454,9 @@ def render() -> dict[str, str]:
     }
     owned_by_adapters = set().union(*agency_topic_names.values())
     files: dict[str, str] = {}
+    databases = {w.name: w.database for w in core_workloads() if w.database}
+    databases |= {f"adapter-{a.replace('_', '-')}": f"adapter_{a}" for a in agencies}
+    files["base/postgres/cluster.yaml"] = dump([cluster(databases)], PG_NOTE)
     for w in core_workloads():
         files[f"base/{w.name}/{w.name}.yaml"] = dump(workload_resources(w), RESOURCES_NOTE)
     core_topics = [kafka_topic(n, p) for n, p in all_topics.items() if n not in owned_by_adapters]
