@@ -65,7 +65,8 @@ async def ensure_topics(
     replication: int = 1,
     timeout: float = 30,
 ) -> None:
-    """Create the declared topics (name -> partitions) that are missing, then wait until
+    """Create the declared topics (name -> partitions) that are missing, each with its
+    retention (shared_models.topics.retention), then wait until
     every one has a leader, so a subscriber started next finds them ready. `bootstrap`: the
     servers, or an aiokafka client's keyword arguments (see kafka_security.client_options)."""
     options = {"bootstrap_servers": bootstrap} if isinstance(bootstrap, str) else bootstrap
@@ -73,7 +74,11 @@ async def ensure_topics(
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, replication) for n, p in declared.items() if n not in existing]
+        missing = [
+            NewTopic(n, p, replication, topic_configs=topic_names.retention(n).configs())
+            for n, p in declared.items()
+            if n not in existing
+        ]
         if missing:
             response = await admin.create_topics(missing)
             for error in response.topic_errors:  # (topic, error_code[, message])

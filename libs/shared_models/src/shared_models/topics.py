@@ -1,6 +1,9 @@
 """Kafka topics, declared once. Every record is keyed by file id, so one file's
 events stay ordered within one partition."""
 
+from dataclasses import dataclass
+from enum import StrEnum
+
 from shared_models.agencies import AGENCY_CODE
 from shared_models.catalogue import catalogue
 
@@ -161,3 +164,63 @@ def operations_topics() -> dict[str, int]:
     """The topics only the operators' CLI writes (one partition each), per dead-letter topic."""
     sources = [name.removesuffix(".dlq") for name in all_topics() if name.endswith(".dlq")]
     return {name: 1 for source in sources for name in (parked(source), replayed(source))}
+
+
+# -- retention -----------------------------------------------------------------------------
+
+DAY_MS = 24 * 3600 * 1000
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long a topic keeps its records: Kafka's `cleanup.policy` and `retention.ms`."""
+
+    days: int
+    cleanup_policy: str = "delete"
+
+    @property
+    def ms(self) -> int:
+        return self.days * DAY_MS
+
+    def configs(self) -> dict[str, str]:
+        """The topic configuration to create it with (Kafka's names and string values)."""
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.ms)}
+
+
+class TopicKind(StrEnum):
+    """The kinds of topic, each with its retention (RETENTIONS)."""
+
+    EVENTS = "events"
+    DEAD_LETTERS = "dead-letters"
+    OPERATIONS = "operations"
+
+
+#: The single declaration of every topic's retention, applied where a topic is created: by the
+#: services and adapters (guichet_runtime.service.ensure_topics), by the development stack's
+#: administrator (devstack.kafka_sasl), by the operators' CLI (guichet-admin) and on a cluster by
+#: Strimzi's KafkaTopics (devstack.k8s_kafka); docs/operations.md, "Topic retention".
+RETENTIONS = {
+    # Events, agency requests, answers and documents: a long weekend of outage plus time to
+    # replay; not an archive (each service keeps what it needs in its database).
+    TopicKind.EVENTS: Retention(days=7),
+    # Dead letters wait for an operator to read, fix and replay them.
+    TopicKind.DEAD_LETTERS: Retention(days=30),
+    # The operators' ledgers (parked letters, replay markers) outlive the dead letters they
+    # account for, so a letter still in its dead-letter topic is never replayed twice; parked
+    # letters are also the record of what was given up, kept for a quarter.
+    TopicKind.OPERATIONS: Retention(days=90),
+}
+
+
+def topic_kind(topic: str) -> TopicKind:
+    """The kind of `topic` (with or without a TOPIC_NAMESPACE prefix)."""
+    if topic.endswith((".parked", ".dlq.replayed")):
+        return TopicKind.OPERATIONS
+    if topic.endswith(".dlq"):
+        return TopicKind.DEAD_LETTERS
+    return TopicKind.EVENTS
+
+
+def retention(topic: str) -> Retention:
+    """The retention `topic` is created with."""
+    return RETENTIONS[topic_kind(topic)]

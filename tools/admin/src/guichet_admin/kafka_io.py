@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guichet_admin.errors import AdminError
 from guichet_admin.letters import DeadLetter, Position, decode_headers
+from shared_models import topics
 
 #: How long reading a topic to its end may take before the tool gives up.
 READ_TIMEOUT = 60.0
@@ -188,7 +189,11 @@ async def ensure_topic(bootstrap: str, name: str, timeout: float = 30.0) -> None
     try:
         if name not in await admin.list_topics():
             brokers = len((await admin.describe_cluster())["brokers"])
-            response = await admin.create_topics([NewTopic(name, 1, max(1, min(3, brokers)))])
+            replicas = max(1, min(3, brokers))
+            configs = topics.retention(name).configs()  # an operators' ledger's
+            response = await admin.create_topics(
+                [NewTopic(name, 1, replicas, topic_configs=configs)]
+            )
             for error in response.topic_errors:  # (topic, error_code[, message])
                 if error[1] not in (0, TopicAlreadyExistsError.errno):
                     raise for_code(error[1])(f"cannot create topic {error[0]}: {error[2:]}")

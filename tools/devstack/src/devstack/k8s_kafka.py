@@ -6,29 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared_models import topology
+from shared_models import topics, topology
 
 KAFKA_CLUSTER = "guichet-kafka"
 KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap:9093"
 KAFKA_CA_SECRET = f"{KAFKA_CLUSTER}-cluster-ca-cert"
-#: Retention of the integration topics: a long weekend of outage plus time to replay.
-EVENT_RETENTION_MS = 7 * 24 * 3600 * 1000
-#: Dead letters wait for an operator to read, fix and replay them.
-DEAD_LETTER_RETENTION_MS = 30 * 24 * 3600 * 1000
-#: The operators' ledgers (parked letters, replay markers) outlive the dead letters they account
-#: for, so a letter still in its dead-letter topic is never replayed twice; parked letters are
-#: also the record of what was given up, kept for a quarter.
-OPERATIONS_RETENTION_MS = 90 * 24 * 3600 * 1000
-OPERATIONS_SUFFIXES = (".parked", ".dlq.replayed")
 
 
 def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
-    if name.endswith(OPERATIONS_SUFFIXES):
-        retention = OPERATIONS_RETENTION_MS
-    elif name.endswith(".dlq"):
-        retention = DEAD_LETTER_RETENTION_MS
-    else:
-        retention = EVENT_RETENTION_MS
+    """The topic's KafkaTopic, with its retention (shared_models.topics.retention)."""
+    retention = topics.retention(name)
     return {
         "apiVersion": "kafka.strimzi.io/v1",
         "kind": "KafkaTopic",
@@ -41,9 +28,9 @@ def kafka_topic(name: str, partitions: int) -> dict[str, Any]:
             "partitions": partitions,
             "replicas": 3,
             "config": {
-                "retention.ms": retention,
+                "retention.ms": retention.ms,
                 "min.insync.replicas": 2,
-                "cleanup.policy": "delete",
+                "cleanup.policy": retention.cleanup_policy,
             },
         },
     }

@@ -260,12 +260,17 @@ def broker_security(bootstrap: str, user: str = ADMIN) -> SASLScram512 | None:
 async def create_topics(
     kafka: KafkaAccess, declared: Mapping[str, int], timeout: float = 30
 ) -> None:
-    """Create the missing topics (name -> partitions) as the super user; wait for leaders."""
+    """Create the missing topics (name -> partitions) as the super user, each with its
+    retention (shared_models.topics.retention); wait for leaders."""
     admin = AIOKafkaAdminClient(**kafka.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [NewTopic(n, p, 1) for n, p in declared.items() if n not in existing]
+        missing = [
+            NewTopic(n, p, 1, topic_configs=topics.retention(n).configs())
+            for n, p in declared.items()
+            if n not in existing
+        ]
         if missing:
             response = await admin.create_topics(missing)
             for error in response.topic_errors:
