@@ -48,7 +48,8 @@ async def refused(url: str, statement: str, reason: str) -> None:
 @pytest.fixture(scope="module")
 async def intake_db(postgres_factory) -> ServiceDatabase:
     """Intake's database, migrated at start as a service does (MIGRATION_DATABASE_URL)."""
-    db = postgres_factory.service(f"roles_{uuid.uuid4().hex[:8]}_intake")
+    # Named as a Stack names it: its namespace (with a dot) before the service's name.
+    db = postgres_factory.service(f"roles_{uuid.uuid4().hex[:8]}.intake")
     role = migrations.runtime_role(db.url, db.migration_url)
     assert role == db.name
     await migrations.upgrade(INTAKE_MIGRATIONS, db.migration_url, role)
@@ -153,3 +154,25 @@ async def test_the_job_granted_the_run_time_role_its_tables(assignment_db):
     (row,) = await run(assignment_db.url, "SELECT count(*) AS n FROM alembic_version")
     assert row.n == 1
     await refused(assignment_db.url, "CREATE TABLE stolen (x int)", "permission denied")
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("GUICHET_TEST_POSTGRES_URL")),
+    reason="an external server's service databases are created afresh",
+)
+async def test_a_database_from_before_the_roles_passes_to_its_owner(postgres_factory):
+    """`make run-postgres` reusing its workdir: the database and its tables, created by the
+    superuser, pass to the owner role, which then grants the run-time role its rights."""
+    name = f"roles_{uuid.uuid4().hex[:8]}_old"
+    await migrations.upgrade(INTAKE_MIGRATIONS, postgres_factory(name))
+    db = postgres_factory.service(name)
+    await migrations.upgrade(
+        INTAKE_MIGRATIONS, db.migration_url, migrations.runtime_role(db.url, db.migration_url)
+    )
+    owners = await run(
+        db.migration_url,
+        "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'",
+    )
+    assert [row.tableowner for row in owners] == [f"{name}_owner"]
+    await run(db.url, "DELETE FROM outbox WHERE false", "SELECT count(*) FROM files")
+    await refused(db.url, "CREATE TABLE stolen (x int)", "permission denied")

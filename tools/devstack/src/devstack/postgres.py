@@ -90,7 +90,7 @@ def inside_database_sql(database: str) -> list[str]:
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
         "DO $$DECLARE t regclass; BEGIN FOR t IN SELECT c.oid FROM pg_class c JOIN pg_namespace n"
         " ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p', 'v')"
-        f" AND c.relowner <> {literal(owner)}::regrole LOOP"
+        f" AND pg_get_userbyid(c.relowner) <> {literal(owner)} LOOP"
         f" EXECUTE format('ALTER TABLE %s OWNER TO %I', t, {literal(owner)}); END LOOP; END$$",
     ]
 
