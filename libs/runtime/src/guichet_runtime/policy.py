@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import Mount
 
 from guichet_runtime.auth.dependencies import optional_principal
@@ -211,7 +211,9 @@ NOT_ALLOWED = "Vous n'avez pas accès à cette ressource."
 UNKNOWN = "Ressource introuvable."
 
 
-def decide(policy: Policy, principal: Principal, subject: Subject) -> None:
+def decide(
+    policy: Policy, principal: Principal, subject: Subject, forbidden: str = NOT_ALLOWED
+) -> None:
     """Raise the refusal `policy` calls for, or return when `principal` may go on."""
     if DECISIONS[policy](principal, subject):
         return
@@ -219,14 +221,21 @@ def decide(policy: Policy, principal: Principal, subject: Subject) -> None:
         raise Refused(
             RefusalKind.UNAUTHENTICATED, NOT_LOGGED_IN, headers={"WWW-Authenticate": "Bearer"}
         )
-    raise Refused(RefusalKind.FORBIDDEN, NOT_ALLOWED)
+    raise Refused(RefusalKind.FORBIDDEN, forbidden)
 
 
-def requires(policy: Policy, facts: Facts | None = None, *, unknown: str = UNKNOWN) -> Any:
+def requires(
+    policy: Policy,
+    facts: Facts | None = None,
+    *,
+    unknown: str = UNKNOWN,
+    forbidden: str = NOT_ALLOWED,
+) -> Any:
     """The route's policy, as a dependency returning the verified caller.
 
     `facts` looks up what the request is about; a `Subject(exists=False)` answers 404 with
-    `unknown` to a caller who is identified (401 to an anonymous one without a proof)."""
+    `unknown` to a caller who is identified (401 to an anonymous one without a proof). An
+    identified caller the policy refuses reads `forbidden` (403)."""
 
     async def guard(
         request: Request, principal: Principal = Depends(optional_principal)
@@ -244,7 +253,7 @@ def requires(policy: Policy, facts: Facts | None = None, *, unknown: str = UNKNO
             if principal.is_anonymous and not subject.proved and policy not in OPEN:
                 decide(policy, principal, Subject())
             raise Refused(RefusalKind.NOT_FOUND, unknown)
-        decide(policy, principal, subject)
+        decide(policy, principal, subject, forbidden)
         request.state.subject = subject
         return principal
 
@@ -277,7 +286,7 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
-def route_policy(route: APIRoute) -> Policy | None:
+def route_policy(route: APIRoute | RouteContext) -> Policy | None:
     """The policy a route declares (one, else None: two declared is an error too)."""
     found = set(_policies(route.dependant))
     if len(found) > 1:
@@ -285,31 +294,38 @@ def route_policy(route: APIRoute) -> Policy | None:
     return next(iter(found), None)
 
 
+def _routes(app: FastAPI) -> Iterable[RouteContext]:
+    """Every route of `app`, those of included routers too (FastAPI includes them lazily:
+    `app.routes` holds the routers; each context has the full path and the dependencies
+    the inclusion added)."""
+    return iter_route_contexts(app.routes)
+
+
 def route_policies(app: FastAPI) -> dict[str, Policy]:
     """`"METHOD /path"` -> policy, for every API route of `app` (documentation is public,
     mounted static files too)."""
     table: dict[str, Policy] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
+    for route in _routes(app):
+        original = route.original_route
+        if isinstance(original, APIRoute):
             policy = route_policy(route)
             if policy is not None:
                 for method in sorted(route.methods or ()):
                     table[f"{method} {route.path}"] = policy
-        elif isinstance(route, Mount):
+        elif isinstance(original, Mount):
             table[f"GET {route.path}/*"] = Policy.PUBLIC
-        elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
-            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
+        elif route.path in DOCUMENTATION_PATHS:
+            table[f"GET {route.path}"] = Policy.PUBLIC
     return table
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route_policy(route) is None:
+    for route in _routes(app):
+        original = route.original_route
+        if isinstance(original, APIRoute) and route_policy(route) is None:
             missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
-        elif not isinstance(route, APIRoute | Mount) and (
-            getattr(route, "path", None) not in DOCUMENTATION_PATHS
-        ):
-            missing.append(f"? {getattr(route, 'path', route)!r}")
+        elif not isinstance(original, APIRoute | Mount) and route.path not in DOCUMENTATION_PATHS:
+            missing.append(f"? {route.path or original!r}")
     return missing
