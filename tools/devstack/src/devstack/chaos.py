@@ -59,6 +59,7 @@ class ChaosConfig:
     settle: float = 240.0  # quiescence: this long without progress
     timeout: float = 3600.0  # quiescence: at most this long after the last submission
     poll: float = 5.0
+    linger: float = 10.0  # once every file is answered, late repeats get this long to show
 
 
 @dataclass
@@ -164,19 +165,27 @@ async def unleash(
     stack: Stack, kafka: LocalKafka, steps: Sequence[Step], cfg: ChaosConfig, j: Journal, log: Log
 ) -> None:
     """Play the schedule: kills and broker restarts one after the other (a kill's restart is
-    awaited), agency outages alongside."""
+    awaited, so a slow restart delays the next kill), agency outages on their own clock."""
     outages: list[asyncio.Task[None]] = []
-    try:
-        for step in steps:
-            await asyncio.sleep(max(0.0, j.t0 + step.at - time.monotonic()))
+
+    async def at(step: Step) -> None:
+        await asyncio.sleep(max(0.0, j.t0 + step.at - time.monotonic()))
+
+    async def agencies() -> None:
+        for step in (s for s in steps if s.fault is Fault.OUTAGE):
+            await at(step)
+            outages.append(asyncio.create_task(outage(stack, step.target, step.seconds, j, log)))
+
+    async def processes() -> None:
+        for step in (s for s in steps if s.fault is not Fault.OUTAGE):
+            await at(step)
             if step.fault is Fault.KILL:
                 await kill_and_restart(stack, step.target, cfg, j, log)
-            elif step.fault is Fault.OUTAGE:
-                outages.append(
-                    asyncio.create_task(outage(stack, step.target, step.seconds, j, log))
-                )
             else:
                 await restart_broker(kafka, cfg, j, log)
+
+    try:
+        await asyncio.gather(agencies(), processes())
     finally:
         await asyncio.gather(*outages, return_exceptions=True)
 
@@ -340,6 +349,8 @@ async def run(
         quiet_from = time.monotonic()
         settled = await quiesce(db, ids, cfg, j, log)
         quiescence = time.monotonic() - quiet_from
+        if settled:
+            await asyncio.sleep(cfg.linger)
         watcher.cancel()
         await asyncio.gather(watcher, return_exceptions=True)
         obs = await observe(stack, db, kafka.bootstrap, ids)
