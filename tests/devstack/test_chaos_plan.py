@@ -51,7 +51,7 @@ def answered_obs(*file_ids: str, **extra) -> Observation:
     return Observation(
         submitted=list(file_ids),
         intake_files=dict.fromkeys(file_ids, "repondu"),
-        assignment_files={f: ("repondu", "AG-1") for f in file_ids},
+        assignment_files=dict.fromkeys(file_ids, ("repondu", "AG-1")),
         assignments=dict.fromkeys(file_ids, 1),
         notifications={f: {"answer_ready": ["envoye"]} for f in file_ids},
         **extra,

@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 
-from devstack.bench import file_body
+from devstack.bench import file_body, summarize
 from devstack.chaos_observe import Databases, observe, progress
 from devstack.chaos_plan import (
     Fault,
@@ -226,31 +226,41 @@ async def watch(stack: Stack, kafka: LocalKafka, j: Journal, log: Log) -> None:
 # -- submissions ------------------------------------------------------------------------
 
 
+@dataclass
+class Submissions:
+    ids: list[str]  # the file ids intake gave
+    errors: list[str]  # the last error of each file never accepted
+    retried: int  # files accepted (or not) after more than one POST
+    seconds: list[float]  # per accepted file: from its due time to its file id, retries included
+
+
 async def submit_one(
     client: httpx.AsyncClient,
     body: dict[str, Any],
     key: str,
     patience: float,
     headers: Callable[[], dict[str, str]],
-) -> tuple[str | None, str | None]:
+) -> tuple[str | None, str | None, int]:
     """POST one file, again with the same Idempotency-Key while intake is away or failing (a
-    retry after a commit whose answer was lost gets the same file): (file id, last error)."""
+    retry after a commit whose answer was lost gets the same file): (file id, last error,
+    attempts)."""
     deadline = time.monotonic() + patience
-    delay, error = 0.2, None
+    delay, error, attempts = 0.2, None, 0
     while True:
+        attempts += 1
         try:
             resp = await client.post(
                 "/api/files", json=body, headers={"Idempotency-Key": key, **headers()}
             )
             if resp.status_code in (200, 201):
-                return resp.json()["file_id"], None
+                return resp.json()["file_id"], None, attempts
             error = f"HTTP {resp.status_code}: {resp.text[:200]}"
             if resp.status_code < 500 and resp.status_code not in (408, 429):
-                return None, error
+                return None, error, attempts
         except httpx.HTTPError as e:
             error = f"{type(e).__name__}: {e}"
         if time.monotonic() > deadline:
-            return None, error
+            return None, error, attempts
         await asyncio.sleep(delay)
         delay = min(delay * 2, 5.0)
 
@@ -262,18 +272,20 @@ async def submit_all(
     j: Journal,
     log: Log,
     headers: Callable[[], dict[str, str]] = dict,
-) -> tuple[list[str], list[str]]:
-    """Submit `cfg.files` files at `cfg.rate` per second from `j.t0`: (file ids, errors)."""
+) -> Submissions:
+    """Submit `cfg.files` files at `cfg.rate` per second from `j.t0`."""
     gate = asyncio.Semaphore(cfg.in_flight)
     limits = httpx.Limits(max_connections=cfg.in_flight)
     async with httpx.AsyncClient(base_url=intake_url, timeout=30, limits=limits) as client:
 
-        async def one(i: int) -> tuple[str | None, str | None]:
+        async def one(i: int) -> tuple[str | None, str | None, int, float]:
+            due = j.t0 + i / cfg.rate
             async with gate:
                 body = file_body(i, cfg.life_event)
-                return await submit_one(
+                found = await submit_one(
                     client, body, f"chaos-{run_id}-{i}", cfg.submit_patience, headers
                 )
+            return *found, time.monotonic() - due
 
         tasks = []
         for i in range(cfg.files):
@@ -282,7 +294,12 @@ async def submit_all(
             if i and i % max(1, int(cfg.rate * 30)) == 0:
                 log(f"[{j.since():7.1f}s] {i}/{cfg.files} submitted")
         results = await asyncio.gather(*tasks)
-    return [f for f, _ in results if f], [e for f, e in results if not f and e]
+    return Submissions(
+        ids=[f for f, *_ in results if f],
+        errors=[e or "?" for f, e, *_ in results if not f],
+        retried=sum(1 for _, _, attempts, _ in results if attempts > 1),
+        seconds=[s for f, _, _, s in results if f],
+    )
 
 
 async def quiesce(
@@ -341,7 +358,8 @@ async def run(
     chaos = asyncio.create_task(unleash(stack, kafka, steps, cfg, j, log))
     db = Databases(stack.database_urls)
     try:
-        ids, errors = await submit_all(stack.intake_url, cfg, run_id, j, log, headers)
+        sub = await submit_all(stack.intake_url, cfg, run_id, j, log, headers)
+        ids, errors = sub.ids, sub.errors
         submit_phase = time.monotonic() - j.t0
         log(f"[{j.since():7.1f}s] submissions done: {len(ids)} accepted, {len(errors)} not")
         await chaos
@@ -377,11 +395,17 @@ async def run(
         "settled": settled,
         "submit_failed": len(errors),
         "submit_errors": errors[:10],
+        "submit_retried": sub.retried,
+        "submit_latency_s": {k: _round(v) for k, v in summarize(sub.seconds).items()},
         **figures,
         "chaos": j.as_dict(),
     }
     report["failures"] = verdict(figures, extra)
     return report
+
+
+def _round(value: float | int | None) -> float | int | None:
+    return round(value, 2) if isinstance(value, float) else value
 
 
 def _config(cfg: ChaosConfig) -> dict[str, Any]:

@@ -278,6 +278,9 @@ def format_report(r: Mapping[str, Any]) -> str:
         f"  duration           {_fmt(r['duration_s'])} s (submissions "
         f"{_fmt(r['submit_phase_s'])} s, then quiescence {_fmt(r['quiescence_s'])} s)",
         f"  submitted          {r['submitted']} (never accepted: {r['submit_failed']})",
+        f"  POST /api/files    p50 {_fmt(r['submit_latency_s']['p50'], '.2f')} s, max "
+        f"{_fmt(r['submit_latency_s']['max'], '.1f')} s (retries included; retried: "
+        f"{r['submit_retried']})",
         f"  answered           {r['answered']}",
         f"  lost               {r['lost']}",
         f"  stuck              {r['stuck']}",
