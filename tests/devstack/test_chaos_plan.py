@@ -101,7 +101,7 @@ def test_a_stuck_file_says_which_agency_request_waits_and_where():
         }
     ]
     assert figures["stuck_by_state"] == {
-        "france_travail: intake transmis, assignment transmise, adaptateur accuse": 1
+        "france_travail: intake transmis, assignment transmise, adapter accuse": 1
     }
     assert verdict(figures) == ["1 stuck"]
 
@@ -110,7 +110,7 @@ def test_a_file_without_referent_reads_as_such():
     obs = answered_obs("F1")
     obs.intake_files = {"F1": "depose"}
     obs.assignment_files = {"F1": ("en_attente_attribution", None)}
-    assert state_of(why_stuck(obs, "F1")).startswith("sans référent")
+    assert state_of(why_stuck(obs, "F1")).startswith("no référent")
 
 
 def test_duplicates_of_every_kind_fail_the_run():

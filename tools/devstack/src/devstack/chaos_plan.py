@@ -128,9 +128,9 @@ def lost(obs: Observation, file_id: str) -> str | None:
     """Why a file acknowledged to the citizen is lost (a service that should know it does
     not, and nothing is pending that would bring it there), else None."""
     if file_id not in obs.intake_files:
-        return "inconnu d'intake (dépôt accusé puis disparu)"
+        return "unknown to intake (acknowledged, then gone)"
     if file_id not in obs.assignment_files:
-        return "jamais reçu par assignment (FileSubmitted perdu)"
+        return "never reached assignment (FileSubmitted lost)"
     return None
 
 
@@ -151,7 +151,7 @@ def why_stuck(obs: Observation, file_id: str) -> dict[str, Any]:
                 "intake": agency_status,
                 "request_id": rid,
                 "assignment": obs.requests[rid][2] if rid else None,
-                "adapter": obs.adapter_requests.get(agency, {}).get(rid or "", "absente"),
+                "adapter": obs.adapter_requests.get(agency, {}).get(rid or "", "absent"),
                 "agency_calls": obs.agency_calls.get(agency, {}).get(rid or "", 0),
                 "callbacks": obs.callbacks.get(agency, {}).get(rid or "", 0),
             }
@@ -226,14 +226,14 @@ def judge(obs: Observation, killed_adapters: Iterable[str] = ()) -> dict[str, An
 def state_of(why: Mapping[str, Any]) -> str:
     """One line per kind of wait, to count stuck files by cause."""
     if not why["referent"]:
-        return f"sans référent (assignment: {why['assignment'] or 'absent'})"
+        return f"no référent (assignment: {why['assignment'] or 'absent'})"
     if why["waiting_for"]:
         return "; ".join(
             f"{w['agency']}: intake {w['intake']}, assignment {w['assignment']}, "
-            f"adaptateur {w['adapter']}"
+            f"adapter {w['adapter']}"
             for w in why["waiting_for"]
         )
-    return f"réponse non envoyée (intake {why['intake']}, message {why['answer_notification']})"
+    return f"answer not sent (intake {why['intake']}, message {why['answer_notification']})"
 
 
 def verdict(figures: Mapping[str, Any], extra: Mapping[str, int] | None = None) -> list[str]:
