@@ -60,6 +60,9 @@ class ChaosConfig:
     timeout: float = 3600.0  # quiescence: at most this long after the last submission
     poll: float = 5.0
     linger: float = 10.0  # once every file is answered, late repeats get this long to show
+    #: Agency -> a simulator fault mode held for the whole run (e.g. "silent"): to see the run
+    #: catch what it should. Outages then end on this mode instead of "ok".
+    faults: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -132,15 +135,17 @@ async def set_fault(stack: Stack, agency: str, mode: str) -> None:
         resp.raise_for_status()
 
 
-async def outage(stack: Stack, agency: str, seconds: float, j: Journal, log: Log) -> None:
-    """The agency's system answers 503 to everything for `seconds`."""
+async def outage(
+    stack: Stack, agency: str, seconds: float, j: Journal, log: Log, after: str = "ok"
+) -> None:
+    """The agency's system answers 503 to everything for `seconds`, then is in mode `after`."""
     at = j.since()
     await set_fault(stack, agency, "down")
     log(f"[{at:7.1f}s] {agency} down for {seconds:.0f} s")
     try:
         await asyncio.sleep(seconds)
     finally:
-        await set_fault(stack, agency, "ok")
+        await set_fault(stack, agency, after)
         j.outages.append({"at": at, "agency": agency, "seconds": round(j.since() - at, 1)})
         log(f"[{j.since():7.1f}s] {agency} back")
 
@@ -174,7 +179,10 @@ async def unleash(
     async def agencies() -> None:
         for step in (s for s in steps if s.fault is Fault.OUTAGE):
             await at(step)
-            outages.append(asyncio.create_task(outage(stack, step.target, step.seconds, j, log)))
+            after = cfg.faults.get(step.target, "ok")
+            outages.append(
+                asyncio.create_task(outage(stack, step.target, step.seconds, j, log, after))
+            )
 
     async def processes() -> None:
         for step in (s for s in steps if s.fault is not Fault.OUTAGE):
@@ -353,6 +361,9 @@ async def run(
         + ", ".join(f"{n} {f}" for f, n in Counter(s.fault.value for s in steps).items())
     )
     run_id = f"{cfg.seed}-{int(time.time())}"
+    for agency, mode in cfg.faults.items():
+        await set_fault(stack, agency, mode)
+        log(f"{agency} in fault mode {mode!r} for the whole run")
     j = Journal()
     watcher = asyncio.create_task(watch(stack, kafka, j, log))
     chaos = asyncio.create_task(unleash(stack, kafka, steps, cfg, j, log))
@@ -421,5 +432,6 @@ def _config(cfg: ChaosConfig) -> dict[str, Any]:
         "broker_restarts",
         "seed",
         "settle",
+        "faults",
     )
     return {"victims": list(cfg.victims), **{k: getattr(cfg, k) for k in keys}}

@@ -120,6 +120,12 @@ def chaos_command(
         help="Run Keycloak: the services trust its realms and the files are submitted as a "
         f"citizen ({CITIZEN}) with a token, refreshed before it expires.",
     ),
+    fault: list[str] = typer.Option(
+        [],
+        "--fault",
+        help="AGENCY=MODE: a simulator fault mode held for the whole run (e.g. "
+        "france_travail=silent), to check that the run reports what it should.",
+    ),
     output: Path | None = typer.Option(
         None, "--output", help="JSON report (default: <repo>/var/chaos/last.json)."
     ),
@@ -139,7 +145,11 @@ def chaos_command(
     chosen = [v.strip() for v in victims.split(",") if v.strip()]
     if replicas == 2 and "assignment" in chosen:
         chosen.append("assignment-2")
+    faults = dict(f.split("=", 1) for f in fault if "=" in f)
+    if len(faults) != len(fault):
+        raise typer.BadParameter("AGENCY=MODE", param_hint="--fault")
     cfg = chaos.ChaosConfig(
+        faults=faults,
         files=files,
         rate=rate,
         victims=chosen,
