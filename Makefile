@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 BENCH_FILES ?= 500
 BENCH_ADAPTER_REQUESTS ?= 2000
 CHAOS_FILES ?= 10000
-CHAOS_RATE ?= 5
+CHAOS_RATE ?= 3
 CHAOS_BACKEND ?= sqlite
 
 .PHONY: setup run run-postgres lint test test-unit bench chaos geodata clean

@@ -44,7 +44,7 @@ AGENCIES_OF = {"perte_emploi": ("france_travail", "caf", "dgfip"), "naissance": 
 @dataclass
 class ChaosConfig:
     files: int = 10_000
-    rate: float = 5.0  # files per second
+    rate: float = 3.0  # files per second
     life_event: str = "perte_emploi"
     victims: Sequence[str] = ()
     kill_every: float = 20.0

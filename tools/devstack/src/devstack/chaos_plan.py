@@ -293,11 +293,10 @@ def format_report(r: Mapping[str, Any]) -> str:
         + (", ".join(f"{a} {len(v)}" for a, v in r["agency_repeats_explained"].items()) or "0")
         + ")",
         f"  dead letters       {sum(r['dead_letters'].values())}",
-        f"  kills              {len(chaos['kills'])} ("
-        + ", ".join(f"{s} {n}" for s, n in sorted(kills.items()))
-        + ")",
+        f"  kills              {len(chaos['kills'])}"
+        + (" (" + ", ".join(f"{s} {n}" for s, n in sorted(kills.items())) + ")" if kills else ""),
         f"  restarts           {chaos['restarts']} services, {len(chaos['broker_restarts'])} broker"
-        f" ({', '.join(_fmt(b['down_s'], '.0f') + ' s down' for b in chaos['broker_restarts'])})",
+        + "".join(f", down {b['down_s']:.0f} s" for b in chaos["broker_restarts"]),
         f"  agency outages     {len(chaos['outages'])} ("
         + ", ".join(f"{o['agency']} {_fmt(o['seconds'])} s" for o in chaos["outages"])
         + ")",

@@ -85,7 +85,7 @@ class CitizenToken:
 
 def chaos_command(
     files: int = typer.Option(10_000, "--files", min=1, help="Files submitted."),
-    rate: float = typer.Option(5.0, "--rate", min=0.01, help="Files submitted per second."),
+    rate: float = typer.Option(3.0, "--rate", min=0.01, help="Files submitted per second."),
     backend: str = typer.Option("sqlite", "--backend", help="sqlite or postgresql."),
     replicas: int = typer.Option(
         2, "--replicas", min=1, max=2, help="Assignment processes (PostgreSQL only; SQLite: 1)."
