@@ -4,8 +4,11 @@ PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 BENCH_FILES ?= 500
 BENCH_ADAPTER_REQUESTS ?= 2000
+CHAOS_FILES ?= 10000
+CHAOS_RATE ?= 3
+CHAOS_BACKEND ?= sqlite
 
-.PHONY: setup run run-postgres lint test test-unit audit bench geodata clean
+.PHONY: setup run run-postgres lint test test-unit audit bench chaos geodata clean
 
 # Installs everything the project needs: uv, the locked Python environment, Kafka's jars
 # and Keycloak from Maven Central (cached in .cache/; Keycloak's first start, which builds it
@@ -56,6 +59,12 @@ bench: setup
 	$(UV) run guichet-dev bench --files $(BENCH_FILES)
 	$(UV) run guichet-dev bench-adapter --requests $(BENCH_ADAPTER_REQUESTS)
 	$(UV) run guichet-dev bench-decision
+
+# Soak and chaos (docs/operations.md): files through the whole stack while services are
+# SIGKILLed, agencies go down and the broker restarts; fails on any loss, stuck file or
+# duplicate. Not part of `make test` (tests/devstack/test_chaos.py runs a short variant).
+chaos: setup
+	$(UV) run guichet-dev chaos --files $(CHAOS_FILES) --rate $(CHAOS_RATE) --backend $(CHAOS_BACKEND)
 
 # Rebuilds the committed postcode -> coordinates table from open data (npm + PyPI).
 geodata:

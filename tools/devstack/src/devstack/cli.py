@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from devstack import cli_bench
+from devstack import cli_bench, cli_chaos
 from devstack.kafka import LocalKafka, find_root
 from devstack.kafka_env_command import kafka_env
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
@@ -333,6 +333,7 @@ app.command()(cli_bench.bench)
 app.command("bench-decision")(cli_bench.bench_decision)
 app.command("bench-channels")(cli_bench.bench_channels)
 app.command("bench-adapter")(cli_bench.bench_adapter)
+app.command("chaos")(cli_chaos.chaos_command)
 
 
 @app.command()
