@@ -3,9 +3,11 @@ visible in one place."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -16,6 +18,22 @@ from guichet_runtime.rate_limits import Network, client_address
 
 #: The address of the citizen (or agent) whose request the page is serving.
 CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
+
+
+@dataclass
+class Credentials:
+    """What the person in front of the page proves, forwarded with each call made for them:
+    their access token (signed in), and the proofs their one-time codes gave, per file."""
+
+    access_token: str | None = None
+    proofs: dict[str, str] = field(default_factory=dict)
+
+
+#: Filled by the page's guard (web.api.deps) for the request being served.
+CREDENTIALS: ContextVar[Credentials | None] = ContextVar("credentials", default=None)
+
+#: A file's routes at intake and assignment: the proof for that very file goes with them.
+FILE_PATH = re.compile(r"^/api/files/([^/]+)(?:/|$)")
 
 
 class BackendError(Exception):
@@ -33,7 +51,8 @@ class BackendError(Exception):
 class ForwardClientAddress:
     """Notes who is calling (the peer, or X-Forwarded-For from a trusted proxy), so the
     calls to intake and assignment carry it in X-Forwarded-For: the services' rate limits
-    count the citizen, not the web. Plain ASGI, so the route runs in the same context."""
+    count the citizen, not the web. Also gives the request an empty `Credentials` the
+    page's guard fills. Plain ASGI, so the route runs in the same context."""
 
     def __init__(self, app: Any, trusted: Sequence[Network] = ()) -> None:
         self.app = app
@@ -44,9 +63,11 @@ class ForwardClientAddress:
             await self.app(scope, receive, send)
             return
         token = CLIENT_ADDRESS.set(client_address(HTTPConnection(scope), self.trusted))
+        held = CREDENTIALS.set(Credentials())
         try:
             await self.app(scope, receive, send)
         finally:
+            CREDENTIALS.reset(held)
             CLIENT_ADDRESS.reset(token)
 
 
@@ -56,6 +77,17 @@ async def _propagate(request: httpx.Request) -> None:
     address = CLIENT_ADDRESS.get()
     if address:
         request.headers["X-Forwarded-For"] = address
+    # The services decide on the person's own credentials, never on the web's word.
+    credentials = CREDENTIALS.get()
+    if credentials is None:
+        return
+    if credentials.access_token:
+        request.headers["Authorization"] = f"Bearer {credentials.access_token}"
+    about = FILE_PATH.match(request.url.path)
+    if about and "X-Access-Proof" not in request.headers:
+        proof = credentials.proofs.get(about.group(1))
+        if proof:
+            request.headers["X-Access-Proof"] = proof
 
 
 def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
@@ -185,15 +217,16 @@ class Backend:
 
     # -- the référent desk and the indicators ------------------------------------------------
     async def send_message_to_citizen(
-        self, file_id: str, agent_id: str, text: str, idempotency_key: str | None = None
+        self, file_id: str, text: str, idempotency_key: str | None = None
     ) -> dict:
         """A message from the référent to the citizen, through their channel (intake); the
-        same Idempotency-Key sent again does not send it twice."""
+        author is whoever the forwarded token names; the same Idempotency-Key sent again
+        does not send it twice."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return await _json(
             await self.intake.post(
                 f"/api/files/{file_id}/messages",
-                json={"agent_id": agent_id, "text": text},
+                json={"text": text},
                 headers=headers,
             )
         )
@@ -203,12 +236,11 @@ class Backend:
         each."""
         return await _json(await self.intake.get(f"/api/files/{file_id}/messages"))
 
-    async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
-        """The référent's personal word on the coordinated answer, until it leaves (assignment)."""
+    async def add_personal_word(self, file_id: str, text: str) -> dict:
+        """The référent's personal word on the coordinated answer, until it leaves (assignment);
+        the author is whoever the forwarded token names."""
         return await _json(
-            await self.assignment.put(
-                f"/api/files/{file_id}/personal-word", json={"agent_id": agent_id, "text": text}
-            )
+            await self.assignment.put(f"/api/files/{file_id}/personal-word", json={"text": text})
         )
 
     async def indicators(self) -> dict:
