@@ -252,6 +252,9 @@ class Renderer:
             EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
             SCORES=SCORES,
             CHANNEL_OPTIONS=CHANNEL_OPTIONS,
+            # Each page's own (see __call__); these only serve templates rendered alone.
+            visitor=principal_of(None),
+            csrf_token=lambda: "",
         )
 
     def __call__(
