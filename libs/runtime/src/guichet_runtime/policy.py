@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount
 
 from guichet_runtime.auth.dependencies import optional_principal
@@ -277,20 +277,35 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
-def route_policy(route: APIRoute) -> Policy | None:
-    """The policy a route declares (one, else None: two declared is an error too)."""
-    found = set(_policies(route.dependant))
+def route_policy(route: Any) -> Policy | None:
+    """The policy a route declares (one, else None: two declared is an error too). `route`
+    is an APIRoute, or FastAPI's context of a route included from a router."""
+    dependant = getattr(route, "dependant", None) or route.original_route.dependant
+    found = set(_policies(dependant))
     if len(found) > 1:
         raise ValueError(f"{route.path} declares several policies: {sorted(found)}")
     return next(iter(found), None)
+
+
+def _routes(app: FastAPI) -> Iterable[Any]:
+    """Every route of `app` as served: FastAPI includes routers lazily, so the routes of an
+    included router are reached through its route contexts (path with the prefix)."""
+    for context in iter_route_contexts(app.routes):
+        yield context if isinstance(context.original_route, APIRoute) else context.original_route
+
+
+def _is_api_route(route: Any) -> bool:
+    return isinstance(route, APIRoute) or isinstance(
+        getattr(route, "original_route", None), APIRoute
+    )
 
 
 def route_policies(app: FastAPI) -> dict[str, Policy]:
     """`"METHOD /path"` -> policy, for every API route of `app` (documentation is public,
     mounted static files too)."""
     table: dict[str, Policy] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
+    for route in _routes(app):
+        if _is_api_route(route):
             policy = route_policy(route)
             if policy is not None:
                 for method in sorted(route.methods or ()):
@@ -305,10 +320,11 @@ def route_policies(app: FastAPI) -> dict[str, Policy]:
 def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route_policy(route) is None:
-            missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
-        elif not isinstance(route, APIRoute | Mount) and (
+    for route in _routes(app):
+        if _is_api_route(route):
+            if route_policy(route) is None:
+                missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
+        elif not isinstance(route, Mount) and (
             getattr(route, "path", None) not in DOCUMENTATION_PATHS
         ):
             missing.append(f"? {getattr(route, 'path', route)!r}")

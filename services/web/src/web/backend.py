@@ -71,7 +71,9 @@ class ForwardClientAddress:
             CLIENT_ADDRESS.reset(token)
 
 
-async def _propagate(request: httpx.Request) -> None:
+async def forward_caller(request: httpx.Request) -> None:
+    """Every call to a service carries the trace, the client's address and the person's own
+    credentials (their token; the proof of the file the call is about)."""
     # One trace per file across every hop: the page's span continues in the service.
     propagate.inject(request.headers)
     address = CLIENT_ADDRESS.get()
@@ -90,12 +92,15 @@ async def _propagate(request: httpx.Request) -> None:
             request.headers["X-Access-Proof"] = proof
 
 
-def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
+def _client(
+    base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=timeout,
         limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
-        event_hooks={"request": [_propagate]},
+        event_hooks={"request": [forward_caller]},
+        transport=transport,
     )
 
 
@@ -117,9 +122,15 @@ async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202))
 class Backend:
     """Kept-alive clients of intake and assignment."""
 
-    def __init__(self, intake_url: str, assignment_url: str, timeout: float = 10.0) -> None:
-        self.intake = _client(intake_url, timeout)
-        self.assignment = _client(assignment_url, timeout)
+    def __init__(
+        self,
+        intake_url: str,
+        assignment_url: str,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.intake = _client(intake_url, timeout, transport)
+        self.assignment = _client(assignment_url, timeout, transport)
 
     async def close(self) -> None:
         await self.intake.aclose()
