@@ -204,6 +204,7 @@ def test_security_headers_on_every_response(settings):
         assert answer.headers["referrer-policy"] == "same-origin"
         assert answer.headers["x-content-type-options"] == "nosniff"
     assert answers[0].headers["cache-control"] == "no-store"
+    assert "set-cookie" not in answers[2].headers  # static files: no session read nor made
 
 
 def opened(client: TestClient) -> int:

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 COOKIE = "guichet_session"
 #: The last-seen time is written at most this often when nothing else changed.
 TOUCH_EVERY = dt.timedelta(seconds=60)
+#: Static files and probes: no session read nor written for them.
+WITHOUT_SESSION = ("/dsfr/", "/static/", "/health", "/metrics")
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,10 @@ class ServerSessions:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(WITHOUT_SESSION):
+            scope["session"], scope["guichet.session"] = {}, SessionControl(session_id=None)
             await self.app(scope, receive, send)
             return
         cookie = HTTPConnection(scope).cookies.get(COOKIE)
