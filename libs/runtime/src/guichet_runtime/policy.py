@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import Mount
 
 from guichet_runtime.auth.dependencies import optional_principal
@@ -277,39 +277,67 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
+@dataclass(frozen=True)
+class _Route:
+    """One route as the app serves it: path with its routers' prefixes, and the dependant
+    with their dependencies (FastAPI keeps included routers lazily, as `_IncludedRouter`)."""
+
+    kind: str  # "api", "mount" or "other"
+    path: str
+    methods: frozenset[str]
+    dependant: Any = None
+
+
+def _routes(app: FastAPI) -> Iterable[_Route]:
+    """Every route of `app`, included routers expanded."""
+    for context in iter_route_contexts(app.routes):
+        original = context.original_route
+        path = context.path or getattr(original, "path", "") or ""
+        methods = frozenset(context.methods or ())
+        if isinstance(original, APIRoute):
+            dependant = getattr(context, "dependant", None) or original.dependant
+            yield _Route("api", path, methods, dependant)
+        elif isinstance(original, Mount):
+            yield _Route("mount", path, methods)
+        else:
+            yield _Route("other", path or repr(original), methods)
+
+
+def _policy_of(dependant: Any, path: str) -> Policy | None:
+    found = set(_policies(dependant))
+    if len(found) > 1:
+        raise ValueError(f"{path} declares several policies: {sorted(found)}")
+    return next(iter(found), None)
+
+
 def route_policy(route: APIRoute) -> Policy | None:
     """The policy a route declares (one, else None: two declared is an error too)."""
-    found = set(_policies(route.dependant))
-    if len(found) > 1:
-        raise ValueError(f"{route.path} declares several policies: {sorted(found)}")
-    return next(iter(found), None)
+    return _policy_of(route.dependant, route.path)
 
 
 def route_policies(app: FastAPI) -> dict[str, Policy]:
     """`"METHOD /path"` -> policy, for every API route of `app` (documentation is public,
     mounted static files too)."""
     table: dict[str, Policy] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
-            policy = route_policy(route)
+    for route in _routes(app):
+        if route.kind == "api":
+            policy = _policy_of(route.dependant, route.path)
             if policy is not None:
-                for method in sorted(route.methods or ()):
+                for method in sorted(route.methods):
                     table[f"{method} {route.path}"] = policy
-        elif isinstance(route, Mount):
+        elif route.kind == "mount":
             table[f"GET {route.path}/*"] = Policy.PUBLIC
-        elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
-            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
+        elif route.path in DOCUMENTATION_PATHS:
+            table[f"GET {route.path}"] = Policy.PUBLIC
     return table
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route_policy(route) is None:
-            missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
-        elif not isinstance(route, APIRoute | Mount) and (
-            getattr(route, "path", None) not in DOCUMENTATION_PATHS
-        ):
-            missing.append(f"? {getattr(route, 'path', route)!r}")
+    for route in _routes(app):
+        if route.kind == "api" and _policy_of(route.dependant, route.path) is None:
+            missing.extend(f"{m} {route.path}" for m in sorted(route.methods))
+        elif route.kind == "other" and route.path not in DOCUMENTATION_PATHS:
+            missing.append(f"? {route.path}")
     return missing
