@@ -105,7 +105,7 @@ def read_tables(text: str | None = None) -> list[Row]:
                     group=group,
                     route=route,
                     policy=Policy[values["policy"].strip("`")],
-                    file=values.get("dossier", "").strip() or None,
+                    file=values.get("dossier", "").strip().strip("—-") or None,
                     cells=cells,
                 )
             )
