@@ -40,21 +40,25 @@ from tests.unit.test_notification_channels import dispatch_all
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
 
 
-def app_client(router) -> httpx.AsyncClient:
+def app_client(router, tokens, **headers: str) -> httpx.AsyncClient:
+    """The router's app, verifying `tokens`; `headers` go with every request (a token)."""
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
     app.include_router(router)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    tokens.install(app)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+    )
 
 
 # ------------------------------------------------------------------ the personal word (assignment)
 
 
 @pytest.fixture
-async def desk(assignment_db):
+async def desk(assignment_db, tokens):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
-    async with app_client(assignment_api.router(assignment_db)) as c:
+    async with app_client(assignment_api.router(assignment_db), tokens) as c:
         c.db = assignment_db
         yield c
 
@@ -175,9 +179,13 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
 
 
 @pytest.fixture
-async def counter(intake_db):
-    async with app_client(intake_api.router(intake_db, KEYRING)) as c:
+async def counter(intake_db, tokens):
+    """The desk of the file's référent (their token goes with every request)."""
+    async with app_client(
+        intake_api.router(intake_db, KEYRING), tokens, **tokens.agent(referent().agent_id)
+    ) as c:
         c.db = intake_db
+        c.tokens = tokens
         yield c
 
 
@@ -211,10 +219,7 @@ async def intake_file(db, assigned: bool = True) -> str:
 async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(counter):
     file_id = await intake_file(counter.db)
     url = f"/api/files/{file_id}/messages"
-    body = {
-        "agent_id": referent().agent_id,
-        "text": "Pouvez-vous m'envoyer votre livret de famille ?",
-    }
+    body = {"text": "Pouvez-vous m'envoyer votre livret de famille ?"}
 
     sent = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
     again = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
@@ -265,32 +270,38 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
     waiting = await intake_file(counter.db, assigned=False)
     me = referent().agent_id
 
+    colleague = counter.tokens.agent("AG-AUTRE")
     cases = {
         "colleague": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": "AG-AUTRE", "text": "Bonjour"}
+            f"/api/files/{file_id}/messages", json={"text": "Bonjour"}, headers=colleague
         ),
+        # Nobody is the référent of a waiting file: nobody writes from it.
         "no référent yet": await counter.post(
-            f"/api/files/{waiting}/messages", json={"agent_id": me, "text": "Bonjour"}
+            f"/api/files/{waiting}/messages", json={"text": "Bonjour"}
         ),
         "unknown file": await counter.post(
-            "/api/files/GU-0000-INCONNU/messages", json={"agent_id": me, "text": "Bonjour"}
+            "/api/files/GU-0000-INCONNU/messages", json={"text": "Bonjour"}
         ),
-        "blank": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": " "}
-        ),
-        "too long": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": "x" * 2001}
+        "blank": await counter.post(f"/api/files/{file_id}/messages", json={"text": " "}),
+        "too long": await counter.post(f"/api/files/{file_id}/messages", json={"text": "x" * 2001}),
+        # The author comes from the token: a body naming the référent is refused.
+        "body names the author": await counter.post(
+            f"/api/files/{file_id}/messages",
+            json={"agent_id": me, "text": "Bonjour"},
+            headers=colleague,
         ),
     }
 
     assert {k: r.status_code for k, r in cases.items()} == {
         "colleague": 403,
-        "no référent yet": 409,
+        "no référent yet": 403,
         "unknown file": 404,
         "blank": 422,
         "too long": 422,
+        "body names the author": 403,
     }
-    assert cases["colleague"].json()["message"].startswith("Seul le référent actuel du dossier")
+    for refused in ("colleague", "no référent yet", "body names the author"):
+        assert cases[refused].json()["message"].startswith("Seul le référent actuel du dossier")
     assert cases["blank"].json()["errors"] == [
         {"field": "text", "message": "Écrivez votre message avant de l'envoyer."}
     ]
