@@ -36,8 +36,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 #: The services the matrix calls, and the table group of each.
 SERVICES = {"intake": "intake", "assignment": "assignment", "adapter-france_travail": "adapters"}
-#: Business answers that prove the door opened.
-OPENED = {409, 422, 429}
+#: Business answers that prove the door opened (and, for the one-time code, its limits:
+#: three codes per quarter of an hour per file, whoever asks).
+OPENED = {409, 422}
+OPENED_CODES = OPENED | {429}
 #: Rows that change the file's référent: called last, in this order.
 LAST = ("POST /api/files/{file_id}/reassign", "POST /api/files/{file_id}/referent-change")
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -58,7 +60,8 @@ def request(world: Scenario, row: Row, principal: str) -> dict[str, Any]:
             channel = "guichet" if principal == "front_desk" else None
             return {"json": file_body(citizen, channel)}
         case "POST /api/files/{file_id}/access-codes/verify":
-            return {"json": {"code": "000000"}}
+            # Not a code: 422 behind the door, and no try is spent on the file's live code.
+            return {"json": {"code": "pas un code"}}
         case "POST /api/files/{file_id}/documents":
             return {"files": {"fichier": ("justificatif.pdf", PDF, "application/pdf")}}
         case "POST /api/files/{file_id}/messages":
@@ -137,9 +140,12 @@ def check(service: str, row: Row, principal: str, answer: httpx.Response) -> str
     """What is wrong with this answer for this cell, or None."""
     status = answer.status_code
     if row.cells[principal]:
-        if status < 400 or status in OPENED:
+        opened = OPENED_CODES if row.policy is Policy.ONE_TIME_CODE else OPENED
+        if status < 400 or status in opened:
             return None
         return f"allowed, got {status}"
+    if status == 429:
+        return "denied, got 429: a rate limit counted the call before the policy refused it"
     if status not in (401, 403):
         return f"LEAK: denied, got {status}"
     must_be_401 = (
