@@ -1,79 +1,37 @@
 """The pages, walked as people would in Debian's Chromium (Playwright) on the real system:
-a real Kafka broker, every service, the agency simulator and the SMTP sink. Each page is
-checked with axe-core (no serious or critical violation) and screenshotted into
-var/screenshots/."""
+a real Kafka broker, Keycloak, every service, the agency simulator and the SMTP sink. Agents
+and citizens with an account sign in on Keycloak's own login page. Each page is checked with
+axe-core (no serious or critical violation) and screenshotted into var/screenshots/."""
 
 from __future__ import annotations
 
 import json
 import re
 import time
-import uuid
-from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from devstack.stack import Stack
 from guichet_runtime.clock import Clock
 from tests.e2e.pages_support import (
-    AXE,
-    CHROMIUM,
+    CSRF_REFUSED,
     SHOTS,
     access_code,
     access_code_records,
+    agent_username,
     check,
     error_of,
+    new_page,
     open_file,
     referent_named_in_mail,
+    referent_of,
     reload_until,
+    sign_in,
     tick,
 )
 from tests.e2e.support import file_body
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory) -> Iterator[Stack]:
-    st = Stack(
-        tmp_path_factory.mktemp("stack-pages"),
-        kafka_bootstrap,
-        namespace=f"pages-{uuid.uuid4().hex[:6]}.",
-        # A handful of files: publish every group's indicators, always fresh.
-        extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
-    )
-    st.start()
-    yield st
-    st.stop()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            "Debian's Chromium is missing: `make setup` installs it (apt-get install chromium)."
-        )
-    if not AXE.exists():
-        pytest.fail("axe-core is missing: `make setup` runs npm ci in services/web.")
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM))
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser, stack):
-    context = browser.new_context(
-        base_url=stack.web_url, locale="fr-FR", viewport={"width": 1280, "height": 900}
-    )
-    context.set_default_timeout(15_000)
-    pg = context.new_page()
-    yield pg
-    context.close()
 
 
 def test_a_citizen_declares_follows_with_a_code_and_reads_the_coordinated_answer(page, stack):
@@ -163,7 +121,7 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 
 def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_answers_the_survey(
-    page, stack, browser
+    page, stack, browser, tokens, everywhere
 ):
     page.goto("/demarche")
     tick(page, "life_event-arret_maladie")
@@ -269,12 +227,11 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
     assert "Vous avez répondu à l'enquête" in page.inner_text("main")
     check(page, "21-avis-donne")
 
-    # The référent finds the thanks on their desk.
-    agent = httpx.get(f"{stack.intake_url}/api/files/{file_id}", timeout=5).json()["referent"][
-        "agent_id"
-    ]
-    desk = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
-    desk.goto(f"/referent?agent={agent}")
+    # The référent, signed in, finds the thanks on their desk.
+    agent = referent_of(stack, everywhere, file_id)
+    desk = new_page(browser, stack)
+    sign_in(desk, stack, "agents", agent_username(tokens, agent), then="/referent")
+    assert desk.url.endswith("/referent")
     thanks = desk.inner_text("#remerciements ~ .gu-thanks")
     assert (
         "Lina" in thanks
@@ -286,9 +243,13 @@ def test_a_citizen_sends_the_document_the_cpam_asks_for_thanks_the_referent_and_
 
 
 def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_receipt(page, stack):
-    page.goto("/guichet")
+    # The front desk's page needs the agent signed in: Keycloak's page, then back.
+    sign_in(page, stack, "agents", "julien.durand", then="/guichet")
+    assert page.url.endswith("/guichet")
     check(page, "08-guichet")
     assert page.is_checked("#preferred_channel-courrier")
+    assert page.is_checked("#channel-guichet")  # how the citizen came: at the counter
+    tick(page, "channel-telephone")
     tick(page, "life_event-demenagement")
     page.fill("#description", "Monsieur Martin déménage à Villeurbanne le 1er décembre.")
     page.fill("#given_name", "Jean")
@@ -329,7 +290,9 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
 
 
-def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, stack, browser):
+def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
+    page, stack, browser, tokens, everywhere
+):
     # The CPAM's system is down: the birth file stays open on the référent's desk.
     httpx.post(
         f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "down"}
@@ -343,23 +306,18 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
             timeout=10,
         ).json()
         file_id = created["file_id"]
-        deadline = time.monotonic() + 60
-        while not (
-            agent := httpx.get(f"{stack.assignment_url}/api/files/{file_id}/assignment")
-            .json()
-            .get("referent_id")
-        ):
-            assert time.monotonic() < deadline, "no référent assigned"
-            time.sleep(0.3)
+        agent = referent_of(stack, everywhere, file_id)
 
-        page.goto("/referent")
-        assert "/agent" in page.url  # who is working? (temporary seam until agents sign in)
-        page.click("text=Continuer")
-        assert error_of(page, "agent") == "Choisissez votre nom dans la liste."
-        check(page, "11-agent-erreur")
-        page.select_option("#agent", agent)
-        page.click("text=Continuer")
+        # Issue 12's attack: any visitor was any agent with ?agent=. Now: Keycloak's login.
+        outsider = new_page(browser, stack)
+        outsider.goto(f"/referent/dossiers/{file_id}?agent=nobody")
+        outsider.wait_for_selector("#username")
+        assert "/realms/agents/" in outsider.url and "Diallo" not in outsider.content()
+        outsider.context.close()
+
+        sign_in(page, stack, "agents", agent_username(tokens, agent), then="/referent")
         page.wait_for_url(re.compile(r"/referent$"))
+        assert "Se déconnecter" in page.inner_text(".gu-nav")
         first = page.locator("#portefeuille tbody tr").first
         assert file_id in first.text_content() and "Urgent" in first.text_content()
         check(page, "12-portefeuille")
@@ -391,6 +349,25 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
         assert page.input_value("#message") == ""
         check(page, "13b-dossier-referent-mot-et-message")
 
+        # A form sent without the page's CSRF token (another site's form): refused, in French.
+        cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+        forged = httpx.post(
+            f"{stack.web_url}/referent/dossiers/{file_id}/messages",
+            data={"message": "Message glissé par un autre site"},
+            cookies=cookies,
+            timeout=10,
+        )
+        assert forged.status_code == 403 and CSRF_REFUSED in forged.text
+        page.reload()
+        assert "glissé par un autre site" not in page.inner_text("#messages-envoyes")
+
+        # Another agent signed in sees only their own portfolio.
+        colleague = "camille.martin" if agent != "AG-75-01-1" else "sophie.lefebvre"
+        other = new_page(browser, stack)
+        sign_in(other, stack, "agents", colleague, then="/referent")
+        assert file_id not in other.inner_text("main")
+        other.context.close()
+
         # The citizen, in their own browser, asks for another référent.
         citizen = browser.new_context(base_url=stack.web_url, locale="fr-FR").new_page()
         open_file(citizen, stack, file_id)
@@ -410,14 +387,21 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(page, s
         )
 
 
-def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
+def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack, tokens, everywhere):
     # Everybody is away today: a new file waits, visibly, for a référent.
-    agents = httpx.get(f"{stack.assignment_url}/api/supervision/portfolios").json()["agents"]
+    supervisor = tokens.agent("helene.marchand")  # Île-de-France: FS-75-01, FS-93-01
+    agents = httpx.get(
+        f"{stack.assignment_url}/api/supervision/portfolios", headers=supervisor, timeout=10
+    ).json()["agents"]
     today = Clock().today().isoformat()  # the services' day (Paris), not the machine's (UTC)
-    for a in agents:
+    every_agent = httpx.get(
+        f"{stack.assignment_url}/api/supervision/portfolios", headers=everywhere, timeout=10
+    ).json()["agents"]
+    for a in every_agent:
         httpx.post(
             f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
             json={"starts_on": today, "ends_on": today},
+            headers=everywhere,
             timeout=10,
         ).raise_for_status()
     file_id = httpx.post(
@@ -426,11 +410,14 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack):
         timeout=10,
     ).json()["file_id"]
     deadline = time.monotonic() + 60
-    while file_id not in str(httpx.get(f"{stack.assignment_url}/api/supervision/waiting").json()):
+    while file_id not in str(
+        httpx.get(f"{stack.assignment_url}/api/supervision/waiting", headers=supervisor).json()
+    ):
         assert time.monotonic() < deadline, "the file never waited"
         time.sleep(0.3)
 
-    page.goto("/supervision")
+    sign_in(page, stack, "agents", "helene.marchand", then="/supervision")
+    assert page.url.endswith("/supervision")
     waiting = page.text_content("#en-attente")
     assert file_id in waiting and "Urgent" in waiting
     rows = page.locator("#agents tbody tr")

@@ -6,6 +6,7 @@ decision and amount in the words every service uses."""
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -99,7 +100,27 @@ class FakeBackend:
 @pytest.fixture
 def settings(tmp_path: Path) -> WebSettings:
     (tmp_path / "@gouvfr" / "dsfr" / "dist").mkdir(parents=True)
-    return WebSettings(assets_dir=tmp_path, secret_key="test-only-secret")
+    return WebSettings(
+        assets_dir=tmp_path,
+        secret_key="test-only-secret",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/web.db",
+    )
+
+
+def form_token(client: TestClient, path: str = "/suivi") -> str:
+    """The CSRF token of this browser's session, as a page's form carries it."""
+    page = client.get(path)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def open_with_code(client: TestClient, **extra: str) -> object:
+    return client.post(
+        "/suivi/code",
+        data={"reference": FILE_ID, "code": "123456", "csrf_token": form_token(client)},
+        **extra,
+    )
 
 
 @contextmanager
@@ -114,7 +135,7 @@ def file_page(settings: WebSettings, **flags: object) -> str:
     """The file page as the citizen sees it once their code opened it."""
     view = {**copy.deepcopy(VIEW), **flags}
     with client_for(settings, view) as client:
-        opened = client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+        opened = open_with_code(client)
     assert opened.status_code == 200 and str(opened.url).endswith(f"/dossier/{FILE_ID}")
     return opened.text
 
@@ -152,7 +173,7 @@ def test_decisions_and_amounts_are_said_in_the_shared_wording(settings):
 def test_the_page_needs_intakes_flags(settings):
     view = {k: v for k, v in VIEW.items() if k != "thanked"}
     with client_for(settings, view) as client, pytest.raises(KeyError, match="thanked"):
-        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+        open_with_code(client)
 
 
 def test_a_file_not_opened_with_a_code_sends_to_the_code_form(settings):
@@ -162,12 +183,12 @@ def test_a_file_not_opened_with_a_code_sends_to_the_code_form(settings):
         assert response.headers["location"] == f"/suivi?dossier={FILE_ID}"
 
 
-def test_agents_are_asked_who_they_are_until_they_sign_in(settings):
+def test_agents_are_sent_to_their_login_then_back(settings):
     with client_for(settings, VIEW) as client:
         assert client.get("/health").json() == {"status": "ok", "service": "web"}
         response = client.get("/referent", follow_redirects=False)
         assert response.status_code == 303
-        assert response.headers["location"] == "/agent?suite=/referent"
+        assert response.headers["location"] == "/connexion/agents?suite=%2Freferent"
 
 
 class ProvingBackend(FakeBackend):
@@ -198,8 +219,11 @@ def test_a_contact_change_carries_the_proof_the_code_gave(settings):
     app = bootstrap(settings)
     app.dependency_overrides[get_backend] = lambda: backend
     with TestClient(app) as client:
-        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
-        done = client.post(f"/dossier/{FILE_ID}/contact", data=CONTACT_FORM)
+        open_with_code(client)
+        token = form_token(client, f"/dossier/{FILE_ID}")
+        done = client.post(
+            f"/dossier/{FILE_ID}/contact", data={**CONTACT_FORM, "csrf_token": token}
+        )
 
     assert done.status_code == 200 and "préférences de contact sont enregistrées" in done.text
     [(file_id, body, proof)] = backend.changes
@@ -212,9 +236,12 @@ def test_a_proof_intake_no_longer_takes_asks_for_a_new_code(settings):
     app = bootstrap(settings)
     app.dependency_overrides[get_backend] = lambda: backend
     with TestClient(app) as client:
-        client.post("/suivi/code", data={"reference": FILE_ID, "code": "123456"})
+        open_with_code(client)
+        token = form_token(client, f"/dossier/{FILE_ID}")
         refused = client.post(
-            f"/dossier/{FILE_ID}/contact", data=CONTACT_FORM, follow_redirects=False
+            f"/dossier/{FILE_ID}/contact",
+            data={**CONTACT_FORM, "csrf_token": token},
+            follow_redirects=False,
         )
         asked = client.get(refused.headers["location"])
         closed = client.get(f"/dossier/{FILE_ID}", follow_redirects=False)

@@ -1,7 +1,8 @@
 """Issue 12 §3: no default secret. The session cookie was signed with the default key
 `dev-only-secret-change-me`, so a forged cookie opened `/dossier/{id}` with no code. Now the
-web has no default key: outside ENVIRONMENT=dev it refuses to start without SECRET_KEY; in
-dev a random key is generated once and kept under the working directory."""
+session is kept server-side (the cookie is a random id: nothing to forge), and the web has no
+default key: outside ENVIRONMENT=dev it refuses to start without SECRET_KEY; in dev a random
+key is generated once and kept under the working directory."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 from itsdangerous import TimestampSigner
 
 from guichet_runtime.secrets import Environment, MissingSecret, required_secret
-from tests.unit.test_web_citizen_file import FILE_ID, VIEW, FakeBackend
+from tests.unit.test_web_citizen_file import FILE_ID, VIEW, FakeBackend, open_with_code
 from web.api.deps import get_backend
 from web.bootstrap import bootstrap
 from web.settings import WebSettings
@@ -62,15 +63,21 @@ def test_a_cookie_signed_with_the_old_default_key_opens_nothing(assets, tmp_path
         secret_key=key,
         secrets_dir=tmp_path / "secrets",
         assets_dir=assets,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/web.db",
     )
     with pages(settings) as client:
         forged = open_with(client, forged_cookie(OLD_DEFAULT_KEY))
     real_key = key or (tmp_path / "secrets" / "secret_key").read_text().strip()
     with pages(settings) as client:
-        genuine = open_with(client, forged_cookie(real_key))
+        signed_with_ours = open_with(client, forged_cookie(real_key))
+    with pages(settings) as client:
+        opened = open_with_code(client, follow_redirects=False)
+        genuine = client.get(f"/dossier/{FILE_ID}").status_code
 
     assert forged == 303  # back to /suivi: a code is asked for
-    assert genuine == 200  # the same cookie signed with the service's key would open it
+    # Even signed with the service's own key: a cookie is only a random session id now.
+    assert signed_with_ours == 303
+    assert opened.status_code == 303 and genuine == 200  # a code opens it
 
 
 def test_production_without_the_secret_refuses_to_start(assets, tmp_path):

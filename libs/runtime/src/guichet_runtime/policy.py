@@ -287,42 +287,27 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
-@dataclass(frozen=True)
-class _Route:
-    """One route as the app serves it: path with its routers' prefixes, and the dependant
-    with their dependencies (FastAPI keeps included routers lazily, as `_IncludedRouter`)."""
-
-    kind: str  # "api", "mount" or "other"
-    path: str
-    methods: frozenset[str]
-    dependant: Any = None
-
-
-def _routes(app: FastAPI) -> Iterable[_Route]:
-    """Every route of `app`, included routers expanded."""
-    for context in iter_route_contexts(app.routes):
-        original = context.original_route
-        path = context.path or getattr(original, "path", "") or ""
-        methods = frozenset(context.methods or ())
-        if isinstance(original, APIRoute):
-            dependant = getattr(context, "dependant", None) or original.dependant
-            yield _Route("api", path, methods, dependant)
-        elif isinstance(original, Mount):
-            yield _Route("mount", path, methods)
-        else:
-            yield _Route("other", path or repr(original), methods)
-
-
-def _policy_of(dependant: Any, path: str) -> Policy | None:
+def route_policy(route: Any) -> Policy | None:
+    """The policy a route declares (one, else None: two declared is an error too). `route`
+    is an APIRoute, or FastAPI's context of a route included from a router."""
+    dependant = getattr(route, "dependant", None) or route.original_route.dependant
     found = set(_policies(dependant))
     if len(found) > 1:
-        raise ValueError(f"{path} declares several policies: {sorted(found)}")
+        raise ValueError(f"{route.path} declares several policies: {sorted(found)}")
     return next(iter(found), None)
 
 
-def route_policy(route: APIRoute) -> Policy | None:
-    """The policy a route declares (one, else None: two declared is an error too)."""
-    return _policy_of(route.dependant, route.path)
+def _routes(app: FastAPI) -> Iterable[Any]:
+    """Every route of `app` as served: FastAPI includes routers lazily, so the routes of an
+    included router are reached through its route contexts (path with the prefix)."""
+    for context in iter_route_contexts(app.routes):
+        yield context if isinstance(context.original_route, APIRoute) else context.original_route
+
+
+def _is_api_route(route: Any) -> bool:
+    return isinstance(route, APIRoute) or isinstance(
+        getattr(route, "original_route", None), APIRoute
+    )
 
 
 def route_policies(app: FastAPI) -> dict[str, Policy]:
@@ -330,15 +315,15 @@ def route_policies(app: FastAPI) -> dict[str, Policy]:
     mounted static files too)."""
     table: dict[str, Policy] = {}
     for route in _routes(app):
-        if route.kind == "api":
-            policy = _policy_of(route.dependant, route.path)
+        if _is_api_route(route):
+            policy = route_policy(route)
             if policy is not None:
-                for method in sorted(route.methods):
+                for method in sorted(route.methods or ()):
                     table[f"{method} {route.path}"] = policy
-        elif route.kind == "mount":
+        elif isinstance(route, Mount):
             table[f"GET {route.path}/*"] = Policy.PUBLIC
-        elif route.path in DOCUMENTATION_PATHS:
-            table[f"GET {route.path}"] = Policy.PUBLIC
+        elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
+            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
     return table
 
 
@@ -346,8 +331,11 @@ def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
     for route in _routes(app):
-        if route.kind == "api" and _policy_of(route.dependant, route.path) is None:
-            missing.extend(f"{m} {route.path}" for m in sorted(route.methods))
-        elif route.kind == "other" and route.path not in DOCUMENTATION_PATHS:
-            missing.append(f"? {route.path}")
+        if _is_api_route(route):
+            if route_policy(route) is None:
+                missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
+        elif not isinstance(route, Mount) and (
+            getattr(route, "path", None) not in DOCUMENTATION_PATHS
+        ):
+            missing.append(f"? {getattr(route, 'path', route)!r}")
     return missing

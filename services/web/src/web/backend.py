@@ -3,9 +3,11 @@ visible in one place."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -16,6 +18,22 @@ from guichet_runtime.rate_limits import Network, client_address
 
 #: The address of the citizen (or agent) whose request the page is serving.
 CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
+
+
+@dataclass
+class Credentials:
+    """What the person in front of the page proves, forwarded with each call made for them:
+    their access token (signed in), and the proofs their one-time codes gave, per file."""
+
+    access_token: str | None = None
+    proofs: dict[str, str] = field(default_factory=dict)
+
+
+#: Filled by the page's guard (web.api.deps) for the request being served.
+CREDENTIALS: ContextVar[Credentials | None] = ContextVar("credentials", default=None)
+
+#: A file's routes at intake and assignment: the proof for that very file goes with them.
+FILE_PATH = re.compile(r"^/api/files/([^/]+)(?:/|$)")
 
 
 class BackendError(Exception):
@@ -33,7 +51,8 @@ class BackendError(Exception):
 class ForwardClientAddress:
     """Notes who is calling (the peer, or X-Forwarded-For from a trusted proxy), so the
     calls to intake and assignment carry it in X-Forwarded-For: the services' rate limits
-    count the citizen, not the web. Plain ASGI, so the route runs in the same context."""
+    count the citizen, not the web. Also gives the request an empty `Credentials` the
+    page's guard fills. Plain ASGI, so the route runs in the same context."""
 
     def __init__(self, app: Any, trusted: Sequence[Network] = ()) -> None:
         self.app = app
@@ -44,26 +63,44 @@ class ForwardClientAddress:
             await self.app(scope, receive, send)
             return
         token = CLIENT_ADDRESS.set(client_address(HTTPConnection(scope), self.trusted))
+        held = CREDENTIALS.set(Credentials())
         try:
             await self.app(scope, receive, send)
         finally:
+            CREDENTIALS.reset(held)
             CLIENT_ADDRESS.reset(token)
 
 
-async def _propagate(request: httpx.Request) -> None:
+async def forward_caller(request: httpx.Request) -> None:
+    """Every call to a service carries the trace, the client's address and the person's own
+    credentials (their token; the proof of the file the call is about)."""
     # One trace per file across every hop: the page's span continues in the service.
     propagate.inject(request.headers)
     address = CLIENT_ADDRESS.get()
     if address:
         request.headers["X-Forwarded-For"] = address
+    # The services decide on the person's own credentials, never on the web's word.
+    credentials = CREDENTIALS.get()
+    if credentials is None:
+        return
+    if credentials.access_token:
+        request.headers["Authorization"] = f"Bearer {credentials.access_token}"
+    about = FILE_PATH.match(request.url.path)
+    if about and "X-Access-Proof" not in request.headers:
+        proof = credentials.proofs.get(about.group(1))
+        if proof:
+            request.headers["X-Access-Proof"] = proof
 
 
-def _client(base_url: str, timeout: float) -> httpx.AsyncClient:
+def _client(
+    base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None
+) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=timeout,
         limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
-        event_hooks={"request": [_propagate]},
+        event_hooks={"request": [forward_caller]},
+        transport=transport,
     )
 
 
@@ -85,9 +122,15 @@ async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202))
 class Backend:
     """Kept-alive clients of intake and assignment."""
 
-    def __init__(self, intake_url: str, assignment_url: str, timeout: float = 10.0) -> None:
-        self.intake = _client(intake_url, timeout)
-        self.assignment = _client(assignment_url, timeout)
+    def __init__(
+        self,
+        intake_url: str,
+        assignment_url: str,
+        timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.intake = _client(intake_url, timeout, transport)
+        self.assignment = _client(assignment_url, timeout, transport)
 
     async def close(self) -> None:
         await self.intake.aclose()
@@ -185,15 +228,16 @@ class Backend:
 
     # -- the référent desk and the indicators ------------------------------------------------
     async def send_message_to_citizen(
-        self, file_id: str, agent_id: str, text: str, idempotency_key: str | None = None
+        self, file_id: str, text: str, idempotency_key: str | None = None
     ) -> dict:
         """A message from the référent to the citizen, through their channel (intake); the
-        same Idempotency-Key sent again does not send it twice."""
+        author is whoever the forwarded token names; the same Idempotency-Key sent again
+        does not send it twice."""
         headers = {"Idempotency-Key": idempotency_key or str(uuid.uuid4())}
         return await _json(
             await self.intake.post(
                 f"/api/files/{file_id}/messages",
-                json={"agent_id": agent_id, "text": text},
+                json={"text": text},
                 headers=headers,
             )
         )
@@ -203,12 +247,11 @@ class Backend:
         each."""
         return await _json(await self.intake.get(f"/api/files/{file_id}/messages"))
 
-    async def add_personal_word(self, file_id: str, agent_id: str, text: str) -> dict:
-        """The référent's personal word on the coordinated answer, until it leaves (assignment)."""
+    async def add_personal_word(self, file_id: str, text: str) -> dict:
+        """The référent's personal word on the coordinated answer, until it leaves (assignment);
+        the author is whoever the forwarded token names."""
         return await _json(
-            await self.assignment.put(
-                f"/api/files/{file_id}/personal-word", json={"agent_id": agent_id, "text": text}
-            )
+            await self.assignment.put(f"/api/files/{file_id}/personal-word", json={"text": text})
         )
 
     async def indicators(self) -> dict:

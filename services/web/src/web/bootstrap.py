@@ -1,29 +1,38 @@
 """Composition root of the web service: server-rendered pages (DSFR) over the other
 services' HTTP APIs. Every page works without JavaScript: plain forms, POST then redirect.
 
-The backend client, the renderer and the settings live on `app.state`; routes reach them
-through the dependencies of `web.api.deps`."""
+The backend client, the renderer, the login (OIDC clients) and the settings live on
+`app.state`; routes reach them through the dependencies of `web.api.deps`. The web's own
+database holds the server-side sessions (`web.sessions`), migrated at start."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
 
 from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from starlette.middleware.sessions import SessionMiddleware
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES, BodySizeLimit
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
+from guichet_runtime.migrations import upgrade
 from guichet_runtime.probes import install_ops_routes, started_only
 from guichet_runtime.secrets import required_secret
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
-from web.api import citoyen, guichet, referent, shared, supervision
+from web.api import citoyen, connexion, guichet, referent, shared, supervision
 from web.backend import Backend, ForwardClientAddress
+from web.login import Login
+from web.security import SecurityHeaders, content_security_policy
+from web.sessions import ServerSessions, SessionPolicy, SessionStore
 from web.settings import WebSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def bootstrap(settings: WebSettings | None = None) -> FastAPI:
@@ -36,19 +45,26 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     tracer_provider = setup_tracing(
         settings.service_name, settings.otel_spans_file, settings.otel_exporter_otlp_endpoint
     )
+    # The providers' client secrets too: a provider configured without one stops the start.
+    login = Login(settings)
     metrics = RuntimeMetrics(settings.service_name)
+    engine = create_async_engine(settings.database_url)
+    store = SessionStore(engine, secret_key)
     backend = Backend(
         settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.migrate_at_start:
+            await upgrade(MIGRATIONS, settings.database_url)
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
             await backend.close()
+            await engine.dispose()
             tracer_provider.shutdown()
 
     app = FastAPI(title="Guichet unique — pages", lifespan=lifespan, docs_url=None, redoc_url=None)
@@ -56,12 +72,15 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.backend = backend
     app.state.renderer = pages.Renderer()
+    app.state.login = login
+    app.state.sessions = store
 
     install_ops_routes(app, service=settings.service_name, metrics=metrics, ready=started_only(app))
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
     for router in (
         shared.router,
+        connexion.router,
         citoyen.router,
         guichet.router,
         referent.router,
@@ -70,14 +89,16 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         app.include_router(router)
 
     app.add_middleware(
-        SessionMiddleware,
-        secret_key=secret_key,
-        session_cookie="guichet_session",
-        same_site="lax",
-        https_only=settings.secure_cookies,
-        max_age=settings.file_access_minutes * 60 * 4,
+        ServerSessions,
+        store=store,
+        policy=SessionPolicy(
+            idle=timedelta(minutes=settings.session_idle_minutes),
+            lifetime=timedelta(hours=settings.session_lifetime_hours),
+            secure=settings.secure_cookies,
+        ),
     )
     app.add_middleware(ForwardClientAddress, trusted=settings.trusted_proxies)
+    app.add_middleware(SecurityHeaders, csp=content_security_policy(login.origins()))
     app.add_middleware(TraceIdHeader)
     app.add_middleware(HttpMetrics, metrics=metrics)
     app.add_middleware(

@@ -8,6 +8,7 @@ from typing import Any
 
 # In the order the form shows them.
 FILE_FIELDS = (
+    "channel",
     "life_event",
     "description",
     "given_name",
@@ -33,7 +34,7 @@ LABELS = {
     "reference": "Référence du dossier",
     "code": "Code",
     "reason": "Motif",
-    "agent": "Votre nom",
+    "channel": "Accueil de l'usager",
     "message": "Message de remerciement",
     "score": "Satisfaction",
     "referent_reachable": "Référent joignable",
@@ -79,6 +80,9 @@ def file_body(values: dict[str, str], urgent: bool) -> dict[str, Any]:
     }
     if values["life_event"]:
         body["life_event"] = values["life_event"]
+    if values.get("channel"):
+        # The front desk says how the citizen came (intake requires it from an agent).
+        body["channel"] = values["channel"]
     return body
 
 

@@ -14,6 +14,8 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from shared_models import AGENCY_LABELS
 from shared_models.wording import decision_label, euros_fr
 from web.forms import LABELS
+from web.login import principal_of
+from web.security import csrf_token
 
 PARIS = ZoneInfo("Europe/Paris")
 MONTHS = (
@@ -250,13 +252,27 @@ class Renderer:
             EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
             SCORES=SCORES,
             CHANNEL_OPTIONS=CHANNEL_OPTIONS,
+            # Each page's own (see __call__); these only serve templates rendered alone.
+            visitor=principal_of(None),
+            csrf_token=lambda: "",
         )
 
     def __call__(
         self, request: Request, template: str, context: dict, status_code: int = 200
     ) -> HTMLResponse:
-        flashes = request.session.pop("flash", []) if "session" in request.scope else []
+        session: dict | None = request.scope.get("session")
+        flashes = session.pop("flash", []) if session is not None else []
+
+        def form_token() -> str:
+            """The session's CSRF token, for the hidden field of every form."""
+            return csrf_token(session) if session is not None else ""
+
         html = self.env.get_template(template).render(
-            request=request, flashes=flashes, path=request.url.path, **context
+            request=request,
+            flashes=flashes,
+            path=request.url.path,
+            visitor=principal_of(session.get("login") if session is not None else None),
+            csrf_token=form_token,
+            **context,
         )
         return HTMLResponse(html, status_code=status_code)

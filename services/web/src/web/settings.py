@@ -21,13 +21,48 @@ class WebSettings(ServiceSettings):
     assignment_url: str = Field(
         default="http://127.0.0.1:8001", description="Base URL of assignment's HTTP API."
     )
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///var/data/web.db",
+        description="The web's own database: the server-side sessions.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
-        description="Signs the session cookie (the citizen's opened files, the agent's seam). "
-        "No default: required outside ENVIRONMENT=dev; in dev generated once in SECRETS_DIR.",
+        description="Keys the sessions kept server-side: the stored id is an HMAC of the "
+        "cookie's random id, and the session's content is encrypted with a key derived from "
+        "it. No default: required outside ENVIRONMENT=dev; in dev generated once in "
+        "SECRETS_DIR.",
     )
     secure_cookies: bool = Field(
         default=False, description="Send the session cookie over HTTPS only (on in production)."
+    )
+    session_idle_minutes: int = Field(
+        default=30, ge=1, description="A session unused this long is over (sign in again)."
+    )
+    session_lifetime_hours: float = Field(
+        default=10, gt=0, description="A session ends this long after it began, used or not."
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The pages' public base URL (https://…), for the login's redirect URI; "
+        "unset: from the request's Host.",
+    )
+    login_agents_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the agents' provider (ProConnect; Keycloak realm `agents` in "
+        "dev), found by discovery; unset: agents cannot sign in.",
+    )
+    login_agents_client_id: str = Field(default="web", description="The pages' client id there.")
+    login_agents_client_secret: SecretStr | None = Field(
+        default=None, description="The pages' client secret there (required with the issuer)."
+    )
+    login_citizens_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the citizens' provider (FranceConnect; Keycloak realm "
+        "`citoyens` in dev); unset: citizens follow their files with a code only.",
+    )
+    login_citizens_client_id: str = Field(default="web", description="The pages' client id there.")
+    login_citizens_client_secret: SecretStr | None = Field(
+        default=None, description="The pages' client secret there (required with the issuer)."
     )
     assets_dir: Path = Field(
         default=_DEFAULT_ASSETS, description="node_modules holding @gouvfr/dsfr."

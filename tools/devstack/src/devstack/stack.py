@@ -194,6 +194,17 @@ class Stack:
         env = {"OIDC_ISSUERS": json.dumps(self.oidc_issuers)}
         return {**env, "OIDC_AUDIENCE": audience} if audience else env
 
+    def _web_login_env(self) -> dict[str, str]:
+        """The pages sign agents and citizens in at the trusted issuers (client `web`, its
+        development secret `web-<realm>-dev-secret` from deploy/keycloak/realms)."""
+        env: dict[str, str] = {}
+        for issuer, kind in self.oidc_issuers.items():
+            audience = {"agent": "AGENTS", "citizen": "CITIZENS"}[kind]
+            realm = issuer.rstrip("/").rsplit("/", 1)[-1]
+            env[f"LOGIN_{audience}_ISSUER"] = issuer
+            env[f"LOGIN_{audience}_CLIENT_SECRET"] = f"web-{realm}-dev-secret"
+        return env
+
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
             **self.kafka.env(name),
@@ -294,13 +305,15 @@ class Stack:
                 **sealing,
             },
         )
-        # The pages: no database, no broker; they talk to intake and assignment over HTTP.
+        # The pages: no broker; they talk to intake and assignment over HTTP, and keep their
+        # sessions in their own database.
         self.processes["web"] = ServiceProcess(
             "web",
             [_bin("web")],
             {
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(p.web),
+                "DATABASE_URL": self._database_url("web"),
                 "INTAKE_URL": self.intake_url,
                 "ASSIGNMENT_URL": self.assignment_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
@@ -308,6 +321,7 @@ class Stack:
                 **DEV_ENV,
                 "SECRETS_DIR": str(self.workdir / "secrets"),
                 **self._oidc_env(None),
+                **self._web_login_env(),
                 **self._extra_env,
             },
             self.workdir / "logs" / "web.log",

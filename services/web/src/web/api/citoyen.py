@@ -1,5 +1,9 @@
 """The citizen's pages: declare a life change, follow a file with a one-time code, and the
-file page with its actions (documents, contact preferences, thanks, survey, another référent)."""
+file page with its actions (documents, contact preferences, thanks, survey, another référent).
+
+A citizen signed in with their account (FranceConnect) opens their files without a code; one
+without an account opens a file with a one-time code, whose proof goes with every call about
+that file. Intake decides on what is forwarded."""
 
 from __future__ import annotations
 
@@ -14,41 +18,52 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile
 
+from guichet_runtime.auth.principal import PrincipalKind
+from guichet_runtime.policy import Policy
 from web import forms, pages
 from web.api import filing
-from web.api.deps import BackendClient, Render, Settings, flash, redirect
+from web.api.deps import BackendClient, Render, Settings, flash, page, redirect
 from web.backend import Backend, BackendError
 from web.pages import Renderer
 from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
 
+NOT_YOURS = (
+    "Ce dossier n'est pas rattaché à votre compte : recevez un code pour l'ouvrir, "
+    "à l'adresse enregistrée dans le dossier."
+)
+
 router = APIRouter()
 
 
-@router.get("/demarche", response_class=HTMLResponse)
+@router.get("/demarche", response_class=HTMLResponse, dependencies=[page(Policy.SUBMIT_FILE)])
 async def new_file_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
     return await filing.new_file_form(request, backend, render, "citizen_new.html", {})
 
 
-@router.post("/demarche")
+@router.post("/demarche", dependencies=[page(Policy.SUBMIT_FILE)])
 async def new_file(request: Request, backend: BackendClient, render: Render) -> Response:
     return await filing.submit(
         request, backend, render, "citizen_new.html", "/demarche/confirmation/{file_id}"
     )
 
 
-@router.get("/demarche/confirmation/{file_id}", response_class=HTMLResponse)
+@router.get(
+    "/demarche/confirmation/{file_id}",
+    response_class=HTMLResponse,
+    dependencies=[page(Policy.PUBLIC)],
+)
 async def submitted(request: Request, file_id: str, render: Render) -> HTMLResponse:
     return render(request, "citizen_submitted.html", {"file_id": file_id})
 
 
-@router.get("/suivi", response_class=HTMLResponse)
+@router.get("/suivi", response_class=HTMLResponse, dependencies=[page(Policy.ONE_TIME_CODE)])
 async def follow_form(request: Request, render: Render, dossier: str = "") -> HTMLResponse:
     return render(request, "citizen_access.html", {"values": {"reference": dossier}, "errors": {}})
 
 
-@router.post("/suivi")
+@router.post("/suivi", dependencies=[page(Policy.ONE_TIME_CODE)])
 async def follow(request: Request, backend: BackendClient, render: Render) -> Response:
     form = await request.form()
     reference = forms.normalise_reference(str(form.get("reference", "")))
@@ -77,12 +92,12 @@ async def follow(request: Request, backend: BackendClient, render: Render) -> Re
     return redirect(f"/suivi/code?dossier={reference}")
 
 
-@router.get("/suivi/code", response_class=HTMLResponse)
+@router.get("/suivi/code", response_class=HTMLResponse, dependencies=[page(Policy.ONE_TIME_CODE)])
 async def code_form(request: Request, render: Render, dossier: str = "") -> HTMLResponse:
     return render(request, "citizen_code.html", {"file_id": dossier, "values": {}, "errors": {}})
 
 
-@router.post("/suivi/code")
+@router.post("/suivi/code", dependencies=[page(Policy.ONE_TIME_CODE)])
 async def code(
     request: Request, backend: BackendClient, render: Render, settings: Settings
 ) -> Response:
@@ -130,7 +145,11 @@ class FilePage:
 
     @property
     def opened(self) -> bool:
-        """Whether a code opened this file in this browser, not long ago."""
+        """Whether the citizen is signed in (intake then says whether the file is theirs), or
+        a code opened this file in this browser, not long ago."""
+        visitor = getattr(self.request.state, "visitor", None)
+        if visitor is not None and visitor.kind is PrincipalKind.CITIZEN:
+            return True
         return bool(self.request.session.get("files", {}).get(self.file_id, 0) > time.time())
 
     @property
@@ -222,91 +241,93 @@ def file_page(
 Page = Annotated[FilePage, Depends(file_page)]
 
 
-@router.get("/dossier/{file_id}", response_class=HTMLResponse)
-async def citizen_file(page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
-    return await page.show()
+@router.get(
+    "/dossier/{file_id}", response_class=HTMLResponse, dependencies=[page(Policy.FILE_READ)]
+)
+async def citizen_file(file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
+    try:
+        return await file.show()
+    except BackendError as refused:
+        if refused.status not in (401, 403):
+            raise
+        # Not this account's file, or the code's proof is over: a code opens it.
+        return file.ask_code_again(NOT_YOURS if refused.status == 403 else refused.message)
 
 
-@router.post("/dossier/{file_id}/referent")
-async def change_referent(request: Request, file_id: str, page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
+@router.post("/dossier/{file_id}/referent", dependencies=[page(Policy.FILE_CITIZEN)])
+async def change_referent(request: Request, file_id: str, file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
     values = forms.typed(await request.form(), ("reason",))
-    return await page.act(
-        lambda: page.backend.request_referent_change(file_id, values["reason"]), values, ("reason",)
+    return await file.act(
+        lambda: file.backend.request_referent_change(file_id, values["reason"]), values, ("reason",)
     )
 
 
-@router.post("/dossier/{file_id}/contact")
-async def change_contact(request: Request, file_id: str, page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
+@router.post("/dossier/{file_id}/contact", dependencies=[page(Policy.FILE_CITIZEN)])
+async def change_contact(request: Request, file_id: str, file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
     values = forms.typed(await request.form(), forms.CONTACT_FIELDS)
     body = forms.contact_body(values)
     try:
-        return await page.act(
-            lambda: page.backend.change_contact_preferences(file_id, body, page.access_proof),
+        return await file.act(
+            lambda: file.backend.change_contact_preferences(file_id, body, file.access_proof),
             values,
             forms.CONTACT_FIELDS,
         )
     except BackendError as refused:
         if refused.status not in (401, 403):
             raise
-        return page.ask_code_again(refused.message)
+        return file.ask_code_again(refused.message)
 
 
-@router.post("/dossier/{file_id}/pieces")
-async def upload(request: Request, file_id: str, page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
+@router.post("/dossier/{file_id}/pieces", dependencies=[page(Policy.FILE_CITIZEN)])
+async def upload(request: Request, file_id: str, file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
     form = await request.form()
     values = forms.typed(form, ("agency",))
     document = form.get("document")
     content, name, kind = b"", "", "application/octet-stream"
     if isinstance(document, UploadFile):
         # One byte over the limit is enough for intake to refuse it with its own message.
-        content = await document.read(page.settings.document_max_bytes + 1)
+        content = await document.read(file.settings.document_max_bytes + 1)
         name, kind = document.filename or "", document.content_type or kind
     error = forms.document_error(name, content)
     if error:
-        return await page.show(values, {"document": error}, status=422)
+        return await file.show(values, {"document": error}, status=422)
 
     async def send() -> dict:
         try:
-            return await page.backend.upload_document(
+            return await file.backend.upload_document(
                 file_id, name, content, kind, values["agency"] or None
             )
         except BackendError as refused:
             refused.errors = forms.document_errors(refused.errors, refused.status)
             raise
 
-    return await page.act(send, values, ("document", "agency"))
+    return await file.act(send, values, ("document", "agency"))
 
 
-@router.post("/dossier/{file_id}/merci")
-async def thanks(request: Request, file_id: str, page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
+@router.post("/dossier/{file_id}/merci", dependencies=[page(Policy.FILE_CITIZEN)])
+async def thanks(request: Request, file_id: str, file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
     values = forms.typed(await request.form(), ("message",))
-    return await page.act(
-        lambda: page.backend.send_thanks(file_id, values["message"]), values, ("message",)
+    return await file.act(
+        lambda: file.backend.send_thanks(file_id, values["message"]), values, ("message",)
     )
 
 
-@router.post("/dossier/{file_id}/enquete")
-async def survey(request: Request, file_id: str, page: Page) -> Response:
-    if not page.opened:
-        return page.ask_code()
+@router.post("/dossier/{file_id}/enquete", dependencies=[page(Policy.FILE_CITIZEN)])
+async def survey(request: Request, file_id: str, file: Page) -> Response:
+    if not file.opened:
+        return file.ask_code()
     values = forms.typed(await request.form(), forms.SURVEY_FIELDS)
     body = forms.survey_body(values)
-    return await page.act(
-        lambda: page.backend.answer_survey(file_id, body), values, forms.SURVEY_FIELDS
+    return await file.act(
+        lambda: file.backend.answer_survey(file_id, body), values, forms.SURVEY_FIELDS
     )
-
-
-@router.post("/deconnexion")
-async def sign_out(request: Request) -> Response:
-    request.session.clear()
-    return redirect("/")

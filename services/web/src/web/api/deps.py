@@ -1,17 +1,38 @@
 """What every page reaches through FastAPI dependencies: the settings, the backend client,
-the renderer and the agent in front of the screen; and the two answers pages share (a
+the renderer, the login; each page's guard (`page(Policy.X)`: its declared policy, the CSRF
+check of its forms, who is in front of the screen); and the two answers pages share (a
 redirect after POST, a message shown once on the next page)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import time
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse
 
-from web.backend import Backend
+from guichet_runtime.auth.principal import Principal, PrincipalKind, Role
+from guichet_runtime.policy import Policy
+from guichet_runtime.refusals import RefusalKind, Refused
+from web.backend import CREDENTIALS, Backend
+from web.login import Audience, Login, principal_of
 from web.pages import Renderer
+from web.security import check_csrf
 from web.settings import WebSettings
+
+#: Pages of the agents' space: a login at the agents' provider is needed (else: to it).
+AGENTS_SPACE = frozenset({Policy.AGENT, Policy.SUPERVISOR})
+SUPERVISORS_ONLY = "Cette page est réservée aux superviseurs."
+SIGNED_OUT = "Votre session a pris fin : connectez-vous de nouveau."
+
+
+class LoginNeeded(Exception):
+    """The page needs someone signed in at `audience`'s provider; `next_url` comes after."""
+
+    def __init__(self, audience: Audience, next_url: str) -> None:
+        super().__init__(audience.value)
+        self.audience = audience
+        self.next_url = next_url
 
 
 def get_settings(request: Request) -> WebSettings:
@@ -29,22 +50,61 @@ def get_renderer(request: Request) -> Renderer:
     return renderer
 
 
-def current_agent(request: Request) -> str | None:
-    """TEMPORARY seam until agents sign in (a later issue brings real authentication):
-    the `X-Guichet-Agent` header, else `?agent=` (remembered in the session), else the
-    agent picked on /agent. Replace this one dependency with the authenticated identity."""
-    agent = request.headers.get("x-guichet-agent") or request.query_params.get("agent")
-    if agent:
-        request.session["agent"] = agent
-        return agent
-    agent_in_session: str | None = request.session.get("agent")
-    return agent_in_session
+def get_login(request: Request) -> Login:
+    login: Login = request.app.state.login
+    return login
+
+
+async def identify(request: Request) -> Principal:
+    """Who is in front of the screen, from the session; their access token (refreshed when it
+    expires) and their codes' live proofs are forwarded with every call made for them."""
+    session = request.session
+    login = session.get("login")
+    if login:
+        fresh = await get_login(request).refreshed(login)
+        if fresh is None:
+            session.pop("login", None)
+            flash(request, SIGNED_OUT, kind="warning")
+        elif fresh is not login:
+            session["login"] = fresh
+        login = fresh
+    credentials = CREDENTIALS.get()
+    if credentials is not None:
+        credentials.access_token = login["access_token"] if login else None
+        opened = session.get("files", {})
+        credentials.proofs = {
+            file_id: proof
+            for file_id, proof in session.get("proofs", {}).items()
+            if isinstance(proof, str) and opened.get(file_id, 0) > time.time()
+        }
+    return principal_of(login)
+
+
+def page(policy: Policy) -> Any:
+    """The page's policy, declared (the services decide on the forwarded credentials) and
+    applied where the pages can: a form's CSRF token, a login for the agents' space."""
+
+    async def guard(request: Request) -> Principal:
+        await check_csrf(request)
+        visitor = await identify(request)
+        if policy in AGENTS_SPACE and visitor.kind is not PrincipalKind.AGENT:
+            next_url = request.url.path if request.method == "GET" else "/"
+            raise LoginNeeded(Audience.AGENTS, next_url)
+        if policy is Policy.SUPERVISOR and not visitor.has_role(Role.SUPERVISEUR):
+            raise Refused(RefusalKind.FORBIDDEN, SUPERVISORS_ONLY)
+        request.state.visitor = visitor
+        return visitor
+
+    guard.__guichet_policy__ = policy  # type: ignore[attr-defined]
+    return Depends(guard)
 
 
 Settings = Annotated[WebSettings, Depends(get_settings)]
 BackendClient = Annotated[Backend, Depends(get_backend)]
 Render = Annotated[Renderer, Depends(get_renderer)]
-Agent = Annotated[str | None, Depends(current_agent)]
+LoginClient = Annotated[Login, Depends(get_login)]
+#: The agent signed in, for a page of the agents' space (declares Policy.AGENT).
+AgentVisitor = Annotated[Principal, page(Policy.AGENT)]
 
 
 def redirect(url: str) -> RedirectResponse:

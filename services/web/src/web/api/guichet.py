@@ -1,5 +1,6 @@
-"""The front desk's pages: a file for a citizen without digital access (letter or phone),
-then the printable receipt naming the référent."""
+"""The front desk's pages: a file for a citizen without digital access (at the counter, by
+phone or by letter: the channel is said), then the printable receipt naming the référent.
+The agent signed in registers it: intake records them from their token."""
 
 from __future__ import annotations
 
@@ -9,27 +10,34 @@ import time
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
+from guichet_runtime.policy import Policy
 from web.api import filing
-from web.api.deps import BackendClient, Render, Settings
+from web.api.deps import BackendClient, Render, Settings, page
 
 router = APIRouter()
 
 
-@router.get("/guichet", response_class=HTMLResponse)
+@router.get("/guichet", response_class=HTMLResponse, dependencies=[page(Policy.AGENT)])
 async def counter_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
     return await filing.new_file_form(
-        request, backend, render, "counter_new.html", {"preferred_channel": "courrier"}
+        request,
+        backend,
+        render,
+        "counter_new.html",
+        {"preferred_channel": "courrier", "channel": "guichet"},
     )
 
 
-@router.post("/guichet")
+@router.post("/guichet", dependencies=[page(Policy.AGENT)])
 async def counter_new(request: Request, backend: BackendClient, render: Render) -> Response:
     return await filing.submit(
         request, backend, render, "counter_new.html", "/guichet/recu/{file_id}"
     )
 
 
-@router.get("/guichet/recu/{file_id}", response_class=HTMLResponse)
+@router.get(
+    "/guichet/recu/{file_id}", response_class=HTMLResponse, dependencies=[page(Policy.AGENT)]
+)
 async def receipt(
     request: Request, file_id: str, backend: BackendClient, render: Render, settings: Settings
 ) -> HTMLResponse:

@@ -1,5 +1,6 @@
 """The référent's desk: the portfolio with the thanks received, a file's full view, messages
-to the citizen and the personal word on the coordinated answer."""
+to the citizen and the personal word on the coordinated answer. The agent is the one signed
+in (their token goes to the services, which decide); never a parameter."""
 
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
-from web.api.deps import Agent, BackendClient, Render, flash, redirect
+from guichet_runtime.auth.principal import Principal
+from guichet_runtime.policy import Policy
+from guichet_runtime.refusals import RefusalKind, Refused
+from web.api.deps import AgentVisitor, BackendClient, Render, flash, page, redirect
 from web.backend import BackendError
 
 log = logging.getLogger(__name__)
 
 router = APIRouter()
+
+NOT_IN_DIRECTORY = "Votre compte n'est rattaché à aucun agent de l'annuaire."
 
 UNREACHABLE = (
     "Le service est momentanément indisponible : rien n'est encore envoyé. "
@@ -25,10 +31,20 @@ UNREACHABLE = (
 )
 
 
+def agent_id_of(visitor: Principal) -> str:
+    if not visitor.agent_id:
+        raise Refused(RefusalKind.FORBIDDEN, NOT_IN_DIRECTORY)
+    return visitor.agent_id
+
+
 @router.get("/referent", response_class=HTMLResponse)
-async def desk(request: Request, backend: BackendClient, render: Render, agent: Agent) -> Response:
-    if not agent:
-        return redirect("/agent?suite=/referent")
+async def desk(
+    request: Request,
+    backend: BackendClient,
+    render: Render,
+    visitor: AgentVisitor,
+) -> Response:
+    agent = agent_id_of(visitor)
     portfolio, thanks = await asyncio.gather(
         backend.portfolio(agent), backend.agent_thanks(agent), return_exceptions=True
     )
@@ -42,10 +58,12 @@ async def desk(request: Request, backend: BackendClient, render: Render, agent: 
 
 @router.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
 async def desk_file(
-    request: Request, file_id: str, backend: BackendClient, render: Render, agent: Agent
+    request: Request,
+    file_id: str,
+    backend: BackendClient,
+    render: Render,
+    visitor: AgentVisitor,
 ) -> Response:
-    if not agent:
-        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
     view, record, assignment, sent = await asyncio.gather(
         backend.file_view(file_id),
         backend.file_record(file_id),
@@ -61,7 +79,7 @@ async def desk_file(
             "file": view,
             "record": record,
             "assignment": assignment,
-            "agent": agent,
+            "agent": visitor.agent_id,
             "messages": sent,
             "values": values,
             "errors": request.session.pop("desk_errors", {}),
@@ -96,34 +114,26 @@ async def desk_action(
     return back
 
 
-@router.post("/referent/dossiers/{file_id}/mot")
-async def personal_word(
-    request: Request, file_id: str, backend: BackendClient, agent: Agent
-) -> Response:
-    if not agent:
-        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+@router.post("/referent/dossiers/{file_id}/mot", dependencies=[page(Policy.AGENT)])
+async def personal_word(request: Request, file_id: str, backend: BackendClient) -> Response:
     text = str((await request.form()).get("personal_word", ""))
     return await desk_action(
         request,
         file_id,
         "personal_word",
         "mot-personnel",
-        lambda: backend.add_personal_word(file_id, agent, text),
+        lambda: backend.add_personal_word(file_id, text),
         {"personal_word": text},
     )
 
 
-@router.post("/referent/dossiers/{file_id}/messages")
-async def message_to_citizen(
-    request: Request, file_id: str, backend: BackendClient, agent: Agent
-) -> Response:
-    if not agent:
-        return redirect(f"/agent?suite=/referent/dossiers/{file_id}")
+@router.post("/referent/dossiers/{file_id}/messages", dependencies=[page(Policy.AGENT)])
+async def message_to_citizen(request: Request, file_id: str, backend: BackendClient) -> Response:
     form = await request.form()
     text, key = str(form.get("message", "")), str(form.get("idempotency_key") or uuid.uuid4())
 
     async def send() -> dict:
-        await backend.send_message_to_citizen(file_id, agent, text, key)
+        await backend.send_message_to_citizen(file_id, text, key)
         return {"message": "Votre message est envoyé à l'usager par son moyen de contact préféré."}
 
     # The key is kept with the text: sending again after a failure cannot send twice.

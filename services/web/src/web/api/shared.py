@@ -1,17 +1,22 @@
-"""What every audience shares: the home page, health, static files, the error pages when a
-service refuses or cannot be reached, and the agent picker (the temporary identity seam)."""
+"""What every audience shares: the home page, health, static files, and the error pages: a
+service refuses or cannot be reached, a page needs a login, a form's CSRF token is wrong."""
 
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from web.api.deps import Agent, BackendClient, Render, Settings, get_renderer, redirect
+from guichet_runtime.auth.principal import PrincipalKind
+from guichet_runtime.policy import Policy
+from guichet_runtime.refusals import Refused
+from web.api.deps import LoginNeeded, Render, Settings, get_renderer, page, redirect
 from web.backend import BackendError
+from web.login import Audience
 from web.settings import WebSettings
 
 log = logging.getLogger(__name__)
@@ -19,7 +24,7 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.get("/health", include_in_schema=False)
+@router.get("/health", include_in_schema=False, dependencies=[page(Policy.OPS)])
 async def health(request: Request, response: Response, settings: Settings) -> dict[str, str]:
     if not request.app.state.ready:
         response.status_code = 503
@@ -27,45 +32,9 @@ async def health(request: Request, response: Response, settings: Settings) -> di
     return {"status": "ok", "service": settings.service_name}
 
 
-@router.get("/", response_class=HTMLResponse)
+@router.get("/", response_class=HTMLResponse, dependencies=[page(Policy.PUBLIC)])
 async def home(request: Request, render: Render) -> HTMLResponse:
     return render(request, "home.html", {})
-
-
-@router.get("/agent", response_class=HTMLResponse)
-async def choose_agent(
-    request: Request, backend: BackendClient, render: Render, agent: Agent, suite: str = "/referent"
-) -> HTMLResponse:
-    directory = await backend.portfolios()
-    return render(
-        request,
-        "agent_choose.html",
-        {"agents": directory["agents"], "next": suite, "errors": {}, "current": agent},
-    )
-
-
-@router.post("/agent")
-async def chose_agent(request: Request, backend: BackendClient, render: Render) -> Response:
-    form = await request.form()
-    agent = str(form.get("agent", ""))
-    next_url = str(form.get("next", "/referent"))
-    if not next_url.startswith("/") or next_url.startswith("//"):
-        next_url = "/referent"
-    directory = await backend.portfolios()
-    if agent not in {a["agent_id"] for a in directory["agents"]}:
-        return render(
-            request,
-            "agent_choose.html",
-            {
-                "agents": directory["agents"],
-                "next": next_url,
-                "current": None,
-                "errors": {"agent": "Choisissez votre nom dans la liste."},
-            },
-            status_code=422,
-        )
-    request.session["agent"] = agent
-    return redirect(next_url)
 
 
 def mount_static(app: FastAPI, settings: WebSettings) -> None:
@@ -77,14 +46,45 @@ def mount_static(app: FastAPI, settings: WebSettings) -> None:
     app.mount("/static", StaticFiles(packages=[("web", "static")]), name="static")
 
 
-async def backend_refused(request: Request, exc: Exception) -> HTMLResponse:
-    """A refusal no page handles itself: its French message on the error page."""
+NO_ACCESS = "Vous n'avez pas accès à cette page."
+
+
+async def backend_refused(request: Request, exc: Exception) -> Response:
+    """A refusal no page handles itself: its French message on the error page; a service
+    that wants a login (401) sends an agent back to it."""
     refused = exc if isinstance(exc, BackendError) else BackendError(503, str(exc))
+    visitor = getattr(request.state, "visitor", None)
+    if refused.status == 401 and visitor is not None and not visitor.is_anonymous:
+        request.session.pop("login", None)
+        return await login_needed(request, LoginNeeded(_audience(visitor), request.url.path))
+    title = "Accès refusé" if refused.status in (401, 403) else "Un problème est survenu"
     return get_renderer(request)(
         request,
         "error.html",
-        {"title": "Un problème est survenu", "message": refused.message},
-        status_code=refused.status if refused.status in (404, 409) else 503,
+        {"title": title, "message": refused.message},
+        status_code=refused.status if refused.status in (401, 403, 404, 409) else 503,
+    )
+
+
+def _audience(visitor: object) -> Audience:
+    kind = getattr(visitor, "kind", None)
+    return Audience.CITIZENS if kind is PrincipalKind.CITIZEN else Audience.AGENTS
+
+
+async def login_needed(request: Request, exc: Exception) -> Response:
+    """A page of the agents' space without an agent signed in: to the login, then back."""
+    assert isinstance(exc, LoginNeeded)
+    return redirect(f"/connexion/{exc.audience.value}?{urlencode({'suite': exc.next_url})}")
+
+
+async def refused_here(request: Request, exc: Exception) -> HTMLResponse:
+    """The pages' own refusals (a form's CSRF token, a supervisors' page): the message."""
+    assert isinstance(exc, Refused)
+    return get_renderer(request)(
+        request,
+        "error.html",
+        {"title": "Accès refusé", "message": exc.message or NO_ACCESS},
+        status_code=exc.status,
     )
 
 
@@ -104,4 +104,6 @@ async def backend_unreachable(request: Request, exc: Exception) -> HTMLResponse:
 
 def add_error_pages(app: FastAPI) -> None:
     app.add_exception_handler(BackendError, backend_refused)
+    app.add_exception_handler(LoginNeeded, login_needed)
+    app.add_exception_handler(Refused, refused_here)
     app.add_exception_handler(httpx.HTTPError, backend_unreachable)

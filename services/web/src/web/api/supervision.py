@@ -1,5 +1,6 @@
 """The supervisor's pages: files waiting for a référent, legal deadlines at risk, each agent's
-load, the published indicators, and their open-data CSV."""
+load, the published indicators, and their open-data CSV. Assignment answers for the
+supervisor's own offices only (from the forwarded token)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import asyncio
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
+from guichet_runtime.policy import Policy
 from web import pages
-from web.api.deps import BackendClient, Render, Settings
+from web.api.deps import BackendClient, Render, Settings, page
 
 router = APIRouter()
 
 
-@router.get("/supervision", response_class=HTMLResponse)
+@router.get("/supervision", response_class=HTMLResponse, dependencies=[page(Policy.SUPERVISOR)])
 async def supervision(
     request: Request, backend: BackendClient, render: Render, settings: Settings
 ) -> HTMLResponse:
@@ -41,7 +43,7 @@ async def supervision(
     )
 
 
-@router.get("/indicateurs.csv")
+@router.get("/indicateurs.csv", dependencies=[page(Policy.PUBLIC)])
 async def indicators_csv(backend: BackendClient) -> Response:
     """The open-data CSV of the indicators, as intake publishes it."""
     found = await backend.indicators_csv()

@@ -1,0 +1,77 @@
+"""Citizens with an account, in Chromium on the real system: Marie signs in on Keycloak's page
+(FranceConnect in production), her files open without a code, another citizen's login does
+not open them, and signing out closes them; a cookie forged as the old signed sessions were
+opens nothing."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.pages_support import (
+    check,
+    forged_session_cookie,
+    new_page,
+    sign_in,
+    tick,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_a_citizen_with_an_account_signs_in_and_opens_only_her_own_files(page, stack, browser):
+    # Issue 12's attack: a cookie signed with the old default key opened a file with no code.
+    outsider = new_page(browser, stack)
+    outsider.context.add_cookies(
+        [
+            {
+                "name": "guichet_session",
+                "value": forged_session_cookie("GU-2026-AAAAAAAA"),
+                "url": stack.web_url,
+            }
+        ]
+    )
+    outsider.goto("/dossier/GU-2026-AAAAAAAA")
+    assert "/suivi" in outsider.url
+    outsider.goto("/referent")
+    assert "/realms/agents/" in outsider.url
+    outsider.context.close()
+
+    # Marie signs in with her account (FranceConnect in production) and declares a change.
+    page.goto("/")
+    page.click("text=Se connecter avec mon compte")
+    page.wait_for_selector("#username")
+    page.fill("#username", "marie.dupont")
+    page.fill("#password", "dev-only-password")
+    page.click("#kc-login")
+    page.wait_for_url(re.compile("^" + re.escape(stack.web_url)))
+    assert "Vous êtes connecté(e)" in page.inner_text("[role=status]")
+    page.goto("/demarche")
+    tick(page, "life_event-naissance")
+    page.fill("#description", "Notre fils est né le 20 novembre.")
+    page.fill("#given_name", "Marie")
+    page.fill("#family_name", "Dupont")
+    page.fill("#postcode", "93200")
+    tick(page, "preferred_channel-email")
+    page.fill("#email", "marie.dupont@example.fr")
+    page.click("text=Envoyer ma déclaration")
+    page.wait_for_url(re.compile(r"/demarche/confirmation/"))
+    file_id = page.inner_text(".gu-reference").strip()
+    # Her file opens without a code: it is hers.
+    page.goto(f"/dossier/{file_id}")
+    assert page.url.endswith(f"/dossier/{file_id}") and "Notre fils" not in page.url
+    check(page, "23-citoyenne-connectee")
+
+    # Lucas, signed in too, is not let into Marie's file: a code (sent to Marie) is asked.
+    lucas = new_page(browser, stack)
+    sign_in(lucas, stack, "citoyens", "lucas.bernard")
+    lucas.goto(f"/dossier/{file_id}")
+    assert "/suivi" in lucas.url and "pas rattaché à votre compte" in lucas.inner_text("main")
+    lucas.context.close()
+
+    # Signing out ends the session here and at the provider: the file asks for a code again.
+    page.click("text=Se déconnecter")
+    page.wait_for_url(re.compile("^" + re.escape(stack.web_url) + "/?$"))
+    page.goto(f"/dossier/{file_id}")
+    assert "/suivi" in page.url
