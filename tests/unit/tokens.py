@@ -21,6 +21,20 @@ from guichet_runtime.auth import IssuerKind, TokenVerifier, install_token_verifi
 CITIZENS = "https://idp.test/realms/citoyens"
 AGENTS = "https://idp.test/realms/agents"
 AUDIENCES = ["intake", "assignment"]
+#: The offices of the default directory (services/assignment/…/data/directory.json).
+NETWORK = (
+    "FS-75-01",
+    "FS-93-01",
+    "FS-69-01",
+    "FS-13-01",
+    "FS-59-01",
+    "FS-33-01",
+    "FS-31-01",
+    "FS-44-01",
+    "FS-23-01",
+    "FS-2A-01",
+    "FS-974-01",
+)
 
 
 class FakeProvider:
@@ -121,6 +135,12 @@ class Tokens:
 
     def admin(self, agent_id: str = "ADM-1") -> dict[str, str]:
         return self.agent(agent_id, "admin-annuaire")
+
+    def network_head(self, agent_id: str = "SUP-RESEAU") -> dict[str, str]:
+        """The directory administrator who also supervises every office of the default
+        directory: passes every route of assignment but a référent's own (tests of the
+        directory's moves, whose subject is not who may make them)."""
+        return self.agent(agent_id, "admin-annuaire", "superviseur", offices=NETWORK)
 
     def agency(self, agency: str = "caf") -> dict[str, str]:
         return self.bearer(AGENTS, sub=f"service-account-{agency}", agency=agency)

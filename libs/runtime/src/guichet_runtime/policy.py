@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import Mount
 
 from guichet_runtime.auth.dependencies import optional_principal
@@ -287,27 +287,19 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
-def route_policy(route: Any) -> Policy | None:
-    """The policy a route declares (one, else None: two declared is an error too). `route`
-    is an APIRoute, or FastAPI's context of a route included from a router."""
-    dependant = getattr(route, "dependant", None) or route.original_route.dependant
-    found = set(_policies(dependant))
+def route_policy(route: APIRoute | RouteContext) -> Policy | None:
+    """The policy a route declares (one, else None: two declared is an error too)."""
+    found = set(_policies(route.dependant))
     if len(found) > 1:
         raise ValueError(f"{route.path} declares several policies: {sorted(found)}")
     return next(iter(found), None)
 
 
-def _routes(app: FastAPI) -> Iterable[Any]:
-    """Every route of `app` as served: FastAPI includes routers lazily, so the routes of an
-    included router are reached through its route contexts (path with the prefix)."""
-    for context in iter_route_contexts(app.routes):
-        yield context if isinstance(context.original_route, APIRoute) else context.original_route
-
-
-def _is_api_route(route: Any) -> bool:
-    return isinstance(route, APIRoute) or isinstance(
-        getattr(route, "original_route", None), APIRoute
-    )
+def _routes(app: FastAPI) -> Iterable[RouteContext]:
+    """Every route of `app`, those of included routers too (FastAPI includes them lazily:
+    `app.routes` holds the routers; each context has the full path and the dependencies
+    the inclusion added)."""
+    return iter_route_contexts(app.routes)
 
 
 def route_policies(app: FastAPI) -> dict[str, Policy]:
@@ -315,15 +307,16 @@ def route_policies(app: FastAPI) -> dict[str, Policy]:
     mounted static files too)."""
     table: dict[str, Policy] = {}
     for route in _routes(app):
-        if _is_api_route(route):
+        original = route.original_route
+        if isinstance(original, APIRoute):
             policy = route_policy(route)
             if policy is not None:
                 for method in sorted(route.methods or ()):
                     table[f"{method} {route.path}"] = policy
-        elif isinstance(route, Mount):
+        elif isinstance(original, Mount):
             table[f"GET {route.path}/*"] = Policy.PUBLIC
-        elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
-            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
+        elif route.path in DOCUMENTATION_PATHS:
+            table[f"GET {route.path}"] = Policy.PUBLIC
     return table
 
 
@@ -331,11 +324,9 @@ def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
     for route in _routes(app):
-        if _is_api_route(route):
-            if route_policy(route) is None:
-                missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
-        elif not isinstance(route, Mount) and (
-            getattr(route, "path", None) not in DOCUMENTATION_PATHS
-        ):
-            missing.append(f"? {getattr(route, 'path', route)!r}")
+        original = route.original_route
+        if isinstance(original, APIRoute) and route_policy(route) is None:
+            missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
+        elif not isinstance(original, APIRoute | Mount) and route.path not in DOCUMENTATION_PATHS:
+            missing.append(f"? {route.path or original!r}")
     return missing
