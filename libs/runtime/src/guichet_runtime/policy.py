@@ -241,7 +241,6 @@ def requires(
         request: Request, principal: Principal = Depends(optional_principal)
     ) -> Principal:
         if policy in OPEN and facts is None:
-            decide(policy, principal, Subject())  # SUBMIT_FILE: never an agency's system
             return principal
         if (
             principal.is_anonymous
