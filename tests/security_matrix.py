@@ -28,6 +28,7 @@ SECURITY_DOC = ROOT / "docs" / "security.md"
 #: The matrix's principals: column header in docs/security.md -> key used by the tests.
 PRINCIPALS: dict[str, str] = {
     "anonyme": "anonymous",
+    "anonyme avec code": "code_holder",
     "citoyen A": "citizen_a",
     "citoyen B": "citizen_b",
     "guichet": "front_desk",

@@ -11,6 +11,7 @@ FS-93-01), the supervisor of another office Julien Faure (FS-69-01).
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
+from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
 from tests.e2e.auth_support import Tokens
 
@@ -106,6 +108,7 @@ class Scenario:
     file_a: str = ""
     file_b: str = ""
     referents: dict[str, str] = field(default_factory=dict)  # file id -> référent's agent id
+    proof: str = ""  # what citizen A's one-time code for file A gave (X-Access-Proof)
 
     def url(self, service: str) -> str:
         if service == "intake":
@@ -124,6 +127,8 @@ class Scenario:
         match principal:
             case "anonymous":
                 return {}
+            case "code_holder":
+                return {"X-Access-Proof": self.proof}
             case "citizen_a":
                 return t.citizen("marie.dupont")
             case "citizen_b":
@@ -171,7 +176,27 @@ class Scenario:
                 headers=self.headers("citizen_a"),
             )
             assert answer.status_code == 201, answer.text
+            self.proof = self.access_proof(intake, self.file_a)
         return self
+
+    def access_proof(self, intake: httpx.Client, file_id: str) -> str:
+        """A one-time code sent to the file's email, read there and verified: the proof."""
+        asked = intake.post(f"/api/files/{file_id}/access-codes")
+        assert asked.status_code == 202, asked.text
+        subject = f"Votre dossier {file_id} : votre code d'accès"
+
+        def code() -> str | None:
+            for mail in read_maildir(self.stack.maildir):
+                if mail["Subject"] == subject:
+                    text = mail.get_body(("plain",)).get_content()
+                    found = re.search(r"^\s+(\d{6})\s*$", text, re.MULTILINE)
+                    return found.group(1) if found else None
+            return None
+
+        typed = wait_for(code, what="the access code by email")
+        verified = intake.post(f"/api/files/{file_id}/access-codes/verify", json={"code": typed})
+        assert verified.status_code == 200, verified.text
+        return verified.json()["proof"]
 
     def referent_known(self, file_id: str) -> str:
         """The file's référent, once both assignment and intake know it."""
