@@ -43,6 +43,7 @@ def check(page, name: str) -> None:
     ]
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
     assert not serious, f"{name}: " + "\n".join(serious)
+    assert not getattr(page, "csp_blocked", []), f"{name}: CSP blocked {page.csp_blocked}"
 
 
 def error_of(page, field: str) -> str:
@@ -180,4 +181,11 @@ def new_page(browser, stack):
         base_url=stack.web_url, locale="fr-FR", viewport={"width": 1280, "height": 900}
     )
     context.set_default_timeout(15_000)
-    return context.new_page()
+    page = context.new_page()
+    # What the pages' Content-Security-Policy blocked (check() requires none).
+    page.csp_blocked = []
+    page.on(
+        "console",
+        lambda m: page.csp_blocked.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    return page

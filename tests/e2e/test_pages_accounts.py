@@ -59,8 +59,9 @@ def test_a_citizen_with_an_account_signs_in_and_opens_only_her_own_files(page, s
     page.wait_for_url(re.compile(r"/demarche/confirmation/"))
     file_id = page.inner_text(".gu-reference").strip()
     # Her file opens without a code: it is hers.
-    page.goto(f"/dossier/{file_id}")
-    assert page.url.endswith(f"/dossier/{file_id}") and "Notre fils" not in page.url
+    page.click("main a.fr-btn:has-text('Suivre mon dossier')")
+    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+    assert page.url.endswith(f"/dossier/{file_id}") and file_id in page.inner_text("main")
     check(page, "23-citoyenne-connectee")
 
     # Lucas, signed in too, is not let into Marie's file: a code (sent to Marie) is asked.
@@ -72,6 +73,7 @@ def test_a_citizen_with_an_account_signs_in_and_opens_only_her_own_files(page, s
 
     # Signing out ends the session here and at the provider: the file asks for a code again.
     page.click("text=Se déconnecter")
-    page.wait_for_url(re.compile("^" + re.escape(stack.web_url) + "/?$"))
+    page.wait_for_url(re.compile("^" + re.escape(stack.web_url) + r"/(\?state=[\w-]+)?$"))
+    assert "Se connecter (agents)" in page.inner_text(".gu-nav")
     page.goto(f"/dossier/{file_id}")
     assert "/suivi" in page.url

@@ -17,6 +17,8 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
+from authlib.integrations.base_client import OAuthError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
 from authlib.integrations.starlette_client import OAuth, StarletteOAuth2App
 from authlib.oauth2.rfc6749.errors import OAuth2Error
@@ -95,8 +97,12 @@ def providers(settings: WebSettings) -> dict[Audience, Provider]:
 class Login:
     """The OIDC clients of the configured providers."""
 
-    def __init__(self, settings: WebSettings) -> None:
+    def __init__(
+        self, settings: WebSettings, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.providers = providers(settings)
+        # Tests answer for the provider with their own transport; None: the network.
+        self.transport = transport
         self.public_url = settings.public_url.rstrip("/") if settings.public_url else None
         self.oauth = OAuth()
         for audience, provider in self.providers.items():
@@ -105,7 +111,11 @@ class Login:
                 client_id=provider.client_id,
                 client_secret=provider.client_secret,
                 server_metadata_url=f"{provider.issuer}/.well-known/openid-configuration",
-                client_kwargs={"scope": "openid profile email", "code_challenge_method": "S256"},
+                client_kwargs={
+                    "scope": "openid profile email",
+                    "code_challenge_method": "S256",
+                    **({"transport": transport} if transport else {}),
+                },
             )
 
     def available(self, audience: Audience) -> bool:
@@ -155,13 +165,19 @@ class Login:
         metadata = await self.client(audience).load_server_metadata()
         provider = self.providers[audience]
         try:
-            async with AsyncOAuth2Client(provider.client_id, provider.client_secret) as client:
+            async with AsyncOAuth2Client(
+                provider.client_id, provider.client_secret, transport=self.transport
+            ) as client:
                 token = await client.refresh_token(
                     metadata["token_endpoint"], refresh_token=login["refresh_token"]
                 )
-        except OAuth2Error as refused:
+        except (OAuth2Error, OAuthError) as refused:
             log.info("refresh refused by %s: %s", audience.value, refused.error)
             return None
+        except httpx.HTTPError as unreachable:
+            # The provider is away: the token goes as it is, and the service judges it.
+            log.warning("refresh at %s impossible: %r", audience.value, unreachable)
+            return login
         return {
             **login,
             "access_token": token["access_token"],
