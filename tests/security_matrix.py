@@ -1,6 +1,6 @@
 """The route -> policy tables and the authorisation matrix of docs/security.md, and every
 service's FastAPI app built as its composition root builds it (nothing started: no server,
-no broker, no database connection), for tests/test_route_policies.py and
+no broker, no database connection), for tests/test_route_policies_documented.py and
 tests/e2e/test_authorization_matrix.py.
 
 In docs/security.md each table follows a marker `<!-- routes: <group> -->`; its header names
