@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -103,41 +104,64 @@ class OutboxRelay:
 
     async def publish_pending(self) -> int:
         """Publish one batch of outbox rows in id order; returns how many."""
+        if self._engine.dialect.name == "sqlite":
+            return await self._publish_unlocked()
         table = self._outbox
         async with self._engine.connect() as conn:
             await conn.begin()
+            # Several replicas may relay the same outbox (PostgreSQL): each takes other rows,
+            # and keeps them locked until they are published and deleted.
             query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
-            if conn.dialect.name == "postgresql":
-                # Several replicas may relay the same outbox: each takes other rows.
-                query = query.with_for_update(skip_locked=True)
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
             if not rows:
                 await conn.rollback()
                 return 0
-            crash_point("relay.before_publish")  # committed, not published: published at restart
-            futures = []
-            for row in rows:
-                carrier = json.loads(row.headers)
-                token = otel_context.attach(propagate.extract(carrier))
-                try:
-                    futures.append(
-                        await self._broker.publish(
-                            row.payload.encode(),
-                            self._namespace + row.topic,
-                            key=row.key.encode(),
-                            headers={
-                                "event_type": row.event_type,
-                                "content-type": "application/json",
-                            },
-                            no_confirm=True,
-                        )
-                    )
-                finally:
-                    otel_context.detach(token)
-            await asyncio.gather(*futures)
-            crash_point("relay.after_publish")  # published, not deleted: republished at restart
+            await self._publish(rows)
             await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
             await conn.commit()
+        return self._count(rows)
+
+    async def _publish_unlocked(self) -> int:
+        """SQLite: one process relays its own outbox, and the database has one connection
+        (one writer). Read the batch, let the connection go, publish, then delete in a short
+        transaction: a broker that is slow or down never holds up the service's writes."""
+        table = self._outbox
+        async with self._engine.connect() as conn:
+            query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
+            rows = (await conn.execute(query)).all()
+            await conn.rollback()
+        if not rows:
+            return 0
+        await self._publish(rows)
+        async with self._engine.begin() as conn:
+            await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
+        return self._count(rows)
+
+    async def _publish(self, rows: Sequence[Any]) -> None:
+        crash_point("relay.before_publish")  # committed, not published: published at restart
+        futures = []
+        for row in rows:
+            carrier = json.loads(row.headers)
+            token = otel_context.attach(propagate.extract(carrier))
+            try:
+                futures.append(
+                    await self._broker.publish(
+                        row.payload.encode(),
+                        self._namespace + row.topic,
+                        key=row.key.encode(),
+                        headers={
+                            "event_type": row.event_type,
+                            "content-type": "application/json",
+                        },
+                        no_confirm=True,
+                    )
+                )
+            finally:
+                otel_context.detach(token)
+        await asyncio.gather(*futures)
+        crash_point("relay.after_publish")  # published, not deleted: republished at restart
+
+    def _count(self, rows: Sequence[Any]) -> int:
         self.published += len(rows)
         if self._metrics is not None:
             for row in rows:
