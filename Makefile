@@ -43,7 +43,7 @@ lint: setup
 	$(UV) run mypy
 
 test: lint
-	$(UV) run pytest -q -p no:cacheprovider
+	$(UV) run pytest -q -p no:cacheprovider --durations=30
 
 test-unit: setup
 	$(UV) run pytest -q -m "not integration" tests/unit
