@@ -2,7 +2,8 @@
 Deployment, Service, migration Job, PodDisruptionBudget, NetworkPolicy, KEDA ScaledObject and
 TriggerAuthentication), the Strimzi KafkaTopics and KafkaUsers, whose ACLs come from
 shared_models.topology so they cannot drift from the code, and the CloudNativePG cluster with
-two roles per database (devstack.k8s_postgres).
+two roles per database (devstack.k8s_postgres). The identity providers' issuers come from one
+ConfigMap per overlay (devstack.k8s_identity); the pods' common pieces from devstack.k8s_pods.
 
 `guichet-dev k8s-generate` writes them; tests/deploy checks the committed files are what this
 module renders. The hand-written part (kustomizations, overlays, the Kafka cluster, the common
