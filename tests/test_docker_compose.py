@@ -40,7 +40,11 @@ ADAPTER_AGENCY = {
     "adapter-ants": "ants",
 }
 DB_SERVICES = {"intake", "assignment", "notification", *ADAPTER_AGENCY}
-BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink", "channel-providers"}
+#: The services whose database another service migrates before they start (their own would
+#: migrate as the run-time role, which cannot): `<name>-migrate`, as the cluster's Job.
+MIGRATED_BEFORE = {"web"}
+TOKEN_VERIFIERS = {"intake", "assignment", *ADAPTER_AGENCY}
+BUILT_SERVICES = set(APP_PORTS) | {"smtp-sink", "channel-providers", "web-migrate"}
 ALL_SERVICES = BUILT_SERVICES | {"kafka", "postgres"}
 
 
@@ -131,6 +135,13 @@ def test_every_database_url_names_a_database_created_in_init_sql(
         assert parts.scheme == "postgresql+asyncpg"
         assert parts.hostname == "postgres" and parts.port == 5432
         assert parts.path.lstrip("/") in databases, (name, url)
+        if name in MIGRATED_BEFORE:  # as its run-time role; `<name>-migrate` as the owner
+            assert env(service)["MIGRATE_AT_START"] == "false", name
+            assert env(services[f"{name}-migrate"])["DATABASE_URL"] == url, name
+            condition = service["depends_on"][f"{name}-migrate"]["condition"]
+            assert condition == "service_completed_successfully", name
+            assert parts.username == parts.path.lstrip("/"), (name, url)
+            continue
         # Least privilege: the service runs as its database's run-time role, migrates as its
         # owner (deploy/postgres/init.sql creates both).
         owner = urlsplit(env(service)["MIGRATION_DATABASE_URL"])
@@ -139,7 +150,7 @@ def test_every_database_url_names_a_database_created_in_init_sql(
         assert (owner.hostname, owner.path) == (parts.hostname, parts.path), name
         assert f"CREATE DATABASE {parts.username} OWNER {owner.username};" in init_sql()
         assert f"GRANT CONNECT ON DATABASE {parts.username} TO {parts.username};" in init_sql()
-    assert seen == DB_SERVICES
+    assert seen == DB_SERVICES | MIGRATED_BEFORE | {f"{n}-migrate" for n in MIGRATED_BEFORE}
     # the init script is mounted where the postgres image runs it
     assert any(
         v.startswith("./deploy/postgres/init.sql:/docker-entrypoint-initdb.d/")
@@ -182,8 +193,21 @@ def test_service_environment(services: dict[str, Any]) -> None:
         web["INTAKE_URL"] == "http://intake:8000"
         and web["ASSIGNMENT_URL"] == "http://assignment:8001"
     )
-    assert "KAFKA_BOOTSTRAP" not in web and "DATABASE_URL" not in web
+    assert "KAFKA_BOOTSTRAP" not in web
+    # The sessions live in the web's own database, on the shared PostgreSQL server.
+    assert urlsplit(web["DATABASE_URL"]).path == "/web"
     assert web["TRUSTED_PROXIES"] == "[]"  # nothing fronts the pages locally
+    assert web["PUBLIC_URL"] == "http://127.0.0.1:8003"
+    # No identity provider in compose: the issuers come from the caller's environment, and
+    # the client secrets with them (never a real secret in the file).
+    for audience in ("AGENTS", "CITIZENS"):
+        assert web[f"LOGIN_{audience}_ISSUER"] == f"${{LOGIN_{audience}_ISSUER:-}}"
+        secret = web[f"LOGIN_{audience}_CLIENT_SECRET"]
+        assert secret == f"${{LOGIN_{audience}_CLIENT_SECRET:-}}"
+    for name in TOKEN_VERIFIERS:  # tokens meant for this service only, from trusted issuers
+        e = env(services[name])
+        assert e["OIDC_AUDIENCE"] == name, name
+        assert e["OIDC_ISSUERS"] == "${OIDC_ISSUERS:-{}}", name
 
 
 def test_intake_trusts_the_web_on_the_compose_network(compose: dict[str, Any]) -> None:

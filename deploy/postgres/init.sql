@@ -44,3 +44,8 @@ CREATE ROLE adapter_ants LOGIN PASSWORD 'adapter_ants';
 CREATE DATABASE adapter_ants OWNER adapter_ants_owner;
 REVOKE ALL ON DATABASE adapter_ants FROM PUBLIC;
 GRANT CONNECT ON DATABASE adapter_ants TO adapter_ants;
+CREATE ROLE web_owner LOGIN PASSWORD 'web_owner';
+CREATE ROLE web LOGIN PASSWORD 'web';
+CREATE DATABASE web OWNER web_owner;
+REVOKE ALL ON DATABASE web FROM PUBLIC;
+GRANT CONNECT ON DATABASE web TO web;

@@ -38,3 +38,26 @@ def build(directory: str) -> tuple[dict[str, Any], ...]:
 
 def of_kind(resources: tuple[dict[str, Any], ...], kind: str) -> list[dict[str, Any]]:
     return [r for r in resources if r["kind"] == kind]
+
+
+def settings_class(name: str) -> type:
+    """The settings class a deployed process reads its environment with."""
+    if name == "intake":
+        from intake.settings import IntakeSettings
+
+        return IntakeSettings
+    if name == "assignment":
+        from assignment.settings import AssignmentSettings
+
+        return AssignmentSettings
+    if name == "notification":
+        from notification.bootstrap import NotificationSettings
+
+        return NotificationSettings
+    if name == "web":
+        from web.settings import WebSettings
+
+        return WebSettings
+    from adapter_sdk import discovery
+
+    return discovery.load(name.removeprefix("adapter-").replace("-", "_")).Config

@@ -34,6 +34,8 @@ COMPOSE_ONLY_VARIABLES = {"MIGRATION_DATABASE_URL"}
 #: postal providers, and the infrastructure the operators run on a cluster.
 COMPOSE_ONLY_PREFIXES = ("simulator-",)
 COMPOSE_ONLY = {"kafka", "postgres", "smtp-sink", "channel-providers"}
+#: Compose's one-shot migrations, where the cluster runs a migration Job.
+COMPOSE_JOBS = {"web-migrate"}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +70,16 @@ def test_the_same_processes(compose, cluster):
     local = {
         name
         for name in compose
-        if name not in COMPOSE_ONLY and not name.startswith(COMPOSE_ONLY_PREFIXES)
+        if name not in COMPOSE_ONLY | COMPOSE_JOBS and not name.startswith(COMPOSE_ONLY_PREFIXES)
     }
     assert local == set(cluster)
+
+
+def test_compose_migrates_where_the_cluster_runs_a_job(compose):
+    jobs = {j["metadata"]["name"]: j for j in of_kind(build("overlays/production"), "Job")}
+    for name in COMPOSE_JOBS:
+        (container,) = jobs[name]["spec"]["template"]["spec"]["containers"]
+        assert [str(c) for c in compose[name]["command"]] == container["command"], name
 
 
 def test_the_same_commands_and_ports(compose, cluster):

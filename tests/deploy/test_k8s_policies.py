@@ -8,10 +8,15 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from tests.deploy.support import build, of_kind
+from devstack import k8s_identity
+from guichet_runtime.auth.settings import AuthSettings
+from tests.deploy.support import build, of_kind, settings_class
 
 #: Variables that exist only for the manifests (DATABASE_URL is built from the password).
 PLATFORM_ONLY = {"DATABASE_PASSWORD", "MIGRATION_DATABASE_PASSWORD", "PYTHONDONTWRITEBYTECODE"}
+#: The services whose routes verify bearer tokens (guichet_runtime.auth, read from OIDC_*).
+TOKEN_VERIFIERS = ("intake", "assignment", "adapter-")
+OIDC_VARIABLES = {f"OIDC_{field.upper()}" for field in AuthSettings.model_fields}
 
 
 def pod_specs(resources) -> list[tuple[str, dict[str, Any]]]:
@@ -81,33 +86,13 @@ def test_secrets_are_referenced_never_inlined(overlay):
             assert "PASSWORD" not in key and "SECRET" not in key, config["metadata"]["name"]
 
 
-def settings_class(name: str) -> type:
-    if name == "intake":
-        from intake.settings import IntakeSettings
-
-        return IntakeSettings
-    if name == "assignment":
-        from assignment.settings import AssignmentSettings
-
-        return AssignmentSettings
-    if name == "notification":
-        from notification.bootstrap import NotificationSettings
-
-        return NotificationSettings
-    if name == "web":
-        from web.settings import WebSettings
-
-        return WebSettings
-    from adapter_sdk import discovery
-
-    return discovery.load(name.removeprefix("adapter-").replace("-", "_")).Config
-
-
 def test_every_variable_set_is_a_setting_the_code_reads(production):
     configs = {c["metadata"]["name"]: c["data"] for c in of_kind(production, "ConfigMap")}
     for deployment in of_kind(production, "Deployment"):
         name = deployment["metadata"]["name"]
         known = {field.upper() for field in settings_class(name).model_fields}
+        if name.startswith(TOKEN_VERIFIERS):
+            known |= OIDC_VARIABLES
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         names = {e["name"] for e in container.get("env", [])}
         for source in container.get("envFrom", []):
@@ -149,6 +134,7 @@ def test_the_system_starts_from_default_deny(production):
 
 
 def test_adapters_reach_only_their_agency(production):
+    """Their agency, and the identity providers whose keys verify the tokens they accept."""
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(production, "NetworkPolicy")}
     for deployment in of_kind(production, "Deployment"):
         name = deployment["metadata"]["name"]
@@ -156,8 +142,10 @@ def test_adapters_reach_only_their_agency(production):
             continue
         egress = policies[name]["egress"]
         assert [peer for rule in egress for peer in rule["to"]] == [
-            {"ipBlock": {"cidr": "203.0.113.0/24"}}
+            {"ipBlock": {"cidr": "203.0.113.0/24"}},
+            {"ipBlock": {"cidr": k8s_identity.IDP_CIDR}},
         ], name
+        assert egress[-1]["ports"] == [{"protocol": "TCP", "port": 443}], name
 
 
 def test_production_spreads_and_keeps_replicas_through_a_drain(production):

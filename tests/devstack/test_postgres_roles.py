@@ -56,18 +56,16 @@ async def intake_db(postgres_factory) -> ServiceDatabase:
     return db
 
 
-@pytest.fixture(scope="module")
-def assignment_db(postgres_factory) -> ServiceDatabase:
-    """Assignment's database, migrated as the Kubernetes Job does: the migrations' command
-    line, as the owner, naming the run-time role by a DATABASE_URL without its password."""
-    db = postgres_factory.service(f"roles_{uuid.uuid4().hex[:8]}_assignment")
+def migrated_as_the_job(db: ServiceDatabase, package: str) -> ServiceDatabase:
+    """`db` migrated as the Kubernetes Job does: the migrations' command line, as the owner,
+    naming the run-time role by a DATABASE_URL without its password."""
     env = {
         **os.environ,
         "MIGRATION_DATABASE_URL": db.migration_url,
         "DATABASE_URL": make_url(db.url).set(password=None).render_as_string(),
     }
     done = subprocess.run(
-        [sys.executable, "-m", "guichet_runtime.migrations", "upgrade", "assignment"],
+        [sys.executable, "-m", "guichet_runtime.migrations", "upgrade", package],
         env=env,
         capture_output=True,
         text=True,
@@ -75,6 +73,21 @@ def assignment_db(postgres_factory) -> ServiceDatabase:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return db
+
+
+@pytest.fixture(scope="module")
+def assignment_db(postgres_factory) -> ServiceDatabase:
+    """Assignment's database, migrated as the Kubernetes Job does."""
+    db = postgres_factory.service(f"roles_{uuid.uuid4().hex[:8]}_assignment")
+    return migrated_as_the_job(db, "assignment")
+
+
+@pytest.fixture(scope="module")
+def web_db(postgres_factory) -> ServiceDatabase:
+    """The web's database (its sessions, kept server-side), migrated as its Job `web-migrate`
+    (and compose's one-shot `web-migrate`) does."""
+    db = postgres_factory.service(f"roles_{uuid.uuid4().hex[:8]}_web")
+    return migrated_as_the_job(db, "web")
 
 
 async def test_the_run_time_role_reads_and_writes_every_table(intake_db):
@@ -176,3 +189,19 @@ async def test_a_database_from_before_the_roles_passes_to_its_owner(postgres_fac
     assert [row.tableowner for row in owners] == [f"{name}_owner"]
     await run(db.url, "DELETE FROM outbox WHERE false", "SELECT count(*) FROM files")
     await refused(db.url, "CREATE TABLE stolen (x int)", "permission denied")
+
+
+async def test_the_web_run_time_role_uses_its_sessions_but_cannot_drop_them(web_db):
+    (column,) = await run(
+        web_db.url,
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
+        " AND table_name = 'sessions' ORDER BY ordinal_position LIMIT 1",
+    )
+    await run(
+        web_db.url,
+        "SELECT count(*) FROM sessions",
+        "INSERT INTO sessions SELECT * FROM sessions WHERE false",
+        f"UPDATE sessions SET {column.column_name} = {column.column_name} WHERE false",
+        "DELETE FROM sessions WHERE false",
+    )
+    await refused(web_db.url, "DROP TABLE sessions", "must be owner")
