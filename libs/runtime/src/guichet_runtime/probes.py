@@ -40,7 +40,9 @@ class Check:
 
 
 class Readiness:
-    def __init__(self, engine: AsyncEngine, migrations_dir: Path, consumer: EventConsumer) -> None:
+    def __init__(
+        self, engine: AsyncEngine, migrations_dir: Path, consumer: EventConsumer | None
+    ) -> None:
         self.engine = engine
         self.migrations_dir = migrations_dir
         self.consumer = consumer
@@ -65,7 +67,7 @@ class Readiness:
         return Check(True, "at head") if self._at_head else Check(False, "not at head")
 
     def consumer_check(self) -> Check:
-        if not self.consumer.subscribes:
+        if self.consumer is None or not self.consumer.subscribes:
             return Check(True, "no subscription")
         membership = self.consumer.membership
         if not membership.joined:

@@ -19,8 +19,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES, BodySizeLimit
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
-from guichet_runtime.migrations import upgrade
-from guichet_runtime.probes import install_ops_routes, started_only
+from guichet_runtime.migrations import runtime_role, upgrade
+from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.secrets import required_secret
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
@@ -50,19 +50,25 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     metrics = RuntimeMetrics(settings.service_name)
     engine = create_async_engine(settings.database_url)
     store = SessionStore(engine, secret_key)
+    # Ready: started, its database reachable and migrated to head (no consumer).
+    readiness = Readiness(engine, MIGRATIONS, None)
     backend = Backend(
         settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_at_start:
-            await upgrade(MIGRATIONS, settings.database_url)
-        app.state.ready = True
+        if settings.migrate_at_start:  # as the owner when given, granting the run-time role
+            await upgrade(
+                MIGRATIONS,
+                settings.migration_database_url or settings.database_url,
+                runtime_role(settings.database_url, settings.migration_database_url),
+            )
+        app.state.ready = readiness.started = True
         try:
             yield
         finally:
-            app.state.ready = False
+            app.state.ready = readiness.started = False
             await backend.close()
             await engine.dispose()
             tracer_provider.shutdown()
@@ -75,7 +81,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     app.state.login = login
     app.state.sessions = store
 
-    install_ops_routes(app, service=settings.service_name, metrics=metrics, ready=started_only(app))
+    install_ops_routes(app, service=settings.service_name, metrics=metrics, ready=readiness.check)
     shared.mount_static(app, settings)
     shared.add_error_pages(app)
     for router in (
