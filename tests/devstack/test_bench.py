@@ -206,6 +206,7 @@ def test_demo_curl_is_one_valid_shell_command():
     argv = shlex.split(demo_curl("http://127.0.0.1:8000"))
     assert argv[:4] == ["curl", "-s", "-X", "POST"]
     assert "http://127.0.0.1:8000/api/files" in argv
+    assert "Authorization: Bearer $TOKEN" in argv  # Marie's token, expanded by the shell
     assert json.loads(argv[argv.index("-d") + 1]) == DEMO_FILE  # the apostrophe of "J'ai" survives
 
 
