@@ -31,6 +31,7 @@ from notification.channels import EmailChannel, LetterChannel, SmsChannel
 from notification.mailer import SmtpMailer
 from shared_models import Event, NotificationChannel, parse_event
 from tests.unit.channel_doubles import SENDER, Sink
+from tests.unit.tokens import Tokens
 
 SERVICES = ("intake", "assignment", "notification")
 
@@ -172,3 +173,13 @@ async def channels(
     await mailer.close()
     await sms.close()
     await post.close()
+
+
+# --------------------------------------------------------------------------- access tokens
+
+
+@pytest.fixture(scope="session")
+def tokens() -> Tokens:
+    """Callers' `Authorization` headers from one in-process provider (tests.unit.tokens);
+    `tokens.install(app)` has an app verify them."""
+    return Tokens()

@@ -21,12 +21,17 @@ from tests.unit.samples import citizen, decision, file_submitted
 
 
 @pytest.fixture
-async def client(assignment_db):
+async def client(assignment_db, tokens):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     app = FastAPI()
     install_refusals(app)
+    tokens.install(app)
     app.include_router(api.router(assignment_db))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
+    ) as c:
         c.db = assignment_db
         yield c
 
@@ -102,14 +107,19 @@ async def test_unknown_agents_and_files_are_answered_in_french(client):
     assert file.json()["message"] == "Aucun dossier ne porte la référence GU-0000-INCONNU."
 
 
-async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
+async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db, tokens):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
     app = FastAPI()
     install_refusals(app)
+    tokens.install(app)
     today = dt.datetime.now(PARIS).date()  # the services' today (guichet_runtime.clock)
     app.include_router(api.views_router(assignment_db, lambda: today + dt.timedelta(days=55)))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
+    ) as c:
         card = (await c.get(f"/api/agents/{ref.agent_id}")).json()
         balance = (await c.get("/api/supervision/portfolios")).json()
         soon = (await c.get("/api/supervision/deadlines", params={"within_days": 10})).json()
@@ -130,7 +140,7 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db):
 
 
 async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(
-    assignment_db,
+    assignment_db, tokens
 ):
     """Nearest running clock first; a file whose only clock is suspended has no deadline and
     comes last; a file no agency acknowledged yet shows the two-month estimate."""
@@ -186,10 +196,15 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
 
     app = FastAPI()
     install_refusals(app)
+    tokens.install(app)
     today = paris_day(received)
     app.include_router(api.router(assignment_db))
     app.include_router(api.views_router(assignment_db, lambda: today))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
+    ) as c:
         files = (await c.get(f"/api/agents/{ref.agent_id}/portfolio")).json()["files"]
         at_risk = (await c.get("/api/supervision/deadlines", params={"within_days": 30})).json()
 

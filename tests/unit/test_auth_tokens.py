@@ -1,17 +1,15 @@
-"""Token verification (guichet_runtime.auth) against an in-process fake provider: RSA keys made
-here, discovery and JWKS served by an httpx mock transport. The same checks run against the
-real Keycloak in tests/devstack/test_keycloak.py."""
+"""Token verification (guichet_runtime.auth) against an in-process fake provider
+(tests.unit.tokens: RSA keys made there, discovery and JWKS served by an httpx mock
+transport). The same checks run against the real Keycloak in tests/devstack/test_keycloak.py."""
 
 from __future__ import annotations
 
 import json
 import time
-from typing import Any
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import Depends, FastAPI
 
 from guichet_runtime.auth import (
@@ -26,71 +24,12 @@ from guichet_runtime.auth import (
     optional_principal,
 )
 from guichet_runtime.refusals import RefusalKind, Refused, install_refusals
-
-CITIZENS = "https://idp.test/realms/citoyens"
-AGENTS = "https://idp.test/realms/agents"
-
-
-class FakeProvider:
-    """Discovery + JWKS of two issuers; `rotate()` adds a key; counts JWKS fetches."""
-
-    def __init__(self) -> None:
-        self.keys: dict[str, list[tuple[str, rsa.RSAPrivateKey]]] = {CITIZENS: [], AGENTS: []}
-        self.jwks_fetches = 0
-        self.down = False
-        for issuer in self.keys:
-            self.rotate(issuer)
-
-    def rotate(self, issuer: str) -> str:
-        kid = f"key-{len(self.keys[issuer]) + 1}"
-        self.keys[issuer].append(
-            (kid, rsa.generate_private_key(public_exponent=65537, key_size=2048))
-        )
-        return kid
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        if self.down:
-            return httpx.Response(503)
-        url = str(request.url)
-        for issuer, keys in self.keys.items():
-            if url == f"{issuer}/.well-known/openid-configuration":
-                return httpx.Response(200, json={"issuer": issuer, "jwks_uri": f"{issuer}/certs"})
-            if url == f"{issuer}/certs":
-                self.jwks_fetches += 1
-                jwks = []
-                for kid, key in keys:
-                    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-                    jwks.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
-                return httpx.Response(200, json={"keys": jwks})
-        return httpx.Response(404)
-
-    def sign(self, issuer: str = CITIZENS, *, kid: str | None = None, **claims: Any) -> str:
-        now = int(time.time())
-        body = {
-            "iss": issuer,
-            "sub": "user-1",
-            "aud": ["intake", "assignment"],
-            "iat": now,
-            "exp": now + 300,
-            **claims,
-        }
-        body = {k: v for k, v in body.items() if v is not None}
-        key_id, key = self.keys[issuer][-1]
-        return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid or key_id})
+from tests.unit.tokens import AGENTS, CITIZENS, FakeProvider, verifier_for
 
 
 @pytest.fixture
 def provider() -> FakeProvider:
     return FakeProvider()
-
-
-def verifier_for(provider: FakeProvider, **options: Any) -> TokenVerifier:
-    return TokenVerifier(
-        {CITIZENS: IssuerKind.CITIZEN, AGENTS: IssuerKind.AGENT},
-        "intake",
-        transport=httpx.MockTransport(provider.handler),
-        **options,
-    )
 
 
 async def refusal(verifier: TokenVerifier, token: str) -> Refused:

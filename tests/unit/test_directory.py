@@ -23,7 +23,7 @@ TODAY = dt.date(2026, 11, 24)
 
 
 @pytest.fixture
-async def desk(assignment_db):
+async def desk(assignment_db, tokens):
     """Three files of three citizens in Saint-Denis, and the admin API on a fixed day."""
     db = assignment_db
     await directory_import.seed_directory(db.uow(), DEFAULT_DIRECTORY)
@@ -35,9 +35,12 @@ async def desk(assignment_db):
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
+    tokens.install(app)
     app.include_router(api.admin_router(db, lambda: TODAY))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
     ) as client:
         client.db = db
         yield client
@@ -191,7 +194,7 @@ async def test_bad_directory_requests_are_refused_in_french_and_change_nothing(d
 
 
 async def test_a_file_nobody_can_take_waits_visibly_then_gets_a_referent_urgent_first(
-    assignment_db,
+    assignment_db, tokens
 ):
     db = assignment_db
     await directory_import.seed_directory(db.uow(), DEFAULT_DIRECTORY)
@@ -210,9 +213,12 @@ async def test_a_file_nobody_can_take_waits_visibly_then_gets_a_referent_urgent_
     assert files["GU-2026-WAIT0001"].status == "en_attente_attribution"
     app = FastAPI()
     install_refusals(app)
+    tokens.install(app)
     app.include_router(api.router(db))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://t"
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
     ) as client:
         waiting = (await client.get("/api/supervision/waiting")).json()
     assert [f["file_id"] for f in waiting["files"]] == ["GU-2026-WAIT0001"]

@@ -39,14 +39,19 @@ NEWCOMER = {
 
 
 @pytest.fixture
-async def client(assignment_db):
+async def client(assignment_db, tokens):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
+    tokens.install(app)
     app.include_router(api.router(assignment_db))
     app.include_router(api.admin_router(assignment_db, lambda: TODAY))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.network_head(),
+    ) as c:
         c.db = assignment_db
         yield c
 

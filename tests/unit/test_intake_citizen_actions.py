@@ -226,12 +226,22 @@ async def test_a_new_referent_has_not_been_thanked_yet(intake_db, file_id):
     assert (view["thanked"], view["survey_answered"]) == (False, False)
 
 
-async def test_the_routes_answer_refusals_in_french_with_their_status(intake_db, file_id):
+async def test_the_routes_answer_refusals_in_french_with_their_status(intake_db, file_id, tokens):
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
     app.include_router(intake_api.router(intake_db, KEYRING))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    tokens.install(app)
+    # The citizen filed logged in: their token opens the file.
+    files = intake_db.tables.files
+    await intake_db.execute(
+        files.update().where(files.c.file_id == file_id).values(citizen_subject="awa")
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://t",
+        headers=tokens.citizen("awa"),
+    ) as c:
         early = await c.post(f"/api/files/{file_id}/survey", json={"score": 5})
         await assign(intake_db, file_id)
         await answer(intake_db, file_id)

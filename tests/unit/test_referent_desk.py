@@ -40,22 +40,27 @@ from tests.unit.test_notification_channels import dispatch_all
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
 
 
-def app_client(router) -> httpx.AsyncClient:
+def app_client(router, tokens, **headers: str) -> httpx.AsyncClient:
+    """The router's app, verifying `tokens`; `headers` go with every request (a token)."""
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
     app.include_router(router)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    tokens.install(app)
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+    )
 
 
 # ------------------------------------------------------------------ the personal word (assignment)
 
 
 @pytest.fixture
-async def desk(assignment_db):
+async def desk(assignment_db, tokens):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
-    async with app_client(assignment_api.router(assignment_db)) as c:
+    async with app_client(assignment_api.router(assignment_db), tokens) as c:
         c.db = assignment_db
+        c.tokens = tokens
         yield c
 
 
@@ -80,10 +85,12 @@ async def test_the_referents_word_set_before_the_last_answer_leaves_with_it_then
     agent, requests = await open_file(desk.db, "GU-2026-WORD0001")
     url = "/api/files/GU-2026-WORD0001/personal-word"
 
-    first = await desk.put(url, json={"agent_id": agent, "text": "Un premier jet."})
-    replaced = await desk.put(url, json={"agent_id": agent, "text": f"  {WORD}  "})
+    first = await desk.put(url, headers=desk.tokens.agent(agent), json={"text": "Un premier jet."})
+    replaced = await desk.put(url, headers=desk.tokens.agent(agent), json={"text": f"  {WORD}  "})
     assert first.status_code == replaced.status_code == 200, replaced.text
-    shown = (await desk.get("/api/files/GU-2026-WORD0001/assignment")).json()["personal_word"]
+    shown = (
+        await desk.get("/api/files/GU-2026-WORD0001/assignment", headers=desk.tokens.agent(agent))
+    ).json()["personal_word"]
     assert (shown["text"], shown["agent_id"], shown["included"]) == (WORD, agent, True)
 
     [answer] = await answer_all(desk.db, requests)
@@ -94,8 +101,8 @@ async def test_the_referents_word_set_before_the_last_answer_leaves_with_it_then
     assert (
         answer.referent.opening_hours and f"Accueil : {answer.referent.opening_hours}" in signature
     )
-    late = await desk.put(url, json={"agent_id": agent, "text": "Trop tard ?"})
-    withdrawn = await desk.delete(url, params={"agent_id": agent})
+    late = await desk.put(url, headers=desk.tokens.agent(agent), json={"text": "Trop tard ?"})
+    withdrawn = await desk.delete(url, headers=desk.tokens.agent(agent))
     assert late.status_code == withdrawn.status_code == 409
     assert late.json()["message"].startswith("La réponse coordonnée est déjà partie")
     [file] = await desk.db.rows("files")
@@ -105,8 +112,8 @@ async def test_the_referents_word_set_before_the_last_answer_leaves_with_it_then
 async def test_the_answer_does_not_wait_for_a_word_and_a_withdrawn_word_is_not_sent(desk):
     agent, requests = await open_file(desk.db, "GU-2026-WORD0002")
     url = "/api/files/GU-2026-WORD0002/personal-word"
-    await desk.put(url, json={"agent_id": agent, "text": WORD})
-    assert (await desk.delete(url, params={"agent_id": agent})).status_code == 200
+    await desk.put(url, headers=desk.tokens.agent(agent), json={"text": WORD})
+    assert (await desk.delete(url, headers=desk.tokens.agent(agent))).status_code == 200
 
     [answer] = await answer_all(desk.db, requests)
 
@@ -120,25 +127,42 @@ async def test_only_the_current_referent_writes_the_word_and_errors_are_in_frenc
     other = next(r.agent_id for r in await desk.db.rows("agents") if r.agent_id != agent)
 
     cases = {
-        "colleague": await desk.put(url, json={"agent_id": other, "text": WORD}),
-        "unknown agent": await desk.put(url, json={"agent_id": "AG-INCONNU", "text": WORD}),
-        "unknown file": await desk.put(
-            "/api/files/GU-0000-INCONNU/personal-word", json={"agent_id": agent, "text": WORD}
+        "colleague": await desk.put(url, headers=desk.tokens.agent(other), json={"text": WORD}),
+        "unknown agent": await desk.put(
+            url, headers=desk.tokens.agent("AG-INCONNU"), json={"text": WORD}
         ),
-        "blank": await desk.put(url, json={"agent_id": agent, "text": "   "}),
-        "too long": await desk.put(url, json={"agent_id": agent, "text": "x" * 1001}),
+        "unknown file": await desk.put(
+            "/api/files/GU-0000-INCONNU/personal-word",
+            headers=desk.tokens.agent(agent),
+            json={"text": WORD},
+        ),
+        "blank": await desk.put(url, headers=desk.tokens.agent(agent), json={"text": "   "}),
+        "too long": await desk.put(
+            url, headers=desk.tokens.agent(agent), json={"text": "x" * 1001}
+        ),
     }
+
+    # The author is the token's agent: an agent the directory does not know is nobody's
+    # référent, and a body naming the référent is refused (the field is gone).
+    cases["body names the author"] = await desk.put(
+        url, headers=desk.tokens.agent(other), json={"agent_id": agent, "text": WORD}
+    )
+    cases["anonymous"] = await desk.put(url, json={"text": WORD})
 
     assert {k: r.status_code for k, r in cases.items()} == {
         "colleague": 403,
-        "unknown agent": 404,
+        "unknown agent": 403,
         "unknown file": 404,
         "blank": 422,
         "too long": 422,
+        "body names the author": 403,
+        "anonymous": 401,
     }
-    assert cases["colleague"].json()["message"].startswith("Seul le référent actuel du dossier")
+    for refused in ("colleague", "unknown agent", "body names the author"):
+        assert cases[refused].json()["message"].startswith("Seul le référent actuel du dossier")
     assert (
-        cases["unknown agent"].json()["message"] == "Aucun agent ne porte l'identifiant AG-INCONNU."
+        cases["unknown file"].json()["message"]
+        == "Aucun dossier ne porte la référence GU-0000-INCONNU."
     )
     assert cases["blank"].json()["errors"] == [
         {"field": "text", "message": "Écrivez quelques mots avant d'enregistrer."}
@@ -154,7 +178,9 @@ async def test_only_the_current_referent_writes_the_word_and_errors_are_in_frenc
 async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(desk):
     agent, requests = await open_file(desk.db, "GU-2026-WORD0004")
     await desk.put(
-        "/api/files/GU-2026-WORD0004/personal-word", json={"agent_id": agent, "text": WORD}
+        "/api/files/GU-2026-WORD0004/personal-word",
+        headers=desk.tokens.agent(agent),
+        json={"text": WORD},
     )
     change = ReferentChangeRequested(
         file_id="GU-2026-WORD0004", requested_by="citoyen", reason="Incompatibilité."
@@ -162,7 +188,9 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
     await assignment.on_referent_change_requested(
         change, desk.db.uow(("assignment", str(change.event_id)))
     )
-    record = (await desk.get("/api/files/GU-2026-WORD0004/assignment")).json()
+    record = (
+        await desk.get("/api/files/GU-2026-WORD0004/assignment", headers=desk.tokens.network_head())
+    ).json()
     assert record["referent_id"] != agent and record["personal_word"]["included"] is False
 
     [answer] = await answer_all(desk.db, requests)
@@ -175,9 +203,13 @@ async def test_a_word_leaves_only_under_the_name_of_the_referent_who_wrote_it(de
 
 
 @pytest.fixture
-async def counter(intake_db):
-    async with app_client(intake_api.router(intake_db, KEYRING)) as c:
+async def counter(intake_db, tokens):
+    """The desk of the file's référent (their token goes with every request)."""
+    async with app_client(
+        intake_api.router(intake_db, KEYRING), tokens, **tokens.agent(referent().agent_id)
+    ) as c:
         c.db = intake_db
+        c.tokens = tokens
         yield c
 
 
@@ -211,10 +243,7 @@ async def intake_file(db, assigned: bool = True) -> str:
 async def test_the_referent_writes_to_the_citizen_once_per_idempotency_key(counter):
     file_id = await intake_file(counter.db)
     url = f"/api/files/{file_id}/messages"
-    body = {
-        "agent_id": referent().agent_id,
-        "text": "Pouvez-vous m'envoyer votre livret de famille ?",
-    }
+    body = {"text": "Pouvez-vous m'envoyer votre livret de famille ?"}
 
     sent = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
     again = await counter.post(url, json=body, headers={"Idempotency-Key": "desk-1"})
@@ -265,32 +294,38 @@ async def test_only_the_files_referent_writes_and_bad_messages_are_refused_in_fr
     waiting = await intake_file(counter.db, assigned=False)
     me = referent().agent_id
 
+    colleague = counter.tokens.agent("AG-AUTRE")
     cases = {
         "colleague": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": "AG-AUTRE", "text": "Bonjour"}
+            f"/api/files/{file_id}/messages", json={"text": "Bonjour"}, headers=colleague
         ),
+        # Nobody is the référent of a waiting file: nobody writes from it.
         "no référent yet": await counter.post(
-            f"/api/files/{waiting}/messages", json={"agent_id": me, "text": "Bonjour"}
+            f"/api/files/{waiting}/messages", json={"text": "Bonjour"}
         ),
         "unknown file": await counter.post(
-            "/api/files/GU-0000-INCONNU/messages", json={"agent_id": me, "text": "Bonjour"}
+            "/api/files/GU-0000-INCONNU/messages", json={"text": "Bonjour"}
         ),
-        "blank": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": " "}
-        ),
-        "too long": await counter.post(
-            f"/api/files/{file_id}/messages", json={"agent_id": me, "text": "x" * 2001}
+        "blank": await counter.post(f"/api/files/{file_id}/messages", json={"text": " "}),
+        "too long": await counter.post(f"/api/files/{file_id}/messages", json={"text": "x" * 2001}),
+        # The author comes from the token: a body naming the référent is refused.
+        "body names the author": await counter.post(
+            f"/api/files/{file_id}/messages",
+            json={"agent_id": me, "text": "Bonjour"},
+            headers=colleague,
         ),
     }
 
     assert {k: r.status_code for k, r in cases.items()} == {
         "colleague": 403,
-        "no référent yet": 409,
+        "no référent yet": 403,
         "unknown file": 404,
         "blank": 422,
         "too long": 422,
+        "body names the author": 403,
     }
-    assert cases["colleague"].json()["message"].startswith("Seul le référent actuel du dossier")
+    for refused in ("colleague", "no référent yet", "body names the author"):
+        assert cases[refused].json()["message"].startswith("Seul le référent actuel du dossier")
     assert cases["blank"].json()["errors"] == [
         {"field": "text", "message": "Écrivez votre message avant de l'envoyer."}
     ]

@@ -21,6 +21,7 @@ from adapter_sdk.runtime import AdapterRuntime
 from adapter_sdk.tables import metadata
 from adapter_sdk.transport import Transport
 from guichet_runtime.kafka_security import client_options
+from guichet_runtime.policy import Policy, declared
 from guichet_runtime.service import build_runtime, create_app, ensure_topics
 from guichet_runtime.service import serve as run_service
 from shared_models import AgencyRequestIssued, SupportingDocumentSubmitted, catalogue, topics
@@ -79,7 +80,9 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
     app = create_app(runtime, title=f"Guichet unique — adaptateur {decl.label}")
     app.state.adapter = core
 
-    @app.post("/callbacks", tags=["organisme"])
+    # The callback gate (HMAC signature, timestamp, replay window, the request's own agency)
+    # decides on /callbacks; the policy is declared here, enforced there.
+    @app.post("/callbacks", tags=["organisme"], dependencies=[declared(Policy.AGENCY_CALLBACK)])
     async def callback(request: Request) -> Any:
         """Where an asynchronous agency delivers its answer."""
         if not decl.asynchronous:
@@ -90,11 +93,11 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
         status, content = await core.on_callback(await request.body(), dict(request.headers), peer)
         return JSONResponse(status_code=status, content=content)
 
-    @app.get("/declaration", tags=["organisme"])
+    @app.get("/declaration", tags=["organisme"], dependencies=[declared(Policy.PUBLIC)])
     async def declaration() -> dict[str, Any]:
         return decl.model_dump(mode="json")
 
-    @app.get("/metrics/overhead", tags=["ops"])
+    @app.get("/metrics/overhead", tags=["ops"], dependencies=[declared(Policy.OPS)])
     async def overhead() -> dict[str, Any]:
         """Recent per-request samples, in seconds: time in the adapter runtime (agency
         latency excluded) and time waiting for the agency; for `make bench`."""

@@ -52,6 +52,7 @@ from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import read_status_checked
 from adapter_sdk.translation import checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
+from guichet_runtime.policy import Policy, declared
 from shared_models import CatalogueInvalid, Decision, catalogue
 
 #: Recognisable values of every citizen field, to see which ones an adapter sends.
@@ -134,7 +135,8 @@ class CallbackInbox:
         self.arrived = asyncio.Event()
         app = FastAPI()
 
-        @app.post("/callbacks")
+        # The kit's stand-in for the platform's endpoint: takes every callback, to check it.
+        @app.post("/callbacks", dependencies=[declared(Policy.AGENCY_CALLBACK)])
         async def callback(request: Request) -> dict[str, str]:
             self.received.append((await request.body(), dict(request.headers)))
             self.arrived.set()

@@ -211,7 +211,9 @@ NOT_ALLOWED = "Vous n'avez pas accès à cette ressource."
 UNKNOWN = "Ressource introuvable."
 
 
-def decide(policy: Policy, principal: Principal, subject: Subject) -> None:
+def decide(
+    policy: Policy, principal: Principal, subject: Subject, forbidden: str = NOT_ALLOWED
+) -> None:
     """Raise the refusal `policy` calls for, or return when `principal` may go on."""
     if DECISIONS[policy](principal, subject):
         return
@@ -219,14 +221,21 @@ def decide(policy: Policy, principal: Principal, subject: Subject) -> None:
         raise Refused(
             RefusalKind.UNAUTHENTICATED, NOT_LOGGED_IN, headers={"WWW-Authenticate": "Bearer"}
         )
-    raise Refused(RefusalKind.FORBIDDEN, NOT_ALLOWED)
+    raise Refused(RefusalKind.FORBIDDEN, forbidden)
 
 
-def requires(policy: Policy, facts: Facts | None = None, *, unknown: str = UNKNOWN) -> Any:
+def requires(
+    policy: Policy,
+    facts: Facts | None = None,
+    *,
+    unknown: str = UNKNOWN,
+    forbidden: str = NOT_ALLOWED,
+) -> Any:
     """The route's policy, as a dependency returning the verified caller.
 
     `facts` looks up what the request is about; a `Subject(exists=False)` answers 404 with
-    `unknown` to a caller who is identified (401 to an anonymous one without a proof)."""
+    `unknown` to a caller who is identified (401 to an anonymous one without a proof). An
+    identified caller the policy refuses reads `forbidden` (403)."""
 
     async def guard(
         request: Request, principal: Principal = Depends(optional_principal)
@@ -244,7 +253,7 @@ def requires(policy: Policy, facts: Facts | None = None, *, unknown: str = UNKNO
             if principal.is_anonymous and not subject.proved and policy not in OPEN:
                 decide(policy, principal, Subject())
             raise Refused(RefusalKind.NOT_FOUND, unknown)
-        decide(policy, principal, subject)
+        decide(policy, principal, subject, forbidden)
         request.state.subject = subject
         return principal
 

@@ -9,10 +9,12 @@ in `assignment.legal_deadline`.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import AGENCY_LABELS, AgencyDecision, CitizenContact, Decision, Referent
 from shared_models.wording import DECISION_WORDS, euros_fr
 
@@ -301,3 +303,19 @@ def compose_answer(
     if referent.opening_hours:
         lines.append(f"Accueil : {referent.opening_hours}")
     return "\n".join(lines)
+
+
+def ensure_target_supervised(name: str, office_id: str, supervised: Collection[str] | None) -> None:
+    """A supervisor moves a file only to an agent of an office they supervise (`supervised`;
+    None: a move not made by a supervisor's hand, unrestricted)."""
+    if supervised is not None and office_id not in supervised:
+        raise Refused(
+            RefusalKind.FORBIDDEN,
+            f"{name} travaille dans un espace que vous ne supervisez pas : confiez ce dossier "
+            "à un agent de vos espaces.",
+        )
+
+
+ONLY_THE_REFERENT_WRITES = (
+    "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse."
+)

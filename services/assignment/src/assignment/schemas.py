@@ -11,13 +11,11 @@ from assignment.domain import MAX_WORD
 
 
 class PersonalWordIn(BaseModel):
-    """A few lines of the référent to the citizen, joined to the coordinated answer."""
+    """A few lines of the référent to the citizen, joined to the coordinated answer (the
+    author is the agent of the access token)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    agent_id: str = Field(
-        min_length=1, max_length=30, description="Identifiant du référent qui écrit."
-    )
     text: str = Field(description="Le mot personnel, en texte simple (1 à 1000 caractères).")
 
     @field_validator("text")

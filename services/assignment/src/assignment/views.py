@@ -6,6 +6,7 @@ Each view returns the API's JSON-ready dict, or raises `Refused(NOT_FOUND)`.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -14,11 +15,53 @@ from assignment import domain, legal_deadline
 from assignment.domain import AgentStatus, ClockStatus, FileStatus, RequestStatus
 from assignment.tables import agency_requests, agents, assignments, files, legal_clocks, offices
 from guichet_runtime.db import UnitOfWork
+from guichet_runtime.policy import FileParties, Subject
 from guichet_runtime.refusals import RefusalKind, Refused
 
 
-def _no_agent(agent_id: str) -> Refused:
+def no_agent(agent_id: str) -> Refused:
     return Refused(RefusalKind.NOT_FOUND, f"Aucun agent ne porte l'identifiant {agent_id}.")
+
+
+def no_file(file_id: str) -> Refused:
+    return Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
+
+
+# --- the facts the access policies decide on (guichet_runtime.policy) ------------------------
+
+
+async def file_subject(uow: UnitOfWork, file_id: str) -> Subject | None:
+    """The file's référent (the agent covering an absence is the référent while it lasts)
+    and their office; None for an unknown file."""
+    async with uow:
+        row = (
+            await uow.conn.execute(
+                sa.select(files.c.referent_id, agents.c.office_id)
+                .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
+                .where(files.c.file_id == file_id)
+            )
+        ).first()
+    if row is None:
+        return None
+    return Subject(file=FileParties(file_id, referent=row.referent_id, office=row.office_id))
+
+
+async def agent_subject(uow: UnitOfWork, agent_id: str) -> Subject | None:
+    """The agent and their office; None for an unknown agent."""
+    async with uow:
+        office = await uow.conn.scalar(
+            sa.select(agents.c.office_id).where(agents.c.agent_id == agent_id)
+        )
+    return None if office is None else Subject(agent_id=agent_id, agent_office=office)
+
+
+async def departements_of(conn: Any, office_ids: Collection[str]) -> set[str]:
+    """The départements of these offices: a supervisor's share of the files waiting for
+    a référent (no office is theirs yet)."""
+    found = await conn.scalars(
+        sa.select(offices.c.departement).where(offices.c.office_id.in_(list(office_ids)))
+    )
+    return set(found)
 
 
 async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]]:
@@ -91,7 +134,7 @@ async def portfolio(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
             )
         ).first()
         if agent is None:
-            raise _no_agent(agent_id)
+            raise no_agent(agent_id)
         rows = (
             await uow.conn.execute(
                 sa.select(files).where(
@@ -143,9 +186,11 @@ async def portfolio(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
     }
 
 
-async def waiting_files(uow: UnitOfWork) -> dict[str, Any]:
-    """Files waiting for a référent because nobody near has room: the supervisors' alert."""
+async def waiting_files(uow: UnitOfWork, office_ids: Collection[str]) -> dict[str, Any]:
+    """Files waiting for a référent because nobody near has room: the supervisors' alert,
+    for the supervisor of `office_ids` (the files of these offices' départements)."""
     async with uow:
+        mine = await departements_of(uow.conn, office_ids)
         rows = (
             await uow.conn.execute(
                 sa.select(
@@ -159,19 +204,18 @@ async def waiting_files(uow: UnitOfWork) -> dict[str, Any]:
                 .order_by(files.c.urgent.desc(), files.c.created_at)
             )
         ).all()
-    return {
-        "count": len(rows),
-        "files": [
-            {
-                "file_id": r.file_id,
-                "urgent": r.urgent,
-                "received_at": r.created_at,
-                "life_event_label": r.life_event_label,
-                "departement": domain.departement_of(r.citizen["postcode"]),
-            }
-            for r in rows
-        ],
-    }
+    found = [
+        {
+            "file_id": r.file_id,
+            "urgent": r.urgent,
+            "received_at": r.created_at,
+            "life_event_label": r.life_event_label,
+            "departement": domain.departement_of(r.citizen["postcode"]),
+        }
+        for r in rows
+    ]
+    found = [f for f in found if f["departement"] in mine]
+    return {"count": len(found), "files": found}
 
 
 async def assignment_record(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
@@ -179,7 +223,7 @@ async def assignment_record(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
     async with uow:
         file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).first()
         if file is None:
-            raise Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
+            raise no_file(file_id)
         history = (
             await uow.conn.execute(
                 sa.select(assignments, agents.c.name)
@@ -225,15 +269,12 @@ async def agent_card(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
             )
         ).first()
     if row is None:
-        raise _no_agent(agent_id)
-    return {
+        raise no_agent(agent_id)
+    return {  # public: the card a citizen's letters carry, nothing of the agent's load
         "agent_id": row.agent_id,
         "name": row.name,
         "phone": row.phone,
         "email": row.email,
-        "status": row.status,
-        "capacity": row.capacity,
-        "active_files": row.active_files,
         "office": {
             "office_id": row.office_id,
             "name": row.office_name,
@@ -244,13 +285,15 @@ async def agent_card(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
     }
 
 
-async def portfolios(uow: UnitOfWork) -> dict[str, Any]:
-    """Every agent's load against capacity, and the totals per office."""
+async def portfolios(uow: UnitOfWork, office_ids: Collection[str]) -> dict[str, Any]:
+    """Every agent's load against capacity, and the totals per office, for the offices
+    `office_ids` (a supervisor's)."""
     async with uow:
         rows = (
             await uow.conn.execute(
                 sa.select(agents, offices.c.name.label("office_name"))
                 .join(offices, agents.c.office_id == offices.c.office_id)
+                .where(agents.c.office_id.in_(list(office_ids)))
                 .order_by(offices.c.name, agents.c.name)
             )
         ).all()
@@ -287,11 +330,16 @@ async def portfolios(uow: UnitOfWork) -> dict[str, Any]:
     }
 
 
-async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -> dict[str, Any]:
+async def deadlines_at_risk(
+    uow: UnitOfWork, today: dt.date, within_days: int, office_ids: Collection[str]
+) -> dict[str, Any]:
     """Open files whose nearest legal deadline falls within `within_days` (or is past),
-    nearest first; files with every clock suspended are not at risk."""
+    nearest first; files with every clock suspended are not at risk. Only the files of the
+    offices `office_ids` (a supervisor's): their référents', or waiting in their
+    départements."""
     horizon = today + dt.timedelta(days=within_days)
     async with uow:
+        mine = await departements_of(uow.conn, office_ids)
         rows = (
             await uow.conn.execute(
                 sa.select(
@@ -301,6 +349,8 @@ async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -
                     files.c.created_at,
                     files.c.life_event_label,
                     agents.c.name.label("referent"),
+                    agents.c.office_id,
+                    files.c.citizen,
                 )
                 .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
                 .where(files.c.status != FileStatus.ANSWERED)
@@ -318,6 +368,12 @@ async def deadlines_at_risk(uow: UnitOfWork, today: dt.date, within_days: int) -
                 )
             )
         ).all()
+        rows = [
+            r
+            for r in rows
+            if r.office_id in office_ids
+            or (r.office_id is None and domain.departement_of(r.citizen["postcode"]) in mine)
+        ]
         due = await file_deadlines(uow.conn, rows)
     items = []
     for r in rows:

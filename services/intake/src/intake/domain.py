@@ -10,10 +10,12 @@ import datetime as dt
 import hashlib
 import math
 import secrets
+from dataclasses import dataclass
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
+from guichet_runtime.auth.principal import Principal, PrincipalKind, Role
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
     AGENCY_LABELS,
@@ -76,6 +78,19 @@ class TimelineKind(StrEnum):
     REFERENT_MESSAGE = "message_referent"
 
 
+class IntakeChannel(StrEnum):
+    """How a file came in: online by the citizen, or registered by a front-desk agent."""
+
+    ONLINE = "en_ligne"  # the citizen, on the site (logged in or not)
+    COUNTER = "guichet"  # at a France Services counter
+    PHONE = "telephone"  # on the phone line
+    MAIL = "courrier"  # a letter to the mail room
+
+
+#: The channels a front-desk agent registers a file through.
+DESK_CHANNELS = (IntakeChannel.COUNTER, IntakeChannel.PHONE, IntakeChannel.MAIL)
+
+
 class UnknownFile(Exception):
     """An event names a file intake never opened (the consumer retries, then dead-letters
     it). Not a refusal: no citizen or agent asked for anything."""
@@ -121,6 +136,40 @@ def new_file_id(today: dt.date) -> str:
 def unknown_file(file_id: str) -> Refused:
     """The refusal for a reference no file carries."""
     return Refused(RefusalKind.NOT_FOUND, f"Aucun dossier ne porte la référence {file_id}.")
+
+
+@dataclass(frozen=True)
+class Submitter:
+    """Who opens a file, as the verified token says: recorded with the file."""
+
+    channel: IntakeChannel
+    citizen_subject: str | None = None  # the logged-in citizen's `sub`
+    registered_by: str | None = None  # the front-desk agent's directory id
+
+
+DESK_CHANNEL_NEEDED = (
+    "Précisez par quel canal l'usager s'est adressé à vous : guichet, telephone ou courrier."
+)
+DESK_ONLY = "Seul un agent d'accueil enregistre un dossier au nom d'un usager."
+
+
+def submitter_of(principal: Principal, channel: IntakeChannel | None) -> Submitter:
+    """Who may open a file, and how it is recorded: anyone online (a logged-in citizen's
+    file is linked to them); a front-desk agent for a citizen, saying the channel; no other
+    agent, and no agency's system."""
+    if principal.kind is PrincipalKind.AGENT and principal.has_role(Role.GUICHET):
+        if not principal.agent_id:
+            raise Refused(RefusalKind.FORBIDDEN, DESK_ONLY)
+        if channel not in DESK_CHANNELS:
+            raise Refused(RefusalKind.INVALID, DESK_CHANNEL_NEEDED, field="channel")
+        return Submitter(channel, registered_by=principal.agent_id)
+    if principal.kind in (PrincipalKind.AGENT, PrincipalKind.AGENCY):
+        raise Refused(RefusalKind.FORBIDDEN, DESK_ONLY)
+    if channel not in (None, IntakeChannel.ONLINE):
+        raise Refused(RefusalKind.INVALID, DESK_ONLY, field="channel")
+    if principal.kind is PrincipalKind.CITIZEN:
+        return Submitter(IntakeChannel.ONLINE, citizen_subject=principal.subject)
+    return Submitter(IntakeChannel.ONLINE)
 
 
 def statuses_before(status: AgencyStatus) -> list[AgencyStatus]:
@@ -210,14 +259,16 @@ def ensure_not_thanked_yet(referent: Referent, already_thanked: bool) -> None:
         )
 
 
+ONLY_THE_REFERENT_WRITES = (
+    "Seul le référent actuel du dossier peut écrire à l'usager depuis ce dossier."
+)
+
+
 def ensure_current_referent_writes(card: dict[str, Any] | None, agent_id: str) -> Referent:
     """Only the file's current référent writes to the citizen from the file."""
     referent = named_referent(card, "Aucun référent n'est encore désigné pour ce dossier.")
     if referent.agent_id != agent_id:
-        raise Refused(
-            RefusalKind.FORBIDDEN,
-            "Seul le référent actuel du dossier peut écrire à l'usager depuis ce dossier.",
-        )
+        raise Refused(RefusalKind.FORBIDDEN, ONLY_THE_REFERENT_WRITES)
     return referent
 
 

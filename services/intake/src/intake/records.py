@@ -7,9 +7,16 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, insert_ignore
-from intake.domain import AgencyStatus, TimelineKind, UnknownFile, statuses_before, unknown_file
-from intake.tables import file_agencies, files, timeline
+from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from intake.domain import (
+    AgencyStatus,
+    TimelineKind,
+    UnknownFile,
+    proof_hash,
+    statuses_before,
+    unknown_file,
+)
+from intake.tables import access_codes, file_agencies, files, timeline
 from shared_models import Event
 
 
@@ -29,6 +36,20 @@ async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label:
 async def file_exists(uow: UnitOfWork, file_id: str) -> bool:
     found = await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == file_id))
     return found is not None
+
+
+async def live_proof(uow: UnitOfWork, file_id: str, proof: str) -> bool:
+    """`proof` was given by a code verified for this very file, and still holds."""
+    live = await uow.conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(access_codes)
+        .where(
+            access_codes.c.file_id == file_id,
+            access_codes.c.proof_hash == proof_hash(proof),
+            access_codes.c.proof_expires_at > utcnow(),
+        )
+    )
+    return bool(live)
 
 
 async def require_file(uow: UnitOfWork, file_id: str) -> None:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, mo
 from pydantic_core import PydanticCustomError
 
 from intake.catalogue import CATALOGUE
-from intake.domain import AgencyStatus, FileStatus, TimelineKind
+from intake.domain import AgencyStatus, FileStatus, IntakeChannel, TimelineKind
 from shared_models import Decision, PreferredChannel
 
 _POSTCODE = re.compile(r"^(\d{5}|2[AB]\d{3})$")
@@ -149,6 +149,11 @@ class FileIn(BaseModel):
     urgent: bool = Field(
         default=False, description="Situation urgente (perte de revenus, expulsion, santé)."
     )
+    channel: IntakeChannel | None = Field(
+        default=None,
+        description="Canal de l'accueil, obligatoire pour un agent d'accueil qui enregistre le "
+        "dossier d'un usager : guichet, telephone ou courrier (en ligne sinon).",
+    )
 
     @field_validator("life_event")
     @classmethod
@@ -171,13 +176,11 @@ class ReferentChangeIn(BaseModel):
 
 
 class MessageIn(BaseModel):
-    """A message from the file's référent to the citizen, written on the desk."""
+    """A message from the file's référent to the citizen, written on the desk (the author
+    is the agent of the access token)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    agent_id: str = Field(
-        min_length=1, max_length=50, description="Identifiant du référent qui écrit."
-    )
     text: str = Field(description="Le message, en texte simple (1 à 2000 caractères).")
 
     @field_validator("text")

@@ -25,6 +25,27 @@ files = sa.Table(
     sa.Column("request_digest", sa.String(64), nullable=True),
     sa.Column("referent_change_requested_at", UtcDateTime, nullable=True),
     sa.Column("referent_change_reason", sa.Text, nullable=True),
+    # Who opened it (docs/security.md): the policies' file parties.
+    sa.Column(
+        "citizen_subject",
+        sa.String(255),
+        nullable=True,
+        index=True,
+        comment="the citizen's `sub` when they filed logged in",
+    ),
+    sa.Column(
+        "registered_by",
+        sa.String(50),
+        nullable=True,
+        index=True,
+        comment="the front-desk agent who registered it for the citizen",
+    ),
+    sa.Column(
+        "channel",
+        sa.String(20),
+        nullable=True,
+        comment="en_ligne, guichet, telephone, courrier (null: filed before it was kept)",
+    ),
 )
 
 file_agencies = sa.Table(
@@ -125,6 +146,12 @@ thanks = sa.Table(
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False),
     sa.Column("agent_id", sa.String(50), nullable=False, index=True),
     sa.Column("agent_name", sa.String(200), nullable=False),
+    sa.Column(
+        "office_id",
+        sa.String(50),
+        nullable=True,
+        comment="the référent's office when thanked: its supervisors may read the thanks",
+    ),
     sa.Column("citizen_given_name", sa.String(100), nullable=False),
     sa.Column("message", sa.Text, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),

@@ -8,20 +8,27 @@ from typing import Any
 
 from fastapi import APIRouter, Body
 
+from assignment.api.access import Access
 from assignment.commands import directory, directory_import
 from assignment.schemas import AbsenceIn, DepartureIn, ReasonIn
+from guichet_runtime.auth.principal import Principal
+from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
 
 
 def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
     admin = APIRouter(prefix="/api")
+    access = Access(runtime)
+    directory_admin = [requires(Policy.DIRECTORY_ADMIN)]
+    agent_supervisor = [requires(Policy.AGENT_SUPERVISOR, access.agent())]
+    file_supervisor = requires(Policy.FILE_SUPERVISOR, access.file())
 
-    @admin.post("/agents", status_code=201)
+    @admin.post("/agents", status_code=201, dependencies=directory_admin)
     async def agent_joins(body: dict[str, Any] = Body(..., description="Fiche de l'agent.")) -> Any:
         """An agent joins the network (name, office, direct phone, email, agencies, capacity)."""
         return await directory_import.join(runtime.uow(), body)
 
-    @admin.post("/directory/import")
+    @admin.post("/directory/import", dependencies=directory_admin)
     async def import_directory(
         body: Any = Body(..., description="Fichier d'annuaire versionné."),
     ) -> Any:
@@ -29,22 +36,26 @@ def admin_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
         nothing is applied. New and changed offices and agents each become an event."""
         return await directory_import.import_directory(runtime.uow(), body)
 
-    @admin.post("/agents/{agent_id}/absences", status_code=201)
+    @admin.post("/agents/{agent_id}/absences", status_code=201, dependencies=agent_supervisor)
     async def declare_absence(agent_id: str, body: AbsenceIn) -> Any:
         return await directory.declare_absence(
             runtime.uow(), agent_id, body.starts_on, body.ends_on, body.reason, today()
         )
 
-    @admin.post("/agents/{agent_id}/return")
+    @admin.post("/agents/{agent_id}/return", dependencies=agent_supervisor)
     async def agent_returns(agent_id: str) -> Any:
         return await directory.agent_returns(runtime.uow(), agent_id)
 
-    @admin.post("/agents/{agent_id}/departure")
+    @admin.post("/agents/{agent_id}/departure", dependencies=agent_supervisor)
     async def agent_leaves(agent_id: str, body: DepartureIn) -> Any:
         return await directory.agent_leaves(runtime.uow(), agent_id, body.reason)
 
     @admin.post("/files/{file_id}/reassign")
-    async def reassign(file_id: str, body: ReasonIn) -> Any:
-        return await directory.reassign(runtime.uow(), file_id, body.reason, body.agent_id)
+    async def reassign(file_id: str, body: ReasonIn, who: Principal = file_supervisor) -> Any:
+        """A supervisor of the référent's office moves the file, to a named agent of an
+        office they supervise or by the usual rules."""
+        return await directory.reassign(
+            runtime.uow(), file_id, body.reason, body.agent_id, supervised=who.offices
+        )
 
     return admin

@@ -4,43 +4,53 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from assignment import views
+from assignment.api.access import Access
 from assignment.commands import desk
+from assignment.domain import ONLY_THE_REFERENT_WRITES
 from assignment.schemas import PersonalWordIn
+from guichet_runtime.auth.principal import Principal
+from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
 
 
 def router(runtime: Runtime) -> APIRouter:
     api = APIRouter(prefix="/api")
+    access = Access(runtime)
+    referent = requires(Policy.FILE_REFERENT, access.file(), forbidden=ONLY_THE_REFERENT_WRITES)
+    supervisor = requires(Policy.SUPERVISOR)
 
-    @api.get("/agents/{agent_id}/portfolio")
+    @api.get(
+        "/agents/{agent_id}/portfolio", dependencies=[requires(Policy.AGENT_SELF, access.agent())]
+    )
     async def portfolio(agent_id: str) -> Any:
         """The référent's open files, urgent first, then by nearest legal deadline."""
         return await views.portfolio(runtime.uow(), agent_id)
 
     @api.get("/supervision/waiting")
-    async def waiting() -> Any:
-        """Files waiting for a référent because nobody near has room: the supervisors' alert."""
-        return await views.waiting_files(runtime.uow())
+    async def waiting(who: Principal = supervisor) -> Any:
+        """Files waiting for a référent because nobody near has room: the supervisors' alert
+        (those of the caller's offices' départements)."""
+        return await views.waiting_files(runtime.uow(), who.offices)
 
-    @api.get("/files/{file_id}/assignment")
+    @api.get(
+        "/files/{file_id}/assignment", dependencies=[requires(Policy.FILE_AGENTS, access.file())]
+    )
     async def assignment_record(file_id: str) -> Any:
         """Who is the référent and why: the rule that decided and the candidates considered."""
         return await views.assignment_record(runtime.uow(), file_id)
 
     @api.put("/files/{file_id}/personal-word")
-    async def personal_word(file_id: str, body: PersonalWordIn) -> Any:
-        """The référent's personal word on the coordinated answer, set or replaced until the
-        answer leaves (the answer does not wait for it)."""
-        return await desk.set_personal_word(runtime.uow(), file_id, body.agent_id, body.text)
+    async def personal_word(file_id: str, body: PersonalWordIn, who: Principal = referent) -> Any:
+        """The référent's (the token's agent) personal word on the coordinated answer, set or
+        replaced until the answer leaves (the answer does not wait for it)."""
+        return await desk.set_personal_word(runtime.uow(), file_id, who.agent_id or "", body.text)
 
     @api.delete("/files/{file_id}/personal-word")
-    async def withdraw_personal_word(
-        file_id: str, agent_id: str = Query(description="Le référent du dossier.")
-    ) -> Any:
+    async def withdraw_personal_word(file_id: str, who: Principal = referent) -> Any:
         """The référent withdraws their word before the answer leaves."""
-        return await desk.remove_personal_word(runtime.uow(), file_id, agent_id)
+        return await desk.remove_personal_word(runtime.uow(), file_id, who.agent_id or "")
 
     return api

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from assignment.domain import FileStatus
+from assignment.domain import ONLY_THE_REFERENT_WRITES, FileStatus
 from assignment.tables import agents, files
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
@@ -35,10 +35,7 @@ async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.
             "Écrivez plutôt un message à l'usager.",
         )
     if file.referent_id != agent_id:
-        raise Refused(
-            RefusalKind.FORBIDDEN,
-            "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse.",
-        )
+        raise Refused(RefusalKind.FORBIDDEN, ONLY_THE_REFERENT_WRITES)
     return file
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 
 import sqlalchemy as sa
 
@@ -227,8 +228,15 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
     return {"files_redistributed": moved, "files_without_referent": waiting}
 
 
-async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | None) -> dict:
-    """A supervisor moves a file, to a named agent or by the usual rules."""
+async def reassign(
+    uow: UnitOfWork,
+    file_id: str,
+    reason: str,
+    agent_id: str | None,
+    supervised: Collection[str] | None = None,
+) -> dict:
+    """A supervisor moves a file, to a named agent of an office they supervise
+    (`supervised`) or by the usual rules."""
     async with uow:
         file = (
             await uow.conn.execute(
@@ -243,6 +251,7 @@ async def reassign(uow: UnitOfWork, file_id: str, reason: str, agent_id: str | N
             )
         if agent_id is not None:
             target = await _agent(uow, agent_id)
+            domain.ensure_target_supervised(target.name, target.office_id, supervised)
             if agent_id == file.referent_id:
                 raise Refused(
                     RefusalKind.CONFLICT, f"{target.name} est déjà le référent de ce dossier."

@@ -1,5 +1,6 @@
-"""HTTP routes of intake, thin: parse, call a command or a view. Refusals (`Refused`)
-become HTTP answers in the runtime's app factory."""
+"""HTTP routes of intake, thin: parse, call a command or a view. Each declares its access
+policy (guichet_runtime.policy) with the facts of `access`. Refusals (`Refused`) become HTTP
+answers in the runtime's app factory."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from fastapi import APIRouter
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
 from intake.api import citizen, desk, files, indicators
+from intake.api.access import Access
 from intake.api.limits import Limits
 
 
 def router(runtime: Runtime, keyring: Keyring) -> APIRouter:
     api = APIRouter(prefix="/api")
     limits = Limits(runtime)
-    api.include_router(files.router(runtime, limits))
-    api.include_router(citizen.router(runtime, limits, keyring))
-    api.include_router(desk.router(runtime, limits))
+    access = Access(runtime)
+    api.include_router(files.router(runtime, limits, access))
+    api.include_router(citizen.router(runtime, limits, access, keyring))
+    api.include_router(desk.router(runtime, limits, access))
     api.include_router(indicators.router(runtime))
     return api

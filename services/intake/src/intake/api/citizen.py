@@ -6,12 +6,16 @@ from typing import Any
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 
+from guichet_runtime.auth.principal import Principal, PrincipalKind
+from guichet_runtime.policy import Policy, requires
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
+from intake.api.access import ACCESS_PROOF_HEADER, Access
 from intake.api.limits import Limits
-from intake.commands import access, citizen, documents
+from intake.commands import access as codes
+from intake.commands import citizen, documents
 from intake.commands.files import ChangeContactPreferences, change_contact_preferences
-from intake.domain import MAX_DOCUMENT_BYTES
+from intake.domain import MAX_DOCUMENT_BYTES, PROOF_NEEDED
 from intake.schemas import (
     AccessCodeIn,
     ContactIn,
@@ -21,17 +25,16 @@ from intake.schemas import (
     ThanksIn,
 )
 
-#: The header carrying the proof `POST …/access-codes/verify` returned.
-ACCESS_PROOF_HEADER = "X-Access-Proof"
 
-
-def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
+def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -> APIRouter:
     api = APIRouter()
+    file_citizen = requires(Policy.FILE_CITIZEN, access.file())
+    contact_changer = requires(Policy.FILE_CITIZEN, access.file(proof_needed=PROOF_NEEDED))
 
     @api.post(
         "/files/{file_id}/referent-change",
         status_code=202,
-        dependencies=[limits.per_client("referent_changes_per_client")],
+        dependencies=[limits.per_client("referent_changes_per_client"), file_citizen],
     )
     async def referent_change(file_id: str, body: ReferentChangeIn) -> Any:
         """The citizen asks for another référent (once per file, without approval)."""
@@ -56,12 +59,14 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
             alias=ACCESS_PROOF_HEADER,
             description="La preuve d'accès rendue par la vérification du code (30 minutes).",
         ),
+        who: Principal = contact_changer,
     ) -> Any:
-        """The citizen changes their channel or contact details, with the proof a verified
-        access code gave (401 without it); later messages follow, the previous contact is
-        told."""
+        """The citizen changes their channel or contact details: logged in, or with the
+        proof a verified access code gave (401 without either); later messages follow, the
+        previous contact is told."""
+        logged_in = who.kind is PrincipalKind.CITIZEN
         contact = await change_contact_preferences(
-            ChangeContactPreferences(file_id, body, access_proof), runtime.uow()
+            ChangeContactPreferences(file_id, body, access_proof, logged_in), runtime.uow()
         )
         return {
             "message": "Vos préférences de contact sont enregistrées.",
@@ -71,7 +76,7 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
     @api.post(
         "/files/{file_id}/survey",
         status_code=201,
-        dependencies=[limits.per_client("surveys_per_client")],
+        dependencies=[limits.per_client("surveys_per_client"), file_citizen],
     )
     async def survey(file_id: str, body: SurveyIn) -> Any:
         """The satisfaction survey sent with the coordinated answer (once per file)."""
@@ -81,7 +86,11 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
     @api.post(
         "/files/{file_id}/thanks",
         status_code=201,
-        dependencies=[limits.per_client("thanks_per_client"), limits.per_file("thanks_per_file")],
+        dependencies=[
+            limits.per_client("thanks_per_client"),
+            limits.per_file("thanks_per_file"),
+            file_citizen,
+        ],
     )
     async def thank(file_id: str, body: ThanksIn) -> Any:
         """The citizen thanks their référent by name."""
@@ -92,7 +101,10 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
         "/files/{file_id}/documents",
         status_code=201,
         response_model=DocumentCreated,
-        dependencies=[limits.per_client("documents_per_client")],
+        dependencies=[
+            limits.per_client("documents_per_client"),
+            requires(Policy.FILE_READ, access.file()),
+        ],
     )
     async def upload_document(
         file_id: str,
@@ -125,11 +137,12 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
         dependencies=[
             limits.per_client("access_codes_per_client"),
             limits.per_file("access_codes_per_file"),
+            requires(Policy.ONE_TIME_CODE),
         ],
     )
     async def access_code(file_id: str) -> Any:
         """Send the citizen a one-time code to open their file online (no account needed)."""
-        expires_at = await access.issue_access_code(file_id, runtime.uow(), keyring)
+        expires_at = await codes.issue_access_code(file_id, runtime.uow(), keyring)
         return {
             "message": "Un code vous a été envoyé par courriel à l'adresse enregistrée pour ce "
             "dossier.",
@@ -138,12 +151,12 @@ def router(runtime: Runtime, limits: Limits, keyring: Keyring) -> APIRouter:
 
     @api.post(
         "/files/{file_id}/access-codes/verify",
-        dependencies=[limits.per_client("code_checks_per_client")],
+        dependencies=[limits.per_client("code_checks_per_client"), requires(Policy.ONE_TIME_CODE)],
     )
     async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
         """Check a one-time code; a valid code opens the file once and is then spent. It
         gives a proof of access, to send as `X-Access-Proof` to change the contact details."""
-        proof = await access.verify_access_code(file_id, body.code, runtime.uow())
+        proof = await codes.verify_access_code(file_id, body.code, runtime.uow())
         return {
             "file_id": file_id,
             "access": "accorde",

@@ -8,7 +8,10 @@ from fastapi import APIRouter, Header
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from guichet_runtime.auth.principal import Principal
+from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
+from intake.api.access import Access
 from intake.api.limits import Limits
 from intake.catalogue import CATALOGUE
 from intake.commands.files import SubmitFile, submit_file
@@ -18,10 +21,11 @@ from intake.views import files as views
 from shared_models import AGENCY_LABELS
 
 
-def router(runtime: Runtime, limits: Limits) -> APIRouter:
+def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     api = APIRouter()
+    submitter = requires(Policy.SUBMIT_FILE)
 
-    @api.get("/life-events")
+    @api.get("/life-events", dependencies=[requires(Policy.PUBLIC)])
     async def life_events() -> Any:
         """The life events a citizen can declare, with the agencies each one concerns."""
         return [
@@ -38,25 +42,33 @@ def router(runtime: Runtime, limits: Limits) -> APIRouter:
     async def create_file(
         form: FileIn,
         idempotency_key: str | None = Header(default=None, alias="Idempotency-Key", max_length=200),
+        who: Principal = submitter,
     ) -> Any:
-        """Open a file; a retry with the same Idempotency-Key answers with the same file."""
-        file_id, created = await submit_file(SubmitFile(form, idempotency_key), runtime.uow())
+        """Open a file; a retry with the same Idempotency-Key answers with the same file.
+        A logged-in citizen's file is linked to them; a front-desk agent registers one for a
+        citizen, saying the channel (`channel`)."""
+        file_id, created = await submit_file(
+            SubmitFile(form, idempotency_key, by=who), runtime.uow()
+        )
         body = await views.file_created(runtime.uow(), file_id)
         headers = {"Location": f"/api/files/{file_id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(status_code=201, content=jsonable_encoder(body), headers=headers)
 
-    @api.get("/files/{file_id}/record")
+    @api.get("/files/{file_id}/record", dependencies=[requires(Policy.FILE_AGENTS, access.file())])
     async def file_record(file_id: str) -> Any:
-        """What the agents working the file read: the citizen's contact and own words.
-        (Agents only: guarded by the agents' authentication when it lands.)"""
+        """What the agents working the file read: the citizen's contact and own words."""
         record = await views.file_record(runtime.uow(), file_id)
         if record is None:
             raise unknown_file(file_id)
         return record
 
-    @api.get("/files/{file_id}", response_model=FileView)
+    @api.get(
+        "/files/{file_id}",
+        response_model=FileView,
+        dependencies=[requires(Policy.FILE_READ, access.file())],
+    )
     async def get_file(file_id: str) -> Any:
         """The citizen's view of their file."""
         view = await views.file_view(runtime.uow(), file_id)

@@ -28,7 +28,7 @@ from intake.domain import (
     proof_hash,
     wrong_code,
 )
-from intake.records import file_for_update
+from intake.records import file_for_update, live_proof
 from intake.tables import access_codes
 from shared_models import AccessCodeIssued, CitizenContact, Referent, topics
 
@@ -136,14 +136,5 @@ async def ensure_access_proof(uow: UnitOfWork, file_id: str, proof: str | None) 
     by a code verified for this very file."""
     if not proof:
         raise Refused(RefusalKind.UNAUTHENTICATED, PROOF_NEEDED)
-    live = await uow.conn.scalar(
-        sa.select(sa.func.count())
-        .select_from(access_codes)
-        .where(
-            access_codes.c.file_id == file_id,
-            access_codes.c.proof_hash == proof_hash(proof),
-            access_codes.c.proof_expires_at > utcnow(),
-        )
-    )
-    if not live:
+    if not await live_proof(uow, file_id, proof):
         raise Refused(RefusalKind.UNAUTHENTICATED, PROOF_EXPIRED)

@@ -109,6 +109,7 @@ async def thank_referent(file_id: str, message: str, uow: UnitOfWork) -> str:
                 file_id=file_id,
                 agent_id=referent.agent_id,
                 agent_name=referent.name,
+                office_id=referent.office_id,
                 citizen_given_name=citizen.given_name,
                 message=message,
                 at=now,

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake import metrics
 from intake.catalogue import CATALOGUE
 from intake.commands.access import ensure_access_proof
 from intake.commands.idempotency import once_per_key, request_digest
-from intake.domain import CHANNEL_WORDS, AgencyStatus, FileStatus, TimelineKind, new_file_id
+from intake.domain import (
+    CHANNEL_WORDS,
+    AgencyStatus,
+    FileStatus,
+    IntakeChannel,
+    TimelineKind,
+    new_file_id,
+    submitter_of,
+)
 from intake.records import add_timeline, file_for_update
 from intake.schemas import ContactIn, FileIn
 from intake.tables import file_agencies, files
@@ -26,13 +35,21 @@ from shared_models import (
 class SubmitFile:
     form: FileIn
     idempotency_key: str | None = None
+    #: Who opens it, from the verified token (`domain.submitter_of`): anonymous by default.
+    by: Principal = field(default_factory=Principal.anonymous)
 
 
 async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
     """Open the file and emit FileSubmitted. Returns (file_id, created): a retry with the
-    same Idempotency-Key returns the first request's file, created False."""
+    same Idempotency-Key returns the first request's file, created False (the same key from
+    another submitter is a conflict)."""
     form = cmd.form
-    digest = request_digest(form.model_dump_json())
+    who = submitter_of(cmd.by, form.channel)
+    # The form (digests of files filed before `channel` existed stay the same) and who.
+    identity = [p for p in (who.citizen_subject, who.registered_by) if p]
+    if who.channel is not IntakeChannel.ONLINE:
+        identity.append(who.channel)
+    digest = request_digest(form.model_dump_json(exclude={"channel"}), *identity)
 
     async def create() -> str:
         now = utcnow()
@@ -50,6 +67,9 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
                 created_at=now,
                 idempotency_key=cmd.idempotency_key,
                 request_digest=digest,
+                citizen_subject=who.citizen_subject,
+                registered_by=who.registered_by,
+                channel=who.channel,
             )
         )
         await uow.conn.execute(
@@ -92,19 +112,22 @@ class ChangeContactPreferences:
     file_id: str
     contact: ContactIn
     #: The proof a verified access code gave (`access.verify_access_code`): only someone
-    #: who controls the file's current channel changes it.
+    #: who controls the file's current channel changes it...
     access_proof: str | None
+    #: ...or the file's citizen, logged in (the policy FILE_CITIZEN checked their token).
+    logged_in: bool = False
 
 
 async def change_contact_preferences(
     cmd: ChangeContactPreferences, uow: UnitOfWork
 ) -> CitizenContact:
-    """The citizen, having proved control of the current channel, changes how they are
-    reached; later messages follow the change, and the previous contact is told of it."""
+    """The citizen, logged in or having proved control of the current channel, changes how
+    they are reached; later messages follow the change, and the previous contact is told."""
     file_id = cmd.file_id
     async with uow:
         row = await file_for_update(uow, file_id)
-        await ensure_access_proof(uow, file_id, cmd.access_proof)
+        if not cmd.logged_in:
+            await ensure_access_proof(uow, file_id, cmd.access_proof)
         previous = CitizenContact.model_validate(row.citizen)
         names = {k: row.citizen[k] for k in ("given_name", "family_name")}
         citizen = CitizenContact.model_validate({**names, **cmd.contact.model_dump(mode="json")})
