@@ -430,11 +430,8 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
             f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": word}
         )
         assert put.status_code == 200, put.text
-        message = {
-            "agent_id": agent,
-            "text": "Bonjour, votre attestation de salaire est attendue par la CPAM.",
-        }
-        headers = {"Idempotency-Key": f"desk-{file_id}", **as_referent}
+        message = {"text": "Bonjour, votre attestation de salaire est attendue par la CPAM."}
+        headers = {"Idempotency-Key": f"desk-{file_id}", **as_referent}  # the author: the token
         first = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         retried = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         assert first.status_code == retried.status_code == 201, first.text
