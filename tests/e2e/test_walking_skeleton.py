@@ -426,12 +426,11 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
     word = "Je sais que cet arrêt tombe mal : passez me voir sans rendez-vous si besoin."
     as_referent = tokens.agent_id(agent)
     async with client_as(stack.assignment_url, lambda: tokens.agent_id(agent)) as assignment:
-        put = await assignment.put(
-            f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": word}
-        )
+        # The author of the word and of the message: the référent's token.
+        put = await assignment.put(f"/api/files/{file_id}/personal-word", json={"text": word})
         assert put.status_code == 200, put.text
         message = {"text": "Bonjour, votre attestation de salaire est attendue par la CPAM."}
-        headers = {"Idempotency-Key": f"desk-{file_id}", **as_referent}  # the author: the token
+        headers = {"Idempotency-Key": f"desk-{file_id}", **as_referent}
         first = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         retried = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         assert first.status_code == retried.status_code == 201, first.text
@@ -446,7 +445,7 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
             lambda: answered_view(client, file_id, notifications=4), what="answer with the word"
         )
         late = await assignment.put(
-            f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": "Encore ?"}
+            f"/api/files/{file_id}/personal-word", json={"text": "Encore ?"}
         )
         assert late.status_code == 409 and "déjà partie" in late.json()["message"]
 
