@@ -24,7 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 from starlette.routing import Mount
 
 from guichet_runtime.auth.dependencies import optional_principal
@@ -286,7 +286,7 @@ def _policies(dependant: Any) -> Iterable[Policy]:
         yield from _policies(dep)
 
 
-def route_policy(route: APIRoute) -> Policy | None:
+def route_policy(route: APIRoute | RouteContext) -> Policy | None:
     """The policy a route declares (one, else None: two declared is an error too)."""
     found = set(_policies(route.dependant))
     if len(found) > 1:
@@ -294,31 +294,38 @@ def route_policy(route: APIRoute) -> Policy | None:
     return next(iter(found), None)
 
 
+def _routes(app: FastAPI) -> Iterable[RouteContext]:
+    """Every route of `app`, those of included routers too (FastAPI includes them lazily:
+    `app.routes` holds the routers; each context has the full path and the dependencies
+    the inclusion added)."""
+    return iter_route_contexts(app.routes)
+
+
 def route_policies(app: FastAPI) -> dict[str, Policy]:
     """`"METHOD /path"` -> policy, for every API route of `app` (documentation is public,
     mounted static files too)."""
     table: dict[str, Policy] = {}
-    for route in app.routes:
-        if isinstance(route, APIRoute):
+    for route in _routes(app):
+        original = route.original_route
+        if isinstance(original, APIRoute):
             policy = route_policy(route)
             if policy is not None:
                 for method in sorted(route.methods or ()):
                     table[f"{method} {route.path}"] = policy
-        elif isinstance(route, Mount):
+        elif isinstance(original, Mount):
             table[f"GET {route.path}/*"] = Policy.PUBLIC
-        elif getattr(route, "path", None) in DOCUMENTATION_PATHS:
-            table[f"GET {getattr(route, 'path', '')}"] = Policy.PUBLIC
+        elif route.path in DOCUMENTATION_PATHS:
+            table[f"GET {route.path}"] = Policy.PUBLIC
     return table
 
 
 def routes_without_policy(app: FastAPI) -> list[str]:
     """Every route of `app` that declares no policy: must be empty."""
     missing: list[str] = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route_policy(route) is None:
+    for route in _routes(app):
+        original = route.original_route
+        if isinstance(original, APIRoute) and route_policy(route) is None:
             missing.extend(f"{m} {route.path}" for m in sorted(route.methods or ()))
-        elif not isinstance(route, APIRoute | Mount) and (
-            getattr(route, "path", None) not in DOCUMENTATION_PATHS
-        ):
-            missing.append(f"? {getattr(route, 'path', route)!r}")
+        elif not isinstance(original, APIRoute | Mount) and route.path not in DOCUMENTATION_PATHS:
+            missing.append(f"? {route.path or original!r}")
     return missing
