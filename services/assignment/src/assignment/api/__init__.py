@@ -1,5 +1,8 @@
 """HTTP routers of the assignment service: thin, they parse and call a command or a view.
 
+Each route declares its access policy (guichet_runtime.policy) with the facts of `access`,
+from assignment's own tables; the public card only declares it (no identity needed).
+
 Refusals (`guichet_runtime.refusals.Refused`) become HTTP answers in the app factory.
 """
 

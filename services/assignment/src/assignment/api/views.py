@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from assignment import views
 from guichet_runtime.auth.principal import Principal
-from guichet_runtime.policy import Policy, requires
+from guichet_runtime.policy import Policy, declared, requires
 from guichet_runtime.service import Runtime
 
 
@@ -18,7 +18,7 @@ def views_router(runtime: Runtime, today: Callable[[], dt.date]) -> APIRouter:
     api = APIRouter(prefix="/api")
     supervisor = requires(Policy.SUPERVISOR)
 
-    @api.get("/agents/{agent_id}", dependencies=[requires(Policy.PUBLIC)])
+    @api.get("/agents/{agent_id}", dependencies=[declared(Policy.PUBLIC)])
     async def agent_card(agent_id: str) -> Any:
         """What a citizen sees of their référent: name, office, direct line, opening hours."""
         return await views.agent_card(runtime.uow(), agent_id)

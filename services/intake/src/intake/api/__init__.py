@@ -1,6 +1,7 @@
 """HTTP routes of intake, thin: parse, call a command or a view. Each declares its access
-policy (guichet_runtime.policy) with the facts of `access`. Refusals (`Refused`) become HTTP
-answers in the runtime's app factory."""
+policy (guichet_runtime.policy) with the facts of `access`; the routes open to anyone
+(PUBLIC, ONE_TIME_CODE: rate-limited) only declare it, so a token sent along is not even
+verified. Refusals (`Refused`) become HTTP answers in the runtime's app factory."""
 
 from __future__ import annotations
 

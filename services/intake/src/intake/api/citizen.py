@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, File, Form, Header, UploadFile
 
 from guichet_runtime.auth.principal import Principal, PrincipalKind
-from guichet_runtime.policy import Policy, requires
+from guichet_runtime.policy import Policy, declared, requires
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
 from intake.api.access import ACCESS_PROOF_HEADER, Access
@@ -137,7 +137,7 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
         dependencies=[
             limits.per_client("access_codes_per_client"),
             limits.per_file("access_codes_per_file"),
-            requires(Policy.ONE_TIME_CODE),
+            declared(Policy.ONE_TIME_CODE),
         ],
     )
     async def access_code(file_id: str) -> Any:
@@ -151,7 +151,7 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
 
     @api.post(
         "/files/{file_id}/access-codes/verify",
-        dependencies=[limits.per_client("code_checks_per_client"), requires(Policy.ONE_TIME_CODE)],
+        dependencies=[limits.per_client("code_checks_per_client"), declared(Policy.ONE_TIME_CODE)],
     )
     async def verify_access_code(file_id: str, body: AccessCodeIn) -> Any:
         """Check a one-time code; a valid code opens the file once and is then spent. It

@@ -9,7 +9,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from guichet_runtime.auth.principal import Principal
-from guichet_runtime.policy import Policy, requires
+from guichet_runtime.policy import Policy, declared, requires
 from guichet_runtime.service import Runtime
 from intake.api.access import Access
 from intake.api.limits import Limits
@@ -25,7 +25,7 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     api = APIRouter()
     submitter = requires(Policy.SUBMIT_FILE)
 
-    @api.get("/life-events", dependencies=[requires(Policy.PUBLIC)])
+    @api.get("/life-events", dependencies=[declared(Policy.PUBLIC)])
     async def life_events() -> Any:
         """The life events a citizen can declare, with the agencies each one concerns."""
         return [

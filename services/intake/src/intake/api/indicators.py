@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from guichet_runtime.policy import Policy, requires
+from guichet_runtime.policy import Policy, declared
 from guichet_runtime.service import Runtime
 from intake.domain import DEFAULT_MIN_FILES
 from intake.schemas import Indicators
@@ -30,14 +30,14 @@ def router(runtime: Runtime) -> APIRouter:
         cache_seconds=getattr(settings, "indicators_cache_seconds", 0.0),
     )
 
-    @api.get("/indicators", response_model=Indicators, dependencies=[requires(Policy.PUBLIC)])
+    @api.get("/indicators", response_model=Indicators, dependencies=[declared(Policy.PUBLIC)])
     async def get_indicators(
         start: dt.date | None = PERIOD_START, end: dt.date | None = PERIOD_END
     ) -> Any:
         """Published indicators per office, per agency and nationally (docs/indicators.md)."""
         return await published.of_period(runtime.uow(), start, end)
 
-    @api.get("/indicators.csv", response_class=Response, dependencies=[requires(Policy.PUBLIC)])
+    @api.get("/indicators.csv", response_class=Response, dependencies=[declared(Policy.PUBLIC)])
     async def indicators_csv(
         start: dt.date | None = PERIOD_START, end: dt.date | None = PERIOD_END
     ) -> Any:
