@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+
+if TYPE_CHECKING:
+    from tests.e2e.auth_support import Tokens
 
 T = TypeVar("T")
 
@@ -86,10 +89,10 @@ def client_as(
 
 
 def citizen_client(
-    stack: Stack, tokens: Any, username: str = "marie.dupont", timeout: float = 10
+    stack: Stack, tokens: Tokens, username: str = "marie.dupont", timeout: float = 10
 ) -> httpx.AsyncClient:
     """A citizen's client of intake (`async with`): files submitted with it are theirs
-    (linked to their `sub`), so their views read with it too. `tokens`: a `Tokens`."""
+    (linked to their `sub`), so their views read with it too."""
     return client_as(stack.intake_url, lambda: tokens.citizen(username), timeout)
 
 
