@@ -114,3 +114,11 @@ def keycloak() -> Iterator:
 
     with LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def tokens(keycloak):
+    """Real tokens from the session's Keycloak (tests/e2e/auth_support.py: `Tokens`)."""
+    from tests.e2e.auth_support import Tokens
+
+    return Tokens(keycloak)

@@ -201,12 +201,16 @@ def test_report_of_an_empty_run_formats_without_figures():
 def test_demo_curl_is_one_valid_shell_command():
     import shlex
 
-    from devstack.cli import DEMO_FILE, demo_curl
+    from devstack.cli import DEMO_FILE, demo_curl, demo_token
 
     argv = shlex.split(demo_curl("http://127.0.0.1:8000"))
     assert argv[:4] == ["curl", "-s", "-X", "POST"]
     assert "http://127.0.0.1:8000/api/files" in argv
+    assert "Authorization: Bearer $TOKEN" in argv  # Marie's token, expanded by the shell
     assert json.loads(argv[argv.index("-d") + 1]) == DEMO_FILE  # the apostrophe of "J'ai" survives
+    # $TOKEN comes first, from the Keycloak of `guichet-dev run` (named when not on 8180).
+    assert demo_token("http://127.0.0.1:8180") == "TOKEN=$(guichet-dev token marie.dupont)"
+    assert demo_token("http://127.0.0.1:4242").endswith(" --url http://127.0.0.1:4242)")
 
 
 def test_busy_fixed_port_is_detected():

@@ -38,9 +38,12 @@ async def when(awaitable, condition):
     return value if condition(value) else None
 
 
-def adapters_stack(kafka_bootstrap: str, workdir: Path) -> Stack:
+def adapters_stack(
+    kafka_bootstrap: str, workdir: Path, oidc_issuers: dict[str, str] | None = None
+) -> Stack:
     """The adapters' stack, not started: short timeouts and few attempts, so a failing agency
-    reaches the dead-letter topic quickly; France Travail reconciled every few seconds."""
+    reaches the dead-letter topic quickly; France Travail reconciled every few seconds.
+    `oidc_issuers`: the token issuers the services trust (`keycloak.issuers`)."""
     namespace = f"e2e-ad-{uuid.uuid4().hex[:6]}."
     # Short timeouts and few attempts, so a failing agency reaches the dead-letter topic quickly.
     tuning = {
@@ -59,5 +62,6 @@ def adapters_stack(kafka_bootstrap: str, workdir: Path) -> Stack:
         kafka_bootstrap,
         namespace=namespace,
         extra_env=tuning,
+        oidc_issuers=oidc_issuers,
     )
     return st

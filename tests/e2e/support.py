@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import sqlalchemy as sa
@@ -17,6 +17,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+
+if TYPE_CHECKING:
+    from tests.e2e.auth_support import Tokens
 
 T = TypeVar("T")
 
@@ -53,11 +56,55 @@ async def eventually(
     raise AssertionError(f"not reached within {timeout}s: {what} (last: {last!r})")
 
 
+class Bearer(httpx.Auth):
+    """An httpx `auth`: the token of one principal on every request to `origin`, unless the
+    request names its own `Authorization` (or passes `auth=None`: anonymous).
+
+    `token` is a `Tokens` method (tests/e2e/auth_support.py), called per request, so a test
+    longer than a token's life gets a fresh one. Other hosts (simulators, SMTP sink, another
+    service, whose audience the token is not for) get nothing."""
+
+    def __init__(self, token: Callable[[], dict[str, str]], origin: str) -> None:
+        self.token = token
+        self.origin = httpx.URL(origin)
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        url = request.url
+        here = (url.scheme, url.host, url.port) == (
+            self.origin.scheme,
+            self.origin.host,
+            self.origin.port,
+        )
+        if here and "Authorization" not in request.headers:
+            request.headers.update(self.token())
+        yield request
+
+
+def client_as(
+    base_url: str, token: Callable[[], dict[str, str]], timeout: float = 10
+) -> httpx.AsyncClient:
+    """A client of one service (`async with`) sending `token()`'s header on every request,
+    e.g. `client_as(stack.assignment_url, lambda: tokens.agent_id("AG-93-01-1"))`."""
+    return httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=Bearer(token, base_url))
+
+
+def citizen_client(
+    stack: Stack, tokens: Tokens, username: str = "marie.dupont", timeout: float = 10
+) -> httpx.AsyncClient:
+    """A citizen's client of intake (`async with`): files submitted with it are theirs
+    (linked to their `sub`), so their views read with it too."""
+    return client_as(stack.intake_url, lambda: tokens.citizen(username), timeout)
+
+
 async def answered_view(
-    client: httpx.AsyncClient, file_id: str, notifications: int = 2
+    client: httpx.AsyncClient,
+    file_id: str,
+    notifications: int = 2,
+    headers: dict[str, str] | None = None,
 ) -> dict | None:
-    """The citizen's view once the answer is there and both emails are reported sent."""
-    view = (await client.get(f"/api/files/{file_id}")).json()
+    """The citizen's view once the answer is there and both emails are reported sent
+    (read with the client's identity, or `headers`' token)."""
+    view = (await client.get(f"/api/files/{file_id}", headers=headers)).json()
     sent = [e for e in view.get("timeline", []) if e["kind"] == "notification"]
     if view.get("answer") and len(sent) >= notifications:
         return view

@@ -31,6 +31,7 @@ from tests.e2e.adapters_support import (
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
+    citizen_client,
     eventually,
     file_body,
     mails_for,
@@ -46,16 +47,19 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
-    st = adapters_stack(kafka_bootstrap, tmp_path_factory.mktemp("stack-adapters"))
+def stack(kafka_bootstrap, keycloak, tmp_path_factory):
+    st = adapters_stack(
+        kafka_bootstrap, tmp_path_factory.mktemp("stack-adapters"), keycloak.issuers
+    )
     st.start()
     yield st
     st.stop()
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits the files, and reads them."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 

@@ -21,6 +21,7 @@ from devstack.stack import BOUNCING_DOMAIN, Stack
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
+    citizen_client,
     eventually,
     file_body,
     mails_for,
@@ -38,11 +39,12 @@ IN_FLIGHT = 4
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
+def stack(kafka_bootstrap, keycloak, tmp_path_factory):
     st = Stack(
         tmp_path_factory.mktemp("stack-channels"),
         kafka_bootstrap,
         namespace=f"e2e-ch-{uuid.uuid4().hex[:6]}.",
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -50,8 +52,9 @@ def stack(kafka_bootstrap, tmp_path_factory):
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits the files, and reads them."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 
@@ -113,8 +116,10 @@ async def test_a_bounced_email_falls_back_to_sms_then_a_refused_sms_to_a_signed_
 
 
 async def access_proof(client, stack: Stack, file_id: str) -> str:
-    """A code sent to the file's email, read there, verified: the proof intake returns."""
-    assert (await client.post(f"/api/files/{file_id}/access-codes")).status_code == 202
+    """A code sent to the file's email, read there, verified: the proof intake returns (asked
+    for and verified anonymously, as a citizen without an account does)."""
+    asked = await client.post(f"/api/files/{file_id}/access-codes", auth=None)
+    assert asked.status_code == 202, asked.text
 
     async def code() -> str | None:
         mails = mails_for(stack.maildir, file_id)
@@ -125,12 +130,14 @@ async def access_proof(client, stack: Stack, file_id: str) -> str:
         return None
 
     typed = await eventually(code, what="the access code by email")
-    verified = await client.post(f"/api/files/{file_id}/access-codes/verify", json={"code": typed})
+    verified = await client.post(
+        f"/api/files/{file_id}/access-codes/verify", json={"code": typed}, auth=None
+    )
     assert verified.status_code == 200, verified.text
     return verified.json()["proof"]
 
 
-async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers):
+async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers, tokens):
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
         try:
@@ -140,10 +147,12 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
                 return (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
             await eventually(referent, what="référent named")
-            # Changing the contact needs the proof a code sent to the current one gives.
+            # Changing the contact anonymously needs the proof a code sent to the current one
+            # gives (the proof's calls go without Marie's token: `auth=None`).
             anonymous = await client.put(
                 f"/api/files/{file_id}/contact-preferences",
                 json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
+                auth=None,
             )
             assert anonymous.status_code == 401
             proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
@@ -153,6 +162,7 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
                 f"/api/files/{file_id}/contact-preferences",
                 json={"preferred_channel": "courrier", "postcode": "93200"},
                 headers=proof,
+                auth=None,
             )
             assert bad.status_code == 422
             assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
@@ -160,6 +170,7 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
                 f"/api/files/{file_id}/contact-preferences",
                 json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
                 headers=proof,
+                auth=None,
             )
             assert changed.status_code == 200, changed.text
         finally:
@@ -220,7 +231,9 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
             f=file_id,
         )
     )[0].referent_id
-    listed = (await client.get(f"/api/agents/{agent_id}/thanks")).json()
+    listed = (
+        await client.get(f"/api/agents/{agent_id}/thanks", headers=tokens.agent_id(agent_id))
+    ).json()
     assert listed["agent_name"] == referent["name"]
     assert [(t["file_id"], t["message"]) for t in listed["thanks"]] == [
         (file_id, "Merci infiniment pour votre aide.")

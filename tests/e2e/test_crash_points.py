@@ -17,7 +17,15 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_runtime.crashpoints import EXIT_STATUS
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, read_topic
+from tests.e2e.support import (
+    answered_view,
+    citizen_client,
+    eventually,
+    file_body,
+    mails_for,
+    query,
+    read_topic,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(500)]
 
@@ -26,11 +34,12 @@ RESTART_TIMEOUT = 150
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
+def stack(kafka_bootstrap, keycloak, tmp_path_factory):
     st = Stack(
         tmp_path_factory.mktemp("stack-crash-points"),
         kafka_bootstrap,
         namespace=f"e2e-cp-{uuid.uuid4().hex[:6]}.",
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -38,8 +47,9 @@ def stack(kafka_bootstrap, tmp_path_factory):
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits the files, and reads them."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 

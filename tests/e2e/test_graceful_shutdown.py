@@ -19,7 +19,15 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.support import answered_view, eventually, file_body, mails_for, query, read_topic
+from tests.e2e.support import (
+    answered_view,
+    citizen_client,
+    eventually,
+    file_body,
+    mails_for,
+    query,
+    read_topic,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +40,7 @@ STOPPED_LINE = r"stopped gracefully in [0-9.]+s \(outbox left: (-?\d+)\)"
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
+def stack(kafka_bootstrap, keycloak, tmp_path_factory):
     namespace = f"e2e-stop-{uuid.uuid4().hex[:6]}."
     st = Stack(
         tmp_path_factory.mktemp("stack-shutdown"),
@@ -40,6 +48,7 @@ def stack(kafka_bootstrap, tmp_path_factory):
         namespace=namespace,
         # INFO: the runtime's "stopped gracefully" line is what the test reads in the logs.
         extra_env={"SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), "LOG_LEVEL": "INFO"},
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -75,10 +84,10 @@ async def complete_view(client: httpx.AsyncClient, file_id: str) -> dict | None:
     return None
 
 
-async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: Stack):
+async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: Stack, tokens):
     files: list[str] = []
     exits: dict[str, tuple[int | None, float]] = {}
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=15) as client:
+    async with citizen_client(stack, tokens, timeout=15) as client:  # Marie's files
         for name in STOPPED:
             files += await submit(client, FILES_PER_ROUND)
             await asyncio.sleep(0.3)  # the round's events are on their way through the services

@@ -35,6 +35,7 @@ from shared_models import AGENCY_LABELS, topics
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
+    citizen_client,
     eventually,
     file_body,
     mails_for,
@@ -53,7 +54,7 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, tmp_path_factory):
+def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
     backend = request.param
     postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
     workdir = tmp_path_factory.mktemp(f"stack-clock-{backend}")
@@ -66,6 +67,7 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
         clock_file=clock_file,
         postgres=postgres,
         extra_env={"HOUSEKEEPING_SECONDS": "0.5"},
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -73,8 +75,9 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits the files, and reads them."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 

@@ -14,7 +14,13 @@ import pytest
 from adapter_sdk import discovery
 from devstack.stack import Ports, Stack
 from shared_models.catalogue import DEFAULT_CATALOGUE
-from tests.e2e.support import answered_view, assert_no_repeats, eventually, file_body
+from tests.e2e.support import (
+    answered_view,
+    assert_no_repeats,
+    citizen_client,
+    eventually,
+    file_body,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +30,7 @@ LINE = 'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agenci
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, tmp_path_factory):
+def stack(kafka_bootstrap, keycloak, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("stack-ants")
     catalogue = workdir / "catalogue.toml"
     catalogue.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + LINE, encoding="utf-8")
@@ -35,15 +41,16 @@ def stack(kafka_bootstrap, tmp_path_factory):
         ports=Ports.free(agencies=("ants",)),
         namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.",
         extra_env={"GUICHET_CATALOGUE": str(catalogue)},
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
     st.stop()
 
 
-async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: Stack):
+async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: Stack, tokens):
     assert discovery.available()["ants"] == "adapter_ants:AntsAdapter"
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as client:
+    async with citizen_client(stack, tokens) as client:  # Marie's file
         offered = {e["code"]: e for e in (await client.get("/api/life-events")).json()}
         assert offered["perte_papiers"]["agencies"] == [ANTS]
         body = file_body("perte_papiers", email="papiers@example.fr")

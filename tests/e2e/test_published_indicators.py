@@ -9,17 +9,16 @@ import datetime as dt
 import io
 import uuid
 
-import httpx
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.support import answered_view, eventually, file_body, query
+from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, tmp_path_factory):
+def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
     backend = request.param
     postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
     # Indicators of every group are published (a handful of files in a test run), always fresh.
@@ -29,6 +28,7 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
         namespace=f"ind-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
         postgres=postgres,
         extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -36,8 +36,9 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits a file and reads it; indicators are public."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 

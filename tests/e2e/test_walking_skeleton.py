@@ -16,6 +16,8 @@ from devstack.stack import Stack
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
+    citizen_client,
+    client_as,
     eventually,
     file_body,
     mails_for,
@@ -38,7 +40,7 @@ ALL_SERVICES = {
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, tmp_path_factory):
+def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
     backend = request.param
     postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
     namespace = f"e2e-{backend[:2]}-{uuid.uuid4().hex[:6]}."
@@ -49,6 +51,7 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
         namespace=namespace,
         postgres=postgres,
         extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
+        oidc_issuers=keycloak.issuers,
     )
     st.start()
     yield st
@@ -56,8 +59,9 @@ def stack(request, kafka_bootstrap, tmp_path_factory):
 
 
 @pytest.fixture
-async def client(stack):
-    async with httpx.AsyncClient(base_url=stack.intake_url, timeout=10) as c:
+async def client(stack, tokens):
+    """Marie's client of intake: she submits the files, and reads them."""
+    async with citizen_client(stack, tokens) as c:
         yield c
 
 
@@ -340,7 +344,7 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(sta
 
 
 async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
-    stack: Stack, client
+    stack: Stack, client, tokens
 ):
     async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
         # The CAF takes its time, so the file is still open when the citizen asks.
@@ -393,7 +397,8 @@ async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
     assert new["name"] in body and new["phone"] in body and first["name"] in body and reason in body
     record = (
         await client.get(
-            f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment"
+            f"http://127.0.0.1:{stack.ports.assignment}/api/files/{file_id}/assignment",
+            headers=tokens.agent_id(new["agent_id"]),  # the file's (new) référent
         )
     ).json()
     assert [h["rule"] for h in record["history"]] == ["proximite", "changement_demande"]
@@ -403,7 +408,7 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 
 async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the_citizen_once(
-    stack: Stack, client
+    stack: Stack, client, tokens
 ):
     # A sick leave: the CPAM waits for the salary certificate, so the file stays open.
     created = await client.post(
@@ -419,16 +424,13 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
     agent = referent["agent_id"]
 
     word = "Je sais que cet arrêt tombe mal : passez me voir sans rendez-vous si besoin."
-    async with httpx.AsyncClient(base_url=stack.assignment_url, timeout=10) as assignment:
-        put = await assignment.put(
-            f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": word}
-        )
+    as_referent = tokens.agent_id(agent)
+    async with client_as(stack.assignment_url, lambda: tokens.agent_id(agent)) as assignment:
+        # The author of the word and of the message: the référent's token.
+        put = await assignment.put(f"/api/files/{file_id}/personal-word", json={"text": word})
         assert put.status_code == 200, put.text
-        message = {
-            "agent_id": agent,
-            "text": "Bonjour, votre attestation de salaire est attendue par la CPAM.",
-        }
-        headers = {"Idempotency-Key": f"desk-{file_id}"}
+        message = {"text": "Bonjour, votre attestation de salaire est attendue par la CPAM."}
+        headers = {"Idempotency-Key": f"desk-{file_id}", **as_referent}
         first = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         retried = await client.post(f"/api/files/{file_id}/messages", json=message, headers=headers)
         assert first.status_code == retried.status_code == 201, first.text
@@ -443,7 +445,7 @@ async def test_the_referents_word_goes_with_the_answer_and_a_message_reaches_the
             lambda: answered_view(client, file_id, notifications=4), what="answer with the word"
         )
         late = await assignment.put(
-            f"/api/files/{file_id}/personal-word", json={"agent_id": agent, "text": "Encore ?"}
+            f"/api/files/{file_id}/personal-word", json={"text": "Encore ?"}
         )
         assert late.status_code == 409 and "déjà partie" in late.json()["message"]
 

@@ -371,10 +371,12 @@ async def measure(
     warmup_timeout: float = 120,
     check: Callable[[], str | None] | None = None,
     log: Callable[[str], None] = print,
+    auth: Any = None,
 ) -> Measurement:
     """Warm up with `warmup` files (not measured), then submit `files` files with at most
     `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST) until each
-    one's answer notification was sent.
+    one's answer notification was sent. `auth`: the httpx auth the POSTs carry (the bench
+    citizen's token, devstack.tokens.FreshBearer; None: anonymous).
 
     `check` is polled (from the event loop, so it must be quick) and returns a reason to stop
     early, e.g. a dead process or a Ctrl-C: the run then ends normally with `aborted` set. A
@@ -412,7 +414,9 @@ async def measure(
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
-        async with httpx.AsyncClient(base_url=intake_url, timeout=60, limits=limits) as client:
+        async with httpx.AsyncClient(
+            base_url=intake_url, timeout=60, limits=limits, auth=auth
+        ) as client:
             if warmup:
                 log(f"warming up with {warmup} files...")
                 results = await asyncio.gather(

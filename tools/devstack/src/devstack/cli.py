@@ -61,10 +61,19 @@ def shell_quote(text: str) -> str:
     return "'" + text.replace("'", "'\\''") + "'"
 
 
+def demo_token(keycloak_url: str | None = None) -> str:
+    """The shell line putting Marie's access token in $TOKEN (`guichet-dev token`)."""
+    default = f"http://127.0.0.1:{KEYCLOAK_PORT}"  # where `guichet-dev token` asks
+    url = "" if keycloak_url in (None, default) else f" --url {keycloak_url}"
+    return f"TOKEN=$(guichet-dev token marie.dupont{url})"
+
+
 def demo_curl(intake_url: str) -> str:
+    """Marie submits the demo file, logged in ($TOKEN, see `demo_token`): the file is hers."""
     body = json.dumps(DEMO_FILE, ensure_ascii=False, separators=(",", ":"))
     return (
         f"curl -s -X POST {intake_url}/api/files -H 'Content-Type: application/json' "
+        '-H "Authorization: Bearer $TOKEN" '
         f"-H 'Idempotency-Key: demo-1' -d {shell_quote(body)}"
     )
 
@@ -170,9 +179,10 @@ def _banner(
         "",
         f"State in {workdir} is kept between runs (--fresh starts over).",
         "",
-        "Try it:",
+        "Try it (the services want a token: Marie's, from Keycloak):",
+        f"  {demo_token(keycloak.url if keycloak is not None else None)}",
         f"  {demo_curl(stack.intake_url)}",
-        f"  curl -s {stack.intake_url}/api/files/<file_id>",
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {stack.intake_url}/api/files/<file_id>',
         "",
         "Press Ctrl-C to stop everything.",
     ]

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,16 @@ from devstack import adapter_bench, channel_bench, kafka_sasl, procstats
 from devstack import bench as benchmod
 from devstack import bench_decision as bd
 from devstack.kafka import LocalKafka, find_root
+from devstack.keycloak import LocalKeycloak, template_ready
 from devstack.lifecycle import Signals, dead_process, ensure_jars, say, stop_all
 from devstack.ports import free_port
 from devstack.postgres import LocalPostgres
 from devstack.procs import ServiceProcess, Supervisor
 from devstack.stack import Stack
+from devstack.tokens import FreshBearer
+
+#: The citizen who submits the benchmark's files, logged in (realm citoyens; created on start).
+BENCH_CITIZEN = "citoyen.banc"
 
 
 def bench(
@@ -71,7 +77,9 @@ def bench(
     """Benchmark the whole system on a fresh broker and stack in a temporary directory.
 
     Measures throughput, latencies (submit -> référent named, submit -> answer sent, POST)
-    and the memory of every process; prints a table and writes the figures as JSON.
+    and the memory of every process; prints a table and writes the figures as JSON. As in
+    production, the services verify tokens: a Keycloak runs beside them and the files are
+    submitted by a logged-in citizen (BENCH_CITIZEN).
     """
     try:
         life_event = benchmod.life_event_for(agencies_per_file)
@@ -82,6 +90,7 @@ def bench(
     workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-"))
     pg_workdir: Path | None = None
     kafka: LocalKafka | None = None
+    keycloak: LocalKeycloak | None = None
     pg: LocalPostgres | None = None
     stack: Stack | None = None
     ok = False
@@ -89,6 +98,11 @@ def bench(
     with Signals() as signals:  # Ctrl-C / SIGTERM: KeyboardInterrupt, then a shielded cleanup
         try:
             t0 = time.monotonic()
+            if not template_ready(root):
+                say("preparing Keycloak (first run only: download, build, realm import)...")
+            keycloak = LocalKeycloak(root, workdir / "keycloak")
+            say("starting Keycloak...")
+            keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             if kafka_bootstrap is None:
                 ensure_jars(root)
                 kafka = LocalKafka(root, workdir / "kafka", sasl=True, tls=True)
@@ -103,8 +117,15 @@ def bench(
                 pg.start()
                 database = pg.create_service_database
             namespace = f"bench-{uuid.uuid4().hex[:8]}."
+            keycloak.wait_ready()
+            keycloak.ensure_user(BENCH_CITIZEN, "citoyens")
+            citizen = FreshBearer(partial(keycloak.password_token, BENCH_CITIZEN, "citoyens"))
             stack = Stack(
-                workdir / "stack", kafka_bootstrap, namespace=namespace, postgres=database
+                workdir / "stack",
+                kafka_bootstrap,
+                namespace=namespace,
+                postgres=database,
+                oidc_issuers=keycloak.issuers,
             )
             say("starting services...")
             stack.start()
@@ -113,7 +134,7 @@ def bench(
             def check() -> str | None:
                 if signals.received:
                     return f"interrupted by {signals.received[0]}"
-                dead = dead_process(stack, kafka, pg)
+                dead = dead_process(stack, kafka, pg, keycloak)
                 if dead:
                     say(f"error: {dead[0]} died. Last lines of its log:\n{dead[1]}", err=True)
                     return f"{dead[0]} died"
@@ -143,6 +164,7 @@ def bench(
                     timeout=timeout,
                     check=check,
                     log=say,
+                    auth=citizen,
                 )
             )
             signals.phase = "starting"
@@ -185,7 +207,7 @@ def bench(
             say(f"\nerror: {e}", err=True)
         finally:
             signals.phase = "stopping"
-            stop_all(stack, pg, kafka)
+            stop_all(stack, pg, kafka, keycloak)
             # Kept for a post-mortem when the run failed, not when the user stopped it.
             if not keep and (ok or signals.received):
                 shutil.rmtree(workdir, ignore_errors=True)
