@@ -48,12 +48,7 @@ def browser() -> Iterator:
 
 
 @pytest.fixture(scope="module")
-def tokens(keycloak) -> Tokens:
-    return Tokens(keycloak)
-
-
-@pytest.fixture(scope="module")
-def everywhere(tokens) -> dict[str, str]:
+def everywhere(tokens: Tokens) -> dict[str, str]:
     """A supervisor of every office: one of every file's agents (to ask who its référent is)."""
     return tokens.supervisor_of(*every_office(), name="SUP-E2E-PARTOUT")
 

@@ -18,10 +18,12 @@ class HangingBroker:
 
     def __init__(self) -> None:
         self.release = asyncio.Event()
+        self.handed = asyncio.Event()
         self.sent: list[str] = []
 
     async def publish(self, payload: bytes, topic: str, **_: Any) -> asyncio.Future[None]:
         self.sent.append(topic)
+        self.handed.set()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def confirm() -> None:
@@ -43,8 +45,7 @@ async def test_writes_go_on_while_the_broker_hangs(intake_db: ServiceDb) -> None
     broker = HangingBroker()
     relay = OutboxRelay(intake_db.engine, intake_db.tables.outbox, broker)
     publishing = asyncio.create_task(relay.publish_pending())
-    while not broker.sent:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(broker.handed.wait(), timeout=5)
 
     # The relay waits on the broker: the service still commits new work, within a second.
     await asyncio.wait_for(emit(intake_db, "GU-2025-RELAYBBB"), timeout=1)
