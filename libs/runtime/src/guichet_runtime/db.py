@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from opentelemetry import propagate
@@ -19,6 +19,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from shared_models import Envelope
+
+if TYPE_CHECKING:
+    from guichet_runtime.audit import AuditTrail, Entry
 
 
 def utcnow() -> dt.datetime:
@@ -132,6 +135,7 @@ class UnitOfWork:
         *,
         inbox_key: tuple[str, str] | None = None,
         on_commit: Callable[[], None] | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -139,6 +143,9 @@ class UnitOfWork:
         self._inbox_key = inbox_key
         self._on_commit = on_commit
         self._pending: list[dict[str, Any]] = []
+        #: The service's audit trail (`guichet_runtime.audit.AuditTrail`), when it keeps one.
+        self._audit = audit
+        self._audited: list[Entry] = []
         self._conn: AsyncConnection | None = None
         self.emitted: list[tuple[str, Envelope]] = []
 
@@ -193,7 +200,18 @@ class UnitOfWork:
         )
         self.emitted.append((topic, event))
 
+    def record(self, entry: Entry) -> None:
+        """Queue an audit entry (`guichet_runtime.audit.Entry`); it is chained at commit, in
+        this transaction, so the action and its trace commit together or not at all."""
+        if self._audit is None:
+            raise RuntimeError("this service keeps no audit trail")
+        self._audited.append(entry)
+
     async def commit(self) -> None:
+        if self._audited and self._audit is not None:
+            # Last, so the chain's head stays locked for a few statements only.
+            await self._audit.append(self.conn, self._audited)
+            self._audited = []
         if self._pending:
             await self.conn.execute(sa.insert(self._outbox), self._pending)
             self._pending = []

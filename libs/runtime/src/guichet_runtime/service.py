@@ -38,6 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime import migrations
+from guichet_runtime.audit import AuditTrail, tables_of
 from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
@@ -123,6 +124,8 @@ class Runtime:
     workers: list[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     commit_listeners: list[Callable[[], None]] = field(default_factory=list)
+    #: The service's audit trail (guichet_runtime.audit), when its metadata has the tables.
+    audit: AuditTrail | None = None
     #: Set when the service starts stopping: workers end their round and return.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -134,7 +137,12 @@ class Runtime:
 
     def uow(self, inbox_key: tuple[str, str] | None = None) -> UnitOfWork:
         return UnitOfWork(
-            self.engine, self.outbox, self.inbox, inbox_key=inbox_key, on_commit=self._committed
+            self.engine,
+            self.outbox,
+            self.inbox,
+            inbox_key=inbox_key,
+            on_commit=self._committed,
+            audit=self.audit,
         )
 
     def _committed(self) -> None:
@@ -191,6 +199,9 @@ def build_runtime(
         consumer=None,  # type: ignore[arg-type]
         metrics=metrics,
     )
+    trail_tables = tables_of(metadata)
+    if trail_tables is not None:
+        runtime.audit = AuditTrail(trail_tables)
     runtime.consumer = EventConsumer(
         broker,
         settings.service_name,

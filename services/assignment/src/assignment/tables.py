@@ -3,10 +3,12 @@
 import sqlalchemy as sa
 
 from assignment.domain import AgentStatus
+from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
+audit = audit_tables(metadata)
 
 offices = sa.Table(
     "offices",

@@ -2,11 +2,13 @@
 
 import sqlalchemy as sa
 
+from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.rate_limits import rate_counters_table
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
+audit = audit_tables(metadata)
 rate_counters = rate_counters_table(metadata)  # citizen-facing writes (settings.rate_limits)
 
 files = sa.Table(
