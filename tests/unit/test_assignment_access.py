@@ -221,7 +221,7 @@ async def test_the_directory_is_administered_by_its_administrator(client):
 
 async def test_absences_and_departures_are_decided_by_a_supervisor_of_the_agents_office(client):
     tokens = client.tokens
-    absence = {"starts_on": "2026-12-01", "ends_on": "2026-12-05"}
+    absence = {"starts_on": "2026-12-01", "ends_on": "2026-12-05", "reason": "Congés annuels"}
     url = "/api/agents/AG-75-01-3/absences"
 
     found = await statuses(

@@ -110,7 +110,8 @@ async def test_a_planned_absence_starts_and_ends_on_its_dates(desk):
     files, _ = await state(desk.db)
     titular = files["GU-2026-DIR00001"].referent_id
     created = await desk.post(
-        f"/api/agents/{titular}/absences", json={"starts_on": "2026-12-01", "ends_on": "2026-12-03"}
+        f"/api/agents/{titular}/absences",
+        json={"starts_on": "2026-12-01", "ends_on": "2026-12-03", "reason": "Formation"},
     )
     assert created.json()["status"] == "prevue"
     assert await directory.apply_due_absences(desk.db.uow, dt.date(2026, 11, 30)) == 0

@@ -27,6 +27,8 @@ from shared_models import (
 )
 
 TODAY = dt.date(2026, 11, 24)
+#: The reason an import must give (journal d'audit).
+IMPORT_REASON = {"reason": "Mise à jour mensuelle de l'annuaire"}
 NEWCOMER = {
     "agent_id": "AG-23-01-9",
     "name": "Léa Dubreuil",
@@ -137,7 +139,7 @@ async def test_an_import_with_one_malformed_row_applies_nothing_and_names_every_
     before_agents = await client.db.rows("agents")
     before_events = len(await client.db.outbox())
 
-    response = await client.post("/api/directory/import", json=data)
+    response = await client.post("/api/directory/import", json=data, params=IMPORT_REASON)
 
     assert response.status_code == 422
     body = response.json()
@@ -154,7 +156,7 @@ async def test_an_import_with_one_malformed_row_applies_nothing_and_names_every_
     # Once the syntax is right, the unknown office is caught before anything is written.
     data["agents"][-2]["phone"] = "05 55 10 20 38"
     data["offices"].pop()
-    response = await client.post("/api/directory/import", json=data)
+    response = await client.post("/api/directory/import", json=data, params=IMPORT_REASON)
     assert response.status_code == 422
     assert [e["message"] for e in response.json()["errors"]] == [
         f"Ligne {n} des agents (AG-23-01-7) : le bureau FS-99-01 n'existe pas."
@@ -170,7 +172,7 @@ async def test_a_valid_import_applies_changes_as_events_once_per_version(client)
     data["agents"].append(copy.deepcopy(NEWCOMER))
     before = len(await directory_events(client.db))
 
-    response = await client.post("/api/directory/import", json=data)
+    response = await client.post("/api/directory/import", json=data, params=IMPORT_REASON)
 
     assert response.status_code == 200, response.text
     assert response.json() | {"applied": True} == response.json()
@@ -180,7 +182,7 @@ async def test_a_valid_import_applies_changes_as_events_once_per_version(client)
     [detail] = [e for e in events if isinstance(e, AgentDetailsChanged)]
     assert (detail.agent_id, detail.agent.capacity) == (changed["agent_id"], changed["capacity"])
 
-    again = await client.post("/api/directory/import", json=data)
+    again = await client.post("/api/directory/import", json=data, params=IMPORT_REASON)
     assert again.json()["applied"] is False
     assert again.json()["message"] == "La version 2026-12-01 de l'annuaire est déjà importée."
     assert len(await directory_events(client.db)) == before + 2
@@ -195,7 +197,7 @@ async def test_an_import_cannot_lower_a_capacity_below_the_files_already_held(cl
     data["version"] = "2026-12-02"
     next(a for a in data["agents"] if a["agent_id"] == "AG-75-01-1")["capacity"] = 10
 
-    response = await client.post("/api/directory/import", json=data)
+    response = await client.post("/api/directory/import", json=data, params=IMPORT_REASON)
 
     assert response.status_code == 422
     [error] = response.json()["errors"]
@@ -208,7 +210,8 @@ async def test_absence_return_and_departure_are_directory_events(client):
     before = len(await directory_events(client.db))
 
     declared = await client.post(
-        "/api/agents/AG-75-01-1/absences", json={"starts_on": "2026-11-24", "ends_on": "2026-11-30"}
+        "/api/agents/AG-75-01-1/absences",
+        json={"starts_on": "2026-11-24", "ends_on": "2026-11-30", "reason": "Congés"},
     )
     back = await client.post("/api/agents/AG-75-01-1/return")
     left = await client.post("/api/agents/AG-75-01-2/departure", json={"reason": "mutation"})

@@ -133,7 +133,9 @@ async def test_the_front_desk_registers_a_file_saying_the_channel_and_reads_its_
         "AG-93-01-9",
         "telephone",
     )
-    receipt = await client.get(f"/api/files/{file_id}/record", headers=desk)
+    receipt = await client.get(
+        f"/api/files/{file_id}/record", params={"reason": "Récépissé"}, headers=desk
+    )
     assert receipt.status_code == 200 and receipt.json()["citizen"]["email"] == "awa@example.fr"
     assert (await client.get(f"/api/files/{file_id}", headers=desk)).status_code == 200
     assert (await client.get(f"/api/files/{file_id}/record", headers=colleague)).status_code == 403
@@ -184,7 +186,7 @@ async def test_the_record_is_for_the_files_agents_only(client):
     tokens = client.tokens
     file_id = await filed(client, tokens.citizen("marie"))
     await assign(client.db, file_id)
-    url = f"/api/files/{file_id}/record"
+    url = f"/api/files/{file_id}/record?reason=Traitement du dossier"
 
     statuses = {
         name: (await client.get(url, headers=headers)).status_code

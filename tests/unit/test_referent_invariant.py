@@ -143,7 +143,7 @@ class ReferentEngine(RuleBasedStateMachine):
             self.run(
                 self._attempt(
                     directory.declare_absence(
-                        self.uow(), agent, TODAY, TODAY + timedelta(days=days), None, TODAY
+                        self.uow(), agent, TODAY, TODAY + timedelta(days=days), "Congés", TODAY
                     )
                 )
             )
@@ -166,7 +166,9 @@ class ReferentEngine(RuleBasedStateMachine):
         if len(agents) > 2:
             self.run(
                 self._attempt(
-                    directory.agent_leaves(self.uow(), data.draw(st.sampled_from(agents)), None)
+                    directory.agent_leaves(
+                        self.uow(), data.draw(st.sampled_from(agents)), "Mutation"
+                    )
                 )
             )
 

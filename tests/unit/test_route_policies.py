@@ -22,6 +22,7 @@ TABLE: dict[str, dict[str, Policy]] = {
         "POST /api/files": P.SUBMIT_FILE,
         "GET /api/files/{file_id}": P.FILE_READ,
         "GET /api/files/{file_id}/record": P.FILE_AGENTS,
+        "GET /api/files/{file_id}/audit": P.FILE_SUPERVISOR,
         "POST /api/files/{file_id}/referent-change": P.FILE_CITIZEN,
         "PUT /api/files/{file_id}/contact-preferences": P.FILE_CITIZEN,
         "POST /api/files/{file_id}/survey": P.FILE_CITIZEN,
@@ -50,6 +51,7 @@ TABLE: dict[str, dict[str, Policy]] = {
         "POST /api/agents/{agent_id}/return": P.AGENT_SUPERVISOR,
         "POST /api/agents/{agent_id}/departure": P.AGENT_SUPERVISOR,
         "POST /api/files/{file_id}/reassign": P.FILE_SUPERVISOR,
+        "GET /api/files/{file_id}/audit": P.FILE_SUPERVISOR,
     },
     "notification": {},
 }

@@ -35,8 +35,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.auth.principal import Principal, PrincipalKind
-from guichet_runtime.db import BigIntId, UtcDateTime, utcnow
+from guichet_runtime.db import AUDIT_TRAILS, BigIntId, UtcDateTime, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.secrets import required_secret
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,9 @@ def audit_tables(metadata: sa.MetaData) -> AuditTables:
         sa.Column("signature", sa.String(64), nullable=False),
         comment="the chain head signed daily (HMAC-SHA256, AUDIT_ANCHOR_KEY)",
     )
-    return AuditTables(log_table, head, anchors)
+    tables = AuditTables(log_table, head, anchors)
+    AUDIT_TRAILS[metadata] = AuditTrail(tables)
+    return tables
 
 
 def tables_of(metadata: sa.MetaData) -> AuditTables | None:
@@ -129,6 +132,11 @@ def tables_of(metadata: sa.MetaData) -> AuditTables | None:
     log_table, head, anchors = found
     assert log_table is not None and head is not None and anchors is not None
     return AuditTables(log_table, head, anchors)
+
+
+def trail_of(metadata: sa.MetaData) -> AuditTrail | None:
+    """The trail kept in a service's metadata (None: the service keeps none)."""
+    return AUDIT_TRAILS.get(metadata)
 
 
 # --- the entry and its hash ------------------------------------------------------------------
@@ -241,6 +249,19 @@ def record(
     )
 
 
+async def file_entries(uow: Any, file_id: str) -> list[dict[str, Any]]:
+    """A file's entries in the unit of work's service, oldest first (own transaction)."""
+    trail = uow.audit_trail
+    if trail is None:
+        raise RuntimeError("this service keeps no audit trail")
+    async with uow:
+        return await trail.entries_of_file(uow.conn, file_id)
+
+
+#: The service itself (a scheduled job, or a use case called without a verified caller).
+SYSTEM = Actor(kind="system")
+
+
 def agent_actor(agent_id: str) -> Actor:
     """An agent known by their id only (a command called without the verified principal)."""
     return Actor(kind=PrincipalKind.AGENT, agent_id=agent_id)
@@ -282,11 +303,6 @@ class AuditTrail:
         await conn.execute(
             head.update().where(head.c.id == HEAD_ID).values(seq=seq, entry_hash=prev)
         )
-
-    async def read_file(self, uow: Any, file_id: str) -> list[dict[str, Any]]:
-        """A file's entries, oldest first (in their own transaction)."""
-        async with uow:
-            return await self.entries_of_file(uow.conn, file_id)
 
     async def entries_of_file(self, conn: AsyncConnection, file_id: str) -> list[dict[str, Any]]:
         """A file's entries, oldest first, for its supervisors."""
@@ -365,6 +381,28 @@ async def anchored_since(conn: AsyncConnection, tables: AuditTables, since: dt.d
     if last.tzinfo is None:
         last = last.replace(tzinfo=dt.UTC)
     return bool(last >= since)
+
+
+def anchoring(runtime: Any) -> Callable[[], Awaitable[None]]:
+    """The worker a service keeping a trail adds (`runtime.workers.append(...)`): its key is
+    AUDIT_ANCHOR_KEY (guichet_runtime.secrets: required outside dev, refused at start)."""
+    settings = runtime.settings
+    key = required_secret(
+        settings.audit_anchor_key, "AUDIT_ANCHOR_KEY", settings.environment, settings.secrets_dir
+    ).encode()
+    tables = runtime.audit.tables
+
+    def worker() -> Awaitable[None]:
+        return anchor_daily(
+            runtime.engine,
+            tables,
+            key,
+            runtime.stopping,
+            runtime.pause,
+            settings.audit_anchor_check_seconds,
+        )
+
+    return worker
 
 
 async def anchor_daily(

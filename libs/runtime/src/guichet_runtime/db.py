@@ -117,6 +117,10 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
     return sqlite.insert(table).on_conflict_do_nothing()
 
 
+#: A service's audit trail by its metadata, registered by `guichet_runtime.audit.audit_tables`.
+AUDIT_TRAILS: dict[sa.MetaData, AuditTrail] = {}
+
+
 class AlreadyProcessed(Exception):
     """The event was handled before by this consumer (redelivery)."""
 
@@ -143,8 +147,9 @@ class UnitOfWork:
         self._inbox_key = inbox_key
         self._on_commit = on_commit
         self._pending: list[dict[str, Any]] = []
-        #: The service's audit trail (`guichet_runtime.audit.AuditTrail`), when it keeps one.
-        self._audit = audit
+        #: The service's audit trail (`guichet_runtime.audit.AuditTrail`), when it keeps one:
+        #: given, or found next to the outbox in the service's metadata.
+        self._audit = audit if audit is not None else AUDIT_TRAILS.get(outbox.metadata)
         self._audited: list[Entry] = []
         self._conn: AsyncConnection | None = None
         self.emitted: list[tuple[str, Envelope]] = []
@@ -199,6 +204,10 @@ class UnitOfWork:
             }
         )
         self.emitted.append((topic, event))
+
+    @property
+    def audit_trail(self) -> AuditTrail | None:
+        return self._audit
 
     def record(self, entry: Entry) -> None:
         """Queue an audit entry (`guichet_runtime.audit.Entry`); it is chained at commit, in

@@ -38,7 +38,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime import migrations
-from guichet_runtime.audit import AuditTrail, tables_of
+from guichet_runtime.audit import AuditTrail, trail_of
 from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
@@ -199,9 +199,7 @@ def build_runtime(
         consumer=None,  # type: ignore[arg-type]
         metrics=metrics,
     )
-    trail_tables = tables_of(metadata)
-    if trail_tables is not None:
-        runtime.audit = AuditTrail(trail_tables)
+    runtime.audit = trail_of(metadata)
     runtime.consumer = EventConsumer(
         broker,
         settings.service_name,

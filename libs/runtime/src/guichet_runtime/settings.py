@@ -100,6 +100,16 @@ class ServiceSettings(BaseSettings):
         description="OTLP/HTTP endpoint of an OpenTelemetry Collector (the standard variable); "
         "set: spans are exported there.",
     )
+    audit_anchor_key: SecretStr | None = Field(
+        default=None,
+        description="Signs the audit trail's daily anchors (HMAC-SHA256), in the services "
+        "keeping a trail (intake, assignment); required outside dev, generated in dev.",
+    )
+    audit_anchor_check_seconds: float = Field(
+        default=3600.0,
+        gt=0,
+        description="How often the anchoring worker looks whether today's anchor is due.",
+    )
     clock_file: Path | None = Field(
         default=None,
         description="A file holding today's date (ISO) to move time for rehearsals and tests "

@@ -13,6 +13,7 @@ from assignment.commands import directory, directory_import, housekeeping
 from assignment.projections import files, legal_clock
 from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
 from assignment.tables import metadata
+from guichet_runtime import audit
 from guichet_runtime.clock import Clock
 from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
@@ -100,5 +101,6 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app.include_router(api.admin_router(runtime, clock.today))
     app.include_router(api.views_router(runtime, clock.today))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
+    runtime.workers.append(audit.anchoring(runtime))
     _gauges(runtime, clock)
     return app

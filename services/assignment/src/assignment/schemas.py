@@ -38,7 +38,9 @@ class AbsenceIn(BaseModel):
     starts_on: dt.date = Field(description="Premier jour d'absence.")
     ends_on: dt.date = Field(description="Dernier jour d'absence (inclus).")
     reason: str | None = Field(
-        default=None, max_length=500, description="Motif (facultatif, interne)."
+        default=None,
+        max_length=500,
+        description="Motif, obligatoire (interne : conservé dans le journal d'audit).",
     )
 
 
@@ -54,4 +56,6 @@ class ReasonIn(BaseModel):
 class DepartureIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(
+        default=None, max_length=500, description="Motif, obligatoire (journal d'audit)."
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from guichet_runtime import audit
 from guichet_runtime.rate_limits import RateLimiter
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
@@ -76,6 +77,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
             await asyncio.sleep(RATE_COUNTERS_PURGE_SECONDS)
 
     runtime.workers.append(purge_rate_counters)
+    runtime.workers.append(audit.anchoring(runtime))
     app = create_app(
         runtime,
         title="Guichet unique — accueil (intake)",

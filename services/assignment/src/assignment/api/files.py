@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from assignment import views
 from assignment.api.access import Access
-from assignment.commands import desk
+from assignment.commands import audits, desk
 from assignment.domain import ONLY_THE_REFERENT_WRITES
 from assignment.schemas import PersonalWordIn
 from guichet_runtime.auth.principal import Principal
@@ -22,12 +22,20 @@ def router(runtime: Runtime) -> APIRouter:
     referent = requires(Policy.FILE_REFERENT, access.file(), forbidden=ONLY_THE_REFERENT_WRITES)
     supervisor = requires(Policy.SUPERVISOR)
 
-    @api.get(
-        "/agents/{agent_id}/portfolio", dependencies=[requires(Policy.AGENT_SELF, access.agent())]
-    )
-    async def portfolio(agent_id: str) -> Any:
-        """The référent's open files, urgent first, then by nearest legal deadline."""
-        return await views.portfolio(runtime.uow(), agent_id)
+    agent_self = requires(Policy.AGENT_SELF, access.agent())
+    file_supervisor = requires(Policy.FILE_SUPERVISOR, access.file())
+
+    @api.get("/agents/{agent_id}/portfolio")
+    async def portfolio(agent_id: str, who: Principal = agent_self) -> Any:
+        """The référent's open files, urgent first, then by nearest legal deadline (the
+        citizens' names: the reading is in the audit trail)."""
+        return await audits.read_portfolio(runtime.uow(), agent_id, who)
+
+    @api.get("/files/{file_id}/audit")
+    async def file_audit(file_id: str, who: Principal = file_supervisor) -> Any:
+        """The file's audit trail at assignment (who did what, when and why), for a
+        supervisor of the référent's office; this reading is recorded too."""
+        return await audits.file_audit_trail(runtime.uow(), file_id, who)
 
     @api.get("/supervision/waiting")
     async def waiting(who: Principal = supervisor) -> Any:
@@ -46,11 +54,13 @@ def router(runtime: Runtime) -> APIRouter:
     async def personal_word(file_id: str, body: PersonalWordIn, who: Principal = referent) -> Any:
         """The référent's (the token's agent) personal word on the coordinated answer, set or
         replaced until the answer leaves (the answer does not wait for it)."""
-        return await desk.set_personal_word(runtime.uow(), file_id, who.agent_id or "", body.text)
+        return await desk.set_personal_word(
+            runtime.uow(), file_id, who.agent_id or "", body.text, by=who
+        )
 
     @api.delete("/files/{file_id}/personal-word")
     async def withdraw_personal_word(file_id: str, who: Principal = referent) -> Any:
         """The référent withdraws their word before the answer leaves."""
-        return await desk.remove_personal_word(runtime.uow(), file_id, who.agent_id or "")
+        return await desk.remove_personal_word(runtime.uow(), file_id, who.agent_id or "", by=who)
 
     return api

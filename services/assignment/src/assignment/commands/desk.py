@@ -12,6 +12,9 @@ import sqlalchemy as sa
 
 from assignment.domain import ONLY_THE_REFERENT_WRITES, FileStatus
 from assignment.tables import agents, files
+from guichet_runtime import audit
+from guichet_runtime.audit import AuditAction
+from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 
@@ -39,7 +42,9 @@ async def _file_of_referent(uow: UnitOfWork, file_id: str, agent_id: str) -> sa.
     return file
 
 
-async def set_personal_word(uow: UnitOfWork, file_id: str, agent_id: str, text: str) -> dict:
+async def set_personal_word(
+    uow: UnitOfWork, file_id: str, agent_id: str, text: str, by: Principal | None = None
+) -> dict:
     """Set or replace the référent's word on an open file (before the answer leaves)."""
     async with uow:
         await _file_of_referent(uow, file_id, agent_id)
@@ -49,6 +54,8 @@ async def set_personal_word(uow: UnitOfWork, file_id: str, agent_id: str, text: 
             .where(files.c.file_id == file_id)
             .values(personal_word=text, personal_word_agent_id=agent_id, personal_word_at=now)
         )
+        actor = by or audit.agent_actor(agent_id)
+        audit.record(uow, actor, AuditAction.PERSONAL_WORD_SET, file_id=file_id)
         await uow.commit()
     return {
         "file_id": file_id,
@@ -57,7 +64,9 @@ async def set_personal_word(uow: UnitOfWork, file_id: str, agent_id: str, text: 
     }
 
 
-async def remove_personal_word(uow: UnitOfWork, file_id: str, agent_id: str) -> dict:
+async def remove_personal_word(
+    uow: UnitOfWork, file_id: str, agent_id: str, by: Principal | None = None
+) -> dict:
     """The référent withdraws their word before the answer leaves."""
     async with uow:
         await _file_of_referent(uow, file_id, agent_id)
@@ -66,5 +75,7 @@ async def remove_personal_word(uow: UnitOfWork, file_id: str, agent_id: str) -> 
             .where(files.c.file_id == file_id)
             .values(personal_word=None, personal_word_agent_id=None, personal_word_at=None)
         )
+        actor = by or audit.agent_actor(agent_id)
+        audit.record(uow, actor, AuditAction.PERSONAL_WORD_REMOVED, file_id=file_id)
         await uow.commit()
     return {"file_id": file_id, "personal_word": None, "message": "Votre mot personnel est retiré."}

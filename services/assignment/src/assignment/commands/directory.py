@@ -16,6 +16,9 @@ from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileSt
 from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
 from assignment.referents import take_agent, take_capacity
 from assignment.tables import absences, agents, files
+from guichet_runtime import audit
+from guichet_runtime.audit import AuditAction
+from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
@@ -67,7 +70,9 @@ async def declare_absence(
     ends_on: dt.date,
     reason: str | None,
     today: dt.date,
+    by: Principal | None = None,
 ) -> dict:
+    """A supervisor declares an agent's absence, saying why (422 without a reason)."""
     if ends_on < starts_on:
         raise Refused(RefusalKind.INVALID, "La date de fin d'absence précède la date de début.")
     if ends_on < today:
@@ -76,6 +81,7 @@ async def declare_absence(
         agent = await _agent(uow, agent_id)
         if agent.status == AgentStatus.GONE:
             raise Refused(RefusalKind.CONFLICT, f"{agent.name} a quitté le réseau.")
+        reason = audit.reason_given(reason)
         result = await uow.conn.execute(
             absences.insert().values(
                 agent_id=agent_id,
@@ -94,6 +100,16 @@ async def declare_absence(
             ),
         )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
+        audit.record(
+            uow,
+            by or audit.SYSTEM,
+            AuditAction.ABSENCE_DECLARED,
+            agent_id=agent_id,
+            reason=reason,
+            starts_on=starts_on.isoformat(),
+            ends_on=ends_on.isoformat(),
+            files_covered=covered,
+        )
         await uow.commit()
     status = AbsenceStatus.ONGOING if starts_on <= today else AbsenceStatus.PLANNED
     return {"absence_id": absence_id, "status": status.value, "files_covered": covered}
@@ -142,9 +158,16 @@ async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> in
     return covered
 
 
-async def agent_returns(uow: UnitOfWork, agent_id: str) -> dict:
+async def agent_returns(uow: UnitOfWork, agent_id: str, by: Principal | None = None) -> dict:
     async with uow:
         returned = await _end_absence(uow, agent_id)
+        audit.record(
+            uow,
+            by or audit.SYSTEM,
+            AuditAction.AGENT_RETURNED,
+            agent_id=agent_id,
+            files_returned=returned,
+        )
         await uow.commit()
     return {"files_returned": returned}
 
@@ -182,11 +205,15 @@ async def _end_absence(uow: UnitOfWork, agent_id: str) -> int:
     return returned
 
 
-async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> dict:
+async def agent_leaves(
+    uow: UnitOfWork, agent_id: str, reason: str | None, by: Principal | None = None
+) -> dict:
+    """An agent leaves the network, the supervisor saying why (422 without a reason)."""
     async with uow:
         agent = await _agent(uow, agent_id)
         if agent.status == AgentStatus.GONE:
             raise Refused(RefusalKind.CONFLICT, f"{agent.name} a déjà quitté le réseau.")
+        reason = audit.reason_given(reason)
         await uow.conn.execute(
             agents.update().where(agents.c.agent_id == agent_id).values(status=AgentStatus.GONE)
         )
@@ -224,6 +251,15 @@ async def agent_leaves(uow: UnitOfWork, agent_id: str, reason: str | None) -> di
             topics.DIRECTORY_CHANGES,
             AgentLeft(agent_id=agent_id, files_redistributed=moved, files_waiting=waiting),
         )
+        audit.record(
+            uow,
+            by or audit.SYSTEM,
+            AuditAction.AGENT_LEFT,
+            agent_id=agent_id,
+            reason=reason,
+            files_redistributed=moved,
+            files_without_referent=waiting,
+        )
         await uow.commit()
     return {"files_redistributed": moved, "files_without_referent": waiting}
 
@@ -234,6 +270,7 @@ async def reassign(
     reason: str,
     agent_id: str | None,
     supervised: Collection[str] | None = None,
+    by: Principal | None = None,
 ) -> dict:
     """A supervisor moves a file, to a named agent of an office they supervise
     (`supervised`) or by the usual rules."""
@@ -293,6 +330,15 @@ async def reassign(
             reason,
             considered,
             titular_id=None,
+        )
+        audit.record(
+            uow,
+            by or audit.SYSTEM,
+            AuditAction.FILE_REASSIGNED,
+            file_id=file_id,
+            agent_id=agent_id,
+            reason=reason,
+            previous_referent=file.referent_id,
         )
         await uow.commit()
     return {"file_id": file_id, "referent_id": agent_id}

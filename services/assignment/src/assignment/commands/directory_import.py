@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from assignment.domain import AgentStatus
 from assignment.tables import agents, directory_imports, offices, supervisors
+from guichet_runtime import audit
+from guichet_runtime.audit import AuditAction
+from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.errors import french_errors
 from guichet_runtime.refusals import RefusalKind, Refused
@@ -282,10 +285,16 @@ async def apply(
 
 
 async def import_directory(
-    uow: UnitOfWork, data: Any, *, only_if_empty: bool = False
+    uow: UnitOfWork,
+    data: Any,
+    *,
+    only_if_empty: bool = False,
+    reason: str | None = None,
+    by: Principal | None = None,
 ) -> dict[str, Any]:
     """Check the whole file, then apply it in one transaction; a version already
-    imported is not applied twice."""
+    imported is not applied twice. The administrator says why (422 without a reason);
+    the seed at first start (`only_if_empty`) is the service's own."""
     directory, office_rows, agent_rows, supervisor_rows = parse(data)
     async with uow:
         if only_if_empty and await uow.conn.scalar(sa.select(sa.func.count()).select_from(agents)):
@@ -300,17 +309,26 @@ async def import_directory(
                 "applied": False,
                 "message": f"La version {directory.version} de l'annuaire est déjà importée.",
             }
+        why = None if only_if_empty else audit.reason_given(reason)
         summary = await apply(uow, directory.version, office_rows, agent_rows, supervisor_rows)
         await uow.conn.execute(
             directory_imports.insert().values(
                 version=directory.version, imported_at=utcnow(), summary=summary
             )
         )
+        audit.record(
+            uow,
+            by or audit.SYSTEM,
+            AuditAction.DIRECTORY_IMPORTED,
+            reason=why,
+            version=directory.version,
+            **summary,
+        )
         await uow.commit()
     return {"version": directory.version, "applied": True, **summary}
 
 
-async def join(uow: UnitOfWork, data: Any) -> dict[str, Any]:
+async def join(uow: UnitOfWork, data: Any, by: Principal | None = None) -> dict[str, Any]:
     """One agent joins the network (admin API)."""
     errors: list[dict[str, str]] = []
     try:
@@ -336,6 +354,7 @@ async def join(uow: UnitOfWork, data: Any) -> dict[str, Any]:
             errors = [{**e, "field": e["field"].removeprefix("agents[0].")} for e in refused.errors]
             message = errors[0]["message"].split(" : ", 1)[-1] if errors else refused.message
             raise Refused(refused.kind, message, errors=errors) from None
+        audit.record(uow, by or audit.SYSTEM, AuditAction.AGENT_JOINED, agent_id=row.agent_id)
         await uow.commit()
     return {"agent_id": row.agent_id, "status": AgentStatus.ACTIVE.value}
 

@@ -29,6 +29,7 @@ from intake.schemas import (
 def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -> APIRouter:
     api = APIRouter()
     file_citizen = requires(Policy.FILE_CITIZEN, access.file())
+    file_reader = requires(Policy.FILE_READ, access.file())
     contact_changer = requires(Policy.FILE_CITIZEN, access.file(proof_needed=PROOF_NEEDED))
 
     @api.post(
@@ -101,10 +102,7 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
         "/files/{file_id}/documents",
         status_code=201,
         response_model=DocumentCreated,
-        dependencies=[
-            limits.per_client("documents_per_client"),
-            requires(Policy.FILE_READ, access.file()),
-        ],
+        dependencies=[limits.per_client("documents_per_client")],
     )
     async def upload_document(
         file_id: str,
@@ -112,6 +110,7 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
         agency: str | None = Form(
             default=None, description="Organisme destinataire, si plusieurs attendent une pièce."
         ),
+        who: Principal = file_reader,
     ) -> Any:
         """The citizen (or the counter, for them) sends the supporting document an agency
         asked for."""
@@ -123,6 +122,7 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
             fichier.content_type,
             content,
             runtime.uow(),
+            by=who,
         )
         return {
             "document_id": document_id,

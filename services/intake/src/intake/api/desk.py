@@ -51,7 +51,7 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
         preferred channel (with fallback), signed with the référent's direct contact, shown
         in the file's history."""
         message, created = await send_referent_message(
-            file_id, who.agent_id or "", body.text, runtime.uow(), idempotency_key
+            file_id, who.agent_id or "", body.text, runtime.uow(), idempotency_key, by=who
         )
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return JSONResponse(status_code=201, content=jsonable_encoder(message), headers=headers)

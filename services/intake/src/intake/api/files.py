@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header
+from fastapi import APIRouter, Header, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
@@ -14,6 +14,7 @@ from guichet_runtime.service import Runtime
 from intake.api.access import Access
 from intake.api.limits import Limits
 from intake.catalogue import CATALOGUE
+from intake.commands import audit
 from intake.commands.files import SubmitFile, submit_file
 from intake.domain import unknown_file
 from intake.schemas import FileCreated, FileIn, FileView
@@ -24,6 +25,8 @@ from shared_models import AGENCY_LABELS
 def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     api = APIRouter()
     submitter = requires(Policy.SUBMIT_FILE)
+    file_agents = requires(Policy.FILE_AGENTS, access.file())
+    file_supervisor = requires(Policy.FILE_SUPERVISOR, access.file())
 
     @api.get("/life-events", dependencies=[declared(Policy.PUBLIC)])
     async def life_events() -> Any:
@@ -56,13 +59,23 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(status_code=201, content=jsonable_encoder(body), headers=headers)
 
-    @api.get("/files/{file_id}/record", dependencies=[requires(Policy.FILE_AGENTS, access.file())])
-    async def file_record(file_id: str) -> Any:
-        """What the agents working the file read: the citizen's contact and own words."""
-        record = await views.file_record(runtime.uow(), file_id)
-        if record is None:
-            raise unknown_file(file_id)
-        return record
+    @api.get("/files/{file_id}/record")
+    async def file_record(
+        file_id: str,
+        reason: str | None = Query(
+            default=None, description="Motif de la consultation (obligatoire, journal d'audit)."
+        ),
+        who: Principal = file_agents,
+    ) -> Any:
+        """What the agents working the file read: the citizen's contact and own words; the
+        agent says why (`reason`), and the read is recorded in the audit trail."""
+        return await audit.read_record(file_id, who, reason, runtime.uow())
+
+    @api.get("/files/{file_id}/audit")
+    async def file_audit(file_id: str, who: Principal = file_supervisor) -> Any:
+        """The file's audit trail at intake (who did what, when and why), for a supervisor
+        of the référent's office; this reading is recorded too."""
+        return await audit.file_audit_trail(file_id, who, runtime.uow())
 
     @api.get(
         "/files/{file_id}",

@@ -8,6 +8,8 @@ import uuid
 
 import sqlalchemy as sa
 
+from guichet_runtime import audit
+from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from intake.domain import (
@@ -29,9 +31,10 @@ async def submit_document(
     declared_type: str | None,
     content: bytes,
     uow: UnitOfWork,
+    by: Principal | None = None,
 ) -> tuple[str, str]:
-    """Take the document an agency asked for and send it to that agency's adapter.
-    Returns (document_id, agency)."""
+    """Take the document an agency asked for and send it to that agency's adapter (an agent
+    adding it for the citizen is audited). Returns (document_id, agency)."""
     media_type = document_type(content, declared_type)
     async with uow:
         if not await file_exists(uow, file_id):
@@ -92,5 +95,14 @@ async def submit_document(
             f"Pièce envoyée à {agency_label(row.agency)} : {asked['label']}.",
         )
         uow.emit(topics.agency_documents(row.agency), event)
+        if by is not None and by.kind is PrincipalKind.AGENT:
+            audit.record(
+                uow,
+                by,
+                audit.AuditAction.DOCUMENT_ADDED,
+                file_id=file_id,
+                document_id=document_id,
+                agency=row.agency,
+            )
         await uow.commit()
     return document_id, row.agency

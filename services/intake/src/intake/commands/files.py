@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake import metrics
@@ -94,6 +95,14 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
             uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}."
         )
         uow.emit(topics.FILES_SUBMITTED, event)
+        if who.registered_by:
+            audit.record(
+                uow,
+                cmd.by,
+                audit.AuditAction.FILE_REGISTERED,
+                file_id=file_id,
+                channel=who.channel,
+            )
         return file_id
 
     return await once_per_key(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import uuid
 
+from guichet_runtime import audit
+from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import TimelineKind, ensure_current_referent_writes
@@ -15,7 +17,12 @@ from shared_models import CitizenContact, ReferentMessageSent, topics
 
 
 async def send_referent_message(
-    file_id: str, agent_id: str, text: str, uow: UnitOfWork, idempotency_key: str | None = None
+    file_id: str,
+    agent_id: str,
+    text: str,
+    uow: UnitOfWork,
+    idempotency_key: str | None = None,
+    by: Principal | None = None,
 ) -> tuple[dict, bool]:
     """The file's current référent writes to the citizen. A retried request with the same
     Idempotency-Key returns the first message and sends nothing more. Returns (message,
@@ -54,6 +61,13 @@ async def send_referent_message(
             f"Message de votre référent, {referent.name} : « {text} »",
         )
         uow.emit(topics.REFERENT_MESSAGES, event)
+        audit.record(
+            uow,
+            by or audit.agent_actor(agent_id),
+            audit.AuditAction.MESSAGE_SENT,
+            file_id=file_id,
+            message_id=message_id,
+        )
         return {
             "message_id": message_id,
             "file_id": file_id,
