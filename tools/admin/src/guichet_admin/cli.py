@@ -1,4 +1,4 @@
-"""`guichet-admin`: the operators' CLI (dead letters, outbox backlog, consumer lag).
+"""`guichet-admin`: the operators' CLI (dead letters, outbox backlog, consumer lag, audit trail).
 
 Configuration: options, else the environment (`KAFKA_BOOTSTRAP`, `TOPIC_NAMESPACE`,
 `CREATE_TOPICS`, `GUICHET_<SERVICE>_DATABASE_URL`). Exit status 0 when done, 1 on an error
@@ -15,7 +15,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from aiokafka.errors import KafkaError
 
-from guichet_admin import deadletters, render
+from guichet_admin import audit, deadletters, render
 from guichet_admin.errors import AdminError
 from guichet_admin.lag import consumer_lag
 from guichet_admin.outbox import backlog, database_targets
@@ -33,6 +33,11 @@ dlq_app = typer.Typer(
 outbox_app = typer.Typer(help="The services' transactional outboxes.", no_args_is_help=True)
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(outbox_app, name="outbox")
+audit_app = typer.Typer(
+    help="The services' audit trails: verify the chain and its anchors, anchor the head now.",
+    no_args_is_help=True,
+)
+app.add_typer(audit_app, name="audit")
 
 Bootstrap = Annotated[
     str, typer.Option("--bootstrap", envvar="KAFKA_BOOTSTRAP", help="Kafka bootstrap servers.")
@@ -222,3 +227,66 @@ def lag(
         render.print_json(rows)
     else:
         render.print_lag(rows)
+
+
+AuditDatabase = Annotated[
+    str,
+    typer.Option(
+        "--database",
+        help="The service's database URL (intake's or assignment's).",
+        show_default=False,
+    ),
+]
+AnchorKey = Annotated[
+    str | None,
+    typer.Option(
+        "--anchor-key",
+        envvar="AUDIT_ANCHOR_KEY",
+        help="The service's AUDIT_ANCHOR_KEY, to check the anchors' signatures.",
+        show_default=False,
+    ),
+]
+
+
+@audit_app.command("verify")
+def audit_verify(
+    database: AuditDatabase, anchor_key: AnchorKey = None, as_json: AsJson = False
+) -> None:
+    """Walk the audit trail: any altered, removed or reordered entry, a cut end, an anchor
+    that does not match (or, with the key, whose signature does not verify) fails (exit 1)."""
+    key = anchor_key.encode() if anchor_key else None
+    verdict = _run(audit.verify_database(database, key))
+    if as_json:
+        render.print_json(
+            {
+                "ok": verdict.ok,
+                "entries": verdict.entries,
+                "anchors": verdict.anchors,
+                "head": verdict.head_seq,
+                "signatures_checked": verdict.signatures_checked,
+                "problems": verdict.problems,
+            }
+        )
+    else:
+        for problem in verdict.problems:
+            typer.echo(f"TAMPERED: {problem}")
+        signed = "checked" if verdict.signatures_checked else "NOT checked (no AUDIT_ANCHOR_KEY)"
+        status = "intact" if verdict.ok else f"{len(verdict.problems)} problem(s)"
+        typer.echo(
+            f"audit trail {status}: {verdict.entries} entries, {verdict.anchors} anchors "
+            f"(signatures {signed})"
+        )
+    if not verdict.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(database: AuditDatabase, anchor_key: AnchorKey = None) -> None:
+    """Sign the audit trail's head now, as the service's daily worker does."""
+    if not anchor_key:
+        raise typer.BadParameter("give the service's AUDIT_ANCHOR_KEY (--anchor-key or env)")
+    made = _run(audit.anchor_database(database, anchor_key.encode()))
+    if made is None:
+        typer.echo("the audit trail is empty: nothing to anchor")
+    else:
+        typer.echo(f"anchored entry {made['seq']} ({made['head_hash'][:12]}…)")

@@ -61,7 +61,7 @@ def parse_database_options(options: Sequence[str]) -> dict[str, str]:
     return found
 
 
-def _async_url(url: str) -> sa.URL:
+def async_url(url: str) -> sa.URL:
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError as exc:
@@ -78,7 +78,7 @@ def _async_url(url: str) -> sa.URL:
 
 async def backlog(service: str, url: str) -> Backlog:
     """Count the service's outbox rows, per topic, with the oldest creation time."""
-    engine = create_async_engine(_async_url(url))
+    engine = create_async_engine(async_url(url))
     query = sa.select(
         OUTBOX.c.topic, sa.func.count().label("rows"), sa.func.min(OUTBOX.c.created_at)
     ).group_by(OUTBOX.c.topic)
