@@ -19,14 +19,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: The audit anchors' key of the apps the tests bootstrap: AUDIT_ANCHOR_KEY is required outside
-#: dev, and the settings' default environment is production (the stacks run ENVIRONMENT=dev).
+#: The audit anchors' key of the apps the tests bootstrap (session fixtures too): AUDIT_ANCHOR_KEY
+#: is required outside dev, and the settings' default environment is production.
 TEST_AUDIT_ANCHOR_KEY = "test-only-audit-anchor-key"
-
-
-@pytest.fixture(autouse=True)
-def _audit_anchor_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AUDIT_ANCHOR_KEY", TEST_AUDIT_ANCHOR_KEY)
+os.environ.setdefault("AUDIT_ANCHOR_KEY", TEST_AUDIT_ANCHOR_KEY)
 
 
 def _docker_answers() -> bool:

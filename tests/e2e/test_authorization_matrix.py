@@ -92,7 +92,9 @@ def request(world: Scenario, row: Row, principal: str) -> dict[str, Any]:
             }
         case "POST /api/directory/import":
             # Not a directory: the administrator gets 422, and nothing is imported.
-            return {"json": {"pas": "un annuaire"}}
+            return {"json": {"pas": "un annuaire"}, "params": {"reason": "Contrôle des droits."}}
+        case "GET /api/files/{file_id}/record":
+            return {"params": {"reason": "Contrôle des droits d'accès."}}
         case "POST /api/agents/{agent_id}/absences":
             start = today + dt.timedelta(days=30)
             return {
