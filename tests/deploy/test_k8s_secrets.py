@@ -68,11 +68,21 @@ def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
                 if str(refused).startswith(variable):
                     missing.append(variable)
                     setattr(settings, variable.lower(), SecretStr(DUMMY))
-    elif name in ("intake", "notification"):
-        try:
-            Keyring.from_text(settings.access_code_key.get_secret_value(), name="ACCESS_CODE_KEY")
-        except KeyMissing:
-            missing.append("ACCESS_CODE_KEY")
+    elif name in ("intake", "notification", "assignment"):
+        if name != "assignment":
+            try:
+                Keyring.from_text(
+                    settings.access_code_key.get_secret_value(), name="ACCESS_CODE_KEY"
+                )
+            except KeyMissing:
+                missing.append("ACCESS_CODE_KEY")
+        if name != "notification":  # the services keeping an audit trail
+            try:
+                required_secret(
+                    settings.audit_anchor_key, "AUDIT_ANCHOR_KEY", settings.environment, tmp
+                )
+            except MissingSecret:
+                missing.append("AUDIT_ANCHOR_KEY")
     elif name.startswith("adapter-"):
         from adapter_sdk import discovery
         from adapter_sdk.callback_gate import missing_secret_problem
@@ -85,7 +95,13 @@ def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
 
 def settings_from(name: str, variables: dict[str, str], monkeypatch) -> Any:
     with monkeypatch.context() as patch:
-        for variable in ("ENVIRONMENT", "SECRET_KEY", "ACCESS_CODE_KEY", "CALLBACK_SECRET"):
+        for variable in (
+            "ENVIRONMENT",
+            "SECRET_KEY",
+            "ACCESS_CODE_KEY",
+            "CALLBACK_SECRET",
+            "AUDIT_ANCHOR_KEY",
+        ):
             patch.delenv(variable, raising=False)
         for variable, value in variables.items():
             patch.setenv(variable, value)
@@ -117,6 +133,7 @@ def test_every_secret_a_process_requires_comes_from_a_secret(overlay, monkeypatc
         "LOGIN_CITIZENS_CLIENT_SECRET",
         "ACCESS_CODE_KEY",
         "CALLBACK_SECRET",
+        "AUDIT_ANCHOR_KEY",
     }
 
 

@@ -87,7 +87,11 @@ def core_workloads() -> list[Workload]:
             migrations="intake",
             # The client is read from X-Forwarded-For when the web or the Ingress calls.
             settings={"TRUSTED_PROXIES": TRUSTED_POD_NETWORK},
-            secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
+            secrets={
+                "ACCESS_CODE_KEY": ("access-code-key", "key"),
+                # Signs the audit trail's daily anchors (docs/data-protection.md).
+                "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
+            },
             identity=VERIFIER_KEYS,
             ingress_from_controller=True,
             ingress_from=["web"],
@@ -100,6 +104,7 @@ def core_workloads() -> list[Workload]:
             component="service",
             database="assignment",
             migrations="assignment",
+            secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
             identity=VERIFIER_KEYS,
             ingress_from=["web"],
             scaling=(2, topics.PARTITIONS),
