@@ -400,7 +400,7 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack, 
     for a in every_agent:
         httpx.post(
             f"{stack.assignment_url}/api/agents/{a['agent_id']}/absences",
-            json={"starts_on": today, "ends_on": today},
+            json={"starts_on": today, "ends_on": today, "reason": "Formation collective"},
             headers=everywhere,
             timeout=10,
         ).raise_for_status()

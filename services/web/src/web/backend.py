@@ -147,8 +147,11 @@ class Backend:
     async def file_view(self, file_id: str) -> dict:
         return await _json(await self.intake.get(f"/api/files/{file_id}"))
 
-    async def file_record(self, file_id: str) -> dict:
-        return await _json(await self.intake.get(f"/api/files/{file_id}/record"))
+    async def file_record(self, file_id: str, reason: str | None = None) -> dict:
+        """The citizen's contact and own words, for the file's agents: intake records the
+        reading in its audit trail, with `reason` (the page's purpose; required of agents)."""
+        params = {"reason": reason} if reason else None
+        return await _json(await self.intake.get(f"/api/files/{file_id}/record", params=params))
 
     async def request_referent_change(self, file_id: str, reason: str) -> dict:
         return await _json(

@@ -16,6 +16,9 @@ from web.api.deps import BackendClient, Render, Settings, page
 
 router = APIRouter()
 
+#: Why the receipt reads the citizen's record (intake's audit trail).
+RECEIPT_REASON = "Récépissé remis à l'usager par l'accueil"
+
 
 @router.get("/guichet", response_class=HTMLResponse, dependencies=[page(Policy.AGENT)])
 async def counter_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
@@ -47,6 +50,6 @@ async def receipt(
     while not view.get("referent") and time.monotonic() < deadline:
         await asyncio.sleep(0.3)
         view = await backend.file_view(file_id)
-    record = await backend.file_record(file_id)
+    record = await backend.file_record(file_id, RECEIPT_REASON)
     card = await filing.referent_card(backend, view)
     return render(request, "counter_receipt.html", {"file": view, "record": record, "card": card})

@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 
 router = APIRouter()
 
+#: Why the desk reads the citizen's record (intake's audit trail).
+DESK_REASON = "Traitement du dossier depuis l'espace référent"
+
 NOT_IN_DIRECTORY = "Votre compte n'est rattaché à aucun agent de l'annuaire."
 
 UNREACHABLE = (
@@ -66,7 +69,7 @@ async def desk_file(
 ) -> Response:
     view, record, assignment, sent = await asyncio.gather(
         backend.file_view(file_id),
-        backend.file_record(file_id),
+        backend.file_record(file_id, DESK_REASON),
         backend.assignment_record(file_id),
         backend.messages_to_citizen(file_id),
     )
