@@ -6,6 +6,7 @@ imports; identity only from the token."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import httpx
 import pytest
@@ -304,3 +305,69 @@ async def test_the_agents_public_card_says_nothing_of_their_load(client):
     card = await client.get(f"/api/agents/{ref.agent_id}")
     assert card.status_code == 200
     assert set(card.json()) == {"agent_id", "name", "phone", "email", "office"}
+
+
+async def test_a_files_audit_trail_is_for_its_supervisors_and_records_who_and_why(client):
+    tokens = client.tokens
+    ref = client.referents["GU-2026-ACCES093"]
+    colleague = next(a for a in ("AG-93-01-2", "AG-93-01-3") if a != ref.agent_id)
+    saint_denis = tokens.supervisor_of("FS-93-01", agent_id="SUP-93")
+    url = "/api/files/GU-2026-ACCES093/audit"
+    reason = "Rééquilibrage des portefeuilles."
+    await client.post(
+        "/api/files/GU-2026-ACCES093/reassign",
+        json={"reason": reason, "agent_id": colleague},
+        headers=saint_denis,
+    )
+
+    found = await statuses(
+        client,
+        "GET",
+        url,
+        {
+            "anonymous": {},
+            "référent": tokens.agent(colleague),
+            "supervisor elsewhere": tokens.supervisor_of("FS-75-01"),
+            "administrator": tokens.admin(),
+        },
+    )
+    trail = await client.get(url, headers=saint_denis)
+
+    assert found == {
+        "anonymous": 401,
+        "référent": 403,
+        "supervisor elsewhere": 403,
+        "administrator": 403,
+    }
+    assert trail.status_code == 200
+    moved, read = trail.json()
+    assert (moved["action"], moved["who"]["agent_id"], moved["reason"]) == (
+        "file.reassigned",
+        "SUP-93",
+        reason,
+    )
+    assert moved["agent_id"] == colleague and moved["details"]["previous_referent"]
+    assert (read["action"], read["who"]["agent_id"]) == ("file.audit.read", "SUP-93")
+    assert moved["who"]["subject"] and moved["entry_hash"] != read["entry_hash"]
+
+
+async def test_sensitive_admin_actions_need_a_reason(client):
+    tokens = client.tokens
+    paris = tokens.supervisor_of("FS-75-01")
+    absence = {"starts_on": "2026-12-01", "ends_on": "2026-12-05"}
+    no_reason = await client.post("/api/agents/AG-75-01-3/absences", json=absence, headers=paris)
+    left = await client.post("/api/agents/AG-75-01-3/departure", json={}, headers=paris)
+    imported = await client.post(
+        "/api/directory/import",
+        json=json.loads(DEFAULT_DIRECTORY.read_text()) | {"version": "2026-12-09"},
+        headers=tokens.admin(),
+    )
+    for refused in (no_reason, left, imported):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == "reason"
+        assert refused.json()["message"].startswith("Indiquez le motif de cette action")
+    assert await client.db.rows("absences") == []
+    [agent] = await client.db.rows("agents", client.db.tables.agents.c.agent_id == "AG-75-01-3")
+    assert agent.status == "actif"
+    actions = [e.action for e in await client.db.rows("audit_log")]
+    assert actions == ["directory.imported"]  # the seed only

@@ -347,3 +347,44 @@ async def test_a_document_comes_from_the_citizen_or_the_files_agents(client):
     assert (anonymous.status_code, stranger.status_code) == (401, 403)
     # Past the policy: refused only because no agency asked for a document.
     assert for_them.status_code == 409, for_them.text
+
+
+async def test_agents_reads_say_why_and_land_in_the_files_audit_trail(client):
+    tokens = client.tokens
+    file_id = await filed(client, tokens.citizen("marie"))
+    await assign(client.db, file_id)
+    referent, supervisor = tokens.agent(REFERENT), tokens.supervisor_of("FS-93-01")
+    record, trail = f"/api/files/{file_id}/record", f"/api/files/{file_id}/audit"
+
+    missing = await client.get(record, headers=referent)
+    read = await client.get(record, params={"reason": "Appel de l'usager"}, headers=referent)
+    viewed = await client.get(f"/api/files/{file_id}", headers=referent)
+    own = await client.get(f"/api/files/{file_id}", headers=tokens.citizen("marie"))
+    refused = {
+        name: (await client.get(trail, headers=headers)).status_code
+        for name, headers in {
+            "anonymous": {},
+            "citizen": tokens.citizen("marie"),
+            "référent": referent,
+            "supervisor elsewhere": tokens.supervisor_of("FS-75-01"),
+        }.items()
+    }
+    entries = await client.get(trail, headers=supervisor)
+
+    assert missing.status_code == 422 and missing.json()["field"] == "reason"
+    assert missing.json()["message"].startswith("Indiquez le motif de cette action")
+    assert (read.status_code, viewed.status_code, own.status_code) == (200, 200, 200)
+    assert refused == {
+        "anonymous": 401,
+        "citizen": 403,
+        "référent": 403,
+        "supervisor elsewhere": 403,
+    }
+    assert entries.status_code == 200
+    # The citizen's own reading is not recorded; the refused read left nothing either.
+    assert [(e["action"], e["who"]["agent_id"], e["reason"]) for e in entries.json()] == [
+        ("file.record.read", REFERENT, "Appel de l'usager"),
+        ("file.read", REFERENT, None),
+        ("file.audit.read", "SUP-1", None),
+    ]
+    assert entries.json()[0]["who"]["kind"] == "agent"

@@ -59,6 +59,7 @@ class AuditAction(StrEnum):
 
     FILE_REGISTERED = "file.registered"  # the front desk registered a file for a citizen
     RECORD_READ = "file.record.read"  # an agent read the citizen's contact and own words
+    FILE_READ = "file.read"  # an agent read the file's view (answer, timeline, ledger)
     MESSAGE_SENT = "file.message.sent"  # the référent wrote to the citizen
     DOCUMENT_ADDED = "file.document.added"  # an agent added a document for the citizen
     AUDIT_READ = "file.audit.read"  # a supervisor read the file's audit trail

@@ -16,7 +16,6 @@ from intake.api.limits import Limits
 from intake.catalogue import CATALOGUE
 from intake.commands import audit
 from intake.commands.files import SubmitFile, submit_file
-from intake.domain import unknown_file
 from intake.schemas import FileCreated, FileIn, FileView
 from intake.views import files as views
 from shared_models import AGENCY_LABELS
@@ -27,6 +26,7 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     submitter = requires(Policy.SUBMIT_FILE)
     file_agents = requires(Policy.FILE_AGENTS, access.file())
     file_supervisor = requires(Policy.FILE_SUPERVISOR, access.file())
+    file_reader = requires(Policy.FILE_READ, access.file())
 
     @api.get("/life-events", dependencies=[declared(Policy.PUBLIC)])
     async def life_events() -> Any:
@@ -80,13 +80,9 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     @api.get(
         "/files/{file_id}",
         response_model=FileView,
-        dependencies=[requires(Policy.FILE_READ, access.file())],
     )
-    async def get_file(file_id: str) -> Any:
-        """The citizen's view of their file."""
-        view = await views.file_view(runtime.uow(), file_id)
-        if view is None:
-            raise unknown_file(file_id)
-        return view
+    async def get_file(file_id: str, who: Principal = file_reader) -> Any:
+        """The citizen's view of their file (an agent's reading is in the audit trail)."""
+        return await audit.read_file_view(file_id, who, runtime.uow())
 
     return api

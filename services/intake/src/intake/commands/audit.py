@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from guichet_runtime import audit
-from guichet_runtime.auth.principal import Principal
+from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork
 from intake.domain import unknown_file
 from intake.views import files as views
@@ -25,6 +25,19 @@ async def read_record(
         audit.record(uow, who, audit.AuditAction.RECORD_READ, file_id=file_id, reason=why)
         await uow.commit()
     return record
+
+
+async def read_file_view(file_id: str, who: Principal, uow: UnitOfWork) -> dict[str, Any]:
+    """The file's view (the answer's decisions and amounts, the timeline): an agent's
+    reading is in the trail before it is returned; the citizen's own is not recorded."""
+    view = await views.file_view(uow, file_id)
+    if view is None:
+        raise unknown_file(file_id)
+    if who.kind is PrincipalKind.AGENT:
+        async with uow:
+            audit.record(uow, who, audit.AuditAction.FILE_READ, file_id=file_id)
+            await uow.commit()
+    return view
 
 
 async def file_audit_trail(file_id: str, who: Principal, uow: UnitOfWork) -> list[dict[str, Any]]:
