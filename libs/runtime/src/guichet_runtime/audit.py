@@ -35,7 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.auth.principal import Principal, PrincipalKind
-from guichet_runtime.db import AUDIT_TRAILS, BigIntId, UtcDateTime, utcnow
+from guichet_runtime.db import AUDIT_TRAILS, BigIntId, UnitOfWork, UtcDateTime, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from guichet_runtime.secrets import required_secret
 
@@ -226,7 +226,7 @@ def entry_hash(row: Mapping[str, Any]) -> str:
 
 
 def record(
-    uow: Any,
+    uow: UnitOfWork,
     by: Principal | Actor,
     action: AuditAction,
     *,
@@ -250,13 +250,14 @@ def record(
     )
 
 
-async def file_entries(uow: Any, file_id: str) -> list[dict[str, Any]]:
+async def file_entries(uow: UnitOfWork, file_id: str) -> list[dict[str, Any]]:
     """A file's entries in the unit of work's service, oldest first (own transaction)."""
     trail = uow.audit_trail
     if trail is None:
         raise RuntimeError("this service keeps no audit trail")
     async with uow:
-        return await trail.entries_of_file(uow.conn, file_id)
+        found: list[dict[str, Any]] = await trail.entries_of_file(uow.conn, file_id)
+    return found
 
 
 #: The service itself (a scheduled job, or a use case called without a verified caller).
@@ -311,7 +312,7 @@ class AuditTrail:
         rows = await conn.execute(
             sa.select(log_table).where(log_table.c.file_id == file_id).order_by(log_table.c.seq)
         )
-        return [entry_view(r._mapping) for r in rows]
+        return [entry_view(r._asdict()) for r in rows]
 
 
 def entry_view(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -56,7 +56,7 @@ async def verify(conn: AsyncConnection, key: bytes | None = None) -> Verdict:
     expected, prev = 1, GENESIS
     rows = await conn.stream(sa.select(LOG).order_by(LOG.c.seq))
     async for row in rows:
-        entry: dict[str, Any] = dict(row._mapping)
+        entry: dict[str, Any] = row._asdict()
         seq = int(entry["seq"])
         verdict.entries += 1
         if seq != expected:

@@ -6,6 +6,8 @@ no service's code is imported. The anchoring key is AUDIT_ANCHOR_KEY, as the ser
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 import sqlalchemy.exc
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -34,7 +36,7 @@ async def verify_database(url: str, key: bytes | None) -> Verdict:
         await engine.dispose()
 
 
-async def anchor_database(url: str, key: bytes) -> dict | None:
+async def anchor_database(url: str, key: bytes) -> dict[str, Any] | None:
     """Sign the trail's head now (the service's worker does it daily)."""
     tables = audit.audit_tables(service_metadata())
     engine = create_async_engine(async_url(url))
