@@ -46,8 +46,11 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
 
     @api.put(
         "/files/{file_id}/contact-preferences",
+        # The guard before the file's count: a refused outsider spends none of its quota
+        # (FastAPI resolves these in order, and the `who` below reuses the guard's answer).
         dependencies=[
             limits.per_client("contact_changes_per_client"),
+            contact_changer,
             limits.per_file("contact_changes_per_file"),
         ],
     )
@@ -88,8 +91,8 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
         status_code=201,
         dependencies=[
             limits.per_client("thanks_per_client"),
+            file_citizen,  # before the file's count: a refused outsider spends none of it
             limits.per_file("thanks_per_file"),
-            file_citizen,
         ],
     )
     async def thank(file_id: str, body: ThanksIn) -> Any:
