@@ -77,7 +77,7 @@ files = sa.Table(
     sa.Column("personal_word_at", UtcDateTime, nullable=True),
     sa.Column(
         "registered_by",
-        sa.String(30),
+        sa.String(50),
         nullable=True,
         comment="the front-desk agent who registered the file for the citizen",
     ),

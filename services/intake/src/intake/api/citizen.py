@@ -15,15 +15,17 @@ from intake.api.limits import Limits
 from intake.commands import access as codes
 from intake.commands import citizen, documents
 from intake.commands.files import ChangeContactPreferences, change_contact_preferences
-from intake.domain import MAX_DOCUMENT_BYTES, PROOF_NEEDED
+from intake.domain import MAX_DOCUMENT_BYTES, PROOF_NEEDED, unknown_file
 from intake.schemas import (
     AccessCodeIn,
     ContactIn,
+    ContactOut,
     DocumentCreated,
     ReferentChangeIn,
     SurveyIn,
     ThanksIn,
 )
+from intake.views import own
 
 
 def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -> APIRouter:
@@ -43,6 +45,15 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
             "message": "Votre demande est enregistrée : un nouveau référent vous sera présenté "
             "très vite, et tout votre dossier lui sera transmis."
         }
+
+    @api.get("/files/{file_id}/contact", response_model=ContactOut, dependencies=[file_citizen])
+    async def contact(file_id: str) -> Any:
+        """The citizen's own contact preferences as stored (their contact form shows them):
+        to the file's citizen only, logged in or with the proof of its one-time code."""
+        found = await own.citizen_contact(runtime.uow(), file_id)
+        if found is None:
+            raise unknown_file(file_id)
+        return found
 
     @api.put(
         "/files/{file_id}/contact-preferences",

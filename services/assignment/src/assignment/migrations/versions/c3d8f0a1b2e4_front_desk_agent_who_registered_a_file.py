@@ -24,7 +24,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "registered_by",
-                sa.String(30),
+                sa.String(50),
                 nullable=True,
                 comment="the front-desk agent who registered the file for the citizen",
             )
