@@ -248,8 +248,8 @@ async def my_files(
     render: Render,
     visitor: Annotated[Principal, page(Policy.CITIZEN)],
 ) -> HTMLResponse:
-    """The page "Mes dossiers": the files the signed-in citizen submitted with their account (intake
-    answers for the forwarded token's citizen only)."""
+    """The page "Mes dossiers": the files the signed-in citizen submitted with their
+    account (intake answers for the forwarded token's citizen only)."""
     return render(request, "citizen_files.html", {"files": await backend.my_files()})
 
 
