@@ -1,7 +1,7 @@
 """audit trail
 
 Revision ID: aed22e33cf69
-Revises: b7c41d2e9f60
+Revises: c3d8f0a1b2e4
 Create Date: 2026-11-30 09:36:36.564921
 
 """
@@ -15,7 +15,7 @@ import guichet_runtime.db
 
 # revision identifiers, used by Alembic.
 revision: str = "aed22e33cf69"
-down_revision: str | Sequence[str] | None = "b7c41d2e9f60"
+down_revision: str | Sequence[str] | None = "c3d8f0a1b2e4"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
