@@ -4,6 +4,8 @@ wrong one, 404 for an unknown file to an identified caller; identity only from t
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -460,6 +462,12 @@ async def test_the_front_desk_lists_the_files_they_registered_and_no_others(clie
         "référent": 403,
         "supervisor": 403,
     }
+    # Citizens' names: each list read by an agent is in the audit trail.
+    read = [r for r in await client.db.rows("audit_log") if r.action.endswith("files.read")]
+    assert [(r.actor_agent_id, json.loads(r.details)["files"]) for r in read] == [
+        ("AG-93-01-9", 2),
+        ("AG-93-01-8", 1),
+    ]
 
 
 async def test_agents_reads_say_why_and_land_in_the_files_audit_trail(client):

@@ -67,6 +67,7 @@ class AuditAction(StrEnum):
     PERSONAL_WORD_REMOVED = "file.personal-word.removed"
     FILE_REASSIGNED = "file.reassigned"
     PORTFOLIO_READ = "agent.portfolio.read"  # citizens' names and files of an agent
+    REGISTERED_FILES_READ = "agent.registered-files.read"  # the front desk's list (names)
     ABSENCE_DECLARED = "agent.absence.declared"
     AGENT_RETURNED = "agent.returned"
     AGENT_LEFT = "agent.left"

@@ -11,6 +11,7 @@ from fastapi import APIRouter
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
+from intake.commands import audit
 from intake.schemas import OwnFile
 from intake.views import own
 
@@ -29,6 +30,6 @@ def router(runtime: Runtime) -> APIRouter:
     @api.get("/me/registered-files", response_model=list[OwnFile])
     async def registered_files(who: Principal = front_desk) -> Any:
         """The files the front-desk agent registered for citizens, newest first."""
-        return await own.files_registered_by(runtime.uow(), who.agent_id or "")
+        return await audit.read_registered_files(who, runtime.uow())
 
     return api

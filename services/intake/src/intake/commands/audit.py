@@ -10,6 +10,7 @@ from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork
 from intake.domain import unknown_file
 from intake.views import files as views
+from intake.views import own
 
 
 async def read_record(
@@ -38,6 +39,22 @@ async def read_file_view(file_id: str, who: Principal, uow: UnitOfWork) -> dict[
             audit.record(uow, who, audit.AuditAction.FILE_READ, file_id=file_id)
             await uow.commit()
     return view
+
+
+async def read_registered_files(who: Principal, uow: UnitOfWork) -> list[dict[str, Any]]:
+    """The files a front-desk agent registered, with the citizens' names: the reading is in
+    the trail before the list is returned."""
+    found = await own.files_registered_by(uow, who.agent_id or "")
+    async with uow:
+        audit.record(
+            uow,
+            who,
+            audit.AuditAction.REGISTERED_FILES_READ,
+            agent_id=who.agent_id,
+            files=len(found),
+        )
+        await uow.commit()
+    return found
 
 
 async def file_audit_trail(file_id: str, who: Principal, uow: UnitOfWork) -> list[dict[str, Any]]:
