@@ -13,6 +13,14 @@ from shared_models.catalogue import (
     KnownAgencyCode,
     LifeEvent,
     catalogue,
+    citizen_data_for,
+)
+from shared_models.citizen_data import (
+    CITIZEN_FIELDS,
+    CitizenExtract,
+    CitizenName,
+    citizen_name,
+    select_citizen_data,
 )
 from shared_models.events import (
     EVENT_TYPES,
@@ -69,6 +77,7 @@ from shared_models.events import (
 __all__ = [
     "AGENCY_CODE",
     "AGENCY_LABELS",
+    "CITIZEN_FIELDS",
     "EVENT_TYPES",
     "LIFE_EVENTS",
     "AccessCodeIssued",
@@ -86,6 +95,8 @@ __all__ = [
     "Catalogue",
     "CatalogueInvalid",
     "CitizenContact",
+    "CitizenExtract",
+    "CitizenName",
     "ContactPreferencesChanged",
     "CoordinatedAnswerIssued",
     "DeadlineRule",
@@ -124,6 +135,9 @@ __all__ = [
     "SupportingDocumentSubmitted",
     "SurveyAnswered",
     "catalogue",
+    "citizen_data_for",
+    "citizen_name",
     "parse_event",
+    "select_citizen_data",
     "topics",
 ]
