@@ -19,6 +19,7 @@ from shared_models.citizen_data import (
     CITIZEN_FIELDS,
     CitizenExtract,
     CitizenName,
+    PreferredChannel,
     citizen_name,
     select_citizen_data,
 )
@@ -58,7 +59,6 @@ from shared_models.events import (
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
-    PreferredChannel,
     Referent,
     ReferentAssigned,
     ReferentAssignmentDeferred,
