@@ -125,8 +125,7 @@ def test_an_adapter_must_handle_every_life_event_the_catalogue_sends_it(sandbox,
     assert result.returncode == 1
     assert (
         "ÉCHEC  Accord avec le catalogue du guichet (code, libellé, événements de vie, "
-        "champs citoyen)"
-        in result.stdout
+        "champs citoyen)" in result.stdout
     )
     assert (
         "Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
