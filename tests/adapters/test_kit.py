@@ -117,18 +117,41 @@ def test_an_adapter_must_handle_every_life_event_the_catalogue_sends_it(sandbox,
     catalogue = tmp_path / "catalogue.toml"
     catalogue.write_text(
         '[agencies]\nants = "Agence nationale des titres sécurisés (ANTS)"\n'
+        '[citizen_fields]\nants = ["given_name", "family_name", "postcode"]\n'
         '[life_events]\nnaissance = { label = "Naissance d\'un enfant", agencies = ["ants"] }\n',
         encoding="utf-8",
     )
     result = kit("ants", sandbox, {"GUICHET_CATALOGUE": str(catalogue)})
     assert result.returncode == 1
     assert (
-        "ÉCHEC  Accord avec le catalogue du guichet (code, libellé, événements de vie)"
-        in result.stdout
+        "ÉCHEC  Accord avec le catalogue du guichet (code, libellé, événements de vie, "
+        "champs citoyen)" in result.stdout
     )
     assert (
         "Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
         "naissance (ajoutez-les à life_events)." in result.stdout
+    )
+
+
+def test_an_adapter_must_declare_the_citizen_fields_the_catalogue_sends_it(sandbox, tmp_path):
+    """Issue 13: the core puts on an agency's topic only the catalogue's fields; an adapter
+    declaring others would never get them, a catalogue listing more sends them for nothing."""
+    catalogue = tmp_path / "catalogue.toml"
+    catalogue.write_text(
+        '[agencies]\nants = "Agence nationale des titres sécurisés (ANTS)"\n'
+        '[citizen_fields]\nants = ["given_name", "family_name", "email"]\n'
+        '[life_events]\ndemenagement = { label = "Déménagement", agencies = ["ants"] }\n',
+        encoding="utf-8",
+    )
+    result = kit("ants", sandbox, {"GUICHET_CATALOGUE": str(catalogue)})
+    assert result.returncode == 1
+    assert (
+        "Champs citoyen déclarés que le catalogue ne transmet pas à l'organisme : postcode"
+        in result.stdout
+    )
+    assert (
+        "Champs citoyen transmis par le catalogue que la déclaration ne demande pas : email"
+        in result.stdout
     )
 
 

@@ -54,6 +54,7 @@ from shared_models import (
     SupportingDocumentRequested,
     SupportingDocumentSubmitted,
     SurveyAnswered,
+    citizen_data_for,
 )
 
 # --------------------------------------------------------------------------- contracts
@@ -165,8 +166,7 @@ def one_event_of_each_type() -> list[Envelope]:
             request_id=f"{file_id}-caf",
             agency="caf",
             life_event="perte_emploi",
-            citizen=citizen(),
-            description="J'ai été licenciée le mois dernier.",
+            citizen=citizen_data_for("caf", citizen(), "J'ai été licenciée le mois dernier."),
             urgent=True,
         ),
         AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=granted),

@@ -30,7 +30,7 @@ from adapter_sdk.tables import CallbackOutcome, RequestStatus
 from adapter_sdk.transport import Transport
 from guichet_runtime import migrations
 from guichet_runtime.db import UnitOfWork, make_engine, utcnow
-from shared_models import AgencyRequestIssued
+from shared_models import AgencyRequestIssued, citizen_data_for
 from tests.unit.samples import citizen
 
 SECRET = "secret-partage-de-test"
@@ -92,8 +92,7 @@ class Adapter:
             request_id=request_id,
             agency="france_travail",
             life_event="perte_emploi",
-            citizen=citizen(),
-            description="Fin de contrat.",
+            citizen=citizen_data_for("france_travail", citizen(), "Fin de contrat."),
             urgent=False,
         )
         await self.core.on_request(event, self.uow())

@@ -22,6 +22,7 @@ from intake.schemas import FileIn
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    citizen_data_for,
     topics,
 )
 from tests.unit.samples import (
@@ -178,8 +179,7 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
             request_id=f"{file_id}-{agency}",
             agency=agency,
             life_event="demenagement",
-            citizen=citizen(),
-            description="…",
+            citizen=citizen_data_for(agency, citizen(), "…"),
             urgent=False,
         )
 

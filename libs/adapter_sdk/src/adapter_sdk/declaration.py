@@ -5,18 +5,15 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared_models import AGENCY_CODE, Catalogue, DeadlineRule
+from shared_models import AGENCY_CODE, CITIZEN_FIELDS, Catalogue, DeadlineRule
 
-#: Citizen data an adapter may ask for (the canonical request's citizen part).
-CITIZEN_FIELDS: tuple[str, ...] = (
-    "given_name",
-    "family_name",
-    "email",
-    "phone",
-    "postcode",
-    "preferred_channel",
-    "description",
-)
+__all__ = [
+    "CITIZEN_FIELDS",
+    "Declaration",
+    "catalogue_problems",
+    "citizen_fields_problems",
+    "declaration_problems",
+]
 
 
 class Declaration(BaseModel):
@@ -121,5 +118,30 @@ def catalogue_problems(decl: Declaration, catalogue: Catalogue) -> list[str]:
         problems.append(
             f"Le catalogue adresse à l'organisme des dossiers que la déclaration ne traite pas : "
             f"{', '.join(missing)} (ajoutez-les à life_events)."
+        )
+    problems.extend(citizen_fields_problems(decl, catalogue))
+    return problems
+
+
+def citizen_fields_problems(decl: Declaration, catalogue: Catalogue) -> list[str]:
+    """Where the declared citizen fields differ from the catalogue's list for the agency: the
+    core puts on the agency's topic only the catalogue's fields, so the adapter must declare
+    exactly those (one missing from the catalogue never reaches it; one missing from the
+    declaration would travel for nothing)."""
+    listed = frozenset(catalogue.citizen_fields.get(decl.agency, ()))
+    problems = []
+    unsent = sorted(decl.citizen_fields - listed)
+    if unsent:
+        problems.append(
+            f"Champs citoyen déclarés que le catalogue ne transmet pas à l'organisme : "
+            f"{', '.join(unsent)} (ajoutez-les à [citizen_fields] du catalogue, ou retirez-les "
+            f"de citizen_fields)."
+        )
+    unused = sorted(listed - decl.citizen_fields)
+    if unused:
+        problems.append(
+            f"Champs citoyen transmis par le catalogue que la déclaration ne demande pas : "
+            f"{', '.join(unused)} (retirez-les de [citizen_fields] du catalogue : ils "
+            f"voyageraient pour rien)."
         )
     return problems

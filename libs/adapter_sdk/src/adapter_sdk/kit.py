@@ -6,15 +6,16 @@ sandbox, reporting every rule the adapter breaks in plain words.
 Rules checked: the declaration (procedures, citizen fields, legal-deadline rule, legal
 basis); its agreement with the guichet's catalogue (shared_models.catalogue, or the file
 GUICHET_CATALOGUE names): same code and label, every life event the catalogue sends to the
-agency handled; the configuration schema; data minimisation (the adapter reads only declared
-fields and uses every field it declares); a real exchange with the sandbox for each
-declared procedure, whose answers must be coherent decisions or acknowledgements; the
-callback of an asynchronous agency, received on a real socket, signed with the shared
-CALLBACK_SECRET and refused by the adapter unsigned or replayed (adapter_sdk.kit_callbacks),
-and its status query (reconciliation: the decision read back from the agency's status
-endpoint); supporting documents;
-idempotency (the same request twice is one request for the agency); and unreadable
-answers (garbage, wrong schema) refused instead of passed on as decisions.
+agency handled, the same citizen fields as the catalogue lists for it (the only ones the
+core puts on the agency's request topic); the configuration schema; data minimisation (the
+adapter reads only declared fields and uses every field it declares); a real exchange with
+the sandbox for each declared procedure, whose answers must be coherent decisions or
+acknowledgements; the callback of an asynchronous agency, received on a real socket, signed
+with the shared CALLBACK_SECRET and refused by the adapter unsigned or replayed
+(adapter_sdk.kit_callbacks), and its status query (reconciliation: the decision read back
+from the agency's status endpoint); supporting documents; idempotency (the same request
+twice is one request for the agency); and unreadable answers (garbage, wrong schema) refused
+instead of passed on as decisions.
 """
 
 from __future__ import annotations
@@ -61,7 +62,9 @@ SENTINELS: dict[str, str] = {
     "family_name": "Kitnomzq",
     "email": "kit.courriel.zq@example.fr",
     "phone": "0699887766",
+    "street": "12 rue du Kitzq",
     "postcode": "97351",
+    "city": "Kitvillezq",
     "preferred_channel": "courrier",
     "description": "Situation decrite pour le kit zq",
 }
@@ -191,7 +194,9 @@ def _check_declaration(adapter_cls: type[AgencyAdapter]) -> Check:
 
 
 def _check_catalogue(adapter_cls: type[AgencyAdapter]) -> Check:
-    check = Check("Accord avec le catalogue du guichet (code, libellé, événements de vie)")
+    check = Check(
+        "Accord avec le catalogue du guichet (code, libellé, événements de vie, champs citoyen)"
+    )
     decl = getattr(adapter_cls, "declaration", None)
     if decl is None:
         check.problems.append("l'adaptateur n'a pas d'attribut declaration")

@@ -35,7 +35,7 @@ from adapter_sdk.interface import (
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
 from adapter_sdk.tables import RequestStatus, exchanges, requests
-from adapter_sdk.translation import canonical_request, checked
+from adapter_sdk.translation import RequestIncomplete, canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
@@ -251,7 +251,10 @@ class AdapterRuntime:
                 f"{self.decl.label} ne traite pas l'événement de vie « {event.life_event} » (voir "
                 "sa déclaration)"
             )
-        request = canonical_request(event, self.decl.citizen_fields, self._callback_url())
+        try:
+            request = canonical_request(event, self.decl.citizen_fields, self._callback_url())
+        except RequestIncomplete as exc:  # redelivering it would not add the fields
+            raise PermanentError(str(exc)) from exc
         try:
             call = self.adapter.build_call(request)
         except Exception as exc:  # a defect of the adapter: retrying would not help

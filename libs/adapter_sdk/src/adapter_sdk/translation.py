@@ -19,11 +19,25 @@ from adapter_sdk.interface import (
 from shared_models import AgencyRequestIssued
 
 
+class RequestIncomplete(ValueError):
+    """The request does not carry a citizen field the adapter declares (the catalogue in
+    use lists fewer fields for the agency than its declaration: see the contract kit)."""
+
+
 def canonical_request(
     event: AgencyRequestIssued, declared: frozenset[str], callback_url: str | None
 ) -> CanonicalRequest:
-    """The request as the adapter sees it: only the declared citizen fields survive."""
-    values = {**event.citizen.model_dump(mode="json"), "description": event.description}
+    """The request as the adapter sees it: only the declared citizen fields survive (the
+    core already sent only the catalogue's; a request issued before minimisation carried
+    everything)."""
+    values = event.citizen.model_dump(mode="json")
+    missing = sorted(declared - values.keys())
+    if missing:
+        raise RequestIncomplete(
+            f"la demande {event.request_id} ne porte pas les champs citoyen déclarés "
+            f"{', '.join(missing)} : le catalogue ([citizen_fields]) et la déclaration de "
+            f"l'adaptateur divergent"
+        )
     return CanonicalRequest(
         request_id=event.request_id,
         file_id=event.file_id,

@@ -13,6 +13,15 @@ from shared_models.catalogue import (
     KnownAgencyCode,
     LifeEvent,
     catalogue,
+    citizen_data_for,
+)
+from shared_models.citizen_data import (
+    CITIZEN_FIELDS,
+    CitizenExtract,
+    CitizenName,
+    PreferredChannel,
+    citizen_name,
+    select_citizen_data,
 )
 from shared_models.events import (
     EVENT_TYPES,
@@ -51,7 +60,6 @@ from shared_models.events import (
     OfficeDetailsChanged,
     OfficeOpened,
     OfficeProfile,
-    PreferredChannel,
     Referent,
     ReferentAssigned,
     ReferentAssignmentDeferred,
@@ -70,6 +78,7 @@ from shared_models.events import (
 __all__ = [
     "AGENCY_CODE",
     "AGENCY_LABELS",
+    "CITIZEN_FIELDS",
     "EVENT_TYPES",
     "LIFE_EVENTS",
     "AccessCodeIssued",
@@ -87,6 +96,8 @@ __all__ = [
     "Catalogue",
     "CatalogueInvalid",
     "CitizenContact",
+    "CitizenExtract",
+    "CitizenName",
     "ContactPreferencesChanged",
     "CoordinatedAnswerIssued",
     "DeadlineRule",
@@ -126,6 +137,9 @@ __all__ = [
     "SupportingDocumentSubmitted",
     "SurveyAnswered",
     "catalogue",
+    "citizen_data_for",
+    "citizen_name",
     "parse_event",
+    "select_citizen_data",
     "topics",
 ]

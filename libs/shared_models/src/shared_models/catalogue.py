@@ -1,6 +1,9 @@
 """The catalogue: the agencies the guichet can name (code, French name) and the life events
 a citizen can declare (code, French name, the agencies a file goes to).
 
+It also says which citizen fields each agency receives ([citizen_fields]): the one place
+they are declared for the core, which puts only those on the agency's request topic.
+
 It is data, not code: `catalogue.toml` next to this module, or the file named by the
 `GUICHET_CATALOGUE` environment variable for a deployment or a test. It is read on first
 use (nothing at import time), validated, and cached. Connecting an agency is installing its
@@ -29,6 +32,8 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from shared_models.agencies import AGENCY_CODE, AgencyCode
+from shared_models.citizen_data import CITIZEN_FIELDS, CitizenExtract, select_citizen_data
+from shared_models.events import CitizenContact
 
 #: Environment variable naming a catalogue file that replaces the shipped one.
 CATALOGUE_ENV = "GUICHET_CATALOGUE"
@@ -63,6 +68,11 @@ class Catalogue(BaseModel):
 
     agencies: dict[AgencyCode, Label] = Field(description="Agency code -> name in French.")
     life_events: dict[LifeEventCode, LifeEvent] = Field(description="Life event code -> event.")
+    citizen_fields: dict[AgencyCode, tuple[str, ...]] = Field(
+        default_factory=dict,
+        description="Agency code -> the only citizen fields its requests carry (one list per "
+        "agency of [agencies]; the adapter declares the same).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -87,13 +97,39 @@ class Catalogue(BaseModel):
                 )
             if len(set(event.agencies)) != len(event.agencies):
                 raise ValueError(f"l'événement « {event.code} » cite deux fois le même organisme")
+        self._every_agency_lists_its_fields()
         return self
+
+    def _every_agency_lists_its_fields(self) -> None:
+        strangers = [a for a in self.citizen_fields if a not in self.agencies]
+        if strangers:
+            raise ValueError(
+                f"[citizen_fields] liste des organismes absents de [agencies] : "
+                f"{', '.join(strangers)}"
+            )
+        for agency in self.agencies:
+            fields = self.citizen_fields.get(agency)
+            if not fields:
+                raise ValueError(
+                    f"l'organisme « {agency} » ne liste pas les champs citoyen qu'il reçoit : "
+                    f"ajoutez-le à [citizen_fields] (parmi {', '.join(CITIZEN_FIELDS)})"
+                )
+            unknown = [f for f in fields if f not in CITIZEN_FIELDS]
+            if unknown:
+                raise ValueError(
+                    f"champs citoyen inconnus pour « {agency} » : {', '.join(unknown)} "
+                    f"(connus : {', '.join(CITIZEN_FIELDS)})"
+                )
 
     def served_agencies(self) -> tuple[str, ...]:
         """Agencies at least one life event reaches (their topics are the core's), in the
         order of [agencies]."""
         reached = {a for event in self.life_events.values() for a in event.agencies}
         return tuple(a for a in self.agencies if a in reached)
+
+    def citizen_fields_of(self, agency: str) -> frozenset[str]:
+        """The only citizen fields a request to `agency` carries."""
+        return frozenset(self.citizen_fields[agency])
 
     def life_events_of(self, agency: str) -> tuple[str, ...]:
         """Codes of the life events whose files go to `agency`."""
@@ -133,6 +169,12 @@ def catalogue_path() -> Path:
 def catalogue() -> Catalogue:
     """The catalogue in use, read once per file."""
     return _cached(str(catalogue_path()))
+
+
+def citizen_data_for(agency: str, citizen: CitizenContact, description: str) -> CitizenExtract:
+    """The citizen data a request to `agency` carries: the fields the catalogue in use lists
+    for it, and nothing else (minimisation happens before the data leaves the core)."""
+    return select_citizen_data(catalogue().citizen_fields_of(agency), citizen, description)
 
 
 def known_agency(code: str) -> str:

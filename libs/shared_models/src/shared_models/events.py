@@ -7,19 +7,15 @@ import uuid
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import EmailStr, Field, model_validator
 
 from shared_models.agencies import AgencyCode
+from shared_models.citizen_data import CitizenExtract, CitizenName, PreferredChannel
+from shared_models.contract import Contract
 
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-class Contract(BaseModel):
-    """Base of every value carried by an event: immutable, unknown fields refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Envelope(Contract):
@@ -55,13 +51,6 @@ class DirectoryEvent(Envelope):
     def key(self) -> str:
         agent_id: str | None = getattr(self, "agent_id", None)
         return agent_id or str(self.office.office_id)  # type: ignore[attr-defined]
-
-
-class PreferredChannel(StrEnum):
-    EMAIL = "email"
-    SMS = "sms"
-    LETTER = "courrier"
-    PHONE = "telephone"
 
 
 class IntakeChannel(StrEnum):
@@ -212,12 +201,31 @@ class AgencyRequestIssued(Event):
     """The référent's file was transmitted to one agency."""
 
     event_type: ClassVar[str] = "AgencyRequestIssued"
+    schema_version: int = Field(
+        default=2,
+        description="Version of this event's schema (2: only the citizen fields the catalogue "
+        "lists for the agency, the description among them).",
+    )
     request_id: str = Field(description="Unique id of this agency request.")
     agency: AgencyCode = Field(description="Agency the request is addressed to.")
     life_event: str = Field(description="Life event code of the file.")
-    citizen: CitizenContact = Field(description="Citizen data transmitted to the agency.")
-    description: str = Field(description="The citizen's description of the situation.")
+    citizen: CitizenExtract = Field(
+        description="The citizen data transmitted to the agency: only the fields the catalogue "
+        "lists for it ([citizen_fields]; the situation's description is one of them); the "
+        "others are absent from the record."
+    )
     urgent: bool = Field(description="Urgent files are handled first.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _description_inside(cls, data: Any) -> Any:
+        # Version 1 carried the whole contact and the description beside it: read as
+        # version 2 (the adapter still keeps only what it declares).
+        old = isinstance(data, dict) and "description" in data
+        if old and isinstance(data.get("citizen"), dict):
+            data = dict(data)
+            data["citizen"] = {**data["citizen"], "description": data.pop("description")}
+        return data
 
 
 class AgencyAnswerReceived(Event):
@@ -465,8 +473,13 @@ class ReferentThanked(Event):
 
     event_type: ClassVar[str] = "ReferentThanked"
     thanks_id: str = Field(description="Unique id of these thanks.")
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the citizen's name only)."
+    )
     referent: Referent = Field(description="The référent thanked.")
-    citizen: CitizenContact = Field(description="The citizen who thanks.")
+    citizen: CitizenName = Field(
+        description="The citizen who thanks, by name (no contact: the référent is written to)."
+    )
     message: str = Field(description="The citizen's words, in French.")
 
 
@@ -505,8 +518,13 @@ class ReferentAssignmentDeferred(Event):
     departement: str = Field(description="Département of the citizen's home.")
     urgent: bool = Field(description="Urgent files are served first as capacity frees.")
     life_event_label: str = Field(description="Name of the life event, in French.")
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the citizen's name only)."
+    )
     reason: str = Field(description="Why the file waits, in French, for supervisors.")
-    citizen: CitizenContact = Field(description="The citizen whose file waits.")
+    citizen: CitizenName = Field(
+        description="The citizen whose file waits, by name (no contact: supervisors are alerted)."
+    )
     supervisors: list[SupervisorContact] = Field(
         description="Supervisors of the citizen's département (all supervisors when none is named)."
     )
@@ -644,8 +662,13 @@ class DeadlineWarningIssued(Event):
     days_left: int = Field(description="Calendar days left when the warning was issued.")
     threshold: Literal[15, 7] = Field(description="Which warning this is: J-15 or J-7.")
     rule: DeadlineRule = Field(description="What the agency's silence will mean at the deadline.")
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the citizen's name only)."
+    )
     referent: Referent = Field(description="The référent warned.")
-    citizen: CitizenContact = Field(description="The citizen the file is about.")
+    citizen: CitizenName = Field(
+        description="The citizen the file is about, by name (no contact: the référent is warned)."
+    )
 
 
 class LegalDeadlineBreached(Event):
@@ -656,8 +679,13 @@ class LegalDeadlineBreached(Event):
     agency: AgencyCode = Field(description="Agency that did not answer in time.")
     due_on: dt.date = Field(description="The deadline that passed.")
     rule: DeadlineRule = Field(description="What the silence means.")
+    schema_version: int = Field(
+        default=2, description="Version of this event's schema (2: the citizen's name only)."
+    )
     referent: Referent = Field(description="The file's référent.")
-    citizen: CitizenContact = Field(description="The citizen the file is about.")
+    citizen: CitizenName = Field(
+        description="The citizen the file is about, by name (no contact: supervisors are warned)."
+    )
     supervisors: list[SupervisorContact] = Field(
         description="Supervisors of the citizen's département."
     )

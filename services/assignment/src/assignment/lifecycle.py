@@ -24,6 +24,8 @@ from shared_models import (
     ReferentAssigned,
     ReferentAssignmentDeferred,
     SupervisorContact,
+    citizen_data_for,
+    citizen_name,
     topics,
 )
 
@@ -79,8 +81,7 @@ async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> No
                 request_id=request_id,
                 agency=agency,
                 life_event=file.life_event,
-                citizen=citizen,
-                description=file.description,
+                citizen=citizen_data_for(agency, citizen, file.description),
                 urgent=file.urgent,
             ),
         )
@@ -255,7 +256,7 @@ async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
             urgent=file.urgent,
             life_event_label=file.life_event_label,
             reason=reason,
-            citizen=CitizenContact.model_validate(file.citizen),
+            citizen=citizen_name(CitizenContact.model_validate(file.citizen)),
             supervisors=await supervisors_of(uow, departement),
         ),
     )

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from shared_models import (
     CitizenContact,
+    CitizenName,
     NotificationChannel,
     NotificationKind,
     PreferredChannel,
@@ -86,14 +87,17 @@ def channel_plan(citizen: CitizenContact) -> list[NotificationChannel]:
 
 def message_plan(
     audience: Audience,
-    citizen: CitizenContact,
+    citizen: CitizenContact | CitizenName,
     required: Sequence[NotificationChannel] | None = None,
 ) -> list[NotificationChannel]:
     """The plan of one message: agents are written to by email only; a citizen along
     their channel plan, narrowed to `required` channels (in that order) for a kind that
-    must go by them when it can (an access code by email or SMS, a decision by letter)."""
+    must go by them when it can (an access code by email or SMS, a decision by letter).
+    A citizen known only by name (an agents' event) has no channel."""
     if audience is Audience.AGENT:
         return [EMAIL]
+    if not isinstance(citizen, CitizenContact):
+        return []
     plan = channel_plan(citizen)
     if required is not None:
         plan = [c for c in required if c in plan] or plan

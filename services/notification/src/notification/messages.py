@@ -22,7 +22,13 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound
 from markupsafe import Markup, escape
 
 from notification.domain import Audience, ensure_signed, sign
-from shared_models import CitizenContact, NotificationChannel, NotificationKind, Referent
+from shared_models import (
+    CitizenContact,
+    CitizenName,
+    NotificationChannel,
+    NotificationKind,
+    Referent,
+)
 
 
 @dataclass(frozen=True)
@@ -127,7 +133,7 @@ def render(
     *,
     file_id: str,
     referent: Referent,
-    citizen: CitizenContact,
+    citizen: CitizenContact | CitizenName,
     **context: object,
 ) -> Rendered:
     """The message of `kind` on `channel`, signed with the référent's direct contact."""
@@ -160,7 +166,7 @@ def compose(
     *,
     file_id: str,
     referent: Referent,
-    citizen: CitizenContact,
+    citizen: CitizenContact | CitizenName,
     **context: object,
 ) -> tuple[str, str]:
     """(subject, plain-text body) of a message, signed with the référent's direct contact."""

@@ -24,6 +24,7 @@ from shared_models import (
     AGENCY_LABELS,
     AccessCodeIssued,
     CitizenContact,
+    CitizenName,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
@@ -58,7 +59,7 @@ async def _record(
     kind: NotificationKind,
     file_id: str,
     referent: Referent,
-    citizen: CitizenContact,
+    citizen: CitizenContact | CitizenName,
     context: Mapping[str, object] | None = None,
     *,
     notification_id: str | None = None,
@@ -77,7 +78,8 @@ async def _record(
     context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
-    if audience is Audience.CITIZEN and not contact_as_given:
+    to_citizen = audience is Audience.CITIZEN and not contact_as_given
+    if to_citizen and isinstance(citizen, CitizenContact):
         citizen = await _latest_contact(uow, file_id, citizen)
     plan = domain.message_plan(audience, citizen, channels)
     content: dict[str, dict[str, object]] = {}
@@ -86,7 +88,11 @@ async def _record(
             kind, channel, file_id=file_id, referent=referent, citizen=citizen, **context
         )
         content[channel.value] = {
-            "to": recipient if audience is Audience.AGENT else domain.recipient(channel, citizen),
+            "to": (
+                domain.recipient(channel, citizen)
+                if isinstance(citizen, CitizenContact) and audience is not Audience.AGENT
+                else recipient
+            ),
             "subject": rendered.subject,
             "text": rendered.text,
             **({"html": rendered.html} if rendered.html else {}),

@@ -22,7 +22,7 @@ import httpx
 
 from devstack import kafka_sasl
 from devstack.bench import percentile
-from shared_models import AgencyRequestIssued, CitizenContact, topics
+from shared_models import AgencyRequestIssued, CitizenContact, citizen_data_for, topics
 
 LIFE_EVENT = {
     "caf": "naissance",
@@ -39,15 +39,18 @@ def request_event(agency: str, index: int, run: str) -> AgencyRequestIssued:
         request_id=f"{file_id}-{agency}",
         agency=agency,
         life_event=LIFE_EVENT[agency],
-        citizen=CitizenContact(
-            given_name="Marie",
-            family_name=f"Banc{index:06d}",
-            email=f"bench.{index}@example.fr",
-            phone="0612345678",
-            postcode="93200",
-            preferred_channel="email",
+        citizen=citizen_data_for(
+            agency,
+            CitizenContact(
+                given_name="Marie",
+                family_name=f"Banc{index:06d}",
+                email=f"bench.{index}@example.fr",
+                phone="0612345678",
+                postcode="93200",
+                preferred_channel="email",
+            ),
+            "Demande de test de charge.",
         ),
-        description="Demande de test de charge.",
         urgent=False,
     )
 

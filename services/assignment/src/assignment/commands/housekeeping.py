@@ -36,6 +36,7 @@ from shared_models import (
     ImplicitDecisionRecorded,
     LegalDeadlineBreached,
     Referent,
+    citizen_name,
     topics,
 )
 
@@ -124,7 +125,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
                 due_on=clock.due_on,
                 rule=rule,
                 referent=referent,
-                citizen=citizen,
+                citizen=citizen_name(citizen),
                 supervisors=await supervisors_of(uow, domain.departement_of(citizen.postcode)),
             ),
         )
@@ -154,7 +155,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
             threshold=threshold,
             rule=rule,
             referent=referent,
-            citizen=citizen,
+            citizen=citizen_name(citizen),
         ),
     )
     return 1

@@ -24,6 +24,7 @@ from shared_models import (
     ReferentChangeRequested,
     ReferentThanked,
     SurveyAnswered,
+    citizen_name,
     topics,
 )
 
@@ -120,7 +121,7 @@ async def thank_referent(file_id: str, message: str, uow: UnitOfWork) -> str:
             occurred_at=now,
             thanks_id=thanks_id,
             referent=referent,
-            citizen=citizen,
+            citizen=citizen_name(citizen),
             message=message,
         )
         await add_timeline(uow, event, TimelineKind.THANKS, f"Vous avez remercié {referent.name}.")
