@@ -131,11 +131,14 @@ async def test_a_departure_spreads_the_portfolio_and_tells_each_citizen(desk):
     files, _ = await state(desk.db)
     leaving = files["GU-2026-DIR00000"].referent_id
     mine = {f for f, r in files.items() if r.referent_id == leaving}
-    body = (await desk.post(f"/api/agents/{leaving}/departure", json={"reason": "mutation"})).json()
+    reason = "arrêt de longue durée"  # internal: in the audit trail, never told to citizens
+    body = (await desk.post(f"/api/agents/{leaving}/departure", json={"reason": reason})).json()
     assert body == {"files_redistributed": len(mine), "files_without_referent": 0}
     files, agents = await state(desk.db)
     assert agents[leaving].status == "parti" and all(files[f].referent_id != leaving for f in mine)
-    assert {c.file_id for c in await changes(desk.db) if c.rule == "depart"} == mine
+    told = [c for c in await changes(desk.db) if c.rule == "depart"]
+    assert {c.file_id for c in told} == mine
+    assert all("a quitté son poste" in c.reason and reason not in c.reason for c in told)
     await assert_invariant(desk.db)
     again = await desk.post(f"/api/agents/{leaving}/departure", json={})
     assert again.status_code == 409 and "déjà quitté" in again.json()["message"]

@@ -241,8 +241,8 @@ async def agent_leaves(
                 choice.agent_id,
                 AssignmentRule.DEPARTURE,
                 f"Départ de {agent.name} — {choice.explanation}",
-                f"{agent.name} a quitté son poste{f' ({reason})' if reason else ''} ; "
-                "tout votre dossier a été transmis.",
+                # The departure's reason is internal (audit trail): citizens are not told it.
+                f"{agent.name} a quitté son poste ; tout votre dossier a été transmis.",
                 choice.considered,
                 titular_id=None,
             )
