@@ -98,7 +98,7 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app = create_app(runtime, title="Guichet unique — attribution du référent")
     app.include_router(api.router(runtime))
     app.include_router(api.admin_router(runtime, clock.today))
-    app.include_router(api.views_router(runtime, clock.today))
+    app.include_router(api.views_router(runtime, clock.today, settings.stuck_request_days))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
     _gauges(runtime, clock)
     return app
