@@ -4,11 +4,13 @@ agency, and shown on the référent's file; answered, suspended or younger reque
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from starlette.requests import Request
 
 from assignment import api, domain
 from assignment.commands import directory_import
@@ -25,7 +27,9 @@ from shared_models import (
     ReferentAssigned,
     RequestedDocument,
 )
+from tests.unit import test_web_desk, test_web_indicators
 from tests.unit.samples import citizen, decision, file_submitted
+from web import pages
 
 TODAY = dt.date(2026, 11, 24)
 
@@ -172,3 +176,78 @@ async def test_the_referent_sees_on_the_file_which_agency_has_not_decided_since_
     assert (await client.get(url)).status_code == 401
     unknown = "/api/files/GU-0000-INCONNU/stuck-requests"
     assert (await client.get(unknown, headers=referent)).status_code == 404
+
+
+STUCK_FT = {
+    "request_id": "GU-2026-STUCK093-france_travail",
+    "file_id": "GU-2026-STUCK093",
+    "agency": "france_travail",
+    "agency_label": "France Travail",
+    "acknowledged_on": "2026-11-15",
+    "days": 9,
+    "due_on": "2027-01-15",
+    "life_event_label": "Perte d'emploi",
+    "urgent": False,
+    "referent": "Camille Martin",
+    "office": "Espace France Services de Saint-Denis",
+}
+
+
+def test_the_supervision_page_lists_the_stuck_requests_per_agency():
+    html = (
+        pages.Renderer()
+        .env.get_template("supervision.html")
+        .render(
+            path="/supervision",
+            flashes=[],
+            waiting={"count": 0, "files": []},
+            at_risk={"within_days": 21, "count": 0, "files": []},
+            stuck={
+                "threshold_days": 5,
+                "count": 1,
+                "agencies": [
+                    {
+                        "agency": "france_travail",
+                        "label": "France Travail",
+                        "count": 1,
+                        "oldest": "2026-11-15",
+                    }
+                ],
+                "requests": [STUCK_FT],
+            },
+            balance={"agents": [], "offices": []},
+            chart=pages.load_chart([]),
+            indicators={
+                "confidentiality": "",
+                "min_files": 5,
+                "national": test_web_indicators.row("France entière"),
+                "offices": [],
+                "agencies": [],
+            },
+            answer_chart=pages.indicator_chart([], "answer_median_days", "j"),
+            deadline_chart=pages.indicator_chart([], "deadline_share", "%", maximum=1.0),
+        )
+    )
+    section = html[html.index('id="sans-decision"') : html.index('id="equilibre"')]
+    assert "Demandes sans décision depuis 5 jours ou plus : 1" in section
+    assert "France Travail (1, la plus ancienne accusée le 15 novembre 2026)" in section
+    assert "<td>GU-2026-STUCK093-france_travail</td>" in section and "9 jours" in section
+
+
+def test_the_referents_page_says_since_when_an_agency_has_not_decided():
+    context = copy.deepcopy(test_web_desk.FILE)
+    context["file"]["agencies"] = [
+        {
+            "agency": "france_travail",
+            "label": "France Travail",
+            "status": "transmis",
+            "requested_document": None,
+        },
+        {"agency": "caf", "label": "CAF", "status": "transmis", "requested_document": None},
+    ]
+    context["stuck"] = {"france_travail": STUCK_FT}
+    request = Request({"type": "http", "path": "/", "query_string": b"", "headers": []})
+    html = pages.Renderer()(request, "referent_file.html", context).body.decode()
+
+    assert html.count("en attente de décision depuis") == 1
+    assert "en attente de décision depuis 9 jours (réception accusée le 15 novembre 2026)" in html
