@@ -380,7 +380,7 @@ async def test_the_gauges_count_requests_awaiting_a_decision_and_those_overdue(f
         await conn.execute(
             tables.requests.update()
             .where(tables.requests.c.request_id == waiting)
-            .values(updated_at=utcnow() - dt.timedelta(days=2))
+            .values(updated_at=utcnow() - dt.timedelta(days=6))
         )
     await ft.core.reconciler.measure()
     assert ft.counted("adapter_requests_awaiting_decision") == 1
