@@ -22,10 +22,12 @@ from guichet_runtime.refusals import install_refusals
 from shared_models import (
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
+    AgencyStatusChecked,
     DeadlineRule,
     LegalClockSuspended,
     ReferentAssigned,
     RequestedDocument,
+    StatusFinding,
 )
 from tests.unit import test_web_desk, test_web_indicators
 from tests.unit.samples import citizen, decision, file_submitted
@@ -119,7 +121,7 @@ async def client(assignment_db, tokens):
         ),
     )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        c.tokens, c.referents = tokens, referents
+        c.tokens, c.referents, c.handle = tokens, referents, handle
         yield c
 
 
@@ -178,6 +180,32 @@ async def test_the_referent_sees_on_the_file_which_agency_has_not_decided_since_
     assert (await client.get(unknown, headers=referent)).status_code == 404
 
 
+async def test_the_supervisors_see_what_reconciliation_last_found(client):
+    def checked(finding: StatusFinding, checks: int, days_ago: int) -> AgencyStatusChecked:
+        return AgencyStatusChecked(
+            file_id="GU-2026-STUCK093",
+            request_id="GU-2026-STUCK093-france_travail",
+            agency="france_travail",
+            finding=finding,
+            checks=checks,
+            occurred_at=at(TODAY - dt.timedelta(days=days_ago)),
+        )
+
+    headers = client.tokens.supervisor_of("FS-93-01")
+    [before] = (await client.get("/api/supervision/stuck-requests", headers=headers)).json()[
+        "requests"
+    ]
+    await client.handle(legal_clock.on_status_checked, checked(StatusFinding.FAILED, 3, 1))
+    await client.handle(legal_clock.on_status_checked, checked(StatusFinding.PENDING, 2, 2))
+    [after] = (await client.get("/api/supervision/stuck-requests", headers=headers)).json()[
+        "requests"
+    ]
+
+    assert before["last_check"] is None
+    assert after["last_check"]["finding"] == "echec" and after["last_check"]["checks"] == 3
+    assert after["last_check"]["at"].startswith("2026-11-23")
+
+
 STUCK_FT = {
     "request_id": "GU-2026-STUCK093-france_travail",
     "file_id": "GU-2026-STUCK093",
@@ -190,6 +218,7 @@ STUCK_FT = {
     "urgent": False,
     "referent": "Camille Martin",
     "office": "Espace France Services de Saint-Denis",
+    "last_check": {"at": "2026-11-23T09:00:00+00:00", "finding": "en_instruction", "checks": 3},
 }
 
 
@@ -232,6 +261,7 @@ def test_the_supervision_page_lists_the_stuck_requests_per_agency():
     assert "Demandes sans décision depuis 5 jours ou plus : 1" in section
     assert "France Travail (1, la plus ancienne accusée le 15 novembre 2026)" in section
     assert "<td>GU-2026-STUCK093-france_travail</td>" in section and "9 jours" in section
+    assert "23 novembre 2026 à 10h00 : toujours en instruction (3 consultations)" in section
 
 
 def test_the_referents_page_says_since_when_an_agency_has_not_decided():

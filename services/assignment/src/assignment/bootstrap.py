@@ -18,6 +18,7 @@ from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
+    AgencyStatusChecked,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
@@ -92,6 +93,7 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
             AgencyReceiptAcknowledged: legal_clock.on_receipt_acknowledged,
             LegalClockSuspended: legal_clock.on_clock_suspended,
             LegalClockResumed: legal_clock.on_clock_resumed,
+            AgencyStatusChecked: legal_clock.on_status_checked,
         },
     )
     clock = Clock(settings.clock_file)

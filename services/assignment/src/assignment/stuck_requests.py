@@ -33,6 +33,9 @@ def awaiting_decision() -> sa.Select:
             legal_clocks.c.agency,
             legal_clocks.c.received_on,
             legal_clocks.c.due_on,
+            legal_clocks.c.checked_at,
+            legal_clocks.c.check_finding,
+            legal_clocks.c.checks,
             files.c.life_event_label,
             files.c.urgent,
             files.c.citizen,
@@ -67,6 +70,9 @@ def request_view(row: Any, today: dt.date) -> dict[str, Any]:
         "urgent": row.urgent,
         "referent": row.referent,
         "office": row.office,
+        "last_check": None
+        if row.checked_at is None
+        else {"at": row.checked_at, "finding": row.check_finding, "checks": row.checks},
     }
 
 
