@@ -12,7 +12,10 @@ messages each issued and sent exactly once although the assignment service is ki
 for a document, which no breach crosses, then the resumption with the due date pushed by
 the suspended days; and a document the CPAM finds incomplete: asked again (the citizen
 and the référent told once more, once), suspended again, and the complete document
-restarts the whole period.
+restarts the whole period; and France Travail deciding without ever calling back
+(reconciliation slowed): five days after its acknowledgement the request is listed to the
+supervisor, shown on the référent's file and counted by the adapter's overdue gauge
+(issue 17 §3).
 
 The fallback chain and "no duplicate message after a redelivery" are covered on the same
 kind of stack in tests/e2e/test_channels.py.
@@ -66,7 +69,14 @@ def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
         namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
         clock_file=clock_file,
         postgres=postgres,
-        extra_env={"HOUSEKEEPING_SECONDS": "0.5"},
+        extra_env={
+            "HOUSEKEEPING_SECONDS": "0.5",
+            # Reconciliation slowed past the module's length: an agency that never calls back
+            # stays without a decision (test_a_request_without_a_decision_is_seen_…); and
+            # the adapters' overdue gauge counts it after a second (it counts real time).
+            "RECONCILE_FIRST_SECONDS": "3600",
+            "OVERDUE_SECONDS": "1",
+        },
         oidc_issuers=keycloak.issuers,
     )
     st.start()
@@ -492,3 +502,67 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
     await asyncio.sleep(SETTLE_SECONDS)
     assert document_mails() == expected  # nothing sent twice
     await assert_no_repeats(stack, [file_id])  # nor any document or request
+
+
+async def test_a_request_without_a_decision_is_seen_by_the_supervisor_and_the_referent(
+    stack: Stack, client, tokens
+):
+    await set_fault(stack, "france_travail", "no_callback")
+    try:
+        response = await client.post("/api/files", json=file_body("perte_emploi", **ADDRESS))
+        assert response.status_code == 201, response.text
+        file_id = response.json()["file_id"]
+
+        async def acknowledged():
+            agencies = await agencies_of(client, file_id)
+            return agencies if agencies["france_travail"]["deadline"] else None
+
+        await eventually(acknowledged, what="France Travail's receipt, its clock running")
+    finally:
+        await set_fault(stack, "france_travail", "ok")
+    request_id = f"{file_id}-france_travail"
+    received = today(stack)
+    referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
+    supervisor = tokens.agent("helene.marchand")  # FS-75-01 and FS-93-01 (Bobigny)
+    async with httpx.AsyncClient(base_url=stack.assignment_url, timeout=15) as assignment:
+
+        async def listed() -> dict | None:
+            found = await assignment.get("/api/supervision/stuck-requests", headers=supervisor)
+            assert found.status_code == 200, found.text
+            mine = [r for r in found.json()["requests"] if r["request_id"] == request_id]
+            return mine[0] if mine else None
+
+        async def on_the_file() -> dict:
+            found = await assignment.get(
+                f"/api/files/{file_id}/stuck-requests",
+                headers=tokens.agent_id(referent["agent_id"]),
+            )
+            assert found.status_code == 200, found.text
+            return {r["agency"]: r for r in found.json()["requests"]}
+
+        assert await listed() is None  # acknowledged today: not stuck yet
+        assert (await on_the_file())["france_travail"]["stuck"] is False
+
+        stack.travel_to(received + dt.timedelta(days=5))
+        stuck = await listed()
+        assert stuck is not None, "the supervisor does not see the request"
+        assert stuck["file_id"] == file_id and stuck["agency"] == "france_travail"
+        assert stuck["acknowledged_on"] == received.isoformat() and stuck["days"] == 5
+        assert stuck["referent"] == referent["name"] and stuck["last_check"] is None
+        france_travail = (await on_the_file())["france_travail"]
+        assert france_travail["stuck"] is True and france_travail["days"] == 5
+        elsewhere = await assignment.get(
+            "/api/supervision/stuck-requests", headers=tokens.agent("julien.faure")
+        )
+        assert request_id not in {r["request_id"] for r in elsewhere.json()["requests"]}
+
+    async with httpx.AsyncClient(base_url=stack.adapter_url("france_travail")) as adapter:
+
+        async def overdue() -> float | None:
+            text = (await adapter.get("/metrics")).text
+            found = re.search(
+                r'^adapter_requests_overdue\{agency="france_travail"\} (\S+)$', text, re.M
+            )
+            return float(found.group(1)) if found and float(found.group(1)) >= 1 else None
+
+        await eventually(overdue, timeout=30, what="the adapter's overdue gauge")
