@@ -24,7 +24,7 @@ from guichet_runtime.db import UnitOfWork
 from shared_models import AGENCY_LABELS
 
 
-def awaiting_decision() -> sa.Select:
+def awaiting_decision() -> sa.Select[Any]:
     """Acknowledged requests of open files whose agency owes a decision, oldest first."""
     return (
         sa.select(
