@@ -276,6 +276,7 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     page.fill("#city", "Villeurbanne")
     page.click("text=Créer le dossier et préparer le récépissé")
     page.wait_for_url(re.compile(r"/guichet/recu/"))
+    file_id = page.url.rsplit("/", 1)[1]
     receipt = page.inner_text(".gu-receipt")
     assert "Jean Martin" in receipt and "Téléphone, au 04 78 12 34 56" in receipt
     name = page.inner_text(".gu-referent-name").strip()
@@ -288,6 +289,13 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     assert page.is_visible(".gu-referent-name") and page.is_visible(".gu-print-only")
     pdf = page.pdf(path=str(SHOTS / "10-recepisse.pdf"), format="A4")
     assert pdf.startswith(b"%PDF") and len(pdf) > 5_000
+
+    # The counter page lists the files this agent registered (intake answers for their token).
+    page.emulate_media(media="screen")
+    page.goto("/guichet")
+    registered = page.inner_text("#enregistres")
+    assert file_id in registered and "Jean Martin" in registered and "Au téléphone" in registered
+    check(page, "10b-guichet-dossiers-enregistres")
 
 
 def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(

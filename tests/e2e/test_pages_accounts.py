@@ -69,7 +69,36 @@ def test_a_citizen_with_an_account_signs_in_and_opens_only_her_own_files(page, s
     sign_in(lucas, stack, "citoyens", "lucas.bernard")
     lucas.goto(f"/dossier/{file_id}")
     assert "/suivi" in lucas.url and "pas rattaché à votre compte" in lucas.inner_text("main")
+    # He declares his own change: his "Mes dossiers" lists it, not Marie's.
+    lucas.goto("/demarche")
+    tick(lucas, "life_event-demenagement")
+    lucas.fill("#description", "Je déménage à Lyon le mois prochain.")
+    lucas.fill("#given_name", "Lucas")
+    lucas.fill("#family_name", "Bernard")
+    lucas.fill("#postcode", "69003")
+    tick(lucas, "preferred_channel-email")
+    lucas.fill("#email", "lucas.bernard@example.fr")
+    lucas.click("text=Envoyer ma déclaration")
+    lucas.wait_for_url(re.compile(r"/demarche/confirmation/"))
+    lucas_file = lucas.inner_text(".gu-reference").strip()
+    lucas.click(".gu-nav >> text=Mes dossiers")
+    lucas.wait_for_url(re.compile(r"/mes-dossiers$"))
+    his = lucas.inner_text("#mes-dossiers")
+    assert lucas_file in his and file_id not in his
     lucas.context.close()
+
+    # Marie's "Mes dossiers" (from the nav) lists her file, not Lucas's; it opens without a code.
+    page.goto("/")
+    page.click(".gu-nav >> text=Mes dossiers")
+    page.wait_for_url(re.compile(r"/mes-dossiers$"))
+    hers = page.inner_text("#mes-dossiers")
+    assert file_id in hers and lucas_file not in hers
+    assert "Naissance" in hers
+    check(page, "23b-mes-dossiers")
+    page.click(f"#mes-dossiers >> text={file_id}")
+    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+    # Her contact details on record fill the contact form (her own route, not the agents').
+    assert page.input_value("#email") == "marie.dupont@example.fr"
 
     # Signing out ends the session here and at the provider: the file asks for a code again.
     page.click("text=Se déconnecter")

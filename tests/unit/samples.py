@@ -154,7 +154,7 @@ def one_event_of_each_type() -> list[Envelope]:
         code="attestation_salaire", label="Attestation de salaire de l'employeur"
     )
     return [
-        file_submitted(file_id),
+        file_submitted(file_id, channel="guichet", registered_by="AG-93-01-9"),
         ReferentAssigned(
             file_id=file_id,
             referent=referent(),

@@ -140,6 +140,39 @@ async def test_the_assignment_record_is_for_the_files_agents(client):
     assert unknown.status_code == 404
 
 
+async def test_the_front_desk_agent_who_registered_a_file_reads_its_assignment(client):
+    """FileSubmitted says who registered the file at the counter; assignment keeps it, so
+    that agent (and no other front-desk agent) reads the assignment (FILE_AGENTS)."""
+    tokens, db = client.tokens, client.db
+    event = file_submitted(
+        "GU-2026-GUICHET1",
+        citizen=citizen(email="guichet@example.fr", postcode="93200"),
+        channel="guichet",
+        registered_by="AG-93-01-9",
+    )
+    await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
+    found = await statuses(
+        client,
+        "GET",
+        "/api/files/GU-2026-GUICHET1/assignment",
+        {
+            "front desk who registered it": tokens.guichet("AG-93-01-9"),
+            "another front desk": tokens.guichet("AG-93-01-8"),
+            "citizen": tokens.citizen(),
+        },
+    )
+    assert found == {
+        "front desk who registered it": 200,
+        "another front desk": 403,
+        "citizen": 403,
+    }
+    # An online file has no front-desk agent: none of them reads it.
+    online = await client.get(
+        "/api/files/GU-2026-ACCES093/assignment", headers=tokens.guichet("AG-93-01-9")
+    )
+    assert online.status_code == 403
+
+
 async def test_supervision_answers_only_the_callers_offices(client):
     tokens = client.tokens
     for url in ("/api/supervision/waiting", "/api/supervision/portfolios"):

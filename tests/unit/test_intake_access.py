@@ -345,3 +345,116 @@ async def test_a_document_comes_from_the_citizen_or_the_files_agents(client):
     assert (anonymous.status_code, stranger.status_code) == (401, 403)
     # Past the policy: refused only because no agency asked for a document.
     assert for_them.status_code == 409, for_them.text
+
+
+# --------------------------------------------------------------------------- one's own
+
+
+async def test_the_citizens_contact_details_are_theirs_only(client):
+    tokens = client.tokens
+    marie = tokens.citizen("marie")
+    mine = await filed(client, marie)
+    anonymous_file = await filed(client)
+    await assign(client.db, mine)
+
+    url = f"/api/files/{mine}/contact"
+    found = await client.get(url, headers=marie)
+    assert found.status_code == 200, found.text
+    assert found.json() == {
+        "preferred_channel": "email",
+        "email": "awa@example.fr",
+        "phone": None,
+        "street": None,
+        "postcode": "93200",
+        "city": None,
+    }
+    refused = {
+        "anonymous": await client.get(url),
+        "another citizen": await client.get(url, headers=tokens.citizen("paul")),
+        "référent": await client.get(url, headers=tokens.agent(REFERENT)),
+        "front desk": await client.get(url, headers=tokens.guichet()),
+        "supervisor": await client.get(url, headers=tokens.supervisor_of("FS-93-01")),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {
+        "anonymous": 401,
+        "another citizen": 403,
+        "référent": 403,
+        "front desk": 403,
+        "supervisor": 403,
+    }
+    # Without an account: the proof of the file's own one-time code opens it.
+    proof = await proof_for(client.db, anonymous_file)
+    with_code = await client.get(f"/api/files/{anonymous_file}/contact", headers=proof)
+    assert with_code.status_code == 200 and with_code.json()["email"] == "awa@example.fr"
+    assert (await client.get(url, headers=proof)).status_code == 401
+    unknown = await client.get("/api/files/GU-2026-INCONNU/contact", headers=marie)
+    assert unknown.status_code == 404
+
+
+async def test_a_logged_in_citizen_lists_her_own_files_and_no_one_elses(client):
+    tokens = client.tokens
+    marie, paul = tokens.citizen("marie"), tokens.citizen("paul")
+    first = await filed(client, marie)
+    second = await filed(client, marie, life_event="demenagement")
+    theirs = await filed(client, paul)
+    await filed(client)  # anonymous: nobody's list
+    await filed(client, tokens.guichet("AG-93-01-9"), channel="guichet")
+    await assign(client.db, first)
+
+    listed = await client.get("/api/me/files", headers=marie)
+    assert listed.status_code == 200, listed.text
+    assert [f["file_id"] for f in listed.json()] == [second, first]  # newest first
+    by_id = {f["file_id"]: f for f in listed.json()}
+    assert by_id[first]["referent_name"] == "Yasmine Haddad"
+    assert by_id[first]["channel"] == "en_ligne" and by_id[first]["status"] == "en_cours"
+    assert by_id[second]["life_event_label"] and by_id[second]["referent_name"] is None
+    assert by_id[first]["citizen_name"] is None  # she knows her name
+    assert [f["file_id"] for f in (await client.get("/api/me/files", headers=paul)).json()] == [
+        theirs
+    ]
+    refused = {
+        "anonymous": await client.get("/api/me/files"),
+        "agent": await client.get("/api/me/files", headers=tokens.agent(REFERENT)),
+        "front desk": await client.get("/api/me/files", headers=tokens.guichet()),
+        "agency": await client.get("/api/me/files", headers=tokens.agency("caf")),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {
+        "anonymous": 401,
+        "agent": 403,
+        "front desk": 403,
+        "agency": 403,
+    }
+    assert refused["anonymous"].json()["message"] == NOT_LOGGED_IN
+
+
+async def test_the_front_desk_lists_the_files_they_registered_and_no_others(client):
+    tokens = client.tokens
+    desk, colleague = tokens.guichet("AG-93-01-9"), tokens.guichet("AG-93-01-8")
+    counter = await filed(client, desk, channel="guichet")
+    phone = await filed(client, desk, channel="telephone")
+    other = await filed(client, colleague, channel="courrier")
+    await filed(client, tokens.citizen("marie"))
+
+    listed = await client.get("/api/me/registered-files", headers=desk)
+    assert listed.status_code == 200, listed.text
+    assert [(f["file_id"], f["channel"]) for f in listed.json()] == [
+        (phone, "telephone"),
+        (counter, "guichet"),
+    ]
+    assert {f["citizen_name"] for f in listed.json()} == {"Awa Diallo"}
+    theirs = await client.get("/api/me/registered-files", headers=colleague)
+    assert [f["file_id"] for f in theirs.json()] == [other]
+    refused = {
+        "anonymous": await client.get("/api/me/registered-files"),
+        "citizen": await client.get("/api/me/registered-files", headers=tokens.citizen("marie")),
+        "référent": await client.get("/api/me/registered-files", headers=tokens.agent(REFERENT)),
+        "supervisor": await client.get(
+            "/api/me/registered-files", headers=tokens.supervisor_of("FS-93-01")
+        ),
+    }
+    assert {k: r.status_code for k, r in refused.items()} == {
+        "anonymous": 401,
+        "citizen": 403,
+        "référent": 403,
+        "supervisor": 403,
+    }

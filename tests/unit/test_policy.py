@@ -206,6 +206,11 @@ def test_every_policy_has_its_rule():
         (Policy.PUBLIC, Subject(), set(EVERYONE)),
         (Policy.OPS, Subject(), set(EVERYONE)),
         (Policy.ONE_TIME_CODE, Subject(), set(EVERYONE)),
+        # One's own lists: the answer is the caller's own (by `sub`, by `agent_id`); a proof
+        # opens one file, never a list.
+        (Policy.CITIZEN, Subject(), {"citizen_a", "citizen_b"}),
+        (Policy.CITIZEN, PROVED, {"citizen_a", "citizen_b"}),
+        (Policy.FRONT_DESK, Subject(), {"front_desk"}),
     ],
 )
 def test_who_passes_each_policy(policy: Policy, subject: Subject, who: set[str]):
@@ -328,6 +333,11 @@ def test_wrong_identity_is_403():
     assert status(Policy.DIRECTORY_ADMIN, None, SUPERVISOR) == 403
     assert status(Policy.SUPERVISOR, None, REFERENT) == 403
     assert status(Policy.FILE_READ, Lookup(ON_FILE), CAF) == 403
+
+
+def test_a_citizen_without_a_subject_or_a_front_desk_without_an_agent_id_has_no_list():
+    assert not DECISIONS[Policy.CITIZEN](Principal(kind=PrincipalKind.CITIZEN), Subject())
+    assert not DECISIONS[Policy.FRONT_DESK](agent(None, Role.GUICHET), Subject())
 
 
 def test_the_subject_is_left_for_the_route():

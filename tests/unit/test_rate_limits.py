@@ -21,13 +21,14 @@ from guichet_runtime.errors import install_french_validation
 from guichet_runtime.rate_limits import RateLimit, RateLimiter, client_address
 from guichet_runtime.refusals import Refused, install_refusals
 from intake import api as intake_api
+from intake import projections
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
 from intake.settings import IntakeSettings
 from intake.tables import rate_counters
-from shared_models import topics
+from shared_models import ReferentAssigned, topics
 from tests.unit.conftest import ServiceDb
-from tests.unit.samples import KEYRING
+from tests.unit.samples import KEYRING, citizen, referent
 
 FORM = {
     "life_event": "naissance",
@@ -43,14 +44,17 @@ FORM = {
 PROXY = "10.0.0.5"
 
 
-def client(db, peer: str = "198.51.100.9", **limits: str) -> httpx.AsyncClient:
-    """An HTTP client of intake's routes, the connection coming from `peer`."""
+def client(db, peer: str = "198.51.100.9", tokens=None, **limits: str) -> httpx.AsyncClient:
+    """An HTTP client of intake's routes, the connection coming from `peer` (the routes
+    verify the tokens of `tokens`' provider, when given)."""
     settings = IntakeSettings(rate_limits=limits, trusted_proxies=[f"{PROXY}/32"])
     runtime = SimpleNamespace(uow=db.uow, engine=db.engine, settings=settings)
     app = FastAPI()
     install_french_validation(app)
     install_refusals(app)
     app.include_router(intake_api.router(runtime, KEYRING))
+    if tokens is not None:
+        tokens.install(app)
     transport = httpx.ASGITransport(app=app, client=(peer, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://intake")
 
@@ -58,6 +62,17 @@ def client(db, peer: str = "198.51.100.9", **limits: str) -> httpx.AsyncClient:
 async def new_file(db) -> str:
     file_id, _ = await submit_file(SubmitFile(form=FileIn.model_validate(FORM)), db.uow())
     return file_id
+
+
+REFERENT = referent().agent_id
+
+
+async def assign(db, file_id: str) -> None:
+    """The file's référent, as assignment announces it."""
+    event = ReferentAssigned(
+        file_id=file_id, referent=referent(), rule="proximite", explanation="…", citizen=citizen()
+    )
+    await projections.on_referent_assigned(event, db.uow(("intake", str(event.event_id))))
 
 
 async def codes_sent(db) -> int:
@@ -132,7 +147,7 @@ async def test_code_checks_file_submissions_and_citizen_writes_are_limited(intak
         code_checks_per_client="1/hour",
         files_per_client="1/hour",
         referent_changes_per_client="0/hour",  # switched off
-        contact_changes_per_file="1/day",
+        contact_changes_per_client="1/hour",
         thanks_per_client="1/hour",
         surveys_per_client="1/hour",
         messages_per_client="1/hour",
@@ -154,9 +169,55 @@ async def test_code_checks_file_submissions_and_citizen_writes_are_limited(intak
     assert checks[0].status_code == 403  # a wrong code, counted as before
     assert submitted[0].status_code == 201
     # without the proof a verified code gives: refused (401), and the attempt still counts
+    # against the caller's own quota (not the file's: see the test below)
     assert contacts[0].status_code == 401, contacts[0].text
     for limited in (checks, submitted, contacts, thanks, surveys, messages):
         assert_too_many(limited[1], 86400)
+
+
+async def test_an_outsiders_refused_attempts_spend_none_of_the_files_quota(intake_db, tokens):
+    """The per-file limits are counted after the access check: an outsider refused (401,
+    403) again and again leaves the file's citizen and référent their whole daily quota."""
+    marie, paul = tokens.citizen("marie"), tokens.citizen("paul")
+    async with client(
+        intake_db,
+        tokens=tokens,
+        contact_changes_per_file="2/day",
+        thanks_per_file="1/day",
+        messages_per_file="2/day",
+    ) as c:
+        created = await c.post("/api/files", json=FORM, headers=marie)
+        assert created.status_code == 201, created.text
+        file_id = created.json()["file_id"]
+        await assign(intake_db, file_id)
+        contact = {"preferred_channel": "email", "email": "awa@example.fr", "postcode": "93200"}
+        thanks = {"message": "Merci"}
+        message = {"text": "Bonjour, votre dossier avance."}
+        base = f"/api/files/{file_id}"
+        for headers in [{}, paul, {"X-Access-Proof": "inventee"}, tokens.agent("AG-75-01-1")] * 2:
+            refused = [
+                await c.put(f"{base}/contact-preferences", json=contact, headers=headers),
+                await c.post(f"{base}/thanks", json=thanks, headers=headers),
+                await c.post(f"{base}/messages", json=message, headers=headers),
+            ]
+            assert {a.status_code for a in refused} <= {401, 403}, [a.text for a in refused]
+        referent_token = tokens.agent(REFERENT)
+        mine = [
+            await c.put(f"{base}/contact-preferences", json=contact, headers=marie),
+            await c.post(f"{base}/thanks", json=thanks, headers=marie),
+            await c.post(f"{base}/messages", json=message, headers=referent_token),
+        ]
+        assert [a.status_code for a in mine] == [200, 201, 201], [a.text for a in mine]
+        again = [
+            await c.put(f"{base}/contact-preferences", json=contact, headers=marie),
+            await c.post(f"{base}/messages", json=message, headers=referent_token),
+        ]
+        assert [a.status_code for a in again] == [200, 201], [a.text for a in again]
+        # The quota itself still holds for the file's own people.
+        assert_too_many(await c.post(f"{base}/thanks", json=thanks, headers=marie), 86400)
+        assert_too_many(
+            await c.post(f"{base}/messages", json=message, headers=referent_token), 86400
+        )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -90,8 +90,12 @@ class FakeBackend:
     async def assignment_record(self, file_id: str) -> dict:
         return {"deadline": "2027-01-24"}
 
+    async def file_contact(self, file_id: str) -> dict:
+        return {k: v for k, v in CITIZEN.items() if k not in ("given_name", "family_name")}
+
     async def file_record(self, file_id: str) -> dict:
-        return {"citizen": CITIZEN}
+        # The agents' record (FILE_AGENTS): intake refuses it to a citizen.
+        raise BackendError(403, "Vous n'avez pas accès à cette ressource.")
 
     async def close(self) -> None:
         return None

@@ -55,6 +55,8 @@ class Policy(StrEnum):
     DIRECTORY_ADMIN = "directory-admin"  # the directory administrator
     AGENCY = "agency"  # an agency's system (service account), for its own agency
     AGENT = "agent"  # any authenticated agent (a page of the agents' space)
+    CITIZEN = "citizen"  # any logged-in citizen; the answer covers only their own files
+    FRONT_DESK = "front-desk"  # a front-desk agent; the answer covers only what they registered
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,16 @@ def is_files_citizen(principal: Principal, file: FileParties | None) -> bool:
         and principal.subject is not None
         and principal.subject == file.citizen_subject
     )
+
+
+def is_logged_in_citizen(principal: Principal, subject: Subject) -> bool:
+    """A citizen logged in with their account (the answer is about their `sub` only)."""
+    return principal.kind is PrincipalKind.CITIZEN and principal.subject is not None
+
+
+def is_front_desk(principal: Principal, subject: Subject) -> bool:
+    """A front-desk agent (the answer is about the files they registered only)."""
+    return is_agent_with(principal, Role.GUICHET) and principal.agent_id is not None
 
 
 def is_files_referent(principal: Principal, file: FileParties | None) -> bool:
@@ -188,6 +200,8 @@ DECISIONS: dict[Policy, Decision] = {
     Policy.DIRECTORY_ADMIN: lambda p, s: is_agent_with(p, Role.ADMIN_ANNUAIRE),
     Policy.AGENCY: speaks_for_agency,
     Policy.AGENT: lambda p, s: p.kind is PrincipalKind.AGENT,
+    Policy.CITIZEN: is_logged_in_citizen,
+    Policy.FRONT_DESK: is_front_desk,
 }
 
 #: Policies that need no identity at all (the route may still use one when given).

@@ -64,6 +64,15 @@ class PreferredChannel(StrEnum):
     PHONE = "telephone"
 
 
+class IntakeChannel(StrEnum):
+    """How a file came in: online by the citizen, or registered by a front-desk agent."""
+
+    ONLINE = "en_ligne"  # the citizen, on the site (logged in or not)
+    COUNTER = "guichet"  # at a France Services counter
+    PHONE = "telephone"  # on the phone line
+    MAIL = "courrier"  # a letter to the mail room
+
+
 class CitizenContact(Contract):
     """Who the file is about and how to reach them."""
 
@@ -160,6 +169,17 @@ class FileSubmitted(Event):
     citizen: CitizenContact = Field(description="The citizen and how to reach them.")
     description: str = Field(description="The citizen's situation in their own words.")
     urgent: bool = Field(description="True when the citizen is in an urgent situation.")
+    channel: IntakeChannel = Field(
+        default=IntakeChannel.ONLINE,
+        description="How the file came in: `en_ligne` (the citizen, on the site), or "
+        "registered by a front-desk agent at the counter (`guichet`), on the phone "
+        "(`telephone`) or from a letter (`courrier`).",
+    )
+    registered_by: str | None = Field(
+        default=None,
+        description="Directory id of the front-desk agent who registered the file for the "
+        "citizen (from their verified token); absent when the citizen filed it themselves.",
+    )
 
 
 class ReferentAssigned(Event):

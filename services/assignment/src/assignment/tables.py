@@ -75,6 +75,12 @@ files = sa.Table(
         comment="who wrote it: the answer carries it only if that agent signs the answer",
     ),
     sa.Column("personal_word_at", UtcDateTime, nullable=True),
+    sa.Column(
+        "registered_by",
+        sa.String(50),
+        nullable=True,
+        comment="the front-desk agent who registered the file for the citizen",
+    ),
     # Continuity looks up a citizen's latest file; housekeeping the oldest waiting ones.
     sa.Index(None, "citizen_key", "created_at"),
     sa.Index(None, "status", "urgent", "created_at"),

@@ -31,19 +31,26 @@ def no_file(file_id: str) -> Refused:
 
 
 async def file_subject(uow: UnitOfWork, file_id: str) -> Subject | None:
-    """The file's référent (the agent covering an absence is the référent while it lasts)
-    and their office; None for an unknown file."""
+    """The file's référent (the agent covering an absence is the référent while it lasts),
+    their office, and the front-desk agent who registered it; None for an unknown file."""
     async with uow:
         row = (
             await uow.conn.execute(
-                sa.select(files.c.referent_id, agents.c.office_id)
+                sa.select(files.c.referent_id, files.c.registered_by, agents.c.office_id)
                 .join(agents, files.c.referent_id == agents.c.agent_id, isouter=True)
                 .where(files.c.file_id == file_id)
             )
         ).first()
     if row is None:
         return None
-    return Subject(file=FileParties(file_id, referent=row.referent_id, office=row.office_id))
+    return Subject(
+        file=FileParties(
+            file_id,
+            referent=row.referent_id,
+            registered_by=row.registered_by,
+            office=row.office_id,
+        )
+    )
 
 
 async def agent_subject(uow: UnitOfWork, agent_id: str) -> Subject | None:

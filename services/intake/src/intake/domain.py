@@ -21,6 +21,7 @@ from shared_models import (
     AGENCY_LABELS,
     DeadlineRule,
     Decision,
+    IntakeChannel,
     NotificationChannel,
     NotificationKind,
     NotificationSent,
@@ -76,15 +77,6 @@ class TimelineKind(StrEnum):
     SURVEY = "enquete"
     THANKS = "remerciement"
     REFERENT_MESSAGE = "message_referent"
-
-
-class IntakeChannel(StrEnum):
-    """How a file came in: online by the citizen, or registered by a front-desk agent."""
-
-    ONLINE = "en_ligne"  # the citizen, on the site (logged in or not)
-    COUNTER = "guichet"  # at a France Services counter
-    PHONE = "telephone"  # on the phone line
-    MAIL = "courrier"  # a letter to the mail room
 
 
 #: The channels a front-desk agent registers a file through.

@@ -321,6 +321,37 @@ class FileView(BaseModel):
     exchanges: list[ExchangeOut] = Field(description="The exchange ledger with the agencies.")
 
 
+class ContactOut(BaseModel):
+    """How the file's citizen is reached, as stored: what their contact form shows."""
+
+    preferred_channel: PreferredChannel = Field(description="Canal de contact préféré.")
+    email: str | None = Field(default=None, description="Adresse électronique.")
+    phone: str | None = Field(default=None, description="Téléphone.")
+    street: str | None = Field(default=None, description="Numéro et rue.")
+    postcode: str = Field(description="Code postal du domicile.")
+    city: str | None = Field(default=None, description="Commune.")
+
+
+class OwnFile(BaseModel):
+    """One file in a list of one's own files (a citizen's, or those a front-desk agent
+    registered)."""
+
+    file_id: str = Field(description="Référence du dossier (GU-AAAA-XXXXXXXX).")
+    status: FileStatus = Field(description="depose, en_cours or repondu.")
+    life_event: str = Field(description="Code of the life event declared.")
+    life_event_label: str = Field(description="The life event, in French.")
+    created_at: dt.datetime = Field(description="When the file was submitted.")
+    channel: IntakeChannel | None = Field(
+        description="How it came in (en_ligne, guichet, telephone, courrier); null for a file "
+        "opened before it was kept."
+    )
+    referent_name: str | None = Field(description="The current référent's name, once named.")
+    citizen_name: str | None = Field(
+        default=None,
+        description="The citizen's name: only in the front desk's list (they registered it).",
+    )
+
+
 class IndicatorRow(BaseModel):
     """One group's indicators (definitions: docs/indicators.md). Every figure is null when
     the group is not published (too few files to stay anonymous) or has nothing to measure."""

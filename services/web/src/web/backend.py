@@ -148,7 +148,20 @@ class Backend:
         return await _json(await self.intake.get(f"/api/files/{file_id}"))
 
     async def file_record(self, file_id: str) -> dict:
+        """What the file's agents read (FILE_AGENTS): never asked for a citizen."""
         return await _json(await self.intake.get(f"/api/files/{file_id}/record"))
+
+    async def file_contact(self, file_id: str) -> dict:
+        """The citizen's own contact preferences on the file (FILE_CITIZEN)."""
+        return await _json(await self.intake.get(f"/api/files/{file_id}/contact"))
+
+    async def my_files(self) -> list[dict]:
+        """The signed-in citizen's files (their token says who)."""
+        return await _json(await self.intake.get("/api/me/files"))
+
+    async def registered_files(self) -> list[dict]:
+        """The files the signed-in front-desk agent registered (their token says who)."""
+        return await _json(await self.intake.get("/api/me/registered-files"))
 
     async def request_referent_change(self, file_id: str, reason: str) -> dict:
         return await _json(

@@ -70,6 +70,13 @@ CHANNELS = {
     "courrier": "Courrier postal",
     "telephone": "Téléphone",
 }
+#: How a file came in (intake's channel), in words.
+INTAKE_CHANNELS = {
+    "en_ligne": "En ligne",
+    "guichet": "Au guichet",
+    "telephone": "Au téléphone",
+    "courrier": "Par courrier",
+}
 AGENT_STATUS = {"actif": "En poste", "absent": "Absent(e)", "parti": "Parti(e)"}
 
 
@@ -248,6 +255,7 @@ class Renderer:
             FILE_STATUS=FILE_STATUS,
             AGENCY_STATUS=AGENCY_STATUS,
             CHANNELS=CHANNELS,
+            INTAKE_CHANNELS=INTAKE_CHANNELS,
             AGENT_STATUS=AGENT_STATUS,
             EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
             SCORES=SCORES,

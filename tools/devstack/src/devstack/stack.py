@@ -327,7 +327,7 @@ class Stack:
             {
                 "HTTP_HOST": "127.0.0.1",
                 "HTTP_PORT": str(p.web),
-                "DATABASE_URL": self._database_url("web"),
+                **self._database_env("web"),
                 "INTAKE_URL": self.intake_url,
                 "ASSIGNMENT_URL": self.assignment_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),

@@ -54,6 +54,7 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
                 urgent=event.urgent,
                 status=FileStatus.AWAITING_REFERENT,
                 created_at=utcnow(),
+                registered_by=event.registered_by,
             )
         )
         file = (

@@ -15,15 +15,17 @@ from intake.api.limits import Limits
 from intake.commands import access as codes
 from intake.commands import citizen, documents
 from intake.commands.files import ChangeContactPreferences, change_contact_preferences
-from intake.domain import MAX_DOCUMENT_BYTES, PROOF_NEEDED
+from intake.domain import MAX_DOCUMENT_BYTES, PROOF_NEEDED, unknown_file
 from intake.schemas import (
     AccessCodeIn,
     ContactIn,
+    ContactOut,
     DocumentCreated,
     ReferentChangeIn,
     SurveyIn,
     ThanksIn,
 )
+from intake.views import own
 
 
 def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -> APIRouter:
@@ -44,10 +46,22 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
             "très vite, et tout votre dossier lui sera transmis."
         }
 
+    @api.get("/files/{file_id}/contact", response_model=ContactOut, dependencies=[file_citizen])
+    async def contact(file_id: str) -> Any:
+        """The citizen's own contact preferences as stored (their contact form shows them):
+        to the file's citizen only, logged in or with the proof of its one-time code."""
+        found = await own.citizen_contact(runtime.uow(), file_id)
+        if found is None:
+            raise unknown_file(file_id)
+        return found
+
     @api.put(
         "/files/{file_id}/contact-preferences",
+        # The guard before the file's count: a refused outsider spends none of its quota
+        # (FastAPI resolves these in order, and the `who` below reuses the guard's answer).
         dependencies=[
             limits.per_client("contact_changes_per_client"),
+            contact_changer,
             limits.per_file("contact_changes_per_file"),
         ],
     )
@@ -88,8 +102,8 @@ def router(runtime: Runtime, limits: Limits, access: Access, keyring: Keyring) -
         status_code=201,
         dependencies=[
             limits.per_client("thanks_per_client"),
+            file_citizen,  # before the file's count: a refused outsider spends none of it
             limits.per_file("thanks_per_file"),
-            file_citizen,
         ],
     )
     async def thank(file_id: str, body: ThanksIn) -> Any:

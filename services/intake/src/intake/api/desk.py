@@ -36,8 +36,11 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
         "/files/{file_id}/messages",
         status_code=201,
         response_model=MessageOut,
+        # The guard before the file's count: a refused caller spends none of its quota
+        # (FastAPI resolves these in order, and the `who` below reuses the guard's answer).
         dependencies=[
             limits.per_client("messages_per_client"),
+            referent,
             limits.per_file("messages_per_file"),
         ],
     )

@@ -89,6 +89,8 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
             citizen=citizen,
             description=form.description,
             urgent=form.urgent,
+            channel=who.channel,
+            registered_by=who.registered_by,
         )
         await add_timeline(
             uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}."

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
 from starlette.datastructures import UploadFile
 
-from guichet_runtime.auth.principal import PrincipalKind
+from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.policy import Policy
 from web import forms, pages
 from web.api import filing
@@ -182,7 +182,7 @@ class FilePage:
         view, record, contact = await asyncio.gather(
             backend.file_view(file_id),
             backend.assignment_record(file_id),
-            backend.file_record(file_id),
+            backend.file_contact(file_id),
             return_exceptions=True,
         )
         if isinstance(view, BaseException):
@@ -192,7 +192,7 @@ class FilePage:
             log.warning("contact details of %s unavailable: %r", file_id, contact)
             on_record: dict[str, str] = {}
         else:
-            on_record = forms.contact_values(contact["citizen"])
+            on_record = forms.contact_values(contact)
             on_record["phone"] = pages.phone_fr(on_record["phone"])
         return self.render(
             self.request,
@@ -239,6 +239,18 @@ def file_page(
 
 
 Page = Annotated[FilePage, Depends(file_page)]
+
+
+@router.get("/mes-dossiers", response_class=HTMLResponse)
+async def my_files(
+    request: Request,
+    backend: BackendClient,
+    render: Render,
+    visitor: Annotated[Principal, page(Policy.CITIZEN)],
+) -> HTMLResponse:
+    """The page "Mes dossiers": the files the signed-in citizen submitted with their
+    account (intake answers for the forwarded token's citizen only)."""
+    return render(request, "citizen_files.html", {"files": await backend.my_files()})
 
 
 @router.get(

@@ -20,7 +20,8 @@ from web.pages import Renderer
 from web.security import check_csrf
 from web.settings import WebSettings
 
-#: Pages of the agents' space: a login at the agents' provider is needed (else: to it).
+#: Pages of the agents' space: a login at the agents' provider is needed (else: to it);
+#: the citizens' own pages (Policy.CITIZEN) need a login at the citizens' provider.
 AGENTS_SPACE = frozenset({Policy.AGENT, Policy.SUPERVISOR})
 SUPERVISORS_ONLY = "Cette page est réservée aux superviseurs."
 SIGNED_OUT = "Votre session a pris fin : connectez-vous de nouveau."
@@ -87,9 +88,11 @@ def page(policy: Policy) -> Any:
     async def guard(request: Request) -> Principal:
         await check_csrf(request)
         visitor = await identify(request)
+        next_url = request.url.path if request.method == "GET" else "/"
         if policy in AGENTS_SPACE and visitor.kind is not PrincipalKind.AGENT:
-            next_url = request.url.path if request.method == "GET" else "/"
             raise LoginNeeded(Audience.AGENTS, next_url)
+        if policy is Policy.CITIZEN and visitor.kind is not PrincipalKind.CITIZEN:
+            raise LoginNeeded(Audience.CITIZENS, next_url)
         if policy is Policy.SUPERVISOR and not visitor.has_role(Role.SUPERVISEUR):
             raise Refused(RefusalKind.FORBIDDEN, SUPERVISORS_ONLY)
         request.state.visitor = visitor

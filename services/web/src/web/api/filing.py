@@ -32,8 +32,10 @@ def file_form(
     events: list[dict],
     key: str,
     status: int = 200,
+    extra: dict | None = None,
 ) -> HTMLResponse:
-    """The new-file form, the life events offered with the agencies each one concerns."""
+    """The new-file form, the life events offered with the agencies each one concerns
+    (`extra`: what else the page shows)."""
     options = [
         (e["code"], e["label"], "Organismes concernés : " + ", ".join(e["agencies"]))
         for e in events
@@ -41,17 +43,27 @@ def file_form(
     return render(
         request,
         template,
-        {"values": values, "errors": errors, "life_event_options": options, "idempotency_key": key},
+        {
+            "values": values,
+            "errors": errors,
+            "life_event_options": options,
+            "idempotency_key": key,
+            **(extra or {}),
+        },
         status_code=status,
     )
 
 
 async def new_file_form(
-    request: Request, backend: Backend, render: Renderer, template: str, values: dict[str, str]
+    request: Request,
+    backend: Backend,
+    render: Renderer,
+    template: str,
+    values: dict[str, str],
+    extra: dict | None = None,
 ) -> HTMLResponse:
-    return file_form(
-        request, render, template, values, {}, await backend.life_events(), str(uuid.uuid4())
-    )
+    events = await backend.life_events()
+    return file_form(request, render, template, values, {}, events, str(uuid.uuid4()), extra=extra)
 
 
 async def submit(

@@ -5,27 +5,48 @@ The agent signed in registers it: intake records them from their token."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
+import httpx
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 
+from guichet_runtime.auth.principal import Principal, Role
 from guichet_runtime.policy import Policy
 from web.api import filing
-from web.api.deps import BackendClient, Render, Settings, page
+from web.api.deps import AgentVisitor, BackendClient, Render, Settings, page
+from web.backend import Backend, BackendError
+
+log = logging.getLogger(__name__)
 
 router = APIRouter()
 
 
-@router.get("/guichet", response_class=HTMLResponse, dependencies=[page(Policy.AGENT)])
-async def counter_form(request: Request, backend: BackendClient, render: Render) -> HTMLResponse:
+@router.get("/guichet", response_class=HTMLResponse)
+async def counter_form(
+    request: Request, backend: BackendClient, render: Render, visitor: AgentVisitor
+) -> HTMLResponse:
     return await filing.new_file_form(
         request,
         backend,
         render,
         "counter_new.html",
         {"preferred_channel": "courrier", "channel": "guichet"},
+        {"registered": await registered_files(backend, visitor)},
     )
+
+
+async def registered_files(backend: Backend, visitor: Principal) -> list[dict] | None:
+    """The files this front-desk agent registered (intake answers for the token's agent
+    only); None when the agent is not at the front desk or the list is unavailable."""
+    if not visitor.has_role(Role.GUICHET):
+        return None
+    try:
+        return await backend.registered_files()
+    except (BackendError, httpx.HTTPError) as unavailable:
+        log.warning("registered files unavailable: %r", unavailable)
+        return None
 
 
 @router.post("/guichet", dependencies=[page(Policy.AGENT)])
