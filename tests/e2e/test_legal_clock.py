@@ -12,7 +12,10 @@ messages each issued and sent exactly once although the assignment service is ki
 for a document, which no breach crosses, then the resumption with the due date pushed by
 the suspended days; and a document the CPAM finds incomplete: asked again (the citizen
 and the référent told once more, once), suspended again, and the complete document
-restarts the whole period.
+restarts the whole period; and France Travail deciding without ever calling back
+(reconciliation slowed): five days after its acknowledgement the request is listed to the
+supervisor, shown on the référent's file and counted by the adapter's overdue gauge
+(issue 17 §3).
 
 The fallback chain and "no duplicate message after a redelivery" are covered on the same
 kind of stack in tests/e2e/test_channels.py.
@@ -31,7 +34,21 @@ import pytest
 
 from devstack.stack import Stack
 from notification.letters import french_date
-from shared_models import AGENCY_LABELS, topics
+from shared_models import AGENCY_LABELS
+from tests.e2e.legal_clock_support import (
+    PDF,
+    SETTLE_SECONDS,
+    agencies_of,
+    clock_history,
+    deadline_events,
+    deadline_mails,
+    flat,
+    letter_text,
+    send_document_and_see_due,
+    set_fault,
+    settle_and_count,
+    today,
+)
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
@@ -39,18 +56,13 @@ from tests.e2e.support import (
     eventually,
     file_body,
     mails_for,
-    read_topic,
 )
-from tests.pdfs import pdf_text
 
 pytestmark = pytest.mark.integration
 
 #: The day the files of this module are received (a Monday); the clock only moves forward.
 START = dt.date(2027, 3, 1)
-#: Rounds of housekeeping waited for before counting, so that a duplicate would have shown.
-SETTLE_SECONDS = 1.5
 ADDRESS = {"street": "8 allée des Tilleuls", "city": "Bobigny", "postcode": "93000"}
-PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -66,7 +78,14 @@ def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
         namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
         clock_file=clock_file,
         postgres=postgres,
-        extra_env={"HOUSEKEEPING_SECONDS": "0.5"},
+        extra_env={
+            "HOUSEKEEPING_SECONDS": "0.5",
+            # Reconciliation slowed past the module's length: an agency that never calls back
+            # stays without a decision (test_a_request_without_a_decision_is_seen_…); and
+            # the adapters' overdue gauge counts it after a second (it counts real time).
+            "RECONCILE_FIRST_SECONDS": "3600",
+            "OVERDUE_SECONDS": "1",
+        },
         oidc_issuers=keycloak.issuers,
     )
     st.start()
@@ -79,98 +98,6 @@ async def client(stack, tokens):
     """Marie's client of intake: she submits the files, and reads them."""
     async with citizen_client(stack, tokens) as c:
         yield c
-
-
-async def set_fault(stack: Stack, agency: str, mode: str) -> None:
-    async with httpx.AsyncClient(base_url=stack.simulator_url(agency)) as sim:
-        assert (
-            await sim.post("/admin/faults", json={"agency": agency, "mode": mode})
-        ).status_code == 200
-
-
-async def agencies_of(client: httpx.AsyncClient, file_id: str) -> dict[str, dict]:
-    return {a["agency"]: a for a in (await client.get(f"/api/files/{file_id}")).json()["agencies"]}
-
-
-def today(stack: Stack) -> dt.date:
-    return dt.date.fromisoformat(stack.clock_file.read_text())
-
-
-def flat(text: str) -> str:
-    return re.sub(r"\s+", " ", text)
-
-
-def letter_text(data: bytes) -> str:
-    return flat(pdf_text(data, " "))
-
-
-def deadline_mails(stack: Stack, file_id: str) -> collections.Counter:
-    """(kind, agency word, detail) -> how many emails the SMTP sink holds for the file."""
-    counts: collections.Counter = collections.Counter()
-    for mail in mails_for(stack.maildir, file_id):
-        body = flat(mail.get_body(preferencelist=("plain",)).get_content())
-        agency = next((a for a in ("CAF", "DGFiP", "CPAM") if f"({a})" in body), "autre")
-        if "délai légal bientôt atteint" in mail["Subject"]:
-            days = re.search(r"il reste (\d+) jour", body).group(1)
-            counts[("avertissement", agency, f"J-{days}", mail["To"])] += 1
-        elif "délai légal dépassé" in mail["Subject"]:
-            counts[("depassement", agency, mail["To"])] += 1
-    return counts
-
-
-async def deadline_events(stack: Stack, wanted) -> list[dict]:
-    return await read_topic(stack.kafka_bootstrap, stack.namespace + topics.DEADLINES, wanted)
-
-
-async def send_document_and_see_due(
-    stack: Stack, client, file_id: str, due: dt.date, what: str, filename: str = "attestation.pdf"
-) -> dict:
-    """The citizen sends the awaited document; the CPAM takes it and stays silent, so the
-    clock's new last day shows on the citizen's view."""
-    await set_fault(stack, "cpam", "silent")
-    try:
-        sent = await client.post(
-            f"/api/files/{file_id}/documents", files={"fichier": (filename, PDF, "application/pdf")}
-        )
-        assert sent.status_code == 201, sent.text
-
-        async def shown():
-            cpam = (await agencies_of(client, file_id))["cpam"]
-            return cpam if cpam["due_on"] == due.isoformat() else None
-
-        return await eventually(shown, what=what)
-    finally:
-        await set_fault(stack, "cpam", "ok")
-
-
-async def clock_history(stack: Stack, file_id: str, until_why: str) -> list[tuple]:
-    """(state, why, due_on) of every LegalDeadlineSet of the file's CPAM clock, once `until_why`
-    is there."""
-
-    def reached(records):
-        return any(r["key"] == file_id and r["body"].get("why") == until_why for r in records)
-
-    records = await deadline_events(stack, reached)
-    return [
-        (r["body"]["state"], r["body"]["why"], r["body"]["due_on"])
-        for r in records
-        if r["key"] == file_id and r["body"].get("request_id") == f"{file_id}-cpam"
-    ]
-
-
-async def settle_and_count(
-    stack: Stack, file_id: str, expected: collections.Counter, what: str
-) -> None:
-    """The expected messages arrive, and no more after a few rounds of housekeeping."""
-
-    async def arrived():
-        got = deadline_mails(stack, file_id)
-        assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
-        return got == expected
-
-    await eventually(arrived, timeout=30, what=what)
-    await asyncio.sleep(SETTLE_SECONDS)
-    assert deadline_mails(stack, file_id) == expected
 
 
 async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_crashes(
@@ -492,3 +419,67 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
     await asyncio.sleep(SETTLE_SECONDS)
     assert document_mails() == expected  # nothing sent twice
     await assert_no_repeats(stack, [file_id])  # nor any document or request
+
+
+async def test_a_request_without_a_decision_is_seen_by_the_supervisor_and_the_referent(
+    stack: Stack, client, tokens
+):
+    await set_fault(stack, "france_travail", "no_callback")
+    try:
+        response = await client.post("/api/files", json=file_body("perte_emploi", **ADDRESS))
+        assert response.status_code == 201, response.text
+        file_id = response.json()["file_id"]
+
+        async def acknowledged():
+            agencies = await agencies_of(client, file_id)
+            return agencies if agencies["france_travail"]["deadline"] else None
+
+        await eventually(acknowledged, what="France Travail's receipt, its clock running")
+    finally:
+        await set_fault(stack, "france_travail", "ok")
+    request_id = f"{file_id}-france_travail"
+    received = today(stack)
+    referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
+    supervisor = tokens.agent("helene.marchand")  # FS-75-01 and FS-93-01 (Bobigny)
+    async with httpx.AsyncClient(base_url=stack.assignment_url, timeout=15) as assignment:
+
+        async def listed() -> dict | None:
+            found = await assignment.get("/api/supervision/stuck-requests", headers=supervisor)
+            assert found.status_code == 200, found.text
+            mine = [r for r in found.json()["requests"] if r["request_id"] == request_id]
+            return mine[0] if mine else None
+
+        async def on_the_file() -> dict:
+            found = await assignment.get(
+                f"/api/files/{file_id}/stuck-requests",
+                headers=tokens.agent_id(referent["agent_id"]),
+            )
+            assert found.status_code == 200, found.text
+            return {r["agency"]: r for r in found.json()["requests"]}
+
+        assert await listed() is None  # acknowledged today: not stuck yet
+        assert (await on_the_file())["france_travail"]["stuck"] is False
+
+        stack.travel_to(received + dt.timedelta(days=5))
+        stuck = await listed()
+        assert stuck is not None, "the supervisor does not see the request"
+        assert stuck["file_id"] == file_id and stuck["agency"] == "france_travail"
+        assert stuck["acknowledged_on"] == received.isoformat() and stuck["days"] == 5
+        assert stuck["referent"] == referent["name"] and stuck["last_check"] is None
+        france_travail = (await on_the_file())["france_travail"]
+        assert france_travail["stuck"] is True and france_travail["days"] == 5
+        elsewhere = await assignment.get(
+            "/api/supervision/stuck-requests", headers=tokens.agent("julien.faure")
+        )
+        assert request_id not in {r["request_id"] for r in elsewhere.json()["requests"]}
+
+    async with httpx.AsyncClient(base_url=stack.adapter_url("france_travail")) as adapter:
+
+        async def overdue() -> float | None:
+            text = (await adapter.get("/metrics")).text
+            found = re.search(
+                r'^adapter_requests_overdue\{agency="france_travail"\} (\S+)$', text, re.M
+            )
+            return float(found.group(1)) if found and float(found.group(1)) >= 1 else None
+
+        await eventually(overdue, timeout=30, what="the adapter's overdue gauge")

@@ -379,7 +379,7 @@ async def test_the_gauges_count_requests_awaiting_a_decision_and_those_overdue(f
         await conn.execute(
             tables.requests.update()
             .where(tables.requests.c.request_id == waiting)
-            .values(updated_at=utcnow() - dt.timedelta(days=2))
+            .values(updated_at=utcnow() - dt.timedelta(days=6))
         )
     await ft.core.reconciler.measure()
     assert ft.counted("adapter_requests_awaiting_decision") == 1
@@ -406,3 +406,29 @@ async def test_a_reused_callback_id_for_a_request_not_recorded_yet_is_still_in_t
         for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangeRecorded")
     ]
     assert refused.exchange_id in {p["exchange_id"] for p in published}
+
+
+async def test_a_poll_without_a_decision_tells_assignment_what_it_found(ft: Adapter):
+    """Issue 17 §3: the supervisors see what reconciliation last found (AgencyStatusChecked
+    on the legal-clock topic); a decision found is an answer, not a check."""
+    request_id = new_request()
+    await ft.issue(request_id)
+
+    async def checks() -> list[dict]:
+        rows = await ft.rows(tables.outbox, tables.outbox.c.event_type == "AgencyStatusChecked")
+        return [json.loads(r.payload) for r in rows if r.topic == "legal-clock.events"]
+
+    await ft.make_due(request_id)
+    await ft.core.reconciler.sweep()
+    ft.agency.down = True
+    await ft.make_due(request_id)
+    await ft.core.reconciler.sweep()
+    found = [(c["request_id"], c["finding"], c["checks"]) for c in await checks()]
+    assert found == [(request_id, "en_instruction", 1), (request_id, "echec", 2)]
+    assert all(c["next_check_at"] for c in await checks())
+
+    ft.agency.down = False
+    ft.agency.decisions[request_id] = GRANTED
+    await ft.make_due(request_id)
+    await ft.core.reconciler.sweep()
+    assert len(await checks()) == 2 and len(await ft.answers(request_id)) == 1

@@ -48,6 +48,8 @@ TABLE: dict[str, dict[str, Policy]] = {
         "GET /api/supervision/waiting": P.SUPERVISOR,
         "GET /api/supervision/portfolios": P.SUPERVISOR,
         "GET /api/supervision/deadlines": P.SUPERVISOR,
+        "GET /api/supervision/stuck-requests": P.SUPERVISOR,
+        "GET /api/files/{file_id}/stuck-requests": P.FILE_AGENTS,
         "POST /api/agents": P.DIRECTORY_ADMIN,
         "POST /api/directory/import": P.DIRECTORY_ADMIN,
         "POST /api/agents/{agent_id}/absences": P.AGENT_SUPERVISOR,

@@ -74,6 +74,7 @@ def test_the_supervision_page_lists_every_group_and_says_why_one_is_not_publishe
             flashes=[],
             waiting={"count": 0, "files": []},
             at_risk={"within_days": 21, "count": 0, "files": []},
+            stuck={"threshold_days": 5, "count": 0, "agencies": [], "requests": []},
             balance={"agents": [], "offices": []},
             chart=pages.load_chart([]),
             indicators=indicators,

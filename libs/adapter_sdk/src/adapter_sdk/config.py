@@ -86,7 +86,9 @@ class AdapterConfig(ServiceSettings):
         description="How often the reconciliation worker looks for requests due for a poll.",
     )
     overdue_seconds: float = Field(
-        default=86400.0,
+        default=432000.0,
         gt=0,
-        description="A request acknowledged without a decision for longer than this is overdue.",
+        description="A request acknowledged without a decision for longer than this is overdue "
+        "(default five days, assignment's STUCK_REQUEST_DAYS: the alert "
+        "GuichetAgencyRequestsStuck fires on it).",
     )

@@ -35,7 +35,7 @@ from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import ExchangeDirection
+from shared_models import AgencyStatusChecked, ExchangeDirection, StatusFinding, topics
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +159,7 @@ class Reconciler:
         """Ask the agency for one request's state; apply the decision if there is one."""
         agency = self.decl.agency
         answer: AgencyAnswer | None = None
+        failed = True
         try:
             call = self.adapter.build_status_call(
                 PendingRequest(row.request_id, row.file_id, row.agency_reference)
@@ -168,6 +169,7 @@ class Reconciler:
             self.metrics.status_polls.labels(
                 agency, "en_instruction" if answer is None else "reponse"
             ).inc()
+            failed = False
         except (AgencyUnavailable, AgencyFailed, AgencyRejected, AnswerInvalid) as exc:
             log.warning("%s: status poll of %s failed: %s", agency, row.request_id, exc)
             self.metrics.status_polls.labels(agency, "echec").inc()
@@ -178,18 +180,29 @@ class Reconciler:
             if (
                 answer is None
             ):  # no decision yet (or no answer): ask again later, a little later each time
-                await uow.conn.execute(
+                next_poll_at = utcnow() + dt.timedelta(
+                    seconds=poll_delay(self.config, row.polls + 1)
+                )
+                still = await uow.conn.execute(
                     requests.update()
                     .where(
                         requests.c.request_id == row.request_id,
                         requests.c.status == RequestStatus.AWAITING,
                     )
-                    .values(
-                        polls=row.polls + 1,
-                        next_poll_at=utcnow()
-                        + dt.timedelta(seconds=poll_delay(self.config, row.polls + 1)),
-                    )
+                    .values(polls=row.polls + 1, next_poll_at=next_poll_at)
                 )
+                if still.rowcount:  # what it found, for the supervisors' view (assignment)
+                    uow.emit(
+                        topics.LEGAL_CLOCK,
+                        AgencyStatusChecked(
+                            file_id=row.file_id,
+                            request_id=row.request_id,
+                            agency=agency,
+                            finding=StatusFinding.FAILED if failed else StatusFinding.PENDING,
+                            checks=row.polls + 1,
+                            next_check_at=next_poll_at,
+                        ),
+                    )
                 await uow.commit()
                 return None
             await self.recorder.record_exchanges(

@@ -288,6 +288,30 @@ class LegalClockResumed(Event):
     document_code: str = Field(description="Code of the document that was delivered.")
 
 
+class StatusFinding(StrEnum):
+    """What reconciliation found when it asked an agency where a request stands."""
+
+    PENDING = "en_instruction"  # the agency answered: no decision yet
+    FAILED = "echec"  # no usable answer (unreachable, refused, unreadable)
+
+
+class AgencyStatusChecked(Event):
+    """Reconciliation asked the agency where an acknowledged request stands and found no
+    decision (a decision found is an AgencyAnswerReceived): what it last found is shown to
+    the supervisors with the requests left without a decision too long."""
+
+    event_type: ClassVar[str] = "AgencyStatusChecked"
+    request_id: str = Field(description="Id of the agency request.")
+    agency: str = Field(description="Code of the agency.")
+    finding: StatusFinding = Field(
+        description="en_instruction: the agency has not decided yet; echec: no usable answer."
+    )
+    checks: int = Field(description="Status queries made since the request was acknowledged.")
+    next_check_at: dt.datetime | None = Field(
+        default=None, description="When the agency is asked again (UTC); none: not again."
+    )
+
+
 class SupportingDocumentRequested(Event):
     """An agency needs a document: the référent and the citizen are to be told."""
 
@@ -717,6 +741,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         AgencyReceiptAcknowledged,
         LegalClockSuspended,
         LegalClockResumed,
+        AgencyStatusChecked,
         SupportingDocumentRequested,
         SupportingDocumentSubmitted,
         ExchangeRecorded,

@@ -133,7 +133,12 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         DOCUMENTS_REQUESTED: ("SupportingDocumentRequested", "assignment", ("notification",)),
         EXCHANGES_RECORDED: ("ExchangeRecorded", adapters, ("intake",)),
         LEGAL_CLOCK: (
-            ("AgencyReceiptAcknowledged", "LegalClockSuspended", "LegalClockResumed"),
+            (
+                "AgencyReceiptAcknowledged",
+                "LegalClockSuspended",
+                "LegalClockResumed",
+                "AgencyStatusChecked",
+            ),
             adapters,
             ("assignment",),
         ),

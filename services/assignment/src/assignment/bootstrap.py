@@ -19,6 +19,7 @@ from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
+    AgencyStatusChecked,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
@@ -93,13 +94,14 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
             AgencyReceiptAcknowledged: legal_clock.on_receipt_acknowledged,
             LegalClockSuspended: legal_clock.on_clock_suspended,
             LegalClockResumed: legal_clock.on_clock_resumed,
+            AgencyStatusChecked: legal_clock.on_status_checked,
         },
     )
     clock = Clock(settings.clock_file)
     app = create_app(runtime, title="Guichet unique — attribution du référent")
     app.include_router(api.router(runtime))
     app.include_router(api.admin_router(runtime, clock.today))
-    app.include_router(api.views_router(runtime, clock.today))
+    app.include_router(api.views_router(runtime, clock.today, settings.stuck_request_days))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
     runtime.workers.append(audit.anchoring(runtime))
     _gauges(runtime, clock)

@@ -8,6 +8,7 @@ in `assignment.legal_deadline`.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -55,6 +56,24 @@ class ClockStatus(StrEnum):
     ANSWERED = "repondu"
     BREACHED = "echu"
     NO_DEADLINE = "sans_delai"
+
+
+#: An acknowledged request without a decision for this many days or more is "stuck" (the
+#: supervisors' view, the référent's file); the assignment setting STUCK_REQUEST_DAYS.
+STUCK_REQUEST_DAYS = 5
+#: Clocks whose agency owes a decision: running, or without a legal period.
+CLOCKS_AWAITING_DECISION = (ClockStatus.RUNNING, ClockStatus.NO_DEADLINE)
+
+
+def days_awaiting_decision(received_on: dt.date, today: dt.date) -> int:
+    """Calendar days since the agency acknowledged the request (0 on the day itself)."""
+    return max((today - received_on).days, 0)
+
+
+def is_stuck(received_on: dt.date, today: dt.date, threshold_days: int) -> bool:
+    """A request acknowledged `threshold_days` days ago or more, still without a decision,
+    is stuck: its agency has said nothing since, and somebody should ask why."""
+    return days_awaiting_decision(received_on, today) >= threshold_days
 
 
 class AssignmentRule(StrEnum):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from assignment.domain import STUCK_REQUEST_DAYS
 from guichet_runtime.settings import ServiceSettings
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
@@ -20,4 +21,11 @@ class AssignmentSettings(ServiceSettings):
     )
     directory_file: Path = Field(
         default=DEFAULT_DIRECTORY, description="Agents and offices loaded into an empty directory."
+    )
+    stuck_request_days: int = Field(
+        default=STUCK_REQUEST_DAYS,
+        ge=1,
+        description="An agency request acknowledged this many days ago or more without a "
+        "decision is stuck: listed to the supervisors and shown on the référent's file. The "
+        "adapters' gauge adapter_requests_overdue counts the same with OVERDUE_SECONDS.",
     )

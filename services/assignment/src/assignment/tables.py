@@ -187,6 +187,19 @@ legal_clocks = sa.Table(
     sa.Column("warned_15", sa.Boolean, nullable=False, default=False),
     sa.Column("warned_7", sa.Boolean, nullable=False, default=False),
     sa.Column("breached", sa.Boolean, nullable=False, default=False),
+    sa.Column(
+        "checked_at",
+        UtcDateTime,
+        nullable=True,
+        comment="when reconciliation last asked the agency where the request stands",
+    ),
+    sa.Column(
+        "check_finding",
+        sa.String(20),
+        nullable=True,
+        comment="what it found: en_instruction (no decision yet) or echec (no usable answer)",
+    ),
+    sa.Column("checks", sa.Integer, nullable=True, comment="status queries made so far"),
     # The housekeeping scan: running clocks by due date.
     sa.Index(None, "status", "due_on"),
 )

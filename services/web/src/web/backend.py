@@ -241,6 +241,14 @@ class Backend:
             )
         )
 
+    async def stuck_requests(self) -> dict:
+        """Agency requests acknowledged without a decision for too long (caller's offices)."""
+        return await _json(await self.assignment.get("/api/supervision/stuck-requests"))
+
+    async def file_stuck_requests(self, file_id: str) -> dict:
+        """The file's agency requests awaiting a decision, and since when."""
+        return await _json(await self.assignment.get(f"/api/files/{file_id}/stuck-requests"))
+
     # -- the référent desk and the indicators ------------------------------------------------
     async def send_message_to_citizen(
         self, file_id: str, text: str, idempotency_key: str | None = None

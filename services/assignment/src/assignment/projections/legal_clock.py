@@ -8,7 +8,9 @@
   next arrival restarts the whole period.
 
 Every date comes from `assignment.legal_deadline`; the warnings and the breach are issued
-by the housekeeping (`assignment.commands.housekeeping`).
+by the housekeeping (`assignment.commands.housekeeping`). What the adapter's reconciliation
+last found (AgencyStatusChecked) is kept with the clock for the supervisors' view of the
+requests without a decision (`assignment.stuck_requests`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from assignment.tables import agency_requests, files, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
 from shared_models import (
     AgencyReceiptAcknowledged,
+    AgencyStatusChecked,
     DeadlineRule,
     LegalClockResumed,
     LegalClockSuspended,
@@ -130,4 +133,24 @@ async def on_clock_resumed(event: LegalClockResumed, uow: UnitOfWork) -> None:
                 .values(**changes)
             )
             announce_clock(uow, clock, "redemarrage" if restart else "reprise", **changes)
+        await uow.commit()
+
+
+async def on_status_checked(event: AgencyStatusChecked, uow: UnitOfWork) -> None:
+    """What reconciliation last found about a request still without a decision (shown with
+    the stuck requests); an older check read late changes nothing."""
+    async with uow:
+        clock = legal_clocks.c
+        await uow.conn.execute(
+            legal_clocks.update()
+            .where(
+                clock.request_id == event.request_id,
+                sa.or_(clock.checked_at.is_(None), clock.checked_at < event.occurred_at),
+            )
+            .values(
+                checked_at=event.occurred_at,
+                check_finding=event.finding.value,
+                checks=event.checks,
+            )
+        )
         await uow.commit()

@@ -67,11 +67,12 @@ async def desk_file(
     render: Render,
     visitor: AgentVisitor,
 ) -> Response:
-    view, record, assignment, sent = await asyncio.gather(
+    view, record, assignment, sent, awaiting = await asyncio.gather(
         backend.file_view(file_id),
         backend.file_record(file_id, DESK_REASON),
         backend.assignment_record(file_id),
         backend.messages_to_citizen(file_id),
+        backend.file_stuck_requests(file_id),
     )
     values = request.session.pop("desk_values", {})
     values.setdefault("idempotency_key", str(uuid.uuid4()))
@@ -84,6 +85,7 @@ async def desk_file(
             "assignment": assignment,
             "agent": visitor.agent_id,
             "messages": sent,
+            "stuck": {r["agency"]: r for r in awaiting["requests"] if r["stuck"]},
             "values": values,
             "errors": request.session.pop("desk_errors", {}),
         },

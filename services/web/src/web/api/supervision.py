@@ -1,6 +1,7 @@
-"""The supervisor's pages: files waiting for a référent, legal deadlines at risk, each agent's
-load, the published indicators, and their open-data CSV. Assignment answers for the
-supervisor's own offices only (from the forwarded token)."""
+"""The supervisor's pages: files waiting for a référent, legal deadlines at risk, agency
+requests without a decision for too long, each agent's load, the published indicators, and
+their open-data CSV. Assignment answers for the supervisor's own offices only (from the
+forwarded token)."""
 
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ router = APIRouter()
 async def supervision(
     request: Request, backend: BackendClient, render: Render, settings: Settings
 ) -> HTMLResponse:
-    waiting, balance, at_risk, indicators = await asyncio.gather(
+    waiting, balance, at_risk, stuck, indicators = await asyncio.gather(
         backend.waiting_files(),
         backend.portfolios(),
         backend.deadlines_at_risk(settings.deadline_risk_days),
+        backend.stuck_requests(),
         backend.indicators(),
     )
     return render(
@@ -33,6 +35,7 @@ async def supervision(
             "waiting": waiting,
             "balance": balance,
             "at_risk": at_risk,
+            "stuck": stuck,
             "chart": pages.load_chart(balance["agents"]),
             "indicators": indicators,
             "answer_chart": pages.indicator_chart(indicators["offices"], "answer_median_days", "j"),
