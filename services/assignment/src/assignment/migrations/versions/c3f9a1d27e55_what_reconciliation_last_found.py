@@ -1,7 +1,7 @@
 """what reconciliation last found
 
 Revision ID: c3f9a1d27e55
-Revises: c3d8f0a1b2e4
+Revises: aed22e33cf69
 Create Date: 2026-11-30 09:45:00.000000
 
 """
@@ -15,7 +15,7 @@ from guichet_runtime.db import UtcDateTime
 
 # revision identifiers, used by Alembic.
 revision: str = "c3f9a1d27e55"
-down_revision: str | Sequence[str] | None = "c3d8f0a1b2e4"
+down_revision: str | Sequence[str] | None = "aed22e33cf69"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
