@@ -149,8 +149,10 @@ async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: St
         stats = (await sink.get("/stats")).json()
     assert stats["duplicates"] == 0, stats
 
-    # Nothing left behind: every outbox drained.
+    # Nothing left behind: every outbox drained (the web's database holds sessions only).
     for service, url in urls.items():
+        if service == "web":
+            continue
 
         async def drained(url: str = url) -> bool:
             return (await query(url, "SELECT count(*) AS n FROM outbox"))[0].n == 0
