@@ -42,8 +42,19 @@ lint: setup
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
+# Two pytest runs side by side on the 2 cores: the in-process tests (unit, deploy, docs), which
+# are CPU-bound, while the integration tests (real broker, Keycloak, PostgreSQL, processes)
+# mostly wait on their stacks. Both must pass; the first one's output follows the second's.
 test: lint audit
-	$(UV) run pytest -q -p no:cacheprovider --durations=30
+	@mkdir -p var; \
+	$(UV) run pytest -q -p no:cacheprovider --durations=10 \
+		tests/unit tests/deploy tests/test_*.py > var/test-in-process.log 2>&1 & fast=$$!; \
+	$(UV) run pytest -q -p no:cacheprovider --durations=30 \
+		tests/adapters tests/devstack tests/e2e tests/tools; slow=$$?; \
+	wait $$fast; quick=$$?; \
+	echo "--- in-process tests (tests/unit, tests/deploy, tests/test_*.py) ---"; \
+	cat var/test-in-process.log; \
+	test $$slow -eq 0 && test $$quick -eq 0
 
 test-unit: setup
 	$(UV) run pytest -q -m "not integration" tests/unit
