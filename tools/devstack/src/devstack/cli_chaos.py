@@ -189,7 +189,7 @@ def chaos_command(
                 pg = LocalPostgres(root, pg_workdir)
                 say("starting PostgreSQL...")
                 pg.start()
-                database = pg.create_database
+                database = pg.create_service_database
             if kc is not None:
                 kc.wait_ready()
             stack = Stack(
