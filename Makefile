@@ -2,7 +2,12 @@
 SHELL := /bin/bash
 PYTHON ?= python3
 UV := $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
-BENCH_FILES ?= 500
+BENCH_FILES ?= 200
+# The open loop after the burst: files arriving at BENCH_RATE per second (auto: half the
+# burst's throughput), BENCH_RATE_FILES of them; BENCH_KAFKA= runs on the secure broker only.
+BENCH_RATE ?= auto
+BENCH_RATE_FILES ?= 100
+BENCH_KAFKA ?= --compare-kafka-security
 BENCH_ADAPTER_REQUESTS ?= 2000
 CHAOS_FILES ?= 10000
 CHAOS_RATE ?= 3
@@ -67,7 +72,8 @@ audit:
 	$(UV) run --frozen python -m devstack.audit --uv "$(UV)" $(AUDIT_FLAGS)
 
 bench: setup
-	$(UV) run guichet-dev bench --files $(BENCH_FILES)
+	$(UV) run guichet-dev bench --files $(BENCH_FILES) --rate $(BENCH_RATE) \
+		--rate-files $(BENCH_RATE_FILES) $(BENCH_KAFKA)
 	$(UV) run guichet-dev bench-adapter --requests $(BENCH_ADAPTER_REQUESTS)
 	$(UV) run guichet-dev bench-decision
 

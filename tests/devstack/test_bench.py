@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devstack import bench, procstats
+from devstack import bench, bench_report, procstats
 from devstack.bench import Measurement, Recorder
 
 
@@ -155,7 +155,7 @@ def _measurement() -> Measurement:
 
 
 def test_build_report_and_format(tmp_path):
-    report = bench.build_report(
+    report = bench_report.build_report(
         _measurement(),
         rss_mb={
             "intake": {"rss": 100.0, "peak": 120.0},
@@ -175,22 +175,26 @@ def test_build_report_and_format(tmp_path):
     assert report["latency_ms"]["answer"]["max"] == pytest.approx(4000.0)
     assert report["latency_ms"]["post"]["p50"] == 30.0
 
-    text = bench.format_report(report)
+    text = bench_report.format_report(report)
     assert "2/3 answers sent" in text and "TIMED OUT" in text
     assert "submit -> answer sent" in text and "4000" in text
     total = next(line for line in text.splitlines() if "total of the stack" in line)
-    assert total.split()[-2:] == ["150", "2.5"]  # kafka left out of the totals
+    # RSS MB, CPU s, CPU ms per file (2 completed files), open loop's (none): kafka left out
+    assert total.split()[-4:] == ["150", "2.5", "1250.0", "-"]
     assert report["cpu_s"] == {"intake": 2.5, "assignment": None, "kafka": 9.0}
+    assert report["cpu_ms_per_file"] == {"intake": 1250.0, "assignment": None, "kafka": 4500.0}
 
     out = tmp_path / "bench" / "last.json"
-    bench.write_report(report, out)
+    bench_report.write_report(report, out)
     assert json.loads(out.read_text())["completed"] == 2
 
 
 def test_report_of_an_empty_run_formats_without_figures():
-    report = bench.build_report(Measurement(files=5, concurrency=1, life_event="naissance"))
+    report = bench_report.build_report(
+        Measurement(files=5, concurrency=1, life_event="naissance")
+    )
     assert report["files_per_s"] is None and report["wall_time_s"] is None
-    text = bench.format_report(report)
+    text = bench_report.format_report(report)
     assert "0/0 answers sent" in text
     json.dumps(report, allow_nan=False)  # valid JSON: no NaN anywhere
 

@@ -34,6 +34,12 @@ def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, 
         "2",
         "--channel-messages",
         "5",
+        "--rate",
+        "2",
+        "--rate-files",
+        "3",
+        "--chain-files",
+        "40",
         "--kafka-bootstrap",
         kafka_bootstrap,
         "--output",
@@ -45,6 +51,28 @@ def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, 
     assert set(report["channels"]) == {"email", "sms", "courrier"}
     for channel, figures in report["channels"].items():
         assert figures["messages"] == 5 and figures["per_second"] > 0, channel
+    # The open loop: every file answered, latencies counted from each file's scheduled time.
+    loop = report["open_loop"]
+    assert (loop["mode"], loop["offered_rate_per_s"], loop["completed"]) == ("open-loop", 2, 3)
+    assert loop["latency_ms"]["answer"]["count"] == 3 and loop["send_lag_ms"]["count"] == 3
+    # The bare chain on the same broker, and the product's fraction of its throughput.
+    chain = report["bare_chain"]
+    assert (chain["completed"], chain["files"], chain["consumer_hops"]) == (40, 40, 5)
+    assert 0 < report["product_vs_bare_chain"] <= 1
+    # What the product wrote per file covers at least the chain's messages, topic by topic.
+    written = report["messages_per_file"]["per_topic"]
+    for topic, count in chain["messages_per_topic"].items():
+        assert written.get(topic, 0) >= count, topic
+    # CPU per file of every process, each service and test double apart; peak RSS.
+    for phase in (report, loop):
+        per_file = phase["cpu_ms_per_file"]
+        for name in ("intake", "assignment", "notification", "adapter-caf", "bench client"):
+            assert per_file[name] > 0, name
+        assert {"product", "test doubles", "bench client", "keycloak"} <= set(
+            phase["cpu_ms_per_file_by_group"]
+        )
+    assert "simulator-caf" in report["cpu_ms_per_file"] and "smtp-sink" in report["rss_mb"]
+    assert all(report["rss_mb"][n]["peak"] > 0 for n in ("intake", "assignment", "notification"))
 
 
 def test_the_adapter_bench_measures_every_request(kafka_bootstrap, tmp_path):

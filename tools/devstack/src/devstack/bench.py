@@ -12,23 +12,29 @@ our own (unique group, earliest offsets) watches `referents.assigned` and
 All times are `time.monotonic()` readings in this process, so the latencies include the last
 Kafka hop to the benchmark's consumer. The statistics and the report are pure functions
 below, unit-tested in tests/devstack/test_bench.py; `measure` is the async driver and the
-`bench` command of devstack.cli sets up the broker and the stack around it.
+`bench` command (devstack.cli_bench_system) sets up the broker and the stack around it.
+
+Two phases, one report each: a **burst** (`files` files, at most `concurrency` POSTs in
+flight: the throughput) and, with a rate, an **open loop**: files arrive on a schedule
+(file i at start + i / rate) whether or not earlier ones are done, and every latency of a
+file counts from its *scheduled* time, so a client or a server falling behind shows as
+latency instead of being hidden by a slower sender (coordinated omission). Around each phase
+the CPU time of every process is read (`probe`) and the messages the product wrote on every
+topic of its namespace are counted (end offsets), per file.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import math
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from devstack import kafka_sasl
+from devstack import kafka_sasl, procstats
 from shared_models import topics
 
 #: Life event to submit for a given number of agencies per file (intake's catalogue:
@@ -41,10 +47,12 @@ POSTCODES = ("75018", "93200", "69100", "13013", "59100", "33000")
 
 #: Warm-up files use citizens numbered from here, apart from the measured ones.
 WARMUP_BASE = 900_000
+#: The open loop's files use citizens numbered from here.
+OPEN_LOOP_BASE = 500_000
+#: POSTs in flight at most in the open loop: a bound on sockets, not on arrivals (a file
+#: waiting for a connection is late, and its latency says so).
+OPEN_LOOP_CONNECTIONS = 256
 
-#: Processes measured but not counted in the stack's totals.
-KAFKA, CLIENT = "kafka", "bench client"
-NOT_IN_TOTAL = frozenset({KAFKA, CLIENT})
 
 REFERENT_EVENT = "ReferentAssigned"
 NOTIFICATION_EVENT = "NotificationSent"
@@ -186,125 +194,16 @@ class Measurement:
     submit_phase_s: float | None = None
     timed_out: bool = False
     aborted: str | None = None  # why measuring stopped early (a process died)
+    mode: str = "burst"  # or "open-loop"
+    rate: float | None = None  # the open loop's arrivals per second
+    send_lag_ms: list[float] = field(default_factory=list)  # POST sent - scheduled
+    cpu_s: dict[str, float | None] = field(default_factory=dict)  # per process, this phase
+    messages: dict[str, int] = field(default_factory=dict)  # per topic, written this phase
 
 
-def build_report(
-    m: Measurement,
-    *,
-    rss_mb: Mapping[str, Mapping[str, float | None]] | None = None,
-    cpu_s: Mapping[str, float | None] | None = None,
-    context: Mapping[str, Any] | None = None,
-    max_missing_listed: int = 50,
-) -> dict[str, Any]:
-    """The figures of a run as a JSON-ready dict."""
-    ids = list(m.submitted)
-    done = [i for i in ids if i in m.answer]
-    missing_answer = [i for i in ids if i not in m.answer]
-    missing_referent = [i for i in ids if i not in m.referent]
-    first_submit = min(m.submitted.values()) if m.submitted else None
-    last_answer = max((m.answer[i] for i in done), default=None)
-    wall = (
-        (last_answer - first_submit)
-        if first_submit is not None and last_answer is not None
-        else None
-    )
-    return {
-        "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        **({"context": dict(context)} if context else {}),
-        "files": m.files,
-        "concurrency": m.concurrency,
-        "life_event": m.life_event,
-        "submitted": len(ids),
-        "post_errors": len(m.post_errors),
-        "post_error_samples": m.post_errors[:10],
-        "completed": len(done),
-        "missing_referent": len(missing_referent),
-        "missing_answer": len(missing_answer),
-        "missing_answer_ids": missing_answer[:max_missing_listed],
-        "timed_out": m.timed_out,
-        "aborted": m.aborted,
-        "submit_phase_s": m.submit_phase_s,
-        "post_rate_per_s": (len(ids) / m.submit_phase_s) if m.submit_phase_s else None,
-        "wall_time_s": wall,
-        "files_per_s": throughput(len(done), first_submit, last_answer),
-        "latency_ms": {
-            "post": summarize(m.post_latency_ms),
-            "referent": summarize(latencies_ms(m.submitted, m.referent)),
-            "answer": summarize(latencies_ms(m.submitted, m.answer)),
-        },
-        "rss_mb": {k: dict(v) for k, v in (rss_mb or {}).items()},
-        "cpu_s": dict(cpu_s or {}),
-    }
-
-
-def _fmt(value: float | int | None, spec: str = ".0f") -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def format_report(r: Mapping[str, Any]) -> str:
-    """The human-readable table printed at the end of `guichet-dev bench`."""
-    ctx = r.get("context", {})
-    backend = ctx.get("backend", "")
-    head = (
-        f"{r['files']} files '{r['life_event']}'"
-        + (f" ({ctx['agencies_per_file']} agencies each)" if "agencies_per_file" in ctx else "")
-        + f", concurrency {r['concurrency']}"
-        + (f", {backend}" if backend else "")
-    )
-    lines = [
-        f"guichet unique benchmark: {head}",
-        "",
-        f"  completed          {r['completed']}/{r['submitted']} answers sent"
-        f" (POST errors {r['post_errors']}, no référent {r['missing_referent']}, no answer "
-        f"{r['missing_answer']})",
-        f"  wall time          {_fmt(r['wall_time_s'], '.2f')} s (first submit -> last answer)",
-        f"  throughput         {_fmt(r['files_per_s'], '.1f')} files/s",
-        f"  submit phase       {_fmt(r['submit_phase_s'], '.2f')} s "
-        f"({_fmt(r['post_rate_per_s'], '.1f')} POST/s)",
-    ]
-    if r.get("aborted"):
-        lines.append(f"  ABORTED            {r['aborted']}")
-    elif r.get("timed_out"):
-        lines.append(
-            "  TIMED OUT          some answers never arrived (see missing_answer_ids in the JSON)"
-        )
-    cols = ("p50", "p95", "p99", "max")
-    lines += ["", f"  {'latency (ms)':<28}" + "".join(f"{c:>9}" for c in cols)]
-    for label, key in (
-        ("POST /api/files", "post"),
-        ("submit -> référent named", "referent"),
-        ("submit -> answer sent", "answer"),
-    ):
-        s = r["latency_ms"][key]
-        lines.append(f"  {label:<28}" + "".join(f"{_fmt(s[c]):>9}" for c in cols))
-    names = list(dict.fromkeys([*r.get("rss_mb", {}), *r.get("cpu_s", {})]))
-    if names:
-        rss, cpu = r.get("rss_mb", {}), r.get("cpu_s", {})
-        lines += ["", f"  {'process':<28}{'RSS MB':>9}{'peak MB':>9}{'CPU s':>9}"]
-        for name in names:
-            mem = rss.get(name, {})
-            lines.append(
-                f"  {name:<28}{_fmt(mem.get('rss')):>9}{_fmt(mem.get('peak')):>9}"
-                f"{_fmt(cpu.get(name), '.1f'):>9}"
-            )
-        total_rss = [
-            m["rss"] for n, m in rss.items() if m.get("rss") is not None and n not in NOT_IN_TOTAL
-        ]
-        total_cpu = [c for n, c in cpu.items() if c is not None and n not in NOT_IN_TOTAL]
-        lines.append(
-            f"  {'total of the stack':<28}{_fmt(sum(total_rss) if total_rss else None):>9}{'':>9}"
-            f"{_fmt(sum(total_cpu) if total_cpu else None, '.1f'):>9}"
-        )
-        if cpu:
-            lines.append("  (CPU s: used from the warm-up to the end of the measure)")
-    return "\n".join(lines)
-
-
-def write_report(report: Mapping[str, Any], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+def offsets_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[str, int]:
+    """Records written per topic between two end-offset snapshots."""
+    return {t: n - before.get(t, 0) for t, n in after.items()}
 
 
 # -- the async driver ------------------------------------------------------------------
@@ -358,6 +257,73 @@ async def _post(client: Any, body: dict[str, Any]) -> tuple[str | None, float, f
     return resp.json()["file_id"], t0, latency, None
 
 
+async def end_offsets(admin: Any, consumer: Any, namespace: str) -> dict[str, int]:
+    """Records ever written per topic of `namespace` (end offsets summed over partitions),
+    topic names without the namespace. `admin`: an AIOKafkaAdminClient; `consumer`: an
+    AIOKafkaConsumer in no group."""
+    from aiokafka import TopicPartition
+
+    names = [t for t in await admin.list_topics() if t.startswith(namespace)]
+    parts = [
+        TopicPartition(t["topic"], p["partition"])
+        for t in (await admin.describe_topics(names) if names else [])
+        for p in t["partitions"]
+    ]
+    written: dict[str, int] = {}
+    for tp, offset in (await consumer.end_offsets(parts)).items() if parts else ():
+        name = tp.topic.removeprefix(namespace)
+        written[name] = written.get(name, 0) + offset
+    return written
+
+
+async def open_loop(
+    client: Any,
+    m: Measurement,
+    *,
+    count: int,
+    rate: float,
+    life_event: str,
+    base: int = OPEN_LOOP_BASE,
+    stop: Callable[[], str | None] = lambda: None,
+) -> None:
+    """Send `count` files at `rate` per second on a fixed schedule (file i at start + i/rate),
+    each in its own task whether or not earlier POSTs have returned. `m.submitted` holds each
+    file's *scheduled* time and `post_latency_ms` counts from it; `send_lag_ms` is how late
+    each POST actually left (the client's own delay, visible rather than hidden)."""
+    m.mode, m.rate = "open-loop", rate
+    start = time.monotonic()
+
+    async def one(i: int, at: float) -> None:
+        m.send_lag_ms.append((time.monotonic() - at) * 1000)
+        fid, _sent, _latency, error = await _post(client, file_body(base + i, life_event))
+        if error:
+            m.post_errors.append(error)
+        else:
+            assert fid is not None
+            m.submitted[fid] = at
+            m.post_latency_ms.append((time.monotonic() - at) * 1000)
+
+    tasks = []
+    for i in range(count):
+        at = start + i / rate
+        if (delay := at - time.monotonic()) > 0:
+            await asyncio.sleep(delay)
+        if stop():
+            break
+        tasks.append(asyncio.create_task(one(i, at)))
+    await asyncio.gather(*tasks)
+    m.submit_phase_s = time.monotonic() - start
+
+
+def auto_rate(burst: Measurement) -> float | None:
+    """Half the burst's throughput (files/s), the open loop's default arrival rate."""
+    done = [burst.answer[i] for i in burst.submitted if i in burst.answer]
+    fps = throughput(
+        len(done), min(burst.submitted.values(), default=None), max(done, default=None)
+    )
+    return None if fps is None else fps / 2
+
+
 async def measure(
     intake_url: str,
     bootstrap: str,
@@ -372,11 +338,17 @@ async def measure(
     check: Callable[[], str | None] | None = None,
     log: Callable[[str], None] = print,
     auth: Any = None,
-) -> Measurement:
-    """Warm up with `warmup` files (not measured), then submit `files` files with at most
-    `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST) until each
-    one's answer notification was sent. `auth`: the httpx auth the POSTs carry (the bench
-    citizen's token, devstack.tokens.FreshBearer; None: anonymous).
+    rate: float | str | None = None,
+    rate_files: int | None = None,
+    probe: Callable[[], Mapping[str, float | None]] | None = None,
+) -> list[Measurement]:
+    """Warm up with `warmup` files (not measured), then the burst: submit `files` files with
+    at most `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST)
+    until each one's answer notification was sent. With a `rate` (files/s, or "auto": half
+    the burst's throughput), then the open loop: `rate_files` (default `files`) files on that
+    schedule, answered likewise. One Measurement per phase. `auth`: the httpx auth the POSTs
+    carry (the bench citizen's token, devstack.tokens.FreshBearer; None: anonymous).
+    `probe`: CPU seconds per process so far, read before and after each phase.
 
     `check` is polled (from the event loop, so it must be quick) and returns a reason to stop
     early, e.g. a dead process or a Ctrl-C: the run then ends normally with `aborted` set. A
@@ -385,8 +357,10 @@ async def measure(
     """
     import httpx
     from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
 
     m = Measurement(files=files, concurrency=concurrency, life_event=life_event)
+    phases = [m]
     recorder = Recorder(referent=m.referent, answer=m.answer)
     consumer = AIOKafkaConsumer(
         namespace + topics.REFERENTS_ASSIGNED,
@@ -397,6 +371,12 @@ async def measure(
         enable_auto_commit=False,
         fetch_max_wait_ms=100,
     )
+    # Counting what the product writes: an admin client (topics, partitions) and a reader in
+    # no group (end offsets).
+    admin = AIOKafkaAdminClient(**kafka_sasl.client_options(bootstrap))
+    offsets = AIOKafkaConsumer(**kafka_sasl.client_options(bootstrap), enable_auto_commit=False)
+    await admin.start()
+    await offsets.start()
     await consumer.start()
     consuming = asyncio.create_task(_consume(consumer, recorder))
 
@@ -411,6 +391,24 @@ async def measure(
             elif check is not None and (problem := check()):
                 stopped.append(problem)
         return stopped[0] if stopped else None
+
+    async def phase_start() -> tuple[dict[str, int], Mapping[str, float | None]]:
+        return await end_offsets(admin, offsets, namespace), (probe() if probe else {})
+
+    async def phase_end(
+        phase: Measurement, before: tuple[dict[str, int], Mapping[str, float | None]]
+    ) -> None:
+        """Wait for the phase's answers, then take its CPU times and messages written."""
+        problem = problems() or await _wait_for(
+            list(phase.submitted), phase.answer, time.monotonic() + timeout, problems, log
+        )
+        if problem == "timeout":
+            phase.timed_out = True
+        elif problem:
+            phase.aborted = problem
+        if probe is not None:
+            phase.cpu_s = procstats.cpu_deltas(before[1], probe())
+        phase.messages = offsets_delta(before[0], await end_offsets(admin, offsets, namespace))
 
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
@@ -435,9 +433,9 @@ async def measure(
                     raise RuntimeError(f"warm-up files not answered within {warmup_timeout:.0f} s")
                 if problem:
                     m.aborted = f"during the warm-up: {problem}"
-                    return m
+                    return phases
 
-            log(f"submitting {files} files with concurrency {concurrency}...")
+            log(f"burst: submitting {files} files with concurrency {concurrency}...")
             next_index = iter(range(files))
 
             async def worker() -> None:
@@ -452,20 +450,35 @@ async def measure(
                         m.submitted[fid] = t0
                         m.post_latency_ms.append(latency * 1000)
 
+            before = await phase_start()
             started = time.monotonic()
             await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
             m.submit_phase_s = time.monotonic() - started
             if not problems():
                 log(f"all POSTs done in {m.submit_phase_s:.1f} s; waiting for the answers...")
-            problem = problems() or await _wait_for(
-                list(m.submitted), m.answer, time.monotonic() + timeout, problems, log
+            await phase_end(m, before)
+        if rate is None or m.aborted or m.timed_out:
+            return phases
+        per_s = auto_rate(m) if rate == "auto" else float(rate)
+        if not per_s:
+            return phases
+        o = Measurement(files=rate_files or files, concurrency=0, life_event=life_event)
+        o.referent, o.answer = m.referent, m.answer  # the recorder's: ids differ per phase
+        phases.append(o)
+        log(f"open loop: {o.files} files at {per_s:.1f} files/s...")
+        open_limits = httpx.Limits(max_connections=OPEN_LOOP_CONNECTIONS)
+        async with httpx.AsyncClient(
+            base_url=intake_url, timeout=120, limits=open_limits, auth=auth
+        ) as client:
+            before = await phase_start()
+            await open_loop(
+                client, o, count=o.files, rate=per_s, life_event=life_event, stop=problems
             )
-            if problem == "timeout":
-                m.timed_out = True
-            elif problem:
-                m.aborted = problem
+            await phase_end(o, before)
     finally:
         consuming.cancel()
         await asyncio.gather(consuming, return_exceptions=True)
         await consumer.stop()
-    return m
+        await offsets.stop()
+        await admin.close()
+    return phases

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import typer
 
-from devstack import cli_bench, cli_chaos
+from devstack import cli_bench, cli_bench_system, cli_chaos
 from devstack.kafka import LocalKafka, find_root
 from devstack.kafka_env_command import kafka_env
 from devstack.keycloak import ADMIN_PASSWORD, ADMIN_USERNAME, LocalKeycloak, template_ready
@@ -339,7 +339,7 @@ def run(
 
 
 # The benchmarks live in devstack.cli_bench.
-app.command()(cli_bench.bench)
+app.command()(cli_bench_system.bench)
 app.command("bench-decision")(cli_bench.bench_decision)
 app.command("bench-channels")(cli_bench.bench_channels)
 app.command("bench-adapter")(cli_bench.bench_adapter)

@@ -17,7 +17,7 @@ from typing import Any
 import typer
 
 from devstack import chaos
-from devstack.bench import write_report
+from devstack.bench_report import write_report
 from devstack.chaos_plan import format_report
 from devstack.kafka import LocalKafka, find_root
 from devstack.keycloak import LocalKeycloak

@@ -55,3 +55,41 @@ def cpu_deltas(
         start = before.get(name)
         out[name] = None if start is None or end is None else max(0.0, end - start)
     return out
+
+
+def parse_stat(stat: str) -> tuple[int, list[str]] | None:
+    """(parent pid, fields after the command name) of a /proc/<pid>/stat line."""
+    try:
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(fields[1]), fields
+    except (IndexError, ValueError):
+        return None
+
+
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """CPU time of `pid` and of its descendants, live or already waited for (a server whose
+    work runs in child processes: Keycloak's launcher and its JVM, PostgreSQL's backends),
+    in seconds (None if `pid` is gone)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, list[str]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parsed = parse_stat((entry / "stat").read_text())
+        except OSError:
+            continue
+        if parsed is not None:
+            children.setdefault(parsed[0], []).append(int(entry.name))
+            stats[int(entry.name)] = parsed[1]
+    if pid not in stats:
+        return None
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        fields = stats.get(current)
+        if fields is not None:  # utime, stime, cutime, cstime
+            total += sum(int(f) for f in fields[11:15])
+        todo += children.get(current, [])
+    return total / ticks

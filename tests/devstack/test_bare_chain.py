@@ -1,0 +1,76 @@
+"""The bare chain: the product's topology with no work, derived from shared_models.topology
+and the catalogue (its plan), and run on the session's broker (a few files)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from devstack import bare_chain
+from shared_models import topics, topology
+from shared_models.catalogue import catalogue
+
+
+def test_the_plan_of_a_three_agency_file_follows_the_topology():
+    plan = bare_chain.plan("perte_emploi")
+    agencies = catalogue().life_events["perte_emploi"].agencies
+    assert plan.agencies == tuple(agencies) and len(agencies) == 3
+    by_topic = {s.topic: s for s in plan.steps if s.topic != topics.NOTIFICATIONS_SENT}
+    assert by_topic[topics.FILES_SUBMITTED].producer == bare_chain.CLIENT
+    assert by_topic[topics.REFERENTS_ASSIGNED].producer == "assignment"
+    for agency in agencies:
+        assert by_topic[topics.agency_requests(agency)].producer == "assignment"
+        assert by_topic[topics.agency_answers(agency)].producer == topics.adapter_service(agency)
+    # One coordinated answer per file, once every agency has answered.
+    answered = by_topic[topics.FILES_ANSWERED]
+    assert answered.producer == "assignment"
+    assert answered.triggers == tuple(topics.agency_answers(a) for a in agencies)
+    # Messages: submitted, référent, 3 requests, 3 answers, answer, 2 notifications; hops:
+    # assignment, adapter, assignment, notification, then the watcher's read.
+    assert plan.messages_per_file == 2 + 2 * len(agencies) + 1 + 2
+    assert plan.messages_per_topic[topics.NOTIFICATIONS_SENT] == 2
+    assert plan.hops == 5
+    # Every message is read by every principal the topology says consumes its topic.
+    principals = topology.principals()
+    for step in plan.steps:
+        readers = {p.name for p in principals.values() if step.topic in p.consumes}
+        assert set(plan.readers[step.topic]) == readers, step.topic
+    assert plan.reads_per_file == sum(len(plan.readers[s.topic]) for s in plan.steps)
+    assert "intake" in plan.principals() and bare_chain.CLIENT not in plan.principals()
+
+
+def test_the_plan_follows_the_catalogue_and_refuses_an_undeclared_step():
+    two = bare_chain.plan("naissance")
+    assert two.messages_per_file == 2 + 2 * 2 + 1 + 2 and two.hops == 5
+    assert two.describe()["agencies"] == ["caf", "cpam"]
+    # A step no principal of the topology performs (notification never publishes requests).
+    with pytest.raises(ValueError, match="no principal"):
+        bare_chain.plan(
+            "naissance",
+            [(None, topics.FILES_SUBMITTED), (topics.FILES_ANSWERED, "<agency>.requests")],
+        )
+
+
+@pytest.mark.integration
+def test_the_bare_chain_answers_every_file_on_the_broker(kafka_bootstrap):
+    probes: list[int] = []
+    result = asyncio.run(
+        bare_chain.run(
+            kafka_bootstrap,
+            f"test-{uuid.uuid4().hex[:6]}-",
+            "perte_emploi",
+            files=30,
+            warmup=2,
+            timeout=90,
+            log=lambda _: None,
+            probe=lambda: probes.append(1),
+        )
+    )
+    assert not result.timed_out
+    assert set(result.answered) == set(result.submitted) and len(result.submitted) == 30
+    assert all(result.answered[k] > result.submitted[k] for k in result.submitted)
+    assert result.files_per_s() is not None and result.files_per_s() > 0
+    assert result.cpu_s is not None and result.cpu_s > 0
+    assert probes == [1, 1]  # before the first measured file, after the last answer
