@@ -53,6 +53,45 @@ def test_the_plan_follows_the_catalogue_and_refuses_an_undeclared_step():
         )
 
 
+def test_the_chain_writes_what_the_product_was_measured_writing():
+    plan = bare_chain.plan("perte_emploi")
+    agencies = plan.agencies
+    measured = {
+        topics.FILES_SUBMITTED: 1.0,  # the journey's own: nothing added
+        **{topics.agency_requests(a): 1.0 for a in agencies},
+        topics.NOTIFICATIONS_SENT: 2.0,
+        topics.EXCHANGES_RECORDED: 6.0,  # the adapters' ledger
+        topics.DEADLINES: 1.5,  # assignment's
+        topics.SURVEYS: 0.25,  # intake's: the client publishes it with the file
+        topics.agency_answers("cpam"): 1.0,  # no adapter of the chain publishes it
+        topics.dead_letter(topics.FILES_SUBMITTED): 0.5,  # failures, not the flow
+    }
+    full = plan.with_measured(measured)
+    sides = {s.topic: s for s in full.sides}
+    assert set(sides) == {topics.EXCHANGES_RECORDED, topics.DEADLINES, topics.SURVEYS}
+    assert sides[topics.EXCHANGES_RECORDED].producers == tuple(
+        sorted(topics.adapter_service(a) for a in agencies)
+    )
+    assert sides[topics.EXCHANGES_RECORDED].per_file == 6.0
+    assert sides[topics.DEADLINES].producers == ("assignment",)
+    assert sides[topics.SURVEYS].producers == (bare_chain.CLIENT,)
+    assert full.left_out == (topics.agency_answers("cpam"),)
+    assert full.messages_per_file == plan.messages_per_file + 6.0 + 1.5 + 0.25
+    assert full.messages_per_topic[topics.EXCHANGES_RECORDED] == 6.0
+    # Their readers are the topology's: intake reads the ledger, so it joins the reads.
+    assert full.readers[topics.EXCHANGES_RECORDED] == ("intake",)
+    assert full.reads_per_file > plan.reads_per_file
+    assert full.hops == plan.hops and full.steps == plan.steps
+
+
+def test_fractions_of_side_messages_carry_over_from_file_to_file():
+    publisher = bare_chain.Publisher()
+    publisher.credit = {}
+    assert [publisher.due("t", 0.5) for _ in range(4)] == [0, 1, 0, 1]
+    assert [publisher.due("u", 2.0) for _ in range(2)] == [2, 2]
+    assert sum(publisher.due("v", 1 / 3) for _ in range(9)) == 3
+
+
 @pytest.mark.integration
 def test_the_bare_chain_answers_every_file_on_the_broker(kafka_bootstrap):
     probes: list[int] = []
@@ -66,6 +105,10 @@ def test_the_bare_chain_answers_every_file_on_the_broker(kafka_bootstrap):
             timeout=90,
             log=lambda _: None,
             probe=lambda: probes.append(1),
+            # With side messages, as `guichet-dev bench` runs it after measuring the product.
+            plan_=bare_chain.plan("perte_emploi").with_measured(
+                {topics.EXCHANGES_RECORDED: 3.0, topics.DEADLINES: 0.5}
+            ),
         )
     )
     assert not result.timed_out

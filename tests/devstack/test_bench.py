@@ -190,9 +190,7 @@ def test_build_report_and_format(tmp_path):
 
 
 def test_report_of_an_empty_run_formats_without_figures():
-    report = bench_report.build_report(
-        Measurement(files=5, concurrency=1, life_event="naissance")
-    )
+    report = bench_report.build_report(Measurement(files=5, concurrency=1, life_event="naissance"))
     assert report["files_per_s"] is None and report["wall_time_s"] is None
     text = bench_report.format_report(report)
     assert "0/0 answers sent" in text

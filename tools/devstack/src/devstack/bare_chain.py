@@ -68,26 +68,43 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Side:
+    """Messages the product writes per file beside the journey (measured, e.g. the exchange
+    ledger, the legal clock): `per_file` on `topic`, shared by `producers`, each publishing
+    its part when it handles its first journey message of the file. Nobody reacts to them."""
+
+    topic: str
+    producers: tuple[str, ...]
+    per_file: float
+
+
+@dataclass(frozen=True)
 class Plan:
-    """The chain for one life event: its steps and who reads each topic."""
+    """The chain for one life event: its steps, side messages and who reads each topic."""
 
     life_event: str
     agencies: tuple[str, ...]
     steps: tuple[Step, ...]
     readers: Mapping[str, tuple[str, ...]]  # topic -> principals consuming it
+    sides: tuple[Side, ...] = ()
+    #: Measured topics no principal of the chain publishes (reported, not reproduced).
+    left_out: tuple[str, ...] = ()
 
     @property
-    def messages_per_file(self) -> int:
-        return len(self.steps)
+    def messages_per_file(self) -> float:
+        return len(self.steps) + sum(s.per_file for s in self.sides)
 
     @property
-    def messages_per_topic(self) -> dict[str, int]:
-        return dict(sorted(Counter(s.topic for s in self.steps).items()))
+    def messages_per_topic(self) -> dict[str, float]:
+        counts: dict[str, float] = dict(Counter(s.topic for s in self.steps))
+        for side in self.sides:
+            counts[side.topic] = counts.get(side.topic, 0) + side.per_file
+        return dict(sorted(counts.items()))
 
     @property
-    def reads_per_file(self) -> int:
+    def reads_per_file(self) -> float:
         """Deliveries to the principals' consumer groups (the watcher's excluded)."""
-        return sum(len(self.readers[s.topic]) for s in self.steps)
+        return sum(n * len(self.readers[t]) for t, n in self.messages_per_topic.items())
 
     @property
     def hops(self) -> int:
@@ -102,15 +119,46 @@ class Plan:
         """The chain's consumers, each in its own group: every reader of a step's topic."""
         return sorted({r for rs in self.readers.values() for r in rs})
 
+    def with_measured(self, per_topic: Mapping[str, float]) -> Plan:
+        """This plan plus the side messages that make it write, per file, what the product
+        was measured writing (`per_topic`, names without namespace): for each topic, the
+        excess over the journey, published by the topic's producers in the topology that are
+        in the chain (intake's by the client, who stands for its POST), read by its
+        consumers. Dead-letter topics are left out: they measure failures, not the flow."""
+        found = topology.principals(set(self.agencies) | set(topology.core_agencies()))
+        journey = dict(Counter(s.topic for s in self.steps))
+        in_chain = {s.producer for s in self.steps} | {"intake"}
+        sides, left_out = [], []
+        readers = dict(self.readers)
+        for topic, count in sorted(per_topic.items()):
+            extra = count - journey.get(topic, 0)
+            if extra < 0.005 or topic.endswith(".dlq"):
+                continue
+            producers = sorted(
+                CLIENT if p.name == "intake" else p.name
+                for p in found.values()
+                if topic in p.produces and p.name in in_chain
+            )
+            if not producers:
+                left_out.append(topic)
+                continue
+            sides.append(Side(topic, tuple(producers), extra))
+            readers[topic] = tuple(sorted(p.name for p in found.values() if topic in p.consumes))
+        return Plan(
+            self.life_event, self.agencies, self.steps, readers, tuple(sides), tuple(left_out)
+        )
+
     def describe(self) -> dict[str, Any]:
         return {
             "life_event": self.life_event,
             "agencies": list(self.agencies),
             "messages_per_file": self.messages_per_file,
             "messages_per_topic": self.messages_per_topic,
+            "journey_messages_per_file": len(self.steps),
             "reads_per_file": self.reads_per_file,
             "consumer_hops": self.hops,
             "principals": self.principals(),
+            "not_reproduced": list(self.left_out),
         }
 
 
@@ -186,7 +234,41 @@ class ChainResult:
         return len(done) / span if span > 0 else None
 
 
-class _Node:
+class Publisher:
+    """What publishes side messages: its producer and its share of each side topic."""
+
+    producer: Any
+    sides: list[tuple[str, float]]
+    credit: dict[str, float]
+
+    def due(self, topic: str, share: float) -> int:
+        """Side messages to publish now on `topic` (fractions carried over to later files)."""
+        self.credit[topic] = self.credit.get(topic, 0.0) + share
+        count = int(self.credit[topic] + 1e-9)
+        self.credit[topic] -= count
+        return count
+
+    def take_sides(self, name: str, plan_: Plan, ns: str) -> None:
+        self.sides = [
+            (ns + side.topic, side.per_file / len(side.producers))
+            for side in plan_.sides
+            if name in side.producers
+        ]
+        self.credit = {}
+
+
+class _Client(Publisher):
+    """The bench client: publishes each file's `files.submitted` (and intake's side messages)
+    as the POST makes intake do."""
+
+    def __init__(self, plan_: Plan, access: kafka_sasl.KafkaAccess, ns: str) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self.producer = AIOKafkaProducer(**access.client_options())
+        self.take_sides(CLIENT, plan_, ns)
+
+
+class _Node(Publisher):
     """One principal of the chain: a consumer in its group, a producer, its reactions."""
 
     def __init__(self, name: str, plan_: Plan, access: kafka_sasl.KafkaAccess, ns: str) -> None:
@@ -201,6 +283,10 @@ class _Node:
                     value = s.triggers[0].encode()  # tells the two notifications apart
                     self.reactions[ns + t].append((ns + s.topic, len(s.triggers), value))
         self.pending: Counter[tuple[str, bytes]] = Counter()
+        # Side messages: published on the node's first journey trigger, `share` per file.
+        firsts = [s.triggers[0] for s in plan_.steps if s.producer == name and s.triggers]
+        self.first = ns + firsts[0] if firsts else None
+        self.take_sides(name, plan_, ns)
         reads = sorted(t for t, rs in plan_.readers.items() if name in rs)
         self.consumer = AIOKafkaConsumer(
             *(ns + t for t in reads),
@@ -236,15 +322,27 @@ class _Node:
                             del self.pending[(out, rec.key)]
                         assert self.producer is not None
                         sent.append(await self.producer.send(out, value, key=rec.key))
+                    if tp.topic == self.first:
+                        sent += await side_messages(self, rec.key)
             if sent:
                 await asyncio.gather(*sent)
             if batches:
                 await self.consumer.commit()
 
 
+async def side_messages(node: Publisher, key: bytes) -> list[Any]:
+    """Publish the side messages due on handling one file's first trigger (or, for the
+    client, on submitting it); their delivery futures."""
+    sent = []
+    for topic, share in node.sides:
+        for _ in range(node.due(topic, share)):
+            sent.append(await node.producer.send(topic, b"", key=key))
+    return sent
+
+
 async def prepare(access: kafka_sasl.KafkaAccess, ns: str, plan_: Plan) -> None:
     """The chain's topics under `ns` and, on a SASL broker, its principals' ACLs."""
-    names = sorted({s.topic for s in plan_.steps})
+    names = sorted({s.topic for s in plan_.steps} | {s.topic for s in plan_.sides})
     await kafka_sasl.create_topics(access, {ns + t: topics.PARTITIONS for t in names})
     if access.sasl:
         found = topology.principals(set(plan_.agencies) | set(topology.core_agencies()))
@@ -262,19 +360,22 @@ async def run(
     timeout: float = 120,
     log: Callable[[str], None] = print,
     probe: Callable[[], None] | None = None,
+    plan_: Plan | None = None,
 ) -> ChainResult:
     """Push `files` files through the bare chain on `bootstrap` as fast as the client can
     publish them (a burst), after `warmup` files that let every consumer join its group.
     `probe` is called right before the first measured file and after the last answer (CPU
-    snapshots of other processes, such as the broker)."""
-    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    snapshots of other processes, such as the broker). `plan_`: default `plan(life_event)`
+    (the journey alone; Plan.with_measured adds what else the product writes)."""
+    from aiokafka import AIOKafkaConsumer
 
-    plan_ = plan(life_event)
+    plan_ = plan_ or plan(life_event)
     access = kafka_sasl.access(bootstrap)
     ns = f"{namespace}chain-{uuid.uuid4().hex[:6]}."
     await prepare(access, ns, plan_)
     nodes = [_Node(name, plan_, access, ns) for name in plan_.principals()]
-    client = AIOKafkaProducer(**access.client_options())
+    publisher = _Client(plan_, access, ns)
+    client = publisher.producer
     watcher = AIOKafkaConsumer(
         ns + ANSWER_TOPIC,
         **access.client_options(),
@@ -306,6 +407,7 @@ async def run(
         for i in ids:
             at[i] = time.monotonic()
             futures.append(await client.send(ns + topics.FILES_SUBMITTED, b"", key=i.encode()))
+            futures += await side_messages(publisher, i.encode())
         await asyncio.gather(*futures)
 
     tasks: list[asyncio.Task[None]] = []
@@ -319,7 +421,7 @@ async def run(
         await submit(warm, {})
         if not await wait(warm, time.monotonic() + timeout):
             raise RuntimeError(f"the bare chain's warm-up files went unanswered: {_why(tasks)}")
-        log(f"bare chain: {files} files, {plan_.messages_per_file} messages each...")
+        log(f"bare chain: {files} files, {plan_.messages_per_file:.1f} messages each...")
         ids = [f"file-{i}" for i in range(files)]
         if probe is not None:
             probe()

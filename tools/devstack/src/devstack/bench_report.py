@@ -271,18 +271,23 @@ def _chain_lines(r: Mapping[str, Any]) -> list[str]:
     if not c:
         return []
     written = r.get("messages_per_file", {}).get("total")
-    return [
+    journey = c.get("journey_messages_per_file", c["messages_per_file"])
+    lines = [
         "",
-        f"  bare chain         {c['completed']}/{c['files']} files, {c['messages_per_file']}"
-        f" messages, {c['reads_per_file']} reads and {c['consumer_hops']} consumer hops per"
+        f"  bare chain         {c['completed']}/{c['files']} files,"
+        f" {_fmt(c['messages_per_file'], '.1f')} messages ({journey} on the journey),"
+        f" {_fmt(c['reads_per_file'], '.1f')} reads and {c['consumer_hops']} consumer hops per"
         f" file: {_fmt(c['files_per_s'], '.0f')} files/s",
         f"  product / chain    {_fmt(r.get('product_vs_bare_chain'), '.4f')} (burst files/s over"
         " the bare chain's, same broker)",
         f"  messages per file  product {_fmt(written, '.1f')} (measured), bare chain"
-        f" {c['messages_per_file']}",
+        f" {_fmt(c['messages_per_file'], '.1f')}",
         "  chain CPU ms/file  "
         + ", ".join(f"{n} {_fmt(v, '.2f')}" for n, v in c.get("cpu_ms_per_file", {}).items()),
     ]
+    if c.get("not_reproduced"):
+        lines.append(f"  not in the chain   {', '.join(c['not_reproduced'])}")
+    return lines
 
 
 def _process_lines(r: Mapping[str, Any]) -> list[str]:

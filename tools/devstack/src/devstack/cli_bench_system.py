@@ -351,7 +351,9 @@ class _Run:
         memory = {name: procstats.process_memory_mb(pid) for name, (pid, _) in pids.items()}
         chain = None
         if opts.chain_files and not any(p.aborted or p.timed_out for p in phases):
-            chain = self._chain(bootstrap, namespace, probe)
+            done = len(phases[0].answer.keys() & phases[0].submitted.keys())
+            written = reports.messages_per_file(phases[0].messages, done)["per_topic"]
+            chain = self._chain(bootstrap, namespace, probe, written)
         report = reports.run_report(
             phases,
             rss_mb=memory,
@@ -387,11 +389,16 @@ class _Run:
         return report
 
     def _chain(
-        self, bootstrap: str, namespace: str, probe: Callable[[], dict[str, float | None]]
+        self,
+        bootstrap: str,
+        namespace: str,
+        probe: Callable[[], dict[str, float | None]],
+        written: dict[str, float],
     ) -> dict[str, Any]:
-        """The bare chain on the same broker, its own topics; Kafka's CPU during its files."""
+        """The bare chain on the same broker, its own topics, writing per file what the
+        product was measured writing (`written`); Kafka's CPU during its files."""
         snapshots: list[dict[str, float | None]] = []
-        plan = bare_chain.plan(self.opts.life_event)
+        plan = bare_chain.plan(self.opts.life_event).with_measured(written)
         result = asyncio.run(
             bare_chain.run(
                 bootstrap,
@@ -400,6 +407,7 @@ class _Run:
                 files=self.opts.chain_files,
                 log=say,
                 probe=lambda: snapshots.append(probe()),
+                plan_=plan,
             )
         )
         kafka_cpu: dict[str, float | None] = {}
