@@ -1,10 +1,8 @@
 """The bare chain: the product's topology with no work, derived from shared_models.topology
-and the catalogue (its plan), and run on the session's broker (a few files)."""
+and the catalogue (its plan). It runs on a real broker in
+tests/devstack/test_bench_commands.py, inside the system bench (one broker, no extra test)."""
 
 from __future__ import annotations
-
-import asyncio
-import uuid
 
 import pytest
 
@@ -90,30 +88,3 @@ def test_fractions_of_side_messages_carry_over_from_file_to_file():
     assert [publisher.due("t", 0.5) for _ in range(4)] == [0, 1, 0, 1]
     assert [publisher.due("u", 2.0) for _ in range(2)] == [2, 2]
     assert sum(publisher.due("v", 1 / 3) for _ in range(9)) == 3
-
-
-@pytest.mark.integration
-def test_the_bare_chain_answers_every_file_on_the_broker(kafka_bootstrap):
-    probes: list[int] = []
-    result = asyncio.run(
-        bare_chain.run(
-            kafka_bootstrap,
-            f"test-{uuid.uuid4().hex[:6]}-",
-            "perte_emploi",
-            files=30,
-            warmup=2,
-            timeout=90,
-            log=lambda _: None,
-            probe=lambda: probes.append(1),
-            # With side messages, as `guichet-dev bench` runs it after measuring the product.
-            plan_=bare_chain.plan("perte_emploi").with_measured(
-                {topics.EXCHANGES_RECORDED: 3.0, topics.DEADLINES: 0.5}
-            ),
-        )
-    )
-    assert not result.timed_out
-    assert set(result.answered) == set(result.submitted) and len(result.submitted) == 30
-    assert all(result.answered[k] > result.submitted[k] for k in result.submitted)
-    assert result.files_per_s() is not None and result.files_per_s() > 0
-    assert result.cpu_s is not None and result.cpu_s > 0
-    assert probes == [1, 1]  # before the first measured file, after the last answer

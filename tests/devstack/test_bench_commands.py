@@ -59,6 +59,7 @@ def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, 
     chain = report["bare_chain"]
     assert (chain["completed"], chain["files"], chain["consumer_hops"]) == (40, 40, 5)
     assert 0 < report["product_vs_bare_chain"] <= 1
+    assert chain["files_per_s"] > 0 and chain["cpu_ms_per_file"]["bench client"] > 0
     # What the product wrote per file covers at least the chain's messages, topic by topic.
     written = report["messages_per_file"]["per_topic"]
     for topic, count in chain["messages_per_topic"].items():
