@@ -18,8 +18,22 @@ GUICHET_DEV = str(Path(sys.executable).parent / "guichet-dev")
 
 
 def run(*args: str, timeout: float = 240) -> None:
-    done = subprocess.run([GUICHET_DEV, *args], capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{args[0]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    """Run a `guichet-dev` command; past `timeout`, SIGTERM it so that it stops the broker
+    clients, services and Keycloak it started (a SIGKILL would leave them running)."""
+    proc = subprocess.Popen(
+        [GUICHET_DEV, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()
+        try:
+            out, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        pytest.fail(f"{args[0]} still running after {timeout:.0f} s:\n{out[-3000:]}\n{err[-3000:]}")
+    assert proc.returncode == 0, f"{args[0]} failed:\n{out[-3000:]}\n{err[-3000:]}"
 
 
 def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, tmp_path):
@@ -44,6 +58,8 @@ def test_the_system_bench_measures_every_file_and_each_channel(kafka_bootstrap, 
         kafka_bootstrap,
         "--output",
         str(out),
+        # Keycloak, a stack, the open loop and the bare chain: minutes on a crowded 2-core box.
+        timeout=420,
     )
     report = json.loads(out.read_text())
     assert (report["completed"], report["missing_referent"], report["missing_answer"]) == (4, 0, 0)
