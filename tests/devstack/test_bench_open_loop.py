@@ -183,3 +183,14 @@ def test_compare_security_reports_both_brokers_and_the_difference():
     assert c["difference"]["bare_chain_files_per_s"]["percent"] == pytest.approx(-50.0)
     text = bench_report.format_comparison(c)
     assert "PLAINTEXT" in text and "SASL+TLS" in text and "-20.0" in text
+
+
+def test_a_failed_bare_chain_keeps_the_products_figures():
+    burst = _phase("burst", ["A", "B"], 0.0, {"intake": 0.2})
+    chain = {"error": "RuntimeError('warm-up')", "files": 100, "completed": 0}
+    r = bench_report.run_report([burst], chain=chain)
+    assert r["files_per_s"] > 0 and r["product_vs_bare_chain"] is None
+    assert r["open_loop"] is None and r["bare_chain"]["error"]
+    assert "bare chain         FAILED" in bench_report.format_report(r)
+    c = bench_report.compare_security(r, r)
+    assert c["difference"]["bare_chain_files_per_s"] == {"difference": None, "percent": None}

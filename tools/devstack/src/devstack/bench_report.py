@@ -270,6 +270,8 @@ def _chain_lines(r: Mapping[str, Any]) -> list[str]:
     c = r.get("bare_chain")
     if not c:
         return []
+    if "error" in c:
+        return ["", f"  bare chain         FAILED: {c['error']}"]
     written = r.get("messages_per_file", {}).get("total")
     journey = c.get("journey_messages_per_file", c["messages_per_file"])
     lines = [

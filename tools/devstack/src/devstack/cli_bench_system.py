@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from aiokafka.errors import KafkaError
 
 from devstack import bare_chain, channel_bench, kafka_sasl, procstats
 from devstack import bench as benchmod
@@ -353,7 +354,11 @@ class _Run:
         if opts.chain_files and not any(p.aborted or p.timed_out for p in phases):
             done = len(phases[0].answer.keys() & phases[0].submitted.keys())
             written = reports.messages_per_file(phases[0].messages, done)["per_topic"]
-            chain = self._chain(bootstrap, namespace, probe, written)
+            try:
+                chain = self._chain(bootstrap, namespace, probe, written)
+            except (RuntimeError, TimeoutError, KafkaError) as e:  # the product's figures stay
+                say(f"error: the bare chain failed: {e!r}", err=True)
+                chain = {"error": repr(e), "files": opts.chain_files, "completed": 0}
         report = reports.run_report(
             phases,
             rss_mb=memory,
