@@ -121,9 +121,7 @@ async def test_unknown_agents_and_files_are_answered_in_french(client):
     assert file.json()["message"] == "Aucun dossier ne porte la référence GU-0000-INCONNU."
 
 
-async def test_the_pages_read_models_card_balance_and_deadlines(
-    assignment_db, tokens, monkeypatch
-):
+async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db, tokens, monkeypatch):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
     received_from(monkeypatch)
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
