@@ -19,7 +19,7 @@ import pytest
 
 from adapter_sdk import discovery, signatures
 from devstack.stack import Stack
-from shared_models import AGENCY_LABELS, topics
+from shared_models import topics
 from tests.e2e.adapters_support import (
     adapters_stack,
     agency_status,
@@ -80,7 +80,9 @@ async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(
     agencies = await eventually(document_asked, what="the CPAM asks for a document")
     assert agencies["cpam"]["requested_document"]["code"] == "attestation_salaire"
     view = (await client.get(f"/api/files/{file_id}")).json()
-    assert view["answer"] is None and view["awaited"] == [AGENCY_LABELS["cpam"]]
+    assert view["answer"] is None and view["awaited"] == [
+        "Caisse primaire d'assurance maladie (CPAM)"
+    ]
     referent = view["referent"]
 
     # The citizen and the référent are told, by a message that names the référent.
@@ -481,7 +483,7 @@ async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_othe
         view = await eventually(
             others_answered, timeout=60, what="DGFiP and France Travail answer without the CAF"
         )
-        assert view["awaited"] == [AGENCY_LABELS["caf"]]
+        assert view["awaited"] == ["Caisse d'allocations familiales (CAF)"]
         assert view["answer"] is None
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
     finally:
