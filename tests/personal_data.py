@@ -34,6 +34,19 @@ PROBED_FIELDS = (
     "city",
     "description",
 )
+#: The policy: the personal fields each agency may receive, written here from
+#: docs/data-protection.md ("Fields removed from each topic"), not read from the catalogue
+#: or the adapters' declarations (which are what the tests check against it).
+MAY_RECEIVE = {
+    "caf": {"given_name", "family_name", "postcode", "description"},
+    "dgfip": {"given_name", "family_name", "postcode"},
+    "france_travail": {"given_name", "family_name", "email", "postcode", "description"},
+    "cpam": {"given_name", "family_name", "postcode"},
+    "ants": {"given_name", "family_name", "postcode"},
+}
+#: What the agents' events (thanks, warnings, breaches, a file waiting) may carry of the
+#: citizen: the name.
+AGENTS_MAY_RECEIVE = {"given_name", "family_name"}
 _SEPARATORS = r"[\s.\-]*"
 
 

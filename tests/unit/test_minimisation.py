@@ -39,25 +39,12 @@ from shared_models import (
     select_citizen_data,
 )
 from shared_models.catalogue import load_catalogue
-from tests.personal_data import PROBED_FIELDS, leaks
+from tests.personal_data import AGENTS_MAY_RECEIVE, MAY_RECEIVE, PROBED_FIELDS, leaks
 from tests.unit.samples import citizen, file_submitted, referent
 
 #: The agencies of the repository, each with an adapter.
 AGENCIES = ("caf", "dgfip", "france_travail", "cpam", "ants")
 CONTACTS = {"email", "phone", "street", "city", "preferred_channel"}
-#: The policy: the personal fields each agency may receive, written here from
-#: docs/data-protection.md ("Fields removed from each topic"), not read from the catalogue
-#: or the adapters' declarations (which are what is checked against it).
-MAY_RECEIVE = {
-    "caf": {"given_name", "family_name", "postcode", "description"},
-    "dgfip": {"given_name", "family_name", "postcode"},
-    "france_travail": {"given_name", "family_name", "email", "postcode", "description"},
-    "cpam": {"given_name", "family_name", "postcode"},
-    "ants": {"given_name", "family_name", "postcode"},
-}
-#: What the agents' events (thanks, warnings, breaches, a file waiting) may carry of the
-#: citizen: the name.
-AGENTS_MAY_RECEIVE = {"given_name", "family_name"}
 
 
 def full_citizen() -> CitizenContact:
