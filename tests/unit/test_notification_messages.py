@@ -14,13 +14,11 @@ from jinja2 import UndefinedError
 from notification import domain, letters, messages
 from notification.domain import GUICHET_DESK, UnsignedMessage
 from notification.messages import compose, render
-from shared_models import NotificationChannel, NotificationKind, RequestedDocument
+from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
 from tests.pdfs import pdf_text
 from tests.unit.samples import citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
-CAF = "Caisse d'allocations familiales (CAF)"
-CPAM = "Caisse primaire d'assurance maladie (CPAM)"
 ANSWER_WITHOUT_SIGNATURE = (
     "Bonjour Awa Diallo,\n\n"
     "Chacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
@@ -44,17 +42,17 @@ CONTEXT = {
         "document": RequestedDocument(
             code="attestation_salaire", label="Attestation de salaire de l'employeur"
         ),
-        "agency_label": CPAM,
+        "agency_label": AGENCY_LABELS["cpam"],
         "for_referent": False,
     },
     NotificationKind.DEADLINE_WARNING: {
-        "agency_label": CAF,
+        "agency_label": AGENCY_LABELS["caf"],
         "due_on": dt.date(2026, 12, 31),
         "days_left": 7,
         "rule": "silence_vaut_acceptation",
     },
     NotificationKind.DEADLINE_BREACHED: {
-        "agency_label": CAF,
+        "agency_label": AGENCY_LABELS["caf"],
         "due_on": dt.date(2026, 12, 31),
         "rule": "silence_vaut_rejet",
         "supervisor_name": "Hélène Marchand",
@@ -67,7 +65,7 @@ CONTEXT = {
         "life_event_label": "Perte d'emploi",
     },
     NotificationKind.IMPLICIT_DECISION: {
-        "agency_label": CAF,
+        "agency_label": AGENCY_LABELS["caf"],
         "due_on": dt.date(2026, 12, 31),
         "decided_on": dt.date(2027, 1, 1),
         "accepted": False,
@@ -315,10 +313,7 @@ def test_a_document_request_names_the_document_the_agency_and_the_referent(for_r
         citizen=citizen(),
         **context,
     )
-    assert (
-        "Attestation de salaire de l'employeur" in body
-        and "Caisse primaire d'assurance maladie (CPAM)" in body
-    )
+    assert "Attestation de salaire de l'employeur" in body and AGENCY_LABELS["cpam"] in body
     assert ref.name in body and ref.phone in body
     assert ("Envoyez-la depuis votre dossier" in body) != for_referent
 
