@@ -33,8 +33,6 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from notification.letters import french_date
-from shared_models import AGENCY_LABELS
 from tests.e2e.legal_clock_support import (
     PDF,
     SETTLE_SECONDS,
@@ -130,12 +128,15 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     assert received == dt.date(2027, 3, 1)
     # Both declare two months (CRPA L231-1), counted date to date: 1 March -> 1 May.
     due = dt.date(2027, 5, 1)
-    assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == due.isoformat()
+    assert agencies["dgfip"]["due_on"] == agencies["caf"]["due_on"] == "2027-05-01"
     assert agencies["dgfip"]["deadline"] == (
-        f"Réponse au plus tard le {due:%d/%m/%Y} ; sans réponse à cette date, votre demande sera "
+        "Réponse au plus tard le 01/05/2027 ; sans réponse à cette date, votre demande sera "
         "acceptée."
     )
-    assert "sera rejetée (vous pourrez la contester)" in agencies["caf"]["deadline"]
+    assert agencies["caf"]["deadline"] == (
+        "Réponse au plus tard le 01/05/2027 ; sans réponse à cette date, votre demande sera "
+        "rejetée (vous pourrez la contester)."
+    )
     view = (await client.get(f"/api/files/{file_id}")).json()
     referent = view["referent"]
     assert view["answer"] is None
@@ -159,7 +160,7 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     await settle_and_count(stack, file_id, expected, "the J-7 warnings")
 
     # The day after the last day, with the service killed again on the way.
-    breach_day = due + dt.timedelta(days=1)
+    breach_day = dt.date(2027, 5, 2)
     stack.travel_to(breach_day)
     await asyncio.sleep(0.3)
     stack.kill("assignment")
@@ -207,7 +208,7 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     }
     assert implicit["dgfip"]["decision"] == "acceptation_implicite"
     assert implicit["caf"]["decision"] == "rejet_implicite"
-    assert {b["decided_on"] for b in implicit.values()} == {breach_day.isoformat()}
+    assert {b["decided_on"] for b in implicit.values()} == {"2027-05-02"}
 
     # The citizen: one letter per silent agency, dated on the breach day, signed by the référent.
     async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as providers:
@@ -233,9 +234,9 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     for text in (acceptance, rejection):
         assert f"Votre référent : {referent['name']}" in text and referent["phone"] in text, text
         assert "8 allée des Tilleuls" in text and "93000 BOBIGNY" in text
-        assert f"Le {french_date(breach_day)}" in text  # dated on the rehearsal date
+        assert "Le 2 mai 2027" in text  # dated on the rehearsal date (the breach day)
     assert "le silence de l'administration vaut acceptation" in acceptance
-    assert f"votre demande est donc acceptée depuis le {breach_day:%d/%m/%Y}" in acceptance
+    assert "votre demande est donc acceptée depuis le 02/05/2027" in acceptance
     assert "le silence de l'administration vaut rejet" in rejection
     assert "recours gracieux" in rejection and "tribunal administratif" in rejection
 
@@ -250,8 +251,11 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
         for e in view["timeline"]
         if e["kind"] == "decision_implicite"
     }
-    assert "accepté implicitement" in implicit_labels[AGENCY_LABELS["dgfip"]]
-    assert "rejeté implicitement" in implicit_labels[AGENCY_LABELS["caf"]]
+    assert (
+        "accepté implicitement"
+        in implicit_labels["Direction générale des Finances publiques (DGFiP)"]
+    )
+    assert "rejeté implicitement" in implicit_labels["Caisse d'allocations familiales (CAF)"]
     decisions = {d["agency"]: d["decision"] for d in view["answer"]["decisions"]}
     assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
     assert decisions["france_travail"] in ("accorde", "refuse")

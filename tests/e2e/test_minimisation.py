@@ -1,7 +1,11 @@
 """Minimisation on the wire (issue 13), on a real broker: what is really on each agency's
-request topic is the citizen fields the catalogue lists for it (the same its adapter
-declares), nothing more; thanks travel with the citizen's name, not their contact. One
-stack (the four agencies and the ANTS), three files, then the adapters still answer."""
+request topic is the citizen fields the policy of tests/personal_data.py allows it (written
+from docs/data-protection.md, not read from the catalogue or the adapters), nothing more:
+the raw bytes of each record are probed for every other personal value of the citizen in
+every form it may travel in (the phone as typed and as intake stores it, the street, the
+town, the email, the description's words); thanks travel with the citizen's name, not
+their contact. One stack (the four agencies and the ANTS), three files, then the adapters
+still answer."""
 
 from __future__ import annotations
 
@@ -9,18 +13,20 @@ import json
 import uuid
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
+from devstack.kafka_sasl import client_options
 from devstack.stack import AGENCIES, Ports, Stack
 from shared_models import topics
-from shared_models.catalogue import DEFAULT_CATALOGUE, load_catalogue
+from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e.support import (
     answered_view,
     citizen_client,
     eventually,
     file_body,
     mails_for,
-    read_topic,
 )
+from tests.personal_data import AGENTS_MAY_RECEIVE, MAY_RECEIVE, PROBED_FIELDS, leaks
 
 pytestmark = pytest.mark.integration
 
@@ -36,8 +42,10 @@ FILE_OF = {
     "cpam": "naissance",
     "ants": "perte_papiers",
 }
-#: What Marie gives beside the form's defaults: a postal address, so every field exists.
-ADDRESS = {"street": "12 rue de la Paix", "city": "Saint-Denis"}
+#: What Marie gives beside the form's defaults (her phone typed `06 12 34 56 78`, which
+#: intake stores as `0612345678`): a postal address, so every field exists; a street and a
+#: town that no office or agent's name contains (the référent's office travels by design).
+ADDRESS = {"street": "7 impasse des Glycines", "city": "Pierrefitte-sur-Seine"}
 #: The envelope and the request's own fields: nothing else at the top of the record.
 REQUEST_KEYS = {
     "event_id",
@@ -88,39 +96,68 @@ async def files(stack, tokens) -> dict[str, dict]:
 
 
 async def records_of(stack: Stack, topic: str, file_id: str) -> list[dict]:
-    return [
-        r
-        for r in await read_topic(
-            stack.kafka_bootstrap,
-            stack.namespace + topic,
-            lambda rs: any(r["key"] == file_id for r in rs),
-            timeout=60,
-        )
-        if r["key"] == file_id
-    ]
+    """The file's records on `topic`: event type, parsed body and the value's raw bytes."""
+    consumer = AIOKafkaConsumer(
+        stack.namespace + topic,
+        **client_options(stack.kafka_bootstrap),
+        group_id=f"e2e-raw-{uuid.uuid4().hex}",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    mine: list[dict] = []
+    try:
+
+        async def probe() -> list[dict] | None:
+            batch = await consumer.getmany(timeout_ms=300)
+            for part in batch.values():
+                for r in part:
+                    if r.key and r.key.decode() == file_id:
+                        headers = {k: v.decode() for k, v in r.headers}
+                        mine.append(
+                            {
+                                "event_type": headers.get("event_type"),
+                                "body": json.loads(r.value),
+                                "raw": r.value,
+                            }
+                        )
+            return mine or None
+
+        return await eventually(probe, timeout=60, what=f"the records of {file_id} on {topic}")
+    finally:
+        await consumer.stop()
+
+
+def personal_values(file: dict) -> dict[str, str]:
+    """Every personal value Marie gave for the file, as she typed it."""
+    return {**file["body"]["citizen"], "description": file["body"]["description"]}
+
+
+async def test_the_probes_find_every_personal_value_where_it_must_travel(stack, files):
+    """FileSubmitted carries the whole contact (assignment needs it): every probe finds its
+    value there, the phone in the form intake stores it."""
+    file = files["perte_emploi"]
+    [record] = await records_of(stack, topics.FILES_SUBMITTED, file["file_id"])
+    assert record["body"]["citizen"]["phone"] == "0612345678"  # typed "06 12 34 56 78"
+    found = {f.split(":")[0] for f in leaks(record["raw"], personal_values(file), PROBED_FIELDS)}
+    assert found == set(PROBED_FIELDS)
 
 
 @pytest.mark.parametrize("agency", sorted(FILE_OF))
-async def test_the_agency_request_topic_carries_only_the_catalogue_fields(
-    stack, files, catalogue_file, agency
-):
+async def test_the_agency_request_topic_carries_only_what_the_policy_allows(stack, files, agency):
     file = files[FILE_OF[agency]]
-    listed = load_catalogue(catalogue_file).citizen_fields_of(agency)
+    allowed = MAY_RECEIVE[agency]
 
     [record] = await records_of(stack, topics.agency_requests(agency), file["file_id"])
 
     request = record["body"]
     assert record["event_type"] == "AgencyRequestIssued"
     assert set(request) == REQUEST_KEYS and request["schema_version"] == 2
-    assert set(request["citizen"]) == listed
-    # Every value the citizen gave that is not listed is nowhere in the record's bytes.
-    given = {**file["body"]["citizen"], "description": file["body"]["description"]}
-    raw = json.dumps(record, ensure_ascii=False)
-    for name, value in given.items():
-        if name in listed:
-            assert request["citizen"][name] == value
-        elif name != "preferred_channel":  # "email" is also a field's name
-            assert value not in raw, f"{name} reached {agency}'s topic"
+    assert set(request["citizen"]) == allowed
+    given = personal_values(file)
+    for name in allowed:
+        assert request["citizen"][name] == given[name], name
+    # Every other value the citizen gave is nowhere in the record's bytes, in any form.
+    assert leaks(record["raw"], given, set(PROBED_FIELDS) - allowed) == [], agency
 
 
 async def test_every_adapter_still_answers_from_the_minimised_requests(stack, files, tokens):
@@ -151,6 +188,8 @@ async def test_thanks_travel_with_the_citizen_name_and_still_reach_the_referent(
     [record] = await records_of(stack, topics.THANKS, file_id)
     assert record["body"]["citizen"] == {"given_name": "Marie", "family_name": "Dupont"}
     assert record["body"]["schema_version"] == 2
+    given = personal_values(files["perte_papiers"])
+    assert leaks(record["raw"], given, set(PROBED_FIELDS) - AGENTS_MAY_RECEIVE) == []
 
     async def thanked_by_mail():
         mails = [m for m in mails_for(stack.maildir, file_id) if m["To"] == named["email"]]

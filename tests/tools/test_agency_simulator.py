@@ -15,9 +15,11 @@ import pytest
 
 from agency_simulator.app import AGENCIES, AgencyRequest, create_app, decide
 from tests.tools.simulator_requests import (
+    ANSWERS,
     EXPECTED_PREFIX,
+    GRANTED_BIRTH,
+    REFUSED_BIRTH,
     body,
-    find_request_id,
     soap_request,
     submit,
 )
@@ -25,12 +27,21 @@ from tests.tools.simulator_requests import (
 # ----------------------------------------------------------------------------- answers
 
 
+@pytest.mark.parametrize(("agency", "request_id", "life_event"), sorted(ANSWERS))
+async def test_each_request_gets_the_answer_written_out_for_it(
+    client: httpx.AsyncClient, agency: str, request_id: str, life_event: str
+) -> None:
+    """Over each agency's own protocol (REST, SOAP, France Travail's callback API)."""
+    r = await submit(client, agency, body(request_id, life_event))
+    assert r.status_code == 200
+    assert r.json() == ANSWERS[(agency, request_id, life_event)]
+
+
 @pytest.mark.parametrize("agency", AGENCIES)
 async def test_granted_answer_has_the_documented_shape(
     client: httpx.AsyncClient, agency: str
 ) -> None:
-    rid = find_request_id(agency, "accorde")
-    r = await submit(client, agency, body(rid))
+    r = await submit(client, agency, body(GRANTED_BIRTH[agency]))
     assert r.status_code == 200
     answer = r.json()
     assert set(answer) == {
@@ -53,39 +64,38 @@ async def test_granted_answer_has_the_documented_shape(
 async def test_summaries_and_amounts_are_realistic_per_agency_and_event(
     client: httpx.AsyncClient,
 ) -> None:
-    async def granted(agency: str, life_event: str) -> dict[str, object]:
-        rid = find_request_id(agency, "accorde", life_event)
-        r = await submit(client, agency, body(rid, life_event))
-        assert r.status_code == 200
+    async def granted(agency: str, request_id: str, life_event: str) -> dict[str, object]:
+        r = await submit(client, agency, body(request_id, life_event))
+        assert r.status_code == 200 and r.json()["decision"] == "accorde"
         return r.json()
 
-    caf = await granted("caf", "naissance")
+    caf = await granted("caf", "req-naissance-0", "naissance")
     assert caf["summary"] == "Prime à la naissance accordée"
     assert caf["amount_eur"] == pytest.approx(1084.43)
 
-    ft = await granted("france_travail", "perte_emploi")
+    ft = await granted("france_travail", "req-perte_emploi-0", "perte_emploi")
     assert ft["summary"] == "Allocation d'aide au retour à l'emploi accordée"
-    assert 1100 <= ft["amount_eur"] <= 2200
+    assert ft["amount_eur"] == pytest.approx(1493.02)  # within 1 100 € - 2 200 €
 
-    dgfip = await granted("dgfip", "naissance")
+    dgfip = await granted("dgfip", "req-naissance-0", "naissance")
     assert dgfip["summary"] == (
         "Situation fiscale mise à jour : taux de prélèvement à la source recalculé"
     )
     assert dgfip["amount_eur"] is None
 
-    cpam = await granted("cpam", "birth")
+    cpam = await granted("cpam", "req-birth-1", "birth")  # "birth" read like "naissance"
     assert cpam["summary"] == "Rattachement de l'enfant enregistré"
 
-    apl = await granted("caf", "demenagement")
-    assert "APL" in apl["summary"] and 150 <= apl["amount_eur"] <= 350
+    apl = await granted("caf", "req-demenagement-0", "demenagement")
+    assert apl["summary"] == "Aide personnalisée au logement (APL) accordée"
+    assert apl["amount_eur"] == pytest.approx(184.97)  # within 150 € - 350 €
 
 
 @pytest.mark.parametrize("agency", AGENCIES)
 async def test_refusal_carries_a_french_reason_and_no_money(
     client: httpx.AsyncClient, agency: str
 ) -> None:
-    rid = find_request_id(agency, "refuse")
-    r = await submit(client, agency, body(rid))
+    r = await submit(client, agency, body(REFUSED_BIRTH[agency]))
     assert r.status_code == 200
     answer = r.json()
     assert answer["decision"] == "refuse"
@@ -113,9 +123,7 @@ async def test_answers_are_deterministic_across_app_instances() -> None:
             r = await submit(c, "france_travail", body("stable-1", "perte_emploi"))
             answers.append(r.json())
     assert answers[0] == answers[1]
-    assert answers[0] == decide(
-        "france_travail", AgencyRequest(**body("stable-1", "perte_emploi"))
-    ).model_dump(mode="json")
+    assert answers[0] == ANSWERS[("france_travail", "stable-1", "perte_emploi")]
 
 
 # ------------------------------------------------------------------ idempotency, received
@@ -255,7 +263,7 @@ def test_real_process_answers_over_http(simulator_url: str) -> None:
         r2 = c.post("/agencies/caf/requests", json=sent)
         assert r1.status_code == 200
         assert r1.json() == r2.json()
-        assert r1.json() == decide("caf", AgencyRequest(**sent)).model_dump(mode="json")
+        assert r1.json() == ANSWERS[("caf", "socket-1", "perte_emploi")]
         assert c.get("/agencies/caf/received").json() == [sent]
         assert c.post("/agencies/unknown/requests", json=sent).status_code == 404
 

@@ -12,7 +12,7 @@ import pytest
 
 from guichet_runtime.refusals import Refused
 from guichet_runtime.sealing import CannotOpen, KeyMissing, Keyring, new_key
-from intake import domain, projections
+from intake import projections
 from intake.bootstrap import IntakeSettings
 from intake.bootstrap import bootstrap as intake_bootstrap
 from intake.commands.access import issue_access_code, verify_access_code
@@ -89,7 +89,7 @@ async def test_wrong_codes_are_counted_then_the_code_dies(intake_db):
     wrong = f"{(int(opened_code(event)) + 1) % 10**6:06d}"
 
     messages = []
-    for _ in range(domain.ACCESS_CODE_MAX_ATTEMPTS):
+    for _ in range(5):  # five attempts per code
         with pytest.raises(Refused) as refused:
             await verify_access_code(file_id, wrong, intake_db.uow())
         messages.append(refused.value.message)
@@ -102,7 +102,7 @@ async def test_wrong_codes_are_counted_then_the_code_dies(intake_db):
 
 async def test_codes_are_limited_and_refused_without_an_email_or_phone(intake_db):
     file_id = await new_file(intake_db)
-    for _ in range(domain.ACCESS_CODES_PER_TTL):
+    for _ in range(3):  # three codes per file within 15 minutes
         await issue_access_code(file_id, intake_db.uow(), KEYRING)
     with pytest.raises(Refused) as too_many:
         await issue_access_code(file_id, intake_db.uow(), KEYRING)

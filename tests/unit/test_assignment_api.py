@@ -4,6 +4,7 @@ the explained assignment record (over the real routes, on SQLite)."""
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import httpx
 import pytest
@@ -11,10 +12,9 @@ from fastapi import FastAPI
 
 from assignment import api
 from assignment.commands import directory_import
-from assignment.legal_deadline import add_months, estimated_deadline, paris_day
+from assignment.legal_deadline import add_months, estimated_deadline
 from assignment.projections import files as assignment
 from assignment.settings import DEFAULT_DIRECTORY
-from guichet_runtime.clock import PARIS
 from guichet_runtime.refusals import install_refusals
 from shared_models import AgencyAnswerReceived, AgencyRequestIssued, ReferentAssigned
 from tests.unit.samples import citizen, decision, file_submitted
@@ -36,6 +36,17 @@ async def client(assignment_db, tokens):
         yield c
 
 
+#: When the assignment service receives the files of a test: 31 December 2026, 10:00 in Paris.
+#: Two calendar months later, 28 February 2027 is the estimated last day (no 31 February).
+RECEIVED = dt.datetime(2026, 12, 31, 9, 0, tzinfo=dt.UTC)
+
+
+def received_from(monkeypatch, first: dt.datetime = RECEIVED) -> None:
+    """The service receives each next file a minute after the previous one, from `first`."""
+    instants = (first + dt.timedelta(minutes=n) for n in itertools.count())
+    monkeypatch.setattr(assignment, "utcnow", lambda: next(instants))
+
+
 async def submit(db, event):
     await assignment.on_file_submitted(event, db.uow(("assignment", str(event.event_id))))
     emitted = [
@@ -55,7 +66,10 @@ def test_the_legal_deadline_is_two_calendar_months_in_paris_time():
     )
 
 
-async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_ones(client):
+async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_ones(
+    client, monkeypatch
+):
+    received_from(monkeypatch)
     same = citizen(email="meme.personne@example.fr")
     ref, _ = await submit(client.db, file_submitted("GU-2026-AAAA0001", citizen=same))
     _, requests = await submit(
@@ -71,7 +85,7 @@ async def test_the_portfolio_lists_open_files_urgent_first_and_drops_answered_on
         "GU-2026-AAAA0003",
     ]
     assert body["files"][0]["agencies_awaited"] == 3
-    assert body["files"][0]["deadline"] == estimated_deadline(dt.datetime.now(dt.UTC)).isoformat()
+    assert [f["deadline"] for f in body["files"]] == ["2027-02-28"] * 3  # received 31 Dec 2026
 
     for request in requests:
         answer = AgencyAnswerReceived(
@@ -107,14 +121,15 @@ async def test_unknown_agents_and_files_are_answered_in_french(client):
     assert file.json()["message"] == "Aucun dossier ne porte la référence GU-0000-INCONNU."
 
 
-async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db, tokens):
+async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db, tokens, monkeypatch):
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    received_from(monkeypatch)
     ref, _ = await submit(assignment_db, file_submitted("GU-2026-VIEW0001"))
     app = FastAPI()
     install_refusals(app)
     tokens.install(app)
-    today = dt.datetime.now(PARIS).date()  # the services' today (guichet_runtime.clock)
-    app.include_router(api.views_router(assignment_db, lambda: today + dt.timedelta(days=55)))
+    # Received 31 December 2026, due 28 February 2027; seen on 24 February: 4 days left.
+    app.include_router(api.views_router(assignment_db, lambda: dt.date(2027, 2, 24)))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",
@@ -132,15 +147,15 @@ async def test_the_pages_read_models_card_balance_and_deadlines(assignment_db, t
     assert mine["active_files"] == 1
     office = next(o for o in balance["offices"] if o["office_id"] == ref.office_id)
     assert office["active_files"] == 1 and office["capacity"] >= office["agents"] > 0
-    # Two months after receipt, seen from 55 days later: within 10 days, not yet within 0.
+    # Due 28 February, seen on 24 February: within 10 days, not yet within 0.
     [at_risk] = soon["files"]
     assert at_risk["file_id"] == "GU-2026-VIEW0001" and at_risk["referent"] == ref.name
-    assert 0 < at_risk["days_left"] <= 10 and later["count"] == 0
+    assert at_risk["days_left"] == 4 and later["count"] == 0
     assert missing.status_code == 404
 
 
 async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal_clocks(
-    assignment_db, tokens
+    assignment_db, tokens, monkeypatch
 ):
     """Nearest running clock first; a file whose only clock is suspended has no deadline and
     comes last; a file no agency acknowledged yet shows the two-month estimate."""
@@ -153,6 +168,7 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
     )
 
     await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    received_from(monkeypatch)
     same = citizen(email="trois.horloges@example.fr")
     ref, _ = await submit(
         assignment_db, file_submitted("GU-2026-CLKA0001", citizen=same, agencies=("caf", "dgfip"))
@@ -161,7 +177,7 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
     await submit(
         assignment_db, file_submitted("GU-2026-CLKC0001", citizen=same, agencies=("cpam",))
     )
-    received = dt.datetime.now(dt.UTC)
+    received = dt.datetime(2026, 12, 31, 10, 0, tzinfo=dt.UTC)  # the receipts: 31 December
 
     async def handle(handler, event):
         await handler(event, assignment_db.uow(("assignment", str(event.event_id))))
@@ -197,9 +213,8 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
     app = FastAPI()
     install_refusals(app)
     tokens.install(app)
-    today = paris_day(received)
     app.include_router(api.router(assignment_db))
-    app.include_router(api.views_router(assignment_db, lambda: today))
+    app.include_router(api.views_router(assignment_db, lambda: dt.date(2026, 12, 31)))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://t",
@@ -214,14 +229,10 @@ async def test_the_portfolio_and_the_risk_list_follow_the_agencies_running_legal
         "GU-2026-CLKC0001",
     ]
     first, estimated, suspended = files
-    assert (first["deadline"], first["deadline_agency"]) == (
-        (today + dt.timedelta(days=20)).isoformat(),
-        "dgfip",
-    )
-    assert (
-        estimated["deadline_estimated"] is True
-        and estimated["deadline"] == estimated_deadline(received).isoformat()
-    )
+    # The DGFiP's 20 days from 31 December end on 20 January; the CAF's 40 on 9 February.
+    assert (first["deadline"], first["deadline_agency"]) == ("2027-01-20", "dgfip")
+    # No agency acknowledged the second file: two months from 31 December, 28 February.
+    assert estimated["deadline_estimated"] is True and estimated["deadline"] == "2027-02-28"
     assert suspended["deadline"] is None and suspended["clock_suspended"] is True
     assert [(f["file_id"], f["agency"], f["days_left"]) for f in at_risk["files"]] == [
         ("GU-2026-CLKA0001", "dgfip", 20)

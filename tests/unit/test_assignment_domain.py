@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 
 from assignment.domain import Candidate, choose_referent, compose_answer, departement_of
-from shared_models import AGENCY_LABELS, Decision, catalogue
+from shared_models import Decision, catalogue
 from tests.unit.samples import citizen, decision, referent
 
 ALL_AGENCIES = frozenset(catalogue().served_agencies())
@@ -198,10 +198,14 @@ def answer_parts():
 def test_the_answer_names_each_agency_with_its_decision(answer_parts):
     text = compose_answer(**answer_parts)
 
-    for agency in ("caf", "dgfip", "france_travail"):
-        assert AGENCY_LABELS[agency] in text
-    assert AGENCY_LABELS["cpam"] not in text
-    assert f"{AGENCY_LABELS['caf']} : accordé. Le RSA vous est accordé." in text
+    for label in (
+        "Caisse d'allocations familiales (CAF)",
+        "Direction générale des Finances publiques (DGFiP)",
+        "France Travail",
+    ):
+        assert label in text
+    assert "CPAM" not in text
+    assert "Caisse d'allocations familiales (CAF) : accordé. Le RSA vous est accordé." in text
     assert "Motif : Vos revenus dépassent le plafond." in text
     assert text.startswith("Bonjour Awa Diallo,")
     assert "GU-2025-ABCDEFGH (Perte d'emploi)" in text
@@ -234,10 +238,10 @@ def test_a_refusal_comes_with_the_next_step_to_contest_it(answer_parts):
 
     assert "Ce qu'il vous reste à faire :" in text
     assert (
-        f"- {AGENCY_LABELS['dgfip']} : vous pouvez contester la décision dans un délai de deux mois"
-        in text
+        "- Direction générale des Finances publiques (DGFiP) : vous pouvez contester la décision "
+        "dans un délai de deux mois" in text
     )
-    assert f"- {AGENCY_LABELS['france_travail']} : envoyez la pièce justificative demandée" in text
+    assert "- France Travail : envoyez la pièce justificative demandée" in text
 
 
 def test_when_everything_is_granted_the_citizen_has_nothing_left_to_do(answer_parts):
@@ -263,15 +267,15 @@ def test_every_decision_says_what_to_do_next_with_its_dates_and_reference(answer
         "Je reste votre interlocuteur", 1
     )[0]
     assert (
-        f"- {AGENCY_LABELS['caf']} : rien à faire, la décision s'applique à partir du 01/03/2025"
-        in steps
+        "- Caisse d'allocations familiales (CAF) : rien à faire, la décision s'applique à partir "
+        "du 01/03/2025" in steps
     )
     assert (
-        f"- {AGENCY_LABELS['cpam']} : rien à faire, la décision s'applique à partir du 15/04/2025"
-        in steps
+        "- Caisse primaire d'assurance maladie (CPAM) : rien à faire, la décision s'applique à "
+        "partir du 15/04/2025" in steps
     )
     assert "attestation d'acceptation implicite" in steps
-    assert f"- {AGENCY_LABELS['france_travail']} : vous pouvez contester la décision" in steps
+    assert "- France Travail : vous pouvez contester la décision" in steps
     assert "À partir du 15/04/2025." in text  # a date without an amount is still written
     assert "(référence CAF-2025-0001)" in text
 

@@ -10,12 +10,12 @@ import datetime as dt
 import importlib
 import io
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
 from guichet_runtime import migrations
-from guichet_runtime.clock import paris_day
 from guichet_runtime.db import AlreadyProcessed, make_engine
 from intake import domain, projections
 from intake.commands.files import SubmitFile, submit_file
@@ -153,7 +153,7 @@ async def test_a_files_delays_office_and_reassignments_are_kept_once_whatever_th
         12 * 86400 + 6 * 3600,
     )
     assert (row.reassignments, row.current_agent_id) == (1, "AG-93-02-1")
-    assert row.submitted_on == paris_day(t0)
+    assert row.submitted_on == t0.astimezone(ZoneInfo("Europe/Paris")).date()
 
 
 async def test_agency_answers_in_time_late_by_silence_and_after_a_document_request(intake_db):

@@ -5,10 +5,10 @@ decisions, suspension and restart — each issued once."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from assignment import legal_deadline
 from assignment.commands import directory_import, housekeeping
 from assignment.projections import files as assignment
 from assignment.projections import legal_clock
@@ -438,7 +438,7 @@ async def test_now_on_a_rehearsal_date_falls_on_that_paris_day(tmp_path, day):
     override = tmp_path / "today"
     override.write_text(day.isoformat())
     stamped = Clock(override).now()
-    assert stamped.tzinfo is not None and legal_deadline.paris_day(stamped) == day
+    assert stamped.tzinfo is not None and stamped.astimezone(ZoneInfo("Europe/Paris")).date() == day
     assert abs((stamped - dt.datetime.now(dt.UTC)) - (day - Clock().today())) < dt.timedelta(
         hours=2
     )

@@ -4,6 +4,7 @@ the citizen's name, never a contact. Events recorded before these rules still re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -11,18 +12,26 @@ import pytest
 from adapter_sdk import discovery
 from adapter_sdk.declaration import Declaration, citizen_fields_problems
 from adapter_sdk.translation import RequestIncomplete, canonical_request
-from assignment.commands import directory_import
+from assignment.commands import directory_import, housekeeping
 from assignment.projections import files as assignment
+from assignment.projections import legal_clock
 from assignment.settings import DEFAULT_DIRECTORY
+from intake import projections as intake
+from intake.commands.citizen import thank_referent
+from intake.commands.files import SubmitFile, submit_file
+from intake.schemas import FileIn
 from shared_models import (
     CITIZEN_FIELDS,
     EVENT_TYPES,
+    AgencyReceiptAcknowledged,
     AgencyRequestIssued,
     CatalogueInvalid,
     CitizenContact,
     CitizenExtract,
     CitizenName,
     DeadlineRule,
+    FileSubmitted,
+    ReferentAssigned,
     ReferentThanked,
     catalogue,
     citizen_data_for,
@@ -30,6 +39,7 @@ from shared_models import (
     select_citizen_data,
 )
 from shared_models.catalogue import load_catalogue
+from tests.personal_data import AGENTS_MAY_RECEIVE, MAY_RECEIVE, PROBED_FIELDS, leaks
 from tests.unit.samples import citizen, file_submitted, referent
 
 #: The agencies of the repository, each with an adapter.
@@ -69,14 +79,14 @@ def test_an_unknown_field_is_refused():
 
 
 @pytest.mark.parametrize("agency", AGENCIES)
-def test_each_agency_gets_exactly_what_its_adapter_declares(agency, monkeypatch):
+def test_each_agency_gets_exactly_what_the_policy_allows_it(agency, monkeypatch):
     monkeypatch.delenv("GUICHET_CATALOGUE", raising=False)
-    declared = discovery.load(agency).declaration.citizen_fields
 
     extract = citizen_data_for(agency, full_citizen(), "Ma situation.")
 
-    assert set(json.loads(extract.model_dump_json())) == declared
-    assert catalogue().citizen_fields_of(agency) == declared
+    assert set(json.loads(extract.model_dump_json())) == MAY_RECEIVE[agency]
+    assert catalogue().citizen_fields_of(agency) == MAY_RECEIVE[agency]
+    assert discovery.load(agency).declaration.citizen_fields == MAY_RECEIVE[agency]
 
 
 def test_the_shipped_catalogue_sends_no_contact_to_the_dgfip_the_cpam_or_the_ants(monkeypatch):
@@ -168,7 +178,7 @@ async def test_assignment_puts_on_each_agency_topic_only_the_catalogue_fields(
             sent[record["agency"]] = record
     assert set(sent) == {"france_travail", "caf", "dgfip"}
     for agency, record in sent.items():
-        assert set(record["citizen"]) == catalogue().citizen_fields_of(agency), agency
+        assert set(record["citizen"]) == MAY_RECEIVE[agency], agency
         assert "description" not in record
     assert sent["caf"]["citizen"]["description"] == event.description
     assert sent["dgfip"]["citizen"] == {
@@ -296,3 +306,138 @@ def test_thanks_carry_a_name_and_old_thanks_with_a_contact_still_read():
     assert isinstance(read, ReferentThanked)
     assert read.citizen == CitizenName(given_name="Awa", family_name="Diallo")
     assert not CONTACTS & set(json.loads(read.model_dump_json())["citizen"])
+
+
+# ------------------------------------------------------------------ the bytes that travel
+
+#: What the citizen types in the form: every field, a phone with spaces (intake stores it
+#: without), a street and a town no agent's office or name contains.
+TYPED = {
+    "given_name": "Awa",
+    "family_name": "Diallo",
+    "email": "awa.diallo@example.fr",
+    "phone": "07 98 76 54 32",
+    "street": "7 impasse des Glycines",
+    "postcode": "93200",
+    "city": "Pierrefitte-sur-Seine",
+    "preferred_channel": "sms",
+}
+DESCRIPTION = "Licenciée en octobre, je cherche une formation d'aide-soignante près de chez moi."
+PERSONAL = {**TYPED, "description": DESCRIPTION}
+
+
+async def a_file_through_intake_and_assignment(intake_db, assignment_db) -> FileSubmitted:
+    """Submitted to intake as typed; its FileSubmitted, with the five agencies, handled by
+    assignment (every agency's request is then in assignment's outbox)."""
+    form = FileIn.model_validate(
+        {"life_event": "perte_emploi", "citizen": TYPED, "description": DESCRIPTION}
+    )
+    file_id, _ = await submit_file(SubmitFile(form=form), intake_db.uow())
+    [submitted] = [e for _, e in await intake_db.outbox_events() if isinstance(e, FileSubmitted)]
+    # Intake stores and sends the phone without its spaces: the probes must see that form.
+    assert submitted.citizen.phone == "0798765432"
+    submitted = submitted.model_copy(update={"agencies": list(AGENCIES)})
+    await directory_import.seed_directory(assignment_db.uow(), DEFAULT_DIRECTORY)
+    await assignment.on_file_submitted(
+        submitted, assignment_db.uow(("assignment", str(submitted.event_id)))
+    )
+    assert file_id == submitted.file_id
+    return submitted
+
+
+def test_the_probes_see_every_form_of_the_phone_the_street_and_the_town():
+    """The probes themselves: a phone in any of its forms, a town in capitals."""
+    for written in ("07 98 76 54 32", "0798765432", "+33798765432", "+33 7 98 76 54 32"):
+        found = leaks(f'{{"x": "{written}"}}'.encode(), PERSONAL, PROBED_FIELDS)
+        assert [f.split(":")[0] for f in found] == ["phone"], written
+    assert leaks(b"PIERREFITTE-SUR-SEINE", PERSONAL, ["city"])
+    assert leaks(b'{"s": "7 impasse des glycines"}', PERSONAL, ["street"])
+    assert leaks(b'{"d": "aide-soignante"}', PERSONAL, ["description"])
+    assert leaks(b'{"e": "awa.diallo@example.fr"}', PERSONAL, ["email"])
+    assert not leaks(b'{"life_event": "perte_emploi"}', PERSONAL, PROBED_FIELDS)
+
+
+async def test_no_request_carries_a_personal_value_the_policy_does_not_allow(
+    intake_db, assignment_db, monkeypatch
+):
+    monkeypatch.delenv("GUICHET_CATALOGUE", raising=False)
+    await a_file_through_intake_and_assignment(intake_db, assignment_db)
+
+    sent = {
+        json.loads(row.payload)["agency"]: row
+        for row in await assignment_db.outbox()
+        if row.topic.startswith("agency.")
+    }
+    assert set(sent) == set(AGENCIES)
+    for agency, row in sent.items():
+        record = json.loads(row.payload)
+        assert set(record["citizen"]) == MAY_RECEIVE[agency], agency
+        for field in MAY_RECEIVE[agency]:
+            expected = {**PERSONAL, "phone": "0798765432"}[field]
+            assert record["citizen"][field] == expected, (agency, field)
+        raw = row.payload.encode() if isinstance(row.payload, str) else row.payload
+        forbidden = set(PROBED_FIELDS) - MAY_RECEIVE[agency]
+        assert leaks(raw, PERSONAL, forbidden) == [], agency
+
+
+async def test_the_agents_events_carry_the_citizens_name_and_nothing_else_of_theirs(
+    intake_db, assignment_db, monkeypatch
+):
+    """Thanks (intake), J-15 and J-7 warnings and the breach (assignment's legal clock),
+    and a file waiting for a référent: probed byte by byte for the contact and the words."""
+    monkeypatch.delenv("GUICHET_CATALOGUE", raising=False)
+    submitted = await a_file_through_intake_and_assignment(intake_db, assignment_db)
+    file_id = submitted.file_id
+    [assigned] = [
+        e for _, e in await assignment_db.outbox_events() if isinstance(e, ReferentAssigned)
+    ]
+    await intake.on_referent_assigned(assigned, intake_db.uow(("intake", str(assigned.event_id))))
+    await thank_referent(file_id, "Merci pour votre aide précieuse.", intake_db.uow())
+    receipt = AgencyReceiptAcknowledged(
+        file_id=file_id,
+        request_id=f"{file_id}-caf",
+        agency="caf",
+        agency_reference="CAF-1",
+        deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
+        deadline_months=2,
+        occurred_at=dt.datetime(2026, 12, 31, 10, 0, tzinfo=dt.UTC),
+    )
+    await legal_clock.on_receipt_acknowledged(
+        receipt, assignment_db.uow(("assignment", str(receipt.event_id)))
+    )
+    for day in (dt.date(2027, 2, 13), dt.date(2027, 2, 21), dt.date(2027, 3, 1)):
+        await housekeeping.tick_legal_clocks(assignment_db.uow, day)
+    # Nobody has room for a second file of the same citizen: it waits, supervisors alerted.
+    await assignment_db.execute(
+        assignment_db.tables.agents.update().values(
+            active_files=assignment_db.tables.agents.c.capacity
+        )
+    )
+    waiting = submitted.model_copy(update={"file_id": "GU-2026-WAITING1"})
+    await assignment.on_file_submitted(waiting, assignment_db.uow(("assignment", "waiting")))
+
+    rows = [*await intake_db.outbox(), *await assignment_db.outbox()]
+    to_agents = [
+        r
+        for r in rows
+        if r.event_type
+        in (
+            "ReferentThanked",
+            "DeadlineWarningIssued",
+            "LegalDeadlineBreached",
+            "ReferentAssignmentDeferred",
+        )
+    ]
+    assert sorted(r.event_type for r in to_agents) == [
+        "DeadlineWarningIssued",
+        "DeadlineWarningIssued",
+        "LegalDeadlineBreached",
+        "ReferentAssignmentDeferred",
+        "ReferentThanked",
+    ]
+    for row in to_agents:
+        record = json.loads(row.payload)
+        assert record["citizen"] == {"given_name": "Awa", "family_name": "Diallo"}, row.event_type
+        raw = row.payload.encode() if isinstance(row.payload, str) else row.payload
+        forbidden = set(PROBED_FIELDS) - AGENTS_MAY_RECEIVE
+        assert leaks(raw, PERSONAL, forbidden) == [], row.event_type

@@ -65,8 +65,11 @@ def test_a_temporary_failure_is_retried_later_with_a_growing_wait_capped_at_five
 def test_a_refusal_or_too_many_failures_fall_back_to_the_next_channel_then_give_up():
     plan = [EMAIL, SMS, LETTER]
     assert domain.after_failure(plan, 0, 0, permanent=True) == FallBack(1, SMS)
-    last_try = domain.MAX_ATTEMPTS - 1
-    assert domain.after_failure(plan, 1, last_try, permanent=False) == FallBack(2, LETTER)
+    # Eight temporary failures on one channel: the eighth (attempt index 7) falls back.
+    assert domain.after_failure(plan, 1, 6, permanent=False) == Retry(
+        7, dt.timedelta(minutes=2, seconds=8)
+    )
+    assert domain.after_failure(plan, 1, 7, permanent=False) == FallBack(2, LETTER)
     assert domain.after_failure(plan, 2, 0, permanent=True) == GiveUp(1)
 
 
