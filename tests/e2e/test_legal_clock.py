@@ -252,10 +252,13 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
         if e["kind"] == "decision_implicite"
     }
     assert (
-        "accepté implicitement"
+        "votre demande est acceptée implicitement"
         in implicit_labels["Direction générale des Finances publiques (DGFiP)"]
     )
-    assert "rejeté implicitement" in implicit_labels["Caisse d'allocations familiales (CAF)"]
+    assert (
+        "votre demande est rejetée implicitement"
+        in implicit_labels["Caisse d'allocations familiales (CAF)"]
+    )
     decisions = {d["agency"]: d["decision"] for d in view["answer"]["decisions"]}
     assert decisions["dgfip"] == "acceptation_implicite" and decisions["caf"] == "rejet_implicite"
     assert decisions["france_travail"] in ("accorde", "refuse")

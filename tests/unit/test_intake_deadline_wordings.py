@@ -98,3 +98,22 @@ async def test_a_deadline_without_a_rule_gives_the_date_alone(intake_db):
 
     [caf] = [a for a in view["agencies"] if a["agency"] == "caf"]
     assert caf["deadline"] == "Réponse au plus tard le 01/03/2027."
+
+
+def test_the_silence_rule_tells_the_citizen_what_became_of_their_request():
+    """ "Votre demande est acceptée / rejetée": the participle agrees with "demande"."""
+    from intake.domain import implicit_decision_sentence
+    from shared_models import Decision
+
+    assert implicit_decision_sentence(
+        "Caisse d'allocations familiales (CAF)",
+        dt.date(2027, 2, 28),
+        Decision.IMPLICIT_ACCEPTANCE,
+    ) == (
+        "Caisse d'allocations familiales (CAF) n'a pas répondu avant le 28/02/2027 : "
+        "votre demande est acceptée implicitement (silence gardé pendant le délai légal). "
+        "Un courrier vous le confirme."
+    )
+    assert "votre demande est rejetée implicitement (" in implicit_decision_sentence(
+        "CAF", dt.date(2027, 2, 28), Decision.IMPLICIT_REJECTION
+    )

@@ -108,6 +108,11 @@ DECISION_WORDS = {
     Decision.IMPLICIT_ACCEPTANCE: "accepté implicitement (silence gardé pendant le délai légal)",
     Decision.IMPLICIT_REJECTION: "rejeté implicitement (silence gardé pendant le délai légal)",
 }
+#: What became of the citizen's request when an agency kept silent ("votre demande est …").
+IMPLICIT_OUTCOMES = {
+    Decision.IMPLICIT_ACCEPTANCE: "acceptée implicitement",
+    Decision.IMPLICIT_REJECTION: "rejetée implicitement",
+}
 SENT_ON = {
     NotificationChannel.EMAIL: "Courriel envoyé",
     NotificationChannel.SMS: "SMS envoyé",
@@ -119,6 +124,15 @@ CHANNEL_WORDS = {
     PreferredChannel.LETTER: "par courrier postal",
     PreferredChannel.PHONE: "par téléphone (et par courrier)",
 }
+
+
+def implicit_decision_sentence(agency_label: str, due_on: dt.date, decision: Decision) -> str:
+    """The timeline's sentence when an agency's silence decided the citizen's request."""
+    return (
+        f"{agency_label} n'a pas répondu avant le {due_on:%d/%m/%Y} : votre demande est "
+        f"{IMPLICIT_OUTCOMES[decision]} (silence gardé pendant le délai légal). "
+        "Un courrier vous le confirme."
+    )
 
 
 def new_file_id(today: dt.date) -> str:

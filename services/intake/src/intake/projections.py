@@ -14,6 +14,7 @@ from intake.domain import (
     FileStatus,
     TimelineKind,
     agency_label,
+    implicit_decision_sentence,
     is_citizen_contact,
 )
 from intake.records import add_timeline, advance_agency, require_file
@@ -69,8 +70,7 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
             uow,
             event,
             TimelineKind.IMPLICIT_DECISION,
-            f"{label} n'a pas répondu avant le {event.due_on:%d/%m/%Y} : "
-            f"votre demande est {DECISION_WORDS[event.decision]}. Un courrier vous le confirme.",
+            implicit_decision_sentence(label, event.due_on, event.decision),
         )
         await uow.commit()
 
