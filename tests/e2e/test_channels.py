@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import client_options
 from devstack.stack import BOUNCING_DOMAIN, Stack
+from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
@@ -138,43 +139,42 @@ async def access_proof(client, stack: Stack, file_id: str) -> str:
 
 
 async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers, tokens):
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
-        await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
-        try:
-            file_id = await submit(client, email="pref.change@example.fr")
+    # The CAF holds its answer until released, so the file is still open for the changes.
+    async with agency_holds(stack, "caf") as caf:
+        file_id = await submit(client, email="pref.change@example.fr")
 
-            async def referent():
-                return (await client.get(f"/api/files/{file_id}")).json()["referent"]
+        async def referent():
+            return (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
-            await eventually(referent, what="référent named")
-            # Changing the contact anonymously needs the proof a code sent to the current one
-            # gives (the proof's calls go without Marie's token: `auth=None`).
-            anonymous = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
-                auth=None,
-            )
-            assert anonymous.status_code == 401
-            proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
-            early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
-            assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
-            bad = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "courrier", "postcode": "93200"},
-                headers=proof,
-                auth=None,
-            )
-            assert bad.status_code == 422
-            assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
-            changed = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
-                headers=proof,
-                auth=None,
-            )
-            assert changed.status_code == 200, changed.text
-        finally:
-            await sim.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+        await eventually(referent, what="référent named")
+        await caf.holding(f"{file_id}-caf")
+        # Changing the contact anonymously needs the proof a code sent to the current one
+        # gives (the proof's calls go without Marie's token: `auth=None`).
+        anonymous = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
+            auth=None,
+        )
+        assert anonymous.status_code == 401
+        proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
+        early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
+        assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
+        bad = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "courrier", "postcode": "93200"},
+            headers=proof,
+            auth=None,
+        )
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
+        changed = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
+            headers=proof,
+            auth=None,
+        )
+        assert changed.status_code == 200, changed.text
+        await caf.release(f"{file_id}-caf")  # the CAF held the file's request all along
 
     view = await eventually(lambda: answered_view(client, file_id), what="answer after the change")
     referent = view["referent"]
