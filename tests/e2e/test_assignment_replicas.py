@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import access, client_options
-from devstack.ports import free_port
+from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 from shared_models import CitizenContact, FileSubmitted, catalogue, topics
 from tests.e2e.support import eventually, query
@@ -107,8 +107,8 @@ def replicas(kafka_bootstrap, postgres_factory, tmp_path):
     if kafka.sasl:  # its topics and ACLs, as a Stack would; each replica is `assignment`
         kafka.prepare_blocking(namespace, ())
     procs = []
-    for name in ("assignment-a", "assignment-b"):
-        port = free_port()
+    ports = free_ports(2)  # distinct: chosen together
+    for name, port in zip(("assignment-a", "assignment-b"), ports, strict=True):
         procs.append(
             ServiceProcess(
                 name,

@@ -105,18 +105,23 @@ class Probe:
         options = self.stack.kafka.client_options()
         self._admin = AIOKafkaAdminClient(**options)
         self._reader = AIOKafkaConsumer(**options, enable_auto_commit=False)
-        await self._admin.start()
-        await self._reader.start()
-        wanted = sorted({t for group_topics in self.groups.values() for t in group_topics})
-        existing = await self._reader.topics()
-        missing = [t for t in wanted if t not in existing]
+        try:
+            await self._admin.start()
+            await self._reader.start()
+            wanted = sorted({t for group_topics in self.groups.values() for t in group_topics})
+            described = {
+                t["topic"]: sorted(p["partition"] for p in t["partitions"])
+                for t in await self._admin.describe_topics(wanted)
+                if t["error_code"] == 0 and t["partitions"]
+            }
+        except BaseException:
+            await self.__aexit__(None, None, None)
+            raise
+        missing = [t for t in wanted if t not in described]
         if missing:
+            await self.__aexit__(None, None, None)
             raise NotQuiescent(f"the stack's topics are missing on the broker: {missing}")
-        self._partitions = [
-            TopicPartition(t, p)
-            for t in wanted
-            for p in sorted(self._reader.partitions_for_topic(t))
-        ]
+        self._partitions = [TopicPartition(t, p) for t in wanted for p in described[t]]
         self._engines = {
             name: create_async_engine(url)
             for name, url in self.stack.database_urls.items()
