@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+import tests.hypothesis_profiles  # noqa: F401  (registers and loads the Hypothesis profile)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The audit anchors' key of the apps the tests bootstrap (session fixtures too): AUDIT_ANCHOR_KEY
