@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -173,20 +174,29 @@ class Probe:
         return Activity(lag, outbox, pending, {_label(tp): ends[tp] for tp in self._partitions})
 
 
+class Looker(Protocol):
+    async def look(self) -> Activity: ...
+
+
 async def wait_quiescent(
-    stack: Stack, *, timeout: float = 60.0, stable: float = 1.0, poll: float = 0.2
+    stack: Stack,
+    *,
+    timeout: float = 60.0,
+    stable: float = 1.0,
+    poll: float = 0.2,
+    probe: Callable[[Stack], AbstractAsyncContextManager[Looker]] = Probe,
 ) -> Activity:
     """Return once the stack has had nothing in flight for `stable` seconds (every look idle,
     no topic's end offset moved); raise NotQuiescent, naming what is still busy, after
-    `timeout` seconds."""
+    `timeout` seconds. (`probe`: how to look, `Probe` but in this module's own tests.)"""
     deadline = time.monotonic() + timeout
-    async with Probe(stack) as probe:
+    async with probe(stack) as looker:
         idle_since: float | None = None
         quiet: Activity | None = None
         last = Activity()
         while True:
+            last = await looker.look()
             now = time.monotonic()
-            last = await probe.look()
             if last.busy or (quiet is not None and last.ends != quiet.ends):
                 idle_since, quiet = None, None
             if not last.busy:
