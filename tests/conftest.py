@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 import tests.hypothesis_profiles  # noqa: F401  (registers and loads the Hypothesis profile)
+from tests.deadline import pytest_runtest_setup  # noqa: F401  (each test's deadline for its waits)
 
 ROOT = Path(__file__).resolve().parents[1]
 
