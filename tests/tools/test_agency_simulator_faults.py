@@ -134,7 +134,8 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
     assert await send() == first
     assert len((await client.get(f"/agencies/{agency}/received")).json()) == 1
     if agency == "france_travail":
-        await asyncio.sleep(0.5)  # past the simulated callback delay: none was scheduled
+        # No callback scheduled (France Travail waits CALLBACK_DELAY_SECONDS before one).
+        assert (await client.get("/admin/pending")).json() == {"callbacks": 0, "held": 0}
         status = (
             await client.get(f"/agencies/france_travail/demandes/{request.request_id}")
         ).json()

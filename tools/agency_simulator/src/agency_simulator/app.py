@@ -25,9 +25,10 @@ long random ids.
 
 Common endpoints: ``GET /agencies/{agency}/received`` (bodies the agency accepted, first copy
 only, exactly as sent), ``GET /agencies/{agency}/stats`` (every call counted),
-``GET /health``, ``POST|GET /admin/faults`` (per agency: ok, down (503), error500, slow,
-garbage (an unreadable 200), invalid (a readable 200 of the wrong schema), silent (the
-agency acknowledges receipt — "en instruction" — and never decides: a 202
+``GET /health``, ``GET /admin/pending`` (callbacks not yet delivered, calls held: what a test
+waits for before it says nothing more will happen), ``POST|GET /admin/faults`` (per agency:
+ok, down (503), error500, slow, garbage (an unreadable 200), invalid (a readable 200 of the
+wrong schema), silent (the agency acknowledges receipt — "en instruction" — and never decides: a 202
 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
 ``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
 CPAM that takes the awaited document without deciding; the legal clock then runs out,
@@ -229,6 +230,15 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
             agency: {"mode": fault.mode, "seconds": fault.seconds}
             for agency, fault in state.faults.items()
             if agency in state.agencies
+        }
+
+    @app.get("/admin/pending")
+    async def pending(state: SimulatorState = Depends(get_state)) -> dict[str, int]:
+        """Work the simulator still has to do on its own: France Travail's callbacks not yet
+        delivered (or still retried), and the calls it holds (fault mode "hold")."""
+        return {
+            "callbacks": sum(1 for task in state.tasks if not task.done()),
+            "held": len(state.holds.calls),
         }
 
     @app.get("/admin/faults/held")

@@ -10,15 +10,16 @@ A stack is *quiescent* when, at one look:
 - every service's outbox is empty (the relay published every event committed);
 - notification has no message left to send (no row ``a_envoyer``: a message sent and not yet
   recorded is one, until its lease ends and it is sent again or recorded);
+- no agency simulator has a callback left to deliver or a call held (``GET /admin/pending``);
 
 and it stays so for ``stable`` seconds, with no new record on the stack's topics meanwhile (an
 event published between two looks moves a topic's end offset, which restarts the wait). The
 lag is read before the databases at each look: a handler that commits after the lag was read
 leaves its rows for the database read, or (published already) a moved end offset.
 
-What it cannot see: work a process holds in memory only, and timers (the assignment's
-housekeeping, the adapters' reconciliation, France Travail's delayed callbacks): a test that
-waits for one of those waits for its effect first, then for quiescence.
+What it cannot see: work a service holds in memory only, and timers (the assignment's
+housekeeping, the adapters' reconciliation): a test that waits for one of those waits for its
+effect first, then for quiescence, or asks for a `stable` period longer than the timer's.
 
 The stack's groups and topics are those of `shared_models.topology` for its agencies, under its
 namespace; the broker is read as the super user (`Stack.kafka`), the databases with the URLs the
@@ -35,6 +36,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING, Protocol
 
+import httpx
 import sqlalchemy as sa
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -100,6 +102,7 @@ class Probe:
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._engines: dict[str, AsyncEngine] = {}
+        self._http = httpx.AsyncClient(timeout=10)
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> Probe:
@@ -138,6 +141,7 @@ class Probe:
     ) -> None:
         for engine in self._engines.values():
             await engine.dispose()
+        await self._http.aclose()
         if self._reader is not None:
             await self._reader.stop()
         if self._admin is not None:
@@ -171,6 +175,15 @@ class Probe:
                     todo = (await conn.execute(sa.text(PENDING_WORK[name]))).scalar_one()
                     if todo:
                         pending[name] = int(todo)
+        for agency in self.stack.ports.simulators:
+            name = f"simulator-{agency.replace('_', '-')}"
+            process = self.stack.processes.get(name)
+            if process is None or not process.is_running:
+                continue  # a simulator a test stopped (an agency down) has nothing in flight
+            url = f"{self.stack.simulator_url(agency)}/admin/pending"
+            todo = sum((await self._http.get(url)).raise_for_status().json().values())
+            if todo:
+                pending[name] = int(todo)
         return Activity(lag, outbox, pending, {_label(tp): ends[tp] for tp in self._partitions})
 
 
