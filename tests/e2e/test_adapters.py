@@ -249,8 +249,7 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
     records = await read_topic(
         stack.kafka_bootstrap, topic, lambda rs: any(r["key"] == file_id for r in rs)
     )
-    # One answer event: a record republished by the relay (at least once) keeps its event id;
-    # a second answer would carry a second one.
+    # One answer event (a record the relay republished keeps its id; a second answer would not)
     assert len({r["body"]["event_id"] for r in records if r["key"] == file_id}) == 1
     view = (await client.get(f"/api/files/{file_id}")).json()
     assert [e["kind"] for e in view["timeline"]].count("reponse_coordonnee") == 1
