@@ -17,6 +17,9 @@ from pathlib import Path
 
 import pytest
 
+import tests.hypothesis_profiles  # noqa: F401  (registers and loads the Hypothesis profile)
+from tests.deadline import pytest_runtest_setup  # noqa: F401  (each test's deadline for its waits)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 #: The audit anchors' key of the apps the tests bootstrap (session fixtures too): AUDIT_ANCHOR_KEY

@@ -3,7 +3,6 @@ the deadline messages in the SMTP sink and the deadline events on the broker."""
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import datetime as dt
 import re
@@ -11,12 +10,15 @@ from collections.abc import Iterable
 
 import httpx
 
+from devstack.quiescence import wait_quiescent
 from devstack.stack import Stack
 from shared_models import topics
 from tests.e2e.support import eventually, mails_for, read_topic
 from tests.pdfs import pdf_text
 
-#: Rounds of housekeeping waited for before counting, so that a duplicate would have shown.
+#: How long the stack stays quiescent (nothing in flight, no new event) before counting: the
+#: assignment's housekeeping (every 0.5 s) has then run three rounds with nothing to do, so a
+#: duplicate would have shown.
 SETTLE_SECONDS = 1.5
 PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
@@ -109,8 +111,13 @@ async def settle_and_count(
         return got == expected
 
     await eventually(arrived, timeout=30, what=what)
-    await asyncio.sleep(SETTLE_SECONDS)
+    await settle(stack)
     assert deadline_mails(stack, file_id) == expected
+
+
+async def settle(stack: Stack) -> None:
+    """Until nothing is in flight and nothing new happened for a few housekeeping rounds."""
+    await wait_quiescent(stack, stable=SETTLE_SECONDS)
 
 
 def once_each(records: Iterable[dict]) -> list[dict]:

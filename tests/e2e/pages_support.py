@@ -76,15 +76,16 @@ def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
 
 
 def access_code_records(stack: Stack, file_id: str) -> list[dict]:
-    """The records of `access-codes.issued` about a file, read from the broker (in a thread
-    of its own: Playwright's loop runs in this one)."""
+    """The events of `access-codes.issued` about a file, read from the broker (in a thread
+    of its own: Playwright's loop runs in this one); one record per event id (the relay may
+    publish a record twice, at least once, under one event id)."""
     topic = stack.namespace + topics.ACCESS_CODES
     reading = read_topic(
         stack.kafka_bootstrap, topic, lambda rs: any(r["key"] == file_id for r in rs)
     )
     with ThreadPoolExecutor(1) as pool:
         records = pool.submit(asyncio.run, reading).result()
-    return [r for r in records if r["key"] == file_id]
+    return list({r["body"]["event_id"]: r for r in records if r["key"] == file_id}.values())
 
 
 def referent_named_in_mail(stack: Stack, file_id: str, timeout: float = 30) -> str:

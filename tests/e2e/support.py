@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+from tests.deadline import time_left
 
 if TYPE_CHECKING:
     from tests.e2e.auth_support import Tokens
@@ -45,7 +46,9 @@ def file_body(life_event: str = "perte_emploi", **citizen: Any) -> dict[str, Any
 async def eventually(
     probe: Callable[[], Awaitable[T | None]], timeout: float = 60, what: str = ""
 ) -> T:
-    """Poll `probe` until it returns something truthy."""
+    """Poll `probe` until it returns something truthy, for `timeout` seconds or until the
+    test's own deadline (its pytest timeout, see tests/deadline.py) if that comes first."""
+    timeout = time_left(timeout)
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

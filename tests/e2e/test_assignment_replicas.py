@@ -17,12 +17,16 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import access, client_options
-from devstack.ports import free_port
+from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 from shared_models import CitizenContact, FileSubmitted, catalogue, topics
 from tests.e2e.support import eventually, query
 
-pytestmark = pytest.mark.integration
+#: The whole test, start-up of both replicas included (pytest-timeout). Its waits share it:
+#: each one may use what is left of it, never more (tests/deadline.py). Ten minutes: on a
+#: loaded 2-core machine (load average 20-30) 5,000 files and two rebalances took over five.
+TIMEOUT = 600
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
 FILES = 5000
 SECOND_FILES = 1000  # citizens who submit two files
@@ -107,8 +111,8 @@ def replicas(kafka_bootstrap, postgres_factory, tmp_path):
     if kafka.sasl:  # its topics and ACLs, as a Stack would; each replica is `assignment`
         kafka.prepare_blocking(namespace, ())
     procs = []
-    for name in ("assignment-a", "assignment-b"):
-        port = free_port()
+    ports = free_ports(2)  # distinct: chosen together
+    for name, port in zip(("assignment-a", "assignment-b"), ports, strict=True):
         procs.append(
             ServiceProcess(
                 name,
@@ -158,14 +162,18 @@ async def test_a_replica_killed_mid_load_loses_no_file_and_breaks_no_rule(
         await producer.stop()
 
     await eventually(
-        lambda: count_at_least(url, FILES * 3 // 10), timeout=300, what="30 % of the files handled"
+        lambda: count_at_least(url, FILES * 3 // 10),
+        timeout=TIMEOUT,
+        what="30 % of the files handled",
     )
     a.kill()  # kill -9 in the middle of the load: its partitions move to b
     await eventually(
-        lambda: count_at_least(url, FILES * 6 // 10), timeout=300, what="60 % handled by b alone"
+        lambda: count_at_least(url, FILES * 6 // 10),
+        timeout=TIMEOUT,
+        what="60 % handled by b alone",
     )
     a.start()  # and back: a second rebalance while b works
-    await eventually(lambda: count_at_least(url, FILES), timeout=600, what="every file handled")
+    await eventually(lambda: count_at_least(url, FILES), timeout=TIMEOUT, what="every file handled")
     assert b.is_running and a.is_running
 
     # Exactly one référent per file, and exactly one decision recorded and announced.

@@ -17,7 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import client_options
+from devstack.quiescence import wait_quiescent
 from devstack.stack import BOUNCING_DOMAIN, Stack
+from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
@@ -138,43 +140,42 @@ async def access_proof(client, stack: Stack, file_id: str) -> str:
 
 
 async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client, providers, tokens):
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
-        await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
-        try:
-            file_id = await submit(client, email="pref.change@example.fr")
+    # The CAF holds its answer until released, so the file is still open for the changes.
+    async with agency_holds(stack, "caf") as caf:
+        file_id = await submit(client, email="pref.change@example.fr")
 
-            async def referent():
-                return (await client.get(f"/api/files/{file_id}")).json()["referent"]
+        async def referent():
+            return (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
-            await eventually(referent, what="référent named")
-            # Changing the contact anonymously needs the proof a code sent to the current one
-            # gives (the proof's calls go without Marie's token: `auth=None`).
-            anonymous = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
-                auth=None,
-            )
-            assert anonymous.status_code == 401
-            proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
-            early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
-            assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
-            bad = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "courrier", "postcode": "93200"},
-                headers=proof,
-                auth=None,
-            )
-            assert bad.status_code == 422
-            assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
-            changed = await client.put(
-                f"/api/files/{file_id}/contact-preferences",
-                json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
-                headers=proof,
-                auth=None,
-            )
-            assert changed.status_code == 200, changed.text
-        finally:
-            await sim.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+        await eventually(referent, what="référent named")
+        await caf.holding(f"{file_id}-caf")
+        # Changing the contact anonymously needs the proof a code sent to the current one
+        # gives (the proof's calls go without Marie's token: `auth=None`).
+        anonymous = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "sms", "phone": "07 99 99 99 99", "postcode": "93200"},
+            auth=None,
+        )
+        assert anonymous.status_code == 401
+        proof = {"X-Access-Proof": await access_proof(client, stack, file_id)}
+        early = await client.post(f"/api/files/{file_id}/survey", json={"score": 5})
+        assert early.status_code == 409 and "réponse coordonnée" in early.json()["message"]
+        bad = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "courrier", "postcode": "93200"},
+            headers=proof,
+            auth=None,
+        )
+        assert bad.status_code == 422
+        assert bad.json()["errors"][0]["message"].startswith("Une adresse postale complète")
+        changed = await client.put(
+            f"/api/files/{file_id}/contact-preferences",
+            json={"preferred_channel": "sms", "phone": "07 11 22 33 44", "postcode": "93200"},
+            headers=proof,
+            auth=None,
+        )
+        assert changed.status_code == 200, changed.text
+        await caf.release(f"{file_id}-caf")  # the CAF held the file's request all along
 
     view = await eventually(lambda: answered_view(client, file_id), what="answer after the change")
     referent = view["referent"]
@@ -281,7 +282,9 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
     try:
         for file_id in files.values():
             for topic in ("referents.assigned", "files.answered"):
-                [record] = await _records(stack, topic, file_id)
+                found_records = await _records(stack, topic, file_id)
+                # One event (the relay may have published it twice, under one event id).
+                [record] = {json.loads(r.value)["event_id"]: r for r in found_records}.values()
                 # The same record again (a redelivery), and the same fact under a new event id.
                 fresh = json.loads(record.value) | {"event_id": str(uuid.uuid4())}
                 for value in (record.value, json.dumps(fresh).encode()):
@@ -297,7 +300,8 @@ async def test_a_redelivered_event_sends_nothing_twice(stack, client, providers)
         return (await query(stack.database_urls["notification"], inbox_sql))[0].n >= before + 6
 
     await eventually(all_consumed, what="the redelivered events consumed")
-    await asyncio.sleep(1.5)  # let a (wrong) second send happen if it were going to
+    # Every event handled, published and sent: a (wrong) second send would have happened.
+    await wait_quiescent(stack)
 
     assert (await client.get(f"{stack.smtp_http_url}/stats")).json() == mail_stats
     assert (await providers.get("/stats")).json() == provider_stats

@@ -35,7 +35,6 @@ import pytest
 from devstack.stack import Stack
 from tests.e2e.legal_clock_support import (
     PDF,
-    SETTLE_SECONDS,
     agencies_of,
     clock_history,
     deadline_events,
@@ -45,6 +44,7 @@ from tests.e2e.legal_clock_support import (
     once_each,
     send_document_and_see_due,
     set_fault,
+    settle,
     settle_and_count,
     today,
 )
@@ -142,7 +142,7 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     assert view["answer"] is None
 
     expected: collections.Counter = collections.Counter()
-    await asyncio.sleep(SETTLE_SECONDS)
+    await settle(stack)
     assert deadline_mails(stack, file_id) == expected  # nothing is due yet
 
     # J-15: the référent is warned, once per agency.
@@ -220,7 +220,7 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
             return letters if len(letters) >= 2 else None
 
         letters = await eventually(two_letters, what="the two implicit-decision letters")
-        await asyncio.sleep(SETTLE_SECONDS)
+        await settle(stack)
         letters = [
             x for x in (await providers.get("/api/letters")).json() if x["file_id"] == file_id
         ]
@@ -293,7 +293,7 @@ async def test_a_suspended_clock_crosses_its_due_date_without_breach_then_resume
     # 40 days later, past the 30-day period: still suspended, no breach, nothing sent.
     later = received + dt.timedelta(days=40)
     stack.travel_to(later)
-    await asyncio.sleep(SETTLE_SECONDS)
+    await settle(stack)
     assert (await agencies_of(client, file_id))["cpam"]["deadline"] == cpam["deadline"]
     assert deadline_mails(stack, file_id) == collections.Counter()
 
@@ -426,7 +426,7 @@ async def test_an_incomplete_document_is_asked_again_and_restarts_the_whole_peri
         ("suspendu", "suspension", None),
         ("en_cours", "redemarrage", new_due.isoformat()),
     ]
-    await asyncio.sleep(SETTLE_SECONDS)
+    await settle(stack)
     assert document_mails() == expected  # nothing sent twice
     await assert_no_repeats(stack, [file_id])  # nor any document or request
 

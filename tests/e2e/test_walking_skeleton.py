@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
+from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
@@ -346,34 +347,28 @@ async def test_a_malformed_event_is_dead_lettered_and_the_next_one_processed(sta
 async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
     stack: Stack, client, tokens
 ):
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
-        # The CAF takes its time, so the file is still open when the citizen asks.
-        await sim.post("/admin/faults", json={"agency": "caf", "mode": "slow", "seconds": 4})
-        try:
-            response = await client.post(
-                "/api/files", json=file_body("naissance", email="changement@example.fr")
-            )
-            file_id = response.json()["file_id"]
+    # The CAF holds its answer until released, so the file is still open when the citizen asks.
+    async with agency_holds(stack, "caf") as caf:
+        response = await client.post(
+            "/api/files", json=file_body("naissance", email="changement@example.fr")
+        )
+        file_id = response.json()["file_id"]
 
-            async def first_referent():
-                return (await client.get(f"/api/files/{file_id}")).json()["referent"]
+        async def first_referent():
+            return (await client.get(f"/api/files/{file_id}")).json()["referent"]
 
-            first = await eventually(first_referent, what="first référent")
-            reason = "Je ne parviens pas à joindre mon référent."
-            granted = await client.post(
-                f"/api/files/{file_id}/referent-change", json={"reason": reason}
-            )
-            assert granted.status_code == 202, granted.text
-            again = await client.post(
-                f"/api/files/{file_id}/referent-change", json={"reason": reason}
-            )
-            assert again.status_code == 409 and "déjà été accordé" in again.json()["message"]
-            short = await client.post(
-                f"/api/files/{file_id}/referent-change", json={"reason": "non"}
-            )
-            assert short.status_code == 422
-        finally:
-            await sim.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+        first = await eventually(first_referent, what="first référent")
+        await caf.holding(f"{file_id}-caf")
+        reason = "Je ne parviens pas à joindre mon référent."
+        granted = await client.post(
+            f"/api/files/{file_id}/referent-change", json={"reason": reason}
+        )
+        assert granted.status_code == 202, granted.text
+        again = await client.post(f"/api/files/{file_id}/referent-change", json={"reason": reason})
+        assert again.status_code == 409 and "déjà été accordé" in again.json()["message"]
+        short = await client.post(f"/api/files/{file_id}/referent-change", json={"reason": "non"})
+        assert short.status_code == 422
+        await caf.release(f"{file_id}-caf")  # the CAF held the file's request all along
 
     view = await eventually(
         lambda: answered_view(client, file_id, notifications=3), what="answer after the change"

@@ -23,6 +23,7 @@ from typer.testing import CliRunner, Result
 from devstack.kafka_sasl import ADMIN, access, broker_security, client_options
 from guichet_admin.cli import app
 from guichet_admin.kafka_io import TopicReader
+from guichet_admin.lag import consumer_lag
 from guichet_runtime.consumer import EventConsumer, PermanentError
 from guichet_runtime.service import ensure_topics
 from shared_models import FileSubmitted, topics
@@ -57,6 +58,19 @@ async def wait_for(condition: Any, timeout: float = 60) -> None:
             return
         await asyncio.sleep(0.1)
     raise TimeoutError("condition not met in time")
+
+
+async def consumed_all(stack: Stack, timeout: float = 60) -> None:
+    """Until the consumer's group committed every record of its topic (as many offsets as
+    records, lag zero): what it will ever handle of what is there, it has handled."""
+    records = len(await stack.source_records())
+    rows: list = []
+    for _ in range(int(timeout * 10)):
+        rows = await consumer_lag(stack.bootstrap, stack.namespace, "assignment")
+        if sum(r.committed for r in rows) == records and not any(r.lag for r in rows):
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the group has not committed its {records} records: {rows}")
 
 
 @dataclass
@@ -233,7 +247,7 @@ async def test_dead_letters_listed_shown_replayed_once_and_parked(stack: Stack) 
     )
     assert refused.exit_code == 1 and "parked" in refused.stderr
     assert len(await stack.source_records()) == 3
-    await asyncio.sleep(1)
+    await consumed_all(stack)  # the three records, and nothing more, went through the consumer
     assert len(stack.handled) == 1 and stack.consumer.dead_lettered == 2
 
 

@@ -3,6 +3,7 @@ ASGITransport), then over a real socket (faults: test_agency_simulator_faults.py
 
 from __future__ import annotations
 
+import concurrent.futures
 import socket
 import subprocess
 import sys
@@ -282,3 +283,35 @@ def test_real_process_slow_fault_trips_a_client_timeout(simulator_url: str) -> N
             c.post("/agencies/dgfip/soap", content=soap_request(body("socket-slow-2"))).status_code
             == 200
         )
+
+
+def test_real_process_hold_tells_a_caller_still_waiting_from_one_that_gave_up(
+    simulator_url: str,
+) -> None:
+    """The release says whether the caller still waited: a test that releases a held request
+    knows its step happened while the agency held the request's only call."""
+    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+        c.post("/admin/faults", json={"agency": "caf", "mode": "hold"})
+        try:
+            with pytest.raises(httpx.ReadTimeout):  # a caller that gives up
+                c.post("/agencies/caf/requests", json=body("socket-hold-1"), timeout=0.3)
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                waiting = pool.submit(
+                    httpx.post,
+                    f"{simulator_url}/agencies/caf/requests",
+                    json=body("socket-hold-2"),
+                    timeout=30,
+                )
+                deadline = time.monotonic() + 10
+                while len(c.get("/admin/faults/held").json()) < 2:
+                    assert time.monotonic() < deadline, c.get("/admin/faults/held").json()
+                    time.sleep(0.05)
+                released = c.post("/admin/faults/release", json={"agency": "caf"}).json()
+                assert [(r["request_id"], r["waiting"]) for r in released["released"]] == [
+                    ("socket-hold-1", False),
+                    ("socket-hold-2", True),
+                ]
+                assert waiting.result(timeout=10).status_code == 200
+        finally:
+            c.post("/admin/faults", json={"agency": "caf", "mode": "ok"})
+        assert c.get("/admin/faults/held").json() == []

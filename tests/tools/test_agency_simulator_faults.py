@@ -136,7 +136,8 @@ async def test_a_silent_agency_acknowledges_and_never_decides_and_its_adapter_re
     assert await send() == first
     assert len((await client.get(f"/agencies/{agency}/received")).json()) == 1
     if agency == "france_travail":
-        await asyncio.sleep(0.5)  # past the simulated callback delay: none was scheduled
+        # No callback scheduled (France Travail waits CALLBACK_DELAY_SECONDS before one).
+        assert (await client.get("/admin/pending")).json() == {"callbacks": 0, "held": 0}
         status = (
             await client.get(f"/agencies/france_travail/demandes/{request.request_id}")
         ).json()
@@ -284,3 +285,85 @@ async def test_cpam_asks_for_the_salary_certificate_on_sick_leave_then_decides(
     assert stats["documents_again"] == [
         {"request_id": "ij-1", "file_id": "DOS-2026-0001", "times": 1}
     ]
+
+
+# ---------------------------------------------------------------------------- hold
+
+
+async def held(client: httpx.AsyncClient) -> list[dict]:
+    return (await client.get("/admin/faults/held")).json()
+
+
+async def until_held(client: httpx.AsyncClient, count: int) -> list[dict]:
+    """The held calls once there are `count` (the calls are in flight in other tasks)."""
+    for _ in range(500):
+        calls = await held(client)
+        if len(calls) >= count:
+            return calls
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{count} calls never held: {await held(client)}")
+
+
+async def test_hold_keeps_each_answer_until_its_release_then_answers_as_ok(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/admin/faults", json={"agency": "caf", "mode": "hold"})
+    assert r.status_code == 200
+    first = asyncio.create_task(submit(client, "caf", body("hold-1")))
+    second = asyncio.create_task(submit(client, "caf", body("hold-2")))
+    calls = await until_held(client, 2)
+    assert sorted(c["request_id"] for c in calls) == ["hold-1", "hold-2"]
+    assert {(c["agency"], c["waiting"]) for c in calls} == {("caf", True)}
+    # Other agencies answer as usual; a held call is not recorded yet (not answered).
+    assert (await submit(client, "cpam", body("hold-1"))).status_code == 200
+    assert (await client.get("/agencies/caf/stats")).json()["calls"] == 0
+    assert not first.done() and not second.done()
+
+    released = (
+        await client.post("/admin/faults/release", json={"agency": "caf", "request_id": "hold-1"})
+    ).json()["released"]
+    assert [(c["request_id"], c["waiting"]) for c in released] == [("hold-1", True)]
+    answer = await asyncio.wait_for(first, 5)
+    assert answer.status_code == 200
+    assert answer.json() == decide("caf", AgencyRequest(**body("hold-1"))).model_dump(mode="json")
+    # hold-2 is still held, and the mode still holds the next calls.
+    assert [c["request_id"] for c in await held(client)] == ["hold-2"]
+    third = asyncio.create_task(submit(client, "caf", body("hold-3")))
+    await until_held(client, 2)
+    released = (await client.post("/admin/faults/release", json={"agency": "caf"})).json()
+    assert [c["request_id"] for c in released["released"]] == ["hold-2", "hold-3"]
+    assert {(await asyncio.wait_for(t, 5)).status_code for t in (second, third)} == {200}
+    assert await held(client) == []
+    stats = (await client.get("/agencies/caf/stats")).json()
+    assert (stats["calls"], stats["repeats"]) == (3, 0)
+
+
+async def test_another_mode_or_a_reset_releases_what_is_held(client: httpx.AsyncClient) -> None:
+    await client.post("/admin/faults", json={"agency": "dgfip", "mode": "hold"})
+    await client.post("/admin/faults", json={"agency": "france_travail", "mode": "hold"})
+    soap = asyncio.create_task(
+        client.post("/agencies/dgfip/soap", content=soap_request(body("hold-soap")))
+    )
+    status = asyncio.create_task(client.get("/agencies/france_travail/demandes/inconnue"))
+    calls = await until_held(client, 2)
+    assert {(c["agency"], c["request_id"]) for c in calls} == {
+        ("dgfip", "hold-soap"),
+        ("france_travail", "inconnue"),
+    }
+    # Back to ok: the DGFiP's held call is answered; France Travail still holds its own.
+    await client.post("/admin/faults", json={"agency": "dgfip", "mode": "ok"})
+    assert (await asyncio.wait_for(soap, 5)).status_code == 200
+    assert [c["agency"] for c in await held(client)] == ["france_travail"]
+    await client.post("/admin/reset")
+    assert (await asyncio.wait_for(status, 5)).status_code == 404  # answered: unknown request
+    assert await held(client) == []
+    assert (await client.get("/admin/faults")).json()["france_travail"]["mode"] == "ok"
+
+
+async def test_release_of_an_unknown_agency_is_404_and_of_nothing_held_is_empty(
+    client: httpx.AsyncClient,
+) -> None:
+    r = await client.post("/admin/faults/release", json={"agency": "urssaf"})
+    assert r.status_code == 404
+    r = await client.post("/admin/faults/release", json={"agency": "caf", "request_id": "x"})
+    assert r.json() == {"released": []}

@@ -60,6 +60,16 @@ async def settle(adapter: Adapter, count: int) -> None:
     raise AssertionError(f"{count} callback(s) expected, {len(adapter.received)} received")
 
 
+async def no_callback_pending(client: httpx.AsyncClient) -> None:
+    """Until France Travail has no callback left to deliver (none scheduled, or every one
+    delivered or given up): after that, nothing more reaches the adapter."""
+    for _ in range(500):
+        if (await client.get("/admin/pending")).json()["callbacks"] == 0:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"callbacks still pending: {(await client.get('/admin/pending')).json()}")
+
+
 def test_references_are_unique_per_agency_even_when_their_hashes_collide(monkeypatch) -> None:
     state = SimulatorState()
     # Make every first draw the same number: the state still issues distinct references.
@@ -115,7 +125,7 @@ async def test_no_callback_decides_and_only_the_status_endpoint_says_so(sim) -> 
     client, adapter = sim
     await client.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
     await client.post("/agencies/france_travail/demandes", json=demande("mute-1"))
-    await asyncio.sleep(0.1)
+    await no_callback_pending(client)  # none was scheduled
     assert adapter.received == []
     status = (await client.get("/agencies/france_travail/demandes/mute-1")).json()
     assert status["decision"]["decision"] in ("accorde", "refuse") and status["delivered"] == 0
@@ -128,7 +138,7 @@ async def test_a_refused_callback_is_not_sent_again_but_a_failing_adapter_is_ret
     adapter.status = 409
     await client.post("/agencies/france_travail/demandes", json=demande("refused-1"))
     await settle(adapter, 1)
-    await asyncio.sleep(0.5)
+    await no_callback_pending(client)  # the delivery stopped at the refusal
     assert len(adapter.received) == 1
     status = (await client.get("/agencies/france_travail/demandes/refused-1")).json()
     assert (status["delivered"], status["last_status"]) == (0, 409)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import smtplib
 import socket
@@ -22,15 +23,11 @@ from typing import Any
 
 import pytest
 
+from devstack.ports import free_ports
 from devstack.smtp_sink import read_maildir
+from tests.unit.channel_doubles import Sink as InProcessSink
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -47,7 +44,7 @@ class Sink:
 
 
 def start_sink(maildir: Path, *extra: str) -> Sink:
-    smtp_port, http_port = free_port(), free_port()
+    smtp_port, http_port = free_ports(2)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -223,7 +220,7 @@ def test_refused_recipients_get_a_550(tmp_path: Path) -> None:
                     smtp.send_message(referent_mail(), to_addrs=[rcpt])
                 assert refused.value.recipients[rcpt][0] == 550
         assert read_maildir(sink.maildir) == []
-        assert sink.get("/stats") == {"stored": 0, "duplicates": 0, "refused": 2}
+        assert sink.get("/stats") == {"stored": 0, "duplicates": 0, "refused": 2, "failed": 0}
     finally:
         stop_sink(sink)
 
@@ -242,7 +239,7 @@ def test_a_message_sent_twice_is_stored_twice_and_counted_as_a_duplicate(
         send(sink, msg)  # a retried send: same Message-ID
         stored = [m["Message-ID"] for m in read_maildir(sink.maildir)]
         assert stored == [msg["Message-ID"], other["Message-ID"], msg["Message-ID"]]
-        assert sink.get("/stats") == {"stored": 3, "duplicates": 1, "refused": 0}
+        assert sink.get("/stats") == {"stored": 3, "duplicates": 1, "refused": 0, "failed": 0}
         [repeated] = sink.get("/duplicates")
         assert (repeated["message_id"], repeated["copies"]) == (msg["Message-ID"], 2)
         assert repeated["subject"] == msg["Subject"]
@@ -267,3 +264,57 @@ def test_a_message_sent_twice_is_stored_twice_and_counted_as_a_duplicate(
         assert restarted.get("/duplicates") == []
     finally:
         stop_sink(restarted)
+
+
+def test_a_message_the_sink_cannot_store_is_refused_for_now_and_reported(tmp_path: Path) -> None:
+    """Issue 18: the sink never loses a message silently. One it cannot store is answered 451
+    (the sender keeps it and retries) and reported in /stats and /failures."""
+    sink = start_sink(tmp_path / "maildir")
+    try:
+        send(sink, referent_mail())
+        shutil.rmtree(sink.maildir)  # the Maildir is gone: nothing can be stored any more
+        lost = referent_mail()
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            send(sink, lost)
+        assert refused.value.smtp_code == 451
+        assert sink.get("/stats") == {"stored": 1, "duplicates": 0, "refused": 0, "failed": 1}
+        [failure] = sink.get("/failures")
+        assert failure["message_id"] == lost["Message-ID"]
+        assert failure["envelope_to"] == ["camille.martin@example.org"]
+        assert "FileNotFoundError" in failure["error"]
+    finally:
+        stop_sink(sink)
+
+
+def test_a_sink_whose_port_is_taken_exits_with_an_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "devstack.smtp_sink",
+                "--port",
+                str(port),
+                "--maildir",
+                str(tmp_path / "maildir"),
+            ],
+            capture_output=True,
+            timeout=30,
+        )
+    assert proc.returncode != 0
+    assert b"address already in use" in proc.stderr.lower()
+
+
+async def test_the_in_process_sink_of_the_unit_tests_raises_when_it_cannot_start(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        sink = InProcessSink(tmp_path)
+        sink.port = taken.getsockname()[1]
+        with pytest.raises(OSError):
+            await sink.start()

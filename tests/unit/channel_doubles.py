@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from devstack import smtp_sink
-from devstack.ports import free_port
+from devstack.ports import free_ports
 
 SENDER = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
 BOUNCING = "adresse-inconnue.example"
@@ -18,22 +18,36 @@ BOUNCING = "adresse-inconnue.example"
 
 class Sink:
     def __init__(self, tmp: Path) -> None:
-        self.port, self.http_port = free_port(), free_port()
+        self.port, self.http_port = free_ports(2)
         self.maildir = tmp / "maildir"
         self.stop = asyncio.Event()
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 10) -> None:
+        """Serve, and return once the sink greets on its port; raise (never give up silently)
+        when it failed to start (its error, e.g. a port taken) or did not greet within `timeout`
+        seconds. Whatever else listens on the port does not pass for the sink."""
         self.task = asyncio.create_task(
             smtp_sink.serve(
                 "127.0.0.1", self.port, self.maildir, self.http_port, self.stop, [f"@{BOUNCING}"]
             )
         )
-        for _ in range(100):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            if self.task.done():
+                self.task.result()  # its exception, e.g. a port already in use
+                raise RuntimeError("the SMTP sink stopped as it started")
+            if asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(f"the SMTP sink did not greet in {timeout} s")
             try:
-                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                writer.close()
-                return
-            except OSError:
+                reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                try:
+                    greeting = await asyncio.wait_for(reader.readline(), 1)
+                finally:
+                    writer.close()
+                if greeting.startswith(b"220 smtp-sink") and not self.task.done():
+                    return
+                await asyncio.sleep(0.02)
+            except (OSError, TimeoutError):
                 await asyncio.sleep(0.02)
 
     def mails(self) -> list:
@@ -41,3 +55,7 @@ class Sink:
 
     def stats(self) -> dict[str, int]:
         return httpx.get(f"http://127.0.0.1:{self.http_port}/stats").json()
+
+    def failures(self) -> list[dict]:
+        """The messages the sink could not store (it answered them 451)."""
+        return httpx.get(f"http://127.0.0.1:{self.http_port}/failures").json()

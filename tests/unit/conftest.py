@@ -142,8 +142,10 @@ async def sink(tmp_path: Path) -> AsyncIterator[Sink]:
     s = Sink(tmp_path)
     await s.start()
     yield s
+    failures = s.failures()
     s.stop.set()
     await s.task
+    assert not failures, f"the SMTP sink could not store: {failures}"
 
 
 @pytest.fixture

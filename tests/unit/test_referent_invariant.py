@@ -219,12 +219,11 @@ class ReferentEngine(RuleBasedStateMachine):
 def test_the_referent_invariant_holds_over_random_sequences(migrated_templates):
     ReferentEngine.template = migrated_templates["assignment"]
     ReferentEngine.checked_files = 0
+    # How many examples, the deadline and the draw are the profile's (tests/hypothesis_profiles).
     run_state_machine_as_test(
         ReferentEngine,
         settings=settings(
-            max_examples=40,
             stateful_step_count=30,
-            deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
         ),
     )

@@ -25,17 +25,20 @@ long random ids.
 
 Common endpoints: ``GET /agencies/{agency}/received`` (bodies the agency accepted, first copy
 only, exactly as sent), ``GET /agencies/{agency}/stats`` (every call counted),
-``GET /health``, ``POST|GET /admin/faults`` (per agency: ok, down (503), error500, slow,
-garbage (an unreadable 200), invalid (a readable 200 of the wrong schema), silent (the
-agency acknowledges receipt — "en instruction" — and never decides: a 202
+``GET /health``, ``GET /admin/pending`` (callbacks not yet delivered, calls held: what a test
+waits for before it says nothing more will happen), ``POST|GET /admin/faults`` (per agency:
+ok, down (503), error500, slow, garbage (an unreadable 200), invalid (a readable 200 of the
+wrong schema), silent (the agency acknowledges receipt — "en instruction" — and never decides: a 202
 ``{"agency_reference", "statut": "en_instruction"}`` in JSON, a SOAP answer with
 ``<Statut>EN_INSTRUCTION</Statut>`` and no decision, no France Travail callback, and a
 CPAM that takes the awaited document without deciding; the legal clock then runs out,
 for deadline tests), incomplete (the CPAM finds the first document sent for a request
 incomplete and asks for it again; the next one is complete), reuse (the previous reference
 and callback id are given again: issue 17's collision, on purpose), no_callback (France
-Travail decides but never calls back: its status endpoint only has the decision); see
-:mod:`agency_simulator.state`), ``POST /admin/reset``. ``agency-simulator --agency caf`` runs one
+Travail decides but never calls back: its status endpoint only has the decision), hold (each
+call's answer is kept until ``POST /admin/faults/release``; ``GET /admin/faults/held`` lists
+the calls held, see :mod:`agency_simulator.hold`); see :mod:`agency_simulator.state`),
+``POST /admin/reset``. ``agency-simulator --agency caf`` runs one
 agency's system alone, as its own process.
 
 Decision texts (summary, reason) are in French because agents and citizens read them.
@@ -59,6 +62,7 @@ from agency_simulator.decisions import (
     AgencyRequest,
     decide,
 )
+from agency_simulator.hold import Release
 from agency_simulator.soap import DGFIP_NS, SOAP_NS
 from agency_simulator.state import (
     Fault,
@@ -91,6 +95,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
+        await app.state.simulator.holds.release()
         for task in list(app.state.simulator.tasks):
             task.cancel()
         await app.state.client.aclose()
@@ -129,7 +134,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
             raise HTTPException(
                 status_code=404, detail=f"{agency} does not speak JSON REST: use {where[agency]}"
             )
-        faulty = await fault_response(state, agency)
+        faulty = await fault_response(state, agency, body.request_id, request)
         if faulty is not None:
             return faulty
         answer = answer_for(state, agency, body, await request.json())
@@ -140,6 +145,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
     @app.post("/agencies/cpam/requests/{request_id}/pieces")
     async def submit_document(
         request_id: str,
+        request: Request,
         code: str = Form(...),
         fichier: UploadFile = File(...),
         state: SimulatorState = Depends(get_state),
@@ -147,7 +153,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
         """CPAM: the document it asked for; it then decides."""
         if "cpam" not in state.agencies:
             raise HTTPException(status_code=404, detail="cpam not served here")
-        faulty = await fault_response(state, "cpam")
+        faulty = await fault_response(state, "cpam", request_id, request)
         if faulty is not None:
             return faulty
         content = await fichier.read()
@@ -215,7 +221,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
         setting: FaultSetting, request: Request, state: SimulatorState = Depends(get_state)
     ) -> dict[str, Any]:
         known_agency(setting.agency, request)
-        state.faults[setting.agency] = Fault(mode=setting.mode, seconds=setting.seconds)
+        await state.set_fault(setting.agency, Fault(mode=setting.mode, seconds=setting.seconds))
         return {"agency": setting.agency, "mode": setting.mode, "seconds": setting.seconds}
 
     @app.get("/admin/faults")
@@ -226,9 +232,33 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
             if agency in state.agencies
         }
 
+    @app.get("/admin/pending")
+    async def pending(state: SimulatorState = Depends(get_state)) -> dict[str, int]:
+        """Work the simulator still has to do on its own: France Travail's callbacks not yet
+        delivered (or still retried), and the calls it holds (fault mode "hold")."""
+        return {
+            "callbacks": sum(1 for task in state.tasks if not task.done()),
+            "held": len(state.holds.calls),
+        }
+
+    @app.get("/admin/faults/held")
+    async def held(state: SimulatorState = Depends(get_state)) -> list[dict[str, Any]]:
+        """The calls held under fault mode "hold", oldest first (see agency_simulator.hold)."""
+        return await state.holds.held()
+
+    @app.post("/admin/faults/release")
+    async def release(
+        body: Release, request: Request, state: SimulatorState = Depends(get_state)
+    ) -> dict[str, Any]:
+        """Release the agency's held calls (of one request, with ``request_id``): each is
+        answered as in mode ok. Answers what was released, ``waiting`` telling whether the
+        caller still waited for it."""
+        known_agency(body.agency, request)
+        return {"released": await state.holds.release(body.agency, body.request_id)}
+
     @app.post("/admin/reset")
     async def reset(state: SimulatorState = Depends(get_state)) -> dict[str, str]:
-        state.reset()
+        await state.reset()
         return {"status": "reset"}
 
     return app

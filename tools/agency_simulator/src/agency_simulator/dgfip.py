@@ -21,13 +21,14 @@ async def soap(request: Request, state: SimulatorState = Depends(get_state)) -> 
     """DGFiP: SOAP-style XML in, XML out."""
     if "dgfip" not in state.agencies:
         raise HTTPException(status_code=404, detail="dgfip not served here")
-    faulty = await fault_response(state, "dgfip")
-    if faulty is not None:
-        return faulty
     text = (await request.body()).decode("utf-8", errors="replace")
     try:
         body, raw = parse_soap_request(text)
     except (DefusedET.ParseError, ValueError, DefusedXmlException) as exc:
-        return soap_fault(f"requête invalide : {exc}")
+        unreadable = soap_fault(f"requête invalide : {exc}")
+        return await fault_response(state, "dgfip", None, request) or unreadable
+    faulty = await fault_response(state, "dgfip", body.request_id, request)
+    if faulty is not None:
+        return faulty
     answer = answer_for(state, "dgfip", body, raw)
     return Response(content=soap_answer(answer), media_type="text/xml")

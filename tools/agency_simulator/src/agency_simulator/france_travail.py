@@ -107,7 +107,7 @@ async def demande(
     """France Travail: acknowledges at once, answers later on ``callback_url``."""
     if AGENCY not in state.agencies:
         raise HTTPException(status_code=404, detail="france_travail not served here")
-    faulty = await fault_response(state, AGENCY)
+    faulty = await fault_response(state, AGENCY, body.request_id, request)
     if faulty is not None:
         return faulty
     first = (AGENCY, body.request_id) not in state.answers
@@ -140,10 +140,12 @@ async def demande(
 
 
 @router.get("/agencies/france_travail/demandes/{request_id}")
-async def demande_status(request_id: str, state: SimulatorState = Depends(get_state)) -> Any:
+async def demande_status(
+    request_id: str, request: Request, state: SimulatorState = Depends(get_state)
+) -> Any:
     """Where a request stands: its decision (with the callback sent for it, how many times it
     was accepted and the adapter's last status), or ``en_instruction``."""
-    faulty = await fault_response(state, AGENCY)
+    faulty = await fault_response(state, AGENCY, request_id, request)
     if faulty is not None:
         return faulty
     record = state.callbacks.get(request_id)

@@ -6,8 +6,9 @@ Fault modes (``POST /admin/faults``, per agency): ok, down (503), error500, slow
 unreadable 200), invalid (a readable 200 of the wrong schema), silent (the agency
 acknowledges and never decides), incomplete (the CPAM finds the first document incomplete),
 reuse (the agency gives the next requests the reference and the callback id it gave the
-previous one: the collision of issue 17, on purpose) and no_callback (France Travail decides
-but never calls back: the decision is on its status endpoint only).
+previous one: the collision of issue 17, on purpose), no_callback (France Travail decides
+but never calls back: the decision is on its status endpoint only) and hold (the agency keeps
+each call's answer until a test releases it: :mod:`agency_simulator.hold`).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from agency_simulator.decisions import (
     document_request,
     reference,
 )
+from agency_simulator.hold import Holds
 from agency_simulator.soap import soap_envelope
 
 FaultMode = Literal[
@@ -45,6 +47,7 @@ FaultMode = Literal[
     "incomplete",
     "reuse",
     "no_callback",
+    "hold",
 ]
 DEFAULT_SLOW_SECONDS = 5.0
 
@@ -90,8 +93,17 @@ class SimulatorState:
     tasks: set[asyncio.Task] = field(default_factory=set)
     #: The secret France Travail signs its callbacks with (shared with its adapter); "": unsigned.
     callback_secret: str = ""
+    #: The calls kept under fault mode "hold" until released.
+    holds: Holds = field(default_factory=Holds)
 
-    def reset(self) -> None:
+    async def set_fault(self, agency: str, fault: Fault) -> None:
+        """Put ``agency`` in ``fault``; what it held (mode "hold") is released."""
+        self.faults[agency] = fault
+        if fault.mode != "hold":
+            await self.holds.release(agency)
+
+    async def reset(self) -> None:
+        await self.holds.release()
         self.answers.clear()
         self.awaiting.clear()
         self.documents.clear()
@@ -181,9 +193,19 @@ def get_state(request: Request) -> SimulatorState:
     return request.app.state.simulator
 
 
-async def fault_response(state: SimulatorState, agency: str) -> Response | None:
-    """The injected fault's response for ``agency``, or None to answer normally."""
+async def fault_response(
+    state: SimulatorState,
+    agency: str,
+    request_id: str | None = None,
+    request: Request | None = None,
+) -> Response | None:
+    """The injected fault's response for ``agency``, or None to answer normally. Under
+    "hold", the call (about ``request_id``, from ``request``) waits for its release, then is
+    answered normally."""
     fault = state.faults[agency]
+    if fault.mode == "hold":
+        await state.holds.hold(agency, request_id, request)
+        return None
     if fault.mode == "down":
         return JSONResponse(
             status_code=503, content={"detail": f"{agency} unavailable (simulated outage)"}

@@ -20,7 +20,7 @@ from devstack import adapter_bench, channel_bench, kafka_sasl
 from devstack import bench_decision as bd
 from devstack.kafka import LocalKafka, find_root
 from devstack.lifecycle import ensure_jars, say
-from devstack.ports import free_port
+from devstack.ports import free_ports
 from devstack.postgres import LocalPostgres
 from devstack.procs import ServiceProcess, Supervisor
 
@@ -80,7 +80,7 @@ def bench_channels(
     """Notifications/s per channel only: the SMTP sink and the SMS / postal simulator as
     real processes, no broker (the same figures `bench` reports after the whole system)."""
     workdir = Path(tempfile.mkdtemp(prefix="guichet-bench-channels-"))
-    smtp, smtp_http, providers = free_port(), free_port(), free_port()
+    smtp, smtp_http, providers = free_ports(3)
     try:
         with Supervisor() as sup:
             sup.add(
@@ -175,7 +175,7 @@ def bench_adapter(
             say("starting Kafka...")
             bootstrap = kafka.start()
         namespace = f"bench-{uuid.uuid4().hex[:8]}."
-        sim_port, adapter_port = free_port(), free_port()
+        sim_port, adapter_port = free_ports(2)
         name = f"adapter-{agency.replace('_', '-')}"
         broker = kafka_sasl.access(bootstrap)
         if broker.sasl:  # topics and ACLs as a Stack makes them; the adapter is its principal

@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from devstack import kafka_sasl
 from devstack.kafka_sasl import KafkaAccess
 from devstack.kafka_tls import BrokerCertificates, broker_certificates
-from devstack.ports import free_port
+from devstack.ports import free_ports
 
 KAFKA_VERSION = "4.1.1"
 # TieredStopAtLevel=1: C1-only JIT starts the JVM faster; a test broker never runs long enough
@@ -295,8 +295,10 @@ class LocalKafka:
             self.passwords = kafka_sasl.passwords(libs.parent, {*users, kafka_sasl.ADMIN})
         if self.sasl and self._want_tls:
             self.tls = broker_certificates(self.workdir / "tls")
-        self.port = self.port or free_port()
-        self.controller_port = self.controller_port or free_port()
+        # Both chosen together (held while picked): never the same port twice.
+        spare = iter(free_ports(2))
+        self.port = self.port or next(spare)
+        self.controller_port = self.controller_port or next(spare)
         # A busy port would otherwise pass the readiness probe against whatever already listens
         # there.
         if busy := [p for p in (self.port, self.controller_port) if _port_open(p)]:

@@ -15,7 +15,9 @@ With ``--http-port`` a small HTTP server (stdlib, in a thread) also answers:
 * ``GET /health``    -> ``{"status": "ok"}``
 * ``GET /messages``  -> JSON list, oldest first, of :func:`message_to_json` objects
 * ``DELETE /messages`` -> empties the Maildir (and forgets the ids), answers ``{"deleted": N}``
-* ``GET /stats``     -> ``{"stored": N, "duplicates": N, "refused": N}``
+* ``GET /stats``     -> ``{"stored": N, "duplicates": N, "refused": N, "failed": N}``
+* ``GET /failures``  -> JSON list of the messages the sink could not store (``error``,
+  ``message_id``, ``envelope_to``), oldest first
 * ``GET /duplicates`` -> JSON list, one item per ``Message-ID`` stored more than once: the
   first copy as :func:`message_to_json` plus ``copies`` (how many are stored)
 
@@ -29,6 +31,11 @@ repeating a ``Message-ID`` already stored is stored again (a citizen would recei
 and counted in ``duplicates`` (how many stored messages repeat an id stored before them; the
 count survives a restart, as it is rebuilt from the Maildir). Tests that look for a message
 sent twice thus see it, in :func:`read_maildir` and in ``/stats``.
+
+The sink never loses a message silently: one it cannot store (a full disk, a Maildir
+removed) is answered ``451`` (a temporary failure: the sender keeps the message and tries
+again), logged as an error and counted in ``failed`` (listed in ``/failures``), so a test sees
+it in what it reads. A sink that cannot start (a port taken) exits with an error.
 
 Tests read what was sent with :func:`read_maildir`. The process stops cleanly on SIGTERM
 or SIGINT.
@@ -170,7 +177,9 @@ class MaildirHandler:
         self.maildir = mailbox.Maildir(Path(maildir), factory=None, create=True)
         self._lock = threading.Lock()
         self.refuse = {r.lower() for r in refuse or []}
-        self.stats = {"stored": 0, "duplicates": 0, "refused": 0}
+        self.stats = {"stored": 0, "duplicates": 0, "refused": 0, "failed": 0}
+        #: The messages it could not store, oldest first (see ``GET /failures``).
+        self.failures: list[dict[str, Any]] = []
         #: Copies stored per Message-ID (rebuilt from the Maildir: it survives a restart).
         self.copies: Counter[str] = Counter()
         for key in self.maildir.iterkeys():
@@ -224,7 +233,15 @@ class MaildirHandler:
         ).encode()
         data = prefix + content.replace(b"\r\n", b"\n")
         with self._lock:
-            key = self.maildir.add(data)
+            try:
+                key = self.maildir.add(data)
+            except OSError as exc:
+                self.stats["failed"] += 1
+                self.failures.append(
+                    {"error": repr(exc), "message_id": mid, "envelope_to": envelope.rcpt_tos}
+                )
+                log.error("message %s to %s NOT stored: %r", mid, envelope.rcpt_tos, exc)
+                return "451 4.3.0 Message not stored (sink error), try again later"
             self.stats["stored"] += 1
             if mid is not None:
                 self.copies[mid] += 1
@@ -257,6 +274,8 @@ def _make_http_handler(
                 self._send_json(200, [message_to_json(m) for m in read_maildir(maildir)])
             elif path == "/stats" and handler is not None:
                 self._send_json(200, dict(handler.stats))
+            elif path == "/failures" and handler is not None:
+                self._send_json(200, list(handler.failures))
             elif path == "/duplicates":
                 self._send_json(200, duplicates(maildir))
             else:
