@@ -309,23 +309,25 @@ async def test_hold_keeps_each_answer_until_its_release_then_answers_as_ok(
 ) -> None:
     r = await client.post("/admin/faults", json={"agency": "caf", "mode": "hold"})
     assert r.status_code == 200
-    first = asyncio.create_task(submit(client, "caf", body("hold-1")))
+    first = asyncio.create_task(submit(client, "caf", body("req-naissance-0")))
     second = asyncio.create_task(submit(client, "caf", body("hold-2")))
     calls = await until_held(client, 2)
-    assert sorted(c["request_id"] for c in calls) == ["hold-1", "hold-2"]
+    assert sorted(c["request_id"] for c in calls) == ["hold-2", "req-naissance-0"]
     assert {(c["agency"], c["waiting"]) for c in calls} == {("caf", True)}
     # Other agencies answer as usual; a held call is not recorded yet (not answered).
-    assert (await submit(client, "cpam", body("hold-1"))).status_code == 200
+    assert (await submit(client, "cpam", body("req-naissance-0"))).status_code == 200
     assert (await client.get("/agencies/caf/stats")).json()["calls"] == 0
     assert not first.done() and not second.done()
 
     released = (
-        await client.post("/admin/faults/release", json={"agency": "caf", "request_id": "hold-1"})
+        await client.post(
+            "/admin/faults/release", json={"agency": "caf", "request_id": "req-naissance-0"}
+        )
     ).json()["released"]
-    assert [(c["request_id"], c["waiting"]) for c in released] == [("hold-1", True)]
+    assert [(c["request_id"], c["waiting"]) for c in released] == [("req-naissance-0", True)]
     answer = await asyncio.wait_for(first, 5)
     assert answer.status_code == 200
-    assert answer.json() == decide("caf", AgencyRequest(**body("hold-1"))).model_dump(mode="json")
+    assert answer.json() == ANSWERS[("caf", "req-naissance-0", "naissance")]
     # hold-2 is still held, and the mode still holds the next calls.
     assert [c["request_id"] for c in await held(client)] == ["hold-2"]
     third = asyncio.create_task(submit(client, "caf", body("hold-3")))
