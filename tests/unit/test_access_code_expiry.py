@@ -139,16 +139,21 @@ async def test_three_codes_in_15_minutes_then_a_fourth_only_once_the_first_is_15
     client, clock
 ):
     file_id = await new_file(client)
-    for _ in range(3):
+    for _ in range(3):  # 9:00, 9:05, 9:10
         assert (await ask_code(client, file_id)).status_code == 202
         clock.shift(dt.timedelta(minutes=5))
-    # 9:15:00: the first code, sent at 9:00:00, still counts (its window is open).
-    clock.shift(dt.timedelta(seconds=-1))
+
+    clock.shift(dt.timedelta(minutes=-3))  # 9:12:00: three minutes before 9:00's code ends
     refused = await ask_code(client, file_id)
     assert refused.status_code == 429, refused.text
     assert refused.json() == {"message": TOO_MANY_CODES, "kind": "too_many"}
+    assert refused.headers["Retry-After"] == "180"
 
-    clock.shift(dt.timedelta(seconds=2))  # 9:15:01: the first code no longer counts
+    clock.shift(dt.timedelta(minutes=2, seconds=59))  # 9:14:59: the first code still counts
+    last_second = await ask_code(client, file_id)
+    assert (last_second.status_code, last_second.headers["Retry-After"]) == (429, "1")
+
+    clock.shift(dt.timedelta(seconds=2))  # 9:15:01: it no longer does
     assert (await ask_code(client, file_id)).status_code == 202
     assert len(await client.db.rows("access_codes")) == 4
 
