@@ -368,3 +368,61 @@ async def test_notification_killed_mid_way_sends_each_message_once(stack, client
     assert stored_twice == len(found["mail"])  # every email repeat counted by the sink
     if any(found.values()):
         warnings.warn(f"SIGKILL inside the send/commit window: repeated {found}", stacklevel=1)
+
+
+async def test_beyond_three_codes_a_429_and_the_sink_holds_exactly_three(stack, client):
+    """Issue 18 §4: a file is sent at most 3 access codes in 15 minutes. The fourth and
+    fifth asks are refused over HTTP (429, French, Retry-After) and the SMTP sink, which
+    stores every message it receives, repeats included, holds exactly the three codes."""
+    file_id = await submit(client, email="codes.limit@example.fr")
+    url = f"/api/files/{file_id}/access-codes"
+
+    sent = [await client.post(url, auth=None) for _ in range(3)]
+    refused = [await client.post(url, auth=None) for _ in range(2)]
+
+    assert [r.status_code for r in sent] == [202, 202, 202], [r.text for r in sent]
+    for answer in refused:
+        assert answer.status_code == 429, answer.text
+        assert answer.json() == {
+            "message": "Plusieurs codes vous ont déjà été envoyés : utilisez le dernier reçu ou "
+            "réessayez dans 15 minutes.",
+            "kind": "too_many",
+        }
+        assert 1 <= int(answer.headers["Retry-After"]) <= 900
+
+    subject = f"Votre dossier {file_id} : votre code d'accès"
+
+    def codes_in_sink() -> list:
+        return [m for m in mails_for(stack.maildir, file_id) if m["Subject"] == subject]
+
+    async def three_delivered() -> bool:
+        return len(codes_in_sink()) >= 3
+
+    await eventually(three_delivered, what="the three codes in the SMTP sink")
+    # Quiescent: intake created three codes and published them all (its outbox is empty of
+    # them), notification sent three code messages and has none left to send.
+    assert (
+        await query(
+            stack.database_urls["intake"],
+            "SELECT count(*) FROM access_codes WHERE file_id = :f",
+            f=file_id,
+        )
+    )[0][0] == 3
+
+    async def drained() -> bool:
+        left = await query(
+            stack.database_urls["intake"],
+            "SELECT count(*) FROM outbox WHERE topic LIKE '%access-codes.issued' AND key = :f",
+            f=file_id,
+        )
+        statuses = await query(
+            stack.database_urls["notification"],
+            "SELECT status, count(*) FROM notifications WHERE file_id = :f AND kind = "
+            "'access_code' GROUP BY status",
+            f=file_id,
+        )
+        return left[0][0] == 0 and dict(statuses) == {"envoye": 3}
+
+    await eventually(drained, what="no code left in flight")
+    assert len(codes_in_sink()) == 3
+    await assert_no_repeats(stack, [file_id])

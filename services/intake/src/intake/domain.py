@@ -315,9 +315,13 @@ def proof_hash(proof: str) -> str:
     return hashlib.sha256(proof.encode()).hexdigest()
 
 
-def ensure_code_can_be_sent(has_email: bool, has_phone: bool, sent_recently: int) -> None:
+def ensure_code_can_be_sent(
+    has_email: bool, has_phone: bool, sent_recently: int, retry_after_seconds: int = 0
+) -> None:
     """A code goes by email or SMS only (a letter would arrive after it expires), and a
-    file is sent at most ACCESS_CODES_PER_TTL codes within ACCESS_CODE_TTL."""
+    file is sent at most ACCESS_CODES_PER_TTL codes within ACCESS_CODE_TTL; beyond, the
+    refusal tells when to try again (`retry_after_seconds`: until the oldest of those codes
+    leaves the window, see `code_retry_after`)."""
     if not (has_email or has_phone):
         raise Refused(
             RefusalKind.CONFLICT,
@@ -330,7 +334,15 @@ def ensure_code_can_be_sent(has_email: bool, has_phone: bool, sent_recently: int
             RefusalKind.TOO_MANY,
             "Plusieurs codes vous ont déjà été envoyés : utilisez le dernier reçu ou réessayez "
             "dans 15 minutes.",
+            headers={"Retry-After": str(max(1, retry_after_seconds))},
         )
+
+
+def code_retry_after(oldest_recent: dt.datetime | None, now: dt.datetime) -> int:
+    """Seconds until the oldest code sent within ACCESS_CODE_TTL stops counting (0: none)."""
+    if oldest_recent is None:
+        return 0
+    return max(0, math.ceil((oldest_recent + ACCESS_CODE_TTL - now).total_seconds()))
 
 
 def wrong_code(most_attempts: int) -> Refused:

@@ -22,6 +22,7 @@ from intake.domain import (
     PROOF_EXPIRED,
     PROOF_NEEDED,
     code_hash,
+    code_retry_after,
     ensure_code_can_be_sent,
     new_access_code,
     new_access_proof,
@@ -40,15 +41,17 @@ async def issue_access_code(file_id: str, uow: UnitOfWork, keyring: Keyring) -> 
         row = await file_for_update(uow, file_id)
         citizen = CitizenContact.model_validate(row.citizen)
         now = utcnow()
-        recent = await uow.conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(access_codes)
-            .where(
-                access_codes.c.file_id == file_id,
-                access_codes.c.created_at > now - ACCESS_CODE_TTL,
+        recent, oldest = (
+            await uow.conn.execute(
+                sa.select(sa.func.count(), sa.func.min(access_codes.c.created_at)).where(
+                    access_codes.c.file_id == file_id,
+                    access_codes.c.created_at > now - ACCESS_CODE_TTL,
+                )
             )
+        ).one()
+        ensure_code_can_be_sent(
+            bool(citizen.email), bool(citizen.phone), recent, code_retry_after(oldest, now)
         )
-        ensure_code_can_be_sent(bool(citizen.email), bool(citizen.phone), recent)
         code, salt = new_access_code()
         expires_at = now + ACCESS_CODE_TTL
         await uow.conn.execute(
