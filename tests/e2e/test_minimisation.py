@@ -111,7 +111,7 @@ async def test_the_agency_request_topic_carries_only_the_catalogue_fields(
 
     request = record["body"]
     assert record["event_type"] == "AgencyRequestIssued"
-    assert set(request) == REQUEST_KEYS and request["schema_version"] == 2
+    assert set(request) == REQUEST_KEYS and request["schema_version"] == 3
     assert set(request["citizen"]) == listed
     # Every value the citizen gave that is not listed is nowhere in the record's bytes.
     given = {**file["body"]["citizen"], "description": file["body"]["description"]}
@@ -150,7 +150,7 @@ async def test_thanks_travel_with_the_citizen_name_and_still_reach_the_referent(
 
     [record] = await records_of(stack, topics.THANKS, file_id)
     assert record["body"]["citizen"] == {"given_name": "Marie", "family_name": "Dupont"}
-    assert record["body"]["schema_version"] == 2
+    assert record["body"]["schema_version"] == 3
 
     async def thanked_by_mail():
         mails = [m for m in mails_for(stack.maildir, file_id) if m["To"] == named["email"]]
