@@ -18,7 +18,13 @@ from typing import Any
 
 import yaml
 
-from devstack.k8s_identity import LOGIN_KEYS, VERIFIER_KEYS, identity_egress, identity_env
+from devstack.k8s_identity import (
+    KEY_READER_KEYS,
+    LOGIN_KEYS,
+    VERIFIER_KEYS,
+    identity_egress,
+    identity_env,
+)
 from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
 from devstack.k8s_keda import keda_scaling
 from devstack.k8s_pods import JOB_RESOURCES, RESOURCES, RESOURCES_NOTE, probe, security_context
@@ -77,6 +83,12 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 
 def core_workloads() -> list[Workload]:
+    intake, assignment, notification, web = core_workload_definitions()
+    intake.ingress_from += [r for r in key_readers() if r not in intake.ingress_from]
+    return [intake, reads_personal_data(assignment), reads_personal_data(notification), web]
+
+
+def core_workload_definitions() -> list[Workload]:
     return [
         Workload(
             name="intake",
@@ -86,11 +98,17 @@ def core_workloads() -> list[Workload]:
             database="intake",
             migrations="intake",
             # The client is read from X-Forwarded-For when the web or the Ingress calls.
-            settings={"TRUSTED_PROXIES": TRUSTED_POD_NETWORK},
+            settings={
+                "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
+                # Crypto-shredding (docs/data-protection.md), as the default says: stated.
+                "PERSONAL_DATA_SEALING": "true",
+            },
             secrets={
                 "ACCESS_CODE_KEY": ("access-code-key", "key"),
                 # Signs the audit trail's daily anchors (docs/data-protection.md).
                 "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
+                # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
+                "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
             },
             identity=VERIFIER_KEYS,
             ingress_from_controller=True,
@@ -158,6 +176,29 @@ def core_workloads() -> list[Workload]:
     ]
 
 
+#: intake's HTTP port: its key service serves the citizens' data keys.
+INTAKE_PORT = 8000
+
+
+def reads_personal_data(w: Workload) -> Workload:
+    """A service opening personal fields sealed with the citizens' data keys: it asks
+    intake's key service for them as its own client at the agents' issuer (crypto-shredding,
+    docs/data-protection.md). Intake lets it in (`key_readers`)."""
+    w.settings |= {
+        "KEY_SERVICE_URL": f"http://intake:{INTAKE_PORT}",
+        "KEY_SERVICE_CLIENT_ID": f"service-{w.name}",
+    }
+    w.secrets["KEY_SERVICE_CLIENT_SECRET"] = (f"{w.name}-key-service", "client-secret")
+    w.identity = {**w.identity, **KEY_READER_KEYS}
+    w.egress_to.append(("intake", INTAKE_PORT))
+    return w
+
+
+def key_readers() -> list[str]:
+    """The workloads calling intake's key service."""
+    return ["assignment", "notification", *map(topics.adapter_service, deployed_agencies())]
+
+
 def adapter_workload(agency: str) -> Workload:
     name = topics.adapter_service(agency)
     port = ADAPTER_PORTS[agency]
@@ -167,7 +208,7 @@ def adapter_workload(agency: str) -> Workload:
         settings["CALLBACK_BASE_URL"] = f"https://{name}.guichet-unique.example.gouv.fr"
         # The secret the agency signs its callbacks with (docs/security.md).
         secrets["CALLBACK_SECRET"] = (f"{name}-callbacks", "secret")
-    return Workload(
+    adapter = Workload(
         name=name,
         port=port,
         command=[name],
@@ -181,6 +222,7 @@ def adapter_workload(agency: str) -> Workload:
         scaling=(1, topics.PARTITIONS),
         identity=VERIFIER_KEYS,
     )
+    return reads_personal_data(adapter)
 
 
 def deployed_agencies() -> list[str]:
