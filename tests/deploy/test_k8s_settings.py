@@ -37,6 +37,7 @@ def test_intake_and_the_web_trust_the_pod_network_their_callers_come_from(overla
     for name in ("intake", "web"):
         trusted = [ipaddress.ip_network(n) for n in json.loads(found[name]["TRUSTED_PROXIES"])]
         assert trusted == [pods], name
+
     # Only the callers meant to be trusted reach them: the Ingress controller, and the web;
     # at intake also our own services reading the citizens' data keys from its key service
     # (crypto-shredding: each authenticated by its own token, none a proxy for anyone).
