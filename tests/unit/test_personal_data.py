@@ -422,3 +422,18 @@ def test_shredding_deletes_the_key_keeps_the_row_audits_and_answers_410(intake):
     assert entries[0].reason == "Demande d'effacement"
     # A new file of the same citizen gets a new key.
     assert new_key_at_intake(runtime, "citizen-sub-1") != key_id
+
+
+def test_what_is_emitted_after_the_shredding_carries_nothing_and_reads_as_erased():
+    data, keys = sealing()
+    key_id = keys.new()
+    keys.keys[key_id] = None  # shredded before a worker emits for the file
+
+    payload = asyncio.run(data.seal(submitted(), key_id))
+
+    record = json.loads(payload)
+    assert record["citizen"] == {"key_id": key_id, "nonce": "", "ciphertext": ""}
+    for value in PLAIN:
+        assert value not in payload, value
+    with pytest.raises(PersonalDataErased):
+        asyncio.run(data.open(FileSubmitted, payload))

@@ -121,6 +121,12 @@ def seal_value(key_id: str, key: bytes, value: Any, file_id: str) -> dict[str, s
     return {"key_id": key_id, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
 
 
+def erased_value(key_id: str) -> dict[str, str]:
+    """What a personal field of an event emitted after its key was shredded holds: the key's
+    id and nothing else. Consumers meet a shredded key and treat the event as erased."""
+    return {"key_id": key_id, "nonce": "", "ciphertext": ""}
+
+
 def open_value(key: bytes, sealed: Mapping[str, str], file_id: str) -> Any:
     """The JSON value a `seal_value` sealed; CannotOpen when altered, for another file or
     under another key."""
@@ -214,12 +220,20 @@ class PersonalData:
         await remember_key(conn, self.refs, file_id, key_id)
 
     async def seal(self, event: Envelope, key_id: str) -> str:
-        """The event as its outbox payload, its personal fields sealed with `key_id`."""
+        """The event as its outbox payload, its personal fields sealed with `key_id` (once
+        the key is shredded: `erased_value`, no personal data at all)."""
         file_id = str(getattr(event, "file_id", ""))
-        key = await self.keys.get(key_id)
+        try:
+            key: bytes | None = await self.keys.get(key_id)
+        except KeyShredded:
+            key = None  # the citizen's data is erased: what is emitted for them carries none
         data = event.model_dump(mode="json")
         for name in personal_fields(type(event)):
-            if data.get(name) is not None:
+            if data.get(name) is None:
+                continue
+            if key is None:
+                data[name] = erased_value(key_id)
+            else:
                 data[name] = seal_value(key_id, key, data[name], file_id)
         return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
