@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from devstack import k8s
+from devstack.k8s_keys import key_readers
 from tests.deploy.support import build, of_kind
 
 COLLECTOR = "http://otel-collector.monitoring:4318"
@@ -47,9 +48,11 @@ def test_intake_and_the_web_trust_the_pod_network_their_callers_come_from(overla
     controller = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     }
-    readers = [pod(name) for name in k8s.key_readers()]
+    readers = [pod(name) for name in key_readers(k8s.deployed_agencies())]
     assert ingress_peers(overlay, "intake") == [pod("web"), *readers, controller]
-    assert {"assignment", "notification", "adapter-caf"} <= set(k8s.key_readers())
+    assert {"assignment", "notification", "adapter-caf"} <= set(
+        key_readers(k8s.deployed_agencies())
+    )
     assert ingress_peers(overlay, "web") == [controller]
     others = set(found) - {"intake", "web"}
     assert all("TRUSTED_PROXIES" not in found[name] for name in others)

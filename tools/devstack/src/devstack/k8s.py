@@ -19,7 +19,6 @@ from typing import Any
 import yaml
 
 from devstack.k8s_identity import (
-    KEY_READER_KEYS,
     LOGIN_KEYS,
     VERIFIER_KEYS,
     identity_egress,
@@ -27,6 +26,7 @@ from devstack.k8s_identity import (
 )
 from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
 from devstack.k8s_keda import keda_scaling
+from devstack.k8s_keys import reads_personal_data, with_key_service
 from devstack.k8s_pods import JOB_RESOURCES, RESOURCES, RESOURCES_NOTE, probe, security_context
 from devstack.k8s_postgres import NOTE as PG_NOTE
 from devstack.k8s_postgres import cluster, database_url, migration_env, runtime_secret
@@ -83,120 +83,94 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 
 def core_workloads() -> list[Workload]:
-    intake, assignment, notification, web = core_workload_definitions()
-    intake.ingress_from += [r for r in key_readers() if r not in intake.ingress_from]
-    return [intake, reads_personal_data(assignment), reads_personal_data(notification), web]
-
-
-def core_workload_definitions() -> list[Workload]:
-    return [
-        Workload(
-            name="intake",
-            port=8000,
-            command=["intake"],
-            component="service",
-            database="intake",
-            migrations="intake",
-            # The client is read from X-Forwarded-For when the web or the Ingress calls.
-            settings={
-                "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
-                # Crypto-shredding (docs/data-protection.md), as the default says: stated.
-                "PERSONAL_DATA_SEALING": "true",
-            },
-            secrets={
-                "ACCESS_CODE_KEY": ("access-code-key", "key"),
-                # Signs the audit trail's daily anchors (docs/data-protection.md).
-                "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
-                # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
-                "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
-            },
-            identity=VERIFIER_KEYS,
-            ingress_from_controller=True,
-            ingress_from=["web"],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="assignment",
-            port=8001,
-            command=["assignment"],
-            component="service",
-            database="assignment",
-            migrations="assignment",
-            secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
-            identity=VERIFIER_KEYS,
-            ingress_from=["web"],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="notification",
-            port=8002,
-            command=["notification"],
-            component="service",
-            settings={
-                "SMTP_HOST": "smtp.example.gouv.fr",
-                "SMTP_PORT": "25",
-                "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
-                "POSTAL_URL": "https://courrier.example.gouv.fr",
-                "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
-            },
-            database="notification",
-            migrations="notification",
-            secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
-            external_egress=[25, 443],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="web",
-            port=8003,
-            command=["web"],
-            component="service",
-            settings={
-                "INTAKE_URL": "http://intake:8000",
-                "ASSIGNMENT_URL": "http://assignment:8001",
-                "SECURE_COOKIES": "true",
-                "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,  # the Ingress controller's pods
-                "PUBLIC_URL": PUBLIC_URL,  # the login's redirect URI
-                "LOGIN_AGENTS_CLIENT_ID": "web",
-                "LOGIN_CITIZENS_CLIENT_ID": "web",
-            },
-            # The sessions' key and the pages' client secrets at the providers: the web
-            # refuses to start without them.
-            secrets={
-                "SECRET_KEY": ("web-session", "secret-key"),
-                "LOGIN_AGENTS_CLIENT_SECRET": ("web-login-agents", "client-secret"),
-                "LOGIN_CITIZENS_CLIENT_SECRET": ("web-login-citizens", "client-secret"),
-            },
-            database="web",  # the sessions, kept server-side
-            migrations="web",
-            identity=LOGIN_KEYS,
-            kafka=False,
-            ingress_from_controller=True,
-            egress_to=[("intake", 8000), ("assignment", 8001)],
-        ),
-    ]
-
-
-#: intake's HTTP port: its key service serves the citizens' data keys.
-INTAKE_PORT = 8000
-
-
-def reads_personal_data(w: Workload) -> Workload:
-    """A service opening personal fields sealed with the citizens' data keys: it asks
-    intake's key service for them as its own client at the agents' issuer (crypto-shredding,
-    docs/data-protection.md). Intake lets it in (`key_readers`)."""
-    w.settings |= {
-        "KEY_SERVICE_URL": f"http://intake:{INTAKE_PORT}",
-        "KEY_SERVICE_CLIENT_ID": f"service-{w.name}",
-    }
-    w.secrets["KEY_SERVICE_CLIENT_SECRET"] = (f"{w.name}-key-service", "client-secret")
-    w.identity = {**w.identity, **KEY_READER_KEYS}
-    w.egress_to.append(("intake", INTAKE_PORT))
-    return w
-
-
-def key_readers() -> list[str]:
-    """The workloads calling intake's key service."""
-    return ["assignment", "notification", *map(topics.adapter_service, deployed_agencies())]
+    return with_key_service(
+        deployed_agencies(),
+        [
+            Workload(
+                name="intake",
+                port=8000,
+                command=["intake"],
+                component="service",
+                database="intake",
+                migrations="intake",
+                # The client is read from X-Forwarded-For when the web or the Ingress calls.
+                settings={
+                    "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
+                    # Crypto-shredding (docs/data-protection.md), as the default says: stated.
+                    "PERSONAL_DATA_SEALING": "true",
+                },
+                secrets={
+                    "ACCESS_CODE_KEY": ("access-code-key", "key"),
+                    # Signs the audit trail's daily anchors (docs/data-protection.md).
+                    "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
+                    # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
+                    "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
+                },
+                identity=VERIFIER_KEYS,
+                ingress_from_controller=True,
+                ingress_from=["web"],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="assignment",
+                port=8001,
+                command=["assignment"],
+                component="service",
+                database="assignment",
+                migrations="assignment",
+                secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
+                identity=VERIFIER_KEYS,
+                ingress_from=["web"],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="notification",
+                port=8002,
+                command=["notification"],
+                component="service",
+                settings={
+                    "SMTP_HOST": "smtp.example.gouv.fr",
+                    "SMTP_PORT": "25",
+                    "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
+                    "POSTAL_URL": "https://courrier.example.gouv.fr",
+                    "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
+                },
+                database="notification",
+                migrations="notification",
+                secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
+                external_egress=[25, 443],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="web",
+                port=8003,
+                command=["web"],
+                component="service",
+                settings={
+                    "INTAKE_URL": "http://intake:8000",
+                    "ASSIGNMENT_URL": "http://assignment:8001",
+                    "SECURE_COOKIES": "true",
+                    "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,  # the Ingress controller's pods
+                    "PUBLIC_URL": PUBLIC_URL,  # the login's redirect URI
+                    "LOGIN_AGENTS_CLIENT_ID": "web",
+                    "LOGIN_CITIZENS_CLIENT_ID": "web",
+                },
+                # The sessions' key and the pages' client secrets at the providers: the web
+                # refuses to start without them.
+                secrets={
+                    "SECRET_KEY": ("web-session", "secret-key"),
+                    "LOGIN_AGENTS_CLIENT_SECRET": ("web-login-agents", "client-secret"),
+                    "LOGIN_CITIZENS_CLIENT_SECRET": ("web-login-citizens", "client-secret"),
+                },
+                database="web",  # the sessions, kept server-side
+                migrations="web",
+                identity=LOGIN_KEYS,
+                kafka=False,
+                ingress_from_controller=True,
+                egress_to=[("intake", 8000), ("assignment", 8001)],
+            ),
+        ],
+    )
 
 
 def adapter_workload(agency: str) -> Workload:
@@ -208,21 +182,22 @@ def adapter_workload(agency: str) -> Workload:
         settings["CALLBACK_BASE_URL"] = f"https://{name}.guichet-unique.example.gouv.fr"
         # The secret the agency signs its callbacks with (docs/security.md).
         secrets["CALLBACK_SECRET"] = (f"{name}-callbacks", "secret")
-    adapter = Workload(
-        name=name,
-        port=port,
-        command=[name],
-        component="adapter",
-        settings=settings,
-        secrets=secrets,
-        database=f"adapter_{agency}",
-        migrations="adapter_sdk",
-        external_egress=[443],
-        external_ingress=agency in ASYNCHRONOUS_AGENCIES,
-        scaling=(1, topics.PARTITIONS),
-        identity=VERIFIER_KEYS,
+    return reads_personal_data(
+        Workload(
+            name=name,
+            port=port,
+            command=[name],
+            component="adapter",
+            settings=settings,
+            secrets=secrets,
+            database=f"adapter_{agency}",
+            migrations="adapter_sdk",
+            external_egress=[443],
+            external_ingress=agency in ASYNCHRONOUS_AGENCIES,
+            scaling=(1, topics.PARTITIONS),
+            identity=VERIFIER_KEYS,
+        )
     )
-    return reads_personal_data(adapter)
 
 
 def deployed_agencies() -> list[str]:
