@@ -45,6 +45,7 @@ from shared_models import (
     CitizenContact,
     FileSubmitted,
     LegalDeadlineSet,
+    is_sealed,
     personal_fields,
     topics,
 )
@@ -437,3 +438,27 @@ def test_what_is_emitted_after_the_shredding_carries_nothing_and_reads_as_erased
         assert value not in payload, value
     with pytest.raises(PersonalDataErased):
         asyncio.run(data.open(FileSubmitted, payload))
+
+
+@pytest.mark.parametrize("subject", [None, "citizen-sub-1"])
+def test_intake_seals_a_new_files_event_in_the_same_transaction(intake, subject):
+    """The key is created and read through the unit of work's connection (on SQLite a second
+    connection would wait for the write lock; on PostgreSQL it would not see the new key)."""
+    from intake.commands.personal_data import seal_new_file
+    from intake.tables import outbox
+
+    _, runtime, _ = intake
+    if subject is not None:
+        new_key_at_intake(runtime, subject)  # the citizen's key exists: read, not created
+
+    async def submit() -> str:
+        async with runtime.uow() as uow:
+            await seal_new_file(uow, "GU-2026-CRYPTO01", subject)
+            uow.emit(topics.FILES_SUBMITTED, submitted())
+            await uow.commit()
+        async with runtime.engine.connect() as conn:
+            return str(await conn.scalar(sa.select(outbox.c.payload)))
+
+    payload = asyncio.run(asyncio.wait_for(submit(), timeout=20))
+    assert "Maëlys" not in payload and WORDS not in payload
+    assert is_sealed(json.loads(payload)["citizen"])

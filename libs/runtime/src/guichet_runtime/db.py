@@ -232,7 +232,7 @@ class UnitOfWork:
                 continue
             key_id = self.personal_keys.get(file_id) or await sealing.key_of(self.conn, file_id)
             if key_id is not None:
-                row["payload"] = await sealing.seal(event, key_id)
+                row["payload"] = await sealing.seal(event, key_id, self.conn)
 
     @property
     def audit_trail(self) -> AuditTrail | None:

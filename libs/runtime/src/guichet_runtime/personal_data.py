@@ -200,6 +200,19 @@ class KeyCache:
     def forget(self, key_id: str) -> None:
         self._entries.pop(key_id, None)
 
+    def put(self, key_id: str, key: bytes | None) -> None:
+        """Remember a key read elsewhere (None: shredded)."""
+        self._entries[key_id] = (self._clock(), key)
+
+    def cached(self, key_id: str) -> bytes | None:
+        """The key if held and fresh (KeyShredded if known shredded); None if not held."""
+        entry = self._entries.get(key_id)
+        if entry is None or self._clock() - entry[0] > self._ttl:
+            return None
+        if entry[1] is None:
+            raise KeyShredded(key_id)
+        return entry[1]
+
 
 class PersonalData:
     """A service's sealing and opening of personal fields (one per process)."""
@@ -219,12 +232,17 @@ class PersonalData:
         """Record that `file_id`'s personal data is sealed with `key_id`."""
         await remember_key(conn, self.refs, file_id, key_id)
 
-    async def seal(self, event: Envelope, key_id: str) -> str:
+    async def key(self, key_id: str, conn: AsyncConnection | None = None) -> bytes:
+        """The data key; `conn`: the unit of work's connection, for a service that reads its
+        keys from its own database (intake) inside the transaction."""
+        return await self.keys.get(key_id)
+
+    async def seal(self, event: Envelope, key_id: str, conn: AsyncConnection | None = None) -> str:
         """The event as its outbox payload, its personal fields sealed with `key_id` (once
         the key is shredded: `erased_value`, no personal data at all)."""
         file_id = str(getattr(event, "file_id", ""))
         try:
-            key: bytes | None = await self.keys.get(key_id)
+            key: bytes | None = await self.key(key_id, conn)
         except KeyShredded:
             key = None  # the citizen's data is erased: what is emitted for them carries none
         data = event.model_dump(mode="json")

@@ -75,6 +75,23 @@ class IntakePersonalData(PersonalData):
         self.cache = KeyCache(keys.get, ttl)
         super().__init__(self.cache, personal_data_key_refs)
 
+    async def key(self, key_id: str, conn: AsyncConnection | None = None) -> bytes:
+        """Inside a unit of work, read through its connection: on SQLite a second connection
+        would wait for the transaction's write lock, on PostgreSQL it would not see a key
+        created in it."""
+        if conn is None:
+            return await self.cache.get(key_id)
+        held = self.cache.cached(key_id)
+        if held is not None:
+            return held
+        try:
+            key = await self.vault.read(conn, key_id)
+        except KeyShredded:
+            self.cache.put(key_id, None)
+            raise
+        self.cache.put(key_id, key)
+        return key
+
     async def key_for(self, conn: AsyncConnection, subject: str | None) -> str:
         """The data key of a new file: the logged-in citizen's (created at their first
         file), or a new one for this file alone."""
@@ -96,6 +113,7 @@ class IntakePersonalData(PersonalData):
         }
         if subject is None:
             await conn.execute(personal_data_keys.insert().values(**values))
+            self.cache.put(key_id, key)
             return key_id
         # Two first files at once: one key wins, both files use it.
         await conn.execute(insert_ignore(conn, personal_data_keys).values(**values))
