@@ -105,7 +105,10 @@ async def every_record(stack: Stack) -> list[dict[str, Any]]:
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
-        while any(await consumer.position(tp) < ends[tp] for tp in partitions):
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < ends[tp] for tp in partitions])
+
+        while await behind():
             batch = await consumer.getmany(timeout_ms=500)
             for tp, part in batch.items():
                 for r in part:
