@@ -134,7 +134,8 @@ def test_the_system_starts_from_default_deny(production):
 
 
 def test_adapters_reach_only_their_agency(production):
-    """Their agency, and the identity providers whose keys verify the tokens they accept."""
+    """Their agency, the identity providers whose keys verify the tokens they accept (and
+    that give them their own token), and intake's key service (the citizens' data keys)."""
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(production, "NetworkPolicy")}
     for deployment in of_kind(production, "Deployment"):
         name = deployment["metadata"]["name"]
@@ -142,9 +143,11 @@ def test_adapters_reach_only_their_agency(production):
             continue
         egress = policies[name]["egress"]
         assert [peer for rule in egress for peer in rule["to"]] == [
+            {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "intake"}}},
             {"ipBlock": {"cidr": "203.0.113.0/24"}},
             {"ipBlock": {"cidr": k8s_identity.IDP_CIDR}},
         ], name
+        assert egress[0]["ports"] == [{"protocol": "TCP", "port": 8000}], name
         assert egress[-1]["ports"] == [{"protocol": "TCP", "port": 443}], name
 
 

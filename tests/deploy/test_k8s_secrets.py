@@ -76,6 +76,13 @@ def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
                 )
             except KeyMissing:
                 missing.append("ACCESS_CODE_KEY")
+        if name == "intake":  # the key-encryption key of the citizens' data keys
+            from intake.bootstrap import personal_data_kek
+
+            try:
+                personal_data_kek(settings)
+            except MissingSecret:
+                missing.append("PERSONAL_DATA_KEK")
         if name != "notification":  # the services keeping an audit trail
             try:
                 required_secret(
@@ -101,6 +108,7 @@ def settings_from(name: str, variables: dict[str, str], monkeypatch) -> Any:
             "ACCESS_CODE_KEY",
             "CALLBACK_SECRET",
             "AUDIT_ANCHOR_KEY",
+            "PERSONAL_DATA_KEK",
         ):
             patch.delenv(variable, raising=False)
         for variable, value in variables.items():
@@ -134,6 +142,7 @@ def test_every_secret_a_process_requires_comes_from_a_secret(overlay, monkeypatc
         "ACCESS_CODE_KEY",
         "CALLBACK_SECRET",
         "AUDIT_ANCHOR_KEY",
+        "PERSONAL_DATA_KEK",
     }
 
 

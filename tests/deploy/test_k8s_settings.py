@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from devstack import k8s
+from devstack.k8s_keys import key_readers
 from tests.deploy.support import build, of_kind
 
 COLLECTOR = "http://otel-collector.monitoring:4318"
@@ -37,12 +38,21 @@ def test_intake_and_the_web_trust_the_pod_network_their_callers_come_from(overla
     for name in ("intake", "web"):
         trusted = [ipaddress.ip_network(n) for n in json.loads(found[name]["TRUSTED_PROXIES"])]
         assert trusted == [pods], name
-    # Only the callers meant to be trusted reach them: the Ingress controller, and the web.
-    web_selector = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "web"}}}
+
+    # Only the callers meant to be trusted reach them: the Ingress controller, and the web;
+    # at intake also our own services reading the citizens' data keys from its key service
+    # (crypto-shredding: each authenticated by its own token, none a proxy for anyone).
+    def pod(name: str) -> dict[str, Any]:
+        return {"podSelector": {"matchLabels": {"app.kubernetes.io/name": name}}}
+
     controller = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     }
-    assert ingress_peers(overlay, "intake") == [web_selector, controller]
+    readers = [pod(name) for name in key_readers(k8s.deployed_agencies())]
+    assert ingress_peers(overlay, "intake") == [pod("web"), *readers, controller]
+    assert {"assignment", "notification", "adapter-caf"} <= set(
+        key_readers(k8s.deployed_agencies())
+    )
     assert ingress_peers(overlay, "web") == [controller]
     others = set(found) - {"intake", "web"}
     assert all("TRUSTED_PROXIES" not in found[name] for name in others)

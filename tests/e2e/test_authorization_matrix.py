@@ -40,6 +40,8 @@ SERVICES = {"intake": "intake", "assignment": "assignment", "adapter-france_trav
 #: three codes per quarter of an hour per file, whoever asks).
 OPENED = {409, 422}
 OPENED_CODES = OPENED | {429}
+#: The key id on the key service's row: the door refuses before anything is looked up.
+UNKNOWN_KEY = "00000000-0000-4000-8000-000000000000"
 #: Rows that change the file's référent: called last, in this order.
 LAST = ("POST /api/files/{file_id}/reassign", "POST /api/files/{file_id}/referent-change")
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -133,7 +135,8 @@ def path(world: Scenario, row: Row) -> str:
         if row.path.startswith("/api/agents/{agent_id}/") and (row.method == "POST")
         else world.referents[world.file_a]
     )
-    return row.path.format(file_id=world.file(row.file), agent_id=agent)
+    # The key service (SERVICE_KEYS): no principal of the matrix is one of our services.
+    return row.path.format(file_id=world.file(row.file), agent_id=agent, key_id=UNKNOWN_KEY)
 
 
 def tokens_accepted(service: str, principal: str) -> bool:

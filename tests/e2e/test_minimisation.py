@@ -151,7 +151,7 @@ async def test_the_agency_request_topic_carries_only_what_the_policy_allows(stac
 
     request = record["body"]
     assert record["event_type"] == "AgencyRequestIssued"
-    assert set(request) == REQUEST_KEYS and request["schema_version"] == 2
+    assert set(request) == REQUEST_KEYS and request["schema_version"] == 3
     assert set(request["citizen"]) == allowed
     given = personal_values(file)
     for name in allowed:
@@ -187,7 +187,7 @@ async def test_thanks_travel_with_the_citizen_name_and_still_reach_the_referent(
 
     [record] = await records_of(stack, topics.THANKS, file_id)
     assert record["body"]["citizen"] == {"given_name": "Marie", "family_name": "Dupont"}
-    assert record["body"]["schema_version"] == 2
+    assert record["body"]["schema_version"] == 3
     given = personal_values(files["perte_papiers"])
     assert leaks(record["raw"], given, set(PROBED_FIELDS) - AGENTS_MAY_RECEIVE) == []
 

@@ -115,7 +115,7 @@ def test_the_request_record_holds_only_the_selected_fields():
     record = json.loads(event.model_dump_json())
 
     assert set(record["citizen"]) == {"given_name", "family_name", "postcode"}
-    assert "description" not in record and record["schema_version"] == 2
+    assert "description" not in record and record["schema_version"] == 3
     assert parse_event("AgencyRequestIssued", event.model_dump_json()) == event
 
 
@@ -264,7 +264,7 @@ TO_AGENTS = (
 def test_events_for_agents_carry_the_citizen_name_only(event_type):
     cls = EVENT_TYPES[event_type]
     assert cls.model_fields["citizen"].annotation is CitizenName
-    assert cls.model_fields["schema_version"].default == 2
+    assert cls.model_fields["schema_version"].default == 3
 
 
 def test_no_other_event_carries_an_agency_or_agent_message_with_contacts():

@@ -38,6 +38,7 @@ TABLE: dict[str, dict[str, Policy]] = {
         "GET /api/files/{file_id}/messages": P.FILE_READ,
         "GET /api/indicators": P.PUBLIC,
         "GET /api/indicators.csv": P.PUBLIC,
+        "GET /internal/personal-data-keys/{key_id}": P.SERVICE_KEYS,
     },
     "assignment": {
         "GET /api/agents/{agent_id}": P.PUBLIC,

@@ -6,6 +6,7 @@ from enum import StrEnum
 import sqlalchemy as sa
 
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
+from guichet_runtime.personal_data import personal_data_key_refs_table
 
 
 class RequestStatus(StrEnum):
@@ -27,6 +28,8 @@ class CallbackOutcome(StrEnum):
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
+# Which citizen's data key seals each file's personal data (guichet_runtime.personal_data).
+personal_data_key_refs = personal_data_key_refs_table(metadata)
 
 requests = sa.Table(
     "requests",

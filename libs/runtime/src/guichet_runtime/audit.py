@@ -73,6 +73,8 @@ class AuditAction(StrEnum):
     AGENT_LEFT = "agent.left"
     AGENT_JOINED = "agent.joined"
     DIRECTORY_IMPORTED = "directory.imported"
+    #: A citizen's data key was shredded (crypto-shredding: their data erased everywhere).
+    PERSONAL_DATA_KEY_SHREDDED = "personal-data-key.shredded"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,12 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.metrics import RuntimeMetrics
+from guichet_runtime.personal_data import (
+    CannotOpen,
+    KeyUnavailable,
+    PersonalData,
+    PersonalDataErased,
+)
 from shared_models import Envelope, topics
 
 log = logging.getLogger(__name__)
@@ -49,6 +55,7 @@ def is_transient(exc: BaseException) -> bool:
     return isinstance(
         exc,
         TransientError
+        | KeyUnavailable
         | OSError
         | TimeoutError
         | sqlalchemy.exc.OperationalError
@@ -108,6 +115,9 @@ class EventConsumer:
         self._topics: list[str] = []
         self._by_type: dict[str, tuple[type[Envelope], Handler]] = {}
         self._attached = False
+        #: Opens the events' sealed personal fields (guichet_runtime.personal_data).
+        self.personal_data: PersonalData | None = None
+        self.erased = 0
 
     def subscribe(
         self, topic_names: Iterable[str], handlers: dict[type[Envelope], Handler]
@@ -179,11 +189,22 @@ class EventConsumer:
             await self._dead_letter(msg, body, f"type d'événement inconnu: {event_type!r}")
             return
         cls, handler = by_type[event_type]
+        key_id: str | None = None
         try:
-            event = cls.model_validate_json(body)
+            if self.personal_data is None:
+                event = cls.model_validate_json(body)
+            else:
+                event, key_id = await self.personal_data.open(cls, body)
         except ValidationError as exc:
             await self._dead_letter(msg, body, f"événement invalide: {exc}")
             return
+        except CannotOpen as exc:
+            await self._dead_letter(msg, body, f"données personnelles illisibles: {exc}")
+            return
+        except PersonalDataErased as erased:
+            await self._erased(erased)
+            return
+        # KeyUnavailable (the key service down) propagates: NACK, the record comes again.
         inbox_key = (self.group_id, str(event.event_id))
         started = time.perf_counter()
         outcome = "ok"
@@ -195,7 +216,10 @@ class EventConsumer:
                 reraise=True,
             ):
                 with attempt:
-                    await handler(event, self._uow_factory(inbox_key))
+                    uow = self._uow_factory(inbox_key)
+                    if key_id is not None:
+                        uow.use_personal_key(str(getattr(event, "file_id", "")), key_id)
+                    await handler(event, uow)
             # Committed, offset not acknowledged yet: redelivered at restart, the inbox skips it.
             crash_point("consumer.after_commit_before_ack")
         except AlreadyProcessed:
@@ -212,6 +236,28 @@ class EventConsumer:
         finally:
             if self.metrics is not None:
                 self.metrics.observe_handler(event_type, outcome, time.perf_counter() - started)
+
+    async def _erased(self, erased: PersonalDataErased) -> None:
+        """The citizen's data key was shredded: the handler does not run (no message to an
+        erased citizen, no copy of their data), the event is recorded as handled (inbox) and
+        the partition moves on."""
+        try:
+            async with self._uow_factory((self.group_id, erased.event_id)) as uow:
+                await uow.commit()
+        except AlreadyProcessed:
+            return
+        self.erased += 1
+        if self.metrics is not None:
+            self.metrics.observe_handler(erased.event_type, "erased", 0.0)
+        log.warning(
+            "%s: %s %s of file %s not handled: the citizen's personal data was erased "
+            "(data key %s shredded)",
+            self.group_id,
+            erased.event_type,
+            erased.event_id,
+            erased.file_id,
+            erased.key_id,
+        )
 
     async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
         record = msg.raw_message

@@ -18,10 +18,11 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from shared_models import Envelope
+from shared_models import Envelope, personal_fields
 
 if TYPE_CHECKING:
     from guichet_runtime.audit import AuditTrail, Entry
+    from guichet_runtime.personal_data import PersonalData
 
 
 def utcnow() -> dt.datetime:
@@ -140,8 +141,14 @@ class UnitOfWork:
         inbox_key: tuple[str, str] | None = None,
         on_commit: Callable[[], None] | None = None,
         audit: AuditTrail | None = None,
+        personal_data: PersonalData | None = None,
     ) -> None:
         self._engine = engine
+        #: Seals the events' personal fields at commit (guichet_runtime.personal_data).
+        self.personal_data = personal_data
+        #: file id -> the citizen's data key id learnt in this unit of work (recorded at
+        #: commit, and sealing what it emits for the file).
+        self.personal_keys: dict[str, str] = {}
         self._outbox = outbox
         self._inbox = inbox
         self._inbox_key = inbox_key
@@ -205,6 +212,28 @@ class UnitOfWork:
         )
         self.emitted.append((topic, event))
 
+    def use_personal_key(self, file_id: str, key_id: str) -> None:
+        """The file's personal data is sealed with `key_id`: remembered at commit, and what
+        this unit of work emits for the file is sealed with it."""
+        self.personal_keys[file_id] = key_id
+
+    async def _seal_pending(self) -> None:
+        sealing = self.personal_data
+        if sealing is None:
+            return
+        for known_file, known_key in self.personal_keys.items():
+            await sealing.remember(self.conn, known_file, known_key)
+        if not self._pending:
+            return
+        emitted = self.emitted[-len(self._pending) :]
+        for row, (_, event) in zip(self._pending, emitted, strict=True):
+            file_id = getattr(event, "file_id", None)
+            if file_id is None or not personal_fields(type(event)):
+                continue
+            key_id = self.personal_keys.get(file_id) or await sealing.key_of(self.conn, file_id)
+            if key_id is not None:
+                row["payload"] = await sealing.seal(event, key_id, self.conn)
+
     @property
     def audit_trail(self) -> AuditTrail | None:
         return self._audit
@@ -221,6 +250,7 @@ class UnitOfWork:
             # Last, so the chain's head stays locked for a few statements only.
             await self._audit.append(self.conn, self._audited)
             self._audited = []
+        await self._seal_pending()
         if self._pending:
             await self.conn.execute(sa.insert(self._outbox), self._pending)
             self._pending = []

@@ -57,6 +57,8 @@ class Policy(StrEnum):
     AGENT = "agent"  # any authenticated agent (a page of the agents' space)
     CITIZEN = "citizen"  # any logged-in citizen; the answer covers only their own files
     FRONT_DESK = "front-desk"  # a front-desk agent; the answer covers only what they registered
+    SERVICE_KEYS = "service-keys"  # one of our services with the role personal-data-reader:
+    # the citizens' data keys (intake's key service); never a person, never an agency
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,16 @@ def speaks_as_citizen(principal: Principal, subject: Subject) -> bool:
     )
 
 
+def is_key_reading_service(principal: Principal, subject: Subject) -> bool:
+    """One of our services (a service account, not a person nor an agency's system) holding
+    the role `personal-data-reader`."""
+    return (
+        principal.kind is PrincipalKind.SERVICE
+        and principal.service is not None
+        and principal.has_role(Role.PERSONAL_DATA_READER)
+    )
+
+
 def is_the_agent(principal: Principal, subject: Subject) -> bool:
     return (
         principal.kind is PrincipalKind.AGENT
@@ -188,7 +200,7 @@ DECISIONS: dict[Policy, Decision] = {
     Policy.OPS: lambda p, s: True,
     Policy.ONE_TIME_CODE: lambda p, s: True,
     Policy.AGENCY_CALLBACK: lambda p, s: True,  # the callback gate checks the signature
-    Policy.SUBMIT_FILE: lambda p, s: p.kind is not PrincipalKind.AGENCY,
+    Policy.SUBMIT_FILE: lambda p, s: p.kind not in (PrincipalKind.AGENCY, PrincipalKind.SERVICE),
     Policy.FILE_CITIZEN: speaks_as_citizen,
     Policy.FILE_READ: lambda p, s: speaks_as_citizen(p, s) or is_file_agent(p, s.file),
     Policy.FILE_AGENTS: lambda p, s: is_file_agent(p, s.file),
@@ -202,6 +214,7 @@ DECISIONS: dict[Policy, Decision] = {
     Policy.AGENT: lambda p, s: p.kind is PrincipalKind.AGENT,
     Policy.CITIZEN: is_logged_in_citizen,
     Policy.FRONT_DESK: is_front_desk,
+    Policy.SERVICE_KEYS: is_key_reading_service,
 }
 
 #: Policies that need no identity at all (the route may still use one when given).

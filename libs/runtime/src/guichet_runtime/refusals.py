@@ -25,6 +25,7 @@ class RefusalKind(StrEnum):
     TOO_LARGE = "too_large"  # the payload exceeds a limit
     UNSUPPORTED = "unsupported"  # a media type we do not take
     UNAVAILABLE = "unavailable"  # a dependency is down: try again later
+    GONE = "gone"  # it existed and was erased for good (a shredded data key)
 
 
 #: The one place a refusal becomes an HTTP status.
@@ -38,6 +39,7 @@ HTTP_STATUS: dict[RefusalKind, int] = {
     RefusalKind.TOO_LARGE: 413,
     RefusalKind.UNSUPPORTED: 415,
     RefusalKind.UNAVAILABLE: 503,
+    RefusalKind.GONE: 410,
 }
 
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import sqlalchemy as sa
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -44,8 +45,10 @@ from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
 from guichet_runtime.errors import install_french_validation
 from guichet_runtime.kafka_security import client_options, kafka_security
+from guichet_runtime.key_service import ClientCredentials, KeyServiceClient
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
+from guichet_runtime.personal_data import KeyCache, PersonalData
 from guichet_runtime.policy import Policy, declared
 from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.refusals import install_refusals
@@ -126,6 +129,9 @@ class Runtime:
     commit_listeners: list[Callable[[], None]] = field(default_factory=list)
     #: The service's audit trail (guichet_runtime.audit), when its metadata has the tables.
     audit: AuditTrail | None = None
+    #: Seals and opens personal fields (guichet_runtime.personal_data), when the service's
+    #: metadata has `personal_data_key_refs`.
+    personal_data: PersonalData | None = None
     #: Set when the service starts stopping: workers end their round and return.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -143,7 +149,13 @@ class Runtime:
             inbox_key=inbox_key,
             on_commit=self._committed,
             audit=self.audit,
+            personal_data=self.personal_data,
         )
+
+    def use_personal_data(self, personal_data: PersonalData) -> None:
+        """Seal (outbox) and open (consumer) personal fields with `personal_data`."""
+        self.personal_data = personal_data
+        self.consumer.personal_data = personal_data
 
     def _committed(self) -> None:
         self.relay.wake()
@@ -208,7 +220,25 @@ def build_runtime(
         metrics=metrics,
     )
     metrics.samplers += [relay.sample_backlog, runtime.consumer.sample_lag]
+    refs = metadata.tables.get("personal_data_key_refs")
+    if refs is not None and settings.key_service_url:
+        runtime.use_personal_data(PersonalData(key_service_keys(runtime), refs))
     return runtime
+
+
+def key_service_keys(runtime: Runtime) -> KeyCache:
+    """The citizens' data keys from intake's key service, in memory for a short while."""
+    settings = runtime.settings
+    client = httpx.AsyncClient(timeout=10.0)
+    credentials = ClientCredentials(
+        client,
+        settings.key_service_token_url or "",
+        settings.key_service_client_id,
+        settings.key_service_client_secret.get_secret_value(),
+    )
+    service = KeyServiceClient(client, settings.key_service_url or "", credentials)
+    runtime.shutdown.append(client.aclose)
+    return KeyCache(service.fetch, settings.personal_data_key_ttl_seconds)
 
 
 class TraceIdHeader:

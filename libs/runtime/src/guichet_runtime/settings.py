@@ -110,6 +110,29 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="How often the anchoring worker looks whether today's anchor is due.",
     )
+    key_service_url: str | None = Field(
+        default=None,
+        description="Intake's base URL, for its key service (GET /internal/personal-data-keys/"
+        "{key_id}): the citizens' data keys that open sealed personal fields (services "
+        "other than intake that read personal data). Unset: sealed fields cannot be opened.",
+    )
+    key_service_token_url: str | None = Field(
+        default=None,
+        description="Token endpoint of the agents' issuer, where this service gets its "
+        "client-credentials token for the key service.",
+    )
+    key_service_client_id: str = Field(
+        default="", description="This service's OAuth2 client at the agents' issuer."
+    )
+    key_service_client_secret: SecretStr = Field(
+        default=SecretStr(""), description="Secret of KEY_SERVICE_CLIENT_ID."
+    )
+    personal_data_key_ttl_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a citizen's data key is kept in memory (never on disk); a "
+        "shredding reaches this service within this time.",
+    )
     clock_file: Path | None = Field(
         default=None,
         description="A file holding today's date (ISO) to move time for rehearsals and tests "

@@ -76,6 +76,13 @@ from shared_models.events import (
     SurveyAnswered,
     parse_event,
 )
+from shared_models.personal import (
+    PERSONAL,
+    SealedPersonalData,
+    is_sealed,
+    personal_fields,
+    sealing_context,
+)
 
 __all__ = [
     "AGENCY_CODE",
@@ -83,6 +90,7 @@ __all__ = [
     "CITIZEN_FIELDS",
     "EVENT_TYPES",
     "LIFE_EVENTS",
+    "PERSONAL",
     "AccessCodeIssued",
     "AgencyAnswerReceived",
     "AgencyCode",
@@ -134,6 +142,7 @@ __all__ = [
     "ReferentMessageSent",
     "ReferentThanked",
     "RequestedDocument",
+    "SealedPersonalData",
     "SealedSecret",
     "StatusFinding",
     "SupervisorContact",
@@ -143,7 +152,10 @@ __all__ = [
     "catalogue",
     "citizen_data_for",
     "citizen_name",
+    "is_sealed",
     "parse_event",
+    "personal_fields",
+    "sealing_context",
     "select_citizen_data",
     "topics",
 ]

@@ -5,13 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import EmailStr, Field, model_validator
 
 from shared_models.agencies import AgencyCode
 from shared_models.citizen_data import CitizenExtract, CitizenName, PreferredChannel
 from shared_models.contract import Contract
+from shared_models.personal import PERSONAL
+
+#: The schema version of an event whose personal fields are sealed (version 1: in clear).
+SEALED_VERSION_2 = (
+    "Version of this event's schema (2: its personal fields travel sealed with the citizen's "
+    "data key, see shared_models.personal; version 1 records, in clear, stay readable)."
+)
 
 
 def _now() -> dt.datetime:
@@ -152,11 +159,16 @@ class FileSubmitted(Event):
     """A citizen file was opened at intake (web form, counter or phone)."""
 
     event_type: ClassVar[str] = "FileSubmitted"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     life_event: str = Field(description="Code of the life event from intake's catalogue.")
     life_event_label: str = Field(description="Name of the life event, in French.")
     agencies: list[AgencyCode] = Field(description="Agencies concerned by this life event.")
-    citizen: CitizenContact = Field(description="The citizen and how to reach them.")
-    description: str = Field(description="The citizen's situation in their own words.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen and how to reach them."
+    )
+    description: Annotated[str, PERSONAL] = Field(
+        description="The citizen's situation in their own words."
+    )
     urgent: bool = Field(description="True when the citizen is in an urgent situation.")
     channel: IntakeChannel = Field(
         default=IntakeChannel.ONLINE,
@@ -175,22 +187,30 @@ class ReferentAssigned(Event):
     """A named référent was chosen (or kept) for the file."""
 
     event_type: ClassVar[str] = "ReferentAssigned"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     referent: Referent = Field(description="The référent now responsible for the file.")
     rule: str = Field(description="Rule that decided the choice (continuity, proximity, …).")
     explanation: str = Field(description="Why this agent, in French, for supervisors.")
-    citizen: CitizenContact = Field(description="Recipient of the notification.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="Recipient of the notification."
+    )
     previous_referent: Referent | None = Field(
         default=None, description="The référent this one replaces, when the référent changed."
     )
-    reason: str | None = Field(default=None, description="Why the référent changed, in French.")
+    reason: Annotated[str | None, PERSONAL] = Field(
+        default=None, description="Why the référent changed, in French."
+    )
 
 
 class ReferentChangeRequested(Event):
     """The citizen (once per file) or a supervisor asked for another référent."""
 
     event_type: ClassVar[str] = "ReferentChangeRequested"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     requested_by: Literal["citoyen", "superviseur"] = Field(description="Who asked for the change.")
-    reason: str = Field(description="The reason given, in French; shown in the file's history.")
+    reason: Annotated[str, PERSONAL] = Field(
+        description="The reason given, in French; shown in the file's history."
+    )
     current_agent_id: str | None = Field(
         default=None,
         description="The référent the requester saw, if known (stale requests are ignored).",
@@ -202,14 +222,14 @@ class AgencyRequestIssued(Event):
 
     event_type: ClassVar[str] = "AgencyRequestIssued"
     schema_version: int = Field(
-        default=2,
+        default=3,
         description="Version of this event's schema (2: only the citizen fields the catalogue "
-        "lists for the agency, the description among them).",
+        "lists for the agency, the description among them; 3: the citizen data sealed).",
     )
     request_id: str = Field(description="Unique id of this agency request.")
     agency: AgencyCode = Field(description="Agency the request is addressed to.")
     life_event: str = Field(description="Life event code of the file.")
-    citizen: CitizenExtract = Field(
+    citizen: Annotated[CitizenExtract, PERSONAL] = Field(
         description="The citizen data transmitted to the agency: only the fields the catalogue "
         "lists for it ([citizen_fields]; the situation's description is one of them); the "
         "others are absent from the record."
@@ -232,8 +252,9 @@ class AgencyAnswerReceived(Event):
     """An agency answered its request."""
 
     event_type: ClassVar[str] = "AgencyAnswerReceived"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     request_id: str = Field(description="Id of the agency request this answers.")
-    answer: AgencyDecision = Field(description="The agency's decision.")
+    answer: Annotated[AgencyDecision, PERSONAL] = Field(description="The agency's decision.")
     after_document: str | None = Field(
         default=None,
         description=(
@@ -316,11 +337,14 @@ class SupportingDocumentRequested(Event):
     """An agency needs a document: the référent and the citizen are to be told."""
 
     event_type: ClassVar[str] = "SupportingDocumentRequested"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     request_id: str = Field(description="Id of the agency request waiting for the document.")
     agency: AgencyCode = Field(description="Agency asking for the document.")
     document: RequestedDocument = Field(description="The document asked for.")
     referent: Referent = Field(description="The référent of the file, who signs the message.")
-    citizen: CitizenContact = Field(description="The citizen who is to send the document.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen who is to send the document."
+    )
     after_document: str | None = Field(
         default=None,
         description=(
@@ -328,7 +352,7 @@ class SupportingDocumentRequested(Event):
             " incomplete; none for the first request."
         ),
     )
-    reason: str | None = Field(
+    reason: Annotated[str | None, PERSONAL] = Field(
         default=None, description="The agency's own words on the request, in French."
     )
 
@@ -337,16 +361,19 @@ class SupportingDocumentSubmitted(Event):
     """The citizen sent a supporting document through intake, for one agency's request."""
 
     event_type: ClassVar[str] = "SupportingDocumentSubmitted"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     request_id: str = Field(description="Id of the agency request the document answers.")
     agency: AgencyCode = Field(description="Agency the document is for.")
     document_id: str = Field(description="Intake's id of the stored document.")
     document_code: str = Field(description="Code of the document the agency asked for.")
-    filename: str = Field(description="Name of the file as sent by the citizen.")
+    filename: Annotated[str, PERSONAL] = Field(
+        description="Name of the file as sent by the citizen."
+    )
     media_type: str = Field(
         description="Checked media type: application/pdf, image/jpeg or image/png."
     )
     sha256: str = Field(description="SHA-256 digest of the content, hexadecimal.")
-    content_base64: str = Field(
+    content_base64: Annotated[str, PERSONAL] = Field(
         description="The document itself, base64 (at most 512 KiB before encoding)."
     )
 
@@ -374,13 +401,16 @@ class CoordinatedAnswerIssued(Event):
     """Every agency has answered: one coordinated answer was composed for the citizen."""
 
     event_type: ClassVar[str] = "CoordinatedAnswerIssued"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     referent: Referent = Field(description="The référent signing the answer.")
-    citizen: CitizenContact = Field(description="Recipient of the answer.")
-    decisions: list[AgencyDecision] = Field(description="Each agency's decision.")
-    text: str = Field(
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(description="Recipient of the answer.")
+    decisions: Annotated[list[AgencyDecision], PERSONAL] = Field(
+        description="Each agency's decision."
+    )
+    text: Annotated[str, PERSONAL] = Field(
         description="The coordinated answer in plain French (the personal word included, if any)."
     )
-    personal_word: str | None = Field(
+    personal_word: Annotated[str | None, PERSONAL] = Field(
         default=None,
         description=(
             "The référent's personal word to the citizen, in their own words, when they wrote"
@@ -393,12 +423,15 @@ class ReferentMessageSent(Event):
     """The file's référent wrote to the citizen from their desk."""
 
     event_type: ClassVar[str] = "ReferentMessageSent"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     message_id: str = Field(
         description="Unique id of the message; notification sends each id once."
     )
     referent: Referent = Field(description="The référent who wrote, who signs the message.")
-    citizen: CitizenContact = Field(description="The citizen the message is for.")
-    text: str = Field(
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen the message is for."
+    )
+    text: Annotated[str, PERSONAL] = Field(
         description="The référent's message, plain text in French (1 to 2,000 characters)."
     )
 
@@ -412,14 +445,18 @@ class AccessCodeIssued(Event):
 
     event_type: ClassVar[str] = "AccessCodeIssued"
     schema_version: int = Field(
-        default=2, description="Version of this event's schema (2: the code travels sealed)."
+        default=3,
+        description="Version of this event's schema (2: the code travels sealed; 3: the "
+        "contact sealed too).",
     )
     sealed_code: SealedSecret = Field(
         description="The one-time code, encrypted for the notification service only "
         "(AES-256-GCM, bound to the file id): it never travels in plaintext."
     )
     expires_at: dt.datetime = Field(description="When the code stops working (UTC).")
-    citizen: CitizenContact = Field(description="Recipient of the code: the file's citizen.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="Recipient of the code: the file's citizen."
+    )
     referent: Referent | None = Field(
         default=None, description="The file's référent signing the message, when one is designated."
     )
@@ -460,12 +497,13 @@ class NotificationSent(Event):
     """A message reached its recipient's channel (the citizen's, or an agent's)."""
 
     event_type: ClassVar[str] = "NotificationSent"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     notification_id: str = Field(description="Id of the notification, unique per file and kind.")
     kind: NotificationKind = Field(description="What the message was about.")
     channel: NotificationChannel = Field(
         description="Channel the message went through (after any fallback)."
     )
-    subject: str = Field(description="Subject of the message, in French.")
+    subject: Annotated[str, PERSONAL] = Field(description="Subject of the message, in French.")
     referent_name: str = Field(description="Name of the référent the message was signed with.")
     audience: Literal["citoyen", "agent"] = Field(
         default="citoyen",
@@ -480,8 +518,11 @@ class ContactPreferencesChanged(Event):
     citizen did not make does not go unnoticed."""
 
     event_type: ClassVar[str] = "ContactPreferencesChanged"
-    citizen: CitizenContact = Field(description="The citizen's contact as it now stands, complete.")
-    previous_citizen: CitizenContact | None = Field(
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen's contact as it now stands, complete."
+    )
+    previous_citizen: Annotated[CitizenContact | None, PERSONAL] = Field(
         default=None,
         description="The contact as it stood before the change, told of it (absent in events "
         "recorded before notices were sent).",
@@ -498,19 +539,22 @@ class ReferentThanked(Event):
     event_type: ClassVar[str] = "ReferentThanked"
     thanks_id: str = Field(description="Unique id of these thanks.")
     schema_version: int = Field(
-        default=2, description="Version of this event's schema (2: the citizen's name only)."
+        default=3,
+        description="Version of this event's schema (2: the citizen's name only; 3: personal "
+        "fields sealed).",
     )
     referent: Referent = Field(description="The référent thanked.")
-    citizen: CitizenName = Field(
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
         description="The citizen who thanks, by name (no contact: the référent is written to)."
     )
-    message: str = Field(description="The citizen's words, in French.")
+    message: Annotated[str, PERSONAL] = Field(description="The citizen's words, in French.")
 
 
 class SurveyAnswered(Event):
     """The citizen answered the satisfaction survey sent with the coordinated answer."""
 
     event_type: ClassVar[str] = "SurveyAnswered"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     score: int = Field(
         ge=1, le=5, description="Overall satisfaction, 1 (very unhappy) to 5 (very happy)."
     )
@@ -518,7 +562,9 @@ class SurveyAnswered(Event):
         default=None,
         description="Whether the citizen could reach their référent directly, if answered.",
     )
-    comment: str | None = Field(default=None, description="The citizen's free comment, in French.")
+    comment: Annotated[str | None, PERSONAL] = Field(
+        default=None, description="The citizen's free comment, in French."
+    )
     referent_agent_id: str | None = Field(
         default=None,
         description="Directory id of the file's référent when the survey was answered.",
@@ -543,10 +589,12 @@ class ReferentAssignmentDeferred(Event):
     urgent: bool = Field(description="Urgent files are served first as capacity frees.")
     life_event_label: str = Field(description="Name of the life event, in French.")
     schema_version: int = Field(
-        default=2, description="Version of this event's schema (2: the citizen's name only)."
+        default=3,
+        description="Version of this event's schema (2: the citizen's name only; 3: personal "
+        "fields sealed).",
     )
     reason: str = Field(description="Why the file waits, in French, for supervisors.")
-    citizen: CitizenName = Field(
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
         description="The citizen whose file waits, by name (no contact: supervisors are alerted)."
     )
     supervisors: list[SupervisorContact] = Field(
@@ -687,10 +735,12 @@ class DeadlineWarningIssued(Event):
     threshold: Literal[15, 7] = Field(description="Which warning this is: J-15 or J-7.")
     rule: DeadlineRule = Field(description="What the agency's silence will mean at the deadline.")
     schema_version: int = Field(
-        default=2, description="Version of this event's schema (2: the citizen's name only)."
+        default=3,
+        description="Version of this event's schema (2: the citizen's name only; 3: personal "
+        "fields sealed).",
     )
     referent: Referent = Field(description="The référent warned.")
-    citizen: CitizenName = Field(
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
         description="The citizen the file is about, by name (no contact: the référent is warned)."
     )
 
@@ -704,10 +754,12 @@ class LegalDeadlineBreached(Event):
     due_on: dt.date = Field(description="The deadline that passed.")
     rule: DeadlineRule = Field(description="What the silence means.")
     schema_version: int = Field(
-        default=2, description="Version of this event's schema (2: the citizen's name only)."
+        default=3,
+        description="Version of this event's schema (2: the citizen's name only; 3: personal "
+        "fields sealed).",
     )
     referent: Referent = Field(description="The file's référent.")
-    citizen: CitizenName = Field(
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
         description="The citizen the file is about, by name (no contact: supervisors are warned)."
     )
     supervisors: list[SupervisorContact] = Field(
@@ -719,6 +771,7 @@ class ImplicitDecisionRecorded(Event):
     """The agency's silence became its decision (acceptance or rejection), by law."""
 
     event_type: ClassVar[str] = "ImplicitDecisionRecorded"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
     request_id: str = Field(description="Id of the agency request.")
     agency: AgencyCode = Field(description="Agency whose silence decided.")
     decision: Decision = Field(description="acceptation_implicite or rejet_implicite.")
@@ -727,7 +780,9 @@ class ImplicitDecisionRecorded(Event):
         description="Day the implicit decision was recorded (the day after the deadline)."
     )
     referent: Referent = Field(description="The référent who signs the letter.")
-    citizen: CitizenContact = Field(description="The citizen, who receives a letter.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen, who receives a letter."
+    )
 
 
 EVENT_TYPES: dict[str, type[Envelope]] = {

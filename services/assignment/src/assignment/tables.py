@@ -5,9 +5,12 @@ import sqlalchemy as sa
 from assignment.domain import AgentStatus
 from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from guichet_runtime.personal_data import personal_data_key_refs_table
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
+# Which citizen's data key seals each file's personal data (guichet_runtime.personal_data).
+personal_data_key_refs = personal_data_key_refs_table(metadata)
 audit = audit_tables(metadata)
 
 offices = sa.Table(

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from guichet_runtime import audit
 from guichet_runtime.rate_limits import RateLimiter
-from guichet_runtime.sealing import Keyring
+from guichet_runtime.sealing import Keyring, new_key, parse_key
+from guichet_runtime.secrets import Environment, MissingSecret
 from guichet_runtime.service import build_runtime, create_app
 from intake import api, projections
+from intake.api import keys
+from intake.commands.personal_data import IntakeKeys, IntakePersonalData
 from intake.settings import DOCUMENT_BODY_BYTES, IntakeSettings
 from intake.tables import metadata, rate_counters
 from shared_models import (
@@ -39,6 +44,14 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     # Refuses to start without it (KeyMissing): no default key.
     keyring = Keyring.from_text(settings.access_code_key.get_secret_value(), name="ACCESS_CODE_KEY")
     runtime = build_runtime(settings, metadata, Path(__file__).parent / "migrations")
+    if settings.personal_data_sealing:
+        vault = IntakeKeys(runtime.engine)
+        runtime.use_personal_data(IntakePersonalData(vault, settings.personal_data_key_ttl_seconds))
+
+        async def load_kek() -> None:  # at start: refuses to start without it outside dev
+            vault.kek = personal_data_kek(settings)
+
+        runtime.startup.append(load_kek)
     consumer = runtime.consumer
     consumer.subscribe(
         [topics.REFERENTS_ASSIGNED], {ReferentAssigned: projections.on_referent_assigned}
@@ -84,4 +97,26 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         body_limits=[(r"/api/files/[^/]+/documents", DOCUMENT_BODY_BYTES)],
     )
     app.include_router(api.router(runtime, keyring))
+    app.include_router(keys.router(runtime))
     return app
+
+
+def personal_data_kek(settings: IntakeSettings) -> bytes:
+    """PERSONAL_DATA_KEK's 32 bytes: given (base64), else in dev generated once in
+    SECRETS_DIR; outside dev, missing, intake refuses to start."""
+    given = settings.personal_data_kek
+    if given is not None and given.get_secret_value():
+        return parse_key(given.get_secret_value(), "PERSONAL_DATA_KEK")
+    if settings.environment is not Environment.DEV:
+        raise MissingSecret(
+            "PERSONAL_DATA_KEK is required outside development: the key-encryption key of the "
+            "citizens' data keys (base64 of 32 bytes, `openssl rand -base64 32`)."
+        )
+    path = settings.secrets_dir / "personal_data_kek"
+    if not path.exists():
+        settings.secrets_dir.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):  # two processes at once keep one
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(new_key() + "\n")
+    return parse_key(path.read_text(), "PERSONAL_DATA_KEK")

@@ -169,7 +169,7 @@ def submitter_of(principal: Principal, channel: IntakeChannel | None) -> Submitt
         if channel not in DESK_CHANNELS:
             raise Refused(RefusalKind.INVALID, DESK_CHANNEL_NEEDED, field="channel")
         return Submitter(channel, registered_by=principal.agent_id)
-    if principal.kind in (PrincipalKind.AGENT, PrincipalKind.AGENCY):
+    if principal.kind in (PrincipalKind.AGENT, PrincipalKind.AGENCY, PrincipalKind.SERVICE):
         raise Refused(RefusalKind.FORBIDDEN, DESK_ONLY)
     if channel not in (None, IntakeChannel.ONLINE):
         raise Refused(RefusalKind.INVALID, DESK_ONLY, field="channel")

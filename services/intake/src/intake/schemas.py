@@ -418,3 +418,10 @@ class Indicators(BaseModel):
     national: IndicatorRow
     offices: list[IndicatorRow]
     agencies: list[IndicatorRow]
+
+
+class PersonalDataKeyOut(BaseModel):
+    """A citizen's data key, as intake's key service serves it to our services."""
+
+    key_id: str = Field(description="The key's id (as in every sealed field).")
+    key: str = Field(description="The key: base64 of 32 bytes (AES-256-GCM).")

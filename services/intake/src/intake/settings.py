@@ -52,6 +52,17 @@ class IntakeSettings(ServiceSettings):
         "base64 of 32 bytes, the same value as notification's). No default: intake refuses "
         "to start without it.",
     )
+    personal_data_sealing: bool = Field(
+        default=True,
+        description="Crypto-shredding: each citizen gets a data key, and their personal fields "
+        "travel sealed with it on every topic (docs/data-protection.md). Off: in clear.",
+    )
+    personal_data_kek: SecretStr | None = Field(
+        default=None,
+        description="The key-encryption key the citizens' data keys rest wrapped with "
+        "(AES-256-GCM; base64 of 32 bytes). Required outside dev; generated once in "
+        "SECRETS_DIR in dev.",
+    )
 
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=lambda: {k: RateLimit.parse(v) for k, v in DEFAULT_RATE_LIMITS.items()},

@@ -4,12 +4,39 @@ import sqlalchemy as sa
 
 from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from guichet_runtime.personal_data import personal_data_key_refs_table
 from guichet_runtime.rate_limits import rate_counters_table
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
 audit = audit_tables(metadata)
 rate_counters = rate_counters_table(metadata)  # citizen-facing writes (settings.rate_limits)
+# Which data key seals each file's personal data (guichet_runtime.personal_data).
+personal_data_key_refs = personal_data_key_refs_table(metadata)
+
+# The citizens' data keys (crypto-shredding, docs/data-protection.md): one per logged-in
+# citizen (`subject`), one per file for a citizen without an account. The key rests wrapped
+# with PERSONAL_DATA_KEK; shredding deletes it and keeps the row.
+personal_data_keys = sa.Table(
+    "personal_data_keys",
+    metadata,
+    sa.Column("key_id", sa.String(36), primary_key=True, comment="a random UUID"),
+    sa.Column(
+        "subject",
+        sa.String(255),
+        nullable=True,
+        unique=True,
+        comment="the logged-in citizen's `sub`; null: the key of one file",
+    ),
+    sa.Column(
+        "wrapped_key",
+        sa.LargeBinary,
+        nullable=True,
+        comment="AES-256-GCM under PERSONAL_DATA_KEK (nonce + ciphertext); null once shredded",
+    ),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("shredded_at", UtcDateTime, nullable=True),
+)
 
 files = sa.Table(
     "files",

@@ -7,10 +7,13 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
+from guichet_runtime.personal_data import personal_data_key_refs_table
 from shared_models import NotificationChannel
 
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
+# Which citizen's data key seals each file's personal data (guichet_runtime.personal_data).
+personal_data_key_refs = personal_data_key_refs_table(metadata)
 
 notifications = sa.Table(
     "notifications",

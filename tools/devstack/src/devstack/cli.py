@@ -311,6 +311,7 @@ def run(
                 clock_file=clock_file.resolve() if clock_file else None,
                 oidc_issuers=keycloak.issuers,
                 rate_limits={},  # the services' own limits, as in production
+                personal_data_sealing=True,  # crypto-shredding, as in production
             )
             say("starting services...")
             stack.start()

@@ -18,9 +18,15 @@ from typing import Any
 
 import yaml
 
-from devstack.k8s_identity import LOGIN_KEYS, VERIFIER_KEYS, identity_egress, identity_env
+from devstack.k8s_identity import (
+    LOGIN_KEYS,
+    VERIFIER_KEYS,
+    identity_egress,
+    identity_env,
+)
 from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
 from devstack.k8s_keda import keda_scaling
+from devstack.k8s_keys import reads_personal_data, with_key_service
 from devstack.k8s_pods import JOB_RESOURCES, RESOURCES, RESOURCES_NOTE, probe, security_context
 from devstack.k8s_postgres import NOTE as PG_NOTE
 from devstack.k8s_postgres import cluster, database_url, migration_env, runtime_secret
@@ -77,85 +83,94 @@ def labels(name: str, component: str) -> dict[str, str]:
 
 
 def core_workloads() -> list[Workload]:
-    return [
-        Workload(
-            name="intake",
-            port=8000,
-            command=["intake"],
-            component="service",
-            database="intake",
-            migrations="intake",
-            # The client is read from X-Forwarded-For when the web or the Ingress calls.
-            settings={"TRUSTED_PROXIES": TRUSTED_POD_NETWORK},
-            secrets={
-                "ACCESS_CODE_KEY": ("access-code-key", "key"),
-                # Signs the audit trail's daily anchors (docs/data-protection.md).
-                "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
-            },
-            identity=VERIFIER_KEYS,
-            ingress_from_controller=True,
-            ingress_from=["web"],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="assignment",
-            port=8001,
-            command=["assignment"],
-            component="service",
-            database="assignment",
-            migrations="assignment",
-            secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
-            identity=VERIFIER_KEYS,
-            ingress_from=["web"],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="notification",
-            port=8002,
-            command=["notification"],
-            component="service",
-            settings={
-                "SMTP_HOST": "smtp.example.gouv.fr",
-                "SMTP_PORT": "25",
-                "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
-                "POSTAL_URL": "https://courrier.example.gouv.fr",
-                "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
-            },
-            database="notification",
-            migrations="notification",
-            secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
-            external_egress=[25, 443],
-            scaling=(2, topics.PARTITIONS),
-        ),
-        Workload(
-            name="web",
-            port=8003,
-            command=["web"],
-            component="service",
-            settings={
-                "INTAKE_URL": "http://intake:8000",
-                "ASSIGNMENT_URL": "http://assignment:8001",
-                "SECURE_COOKIES": "true",
-                "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,  # the Ingress controller's pods
-                "PUBLIC_URL": PUBLIC_URL,  # the login's redirect URI
-                "LOGIN_AGENTS_CLIENT_ID": "web",
-                "LOGIN_CITIZENS_CLIENT_ID": "web",
-            },
-            # The sessions' key and the pages' client secrets at the providers: the web
-            # refuses to start without them.
-            secrets={
-                "SECRET_KEY": ("web-session", "secret-key"),
-                "LOGIN_AGENTS_CLIENT_SECRET": ("web-login-agents", "client-secret"),
-                "LOGIN_CITIZENS_CLIENT_SECRET": ("web-login-citizens", "client-secret"),
-            },
-            database="web",  # the sessions, kept server-side
-            migrations="web",
-            identity=LOGIN_KEYS,
-            kafka=False,
-            ingress_from_controller=True,
-            egress_to=[("intake", 8000), ("assignment", 8001)],
-        ),
-    ]
+    return with_key_service(
+        deployed_agencies(),
+        [
+            Workload(
+                name="intake",
+                port=8000,
+                command=["intake"],
+                component="service",
+                database="intake",
+                migrations="intake",
+                # The client is read from X-Forwarded-For when the web or the Ingress calls.
+                settings={
+                    "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
+                    # Crypto-shredding (docs/data-protection.md), as the default says: stated.
+                    "PERSONAL_DATA_SEALING": "true",
+                },
+                secrets={
+                    "ACCESS_CODE_KEY": ("access-code-key", "key"),
+                    # Signs the audit trail's daily anchors (docs/data-protection.md).
+                    "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
+                    # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
+                    "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
+                },
+                identity=VERIFIER_KEYS,
+                ingress_from_controller=True,
+                ingress_from=["web"],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="assignment",
+                port=8001,
+                command=["assignment"],
+                component="service",
+                database="assignment",
+                migrations="assignment",
+                secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
+                identity=VERIFIER_KEYS,
+                ingress_from=["web"],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="notification",
+                port=8002,
+                command=["notification"],
+                component="service",
+                settings={
+                    "SMTP_HOST": "smtp.example.gouv.fr",
+                    "SMTP_PORT": "25",
+                    "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
+                    "POSTAL_URL": "https://courrier.example.gouv.fr",
+                    "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
+                },
+                database="notification",
+                migrations="notification",
+                secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
+                external_egress=[25, 443],
+                scaling=(2, topics.PARTITIONS),
+            ),
+            Workload(
+                name="web",
+                port=8003,
+                command=["web"],
+                component="service",
+                settings={
+                    "INTAKE_URL": "http://intake:8000",
+                    "ASSIGNMENT_URL": "http://assignment:8001",
+                    "SECURE_COOKIES": "true",
+                    "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,  # the Ingress controller's pods
+                    "PUBLIC_URL": PUBLIC_URL,  # the login's redirect URI
+                    "LOGIN_AGENTS_CLIENT_ID": "web",
+                    "LOGIN_CITIZENS_CLIENT_ID": "web",
+                },
+                # The sessions' key and the pages' client secrets at the providers: the web
+                # refuses to start without them.
+                secrets={
+                    "SECRET_KEY": ("web-session", "secret-key"),
+                    "LOGIN_AGENTS_CLIENT_SECRET": ("web-login-agents", "client-secret"),
+                    "LOGIN_CITIZENS_CLIENT_SECRET": ("web-login-citizens", "client-secret"),
+                },
+                database="web",  # the sessions, kept server-side
+                migrations="web",
+                identity=LOGIN_KEYS,
+                kafka=False,
+                ingress_from_controller=True,
+                egress_to=[("intake", 8000), ("assignment", 8001)],
+            ),
+        ],
+    )
 
 
 def adapter_workload(agency: str) -> Workload:
@@ -167,19 +182,21 @@ def adapter_workload(agency: str) -> Workload:
         settings["CALLBACK_BASE_URL"] = f"https://{name}.guichet-unique.example.gouv.fr"
         # The secret the agency signs its callbacks with (docs/security.md).
         secrets["CALLBACK_SECRET"] = (f"{name}-callbacks", "secret")
-    return Workload(
-        name=name,
-        port=port,
-        command=[name],
-        component="adapter",
-        settings=settings,
-        secrets=secrets,
-        database=f"adapter_{agency}",
-        migrations="adapter_sdk",
-        external_egress=[443],
-        external_ingress=agency in ASYNCHRONOUS_AGENCIES,
-        scaling=(1, topics.PARTITIONS),
-        identity=VERIFIER_KEYS,
+    return reads_personal_data(
+        Workload(
+            name=name,
+            port=port,
+            command=[name],
+            component="adapter",
+            settings=settings,
+            secrets=secrets,
+            database=f"adapter_{agency}",
+            migrations="adapter_sdk",
+            external_egress=[443],
+            external_ingress=agency in ASYNCHRONOUS_AGENCIES,
+            scaling=(1, topics.PARTITIONS),
+            identity=VERIFIER_KEYS,
+        )
     )
 
 

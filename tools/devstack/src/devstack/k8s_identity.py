@@ -15,6 +15,9 @@ IDENTITY_CONFIGMAP = "identity-providers"
 IDP_CIDR = "198.51.100.0/24"
 #: Variable -> key of the ConfigMap: what a token-verifying service reads.
 VERIFIER_KEYS = {"OIDC_ISSUERS": "OIDC_ISSUERS"}
+#: What a service reading citizens' data keys reads: where it gets its client-credentials
+#: token for intake's key service (the agents' issuer's token endpoint).
+KEY_READER_KEYS = {"KEY_SERVICE_TOKEN_URL": "KEY_SERVICE_TOKEN_URL"}
 #: What the pages read to sign agents and citizens in.
 LOGIN_KEYS = {
     "LOGIN_AGENTS_ISSUER": "LOGIN_AGENTS_ISSUER",

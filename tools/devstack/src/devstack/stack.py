@@ -108,6 +108,12 @@ class Stack:
     OIDC_AUDIENCE (see guichet_runtime.auth).
     `callback_secrets`: per agency, the secret its simulated system signs callbacks with and
     its adapter checks them with (CALLBACK_SECRET on both sides); generated afresh per stack.
+    `personal_data_sealing`: crypto-shredding (docs/data-protection.md): intake gives each
+    citizen a data key (wrapped with a fresh PERSONAL_DATA_KEK per stack) and every personal
+    field travels sealed; assignment, notification and each adapter fetch the keys from
+    intake's key service as their Keycloak client `service-<name>` (needs the agents' issuer
+    in `oidc_issuers`). Off (the default here, not in production): intake seals nothing.
+    `personal_data_key_ttl`: how long the services keep a key in memory (seconds).
     `rate_limits`: intake's RATE_LIMITS (rule -> "count/period"); None: every per-client rule
     relaxed (TEST_RATE_LIMITS), since every test client calls from 127.0.0.1; {} keeps the
     service's defaults (`guichet-dev run`).
@@ -134,6 +140,8 @@ class Stack:
         oidc_issuers: dict[str, str] | None = None,
         rate_limits: dict[str, str] | None = None,
         kafka_access: KafkaAccess | None = None,
+        personal_data_sealing: bool = False,
+        personal_data_key_ttl: float | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -151,6 +159,12 @@ class Stack:
         self.rate_limits = TEST_RATE_LIMITS if rate_limits is None else rate_limits
         # Intake seals the one-time access codes for notification: one fresh key per stack.
         self.access_code_key = new_key()
+        self.personal_data_sealing = personal_data_sealing
+        self.personal_data_key_ttl = personal_data_key_ttl
+        # The key-encryption key of the citizens' data keys, one per stack.
+        self.personal_data_kek = new_key()
+        if personal_data_sealing and "agent" not in self.oidc_issuers.values():
+            raise ValueError("personal_data_sealing needs the agents' issuer (oidc_issuers)")
         self.database_urls: dict[str, str] = {}
         self.migration_urls: dict[str, str] = {}
         self.callback_secrets = {a: secrets.token_urlsafe(32) for a in self.ports.adapters}
@@ -219,6 +233,32 @@ class Stack:
             env[f"LOGIN_{audience}_CLIENT_SECRET"] = f"web-{realm}-dev-secret"
         return env
 
+    def _personal_data_env(self, name: str) -> dict[str, str]:
+        """Crypto-shredding: intake holds the keys; every other consumer of personal data
+        asks its key service for them, as its own Keycloak client."""
+        ttl = (
+            {"PERSONAL_DATA_KEY_TTL_SECONDS": str(self.personal_data_key_ttl)}
+            if self.personal_data_key_ttl is not None
+            else {}
+        )
+        if name == "intake":
+            return {
+                "PERSONAL_DATA_SEALING": "true" if self.personal_data_sealing else "false",
+                "PERSONAL_DATA_KEK": self.personal_data_kek,
+                **ttl,
+            }
+        if not self.personal_data_sealing:
+            return {}
+        agents = next(i for i, kind in self.oidc_issuers.items() if kind == "agent")
+        client_id = f"service-{name}"
+        return {
+            "KEY_SERVICE_URL": self.intake_url,
+            "KEY_SERVICE_TOKEN_URL": f"{agents.rstrip('/')}/protocol/openid-connect/token",
+            "KEY_SERVICE_CLIENT_ID": client_id,
+            "KEY_SERVICE_CLIENT_SECRET": f"{client_id}-dev-secret",
+            **ttl,
+        }
+
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
             **self.kafka.env(name),
@@ -232,6 +272,7 @@ class Stack:
             "SECRETS_DIR": str(self.workdir / "secrets"),
             **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
             **self._oidc_env(name),
+            **self._personal_data_env(name),
             **self._extra_env,
             **env,
         }

@@ -20,6 +20,7 @@ class PrincipalKind(StrEnum):
     CITIZEN = "citizen"  # a person, through FranceConnect (Keycloak realm `citoyens` in dev)
     AGENT = "agent"  # a public servant, through ProConnect (realm `agents` in dev)
     AGENCY = "agency"  # an agency's system (CAF, DGFiP…), a service account
+    SERVICE = "service"  # one of our own services (assignment, an adapter…), a service account
     ANONYMOUS = "anonymous"  # no token
 
 
@@ -37,6 +38,8 @@ class Role(StrEnum):
     REFERENT = "referent"  # the named agent who answers for a file
     SUPERVISEUR = "superviseur"  # supervises the offices of the `offices` claim
     ADMIN_ANNUAIRE = "admin-annuaire"  # directory administrator: imports, agents joining
+    #: A service's account only: reads the citizens' data keys from intake's key service.
+    PERSONAL_DATA_READER = "personal-data-reader"
 
 
 class Principal(BaseModel):
@@ -63,6 +66,9 @@ class Principal(BaseModel):
     )
     agency: str | None = Field(
         default=None, description="The agency code of an agency's system (caf, dgfip…)."
+    )
+    service: str | None = Field(
+        default=None, description="The name of one of our services calling as itself."
     )
     name: str | None = Field(default=None, description="Display name, when the token has one.")
     email: str | None = Field(default=None, description="Email, when the token has one.")
@@ -117,7 +123,9 @@ def principal_from_claims(claims: Mapping[str, Any], issuer_kind: IssuerKind) ->
 
     A citizens' issuer only ever yields citizens (no roles, no agency, whatever the token
     says). An agents' issuer yields an agency's system when the token carries `agency`
-    (set by the agency client's mapper), else an agent with their roles and directory ids.
+    (set by the agency client's mapper), one of our services when it carries `service` (set
+    by the service client's mapper; its only role is `personal-data-reader`), else an agent
+    with their roles and directory ids (never `personal-data-reader`).
     """
     common: dict[str, Any] = {
         "subject": _string(claims.get("sub")),
@@ -130,9 +138,13 @@ def principal_from_claims(claims: Mapping[str, Any], issuer_kind: IssuerKind) ->
         return Principal(kind=PrincipalKind.CITIZEN, **common)
     if agency := _string(claims.get("agency")):
         return Principal(kind=PrincipalKind.AGENCY, agency=agency, **common)
+    roles = _roles(claims)
+    if service := _string(claims.get("service")):
+        only = roles & {Role.PERSONAL_DATA_READER}
+        return Principal(kind=PrincipalKind.SERVICE, service=service, roles=only, **common)
     return Principal(
         kind=PrincipalKind.AGENT,
-        roles=_roles(claims),
+        roles=roles - {Role.PERSONAL_DATA_READER},
         agent_id=_string(claims.get("agent_id")),
         offices=frozenset(_strings(claims.get("offices"))),
         **common,

@@ -11,6 +11,7 @@ from intake import metrics
 from intake.catalogue import CATALOGUE
 from intake.commands.access import ensure_access_proof
 from intake.commands.idempotency import once_per_key, request_digest
+from intake.commands.personal_data import seal_new_file
 from intake.domain import (
     CHANNEL_WORDS,
     AgencyStatus,
@@ -81,6 +82,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
             ],
         )
         await metrics.file_opened(uow, file_id, now)
+        await seal_new_file(uow, file_id, who.citizen_subject)
         event = FileSubmitted(
             file_id=file_id,
             occurred_at=now,
