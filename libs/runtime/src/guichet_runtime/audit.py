@@ -73,6 +73,9 @@ class AuditAction(StrEnum):
     AGENT_LEFT = "agent.left"
     AGENT_JOINED = "agent.joined"
     DIRECTORY_IMPORTED = "directory.imported"
+    DATA_EXPORTED = "citizen.data.exported"  # the citizen downloaded their data (RGPD art. 15)
+    DATA_ERASED = "file.data.erased"  # a file's personal data was erased (request, retention)
+    RETENTION_APPLIED = "retention.applied"  # the retention job's run (counts only)
 
 
 @dataclass(frozen=True)

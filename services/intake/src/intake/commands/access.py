@@ -23,6 +23,7 @@ from intake.domain import (
     PROOF_NEEDED,
     code_hash,
     ensure_code_can_be_sent,
+    ensure_not_erased,
     new_access_code,
     new_access_proof,
     proof_hash,
@@ -38,6 +39,7 @@ async def issue_access_code(file_id: str, uow: UnitOfWork, keyring: Keyring) -> 
     notification service to send. Returns when it expires."""
     async with uow:
         row = await file_for_update(uow, file_id)
+        ensure_not_erased(row.erased_at)
         citizen = CitizenContact.model_validate(row.citizen)
         now = utcnow()
         recent = await uow.conn.scalar(
