@@ -124,6 +124,7 @@ NO_BODY = {
     "POST /api/files/{file_id}/access-codes",
     "POST /api/agents/{agent_id}/return",
     "DELETE /api/files/{file_id}/personal-word",
+    "POST /api/files/{file_id}/erasure",  # file A and B are open: 409 behind the door
 }
 
 
