@@ -50,7 +50,8 @@ async def copies_erased(stack: Stack, file_id: str) -> bool:
         "SELECT citizen, description, citizen_key FROM files WHERE file_id = :f",
         f=file_id,
     )
-    citizen = assigned.citizen if isinstance(assigned.citizen, dict) else json.loads(assigned.citizen)
+    citizen = assigned.citizen
+    citizen = citizen if isinstance(citizen, dict) else json.loads(citizen)
     kept = await query(
         stack.database_urls["notification"],
         "SELECT count(*) AS n FROM notifications WHERE file_id = :f AND recipient IS NOT NULL",
@@ -74,9 +75,7 @@ async def audited(stack: Stack, file_id: str) -> list[tuple[str, str]]:
     return [(r.action, r.actor_kind) for r in rows]
 
 
-async def test_the_citizen_downloads_their_data_then_erases_their_closed_file(
-    stack: Stack, client
-):
+async def test_the_citizen_downloads_their_data_then_erases_their_closed_file(stack: Stack, client):
     body = file_body(email="mes.donnees@example.fr")
     file_id = (await client.post("/api/files", json=body)).json()["file_id"]
     # A sick leave waits for the employer's certificate: the file stays open.
@@ -144,7 +143,7 @@ async def test_the_retention_job_erases_a_file_closed_two_years_before(stack: St
     ).json()["file_id"]
     await eventually(lambda: answered_view(client, file_id), timeout=90, what="the answer")
     clock = stack.workdir / "retention-clock"
-    in_two_years = dt.date.today() + dt.timedelta(days=2 * 365 + 2)
+    in_two_years = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2 * 365 + 2)
     clock.write_text(in_two_years.isoformat(), encoding="utf-8")
     env = {
         **os.environ,
