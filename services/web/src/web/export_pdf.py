@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo
 
 from fpdf import FPDF
 
+from shared_models.wording import decision_label
+from web.pages import AGENCY_STATUS, CHANNELS, FILE_STATUS
+
 PARIS = ZoneInfo("Europe/Paris")
 ENCODING = "windows-1252"
 FIELDS = {
@@ -77,16 +80,29 @@ class Document:
         return bytes(self.pdf.output())
 
 
+def _state(agency: dict[str, Any]) -> str:
+    """An agency's decision (or where it stands) in words."""
+    if agency.get("decision"):
+        try:
+            return decision_label(agency["decision"])
+        except ValueError:
+            return str(agency["decision"])
+    status = str(agency.get("status"))
+    return AGENCY_STATUS.get(status, (status, ""))[0]
+
+
 def _file(doc: Document, f: dict[str, Any]) -> None:
     doc.heading(f"Dossier {f['file_id']} : {f['life_event_label']}")
     doc.line(when(f.get("created_at")), "Déposé le")
-    doc.line(str(f.get("status")), "État")
+    status = str(f.get("status"))
+    doc.line(FILE_STATUS.get(status, (status, ""))[0], "État")
     if f.get("erased_at"):
         doc.line(when(f["erased_at"]), "Données personnelles effacées le")
     contact = f.get("contact") or {}
     for key, label in FIELDS.items():
         if contact.get(key):
-            doc.line(str(contact[key]), label)
+            value = str(contact[key])
+            doc.line(CHANNELS.get(value, value) if key == "preferred_channel" else value, label)
     if f.get("description"):
         doc.line(f["description"], "Votre description")
     referent = f.get("referent") or {}
@@ -97,8 +113,7 @@ def _file(doc: Document, f: dict[str, Any]) -> None:
     doc.heading("Organismes et données transmises")
     for a in f.get("agencies", []):
         sent = ", ".join(a.get("fields_sent") or []) or "aucune donnée"
-        decision = a.get("decision") or a.get("status")
-        doc.line(f"{a['label']} : {decision} ; a reçu : {sent}.")
+        doc.line(f"{a['label']} : {_state(a)} ; a reçu : {sent}.")
     if f.get("notifications"):
         doc.heading("Messages qui vous ont été envoyés")
         for n in f["notifications"]:
