@@ -125,6 +125,7 @@ def declare(page, life_event: str, description: str) -> str:
     return page.inner_text(".gu-reference").strip()
 
 
+@pytest.mark.timeout(600)  # two files through the whole path, four pages checked with axe
 def test_a_citizen_reads_the_privacy_notice_downloads_her_data_and_erases_a_closed_file(
     page, stack
 ):
