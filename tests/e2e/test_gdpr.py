@@ -107,11 +107,11 @@ async def test_the_citizen_downloads_their_data_then_erases_their_closed_file(st
     one = await client.get(f"/api/files/{file_id}/export")
     assert [f["file_id"] for f in one.json()["files"]] == [file_id]
 
-    refused = await client.post(f"/api/files/{waiting}/erasure")
+    refused = await client.post(f"/api/files/{waiting}/erasure", json={"confirm": True})
     assert refused.status_code == 409
     assert "article 17" in refused.json()["message"]
 
-    erased = await client.post(f"/api/files/{file_id}/erasure")
+    erased = await client.post(f"/api/files/{file_id}/erasure", json={"confirm": True})
     assert erased.status_code == 200, erased.text
     await eventually(lambda: copies_erased(stack, file_id), what="the other services' copies")
     [row] = await query(

@@ -155,6 +155,7 @@ def test_a_citizen_reads_the_privacy_notice_downloads_her_data_and_erases_a_clos
 
     # A file still being processed is not erased: the reason is said.
     page.goto(f"/dossier/{open_file}")
+    tick(page, "confirm")
     page.click("text=Demander l'effacement de mes données")
     page.wait_for_url(re.compile(f"/dossier/{open_file}"))
     assert "article 17" in page.inner_text(".fr-alert")
@@ -163,6 +164,7 @@ def test_a_citizen_reads_the_privacy_notice_downloads_her_data_and_erases_a_clos
     page.goto(f"/dossier/{closed}")
     reload_until(page, ".gu-answer", timeout=90)
     check(page, "26-dossier-clos-mes-donnees")
+    tick(page, "confirm")
     page.click("text=Demander l'effacement de mes données")
     page.wait_for_url(re.compile("^" + re.escape(stack.web_url) + "/$"))
     assert "sont effacées" in page.inner_text("main")

@@ -27,6 +27,7 @@ from tests.unit.test_intake_access import assign, client, filed, proof_for, stor
 
 __all__ = ["client"]  # the fixture, shared with test_intake_access
 
+CONFIRMED = {"confirm": True}
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
 
 
@@ -127,8 +128,12 @@ async def test_a_file_being_processed_is_not_erased_and_says_why(client):
     file_id = await filed(client, marie)
     await assign(client.db, file_id)
 
-    refused = await client.post(f"/api/files/{file_id}/erasure", headers=marie)
+    unconfirmed = await client.post(
+        f"/api/files/{file_id}/erasure", json={"confirm": False}, headers=marie
+    )
+    refused = await client.post(f"/api/files/{file_id}/erasure", json=CONFIRMED, headers=marie)
 
+    assert unconfirmed.status_code == 422 and unconfirmed.json()["field"] == "confirm"
     assert refused.status_code == 409
     assert refused.json()["message"] == STILL_PROCESSED
     row = await stored(client.db, file_id)
@@ -153,8 +158,8 @@ async def test_a_closed_file_is_erased_keeping_an_anonymous_skeleton_and_others_
     await submit_document(file_id, "cpam", "arret.pdf", "application/pdf", PDF, client.db.uow())
     await close(client.db, file_id)
 
-    erased = await client.post(f"/api/files/{file_id}/erasure", headers=marie)
-    again = await client.post(f"/api/files/{file_id}/erasure", headers=marie)
+    erased = await client.post(f"/api/files/{file_id}/erasure", json=CONFIRMED, headers=marie)
+    again = await client.post(f"/api/files/{file_id}/erasure", json=CONFIRMED, headers=marie)
 
     assert erased.status_code == 200, erased.text
     assert erased.json()["message"].startswith("Les données personnelles de votre dossier")
@@ -187,7 +192,8 @@ async def test_nothing_is_sent_to_a_citizen_whose_data_was_erased(client):
     await assign(client.db, file_id)
     await close(client.db, file_id)
     proof = await proof_for(client.db, file_id)
-    assert (await client.post(f"/api/files/{file_id}/erasure", headers=proof)).status_code == 200
+    erased = await client.post(f"/api/files/{file_id}/erasure", json=CONFIRMED, headers=proof)
+    assert erased.status_code == 200
 
     code = await client.post(f"/api/files/{file_id}/access-codes")
 

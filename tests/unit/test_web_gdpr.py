@@ -10,6 +10,7 @@ from guichet_runtime.policy import Policy, route_policies
 from shared_models import catalogue
 from tests.pdfs import pdf_text
 from tests.unit.test_web_auth import AGENT_LOGIN, pages, signed_in
+from tests.unit.test_web_citizen_file import form_token
 from tests.unit.test_web_own_lists import CITIZEN_LOGIN, ListsBackend, settings
 from web.backend import CREDENTIALS
 from web.bootstrap import bootstrap
@@ -107,3 +108,28 @@ def test_the_privacy_notice_says_who_why_to_whom_how_long_and_the_rights(setting
     assert "article 6.1.e" not in text and "art. 6.1.e" in text
     assert "RGPD, art. 17.3.b" in text
     assert 'href="/confidentialite"' in form.text and "Vos données personnelles" in form.text
+
+
+class ErasingBackend(ExportBackend):
+    async def erase_file(self, file_id: str) -> dict:
+        self.asked.append(("erase", CREDENTIALS.get().access_token))
+        return {"file_id": file_id, "message": "effacé"}
+
+
+def test_the_erasure_is_sent_only_once_the_citizen_confirms_it(settings):
+    backend = ErasingBackend()
+    with pages(settings, backend) as client:
+        signed_in(client, settings, CITIZEN_LOGIN)
+        token = form_token(client, "/mes-dossiers")
+        url = "/dossier/GU-2026-MARIE001/effacement"
+        unconfirmed = client.post(url, data={"csrf_token": token})
+        asked_before = list(backend.asked)
+        confirmed = client.post(url, data={"csrf_token": token, "confirm": "oui"})
+        home = client.get("/")
+
+    assert unconfirmed.status_code == 303
+    assert unconfirmed.headers["location"] == "/dossier/GU-2026-MARIE001#mes-donnees"
+    assert [a for a in asked_before if a[0] == "erase"] == []
+    assert confirmed.status_code == 303 and confirmed.headers["location"] == "/"
+    assert [a for a in backend.asked if a[0] == "erase"] == [("erase", "jeton-de-marie")]
+    assert "Les données personnelles de votre dossier sont effacées" in home.text

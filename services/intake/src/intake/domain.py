@@ -301,6 +301,18 @@ def ensure_erasure_allowed(status: str, erased_at: dt.datetime | None) -> None:
         raise Refused(RefusalKind.CONFLICT, STILL_PROCESSED)
 
 
+ERASURE_NOT_CONFIRMED = (
+    "Confirmez votre demande d'effacement : elle est définitive, vos données ne pourront pas "
+    "être retrouvées."
+)
+
+
+def ensure_erasure_confirmed(confirm: bool) -> None:
+    """An erasure cannot be undone: the citizen confirms it explicitly."""
+    if not confirm:
+        raise Refused(RefusalKind.INVALID, ERASURE_NOT_CONFIRMED, field="confirm")
+
+
 def ensure_not_erased(erased_at: dt.datetime | None) -> None:
     """Nothing is done for a citizen whose data was erased: there is no one to write to."""
     if erased_at is not None:

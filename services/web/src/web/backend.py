@@ -170,8 +170,11 @@ class Backend:
         return await _json(await self.intake.get(f"/api/files/{file_id}/export"))
 
     async def erase_file(self, file_id: str) -> dict:
-        """The citizen asks for the erasure of their closed file's personal data."""
-        return await _json(await self.intake.post(f"/api/files/{file_id}/erasure"))
+        """The citizen asks for the erasure of their closed file's personal data (they ticked
+        the confirmation on the page)."""
+        return await _json(
+            await self.intake.post(f"/api/files/{file_id}/erasure", json={"confirm": True})
+        )
 
     async def registered_files(self) -> list[dict]:
         """The files the signed-in front-desk agent registered (their token says who)."""

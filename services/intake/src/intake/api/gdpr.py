@@ -13,6 +13,7 @@ from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
 from intake.api.access import Access
 from intake.commands import gdpr
+from intake.schemas import ErasureIn
 
 
 def router(runtime: Runtime, access: Access) -> APIRouter:
@@ -33,9 +34,10 @@ def router(runtime: Runtime, access: Access) -> APIRouter:
         return await gdpr.export_file_data(file_id, who, runtime.uow())
 
     @api.post("/files/{file_id}/erasure")
-    async def erase(file_id: str, who: Principal = file_citizen) -> Any:
-        """The citizen asks for their file's personal data to be erased: done on a closed
-        file (409 with the reason while it is processed, or once done)."""
-        return await gdpr.erase_file_data(file_id, who, runtime.uow())
+    async def erase(file_id: str, body: ErasureIn, who: Principal = file_citizen) -> Any:
+        """The citizen asks for their file's personal data to be erased, confirming it (422
+        unconfirmed): done on a closed file (409 with the reason while it is processed, or
+        once done)."""
+        return await gdpr.erase_file_data(file_id, body.confirm, who, runtime.uow())
 
     return api

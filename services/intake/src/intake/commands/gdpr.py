@@ -13,7 +13,12 @@ import sqlalchemy as sa
 from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork, utcnow
-from intake.domain import ERASED_DATA, ensure_erasure_allowed, unknown_file
+from intake.domain import (
+    ERASED_DATA,
+    ensure_erasure_allowed,
+    ensure_erasure_confirmed,
+    unknown_file,
+)
 from intake.tables import (
     access_codes,
     documents,
@@ -98,9 +103,13 @@ async def erase_personal_data(
     )
 
 
-async def erase_file_data(file_id: str, who: Principal, uow: UnitOfWork) -> dict[str, Any]:
-    """The citizen asks for their file's data to be erased: granted on a closed file, once;
-    refused with the reason while the file is processed (`ensure_erasure_allowed`)."""
+async def erase_file_data(
+    file_id: str, confirm: bool, who: Principal, uow: UnitOfWork
+) -> dict[str, Any]:
+    """The citizen asks for their file's data to be erased, confirming it: granted on a
+    closed file, once; refused with the reason while the file is processed
+    (`ensure_erasure_allowed`)."""
+    ensure_erasure_confirmed(confirm)
     async with uow:
         row = (
             await uow.conn.execute(

@@ -19,6 +19,10 @@ from web.export_pdf import render_export
 
 router = APIRouter()
 
+ERASURE_NOT_CONFIRMED = (
+    "Cochez la case pour confirmer l'effacement : il est définitif, vos données ne pourront pas "
+    "être retrouvées."
+)
 ERASURE_DONE = (
     "Les données personnelles de votre dossier sont effacées. Seules des informations anonymes "
     "sont conservées pour les statistiques publiques, avec le journal d'audit prévu par la loi."
@@ -94,6 +98,9 @@ async def erase(request: Request, file_id: str, file: Page) -> Response:
     while it is being processed."""
     if not file.opened:
         return file.ask_code()
+    if (await request.form()).get("confirm") != "oui":
+        flash(request, ERASURE_NOT_CONFIRMED, kind="warning")
+        return redirect(f"/dossier/{file_id}#mes-donnees")
     try:
         await file.backend.erase_file(file_id)
     except BackendError as refused:
