@@ -20,11 +20,35 @@ OIDC_VARIABLES = {f"OIDC_{field.upper()}" for field in AuthSettings.model_fields
 
 
 def pod_specs(resources) -> list[tuple[str, dict[str, Any]]]:
-    return [
+    pods = [
         (f"{r['kind']}/{r['metadata']['name']}", r["spec"]["template"]["spec"])
         for r in resources
         if r["kind"] in ("Deployment", "Job")
     ]
+    pods += [
+        (f"CronJob/{r['metadata']['name']}", r["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+        for r in of_kind(resources, "CronJob")
+    ]
+    return pods
+
+
+def test_the_retention_job_runs_nightly_as_intakes_run_time_role(overlay):
+    """docs/data-protection.md, "Retention": `intake retention` every night, with intake's
+    settings and run-time role (never the owner's), one run at a time."""
+    (job,) = [c for c in of_kind(overlay, "CronJob") if c["metadata"]["name"] == "intake-retention"]
+    spec = job["spec"]
+    assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"]) == (
+        "15 3 * * *",
+        "Europe/Paris",
+        "Forbid",
+    )
+    pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["intake", "retention"]
+    assert container["envFrom"] == [{"configMapRef": {"name": "intake-settings"}}]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "intake-db"
+    assert env["DATABASE_URL"]["value"].startswith("postgresql+asyncpg://intake:")
 
 
 def test_every_container_is_locked_down(overlay):

@@ -76,6 +76,10 @@ def request(world: Scenario, row: Row, principal: str) -> dict[str, Any]:
             return {"json": _contact(MARIE if row.file != "B" else LUCAS)}
         case "POST /api/files/{file_id}/referent-change":
             return {"json": {"reason": "Je préfère un référent plus proche de chez moi."}}
+        case "POST /api/files/{file_id}/erasure":
+            # Not confirmed: 422 behind the door, and nothing is erased (the file may be
+            # closed by then).
+            return {"json": {"confirm": False}}
         case "GET /api/supervision/deadlines":
             return {"params": {"within_days": 366}}
         case "PUT /api/files/{file_id}/personal-word":

@@ -281,6 +281,8 @@ def test_a_counter_agent_creates_a_file_for_an_offline_citizen_and_prints_the_re
     assert "Jean Martin" in receipt and "Téléphone, au 04 78 12 34 56" in receipt
     name = page.inner_text(".gu-referent-name").strip()
     assert name and "Téléphone direct" in receipt
+    # The privacy notice (RGPD art. 13) is printed on the receipt, from the pages' one text.
+    assert "Vos données personnelles" in receipt and "CNIL" in receipt
     assert page.is_visible("[data-print]")  # the print button appears with JavaScript
     check(page, "10-recepisse")
 

@@ -6,6 +6,7 @@ opens nothing."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +14,11 @@ from tests.e2e.pages_support import (
     check,
     forged_session_cookie,
     new_page,
+    reload_until,
     sign_in,
     tick,
 )
+from tests.pdfs import pdf_text
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +109,65 @@ def test_a_citizen_with_an_account_signs_in_and_opens_only_her_own_files(page, s
     assert "Se connecter (agents)" in page.inner_text(".gu-nav")
     page.goto(f"/dossier/{file_id}")
     assert "/suivi" in page.url
+
+
+def declare(page, life_event: str, description: str) -> str:
+    page.goto("/demarche")
+    tick(page, f"life_event-{life_event}")
+    page.fill("#description", description)
+    page.fill("#given_name", "Marie")
+    page.fill("#family_name", "Dupont")
+    page.fill("#postcode", "93200")
+    tick(page, "preferred_channel-email")
+    page.fill("#email", "marie.dupont@example.fr")
+    page.click("text=Envoyer ma déclaration")
+    page.wait_for_url(re.compile(r"/demarche/confirmation/"))
+    return page.inner_text(".gu-reference").strip()
+
+
+@pytest.mark.timeout(600)  # two files through the whole path, four pages checked with axe
+def test_a_citizen_reads_the_privacy_notice_downloads_her_data_and_erases_a_closed_file(
+    page, stack
+):
+    # The notice: summarised on the form, whole on its page (issue 13 §6).
+    sign_in(page, stack, "citoyens", "marie.dupont")
+    page.goto("/demarche")
+    assert "Vos données personnelles" in page.inner_text("#donnees-personnelles")
+    page.click("#donnees-personnelles >> text=Lire la notice complète")
+    page.wait_for_url(re.compile(r"/confidentialite$"))
+    notice = page.inner_text("main")
+    assert "France Travail" in notice and "2 ans après la réponse coordonnée" in notice
+    assert "CNIL" in notice and "Délégué à la protection des données" in notice
+    check(page, "24-confidentialite")
+
+    closed = declare(page, "perte_emploi", "J'ai perdu mon emploi, je veux tout effacer après.")
+    open_file = declare(page, "arret_maladie", "Arrêt de travail depuis lundi.")
+
+    # "Mes données": the PDF of everything held about her, from her space.
+    page.goto("/mes-dossiers")
+    page.click("main >> text=Mes données")
+    page.wait_for_url(re.compile(r"/mes-donnees$"))
+    check(page, "25-mes-donnees")
+    with page.expect_download() as downloaded:
+        page.click("text=Télécharger mes données (PDF)")
+    text = pdf_text(Path(downloaded.value.path()).read_bytes())
+    assert closed in text and open_file in text and "a reçu" in text
+
+    # A file still being processed is not erased: the reason is said.
+    page.goto(f"/dossier/{open_file}")
+    tick(page, "confirm")
+    page.click("text=Demander l'effacement de mes données")
+    page.wait_for_url(re.compile(f"/dossier/{open_file}"))
+    assert "article 17" in page.inner_text(".fr-alert")
+
+    # Once the coordinated answer is sent, the closed file is erased and leaves her list.
+    page.goto(f"/dossier/{closed}")
+    reload_until(page, ".gu-answer", timeout=90)
+    check(page, "26-dossier-clos-mes-donnees")
+    tick(page, "confirm")
+    page.click("text=Demander l'effacement de mes données")
+    page.wait_for_url(re.compile("^" + re.escape(stack.web_url) + "/$"))
+    assert "sont effacées" in page.inner_text("main")
+    page.goto("/mes-dossiers")
+    listed = page.inner_text("#mes-dossiers")
+    assert closed not in listed and open_file in listed

@@ -24,12 +24,14 @@ from shared_models import (
     AgentProfile,
     AgentReturned,
     CitizenContact,
+    CitizenDataErased,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineRule,
     DeadlineWarningIssued,
     Decision,
     Envelope,
+    ErasureCause,
     ExchangeDirection,
     ExchangeRecorded,
     FileSubmitted,
@@ -250,6 +252,9 @@ def one_event_of_each_type() -> list[Envelope]:
             comment="Très bien suivie.",
             referent_agent_id="AG-93-01-2",
             office_id="FS-93-01",
+        ),
+        CitizenDataErased(
+            file_id=file_id, cause=ErasureCause.REQUEST, erased=["contact", "description"]
         ),
         AgencyReceiptAcknowledged(
             file_id=file_id,

@@ -75,6 +75,9 @@ class AuditAction(StrEnum):
     DIRECTORY_IMPORTED = "directory.imported"
     #: A citizen's data key was shredded (crypto-shredding: their data erased everywhere).
     PERSONAL_DATA_KEY_SHREDDED = "personal-data-key.shredded"
+    DATA_EXPORTED = "citizen.data.exported"  # the citizen downloaded their data (RGPD art. 15)
+    DATA_ERASED = "file.data.erased"  # a file's personal data was erased (request, retention)
+    RETENTION_APPLIED = "retention.applied"  # the retention job's run (counts only)
 
 
 @dataclass(frozen=True)

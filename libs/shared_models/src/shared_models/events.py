@@ -572,6 +572,29 @@ class SurveyAnswered(Event):
     office_id: str | None = Field(default=None, description="Office of that référent.")
 
 
+class ErasureCause(StrEnum):
+    """Why a citizen's personal data was erased (the values travel in `CitizenDataErased`)."""
+
+    REQUEST = "demande"  # the citizen asked for it (RGPD art. 17)
+    RETENTION = "conservation"  # the retention period after the file was closed ran out
+
+
+class CitizenDataErased(Event):
+    """Intake erased the citizen's personal data of a closed file: every service erases its
+    own copy (contact, own words, messages sent); the file keeps an anonymous skeleton for
+    the indicators (dates, life event, agencies, decisions)."""
+
+    event_type: ClassVar[str] = "CitizenDataErased"
+    cause: ErasureCause = Field(
+        description="`demande`: the citizen asked for the erasure (RGPD art. 17); "
+        "`conservation`: the retention period of closed files ran out (docs/data-protection.md)."
+    )
+    erased: list[str] = Field(
+        description="What intake erased, by kind of data (e.g. `contact`, `description`, "
+        "`documents`), so each reader can tell what its own copy must lose."
+    )
+
+
 class SupervisorContact(Contract):
     """A supervisor to alert about the files of their départements."""
 
@@ -815,6 +838,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         ContactPreferencesChanged,
         ReferentThanked,
         SurveyAnswered,
+        CitizenDataErased,
         LegalDeadlineSet,
         DeadlineWarningIssued,
         LegalDeadlineBreached,

@@ -98,6 +98,7 @@ def intake(agencies: Iterable[str]) -> Principal:
                 topics.SURVEYS,
                 topics.ACCESS_CODES,
                 topics.REFERENT_MESSAGES,
+                topics.CITIZEN_DATA_ERASED,
             }
         )
         | _per_agency(agencies, "documents"),
@@ -108,7 +109,14 @@ def assignment(agencies: Iterable[str]) -> Principal:
     agencies = list(agencies)
     return Principal(
         name="assignment",
-        consumes=frozenset({topics.FILES_SUBMITTED, topics.REFERENT_CHANGES, topics.LEGAL_CLOCK})
+        consumes=frozenset(
+            {
+                topics.FILES_SUBMITTED,
+                topics.REFERENT_CHANGES,
+                topics.LEGAL_CLOCK,
+                topics.CITIZEN_DATA_ERASED,
+            }
+        )
         | _per_agency(agencies, "answers"),
         produces=frozenset(
             {
@@ -138,6 +146,7 @@ def notification() -> Principal:
                 topics.DEADLINES,
                 topics.ACCESS_CODES,
                 topics.REFERENT_MESSAGES,
+                topics.CITIZEN_DATA_ERASED,
             }
         ),
         produces=frozenset({topics.NOTIFICATIONS_SENT}),

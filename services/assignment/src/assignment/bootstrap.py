@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from assignment import api, views
 from assignment.commands import directory, directory_import, housekeeping
-from assignment.projections import files, legal_clock
+from assignment.projections import erasure, files, legal_clock
 from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
 from assignment.tables import metadata
 from guichet_runtime import audit
@@ -20,6 +20,7 @@ from shared_models import (
     AgencyAnswerReceived,
     AgencyReceiptAcknowledged,
     AgencyStatusChecked,
+    CitizenDataErased,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
@@ -83,6 +84,9 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     runtime.consumer.subscribe([topics.FILES_SUBMITTED], {FileSubmitted: files.on_file_submitted})
     runtime.consumer.subscribe(
         [topics.REFERENT_CHANGES], {ReferentChangeRequested: files.on_referent_change_requested}
+    )
+    runtime.consumer.subscribe(
+        [topics.CITIZEN_DATA_ERASED], {CitizenDataErased: erasure.on_citizen_data_erased}
     )
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in catalogue().served_agencies()],

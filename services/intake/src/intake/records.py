@@ -67,6 +67,7 @@ async def file_for_update(uow: UnitOfWork, file_id: str) -> sa.Row:
                 files.c.citizen,
                 files.c.referent,
                 files.c.referent_change_requested_at,
+                files.c.erased_at,
             )
             .where(files.c.file_id == file_id)
             .with_for_update()

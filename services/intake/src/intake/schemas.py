@@ -175,6 +175,15 @@ class ReferentChangeIn(BaseModel):
     )
 
 
+class ErasureIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    confirm: bool = Field(
+        description="true: the citizen confirms the erasure, which cannot be undone (false: "
+        "refused with 422, nothing erased)."
+    )
+
+
 class MessageIn(BaseModel):
     """A message from the file's référent to the citizen, written on the desk (the author
     is the agent of the access token)."""

@@ -75,6 +75,12 @@ files = sa.Table(
         nullable=True,
         comment="en_ligne, guichet, telephone, courrier (null: filed before it was kept)",
     ),
+    sa.Column(
+        "erased_at",
+        UtcDateTime,
+        nullable=True,
+        comment="when the citizen's personal data was erased (request or retention)",
+    ),
 )
 
 file_agencies = sa.Table(

@@ -13,7 +13,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
-from notification import domain, messages, projections
+from notification import domain, erasure, messages, projections
 from notification.channels import (
     Channel,
     EmailChannel,
@@ -28,6 +28,7 @@ from notification.settings import NotificationSettings
 from notification.tables import metadata
 from shared_models import (
     AccessCodeIssued,
+    CitizenDataErased,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
@@ -122,4 +123,5 @@ def bootstrap(
     subscribe(
         [topics.REFERENT_MESSAGES], {ReferentMessageSent: projections.on_referent_message_sent}
     )
+    subscribe([topics.CITIZEN_DATA_ERASED], {CitizenDataErased: erasure.on_citizen_data_erased})
     return create_app(runtime, title="Guichet unique — notifications")

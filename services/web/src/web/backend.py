@@ -161,6 +161,21 @@ class Backend:
         """The signed-in citizen's files (their token says who)."""
         return await _json(await self.intake.get("/api/me/files"))
 
+    async def my_export(self) -> dict:
+        """Everything held about the signed-in citizen ("Mes données", their token says who)."""
+        return await _json(await self.intake.get("/api/me/export"))
+
+    async def file_export(self, file_id: str) -> dict:
+        """Everything held about the file's citizen (FILE_CITIZEN: token or the code's proof)."""
+        return await _json(await self.intake.get(f"/api/files/{file_id}/export"))
+
+    async def erase_file(self, file_id: str) -> dict:
+        """The citizen asks for the erasure of their closed file's personal data (they ticked
+        the confirmation on the page)."""
+        return await _json(
+            await self.intake.post(f"/api/files/{file_id}/erasure", json={"confirm": True})
+        )
+
     async def registered_files(self) -> list[dict]:
         """The files the signed-in front-desk agent registered (their token says who)."""
         return await _json(await self.intake.get("/api/me/registered-files"))

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from shared_models import AGENCY_LABELS
 from shared_models.wording import decision_label, euros_fr
+from web import privacy
 from web.forms import LABELS
 from web.login import principal_of
 from web.security import csrf_token
@@ -260,6 +261,7 @@ class Renderer:
             EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
             SCORES=SCORES,
             CHANNEL_OPTIONS=CHANNEL_OPTIONS,
+            PRIVACY=privacy.notice(),
             # Each page's own (see __call__); these only serve templates rendered alone.
             visitor=principal_of(None),
             csrf_token=lambda: "",

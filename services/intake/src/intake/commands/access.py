@@ -24,6 +24,7 @@ from intake.domain import (
     code_hash,
     code_retry_after,
     ensure_code_can_be_sent,
+    ensure_not_erased,
     new_access_code,
     new_access_proof,
     proof_hash,
@@ -39,6 +40,7 @@ async def issue_access_code(file_id: str, uow: UnitOfWork, keyring: Keyring) -> 
     notification service to send. Returns when it expires."""
     async with uow:
         row = await file_for_update(uow, file_id)
+        ensure_not_erased(row.erased_at)
         citizen = CitizenContact.model_validate(row.citizen)
         now = utcnow()
         recent, oldest = (

@@ -11,6 +11,7 @@ from guichet_runtime.db import UnitOfWork, utcnow
 from intake.domain import (
     NO_REFERENT_YET,
     TimelineKind,
+    ensure_not_erased,
     ensure_not_thanked_yet,
     ensure_referent_change_allowed,
     ensure_survey_open,
@@ -94,6 +95,7 @@ async def thank_referent(file_id: str, message: str, uow: UnitOfWork) -> str:
     name."""
     async with uow:
         row = await file_for_update(uow, file_id)
+        ensure_not_erased(row.erased_at)
         referent = named_referent(row.referent, NO_REFERENT_YET)
         already = await uow.conn.scalar(
             sa.select(thanks.c.thanks_id).where(

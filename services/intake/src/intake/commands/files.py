@@ -18,6 +18,7 @@ from intake.domain import (
     FileStatus,
     IntakeChannel,
     TimelineKind,
+    ensure_not_erased,
     new_file_id,
     submitter_of,
 )
@@ -139,6 +140,7 @@ async def change_contact_preferences(
     file_id = cmd.file_id
     async with uow:
         row = await file_for_update(uow, file_id)
+        ensure_not_erased(row.erased_at)
         if not cmd.logged_in:
             await ensure_access_proof(uow, file_id, cmd.access_proof)
         previous = CitizenContact.model_validate(row.citizen)

@@ -9,7 +9,7 @@ from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake.commands.idempotency import once_per_key, request_digest
-from intake.domain import TimelineKind, ensure_current_referent_writes
+from intake.domain import TimelineKind, ensure_current_referent_writes, ensure_not_erased
 from intake.records import add_timeline, file_for_update
 from intake.tables import referent_messages
 from intake.views.files import message_out
@@ -31,6 +31,7 @@ async def send_referent_message(
 
     async def create() -> dict:
         row = await file_for_update(uow, file_id)
+        ensure_not_erased(row.erased_at)
         referent = ensure_current_referent_writes(row.referent, agent_id)
         now = utcnow()
         message_id = str(uuid.uuid4())

@@ -1,0 +1,170 @@
+"""The citizen's GDPR rights end to end (issue 13 §6), on real processes and a real Kafka
+broker, once on SQLite and once on PostgreSQL: "Mes données" downloads everything held about
+the citizen and is audited; a file still being processed is not erased; a closed one is, and
+`CitizenDataErased` makes assignment and notification erase their copies; the retention job
+(`intake retention`, on a rehearsal date) erases a file closed two years before."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import os
+import sys
+import uuid
+
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
+    backend = request.param
+    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
+    st = Stack(
+        tmp_path_factory.mktemp(f"stack-gdpr-{backend}"),
+        kafka_bootstrap,
+        namespace=f"gdpr-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+        postgres=postgres,
+        oidc_issuers=keycloak.issuers,
+    )
+    st.start()
+    yield st
+    st.stop()
+
+
+@pytest.fixture
+async def client(stack, tokens):
+    async with citizen_client(stack, tokens) as c:
+        yield c
+
+
+async def copies_erased(stack: Stack, file_id: str) -> bool:
+    """Assignment's and notification's copies of the citizen are gone."""
+    [assigned] = await query(
+        stack.database_urls["assignment"],
+        "SELECT citizen, description, citizen_key FROM files WHERE file_id = :f",
+        f=file_id,
+    )
+    citizen = assigned.citizen
+    citizen = citizen if isinstance(citizen, dict) else json.loads(citizen)
+    kept = await query(
+        stack.database_urls["notification"],
+        "SELECT count(*) AS n FROM notifications WHERE file_id = :f AND recipient IS NOT NULL",
+        f=file_id,
+    )
+    return (
+        citizen["email"] is None
+        and citizen["given_name"] == "(effacé)"
+        and assigned.description == ""
+        and assigned.citizen_key == f"erased:{file_id}"
+        and kept[0].n == 0
+    )
+
+
+async def audited(stack: Stack, file_id: str) -> list[tuple[str, str]]:
+    rows = await query(
+        stack.database_urls["intake"],
+        "SELECT action, actor_kind FROM audit_log WHERE file_id = :f ORDER BY seq",
+        f=file_id,
+    )
+    return [(r.action, r.actor_kind) for r in rows]
+
+
+async def test_the_citizen_downloads_their_data_then_erases_their_closed_file(stack: Stack, client):
+    body = file_body(email="mes.donnees@example.fr")
+    file_id = (await client.post("/api/files", json=body)).json()["file_id"]
+    # A sick leave waits for the employer's certificate: the file stays open.
+    waiting = (
+        await client.post("/api/files", json=file_body("arret_maladie", email="ouvert@example.fr"))
+    ).json()["file_id"]
+    await eventually(lambda: answered_view(client, file_id), timeout=90, what="the answer")
+
+    exported = (await client.get("/api/me/export")).json()
+    mine = {f["file_id"]: f for f in exported["files"]}
+    assert {file_id, waiting} <= set(mine)
+    closed = mine[file_id]
+    assert closed["contact"]["email"] == "mes.donnees@example.fr"
+    assert closed["description"] == body["description"]
+    assert closed["referent"]["name"] and closed["referents"]
+    sent = {a["agency"]: a["fields_sent"] for a in closed["agencies"]}
+    assert sent == {
+        "caf": ["prénom", "nom", "code postal", "description de votre situation"],
+        "dgfip": ["prénom", "nom", "code postal"],
+        "france_travail": [
+            "prénom",
+            "nom",
+            "adresse électronique",
+            "code postal",
+            "description de votre situation",
+        ],
+    }
+    assert len(closed["notifications"]) >= 2 and closed["answer"]["text"]
+    one = await client.get(f"/api/files/{file_id}/export")
+    assert [f["file_id"] for f in one.json()["files"]] == [file_id]
+
+    refused = await client.post(f"/api/files/{waiting}/erasure", json={"confirm": True})
+    assert refused.status_code == 409
+    assert "article 17" in refused.json()["message"]
+
+    erased = await client.post(f"/api/files/{file_id}/erasure", json={"confirm": True})
+    assert erased.status_code == 200, erased.text
+    await eventually(lambda: copies_erased(stack, file_id), what="the other services' copies")
+    [row] = await query(
+        stack.database_urls["intake"],
+        "SELECT description, citizen_subject, erased_at, status FROM files WHERE file_id = :f",
+        f=file_id,
+    )
+    assert (row.description, row.citizen_subject, row.status) == ("", None, "repondu")
+    assert row.erased_at is not None
+    # The file's skeleton still counts in the indicators.
+    assert await query(
+        stack.database_urls["intake"],
+        "SELECT answered_at FROM file_metrics WHERE file_id = :f AND answered_at IS NOT NULL",
+        f=file_id,
+    )
+    assert await audited(stack, file_id) == [
+        ("citizen.data.exported", "citizen"),
+        ("file.data.erased", "citizen"),
+    ]
+    after = (await client.get("/api/me/export")).json()["files"]
+    assert file_id not in {f["file_id"] for f in after}
+    # The open file is untouched.
+    assert (await client.get(f"/api/files/{waiting}/export")).json()["files"][0]["contact"]
+
+
+async def test_the_retention_job_erases_a_file_closed_two_years_before(stack: Stack, client):
+    file_id = (
+        await client.post("/api/files", json=file_body(email="conservation@example.fr"))
+    ).json()["file_id"]
+    await eventually(lambda: answered_view(client, file_id), timeout=90, what="the answer")
+    clock = stack.workdir / "retention-clock"
+    in_two_years = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=2 * 365 + 2)
+    clock.write_text(in_two_years.isoformat(), encoding="utf-8")
+    env = {
+        **os.environ,
+        "DATABASE_URL": stack.database_urls["intake"],
+        "CLOCK_FILE": str(clock),
+    }
+
+    job = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "intake",
+        "retention",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(job.communicate(), timeout=120)
+
+    assert job.returncode == 0, err.decode()
+    done = json.loads(out.decode().strip().splitlines()[-1])
+    assert file_id in done["erased_files"]
+    # The running intake's relay publishes the job's event: the copies go.
+    await eventually(lambda: copies_erased(stack, file_id), what="the copies, after the job")
+    assert ("file.data.erased", "system") in await audited(stack, file_id)
