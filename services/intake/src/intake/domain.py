@@ -135,6 +135,12 @@ def implicit_decision_sentence(agency_label: str, due_on: dt.date, decision: Dec
     )
 
 
+def key_may_be_shredded(other_files_holding_data: int) -> bool:
+    """A citizen's data key is shredded with the last of their files still holding personal
+    data: the others still need it to be read."""
+    return other_files_holding_data == 0
+
+
 def new_file_id(today: dt.date) -> str:
     return f"GU-{today.year}-" + "".join(secrets.choice(FILE_ID_ALPHABET) for _ in range(8))
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork, utcnow
+from intake.commands.personal_data import shred_key_with_last_file
 from intake.domain import (
     ERASED_DATA,
     ensure_erasure_allowed,
@@ -67,9 +68,9 @@ async def erase_personal_data(
     the other services (`CitizenDataErased`) to erase their copies. The file keeps an
     anonymous skeleton: life event, dates, channel, agencies' decisions, the survey's score,
     the exchange ledger's digests (the indicators and the law's records)."""
-    # Crypto-shredding (issue 13 §4): the citizen's data key is shredded here, so that every
-    # copy encrypted with it (topics, other services' tables, backups) becomes unreadable:
-    #     await shred_personal_data_key(uow, key_id)  # wired at merge with the "crypto" branch
+    # Crypto-shredding (issue 13 §4): with the citizen's last file holding data, their data
+    # key goes too, so that every copy sealed with it (topics, backups) becomes unreadable.
+    await shred_key_with_last_file(uow, file_id, f"effacement du dossier ({cause.value})")
     conn = uow.conn
     await conn.execute(
         files.update()

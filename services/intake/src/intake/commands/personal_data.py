@@ -28,7 +28,8 @@ from guichet_runtime.personal_data import (
     wrap_key,
 )
 from guichet_runtime.refusals import RefusalKind, Refused
-from intake.tables import personal_data_key_refs, personal_data_keys
+from intake.domain import key_may_be_shredded
+from intake.tables import files, personal_data_key_refs, personal_data_keys
 
 UNKNOWN_KEY = "Clé de données personnelles inconnue."
 SHREDDED = "Ces données personnelles ont été effacées."
@@ -173,40 +174,79 @@ async def shred_personal_data_key(
     raises Refused NOT_FOUND for an unknown key, INVALID without a reason."""
     why = audit.reason_given(reason)
     async with uow:
-        row = (
-            await uow.conn.execute(
-                sa.select(personal_data_keys.c.shredded_at)
-                .where(personal_data_keys.c.key_id == key_id)
-                .with_for_update()
-            )
-        ).first()
-        if row is None:
-            raise Refused(RefusalKind.NOT_FOUND, UNKNOWN_KEY)
-        if row.shredded_at is not None:
-            return False
-        await uow.conn.execute(
-            personal_data_keys.update()
-            .where(personal_data_keys.c.key_id == key_id)
-            # The citizen's `sub` goes too: it is theirs, and their next file gets a new key.
-            .values(wrapped_key=None, subject=None, shredded_at=utcnow())
-        )
-        files = (
-            await uow.conn.execute(
-                sa.select(sa.func.count()).where(personal_data_key_refs.c.key_id == key_id)
-            )
-        ).scalar_one()
-        audit.record(
-            uow,
-            by,
-            audit.AuditAction.PERSONAL_DATA_KEY_SHREDDED,
-            reason=why,
-            key_id=key_id,
-            files=files,
-        )
+        shredded = await shred_key_in_transaction(uow, key_id, why, by)
         await uow.commit()
+    return shredded
+
+
+async def shred_key_in_transaction(
+    uow: UnitOfWork, key_id: str, why: str, by: Principal | audit.Actor = audit.SYSTEM
+) -> bool:
+    """`shred_personal_data_key`'s work inside the caller's open transaction (the erasure
+    of a file shreds its key with the file's own erasure: both or neither)."""
+    row = (
+        await uow.conn.execute(
+            sa.select(personal_data_keys.c.shredded_at)
+            .where(personal_data_keys.c.key_id == key_id)
+            .with_for_update()
+        )
+    ).first()
+    if row is None:
+        raise Refused(RefusalKind.NOT_FOUND, UNKNOWN_KEY)
+    if row.shredded_at is not None:
+        return False
+    await uow.conn.execute(
+        personal_data_keys.update()
+        .where(personal_data_keys.c.key_id == key_id)
+        # The citizen's `sub` goes too: it is theirs, and their next file gets a new key.
+        .values(wrapped_key=None, subject=None, shredded_at=utcnow())
+    )
+    files = (
+        await uow.conn.execute(
+            sa.select(sa.func.count()).where(personal_data_key_refs.c.key_id == key_id)
+        )
+    ).scalar_one()
+    audit.record(
+        uow,
+        by,
+        audit.AuditAction.PERSONAL_DATA_KEY_SHREDDED,
+        reason=why,
+        key_id=key_id,
+        files=files,
+    )
+    # A rolled-back shredding only costs a fetch from the database again.
     if isinstance(uow.personal_data, IntakePersonalData):
         uow.personal_data.cache.forget(key_id)
     return True
+
+
+async def shred_key_with_last_file(uow: UnitOfWork, file_id: str, why: str) -> bool:
+    """Inside the erasure of `file_id` (the caller's transaction): shred its data key when
+    no other file sealed with it still holds personal data. A logged-in citizen's files share
+    one key: erasing one closed file while another is being processed keeps the key (the
+    other file needs it); the erased file's copies are then deleted by the services on
+    `CitizenDataErased`, and its records on the topics expire with the topics' retention."""
+    key_id = await uow.conn.scalar(
+        sa.select(personal_data_key_refs.c.key_id).where(
+            personal_data_key_refs.c.file_id == file_id
+        )
+    )
+    if key_id is None:
+        return False
+    others_held = await uow.conn.scalar(
+        sa.select(sa.func.count())
+        .select_from(
+            personal_data_key_refs.join(files, files.c.file_id == personal_data_key_refs.c.file_id)
+        )
+        .where(
+            personal_data_key_refs.c.key_id == key_id,
+            personal_data_key_refs.c.file_id != file_id,
+            files.c.erased_at.is_(None),
+        )
+    )
+    if not key_may_be_shredded(others_held or 0):
+        return False
+    return await shred_key_in_transaction(uow, str(key_id), why)
 
 
 async def key_of_file(uow: UnitOfWork, file_id: str) -> str | None:

@@ -1,7 +1,7 @@
 """erasure of a citizen's personal data
 
 Revision ID: a4e9c2d7b1f3
-Revises: 7d1fa454295e
+Revises: a41c9e7d2b10
 Create Date: 2026-11-30 12:00:00.000000
 
 """
@@ -15,7 +15,7 @@ from guichet_runtime.db import UtcDateTime
 
 # revision identifiers, used by Alembic.
 revision: str = "a4e9c2d7b1f3"
-down_revision: str | Sequence[str] | None = "7d1fa454295e"
+down_revision: str | Sequence[str] | None = "a41c9e7d2b10"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
