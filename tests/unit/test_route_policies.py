@@ -39,6 +39,9 @@ TABLE: dict[str, dict[str, Policy]] = {
         "GET /api/indicators": P.PUBLIC,
         "GET /api/indicators.csv": P.PUBLIC,
         "GET /internal/personal-data-keys/{key_id}": P.SERVICE_KEYS,
+        "GET /api/me/export": P.CITIZEN,
+        "GET /api/files/{file_id}/export": P.FILE_CITIZEN,
+        "POST /api/files/{file_id}/erasure": P.FILE_CITIZEN,
     },
     "assignment": {
         "GET /api/agents/{agent_id}": P.PUBLIC,
