@@ -11,12 +11,28 @@ import hashlib
 import math
 import secrets
 from dataclasses import dataclass
-from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
 from guichet_runtime.auth.principal import Principal, PrincipalKind, Role
 from guichet_runtime.refusals import RefusalKind, Refused
+from intake.domain.privacy import (
+    ALREADY_ERASED,
+    ERASED_DATA,
+    ERASURE_NOT_CONFIRMED,
+    STILL_PROCESSED,
+    ensure_erasure_allowed,
+    ensure_erasure_confirmed,
+    ensure_not_erased,
+    key_may_be_shredded,
+)
+from intake.domain.states import (
+    DESK_CHANNELS,
+    AgencyStatus,
+    DeadlineState,
+    FileStatus,
+    TimelineKind,
+)
 from shared_models import (
     AGENCY_LABELS,
     DeadlineRule,
@@ -29,58 +45,21 @@ from shared_models import (
     Referent,
 )
 
-# --------------------------------------------------------------------------- typed states
-
-
-class FileStatus(StrEnum):
-    """Where a file stands, as the citizen sees it."""
-
-    SUBMITTED = "depose"
-    IN_PROGRESS = "en_cours"  # a référent is named
-    ANSWERED = "repondu"  # the coordinated answer was sent: the file is closed
-
-
-class AgencyStatus(StrEnum):
-    """Where one agency of a file stands; it only moves forward (see `statuses_before`)."""
-
-    WAITING = "en_attente"
-    SENT = "transmis"
-    DOCUMENT_REQUESTED = "piece_demandee"
-    DOCUMENT_SENT = "piece_envoyee"
-    ANSWERED = "repondu"
-
-
-class DeadlineState(StrEnum):
-    """The state of an agency's legal clock, as the assignment service keeps it."""
-
-    RUNNING = "en_cours"
-    SUSPENDED = "suspendu"
-    NONE = "sans_delai"
-    ANSWERED = "repondu"
-
-
-class TimelineKind(StrEnum):
-    """What a line of the citizen's timeline is about."""
-
-    SUBMITTED = "depot"
-    REFERENT = "referent"
-    REFERENT_CHANGE_REQUESTED = "demande_changement"
-    SENT_TO_AGENCY = "transmission"
-    DOCUMENT_REQUESTED = "piece_demandee"
-    DOCUMENT_SENT = "piece_envoyee"
-    AGENCY_ANSWER = "reponse_organisme"
-    IMPLICIT_DECISION = "decision_implicite"
-    EXCHANGE = "echange"
-    COORDINATED_ANSWER = "reponse_coordonnee"
-    NOTIFICATION = "notification"
-    CONTACT_PREFERENCES = "preferences"
-    SURVEY = "enquete"
-    THANKS = "remerciement"
-    REFERENT_MESSAGE = "message_referent"
-
-
-#: The channels a front-desk agent registers a file through.
-DESK_CHANNELS = (IntakeChannel.COUNTER, IntakeChannel.PHONE, IntakeChannel.MAIL)
+__all__ = [
+    "ALREADY_ERASED",
+    "DESK_CHANNELS",
+    "ERASED_DATA",
+    "ERASURE_NOT_CONFIRMED",
+    "STILL_PROCESSED",
+    "AgencyStatus",
+    "DeadlineState",
+    "FileStatus",
+    "TimelineKind",
+    "ensure_erasure_allowed",
+    "ensure_erasure_confirmed",
+    "ensure_not_erased",
+    "key_may_be_shredded",
+]
 
 
 class UnknownFile(Exception):
@@ -133,12 +112,6 @@ def implicit_decision_sentence(agency_label: str, due_on: dt.date, decision: Dec
         f"{IMPLICIT_OUTCOMES[decision]} (silence gardé pendant le délai légal). "
         "Un courrier vous le confirme."
     )
-
-
-def key_may_be_shredded(other_files_holding_data: int) -> bool:
-    """A citizen's data key is shredded with the last of their files still holding personal
-    data: the others still need it to be read."""
-    return other_files_holding_data == 0
 
 
 def new_file_id(today: dt.date) -> str:
@@ -282,61 +255,6 @@ def ensure_current_referent_writes(card: dict[str, Any] | None, agent_id: str) -
     if referent.agent_id != agent_id:
         raise Refused(RefusalKind.FORBIDDEN, ONLY_THE_REFERENT_WRITES)
     return referent
-
-
-# --------------------------------------------------------------------------- GDPR rights
-
-STILL_PROCESSED = (
-    "Ce dossier est en cours de traitement : ses données ne peuvent pas être effacées avant la "
-    "réponse coordonnée, car l'administration doit les conserver pour instruire votre demande "
-    "(RGPD, article 17, paragraphe 3, b). Vous pourrez demander l'effacement une fois le "
-    "dossier clos."
-)
-ALREADY_ERASED = "Les données personnelles de ce dossier ont déjà été effacées."
-#: What erasure removes from intake (the event's `erased`); kept: the anonymous skeleton
-#: (life event, dates, channel, agencies' decisions, the survey's score), the exchange
-#: ledger's digests and the audit trail (the law keeps them; none names the citizen).
-ERASED_DATA = (
-    "contact",
-    "compte",
-    "description",
-    "motif_changement_referent",
-    "reponse_coordonnee",
-    "chronologie",
-    "pieces",
-    "messages_referent",
-    "commentaire_enquete",
-    "remerciements",
-    "codes_acces",
-)
-
-
-def ensure_erasure_allowed(status: str, erased_at: dt.datetime | None) -> None:
-    """The erasure rule (RGPD art. 17): a file still being processed is kept, as the law
-    requires of the administration (art. 17(3)(b)); a closed file (the coordinated answer
-    sent) is erased once, except what the law keeps (audit trail, anonymous indicators)."""
-    if erased_at is not None:
-        raise Refused(RefusalKind.CONFLICT, ALREADY_ERASED)
-    if status != FileStatus.ANSWERED:
-        raise Refused(RefusalKind.CONFLICT, STILL_PROCESSED)
-
-
-ERASURE_NOT_CONFIRMED = (
-    "Confirmez votre demande d'effacement : elle est définitive, vos données ne pourront pas "
-    "être retrouvées."
-)
-
-
-def ensure_erasure_confirmed(confirm: bool) -> None:
-    """An erasure cannot be undone: the citizen confirms it explicitly."""
-    if not confirm:
-        raise Refused(RefusalKind.INVALID, ERASURE_NOT_CONFIRMED, field="confirm")
-
-
-def ensure_not_erased(erased_at: dt.datetime | None) -> None:
-    """Nothing is done for a citizen whose data was erased: there is no one to write to."""
-    if erased_at is not None:
-        raise Refused(RefusalKind.CONFLICT, ALREADY_ERASED)
 
 
 # --------------------------------------------------------------------------- access codes
