@@ -17,7 +17,7 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
 from guichet_runtime.batch import BatchTransaction
-from guichet_runtime.consumer import EventConsumer, PermanentError
+from guichet_runtime.consumer import EventConsumer, PermanentError, is_transient, lost_a_race
 from guichet_runtime.db import UnitOfWork
 from shared_models import FileSubmitted, topics
 from tests.unit.samples import file_submitted
@@ -236,3 +236,31 @@ async def test_batch_size_one_reads_one_record_at_a_time_as_before(batches, batc
     consumer.attach()
 
     assert type(consumer.subscriber) is subscriber
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def deadlock() -> sa.exc.DBAPIError:
+    return sa.exc.DBAPIError("UPDATE agents …", {}, _Deadlock("deadlock detected"))
+
+
+def test_a_deadlock_or_a_serialization_failure_is_a_lost_race_and_transient():
+    assert lost_a_race(deadlock()) and is_transient(deadlock())
+    assert not lost_a_race(sa.exc.DBAPIError("SELECT 1", {}, Exception("syntax")))
+    assert not lost_a_race(ValueError("40P01"))
+
+
+async def test_a_lost_race_rolls_the_batch_back_at_once_for_redelivery(batches):
+    sent = events(3)
+    batches.failing[str(sent[1].event_id)] = deadlock()
+
+    with pytest.raises(sa.exc.DBAPIError):  # NACK: the batch comes again
+        await batches.send(*(e.model_dump_json() for e in sent))
+
+    # Not retried in its savepoint while the batch held the first record's locks.
+    assert batches.calls == [str(sent[0].event_id), str(sent[1].event_id)]
+    assert await batches.applied() == []
+    assert await batches.inbox() == set()
+    assert batches.dead_letters == []

@@ -20,7 +20,9 @@ record (guichet_runtime.batch).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -57,8 +59,21 @@ class PermanentError(Exception):
     """A record that can never be processed: dead-letter it at once."""
 
 
+#: PostgreSQL's answers to transactions that got in each other's way: deadlock detected,
+#: serialization failure, lock not available. Trying again later succeeds.
+LOCK_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """The database gave up this transaction for another (a deadlock, a serialization failure)."""
+    return (
+        isinstance(exc, sqlalchemy.exc.DBAPIError)
+        and getattr(exc.orig, "sqlstate", None) in LOCK_CONFLICTS
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(
+    return lost_a_race(exc) or isinstance(
         exc,
         TransientError
         | OSError
@@ -70,6 +85,12 @@ def is_transient(exc: BaseException) -> bool:
 
 def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, PermanentError | AlreadyProcessed)
+
+
+def _retryable_in_batch(exc: BaseException) -> bool:
+    """In a batch, a lost race is not retried in its savepoint (the batch still holds the
+    locks of the records before it): the whole batch rolls back and comes again."""
+    return _retryable(exc) and not lost_a_race(exc)
 
 
 async def _raw_body(msg: StreamMessage[Any]) -> bytes:
@@ -245,12 +266,12 @@ class EventConsumer:
             if self.metrics is not None:
                 self.metrics.observe_handler(event_type, outcome, time.perf_counter() - started)
 
-    def retrying(self) -> AsyncRetrying:
+    def retrying(self, *, in_batch: bool = False) -> AsyncRetrying:
         """A handler's attempts: a failure other than PermanentError is tried again."""
         return AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.05, max=self._max_wait),
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(_retryable_in_batch if in_batch else _retryable),
             reraise=True,
         )
 
@@ -331,9 +352,28 @@ class BatchConsumption:
         return record
 
     async def consume(self, raws: tuple[Any, ...]) -> None:
-        consumer = self._consumer
-        group = consumer.group_id
         records = [self._decode(raw) for raw in raws]
+        try:
+            outcomes = await self._in_one_transaction(records)
+        except Exception as exc:
+            if lost_a_race(exc):  # rolled back: let the other transaction finish first
+                await asyncio.sleep(random.uniform(0.05, 0.5))
+            raise
+        # Committed, offsets not acknowledged yet: redelivered at restart, the inbox skips them.
+        crash_point("consumer.after_commit_before_ack")
+        consumer = self._consumer
+        for record in records:
+            if record.reason is not None:
+                await consumer.dead_letter(
+                    record.raw, record.raw.value or b"", record.headers, record.reason
+                )
+        if consumer.metrics is not None:
+            for event_type, outcome, seconds in outcomes:
+                consumer.metrics.observe_handler(event_type, outcome, seconds)
+
+    async def _in_one_transaction(self, records: list[_Record]) -> list[tuple[str, str, float]]:
+        """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
+        group = self._consumer.group_id
         valid = [r for r in records if r.reason is None]
         outcomes: list[tuple[str, str, float]] = []
         async with self._batch_factory(group) as batch:
@@ -352,16 +392,7 @@ class BatchConsumption:
                 # Some records applied in the batch's transaction, nothing committed yet.
                 crash_point("consumer.mid_batch")
             await batch.commit()
-        # Committed, offsets not acknowledged yet: redelivered at restart, the inbox skips them.
-        crash_point("consumer.after_commit_before_ack")
-        for record in records:
-            if record.reason is not None:
-                await consumer.dead_letter(
-                    record.raw, record.raw.value or b"", record.headers, record.reason
-                )
-        if consumer.metrics is not None:
-            for event_type, outcome, seconds in outcomes:
-                consumer.metrics.observe_handler(event_type, outcome, seconds)
+        return outcomes
 
     async def _apply(self, record: _Record, member: Any, event_id: str) -> str:
         """Run the record's handler in its savepoint; an infrastructure failure propagates
@@ -372,7 +403,7 @@ class BatchConsumption:
         name = f"{record.raw.topic} process"
         with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
             try:
-                async for attempt in self._consumer.retrying():
+                async for attempt in self._consumer.retrying(in_batch=True):
                     with attempt:
                         await record.handler(record.event, member(event_id))
             except Exception as exc:
