@@ -19,6 +19,7 @@ from devstack.stack import Stack
 from guichet_runtime.crashpoints import EXIT_STATUS
 from tests.e2e.support import (
     answered_view,
+    assert_no_repeats,
     citizen_client,
     eventually,
     file_body,
@@ -224,3 +225,29 @@ async def test_notification_crash_after_send_resends_with_the_same_message_id(st
     # that honours it (as the sink does) delivers it once.
     print(f"SMTP sink stats before {before}, after {after}")
     assert after["duplicates"] - before["duplicates"] == 1
+
+
+@pytest.mark.parametrize("service", ["assignment", "notification"])
+async def test_consumer_crash_mid_batch_applies_every_record_once(stack, client, service):
+    """The service applied a record of a batch (its savepoint released; in notification the
+    emails to send recorded) and died before the batch's commit: nothing of the batch was
+    committed, so nothing had left; the batch comes again at restart, every record is
+    applied once and every email leaves once."""
+    emails = [f"lot.{service}.{i}@example.fr" for i in range(3)]
+
+    async def submit_together() -> list[str]:  # their events reach the consumer together
+        return list(await asyncio.gather(*(submit(client, "naissance", e) for e in emails)))
+
+    file_ids = await crash_at(stack, service, "consumer.mid_batch", submit_together)
+    for file_id in file_ids:
+        await assert_answered_once(stack, client, file_id)
+        referents = await events_of(stack, "referents.assigned", file_id)
+        assert len({r["body"]["event_id"] for r in referents}) == 1
+        sent = await query(
+            stack.database_urls["notification"],
+            "SELECT notification_id, count(*) AS n FROM deliveries WHERE outcome = 'envoye' "
+            "AND file_id = :f GROUP BY notification_id",
+            f=file_id,
+        )
+        assert len(sent) == 2 and {r.n for r in sent} == {1}
+    await assert_no_repeats(stack, file_ids)

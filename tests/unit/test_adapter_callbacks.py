@@ -55,6 +55,8 @@ class FakeFranceTravail:
 
     decisions: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_calls: list[str] = field(default_factory=list)
+    #: request ids sent (POST), repeats included
+    received: list[str] = field(default_factory=list)
     down: bool = False
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -62,6 +64,7 @@ class FakeFranceTravail:
             return httpx.Response(503, json={"detail": "indisponible"})
         if request.method == "POST":
             sent = json.loads(request.content)
+            self.received.append(sent["request_id"])
             return httpx.Response(
                 202, json={"reference": f"FT-{sent['request_id']}", "statut": "recue"}
             )
@@ -193,6 +196,21 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
     yield adapter
     await transport.close()
     await engine.dispose()
+
+
+# ------------------------------------------------------------------------------ requests
+
+
+async def test_a_request_issued_twice_is_sent_to_the_agency_once(ft: Adapter):
+    """Its event published twice (a relay that died between publishing and deleting): the
+    second, another delivery of a request whose reply is recorded, does not reach the agency."""
+    request_id = new_request()
+
+    await ft.issue(request_id)
+    await ft.issue(request_id)
+
+    assert ft.agency.received == [request_id]
+    assert len(await ft.ledger(request_id)) == 2  # the request and the acknowledgement, once
 
 
 # ------------------------------------------------------------------------------ callbacks

@@ -1,6 +1,8 @@
 """The idempotent consumer on FastStream's in-memory Kafka broker: records that can never
 be processed go to `<topic>.dlq` with the reason, a redelivered event reaches its
-handler once, an infrastructure failure is never dead-lettered."""
+handler once, an infrastructure failure is never dead-lettered. Every test runs with the
+consumer reading one record at a time and reading batches (one transaction per batch, a
+savepoint per record)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.consumer import EventConsumer, PermanentError
 from guichet_runtime.db import UnitOfWork
 from shared_models import FileSubmitted, topics
@@ -56,11 +59,20 @@ async def _raw(msg: Any) -> bytes:
     return msg.body
 
 
+@pytest.fixture(params=[1, 10], ids=["one-by-one", "batched"])
+def batch_max(request) -> int:
+    return request.param
+
+
 @pytest.fixture
-async def harness(service_db, request) -> AsyncIterator[Harness]:
+async def harness(service_db, request, batch_max) -> AsyncIterator[Harness]:
     """`request.param` (optional): the topic namespace."""
     namespace = getattr(request, "param", "")
     db = service_db("assignment")
+
+    def batch(consumer: str) -> BatchTransaction:
+        return BatchTransaction(db.engine, db.tables.outbox, db.tables.inbox, consumer=consumer)
+
     broker = KafkaBroker()
     handled: list[FileSubmitted] = []
     dead_letters: list[DeadLetter] = []
@@ -73,7 +85,16 @@ async def harness(service_db, request) -> AsyncIterator[Harness]:
             handled.append(event)
             await uow.commit()
 
-    consumer = EventConsumer(broker, GROUP, db.uow, attempts=3, max_wait=0.01, namespace=namespace)
+    consumer = EventConsumer(
+        broker,
+        GROUP,
+        db.uow,
+        attempts=3,
+        max_wait=0.01,
+        namespace=namespace,
+        batch_factory=batch,
+        batch_max=batch_max,
+    )
     consumer.subscribe([TOPIC], {FileSubmitted: handler})
     consumer.attach()
 

@@ -70,6 +70,9 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
             await ensure_topics(client_options(config), declared)
 
         runtime.startup.append(own_topics)
+    # One record at a time: the handler calls the agency, which a batch rolled back (a crash,
+    # a poison record) would call again for every record before it.
+    runtime.consumer.batch_max = 1
     runtime.consumer.subscribe(
         [topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request}
     )

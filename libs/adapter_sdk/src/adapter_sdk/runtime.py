@@ -240,6 +240,14 @@ class AdapterRuntime:
         )
         return base.rstrip("/") + "/callbacks"
 
+    async def _transmitted(self, request_id: str) -> bool:
+        """The request was sent to the agency and its reply recorded (one transaction)."""
+        async with self.uow() as check:
+            found = await check.conn.scalar(
+                sa.select(requests.c.request_id).where(requests.c.request_id == request_id)
+            )
+        return found is not None
+
     async def on_request(self, event: AgencyRequestIssued, uow: UnitOfWork) -> None:
         started = time.perf_counter()
         if event.agency != self.decl.agency:
@@ -261,6 +269,13 @@ class AdapterRuntime:
             raise PermanentError(
                 f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}"
             ) from exc
+        if await self._transmitted(event.request_id):
+            # The same request again (an event published twice by a relay that died between
+            # publishing and forgetting it, or issued again): the agency has it already.
+            log.info("request %s transmitted already: not sent again", event.request_id)
+            async with uow:
+                await uow.commit()
+            return
         done = await self.exchange(call, "demande")
         crash_point("adapter.after_agency_call")  # redelivered: the agency asked again, same id
         reference = done.result.agency_reference

@@ -8,13 +8,24 @@ Contract of a subscription made here:
   then is acknowledged so the partition moves on;
 - an infrastructure failure (database or network down) is not dead-lettered: the
   record is redelivered until the infrastructure is back.
+
+Records are read one at a time (`batch_max` 1, what adapters use: their handler calls an
+agency), or in batches (`batch_max` > 1): a batch is one database transaction (the inbox
+rows claimed in one statement, a SAVEPOINT per record, the outbox rows written in one
+statement) and one offset commit after it. A record that fails rolls back its savepoint
+only and is dead-lettered (or retried, by the same rules) after the batch committed; an
+infrastructure failure rolls the whole batch back and rewinds every partition to its first
+record (guichet_runtime.batch).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy.exc
@@ -23,9 +34,12 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from opentelemetry import propagate, trace
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from guichet_runtime.batch import BatchFactory
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.metrics import RuntimeMetrics
@@ -51,8 +65,21 @@ class PermanentError(Exception):
     """A record that can never be processed: dead-letter it at once."""
 
 
+#: PostgreSQL's answers to transactions that got in each other's way: deadlock detected,
+#: serialization failure, lock not available. Trying again later succeeds.
+LOCK_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
+
+
+def lost_a_race(exc: BaseException) -> bool:
+    """The database gave up this transaction for another (a deadlock, a serialization failure)."""
+    return (
+        isinstance(exc, sqlalchemy.exc.DBAPIError)
+        and getattr(exc.orig, "sqlstate", None) in LOCK_CONFLICTS
+    )
+
+
 def is_transient(exc: BaseException) -> bool:
-    return isinstance(
+    return lost_a_race(exc) or isinstance(
         exc,
         TransientError
         | KeyUnavailable
@@ -65,6 +92,12 @@ def is_transient(exc: BaseException) -> bool:
 
 def _retryable(exc: BaseException) -> bool:
     return not isinstance(exc, PermanentError | AlreadyProcessed)
+
+
+def _retryable_in_batch(exc: BaseException) -> bool:
+    """In a batch, a lost race is not retried in its savepoint (the batch still holds the
+    locks of the records before it): the whole batch rolls back and comes again."""
+    return _retryable(exc) and not lost_a_race(exc)
 
 
 async def _raw_body(msg: StreamMessage[Any]) -> bytes:
@@ -101,8 +134,15 @@ class EventConsumer:
         max_wait: float = 2.0,
         namespace: str = "",
         metrics: RuntimeMetrics | None = None,
+        batch_factory: BatchFactory | None = None,
+        batch_max: int = 1,
+        batch_wait_ms: int = 20,
     ) -> None:
         self._namespace = namespace
+        self._batch_factory = batch_factory
+        #: Records per batch (1: one at a time, one transaction each); set before `attach`.
+        self.batch_max = batch_max
+        self.batch_wait_ms = batch_wait_ms
         self.metrics = metrics
         self.membership = Membership()
         self.subscriber: Any = None
@@ -132,21 +172,39 @@ class EventConsumer:
         if not self._topics or self._attached:
             return
         by_type = self._by_type
+        options: dict[str, Any] = {
+            "group_id": self._namespace + self.group_id,
+            "auto_offset_reset": "earliest",
+            "ack_policy": AckPolicy.NACK_ON_ERROR,
+            "decoder": _raw_body,
+            "title": f"{self.group_id}",
+            "listener": self.membership,
+        }
+        name = f"{self.group_id.replace('-', '_')}_consume"
+        topic_names = [self._namespace + t for t in self._topics]
+        if self.batch_max > 1 and self._batch_factory is not None:
+            batches = BatchConsumption(self, self._batch_factory, by_type)
 
-        async def consume(body: bytes, msg: KafkaMessage) -> None:
-            await self._consume(body, msg, by_type)
+            async def consume_batch(body: Any, msg: KafkaMessage) -> None:
+                await batches.consume(msg.raw_message)
 
-        consume.__name__ = f"{self.group_id.replace('-', '_')}_consume"
-        self.subscriber = self.broker.subscriber(
-            *(self._namespace + t for t in self._topics),
-            group_id=self._namespace + self.group_id,
-            auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
-            decoder=_raw_body,
-            title=f"{self.group_id}",
-            listener=self.membership,
-        )
-        self.subscriber(consume)
+            consume_batch.__name__ = name
+            self.subscriber = self.broker.subscriber(
+                *topic_names,
+                batch=True,
+                max_records=self.batch_max,
+                batch_timeout_ms=self.batch_wait_ms,
+                **options,
+            )
+            self.subscriber(consume_batch)
+        else:
+
+            async def consume(body: bytes, msg: KafkaMessage) -> None:
+                await self._consume(body, msg, by_type)
+
+            consume.__name__ = name
+            self.subscriber = self.broker.subscriber(*topic_names, **options)
+            self.subscriber(consume)
         self._attached = True
 
     @property
@@ -209,12 +267,7 @@ class EventConsumer:
         started = time.perf_counter()
         outcome = "ok"
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(self._attempts),
-                wait=wait_exponential(multiplier=0.05, max=self._max_wait),
-                retry=retry_if_exception(_retryable),
-                reraise=True,
-            ):
+            async for attempt in self.retrying():
                 with attempt:
                     uow = self._uow_factory(inbox_key)
                     if key_id is not None:
@@ -246,9 +299,13 @@ class EventConsumer:
                 await uow.commit()
         except AlreadyProcessed:
             return
-        self.erased += 1
+        self.count_erased(erased)
         if self.metrics is not None:
             self.metrics.observe_handler(erased.event_type, "erased", 0.0)
+
+    def count_erased(self, erased: PersonalDataErased) -> None:
+        """An event whose personal data was erased was recorded as handled, not handled."""
+        self.erased += 1
         log.warning(
             "%s: %s %s of file %s not handled: the citizen's personal data was erased "
             "(data key %s shredded)",
@@ -259,11 +316,27 @@ class EventConsumer:
             erased.key_id,
         )
 
+    def retrying(self, *, in_batch: bool = False) -> AsyncRetrying:
+        """A handler's attempts: a failure other than PermanentError is tried again."""
+        return AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_exponential(multiplier=0.05, max=self._max_wait),
+            retry=retry_if_exception(_retryable_in_batch if in_batch else _retryable),
+            reraise=True,
+        )
+
     async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
         record = msg.raw_message
         if isinstance(record, tuple):  # batch subscribers only; ours read one record at a time
             raise TypeError("a batch of records cannot be dead-lettered as one")
         headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+        await self.dead_letter(record, body, headers, reason)
+
+    async def dead_letter(
+        self, record: Any, body: bytes, headers: dict[str, str], reason: str
+    ) -> None:
+        """Publish `record` (its body and string headers) to `<topic>.dlq` with `reason`."""
+        headers = dict(headers)
         headers.update(
             {
                 "dlq_reason": reason[:2000],
@@ -285,3 +358,139 @@ class EventConsumer:
         log.error(
             "%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason
         )
+
+
+@dataclass
+class _Record:
+    """A record of a batch, decoded: its handler and event, or why it cannot be handled."""
+
+    raw: Any
+    headers: dict[str, str]
+    event_type: str
+    handler: Handler | None = None
+    event: Envelope | None = None
+    reason: str | None = None
+    key_id: str | None = None  # the citizen's data key its personal fields were sealed with
+    erased: PersonalDataErased | None = None  # sealed with a shredded key: not handled
+
+
+class BatchConsumption:
+    """A batch of records (FastStream's batch subscriber: aiokafka `getmany`) through one
+    transaction and one offset commit (the subscriber's, after this returns)."""
+
+    def __init__(
+        self,
+        consumer: EventConsumer,
+        batch_factory: BatchFactory,
+        by_type: dict[str, tuple[type[Envelope], Handler]],
+    ) -> None:
+        self._consumer = consumer
+        self._batch_factory = batch_factory
+        self._by_type = by_type
+        self._tracer = trace.get_tracer(__name__)
+
+    async def _decode(self, raw: Any) -> _Record:
+        headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if v is not None}
+        event_type = headers.get("event_type", "")
+        record = _Record(raw, headers, event_type)
+        if event_type not in self._by_type:
+            record.reason = f"type d'événement inconnu: {event_type!r}"
+            return record
+        cls, record.handler = self._by_type[event_type]
+        personal_data = self._consumer.personal_data
+        try:
+            if personal_data is None:
+                record.event = cls.model_validate_json(raw.value or b"")
+            else:
+                record.event, record.key_id = await personal_data.open(cls, raw.value or b"")
+        except ValidationError as exc:
+            record.reason = f"événement invalide: {exc}"
+        except CannotOpen as exc:
+            record.reason = f"données personnelles illisibles: {exc}"
+        except PersonalDataErased as erased:
+            record.erased = erased
+        # KeyUnavailable (the key service down) propagates: the whole batch comes again.
+        return record
+
+    async def consume(self, raws: tuple[Any, ...]) -> None:
+        records = [await self._decode(raw) for raw in raws]
+        try:
+            outcomes = await self._in_one_transaction(records)
+        except Exception as exc:
+            if lost_a_race(exc):  # rolled back: let the other transaction finish first
+                await asyncio.sleep(random.uniform(0.05, 0.5))
+            raise
+        # Committed, offsets not acknowledged yet: redelivered at restart, the inbox skips them.
+        crash_point("consumer.after_commit_before_ack")
+        consumer = self._consumer
+        for record in records:
+            if record.reason is not None:
+                await consumer.dead_letter(
+                    record.raw, record.raw.value or b"", record.headers, record.reason
+                )
+        if consumer.metrics is not None:
+            for event_type, outcome, seconds in outcomes:
+                consumer.metrics.observe_handler(event_type, outcome, seconds)
+
+    async def _in_one_transaction(self, records: list[_Record]) -> list[tuple[str, str, float]]:
+        """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
+        group = self._consumer.group_id
+        valid = [r for r in records if r.reason is None and r.erased is None]
+        erased = [r.erased for r in records if r.erased is not None]
+        outcomes: list[tuple[str, str, float]] = []
+        async with self._batch_factory(group) as batch:
+            new = await batch.claim(
+                [str(r.event.event_id) for r in valid if r.event is not None]
+                + [e.event_id for e in erased]
+            )
+            for gone in erased:  # recorded as handled (inbox), the handler does not run
+                if gone.event_id in new:
+                    new.discard(gone.event_id)
+                    async with batch.member(gone.event_id) as uow:
+                        await uow.commit()
+                    self._consumer.count_erased(gone)
+                    outcomes.append((gone.event_type, "erased", 0.0))
+            for record in valid:
+                assert record.event is not None and record.handler is not None
+                event_id = str(record.event.event_id)
+                if event_id not in new:  # processed before, or twice in this batch
+                    log.info("%s: event %s already processed", group, event_id)
+                    outcomes.append((record.event_type, "duplicate", 0.0))
+                    continue
+                new.discard(event_id)
+                started = time.perf_counter()
+                outcome = await self._apply(record, batch.member, event_id)
+                outcomes.append((record.event_type, outcome, time.perf_counter() - started))
+                # Some records applied in the batch's transaction, nothing committed yet.
+                crash_point("consumer.mid_batch")
+            await batch.commit()
+        return outcomes
+
+    async def _apply(self, record: _Record, member: Any, event_id: str) -> str:
+        """Run the record's handler in its savepoint; an infrastructure failure propagates
+        (the batch rolls back, every partition is rewound), any other failure marks the
+        record for the dead-letter topic."""
+        assert record.handler is not None
+        parent = propagate.extract(record.headers)
+        name = f"{record.raw.topic} process"
+        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
+            try:
+                async for attempt in self._consumer.retrying(in_batch=True):
+                    with attempt:
+                        uow = member(event_id)
+                        if record.key_id is not None:
+                            file_id = str(getattr(record.event, "file_id", ""))
+                            uow.use_personal_key(file_id, record.key_id)
+                        await record.handler(record.event, uow)
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning(
+                        "%s: transient failure, the batch will be redelivered: %r",
+                        self._consumer.group_id,
+                        exc,
+                    )
+                    raise
+                log.exception("%s: dead-lettering event %s", self._consumer.group_id, event_id)
+                record.reason = f"{type(exc).__name__}: {exc}"
+                return "dead_letter"
+        return "ok"

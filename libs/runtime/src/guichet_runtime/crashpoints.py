@@ -43,6 +43,9 @@ POINTS = frozenset(
         "relay.after_publish",
         # A consumer's handler transaction committed; the Kafka offset is not committed yet.
         "consumer.after_commit_before_ack",
+        # A batched consumer applied a record in the batch's transaction (its savepoint
+        # released); the batch is not committed yet.
+        "consumer.mid_batch",
         # A provider accepted a notification; the row is not marked sent yet.
         "notification.after_send",
         # An agency answered a request; the adapter has not recorded the answer yet.

@@ -122,6 +122,17 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
 AUDIT_TRAILS: dict[sa.MetaData, AuditTrail] = {}
 
 
+#: PostgreSQL: the channel a commit that wrote outbox rows notifies (LISTEN/NOTIFY), so the
+#: relay (of any replica) wakes at once instead of at its next poll.
+OUTBOX_CHANNEL = "guichet_outbox"
+
+
+async def notify_outbox(conn: AsyncConnection) -> None:
+    """PostgreSQL: tell the relays that outbox rows are coming (delivered at commit)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
+
+
 class AlreadyProcessed(Exception):
     """The event was handled before by this consumer (redelivery)."""
 
@@ -253,6 +264,7 @@ class UnitOfWork:
         await self._seal_pending()
         if self._pending:
             await self.conn.execute(sa.insert(self._outbox), self._pending)
+            await notify_outbox(self.conn)
             self._pending = []
         await self._close(commit=True)
         if self._on_commit is not None:

@@ -2,6 +2,17 @@
 
 At-least-once: a crash between publish and delete republishes the rows; consumers
 deduplicate on event id.
+
+A batch of rows goes through one idempotent aiokafka producer (`producer_options`; records
+sent in id order, batched by the producer's linger, retried without reordering or
+duplicating) and is deleted in one statement. The trace context the unit of work recorded
+travels as the records' headers. Without `producer_options` (unit tests' in-memory broker)
+rows go through the FastStream broker.
+
+PostgreSQL: a commit that wrote outbox rows notifies `OUTBOX_CHANNEL`; the relay LISTENs and
+wakes at once (the poll stays, slower, as a fallback). Several replicas relay one outbox:
+each claims rows with `FOR UPDATE SKIP LOCKED` and publishes only the rows of a key whose
+earlier rows are not held by another replica, so events of a file keep their order.
 """
 
 from __future__ import annotations
@@ -13,12 +24,15 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
+from aiokafka import AIOKafkaProducer
 from opentelemetry import context as otel_context
 from opentelemetry import propagate
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.crashpoints import crash_point
+from guichet_runtime.db import OUTBOX_CHANNEL
 from guichet_runtime.metrics import RuntimeMetrics
 
 log = logging.getLogger(__name__)
@@ -35,8 +49,15 @@ class OutboxRelay:
         idle_seconds: float = 0.25,
         namespace: str = "",
         metrics: RuntimeMetrics | None = None,
+        producer_options: dict[str, Any] | None = None,
+        listen_poll_seconds: float = 5.0,
     ) -> None:
         self._namespace = namespace
+        self._producer_options = producer_options
+        self._producer: AIOKafkaProducer | None = None
+        self._listen_poll = listen_poll_seconds
+        self._listening = False
+        self._listener: asyncio.Task[None] | None = None
         self._metrics = metrics
         self._engine = engine
         self._outbox = outbox
@@ -54,6 +75,43 @@ class OutboxRelay:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        if self._engine.dialect.name == "postgresql":
+            self._listener = asyncio.create_task(self._listen(), name="outbox-listen")
+
+    async def _listen(self) -> None:
+        """PostgreSQL: LISTEN on the outbox channel (a connection of its own), wake on every
+        notification; reconnect after a failure, the poll covering the gap."""
+        url = self._engine.url.set(drivername="postgresql")
+        dsn = url.render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                await self._listen_once(dsn)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("outbox relay: LISTEN failed; polling meanwhile", exc_info=True)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=5.0)
+
+    async def _listen_once(self, dsn: str) -> None:
+        """Listen until the relay stops or the connection is lost."""
+        lost = asyncio.Event()
+        conn = await asyncpg.connect(dsn)
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            self._listening = True
+            self._wake.set()  # rows committed before we listened
+            waits = {asyncio.create_task(self._stop.wait()), asyncio.create_task(lost.wait())}
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in waits:
+                    task.cancel()
+        finally:
+            self._listening = False
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
 
     async def backlog(self) -> int:
         """Outbox rows committed and not yet published."""
@@ -70,6 +128,10 @@ class OutboxRelay:
         then publish what is committed. The caller bounds the time."""
         self._stop.set()
         self._wake.set()
+        if self._listener is not None:
+            self._listener.cancel()
+            await asyncio.gather(self._listener, return_exceptions=True)
+            self._listener = None
         if self._task is not None:
             try:
                 await asyncio.shield(self._task)
@@ -85,12 +147,22 @@ class OutboxRelay:
                 pass
         except Exception:  # broker already gone: the rows stay for the next start
             log.warning("outbox not drained at stop", exc_info=True)
+        await self.close_producer()
+
+    async def close_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                await producer.stop()
+            except Exception:
+                log.warning("relay producer not closed cleanly", exc_info=True)
 
     async def _run(self) -> None:
         delay = self._idle
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                poll = max(delay, self._listen_poll) if self._listening else delay
+                await asyncio.wait_for(self._wake.wait(), timeout=poll)
             self._wake.clear()
             if self._stop.is_set():
                 return
@@ -112,7 +184,8 @@ class OutboxRelay:
             # Several replicas may relay the same outbox (PostgreSQL): each takes other rows,
             # and keeps them locked until they are published and deleted.
             query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
-            rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
+            claimed = (await conn.execute(query.with_for_update(skip_locked=True))).all()
+            rows = await self._in_key_order(conn, claimed)
             if not rows:
                 await conn.rollback()
                 return 0
@@ -120,6 +193,21 @@ class OutboxRelay:
             await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
             await conn.commit()
         return self._count(rows)
+
+    async def _in_key_order(self, conn: AsyncConnection, claimed: Sequence[Any]) -> list[Any]:
+        """The claimed rows that can go now: a key's row waits while an earlier row of that
+        key is held by another replica (skipped by SKIP LOCKED), so a file's events keep
+        their order. The rows left out stay locked until this transaction ends."""
+        if not claimed:
+            return []
+        table = self._outbox
+        ids = [r.id for r in claimed]
+        keys = list({r.key for r in claimed})
+        held = sa.select(table.c.key, sa.func.min(table.c.id)).where(
+            table.c.key.in_(keys), table.c.id.not_in(ids)
+        )
+        first_held = dict((await conn.execute(held.group_by(table.c.key))).tuples().all())
+        return [r for r in claimed if r.key not in first_held or r.id < first_held[r.key]]
 
     async def _publish_unlocked(self) -> int:
         """SQLite: one process relays its own outbox, and the database has one connection
@@ -139,6 +227,48 @@ class OutboxRelay:
 
     async def _publish(self, rows: Sequence[Any]) -> None:
         crash_point("relay.before_publish")  # committed, not published: published at restart
+        if self._producer_options is not None:
+            await self._produce(rows)
+        else:
+            await self._publish_through_broker(rows)
+        crash_point("relay.after_publish")  # published, not deleted: republished at restart
+
+    async def _produce(self, rows: Sequence[Any]) -> None:
+        """One idempotent producer: every row sent in id order, then all acknowledgements
+        awaited (a failure leaves the rows in the outbox, sent again at the next round)."""
+        producer = self._producer
+        if producer is None:
+            assert self._producer_options is not None
+            producer = AIOKafkaProducer(
+                **self._producer_options, enable_idempotence=True, acks="all"
+            )
+            await producer.start()
+            self._producer = producer
+        futures = []
+        try:
+            for row in rows:
+                headers = [
+                    ("event_type", row.event_type.encode()),
+                    ("content-type", b"application/json"),
+                ]
+                headers += [(k, v.encode()) for k, v in json.loads(row.headers).items()]
+                futures.append(
+                    await producer.send(
+                        self._namespace + row.topic,
+                        row.payload.encode(),
+                        key=row.key.encode(),
+                        headers=headers,
+                    )
+                )
+            await asyncio.gather(*futures)
+        except Exception:
+            # A producer in doubt (fenced, timed out) is replaced: the next round starts clean.
+            for future in futures:
+                future.cancel()
+            await self.close_producer()
+            raise
+
+    async def _publish_through_broker(self, rows: Sequence[Any]) -> None:
         futures = []
         for row in rows:
             carrier = json.loads(row.headers)
@@ -159,7 +289,6 @@ class OutboxRelay:
             finally:
                 otel_context.detach(token)
         await asyncio.gather(*futures)
-        crash_point("relay.after_publish")  # published, not deleted: republished at restart
 
     def _count(self, rows: Sequence[Any]) -> int:
         self.published += len(rows)

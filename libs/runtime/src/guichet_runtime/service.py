@@ -40,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime import migrations
 from guichet_runtime.audit import AuditTrail, trail_of
+from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables
@@ -157,6 +158,18 @@ class Runtime:
         self.personal_data = personal_data
         self.consumer.personal_data = personal_data
 
+    def batch(self, consumer: str) -> BatchTransaction:
+        """One transaction for a batch of records consumed by `consumer` (its group)."""
+        return BatchTransaction(
+            self.engine,
+            self.outbox,
+            self.inbox,
+            consumer=consumer,
+            on_commit=self._committed,
+            audit=self.audit,
+            personal_data=self.personal_data,
+        )
+
     def _committed(self) -> None:
         self.relay.wake()
         for listener in self.commit_listeners:
@@ -197,6 +210,9 @@ def build_runtime(
         idle_seconds=settings.relay_idle_seconds,
         namespace=settings.topic_namespace,
         metrics=metrics,
+        producer_options=client_options(settings)
+        | {"client_id": f"{settings.service_name}-relay", "linger_ms": settings.relay_linger_ms},
+        listen_poll_seconds=settings.relay_listen_poll_seconds,
     )
     runtime = Runtime(
         settings=settings,
@@ -218,6 +234,9 @@ def build_runtime(
         runtime.uow,
         namespace=settings.topic_namespace,
         metrics=metrics,
+        batch_factory=runtime.batch,
+        batch_max=settings.consumer_batch_max,
+        batch_wait_ms=settings.consumer_batch_wait_ms,
     )
     metrics.samplers += [relay.sample_backlog, runtime.consumer.sample_lag]
     refs = metadata.tables.get("personal_data_key_refs")

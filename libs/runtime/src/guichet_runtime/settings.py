@@ -77,7 +77,30 @@ class ServiceSettings(BaseSettings):
     )
     relay_batch_size: int = 500
     relay_idle_seconds: float = Field(
-        default=0.25, description="Outbox poll interval when nothing woke the relay."
+        default=0.25,
+        description="Outbox poll interval when nothing woke the relay (on PostgreSQL, while "
+        "the relay listens for the commits' notifications: RELAY_LISTEN_POLL_SECONDS).",
+    )
+    relay_listen_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="PostgreSQL: the fallback poll interval while LISTEN/NOTIFY wakes the relay.",
+    )
+    relay_linger_ms: int = Field(
+        default=5,
+        ge=0,
+        description="The relay's idempotent producer waits this long to fill a batch of records.",
+    )
+    consumer_batch_max: int = Field(
+        default=100,
+        ge=1,
+        description="Records consumed per database transaction and offset commit (1: one at a "
+        "time). Adapters always use 1: their handler calls an agency.",
+    )
+    consumer_batch_wait_ms: int = Field(
+        default=20,
+        ge=1,
+        description="How long a batched consumer waits for records when none is there.",
     )
     log_level: str = "INFO"
     log_format: str = Field(

@@ -1,0 +1,174 @@
+"""One database transaction for a batch of consumed records.
+
+A consumer reading records in batches (guichet_runtime.consumer) opens one `BatchTransaction`:
+- `claim` writes the inbox rows of the whole batch in one statement and says which events
+  were not processed before (the others are skipped without calling their handler);
+- every record's handler gets a `BatchMember`, a unit of work that is a SAVEPOINT of the
+  batch's transaction: a handler that fails rolls back its own savepoint only;
+- `commit` writes the outbox rows of every record applied in one statement, removes the
+  inbox rows of the records not applied (failed, dead-lettered, or whose handler committed
+  nothing), and commits once.
+
+Handlers are written once (`async with uow: ... await uow.commit()`) and run unchanged in
+both modes: a `BatchMember` is a `UnitOfWork`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from guichet_runtime.db import AUDIT_TRAILS, UnitOfWork, insert_ignore, notify_outbox, utcnow
+
+if TYPE_CHECKING:
+    from guichet_runtime.audit import AuditTrail
+    from guichet_runtime.personal_data import PersonalData
+
+log = logging.getLogger(__name__)
+
+BatchFactory = Callable[[str], "BatchTransaction"]
+
+
+class BatchTransaction:
+    """`async with BatchTransaction(...) as batch:` opens the transaction; `await
+    batch.commit()` makes the applied records durable at once; leaving without commit rolls
+    everything back (inbox rows included: the records come again)."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: sa.Table,
+        inbox: sa.Table,
+        *,
+        consumer: str,
+        on_commit: Callable[[], None] | None = None,
+        audit: AuditTrail | None = None,
+        personal_data: PersonalData | None = None,
+    ) -> None:
+        self.engine = engine
+        #: Seals the personal fields of what the batch's records emit (as a UnitOfWork does).
+        self.personal_data = personal_data
+        self.outbox = outbox
+        self.inbox = inbox
+        self.consumer = consumer
+        self.audit = audit if audit is not None else AUDIT_TRAILS.get(outbox.metadata)
+        self._on_commit = on_commit
+        self._conn: AsyncConnection | None = None
+        self._claimed: set[str] = set()
+        self._applied: set[str] = set()
+        self._pending: list[dict[str, Any]] = []
+
+    @property
+    def conn(self) -> AsyncConnection:
+        assert self._conn is not None, "use the batch inside `async with`"
+        return self._conn
+
+    async def __aenter__(self) -> BatchTransaction:
+        self._conn = await self.engine.connect()
+        await self._conn.begin()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        try:
+            await conn.rollback()
+        except Exception:  # the connection is gone (the reason we are leaving): close it
+            log.warning("batch rollback failed", exc_info=True)
+        finally:
+            await conn.close()
+
+    async def claim(self, event_ids: Sequence[str]) -> set[str]:
+        """Insert the batch's inbox rows in one statement; returns the ids that were not
+        processed before by this consumer (a redelivered event is not among them)."""
+        unique = list(dict.fromkeys(event_ids))
+        if not unique:
+            return set()
+        now = utcnow()
+        statement = (
+            insert_ignore(self.conn, self.inbox)
+            .values(
+                [{"consumer": self.consumer, "event_id": e, "processed_at": now} for e in unique]
+            )
+            .returning(self.inbox.c.event_id)
+        )
+        claimed = set((await self.conn.execute(statement)).scalars())
+        self._claimed |= claimed
+        return claimed
+
+    def member(self, event_id: str) -> BatchMember:
+        """The unit of work of one record of the batch (a SAVEPOINT)."""
+        return BatchMember(self, event_id)
+
+    def applied(self, event_id: str, outbox_rows: list[dict[str, Any]]) -> None:
+        self._applied.add(event_id)
+        self._pending.extend(outbox_rows)
+
+    async def commit(self) -> None:
+        conn = self.conn
+        not_applied = self._claimed - self._applied
+        if not_applied:  # as in a unit of work that did not commit: no inbox row is left
+            inbox = self.inbox
+            await conn.execute(
+                sa.delete(inbox).where(
+                    inbox.c.consumer == self.consumer, inbox.c.event_id.in_(not_applied)
+                )
+            )
+        if self._pending:
+            await conn.execute(sa.insert(self.outbox), self._pending)
+            await notify_outbox(conn)
+            self._pending = []
+        self._conn = None
+        try:
+            await conn.commit()
+        finally:
+            await conn.close()
+        if self._on_commit is not None:
+            self._on_commit()
+
+
+class BatchMember(UnitOfWork):
+    """One record's unit of work inside a batch: `async with` opens a SAVEPOINT of the
+    batch's transaction, `commit` releases it (its outbox rows are written with the batch's),
+    leaving without commit rolls back this record's writes only."""
+
+    def __init__(self, batch: BatchTransaction, event_id: str) -> None:
+        super().__init__(
+            batch.engine,
+            batch.outbox,
+            batch.inbox,
+            audit=batch.audit,
+            personal_data=batch.personal_data,
+        )
+        self._batch = batch
+        self._event_id = event_id
+        self._savepoint: AsyncTransaction | None = None
+
+    async def __aenter__(self) -> BatchMember:
+        self._conn = self._batch.conn
+        self._savepoint = await self._conn.begin_nested()
+        return self
+
+    async def _close(self, *, commit: bool) -> None:
+        savepoint, self._savepoint = self._savepoint, None
+        self._conn = None
+        if savepoint is None:
+            return
+        if commit:
+            await savepoint.commit()
+        else:
+            await savepoint.rollback()
+
+    async def commit(self) -> None:
+        if self._audited and self._audit is not None:
+            await self._audit.append(self.conn, self._audited)
+            self._audited = []
+        await self._seal_pending()  # the keys it learnt recorded, its events sealed
+        pending, self._pending = self._pending, []
+        await self._close(commit=True)
+        self._batch.applied(self._event_id, pending)

@@ -1,0 +1,266 @@
+"""Batched consumption on FastStream's in-memory Kafka broker and a real SQLite database:
+one transaction per batch (inbox rows claimed in one statement, a savepoint per record,
+outbox rows written once), a poison record isolated without replaying the others, an
+infrastructure failure rolling the whole batch back for redelivery."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from faststream.kafka import KafkaBroker, TestKafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
+
+from guichet_runtime.batch import BatchTransaction
+from guichet_runtime.consumer import EventConsumer, PermanentError, is_transient, lost_a_race
+from guichet_runtime.db import UnitOfWork
+from shared_models import FileSubmitted, topics
+from tests.unit.samples import file_submitted
+
+TOPIC = topics.FILES_SUBMITTED
+GROUP = "assignment"
+HEADERS = {"event_type": "FileSubmitted", "content-type": "application/json"}
+
+#: A domain table of the test: a handler writes its event's id there (unique: twice fails).
+applied = sa.Table("applied", sa.MetaData(), sa.Column("event_id", sa.String, primary_key=True))
+
+
+@dataclass
+class Batches:
+    broker: KafkaBroker
+    db: Any
+    consumer: EventConsumer
+    batch: Callable[[str], BatchTransaction]
+    calls: list[str] = field(default_factory=list)
+    commits: int = 0
+    dead_letters: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    #: event id -> the exception its handler raises (every attempt)
+    failing: dict[str, BaseException] = field(default_factory=dict)
+    #: event ids whose handler leaves its unit of work without committing
+    silent: set[str] = field(default_factory=set)
+
+    async def send(self, *bodies: bytes | str) -> None:
+        raw = [b.encode() if isinstance(b, str) else b for b in bodies]
+        await self.broker.publish_batch(*raw, topic=TOPIC, headers=HEADERS)
+
+    async def applied(self) -> list[str]:
+        async with self.db.engine.connect() as conn:
+            return list((await conn.execute(sa.select(applied.c.event_id))).scalars())
+
+    async def inbox(self) -> set[str]:
+        rows = await self.db.rows(self.db.tables.inbox)
+        return {r.event_id for r in rows}
+
+    async def outbox_ids(self) -> list[str]:
+        return [json.loads(r.payload)["file_id"] for r in await self.db.outbox()]
+
+
+@pytest.fixture
+async def batches(service_db) -> AsyncIterator[Batches]:
+    db = service_db("assignment")
+    async with db.engine.begin() as conn:
+        await conn.run_sync(applied.metadata.create_all)
+    broker = KafkaBroker()
+    state: dict[str, Batches] = {}
+
+    def batch(consumer: str) -> BatchTransaction:
+        def committed() -> None:
+            state["it"].commits += 1
+
+        return BatchTransaction(
+            db.engine, db.tables.outbox, db.tables.inbox, consumer=consumer, on_commit=committed
+        )
+
+    async def handler(event: FileSubmitted, uow: UnitOfWork) -> None:
+        it = state["it"]
+        event_id = str(event.event_id)
+        it.calls.append(event_id)
+        async with uow:
+            await uow.conn.execute(applied.insert().values(event_id=event_id))
+            uow.emit(TOPIC + ".echo", event)
+            if event_id in it.failing:
+                raise it.failing[event_id]
+            if event_id in it.silent:
+                return
+            await uow.commit()
+
+    consumer = EventConsumer(
+        broker, GROUP, db.uow, attempts=2, max_wait=0.01, batch_factory=batch, batch_max=50
+    )
+    consumer.subscribe([TOPIC], {FileSubmitted: handler})
+    consumer.attach()
+
+    async def raw(msg: Any) -> bytes:
+        return msg.body
+
+    @broker.subscriber(topics.dead_letter(TOPIC), decoder=raw)
+    async def capture(body: bytes, msg: KafkaMessage) -> None:
+        state["it"].dead_letters.append((msg.body, dict(msg.headers)))
+
+    async with TestKafkaBroker(broker):
+        state["it"] = Batches(broker, db, consumer, batch)
+        yield state["it"]
+
+
+def events(n: int) -> list[FileSubmitted]:
+    return [file_submitted(file_id=f"GU-{i}") for i in range(n)]
+
+
+async def test_a_batch_is_applied_in_one_transaction(batches):
+    sent = events(5)
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    ids = [str(e.event_id) for e in sent]
+    assert batches.calls == ids
+    assert sorted(await batches.applied()) == sorted(ids)
+    assert await batches.inbox() == set(ids)
+    assert await batches.outbox_ids() == [e.file_id for e in sent]  # in the records' order
+    assert batches.commits == 1
+
+
+async def test_a_poison_record_is_dead_lettered_and_the_others_applied_once(batches):
+    sent = events(5)
+    poison = str(sent[2].event_id)
+    batches.failing[poison] = PermanentError("dossier incohérent")
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    others = [str(e.event_id) for i, e in enumerate(sent) if i != 2]
+    assert batches.calls == [str(e.event_id) for e in sent]  # each handler called once
+    assert sorted(await batches.applied()) == sorted(others)  # its savepoint rolled back
+    assert await batches.inbox() == set(others)
+    assert await batches.outbox_ids() == [e.file_id for i, e in enumerate(sent) if i != 2]
+    [(body, headers)] = batches.dead_letters
+    assert json.loads(body)["event_id"] == poison
+    assert headers["dlq_reason"] == "PermanentError: dossier incohérent"
+    assert headers["dlq_consumer"] == GROUP
+    assert batches.commits == 1
+
+
+async def test_a_failing_record_is_retried_in_its_savepoint_then_dead_lettered(batches):
+    sent = events(3)
+    batches.failing[str(sent[1].event_id)] = ValueError("division par zéro")
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    assert batches.calls == [str(sent[0].event_id)] + [str(sent[1].event_id)] * 2 + [
+        str(sent[2].event_id)
+    ]
+    assert sorted(await batches.applied()) == sorted([str(sent[0].event_id), str(sent[2].event_id)])
+    [(_, headers)] = batches.dead_letters
+    assert headers["dlq_reason"] == "ValueError: division par zéro"
+
+
+async def test_an_invalid_body_in_a_batch_is_dead_lettered_after_the_others_commit(batches):
+    sent = events(2)
+
+    await batches.send(sent[0].model_dump_json(), b'{"file_id": "GU-9"', sent[1].model_dump_json())
+
+    assert sorted(await batches.applied()) == sorted(str(e.event_id) for e in sent)
+    [(body, headers)] = batches.dead_letters
+    assert body == b'{"file_id": "GU-9"'
+    assert headers["dlq_reason"].startswith("événement invalide")
+
+
+async def test_a_redelivered_batch_applies_nothing_twice(batches):
+    sent = events(4)
+    bodies = [e.model_dump_json() for e in sent]
+    await batches.send(*bodies[:2])
+
+    await batches.send(*bodies)  # the first two again (an offset not committed), two new
+
+    assert batches.calls == [str(e.event_id) for e in sent]
+    assert sorted(await batches.applied()) == sorted(str(e.event_id) for e in sent)
+    assert await batches.outbox_ids() == [e.file_id for e in sent]
+
+
+async def test_an_event_twice_in_one_batch_is_applied_once(batches):
+    [event] = events(1)
+
+    await batches.send(event.model_dump_json(), event.model_dump_json())
+
+    assert batches.calls == [str(event.event_id)]
+    assert await batches.applied() == [str(event.event_id)]
+
+
+async def test_an_infrastructure_failure_rolls_the_whole_batch_back(batches):
+    sent = events(3)
+    failing = str(sent[2].event_id)
+    batches.failing[failing] = ConnectionRefusedError("base de données injoignable")
+
+    with pytest.raises(ConnectionRefusedError):  # NACK: every partition rewound, redelivered
+        await batches.send(*(e.model_dump_json() for e in sent))
+
+    assert await batches.applied() == []
+    assert await batches.inbox() == set()
+    assert await batches.outbox_ids() == []
+    assert batches.dead_letters == []
+    assert batches.commits == 0
+
+    del batches.failing[failing]
+    batches.calls.clear()
+    await batches.send(*(e.model_dump_json() for e in sent))  # the redelivery
+
+    assert batches.calls == [str(e.event_id) for e in sent]
+    assert sorted(await batches.applied()) == sorted(str(e.event_id) for e in sent)
+
+
+async def test_a_handler_that_commits_nothing_leaves_no_inbox_row(batches):
+    sent = events(2)
+    batches.silent.add(str(sent[0].event_id))
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    assert await batches.applied() == [str(sent[1].event_id)]
+    assert await batches.inbox() == {str(sent[1].event_id)}  # as a unit of work rolled back
+    assert await batches.outbox_ids() == [sent[1].file_id]
+
+
+@pytest.mark.parametrize(
+    ("batch_max", "subscriber"), [(1, DefaultSubscriber), (2, BatchSubscriber)]
+)
+async def test_batch_size_one_reads_one_record_at_a_time_as_before(batches, batch_max, subscriber):
+    async def handler(event: FileSubmitted, uow: UnitOfWork) -> None:
+        raise AssertionError("not called")
+
+    consumer = EventConsumer(
+        KafkaBroker(), GROUP, batches.db.uow, batch_factory=batches.batch, batch_max=batch_max
+    )
+    consumer.subscribe([TOPIC], {FileSubmitted: handler})
+    consumer.attach()
+
+    assert type(consumer.subscriber) is subscriber
+
+
+class _Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+def deadlock() -> sa.exc.DBAPIError:
+    return sa.exc.DBAPIError("UPDATE agents …", {}, _Deadlock("deadlock detected"))
+
+
+def test_a_deadlock_or_a_serialization_failure_is_a_lost_race_and_transient():
+    assert lost_a_race(deadlock()) and is_transient(deadlock())
+    assert not lost_a_race(sa.exc.DBAPIError("SELECT 1", {}, Exception("syntax")))
+    assert not lost_a_race(ValueError("40P01"))
+
+
+async def test_a_lost_race_rolls_the_batch_back_at_once_for_redelivery(batches):
+    sent = events(3)
+    batches.failing[str(sent[1].event_id)] = deadlock()
+
+    with pytest.raises(sa.exc.DBAPIError):  # NACK: the batch comes again
+        await batches.send(*(e.model_dump_json() for e in sent))
+
+    # Not retried in its savepoint while the batch held the first record's locks.
+    assert batches.calls == [str(sent[0].event_id), str(sent[1].event_id)]
+    assert await batches.applied() == []
+    assert await batches.inbox() == set()
+    assert batches.dead_letters == []
