@@ -1,7 +1,8 @@
 """The consumer opens sealed personal fields before the handler (crypto-shredding,
 docs/data-protection.md), on FastStream's in-memory broker: the handler sees plain values and
 the file's key is remembered; a record sealed with a shredded key is erased (no handler, no
-dead letter, recorded once); a tampered one is dead-lettered."""
+dead letter, recorded once); a tampered one is dead-lettered. One record at a time, and in
+batches (one transaction per batch, a savepoint per record)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 
+from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.personal_data import KeyShredded, PersonalData, new_data_key
@@ -50,8 +52,8 @@ class Harness:
         )
 
 
-@pytest.fixture
-async def harness(service_db) -> AsyncIterator[Harness]:
+@pytest.fixture(params=[1, 50], ids=["one-by-one", "batched"])
+async def harness(service_db, request) -> AsyncIterator[Harness]:
     db = service_db("assignment")
     keys = Keys()
     sealing = PersonalData(keys, db.tables.personal_data_key_refs)
@@ -70,7 +72,21 @@ async def harness(service_db) -> AsyncIterator[Harness]:
             handled.append(event)
             await work.commit()
 
-    consumer = EventConsumer(broker, "assignment", uow, attempts=2, max_wait=0.01)
+    def batch(consumer: str) -> BatchTransaction:
+        tables = db.tables
+        return BatchTransaction(
+            db.engine, tables.outbox, tables.inbox, consumer=consumer, personal_data=sealing
+        )
+
+    consumer = EventConsumer(
+        broker,
+        "assignment",
+        uow,
+        attempts=2,
+        max_wait=0.01,
+        batch_factory=batch,
+        batch_max=request.param,
+    )
     consumer.personal_data = sealing
     consumer.subscribe([TOPIC], {FileSubmitted: handler})
     consumer.attach()
