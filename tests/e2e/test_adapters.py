@@ -3,7 +3,7 @@ simulated system per agency (JSON REST, SOAP, acknowledge-then-callback, missing
 document). Missing documents end to end, data minimisation, the exchange ledger, a
 duplicate callback, two requests given the same callback id and an agency that never calls
 back (both reconciled by status polls), forged, cross-agency and replayed callbacks refused,
-faults that end in the dead-letter topic, and an agency down for two minutes."""
+faults that end in the dead-letter topic, and an agency down longer than the retry window."""
 
 from __future__ import annotations
 
@@ -21,7 +21,10 @@ from adapter_sdk import discovery, signatures
 from devstack.stack import Stack
 from shared_models import AGENCY_LABELS, topics
 from tests.e2e.adapters_support import (
+    BREAKER_THRESHOLD,
+    RETRY_WINDOW_SECONDS,
     adapters_stack,
+    agency_calls,
     agency_status,
     france_travail_decision,
     france_travail_received,
@@ -41,8 +44,10 @@ from tests.e2e.support import (
 
 pytestmark = pytest.mark.integration
 
-#: How long the CAF's system stays down in the outage test (the issue asks for two minutes).
-OUTAGE_SECONDS = float(os.environ.get("GUICHET_E2E_OUTAGE_SECONDS", "120"))
+#: How long the CAF's system stays down in the outage test: three retry windows of the
+#: adapters' stack (about 20 s with its settings); GUICHET_E2E_OUTAGE_SECONDS=120 for the
+#: two minutes of the original claim.
+OUTAGE_SECONDS = float(os.environ.get("GUICHET_E2E_OUTAGE_SECONDS", str(3 * RETRY_WINDOW_SECONDS)))
 PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
@@ -459,9 +464,10 @@ async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
             await eventually(three_calls, timeout=15, what="the three attempts counted")
 
 
-async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_other_agency(
+async def test_an_agency_down_longer_than_the_retry_window_loses_nothing_and_holds_up_no_other(
     stack: Stack, client
 ):
+    calls_before = await agency_calls(client, stack, "caf")
     down_since = time.monotonic()
     stack.kill("simulator-caf")  # the CAF's system is gone: refused connections
     try:
@@ -484,8 +490,15 @@ async def test_an_agency_down_for_two_minutes_loses_nothing_and_holds_up_no_othe
         assert view["awaited"] == [AGENCY_LABELS["caf"]]
         assert view["answer"] is None
         await asyncio.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - down_since)))
+        calls = await agency_calls(client, stack, "caf")
     finally:
         await asyncio.to_thread(stack.restart, "simulator-caf")
+    # The outage outlived the retries: the circuit opened (calls refused while open), and
+    # trial calls after its open time found the CAF still unreachable (more refused
+    # connections than it takes to open it).
+    unreachable = calls.get("injoignable", 0) - calls_before.get("injoignable", 0)
+    opened = calls.get("circuit_ouvert", 0) - calls_before.get("circuit_ouvert", 0)
+    assert unreachable > BREAKER_THRESHOLD and opened >= 1, (calls_before, calls)
 
     for file_id in files:
         await eventually(

@@ -1,18 +1,18 @@
 """Minimisation on the wire (issue 13), on a real broker: what is really on each agency's
 request topic is the citizen fields the catalogue lists for it (the same its adapter
-declares), nothing more; thanks travel with the citizen's name, not their contact. One
-stack (the four agencies and the ANTS), three files, then the adapters still answer."""
+declares), nothing more; thanks travel with the citizen's name, not their contact. On
+the shared stack (the four agencies and the ANTS), three files, then the adapters still
+answer."""
 
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from devstack.stack import AGENCIES, Ports, Stack
+from devstack.stack import Stack
 from shared_models import topics
-from shared_models.catalogue import DEFAULT_CATALOGUE, load_catalogue
+from shared_models.catalogue import load_catalogue
 from tests.e2e.support import (
     answered_view,
     citizen_client,
@@ -20,14 +20,11 @@ from tests.e2e.support import (
     file_body,
     mails_for,
     read_topic,
+    shared_catalogue_path,
 )
 
 pytestmark = pytest.mark.integration
 
-#: The shipped catalogue plus one line: a life event that reaches the ANTS.
-ANTS_LINE = (
-    'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
-)
 #: Which file each agency's request comes from.
 FILE_OF = {
     "france_travail": "perte_emploi",
@@ -53,25 +50,16 @@ REQUEST_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def catalogue_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("catalogue") / "catalogue.toml"
-    path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE, encoding="utf-8")
-    return path
+def stack(shared_stack):
+    """The session's SQLite stack: the four agencies and the ANTS, whose life event the
+    catalogue gains (tests/e2e/conftest.py)."""
+    return shared_stack("sqlite")
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, keycloak, tmp_path_factory, catalogue_file):
-    st = Stack(
-        tmp_path_factory.mktemp("stack-minimise"),
-        kafka_bootstrap,
-        ports=Ports.free(agencies=(*AGENCIES, "ants")),
-        namespace=f"e2e-min-{uuid.uuid4().hex[:6]}.",
-        extra_env={"GUICHET_CATALOGUE": str(catalogue_file)},
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+def catalogue_file(stack):
+    """The shipped catalogue plus one line, a life event that reaches the ANTS (ANTS_LINE)."""
+    return shared_catalogue_path(stack.workdir)
 
 
 @pytest.fixture(scope="module")
