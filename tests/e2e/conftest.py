@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -35,6 +36,7 @@ from tests.e2e.pages_support import AXE, CHROMIUM, SHOTS, every_office, new_page
 from tests.e2e.support import ANTS_LINE, BACKENDS, shared_catalogue_path
 
 log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
 
 #: What every shared stack runs with: the union of what the modules on it need. Indicators
 #: of every group published from the first file (a handful of files per test), always fresh.
@@ -72,11 +74,49 @@ def revive(stack: Stack, timeout: float = 120) -> Stack:
     return stack
 
 
+#: The shared stacks started so far: stopped right after the last test that uses one.
+RUNNING: list[Stack] = []
+#: The session's items, and the index of the last one on a shared stack.
+_ITEMS = pytest.StashKey[list]()
+_LAST_SHARED = pytest.StashKey[int]()
+
+
+def _e2e(item: pytest.Item) -> bool:
+    return item.path.parent == HERE
+
+
+def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> None:
+    """The modules on the shared stacks run one after the other, after the e2e modules with
+    stacks of their own (whole modules moved, their order otherwise kept), so a shared stack
+    never idles through another module; and the last test on one is noted, so that the
+    shared stacks stop right after it rather than at the end of the session."""
+    sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
+    if not sharing:
+        return
+    e2e = [i for i, item in enumerate(items) if _e2e(item)]
+    if e2e == list(range(e2e[0], e2e[-1] + 1)):  # one block: reorder it
+        block = sorted(items[e2e[0] : e2e[-1] + 1], key=lambda item: item.path in sharing)
+        items[e2e[0] : e2e[-1] + 1] = block
+    config.stash[_ITEMS] = items
+    config.stash[_LAST_SHARED] = max(i for i, item in enumerate(items) if item.path in sharing)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """After the last test on a shared stack: stop the shared stacks (before the fixtures'
+    own teardown, so before the session's PostgreSQL and broker)."""
+    last = item.config.stash.get(_LAST_SHARED, None)
+    if last is not None and item is item.config.stash[_ITEMS][last]:
+        while RUNNING:
+            RUNNING.pop().stop()
+
+
 @pytest.fixture(scope="session")
 def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
     st = start_shared(tmp_path_factory.mktemp("shared-sqlite"), kafka_bootstrap, keycloak, "sqlite")
+    RUNNING.append(st)
     yield st
-    st.stop()
+    st.stop()  # already stopped after the last test on it: then a no-op
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +130,9 @@ def shared_stack_postgresql(
         "postgresql",
         postgres_factory,
     )
+    RUNNING.append(st)
     yield st
-    st.stop()
+    st.stop()  # already stopped after the last test on it: then a no-op
 
 
 @pytest.fixture(scope="module")
