@@ -3,7 +3,7 @@
 Each test arms one crash point (guichet_runtime.crashpoints) in one service, submits a
 file, sees the process die exactly there, restarts it without the crash point and checks
 what the citizen and the agencies see: the window reopened, and its effect happened once.
-One stack (SQLite) for the module; the tests run in order, each on its own file.
+The session's shared SQLite stack; the tests run in order, each on its own file.
 """
 
 from __future__ import annotations
