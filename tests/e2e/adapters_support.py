@@ -3,6 +3,7 @@ what the simulated France Travail received and decided."""
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from pathlib import Path
@@ -90,3 +91,17 @@ async def agency_calls(client: httpx.AsyncClient, stack: Stack, agency: str) -> 
         re.MULTILINE,
     )
     return {outcome: float(n) for outcome, n in found}
+
+
+#: How long the CAF's system stays down in the outage test: three retry windows (about 20 s
+#: with TUNING); GUICHET_E2E_OUTAGE_SECONDS=120 for the two minutes of the original claim.
+OUTAGE_SECONDS = float(os.environ.get("GUICHET_E2E_OUTAGE_SECONDS", 3 * RETRY_WINDOW_SECONDS))
+
+
+def assert_outlived_the_retries(before: dict[str, float], after: dict[str, float]) -> None:
+    """The outage outlived the retries (calls by outcome, before and at its end): the circuit
+    opened (calls refused while open), and trial calls after its open time found the agency
+    still unreachable (more refused connections than it takes to open the circuit)."""
+    unreachable = after.get("injoignable", 0) - before.get("injoignable", 0)
+    opened = after.get("circuit_ouvert", 0) - before.get("circuit_ouvert", 0)
+    assert unreachable > BREAKER_THRESHOLD and opened >= 1, (before, after)
