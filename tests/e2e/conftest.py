@@ -45,7 +45,7 @@ SHARED_ENV = {"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"}
 
 def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:
     """Every service on `backend`, the four agencies and the ANTS (adapter and simulator each),
-    the shipped catalogue plus the ANTS's life event (`shared_catalogue(stack)`), the web and
+    the shipped catalogue plus the ANTS's life event (`shared_catalogue_path`), the web and
     the services trusting the session's Keycloak (OIDC), with SHARED_ENV."""
     catalogue = shared_catalogue_path(workdir)
     catalogue.write_text(
@@ -101,12 +101,14 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     config.stash[_LAST_SHARED] = max(i for i, item in enumerate(items) if item.path in sharing)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """After the last test on a shared stack: stop the shared stacks (before the fixtures'
-    own teardown, so before the session's PostgreSQL and broker)."""
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Once the last test on a shared stack is torn down (its own fixtures included), stop the
+    shared stacks if other tests follow; after the very last test, the session's teardown
+    stops them, before the PostgreSQL and the broker they run on."""
+    yield
     last = item.config.stash.get(_LAST_SHARED, None)
-    if last is not None and item is item.config.stash[_ITEMS][last]:
+    if nextitem is not None and last is not None and item is item.config.stash[_ITEMS][last]:
         while RUNNING:
             RUNNING.pop().stop()
 
