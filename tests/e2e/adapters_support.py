@@ -3,6 +3,8 @@ what the simulated France Travail received and decided."""
 
 from __future__ import annotations
 
+import os
+import re
 import uuid
 from pathlib import Path
 
@@ -38,30 +40,68 @@ async def when(awaitable, condition):
     return value if condition(value) else None
 
 
+#: The adapters' stack's settings (adapter_sdk.config, from the environment): short timeouts
+#: and few attempts, so a failing agency reaches the dead-letter topic quickly; a short
+#: circuit breaker and pause, so an unreachable agency is retried often.
+TUNING = {
+    "AGENCY_TIMEOUT_SECONDS": "2",
+    "ATTEMPTS": "3",
+    "BACKOFF_SECONDS": "0.1",
+    "BREAKER_SECONDS": "3",
+    "UNAVAILABLE_PAUSE_SECONDS": "1",
+    # France Travail's requests without a decision are looked up after 3 s, then every 3 s.
+    "RECONCILE_FIRST_SECONDS": "3",
+    "RECONCILE_MAX_SECONDS": "3",
+    "RECONCILE_TICK_SECONDS": "0.5",
+}
+#: Consecutive failures that open an adapter's circuit (adapter_sdk.config's default).
+BREAKER_THRESHOLD = 5
+#: Attempts of the runtime's consumer per delivery before it hands a transient failure back
+#: to the broker (guichet_runtime.consumer's default).
+CONSUMER_ATTEMPTS = 4
+#: How long one delivery keeps trying an unreachable agency before it is handed back (each
+#: attempt pauses UNAVAILABLE_PAUSE_SECONDS), plus the circuit's open time: an outage
+#: longer than this has outlived the retries a failing (not unreachable) agency gets
+#: before the dead-letter topic.
+RETRY_WINDOW_SECONDS = CONSUMER_ATTEMPTS * float(TUNING["UNAVAILABLE_PAUSE_SECONDS"]) + float(
+    TUNING["BREAKER_SECONDS"]
+)
+
+
 def adapters_stack(
     kafka_bootstrap: str, workdir: Path, oidc_issuers: dict[str, str] | None = None
 ) -> Stack:
-    """The adapters' stack, not started: short timeouts and few attempts, so a failing agency
-    reaches the dead-letter topic quickly; France Travail reconciled every few seconds.
-    `oidc_issuers`: the token issuers the services trust (`keycloak.issuers`)."""
-    namespace = f"e2e-ad-{uuid.uuid4().hex[:6]}."
-    # Short timeouts and few attempts, so a failing agency reaches the dead-letter topic quickly.
-    tuning = {
-        "AGENCY_TIMEOUT_SECONDS": "2",
-        "ATTEMPTS": "3",
-        "BACKOFF_SECONDS": "0.1",
-        "BREAKER_SECONDS": "3",
-        "UNAVAILABLE_PAUSE_SECONDS": "1",
-        # France Travail's requests without a decision are looked up after 3 s, then every 3 s.
-        "RECONCILE_FIRST_SECONDS": "3",
-        "RECONCILE_MAX_SECONDS": "3",
-        "RECONCILE_TICK_SECONDS": "0.5",
-    }
-    st = Stack(
+    """The adapters' stack, not started, with TUNING; France Travail reconciled every few
+    seconds. `oidc_issuers`: the token issuers the services trust (`keycloak.issuers`)."""
+    return Stack(
         workdir,
         kafka_bootstrap,
-        namespace=namespace,
-        extra_env=tuning,
+        namespace=f"e2e-ad-{uuid.uuid4().hex[:6]}.",
+        extra_env=TUNING,
         oidc_issuers=oidc_issuers,
     )
-    return st
+
+
+async def agency_calls(client: httpx.AsyncClient, stack: Stack, agency: str) -> dict[str, float]:
+    """The adapter's calls to its agency so far, by outcome (its /metrics)."""
+    text = (await client.get(f"{stack.adapter_url(agency)}/metrics")).text
+    found = re.findall(
+        rf'^adapter_agency_calls_total{{agency="{agency}",outcome="([a-z_]+)"}} (\S+)$',
+        text,
+        re.MULTILINE,
+    )
+    return {outcome: float(n) for outcome, n in found}
+
+
+#: How long the CAF's system stays down in the outage test: three retry windows (about 20 s
+#: with TUNING); GUICHET_E2E_OUTAGE_SECONDS=120 for the two minutes of the original claim.
+OUTAGE_SECONDS = float(os.environ.get("GUICHET_E2E_OUTAGE_SECONDS", 3 * RETRY_WINDOW_SECONDS))
+
+
+def assert_outlived_the_retries(before: dict[str, float], after: dict[str, float]) -> None:
+    """The outage outlived the retries (calls by outcome, before and at its end): the circuit
+    opened (calls refused while open), and trial calls after its open time found the agency
+    still unreachable (more refused connections than it takes to open the circuit)."""
+    unreachable = after.get("injoignable", 0) - before.get("injoignable", 0)
+    opened = after.get("circuit_ouvert", 0) - before.get("circuit_ouvert", 0)
+    assert unreachable > BREAKER_THRESHOLD and opened >= 1, (before, after)

@@ -1,33 +1,160 @@
-"""Fixtures of the pages' end-to-end tests (tests/e2e/test_pages*.py): the stack with the
-web signing people in at the session's Keycloak, Debian's Chromium, real tokens. Modules
-that define their own `stack` keep theirs."""
+"""Fixtures of the end-to-end tests.
+
+The shared stacks: one whole system per database backend for the session
+(`shared_stack_sqlite`, `shared_stack_postgresql`), each started when a test first asks for it
+and stopped at the end of the session. A module runs on one with
+
+    @pytest.fixture(scope="module")
+    def stack(shared_stack):
+        return shared_stack("sqlite")
+
+(or `params=BACKENDS` and `shared_stack(request.param)` for both backends). Its tests use
+their own files (fresh ids, their own addresses), so they never see each other's data:
+an assertion counts only the test's own files, never the whole stack (docs/testing.md).
+A test that kills or reconfigures a process restarts it as it was; `shared_stack` restarts
+whatever a previous module left dead. Modules whose stack must differ (a catalogue of
+their own, a controllable clock, other settings) define their own `stack`.
+
+Also the pages' fixtures (tests/e2e/test_pages*.py): the pages' stack, Debian's Chromium,
+real tokens.
+"""
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 
-from devstack.stack import Stack
+from devstack.stack import AGENCIES, Ports, Stack
+from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e.auth_support import Tokens
 from tests.e2e.pages_support import AXE, CHROMIUM, SHOTS, every_office, new_page
+from tests.e2e.support import ANTS_LINE, BACKENDS, shared_catalogue_path
+
+log = logging.getLogger(__name__)
+HERE = Path(__file__).resolve().parent
+
+#: What every shared stack runs with: the union of what the modules on it need. Indicators
+#: of every group published from the first file (a handful of files per test), always fresh.
+SHARED_ENV = {"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"}
+
+
+def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:
+    """Every service on `backend`, the four agencies and the ANTS (adapter and simulator each),
+    the shipped catalogue plus the ANTS's life event (`shared_catalogue_path`), the web and
+    the services trusting the session's Keycloak (OIDC), with SHARED_ENV."""
+    catalogue = shared_catalogue_path(workdir)
+    catalogue.write_text(
+        DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE, encoding="utf-8"
+    )
+    st = Stack(
+        workdir,
+        kafka_bootstrap,
+        ports=Ports.free(agencies=(*AGENCIES, "ants")),
+        namespace=f"shared-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+        postgres=postgres,
+        extra_env={**SHARED_ENV, "GUICHET_CATALOGUE": str(catalogue)},
+        oidc_issuers=keycloak.issuers,
+    )
+    st.start()
+    return st
+
+
+def revive(stack: Stack, timeout: float = 120) -> Stack:
+    """Restart any process of `stack` that is not running (a module that failed between a
+    kill and its restart), so that the next module gets the whole system."""
+    for name, proc in stack.processes.items():
+        if not proc.is_running:
+            log.warning("shared stack: %s was not running, restarting it", name)
+            stack.restart(name, timeout)
+    return stack
+
+
+#: The shared stacks started so far: stopped right after the last test that uses one.
+RUNNING: list[Stack] = []
+#: The session's items, and the index of the last one on a shared stack.
+_ITEMS = pytest.StashKey[list]()
+_LAST_SHARED = pytest.StashKey[int]()
+
+
+def _e2e(item: pytest.Item) -> bool:
+    return item.path.parent == HERE
+
+
+def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> None:
+    """The modules on the shared stacks run one after the other, after the e2e modules with
+    stacks of their own (whole modules moved, their order otherwise kept), so a shared stack
+    never idles through another module; and the last test on one is noted, so that the
+    shared stacks stop right after it rather than at the end of the session."""
+    sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
+    if not sharing:
+        return
+    e2e = [i for i, item in enumerate(items) if _e2e(item)]
+    if e2e == list(range(e2e[0], e2e[-1] + 1)):  # one block: reorder it
+        block = sorted(items[e2e[0] : e2e[-1] + 1], key=lambda item: item.path in sharing)
+        items[e2e[0] : e2e[-1] + 1] = block
+    config.stash[_ITEMS] = items
+    config.stash[_LAST_SHARED] = max(i for i, item in enumerate(items) if item.path in sharing)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """Once the last test on a shared stack is torn down (its own fixtures included), stop the
+    shared stacks if other tests follow; after the very last test, the session's teardown
+    stops them, before the PostgreSQL and the broker they run on."""
+    yield
+    last = item.config.stash.get(_LAST_SHARED, None)
+    if nextitem is not None and last is not None and item is item.config.stash[_ITEMS][last]:
+        while RUNNING:
+            RUNNING.pop().stop()
+
+
+@pytest.fixture(scope="session")
+def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
+    st = start_shared(tmp_path_factory.mktemp("shared-sqlite"), kafka_bootstrap, keycloak, "sqlite")
+    RUNNING.append(st)
+    yield st
+    st.stop()  # already stopped after the last test on it: then a no-op
+
+
+@pytest.fixture(scope="session")
+def shared_stack_postgresql(
+    kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
+) -> Iterator[Stack]:
+    st = start_shared(
+        tmp_path_factory.mktemp("shared-postgresql"),
+        kafka_bootstrap,
+        keycloak,
+        "postgresql",
+        postgres_factory,
+    )
+    RUNNING.append(st)
+    yield st
+    st.stop()  # already stopped after the last test on it: then a no-op
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
-    """Every service, the web signing people in at the session's Keycloak."""
-    st = Stack(
-        tmp_path_factory.mktemp("stack-pages"),
-        kafka_bootstrap,
-        namespace=f"pages-{uuid.uuid4().hex[:6]}.",
-        oidc_issuers=keycloak.issuers,
-        # A handful of files: publish every group's indicators, always fresh.
-        extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
-    )
-    st.start()
-    yield st
-    st.stop()
+def shared_stack(request) -> Callable[[str], Stack]:
+    """`shared_stack(backend)`: the session's stack on that backend, started on first use,
+    every process running."""
+
+    def get(backend: str) -> Stack:
+        if backend not in BACKENDS:
+            raise ValueError(f"no shared stack on {backend!r}: one of {BACKENDS}")
+        return revive(request.getfixturevalue(f"shared_stack_{backend}"))
+
+    return get
+
+
+@pytest.fixture(scope="module")
+def stack(shared_stack) -> Stack:
+    """The pages' stack: the session's SQLite one (the web signs people in at the session's
+    Keycloak; every group's indicators published, always fresh)."""
+    return shared_stack("sqlite")
 
 
 @pytest.fixture(scope="module")
@@ -58,3 +185,19 @@ def page(browser, stack):
     pg = new_page(browser, stack)
     yield pg
     pg.context.close()
+
+
+@pytest.fixture
+def agents_back(stack, everywhere) -> Iterator[None]:
+    """For a test that marks agents absent: at its end every absent agent is back (the
+    shared stack's later tests need référents)."""
+    yield
+    portfolios = f"{stack.assignment_url}/api/supervision/portfolios"
+    agents = httpx.get(portfolios, headers=everywhere, timeout=10).json()["agents"]
+    for agent in agents:
+        if agent["status"] == "absent":
+            httpx.post(
+                f"{stack.assignment_url}/api/agents/{agent['agent_id']}/return",
+                headers=everywhere,
+                timeout=10,
+            ).raise_for_status()

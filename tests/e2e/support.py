@@ -24,6 +24,20 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: The database backends of the session's shared stacks (tests/e2e/conftest.py).
+BACKENDS = ("sqlite", "postgresql")
+#: The line the shared stacks add to the shipped catalogue: a fifth agency, the ANTS, joins
+#: with a life event of its own (tests/e2e/test_new_agency.py, test_minimisation.py).
+ANTS_LINE = (
+    'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
+)
+
+
+def shared_catalogue_path(workdir: Path) -> Path:
+    """The catalogue a shared stack started in `workdir` runs with (GUICHET_CATALOGUE)."""
+    return workdir / "catalogue.toml"
+
+
 MARIE = {
     "given_name": "Marie",
     "family_name": "Dupont",

@@ -4,8 +4,8 @@ from docs/data-protection.md, not read from the catalogue or the adapters), noth
 the raw bytes of each record are probed for every other personal value of the citizen in
 every form it may travel in (the phone as typed and as intake stores it, the street, the
 town, the email, the description's words); thanks travel with the citizen's name, not
-their contact. One stack (the four agencies and the ANTS), three files, then the adapters
-still answer."""
+their contact. On the shared stack (the four agencies and the ANTS), three files, then the
+adapters still answer."""
 
 from __future__ import annotations
 
@@ -16,24 +16,20 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from devstack.kafka_sasl import client_options
-from devstack.stack import AGENCIES, Ports, Stack
+from devstack.stack import Stack
 from shared_models import topics
-from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e.support import (
     answered_view,
     citizen_client,
     eventually,
     file_body,
     mails_for,
+    shared_catalogue_path,
 )
 from tests.personal_data import AGENTS_MAY_RECEIVE, MAY_RECEIVE, PROBED_FIELDS, leaks
 
 pytestmark = pytest.mark.integration
 
-#: The shipped catalogue plus one line: a life event that reaches the ANTS.
-ANTS_LINE = (
-    'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
-)
 #: Which file each agency's request comes from.
 FILE_OF = {
     "france_travail": "perte_emploi",
@@ -61,25 +57,16 @@ REQUEST_KEYS = {
 
 
 @pytest.fixture(scope="module")
-def catalogue_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("catalogue") / "catalogue.toml"
-    path.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE, encoding="utf-8")
-    return path
+def stack(shared_stack):
+    """The session's SQLite stack: the four agencies and the ANTS, whose life event the
+    catalogue gains (tests/e2e/conftest.py)."""
+    return shared_stack("sqlite")
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, keycloak, tmp_path_factory, catalogue_file):
-    st = Stack(
-        tmp_path_factory.mktemp("stack-minimise"),
-        kafka_bootstrap,
-        ports=Ports.free(agencies=(*AGENCIES, "ants")),
-        namespace=f"e2e-min-{uuid.uuid4().hex[:6]}.",
-        extra_env={"GUICHET_CATALOGUE": str(catalogue_file)},
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+def catalogue_file(stack):
+    """The shipped catalogue plus one line, a life event that reaches the ANTS (ANTS_LINE)."""
+    return shared_catalogue_path(stack.workdir)
 
 
 @pytest.fixture(scope="module")

@@ -6,46 +6,35 @@ and the exchange ledger shows the transmission both ways."""
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
 from adapter_sdk import discovery
-from devstack.stack import Ports, Stack
+from devstack.stack import Stack
 from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e.support import (
+    ANTS_LINE,
     answered_view,
     assert_no_repeats,
     citizen_client,
     eventually,
     file_body,
+    shared_catalogue_path,
 )
 
 pytestmark = pytest.mark.integration
 
 ANTS = "Agence nationale des titres sécurisés (ANTS)"
-#: The one line added to the shipped catalogue.
-LINE = 'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
 
 
 @pytest.fixture(scope="module")
-def stack(kafka_bootstrap, keycloak, tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("stack-ants")
-    catalogue = workdir / "catalogue.toml"
-    catalogue.write_text(DEFAULT_CATALOGUE.read_text(encoding="utf-8") + LINE, encoding="utf-8")
-    # Only the ANTS's adapter and simulator next to the core services.
-    st = Stack(
-        workdir,
-        kafka_bootstrap,
-        ports=Ports.free(agencies=("ants",)),
-        namespace=f"e2e-ants-{uuid.uuid4().hex[:6]}.",
-        extra_env={"GUICHET_CATALOGUE": str(catalogue)},
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+def stack(shared_stack):
+    """The session's SQLite stack: the ANTS's adapter and simulator run beside the four
+    agencies', and its catalogue is the shipped one plus ANTS_LINE (tests/e2e/conftest.py)."""
+    st = shared_stack("sqlite")
+    catalogue = shared_catalogue_path(st.workdir).read_text(encoding="utf-8")
+    assert catalogue == DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE  # one line more
+    return st
 
 
 async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: Stack, tokens):

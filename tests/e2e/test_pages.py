@@ -397,7 +397,9 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
         )
 
 
-def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(page, stack, tokens, everywhere):
+def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(
+    page, stack, tokens, everywhere, agents_back
+):
     # Everybody is away today: a new file waits, visibly, for a référent.
     supervisor = tokens.agent("helene.marchand")  # Île-de-France: FS-75-01, FS-93-01
     agents = httpx.get(

@@ -7,32 +7,20 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import uuid
 
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
+from tests.e2e.support import BACKENDS, answered_view, citizen_client, eventually, file_body, query
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    # Indicators of every group are published (a handful of files in a test run), always fresh.
-    st = Stack(
-        tmp_path_factory.mktemp(f"stack-indicators-{backend}"),
-        kafka_bootstrap,
-        namespace=f"ind-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        postgres=postgres,
-        extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, shared_stack):
+    """The session's stack on each backend (tests/e2e/conftest.py): indicators of every
+    group published from the first file, always fresh."""
+    return shared_stack(request.param)
 
 
 @pytest.fixture

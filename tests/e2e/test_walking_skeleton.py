@@ -15,6 +15,7 @@ from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
 from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
+    BACKENDS,
     answered_view,
     assert_no_repeats,
     citizen_client,
@@ -40,23 +41,10 @@ ALL_SERVICES = {
 }
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    namespace = f"e2e-{backend[:2]}-{uuid.uuid4().hex[:6]}."
-    # Indicators of every group are published (a handful of files in a test run), always fresh.
-    st = Stack(
-        tmp_path_factory.mktemp(f"stack-{backend}"),
-        kafka_bootstrap,
-        namespace=namespace,
-        postgres=postgres,
-        extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, shared_stack):
+    """The session's stack on each backend (tests/e2e/conftest.py)."""
+    return shared_stack(request.param)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -108,12 +109,30 @@ class ServiceProcess:
 
     def terminate(self, grace: float = 10) -> None:
         """SIGTERM the process group, SIGKILL it if the leader is not gone after `grace` seconds."""
+        terminate_all([self], grace)
+
+    def ask_to_stop(self) -> None:
+        """SIGTERM the process group and return at once (`finish_stop` waits for it)."""
+        self._signal_group(signal.SIGTERM)
+
+    def finish_stop(self, deadline: float) -> None:
+        """Wait for the leader until `deadline` (time.monotonic()), then SIGKILL the group."""
         if self.proc is None:
             return
-        self._signal_group(signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(grace)
+            self.proc.wait(max(0.0, deadline - time.monotonic()))
         self.kill()  # also reaps children that outlived a clean leader exit
+
+
+def terminate_all(services: Sequence[ServiceProcess], grace: float = 10) -> None:
+    """SIGTERM every service at once, then wait for them together: each gets `grace` seconds
+    to stop gracefully, and the whole takes as long as the slowest, not the sum."""
+    running = [s for s in services if s.proc is not None]
+    for service in running:
+        service.ask_to_stop()
+    deadline = time.monotonic() + grace
+    for service in running:
+        service.finish_stop(deadline)
 
 
 class Supervisor:

@@ -86,6 +86,11 @@ def _sorted_keys(box: mailbox.Maildir) -> list[str]:
     return sorted(box.keys(), key=_key_order)
 
 
+#: Messages already parsed, by Maildir and key: a stored message never changes, and a test
+#: reading a long-lived sink's Maildir again and again parses only what arrived since.
+_parsed: dict[tuple[str, str], EmailMessage] = {}
+
+
 def read_maildir(path: str | os.PathLike[str]) -> list[EmailMessage]:
     """Every message in the Maildir at ``path``, oldest first, parsed with
     :data:`email.policy.default`. A missing Maildir reads as empty."""
@@ -94,12 +99,16 @@ def read_maildir(path: str | os.PathLike[str]) -> list[EmailMessage]:
         return []
     parser = BytesParser(policy=email.policy.default)
     messages: list[EmailMessage] = []
+    where = str(Path(path).resolve())
     for key in _sorted_keys(box):
-        try:
-            raw = box.get_bytes(key)
-        except KeyError:  # removed meanwhile (e.g. DELETE /messages)
-            continue
-        messages.append(parser.parsebytes(raw))  # type: ignore[arg-type]
+        known = _parsed.get((where, key))
+        if known is None:
+            try:
+                raw = box.get_bytes(key)
+            except KeyError:  # removed meanwhile (e.g. DELETE /messages)
+                continue
+            known = _parsed[(where, key)] = parser.parsebytes(raw)  # type: ignore[assignment]
+        messages.append(known)
     return messages
 
 

@@ -20,7 +20,7 @@ from devstack import kafka_sasl
 from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
 from devstack.postgres import Databases, ServiceDatabase
-from devstack.procs import ServiceProcess
+from devstack.procs import ServiceProcess, terminate_all
 from guichet_runtime.sealing import new_key
 
 #: The agencies a stack connects by default (an adapter and a simulator each).
@@ -430,7 +430,16 @@ class Stack:
         proc.start()
         proc.wait_healthy(timeout)
 
+    #: The test doubles the services talk to: stopped once the services are gone.
+    DOUBLES = ("smtp-sink", "channel-providers")
+
     def stop(self, grace: float = 10) -> None:
-        for proc in reversed(list(self.processes.values())):
+        """The services and the web together (each drains on its own: stopping them one after
+        the other only added their stop times up), then the simulators and sinks they used."""
+        doubles = [
+            p for n, p in self.processes.items() if n in self.DOUBLES or n.startswith("simulator-")
+        ]
+        services = [p for p in self.processes.values() if p not in doubles]
+        for group in (services, doubles):
             with contextlib.suppress(Exception):  # already gone
-                proc.terminate(grace)
+                terminate_all(group, grace)
