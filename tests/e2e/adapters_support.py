@@ -31,6 +31,10 @@ async def france_travail_received(sim: httpx.AsyncClient, file_id: str) -> bool:
     )
 
 
+#: A salary certificate, as the citizen uploads it.
+PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
 def france_travail_decision(view: dict) -> dict:
     return next(d for d in view["answer"]["decisions"] if d["agency"] == "france_travail")
 
