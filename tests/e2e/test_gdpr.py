@@ -11,30 +11,27 @@ import datetime as dt
 import json
 import os
 import sys
-import uuid
 
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
+from tests.e2e.support import (
+    BACKENDS,
+    answered_view,
+    citizen_client,
+    eventually,
+    file_body,
+    query,
+)
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    st = Stack(
-        tmp_path_factory.mktemp(f"stack-gdpr-{backend}"),
-        kafka_bootstrap,
-        namespace=f"gdpr-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        postgres=postgres,
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def stack(request, shared_stack):
+    """The session's stack on each backend (tests/e2e/conftest.py). The retention test erases
+    every file closed by then on it: the modules before are done with theirs."""
+    return shared_stack(request.param)
 
 
 @pytest.fixture
