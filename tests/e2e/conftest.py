@@ -76,15 +76,15 @@ def revive(stack: Stack, timeout: float = 120) -> Stack:
 
 #: The shared stacks started so far: stopped right after the last test that uses one.
 RUNNING: list[Stack] = []
-#: The session's items, and the index of the last one on a shared stack.
-_ITEMS = pytest.StashKey[list]()
-_LAST_SHARED = pytest.StashKey[int]()
+#: The session's last test on a shared stack.
+_LAST_SHARED = pytest.StashKey[pytest.Item]()
 
 
 def _e2e(item: pytest.Item) -> bool:
     return item.path.parent == HERE
 
 
+@pytest.hookimpl(trylast=True)  # after `-k`/`-m` deselected theirs: the items that will run
 def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> None:
     """The modules on the shared stacks run one after the other, after the e2e modules with
     stacks of their own (whole modules moved, their order otherwise kept), so a shared stack
@@ -97,8 +97,7 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     if e2e == list(range(e2e[0], e2e[-1] + 1)):  # one block: reorder it
         block = sorted(items[e2e[0] : e2e[-1] + 1], key=lambda item: item.path in sharing)
         items[e2e[0] : e2e[-1] + 1] = block
-    config.stash[_ITEMS] = items
-    config.stash[_LAST_SHARED] = max(i for i, item in enumerate(items) if item.path in sharing)
+    config.stash[_LAST_SHARED] = [item for item in items if item.path in sharing][-1]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -108,7 +107,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     stops them, before the PostgreSQL and the broker they run on."""
     yield
     last = item.config.stash.get(_LAST_SHARED, None)
-    if nextitem is not None and last is not None and item is item.config.stash[_ITEMS][last]:
+    if nextitem is not None and item is last:
         while RUNNING:
             RUNNING.pop().stop()
 
