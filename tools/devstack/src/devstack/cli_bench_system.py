@@ -56,6 +56,7 @@ class Options:
     channel_messages: int
     postgres: bool
     agencies_per_file: int
+    sealing: bool = True
 
 
 def parse_rate(value: str | None) -> float | str | None:
@@ -113,6 +114,14 @@ def bench(
             " the production-like one (SASL/SCRAM-SHA-512 over TLS, ACLs); report both."
         ),
     ),
+    sealing: bool = typer.Option(
+        True,
+        "--sealing/--no-sealing",
+        help=(
+            "Crypto-shredding as in production: personal fields sealed on every topic with the"
+            " citizen's data key (--no-sealing: in clear, to measure what sealing costs)."
+        ),
+    ),
     output: Path | None = typer.Option(
         None, "--output", help="JSON figures (default: <repo>/var/bench/last.json)."
     ),
@@ -166,6 +175,7 @@ def bench(
         channel_messages=channel_messages,
         postgres=postgres,
         agencies_per_file=agencies_per_file,
+        sealing=sealing,
     )
     root = find_root()
     output = (output or root / "var" / "bench" / "last.json").resolve()
@@ -280,11 +290,15 @@ class _Run:
                 namespace=namespace,
                 postgres=self.pg.create_service_database if self.pg else None,
                 oidc_issuers=self.keycloak.issuers,
+                personal_data_sealing=self.opts.sealing,
             )
-            say("starting services...")
+            say(
+                "starting services" + (" (personal data sealed)..." if self.opts.sealing else "...")
+            )
             stack.start()
             say(f"stack up in {time.monotonic() - t0:.1f} s (workdir {self.workdir})")
             report = self._measure(stack, kafka, bootstrap, namespace, last=last)
+            report["personal_data_sealed"] = self.opts.sealing
         finally:
             self.signals.phase = "stopping"
             stop_all(stack, None, kafka, None)
