@@ -5,42 +5,11 @@ submission or message answered as the first, refusals of unknown files and bad i
 
 from __future__ import annotations
 
-import httpx
-import pytest
-from fastapi import FastAPI
+from tests.unit.samples import referent
+from tests.unit.test_intake_access import FORM, assign, client
 
-from guichet_runtime.errors import install_french_validation
-from guichet_runtime.refusals import install_refusals
-from intake import api as intake_api
-from intake import projections
-from shared_models import ReferentAssigned
-from tests.unit.samples import KEYRING, citizen, referent
-
-FORM = {
-    "life_event": "naissance",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
 REFERENT = referent().agent_id
-
-
-@pytest.fixture
-async def client(intake_db, tokens):
-    app = FastAPI()
-    install_french_validation(app)
-    install_refusals(app)
-    app.include_router(intake_api.router(intake_db, KEYRING))
-    tokens.install(app)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        c.db = intake_db
-        c.tokens = tokens
-        yield c
+__all__ = ["client"]  # the fixture: intake's routes with tokens, shared with test_intake_access
 
 
 async def filed(client, key: str = "k-1") -> str:
@@ -48,13 +17,6 @@ async def filed(client, key: str = "k-1") -> str:
     created = await client.post("/api/files", json=FORM, headers=headers)
     assert created.status_code == 201, created.text
     return created.json()["file_id"]
-
-
-async def assign(db, file_id: str) -> None:
-    event = ReferentAssigned(
-        file_id=file_id, referent=referent(), rule="proximite", explanation="…", citizen=citizen()
-    )
-    await projections.on_referent_assigned(event, db.uow(("intake", str(event.event_id))))
 
 
 async def test_the_life_events_are_public_with_the_agencies_french_names(client):
