@@ -165,10 +165,7 @@ class BatchMember(UnitOfWork):
             await savepoint.rollback()
 
     async def commit(self) -> None:
-        if self._audited and self._audit is not None:
-            await self._audit.append(self.conn, self._audited)
-            self._audited = []
-        await self._seal_pending()  # the keys it learnt recorded, its events sealed
+        await self._before_commit()
         pending, self._pending = self._pending, []
         await self._close(commit=True)
         self._batch.applied(self._event_id, pending)

@@ -25,7 +25,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy.exc
@@ -119,6 +119,28 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.partitions = frozenset(assigned)
         self.joined = True
+
+
+@dataclass
+class Decoded:
+    """A consumed record, decoded: its handler and event (its personal fields opened, with the
+    data key they were sealed with), or why it can never be handled (the dead-letter reason),
+    or the erasure its shredded key means. `raw`/`headers`: the record, in a batch."""
+
+    event_type: str
+    handler: Handler | None = None
+    event: Envelope | None = None
+    key_id: str | None = None
+    reason: str | None = None
+    erased: PersonalDataErased | None = None
+    raw: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def keyed(self, uow: UnitOfWork) -> UnitOfWork:
+        """`uow`, told the file's data key (what it emits for the file is sealed with it)."""
+        if self.key_id is not None:
+            uow.use_personal_key(str(getattr(self.event, "file_id", "")), self.key_id)
+        return uow
 
 
 class EventConsumer:
@@ -239,40 +261,48 @@ class EventConsumer:
             labels = (service, group, tp.topic, str(tp.partition))
             lag.labels(*labels).set(max(ends.get(tp, position) - position, 0))
 
+    async def decode(
+        self, by_type: dict[str, tuple[type[Envelope], Handler]], event_type: str, body: bytes
+    ) -> Decoded:
+        """The record's event for its handler, or why it cannot be handled. KeyUnavailable
+        (the key service down) propagates: the record (or the batch) comes again."""
+        decoded = Decoded(event_type)
+        if event_type not in by_type:
+            decoded.reason = f"type d'événement inconnu: {event_type!r}"
+            return decoded
+        cls, decoded.handler = by_type[event_type]
+        try:
+            if self.personal_data is None:
+                decoded.event = cls.model_validate_json(body)
+            else:
+                decoded.event, decoded.key_id = await self.personal_data.open(cls, body)
+        except ValidationError as exc:
+            decoded.reason = f"événement invalide: {exc}"
+        except CannotOpen as exc:
+            decoded.reason = f"données personnelles illisibles: {exc}"
+        except PersonalDataErased as erased:
+            decoded.erased = erased
+        return decoded
+
     async def _consume(
         self, body: bytes, msg: KafkaMessage, by_type: dict[str, tuple[type[Envelope], Handler]]
     ) -> None:
-        event_type = msg.headers.get("event_type", "")
-        if event_type not in by_type:
-            await self._dead_letter(msg, body, f"type d'événement inconnu: {event_type!r}")
+        decoded = await self.decode(by_type, msg.headers.get("event_type", ""), body)
+        if decoded.reason is not None:
+            await self._dead_letter(msg, body, decoded.reason)
             return
-        cls, handler = by_type[event_type]
-        key_id: str | None = None
-        try:
-            if self.personal_data is None:
-                event = cls.model_validate_json(body)
-            else:
-                event, key_id = await self.personal_data.open(cls, body)
-        except ValidationError as exc:
-            await self._dead_letter(msg, body, f"événement invalide: {exc}")
+        if decoded.erased is not None:
+            await self._erased(decoded.erased)
             return
-        except CannotOpen as exc:
-            await self._dead_letter(msg, body, f"données personnelles illisibles: {exc}")
-            return
-        except PersonalDataErased as erased:
-            await self._erased(erased)
-            return
-        # KeyUnavailable (the key service down) propagates: NACK, the record comes again.
+        event, handler, event_type = decoded.event, decoded.handler, decoded.event_type
+        assert event is not None and handler is not None
         inbox_key = (self.group_id, str(event.event_id))
         started = time.perf_counter()
         outcome = "ok"
         try:
             async for attempt in self.retrying():
                 with attempt:
-                    uow = self._uow_factory(inbox_key)
-                    if key_id is not None:
-                        uow.use_personal_key(str(getattr(event, "file_id", "")), key_id)
-                    await handler(event, uow)
+                    await handler(event, decoded.keyed(self._uow_factory(inbox_key)))
             # Committed, offset not acknowledged yet: redelivered at restart, the inbox skips it.
             crash_point("consumer.after_commit_before_ack")
         except AlreadyProcessed:
@@ -360,20 +390,6 @@ class EventConsumer:
         )
 
 
-@dataclass
-class _Record:
-    """A record of a batch, decoded: its handler and event, or why it cannot be handled."""
-
-    raw: Any
-    headers: dict[str, str]
-    event_type: str
-    handler: Handler | None = None
-    event: Envelope | None = None
-    reason: str | None = None
-    key_id: str | None = None  # the citizen's data key its personal fields were sealed with
-    erased: PersonalDataErased | None = None  # sealed with a shredded key: not handled
-
-
 class BatchConsumption:
     """A batch of records (FastStream's batch subscriber: aiokafka `getmany`) through one
     transaction and one offset commit (the subscriber's, after this returns)."""
@@ -389,27 +405,11 @@ class BatchConsumption:
         self._by_type = by_type
         self._tracer = trace.get_tracer(__name__)
 
-    async def _decode(self, raw: Any) -> _Record:
+    async def _decode(self, raw: Any) -> Decoded:
         headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if v is not None}
         event_type = headers.get("event_type", "")
-        record = _Record(raw, headers, event_type)
-        if event_type not in self._by_type:
-            record.reason = f"type d'événement inconnu: {event_type!r}"
-            return record
-        cls, record.handler = self._by_type[event_type]
-        personal_data = self._consumer.personal_data
-        try:
-            if personal_data is None:
-                record.event = cls.model_validate_json(raw.value or b"")
-            else:
-                record.event, record.key_id = await personal_data.open(cls, raw.value or b"")
-        except ValidationError as exc:
-            record.reason = f"événement invalide: {exc}"
-        except CannotOpen as exc:
-            record.reason = f"données personnelles illisibles: {exc}"
-        except PersonalDataErased as erased:
-            record.erased = erased
-        # KeyUnavailable (the key service down) propagates: the whole batch comes again.
+        record = await self._consumer.decode(self._by_type, event_type, raw.value or b"")
+        record.raw, record.headers = raw, headers
         return record
 
     async def consume(self, raws: tuple[Any, ...]) -> None:
@@ -432,7 +432,7 @@ class BatchConsumption:
             for event_type, outcome, seconds in outcomes:
                 consumer.metrics.observe_handler(event_type, outcome, seconds)
 
-    async def _in_one_transaction(self, records: list[_Record]) -> list[tuple[str, str, float]]:
+    async def _in_one_transaction(self, records: list[Decoded]) -> list[tuple[str, str, float]]:
         """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
         group = self._consumer.group_id
         valid = [r for r in records if r.reason is None and r.erased is None]
@@ -466,7 +466,7 @@ class BatchConsumption:
             await batch.commit()
         return outcomes
 
-    async def _apply(self, record: _Record, member: Any, event_id: str) -> str:
+    async def _apply(self, record: Decoded, member: Any, event_id: str) -> str:
         """Run the record's handler in its savepoint; an infrastructure failure propagates
         (the batch rolls back, every partition is rewound), any other failure marks the
         record for the dead-letter topic."""
@@ -477,11 +477,7 @@ class BatchConsumption:
             try:
                 async for attempt in self._consumer.retrying(in_batch=True):
                     with attempt:
-                        uow = member(event_id)
-                        if record.key_id is not None:
-                            file_id = str(getattr(record.event, "file_id", ""))
-                            uow.use_personal_key(file_id, record.key_id)
-                        await record.handler(record.event, uow)
+                        await record.handler(record.event, record.keyed(member(event_id)))
             except Exception as exc:
                 if is_transient(exc):
                     log.warning(

@@ -256,12 +256,17 @@ class UnitOfWork:
             raise RuntimeError("this service keeps no audit trail")
         self._audited.append(entry)
 
-    async def commit(self) -> None:
+    async def _before_commit(self) -> None:
+        """What every commit writes first, in its transaction: the audit entries (last, so the
+        chain's head stays locked for a few statements only) and the file keys learnt, with
+        the pending events' personal fields sealed. A batch member does the same."""
         if self._audited and self._audit is not None:
-            # Last, so the chain's head stays locked for a few statements only.
             await self._audit.append(self.conn, self._audited)
             self._audited = []
         await self._seal_pending()
+
+    async def commit(self) -> None:
+        await self._before_commit()
         if self._pending:
             await self.conn.execute(sa.insert(self._outbox), self._pending)
             await notify_outbox(self.conn)
