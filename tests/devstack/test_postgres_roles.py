@@ -44,7 +44,8 @@ async def run(url: str, *statements: str) -> list[sa.Row]:
 APPEND_ONLY = {"audit_log"}
 
 
-async def refused(url: str, statement: str, reason: str) -> None:
+async def assert_refused(url: str, statement: str, reason: str) -> None:
+    """`statement`, run as `url`'s role, is refused by PostgreSQL for `reason`."""
     with pytest.raises(DBAPIError, match=reason):
         await run(url, statement)
 
@@ -112,8 +113,8 @@ async def test_the_run_time_role_reads_and_writes_every_table(intake_db):
         update = f"UPDATE {table} SET {column} = {column} WHERE false"
         delete = f"DELETE FROM {table} WHERE false"
         if table in APPEND_ONLY:  # the role may write it, a trigger refuses any change
-            await refused(intake_db.url, update, "append-only")
-            await refused(intake_db.url, delete, "append-only")
+            await assert_refused(intake_db.url, update, "append-only")
+            await assert_refused(intake_db.url, delete, "append-only")
         else:
             await run(intake_db.url, update, delete)
 
@@ -133,18 +134,20 @@ async def test_the_run_time_role_sees_the_migrations_at_head_but_cannot_move_the
         assert await migrations.at_head(INTAKE_MIGRATIONS, engine)  # the readiness probe
     finally:
         await engine.dispose()
-    await refused(
+    await assert_refused(
         intake_db.url, "UPDATE alembic_version SET version_num = 'x'", "permission denied"
     )
 
 
 async def test_the_run_time_role_cannot_create_alter_or_drop(intake_db):
-    await refused(intake_db.url, "CREATE TABLE stolen (x int)", "permission denied for schema")
-    await refused(intake_db.url, "CREATE TEMP TABLE stolen (x int)", "temporary tables")
-    await refused(intake_db.url, "ALTER TABLE files ADD COLUMN x int", "must be owner")
-    await refused(intake_db.url, "DROP TABLE files", "must be owner")
-    await refused(intake_db.url, "TRUNCATE files", "permission denied")
-    await refused(intake_db.url, "CREATE ROLE stolen", "permission denied")
+    await assert_refused(
+        intake_db.url, "CREATE TABLE stolen (x int)", "permission denied for schema"
+    )
+    await assert_refused(intake_db.url, "CREATE TEMP TABLE stolen (x int)", "temporary tables")
+    await assert_refused(intake_db.url, "ALTER TABLE files ADD COLUMN x int", "must be owner")
+    await assert_refused(intake_db.url, "DROP TABLE files", "must be owner")
+    await assert_refused(intake_db.url, "TRUNCATE files", "permission denied")
+    await assert_refused(intake_db.url, "CREATE ROLE stolen", "permission denied")
     (me,) = await run(
         intake_db.url,
         "SELECT rolsuper, rolcreatedb, rolcreaterole, rolbypassrls FROM pg_roles"
@@ -167,15 +170,15 @@ async def test_no_role_reaches_another_services_database(intake_db, assignment_d
         return make_url(url).set(database=db.name).render_as_string(hide_password=False)
 
     for url in (intake_db.url, intake_db.migration_url):
-        await refused(on(assignment_db, url), "SELECT 1", "permission denied for database")
+        await assert_refused(on(assignment_db, url), "SELECT 1", "permission denied for database")
     for url in (assignment_db.url, assignment_db.migration_url):
-        await refused(on(intake_db, url), "SELECT 1", "permission denied for database")
+        await assert_refused(on(intake_db, url), "SELECT 1", "permission denied for database")
 
 
 async def test_the_job_granted_the_run_time_role_its_tables(assignment_db):
     (row,) = await run(assignment_db.url, "SELECT count(*) AS n FROM alembic_version")
     assert row.n == 1
-    await refused(assignment_db.url, "CREATE TABLE stolen (x int)", "permission denied")
+    await assert_refused(assignment_db.url, "CREATE TABLE stolen (x int)", "permission denied")
 
 
 @pytest.mark.skipif(
@@ -197,7 +200,7 @@ async def test_a_database_from_before_the_roles_passes_to_its_owner(postgres_fac
     )
     assert [row.tableowner for row in owners] == [f"{name}_owner"]
     await run(db.url, "DELETE FROM outbox WHERE false", "SELECT count(*) FROM files")
-    await refused(db.url, "CREATE TABLE stolen (x int)", "permission denied")
+    await assert_refused(db.url, "CREATE TABLE stolen (x int)", "permission denied")
 
 
 async def test_the_web_run_time_role_uses_its_sessions_but_cannot_drop_them(web_db):
@@ -206,11 +209,12 @@ async def test_the_web_run_time_role_uses_its_sessions_but_cannot_drop_them(web_
         "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public'"
         " AND table_name = 'sessions' ORDER BY ordinal_position LIMIT 1",
     )
-    await run(
+    (count,) = await run(
         web_db.url,
-        "SELECT count(*) FROM sessions",
         "INSERT INTO sessions SELECT * FROM sessions WHERE false",
         f"UPDATE sessions SET {column.column_name} = {column.column_name} WHERE false",
         "DELETE FROM sessions WHERE false",
+        "SELECT count(*) AS n FROM sessions",
     )
-    await refused(web_db.url, "DROP TABLE sessions", "must be owner")
+    assert count.n == 0  # read, written and deleted as the run-time role, nothing left behind
+    await assert_refused(web_db.url, "DROP TABLE sessions", "must be owner")
