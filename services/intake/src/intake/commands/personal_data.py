@@ -226,11 +226,7 @@ async def shred_key_with_last_file(uow: UnitOfWork, file_id: str, why: str) -> b
     one key: erasing one closed file while another is being processed keeps the key (the
     other file needs it); the erased file's copies are then deleted by the services on
     `CitizenDataErased`, and its records on the topics expire with the topics' retention."""
-    key_id = await uow.conn.scalar(
-        sa.select(personal_data_key_refs.c.key_id).where(
-            personal_data_key_refs.c.file_id == file_id
-        )
-    )
+    key_id = await key_of_file_in(uow.conn, file_id)
     if key_id is None:
         return False
     others_held = await uow.conn.scalar(
@@ -246,15 +242,20 @@ async def shred_key_with_last_file(uow: UnitOfWork, file_id: str, why: str) -> b
     )
     if not key_may_be_shredded(others_held or 0):
         return False
-    return await shred_key_in_transaction(uow, str(key_id), why)
+    return await shred_key_in_transaction(uow, key_id, why)
 
 
 async def key_of_file(uow: UnitOfWork, file_id: str) -> str | None:
     """The data key sealing `file_id`'s personal data, if it has one."""
     async with uow:
-        found = await uow.conn.scalar(
-            sa.select(personal_data_key_refs.c.key_id).where(
-                personal_data_key_refs.c.file_id == file_id
-            )
+        return await key_of_file_in(uow.conn, file_id)
+
+
+async def key_of_file_in(conn: AsyncConnection, file_id: str) -> str | None:
+    """`key_of_file` inside an open transaction."""
+    found = await conn.scalar(
+        sa.select(personal_data_key_refs.c.key_id).where(
+            personal_data_key_refs.c.file_id == file_id
         )
+    )
     return str(found) if found is not None else None
