@@ -1,8 +1,8 @@
 """docker-compose.yml and the Kubernetes manifests describe the same system: the same
 processes, started by the same commands on the same ports, configured by the same variables
 (the cluster adds only its own: Kafka authentication, topics owned by Strimzi, the database
-password, secure cookies, the log level, the production overlay's JSON logs and OTLP
-export)."""
+password, secure cookies, the log level, the production overlay's JSON logs, OTLP export
+and trace sampling)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,8 @@ CLUSTER_ONLY = {
     "LOG_LEVEL",
     "LOG_FORMAT",  # production: JSON lines with trace ids (compose keeps text logs)
     "OTEL_EXPORTER_OTLP_ENDPOINT",  # production: the collector in `monitoring`
+    "OTEL_TRACES_SAMPLER",  # production: one file in ten traced (compose: every file)
+    "OTEL_TRACES_SAMPLER_ARG",
     "PYTHONDONTWRITEBYTECODE",  # read-only root filesystem
 }
 #: What only compose sets: its services migrate at start, as their database's owner (on the

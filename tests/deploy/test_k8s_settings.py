@@ -62,6 +62,9 @@ def test_production_logs_json_and_exports_traces_to_the_collector(production):
     for name, data in settings(production).items():
         assert data["LOG_FORMAT"] == "json", name
         assert data["OTEL_EXPORTER_OTLP_ENDPOINT"] == COLLECTOR, name
+        # A file's first span draws; every later span follows it (a traced file is whole).
+        assert data["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio", name
+        assert data["OTEL_TRACES_SAMPLER_ARG"] == "0.1", name
 
 
 def test_dev_keeps_text_logs():

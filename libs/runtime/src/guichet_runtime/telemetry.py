@@ -19,6 +19,20 @@ def setup_tracing(
     (what tests read across processes); with `otlp_endpoint` (OTEL_EXPORTER_OTLP_ENDPOINT),
     to an OpenTelemetry Collector over OTLP/HTTP. The exporter reads the other standard
     OTEL_EXPORTER_OTLP_* variables (headers, timeout, certificate) itself."""
+    provider = tracer_provider(service_name, spans_file, otlp_endpoint)
+    trace.set_tracer_provider(provider)
+    return provider
+
+
+def tracer_provider(
+    service_name: str, spans_file: Path | None, otlp_endpoint: str | None = None
+) -> TracerProvider:
+    """The provider `setup_tracing` installs. Its sampler is OpenTelemetry's standard one,
+    chosen by OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG (default: parent-based, always
+    on). Production sets `parentbased_traceidratio`: a file's first span draws, and every
+    span after it, in any service, follows the decision carried by the trace context
+    (Kafka headers, HTTP), so a file is traced whole or not at all, and an untraced one costs
+    no span export."""
     provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
     if otlp_endpoint:
         provider.add_span_processor(BatchSpanProcessor(otlp_exporter(otlp_endpoint)))
@@ -27,7 +41,6 @@ def setup_tracing(
         out = spans_file.open("a", encoding="utf-8", buffering=1)
         exporter = ConsoleSpanExporter(out=out, formatter=span_json)
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=200))
-    trace.set_tracer_provider(provider)
     return provider
 
 

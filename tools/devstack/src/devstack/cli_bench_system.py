@@ -57,6 +57,7 @@ class Options:
     postgres: bool
     agencies_per_file: int
     sealing: bool = True
+    trace_ratio: float = 0.1
 
 
 def parse_rate(value: str | None) -> float | str | None:
@@ -122,6 +123,16 @@ def bench(
             " citizen's data key (--no-sealing: in clear, to measure what sealing costs)."
         ),
     ),
+    trace_ratio: float = typer.Option(
+        0.1,
+        "--trace-ratio",
+        min=0.0,
+        max=1.0,
+        help=(
+            "Share of files traced (parent-based ratio sampler, as production's overlay sets"
+            " it); 1: every file traced, as the tests do."
+        ),
+    ),
     output: Path | None = typer.Option(
         None, "--output", help="JSON figures (default: <repo>/var/bench/last.json)."
     ),
@@ -176,6 +187,7 @@ def bench(
         postgres=postgres,
         agencies_per_file=agencies_per_file,
         sealing=sealing,
+        trace_ratio=trace_ratio,
     )
     root = find_root()
     output = (output or root / "var" / "bench" / "last.json").resolve()
@@ -291,6 +303,7 @@ class _Run:
                 postgres=self.pg.create_service_database if self.pg else None,
                 oidc_issuers=self.keycloak.issuers,
                 personal_data_sealing=self.opts.sealing,
+                trace_ratio=self.opts.trace_ratio,
             )
             say(
                 "starting services" + (" (personal data sealed)..." if self.opts.sealing else "...")
@@ -299,6 +312,7 @@ class _Run:
             say(f"stack up in {time.monotonic() - t0:.1f} s (workdir {self.workdir})")
             report = self._measure(stack, kafka, bootstrap, namespace, last=last)
             report["personal_data_sealed"] = self.opts.sealing
+            report["trace_ratio"] = self.opts.trace_ratio
         finally:
             self.signals.phase = "stopping"
             stop_all(stack, None, kafka, None)

@@ -142,6 +142,7 @@ class Stack:
         kafka_access: KafkaAccess | None = None,
         personal_data_sealing: bool = False,
         personal_data_key_ttl: float | None = None,
+        trace_ratio: float | None = None,
     ) -> None:
         self.workdir = workdir
         self.kafka_bootstrap = kafka_bootstrap
@@ -161,6 +162,9 @@ class Stack:
         self.access_code_key = new_key()
         self.personal_data_sealing = personal_data_sealing
         self.personal_data_key_ttl = personal_data_key_ttl
+        # Spans: every trace recorded (one trace per file, what the tests read), or a
+        # parent-based ratio as in production (the bench).
+        self.trace_ratio = trace_ratio
         # The key-encryption key of the citizens' data keys, one per stack.
         self.personal_data_kek = new_key()
         if personal_data_sealing and "agent" not in self.oidc_issuers.values():
@@ -259,6 +263,17 @@ class Stack:
             **ttl,
         }
 
+    def _sampler_env(self) -> dict[str, str]:
+        """OpenTelemetry's standard sampler variables, set whatever the caller's environment
+        holds: always on by default (the one-trace-per-file tests), else the parent-based
+        ratio production uses (the root span of a file decides for the whole trace)."""
+        if self.trace_ratio is None:
+            return {"OTEL_TRACES_SAMPLER": "parentbased_always_on"}
+        return {
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": f"{self.trace_ratio:g}",
+        }
+
     def _service(self, name: str, script: str, port: int, env: dict[str, str]) -> ServiceProcess:
         base = {
             **self.kafka.env(name),
@@ -267,6 +282,7 @@ class Stack:
             "HTTP_PORT": str(port),
             **self._database_env(name),
             "OTEL_SPANS_FILE": str(self.spans_dir / f"{name}.jsonl"),
+            **self._sampler_env(),
             "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
             **DEV_ENV,
             "SECRETS_DIR": str(self.workdir / "secrets"),
@@ -372,6 +388,7 @@ class Stack:
                 "INTAKE_URL": self.intake_url,
                 "ASSIGNMENT_URL": self.assignment_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
+                **self._sampler_env(),
                 "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),
                 **DEV_ENV,
                 "SECRETS_DIR": str(self.workdir / "secrets"),
