@@ -47,17 +47,20 @@ lint: setup
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
-# Two pytest runs side by side on the 2 cores: the in-process tests (unit, deploy, docs), which
-# are CPU-bound, while the integration tests (real broker, Keycloak, PostgreSQL, processes)
-# mostly wait on their stacks. Both must pass; the first one's output follows the second's.
+# Two pytest runs side by side on the 2 cores, each with its own broker (and Keycloak and
+# PostgreSQL when its tests need them): the in-process tests (unit, deploy, docs), which are
+# CPU-bound, then the tools' and adapters' integration tests (devstack's commands, the short
+# chaos run, the bench, the contract kit); beside them the end-to-end tests, which mostly wait
+# on their stacks. Both must pass; the first one's output follows the second's.
 test: lint audit
 	@mkdir -p var; \
-	$(UV) run pytest -q -p no:cacheprovider --durations=10 \
-		tests/unit tests/deploy tests/test_*.py > var/test-in-process.log 2>&1 & fast=$$!; \
-	$(UV) run pytest -q -p no:cacheprovider --durations=30 \
-		tests/adapters tests/devstack tests/e2e tests/tools; slow=$$?; \
+	$(UV) run pytest -q -p no:cacheprovider --durations=15 \
+		tests/unit tests/deploy tests/test_*.py tests/adapters tests/devstack tests/tools \
+		> var/test-in-process.log 2>&1 & fast=$$!; \
+	$(UV) run pytest -q -p no:cacheprovider --durations=30 tests/e2e; slow=$$?; \
 	wait $$fast; quick=$$?; \
-	echo "--- in-process tests (tests/unit, tests/deploy, tests/test_*.py) ---"; \
+	echo "--- in-process and tools tests (tests/unit, tests/deploy, tests/test_*.py," \
+		"tests/adapters, tests/devstack, tests/tools) ---"; \
 	cat var/test-in-process.log; \
 	test $$slow -eq 0 && test $$quick -eq 0
 
