@@ -42,6 +42,10 @@ async def test_a_submission_retried_with_its_key_answers_the_same_file_and_says_
     assert (first.status_code, again.status_code) == (201, 201)
     file_id = first.json()["file_id"]
     assert again.json()["file_id"] == file_id
+    # The first answer comes from the transaction that opened the file, the replay from the
+    # stored row: the same status and creation time, to the microsecond.
+    assert again.json() == first.json()
+    assert first.json()["status"] == "depose"
     assert first.headers["Location"] == again.headers["Location"] == f"/api/files/{file_id}"
     assert "Idempotent-Replayed" not in first.headers
     assert again.headers["Idempotent-Replayed"] == "true"

@@ -15,9 +15,8 @@ from intake.api.access import Access
 from intake.api.limits import Limits
 from intake.catalogue import CATALOGUE
 from intake.commands import audit
-from intake.commands.files import SubmitFile, submit_file
+from intake.commands.files import SubmitFile, open_file
 from intake.schemas import FileCreated, FileIn, FileView
-from intake.views import files as views
 from shared_models import AGENCY_LABELS
 
 
@@ -50,11 +49,8 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
         """Open a file; a retry with the same Idempotency-Key answers with the same file.
         A logged-in citizen's file is linked to them; a front-desk agent registers one for a
         citizen, saying the channel (`channel`)."""
-        file_id, created = await submit_file(
-            SubmitFile(form, idempotency_key, by=who), runtime.uow()
-        )
-        body = await views.file_created(runtime.uow(), file_id)
-        headers = {"Location": f"/api/files/{file_id}"}
+        body, created = await open_file(SubmitFile(form, idempotency_key, by=who), runtime.uow())
+        headers = {"Location": f"/api/files/{body.file_id}"}
         if not created:
             headers["Idempotent-Replayed"] = "true"
         return JSONResponse(status_code=201, content=jsonable_encoder(body), headers=headers)

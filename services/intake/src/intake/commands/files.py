@@ -23,7 +23,7 @@ from intake.domain import (
     submitter_of,
 )
 from intake.records import add_timeline, file_for_update
-from intake.schemas import ContactIn, FileIn
+from intake.schemas import ContactIn, FileCreated, FileIn
 from intake.tables import file_agencies, files
 from shared_models import (
     CitizenContact,
@@ -43,9 +43,16 @@ class SubmitFile:
 
 
 async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
-    """Open the file and emit FileSubmitted. Returns (file_id, created): a retry with the
-    same Idempotency-Key returns the first request's file, created False (the same key from
-    another submitter is a conflict)."""
+    """`open_file`, for callers that need only the file's id: (file_id, created)."""
+    opened, created = await open_file(cmd, uow)
+    return opened.file_id, created
+
+
+async def open_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[FileCreated, bool]:
+    """Open the file and emit FileSubmitted, in one transaction that also gives what the
+    submitter reads back. Returns (the file's reference, status and creation time, created):
+    a retry with the same Idempotency-Key returns the first request's file, created False
+    (the same key from another submitter is a conflict)."""
     form = cmd.form
     who = submitter_of(cmd.by, form.channel)
     # The form (digests of files filed before `channel` existed stay the same) and who.
@@ -54,7 +61,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
         identity.append(who.channel)
     digest = request_digest(form.model_dump_json(exclude={"channel"}), *identity)
 
-    async def create() -> str:
+    async def create() -> FileCreated:
         now = utcnow()
         event_def = CATALOGUE[form.life_event]
         file_id = new_file_id(now.date())
@@ -108,7 +115,7 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
                 file_id=file_id,
                 channel=who.channel,
             )
-        return file_id
+        return FileCreated(file_id=file_id, status=FileStatus.SUBMITTED, created_at=now)
 
     return await once_per_key(
         uow,
@@ -116,7 +123,9 @@ async def submit_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[str, bool]:
         cmd.idempotency_key,
         digest,
         create=create,
-        replay=lambda earlier: earlier.file_id,
+        replay=lambda earlier: FileCreated(
+            file_id=earlier.file_id, status=earlier.status, created_at=earlier.created_at
+        ),
         conflict="Cette clé d'idempotence a déjà servi pour une autre demande.",
     )
 

@@ -124,19 +124,6 @@ async def file_view(uow: UnitOfWork, file_id: str) -> dict | None:
     }
 
 
-async def file_created(uow: UnitOfWork, file_id: str) -> dict:
-    """What the submitter reads back: the file's reference, status and creation time."""
-    async with uow:
-        row = (
-            await uow.conn.execute(
-                sa.select(files.c.file_id, files.c.status, files.c.created_at).where(
-                    files.c.file_id == file_id
-                )
-            )
-        ).one()
-    return {"file_id": row.file_id, "status": row.status, "created_at": row.created_at}
-
-
 async def file_record(uow: UnitOfWork, file_id: str) -> dict | None:
     """What the agents working the file read: the citizen's contact and own words."""
     async with uow:
