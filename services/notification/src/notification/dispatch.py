@@ -26,10 +26,14 @@ from opentelemetry import propagate, trace
 
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.metrics import MeteredChannel
+from guichet_runtime.personal_data import CannotOpen as Unreadable
+from guichet_runtime.personal_data import KeyShredded, KeyUnavailable
 from guichet_runtime.sealing import CannotOpen, Keyring
-from notification import domain
+from notification import domain, personal_columns
 from notification.channels import Channel, Outgoing, PermanentFailure
 from notification.domain import DeliveryOutcome, FallBack, NotificationStatus, Retry
+from notification.personal_columns import OpenedMessage
 from notification.tables import deliveries, notifications, plan_of
 from shared_models import (
     AccessCodeIssued,
@@ -100,7 +104,7 @@ async def dispatch_forever(
             await asyncio.sleep(1)
 
 
-def _current_channel(row: sa.Row[Any]) -> NotificationChannel:
+def _current_channel(row: sa.Row[Any] | OpenedMessage) -> NotificationChannel:
     """The channel being tried: the plan's step-th."""
     step: int = row.step
     return plan_of(row.plan)[step]
@@ -132,7 +136,29 @@ async def _claim(uow_factory: UowFactory, limit: int) -> list[sa.Row[Any]]:
     return list(rows)
 
 
-def _outgoing(row: sa.Row[Any], trace_headers: dict[str, str]) -> Outgoing:
+async def _opened(
+    uow_factory: UowFactory, channel: Channel, row: sa.Row[Any]
+) -> OpenedMessage | None:
+    """The claimed message with its address and texts opened with the citizen's data key
+    (`personal_columns`), at send time. None when it cannot go: the key was shredded (the
+    message is recorded as erased and counted, never sent), the content was altered (given
+    up), or the key cannot be had now (the key service away: tried again after the lease)."""
+    try:
+        return await personal_columns.open_message(uow_factory().personal_data, row)
+    except KeyShredded:
+        log.warning("%s not sent: the citizen's data were erased", row.notification_id)
+        await personal_columns.record_erased(uow_factory(), row.notification_id)
+        if isinstance(channel, MeteredChannel):
+            channel.metrics.count_notification(channel.name, "erased")
+    except Unreadable:
+        log.error("%s not sent: its sealed content was altered", row.notification_id)
+        await personal_columns.record_unreadable(uow_factory(), row.notification_id)
+    except KeyUnavailable as exc:
+        log.warning("%s waits for the citizen's data key: %s", row.notification_id, exc)
+    return None
+
+
+def _outgoing(row: OpenedMessage, trace_headers: dict[str, str]) -> Outgoing:
     channel = _current_channel(row)
     return Outgoing(
         notification_id=row.notification_id,
@@ -144,7 +170,7 @@ def _outgoing(row: sa.Row[Any], trace_headers: dict[str, str]) -> Outgoing:
     )
 
 
-def _revealed(row: sa.Row[Any], outgoing: Outgoing, keyring: Keyring | None) -> Outgoing:
+def _revealed(row: OpenedMessage, outgoing: Outgoing, keyring: Keyring | None) -> Outgoing:
     """What the provider receives: the message with its sealed secret (the access code)
     opened and put in place; the stored message and `outgoing` keep the placeholder."""
     if row.sealed_secret is None:
@@ -160,8 +186,11 @@ def _revealed(row: sa.Row[Any], outgoing: Outgoing, keyring: Keyring | None) -> 
 
 
 async def _send_one(
-    uow_factory: UowFactory, channel: Channel, row: sa.Row[Any], keyring: Keyring | None = None
+    uow_factory: UowFactory, channel: Channel, claimed: sa.Row[Any], keyring: Keyring | None = None
 ) -> int:
+    row = await _opened(uow_factory, channel, claimed)
+    if row is None:
+        return 0
     tracer = trace.get_tracer("notification")
     token = otel_context.attach(propagate.extract(json.loads(row.trace_headers)))
     try:
@@ -191,7 +220,7 @@ async def _send_one(
 
 
 def _attempt(
-    row: sa.Row[Any],
+    row: OpenedMessage,
     outgoing: Outgoing,
     outcome: DeliveryOutcome,
     *,
@@ -203,15 +232,15 @@ def _attempt(
         "notification_id": row.notification_id,
         "file_id": row.file_id,
         "channel": outgoing.channel.value,
-        "recipient": domain.recipient_text(outgoing.content.get("to")),
+        "recipient": row.sealing.seal(domain.recipient_text(outgoing.content.get("to"))),
         "outcome": outcome.value,
-        "error": error[:1000] if error else None,
+        "error": row.sealing.seal(error[:1000]) if error else None,
         "provider_ref": ref,
         "at": utcnow(),
     }
 
 
-async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference: str) -> None:
+async def _sent(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, reference: str) -> None:
     async with uow:
         await uow.conn.execute(
             notifications.update()
@@ -221,7 +250,7 @@ async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference
                 sent_at=utcnow(),
                 attempts=row.attempts + 1,
                 channel=outgoing.channel.value,
-                recipient=domain.recipient_text(outgoing.content.get("to")),
+                recipient=row.sealing.seal(domain.recipient_text(outgoing.content.get("to"))),
                 sealed_secret=None,  # sent: nothing here opens to the code any more
             )
         )
@@ -245,7 +274,7 @@ async def _sent(uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, reference
         await uow.commit()
 
 
-def _after_failure_values(row: sa.Row[Any], *, permanent: bool) -> dict[str, object]:
+def _after_failure_values(row: OpenedMessage, *, permanent: bool) -> dict[str, object]:
     """The row's new state after a failed attempt, as `domain.after_failure` decides."""
     now = utcnow()
     then = domain.after_failure(plan_of(row.plan), row.step, row.attempts, permanent=permanent)
@@ -258,7 +287,9 @@ def _after_failure_values(row: sa.Row[Any], *, permanent: bool) -> dict[str, obj
             "attempts": 0,
             "status": NotificationStatus.TO_SEND.value,
             "next_attempt_at": now,
-            "recipient": domain.recipient_text(json.loads(row.content)[then.channel.value]["to"]),
+            "recipient": row.sealing.seal(
+                domain.recipient_text(json.loads(row.content)[then.channel.value]["to"])
+            ),
         }
     return {
         "attempts": then.attempts,
@@ -268,14 +299,17 @@ def _after_failure_values(row: sa.Row[Any], *, permanent: bool) -> dict[str, obj
 
 
 async def _failed(
-    uow: UnitOfWork, row: sa.Row[Any], outgoing: Outgoing, error: str, *, permanent: bool
+    uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, error: str, *, permanent: bool
 ) -> None:
     outcome = DeliveryOutcome.REFUSED if permanent else DeliveryOutcome.TEMPORARY_ERROR
     async with uow:
         await uow.conn.execute(
             notifications.update()
             .where(notifications.c.notification_id == row.notification_id)
-            .values(last_error=error[:1000], **_after_failure_values(row, permanent=permanent))
+            .values(
+                last_error=row.sealing.seal(error[:1000]),
+                **_after_failure_values(row, permanent=permanent),
+            )
         )
         await uow.conn.execute(
             deliveries.insert().values(**_attempt(row, outgoing, outcome, error=error))

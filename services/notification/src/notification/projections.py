@@ -9,6 +9,7 @@ recorded, and the insert is ignored.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 
@@ -16,9 +17,11 @@ import sqlalchemy as sa
 from opentelemetry import propagate
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.personal_data import KeyShredded
 from notification import domain
 from notification.domain import Audience
 from notification.messages import KINDS, compose, render, subject_of
+from notification.personal_columns import sealing_of, sealing_that_sealed
 from notification.tables import contacts, notifications, plan_text
 from shared_models import (
     AGENCY_LABELS,
@@ -51,7 +54,11 @@ async def _latest_contact(uow: UnitOfWork, file_id: str, citizen: CitizenContact
     stored = await uow.conn.scalar(
         sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id)
     )
-    return CitizenContact.model_validate_json(stored) if stored else citizen
+    if stored:
+        with contextlib.suppress(KeyShredded):  # erased: the event's (it just opened) stands
+            opened = (await sealing_that_sealed(uow.personal_data, file_id, stored)).open(stored)
+            return CitizenContact.model_validate_json(opened or "")
+    return citizen
 
 
 async def _record(
@@ -102,6 +109,7 @@ async def _record(
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     now = utcnow()
+    sealing = await sealing_of(uow, file_id)  # the personal columns, sealed if the file has a key
     await uow.conn.execute(
         insert_ignore(uow.conn, notifications).values(
             notification_id=notification_id,
@@ -111,10 +119,12 @@ async def _record(
             plan=plan_text(plan),
             step=0,
             channel=(first or domain.EMAIL).value,
-            recipient=domain.recipient_text(content[first.value]["to"]) if first else None,
-            subject=subject,
-            body=body,
-            content=json.dumps(content, ensure_ascii=False),
+            recipient=sealing.seal(domain.recipient_text(content[first.value]["to"]))
+            if first
+            else None,
+            subject=sealing.seal(subject),
+            body=sealing.seal(body),
+            content=sealing.seal(json.dumps(content, ensure_ascii=False)),
             referent=referent.model_dump_json(),
             sealed_secret=sealed.model_dump_json() if sealed else None,
             referent_name=referent.name,
@@ -306,7 +316,7 @@ async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: 
         stored = await uow.conn.scalar(
             sa.select(contacts.c.changed_at).where(contacts.c.file_id == event.file_id)
         )
-        citizen = event.citizen.model_dump_json()
+        citizen = (await sealing_of(uow, event.file_id)).seal(event.citizen.model_dump_json())
         if stored is None:
             await uow.conn.execute(
                 insert_ignore(uow.conn, contacts).values(

@@ -1,6 +1,10 @@
 """Notification's own database: every message with its channel plan, every delivery
 attempt on every channel, and the contact preferences citizens changed. Statuses and
-outcomes are the values of `domain.NotificationStatus` and `domain.DeliveryOutcome`."""
+outcomes are the values of `domain.NotificationStatus` and `domain.DeliveryOutcome`.
+
+The personal columns (`personal_columns.PERSONAL_COLUMNS`: addresses, subjects, bodies,
+contents, providers' errors, the contact) hold their text sealed with the citizen's data key
+when the file has one (the JSON `{key_id, nonce, ciphertext}`), in clear otherwise."""
 
 from collections.abc import Sequence
 
@@ -47,8 +51,8 @@ notifications = sa.Table(
         nullable=False,
         comment="channel being tried, or the one that delivered",
     ),
-    sa.Column("recipient", sa.String(300), nullable=True),
-    sa.Column("subject", sa.String(300), nullable=False),
+    sa.Column("recipient", sa.Text, nullable=True),
+    sa.Column("subject", sa.Text, nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column(
         "content",
@@ -83,7 +87,7 @@ deliveries = sa.Table(
     sa.Column("notification_id", sa.String(200), nullable=False, index=True),
     sa.Column("file_id", sa.String(32), nullable=False, index=True),
     sa.Column("channel", sa.String(20), nullable=False),
-    sa.Column("recipient", sa.String(300), nullable=True),
+    sa.Column("recipient", sa.Text, nullable=True),
     sa.Column(
         "outcome",
         sa.String(20),
