@@ -47,8 +47,10 @@ async def copies_erased(stack: Stack, file_id: str) -> bool:
         "SELECT citizen, description, citizen_key FROM files WHERE file_id = :f",
         f=file_id,
     )
-    citizen = assigned.citizen
-    citizen = citizen if isinstance(citizen, dict) else json.loads(citizen)
+    # JSON columns: decoded by PostgreSQL's driver, JSON text on SQLite.
+    decoded = isinstance(assigned.citizen, dict)
+    citizen = assigned.citizen if decoded else json.loads(assigned.citizen)
+    description = assigned.description if decoded else json.loads(assigned.description)
     kept = await query(
         stack.database_urls["notification"],
         "SELECT count(*) AS n FROM notifications WHERE file_id = :f AND recipient IS NOT NULL",
@@ -57,7 +59,7 @@ async def copies_erased(stack: Stack, file_id: str) -> bool:
     return (
         citizen["email"] is None
         and citizen["given_name"] == "(effacé)"
-        and assigned.description == ""
+        and description == ""
         and assigned.citizen_key == f"erased:{file_id}"
         and kept[0].n == 0
     )

@@ -144,8 +144,15 @@ def departement_of(postcode: str) -> str:
     return postcode[:2]
 
 
-def citizen_key(citizen: CitizenContact) -> str:
-    """Identifies the same person across files (continuity of the référent)."""
+def citizen_key(citizen: CitizenContact, data_key_id: str | None = None) -> str:
+    """Identifies the same person across files (continuity of the référent).
+
+    A file whose personal data is sealed (crypto-shredding) is keyed by the citizen's data
+    key id: a random UUID shared by all the files of a logged-in citizen, carrying nothing of
+    the person, so the table holds no contact in clear for matching. Without a key (sealing
+    off, or a file from before) the contact keys it, as the contact itself is in clear then."""
+    if data_key_id is not None:
+        return "key:" + data_key_id
     if citizen.email:
         return "email:" + citizen.email.lower()
     if citizen.phone:

@@ -11,13 +11,19 @@ import sqlalchemy as sa
 
 from assignment import domain
 from assignment.domain import AssignmentRule, ClockStatus, FileStatus, RequestStatus
+from assignment.personal_columns import (
+    answer_of,
+    citizen_of,
+    description_of,
+    file_seal,
+    personal_word_of,
+)
 from assignment.referents import referent_of, release_capacity
 from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import (
     AgencyDecision,
     AgencyRequestIssued,
-    CitizenContact,
     CoordinatedAnswerIssued,
     DeadlineRule,
     LegalDeadlineSet,
@@ -35,21 +41,15 @@ log = logging.getLogger(__name__)
 async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> None:
     """The référent is named: record why, tell everyone, transmit to each agency."""
     now = utcnow()
-    citizen = CitizenContact.model_validate(file.citizen)
+    citizen = await citizen_of(uow, file)
+    description = await description_of(uow, file)
     await uow.conn.execute(
         files.update()
         .where(files.c.file_id == file.file_id)
         .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
     )
-    await uow.conn.execute(
-        assignments.insert().values(
-            file_id=file.file_id,
-            agent_id=choice.agent_id,
-            rule=choice.rule,
-            explanation=choice.explanation,
-            considered=choice.considered,
-            at=now,
-        )
+    await record_assignment(
+        uow, file.file_id, choice.agent_id, choice.rule, choice.explanation, choice.considered
     )
     referent = await referent_of(uow, choice.agent_id)
     uow.emit(
@@ -81,7 +81,7 @@ async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> No
                 request_id=request_id,
                 agency=agency,
                 life_event=file.life_event,
-                citizen=citizen_data_for(agency, citizen, file.description),
+                citizen=citizen_data_for(agency, citizen, description),
                 urgent=file.urgent,
             ),
         )
@@ -106,15 +106,13 @@ async def resume_file(
         .where(files.c.file_id == file.file_id)
         .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
     )
-    await uow.conn.execute(
-        assignments.insert().values(
-            file_id=file.file_id,
-            agent_id=choice.agent_id,
-            rule=rule,
-            explanation=f"{reason} — {choice.explanation}",
-            considered=choice.considered,
-            at=utcnow(),
-        )
+    await record_assignment(
+        uow,
+        file.file_id,
+        choice.agent_id,
+        rule,
+        f"{reason} — {choice.explanation}",
+        choice.considered,
     )
     referent = await referent_of(uow, choice.agent_id)
     uow.emit(
@@ -124,10 +122,33 @@ async def resume_file(
             referent=referent,
             rule=rule,
             explanation=choice.explanation,
-            citizen=CitizenContact.model_validate(file.citizen),
+            citizen=await citizen_of(uow, file),
             previous_referent=previous,
             reason=reason,
         ),
+    )
+
+
+async def record_assignment(
+    uow: UnitOfWork,
+    file_id: str,
+    agent_id: str,
+    rule: AssignmentRule,
+    explanation: str,
+    considered: list[str],
+) -> None:
+    """A line of the file's history: who holds it and why (the explanation sealed with the
+    file's key: it may quote the reason a citizen or a supervisor gave)."""
+    seal = await file_seal(uow, file_id)
+    await uow.conn.execute(
+        assignments.insert().values(
+            file_id=file_id,
+            agent_id=agent_id,
+            rule=rule,
+            explanation=seal.seal(explanation),
+            considered=considered,
+            at=utcnow(),
+        )
     )
 
 
@@ -139,19 +160,26 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
         return False
     answers = (
         await uow.conn.execute(
-            sa.select(agency_requests.c.status, agency_requests.c.answer).where(
-                agency_requests.c.file_id == file_id
-            )
+            sa.select(
+                agency_requests.c.status, agency_requests.c.answer, agency_requests.c.agency
+            ).where(agency_requests.c.file_id == file_id)
         )
     ).all()
     if not answers or any(r.status != RequestStatus.ANSWERED for r in answers):
         return False
-    decisions = [AgencyDecision.model_validate(r.answer) for r in answers]
-    citizen = CitizenContact.model_validate(file.citizen)
+    decisions = [
+        AgencyDecision.model_validate(await answer_of(uow, file_id, r.answer, r.agency))
+        for r in answers
+    ]
+    citizen = await citizen_of(uow, file)
     referent = await referent_of(uow, file.referent_id)
     # The word is personal: it leaves only under the name of the agent who wrote it (a
     # référent who took the file over writes their own).
-    word = file.personal_word if file.personal_word_agent_id == file.referent_id else None
+    word = (
+        await personal_word_of(uow, file)
+        if file.personal_word_agent_id == file.referent_id
+        else None
+    )
     text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, word)
     await uow.conn.execute(
         files.update()
@@ -197,16 +225,7 @@ async def move_file(
     if titular_id is not _KEEP:
         values["titular_id"] = titular_id
     await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
-    await uow.conn.execute(
-        assignments.insert().values(
-            file_id=file.file_id,
-            agent_id=agent_id,
-            rule=rule,
-            explanation=explanation,
-            considered=considered,
-            at=utcnow(),
-        )
-    )
+    await record_assignment(uow, file.file_id, agent_id, rule, explanation, considered)
     referent = await referent_of(uow, agent_id)
     uow.emit(
         topics.REFERENTS_ASSIGNED,
@@ -214,12 +233,18 @@ async def move_file(
             file_id=file.file_id,
             referent=referent,
             rule=rule,
-            explanation=explanation,
-            citizen=CitizenContact.model_validate(file.citizen),
+            explanation=unquoted(explanation, reason),
+            citizen=await citizen_of(uow, file),
             previous_referent=previous,
             reason=reason,
         ),
     )
+
+
+def unquoted(explanation: str, reason: str) -> str:
+    """The explanation as the event carries it in clear: without the reason it may quote
+    (the citizen's or a supervisor's words travel sealed, in the event's `reason`)."""
+    return explanation.removeprefix(f"Motif : {reason} — ")
 
 
 async def file_agencies(uow: UnitOfWork, file_id: str) -> list[str]:
@@ -246,7 +271,8 @@ async def supervisors_of(uow: UnitOfWork, departement: str) -> list[SupervisorCo
 
 async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
     """The file waits for a référent: its supervisors are alerted (through the outbox)."""
-    departement = domain.departement_of(file.citizen["postcode"])
+    citizen = await citizen_of(uow, file)
+    departement = domain.departement_of(citizen.postcode)
     log.warning("file %s waits for a référent: %s", file.file_id, reason)
     uow.emit(
         topics.FILES_AWAITING_REFERENT,
@@ -256,7 +282,7 @@ async def announce_waiting(uow: UnitOfWork, file: sa.Row, reason: str) -> None:
             urgent=file.urgent,
             life_event_label=file.life_event_label,
             reason=reason,
-            citizen=citizen_name(CitizenContact.model_validate(file.citizen)),
+            citizen=citizen_name(citizen),
             supervisors=await supervisors_of(uow, departement),
         ),
     )

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from assignment import domain, geo
 from assignment.domain import AgentStatus
+from assignment.personal_columns import citizen_of
 from assignment.tables import agents, files, offices
 from guichet_runtime.db import UnitOfWork
 from shared_models import Referent
@@ -268,7 +269,7 @@ async def choose_for_file(uow: UnitOfWork, file: sa.Row) -> domain.Choice | None
     return await take_agent(
         uow,
         list(file.agencies),
-        file.citizen["postcode"],
+        (await citizen_of(uow, file)).postcode,
         file.citizen_key,
         urgent=file.urgent,
     )

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from assignment import domain
 from assignment.domain import CLOCKS_AWAITING_DECISION, FileStatus, RequestStatus
 from assignment.tables import agency_requests, agents, files, legal_clocks, offices
-from assignment.views import departements_of
+from assignment.views import departement_of_file, departements_of
 from guichet_runtime.db import UnitOfWork
 from shared_models import AGENCY_LABELS
 
@@ -91,7 +91,7 @@ async def stuck_requests(
         if domain.is_stuck(r.received_on, today, threshold_days)
         and (
             r.office_id in office_ids
-            or (r.office_id is None and domain.departement_of(r.citizen["postcode"]) in mine)
+            or (r.office_id is None and await departement_of_file(uow, r) in mine)
         )
     ]
     per_agency: dict[str, dict[str, Any]] = {}

@@ -7,6 +7,9 @@ from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.personal_data import personal_data_key_refs_table
 
+#: A personal text: a JSON string in clear, or the sealed object (SQL NULL stays NULL).
+PersonalText = sa.JSON(none_as_null=True)
+
 metadata = service_metadata()
 outbox, inbox = messaging_tables(metadata)
 # Which citizen's data key seals each file's personal data (guichet_runtime.personal_data).
@@ -51,7 +54,9 @@ files = sa.Table(
     sa.Column("agencies", sa.JSON, nullable=False, server_default="[]"),
     sa.Column("life_event", sa.String(50), nullable=False),
     sa.Column("life_event_label", sa.String(200), nullable=False),
-    sa.Column("description", sa.Text, nullable=False),
+    # Personal columns: the value in clear (JSON) or sealed with the file's data key
+    # (assignment.personal_columns): citizen, description, personal_word.
+    sa.Column("description", PersonalText, nullable=False),
     sa.Column("urgent", sa.Boolean, nullable=False),
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column(
@@ -69,7 +74,7 @@ files = sa.Table(
     sa.Column("answered_at", UtcDateTime, nullable=True),
     sa.Column(
         "personal_word",
-        sa.Text,
+        PersonalText,
         nullable=True,
         comment="the référent's word joined to the coordinated answer",
     ),
@@ -98,7 +103,7 @@ agency_requests = sa.Table(
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
     sa.Column("agency", sa.String(30), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
-    sa.Column("answer", sa.JSON, nullable=True),
+    sa.Column("answer", sa.JSON, nullable=True),  # personal: sealed like files.citizen
     sa.Column("issued_at", UtcDateTime, nullable=False),
     sa.Column("answered_at", UtcDateTime, nullable=True),
     sa.Column(
@@ -118,7 +123,7 @@ assignments = sa.Table(
     sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
     sa.Column("agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False),
     sa.Column("rule", sa.String(40), nullable=False),
-    sa.Column("explanation", sa.Text, nullable=False),
+    sa.Column("explanation", PersonalText, nullable=False),  # may quote a reason: sealed
     sa.Column("considered", sa.JSON, nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
 )

@@ -13,10 +13,16 @@ import sqlalchemy as sa
 
 from assignment import domain, legal_deadline
 from assignment.domain import AgentStatus, ClockStatus, FileStatus, RequestStatus
+from assignment.personal_columns import citizen_of, explanation_of, personal_word_of
 from assignment.tables import agency_requests, agents, assignments, files, legal_clocks, offices
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.policy import FileParties, Subject
 from guichet_runtime.refusals import RefusalKind, Refused
+
+
+async def departement_of_file(uow: UnitOfWork, file: Any) -> str:
+    """The département the citizen of a `files` row lives in (their sealed contact opened)."""
+    return domain.departement_of((await citizen_of(uow, file)).postcode)
 
 
 def no_agent(agent_id: str) -> Refused:
@@ -117,13 +123,14 @@ async def file_deadlines(conn: Any, rows: list[Any]) -> dict[str, dict[str, Any]
     return out
 
 
-def word_view(file: sa.Row) -> dict | None:
+async def word_view(uow: UnitOfWork, file: sa.Row) -> dict | None:
     """The word as the desk shows it: who wrote it, when, and whether it will go (or went)
     with the answer (only under its author's signature)."""
-    if not file.personal_word:
+    text = await personal_word_of(uow, file)
+    if not text:
         return None
     return {
-        "text": file.personal_word,
+        "text": text,
         "agent_id": file.personal_word_agent_id,
         "at": file.personal_word_at,
         "included": file.personal_word_agent_id == file.referent_id,
@@ -162,12 +169,16 @@ async def portfolio(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
             ).all()
         )
         due = await file_deadlines(uow.conn, rows)
+    names = {}
+    for r in rows:
+        citizen = await citizen_of(uow, r)
+        names[r.file_id] = f"{citizen.given_name} {citizen.family_name}"
     items = [
         {
             "file_id": r.file_id,
             "life_event": r.life_event,
             "life_event_label": r.life_event_label,
-            "citizen": f"{r.citizen['given_name']} {r.citizen['family_name']}",
+            "citizen": names[r.file_id],
             "urgent": r.urgent,
             "status": r.status,
             "received_at": r.created_at,
@@ -217,7 +228,7 @@ async def waiting_files(uow: UnitOfWork, office_ids: Collection[str]) -> dict[st
             "urgent": r.urgent,
             "received_at": r.created_at,
             "life_event_label": r.life_event_label,
-            "departement": domain.departement_of(r.citizen["postcode"]),
+            "departement": await departement_of_file(uow, r),
         }
         for r in rows
     ]
@@ -244,13 +255,13 @@ async def assignment_record(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
         "status": file.status,
         "deadline": legal_deadline.estimated_deadline(file.created_at),
         "referent_id": file.referent_id,
-        "personal_word": word_view(file),
+        "personal_word": await word_view(uow, file),
         "history": [
             {
                 "agent_id": h.agent_id,
                 "name": h.name,
                 "rule": h.rule,
-                "explanation": h.explanation,
+                "explanation": await explanation_of(uow, file_id, h.explanation),
                 "considered": h.considered,
                 "at": h.at,
             }
@@ -379,7 +390,7 @@ async def deadlines_at_risk(
             r
             for r in rows
             if r.office_id in office_ids
-            or (r.office_id is None and domain.departement_of(r.citizen["postcode"]) in mine)
+            or (r.office_id is None and await departement_of_file(uow, r) in mine)
         ]
         due = await file_deadlines(uow.conn, rows)
     items = []

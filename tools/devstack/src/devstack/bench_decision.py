@@ -159,7 +159,7 @@ async def _fill_postgres(
         await copy("offices", office_rows)
         await copy("agents", agent_rows, ("agencies",))
         for rows in history():
-            await copy("files", rows, ("citizen", "agencies"))
+            await copy("files", rows, ("citizen", "agencies", "description"))
         await conn.execute("ANALYZE")
     finally:
         await conn.close()

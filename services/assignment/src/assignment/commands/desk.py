@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from assignment.domain import ONLY_THE_REFERENT_WRITES, FileStatus
+from assignment.personal_columns import file_seal
 from assignment.tables import agents, files
 from guichet_runtime import audit
 from guichet_runtime.audit import AuditAction
@@ -52,7 +53,11 @@ async def set_personal_word(
         await uow.conn.execute(
             files.update()
             .where(files.c.file_id == file_id)
-            .values(personal_word=text, personal_word_agent_id=agent_id, personal_word_at=now)
+            .values(
+                personal_word=(await file_seal(uow, file_id)).seal(text),
+                personal_word_agent_id=agent_id,
+                personal_word_at=now,
+            )
         )
         actor = by or audit.agent_actor(agent_id)
         audit.record(uow, actor, AuditAction.PERSONAL_WORD_SET, file_id=file_id)

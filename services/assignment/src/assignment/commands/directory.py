@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from assignment import domain
 from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileStatus
 from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
+from assignment.personal_columns import citizen_of
 from assignment.referents import take_agent, take_capacity
 from assignment.tables import absences, agents, files
 from guichet_runtime import audit
@@ -51,7 +52,7 @@ async def _open_files(uow: UnitOfWork, column: sa.Column, agent_id: str) -> list
 async def _cover(uow: UnitOfWork, file: sa.Row, away: sa.Row) -> domain.Choice | None:
     """A colleague of the same office first, then the usual rules."""
     agencies = await file_agencies(uow, file.file_id)
-    postcode = file.citizen["postcode"]
+    postcode = (await citizen_of(uow, file)).postcode
     return await take_agent(
         uow,
         agencies,
@@ -307,7 +308,7 @@ async def reassign(
             choice = await take_agent(
                 uow,
                 await file_agencies(uow, file_id),
-                file.citizen["postcode"],
+                (await citizen_of(uow, file)).postcode,
                 None,
                 exclude=file.referent_id,
                 urgent=file.urgent,

@@ -23,6 +23,7 @@ from assignment.lifecycle import (
     start_file,
     supervisors_of,
 )
+from assignment.personal_columns import citizen_of, file_seal
 from assignment.referents import choose_for_file, referent_of
 from assignment.tables import agency_requests, assignments, files, legal_clocks
 from guichet_runtime.db import UnitOfWork, utcnow
@@ -107,7 +108,7 @@ async def _advance(uow: UnitOfWork, request_id: str, today: dt.date) -> int:
     if file.referent_id is None:
         return 0  # waits for a référent to sign; housekeeping comes back
     referent = await referent_of(uow, file.referent_id)
-    citizen = CitizenContact.model_validate(file.citizen)
+    citizen = await citizen_of(uow, file)
     agency = clock.agency
     rule = DeadlineRule(clock.rule)
     if legal_deadline.is_breached(clock.due_on, today):
@@ -199,7 +200,7 @@ async def _implicit_decision(
         )
         .values(
             status=RequestStatus.ANSWERED,
-            answer=answer.model_dump(mode="json"),
+            answer=(await file_seal(uow, clock.file_id)).seal(answer.model_dump(mode="json")),
             answered_at=utcnow(),
         )
     )

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from assignment.tables import agency_requests, files
+from assignment.domain import AssignmentRule
+from assignment.personal_columns import answer_of
+from assignment.tables import agency_requests, assignments, files
 from guichet_runtime.db import UnitOfWork
 from shared_models import CitizenDataErased
 
@@ -22,6 +24,8 @@ ERASED_CITIZEN = {
     "city": None,
     "preferred_channel": "courrier",
 }
+#: The rules whose history line quotes the reason given for the move.
+QUOTING_A_REASON = (AssignmentRule.CITIZEN_REQUEST, AssignmentRule.SUPERVISOR_MOVE)
 #: Of an agency's answer, what is kept: who decided what, under which reference.
 KEPT_OF_ANSWER = ("agency", "decision", "agency_reference")
 
@@ -47,16 +51,29 @@ async def on_citizen_data_erased(event: CitizenDataErased, uow: UnitOfWork) -> N
         )
         answered = (
             await uow.conn.execute(
-                sa.select(agency_requests.c.request_id, agency_requests.c.answer).where(
+                sa.select(
+                    agency_requests.c.request_id, agency_requests.c.agency, agency_requests.c.answer
+                ).where(
                     agency_requests.c.file_id == event.file_id,
                     agency_requests.c.answer.is_not(None),
                 )
             )
         ).all()
         for row in answered:
+            # Sealed: opened while the key is still at hand (else only who answered is kept).
+            answer = await answer_of(uow, event.file_id, row.answer, row.agency)
             await uow.conn.execute(
                 agency_requests.update()
                 .where(agency_requests.c.request_id == row.request_id)
-                .values(answer=erased_answer(row.answer))
+                .values(answer=erased_answer(answer))
             )
+        # The history's explanations quoting a reason the citizen or a supervisor gave.
+        await uow.conn.execute(
+            assignments.update()
+            .where(
+                assignments.c.file_id == event.file_id,
+                assignments.c.rule.in_(QUOTING_A_REASON),
+            )
+            .values(explanation=ERASED)
+        )
         await uow.commit()

@@ -18,13 +18,13 @@ from assignment.lifecycle import (
     start_file,
     stop_clock,
 )
+from assignment.personal_columns import answer_of, citizen_of, file_seal
 from assignment.referents import choose_for_file, referent_of, take_agent
 from assignment.tables import agency_requests, assignments, files
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import (
     AgencyAnswerReceived,
-    CitizenContact,
     Decision,
     FileSubmitted,
     ReferentChangeRequested,
@@ -42,15 +42,16 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         ):
             await uow.commit()  # same file announced twice: already handled
             return
+        seal = await file_seal(uow, event.file_id)
         await uow.conn.execute(
             files.insert().values(
                 file_id=event.file_id,
-                citizen_key=domain.citizen_key(event.citizen),
-                citizen=event.citizen.model_dump(mode="json"),
+                citizen_key=domain.citizen_key(event.citizen, seal.key_id),
+                citizen=seal.seal(event.citizen.model_dump(mode="json")),
                 agencies=list(event.agencies),
                 life_event=event.life_event,
                 life_event_label=event.life_event_label,
-                description=event.description,
+                description=seal.seal(event.description),
                 urgent=event.urgent,
                 status=FileStatus.AWAITING_REFERENT,
                 created_at=utcnow(),
@@ -96,11 +97,12 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
         # A missing document is not an answer: the request waits for it, so the
         # coordinated answer is not composed (compose_if_complete wants every one "repondue").
         waiting = event.answer.decision is Decision.DOCUMENT_REQUESTED
+        answer = event.answer.model_dump(mode="json")
         if (
             waiting
             and request.status == RequestStatus.DOCUMENT_REQUESTED
-            and request.answer == event.answer.model_dump(mode="json")
             and request.answer_after_document == event.after_document
+            and await answer_of(uow, event.file_id, request.answer, request.agency) == answer
         ):
             # The same request for the same document, delivered again. Asked again after the
             # citizen sent one (it was incomplete), it is a new request: told again.
@@ -111,7 +113,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             .where(agency_requests.c.request_id == event.request_id)
             .values(
                 status=RequestStatus.DOCUMENT_REQUESTED if waiting else RequestStatus.ANSWERED,
-                answer=event.answer.model_dump(mode="json"),
+                answer=(await file_seal(uow, event.file_id)).seal(answer),
                 answer_after_document=event.after_document,
                 answered_at=None if waiting else now,
             )
@@ -137,7 +139,7 @@ async def _document_requested(uow: UnitOfWork, file: sa.Row, event: AgencyAnswer
             agency=event.answer.agency,
             document=event.answer.requested_document,
             referent=referent,
-            citizen=CitizenContact.model_validate(file.citizen),
+            citizen=await citizen_of(uow, file),
             after_document=event.after_document,
             reason=event.answer.summary,
         ),
@@ -170,7 +172,7 @@ async def on_referent_change_requested(event: ReferentChangeRequested, uow: Unit
             log.info("second citizen request for %s ignored: granted once per file", event.file_id)
             await uow.commit()
             return
-        citizen = CitizenContact.model_validate(file.citizen)
+        citizen = await citizen_of(uow, file)
         choice = await take_agent(
             uow,
             await file_agencies(uow, event.file_id),
