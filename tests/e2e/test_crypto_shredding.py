@@ -2,12 +2,14 @@
 ACLs, Keycloak, every service, the agency simulators), once on SQLite, once on PostgreSQL:
 
 - a file crosses the whole path (référent, four agencies, coordinated answer, emails) and no
-  record on any topic of the stack carries one of the citizen's values in clear;
+  record on any topic of the stack carries one of the citizen's values in clear, nor any
+  column of an adapter's tables (France Travail's decision rests sealed with the file's key);
 - every sealed field opens with the citizen's data key, which intake's key service gives to
   our services only (anonymous 401, a citizen 403, a service 200);
 - once the key is shredded, the key service answers 410: no sealed copy can be opened any
   more; what is emitted for the file afterwards carries nothing; the services keep running
-  (no dead letter, the citizen's next file goes through with a new key)."""
+  (France Travail's adapter answers its callbacks, no dead letter, the citizen's next file goes
+  through with a new key)."""
 
 from __future__ import annotations
 
