@@ -11,6 +11,7 @@ Create Date: 2026-11-30 15:15:00.000000
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,7 +23,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 #: (table, column, type, new comment, previous comment)
-COMMENTS = [
+COMMENTS: list[tuple[str, str, sa.types.TypeEngine[Any], str, str]] = [
     (
         "requests",
         "answer",
