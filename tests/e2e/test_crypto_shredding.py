@@ -2,12 +2,14 @@
 ACLs, Keycloak, every service, the agency simulators), once on SQLite, once on PostgreSQL:
 
 - a file crosses the whole path (référent, four agencies, coordinated answer, emails) and no
-  record on any topic of the stack carries one of the citizen's values in clear;
+  record on any topic of the stack carries one of the citizen's values in clear, nor any
+  column of an adapter's tables (France Travail's decision rests sealed with the file's key);
 - every sealed field opens with the citizen's data key, which intake's key service gives to
   our services only (anonymous 401, a citizen 403, a service 200);
 - once the key is shredded, the key service answers 410: no sealed copy can be opened any
   more; what is emitted for the file afterwards carries nothing; the services keep running
-  (no dead letter, the citizen's next file goes through with a new key)."""
+  (France Travail's adapter answers its callbacks, no dead letter, the citizen's next file goes
+  through with a new key)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
 from guichet_runtime.personal_data import open_value
 from shared_models import is_sealed
+from tests.e2e.sealed_adapters import (
+    adapters_hold_nothing_in_clear,
+    france_travail_answers_after_shredding,
+)
 from tests.e2e.support import (
     answered_view,
     citizen_client,
@@ -189,6 +195,9 @@ async def test_a_file_travels_sealed_and_shredding_erases_every_copy(stack, toke
     assert (opened["given_name"], opened["email"]) == (CONTACT["given_name"], CONTACT["email"])
     for value in sealed:
         open_value(key, value, file_id)  # raises CannotOpen otherwise
+    # ... and in the adapters' tables (the agency's decision sealed as well).
+    personal = {**CONTACT, "description": DESCRIPTION}
+    await adapters_hold_nothing_in_clear(stack, file_id, key_id, key, personal)
 
     # 4. Shredding (the use case the erasure request calls), in intake's database.
     from intake.commands.personal_data import shred_personal_data_key
@@ -213,6 +222,7 @@ async def test_a_file_travels_sealed_and_shredding_erases_every_copy(stack, toke
     gone = await key_service(stack, key_id, service)
     assert gone.status_code == 410, gone.text
     await asyncio.sleep(1.5)  # the services' caches (PERSONAL_DATA_KEY_TTL_SECONDS=1)
+    await france_travail_answers_after_shredding(stack, file_id)
 
     # 6. The services keep running: the citizen thanks the référent (intake answers, the
     # thanks carry nothing, notification writes to nobody), then files again (a new key).

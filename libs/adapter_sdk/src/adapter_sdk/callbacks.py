@@ -14,6 +14,10 @@ agency's request (403). Then the rules (docs/adapters.md, "Callbacks"):
 * a callback for a request not recorded yet (it outran the acknowledgement) is held
   (202 ``en_attente``) and applied as soon as the request is recorded;
 * copies of one callback arriving together are taken once (the callback id is a key).
+
+What a callback carries is the agency's decision about the citizen, in clear over HTTP (the
+agency has no key): it is sealed with the file's data key before it is stored
+(adapter_sdk.personal). The key service unreachable: 503, the agency delivers it again.
 """
 
 from __future__ import annotations
@@ -30,11 +34,20 @@ from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 
 from adapter_sdk.callback_gate import CallbackGate
-from adapter_sdk.decisions import Recorder, answer_json, apply_once
+from adapter_sdk.decisions import Recorder, apply_once
 from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
 from adapter_sdk.metrics import AdapterMetrics
+from adapter_sdk.personal import (
+    StoredErased,
+    file_of_request,
+    opened_answer,
+    opened_payload,
+    stored_answer_text,
+    stored_payload,
+)
 from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
@@ -46,7 +59,18 @@ Reply = tuple[int, dict[str, Any]]
 ANSWERS: dict[CallbackOutcome, tuple[int, dict[str, Any]]] = {
     CallbackOutcome.APPLIED: (200, {"statut": "recu"}),
     CallbackOutcome.SAME: (200, {"statut": "deja_decide"}),
+    # The citizen's data was erased: the request was decided, nothing is compared or applied.
+    CallbackOutcome.ERASED: (200, {"statut": "deja_decide"}),
 }
+
+#: The key service cannot give the file's key now: the agency delivers the callback again.
+UNAVAILABLE: Reply = (
+    503,
+    {
+        "message": "Rappel non enregistré pour l'instant : renvoyez-le dans quelques instants.",
+        "kind": RefusalKind.UNAVAILABLE.value,
+    },
+)
 
 
 def refusal(message: str, field: str | None = None) -> dict[str, Any]:
@@ -105,7 +129,18 @@ class CallbackDesk:
             with trace.get_tracer("adapter_sdk").start_as_current_span(
                 "agency callback", kind=trace.SpanKind.SERVER
             ):
-                return await self._take(callback, body)
+                try:
+                    return await self._take(callback, body)
+                except KeyUnavailable as exc:  # nothing stored: the transaction rolled back
+                    log.warning(
+                        "%s: callback %s for %s not taken: %s",
+                        self.decl.agency,
+                        callback.callback_id,
+                        callback.request_id,
+                        exc,
+                    )
+                    self._count("indisponible")
+                    return UNAVAILABLE
         finally:
             otel_context.detach(token)
 
@@ -117,14 +152,15 @@ class CallbackDesk:
 
     async def _take(self, callback: CallbackAnswer, body: bytes) -> Reply:
         async with self.uow() as uow:
+            file_id = file_of_request(callback.request_id, self.decl.agency)
             taken = await uow.conn.execute(
                 insert_ignore(uow.conn, callbacks).values(
                     callback_id=callback.callback_id,
                     request_id=callback.request_id,
                     received_at=utcnow(),
                     outcome=CallbackOutcome.HELD,
-                    payload=body,
-                    answer=answer_json(callback.answer),
+                    payload=await stored_payload(uow, file_id, body),
+                    answer=await stored_answer_text(uow, file_id, callback.answer),
                 )
             )
             if taken.rowcount == 0:  # this callback id was taken before (or just now, concurrently)
@@ -245,12 +281,27 @@ class CallbackDesk:
                 .order_by(callbacks.c.received_at)
             )
         ).all()
+        file_id = file_of_request(request_id, self.decl.agency)
         for row in held:
-            answer = AgencyAnswer.model_validate_json(row.answer)
-            outcome = await self._apply(
-                uow, row.callback_id, request_id, answer, row.payload or b""
-            )
+            try:
+                answer: AgencyAnswer = await opened_answer(uow, row.answer, file_id)
+                payload = await opened_payload(uow, row.payload or b"", file_id)
+            except StoredErased:  # the citizen's data was erased meanwhile: nothing to apply
+                await self._forget_erased(uow, row.callback_id)
+                self._count(f"en_attente_{CallbackOutcome.ERASED.value}")
+                continue
+            outcome = await self._apply(uow, row.callback_id, request_id, answer, payload)
             self._count(f"en_attente_{outcome.value}")
+
+    @staticmethod
+    async def _forget_erased(uow: UnitOfWork, callback_id: str) -> None:
+        """A held callback whose key was shredded: kept as erased (its id still guards against
+        a repeat), without its bytes. The request's decision comes by a status poll, if any."""
+        await uow.conn.execute(
+            callbacks.update()
+            .where(callbacks.c.callback_id == callback_id)
+            .values(outcome=CallbackOutcome.ERASED, payload=None, answer=None)
+        )
 
     async def adopt_orphans(self, uow: UnitOfWork, request_id: str) -> None:
         """Ledger entries written before the request was known (a refused callback) get its file,

@@ -1,15 +1,16 @@
 """The one path by which an asynchronous agency's decision becomes the request's decision,
 whether it came by a callback, a held (early) callback or a status poll: applied exactly
-once, a repeat has no effect, a different second decision is recorded and not applied."""
+once, a repeat has no effect, a different second decision is recorded and not applied. The
+decision is stored sealed with the file's data key (adapter_sdk.personal)."""
 
 from __future__ import annotations
 
-import json
 from typing import Protocol
 
 import sqlalchemy as sa
 
 from adapter_sdk.interface import AgencyAnswer
+from adapter_sdk.personal import StoredErased, canonical, opened_answer, stored_answer_text
 from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import Decision, ExchangeDirection
@@ -38,7 +39,17 @@ class Recorder(Protocol):
 
 def answer_json(answer: AgencyAnswer) -> str:
     """A decision in one canonical form, to compare two deliveries of it."""
-    return json.dumps(answer.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    return canonical(answer.model_dump(mode="json"))
+
+
+async def same_decision(
+    uow: UnitOfWork, stored: str | None, file_id: str, answer: AgencyAnswer
+) -> bool:
+    """Whether the decision stored for a request (sealed or in clear) is `answer`;
+    StoredErased once the file's key is shredded (nothing left to compare with)."""
+    if stored is None:
+        return False
+    return answer_json(await opened_answer(uow, stored, file_id)) == answer_json(answer)
 
 
 def status_after(answer: AgencyAnswer) -> RequestStatus:
@@ -62,13 +73,17 @@ async def apply_once(
     The guard is one conditional UPDATE (status still AWAITING): of a callback and a poll
     racing, or two copies of a callback, exactly one changes the row and publishes. The
     caller commits. `source` names the delivery in the ledger (« rappel », « consultation de
-    l'état »), `purpose` the transmission's purpose."""
+    l'état »), `purpose` the transmission's purpose. Once the citizen's data key is shredded,
+    a decision that is not applied is compared with nothing: ERASED."""
+    file_id = await uow.conn.scalar(
+        sa.select(requests.c.file_id).where(requests.c.request_id == request_id)
+    )
     taken = await uow.conn.execute(
         requests.update()
         .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.AWAITING)
         .values(
             status=status_after(answer),
-            answer=answer_json(answer),
+            answer=await stored_answer_text(uow, str(file_id), answer),
             next_poll_at=None,
             updated_at=utcnow(),
         )
@@ -88,8 +103,11 @@ async def apply_once(
             uow, row.file_id, request_id, answer, after_document=row.last_document_id
         )
         return CallbackOutcome.APPLIED
-    if row.answer == answer_json(answer):
-        return CallbackOutcome.SAME
+    try:
+        if await same_decision(uow, row.answer, row.file_id, answer):
+            return CallbackOutcome.SAME
+    except StoredErased:
+        return CallbackOutcome.ERASED
     await recorder.record_exchanges(
         uow,
         row.file_id,

@@ -240,12 +240,18 @@ class AdapterRuntime:
         )
         return base.rstrip("/") + "/callbacks"
 
-    async def _transmitted(self, request_id: str) -> bool:
-        """The request was sent to the agency and its reply recorded (one transaction)."""
+    async def _transmitted(self, event: AgencyRequestIssued, key_id: str | None) -> bool:
+        """The request was sent to the agency and its reply recorded (one transaction). If
+        not, the file's data key (`key_id`, the one its request was sealed with) is recorded
+        first: a callback that outruns the acknowledgement is sealed with it (adapter_sdk.
+        personal)."""
         async with self.uow() as check:
             found = await check.conn.scalar(
-                sa.select(requests.c.request_id).where(requests.c.request_id == request_id)
+                sa.select(requests.c.request_id).where(requests.c.request_id == event.request_id)
             )
+            if found is None and key_id is not None:
+                check.use_personal_key(event.file_id, key_id)
+                await check.commit()
         return found is not None
 
     async def on_request(self, event: AgencyRequestIssued, uow: UnitOfWork) -> None:
@@ -269,7 +275,7 @@ class AdapterRuntime:
             raise PermanentError(
                 f"l'adaptateur {self.decl.agency} n'a pas pu traduire la demande : {exc}"
             ) from exc
-        if await self._transmitted(event.request_id):
+        if await self._transmitted(event, uow.personal_keys.get(event.file_id)):
             # The same request again (an event published twice by a relay that died between
             # publishing and forgetting it, or issued again): the agency has it already.
             log.info("request %s transmitted already: not sent again", event.request_id)

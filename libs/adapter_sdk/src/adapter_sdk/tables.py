@@ -1,5 +1,7 @@
 """An adapter's own database (one schema for every agency): inbox, outbox, the requests
-it transmitted, the callbacks it took, and the exchange ledger."""
+it transmitted, the callbacks it took, and the exchange ledger. The personal columns (the
+agency's decision, a held callback's bytes) are sealed with the citizen's data key
+(adapter_sdk.personal)."""
 
 from enum import StrEnum
 
@@ -24,6 +26,7 @@ class CallbackOutcome(StrEnum):
     SAME = "identique"  # the request was already decided the same way: no effect
     CONFLICT = "conflit"  # the request was already decided otherwise: recorded, not applied
     HELD = "en_attente"  # it came before the request was recorded: applied when it is
+    ERASED = "efface"  # the citizen's data key was shredded: compared with nothing, not applied
 
 
 metadata = service_metadata()
@@ -52,7 +55,8 @@ requests = sa.Table(
         "answer",
         sa.Text,
         nullable=True,
-        comment="JSON of the decision applied (a repeated decision from a conflicting one)",
+        comment="JSON of the decision applied (a repeated decision from a conflicting one), "
+        "sealed with the file's data key (adapter_sdk.personal) when the file has one",
     ),
     sa.Column(
         "next_poll_at",
@@ -81,10 +85,21 @@ callbacks = sa.Table(
         sa.String(20),
         nullable=False,
         server_default="applique",
-        comment="applique, identique, conflit, en_attente",
+        comment="applique, identique, conflit, en_attente, efface",
     ),
-    sa.Column("payload", sa.LargeBinary, nullable=True, comment="Exact bytes of a held callback"),
-    sa.Column("answer", sa.Text, nullable=True, comment="JSON of a held callback's decision"),
+    sa.Column(
+        "payload",
+        sa.LargeBinary,
+        nullable=True,
+        comment="Exact bytes of a held callback, sealed with the file's data key (JSON of the "
+        "sealed object) when the file has one",
+    ),
+    sa.Column(
+        "answer",
+        sa.Text,
+        nullable=True,
+        comment="JSON of a held callback's decision, sealed like the payload",
+    ),
 )
 
 exchanges = sa.Table(
