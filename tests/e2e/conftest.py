@@ -64,6 +64,23 @@ def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
     return st
 
 
+def start_sealed(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:
+    """A stack as production runs it for personal data (crypto-shredding): every field sealed
+    with the citizen's key, and a key cache of one second, so that a shredding reaches every
+    service at once. The modules about sealed data share it (one per backend)."""
+    st = Stack(
+        workdir,
+        kafka_bootstrap,
+        namespace=f"sealed-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+        postgres=postgres,
+        oidc_issuers=keycloak.issuers,
+        personal_data_sealing=True,
+        personal_data_key_ttl=1.0,
+    )
+    st.start()
+    return st
+
+
 def revive(stack: Stack, timeout: float = 120) -> Stack:
     """Restart any process of `stack` that is not running (a module that failed between a
     kill and its restart), so that the next module gets the whole system."""
@@ -76,8 +93,11 @@ def revive(stack: Stack, timeout: float = 120) -> Stack:
 
 #: The shared stacks started so far: stopped right after the last test that uses one.
 RUNNING: list[Stack] = []
-#: The session's last test on a shared stack.
+#: The sealed stacks started so far: stopped right after the last test that uses one.
+SEALED_RUNNING: list[Stack] = []
+#: The session's last test on a shared stack, and on a sealed one.
 _LAST_SHARED = pytest.StashKey[pytest.Item]()
+_LAST_SEALED = pytest.StashKey[pytest.Item]()
 
 
 def _e2e(item: pytest.Item) -> bool:
@@ -91,13 +111,20 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     never idles through another module; and the last test on one is noted, so that the
     shared stacks stop right after it rather than at the end of the session."""
     sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
-    if not sharing:
+    sealing = {item.path for item in items if "sealed_stack" in item.fixturenames}
+    if not sharing and not sealing:
         return
     e2e = [i for i, item in enumerate(items) if _e2e(item)]
     if e2e == list(range(e2e[0], e2e[-1] + 1)):  # one block: reorder it
-        block = sorted(items[e2e[0] : e2e[-1] + 1], key=lambda item: item.path in sharing)
-        items[e2e[0] : e2e[-1] + 1] = block
-    config.stash[_LAST_SHARED] = [item for item in items if item.path in sharing][-1]
+
+        def group(item: pytest.Item) -> int:
+            return 2 if item.path in sharing else 1 if item.path in sealing else 0
+
+        items[e2e[0] : e2e[-1] + 1] = sorted(items[e2e[0] : e2e[-1] + 1], key=group)
+    if sharing:
+        config.stash[_LAST_SHARED] = [item for item in items if item.path in sharing][-1]
+    if sealing:
+        config.stash[_LAST_SEALED] = [item for item in items if item.path in sealing][-1]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -106,10 +133,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     shared stacks if other tests follow; after the very last test, the session's teardown
     stops them, before the PostgreSQL and the broker they run on."""
     yield
-    last = item.config.stash.get(_LAST_SHARED, None)
-    if nextitem is not None and item is last:
+    if nextitem is None:
+        return
+    if item is item.config.stash.get(_LAST_SHARED, None):
         while RUNNING:
             RUNNING.pop().stop()
+    if item is item.config.stash.get(_LAST_SEALED, None):
+        while SEALED_RUNNING:
+            SEALED_RUNNING.pop().stop()
 
 
 @pytest.fixture(scope="session")
@@ -134,6 +165,43 @@ def shared_stack_postgresql(
     RUNNING.append(st)
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
+
+
+@pytest.fixture(scope="session")
+def sealed_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
+    st = start_sealed(tmp_path_factory.mktemp("sealed-sqlite"), kafka_bootstrap, keycloak, "sqlite")
+    SEALED_RUNNING.append(st)
+    yield st
+    st.stop()  # already stopped after the last test on it: then a no-op
+
+
+@pytest.fixture(scope="session")
+def sealed_stack_postgresql(
+    kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
+) -> Iterator[Stack]:
+    st = start_sealed(
+        tmp_path_factory.mktemp("sealed-postgresql"),
+        kafka_bootstrap,
+        keycloak,
+        "postgresql",
+        postgres_factory,
+    )
+    SEALED_RUNNING.append(st)
+    yield st
+    st.stop()  # already stopped after the last test on it: then a no-op
+
+
+@pytest.fixture(scope="module")
+def sealed_stack(request) -> Callable[[str], Stack]:
+    """`sealed_stack(backend)`: the session's sealed stack on that backend (`start_sealed`),
+    started on first use, every process running. Its modules use citizens of their own."""
+
+    def get(backend: str) -> Stack:
+        if backend not in BACKENDS:
+            raise ValueError(f"no sealed stack on {backend!r}: one of {BACKENDS}")
+        return revive(request.getfixturevalue(f"sealed_stack_{backend}"))
+
+    return get
 
 
 @pytest.fixture(scope="module")

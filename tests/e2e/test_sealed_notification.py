@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from typing import Any
 
 import httpx
@@ -52,21 +51,10 @@ ERASED = ("[données effacées]", "données effacées")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    st = Stack(
-        tmp_path_factory.mktemp(f"stack-sealed-notification-{backend}"),
-        kafka_bootstrap,
-        namespace=f"sealn-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        postgres=postgres,
-        oidc_issuers=keycloak.issuers,
-        personal_data_sealing=True,
-        personal_data_key_ttl=1.0,  # a shredding reaches every service within a second
-    )
-    st.start()
-    yield st
-    st.stop()
+def stack(request, sealed_stack):
+    """The session's sealed stack (tests/e2e/conftest.py: personal data sealed, a key cache
+    of one second), shared with the other modules about sealed data."""
+    return sealed_stack(request.param)
 
 
 async def notification_values(stack: Stack) -> list[tuple[str, str, str]]:

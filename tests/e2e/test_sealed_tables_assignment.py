@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from assignment.tables import metadata
-from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
 from shared_models import is_sealed
 from tests.e2e.support import answered_view, citizen_client, client_as, eventually, file_body
@@ -45,21 +43,10 @@ ERASED = "[données effacées]"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    st = Stack(
-        tmp_path_factory.mktemp(f"stack-sealed-assignment-{backend}"),
-        kafka_bootstrap,
-        namespace=f"seala-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        postgres=postgres,
-        oidc_issuers=keycloak.issuers,
-        personal_data_sealing=True,
-        personal_data_key_ttl=1.0,  # a shredding reaches every service within a second
-    )
-    st.start()
-    yield st
-    st.stop()
+def stack(request, sealed_stack):
+    """The session's sealed stack (tests/e2e/conftest.py: personal data sealed, a key cache
+    of one second), shared with the other modules about sealed data."""
+    return sealed_stack(request.param)
 
 
 async def every_row(url: str) -> bytes:
