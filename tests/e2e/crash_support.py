@@ -36,6 +36,8 @@ async def crash_at(stack: Stack, service: str, point: str, action):
     """Restart `service` with the crash point `point` armed, run `action`, wait for the
     process to die at the point, then restart it unarmed. Returns what `action` returned."""
     proc = stack.processes[service]
+    # The process's log is appended to at each start: count only what this run wrote.
+    logged_before = proc.log_path.stat().st_size if proc.log_path.exists() else 0
     armed = {"GUICHET_CRASH_POINTS_ENABLED": "1", "GUICHET_CRASH_AT": point}
     proc.env.update(armed)
     try:
@@ -50,7 +52,10 @@ async def crash_at(stack: Stack, service: str, point: str, action):
         for name in armed:
             proc.env.pop(name, None)
     assert proc.returncode == EXIT_STATUS, proc.log_tail()
-    assert proc.log_path.read_text(errors="replace").count(f"crash point {point} reached") == 1
+    with proc.log_path.open("rb") as log:
+        log.seek(logged_before)
+        logged = log.read().decode(errors="replace")
+    assert logged.count(f"crash point {point} reached") == 1
     await asyncio.to_thread(stack.restart, service, RESTART_TIMEOUT)
     return result
 
