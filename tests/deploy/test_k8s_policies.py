@@ -17,7 +17,7 @@ from tests.deploy.support import build, of_kind, settings_class
 #: Variables that exist only for the manifests (DATABASE_URL is built from the password).
 PLATFORM_ONLY = {"DATABASE_PASSWORD", "MIGRATION_DATABASE_PASSWORD", "PYTHONDONTWRITEBYTECODE"}
 #: The services whose routes verify bearer tokens (guichet_runtime.auth, read from OIDC_*).
-TOKEN_VERIFIERS = ("intake", "assignment", "adapter-")
+TOKEN_VERIFIERS = ("intake", "assignment", "notification", "adapter-")
 OIDC_VARIABLES = {f"OIDC_{field.upper()}" for field in AuthSettings.model_fields}
 
 
