@@ -118,8 +118,6 @@ def core_workloads() -> list[Workload]:
                 component="service",
                 database="assignment",
                 migrations="assignment",
-                # Who a file's citizen is, asked of intake (their export part).
-                settings={"INTAKE_URL": "http://intake:8000"},
                 secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
                 identity=VERIFIER_KEYS,
                 ingress_from=["web"],
@@ -136,14 +134,10 @@ def core_workloads() -> list[Workload]:
                     "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
                     "POSTAL_URL": "https://courrier.example.gouv.fr",
                     "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
-                    # Who a file's citizen is, asked of intake (their export part).
-                    "INTAKE_URL": "http://intake:8000",
                 },
                 database="notification",
                 migrations="notification",
                 secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
-                identity=VERIFIER_KEYS,  # the citizen's token, for their export part
-                ingress_from=["web"],
                 external_egress=[25, 443],
                 scaling=(2, topics.PARTITIONS),
             ),
@@ -155,7 +149,6 @@ def core_workloads() -> list[Workload]:
                 settings={
                     "INTAKE_URL": "http://intake:8000",
                     "ASSIGNMENT_URL": "http://assignment:8001",
-                    "NOTIFICATION_URL": "http://notification:8002",
                     "SECURE_COOKIES": "true",
                     "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,  # the Ingress controller's pods
                     "PUBLIC_URL": PUBLIC_URL,  # the login's redirect URI
@@ -174,7 +167,7 @@ def core_workloads() -> list[Workload]:
                 identity=LOGIN_KEYS,
                 kafka=False,
                 ingress_from_controller=True,
-                egress_to=[("intake", 8000), ("assignment", 8001), ("notification", 8002)],
+                egress_to=[("intake", 8000), ("assignment", 8001)],
             ),
         ],
     )
