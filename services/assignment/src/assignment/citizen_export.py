@@ -13,8 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assignment.personal_columns import (
+    ERASED,
+    ERASED_CITIZEN,
+    answer_of,
+    explanation_of,
+    open_column,
+)
 from assignment.tables import agency_requests, agents, assignments, files, offices
 from guichet_runtime.db import UnitOfWork, utcnow
 
@@ -33,9 +39,12 @@ class PersonalData:
     explanations: dict[int, str] = field(default_factory=dict)  # assignment id -> why
 
 
-async def file_personal_data(conn: AsyncConnection, file_id: str) -> PersonalData:
+async def file_personal_data(uow: UnitOfWork, file_id: str) -> PersonalData:
     """The file's personal columns (files.citizen, .description, .personal_word;
-    agency_requests.answer; assignments.explanation): the only reader of them here."""
+    agency_requests.answer; assignments.explanation), opened with the file's data key
+    (`assignment.personal_columns`; the erased form once the key is shredded): the only
+    reader of them here. Inside the unit of work."""
+    conn = uow.conn
     row = (
         await conn.execute(
             sa.select(files.c.citizen, files.c.description, files.c.personal_word).where(
@@ -46,9 +55,9 @@ async def file_personal_data(conn: AsyncConnection, file_id: str) -> PersonalDat
     if row is None:
         return PersonalData()
     answers = await conn.execute(
-        sa.select(agency_requests.c.request_id, agency_requests.c.answer).where(
-            agency_requests.c.file_id == file_id
-        )
+        sa.select(
+            agency_requests.c.request_id, agency_requests.c.agency, agency_requests.c.answer
+        ).where(agency_requests.c.file_id == file_id)
     )
     explanations = await conn.execute(
         sa.select(assignments.c.id, assignments.c.explanation).where(
@@ -56,11 +65,15 @@ async def file_personal_data(conn: AsyncConnection, file_id: str) -> PersonalDat
         )
     )
     return PersonalData(
-        citizen=row.citizen,
-        description=row.description,
-        personal_word=row.personal_word,
-        answers={r.request_id: r.answer for r in answers},
-        explanations={int(r.id): r.explanation for r in explanations},
+        citizen=await open_column(uow, file_id, row.citizen, dict(ERASED_CITIZEN)),
+        description=await open_column(uow, file_id, row.description, ERASED),
+        personal_word=await open_column(uow, file_id, row.personal_word, ERASED),
+        answers={r.request_id: await answer_of(uow, file_id, r.answer, r.agency) for r in answers},
+        explanations={
+            int(r.id): await explanation_of(uow, file_id, r.explanation)
+            for r in explanations
+            if r.explanation is not None
+        },
     )
 
 
@@ -83,7 +96,7 @@ async def citizen_part(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
         ).first()
         if file is None:
             return {"source": SOURCE, "file_id": file_id, "generated_at": utcnow(), "held": False}
-        personal = await file_personal_data(conn, file_id)
+        personal = await file_personal_data(uow, file_id)
         named = (
             await conn.execute(
                 sa.select(

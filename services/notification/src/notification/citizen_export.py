@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guichet_runtime.db import UnitOfWork, utcnow
 from notification.domain import Audience
+from notification.personal_columns import shown
 from notification.tables import contacts, deliveries, notifications
 
 #: Who serves this part, as the export's `sources` name it.
@@ -37,9 +37,12 @@ class PersonalData:
     contact: dict[str, Any] | None = None
 
 
-async def file_personal_data(conn: AsyncConnection, file_id: str) -> PersonalData:
+async def file_personal_data(uow: UnitOfWork, file_id: str) -> PersonalData:
     """The file's personal columns (notifications.recipient, .subject, .body;
-    deliveries.recipient; contacts.citizen): the only reader of them here."""
+    deliveries.recipient; contacts.citizen), opened with the file's data key
+    (`notification.personal_columns.shown`: "[données effacées]" once the key is shredded):
+    the only reader of them here. Inside the unit of work."""
+    conn, keys = uow.conn, uow.personal_data
     messages = await conn.execute(
         sa.select(
             notifications.c.notification_id,
@@ -51,11 +54,19 @@ async def file_personal_data(conn: AsyncConnection, file_id: str) -> PersonalDat
     recipients = await conn.execute(
         sa.select(deliveries.c.id, deliveries.c.recipient).where(deliveries.c.file_id == file_id)
     )
-    contact = await conn.scalar(sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id))
+    stored = await conn.scalar(sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id))
+    contact = await shown(keys, file_id, stored)
     return PersonalData(
-        messages={r.notification_id: (r.recipient, r.subject, r.body) for r in messages},
-        recipients={int(r.id): r.recipient for r in recipients},
-        contact=json.loads(contact) if contact else None,
+        messages={
+            r.notification_id: (
+                await shown(keys, file_id, r.recipient),
+                await shown(keys, file_id, r.subject) or "",
+                await shown(keys, file_id, r.body) or "",
+            )
+            for r in messages
+        },
+        recipients={int(r.id): await shown(keys, file_id, r.recipient) for r in recipients},
+        contact=json.loads(contact) if contact and contact.startswith("{") else None,
     )
 
 
@@ -63,7 +74,7 @@ async def citizen_part(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
     """Notification's part of the export for one file (`held` false: nothing recorded)."""
     async with uow:
         conn = uow.conn
-        personal = await file_personal_data(conn, file_id)
+        personal = await file_personal_data(uow, file_id)
         sent = (
             await conn.execute(
                 sa.select(

@@ -1,7 +1,7 @@
 """audit trail: the retention purge, the only delete the append-only trigger lets through
 
 Revision ID: 6c2a9e4d8f13
-Revises: b5e2d8f41a07
+Revises: d4a7c2e9b1f3
 Create Date: 2026-11-30 15:00:00.000000
 
 """
@@ -14,7 +14,7 @@ from guichet_runtime.audit_purge import APPEND_ONLY_SQL, PURGE_SQL
 
 # revision identifiers, used by Alembic.
 revision: str = "6c2a9e4d8f13"
-down_revision: str | Sequence[str] | None = "b5e2d8f41a07"
+down_revision: str | Sequence[str] | None = "d4a7c2e9b1f3"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
