@@ -8,6 +8,8 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from devstack import k8s_identity
 from guichet_runtime.auth.settings import AuthSettings
 from tests.deploy.support import build, of_kind, settings_class
@@ -15,7 +17,7 @@ from tests.deploy.support import build, of_kind, settings_class
 #: Variables that exist only for the manifests (DATABASE_URL is built from the password).
 PLATFORM_ONLY = {"DATABASE_PASSWORD", "MIGRATION_DATABASE_PASSWORD", "PYTHONDONTWRITEBYTECODE"}
 #: The services whose routes verify bearer tokens (guichet_runtime.auth, read from OIDC_*).
-TOKEN_VERIFIERS = ("intake", "assignment", "adapter-")
+TOKEN_VERIFIERS = ("intake", "assignment", "notification", "adapter-")
 OIDC_VARIABLES = {f"OIDC_{field.upper()}" for field in AuthSettings.model_fields}
 
 
@@ -32,23 +34,29 @@ def pod_specs(resources) -> list[tuple[str, dict[str, Any]]]:
     return pods
 
 
-def test_the_retention_job_runs_nightly_as_intakes_run_time_role(overlay):
-    """docs/data-protection.md, "Retention": `intake retention` every night, with intake's
-    settings and run-time role (never the owner's), one run at a time."""
-    (job,) = [c for c in of_kind(overlay, "CronJob") if c["metadata"]["name"] == "intake-retention"]
+@pytest.mark.parametrize(
+    ("service", "schedule"), [("intake", "15 3 * * *"), ("assignment", "30 3 * * *")]
+)
+def test_the_retention_job_runs_nightly_as_the_services_run_time_role(overlay, service, schedule):
+    """docs/data-protection.md, "Retention" and "Audit trail": `intake retention` and
+    `assignment retention` every night, with the service's settings and run-time role (never
+    the owner's), one run at a time."""
+    (job,) = [
+        c for c in of_kind(overlay, "CronJob") if c["metadata"]["name"] == f"{service}-retention"
+    ]
     spec = job["spec"]
     assert (spec["schedule"], spec["timeZone"], spec["concurrencyPolicy"]) == (
-        "15 3 * * *",
+        schedule,
         "Europe/Paris",
         "Forbid",
     )
     pod = spec["jobTemplate"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
-    assert container["command"] == ["intake", "retention"]
-    assert container["envFrom"] == [{"configMapRef": {"name": "intake-settings"}}]
+    assert container["command"] == [service, "retention"]
+    assert container["envFrom"] == [{"configMapRef": {"name": f"{service}-settings"}}]
     env = {e["name"]: e for e in container["env"]}
-    assert env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "intake-db"
-    assert env["DATABASE_URL"]["value"].startswith("postgresql+asyncpg://intake:")
+    assert env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == f"{service}-db"
+    assert env["DATABASE_URL"]["value"].startswith(f"postgresql+asyncpg://{service}:")
 
 
 def test_every_container_is_locked_down(overlay):

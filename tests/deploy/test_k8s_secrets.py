@@ -179,8 +179,9 @@ def test_the_services_trust_the_issuers_the_pages_sign_people_in_at(overlay):
         web["LOGIN_AGENTS_ISSUER"]: "agent",
         web["LOGIN_CITIZENS_ISSUER"]: "citizen",
     }
-    verifiers = [n for n in found if n in ("intake", "assignment") or n.startswith("adapter-")]
-    assert len(verifiers) >= 7
+    core = ("intake", "assignment", "notification")
+    verifiers = [n for n in found if n in core or n.startswith("adapter-")]
+    assert len(verifiers) >= 8
     for name in verifiers:
         plain, _ = found[name]
         assert json.loads(plain["OIDC_ISSUERS"]) == login, name

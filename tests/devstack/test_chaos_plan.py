@@ -146,3 +146,31 @@ def test_a_request_sent_again_after_its_adapter_was_killed_is_explained_once():
         "dgfip": [{"request_id": "R2", "file_id": "F1", "calls": 2}]
     }
     assert verdict(figures) == ["1 requests sent twice to dgfip"]
+
+
+def test_an_email_repeated_under_its_message_id_after_notifications_kill_is_explained():
+    """SMTP cannot be asked whether a message arrived: one repeat per email in flight at the
+    kill, under the recorded Message-ID, is reported as explained; beyond what the kills
+    explain, or a third copy, it is a duplicate."""
+    repeats = [
+        {"message_id": f"<m{i}@guichet>", "file_id": "F1", "subject": f"S{i}", "copies": 2}
+        for i in range(6)
+    ]
+    obs = answered_obs("F1", mail_duplicates=[*repeats, {**repeats[0], "copies": 3}])
+    obs.mail_subjects = {"F1": {f"S{i}": 2 for i in range(6)}}
+
+    figures = judge(obs, notification_kills=1)  # 4 emails in flight at most per kill
+    assert [d["message_id"] for d in figures["mail_repeats_explained"]] == [
+        f"<m{i}@guichet>" for i in range(4)
+    ]
+    assert [d["copies"] for d in figures["duplicate_messages"]["mail"]] == [2, 2, 3]
+    assert [d["subject"] for d in figures["duplicate_messages"]["mail_same_subject"]] == [
+        "S4",
+        "S5",
+    ]
+    assert verdict(figures) == [
+        "3 duplicate messages (mail)",
+        "2 duplicate messages (mail_same_subject)",
+    ]
+    # Without a kill of notification nothing explains a repeated email.
+    assert len(judge(obs)["duplicate_messages"]["mail"]) == 7

@@ -1,8 +1,11 @@
 """The citizen's GDPR rights end to end (issue 13 §6), on real processes and a real Kafka
 broker, once on SQLite and once on PostgreSQL: "Mes données" downloads everything held about
 the citizen and is audited; a file still being processed is not erased; a closed one is, and
-`CitizenDataErased` makes assignment and notification erase their copies; the retention job
-(`intake retention`, on a rehearsal date) erases a file closed two years before."""
+`CitizenDataErased` makes assignment and notification erase their copies; assignment and
+notification serve their parts of the export to the file's citizen only (intake recognising
+them); the retention job (`intake retention`, on a rehearsal date) erases a file closed two
+years before; six years on, the jobs of intake and assignment purge their audit trails and
+`guichet-admin audit verify` still proves what remains."""
 
 from __future__ import annotations
 
@@ -12,13 +15,16 @@ import json
 import os
 import sys
 
+import httpx
 import pytest
 
 from devstack.stack import Stack
+from guichet_admin.audit import verify_database
 from tests.e2e.support import (
     BACKENDS,
     answered_view,
     citizen_client,
+    client_as,
     eventually,
     file_body,
     query,
@@ -136,6 +142,41 @@ async def test_the_citizen_downloads_their_data_then_erases_their_closed_file(st
     assert (await client.get(f"/api/files/{waiting}/export")).json()["files"][0]["contact"]
 
 
+async def test_assignment_and_notification_serve_their_parts_to_the_files_citizen_only(
+    stack: Stack, client, tokens
+):
+    body = file_body(email="mes.parties@example.fr")
+    file_id = (await client.post("/api/files", json=body)).json()["file_id"]
+    await eventually(lambda: answered_view(client, file_id), timeout=90, what="the answer")
+    path = f"/api/files/{file_id}/export"
+    parts = {}
+    for service, url in (
+        ("assignment", stack.assignment_url),
+        ("notification", stack.notification_url),
+    ):
+        async with client_as(url, lambda: tokens.citizen("marie.dupont")) as marie:
+            answer = await marie.get(path)
+            assert answer.status_code == 200, (service, answer.text)
+            parts[service] = answer.json()
+        async with client_as(url, lambda: tokens.citizen("lucas.bernard")) as lucas:
+            other = await lucas.get(path)
+        async with httpx.AsyncClient(base_url=url) as anonymous:
+            nobody = await anonymous.get(path)
+        assert (other.status_code, nobody.status_code) == (403, 401), service
+        assert other.json()["message"] and nobody.json()["message"]
+    assigned = parts["assignment"]
+    assert assigned["held"] and assigned["citizen"]["email"] == "mes.parties@example.fr"
+    assert assigned["description"] == body["description"]
+    assert assigned["referents"][0]["name"] and assigned["referents"][0]["why"]
+    assert {r["agency"] for r in assigned["agency_requests"]} == {"caf", "dgfip", "france_travail"}
+    assert all(r["answer"] for r in assigned["agency_requests"])
+    messages = parts["notification"]["messages"]
+    assert len(messages) >= 2
+    assert {m["address"] for m in messages} == {"mes.parties@example.fr"}
+    assert all(m["subject"] and m["body"] and m["recorded_at"] for m in messages)
+    assert any(m["sent_at"] and m["attempts"] for m in messages)
+
+
 async def test_the_retention_job_erases_a_file_closed_two_years_before(stack: Stack, client):
     file_id = (
         await client.post("/api/files", json=file_body(email="conservation@example.fr"))
@@ -167,3 +208,41 @@ async def test_the_retention_job_erases_a_file_closed_two_years_before(stack: St
     # The running intake's relay publishes the job's event: the copies go.
     await eventually(lambda: copies_erased(stack, file_id), what="the copies, after the job")
     assert ("file.data.erased", "system") in await audited(stack, file_id)
+
+
+async def run_job(service: str, stack: Stack, day: dt.date) -> dict:
+    """`<service> retention` once, "today" being `day` (the controllable clock)."""
+    clock = stack.workdir / f"{service}-retention-clock"
+    clock.write_text(day.isoformat(), encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": stack.database_urls[service], "CLOCK_FILE": str(clock)}
+    job = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        service,
+        "retention",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(job.communicate(), timeout=120)
+    assert job.returncode == 0, err.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])
+
+
+async def test_six_years_on_the_audit_trails_are_purged_and_still_verify(stack: Stack, client):
+    """Last of the module: it purges the stack's whole audit trails (every entry is older)."""
+    await client.get("/api/me/export")  # an entry at intake, at least
+    six_years_on = dt.datetime.now(dt.UTC).date() + dt.timedelta(days=6 * 365 + 2)
+    for service in ("intake", "assignment"):
+        url = stack.database_urls[service]
+        before = await verify_database(url, None)
+        assert before.ok, (service, before.problems)
+        done = await run_job(service, stack, six_years_on)
+        assert done["audit_entries"] >= 1, (service, done)
+        after = await verify_database(url, None)
+        assert after.ok, (service, after.problems)
+        assert after.purged_through >= done["audit_entries"] and after.entries >= 1
+    # The chain goes on from the purge: a new entry, still verified.
+    await client.get("/api/me/export")
+    again = await verify_database(stack.database_urls["intake"], None)
+    assert again.ok and again.entries >= 2, again.problems

@@ -42,6 +42,7 @@ TABLE: dict[str, dict[str, Policy]] = {
         "GET /api/me/export": P.CITIZEN,
         "GET /api/files/{file_id}/export": P.FILE_CITIZEN,
         "POST /api/files/{file_id}/erasure": P.FILE_CITIZEN,
+        "GET /api/files/{file_id}/citizen": P.FILE_CITIZEN,
     },
     "assignment": {
         "GET /api/agents/{agent_id}": P.PUBLIC,
@@ -61,8 +62,11 @@ TABLE: dict[str, dict[str, Policy]] = {
         "POST /api/agents/{agent_id}/departure": P.AGENT_SUPERVISOR,
         "POST /api/files/{file_id}/reassign": P.FILE_SUPERVISOR,
         "GET /api/files/{file_id}/audit": P.FILE_SUPERVISOR,
+        "GET /api/files/{file_id}/export": P.FILE_CITIZEN,
     },
-    "notification": {},
+    "notification": {
+        "GET /api/files/{file_id}/export": P.FILE_CITIZEN,
+    },
 }
 ADAPTER = {
     "POST /callbacks": P.AGENCY_CALLBACK,

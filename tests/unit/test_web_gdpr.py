@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import httpx
+
 from guichet_runtime.policy import Policy, route_policies
 from shared_models import catalogue
 from tests.pdfs import pdf_text
@@ -52,10 +54,74 @@ EXPORT = {
 }
 
 
+ASSIGNMENT_PART = {
+    "source": "attribution du référent",
+    "file_id": "GU-2026-MARIE001",
+    "held": True,
+    "referents": [
+        {
+            "agent_id": "AG-75-01-1",
+            "name": "Camille Martin",
+            "office": "France Services Paris 18e",
+            "rule": "proximite",
+            "why": "Agent le plus proche formé à la CAF.",
+            "at": "2026-11-24T10:01:00+00:00",
+        }
+    ],
+    "agency_requests": [
+        {
+            "agency": "caf",
+            "status": "repondu",
+            "issued_at": "2026-11-24T10:01:00+00:00",
+            "answered_at": "2026-11-25T08:00:00+00:00",
+            "answer": {"decision": "accorde"},
+        }
+    ],
+    "personal_word": {"text": "Bon courage pour la suite.", "at": "2026-11-25T08:30:00+00:00"},
+}
+NOTIFICATION_PART = {
+    "source": "notifications",
+    "file_id": "GU-2026-MARIE001",
+    "held": True,
+    "contact": None,
+    "messages": [
+        {
+            "kind": "referent_assigne",
+            "channel": "email",
+            "address": "marie.dupont@example.fr",
+            "subject": "Votre référent : Camille Martin",
+            "body": "Bonjour Marie, Camille Martin suit votre dossier.",
+            "status": "envoye",
+            "recorded_at": "2026-11-24T10:02:00+00:00",
+            "sent_at": "2026-11-24T10:02:05+00:00",
+            "attempts": [],
+        }
+    ],
+}
+
+
 class ExportBackend(ListsBackend):
+    #: The services whose part cannot be had (web.export_parts).
+    unreachable: tuple[str, ...] = ()
+
     async def my_export(self) -> dict:
         self.asked.append(("export", CREDENTIALS.get().access_token))
         return EXPORT
+
+    async def export_part(self, service: str, file_id: str) -> dict:
+        self.asked.append((f"part:{service}", CREDENTIALS.get().access_token))
+        if service in self.unreachable:
+            raise httpx.ConnectError("refused")
+        return {"assignment": ASSIGNMENT_PART, "notification": NOTIFICATION_PART}[service]
+
+
+def gathered_export(**parts: dict | None) -> dict:
+    """EXPORT as the pages serve it: each file with the parts of the other services."""
+    return {
+        **EXPORT,
+        "files": [{**EXPORT["files"][0], "parties": parts}],
+        "parties_manquantes": [],
+    }
 
 
 def test_mes_donnees_downloads_the_citizens_own_data_as_json_and_pdf(settings):
@@ -78,12 +144,42 @@ def test_mes_donnees_downloads_the_citizens_own_data_as_json_and_pdf(settings):
     assert page.status_code == 200 and 'href="/mes-donnees.pdf"' in page.text
     assert as_json.headers["content-disposition"] == 'attachment; filename="mes-donnees.json"'
     assert as_json.headers["cache-control"] == "no-store"
-    assert json.loads(as_json.content) == EXPORT
+    assert json.loads(as_json.content) == gathered_export(
+        assignment=ASSIGNMENT_PART, notification=NOTIFICATION_PART
+    )
     assert as_pdf.headers["content-type"] == "application/pdf"
     text = pdf_text(as_pdf.content)
     assert "Mes données" in text and "GU-2026-MARIE001" in text
     assert "a reçu : prénom, nom, code postal" in text and "Œlia" in text
-    assert backend.asked == [("export", "jeton-de-marie"), ("export", "jeton-de-marie")]
+    # The other services' parts, asked with the citizen's own token.
+    text = " ".join(text.split())
+    assert "Agent le plus proche formé à la CAF." in text and "Bon courage" in text
+    assert "marie.dupont@example.fr" in text and "Camille Martin suit votre dossier" in text
+    once = [
+        ("export", "jeton-de-marie"),
+        ("part:assignment", "jeton-de-marie"),
+        ("part:notification", "jeton-de-marie"),
+    ]
+    assert backend.asked == once + once
+    assert "Document incomplet" not in text
+
+
+def test_a_part_that_cannot_be_had_is_said_in_french_not_left_out(settings):
+    backend = ExportBackend()
+    backend.unreachable = ("notification",)
+    with pages(settings, backend) as client:
+        signed_in(client, settings, CITIZEN_LOGIN)
+        as_json = client.get("/mes-donnees.json")
+        as_pdf = client.get("/mes-donnees.pdf")
+
+    body = json.loads(as_json.content)
+    [lacking] = body["parties_manquantes"]
+    assert "« messages envoyés (canal, adresse, objet, texte, dates) »" in lacking
+    assert "GU-2026-MARIE001" in lacking and "incomplet" in lacking
+    assert body["files"][0]["parties"] == {"assignment": ASSIGNMENT_PART, "notification": None}
+    text = " ".join(pdf_text(as_pdf.content).split())
+    assert "Document incomplet" in text and "ne répond pas" in text
+    assert "Agent le plus proche formé à la CAF." in text
 
 
 def test_an_erased_file_reads_as_erased_in_the_pdf():

@@ -78,6 +78,8 @@ class AuditAction(StrEnum):
     DATA_EXPORTED = "citizen.data.exported"  # the citizen downloaded their data (RGPD art. 15)
     DATA_ERASED = "file.data.erased"  # a file's personal data was erased (request, retention)
     RETENTION_APPLIED = "retention.applied"  # the retention job's run (counts only)
+    #: The days past the trail's retention removed from its start (guichet_runtime.audit_purge)
+    AUDIT_PURGED = "audit.purged"
 
 
 @dataclass(frozen=True)

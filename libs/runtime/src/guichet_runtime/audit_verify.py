@@ -1,19 +1,31 @@
 """Checking a service's audit trail (`guichet-admin audit verify`): every entry's hash, the
 chain's links and numbering, the head, and every anchor's place and signature.
 
+After a retention purge (guichet_runtime.audit_purge) the chain starts after entry 1: it is
+accepted only when the chain's latest purge entry (`audit.purged`) names exactly the last
+purged entry and its hash, i.e. the first remaining entry's number and previous hash.
+
 Reads the tables by name only, so a tool checks any service's database without importing it.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from guichet_runtime.audit import GENESIS, HASHED, anchor_signature, entry_hash, key_id
+from guichet_runtime.audit import (
+    GENESIS,
+    HASHED,
+    AuditAction,
+    anchor_signature,
+    entry_hash,
+    key_id,
+)
 from guichet_runtime.db import UtcDateTime
 
 LOG = sa.table(
@@ -42,6 +54,8 @@ class Verdict:
     anchors: int = 0
     head_seq: int = 0
     signatures_checked: bool = False
+    #: The last entry removed by the retention purge (0: the chain starts at entry 1).
+    purged_through: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -54,11 +68,16 @@ async def verify(conn: AsyncConnection, key: bytes | None = None) -> Verdict:
     verdict = Verdict(signatures_checked=key is not None)
     hashes: dict[int, str] = {}
     expected, prev = 1, GENESIS
+    start: tuple[int, str] | None = None  # the first entry's (seq - 1, previous hash)
+    purged: tuple[int, str] = (0, GENESIS)  # what the latest purge entry says it removed
     rows = await conn.stream(sa.select(LOG).order_by(LOG.c.seq))
     async for row in rows:
         entry: dict[str, Any] = row._asdict()
         seq = int(entry["seq"])
         verdict.entries += 1
+        if start is None:  # the chain's start is checked against its purge entries below
+            start = (seq - 1, entry["prev_hash"])
+            expected, prev = seq, entry["prev_hash"]
         if seq != expected:
             verdict.problems.append(
                 f"entries {expected}..{seq - 1} are missing (removed)"
@@ -72,8 +91,17 @@ async def verify(conn: AsyncConnection, key: bytes | None = None) -> Verdict:
             )
         if entry_hash(entry) != entry["entry_hash"]:
             verdict.problems.append(f"entry {seq}: altered (its hash does not match its content)")
+        elif entry["action"] == AuditAction.AUDIT_PURGED:
+            purged = purge_point(entry)
         hashes[seq] = entry["entry_hash"]
         prev, expected = entry["entry_hash"], seq + 1
+    if start is not None and start != purged:
+        verdict.problems.append(
+            f"the chain starts at entry {start[0] + 1} ({start[1][:12]}… before it), its latest "
+            f"purge removed entries up to {purged[0]} ({purged[1][:12]}…): entries removed "
+            "from its start"
+        )
+    verdict.purged_through = purged[0]
     last_seq = expected - 1
     head = (await conn.execute(sa.select(HEAD.c.seq, HEAD.c.entry_hash))).first()
     head_seq, head_hash = (int(head.seq), head.entry_hash) if head else (0, GENESIS)
@@ -87,7 +115,9 @@ async def verify(conn: AsyncConnection, key: bytes | None = None) -> Verdict:
     for anchor in anchors:
         verdict.anchors += 1
         seq = int(anchor.seq)
-        if hashes.get(seq) != anchor.head_hash:
+        if seq < purged[0]:
+            pass  # it signed an entry the retention purge removed
+        elif (hashes.get(seq) if seq > purged[0] else purged[1]) != anchor.head_hash:
             verdict.problems.append(
                 f"anchor {anchor.id} ({anchor.anchored_at:%Y-%m-%d %H:%M} UTC) signed entry "
                 f"{seq} as {anchor.head_hash[:12]}…, the chain has "
@@ -104,3 +134,12 @@ async def verify(conn: AsyncConnection, key: bytes | None = None) -> Verdict:
         if not hmac.compare_digest(good, anchor.signature):
             verdict.problems.append(f"anchor {anchor.id}: its signature does not verify")
     return verdict
+
+
+def purge_point(entry: dict[str, Any]) -> tuple[int, str]:
+    """The last entry a purge entry says it removed, and that entry's hash."""
+    try:
+        details = json.loads(entry["details"])
+        return int(details["through_seq"]), str(details["through_hash"])
+    except (ValueError, KeyError, TypeError):
+        return (-1, "a purge entry without its purge point")

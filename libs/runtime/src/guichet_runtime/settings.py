@@ -133,6 +133,13 @@ class ServiceSettings(BaseSettings):
         gt=0,
         description="How often the anchoring worker looks whether today's anchor is due.",
     )
+    intake_url: str | None = Field(
+        default=None,
+        description="Intake's base URL, where a service that does not keep a file's citizen "
+        "asks whether the caller is them (GET /api/files/{file_id}/citizen, with the caller's "
+        "own credentials): the citizen's export parts at assignment and notification. Unset: "
+        "those routes answer 503.",
+    )
     key_service_url: str | None = Field(
         default=None,
         description="Intake's base URL, for its key service (GET /internal/personal-data-keys/"

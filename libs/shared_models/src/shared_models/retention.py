@@ -1,6 +1,6 @@
 """How long each kind of personal data is kept: the single declaration behind the retention
 table of docs/data-protection.md (a test keeps them equal), the retention job
-(`python -m intake retention`) and the privacy notice the citizen reads.
+(`intake retention`, `assignment retention`) and the privacy notice the citizen reads.
 
 Topics keep their own declaration (`shared_models.topics.RETENTIONS`); they are listed here
 too, by reference, so the table and the notice cover every place personal data rests.
@@ -64,7 +64,9 @@ PERIODS: dict[DataKind, Period] = {
         1, "l'expiration du code", "code (empreinte) et preuve d'accès supprimés"
     ),
     DataKind.AUDIT_TRAIL: Period(
-        6 * 365, "l'enregistrement de l'action", "conservé ; purge pas encore automatisée"
+        6 * 365,
+        "l'enregistrement de l'action",
+        "entrées supprimées par journées entières ; le journal reste vérifiable",
     ),
     DataKind.WEB_SESSIONS: Period(
         1, "la dernière activité (30 minutes d'inactivité au plus)", "session supprimée"

@@ -106,6 +106,7 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app.include_router(api.router(runtime))
     app.include_router(api.admin_router(runtime, clock.today))
     app.include_router(api.views_router(runtime, clock.today, settings.stuck_request_days))
+    app.include_router(api.gdpr_router(runtime))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
     runtime.workers.append(audit.anchoring(runtime))
     _gauges(runtime, clock)

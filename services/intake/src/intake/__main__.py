@@ -31,6 +31,7 @@ async def retention(settings: IntakeSettings) -> int:
                 "documents": done.documents,
                 "erased_files": done.erased_files,
                 "access_codes": done.access_codes,
+                "audit_entries": done.audit_entries,
             }
         )
         + "\n"

@@ -13,7 +13,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
-from notification import domain, erasure, messages, projections
+from notification import api, domain, erasure, messages, projections
 from notification.channels import (
     Channel,
     EmailChannel,
@@ -124,4 +124,6 @@ def bootstrap(
         [topics.REFERENT_MESSAGES], {ReferentMessageSent: projections.on_referent_message_sent}
     )
     subscribe([topics.CITIZEN_DATA_ERASED], {CitizenDataErased: erasure.on_citizen_data_erased})
-    return create_app(runtime, title="Guichet unique — notifications")
+    app = create_app(runtime, title="Guichet unique — notifications")
+    app.include_router(api.router(runtime))
+    return app

@@ -3,10 +3,13 @@ a `Mailer`), SMS (HTTP gateway) and postal letters (PDF handed to a postal provi
 HTTP). They know nothing of notification kinds: each receives an `Outgoing` already
 rendered and signed by `messages`; `dispatch` calls them through the `Channel` protocol.
 
-Every send carries an idempotency key stable per (notification, channel): the Message-ID
-for email, an `Idempotency-Key` header for the SMS gateway and the postal provider. If the
-service dies between the provider's acceptance and our "sent" commit, the retry presents
-the same key and the provider does not deliver it twice.
+Every send carries the delivery key the dispatcher recorded before calling the provider
+(`domain.delivery_key`, stable per notification and channel): the Message-ID of an email,
+the `Idempotency-Key` header for the SMS gateway and the postal provider. If the service
+dies between the provider's acceptance and the recording of the outcome, the resend
+presents the same key: the SMS and postal providers answer it from their first answer and
+deliver nothing twice; an SMTP relay cannot be asked, so the email may arrive twice under
+one Message-ID (the dispatcher counts that resend, docs/notifications.md).
 
 A channel raises `PermanentFailure` when retrying cannot help (address refused, bad
 number): the dispatcher then falls back to the next channel (`domain.after_failure`).
@@ -40,11 +43,10 @@ class Outgoing:
     channel: NotificationChannel
     content: dict[str, Any]  # what `messages` rendered for this channel, plus the recipient
     referent: Referent
+    #: What the receiver recognises the message by (`domain.delivery_key`), as recorded in
+    #: `deliveries` before the provider is called.
+    delivery_key: str
     trace_headers: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def idempotency_key(self) -> str:
-        return f"{self.notification_id}/{self.channel.value}"
 
 
 class Channel(Protocol):
@@ -57,11 +59,6 @@ class Mailer(Protocol):
     async def send(self, message: EmailMessage) -> None: ...
 
 
-def message_id(notification_id: str) -> str:
-    # Stable: one message per notification, recognisable (and deduplicated) if ever re-sent.
-    return f"<{notification_id.replace(':', '.')}@guichet-unique.gouv.fr>"
-
-
 def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
     content = outgoing.content
     msg = EmailMessage()
@@ -69,7 +66,7 @@ def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
     msg["To"] = content["to"]
     msg["Subject"] = content["subject"]
     msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
-    msg["Message-ID"] = message_id(outgoing.notification_id)
+    msg["Message-ID"] = outgoing.delivery_key  # recorded before sending: the same if resent
     msg["X-Guichet-File"] = outgoing.file_id
     msg.set_content(content["text"])
     if content.get("html"):
@@ -124,7 +121,7 @@ class _HttpProvider:
 
     async def _post(self, outgoing: Outgoing, path: str, **kwargs: Any) -> str:
         headers = {
-            "Idempotency-Key": outgoing.idempotency_key,
+            "Idempotency-Key": outgoing.delivery_key,
             "X-Guichet-File": outgoing.file_id,
             **outgoing.trace_headers,
             **kwargs.pop("headers", {}),

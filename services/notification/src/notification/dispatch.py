@@ -4,9 +4,15 @@ and report it sent.
 
 Never twice: a message leaves only from a row `a_envoyer`, claimed with a lease so that
 replicas do not take the same one, and the row turns `envoye` in the same transaction as
-its NotificationSent event. The one window left, a crash between the provider's
-acceptance and that commit, is closed provider-side: the retry carries the same
-Message-ID / Idempotency-Key (see `channels`), and the providers deliver a key once.
+its NotificationSent event. Each attempt is recorded first, in a transaction of its own,
+with its delivery key (`domain.delivery_key`: the Message-ID, the Idempotency-Key) and the
+outcome `envoi_en_cours`; then the provider is called with that key; then the outcome is
+recorded. The one window left, a crash between the provider's acceptance and that last
+commit, leaves the attempt `envoi_en_cours`: once the lease expires the message is
+presented again with the key recorded, and the attempt's `resent` counts it. The SMS and
+postal providers answer a known key from their first answer (nothing delivered twice);
+SMTP cannot be asked, so the email may arrive twice under one Message-ID: counted, logged,
+never hidden (docs/notifications.md, "Never twice").
 """
 
 from __future__ import annotations
@@ -166,6 +172,7 @@ def _outgoing(row: OpenedMessage, trace_headers: dict[str, str]) -> Outgoing:
         channel=channel,
         content=json.loads(row.content)[channel.value],
         referent=Referent.model_validate_json(row.referent),
+        delivery_key=domain.delivery_key(row.notification_id, channel),
         trace_headers=trace_headers,
     )
 
@@ -201,19 +208,22 @@ async def _send_one(
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             outgoing = _outgoing(row, carrier)
+            attempt = await _record_sending(uow_factory(), row, outgoing)
+            outgoing = dataclasses.replace(outgoing, delivery_key=attempt.key)
             try:
                 reference = await channel.send(_revealed(row, outgoing, keyring))
             except (PermanentFailure, domain.NoPostalAddress) as exc:
                 log.warning("%s refused on %s: %s", row.notification_id, name, exc)
-                await _failed(uow_factory(), row, outgoing, str(exc), permanent=True)
+                await _failed(uow_factory(), row, outgoing, attempt, str(exc), permanent=True)
                 return 0
             except Exception as exc:  # the provider is away or answered 5xx: retry later
                 log.warning("%s not sent on %s: %r", row.notification_id, name, exc)
-                await _failed(uow_factory(), row, outgoing, repr(exc), permanent=False)
+                await _failed(uow_factory(), row, outgoing, attempt, repr(exc), permanent=False)
                 return 0
-            # Accepted, not recorded: resent after the lease, with the same Message-ID / key.
+            # Accepted, not recorded: the attempt stays `envoi_en_cours`; after the lease it
+            # is presented again with the key recorded (`_record_sending`).
             crash_point("notification.after_send")
-            await _sent(uow_factory(), row, outgoing, reference)
+            await _sent(uow_factory(), row, outgoing, attempt, reference)
             return 1
     finally:
         otel_context.detach(token)
@@ -240,11 +250,96 @@ def _attempt(
     }
 
 
-async def _sent(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, reference: str) -> None:
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """An attempt recorded before the provider is called: its row in `deliveries`, the key
+    it presents, and how many times it was presented again after being cut."""
+
+    delivery_id: int
+    key: str
+    resent: int
+
+
+async def _record_sending(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing) -> Attempt:
+    """Record the attempt and its key, committed before the provider is called. An attempt
+    of this message on this channel left `envoi_en_cours` was cut after (perhaps) reaching
+    the provider: it is taken up again, with the key it recorded, and counted as resent."""
     async with uow:
-        await uow.conn.execute(
+        cut = (
+            await uow.conn.execute(
+                sa.select(deliveries.c.id, deliveries.c.delivery_key, deliveries.c.resent)
+                .where(
+                    deliveries.c.notification_id == row.notification_id,
+                    deliveries.c.channel == outgoing.channel.value,
+                    deliveries.c.outcome == DeliveryOutcome.SENDING.value,
+                )
+                .order_by(deliveries.c.id)
+                .limit(1)
+            )
+        ).first()
+        if cut is not None:
+            attempt = Attempt(cut.id, cut.delivery_key or outgoing.delivery_key, cut.resent + 1)
+            await uow.conn.execute(
+                deliveries.update()
+                .where(deliveries.c.id == attempt.delivery_id)
+                .values(resent=attempt.resent, at=utcnow())
+            )
+            # Reported, not hidden: the provider may hold this message already. The SMS and
+            # postal providers answer the same key from their first answer; an SMTP relay
+            # delivers the email again under the same Message-ID.
+            log.warning(
+                "%s: attempt on %s was cut before its outcome was recorded; presented again "
+                "with key %s (resent %d)",
+                row.notification_id,
+                outgoing.channel.value,
+                attempt.key,
+                attempt.resent,
+            )
+        else:
+            delivery_id = await uow.conn.scalar(
+                deliveries.insert()
+                .values(
+                    **_attempt(row, outgoing, DeliveryOutcome.SENDING),
+                    delivery_key=outgoing.delivery_key,
+                )
+                .returning(deliveries.c.id)
+            )
+            attempt = Attempt(int(delivery_id), outgoing.delivery_key, 0)
+        await uow.commit()
+    return attempt
+
+
+async def _record_outcome(
+    uow: UnitOfWork,
+    row: OpenedMessage,
+    outgoing: Outgoing,
+    attempt: Attempt,
+    outcome: DeliveryOutcome,
+    *,
+    error: str | None = None,
+    ref: str | None = None,
+    recipient: bool = True,
+) -> None:
+    """The attempt's outcome in place of `envoi_en_cours` (in the caller's transaction);
+    `recipient=False` leaves the recipient as it stands (erased meanwhile, perhaps)."""
+    values = _attempt(row, outgoing, outcome, error=error, ref=ref)
+    if not recipient:
+        del values["recipient"]
+    await uow.conn.execute(
+        deliveries.update().where(deliveries.c.id == attempt.delivery_id).values(**values)
+    )
+
+
+async def _sent(
+    uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, attempt: Attempt, reference: str
+) -> None:
+    async with uow:
+        marked = await uow.conn.execute(
             notifications.update()
-            .where(notifications.c.notification_id == row.notification_id)
+            .where(
+                notifications.c.notification_id == row.notification_id,
+                notifications.c.status == NotificationStatus.TO_SEND.value,
+            )
             .values(
                 status=NotificationStatus.SENT.value,
                 sent_at=utcnow(),
@@ -254,11 +349,16 @@ async def _sent(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, referen
                 sealed_secret=None,  # sent: nothing here opens to the code any more
             )
         )
-        await uow.conn.execute(
-            deliveries.insert().values(
-                **_attempt(row, outgoing, DeliveryOutcome.SENT, ref=reference)
-            )
+        marked_now = marked.rowcount == 1
+        await _record_outcome(
+            uow, row, outgoing, attempt, DeliveryOutcome.SENT, ref=reference, recipient=marked_now
         )
+        if not marked_now:
+            # No longer `a_envoyer`: another sender (a replica that took it up once the lease
+            # expired) reported it sent with the same key, or the citizen's data was erased
+            # meanwhile. Recorded as delivered; NotificationSent is not emitted twice.
+            await uow.commit()
+            return
         uow.emit(
             topics.NOTIFICATIONS_SENT,
             NotificationSent(
@@ -299,7 +399,13 @@ def _after_failure_values(row: OpenedMessage, *, permanent: bool) -> dict[str, o
 
 
 async def _failed(
-    uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing, error: str, *, permanent: bool
+    uow: UnitOfWork,
+    row: OpenedMessage,
+    outgoing: Outgoing,
+    attempt: Attempt,
+    error: str,
+    *,
+    permanent: bool,
 ) -> None:
     outcome = DeliveryOutcome.REFUSED if permanent else DeliveryOutcome.TEMPORARY_ERROR
     async with uow:
@@ -311,7 +417,5 @@ async def _failed(
                 **_after_failure_values(row, permanent=permanent),
             )
         )
-        await uow.conn.execute(
-            deliveries.insert().values(**_attempt(row, outgoing, outcome, error=error))
-        )
+        await _record_outcome(uow, row, outgoing, attempt, outcome, error=error)
         await uow.commit()

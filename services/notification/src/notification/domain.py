@@ -49,6 +49,10 @@ class NotificationStatus(StrEnum):
 class DeliveryOutcome(StrEnum):
     """The outcome of one attempt on one channel."""
 
+    #: Recorded, with its delivery key, before the provider is called; its outcome replaces
+    #: it. An attempt left so was cut between the two (the service died): the provider may
+    #: hold the message, so it is presented again with the same key (`delivery_key`).
+    SENDING = "envoi_en_cours"
     SENT = "envoye"
     #: Retrying cannot help (address or number refused): the next channel is tried.
     REFUSED = "refus_definitif"
@@ -159,6 +163,20 @@ def call_request_key(notification_id: str) -> str:
 def referent_copy_key(notification_id: str) -> str:
     """The référent's copy of a message to the citizen."""
     return f"{notification_id}:referent"
+
+
+MAIL_DOMAIN = "guichet-unique.gouv.fr"
+
+
+def delivery_key(notification_id: str, channel: NotificationChannel) -> str:
+    """The key a receiver recognises a message by, recorded before the message is handed to
+    it: the `Message-ID` of an email, the `Idempotency-Key` of an SMS or a letter. Stable per
+    (message, channel), with no attempt number: a retry after a timeout (the provider may have
+    accepted) must present the same key for the provider to answer it from its first answer;
+    the next channel of the plan is another key, as it is another message."""
+    if channel is EMAIL:
+        return f"<{notification_id.replace(':', '.')}@{MAIL_DOMAIN}>"
+    return f"{notification_id}/{channel.value}"
 
 
 # --------------------------------------------------------------------------- failures

@@ -97,6 +97,23 @@ deliveries = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("provider_ref", sa.String(300), nullable=True),
     sa.Column("at", UtcDateTime, nullable=False),
+    # An attempt is recorded `envoi_en_cours` with its key before the provider is called,
+    # and its outcome replaces that (notification.dispatch).
+    sa.Column(
+        "delivery_key",
+        sa.String(300),
+        nullable=True,
+        comment="what the receiver recognises the message by (Message-ID, "
+        "Idempotency-Key), recorded before the provider is called",
+    ),
+    sa.Column(
+        "resent",
+        sa.Integer,
+        nullable=False,
+        server_default="0",
+        comment="times the attempt was presented again, same key, after it was cut "
+        "between the provider's call and the recording of its outcome",
+    ),
 )
 
 contacts = sa.Table(

@@ -120,7 +120,7 @@ async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202))
 
 
 class Backend:
-    """Kept-alive clients of intake and assignment."""
+    """Kept-alive clients of intake, assignment and notification."""
 
     def __init__(
         self,
@@ -128,12 +128,15 @@ class Backend:
         assignment_url: str,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        notification_url: str = "http://127.0.0.1:8002",
     ) -> None:
         self.intake = _client(intake_url, timeout, transport)
         self.assignment = _client(assignment_url, timeout, transport)
+        self.notification = _client(notification_url, timeout, transport)
 
     async def close(self) -> None:
         await self.intake.aclose()
+        await self.notification.aclose()
         await self.assignment.aclose()
 
     # -- intake -----------------------------------------------------------------------
@@ -168,6 +171,12 @@ class Backend:
     async def file_export(self, file_id: str) -> dict:
         """Everything held about the file's citizen (FILE_CITIZEN: token or the code's proof)."""
         return await _json(await self.intake.get(f"/api/files/{file_id}/export"))
+
+    async def export_part(self, service: str, file_id: str) -> dict:
+        """The part of the citizen's data `service` (assignment, notification) holds about
+        one file; it asks intake whether the credentials are the file's citizen's."""
+        client = {"assignment": self.assignment, "notification": self.notification}[service]
+        return await _json(await client.get(f"/api/files/{file_id}/export"))
 
     async def erase_file(self, file_id: str) -> dict:
         """The citizen asks for the erasure of their closed file's personal data (they ticked

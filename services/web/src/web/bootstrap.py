@@ -53,7 +53,10 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
     # Ready: started, its database reachable and migrated to head (no consumer).
     readiness = Readiness(engine, MIGRATIONS, None)
     backend = Backend(
-        settings.intake_url, settings.assignment_url, settings.backend_timeout_seconds
+        settings.intake_url,
+        settings.assignment_url,
+        settings.backend_timeout_seconds,
+        notification_url=settings.notification_url,
     )
 
     @asynccontextmanager

@@ -1,5 +1,6 @@
 """The citizen's data ("Mes données") as a readable PDF, in French, from the JSON export
-intake serves (fpdf2, core fonts: windows-1252 covers every French letter)."""
+intake serves with the parts assignment and notification hold (web.export_parts); fpdf2,
+core fonts: windows-1252 covers every French letter."""
 
 from __future__ import annotations
 
@@ -135,6 +136,31 @@ def _file(doc: Document, f: dict[str, Any]) -> None:
         doc.heading("Chronologie")
         for entry in f["timeline"]:
             doc.line(f"{when(entry['at'])} : {entry['label']}")
+    _parts(doc, f.get("parties") or {})
+
+
+def _parts(doc: Document, parts: dict[str, Any]) -> None:
+    """What assignment and notification hold about the file (web.export_parts)."""
+    held = parts.get("assignment") or {}
+    if held.get("held"):
+        doc.heading("Chez le service d'attribution du référent")
+        for r in held.get("referents", []):
+            why = f" : {r['why']}" if r.get("why") else ""
+            doc.line(f"{when(r['at'])}, {r['name']} ({r['office']}){why}", "Référent désigné")
+        for a in held.get("agency_requests", []):
+            answer = a.get("answer") or {}
+            state = f" ; réponse : {_state(answer)}" if answer.get("decision") else ""
+            doc.line(f"{a['agency']}, demandée le {when(a['issued_at'])}{state}", "Demande")
+        if held.get("personal_word"):
+            doc.line(held["personal_word"]["text"], "Mot de votre référent")
+    sent = parts.get("notification") or {}
+    if sent.get("messages"):
+        doc.heading("Messages enregistrés par le service des notifications")
+        for m in sent["messages"]:
+            channel = CHANNELS.get(str(m["channel"]), str(m["channel"]))
+            address = f" à {m['address']}" if m.get("address") else ""
+            doc.line(f"{when(m['recorded_at'])}, {channel}{address} : {m['subject']}")
+            doc.line(m["body"])
 
 
 def render_export(export: dict[str, Any]) -> bytes:
@@ -142,6 +168,10 @@ def render_export(export: dict[str, Any]) -> bytes:
     doc = Document()
     doc.title("Mes données : tout ce que le guichet unique conserve sur vous")
     doc.line(when(export.get("generated_at")), "Document établi le")
+    if export.get("parties_manquantes"):
+        doc.heading("Document incomplet")
+        for text in export["parties_manquantes"]:
+            doc.line(text)
     doc.heading("Où sont vos données")
     for source in export.get("sources", []):
         doc.line(source["contenu"], source["service"].capitalize())

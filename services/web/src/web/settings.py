@@ -21,6 +21,10 @@ class WebSettings(ServiceSettings):
     assignment_url: str = Field(
         default="http://127.0.0.1:8001", description="Base URL of assignment's HTTP API."
     )
+    notification_url: str = Field(
+        default="http://127.0.0.1:8002",
+        description="Base URL of notification's HTTP API (its part of the citizen's export).",
+    )
     database_url: str = Field(
         default="sqlite+aiosqlite:///var/data/web.db",
         description="The web's own database: the server-side sessions.",

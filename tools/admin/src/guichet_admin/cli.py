@@ -263,6 +263,7 @@ def audit_verify(
                 "entries": verdict.entries,
                 "anchors": verdict.anchors,
                 "head": verdict.head_seq,
+                "purged_through": verdict.purged_through,
                 "signatures_checked": verdict.signatures_checked,
                 "problems": verdict.problems,
             }
@@ -272,9 +273,14 @@ def audit_verify(
             typer.echo(f"TAMPERED: {problem}")
         signed = "checked" if verdict.signatures_checked else "NOT checked (no AUDIT_ANCHOR_KEY)"
         status = "intact" if verdict.ok else f"{len(verdict.problems)} problem(s)"
+        purged = (
+            f" (entries 1..{verdict.purged_through} purged after their retention period)"
+            if verdict.purged_through
+            else ""
+        )
         typer.echo(
-            f"audit trail {status}: {verdict.entries} entries, {verdict.anchors} anchors "
-            f"(signatures {signed})"
+            f"audit trail {status}: {verdict.entries} entries{purged}, {verdict.anchors} "
+            f"anchors (signatures {signed})"
         )
     if not verdict.ok:
         raise typer.Exit(1)

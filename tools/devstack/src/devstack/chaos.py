@@ -391,7 +391,8 @@ async def run(
     killed_adapters = {
         a for a in agencies if any(k["service"] == topics.adapter_service(a) for k in j.kills)
     }
-    figures = judge(obs, killed_adapters)
+    notification_kills = sum(1 for k in j.kills if k["service"] == "notification")
+    figures = judge(obs, killed_adapters, notification_kills)
     extra = {
         "submissions never accepted": len(errors),
         "processes that died by themselves": len(j.crashes),

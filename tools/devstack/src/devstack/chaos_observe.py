@@ -96,7 +96,8 @@ async def dead_letters(bootstrap: str, namespace: str) -> dict[str, int]:
 async def doubles(stack: Stack) -> dict[str, Any]:
     """What the SMTP sink, the providers and the agency simulators recorded."""
     out: dict[str, Any] = {"calls": {}}
-    async with httpx.AsyncClient(timeout=30) as http:
+    # Generous: after a 10,000-file run the sink holds some 20,000 messages.
+    async with httpx.AsyncClient(timeout=600) as http:
         out["mail"] = [
             {
                 "message_id": d["message_id"],

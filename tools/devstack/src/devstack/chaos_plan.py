@@ -167,12 +167,25 @@ def why_stuck(obs: Observation, file_id: str) -> dict[str, Any]:
     }
 
 
-def judge(obs: Observation, killed_adapters: Iterable[str] = ()) -> dict[str, Any]:
+#: Emails notification has in flight at most (`dispatch_pending`'s concurrency per channel).
+MAIL_IN_FLIGHT = 4
+
+
+def judge(
+    obs: Observation, killed_adapters: Iterable[str] = (), notification_kills: int = 0
+) -> dict[str, Any]:
     """The report's figures: answered, lost, stuck (with why), duplicates of every kind.
 
     An agency request repeated once, at an agency whose adapter was killed, is the documented
     at-least-once delivery (the same request id, which the agency takes once: docs/adapters.md)
     and is listed as `explained`; any other repeat counts as a duplicate.
+
+    SMTP cannot be asked whether a message arrived (docs/notifications.md, "Never twice"): an
+    email the relay accepted just before notification was SIGKILLed, its outcome not yet
+    recorded, goes again under the Message-ID recorded before the first send. Such a repeat
+    (two copies, one Message-ID) is listed and counted in `mail_repeats_explained`, at most
+    MAIL_IN_FLIGHT per kill of notification; any other repeated email (a third copy, a new
+    Message-ID for the same subject, more repeats than the kills explain) is a duplicate.
     """
     ours = list(dict.fromkeys(obs.submitted))
     mine = set(ours)
@@ -191,9 +204,17 @@ def judge(obs: Observation, killed_adapters: Iterable[str] = ()) -> dict[str, An
         for s, n in sorted(subjects.items())
         if n > 1
     ]
+    mail = [d for d in obs.mail_duplicates if d.get("file_id") in mine]
+    twice = [d for d in mail if d.get("copies") == 2]
+    mail_explained = twice[: MAIL_IN_FLIGHT * notification_kills]
+    again = {(d.get("file_id"), d.get("subject")) for d in mail_explained}
     messages = {
-        "mail": [d for d in obs.mail_duplicates if d.get("file_id") in mine],
-        "mail_same_subject": same_subject,
+        "mail": [d for d in mail if d not in mail_explained],
+        "mail_same_subject": [
+            d
+            for d in same_subject
+            if not (d["copies"] == 2 and (d["file_id"], d["subject"]) in again)
+        ],
         "sms": [r for r in obs.sms_repeats if r.get("file_id") in mine],
         "letters": [r for r in obs.letter_repeats if r.get("file_id") in mine],
     }
@@ -219,6 +240,10 @@ def judge(obs: Observation, killed_adapters: Iterable[str] = ()) -> dict[str, An
         "duplicate_messages": messages,
         "agency_repeats": dict(repeats),
         "agency_repeats_explained": dict(explained),
+        "mail_repeats_explained": [
+            {k: d.get(k) for k in ("message_id", "file_id", "subject", "copies")}
+            for d in mail_explained
+        ],
         "dead_letters": {t: n for t, n in sorted(obs.dead_letters.items()) if n},
     }
 
@@ -287,6 +312,9 @@ def format_report(r: Mapping[str, Any]) -> str:
         *(f"    {n} x {state}" for state, n in r["stuck_by_state"].items()),
         f"  duplicate référents {len(r['duplicate_referents'])}",
         "  duplicate messages " + ", ".join(f"{k} {len(v)}" for k, v in messages.items()),
+        f"  emails repeated    {len(r.get('mail_repeats_explained', []))} under their recorded"
+        f" Message-ID, after {kills.get('notification', 0)} kills of notification (SMTP"
+        " cannot be asked whether a message arrived)",
         "  agency requests sent twice "
         + (", ".join(f"{a} {len(v)}" for a, v in r["agency_repeats"].items()) or "0")
         + " (explained by an adapter's kill: "

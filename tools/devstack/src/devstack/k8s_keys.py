@@ -1,13 +1,15 @@
 """Crypto-shredding on the cluster (docs/data-protection.md): the services that open personal
 fields sealed with the citizens' data keys ask intake's key service for them, each as its own
-client at the agents' issuer; intake lets exactly them in."""
+client at the agents' issuer; intake lets exactly them in. Two of them, assignment and
+notification, also ask intake who a file's citizen is for the citizen's export parts
+(`with_export_parts`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from devstack.k8s_identity import KEY_READER_KEYS
+from devstack.k8s_identity import KEY_READER_KEYS, VERIFIER_KEYS
 from shared_models import topics
 
 if TYPE_CHECKING:
@@ -15,6 +17,7 @@ if TYPE_CHECKING:
 
 #: intake's HTTP port: its key service serves the citizens' data keys.
 INTAKE_PORT = 8000
+NOTIFICATION_PORT = 8002
 
 
 def reads_personal_data(w: Workload) -> Workload:
@@ -44,4 +47,21 @@ def with_key_service(agencies: Iterable[str], core: list[Workload]) -> list[Work
             reads_personal_data(w)
         elif w.name == "intake":
             w.ingress_from += [r for r in key_readers(agencies) if r not in w.ingress_from]
+    return with_export_parts(core)
+
+
+def with_export_parts(core: list[Workload]) -> list[Workload]:
+    """The citizen's export parts (docs/data-protection.md, "The citizen's rights"):
+    assignment and notification ask intake who a file's citizen is (INTAKE_URL; the egress to
+    intake is the key service's), notification verifies the citizen's token, and the web
+    reaches it to gather its part."""
+    for w in core:
+        if w.name in ("assignment", "notification"):
+            w.settings["INTAKE_URL"] = f"http://intake:{INTAKE_PORT}"
+        if w.name == "notification":
+            w.identity = {**w.identity, **VERIFIER_KEYS}  # the citizen's token
+            w.ingress_from.append("web")
+        if w.name == "web":
+            w.settings["NOTIFICATION_URL"] = f"http://notification:{NOTIFICATION_PORT}"
+            w.egress_to.append(("notification", NOTIFICATION_PORT))
     return core

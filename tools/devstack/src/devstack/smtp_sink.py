@@ -285,6 +285,8 @@ def _make_http_handler(
                 self._send_json(200, dict(handler.stats))
             elif path == "/failures" and handler is not None:
                 self._send_json(200, list(handler.failures))
+            elif path == "/duplicates" and handler is not None and not handler.repeats():
+                self._send_json(200, [])  # no id stored twice: no need to parse the Maildir
             elif path == "/duplicates":
                 self._send_json(200, duplicates(maildir))
             else:

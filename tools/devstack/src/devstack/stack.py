@@ -195,6 +195,10 @@ class Stack:
         return f"http://127.0.0.1:{self.ports.assignment}"
 
     @property
+    def notification_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.notification}"
+
+    @property
     def smtp_http_url(self) -> str:
         return f"http://127.0.0.1:{self.ports.smtp_http}"
 
@@ -363,7 +367,11 @@ class Stack:
         self.processes["intake"] = self._service(
             "intake", "intake", p.intake, {**limits, **sealing}
         )
-        self.processes["assignment"] = self._service("assignment", "assignment", p.assignment, {})
+        # Who a file's citizen is: asked of intake (export parts, guichet_runtime.file_citizen).
+        asks_intake = {"INTAKE_URL": self.intake_url}
+        self.processes["assignment"] = self._service(
+            "assignment", "assignment", p.assignment, asks_intake
+        )
         self.processes["notification"] = self._service(
             "notification",
             "notification",
@@ -373,6 +381,7 @@ class Stack:
                 "SMTP_PORT": str(p.smtp),
                 "SMS_GATEWAY_URL": self.providers_url,
                 "POSTAL_URL": self.providers_url,
+                **asks_intake,
                 **sealing,
             },
         )
@@ -387,6 +396,7 @@ class Stack:
                 **self._database_env("web"),
                 "INTAKE_URL": self.intake_url,
                 "ASSIGNMENT_URL": self.assignment_url,
+                "NOTIFICATION_URL": self.notification_url,
                 "OTEL_SPANS_FILE": str(self.spans_dir / "web.jsonl"),
                 **self._sampler_env(),
                 "LOG_LEVEL": os.environ.get("GUICHET_LOG_LEVEL", "WARNING"),

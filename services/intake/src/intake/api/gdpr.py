@@ -33,6 +33,14 @@ def router(runtime: Runtime, access: Access) -> APIRouter:
         of the file's one-time code."""
         return await gdpr.export_file_data(file_id, who, runtime.uow())
 
+    @api.get("/files/{file_id}/citizen")
+    async def is_files_citizen(file_id: str, who: Principal = file_citizen) -> Any:
+        """Whether the caller is the file's citizen (200; else 401, 403 or 404): asked by
+        assignment and notification, which do not keep who the citizen is, with the caller's
+        own credentials, before serving their part of the export
+        (guichet_runtime.file_citizen). Says nothing else about the file."""
+        return {"file_id": file_id, "citizen": True}
+
     @api.post("/files/{file_id}/erasure")
     async def erase(file_id: str, body: ErasureIn, who: Principal = file_citizen) -> Any:
         """The citizen asks for their file's personal data to be erased, confirming it (422

@@ -5,7 +5,9 @@ shared_models.retention):
 - a closed file's uploaded documents, 90 days after the coordinated answer;
 - a closed file's personal data, 2 years after the coordinated answer: erased exactly as on
   the citizen's request, `CitizenDataErased` telling assignment and notification;
-- one-time codes and their proofs, a day after they expired.
+- one-time codes and their proofs, a day after they expired;
+- the audit trail's entries, whole days 6 years after the action, the chain kept verifiable
+  (guichet_runtime.audit_purge).
 
 Each run is in the audit trail (counts, and one entry per erased file). The events it emits
 wait in the outbox; the running service's relay publishes them.
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from guichet_runtime import audit
+from guichet_runtime.audit_purge import purge_trail
 from guichet_runtime.db import UnitOfWork
 from intake.commands.gdpr import erase_personal_data
 from intake.domain import FileStatus
@@ -38,6 +41,7 @@ class RetentionRun:
     documents: int = 0
     access_codes: int = 0
     erased_files: list[str] = field(default_factory=list)
+    audit_entries: int = 0  # purged from the audit trail
 
 
 def _closed_before(cutoff: dt.datetime) -> sa.ColumnElement[bool]:
@@ -123,6 +127,7 @@ async def apply_retention(uow_of: Callable[[], UnitOfWork], now: dt.datetime) ->
     run.documents = await _purge_documents(uow_of(), now)
     run.erased_files = await _erase_closed_files(uow_of, now)
     run.access_codes = await _purge_access_codes(uow_of(), now)
+    run.audit_entries = (await purge_trail(uow_of(), now)).purged
     uow = uow_of()
     async with uow:
         audit.record(
@@ -132,6 +137,7 @@ async def apply_retention(uow_of: Callable[[], UnitOfWork], now: dt.datetime) ->
             documents=run.documents,
             erased_files=len(run.erased_files),
             access_codes=run.access_codes,
+            audit_entries=run.audit_entries,
         )
         await uow.commit()
     return run

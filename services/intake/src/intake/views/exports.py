@@ -48,13 +48,13 @@ SOURCES = [
     {
         "service": "désignation du référent (assignment)",
         "contenu": "une copie de vos coordonnées et de votre description, l'historique de vos "
-        "référents, les demandes adressées aux organismes (ci-dessous : chronologie et "
-        "organismes)",
+        "référents et leurs motifs, les demandes adressées aux organismes et leurs réponses "
+        "(ci-dessous, pour chaque dossier : partie « attribution du référent »)",
     },
     {
         "service": "notifications",
-        "contenu": "les messages qui vous ont été envoyés : canal, objet, date (ci-dessous : "
-        "notifications)",
+        "contenu": "les messages qui vous ont été envoyés : canal, adresse, objet, texte, dates, "
+        "tentatives d'envoi (ci-dessous, pour chaque dossier : partie « messages envoyés »)",
     },
     {
         "service": "organismes",

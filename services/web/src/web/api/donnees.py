@@ -1,6 +1,7 @@
 """The citizen's GDPR pages: "Mes données" (everything held about them, as JSON and as a
 PDF), the erasure of a closed file, and the privacy notice. Intake decides on what is
-forwarded (the citizen's token, or the proof of the file's code) and records each export."""
+forwarded (the citizen's token, or the proof of the file's code) and records each export;
+assignment's and notification's parts are gathered with it (web.export_parts)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from guichet_runtime.policy import Policy
 from web.api.citoyen import NOT_YOURS, Page
 from web.api.deps import BackendClient, Render, flash, page, redirect
 from web.backend import BackendError
+from web.export_parts import gathered
 from web.export_pdf import render_export
 
 router = APIRouter()
@@ -66,14 +68,14 @@ async def my_data(
 async def my_data_json(
     backend: BackendClient, visitor: Annotated[Principal, page(Policy.CITIZEN)]
 ) -> Response:
-    return download(await backend.my_export(), "json", "mes-donnees")
+    return download(await gathered(backend, await backend.my_export()), "json", "mes-donnees")
 
 
 @router.get("/mes-donnees.pdf")
 async def my_data_pdf(
     backend: BackendClient, visitor: Annotated[Principal, page(Policy.CITIZEN)]
 ) -> Response:
-    return download(await backend.my_export(), "pdf", "mes-donnees")
+    return download(await gathered(backend, await backend.my_export()), "pdf", "mes-donnees")
 
 
 @router.get("/dossier/{file_id}/mes-donnees.{kind}", dependencies=[page(Policy.FILE_CITIZEN)])
@@ -89,7 +91,7 @@ async def file_data(file_id: str, kind: str, file: Page) -> Response:
         if refused.status not in (401, 403):
             raise
         return file.ask_code_again(NOT_YOURS if refused.status == 403 else refused.message)
-    return download(export, kind, f"mes-donnees-{file_id}")
+    return download(await gathered(file.backend, export), kind, f"mes-donnees-{file_id}")
 
 
 @router.post("/dossier/{file_id}/effacement", dependencies=[page(Policy.FILE_CITIZEN)])
