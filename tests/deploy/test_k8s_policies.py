@@ -16,6 +16,8 @@ from tests.deploy.support import build, of_kind, settings_class
 
 #: Variables that exist only for the manifests (DATABASE_URL is built from the password).
 PLATFORM_ONLY = {"DATABASE_PASSWORD", "MIGRATION_DATABASE_PASSWORD", "PYTHONDONTWRITEBYTECODE"}
+#: Read by OpenTelemetry's SDK itself (the sampler: guichet_runtime.telemetry.tracer_provider).
+OPENTELEMETRY_STANDARD = {"OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG"}
 #: The services whose routes verify bearer tokens (guichet_runtime.auth, read from OIDC_*).
 TOKEN_VERIFIERS = ("intake", "assignment", "notification", "adapter-")
 OIDC_VARIABLES = {f"OIDC_{field.upper()}" for field in AuthSettings.model_fields}
@@ -129,7 +131,7 @@ def test_every_variable_set_is_a_setting_the_code_reads(production):
         names = {e["name"] for e in container.get("env", [])}
         for source in container.get("envFrom", []):
             names |= set(configs[source["configMapRef"]["name"]])
-        unknown = names - known - PLATFORM_ONLY
+        unknown = names - known - PLATFORM_ONLY - OPENTELEMETRY_STANDARD
         assert not unknown, f"{name} sets variables its settings do not read: {unknown}"
 
 
