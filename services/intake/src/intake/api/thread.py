@@ -39,7 +39,7 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     async def write_to_referent_route(
         file_id: str,
         text: str = Form(default="", description="Le message, en texte simple (2000 caractères)."),
-        fichiers: list[UploadFile] | None = File(
+        fichier: list[UploadFile] | None = File(
             default=None,
             description=f"Jusqu'à {MAX_ATTACHMENTS} pièces jointes : PDF, JPEG ou PNG, "
             "512 Ko au plus chacune.",
@@ -50,7 +50,7 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
         it lasts): the answer says who will answer; the message joins the file's thread."""
         uploads = [
             Upload(f.filename or "piece", f.content_type, await f.read(MAX_DOCUMENT_BYTES + 1))
-            for f in (fichiers or [])
+            for f in (fichier or [])
             if f.filename or f.size
         ]
         message, created = await write_to_referent(

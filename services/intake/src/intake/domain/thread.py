@@ -78,7 +78,7 @@ def checked_attachments(uploads: list[Upload]) -> list[CheckedUpload]:
         raise Refused(
             RefusalKind.INVALID,
             f"Joignez au plus {MAX_ATTACHMENTS} documents à un message.",
-            field="fichiers",
+            field="fichier",
         )
     return [
         CheckedUpload(
