@@ -17,10 +17,13 @@ from assignment.projections import messages as inbox_projections
 from assignment.settings import DEFAULT_DIRECTORY
 from intake import api as intake_api
 from intake import projections
+from intake.commands import gdpr
 from intake.domain.thread import covering_after_assignment, who_answers
+from intake.views import exports
 from intake.views import files as views
 from shared_models import (
     CitizenMessageReceived,
+    ErasureCause,
     ReferentAssigned,
     ReferentMessageSent,
     topics,
@@ -338,3 +341,29 @@ def test_the_inbox_rules():
         ],
         key=lambda x: x[1],
     )
+
+
+async def test_the_citizens_messages_are_in_their_export_and_go_with_an_erasure(space):
+    await space.post(
+        f"/api/files/{space.file_id}/citizen-messages",
+        data={"text": TEXT},
+        files={"fichier": ("courrier.pdf", PDF, "application/pdf")},
+    )
+    [exported] = await exports.export_of_file(space.db.uow(), space.file_id)
+    [written] = exported["citizen_messages"]
+    assert (written["text"], written["answerer_name"], written["attachments"]) == (
+        TEXT,
+        referent().name,
+        1,
+    )
+
+    uow = space.db.uow()
+    async with uow:
+        await gdpr.erase_personal_data(
+            uow, space.file_id, ErasureCause.REQUEST, dt.datetime.now(dt.UTC)
+        )
+        await uow.commit()
+
+    assert await space.db.rows("citizen_message_attachments") == []
+    [kept] = await space.db.rows("citizen_messages")
+    assert kept.text == gdpr.ERASED_WORD and TEXT not in str(kept)
