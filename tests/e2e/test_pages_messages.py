@@ -50,7 +50,8 @@ def test_the_citizen_writes_the_referent_reads_in_the_inbox_and_answers(
     sign_in(page, stack, "citoyens", "marie.dupont")
     file_id = declare(page)
     page.goto(f"/dossier/{file_id}")
-    reload_until(page, "#fil form")  # the form comes with the référent's name
+    # The form comes with the référent's name.
+    reload_until(page, f"form[action='/dossier/{file_id}/messages']")
     card = httpx.get(
         f"{stack.intake_url}/api/files/{file_id}", headers=tokens.citizen(), timeout=10
     ).json()["referent"]
