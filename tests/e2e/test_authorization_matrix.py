@@ -66,6 +66,9 @@ def request(world: Scenario, row: Row, principal: str) -> dict[str, Any]:
             return {"json": {"code": "pas un code"}}
         case "POST /api/files/{file_id}/documents":
             return {"files": {"fichier": ("justificatif.pdf", PDF, "application/pdf")}}
+        case "POST /api/files/{file_id}/citizen-messages":
+            # No words: 422 behind the door, and nothing is written to the référent.
+            return {"data": {"text": ""}}
         case "POST /api/files/{file_id}/messages":
             return {"json": {"text": "Bonjour, votre dossier avance : je vous tiens informée."}}
         case "POST /api/files/{file_id}/survey":
@@ -130,6 +133,7 @@ NO_BODY = {
     "POST /api/files/{file_id}/access-codes",
     "POST /api/agents/{agent_id}/return",
     "DELETE /api/files/{file_id}/personal-word",
+    "POST /api/files/{file_id}/citizen-messages/read",
 }
 
 

@@ -25,6 +25,7 @@ from shared_models import (
     AgentReturned,
     CitizenContact,
     CitizenDataErased,
+    CitizenMessageReceived,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineRule,
@@ -188,6 +189,13 @@ def one_event_of_each_type() -> list[Envelope]:
             referent=referent(),
             citizen=citizen(),
             text="Bonjour, pouvez-vous me rappeler au sujet de votre attestation ?",
+        ),
+        CitizenMessageReceived(
+            file_id=file_id,
+            message_id="0b6f3c1e-2a4d-4c8e-9f1a-5d7e3b2c1a90",
+            referent=referent(agent_id="AG-93-01-3", name="Karim Benali"),
+            covering_for=referent(),
+            attachments=1,
         ),
         NotificationSent(
             file_id=file_id,

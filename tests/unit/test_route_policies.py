@@ -36,6 +36,9 @@ TABLE: dict[str, dict[str, Policy]] = {
         "GET /api/agents/{agent_id}/thanks": P.AGENT_SELF,
         "POST /api/files/{file_id}/messages": P.FILE_REFERENT,
         "GET /api/files/{file_id}/messages": P.FILE_READ,
+        "POST /api/files/{file_id}/citizen-messages": P.FILE_CITIZEN,
+        "GET /api/files/{file_id}/thread": P.FILE_READ,
+        "GET /api/files/{file_id}/attachments/{attachment_id}": P.FILE_READ,
         "GET /api/indicators": P.PUBLIC,
         "GET /api/indicators.csv": P.PUBLIC,
         "GET /internal/personal-data-keys/{key_id}": P.SERVICE_KEYS,
@@ -47,6 +50,8 @@ TABLE: dict[str, dict[str, Policy]] = {
     "assignment": {
         "GET /api/agents/{agent_id}": P.PUBLIC,
         "GET /api/agents/{agent_id}/portfolio": P.AGENT_SELF,
+        "GET /api/agents/{agent_id}/inbox": P.AGENT_SELF,
+        "POST /api/files/{file_id}/citizen-messages/read": P.FILE_REFERENT,
         "GET /api/files/{file_id}/assignment": P.FILE_AGENTS,
         "PUT /api/files/{file_id}/personal-word": P.FILE_REFERENT,
         "DELETE /api/files/{file_id}/personal-word": P.FILE_REFERENT,

@@ -93,6 +93,9 @@ class FakeBackend:
     async def file_contact(self, file_id: str) -> dict:
         return {k: v for k, v in CITIZEN.items() if k not in ("given_name", "family_name")}
 
+    async def file_thread(self, file_id: str) -> list[dict]:
+        return []
+
     async def file_record(self, file_id: str) -> dict:
         # The agents' record (FILE_AGENTS): intake refuses it to a citizen.
         raise BackendError(403, "Vous n'avez pas accès à cette ressource.")

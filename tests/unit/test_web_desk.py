@@ -41,6 +41,7 @@ FILE = {
     },
     "agent": "AG-1",
     "messages": [],
+    "from_citizen": [],
     "values": {"idempotency_key": "cle-1"},
     "errors": {},
 }
@@ -118,3 +119,30 @@ def test_a_refusal_comes_back_next_to_the_field_with_the_text_typed():
 
     assert 'id="message-error">Le message fait au plus 2000 caractères (ici : 2001).' in html
     assert ">" + "x" * 2001 + "</textarea>" in html
+
+
+def test_the_citizens_messages_show_with_their_attachments_and_the_cover():
+    page = render(
+        from_citizen=[
+            {
+                "message_id": "m-1",
+                "from": "citoyen",
+                "to": "Karim Benali",
+                "covering_for": "Yasmine Haddad",
+                "text": "Voici l'avis de la CAF.",
+                "at": "2026-11-30T10:00:00+00:00",
+                "attachments": [
+                    {
+                        "attachment_id": "a-1",
+                        "filename": "avis.pdf",
+                        "media_type": "application/pdf",
+                        "size_bytes": 2048,
+                    }
+                ],
+            }
+        ]
+    )
+    assert "Voici l&#39;avis de la CAF." in page
+    assert "suppléance de Yasmine Haddad" in page
+    assert 'href="/dossier/GU-2026-DESK0001/pieces-jointes/a-1"' in page and "(2 Ko)" in page
+    assert "ne vous a pas écrit pour ce dossier" in render(from_citizen=[])

@@ -436,6 +436,29 @@ class ReferentMessageSent(Event):
     )
 
 
+class CitizenMessageReceived(Event):
+    """The citizen wrote to their référent from their space, on their own file.
+
+    The words and the attachments stay at intake (the file's thread, read on the desk): this
+    event tells who answers, so the référent's inbox counts the message and orders it.
+    """
+
+    event_type: ClassVar[str] = "CitizenMessageReceived"
+    message_id: str = Field(description="Unique id of the message in the file's thread.")
+    referent: Referent = Field(
+        description="Who answers: the file's current référent (the agent covering their "
+        "absence, while it lasts)."
+    )
+    covering_for: Referent | None = Field(
+        default=None,
+        description="The absent référent the answering agent covers, during an absence; "
+        "none otherwise.",
+    )
+    attachments: int = Field(
+        default=0, ge=0, description="How many documents the citizen attached (kept at intake)."
+    )
+
+
 class AccessCodeIssued(Event):
     """A one-time code was issued so the citizen can open their file online without an account.
 
@@ -825,6 +848,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         ExchangeRecorded,
         CoordinatedAnswerIssued,
         ReferentMessageSent,
+        CitizenMessageReceived,
         AccessCodeIssued,
         NotificationSent,
         ReferentAssignmentDeferred,

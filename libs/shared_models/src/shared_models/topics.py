@@ -37,6 +37,8 @@ DEADLINES = "legal-deadlines.events"
 ACCESS_CODES = "access-codes.issued"
 #: Messages a référent writes to the citizen from the desk.
 REFERENT_MESSAGES = "referents.messages"
+#: Messages a citizen writes to their référent from their space.
+CITIZEN_MESSAGES = "citizens.messages"
 #: A citizen's personal data was erased at intake (request or retention): every copy goes.
 CITIZEN_DATA_ERASED = "citizens.data-erased"
 DEADLINE_EVENT_TYPES = (
@@ -100,6 +102,7 @@ def all_topics() -> dict[str, int]:
         DEADLINES,
         ACCESS_CODES,
         REFERENT_MESSAGES,
+        CITIZEN_MESSAGES,
         CITIZEN_DATA_ERASED,
     ]
     for agency in catalogue().served_agencies():
@@ -147,7 +150,9 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         ),
         DEADLINES: (DEADLINE_EVENT_TYPES, "assignment", ("intake", "notification")),
         ACCESS_CODES: ("AccessCodeIssued", "intake", ("notification",)),
-        REFERENT_MESSAGES: ("ReferentMessageSent", "intake", ("notification",)),
+        # Assignment marks the citizen's messages answered (the référent's inbox).
+        REFERENT_MESSAGES: ("ReferentMessageSent", "intake", ("notification", "assignment")),
+        CITIZEN_MESSAGES: ("CitizenMessageReceived", "intake", ("assignment",)),
         CITIZEN_DATA_ERASED: ("CitizenDataErased", "intake", ("assignment", "notification")),
     }
     for agency in catalogue().served_agencies():

@@ -98,6 +98,7 @@ def intake(agencies: Iterable[str]) -> Principal:
                 topics.SURVEYS,
                 topics.ACCESS_CODES,
                 topics.REFERENT_MESSAGES,
+                topics.CITIZEN_MESSAGES,
                 topics.CITIZEN_DATA_ERASED,
             }
         )
@@ -115,6 +116,8 @@ def assignment(agencies: Iterable[str]) -> Principal:
                 topics.REFERENT_CHANGES,
                 topics.LEGAL_CLOCK,
                 topics.CITIZEN_DATA_ERASED,
+                topics.CITIZEN_MESSAGES,
+                topics.REFERENT_MESSAGES,
             }
         )
         | _per_agency(agencies, "answers"),

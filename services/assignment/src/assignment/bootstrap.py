@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from assignment import api, views
 from assignment.commands import directory, directory_import, housekeeping
-from assignment.projections import erasure, files, legal_clock
+from assignment.projections import erasure, files, legal_clock, messages
 from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
 from assignment.tables import metadata
 from guichet_runtime import audit
@@ -21,10 +21,12 @@ from shared_models import (
     AgencyReceiptAcknowledged,
     AgencyStatusChecked,
     CitizenDataErased,
+    CitizenMessageReceived,
     FileSubmitted,
     LegalClockResumed,
     LegalClockSuspended,
     ReferentChangeRequested,
+    ReferentMessageSent,
     catalogue,
     topics,
 )
@@ -87,6 +89,12 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     )
     runtime.consumer.subscribe(
         [topics.CITIZEN_DATA_ERASED], {CitizenDataErased: erasure.on_citizen_data_erased}
+    )
+    runtime.consumer.subscribe(
+        [topics.CITIZEN_MESSAGES], {CitizenMessageReceived: messages.on_citizen_message_received}
+    )
+    runtime.consumer.subscribe(
+        [topics.REFERENT_MESSAGES], {ReferentMessageSent: messages.on_referent_message_sent}
     )
     runtime.consumer.subscribe(
         [topics.agency_answers(a) for a in catalogue().served_agencies()],

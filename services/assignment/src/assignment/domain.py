@@ -345,3 +345,34 @@ def ensure_target_supervised(name: str, office_id: str, supervised: Collection[s
 ONLY_THE_REFERENT_WRITES = (
     "Seul le référent actuel du dossier peut écrire le mot personnel joint à la réponse."
 )
+
+
+# --------------------------------------------------------------------------- the inbox
+
+
+class MessageState(StrEnum):
+    """Where a citizen's message stands in the référent's inbox."""
+
+    UNREAD = "non_lu"
+    READ = "lu"
+    ANSWERED = "repondu"
+
+
+def message_state(read_at: dt.datetime | None, answered_at: dt.datetime | None) -> MessageState:
+    """Answered once the référent wrote to the citizen after it; read once marked read."""
+    if answered_at is not None:
+        return MessageState.ANSWERED
+    return MessageState.READ if read_at is not None else MessageState.UNREAD
+
+
+def inbox_rank(
+    urgent: bool, deadline: dt.date | None, oldest_waiting: dt.datetime
+) -> tuple[bool, dt.date, dt.datetime]:
+    """The inbox's order: urgent files first, then the nearest legal deadline (none: last),
+    then the longest wait."""
+    return (not urgent, deadline or dt.date.max, oldest_waiting)
+
+
+ONLY_THE_REFERENT_READS = (
+    "Seul le référent du dossier (ou l'agent qui le remplace) traite les messages de l'usager."
+)

@@ -211,3 +211,24 @@ legal_clocks = sa.Table(
     # The housekeeping scan: running clocks by due date.
     sa.Index(None, "status", "due_on"),
 )
+
+citizen_messages = sa.Table(
+    "citizen_messages",
+    metadata,
+    sa.Column("message_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+    sa.Column(
+        "addressed_to",
+        sa.String(30),
+        nullable=False,
+        comment="who was to answer when it came: the référent, or their cover",
+    ),
+    sa.Column("attachments", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("read_at", UtcDateTime, nullable=True),
+    sa.Column("read_by", sa.String(30), nullable=True),
+    sa.Column("answered_at", UtcDateTime, nullable=True),
+    sa.Column("answered_by", sa.String(30), nullable=True),
+    # The inbox: a file's messages not answered yet.
+    sa.Index(None, "file_id", "answered_at"),
+)

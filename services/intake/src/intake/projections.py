@@ -17,6 +17,7 @@ from intake.domain import (
     implicit_decision_sentence,
     is_citizen_contact,
 )
+from intake.domain.thread import covering_after_assignment
 from intake.records import add_timeline, advance_agency, require_file
 from intake.tables import exchanges, file_agencies, files, referent_messages
 from shared_models import (
@@ -83,12 +84,19 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
     async with uow:
         await require_file(uow, event.file_id)
         ref = event.referent
+        covering = await uow.conn.scalar(
+            sa.select(files.c.covering_for).where(files.c.file_id == event.file_id)
+        )
         await uow.conn.execute(
             files.update()
             .where(files.c.file_id == event.file_id)
             .values(
                 # The whole card (agent and office ids too): pages link to the agent's office.
                 referent=ref.model_dump(mode="json"),
+                # Who the new référent covers during an absence: the citizen is told.
+                covering_for=covering_after_assignment(
+                    event.rule, event.previous_referent, covering
+                ),
                 status=sa.case(
                     (files.c.status == FileStatus.SUBMITTED, FileStatus.IN_PROGRESS.value),
                     else_=files.c.status,

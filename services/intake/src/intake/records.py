@@ -66,6 +66,7 @@ async def file_for_update(uow: UnitOfWork, file_id: str) -> sa.Row:
                 files.c.status,
                 files.c.citizen,
                 files.c.referent,
+                files.c.covering_for,
                 files.c.referent_change_requested_at,
                 files.c.erased_at,
             )

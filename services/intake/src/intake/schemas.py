@@ -217,6 +217,46 @@ class MessageOut(BaseModel):
     delivered_at: dt.datetime | None = None
 
 
+class AttachmentOut(BaseModel):
+    attachment_id: str
+    filename: str = Field(description="Nom du fichier envoyé par l'usager.")
+    media_type: str = Field(description="Type vérifié sur le contenu (PDF, JPEG, PNG).")
+    size_bytes: int
+
+
+class CitizenMessageOut(BaseModel):
+    """The citizen's message as sent, and who answers it."""
+
+    message_id: str
+    file_id: str
+    text: str
+    at: dt.datetime
+    answerer_name: str = Field(description="Qui répond : le référent, ou son suppléant.")
+    covering_for_name: str | None = Field(
+        default=None, description="Le référent absent que le suppléant remplace."
+    )
+    message: str = Field(description="Ce qui est dit à l'usager : qui lui répondra.")
+    attachments: list[AttachmentOut] = []
+
+
+class ThreadEntry(BaseModel):
+    """One message of the file's thread."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message_id: str
+    from_: str = Field(alias="from", description="citoyen ou referent.")
+    author: str | None = Field(default=None, description="Le référent qui a écrit.")
+    to: str | None = Field(default=None, description="Qui répond au message de l'usager.")
+    covering_for: str | None = Field(
+        default=None, description="Le référent absent, quand un suppléant répond."
+    )
+    text: str
+    at: dt.datetime
+    attachments: list[AttachmentOut] = []
+    channel: str | None = Field(default=None, description="Canal qui a délivré la réponse.")
+
+
 class AccessCodeIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 

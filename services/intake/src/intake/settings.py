@@ -22,6 +22,8 @@ DEFAULT_RATE_LIMITS: dict[str, str] = {
     "thanks_per_file": "5/day",
     "messages_per_client": "60/hour",
     "messages_per_file": "30/day",
+    "citizen_messages_per_client": "60/hour",
+    "citizen_messages_per_file": "20/day",
     "contact_changes_per_client": "10/hour",
     "contact_changes_per_file": "5/day",
     "documents_per_client": "30/hour",

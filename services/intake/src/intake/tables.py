@@ -49,6 +49,12 @@ files = sa.Table(
     sa.Column("status", sa.String(30), nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("referent", sa.JSON, nullable=True),
+    sa.Column(
+        "covering_for",
+        sa.JSON,
+        nullable=True,
+        comment="the absent référent's card while `referent` covers their absence",
+    ),
     sa.Column("answer", sa.JSON, nullable=True),
     sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
     sa.Column("request_digest", sa.String(64), nullable=True),
@@ -237,6 +243,47 @@ referent_messages = sa.Table(
         comment="channel that delivered it, once notification reports it",
     ),
     sa.Column("delivered_at", UtcDateTime, nullable=True),
+)
+
+
+citizen_messages = sa.Table(
+    "citizen_messages",
+    metadata,
+    sa.Column("message_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column(
+        "answerer_id", sa.String(50), nullable=False, comment="who answers: référent or cover"
+    ),
+    sa.Column("answerer_name", sa.String(200), nullable=False),
+    sa.Column(
+        "covering_for_name",
+        sa.String(200),
+        nullable=True,
+        comment="the absent référent the answerer covered when the message came",
+    ),
+    sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
+    sa.Column("request_digest", sa.String(64), nullable=False),
+    sa.Column("at", UtcDateTime, nullable=False),
+)
+
+citizen_message_attachments = sa.Table(
+    "citizen_message_attachments",
+    metadata,
+    sa.Column("attachment_id", sa.String(36), primary_key=True),
+    sa.Column(
+        "message_id",
+        sa.String(36),
+        sa.ForeignKey("citizen_messages.message_id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False),
+    sa.Column("filename", sa.String(200), nullable=False),
+    sa.Column("media_type", sa.String(50), nullable=False),
+    sa.Column("size_bytes", sa.Integer, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content", sa.LargeBinary, nullable=False),
 )
 
 

@@ -236,6 +236,44 @@ class Backend:
             await self.intake.post(f"/api/files/{file_id}/thanks", json={"message": message})
         )
 
+    async def write_to_referent(
+        self,
+        file_id: str,
+        text: str,
+        attachments: list[tuple[str, bytes, str]],
+        idempotency_key: str,
+    ) -> dict:
+        """The citizen's message to their référent, with its attachments (intake checks
+        them); the same Idempotency-Key sent again does not send it twice."""
+        return await _json(
+            await self.intake.post(
+                f"/api/files/{file_id}/citizen-messages",
+                data={"text": text},
+                files=[("fichier", a) for a in attachments] or None,
+                headers={"Idempotency-Key": idempotency_key},
+            )
+        )
+
+    async def file_thread(self, file_id: str) -> list[dict]:
+        """The file's thread, oldest first: the citizen's messages and the référent's."""
+        return await _json(await self.intake.get(f"/api/files/{file_id}/thread"))
+
+    async def thread_attachment(self, file_id: str, attachment_id: str) -> httpx.Response:
+        """One document the citizen attached to a message (intake decides who reads it)."""
+        response = await self.intake.get(f"/api/files/{file_id}/attachments/{attachment_id}")
+        if response.status_code != 200:
+            await _json(response)
+        return response
+
+    async def citizen_inbox(self, agent_id: str) -> dict:
+        """The citizens' messages waiting for the agent's answer (assignment)."""
+        return await _json(await self.assignment.get(f"/api/agents/{agent_id}/inbox"))
+
+    async def mark_citizen_messages_read(self, file_id: str) -> dict:
+        """The file's référent (or their cover) read the citizen's messages."""
+        url = f"/api/files/{file_id}/citizen-messages/read"
+        return await _json(await self.assignment.post(url))
+
     async def agent_thanks(self, agent_id: str) -> dict:
         return await _json(await self.intake.get(f"/api/agents/{agent_id}/thanks"))
 

@@ -25,7 +25,7 @@ from guichet_runtime.secrets import required_secret
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
-from web.api import citoyen, connexion, donnees, guichet, referent, shared, supervision
+from web.api import citoyen, connexion, donnees, fil, guichet, referent, shared, supervision
 from web.backend import Backend, ForwardClientAddress
 from web.login import Login
 from web.security import SecurityHeaders, content_security_policy
@@ -91,6 +91,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         shared.router,
         connexion.router,
         citoyen.router,
+        fil.router,
         donnees.router,
         guichet.router,
         referent.router,

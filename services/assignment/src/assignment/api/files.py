@@ -6,10 +6,11 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from assignment import views
+from assignment import inbox, views
 from assignment.api.access import Access
 from assignment.commands import audits, desk
-from assignment.domain import ONLY_THE_REFERENT_WRITES
+from assignment.commands import inbox as inbox_commands
+from assignment.domain import ONLY_THE_REFERENT_READS, ONLY_THE_REFERENT_WRITES
 from assignment.schemas import PersonalWordIn
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Policy, requires
@@ -21,6 +22,9 @@ def router(runtime: Runtime) -> APIRouter:
     access = Access(runtime)
     referent = requires(Policy.FILE_REFERENT, access.file(), forbidden=ONLY_THE_REFERENT_WRITES)
     supervisor = requires(Policy.SUPERVISOR)
+    message_reader = requires(
+        Policy.FILE_REFERENT, access.file(), forbidden=ONLY_THE_REFERENT_READS
+    )
 
     agent_self = requires(Policy.AGENT_SELF, access.agent())
     file_supervisor = requires(Policy.FILE_SUPERVISOR, access.file())
@@ -30,6 +34,18 @@ def router(runtime: Runtime) -> APIRouter:
         """The référent's open files, urgent first, then by nearest legal deadline (the
         citizens' names: the reading is in the audit trail)."""
         return await audits.read_portfolio(runtime.uow(), agent_id, who)
+
+    @api.get("/agents/{agent_id}/inbox")
+    async def citizen_messages_inbox(agent_id: str, who: Principal = agent_self) -> Any:
+        """The citizens' messages waiting for the agent's answer, across the files they
+        hold (those they cover during an absence included): urgent files first, then the
+        nearest legal deadline, then the longest wait."""
+        return await inbox.inbox(runtime.uow(), agent_id)
+
+    @api.post("/files/{file_id}/citizen-messages/read")
+    async def citizen_messages_read(file_id: str, who: Principal = message_reader) -> Any:
+        """The file's référent (or their cover) has read the citizen's messages."""
+        return await inbox_commands.mark_read(runtime.uow(), file_id, who.agent_id or "")
 
     @api.get("/files/{file_id}/audit")
     async def file_audit(file_id: str, who: Principal = file_supervisor) -> Any:

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import Runtime
-from intake.api import citizen, desk, files, gdpr, indicators, me
+from intake.api import citizen, desk, files, gdpr, indicators, me, thread
 from intake.api.access import Access
 from intake.api.limits import Limits
 
@@ -21,6 +21,7 @@ def router(runtime: Runtime, keyring: Keyring) -> APIRouter:
     api.include_router(files.router(runtime, limits, access))
     api.include_router(citizen.router(runtime, limits, access, keyring))
     api.include_router(desk.router(runtime, limits, access))
+    api.include_router(thread.router(runtime, limits, access))
     api.include_router(me.router(runtime))
     api.include_router(gdpr.router(runtime, access))
     api.include_router(indicators.router(runtime))

@@ -22,6 +22,8 @@ from intake.domain import (
 )
 from intake.tables import (
     access_codes,
+    citizen_message_attachments,
+    citizen_messages,
     documents,
     files,
     referent_messages,
@@ -90,6 +92,14 @@ async def erase_personal_data(
     await conn.execute(
         referent_messages.update()
         .where(referent_messages.c.file_id == file_id)
+        .values(text=ERASED_WORD)
+    )
+    await conn.execute(
+        citizen_message_attachments.delete().where(citizen_message_attachments.c.file_id == file_id)
+    )
+    await conn.execute(
+        citizen_messages.update()
+        .where(citizen_messages.c.file_id == file_id)
         .values(text=ERASED_WORD)
     )
     await conn.execute(surveys.update().where(surveys.c.file_id == file_id).values(comment=None))

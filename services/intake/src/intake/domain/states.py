@@ -52,6 +52,7 @@ class TimelineKind(StrEnum):
     SURVEY = "enquete"
     THANKS = "remerciement"
     REFERENT_MESSAGE = "message_referent"
+    CITIZEN_MESSAGE = "message_citoyen"
 
 
 #: The channels a front-desk agent registers a file through.

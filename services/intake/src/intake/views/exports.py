@@ -13,6 +13,8 @@ from guichet_runtime.db import UnitOfWork
 from intake.catalogue import CATALOGUE
 from intake.domain import TimelineKind, agency_label
 from intake.tables import (
+    citizen_message_attachments,
+    citizen_messages,
     documents,
     exchanges,
     file_agencies,
@@ -131,6 +133,19 @@ async def _file_export(uow: UnitOfWork, row: sa.Row) -> dict[str, Any]:
         .where(referent_messages.c.file_id == file_id)
         .order_by(referent_messages.c.at)
     )
+    written = await conn.execute(
+        sa.select(
+            citizen_messages.c.at,
+            citizen_messages.c.answerer_name,
+            citizen_messages.c.text,
+            sa.select(sa.func.count())
+            .where(citizen_message_attachments.c.message_id == citizen_messages.c.message_id)
+            .scalar_subquery()
+            .label("attachments"),
+        )
+        .where(citizen_messages.c.file_id == file_id)
+        .order_by(citizen_messages.c.at)
+    )
     survey = (await conn.execute(sa.select(surveys).where(surveys.c.file_id == file_id))).first()
     thanked = await conn.execute(
         sa.select(thanks.c.at, thanks.c.agent_name, thanks.c.message)
@@ -171,6 +186,7 @@ async def _file_export(uow: UnitOfWork, row: sa.Row) -> dict[str, Any]:
         "answer": row.answer,
         "notifications": [line for line in lines if line["kind"] == TimelineKind.NOTIFICATION],
         "referent_messages": _rows(messages),
+        "citizen_messages": _rows(written),
         "documents": _rows(docs),
         "exchanges": _rows(ledger),
         "survey": (

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
@@ -179,14 +180,18 @@ class FilePage:
     ) -> HTMLResponse:
         """The page; after a refused form, with the messages and what was typed."""
         backend, file_id = self.backend, self.file_id
-        view, record, contact = await asyncio.gather(
+        view, record, contact, thread = await asyncio.gather(
             backend.file_view(file_id),
             backend.assignment_record(file_id),
             backend.file_contact(file_id),
+            backend.file_thread(file_id),
             return_exceptions=True,
         )
         if isinstance(view, BaseException):
             raise view
+        if isinstance(thread, BaseException):
+            log.warning("thread of %s unavailable: %r", file_id, thread)
+            thread = None
         deadline = None if isinstance(record, BaseException) else record.get("deadline")
         if isinstance(contact, BaseException):
             log.warning("contact details of %s unavailable: %r", file_id, contact)
@@ -202,7 +207,12 @@ class FilePage:
                 "card": await filing.referent_card(backend, view),
                 "deadline": deadline,
                 "contact": on_record,
-                "values": {**on_record, **(values or {})},
+                "values": {
+                    "idempotency_key": str(uuid.uuid4()),  # the message form's, kept on refusal
+                    **on_record,
+                    **(values or {}),
+                },
+                "thread": thread,
                 "errors": errors or {},
                 "thanked": view["thanked"],
                 "surveyed": view["survey_answered"],

@@ -17,7 +17,7 @@ from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Policy
 from guichet_runtime.refusals import RefusalKind, Refused
 from web.api.deps import AgentVisitor, BackendClient, Render, flash, page, redirect
-from web.backend import BackendError
+from web.backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,25 @@ async def desk(
     visitor: AgentVisitor,
 ) -> Response:
     agent = agent_id_of(visitor)
-    portfolio, thanks = await asyncio.gather(
-        backend.portfolio(agent), backend.agent_thanks(agent), return_exceptions=True
+    portfolio, thanks, inbox = await asyncio.gather(
+        backend.portfolio(agent),
+        backend.agent_thanks(agent),
+        backend.citizen_inbox(agent),
+        return_exceptions=True,
     )
     if isinstance(portfolio, BaseException):
         raise portfolio
     if isinstance(thanks, BaseException):
         log.warning("thanks of %s unavailable: %r", agent, thanks)
         thanks = None
-    return render(request, "referent_portfolio.html", {"portfolio": portfolio, "thanks": thanks})
+    if isinstance(inbox, BaseException):
+        log.warning("inbox of %s unavailable: %r", agent, inbox)
+        inbox = None
+    return render(
+        request,
+        "referent_portfolio.html",
+        {"portfolio": portfolio, "thanks": thanks, "inbox": inbox},
+    )
 
 
 @router.get("/referent/dossiers/{file_id}", response_class=HTMLResponse)
@@ -67,13 +77,16 @@ async def desk_file(
     render: Render,
     visitor: AgentVisitor,
 ) -> Response:
-    view, record, assignment, sent, awaiting = await asyncio.gather(
+    view, record, assignment, sent, awaiting, thread = await asyncio.gather(
         backend.file_view(file_id),
         backend.file_record(file_id, DESK_REASON),
         backend.assignment_record(file_id),
         backend.messages_to_citizen(file_id),
         backend.file_stuck_requests(file_id),
+        backend.file_thread(file_id),
     )
+    if assignment.get("referent_id") == visitor.agent_id:
+        await mark_read(backend, file_id)
     values = request.session.pop("desk_values", {})
     values.setdefault("idempotency_key", str(uuid.uuid4()))
     return render(
@@ -85,11 +98,21 @@ async def desk_file(
             "assignment": assignment,
             "agent": visitor.agent_id,
             "messages": sent,
+            "from_citizen": [m for m in thread if m["from"] == "citoyen"],
             "stuck": {r["agency"]: r for r in awaiting["requests"] if r["stuck"]},
             "values": values,
             "errors": request.session.pop("desk_errors", {}),
         },
     )
+
+
+async def mark_read(backend: Backend, file_id: str) -> None:
+    """The référent opened the file: the citizen's messages shown are read (their inbox);
+    the page shows anyway if assignment cannot be told now."""
+    try:
+        await backend.mark_citizen_messages_read(file_id)
+    except (BackendError, httpx.HTTPError) as failed:
+        log.warning("messages of %s not marked read: %r", file_id, failed)
 
 
 async def desk_action(
