@@ -1,7 +1,7 @@
 """messages from the citizen in the referent's inbox
 
 Revision ID: 03bf4bc544ce
-Revises: b5e2d8f41a07
+Revises: 6c2a9e4d8f13
 Create Date: 2026-11-30 14:44:38.772486
 
 """
@@ -15,7 +15,7 @@ import guichet_runtime.db
 
 # revision identifiers, used by Alembic.
 revision: str = "03bf4bc544ce"
-down_revision: str | Sequence[str] | None = "b5e2d8f41a07"
+down_revision: str | Sequence[str] | None = "6c2a9e4d8f13"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

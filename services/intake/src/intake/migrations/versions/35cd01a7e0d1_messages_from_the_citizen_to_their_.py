@@ -1,7 +1,7 @@
 """messages from the citizen to their referent
 
 Revision ID: 35cd01a7e0d1
-Revises: a4e9c2d7b1f3
+Revises: 3b8e5f1c9d27
 Create Date: 2026-11-30 14:41:36.432786
 
 """
@@ -15,7 +15,7 @@ import guichet_runtime.db
 
 # revision identifiers, used by Alembic.
 revision: str = "35cd01a7e0d1"
-down_revision: str | Sequence[str] | None = "a4e9c2d7b1f3"
+down_revision: str | Sequence[str] | None = "3b8e5f1c9d27"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
