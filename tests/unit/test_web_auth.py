@@ -61,6 +61,9 @@ class DeskBackend(FakeBackend):
     async def agent_thanks(self, agent_id: str) -> dict:
         return {"agent_id": agent_id, "count": 0, "thanks": []}
 
+    async def citizen_inbox(self, agent_id: str) -> dict:
+        return {"agent_id": agent_id, "unread": 0, "waiting": 0, "files": []}
+
     async def send_message_to_citizen(self, file_id: str, text: str, key: str) -> dict:
         self.calls.append(("message", file_id, text))
         return {}
