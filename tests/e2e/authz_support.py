@@ -101,6 +101,10 @@ def wait_for(probe, timeout: float = 90, what: str = "") -> Any:
     raise AssertionError(f"not reached within {timeout}s: {what} (last: {last!r})")
 
 
+#: The document citizen A attaches to a message in the scenario.
+ATTACHED_PDF = b"%PDF-1.4\n% avis de la CAF\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
 @dataclass
 class Scenario:
     stack: Stack
@@ -109,6 +113,7 @@ class Scenario:
     file_b: str = ""
     referents: dict[str, str] = field(default_factory=dict)  # file id -> référent's agent id
     proof: str = ""  # what citizen A's one-time code for file A gave (X-Access-Proof)
+    attachment: str = ""  # a document citizen A attached to a message on file A
 
     def url(self, service: str) -> str:
         if service == "intake":
@@ -176,6 +181,16 @@ class Scenario:
                 headers=self.headers("citizen_a"),
             )
             assert answer.status_code == 201, answer.text
+            # Citizen A writes to the référent with a document: the attachment's route has an
+            # object to name.
+            answer = intake.post(
+                f"/api/files/{self.file_a}/citizen-messages",
+                data={"text": "Voici l'avis reçu de la CAF."},
+                files={"fichier": ("avis.pdf", ATTACHED_PDF, "application/pdf")},
+                headers=self.headers("citizen_a"),
+            )
+            assert answer.status_code == 201, answer.text
+            self.attachment = answer.json()["attachments"][0]["attachment_id"]
             self.proof = self.access_proof(intake, self.file_a)
         return self
 

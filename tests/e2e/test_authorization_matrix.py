@@ -144,7 +144,12 @@ def path(world: Scenario, row: Row) -> str:
         else world.referents[world.file_a]
     )
     # The key service (SERVICE_KEYS): no principal of the matrix is one of our services.
-    return row.path.format(file_id=world.file(row.file), agent_id=agent, key_id=UNKNOWN_KEY)
+    return row.path.format(
+        file_id=world.file(row.file),
+        agent_id=agent,
+        key_id=UNKNOWN_KEY,
+        attachment_id=world.attachment,
+    )
 
 
 def tokens_accepted(service: str, principal: str) -> bool:
