@@ -171,7 +171,10 @@ async def test_agency_service_accounts_carry_their_agency(keycloak):
 
 async def test_wrong_audience_and_wrong_issuer_are_refused(keycloak):
     citizen = keycloak.password_token("marie.dupont", "citoyens")
-    assert "pas destiné" in (await refused(verifier(keycloak, "notification"), citizen)).message
+    # A citizen's token names intake, assignment and notification (their export parts), never
+    # an agency's adapter.
+    adapter = verifier(keycloak, "adapter-caf")
+    assert "pas destiné" in (await refused(adapter, citizen)).message
     only_citizens = TokenVerifier({keycloak.issuer("citoyens"): IssuerKind.CITIZEN}, "intake")
     agent = keycloak.password_token("camille.martin")
     assert "émetteur non reconnu" in (await refused(only_citizens, agent)).message
