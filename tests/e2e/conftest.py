@@ -40,7 +40,13 @@ HERE = Path(__file__).resolve().parent
 
 #: What every shared stack runs with: the union of what the modules on it need. Indicators
 #: of every group published from the first file (a handful of files per test), always fresh.
-SHARED_ENV = {"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"}
+SHARED_ENV = {
+    "INDICATORS_MIN_FILES": "1",
+    "INDICATORS_CACHE_SECONDS": "0",
+    # A message cut by a kill is taken up after 10 s rather than a minute: the crash tests
+    # wait for it (one notification process: its own loop never claims what it is sending).
+    "DISPATCH_LEASE_SECONDS": "10",
+}
 
 
 def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:

@@ -4,6 +4,7 @@ relay), the provider channels, the dispatcher worker and the handler table."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def bootstrap(
             dispatching,
             wake,
             idle_seconds=settings.dispatch_idle_seconds,
+            lease=dt.timedelta(seconds=settings.dispatch_lease_seconds),
             batch=settings.dispatch_batch,
             stopping=runtime.stopping,
             keyring=keyring,

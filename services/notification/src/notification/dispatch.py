@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import datetime as dt
 import json
 import logging
 from collections import defaultdict
@@ -61,12 +62,13 @@ async def dispatch_pending(
     limit: int = 50,
     concurrency: int = 4,
     keyring: Keyring | None = None,
+    lease: dt.timedelta = domain.LEASE,
 ) -> int:
     """Send one batch of due messages; returns how many were sent. The channels work
     concurrently, each with up to `concurrency` messages in flight (the SMTP channel
     serialises on its one kept-alive connection). `keyring` opens the sealed secrets
     (access codes) at send time."""
-    rows = await _claim(uow_factory, limit)
+    rows = await _claim(uow_factory, limit, lease)
     by_channel: dict[NotificationChannel, list[sa.Row[Any]]] = defaultdict(list)
     for row in rows:
         by_channel[_current_channel(row)].append(row)
@@ -91,6 +93,7 @@ async def dispatch_forever(
     batch: int,
     stopping: asyncio.Event | None = None,
     keyring: Keyring | None = None,
+    lease: dt.timedelta = domain.LEASE,
 ) -> None:
     """The dispatcher's loop: send everything due whenever a message is recorded (`wake`)
     or every `idle_seconds` (retries falling due). Once `stopping` is set (SIGTERM) it
@@ -102,7 +105,10 @@ async def dispatch_forever(
             await asyncio.wait_for(wake.wait(), timeout=idle_seconds)
         wake.clear()
         try:
-            while await dispatch_pending(uow_factory, channels, batch, keyring=keyring) > 0:
+            while (
+                await dispatch_pending(uow_factory, channels, batch, keyring=keyring, lease=lease)
+                > 0
+            ):
                 if stopping.is_set():
                     break
         except Exception:
@@ -116,7 +122,9 @@ def _current_channel(row: sa.Row[Any] | OpenedMessage) -> NotificationChannel:
     return plan_of(row.plan)[step]
 
 
-async def _claim(uow_factory: UowFactory, limit: int) -> list[sa.Row[Any]]:
+async def _claim(
+    uow_factory: UowFactory, limit: int, lease: dt.timedelta = domain.LEASE
+) -> list[sa.Row[Any]]:
     """Take a batch of due messages, leasing them so another replica leaves them alone."""
     now = utcnow()
     async with uow_factory() as uow:
@@ -136,7 +144,7 @@ async def _claim(uow_factory: UowFactory, limit: int) -> list[sa.Row[Any]]:
             await uow.conn.execute(
                 notifications.update()
                 .where(notifications.c.notification_id.in_([r.notification_id for r in rows]))
-                .values(next_attempt_at=now + domain.LEASE)
+                .values(next_attempt_at=now + lease)
             )
             await uow.commit()
     return list(rows)

@@ -20,6 +20,12 @@ class NotificationSettings(ServiceSettings):
     portal_url: str = "https://guichet-unique.gouv.fr"
     dispatch_idle_seconds: float = 0.2
     dispatch_batch: int = 50
+    dispatch_lease_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long a claimed message is left to its sender before another sender "
+        "(a replica, or this one after a crash) takes it up again with the key it recorded.",
+    )
     access_code_key: SecretStr = Field(
         default=SecretStr(""),
         description="Opens the access codes intake seals (AES-256-GCM; base64 of 32 bytes, the "
