@@ -149,10 +149,33 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
             SEALED_RUNNING.pop().stop()
 
 
+def session_stack(
+    kind: str, tmp_path_factory, kafka_bootstrap: str, keycloak, backend: str, postgres=None
+) -> Stack:
+    """Start the session's `kind` stack ("shared": `start_shared`, "sealed": `start_sealed`)
+    on `backend`, noted so that it stops right after the last test that uses one."""
+    start, running = (start_shared, RUNNING) if kind == "shared" else (start_sealed, SEALED_RUNNING)
+    workdir = tmp_path_factory.mktemp(f"{kind}-{backend}")
+    st = start(workdir, kafka_bootstrap, keycloak, backend, postgres)
+    running.append(st)
+    return st
+
+
+def stack_getter(request, kind: str) -> Callable[[str], Stack]:
+    """`get(backend)`: the session's `kind` stack on that backend (fixture
+    `<kind>_stack_<backend>`), started on first use, every process running."""
+
+    def get(backend: str) -> Stack:
+        if backend not in BACKENDS:
+            raise ValueError(f"no {kind} stack on {backend!r}: one of {BACKENDS}")
+        return revive(request.getfixturevalue(f"{kind}_stack_{backend}"))
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
-    st = start_shared(tmp_path_factory.mktemp("shared-sqlite"), kafka_bootstrap, keycloak, "sqlite")
-    RUNNING.append(st)
+    st = session_stack("shared", tmp_path_factory, kafka_bootstrap, keycloak, "sqlite")
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
 
@@ -161,22 +184,16 @@ def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator
 def shared_stack_postgresql(
     kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
 ) -> Iterator[Stack]:
-    st = start_shared(
-        tmp_path_factory.mktemp("shared-postgresql"),
-        kafka_bootstrap,
-        keycloak,
-        "postgresql",
-        postgres_factory,
+    st = session_stack(
+        "shared", tmp_path_factory, kafka_bootstrap, keycloak, "postgresql", postgres_factory
     )
-    RUNNING.append(st)
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
 
 
 @pytest.fixture(scope="session")
 def sealed_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
-    st = start_sealed(tmp_path_factory.mktemp("sealed-sqlite"), kafka_bootstrap, keycloak, "sqlite")
-    SEALED_RUNNING.append(st)
+    st = session_stack("sealed", tmp_path_factory, kafka_bootstrap, keycloak, "sqlite")
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
 
@@ -185,42 +202,24 @@ def sealed_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator
 def sealed_stack_postgresql(
     kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
 ) -> Iterator[Stack]:
-    st = start_sealed(
-        tmp_path_factory.mktemp("sealed-postgresql"),
-        kafka_bootstrap,
-        keycloak,
-        "postgresql",
-        postgres_factory,
+    st = session_stack(
+        "sealed", tmp_path_factory, kafka_bootstrap, keycloak, "postgresql", postgres_factory
     )
-    SEALED_RUNNING.append(st)
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
 
 
 @pytest.fixture(scope="module")
 def sealed_stack(request) -> Callable[[str], Stack]:
-    """`sealed_stack(backend)`: the session's sealed stack on that backend (`start_sealed`),
-    started on first use, every process running. Its modules use citizens of their own."""
-
-    def get(backend: str) -> Stack:
-        if backend not in BACKENDS:
-            raise ValueError(f"no sealed stack on {backend!r}: one of {BACKENDS}")
-        return revive(request.getfixturevalue(f"sealed_stack_{backend}"))
-
-    return get
+    """`sealed_stack(backend)`: the session's sealed stack on that backend (`start_sealed`).
+    Its modules use citizens of their own."""
+    return stack_getter(request, "sealed")
 
 
 @pytest.fixture(scope="module")
 def shared_stack(request) -> Callable[[str], Stack]:
-    """`shared_stack(backend)`: the session's stack on that backend, started on first use,
-    every process running."""
-
-    def get(backend: str) -> Stack:
-        if backend not in BACKENDS:
-            raise ValueError(f"no shared stack on {backend!r}: one of {BACKENDS}")
-        return revive(request.getfixturevalue(f"shared_stack_{backend}"))
-
-    return get
+    """`shared_stack(backend)`: the session's shared stack on that backend (`start_shared`)."""
+    return stack_getter(request, "shared")
 
 
 @pytest.fixture(scope="module")
