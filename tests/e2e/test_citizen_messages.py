@@ -80,8 +80,10 @@ async def test_the_citizen_writes_the_inbox_shows_it_and_the_signed_answer_reach
         headers={"Idempotency-Key": f"fil-{file_id}"},
     )
     assert sent.status_code == 201, sent.text
+    by = dt.date.fromisoformat(sent.json()["answer_due_on"])
     assert sent.json()["message"] == (
-        f"Votre message est transmis à votre référent, {referent['name']}, qui vous répondra."
+        f"Votre message est transmis à votre référent, {referent['name']}, qui vous répondra "
+        f"au plus tard le {by:%d/%m/%Y}."
     )
     # Another citizen can neither write on the file nor read its thread and attachments.
     [attached] = sent.json()["attachments"]
@@ -160,10 +162,11 @@ async def test_during_an_absence_the_cover_gets_the_message_and_the_citizen_is_t
                 data={"text": "Bonjour, mon employeur m'a envoyé l'attestation."},
             )
             assert sent.status_code == 201, sent.text
+            by = dt.date.fromisoformat(sent.json()["answer_due_on"])
             assert sent.json()["message"] == (
                 f"{titular['name']} est absent(e) : votre message est transmis à "
                 f"{cover['name']}, qui assure le suivi de votre dossier pendant cette absence "
-                "et vous répondra."
+                f"et vous répondra au plus tard le {by:%d/%m/%Y}."
             )
             held = await eventually(
                 lambda: inbox_entry(stack, tokens, cover["agent_id"], file_id),

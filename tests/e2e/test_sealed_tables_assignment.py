@@ -117,3 +117,62 @@ async def test_assignment_keeps_nothing_in_clear_and_answers_after_shredding(sta
         assert after.status_code == 200, after.text
         assert [h["explanation"] for h in after.json()["history"]] == [ERASED]
     assert leaks(await every_row(url), PERSONAL, FIELDS) == []
+
+
+WITHOUT_ACCOUNT = {
+    "given_name": "Anselme",
+    "family_name": "Oustric-Barral",
+    "email": "anselme.oustric@exemple.fr",
+    "phone": "06 58 41 27 90",
+    "street": "11 rue du Four-à-Chaux",
+    "city": "Montfort-sur-Crould",
+    "postcode": "93200",
+}
+
+
+async def test_a_citizen_without_an_account_keeps_their_referent_under_sealing(stack, tokens):
+    """Two files registered at the counter for a citizen without an account (no `sub`), with
+    the same email: intake gives them one data key (a pseudonym of the contact), so
+    assignment's continuity finds the first file's référent for the second, with no contact
+    in its tables."""
+    url = stack.database_urls["assignment"]
+    desk = client_as(stack.intake_url, lambda: tokens.agent("julien.durand"), timeout=20)
+
+    async def referent_named(file_id: str) -> sa.Row | None:
+        row = await file_row(url, file_id)
+        return row if row.referent_id else None
+
+    rows = []
+    async with desk:
+        for description in ("Perte de mon emploi en mars.", "Une question sur mon allocation."):
+            body = {
+                **file_body("perte_emploi", **WITHOUT_ACCOUNT),
+                "description": description,
+                "channel": "guichet",
+            }
+            created = await desk.post("/api/files", json=body)
+            assert created.status_code == 201, created.text
+            file_id = created.json()["file_id"]
+            rows.append(
+                await eventually(lambda f=file_id: referent_named(f), what="the file's référent")
+            )
+    first, second = rows
+    assert is_sealed(first.citizen) and is_sealed(second.citizen)
+    assert first.citizen["key_id"] == second.citizen["key_id"]
+    assert first.citizen_key == second.citizen_key == f"key:{first.citizen['key_id']}"
+    assert second.referent_id == first.referent_id
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            history = metadata.tables["assignments"]
+            rule = await conn.scalar(
+                sa.select(history.c.rule)
+                .where(history.c.file_id == second.file_id)
+                .order_by(history.c.id)
+                .limit(1)
+            )
+    finally:
+        await engine.dispose()
+    assert rule == "continuite"
+    contact = {k: v for k, v in WITHOUT_ACCOUNT.items() if k != "postcode"}
+    assert leaks(await every_row(url), contact, FIELDS) == []

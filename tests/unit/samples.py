@@ -25,7 +25,9 @@ from shared_models import (
     AgentReturned,
     CitizenContact,
     CitizenDataErased,
+    CitizenMessageEscalated,
     CitizenMessageReceived,
+    CitizenMessageReminderIssued,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineRule,
@@ -196,6 +198,8 @@ def one_event_of_each_type() -> list[Envelope]:
             referent=referent(agent_id="AG-93-01-3", name="Karim Benali"),
             covering_for=referent(),
             attachments=1,
+            remind_at=dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
         ),
         NotificationSent(
             file_id=file_id,
@@ -345,6 +349,30 @@ def one_event_of_each_type() -> list[Envelope]:
             agency="caf",
             due_on=dt.date(2026, 12, 31),
             rule=DeadlineRule.SILENCE_REJECTS,
+            referent=referent(),
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
+        ),
+        CitizenMessageReminderIssued(
+            file_id=file_id,
+            message_id="m-1",
+            received_at=dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
+            referent=referent(),
+            citizen=citizen(),
+        ),
+        CitizenMessageEscalated(
+            file_id=file_id,
+            message_id="m-1",
+            received_at=dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
             referent=referent(),
             citizen=citizen(),
             supervisors=[

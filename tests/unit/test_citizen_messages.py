@@ -80,8 +80,10 @@ async def test_the_citizen_writes_with_an_attachment_once_per_key_and_is_told_wh
     assert other.status_code == 409 and again.headers["Idempotent-Replayed"] == "true"
     body = sent.json()
     assert body["message_id"] == again.json()["message_id"] and body["text"] == TEXT
+    by = dt.date.fromisoformat(body["answer_due_on"])
     assert body["message"] == (
-        f"Votre message est transmis à votre référent, {referent().name}, qui vous répondra."
+        f"Votre message est transmis à votre référent, {referent().name}, qui vous répondra "
+        f"au plus tard le {by:%d/%m/%Y}."
     )
     [(topic, event)] = await received(space.db)
     assert topic == topics.CITIZEN_MESSAGES
@@ -182,9 +184,11 @@ async def test_during_an_absence_the_cover_answers_and_the_citizen_is_told_so(sp
     sent = await space.post(f"/api/files/{space.file_id}/citizen-messages", data={"text": TEXT})
 
     assert sent.status_code == 201, sent.text
+    by = dt.date.fromisoformat(sent.json()["answer_due_on"])
     assert sent.json()["message"] == (
         f"{referent().name} est absent(e) : votre message est transmis à {COVER.name}, qui "
-        "assure le suivi de votre dossier pendant cette absence et vous répondra."
+        f"assure le suivi de votre dossier pendant cette absence et vous répondra au plus tard "
+        f"le {by:%d/%m/%Y}."
     )
     [(_, event)] = await received(space.db)
     assert (event.referent, event.covering_for) == (COVER, referent())

@@ -254,6 +254,8 @@ def test_the_vocabulary_is_the_contact_and_the_description():
 #: Events whose messages go to agents only: the citizen is named, never reachable.
 TO_AGENTS = (
     "ReferentThanked",
+    "CitizenMessageReminderIssued",
+    "CitizenMessageEscalated",
     "DeadlineWarningIssued",
     "LegalDeadlineBreached",
     "ReferentAssignmentDeferred",

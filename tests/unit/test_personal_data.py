@@ -453,7 +453,7 @@ def test_intake_seals_a_new_files_event_in_the_same_transaction(intake, subject)
 
     async def submit() -> str:
         async with runtime.uow() as uow:
-            await seal_new_file(uow, "GU-2026-CRYPTO01", subject)
+            await seal_new_file(uow, "GU-2026-CRYPTO01", subject, submitted().citizen)
             uow.emit(topics.FILES_SUBMITTED, submitted())
             await uow.commit()
         async with runtime.engine.connect() as conn:
@@ -462,3 +462,54 @@ def test_intake_seals_a_new_files_event_in_the_same_transaction(intake, subject)
     payload = asyncio.run(asyncio.wait_for(submit(), timeout=20))
     assert "Maëlys" not in payload and WORDS not in payload
     assert is_sealed(json.loads(payload)["citizen"])
+
+
+def test_a_citizen_without_an_account_keeps_one_key_per_contact(intake):
+    """Issue 13: continuity of the référent under sealing. Assignment matches a citizen's
+    files by their data key's id; a citizen without an account is known by a pseudonym of
+    their email (else phone), so their files share one key, and no contact is stored."""
+    from intake.commands.personal_data import seal_new_file
+    from intake.tables import personal_data_key_refs, personal_data_keys
+
+    _, runtime, _ = intake
+    same = CITIZEN.model_copy(update={"email": CITIZEN.email.upper()})
+    other = CITIZEN.model_copy(update={"email": "quelquun.dautre@example.fr"})
+    by_phone = CITIZEN.model_copy(update={"email": None, "phone": "0612345678"})
+    nothing = CITIZEN.model_copy(update={"email": None, "phone": None})
+    files = {
+        "GU-2026-CONTACT1": CITIZEN,
+        "GU-2026-CONTACT2": same,
+        "GU-2026-CONTACT3": other,
+        "GU-2026-CONTACT4": by_phone,
+        "GU-2026-CONTACT5": by_phone,
+        "GU-2026-CONTACT6": nothing,
+        "GU-2026-CONTACT7": nothing,
+    }
+
+    async def seal_all() -> tuple[dict, list]:
+        for file_id, citizen in files.items():
+            async with runtime.uow() as uow:
+                await seal_new_file(uow, file_id, None, citizen)
+                await uow.commit()
+        async with runtime.engine.connect() as conn:
+            refs = dict(
+                (
+                    await conn.execute(
+                        sa.select(personal_data_key_refs.c.file_id, personal_data_key_refs.c.key_id)
+                    )
+                ).all()
+            )
+            owners = (await conn.scalars(sa.select(personal_data_keys.c.subject))).all()
+        return refs, owners
+
+    keys, owners = asyncio.run(seal_all())
+
+    assert keys["GU-2026-CONTACT1"] == keys["GU-2026-CONTACT2"]  # the same email, any case
+    assert keys["GU-2026-CONTACT4"] == keys["GU-2026-CONTACT5"]  # the same phone
+    assert len({keys[f] for f in ("GU-2026-CONTACT1", "GU-2026-CONTACT3", "GU-2026-CONTACT4")}) == 3
+    assert keys["GU-2026-CONTACT6"] != keys["GU-2026-CONTACT7"]  # nothing to know them by
+    pseudonyms = sorted(o for o in owners if o is not None)
+    assert len(pseudonyms) == 3 and all(o.startswith("contact:") for o in pseudonyms)
+    for owner in pseudonyms:
+        assert "exemple" not in owner and "0612345678" not in owner
+        assert len(owner) == len("contact:") + 43  # HMAC-SHA256, base64url

@@ -41,7 +41,22 @@ class ThreadBackend(FakeBackend):
                 "at": "2026-11-30T09:00:00+00:00",
                 "attachments": [{"attachment_id": "a-1", "filename": "avis.pdf"}],
                 "channel": None,
-            }
+                "answer_due_on": "2026-12-02",
+                "answered_at": None,
+            },
+            {
+                "message_id": "m-0",
+                "from": "citoyen",
+                "author": None,
+                "to": "Sophie Lefebvre",
+                "covering_for": None,
+                "text": "Un message plus ancien, déjà répondu.",
+                "at": "2026-11-23T09:00:00+00:00",
+                "attachments": [],
+                "channel": None,
+                "answer_due_on": "2026-11-25",
+                "answered_at": "2026-11-24T10:00:00+00:00",
+            },
         ]
 
     async def write_to_referent(self, file_id, text, attachments, key) -> dict:
@@ -62,6 +77,9 @@ def test_the_thread_and_its_form_refusal_next_to_the_files_then_sent(settings): 
         thread = page.text.split('id="fil-messages"')[1].split("</ol>")[0]
         assert "Vous, à Karim Benali (qui remplace Sophie Lefebvre)" in thread
         assert f'href="/dossier/{FILE_ID}/pieces-jointes/a-1"' in thread
+        # The answer-time promise, under the unanswered message only.
+        assert thread.count("Réponse promise au plus tard le") == 1
+        assert "Réponse promise au plus tard le 2 décembre 2026." in thread
         key = re.search(r'name="idempotency_key" value="([^"]+)"', page.text).group(1)
         token = form_token(client, f"/dossier/{FILE_ID}")
         form = {"text": "Et celui-ci ?", "idempotency_key": key, "csrf_token": token}

@@ -20,6 +20,12 @@ def paris_day(moment: dt.datetime) -> dt.date:
     return moment.astimezone(PARIS).date()
 
 
+def paris_day_ended_by(end: dt.datetime) -> dt.date:
+    """The last Paris day of a period ending at the instant `end` (midnight ends the day
+    before): the day a citizen is told as "au plus tard le …"."""
+    return paris_day(end - dt.timedelta(microseconds=1))
+
+
 class Clock:
     """Today in Paris; from `override_file` (an ISO date in a file) when set and not empty."""
 

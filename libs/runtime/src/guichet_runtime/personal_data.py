@@ -33,7 +33,9 @@ from typing import Any, Protocol, TypeVar
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes, hmac
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guichet_runtime.db import UtcDateTime, insert_ignore, utcnow
@@ -101,6 +103,18 @@ def wrap_key(kek: bytes, key_id: str, key: bytes) -> bytes:
     """The data key encrypted with the key-encryption key, bound to its id: nonce + ciphertext."""
     nonce = secrets.token_bytes(NONCE_BYTES)
     return nonce + AESGCM(kek).encrypt(nonce, key, f"personal-data-key:{key_id}".encode())
+
+
+def contact_pseudonym(kek: bytes, contact: str) -> str:
+    """A stable pseudonym of a normalised contact ("email:…" or "phone:…"): HMAC-SHA256 under
+    a key derived from the key-encryption key (HKDF, its own purpose), so the same contact
+    gives the same pseudonym and nobody without the KEK can compute or reverse it."""
+    secret = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"guichet contact pseudonym"
+    ).derive(kek)
+    mac = hmac.HMAC(secret, hashes.SHA256())
+    mac.update(contact.encode())
+    return _b64(mac.finalize())
 
 
 def unwrap_key(kek: bytes, key_id: str, wrapped: bytes) -> bytes:

@@ -457,6 +457,18 @@ class CitizenMessageReceived(Event):
     attachments: int = Field(
         default=0, ge=0, description="How many documents the citizen attached (kept at intake)."
     )
+    remind_at: dt.datetime | None = Field(
+        default=None,
+        description="When the answerer is reminded if the message is still unanswered: the "
+        "start (Paris time) of the promise's last working day; none for messages older than "
+        "the promise.",
+    )
+    answer_due_at: dt.datetime | None = Field(
+        default=None,
+        description="The answer-time promise: the end (Paris time) of the second working day "
+        "after the day of receipt (weekends and public holidays of metropolitan France are "
+        "not working days); past it, the supervisors are alerted once.",
+    )
 
 
 class AccessCodeIssued(Event):
@@ -508,6 +520,8 @@ class NotificationKind(StrEnum):
     ACCESS_CODE = "access_code"
     REFERENT_MESSAGE = "referent_message"
     CONTACT_CHANGED_NOTICE = "contact_changed_notice"
+    MESSAGE_REMINDER = "message_reminder"
+    MESSAGE_OVERDUE = "message_overdue"
 
 
 class NotificationChannel(StrEnum):
@@ -625,6 +639,53 @@ class SupervisorContact(Contract):
     name: str = Field(description="Supervisor's full name.")
     email: EmailStr = Field(description="Supervisor's direct email address.")
     phone: str = Field(description="Supervisor's direct phone line.")
+
+
+class CitizenMessageReminderIssued(Event):
+    """A citizen's message is still unanswered on the last day of the answer-time promise:
+    the agent who answers is reminded, once per message."""
+
+    event_type: ClassVar[str] = "CitizenMessageReminderIssued"
+    message_id: str = Field(description="Id of the citizen's message in the file's thread.")
+    received_at: dt.datetime = Field(description="When the citizen's message came.")
+    answer_due_at: dt.datetime = Field(description="The end of the answer-time promise.")
+    schema_version: int = Field(
+        default=3,
+        description="Version of this event's schema (3, as the other events to agents: the "
+        "citizen's name only, sealed).",
+    )
+    referent: Referent = Field(
+        description="Who is reminded: the agent who answers for the file now (the référent, "
+        "or their cover)."
+    )
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
+        description="The citizen who wrote, by name (no contact: the agent is reminded)."
+    )
+
+
+class CitizenMessageEscalated(Event):
+    """The answer-time promise of a citizen's message lapsed without an answer: the
+    supervisors of the file's département are alerted, once per message."""
+
+    event_type: ClassVar[str] = "CitizenMessageEscalated"
+    message_id: str = Field(description="Id of the citizen's message in the file's thread.")
+    received_at: dt.datetime = Field(description="When the citizen's message came.")
+    answer_due_at: dt.datetime = Field(description="The end of the promise that lapsed.")
+    schema_version: int = Field(
+        default=3,
+        description="Version of this event's schema (3, as the other events to agents: the "
+        "citizen's name only, sealed).",
+    )
+    referent: Referent = Field(
+        description="The agent who was to answer (the référent, or their cover), named to "
+        "the supervisors."
+    )
+    citizen: Annotated[CitizenName, PERSONAL] = Field(
+        description="The citizen who wrote, by name (no contact: supervisors are alerted)."
+    )
+    supervisors: list[SupervisorContact] = Field(
+        description="Supervisors of the file's département (all supervisors when none is named)."
+    )
 
 
 class ReferentAssignmentDeferred(Event):
@@ -849,6 +910,8 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         CoordinatedAnswerIssued,
         ReferentMessageSent,
         CitizenMessageReceived,
+        CitizenMessageReminderIssued,
+        CitizenMessageEscalated,
         AccessCodeIssued,
         NotificationSent,
         ReferentAssignmentDeferred,

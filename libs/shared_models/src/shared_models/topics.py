@@ -46,6 +46,9 @@ DEADLINE_EVENT_TYPES = (
     "DeadlineWarningIssued",
     "LegalDeadlineBreached",
     "ImplicitDecisionRecorded",
+    # The answer-time promise of the citizen's messages (a deadline of the référent's own).
+    "CitizenMessageReminderIssued",
+    "CitizenMessageEscalated",
 )
 
 

@@ -45,6 +45,7 @@ async def _housekeeping(runtime: Runtime, every: float, clock: Clock) -> None:
             today = clock.today()
             await directory.apply_due_absences(runtime.uow, today)
             await housekeeping.tick_legal_clocks(runtime.uow, today)
+            await housekeeping.tick_message_promises(runtime.uow, clock.now())
             await housekeeping.assign_waiting(runtime.uow())
         except Exception:
             log.exception("housekeeping failed; retrying")

@@ -373,6 +373,11 @@ def inbox_rank(
     return (not urgent, deadline or dt.date.max, oldest_waiting)
 
 
+def promise_lapsed(answer_due_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """The answer-time promise of an unanswered message lapsed (none: no promise made)."""
+    return answer_due_at is not None and now >= answer_due_at
+
+
 ONLY_THE_REFERENT_READS = (
     "Seul le référent du dossier (ou l'agent qui le remplace) traite les messages de l'usager."
 )

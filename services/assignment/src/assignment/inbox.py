@@ -9,9 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from assignment.domain import MessageState, inbox_rank, message_state
+from assignment.domain import MessageState, inbox_rank, message_state, promise_lapsed
 from assignment.tables import agents, citizen_messages, files
 from assignment.views import file_deadlines, no_agent
+from guichet_runtime.clock import paris_day_ended_by
 from guichet_runtime.db import UnitOfWork, utcnow
 
 
@@ -56,18 +57,31 @@ async def inbox(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
                 "waiting_since": r.received_at,
                 "waiting_minutes": int((now - r.received_at).total_seconds() // 60),
                 "unread": 0,
+                "late": 0,
+                "answer_due_at": None,
                 "messages": [],
             },
         )
+        late = promise_lapsed(r.answer_due_at, now)
         entry["unread"] += state is MessageState.UNREAD
+        entry["late"] += late
+        if r.answer_due_at is not None and (
+            entry["answer_due_at"] is None or r.answer_due_at < entry["answer_due_at"]
+        ):
+            entry["answer_due_at"] = r.answer_due_at  # the nearest promise of the file
         entry["messages"].append(
             {
                 "message_id": r.message_id,
                 "received_at": r.received_at,
                 "state": state.value,
                 "attachments": r.attachments,
+                "answer_due_at": r.answer_due_at,
+                "late": late,
             }
         )
+    for entry in by_file.values():
+        due_at = entry["answer_due_at"]
+        entry["answer_due_on"] = None if due_at is None else paris_day_ended_by(due_at)
     ordered = sorted(
         by_file.values(),
         key=lambda f: inbox_rank(f["urgent"], f["deadline"], f["waiting_since"]),
@@ -76,6 +90,7 @@ async def inbox(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
         "agent_id": agent_id,
         "name": name,
         "unread": sum(f["unread"] for f in ordered),
+        "late": sum(f["late"] for f in ordered),
         "waiting": sum(len(f["messages"]) for f in ordered),
         "files": ordered,
     }

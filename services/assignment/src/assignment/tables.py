@@ -229,6 +229,22 @@ citizen_messages = sa.Table(
     sa.Column("read_by", sa.String(30), nullable=True),
     sa.Column("answered_at", UtcDateTime, nullable=True),
     sa.Column("answered_by", sa.String(30), nullable=True),
+    sa.Column(
+        "remind_at",
+        UtcDateTime,
+        nullable=True,
+        comment="the answer-time promise's last day begins: the answerer is reminded",
+    ),
+    sa.Column(
+        "answer_due_at",
+        UtcDateTime,
+        nullable=True,
+        comment="the answer-time promise ends: the supervisors are alerted",
+    ),
+    sa.Column("reminded_at", UtcDateTime, nullable=True),
+    sa.Column("escalated_at", UtcDateTime, nullable=True),
     # The inbox: a file's messages not answered yet.
     sa.Index(None, "file_id", "answered_at"),
+    # The housekeeping scan: unanswered messages by the end of their promise.
+    sa.Index("ix_citizen_messages_promise", "answered_at", "escalated_at", "answer_due_at"),
 )

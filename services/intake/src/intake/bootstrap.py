@@ -22,6 +22,8 @@ from intake.tables import metadata, rate_counters
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    CitizenMessageEscalated,
+    CitizenMessageReminderIssued,
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
     ExchangeRecorded,
@@ -80,6 +82,8 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
             ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
             DeadlineWarningIssued: projections.ignore,
             LegalDeadlineBreached: projections.ignore,
+            CitizenMessageReminderIssued: projections.ignore,
+            CitizenMessageEscalated: projections.on_citizen_message_escalated,
         },
     )
     limiter = RateLimiter(runtime.engine, rate_counters)

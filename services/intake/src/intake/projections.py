@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, insert_ignore
 from intake import metrics
 from intake.domain import (
@@ -17,13 +18,14 @@ from intake.domain import (
     implicit_decision_sentence,
     is_citizen_contact,
 )
-from intake.domain.thread import covering_after_assignment
+from intake.domain.thread import covering_after_assignment, overdue_message_sentence
 from intake.records import add_timeline, advance_agency, require_file
 from intake.tables import exchanges, file_agencies, files, referent_messages
 from shared_models import (
     AGENCY_LABELS,
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    CitizenMessageEscalated,
     CoordinatedAnswerIssued,
     Decision,
     ExchangeDirection,
@@ -72,6 +74,24 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
             event,
             TimelineKind.IMPLICIT_DECISION,
             implicit_decision_sentence(label, event.due_on, event.decision),
+        )
+        await uow.commit()
+
+
+async def on_citizen_message_escalated(event: CitizenMessageEscalated, uow: UnitOfWork) -> None:
+    """The answer-time promise of the citizen's message lapsed: their timeline says so, and
+    that the office's supervisor knows."""
+    async with uow:
+        await require_file(uow, event.file_id)
+        await add_timeline(
+            uow,
+            event,
+            TimelineKind.MESSAGE_OVERDUE,
+            overdue_message_sentence(
+                f"{paris_day(event.received_at):%d/%m/%Y}",
+                event.referent.name,
+                event.referent.office,
+            ),
         )
         await uow.commit()
 

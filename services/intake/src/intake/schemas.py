@@ -236,6 +236,12 @@ class CitizenMessageOut(BaseModel):
         default=None, description="Le référent absent que le suppléant remplace."
     )
     message: str = Field(description="Ce qui est dit à l'usager : qui lui répondra.")
+    answer_due_at: dt.datetime | None = Field(
+        default=None, description="L'engagement de délai : la réponse vient avant cet instant."
+    )
+    answer_due_on: dt.date | None = Field(
+        default=None, description="Le dernier jour (ouvré, heure de Paris) de l'engagement."
+    )
     attachments: list[AttachmentOut] = []
 
 
@@ -255,6 +261,13 @@ class ThreadEntry(BaseModel):
     at: dt.datetime
     attachments: list[AttachmentOut] = []
     channel: str | None = Field(default=None, description="Canal qui a délivré la réponse.")
+    answer_due_on: dt.date | None = Field(
+        default=None,
+        description="Message de l'usager : le dernier jour de l'engagement de délai de réponse.",
+    )
+    answered_at: dt.datetime | None = Field(
+        default=None, description="Message de l'usager : quand le référent y a répondu."
+    )
 
 
 class AccessCodeIn(BaseModel):
@@ -445,6 +458,24 @@ class IndicatorRow(BaseModel):
     satisfaction_answers: int | None = Field(description="Satisfaction survey answers.")
     satisfaction_mean: float | None = Field(
         description="Mean satisfaction, 1 to 5 (null under the publication threshold)."
+    )
+    message_answered: int | None = Field(
+        default=None,
+        description="Citizens' messages answered by their référent (null for an agency).",
+    )
+    message_answer_median_hours: float | None = Field(
+        default=None, description="Citizen's message -> the référent's answer, median, hours."
+    )
+    message_answer_p90_hours: float | None = Field(
+        default=None,
+        description="Citizen's message -> the référent's answer, 90th percentile, hours.",
+    )
+    message_within_promise: int | None = Field(
+        default=None,
+        description="Messages answered within the answer-time promise (2 working days).",
+    )
+    message_promise_share: float | None = Field(
+        default=None, description="message_within_promise / message_answered, 0 to 1."
     )
 
 

@@ -8,6 +8,7 @@ from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES
 from guichet_runtime.rate_limits import RateLimit
 from guichet_runtime.settings import ServiceSettings
 from intake.domain import DEFAULT_MIN_FILES, MAX_DOCUMENT_BYTES
+from intake.domain.promise import DEFAULT_WORKING_DAYS
 
 #: Rate limits of the citizen-facing writes (docs/security.md, "Limits and secrets"):
 #: rule -> "count/period". Per client: by the caller's address; per file: by file id.
@@ -42,6 +43,14 @@ class IntakeSettings(ServiceSettings):
         ge=1,
         description="Published indicators leave out groups of fewer files (and means of fewer "
         "survey answers).",
+    )
+    message_answer_working_days: int = Field(
+        default=DEFAULT_WORKING_DAYS,
+        ge=1,
+        le=10,
+        description="The answer-time promise to a citizen who writes to their référent: an "
+        "answer by the end of this many working days after the day of the message (Paris "
+        "calendar, public holidays of metropolitan France).",
     )
     indicators_cache_seconds: float = Field(
         default=60.0,

@@ -15,7 +15,8 @@ rate_counters = rate_counters_table(metadata)  # citizen-facing writes (settings
 personal_data_key_refs = personal_data_key_refs_table(metadata)
 
 # The citizens' data keys (crypto-shredding, docs/data-protection.md): one per logged-in
-# citizen (`subject`), one per file for a citizen without an account. The key rests wrapped
+# citizen (`subject`), one per contact for a citizen without an account (`subject` =
+# "contact:" + a pseudonym of their email or phone), else one per file. The key rests wrapped
 # with PERSONAL_DATA_KEK; shredding deletes it and keeps the row.
 personal_data_keys = sa.Table(
     "personal_data_keys",
@@ -265,6 +266,24 @@ citizen_messages = sa.Table(
     sa.Column("idempotency_key", sa.String(200), nullable=True, unique=True),
     sa.Column("request_digest", sa.String(64), nullable=False),
     sa.Column("at", UtcDateTime, nullable=False),
+    sa.Column(
+        "answer_due_at",
+        UtcDateTime,
+        nullable=True,
+        comment="the answer-time promise (intake.domain.promise)",
+    ),
+    sa.Column(
+        "answered_at",
+        UtcDateTime,
+        nullable=True,
+        comment="the référent's next message to the citizen",
+    ),
+    sa.Column(
+        "answer_delay_s",
+        sa.Integer,
+        nullable=True,
+        comment="message -> the référent's next message, seconds: the published answer times",
+    ),
 )
 
 citizen_message_attachments = sa.Table(

@@ -30,6 +30,8 @@ from notification.tables import metadata
 from shared_models import (
     AccessCodeIssued,
     CitizenDataErased,
+    CitizenMessageEscalated,
+    CitizenMessageReminderIssued,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
@@ -117,6 +119,8 @@ def bootstrap(
         {
             DeadlineWarningIssued: projections.on_deadline_warning_issued,
             LegalDeadlineBreached: projections.on_legal_deadline_breached,
+            CitizenMessageReminderIssued: projections.on_citizen_message_reminder_issued,
+            CitizenMessageEscalated: projections.on_citizen_message_escalated,
             ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
             LegalDeadlineSet: projections.on_legal_deadline_set,
         },

@@ -73,6 +73,13 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.REFERENT_MESSAGE: KindSpec(
         "Votre dossier {file_id} : un message de {referent}", CITIZEN
     ),
+    # The answer-time promise of a citizen's message: its last day, then its lapse.
+    NotificationKind.MESSAGE_REMINDER: KindSpec(
+        "Dossier {file_id} : un message de l'usager attend votre réponse", AGENT
+    ),
+    NotificationKind.MESSAGE_OVERDUE: KindSpec(
+        "Dossier {file_id} : message de l'usager sans réponse dans le délai promis", AGENT
+    ),
     # To the contact the citizen just left (the email, phone or address it replaced).
     NotificationKind.CONTACT_CHANGED_NOTICE: KindSpec(
         "Votre dossier {file_id} : vos coordonnées ont été modifiées", CITIZEN

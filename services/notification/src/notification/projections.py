@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import sqlalchemy as sa
 from opentelemetry import propagate
 
+from guichet_runtime.clock import paris_day, paris_day_ended_by
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyShredded
 from notification import domain
@@ -27,6 +28,8 @@ from shared_models import (
     AGENCY_LABELS,
     AccessCodeIssued,
     CitizenContact,
+    CitizenMessageEscalated,
+    CitizenMessageReminderIssued,
     CitizenName,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
@@ -399,6 +402,54 @@ async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWo
             ),
             recipient=event.referent.email,
         )
+        await uow.commit()
+
+
+def _promise_context(event: CitizenMessageReminderIssued | CitizenMessageEscalated) -> dict:
+    return {
+        "received_at": f"{paris_day(event.received_at):%d/%m/%Y}",
+        "last_day": f"{paris_day_ended_by(event.answer_due_at):%d/%m/%Y}",
+    }
+
+
+async def on_citizen_message_reminder_issued(
+    event: CitizenMessageReminderIssued, uow: UnitOfWork
+) -> None:
+    """The last day of a message's answer-time promise: the agent who answers is reminded
+    (once per message)."""
+    async with uow:
+        await _record(
+            uow,
+            Kind.MESSAGE_REMINDER,
+            event.file_id,
+            event.referent,
+            event.citizen,
+            _promise_context(event),
+            notification_id=domain.notification_key(
+                event.file_id, Kind.MESSAGE_REMINDER, event.message_id
+            ),
+            recipient=event.referent.email,
+        )
+        await uow.commit()
+
+
+async def on_citizen_message_escalated(event: CitizenMessageEscalated, uow: UnitOfWork) -> None:
+    """A message's answer-time promise lapsed: each supervisor of the département is
+    alerted (once per message); the message names the agent who was to answer."""
+    async with uow:
+        for supervisor in event.supervisors:
+            await _record(
+                uow,
+                Kind.MESSAGE_OVERDUE,
+                event.file_id,
+                event.referent,
+                event.citizen,
+                {**_promise_context(event), "supervisor_name": supervisor.name},
+                notification_id=domain.notification_key(
+                    event.file_id, Kind.MESSAGE_OVERDUE, event.message_id, supervisor.supervisor_id
+                ),
+                recipient=supervisor.email,
+            )
         await uow.commit()
 
 

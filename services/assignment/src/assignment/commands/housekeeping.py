@@ -1,6 +1,7 @@
 """What the housekeeping worker does each round, on the date of the service's clock:
-give référents to waiting files as capacity frees up, and issue the legal clocks'
-warnings (J-15, J-7), breaches and implicit decisions.
+give référents to waiting files as capacity frees up, issue the legal clocks' warnings
+(J-15, J-7), breaches and implicit decisions, and keep the answer-time promise of the
+citizens' messages (a reminder on its last day, the supervisors alerted once it lapsed).
 
 Durable: nothing sleeps in memory. Any replica, after any restart, scans the database;
 each warning is a flag written in the same transaction as its outbox event, so each is
@@ -25,12 +26,20 @@ from assignment.lifecycle import (
 )
 from assignment.personal_columns import citizen_of, file_seal
 from assignment.referents import choose_for_file, referent_of
-from assignment.tables import agency_requests, assignments, files, legal_clocks
+from assignment.tables import (
+    agency_requests,
+    assignments,
+    citizen_messages,
+    files,
+    legal_clocks,
+)
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import (
     AGENCY_LABELS,
     AgencyDecision,
     CitizenContact,
+    CitizenMessageEscalated,
+    CitizenMessageReminderIssued,
     DeadlineRule,
     DeadlineWarningIssued,
     Decision,
@@ -217,3 +226,92 @@ async def _implicit_decision(
             citizen=citizen,
         ),
     )
+
+
+# --------------------------------------------------------------- the answer-time promise
+
+
+async def tick_message_promises(
+    uow_factory: Callable[[], UnitOfWork], now: dt.datetime, limit: int = 200
+) -> int:
+    """Remind the answerer of each unanswered message whose promise reached its last day,
+    and alert the supervisors of each whose promise lapsed; one transaction per message,
+    each flag written with its outbox event, so each is issued once."""
+    m = citizen_messages.c
+    async with uow_factory() as uow:
+        due = (
+            await uow.conn.scalars(
+                sa.select(m.message_id)
+                .where(
+                    m.answered_at.is_(None),
+                    m.escalated_at.is_(None),
+                    m.answer_due_at.is_not(None),
+                    sa.or_(
+                        m.answer_due_at <= now,
+                        sa.and_(m.reminded_at.is_(None), m.remind_at <= now),
+                    ),
+                )
+                .order_by(m.answer_due_at)
+                .limit(limit)
+            )
+        ).all()
+    issued = 0
+    for message_id in due:
+        async with uow_factory() as uow:
+            issued += await _keep_promise(uow, message_id, now)
+            await uow.commit()
+    return issued
+
+
+async def _keep_promise(uow: UnitOfWork, message_id: str, now: dt.datetime) -> int:
+    """One message at `now`: the supervisors alerted if its promise lapsed, else its
+    answerer reminded. The flag is set by a guarded update: of two replicas, one issues."""
+    m = citizen_messages.c
+    message = (
+        await uow.conn.execute(sa.select(citizen_messages).where(m.message_id == message_id))
+    ).one()
+    file = (
+        await uow.conn.execute(sa.select(files).where(files.c.file_id == message.file_id))
+    ).one()
+    answerer = await referent_of(uow, file.referent_id or message.addressed_to)
+    citizen = await citizen_of(uow, file)
+    if domain.promise_lapsed(message.answer_due_at, now):
+        claimed = await uow.conn.execute(
+            citizen_messages.update()
+            .where(m.message_id == message_id, m.escalated_at.is_(None), m.answered_at.is_(None))
+            .values(escalated_at=now, reminded_at=sa.func.coalesce(m.reminded_at, now))
+        )
+        if claimed.rowcount != 1:
+            return 0
+        uow.emit(
+            topics.DEADLINES,
+            CitizenMessageEscalated(
+                file_id=message.file_id,
+                message_id=message_id,
+                received_at=message.received_at,
+                answer_due_at=message.answer_due_at,
+                referent=answerer,
+                citizen=citizen_name(citizen),
+                supervisors=await supervisors_of(uow, domain.departement_of(citizen.postcode)),
+            ),
+        )
+        return 1
+    claimed = await uow.conn.execute(
+        citizen_messages.update()
+        .where(m.message_id == message_id, m.reminded_at.is_(None), m.answered_at.is_(None))
+        .values(reminded_at=now)
+    )
+    if claimed.rowcount != 1:
+        return 0
+    uow.emit(
+        topics.DEADLINES,
+        CitizenMessageReminderIssued(
+            file_id=message.file_id,
+            message_id=message_id,
+            received_at=message.received_at,
+            answer_due_at=message.answer_due_at,
+            referent=answerer,
+            citizen=citizen_name(citizen),
+        ),
+    )
+    return 1

@@ -17,6 +17,8 @@ async def on_citizen_message_received(event: CitizenMessageReceived, uow: UnitOf
                 received_at=event.occurred_at,
                 addressed_to=event.referent.agent_id,
                 attachments=event.attachments,
+                remind_at=event.remind_at,
+                answer_due_at=event.answer_due_at,
             )
         )
         await uow.commit()

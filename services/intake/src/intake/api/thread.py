@@ -9,12 +9,14 @@ from fastapi import APIRouter, File, Form, Header, Response, UploadFile
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
+from guichet_runtime.clock import Clock
 from guichet_runtime.policy import Policy, requires
 from guichet_runtime.service import Runtime
 from intake.api.access import Access
 from intake.api.limits import Limits
 from intake.commands.thread import WriteToReferent, write_to_referent
 from intake.domain import MAX_DOCUMENT_BYTES
+from intake.domain.promise import DEFAULT_WORKING_DAYS
 from intake.domain.thread import MAX_ATTACHMENTS, Upload
 from intake.schemas import CitizenMessageOut, ThreadEntry
 from intake.views import thread as views
@@ -24,6 +26,9 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
     api = APIRouter()
     file_citizen = requires(Policy.FILE_CITIZEN, access.file())
     file_reader = requires(Policy.FILE_READ, access.file())
+    settings = getattr(runtime, "settings", None)  # tests mount the routes on a bare database
+    promise_days = getattr(settings, "message_answer_working_days", DEFAULT_WORKING_DAYS)
+    clock = Clock(getattr(settings, "clock_file", None))
 
     @api.post(
         "/files/{file_id}/citizen-messages",
@@ -54,7 +59,8 @@ def router(runtime: Runtime, limits: Limits, access: Access) -> APIRouter:
             if f.filename or f.size
         ]
         message, created = await write_to_referent(
-            WriteToReferent(file_id, text, uploads, idempotency_key), runtime.uow()
+            WriteToReferent(file_id, text, uploads, idempotency_key, promise_days, clock.now()),
+            runtime.uow(),
         )
         headers = {} if created else {"Idempotent-Replayed": "true"}
         return JSONResponse(status_code=201, content=jsonable_encoder(message), headers=headers)

@@ -90,7 +90,7 @@ async def open_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[FileCreated, bool
             ],
         )
         await metrics.file_opened(uow, file_id, now)
-        await seal_new_file(uow, file_id, who.citizen_subject)
+        await seal_new_file(uow, file_id, who.citizen_subject, citizen)
         event = FileSubmitted(
             file_id=file_id,
             occurred_at=now,

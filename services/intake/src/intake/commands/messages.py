@@ -3,15 +3,23 @@ on the citizen's channel, signed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+
+import sqlalchemy as sa
 
 from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake.commands.idempotency import once_per_key, request_digest
-from intake.domain import TimelineKind, ensure_current_referent_writes, ensure_not_erased
+from intake.domain import (
+    TimelineKind,
+    elapsed_seconds,
+    ensure_current_referent_writes,
+    ensure_not_erased,
+)
 from intake.records import add_timeline, file_for_update
-from intake.tables import referent_messages
+from intake.tables import citizen_messages, referent_messages
 from intake.views.files import message_out
 from shared_models import CitizenContact, ReferentMessageSent, topics
 
@@ -47,6 +55,7 @@ async def send_referent_message(
                 at=now,
             )
         )
+        await answer_citizen_messages(uow, file_id, now)
         event = ReferentMessageSent(
             file_id=file_id,
             occurred_at=now,
@@ -89,3 +98,21 @@ async def send_referent_message(
         replay=message_out,
         conflict="Cette clé d'idempotence a déjà servi pour un autre message.",
     )
+
+
+async def answer_citizen_messages(uow: UnitOfWork, file_id: str, now: dt.datetime) -> None:
+    """The référent's message answers every message of the citizen's still unanswered in
+    the file's thread (the published answer times, docs/indicators.md)."""
+    waiting = (
+        await uow.conn.execute(
+            sa.select(citizen_messages.c.message_id, citizen_messages.c.at).where(
+                citizen_messages.c.file_id == file_id, citizen_messages.c.answered_at.is_(None)
+            )
+        )
+    ).all()
+    for message in waiting:
+        await uow.conn.execute(
+            citizen_messages.update()
+            .where(citizen_messages.c.message_id == message.message_id)
+            .values(answered_at=now, answer_delay_s=elapsed_seconds(message.at, now))
+        )

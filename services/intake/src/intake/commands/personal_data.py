@@ -1,8 +1,10 @@
 """The citizens' data keys (crypto-shredding, docs/data-protection.md): intake creates them,
 serves them to the services that read personal data, and shreds them.
 
-One key per logged-in citizen (their files share it), one per file for a citizen without an
-account. A key rests wrapped with the key-encryption key (`PERSONAL_DATA_KEK`, from the
+One key per logged-in citizen (their files share it); for a citizen without an account, one
+per contact (their email, else their phone: the row's `subject` is then `contact:` and a
+pseudonym of it, `guichet_runtime.personal_data.contact_pseudonym`), else one per file. A
+key rests wrapped with the key-encryption key (`PERSONAL_DATA_KEK`, from the
 environment): a dump of the database alone opens nothing. Shredding deletes the key material
 and keeps the row (`shredded_at`): every copy sealed with it, on the topics and in the other
 services' tables, can no longer be opened.
@@ -23,15 +25,20 @@ from guichet_runtime.personal_data import (
     KeyCache,
     KeyShredded,
     PersonalData,
+    contact_pseudonym,
     new_data_key,
     unwrap_key,
     wrap_key,
 )
 from guichet_runtime.refusals import RefusalKind, Refused
 from intake.domain import key_may_be_shredded
+from intake.domain.privacy import contact_identity
 from intake.tables import files, personal_data_key_refs, personal_data_keys
+from shared_models import CitizenContact
 
 UNKNOWN_KEY = "Clé de données personnelles inconnue."
+#: The `subject` of the key of a citizen without an account, before their contact's pseudonym.
+CONTACT_OWNER = "contact:"
 SHREDDED = "Ces données personnelles ont été effacées."
 
 
@@ -94,8 +101,9 @@ class IntakePersonalData(PersonalData):
         return key
 
     async def key_for(self, conn: AsyncConnection, subject: str | None) -> str:
-        """The data key of a new file: the logged-in citizen's (created at their first
-        file), or a new one for this file alone."""
+        """The data key of a new file: its owner's (a logged-in citizen's `sub`, or a citizen
+        without an account's contact pseudonym; created at their first file), or a new one
+        for this file alone."""
         if subject is not None:
             found = await conn.scalar(
                 sa.select(personal_data_keys.c.key_id).where(
@@ -127,12 +135,23 @@ class IntakePersonalData(PersonalData):
         )
 
 
-async def seal_new_file(uow: UnitOfWork, file_id: str, subject: str | None) -> None:
+async def seal_new_file(
+    uow: UnitOfWork, file_id: str, subject: str | None, citizen: CitizenContact
+) -> None:
     """Give a new file its citizen's data key: what is emitted for it is sealed with it.
-    Nothing when intake runs without crypto-shredding (PERSONAL_DATA_SEALING=false)."""
+    A citizen without an account is known by a pseudonym of their contact, so their files
+    share a key as a logged-in citizen's do (assignment's continuity matches files by the
+    key's id). Nothing when intake runs without crypto-shredding
+    (PERSONAL_DATA_SEALING=false)."""
     sealing = uow.personal_data
-    if isinstance(sealing, IntakePersonalData):
-        uow.use_personal_key(file_id, await sealing.key_for(uow.conn, subject))
+    if not isinstance(sealing, IntakePersonalData):
+        return
+    owner = subject
+    if owner is None:
+        identity = contact_identity(citizen.email, citizen.phone)
+        if identity is not None:
+            owner = CONTACT_OWNER + contact_pseudonym(sealing.vault.key_encryption_key(), identity)
+    uow.use_personal_key(file_id, await sealing.key_for(uow.conn, owner))
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ tells assignment who answers, for the référent's inbox."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import TimelineKind, ensure_not_erased
+from intake.domain.promise import DEFAULT_WORKING_DAYS, answer_promise, last_day_of
 from intake.domain.thread import (
     Upload,
     checked_attachments,
@@ -32,6 +34,10 @@ class WriteToReferent:
     text: str | None
     attachments: list[Upload] = field(default_factory=list)
     idempotency_key: str | None = None
+    promise_working_days: int = DEFAULT_WORKING_DAYS
+    #: The instant the answer-time promise counts from: the service's clock (a rehearsal
+    #: date under CLOCK_FILE); the real now when not given.
+    promise_from: dt.datetime | None = None
 
 
 async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict, bool]:
@@ -50,6 +56,7 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
         ensure_not_erased(row.erased_at)
         answerer = who_answers(row.referent, row.covering_for)
         now = utcnow()
+        promise = answer_promise(cmd.promise_from or now, cmd.promise_working_days)
         message_id = str(uuid.uuid4())
         await uow.conn.execute(
             citizen_messages.insert().values(
@@ -62,6 +69,7 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
                 idempotency_key=cmd.idempotency_key,
                 request_digest=digest,
                 at=now,
+                answer_due_at=promise.due_at,
             )
         )
         attached = []
@@ -94,6 +102,8 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
             referent=answerer.referent,
             covering_for=answerer.covering_for,
             attachments=len(checked),
+            remind_at=promise.remind_at,
+            answer_due_at=promise.due_at,
         )
         label = citizen_message_label(answerer, text, len(checked))
         await add_timeline(uow, event, TimelineKind.CITIZEN_MESSAGE, label)
@@ -105,7 +115,9 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
             "at": now,
             "answerer_name": answerer.referent.name,
             "covering_for_name": answerer.covering_for.name if answerer.covering_for else None,
-            "message": answerer.sentence(),
+            "message": answerer.sentence(last_day_of(promise.due_at)),
+            "answer_due_at": promise.due_at,
+            "answer_due_on": last_day_of(promise.due_at),
             "attachments": attached,
         }
 

@@ -61,6 +61,17 @@ def ensure_not_erased(erased_at: dt.datetime | None) -> None:
         raise Refused(RefusalKind.CONFLICT, ALREADY_ERASED)
 
 
+def contact_identity(email: str | None, phone: str | None) -> str | None:
+    """What identifies a citizen without an account across their files, so they share one
+    data key and keep their référent (continuity): their email, else their phone,
+    normalised; none without either (each file then has a key of its own)."""
+    if email:
+        return "email:" + email.strip().lower()
+    if phone:
+        return "phone:" + "".join(ch for ch in phone if ch.isdigit() or ch == "+")
+    return None
+
+
 def key_may_be_shredded(other_files_holding_data: int) -> bool:
     """A citizen's data key is shredded with the last of their files still holding personal
     data: the others still need it to be read."""

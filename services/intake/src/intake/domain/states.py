@@ -53,6 +53,7 @@ class TimelineKind(StrEnum):
     THANKS = "remerciement"
     REFERENT_MESSAGE = "message_referent"
     CITIZEN_MESSAGE = "message_citoyen"
+    MESSAGE_OVERDUE = "message_en_retard"
 
 
 #: The channels a front-desk agent registers a file through.

@@ -3,6 +3,7 @@ while it lasts), who answers with the référent's messages. Pure rules, no I/O.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,19 +40,30 @@ class Answerer:
     referent: Referent
     covering_for: Referent | None
 
-    def sentence(self) -> str:
+    def sentence(self, last_day: dt.date | None = None) -> str:
         """What the citizen is told once their message is sent, in French."""
         absent = self.covering_for.name if self.covering_for else None
-        return who_answers_sentence(self.referent.name, absent)
+        return who_answers_sentence(self.referent.name, absent, last_day)
 
 
-def who_answers_sentence(name: str, covering_for: str | None) -> str:
-    """The citizen is told who answers their message, and why during an absence."""
+def who_answers_sentence(name: str, covering_for: str | None, last_day: dt.date | None) -> str:
+    """The citizen is told who answers their message, why during an absence, and by when
+    (the answer-time promise's last day; none for a message older than the promise)."""
+    by = f" au plus tard le {last_day:%d/%m/%Y}" if last_day is not None else ""
     if covering_for is None:
-        return f"Votre message est transmis à votre référent, {name}, qui vous répondra."
+        return f"Votre message est transmis à votre référent, {name}, qui vous répondra{by}."
     return (
         f"{covering_for} est absent(e) : votre message est transmis à {name}, qui assure "
-        "le suivi de votre dossier pendant cette absence et vous répondra."
+        f"le suivi de votre dossier pendant cette absence et vous répondra{by}."
+    )
+
+
+def overdue_message_sentence(received_on: str, answerer_name: str, office: str) -> str:
+    """The citizen's timeline once the answer-time promise of their message lapsed."""
+    return (
+        f"Votre message du {received_on} n'a pas reçu de réponse dans le délai promis : "
+        f"le responsable de {office} en est informé et veille à ce que {answerer_name} "
+        "vous réponde."
     )
 
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from intake.domain import DEFAULT_MIN_FILES, MEDIAN, P90, interpolate, share
-from intake.tables import file_agencies, file_metrics, surveys
+from intake.tables import citizen_messages, file_agencies, file_metrics, surveys
 from shared_models import AGENCY_LABELS, DeadlineRule, Decision
 
 IMPLICIT = (Decision.IMPLICIT_ACCEPTANCE.value, Decision.IMPLICIT_REJECTION.value)
@@ -50,7 +50,15 @@ FIGURES = (
     "reassignment_rate",
     "satisfaction_answers",
     "satisfaction_mean",
+    "message_answered",
+    "message_answer_median_hours",
+    "message_answer_p90_hours",
+    "message_within_promise",
+    "message_promise_share",
 )
+#: The figures of the citizen's messages: an office's and the nation's, not an agency's (the
+#: référent answers, not the agency).
+MESSAGE_FIGURES = FIGURES[-5:]
 LEVEL_WORDS = {"national": "national", "office": "espace France Services", "agency": "organisme"}
 
 
@@ -83,7 +91,12 @@ def _grouped(query: sa.Select, level: Level) -> sa.Select:
 
 
 async def _percentiles(
-    uow: UnitOfWork, level: Level, column: Any, start: dt.date | None, end: dt.date | None
+    uow: UnitOfWork,
+    level: Level,
+    column: Any,
+    start: dt.date | None,
+    end: dt.date | None,
+    source: Any = None,
 ) -> dict[Any, tuple[int, float, float]]:
     """group -> (n, median, 90th percentile) of `column`. SQLite has no percentile function
     and PostgreSQL's percentile_cont is an ordered-set aggregate: both rank the values with
@@ -97,7 +110,7 @@ async def _percentiles(
             (sa.func.row_number().over(partition_by=level.key, order_by=column) - 1).label("i"),
             sa.func.count().over(partition_by=level.key).label("n"),
         )
-        .select_from(_source(level))
+        .select_from(_source(level) if source is None else source)
         .where(column.is_not(None))
     )
     if level.key is not None:
@@ -179,7 +192,42 @@ async def _figures(
                 suffix = "hours" if unit == 3600 else "days"
                 groups[grp][f"{name}_median_{suffix}"] = round(median / unit, 1)
                 groups[grp][f"{name}_p90_{suffix}"] = round(p90 / unit, 1)
+    if not level.joins_agencies:
+        await _message_figures(uow, level, start, end, groups)
     return groups
+
+
+async def _message_figures(
+    uow: UnitOfWork, level: Level, start: dt.date | None, end: dt.date | None, groups: dict
+) -> None:
+    """The citizen's messages answered by the référent (messages of the period's files):
+    how many, the time to answer (median, 90th percentile, in hours) and the share
+    answered within the answer-time promise."""
+    key = level.key if level.key is not None else sa.literal_column("'all'")
+    one, zero = sa.literal_column("1"), sa.literal_column("0")
+    messages = citizen_messages.c
+    source = file_metrics.join(citizen_messages, messages.file_id == file_metrics.c.file_id)
+    within = messages.answer_due_at.is_not(None) & (messages.answered_at <= messages.answer_due_at)
+    counts_q = (
+        sa.select(
+            key.label("grp"),
+            sa.func.count(messages.answered_at).label("message_answered"),
+            sa.func.coalesce(sa.func.sum(sa.case((within, one), else_=zero)), zero).label(
+                "message_within_promise"
+            ),
+        )
+        .select_from(source)
+        .where(messages.answered_at.is_not(None))
+    )
+    for r in (await uow.conn.execute(_grouped(_period(counts_q, start, end), level))).all():
+        if r.grp in groups:
+            groups[r.grp]["message_answered"] = int(r.message_answered)
+            groups[r.grp]["message_within_promise"] = int(r.message_within_promise)
+    delays = await _percentiles(uow, level, messages.answer_delay_s, start, end, source)
+    for grp, (_n, median, p90) in delays.items():
+        if grp in groups:
+            groups[grp]["message_answer_median_hours"] = round(median / 3600, 1)
+            groups[grp]["message_answer_p90_hours"] = round(p90 / 3600, 1)
 
 
 def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
@@ -208,6 +256,14 @@ def _row(level: Level, grp: Any, figures: dict, min_files: int) -> dict:
     values.update({name: int(values[name] or 0) for name in counts})
     values["deadline_share"] = share(values["deadline_within"], values["deadline_decided"])
     values["reassignment_rate"] = share(values["reassigned"], values["referent_count"])
+    if level.name == "agency":
+        values.update(dict.fromkeys(MESSAGE_FIGURES))
+    else:
+        values["message_answered"] = int(values["message_answered"] or 0)
+        values["message_within_promise"] = int(values["message_within_promise"] or 0)
+        values["message_promise_share"] = share(
+            values["message_within_promise"], values["message_answered"]
+        )
     # A mean over a handful of answers would tell one citizen's score.
     if values["satisfaction_answers"] < min_files:
         values["satisfaction_mean"] = None
@@ -281,6 +337,11 @@ CSV_COLUMNS = {
     "reassignment_rate": "taux_reattribution",
     "satisfaction_answers": "reponses_enquete_satisfaction",
     "satisfaction_mean": "satisfaction_moyenne_sur_5",
+    "message_answered": "messages_usagers_repondus",
+    "message_answer_median_hours": "delai_reponse_message_median_heures",
+    "message_answer_p90_hours": "delai_reponse_message_90e_centile_heures",
+    "message_within_promise": "messages_repondus_dans_le_delai_promis",
+    "message_promise_share": "part_messages_repondus_dans_le_delai_promis",
 }
 
 

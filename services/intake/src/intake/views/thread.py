@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.refusals import RefusalKind, Refused
 from intake.domain import unknown_file
+from intake.domain.promise import last_day_of
 from intake.domain.thread import who_answers_sentence
 from intake.records import file_exists
 from intake.tables import citizen_message_attachments, citizen_messages, referent_messages
@@ -32,7 +33,11 @@ def citizen_message_out(row: sa.Row, attachments: list[dict[str, Any]] | None = 
         "at": row.at,
         "answerer_name": row.answerer_name,
         "covering_for_name": row.covering_for_name,
-        "message": who_answers_sentence(row.answerer_name, row.covering_for_name),
+        "message": who_answers_sentence(
+            row.answerer_name, row.covering_for_name, last_day_of(row.answer_due_at)
+        ),
+        "answer_due_at": row.answer_due_at,
+        "answer_due_on": last_day_of(row.answer_due_at),
         "attachments": attachments or [],
     }
 
@@ -88,6 +93,8 @@ async def thread_of(uow: UnitOfWork, file_id: str) -> list[dict[str, Any]]:
             "at": m.at,
             "attachments": by_message.get(m.message_id, []),
             "channel": None,
+            "answer_due_on": last_day_of(m.answer_due_at),
+            "answered_at": m.answered_at,
         }
         for m in mine
     ] + [
