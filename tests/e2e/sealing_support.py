@@ -10,6 +10,7 @@ role `personal-data-reader`) at intake's key service. The raw bytes stay as they
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import httpx
@@ -72,6 +73,21 @@ class Opener:
                     out[name] = open_value(key, value, body["file_id"])
         return out
 
+    async def opened_column(self, stored: Any, file_id: str) -> Any:
+        """A service's stored personal column, opened: a sealed object (or its JSON text, as
+        notification stores it) becomes its value; anything else is returned as it is."""
+        value = stored
+        if isinstance(stored, str) and stored.startswith("{"):
+            try:
+                value = json.loads(stored)
+            except ValueError:
+                return stored
+        if is_sealed(value) and value.get("nonce"):
+            key = await self.key(value["key_id"])
+            if key is not None:
+                return open_value(key, value, file_id)
+        return stored
+
 
 #: The sealed stacks' openers, by topic namespace (a shared stack registers itself).
 OPENERS: dict[str, Opener] = {}
@@ -80,6 +96,12 @@ OPENERS: dict[str, Opener] = {}
 def register(stack: Stack) -> None:
     if stack.personal_data_sealing:
         OPENERS[stack.namespace] = Opener(stack)
+
+
+async def opened_column(stack: Stack, stored: Any, file_id: str) -> Any:
+    """`stored` opened when `stack` is sealed (`Opener.opened_column`), else as it is."""
+    opener = OPENERS.get(stack.namespace)
+    return stored if opener is None else await opener.opened_column(stored, file_id)
 
 
 def opener_for(topic: str) -> Opener | None:
