@@ -21,6 +21,7 @@ real tokens.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import uuid
 from collections.abc import Callable, Iterator
@@ -90,6 +91,43 @@ def start_sealed(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
     )
     st.start()
     return st
+
+
+#: The first day of the controllable-date stacks (a Monday); their clock only moves forward.
+CLOCK_START = dt.date(2027, 3, 1)
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def clock_stack(request, kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
+    """A stack on a controllable date (`CLOCK_FILE`, `Stack.travel_to`), on each backend,
+    for the modules about dates (the legal clock, the answer-time promise): pytest runs
+    every test on one backend's stack, module after module, before starting the next. The
+    clock only moves forward: a module jumps to dates after those of the modules before it
+    (tests/e2e/test_legal_clock.py, then test_message_promise.py)."""
+    backend = request.param
+    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
+    workdir = tmp_path_factory.mktemp(f"stack-clock-{backend}")
+    clock_file = workdir / "today"
+    clock_file.write_text(CLOCK_START.isoformat())
+    st = Stack(
+        workdir,
+        kafka_bootstrap,
+        namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
+        clock_file=clock_file,
+        postgres=postgres,
+        extra_env={
+            "HOUSEKEEPING_SECONDS": "0.5",
+            # Reconciliation slowed past the module's length: an agency that never calls back
+            # stays without a decision (test_a_request_without_a_decision_is_seen_…); and
+            # the adapters' overdue gauge counts it after a second (it counts real time).
+            "RECONCILE_FIRST_SECONDS": "3600",
+            "OVERDUE_SECONDS": "1",
+        },
+        oidc_issuers=keycloak.issuers,
+    )
+    st.start()
+    yield st
+    st.stop()
 
 
 def revive(stack: Stack, timeout: float = 120) -> Stack:

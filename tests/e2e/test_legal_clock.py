@@ -27,13 +27,11 @@ import asyncio
 import collections
 import datetime as dt
 import re
-import uuid
 
 import httpx
 import pytest
 
 from devstack.stack import Stack
-from guichet_runtime.clock import PARIS
 from tests.e2e.legal_clock_support import (
     PDF,
     agencies_of,
@@ -60,37 +58,13 @@ from tests.e2e.support import (
 
 pytestmark = pytest.mark.integration
 
-#: The day the files of this module are received (a Monday); the clock only moves forward.
-START = dt.date(2027, 3, 1)
 ADDRESS = {"street": "8 allée des Tilleuls", "city": "Bobigny", "postcode": "93000"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, kafka_bootstrap, keycloak, tmp_path_factory):
-    backend = request.param
-    postgres = request.getfixturevalue("postgres_factory") if backend == "postgresql" else None
-    workdir = tmp_path_factory.mktemp(f"stack-clock-{backend}")
-    clock_file = workdir / "today"
-    clock_file.write_text(START.isoformat())
-    st = Stack(
-        workdir,
-        kafka_bootstrap,
-        namespace=f"e2e-lc{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        clock_file=clock_file,
-        postgres=postgres,
-        extra_env={
-            "HOUSEKEEPING_SECONDS": "0.5",
-            # Reconciliation slowed past the module's length: an agency that never calls back
-            # stays without a decision (test_a_request_without_a_decision_is_seen_…); and
-            # the adapters' overdue gauge counts it after a second (it counts real time).
-            "RECONCILE_FIRST_SECONDS": "3600",
-            "OVERDUE_SECONDS": "1",
-        },
-        oidc_issuers=keycloak.issuers,
-    )
-    st.start()
-    yield st
-    st.stop()
+@pytest.fixture
+def stack(clock_stack) -> Stack:
+    """The session's stack on a controllable date (tests/e2e/conftest.py), on each backend."""
+    return clock_stack
 
 
 @pytest.fixture
@@ -494,102 +468,3 @@ async def test_a_request_without_a_decision_is_seen_by_the_supervisor_and_the_re
             return float(found.group(1)) if found and float(found.group(1)) >= 1 else None
 
         await eventually(overdue, timeout=30, what="the adapter's overdue gauge")
-
-
-#: A Monday after every other test of the module has moved the clock (the clock only moves
-#: forward); no public holiday in the days that follow.
-MESSAGE_DAY = dt.date(2027, 9, 6)
-
-
-def promise_mails(stack: Stack, file_id: str) -> collections.Counter:
-    """(kind, recipient) -> how many emails of the answer-time promise the sink holds."""
-    counts: collections.Counter = collections.Counter()
-    for mail in mails_for(stack.maildir, file_id):
-        if "un message de l'usager attend votre réponse" in mail["Subject"]:
-            counts[("rappel", mail["To"])] += 1
-        elif "message de l'usager sans réponse dans le délai promis" in mail["Subject"]:
-            counts[("retard", mail["To"])] += 1
-    return counts
-
-
-async def test_an_unanswered_message_reminds_on_its_last_day_then_escalates_once_across_a_crash(
-    stack: Stack, client
-):
-    """Issue 16 §2: two working days promised; the reminder on the last day, the supervisors
-    alerted once after it, the citizen's timeline told, with the assignment service killed
-    between the two."""
-    assert today(stack) <= MESSAGE_DAY, "the module's clock went past this test's day"
-    response = await client.post("/api/files", json=file_body("naissance", **ADDRESS))
-    assert response.status_code == 201, response.text
-    file_id = response.json()["file_id"]
-
-    async def named():
-        found = (await client.get(f"/api/files/{file_id}")).json()["referent"]
-        return found if found and found.get("agent_id") else None
-
-    referent = await eventually(named, what="the file's référent")
-    stack.travel_to(MESSAGE_DAY)
-    sent = await client.post(
-        f"/api/files/{file_id}/citizen-messages",
-        data={"text": "Bonjour, faut-il envoyer l'acte de naissance par courrier ?"},
-    )
-    assert sent.status_code == 201, sent.text
-    assert sent.json()["answer_due_on"] == "2027-09-08"  # Monday -> Wednesday
-    assert sent.json()["message"].endswith("qui vous répondra au plus tard le 08/09/2027.")
-    await settle(stack)
-    assert promise_mails(stack, file_id) == collections.Counter()  # not due yet
-
-    # Tuesday: still nothing; Wednesday, the last day: the référent is reminded, once.
-    stack.travel_to(dt.date(2027, 9, 7))
-    await settle(stack)
-    assert promise_mails(stack, file_id) == collections.Counter()
-    stack.travel_to(dt.date(2027, 9, 8))
-    reminded = collections.Counter({("rappel", referent["email"]): 1})
-
-    async def arrived(expected):
-        got = promise_mails(stack, file_id)
-        assert not got - expected, f"unexpected or duplicate messages: {got - expected}"
-        return got == expected
-
-    await eventually(lambda: arrived(reminded), timeout=30, what="the reminder")
-    stack.kill("assignment")
-    await asyncio.to_thread(stack.restart, "assignment")
-    await settle(stack)
-    assert promise_mails(stack, file_id) == reminded
-
-    # Thursday: the promise lapsed. The supervisors of the département, once each.
-    stack.travel_to(dt.date(2027, 9, 9))
-
-    def escalated(records):
-        return any(
-            r["key"] == file_id and r["event_type"] == "CitizenMessageEscalated" for r in records
-        )
-
-    records = once_each(
-        r
-        for r in await deadline_events(stack, escalated)
-        if r["key"] == file_id and r["event_type"].startswith("CitizenMessage")
-    )
-    assert sorted(r["event_type"] for r in records) == [
-        "CitizenMessageEscalated",
-        "CitizenMessageReminderIssued",
-    ]
-    [escalation] = [r["body"] for r in records if r["event_type"] == "CitizenMessageEscalated"]
-    assert escalation["referent"]["agent_id"] == referent["agent_id"]
-    supervisors = {s["email"] for s in escalation["supervisors"]}
-    assert supervisors, "nobody alerted"
-    expected = reminded + collections.Counter({("retard", email): 1 for email in supervisors})
-    await eventually(lambda: arrived(expected), timeout=30, what="the supervisors' alerts")
-    stack.kill("assignment")
-    await asyncio.to_thread(stack.restart, "assignment")
-    stack.travel_to(dt.date(2027, 9, 13))
-    await settle(stack)
-    assert promise_mails(stack, file_id) == expected
-
-    timeline = (await client.get(f"/api/files/{file_id}")).json()["timeline"]
-    [told] = [e["label"] for e in timeline if e["kind"] == "message_en_retard"]
-    # The message's own instant is the real one (the clock moves calendar days for the
-    # rules, not the stored timestamps).
-    day = dt.datetime.fromisoformat(sent.json()["at"]).astimezone(PARIS)
-    assert told.startswith(f"Votre message du {day:%d/%m/%Y} n'a pas reçu de réponse dans le")
-    assert referent["name"] in told

@@ -23,19 +23,17 @@ ANSWER_WITHOUT_SIGNATURE = (
     "Bonjour Awa Diallo,\n\n"
     "Chacun des organismes concernés a répondu : la CAF vous accorde le RSA.\n"
 )
+CHANGE = {
+    "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
+    "reason": "Nous ne parvenons pas à nous comprendre.",
+    "rule": "changement_demande",
+}
+PROMISE = {"received_at": "27/11/2026", "last_day": "01/12/2026"}
 CONTEXT = {
     NotificationKind.REFERENT_ASSIGNED: {},
     NotificationKind.ANSWER_READY: {"text": ANSWER_WITHOUT_SIGNATURE},
-    NotificationKind.REFERENT_CHANGED: {
-        "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
-        "reason": "Nous ne parvenons pas à nous comprendre.",
-        "rule": "changement_demande",
-    },
-    NotificationKind.AGENT_HANDOVER: {
-        "previous_referent": referent(agent_id="AG-93-01-1", name="Karim Benali"),
-        "reason": "Nous ne parvenons pas à nous comprendre.",
-        "rule": "changement_demande",
-    },
+    NotificationKind.REFERENT_CHANGED: CHANGE,
+    NotificationKind.AGENT_HANDOVER: CHANGE,
     NotificationKind.CALL_REQUESTED: {"about": "Votre dossier : la réponse coordonnée est prête"},
     NotificationKind.THANKS_RECEIVED: {"message": "Merci pour votre écoute et votre patience."},
     NotificationKind.DOCUMENT_REQUESTED: {
@@ -57,6 +55,8 @@ CONTEXT = {
         "rule": "silence_vaut_rejet",
         "supervisor_name": "Hélène Marchand",
     },
+    NotificationKind.MESSAGE_REMINDER: PROMISE,
+    NotificationKind.MESSAGE_OVERDUE: {**PROMISE, "supervisor_name": "Hélène Marchand"},
     NotificationKind.SUPERVISOR_ALERT: {
         "supervisor_name": "Hélène Marchand",
         "reason": "Aucun agent n'a de place pour ce nouveau dossier.",

@@ -459,24 +459,12 @@ class IndicatorRow(BaseModel):
     satisfaction_mean: float | None = Field(
         description="Mean satisfaction, 1 to 5 (null under the publication threshold)."
     )
-    message_answered: int | None = Field(
-        default=None,
-        description="Citizens' messages answered by their référent (null for an agency).",
-    )
-    message_answer_median_hours: float | None = Field(
-        default=None, description="Citizen's message -> the référent's answer, median, hours."
-    )
-    message_answer_p90_hours: float | None = Field(
-        default=None,
-        description="Citizen's message -> the référent's answer, 90th percentile, hours.",
-    )
-    message_within_promise: int | None = Field(
-        default=None,
-        description="Messages answered within the answer-time promise (2 working days).",
-    )
-    message_promise_share: float | None = Field(
-        default=None, description="message_within_promise / message_answered, 0 to 1."
-    )
+    # The citizens' messages (null for an agency: the référent answers).
+    message_answered: int | None = Field(None, description="Messages answered by the référent.")
+    message_answer_median_hours: float | None = Field(None, description="Time to answer, median.")
+    message_answer_p90_hours: float | None = Field(None, description="Time to answer, P90.")
+    message_within_promise: int | None = Field(None, description="Answered within the promise.")
+    message_promise_share: float | None = Field(None, description="Share within, 0 to 1.")
 
 
 class Period(BaseModel):

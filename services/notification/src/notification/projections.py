@@ -9,28 +9,20 @@ recorded, and the insert is ignored.
 
 from __future__ import annotations
 
-import contextlib
-import json
-from collections.abc import Mapping, Sequence
-
 import sqlalchemy as sa
-from opentelemetry import propagate
 
 from guichet_runtime.clock import paris_day, paris_day_ended_by
-from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.personal_data import KeyShredded
+from guichet_runtime.db import UnitOfWork, insert_ignore
 from notification import domain
 from notification.domain import Audience
-from notification.messages import KINDS, compose, render, subject_of
-from notification.personal_columns import sealing_of, sealing_that_sealed
-from notification.tables import contacts, notifications, plan_text
+from notification.personal_columns import sealing_of
+from notification.recording import record, record_for_citizen
+from notification.tables import contacts
 from shared_models import (
     AGENCY_LABELS,
     AccessCodeIssued,
-    CitizenContact,
     CitizenMessageEscalated,
     CitizenMessageReminderIssued,
-    CitizenName,
     ContactPreferencesChanged,
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
@@ -38,144 +30,15 @@ from shared_models import (
     ImplicitDecisionRecorded,
     LegalDeadlineBreached,
     LegalDeadlineSet,
-    NotificationChannel,
     NotificationKind,
-    Referent,
     ReferentAssigned,
     ReferentAssignmentDeferred,
     ReferentMessageSent,
     ReferentThanked,
-    SealedSecret,
     SupportingDocumentRequested,
 )
 
 Kind = NotificationKind
-
-
-async def _latest_contact(uow: UnitOfWork, file_id: str, citizen: CitizenContact) -> CitizenContact:
-    """The citizen's contact as they last changed it, else as the event carries it."""
-    stored = await uow.conn.scalar(
-        sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id)
-    )
-    if stored:
-        with contextlib.suppress(KeyShredded):  # erased: the event's (it just opened) stands
-            opened = (await sealing_that_sealed(uow.personal_data, file_id, stored)).open(stored)
-            return CitizenContact.model_validate_json(opened or "")
-    return citizen
-
-
-async def _record(
-    uow: UnitOfWork,
-    kind: NotificationKind,
-    file_id: str,
-    referent: Referent,
-    citizen: CitizenContact | CitizenName,
-    context: Mapping[str, object] | None = None,
-    *,
-    notification_id: str | None = None,
-    recipient: str | None = None,
-    audience: Audience | None = None,
-    channels: Sequence[NotificationChannel] | None = None,
-    sealed: SealedSecret | None = None,
-    contact_as_given: bool = False,
-) -> str:
-    """Record one message (`context`: what its templates say besides the file, the
-    référent and the citizen). Agents' messages go by email to `recipient` (`audience`
-    overrides the kind's, for a kind whose copy also goes to the référent). A citizen is
-    written to at their latest contact, unless `contact_as_given` (a notice to the contact
-    they just left). `sealed`: a secret the texts hold as a placeholder, stored sealed and
-    put in place only when sending."""
-    context = context or {}
-    notification_id = notification_id or domain.notification_key(file_id, kind)
-    audience = audience or KINDS[kind].audience
-    to_citizen = audience is Audience.CITIZEN and not contact_as_given
-    if to_citizen and isinstance(citizen, CitizenContact):
-        citizen = await _latest_contact(uow, file_id, citizen)
-    plan = domain.message_plan(audience, citizen, channels)
-    content: dict[str, dict[str, object]] = {}
-    for channel in plan:
-        rendered = render(
-            kind, channel, file_id=file_id, referent=referent, citizen=citizen, **context
-        )
-        content[channel.value] = {
-            "to": (
-                domain.recipient(channel, citizen)
-                if isinstance(citizen, CitizenContact) and audience is not Audience.AGENT
-                else recipient
-            ),
-            "subject": rendered.subject,
-            "text": rendered.text,
-            **({"html": rendered.html} if rendered.html else {}),
-        }
-    subject, body = compose(kind, file_id=file_id, referent=referent, citizen=citizen, **context)
-    first = plan[0] if plan else None
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    now = utcnow()
-    sealing = await sealing_of(uow, file_id)  # the personal columns, sealed if the file has a key
-    await uow.conn.execute(
-        insert_ignore(uow.conn, notifications).values(
-            notification_id=notification_id,
-            file_id=file_id,
-            kind=kind.value,
-            audience=audience.value,
-            plan=plan_text(plan),
-            step=0,
-            channel=(first or domain.EMAIL).value,
-            recipient=sealing.seal(domain.recipient_text(content[first.value]["to"]))
-            if first
-            else None,
-            subject=sealing.seal(subject),
-            body=sealing.seal(body),
-            content=sealing.seal(json.dumps(content, ensure_ascii=False)),
-            referent=referent.model_dump_json(),
-            sealed_secret=sealed.model_dump_json() if sealed else None,
-            referent_name=referent.name,
-            status=domain.initial_status(plan).value,
-            trace_headers=json.dumps(carrier),
-            attempts=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
-    return notification_id
-
-
-async def _record_for_citizen(
-    uow: UnitOfWork,
-    kind: NotificationKind,
-    file_id: str,
-    referent: Referent,
-    citizen: CitizenContact,
-    context: Mapping[str, object] | None = None,
-    *,
-    notification_id: str | None = None,
-    channels: Sequence[NotificationChannel] | None = None,
-) -> None:
-    """A message to the citizen; one who asked to be phoned gets a letter, and their
-    référent an email asking to call them."""
-    notification_id = await _record(
-        uow,
-        kind,
-        file_id,
-        referent,
-        citizen,
-        context,
-        notification_id=notification_id,
-        channels=channels,
-    )
-    citizen = await _latest_contact(uow, file_id, citizen)
-    if domain.wants_a_call(citizen):
-        await _record(
-            uow,
-            Kind.CALL_REQUESTED,
-            file_id,
-            referent,
-            citizen,
-            {"about": subject_of(kind, file_id, referent)},
-            notification_id=domain.call_request_key(notification_id),
-            recipient=referent.email,
-        )
 
 
 async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
@@ -186,14 +49,14 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
     async with uow:
         previous = event.previous_referent
         if previous is None:
-            await _record_for_citizen(uow, Kind.REFERENT_ASSIGNED, file_id, referent, citizen)
+            await record_for_citizen(uow, Kind.REFERENT_ASSIGNED, file_id, referent, citizen)
         else:
             change = {
                 "previous_referent": previous,
                 "reason": event.reason or "",
                 "rule": event.rule,
             }
-            await _record_for_citizen(
+            await record_for_citizen(
                 uow,
                 Kind.REFERENT_CHANGED,
                 file_id,
@@ -205,7 +68,7 @@ async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None
                 ),
             )
             for agent in (previous, referent):
-                await _record(
+                await record(
                     uow,
                     Kind.AGENT_HANDOVER,
                     file_id,
@@ -238,7 +101,7 @@ async def on_supporting_document_requested(
     key = domain.notification_key(event.file_id, Kind.DOCUMENT_REQUESTED, *qualifiers)
     file_id, referent, citizen = event.file_id, event.referent, event.citizen
     async with uow:
-        await _record_for_citizen(
+        await record_for_citizen(
             uow,
             Kind.DOCUMENT_REQUESTED,
             file_id,
@@ -247,7 +110,7 @@ async def on_supporting_document_requested(
             {**context, "for_referent": False},
             notification_id=key,
         )
-        await _record(
+        await record(
             uow,
             Kind.DOCUMENT_REQUESTED,
             file_id,
@@ -264,7 +127,7 @@ async def on_supporting_document_requested(
 async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
     """The coordinated answer (composed by assignment) reaches the citizen, signed."""
     async with uow:
-        await _record_for_citizen(
+        await record_for_citizen(
             uow,
             Kind.ANSWER_READY,
             event.file_id,
@@ -279,7 +142,7 @@ async def on_referent_message_sent(event: ReferentMessageSent, uow: UnitOfWork) 
     """A message the référent wrote on the desk: on the citizen's channel, signed; one per
     message id, so a redelivered event sends nothing twice."""
     async with uow:
-        await _record_for_citizen(
+        await record_for_citizen(
             uow,
             Kind.REFERENT_MESSAGE,
             event.file_id,
@@ -300,7 +163,7 @@ async def on_contact_preferences_changed(event: ContactPreferencesChanged, uow: 
         if event.previous_citizen is not None:
             changed = domain.contact_changes(event.previous_citizen, event.citizen)
             if changed:
-                await _record(
+                await record(
                     uow,
                     Kind.CONTACT_CHANGED_NOTICE,
                     event.file_id,
@@ -347,7 +210,7 @@ async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> Non
     }
     signer = event.referent or domain.GUICHET_DESK
     async with uow:
-        await _record(
+        await record(
             uow,
             Kind.ACCESS_CODE,
             event.file_id,
@@ -366,7 +229,7 @@ async def on_access_code_issued(event: AccessCodeIssued, uow: UnitOfWork) -> Non
 async def on_referent_thanked(event: ReferentThanked, uow: UnitOfWork) -> None:
     """A citizen's thanks reach their référent by email."""
     async with uow:
-        await _record(
+        await record(
             uow,
             Kind.THANKS_RECEIVED,
             event.file_id,
@@ -390,7 +253,7 @@ async def on_deadline_warning_issued(event: DeadlineWarningIssued, uow: UnitOfWo
         "rule": event.rule.value,
     }
     async with uow:
-        await _record(
+        await record(
             uow,
             Kind.DEADLINE_WARNING,
             event.file_id,
@@ -418,7 +281,7 @@ async def on_citizen_message_reminder_issued(
     """The last day of a message's answer-time promise: the agent who answers is reminded
     (once per message)."""
     async with uow:
-        await _record(
+        await record(
             uow,
             Kind.MESSAGE_REMINDER,
             event.file_id,
@@ -438,7 +301,7 @@ async def on_citizen_message_escalated(event: CitizenMessageEscalated, uow: Unit
     alerted (once per message); the message names the agent who was to answer."""
     async with uow:
         for supervisor in event.supervisors:
-            await _record(
+            await record(
                 uow,
                 Kind.MESSAGE_OVERDUE,
                 event.file_id,
@@ -463,7 +326,7 @@ async def on_legal_deadline_breached(event: LegalDeadlineBreached, uow: UnitOfWo
     }
     async with uow:
         for supervisor in event.supervisors:
-            await _record(
+            await record(
                 uow,
                 Kind.DEADLINE_BREACHED,
                 event.file_id,
@@ -492,7 +355,7 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
         "accepted": event.decision is Decision.IMPLICIT_ACCEPTANCE,
     }
     async with uow:
-        await _record_for_citizen(
+        await record_for_citizen(
             uow,
             Kind.IMPLICIT_DECISION,
             event.file_id,
@@ -520,7 +383,7 @@ async def on_referent_assignment_deferred(
     }
     async with uow:
         for supervisor in event.supervisors:
-            await _record(
+            await record(
                 uow,
                 Kind.SUPERVISOR_ALERT,
                 event.file_id,
