@@ -318,3 +318,37 @@ async def test_the_in_process_sink_of_the_unit_tests_raises_when_it_cannot_start
         sink.port = taken.getsockname()[1]
         with pytest.raises(OSError):
             await sink.start()
+
+
+def test_the_chaos_judge_explains_a_repeat_read_from_the_real_sink(tmp_path: Path) -> None:
+    """A 10,000-file chaos run was judged failed on its own explained repeats: the
+    observation dropped the subject of the sink's `/duplicates`, so the judge could not match
+    an email repeated under its Message-ID with the same subject's count. Read from a real
+    sink now: explained after a kill of notification, a duplicate without one."""
+    from devstack.chaos_observe import mail_repeats, maildir_subjects
+    from devstack.chaos_plan import Observation, judge, verdict
+
+    own = start_sink(tmp_path / "maildir")
+    try:
+        msg = referent_mail("Votre dossier GU-2026-CHAOS001 : Thomas Laurent est votre référent")
+        msg["X-Guichet-File"] = "GU-2026-CHAOS001"
+        send(own, msg)
+        send(own, msg)  # sent again under its recorded Message-ID after a kill
+        repeats = mail_repeats(own.get("/duplicates"))
+    finally:
+        stop_sink(own)
+    obs = Observation(
+        submitted=["GU-2026-CHAOS001"],
+        intake_files={"GU-2026-CHAOS001": "repondu"},
+        assignment_files={"GU-2026-CHAOS001": ("repondu", "AG-1")},
+        assignments={"GU-2026-CHAOS001": 1},
+        notifications={"GU-2026-CHAOS001": {"answer_ready": ["envoye"]}},
+        mail_duplicates=repeats,
+        mail_subjects=maildir_subjects(tmp_path / "maildir"),
+    )
+
+    assert verdict(judge(obs, notification_kills=1)) == []
+    assert verdict(judge(obs)) == [
+        "1 duplicate messages (mail)",
+        "1 duplicate messages (mail_same_subject)",
+    ]

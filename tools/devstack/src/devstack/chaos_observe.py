@@ -93,19 +93,27 @@ async def dead_letters(bootstrap: str, namespace: str) -> dict[str, int]:
         await consumer.stop()
 
 
+def mail_repeats(duplicates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The SMTP sink's `/duplicates` as the judge reads them: each Message-ID stored more
+    than once, its file, its subject (the judge matches a repeat it explains with the same
+    subject's count by it) and how many copies."""
+    return [
+        {
+            "message_id": d["message_id"],
+            "file_id": next((v for k, v in d["headers"] if k == "X-Guichet-File"), None),
+            "subject": d["subject"],
+            "copies": d["copies"],
+        }
+        for d in duplicates
+    ]
+
+
 async def doubles(stack: Stack) -> dict[str, Any]:
     """What the SMTP sink, the providers and the agency simulators recorded."""
     out: dict[str, Any] = {"calls": {}}
     # Generous: after a 10,000-file run the sink holds some 20,000 messages.
     async with httpx.AsyncClient(timeout=600) as http:
-        out["mail"] = [
-            {
-                "message_id": d["message_id"],
-                "file_id": next((v for k, v in d["headers"] if k == "X-Guichet-File"), None),
-                "copies": d["copies"],
-            }
-            for d in (await http.get(f"{stack.smtp_http_url}/duplicates")).json()
-        ]
+        out["mail"] = mail_repeats((await http.get(f"{stack.smtp_http_url}/duplicates")).json())
         repeats = (await http.get(f"{stack.providers_url}/repeats")).json()
         out["sms"] = [r for r in repeats if r["kind"] == "sms"]
         out["letters"] = [r for r in repeats if r["kind"] == "letters"]
@@ -116,8 +124,13 @@ async def doubles(stack: Stack) -> dict[str, Any]:
 
 
 def mail_subjects(stack: Stack) -> dict[str, dict[str, int]]:
+    return maildir_subjects(stack.maildir)
+
+
+def maildir_subjects(maildir: Any) -> dict[str, dict[str, int]]:
+    """File id -> subject -> how many emails the sink stored."""
     found: dict[str, Counter[str]] = defaultdict(Counter)
-    for message in read_maildir(stack.maildir):
+    for message in read_maildir(maildir):
         if file_id := message["X-Guichet-File"]:
             found[file_id][str(message["Subject"])] += 1
     return {f: dict(c) for f, c in found.items()}
