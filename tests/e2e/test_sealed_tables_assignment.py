@@ -139,8 +139,16 @@ async def test_a_citizen_without_an_account_keeps_their_referent_under_sealing(s
     desk = client_as(stack.intake_url, lambda: tokens.agent("julien.durand"), timeout=20)
 
     async def referent_named(file_id: str) -> sa.Row | None:
-        row = await file_row(url, file_id)
-        return row if row.referent_id else None
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                files = metadata.tables["files"]
+                row = (
+                    await conn.execute(sa.select(files).where(files.c.file_id == file_id))
+                ).one_or_none()  # none until assignment has read the file's event
+        finally:
+            await engine.dispose()
+        return row if row is not None and row.referent_id else None
 
     rows = []
     async with desk:
