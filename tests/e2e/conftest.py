@@ -121,8 +121,9 @@ def clock_stack(request, kafka_bootstrap, keycloak, tmp_path_factory) -> Iterato
         oidc_issuers=keycloak.issuers,
     )
     st.start()
+    CLOCK_RUNNING.append(st)
     yield st
-    st.stop()
+    st.stop()  # already stopped after the last test on it: then a no-op
 
 
 def revive(stack: Stack, timeout: float = 120) -> Stack:
@@ -139,9 +140,13 @@ def revive(stack: Stack, timeout: float = 120) -> Stack:
 RUNNING: list[Stack] = []
 #: The sealed stacks started so far: stopped right after the last test that uses one.
 SEALED_RUNNING: list[Stack] = []
-#: The session's last test on a shared stack, and on a sealed one.
+#: The clock stacks started so far: the last one stops right after the last test on it
+#: (a session fixture would otherwise idle until the end of the session).
+CLOCK_RUNNING: list[Stack] = []
+#: The session's last test on a shared stack, on a sealed one, and on a clock stack.
 _LAST_SHARED = pytest.StashKey[pytest.Item]()
 _LAST_SEALED = pytest.StashKey[pytest.Item]()
+_LAST_CLOCK = pytest.StashKey[pytest.Item]()
 
 
 def _e2e(item: pytest.Item) -> bool:
@@ -156,6 +161,9 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     shared stacks stop right after it rather than at the end of the session."""
     sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
     sealing = {item.path for item in items if "sealed_stack" in item.fixturenames}
+    clocked = [item for item in items if "clock_stack" in item.fixturenames]
+    if clocked:
+        config.stash[_LAST_CLOCK] = clocked[-1]
     if not sharing and not sealing:
         return
     e2e = [i for i, item in enumerate(items) if _e2e(item)]
@@ -185,6 +193,9 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     if item is item.config.stash.get(_LAST_SEALED, None):
         while SEALED_RUNNING:
             SEALED_RUNNING.pop().stop()
+    if item is item.config.stash.get(_LAST_CLOCK, None):
+        while CLOCK_RUNNING:
+            CLOCK_RUNNING.pop().stop()
 
 
 def session_stack(
