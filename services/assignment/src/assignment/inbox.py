@@ -58,17 +58,12 @@ async def inbox(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
                 "waiting_minutes": int((now - r.received_at).total_seconds() // 60),
                 "unread": 0,
                 "late": 0,
-                "answer_due_at": None,
                 "messages": [],
             },
         )
         late = promise_lapsed(r.answer_due_at, now)
         entry["unread"] += state is MessageState.UNREAD
         entry["late"] += late
-        if r.answer_due_at is not None and (
-            entry["answer_due_at"] is None or r.answer_due_at < entry["answer_due_at"]
-        ):
-            entry["answer_due_at"] = r.answer_due_at  # the nearest promise of the file
         entry["messages"].append(
             {
                 "message_id": r.message_id,
@@ -79,8 +74,10 @@ async def inbox(uow: UnitOfWork, agent_id: str) -> dict[str, Any]:
                 "late": late,
             }
         )
-    for entry in by_file.values():
-        due_at = entry["answer_due_at"]
+    for entry in by_file.values():  # the file's nearest promise
+        promised = [m["answer_due_at"] for m in entry["messages"] if m["answer_due_at"]]
+        due_at = min(promised, default=None)
+        entry["answer_due_at"] = due_at
         entry["answer_due_on"] = None if due_at is None else paris_day_ended_by(due_at)
     ordered = sorted(
         by_file.values(),

@@ -11,7 +11,7 @@ issued exactly once. (Absences starting and ending: `commands.directory.apply_du
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import sqlalchemy as sa
 
@@ -89,21 +89,28 @@ async def tick_legal_clocks(
 ) -> int:
     """Issue the warnings and breaches due by `today`; one transaction per clock."""
     horizon = today + dt.timedelta(days=max(legal_deadline.WARNING_DAYS))
+    due = (
+        sa.select(legal_clocks.c.request_id)
+        .where(legal_clocks.c.status == ClockStatus.RUNNING, legal_clocks.c.due_on <= horizon)
+        .order_by(legal_clocks.c.due_on)
+        .limit(limit)
+    )
+    return await _one_transaction_each(uow_factory, due, lambda uow, rid: _advance(uow, rid, today))
+
+
+async def _one_transaction_each(
+    uow_factory: Callable[[], UnitOfWork],
+    due: sa.Select,
+    step: Callable[[UnitOfWork, str], Awaitable[int]],
+) -> int:
+    """The ids `due` selects, then `step` on each in a transaction of its own (a failure
+    leaves the others issued); returns how many events the steps issued."""
     async with uow_factory() as uow:
-        due = (
-            await uow.conn.scalars(
-                sa.select(legal_clocks.c.request_id)
-                .where(
-                    legal_clocks.c.status == ClockStatus.RUNNING, legal_clocks.c.due_on <= horizon
-                )
-                .order_by(legal_clocks.c.due_on)
-                .limit(limit)
-            )
-        ).all()
+        ids = (await uow.conn.scalars(due)).all()
     issued = 0
-    for request_id in due:
+    for id_ in ids:
         async with uow_factory() as uow:
-            issued += await _advance(uow, request_id, today)
+            issued += await step(uow, id_)
             await uow.commit()
     return issued
 
@@ -238,29 +245,23 @@ async def tick_message_promises(
     and alert the supervisors of each whose promise lapsed; one transaction per message,
     each flag written with its outbox event, so each is issued once."""
     m = citizen_messages.c
-    async with uow_factory() as uow:
-        due = (
-            await uow.conn.scalars(
-                sa.select(m.message_id)
-                .where(
-                    m.answered_at.is_(None),
-                    m.escalated_at.is_(None),
-                    m.answer_due_at.is_not(None),
-                    sa.or_(
-                        m.answer_due_at <= now,
-                        sa.and_(m.reminded_at.is_(None), m.remind_at <= now),
-                    ),
-                )
-                .order_by(m.answer_due_at)
-                .limit(limit)
-            )
-        ).all()
-    issued = 0
-    for message_id in due:
-        async with uow_factory() as uow:
-            issued += await _keep_promise(uow, message_id, now)
-            await uow.commit()
-    return issued
+    due = (
+        sa.select(m.message_id)
+        .where(
+            m.answered_at.is_(None),
+            m.escalated_at.is_(None),
+            m.answer_due_at.is_not(None),
+            sa.or_(
+                m.answer_due_at <= now,
+                sa.and_(m.reminded_at.is_(None), m.remind_at <= now),
+            ),
+        )
+        .order_by(m.answer_due_at)
+        .limit(limit)
+    )
+    return await _one_transaction_each(
+        uow_factory, due, lambda uow, mid: _keep_promise(uow, mid, now)
+    )
 
 
 async def _keep_promise(uow: UnitOfWork, message_id: str, now: dt.datetime) -> int:

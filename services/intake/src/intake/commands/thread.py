@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from guichet_runtime.db import UnitOfWork, utcnow
 from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import TimelineKind, ensure_not_erased
-from intake.domain.promise import DEFAULT_WORKING_DAYS, answer_promise, last_day_of
+from intake.domain.promise import DEFAULT_WORKING_DAYS, answer_promise
 from intake.domain.thread import (
     Upload,
     checked_attachments,
@@ -115,9 +115,9 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
             "at": now,
             "answerer_name": answerer.referent.name,
             "covering_for_name": answerer.covering_for.name if answerer.covering_for else None,
-            "message": answerer.sentence(last_day_of(promise.due_at)),
+            "message": answerer.sentence(promise.last_day),
             "answer_due_at": promise.due_at,
-            "answer_due_on": last_day_of(promise.due_at),
+            "answer_due_on": promise.last_day,
             "attachments": attached,
         }
 
