@@ -181,6 +181,12 @@ class FileSubmitted(Event):
         description="Directory id of the front-desk agent who registered the file for the "
         "citizen (from their verified token); absent when the citizen filed it themselves.",
     )
+    citizen_subject: Annotated[str | None, PERSONAL] = Field(
+        default=None,
+        description="The citizen's account (`sub` of their verified token) when they filed "
+        "logged in: the services that let the citizen act on the file (appointments) "
+        "recognise them by it; absent for a file registered for them or filed anonymously.",
+    )
 
 
 class ReferentAssigned(Event):
@@ -892,6 +898,79 @@ class ImplicitDecisionRecorded(Event):
     )
 
 
+class AppointmentSide(StrEnum):
+    """Who acted on an appointment: the citizen (their space), or an agent (the référent,
+    or a front-desk agent booking for a citizen on the phone)."""
+
+    CITIZEN = "citoyen"
+    AGENT = "agent"
+
+
+class Appointment(Contract):
+    """A meeting of the citizen with their référent, at the référent's France Services office."""
+
+    appointment_id: str = Field(description="Id of the appointment (stable across reminders).")
+    starts_at: dt.datetime = Field(description="Start of the slot (aware; Paris time on pages).")
+    ends_at: dt.datetime = Field(description="End of the slot.")
+    office_address: str = Field(
+        description="Postal address of the office where they meet, in French (address, commune)."
+    )
+
+
+class AppointmentBooked(Event):
+    """A slot with the référent was booked for the citizen (or an appointment moved to it):
+    the citizen gets a confirmation with the address and the référent's name."""
+
+    event_type: ClassVar[str] = "AppointmentBooked"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
+    appointment: Appointment = Field(description="The slot booked and where.")
+    referent: Referent = Field(description="The référent the citizen meets.")
+    booked_by: AppointmentSide = Field(description="Who booked: the citizen or an agent.")
+    booked_by_agent: str | None = Field(
+        default=None, description="Directory id of the agent who booked, when an agent did."
+    )
+    rescheduled_from: dt.datetime | None = Field(
+        default=None,
+        description="Start of the slot this appointment replaces, when it was moved (the "
+        "former slot is freed in the same transaction).",
+    )
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen, who receives the confirmation on their channel."
+    )
+
+
+class AppointmentCancelled(Event):
+    """An appointment was cancelled by the citizen or by an agent: the slot is free again
+    and the citizen is told."""
+
+    event_type: ClassVar[str] = "AppointmentCancelled"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
+    appointment: Appointment = Field(description="The slot that was cancelled.")
+    referent: Referent = Field(description="The référent the citizen was to meet.")
+    cancelled_by: AppointmentSide = Field(description="Who cancelled: the citizen or an agent.")
+    cancelled_by_agent: str | None = Field(
+        default=None, description="Directory id of the agent who cancelled, when an agent did."
+    )
+    reason: Annotated[str | None, PERSONAL] = Field(
+        default=None, description="Why, in French, when one was given."
+    )
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen, who is told on their channel."
+    )
+
+
+class AppointmentReminderIssued(Event):
+    """The day before an appointment: the citizen is reminded of it, once."""
+
+    event_type: ClassVar[str] = "AppointmentReminderIssued"
+    schema_version: int = Field(default=2, description=SEALED_VERSION_2)
+    appointment: Appointment = Field(description="The appointment of tomorrow.")
+    referent: Referent = Field(description="The référent the citizen meets.")
+    citizen: Annotated[CitizenContact, PERSONAL] = Field(
+        description="The citizen, who receives the reminder on their channel."
+    )
+
+
 EVENT_TYPES: dict[str, type[Envelope]] = {
     cls.event_type: cls
     for cls in (
@@ -930,6 +1009,9 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         DeadlineWarningIssued,
         LegalDeadlineBreached,
         ImplicitDecisionRecorded,
+        AppointmentBooked,
+        AppointmentCancelled,
+        AppointmentReminderIssued,
     )
 }
 

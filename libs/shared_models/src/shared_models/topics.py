@@ -41,6 +41,13 @@ REFERENT_MESSAGES = "referents.messages"
 CITIZEN_MESSAGES = "citizens.messages"
 #: A citizen's personal data was erased at intake (request or retention): every copy goes.
 CITIZEN_DATA_ERASED = "citizens.data-erased"
+#: Appointments of citizens with their référents: booked, moved, cancelled, reminded.
+APPOINTMENTS = "appointments.events"
+APPOINTMENT_EVENT_TYPES = (
+    "AppointmentBooked",
+    "AppointmentCancelled",
+    "AppointmentReminderIssued",
+)
 DEADLINE_EVENT_TYPES = (
     "LegalDeadlineSet",
     "DeadlineWarningIssued",
@@ -107,6 +114,7 @@ def all_topics() -> dict[str, int]:
         REFERENT_MESSAGES,
         CITIZEN_MESSAGES,
         CITIZEN_DATA_ERASED,
+        APPOINTMENTS,
     ]
     for agency in catalogue().served_agencies():
         main += agency_topics(agency)
@@ -157,6 +165,7 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         REFERENT_MESSAGES: ("ReferentMessageSent", "intake", ("notification", "assignment")),
         CITIZEN_MESSAGES: ("CitizenMessageReceived", "intake", ("assignment",)),
         CITIZEN_DATA_ERASED: ("CitizenDataErased", "intake", ("assignment", "notification")),
+        APPOINTMENTS: (APPOINTMENT_EVENT_TYPES, "assignment", ("intake", "notification")),
     }
     for agency in catalogue().served_agencies():
         adapter = adapter_service(agency)

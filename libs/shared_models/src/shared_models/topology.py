@@ -86,6 +86,7 @@ def intake(agencies: Iterable[str]) -> Principal:
                 topics.NOTIFICATIONS_SENT,
                 topics.EXCHANGES_RECORDED,
                 topics.DEADLINES,
+                topics.APPOINTMENTS,
             }
         )
         | _per_agency(agencies, "requests", "answers"),
@@ -129,6 +130,7 @@ def assignment(agencies: Iterable[str]) -> Principal:
                 topics.DIRECTORY_CHANGES,
                 topics.DOCUMENTS_REQUESTED,
                 topics.DEADLINES,
+                topics.APPOINTMENTS,
             }
         )
         | _per_agency(agencies, "requests"),
@@ -150,6 +152,7 @@ def notification() -> Principal:
                 topics.ACCESS_CODES,
                 topics.REFERENT_MESSAGES,
                 topics.CITIZEN_DATA_ERASED,
+                topics.APPOINTMENTS,
             }
         ),
         produces=frozenset({topics.NOTIFICATIONS_SENT}),
