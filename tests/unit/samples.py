@@ -117,6 +117,41 @@ def referent(**overrides: Any) -> Referent:
     return Referent(**{**values, **overrides})
 
 
+def appointment(**overrides: Any) -> Appointment:
+    """Tuesday 2 March 2027, 9:30 to 10:00 in Paris (8:30 to 9:00 UTC, winter time)."""
+    values: dict[str, Any] = {
+        "appointment_id": "rdv-0001",
+        "starts_at": dt.datetime(2027, 3, 2, 8, 30, tzinfo=dt.UTC),
+        "ends_at": dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC),
+        "office_address": "2 place du Caquet, 93200 Saint-Denis",
+    }
+    return Appointment(**{**values, **overrides})
+
+
+#: What the appointment templates are given (in words, as notification's handlers give
+#: them), for the tests that render every kind (test_notification_messages.py).
+APPOINTMENT_AT = {
+    "when": "mardi 2 mars 2027 à 9 h 30",
+    "until": "10 h",
+    "office": "France Services Bobigny",
+    "address": "1 place de l'Hôtel de Ville, 93000 Bobigny",
+}
+APPOINTMENT_CONTEXTS = {
+    NotificationKind.APPOINTMENT_BOOKED: {**APPOINTMENT_AT, "booked_by": "agent", "former": None},
+    NotificationKind.APPOINTMENT_MOVED: {
+        **APPOINTMENT_AT,
+        "booked_by": "citoyen",
+        "former": "lundi 1er mars 2027 à 14 h",
+    },
+    NotificationKind.APPOINTMENT_CANCELLED: {
+        **APPOINTMENT_AT,
+        "cancelled_by": "referent",
+        "reason": "Je suis en formation ce jour-là.",
+    },
+    NotificationKind.APPOINTMENT_REMINDER: APPOINTMENT_AT,
+}
+
+
 def decision(agency: str, verdict: Decision = Decision.GRANTED, **overrides: Any) -> AgencyDecision:
     values: dict[str, Any] = {
         "agency": agency,
@@ -437,6 +472,27 @@ def one_event_of_each_type() -> list[Envelope]:
             expires_at=dt.datetime(2025, 1, 6, 9, 15, tzinfo=dt.UTC),
             citizen=citizen(),
             referent=referent(),
+        ),
+        AppointmentBooked(
+            file_id=file_id,
+            appointment=appointment(appointment_id="rdv-0002"),
+            referent=referent(),
+            booked_by=AppointmentSide.AGENT,
+            booked_by_agent="AG-93-01-9",
+            rescheduled_from=dt.datetime(2027, 3, 1, 13, 0, tzinfo=dt.UTC),
+            citizen=citizen(),
+        ),
+        AppointmentCancelled(
+            file_id=file_id,
+            appointment=appointment(),
+            referent=referent(),
+            cancelled_by=AppointmentSide.AGENT,
+            cancelled_by_agent="AG-93-01-2",
+            reason="Je suis en formation ce jour-là.",
+            citizen=citizen(),
+        ),
+        AppointmentReminderIssued(
+            file_id=file_id, appointment=appointment(), referent=referent(), citizen=citizen()
         ),
     ]
 

@@ -16,7 +16,7 @@ from notification.domain import GUICHET_DESK, UnsignedMessage
 from notification.messages import compose, render
 from shared_models import AGENCY_LABELS, NotificationChannel, NotificationKind, RequestedDocument
 from tests.pdfs import pdf_text
-from tests.unit.samples import citizen, referent
+from tests.unit.samples import APPOINTMENT_CONTEXTS, citizen, referent
 
 FILE_ID = "GU-2025-ABCDEFGH"
 ANSWER_WITHOUT_SIGNATURE = (
@@ -29,7 +29,7 @@ CHANGE = {
     "rule": "changement_demande",
 }
 PROMISE = {"received_at": "27/11/2026", "last_day": "01/12/2026"}
-CONTEXT = {
+CONTEXT = APPOINTMENT_CONTEXTS | {
     NotificationKind.REFERENT_ASSIGNED: {},
     NotificationKind.ANSWER_READY: {"text": ANSWER_WITHOUT_SIGNATURE},
     NotificationKind.REFERENT_CHANGED: CHANGE,

@@ -522,6 +522,11 @@ class NotificationKind(StrEnum):
     CONTACT_CHANGED_NOTICE = "contact_changed_notice"
     MESSAGE_REMINDER = "message_reminder"
     MESSAGE_OVERDUE = "message_overdue"
+    #: Appointments with the référent (issue 16 §3): confirmed, moved, cancelled, the day before.
+    APPOINTMENT_BOOKED = "appointment_booked"
+    APPOINTMENT_MOVED = "appointment_moved"
+    APPOINTMENT_CANCELLED = "appointment_cancelled"
+    APPOINTMENT_REMINDER = "appointment_reminder"
 
 
 class NotificationChannel(StrEnum):

@@ -1,7 +1,11 @@
-"""French wordings shared by every service that shows a decision or an amount, so the
-citizen reads the same words on the page, in the email and on the letter."""
+"""French wordings shared by every service that shows a decision, an amount or an
+appointment's time, so the citizen reads the same words on the page, in the email, on the
+letter and in their file's history."""
 
 from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 from shared_models.events import Decision
 
@@ -30,3 +34,39 @@ def euros_fr(amount: float) -> str:
     """1234.5 -> « 1 234,50 € » (narrow no-break space between thousands)."""
     whole, cents = f"{amount:,.2f}".split(".")
     return f"{whole.replace(',', _THOUSANDS)},{cents}{_BEFORE_UNIT}€"
+
+
+_WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
+_PARIS = ZoneInfo("Europe/Paris")
+
+
+def day_fr(day: dt.date) -> str:
+    """A day in words: « mardi 2 mars 2027 », « lundi 1er mars 2027 »."""
+    first = "er" if day.day == 1 else ""
+    return f"{_WEEKDAYS[day.weekday()]} {day.day}{first} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def time_fr(at: dt.time) -> str:
+    """A time of day as French typography writes it: « 9 h 30 », « 14 h », « 9 h 05 »."""
+    return f"{at.hour} h" + (f" {at.minute:02d}" if at.minute else "")
+
+
+def moment_fr(at: dt.datetime) -> str:
+    """An instant (aware) as a person in France reads it, in Paris time:
+    « mardi 2 mars 2027 à 9 h 30 » (an appointment's start)."""
+    local = at.astimezone(_PARIS)
+    return f"{day_fr(local.date())} à {time_fr(local.time())}"

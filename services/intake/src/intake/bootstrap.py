@@ -22,6 +22,9 @@ from intake.tables import metadata, rate_counters
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentReminderIssued,
     CitizenMessageEscalated,
     CitizenMessageReminderIssued,
     CoordinatedAnswerIssued,
@@ -84,6 +87,15 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
             LegalDeadlineBreached: projections.ignore,
             CitizenMessageReminderIssued: projections.ignore,
             CitizenMessageEscalated: projections.on_citizen_message_escalated,
+        },
+    )
+    consumer.subscribe(
+        [topics.APPOINTMENTS],
+        {
+            AppointmentBooked: projections.on_appointment_booked,
+            AppointmentCancelled: projections.on_appointment_cancelled,
+            # The reminder is a message (notification's); the timeline shows it as sent.
+            AppointmentReminderIssued: projections.ignore,
         },
     )
     limiter = RateLimiter(runtime.engine, rate_counters)

@@ -18,6 +18,7 @@ from intake.domain import (
     implicit_decision_sentence,
     is_citizen_contact,
 )
+from intake.domain.appointments import booked_sentence, cancelled_sentence
 from intake.domain.thread import covering_after_assignment, overdue_message_sentence
 from intake.records import add_timeline, advance_agency, require_file
 from intake.tables import exchanges, file_agencies, files, referent_messages
@@ -25,6 +26,8 @@ from shared_models import (
     AGENCY_LABELS,
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    AppointmentBooked,
+    AppointmentCancelled,
     CitizenMessageEscalated,
     CoordinatedAnswerIssued,
     Decision,
@@ -91,6 +94,49 @@ async def on_citizen_message_escalated(event: CitizenMessageEscalated, uow: Unit
                 f"{paris_day(event.received_at):%d/%m/%Y}",
                 event.referent.name,
                 event.referent.office,
+            ),
+        )
+        await uow.commit()
+
+
+async def on_appointment_booked(event: AppointmentBooked, uow: UnitOfWork) -> None:
+    """An appointment with the référent, booked or moved (a move is a new appointment; the
+    former slot is freed with it, without a cancellation)."""
+    kind = (
+        TimelineKind.APPOINTMENT_MOVED
+        if event.rescheduled_from
+        else TimelineKind.APPOINTMENT_BOOKED
+    )
+    async with uow:
+        await require_file(uow, event.file_id)
+        await add_timeline(
+            uow,
+            event,
+            kind,
+            booked_sentence(
+                event.appointment,
+                event.referent,
+                event.booked_by,
+                event.booked_by_agent,
+                event.rescheduled_from,
+            ),
+        )
+        await uow.commit()
+
+
+async def on_appointment_cancelled(event: AppointmentCancelled, uow: UnitOfWork) -> None:
+    async with uow:
+        await require_file(uow, event.file_id)
+        await add_timeline(
+            uow,
+            event,
+            TimelineKind.APPOINTMENT_CANCELLED,
+            cancelled_sentence(
+                event.appointment,
+                event.referent,
+                event.cancelled_by,
+                event.cancelled_by_agent,
+                event.reason,
             ),
         )
         await uow.commit()

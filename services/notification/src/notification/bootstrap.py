@@ -14,7 +14,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
-from notification import api, domain, erasure, messages, projections
+from notification import api, appointments, domain, erasure, messages, projections
 from notification.channels import (
     Channel,
     EmailChannel,
@@ -29,6 +29,9 @@ from notification.settings import NotificationSettings
 from notification.tables import metadata
 from shared_models import (
     AccessCodeIssued,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentReminderIssued,
     CitizenDataErased,
     CitizenMessageEscalated,
     CitizenMessageReminderIssued,
@@ -130,6 +133,14 @@ def bootstrap(
         [topics.REFERENT_MESSAGES], {ReferentMessageSent: projections.on_referent_message_sent}
     )
     subscribe([topics.CITIZEN_DATA_ERASED], {CitizenDataErased: erasure.on_citizen_data_erased})
+    subscribe(
+        [topics.APPOINTMENTS],
+        {
+            AppointmentBooked: appointments.on_appointment_booked,
+            AppointmentCancelled: appointments.on_appointment_cancelled,
+            AppointmentReminderIssued: appointments.on_appointment_reminder_issued,
+        },
+    )
     app = create_app(runtime, title="Guichet unique — notifications")
     app.include_router(api.router(runtime))
     return app

@@ -71,6 +71,18 @@ def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
     msg.set_content(content["text"])
     if content.get("html"):
         msg.add_alternative(content["html"], subtype="html")
+    # Text files (an appointment's .ics): the message becomes multipart/mixed around the
+    # text and HTML; its headers, the Message-ID first, stay where they are.
+    for attachment in content.get("attachments", ()):
+        maintype, subtype = attachment["content_type"].split("/")
+        if maintype != "text":
+            raise PermanentFailure(f"pièce jointe non textuelle : {attachment['content_type']}")
+        msg.add_attachment(
+            attachment["text"],
+            subtype=subtype,
+            filename=attachment["filename"],
+            params=attachment.get("params", {}),
+        )
     for name, value in outgoing.trace_headers.items():
         msg[name] = value
     return msg

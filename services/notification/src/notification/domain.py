@@ -113,6 +113,12 @@ def initial_status(plan: Sequence[NotificationChannel]) -> NotificationStatus:
     return NotificationStatus.TO_SEND if plan else NotificationStatus.NO_CHANNEL
 
 
+def reachable_within_a_day(citizen: CitizenContact) -> bool:
+    """A message that must arrive by tomorrow (an appointment's reminder) can reach the
+    citizen: their channel plan has email or SMS (a letter takes days)."""
+    return any(channel in (EMAIL, SMS) for channel in channel_plan(citizen))
+
+
 def wants_a_call(citizen: CitizenContact) -> bool:
     """A citizen who chose the phone (and gave a number): their référent is asked to call
     them, on top of the letter they receive."""

@@ -84,6 +84,19 @@ KINDS: dict[NotificationKind, KindSpec] = {
     NotificationKind.CONTACT_CHANGED_NOTICE: KindSpec(
         "Votre dossier {file_id} : vos coordonnées ont été modifiées", CITIZEN
     ),
+    # Appointments with the référent (issue 16 §3); a move gives a new appointment.
+    NotificationKind.APPOINTMENT_BOOKED: KindSpec(
+        "Votre dossier {file_id} : rendez-vous confirmé avec {referent}", CITIZEN
+    ),
+    NotificationKind.APPOINTMENT_MOVED: KindSpec(
+        "Votre dossier {file_id} : votre rendez-vous avec {referent} est déplacé", CITIZEN
+    ),
+    NotificationKind.APPOINTMENT_CANCELLED: KindSpec(
+        "Votre dossier {file_id} : votre rendez-vous avec {referent} est annulé", CITIZEN
+    ),
+    NotificationKind.APPOINTMENT_REMINDER: KindSpec(
+        "Votre dossier {file_id} : rappel de votre rendez-vous avec {referent}", CITIZEN
+    ),
 }
 
 #: Context every template may use; the composition root sets the portal's address.
@@ -145,7 +158,14 @@ def render(
 ) -> Rendered:
     """The message of `kind` on `channel`, signed with the référent's direct contact."""
     audience = KINDS[kind].audience
-    values = {**DEFAULTS, "file_id": file_id, "referent": referent, "citizen": citizen, **context}
+    values = {
+        **DEFAULTS,
+        "file_id": file_id,
+        "referent": referent,
+        "citizen": citizen,
+        "channel": channel.value,  # a text may say what only one channel has (an attachment)
+        **context,
+    }
     subject = subject_of(kind, file_id, referent)
     what = f"{kind.value} ({channel.value}) pour {file_id}"
     if channel is NotificationChannel.SMS:

@@ -60,13 +60,15 @@ async def record(
     channels: Sequence[NotificationChannel] | None = None,
     sealed: SealedSecret | None = None,
     contact_as_given: bool = False,
+    email_attachments: Sequence[Mapping[str, object]] | None = None,
 ) -> str:
     """Record one message (`context`: what its templates say besides the file, the
     référent and the citizen). Agents' messages go by email to `recipient` (`audience`
     overrides the kind's, for a kind whose copy also goes to the référent). A citizen is
     written to at their latest contact, unless `contact_as_given` (a notice to the contact
     they just left). `sealed`: a secret the texts hold as a placeholder, stored sealed and
-    put in place only when sending."""
+    put in place only when sending. `email_attachments`: text files the email carries (an
+    appointment's calendar file, `ics.attachment`); the SMS and the letter do not."""
     context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
@@ -88,6 +90,11 @@ async def record(
             "subject": rendered.subject,
             "text": rendered.text,
             **({"html": rendered.html} if rendered.html else {}),
+            **(
+                {"attachments": [dict(a) for a in email_attachments]}
+                if email_attachments and channel is domain.EMAIL
+                else {}
+            ),
         }
     subject, body = compose(kind, file_id=file_id, referent=referent, citizen=citizen, **context)
     first = plan[0] if plan else None
@@ -133,6 +140,7 @@ async def record_for_citizen(
     *,
     notification_id: str | None = None,
     channels: Sequence[NotificationChannel] | None = None,
+    email_attachments: Sequence[Mapping[str, object]] | None = None,
 ) -> None:
     """A message to the citizen; one who asked to be phoned gets a letter, and their
     référent an email asking to call them."""
@@ -145,6 +153,7 @@ async def record_for_citizen(
         context,
         notification_id=notification_id,
         channels=channels,
+        email_attachments=email_attachments,
     )
     citizen = await latest_contact(uow, file_id, citizen)
     if domain.wants_a_call(citizen):

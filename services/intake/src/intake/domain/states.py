@@ -54,6 +54,10 @@ class TimelineKind(StrEnum):
     REFERENT_MESSAGE = "message_referent"
     CITIZEN_MESSAGE = "message_citoyen"
     MESSAGE_OVERDUE = "message_en_retard"
+    #: Appointments with the référent (issue 16 §3): a move books a new one.
+    APPOINTMENT_BOOKED = "rendez_vous_pris"
+    APPOINTMENT_MOVED = "rendez_vous_deplace"
+    APPOINTMENT_CANCELLED = "rendez_vous_annule"
 
 
 #: The channels a front-desk agent registers a file through.

@@ -1,0 +1,154 @@
+"""The projections of the appointment events (`appointments.events`, issue 16 §3; a module
+beside projections.py, which is full): the citizen is told on their channel, with the date
+and time in Paris, the office's address and the référent's name and direct line; the
+confirmation and the cancellation emails carry the appointment's calendar file (`ics`).
+
+Never twice: each message's id is the file, the kind and the appointment's id, so the same
+fact under a new event id is recorded once (`recording.record` ignores the insert); a
+redelivered event (same event id) is dropped by the inbox.
+"""
+
+from __future__ import annotations
+
+from guichet_runtime.db import UnitOfWork
+from notification import domain, ics
+from notification.messages import subject_of
+from notification.recording import latest_contact, record, record_for_citizen
+from shared_models import (
+    Appointment,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentReminderIssued,
+    AppointmentSide,
+    NotificationKind,
+    Referent,
+)
+from shared_models.wording import moment_fr, time_fr
+
+Kind = NotificationKind
+
+
+def appointment_context(appointment: Appointment, referent: Referent) -> dict[str, object]:
+    """What every appointment message says: when (Paris time, in words), until when, where."""
+    return {
+        "when": moment_fr(appointment.starts_at),
+        "until": time_fr(appointment.ends_at.astimezone(domain.PARIS).time()),
+        "office": referent.office,
+        "address": appointment.office_address,
+    }
+
+
+def actor(side: AppointmentSide, agent_id: str | None, referent: Referent) -> str:
+    """Who booked or cancelled, as the message tells it: « citoyen » (the citizen
+    themselves), « referent », or « agent » (another agent, e.g. at the front desk)."""
+    if side is AppointmentSide.CITIZEN:
+        return "citoyen"
+    return "referent" if agent_id == referent.agent_id else "agent"
+
+
+async def on_appointment_booked(event: AppointmentBooked, uow: UnitOfWork) -> None:
+    """A confirmation, with a calendar file to add to the citizen's calendar; a moved
+    appointment (a new one) says which slot it replaces and that the former one is freed."""
+    appointment, referent = event.appointment, event.referent
+    moved = event.rescheduled_from is not None
+    kind = Kind.APPOINTMENT_MOVED if moved else Kind.APPOINTMENT_BOOKED
+    context = {
+        **appointment_context(appointment, referent),
+        "former": moment_fr(event.rescheduled_from) if event.rescheduled_from else None,
+        "booked_by": actor(event.booked_by, event.booked_by_agent, referent),
+    }
+    async with uow:
+        citizen = await latest_contact(uow, event.file_id, event.citizen)
+        calendar = ics.appointment_ics(
+            ics.REQUEST,
+            appointment,
+            referent,
+            citizen,
+            file_id=event.file_id,
+            stamp=event.occurred_at,
+        )
+        await record_for_citizen(
+            uow,
+            kind,
+            event.file_id,
+            referent,
+            event.citizen,
+            context,
+            notification_id=domain.notification_key(
+                event.file_id, kind, appointment.appointment_id
+            ),
+            email_attachments=[ics.attachment(calendar, ics.REQUEST)],
+        )
+        await uow.commit()
+
+
+async def on_appointment_cancelled(event: AppointmentCancelled, uow: UnitOfWork) -> None:
+    """The citizen is told who cancelled and why (when a reason was given); the email's
+    calendar file takes the appointment out of their calendar (same UID)."""
+    appointment, referent = event.appointment, event.referent
+    context = {
+        **appointment_context(appointment, referent),
+        "cancelled_by": actor(event.cancelled_by, event.cancelled_by_agent, referent),
+        "reason": event.reason,
+    }
+    async with uow:
+        citizen = await latest_contact(uow, event.file_id, event.citizen)
+        calendar = ics.appointment_ics(
+            ics.CANCEL,
+            appointment,
+            referent,
+            citizen,
+            file_id=event.file_id,
+            stamp=event.occurred_at,
+        )
+        await record_for_citizen(
+            uow,
+            Kind.APPOINTMENT_CANCELLED,
+            event.file_id,
+            referent,
+            event.citizen,
+            context,
+            notification_id=domain.notification_key(
+                event.file_id, Kind.APPOINTMENT_CANCELLED, appointment.appointment_id
+            ),
+            email_attachments=[ics.attachment(calendar, ics.CANCEL)],
+        )
+        await uow.commit()
+
+
+async def on_appointment_reminder_issued(event: AppointmentReminderIssued, uow: UnitOfWork) -> None:
+    """The day before: by email or SMS only, a letter would arrive after the appointment. A
+    citizen reachable by neither gets no reminder (their confirmation gave the date); one who
+    asked to be phoned has their référent asked to call them."""
+    appointment, referent = event.appointment, event.referent
+    key = domain.notification_key(
+        event.file_id, Kind.APPOINTMENT_REMINDER, appointment.appointment_id
+    )
+    async with uow:
+        citizen = await latest_contact(uow, event.file_id, event.citizen)
+        if domain.reachable_within_a_day(citizen):
+            await record_for_citizen(
+                uow,
+                Kind.APPOINTMENT_REMINDER,
+                event.file_id,
+                referent,
+                event.citizen,
+                appointment_context(appointment, referent),
+                notification_id=key,
+                channels=[domain.EMAIL, domain.SMS],
+            )
+        elif domain.wants_a_call(citizen):
+            await record(
+                uow,
+                Kind.CALL_REQUESTED,
+                event.file_id,
+                referent,
+                citizen,
+                {
+                    "about": subject_of(Kind.APPOINTMENT_REMINDER, event.file_id, referent),
+                    "letter_follows": False,
+                },
+                notification_id=domain.call_request_key(key),
+                recipient=referent.email,
+            )
+        await uow.commit()

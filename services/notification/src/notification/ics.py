@@ -1,0 +1,101 @@
+"""Infrastructure: an appointment as a calendar file (iCalendar, RFC 5545, with the iTIP
+methods of RFC 5546), attached to the email that confirms it (`REQUEST`) and to the one that
+cancels it (`CANCEL`), so the citizen's calendar adds it or takes it away.
+
+The calendar recognises the appointment by its UID, `<appointment id>@<mail domain>`: the
+cancellation carries the UID of the confirmation, with a higher SEQUENCE. A move is a new
+appointment (a new id, so a new UID); the former one is not cancelled in the calendar by
+this file (the event does not carry its id), the message says it in words.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from icalendar import Calendar, Event, vCalAddress, vText
+
+from notification.domain import MAIL_DOMAIN
+from shared_models import Appointment, CitizenContact, Referent
+
+Method = Literal["REQUEST", "CANCEL"]
+REQUEST: Method = "REQUEST"
+CANCEL: Method = "CANCEL"
+PRODID = "-//Guichet unique//Rendez-vous France Services//FR"
+FILENAME = "rendez-vous.ics"
+#: Each method's SEQUENCE and STATUS: a calendar applies a cancellation only when its
+#: sequence is not below the confirmation's.
+_STATE: dict[Method, tuple[int, str]] = {REQUEST: (0, "CONFIRMED"), CANCEL: (1, "CANCELLED")}
+
+
+def uid(appointment_id: str) -> str:
+    """The appointment's identity in calendars."""
+    return f"{appointment_id}@{MAIL_DOMAIN}"
+
+
+def _address(email: str, name: str, **params: str) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    address.params["cn"] = vText(name)
+    for key, value in params.items():
+        address.params[key.replace("_", "-")] = vText(value)
+    return address
+
+
+def appointment_ics(
+    method: Method,
+    appointment: Appointment,
+    referent: Referent,
+    citizen: CitizenContact,
+    *,
+    file_id: str,
+    stamp: dt.datetime,
+) -> str:
+    """The calendar file of `appointment`: start and end in UTC, the office's address as its
+    location, a French summary, the référent as organiser, the citizen as attendee (when they
+    have an email). `stamp` (DTSTAMP) is the event's time, so a replay builds the same file."""
+    sequence, status = _STATE[method]
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("calscale", "GREGORIAN")
+    calendar.add("method", method)
+    event = Event()
+    event.add("uid", uid(appointment.appointment_id))
+    event.add("dtstamp", stamp.astimezone(dt.UTC))
+    event.add("dtstart", appointment.starts_at.astimezone(dt.UTC))
+    event.add("dtend", appointment.ends_at.astimezone(dt.UTC))
+    event.add("sequence", sequence)
+    event.add("status", status)
+    event.add("summary", f"Rendez-vous avec {referent.name}, votre référent ({referent.office})")
+    event.add("location", appointment.office_address)
+    event.add(
+        "description",
+        f"Dossier {file_id}. Votre référent : {referent.name}, {referent.office}, "
+        f"téléphone direct {referent.phone}.",
+    )
+    event.add("organizer", _address(referent.email, referent.name))
+    if citizen.email:
+        event.add(
+            "attendee",
+            _address(
+                citizen.email,
+                f"{citizen.given_name} {citizen.family_name}",
+                role="REQ-PARTICIPANT",
+                partstat="ACCEPTED",
+                rsvp="FALSE",
+            ),
+        )
+    calendar.add_component(event)
+    text: str = calendar.to_ical().decode("utf-8")
+    return text
+
+
+def attachment(ics: str, method: Method) -> dict[str, object]:
+    """The calendar file as an email attachment (`recording.record(email_attachments=…)`):
+    `text/calendar` with its method, as calendar clients expect."""
+    return {
+        "filename": FILENAME,
+        "content_type": "text/calendar",
+        "params": {"method": method},
+        "text": ics,
+    }
