@@ -23,6 +23,11 @@ from shared_models import (
     AgentLeft,
     AgentProfile,
     AgentReturned,
+    Appointment,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentReminderIssued,
+    AppointmentSide,
     CitizenContact,
     CitizenDataErased,
     CitizenMessageEscalated,
@@ -86,6 +91,17 @@ def citizen(**overrides: Any) -> CitizenContact:
         "preferred_channel": PreferredChannel.EMAIL,
     }
     return CitizenContact(**{**values, **overrides})
+
+
+def appointment(**overrides: Any) -> Appointment:
+    """Tuesday 2 March 2027, 9:30 to 10:00 in Paris, at the Saint-Denis office."""
+    values: dict[str, Any] = {
+        "appointment_id": "5f0c1f7e-3f4e-4c1e-9a53-2d8e1a7b6c01",
+        "starts_at": dt.datetime(2027, 3, 2, 8, 30, tzinfo=dt.UTC),
+        "ends_at": dt.datetime(2027, 3, 2, 9, 0, tzinfo=dt.UTC),
+        "office_address": "2 place du Caquet, Saint-Denis",
+    }
+    return Appointment(**{**values, **overrides})
 
 
 def referent(**overrides: Any) -> Referent:
@@ -393,6 +409,27 @@ def one_event_of_each_type() -> list[Envelope]:
             decided_on=dt.date(2027, 1, 1),
             referent=referent(),
             citizen=citizen(),
+        ),
+        AppointmentBooked(
+            file_id=file_id,
+            appointment=appointment(),
+            referent=referent(),
+            booked_by=AppointmentSide.AGENT,
+            booked_by_agent="AG-93-01-2",
+            rescheduled_from=dt.datetime(2027, 3, 1, 8, 0, tzinfo=dt.UTC),
+            citizen=citizen(),
+        ),
+        AppointmentCancelled(
+            file_id=file_id,
+            appointment=appointment(),
+            referent=referent(),
+            cancelled_by=AppointmentSide.AGENT,
+            cancelled_by_agent="AG-93-01-2",
+            reason="Je serai en formation ce jour-là.",
+            citizen=citizen(),
+        ),
+        AppointmentReminderIssued(
+            file_id=file_id, appointment=appointment(), referent=referent(), citizen=citizen()
         ),
         AccessCodeIssued(
             file_id=file_id,

@@ -178,7 +178,7 @@ def test_speaks_for_agency_is_an_agencys_system_for_its_own_agency():
 
 def test_every_policy_has_its_rule():
     assert set(DECISIONS) == set(Policy)
-    assert {Policy.FILE_CITIZEN, Policy.FILE_READ} == PROOF_ACCEPTED
+    assert {Policy.FILE_CITIZEN, Policy.FILE_READ, Policy.FILE_APPOINTMENTS} == PROOF_ACCEPTED
     assert OPEN.isdisjoint(PROOF_ACCEPTED)
 
 
@@ -192,6 +192,12 @@ def test_every_policy_has_its_rule():
             ON_FILE,
             {"citizen_a", "front_desk", "referent", "cover", "supervisor"},
         ),
+        (
+            Policy.FILE_APPOINTMENTS,
+            ON_FILE,
+            {"citizen_a", "front_desk", "referent", "cover", "supervisor"},
+        ),
+        (Policy.FILE_APPOINTMENTS, PROVED, set(EVERYONE)),  # whoever holds the proof
         (Policy.FILE_AGENTS, ON_FILE, {"front_desk", "referent", "cover", "supervisor"}),
         (Policy.FILE_AGENTS, PROVED, {"front_desk", "referent", "cover", "supervisor"}),
         (Policy.FILE_REFERENT, ON_FILE, {"referent", "cover"}),

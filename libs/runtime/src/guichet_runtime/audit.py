@@ -66,6 +66,10 @@ class AuditAction(StrEnum):
     PERSONAL_WORD_SET = "file.personal-word.set"
     PERSONAL_WORD_REMOVED = "file.personal-word.removed"
     FILE_REASSIGNED = "file.reassigned"
+    APPOINTMENT_BOOKED = "file.appointment.booked"  # an agent booked a meeting for the citizen
+    APPOINTMENT_MOVED = "file.appointment.moved"
+    APPOINTMENT_CANCELLED = "file.appointment.cancelled"
+    APPOINTMENTS_READ = "agent.appointments.read"  # an agent's day of meetings (names)
     PORTFOLIO_READ = "agent.portfolio.read"  # citizens' names and files of an agent
     REGISTERED_FILES_READ = "agent.registered-files.read"  # the front desk's list (names)
     ABSENCE_DECLARED = "agent.absence.declared"

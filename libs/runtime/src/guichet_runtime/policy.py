@@ -45,6 +45,8 @@ class Policy(StrEnum):
     FILE_CITIZEN = "file-citizen"  # the file's citizen: logged in as them, or with a proof
     # from the one-time code
     FILE_READ = "file-read"  # the file's citizen, or one of the file's agents
+    FILE_APPOINTMENTS = "file-appointments"  # the file's citizen (logged in as them, or with
+    # the one-time code's proof) or one of the file's agents: book, move, cancel a meeting
     FILE_AGENTS = "file-agents"  # the file's agents: référent (or cover), the front-desk agent
     # who registered it, a supervisor of the référent's office
     FILE_REFERENT = "file-referent"  # the référent (or the agent covering them), as themselves
@@ -203,6 +205,7 @@ DECISIONS: dict[Policy, Decision] = {
     Policy.SUBMIT_FILE: lambda p, s: p.kind not in (PrincipalKind.AGENCY, PrincipalKind.SERVICE),
     Policy.FILE_CITIZEN: speaks_as_citizen,
     Policy.FILE_READ: lambda p, s: speaks_as_citizen(p, s) or is_file_agent(p, s.file),
+    Policy.FILE_APPOINTMENTS: lambda p, s: speaks_as_citizen(p, s) or is_file_agent(p, s.file),
     Policy.FILE_AGENTS: lambda p, s: is_file_agent(p, s.file),
     Policy.FILE_REFERENT: lambda p, s: is_files_referent(p, s.file),
     Policy.FILE_SUPERVISOR: lambda p, s: supervises_file(p, s.file),
@@ -229,7 +232,9 @@ OPEN: frozenset[Policy] = frozenset(
 )
 
 #: Policies an anonymous caller may pass with a proof from the one-time code.
-PROOF_ACCEPTED: frozenset[Policy] = frozenset({Policy.FILE_CITIZEN, Policy.FILE_READ})
+PROOF_ACCEPTED: frozenset[Policy] = frozenset(
+    {Policy.FILE_CITIZEN, Policy.FILE_READ, Policy.FILE_APPOINTMENTS}
+)
 
 Facts = Callable[[Request, Principal], Awaitable[Subject]]
 

@@ -181,12 +181,6 @@ class FileSubmitted(Event):
         description="Directory id of the front-desk agent who registered the file for the "
         "citizen (from their verified token); absent when the citizen filed it themselves.",
     )
-    citizen_subject: Annotated[str | None, PERSONAL] = Field(
-        default=None,
-        description="The citizen's account (`sub` of their verified token) when they filed "
-        "logged in: the services that let the citizen act on the file (appointments) "
-        "recognise them by it; absent for a file registered for them or filed anonymously.",
-    )
 
 
 class ReferentAssigned(Event):

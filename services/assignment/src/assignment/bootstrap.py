@@ -9,12 +9,13 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from assignment import api, views
-from assignment.commands import directory, directory_import, housekeeping
+from assignment.commands import appointments, directory, directory_import, housekeeping
 from assignment.projections import erasure, files, legal_clock, messages
 from assignment.settings import DEFAULT_DIRECTORY, AssignmentSettings
 from assignment.tables import metadata
 from guichet_runtime import audit
 from guichet_runtime.clock import Clock
+from guichet_runtime.file_citizen import FileCitizenCheck
 from guichet_runtime.service import Runtime, build_runtime, create_app
 from shared_models import (
     AgencyAnswerReceived,
@@ -38,14 +39,16 @@ log = logging.getLogger(__name__)
 
 async def _housekeeping(runtime: Runtime, every: float, clock: Clock) -> None:
     """Start and end absences on their dates, issue the legal clocks' warnings and
-    breaches, and give référents to waiting files as capacity frees up. Durable: all of
-    it is read from the database each round. A stop ends it between two rounds."""
+    breaches, remind citizens of tomorrow's appointments, and give référents to waiting
+    files as capacity frees up. Durable: all of it is read from the database each round.
+    A stop ends it between two rounds."""
     while not runtime.stopping.is_set():
         try:
             today = clock.today()
             await directory.apply_due_absences(runtime.uow, today)
             await housekeeping.tick_legal_clocks(runtime.uow, today)
             await housekeeping.tick_message_promises(runtime.uow, clock.now())
+            await appointments.tick_reminders(runtime.uow, clock.now())
             await housekeeping.assign_waiting(runtime.uow())
         except Exception:
             log.exception("housekeeping failed; retrying")
@@ -116,6 +119,15 @@ def bootstrap(settings: AssignmentSettings | None = None) -> FastAPI:
     app.include_router(api.admin_router(runtime, clock.today))
     app.include_router(api.views_router(runtime, clock.today, settings.stuck_request_days))
     app.include_router(api.gdpr_router(runtime))
+    calendar = appointments.Calendar(
+        slot_minutes=settings.appointment_slot_minutes,
+        horizon_days=settings.appointment_horizon_days,
+        today=clock.today,
+        now=clock.now,
+    )
+    citizen_check = FileCitizenCheck(settings.intake_url)
+    runtime.shutdown.append(citizen_check.close)
+    app.include_router(api.appointments_router(runtime, calendar, citizen_check))
     runtime.workers.append(lambda: _housekeeping(runtime, settings.housekeeping_seconds, clock))
     runtime.workers.append(audit.anchoring(runtime))
     _gauges(runtime, clock)

@@ -59,3 +59,24 @@ class DepartureIn(BaseModel):
     reason: str | None = Field(
         default=None, max_length=500, description="Motif, obligatoire (journal d'audit)."
     )
+
+
+class SlotIn(BaseModel):
+    """The slot the citizen (or an agent for them) books or moves an appointment to."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    starts_at: dt.datetime = Field(
+        description="Début du créneau choisi, avec son fuseau (tel que la liste des créneaux "
+        "libres le donne)."
+    )
+
+
+class CancellationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    reason: str | None = Field(
+        default=None,
+        max_length=500,
+        description="Motif de l'annulation, facultatif (transmis à l'usager si un agent annule).",
+    )

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from assignment.domain import STUCK_REQUEST_DAYS
+from assignment.scheduling import DEFAULT_HORIZON_DAYS, DEFAULT_SLOT_MINUTES
 from guichet_runtime.settings import ServiceSettings
 
 DEFAULT_DIRECTORY = Path(__file__).parent / "data" / "directory.json"
@@ -28,4 +29,16 @@ class AssignmentSettings(ServiceSettings):
         description="An agency request acknowledged this many days ago or more without a "
         "decision is stuck: listed to the supervisors and shown on the référent's file. The "
         "adapters' gauge adapter_requests_overdue counts the same with OVERDUE_SECONDS.",
+    )
+    appointment_slot_minutes: int = Field(
+        default=DEFAULT_SLOT_MINUTES,
+        ge=10,
+        le=240,
+        description="Length of an appointment with the référent, in minutes.",
+    )
+    appointment_horizon_days: int = Field(
+        default=DEFAULT_HORIZON_DAYS,
+        ge=1,
+        le=366,
+        description="How many days ahead (from tomorrow) appointments can be booked.",
     )

@@ -248,3 +248,36 @@ citizen_messages = sa.Table(
     # The housekeeping scan: unanswered messages by the end of their promise.
     sa.Index("ix_citizen_messages_promise", "answered_at", "escalated_at", "answer_due_at"),
 )
+
+
+#: Only one booked appointment per référent and start: two citizens racing for one slot get
+#: one booking and one refusal (the database decides, whatever the replicas).
+BOOKED = sa.text("status = 'reserve'")
+
+appointments = sa.Table(
+    "appointments",
+    metadata,
+    sa.Column("appointment_id", sa.String(36), primary_key=True),
+    sa.Column("file_id", sa.String(32), sa.ForeignKey("files.file_id"), nullable=False, index=True),
+    sa.Column("agent_id", sa.String(30), sa.ForeignKey("agents.agent_id"), nullable=False),
+    sa.Column("starts_at", UtcDateTime, nullable=False),
+    sa.Column("ends_at", UtcDateTime, nullable=False),
+    sa.Column("office_address", sa.String(400), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False, comment="reserve, annule, deplace"),
+    sa.Column("booked_by", sa.String(20), nullable=False, comment="citoyen or agent"),
+    sa.Column("booked_by_agent", sa.String(30), nullable=True),
+    sa.Column("booked_at", UtcDateTime, nullable=False),
+    sa.Column("cancelled_by", sa.String(20), nullable=True),
+    sa.Column("cancelled_by_agent", sa.String(30), nullable=True),
+    sa.Column("cancel_reason", PersonalText, nullable=True),  # may quote the citizen: sealed
+    sa.Column("cancelled_at", UtcDateTime, nullable=True),
+    sa.Column("reminded_at", UtcDateTime, nullable=True),
+    sa.Index(
+        "appointments_one_per_slot",
+        "agent_id",
+        "starts_at",
+        unique=True,
+        sqlite_where=BOOKED,
+        postgresql_where=BOOKED,
+    ),
+)

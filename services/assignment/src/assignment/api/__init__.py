@@ -7,8 +7,9 @@ Refusals (`guichet_runtime.refusals.Refused`) become HTTP answers in the app fac
 """
 
 from assignment.api.admin import admin_router
+from assignment.api.appointments import appointments_router
 from assignment.api.files import router
 from assignment.api.gdpr import gdpr_router
 from assignment.api.views import views_router
 
-__all__ = ["admin_router", "gdpr_router", "router", "views_router"]
+__all__ = ["admin_router", "appointments_router", "gdpr_router", "router", "views_router"]

@@ -3,9 +3,10 @@ a file's audit trail: each read is recorded before the data leaves (guichet_runt
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from assignment import views
+from assignment import appointment_views, views
 from guichet_runtime import audit
 from guichet_runtime.audit import AuditAction
 from guichet_runtime.auth.principal import Principal
@@ -33,3 +34,22 @@ async def file_audit_trail(uow: UnitOfWork, file_id: str, who: Principal) -> lis
         audit.record(uow, who, AuditAction.AUDIT_READ, file_id=file_id)
         await uow.commit()
     return await audit.file_entries(uow, file_id)
+
+
+async def read_agent_day(
+    uow: UnitOfWork, agent_id: str, day: dt.date, who: Principal
+) -> dict[str, Any]:
+    """An agent's appointments of a day (the citizens' names among them), the reading
+    recorded."""
+    found = await appointment_views.agent_day(uow, agent_id, day)
+    async with uow:
+        audit.record(
+            uow,
+            who,
+            AuditAction.APPOINTMENTS_READ,
+            agent_id=agent_id,
+            day=day.isoformat(),
+            appointments=len(found["appointments"]),
+        )
+        await uow.commit()
+    return found

@@ -102,7 +102,6 @@ async def open_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[FileCreated, bool
             urgent=form.urgent,
             channel=who.channel,
             registered_by=who.registered_by,
-            citizen_subject=who.citizen_subject,
         )
         await add_timeline(
             uow, event, TimelineKind.SUBMITTED, f"Dossier déposé : {event_def.label}."

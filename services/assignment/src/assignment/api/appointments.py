@@ -1,0 +1,92 @@
+"""Appointments with the référent: the free slots, booking, moving and cancelling (the
+file's citizen or one of its agents: FILE_APPOINTMENTS), and the référent's day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+
+from assignment import appointment_views
+from assignment.api.access import Access
+from assignment.commands import appointments, audits
+from assignment.schemas import CancellationIn, SlotIn
+from guichet_runtime.auth.principal import Principal, PrincipalKind
+from guichet_runtime.file_citizen import FileCitizenCheck
+from guichet_runtime.policy import Facts, Policy, Subject, requires
+from guichet_runtime.service import Runtime
+
+
+def file_party(access: Access, check: FileCitizenCheck) -> Facts:
+    """An agent: the file's parties from assignment's tables; anyone else: whether intake
+    recognises them as the file's citizen (logged in, or with the file's proof), its
+    refusal passed on (guichet_runtime.file_citizen)."""
+    from_tables = access.file()
+
+    async def facts(request: Request, principal: Principal) -> Subject:
+        if principal.kind is PrincipalKind.AGENT:
+            return await from_tables(request, principal)
+        return await check.subject(request.path_params["file_id"], request, principal)
+
+    return facts
+
+
+def appointments_router(
+    runtime: Runtime, cal: appointments.Calendar, check: FileCitizenCheck
+) -> APIRouter:
+    """`check` asks intake whether a caller who is not an agent is the file's citizen."""
+    api = APIRouter(prefix="/api")
+    access = Access(runtime)
+    party = requires(Policy.FILE_APPOINTMENTS, file_party(access, check))
+    agent_self = requires(Policy.AGENT_SELF, access.agent())
+
+    @api.get("/files/{file_id}/appointments")
+    async def file_appointments(file_id: str, who: Principal = party) -> Any:
+        """The file's référent (name, office, address, direct line), its upcoming
+        appointment and all its appointments, newest first."""
+        return await appointment_views.file_appointments(runtime.uow(), file_id, cal.now())
+
+    @api.get("/files/{file_id}/appointments/slots")
+    async def free_slots(
+        file_id: str,
+        first: dt.date | None = Query(default=None, alias="from"),
+        days: int = Query(default=14, ge=1, le=appointment_views.MAX_DAYS),
+        who: Principal = party,
+    ) -> Any:
+        """The référent's free slots per day, from `from` (default tomorrow) for `days`
+        days within the booking window: office hours, minus public holidays, the référent's
+        absences and the slots taken."""
+        return await appointment_views.free_slots(runtime.uow(), file_id, cal, first, days)
+
+    @api.post("/files/{file_id}/appointments", status_code=201)
+    async def book(file_id: str, body: SlotIn, who: Principal = party) -> Any:
+        """Book a free slot with the file's référent (409: taken meanwhile, or one already
+        booked; 422: not an offered slot)."""
+        return await appointments.book(runtime.uow(), file_id, body.starts_at, who, cal)
+
+    @api.post("/files/{file_id}/appointments/{appointment_id}/move")
+    async def move(file_id: str, appointment_id: str, body: SlotIn, who: Principal = party) -> Any:
+        """Move a booked appointment to another free slot (the former one is freed)."""
+        return await appointments.move(
+            runtime.uow(), file_id, appointment_id, body.starts_at, who, cal
+        )
+
+    @api.post("/files/{file_id}/appointments/{appointment_id}/cancel")
+    async def cancel(
+        file_id: str, appointment_id: str, body: CancellationIn, who: Principal = party
+    ) -> Any:
+        """Cancel a booked appointment; the citizen is told."""
+        return await appointments.cancel(
+            runtime.uow(), file_id, appointment_id, body.reason, who, cal.now()
+        )
+
+    @api.get("/agents/{agent_id}/appointments")
+    async def agent_day(
+        agent_id: str, day: dt.date | None = Query(default=None), who: Principal = agent_self
+    ) -> Any:
+        """The agent's booked appointments of `day` (default today, Paris), by start time
+        (the citizens' names: the reading is in the audit trail)."""
+        return await audits.read_agent_day(runtime.uow(), agent_id, day or cal.today(), who)
+
+    return api
