@@ -79,6 +79,7 @@ async def slots_page(
             "upcoming": booked.get("upcoming"),
             "slot_minutes": offered.get("slot_minutes"),
             "days": days,
+            "message": offered.get("message"),  # why none is offered, when assignment says
             "later": later,
             "from_start": start is not None,
             "errors": {"starts_at": error} if error else {},
