@@ -42,6 +42,9 @@ OPENED = {409, 422}
 OPENED_CODES = OPENED | {429}
 #: The key id on the key service's row: the door refuses before anything is looked up.
 UNKNOWN_KEY = "00000000-0000-4000-8000-000000000000"
+#: An appointment no file has: behind the door, moving or cancelling it is a 404 (the file's
+#: door opened: the files of the scenario exist), and nothing changes.
+UNKNOWN_APPOINTMENT = "00000000-0000-4000-8000-00000000a11e"
 #: Rows that change the file's référent: called last, in this order.
 LAST = ("POST /api/files/{file_id}/reassign", "POST /api/files/{file_id}/referent-change")
 PDF = b"%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n"
@@ -83,6 +86,15 @@ def request(world: Scenario, row: Row, principal: str) -> dict[str, Any]:
             # Not confirmed: 422 behind the door, and nothing is erased (the file may be
             # closed by then).
             return {"json": {"confirm": False}}
+        case (
+            "POST /api/files/{file_id}/appointments"
+            | "POST /api/files/{file_id}/appointments/{appointment_id}/move"
+        ):
+            # A time that is never a slot (a Sunday, long past): 422 behind the door, or 404
+            # for the unknown appointment; nothing is booked.
+            return {"json": {"starts_at": "2024-01-07T09:00:00+01:00"}}
+        case "POST /api/files/{file_id}/appointments/{appointment_id}/cancel":
+            return {"json": {"reason": "Contrôle des droits."}}
         case "GET /api/supervision/deadlines":
             return {"params": {"within_days": 366}}
         case "PUT /api/files/{file_id}/personal-word":
@@ -149,6 +161,7 @@ def path(world: Scenario, row: Row) -> str:
         agent_id=agent,
         key_id=UNKNOWN_KEY,
         attachment_id=world.attachment,
+        appointment_id=UNKNOWN_APPOINTMENT,
     )
 
 
@@ -167,6 +180,8 @@ def check(service: str, row: Row, principal: str, answer: httpx.Response) -> str
     status = answer.status_code
     if row.cells[principal]:
         opened = OPENED_CODES if row.policy is Policy.ONE_TIME_CODE else OPENED
+        if "{appointment_id}" in row.path:
+            opened = opened | {404}
         if status < 400 or status in opened:
             return None
         return f"allowed, got {status}"

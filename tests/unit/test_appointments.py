@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from assignment import api as assignment_api
-from assignment import scheduling
+from assignment import citizen_export, scheduling
 from assignment.commands import appointments, directory_import
 from assignment.settings import DEFAULT_DIRECTORY
 from guichet_runtime.clock import PARIS
@@ -314,6 +314,12 @@ async def test_the_referent_cancels_with_a_reason_the_citizen_is_told_and_it_is_
     # The slot is free again, and the citizen may book anew.
     again = await calendar.post(url, json={"starts_at": TUESDAY_9H})
     assert again.status_code == 201
+    # The citizen's export (RGPD art. 15) holds both, the reason opened.
+    part = await citizen_export.citizen_part(calendar.db.uow(), calendar.file_id)
+    assert [(a["status"], a["cancel_reason"]) for a in part["appointments"]] == [
+        ("annule", "Je serai en formation ce jour-là."),
+        ("reserve", None),
+    ]
 
 
 async def test_who_may_act_on_a_files_appointments(calendar, assignment_db, tokens):

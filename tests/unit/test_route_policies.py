@@ -68,6 +68,12 @@ TABLE: dict[str, dict[str, Policy]] = {
         "POST /api/files/{file_id}/reassign": P.FILE_SUPERVISOR,
         "GET /api/files/{file_id}/audit": P.FILE_SUPERVISOR,
         "GET /api/files/{file_id}/export": P.FILE_CITIZEN,
+        "GET /api/files/{file_id}/appointments": P.FILE_APPOINTMENTS,
+        "GET /api/files/{file_id}/appointments/slots": P.FILE_APPOINTMENTS,
+        "POST /api/files/{file_id}/appointments": P.FILE_APPOINTMENTS,
+        "POST /api/files/{file_id}/appointments/{appointment_id}/move": P.FILE_APPOINTMENTS,
+        "POST /api/files/{file_id}/appointments/{appointment_id}/cancel": P.FILE_APPOINTMENTS,
+        "GET /api/agents/{agent_id}/appointments": P.AGENT_SELF,
     },
     "notification": {
         "GET /api/files/{file_id}/export": P.FILE_CITIZEN,

@@ -1,7 +1,8 @@
 """Views: assignment's part of the citizen's export ("Mes données", RGPD art. 15;
 docs/data-protection.md, "The citizen's rights"): what assignment holds about the citizen of
 one file — its copy of the file (contact, description, as received), the référents it named
-with the rule and the reason, the agencies' requests and answers, the référent's personal word.
+with the rule and the reason, the agencies' requests and answers, the référent's personal word,
+the appointments with the référent.
 
 Every personal column is read through ONE function, `file_personal_data`: where the columns
 are sealed with the file's data key, it is the one place that opens them.
@@ -21,7 +22,14 @@ from assignment.personal_columns import (
     explanation_of,
     open_column,
 )
-from assignment.tables import agency_requests, agents, assignments, files, offices
+from assignment.tables import (
+    agency_requests,
+    agents,
+    appointments,
+    assignments,
+    files,
+    offices,
+)
 from guichet_runtime.db import UnitOfWork, utcnow
 
 #: Who serves this part, as the export's `sources` name it.
@@ -37,13 +45,14 @@ class PersonalData:
     personal_word: str | None = None
     answers: dict[str, Any] = field(default_factory=dict)  # request id -> the agency's answer
     explanations: dict[int, str] = field(default_factory=dict)  # assignment id -> why
+    cancel_reasons: dict[str, str] = field(default_factory=dict)  # appointment id -> why
 
 
 async def file_personal_data(uow: UnitOfWork, file_id: str) -> PersonalData:
     """The file's personal columns (files.citizen, .description, .personal_word;
-    agency_requests.answer; assignments.explanation), opened with the file's data key
-    (`assignment.personal_columns`; the erased form once the key is shredded): the only
-    reader of them here. Inside the unit of work."""
+    agency_requests.answer; assignments.explanation; appointments.cancel_reason), opened
+    with the file's data key (`assignment.personal_columns`; the erased form once the key is
+    shredded): the only reader of them here. Inside the unit of work."""
     conn = uow.conn
     row = (
         await conn.execute(
@@ -64,6 +73,11 @@ async def file_personal_data(uow: UnitOfWork, file_id: str) -> PersonalData:
             assignments.c.file_id == file_id
         )
     )
+    reasons = await conn.execute(
+        sa.select(appointments.c.appointment_id, appointments.c.cancel_reason).where(
+            appointments.c.file_id == file_id, appointments.c.cancel_reason.is_not(None)
+        )
+    )
     return PersonalData(
         citizen=await open_column(uow, file_id, row.citizen, dict(ERASED_CITIZEN)),
         description=await open_column(uow, file_id, row.description, ERASED),
@@ -73,6 +87,10 @@ async def file_personal_data(uow: UnitOfWork, file_id: str) -> PersonalData:
             int(r.id): await explanation_of(uow, file_id, r.explanation)
             for r in explanations
             if r.explanation is not None
+        },
+        cancel_reasons={
+            r.appointment_id: str(await open_column(uow, file_id, r.cancel_reason, ERASED))
+            for r in reasons
         },
     )
 
@@ -126,6 +144,14 @@ async def citizen_part(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
                 .order_by(agency_requests.c.issued_at, agency_requests.c.request_id)
             )
         ).all()
+        booked = (
+            await conn.execute(
+                sa.select(appointments, agents.c.name)
+                .join(agents, agents.c.agent_id == appointments.c.agent_id)
+                .where(appointments.c.file_id == file_id)
+                .order_by(appointments.c.starts_at, appointments.c.booked_at)
+            )
+        ).all()
     return {
         "source": SOURCE,
         "file_id": file_id,
@@ -166,4 +192,18 @@ async def citizen_part(uow: UnitOfWork, file_id: str) -> dict[str, Any]:
             if personal.personal_word
             else None
         ),
+        "appointments": [
+            {
+                "starts_at": a.starts_at,
+                "ends_at": a.ends_at,
+                "office_address": a.office_address,
+                "referent": a.name,
+                "status": a.status,
+                "booked_by": a.booked_by,
+                "booked_at": a.booked_at,
+                "cancelled_by": a.cancelled_by,
+                "cancel_reason": personal.cancel_reasons.get(a.appointment_id),
+            }
+            for a in booked
+        ],
     }
