@@ -63,7 +63,7 @@ def test_the_citizen_books_the_referent_sees_it_in_their_day_the_citizen_cancels
     check(page, "51-creneaux")
     tick(page, radio)
     page.click("text=Réserver ce créneau")
-    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+    page.wait_for_url(re.compile(f"/dossier/{file_id}(#rendez-vous)?$"))
 
     # Her file page: the day and time in French, the référent, the address.
     card = httpx.get(
@@ -97,7 +97,7 @@ def test_the_citizen_books_the_referent_sees_it_in_their_day_the_citizen_cancels
     page.goto(f"/dossier/{file_id}")
     page.fill("#cancel_reason", "Un empêchement : je reprendrai rendez-vous.")
     page.click("text=Annuler le rendez-vous")
-    page.wait_for_url(re.compile(f"/dossier/{file_id}$"))
+    page.wait_for_url(re.compile(f"/dossier/{file_id}(#rendez-vous)?$"))
     assert f"Votre rendez-vous du {when} est annulé." in text_of(page, "[role=status]")
     assert page.locator("#rendez-vous-prevu").count() == 0
     page.click(book)
