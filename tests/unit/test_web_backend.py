@@ -7,6 +7,7 @@ a plain French message."""
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import json
 from collections.abc import AsyncIterator
@@ -113,6 +114,40 @@ CALLS = [
         "/api/files/GU-1/stuck-requests",
         None,
     ),
+    ("file_appointments", ("GU-1",), "GET", "assignment", "/api/files/GU-1/appointments", None),
+    (
+        "appointment_slots",
+        ("GU-1",),
+        "GET",
+        "assignment",
+        "/api/files/GU-1/appointments/slots",
+        None,
+    ),
+    (
+        "book_appointment",
+        ("GU-1", "2027-03-02T08:30:00+00:00"),
+        "POST",
+        "assignment",
+        "/api/files/GU-1/appointments",
+        {"starts_at": "2027-03-02T08:30:00+00:00"},
+    ),
+    (
+        "move_appointment",
+        ("GU-1", "RDV-1", "2027-03-03T08:30:00+00:00"),
+        "POST",
+        "assignment",
+        "/api/files/GU-1/appointments/RDV-1/move",
+        {"starts_at": "2027-03-03T08:30:00+00:00"},
+    ),
+    (
+        "cancel_appointment",
+        ("GU-1", "RDV-1", None),
+        "POST",
+        "assignment",
+        "/api/files/GU-1/appointments/RDV-1/cancel",
+        {"reason": None},
+    ),
+    ("agent_appointments", ("AG-1",), "GET", "assignment", "/api/agents/AG-1/appointments", None),
     (
         "add_personal_word",
         ("GU-1", "Bonne continuation."),
@@ -148,6 +183,32 @@ async def test_query_parameters_of_the_record_and_the_deadlines(services):
     await backend.deadlines_at_risk(7)
     assert fake.last.url.path == "/api/supervision/deadlines"
     assert fake.last.url.params["within_days"] == "7"
+
+
+async def test_query_parameters_of_the_slots_and_the_day(services):
+    backend, fake = services
+    await backend.appointment_slots("GU-1")
+    assert not fake.last.url.params  # assignment's defaults: from tomorrow, its horizon
+    await backend.appointment_slots("GU-1", dt.date(2027, 3, 15), 7)
+    assert dict(fake.last.url.params) == {"from": "2027-03-15", "days": "7"}
+    await backend.agent_appointments("AG-1", dt.date(2027, 3, 2))
+    assert dict(fake.last.url.params) == {"day": "2027-03-02"}
+    await backend.cancel_appointment("GU-1", "RDV-1", "Empêchement.")
+    assert json.loads(fake.last.content) == {"reason": "Empêchement."}
+
+
+async def test_a_refusal_raised_as_fastapis_detail_keeps_its_french_message(services):
+    backend, fake = services
+    taken = "Ce créneau vient d'être réservé par quelqu'un d'autre. Choisissez-en un autre."
+    fake.answer = httpx.Response(409, json={"detail": taken})
+    with pytest.raises(BackendError) as refused:
+        await backend.book_appointment("GU-1", "2027-03-02T08:30:00+00:00")
+    assert (refused.value.status, refused.value.message) == (409, taken)
+    # Only a refusal's: FastAPI's own "Not Found" is no message for a person.
+    fake.answer = httpx.Response(404, json={"detail": "Not Found"})
+    with pytest.raises(BackendError) as missing:
+        await backend.file_appointments("GU-1")
+    assert missing.value.message == UNAVAILABLE
 
 
 async def test_a_file_and_a_message_carry_an_idempotency_key_the_same_key_when_given(services):

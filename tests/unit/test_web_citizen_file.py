@@ -96,6 +96,9 @@ class FakeBackend:
     async def file_thread(self, file_id: str) -> list[dict]:
         return []
 
+    async def file_appointments(self, file_id: str) -> dict:
+        return {"referent": None, "upcoming": None, "appointments": []}
+
     async def file_record(self, file_id: str) -> dict:
         # The agents' record (FILE_AGENTS): intake refuses it to a citizen.
         raise BackendError(403, "Vous n'avez pas accès à cette ressource.")

@@ -42,6 +42,7 @@ FILE = {
     "agent": "AG-1",
     "messages": [],
     "from_citizen": [],
+    "appointments": {"referent": None, "upcoming": None, "appointments": []},
     "values": {"idempotency_key": "cle-1"},
     "errors": {},
 }

@@ -78,6 +78,19 @@ ASSIGNMENT_PART = {
         }
     ],
     "personal_word": {"text": "Bon courage pour la suite.", "at": "2026-11-25T08:30:00+00:00"},
+    "appointments": [
+        {
+            "starts_at": "2026-12-01T08:30:00+00:00",
+            "ends_at": "2026-12-01T09:00:00+00:00",
+            "office_address": "12 rue Ordener, 75018 Paris",
+            "referent": "Camille Martin",
+            "status": "annule",
+            "booked_by": "citoyen",
+            "booked_at": "2026-11-26T10:00:00+00:00",
+            "cancelled_by": "citoyen",
+            "cancel_reason": "Un empêchement.",
+        }
+    ],
 }
 NOTIFICATION_PART = {
     "source": "notifications",
@@ -154,6 +167,10 @@ def test_mes_donnees_downloads_the_citizens_own_data_as_json_and_pdf(settings):
     # The other services' parts, asked with the citizen's own token.
     text = " ".join(text.split())
     assert "Agent le plus proche formé à la CAF." in text and "Bon courage" in text
+    assert (
+        "Rendez-vous : 01/12/2026 à 09:30, avec Camille Martin, 12 rue Ordener, 75018 Paris "
+        "(annulé) ; motif : Un empêchement."
+    ) in text
     assert "marie.dupont@example.fr" in text and "Camille Martin suit votre dossier" in text
     once = [
         ("export", "jeton-de-marie"),

@@ -3,6 +3,7 @@ visible in one place."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import uuid
 from collections.abc import Sequence
@@ -112,6 +113,9 @@ async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202))
     except ValueError:
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if message is None and response.status_code in (409, 422) and isinstance(detail, str):
+        message = detail  # a service's refusal raised as HTTPException (French, its own)
     raise BackendError(
         response.status_code,
         message or "Le service est momentanément indisponible. Réessayez dans quelques instants.",
@@ -310,6 +314,46 @@ class Backend:
     async def file_stuck_requests(self, file_id: str) -> dict:
         """The file's agency requests awaiting a decision, and since when."""
         return await _json(await self.assignment.get(f"/api/files/{file_id}/stuck-requests"))
+
+    # -- appointments with the référent (assignment) ---------------------------------------
+    async def file_appointments(self, file_id: str) -> dict:
+        """The file's référent, its upcoming appointment and every one, newest first."""
+        return await _json(await self.assignment.get(f"/api/files/{file_id}/appointments"))
+
+    async def appointment_slots(
+        self, file_id: str, start: dt.date | None = None, days: int | None = None
+    ) -> dict:
+        """The référent's free slots, per day (days without one left out); from tomorrow
+        of assignment's clock unless `start` says."""
+        params: dict[str, str] = {}
+        if start is not None:
+            params["from"] = start.isoformat()
+        if days is not None:
+            params["days"] = str(days)
+        url = f"/api/files/{file_id}/appointments/slots"
+        return await _json(await self.assignment.get(url, params=params or None))
+
+    async def book_appointment(self, file_id: str, starts_at: str) -> dict:
+        """Book one of the offered slots; 409 when someone took it first."""
+        url = f"/api/files/{file_id}/appointments"
+        return await _json(await self.assignment.post(url, json={"starts_at": starts_at}))
+
+    async def move_appointment(self, file_id: str, appointment_id: str, starts_at: str) -> dict:
+        """The appointment moved to another slot: the new one (its own id) comes back."""
+        url = f"/api/files/{file_id}/appointments/{appointment_id}/move"
+        return await _json(await self.assignment.post(url, json={"starts_at": starts_at}))
+
+    async def cancel_appointment(
+        self, file_id: str, appointment_id: str, reason: str | None
+    ) -> dict:
+        url = f"/api/files/{file_id}/appointments/{appointment_id}/cancel"
+        return await _json(await self.assignment.post(url, json={"reason": reason}))
+
+    async def agent_appointments(self, agent_id: str, day: dt.date | None = None) -> dict:
+        """The agent's booked appointments of a day (assignment's today unless `day`)."""
+        params = {"day": day.isoformat()} if day is not None else None
+        url = f"/api/agents/{agent_id}/appointments"
+        return await _json(await self.assignment.get(url, params=params))
 
     # -- the référent desk and the indicators ------------------------------------------------
     async def send_message_to_citizen(

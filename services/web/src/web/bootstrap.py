@@ -25,7 +25,17 @@ from guichet_runtime.secrets import required_secret
 from guichet_runtime.service import TraceIdHeader
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
-from web.api import citoyen, connexion, donnees, fil, guichet, referent, shared, supervision
+from web.api import (
+    citoyen,
+    connexion,
+    donnees,
+    fil,
+    guichet,
+    referent,
+    rendez_vous,
+    shared,
+    supervision,
+)
 from web.backend import Backend, ForwardClientAddress
 from web.login import Login
 from web.security import SecurityHeaders, content_security_policy
@@ -95,6 +105,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         donnees.router,
         guichet.router,
         referent.router,
+        rendez_vous.router,
         supervision.router,
     ):
         app.include_router(router)

@@ -16,7 +16,7 @@ from web.backend import Backend, BackendError
 #: The services holding a part, and the part's name as the citizen reads it.
 PARTS = {
     "assignment": "attribution du référent (référents successifs et motifs, demandes aux "
-    "organismes et leurs réponses)",
+    "organismes et leurs réponses, rendez-vous avec le référent)",
     "notification": "messages envoyés (canal, adresse, objet, texte, dates)",
 }
 

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from fpdf import FPDF
 
 from shared_models.wording import decision_label
-from web.pages import AGENCY_STATUS, CHANNELS, FILE_STATUS
+from web.pages import AGENCY_STATUS, APPOINTMENT_STATUS, CHANNELS, FILE_STATUS
 
 PARIS = ZoneInfo("Europe/Paris")
 ENCODING = "windows-1252"
@@ -153,6 +153,11 @@ def _parts(doc: Document, parts: dict[str, Any]) -> None:
             doc.line(f"{a['agency']}, demandée le {when(a['issued_at'])}{state}", "Demande")
         if held.get("personal_word"):
             doc.line(held["personal_word"]["text"], "Mot de votre référent")
+        for a in held.get("appointments", []):
+            state = APPOINTMENT_STATUS.get(str(a.get("status")), str(a.get("status")))
+            why = f" ; motif : {a['cancel_reason']}" if a.get("cancel_reason") else ""
+            place = f"avec {a['referent']}, {a['office_address']}"
+            doc.line(f"{when(a['starts_at'])}, {place} ({state.lower()}){why}", "Rendez-vous")
     sent = parts.get("notification") or {}
     if sent.get("messages"):
         doc.heading("Messages enregistrés par le service des notifications")

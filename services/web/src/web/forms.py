@@ -41,6 +41,8 @@ LABELS = {
     "comment": "Commentaire",
     "document": "Document",
     "agency": "Organisme destinataire",
+    "starts_at": "Créneau du rendez-vous",
+    "cancel_reason": "Motif de l'annulation",
 }
 CITIZEN_FIELDS = (
     "given_name",

@@ -113,6 +113,37 @@ def datetime_fr(value: Any) -> str:
     return f"{date_fr(local)} à {local.hour}h{local.minute:02d}"
 
 
+WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+#: An appointment's status, in words.
+APPOINTMENT_STATUS = {"reserve": "Réservé", "annule": "Annulé", "deplace": "Déplacé"}
+NBSP = "\u00a0"
+
+
+def time_fr(value: Any) -> str:
+    """9 h 30, 14 h (Paris), with non-breaking spaces."""
+    d = _as_datetime(value)
+    if not isinstance(d, dt.datetime):
+        return ""
+    local = d.astimezone(PARIS)
+    minutes = f"{NBSP}{local.minute:02d}" if local.minute else ""
+    return f"{local.hour}{NBSP}h{minutes}"
+
+
+def day_fr(value: Any) -> str:
+    """mardi 2 mars 2027 (a datetime's day in Paris)."""
+    d = _as_datetime(value)
+    if d is None:
+        return ""
+    if isinstance(d, dt.datetime):
+        d = d.astimezone(PARIS).date()
+    return f"{WEEKDAYS[d.weekday()]} {date_fr(d)}"
+
+
+def when_fr(value: Any) -> str:
+    """mardi 2 mars 2027 à 9 h 30: an appointment's time, in Paris."""
+    return f"{day_fr(value)} à {time_fr(value)}" if time_fr(value) else ""
+
+
 def initials(name: str) -> str:
     return "".join(part[0] for part in name.split()[:2]).upper()
 
@@ -242,6 +273,9 @@ class Renderer:
         self.env.filters.update(
             date_fr=date_fr,
             datetime_fr=datetime_fr,
+            day_fr=day_fr,
+            time_fr=time_fr,
+            when_fr=when_fr,
             initials=initials,
             euros_fr=euros_fr,
             phone_fr=phone_fr,
@@ -258,6 +292,7 @@ class Renderer:
             CHANNELS=CHANNELS,
             INTAKE_CHANNELS=INTAKE_CHANNELS,
             AGENT_STATUS=AGENT_STATUS,
+            APPOINTMENT_STATUS=APPOINTMENT_STATUS,
             EXCHANGE_DIRECTION=EXCHANGE_DIRECTION,
             SCORES=SCORES,
             CHANNEL_OPTIONS=CHANNEL_OPTIONS,

@@ -180,11 +180,12 @@ class FilePage:
     ) -> HTMLResponse:
         """The page; after a refused form, with the messages and what was typed."""
         backend, file_id = self.backend, self.file_id
-        view, record, contact, thread = await asyncio.gather(
+        view, record, contact, thread, appointments = await asyncio.gather(
             backend.file_view(file_id),
             backend.assignment_record(file_id),
             backend.file_contact(file_id),
             backend.file_thread(file_id),
+            filing.appointments_of(backend, file_id),
             return_exceptions=True,
         )
         if isinstance(view, BaseException):
@@ -213,6 +214,7 @@ class FilePage:
                     **(values or {}),
                 },
                 "thread": thread,
+                "appointments": None if isinstance(appointments, BaseException) else appointments,
                 "errors": errors or {},
                 "thanked": view["thanked"],
                 "surveyed": view["survey_answered"],

@@ -115,3 +115,13 @@ async def referent_card(backend: Backend, view: dict) -> dict | None:
                 "agent card of %s unavailable; showing the file's copy", referent["agent_id"]
             )
     return card
+
+
+async def appointments_of(backend: Backend, file_id: str) -> dict | None:
+    """The file's appointments with its référent (assignment); None when they cannot be
+    had now: the page shows without them, saying so."""
+    try:
+        return await backend.file_appointments(file_id)
+    except (BackendError, httpx.HTTPError) as failed:
+        log.warning("appointments of %s unavailable: %r", file_id, failed)
+        return None

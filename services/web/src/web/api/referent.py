@@ -17,6 +17,7 @@ from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Policy
 from guichet_runtime.refusals import RefusalKind, Refused
 from web.api.deps import AgentVisitor, BackendClient, Render, flash, page, redirect
+from web.api.filing import appointments_of
 from web.backend import Backend, BackendError
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,14 @@ async def desk_file(
     render: Render,
     visitor: AgentVisitor,
 ) -> Response:
-    view, record, assignment, sent, awaiting, thread = await asyncio.gather(
+    view, record, assignment, sent, awaiting, thread, appointments = await asyncio.gather(
         backend.file_view(file_id),
         backend.file_record(file_id, DESK_REASON),
         backend.assignment_record(file_id),
         backend.messages_to_citizen(file_id),
         backend.file_stuck_requests(file_id),
         backend.file_thread(file_id),
+        appointments_of(backend, file_id),
     )
     if assignment.get("referent_id") == visitor.agent_id:
         await mark_read(backend, file_id)
@@ -99,6 +101,7 @@ async def desk_file(
             "agent": visitor.agent_id,
             "messages": sent,
             "from_citizen": [m for m in thread if m["from"] == "citoyen"],
+            "appointments": appointments,
             "stuck": {r["agency"]: r for r in awaiting["requests"] if r["stuck"]},
             "values": values,
             "errors": request.session.pop("desk_errors", {}),
