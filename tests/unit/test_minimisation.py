@@ -289,6 +289,10 @@ def test_no_other_event_carries_an_agency_or_agent_message_with_contacts():
         "AccessCodeIssued",
         "ContactPreferencesChanged",
         "ImplicitDecisionRecorded",
+        # The citizen is confirmed, reminded and told of a cancellation on their channel.
+        "AppointmentBooked",
+        "AppointmentCancelled",
+        "AppointmentReminderIssued",
     }
 
 
