@@ -239,6 +239,8 @@ async def test_a_move_confirms_the_new_slot_and_frees_the_former_one(notificatio
             appointment_id="rdv-0002",
             starts_at=dt.datetime(2027, 3, 3, 13, 0, tzinfo=dt.UTC),
             ends_at=dt.datetime(2027, 3, 3, 13, 30, tzinfo=dt.UTC),
+            calendar_id="rdv-0001",
+            revision=1,
         ),
         rescheduled_from=dt.datetime(2027, 3, 2, 8, 30, tzinfo=dt.UTC),
     )
@@ -259,8 +261,8 @@ async def test_a_move_confirms_the_new_slot_and_frees_the_former_one(notificatio
         "France Services Saint-Denis\n"
         "2 place du Caquet, 93200 Saint-Denis\n\n"
         "Le créneau du mardi 2 mars 2027 à 9 h 30 est libéré : ne vous y présentez pas. "
-        "Le nouveau rendez-vous est joint à ce message : ouvrez la pièce jointe pour l'ajouter "
-        "à votre agenda, et retirez-en l'ancien si vous l'y aviez ajouté.\n\n"
+        "Le rendez-vous mis à jour est joint à ce message : ouvrez la pièce jointe pour le "
+        "déplacer dans votre agenda.\n\n"
         "Si vous ne pouvez pas venir, déplacez ou annulez ce rendez-vous depuis votre espace "
         "en ligne, ou appelez directement votre référent : ses coordonnées sont ci-dessous.\n"
         + SIGNATURE
@@ -274,8 +276,21 @@ async def test_a_move_confirms_the_new_slot_and_frees_the_former_one(notificatio
     calendar = calendar_of(email)
     [vevent] = calendar.walk("VEVENT")
     assert str(calendar["method"]) == "REQUEST"
-    assert str(vevent["uid"]) == "rdv-0002@guichet-unique.gouv.fr"
+    # The entry of the first booking, moved: same UID, a higher sequence.
+    assert str(vevent["uid"]) == "rdv-0001@guichet-unique.gouv.fr"
+    assert vevent["sequence"] == 2
     assert vevent.decoded("dtstart") == dt.datetime(2027, 3, 3, 13, 0, tzinfo=dt.UTC)
+    # Cancelled after the move: the same entry, one higher again.
+    await handle(
+        notification_db,
+        appointments.on_appointment_cancelled,
+        cancelled(appointment=event.appointment),
+    )
+    cancel_email = (await contents(notification_db))[
+        "GU-2027-RDV00001:appointment_cancelled:rdv-0002"
+    ]["email"]
+    [gone] = calendar_of(cancel_email).walk("VEVENT")
+    assert (str(gone["uid"]), gone["sequence"]) == ("rdv-0001@guichet-unique.gouv.fr", 3)
 
 
 # ------------------------------------------------------------------ the cancellation

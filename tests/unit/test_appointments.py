@@ -282,8 +282,24 @@ async def test_moving_frees_the_former_slot_and_confirms_once(calendar):
     }
     _, event = await booked_events(calendar.db)
     assert event.rescheduled_from == dt.datetime(2027, 3, 2, 8, 0, tzinfo=UTC)
+    # The same calendar entry, moved (its first appointment's id), one revision on.
+    assert (event.appointment.calendar_id, event.appointment.revision) == (
+        first["appointment_id"],
+        1,
+    )
+    moved_twice = await calendar.post(
+        f"{url}/{moved.json()['appointment_id']}/move",
+        json={"starts_at": "2027-03-05T10:00:00+01:00"},
+    )
+    assert moved_twice.status_code == 200, moved_twice.text
+    *_, last = await booked_events(calendar.db)
+    assert (last.appointment.calendar_id, last.appointment.revision) == (
+        first["appointment_id"],
+        2,
+    )
     slots = (await calendar.get(f"{url}/slots")).json()
     assert slots["days"][0]["slots"][0]["starts_at"] == "2027-03-02T08:00:00+00:00"  # free
+    assert "2027-03-04T13:00:00+00:00" in [s["starts_at"] for s in slots["days"][2]["slots"]]
     # The former appointment can no longer be moved or cancelled.
     stale = await calendar.post(f"{url}/{first['appointment_id']}/cancel", json={})
     assert stale.status_code == 409 and stale.json()["message"] == appointments.NO_LONGER_BOOKED

@@ -914,6 +914,18 @@ class Appointment(Contract):
     office_address: str = Field(
         description="Postal address of the office where they meet, in French (address, commune)."
     )
+    calendar_id: str | None = Field(
+        default=None,
+        description="Id the citizen's calendar knows this appointment by: that of the first "
+        "appointment of a chain of moves, so a move updates the same calendar entry; absent "
+        "for one never moved (its own id).",
+    )
+    revision: int = Field(
+        default=0,
+        ge=0,
+        description="How many times the appointment was moved (0: as first booked); the "
+        "calendar applies the highest.",
+    )
 
 
 class AppointmentBooked(Event):

@@ -272,6 +272,13 @@ appointments = sa.Table(
     sa.Column("cancel_reason", PersonalText, nullable=True),  # may quote the citizen: sealed
     sa.Column("cancelled_at", UtcDateTime, nullable=True),
     sa.Column("reminded_at", UtcDateTime, nullable=True),
+    sa.Column(
+        "calendar_id",
+        sa.String(36),
+        nullable=True,
+        comment="the first appointment of a chain of moves (one calendar entry)",
+    ),
+    sa.Column("revision", sa.Integer, nullable=False, server_default="0", comment="moves so far"),
     sa.Index(
         "appointments_one_per_slot",
         "agent_id",

@@ -2,10 +2,11 @@
 methods of RFC 5546), attached to the email that confirms it (`REQUEST`) and to the one that
 cancels it (`CANCEL`), so the citizen's calendar adds it or takes it away.
 
-The calendar recognises the appointment by its UID, `<appointment id>@<mail domain>`: the
-cancellation carries the UID of the confirmation, with a higher SEQUENCE. A move is a new
-appointment (a new id, so a new UID); the former one is not cancelled in the calendar by
-this file (the event does not carry its id), the message says it in words.
+The calendar recognises the appointment by its UID, `<calendar id>@<mail domain>`: the id
+of the first appointment of a chain of moves (`Appointment.calendar_id`, else its own id),
+so a move's confirmation updates the same entry, and a cancellation removes it. The SEQUENCE
+grows with each move and is one higher for a cancellation (`sequence`), so a calendar
+applies the latest.
 """
 
 from __future__ import annotations
@@ -23,14 +24,20 @@ REQUEST: Method = "REQUEST"
 CANCEL: Method = "CANCEL"
 PRODID = "-//Guichet unique//Rendez-vous France Services//FR"
 FILENAME = "rendez-vous.ics"
-#: Each method's SEQUENCE and STATUS: a calendar applies a cancellation only when its
-#: sequence is not below the confirmation's.
-_STATE: dict[Method, tuple[int, str]] = {REQUEST: (0, "CONFIRMED"), CANCEL: (1, "CANCELLED")}
+#: Each method's STATUS.
+_STATUS: dict[Method, str] = {REQUEST: "CONFIRMED", CANCEL: "CANCELLED"}
 
 
-def uid(appointment_id: str) -> str:
-    """The appointment's identity in calendars."""
-    return f"{appointment_id}@{MAIL_DOMAIN}"
+def uid(appointment: Appointment) -> str:
+    """The appointment's identity in calendars (shared by the appointments of a chain of
+    moves)."""
+    return f"{appointment.calendar_id or appointment.appointment_id}@{MAIL_DOMAIN}"
+
+
+def sequence(method: Method, appointment: Appointment) -> int:
+    """0 for the first confirmation, 2 after one move, 4 after two…; a cancellation one
+    higher than the confirmation it cancels: a calendar applies the highest."""
+    return 2 * appointment.revision + (1 if method == CANCEL else 0)
 
 
 def _address(email: str, name: str, **params: str) -> vCalAddress:
@@ -53,19 +60,18 @@ def appointment_ics(
     """The calendar file of `appointment`: start and end in UTC, the office's address as its
     location, a French summary, the référent as organiser, the citizen as attendee (when they
     have an email). `stamp` (DTSTAMP) is the event's time, so a replay builds the same file."""
-    sequence, status = _STATE[method]
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
     calendar.add("method", method)
     event = Event()
-    event.add("uid", uid(appointment.appointment_id))
+    event.add("uid", uid(appointment))
     event.add("dtstamp", stamp.astimezone(dt.UTC))
     event.add("dtstart", appointment.starts_at.astimezone(dt.UTC))
     event.add("dtend", appointment.ends_at.astimezone(dt.UTC))
-    event.add("sequence", sequence)
-    event.add("status", status)
+    event.add("sequence", sequence(method, appointment))
+    event.add("status", _STATUS[method])
     event.add("summary", f"Rendez-vous avec {referent.name}, votre référent ({referent.office})")
     event.add("location", appointment.office_address)
     event.add(

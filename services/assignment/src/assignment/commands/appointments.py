@@ -170,14 +170,22 @@ def appointment_of(row: sa.Row) -> Appointment:
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         office_address=row.office_address,
+        calendar_id=row.calendar_id,
+        revision=row.revision,
     )
 
 
 async def _insert(
-    uow: UnitOfWork, file_id: str, place: Place, slot: scheduling.Slot, who: Principal
+    uow: UnitOfWork,
+    file_id: str,
+    place: Place,
+    slot: scheduling.Slot,
+    who: Principal,
+    replaces: sa.Row | None = None,
 ) -> sa.Row:
-    """The booked row; the slot already booked (a racing request won): Refused, and the
-    transaction is left to roll back."""
+    """The booked row (`replaces`: the appointment it moves, whose calendar entry it takes
+    over); the slot already booked (a racing request won): Refused, and the transaction is
+    left to roll back."""
     side, agent_id = side_of(who)
     appointment_id = str(uuid.uuid4())
     try:
@@ -193,6 +201,10 @@ async def _insert(
                 booked_by=side.value,
                 booked_by_agent=agent_id,
                 booked_at=utcnow(),
+                calendar_id=(
+                    None if replaces is None else replaces.calendar_id or replaces.appointment_id
+                ),
+                revision=0 if replaces is None else replaces.revision + 1,
             )
         )
     except sa.exc.IntegrityError as exc:
@@ -308,7 +320,7 @@ async def move(
                 cancelled_at=utcnow(),
             )
         )
-        row = await _insert(uow, file_id, place, slot, who)
+        row = await _insert(uow, file_id, place, slot, who, replaces=old)
         await _announce_booked(uow, file, row, who, rescheduled_from=old.starts_at)
         await uow.commit()
     return appointment_view(row, place.agent_name)
