@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -111,7 +109,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
 
     runtime.workers.append(purge_rate_counters)
     if settings.inbound_smtp_port is not None:
-        runtime.workers.append(inbound_listener(runtime, settings))
+        inbound_listener(runtime, settings)
     runtime.workers.append(audit.anchoring(runtime))
     app = create_app(
         runtime,
@@ -123,10 +121,9 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     return app
 
 
-def inbound_listener(
-    runtime: Runtime, settings: IntakeSettings
-) -> Callable[[], Coroutine[Any, Any, None]]:
-    """The worker listening for the citizens' email replies (intake.inbound)."""
+def inbound_listener(runtime: Runtime, settings: IntakeSettings) -> None:
+    """Listen for the citizens' email replies (intake.inbound): bound at start, closed at
+    the stop."""
     key = settings.reply_address_key.get_secret_value()
     if not key:
         raise MissingSecret(
@@ -144,15 +141,16 @@ def inbound_listener(
         ),
         quota,
     )
-    port = settings.inbound_smtp_port
-    assert port is not None
+    assert settings.inbound_smtp_port is not None
+    listener = inbound.Listener(handler, settings.inbound_smtp_host, settings.inbound_smtp_port)
 
-    async def listen() -> None:
-        await inbound.serve(
-            handler, settings.inbound_smtp_host, port, runtime.stopping, asyncio.Event()
-        )
+    async def until_stopping() -> None:
+        await runtime.stopping.wait()
+        await listener.stop()
 
-    return listen
+    runtime.startup.append(listener.start)
+    runtime.workers.append(until_stopping)
+    runtime.shutdown.append(listener.stop)
 
 
 def personal_data_kek(settings: IntakeSettings) -> bytes:

@@ -157,19 +157,38 @@ class InboundReplies:
         return "250 Message transmis"
 
 
+class Listener:
+    """The listening socket: bound at the service's start (a port taken stops the start,
+    rather than a worker dying unseen), closed at its stop."""
+
+    def __init__(self, handler: InboundReplies, host: str, port: int) -> None:
+        self.handler, self.host, self.port = handler, host, port
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: SMTP(self.handler, data_size_limit=MAX_MAIL_BYTES, hostname="guichet-unique"),
+            host=self.host,
+            port=self.port,
+        )
+        log.info("inbound SMTP listening on %s:%s", self.host, self.port)
+
+    async def stop(self) -> None:
+        server, self.server = self.server, None
+        if server is not None:
+            server.close()
+            await server.wait_closed()
+
+
 async def serve(
     handler: InboundReplies, host: str, port: int, stopping: asyncio.Event, ready: asyncio.Event
 ) -> None:
     """Listen on host:port until `stopping`; `ready` once listening."""
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, data_size_limit=MAX_MAIL_BYTES, hostname="guichet-unique"),
-        host=host,
-        port=port,
-    )
+    listener = Listener(handler, host, port)
+    await listener.start()
     ready.set()
     try:
         await stopping.wait()
     finally:
-        server.close()
-        await server.wait_closed()
+        await listener.stop()
