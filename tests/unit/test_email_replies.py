@@ -12,7 +12,9 @@ import smtplib
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 import pytest
 
@@ -174,6 +176,18 @@ def reply(
     return mail
 
 
+def unreadable(file_id: str) -> EmailMessage:
+    """A mail in a charset nobody knows."""
+    raw = (
+        f"From: Awa Diallo <{AWA}>\r\nTo: {reply_address(file_id, KEY, DOMAIN)}\r\n"
+        "Subject: Re: Votre dossier\r\nMessage-ID: <illisible@mail.example>\r\n"
+        'Content-Type: text/plain; charset="x-inconnu"\r\n\r\nBonjour\r\n'
+    ).encode()
+    mail = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(mail, EmailMessage)
+    return mail
+
+
 def send(port: int, mail: EmailMessage, envelope_from: str | None = None) -> dict:
     """Through smtplib, as a mail server relaying the citizen's reply: {} when accepted."""
     with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
@@ -258,6 +272,7 @@ async def test_refusals_are_550_with_a_reason_and_write_nothing(listener, intake
             ),
         ),
         "no référent yet": await smtp(port, reply(waiting, "Bonjour")),
+        "unreadable": await smtp(port, unreadable(file_id)),
     }
 
     assert {k: v.split(" ")[0] for k, v in cases.items()} == dict.fromkeys(cases, "550")
@@ -268,6 +283,7 @@ async def test_refusals_are_550_with_a_reason_and_write_nothing(listener, intake
     assert cases["four documents"] == "550 5.6.0 Joignez au plus 3 documents a un message."
     assert cases["not a document"].startswith("550 5.6.0 ") and "PDF" in cases["not a document"]
     assert cases["no référent yet"].startswith("550 5.6.0 Aucun referent")
+    assert cases["unreadable"] == inbound.UNREADABLE
     assert await db.rows("citizen_messages") == []
     assert await db.rows("citizen_message_attachments") == []
     assert await received(db) == []

@@ -57,6 +57,7 @@ WRONG_SENDER = (
     "ecrivez depuis votre espace"
 )
 ONE_RECIPIENT = "452 4.5.3 Un seul destinataire par message"
+UNREADABLE = "550 5.6.0 Message illisible : ecrivez depuis votre espace"
 TRY_LATER = "451 4.3.0 Erreur temporaire, reessayez plus tard"
 
 
@@ -130,10 +131,15 @@ class InboundReplies:
         ):
             log.info("inbound reply on %s refused: not from the file's contact email", file_id)
             return WRONG_SENDER
+        try:
+            text, uploads = reply_text(mail), reply_attachments(mail)
+        except (LookupError, ValueError, UnicodeError):  # an unknown charset, a broken part
+            log.info("inbound reply on %s refused: unreadable mail", file_id)
+            return UNREADABLE
         command = WriteToReferent(
             file_id,
-            reply_text(mail),
-            reply_attachments(mail),
+            text,
+            uploads,
             reply_key(file_id, mail.get("Message-ID")),
             self.settings.promise_working_days,
             self.settings.clock.now(),
