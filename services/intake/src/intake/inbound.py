@@ -99,7 +99,12 @@ class InboundReplies:
         if envelope.rcpt_tos:
             return ONE_RECIPIENT
         file_id = file_of(address, self.settings.key, self.settings.domain)
-        if file_id is None or await citizen_contact(self.uow(), file_id) is None:
+        try:
+            known = file_id is not None and await citizen_contact(self.uow(), file_id) is not None
+        except Exception:
+            log.exception("inbound reply: the routing address could not be checked")
+            return TRY_LATER
+        if not known:
             log.info("inbound reply refused: unknown routing address")
             return UNKNOWN_ADDRESS
         envelope.rcpt_tos.append(address)
