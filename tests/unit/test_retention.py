@@ -8,7 +8,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
-from guichet_runtime.clock import Clock
+from guichet_runtime.clock import PARIS, Clock
 from intake.commands.access import issue_access_code
 from intake.commands.documents import submit_document
 from intake.commands.retention import apply_retention
@@ -25,10 +25,15 @@ ANSWERED = dt.datetime(2026, 1, 15, 10, 0, tzinfo=dt.UTC)
 
 
 def on(day: str, tmp_path: Path) -> dt.datetime:
-    """Now, on the rehearsal date `day` (the clock file every process reads)."""
+    """Now, on the rehearsal date `day` (the clock file every process reads), at 20:00 in
+    Paris: the periods run from the answer's instant (10:00 UTC), so the hour the test runs
+    at must not decide (`Clock.now()` keeps the real time of day: after midnight in Paris,
+    the 90th day was still before 10:00 UTC and the document stayed)."""
     clock_file = tmp_path / "clock"
     clock_file.write_text(day, encoding="utf-8")
-    return Clock(clock_file).now()
+    return dt.datetime.combine(Clock(clock_file).today(), dt.time(20), tzinfo=PARIS).astimezone(
+        dt.UTC
+    )
 
 
 async def closed_file_with_a_document(client) -> str:
