@@ -231,9 +231,10 @@ def test_busy_fixed_port_is_detected():
         names["intake"] == 8000 and names["adapter-france-travail"] == 8013 and names["web"] == 8003
     )
     assert names["channel-providers (SMS, post)"] == 8027
+    assert names["intake (inbound SMTP)"] == 8028
     assert names["simulator-cpam"] == 8104
     # Every process of the stack has its own port, none listed twice.
-    assert len(names) == 4 + 2 * len(Ports().adapters) + 3 == len(set(names.values()))
+    assert len(names) == 4 + 2 * len(Ports().adapters) + 4 == len(set(names.values()))
 
 
 async def test_wait_for_reports_progress_then_completion_timeout_or_problem():

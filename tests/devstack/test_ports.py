@@ -21,5 +21,6 @@ def test_a_free_stack_gives_each_process_its_own_port():
         p.smtp,
         p.smtp_http,
         p.providers,
+        p.inbound_smtp,
     ]
     assert len(set(every)) == len(every)

@@ -140,10 +140,21 @@ def test_the_citizens_messages_show_with_their_attachments_and_the_cover():
                         "size_bytes": 2048,
                     }
                 ],
-            }
+            },
+            {
+                "message_id": "m-2",
+                "from": "citoyen",
+                "to": "Karim Benali",
+                "covering_for": None,
+                "text": "Je réponds à votre courriel.",
+                "at": "2026-11-30T11:00:00+00:00",
+                "attachments": [],
+                "channel": "courriel",  # a reply to the référent's email
+            },
         ]
     )
     assert "Voici l&#39;avis de la CAF." in page
-    assert "suppléance de Yasmine Haddad" in page
+    assert "suppléance de Yasmine Haddad) :" in page
+    assert "à Karim Benali, en réponse à un courriel :" in page
     assert 'href="/dossier/GU-2026-DESK0001/pieces-jointes/a-1"' in page and "(2 Ko)" in page
     assert "ne vous a pas écrit pour ce dossier" in render(from_citizen=[])

@@ -53,7 +53,7 @@ class ThreadBackend(FakeBackend):
                 "text": "Un message plus ancien, déjà répondu.",
                 "at": "2026-11-23T09:00:00+00:00",
                 "attachments": [],
-                "channel": None,
+                "channel": "courriel",  # a reply to the référent's email
                 "answer_due_on": "2026-11-25",
                 "answered_at": "2026-11-24T10:00:00+00:00",
             },
@@ -75,7 +75,8 @@ def test_the_thread_and_its_form_refusal_next_to_the_files_then_sent(settings): 
     with TestClient(app) as client:
         page = open_with_code(client)
         thread = page.text.split('id="fil-messages"')[1].split("</ol>")[0]
-        assert "Vous, à Karim Benali (qui remplace Sophie Lefebvre)" in thread
+        assert "Vous, à Karim Benali (qui remplace Sophie Lefebvre) :" in thread
+        assert "Vous, à Sophie Lefebvre, par courriel :" in thread
         assert f'href="/dossier/{FILE_ID}/pieces-jointes/a-1"' in thread
         # The answer-time promise, under the unanswered message only.
         assert thread.count("Réponse promise au plus tard le") == 1

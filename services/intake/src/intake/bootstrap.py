@@ -10,12 +10,14 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from guichet_runtime import audit
+from guichet_runtime.clock import Clock
 from guichet_runtime.rate_limits import RateLimiter
 from guichet_runtime.sealing import Keyring, new_key, parse_key
 from guichet_runtime.secrets import Environment, MissingSecret
-from guichet_runtime.service import build_runtime, create_app
-from intake import api, projections
+from guichet_runtime.service import Runtime, build_runtime, create_app
+from intake import api, inbound, projections
 from intake.api import keys
+from intake.api.limits import Limits
 from intake.commands.personal_data import IntakeKeys, IntakePersonalData
 from intake.settings import DOCUMENT_BODY_BYTES, IntakeSettings
 from intake.tables import metadata, rate_counters
@@ -106,6 +108,8 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
             await asyncio.sleep(RATE_COUNTERS_PURGE_SECONDS)
 
     runtime.workers.append(purge_rate_counters)
+    if settings.inbound_smtp_port is not None:
+        inbound_listener(runtime, settings)
     runtime.workers.append(audit.anchoring(runtime))
     app = create_app(
         runtime,
@@ -115,6 +119,38 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     app.include_router(api.router(runtime, keyring))
     app.include_router(keys.router(runtime))
     return app
+
+
+def inbound_listener(runtime: Runtime, settings: IntakeSettings) -> None:
+    """Listen for the citizens' email replies (intake.inbound): bound at start, closed at
+    the stop."""
+    key = settings.reply_address_key.get_secret_value()
+    if not key:
+        raise MissingSecret(
+            "REPLY_ADDRESS_KEY is required with INBOUND_SMTP_PORT: it verifies the routing "
+            "addresses of the citizens' replies (the same value as notification's)."
+        )
+    quota = Limits(runtime).file_counter("citizen_messages_per_file")  # the space's count
+    handler = inbound.InboundReplies(
+        runtime.uow,
+        inbound.InboundSettings(
+            key,
+            settings.reply_domain,
+            settings.message_answer_working_days,
+            Clock(settings.clock_file),
+        ),
+        quota,
+    )
+    assert settings.inbound_smtp_port is not None
+    listener = inbound.Listener(handler, settings.inbound_smtp_host, settings.inbound_smtp_port)
+
+    async def until_stopping() -> None:
+        await runtime.stopping.wait()
+        await listener.stop()
+
+    runtime.startup.append(listener.start)
+    runtime.workers.append(until_stopping)
+    runtime.shutdown.append(listener.stop)
 
 
 def personal_data_kek(settings: IntakeSettings) -> bytes:

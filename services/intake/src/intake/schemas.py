@@ -260,7 +260,11 @@ class ThreadEntry(BaseModel):
     text: str
     at: dt.datetime
     attachments: list[AttachmentOut] = []
-    channel: str | None = Field(default=None, description="Canal qui a délivré la réponse.")
+    channel: str | None = Field(
+        default=None,
+        description="Message du référent : canal qui l'a délivré ; message de l'usager : "
+        "« courriel » s'il a répondu par courriel (rien : depuis son espace).",
+    )
     answer_due_on: dt.date | None = Field(
         default=None,
         description="Message de l'usager : le dernier jour de l'engagement de délai de réponse.",

@@ -74,6 +74,25 @@ class IntakeSettings(ServiceSettings):
         "(AES-256-GCM; base64 of 32 bytes). Required outside dev; generated once in "
         "SECRETS_DIR in dev.",
     )
+    inbound_smtp_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Listen for the citizens' email replies on this port (SMTP; the MX of "
+        "REPLY_DOMAIN relays to it). Not set: no inbound SMTP, replies only from the space.",
+    )
+    inbound_smtp_host: str = Field(
+        default="127.0.0.1", description="The address the inbound SMTP listener binds."
+    )
+    reply_address_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Verifies the routing address of an email reply (HMAC-SHA256; the same "
+        "value as notification's). Required with INBOUND_SMTP_PORT.",
+    )
+    reply_domain: str = Field(
+        default="reponse.guichet-unique.gouv.fr",
+        description="The domain of the routing addresses (the same as notification's).",
+    )
 
     rate_limits: dict[str, RateLimit] = Field(
         default_factory=lambda: {k: RateLimit.parse(v) for k, v in DEFAULT_RATE_LIMITS.items()},

@@ -284,6 +284,12 @@ citizen_messages = sa.Table(
         nullable=True,
         comment="message -> the référent's next message, seconds: the published answer times",
     ),
+    sa.Column(
+        "channel",
+        sa.String(20),
+        nullable=True,
+        comment="courriel: an email reply to the routing address; else the citizen space",
+    ),
 )
 
 citizen_message_attachments = sa.Table(

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from guichet_runtime.clock import Clock
 from guichet_runtime.metrics import metered_channels
+from guichet_runtime.reply_address import reply_address
 from guichet_runtime.sealing import Keyring
 from guichet_runtime.service import build_runtime, create_app
 from notification import api, appointments, domain, erasure, messages, projections
@@ -21,6 +22,7 @@ from notification.channels import (
     LetterChannel,
     Mailer,
     PermanentFailure,
+    ReplyTo,
     SmsChannel,
 )
 from notification.dispatch import dispatch_forever
@@ -71,7 +73,9 @@ def bootstrap(
         sms = SmsChannel(settings.sms_gateway_url, sender_name=settings.sms_sender_name)
         post = LetterChannel(settings.postal_url, today=Clock(settings.clock_file).today)
         channels = {
-            NotificationChannel.EMAIL: EmailChannel(mailer, settings.mail_sender),
+            NotificationChannel.EMAIL: EmailChannel(
+                mailer, settings.mail_sender, reply_to_of(settings)
+            ),
             NotificationChannel.SMS: sms,
             NotificationChannel.LETTER: post,
         }
@@ -144,3 +148,11 @@ def bootstrap(
     app = create_app(runtime, title="Guichet unique — notifications")
     app.include_router(api.router(runtime))
     return app
+
+
+def reply_to_of(settings: NotificationSettings) -> ReplyTo | None:
+    """The Reply-To of the messages a citizen may answer by email; None without the key."""
+    key = settings.reply_address_key.get_secret_value()
+    if not key:
+        return None
+    return lambda file_id: reply_address(file_id, key, settings.reply_domain)

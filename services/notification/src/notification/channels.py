@@ -59,10 +59,17 @@ class Mailer(Protocol):
     async def send(self, message: EmailMessage) -> None: ...
 
 
-def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
+#: The Reply-To of a message the citizen may answer by email: file id -> routing address
+#: (`guichet_runtime.reply_address`); None: no Reply-To (REPLY_ADDRESS_KEY not set).
+ReplyTo = Callable[[str], str]
+
+
+def email_message(outgoing: Outgoing, sender: str, reply_to: ReplyTo | None = None) -> EmailMessage:
     content = outgoing.content
     msg = EmailMessage()
     msg["From"] = sender
+    if reply_to is not None and content.get("reply"):
+        msg["Reply-To"] = reply_to(outgoing.file_id)
     msg["To"] = content["to"]
     msg["Subject"] = content["subject"]
     msg["Date"] = format_datetime(dt.datetime.now(dt.UTC))
@@ -89,12 +96,13 @@ def email_message(outgoing: Outgoing, sender: str) -> EmailMessage:
 
 
 class EmailChannel:
-    def __init__(self, mailer: Mailer, sender: str) -> None:
+    def __init__(self, mailer: Mailer, sender: str, reply_to: ReplyTo | None = None) -> None:
         self.mailer = mailer
         self.sender = sender
+        self.reply_to = reply_to
 
     async def send(self, outgoing: Outgoing) -> str:
-        msg = email_message(outgoing, self.sender)
+        msg = email_message(outgoing, self.sender, self.reply_to)
         try:
             await self.mailer.send(msg)
         except aiosmtplib.SMTPRecipientsRefused as exc:

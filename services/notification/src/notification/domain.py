@@ -26,6 +26,9 @@ from shared_models import (
 
 EMAIL, SMS, LETTER = NotificationChannel.EMAIL, NotificationChannel.SMS, NotificationChannel.LETTER
 PARIS = ZoneInfo("Europe/Paris")
+#: The emails a citizen may answer by email: they carry the file's Reply-To (its routing
+#: address at intake's inbound SMTP, docs/notifications.md).
+REPLYABLE = frozenset({NotificationKind.REFERENT_MESSAGE})
 
 
 class Audience(StrEnum):

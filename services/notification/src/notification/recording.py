@@ -95,6 +95,12 @@ async def record(
                 if email_attachments and channel is domain.EMAIL
                 else {}
             ),
+            # The citizen may answer it by email: the channel adds the file's Reply-To.
+            **(
+                {"reply": True}
+                if to_citizen and channel is domain.EMAIL and kind in domain.REPLYABLE
+                else {}
+            ),
         }
     subject, body = compose(kind, file_id=file_id, referent=referent, citizen=citizen, **context)
     first = plan[0] if plan else None

@@ -35,3 +35,12 @@ class NotificationSettings(ServiceSettings):
         default=SecretStr(""),
         description="Earlier keys still opened during a rotation (base64, comma separated).",
     )
+    reply_address_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs the routing address a citizen's email reply goes to (HMAC-SHA256; "
+        "the same value as intake's). Not set: the emails carry no Reply-To.",
+    )
+    reply_domain: str = Field(
+        default="reponse.guichet-unique.gouv.fr",
+        description="The domain of the routing addresses (its MX is intake's inbound SMTP).",
+    )

@@ -103,6 +103,7 @@ def fixed_ports(ports: Ports) -> list[tuple[str, int]]:
         ("smtp-sink (SMTP)", ports.smtp),
         ("smtp-sink (HTTP)", ports.smtp_http),
         ("channel-providers (SMS, post)", ports.providers),
+        ("intake (inbound SMTP)", ports.inbound_smtp),
     ]
     return named
 
@@ -154,6 +155,8 @@ def _banner(
         f"  {'SMTP sink':<24}smtp://127.0.0.1:{p.smtp}  mail as JSON: {url(p.smtp_http)}/messages",
         f"  {'SMS gateway, post':<24}{url(p.providers)}/api/sms,"
         f" {url(p.providers)}/api/letters (PDF)",
+        f"  {'Email replies':<24}smtp://127.0.0.1:{p.inbound_smtp}  (intake's inbound SMTP: "
+        "the Reply-To of a référent's message)",
         f"  {'Kafka':<24}{kafka.bootstrap}  (topics without prefix"
         + ("; SASL: `guichet-dev kafka-env guichet-admin`)" if kafka.sasl else ")"),
     ]

@@ -28,6 +28,9 @@ AGENCIES = ("caf", "dgfip", "france_travail", "cpam")
 
 #: The SMTP sink answers 550 to every address of this domain: a real bounce for tests and demos.
 BOUNCING_DOMAIN = "adresse-inconnue.example"
+#: The domain of the routing addresses of the citizens' email replies in a dev/test stack
+#: (mail for it is given straight to intake's inbound SMTP port).
+REPLY_DOMAIN = "reponse.guichet.localhost"
 
 
 @dataclass
@@ -45,12 +48,14 @@ class Ports:
     smtp: int = 8025
     smtp_http: int = 8026
     providers: int = 8027
+    #: Intake's inbound SMTP: the citizens' email replies (docs/referent-desk.md).
+    inbound_smtp: int = 8028
 
     @classmethod
     def free(cls, agencies: Sequence[str] = AGENCIES) -> Ports:
         """Ports free right now, distinct within the stack; one adapter and one simulator
         for each of `agencies` (the stack starts exactly those)."""
-        ports = iter(free_ports(7 + 2 * len(agencies)))
+        ports = iter(free_ports(8 + 2 * len(agencies)))
         return cls(
             intake=next(ports),
             assignment=next(ports),
@@ -61,6 +66,7 @@ class Ports:
             smtp=next(ports),
             smtp_http=next(ports),
             providers=next(ports),
+            inbound_smtp=next(ports),
         )
 
 
@@ -160,6 +166,9 @@ class Stack:
         self.rate_limits = TEST_RATE_LIMITS if rate_limits is None else rate_limits
         # Intake seals the one-time access codes for notification: one fresh key per stack.
         self.access_code_key = new_key()
+        # Signs the Reply-To of the référent's messages (notification), verified by intake's
+        # inbound SMTP: one fresh key per stack.
+        self.reply_address_key = secrets.token_urlsafe(32)
         self.personal_data_sealing = personal_data_sealing
         self.personal_data_key_ttl = personal_data_key_ttl
         # Spans: every trace recorded (one trace per file, what the tests read), or a
@@ -364,8 +373,12 @@ class Stack:
         )
         limits = {"RATE_LIMITS": json.dumps(self.rate_limits)} if self.rate_limits else {}
         sealing = {"ACCESS_CODE_KEY": self.access_code_key}
+        replies = {"REPLY_ADDRESS_KEY": self.reply_address_key, "REPLY_DOMAIN": REPLY_DOMAIN}
         self.processes["intake"] = self._service(
-            "intake", "intake", p.intake, {**limits, **sealing}
+            "intake",
+            "intake",
+            p.intake,
+            {**limits, **sealing, **replies, "INBOUND_SMTP_PORT": str(p.inbound_smtp)},
         )
         # Who a file's citizen is: asked of intake (export parts, guichet_runtime.file_citizen).
         asks_intake = {"INTAKE_URL": self.intake_url}
@@ -383,6 +396,7 @@ class Stack:
                 "POSTAL_URL": self.providers_url,
                 **asks_intake,
                 **sealing,
+                **replies,
             },
         )
         # The pages: no broker; they talk to intake and assignment over HTTP, and keep their

@@ -4,6 +4,7 @@ database (`rate_counters`), so every replica counts the same hits."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import Depends, Request
@@ -33,9 +34,14 @@ class Limits:
 
     def per_file(self, rule: str) -> Any:
         """Count one hit of `rule` for the file of the route's `file_id`."""
+        return Depends(self.file_counter(rule))
+
+    def file_counter(self, rule: str) -> Callable[[str], Awaitable[None]]:
+        """Counts one hit of `rule` for a file (the routes' `per_file`, and the email
+        replies of intake.inbound on the same counter as the space)."""
         limit = self.rules[rule]
 
         async def check(file_id: str) -> None:
             await self.limiter.hit(f"{rule}:{file_id}", limit)
 
-        return Depends(check)
+        return check

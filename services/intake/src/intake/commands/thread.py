@@ -14,6 +14,7 @@ from intake.commands.idempotency import once_per_key, request_digest
 from intake.domain import TimelineKind, ensure_not_erased
 from intake.domain.promise import DEFAULT_WORKING_DAYS, answer_promise
 from intake.domain.thread import (
+    BY_EMAIL_REPLY,
     Upload,
     checked_attachments,
     citizen_message_label,
@@ -38,6 +39,9 @@ class WriteToReferent:
     #: The instant the answer-time promise counts from: the service's clock (a rehearsal
     #: date under CLOCK_FILE); the real now when not given.
     promise_from: dt.datetime | None = None
+    #: Came as a reply to the email of a référent's message (intake.inbound), from the
+    #: file's contact email: recorded with the channel `courriel`.
+    by_email: bool = False
 
 
 async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict, bool]:
@@ -70,6 +74,7 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
                 request_digest=digest,
                 at=now,
                 answer_due_at=promise.due_at,
+                channel=BY_EMAIL_REPLY if cmd.by_email else None,
             )
         )
         attached = []
@@ -105,7 +110,7 @@ async def write_to_referent(cmd: WriteToReferent, uow: UnitOfWork) -> tuple[dict
             remind_at=promise.remind_at,
             answer_due_at=promise.due_at,
         )
-        label = citizen_message_label(answerer, text, len(checked))
+        label = citizen_message_label(answerer, text, len(checked), cmd.by_email)
         await add_timeline(uow, event, TimelineKind.CITIZEN_MESSAGE, label)
         uow.emit(topics.CITIZEN_MESSAGES, event)
         return {

@@ -13,6 +13,8 @@ from shared_models import Referent
 
 MAX_CITIZEN_MESSAGE_CHARS = 2000
 MAX_ATTACHMENTS = 3
+#: The `channel` of a citizen's message that came as an email reply (none: the space).
+BY_EMAIL_REPLY = "courriel"
 #: The rule of the referent's covering in assignment's ReferentAssigned (AssignmentRule.COVER).
 COVER_RULE = "suppleance"
 
@@ -120,7 +122,10 @@ def covering_after_assignment(
     return covering or previous.model_dump(mode="json")
 
 
-def citizen_message_label(answerer: Answerer, text: str, attachments: int) -> str:
+def citizen_message_label(
+    answerer: Answerer, text: str, attachments: int, by_email: bool = False
+) -> str:
     """The citizen's message in their timeline."""
     joined = f" ({attachments} pièce(s) jointe(s))" if attachments else ""
-    return f"Votre message à {answerer.referent.name}{joined} : « {text} »"
+    how = " (réponse par courriel)" if by_email else ""
+    return f"Votre message à {answerer.referent.name}{how}{joined} : « {text} »"

@@ -92,7 +92,7 @@ async def thread_of(uow: UnitOfWork, file_id: str) -> list[dict[str, Any]]:
             "text": m.text,
             "at": m.at,
             "attachments": by_message.get(m.message_id, []),
-            "channel": None,
+            "channel": m.channel,
             "answer_due_on": last_day_of(m.answer_due_at),
             "answered_at": m.answered_at,
         }
