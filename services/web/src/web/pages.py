@@ -11,7 +11,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from shared_models import AGENCY_LABELS
+from shared_models import AGENCY_LABELS, wording
 from shared_models.wording import decision_label, euros_fr
 from web import privacy
 from web.forms import LABELS
@@ -113,7 +113,6 @@ def datetime_fr(value: Any) -> str:
     return f"{date_fr(local)} à {local.hour}h{local.minute:02d}"
 
 
-WEEKDAYS = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
 #: An appointment's status, in words.
 APPOINTMENT_STATUS = {"reserve": "Réservé", "annule": "Annulé", "deplace": "Déplacé"}
 NBSP = "\u00a0"
@@ -136,7 +135,7 @@ def day_fr(value: Any) -> str:
         return ""
     if isinstance(d, dt.datetime):
         d = d.astimezone(PARIS).date()
-    return f"{WEEKDAYS[d.weekday()]} {date_fr(d)}"
+    return wording.day_fr(d)
 
 
 def when_fr(value: Any) -> str:

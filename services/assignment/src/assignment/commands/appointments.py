@@ -164,6 +164,14 @@ async def _offered(uow: UnitOfWork, place: Place, starts_at: dt.datetime, cal: C
     return slot
 
 
+async def appointment_row(uow: UnitOfWork, appointment_id: str) -> sa.Row:
+    return (
+        await uow.conn.execute(
+            sa.select(appointments).where(appointments.c.appointment_id == appointment_id)
+        )
+    ).one()
+
+
 def appointment_of(row: sa.Row) -> Appointment:
     return Appointment(
         appointment_id=row.appointment_id,
@@ -209,11 +217,7 @@ async def _insert(
         )
     except sa.exc.IntegrityError as exc:
         raise Refused(RefusalKind.CONFLICT, SLOT_TAKEN, field="starts_at") from exc
-    return (
-        await uow.conn.execute(
-            sa.select(appointments).where(appointments.c.appointment_id == appointment_id)
-        )
-    ).one()
+    return await appointment_row(uow, appointment_id)
 
 
 async def _announce_booked(
@@ -443,11 +447,7 @@ async def _remind(uow: UnitOfWork, appointment_id: str, now: dt.datetime) -> int
     )
     if marked.rowcount != 1:
         return 0  # another replica reminded it, or it was cancelled meanwhile
-    row = (
-        await uow.conn.execute(
-            sa.select(appointments).where(appointments.c.appointment_id == appointment_id)
-        )
-    ).one()
+    row = await appointment_row(uow, appointment_id)
     file = await file_row(uow, row.file_id)
     uow.emit(
         topics.APPOINTMENTS,
