@@ -124,7 +124,7 @@ async def agent_day(uow: UnitOfWork, agent_id: str, day: dt.date) -> dict[str, A
     async with uow:
         rows = (
             await uow.conn.execute(
-                sa.select(appointments, files.c.life_event_label)
+                sa.select(appointments, files.c.life_event_label, files.c.citizen)
                 .join(files, appointments.c.file_id == files.c.file_id)
                 .where(
                     appointments.c.agent_id == agent_id,
@@ -137,10 +137,7 @@ async def agent_day(uow: UnitOfWork, agent_id: str, day: dt.date) -> dict[str, A
         ).all()
         listed = []
         for r in rows:
-            file = (
-                await uow.conn.execute(sa.select(files).where(files.c.file_id == r.file_id))
-            ).one()
-            citizen = await citizen_of(uow, file)
+            citizen = await citizen_of(uow, r)  # the row carries file_id and citizen
             listed.append(
                 {
                     "appointment_id": r.appointment_id,
