@@ -12,11 +12,9 @@ from __future__ import annotations
 from typing import Any
 from unittest.mock import MagicMock
 
-import yaml
-
 from devstack import k8s_mail
 from guichet_runtime.reply_address import file_of
-from tests.deploy.support import ROOT, environments, of_kind, settings_from
+from tests.deploy.support import environments, of_kind, settings_from
 
 KEY = "la-meme-cle-pour-les-deux-services"
 #: Who may deliver mail to intake: the relay in front, the MX of REPLY_DOMAIN (a placeholder).
@@ -130,15 +128,3 @@ def test_an_address_notification_signs_is_one_intake_accepts(overlay, monkeypatc
     other = deployed_settings(overlay, "notification", monkeypatch, key="une-autre-cle")
     stray = reply_to_of(other)
     assert stray is not None and file_of(stray("GU-2026-000042"), key, intake.reply_domain) is None
-
-
-def test_compose_gives_both_services_the_same_required_key_and_publishes_the_port():
-    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
-    intake, notification = services["intake"], services["notification"]
-    for name in ("REPLY_ADDRESS_KEY", "REPLY_DOMAIN"):
-        assert intake["environment"][name] == notification["environment"][name], name
-    # Required, like the other keys: no key in git, and none made up silently.
-    assert intake["environment"]["REPLY_ADDRESS_KEY"].startswith("${REPLY_ADDRESS_KEY:?")
-    port = intake["environment"]["INBOUND_SMTP_PORT"]
-    assert f"127.0.0.1:{port}:{port}" in intake["ports"]
-    assert intake["environment"]["INBOUND_SMTP_HOST"] == "0.0.0.0"
