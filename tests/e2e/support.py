@@ -181,14 +181,11 @@ async def read_topic(
                         body = json.loads(r.value)
                     except ValueError:
                         body = r.value
+                    headers = {k: v.decode() for k, v in r.headers}
                     if opener is not None:
-                        body = await opener.opened(body)
+                        body = await opener.opened(body, headers.get("event_type"))
                     records.append(
-                        {
-                            "key": r.key.decode() if r.key else None,
-                            "body": body,
-                            **{k: v.decode() for k, v in r.headers},
-                        }
+                        {"key": r.key.decode() if r.key else None, "body": body, **headers}
                     )
             return records if wanted(records) else None
 

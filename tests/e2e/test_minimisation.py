@@ -106,7 +106,7 @@ async def records_of(stack: Stack, topic: str, file_id: str) -> list[dict]:
                         headers = {k: v.decode() for k, v in r.headers}
                         body = json.loads(r.value)
                         if opener is not None:
-                            body = await opener.opened(body)
+                            body = await opener.opened(body, headers.get("event_type"))
                         mine.append(
                             {
                                 "event_type": headers.get("event_type"),
