@@ -277,7 +277,10 @@ class PersonalData:
         fields = personal_fields(cls)
         if not fields:
             return cls.model_validate_json(body), None
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError:  # not JSON at all: pydantic says so (ValidationError), as unsealed
+            return cls.model_validate_json(body), None
         if not isinstance(data, dict):
             return cls.model_validate(data), None
         file_id = str(data.get("file_id", ""))
