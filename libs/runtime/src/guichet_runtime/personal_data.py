@@ -64,6 +64,12 @@ class CannotOpen(Exception):
     """A sealed value was altered, or sealed for another file or with another key."""
 
 
+class KeyUnknown(CannotOpen):
+    """The key service does not know this key id (never made, or a forged or corrupted id):
+    what it sealed can never be opened, so a record carrying it is dead-lettered rather
+    than retried for ever."""
+
+
 class PersonalDataErased(Exception):
     """An event whose personal fields were sealed with a shredded key."""
 
