@@ -82,6 +82,24 @@ async def on_appointment_booked(event: AppointmentBooked, uow: UnitOfWork) -> No
         await uow.commit()
 
 
+def absence_context(event: AppointmentCancelled) -> dict[str, object]:
+    """An appointment cancelled because its référent will be absent: the message says so
+    (the reason) and whom the citizen may book with again (`again`: « referent », the same
+    référent on another day; « suppleant », the colleague covering the file, whose slots the
+    citizen's space now offers; « personne », nobody until the file has a référent again)."""
+    if event.absence is None:
+        return {"absent": False}
+    other = event.absence.book_again_with
+    again = (
+        "personne"
+        if other is None
+        else "referent"
+        if other.agent_id == event.referent.agent_id
+        else "suppleant"
+    )
+    return {"absent": True, "again": again, "other": other}
+
+
 async def on_appointment_cancelled(event: AppointmentCancelled, uow: UnitOfWork) -> None:
     """The citizen is told who cancelled and why (when a reason was given); the email's
     calendar file takes the appointment out of their calendar (same UID)."""
@@ -90,6 +108,7 @@ async def on_appointment_cancelled(event: AppointmentCancelled, uow: UnitOfWork)
         **appointment_context(appointment, referent),
         "cancelled_by": actor(event.cancelled_by, event.cancelled_by_agent, referent),
         "reason": event.reason,
+        **absence_context(event),
     }
     async with uow:
         citizen = await latest_contact(uow, event.file_id, event.citizen)
