@@ -17,9 +17,12 @@ from assignment.commands import absence_appointments, directory
 from guichet_runtime.auth.principal import Principal, PrincipalKind, Role
 from shared_models import AppointmentCancelled, topics
 from shared_models.wording import span_fr
+from tests.unit import test_appointments
 from tests.unit.samples import citizen
-from tests.unit.test_appointments import UTC, calendar, paris  # noqa: F401 (the fixture)
+from tests.unit.test_appointments import UTC, paris
 from tests.unit.test_referent_desk import open_file
+
+calendar = test_appointments.calendar  # the fixture: Awa's file, its référent, the routes
 
 SUPERVISOR = Principal(
     kind=PrincipalKind.AGENT,
