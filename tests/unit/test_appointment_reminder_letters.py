@@ -13,8 +13,8 @@ import json
 
 import pytest
 
-from notification import appointments, dispatch, domain
-from shared_models import PreferredChannel
+from notification import appointments, dispatch, domain, erasure
+from shared_models import CitizenDataErased, ErasureCause, PreferredChannel
 from tests.unit.samples import appointment, citizen
 from tests.unit.test_appointment_notifications import (
     POSTAL,
@@ -211,3 +211,15 @@ async def test_the_postal_delay_comes_from_the_setting(notification_db):
         booked(citizen=LETTER_ONLY),
     )
     assert (await rows(notification_db))[REMINDER].next_attempt_at == at(2027, 2, 25, 23, 0)
+
+
+async def test_an_erasure_leaves_no_planned_letter_to_post(notification_db):
+    await handle(notification_db, appointments.on_appointment_booked, booked(citizen=LETTER_ONLY))
+    erased = CitizenDataErased(
+        file_id="GU-2027-RDV00001", cause=ErasureCause.REQUEST, erased=["contact"]
+    )
+
+    await handle(notification_db, erasure.on_citizen_data_erased, erased)
+
+    planned = (await rows(notification_db))[REMINDER]
+    assert (planned.status, planned.last_error) == ("canal_indisponible", "données effacées")
