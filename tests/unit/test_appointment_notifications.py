@@ -188,7 +188,8 @@ async def test_the_confirmation_by_letter_has_no_attachment_and_says_who_booked(
 
     await handle(notification_db, appointments.on_appointment_booked, event)
 
-    [content] = (await contents(notification_db)).values()
+    # (Its reminder letter is planned beside it: test_appointment_reminder_letters.py.)
+    content = (await contents(notification_db))["GU-2027-RDV00001:appointment_booked:rdv-0001"]
     assert list(content) == ["courrier"]
     letter = content["courrier"]
     assert "attachments" not in letter and "pièce jointe" not in letter["text"]
@@ -386,7 +387,8 @@ async def test_the_reminder_goes_by_email_or_sms_with_the_time_and_place(notific
 
 
 async def test_no_reminder_by_letter_it_would_arrive_after_the_appointment(notification_db):
-    # Email and SMS left out by the preference: letters only.
+    # Email and SMS left out by the preference: letters only. Their reminder letter was
+    # planned with the confirmation, posted days before (test_appointment_reminder_letters.py).
     letters_only = citizen(preferred_channel=PreferredChannel.LETTER, **POSTAL)
     await handle(
         notification_db, appointments.on_appointment_reminder_issued, reminded(citizen=letters_only)

@@ -25,6 +25,7 @@ from shared_models.citizen_data import (
 )
 from shared_models.events import (
     EVENT_TYPES,
+    AbsenceCancellation,
     AccessCodeIssued,
     AgencyAnswerReceived,
     AgencyDecision,
@@ -101,6 +102,7 @@ __all__ = [
     "EVENT_TYPES",
     "LIFE_EVENTS",
     "PERSONAL",
+    "AbsenceCancellation",
     "AccessCodeIssued",
     "AgencyAnswerReceived",
     "AgencyCode",

@@ -950,6 +950,21 @@ class AppointmentBooked(Event):
     )
 
 
+class AbsenceCancellation(Contract):
+    """Why an appointment was cancelled without anyone asking: its référent was declared
+    absent on its day (the cancellation is the agent's side's)."""
+
+    starts_on: dt.date = Field(description="First day of the référent's absence.")
+    ends_on: dt.date = Field(description="Last day of the référent's absence, inclusive.")
+    book_again_with: Referent | None = Field(
+        default=None,
+        description="Whom the citizen may book a new appointment with: the file's référent "
+        "once the absence was declared (the cover when the absence has started and the file "
+        "is covered, else the absent référent on another day); absent when the file waits "
+        "for a référent.",
+    )
+
+
 class AppointmentCancelled(Event):
     """An appointment was cancelled by the citizen or by an agent: the slot is free again
     and the citizen is told."""
@@ -964,6 +979,11 @@ class AppointmentCancelled(Event):
     )
     reason: Annotated[str | None, PERSONAL] = Field(
         default=None, description="Why, in French, when one was given."
+    )
+    absence: AbsenceCancellation | None = Field(
+        default=None,
+        description="Set when the appointment was cancelled because its référent was declared "
+        "absent on its day (the reason then says so in French); absent otherwise.",
     )
     citizen: Annotated[CitizenContact, PERSONAL] = Field(
         description="The citizen, who is told on their channel."

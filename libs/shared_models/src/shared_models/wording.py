@@ -60,6 +60,25 @@ def day_fr(day: dt.date) -> str:
     return f"{_WEEKDAYS[day.weekday()]} {day.day}{first} {_MONTHS[day.month - 1]} {day.year}"
 
 
+def date_fr(day: dt.date) -> str:
+    """A date without its weekday: « 3 mars 2027 », « 1er mars 2027 »."""
+    first = "er" if day.day == 1 else ""
+    return f"{day.day}{first} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def span_fr(first: dt.date, last: dt.date) -> str:
+    """A span of days, both included: « le 3 mars 2027 », « du 3 au 7 mars 2027 », « du 28
+    février au 3 mars 2027 », « du 30 décembre 2026 au 2 janvier 2027 »."""
+    if first == last:
+        return f"le {date_fr(first)}"
+    start = date_fr(first)
+    if first.year == last.year:
+        start = start.removesuffix(f" {first.year}")
+        if first.month == last.month:
+            start = start.removesuffix(f" {_MONTHS[first.month - 1]}")
+    return f"du {start} au {date_fr(last)}"
+
+
 def time_fr(at: dt.time) -> str:
     """A time of day as French typography writes it: « 9 h 30 », « 14 h », « 9 h 05 »."""
     return f"{at.hour} h" + (f" {at.minute:02d}" if at.minute else "")

@@ -9,6 +9,8 @@
   metropolitan France nor on a day the référent is absent, never twice.
 - The citizen is reminded the day before (from the start of that Paris day), unless they
   booked on that day or later: the confirmation has just told them.
+- An absence declared after a booking cancels the référent's appointments on its days that
+  have not started yet (`absence_cancels`), telling the citizen why (`absence_reason`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 import holidays
 
 from guichet_runtime.clock import PARIS, paris_day
+from shared_models.wording import span_fr
 
 #: A slot's length and how far ahead slots are offered (settings APPOINTMENT_*).
 DEFAULT_SLOT_MINUTES = 30
@@ -153,3 +156,26 @@ def reminder_due(starts_at: dt.datetime, booked_at: dt.datetime, now: dt.datetim
     it starts, unless they booked on that day or later."""
     eve = paris_day(starts_at) - dt.timedelta(days=1)
     return paris_day(booked_at) < eve <= paris_day(now) and now < starts_at
+
+
+def absence_cancels(
+    starts_at: dt.datetime, starts_on: dt.date, ends_on: dt.date, now: dt.datetime
+) -> bool:
+    """An absence from `starts_on` to `ends_on` (Paris days, both included) cancels an
+    appointment of its agent that falls on one of its days and has not started yet (one
+    already begun or past is left as it was)."""
+    return starts_on <= paris_day(starts_at) <= ends_on and starts_at > now
+
+
+def absence_window(starts_on: dt.date, ends_on: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    """The instants (UTC) an absence spans: from the start of its first Paris day to the
+    start of the day after its last (for a query; `absence_cancels` decides)."""
+    return (
+        _local(starts_on, dt.time()),
+        _local(ends_on + dt.timedelta(days=1), dt.time()),
+    )
+
+
+def absence_reason(agent_name: str, starts_on: dt.date, ends_on: dt.date) -> str:
+    """What the citizen reads as the reason of an appointment an absence cancelled."""
+    return f"{agent_name} sera absent(e) {span_fr(starts_on, ends_on)}."

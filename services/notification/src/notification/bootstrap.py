@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -140,7 +141,9 @@ def bootstrap(
     subscribe(
         [topics.APPOINTMENTS],
         {
-            AppointmentBooked: appointments.on_appointment_booked,
+            AppointmentBooked: functools.partial(
+                appointments.on_appointment_booked, delivery_days=settings.letter_delivery_days
+            ),
             AppointmentCancelled: appointments.on_appointment_cancelled,
             AppointmentReminderIssued: appointments.on_appointment_reminder_issued,
         },

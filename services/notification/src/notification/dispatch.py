@@ -125,14 +125,17 @@ def _current_channel(row: sa.Row[Any] | OpenedMessage) -> NotificationChannel:
 async def _claim(
     uow_factory: UowFactory, limit: int, lease: dt.timedelta = domain.LEASE
 ) -> list[sa.Row[Any]]:
-    """Take a batch of due messages, leasing them so another replica leaves them alone."""
+    """Take a batch of due messages, leasing them so another replica leaves them alone; a
+    planned one (`programme`) whose time has come is taken as one to send."""
     now = utcnow()
     async with uow_factory() as uow:
         rows = (
             await uow.conn.execute(
                 sa.select(notifications)
                 .where(
-                    notifications.c.status == NotificationStatus.TO_SEND.value,
+                    notifications.c.status.in_(
+                        [NotificationStatus.TO_SEND.value, NotificationStatus.PLANNED.value]
+                    ),
                     notifications.c.next_attempt_at <= now,
                 )
                 .order_by(notifications.c.next_attempt_at)
@@ -144,7 +147,7 @@ async def _claim(
             await uow.conn.execute(
                 notifications.update()
                 .where(notifications.c.notification_id.in_([r.notification_id for r in rows]))
-                .values(next_attempt_at=now + lease)
+                .values(next_attempt_at=now + lease, status=NotificationStatus.TO_SEND.value)
             )
             await uow.commit()
     return list(rows)

@@ -12,8 +12,12 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cache
 from zoneinfo import ZoneInfo
 
+import holidays
+
+from guichet_runtime.clock import paris_day
 from shared_models import (
     CitizenContact,
     CitizenName,
@@ -47,6 +51,12 @@ class NotificationStatus(StrEnum):
     FAILED = "echec"
     #: The citizen gave no contact any channel could use.
     NO_CHANNEL = "canal_indisponible"
+    #: Waits for its time (`next_attempt_at`: an appointment's reminder letter, posted so as
+    #: to arrive the day before); the dispatcher takes it up then, as one `a_envoyer`.
+    PLANNED = "programme"
+    #: A planned message taken back before it left (the appointment it reminded of was
+    #: cancelled or moved).
+    WITHDRAWN = "retire"
 
 
 class DeliveryOutcome(StrEnum):
@@ -120,6 +130,59 @@ def reachable_within_a_day(citizen: CitizenContact) -> bool:
     """A message that must arrive by tomorrow (an appointment's reminder) can reach the
     citizen: their channel plan has email or SMS (a letter takes days)."""
     return any(channel in (EMAIL, SMS) for channel in channel_plan(citizen))
+
+
+#: How many working days a letter takes from its posting to the citizen's letter box: La
+#: Poste's « lettre verte » is delivered in 3 working days (setting LETTER_DELIVERY_DAYS).
+LETTER_DELIVERY_DAYS = 3
+
+
+@cache
+def _public_holidays(year: int) -> frozenset[dt.date]:
+    return frozenset(holidays.country_holidays("FR", years=year))
+
+
+def is_postal_working_day(day: dt.date) -> bool:
+    """A day the post is counted to carry letters: Monday to Friday, not a public holiday of
+    metropolitan France (a Saturday delivery only brings a letter earlier)."""
+    return day.weekday() < 5 and day not in _public_holidays(day.year)
+
+
+def reminder_letter_posting_day(starts_at: dt.datetime, delivery_days: int) -> dt.date:
+    """The day an appointment's reminder letter is posted (Paris calendar) to be in the
+    letter box by the day before: `delivery_days` working days before the last working day
+    on or before that eve."""
+    day = paris_day(starts_at) - dt.timedelta(days=1)
+    while not is_postal_working_day(day):
+        day -= dt.timedelta(days=1)
+    for _ in range(delivery_days):
+        day -= dt.timedelta(days=1)
+        while not is_postal_working_day(day):
+            day -= dt.timedelta(days=1)
+    return day
+
+
+def reminder_letter_posted_at(
+    starts_at: dt.datetime, booked_at: dt.datetime, delivery_days: int
+) -> dt.datetime | None:
+    """When the reminder letter of an appointment booked at `booked_at` leaves: the start
+    (Paris time) of its posting day; None when the booking came on that day or later (too
+    close for a second letter to arrive in time: the confirmation is the only letter)."""
+    day = reminder_letter_posting_day(starts_at, delivery_days)
+    if paris_day(booked_at) >= day:
+        return None
+    return dt.datetime.combine(day, dt.time(), tzinfo=PARIS).astimezone(dt.UTC)
+
+
+def reminded_by_letter(citizen: CitizenContact) -> bool:
+    """A citizen whose appointment reminder goes by letter: reachable by neither email nor
+    SMS, with a postal address, and not asking to be phoned (their référent calls them the
+    day before instead)."""
+    return (
+        not reachable_within_a_day(citizen)
+        and not wants_a_call(citizen)
+        and LETTER in channel_plan(citizen)
+    )
 
 
 def wants_a_call(citizen: CitizenContact) -> bool:

@@ -20,7 +20,9 @@ async def on_citizen_data_erased(event: CitizenDataErased, uow: UnitOfWork) -> N
             notifications.update()
             .where(
                 notifications.c.file_id == file_id,
-                notifications.c.status == NotificationStatus.TO_SEND,
+                notifications.c.status.in_(
+                    [NotificationStatus.TO_SEND, NotificationStatus.PLANNED]
+                ),
             )
             .values(status=NotificationStatus.NO_CHANNEL, last_error="données effacées")
         )

@@ -9,6 +9,7 @@ Never twice: the same fact under a new event id finds its notification id
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 from collections.abc import Mapping, Sequence
 
@@ -61,6 +62,7 @@ async def record(
     sealed: SealedSecret | None = None,
     contact_as_given: bool = False,
     email_attachments: Sequence[Mapping[str, object]] | None = None,
+    not_before: dt.datetime | None = None,
 ) -> str:
     """Record one message (`context`: what its templates say besides the file, the
     référent and the citizen). Agents' messages go by email to `recipient` (`audience`
@@ -68,7 +70,8 @@ async def record(
     written to at their latest contact, unless `contact_as_given` (a notice to the contact
     they just left). `sealed`: a secret the texts hold as a placeholder, stored sealed and
     put in place only when sending. `email_attachments`: text files the email carries (an
-    appointment's calendar file, `ics.attachment`); the SMS and the letter do not."""
+    appointment's calendar file, `ics.attachment`); the SMS and the letter do not.
+    `not_before`: a later time it leaves at (`programme` until then: a reminder letter)."""
     context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
@@ -106,7 +109,10 @@ async def record(
     first = plan[0] if plan else None
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
-    now = utcnow()
+    now = due = utcnow()
+    status = domain.initial_status(plan)
+    if not_before is not None and not_before > now and plan:
+        status, due = domain.NotificationStatus.PLANNED, not_before
     sealing = await sealing_of(uow, file_id)  # the personal columns, sealed if the file has a key
     await uow.conn.execute(
         insert_ignore(uow.conn, notifications).values(
@@ -126,10 +132,10 @@ async def record(
             referent=referent.model_dump_json(),
             sealed_secret=sealed.model_dump_json() if sealed else None,
             referent_name=referent.name,
-            status=domain.initial_status(plan).value,
+            status=status.value,
             trace_headers=json.dumps(carrier),
             attempts=0,
-            next_attempt_at=now,
+            next_attempt_at=due,
             created_at=now,
         )
     )

@@ -26,6 +26,14 @@ class NotificationSettings(ServiceSettings):
         description="How long a claimed message is left to its sender before another sender "
         "(a replica, or this one after a crash) takes it up again with the key it recorded.",
     )
+    letter_delivery_days: int = Field(
+        default=3,
+        ge=0,
+        le=10,
+        description="Working days a letter takes from its posting to the citizen's letter box "
+        "(La Poste's « lettre verte »: 3); an appointment's reminder letter is posted that many "
+        "working days before the eve (Monday to Friday, public holidays excluded).",
+    )
     access_code_key: SecretStr = Field(
         default=SecretStr(""),
         description="Opens the access codes intake seals (AES-256-GCM; base64 of 32 bytes, the "

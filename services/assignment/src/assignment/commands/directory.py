@@ -12,6 +12,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from assignment import domain
+from assignment.commands.absence_appointments import cancel_appointments_during_absence, moment_on
 from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileStatus
 from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
 from assignment.personal_columns import citizen_of
@@ -72,8 +73,11 @@ async def declare_absence(
     reason: str | None,
     today: dt.date,
     by: Principal | None = None,
+    now: dt.datetime | None = None,
 ) -> dict:
-    """A supervisor declares an agent's absence, saying why (422 without a reason)."""
+    """A supervisor declares an agent's absence, saying why (422 without a reason). The
+    agent's appointments on its days are cancelled with it (`now`: the instant, by default
+    the time of day on `today`)."""
     if ends_on < starts_on:
         raise Refused(RefusalKind.INVALID, "La date de fin d'absence précède la date de début.")
     if ends_on < today:
@@ -101,6 +105,8 @@ async def declare_absence(
             ),
         )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
+        # After the cover: the citizen is told whom to book with again.
+        cancelled = await _cancel_appointments(uow, absence_id, now or moment_on(today), by)
         audit.record(
             uow,
             by or audit.SYSTEM,
@@ -110,10 +116,36 @@ async def declare_absence(
             starts_on=starts_on.isoformat(),
             ends_on=ends_on.isoformat(),
             files_covered=covered,
+            appointments_cancelled=cancelled,
         )
         await uow.commit()
     status = AbsenceStatus.ONGOING if starts_on <= today else AbsenceStatus.PLANNED
-    return {"absence_id": absence_id, "status": status.value, "files_covered": covered}
+    return {
+        "absence_id": absence_id,
+        "status": status.value,
+        "files_covered": covered,
+        "appointments_cancelled": cancelled,
+    }
+
+
+async def _cancel_appointments(
+    uow: UnitOfWork, absence_id: int, now: dt.datetime, by: Principal | None = None
+) -> int:
+    """The absent agent's appointments on the days of the absence, cancelled (the citizen
+    is told why and whom to book with again)."""
+    absence = (await uow.conn.execute(sa.select(absences).where(absences.c.id == absence_id))).one()
+    name = await uow.conn.scalar(
+        sa.select(agents.c.name).where(agents.c.agent_id == absence.agent_id)
+    )
+    return await cancel_appointments_during_absence(
+        uow,
+        absence.agent_id,
+        str(name),
+        absence.starts_on,
+        absence.ends_on,
+        now,
+        by,
+    )
 
 
 async def _start_absence(uow: UnitOfWork, absence_id: int, today: dt.date) -> int:
@@ -345,7 +377,7 @@ async def reassign(
     return {"file_id": file_id, "referent_id": agent_id}
 
 
-async def apply_due_absences(uow_factory, today: dt.date) -> int:
+async def apply_due_absences(uow_factory, today: dt.date, now: dt.datetime | None = None) -> int:
     """Start the absences whose first day has come and end those whose last day has
     passed. State lives in the database, so any replica, after any restart, does it."""
     done = 0
@@ -370,6 +402,10 @@ async def apply_due_absences(uow_factory, today: dt.date) -> int:
         async with uow_factory() as uow:
             if absence.status == AbsenceStatus.PLANNED:
                 await _start_absence(uow, absence.id, today)
+                # Declaring it cancelled them; one booked as it was declared is caught here.
+                late = await _cancel_appointments(uow, absence.id, now or moment_on(today))
+                if late:
+                    log.warning("%d appointment(s) cancelled as absence %s began", late, absence.id)
             else:
                 await _end_absence(uow, absence.agent_id)
             await uow.commit()
