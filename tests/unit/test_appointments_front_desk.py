@@ -15,14 +15,15 @@ calendar = booking.calendar  # the fixture: Awa's file with its référent, assi
 ON_THE_PHONE = "Appel téléphonique de l'usager"
 
 
+def desk_agent(calendar, office: str = "FS-93-01") -> str:
+    """An agent of `office` in the directory, not the file's référent."""
+    number = office.removeprefix("FS-")
+    return next(a for a in (f"AG-{number}-{n}" for n in (1, 2, 3)) if a != calendar.agent_id)
+
+
 def front_desk_of(calendar, office: str) -> dict[str, str]:
     """A front-desk agent of `office` (in the directory), who did not register the file."""
-    agent = next(
-        a
-        for a in (f"AG-{office[3:]}-1", f"AG-{office[3:]}-2", f"AG-{office[3:]}-3")
-        if a != calendar.agent_id
-    )
-    return calendar.tokens.guichet(agent)
+    return calendar.tokens.guichet(desk_agent(calendar, office))
 
 
 async def audit_entries(calendar, action: str) -> list:
@@ -40,6 +41,9 @@ async def test_the_front_desk_of_the_referents_office_books_moves_cancels_statin
     assert card.status_code == 200, card.text
     assert card.json()["citizen"] == {"given_name": "Awa", "family_name": "Diallo"}
     assert card.json()["referent"]["agent_id"] == calendar.agent_id
+    # Their reading of the citizen's name is in the audit trail.
+    [read] = await audit_entries(calendar, "file.appointments.read")
+    assert (read.file_id, read.actor_agent_id) == (calendar.file_id, desk_agent(calendar))
     slots = await calendar.get(f"{url}/slots", headers=desk)
     assert slots.status_code == 200 and slots.json()["days"][0]["day"] == "2027-03-02"
 
@@ -118,3 +122,7 @@ async def test_the_referent_and_the_citizen_state_no_reason(calendar):
     assert booked.status_code == 201, booked.text
     [entry] = await audit_entries(calendar, "file.appointment.booked")
     assert entry.reason is None
+    # The référent's reading of the file's appointments is not one to record.
+    card = await calendar.get(url, headers=calendar.tokens.agent(calendar.agent_id))
+    assert card.status_code == 200
+    assert await audit_entries(calendar, "file.appointments.read") == []

@@ -59,10 +59,12 @@ def appointments_router(
     agent_self = requires(Policy.AGENT_SELF, access.agent())
 
     @api.get("/files/{file_id}/appointments")
-    async def file_appointments(file_id: str, who: Principal = party) -> Any:
-        """The file's référent (name, office, address, direct line), its upcoming
-        appointment and all its appointments, newest first."""
-        return await appointment_views.file_appointments(runtime.uow(), file_id, cal.now())
+    async def file_appointments(request: Request, file_id: str, who: Principal = party) -> Any:
+        """The file's référent (name, office, address, direct line), the citizen's name, its
+        upcoming appointment and all its appointments, newest first (read by the front desk
+        of the référent's office: recorded in the audit trail)."""
+        on_call = answers_a_call(who, request.state.subject)
+        return await audits.read_file_appointments(runtime.uow(), file_id, cal.now(), who, on_call)
 
     @api.get("/files/{file_id}/appointments/slots")
     async def free_slots(
