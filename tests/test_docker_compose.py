@@ -220,6 +220,24 @@ def test_intake_trusts_the_web_on_the_compose_network(compose: dict[str, Any]) -
     assert notification["SMTP_PORT"] == "8025"
 
 
+def test_intake_takes_the_replies_to_the_addresses_notification_signs(
+    compose: dict[str, Any],
+) -> None:
+    """docs/operations.md, "Replies by email": intake's inbound SMTP is published, and both
+    services read the same key, asked of whoever runs compose like the other keys (never one
+    in the file), and the same domain."""
+    services = compose["services"]
+    intake, notification = env(services["intake"]), env(services["notification"])
+    for name in ("REPLY_ADDRESS_KEY", "REPLY_DOMAIN"):
+        assert intake[name] == notification[name], name
+    assert intake["REPLY_ADDRESS_KEY"].startswith("${REPLY_ADDRESS_KEY:?")
+    header = (ROOT / "docker-compose.yml").read_text()
+    assert "export REPLY_ADDRESS_KEY=$(openssl rand -base64 32)" in header
+    port = int(intake["INBOUND_SMTP_PORT"])
+    assert intake["INBOUND_SMTP_HOST"] == "0.0.0.0"
+    assert f"127.0.0.1:{port}:{port}" in services["intake"]["ports"]
+
+
 def test_smtp_sink_listens_where_notification_sends(services: dict[str, Any]) -> None:
     sink = services["smtp-sink"]
     cmd = command(sink)

@@ -1,5 +1,6 @@
 """`kustomize build` of deploy/k8s, shared by the deployment tests (kustomize is installed
-into .cache/bin by `make setup`, through deploy/k8s/ensure-kustomize.sh)."""
+into .cache/bin by `make setup`, through deploy/k8s/ensure-kustomize.sh), and what a deployed
+process's environment is made of (its ConfigMaps, literal values and Secrets)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,45 @@ def settings_class(name: str) -> type:
     from adapter_sdk import discovery
 
     return discovery.load(name.removeprefix("adapter-").replace("-", "_")).Config
+
+
+def environments(resources) -> dict[str, tuple[dict[str, str], dict[str, tuple[str, str]]]]:
+    """Deployment -> (variables without the Secrets, variable -> (Secret, key))."""
+    configs = {c["metadata"]["name"]: c["data"] for c in of_kind(resources, "ConfigMap")}
+    result = {}
+    for deployment in of_kind(resources, "Deployment"):
+        (container,) = deployment["spec"]["template"]["spec"]["containers"]
+        plain: dict[str, str] = {}
+        for source in container.get("envFrom", []):
+            plain |= configs[source["configMapRef"]["name"]]
+        secrets: dict[str, tuple[str, str]] = {}
+        for env in container.get("env", []):
+            ref = env.get("valueFrom", {})
+            if "secretKeyRef" in ref:
+                secrets[env["name"]] = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+            elif "configMapKeyRef" in ref:
+                plain[env["name"]] = configs[ref["configMapKeyRef"]["name"]][
+                    ref["configMapKeyRef"]["key"]
+                ]
+            else:
+                plain[env["name"]] = env["value"]
+        result[deployment["metadata"]["name"]] = (plain, secrets)
+    return result
+
+
+def settings_from(name: str, variables: dict[str, str], monkeypatch) -> Any:
+    with monkeypatch.context() as patch:
+        for variable in (
+            "ENVIRONMENT",
+            "SECRET_KEY",
+            "ACCESS_CODE_KEY",
+            "CALLBACK_SECRET",
+            "AUDIT_ANCHOR_KEY",
+            "PERSONAL_DATA_KEK",
+            "REPLY_ADDRESS_KEY",
+            "INBOUND_SMTP_PORT",
+        ):
+            patch.delenv(variable, raising=False)
+        for variable, value in variables.items():
+            patch.setenv(variable, value)
+        return settings_class(name)()

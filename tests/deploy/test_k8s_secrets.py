@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 from urllib.parse import urlsplit
 
 import pytest
@@ -18,36 +19,12 @@ from pydantic import SecretStr
 
 from guichet_runtime.sealing import KeyMissing, Keyring
 from guichet_runtime.secrets import Environment, MissingSecret, required_secret
-from tests.deploy.support import of_kind, settings_class
+from tests.deploy.support import environments, of_kind, settings_class, settings_from
 
 #: A valid value for any secret variable (ACCESS_CODE_KEY wants base64 of 32 bytes).
 DUMMY = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 #: The secrets only the platform needs (Kafka's and the database's passwords), per feature.
 PLATFORM = {"KAFKA_SASL_PASSWORD", "DATABASE_PASSWORD"}
-
-
-def environments(resources) -> dict[str, tuple[dict[str, str], dict[str, tuple[str, str]]]]:
-    """Deployment -> (variables without the Secrets, variable -> (Secret, key))."""
-    configs = {c["metadata"]["name"]: c["data"] for c in of_kind(resources, "ConfigMap")}
-    result = {}
-    for deployment in of_kind(resources, "Deployment"):
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        plain: dict[str, str] = {}
-        for source in container.get("envFrom", []):
-            plain |= configs[source["configMapRef"]["name"]]
-        secrets: dict[str, tuple[str, str]] = {}
-        for env in container.get("env", []):
-            ref = env.get("valueFrom", {})
-            if "secretKeyRef" in ref:
-                secrets[env["name"]] = (ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
-            elif "configMapKeyRef" in ref:
-                plain[env["name"]] = configs[ref["configMapKeyRef"]["name"]][
-                    ref["configMapKeyRef"]["key"]
-                ]
-            else:
-                plain[env["name"]] = env["value"]
-        result[deployment["metadata"]["name"]] = (plain, secrets)
-    return result
 
 
 def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
@@ -77,12 +54,17 @@ def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
             except KeyMissing:
                 missing.append("ACCESS_CODE_KEY")
         if name == "intake":  # the key-encryption key of the citizens' data keys
-            from intake.bootstrap import personal_data_kek
+            from intake.bootstrap import inbound_listener, personal_data_kek
 
             try:
                 personal_data_kek(settings)
             except MissingSecret:
                 missing.append("PERSONAL_DATA_KEK")
+            if settings.inbound_smtp_port is not None:  # the citizens' email replies
+                try:
+                    inbound_listener(MagicMock(startup=[], workers=[], shutdown=[]), settings)
+                except MissingSecret:
+                    missing.append("REPLY_ADDRESS_KEY")
         if name != "notification":  # the services keeping an audit trail
             try:
                 required_secret(
@@ -98,22 +80,6 @@ def refuses_to_start(name: str, settings: Any, tmp: Path) -> list[str]:
         if missing_secret_problem(settings, adapter.declaration.asynchronous):
             missing.append("CALLBACK_SECRET")
     return missing
-
-
-def settings_from(name: str, variables: dict[str, str], monkeypatch) -> Any:
-    with monkeypatch.context() as patch:
-        for variable in (
-            "ENVIRONMENT",
-            "SECRET_KEY",
-            "ACCESS_CODE_KEY",
-            "CALLBACK_SECRET",
-            "AUDIT_ANCHOR_KEY",
-            "PERSONAL_DATA_KEK",
-        ):
-            patch.delenv(variable, raising=False)
-        for variable, value in variables.items():
-            patch.setenv(variable, value)
-        return settings_class(name)()
 
 
 def test_every_secret_a_process_requires_comes_from_a_secret(overlay, monkeypatch, tmp_path):
@@ -143,6 +109,7 @@ def test_every_secret_a_process_requires_comes_from_a_secret(overlay, monkeypatc
         "CALLBACK_SECRET",
         "AUDIT_ANCHOR_KEY",
         "PERSONAL_DATA_KEK",
+        "REPLY_ADDRESS_KEY",
     }
 
 

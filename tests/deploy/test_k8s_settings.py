@@ -27,9 +27,19 @@ def settings(resources: tuple[dict[str, Any], ...]) -> dict[str, dict[str, str]]
     return result
 
 
-def ingress_peers(resources: tuple[dict[str, Any], ...], name: str) -> list[dict[str, Any]]:
+def ingress_peers(
+    resources: tuple[dict[str, Any], ...], name: str, port: int
+) -> list[dict[str, Any]]:
+    """Who the workload's own policy lets reach `port` (its HTTP port: X-Forwarded-For is
+    read there only; intake's inbound SMTP has a rule of its own, tests/deploy/
+    test_k8s_inbound_mail.py)."""
     (policy,) = [p for p in of_kind(resources, "NetworkPolicy") if p["metadata"]["name"] == name]
-    return [peer for rule in policy["spec"]["ingress"] for peer in rule["from"]]
+    return [
+        peer
+        for rule in policy["spec"]["ingress"]
+        if {"protocol": "TCP", "port": port} in rule["ports"]
+        for peer in rule["from"]
+    ]
 
 
 def test_intake_and_the_web_trust_the_pod_network_their_callers_come_from(overlay):
@@ -49,11 +59,11 @@ def test_intake_and_the_web_trust_the_pod_network_their_callers_come_from(overla
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}
     }
     readers = [pod(name) for name in key_readers(k8s.deployed_agencies())]
-    assert ingress_peers(overlay, "intake") == [pod("web"), *readers, controller]
+    assert ingress_peers(overlay, "intake", 8000) == [pod("web"), *readers, controller]
     assert {"assignment", "notification", "adapter-caf"} <= set(
         key_readers(k8s.deployed_agencies())
     )
-    assert ingress_peers(overlay, "web") == [controller]
+    assert ingress_peers(overlay, "web", 8003) == [controller]
     others = set(found) - {"intake", "web"}
     assert all("TRUSTED_PROXIES" not in found[name] for name in others)
 

@@ -32,6 +32,7 @@ import pytest
 
 from devstack.stack import AGENCIES, Ports, Stack
 from shared_models.catalogue import DEFAULT_CATALOGUE
+from tests.e2e import sealing_support
 from tests.e2e.auth_support import Tokens
 from tests.e2e.pages_support import AXE, CHROMIUM, SHOTS, every_office, new_page
 from tests.e2e.support import ANTS_LINE, BACKENDS, shared_catalogue_path
@@ -53,7 +54,9 @@ SHARED_ENV = {
 def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:
     """Every service on `backend`, the four agencies and the ANTS (adapter and simulator each),
     the shipped catalogue plus the ANTS's life event (`shared_catalogue_path`), the web and
-    the services trusting the session's Keycloak (OIDC), with SHARED_ENV."""
+    the services trusting the session's Keycloak (OIDC), with SHARED_ENV; personal data sealed
+    with the citizens' keys as in production (tests read the fields through
+    `tests.e2e.sealing_support`)."""
     catalogue = shared_catalogue_path(workdir)
     catalogue.write_text(
         DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE, encoding="utf-8"
@@ -66,7 +69,9 @@ def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
         postgres=postgres,
         extra_env={**SHARED_ENV, "GUICHET_CATALOGUE": str(catalogue)},
         oidc_issuers=keycloak.issuers,
+        personal_data_sealing=True,  # as in production: personal fields sealed on the topics
     )
+    sealing_support.register(st)
     st.start()
     return st
 

@@ -18,6 +18,7 @@ from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
 from tests.deadline import time_left
+from tests.e2e.sealing_support import opener_for
 
 if TYPE_CHECKING:
     from tests.e2e.auth_support import Tokens
@@ -154,10 +155,13 @@ async def read_topic(
     bootstrap: str, topic: str, wanted: Callable[[list[dict]], bool], timeout: float = 30
 ) -> list[dict]:
     """Records of `topic` from the beginning (headers decoded, body parsed as JSON when it
-    is), polled until `wanted(records)` holds."""
+    is, its sealed personal fields opened when the topic is a sealed stack's), polled until
+    `wanted(records)` holds."""
     import uuid
 
     from aiokafka import AIOKafkaConsumer
+
+    opener = opener_for(topic)
 
     consumer = AIOKafkaConsumer(
         topic,
@@ -177,12 +181,11 @@ async def read_topic(
                         body = json.loads(r.value)
                     except ValueError:
                         body = r.value
+                    headers = {k: v.decode() for k, v in r.headers}
+                    if opener is not None:
+                        body = await opener.opened(body, headers.get("event_type"))
                     records.append(
-                        {
-                            "key": r.key.decode() if r.key else None,
-                            "body": body,
-                            **{k: v.decode() for k, v in r.headers},
-                        }
+                        {"key": r.key.decode() if r.key else None, "body": body, **headers}
                     )
             return records if wanted(records) else None
 

@@ -20,6 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_admin.audit import verify_database
+from tests.e2e.sealing_support import opened_column
 from tests.e2e.support import (
     BACKENDS,
     answered_view,
@@ -53,17 +54,23 @@ async def copies_erased(stack: Stack, file_id: str) -> bool:
         "SELECT citizen, description, citizen_key FROM files WHERE file_id = :f",
         f=file_id,
     )
-    # JSON columns: decoded by PostgreSQL's driver, JSON text on SQLite.
+    # JSON columns: decoded by PostgreSQL's driver, JSON text on SQLite; sealed with the
+    # citizen's key until erased (the shared stacks seal, as production does): opened as
+    # assignment would open them.
     decoded = isinstance(assigned.citizen, dict)
     citizen = assigned.citizen if decoded else json.loads(assigned.citizen)
     description = assigned.description if decoded else json.loads(assigned.description)
+    citizen = await opened_column(stack, citizen, file_id)
+    description = await opened_column(stack, description, file_id)
     kept = await query(
         stack.database_urls["notification"],
         "SELECT count(*) AS n FROM notifications WHERE file_id = :f AND recipient IS NOT NULL",
         f=file_id,
     )
     return (
-        citizen["email"] is None
+        isinstance(citizen, dict)
+        and "email" in citizen
+        and citizen["email"] is None
         and citizen["given_name"] == "(effacé)"
         and description == ""
         and assigned.citizen_key == f"erased:{file_id}"

@@ -18,6 +18,7 @@ from aiokafka import AIOKafkaConsumer
 from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
 from shared_models import topics
+from tests.e2e.sealing_support import opener_for
 from tests.e2e.support import (
     answered_view,
     citizen_client,
@@ -83,7 +84,10 @@ async def files(stack, tokens) -> dict[str, dict]:
 
 
 async def records_of(stack: Stack, topic: str, file_id: str) -> list[dict]:
-    """The file's records on `topic`: event type, parsed body and the value's raw bytes."""
+    """The file's records on `topic`: event type, the body with its sealed personal fields
+    opened (what a service allowed to read them gets), `raw`: the same body serialised again
+    (what the probes look into), and `wire`: the value's bytes as they travelled."""
+    opener = opener_for(stack.namespace + topic)
     consumer = AIOKafkaConsumer(
         stack.namespace + topic,
         **client_options(stack.kafka_bootstrap),
@@ -100,11 +104,15 @@ async def records_of(stack: Stack, topic: str, file_id: str) -> list[dict]:
                 for r in part:
                     if r.key and r.key.decode() == file_id:
                         headers = {k: v.decode() for k, v in r.headers}
+                        body = json.loads(r.value)
+                        if opener is not None:
+                            body = await opener.opened(body, headers.get("event_type"))
                         mine.append(
                             {
                                 "event_type": headers.get("event_type"),
-                                "body": json.loads(r.value),
-                                "raw": r.value,
+                                "body": body,
+                                "raw": json.dumps(body, ensure_ascii=False).encode(),
+                                "wire": r.value,
                             }
                         )
             return mine or None
@@ -145,6 +153,8 @@ async def test_the_agency_request_topic_carries_only_what_the_policy_allows(stac
         assert request["citizen"][name] == given[name], name
     # Every other value the citizen gave is nowhere in the record's bytes, in any form.
     assert leaks(record["raw"], given, set(PROBED_FIELDS) - allowed) == [], agency
+    # As it travelled (sealed with Marie's key, as in production): no value in clear at all.
+    assert leaks(record["wire"], given, set(PROBED_FIELDS)) == [], agency
 
 
 async def test_every_adapter_still_answers_from_the_minimised_requests(stack, files, tokens):

@@ -143,3 +143,19 @@ async def test_a_tampered_sealed_field_goes_to_the_dead_letter_topic(harness):
     assert harness.handled == []
     [letter] = harness.dead_letters
     assert letter["dlq_reason"].startswith("données personnelles illisibles")
+
+
+async def test_a_record_that_is_not_json_goes_to_the_dead_letter_topic_and_the_next_is_handled(
+    harness,
+):
+    """Sealing on, as in production: a body that does not even parse is dead-lettered as an
+    invalid event, as without sealing, rather than retried for ever (the partition stuck)."""
+    event = file_submitted()
+    _, payload = await sealed(harness, event)
+
+    await harness.publish('{"file_id": "GU-CASSE", "life_event": 42')
+    await harness.publish(payload)
+
+    [letter] = harness.dead_letters
+    assert letter["dlq_reason"].startswith("événement invalide")
+    assert harness.handled == [event]

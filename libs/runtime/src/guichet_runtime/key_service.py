@@ -17,7 +17,8 @@ import time
 
 import httpx
 
-from guichet_runtime.personal_data import KeyShredded, KeyUnavailable
+from guichet_runtime.personal_data import KeyShredded, KeyUnavailable, KeyUnknown
+from guichet_runtime.refusals import RefusalKind
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,9 @@ class KeyServiceClient:
         self.fetched = 0
 
     async def fetch(self, key_id: str) -> bytes:
-        """The key; KeyShredded on 410; KeyUnavailable otherwise (retried by the consumer)."""
+        """The key; KeyShredded on 410; KeyUnknown when intake says it has no such key (a
+        404 with its refusal, not a 404 of a wrong URL: a misconfigured service waits rather
+        than dead-letters); KeyUnavailable otherwise (retried by the consumer)."""
         for attempt in (1, 2):
             token = await self._credentials.token()
             try:
@@ -88,8 +91,21 @@ class KeyServiceClient:
                 continue
             if response.status_code == 410:
                 raise KeyShredded(key_id)
+            if _no_such_key(response):
+                raise KeyUnknown(f"data key {key_id} unknown to the key service")
             if response.status_code != 200:
                 raise KeyUnavailable(f"key service answered {response.status_code} for {key_id}")
             self.fetched += 1
             return base64.b64decode(response.json()["key"])
         raise KeyUnavailable("key service refused this service's token")
+
+
+def _no_such_key(response: httpx.Response) -> bool:
+    """Intake's own refusal of an unknown key: a 404 whose body is a NOT_FOUND refusal."""
+    if response.status_code != 404:
+        return False
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and body.get("kind") == RefusalKind.NOT_FOUND.value

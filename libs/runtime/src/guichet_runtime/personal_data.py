@@ -64,6 +64,12 @@ class CannotOpen(Exception):
     """A sealed value was altered, or sealed for another file or with another key."""
 
 
+class KeyUnknown(CannotOpen):
+    """The key service does not know this key id (never made, or a forged or corrupted id):
+    what it sealed can never be opened, so a record carrying it is dead-lettered rather
+    than retried for ever."""
+
+
 class PersonalDataErased(Exception):
     """An event whose personal fields were sealed with a shredded key."""
 
@@ -277,7 +283,10 @@ class PersonalData:
         fields = personal_fields(cls)
         if not fields:
             return cls.model_validate_json(body), None
-        data = json.loads(body)
+        try:
+            data = json.loads(body)
+        except ValueError:  # not JSON at all: pydantic says so (ValidationError), as unsealed
+            return cls.model_validate_json(body), None
         if not isinstance(data, dict):
             return cls.model_validate(data), None
         file_id = str(data.get("file_id", ""))

@@ -11,7 +11,8 @@ it records through the same database engine as the routes). For each mail:
 - the text (text/plain, without the quoted previous message) and the attachments go to
   the citizen space's use case (`commands.thread.write_to_referent`: the same checks,
   thread, timeline, `CitizenMessageReceived` with the answer-time promise), keyed by the
-  mail's Message-ID so a delivery retried by the sender's server records it once;
+  mail's Message-ID (or, without one, a digest of its content) so a delivery retried by
+  the sender's server records it once; an HTML-only mail gives its HTML's text;
 - a refusal the citizen should know about (no text, an attachment refused) is a 550 with
   the short French reason (ASCII), which their mail server returns to them as a bounce;
 - the replies count on the file's quota of messages, the space's (`citizen_messages_per_file`):
@@ -42,7 +43,7 @@ from guichet_runtime.reply_address import file_of
 from intake.commands.thread import WriteToReferent, write_to_referent
 from intake.domain import MAX_DOCUMENT_BYTES
 from intake.domain.promise import DEFAULT_WORKING_DAYS
-from intake.domain.replies import reply_attachments, reply_key, reply_text, smtp_text
+from intake.domain.replies import reply_attachments, reply_key_of, reply_text, smtp_text
 from intake.domain.thread import MAX_ATTACHMENTS
 from intake.views.own import citizen_contact
 
@@ -121,10 +122,9 @@ class InboundReplies:
         file_id = file_of(envelope.rcpt_tos[0], self.settings.key, self.settings.domain)
         if file_id is None:  # checked at RCPT TO already
             return UNKNOWN_ADDRESS
-        raw = envelope.original_content or envelope.content or b""
-        mail: Any = BytesParser(policy=policy.default).parsebytes(
-            raw if isinstance(raw, bytes) else raw.encode()
-        )
+        content = envelope.original_content or envelope.content or b""
+        raw = content if isinstance(content, bytes) else content.encode()
+        mail: Any = BytesParser(policy=policy.default).parsebytes(raw)
         assert isinstance(mail, EmailMessage)
         contact = await citizen_contact(self.uow(), file_id)
         if contact is None:
@@ -145,7 +145,7 @@ class InboundReplies:
             file_id,
             text,
             uploads,
-            reply_key(file_id, mail.get("Message-ID")),
+            reply_key_of(file_id, mail, raw),
             self.settings.promise_working_days,
             self.settings.clock.now(),
             by_email=True,

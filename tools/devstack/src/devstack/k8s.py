@@ -12,7 +12,6 @@ network policies, the Ingress) lives next to them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,21 @@ from devstack.k8s_identity import (
 from devstack.k8s_kafka import KAFKA_BOOTSTRAP, KAFKA_CA_SECRET, kafka_topic, kafka_user
 from devstack.k8s_keda import keda_scaling
 from devstack.k8s_keys import reads_personal_data, with_key_service
+from devstack.k8s_mail import (
+    receives_replies,
+    relay_ingress,
+    reply_config,
+    signs_reply_addresses,
+    smtp_container_port,
+    smtp_service,
+)
 from devstack.k8s_pods import JOB_RESOURCES, RESOURCES, RESOURCES_NOTE, probe, security_context
 from devstack.k8s_postgres import NOTE as PG_NOTE
 from devstack.k8s_postgres import cluster, database_url, migration_env, runtime_secret
+from devstack.k8s_workload import Workload, labels
 from shared_models import topics, topology
 
 IMAGE = "guichet-unique"
-PART_OF = "guichet-unique"
 #: Placeholder of an agency's or a provider's address range (TEST-NET-3, RFC 5737): replace it.
 EXTERNAL_CIDR = "203.0.113.0/24"
 #: Placeholder of the cluster's pod network (kind's and flannel's default): replace it with
@@ -52,64 +59,36 @@ ADAPTER_PORTS = {"caf": 8011, "dgfip": 8012, "france_travail": 8013, "cpam": 801
 ASYNCHRONOUS_AGENCIES = {"france_travail"}  # they call back: CALLBACK_BASE_URL, ingress from them
 
 
-@dataclass
-class Workload:
-    """One Deployment of the system and what it needs around it."""
-
-    name: str
-    port: int
-    command: list[str]
-    component: str  # service | adapter
-    settings: dict[str, str] = field(default_factory=dict)
-    secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # env -> (secret, key)
-    database: str | None = None  # database and run-time role name (devstack.k8s_postgres)
-    migrations: str | None = None  # package whose migrations the Job runs
-    kafka: bool = True
-    ingress_from_controller: bool = False
-    ingress_from: list[str] = field(default_factory=list)  # workloads calling this one
-    egress_to: list[tuple[str, int]] = field(default_factory=list)  # (workload, port)
-    external_egress: list[int] = field(default_factory=list)  # ports on EXTERNAL_CIDR
-    external_ingress: bool = False  # an agency calls back
-    scaling: tuple[int, int] | None = None  # KEDA (min, max) replicas
-    identity: dict[str, str] = field(default_factory=dict)  # env -> key (devstack.k8s_identity)
-
-
-def labels(name: str, component: str) -> dict[str, str]:
-    return {
-        "app.kubernetes.io/name": name,
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/part-of": PART_OF,
-    }
-
-
 def core_workloads() -> list[Workload]:
     return with_key_service(
         deployed_agencies(),
         [
-            Workload(
-                name="intake",
-                port=8000,
-                command=["intake"],
-                component="service",
-                database="intake",
-                migrations="intake",
-                # The client is read from X-Forwarded-For when the web or the Ingress calls.
-                settings={
-                    "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
-                    # Crypto-shredding (docs/data-protection.md), as the default says: stated.
-                    "PERSONAL_DATA_SEALING": "true",
-                },
-                secrets={
-                    "ACCESS_CODE_KEY": ("access-code-key", "key"),
-                    # Signs the audit trail's daily anchors (docs/data-protection.md).
-                    "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
-                    # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
-                    "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
-                },
-                identity=VERIFIER_KEYS,
-                ingress_from_controller=True,
-                ingress_from=["web"],
-                scaling=(2, topics.PARTITIONS),
+            receives_replies(  # the citizens' email replies (devstack.k8s_mail)
+                Workload(
+                    name="intake",
+                    port=8000,
+                    command=["intake"],
+                    component="service",
+                    database="intake",
+                    migrations="intake",
+                    # The client is read from X-Forwarded-For when the web or the Ingress calls.
+                    settings={
+                        "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
+                        # Crypto-shredding (docs/data-protection.md), as the default says: stated.
+                        "PERSONAL_DATA_SEALING": "true",
+                    },
+                    secrets={
+                        "ACCESS_CODE_KEY": ("access-code-key", "key"),
+                        # Signs the audit trail's daily anchors (docs/data-protection.md).
+                        "AUDIT_ANCHOR_KEY": ("intake-audit-anchor", "key"),
+                        # Wraps the citizens' data keys (crypto-shredding, docs/data-protection.md).
+                        "PERSONAL_DATA_KEK": ("personal-data-kek", "key"),
+                    },
+                    identity=VERIFIER_KEYS,
+                    ingress_from_controller=True,
+                    ingress_from=["web"],
+                    scaling=(2, topics.PARTITIONS),
+                )
             ),
             Workload(
                 name="assignment",
@@ -123,23 +102,25 @@ def core_workloads() -> list[Workload]:
                 ingress_from=["web"],
                 scaling=(2, topics.PARTITIONS),
             ),
-            Workload(
-                name="notification",
-                port=8002,
-                command=["notification"],
-                component="service",
-                settings={
-                    "SMTP_HOST": "smtp.example.gouv.fr",
-                    "SMTP_PORT": "25",
-                    "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
-                    "POSTAL_URL": "https://courrier.example.gouv.fr",
-                    "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
-                },
-                database="notification",
-                migrations="notification",
-                secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
-                external_egress=[25, 443],
-                scaling=(2, topics.PARTITIONS),
+            signs_reply_addresses(  # the Reply-To of a référent's message
+                Workload(
+                    name="notification",
+                    port=8002,
+                    command=["notification"],
+                    component="service",
+                    settings={
+                        "SMTP_HOST": "smtp.example.gouv.fr",
+                        "SMTP_PORT": "25",
+                        "SMS_GATEWAY_URL": "https://sms.example.gouv.fr",
+                        "POSTAL_URL": "https://courrier.example.gouv.fr",
+                        "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
+                    },
+                    database="notification",
+                    migrations="notification",
+                    secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
+                    external_egress=[25, 443],
+                    scaling=(2, topics.PARTITIONS),
+                )
             ),
             Workload(
                 name="web",
@@ -218,6 +199,10 @@ def env_of(w: Workload) -> list[dict[str, Any]]:
     for name, (secret, key) in secret_env.items():
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
     env += identity_env(w.identity)
+    env += [
+        {"name": name, "valueFrom": {"configMapKeyRef": {"name": config, "key": key}}}
+        for name, (config, key) in w.shared_settings.items()
+    ]
     if w.database:
         url = database_url(w.database, w.database, "DATABASE_PASSWORD")
         env.append({"name": "DATABASE_URL", "value": url})
@@ -269,7 +254,8 @@ def deployment(w: Workload) -> dict[str, Any]:
         "name": w.name,
         "image": IMAGE,
         "command": [*w.command, "--host", "0.0.0.0", "--port", str(w.port)],
-        "ports": [{"name": "http", "containerPort": w.port, "protocol": "TCP"}],
+        "ports": [{"name": "http", "containerPort": w.port, "protocol": "TCP"}]
+        + ([smtp_container_port(w.smtp_port)] if w.smtp_port else []),
         "envFrom": [{"configMapRef": {"name": f"{w.name}-settings"}}],
         "env": env_of(w),
         "resources": RESOURCES,
@@ -362,6 +348,8 @@ def network_policy(w: Workload) -> dict[str, Any]:
         peers.append({"ipBlock": {"cidr": EXTERNAL_CIDR}})
     if peers:
         ingress.append({"from": peers, "ports": port})
+    if w.smtp_port:  # the mail relay, on the SMTP port only
+        ingress.append(relay_ingress(w.smtp_port))
     egress: list[dict[str, Any]] = [
         {
             "to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": target}}}],
@@ -435,6 +423,8 @@ def workload_resources(w: Workload) -> list[dict[str, Any]]:
         },
         network_policy(w),
     ]
+    if w.smtp_port:
+        resources.insert(4, smtp_service(w))
     if w.migrations:
         resources.append(migration_job(w))
     return resources + scaling(w)
@@ -464,6 +454,7 @@ def render() -> dict[str, str]:
     databases = {w.name: w.database for w in core_workloads() if w.database}
     databases |= {f"adapter-{a.replace('_', '-')}": f"adapter_{a}" for a in agencies}
     files["base/postgres/cluster.yaml"] = dump([cluster(databases)], PG_NOTE)
+    files["base/common/reply-addresses.yaml"] = dump([reply_config()])
     for w in core_workloads():
         files[f"base/{w.name}/{w.name}.yaml"] = dump(workload_resources(w), RESOURCES_NOTE)
     core_topics = [kafka_topic(n, p) for n, p in all_topics.items() if n not in owned_by_adapters]

@@ -13,7 +13,7 @@ from devstack.k8s_identity import KEY_READER_KEYS, VERIFIER_KEYS
 from shared_models import topics
 
 if TYPE_CHECKING:
-    from devstack.k8s import Workload
+    from devstack.k8s_workload import Workload
 
 #: intake's HTTP port: its key service serves the citizens' data keys.
 INTAKE_PORT = 8000

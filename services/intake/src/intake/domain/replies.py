@@ -4,8 +4,15 @@ allows"): what of the mail becomes the message. Pure rules, no I/O.
 The text is the text/plain part without the quoted previous message (the lines starting
 with ">" and everything from the line introducing the quote: "Le … a écrit :", "On … wrote:",
 "-----Original Message-----", "-------- Message d'origine --------", an Outlook "De : …"
-followed by "Envoyé : …"). The attachments are handed as received to the same checks as
-the citizen space's (`thread.checked_attachments`)."""
+followed by "Envoyé : …"). A mail with no text/plain part (some webmails and phones send
+HTML only) gives the text of its HTML part, read with Beautiful Soup: the quote's blocks
+(`<blockquote>`, Gmail's `gmail_quote`, Outlook's `divRplyFwdMsg` and what follows it,
+Yahoo's `yahoo_quoted`) removed first, then the same line rules. The attachments are handed
+as received to the same checks as the citizen space's (`thread.checked_attachments`).
+
+The idempotency key is the mail's Message-ID. A mail without one (rare: most mail servers
+add it) is keyed by a digest of its Date, From, Subject and body, which a sender's server
+retrying the same delivery sends again unchanged."""
 
 from __future__ import annotations
 
@@ -13,6 +20,8 @@ import hashlib
 import re
 import unicodedata
 from email.message import EmailMessage
+
+from bs4 import BeautifulSoup
 
 from intake.domain.thread import Upload
 
@@ -55,13 +64,44 @@ def without_quote(text: str) -> str:
     return "\n".join(kept).strip()
 
 
+#: The HTML blocks mail programs put the quoted previous message in.
+_QUOTE_BLOCKS = "blockquote, .gmail_quote, .yahoo_quoted, #divRplyFwdMsg, #appendonsend"
+#: Outlook's quote is not nested: its header block is followed by the old message.
+_QUOTE_FOLLOWS = ("divRplyFwdMsg", "appendonsend")
+_BLOCKS = "p, div, br, li, tr, h1, h2, h3, h4, h5, h6"
+_BREAK = "\x00"
+
+
+def text_of_html(html: str) -> str:
+    """The words of an HTML mail, one line per block, without the quote's blocks."""
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(["script", "style", "head", "title"]):
+        tag.decompose()
+    for marker in _QUOTE_FOLLOWS:
+        start = soup.find(id=marker)
+        if start is not None:
+            for later in list(start.find_all_next()):
+                later.decompose()
+    for block in soup.select(_QUOTE_BLOCKS):
+        block.decompose()
+    for block in soup.select(_BLOCKS):
+        block.insert_after(_BREAK)
+    # The source's own line ends are spaces; only the blocks end lines.
+    lines = (" ".join(line.split()) for line in soup.get_text().split(_BREAK))
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
 def reply_text(mail: EmailMessage) -> str:
-    """The text/plain part of the mail, without the quote ("" when it has none)."""
-    body = mail.get_body(preferencelist=("plain",))
-    if body is None:
+    """The text/plain part of the mail, else the text of its HTML part, without the quote
+    ("" when it has neither)."""
+    body = mail.get_body(preferencelist=("plain", "html"))
+    if body is None or body.get_payload(decode=True) is None:
         return ""
     content = body.get_content()
-    return without_quote(content if isinstance(content, str) else "")
+    text = content if isinstance(content, str) else ""
+    if body.get_content_type() == "text/html":
+        text = text_of_html(text)
+    return without_quote(text)
 
 
 def reply_attachments(mail: EmailMessage) -> list[Upload]:
@@ -80,6 +120,19 @@ def reply_key(file_id: str, message_id: str | None) -> str | None:
         return None
     digest = hashlib.sha256(f"{file_id}\0{message_id.strip()}".encode()).hexdigest()
     return REPLY_KEY_PREFIX + digest[:48]
+
+
+def reply_key_of(file_id: str, mail: EmailMessage, raw: bytes) -> str:
+    """The idempotency key of a received mail: its Message-ID's, or, without one, a digest
+    of its Date, From, Subject and body (`raw` after the header), so a retried delivery of
+    the same mail is still recorded once."""
+    key = reply_key(file_id, mail.get("Message-ID"))
+    if key is not None:
+        return key
+    body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")[2]
+    heads = "\0".join(str(mail.get(h, "")).strip() for h in ("Date", "From", "Subject"))
+    digest = hashlib.sha256(f"{file_id}\0{heads}\0".encode() + body).hexdigest()
+    return REPLY_KEY_PREFIX + "contenu:" + digest[:40]
 
 
 def smtp_text(text: str) -> str:
