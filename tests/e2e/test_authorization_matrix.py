@@ -266,3 +266,40 @@ def test_every_cell_of_the_matrix(world: Scenario):
                 )
     assert calls >= len(PRINCIPALS) * 40
     assert not problems, f"{len(problems)} cells wrong of {calls}:\n" + "\n".join(problems)
+
+
+#: A front-desk agent of another office (Marseille, FS-13-01), in the directory.
+FRONT_DESK_ELSEWHERE = "AG-13-01-2"
+ON_THE_PHONE = "Appel téléphonique de l'usager"
+
+
+def test_only_the_front_desk_of_the_referents_office_books_on_the_phone(world: Scenario):
+    """FILE_APPOINTMENTS beyond the cells: the front desk of another office is refused (403)
+    and an anonymous caller asked to log in (401) on file A's appointments, with a reason
+    stated; the front desk of the référent's office is let in, and without a reason gets
+    the French 422 that asks for one. Nothing is booked (a time that is never a slot)."""
+    url = f"{world.url('assignment')}/api/files/{world.file_a}/appointments"
+    body = {"starts_at": "2024-01-07T09:00:00+01:00", "access_reason": ON_THE_PHONE}
+    elsewhere = world.tokens.agent_id(FRONT_DESK_ELSEWHERE, roles=("guichet",))
+    for method, target, sent in (
+        ("GET", url, None),
+        ("GET", f"{url}/slots", None),
+        ("POST", url, body),
+        ("POST", f"{url}/{UNKNOWN_APPOINTMENT}/move", body),
+        ("POST", f"{url}/{UNKNOWN_APPOINTMENT}/cancel", {"access_reason": ON_THE_PHONE}),
+    ):
+        refused = httpx.request(method, target, json=sent, headers=elsewhere, timeout=15)
+        assert refused.status_code == 403, (target, refused.text)
+        assert refused.json()["message"] == "Vous n'avez pas accès à cette ressource."
+        anonymous = httpx.request(method, target, json=sent, timeout=15)
+        assert anonymous.status_code == 401, (target, anonymous.text)
+    office_desk = world.headers("front_desk")
+    card = httpx.get(url, headers=office_desk, timeout=15)
+    assert card.status_code == 200, card.text
+    assert card.json()["citizen"]["family_name"] == "Dupont"
+    unstated = httpx.post(
+        url, json={"starts_at": body["starts_at"]}, headers=office_desk, timeout=15
+    )
+    assert unstated.status_code == 422 and unstated.json()["field"] == "access_reason"
+    stated = httpx.post(url, json=body, headers=office_desk, timeout=15)
+    assert stated.status_code == 422 and stated.json()["field"] == "starts_at"

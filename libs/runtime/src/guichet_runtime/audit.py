@@ -70,6 +70,8 @@ class AuditAction(StrEnum):
     APPOINTMENT_MOVED = "file.appointment.moved"
     APPOINTMENT_CANCELLED = "file.appointment.cancelled"
     APPOINTMENTS_READ = "agent.appointments.read"  # an agent's day of meetings (names)
+    #: The front desk of the référent's office reads a file's appointments (citizen's name).
+    FILE_APPOINTMENTS_READ = "file.appointments.read"
     PORTFOLIO_READ = "agent.portfolio.read"  # citizens' names and files of an agent
     REGISTERED_FILES_READ = "agent.registered-files.read"  # the front desk's list (names)
     ABSENCE_DECLARED = "agent.absence.declared"

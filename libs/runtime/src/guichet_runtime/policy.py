@@ -46,7 +46,8 @@ class Policy(StrEnum):
     # from the one-time code
     FILE_READ = "file-read"  # the file's citizen, or one of the file's agents
     FILE_APPOINTMENTS = "file-appointments"  # the file's citizen (logged in as them, or with
-    # the one-time code's proof) or one of the file's agents: book, move, cancel a meeting
+    # the one-time code's proof), one of the file's agents, or a front-desk agent of the
+    # référent's office answering the citizen's call: book, move, cancel a meeting
     FILE_AGENTS = "file-agents"  # the file's agents: référent (or cover), the front-desk agent
     # who registered it, a supervisor of the référent's office
     FILE_REFERENT = "file-referent"  # the référent (or the agent covering them), as themselves
@@ -84,6 +85,8 @@ class Subject:
     agent_office: str | None = None  # that agent's office
     agency: str | None = None  # the agency a route speaks for (an adapter's)
     proved: bool = False  # a live proof from the file's one-time code came with the request
+    caller_office: str | None = None  # the calling agent's own office, from the directory
+    # (looked up only where a rule needs it: FILE_APPOINTMENTS)
     exists: bool = True  # False: the file or agent is unknown (-> 404 to a caller who may ask)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -186,6 +189,40 @@ def supervises_agent(principal: Principal, subject: Subject) -> bool:
     )
 
 
+def front_desk_of_files_office(principal: Principal, subject: Subject) -> bool:
+    """A front-desk agent of the office the file's référent belongs to: they answer the
+    citizen's calls there, so they may book, move or cancel the file's appointments (and
+    must say why: `answers_a_call`), and see nothing else of the file."""
+    file = subject.file
+    return (
+        file is not None
+        and file.office is not None
+        and is_front_desk(principal, subject)
+        and subject.caller_office == file.office
+    )
+
+
+def may_handle_appointments(principal: Principal, subject: Subject) -> bool:
+    """Book, move or cancel a file's meeting with its référent: the file's citizen, one of
+    the file's agents, or a front-desk agent of the référent's office."""
+    return (
+        speaks_as_citizen(principal, subject)
+        or is_file_agent(principal, subject.file)
+        or front_desk_of_files_office(principal, subject)
+    )
+
+
+def answers_a_call(principal: Principal, subject: Subject) -> bool:
+    """Only the front-desk office rule lets this caller in (they are not one of the file's
+    agents): each booking, move or cancellation states why (e.g. "Appel téléphonique de
+    l'usager"), and the reason goes to the audit trail."""
+    return (
+        front_desk_of_files_office(principal, subject)
+        and not speaks_as_citizen(principal, subject)
+        and not is_file_agent(principal, subject.file)
+    )
+
+
 def speaks_for_agency(principal: Principal, subject: Subject) -> bool:
     return (
         principal.kind is PrincipalKind.AGENCY
@@ -205,7 +242,7 @@ DECISIONS: dict[Policy, Decision] = {
     Policy.SUBMIT_FILE: lambda p, s: p.kind not in (PrincipalKind.AGENCY, PrincipalKind.SERVICE),
     Policy.FILE_CITIZEN: speaks_as_citizen,
     Policy.FILE_READ: lambda p, s: speaks_as_citizen(p, s) or is_file_agent(p, s.file),
-    Policy.FILE_APPOINTMENTS: lambda p, s: speaks_as_citizen(p, s) or is_file_agent(p, s.file),
+    Policy.FILE_APPOINTMENTS: may_handle_appointments,
     Policy.FILE_AGENTS: lambda p, s: is_file_agent(p, s.file),
     Policy.FILE_REFERENT: lambda p, s: is_files_referent(p, s.file),
     Policy.FILE_SUPERVISOR: lambda p, s: supervises_file(p, s.file),

@@ -44,9 +44,11 @@ async def _referent(uow: UnitOfWork, agent_id: str) -> tuple[Place, dict[str, An
 
 
 async def file_appointments(uow: UnitOfWork, file_id: str, now: dt.datetime) -> dict[str, Any]:
-    """The file's référent, its upcoming appointment and every appointment, newest first."""
+    """The file's référent, its citizen's name (whom the agent on the phone books for), its
+    upcoming appointment and every appointment, newest first."""
     async with uow:
         file = await file_row(uow, file_id)
+        citizen = await citizen_of(uow, file)
         rows = (
             await uow.conn.execute(
                 sa.select(appointments, agents.c.name.label("agent_name"))
@@ -69,6 +71,7 @@ async def file_appointments(uow: UnitOfWork, file_id: str, now: dt.datetime) -> 
     ]
     return {
         "referent": referent,
+        "citizen": {"given_name": citizen.given_name, "family_name": citizen.family_name},
         "upcoming": upcoming[-1] if upcoming else None,
         "appointments": listed,
     }

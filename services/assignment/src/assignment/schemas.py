@@ -61,6 +61,14 @@ class DepartureIn(BaseModel):
     )
 
 
+#: The reason an agent gives for acting on the file's appointments (the audit trail's).
+ACCESS_REASON = (
+    "Pourquoi l'agent agit (par exemple « Appel téléphonique de l'usager »), conservé dans le "
+    "journal d'audit ; obligatoire pour un agent d'accueil du bureau du référent qui n'a pas "
+    "enregistré le dossier."
+)
+
+
 class SlotIn(BaseModel):
     """The slot the citizen (or an agent for them) books or moves an appointment to."""
 
@@ -70,6 +78,7 @@ class SlotIn(BaseModel):
         description="Début du créneau choisi, avec son fuseau (tel que la liste des créneaux "
         "libres le donne)."
     )
+    access_reason: str | None = Field(default=None, max_length=1000, description=ACCESS_REASON)
 
 
 class CancellationIn(BaseModel):
@@ -80,3 +89,4 @@ class CancellationIn(BaseModel):
         max_length=500,
         description="Motif de l'annulation, facultatif (transmis à l'usager si un agent annule).",
     )
+    access_reason: str | None = Field(default=None, max_length=1000, description=ACCESS_REASON)

@@ -41,12 +41,17 @@ class BackendError(Exception):
     """A service refused the request; `message` and `errors` are already in French."""
 
     def __init__(
-        self, status: int, message: str, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        message: str,
+        errors: list[dict[str, str]] | None = None,
+        field: str | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors or []
+        self.field = field  # the field a refusal names, when it names one
 
 
 class ForwardClientAddress:
@@ -120,7 +125,13 @@ async def _json(response: httpx.Response, ok: tuple[int, ...] = (200, 201, 202))
         response.status_code,
         message or "Le service est momentanément indisponible. Réessayez dans quelques instants.",
         body.get("errors") if isinstance(body, dict) else None,
+        body.get("field") if isinstance(body, dict) else None,
     )
+
+
+def with_reason(body: dict[str, Any], access_reason: str | None) -> dict[str, Any]:
+    """The body, with the agent's reason for acting when they gave one."""
+    return body if access_reason is None else {**body, "access_reason": access_reason}
 
 
 class Backend:
@@ -333,21 +344,33 @@ class Backend:
         url = f"/api/files/{file_id}/appointments/slots"
         return await _json(await self.assignment.get(url, params=params or None))
 
-    async def book_appointment(self, file_id: str, starts_at: str) -> dict:
-        """Book one of the offered slots; 409 when someone took it first."""
+    async def book_appointment(
+        self, file_id: str, starts_at: str, access_reason: str | None = None
+    ) -> dict:
+        """Book one of the offered slots; 409 when someone took it first. `access_reason`:
+        why the agent books (the front desk of the référent's office must say)."""
         url = f"/api/files/{file_id}/appointments"
-        return await _json(await self.assignment.post(url, json={"starts_at": starts_at}))
+        body = with_reason({"starts_at": starts_at}, access_reason)
+        return await _json(await self.assignment.post(url, json=body))
 
-    async def move_appointment(self, file_id: str, appointment_id: str, starts_at: str) -> dict:
+    async def move_appointment(
+        self, file_id: str, appointment_id: str, starts_at: str, access_reason: str | None = None
+    ) -> dict:
         """The appointment moved to another slot: the new one (its own id) comes back."""
         url = f"/api/files/{file_id}/appointments/{appointment_id}/move"
-        return await _json(await self.assignment.post(url, json={"starts_at": starts_at}))
+        body = with_reason({"starts_at": starts_at}, access_reason)
+        return await _json(await self.assignment.post(url, json=body))
 
     async def cancel_appointment(
-        self, file_id: str, appointment_id: str, reason: str | None
+        self,
+        file_id: str,
+        appointment_id: str,
+        reason: str | None,
+        access_reason: str | None = None,
     ) -> dict:
         url = f"/api/files/{file_id}/appointments/{appointment_id}/cancel"
-        return await _json(await self.assignment.post(url, json={"reason": reason}))
+        body = with_reason({"reason": reason}, access_reason)
+        return await _json(await self.assignment.post(url, json=body))
 
     async def agent_appointments(self, agent_id: str, day: dt.date | None = None) -> dict:
         """The agent's booked appointments of a day (assignment's today unless `day`)."""

@@ -43,6 +43,8 @@ LABELS = {
     "agency": "Organisme destinataire",
     "starts_at": "Créneau du rendez-vous",
     "cancel_reason": "Motif de l'annulation",
+    "access_reason": "Motif de votre intervention",
+    "cancel_access_reason": "Motif de votre intervention",
 }
 CITIZEN_FIELDS = (
     "given_name",

@@ -226,6 +226,7 @@ async def _announce_booked(
     row: sa.Row,
     who: Principal,
     rescheduled_from: dt.datetime | None = None,
+    stated: str | None = None,
 ) -> None:
     side, agent_id = side_of(who)
     uow.emit(
@@ -249,15 +250,22 @@ async def _announce_booked(
             who,
             action,
             file_id=file.file_id,
+            reason=stated,
             appointment=row.appointment_id,
             starts_at=row.starts_at.isoformat(),
         )
 
 
 async def book(
-    uow: UnitOfWork, file_id: str, starts_at: dt.datetime, who: Principal, cal: Calendar
+    uow: UnitOfWork,
+    file_id: str,
+    starts_at: dt.datetime,
+    who: Principal,
+    cal: Calendar,
+    stated: str | None = None,
 ) -> dict:
-    """Book the slot starting at `starts_at` with the file's référent."""
+    """Book the slot starting at `starts_at` with the file's référent (`stated`: why an
+    agent does it, for the audit trail)."""
     async with uow:
         file = await file_row(uow, file_id, lock=True)
         if file.referent_id is None:
@@ -267,7 +275,7 @@ async def book(
         place = await place_of(uow, file.referent_id)
         slot = await _offered(uow, place, starts_at, cal)
         row = await _insert(uow, file_id, place, slot, who)
-        await _announce_booked(uow, file, row, who)
+        await _announce_booked(uow, file, row, who, stated=stated)
         await uow.commit()
     return appointment_view(row, place.agent_name)
 
@@ -299,6 +307,7 @@ async def move(
     starts_at: dt.datetime,
     who: Principal,
     cal: Calendar,
+    stated: str | None = None,
 ) -> dict:
     """Move a booked appointment to another free slot of the same référent: the former slot
     is freed and the new one booked in one transaction (one confirmation)."""
@@ -325,7 +334,7 @@ async def move(
             )
         )
         row = await _insert(uow, file_id, place, slot, who, replaces=old)
-        await _announce_booked(uow, file, row, who, rescheduled_from=old.starts_at)
+        await _announce_booked(uow, file, row, who, old.starts_at, stated)
         await uow.commit()
     return appointment_view(row, place.agent_name)
 
@@ -337,6 +346,7 @@ async def cancel(
     reason: str | None,
     who: Principal,
     now: dt.datetime,
+    stated: str | None = None,
 ) -> dict:
     """Cancel a booked appointment: the slot is free again and the citizen is told."""
     async with uow:
@@ -372,6 +382,7 @@ async def cancel(
                 who,
                 AuditAction.APPOINTMENT_CANCELLED,
                 file_id=file_id,
+                reason=stated,
                 appointment=appointment_id,
                 starts_at=old.starts_at.isoformat(),
             )

@@ -28,6 +28,19 @@ async def read_portfolio(uow: UnitOfWork, agent_id: str, who: Principal) -> dict
     return found
 
 
+async def read_file_appointments(
+    uow: UnitOfWork, file_id: str, now: dt.datetime, who: Principal, recorded: bool
+) -> dict[str, Any]:
+    """A file's appointments card (the citizen's name among them); the reading recorded
+    when `recorded` (the front desk of the référent's office, on the phone)."""
+    found = await appointment_views.file_appointments(uow, file_id, now)
+    if recorded:
+        async with uow:
+            audit.record(uow, who, AuditAction.FILE_APPOINTMENTS_READ, file_id=file_id)
+            await uow.commit()
+    return found
+
+
 async def file_audit_trail(uow: UnitOfWork, file_id: str, who: Principal) -> list[dict[str, Any]]:
     """The file's audit trail, oldest first, this reading included."""
     async with uow:

@@ -1,8 +1,10 @@
 """Appointments with the référent (issue 16 §3) on the pages: the citizen books, moves or
 cancels one from their file page; the référent does the same for the citizen (on the phone)
-from the file's page on the desk, and sees their day. Assignment decides who may and keeps
-slots from being booked twice: a refusal (a slot just taken, one no longer offered) comes
-back on the slots page in its own French words, nothing booked."""
+from the file's page on the desk, and sees their day; the front desk answering a citizen's
+call does it from the slots page itself (web.api.guichet_rendez_vous), stating why.
+Assignment decides who may and keeps slots from being booked twice: a refusal (a slot just
+taken, one no longer offered) comes back on the slots page in its own French words, nothing
+booked."""
 
 from __future__ import annotations
 
@@ -29,10 +31,18 @@ CHOOSE = "Choisissez un créneau parmi ceux proposés."
 
 @dataclass(frozen=True)
 class Side:
-    """Who books on the page: the citizen from their file, or an agent from the desk."""
+    """Who books on the page: the citizen from their file, an agent from the desk, or the
+    front desk on the phone (no file page: the slots page is theirs, and each action states
+    why, for the audit trail)."""
 
     base: str  # the file's page, under which the appointment's forms post
     for_agent: bool
+    front_desk: bool = False
+
+    @property
+    def home(self) -> str:
+        """Where a done booking, move or cancellation leads (its confirmation shown there)."""
+        return f"{self.base}/rendez-vous" if self.front_desk else f"{self.base}#rendez-vous"
 
 
 def citizen_side(file_id: str) -> Side:
@@ -60,10 +70,12 @@ async def slots_page(
     start: dt.date | None = None,
     error: str | None = None,
     status: int = 200,
+    errors: dict[str, str] | None = None,
+    values: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The référent's free slots, one fieldset per day; the form books one, or moves the
     file's upcoming appointment there. After a refusal: the slots as they are now, with
-    the message."""
+    the message (`error` next to the slots, or `errors` by field) and what was typed."""
     booked, offered = await asyncio.gather(
         backend.file_appointments(file_id), backend.appointment_slots(file_id, start)
     )
@@ -76,13 +88,15 @@ async def slots_page(
             "file_id": file_id,
             "side": side,
             "referent": offered.get("referent") or booked.get("referent"),
+            "citizen": booked.get("citizen"),
             "upcoming": booked.get("upcoming"),
             "slot_minutes": offered.get("slot_minutes"),
             "days": days,
             "message": offered.get("message"),  # why none is offered, when assignment says
             "later": later,
             "from_start": start is not None,
-            "errors": {"starts_at": error} if error else {},
+            "errors": {"starts_at": error} if error else (errors or {}),
+            "values": values or {},
         },
         status_code=status,
     )
@@ -107,34 +121,56 @@ async def book_or_move(
     appointment_id: str | None,
 ) -> Response:
     """Book the chosen slot (or move the appointment there); a refusal comes back on the
-    slots page, nothing booked nor moved."""
-    starts_at = str((await request.form()).get("starts_at", "") or "")
+    slots page, nothing booked nor moved (the front desk's reason kept)."""
+    form = await request.form()
+    starts_at = str(form.get("starts_at", "") or "")
+    # The front desk says why it acts (the audit trail's); the others need not.
+    stated = {"access_reason": str(form.get("access_reason", ""))} if side.front_desk else {}
     if not starts_at:
-        return await slots_page(request, backend, render, file_id, side, None, CHOOSE, 422)
+        return await slots_page(
+            request, backend, render, file_id, side, None, CHOOSE, 422, values=stated
+        )
     try:
         if appointment_id is None:
-            done = await backend.book_appointment(file_id, starts_at)
+            done = await backend.book_appointment(file_id, starts_at, **stated)
         else:
-            done = await backend.move_appointment(file_id, appointment_id, starts_at)
+            done = await backend.move_appointment(file_id, appointment_id, starts_at, **stated)
     except BackendError as refused:
         if refused.status not in (409, 422):
             raise
         message = refused.errors[0]["message"] if refused.errors else refused.message
+        field = "access_reason" if refused.field == "access_reason" else "starts_at"
         return await slots_page(
-            request, backend, render, file_id, side, None, message, refused.status
+            request,
+            backend,
+            render,
+            file_id,
+            side,
+            status=refused.status,
+            errors={field: message},
+            values=stated,
         )
     flash(request, booked_message(done, side, moved=appointment_id is not None))
-    return redirect(f"{side.base}#rendez-vous")
+    return redirect(side.home)
 
 
 def cancel_call(
-    backend: Backend, file_id: str, appointment_id: str, reason: str, side: Side
+    backend: Backend,
+    file_id: str,
+    appointment_id: str,
+    reason: str,
+    side: Side,
+    access_reason: str = "",
 ) -> Callable[[], Awaitable[dict]]:
-    """Cancel the appointment; a refusal names the reason's field (the one on the form)."""
+    """Cancel the appointment; a refusal names the reason's field (the one on the form).
+    The front desk also says why it acts (`access_reason`, for the audit trail)."""
+    stated = {"access_reason": access_reason} if side.front_desk else {}
 
     async def cancel() -> dict:
         try:
-            done = await backend.cancel_appointment(file_id, appointment_id, reason.strip() or None)
+            done = await backend.cancel_appointment(
+                file_id, appointment_id, reason.strip() or None, **stated
+            )
         except BackendError as refused:
             message = refused.errors[0]["message"] if refused.errors else refused.message
             refused.errors = [{"field": "cancel_reason", "message": message}]
