@@ -13,7 +13,8 @@ import json
 import pytest
 
 from assignment import scheduling
-from assignment.commands import absence_appointments, directory
+from assignment.commands import appointments as appointment_commands
+from assignment.commands import directory
 from guichet_runtime.auth.principal import Principal, PrincipalKind, Role
 from shared_models import AppointmentCancelled, topics
 from shared_models.wording import span_fr
@@ -224,7 +225,7 @@ async def test_nothing_is_half_written_when_the_absence_fails(calendar, monkeypa
     first = await book(calendar, calendar.file_id, "2027-03-03T10:00:00+01:00")
     other = await second_file(calendar)
     await book(calendar, other, "2027-03-04T10:00:00+01:00")
-    real = absence_appointments.citizen_of
+    real = appointment_commands.citizen_of
     calls = 0
 
     async def fails_on_the_second(uow, file):
@@ -234,7 +235,7 @@ async def test_nothing_is_half_written_when_the_absence_fails(calendar, monkeypa
             raise RuntimeError("the service died")
         return await real(uow, file)
 
-    monkeypatch.setattr(absence_appointments, "citizen_of", fails_on_the_second)
+    monkeypatch.setattr(appointment_commands, "citizen_of", fails_on_the_second)
     with pytest.raises(RuntimeError):
         await directory.declare_absence(
             calendar.db.uow(),
@@ -250,7 +251,7 @@ async def test_nothing_is_half_written_when_the_absence_fails(calendar, monkeypa
     assert [r.status for r in await calendar.db.rows("appointments")] == ["reserve", "reserve"]
     assert await calendar.db.rows("absences") == []
     assert await cancellations(calendar.db) == []
-    monkeypatch.setattr(absence_appointments, "citizen_of", real)
+    monkeypatch.setattr(appointment_commands, "citizen_of", real)
     # Declared again: both cancelled, once each.
     declared = await directory.declare_absence(
         calendar.db.uow(),

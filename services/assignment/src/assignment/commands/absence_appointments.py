@@ -18,14 +18,13 @@ import datetime as dt
 import sqlalchemy as sa
 
 from assignment import scheduling
-from assignment.commands.appointments import BOOKED, CANCELLED, appointment_of, file_row
-from assignment.personal_columns import citizen_of, file_seal
+from assignment.commands.appointments import BOOKED, cancel_booked, file_row
 from assignment.referents import referent_of
 from assignment.tables import appointments
 from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.clock import PARIS
-from guichet_runtime.db import UnitOfWork, utcnow
-from shared_models import AbsenceCancellation, AppointmentCancelled, AppointmentSide, topics
+from guichet_runtime.db import UnitOfWork
+from shared_models import AbsenceCancellation, AppointmentSide
 
 
 def moment_on(today: dt.date) -> dt.datetime:
@@ -66,41 +65,14 @@ async def cancel_appointments_during_absence(
     for row in found:
         if not scheduling.absence_cancels(row.starts_at, starts_on, ends_on, now):
             continue
-        marked = await uow.conn.execute(
-            appointments.update()
-            .where(
-                appointments.c.appointment_id == row.appointment_id,
-                appointments.c.status == BOOKED,
-            )
-            .values(
-                status=CANCELLED,
-                cancelled_by=AppointmentSide.AGENT.value,
-                cancelled_by_agent=by_agent,
-                cancel_reason=(await file_seal(uow, row.file_id)).seal(reason),
-                cancelled_at=utcnow(),
-            )
-        )
-        if marked.rowcount != 1:
-            continue  # cancelled or moved meanwhile
         file = await file_row(uow, row.file_id)
-        uow.emit(
-            topics.APPOINTMENTS,
-            AppointmentCancelled(
-                file_id=row.file_id,
-                appointment=appointment_of(row),
-                referent=await referent_of(uow, agent_id),
-                cancelled_by=AppointmentSide.AGENT,
-                cancelled_by_agent=by_agent,
-                reason=reason,
-                absence=AbsenceCancellation(
-                    starts_on=starts_on,
-                    ends_on=ends_on,
-                    book_again_with=(
-                        await referent_of(uow, file.referent_id) if file.referent_id else None
-                    ),
-                ),
-                citizen=await citizen_of(uow, file),
-            ),
+        again_with = await referent_of(uow, file.referent_id) if file.referent_id else None
+        absence = AbsenceCancellation(
+            starts_on=starts_on, ends_on=ends_on, book_again_with=again_with
         )
+        if not await cancel_booked(
+            uow, file, row, AppointmentSide.AGENT, by_agent, reason, absence
+        ):
+            continue  # cancelled or moved meanwhile
         cancelled += 1
     return cancelled

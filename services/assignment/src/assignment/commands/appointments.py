@@ -28,6 +28,7 @@ from guichet_runtime.auth.principal import Principal, PrincipalKind
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import (
+    AbsenceCancellation,
     Appointment,
     AppointmentBooked,
     AppointmentCancelled,
@@ -353,29 +354,8 @@ async def cancel(
         file = await file_row(uow, file_id, lock=True)
         old = await _booked_row(uow, file_id, appointment_id, now)
         side, agent_id = side_of(who)
-        await uow.conn.execute(
-            appointments.update()
-            .where(appointments.c.appointment_id == appointment_id)
-            .values(
-                status=CANCELLED,
-                cancelled_by=side.value,
-                cancelled_by_agent=agent_id,
-                cancel_reason=(await file_seal(uow, file_id)).seal(reason),
-                cancelled_at=utcnow(),
-            )
-        )
-        uow.emit(
-            topics.APPOINTMENTS,
-            AppointmentCancelled(
-                file_id=file_id,
-                appointment=appointment_of(old),
-                referent=await referent_of(uow, old.agent_id),
-                cancelled_by=side,
-                cancelled_by_agent=agent_id,
-                reason=reason,
-                citizen=await citizen_of(uow, file),
-            ),
-        )
+        if not await cancel_booked(uow, file, old, side, agent_id, reason):
+            raise Refused(RefusalKind.CONFLICT, NO_LONGER_BOOKED)  # moved meanwhile
         if side is AppointmentSide.AGENT:
             audit.record(
                 uow,
@@ -393,6 +373,49 @@ async def cancel(
         "status": CANCELLED,
         "cancelled_by": side.value,
     }
+
+
+async def cancel_booked(
+    uow: UnitOfWork,
+    file: sa.Row,
+    row: sa.Row,
+    side: AppointmentSide,
+    agent_id: str | None,
+    reason: str | None,
+    absence: AbsenceCancellation | None = None,
+) -> bool:
+    """Cancel the booked appointment `row` of `file` (only if still booked: False when it was
+    cancelled or moved meanwhile) and put its `AppointmentCancelled` in the outbox."""
+    marked = await uow.conn.execute(
+        appointments.update()
+        .where(
+            appointments.c.appointment_id == row.appointment_id,
+            appointments.c.status == BOOKED,
+        )
+        .values(
+            status=CANCELLED,
+            cancelled_by=side.value,
+            cancelled_by_agent=agent_id,
+            cancel_reason=(await file_seal(uow, file.file_id)).seal(reason),
+            cancelled_at=utcnow(),
+        )
+    )
+    if marked.rowcount != 1:
+        return False
+    uow.emit(
+        topics.APPOINTMENTS,
+        AppointmentCancelled(
+            file_id=file.file_id,
+            appointment=appointment_of(row),
+            referent=await referent_of(uow, row.agent_id),
+            cancelled_by=side,
+            cancelled_by_agent=agent_id,
+            reason=reason,
+            absence=absence,
+            citizen=await citizen_of(uow, file),
+        ),
+    )
+    return True
 
 
 def appointment_view(row: sa.Row, referent_name: str, reason: str | None = None) -> dict:
