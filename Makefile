@@ -57,12 +57,18 @@ test: lint audit
 	$(UV) run pytest -q -p no:cacheprovider --durations=15 \
 		tests/unit tests/deploy tests/test_*.py tests/adapters tests/devstack tests/tools \
 		> var/test-in-process.log 2>&1 & fast=$$!; \
-	$(UV) run pytest -q -p no:cacheprovider --durations=30 tests/e2e; slow=$$?; \
+	GUICHET_E2E_SHARD=2/2 $(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e \
+		> var/test-e2e-2.log 2>&1 & half=$$!; \
+	GUICHET_E2E_SHARD=1/2 $(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e; \
+	slow=$$?; \
+	wait $$half; other=$$?; \
 	wait $$fast; quick=$$?; \
+	echo "--- end-to-end, second half (PostgreSQL, and the modules with stacks of their own) ---"; \
+	cat var/test-e2e-2.log; \
 	echo "--- in-process and tools tests (tests/unit, tests/deploy, tests/test_*.py," \
 		"tests/adapters, tests/devstack, tests/tools) ---"; \
 	cat var/test-in-process.log; \
-	test $$slow -eq 0 && test $$quick -eq 0
+	test $$slow -eq 0 && test $$other -eq 0 && test $$quick -eq 0
 
 test-unit: setup
 	$(UV) run pytest -q -m "not integration" tests/unit

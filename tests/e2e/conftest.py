@@ -35,6 +35,7 @@ from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e import sealing_support
 from tests.e2e.auth_support import Tokens
 from tests.e2e.pages_support import AXE, CHROMIUM, SHOTS, every_office, new_page
+from tests.e2e.shards import keep_chosen_half
 from tests.e2e.support import ANTS_LINE, BACKENDS, shared_catalogue_path
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,11 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     """The modules on the shared stacks run one after the other, after the e2e modules with
     stacks of their own (whole modules moved, their order otherwise kept), so a shared stack
     never idles through another module; and the last test on one is noted, so that the
-    shared stacks stop right after it rather than at the end of the session."""
+    shared stacks stop right after it rather than at the end of the session. With
+    GUICHET_E2E_SHARD, only that half of the lane is kept (`tests.e2e.shards`)."""
+    keep_chosen_half(config, items, _e2e)
+    if not items:
+        return
     sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
     sealing = {item.path for item in items if "sealed_stack" in item.fixturenames}
     clocked = [item for item in items if "clock_stack" in item.fixturenames]
