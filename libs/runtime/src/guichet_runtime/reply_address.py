@@ -32,9 +32,11 @@ def reply_address(file_id: str, key: str, domain: str) -> str:
     return f"{LOCAL_PREFIX}+{file_id}.{signature(file_id, key)}@{domain}"
 
 
-def file_of(address: str, key: str, domain: str | None = None) -> str | None:
-    """The file id a routing address names if its signature verifies (and its domain is
-    `domain`, case-insensitive, when given); None otherwise."""
+def file_of(address: str, key: str, domain: str | None = None, previous: str = "") -> str | None:
+    """The file id a routing address names if its signature verifies under `key`, or under
+    `previous` (the key before a rotation, while the addresses it signed are still in the
+    citizens' mailboxes), and its domain is `domain` (case-insensitive, when given); None
+    otherwise."""
     if not key:
         return None
     found = _ADDRESS.match(address.strip().strip("<>"))
@@ -43,6 +45,7 @@ def file_of(address: str, key: str, domain: str | None = None) -> str | None:
     if domain is not None and found["domain"].lower() != domain.lower():
         return None
     file_id = found["file_id"]
-    if not hmac.compare_digest(found["sig"], signature(file_id, key)):
-        return None
-    return file_id
+    for verifying in (key, previous):
+        if verifying and hmac.compare_digest(found["sig"], signature(file_id, verifying)):
+            return file_id
+    return None

@@ -138,6 +138,7 @@ def inbound_listener(runtime: Runtime, settings: IntakeSettings) -> None:
             settings.reply_domain,
             settings.message_answer_working_days,
             Clock(settings.clock_file),
+            settings.reply_address_key_previous.get_secret_value(),
         ),
         quota,
     )

@@ -68,6 +68,11 @@ class InboundSettings:
     domain: str | None
     promise_working_days: int = DEFAULT_WORKING_DAYS
     clock: Clock = field(default_factory=Clock)
+    previous_key: str = ""  # REPLY_ADDRESS_KEY_PREVIOUS: still verifies, after a rotation
+
+    def file_of(self, address: str) -> str | None:
+        """The file a routing address names, if signed under the key or the previous one."""
+        return file_of(address, self.key, self.domain, self.previous_key)
 
 
 def _same(a: str | None, b: str | None) -> bool:
@@ -99,7 +104,7 @@ class InboundReplies:
     ) -> str:
         if envelope.rcpt_tos:
             return ONE_RECIPIENT
-        file_id = file_of(address, self.settings.key, self.settings.domain)
+        file_id = self.settings.file_of(address)
         try:
             known = file_id is not None and await citizen_contact(self.uow(), file_id) is not None
         except Exception:
@@ -119,7 +124,7 @@ class InboundReplies:
             return TRY_LATER
 
     async def _record(self, envelope: Envelope) -> str:
-        file_id = file_of(envelope.rcpt_tos[0], self.settings.key, self.settings.domain)
+        file_id = self.settings.file_of(envelope.rcpt_tos[0])
         if file_id is None:  # checked at RCPT TO already
             return UNKNOWN_ADDRESS
         content = envelope.original_content or envelope.content or b""

@@ -89,6 +89,11 @@ class IntakeSettings(ServiceSettings):
         description="Verifies the routing address of an email reply (HMAC-SHA256; the same "
         "value as notification's). Required with INBOUND_SMTP_PORT.",
     )
+    reply_address_key_previous: SecretStr = Field(
+        default=SecretStr(""),
+        description="The reply-address key before a rotation: the addresses it signed still "
+        "verify while it is set (docs/operations.md, 'Rotating REPLY_ADDRESS_KEY').",
+    )
     reply_domain: str = Field(
         default="reponse.guichet-unique.gouv.fr",
         description="The domain of the routing addresses (the same as notification's).",
