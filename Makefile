@@ -54,12 +54,14 @@ lint: setup
 # on their stacks. Both must pass; the first one's output follows the second's.
 test: lint audit
 	@mkdir -p var; \
-	$(UV) run pytest -q -p no:cacheprovider --durations=15 \
+	GUICHET_PORT_RANGE=12000-19999 $(UV) run pytest -q -p no:cacheprovider --durations=15 \
 		tests/unit tests/deploy tests/test_*.py tests/adapters tests/devstack tests/tools \
 		> var/test-in-process.log 2>&1 & fast=$$!; \
-	GUICHET_E2E_SHARD=2/2 $(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e \
+	GUICHET_E2E_SHARD=2/2 GUICHET_PORT_RANGE=26384-32767 \
+		$(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e \
 		> var/test-e2e-2.log 2>&1 & half=$$!; \
-	GUICHET_E2E_SHARD=1/2 $(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e; \
+	GUICHET_E2E_SHARD=1/2 GUICHET_PORT_RANGE=20000-26383 \
+		$(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e; \
 	slow=$$?; \
 	wait $$half; other=$$?; \
 	wait $$fast; quick=$$?; \
