@@ -43,10 +43,15 @@ class Clock:
 
     def now(self) -> dt.datetime:
         """Now (UTC), on the rehearsal date when one is set: its Paris day is `today()`."""
-        real = dt.datetime.now(PARIS)
-        day = self._override()
-        if day is None:
-            return real.astimezone(dt.UTC)
-        # Combined in Paris local time, so a DST change between the two dates cannot move
-        # the instant across midnight.
-        return dt.datetime.combine(day, real.time(), tzinfo=PARIS).astimezone(dt.UTC)
+        return now_on(self._override())
+
+
+def now_on(day: dt.date | None = None) -> dt.datetime:
+    """Now (UTC); on `day` when given, at the time of day it is in Paris (a rehearsal date
+    moves the day, not the time of day)."""
+    real = dt.datetime.now(PARIS)
+    if day is None:
+        return real.astimezone(dt.UTC)
+    # Combined in Paris local time, so a DST change between the two dates cannot move the
+    # instant across midnight.
+    return dt.datetime.combine(day, real.time(), tzinfo=PARIS).astimezone(dt.UTC)

@@ -22,16 +22,8 @@ from assignment.commands.appointments import BOOKED, cancel_booked, file_row
 from assignment.referents import referent_of
 from assignment.tables import appointments
 from guichet_runtime.auth.principal import Principal, PrincipalKind
-from guichet_runtime.clock import PARIS
 from guichet_runtime.db import UnitOfWork
 from shared_models import AbsenceCancellation, AppointmentSide
-
-
-def moment_on(today: dt.date) -> dt.datetime:
-    """Now (UTC) on the service's date `today` (a rehearsal date moves the day, not the
-    time of day), as `guichet_runtime.clock.Clock.now` computes it."""
-    real = dt.datetime.now(PARIS)
-    return dt.datetime.combine(today, real.time(), tzinfo=PARIS).astimezone(dt.UTC)
 
 
 async def cancel_appointments_during_absence(

@@ -12,7 +12,7 @@ from collections.abc import Collection
 import sqlalchemy as sa
 
 from assignment import domain
-from assignment.commands.absence_appointments import cancel_appointments_during_absence, moment_on
+from assignment.commands.absence_appointments import cancel_appointments_during_absence
 from assignment.domain import AbsenceStatus, AgentStatus, AssignmentRule, FileStatus
 from assignment.lifecycle import compose_if_complete, file_agencies, move_file, park_file
 from assignment.personal_columns import citizen_of
@@ -21,6 +21,7 @@ from assignment.tables import absences, agents, files
 from guichet_runtime import audit
 from guichet_runtime.audit import AuditAction
 from guichet_runtime.auth.principal import Principal
+from guichet_runtime.clock import now_on
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from shared_models import AgentAbsenceDeclared, AgentLeft, AgentReturned, topics
@@ -106,7 +107,7 @@ async def declare_absence(
         )
         covered = await _start_absence(uow, absence_id, today) if starts_on <= today else 0
         # After the cover: the citizen is told whom to book with again.
-        cancelled = await _cancel_appointments(uow, absence_id, now or moment_on(today), by)
+        cancelled = await _cancel_appointments(uow, absence_id, now or now_on(today), by)
         audit.record(
             uow,
             by or audit.SYSTEM,
@@ -403,7 +404,7 @@ async def apply_due_absences(uow_factory, today: dt.date, now: dt.datetime | Non
             if absence.status == AbsenceStatus.PLANNED:
                 await _start_absence(uow, absence.id, today)
                 # Declaring it cancelled them; one booked as it was declared is caught here.
-                late = await _cancel_appointments(uow, absence.id, now or moment_on(today))
+                late = await _cancel_appointments(uow, absence.id, now or now_on(today))
                 if late:
                     log.warning("%d appointment(s) cancelled as absence %s began", late, absence.id)
             else:
