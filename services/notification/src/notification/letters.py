@@ -10,8 +10,6 @@ import unicodedata
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from fpdf import FPDF
-
 from shared_models import Referent
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -71,6 +69,10 @@ def printable(text: str) -> str:
 
 
 def render_pdf(letter: Letter, city: str = "Paris") -> bytes:
+    # Imported at the first letter: fpdf (with fontTools) is 52 MB of memory that a
+    # notification service sending only e-mails and SMS never needs.
+    from fpdf import FPDF  # noqa: PLC0415
+
     pdf = FPDF(format="A4")
     pdf.core_fonts_encoding = _ENCODING
     pdf.set_title(printable(letter.subject))

@@ -9,8 +9,6 @@ import unicodedata
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from fpdf import FPDF
-
 from shared_models.wording import decision_label
 from web.pages import AGENCY_STATUS, APPOINTMENT_STATUS, CHANNELS, FILE_STATUS
 
@@ -57,6 +55,10 @@ def when(value: Any) -> str:
 
 class Document:
     def __init__(self) -> None:
+        # Imported at the first export: fpdf (with fontTools) is 52 MB of memory that the
+        # web service does not need for its pages.
+        from fpdf import FPDF  # noqa: PLC0415
+
         self.pdf = FPDF(format="A4")
         self.pdf.core_fonts_encoding = ENCODING
         self.pdf.set_auto_page_break(auto=True, margin=15)
