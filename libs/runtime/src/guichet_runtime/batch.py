@@ -3,8 +3,14 @@
 A consumer reading records in batches (guichet_runtime.consumer) opens one `BatchTransaction`:
 - `claim` writes the inbox rows of the whole batch in one statement and says which events
   were not processed before (the others are skipped without calling their handler);
-- every record's handler gets a `BatchMember`, a unit of work that is a SAVEPOINT of the
-  batch's transaction: a handler that fails rolls back its own savepoint only;
+- every record's handler gets a `BatchMember`, a unit of work of the batch's transaction.
+  A batch is first tried without savepoints (`isolated=False`: what almost every batch
+  needs, and two statements less per record); if a handler fails or leaves without
+  committing, that try is `spoiled`: the consumer rolls the whole transaction back and runs
+  the batch again with a SAVEPOINT per record (`isolated=True`), where a handler that fails
+  rolls back its own savepoint only. Batch consumers' handlers only write to their
+  database (adapters, which call agencies, read one record at a time), so a try rolled
+  back left nothing behind;
 - `commit` writes the outbox rows of every record applied in one statement, removes the
   inbox rows of the records not applied (failed, dead-lettered, or whose handler committed
   nothing), and commits once.
@@ -50,6 +56,12 @@ class BatchTransaction:
         personal_data: PersonalData | None = None,
     ) -> None:
         self.engine = engine
+        #: A SAVEPOINT per record (True), or none (False: a member that does not commit
+        #: spoils the batch, which must then be rolled back and run again isolated).
+        self.isolated = True
+        #: A member left without commit in a batch that is not isolated: its writes cannot be
+        #: undone alone, the batch's transaction must not commit.
+        self.spoiled = False
         #: Seals the personal fields of what the batch's records emit (as a UnitOfWork does).
         self.personal_data = personal_data
         self.outbox = outbox
@@ -90,14 +102,12 @@ class BatchTransaction:
         if not unique:
             return set()
         now = utcnow()
-        statement = (
-            insert_ignore(self.conn, self.inbox)
-            .values(
-                [{"consumer": self.consumer, "event_id": e, "processed_at": now} for e in unique]
-            )
-            .returning(self.inbox.c.event_id)
-        )
-        claimed = set((await self.conn.execute(statement)).scalars())
+        # One statement built the same for every batch (SQLAlchemy's "insertmanyvalues"
+        # renders the rows as one multi-row INSERT … RETURNING): compiled once, not once
+        # per batch size, and no cache key computed over the rows.
+        statement = insert_ignore(self.conn, self.inbox).returning(self.inbox.c.event_id)
+        rows = [{"consumer": self.consumer, "event_id": e, "processed_at": now} for e in unique]
+        claimed = set((await self.conn.execute(statement, rows)).scalars())
         self._claimed |= claimed
         return claimed
 
@@ -110,6 +120,8 @@ class BatchTransaction:
         self._pending.extend(outbox_rows)
 
     async def commit(self) -> None:
+        if self.spoiled:
+            raise RuntimeError("a batch spoiled by a member that did not commit cannot commit")
         conn = self.conn
         not_applied = self._claimed - self._applied
         if not_applied:  # as in a unit of work that did not commit: no inbox row is left
@@ -135,7 +147,8 @@ class BatchTransaction:
 class BatchMember(UnitOfWork):
     """One record's unit of work inside a batch: `async with` opens a SAVEPOINT of the
     batch's transaction, `commit` releases it (its outbox rows are written with the batch's),
-    leaving without commit rolls back this record's writes only."""
+    leaving without commit rolls back this record's writes only. In a batch that is not
+    isolated there is no savepoint: leaving without commit spoils the batch."""
 
     def __init__(self, batch: BatchTransaction, event_id: str) -> None:
         super().__init__(
@@ -151,13 +164,16 @@ class BatchMember(UnitOfWork):
 
     async def __aenter__(self) -> BatchMember:
         self._conn = self._batch.conn
-        self._savepoint = await self._conn.begin_nested()
+        if self._batch.isolated:
+            self._savepoint = await self._conn.begin_nested()
         return self
 
     async def _close(self, *, commit: bool) -> None:
         savepoint, self._savepoint = self._savepoint, None
-        self._conn = None
+        entered, self._conn = self._conn is not None, None
         if savepoint is None:
+            if entered and not commit and not self._batch.isolated:
+                self._batch.spoiled = True
             return
         if commit:
             await savepoint.commit()
