@@ -21,8 +21,6 @@ import re
 import unicodedata
 from email.message import EmailMessage
 
-from bs4 import BeautifulSoup
-
 from intake.domain.thread import Upload
 
 #: The idempotency key of a reply: its Message-ID, so a retried delivery records it once.
@@ -74,6 +72,10 @@ _BREAK = "\x00"
 
 def text_of_html(html: str) -> str:
     """The words of an HTML mail, one line per block, without the quote's blocks."""
+    # Imported at the first HTML-only reply (most mail clients send a text part too):
+    # beautifulsoup4 is 13 MB of memory intake does not need otherwise.
+    from bs4 import BeautifulSoup  # noqa: PLC0415
+
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(["script", "style", "head", "title"]):
         tag.decompose()
