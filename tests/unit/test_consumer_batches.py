@@ -38,6 +38,7 @@ class Batches:
     batch: Callable[[str], BatchTransaction]
     calls: list[str] = field(default_factory=list)
     commits: int = 0
+    relay_wakes: int = 0
     dead_letters: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
     #: event id -> the exception its handler raises (every attempt)
     failing: dict[str, BaseException] = field(default_factory=dict)
@@ -77,8 +78,16 @@ async def batches(service_db) -> AsyncIterator[Batches]:
         def committed() -> None:
             state["it"].commits += 1
 
+        def outbox_written() -> None:
+            state["it"].relay_wakes += 1
+
         return BatchTransaction(
-            db.engine, db.tables.outbox, db.tables.inbox, consumer=consumer, on_commit=committed
+            db.engine,
+            db.tables.outbox,
+            db.tables.inbox,
+            consumer=consumer,
+            on_commit=committed,
+            on_outbox=outbox_written,
         )
 
     async def handler(event: FileSubmitted, uow: UnitOfWork) -> None:
@@ -127,6 +136,17 @@ async def test_a_batch_is_applied_in_one_transaction(batches):
     assert await batches.inbox() == set(ids)
     assert await batches.outbox_ids() == [e.file_id for e in sent]  # in the records' order
     assert batches.commits == 1
+    assert batches.relay_wakes == 1
+
+
+async def test_a_batch_that_emits_nothing_does_not_wake_the_relay(batches):
+    sent = events(2)
+    batches.silent.update(str(e.event_id) for e in sent)  # both commit nothing
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    assert await batches.outbox_ids() == []
+    assert (batches.commits, batches.relay_wakes) == (1, 0)
 
 
 async def test_a_poison_record_is_dead_lettered_and_the_others_applied_once(batches):

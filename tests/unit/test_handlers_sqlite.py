@@ -69,6 +69,30 @@ async def test_emitted_events_reach_the_outbox_at_commit_with_the_trace_context(
     assert committed == [1]
 
 
+async def test_the_relay_is_woken_by_the_commits_that_wrote_outbox_rows_only(intake_db):
+    """A relay round that finds nothing costs two transactions: a commit that wrote no event
+    (a signature recorded, an inbox row only) must not start one."""
+    woken, committed = [], []
+
+    def uow() -> UnitOfWork:
+        return UnitOfWork(
+            intake_db.engine,
+            intake_db.tables.outbox,
+            intake_db.tables.inbox,
+            on_commit=lambda: committed.append(1),
+            on_outbox=lambda: woken.append(1),
+        )
+
+    async with uow() as nothing_emitted:
+        await nothing_emitted.commit()
+    assert (committed, woken) == ([1], [])
+
+    async with uow() as emitting:
+        emitting.emit(topics.FILES_SUBMITTED, file_submitted())
+        await emitting.commit()
+    assert (committed, woken) == ([1, 1], [1])
+
+
 async def test_leaving_the_unit_of_work_without_commit_writes_nothing(intake_db):
     async with intake_db.uow(("intake", "event-1")) as uow:
         uow.emit(topics.FILES_SUBMITTED, file_submitted())

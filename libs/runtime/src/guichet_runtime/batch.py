@@ -54,8 +54,12 @@ class BatchTransaction:
         on_commit: Callable[[], None] | None = None,
         audit: AuditTrail | None = None,
         personal_data: PersonalData | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self.engine = engine
+        #: Called after a commit that wrote outbox rows (the relay's wake-up); `on_commit`
+        #: after every commit.
+        self._on_outbox = on_outbox
         #: A SAVEPOINT per record (True), or none (False: a member that does not commit
         #: spoils the batch, which must then be rolled back and run again isolated).
         self.isolated = True
@@ -131,6 +135,7 @@ class BatchTransaction:
                     inbox.c.consumer == self.consumer, inbox.c.event_id.in_(not_applied)
                 )
             )
+        wrote_outbox = bool(self._pending)
         if self._pending:
             await conn.execute(sa.insert(self.outbox), self._pending)
             await notify_outbox(conn)
@@ -140,6 +145,8 @@ class BatchTransaction:
             await conn.commit()
         finally:
             await conn.close()
+        if wrote_outbox and self._on_outbox is not None:
+            self._on_outbox()
         if self._on_commit is not None:
             self._on_commit()
 

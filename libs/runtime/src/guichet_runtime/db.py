@@ -161,8 +161,12 @@ class UnitOfWork:
         on_commit: Callable[[], None] | None = None,
         audit: AuditTrail | None = None,
         personal_data: PersonalData | None = None,
+        on_outbox: Callable[[], None] | None = None,
     ) -> None:
         self._engine = engine
+        #: Called after a commit that wrote outbox rows (the relay's wake-up); `on_commit`
+        #: after every commit.
+        self._on_outbox = on_outbox
         #: Seals the events' personal fields at commit (guichet_runtime.personal_data).
         self.personal_data = personal_data
         #: file id -> the citizen's data key id learnt in this unit of work (recorded at
@@ -275,10 +279,13 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self._before_commit()
+        wrote_outbox = bool(self._pending)
         if self._pending:
             await self.conn.execute(sa.insert(self._outbox), self._pending)
             await notify_outbox(self.conn)
             self._pending = []
         await self._close(commit=True)
+        if wrote_outbox and self._on_outbox is not None:
+            self._on_outbox()
         if self._on_commit is not None:
             self._on_commit()

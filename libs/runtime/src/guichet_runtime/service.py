@@ -149,6 +149,7 @@ class Runtime:
             self.inbox,
             inbox_key=inbox_key,
             on_commit=self._committed,
+            on_outbox=self.relay.wake,
             audit=self.audit,
             personal_data=self.personal_data,
         )
@@ -166,12 +167,14 @@ class Runtime:
             self.inbox,
             consumer=consumer,
             on_commit=self._committed,
+            on_outbox=self.relay.wake,
             audit=self.audit,
             personal_data=self.personal_data,
         )
 
     def _committed(self) -> None:
-        self.relay.wake()
+        # The relay is woken by the commits that wrote outbox rows only (`on_outbox`): a
+        # round that finds nothing costs two transactions.
         for listener in self.commit_listeners:
             listener()
 
