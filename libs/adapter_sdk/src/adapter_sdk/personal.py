@@ -52,7 +52,7 @@ async def seal_stored(uow: UnitOfWork, file_id: str, value: Any) -> Any:
     sealing = uow.personal_data
     if sealing is None:
         return value
-    key_id = uow.personal_keys.get(file_id) or await sealing.key_of(uow.conn, file_id)
+    key_id = await sealing.file_key(uow, file_id)
     if key_id is None:
         return value
     try:

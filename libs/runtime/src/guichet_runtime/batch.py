@@ -77,6 +77,7 @@ class BatchTransaction:
         self._claimed: set[str] = set()
         self._applied: set[str] = set()
         self._pending: list[dict[str, Any]] = []
+        self._learnt: list[tuple[str, str]] = []
 
     @property
     def conn(self) -> AsyncConnection:
@@ -119,9 +120,15 @@ class BatchTransaction:
         """The unit of work of one record of the batch (a SAVEPOINT)."""
         return BatchMember(self, event_id)
 
-    def applied(self, event_id: str, outbox_rows: list[dict[str, Any]]) -> None:
+    def applied(
+        self,
+        event_id: str,
+        outbox_rows: list[dict[str, Any]],
+        learnt: list[tuple[str, str]] | None = None,
+    ) -> None:
         self._applied.add(event_id)
         self._pending.extend(outbox_rows)
+        self._learnt.extend(learnt or ())
 
     async def commit(self) -> None:
         if self.spoiled:
@@ -145,6 +152,9 @@ class BatchTransaction:
             await conn.commit()
         finally:
             await conn.close()
+        if self._learnt and self.personal_data is not None:
+            self.personal_data.learn(self._learnt)
+            self._learnt = []
         if wrote_outbox and self._on_outbox is not None:
             self._on_outbox()
         if self._on_commit is not None:
@@ -190,5 +200,6 @@ class BatchMember(UnitOfWork):
     async def commit(self) -> None:
         await self._before_commit()
         pending, self._pending = self._pending, []
+        learnt, self._learnt = self._learnt, []
         await self._close(commit=True)
-        self._batch.applied(self._event_id, pending)
+        self._batch.applied(self._event_id, pending, learnt)

@@ -181,6 +181,8 @@ class UnitOfWork:
         #: given, or found next to the outbox in the service's metadata.
         self._audit = audit if audit is not None else AUDIT_TRAILS.get(outbox.metadata)
         self._audited: list[Entry] = []
+        #: Key refs (file id, key id) read or written here: known to the process at commit.
+        self._learnt: list[tuple[str, str]] = []
         self._conn: AsyncConnection | None = None
         self.emitted: list[tuple[str, Envelope]] = []
 
@@ -240,12 +242,17 @@ class UnitOfWork:
         this unit of work emits for the file is sealed with it."""
         self.personal_keys[file_id] = key_id
 
+    def learnt_key(self, file_id: str, key_id: str) -> None:
+        """A key ref read in this unit of work: the process knows it once this commits."""
+        self._learnt.append((file_id, key_id))
+
     async def _seal_pending(self) -> None:
         sealing = self.personal_data
         if sealing is None:
             return
         for known_file, known_key in self.personal_keys.items():
-            await sealing.remember(self.conn, known_file, known_key)
+            if await sealing.remember(self.conn, known_file, known_key):
+                self._learnt.append((known_file, known_key))
         if not self._pending:
             return
         emitted = self.emitted[-len(self._pending) :]
@@ -253,7 +260,7 @@ class UnitOfWork:
             file_id = getattr(event, "file_id", None)
             if file_id is None or not personal_fields(type(event)):
                 continue
-            key_id = self.personal_keys.get(file_id) or await sealing.key_of(self.conn, file_id)
+            key_id = await sealing.file_key(self, file_id)
             if key_id is not None:
                 row["payload"] = await sealing.seal(event, key_id, self.conn)
 
@@ -285,6 +292,9 @@ class UnitOfWork:
             await notify_outbox(self.conn)
             self._pending = []
         await self._close(commit=True)
+        if self._learnt and self.personal_data is not None:
+            self.personal_data.learn(self._learnt)
+            self._learnt = []
         if wrote_outbox and self._on_outbox is not None:
             self._on_outbox()
         if self._on_commit is not None:

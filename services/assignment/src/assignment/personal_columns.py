@@ -71,7 +71,7 @@ async def file_seal(uow: UnitOfWork, file_id: str) -> FileSeal:
     sealing = uow.personal_data
     if sealing is None:
         return FileSeal(file_id)
-    key_id = uow.personal_keys.get(file_id) or await sealing.key_of(uow.conn, file_id)
+    key_id = await sealing.file_key(uow, file_id)
     if key_id is None:
         return FileSeal(file_id)
     try:

@@ -107,7 +107,7 @@ async def sealing_of(uow: UnitOfWork, file_id: str) -> Sealing:
     personal = uow.personal_data
     if personal is None:
         return Sealing(file_id)
-    key_id = uow.personal_keys.get(file_id) or await personal.key_of(uow.conn, file_id)
+    key_id = await personal.file_key(uow, file_id)
     if key_id is None:
         return Sealing(file_id)
     try:
