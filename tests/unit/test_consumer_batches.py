@@ -45,11 +45,6 @@ class Batches:
     #: event ids whose handler leaves its unit of work without committing
     silent: set[str] = field(default_factory=set)
 
-    def isolated_again(self) -> int:
-        """Batches run again with a savepoint per record."""
-        assert self.consumer.batch_consumption is not None
-        return self.consumer.batch_consumption.isolated_again
-
     async def send(self, *bodies: bytes | str) -> None:
         raw = [b.encode() if isinstance(b, str) else b for b in bodies]
         await self.broker.publish_batch(*raw, topic=TOPIC, headers=HEADERS)
@@ -157,12 +152,7 @@ async def test_a_poison_record_is_dead_lettered_and_the_others_applied_once(batc
     await batches.send(*(e.model_dump_json() for e in sent))
 
     others = [str(e.event_id) for i, e in enumerate(sent) if i != 2]
-    ids = [str(e.event_id) for e in sent]
-    # The first try (no savepoints) stops at the poison and is rolled back whole; the batch
-    # runs again with a savepoint per record: the poison is not called again (a permanent
-    # error), the records before it run once more (their first writes were rolled back).
-    assert batches.calls == ids[:3] + ids[:2] + ids[3:]
-    assert batches.isolated_again() == 1
+    assert batches.calls == [str(e.event_id) for e in sent]  # each handler called once
     assert sorted(await batches.applied()) == sorted(others)  # its savepoint rolled back
     assert await batches.inbox() == set(others)
     assert await batches.outbox_ids() == [e.file_id for i, e in enumerate(sent) if i != 2]
@@ -173,38 +163,15 @@ async def test_a_poison_record_is_dead_lettered_and_the_others_applied_once(batc
     assert batches.commits == 1
 
 
-async def test_a_batch_without_failure_takes_no_savepoint(batches):
-    """Savepoints cost two statements per record: only a batch in which a record failed
-    pays them, when it runs again."""
-    statements: list[str] = []
-
-    def seen(conn, cursor, statement, *args) -> None:  # type: ignore[no-untyped-def]
-        statements.append(statement)
-
-    sa.event.listen(batches.db.engine.sync_engine, "before_cursor_execute", seen)
-    await batches.send(*(e.model_dump_json() for e in events(5)))
-    assert len(await batches.applied()) == 5
-    assert not [s for s in statements if "SAVEPOINT" in s.upper()]
-    assert batches.isolated_again() == 0
-
-    poison = events(3)
-    batches.failing[str(poison[1].event_id)] = PermanentError("dossier incohérent")
-    await batches.send(*(e.model_dump_json() for e in poison))
-    # Run again: a savepoint for each of the two others (the poison is not called again).
-    assert len([s for s in statements if s.upper().startswith("SAVEPOINT")]) == 2
-    assert len(await batches.applied()) == 7
-    assert batches.isolated_again() == 1
-
-
 async def test_a_failing_record_is_retried_in_its_savepoint_then_dead_lettered(batches):
     sent = events(3)
     batches.failing[str(sent[1].event_id)] = ValueError("division par zéro")
 
     await batches.send(*(e.model_dump_json() for e in sent))
 
-    first, failing, last = (str(e.event_id) for e in sent)
-    # Tried twice in all (attempts=2): in the batch's first try, then once in its savepoint.
-    assert batches.calls == [first, failing, first, failing, last]
+    assert batches.calls == [str(sent[0].event_id)] + [str(sent[1].event_id)] * 2 + [
+        str(sent[2].event_id)
+    ]
     assert sorted(await batches.applied()) == sorted([str(sent[0].event_id), str(sent[2].event_id)])
     [(_, headers)] = batches.dead_letters
     assert headers["dlq_reason"] == "ValueError: division par zéro"

@@ -3,14 +3,8 @@
 A consumer reading records in batches (guichet_runtime.consumer) opens one `BatchTransaction`:
 - `claim` writes the inbox rows of the whole batch in one statement and says which events
   were not processed before (the others are skipped without calling their handler);
-- every record's handler gets a `BatchMember`, a unit of work of the batch's transaction.
-  A batch is first tried without savepoints (`isolated=False`: what almost every batch
-  needs, and two statements less per record); if a handler fails or leaves without
-  committing, that try is `spoiled`: the consumer rolls the whole transaction back and runs
-  the batch again with a SAVEPOINT per record (`isolated=True`), where a handler that fails
-  rolls back its own savepoint only. Batch consumers' handlers only write to their
-  database (adapters, which call agencies, read one record at a time), so a try rolled
-  back left nothing behind;
+- every record's handler gets a `BatchMember`, a unit of work that is a SAVEPOINT of the
+  batch's transaction: a handler that fails rolls back its own savepoint only;
 - `commit` writes the outbox rows of every record applied in one statement, removes the
   inbox rows of the records not applied (failed, dead-lettered, or whose handler committed
   nothing), and commits once.
@@ -26,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.db import AUDIT_TRAILS, UnitOfWork, insert_ignore, notify_outbox, utcnow
 
@@ -60,12 +54,6 @@ class BatchTransaction:
         #: Called after a commit that wrote outbox rows (the relay's wake-up); `on_commit`
         #: after every commit.
         self._on_outbox = on_outbox
-        #: A SAVEPOINT per record (True), or none (False: a member that does not commit
-        #: spoils the batch, which must then be rolled back and run again isolated).
-        self.isolated = True
-        #: A member left without commit in a batch that is not isolated: its writes cannot be
-        #: undone alone, the batch's transaction must not commit.
-        self.spoiled = False
         #: Seals the personal fields of what the batch's records emit (as a UnitOfWork does).
         self.personal_data = personal_data
         self.outbox = outbox
@@ -131,8 +119,6 @@ class BatchTransaction:
         self._learnt.extend(learnt or ())
 
     async def commit(self) -> None:
-        if self.spoiled:
-            raise RuntimeError("a batch spoiled by a member that did not commit cannot commit")
         conn = self.conn
         not_applied = self._claimed - self._applied
         if not_applied:  # as in a unit of work that did not commit: no inbox row is left
@@ -161,11 +147,20 @@ class BatchTransaction:
             self._on_commit()
 
 
+#: The name of every record's savepoint: they are not nested (each is released or rolled
+#: back before the next record's).
+SAVEPOINT = "guichet_record"
+
+
 class BatchMember(UnitOfWork):
     """One record's unit of work inside a batch: `async with` opens a SAVEPOINT of the
     batch's transaction, `commit` releases it (its outbox rows are written with the batch's),
-    leaving without commit rolls back this record's writes only. In a batch that is not
-    isolated there is no savepoint: leaving without commit spoils the batch."""
+    leaving without commit rolls back this record's writes only.
+
+    The savepoint statements are sent as written (`exec_driver_sql`), not through
+    `begin_nested()`: SQLAlchemy gives each savepoint a new name, so it compiled both
+    statements again for every record (and they pushed the service's own statements out of
+    its compiled cache)."""
 
     def __init__(self, batch: BatchTransaction, event_id: str) -> None:
         super().__init__(
@@ -177,25 +172,24 @@ class BatchMember(UnitOfWork):
         )
         self._batch = batch
         self._event_id = event_id
-        self._savepoint: AsyncTransaction | None = None
+        self._in_savepoint = False
 
     async def __aenter__(self) -> BatchMember:
         self._conn = self._batch.conn
-        if self._batch.isolated:
-            self._savepoint = await self._conn.begin_nested()
+        await self._conn.exec_driver_sql(f"SAVEPOINT {SAVEPOINT}")
+        self._in_savepoint = True
         return self
 
     async def _close(self, *, commit: bool) -> None:
-        savepoint, self._savepoint = self._savepoint, None
-        entered, self._conn = self._conn is not None, None
-        if savepoint is None:
-            if entered and not commit and not self._batch.isolated:
-                self._batch.spoiled = True
+        conn, self._conn = self._conn, None
+        if conn is None or not self._in_savepoint:
             return
+        self._in_savepoint = False
         if commit:
-            await savepoint.commit()
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {SAVEPOINT}")
         else:
-            await savepoint.rollback()
+            await conn.exec_driver_sql(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
+            await conn.exec_driver_sql(f"RELEASE SAVEPOINT {SAVEPOINT}")
 
     async def commit(self) -> None:
         await self._before_commit()

@@ -11,14 +11,11 @@ Contract of a subscription made here:
 
 Records are read one at a time (`batch_max` 1, what adapters use: their handler calls an
 agency), or in batches (`batch_max` > 1): a batch is one database transaction (the inbox
-rows claimed in one statement, the outbox rows written in one statement) and one offset
-commit after it. A batch is first tried without savepoints; if a record fails in it, that
-try is rolled back whole and the batch runs again with a SAVEPOINT per record, where the
-record that fails rolls back its savepoint only and is dead-lettered (or retried, by the
-same rules, its failed first try counting as its first attempt) after the batch committed;
-an infrastructure failure rolls the whole batch back and rewinds every partition to its
-first record (guichet_runtime.batch). Only handlers that write nothing but their database
-may read batches: a try rolled back runs them again.
+rows claimed in one statement, a SAVEPOINT per record, the outbox rows written in one
+statement) and one offset commit after it. A record that fails rolls back its savepoint
+only and is dead-lettered (or retried, by the same rules) after the batch committed; an
+infrastructure failure rolls the whole batch back and rewinds every partition to its first
+record (guichet_runtime.batch).
 """
 
 from __future__ import annotations
@@ -136,8 +133,6 @@ class Decoded:
     key_id: str | None = None
     reason: str | None = None
     erased: PersonalDataErased | None = None
-    #: The erasure was recorded by the batch (not seen before): counted once it commits.
-    erased_applied: bool = False
     raw: Any = None
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -169,8 +164,6 @@ class EventConsumer:
         self._batch_factory = batch_factory
         #: Records per batch (1: one at a time, one transaction each); set before `attach`.
         self.batch_max = batch_max
-        #: How batches are consumed, once attached with `batch_max` > 1.
-        self.batch_consumption: BatchConsumption | None = None
         self.batch_wait_ms = batch_wait_ms
         self.metrics = metrics
         self.membership = Membership()
@@ -213,7 +206,6 @@ class EventConsumer:
         topic_names = [self._namespace + t for t in self._topics]
         if self.batch_max > 1 and self._batch_factory is not None:
             batches = BatchConsumption(self, self._batch_factory, by_type)
-            self.batch_consumption = batches
 
             async def consume_batch(body: Any, msg: KafkaMessage) -> None:
                 await batches.consume(msg.raw_message)
@@ -354,16 +346,10 @@ class EventConsumer:
             erased.key_id,
         )
 
-    @property
-    def attempts(self) -> int:
-        """How many times a failing handler is tried before its record is dead-lettered."""
-        return self._attempts
-
-    def retrying(self, *, in_batch: bool = False, attempts: int | None = None) -> AsyncRetrying:
-        """A handler's attempts (`attempts`, default the consumer's): a failure other than
-        PermanentError is tried again."""
+    def retrying(self, *, in_batch: bool = False) -> AsyncRetrying:
+        """A handler's attempts: a failure other than PermanentError is tried again."""
         return AsyncRetrying(
-            stop=stop_after_attempt(attempts if attempts is not None else self._attempts),
+            stop=stop_after_attempt(self._attempts),
             wait=wait_exponential(multiplier=0.05, max=self._max_wait),
             retry=retry_if_exception(_retryable_in_batch if in_batch else _retryable),
             reraise=True,
@@ -418,8 +404,6 @@ class BatchConsumption:
         self._batch_factory = batch_factory
         self._by_type = by_type
         self._tracer = trace.get_tracer(__name__)
-        #: Batches run a second time, a savepoint per record (a record failed in the first).
-        self.isolated_again = 0
 
     async def _decode(self, raw: Any) -> Decoded:
         headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if v is not None}
@@ -449,61 +433,22 @@ class BatchConsumption:
                 consumer.metrics.observe_handler(event_type, outcome, seconds)
 
     async def _in_one_transaction(self, records: list[Decoded]) -> list[tuple[str, str, float]]:
-        """Apply the valid records in one transaction; (event type, outcome, seconds) each.
-
-        First without a savepoint per record. If a handler fails or does not commit, that
-        try's transaction is rolled back whole (nothing of it committed; batch consumers'
-        handlers only write to their database, so nothing left the process) and the batch
-        runs again with a savepoint per record, where the failure is retried, dead-lettered
-        or propagated as before and every other record applied once."""
-        spoiled: dict[str, BaseException | None] = {}
-        outcomes = await self._try_batch(records, isolated=False, spoiled=spoiled)
-        if outcomes is None:
-            [(event_id, failure)] = spoiled.items()
-            if failure is not None and lost_a_race(failure):
-                raise failure  # rolled back: the batch comes again, after the other transaction
-            self.isolated_again += 1
-            log.info(
-                "%s: event %s spoiled its batch: the batch again, a savepoint per record",
-                self._consumer.group_id,
-                event_id,
-            )
-            outcomes = await self._try_batch(records, isolated=True, spoiled=spoiled)
-        assert outcomes is not None
-        for record in records:
-            if record.erased is not None and record.erased_applied:
-                self._consumer.count_erased(record.erased)
-        return outcomes
-
-    async def _try_batch(
-        self,
-        records: list[Decoded],
-        *,
-        isolated: bool,
-        spoiled: dict[str, BaseException | None],
-    ) -> list[tuple[str, str, float]] | None:
-        """One transaction for the batch; None when a record spoiled a try not isolated
-        (leaving the `async with` without commit rolls that try back), `spoiled` then
-        holding its event id and its failure (None: it did not commit). In the isolated
-        try, that failure counts as the record's first attempt."""
+        """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
         group = self._consumer.group_id
         valid = [r for r in records if r.reason is None and r.erased is None]
-        erased = [r for r in records if r.erased is not None]
+        erased = [r.erased for r in records if r.erased is not None]
         outcomes: list[tuple[str, str, float]] = []
         async with self._batch_factory(group) as batch:
-            batch.isolated = isolated
             new = await batch.claim(
                 [str(r.event.event_id) for r in valid if r.event is not None]
-                + [r.erased.event_id for r in erased if r.erased is not None]
+                + [e.event_id for e in erased]
             )
-            for record in erased:  # recorded as handled (inbox), the handler does not run
-                gone = record.erased
-                assert gone is not None
-                record.erased_applied = gone.event_id in new
-                if record.erased_applied:
+            for gone in erased:  # recorded as handled (inbox), the handler does not run
+                if gone.event_id in new:
                     new.discard(gone.event_id)
                     async with batch.member(gone.event_id) as uow:
                         await uow.commit()
+                    self._consumer.count_erased(gone)
                     outcomes.append((gone.event_type, "erased", 0.0))
             for record in valid:
                 assert record.event is not None and record.handler is not None
@@ -514,51 +459,23 @@ class BatchConsumption:
                     continue
                 new.discard(event_id)
                 started = time.perf_counter()
-                if isolated:
-                    first = spoiled.get(event_id)
-                    outcome = await self._apply(record, batch.member, event_id, first)
-                else:
-                    failure = await self._apply_once(record, batch.member, event_id)
-                    if failure is not None or batch.spoiled:
-                        spoiled[event_id] = failure
-                        return None
-                    outcome = "ok"
+                outcome = await self._apply(record, batch.member, event_id)
                 outcomes.append((record.event_type, outcome, time.perf_counter() - started))
                 # Some records applied in the batch's transaction, nothing committed yet.
                 crash_point("consumer.mid_batch")
             await batch.commit()
         return outcomes
 
-    async def _apply_once(self, record: Decoded, member: Any, event_id: str) -> Exception | None:
-        """Run the record's handler once, without a savepoint: its failure, if it failed
-        (the isolated try that follows decides what it means)."""
-        assert record.handler is not None
-        parent = propagate.extract(record.headers)
-        name = f"{record.raw.topic} process"
-        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
-            try:
-                await record.handler(record.event, record.keyed(member(event_id)))
-            except Exception as exc:
-                log.info("%s: event %s failed: %r", self._consumer.group_id, event_id, exc)
-                return exc
-        return None
-
-    async def _apply(
-        self, record: Decoded, member: Any, event_id: str, first: BaseException | None = None
-    ) -> str:
+    async def _apply(self, record: Decoded, member: Any, event_id: str) -> str:
         """Run the record's handler in its savepoint; an infrastructure failure propagates
         (the batch rolls back, every partition is rewound), any other failure marks the
-        record for the dead-letter topic. `first`: how its first attempt, in the batch's
-        first try, failed (the attempts left are the ones after it)."""
+        record for the dead-letter topic."""
         assert record.handler is not None
         parent = propagate.extract(record.headers)
         name = f"{record.raw.topic} process"
         with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
             try:
-                left = self._consumer.attempts - (first is not None)
-                if first is not None and (left < 1 or not _retryable_in_batch(first)):
-                    raise first
-                async for attempt in self._consumer.retrying(in_batch=True, attempts=left):
+                async for attempt in self._consumer.retrying(in_batch=True):
                     with attempt:
                         await record.handler(record.event, record.keyed(member(event_id)))
             except Exception as exc:
