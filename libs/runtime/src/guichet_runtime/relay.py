@@ -206,7 +206,7 @@ class OutboxRelay:
         held = sa.select(table.c.key, sa.func.min(table.c.id)).where(
             table.c.key.in_(keys), table.c.id.not_in(ids)
         )
-        first_held = dict((await conn.execute(held.group_by(table.c.key))).tuples().all())
+        first_held = dict((await conn.execute(held.group_by(table.c.key))).all())
         return [r for r in claimed if r.key not in first_held or r.id < first_held[r.key]]
 
     async def _publish_unlocked(self) -> int:
