@@ -22,7 +22,7 @@ operator's tool) makes this one wait on the loop, not freeze it. Inside a transa
 that already holds the write lock (every write transaction begins IMMEDIATE), WAL mode
 does not refuse a statement; if SQLite ever does, the error is raised as before.
 
-Written by hand (about a hundred lines) because no maintained driver does this: aiosqlite
+Written by hand (about 150 lines of code) because no maintained driver does this: aiosqlite
 is the thread hop itself, and SQLAlchemy's asyncio extension refuses a synchronous driver.
 """
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiosqlite  # its exception classes are sqlite3's; SQLAlchemy reads them there
@@ -52,14 +52,16 @@ def lock_refused(error: sqlite3.OperationalError) -> bool:
     return code is not None and (code & 0xFF) in _BUSY_CODES
 
 
-async def _waiting_for_the_lock(conn: sqlite3.Connection, run: Any) -> Any:
-    """Run ``run()``; outside a transaction, a lock refusal is tried again after a sleep."""
+async def _waiting_for_the_lock(
+    conn: sqlite3.Connection, run: Callable[..., Any], *args: Any
+) -> Any:
+    """``run(*args)``; outside a transaction, a lock refusal is tried again after a sleep."""
     deadline: float | None = None
     pause = 0.001
     while True:
         outside = not conn.in_transaction
         try:
-            return run()
+            return run(*args)
         except sqlite3.OperationalError as error:
             if not (outside and lock_refused(error)):
                 raise
@@ -88,17 +90,13 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
-        cursor = self._cursor
-        if parameters is None:
-            await _waiting_for_the_lock(self._conn, lambda: cursor.execute(sql))
-        else:
-            await _waiting_for_the_lock(self._conn, lambda: cursor.execute(sql, parameters))
+        args = (sql,) if parameters is None else (sql, parameters)
+        await _waiting_for_the_lock(self._conn, self._cursor.execute, *args)
         return self
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> InlineCursor:
         rows = list(parameters)  # a generator could not be replayed after a refusal
-        cursor = self._cursor
-        await _waiting_for_the_lock(self._conn, lambda: cursor.executemany(sql, rows))
+        await _waiting_for_the_lock(self._conn, self._cursor.executemany, sql, rows)
         return self
 
     async def fetchone(self) -> Any:
@@ -161,11 +159,10 @@ class InlineConnection:
         self._conn.rollback()
 
     async def close(self) -> None:
-        self._connection = None
-        self._conn.close()
+        self.stop()
 
     def stop(self) -> None:
-        """Close at once (SQLAlchemy's terminate, e.g. from the garbage collector)."""
+        """Close at once (also SQLAlchemy's terminate, e.g. from the garbage collector)."""
         self._connection = None
         self._conn.close()
 
