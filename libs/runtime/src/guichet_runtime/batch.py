@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guichet_runtime.db import AUDIT_TRAILS, UnitOfWork, insert_ignore, notify_outbox, utcnow
+from guichet_runtime.db import (
+    AUDIT_TRAILS,
+    UnitOfWork,
+    after_commit,
+    insert_ignore,
+    utcnow,
+    write_outbox,
+)
 
 if TYPE_CHECKING:
     from guichet_runtime.audit import AuditTrail
@@ -128,23 +135,15 @@ class BatchTransaction:
                     inbox.c.consumer == self.consumer, inbox.c.event_id.in_(not_applied)
                 )
             )
-        wrote_outbox = bool(self._pending)
-        if self._pending:
-            await conn.execute(sa.insert(self.outbox), self._pending)
-            await notify_outbox(conn)
-            self._pending = []
+        wrote_outbox = await write_outbox(conn, self.outbox, self._pending)
+        self._pending = []
         self._conn = None
         try:
             await conn.commit()
         finally:
             await conn.close()
-        if self._learnt and self.personal_data is not None:
-            self.personal_data.learn(self._learnt)
-            self._learnt = []
-        if wrote_outbox and self._on_outbox is not None:
-            self._on_outbox()
-        if self._on_commit is not None:
-            self._on_commit()
+        learnt, self._learnt = self._learnt, []
+        after_commit(self.personal_data, learnt, wrote_outbox, self._on_outbox, self._on_commit)
 
 
 #: The name of every record's savepoint: they are not nested (each is released or rolled

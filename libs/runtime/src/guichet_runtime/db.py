@@ -141,6 +141,33 @@ async def notify_outbox(conn: AsyncConnection) -> None:
         await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
+async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[str, Any]]) -> bool:
+    """A transaction's outbox rows in one statement, PostgreSQL's relays told (at commit);
+    False when there are none."""
+    if not rows:
+        return False
+    await conn.execute(sa.insert(outbox), rows)
+    await notify_outbox(conn)
+    return True
+
+
+def after_commit(
+    personal_data: PersonalData | None,
+    learnt: list[tuple[str, str]],
+    wrote_outbox: bool,
+    on_outbox: Callable[[], None] | None,
+    on_commit: Callable[[], None] | None,
+) -> None:
+    """What follows a commit (a unit of work's or a batch's): the key refs it read or wrote
+    become known to the process, the relay wakes if it wrote events, the listeners run."""
+    if learnt and personal_data is not None:
+        personal_data.learn(learnt)
+    if wrote_outbox and on_outbox is not None:
+        on_outbox()
+    if on_commit is not None:
+        on_commit()
+
+
 class AlreadyProcessed(Exception):
     """The event was handled before by this consumer (redelivery)."""
 
@@ -243,7 +270,8 @@ class UnitOfWork:
         self.personal_keys[file_id] = key_id
 
     def learnt_key(self, file_id: str, key_id: str) -> None:
-        """A key ref read in this unit of work: the process knows it once this commits."""
+        """A key ref read or written in this unit of work: the process knows it once this
+        commits."""
         self._learnt.append((file_id, key_id))
 
     async def _seal_pending(self) -> None:
@@ -252,7 +280,7 @@ class UnitOfWork:
             return
         for known_file, known_key in self.personal_keys.items():
             if await sealing.remember(self.conn, known_file, known_key):
-                self._learnt.append((known_file, known_key))
+                self.learnt_key(known_file, known_key)
         if not self._pending:
             return
         emitted = self.emitted[-len(self._pending) :]
@@ -286,16 +314,8 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self._before_commit()
-        wrote_outbox = bool(self._pending)
-        if self._pending:
-            await self.conn.execute(sa.insert(self._outbox), self._pending)
-            await notify_outbox(self.conn)
-            self._pending = []
+        wrote_outbox = await write_outbox(self.conn, self._outbox, self._pending)
+        self._pending = []
         await self._close(commit=True)
-        if self._learnt and self.personal_data is not None:
-            self.personal_data.learn(self._learnt)
-            self._learnt = []
-        if wrote_outbox and self._on_outbox is not None:
-            self._on_outbox()
-        if self._on_commit is not None:
-            self._on_commit()
+        learnt, self._learnt = self._learnt, []
+        after_commit(self.personal_data, learnt, wrote_outbox, self._on_outbox, self._on_commit)
