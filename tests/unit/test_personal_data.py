@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from guichet_runtime.auth.dependencies import optional_principal
 from guichet_runtime.auth.principal import (
@@ -220,14 +221,20 @@ def test_keys_stay_in_memory_for_their_ttl_then_are_asked_again():
 # --- the unit of work seals what it writes to the outbox ------------------------------------
 
 
+async def sealing_service_db(path: Path) -> tuple[AsyncEngine, sa.Table, sa.Table, sa.Table]:
+    """A service's database, created: (engine, outbox, inbox, key refs)."""
+    metadata = service_metadata()
+    outbox, inbox = messaging_tables(metadata)
+    refs = personal_data_key_refs_table(metadata)
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    return engine, outbox, inbox, refs
+
+
 def test_the_outbox_row_is_sealed_with_the_files_key(tmp_path: Path):
     async def run() -> tuple[list[str], str | None]:
-        metadata = service_metadata()
-        outbox, inbox = messaging_tables(metadata)
-        refs = personal_data_key_refs_table(metadata)
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        engine, outbox, inbox, refs = await sealing_service_db(tmp_path / "s.db")
         keys = Keys()
         data = PersonalData(keys, refs)
         key_id = keys.new()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from guichet_runtime.db import UnitOfWork, make_engine, messaging_tables, service_metadata
-from guichet_runtime.personal_data import PersonalData, personal_data_key_refs_table
+from guichet_runtime.db import UnitOfWork
+from guichet_runtime.personal_data import PersonalData
 from shared_models import topics
-from tests.unit.test_personal_data import Keys, submitted
+from tests.unit.test_personal_data import Keys, sealing_service_db, submitted
 
 
 def test_a_files_key_ref_is_known_to_the_process_once_committed_only(tmp_path: Path):
@@ -21,12 +21,7 @@ def test_a_files_key_ref_is_known_to_the_process_once_committed_only(tmp_path: P
     process would skip writing it and, after a restart, emit the file's events unsealed."""
 
     async def run() -> None:
-        metadata = service_metadata()
-        outbox, inbox = messaging_tables(metadata)
-        refs = personal_data_key_refs_table(metadata)
-        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        engine, outbox, inbox, refs = await sealing_service_db(tmp_path / "s.db")
         keys = Keys()
         data = PersonalData(keys, refs)
         key_id = keys.new()
