@@ -116,14 +116,12 @@ class BatchTransaction:
         return BatchMember(self, event_id)
 
     def applied(
-        self,
-        event_id: str,
-        outbox_rows: list[dict[str, Any]],
-        learnt: list[tuple[str, str]] | None = None,
+        self, event_id: str, outbox_rows: list[dict[str, Any]], learnt: list[tuple[str, str]]
     ) -> None:
+        """A member committed: its outbox rows and the key refs it learnt go with the batch."""
         self._applied.add(event_id)
         self._pending.extend(outbox_rows)
-        self._learnt.extend(learnt or ())
+        self._learnt.extend(learnt)
 
     async def commit(self) -> None:
         conn = self.conn
