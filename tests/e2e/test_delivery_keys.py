@@ -22,6 +22,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.crash_support import assert_answered_once, crash_at, events_of, submit
+from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
     BACKENDS,
     answered_view,
@@ -76,6 +77,23 @@ async def attempts_once_sent(stack: Stack, client: httpx.AsyncClient, file_id: s
     )
 
 
+async def crash_on_the_referents_message(
+    stack: Stack, client: httpx.AsyncClient, email: str, **citizen
+) -> str:
+    """Submit a birth file (the CAF and the CPAM) with notification armed to die after its
+    first send: the message naming the référent. The CAF holds its answer until notification
+    is back, so the answer's message cannot be in flight beside it (notification sends up to
+    four at once: a kill would cut both, and which one reached the provider would be chance).
+    Leaving the hold answers the CAF."""
+    async with agency_holds(stack, "caf"):
+        return await crash_at(
+            stack,
+            "notification",
+            "notification.after_send",
+            lambda: submit(client, "naissance", email, **citizen),
+        )
+
+
 def the_cut_attempt(rows: list) -> object:
     """The one attempt the crash cut: every attempt ended `envoye`, one per message, and
     exactly one was presented again, once."""
@@ -95,13 +113,8 @@ async def test_a_kill_after_the_provider_accepted_delivers_each_message_once(
     answers it from its first answer. One message per key at the provider, the repeat
     counted there as a replayed key and here as a resend."""
     extra = ADDRESS if channel == "courrier" else {}
-    file_id = await crash_at(
-        stack,
-        "notification",
-        "notification.after_send",
-        lambda: submit(
-            client, "naissance", f"cle.{channel}@example.fr", preferred_channel=channel, **extra
-        ),
+    file_id = await crash_on_the_referents_message(
+        stack, client, f"cle.{channel}@example.fr", preferred_channel=channel, **extra
     )
     rows = await attempts_once_sent(stack, client, file_id)
     cut = the_cut_attempt(rows)
@@ -127,16 +140,12 @@ async def test_a_kill_after_the_smtp_server_accepted_resends_the_recorded_messag
     relay cannot be asked whether it has it, so the sink stores it twice; the attempt counts
     that resend and the sink reports the same repeat. Never a message under a key that was
     not recorded."""
-    file_id = await crash_at(
-        stack,
-        "notification",
-        "notification.after_send",
-        lambda: submit(client, "naissance", "courriel@example.fr"),
-    )
+    file_id = await crash_on_the_referents_message(stack, client, "courriel@example.fr")
     await assert_answered_once(stack, client, file_id)
     rows = await attempts_once_sent(stack, client, file_id)
     cut = the_cut_attempt(rows)
     assert {r.channel for r in rows} == {"email"} and len(rows) == 2
+    assert cut.notification_id == f"{file_id}:referent_assigned"
     stored = collections.Counter(m["Message-ID"] for m in mails_for(stack.maildir, file_id))
     assert set(stored) == {r.delivery_key for r in rows}  # every email under a recorded key
     assert stored[cut.delivery_key] == 2 and sorted(stored.values()) == [1, 2]

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
 
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Policy
@@ -31,10 +32,12 @@ ERASURE_DONE = (
 )
 
 
-def download(export: dict, kind: str, name: str) -> Response:
-    """The export as a file the browser saves (JSON as served, or the PDF made from it)."""
+async def download(export: dict, kind: str, name: str) -> Response:
+    """The export as a file the browser saves (JSON as served, or the PDF made from it). The
+    PDF is laid out in a worker thread: a citizen with many files takes seconds of fpdf, and
+    the pages of everyone else are served meanwhile."""
     if kind == "pdf":
-        body, media = render_export(export), "application/pdf"
+        body, media = await run_in_threadpool(render_export, export), "application/pdf"
     else:
         text = json.dumps(export, ensure_ascii=False, indent=2)
         body, media = text.encode("utf-8"), "application/json; charset=utf-8"
@@ -68,14 +71,14 @@ async def my_data(
 async def my_data_json(
     backend: BackendClient, visitor: Annotated[Principal, page(Policy.CITIZEN)]
 ) -> Response:
-    return download(await gathered(backend, await backend.my_export()), "json", "mes-donnees")
+    return await download(await gathered(backend, await backend.my_export()), "json", "mes-donnees")
 
 
 @router.get("/mes-donnees.pdf")
 async def my_data_pdf(
     backend: BackendClient, visitor: Annotated[Principal, page(Policy.CITIZEN)]
 ) -> Response:
-    return download(await gathered(backend, await backend.my_export()), "pdf", "mes-donnees")
+    return await download(await gathered(backend, await backend.my_export()), "pdf", "mes-donnees")
 
 
 @router.get("/dossier/{file_id}/mes-donnees.{kind}", dependencies=[page(Policy.FILE_CITIZEN)])
@@ -91,7 +94,7 @@ async def file_data(file_id: str, kind: str, file: Page) -> Response:
         if refused.status not in (401, 403):
             raise
         return file.ask_code_again(NOT_YOURS if refused.status == 403 else refused.message)
-    return download(await gathered(file.backend, export), kind, f"mes-donnees-{file_id}")
+    return await download(await gathered(file.backend, export), kind, f"mes-donnees-{file_id}")
 
 
 @router.post("/dossier/{file_id}/effacement", dependencies=[page(Policy.FILE_CITIZEN)])
