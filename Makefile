@@ -20,10 +20,14 @@ CHAOS_BACKEND ?= sqlite
 # and imports the realms, happens here once), the pages' front-end packages from the npm
 # registry (DSFR, axe-core; locked), Debian's Chromium for the browser tests, and kustomize
 # (pinned, from the Go module proxy into .cache/bin) for the offline checks of deploy/k8s.
+# Every module is compiled to bytecode here, as the image does (UV_COMPILE_BYTECODE): a
+# test run starts some 300 Python processes, and where PYTHONDONTWRITEBYTECODE is set (or
+# the tree is read-only) each of them would otherwise compile its imports again.
 # PostgreSQL comes from Debian's packages when a test or `make run-postgres` first needs it.
 setup: services/web/node_modules/.installed
 	@$(UV) --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet "uv==0.13.9"
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
+	$(UV) run python -m compileall -q -j 0 libs services adapters tools
 	$(UV) run python -c "from devstack.kafka import ensure_kafka_jars, find_root; ensure_kafka_jars(find_root())"
 	$(UV) run python -c "from devstack.keycloak import ensure_template, find_root; ensure_template(find_root())"
 	@bash deploy/web/ensure-chromium.sh

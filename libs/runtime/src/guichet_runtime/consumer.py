@@ -158,7 +158,7 @@ class EventConsumer:
         metrics: RuntimeMetrics | None = None,
         batch_factory: BatchFactory | None = None,
         batch_max: int = 1,
-        batch_wait_ms: int = 20,
+        batch_wait_ms: int = 50,
     ) -> None:
         self._namespace = namespace
         self._batch_factory = batch_factory

@@ -24,7 +24,6 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 from opentelemetry import context as otel_context
@@ -46,7 +45,7 @@ class OutboxRelay:
         broker: Any,
         *,
         batch_size: int = 500,
-        idle_seconds: float = 0.25,
+        idle_seconds: float = 1.0,
         namespace: str = "",
         metrics: RuntimeMetrics | None = None,
         producer_options: dict[str, Any] | None = None,
@@ -95,6 +94,8 @@ class OutboxRelay:
 
     async def _listen_once(self, dsn: str) -> None:
         """Listen until the relay stops or the connection is lost."""
+        import asyncpg  # noqa: PLC0415  (PostgreSQL only: a relay on SQLite never loads it)
+
         lost = asyncio.Event()
         conn = await asyncpg.connect(dsn)
         try:

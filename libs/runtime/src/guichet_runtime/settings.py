@@ -77,9 +77,13 @@ class ServiceSettings(BaseSettings):
     )
     relay_batch_size: int = 500
     relay_idle_seconds: float = Field(
-        default=0.25,
-        description="Outbox poll interval when nothing woke the relay (on PostgreSQL, while "
-        "the relay listens for the commits' notifications: RELAY_LISTEN_POLL_SECONDS).",
+        default=1.0,
+        gt=0,
+        description="Outbox poll interval when nothing woke the relay: every commit of this "
+        "process that writes outbox rows wakes it at once, so the poll only picks up rows "
+        "another process wrote (a command run beside the service) and retries after a "
+        "failure (on PostgreSQL, while the relay listens for the commits' notifications: "
+        "RELAY_LISTEN_POLL_SECONDS).",
     )
     relay_listen_poll_seconds: float = Field(
         default=5.0,
@@ -98,9 +102,12 @@ class ServiceSettings(BaseSettings):
         "time). Adapters always use 1: their handler calls an agency.",
     )
     consumer_batch_wait_ms: int = Field(
-        default=20,
+        default=50,
         ge=1,
-        description="How long a batched consumer waits for records when none is there.",
+        description="How long a batched consumer waits for records when none is there (a "
+        "record arriving meanwhile is taken at once; FastStream then sleeps as long again "
+        "after an empty poll, so this bounds the delay of the first record after a quiet "
+        "spell, and sets how often an idle consumer wakes up).",
     )
     log_level: str = "INFO"
     log_format: str = Field(

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+
+if TYPE_CHECKING:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
 
 def setup_tracing(
@@ -46,7 +49,12 @@ def tracer_provider(
 
 def otlp_exporter(endpoint: str) -> OTLPSpanExporter:
     """OTLP/HTTP to a collector; `endpoint` is the base URL, as OTEL_EXPORTER_OTLP_ENDPOINT
-    gives it (the traces path is added), or the full traces URL."""
+    gives it (the traces path is added), or the full traces URL. The exporter (with protobuf)
+    is imported only here: a process without a collector does not load it."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+        OTLPSpanExporter,
+    )
+
     url = endpoint.rstrip("/")
     if not url.endswith("/v1/traces"):
         url += "/v1/traces"

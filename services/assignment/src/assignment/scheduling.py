@@ -16,14 +16,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 
-import holidays
-
 from guichet_runtime.clock import PARIS, paris_day
+from guichet_runtime.public_holidays import is_public_holiday
 from shared_models.wording import span_fr
 
 #: A slot's length and how far ahead slots are offered (settings APPOINTMENT_*).
@@ -71,16 +69,6 @@ def weekly_hours(text: str) -> WeeklyHours | None:
     if not week:
         return None
     return {day: tuple(sorted(ranges)) for day, ranges in week.items()}
-
-
-@functools.cache
-def _public_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays.country_holidays("FR", years=year))
-
-
-def is_public_holiday(day: dt.date) -> bool:
-    """A public holiday of metropolitan France (the `holidays` package's calendar)."""
-    return day in _public_holidays(day.year)
 
 
 @dataclass(frozen=True, order=True)

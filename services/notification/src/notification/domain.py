@@ -12,12 +12,10 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from guichet_runtime.clock import paris_day
+from guichet_runtime.public_holidays import is_working_day
 from shared_models import (
     CitizenContact,
     CitizenName,
@@ -137,15 +135,10 @@ def reachable_within_a_day(citizen: CitizenContact) -> bool:
 LETTER_DELIVERY_DAYS = 3
 
 
-@cache
-def _public_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays.country_holidays("FR", years=year))
-
-
 def is_postal_working_day(day: dt.date) -> bool:
     """A day the post is counted to carry letters: Monday to Friday, not a public holiday of
     metropolitan France (a Saturday delivery only brings a letter earlier)."""
-    return day.weekday() < 5 and day not in _public_holidays(day.year)
+    return is_working_day(day)
 
 
 def reminder_letter_posting_day(starts_at: dt.datetime, delivery_days: int) -> dt.date:

@@ -18,7 +18,13 @@ class NotificationSettings(ServiceSettings):
     sms_sender_name: str = "GUICHET"
     postal_url: str = "http://127.0.0.1:8027"
     portal_url: str = "https://guichet-unique.gouv.fr"
-    dispatch_idle_seconds: float = 0.2
+    dispatch_idle_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the dispatcher looks for messages falling due (a retry, a "
+        "planned reminder, a lease run out) when nothing woke it: a message recorded by this "
+        "process wakes it at once.",
+    )
     dispatch_batch: int = 50
     dispatch_lease_seconds: float = Field(
         default=60.0,

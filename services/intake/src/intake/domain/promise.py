@@ -15,25 +15,13 @@ working days of the Paris calendar. Pure functions, no I/O.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from dataclasses import dataclass
 
-import holidays
-
 from guichet_runtime.clock import PARIS, paris_day, paris_day_ended_by
+from guichet_runtime.public_holidays import is_working_day
 
 #: The promise: an answer within this many working days (setting MESSAGE_ANSWER_WORKING_DAYS).
 DEFAULT_WORKING_DAYS = 2
-
-
-@functools.cache
-def _public_holidays(year: int) -> frozenset[dt.date]:
-    return frozenset(holidays.country_holidays("FR", years=year))
-
-
-def is_working_day(day: dt.date) -> bool:
-    """Monday to Friday, and not a public holiday of metropolitan France."""
-    return day.weekday() < 5 and day not in _public_holidays(day.year)
 
 
 def nth_working_day_after(day: dt.date, n: int) -> dt.date:
