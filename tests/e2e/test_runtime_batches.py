@@ -174,35 +174,46 @@ async def test_a_poison_record_in_a_batch_is_dead_lettered_and_the_others_applie
     print(f"{len(sent)} records in {len(commits)} batch transaction(s) on {database.url[:10]}")
 
 
-def _rows(keys: int, per_key: int, traceparent: str) -> list[dict[str, Any]]:
-    """Outbox rows, the keys interleaved; each body says its key and its rank in the key."""
+def _rows(keys: int, per_key: int, traceparent: str, block: int) -> list[dict[str, Any]]:
+    """Outbox rows; each body says its key and its rank in the key. The keys are in two
+    groups, each group's keys interleaved, and the rows alternate between the groups every
+    `block` rows (a relay's batch): while one replica holds a batch of one group's keys, the
+    next batch by id is the other group's, which the other replica may publish at once (a
+    key's row waits only while an earlier row of the same key is held)."""
+    groups = [range(keys // 2), range(keys // 2, keys)]
+    streams = [[(k, rank) for rank in range(per_key) for k in group] for group in groups]
+    ordered: list[tuple[int, int]] = []
+    while any(streams):
+        for stream in streams:
+            ordered.extend(stream[:block])
+            del stream[:block]
     rows = []
-    for rank in range(per_key):
-        for k in range(keys):
-            key = f"GU-RELAY-{k}"
-            body = {"event_id": str(uuid.uuid4()), "key": key, "rank": rank}
-            rows.append(
-                {
-                    "topic": "relay.order",
-                    "key": key,
-                    "event_type": "Essai",
-                    "payload": json.dumps(body),
-                    "headers": json.dumps({"traceparent": traceparent}),
-                    "created_at": utcnow(),
-                }
-            )
+    for k, rank in ordered:
+        key = f"GU-RELAY-{k}"
+        body = {"event_id": str(uuid.uuid4()), "key": key, "rank": rank}
+        rows.append(
+            {
+                "topic": "relay.order",
+                "key": key,
+                "event_type": "Essai",
+                "payload": json.dumps(body),
+                "headers": json.dumps({"traceparent": traceparent}),
+                "created_at": utcnow(),
+            }
+        )
     return rows
 
 
 async def test_the_relay_publishes_each_row_once_in_order_per_key(kafka_bootstrap, database):
     """SQLite: one relay. PostgreSQL: two relays (two replicas) on one outbox, rows committed
-    while they run reach them by LISTEN/NOTIFY (their poll is a minute)."""
+    while they run reach them by LISTEN/NOTIFY (their poll is a minute); both publish, and
+    each key keeps its order across them."""
     namespace = f"rt-{uuid.uuid4().hex[:8]}."
     topic = namespace + "relay.order"
     await create_topics(access(kafka_bootstrap), {topic: 3})
     traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
-    keys, per_key = 6, 60
-    rows = _rows(keys, per_key, traceparent)
+    keys, per_key, batch = 6, 60, 25
+    rows = _rows(keys, per_key, traceparent, block=batch)
     first, later = rows[: len(rows) // 2], rows[len(rows) // 2 :]
     async with database.engine.begin() as conn:
         await conn.execute(sa.insert(database.outbox), first)
@@ -214,11 +225,15 @@ async def test_the_relay_publishes_each_row_once_in_order_per_key(kafka_bootstra
             engine,
             database.outbox,
             None,
-            batch_size=25,
+            batch_size=batch,
             idle_seconds=60,
             listen_poll_seconds=60,
             namespace=namespace,
-            producer_options=client_options(kafka_bootstrap) | {"linger_ms": 5},
+            # Each batch's transaction lasts at least the linger: the other replica, woken
+            # by the same notifications, claims the next batch meanwhile (with one replica
+            # fast enough to drain every batch back to back, the other could find each key's
+            # earliest row held and publish nothing: [360, 0] on a loaded machine).
+            producer_options=client_options(kafka_bootstrap) | {"linger_ms": 100},
         )
         for engine in engines
     ]
