@@ -51,30 +51,14 @@ lint: setup
 	$(UV) run ruff format --check .
 	$(UV) run mypy
 
-# Two pytest runs side by side on the 2 cores, each with its own broker (and Keycloak and
-# PostgreSQL when its tests need them): the in-process tests (unit, deploy, docs), which are
-# CPU-bound, then the tools' and adapters' integration tests (devstack's commands, the short
-# chaos run, the bench, the contract kit); beside them the end-to-end tests, which mostly wait
-# on their stacks. Both must pass; the first one's output follows the second's.
-test: lint audit
-	@mkdir -p var; \
-	GUICHET_PORT_RANGE=12000-19999 $(UV) run pytest -q -p no:cacheprovider --durations=15 \
-		tests/unit tests/deploy tests/test_*.py tests/adapters tests/devstack tests/tools \
-		> var/test-in-process.log 2>&1 & fast=$$!; \
-	GUICHET_E2E_SHARD=2/2 GUICHET_PORT_RANGE=26384-32767 \
-		$(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e \
-		> var/test-e2e-2.log 2>&1 & half=$$!; \
-	GUICHET_E2E_SHARD=1/2 GUICHET_PORT_RANGE=20000-26383 \
-		$(UV) run pytest -q -p no:cacheprovider --durations=20 tests/e2e; \
-	slow=$$?; \
-	wait $$half; other=$$?; \
-	wait $$fast; quick=$$?; \
-	echo "--- end-to-end, second half (PostgreSQL, and the modules with stacks of their own) ---"; \
-	cat var/test-e2e-2.log; \
-	echo "--- in-process and tools tests (tests/unit, tests/deploy, tests/test_*.py," \
-		"tests/adapters, tests/devstack, tests/tools) ---"; \
-	cat var/test-in-process.log; \
-	test $$slow -eq 0 && test $$other -eq 0 && test $$quick -eq 0
+# Three pytest runs side by side on the 2 cores (devstack.lanes): the in-process tests (unit,
+# deploy, docs), which are CPU-bound, then the tools' and adapters' integration tests
+# (devstack's commands, the short chaos run, the bench, the contract kit); beside them the
+# end-to-end tests in two halves, which mostly wait on their stacks. One Kafka broker serves
+# the three, one Keycloak the two end-to-end halves, both started while the lint and the audit
+# run. All must pass; the first half's output comes first, the others' follow it.
+test: setup
+	$(UV) run python -m devstack.lanes --first "$(MAKE) --no-print-directory lint audit"
 
 test-unit: setup
 	$(UV) run pytest -q -m "not integration" tests/unit

@@ -5,7 +5,8 @@ Kafka, in order of preference: an external bootstrap (GUICHET_KAFKA_BOOTSTRAP), 
 testcontainers where a Docker daemon answers, then the project's own broker run from
 Maven Central jars, with SASL over TLS and ACLs (see devstack.kafka_sasl). PostgreSQL:
 GUICHET_TEST_POSTGRES_URL, else a server started from Debian's packages. Keycloak: the
-project's own, run from Maven Central's distribution.
+project's own, run from Maven Central's distribution, or one already running at
+GUICHET_KEYCLOAK_URL (http://127.0.0.1:<port>, with the project's realms).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -120,6 +122,13 @@ def keycloak() -> Iterator:
     """
     from devstack.keycloak import LocalKeycloak
 
+    external = os.environ.get("GUICHET_KEYCLOAK_URL")
+    if external:  # one already running (`make test` shares one between the end-to-end halves)
+        port = urlsplit(external).port
+        if port is None or urlsplit(external).hostname != "127.0.0.1":
+            raise pytest.UsageError(f"GUICHET_KEYCLOAK_URL is http://127.0.0.1:<port>: {external}")
+        yield LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-")), port)
+        return
     with LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))) as server:
         yield server
 

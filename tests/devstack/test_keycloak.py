@@ -9,6 +9,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ AGENCIES = {
 
 # The very first start on a machine also fetches Keycloak and builds it (minutes on 2 cores).
 pytestmark = pytest.mark.timeout(900)
+#: Seconds for one answer: a login page rendered for the first time, on a loaded machine, took
+#: more than httpx's default 5 s once.
+TIMEOUT = 30
 
 
 def verifier(keycloak: LocalKeycloak, audience: str = "intake", **options: Any) -> TokenVerifier:
@@ -55,15 +59,16 @@ def claims(token: str) -> dict[str, Any]:
 
 def test_discovery_of_both_realms(keycloak):
     for realm in REALMS:
-        doc = httpx.get(keycloak.discovery_url(realm)).json()
+        doc = httpx.get(keycloak.discovery_url(realm), timeout=TIMEOUT).json()
         assert doc["issuer"] == keycloak.issuer(realm)
         assert doc["jwks_uri"].startswith(keycloak.issuer(realm))
         assert "S256" in doc["code_challenge_methods_supported"]
         assert "RS256" in doc["id_token_signing_alg_values_supported"]
-        keys = httpx.get(doc["jwks_uri"]).json()["keys"]
+        keys = httpx.get(doc["jwks_uri"], timeout=TIMEOUT).json()["keys"]
         assert any(k["use"] == "sig" and k["kty"] == "RSA" for k in keys)
-    assert keycloak.started_in is not None
-    print(f"keycloak ready in {keycloak.started_in:.1f} s")
+    if keycloak.proc is not None:  # started by this run (not the one `make test` shares)
+        assert keycloak.started_in is not None
+        print(f"keycloak ready in {keycloak.started_in:.1f} s")
 
 
 async def test_citizen_token_verifies_with_the_right_principal(keycloak):
@@ -118,16 +123,22 @@ def test_web_client_takes_loopback_redirects_on_any_port_with_pkce(keycloak):
             "code_challenge_method": "S256",
         }
         for port in (8003, 41234):
-            page = httpx.get(auth, params={**params, "redirect_uri": f"http://127.0.0.1:{port}/cb"})
+            page = httpx.get(
+                auth,
+                params={**params, "redirect_uri": f"http://127.0.0.1:{port}/cb"},
+                timeout=TIMEOUT,
+            )
             assert page.status_code == 200 and 'id="kc-form-login"' in page.text, realm
             assert 'lang="fr"' in page.text
         elsewhere = httpx.get(
-            auth, params={**params, "redirect_uri": "https://attacker.example/cb"}
+            auth, params={**params, "redirect_uri": "https://attacker.example/cb"}, timeout=TIMEOUT
         )
         assert elsewhere.status_code == 400
         without_pkce = {k: v for k, v in params.items() if not k.startswith("code_challenge")}
         refused = httpx.get(
-            auth, params={**without_pkce, "redirect_uri": "http://127.0.0.1:8003/cb"}
+            auth,
+            params={**without_pkce, "redirect_uri": "http://127.0.0.1:8003/cb"},
+            timeout=TIMEOUT,
         )
         assert "code_challenge" in refused.headers.get("location", "") + refused.text
 
@@ -139,6 +150,8 @@ def test_test_users_match_the_seeded_directory():
     supervisors = {s["supervisor_id"]: s for s in directory["supervisors"]}
     offices = {o["office_id"]: o for o in directory["offices"]}
     realm = json.loads((ROOT / "deploy/keycloak/realms/agents.json").read_text(encoding="utf-8"))
+    # The users' ids are fixed (their subjects are stable); a realm's users get new ones.
+    realm["users"] = [{k: v for k, v in user.items() if k != "id"} for user in realm["users"]]
     for user in realm["users"]:
         attributes = user.get("attributes", {})
         [agent_id] = attributes.get("agent_id", [None])
@@ -203,10 +216,39 @@ async def test_tampered_tokens_are_refused(keycloak):
     assert "Signature" in (await refused(check, f"{header}.{payload}.{flipped}")).message
 
 
+def _admin(keycloak: LocalKeycloak) -> dict[str, str]:
+    return {"Authorization": f"Bearer {keycloak.admin_token()}"}
+
+
+@pytest.fixture
+def rotating_realm(keycloak: LocalKeycloak) -> Iterator[str]:
+    """A copy of the agents' realm under a name of its own, deleted afterwards: its keys
+    rotate there, not in the realm the services of the other test runs trust (`make test`
+    shares one Keycloak, and a service meeting a new key id within its refresh floor refuses
+    the token)."""
+    name = f"rotation-{uuid.uuid4().hex[:8]}"
+    realm = json.loads((ROOT / "deploy/keycloak/realms/agents.json").read_text(encoding="utf-8"))
+    # The users' ids are fixed (their subjects are stable); a realm's users get new ones.
+    realm["users"] = [{k: v for k, v in user.items() if k != "id"} for user in realm["users"]]
+    created = httpx.post(
+        f"{keycloak.url}/admin/realms",
+        headers=_admin(keycloak),
+        json=realm | {"realm": name},
+        timeout=60,
+    )
+    assert created.status_code == 201, created.text
+    try:
+        yield name
+    finally:
+        httpx.delete(f"{keycloak.url}/admin/realms/{name}", headers=_admin(keycloak), timeout=60)
+
+
 def _add_realm_key(keycloak: LocalKeycloak, realm: str) -> None:
     """A new RSA signing key with the highest priority, through the admin REST API."""
-    admin = {"Authorization": f"Bearer {keycloak.admin_token()}"}
-    realm_id = httpx.get(f"{keycloak.url}/admin/realms/{realm}", headers=admin).json()["id"]
+    admin = _admin(keycloak)
+    realm_id = httpx.get(
+        f"{keycloak.url}/admin/realms/{realm}", headers=admin, timeout=TIMEOUT
+    ).json()["id"]
     response = httpx.post(
         f"{keycloak.url}/admin/realms/{realm}/components",
         headers=admin,
@@ -228,17 +270,18 @@ def _add_realm_key(keycloak: LocalKeycloak, realm: str) -> None:
     assert response.status_code == 201, response.text
 
 
-async def test_key_rotation_refreshes_the_jwks(keycloak):
-    eager = verifier(keycloak, "assignment", min_refresh=0)
-    floored = verifier(keycloak, "assignment", min_refresh=3600)
-    before = keycloak.password_token("camille.martin")
+async def test_key_rotation_refreshes_the_jwks(keycloak, rotating_realm):
+    issuer = keycloak.issuer(rotating_realm)
+    eager = TokenVerifier({issuer: IssuerKind.AGENT}, "assignment", min_refresh=0)
+    floored = TokenVerifier({issuer: IssuerKind.AGENT}, "assignment", min_refresh=3600)
+    before = keycloak.password_token("camille.martin", rotating_realm)
     for check in (eager, floored):
         await check.verify(before)
-    keys = eager.keys[keycloak.issuer("agents")]
+    keys = eager.keys[issuer]
     assert keys.fetches == 1
 
-    _add_realm_key(keycloak, "agents")
-    after = keycloak.password_token("camille.martin")
+    _add_realm_key(keycloak, rotating_realm)
+    after = keycloak.password_token("camille.martin", rotating_realm)
     assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
 
     principal = await eager.verify(after)  # unknown kid: the JWKS is fetched again
@@ -248,7 +291,7 @@ async def test_key_rotation_refreshes_the_jwks(keycloak):
     assert keys.fetches == 2
     # Within the floor, an unknown key id is refused without asking the provider again.
     assert "clé inconnue" in (await refused(floored, after)).message
-    assert floored.keys[keycloak.issuer("agents")].fetches == 1
+    assert floored.keys[issuer].fetches == 1
 
 
 def test_dev_token_command(keycloak):

@@ -57,7 +57,7 @@ def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
     the shipped catalogue plus the ANTS's life event (`shared_catalogue_path`), the web and
     the services trusting the session's Keycloak (OIDC), with SHARED_ENV; personal data sealed
     with the citizens' keys as in production (tests read the fields through
-    `tests.e2e.sealing_support`)."""
+    `tests.e2e.sealing_support`), kept in memory `sealing_support.KEY_TTL_SECONDS`."""
     catalogue = shared_catalogue_path(workdir)
     catalogue.write_text(
         DEFAULT_CATALOGUE.read_text(encoding="utf-8") + ANTS_LINE, encoding="utf-8"
@@ -71,25 +71,9 @@ def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
         extra_env={**SHARED_ENV, "GUICHET_CATALOGUE": str(catalogue)},
         oidc_issuers=keycloak.issuers,
         personal_data_sealing=True,  # as in production: personal fields sealed on the topics
+        personal_data_key_ttl=sealing_support.KEY_TTL_SECONDS,
     )
     sealing_support.register(st)
-    st.start()
-    return st
-
-
-def start_sealed(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres=None) -> Stack:
-    """A stack as production runs it for personal data (crypto-shredding): every field sealed
-    with the citizen's key, and a key cache of one second, so that a shredding reaches every
-    service at once. The modules about sealed data share it (one per backend)."""
-    st = Stack(
-        workdir,
-        kafka_bootstrap,
-        namespace=f"sealed-{backend[:2]}-{uuid.uuid4().hex[:6]}.",
-        postgres=postgres,
-        oidc_issuers=keycloak.issuers,
-        personal_data_sealing=True,
-        personal_data_key_ttl=1.0,
-    )
     st.start()
     return st
 
@@ -144,14 +128,11 @@ def revive(stack: Stack, timeout: float = 120) -> Stack:
 
 #: The shared stacks started so far: stopped right after the last test that uses one.
 RUNNING: list[Stack] = []
-#: The sealed stacks started so far: stopped right after the last test that uses one.
-SEALED_RUNNING: list[Stack] = []
 #: The clock stacks started so far: the last one stops right after the last test on it
 #: (a session fixture would otherwise idle until the end of the session).
 CLOCK_RUNNING: list[Stack] = []
-#: The session's last test on a shared stack, on a sealed one, and on a clock stack.
+#: The session's last test on a shared stack, and on a clock stack.
 _LAST_SHARED = pytest.StashKey[pytest.Item]()
-_LAST_SEALED = pytest.StashKey[pytest.Item]()
 _LAST_CLOCK = pytest.StashKey[pytest.Item]()
 
 
@@ -170,23 +151,17 @@ def pytest_collection_modifyitems(session, config, items: list[pytest.Item]) -> 
     if not items:
         return
     sharing = {item.path for item in items if "shared_stack" in item.fixturenames}
-    sealing = {item.path for item in items if "sealed_stack" in item.fixturenames}
     clocked = [item for item in items if "clock_stack" in item.fixturenames]
     if clocked:
         config.stash[_LAST_CLOCK] = clocked[-1]
-    if not sharing and not sealing:
+    if not sharing:
         return
     e2e = [i for i, item in enumerate(items) if _e2e(item)]
     if e2e == list(range(e2e[0], e2e[-1] + 1)):  # one block: reorder it
-
-        def group(item: pytest.Item) -> int:
-            return 2 if item.path in sharing else 1 if item.path in sealing else 0
-
-        items[e2e[0] : e2e[-1] + 1] = sorted(items[e2e[0] : e2e[-1] + 1], key=group)
-    if sharing:
-        config.stash[_LAST_SHARED] = [item for item in items if item.path in sharing][-1]
-    if sealing:
-        config.stash[_LAST_SEALED] = [item for item in items if item.path in sealing][-1]
+        items[e2e[0] : e2e[-1] + 1] = sorted(
+            items[e2e[0] : e2e[-1] + 1], key=lambda item: item.path in sharing
+        )
+    config.stash[_LAST_SHARED] = [item for item in items if item.path in sharing][-1]
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -200,41 +175,25 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     if item is item.config.stash.get(_LAST_SHARED, None):
         while RUNNING:
             RUNNING.pop().stop()
-    if item is item.config.stash.get(_LAST_SEALED, None):
-        while SEALED_RUNNING:
-            SEALED_RUNNING.pop().stop()
     if item is item.config.stash.get(_LAST_CLOCK, None):
         while CLOCK_RUNNING:
             CLOCK_RUNNING.pop().stop()
 
 
 def session_stack(
-    kind: str, tmp_path_factory, kafka_bootstrap: str, keycloak, backend: str, postgres=None
+    tmp_path_factory, kafka_bootstrap: str, keycloak, backend: str, postgres=None
 ) -> Stack:
-    """Start the session's `kind` stack ("shared": `start_shared`, "sealed": `start_sealed`)
-    on `backend`, noted so that it stops right after the last test that uses one."""
-    start, running = (start_shared, RUNNING) if kind == "shared" else (start_sealed, SEALED_RUNNING)
-    workdir = tmp_path_factory.mktemp(f"{kind}-{backend}")
-    st = start(workdir, kafka_bootstrap, keycloak, backend, postgres)
-    running.append(st)
+    """Start the session's shared stack (`start_shared`) on `backend`, noted so that it stops
+    right after the last test that uses one."""
+    workdir = tmp_path_factory.mktemp(f"shared-{backend}")
+    st = start_shared(workdir, kafka_bootstrap, keycloak, backend, postgres)
+    RUNNING.append(st)
     return st
-
-
-def stack_getter(request, kind: str) -> Callable[[str], Stack]:
-    """`get(backend)`: the session's `kind` stack on that backend (fixture
-    `<kind>_stack_<backend>`), started on first use, every process running."""
-
-    def get(backend: str) -> Stack:
-        if backend not in BACKENDS:
-            raise ValueError(f"no {kind} stack on {backend!r}: one of {BACKENDS}")
-        return revive(request.getfixturevalue(f"{kind}_stack_{backend}"))
-
-    return get
 
 
 @pytest.fixture(scope="session")
 def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
-    st = session_stack("shared", tmp_path_factory, kafka_bootstrap, keycloak, "sqlite")
+    st = session_stack(tmp_path_factory, kafka_bootstrap, keycloak, "sqlite")
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
 
@@ -243,42 +202,22 @@ def shared_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator
 def shared_stack_postgresql(
     kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
 ) -> Iterator[Stack]:
-    st = session_stack(
-        "shared", tmp_path_factory, kafka_bootstrap, keycloak, "postgresql", postgres_factory
-    )
+    st = session_stack(tmp_path_factory, kafka_bootstrap, keycloak, "postgresql", postgres_factory)
     yield st
     st.stop()  # already stopped after the last test on it: then a no-op
-
-
-@pytest.fixture(scope="session")
-def sealed_stack_sqlite(kafka_bootstrap, keycloak, tmp_path_factory) -> Iterator[Stack]:
-    st = session_stack("sealed", tmp_path_factory, kafka_bootstrap, keycloak, "sqlite")
-    yield st
-    st.stop()  # already stopped after the last test on it: then a no-op
-
-
-@pytest.fixture(scope="session")
-def sealed_stack_postgresql(
-    kafka_bootstrap, keycloak, postgres_factory, tmp_path_factory
-) -> Iterator[Stack]:
-    st = session_stack(
-        "sealed", tmp_path_factory, kafka_bootstrap, keycloak, "postgresql", postgres_factory
-    )
-    yield st
-    st.stop()  # already stopped after the last test on it: then a no-op
-
-
-@pytest.fixture(scope="module")
-def sealed_stack(request) -> Callable[[str], Stack]:
-    """`sealed_stack(backend)`: the session's sealed stack on that backend (`start_sealed`).
-    Its modules use citizens of their own."""
-    return stack_getter(request, "sealed")
 
 
 @pytest.fixture(scope="module")
 def shared_stack(request) -> Callable[[str], Stack]:
-    """`shared_stack(backend)`: the session's shared stack on that backend (`start_shared`)."""
-    return stack_getter(request, "shared")
+    """`shared_stack(backend)`: the session's shared stack on that backend (`start_shared`,
+    fixture `shared_stack_<backend>`), started on first use, every process running."""
+
+    def get(backend: str) -> Stack:
+        if backend not in BACKENDS:
+            raise ValueError(f"no shared stack on {backend!r}: one of {BACKENDS}")
+        return revive(request.getfixturevalue(f"shared_stack_{backend}"))
+
+    return get
 
 
 @pytest.fixture(scope="module")

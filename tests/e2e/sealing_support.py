@@ -20,6 +20,12 @@ from devstack.stack import Stack
 from guichet_runtime.personal_data import open_value
 from shared_models import EVENT_TYPES, is_sealed, personal_fields
 
+#: How long the shared stacks' services keep a citizen's data key in memory (production keeps
+#: it five minutes): a shredding reaches every service within it, so the modules about sealed
+#: data wait this long (plus a margin) after shredding a key; the other modules' services fetch
+#: keys again and again, as a service whose cache expired does.
+KEY_TTL_SECONDS = 2.0
+
 #: The client a test borrows to read keys: one of the services allowed to (devstack's realm
 #: gives each `service-<name>` client the secret `<client>-dev-secret`).
 READER = "service-assignment"

@@ -33,6 +33,7 @@ from tests.e2e.sealed_adapters import (
     adapters_hold_nothing_in_clear,
     france_travail_answers_after_shredding,
 )
+from tests.e2e.sealing_support import KEY_TTL_SECONDS
 from tests.e2e.support import (
     answered_view,
     citizen_client,
@@ -73,10 +74,10 @@ IN_CLEAR = (
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, sealed_stack):
-    """The session's sealed stack (tests/e2e/conftest.py: personal data sealed, a key cache
-    of one second), shared with the other modules about sealed data."""
-    return sealed_stack(request.param)
+def stack(request, shared_stack):
+    """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
+    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    return shared_stack(request.param)
 
 
 async def every_record(stack: Stack) -> list[dict[str, Any]]:
@@ -209,7 +210,7 @@ async def test_a_file_travels_sealed_and_shredding_erases_every_copy(stack, toke
     # 5. Nobody gets the key any more: no sealed copy opens.
     gone = await key_service(stack, key_id, service)
     assert gone.status_code == 410, gone.text
-    await asyncio.sleep(1.5)  # the services' caches (PERSONAL_DATA_KEY_TTL_SECONDS=1)
+    await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
     await france_travail_answers_after_shredding(stack, file_id)
 
     # 6. The services keep running: the citizen thanks the référent (intake answers, the

