@@ -122,14 +122,15 @@ def keycloak() -> Iterator:
     """
     from devstack.keycloak import LocalKeycloak
 
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))
     external = os.environ.get("GUICHET_KEYCLOAK_URL")
-    if external:  # one already running (`make test` shares one between the end-to-end halves)
-        port = urlsplit(external).port
-        if port is None or urlsplit(external).hostname != "127.0.0.1":
+    if external:  # one already running (`make test` shares one between its pytest runs)
+        address = urlsplit(external)
+        if address.port is None or address.hostname != "127.0.0.1":
             raise pytest.UsageError(f"GUICHET_KEYCLOAK_URL is http://127.0.0.1:<port>: {external}")
-        yield LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-")), port)
+        yield LocalKeycloak(ROOT, workdir, address.port)
         return
-    with LocalKeycloak(ROOT, Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))) as server:
+    with LocalKeycloak(ROOT, workdir) as server:
         yield server
 
 

@@ -53,6 +53,11 @@ async def refused(verifier: TokenVerifier, token: str) -> Refused:
     return caught.value
 
 
+def agents_realm() -> dict[str, Any]:
+    """The agents' realm as `deploy/keycloak/realms/agents.json` declares it."""
+    return json.loads((ROOT / "deploy/keycloak/realms/agents.json").read_text(encoding="utf-8"))
+
+
 def claims(token: str) -> dict[str, Any]:
     return jwt.decode(token, options={"verify_signature": False})
 
@@ -149,9 +154,7 @@ def test_test_users_match_the_seeded_directory():
     agents = {a["agent_id"]: a for a in directory["agents"]}
     supervisors = {s["supervisor_id"]: s for s in directory["supervisors"]}
     offices = {o["office_id"]: o for o in directory["offices"]}
-    realm = json.loads((ROOT / "deploy/keycloak/realms/agents.json").read_text(encoding="utf-8"))
-    # The users' ids are fixed (their subjects are stable); a realm's users get new ones.
-    realm["users"] = [{k: v for k, v in user.items() if k != "id"} for user in realm["users"]]
+    realm = agents_realm()
     for user in realm["users"]:
         attributes = user.get("attributes", {})
         [agent_id] = attributes.get("agent_id", [None])
@@ -227,7 +230,7 @@ def rotating_realm(keycloak: LocalKeycloak) -> Iterator[str]:
     shares one Keycloak, and a service meeting a new key id within its refresh floor refuses
     the token)."""
     name = f"rotation-{uuid.uuid4().hex[:8]}"
-    realm = json.loads((ROOT / "deploy/keycloak/realms/agents.json").read_text(encoding="utf-8"))
+    realm = agents_realm()
     # The users' ids are fixed (their subjects are stable); a realm's users get new ones.
     realm["users"] = [{k: v for k, v in user.items() if k != "id"} for user in realm["users"]]
     created = httpx.post(

@@ -9,6 +9,7 @@ role `personal-data-reader`) at intake's key service. The raw bytes stay as they
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -25,6 +26,12 @@ from shared_models import EVENT_TYPES, is_sealed, personal_fields
 #: data wait this long (plus a margin) after shredding a key; the other modules' services fetch
 #: keys again and again, as a service whose cache expired does.
 KEY_TTL_SECONDS = 2.0
+
+
+async def key_caches_expired() -> None:
+    """Wait until no service of a shared stack still holds a key shredded before the call."""
+    await asyncio.sleep(KEY_TTL_SECONDS + 0.5)
+
 
 #: The client a test borrows to read keys: one of the services allowed to (devstack's realm
 #: gives each `service-<name>` client the secret `<client>-dev-secret`).

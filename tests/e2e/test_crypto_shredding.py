@@ -13,7 +13,6 @@ ACLs, Keycloak, every service, the agency simulators), once on SQLite, once on P
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -33,7 +32,7 @@ from tests.e2e.sealed_adapters import (
     adapters_hold_nothing_in_clear,
     france_travail_answers_after_shredding,
 )
-from tests.e2e.sealing_support import KEY_TTL_SECONDS
+from tests.e2e.sealing_support import key_caches_expired
 from tests.e2e.support import (
     answered_view,
     citizen_client,
@@ -76,7 +75,7 @@ IN_CLEAR = (
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request, shared_stack):
     """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
-    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    sealed, each service keeping a key in memory `KEY_TTL_SECONDS`."""
     return shared_stack(request.param)
 
 
@@ -210,7 +209,7 @@ async def test_a_file_travels_sealed_and_shredding_erases_every_copy(stack, toke
     # 5. Nobody gets the key any more: no sealed copy opens.
     gone = await key_service(stack, key_id, service)
     assert gone.status_code == 410, gone.text
-    await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
+    await key_caches_expired()
     await france_travail_answers_after_shredding(stack, file_id)
 
     # 6. The services keep running: the citizen thanks the référent (intake answers, the

@@ -12,7 +12,6 @@ PostgreSQL, with crypto-shredding on:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
-from tests.e2e.sealing_support import KEY_TTL_SECONDS
+from tests.e2e.sealing_support import key_caches_expired
 from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
 from tests.personal_data import leaks
 
@@ -54,7 +53,7 @@ ERASED = ("[données effacées]", "données effacées")
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request, shared_stack):
     """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
-    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    sealed, each service keeping a key in memory `KEY_TTL_SECONDS`."""
     return shared_stack(request.param)
 
 
@@ -159,7 +158,7 @@ async def test_notifications_tables_hold_nothing_in_clear_and_a_shredded_key_sto
         assert await shred_personal_data_key(key_id, reason, UnitOfWork(engine, outbox, inbox))
     finally:
         await engine.dispose()
-    await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
+    await key_caches_expired()
     await providers.post("/admin/faults", json={"reset": True})
 
     # 4. The waiting message is never sent: recorded as erased, counted; notification answers.

@@ -10,7 +10,6 @@ SASL and ACLs, Keycloak, every service, the agency simulators), on SQLite and Po
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -20,7 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from assignment.tables import metadata
 from guichet_runtime.db import UnitOfWork, make_engine
 from shared_models import is_sealed
-from tests.e2e.sealing_support import KEY_TTL_SECONDS
+from tests.e2e.sealing_support import key_caches_expired
 from tests.e2e.support import answered_view, citizen_client, client_as, eventually, file_body
 from tests.personal_data import PROBED_FIELDS, leaks
 
@@ -46,7 +45,7 @@ ERASED = "[données effacées]"
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def stack(request, shared_stack):
     """The session's shared stack on each backend (tests/e2e/conftest.py): personal data
-    sealed, each service keeping a key in memory KEY_TTL_SECONDS."""
+    sealed, each service keeping a key in memory `KEY_TTL_SECONDS`."""
     return shared_stack(request.param)
 
 
@@ -111,7 +110,7 @@ async def test_assignment_keeps_nothing_in_clear_and_answers_after_shredding(sta
             assert await shred_personal_data_key(key_id, reason, UnitOfWork(engine, outbox, inbox))
         finally:
             await engine.dispose()
-        await asyncio.sleep(KEY_TTL_SECONDS + 0.5)  # the services' key caches
+        await key_caches_expired()
 
         # 4. Assignment still answers; what was sealed shows erased.
         after = await desk.get(f"/api/files/{file_id}/assignment")

@@ -29,8 +29,8 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -163,23 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     root = find_root()
     os.environ[RANGE_VARIABLE] = SERVERS_PORT_RANGE
     servers = Servers(root, Path(tempfile.mkdtemp(prefix="guichet-lanes-")))
-    failure: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            servers.start()
-        except BaseException as error:  # reported once the first command is done
-            failure.append(error)
-
-    starting = threading.Thread(target=start, name="servers")
-    starting.start()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="servers")
+    starting = pool.submit(servers.start)
     try:
         first = subprocess.run(args.first, shell=True, cwd=root).returncode if args.first else 0
-        starting.join()
+        failed = starting.exception()  # waits for the start; reported once `first` is done
         if first != 0:
             return first
-        if failure:
-            raise failure[0]
+        if failed is not None:
+            raise failed
         print(
             f"--- one broker ({servers.kafka.bootstrap}) and one Keycloak "
             f"({servers.keycloak.url}) for the three lanes ---",
@@ -187,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results = run_lanes(root, servers)
     finally:
-        starting.join()
+        pool.shutdown()  # the start is over (it ran to its end or failed) before the stop
         servers.stop()
     for lane, _, _ in results:
         if lane.log:
