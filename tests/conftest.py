@@ -15,7 +15,6 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -120,15 +119,16 @@ def keycloak() -> Iterator:
     Lazy: only sessions with a test that asks for it pay its start (~15 s; the very first one on
     a machine also fetches and builds it: give that module a longer `pytest.mark.timeout`).
     """
-    from devstack.keycloak import LocalKeycloak
+    from devstack.keycloak import LocalKeycloak, running_keycloak
 
     workdir = Path(tempfile.mkdtemp(prefix="guichet-keycloak-"))
     external = os.environ.get("GUICHET_KEYCLOAK_URL")
     if external:  # one already running (`make test` shares one between its pytest runs)
-        address = urlsplit(external)
-        if address.port is None or address.hostname != "127.0.0.1":
-            raise pytest.UsageError(f"GUICHET_KEYCLOAK_URL is http://127.0.0.1:<port>: {external}")
-        yield LocalKeycloak(ROOT, workdir, address.port)
+        try:
+            running = running_keycloak(ROOT, workdir, external)
+        except ValueError as wrong:
+            raise pytest.UsageError(f"GUICHET_KEYCLOAK_URL: {wrong}") from None
+        yield running
         return
     with LocalKeycloak(ROOT, workdir) as server:
         yield server

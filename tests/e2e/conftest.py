@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from devstack.stack import AGENCIES, Ports, Stack
+from guichet_runtime.tls_context import client_tls
 from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e import sealing_support
 from tests.e2e.auth_support import Tokens
@@ -263,11 +264,13 @@ def agents_back(stack, everywhere) -> Iterator[None]:
     shared stack's later tests need référents)."""
     yield
     portfolios = f"{stack.assignment_url}/api/supervision/portfolios"
-    agents = httpx.get(portfolios, headers=everywhere, timeout=10).json()["agents"]
+    answer = httpx.get(portfolios, headers=everywhere, timeout=10, verify=client_tls())
+    agents = answer.json()["agents"]
     for agent in agents:
         if agent["status"] == "absent":
             httpx.post(
                 f"{stack.assignment_url}/api/agents/{agent['agent_id']}/return",
                 headers=everywhere,
                 timeout=10,
+                verify=client_tls(),
             ).raise_for_status()

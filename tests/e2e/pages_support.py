@@ -17,6 +17,7 @@ from itsdangerous import TimestampSigner
 
 from devstack.keycloak import DEV_PASSWORD
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from shared_models import topics
 from tests.e2e.auth_support import REALM_AGENTS
 from tests.e2e.support import read_topic
@@ -65,7 +66,7 @@ def access_code(stack: Stack, file_id: str, timeout: float = 30) -> str:
     """The one-time code the citizen received by email (read from the SMTP sink)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
+        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5, verify=client_tls()).json()
         codes = [
             m for m in mails if m["subject"] == f"Votre dossier {file_id} : votre code d'accès"
         ]
@@ -91,7 +92,7 @@ def access_code_records(stack: Stack, file_id: str) -> list[dict]:
 def referent_named_in_mail(stack: Stack, file_id: str, timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5).json()
+        mails = httpx.get(f"{stack.smtp_http_url}/messages", timeout=5, verify=client_tls()).json()
         subjects = [
             m["subject"]
             for m in mails
@@ -168,7 +169,10 @@ def referent_of(stack: Stack, headers: dict[str, str], file_id: str, timeout: fl
     deadline = time.monotonic() + timeout
     while True:
         found = httpx.get(
-            f"{stack.assignment_url}/api/files/{file_id}/assignment", headers=headers, timeout=10
+            f"{stack.assignment_url}/api/files/{file_id}/assignment",
+            headers=headers,
+            timeout=10,
+            verify=client_tls(),
         )
         if found.status_code == 200 and found.json().get("referent_id"):
             return str(found.json()["referent_id"])

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from tests.deadline import time_left
 from tests.e2e.sealing_support import opener_for
 
@@ -103,7 +104,9 @@ def client_as(
 ) -> httpx.AsyncClient:
     """A client of one service (`async with`) sending `token()`'s header on every request,
     e.g. `client_as(stack.assignment_url, lambda: tokens.agent_id("AG-93-01-1"))`."""
-    return httpx.AsyncClient(base_url=base_url, timeout=timeout, auth=Bearer(token, base_url))
+    return httpx.AsyncClient(
+        base_url=base_url, timeout=timeout, auth=Bearer(token, base_url), verify=client_tls()
+    )
 
 
 def citizen_client(
@@ -208,7 +211,7 @@ async def repeats(stack: Stack, file_ids: Iterable[str] | None = None) -> dict[s
         return wanted is None or file_id in wanted
 
     found: dict[str, list[dict]] = {"mail": [], "sms": [], "letters": []}
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as http:
         for dup in (await http.get(f"{stack.smtp_http_url}/duplicates")).json():
             file_id = next((v for k, v in dup["headers"] if k == "X-Guichet-File"), None)
             if mine(file_id):

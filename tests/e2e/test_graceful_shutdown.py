@@ -36,6 +36,8 @@ FILES_PER_ROUND = 3
 #: Stopped one at a time, each while a round of files is in flight.
 STOPPED = ("assignment", "adapter-caf", "notification", "intake")
 #: The runtime's last log line of a graceful stop (guichet_runtime.service.stop_gracefully).
+#: The runtime's warning when a worker did not end with the stop and had to be cancelled.
+WORKERS_CANCELLED = "workers still running at stop, cancelled"
 STOPPED_LINE = r"stopped gracefully in [0-9.]+s \(outbox left: (-?\d+)\)"
 
 
@@ -101,6 +103,9 @@ async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: St
             assert seconds < GRACE_SECONDS + 5, f"{name} took {seconds:.1f}s to stop"
             stopped = re.findall(rf"{name} {STOPPED_LINE}", log)
             assert stopped == ["0"], f"{name}: {stopped}\n{log[-3000:]}"
+            # Every worker ended with the stop: none held it until its share of the grace
+            # ran out and had to be cancelled (intake's rate-counter purge once did).
+            assert WORKERS_CANCELLED not in log, f"{name}:\n{log[-3000:]}"
 
         # Every file answered, with its référent and both emails reported sent. (Intake
         # consumes its topics in no set order after a restart: the référent may come last.)

@@ -13,6 +13,7 @@ from purgatory.domain.model import OpenedState
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.interface import AgencyCall, AgencyReply
 from adapter_sdk.metrics import AdapterMetrics
+from guichet_runtime.tls_context import client_tls
 
 
 class AgencyUnavailable(Exception):
@@ -36,6 +37,7 @@ class Transport:
             base_url=config.agency_base_url,
             timeout=config.agency_timeout_seconds,
             limits=httpx.Limits(max_keepalive_connections=20),
+            verify=client_tls(),
         )
         # A refused call (4xx) says nothing about the agency's health.
         self.breakers = AsyncCircuitBreakerFactory(

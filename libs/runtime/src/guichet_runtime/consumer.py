@@ -159,8 +159,11 @@ class EventConsumer:
         batch_factory: BatchFactory | None = None,
         batch_max: int = 1,
         batch_wait_ms: int = 50,
+        group_instance_id: str | None = None,
     ) -> None:
         self._namespace = namespace
+        #: Static membership (ServiceSettings.kafka_group_instance_id); None: dynamic.
+        self.group_instance_id = group_instance_id
         self._batch_factory = batch_factory
         #: Records per batch (1: one at a time, one transaction each); set before `attach`.
         self.batch_max = batch_max
@@ -202,6 +205,8 @@ class EventConsumer:
             "title": f"{self.group_id}",
             "listener": self.membership,
         }
+        if self.group_instance_id:
+            options["group_instance_id"] = self.group_instance_id
         name = f"{self.group_id.replace('-', '_')}_consume"
         topic_names = [self._namespace + t for t in self._topics]
         if self.batch_max > 1 and self._batch_factory is not None:

@@ -19,6 +19,7 @@ from fastapi import Request
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.policy import Facts, FileParties, Subject
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.tls_context import client_tls
 
 #: The route at intake that answers "is the caller this file's citizen?".
 CITIZEN_CHECK = "/api/files/{file_id}/citizen"
@@ -40,7 +41,7 @@ class FileCitizenCheck:
 
     def __init__(self, intake_url: str | None, client: httpx.AsyncClient | None = None) -> None:
         self.intake_url = (intake_url or "").rstrip("/")
-        self.client = client or httpx.AsyncClient(timeout=5.0)
+        self.client = client or httpx.AsyncClient(timeout=5.0, verify=client_tls())
 
     async def close(self) -> None:
         await self.client.aclose()

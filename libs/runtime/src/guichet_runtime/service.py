@@ -57,6 +57,7 @@ from guichet_runtime.relay import OutboxRelay
 from guichet_runtime.secrets import MissingSecret
 from guichet_runtime.settings import ServiceSettings
 from guichet_runtime.telemetry import current_trace_id, setup_tracing
+from guichet_runtime.tls_context import client_tls
 from shared_models import topics as topic_names
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,7 @@ def build_runtime(
         batch_factory=runtime.batch,
         batch_max=settings.consumer_batch_max,
         batch_wait_ms=settings.consumer_batch_wait_ms,
+        group_instance_id=settings.kafka_group_instance_id,
     )
     metrics.samplers += [relay.sample_backlog, runtime.consumer.sample_lag]
     refs = metadata.tables.get("personal_data_key_refs")
@@ -251,7 +253,7 @@ def build_runtime(
 def key_service_keys(runtime: Runtime) -> KeyCache:
     """The citizens' data keys from intake's key service, in memory for a short while."""
     settings = runtime.settings
-    client = httpx.AsyncClient(timeout=10.0)
+    client = httpx.AsyncClient(timeout=10.0, verify=client_tls())
     credentials = ClientCredentials(
         client,
         settings.key_service_token_url or "",

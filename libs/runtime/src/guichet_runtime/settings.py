@@ -109,6 +109,16 @@ class ServiceSettings(BaseSettings):
         "after an empty poll, so this bounds the delay of the first record after a quiet "
         "spell, and sets how often an idle consumer wakes up).",
     )
+    kafka_group_instance_id: str | None = Field(
+        default=None,
+        description="Static membership of the consumer group (Kafka's group.instance.id, "
+        "KIP-345): a process restarted under the same id within the session timeout (10 s) "
+        "takes its partitions back at once, with no rebalance, where a new member waits for "
+        "the crashed one's session to expire. Unique per live process of a group (a second "
+        "process with the same id fences the first). A static member does not leave the group "
+        "when it stops: its partitions wait for it, or for the session timeout. Unset (the "
+        "default): dynamic membership, a stop hands the partitions over at once.",
+    )
     log_level: str = "INFO"
     log_format: str = Field(
         default="text",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from pathlib import Path
@@ -103,9 +102,12 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
     limiter = RateLimiter(runtime.engine, rate_counters)
 
     async def purge_rate_counters() -> None:
+        # Ends with the stop, as every worker must: one that sleeps through it holds the
+        # shutdown until its grace runs out (intake took 10 s to stop, then was killed).
         while True:
             await limiter.purge()
-            await asyncio.sleep(RATE_COUNTERS_PURGE_SECONDS)
+            if await runtime.pause(RATE_COUNTERS_PURGE_SECONDS):
+                return
 
     runtime.workers.append(purge_rate_counters)
     if settings.inbound_smtp_port is not None:

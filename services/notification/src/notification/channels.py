@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import aiosmtplib
 import httpx
 
+from guichet_runtime.tls_context import client_tls
 from notification import letters
 from shared_models import NotificationChannel, Referent
 
@@ -137,7 +138,7 @@ class _HttpProvider:
         self, base_url: str, timeout: float = 10.0, client: httpx.AsyncClient | None = None
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        self._client = client or httpx.AsyncClient(timeout=timeout, verify=client_tls())
 
     async def _post(self, outgoing: Outgoing, path: str, **kwargs: Any) -> str:
         headers = {

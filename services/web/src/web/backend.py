@@ -16,6 +16,7 @@ from opentelemetry import propagate
 from starlette.requests import HTTPConnection
 
 from guichet_runtime.rate_limits import Network, client_address
+from guichet_runtime.tls_context import client_tls
 
 #: The address of the citizen (or agent) whose request the page is serving.
 CLIENT_ADDRESS: ContextVar[str | None] = ContextVar("client_address", default=None)
@@ -107,6 +108,7 @@ def _client(
         limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
         event_hooks={"request": [forward_caller]},
         transport=transport,
+        verify=client_tls(),
     )
 
 

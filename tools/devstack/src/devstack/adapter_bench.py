@@ -22,6 +22,7 @@ import httpx
 
 from devstack import kafka_sasl
 from devstack.bench import percentile
+from guichet_runtime.tls_context import client_tls
 from shared_models import AgencyRequestIssued, CitizenContact, citizen_data_for, topics
 
 LIFE_EVENT = {
@@ -169,7 +170,7 @@ async def measure_adapter(
     collector = asyncio.create_task(collect())
     try:
         await asyncio.sleep(1)  # the reader's partitions are assigned before anything is sent
-        async with httpx.AsyncClient(timeout=10) as client:
+        async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
             warm_ids, _ = await publish(range(warmup))
             await wait(warm_ids)
             skip = len((await client.get(f"{adapter_url}/metrics/overhead")).json()["runtime_s"])

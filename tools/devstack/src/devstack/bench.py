@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devstack import kafka_sasl, procstats
+from guichet_runtime.tls_context import client_tls
 from shared_models import topics
 
 #: Life event to submit for a given number of agencies per file (intake's catalogue:
@@ -413,7 +414,7 @@ async def measure(
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
         async with httpx.AsyncClient(
-            base_url=intake_url, timeout=60, limits=limits, auth=auth
+            base_url=intake_url, timeout=60, limits=limits, auth=auth, verify=client_tls()
         ) as client:
             if warmup:
                 log(f"warming up with {warmup} files...")
@@ -468,7 +469,7 @@ async def measure(
         log(f"open loop: {o.files} files at {per_s:.1f} files/s...")
         open_limits = httpx.Limits(max_connections=OPEN_LOOP_CONNECTIONS)
         async with httpx.AsyncClient(
-            base_url=intake_url, timeout=120, limits=open_limits, auth=auth
+            base_url=intake_url, timeout=120, limits=open_limits, auth=auth, verify=client_tls()
         ) as client:
             before = await phase_start()
             await open_loop(

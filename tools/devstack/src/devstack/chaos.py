@@ -35,6 +35,7 @@ from devstack.chaos_plan import (
 from devstack.kafka import LocalKafka
 from devstack.lifecycle import exit_status
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from shared_models import topics
 
 #: Agencies of each life event submitted (intake's catalogue).
@@ -128,7 +129,7 @@ async def kill_and_restart(stack: Stack, name: str, cfg: ChaosConfig, j: Journal
 
 
 async def set_fault(stack: Stack, agency: str, mode: str) -> None:
-    async with httpx.AsyncClient(timeout=10) as http:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as http:
         resp = await http.post(
             f"{stack.simulator_url(agency)}/admin/faults", json={"agency": agency, "mode": mode}
         )
@@ -284,7 +285,9 @@ async def submit_all(
     """Submit `cfg.files` files at `cfg.rate` per second from `j.t0`."""
     gate = asyncio.Semaphore(cfg.in_flight)
     limits = httpx.Limits(max_connections=cfg.in_flight)
-    async with httpx.AsyncClient(base_url=intake_url, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=intake_url, timeout=30, limits=limits, verify=client_tls()
+    ) as client:
 
         async def one(i: int) -> tuple[str | None, str | None, int, float]:
             due = j.t0 + i / cfg.rate

@@ -18,6 +18,7 @@ from devstack import kafka_sasl
 from devstack.chaos_plan import Observation, answered
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from shared_models import topics
 
 
@@ -112,7 +113,7 @@ async def doubles(stack: Stack) -> dict[str, Any]:
     """What the SMTP sink, the providers and the agency simulators recorded."""
     out: dict[str, Any] = {"calls": {}}
     # Generous: after a 10,000-file run the sink holds some 20,000 messages.
-    async with httpx.AsyncClient(timeout=600) as http:
+    async with httpx.AsyncClient(timeout=600, verify=client_tls()) as http:
         out["mail"] = mail_repeats((await http.get(f"{stack.smtp_http_url}/duplicates")).json())
         repeats = (await http.get(f"{stack.providers_url}/repeats")).json()
         out["sms"] = [r for r in repeats if r["kind"] == "sms"]

@@ -31,7 +31,7 @@ from devstack import bare_chain, channel_bench, kafka_sasl, procstats
 from devstack import bench as benchmod
 from devstack import bench_report as reports
 from devstack.kafka import LocalKafka, find_root
-from devstack.keycloak import LocalKeycloak, template_ready
+from devstack.keycloak import LocalKeycloak, running_keycloak, template_ready
 from devstack.lifecycle import Signals, dead_process, ensure_jars, say, stop_all
 from devstack.postgres import LocalPostgres
 from devstack.stack import Stack
@@ -141,6 +141,14 @@ def bench(
         "--kafka-bootstrap",
         help="Use this broker instead of starting one (topics get a unique prefix).",
     ),
+    keycloak_url: str | None = typer.Option(
+        None,
+        "--keycloak-url",
+        help=(
+            "Use this Keycloak (http://127.0.0.1:<port>, with devstack's realms) instead of"
+            " starting one; its CPU is then not measured."
+        ),
+    ),
     keep: bool = typer.Option(
         False,
         "--keep",
@@ -200,11 +208,14 @@ def bench(
     modes = [PLAINTEXT, SECURE] if compare_kafka_security else [SECURE]
     with Signals() as signals:  # Ctrl-C / SIGTERM: KeyboardInterrupt, then a shielded cleanup
         try:
-            if not template_ready(root):
-                say("preparing Keycloak (first run only: download, build, realm import)...")
-            keycloak = LocalKeycloak(root, workdir / "keycloak")
-            say("starting Keycloak...")
-            keycloak.launch()  # boots while Kafka (and PostgreSQL) start
+            if keycloak_url:
+                keycloak = running_keycloak(root, workdir / "keycloak", keycloak_url)
+            else:
+                if not template_ready(root):
+                    say("preparing Keycloak (first run only: download, build, realm import)...")
+                keycloak = LocalKeycloak(root, workdir / "keycloak")
+                say("starting Keycloak...")
+                keycloak.launch()  # boots while Kafka (and PostgreSQL) start
             if kafka_bootstrap is None:
                 ensure_jars(root)
             if postgres:
@@ -213,7 +224,8 @@ def bench(
                 pg = LocalPostgres(root, pg_workdir)
                 say("starting PostgreSQL...")
                 pg.start()
-            keycloak.wait_ready()
+            if keycloak.proc is not None:
+                keycloak.wait_ready()
             keycloak.ensure_user(BENCH_CITIZEN, "citoyens")
             citizen = FreshBearer(partial(keycloak.password_token, BENCH_CITIZEN, "citoyens"))
             for mode in modes:
@@ -346,7 +358,9 @@ class _Run:
         def check() -> str | None:
             if signals.received:
                 return f"interrupted by {signals.received[0]}"
-            dead = dead_process(stack, kafka, self.pg, self.keycloak)
+            # A Keycloak given by --keycloak-url is another process's to watch.
+            own_keycloak = self.keycloak if self.keycloak.proc is not None else None
+            dead = dead_process(stack, kafka, self.pg, own_keycloak)
             if dead:
                 say(f"error: {dead[0]} died. Last lines of its log:\n{dead[1]}", err=True)
                 return f"{dead[0]} died"

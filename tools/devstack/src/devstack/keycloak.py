@@ -36,12 +36,14 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from devstack.kafka import find_root
 from devstack.ports import free_port
 from devstack.tokens import DEV_CLIENT, DEV_PASSWORD, client_token, dev_secret, password_token
+from guichet_runtime.tls_context import client_tls
 
 KEYCLOAK_VERSION = "26.4.5"
 #: Keycloak's port in `guichet-dev run` (`make run`), when free.
@@ -272,7 +274,7 @@ class LocalKeycloak:
         refused with 409 finds it, and each maps the roles (mapping twice changes nothing)."""
         admin = {"Authorization": f"Bearer {self.admin_token()}"}
         base = f"{self.url}/admin/realms/{realm}"
-        with httpx.Client(headers=admin, timeout=30) as http:
+        with httpx.Client(headers=admin, timeout=30, verify=client_tls()) as http:
             user_id = _user_id(http, base, username)
             if user_id is None:
                 created = http.post(
@@ -391,7 +393,7 @@ class LocalKeycloak:
     def _wait_ready(self, deadline: float) -> None:
         assert self.proc is not None
         pending = list(REALMS)
-        with httpx.Client(timeout=5) as client:
+        with httpx.Client(timeout=5, verify=client_tls()) as client:
             while pending:
                 if self.proc.poll() is not None:
                     raise RuntimeError(
@@ -440,6 +442,15 @@ def _user_id(http: httpx.Client, base: str, username: str) -> str | None:
     found = http.get(f"{base}/users", params={"username": username, "exact": "true"})
     found.raise_for_status()
     return str(found.json()[0]["id"]) if found.json() else None
+
+
+def running_keycloak(root: Path, workdir: Path, url: str) -> LocalKeycloak:
+    """A handle on a Keycloak already running at `url` (http://127.0.0.1:<port>, started by
+    another process: `make test` shares one between its runs); stopping it is a no-op."""
+    address = urlsplit(url)
+    if address.scheme != "http" or address.hostname != "127.0.0.1" or address.port is None:
+        raise ValueError(f"a running Keycloak is at http://127.0.0.1:<port>, not {url!r}")
+    return LocalKeycloak(root, workdir, address.port)
 
 
 def main(argv: list[str] | None = None) -> int:

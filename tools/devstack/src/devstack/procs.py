@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from guichet_runtime.tls_context import client_tls
+
 
 def _tail(path: Path, lines: int = 40) -> str:
     try:
@@ -74,7 +76,7 @@ class ServiceProcess:
         first or `timeout` passes. Without a health URL, only checks that the process is still
         up."""
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=1.0) as client:
+        with httpx.Client(timeout=1.0, verify=client_tls()) as client:
             while True:
                 if not self.is_running:
                     raise RuntimeError(

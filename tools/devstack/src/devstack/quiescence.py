@@ -42,6 +42,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from guichet_runtime.tls_context import client_tls
 from shared_models import topology
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class Probe:
         self._admin: AIOKafkaAdminClient | None = None
         self._reader: AIOKafkaConsumer | None = None
         self._engines: dict[str, AsyncEngine] = {}
-        self._http = httpx.AsyncClient(timeout=10)
+        self._http = httpx.AsyncClient(timeout=10, verify=client_tls())
         self._partitions: list[TopicPartition] = []
 
     async def __aenter__(self) -> Probe:

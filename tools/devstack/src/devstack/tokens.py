@@ -10,6 +10,8 @@ from collections.abc import Callable, Generator
 
 import httpx
 
+from guichet_runtime.tls_context import client_tls
+
 #: A token is used at most this long after it was fetched (the realms' tokens live 300 s).
 REUSE_SECONDS = 240
 #: The password of every test user of deploy/keycloak/realms/*.json. Dev and tests only.
@@ -52,7 +54,7 @@ def dev_secret(client_id: str) -> str:
 
 
 def _token(token_url: str, form: dict[str, str]) -> str:
-    response = httpx.post(token_url, data=form, timeout=30)
+    response = httpx.post(token_url, data=form, timeout=30, verify=client_tls())
     if response.status_code != 200:
         raise RuntimeError(f"no token from {token_url}: {response.status_code} {response.text}")
     return str(response.json()["access_token"])

@@ -22,6 +22,7 @@ import jwt
 from guichet_runtime.auth.principal import IssuerKind, Principal, principal_from_claims
 from guichet_runtime.auth.settings import AuthSettings
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.tls_context import client_tls
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ class IssuerKeys:
 
     async def _refresh(self) -> None:
         self._tried_at = self.clock()
-        async with httpx.AsyncClient(timeout=self.timeout, transport=self.transport) as client:
+        async with httpx.AsyncClient(
+            timeout=self.timeout, transport=self.transport, verify=client_tls()
+        ) as client:
             if self._jwks_uri is None:
                 discovery = await self._get_json(
                     client, f"{self.issuer.rstrip('/')}/.well-known/openid-configuration"
