@@ -409,6 +409,14 @@ def create_app(
     return app
 
 
+#: How long a service keeps an idle HTTP connection open (uvicorn's default: 5 s). Longer than
+#: any of our clients keeps one for reuse (the web's backends 30 s, httpx's default 5 s): a
+#: server closing an idle connection just as a client sends on it makes the client fail with
+#: "Server disconnected without sending a response" (the web once showed Lucas an error page
+#: where intake's refusal was due). The client must be the one to close first.
+KEEP_ALIVE_SECONDS = 65
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     """Run the service until SIGINT/SIGTERM. uvicorn stops accepting connections, waits a
     few seconds for the open requests, then ends the lifespan (`stop_gracefully`)."""
@@ -420,6 +428,7 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=max(min(5, int(settings.shutdown_grace_seconds / 4)), 1),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # JSON: uvicorn's loggers propagate to the root's JSON handler.
         log_config=None if json_logs else uvicorn.config.LOGGING_CONFIG,
     )

@@ -99,13 +99,18 @@ async def forward_caller(request: httpx.Request) -> None:
             request.headers["X-Access-Proof"] = proof
 
 
+#: How long an idle connection to a backend is kept for reuse: below the services' own
+#: keep-alive (guichet_runtime.service.KEEP_ALIVE_SECONDS), so that the web closes it first.
+KEEPALIVE_EXPIRY = 30.0
+
+
 def _client(
     base_url: str, timeout: float, transport: httpx.AsyncBaseTransport | None
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=timeout,
-        limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=30),
+        limits=httpx.Limits(max_keepalive_connections=20, keepalive_expiry=KEEPALIVE_EXPIRY),
         event_hooks={"request": [forward_caller]},
         transport=transport,
         verify=client_tls(),
