@@ -152,7 +152,8 @@ async def sink(tmp_path: Path) -> AsyncIterator[Sink]:
 def gateway(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
     """The SMS gateway and postal service simulator: (base URL, its HTTP client)."""
     server = providers.make_server("127.0.0.1", 0, tmp_path / "providers")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # Stopped at each test's end: shutdown() waits for the loop's next look (0.5 s by default).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
     with httpx.Client(base_url=url) as client:

@@ -68,6 +68,10 @@ log = logging.getLogger("devstack.smtp_sink")
 _KEY_RE = re.compile(r"^(\d+)\.M(\d+)P(\d+)Q(\d+)")
 
 
+#: How often the HTTP server's loop looks whether it is asked to stop.
+SHUTDOWN_POLL_SECONDS = 0.05
+
+
 def _key_order(key: str) -> tuple[Any, ...]:
     match = _KEY_RE.match(key)
     if match is None:
@@ -340,7 +344,11 @@ async def serve(
         )
         http_server.daemon_threads = True
         http_thread = threading.Thread(
-            target=http_server.serve_forever, name="smtp-sink-http", daemon=True
+            target=http_server.serve_forever,
+            # shutdown() waits for the loop's next look (0.5 s by default) at every stop.
+            kwargs={"poll_interval": SHUTDOWN_POLL_SECONDS},
+            name="smtp-sink-http",
+            daemon=True,
         )
         http_thread.start()
     log.info(
