@@ -68,3 +68,25 @@ def test_the_glob_of_top_level_modules_is_expanded():
     args = expand(ROOT, lane.args)
     assert args[0] == "--durations=1" and args[-1] == "tests/unit"
     assert "tests/test_e2e_halves.py" in args and not any("*" in a for a in args)
+
+
+def test_each_lane_is_timed_to_its_own_end(monkeypatch, tmp_path):
+    """A quick lane listed after a slow one is reported with its own time, not the slow
+    one's (every lane used to show the time of the slowest before it)."""
+    import devstack.lanes as lanes
+
+    monkeypatch.setattr(lanes, "PYTEST", ("-c", "import sys, time; time.sleep(float(sys.argv[1]))"))
+    monkeypatch.setattr(
+        lanes, "LANES", (Lane("slow", ("5",)), Lane("quick", ("0",), log="quick.log"))
+    )
+
+    class NoServers:
+        def env(self) -> dict[str, str]:
+            return {}
+
+    (slow, slow_status, slow_s), (quick, quick_status, quick_s) = lanes.run_lanes(
+        tmp_path,
+        NoServers(),  # type: ignore[arg-type]
+    )
+    assert (slow.title, slow_status, quick.title, quick_status) == ("slow", 0, "quick", 0)
+    assert slow_s >= 5 and quick_s < slow_s - 2

@@ -138,10 +138,15 @@ def run_lanes(root: Path, servers: Servers) -> list[tuple[Lane, int, float]]:
                 if out:
                     out.close()
             running.append((lane, proc, time.monotonic()))
-        done: list[tuple[Lane, int, float]] = []
-        for lane, proc, started in running:
-            done.append((lane, proc.wait(), time.monotonic() - started))
-        return done
+        # Each lane's time ends when it does (waiting on them in turn gave every lane the
+        # time of the slowest before it).
+        ended: dict[int, tuple[int, float]] = {}
+        while len(ended) < len(running):
+            for i, (_, proc, started) in enumerate(running):
+                if i not in ended and (status := proc.poll()) is not None:
+                    ended[i] = (status, time.monotonic() - started)
+            time.sleep(0.5)
+        return [(lane, *ended[i]) for i, (lane, _, _) in enumerate(running)]
     except BaseException:
         for _, proc, _ in running:
             proc.terminate()
