@@ -23,6 +23,7 @@ from devstack.keycloak import REALMS, LocalKeycloak
 from devstack.stack import Stack
 from guichet_runtime.auth import IssuerKind, PrincipalKind, Role, TokenVerifier
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.tls_context import client_tls
 
 ROOT = Path(__file__).resolve().parents[2]
 DIRECTORY = ROOT / "services" / "assignment" / "src" / "assignment" / "data" / "directory.json"
@@ -64,12 +65,12 @@ def claims(token: str) -> dict[str, Any]:
 
 def test_discovery_of_both_realms(keycloak):
     for realm in REALMS:
-        doc = httpx.get(keycloak.discovery_url(realm), timeout=TIMEOUT).json()
+        doc = httpx.get(keycloak.discovery_url(realm), timeout=TIMEOUT, verify=client_tls()).json()
         assert doc["issuer"] == keycloak.issuer(realm)
         assert doc["jwks_uri"].startswith(keycloak.issuer(realm))
         assert "S256" in doc["code_challenge_methods_supported"]
         assert "RS256" in doc["id_token_signing_alg_values_supported"]
-        keys = httpx.get(doc["jwks_uri"], timeout=TIMEOUT).json()["keys"]
+        keys = httpx.get(doc["jwks_uri"], timeout=TIMEOUT, verify=client_tls()).json()["keys"]
         assert any(k["use"] == "sig" and k["kty"] == "RSA" for k in keys)
     if keycloak.proc is not None:  # started by this run (not the one `make test` shares)
         assert keycloak.started_in is not None
@@ -132,11 +133,15 @@ def test_web_client_takes_loopback_redirects_on_any_port_with_pkce(keycloak):
                 auth,
                 params={**params, "redirect_uri": f"http://127.0.0.1:{port}/cb"},
                 timeout=TIMEOUT,
+                verify=client_tls(),
             )
             assert page.status_code == 200 and 'id="kc-form-login"' in page.text, realm
             assert 'lang="fr"' in page.text
         elsewhere = httpx.get(
-            auth, params={**params, "redirect_uri": "https://attacker.example/cb"}, timeout=TIMEOUT
+            auth,
+            params={**params, "redirect_uri": "https://attacker.example/cb"},
+            timeout=TIMEOUT,
+            verify=client_tls(),
         )
         assert elsewhere.status_code == 400
         without_pkce = {k: v for k, v in params.items() if not k.startswith("code_challenge")}
@@ -144,6 +149,7 @@ def test_web_client_takes_loopback_redirects_on_any_port_with_pkce(keycloak):
             auth,
             params={**without_pkce, "redirect_uri": "http://127.0.0.1:8003/cb"},
             timeout=TIMEOUT,
+            verify=client_tls(),
         )
         assert "code_challenge" in refused.headers.get("location", "") + refused.text
 
@@ -238,19 +244,25 @@ def rotating_realm(keycloak: LocalKeycloak) -> Iterator[str]:
         headers=_admin(keycloak),
         json=realm | {"realm": name},
         timeout=60,
+        verify=client_tls(),
     )
     assert created.status_code == 201, created.text
     try:
         yield name
     finally:
-        httpx.delete(f"{keycloak.url}/admin/realms/{name}", headers=_admin(keycloak), timeout=60)
+        httpx.delete(
+            f"{keycloak.url}/admin/realms/{name}",
+            headers=_admin(keycloak),
+            timeout=60,
+            verify=client_tls(),
+        )
 
 
 def _add_realm_key(keycloak: LocalKeycloak, realm: str) -> None:
     """A new RSA signing key with the highest priority, through the admin REST API."""
     admin = _admin(keycloak)
     realm_id = httpx.get(
-        f"{keycloak.url}/admin/realms/{realm}", headers=admin, timeout=TIMEOUT
+        f"{keycloak.url}/admin/realms/{realm}", headers=admin, timeout=TIMEOUT, verify=client_tls()
     ).json()["id"]
     response = httpx.post(
         f"{keycloak.url}/admin/realms/{realm}/components",
@@ -269,6 +281,7 @@ def _add_realm_key(keycloak: LocalKeycloak, realm: str) -> None:
             },
         },
         timeout=30,
+        verify=client_tls(),
     )
     assert response.status_code == 201, response.text
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from devstack.stack import Stack
-from tests.e2e.support import file_body
+from tests.e2e.support import LAUNCHER, file_body
 
 
 async def submit(client: httpx.AsyncClient, life_event: str, **citizen) -> str:
@@ -83,6 +83,7 @@ def adapters_stack(
         namespace=f"e2e-ad-{uuid.uuid4().hex[:6]}.",
         extra_env=TUNING,
         oidc_issuers=oidc_issuers,
+        launcher=LAUNCHER,
     )
 
 

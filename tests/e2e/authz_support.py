@@ -23,7 +23,9 @@ import sqlalchemy as sa
 
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.auth_support import Tokens
+from tests.e2e.support import LAUNCHER
 
 #: Paris 18e: the nearest office is FS-75-01. "Déménagement" concerns the CAF, the DGFiP and
 #: the CPAM: in FS-75-01 only Camille Martin is trained for all three, so the référent is a
@@ -72,6 +74,7 @@ def start_stack(tmp: Path, kafka_bootstrap: str, keycloak) -> Stack:
         namespace=f"authz-{uuid.uuid4().hex[:6]}.",
         oidc_issuers=keycloak.issuers,
         extra_env={"INDICATORS_MIN_FILES": "1", "INDICATORS_CACHE_SECONDS": "0"},
+        launcher=LAUNCHER,
     )
     stack.start()
     return stack
@@ -157,7 +160,9 @@ class Scenario:
         raise KeyError(principal)
 
     def set_up(self) -> Scenario:
-        with httpx.Client(base_url=self.stack.intake_url, timeout=15) as intake:
+        with httpx.Client(
+            base_url=self.stack.intake_url, timeout=15, verify=client_tls()
+        ) as intake:
             answer = intake.post(
                 "/api/files", json=file_body(MARIE), headers=self.headers("citizen_a")
             )

@@ -37,7 +37,7 @@ from tests.e2e import sealing_support
 from tests.e2e.auth_support import Tokens
 from tests.e2e.pages_support import AXE, CHROMIUM, SHOTS, every_office, new_page
 from tests.e2e.shards import keep_chosen_half
-from tests.e2e.support import ANTS_LINE, BACKENDS, shared_catalogue_path
+from tests.e2e.support import ANTS_LINE, BACKENDS, LAUNCHER, shared_catalogue_path
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -73,6 +73,7 @@ def start_shared(workdir, kafka_bootstrap: str, keycloak, backend: str, postgres
         oidc_issuers=keycloak.issuers,
         personal_data_sealing=True,  # as in production: personal fields sealed on the topics
         personal_data_key_ttl=sealing_support.KEY_TTL_SECONDS,
+        launcher=LAUNCHER,
     )
     sealing_support.register(st)
     st.start()
@@ -110,6 +111,7 @@ def clock_stack(request, kafka_bootstrap, keycloak, tmp_path_factory) -> Iterato
             "OVERDUE_SECONDS": "1",
         },
         oidc_issuers=keycloak.issuers,
+        launcher=LAUNCHER,
     )
     st.start()
     CLOCK_RUNNING.append(st)

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from adapter_sdk import signatures, tables
 from devstack.stack import Stack
 from guichet_runtime.personal_data import open_value
+from guichet_runtime.tls_context import client_tls
 from shared_models import is_sealed
 from tests.personal_data import leaks
 
@@ -89,7 +90,7 @@ async def france_travail_answers_after_shredding(stack: Stack, file_id: str) -> 
         "Content-Type": "application/json",
     }
     port = stack.ports.adapters["france_travail"]
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
         reply = await client.post(
             f"http://127.0.0.1:{port}/callbacks", content=body, headers=headers
         )

@@ -19,6 +19,7 @@ import httpx
 
 from devstack.stack import Stack
 from guichet_runtime.personal_data import open_value
+from guichet_runtime.tls_context import client_tls
 from shared_models import EVENT_TYPES, is_sealed, personal_fields
 
 #: How long the shared stacks' services keep a citizen's data key in memory (production keeps
@@ -70,7 +71,7 @@ class Opener:
         """The data key, or None once shredded (410). Any other answer raises: a key id a
         personal field names is one this stack's intake made (404 would be a real fault)."""
         if key_id not in self._keys:
-            async with httpx.AsyncClient(timeout=10) as client:
+            async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
                 token = await self._bearer(client)
                 answer = await client.get(
                     f"{self.keys_url}/{key_id}", headers={"Authorization": f"Bearer {token}"}

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
@@ -14,6 +16,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from devstack.forkserver import ForkServer
 from devstack.kafka_sasl import client_options
 from devstack.smtp_sink import read_maildir
 from devstack.stack import Stack
@@ -26,6 +29,11 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+#: Where every test stack's services and simulators come from: forks of one process per pytest
+#: process that has imported them already (devstack.forkserver; a stack starts in about 2.5 s
+#: of CPU instead of 17, a restart after a kill in 0.3 s instead of 2).
+LAUNCHER = ForkServer(Path(tempfile.gettempdir()) / f"guichet-forkserver-{os.getpid()}.log")
+
 #: The database backends of the session's shared stacks (tests/e2e/conftest.py).
 BACKENDS = ("sqlite", "postgresql")
 #: The line the shared stacks add to the shipped catalogue: a fifth agency, the ANTS, joins
@@ -33,6 +41,16 @@ BACKENDS = ("sqlite", "postgresql")
 ANTS_LINE = (
     'perte_papiers = { label = "Perte ou vol de papiers d\'identité", agencies = ["ants"] }\n'
 )
+
+
+def client_of(base_url: str, **options: Any) -> httpx.AsyncClient:
+    """A client of one of the stack's processes, sharing the process's TLS context."""
+    return httpx.AsyncClient(base_url=base_url, verify=client_tls(), **options)
+
+
+def simulator(stack: Stack, agency: str, **options: Any) -> httpx.AsyncClient:
+    """A client of one agency's simulated system (its admin routes: faults, what it received)."""
+    return client_of(stack.simulator_url(agency), **options)
 
 
 def shared_catalogue_path(workdir: Path) -> Path:

@@ -11,7 +11,6 @@ import json
 import time
 import uuid
 
-import httpx
 import pytest
 
 from adapter_sdk import signatures
@@ -34,11 +33,13 @@ from tests.e2e.support import (
     answered_view,
     assert_no_repeats,
     citizen_client,
+    client_of,
     eventually,
     file_body,
     mails_for,
     query,
     read_topic,
+    simulator,
 )
 from tests.personal_data import MAY_RECEIVE, PROBED_FIELDS, leaks
 
@@ -132,7 +133,7 @@ async def test_a_missing_document_goes_from_the_agency_to_the_citizen_and_back(
         what="answer after the document",
     )
     assert {d["agency"] for d in view["answer"]["decisions"]} == {"caf", "cpam"}
-    async with httpx.AsyncClient(base_url=stack.simulator_url("cpam")) as sim:
+    async with simulator(stack, "cpam") as sim:
         delivered = [
             d
             for d in (await sim.get("/agencies/cpam/documents")).json()
@@ -183,7 +184,7 @@ async def test_no_agency_ever_receives_a_citizen_field_it_did_not_declare(stack:
     for file_id in files:
         await eventually(lambda f=file_id: answered_view(client, f), what=f"answer for {file_id}")
     for agency in ("caf", "dgfip", "france_travail", "cpam"):
-        async with httpx.AsyncClient(base_url=stack.simulator_url(agency)) as sim:
+        async with simulator(stack, agency) as sim:
             received = [
                 r
                 for r in (await sim.get(f"/agencies/{agency}/received")).json()
@@ -219,7 +220,7 @@ async def test_the_exchange_ledger_matches_what_the_agency_received(stack: Stack
     }
     assert all(x["legal_basis"] and x["purpose"] and len(x["payload_sha256"]) == 64 for x in ledger)
     # The DGFiP keeps the SOAP envelope exactly as it came: its digest is the ledger's.
-    async with httpx.AsyncClient(base_url=stack.simulator_url("dgfip")) as sim:
+    async with simulator(stack, "dgfip") as sim:
         [soap] = [
             r["soap"]
             for r in (await sim.get("/agencies/dgfip/received")).json()
@@ -240,7 +241,7 @@ async def test_the_same_callback_delivered_twice_has_one_effect(stack: Stack, cl
     file_id = await submit(client, "perte_emploi", email="rappel@example.fr")
     await eventually(lambda: answered_view(client, file_id), what="answer")
     request_id = f"{file_id}-france_travail"
-    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+    async with simulator(stack, "france_travail") as sim:
         replay = (await sim.post(f"/admin/callbacks/{request_id}/replay")).json()
     assert replay == {"status": 200, "body": {"statut": "deja_recu"}}
 
@@ -262,7 +263,7 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
     """Issue 17: France Travail gave a second request the callback id of the first. The
     adapter refuses that callback (409), records and counts it, and its reconciliation fetches
     the second decision from the agency's status endpoint: both files are answered."""
-    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+    async with simulator(stack, "france_travail") as sim:
         first = await submit(client, "perte_emploi", email="collision.un@example.fr")
         await eventually(
             lambda: france_travail_received(sim, first), what="the first request at France Travail"
@@ -321,7 +322,7 @@ async def test_two_requests_given_the_same_callback_id_both_get_their_decision(
 async def test_an_agency_that_never_calls_back_is_reconciled_by_its_status_endpoint(
     stack: Stack, client
 ):
-    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+    async with simulator(stack, "france_travail") as sim:
         await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
         try:
             file_id = await submit(client, "perte_emploi", email="jamais.rappele@example.fr")
@@ -353,7 +354,7 @@ async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answe
         "agency_reference": "FT-2026-000000000000",
         "reason": "Rappel forgé.",
     }
-    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+    async with simulator(stack, "france_travail") as sim:
         # The real decision comes by reconciliation only: the forgery arrives first.
         await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "no_callback"})
         try:
@@ -365,7 +366,7 @@ async def test_a_forged_unsigned_decision_is_refused_and_never_reaches_the_answe
             await sim.post("/admin/faults", json={"agency": "france_travail", "mode": "ok"})
         request_id = f"{file_id}-france_travail"
         forged = {"callback_id": "forge-1", "request_id": request_id, "decision": forged_decision}
-        async with httpx.AsyncClient(base_url=stack.adapter_url("france_travail")) as adapter:
+        async with client_of(stack.adapter_url("france_travail")) as adapter:
             unsigned = await adapter.post("/callbacks", json=forged)
             assert unsigned.status_code == 401, unsigned.text
             assert unsigned.json()["kind"] == "unauthenticated"
@@ -403,7 +404,7 @@ async def test_a_captured_callback_replayed_as_is_is_refused(stack: Stack, clien
     file_id = await submit(client, "perte_emploi", email="rappel.rejoue@example.fr")
     await eventually(lambda: answered_view(client, file_id), what="answer")
     request_id = f"{file_id}-france_travail"
-    async with httpx.AsyncClient(base_url=stack.simulator_url("france_travail")) as sim:
+    async with simulator(stack, "france_travail") as sim:
         replay = await sim.post(f"/admin/callbacks/{request_id}/replay", params={"exact": "true"})
     assert replay.json()["status"] == 401 and "rejeu" in replay.json()["body"]["message"]
     view = (await client.get(f"/api/files/{file_id}")).json()
@@ -422,7 +423,7 @@ async def test_a_captured_callback_replayed_as_is_is_refused(stack: Stack, clien
 async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
     stack: Stack, client, mode, seconds, reason
 ):
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
+    async with simulator(stack, "caf") as sim:
         await sim.post("/admin/faults", json={"agency": "caf", "mode": mode, "seconds": seconds})
         try:
             file_id = await submit(client, "naissance", email=f"panne.{mode}@example.fr")
@@ -453,7 +454,7 @@ async def test_a_failing_agency_ends_in_the_dead_letter_topic_with_the_reason(
     if mode == "slow":
         # The three attempts timed out on the client side, yet each reached the CAF, which
         # answered them alike: the simulator counts them (it no longer hides a repeat).
-        async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
+        async with simulator(stack, "caf") as sim:
 
             async def three_calls():
                 calls = (await sim.get("/agencies/caf/stats")).json()["per_request"]
@@ -492,7 +493,7 @@ async def test_an_agency_down_longer_than_the_retry_window_loses_nothing_and_hol
 
     for f in files:
         await eventually(lambda f=f: answered_view(client, f), timeout=90, what=f"answer for {f}")
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf")) as sim:
+    async with simulator(stack, "caf") as sim:
         received = [r["file_id"] for r in (await sim.get("/agencies/caf/received")).json()]
     assert sorted(received) == sorted(files)  # each request reached the CAF, once
     await assert_no_repeats(stack, files)  # ... and was not sent to it again

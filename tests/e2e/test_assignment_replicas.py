@@ -20,7 +20,7 @@ from devstack.kafka_sasl import access, client_options
 from devstack.ports import free_ports
 from devstack.procs import ServiceProcess
 from shared_models import CitizenContact, FileSubmitted, catalogue, topics
-from tests.e2e.support import eventually, query
+from tests.e2e.support import LAUNCHER, eventually, query
 
 #: The whole test, start-up of both replicas included (pytest-timeout). Its waits share it:
 #: each one may use what is left of it, never more (tests/deadline.py). Ten minutes: on a
@@ -131,6 +131,7 @@ def replicas(kafka_bootstrap, postgres_factory, tmp_path):
             )
         )
     for proc in procs:  # one after the other: both run the same migrations at start
+        proc.launcher = LAUNCHER
         proc.start()
         proc.wait_healthy(60)
     yield procs, namespace, url

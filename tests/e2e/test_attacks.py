@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from devstack.smtp_sink import read_maildir
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.auth_support import Tokens
 from tests.e2e.authz_support import (
     ABSENT_AGENT,
@@ -41,7 +42,7 @@ def refused(answer: httpx.Response, status: int = 401) -> None:
 def test_anonymous_cannot_read_a_files_record_nor_its_answer(world: Scenario):
     """`GET :8000/api/files/{id}/record` gave the citizen's name, email, phone, postcode and
     own words; `GET /api/files/{id}` the answer, its amounts, the timeline and the ledger."""
-    with httpx.Client(base_url=world.stack.intake_url, timeout=10) as intake:
+    with httpx.Client(base_url=world.stack.intake_url, timeout=10, verify=client_tls()) as intake:
         for file_id in (world.file_a, world.file_b):
             record = intake.get(f"/api/files/{file_id}/record")
             refused(record)
@@ -53,7 +54,9 @@ def test_anonymous_cannot_read_a_files_record_nor_its_answer(world: Scenario):
 
 
 def test_anonymous_cannot_list_every_open_file_by_its_deadlines(world: Scenario):
-    with httpx.Client(base_url=world.stack.assignment_url, timeout=10) as assignment:
+    with httpx.Client(
+        base_url=world.stack.assignment_url, timeout=10, verify=client_tls()
+    ) as assignment:
         answer = assignment.get("/api/supervision/deadlines", params={"within_days": 366})
         refused(answer)
         assert world.file_a not in answer.text
@@ -63,7 +66,9 @@ def test_anonymous_cannot_list_every_open_file_by_its_deadlines(world: Scenario)
 
 def test_anonymous_cannot_read_a_referents_portfolio(world: Scenario):
     referent = world.referents[world.file_a]
-    with httpx.Client(base_url=world.stack.assignment_url, timeout=10) as assignment:
+    with httpx.Client(
+        base_url=world.stack.assignment_url, timeout=10, verify=client_tls()
+    ) as assignment:
         answer = assignment.get(f"/api/agents/{referent}/portfolio")
         refused(answer)
         assert "Dupont" not in answer.text
@@ -81,7 +86,7 @@ def test_an_outsider_cannot_change_the_contact_and_the_code_still_goes_to_the_ci
     and opened the file."""
     stolen = {**{k: v for k, v in MARIE.items() if "name" not in k}, "email": OUTSIDER}
     url = f"/api/files/{world.file_a}/contact-preferences"
-    with httpx.Client(base_url=world.stack.intake_url, timeout=10) as intake:
+    with httpx.Client(base_url=world.stack.intake_url, timeout=10, verify=client_tls()) as intake:
         refused(intake.put(url, json=stolen))
         refused(intake.put(url, json=stolen, headers={"X-Access-Proof": "x" * 43}))
         refused(intake.put(url, json=stolen, headers=world.headers("citizen_b")), 403)
@@ -109,7 +114,7 @@ def test_an_outsider_cannot_change_the_contact_and_the_code_still_goes_to_the_ci
 def test_a_forged_france_travail_callback_is_refused_and_recorded(world: Scenario):
     """`POST :8013/callbacks` with a made-up France Travail decision was taken from anyone."""
     stack = world.stack
-    with httpx.Client(base_url=stack.intake_url, timeout=10) as intake:
+    with httpx.Client(base_url=stack.intake_url, timeout=10, verify=client_tls()) as intake:
         body = file_body({**MARIE, "postcode": "93200", "email": "rappel@example.fr"})
         body["life_event"] = "perte_emploi"
         created = intake.post("/api/files", json=body)
@@ -135,7 +140,9 @@ def test_a_forged_france_travail_callback_is_refused_and_recorded(world: Scenari
             "reason": "Rappel forgé.",
         },
     }
-    with httpx.Client(base_url=stack.adapter_url("france_travail"), timeout=10) as adapter:
+    with httpx.Client(
+        base_url=stack.adapter_url("france_travail"), timeout=10, verify=client_tls()
+    ) as adapter:
         refused(adapter.post("/callbacks", json=forged))
         # Nor does a token of France Travail's own service account replace the signature.
         token = world.tokens.agency("france_travail")
@@ -166,6 +173,7 @@ def test_a_forged_france_travail_callback_is_refused_and_recorded(world: Scenari
         f"{stack.intake_url}/api/files/{file_id}",
         headers=world.headers("supervisor"),
         timeout=10,
+        verify=client_tls(),
     )
     assert view.status_code == 200, view.text
     assert "Décision inventée" not in view.text
@@ -186,9 +194,12 @@ def test_messages_and_personal_word_in_the_referents_name_are_refused(world: Sce
             json=message,
             headers=headers,
             timeout=10,
+            verify=client_tls(),
         )
         refused(answer, status)
-        with httpx.Client(base_url=world.stack.assignment_url, timeout=10) as assignment:
+        with httpx.Client(
+            base_url=world.stack.assignment_url, timeout=10, verify=client_tls()
+        ) as assignment:
             path = f"/api/files/{world.file_a}/personal-word"
             refused(assignment.put(path, json=word, headers=headers), status)
             refused(assignment.delete(path, params={"agent_id": referent}, headers=headers), status)
@@ -252,10 +263,18 @@ def test_anonymous_cannot_run_the_directory(world: Scenario, method: str, path: 
         return status, absences
 
     before = agent_state()
-    refused(httpx.request(method, url, json=body, timeout=10))
+    refused(httpx.request(method, url, json=body, timeout=10, verify=client_tls()))
     # An agent who is not an administrator nor the office's supervisor is refused too.
     refused(
-        httpx.request(method, url, json=body, headers=world.headers("referent"), timeout=10), 403
+        httpx.request(
+            method,
+            url,
+            json=body,
+            headers=world.headers("referent"),
+            timeout=10,
+            verify=client_tls(),
+        ),
+        403,
     )
     assert agent_state() == before and before[0] == "actif"
     assert not scalar(

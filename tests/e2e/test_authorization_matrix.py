@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from guichet_runtime.policy import Policy, route_policies, routes_without_policy
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.authz_support import (
     ABSENT_AGENT,
     LUCAS,
@@ -288,18 +289,24 @@ def test_only_the_front_desk_of_the_referents_office_books_on_the_phone(world: S
         ("POST", f"{url}/{UNKNOWN_APPOINTMENT}/move", body),
         ("POST", f"{url}/{UNKNOWN_APPOINTMENT}/cancel", {"access_reason": ON_THE_PHONE}),
     ):
-        refused = httpx.request(method, target, json=sent, headers=elsewhere, timeout=15)
+        refused = httpx.request(
+            method, target, json=sent, headers=elsewhere, timeout=15, verify=client_tls()
+        )
         assert refused.status_code == 403, (target, refused.text)
         assert refused.json()["message"] == "Vous n'avez pas accès à cette ressource."
-        anonymous = httpx.request(method, target, json=sent, timeout=15)
+        anonymous = httpx.request(method, target, json=sent, timeout=15, verify=client_tls())
         assert anonymous.status_code == 401, (target, anonymous.text)
     office_desk = world.headers("front_desk")
-    card = httpx.get(url, headers=office_desk, timeout=15)
+    card = httpx.get(url, headers=office_desk, timeout=15, verify=client_tls())
     assert card.status_code == 200, card.text
     assert card.json()["citizen"]["family_name"] == "Dupont"
     unstated = httpx.post(
-        url, json={"starts_at": body["starts_at"]}, headers=office_desk, timeout=15
+        url,
+        json={"starts_at": body["starts_at"]},
+        headers=office_desk,
+        timeout=15,
+        verify=client_tls(),
     )
     assert unstated.status_code == 422 and unstated.json()["field"] == "access_reason"
-    stated = httpx.post(url, json=body, headers=office_desk, timeout=15)
+    stated = httpx.post(url, json=body, headers=office_desk, timeout=15, verify=client_tls())
     assert stated.status_code == 422 and stated.json()["field"] == "starts_at"

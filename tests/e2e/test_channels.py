@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from devstack.kafka_sasl import client_options
 from devstack.quiescence import wait_quiescent
 from devstack.stack import BOUNCING_DOMAIN, Stack
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.hold_support import agency_holds
 from tests.e2e.sealing_support import opened_column
 from tests.e2e.support import (
@@ -56,7 +57,9 @@ async def client(stack, tokens):
 
 @pytest.fixture
 async def providers(stack):
-    async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as c:
+    async with httpx.AsyncClient(
+        base_url=stack.providers_url, timeout=10, verify=client_tls()
+    ) as c:
         yield c
         await c.post("/admin/faults", json={"reset": True})
 

@@ -27,6 +27,7 @@ from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
 from guichet_runtime.personal_data import open_value
+from guichet_runtime.tls_context import client_tls
 from shared_models import is_sealed
 from tests.e2e.sealed_adapters import (
     adapters_hold_nothing_in_clear,
@@ -127,7 +128,7 @@ def sealed_fields(record: dict[str, Any]) -> list[dict[str, str]]:
 
 
 async def key_service(stack: Stack, key_id: str, headers: dict[str, str]) -> httpx.Response:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
         return await client.get(
             f"{stack.intake_url}/internal/personal-data-keys/{key_id}", headers=headers
         )

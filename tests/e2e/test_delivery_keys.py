@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.crash_support import assert_answered_once, crash_at, events_of, submit
 from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
@@ -123,7 +124,9 @@ async def test_a_kill_after_the_provider_accepted_delivers_each_message_once(
     assert [r.delivery_key for r in rows] == [f"{r.notification_id}/{channel}" for r in rows]
 
     path = "/api/sms" if channel == "sms" else "/api/letters"
-    async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as providers:
+    async with httpx.AsyncClient(
+        base_url=stack.providers_url, timeout=10, verify=client_tls()
+    ) as providers:
         delivered = [x for x in (await providers.get(path)).json() if x["file_id"] == file_id]
     # Exactly one message at the provider per recorded key: nothing delivered twice.
     assert sorted(x["key"] for x in delivered) == sorted(r.delivery_key for r in rows)
@@ -175,7 +178,9 @@ async def test_a_kill_after_the_agency_answered_asks_again_with_the_same_id_deci
         "SELECT request_id, agency_reference FROM requests WHERE file_id = :f",
         f=file_id,
     )
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf"), timeout=10) as sim:
+    async with httpx.AsyncClient(
+        base_url=stack.simulator_url("caf"), timeout=10, verify=client_tls()
+    ) as sim:
         received = (await sim.get("/agencies/caf/received")).json()
         stats = (await sim.get("/agencies/caf/stats")).json()
     kept = [r for r in received if r["request_id"] == request.request_id]

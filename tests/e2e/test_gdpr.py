@@ -20,6 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_admin.audit import verify_database
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.sealing_support import opened_column
 from tests.e2e.support import (
     BACKENDS,
@@ -167,7 +168,7 @@ async def test_assignment_and_notification_serve_their_parts_to_the_files_citize
             parts[service] = answer.json()
         async with client_as(url, lambda: tokens.citizen("lucas.bernard")) as lucas:
             other = await lucas.get(path)
-        async with httpx.AsyncClient(base_url=url) as anonymous:
+        async with httpx.AsyncClient(base_url=url, verify=client_tls()) as anonymous:
             nobody = await anonymous.get(path)
         assert (other.status_code, nobody.status_code) == (403, 401), service
         assert other.json()["message"] and nobody.json()["message"]

@@ -19,7 +19,9 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.support import (
+    LAUNCHER,
     answered_view,
     citizen_client,
     eventually,
@@ -51,6 +53,7 @@ def stack(kafka_bootstrap, keycloak, tmp_path_factory):
         # INFO: the runtime's "stopped gracefully" line is what the test reads in the logs.
         extra_env={"SHUTDOWN_GRACE_SECONDS": str(GRACE_SECONDS), "LOG_LEVEL": "INFO"},
         oidc_issuers=keycloak.issuers,
+        launcher=LAUNCHER,
     )
     st.start()
     yield st
@@ -150,7 +153,7 @@ async def test_sigterm_during_a_load_loses_nothing_and_doubles_nothing(stack: St
     mails = await eventually(all_mails, timeout=30, what="every email in the maildir")
     ids = [m["Message-ID"] for m in mails]
     assert len(ids) == len(set(ids)) == 2 * len(files)
-    async with httpx.AsyncClient(base_url=stack.smtp_http_url) as sink:
+    async with httpx.AsyncClient(base_url=stack.smtp_http_url, verify=client_tls()) as sink:
         stats = (await sink.get("/stats")).json()
     assert stats["duplicates"] == 0, stats
 
@@ -176,7 +179,7 @@ async def test_probes_and_metrics_on_the_real_stack(stack: Stack):
         **{f"adapter-{a.replace('_', '-')}": p for a, p in stack.ports.adapters.items()},
     }
     texts = {}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
         for name, port in ports.items():
             base = f"http://127.0.0.1:{port}"
             assert (await client.get(f"{base}/health/live")).status_code == 200, name

@@ -32,6 +32,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.legal_clock_support import (
     PDF,
     agencies_of,
@@ -186,7 +187,9 @@ async def test_silent_agencies_decide_by_silence_with_each_warning_once_across_c
     assert {b["decided_on"] for b in implicit.values()} == {"2027-05-02"}
 
     # The citizen: one letter per silent agency, dated on the breach day, signed by the référent.
-    async with httpx.AsyncClient(base_url=stack.providers_url, timeout=10) as providers:
+    async with httpx.AsyncClient(
+        base_url=stack.providers_url, timeout=10, verify=client_tls()
+    ) as providers:
 
         async def two_letters():
             letters = [
@@ -426,7 +429,9 @@ async def test_a_request_without_a_decision_is_seen_by_the_supervisor_and_the_re
     received = today(stack)
     referent = (await client.get(f"/api/files/{file_id}")).json()["referent"]
     supervisor = tokens.agent("helene.marchand")  # FS-75-01 and FS-93-01 (Bobigny)
-    async with httpx.AsyncClient(base_url=stack.assignment_url, timeout=15) as assignment:
+    async with httpx.AsyncClient(
+        base_url=stack.assignment_url, timeout=15, verify=client_tls()
+    ) as assignment:
 
         async def listed() -> dict | None:
             found = await assignment.get("/api/supervision/stuck-requests", headers=supervisor)
@@ -458,7 +463,9 @@ async def test_a_request_without_a_decision_is_seen_by_the_supervisor_and_the_re
         )
         assert request_id not in {r["request_id"] for r in elsewhere.json()["requests"]}
 
-    async with httpx.AsyncClient(base_url=stack.adapter_url("france_travail")) as adapter:
+    async with httpx.AsyncClient(
+        base_url=stack.adapter_url("france_travail"), verify=client_tls()
+    ) as adapter:
 
         async def overdue() -> float | None:
             text = (await adapter.get("/metrics")).text

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from guichet_runtime.clock import Clock
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.pages_support import (
     CSRF_REFUSED,
     SHOTS,
@@ -305,7 +306,9 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
 ):
     # The CPAM's system is down: the birth file stays open on the référent's desk.
     httpx.post(
-        f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "down"}
+        f"{stack.simulator_url('cpam')}/admin/faults",
+        json={"agency": "cpam", "mode": "down"},
+        verify=client_tls(),
     ).raise_for_status()
     try:
         created = httpx.post(
@@ -314,6 +317,7 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
                 "naissance", email="awa.diallo@example.fr", given_name="Awa", family_name="Diallo"
             ),
             timeout=10,
+            verify=client_tls(),
         ).json()
         file_id = created["file_id"]
         agent = referent_of(stack, everywhere, file_id)
@@ -371,6 +375,7 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
             data={"message": "Message glissé par un autre site"},
             cookies=cookies,
             timeout=10,
+            verify=client_tls(),
         )
         assert forged.status_code == 403 and CSRF_REFUSED in forged.text
         page.reload()
@@ -398,7 +403,9 @@ def test_a_referent_works_the_portfolio_and_the_citizen_asks_for_another(
         citizen.context.close()
     finally:
         httpx.post(
-            f"{stack.simulator_url('cpam')}/admin/faults", json={"agency": "cpam", "mode": "ok"}
+            f"{stack.simulator_url('cpam')}/admin/faults",
+            json={"agency": "cpam", "mode": "ok"},
+            verify=client_tls(),
         )
 
 
@@ -408,11 +415,17 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(
     # Everybody is away today: a new file waits, visibly, for a référent.
     supervisor = tokens.agent("helene.marchand")  # Île-de-France: FS-75-01, FS-93-01
     agents = httpx.get(
-        f"{stack.assignment_url}/api/supervision/portfolios", headers=supervisor, timeout=10
+        f"{stack.assignment_url}/api/supervision/portfolios",
+        headers=supervisor,
+        timeout=10,
+        verify=client_tls(),
     ).json()["agents"]
     today = Clock().today().isoformat()  # the services' day (Paris), not the machine's (UTC)
     every_agent = httpx.get(
-        f"{stack.assignment_url}/api/supervision/portfolios", headers=everywhere, timeout=10
+        f"{stack.assignment_url}/api/supervision/portfolios",
+        headers=everywhere,
+        timeout=10,
+        verify=client_tls(),
     ).json()["agents"]
     for a in every_agent:
         httpx.post(
@@ -420,15 +433,21 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(
             json={"starts_on": today, "ends_on": today, "reason": "Formation collective"},
             headers=everywhere,
             timeout=10,
+            verify=client_tls(),
         ).raise_for_status()
     file_id = httpx.post(
         f"{stack.intake_url}/api/files",
         json=file_body(email="personne.seule@example.fr"),
         timeout=10,
+        verify=client_tls(),
     ).json()["file_id"]
     deadline = time.monotonic() + 60
     while file_id not in str(
-        httpx.get(f"{stack.assignment_url}/api/supervision/waiting", headers=supervisor).json()
+        httpx.get(
+            f"{stack.assignment_url}/api/supervision/waiting",
+            headers=supervisor,
+            verify=client_tls(),
+        ).json()
     ):
         assert time.monotonic() < deadline, "the file never waited"
         time.sleep(0.3)
@@ -453,7 +472,7 @@ def test_a_supervisor_sees_waiting_files_deadlines_and_the_balance(
     assert (
         page.locator("h3 + figure.gu-chart").count() == 2
     )  # a chart per level, each before its table
-    exported = httpx.get(f"{stack.web_url}/indicateurs.csv", timeout=10)
+    exported = httpx.get(f"{stack.web_url}/indicateurs.csv", timeout=10, verify=client_tls())
     assert exported.headers["content-disposition"].startswith("attachment; filename=")
     assert (
         exported.text.startswith("niveau;identifiant;libelle;publie;")

@@ -14,6 +14,7 @@ import re
 import httpx
 import pytest
 
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.pages_support import agent_username, check, new_page, reload_until, sign_in, tick
 from tests.e2e.support import MARIE
 
@@ -67,7 +68,10 @@ def test_the_citizen_books_the_referent_sees_it_in_their_day_the_citizen_cancels
 
     # Her file page: the day and time in French, the référent, the address.
     card = httpx.get(
-        f"{stack.intake_url}/api/files/{file_id}", headers=tokens.citizen(), timeout=10
+        f"{stack.intake_url}/api/files/{file_id}",
+        headers=tokens.citizen(),
+        timeout=10,
+        verify=client_tls(),
     ).json()["referent"]
     when = f"{legend.lower()} à {hour}"
     assert "Votre rendez-vous est réservé le " + when in text_of(page, "[role=status]")

@@ -20,6 +20,7 @@ import uuid
 import httpx
 import pytest
 
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.authz_support import LUCAS, MARIE, file_body
 from tests.e2e.pages_support import check, error_of, new_page, reload_until, sign_in, tick
 from tests.e2e.test_pages_appointments import text_of
@@ -46,6 +47,7 @@ def new_file(stack, tokens, username: str, citizen: dict) -> str:
         json=file_body(citizen),
         headers=tokens.citizen(username),
         timeout=15,
+        verify=client_tls(),
     )
     assert filed.status_code in (200, 201, 202), filed.text
     return str(filed.json()["file_id"])
@@ -59,6 +61,7 @@ def referent_of(stack, tokens, username: str, file_id: str, timeout: float = 60)
             f"{stack.assignment_url}/api/files/{file_id}/appointments",
             headers=tokens.citizen(username),
             timeout=10,
+            verify=client_tls(),
         )
         if card.status_code == 200 and card.json()["referent"]:
             return str(card.json()["referent"]["agent_id"])
@@ -78,6 +81,7 @@ def upcoming_of(stack, tokens, username: str, file_id: str) -> dict | None:
         f"{stack.assignment_url}/api/files/{file_id}/appointments",
         headers=tokens.citizen(username),
         timeout=10,
+        verify=client_tls(),
     ).json()["upcoming"]
 
 

@@ -12,6 +12,7 @@ import time
 import httpx
 import pytest
 
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.pages_support import (
     agent_username,
     check,
@@ -53,7 +54,10 @@ def test_the_citizen_writes_the_referent_reads_in_the_inbox_and_answers(
     # The form comes with the référent's name.
     reload_until(page, f"form[action='/dossier/{file_id}/messages']")
     card = httpx.get(
-        f"{stack.intake_url}/api/files/{file_id}", headers=tokens.citizen(), timeout=10
+        f"{stack.intake_url}/api/files/{file_id}",
+        headers=tokens.citizen(),
+        timeout=10,
+        verify=client_tls(),
     ).json()["referent"]
     referent, agent_id = card["name"], card["agent_id"]
     assert f"Votre message à {referent}" in page.inner_text("label[for=text]")

@@ -20,6 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from guichet_runtime.db import UnitOfWork, make_engine
+from guichet_runtime.tls_context import client_tls
 from tests.e2e.sealing_support import key_caches_expired
 from tests.e2e.support import answered_view, citizen_client, eventually, file_body, query
 from tests.personal_data import leaks
@@ -112,7 +113,7 @@ async def message_row(stack: Stack, file_id: str, kind: str) -> Any:
 async def test_notifications_tables_hold_nothing_in_clear_and_a_shredded_key_stops_sending(
     stack, tokens
 ):
-    providers = httpx.AsyncClient(base_url=stack.providers_url, timeout=10)
+    providers = httpx.AsyncClient(base_url=stack.providers_url, timeout=10, verify=client_tls())
     # Every SMS fails for a while (503, retried with backoff): the second file's message waits.
     await providers.post("/admin/faults", json={"sms_unavailable": 100_000})
 
@@ -171,7 +172,7 @@ async def test_notifications_tables_hold_nothing_in_clear_and_a_shredded_key_sto
     sms = (await providers.get("/api/sms")).json()
     assert not [s for s in sms if s.get("file_id") == second], sms
     notification = f"http://127.0.0.1:{stack.ports.notification}"
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, verify=client_tls()) as client:
         assert (await client.get(f"{notification}/health")).status_code == 200
         metrics = (await client.get(f"{notification}/metrics")).text
     counted = [

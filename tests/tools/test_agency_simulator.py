@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from agency_simulator.app import AGENCIES, AgencyRequest, create_app, decide
+from guichet_runtime.tls_context import client_tls
 from tests.tools.simulator_requests import (
     ANSWERS,
     EXPECTED_PREFIX,
@@ -239,7 +240,7 @@ def simulator_url() -> Iterator[str]:
                 out = proc.stdout.read().decode() if proc.stdout else ""
                 raise AssertionError(f"simulator exited early ({proc.returncode}): {out}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{url}/health", timeout=1, verify=client_tls()).status_code == 200:
                     break
             except httpx.TransportError:
                 pass
@@ -257,7 +258,7 @@ def simulator_url() -> Iterator[str]:
 
 
 def test_real_process_answers_over_http(simulator_url: str) -> None:
-    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+    with httpx.Client(base_url=simulator_url, timeout=5, verify=client_tls()) as c:
         assert c.get("/health").json()["status"] == "ok"
         sent = body("socket-1", "perte_emploi")
         r1 = c.post("/agencies/caf/requests", json=sent)
@@ -270,7 +271,7 @@ def test_real_process_answers_over_http(simulator_url: str) -> None:
 
 
 def test_real_process_slow_fault_trips_a_client_timeout(simulator_url: str) -> None:
-    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+    with httpx.Client(base_url=simulator_url, timeout=5, verify=client_tls()) as c:
         c.post("/admin/faults", json={"agency": "dgfip", "mode": "slow", "seconds": 1.5})
         try:
             with pytest.raises(httpx.ReadTimeout):
@@ -290,7 +291,7 @@ def test_real_process_hold_tells_a_caller_still_waiting_from_one_that_gave_up(
 ) -> None:
     """The release says whether the caller still waited: a test that releases a held request
     knows its step happened while the agency held the request's only call."""
-    with httpx.Client(base_url=simulator_url, timeout=5) as c:
+    with httpx.Client(base_url=simulator_url, timeout=5, verify=client_tls()) as c:
         c.post("/admin/faults", json={"agency": "caf", "mode": "hold"})
         try:
             with pytest.raises(httpx.ReadTimeout):  # a caller that gives up

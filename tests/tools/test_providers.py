@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from devstack.ports import free_port
+from guichet_runtime.tls_context import client_tls
 
 
 def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
@@ -30,7 +31,7 @@ def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/health", verify=client_tls()).status_code == 200:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.05)
@@ -47,7 +48,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 def gateway(tmp_path):
     port = free_port()
     procs = [start(tmp_path, port)]
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", verify=client_tls()) as client:
         yield client, tmp_path, procs
     for proc in procs:
         if proc.poll() is None:

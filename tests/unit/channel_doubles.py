@@ -11,6 +11,7 @@ import httpx
 
 from devstack import smtp_sink
 from devstack.ports import free_ports
+from guichet_runtime.tls_context import client_tls
 
 SENDER = "Guichet unique <ne-pas-repondre@guichet-unique.gouv.fr>"
 BOUNCING = "adresse-inconnue.example"
@@ -54,8 +55,8 @@ class Sink:
         return smtp_sink.read_maildir(self.maildir)
 
     def stats(self) -> dict[str, int]:
-        return httpx.get(f"http://127.0.0.1:{self.http_port}/stats").json()
+        return httpx.get(f"http://127.0.0.1:{self.http_port}/stats", verify=client_tls()).json()
 
     def failures(self) -> list[dict]:
         """The messages the sink could not store (it answered them 451)."""
-        return httpx.get(f"http://127.0.0.1:{self.http_port}/failures").json()
+        return httpx.get(f"http://127.0.0.1:{self.http_port}/failures", verify=client_tls()).json()

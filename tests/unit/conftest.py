@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from devstack import providers
 from guichet_runtime import migrations
 from guichet_runtime.db import UnitOfWork, make_engine
+from guichet_runtime.tls_context import client_tls
 from notification.channels import EmailChannel, LetterChannel, SmsChannel
 from notification.mailer import SmtpMailer
 from shared_models import Event, NotificationChannel, parse_event
@@ -156,7 +157,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, httpx.Client]]:
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    with httpx.Client(base_url=url) as client:
+    with httpx.Client(base_url=url, verify=client_tls()) as client:
         yield url, client
     server.shutdown()
     server.server_close()

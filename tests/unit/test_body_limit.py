@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 
 from guichet_runtime.body_limit import BodySizeLimit
 from guichet_runtime.sealing import new_key
+from guichet_runtime.tls_context import client_tls
 
 KEY = new_key()
 
@@ -61,12 +62,12 @@ def _chunks(total: int, size: int = 256) -> Iterator[bytes]:
 
 
 def test_a_small_body_passes(server):
-    answer = httpx.post(f"{server}/echo", json={"texte": "bonjour"})
+    answer = httpx.post(f"{server}/echo", json={"texte": "bonjour"}, verify=client_tls())
     assert answer.status_code == 200
 
 
 def test_a_declared_length_over_the_limit_is_refused_before_reading(server):
-    answer = httpx.post(f"{server}/echo", json={"texte": "x" * 2000})
+    answer = httpx.post(f"{server}/echo", json={"texte": "x" * 2000}, verify=client_tls())
     assert answer.status_code == 413
     assert answer.json() == {
         "message": "La requête est trop volumineuse : 1 Ko au plus.",
@@ -79,6 +80,7 @@ def test_a_chunked_body_growing_past_the_limit_is_refused(server):
         f"{server}/upload",
         content=_chunks(10_000),
         headers={"Content-Type": "application/octet-stream"},
+        verify=client_tls(),
     )
     assert "content-length" not in answer.request.headers  # really streamed, chunked
     assert answer.status_code == 413
@@ -87,15 +89,18 @@ def test_a_chunked_body_growing_past_the_limit_is_refused(server):
 
 def test_a_chunked_json_body_past_the_limit_is_refused_even_when_the_app_parses_it(server):
     answer = httpx.post(
-        f"{server}/echo", content=_chunks(5000), headers={"Content-Type": "application/json"}
+        f"{server}/echo",
+        content=_chunks(5000),
+        headers={"Content-Type": "application/json"},
+        verify=client_tls(),
     )
     assert answer.status_code == 413 and answer.json()["kind"] == "too_large"
 
 
 def test_an_upload_route_takes_more_than_the_default(server):
-    answer = httpx.post(f"{server}/upload", content=b"x" * 3000)
+    answer = httpx.post(f"{server}/upload", content=b"x" * 3000, verify=client_tls())
     assert answer.status_code == 200 and answer.json() == {"received": 3000}
-    streamed = httpx.post(f"{server}/upload", content=_chunks(3000))
+    streamed = httpx.post(f"{server}/upload", content=_chunks(3000), verify=client_tls())
     assert streamed.status_code == 200 and streamed.json() == {"received": 3000}
 
 

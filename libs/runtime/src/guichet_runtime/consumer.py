@@ -40,6 +40,7 @@ from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from guichet_runtime.batch import BatchFactory
+from guichet_runtime.batch_poll import wait_for_records
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.metrics import RuntimeMetrics
@@ -158,7 +159,7 @@ class EventConsumer:
         metrics: RuntimeMetrics | None = None,
         batch_factory: BatchFactory | None = None,
         batch_max: int = 1,
-        batch_wait_ms: int = 50,
+        batch_wait_ms: int = 1000,
         group_instance_id: str | None = None,
     ) -> None:
         self._namespace = namespace
@@ -223,6 +224,7 @@ class EventConsumer:
                 batch_timeout_ms=self.batch_wait_ms,
                 **options,
             )
+            wait_for_records(self.subscriber, self.batch_max, self.batch_wait_ms)
             self.subscriber(consume_batch)
         else:
 

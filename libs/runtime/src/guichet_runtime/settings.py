@@ -102,12 +102,12 @@ class ServiceSettings(BaseSettings):
         "time). Adapters always use 1: their handler calls an agency.",
     )
     consumer_batch_wait_ms: int = Field(
-        default=50,
+        default=1000,
         ge=1,
-        description="How long a batched consumer waits for records when none is there (a "
-        "record arriving meanwhile is taken at once; FastStream then sleeps as long again "
-        "after an empty poll, so this bounds the delay of the first record after a quiet "
-        "spell, and sets how often an idle consumer wakes up).",
+        description="How long one poll of a batched consumer waits for records when none is "
+        "there; a record arriving meanwhile is taken at once and the next poll follows at "
+        "once (guichet_runtime.batch_poll), so this only sets how often an idle consumer "
+        "wakes up.",
     )
     kafka_group_instance_id: str | None = Field(
         default=None,

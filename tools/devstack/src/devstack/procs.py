@@ -13,10 +13,14 @@ import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
 from guichet_runtime.tls_context import client_tls
+
+if TYPE_CHECKING:
+    from devstack.forkserver import Forked, ForkServer
 
 
 def _tail(path: Path, lines: int = 40) -> str:
@@ -41,7 +45,9 @@ class ServiceProcess:
     ) -> None:
         self.name, self.argv, self.env, self.health_url, self.cwd = name, argv, env, health_url, cwd
         self.log_path = Path(log_path)
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | Forked | None = None
+        #: None: started with `exec` (subprocess.Popen); a ForkServer: forked from it.
+        self.launcher: ForkServer | None = None
         self._group_gone = (
             False  # once the group is killed and reaped its id may be reused: never signal it again
         )
@@ -49,6 +55,10 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._group_gone = False
+        if self.launcher is not None:
+            env = {**os.environ, **self.env}
+            self.proc = self.launcher.start(self.argv, env, self.cwd, self.log_path)
+            return
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,

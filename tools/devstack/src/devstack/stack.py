@@ -17,6 +17,7 @@ from datetime import date
 from pathlib import Path
 
 from devstack import kafka_sasl
+from devstack.forkserver import ForkServer
 from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
 from devstack.postgres import Databases, ServiceDatabase
@@ -149,8 +150,10 @@ class Stack:
         personal_data_sealing: bool = False,
         personal_data_key_ttl: float | None = None,
         trace_ratio: float | None = None,
+        launcher: ForkServer | None = None,
     ) -> None:
         self.workdir = workdir
+        self.launcher = launcher
         self.kafka_bootstrap = kafka_bootstrap
         self.kafka = kafka_access or kafka_sasl.access(kafka_bootstrap)
         self.ports = ports or Ports.free()
@@ -446,6 +449,8 @@ class Stack:
         for d in (self.spans_dir, self.data_dir, self.workdir / "logs"):
             d.mkdir(parents=True, exist_ok=True)
         self._define()
+        for process in self.processes.values():
+            process.launcher = self.launcher
         if self.kafka.sasl:
             self.kafka.prepare_blocking(self.namespace, self.ports.adapters)
         try:
