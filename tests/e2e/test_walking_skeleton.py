@@ -364,6 +364,15 @@ async def test_the_citizen_asks_for_another_referent_once_and_everyone_is_told(
         assert again.status_code == 409 and "déjà été accordé" in again.json()["message"]
         short = await fresh.post(f"/api/files/{file_id}/referent-change", json={"reason": "non"})
         assert short.status_code == 422
+
+        async def new_referent():
+            named = (await fresh.get(f"/api/files/{file_id}")).json()["referent"]
+            return named if named and named["name"] != first["name"] else None
+
+        # The change is made while the file is open; only then does the CAF answer. (Released
+        # at once, its answer raced the change: assignment took both in one batch once, the
+        # answer first, and a file answered keeps its référent.)
+        await eventually(new_referent, what="the new référent, the file still open")
         await caf.release(f"{file_id}-caf")  # the CAF held the file's request all along
 
     view = await eventually(
