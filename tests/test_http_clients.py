@@ -35,7 +35,7 @@ def clients_without_the_shared_context() -> list[str]:
                 ):
                     continue
                 given = {k.arg for k in node.keywords}
-                if not given & {"verify", "transport", "app", None}:
+                if not given & {"verify", "transport", "app"}:
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno} httpx.{node.func.attr}")
     return found
 

@@ -256,6 +256,7 @@ def test_every_cell_of_the_matrix(world: Scenario):
                 url,
                 headers=world.headers(principal, row.file),
                 timeout=15,
+                verify=client_tls(),
                 **request(world, row, principal),
             )
             calls += 1

