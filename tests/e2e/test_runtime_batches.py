@@ -278,3 +278,54 @@ async def test_the_relay_publishes_each_row_once_in_order_per_key(kafka_bootstra
     if replicas == 2:
         assert all(published), f"both replicas relayed: {published}"
     print(f"published per relay: {published}")
+
+
+async def test_a_row_held_back_behind_another_replicas_batch_goes_once_that_batch_is_gone(
+    kafka_bootstrap, postgres_factory
+):
+    """Two rows of one key, the first in another replica's batch (locked, being published):
+    the relay publishes the other key's row, holds the second back, and publishes it once
+    the other replica deleted the first, though that delete notifies nothing and the relay's
+    poll is a minute away."""
+    url = postgres_factory(f"held_{uuid.uuid4().hex[:8]}")
+    metadata, outbox, _, _ = _schema()
+    engine = make_engine(url)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    namespace = f"rt-{uuid.uuid4().hex[:8]}."
+    await create_topics(access(kafka_bootstrap), {namespace + "relay.order": 3})
+    traceparent = f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+    rows = _rows(2, 2, traceparent, block=2)  # key 0 rank 0, rank 1, then key 1's two rows
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(outbox), rows)
+        first = await conn.scalar(sa.select(sa.func.min(outbox.c.id)))
+    other = await engine.connect()  # the other replica, in the middle of its batch
+    await other.begin()
+    await other.execute(sa.select(outbox).where(outbox.c.id == first).with_for_update())
+    relay = OutboxRelay(
+        engine,
+        outbox,
+        None,
+        idle_seconds=60,
+        listen_poll_seconds=60,
+        namespace=namespace,
+        producer_options=client_options(kafka_bootstrap),
+    )
+    relay.start()
+    try:
+
+        async def left(count: int) -> bool:
+            async with engine.connect() as conn:
+                return await conn.scalar(sa.select(sa.func.count()).select_from(outbox)) == count
+
+        await eventually(lambda: left(2), timeout=30, what="the other key's rows published")
+        assert relay.held_back == 1  # key 0's second row, behind the other replica's first
+        await other.execute(sa.delete(outbox).where(outbox.c.id == first))
+        await other.commit()  # the other replica published it: no notification
+
+        await eventually(lambda: left(0), timeout=10, what="the held-back row, at once")
+    finally:
+        await relay.stop()
+        await other.close()
+        await engine.dispose()
+    assert relay.published == 3

@@ -26,6 +26,7 @@ Protocol: one JSON object per line on a socket pair; `{"start": {...}}` answers 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -153,6 +154,10 @@ def main() -> None:
         importlib.import_module(module)
     if threading.active_count() != 1:  # a thread would not survive the fork
         raise RuntimeError(f"a preloaded module started a thread: {threading.enumerate()}")
+    # The imported modules' objects live as long as any child: kept out of the collector's
+    # sight, a child's collections neither walk them nor touch (and so copy) their pages
+    # (the `gc.freeze` documentation's advice for a process forking without exec).
+    gc.freeze()
     sock.sendall(b'{"ready": true}\n')
     launch = _serve(sock)
     if launch is not None:
