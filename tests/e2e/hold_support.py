@@ -11,8 +11,7 @@ from typing import Any
 import httpx
 
 from devstack.stack import Stack
-from guichet_runtime.tls_context import client_tls
-from tests.e2e.support import eventually
+from tests.e2e.support import eventually, simulator
 
 
 class HeldAgency:
@@ -54,9 +53,7 @@ class HeldAgency:
 async def agency_holds(stack: Stack, agency: str) -> AsyncIterator[HeldAgency]:
     """`agency` holds every answer until `release`; back to mode ok (every held call answered)
     on the way out."""
-    async with httpx.AsyncClient(
-        base_url=stack.simulator_url(agency), timeout=10, verify=client_tls()
-    ) as sim:
+    async with simulator(stack, agency, timeout=10) as sim:
         r = await sim.post("/admin/faults", json={"agency": agency, "mode": "hold"})
         assert r.status_code == 200, r.text
         try:

@@ -12,9 +12,8 @@ import httpx
 
 from devstack.quiescence import wait_quiescent
 from devstack.stack import Stack
-from guichet_runtime.tls_context import client_tls
 from shared_models import topics
-from tests.e2e.support import eventually, mails_for, read_topic
+from tests.e2e.support import eventually, mails_for, read_topic, simulator
 from tests.pdfs import pdf_text
 
 #: How long the stack stays quiescent (nothing in flight, no new event) before counting: the
@@ -25,7 +24,7 @@ PDF = b"%PDF-1.4\n% attestation de salaire\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EO
 
 
 async def set_fault(stack: Stack, agency: str, mode: str) -> None:
-    async with httpx.AsyncClient(base_url=stack.simulator_url(agency), verify=client_tls()) as sim:
+    async with simulator(stack, agency) as sim:
         assert (
             await sim.post("/admin/faults", json={"agency": agency, "mode": mode})
         ).status_code == 200

@@ -32,6 +32,7 @@ from tests.e2e.support import (
     mails_for,
     query,
     repeats,
+    simulator,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -178,9 +179,7 @@ async def test_a_kill_after_the_agency_answered_asks_again_with_the_same_id_deci
         "SELECT request_id, agency_reference FROM requests WHERE file_id = :f",
         f=file_id,
     )
-    async with httpx.AsyncClient(
-        base_url=stack.simulator_url("caf"), timeout=10, verify=client_tls()
-    ) as sim:
+    async with simulator(stack, "caf", timeout=10) as sim:
         received = (await sim.get("/agencies/caf/received")).json()
         stats = (await sim.get("/agencies/caf/stats")).json()
     kept = [r for r in received if r["request_id"] == request.request_id]

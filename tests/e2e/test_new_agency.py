@@ -6,12 +6,10 @@ and the exchange ledger shows the transmission both ways."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from adapter_sdk import discovery
 from devstack.stack import Stack
-from guichet_runtime.tls_context import client_tls
 from shared_models.catalogue import DEFAULT_CATALOGUE
 from tests.e2e.support import (
     ANTS_LINE,
@@ -21,6 +19,7 @@ from tests.e2e.support import (
     eventually,
     file_body,
     shared_catalogue_path,
+    simulator,
 )
 
 pytestmark = pytest.mark.integration
@@ -62,7 +61,7 @@ async def test_one_catalogue_line_makes_a_file_reach_the_ants_end_to_end(stack: 
     assert directions == [("ants", "envoi"), ("ants", "reception")]
     assert all("Décret n° 55-1397" in x["legal_basis"] for x in ledger)
     assert all(len(x["payload_sha256"]) == 64 for x in ledger)
-    async with httpx.AsyncClient(base_url=stack.simulator_url("ants"), verify=client_tls()) as sim:
+    async with simulator(stack, "ants") as sim:
         received = (await sim.get("/agencies/ants/received")).json()
     received = [r for r in received if r["file_id"] == file_id]
     # The ANTS got the request once, with only the fields its adapter declares.

@@ -7,13 +7,11 @@ import asyncio
 import collections
 import uuid
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from devstack.kafka_sasl import client_options
 from devstack.stack import Stack
-from guichet_runtime.tls_context import client_tls
 from tests.e2e.hold_support import agency_holds
 from tests.e2e.support import (
     BACKENDS,
@@ -26,6 +24,7 @@ from tests.e2e.support import (
     mails_for,
     query,
     repeats,
+    simulator,
     spans,
 )
 
@@ -141,7 +140,7 @@ async def test_one_file_crosses_three_agencies_with_one_named_referent(stack: St
             return (await query(url, "SELECT count(*) AS n FROM outbox"))[0].n == 0
 
         await eventually(drained, what=f"{service} outbox drained")
-    async with httpx.AsyncClient(base_url=stack.simulator_url("caf"), verify=client_tls()) as sim:
+    async with simulator(stack, "caf") as sim:
         received = (await sim.get("/agencies/caf/received")).json()
     assert any(r["file_id"] == file_id for r in received)
     await assert_no_repeats(stack, [file_id])

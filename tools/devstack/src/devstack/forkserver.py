@@ -101,11 +101,7 @@ def _serve(sock: socket.socket) -> Launch | None:
     return None
 
 
-def _console_scripts() -> dict[str, str]:
-    return {ep.name: ep.value for ep in entry_points(group="console_scripts")}
-
-
-def _become(launch: Launch) -> None:
+def _become(launch: Launch, scripts: dict[str, str]) -> None:
     """In the forked child: what `Popen(argv, env=…, cwd=…, stdout=log, stderr=STDOUT,
     stdin=DEVNULL, start_new_session=True)` would have set up, then the command."""
     os.setsid()
@@ -134,7 +130,7 @@ def _become(launch: Launch) -> None:
         runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
         sys.exit(0)
     script = Path(argv[0])
-    target = _console_scripts().get(script.name) if script.parent == bin_dir else None
+    target = scripts.get(script.name) if script.parent == bin_dir else None
     if target is None:
         os.execve(argv[0], argv, launch.env)
     module, _, attr = target.partition(":")
@@ -157,11 +153,13 @@ def main() -> None:
     # The imported modules' objects live as long as any child: kept out of the collector's
     # sight, a child's collections neither walk them nor touch (and so copy) their pages
     # (the `gc.freeze` documentation's advice for a process forking without exec).
+    # The console scripts' entry points, read once here rather than by every child.
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
     gc.freeze()
     sock.sendall(b'{"ready": true}\n')
     launch = _serve(sock)
     if launch is not None:
-        _become(launch)
+        _become(launch, scripts)
 
 
 # -- the client ----------------------------------------------------------------------------

@@ -55,14 +55,14 @@ class ServiceProcess:
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._group_gone = False
+        env = {**os.environ, **self.env}
         if self.launcher is not None:
-            env = {**os.environ, **self.env}
             self.proc = self.launcher.start(self.argv, env, self.cwd, self.log_path)
             return
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.argv,
-                env={**os.environ, **self.env},
+                env=env,
                 cwd=self.cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
