@@ -38,11 +38,14 @@ class Tokens:
         self._made: set[tuple[str, str]] = set()
 
     def _cached(self, key: tuple[str, ...], fetch) -> str:
-        at, token = self._cache.get(key, (0.0, ""))
-        if time.monotonic() - at > REUSE_SECONDS:
-            token = fetch()
-            self._cache[key] = (time.monotonic(), token)
-        return token
+        # No entry means "never fetched", not "fetched at 0.0": the monotonic clock counts from
+        # the machine's boot, so on a machine up for less than REUSE_SECONDS a zero stamp
+        # looked fresh and an empty token went out (a clean CI machine did just that).
+        hit = self._cache.get(key)
+        if hit is None or time.monotonic() - hit[0] > REUSE_SECONDS:
+            hit = (time.monotonic(), fetch())
+            self._cache[key] = hit
+        return hit[1]
 
     def token(self, username: str, realm: str) -> str:
         return self._cached(

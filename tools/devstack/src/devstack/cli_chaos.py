@@ -77,7 +77,9 @@ class CitizenToken:
 
     def __call__(self) -> dict[str, str]:
         with self._lock:
-            if time.monotonic() - self._at > TOKEN_REUSE_SECONDS:
+            # An empty token is never fresh (the monotonic clock counts from boot: a zero
+            # stamp looks recent on a machine up for less than TOKEN_REUSE_SECONDS).
+            if not self._token or time.monotonic() - self._at > TOKEN_REUSE_SECONDS:
                 self._token = self.keycloak.password_token(self.username, "citoyens")
                 self._at = time.monotonic()
             return {"Authorization": f"Bearer {self._token}"}
