@@ -4,8 +4,10 @@ existence, an agency's forward-only status."""
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from intake.domain import (
@@ -52,10 +54,47 @@ async def live_proof(uow: UnitOfWork, file_id: str, proof: str) -> bool:
     return bool(live)
 
 
+class SeenFiles:
+    """File ids an event handler found in the database, the most recent `capacity` of them.
+
+    A file row is inserted by a command's own transaction (a POST, the front desk), never
+    by an event handler, and never deleted (an erasure empties its personal fields, the row
+    stays): a file found once is there for good, and the events of a file (fourteen per
+    three-agency file) no longer ask the database each time. Forgetting is safe (the next
+    event asks again), hence the bound."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: dict[str, None] = {}
+
+    def __contains__(self, file_id: str) -> bool:
+        return file_id in self._ids
+
+    def add(self, file_id: str) -> None:
+        if len(self._ids) >= self.capacity:
+            del self._ids[next(iter(self._ids))]  # the oldest
+        self._ids[file_id] = None
+
+
+#: One memory per database (a service has one engine; the tests open many).
+_SEEN: weakref.WeakKeyDictionary[Engine, SeenFiles] = weakref.WeakKeyDictionary()
+
+
+def seen_files(engine: Engine) -> SeenFiles:
+    seen = _SEEN.get(engine)
+    if seen is None:
+        seen = _SEEN[engine] = SeenFiles()
+    return seen
+
+
 async def require_file(uow: UnitOfWork, file_id: str) -> None:
     """For event handlers: the file the event names, or UnknownFile."""
+    seen = seen_files(uow.conn.sync_engine)
+    if file_id in seen:
+        return
     if not await file_exists(uow, file_id):
         raise UnknownFile(f"dossier inconnu : {file_id}")
+    seen.add(file_id)
 
 
 async def file_for_update(uow: UnitOfWork, file_id: str) -> sa.Row:
