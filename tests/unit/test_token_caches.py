@@ -32,9 +32,7 @@ def just_booted(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 def test_the_tests_first_token_is_fetched_even_right_after_boot(just_booted):
     keycloak = FakeKeycloak()
     tokens = auth_support.Tokens(keycloak)
-    assert tokens.citizen("marie.dupont") == {
-        "Authorization": "Bearer citoyens:marie.dupont:1"
-    }
+    assert tokens.citizen("marie.dupont") == {"Authorization": "Bearer citoyens:marie.dupont:1"}
     assert tokens.citizen("marie.dupont")["Authorization"].endswith(":1")  # reused
     just_booted[0] += auth_support.REUSE_SECONDS + 1
     assert tokens.citizen("marie.dupont")["Authorization"].endswith(":2")  # fetched again
