@@ -205,6 +205,9 @@ def build_runtime(
         log_level=logging.DEBUG,
         # On stop, a subscriber waits this long for the record in flight (half the grace).
         graceful_timeout=settings.shutdown_grace_seconds / 2,
+        # No FastDepends injection: the consumers take the decoded body and read the record
+        # from the context (guichet_runtime.consumer); nothing to validate or inject.
+        apply_types=False,
     )
     relay = OutboxRelay(
         engine,
