@@ -8,6 +8,7 @@ emits: all of it commits, or none.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -120,8 +121,15 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
-    """INSERT … ON CONFLICT DO NOTHING for the connection's dialect."""
-    if conn.dialect.name == "postgresql":
+    """INSERT … ON CONFLICT DO NOTHING for the connection's dialect, built once per dialect
+    and table: executed with its row (`conn.execute(insert_ignore(conn, t), row)`), it is
+    not built again nor given a new cache key (guichet_runtime.statements)."""
+    return _insert_ignore(conn.dialect.name, table)
+
+
+@functools.cache
+def _insert_ignore(dialect: str, table: sa.Table) -> Any:
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
 

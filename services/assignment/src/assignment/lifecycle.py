@@ -5,7 +5,9 @@ stop) shared by the clock's projections and the housekeeping."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +23,7 @@ from assignment.personal_columns import (
 from assignment.referents import referent_of, release_capacity
 from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.statements import param, params
 from shared_models import (
     AgencyDecision,
     AgencyRequestIssued,
@@ -152,19 +155,24 @@ async def record_assignment(
     )
 
 
+@functools.cache
+def _file_row() -> sa.Select[Any]:
+    return sa.select(files).where(files.c.file_id == param(files.c.file_id))
+
+
+@functools.cache
+def _answers_of_file() -> sa.Select[Any]:
+    c = agency_requests.c
+    return sa.select(c.status, c.answer, c.agency).where(c.file_id == param(c.file_id))
+
+
 async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
     """Once every agency has answered and the file has a référent to sign it: the one
     coordinated answer. A file waiting for a référent gets its answer when it has one."""
-    file = (await uow.conn.execute(sa.select(files).where(files.c.file_id == file_id))).one()
+    file = (await uow.conn.execute(_file_row(), params(file_id=file_id))).one()
     if file.status != FileStatus.OPEN or file.referent_id is None:
         return False
-    answers = (
-        await uow.conn.execute(
-            sa.select(
-                agency_requests.c.status, agency_requests.c.answer, agency_requests.c.agency
-            ).where(agency_requests.c.file_id == file_id)
-        )
-    ).all()
+    answers = (await uow.conn.execute(_answers_of_file(), params(file_id=file_id))).all()
     if not answers or any(r.status != RequestStatus.ANSWERED for r in answers):
         return False
     decisions = [
@@ -335,11 +343,17 @@ def announce_clock(uow: UnitOfWork, clock: sa.Row | dict, why: str, **changes: o
 
 async def stop_clock(uow: UnitOfWork, request_id: str) -> None:
     """The agency answered: its clock stops (called in the answer's transaction)."""
-    await uow.conn.execute(
+    await uow.conn.execute(_stop_clock(), params(request_id=request_id))
+
+
+@functools.cache
+def _stop_clock() -> sa.Update:
+    c = legal_clocks.c
+    return (
         legal_clocks.update()
         .where(
-            legal_clocks.c.request_id == request_id,
-            legal_clocks.c.status.in_((ClockStatus.RUNNING, ClockStatus.SUSPENDED)),
+            c.request_id == param(c.request_id),
+            c.status.in_((ClockStatus.RUNNING, ClockStatus.SUSPENDED)),
         )
         .values(status=ClockStatus.ANSWERED)
     )

@@ -9,11 +9,14 @@ it is in `intake.views.indicators`.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from typing import Any
 
 import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork
+from guichet_runtime.statements import param, params
 from intake.domain import elapsed_seconds
 from intake.tables import file_agencies, file_metrics
 from shared_models import Decision, Referent
@@ -27,9 +30,13 @@ async def file_opened(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
     )
 
 
+@functools.cache
+def _metrics_of() -> sa.Select[Any]:
+    return sa.select(file_metrics).where(file_metrics.c.file_id == param(file_metrics.c.file_id))
+
+
 async def _metrics(uow: UnitOfWork, file_id: str) -> sa.Row | None:
-    query = sa.select(file_metrics).where(file_metrics.c.file_id == file_id)
-    return (await uow.conn.execute(query)).first()
+    return (await uow.conn.execute(_metrics_of(), params(file_id=file_id))).first()
 
 
 async def referent_assigned(
@@ -97,11 +104,26 @@ async def agency_decided(
 ) -> None:
     """The agency's final answer, by word or by silence; the first one recorded stands."""
     await uow.conn.execute(
+        _agency_decided(),
+        params(
+            file_id=file_id,
+            agency=agency,
+            answered_at=at,
+            answered_on=on or paris_day(at),
+            decision=decision.value,
+        ),
+    )
+
+
+@functools.cache
+def _agency_decided() -> sa.Update:
+    c = file_agencies.c
+    return (
         file_agencies.update()
-        .where(
-            file_agencies.c.file_id == file_id,
-            file_agencies.c.agency == agency,
-            file_agencies.c.answered_at.is_(None),
+        .where(c.file_id == param(c.file_id), c.agency == param(c.agency), c.answered_at.is_(None))
+        .values(
+            answered_at=param(c.answered_at),
+            answered_on=param(c.answered_on),
+            decision=param(c.decision),
         )
-        .values(answered_at=at, answered_on=on or paris_day(at), decision=decision.value)
     )

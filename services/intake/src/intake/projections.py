@@ -3,10 +3,13 @@ events of the other services. One handler per consumed event: on_<event>(event, 
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, insert_ignore
+from guichet_runtime.statements import param, params
 from intake import metrics
 from intake.domain import (
     DECISION_WORDS,
@@ -41,17 +44,43 @@ from shared_models import (
 )
 
 
+@functools.cache
+def _deadline_set() -> sa.Update:
+    c = file_agencies.c
+    return (
+        file_agencies.update()
+        .where(c.file_id == param(c.file_id), c.agency == param(c.agency))
+        .values(
+            due_on=param(c.due_on),
+            deadline_state=param(c.deadline_state),
+            deadline_rule=param(c.deadline_rule),
+        )
+    )
+
+
+@functools.cache
+def _document_no_longer_requested() -> sa.Update:
+    c = file_agencies.c
+    return (
+        file_agencies.update()
+        .where(c.file_id == param(c.file_id), c.agency == param(c.agency))
+        .values(requested_document=None)
+    )
+
+
 async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
     """The agency's legal deadline as the assignment service keeps it (latest wins)."""
     async with uow:
         await require_file(uow, event.file_id)
         await uow.conn.execute(
-            file_agencies.update()
-            .where(
-                file_agencies.c.file_id == event.file_id,
-                file_agencies.c.agency == event.agency,
-            )
-            .values(due_on=event.due_on, deadline_state=event.state, deadline_rule=event.rule.value)
+            _deadline_set(),
+            params(
+                file_id=event.file_id,
+                agency=event.agency,
+                due_on=event.due_on,
+                deadline_state=event.state,
+                deadline_rule=event.rule.value,
+            ),
         )
         await uow.commit()
 
@@ -241,7 +270,8 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                     uow, event.file_id, answer.agency, answer.decision, event.occurred_at
                 )
             await uow.conn.execute(
-                file_agencies.update().where(*this_agency).values(requested_document=None)
+                _document_no_longer_requested(),
+                params(file_id=event.file_id, agency=answer.agency),
             )
             await add_timeline(
                 uow,
@@ -258,17 +288,18 @@ async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None
     async with uow:
         await require_file(uow, event.file_id)
         await uow.conn.execute(
-            insert_ignore(uow.conn, exchanges).values(
-                exchange_id=event.exchange_id,
-                file_id=event.file_id,
-                agency=event.agency,
-                direction=event.direction.value,
-                purpose=event.purpose,
-                legal_basis=event.legal_basis,
-                payload_sha256=event.payload_sha256,
-                size_bytes=event.size_bytes,
-                at=event.occurred_at,
-            )
+            insert_ignore(uow.conn, exchanges),
+            {
+                "exchange_id": event.exchange_id,
+                "file_id": event.file_id,
+                "agency": event.agency,
+                "direction": event.direction.value,
+                "purpose": event.purpose,
+                "legal_basis": event.legal_basis,
+                "payload_sha256": event.payload_sha256,
+                "size_bytes": event.size_bytes,
+                "at": event.occurred_at,
+            },
         )
         label = agency_label(event.agency)
         sent = event.direction is ExchangeDirection.SENT

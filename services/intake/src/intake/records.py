@@ -4,12 +4,14 @@ existence, an agency's forward-only status."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import weakref
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.statements import param, params
 from intake.domain import (
     AgencyStatus,
     TimelineKind,
@@ -25,18 +27,24 @@ from shared_models import Event
 async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label: str) -> None:
     """One line of the citizen's timeline per event (a redelivered event adds nothing)."""
     await uow.conn.execute(
-        insert_ignore(uow.conn, timeline).values(
-            file_id=event.file_id,
-            event_id=str(event.event_id),
-            at=event.occurred_at,
-            kind=kind,
-            label=label,
-        )
+        insert_ignore(uow.conn, timeline),
+        {
+            "file_id": event.file_id,
+            "event_id": str(event.event_id),
+            "at": event.occurred_at,
+            "kind": kind,
+            "label": label,
+        },
     )
 
 
+@functools.cache
+def _file_id() -> sa.Select[tuple[str]]:
+    return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))
+
+
 async def file_exists(uow: UnitOfWork, file_id: str) -> bool:
-    found = await uow.conn.scalar(sa.select(files.c.file_id).where(files.c.file_id == file_id))
+    found = await uow.conn.scalar(_file_id(), params(file_id=file_id))
     return found is not None
 
 
@@ -123,11 +131,26 @@ async def advance_agency(
 ) -> None:
     """Move an agency's status forward only: events of different topics may cross."""
     await uow.conn.execute(
+        _advance_agency(),
+        params(
+            file_id=file_id,
+            agency=agency,
+            before=statuses_before(status),
+            status=status,
+            updated_at=at,
+        ),
+    )
+
+
+@functools.cache
+def _advance_agency() -> sa.Update:
+    c = file_agencies.c
+    return (
         file_agencies.update()
         .where(
-            file_agencies.c.file_id == file_id,
-            file_agencies.c.agency == agency,
-            file_agencies.c.status.in_(statuses_before(status)),
+            c.file_id == param(c.file_id),
+            c.agency == param(c.agency),
+            c.status.in_(sa.bindparam("p_before", expanding=True)),
         )
-        .values(status=status, updated_at=at)
+        .values(status=param(c.status), updated_at=param(c.updated_at))
     )

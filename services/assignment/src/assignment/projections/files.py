@@ -4,7 +4,9 @@ change of référent is applied."""
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -23,6 +25,7 @@ from assignment.referents import choose_for_file, referent_of, take_agent
 from assignment.tables import agency_requests, assignments, files
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.statements import param, params
 from shared_models import (
     AgencyAnswerReceived,
     Decision,
@@ -70,19 +73,39 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         await uow.commit()
 
 
+@functools.cache
+def _file_locked() -> sa.Select[Any]:
+    return sa.select(files).where(files.c.file_id == param(files.c.file_id)).with_for_update()
+
+
+@functools.cache
+def _request_row() -> sa.Select[Any]:
+    c = agency_requests.c
+    return sa.select(agency_requests).where(c.request_id == param(c.request_id))
+
+
+@functools.cache
+def _request_answered() -> sa.Update:
+    c = agency_requests.c
+    return (
+        agency_requests.update()
+        .where(c.request_id == param(c.request_id))
+        .values(
+            status=param(c.status),
+            answer=param(c.answer),
+            answer_after_document=param(c.answer_after_document),
+            answered_at=param(c.answered_at),
+        )
+    )
+
+
 async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
     async with uow:
         # Lock the file: two agencies' answers handled at once must not both see the
         # other as pending (or both compose the answer).
-        file = (
-            await uow.conn.execute(
-                sa.select(files).where(files.c.file_id == event.file_id).with_for_update()
-            )
-        ).first()
+        file = (await uow.conn.execute(_file_locked(), params(file_id=event.file_id))).first()
         request = (
-            await uow.conn.execute(
-                sa.select(agency_requests).where(agency_requests.c.request_id == event.request_id)
-            )
+            await uow.conn.execute(_request_row(), params(request_id=event.request_id))
         ).first()
         if file is None or request is None or request.file_id != event.file_id:
             raise PermanentError(f"demande inconnue : {event.request_id} (dossier {event.file_id})")
@@ -109,14 +132,14 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             await uow.commit()
             return
         await uow.conn.execute(
-            agency_requests.update()
-            .where(agency_requests.c.request_id == event.request_id)
-            .values(
+            _request_answered(),
+            params(
+                request_id=event.request_id,
                 status=RequestStatus.DOCUMENT_REQUESTED if waiting else RequestStatus.ANSWERED,
                 answer=(await file_seal(uow, event.file_id)).seal(answer),
                 answer_after_document=event.after_document,
                 answered_at=None if waiting else now,
-            )
+            ),
         )
         if waiting:
             await _document_requested(uow, file, event)

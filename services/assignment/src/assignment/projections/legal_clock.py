@@ -15,7 +15,9 @@ requests without a decision (`assignment.stuck_requests`).
 
 from __future__ import annotations
 
+import functools
 import logging
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -25,6 +27,7 @@ from assignment.legal_deadline import Period
 from assignment.lifecycle import announce_clock, lock_clock
 from assignment.tables import agency_requests, files, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
+from guichet_runtime.statements import param, params
 from shared_models import (
     AgencyReceiptAcknowledged,
     AgencyStatusChecked,
@@ -61,9 +64,7 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
             "warned_7": False,
             "breached": False,
         }
-        known = await uow.conn.scalar(
-            sa.select(files.c.file_id).where(files.c.file_id == event.file_id)
-        )
+        known = await uow.conn.scalar(_file_id(), params(file_id=event.file_id))
         if known is None:
             log.warning("receipt for unknown file %s ignored", event.file_id)
             await uow.commit()
@@ -71,18 +72,27 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
         # The answer and the receipt travel on two topics: an agency that answers at once
         # may be read answered before its receipt; its clock is then born stopped.
         request_status = await uow.conn.scalar(
-            sa.select(agency_requests.c.status).where(
-                agency_requests.c.request_id == event.request_id
-            )
+            _request_status(), params(request_id=event.request_id)
         )
         if request_status == RequestStatus.ANSWERED:
             clock["status"] = ClockStatus.ANSWERED
-        inserted = await uow.conn.execute(insert_ignore(uow.conn, legal_clocks).values(**clock))
+        inserted = await uow.conn.execute(insert_ignore(uow.conn, legal_clocks), clock)
         if inserted.rowcount:
             # Announced even when born stopped: whether the answer came in time is measured
             # against this last day (docs/indicators.md).
             announce_clock(uow, clock, "reception")
         await uow.commit()
+
+
+@functools.cache
+def _file_id() -> sa.Select[Any]:
+    return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))
+
+
+@functools.cache
+def _request_status() -> sa.Select[Any]:
+    c = agency_requests.c
+    return sa.select(c.status).where(c.request_id == param(c.request_id))
 
 
 async def on_clock_suspended(event: LegalClockSuspended, uow: UnitOfWork) -> None:
