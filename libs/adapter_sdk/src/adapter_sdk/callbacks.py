@@ -22,6 +22,7 @@ agency has no key): it is sealed with the file's data key before it is stored
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -49,6 +50,7 @@ from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
+from guichet_runtime.statements import param, params
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,27 @@ def refusal(message: str, field: str | None = None) -> dict[str, Any]:
         "kind": RefusalKind.CONFLICT.value,
         **({"field": field} if field else {}),
     }
+
+
+@functools.cache
+def _request_row() -> sa.Select[Any]:
+    return sa.select(requests).where(requests.c.request_id == param(requests.c.request_id))
+
+
+@functools.cache
+def _held() -> sa.Select[Any]:
+    c = callbacks.c
+    return (
+        sa.select(callbacks)
+        .where(c.request_id == param(c.request_id), c.outcome == CallbackOutcome.HELD)
+        .order_by(c.received_at)
+    )
+
+
+@functools.cache
+def _orphans() -> sa.Select[Any]:
+    c = exchanges.c
+    return sa.select(exchanges).where(c.request_id == param(c.request_id), c.file_id == "")
 
 
 class CallbackDesk:
@@ -146,9 +169,10 @@ class CallbackDesk:
 
     @staticmethod
     async def _request(uow: UnitOfWork, request_id: str) -> sa.Row[Any] | None:
-        return (
-            await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
+        row: sa.Row[Any] | None = (
+            await uow.conn.execute(_request_row(), params(request_id=request_id))
         ).first()
+        return row
 
     async def _take(self, callback: CallbackAnswer, body: bytes) -> Reply:
         async with self.uow() as uow:
@@ -271,16 +295,7 @@ class CallbackDesk:
         """Apply, in the caller's transaction, the callbacks held for a request just recorded
         (and give its file to the ledger entries recorded before it was known)."""
         await self.adopt_orphans(uow, request_id)
-        held = (
-            await uow.conn.execute(
-                sa.select(callbacks)
-                .where(
-                    callbacks.c.request_id == request_id,
-                    callbacks.c.outcome == CallbackOutcome.HELD,
-                )
-                .order_by(callbacks.c.received_at)
-            )
-        ).all()
+        held = (await uow.conn.execute(_held(), params(request_id=request_id))).all()
         file_id = file_of_request(request_id, self.decl.agency)
         for row in held:
             try:
@@ -307,13 +322,7 @@ class CallbackDesk:
         """Ledger entries written before the request was known (a refused callback) get its file,
         and are published like the others."""
         row = await self._request(uow, request_id)
-        orphans = (
-            await uow.conn.execute(
-                sa.select(exchanges).where(
-                    exchanges.c.request_id == request_id, exchanges.c.file_id == ""
-                )
-            )
-        ).all()
+        orphans = (await uow.conn.execute(_orphans(), params(request_id=request_id))).all()
         if row is None or not orphans:
             return
         await uow.conn.execute(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.statements import param, params
 from shared_models import (
     AgencyAnswerReceived,
     AgencyDecision,
@@ -56,6 +58,22 @@ from shared_models import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _request_known() -> sa.Select[Any]:
+    c = requests.c
+    return sa.select(c.request_id).where(c.request_id == param(c.request_id))
+
+
+@functools.cache
+def _request_status() -> sa.Update:
+    c = requests.c
+    return (
+        requests.update()
+        .where(c.request_id == param(c.request_id))
+        .values(status=param(c.status), updated_at=param(c.updated_at))
+    )
 
 
 @dataclass
@@ -196,9 +214,7 @@ class AdapterRuntime:
     ) -> None:
         status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
         await uow.conn.execute(
-            requests.update()
-            .where(requests.c.request_id == request_id)
-            .values(status=status, updated_at=utcnow())
+            _request_status(), params(request_id=request_id, status=status, updated_at=utcnow())
         )
         decision = AgencyDecision(agency=self.decl.agency, **answer.model_dump())
         uow.emit(
@@ -246,9 +262,7 @@ class AdapterRuntime:
         first: a callback that outruns the acknowledgement is sealed with it (adapter_sdk.
         personal)."""
         async with self.uow() as check:
-            found = await check.conn.scalar(
-                sa.select(requests.c.request_id).where(requests.c.request_id == event.request_id)
-            )
+            found = await check.conn.scalar(_request_known(), params(request_id=event.request_id))
             if found is None and key_id is not None:
                 check.use_personal_key(event.file_id, key_id)
                 await check.commit()
@@ -289,19 +303,20 @@ class AdapterRuntime:
         propagate.inject(carrier)
         async with uow:
             inserted = await uow.conn.execute(
-                insert_ignore(uow.conn, requests).values(
-                    request_id=event.request_id,
-                    file_id=event.file_id,
-                    status=RequestStatus.AWAITING,
-                    agency_reference=reference,
-                    trace_headers=json.dumps(carrier),
-                    updated_at=utcnow(),
-                    next_poll_at=(
+                insert_ignore(uow.conn, requests),
+                {
+                    "request_id": event.request_id,
+                    "file_id": event.file_id,
+                    "status": RequestStatus.AWAITING,
+                    "agency_reference": reference,
+                    "trace_headers": json.dumps(carrier),
+                    "updated_at": utcnow(),
+                    "next_poll_at": (
                         self.reconciler.first_poll_at()
                         if isinstance(done.result, Acknowledged)
                         else None
                     ),
-                )
+                },
             )
             if inserted.rowcount == 0:  # the same request issued again: transmitted already
                 await uow.commit()

@@ -128,6 +128,11 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
 
 
 @functools.cache
+def _insert(table: sa.Table) -> sa.Insert:
+    return sa.insert(table)
+
+
+@functools.cache
 def _insert_ignore(dialect: str, table: sa.Table) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
@@ -154,7 +159,7 @@ async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[
     False when there are none."""
     if not rows:
         return False
-    await conn.execute(sa.insert(outbox), rows)
+    await conn.execute(_insert(outbox), rows)
     await notify_outbox(conn)
     return True
 
@@ -232,9 +237,8 @@ class UnitOfWork:
         if self._inbox_key is not None:
             consumer, event_id = self._inbox_key
             result = await self._conn.execute(
-                insert_ignore(self._conn, self._inbox).values(
-                    consumer=consumer, event_id=event_id, processed_at=utcnow()
-                )
+                insert_ignore(self._conn, self._inbox),
+                {"consumer": consumer, "event_id": event_id, "processed_at": utcnow()},
             )
             if result.rowcount == 0:
                 await self._close(commit=False)

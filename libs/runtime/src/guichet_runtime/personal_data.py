@@ -184,7 +184,7 @@ async def remember_key(conn: AsyncConnection, refs: sa.Table, file_id: str, key_
     """Record that `file_id`'s personal data is sealed with `key_id` (first one kept); True
     if this wrote it (False: the file had its key recorded already)."""
     written = await conn.execute(
-        insert_ignore(conn, refs).values(file_id=file_id, key_id=key_id, recorded_at=utcnow())
+        insert_ignore(conn, refs), {"file_id": file_id, "key_id": key_id, "recorded_at": utcnow()}
     )
     return bool(written.rowcount == 1)
 

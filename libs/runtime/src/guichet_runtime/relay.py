@@ -70,6 +70,11 @@ class OutboxRelay:
         self._outbox = outbox
         self._broker = broker
         self._batch_size = batch_size
+        # Built once (guichet_runtime.statements): the oldest rows, the same locked for a
+        # replica of several, and their deletion by id.
+        self._oldest = sa.select(outbox).order_by(outbox.c.id).limit(batch_size)
+        self._claim = self._oldest.with_for_update(skip_locked=True)
+        self._delete = sa.delete(outbox).where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
         self._idle = idle_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -189,20 +194,18 @@ class OutboxRelay:
         """Publish one batch of outbox rows in id order; returns how many."""
         if self._engine.dialect.name == "sqlite":
             return await self._publish_unlocked()
-        table = self._outbox
         async with self._engine.connect() as conn:
             await conn.begin()
             # Several replicas may relay the same outbox (PostgreSQL): each takes other rows,
             # and keeps them locked until they are published and deleted.
-            query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
-            claimed = (await conn.execute(query.with_for_update(skip_locked=True))).all()
+            claimed = (await conn.execute(self._claim)).all()
             rows = await self._in_key_order(conn, claimed)
             self.held_back = len(claimed) - len(rows)
             if not rows:
                 await conn.rollback()
                 return 0
             await self._publish(rows)
-            await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
+            await conn.execute(self._delete, {"ids": [r.id for r in rows]})
             await conn.commit()
         return self._count(rows)
 
@@ -225,16 +228,14 @@ class OutboxRelay:
         """SQLite: one process relays its own outbox, and the database has one connection
         (one writer). Read the batch, let the connection go, publish, then delete in a short
         transaction: a broker that is slow or down never holds up the service's writes."""
-        table = self._outbox
         async with self._engine.connect() as conn:
-            query = sa.select(table).order_by(table.c.id).limit(self._batch_size)
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(self._oldest)).all()
             await conn.rollback()
         if not rows:
             return 0
         await self._publish(rows)
         async with self._engine.begin() as conn:
-            await conn.execute(sa.delete(table).where(table.c.id.in_([r.id for r in rows])))
+            await conn.execute(self._delete, {"ids": [r.id for r in rows]})
         return self._count(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 from collections import defaultdict
@@ -37,6 +38,7 @@ from guichet_runtime.metrics import MeteredChannel
 from guichet_runtime.personal_data import CannotOpen as Unreadable
 from guichet_runtime.personal_data import KeyShredded, KeyUnavailable
 from guichet_runtime.sealing import CannotOpen, Keyring
+from guichet_runtime.statements import param, params
 from notification import domain, personal_columns
 from notification.channels import Channel, Outgoing, PermanentFailure
 from notification.domain import DeliveryOutcome, FallBack, NotificationStatus, Retry
@@ -271,6 +273,40 @@ class Attempt:
     resent: int
 
 
+@functools.cache
+def _cut_attempt() -> sa.Select[Any]:
+    c = deliveries.c
+    return (
+        sa.select(c.id, c.delivery_key, c.resent)
+        .where(
+            c.notification_id == param(c.notification_id),
+            c.channel == param(c.channel),
+            c.outcome == DeliveryOutcome.SENDING.value,
+        )
+        .order_by(c.id)
+        .limit(1)
+    )
+
+
+@functools.cache
+def _new_attempt() -> sa.Insert:
+    return deliveries.insert().returning(deliveries.c.id)
+
+
+@functools.cache
+def _attempt_outcome() -> sa.Update:
+    return deliveries.update().where(deliveries.c.id == param(deliveries.c.id))
+
+
+@functools.cache
+def _marked_sent() -> sa.Update:
+    c = notifications.c
+    return notifications.update().where(
+        c.notification_id == param(c.notification_id),
+        c.status == NotificationStatus.TO_SEND.value,
+    )
+
+
 async def _record_sending(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoing) -> Attempt:
     """Record the attempt and its key, committed before the provider is called. An attempt
     of this message on this channel left `envoi_en_cours` was cut after (perhaps) reaching
@@ -278,14 +314,8 @@ async def _record_sending(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoin
     async with uow:
         cut = (
             await uow.conn.execute(
-                sa.select(deliveries.c.id, deliveries.c.delivery_key, deliveries.c.resent)
-                .where(
-                    deliveries.c.notification_id == row.notification_id,
-                    deliveries.c.channel == outgoing.channel.value,
-                    deliveries.c.outcome == DeliveryOutcome.SENDING.value,
-                )
-                .order_by(deliveries.c.id)
-                .limit(1)
+                _cut_attempt(),
+                params(notification_id=row.notification_id, channel=outgoing.channel.value),
             )
         ).first()
         if cut is not None:
@@ -308,12 +338,11 @@ async def _record_sending(uow: UnitOfWork, row: OpenedMessage, outgoing: Outgoin
             )
         else:
             delivery_id = await uow.conn.scalar(
-                deliveries.insert()
-                .values(
+                _new_attempt(),
+                {
                     **_attempt(row, outgoing, DeliveryOutcome.SENDING),
-                    delivery_key=outgoing.delivery_key,
-                )
-                .returning(deliveries.c.id)
+                    "delivery_key": outgoing.delivery_key,
+                },
             )
             attempt = Attempt(int(delivery_id), outgoing.delivery_key, 0)
         await uow.commit()
@@ -336,9 +365,8 @@ async def _record_outcome(
     values = _attempt(row, outgoing, outcome, error=error, ref=ref)
     if not recipient:
         del values["recipient"]
-    await uow.conn.execute(
-        deliveries.update().where(deliveries.c.id == attempt.delivery_id).values(**values)
-    )
+    # The SET clause is the keys of `values` (the statement is built once, without one).
+    await uow.conn.execute(_attempt_outcome(), {**values, **params(id=attempt.delivery_id)})
 
 
 async def _sent(
@@ -346,19 +374,16 @@ async def _sent(
 ) -> None:
     async with uow:
         marked = await uow.conn.execute(
-            notifications.update()
-            .where(
-                notifications.c.notification_id == row.notification_id,
-                notifications.c.status == NotificationStatus.TO_SEND.value,
-            )
-            .values(
-                status=NotificationStatus.SENT.value,
-                sent_at=utcnow(),
-                attempts=row.attempts + 1,
-                channel=outgoing.channel.value,
-                recipient=row.sealing.seal(domain.recipient_text(outgoing.content.get("to"))),
-                sealed_secret=None,  # sent: nothing here opens to the code any more
-            )
+            _marked_sent(),
+            {
+                **params(notification_id=row.notification_id),
+                "status": NotificationStatus.SENT.value,
+                "sent_at": utcnow(),
+                "attempts": row.attempts + 1,
+                "channel": outgoing.channel.value,
+                "recipient": row.sealing.seal(domain.recipient_text(outgoing.content.get("to"))),
+                "sealed_secret": None,  # sent: nothing here opens to the code any more
+            },
         )
         marked_now = marked.rowcount == 1
         await _record_outcome(

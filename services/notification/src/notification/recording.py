@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from opentelemetry import propagate
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyShredded
+from guichet_runtime.statements import param, params
 from notification import domain
 from notification.domain import Audience
 from notification.messages import KINDS, compose, render, subject_of
@@ -35,11 +38,14 @@ from shared_models import (
 Kind = NotificationKind
 
 
+@functools.cache
+def _contact_of() -> sa.Select[Any]:
+    return sa.select(contacts.c.citizen).where(contacts.c.file_id == param(contacts.c.file_id))
+
+
 async def latest_contact(uow: UnitOfWork, file_id: str, citizen: CitizenContact) -> CitizenContact:
     """The citizen's contact as they last changed it, else as the event carries it."""
-    stored = await uow.conn.scalar(
-        sa.select(contacts.c.citizen).where(contacts.c.file_id == file_id)
-    )
+    stored = await uow.conn.scalar(_contact_of(), params(file_id=file_id))
     if stored:
         with contextlib.suppress(KeyShredded):  # erased: the event's (it just opened) stands
             opened = (await sealing_that_sealed(uow.personal_data, file_id, stored)).open(stored)
@@ -115,29 +121,30 @@ async def record(
         status, due = domain.NotificationStatus.PLANNED, not_before
     sealing = await sealing_of(uow, file_id)  # the personal columns, sealed if the file has a key
     await uow.conn.execute(
-        insert_ignore(uow.conn, notifications).values(
-            notification_id=notification_id,
-            file_id=file_id,
-            kind=kind.value,
-            audience=audience.value,
-            plan=plan_text(plan),
-            step=0,
-            channel=(first or domain.EMAIL).value,
-            recipient=sealing.seal(domain.recipient_text(content[first.value]["to"]))
+        insert_ignore(uow.conn, notifications),
+        {
+            "notification_id": notification_id,
+            "file_id": file_id,
+            "kind": kind.value,
+            "audience": audience.value,
+            "plan": plan_text(plan),
+            "step": 0,
+            "channel": (first or domain.EMAIL).value,
+            "recipient": sealing.seal(domain.recipient_text(content[first.value]["to"]))
             if first
             else None,
-            subject=sealing.seal(subject),
-            body=sealing.seal(body),
-            content=sealing.seal(json.dumps(content, ensure_ascii=False)),
-            referent=referent.model_dump_json(),
-            sealed_secret=sealed.model_dump_json() if sealed else None,
-            referent_name=referent.name,
-            status=status.value,
-            trace_headers=json.dumps(carrier),
-            attempts=0,
-            next_attempt_at=due,
-            created_at=now,
-        )
+            "subject": sealing.seal(subject),
+            "body": sealing.seal(body),
+            "content": sealing.seal(json.dumps(content, ensure_ascii=False)),
+            "referent": referent.model_dump_json(),
+            "sealed_secret": sealed.model_dump_json() if sealed else None,
+            "referent_name": referent.name,
+            "status": status.value,
+            "trace_headers": json.dumps(carrier),
+            "attempts": 0,
+            "next_attempt_at": due,
+            "created_at": now,
+        },
     )
     return notification_id
 
