@@ -473,3 +473,17 @@ def trace_id_of(traceparent: str) -> str:
 def headers_of(outbox_row: sa.Row) -> dict[str, str]:
     """The trace context stored with an outbox row."""
     return json.loads(outbox_row.headers)
+
+
+#: The form Awa Diallo fills in after losing her job (intake's tests).
+AWA_FORM = {
+    "life_event": "perte_emploi",
+    "citizen": {
+        "given_name": "Awa",
+        "family_name": "Diallo",
+        "email": "awa@example.fr",
+        "postcode": "93200",
+        "preferred_channel": "email",
+    },
+    "description": "Licenciée le mois dernier.",
+}

@@ -15,21 +15,12 @@ from intake.commands.personal_data import key_of_file
 from intake.domain import FileStatus
 from intake.schemas import FileIn
 from intake.tables import audit, files, personal_data_keys
+from tests.unit.samples import AWA_FORM
 from tests.unit.test_personal_data import intake
 
 __all__ = ["intake"]  # the fixture: intake's app with crypto-shredding on
 
-FORM = {
-    "life_event": "perte_emploi",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Licenciée le mois dernier.",
-}
+FORM = AWA_FORM
 
 
 def test_the_key_is_shredded_with_the_citizens_last_file_not_before(intake):

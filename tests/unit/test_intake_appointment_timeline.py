@@ -25,19 +25,9 @@ from shared_models import (
     Envelope,
     topics,
 )
-from tests.unit.samples import appointment, citizen, referent
+from tests.unit.samples import AWA_FORM, appointment, citizen, referent
 
-FORM = {
-    "life_event": "perte_emploi",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Licenciée le mois dernier.",
-}
+FORM = AWA_FORM
 MOVED = appointment(
     appointment_id="rdv-0002",
     starts_at=dt.datetime(2027, 3, 3, 13, 0, tzinfo=dt.UTC),

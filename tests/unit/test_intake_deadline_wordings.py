@@ -11,18 +11,9 @@ from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
 from intake.views import files as views
 from shared_models import DeadlineRule, LegalDeadlineSet
+from tests.unit.samples import AWA_FORM
 
-FORM = {
-    "life_event": "perte_emploi",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Licenciée le mois dernier.",
-}
+FORM = AWA_FORM
 
 
 async def deadline_set(db, file_id: str, agency: str, **fields) -> None:

@@ -17,18 +17,9 @@ from intake.domain import UnknownFile
 from intake.records import SeenFiles
 from intake.schemas import FileIn
 from shared_models import LegalDeadlineSet
+from tests.unit.samples import AWA_FORM
 
-FORM = {
-    "life_event": "perte_emploi",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Licenciée le mois dernier.",
-}
+FORM = AWA_FORM
 
 
 def existence_checks(engine) -> list[str]:

@@ -27,10 +27,11 @@ from adapter_sdk.config import AdapterConfig
 from adapter_sdk.interface import AgencyAdapter
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.signatures import RefusalReason, SignatureRefused
-from adapter_sdk.tables import callback_signatures, exchanges, requests
+from adapter_sdk.tables import callback_signatures, exchanges, request_by_id, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
 from guichet_runtime.secrets import Environment
+from guichet_runtime.statements import params
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
@@ -111,10 +112,11 @@ class CallbackGate:
                 callback_signatures.delete().where(callback_signatures.c.signed_at < cutoff)
             )
             taken = await uow.conn.execute(
-                insert_ignore(uow.conn, callback_signatures).values(
-                    signature=signed.digest,
-                    signed_at=dt.datetime.fromtimestamp(signed.timestamp, dt.UTC),
-                )
+                insert_ignore(uow.conn, callback_signatures),
+                {
+                    "signature": signed.digest,
+                    "signed_at": dt.datetime.fromtimestamp(signed.timestamp, dt.UTC),
+                },
             )
             await uow.commit()
         if taken.rowcount == 0:
@@ -174,11 +176,7 @@ class CallbackGate:
         label = signatures.LEDGER_LABELS[reason]
         purpose = f"Rappel refusé ({label}) : {self.decl.purpose}"[:200]
         async with self.uow() as uow:
-            row = (
-                await uow.conn.execute(
-                    sa.select(requests).where(requests.c.request_id == request_id)
-                )
-            ).first()
+            row = (await uow.conn.execute(request_by_id(), params(request_id=request_id))).first()
             if row is None:
                 return
             now = utcnow()

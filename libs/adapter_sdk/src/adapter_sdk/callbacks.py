@@ -46,7 +46,7 @@ from adapter_sdk.personal import (
     stored_answer_text,
     stored_payload,
 )
-from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, requests
+from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, request_by_id, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
@@ -82,11 +82,6 @@ def refusal(message: str, field: str | None = None) -> dict[str, Any]:
         "kind": RefusalKind.CONFLICT.value,
         **({"field": field} if field else {}),
     }
-
-
-@functools.cache
-def _request_row() -> sa.Select[Any]:
-    return sa.select(requests).where(requests.c.request_id == param(requests.c.request_id))
 
 
 @functools.cache
@@ -170,7 +165,7 @@ class CallbackDesk:
     @staticmethod
     async def _request(uow: UnitOfWork, request_id: str) -> sa.Row[Any] | None:
         row: sa.Row[Any] | None = (
-            await uow.conn.execute(_request_row(), params(request_id=request_id))
+            await uow.conn.execute(request_by_id(), params(request_id=request_id))
         ).first()
         return row
 

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import sqlalchemy as sa
-
 from adapter_sdk.interface import AgencyAnswer
 from adapter_sdk.personal import StoredErased, canonical, opened_answer, stored_answer_text
-from adapter_sdk.tables import CallbackOutcome, RequestStatus, requests
+from adapter_sdk.tables import (
+    CallbackOutcome,
+    RequestStatus,
+    file_of_request_id,
+    request_by_id,
+    requests,
+)
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.statements import params
 from shared_models import Decision, ExchangeDirection
 
 
@@ -75,9 +80,7 @@ async def apply_once(
     caller commits. `source` names the delivery in the ledger (« rappel », « consultation de
     l'état »), `purpose` the transmission's purpose. Once the citizen's data key is shredded,
     a decision that is not applied is compared with nothing: ERASED."""
-    file_id = await uow.conn.scalar(
-        sa.select(requests.c.file_id).where(requests.c.request_id == request_id)
-    )
+    file_id = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
     taken = await uow.conn.execute(
         requests.update()
         .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.AWAITING)
@@ -89,9 +92,7 @@ async def apply_once(
         )
     )
     # Read after the UPDATE: the winner's decision is committed by now if this one lost.
-    row = (
-        await uow.conn.execute(sa.select(requests).where(requests.c.request_id == request_id))
-    ).one()
+    row = (await uow.conn.execute(request_by_id(), params(request_id=request_id))).one()
     if taken.rowcount == 1:
         await recorder.record_exchanges(
             uow,

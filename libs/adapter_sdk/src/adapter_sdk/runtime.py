@@ -35,7 +35,7 @@ from adapter_sdk.interface import (
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
-from adapter_sdk.tables import RequestStatus, exchanges, requests
+from adapter_sdk.tables import RequestStatus, exchanges, request_by_id, requests
 from adapter_sdk.translation import RequestIncomplete, canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
@@ -354,11 +354,10 @@ class AdapterRuntime:
 
     async def _request_row(self, request_id: str) -> sa.Row[Any] | None:
         async with self.uow() as uow:
-            return (
-                await uow.conn.execute(
-                    sa.select(requests).where(requests.c.request_id == request_id)
-                )
+            row: sa.Row[Any] | None = (
+                await uow.conn.execute(request_by_id(), params(request_id=request_id))
             ).first()
+            return row
 
     async def on_document(self, event: SupportingDocumentSubmitted, uow: UnitOfWork) -> None:
         started = time.perf_counter()

@@ -3,12 +3,15 @@ it transmitted, the callbacks it took, and the exchange ledger. The personal col
 agency's decision, a held callback's bytes) are sealed with the citizen's data key
 (adapter_sdk.personal)."""
 
+import functools
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.personal_data import personal_data_key_refs_table
+from guichet_runtime.statements import param
 
 
 class RequestStatus(StrEnum):
@@ -134,3 +137,18 @@ callback_signatures = sa.Table(
         comment="The signature's timestamp; kept until it is outside the replay window",
     ),
 )
+
+
+@functools.cache
+def request_by_id() -> sa.Select[Any]:
+    """A request's row by its id (`params(request_id=…)`), built once: read at every step of
+    a request (guichet_runtime.statements)."""
+    return sa.select(requests).where(requests.c.request_id == param(requests.c.request_id))
+
+
+@functools.cache
+def file_of_request_id() -> sa.Select[Any]:
+    """A request's file id by the request's id (`params(request_id=…)`), built once."""
+    return sa.select(requests.c.file_id).where(
+        requests.c.request_id == param(requests.c.request_id)
+    )

@@ -21,7 +21,14 @@ from assignment.personal_columns import (
     personal_word_of,
 )
 from assignment.referents import referent_of, release_capacity
-from assignment.tables import agency_requests, assignments, files, legal_clocks, supervisors
+from assignment.tables import (
+    agency_requests,
+    assignments,
+    file_row,
+    files,
+    legal_clocks,
+    supervisors,
+)
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.statements import param, params
 from shared_models import (
@@ -156,11 +163,6 @@ async def record_assignment(
 
 
 @functools.cache
-def _file_row() -> sa.Select[Any]:
-    return sa.select(files).where(files.c.file_id == param(files.c.file_id))
-
-
-@functools.cache
 def _answers_of_file() -> sa.Select[Any]:
     c = agency_requests.c
     return sa.select(c.status, c.answer, c.agency).where(c.file_id == param(c.file_id))
@@ -169,7 +171,7 @@ def _answers_of_file() -> sa.Select[Any]:
 async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
     """Once every agency has answered and the file has a référent to sign it: the one
     coordinated answer. A file waiting for a référent gets its answer when it has one."""
-    file = (await uow.conn.execute(_file_row(), params(file_id=file_id))).one()
+    file = (await uow.conn.execute(file_row(), params(file_id=file_id))).one()
     if file.status != FileStatus.OPEN or file.referent_id is None:
         return False
     answers = (await uow.conn.execute(_answers_of_file(), params(file_id=file_id))).all()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -21,6 +22,7 @@ from assignment.domain import AgentStatus
 from assignment.personal_columns import citizen_of
 from assignment.tables import agents, files, offices
 from guichet_runtime.db import UnitOfWork
+from guichet_runtime.statements import param, params
 from shared_models import Referent
 
 
@@ -51,15 +53,18 @@ CANDIDATE_COLUMNS = (
 )
 
 
+@functools.cache
+def _referent_row() -> sa.Select[Any]:
+    return (
+        sa.select(agents, offices.c.name.label("office_name"), offices.c.opening_hours)
+        .join(offices, agents.c.office_id == offices.c.office_id)
+        .where(agents.c.agent_id == param(agents.c.agent_id))
+    )
+
+
 async def referent_of(uow: UnitOfWork, agent_id: str) -> Referent:
     """The agent as citizens and events know a référent: name, office, direct line, hours."""
-    row = (
-        await uow.conn.execute(
-            sa.select(agents, offices.c.name.label("office_name"), offices.c.opening_hours)
-            .join(offices, agents.c.office_id == offices.c.office_id)
-            .where(agents.c.agent_id == agent_id)
-        )
-    ).one()
+    row = (await uow.conn.execute(_referent_row(), params(agent_id=agent_id))).one()
     return Referent(
         agent_id=row.agent_id,
         name=row.name,

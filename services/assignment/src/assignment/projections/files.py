@@ -22,7 +22,14 @@ from assignment.lifecycle import (
 )
 from assignment.personal_columns import answer_of, citizen_of, file_seal
 from assignment.referents import choose_for_file, referent_of, take_agent
-from assignment.tables import agency_requests, assignments, files
+from assignment.tables import (
+    agency_requests,
+    assignments,
+    file_known,
+    file_row,
+    file_row_locked,
+    files,
+)
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import UnitOfWork, utcnow
 from guichet_runtime.statements import param, params
@@ -40,9 +47,7 @@ log = logging.getLogger(__name__)
 
 async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
     async with uow:
-        if await uow.conn.scalar(
-            sa.select(files.c.file_id).where(files.c.file_id == event.file_id)
-        ):
+        if await uow.conn.scalar(file_known(), params(file_id=event.file_id)):
             await uow.commit()  # same file announced twice: already handled
             return
         seal = await file_seal(uow, event.file_id)
@@ -61,9 +66,7 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
                 registered_by=event.registered_by,
             )
         )
-        file = (
-            await uow.conn.execute(sa.select(files).where(files.c.file_id == event.file_id))
-        ).one()
+        file = (await uow.conn.execute(file_row(), params(file_id=event.file_id))).one()
         choice = await choose_for_file(uow, file)
         if choice is None:
             # Nobody has room: the file waits, visibly, and is never dropped.
@@ -71,11 +74,6 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         else:
             await start_file(uow, file, choice)
         await uow.commit()
-
-
-@functools.cache
-def _file_locked() -> sa.Select[Any]:
-    return sa.select(files).where(files.c.file_id == param(files.c.file_id)).with_for_update()
 
 
 @functools.cache
@@ -103,7 +101,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
     async with uow:
         # Lock the file: two agencies' answers handled at once must not both see the
         # other as pending (or both compose the answer).
-        file = (await uow.conn.execute(_file_locked(), params(file_id=event.file_id))).first()
+        file = (await uow.conn.execute(file_row_locked(), params(file_id=event.file_id))).first()
         request = (
             await uow.conn.execute(_request_row(), params(request_id=event.request_id))
         ).first()

@@ -25,7 +25,7 @@ from assignment import legal_deadline
 from assignment.domain import ClockStatus, RequestStatus
 from assignment.legal_deadline import Period
 from assignment.lifecycle import announce_clock, lock_clock
-from assignment.tables import agency_requests, files, legal_clocks
+from assignment.tables import agency_requests, file_known, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
 from guichet_runtime.statements import param, params
 from shared_models import (
@@ -64,7 +64,7 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
             "warned_7": False,
             "breached": False,
         }
-        known = await uow.conn.scalar(_file_id(), params(file_id=event.file_id))
+        known = await uow.conn.scalar(file_known(), params(file_id=event.file_id))
         if known is None:
             log.warning("receipt for unknown file %s ignored", event.file_id)
             await uow.commit()
@@ -82,11 +82,6 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
             # against this last day (docs/indicators.md).
             announce_clock(uow, clock, "reception")
         await uow.commit()
-
-
-@functools.cache
-def _file_id() -> sa.Select[Any]:
-    return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))
 
 
 @functools.cache
