@@ -475,15 +475,23 @@ def headers_of(outbox_row: sa.Row) -> dict[str, str]:
     return json.loads(outbox_row.headers)
 
 
-#: The form Awa Diallo fills in after losing her job (intake's tests).
+#: Awa Diallo's contact as she gives it on a form (intake's tests).
+AWA_CONTACT = {
+    "given_name": "Awa",
+    "family_name": "Diallo",
+    "email": "awa@example.fr",
+    "postcode": "93200",
+    "preferred_channel": "email",
+}
+#: The form Awa fills in after losing her job (France Travail, CAF, DGFiP).
 AWA_FORM = {
     "life_event": "perte_emploi",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
+    "citizen": AWA_CONTACT,
     "description": "Licenciée le mois dernier.",
+}
+#: The form Awa fills in after her daughter's birth (CAF, CPAM).
+AWA_BIRTH_FORM = {
+    "life_event": "naissance",
+    "citizen": AWA_CONTACT,
+    "description": "Naissance de notre fille.",
 }

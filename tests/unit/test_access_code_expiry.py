@@ -22,19 +22,9 @@ from guichet_runtime.refusals import RefusalKind, Refused, install_refusals
 from intake import api as intake_api
 from intake.commands.access import ensure_access_proof, issue_access_code, verify_access_code
 from shared_models import AccessCodeIssued
-from tests.unit.samples import KEYRING, opened_code
+from tests.unit.samples import AWA_BIRTH_FORM, KEYRING, opened_code
 
-FORM = {
-    "life_event": "naissance",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
+FORM = AWA_BIRTH_FORM
 NEW_CONTACT = {"email": "awa.diallo@example.fr", "postcode": "93200", "preferred_channel": "email"}
 #: The moment each test starts at (a Monday morning in Paris, 10:00).
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.UTC)

@@ -36,19 +36,9 @@ from shared_models import (
     RequestedDocument,
 )
 from tests.unit.conftest import ServiceDb
-from tests.unit.samples import citizen, decision, referent
+from tests.unit.samples import AWA_BIRTH_FORM, citizen, decision, referent
 
-FORM = {
-    "life_event": "naissance",  # CAF and CPAM
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
+FORM = AWA_BIRTH_FORM  # CAF and CPAM
 H = dt.timedelta(hours=1)
 
 

@@ -17,19 +17,9 @@ from intake import projections
 from intake.commands.access import issue_access_code, verify_access_code
 from intake.commands.citizen import thank_referent
 from shared_models import AccessCodeIssued, ContactPreferencesChanged, ReferentAssigned
-from tests.unit.samples import KEYRING, citizen, opened_code, referent
+from tests.unit.samples import AWA_BIRTH_FORM, KEYRING, citizen, opened_code, referent
 
-FORM = {
-    "life_event": "naissance",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
+FORM = AWA_BIRTH_FORM
 REFERENT = referent().agent_id  # AG-93-01-2, of FS-93-01
 NOT_LOGGED_IN = "Identifiez-vous pour continuer."
 NOT_ALLOWED = "Vous n'avez pas accès à cette ressource."

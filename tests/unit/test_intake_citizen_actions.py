@@ -33,19 +33,9 @@ from shared_models import (
     SurveyAnswered,
     topics,
 )
-from tests.unit.samples import KEYRING, citizen, opened_code, referent
+from tests.unit.samples import AWA_BIRTH_FORM, KEYRING, citizen, opened_code, referent
 
-FORM = {
-    "life_event": "naissance",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
+FORM = AWA_BIRTH_FORM
 
 
 async def handle(db, handler, event) -> None:

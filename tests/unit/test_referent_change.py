@@ -27,7 +27,7 @@ from shared_models import (
     ReferentChangeRequested,
     topics,
 )
-from tests.unit.samples import decision, file_submitted, referent
+from tests.unit.samples import AWA_BIRTH_FORM, decision, file_submitted, referent
 
 REASON = "Nous ne parvenons pas à nous comprendre."
 
@@ -125,17 +125,7 @@ async def test_a_change_for_an_unknown_file_is_a_permanent_error(assigned):
         )
 
 
-FORM = {
-    "life_event": "naissance",
-    "citizen": {
-        "given_name": "Awa",
-        "family_name": "Diallo",
-        "email": "awa@example.fr",
-        "postcode": "93200",
-        "preferred_channel": "email",
-    },
-    "description": "Naissance de notre fille.",
-}
+FORM = AWA_BIRTH_FORM
 
 
 async def test_intake_grants_one_request_per_open_file_and_says_why_not_in_french(intake_db):

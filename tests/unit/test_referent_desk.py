@@ -34,7 +34,7 @@ from shared_models import (
     ReferentMessageSent,
     topics,
 )
-from tests.unit.samples import KEYRING, citizen, decision, file_submitted, referent
+from tests.unit.samples import AWA_BIRTH_FORM, KEYRING, citizen, decision, file_submitted, referent
 from tests.unit.test_notification_channels import dispatch_all
 
 WORD = "Je reste à vos côtés pour la suite : passez me voir quand vous le souhaitez."
@@ -214,19 +214,7 @@ async def counter(intake_db, tokens):
 
 
 async def intake_file(db, assigned: bool = True) -> str:
-    form = FileIn.model_validate(
-        {
-            "life_event": "naissance",
-            "description": "Naissance de notre fille.",
-            "citizen": {
-                "given_name": "Awa",
-                "family_name": "Diallo",
-                "email": "awa@example.fr",
-                "postcode": "93200",
-                "preferred_channel": "email",
-            },
-        }
-    )
+    form = FileIn.model_validate(AWA_BIRTH_FORM)
     file_id, _ = await submit_file(SubmitFile(form=form), db.uow())
     if assigned:
         event = ReferentAssigned(

@@ -35,7 +35,13 @@ from adapter_sdk.interface import (
 )
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
-from adapter_sdk.tables import RequestStatus, exchanges, request_by_id, requests
+from adapter_sdk.tables import (
+    RequestStatus,
+    exchanges,
+    file_of_request_id,
+    request_by_id,
+    requests,
+)
 from adapter_sdk.translation import RequestIncomplete, canonical_request, checked
 from adapter_sdk.transport import AgencyFailed, AgencyRejected, AgencyUnavailable, Transport
 from guichet_runtime.clock import Clock
@@ -58,12 +64,6 @@ from shared_models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _request_known() -> sa.Select[Any]:
-    c = requests.c
-    return sa.select(c.request_id).where(c.request_id == param(c.request_id))
 
 
 @functools.cache
@@ -262,7 +262,10 @@ class AdapterRuntime:
         first: a callback that outruns the acknowledgement is sealed with it (adapter_sdk.
         personal)."""
         async with self.uow() as check:
-            found = await check.conn.scalar(_request_known(), params(request_id=event.request_id))
+            # The request's file (never NULL): None when the request is not recorded.
+            found = await check.conn.scalar(
+                file_of_request_id(), params(request_id=event.request_id)
+            )
             if found is None and key_id is not None:
                 check.use_personal_key(event.file_id, key_id)
                 await check.commit()

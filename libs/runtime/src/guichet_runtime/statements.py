@@ -18,10 +18,10 @@ from typing import Any
 import sqlalchemy as sa
 
 
-def param(column: sa.Column[Any], name: str | None = None) -> sa.BindParameter[Any]:
+def param(column: sa.Column[Any]) -> sa.BindParameter[Any]:
     """A bind parameter typed as `column` (its bind processing: UTC datetimes, JSON, enums),
-    named `name` or `p_<column>` (a SET value may not take its column's own name)."""
-    return sa.bindparam(name or f"p_{column.name}", type_=column.type)
+    named `p_<column>` (a SET value may not take its column's own name)."""
+    return sa.bindparam(f"p_{column.name}", type_=column.type)
 
 
 def params(**values: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.statements import param, params
 from intake.domain import elapsed_seconds
+from intake.records import agency_update
 from intake.tables import file_agencies, file_metrics
 from shared_models import Decision, Referent
 
@@ -119,8 +120,8 @@ async def agency_decided(
 def _agency_decided() -> sa.Update:
     c = file_agencies.c
     return (
-        file_agencies.update()
-        .where(c.file_id == param(c.file_id), c.agency == param(c.agency), c.answered_at.is_(None))
+        agency_update()
+        .where(c.answered_at.is_(None))
         .values(
             answered_at=param(c.answered_at),
             answered_on=param(c.answered_on),

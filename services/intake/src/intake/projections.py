@@ -23,7 +23,7 @@ from intake.domain import (
 )
 from intake.domain.appointments import booked_sentence, cancelled_sentence
 from intake.domain.thread import covering_after_assignment, overdue_message_sentence
-from intake.records import add_timeline, advance_agency, require_file
+from intake.records import add_timeline, advance_agency, agency_update, require_file
 from intake.tables import exchanges, file_agencies, files, referent_messages
 from shared_models import (
     AGENCY_LABELS,
@@ -47,25 +47,16 @@ from shared_models import (
 @functools.cache
 def _deadline_set() -> sa.Update:
     c = file_agencies.c
-    return (
-        file_agencies.update()
-        .where(c.file_id == param(c.file_id), c.agency == param(c.agency))
-        .values(
-            due_on=param(c.due_on),
-            deadline_state=param(c.deadline_state),
-            deadline_rule=param(c.deadline_rule),
-        )
+    return agency_update().values(
+        due_on=param(c.due_on),
+        deadline_state=param(c.deadline_state),
+        deadline_rule=param(c.deadline_rule),
     )
 
 
 @functools.cache
 def _document_no_longer_requested() -> sa.Update:
-    c = file_agencies.c
-    return (
-        file_agencies.update()
-        .where(c.file_id == param(c.file_id), c.agency == param(c.agency))
-        .values(requested_document=None)
-    )
+    return agency_update().values(requested_document=None)
 
 
 async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:

@@ -142,15 +142,18 @@ async def advance_agency(
     )
 
 
+def agency_update() -> sa.Update:
+    """An update of one agency's line of a file (`params(file_id=…, agency=…)`), the start
+    of the statements built once below and in `projections` and `metrics`."""
+    c = file_agencies.c
+    return file_agencies.update().where(c.file_id == param(c.file_id), c.agency == param(c.agency))
+
+
 @functools.cache
 def _advance_agency() -> sa.Update:
     c = file_agencies.c
     return (
-        file_agencies.update()
-        .where(
-            c.file_id == param(c.file_id),
-            c.agency == param(c.agency),
-            c.status.in_(sa.bindparam("p_before", expanding=True)),
-        )
+        agency_update()
+        .where(c.status.in_(sa.bindparam("p_before", expanding=True)))
         .values(status=param(c.status), updated_at=param(c.updated_at))
     )
