@@ -27,11 +27,16 @@ from adapter_sdk.config import AdapterConfig
 from adapter_sdk.interface import AgencyAdapter
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.signatures import RefusalReason, SignatureRefused
-from adapter_sdk.tables import callback_signatures, exchanges, request_by_id, requests
+from adapter_sdk.tables import (
+    callback_signatures,
+    exchanges,
+    file_of_request_id,
+    request_by_id,
+)
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
 from guichet_runtime.secrets import Environment
-from guichet_runtime.statements import params
+from guichet_runtime.statements import param, params, prepared
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
@@ -75,6 +80,13 @@ def status_of(reason: RefusalReason) -> int:
     return 403 if reason is RefusalReason.OTHER_AGENCY else 401
 
 
+@prepared
+def _signatures_before() -> sa.Delete:
+    """The signatures seen before the replay window (`params(signed_at=…)`)."""
+    c = callback_signatures.c
+    return callback_signatures.delete().where(c.signed_at < param(c.signed_at))
+
+
 class CallbackGate:
     """Checks who sends a callback before the callback desk reads it."""
 
@@ -108,9 +120,7 @@ class CallbackGate:
             return await self.refuse(refused.reason, body, headers, peer)
         async with self.uow() as uow:
             cutoff = dt.datetime.fromtimestamp(now - self.window, dt.UTC)
-            await uow.conn.execute(
-                callback_signatures.delete().where(callback_signatures.c.signed_at < cutoff)
-            )
+            await uow.conn.execute(_signatures_before(), params(signed_at=cutoff))
             taken = await uow.conn.execute(
                 insert_ignore(uow.conn, callback_signatures),
                 {
@@ -128,11 +138,7 @@ class CallbackGate:
     ) -> Reply | None:
         """None if the (authenticated) callback names one of this agency's requests."""
         async with self.uow() as uow:
-            known = (
-                await uow.conn.execute(
-                    sa.select(requests.c.request_id).where(requests.c.request_id == request_id)
-                )
-            ).first()
+            known = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
         if known is not None or is_agency_request(request_id, self.decl.agency):
             return None
         return await self.refuse(RefusalReason.OTHER_AGENCY, body, headers, peer, request_id)

@@ -22,7 +22,6 @@ agency has no key): it is sealed with the file's data key before it is stored
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -50,7 +49,7 @@ from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, request_by
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from shared_models import ExchangeDirection, ExchangeRecorded, topics
 
 log = logging.getLogger(__name__)
@@ -84,7 +83,7 @@ def refusal(message: str, field: str | None = None) -> dict[str, Any]:
     }
 
 
-@functools.cache
+@prepared
 def _held() -> sa.Select[Any]:
     c = callbacks.c
     return (
@@ -94,10 +93,21 @@ def _held() -> sa.Select[Any]:
     )
 
 
-@functools.cache
+@prepared
 def _orphans() -> sa.Select[Any]:
     c = exchanges.c
     return sa.select(exchanges).where(c.request_id == param(c.request_id), c.file_id == "")
+
+
+@prepared
+def _held_done() -> sa.Update:
+    """A held callback applied (or not): its outcome, its answer no longer kept."""
+    c = callbacks.c
+    return (
+        callbacks.update()
+        .where(c.callback_id == param(c.callback_id), c.outcome == CallbackOutcome.HELD)
+        .values(outcome=param(c.outcome), payload=None, answer=None)
+    )
 
 
 class CallbackDesk:
@@ -173,14 +183,15 @@ class CallbackDesk:
         async with self.uow() as uow:
             file_id = file_of_request(callback.request_id, self.decl.agency)
             taken = await uow.conn.execute(
-                insert_ignore(uow.conn, callbacks).values(
-                    callback_id=callback.callback_id,
-                    request_id=callback.request_id,
-                    received_at=utcnow(),
-                    outcome=CallbackOutcome.HELD,
-                    payload=await stored_payload(uow, file_id, body),
-                    answer=await stored_answer_text(uow, file_id, callback.answer),
-                )
+                insert_ignore(uow.conn, callbacks),
+                {
+                    "callback_id": callback.callback_id,
+                    "request_id": callback.request_id,
+                    "received_at": utcnow(),
+                    "outcome": CallbackOutcome.HELD,
+                    "payload": await stored_payload(uow, file_id, body),
+                    "answer": await stored_answer_text(uow, file_id, callback.answer),
+                },
             )
             if taken.rowcount == 0:  # this callback id was taken before (or just now, concurrently)
                 first = (
@@ -229,13 +240,7 @@ class CallbackDesk:
         outcome = await apply_once(
             uow, self.recorder, request_id, answer, body, "rappel", self.decl.purpose
         )
-        await uow.conn.execute(
-            callbacks.update()
-            .where(
-                callbacks.c.callback_id == callback_id, callbacks.c.outcome == CallbackOutcome.HELD
-            )
-            .values(outcome=outcome, payload=None, answer=None)
-        )
+        await uow.conn.execute(_held_done(), params(callback_id=callback_id, outcome=outcome))
         return outcome
 
     async def _refuse_reused(

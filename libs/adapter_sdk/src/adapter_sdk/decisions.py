@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+import sqlalchemy as sa
+
 from adapter_sdk.interface import AgencyAnswer
 from adapter_sdk.personal import StoredErased, canonical, opened_answer, stored_answer_text
 from adapter_sdk.tables import (
@@ -17,7 +19,7 @@ from adapter_sdk.tables import (
     requests,
 )
 from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.statements import params
+from guichet_runtime.statements import param, params, prepared
 from shared_models import Decision, ExchangeDirection
 
 
@@ -64,6 +66,23 @@ def status_after(answer: AgencyAnswer) -> RequestStatus:
     return RequestStatus.DECIDED
 
 
+@prepared
+def _decided() -> sa.Update:
+    """The request's decision, if it still awaits one (`params(request_id=…, status=…,
+    answer=…, updated_at=…)`)."""
+    c = requests.c
+    return (
+        requests.update()
+        .where(c.request_id == param(c.request_id), c.status == RequestStatus.AWAITING)
+        .values(
+            status=param(c.status),
+            answer=param(c.answer),
+            next_poll_at=None,
+            updated_at=param(c.updated_at),
+        )
+    )
+
+
 async def apply_once(
     uow: UnitOfWork,
     recorder: Recorder,
@@ -82,14 +101,13 @@ async def apply_once(
     a decision that is not applied is compared with nothing: ERASED."""
     file_id = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
     taken = await uow.conn.execute(
-        requests.update()
-        .where(requests.c.request_id == request_id, requests.c.status == RequestStatus.AWAITING)
-        .values(
+        _decided(),
+        params(
+            request_id=request_id,
             status=status_after(answer),
             answer=await stored_answer_text(uow, str(file_id), answer),
-            next_poll_at=None,
             updated_at=utcnow(),
-        )
+        ),
     )
     # Read after the UPDATE: the winner's decision is committed by now if this one lost.
     row = (await uow.conn.execute(request_by_id(), params(request_id=request_id))).one()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import json
 import logging
@@ -48,7 +47,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import inserting, param, params, prepared
 from shared_models import (
     AgencyAnswerReceived,
     AgencyDecision,
@@ -66,7 +65,7 @@ from shared_models import (
 log = logging.getLogger(__name__)
 
 
-@functools.cache
+@prepared
 def _request_status() -> sa.Update:
     c = requests.c
     return (
@@ -181,7 +180,7 @@ class AdapterRuntime:
                     size_bytes=len(payload),
                 ),
             )
-        await uow.conn.execute(exchanges.insert(), rows)
+        await uow.conn.execute(inserting(exchanges), rows)
 
     async def record_exchanges(
         self,

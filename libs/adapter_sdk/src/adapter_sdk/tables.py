@@ -3,7 +3,6 @@ it transmitted, the callbacks it took, and the exchange ledger. The personal col
 agency's decision, a held callback's bytes) are sealed with the citizen's data key
 (adapter_sdk.personal)."""
 
-import functools
 from enum import StrEnum
 from typing import Any
 
@@ -11,7 +10,7 @@ import sqlalchemy as sa
 
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.personal_data import personal_data_key_refs_table
-from guichet_runtime.statements import param
+from guichet_runtime.statements import param, prepared
 
 
 class RequestStatus(StrEnum):
@@ -139,14 +138,14 @@ callback_signatures = sa.Table(
 )
 
 
-@functools.cache
+@prepared
 def request_by_id() -> sa.Select[Any]:
     """A request's row by its id (`params(request_id=…)`), built once: read at every step of
     a request (guichet_runtime.statements)."""
     return sa.select(requests).where(requests.c.request_id == param(requests.c.request_id))
 
 
-@functools.cache
+@prepared
 def file_of_request_id() -> sa.Select[Any]:
     """A request's file id by the request's id (`params(request_id=…)`), built once."""
     return sa.select(requests.c.file_id).where(

@@ -26,16 +26,24 @@ from guichet_runtime.db import (
     AUDIT_TRAILS,
     UnitOfWork,
     after_commit,
-    insert_ignore,
+    insert_ignore_of,
     utcnow,
     write_outbox,
 )
+from guichet_runtime.statements import prepared
 
 if TYPE_CHECKING:
     from guichet_runtime.audit import AuditTrail
     from guichet_runtime.personal_data import PersonalData
 
 log = logging.getLogger(__name__)
+
+
+@prepared
+def _claim(dialect: str, inbox: sa.Table) -> Any:
+    """A batch's inbox rows: INSERT … ON CONFLICT DO NOTHING RETURNING event_id."""
+    return insert_ignore_of(dialect, inbox).returning(inbox.c.event_id)
+
 
 BatchFactory = Callable[[str], "BatchTransaction"]
 
@@ -107,7 +115,7 @@ class BatchTransaction:
         # One statement built the same for every batch (SQLAlchemy's "insertmanyvalues"
         # renders the rows as one multi-row INSERT … RETURNING): compiled once, not once
         # per batch size, and no cache key computed over the rows.
-        statement = insert_ignore(self.conn, self.inbox).returning(self.inbox.c.event_id)
+        statement = _claim(self.conn.dialect.name, self.inbox)
         rows = [{"consumer": self.consumer, "event_id": e, "processed_at": now} for e in unique]
         claimed = set((await self.conn.execute(statement, rows)).scalars())
         self._claimed |= claimed

@@ -8,7 +8,6 @@ emits: all of it commits, or none.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from guichet_runtime.direct_sqlite import DirectEngine
 from guichet_runtime.sqlite_inline import inline_dbapi
+from guichet_runtime.statements import inserting, prepared
 from shared_models import Envelope, personal_fields
 
 if TYPE_CHECKING:
@@ -116,7 +117,8 @@ def make_engine(url: str) -> AsyncEngine:
         def _begin_immediate(conn: Any) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
-        return engine
+        # Its connections run the statements built once on sqlite3 directly.
+        return DirectEngine(engine.sync_engine)
     return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
 
 
@@ -124,16 +126,11 @@ def insert_ignore(conn: AsyncConnection, table: sa.Table) -> Any:
     """INSERT … ON CONFLICT DO NOTHING for the connection's dialect, built once per dialect
     and table: executed with its row (`conn.execute(insert_ignore(conn, t), row)`), it is
     not built again nor given a new cache key (guichet_runtime.statements)."""
-    return _insert_ignore(conn.dialect.name, table)
+    return insert_ignore_of(conn.dialect.name, table)
 
 
-@functools.cache
-def _insert(table: sa.Table) -> sa.Insert:
-    return sa.insert(table)
-
-
-@functools.cache
-def _insert_ignore(dialect: str, table: sa.Table) -> Any:
+@prepared
+def insert_ignore_of(dialect: str, table: sa.Table) -> Any:
     if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
     return sqlite.insert(table).on_conflict_do_nothing()
@@ -159,7 +156,7 @@ async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[
     False when there are none."""
     if not rows:
         return False
-    await conn.execute(_insert(outbox), rows)
+    await conn.execute(inserting(outbox), rows)
     await notify_outbox(conn)
     return True
 

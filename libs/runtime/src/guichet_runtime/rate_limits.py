@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import HTTPConnection
 
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.statements import param, params, prepared
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*")
@@ -64,6 +65,23 @@ def too_many_message(retry_after: int) -> str:
     return f"Trop de demandes en peu de temps : réessayez dans {wait}."
 
 
+@prepared
+def _upsert(dialect: str, t: sa.Table) -> sa.Insert:
+    """One statement, atomic on both databases: insert the window or add one to it
+    (`params(key=…, window_start=…)`)."""
+    row = {"key": param(t.c.key), "window_start": param(t.c.window_start), "count": 1}
+    keys, add_one = [t.c.key, t.c.window_start], {"count": t.c.count + 1}
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    upsert = insert(t).values(row).on_conflict_do_update(index_elements=keys, set_=add_one)
+    return upsert.returning(t.c.count)
+
+
+@prepared
+def _older_windows(t: sa.Table) -> sa.Delete:
+    """The key's windows before this one (`params(key=…, window_start=…)`)."""
+    return t.delete().where(t.c.key == param(t.c.key), t.c.window_start < param(t.c.window_start))
+
+
 class RateLimiter:
     """Counts hits in `table` (see `rate_counters_table`) on `engine`, each in its own
     short transaction."""
@@ -75,25 +93,6 @@ class RateLimiter:
         self.table = table
         self.clock = clock
 
-    def _upsert(self, key: str, window_start: int) -> sa.Insert:
-        """One statement, atomic on both databases: insert the window or add one to it."""
-        t = self.table
-        row = {"key": key, "window_start": window_start, "count": 1}
-        keys, add_one = [t.c.key, t.c.window_start], {"count": t.c.count + 1}
-        if self.engine.dialect.name == "postgresql":
-            upsert: sa.Insert = (
-                postgresql.insert(t)
-                .values(row)
-                .on_conflict_do_update(index_elements=keys, set_=add_one)
-            )
-        else:
-            upsert = (
-                sqlite.insert(t)
-                .values(row)
-                .on_conflict_do_update(index_elements=keys, set_=add_one)
-            )
-        return upsert.returning(t.c.count)
-
     async def hit(self, key: str, limit: RateLimit) -> None:
         """Count one hit on `key`; refuse it (429) when the window already took `limit`."""
         if limit.count <= 0:
@@ -101,12 +100,11 @@ class RateLimiter:
         now = self.clock()
         window_start = int(now // limit.seconds) * limit.seconds
         async with self.engine.begin() as conn:
-            count = (await conn.execute(self._upsert(key, window_start))).scalar_one()
-            await conn.execute(
-                self.table.delete().where(
-                    self.table.c.key == key, self.table.c.window_start < window_start
-                )
-            )
+            values = params(key=key, window_start=window_start)
+            count = (
+                await conn.execute(_upsert(conn.dialect.name, self.table), values)
+            ).scalar_one()
+            await conn.execute(_older_windows(self.table), values)
         if count > limit.count:
             retry_after = max(1, math.ceil(window_start + limit.seconds - now))
             raise Refused(

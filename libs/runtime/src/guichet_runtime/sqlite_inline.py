@@ -149,6 +149,11 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn, self._conn.cursor())
 
+    @property
+    def sqlite_connection(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection itself (``guichet_runtime.direct_sqlite``)."""
+        return self._conn
+
     async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
         return await self.cursor().execute(sql, parameters)
 

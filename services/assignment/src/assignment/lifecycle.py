@@ -5,7 +5,6 @@ stop) shared by the clock's projections and the housekeeping."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -30,7 +29,7 @@ from assignment.tables import (
     supervisors,
 )
 from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import inserting, param, params, prepared, update_row
 from shared_models import (
     AgencyDecision,
     AgencyRequestIssued,
@@ -53,10 +52,11 @@ async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> No
     now = utcnow()
     citizen = await citizen_of(uow, file)
     description = await description_of(uow, file)
-    await uow.conn.execute(
-        files.update()
-        .where(files.c.file_id == file.file_id)
-        .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
+    await update_row(
+        uow.conn,
+        files,
+        {"file_id": file.file_id},
+        {"status": FileStatus.OPEN, "referent_id": choice.agent_id},
     )
     await record_assignment(
         uow, file.file_id, choice.agent_id, choice.rule, choice.explanation, choice.considered
@@ -95,7 +95,7 @@ async def start_file(uow: UnitOfWork, file: sa.Row, choice: domain.Choice) -> No
                 urgent=file.urgent,
             ),
         )
-    await uow.conn.execute(agency_requests.insert(), requests)
+    await uow.conn.execute(inserting(agency_requests), requests)
 
 
 async def resume_file(
@@ -111,10 +111,11 @@ async def resume_file(
         if file.titular_id
         else f"{previous.name} a quitté son poste ; tout votre dossier a été transmis."
     )
-    await uow.conn.execute(
-        files.update()
-        .where(files.c.file_id == file.file_id)
-        .values(status=FileStatus.OPEN, referent_id=choice.agent_id)
+    await update_row(
+        uow.conn,
+        files,
+        {"file_id": file.file_id},
+        {"status": FileStatus.OPEN, "referent_id": choice.agent_id},
     )
     await record_assignment(
         uow,
@@ -151,18 +152,19 @@ async def record_assignment(
     file's key: it may quote the reason a citizen or a supervisor gave)."""
     seal = await file_seal(uow, file_id)
     await uow.conn.execute(
-        assignments.insert().values(
-            file_id=file_id,
-            agent_id=agent_id,
-            rule=rule,
-            explanation=seal.seal(explanation),
-            considered=considered,
-            at=utcnow(),
-        )
+        inserting(assignments),
+        {
+            "file_id": file_id,
+            "agent_id": agent_id,
+            "rule": rule,
+            "explanation": seal.seal(explanation),
+            "considered": considered,
+            "at": utcnow(),
+        },
     )
 
 
-@functools.cache
+@prepared
 def _answers_of_file() -> sa.Select[Any]:
     c = agency_requests.c
     return sa.select(c.status, c.answer, c.agency).where(c.file_id == param(c.file_id))
@@ -191,10 +193,11 @@ async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
         else None
     )
     text = domain.compose_answer(file_id, file.life_event_label, citizen, decisions, referent, word)
-    await uow.conn.execute(
-        files.update()
-        .where(files.c.file_id == file_id)
-        .values(status=FileStatus.ANSWERED, answered_at=utcnow())
+    await update_row(
+        uow.conn,
+        files,
+        {"file_id": file_id},
+        {"status": FileStatus.ANSWERED, "answered_at": utcnow()},
     )
     await release_capacity(uow, file.referent_id)
     uow.emit(
@@ -234,7 +237,7 @@ async def move_file(
     values: dict[str, object] = {"referent_id": agent_id, "status": FileStatus.OPEN}
     if titular_id is not _KEEP:
         values["titular_id"] = titular_id
-    await uow.conn.execute(files.update().where(files.c.file_id == file.file_id).values(**values))
+    await update_row(uow.conn, files, {"file_id": file.file_id}, values)
     await record_assignment(uow, file.file_id, agent_id, rule, explanation, considered)
     referent = await referent_of(uow, agent_id)
     uow.emit(
@@ -348,7 +351,7 @@ async def stop_clock(uow: UnitOfWork, request_id: str) -> None:
     await uow.conn.execute(_stop_clock(), params(request_id=request_id))
 
 
-@functools.cache
+@prepared
 def _stop_clock() -> sa.Update:
     c = legal_clocks.c
     return (

@@ -11,7 +11,6 @@ the projections and the decision benchmark (devstack) use this module.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -22,7 +21,7 @@ from assignment.domain import AgentStatus
 from assignment.personal_columns import citizen_of
 from assignment.tables import agents, files, offices
 from guichet_runtime.db import UnitOfWork
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from shared_models import Referent
 
 
@@ -53,7 +52,7 @@ CANDIDATE_COLUMNS = (
 )
 
 
-@functools.cache
+@prepared
 def _referent_row() -> sa.Select[Any]:
     return (
         sa.select(agents, offices.c.name.label("office_name"), offices.c.opening_hours)
@@ -80,23 +79,33 @@ async def take_capacity(uow: UnitOfWork, agent_id: str, reserve_percent: int | N
     """One more active file for the agent, if they have room leaving `reserve_percent` of
     their capacity free (None: no limit, e.g. their own files coming back). Guarded in
     SQL: a concurrent replica may have filled the agent meanwhile."""
-    query = agents.update().where(agents.c.agent_id == agent_id)
+    taken = await uow.conn.execute(_take_one(reserve_percent), params(agent_id=agent_id))
+    return taken.rowcount == 1
+
+
+@prepared
+def _take_one(reserve_percent: int | None) -> sa.Update:
+    query = agents.update().where(agents.c.agent_id == param(agents.c.agent_id))
     if reserve_percent is not None:
         query = query.where(
             domain.has_room(agents.c.active_files, agents.c.capacity, reserve_percent)
         )
-    taken = await uow.conn.execute(query.values(active_files=agents.c.active_files + 1))
-    return taken.rowcount == 1
+    return query.values(active_files=agents.c.active_files + 1)
+
+
+@prepared
+def _release_one() -> sa.Update:
+    return (
+        agents.update()
+        .where(agents.c.agent_id == param(agents.c.agent_id), agents.c.active_files > 0)
+        .values(active_files=agents.c.active_files - 1)
+    )
 
 
 async def release_capacity(uow: UnitOfWork, agent_id: str | None) -> None:
     """One active file fewer for the agent (the file was answered, moved or parked)."""
     if agent_id is not None:
-        await uow.conn.execute(
-            agents.update()
-            .where(agents.c.agent_id == agent_id, agents.c.active_files > 0)
-            .values(active_files=agents.c.active_files - 1)
-        )
+        await uow.conn.execute(_release_one(), params(agent_id=agent_id))
 
 
 def _room(agent: sa.FromClause, reserve_percent: int) -> sa.ColumnElement[bool]:
@@ -158,7 +167,7 @@ def _candidates_query(n_agencies: int, reserve_percent: int, scope: str) -> sa.S
     )
 
 
-@functools.cache
+@prepared
 def _statement(n_agencies: int, reserve_percent: int, scope: str, with_previous: bool):
     """Built once per shape (building a statement costs more than running it); with
     `with_previous`, the citizen's current référent comes in the same round trip."""

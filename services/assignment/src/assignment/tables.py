@@ -1,6 +1,5 @@
 """Assignment's own database: the agent directory, files and their agency requests."""
 
-import functools
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,7 +8,7 @@ from assignment.domain import AgentStatus
 from guichet_runtime.audit import audit_tables
 from guichet_runtime.db import BigIntId, UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.personal_data import personal_data_key_refs_table
-from guichet_runtime.statements import param
+from guichet_runtime.statements import param, prepared
 
 #: A personal text: a JSON string in clear, or the sealed object (SQL NULL stays NULL).
 PersonalText = sa.JSON(none_as_null=True)
@@ -294,20 +293,20 @@ appointments = sa.Table(
 )
 
 
-@functools.cache
+@prepared
 def file_row() -> sa.Select[Any]:
     """A file's row by its id (`params(file_id=…)`), built once: read by most of a file's
     events (guichet_runtime.statements)."""
     return sa.select(files).where(files.c.file_id == param(files.c.file_id))
 
 
-@functools.cache
+@prepared
 def file_row_locked() -> sa.Select[Any]:
     """`file_row()`, locked for the transaction (PostgreSQL)."""
     return file_row().with_for_update()
 
 
-@functools.cache
+@prepared
 def file_known() -> sa.Select[Any]:
     """A file's id if assignment knows the file (`params(file_id=…)`), built once."""
     return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))

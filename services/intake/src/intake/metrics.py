@@ -9,14 +9,13 @@ it is in `intake.views.indicators`.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 from typing import Any
 
 import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import inserting, param, params, prepared, update_row
 from intake.domain import elapsed_seconds
 from intake.records import agency_update
 from intake.tables import file_agencies, file_metrics
@@ -25,13 +24,12 @@ from shared_models import Decision, Referent
 
 async def file_opened(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
     await uow.conn.execute(
-        file_metrics.insert().values(
-            file_id=file_id, submitted_at=at, submitted_on=paris_day(at), reassignments=0
-        )
+        inserting(file_metrics),
+        {"file_id": file_id, "submitted_at": at, "submitted_on": paris_day(at), "reassignments": 0},
     )
 
 
-@functools.cache
+@prepared
 def _metrics_of() -> sa.Select[Any]:
     return sa.select(file_metrics).where(file_metrics.c.file_id == param(file_metrics.c.file_id))
 
@@ -49,16 +47,17 @@ async def referent_assigned(
     if row is None:
         return
     if row.current_agent_id is None:
-        await uow.conn.execute(
-            file_metrics.update()
-            .where(file_metrics.c.file_id == file_id)
-            .values(
-                first_referent_at=at,
-                referent_delay_s=elapsed_seconds(row.submitted_at, at),
-                office_id=referent.office_id,
-                office_name=referent.office,
-                current_agent_id=referent.agent_id,
-            )
+        await update_row(
+            uow.conn,
+            file_metrics,
+            {"file_id": file_id},
+            {
+                "first_referent_at": at,
+                "referent_delay_s": elapsed_seconds(row.submitted_at, at),
+                "office_id": referent.office_id,
+                "office_name": referent.office,
+                "current_agent_id": referent.agent_id,
+            },
         )
     elif row.current_agent_id != referent.agent_id:
         await uow.conn.execute(
@@ -80,10 +79,11 @@ async def _earliest(
         return
     current = getattr(row, at_column)
     if current is None or at < current:
-        await uow.conn.execute(
-            file_metrics.update()
-            .where(file_metrics.c.file_id == file_id)
-            .values({at_column: at, delay_column: elapsed_seconds(row.submitted_at, at)})
+        await update_row(
+            uow.conn,
+            file_metrics,
+            {"file_id": file_id},
+            {at_column: at, delay_column: elapsed_seconds(row.submitted_at, at)},
         )
 
 
@@ -116,7 +116,7 @@ async def agency_decided(
     )
 
 
-@functools.cache
+@prepared
 def _agency_decided() -> sa.Update:
     c = file_agencies.c
     return (

@@ -3,13 +3,13 @@ events of the other services. One handler per consumed event: on_<event>(event, 
 
 from __future__ import annotations
 
-import functools
+from typing import Any
 
 import sqlalchemy as sa
 
 from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, insert_ignore
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared, update_row
 from intake import metrics
 from intake.domain import (
     DECISION_WORDS,
@@ -44,7 +44,7 @@ from shared_models import (
 )
 
 
-@functools.cache
+@prepared
 def _deadline_set() -> sa.Update:
     c = file_agencies.c
     return agency_update().values(
@@ -54,7 +54,7 @@ def _deadline_set() -> sa.Update:
     )
 
 
-@functools.cache
+@prepared
 def _document_no_longer_requested() -> sa.Update:
     return agency_update().values(requested_document=None)
 
@@ -166,28 +166,45 @@ async def ignore(event: object, uow: UnitOfWork) -> None:
     """Events of a shared topic this service has nothing to do with."""
 
 
+@prepared
+def _covering_for() -> sa.Select[Any]:
+    return sa.select(files.c.covering_for).where(files.c.file_id == param(files.c.file_id))
+
+
+@prepared
+def _referent_set() -> sa.Update:
+    """The file's référent (and whom they cover); a submitted file is now in progress."""
+    c = files.c
+    return (
+        files.update()
+        .where(c.file_id == param(c.file_id))
+        .values(
+            referent=param(c.referent),
+            covering_for=param(c.covering_for),
+            status=sa.case(
+                (c.status == FileStatus.SUBMITTED, FileStatus.IN_PROGRESS.value),
+                else_=c.status,
+            ),
+        )
+    )
+
+
 async def on_referent_assigned(event: ReferentAssigned, uow: UnitOfWork) -> None:
     async with uow:
         await require_file(uow, event.file_id)
         ref = event.referent
-        covering = await uow.conn.scalar(
-            sa.select(files.c.covering_for).where(files.c.file_id == event.file_id)
-        )
+        covering = await uow.conn.scalar(_covering_for(), params(file_id=event.file_id))
         await uow.conn.execute(
-            files.update()
-            .where(files.c.file_id == event.file_id)
-            .values(
+            _referent_set(),
+            params(
+                file_id=event.file_id,
                 # The whole card (agent and office ids too): pages link to the agent's office.
                 referent=ref.model_dump(mode="json"),
                 # Who the new référent covers during an absence: the citizen is told.
                 covering_for=covering_after_assignment(
                     event.rule, event.previous_referent, covering
                 ),
-                status=sa.case(
-                    (files.c.status == FileStatus.SUBMITTED, FileStatus.IN_PROGRESS.value),
-                    else_=files.c.status,
-                ),
-            )
+            ),
         )
         await metrics.referent_assigned(uow, event.file_id, ref, event.occurred_at)
         if event.previous_referent is None:
@@ -308,18 +325,19 @@ async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None
 async def on_coordinated_answer_issued(event: CoordinatedAnswerIssued, uow: UnitOfWork) -> None:
     async with uow:
         await require_file(uow, event.file_id)
-        await uow.conn.execute(
-            files.update()
-            .where(files.c.file_id == event.file_id)
-            .values(
-                status=FileStatus.ANSWERED,
-                answer={
+        await update_row(
+            uow.conn,
+            files,
+            {"file_id": event.file_id},
+            {
+                "status": FileStatus.ANSWERED,
+                "answer": {
                     "text": event.text,
                     "decisions": [d.model_dump(mode="json") for d in event.decisions],
                     "issued_at": event.occurred_at.isoformat(),
                     "personal_word": event.personal_word,
                 },
-            )
+            },
         )
         await metrics.file_answered(uow, event.file_id, event.occurred_at)
         with_word = ", avec un mot personnel" if event.personal_word else ""

@@ -4,14 +4,13 @@ existence, an agency's forward-only status."""
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import weakref
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from intake.domain import (
     AgencyStatus,
     TimelineKind,
@@ -38,7 +37,7 @@ async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label:
     )
 
 
-@functools.cache
+@prepared
 def _file_id() -> sa.Select[tuple[str]]:
     return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))
 
@@ -149,7 +148,7 @@ def agency_update() -> sa.Update:
     return file_agencies.update().where(c.file_id == param(c.file_id), c.agency == param(c.agency))
 
 
-@functools.cache
+@prepared
 def _advance_agency() -> sa.Update:
     c = file_agencies.c
     return (

@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import json
 import logging
 from collections import defaultdict
@@ -38,7 +37,7 @@ from guichet_runtime.metrics import MeteredChannel
 from guichet_runtime.personal_data import CannotOpen as Unreadable
 from guichet_runtime.personal_data import KeyShredded, KeyUnavailable
 from guichet_runtime.sealing import CannotOpen, Keyring
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from notification import domain, personal_columns
 from notification.channels import Channel, Outgoing, PermanentFailure
 from notification.domain import DeliveryOutcome, FallBack, NotificationStatus, Retry
@@ -273,7 +272,7 @@ class Attempt:
     resent: int
 
 
-@functools.cache
+@prepared
 def _cut_attempt() -> sa.Select[Any]:
     c = deliveries.c
     return (
@@ -288,17 +287,17 @@ def _cut_attempt() -> sa.Select[Any]:
     )
 
 
-@functools.cache
+@prepared
 def _new_attempt() -> sa.Insert:
     return deliveries.insert().returning(deliveries.c.id)
 
 
-@functools.cache
+@prepared
 def _attempt_outcome() -> sa.Update:
     return deliveries.update().where(deliveries.c.id == param(deliveries.c.id))
 
 
-@functools.cache
+@prepared
 def _marked_sent() -> sa.Update:
     c = notifications.c
     return notifications.update().where(

@@ -16,9 +16,16 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound, select_autoescape
+from jinja2 import (
+    Environment,
+    PackageLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+    select_autoescape,
+)
 from markupsafe import Markup, escape
 
 from notification.domain import Audience, ensure_signed, sign
@@ -120,6 +127,7 @@ def _text_env() -> Environment:
         undefined=StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # plain text, SMS and letters
+        auto_reload=False,  # the templates ship with the package: no stat() per message
     )
 
 
@@ -130,7 +138,18 @@ def html_env() -> Environment:
         loader=PackageLoader("notification", "templates"),
         undefined=StrictUndefined,
         autoescape=select_autoescape(default=True, default_for_string=True),
+        auto_reload=False,
     )
+
+
+@cache
+def _html_body(kind: NotificationKind) -> Template | None:
+    """The kind's own HTML body, None if it has none (its text is then shown as HTML):
+    asked once, not at each message (Jinja caches the templates it found, not a miss)."""
+    try:
+        return html_env().get_template(f"{kind.value}.html.j2")
+    except TemplateNotFound:
+        return None
 
 
 def subject_of(kind: NotificationKind, file_id: str, referent: Referent) -> str:
@@ -178,9 +197,10 @@ def render(
     if channel is NotificationChannel.LETTER:
         ensure_signed(referent, what, text)
         return Rendered(channel, subject, text)
-    try:
-        content = Markup(html_env().get_template(f"{kind.value}.html.j2").render(**values))
-    except TemplateNotFound:
+    body = _html_body(kind)
+    if body is not None:
+        content = Markup(body.render(**values))
+    else:
         content = text_to_html(text.split("\n--\n")[0])
     layout = html_env().get_template("email.html.j2")
     page = layout.render(subject=subject, content=content, **values)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,7 +19,7 @@ from opentelemetry import propagate
 
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyShredded
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from notification import domain
 from notification.domain import Audience
 from notification.messages import KINDS, compose, render, subject_of
@@ -38,7 +37,7 @@ from shared_models import (
 Kind = NotificationKind
 
 
-@functools.cache
+@prepared
 def _contact_of() -> sa.Select[Any]:
     return sa.select(contacts.c.citizen).where(contacts.c.file_id == param(contacts.c.file_id))
 

@@ -4,7 +4,6 @@ change of référent is applied."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -32,7 +31,7 @@ from assignment.tables import (
 )
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import inserting, param, params, prepared
 from shared_models import (
     AgencyAnswerReceived,
     Decision,
@@ -52,19 +51,20 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
             return
         seal = await file_seal(uow, event.file_id)
         await uow.conn.execute(
-            files.insert().values(
-                file_id=event.file_id,
-                citizen_key=domain.citizen_key(event.citizen, seal.key_id),
-                citizen=seal.seal(event.citizen.model_dump(mode="json")),
-                agencies=list(event.agencies),
-                life_event=event.life_event,
-                life_event_label=event.life_event_label,
-                description=seal.seal(event.description),
-                urgent=event.urgent,
-                status=FileStatus.AWAITING_REFERENT,
-                created_at=utcnow(),
-                registered_by=event.registered_by,
-            )
+            inserting(files),
+            {
+                "file_id": event.file_id,
+                "citizen_key": domain.citizen_key(event.citizen, seal.key_id),
+                "citizen": seal.seal(event.citizen.model_dump(mode="json")),
+                "agencies": list(event.agencies),
+                "life_event": event.life_event,
+                "life_event_label": event.life_event_label,
+                "description": seal.seal(event.description),
+                "urgent": event.urgent,
+                "status": FileStatus.AWAITING_REFERENT,
+                "created_at": utcnow(),
+                "registered_by": event.registered_by,
+            },
         )
         file = (await uow.conn.execute(file_row(), params(file_id=event.file_id))).one()
         choice = await choose_for_file(uow, file)
@@ -76,13 +76,13 @@ async def on_file_submitted(event: FileSubmitted, uow: UnitOfWork) -> None:
         await uow.commit()
 
 
-@functools.cache
+@prepared
 def _request_row() -> sa.Select[Any]:
     c = agency_requests.c
     return sa.select(agency_requests).where(c.request_id == param(c.request_id))
 
 
-@functools.cache
+@prepared
 def _request_answered() -> sa.Update:
     c = agency_requests.c
     return (

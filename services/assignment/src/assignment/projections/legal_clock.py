@@ -15,7 +15,6 @@ requests without a decision (`assignment.stuck_requests`).
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -27,7 +26,7 @@ from assignment.legal_deadline import Period
 from assignment.lifecycle import announce_clock, lock_clock
 from assignment.tables import agency_requests, file_known, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
-from guichet_runtime.statements import param, params
+from guichet_runtime.statements import param, params, prepared
 from shared_models import (
     AgencyReceiptAcknowledged,
     AgencyStatusChecked,
@@ -84,7 +83,7 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
         await uow.commit()
 
 
-@functools.cache
+@prepared
 def _request_status() -> sa.Select[Any]:
     c = agency_requests.c
     return sa.select(c.status).where(c.request_id == param(c.request_id))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from guichet_runtime import audit
 from guichet_runtime.auth.principal import Principal
 from guichet_runtime.db import UnitOfWork, utcnow
+from guichet_runtime.statements import inserting
 from intake import metrics
 from intake.catalogue import CATALOGUE
 from intake.commands.access import ensure_access_proof
@@ -67,23 +68,24 @@ async def open_file(cmd: SubmitFile, uow: UnitOfWork) -> tuple[FileCreated, bool
         file_id = new_file_id(now.date())
         citizen = CitizenContact.model_validate(form.citizen.model_dump())
         await uow.conn.execute(
-            files.insert().values(
-                file_id=file_id,
-                life_event=form.life_event,
-                citizen=citizen.model_dump(mode="json"),
-                description=form.description,
-                urgent=form.urgent,
-                status=FileStatus.SUBMITTED,
-                created_at=now,
-                idempotency_key=cmd.idempotency_key,
-                request_digest=digest,
-                citizen_subject=who.citizen_subject,
-                registered_by=who.registered_by,
-                channel=who.channel,
-            )
+            inserting(files),
+            {
+                "file_id": file_id,
+                "life_event": form.life_event,
+                "citizen": citizen.model_dump(mode="json"),
+                "description": form.description,
+                "urgent": form.urgent,
+                "status": FileStatus.SUBMITTED,
+                "created_at": now,
+                "idempotency_key": cmd.idempotency_key,
+                "request_digest": digest,
+                "citizen_subject": who.citizen_subject,
+                "registered_by": who.registered_by,
+                "channel": who.channel,
+            },
         )
         await uow.conn.execute(
-            file_agencies.insert(),
+            inserting(file_agencies),
             [
                 {"file_id": file_id, "agency": a, "status": AgencyStatus.WAITING, "updated_at": now}
                 for a in event_def.agencies

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.statements import param, params, prepared
 
 T = TypeVar("T")
 
@@ -23,6 +24,12 @@ MAX_TRIES = 5
 def request_digest(*parts: str) -> str:
     """What identifies a request's content, compared when its key comes again."""
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@prepared
+def _by_key(table: sa.Table) -> sa.Select[Any]:
+    """The row a request with this Idempotency-Key created (`params(idempotency_key=…)`)."""
+    return sa.select(table).where(table.c.idempotency_key == param(table.c.idempotency_key))
 
 
 async def once_per_key(
@@ -46,8 +53,9 @@ async def once_per_key(
     for attempt in range(MAX_TRIES):
         async with uow:
             if key:
-                query = sa.select(table).where(table.c.idempotency_key == key)
-                earlier = (await uow.conn.execute(query)).first()
+                earlier = (
+                    await uow.conn.execute(_by_key(table), params(idempotency_key=key))
+                ).first()
                 if earlier is not None:
                     if earlier.request_digest != digest:
                         raise Refused(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -31,6 +32,7 @@ from guichet_runtime.personal_data import (
     wrap_key,
 )
 from guichet_runtime.refusals import RefusalKind, Refused
+from guichet_runtime.statements import param, params, prepared
 from intake.domain import key_may_be_shredded
 from intake.domain.privacy import contact_identity
 from intake.tables import files, personal_data_key_refs, personal_data_keys
@@ -105,12 +107,7 @@ class IntakePersonalData(PersonalData):
         without an account's contact pseudonym; created at their first file), or a new one
         for this file alone."""
         if subject is not None:
-            found = await conn.scalar(
-                sa.select(personal_data_keys.c.key_id).where(
-                    personal_data_keys.c.subject == subject,
-                    personal_data_keys.c.shredded_at.is_(None),
-                )
-            )
+            found = await conn.scalar(_live_key_of(), params(subject=subject))
             if found is not None:
                 return str(found)
         key_id, key = new_data_key()
@@ -133,6 +130,13 @@ class IntakePersonalData(PersonalData):
                 )
             )
         )
+
+
+@prepared
+def _live_key_of() -> sa.Select[Any]:
+    """The key of a subject, unless shredded (`params(subject=…)`)."""
+    c = personal_data_keys.c
+    return sa.select(c.key_id).where(c.subject == param(c.subject), c.shredded_at.is_(None))
 
 
 async def seal_new_file(
