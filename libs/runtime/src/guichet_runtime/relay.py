@@ -36,11 +36,24 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import OUTBOX_CHANNEL
 from guichet_runtime.metrics import RuntimeMetrics
+from guichet_runtime.statements import param, params, prepared
 
 log = logging.getLogger(__name__)
 
 #: How soon a replica looks again after holding rows back behind another replica's batch.
 HELD_BACK_RETRY_SECONDS = 0.1
+
+
+@prepared
+def _oldest(outbox: sa.Table, batch_size: int) -> sa.Select[Any]:
+    """The outbox's oldest rows, in id order."""
+    return sa.select(outbox).order_by(outbox.c.id).limit(batch_size)
+
+
+@prepared
+def _up_to(outbox: sa.Table) -> sa.Delete:
+    """The outbox's rows up to an id (`params(id=…)`)."""
+    return sa.delete(outbox).where(outbox.c.id <= param(outbox.c.id))
 
 
 class OutboxRelay:
@@ -229,13 +242,17 @@ class OutboxRelay:
         (one writer). Read the batch, let the connection go, publish, then delete in a short
         transaction: a broker that is slow or down never holds up the service's writes."""
         async with self._engine.connect() as conn:
-            rows = (await conn.execute(self._oldest)).all()
+            await conn.begin()
+            rows = (await conn.execute(_oldest(self._outbox, self._batch_size))).all()
             await conn.rollback()
         if not rows:
             return 0
         await self._publish(rows)
         async with self._engine.begin() as conn:
-            await conn.execute(self._delete, {"ids": [r.id for r in rows]})
+            # The rows read were the outbox's oldest: every row up to the last one read was
+            # read (a row written since has a greater id; only this relay deletes), so the
+            # deletion needs no list of ids, which SQLAlchemy renders again at each round.
+            await conn.execute(_up_to(self._outbox), params(id=rows[-1].id))
         return self._count(rows)
 
     async def _publish(self, rows: Sequence[Any]) -> None:

@@ -358,7 +358,8 @@ def _stop_clock() -> sa.Update:
         legal_clocks.update()
         .where(
             c.request_id == param(c.request_id),
-            c.status.in_((ClockStatus.RUNNING, ClockStatus.SUSPENDED)),
+            # Written out, not an IN: SQLAlchemy renders an IN list again at each execution.
+            sa.or_(c.status == ClockStatus.RUNNING, c.status == ClockStatus.SUSPENDED),
         )
         .values(status=ClockStatus.ANSWERED)
     )

@@ -130,14 +130,8 @@ async def advance_agency(
 ) -> None:
     """Move an agency's status forward only: events of different topics may cross."""
     await uow.conn.execute(
-        _advance_agency(),
-        params(
-            file_id=file_id,
-            agency=agency,
-            before=statuses_before(status),
-            status=status,
-            updated_at=at,
-        ),
+        _advance_agency(status),
+        params(file_id=file_id, agency=agency, status=status, updated_at=at),
     )
 
 
@@ -149,10 +143,12 @@ def agency_update() -> sa.Update:
 
 
 @prepared
-def _advance_agency() -> sa.Update:
+def _advance_agency(status: AgencyStatus) -> sa.Update:
+    """One statement per status, the statuses before it written out (`status = ? OR …`):
+    an expanding `IN` would be rendered again at every execution."""
     c = file_agencies.c
     return (
         agency_update()
-        .where(c.status.in_(sa.bindparam("p_before", expanding=True)))
+        .where(sa.or_(sa.false(), *(c.status == before for before in statuses_before(status))))
         .values(status=param(c.status), updated_at=param(c.updated_at))
     )

@@ -19,8 +19,10 @@ Anything else is temporary.
 from __future__ import annotations
 
 import datetime as dt
+import email.policy
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any, Protocol
@@ -65,9 +67,31 @@ class Mailer(Protocol):
 ReplyTo = Callable[[str], str]
 
 
+class _KeptHeaderClasses(HeaderRegistry):
+    """The standard header registry, its classes made once per header name: the registry
+    builds a new class (`type(...)`) for every header it parses, a sixth of the CPU of
+    building a message here. The classes are the same composition; only the making is
+    saved."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+#: The default policy of `EmailMessage`, with the header classes kept.
+_POLICY = email.policy.default.clone(header_factory=_KeptHeaderClasses())
+
+
 def email_message(outgoing: Outgoing, sender: str, reply_to: ReplyTo | None = None) -> EmailMessage:
     content = outgoing.content
-    msg = EmailMessage()
+    msg = EmailMessage(policy=_POLICY)
     msg["From"] = sender
     if reply_to is not None and content.get("reply"):
         msg["Reply-To"] = reply_to(outgoing.file_id)
