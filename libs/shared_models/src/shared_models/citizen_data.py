@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from pydantic import (
-    EmailStr,
     Field,
     SerializerFunctionWrapHandler,
     model_serializer,
@@ -23,6 +22,7 @@ from pydantic import (
 )
 
 from shared_models.contract import Contract
+from shared_models.email_address import EmailAddress
 
 if TYPE_CHECKING:
     from shared_models.events import CitizenContact
@@ -75,7 +75,9 @@ class CitizenExtract(Contract):
 
     given_name: str | None = Field(default=None, description="Citizen's given name, if listed.")
     family_name: str | None = Field(default=None, description="Citizen's family name, if listed.")
-    email: EmailStr | None = Field(default=None, description="Citizen's email address, if listed.")
+    email: EmailAddress | None = Field(
+        default=None, description="Citizen's email address, if listed."
+    )
     phone: str | None = Field(default=None, description="Citizen's phone number, if listed.")
     street: str | None = Field(
         default=None, description="Number and street of the citizen's address, if listed."

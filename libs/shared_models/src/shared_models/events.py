@@ -7,11 +7,12 @@ import uuid
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import EmailStr, Field, model_validator
+from pydantic import Field, model_validator
 
 from shared_models.agencies import AgencyCode
 from shared_models.citizen_data import CitizenExtract, CitizenName, PreferredChannel
 from shared_models.contract import Contract
+from shared_models.email_address import EmailAddress
 from shared_models.personal import PERSONAL
 
 #: The schema version of an event whose personal fields are sealed (version 1: in clear).
@@ -74,7 +75,7 @@ class CitizenContact(Contract):
 
     given_name: str = Field(description="Citizen's given name.")
     family_name: str = Field(description="Citizen's family name.")
-    email: EmailStr | None = Field(default=None, description="Citizen's email address, if any.")
+    email: EmailAddress | None = Field(default=None, description="Citizen's email address, if any.")
     phone: str | None = Field(default=None, description="Citizen's phone number, if any.")
     street: str | None = Field(
         default=None, description="Number and street of the citizen's postal address, if given."
@@ -107,7 +108,7 @@ class Referent(Contract):
     office: str = Field(description="Name of the agent's France Services office.")
     office_id: str = Field(description="Directory id of the office.")
     phone: str = Field(description="Agent's direct phone line.")
-    email: EmailStr = Field(description="Agent's direct email address.")
+    email: EmailAddress = Field(description="Agent's direct email address.")
     opening_hours: str | None = Field(
         default=None,
         description="Opening hours of the agent's office, in French (part of the signature block).",
@@ -642,7 +643,7 @@ class SupervisorContact(Contract):
 
     supervisor_id: str = Field(description="Directory id of the supervisor.")
     name: str = Field(description="Supervisor's full name.")
-    email: EmailStr = Field(description="Supervisor's direct email address.")
+    email: EmailAddress = Field(description="Supervisor's direct email address.")
     phone: str = Field(description="Supervisor's direct phone line.")
 
 
@@ -734,7 +735,7 @@ class AgentProfile(Contract):
     name: str = Field(description="Agent's full name, shown to citizens.")
     office_id: str = Field(description="Directory id of the agent's office.")
     phone: str = Field(description="Agent's direct phone line.")
-    email: EmailStr = Field(description="Agent's direct email address.")
+    email: EmailAddress = Field(description="Agent's direct email address.")
     agencies: list[AgencyCode] = Field(description="Agencies the agent is trained for.")
     capacity: int = Field(description="Maximum number of active files.")
 
