@@ -57,9 +57,12 @@ class Plan:
     sql: str
     #: Positional parameters: (name, the caller's value?, fixed value, bind processor).
     binds: tuple[tuple[str, bool, Any, Processor], ...]
-    #: Result columns (a SELECT or RETURNING) and their result processors; None for DML.
+    #: Result columns (a SELECT or RETURNING); None for DML.
     keys: tuple[str, ...] | None
-    result_processors: tuple[Processor, ...]
+    #: The result columns' processors, by position (those that convert a value).
+    converters: tuple[tuple[int, Callable[[Any], Any]], ...]
+    #: The rows' metadata, made once for every result of the statement.
+    metadata: SimpleResultMetaData
 
 
 class _Rows(IteratorResult[Any]):
@@ -106,12 +109,15 @@ def _compile(statement: Any, keys: tuple[str, ...], dialect: Any) -> Plan | None
         binds.append((name, given, bind.value, processors.get(name)))
     columns = compiled._result_columns
     if not columns:
-        return Plan(compiled.string, tuple(binds), None, ())
+        return Plan(compiled.string, tuple(binds), None, (), SimpleResultMetaData(()))
+    processors = [c.type._cached_result_processor(dialect, None) for c in columns]
+    keys = tuple(c.keyname for c in columns)
     return Plan(
         compiled.string,
         tuple(binds),
-        tuple(c.keyname for c in columns),
-        tuple(c.type._cached_result_processor(dialect, None) for c in columns),
+        keys,
+        tuple((i, p) for i, p in enumerate(processors) if p is not None),
+        SimpleResultMetaData(keys),
     )
 
 
@@ -124,7 +130,13 @@ def _args(plan: Plan, values: Mapping[str, Any]) -> list[Any]:
 
 
 class DirectConnection(AsyncConnection):
-    """The SQLite engine's connection: `prepared` statements run on sqlite3 directly."""
+    """The SQLite engine's connection: `prepared` statements run on sqlite3 directly.
+
+    Whether it may (nobody listens to its statements) and SQLite's connection under it are
+    looked up once, at its first statement inside a transaction."""
+
+    _sqlite: sqlite3.Connection | None = None
+    _looked_up = False
 
     async def execute(
         self,
@@ -145,13 +157,15 @@ class DirectConnection(AsyncConnection):
         """SQLite's connection under this one, when a statement may go to it directly."""
         if not self.in_transaction():
             return None
-        sync = self.sync_connection
-        assert sync is not None
-        dispatch = sync.dispatch
-        if any(getattr(dispatch, name) for name in _WATCHED):
-            return None
-        driver = sync.connection.driver_connection
-        return getattr(driver, "sqlite_connection", None)
+        if not self._looked_up:
+            sync = self.sync_connection
+            assert sync is not None
+            dispatch = sync.dispatch
+            if not any(getattr(dispatch, name) for name in _WATCHED):
+                driver = sync.connection.driver_connection
+                self._sqlite = getattr(driver, "sqlite_connection", None)
+            self._looked_up = True
+        return self._sqlite
 
 
 def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: Any) -> Any:
@@ -177,20 +191,23 @@ def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: A
         raise sa.exc.DBAPIError.instance(
             plan.sql, None, error, sqlite3.Error, dialect=dialect
         ) from error
-    result = _Rows(SimpleResultMetaData(plan.keys or ()), iter(_processed(plan, rows)))
+    result = _Rows(plan.metadata, iter(_processed(plan, rows)))
     result.rowcount = cursor.rowcount
     cursor.close()
     return result
 
 
-def _processed(plan: Plan, rows: list[Any]) -> list[tuple[Any, ...]]:
-    processors = plan.result_processors
-    if not any(processors):
+def _processed(plan: Plan, rows: list[Any]) -> list[Any]:
+    converters = plan.converters
+    if not converters:
         return rows
-    return [
-        tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True))
-        for row in rows
-    ]
+    done = []
+    for row in rows:
+        values = list(row)
+        for i, process in converters:
+            values[i] = process(values[i])
+        done.append(values)
+    return done
 
 
 class DirectEngine(AsyncEngine):
