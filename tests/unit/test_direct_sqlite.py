@@ -1,4 +1,5 @@
-"""Statements built once run on sqlite3 directly inside a transaction
+"""Statements built once (`guichet_runtime.statements`) store what a statement built at each
+call stores, and run on sqlite3 directly inside a transaction
 (`guichet_runtime.direct_sqlite`): they store and read exactly what SQLAlchemy's execution
 stores and reads, raise SQLAlchemy's exceptions, count the rows they change, roll back with
 their savepoint, and hand to SQLAlchemy whatever they cannot do the same way."""
@@ -198,3 +199,39 @@ def test_update_params_name_the_where_and_the_values_apart():
         "p_urgent": True,
     }
     assert updating(rows, ("row_id",), ("row_id", "urgent")) is statement
+
+
+# Statements built once (`param`, `params`) store exactly what the same statement built at
+# each call stored: the parameters are typed as their column, so its bind processing runs.
+DATA = {"décision": "accord", "montant": 412}
+
+
+def built_once() -> sa.Update:
+    c = rows.c
+    return (
+        rows.update().where(c.row_id == param(c.row_id)).values(at=param(c.at), data=param(c.data))
+    )
+
+
+async def test_a_statement_built_once_stores_what_one_built_each_time_stores(tmp_path: Path):
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'rows.db'}")
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+        await conn.execute(rows.insert(), [{"row_id": "each"}, {"row_id": "once"}])
+        await conn.execute(rows.update().where(rows.c.row_id == "each").values(at=PARIS, data=DATA))
+        await conn.execute(built_once(), params(row_id="once", at=PARIS, data=DATA))
+        stored = dict(
+            (await conn.exec_driver_sql("SELECT row_id, at || ' ' || data FROM rows")).all()
+        )
+        read = {r.row_id: (r.at, r.data) for r in await conn.execute(sa.select(rows))}
+    await engine.dispose()
+
+    assert stored["once"] == stored["each"]
+    assert stored["once"].startswith("2027-03-02 13:30:00")  # UTC, as UtcDateTime writes it
+    assert read["once"] == (dt.datetime(2027, 3, 2, 13, 30, tzinfo=dt.UTC), DATA)
+
+
+def test_params_name_the_values_of_param_columns():
+    assert params(row_id="GU-1", at=None) == {"p_row_id": "GU-1", "p_at": None}
+    assert param(rows.c.at).key == "p_at"
+    assert isinstance(param(rows.c.at).type, UtcDateTime)
