@@ -191,6 +191,21 @@ async def test_what_cannot_run_directly_goes_through_sqlalchemy(
     assert through_sqlalchemy == ["INSERT", "SELECT", "INSERT", "SELECT", "SELECT"]
 
 
+async def test_rows_of_different_keys_get_sqlalchemys_refusal(
+    tmp_path: Path, through_sqlalchemy: list[str]
+):
+    engine = await _engine(tmp_path, "rows.db")
+    async with engine.begin() as conn:
+        with pytest.raises(sa.exc.StatementError, match="urgent"):
+            await conn.execute(
+                inserting(rows), [{"row_id": "r-1", "urgent": True}, {"row_id": "r-2"}]
+            )
+        ids = (await conn.execute(sa.select(rows.c.row_id))).scalars().all()
+    await engine.dispose()
+    assert ids == []
+    assert through_sqlalchemy[0] == "INSERT"
+
+
 def test_update_params_name_the_where_and_the_values_apart():
     statement = updating(rows, ("row_id",), ("row_id", "urgent"))
     assert update_params({"row_id": "a"}, {"row_id": "b", "urgent": True}) == {

@@ -178,6 +178,9 @@ def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: A
     else:
         rows_of_values = [parameters or {}]
     keys = tuple(sorted(rows_of_values[0]))
+    first = rows_of_values[0].keys()
+    if many and any(values.keys() != first for values in rows_of_values):
+        return None  # rows of different keys: SQLAlchemy says which value is missing
     plan = plan_of(statement, keys, dialect)
     if plan is None or (many and plan.keys is not None):
         return None
