@@ -27,7 +27,7 @@ the caller's keys, as SQLAlchemy compiles), the bind processors of the columns' 
 exception classes (`sqlalchemy.exc.IntegrityError`, …) and `rowcount`. The rows come back
 as SQLAlchemy rows (`IteratorResult`), so callers read them as before.
 
-Written by hand (about 120 lines of code): SQLAlchemy offers no lighter execution path for
+Written by hand (about 140 lines of code): SQLAlchemy offers no lighter execution path for
 a compiled statement, and its execution is what the profile showed.
 """
 
