@@ -31,7 +31,7 @@ from adapter_sdk.tables import (
     callback_signatures,
     exchanges,
     file_of_request_id,
-    request_by_id,
+    request_row,
 )
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
@@ -182,7 +182,7 @@ class CallbackGate:
         label = signatures.LEDGER_LABELS[reason]
         purpose = f"Rappel refusé ({label}) : {self.decl.purpose}"[:200]
         async with self.uow() as uow:
-            row = (await uow.conn.execute(request_by_id(), params(request_id=request_id))).first()
+            row = await request_row(uow.conn, request_id)
             if row is None:
                 return
             now = utcnow()

@@ -45,7 +45,7 @@ from adapter_sdk.personal import (
     stored_answer_text,
     stored_payload,
 )
-from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, request_by_id, requests
+from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, request_row, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
@@ -150,7 +150,7 @@ class CallbackDesk:
         if refused is not None:
             return refused
         async with self.uow() as uow:
-            known = await self._request(uow, callback.request_id)
+            known = await request_row(uow.conn, callback.request_id)
         carrier = json.loads(known.trace_headers) if known is not None else {}
         token = otel_context.attach(propagate.extract(carrier))
         try:
@@ -171,13 +171,6 @@ class CallbackDesk:
                     return UNAVAILABLE
         finally:
             otel_context.detach(token)
-
-    @staticmethod
-    async def _request(uow: UnitOfWork, request_id: str) -> sa.Row[Any] | None:
-        row: sa.Row[Any] | None = (
-            await uow.conn.execute(request_by_id(), params(request_id=request_id))
-        ).first()
-        return row
 
     async def _take(self, callback: CallbackAnswer, body: bytes) -> Reply:
         async with self.uow() as uow:
@@ -208,7 +201,7 @@ class CallbackDesk:
                 await uow.commit()
                 self._count("doublon")
                 return 200, {"statut": "deja_recu"}
-            if await self._request(uow, callback.request_id) is None:
+            if await request_row(uow.conn, callback.request_id) is None:
                 await uow.commit()  # held: applied when the request is recorded
                 self._count("en_attente")
                 return 202, {
@@ -249,7 +242,7 @@ class CallbackDesk:
         """A callback id already used for another request: refused, recorded, counted."""
         self._count("refuse")
         self.metrics.callbacks_refused.labels(self.decl.agency, "identifiant_reutilise").inc()
-        claimed = await self._request(uow, callback.request_id)
+        claimed = await request_row(uow.conn, callback.request_id)
         purpose = (
             f"Rappel refusé : identifiant {callback.callback_id[:60]} "
             f"déjà utilisé pour une autre demande"
@@ -321,7 +314,7 @@ class CallbackDesk:
     async def adopt_orphans(self, uow: UnitOfWork, request_id: str) -> None:
         """Ledger entries written before the request was known (a refused callback) get its file,
         and are published like the others."""
-        row = await self._request(uow, request_id)
+        row = await request_row(uow.conn, request_id)
         orphans = (await uow.conn.execute(_orphans(), params(request_id=request_id))).all()
         if row is None or not orphans:
             return

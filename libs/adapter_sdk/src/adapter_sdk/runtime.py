@@ -38,7 +38,7 @@ from adapter_sdk.tables import (
     RequestStatus,
     exchanges,
     file_of_request_id,
-    request_by_id,
+    request_row,
     requests,
 )
 from adapter_sdk.translation import RequestIncomplete, canonical_request, checked
@@ -47,7 +47,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
-from guichet_runtime.statements import inserting, param, params, prepared
+from guichet_runtime.statements import inserting, params, update_row
 from shared_models import (
     AgencyAnswerReceived,
     AgencyDecision,
@@ -63,16 +63,6 @@ from shared_models import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@prepared
-def _request_status() -> sa.Update:
-    c = requests.c
-    return (
-        requests.update()
-        .where(c.request_id == param(c.request_id))
-        .values(status=param(c.status), updated_at=param(c.updated_at))
-    )
 
 
 @dataclass
@@ -212,8 +202,11 @@ class AdapterRuntime:
         after_document: str | None,
     ) -> None:
         status = "piece_demandee" if answer.decision is Decision.DOCUMENT_REQUESTED else "decide"
-        await uow.conn.execute(
-            _request_status(), params(request_id=request_id, status=status, updated_at=utcnow())
+        await update_row(
+            uow.conn,
+            requests,
+            {"request_id": request_id},
+            {"status": status, "updated_at": utcnow()},
         )
         decision = AgencyDecision(agency=self.decl.agency, **answer.model_dump())
         uow.emit(
@@ -356,10 +349,7 @@ class AdapterRuntime:
 
     async def _request_row(self, request_id: str) -> sa.Row[Any] | None:
         async with self.uow() as uow:
-            row: sa.Row[Any] | None = (
-                await uow.conn.execute(request_by_id(), params(request_id=request_id))
-            ).first()
-            return row
+            return await request_row(uow.conn, request_id)
 
     async def on_document(self, event: SupportingDocumentSubmitted, uow: UnitOfWork) -> None:
         started = time.perf_counter()

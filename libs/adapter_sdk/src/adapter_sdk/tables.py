@@ -7,10 +7,11 @@ from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from guichet_runtime.db import UtcDateTime, messaging_tables, service_metadata
 from guichet_runtime.personal_data import personal_data_key_refs_table
-from guichet_runtime.statements import param, prepared
+from guichet_runtime.statements import param, params, prepared
 
 
 class RequestStatus(StrEnum):
@@ -143,6 +144,14 @@ def request_by_id() -> sa.Select[Any]:
     """A request's row by its id (`params(request_id=…)`), built once: read at every step of
     a request (guichet_runtime.statements)."""
     return sa.select(requests).where(requests.c.request_id == param(requests.c.request_id))
+
+
+async def request_row(conn: AsyncConnection, request_id: str) -> sa.Row[Any] | None:
+    """A request's row; None when the request is not recorded."""
+    row: sa.Row[Any] | None = (
+        await conn.execute(request_by_id(), params(request_id=request_id))
+    ).first()
+    return row
 
 
 @prepared

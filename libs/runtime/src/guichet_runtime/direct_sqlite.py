@@ -57,8 +57,8 @@ class Plan:
     sql: str
     #: Positional parameters: (name, the caller's value?, fixed value, bind processor).
     binds: tuple[tuple[str, bool, Any, Processor], ...]
-    #: Result columns (a SELECT or RETURNING); None for DML.
-    keys: tuple[str, ...] | None
+    #: A SELECT or RETURNING: it gives rows.
+    returns_rows: bool
     #: The result columns' processors, by position (those that convert a value).
     converters: tuple[tuple[int, Callable[[Any], Any]], ...]
     #: The rows' metadata, made once for every result of the statement.
@@ -109,15 +109,14 @@ def _compile(statement: Any, keys: tuple[str, ...], dialect: Any) -> Plan | None
         binds.append((name, given, bind.value, processors.get(name)))
     columns = compiled._result_columns
     if not columns:
-        return Plan(compiled.string, tuple(binds), None, (), SimpleResultMetaData(()))
+        return Plan(compiled.string, tuple(binds), False, (), SimpleResultMetaData(()))
     processors = [c.type._cached_result_processor(dialect, None) for c in columns]
-    keys = tuple(c.keyname for c in columns)
     return Plan(
         compiled.string,
         tuple(binds),
-        keys,
+        True,
         tuple((i, p) for i, p in enumerate(processors) if p is not None),
-        SimpleResultMetaData(keys),
+        SimpleResultMetaData(tuple(c.keyname for c in columns)),
     )
 
 
@@ -182,14 +181,14 @@ def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: A
     if many and any(values.keys() != first for values in rows_of_values):
         return None  # rows of different keys: SQLAlchemy says which value is missing
     plan = plan_of(statement, keys, dialect)
-    if plan is None or (many and plan.keys is not None):
+    if plan is None or (many and plan.returns_rows):
         return None
     try:
         if many:
             cursor = sqlite.executemany(plan.sql, [_args(plan, v) for v in rows_of_values])
         else:
             cursor = sqlite.execute(plan.sql, _args(plan, rows_of_values[0]))
-        rows = cursor.fetchall() if plan.keys is not None else []
+        rows = cursor.fetchall() if plan.returns_rows else []
     except sqlite3.Error as error:
         raise sa.exc.DBAPIError.instance(
             plan.sql, None, error, sqlite3.Error, dialect=dialect

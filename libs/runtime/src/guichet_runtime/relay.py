@@ -83,10 +83,9 @@ class OutboxRelay:
         self._outbox = outbox
         self._broker = broker
         self._batch_size = batch_size
-        # Built once (guichet_runtime.statements): the oldest rows, the same locked for a
-        # replica of several, and their deletion by id.
-        self._oldest = sa.select(outbox).order_by(outbox.c.id).limit(batch_size)
-        self._claim = self._oldest.with_for_update(skip_locked=True)
+        # Built once (guichet_runtime.statements): the oldest rows locked for a replica of
+        # several (PostgreSQL), and their deletion by id.
+        self._claim = _oldest(outbox, batch_size).with_for_update(skip_locked=True)
         self._delete = sa.delete(outbox).where(outbox.c.id.in_(sa.bindparam("ids", expanding=True)))
         self._idle = idle_seconds
         self._wake = asyncio.Event()

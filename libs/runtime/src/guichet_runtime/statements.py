@@ -39,12 +39,13 @@ def params(**values: Any) -> dict[str, Any]:
 
 def prepared(build: Callable[..., S]) -> Callable[..., S]:
     """A statement builder called once per arguments (`functools.cache`), whose statement
-    SQLite's connection may run directly (`guichet_runtime.direct_sqlite`)."""
-    cached = functools.cache(build)
+    SQLite's connection may run directly (`guichet_runtime.direct_sqlite`): marked when
+    built, nothing more at each call."""
 
+    @functools.cache
     @functools.wraps(build)
     def statement(*args: Any) -> S:
-        built = cached(*args)
+        built = build(*args)
         _PREPARED.add(id(built))
         return built
 

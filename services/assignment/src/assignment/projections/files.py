@@ -31,7 +31,7 @@ from assignment.tables import (
 )
 from guichet_runtime.consumer import PermanentError
 from guichet_runtime.db import UnitOfWork, utcnow
-from guichet_runtime.statements import inserting, param, params, prepared
+from guichet_runtime.statements import inserting, param, params, prepared, update_row
 from shared_models import (
     AgencyAnswerReceived,
     Decision,
@@ -82,21 +82,6 @@ def _request_row() -> sa.Select[Any]:
     return sa.select(agency_requests).where(c.request_id == param(c.request_id))
 
 
-@prepared
-def _request_answered() -> sa.Update:
-    c = agency_requests.c
-    return (
-        agency_requests.update()
-        .where(c.request_id == param(c.request_id))
-        .values(
-            status=param(c.status),
-            answer=param(c.answer),
-            answer_after_document=param(c.answer_after_document),
-            answered_at=param(c.answered_at),
-        )
-    )
-
-
 async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
     async with uow:
         # Lock the file: two agencies' answers handled at once must not both see the
@@ -129,15 +114,16 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             # citizen sent one (it was incomplete), it is a new request: told again.
             await uow.commit()
             return
-        await uow.conn.execute(
-            _request_answered(),
-            params(
-                request_id=event.request_id,
-                status=RequestStatus.DOCUMENT_REQUESTED if waiting else RequestStatus.ANSWERED,
-                answer=(await file_seal(uow, event.file_id)).seal(answer),
-                answer_after_document=event.after_document,
-                answered_at=None if waiting else now,
-            ),
+        await update_row(
+            uow.conn,
+            agency_requests,
+            {"request_id": event.request_id},
+            {
+                "status": RequestStatus.DOCUMENT_REQUESTED if waiting else RequestStatus.ANSWERED,
+                "answer": (await file_seal(uow, event.file_id)).seal(answer),
+                "answer_after_document": event.after_document,
+                "answered_at": None if waiting else now,
+            },
         )
         if waiting:
             await _document_requested(uow, file, event)
