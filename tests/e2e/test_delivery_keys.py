@@ -15,6 +15,7 @@ next test arms a crash point (so that the point catches the next test's first me
 
 from __future__ import annotations
 
+import asyncio
 import collections
 
 import httpx
@@ -193,3 +194,38 @@ async def test_a_kill_after_the_agency_answered_asks_again_with_the_same_id_deci
     assert len({r["body"]["event_id"] for r in decisions}) == 1
     calls = stats["per_request"][request.request_id]
     print(f"CAF simulator: request {request.request_id} called {calls} time(s), kept once")
+
+
+async def test_a_kill_while_an_adapter_handles_several_requests_sends_none_recorded_again(
+    stack, client
+):
+    """adapter-caf handles the requests of several files at once (AGENCY_CONCURRENCY) and
+    was killed once one of them was recorded, the batch's offsets not committed: at restart
+    the batch comes again, the recorded request is not sent again, one still in flight at
+    the kill is sent again under its request id (the CAF answers it from its record and
+    counts the repeat), and each file gets one CAF decision."""
+    emails = [f"simultanees.{i}@example.fr" for i in range(3)]
+
+    async def submit_together() -> list[str]:  # their CAF requests reach the adapter together
+        return list(await asyncio.gather(*(submit(client, "perte_emploi", e) for e in emails)))
+
+    file_ids = await crash_at(stack, "adapter-caf", "consumer.mid_batch", submit_together)
+    calls: dict[str, int] = {}
+    for file_id in file_ids:
+        view = await assert_answered_once(stack, client, file_id)
+        assert [d["agency"] for d in view["answer"]["decisions"]].count("caf") == 1
+        [request] = await query(
+            stack.database_urls["adapter-caf"],
+            "SELECT request_id FROM requests WHERE file_id = :f",
+            f=file_id,
+        )
+        decisions = await events_of(stack, "agency.caf.answers", file_id)
+        assert len({r["body"]["event_id"] for r in decisions}) == 1
+        async with simulator(stack, "caf", timeout=10) as sim:
+            received = (await sim.get("/agencies/caf/received")).json()
+            stats = (await sim.get("/agencies/caf/stats")).json()
+        assert [r["request_id"] for r in received].count(request.request_id) == 1
+        calls[request.request_id] = stats["per_request"][request.request_id]
+    # The request recorded before the kill was not sent again; at most one repeat each.
+    assert 1 in calls.values() and set(calls.values()) <= {1, 2}, calls
+    print(f"CAF calls per request around the kill: {sorted(calls.values())}")

@@ -174,6 +174,72 @@ async def test_a_poison_record_in_a_batch_is_dead_lettered_and_the_others_applie
     print(f"{len(sent)} records in {len(commits)} batch transaction(s) on {database.url[:10]}")
 
 
+async def test_records_handled_at_once_stay_within_the_bound_in_order_per_file_and_commit(
+    kafka_bootstrap, database
+):
+    """What adapters do (ConcurrentConsumption): the records of different files handled at
+    once, never more than `concurrent_max`, those of one file in their order, each in its
+    own transaction, a poison record dead-lettered alone, the offsets committed past all."""
+    topic = await _topics(kafka_bootstrap)
+    group = f"{GROUP}-{uuid.uuid4().hex[:6]}"
+    sent = [file_submitted(file_id=f"GU-AT-ONCE-{i % 12:03d}") for i in range(36)]
+    poison = sent[7]
+    calls: collections.Counter[str] = collections.Counter()
+    order: dict[str, list[str]] = collections.defaultdict(list)
+    in_flight = {"now": 0, "most": 0}
+
+    async def handler(event: FileSubmitted, uow: UnitOfWork) -> None:
+        in_flight["now"] += 1
+        in_flight["most"] = max(in_flight["most"], in_flight["now"])
+        try:
+            calls[str(event.event_id)] += 1
+            await asyncio.sleep(0.02)  # an agency's answer takes a while
+            if event.event_id == poison.event_id:
+                raise PermanentError("demande incohérente")
+            async with uow:
+                await uow.conn.execute(
+                    database.applied.insert().values(event_id=str(event.event_id))
+                )
+                uow.emit(topics.REFERENTS_ASSIGNED, event)
+                await uow.commit()
+            order[event.file_id].append(str(event.event_id))
+        finally:
+            in_flight["now"] -= 1
+
+    await _produce(kafka_bootstrap, topic, sent)  # there before the consumer: read together
+    broker = KafkaBroker(kafka_bootstrap, security=broker_security(kafka_bootstrap))
+    consumer = EventConsumer(broker, group, database.uow, attempts=2, max_wait=0.01)
+    consumer.concurrent_max = 4
+    consumer.subscribe([topic], {FileSubmitted: handler})
+    consumer.attach()
+    await broker.start()
+    try:
+
+        async def all_applied() -> bool:
+            return await database.count(database.applied) == len(sent) - 1
+
+        await eventually(all_applied, timeout=60, what="every record but the poison applied")
+        letters = await read_topic(kafka_bootstrap, topics.dead_letter(topic), lambda rs: rs)
+
+        async def committed_past_all() -> bool:
+            return await _committed(kafka_bootstrap, group) == len(sent)
+
+        await eventually(committed_past_all, timeout=30, what="offsets committed past all")
+    finally:
+        await broker.stop()
+
+    [letter] = letters
+    assert letter["dlq_reason"] == "PermanentError: demande incohérente"
+    assert calls == {str(e.event_id): 1 for e in sent}  # nothing handled twice
+    assert 1 < in_flight["most"] <= 4, in_flight
+    for file_id, handled in order.items():  # each file's records in the order produced
+        produced = [str(e.event_id) for e in sent if e.file_id == file_id]
+        assert handled == [e for e in produced if e != str(poison.event_id)]
+    assert await database.count(database.inbox) == len(sent) - 1
+    assert await database.count(database.outbox) == len(sent) - 1
+    print(f"at most {in_flight['most']} records in flight on {database.url[:10]}")
+
+
 def _rows(keys: int, per_key: int, traceparent: str, block: int) -> list[dict[str, Any]]:
     """Outbox rows; each body says its key and its rank in the key. The keys are in two
     groups, each group's keys interleaved, and the rows alternate between the groups every

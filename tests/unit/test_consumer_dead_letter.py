@@ -1,8 +1,9 @@
 """The idempotent consumer on FastStream's in-memory Kafka broker: records that can never
 be processed go to `<topic>.dlq` with the reason, a redelivered event reaches its
 handler once, an infrastructure failure is never dead-lettered. Every test runs with the
-consumer reading one record at a time and reading batches (one transaction per batch, a
-savepoint per record)."""
+consumer reading one record at a time, reading batches (one transaction per batch, a
+savepoint per record) and handling the records of a batch at once each on its own (what
+adapters do)."""
 
 from __future__ import annotations
 
@@ -59,13 +60,14 @@ async def _raw(msg: Any) -> bytes:
     return msg.body
 
 
-@pytest.fixture(params=[1, 10], ids=["one-by-one", "batched"])
-def batch_max(request) -> int:
+@pytest.fixture(params=[(1, 1), (10, 1), (1, 8)], ids=["one-by-one", "batched", "concurrent"])
+def reading(request) -> tuple[int, int]:
+    """(batch_max, concurrent_max) of the consumer."""
     return request.param
 
 
 @pytest.fixture
-async def harness(service_db, request, batch_max) -> AsyncIterator[Harness]:
+async def harness(service_db, request, reading) -> AsyncIterator[Harness]:
     """`request.param` (optional): the topic namespace."""
     namespace = getattr(request, "param", "")
     db = service_db("assignment")
@@ -93,8 +95,9 @@ async def harness(service_db, request, batch_max) -> AsyncIterator[Harness]:
         max_wait=0.01,
         namespace=namespace,
         batch_factory=batch,
-        batch_max=batch_max,
+        batch_max=reading[0],
     )
+    consumer.concurrent_max = reading[1]
     consumer.subscribe([TOPIC], {FileSubmitted: handler})
     consumer.attach()
 

@@ -70,9 +70,12 @@ def build_app(adapter_cls: type[AgencyAdapter], config: AdapterConfig | None = N
             await ensure_topics(client_options(config), declared)
 
         runtime.startup.append(own_topics)
-    # One record at a time: the handler calls the agency, which a batch rolled back (a crash,
-    # a poison record) would call again for every record before it.
+    # No batch transaction: the handler calls the agency, which a batch rolled back (a crash,
+    # a poison record) would call again for every record before it. The records of different
+    # files are handled at once instead, each on its own (guichet_runtime.consumer.
+    # ConcurrentConsumption), up to agency_concurrency calls in flight.
     runtime.consumer.batch_max = 1
+    runtime.consumer.concurrent_max = config.agency_concurrency
     runtime.consumer.subscribe(
         [topics.agency_requests(decl.agency)], {AgencyRequestIssued: core.on_request}
     )

@@ -42,6 +42,13 @@ class AdapterConfig(ServiceSettings):
         description="A callback signed longer ago (or later) than this is refused; signatures "
         "taken are kept this long so that an exact replay is refused.",
     )
+    agency_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Requests and documents handled at once, each in its own transactions (the "
+        "records of one file in their order): at most this many calls to the agency in flight, "
+        "one offset commit for all of them. 1: one at a time.",
+    )
     attempts: int = Field(
         default=4,
         ge=1,

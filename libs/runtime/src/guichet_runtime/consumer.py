@@ -9,13 +9,14 @@ Contract of a subscription made here:
 - an infrastructure failure (database or network down) is not dead-lettered: the
   record is redelivered until the infrastructure is back.
 
-Records are read one at a time (`batch_max` 1, what adapters use: their handler calls an
-agency), or in batches (`batch_max` > 1): a batch is one database transaction (the inbox
-rows claimed in one statement, a SAVEPOINT per record, the outbox rows written in one
-statement) and one offset commit after it. A record that fails rolls back its savepoint
-only and is dead-lettered (or retried, by the same rules) after the batch committed; an
-infrastructure failure rolls the whole batch back and rewinds every partition to its first
-record (guichet_runtime.batch).
+Records are read one at a time (`batch_max` 1); or several are handled at once, each on
+its own (`concurrent_max` > 1, what adapters use: their handler calls an agency, see
+`ConcurrentConsumption`); or in batches (`batch_max` > 1): a batch is one database
+transaction (the inbox rows claimed in one statement, a SAVEPOINT per record, the outbox
+rows written in one statement) and one offset commit after it. A record that fails rolls
+back its savepoint only and is dead-lettered (or retried, by the same rules) after the
+batch committed; an infrastructure failure rolls the whole batch back and rewinds every
+partition to its first record (guichet_runtime.batch).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy.exc
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -40,13 +40,18 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from guichet_runtime.batch import BatchFactory
 from guichet_runtime.batch_poll import wait_for_records
+from guichet_runtime.concurrent_consumption import ConcurrentConsumption
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
+from guichet_runtime.failures import LOCK_CONFLICTS as LOCK_CONFLICTS
+from guichet_runtime.failures import PermanentError as PermanentError
+from guichet_runtime.failures import TransientError as TransientError
+from guichet_runtime.failures import is_transient as is_transient
+from guichet_runtime.failures import lost_a_race as lost_a_race
 from guichet_runtime.membership import Membership
 from guichet_runtime.metrics import RuntimeMetrics
 from guichet_runtime.personal_data import (
     CannotOpen,
-    KeyUnavailable,
     PersonalData,
     PersonalDataErased,
 )
@@ -56,39 +61,6 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[None]]
 UowFactory = Callable[[tuple[str, str] | None], UnitOfWork]
-
-
-class TransientError(Exception):
-    """A failure that will go away by itself (a remote system down): retry, never dead-letter."""
-
-
-class PermanentError(Exception):
-    """A record that can never be processed: dead-letter it at once."""
-
-
-#: PostgreSQL's answers to transactions that got in each other's way: deadlock detected,
-#: serialization failure, lock not available. Trying again later succeeds.
-LOCK_CONFLICTS = frozenset({"40P01", "40001", "55P03"})
-
-
-def lost_a_race(exc: BaseException) -> bool:
-    """The database gave up this transaction for another (a deadlock, a serialization failure)."""
-    return (
-        isinstance(exc, sqlalchemy.exc.DBAPIError)
-        and getattr(exc.orig, "sqlstate", None) in LOCK_CONFLICTS
-    )
-
-
-def is_transient(exc: BaseException) -> bool:
-    return lost_a_race(exc) or isinstance(
-        exc,
-        TransientError
-        | KeyUnavailable
-        | OSError
-        | TimeoutError
-        | sqlalchemy.exc.OperationalError
-        | sqlalchemy.exc.InterfaceError,
-    )
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -152,6 +124,9 @@ class EventConsumer:
         self._batch_factory = batch_factory
         #: Records per batch (1: one at a time, one transaction each); set before `attach`.
         self.batch_max = batch_max
+        #: Records handled at once, each on its own transactions (ConcurrentConsumption);
+        #: 1: not at all. Takes precedence over `batch_max`; set before `attach`.
+        self.concurrent_max = 1
         self.batch_wait_ms = batch_wait_ms
         self.metrics = metrics
         self.membership = Membership()
@@ -195,7 +170,23 @@ class EventConsumer:
         name = f"{self.group_id.replace('-', '_')}_consume"
         topic_names = [self._namespace + t for t in self._topics]
         current: Any = self.broker.context.get_local  # the record: see _consume's docstring
-        if self.batch_max > 1 and self._batch_factory is not None:
+        if self.concurrent_max > 1:
+            together = ConcurrentConsumption(self, by_type)
+
+            async def consume_together(body: Any) -> None:
+                await together.consume(current("message").raw_message)
+
+            consume_together.__name__ = name
+            self.subscriber = self.broker.subscriber(
+                *topic_names,
+                batch=True,
+                max_records=self.concurrent_max,
+                batch_timeout_ms=self.batch_wait_ms,
+                **options,
+            )
+            wait_for_records(self.subscriber, self.concurrent_max, self.batch_wait_ms)
+            self.subscriber(consume_together)
+        elif self.batch_max > 1 and self._batch_factory is not None:
             batches = BatchConsumption(self, self._batch_factory, by_type)
 
             async def consume_batch(body: Any) -> None:
@@ -282,9 +273,24 @@ class EventConsumer:
         """One record. `msg` is read from FastStream's context by the subscriber, not injected
         (`msg: KafkaMessage`): FastDepends resolved that on a worker thread, a thread hop per
         delivery (≈ 0.2 ms of CPU, docs/performance.md)."""
-        decoded = await self.decode(by_type, msg.headers.get("event_type", ""), body)
+        record = msg.raw_message
+        if isinstance(record, tuple):  # batch subscribers only; this one reads one record
+            raise TypeError("a batch of records cannot be handled as one record")
+        headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
+        await self.handle(body, headers, record, by_type)
+
+    async def handle(
+        self,
+        body: bytes,
+        headers: dict[str, str],
+        record: Any,
+        by_type: dict[str, tuple[type[Envelope], Handler]],
+    ) -> None:
+        """One record on its own: its handler's transactions, retries, dead letter. A
+        transient failure propagates once the attempts are spent (the record comes again)."""
+        decoded = await self.decode(by_type, headers.get("event_type", ""), body)
         if decoded.reason is not None:
-            await self._dead_letter(msg, body, decoded.reason)
+            await self.dead_letter(record, body, headers, decoded.reason)
             return
         if decoded.erased is not None:
             await self._erased(decoded.erased)
@@ -310,7 +316,7 @@ class EventConsumer:
                 raise  # NACK: seek back, the record comes again
             outcome = "dead_letter"
             log.exception("%s: dead-lettering event %s", self.group_id, event.event_id)
-            await self._dead_letter(msg, body, f"{type(exc).__name__}: {exc}")
+            await self.dead_letter(record, body, headers, f"{type(exc).__name__}: {exc}")
         finally:
             if self.metrics is not None:
                 self.metrics.observe_handler(event_type, outcome, time.perf_counter() - started)
@@ -349,13 +355,6 @@ class EventConsumer:
             retry=retry_if_exception(_retryable_in_batch if in_batch else _retryable),
             reraise=True,
         )
-
-    async def _dead_letter(self, msg: KafkaMessage, body: bytes, reason: str) -> None:
-        record = msg.raw_message
-        if isinstance(record, tuple):  # batch subscribers only; ours read one record at a time
-            raise TypeError("a batch of records cannot be dead-lettered as one")
-        headers = {k: v for k, v in msg.headers.items() if isinstance(v, str)}
-        await self.dead_letter(record, body, headers, reason)
 
     async def dead_letter(
         self, record: Any, body: bytes, headers: dict[str, str], reason: str

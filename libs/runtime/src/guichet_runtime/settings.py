@@ -99,7 +99,8 @@ class ServiceSettings(BaseSettings):
         default=100,
         ge=1,
         description="Records consumed per database transaction and offset commit (1: one at a "
-        "time). Adapters always use 1: their handler calls an agency.",
+        "time). Adapters use no batch transaction, their handler calls an agency: they handle "
+        "several records at once instead, each on its own (AGENCY_CONCURRENCY).",
     )
     consumer_batch_wait_ms: int = Field(
         default=1000,
