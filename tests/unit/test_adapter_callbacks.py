@@ -421,9 +421,9 @@ async def test_a_reused_callback_id_for_a_request_not_recorded_yet_is_still_in_t
     assert refused.file_id == file_of(second)
     published = [
         json.loads(r.payload)
-        for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangeRecorded")
+        for r in await ft.rows(tables.outbox, tables.outbox.c.event_type == "ExchangesRecorded")
     ]
-    assert refused.exchange_id in {p["exchange_id"] for p in published}
+    assert refused.exchange_id in {e["exchange_id"] for p in published for e in p["exchanges"]}
 
 
 async def test_a_poll_without_a_decision_tells_assignment_what_it_found(ft: Adapter):

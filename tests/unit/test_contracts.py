@@ -19,7 +19,7 @@ from shared_models import (
     parse_event,
     topics,
 )
-from tests.unit.samples import one_event_of_each_type
+from tests.unit.event_samples import one_event_of_each_type
 
 PAST_TENSE_ENDINGS = ("ed", "Issued", "Sent", "Received", "Assigned", "Submitted", "Left", "Set")
 SAMPLES = {event.event_type: event for event in one_event_of_each_type()}

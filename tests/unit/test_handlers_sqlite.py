@@ -22,15 +22,17 @@ from intake.schemas import FileIn
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    ExchangeRecorded,
+    ExchangesRecorded,
     citizen_data_for,
     topics,
 )
+from tests.unit.event_samples import one_event_of_each_type
 from tests.unit.samples import (
     citizen,
     decision,
     file_submitted,
     headers_of,
-    one_event_of_each_type,
     trace_id_of,
 )
 
@@ -221,6 +223,38 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
         r.kind for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)
     ]
     assert kinds == ["depot", "reponse_organisme", "transmission", "transmission"]
+
+
+async def test_the_exchanges_of_one_transaction_are_one_event_and_a_timeline_line_each(
+    intake_db,
+):
+    file_id, _ = await submit_file(submit(), intake_db.uow())
+    [batch] = [e for e in one_event_of_each_type() if isinstance(e, ExchangesRecorded)]
+    batch = batch.model_copy(update={"file_id": file_id})
+    [former] = [e for e in one_event_of_each_type() if isinstance(e, ExchangeRecorded)]
+    former = former.model_copy(update={"file_id": file_id})
+
+    await projections.on_exchanges_recorded(batch, intake_db.uow())
+    await projections.on_exchanges_recorded(batch, intake_db.uow())  # redelivered
+    await projections.on_exchange_recorded(former, intake_db.uow())  # a former adapter's
+
+    ledger = {r.exchange_id: r for r in await intake_db.rows("exchanges")}
+    cpam = "Caisse primaire d'assurance maladie (CPAM)"
+    assert set(ledger) == {"x-1", "x-2", "x-3"}
+    assert (ledger["x-3"].direction, ledger["x-3"].size_bytes) == ("reception", 80)
+    lines = [
+        r.label
+        for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)
+        if r.kind == "echange"
+    ]
+    assert lines == [
+        f"Transmis à {cpam} — Demande : affiliation. Base légale : CSS, art. "
+        f"L. 161-1-1. Empreinte SHA-256 : {'0' * 64}.",
+        f"Reçu de {cpam} — Réponse : affiliation. Base légale : CSS, art. "
+        f"L. 161-1-1. Empreinte SHA-256 : {'1' * 64}.",
+        f"Transmis à {cpam} — Demande : affiliation. Base légale : CSS, art. "
+        f"L. 161-1-1. Empreinte SHA-256 : {'0' * 64}.",
+    ]
 
 
 async def test_an_event_about_a_file_intake_never_opened_is_refused(intake_db):

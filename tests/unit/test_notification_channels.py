@@ -33,7 +33,8 @@ from shared_models import (
 )
 from tests.pdfs import pdf_text
 from tests.unit.channel_doubles import BOUNCING, SENDER
-from tests.unit.samples import citizen, one_event_of_each_type, referent, trace_id_of
+from tests.unit.event_samples import one_event_of_each_type
+from tests.unit.samples import citizen, referent, trace_id_of
 
 ADDRESS = {"street": "12 rue de la République", "city": "Saint-Denis"}
 

@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from adapter_sdk import signatures
 from adapter_sdk.config import AdapterConfig
 from adapter_sdk.interface import AgencyAdapter
+from adapter_sdk.ledger import ledger_event
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.signatures import RefusalReason, SignatureRefused
 from adapter_sdk.tables import (
@@ -37,7 +38,7 @@ from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.refusals import RefusalKind
 from guichet_runtime.secrets import Environment
 from guichet_runtime.statements import param, params, prepared
-from shared_models import ExchangeDirection, ExchangeRecorded, topics
+from shared_models import ExchangeDirection, topics
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +203,6 @@ class CallbackGate:
             if inserted.rowcount == 1:
                 uow.emit(
                     topics.EXCHANGES_RECORDED,
-                    ExchangeRecorded(
-                        file_id=row.file_id,
-                        occurred_at=now,
-                        exchange_id=exchange_id,
-                        request_id=request_id,
-                        agency=self.decl.agency,
-                        direction=ExchangeDirection.RECEIVED,
-                        purpose=purpose,
-                        legal_basis=self.decl.legal_basis,
-                        payload_sha256=digest,
-                        size_bytes=len(body),
-                    ),
+                    ledger_event(self.decl.agency, row.file_id, request_id, [entry]),
                 )
             await uow.commit()

@@ -36,6 +36,7 @@ from opentelemetry import propagate, trace
 from adapter_sdk.callback_gate import CallbackGate
 from adapter_sdk.decisions import Recorder, apply_once
 from adapter_sdk.interface import AgencyAdapter, AgencyAnswer, CallbackAnswer, answer_problems
+from adapter_sdk.ledger import ledger_event
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.personal import (
     StoredErased,
@@ -50,7 +51,7 @@ from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
 from guichet_runtime.refusals import RefusalKind
 from guichet_runtime.statements import param, params, prepared
-from shared_models import ExchangeDirection, ExchangeRecorded, topics
+from shared_models import ExchangeDirection, topics
 
 log = logging.getLogger(__name__)
 
@@ -323,22 +324,11 @@ class CallbackDesk:
             .where(exchanges.c.request_id == request_id, exchanges.c.file_id == "")
             .values(file_id=row.file_id)
         )
-        for entry in orphans:
-            uow.emit(
-                topics.EXCHANGES_RECORDED,
-                ExchangeRecorded(
-                    file_id=row.file_id,
-                    occurred_at=entry.at,
-                    exchange_id=entry.exchange_id,
-                    request_id=request_id,
-                    agency=self.decl.agency,
-                    direction=ExchangeDirection(entry.direction),
-                    purpose=entry.purpose,
-                    legal_basis=entry.legal_basis,
-                    payload_sha256=entry.payload_sha256,
-                    size_bytes=entry.size_bytes,
-                ),
-            )
+        lines = [entry._mapping for entry in orphans]
+        uow.emit(
+            topics.EXCHANGES_RECORDED,
+            ledger_event(self.decl.agency, row.file_id, request_id, lines),
+        )
 
     async def apply_all_held(self) -> int:
         """Apply the held callbacks whose request is recorded by now (a race the transaction

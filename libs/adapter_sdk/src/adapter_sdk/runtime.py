@@ -32,6 +32,7 @@ from adapter_sdk.interface import (
     AnswerInvalid,
     SupportingDocument,
 )
+from adapter_sdk.ledger import ledger_event
 from adapter_sdk.metrics import AdapterMetrics
 from adapter_sdk.reconcile import Reconciler
 from adapter_sdk.tables import (
@@ -55,7 +56,6 @@ from shared_models import (
     AgencyRequestIssued,
     Decision,
     ExchangeDirection,
-    ExchangeRecorded,
     LegalClockResumed,
     LegalClockSuspended,
     SupportingDocumentSubmitted,
@@ -135,41 +135,27 @@ class AdapterRuntime:
         request_id: str,
         *entries: tuple[ExchangeDirection, str, bytes, int],
     ) -> None:
-        """Record transmissions (direction, purpose, exact bytes, attempts) in one statement."""
+        """Record transmissions (direction, purpose, exact bytes, attempts) in one statement,
+        published in one event."""
         now = utcnow()
-        rows = []
-        for direction, purpose, payload, attempts in entries:
-            exchange_id = str(uuid.uuid4())
-            digest = hashlib.sha256(payload).hexdigest()
-            rows.append(
-                {
-                    "exchange_id": exchange_id,
-                    "request_id": request_id,
-                    "file_id": file_id,
-                    "direction": direction.value,
-                    "purpose": purpose,
-                    "legal_basis": self.decl.legal_basis,
-                    "payload_sha256": digest,
-                    "size_bytes": len(payload),
-                    "attempts": attempts,
-                    "at": now,
-                }
-            )
-            uow.emit(
-                topics.EXCHANGES_RECORDED,
-                ExchangeRecorded(
-                    file_id=file_id,
-                    occurred_at=now,
-                    exchange_id=exchange_id,
-                    request_id=request_id,
-                    agency=self.decl.agency,
-                    direction=direction,
-                    purpose=purpose,
-                    legal_basis=self.decl.legal_basis,
-                    payload_sha256=digest,
-                    size_bytes=len(payload),
-                ),
-            )
+        rows = [
+            {
+                "exchange_id": str(uuid.uuid4()),
+                "request_id": request_id,
+                "file_id": file_id,
+                "direction": direction.value,
+                "purpose": purpose,
+                "legal_basis": self.decl.legal_basis,
+                "payload_sha256": hashlib.sha256(payload).hexdigest(),
+                "size_bytes": len(payload),
+                "attempts": attempts,
+                "at": now,
+            }
+            for direction, purpose, payload, attempts in entries
+        ]
+        uow.emit(
+            topics.EXCHANGES_RECORDED, ledger_event(self.decl.agency, file_id, request_id, rows)
+        )
         await uow.conn.execute(inserting(exchanges), rows)
 
     async def record_exchanges(

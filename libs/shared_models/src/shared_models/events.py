@@ -384,8 +384,35 @@ class ExchangeDirection(StrEnum):
     RECEIVED = "reception"
 
 
+class RecordedExchange(Contract):
+    """One transmission between an adapter and its agency, a line of the exchange ledger."""
+
+    exchange_id: str = Field(description="Unique id of the transmission in the adapter's ledger.")
+    direction: ExchangeDirection = Field(description="envoi: to the agency; reception: from it.")
+    purpose: str = Field(description="What was transmitted, in French (demande, réponse, pièce…).")
+    legal_basis: str = Field(description="Legal text allowing the transmission, in French.")
+    payload_sha256: str = Field(description="SHA-256 digest of the bytes exchanged, hexadecimal.")
+    size_bytes: int = Field(description="Size of the payload exchanged.")
+    at: dt.datetime = Field(description="When the adapter recorded the transmission (UTC).")
+
+
+class ExchangesRecorded(Event):
+    """The transmissions of one agency request that an adapter recorded together (a request
+    sent and the agency's reply, a callback received), for the exchange ledger: one event
+    for the lines of one transaction, in the order they happened."""
+
+    event_type: ClassVar[str] = "ExchangesRecorded"
+    request_id: str = Field(description="Agency request the transmissions belong to.")
+    agency: str = Field(description="Code of the agency.")
+    exchanges: list[RecordedExchange] = Field(
+        min_length=1, description="The transmissions, in the order they happened."
+    )
+
+
 class ExchangeRecorded(Event):
-    """One transmission between an adapter and its agency, for the exchange ledger."""
+    """One transmission between an adapter and its agency, for the exchange ledger. Adapters
+    publish ExchangesRecorded instead (one event per transaction); intake still reads this
+    one, for the records a former adapter published."""
 
     event_type: ClassVar[str] = "ExchangeRecorded"
     exchange_id: str = Field(description="Unique id of the transmission in the adapter's ledger.")
@@ -1017,6 +1044,7 @@ EVENT_TYPES: dict[str, type[Envelope]] = {
         AgencyStatusChecked,
         SupportingDocumentRequested,
         SupportingDocumentSubmitted,
+        ExchangesRecorded,
         ExchangeRecorded,
         CoordinatedAnswerIssued,
         ReferentMessageSent,

@@ -148,7 +148,8 @@ def flows() -> dict[str, tuple[str | tuple[str, ...], str, tuple[str, ...]]]:
         # Satisfaction is kept for the published indicators; no service consumes it yet.
         SURVEYS: ("SurveyAnswered", "intake", ()),
         DOCUMENTS_REQUESTED: ("SupportingDocumentRequested", "assignment", ("notification",)),
-        EXCHANGES_RECORDED: ("ExchangeRecorded", adapters, ("intake",)),
+        # ExchangeRecorded: one line per event, as former adapters published it.
+        EXCHANGES_RECORDED: (("ExchangesRecorded", "ExchangeRecorded"), adapters, ("intake",)),
         LEGAL_CLOCK: (
             (
                 "AgencyReceiptAcknowledged",

@@ -31,6 +31,7 @@ from shared_models import (
     CoordinatedAnswerIssued,
     DeadlineWarningIssued,
     ExchangeRecorded,
+    ExchangesRecorded,
     ImplicitDecisionRecorded,
     LegalDeadlineBreached,
     LegalDeadlineSet,
@@ -77,7 +78,11 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         [topics.NOTIFICATIONS_SENT], {NotificationSent: projections.on_notification_sent}
     )
     consumer.subscribe(
-        [topics.EXCHANGES_RECORDED], {ExchangeRecorded: projections.on_exchange_recorded}
+        [topics.EXCHANGES_RECORDED],
+        {
+            ExchangesRecorded: projections.on_exchanges_recorded,
+            ExchangeRecorded: projections.on_exchange_recorded,
+        },
     )
     consumer.subscribe(
         [topics.DEADLINES],

@@ -23,7 +23,13 @@ from intake.domain import (
 )
 from intake.domain.appointments import booked_sentence, cancelled_sentence
 from intake.domain.thread import covering_after_assignment, overdue_message_sentence
-from intake.records import add_timeline, advance_agency, agency_update, require_file
+from intake.records import (
+    add_timeline,
+    add_timeline_lines,
+    advance_agency,
+    agency_update,
+    require_file,
+)
 from intake.tables import exchanges, file_agencies, files, referent_messages
 from shared_models import (
     AGENCY_LABELS,
@@ -36,6 +42,7 @@ from shared_models import (
     Decision,
     ExchangeDirection,
     ExchangeRecorded,
+    ExchangesRecorded,
     ImplicitDecisionRecorded,
     LegalDeadlineSet,
     NotificationKind,
@@ -290,9 +297,62 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
         await uow.commit()
 
 
-async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
+def exchange_line(
+    agency: str, direction: ExchangeDirection, purpose: str, basis: str, sha256: str
+) -> str:
+    """A transmission, as the citizen's timeline says it."""
+    label = agency_label(agency)
+    way = f"Transmis à {label}" if direction is ExchangeDirection.SENT else f"Reçu de {label}"
+    return f"{way} — {purpose}. Base légale : {basis}. Empreinte SHA-256 : {sha256}."
+
+
+async def on_exchanges_recorded(event: ExchangesRecorded, uow: UnitOfWork) -> None:
     """The exchange ledger, shown to the citizen: what went to or came from which agency,
-    why."""
+    why; one line of the timeline per transmission."""
+    async with uow:
+        await require_file(uow, event.file_id)
+        await uow.conn.execute(
+            insert_ignore(uow.conn, exchanges),
+            [
+                {
+                    "exchange_id": line.exchange_id,
+                    "file_id": event.file_id,
+                    "agency": event.agency,
+                    "direction": line.direction.value,
+                    "purpose": line.purpose,
+                    "legal_basis": line.legal_basis,
+                    "payload_sha256": line.payload_sha256,
+                    "size_bytes": line.size_bytes,
+                    "at": line.at,
+                }
+                for line in event.exchanges
+            ],
+        )
+        # One line per transmission, its id the ledger's (unique, as an event's is).
+        await add_timeline_lines(
+            uow,
+            event.file_id,
+            [
+                (
+                    line.exchange_id,
+                    line.at,
+                    TimelineKind.EXCHANGE,
+                    exchange_line(
+                        event.agency,
+                        line.direction,
+                        line.purpose,
+                        line.legal_basis,
+                        line.payload_sha256,
+                    ),
+                )
+                for line in event.exchanges
+            ],
+        )
+        await uow.commit()
+
+
+async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
+    """One transmission of the ledger, as a former adapter published it (one event each)."""
     async with uow:
         await require_file(uow, event.file_id)
         await uow.conn.execute(
@@ -309,15 +369,17 @@ async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None
                 "at": event.occurred_at,
             },
         )
-        label = agency_label(event.agency)
-        sent = event.direction is ExchangeDirection.SENT
-        way = f"Transmis à {label}" if sent else f"Reçu de {label}"
         await add_timeline(
             uow,
             event,
             TimelineKind.EXCHANGE,
-            f"{way} — {event.purpose}. Base légale : {event.legal_basis}. "
-            f"Empreinte SHA-256 : {event.payload_sha256}.",
+            exchange_line(
+                event.agency,
+                event.direction,
+                event.purpose,
+                event.legal_basis,
+                event.payload_sha256,
+            ),
         )
         await uow.commit()
 

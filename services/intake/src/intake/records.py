@@ -37,6 +37,20 @@ async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label:
     )
 
 
+async def add_timeline_lines(
+    uow: UnitOfWork, file_id: str, lines: list[tuple[str, dt.datetime, TimelineKind, str]]
+) -> None:
+    """Lines of the citizen's timeline in one statement: (line id, time, kind, label) each,
+    the id unique as an event's (a redelivered event adds nothing)."""
+    await uow.conn.execute(
+        insert_ignore(uow.conn, timeline),
+        [
+            {"file_id": file_id, "event_id": line_id, "at": at, "kind": kind, "label": label}
+            for line_id, at, kind, label in lines
+        ],
+    )
+
+
 @prepared
 def _file_id() -> sa.Select[tuple[str]]:
     return sa.select(files.c.file_id).where(files.c.file_id == param(files.c.file_id))

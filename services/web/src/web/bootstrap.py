@@ -134,6 +134,9 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
         ],
     )
     FastAPIInstrumentor.instrument_app(
-        app, tracer_provider=tracer_provider, excluded_urls="health,dsfr,static,metrics"
+        app,
+        tracer_provider=tracer_provider,
+        excluded_urls="health,dsfr,static,metrics",
+        exclude_spans=["receive", "send"],  # as every service (guichet_runtime.service)
     )
     return app

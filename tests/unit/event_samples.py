@@ -1,0 +1,395 @@
+"""One valid instance of every event type, every optional field set (the contracts' tests
+and the channels' templates)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from shared_models import (
+    AccessCodeIssued,
+    AgencyAnswerReceived,
+    AgencyReceiptAcknowledged,
+    AgencyRequestIssued,
+    AgencyStatusChecked,
+    AgentAbsenceDeclared,
+    AgentDetailsChanged,
+    AgentJoined,
+    AgentLeft,
+    AgentProfile,
+    AgentReturned,
+    AppointmentBooked,
+    AppointmentCancelled,
+    AppointmentReminderIssued,
+    AppointmentSide,
+    CitizenDataErased,
+    CitizenMessageEscalated,
+    CitizenMessageReceived,
+    CitizenMessageReminderIssued,
+    ContactPreferencesChanged,
+    CoordinatedAnswerIssued,
+    DeadlineRule,
+    DeadlineWarningIssued,
+    Decision,
+    Envelope,
+    ErasureCause,
+    ExchangeDirection,
+    ExchangeRecorded,
+    ExchangesRecorded,
+    ImplicitDecisionRecorded,
+    LegalClockResumed,
+    LegalClockSuspended,
+    LegalDeadlineBreached,
+    LegalDeadlineSet,
+    NotificationKind,
+    NotificationSent,
+    OfficeDetailsChanged,
+    OfficeOpened,
+    OfficeProfile,
+    PreferredChannel,
+    RecordedExchange,
+    ReferentAssigned,
+    ReferentAssignmentDeferred,
+    ReferentChangeRequested,
+    ReferentMessageSent,
+    ReferentThanked,
+    RequestedDocument,
+    StatusFinding,
+    SupervisorContact,
+    SupportingDocumentRequested,
+    SupportingDocumentSubmitted,
+    SurveyAnswered,
+    citizen_data_for,
+)
+
+# --------------------------------------------------------------------------- contracts
+#: The key intake and notification share in the unit tests (ACCESS_CODE_KEY).
+from tests.unit.samples import (
+    KEYRING,
+    appointment,
+    citizen,
+    decision,
+    file_submitted,
+    referent,
+)
+
+
+def one_event_of_each_type() -> list[Envelope]:
+    """A valid instance of every event type (with every optional field set)."""
+    file_id = "GU-2025-ABCDEFGH"
+    granted = decision(
+        "caf",
+        amount_eur=1234.56,
+        start_date=dt.date(2025, 2, 1),
+    )
+    refused = decision("dgfip", Decision.REFUSED, reason="Revenus supérieurs au plafond.")
+    office = OfficeProfile(
+        office_id="FS-93-01",
+        name="France Services Saint-Denis",
+        address="2 place du Caquet",
+        commune="Saint-Denis",
+        departement="93",
+        latitude=48.936,
+        longitude=2.357,
+        opening_hours="Du lundi au vendredi, 9h-17h",
+    )
+    agent = AgentProfile(
+        agent_id="AG-93-01-9",
+        name="Yasmine Haddad",
+        office_id="FS-93-01",
+        phone="01 49 33 00 00",
+        email="yasmine.haddad@example.fr",
+        agencies=["caf", "cpam"],
+        capacity=30,
+    )
+    salary = RequestedDocument(
+        code="attestation_salaire", label="Attestation de salaire de l'employeur"
+    )
+    return [
+        file_submitted(file_id, channel="guichet", registered_by="AG-93-01-9"),
+        ReferentAssigned(
+            file_id=file_id,
+            referent=referent(),
+            rule="proximite",
+            explanation="Yasmine Haddad : bureau dans le département.",
+            citizen=citizen(),
+        ),
+        AgencyRequestIssued(
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            life_event="perte_emploi",
+            citizen=citizen_data_for("caf", citizen(), "J'ai été licenciée le mois dernier."),
+            urgent=True,
+        ),
+        AgencyAnswerReceived(file_id=file_id, request_id=f"{file_id}-caf", answer=granted),
+        CoordinatedAnswerIssued(
+            file_id=file_id,
+            referent=referent(),
+            citizen=citizen(),
+            decisions=[granted, refused],
+            text="Bonjour Awa Diallo, …",
+            personal_word="Bon courage pour la suite.",
+        ),
+        ReferentMessageSent(
+            file_id=file_id,
+            message_id="7c9e6679-7425-40de-944b-e07fc1f90ae7",
+            referent=referent(),
+            citizen=citizen(),
+            text="Bonjour, pouvez-vous me rappeler au sujet de votre attestation ?",
+        ),
+        CitizenMessageReceived(
+            file_id=file_id,
+            message_id="0b6f3c1e-2a4d-4c8e-9f1a-5d7e3b2c1a90",
+            referent=referent(agent_id="AG-93-01-3", name="Karim Benali"),
+            covering_for=referent(),
+            attachments=1,
+            remind_at=dt.datetime(2026, 11, 30, 23, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
+        ),
+        NotificationSent(
+            file_id=file_id,
+            notification_id=f"{file_id}:referent_assigned",
+            kind=NotificationKind.REFERENT_ASSIGNED,
+            channel="email",
+            subject="Votre dossier",
+            referent_name="Yasmine Haddad",
+        ),
+        ReferentChangeRequested(
+            file_id=file_id,
+            requested_by="citoyen",
+            reason="Nous ne parvenons pas à nous comprendre.",
+        ),
+        ReferentAssignmentDeferred(
+            file_id=file_id,
+            departement="93",
+            urgent=True,
+            life_event_label="Perte d'emploi",
+            reason="Aucun agent n'a de place pour ce nouveau dossier.",
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
+        ),
+        OfficeOpened(office=office, directory_version="2026-11-24"),
+        OfficeDetailsChanged(office=office, directory_version="2026-11-25"),
+        AgentJoined(agent_id=agent.agent_id, agent=agent, directory_version="2026-11-24"),
+        AgentDetailsChanged(agent_id=agent.agent_id, agent=agent),
+        AgentAbsenceDeclared(
+            agent_id=agent.agent_id,
+            absence_id=1,
+            starts_on=dt.date(2026, 12, 1),
+            ends_on=dt.date(2026, 12, 12),
+        ),
+        AgentReturned(agent_id=agent.agent_id, files_returned=3),
+        AgentLeft(agent_id=agent.agent_id, files_redistributed=7, files_waiting=1),
+        ContactPreferencesChanged(
+            file_id=file_id,
+            citizen=citizen(
+                preferred_channel=PreferredChannel.LETTER,
+                street="12 rue de la Poste",
+                city="Saint-Denis",
+            ),
+        ),
+        ReferentThanked(
+            file_id=file_id,
+            thanks_id="5b0c3c2e-1111-4c8e-9d7a-000000000001",
+            referent=referent(),
+            citizen=citizen(),
+            message="Merci pour votre patience et vos explications claires.",
+        ),
+        SurveyAnswered(
+            file_id=file_id,
+            score=5,
+            referent_reachable=True,
+            comment="Très bien suivie.",
+            referent_agent_id="AG-93-01-2",
+            office_id="FS-93-01",
+        ),
+        CitizenDataErased(
+            file_id=file_id, cause=ErasureCause.REQUEST, erased=["contact", "description"]
+        ),
+        AgencyReceiptAcknowledged(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            agency_reference="CPAM-2026-000001",
+            deadline_rule=DeadlineRule.SILENCE_REJECTS,
+            deadline_days=30,
+        ),
+        LegalClockSuspended(
+            file_id=file_id, request_id=f"{file_id}-cpam", agency="cpam", document=salary
+        ),
+        LegalClockResumed(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document_code="attestation_salaire",
+        ),
+        AgencyStatusChecked(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            finding=StatusFinding.PENDING,
+            checks=2,
+            next_check_at=dt.datetime(2025, 1, 20, 9, 30, tzinfo=dt.UTC),
+        ),
+        SupportingDocumentRequested(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document=salary,
+            referent=referent(),
+            citizen=citizen(),
+        ),
+        SupportingDocumentSubmitted(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            document_id="d-1",
+            document_code="attestation_salaire",
+            filename="attestation.pdf",
+            media_type="application/pdf",
+            sha256="0" * 64,
+            content_base64="JVBERi0=",
+        ),
+        ExchangeRecorded(
+            file_id=file_id,
+            exchange_id="x-1",
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            direction=ExchangeDirection.SENT,
+            purpose="Demande : affiliation",
+            legal_basis="CSS, art. L. 161-1-1",
+            payload_sha256="0" * 64,
+            size_bytes=120,
+        ),
+        ExchangesRecorded(
+            file_id=file_id,
+            request_id=f"{file_id}-cpam",
+            agency="cpam",
+            exchanges=[
+                RecordedExchange(
+                    exchange_id="x-2",
+                    direction=ExchangeDirection.SENT,
+                    purpose="Demande : affiliation",
+                    legal_basis="CSS, art. L. 161-1-1",
+                    payload_sha256="0" * 64,
+                    size_bytes=120,
+                    at=dt.datetime(2025, 1, 6, 9, 30, tzinfo=dt.UTC),
+                ),
+                RecordedExchange(
+                    exchange_id="x-3",
+                    direction=ExchangeDirection.RECEIVED,
+                    purpose="Réponse : affiliation",
+                    legal_basis="CSS, art. L. 161-1-1",
+                    payload_sha256="1" * 64,
+                    size_bytes=80,
+                    at=dt.datetime(2025, 1, 6, 9, 30, tzinfo=dt.UTC),
+                ),
+            ],
+        ),
+        LegalDeadlineSet(
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            rule=DeadlineRule.SILENCE_ACCEPTS,
+            due_on=dt.date(2026, 12, 31),
+            state="en_cours",
+            why="reception",
+        ),
+        DeadlineWarningIssued(
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            due_on=dt.date(2026, 12, 31),
+            days_left=7,
+            threshold=7,
+            rule=DeadlineRule.SILENCE_ACCEPTS,
+            referent=referent(),
+            citizen=citizen(),
+        ),
+        LegalDeadlineBreached(
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            due_on=dt.date(2026, 12, 31),
+            rule=DeadlineRule.SILENCE_REJECTS,
+            referent=referent(),
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
+        ),
+        CitizenMessageReminderIssued(
+            file_id=file_id,
+            message_id="m-1",
+            received_at=dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
+            referent=referent(),
+            citizen=citizen(),
+        ),
+        CitizenMessageEscalated(
+            file_id=file_id,
+            message_id="m-1",
+            received_at=dt.datetime(2026, 11, 27, 14, 0, tzinfo=dt.UTC),
+            answer_due_at=dt.datetime(2026, 12, 1, 23, 0, tzinfo=dt.UTC),
+            referent=referent(),
+            citizen=citizen(),
+            supervisors=[
+                SupervisorContact(
+                    supervisor_id="SUP-IDF",
+                    name="Hélène Marchand",
+                    email="helene.marchand@example.fr",
+                    phone="01 40 10 21 00",
+                )
+            ],
+        ),
+        ImplicitDecisionRecorded(
+            file_id=file_id,
+            request_id=f"{file_id}-caf",
+            agency="caf",
+            decision=Decision.IMPLICIT_ACCEPTANCE,
+            due_on=dt.date(2026, 12, 31),
+            decided_on=dt.date(2027, 1, 1),
+            referent=referent(),
+            citizen=citizen(),
+        ),
+        AccessCodeIssued(
+            file_id=file_id,
+            sealed_code=KEYRING.seal("428193", AccessCodeIssued.sealing_context(file_id)),
+            expires_at=dt.datetime(2025, 1, 6, 9, 15, tzinfo=dt.UTC),
+            citizen=citizen(),
+            referent=referent(),
+        ),
+        AppointmentBooked(
+            file_id=file_id,
+            appointment=appointment(appointment_id="rdv-0002"),
+            referent=referent(),
+            booked_by=AppointmentSide.AGENT,
+            booked_by_agent="AG-93-01-9",
+            rescheduled_from=dt.datetime(2027, 3, 1, 13, 0, tzinfo=dt.UTC),
+            citizen=citizen(),
+        ),
+        AppointmentCancelled(
+            file_id=file_id,
+            appointment=appointment(),
+            referent=referent(),
+            cancelled_by=AppointmentSide.AGENT,
+            cancelled_by_agent="AG-93-01-2",
+            reason="Je suis en formation ce jour-là.",
+            citizen=citizen(),
+        ),
+        AppointmentReminderIssued(
+            file_id=file_id, appointment=appointment(), referent=referent(), citizen=citizen()
+        ),
+    ]
