@@ -115,6 +115,30 @@ async def _committed(bootstrap: str, group: str) -> int:
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
+async def _consume_all_but_one_poison(
+    bootstrap: str, database: Database, consumer: EventConsumer, topic: str, sent: list[Any]
+) -> list[dict[str, Any]]:
+    """Run `consumer` until every record of `sent` but one poison is applied and the offsets
+    are committed past them all; the dead letters of `topic`."""
+    consumer.attach()
+    await consumer.broker.start()
+    try:
+
+        async def all_applied() -> bool:
+            return await database.count(database.applied) == len(sent) - 1
+
+        await eventually(all_applied, timeout=60, what="every record but the poison applied")
+        letters = await read_topic(bootstrap, topics.dead_letter(topic), lambda rs: rs)
+
+        async def committed_past_all() -> bool:
+            return await _committed(bootstrap, consumer.group_id) == len(sent)
+
+        await eventually(committed_past_all, timeout=30, what="offsets committed past them all")
+    finally:
+        await consumer.broker.stop()
+    return letters
+
+
 async def test_a_poison_record_in_a_batch_is_dead_lettered_and_the_others_applied_once(
     kafka_bootstrap, database
 ):
@@ -144,22 +168,7 @@ async def test_a_poison_record_in_a_batch_is_dead_lettered_and_the_others_applie
         broker, group, database.uow, attempts=2, max_wait=0.01, batch_factory=batch, batch_max=50
     )
     consumer.subscribe([topic], {FileSubmitted: handler})
-    consumer.attach()
-    await broker.start()
-    try:
-
-        async def all_applied() -> bool:
-            return await database.count(database.applied) == len(sent) - 1
-
-        await eventually(all_applied, timeout=60, what="every record but the poison applied")
-        letters = await read_topic(kafka_bootstrap, topics.dead_letter(topic), lambda rs: rs)
-
-        async def committed_past_all() -> bool:
-            return await _committed(kafka_bootstrap, group) == len(sent)
-
-        await eventually(committed_past_all, timeout=30, what="offsets committed past the batch")
-    finally:
-        await broker.stop()
+    letters = await _consume_all_but_one_poison(kafka_bootstrap, database, consumer, topic, sent)
 
     [letter] = letters
     assert letter["key"] == poison.file_id
@@ -211,22 +220,7 @@ async def test_records_handled_at_once_stay_within_the_bound_in_order_per_file_a
     consumer = EventConsumer(broker, group, database.uow, attempts=2, max_wait=0.01)
     consumer.concurrent_max = 4
     consumer.subscribe([topic], {FileSubmitted: handler})
-    consumer.attach()
-    await broker.start()
-    try:
-
-        async def all_applied() -> bool:
-            return await database.count(database.applied) == len(sent) - 1
-
-        await eventually(all_applied, timeout=60, what="every record but the poison applied")
-        letters = await read_topic(kafka_bootstrap, topics.dead_letter(topic), lambda rs: rs)
-
-        async def committed_past_all() -> bool:
-            return await _committed(kafka_bootstrap, group) == len(sent)
-
-        await eventually(committed_past_all, timeout=30, what="offsets committed past all")
-    finally:
-        await broker.stop()
+    letters = await _consume_all_but_one_poison(kafka_bootstrap, database, consumer, topic, sent)
 
     [letter] = letters
     assert letter["dlq_reason"] == "PermanentError: demande incohérente"

@@ -171,37 +171,11 @@ class EventConsumer:
         topic_names = [self._namespace + t for t in self._topics]
         current: Any = self.broker.context.get_local  # the record: see _consume's docstring
         if self.concurrent_max > 1:
-            together = ConcurrentConsumption(self, by_type)
-
-            async def consume_together(body: Any) -> None:
-                await together.consume(current("message").raw_message)
-
-            consume_together.__name__ = name
-            self.subscriber = self.broker.subscriber(
-                *topic_names,
-                batch=True,
-                max_records=self.concurrent_max,
-                batch_timeout_ms=self.batch_wait_ms,
-                **options,
-            )
-            wait_for_records(self.subscriber, self.concurrent_max, self.batch_wait_ms)
-            self.subscriber(consume_together)
+            at_once = ConcurrentConsumption(self, by_type).consume
+            self._subscribe_batches(topic_names, options, self.concurrent_max, at_once, name)
         elif self.batch_max > 1 and self._batch_factory is not None:
             batches = BatchConsumption(self, self._batch_factory, by_type)
-
-            async def consume_batch(body: Any) -> None:
-                await batches.consume(current("message").raw_message)
-
-            consume_batch.__name__ = name
-            self.subscriber = self.broker.subscriber(
-                *topic_names,
-                batch=True,
-                max_records=self.batch_max,
-                batch_timeout_ms=self.batch_wait_ms,
-                **options,
-            )
-            wait_for_records(self.subscriber, self.batch_max, self.batch_wait_ms)
-            self.subscriber(consume_batch)
+            self._subscribe_batches(topic_names, options, self.batch_max, batches.consume, name)
         else:
 
             async def consume(body: Any) -> None:
@@ -211,6 +185,31 @@ class EventConsumer:
             self.subscriber = self.broker.subscriber(*topic_names, **options)
             self.subscriber(consume)
         self._attached = True
+
+    def _subscribe_batches(
+        self,
+        topic_names: list[str],
+        options: dict[str, Any],
+        max_records: int,
+        consume: Callable[[tuple[Any, ...]], Awaitable[None]],
+        name: str,
+    ) -> None:
+        """One batch subscriber (at most `max_records` a poll) giving its records to `consume`."""
+        current: Any = self.broker.context.get_local  # the records: see _consume's docstring
+
+        async def consume_batch(body: Any) -> None:
+            await consume(current("message").raw_message)
+
+        consume_batch.__name__ = name
+        self.subscriber = self.broker.subscriber(
+            *topic_names,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=self.batch_wait_ms,
+            **options,
+        )
+        wait_for_records(self.subscriber, max_records, self.batch_wait_ms)
+        self.subscriber(consume_batch)
 
     @property
     def subscribes(self) -> bool:

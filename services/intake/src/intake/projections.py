@@ -47,6 +47,7 @@ from shared_models import (
     LegalDeadlineSet,
     NotificationKind,
     NotificationSent,
+    RecordedExchange,
     ReferentAssigned,
 )
 
@@ -297,90 +298,74 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
         await uow.commit()
 
 
-def exchange_line(
-    agency: str, direction: ExchangeDirection, purpose: str, basis: str, sha256: str
-) -> str:
+def exchange_line(agency: str, line: RecordedExchange) -> str:
     """A transmission, as the citizen's timeline says it."""
     label = agency_label(agency)
-    way = f"Transmis à {label}" if direction is ExchangeDirection.SENT else f"Reçu de {label}"
-    return f"{way} — {purpose}. Base légale : {basis}. Empreinte SHA-256 : {sha256}."
+    sent = line.direction is ExchangeDirection.SENT
+    way = f"Transmis à {label}" if sent else f"Reçu de {label}"
+    return (
+        f"{way} — {line.purpose}. Base légale : {line.legal_basis}. "
+        f"Empreinte SHA-256 : {line.payload_sha256}."
+    )
+
+
+async def record_exchanges(
+    uow: UnitOfWork, file_id: str, agency: str, lines: list[tuple[str, RecordedExchange]]
+) -> None:
+    """The exchange ledger, shown to the citizen: what went to or came from which agency,
+    why; one line of the timeline per transmission, under its line id (`lines`: line id,
+    transmission)."""
+    await require_file(uow, file_id)
+    await uow.conn.execute(
+        insert_ignore(uow.conn, exchanges),
+        [
+            {
+                "exchange_id": line.exchange_id,
+                "file_id": file_id,
+                "agency": agency,
+                "direction": line.direction.value,
+                "purpose": line.purpose,
+                "legal_basis": line.legal_basis,
+                "payload_sha256": line.payload_sha256,
+                "size_bytes": line.size_bytes,
+                "at": line.at,
+            }
+            for _, line in lines
+        ],
+    )
+    await add_timeline_lines(
+        uow,
+        file_id,
+        [
+            (line_id, line.at, TimelineKind.EXCHANGE, exchange_line(agency, line))
+            for line_id, line in lines
+        ],
+    )
 
 
 async def on_exchanges_recorded(event: ExchangesRecorded, uow: UnitOfWork) -> None:
-    """The exchange ledger, shown to the citizen: what went to or came from which agency,
-    why; one line of the timeline per transmission."""
+    """The transmissions of one adapter transaction; a timeline line each, its id the
+    ledger's (unique, as an event's is)."""
     async with uow:
-        await require_file(uow, event.file_id)
-        await uow.conn.execute(
-            insert_ignore(uow.conn, exchanges),
-            [
-                {
-                    "exchange_id": line.exchange_id,
-                    "file_id": event.file_id,
-                    "agency": event.agency,
-                    "direction": line.direction.value,
-                    "purpose": line.purpose,
-                    "legal_basis": line.legal_basis,
-                    "payload_sha256": line.payload_sha256,
-                    "size_bytes": line.size_bytes,
-                    "at": line.at,
-                }
-                for line in event.exchanges
-            ],
-        )
-        # One line per transmission, its id the ledger's (unique, as an event's is).
-        await add_timeline_lines(
-            uow,
-            event.file_id,
-            [
-                (
-                    line.exchange_id,
-                    line.at,
-                    TimelineKind.EXCHANGE,
-                    exchange_line(
-                        event.agency,
-                        line.direction,
-                        line.purpose,
-                        line.legal_basis,
-                        line.payload_sha256,
-                    ),
-                )
-                for line in event.exchanges
-            ],
-        )
+        lines = [(line.exchange_id, line) for line in event.exchanges]
+        await record_exchanges(uow, event.file_id, event.agency, lines)
         await uow.commit()
 
 
 async def on_exchange_recorded(event: ExchangeRecorded, uow: UnitOfWork) -> None:
-    """One transmission of the ledger, as a former adapter published it (one event each)."""
+    """One transmission, as a former adapter published it (one event each); its timeline
+    line under the event's id, as then."""
+    line = RecordedExchange(
+        exchange_id=event.exchange_id,
+        direction=event.direction,
+        purpose=event.purpose,
+        legal_basis=event.legal_basis,
+        payload_sha256=event.payload_sha256,
+        size_bytes=event.size_bytes,
+        at=event.occurred_at,
+    )
     async with uow:
-        await require_file(uow, event.file_id)
-        await uow.conn.execute(
-            insert_ignore(uow.conn, exchanges),
-            {
-                "exchange_id": event.exchange_id,
-                "file_id": event.file_id,
-                "agency": event.agency,
-                "direction": event.direction.value,
-                "purpose": event.purpose,
-                "legal_basis": event.legal_basis,
-                "payload_sha256": event.payload_sha256,
-                "size_bytes": event.size_bytes,
-                "at": event.occurred_at,
-            },
-        )
-        await add_timeline(
-            uow,
-            event,
-            TimelineKind.EXCHANGE,
-            exchange_line(
-                event.agency,
-                event.direction,
-                event.purpose,
-                event.legal_basis,
-                event.payload_sha256,
-            ),
-        )
+        await record_exchanges(uow, event.file_id, event.agency, [(str(event.event_id), line)])
         await uow.commit()
 
 
