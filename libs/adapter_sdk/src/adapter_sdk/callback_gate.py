@@ -199,7 +199,7 @@ class CallbackGate:
                 "attempts": 1,
                 "at": now,
             }
-            inserted = await uow.conn.execute(insert_ignore(uow.conn, exchanges).values(**entry))
+            inserted = await uow.conn.execute(insert_ignore(uow.conn, exchanges), entry)
             if inserted.rowcount == 1:
                 uow.emit(
                     topics.EXCHANGES_RECORDED,

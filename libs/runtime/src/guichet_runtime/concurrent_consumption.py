@@ -7,10 +7,10 @@ import asyncio
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 
 from guichet_runtime.crashpoints import crash_point
+from guichet_runtime.record_span import headers_of, processing
 
 if TYPE_CHECKING:
     from guichet_runtime.consumer import EventConsumer, Handler
@@ -43,9 +43,6 @@ class ConcurrentConsumption:
         by_key: dict[Any, list[Any]] = {}
         for raw in raws:
             by_key.setdefault(raw.key, []).append(raw)
-        if len(by_key) == 1:
-            await self._in_order(raws)
-            return
         outcomes = await asyncio.gather(
             *(self._in_order(same_key) for same_key in by_key.values()), return_exceptions=True
         )
@@ -58,10 +55,8 @@ class ConcurrentConsumption:
         after it come again with the batch, in their order)."""
         consumer = self._consumer
         for raw in raws:
-            headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if v is not None}
-            parent = propagate.extract(headers)
-            name = f"{raw.topic} process"
-            with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
+            headers = headers_of(raw)
+            with processing(self._tracer, raw, headers):
                 await consumer.handle(raw.value or b"", headers, raw, self._by_type)
             # This record handled (committed), the batch's offsets not committed yet.
             crash_point("consumer.mid_batch")

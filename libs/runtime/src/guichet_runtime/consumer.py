@@ -33,8 +33,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry import trace
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -55,6 +54,7 @@ from guichet_runtime.personal_data import (
     PersonalData,
     PersonalDataErased,
 )
+from guichet_runtime.record_span import headers_of, processing
 from shared_models import Envelope, topics
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,6 @@ class EventConsumer:
             options["group_instance_id"] = self.group_instance_id
         name = f"{self.group_id.replace('-', '_')}_consume"
         topic_names = [self._namespace + t for t in self._topics]
-        current: Any = self.broker.context.get_local  # the record: see _consume's docstring
         if self.concurrent_max > 1:
             at_once = ConcurrentConsumption(self, by_type).consume
             self._subscribe_batches(topic_names, options, self.concurrent_max, at_once, name)
@@ -177,6 +176,7 @@ class EventConsumer:
             batches = BatchConsumption(self, self._batch_factory, by_type)
             self._subscribe_batches(topic_names, options, self.batch_max, batches.consume, name)
         else:
+            current: Any = self.broker.context.get_local  # the record: see _consume's docstring
 
             async def consume(body: Any) -> None:
                 await self._consume(body, current("message"), by_type)
@@ -399,7 +399,7 @@ class BatchConsumption:
         self._tracer = trace.get_tracer(__name__)
 
     async def _decode(self, raw: Any) -> Decoded:
-        headers = {k: v.decode(errors="replace") for k, v in raw.headers or () if v is not None}
+        headers = headers_of(raw)
         event_type = headers.get("event_type", "")
         record = await self._consumer.decode(self._by_type, event_type, raw.value or b"")
         record.raw, record.headers = raw, headers
@@ -464,9 +464,7 @@ class BatchConsumption:
         (the batch rolls back, every partition is rewound), any other failure marks the
         record for the dead-letter topic."""
         assert record.handler is not None
-        parent = propagate.extract(record.headers)
-        name = f"{record.raw.topic} process"
-        with self._tracer.start_as_current_span(name, context=parent, kind=SpanKind.CONSUMER):
+        with processing(self._tracer, record.raw, record.headers):
             try:
                 async for attempt in self._consumer.retrying(in_batch=True):
                     with attempt:

@@ -25,15 +25,8 @@ from shared_models import Event
 
 async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label: str) -> None:
     """One line of the citizen's timeline per event (a redelivered event adds nothing)."""
-    await uow.conn.execute(
-        insert_ignore(uow.conn, timeline),
-        {
-            "file_id": event.file_id,
-            "event_id": str(event.event_id),
-            "at": event.occurred_at,
-            "kind": kind,
-            "label": label,
-        },
+    await add_timeline_lines(
+        uow, event.file_id, [(str(event.event_id), event.occurred_at, kind, label)]
     )
 
 
