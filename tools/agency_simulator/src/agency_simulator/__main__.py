@@ -43,6 +43,10 @@ def main(argv: list[str] | None = None) -> None:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
+        # Lean, as the agencies share the box with what they serve: libuv's loop, HTTP
+        # parsed in C (httptools) rather than by h11.
+        loop="uvloop",
+        http="httptools",
         # Idle connections outlive the adapters' (httpx's 5 s), so the adapter closes first
         # (see guichet_runtime.service.KEEP_ALIVE_SECONDS): a real agency's server may not,
         # and its call is then retried under the same request id.
