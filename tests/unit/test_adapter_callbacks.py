@@ -31,6 +31,7 @@ from adapter_sdk.transport import Transport
 from guichet_runtime import migrations
 from guichet_runtime.db import UnitOfWork, make_engine, utcnow
 from shared_models import AgencyRequestIssued, citizen_data_for
+from tests.unit.agency_server import serve_agency
 from tests.unit.samples import citizen
 
 SECRET = "secret-partage-de-test"
@@ -169,9 +170,11 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
         url = request.getfixturevalue("postgres_factory")(f"adapter_cb_{uuid.uuid4().hex[:12]}")
         await migrations.upgrade(Path(adapter_sdk.__file__).parent / "migrations", url)
     engine = make_engine(url)
+    agency = FakeFranceTravail()
+    server = await serve_agency(agency)
     config = FranceTravailAdapter.Config(
         database_url=url,
-        agency_base_url="http://agency.test",
+        agency_base_url=server.url,
         attempts=1,
         backoff_seconds=0,
         reconcile_first_seconds=60,
@@ -180,12 +183,7 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
         callback_secret=SECRET,
     )
     metrics = AdapterMetrics()
-    agency = FakeFranceTravail()
     transport = Transport(config, "france_travail", metrics)
-    await transport.client.aclose()
-    transport.client = httpx.AsyncClient(
-        base_url=config.agency_base_url, transport=httpx.MockTransport(agency)
-    )
 
     def uow(inbox_key=None):
         return UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)
@@ -195,6 +193,7 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
     core.desk.gate.clock = lambda: adapter.now
     yield adapter
     await transport.close()
+    await server.close()
     await engine.dispose()
 
 

@@ -35,6 +35,7 @@ from guichet_runtime import migrations
 from guichet_runtime.db import UnitOfWork, utcnow
 from shared_models import AgencyRequestIssued, citizen_data_for
 from tests.unit import test_adapter_callbacks as base
+from tests.unit.agency_server import serve_agency
 from tests.unit.samples import citizen
 
 GRANTED, REFUSED, SECRET = base.GRANTED, base.REFUSED, base.SECRET
@@ -141,25 +142,23 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[A
     else:
         url = request.getfixturevalue("postgres_factory")(f"adapter_http_{uuid.uuid4().hex[:12]}")
         await migrations.upgrade(Path(adapter_sdk.__file__).parent / "migrations", url)
+    agency = base.FakeFranceTravail()
+    server = await serve_agency(agency)
     config = FranceTravailAdapter.Config(
         database_url=url,
-        agency_base_url="http://agency.test",
+        agency_base_url=server.url,
         attempts=1,
         backoff_seconds=0,
         reconcile_first_seconds=60,
         callback_secret=SECRET,
     )
     app = build_app(FranceTravailAdapter, config)
-    agency = base.FakeFranceTravail()
     transport = app.state.adapter.transport
-    await transport.client.aclose()
-    transport.client = httpx.AsyncClient(
-        base_url=config.agency_base_url, transport=httpx.MockTransport(agency)
-    )
     adapter = App(app, url, agency)
     yield adapter
     await adapter.http.aclose()
     await transport.close()
+    await server.close()
     await adapter.engine.dispose()
 
 

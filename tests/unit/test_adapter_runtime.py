@@ -37,6 +37,7 @@ from shared_models import (
     select_citizen_data,
 )
 from tests.unit import test_adapter_callbacks as base
+from tests.unit.agency_server import AgencyServer, serve_agency
 from tests.unit.samples import citizen
 
 adapter_template = base.adapter_template  # the migrated SQLite database, once per session
@@ -79,8 +80,15 @@ def status(code: int, text: str = "") -> Callable[[httpx.Request], httpx.Respons
 class Runtime:
     """One adapter's runtime, its fake agency and its database."""
 
-    def __init__(self, core: AdapterRuntime, agency: FakeCpam, engine: Any) -> None:
-        self.core, self.agency, self.engine = core, agency, engine
+    def __init__(
+        self, core: AdapterRuntime, agency: FakeCpam, engine: Any, server: AgencyServer
+    ) -> None:
+        self.core, self.agency, self.engine, self.server = core, agency, engine, server
+
+    async def close(self) -> None:
+        await self.core.transport.close()
+        await self.server.close()
+        await self.engine.dispose()
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine, tables.outbox, tables.inbox)
@@ -124,36 +132,32 @@ class Runtime:
         return [r.purpose for r in await self.rows(tables.exchanges)]
 
 
-async def make_runtime(adapter_cls: type, path: Path, **config: Any) -> tuple[Runtime, Transport]:
+async def make_runtime(adapter_cls: type, path: Path, **config: Any) -> Runtime:
     url = f"sqlite+aiosqlite:///{path}"
     engine = make_engine(url)
     defaults = {"attempts": 3, "backoff_seconds": 0, "unavailable_pause_seconds": 0}
+    agency = FakeCpam()
+    server = await serve_agency(agency)
     settings = adapter_cls.Config(
-        database_url=url, agency_base_url="http://agency.test", **(defaults | config)
+        database_url=url, agency_base_url=server.url, **(defaults | config)
     )
     metrics = AdapterMetrics()
-    agency = FakeCpam()
     transport = Transport(settings, adapter_cls.declaration.agency, metrics)
-    await transport.client.aclose()
-    transport.client = httpx.AsyncClient(
-        base_url=settings.agency_base_url, transport=httpx.MockTransport(agency)
-    )
 
     def uow(inbox_key=None):
         return UnitOfWork(engine, tables.outbox, tables.inbox, inbox_key=inbox_key)
 
     core = AdapterRuntime(adapter_cls(settings), settings, uow, transport, metrics)
-    return Runtime(core, agency, engine), transport
+    return Runtime(core, agency, engine, server)
 
 
 @pytest.fixture
 async def cpam(adapter_template: Path, tmp_path: Path) -> AsyncIterator[Runtime]:
     path = tmp_path / "adapter_cpam.db"
     shutil.copyfile(adapter_template, path)
-    runtime, transport = await make_runtime(CpamAdapter, path, breaker_threshold=50)
+    runtime = await make_runtime(CpamAdapter, path, breaker_threshold=50)
     yield runtime
-    await transport.close()
-    await runtime.engine.dispose()
+    await runtime.close()
 
 
 def new_request() -> str:
@@ -234,7 +238,7 @@ async def test_after_repeated_failures_the_circuit_opens_and_the_agency_is_left_
 ):
     path = tmp_path / "adapter_cpam.db"
     shutil.copyfile(adapter_template, path)
-    cpam, transport = await make_runtime(CpamAdapter, path, breaker_threshold=2, attempts=1)
+    cpam = await make_runtime(CpamAdapter, path, breaker_threshold=2, attempts=1)
     try:
         cpam.agency.replies = [status(500)]
         for _ in range(2):
@@ -245,8 +249,7 @@ async def test_after_repeated_failures_the_circuit_opens_and_the_agency_is_left_
         assert str(waiting.value) == "cpam : circuit ouvert après des échecs répétés"
         assert len(cpam.agency.calls) == 2  # the third request did not reach the agency
     finally:
-        await transport.close()
-        await cpam.engine.dispose()
+        await cpam.close()
 
 
 # --------------------------------------------------------------------------- requests refused
@@ -368,7 +371,7 @@ async def test_an_agency_that_takes_no_documents_refuses_them(
 ):
     path = tmp_path / "adapter_france_travail.db"
     shutil.copyfile(adapter_template, path)
-    ft, transport = await make_runtime(FranceTravailAdapter, path, callback_secret="s" * 32)
+    ft = await make_runtime(FranceTravailAdapter, path, callback_secret="s" * 32)
     try:
         event = ft.document("GU-2026-AAAA0001-france_travail").model_copy(
             update={"agency": "france_travail"}
@@ -377,5 +380,4 @@ async def test_an_agency_that_takes_no_documents_refuses_them(
             await ft.core.on_document(event, ft.uow())
         assert str(refused.value) == "France Travail ne reçoit pas de pièces justificatives"
     finally:
-        await transport.close()
-        await ft.engine.dispose()
+        await ft.close()

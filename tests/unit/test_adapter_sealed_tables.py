@@ -42,6 +42,7 @@ from guichet_runtime.personal_data import (
     open_value,
 )
 from shared_models import AgencyRequestIssued, citizen_data_for, is_sealed
+from tests.unit.agency_server import AgencyServer, serve_agency
 from tests.unit.samples import citizen
 from tests.unit.test_adapter_callbacks import (
     GRANTED,
@@ -82,6 +83,7 @@ class Keys:
 class Sealed(Adapter):
     keys: Keys
     sealing: PersonalData
+    server: AgencyServer
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine, tables.outbox, tables.inbox, personal_data=self.sealing)
@@ -133,9 +135,11 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[S
         url = request.getfixturevalue("postgres_factory")(f"adapter_seal_{uuid.uuid4().hex[:12]}")
         await migrations.upgrade(Path(adapter_sdk.__file__).parent / "migrations", url)
     engine = make_engine(url)
+    agency = FakeFranceTravail()
+    server = await serve_agency(agency)
     config = FranceTravailAdapter.Config(
         database_url=url,
-        agency_base_url="http://agency.test",
+        agency_base_url=server.url,
         attempts=1,
         backoff_seconds=0,
         callback_secret=SECRET,
@@ -143,12 +147,7 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[S
     keys = Keys()
     sealing = PersonalData(keys, tables.personal_data_key_refs)
     metrics = AdapterMetrics()
-    agency = FakeFranceTravail()
     transport = Transport(config, "france_travail", metrics)
-    await transport.client.aclose()
-    transport.client = httpx.AsyncClient(
-        base_url=config.agency_base_url, transport=httpx.MockTransport(agency)
-    )
 
     def uow(inbox_key=None):
         return UnitOfWork(
@@ -157,10 +156,11 @@ async def ft(request, adapter_template: Path, tmp_path: Path) -> AsyncIterator[S
 
     core = AdapterRuntime(FranceTravailAdapter(config), config, uow, transport, metrics)
     adapter = Sealed(core, agency, engine, metrics)
-    adapter.keys, adapter.sealing = keys, sealing
+    adapter.keys, adapter.sealing, adapter.server = keys, sealing, server
     core.desk.gate.clock = lambda: adapter.now
     yield adapter
     await transport.close()
+    await server.close()
     await engine.dispose()
 
 
@@ -211,10 +211,7 @@ async def test_a_callback_outrunning_the_acknowledgement_is_held_sealed_then_app
             seen["held"] = held
         return answer_at_once(request)
 
-    await ft.core.transport.client.aclose()
-    ft.core.transport.client = httpx.AsyncClient(
-        base_url="http://agency.test", transport=httpx.MockTransport(agency)
-    )
+    ft.server.handler = agency
     await ft.issue_sealed(request_id, key_id)
 
     assert seen["reply"][0] == 202
