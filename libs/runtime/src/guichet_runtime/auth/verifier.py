@@ -187,8 +187,9 @@ class TokenVerifier:
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; `Refused` (401, French message) otherwise."""
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            # Header and claims read in one parse, only to choose the issuer and the key.
+            unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
+            header, unverified = unverified_token["header"], unverified_token["payload"]
         except jwt.PyJWTError as exc:
             raise refused_token("Jeton d'accès illisible.") from exc
         issuer = unverified.get("iss")
