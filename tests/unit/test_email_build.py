@@ -1,12 +1,14 @@
-"""The email channel builds its messages with the header classes kept
-(`notification.channels._KeptHeaderClasses`): the bytes sent are exactly those the
-standard `EmailMessage` policy gives, for a plain message and for one with an accented
-name, a reply address, trace headers and a calendar attachment."""
+"""The email channel builds its messages with plain headers kept as strings and the header
+classes of the others kept (`notification.channels._PlainHeadersKept`,
+`_KeptHeaderClasses`): the bytes sent are exactly those the standard `EmailMessage` policy
+gives, for a plain message, for one with an accented name, a reply address, trace headers
+and a calendar attachment, and for one whose ASCII subject is too long for one line."""
 
 from __future__ import annotations
 
 import email.policy
 import random
+import sys
 from email.message import EmailMessage
 from unittest import mock
 
@@ -15,6 +17,7 @@ import pytest
 from notification import channels
 from notification.channels import Outgoing, email_message
 from notification.mailer import _POLICY as SENT_AS
+from notification.mailer import envelope, message_bytes
 from notification.messages import render
 from shared_models import NotificationChannel, NotificationKind
 from tests.unit.samples import citizen, referent
@@ -72,8 +75,12 @@ def standard_bytes(message_of: Outgoing, reply_to: channels.ReplyTo | None) -> b
                 }
             ],
         },
+        {
+            "to": "ines.dupre@example.fr",
+            "subject": "Votre dossier " + " ".join(["GU-2026-LONG"] * 8),
+        },
     ],
-    ids=["plain", "reply-and-attachment"],
+    ids=["plain", "reply-and-attachment", "ascii-and-folded"],
 )
 def test_a_message_is_byte_for_byte_the_standard_one(extra: dict[str, object]):
     message_of = outgoing(**extra)
@@ -90,8 +97,15 @@ def test_a_message_is_byte_for_byte_the_standard_one(extra: dict[str, object]):
     assert isinstance(kept, EmailMessage)
     assert kept.policy is not email.policy.default
     random.seed(7)
-    assert kept.as_bytes(policy=SENT_AS) == expected
-    assert "=?utf-8?" in expected.decode()  # the accented name and subject are encoded
+    assert message_bytes(kept) == expected
+    stored = dict(kept.raw_items())
+    assert type(stored["Message-ID"]) is str and type(stored["X-Guichet-File"]) is str
+    if "to" not in extra:  # the accented name and subject are encoded, from header objects
+        assert "=?utf-8?" in expected.decode()
+        assert type(stored["To"]) is not str and type(stored["Subject"]) is not str
+    else:  # longer than a line of the build's policy: parsed, and sent on one line
+        assert type(stored["To"]) is str and type(stored["Subject"]) is not str
+        assert ("Subject: " + message_of.content["subject"] + "\r\n").encode() in expected
 
 
 def test_the_header_classes_are_made_once_per_name():
@@ -103,3 +117,24 @@ def test_the_header_classes_are_made_once_per_name():
         registry["To"]("To", "Inès <ines@example.fr>").addresses
         == standard("To", "Inès <ines@example.fr>").addresses
     )
+
+
+def test_the_envelope_is_read_from_headers_kept_as_strings_or_parsed():
+    built = email_message(outgoing(), SENDER, None)  # From kept as a string, To parsed (accents)
+    assert envelope(built) == ("ne-pas-repondre@guichet.example.fr", ["ines.dupre@example.fr"])
+    built.replace_header("To", "a@example.fr, Bé <b@example.fr>")
+    assert envelope(built)[1] == ["a@example.fr", "b@example.fr"]
+
+
+def test_a_boundary_found_in_the_text_is_drawn_again_as_the_standard_generator_does():
+    random.seed(11)
+    first = "=" * 15 + f"{random.randrange(sys.maxsize):0{len(repr(sys.maxsize - 1))}d}" + "=="
+    message_of = outgoing(text=f"Bonjour,\n--{first}\nfin du texte\n")
+    built = email_message(message_of, SENDER, None)
+    random.seed(11)
+    sent = message_bytes(built)
+    random.seed(11)
+    assert sent == built.as_bytes(policy=SENT_AS)  # the standard generator's choice too
+    assert f'boundary="{first}.0"'.encode() in sent
+    parsed = email.message_from_bytes(sent, policy=email.policy.default)
+    assert f"--{first}" in parsed.get_body(preferencelist=("plain",)).get_content()
