@@ -18,7 +18,7 @@ from notification import channels
 from notification.channels import Outgoing, email_message
 from notification.mailer import _POLICY as SENT_AS
 from notification.mailer import envelope, message_bytes
-from notification.messages import render
+from notification.messages import render, text_to_html
 from shared_models import NotificationChannel, NotificationKind
 from tests.unit.samples import citizen, referent
 
@@ -138,3 +138,14 @@ def test_a_boundary_found_in_the_text_is_drawn_again_as_the_standard_generator_d
     assert f'boundary="{first}.0"'.encode() in sent
     parsed = email.message_from_bytes(sent, policy=email.policy.default)
     assert f"--{first}" in parsed.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_a_plain_text_body_becomes_escaped_paragraphs_and_line_breaks():
+    text = "Bonjour Inès <b>&</b>,\n\nVotre dossier est reçu.\nLigne « deux ».\n\n\n  Fin\n"
+    html_body = text_to_html(text)
+    assert html_body == (
+        "<p>Bonjour Inès &lt;b&gt;&amp;&lt;/b&gt;,</p>\n"
+        "<p>Votre dossier est reçu.<br>Ligne « deux ».</p>\n"
+        "<p>Fin</p>"
+    )
+    assert html_body.__html__() == str(html_body)  # markup, not escaped again in a template

@@ -498,14 +498,3 @@ def test_a_long_message_from_the_referent_is_cut_in_an_sms_with_a_link_to_the_re
     assert len(sms.text) <= 480 and f"/dossiers/{FILE_ID}" in sms.text
     assert long.strip() in mail.text  # the whole message by email and letter
     assert mail.subject == f"Votre dossier {FILE_ID} : un message de {SIGNER.name}"
-
-
-def test_a_plain_text_body_becomes_escaped_paragraphs_and_line_breaks():
-    text = "Bonjour Inès <b>&</b>,\n\nVotre dossier est reçu.\nLigne « deux ».\n\n\n  Fin\n"
-    html_body = messages.text_to_html(text)
-    assert html_body == (
-        "<p>Bonjour Inès &lt;b&gt;&amp;&lt;/b&gt;,</p>\n"
-        "<p>Votre dossier est reçu.<br>Ligne « deux ».</p>\n"
-        "<p>Fin</p>"
-    )
-    assert html_body.__html__() == str(html_body)  # markup, not escaped again in a template
