@@ -100,10 +100,8 @@ class Transport:
                 status = response.status
                 content = await response.read()
                 headers = {name.lower(): value for name, value in response.headers.items()}
-        except aiohttp.ClientConnectorError as exc:  # refused, unknown host, TLS refused
-            self.metrics.calls.labels(self.agency, "injoignable").inc()
-            raise AgencyUnavailable(f"{self.agency} injoignable : {exc!r}") from exc
-        except aiohttp.ConnectionTimeoutError as exc:
+        # Refused, unknown host, TLS refused, or no connection made in time.
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             self.metrics.calls.labels(self.agency, "injoignable").inc()
             raise AgencyUnavailable(f"{self.agency} injoignable : {exc!r}") from exc
         except TimeoutError as exc:  # the agency took the call and did not answer
