@@ -52,9 +52,7 @@ import mailbox
 import os
 import re
 import signal
-import socket
 import threading
-import time
 from collections import Counter
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -190,10 +188,6 @@ class MaildirHandler:
 
     def __init__(self, maildir: str | os.PathLike[str], refuse: list[str] | None = None) -> None:
         self.maildir = mailbox.Maildir(Path(maildir), factory=None, create=True)
-        self._root = Path(maildir)
-        #: The host part of the messages' file names, as `mailbox.Maildir` writes it.
-        self._host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-        self._stored_here = 0
         self._lock = threading.Lock()
         self.refuse = {r.lower() for r in refuse or []}
         self.stats = {"stored": 0, "duplicates": 0, "refused": 0, "failed": 0}
@@ -209,25 +203,6 @@ class MaildirHandler:
             if mid:
                 self.copies[mid] += 1
         self.stats["duplicates"] = self.repeats()
-
-    def deliver(self, data: bytes) -> str:
-        """Store `data` as `mailbox.Maildir.add` does (written in tmp/, then moved into new/
-        under a unique name; its key returned), without its fsync. A killed sink keeps every
-        message it acknowledged (the kernel holds the file); only a power cut could lose
-        one, which a development sink need not survive. Under load the fsync was half of
-        the sink's time, and it held up the other writers of the box (docs/performance.md)."""
-        now = time.time()
-        seconds = int(now)
-        self._stored_here += 1
-        name = (
-            f"{seconds}.M{int((now - seconds) * 1e6)}P{os.getpid()}Q{self._stored_here}"
-            f".{self._host}"
-        )
-        tmp = self._root / "tmp" / name
-        with open(tmp, "xb") as file:
-            file.write(data)
-        os.rename(tmp, self._root / "new" / name)
-        return name
 
     def repeats(self) -> int:
         """How many stored messages repeat a Message-ID stored before them."""
@@ -272,7 +247,7 @@ class MaildirHandler:
         data = prefix + content.replace(b"\r\n", b"\n")
         with self._lock:
             try:
-                key = self.deliver(data)
+                key = self.maildir.add(data)
             except OSError as exc:
                 self.stats["failed"] += 1
                 self.failures.append(
