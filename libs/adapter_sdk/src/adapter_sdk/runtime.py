@@ -19,7 +19,6 @@ from typing import Any
 
 import sqlalchemy as sa
 from opentelemetry import propagate
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from adapter_sdk.callback_gate import CallbackGate
 from adapter_sdk.callbacks import CallbackDesk
@@ -48,6 +47,7 @@ from guichet_runtime.clock import Clock
 from guichet_runtime.consumer import PermanentError, TransientError
 from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
+from guichet_runtime.retries import with_attempts
 from guichet_runtime.statements import inserting, params, update_row
 from shared_models import (
     AgencyAnswerReceived,
@@ -99,21 +99,25 @@ class AdapterRuntime:
     async def exchange(self, call: AgencyCall, what: str) -> Exchanged:
         cfg = self.config
         attempts, agency_seconds = 0, 0.0
+
+        async def attempt() -> Any:
+            nonlocal attempts, agency_seconds
+            attempts += 1
+            started = time.perf_counter()
+            try:
+                reply = await self.transport.send(call)
+            finally:
+                agency_seconds += time.perf_counter() - started
+            return reply, checked(self.adapter.read_answer, reply)
+
         try:
-            async for attempt in AsyncRetrying(
-                stop=stop_after_attempt(cfg.attempts),
-                wait=wait_exponential(multiplier=cfg.backoff_seconds, max=cfg.backoff_max_seconds),
-                retry=retry_if_exception_type((AgencyFailed, AnswerInvalid)),
-                reraise=True,
-            ):
-                with attempt:
-                    attempts += 1
-                    started = time.perf_counter()
-                    try:
-                        reply = await self.transport.send(call)
-                    finally:
-                        agency_seconds += time.perf_counter() - started
-                    result = checked(self.adapter.read_answer, reply)
+            reply, result = await with_attempts(
+                attempt,
+                attempts=cfg.attempts,
+                first_wait=cfg.backoff_seconds,
+                max_wait=cfg.backoff_max_seconds,
+                retry=lambda exc: isinstance(exc, AgencyFailed | AnswerInvalid),
+            )
         except AgencyUnavailable as exc:
             # Nothing is lost: the delivery is handed back and comes again; the pause
             # keeps an open circuit from spinning through redeliveries.

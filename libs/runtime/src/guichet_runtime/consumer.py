@@ -35,7 +35,6 @@ from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
 from opentelemetry import trace
 from pydantic import ValidationError
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from guichet_runtime.batch import BatchFactory
 from guichet_runtime.batch_poll import wait_for_records
@@ -55,6 +54,7 @@ from guichet_runtime.personal_data import (
     PersonalDataErased,
 )
 from guichet_runtime.record_span import headers_of, processing
+from guichet_runtime.retries import with_attempts
 from shared_models import Envelope, topics
 
 log = logging.getLogger(__name__)
@@ -350,27 +350,14 @@ class EventConsumer:
         self, call: Callable[[], Awaitable[None]], *, in_batch: bool = False
     ) -> None:
         """A handler's attempts: a failure other than PermanentError is tried again, after
-        0.05 s, 0.1 s, 0.2 s... (at most `max_wait`), `attempts` times in all.
-
-        The first attempt is a plain call (nearly every record succeeds at once, and
-        setting up tenacity's machinery cost ~25 µs a record); tenacity runs the others,
-        its waits shifted by one attempt so the schedule is the same."""
-        retryable = _retryable_in_batch if in_batch else _retryable
-        try:
-            await call()
-            return
-        except Exception as exc:
-            if self._attempts <= 1 or not retryable(exc):
-                raise
-        await asyncio.sleep(min(0.05, self._max_wait))
-        async for attempt in AsyncRetrying(
-            stop=stop_after_attempt(self._attempts - 1),
-            wait=wait_exponential(multiplier=0.1, max=self._max_wait),
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        ):
-            with attempt:
-                await call()
+        0.05 s, 0.1 s, 0.2 s... (at most `max_wait`), `attempts` times in all."""
+        await with_attempts(
+            call,
+            attempts=self._attempts,
+            first_wait=0.05,
+            max_wait=self._max_wait,
+            retry=_retryable_in_batch if in_batch else _retryable,
+        )
 
     async def dead_letter(
         self, record: Any, body: bytes, headers: dict[str, str], reason: str
