@@ -1,13 +1,15 @@
-"""Batched consumption on FastStream's in-memory Kafka broker and a real SQLite database:
-one transaction per batch (inbox rows claimed in one statement, a savepoint per record,
-outbox rows written once), a poison record isolated without replaying the others, an
+"""Batched consumption on FastStream's in-memory Kafka broker and a real database, SQLite and
+PostgreSQL: one transaction per batch (inbox rows claimed in one statement, a savepoint per
+record, outbox rows written once), a poison record isolated without replaying the others, an
 infrastructure failure rolling the whole batch back for redelivery."""
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +18,13 @@ from faststream.kafka import KafkaBroker, TestKafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.kafka.subscriber.usecase import BatchSubscriber, DefaultSubscriber
 
+import assignment
+from guichet_runtime import migrations
 from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.consumer import EventConsumer, PermanentError, is_transient, lost_a_race
-from guichet_runtime.db import UnitOfWork
+from guichet_runtime.db import UnitOfWork, make_engine
 from shared_models import FileSubmitted, topics
+from tests.unit.conftest import ServiceDb
 from tests.unit.samples import file_submitted
 
 TOPIC = topics.FILES_SUBMITTED
@@ -61,9 +66,25 @@ class Batches:
         return [json.loads(r.payload)["file_id"] for r in await self.db.outbox()]
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database(request, service_db) -> AsyncIterator[ServiceDb]:
+    """assignment's database, migrated: SQLite's file, or a PostgreSQL database (where the
+    savepoint statements go in fewer round trips, `BatchTransaction.savepoint_sql`)."""
+    if request.param == "sqlite":
+        yield service_db("assignment")
+        return
+    url = request.getfixturevalue("postgres_factory")(f"batches_{uuid.uuid4().hex[:12]}")
+    await migrations.upgrade(Path(assignment.__file__).parent / "migrations", url)
+    engine = make_engine(url)
+    try:
+        yield ServiceDb(url, engine, assignment.tables)
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
-async def batches(service_db) -> AsyncIterator[Batches]:
-    db = service_db("assignment")
+async def batches(database) -> AsyncIterator[Batches]:
+    db = database
     async with db.engine.begin() as conn:
         await conn.run_sync(applied.metadata.create_all)
     broker = KafkaBroker()
@@ -284,3 +305,40 @@ async def test_a_lost_race_rolls_the_batch_back_at_once_for_redelivery(batches):
     assert await batches.applied() == []
     assert await batches.inbox() == set()
     assert batches.dead_letters == []
+
+
+async def test_savepoints_cost_one_round_trip_per_record_on_postgresql(batches, monkeypatch):
+    sent: list[str] = []
+    real = BatchTransaction._in_round_trips
+
+    def spied(self: BatchTransaction, statements: Any) -> list[str]:
+        trips = real(self, statements)
+        sent.extend(trips)
+        return trips
+
+    monkeypatch.setattr(BatchTransaction, "_in_round_trips", spied)
+    records = events(4)
+    poison = str(records[2].event_id)
+    batches.failing[poison] = PermanentError("dossier incohérent")
+
+    await batches.send(*(e.model_dump_json() for e in records))
+
+    save, release, back = (
+        "SAVEPOINT guichet_record",
+        "RELEASE SAVEPOINT guichet_record",
+        "ROLLBACK TO SAVEPOINT guichet_record",
+    )
+    if batches.db.engine.dialect.name == "postgresql":
+        # A record's RELEASE goes with the next one's SAVEPOINT, the last one's with COMMIT.
+        assert sent == [
+            save,
+            f"{release}; {save}",
+            f"{release}; {save}",
+            f"{back}; {release}",  # the poison record, undone at once
+            save,
+        ]
+    else:  # SQLite: no round trips; each statement on its own, as before
+        assert sent == [save, release, save, release, save, back, release, save, release]
+    assert sorted(await batches.applied()) == sorted(
+        str(e.event_id) for e in records if str(e.event_id) != poison
+    )

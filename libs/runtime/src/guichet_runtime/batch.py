@@ -83,6 +83,9 @@ class BatchTransaction:
         self._learnt: list[tuple[str, str]] = []
         #: The driver's connection under `conn` (sqlite_inline's, aiosqlite's or asyncpg's).
         self._driver: Any = None
+        #: PostgreSQL: the savepoint of the last record applied is still open; its RELEASE
+        #: goes with the next record's SAVEPOINT, in one round trip (or with the COMMIT).
+        self.release_pending = False
 
     @property
     def conn(self) -> AsyncConnection:
@@ -121,20 +124,34 @@ class BatchTransaction:
         self._claimed |= claimed
         return claimed
 
-    async def savepoint_sql(self, sql: str) -> None:
-        """A savepoint statement (no parameters, no result), sent to the driver's own
+    async def savepoint_sql(self, *statements: str) -> None:
+        """Savepoint statements (no parameters, no result), sent to the driver's own
         connection: through SQLAlchemy's execution (a context, a cursor result, events) each
         cost about as much as a service's own statement, and a batch sends two per record
         (28 of intake's 88 statements per file). The batch's transaction is already open at
         the driver (`claim` ran first), so the savepoint belongs to it; SQLAlchemy knows
-        nothing of savepoints sent as text either way."""
+        nothing of savepoints sent as text either way. On PostgreSQL the statements go in
+        one simple query (one round trip); SQLite's driver takes one statement at a time."""
         if self._driver is None:
             raw = await self.conn.get_raw_connection()
             self._driver = raw.driver_connection
-        result = await self._driver.execute(sql)
-        close = getattr(result, "close", None)  # SQLite's cursor; asyncpg returns a status
-        if close is not None:
-            await close()
+        for sql in self._in_round_trips(statements):
+            result = await self._driver.execute(sql)
+            close = getattr(result, "close", None)  # SQLite's cursor; asyncpg returns a status
+            if close is not None:
+                await close()
+
+    @property
+    def releases_later(self) -> bool:
+        """PostgreSQL: a record's savepoint is released with the next record's SAVEPOINT,
+        or by the COMMIT (which releases every savepoint), rather than in a round trip of
+        its own; SQLite has no round trips, its savepoints go as before."""
+        return self.conn.dialect.name == "postgresql"
+
+    def _in_round_trips(self, statements: Sequence[str]) -> list[str]:
+        if self.conn.dialect.name == "postgresql":
+            return ["; ".join(statements)]
+        return list(statements)
 
     def member(self, event_id: str) -> BatchMember:
         """The unit of work of one record of the batch (a SAVEPOINT)."""
@@ -170,14 +187,16 @@ class BatchTransaction:
 
 
 #: The name of every record's savepoint: they are not nested (each is released or rolled
-#: back before the next record's).
+#: back before, or as, the next record's is opened).
 SAVEPOINT = "guichet_record"
 
 
 class BatchMember(UnitOfWork):
     """One record's unit of work inside a batch: `async with` opens a SAVEPOINT of the
-    batch's transaction, `commit` releases it (its outbox rows are written with the batch's),
-    leaving without commit rolls back this record's writes only.
+    batch's transaction, `commit` releases it (its outbox rows are written with the batch's;
+    on PostgreSQL the RELEASE goes with the next record's SAVEPOINT or with the COMMIT, one
+    round trip per record instead of two), leaving without commit rolls back this record's
+    writes only.
 
     The savepoint statements are sent as written to the driver's connection
     (`BatchTransaction.savepoint_sql`), not through `begin_nested()`: SQLAlchemy gives each
@@ -197,8 +216,13 @@ class BatchMember(UnitOfWork):
         self._in_savepoint = False
 
     async def __aenter__(self) -> BatchMember:
-        self._conn = self._batch.conn
-        await self._batch.savepoint_sql(f"SAVEPOINT {SAVEPOINT}")
+        batch = self._batch
+        self._conn = batch.conn
+        if batch.release_pending:  # the previous record's, in the same round trip
+            batch.release_pending = False
+            await batch.savepoint_sql(f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
+        else:
+            await batch.savepoint_sql(f"SAVEPOINT {SAVEPOINT}")
         self._in_savepoint = True
         return self
 
@@ -207,12 +231,15 @@ class BatchMember(UnitOfWork):
         if conn is None or not self._in_savepoint:
             return
         self._in_savepoint = False
-        sql = self._batch.savepoint_sql
-        if commit:
-            await sql(f"RELEASE SAVEPOINT {SAVEPOINT}")
+        batch = self._batch
+        if commit and batch.releases_later:
+            batch.release_pending = True
+        elif commit:
+            await batch.savepoint_sql(f"RELEASE SAVEPOINT {SAVEPOINT}")
         else:
-            await sql(f"ROLLBACK TO SAVEPOINT {SAVEPOINT}")
-            await sql(f"RELEASE SAVEPOINT {SAVEPOINT}")
+            await batch.savepoint_sql(
+                f"ROLLBACK TO SAVEPOINT {SAVEPOINT}", f"RELEASE SAVEPOINT {SAVEPOINT}"
+            )
 
     async def commit(self) -> None:
         await self._before_commit()
