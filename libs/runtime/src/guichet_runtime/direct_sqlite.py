@@ -47,12 +47,13 @@ from guichet_runtime.statements import is_prepared
 Processor = Callable[[Any], Any] | None
 
 #: The connection events that must see every statement: with a listener, no direct way.
-_WATCHED = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
+WATCHED = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
 
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A statement compiled for SQLite with the caller's parameter names."""
+    """A statement compiled for its dialect (SQLite's, or asyncpg's: `direct_asyncpg`) with
+    the caller's parameter names."""
 
     sql: str
     #: Positional parameters: (name, the caller's value?, fixed value, bind processor).
@@ -65,20 +66,20 @@ class Plan:
     metadata: SimpleResultMetaData
 
 
-class _Rows(IteratorResult[Any]):
+class Rows(IteratorResult[Any]):
     """The rows of a statement run directly, with the statement's `rowcount`."""
 
     rowcount: int
 
 
-#: (statement id, parameter names) -> its plan, or None where SQLAlchemy must run it.
-_PLANS: dict[tuple[int, tuple[str, ...]], Plan | None] = {}
+#: (statement id, parameter names, dialect) -> its plan, or None where SQLAlchemy must run it.
+_PLANS: dict[tuple[int, tuple[str, ...], str], Plan | None] = {}
 
 
 def plan_of(statement: sa.Executable, keys: tuple[str, ...], dialect: Any) -> Plan | None:
     """The statement compiled once for these parameter names; None if it needs anything
     computed at execution (Python-side defaults, expanding IN, escaped names)."""
-    key = (id(statement), keys)
+    key = (id(statement), keys, dialect.name)
     try:
         return _PLANS[key]
     except KeyError:
@@ -110,7 +111,12 @@ def _compile(statement: Any, keys: tuple[str, ...], dialect: Any) -> Plan | None
     columns = compiled._result_columns
     if not columns:
         return Plan(compiled.string, tuple(binds), False, (), SimpleResultMetaData(()))
-    processors = [c.type._cached_result_processor(dialect, None) for c in columns]
+    try:
+        # Without the column's type as the server reports it (None here): a processor that
+        # needs it (asyncpg's for a Float) refuses, and SQLAlchemy runs the statement.
+        processors = [c.type._cached_result_processor(dialect, None) for c in columns]
+    except (TypeError, sa.exc.InvalidRequestError):
+        return None
     return Plan(
         compiled.string,
         tuple(binds),
@@ -120,7 +126,7 @@ def _compile(statement: Any, keys: tuple[str, ...], dialect: Any) -> Plan | None
     )
 
 
-def _args(plan: Plan, values: Mapping[str, Any]) -> list[Any]:
+def arguments(plan: Plan, values: Mapping[str, Any]) -> list[Any]:
     args = []
     for name, given, fixed, process in plan.binds:
         value = values[name] if given else fixed
@@ -160,7 +166,7 @@ class DirectConnection(AsyncConnection):
             sync = self.sync_connection
             assert sync is not None
             dispatch = sync.dispatch
-            if not any(getattr(dispatch, name) for name in _WATCHED):
+            if not any(getattr(dispatch, name) for name in WATCHED):
                 driver = sync.connection.driver_connection
                 self._sqlite = getattr(driver, "sqlite_connection", None)
             self._looked_up = True
@@ -185,21 +191,21 @@ def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: A
         return None
     try:
         if many:
-            cursor = sqlite.executemany(plan.sql, [_args(plan, v) for v in rows_of_values])
+            cursor = sqlite.executemany(plan.sql, [arguments(plan, v) for v in rows_of_values])
         else:
-            cursor = sqlite.execute(plan.sql, _args(plan, rows_of_values[0]))
+            cursor = sqlite.execute(plan.sql, arguments(plan, rows_of_values[0]))
         rows = cursor.fetchall() if plan.returns_rows else []
     except sqlite3.Error as error:
         raise sa.exc.DBAPIError.instance(
             plan.sql, None, error, sqlite3.Error, dialect=dialect
         ) from error
-    result = _Rows(plan.metadata, iter(_processed(plan, rows)))
+    result = Rows(plan.metadata, iter(processed(plan, rows)))
     result.rowcount = cursor.rowcount
     cursor.close()
     return result
 
 
-def _processed(plan: Plan, rows: list[Any]) -> list[Any]:
+def processed(plan: Plan, rows: list[Any]) -> list[Any]:
     converters = plan.converters
     if not converters:
         return rows
