@@ -19,7 +19,6 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from guichet_runtime.direct_asyncpg import DirectPgEngine
 from guichet_runtime.direct_sqlite import DirectEngine
 from guichet_runtime.sqlite_inline import inline_dbapi
 from guichet_runtime.statements import inserting, prepared
@@ -123,7 +122,10 @@ def make_engine(url: str) -> AsyncEngine:
         return DirectEngine(engine.sync_engine)
     engine = create_async_engine(url, pool_size=10, max_overflow=10)
     ping_when_idle(engine, IDLE_PING_SECONDS)
-    # Its connections run the statements built once on asyncpg directly.
+    # Its connections run the statements built once on asyncpg directly (imported here: a
+    # service on SQLite does not load asyncpg).
+    from guichet_runtime.direct_asyncpg import DirectPgEngine  # noqa: PLC0415
+
     return DirectPgEngine(engine.sync_engine)
 
 
