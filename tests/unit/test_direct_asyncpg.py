@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -100,9 +101,8 @@ async def test_a_prepared_statement_stores_and_reads_what_sqlalchemy_does(
     async with direct.begin() as conn:
         through_sqlalchemy.clear()
         got = await _write_and_read(conn)
-        # The first statement began the transaction through SQLAlchemy; the others went to
-        # asyncpg directly.
-        assert through_sqlalchemy == ["INSERT"]
+        # Every one went to asyncpg directly, the first with the transaction's BEGIN.
+        assert through_sqlalchemy == []
     async with classic.begin() as conn:
         expected = await _write_and_read(conn)
 
@@ -151,3 +151,28 @@ async def test_what_cannot_run_directly_goes_through_sqlalchemy(
         await conn.commit()
     assert (found, made, value) == (["r-1"], "made", 2.5)
     assert through_sqlalchemy == ["INSERT", "SELECT", "INSERT", "SELECT", "SELECT", "SELECT"]
+
+
+@pytest.mark.parametrize("which", [0, 1], ids=["direct", "sqlalchemy"])
+async def test_a_begin_that_fails_raises_sqlalchemys_transient_exception(engines, which):
+    direct = engines[which]
+    async with direct.begin() as conn:  # one connection in the pool, used moments ago
+        await conn.execute(inserting(rows), {"row_id": "r-1"})
+        pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
+    url = direct.url.render_as_string(hide_password=False)
+    killer = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await killer.close()
+
+    # The next checkout takes it (not pinged: used moments ago); the BEGIN sent with the
+    # first statement finds it gone. Directly as through SQLAlchemy: a transient failure
+    # (the record comes again), the pool renewed.
+    with pytest.raises(sa.exc.DBAPIError) as lost:
+        async with direct.begin() as conn:
+            await conn.execute(by_id(), params(row_id="r-1"))
+
+    assert is_transient(lost.value)
+    async with direct.begin() as conn:  # SQLAlchemy renewed the pool
+        assert await conn.scalar(by_id(), params(row_id="r-1")) == "r-1"

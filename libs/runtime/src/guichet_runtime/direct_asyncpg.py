@@ -10,19 +10,24 @@ out. `DirectPgConnection.execute` takes the direct way only when all of this hol
 otherwise hands the call to SQLAlchemy unchanged:
 
 - the statement was built by a `prepared` builder (or is one of the runtime's own);
-- SQLAlchemy began a transaction and asyncpg's connection is inside it (the first statement
-  of a transaction goes through SQLAlchemy, which sends the BEGIN);
+- SQLAlchemy began a transaction (its BEGIN is sent to asyncpg here, at the first statement,
+  as SQLAlchemy's asyncpg cursor sends it);
 - nobody listens to the engine's statements;
 - the plan needs nothing computed at execution (`direct_sqlite.plan_of`), and its result
   columns' processors do not depend on the column's type as the server reports it (a
   `Float`'s does: such a statement goes through SQLAlchemy).
 
+It reaches into SQLAlchemy through underscored names: to send the BEGIN
+(`_start_transaction`, under the connection's `_execute_mutex`), to translate asyncpg's
+errors (`_handle_exception_no_connection`) and, when one says the connection is lost, to
+renew the pool as SQLAlchemy does (`pool._invalidate`); `tests/unit/test_direct_asyncpg.py`
+must run on any SQLAlchemy upgrade.
+
 What SQLAlchemy would have done and this does too: the same SQL and converted values, the
 same exception classes (asyncpg's errors translated as SQLAlchemy's asyncpg dialect
 translates them, then wrapped as `sqlalchemy.exc.IntegrityError`, …, with the `sqlstate`
-that `failures.lost_a_race` reads) and `rowcount`; the rows come back as SQLAlchemy rows. A
-connection lost mid-statement is noticed by SQLAlchemy at the rollback that follows, which
-replaces it as before.
+that `failures.lost_a_race` reads), a lost connection invalidated, and `rowcount`; the rows
+come back as SQLAlchemy rows.
 
 Written by hand (about 100 lines of code), for the reason `direct_sqlite` was: SQLAlchemy
 offers no lighter execution path for a compiled statement, and on PostgreSQL that execution
@@ -64,15 +69,37 @@ class DirectPgConnection(AsyncConnection):
         execution_options: Any = None,
     ) -> Any:
         if execution_options is None and is_prepared(statement):
-            driver = self._direct()
-            if driver is not None:
-                done = await _run(driver, statement, parameters, self.dialect)
-                if done is not None:
-                    return done
+            try:
+                driver = await self._direct()
+                done = None
+                if driver is not None:
+                    done = await _run(driver, statement, parameters, self.dialect)
+            except sa.exc.DBAPIError as failed:
+                await self._invalidate_if_lost(failed)
+                raise
+            if done is not None:
+                return done
         return await super().execute(statement, parameters, execution_options=execution_options)
 
-    def _direct(self) -> asyncpg.Connection | None:
-        """asyncpg's connection under this one, inside the transaction SQLAlchemy began."""
+    async def _invalidate_if_lost(self, failed: sa.exc.DBAPIError) -> None:
+        """What SQLAlchemy does when its own statement finds the connection lost: this
+        connection is invalidated (the rollback that follows does not use it), and the
+        pool's other connections are renewed at their next checkout."""
+        sync = self.sync_connection
+        if sync is None or sync.invalidated:
+            return
+        proxied = sync.connection
+        orig: Any = failed.orig
+        if not self.dialect.is_disconnect(orig, proxied.dbapi_connection, None):
+            return
+        failed.connection_invalidated = True
+        sync.engine.pool._invalidate(proxied, failed)
+        await self.invalidate(failed)
+
+    async def _direct(self) -> asyncpg.Connection | None:
+        """asyncpg's connection under this one, inside the transaction SQLAlchemy began:
+        at its first statement the BEGIN is sent here, as SQLAlchemy's asyncpg cursor sends
+        it (`AsyncAdapt_asyncpg_connection._start_transaction`, under its lock)."""
         if not self.in_transaction():
             return None
         sync = self.sync_connection
@@ -83,8 +110,22 @@ class DirectPgConnection(AsyncConnection):
         if not self._may:
             return None
         driver = sync.connection.driver_connection
-        if driver is None or not driver.is_in_transaction():
-            return None  # BEGIN not sent yet: SQLAlchemy sends it with this statement
+        if driver is None:
+            return None
+        if not driver.is_in_transaction():
+            adapted: Any = sync.connection.dbapi_connection
+            dbapi = self.dialect.loaded_dbapi
+            async with adapted._execute_mutex:
+                if adapted._transaction is None:
+                    try:
+                        await adapted._start_transaction()
+                    except dbapi.Error as error:  # as SQLAlchemy wraps it (a lost connection:
+                        # an InterfaceError, transient)
+                        raise sa.exc.DBAPIError.instance(
+                            "BEGIN", None, error, dbapi.Error, dialect=self.dialect
+                        ) from error
+            if not driver.is_in_transaction():  # autocommit: SQLAlchemy's way
+                return None
         return driver
 
 
