@@ -29,7 +29,7 @@ translates them, then wrapped as `sqlalchemy.exc.IntegrityError`, …, with the 
 that `failures.lost_a_race` reads), a lost connection invalidated, and `rowcount`; the rows
 come back as SQLAlchemy rows.
 
-Written by hand (about 100 lines of code), for the reason `direct_sqlite` was: SQLAlchemy
+Written by hand (about 110 lines of code), for the reason `direct_sqlite` was: SQLAlchemy
 offers no lighter execution path for a compiled statement, and on PostgreSQL that execution
 was the largest part of the services' CPU per statement (docs/performance.md).
 """
@@ -37,7 +37,6 @@ was the largest part of the services' CPU per statement (docs/performance.md).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -45,7 +44,14 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from guichet_runtime.direct_sqlite import WATCHED, Plan, Rows, arguments, plan_of, processed
+from guichet_runtime.direct_sqlite import (
+    Plan,
+    Rows,
+    arguments,
+    nobody_listens,
+    planned,
+    processed,
+)
 from guichet_runtime.statements import is_prepared
 
 #: The rows a command touched, from its status ("UPDATE 3", "INSERT 0 1", "DELETE 2").
@@ -105,8 +111,7 @@ class DirectPgConnection(AsyncConnection):
         sync = self.sync_connection
         assert sync is not None
         if self._may is None:
-            dispatch = sync.dispatch
-            self._may = not any(getattr(dispatch, name) for name in WATCHED)
+            self._may = nobody_listens(sync)
         if not self._may:
             return None
         driver = sync.connection.driver_connection
@@ -131,20 +136,10 @@ class DirectPgConnection(AsyncConnection):
 
 async def _run(driver: asyncpg.Connection, statement: Any, parameters: Any, dialect: Any) -> Any:
     """Run `statement` on `driver`; None when it must go through SQLAlchemy."""
-    many = isinstance(parameters, Sequence) and not isinstance(parameters, Mapping)
-    if many:
-        if not parameters:
-            return None
-        rows_of_values: Sequence[Mapping[str, Any]] = parameters
-    else:
-        rows_of_values = [parameters or {}]
-    keys = tuple(sorted(rows_of_values[0]))
-    first = rows_of_values[0].keys()
-    if many and any(values.keys() != first for values in rows_of_values):
-        return None  # rows of different keys: SQLAlchemy says which value is missing
-    plan = plan_of(statement, keys, dialect)
-    if plan is None or (many and plan.returns_rows):
+    call = planned(statement, parameters, dialect)
+    if call is None:
         return None
+    plan, rows_of_values, many = call.plan, call.rows_of_values, call.many
     try:
         if many:
             await driver.executemany(plan.sql, [arguments(plan, v) for v in rows_of_values])

@@ -47,7 +47,7 @@ from guichet_runtime.statements import is_prepared
 Processor = Callable[[Any], Any] | None
 
 #: The connection events that must see every statement: with a listener, no direct way.
-WATCHED = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
+_WATCHED = ("before_cursor_execute", "after_cursor_execute", "before_execute", "after_execute")
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,16 +165,31 @@ class DirectConnection(AsyncConnection):
         if not self._looked_up:
             sync = self.sync_connection
             assert sync is not None
-            dispatch = sync.dispatch
-            if not any(getattr(dispatch, name) for name in WATCHED):
+            if nobody_listens(sync):
                 driver = sync.connection.driver_connection
                 self._sqlite = getattr(driver, "sqlite_connection", None)
             self._looked_up = True
         return self._sqlite
 
 
-def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: Any) -> Any:
-    """Run `statement` on `sqlite`; None when it must go through SQLAlchemy."""
+def nobody_listens(sync: Any) -> bool:
+    """No listener on the connection's statements: they may go to the driver directly."""
+    dispatch = sync.dispatch
+    return not any(getattr(dispatch, name) for name in _WATCHED)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A statement's plan with the caller's rows of values (one, or several: executemany)."""
+
+    plan: Plan
+    rows_of_values: Sequence[Mapping[str, Any]]
+    many: bool
+
+
+def planned(statement: Any, parameters: Any, dialect: Any) -> Call | None:
+    """The plan of `statement` for `parameters` (a mapping, or a list of them for
+    executemany); None when it must go through SQLAlchemy."""
     many = isinstance(parameters, Sequence) and not isinstance(parameters, Mapping)
     if many:
         if not parameters:
@@ -189,6 +204,15 @@ def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: A
     plan = plan_of(statement, keys, dialect)
     if plan is None or (many and plan.returns_rows):
         return None
+    return Call(plan, rows_of_values, many)
+
+
+def _run(sqlite: sqlite3.Connection, statement: Any, parameters: Any, dialect: Any) -> Any:
+    """Run `statement` on `sqlite`; None when it must go through SQLAlchemy."""
+    call = planned(statement, parameters, dialect)
+    if call is None:
+        return None
+    plan, rows_of_values, many = call.plan, call.rows_of_values, call.many
     try:
         if many:
             cursor = sqlite.executemany(plan.sql, [arguments(plan, v) for v in rows_of_values])
