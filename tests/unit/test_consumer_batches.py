@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 import sqlalchemy as sa
 from faststream.kafka import KafkaBroker, TestKafkaBroker
@@ -23,6 +24,7 @@ from guichet_runtime import migrations
 from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.consumer import EventConsumer, PermanentError, is_transient, lost_a_race
 from guichet_runtime.db import UnitOfWork, make_engine
+from guichet_runtime.sqlite_inline import InlineConnection
 from shared_models import FileSubmitted, topics
 from tests.unit.conftest import ServiceDb
 from tests.unit.samples import file_submitted
@@ -308,15 +310,16 @@ async def test_a_lost_race_rolls_the_batch_back_at_once_for_redelivery(batches):
 
 
 async def test_savepoints_cost_one_round_trip_per_record_on_postgresql(batches, monkeypatch):
-    sent: list[str] = []
-    real = BatchTransaction._in_round_trips
+    sent: list[str] = []  # what the driver was sent, one item per round trip
+    for driver in (asyncpg.Connection, InlineConnection):
+        real = driver.execute
 
-    def spied(self: BatchTransaction, statements: Any) -> list[str]:
-        trips = real(self, statements)
-        sent.extend(trips)
-        return trips
+        async def spied(self: Any, sql: str, *args: Any, real: Any = real) -> Any:
+            if sql.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK TO")):
+                sent.append(sql)
+            return await real(self, sql, *args)
 
-    monkeypatch.setattr(BatchTransaction, "_in_round_trips", spied)
+        monkeypatch.setattr(driver, "execute", spied)
     records = events(4)
     poison = str(records[2].event_id)
     batches.failing[poison] = PermanentError("dossier incohérent")

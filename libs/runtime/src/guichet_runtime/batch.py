@@ -83,8 +83,11 @@ class BatchTransaction:
         self._learnt: list[tuple[str, str]] = []
         #: The driver's connection under `conn` (sqlite_inline's, aiosqlite's or asyncpg's).
         self._driver: Any = None
-        #: PostgreSQL: the savepoint of the last record applied is still open; its RELEASE
-        #: goes with the next record's SAVEPOINT, in one round trip (or with the COMMIT).
+        #: PostgreSQL (a round trip per statement): the savepoint statements sent together go
+        #: in one simple query, and a record's RELEASE goes with the next record's SAVEPOINT
+        #: or with the COMMIT (which releases every savepoint). SQLite: one by one, at once.
+        self.releases_later = engine.dialect.name == "postgresql"
+        #: The savepoint of the last record applied is still open (`releases_later`).
         self.release_pending = False
 
     @property
@@ -135,23 +138,11 @@ class BatchTransaction:
         if self._driver is None:
             raw = await self.conn.get_raw_connection()
             self._driver = raw.driver_connection
-        for sql in self._in_round_trips(statements):
+        for sql in ["; ".join(statements)] if self.releases_later else statements:
             result = await self._driver.execute(sql)
             close = getattr(result, "close", None)  # SQLite's cursor; asyncpg returns a status
             if close is not None:
                 await close()
-
-    @property
-    def releases_later(self) -> bool:
-        """PostgreSQL: a record's savepoint is released with the next record's SAVEPOINT,
-        or by the COMMIT (which releases every savepoint), rather than in a round trip of
-        its own; SQLite has no round trips, its savepoints go as before."""
-        return self.conn.dialect.name == "postgresql"
-
-    def _in_round_trips(self, statements: Sequence[str]) -> list[str]:
-        if self.conn.dialect.name == "postgresql":
-            return ["; ".join(statements)]
-        return list(statements)
 
     def member(self, event_id: str) -> BatchMember:
         """The unit of work of one record of the batch (a SAVEPOINT)."""
