@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from devstack import providers
 from guichet_runtime import migrations
@@ -187,3 +187,21 @@ def tokens() -> Tokens:
     """Callers' `Authorization` headers from one in-process provider (tests.unit.tokens);
     `tokens.install(app)` has an app verify them."""
     return Tokens()
+
+
+# --------------------------------------------------------------------------- direct statements
+
+
+@pytest.fixture
+def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The statements that reached SQLAlchemy's execution (the others went to the driver
+    directly: guichet_runtime.direct_sqlite, direct_asyncpg)."""
+    seen: list[str] = []
+    original = AsyncConnection.execute
+
+    async def execute(self: AsyncConnection, statement: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(str(statement).split()[0])
+        return await original(self, statement, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncConnection, "execute", execute)
+    return seen

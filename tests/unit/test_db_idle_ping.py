@@ -4,6 +4,7 @@ was an eighth of the services' CPU per file). On a real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -21,12 +22,22 @@ async def backend_pid(engine: AsyncEngine) -> int:
 
 
 async def terminate(url: str, pid: int) -> None:
-    """The server closes that connection, as a restart or a fail-over would."""
+    """The server closes that connection, as a restart or a fail-over would, and the client
+    has seen it close: the backend is gone, and the event loop has read the end of the
+    socket (else a statement sent at once can read the server's farewell as its answer,
+    which asyncpg reports as "another operation is in progress")."""
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         assert await conn.fetchval("SELECT pg_terminate_backend($1)", pid)
+        for _ in range(200):
+            if not await conn.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError(f"backend {pid} still there after 2 s")
     finally:
         await conn.close()
+    await asyncio.sleep(0.05)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -17,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from guichet_runtime.db import insert_ignore, make_engine
 from guichet_runtime.failures import is_transient
 from guichet_runtime.statements import inserting, param, params, prepared, update_row
+from tests.unit.test_db_idle_ping import terminate
 from tests.unit.test_direct_sqlite import (
     PARIS,
     ROW,
@@ -58,20 +58,6 @@ async def engines(postgres_factory) -> AsyncIterator[tuple[AsyncEngine, AsyncEng
     yield direct, classic
     for engine in made:
         await engine.dispose()
-
-
-@pytest.fixture
-def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements that reached SQLAlchemy's execution."""
-    seen: list[str] = []
-    original = AsyncConnection.execute
-
-    async def execute(self: AsyncConnection, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(str(statement).split()[0])
-        return await original(self, statement, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncConnection, "execute", execute)
-    return seen
 
 
 async def _write_and_read(conn: AsyncConnection) -> tuple[Any, ...]:
@@ -159,12 +145,7 @@ async def test_a_begin_that_fails_raises_sqlalchemys_transient_exception(engines
     async with direct.begin() as conn:  # one connection in the pool, used moments ago
         await conn.execute(inserting(rows), {"row_id": "r-1"})
         pid = await conn.scalar(sa.text("SELECT pg_backend_pid()"))
-    url = direct.url.render_as_string(hide_password=False)
-    killer = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        assert await killer.fetchval("SELECT pg_terminate_backend($1)", pid)
-    finally:
-        await killer.close()
+    await terminate(direct.url.render_as_string(hide_password=False), pid)
 
     # The next checkout takes it (not pinged: used moments ago); the BEGIN sent with the
     # first statement finds it gone. Directly as through SQLAlchemy: a transient failure

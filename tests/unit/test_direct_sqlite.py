@@ -88,20 +88,6 @@ async def _engine(tmp_path: Path, name: str) -> AsyncEngine:
     return engine
 
 
-@pytest.fixture
-def through_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The statements that reached SQLAlchemy's execution."""
-    seen: list[str] = []
-    original = AsyncConnection.execute
-
-    async def execute(self: AsyncConnection, statement: Any, *args: Any, **kwargs: Any) -> Any:
-        seen.append(str(statement).split()[0])
-        return await original(self, statement, *args, **kwargs)
-
-    monkeypatch.setattr(AsyncConnection, "execute", execute)
-    return seen
-
-
 async def _write_and_read(conn: AsyncConnection) -> tuple[dict[str, Any], Any, Any, int, int]:
     await conn.execute(inserting(rows), ROW)
     await conn.execute(inserting(rows), [{"row_id": "r-2"}, {"row_id": "r-3"}])
