@@ -29,7 +29,7 @@ translates them, then wrapped as `sqlalchemy.exc.IntegrityError`, …, with the 
 that `failures.lost_a_race` reads), a lost connection invalidated, and `rowcount`; the rows
 come back as SQLAlchemy rows.
 
-Written by hand (about 110 lines of code), for the reason `direct_sqlite` was: SQLAlchemy
+Written by hand (about 120 lines of code), for the reason `direct_sqlite` was: SQLAlchemy
 offers no lighter execution path for a compiled statement, and on PostgreSQL that execution
 was the largest part of the services' CPU per statement (docs/performance.md).
 """
