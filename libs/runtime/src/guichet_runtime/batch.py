@@ -31,6 +31,7 @@ from guichet_runtime.db import (
     write_outbox,
 )
 from guichet_runtime.statements import prepared
+from guichet_runtime.transactions import begun, ended
 
 if TYPE_CHECKING:
     from guichet_runtime.audit import AuditTrail
@@ -96,8 +97,7 @@ class BatchTransaction:
         return self._conn
 
     async def __aenter__(self) -> BatchTransaction:
-        self._conn = await self.engine.connect()
-        await self._conn.begin()
+        self._conn = await begun(self.engine)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -105,11 +105,9 @@ class BatchTransaction:
             return
         conn, self._conn = self._conn, None
         try:
-            await conn.rollback()
-        except Exception:  # the connection is gone (the reason we are leaving): close it
+            await ended(conn, commit=False)  # closed even when the rollback fails
+        except Exception:  # the connection is gone (the reason we are leaving)
             log.warning("batch rollback failed", exc_info=True)
-        finally:
-            await conn.close()
 
     async def claim(self, event_ids: Sequence[str]) -> set[str]:
         """Insert the batch's inbox rows in one statement; returns the ids that were not
@@ -169,10 +167,7 @@ class BatchTransaction:
         wrote_outbox = await write_outbox(conn, self.outbox, self._pending)
         self._pending = []
         self._conn = None
-        try:
-            await conn.commit()
-        finally:
-            await conn.close()
+        await ended(conn, commit=True)
         learnt, self._learnt = self._learnt, []
         after_commit(self.personal_data, learnt, wrote_outbox, self._on_outbox, self._on_commit)
 

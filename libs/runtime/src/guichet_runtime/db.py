@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from guichet_runtime.direct_sqlite import DirectEngine
 from guichet_runtime.sqlite_inline import inline_dbapi
 from guichet_runtime.statements import inserting, prepared
+from guichet_runtime.transactions import begun, ended
 from shared_models import Envelope, personal_fields
 
 if TYPE_CHECKING:
@@ -116,7 +117,7 @@ def make_engine(url: str) -> AsyncEngine:
 
         @sa_event.listens_for(engine.sync_engine, "begin")
         def _begin_immediate(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            conn.connection.driver_connection.begin_immediate()
 
         # Its connections run the statements built once on sqlite3 directly.
         return DirectEngine(engine.sync_engine)
@@ -271,8 +272,7 @@ class UnitOfWork:
         return self._conn
 
     async def __aenter__(self) -> UnitOfWork:
-        self._conn = await self._engine.connect()
-        await self._conn.begin()
+        self._conn = await begun(self._engine)
         if self._inbox_key is not None:
             consumer, event_id = self._inbox_key
             result = await self._conn.execute(
@@ -291,13 +291,7 @@ class UnitOfWork:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
-        try:
-            if commit:
-                await conn.commit()
-            else:
-                await conn.rollback()
-        finally:
-            await conn.close()
+        await ended(conn, commit=commit)
 
     def emit(self, topic: str, event: Envelope) -> None:
         """Queue `event` for `topic`; it is written to the outbox at commit."""

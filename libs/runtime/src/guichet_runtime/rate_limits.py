@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection
 
 from guichet_runtime.refusals import RefusalKind, Refused
 from guichet_runtime.statements import param, params, prepared
+from guichet_runtime.transactions import transaction
 
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _RATE = re.compile(r"\s*(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day)s?\s*")
@@ -99,7 +100,7 @@ class RateLimiter:
             return
         now = self.clock()
         window_start = int(now // limit.seconds) * limit.seconds
-        async with self.engine.begin() as conn:
+        async with transaction(self.engine) as conn:
             values = params(key=key, window_start=window_start)
             count = (
                 await conn.execute(_upsert(conn.dialect.name, self.table), values)

@@ -37,6 +37,7 @@ from guichet_runtime.crashpoints import crash_point
 from guichet_runtime.db import OUTBOX_CHANNEL
 from guichet_runtime.metrics import RuntimeMetrics
 from guichet_runtime.statements import param, params, prepared
+from guichet_runtime.transactions import begun, ended, transaction
 
 log = logging.getLogger(__name__)
 
@@ -240,14 +241,15 @@ class OutboxRelay:
         """SQLite: one process relays its own outbox, and the database has one connection
         (one writer). Read the batch, let the connection go, publish, then delete in a short
         transaction: a broker that is slow or down never holds up the service's writes."""
-        async with self._engine.connect() as conn:
-            await conn.begin()
+        conn = await begun(self._engine)
+        try:
             rows = (await conn.execute(_oldest(self._outbox, self._batch_size))).all()
-            await conn.rollback()
+        finally:
+            await ended(conn, commit=False)
         if not rows:
             return 0
         await self._publish(rows)
-        async with self._engine.begin() as conn:
+        async with transaction(self._engine) as conn:
             # The rows read were the outbox's oldest: every row up to the last one read was
             # read (a row written since has a greater id; only this relay deletes), so the
             # deletion needs no list of ids, which SQLAlchemy renders again at each round.

@@ -29,21 +29,26 @@ is the thread hop itself, and SQLAlchemy's asyncio extension refuses a synchrono
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 import aiosqlite  # its exception classes are sqlite3's; SQLAlchemy reads them there
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.sqlite.aiosqlite import (
     AsyncAdapt_aiosqlite_connection,
     AsyncAdapt_aiosqlite_dbapi,
 )
+from sqlalchemy.util import await_
 
 #: How long a statement waits for another connection's write lock before it fails.
 LOCK_WAIT_SECONDS = 30.0
 
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
 
 
 def lock_refused(error: sqlite3.OperationalError) -> bool:
@@ -157,6 +162,23 @@ class InlineConnection:
     async def execute(self, sql: str, parameters: Any = None) -> InlineCursor:
         return await self.cursor().execute(sql, parameters)
 
+    def begin_immediate(self) -> None:
+        """``BEGIN IMMEDIATE``, from SQLAlchemy's synchronous side (its "begin" event): at
+        once when the write lock is free, else after waiting for it on the loop. Sent to
+        sqlite3 itself: through SQLAlchemy's execution (a context, a cursor, a result) it
+        cost a quarter of an empty transaction (docs/performance.md)."""
+        try:
+            try:
+                self._conn.execute(_BEGIN_IMMEDIATE)
+            except sqlite3.OperationalError as error:
+                if not lock_refused(error):
+                    raise
+                await_(_waiting_for_the_lock(self._conn, self._conn.execute, _BEGIN_IMMEDIATE))
+        except sqlite3.Error as error:  # as SQLAlchemy's execution would have raised it
+            raise sa_exc.DBAPIError.instance(
+                _BEGIN_IMMEDIATE, None, error, sqlite3.Error
+            ) from error
+
     async def commit(self) -> None:
         self._conn.commit()
 
@@ -195,6 +217,31 @@ class _AdaptedInlineConnection(AsyncAdapt_aiosqlite_connection):
     @isolation_level.setter
     def isolation_level(self, value: str | None) -> None:
         self._connection.isolation_level = value
+
+    # Commit and rollback on sqlite3 at once: SQLAlchemy's adapter awaits the driver's
+    # coroutine, a round of greenlet switches for a call that never waits.
+
+    def commit(self) -> None:
+        sqlite = self._connection._connection
+        if sqlite is not None:
+            try:
+                sqlite.commit()
+            except Exception as error:
+                # SQLite keeps the transaction open after a refused COMMIT (a deferred
+                # constraint): end it, as PostgreSQL does. SQLAlchemy counts it as over
+                # and would give the connection back to the pool inside it, where every
+                # BEGIN after it would fail.
+                if sqlite.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        sqlite.rollback()
+                self._handle_exception(error)
+
+    def rollback(self) -> None:
+        if self._connection._connection is not None:
+            try:
+                self._connection._connection.rollback()
+            except Exception as error:
+                self._handle_exception(error)
 
 
 class _InlineDbapi(AsyncAdapt_aiosqlite_dbapi):
