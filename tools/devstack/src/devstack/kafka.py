@@ -220,6 +220,13 @@ class LocalKafka:
             "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
             "log.dirs": str(log_dirs),
             "num.partitions": "3",
+            # An offset-index entry per MiB of log instead of per 4 KiB: each entry is
+            # written into a memory-mapped, sparse index file, and on this project's
+            # machines (Linux 6.18, large page-cache folios) a write reaching a new part of
+            # it zero-fills a whole folio. Under `make bench` that zeroing was 58 % of the
+            # broker's request thread, 13 % of the whole 2-core box (docs/performance.md).
+            # A consumer reading from an arbitrary offset scans at most 1 MiB more.
+            "log.index.interval.bytes": str(1024 * 1024),
             "default.replication.factor": "1",
             "min.insync.replicas": "1",
             "auto.create.topics.enable": "false",
