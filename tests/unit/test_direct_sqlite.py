@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.db import UtcDateTime, insert_ignore, make_engine
@@ -77,6 +78,12 @@ def among(ids: tuple[str, ...]) -> sa.Select[Any]:
 
 
 @prepared
+def claim_rows() -> Any:
+    """A batch's inbox rows (`guichet_runtime.batch`): INSERT … DO NOTHING RETURNING."""
+    return sqlite.insert(rows).on_conflict_do_nothing().returning(rows.c.row_id)
+
+
+@prepared
 def add_one() -> sa.Update:
     return rows.update().values(count=rows.c.count + 1).where(rows.c.row_id == param(rows.c.row_id))
 
@@ -88,10 +95,16 @@ async def _engine(tmp_path: Path, name: str) -> AsyncEngine:
     return engine
 
 
-async def _write_and_read(conn: AsyncConnection) -> tuple[dict[str, Any], Any, Any, int, int]:
+async def _write_and_read(
+    conn: AsyncConnection,
+) -> tuple[dict[str, Any], Any, Any, int, int, list[str], int]:
     await conn.execute(inserting(rows), ROW)
     await conn.execute(inserting(rows), [{"row_id": "r-2"}, {"row_id": "r-3"}])
     duplicate = await conn.execute(insert_ignore(conn, rows), {"row_id": "r-1"})
+    # Several rows, one already there: the new ones come back, in the order given.
+    claim = [{"row_id": "r-5"}, {"row_id": "r-3"}, {"row_id": "r-4"}]
+    claimed = await conn.execute(claim_rows(), claim)
+    claimed_ids, claimed_count = list(claimed.scalars()), claimed.rowcount
     changed = await update_row(conn, rows, {"row_id": "r-2"}, {"urgent": False, "data": [1]})
     await conn.execute(add_one(), params(row_id="r-1"))
     stored = dict(
@@ -105,7 +118,7 @@ async def _write_and_read(conn: AsyncConnection) -> tuple[dict[str, Any], Any, A
     )
     read = (await conn.execute(by_id(), params(row_id="r-1"))).one()
     scalar = await conn.scalar(by_id(), params(row_id="r-2"))
-    return stored, read, scalar, duplicate.rowcount, changed
+    return stored, read, scalar, duplicate.rowcount, changed, claimed_ids, claimed_count
 
 
 async def test_a_prepared_statement_stores_and_reads_what_sqlalchemy_does(
@@ -122,12 +135,12 @@ async def test_a_prepared_statement_stores_and_reads_what_sqlalchemy_does(
         assert through_sqlalchemy == []  # every statement went to sqlite3 directly
     async with classic.begin() as conn:
         expected = await _write_and_read(conn)
-        assert len(through_sqlalchemy) == 7
+        assert len(through_sqlalchemy) == 8
     await direct.dispose()
     await classic.dispose()
 
     assert got == expected
-    stored, read, scalar, duplicate, changed = got
+    stored, read, scalar, duplicate, changed, claimed_ids, claimed_count = got
     assert stored["r-1"].startswith("2027-03-02 13:30:00.000000|2027-03-02|")
     assert read.at == dt.datetime(2027, 3, 2, 13, 30, tzinfo=dt.UTC)
     assert (read.data, read.urgent, read.colour, read.blob) == (
@@ -139,6 +152,7 @@ async def test_a_prepared_statement_stores_and_reads_what_sqlalchemy_does(
     assert read._mapping["count"] == 1
     assert scalar == "r-2"
     assert (duplicate, changed) == (0, 1)
+    assert (claimed_ids, claimed_count) == (["r-5", "r-4"], 2)
 
 
 async def test_a_refused_statement_raises_sqlalchemys_exception_and_a_savepoint_undoes_it(
