@@ -50,11 +50,11 @@ import hashlib
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 
 from agency_simulator import dgfip, france_travail
+from agency_simulator.callback_client import CallbackClient
 from agency_simulator.decisions import (
     AGENCIES,
     UNDER_REVIEW,
@@ -106,7 +106,7 @@ def create_app(agencies: tuple[str, ...] = AGENCIES, callback_secret: str = "") 
         lifespan=lifespan,
     )
     app.state.simulator = SimulatorState(agencies=tuple(agencies), callback_secret=callback_secret)
-    app.state.client = httpx.AsyncClient()  # France Travail's callbacks
+    app.state.client = CallbackClient()  # France Travail's callbacks
     app.include_router(dgfip.router)
     app.include_router(france_travail.router)
 

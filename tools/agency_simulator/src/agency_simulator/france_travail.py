@@ -26,10 +26,10 @@ import json
 import time
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import Field
 
+from agency_simulator.callback_client import DELIVERY_ERRORS, CallbackClient, Reply
 from agency_simulator.decisions import UNDER_REVIEW, AgencyRequest
 from agency_simulator.state import SimulatorState, answer_for, fault_response, get_state
 
@@ -63,8 +63,8 @@ def signed(state: SimulatorState, body: bytes, not_before: int = 0) -> dict[str,
 
 
 async def post_callback(
-    state: SimulatorState, record: dict[str, Any], client: httpx.AsyncClient
-) -> httpx.Response:
+    state: SimulatorState, record: dict[str, Any], client: CallbackClient
+) -> Reply:
     """One delivery, signed anew; kept as the record's last delivery."""
     body = json.dumps(record["body"]).encode()
     headers = signed(state, body, not_before=record.get("signed_at", 0) + 1)
@@ -73,7 +73,7 @@ async def post_callback(
     return await client.post(record["url"], content=body, headers=headers, timeout=5)
 
 
-async def deliver(state: SimulatorState, request_id: str, client: httpx.AsyncClient) -> int | None:
+async def deliver(state: SimulatorState, request_id: str, client: CallbackClient) -> int | None:
     """POST the stored callback until the adapter answers it (2xx, or a refusal: 4xx other
     than 408/429); returns the last status, also kept in the record (``last_status``)."""
     record = state.callbacks[request_id]
@@ -87,7 +87,7 @@ async def deliver(state: SimulatorState, request_id: str, client: httpx.AsyncCli
                 return status
             if 400 <= status < 500 and status not in RETRIED:
                 return status  # refused: sending it again would be refused again
-        except httpx.HTTPError:
+        except DELIVERY_ERRORS:
             status = None
         await asyncio.sleep(min(RETRY_FIRST_SECONDS * 2**attempt, RETRY_MAX_SECONDS))
     return status
@@ -178,7 +178,7 @@ async def replay(
     record = state.callbacks.get(request_id)
     if record is None:
         raise HTTPException(status_code=404, detail=f"demande {request_id} inconnue")
-    client: httpx.AsyncClient = request.app.state.client
+    client: CallbackClient = request.app.state.client
     if exact and record.get("last_delivery"):
         body, headers = record["last_delivery"]
         response = await client.post(record["url"], content=body, headers=headers, timeout=5)

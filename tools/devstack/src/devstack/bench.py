@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from devstack import kafka_sasl, procstats
-from guichet_runtime.tls_context import client_tls
+from devstack.bench_http import IntakeClient
 from shared_models import topics
 
 #: Life event to submit for a given number of agencies per file (intake's catalogue:
@@ -347,8 +347,8 @@ async def measure(
     at most `concurrency` POSTs in flight and wait (at most `timeout` s after the last POST)
     until each one's answer notification was sent. With a `rate` (files/s, or "auto": half
     the burst's throughput), then the open loop: `rate_files` (default `files`) files on that
-    schedule, answered likewise. One Measurement per phase. `auth`: the httpx auth the POSTs
-    carry (the bench citizen's token, devstack.tokens.FreshBearer; None: anonymous).
+    schedule, answered likewise. One Measurement per phase. `auth`: where the POSTs' bearer token
+    comes from (the bench citizen's, devstack.tokens.FreshBearer; None: anonymous).
     `probe`: CPU seconds per process so far, read before and after each phase.
 
     `check` is polled (from the event loop, so it must be quick) and returns a reason to stop
@@ -356,7 +356,6 @@ async def measure(
     stop is asked that way rather than by raising KeyboardInterrupt inside the loop, which can
     leave aiokafka's background tasks half torn down and `consumer.stop()` hanging.
     """
-    import httpx
     from aiokafka import AIOKafkaConsumer
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -411,10 +410,9 @@ async def measure(
             phase.cpu_s = procstats.cpu_deltas(before[1], probe())
         phase.messages = offsets_delta(before[0], await end_offsets(admin, offsets, namespace))
 
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     try:
-        async with httpx.AsyncClient(
-            base_url=intake_url, timeout=60, limits=limits, auth=auth, verify=client_tls()
+        async with IntakeClient(
+            intake_url, connections=max(1, concurrency), timeout=60, auth=auth
         ) as client:
             if warmup:
                 log(f"warming up with {warmup} files...")
@@ -467,9 +465,8 @@ async def measure(
         o.referent, o.answer = m.referent, m.answer  # the recorder's: ids differ per phase
         phases.append(o)
         log(f"open loop: {o.files} files at {per_s:.1f} files/s...")
-        open_limits = httpx.Limits(max_connections=OPEN_LOOP_CONNECTIONS)
-        async with httpx.AsyncClient(
-            base_url=intake_url, timeout=120, limits=open_limits, auth=auth, verify=client_tls()
+        async with IntakeClient(
+            intake_url, connections=OPEN_LOOP_CONNECTIONS, timeout=120, auth=auth
         ) as client:
             before = await phase_start()
             await open_loop(
