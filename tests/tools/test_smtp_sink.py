@@ -352,3 +352,28 @@ def test_the_chaos_judge_explains_a_repeat_read_from_the_real_sink(tmp_path: Pat
         "1 duplicate messages (mail)",
         "1 duplicate messages (mail_same_subject)",
     ]
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (b"Subject: a\r\nMessage-ID: <GU-1.accuse@gu.fr>\r\nTo: b\r\n", "<GU-1.accuse@gu.fr>"),
+        (b"message-id:   <x@y>  \n", "<x@y>"),
+        (b"Subject: a\r\nMessage-ID:\r\n <folded@y>\r\nTo: b\r\n", "<folded@y>"),
+        (b"Subject: a\r\nX-Original-Message-ID: <not@this>\r\n", None),
+        (b"Subject: a\r\n", None),
+    ],
+)
+def test_the_message_id_is_read_as_the_email_package_reads_it(
+    head: bytes, expected: str | None
+) -> None:
+    """The sink keys its copies on the Message-ID read from the header block as text: the
+    value the email package parses, and only from the headers, not from the body."""
+    from email import message_from_bytes, policy
+
+    from devstack.smtp_sink import _message_id
+
+    raw = head + b"\r\nMessage-ID: <in-the-body@y>\r\n"
+    parsed = message_from_bytes(raw, policy=policy.default)["Message-ID"]
+    assert (str(parsed).strip() if parsed else None) == expected
+    assert _message_id(raw) == expected

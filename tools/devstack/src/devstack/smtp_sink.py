@@ -176,11 +176,21 @@ def duplicates(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     ]
 
 
+#: The end of a message's header block, and its Message-ID header (with folded lines).
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_MESSAGE_ID = re.compile(rb"^message-id:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
 def _message_id(raw: bytes) -> str | None:
-    value = (
-        BytesParser(policy=email.policy.default).parsebytes(raw, headersonly=True).get("Message-ID")
-    )
-    return str(value).strip() if value else None
+    """The Message-ID of a message as it was sent, unfolded. Read from the header block as
+    text: parsing the headers into the email package's header objects (200 µs a message) was
+    the largest part of the sink's own work per email."""
+    head = _HEADER_END.split(raw, maxsplit=1)[0]
+    match = _MESSAGE_ID.search(head)
+    if match is None:
+        return None
+    value = re.sub(rb"\r?\n", b"", match.group(1)).strip()
+    return value.decode("utf-8", "replace") or None
 
 
 class MaildirHandler:
