@@ -16,6 +16,7 @@ from aiohttp import web
 from agency_simulator import france_travail
 from agency_simulator.app import create_app
 from agency_simulator.callback_client import CallbackClient
+from tests.tools import test_agency_simulator_identifiers as identifiers
 
 
 class Endpoint:
@@ -60,14 +61,7 @@ async def simulator(monkeypatch) -> AsyncIterator[httpx.AsyncClient]:
 
 
 def demande(request_id: str, port: int) -> dict[str, object]:
-    return {
-        "request_id": request_id,
-        "file_id": "DOS-2026-0011",
-        "life_event": "perte_emploi",
-        "citizen": {"given_name": "Camille", "family_name": "Martin"},
-        "description": "Fin de contrat",
-        "callback_url": f"http://127.0.0.1:{port}/callbacks",
-    }
+    return {**identifiers.demande(request_id), "callback_url": f"http://127.0.0.1:{port}/callbacks"}
 
 
 async def status_of(simulator: httpx.AsyncClient, request_id: str) -> dict:
