@@ -172,6 +172,17 @@ async def test_preferences_changed_mid_way_then_thanks_and_survey(stack, client,
             auth=None,
         )
         assert changed.status_code == 200, changed.text
+
+        # The change reaches notification (the notice to the address left behind leaves
+        # once it has) before the answer exists: an answer and a change arriving at the
+        # same moment are not ordered between services, and the answer would then go by
+        # the contact notification knew when it recorded it (seen once: the CAF's answer
+        # reached notification 13 ms before the change did).
+        async def change_noticed():
+            notice = f"Votre dossier {file_id} : vos coordonnées ont été modifiées"
+            return [m for m in mails_for(stack.maildir, file_id) if m["Subject"] == notice] or None
+
+        await eventually(change_noticed, what="the change known to notification")
         await caf.release(f"{file_id}-caf")  # the CAF held the file's request all along
 
     view = await eventually(lambda: answered_view(client, file_id), what="answer after the change")

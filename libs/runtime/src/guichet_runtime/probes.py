@@ -23,7 +23,7 @@ from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from guichet_runtime import migrations
+from guichet_runtime import revisions
 from guichet_runtime.consumer import EventConsumer
 from guichet_runtime.metrics import RuntimeMetrics
 from guichet_runtime.policy import Policy, declared
@@ -61,7 +61,7 @@ class Readiness:
     async def migrations(self) -> Check:
         if not self._at_head:
             try:
-                self._at_head = await migrations.at_head(self.migrations_dir, self.engine)
+                self._at_head = await revisions.at_head(self.migrations_dir, self.engine)
             except Exception as exc:
                 return Check(False, f"cannot read the revision: {type(exc).__name__}")
         return Check(True, "at head") if self._at_head else Check(False, "not at head")

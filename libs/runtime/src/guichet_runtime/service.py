@@ -38,7 +38,6 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from guichet_runtime import migrations
 from guichet_runtime.audit import AuditTrail, trail_of
 from guichet_runtime.batch import BatchTransaction
 from guichet_runtime.body_limit import BodySizeLimit
@@ -359,6 +358,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
         if settings.migrate_at_start:
+            # Imported here: a service that does not migrate (Kubernetes: a Job does) never
+            # loads Alembic (guichet_runtime.revisions).
+            from guichet_runtime import migrations  # noqa: PLC0415
+
             await migrations.upgrade(
                 runtime.migrations_dir,
                 settings.migration_database_url or settings.database_url,
