@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import mailbox
 import shutil
 import signal
 import smtplib
@@ -23,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from devstack import smtp_sink
 from devstack.ports import free_ports
-from devstack.smtp_sink import read_maildir
+from devstack.smtp_sink import deliver, read_maildir
 from tests.unit.channel_doubles import Sink as InProcessSink
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -377,3 +379,28 @@ def test_the_message_id_is_read_as_the_email_package_reads_it(
     parsed = message_from_bytes(raw, policy=policy.default)["Message-ID"]
     assert (str(parsed).strip() if parsed else None) == expected
     assert _message_id(raw) == expected
+
+
+def test_a_delivered_message_is_a_whole_file_of_the_maildir_in_arrival_order(
+    tmp_path: Path,
+) -> None:
+    """`deliver` writes into tmp/ and renames into new/ (no fsync, unlike
+    `mailbox.Maildir.add`): the standard reader finds each message whole, in the order they
+    came, and nothing is left in tmp/."""
+    box = mailbox.Maildir(tmp_path / "maildir", factory=None, create=True)
+    bodies = [f"Subject: message {i}\n\ncorps {i}\n".encode() for i in range(5)]
+    keys = [deliver(tmp_path / "maildir", body) for body in bodies]
+    assert sorted(box.keys(), key=smtp_sink._key_order) == keys
+    assert [box.get_bytes(key) for key in keys] == bodies
+    assert list((tmp_path / "maildir" / "tmp").iterdir()) == []
+    assert [str(m["Subject"]) for m in read_maildir(tmp_path / "maildir")] == [
+        f"message {i}" for i in range(5)
+    ]
+
+
+def test_a_message_that_cannot_be_written_leaves_no_file_behind(tmp_path: Path) -> None:
+    mailbox.Maildir(tmp_path / "maildir", factory=None, create=True)
+    with pytest.raises(TypeError):  # the write fails once its file exists in tmp/
+        deliver(tmp_path / "maildir", "du texte, pas des octets")  # type: ignore[arg-type]
+    for part in ("tmp", "new", "cur"):
+        assert list((tmp_path / "maildir" / part).iterdir()) == []

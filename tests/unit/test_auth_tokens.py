@@ -4,6 +4,7 @@ transport). The same checks run against the real Keycloak in tests/devstack/test
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -23,6 +24,7 @@ from guichet_runtime.auth import (
     install_token_verifier,
     optional_principal,
 )
+from guichet_runtime.auth import verifier as verifier_module
 from guichet_runtime.refusals import RefusalKind, Refused, install_refusals
 from tests.unit.tokens import AGENTS, CITIZENS, FakeProvider, verifier_for
 
@@ -208,6 +210,77 @@ async def test_provider_down_is_unavailable_but_cached_keys_still_serve(provider
     provider.down = True
     now[0] += 7200  # stale, refetch fails: the keys we have still verify
     assert (await verifier.verify(provider.sign())).subject == "user-1"
+
+
+def counted_signature_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The tokens whose signature PyJWT checks from now on (the real check, counted)."""
+    checked: list[str] = []
+    real_decode = jwt.decode
+
+    def decode(token: str, *args: object, **kwargs: object) -> object:
+        checked.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", decode)
+    return checked
+
+
+async def test_a_token_verified_once_is_not_verified_again(provider, monkeypatch):
+    signature_checks = counted_signature_checks(monkeypatch)
+    verifier = verifier_for(provider)
+    token = provider.sign(sub="marie")
+    first = await verifier.verify(token)
+    again = await verifier.verify(token)
+    assert again == first and again.subject == "marie"
+    assert len(signature_checks) == 1
+    assert (await verifier.verify(provider.sign(sub="paul"))).subject == "paul"  # another token
+    assert len(signature_checks) == 2
+
+
+async def test_a_remembered_token_is_refused_once_it_expires():
+    provider = FakeProvider()
+    verifier = verifier_for(provider, leeway=0)
+    expires = int(time.time()) + 1
+    token = provider.sign(exp=expires)
+    assert (await verifier.verify(token)).subject == "user-1"
+    await asyncio.sleep(expires - time.time() + 0.01)  # PyJWT refuses it from `exp` on
+    assert "expiré" in (await refusal(verifier, token)).message
+    assert token not in verifier.verified
+
+
+async def test_a_remembered_token_is_refused_once_its_key_is_withdrawn(provider):
+    now = [0.0]
+    verifier = verifier_for(provider, max_age=3600, clock=lambda: now[0])
+    token = provider.sign()
+    assert (await verifier.verify(token)).subject == "user-1"
+    provider.rotate(CITIZENS)
+    del provider.keys[CITIZENS][0]  # the key that signed it, withdrawn from the JWKS
+    assert (await verifier.verify(token)).subject == "user-1"  # the JWKS not fetched again yet
+    now[0] += 3601
+    assert "clé inconnue" in (await refusal(verifier, token)).message
+    assert provider.jwks_fetches == 2
+
+
+async def test_a_jwks_fetched_again_sends_a_remembered_token_through_the_whole_check(
+    provider, monkeypatch
+):
+    now = [0.0]
+    verifier = verifier_for(provider, max_age=3600, clock=lambda: now[0])
+    token = provider.sign()
+    await verifier.verify(token)
+    signature_checks = counted_signature_checks(monkeypatch)
+    now[0] += 3601  # the same keys, fetched again: new key objects
+    assert (await verifier.verify(token)).subject == "user-1"
+    assert len(signature_checks) == 1 and provider.jwks_fetches == 2
+
+
+async def test_the_remembered_tokens_are_bounded_the_oldest_dropped_first(provider, monkeypatch):
+    monkeypatch.setattr(verifier_module, "REMEMBERED", 2)
+    verifier = verifier_for(provider)
+    tokens = [provider.sign(sub=f"citoyen-{i}") for i in range(3)]
+    for token in tokens:
+        await verifier.verify(token)
+    assert list(verifier.verified) == tokens[1:]
 
 
 def test_settings_from_environment(monkeypatch):

@@ -4,7 +4,9 @@ lossless JSON, and one dead-letter topic per main topic."""
 from __future__ import annotations
 
 import json
+import time
 import typing
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -19,6 +21,7 @@ from shared_models import (
     parse_event,
     topics,
 )
+from shared_models.events import time_ordered_id
 from tests.unit.event_samples import one_event_of_each_type
 
 PAST_TENSE_ENDINGS = ("ed", "Issued", "Sent", "Received", "Assigned", "Submitted", "Left", "Set")
@@ -152,3 +155,21 @@ def test_every_agency_has_its_own_request_and_answer_topics():
     for agency in catalogue().served_agencies():
         assert f"agency.{agency}.requests" in main
         assert f"agency.{agency}.answers" in main
+
+
+def test_event_ids_are_time_ordered_version_7_uuids():
+    """RFC 9562, section 5.7: the Unix time in milliseconds in the first 48 bits, version 7,
+    the RFC's variant; ids made in a later millisecond sort after earlier ones (what keeps
+    the consumers' inbox index appending), and none repeats."""
+    before_ms = time.time_ns() // 1_000_000
+    ids = [time_ordered_id() for _ in range(2000)]
+    after_ms = time.time_ns() // 1_000_000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert all(before_ms <= i.int >> 80 <= after_ms for i in ids)
+    assert len(set(ids)) == len(ids)
+    by_ms = [i.int >> 80 for i in ids]
+    assert by_ms == sorted(by_ms)
+    time.sleep(0.002)
+    later = time_ordered_id()
+    assert all(str(i) < str(later) for i in ids)  # as text too: how the inbox stores them
+    assert SAMPLES["FileSubmitted"].event_id.version == 7  # what events get by default

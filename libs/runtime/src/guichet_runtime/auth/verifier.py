@@ -6,6 +6,14 @@ blocking of the event loop), kept for `jwks_max_age_seconds`, and fetched again 
 names a key id the cache lacks (key rotation), at most once per `jwks_min_refresh_seconds`.
 Any provider that follows the standard works: Keycloak in dev, FranceConnect and ProConnect in
 production, by configuration only (AuthSettings).
+
+A token verified once is remembered (`TokenVerifier.verified`, at most `REMEMBERED` tokens):
+a caller sends the same token with every request of its session, and its signature check
+(an RSA verification and four base64 decodings) was the largest part of an authenticated
+request's CPU in intake. A remembered token is taken again without those only while it has
+not expired (its `exp` plus the leeway, as PyJWT reads it) and while its issuer's current
+keys still hold the very key that verified it: a JWKS fetched again (rotation, its maximum
+age) or a key withdrawn sends it through the whole verification again.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import jwt
@@ -133,6 +141,21 @@ class IssuerKeys:
         return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
 
+#: Tokens remembered once verified (a few kilobytes each: a few megabytes at most).
+REMEMBERED = 1024
+
+
+class Verified(NamedTuple):
+    """A token that passed the whole verification, and what its reuse depends on."""
+
+    principal: Principal
+    issuer: str
+    kid: str | None
+    key: jwt.PyJWK
+    #: From this instant (seconds since the epoch) PyJWT refuses it: `exp` + leeway.
+    expires_at: float
+
+
 class TokenVerifier:
     """Verifies bearer tokens of the trusted issuers for one audience; returns the principal."""
 
@@ -148,6 +171,7 @@ class TokenVerifier:
         timeout: float = 5,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not issuers:
             raise ValueError("no trusted issuer: set OIDC_ISSUERS")
@@ -170,6 +194,8 @@ class TokenVerifier:
             )
             for iss in self.issuers
         }
+        self.wall_clock = wall_clock  # the tokens' `exp`, as PyJWT reads it
+        self.verified: dict[str, Verified] = {}
 
     @classmethod
     def from_settings(cls, settings: AuthSettings | None = None) -> TokenVerifier:
@@ -186,6 +212,11 @@ class TokenVerifier:
 
     async def verify(self, token: str) -> Principal:
         """The principal of a valid token; `Refused` (401, French message) otherwise."""
+        known = self.verified.get(token)
+        if known is not None:
+            if await self._still_valid(known):
+                return known.principal
+            self.verified.pop(token, None)  # another request may have dropped it meanwhile
         try:
             # Header and claims read in one parse, only to choose the issuer and the key.
             unverified_token = jwt.decode_complete(token, options={"verify_signature": False})
@@ -220,4 +251,27 @@ class TokenVerifier:
             raise refused_token("Signature du jeton d'accès invalide.") from exc
         except jwt.PyJWTError as exc:
             raise refused_token("Jeton d'accès invalide.") from exc
-        return principal_from_claims(claims, self.issuers[issuer])
+        principal = principal_from_claims(claims, self.issuers[issuer])
+        self._remember(
+            token,
+            Verified(
+                principal,
+                issuer,
+                kid if isinstance(kid, str) else None,
+                key,
+                float(claims["exp"]) + self.leeway,
+            ),
+        )
+        return principal
+
+    async def _still_valid(self, known: Verified) -> bool:
+        """A remembered token may be taken again: not expired, and the key that verified it
+        is still the one its issuer's current keys give for its key id."""
+        if self.wall_clock() >= known.expires_at:
+            return False
+        return await self.keys[known.issuer].key(known.kid) is known.key
+
+    def _remember(self, token: str, verified: Verified) -> None:
+        if len(self.verified) >= REMEMBERED:  # the oldest remembered token goes first
+            del self.verified[next(iter(self.verified))]
+        self.verified[token] = verified
