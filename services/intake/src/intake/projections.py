@@ -243,14 +243,14 @@ async def on_agency_request_issued(event: AgencyRequestIssued, uow: UnitOfWork) 
 async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork) -> None:
     answer = event.answer
     label = AGENCY_LABELS[answer.agency]
-    this_agency = (
-        file_agencies.c.file_id == event.file_id,
-        file_agencies.c.agency == answer.agency,
-    )
     async with uow:
         await require_file(uow, event.file_id)
         if answer.decision is Decision.DOCUMENT_REQUESTED and answer.requested_document is not None:
             document = answer.requested_document
+            this_agency = (  # built here only: most answers are decisions, not requests
+                file_agencies.c.file_id == event.file_id,
+                file_agencies.c.agency == answer.agency,
+            )
             await uow.conn.execute(
                 file_agencies.update()
                 .where(*this_agency, file_agencies.c.status != AgencyStatus.ANSWERED)
