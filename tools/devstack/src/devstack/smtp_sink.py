@@ -211,9 +211,9 @@ def deliver(maildir: Path, data: bytes) -> str:
     """Store `data` in the Maildir as a new message; returns its key. Written into `tmp/`
     then renamed into `new/`, as the Maildir convention (and `mailbox.Maildir.add`) does, so
     a reader never sees half a message. Not `mailbox.Maildir.add` itself: it forces every
-    message to the disk (fsync) and opens its file twice, which took a third of the sink's
-    time per email; a process killed after the rename loses nothing (the page cache holds
-    it), and only a machine losing power could, which no test of the sink is about."""
+    message to the disk (fsync) and opens its file twice, a fifth of the sink's time per
+    email, most of it waiting for the disk. A process killed after the rename loses nothing
+    (the page cache holds it); only a machine losing power could, which no test is about."""
     name = _unique_name()
     temporary = maildir / "tmp" / name
     with open(temporary, "xb") as file:  # O_EXCL: never another message's file
