@@ -316,6 +316,8 @@ class _Run:
                 oidc_issuers=self.keycloak.issuers,
                 personal_data_sealing=self.opts.sealing,
                 trace_ratio=self.opts.trace_ratio,
+                # As deployed: the migration Job first, the services without Alembic.
+                migrate_first=True,
             )
             say(
                 "starting services" + (" (personal data sealed)..." if self.opts.sealing else "...")
