@@ -9,7 +9,8 @@ import json
 
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from devstack.stack import Stack, migrations_package
+from devstack.stack import Stack
+from devstack.stack_migrations import migrate_all, migrations_package
 from guichet_runtime import revisions
 from guichet_runtime.migrations import migrations_dir
 
@@ -39,7 +40,7 @@ async def test_a_stack_migrated_first_starts_its_services_as_kubernetes_does(tmp
     stack = Stack(tmp_path, "127.0.0.1:9", migrate_first=True)
     stack._define()
     stack.data_dir.mkdir(parents=True)
-    stack.migrate()
+    migrate_all(stack.processes, tmp_path, timeout=90)
     with_database = {
         name: package
         for name in stack.processes

@@ -10,7 +10,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from devstack.kafka_sasl import KafkaAccess
 from devstack.ports import free_ports
 from devstack.postgres import Databases, ServiceDatabase
 from devstack.procs import ServiceProcess, terminate_all
+from devstack.stack_migrations import NOT_AT_START, migrate_all
 from guichet_runtime.sealing import new_key
 
 #: The agencies a stack connects by default (an adapter and a simulator each).
@@ -94,14 +94,6 @@ TEST_RATE_LIMITS = dict.fromkeys(
 )
 
 
-def migrations_package(service: str) -> str | None:
-    """The package whose migrations a service's database runs (the Kubernetes Job's
-    argument): the adapters share `adapter_sdk`'s; None for a process without a database."""
-    if service in ("intake", "assignment", "notification", "web"):
-        return service
-    return "adapter_sdk" if service.startswith("adapter-") else None
-
-
 def _bin(name: str) -> str:
     """Console script of the running interpreter's environment."""
     candidate = Path(sys.executable).parent / name
@@ -163,10 +155,7 @@ class Stack:
         migrate_first: bool = False,
     ) -> None:
         self.workdir = workdir
-        # As in Kubernetes: each database brought to head by the migration Job's command
-        # before its service starts, and the service never loads Alembic
-        # (MIGRATE_AT_START=false). Off: each service migrates as it starts.
-        self.migrate_first = migrate_first
+        self.migrate_first = migrate_first  # as deployed: devstack.stack_migrations
         self.launcher = launcher
         self.kafka_bootstrap = kafka_bootstrap
         self.kafka = kafka_access or kafka_sasl.access(kafka_bootstrap)
@@ -177,7 +166,7 @@ class Stack:
         self.spans_dir = workdir / "spans"
         self.data_dir = workdir / "data"
         self._postgres = postgres
-        self._extra_env = extra_env or {}
+        self._extra_env = {**(NOT_AT_START if migrate_first else {}), **(extra_env or {})}
         self.clock_file = clock_file
         self.oidc_issuers = dict(oidc_issuers or {})
         self.rate_limits = TEST_RATE_LIMITS if rate_limits is None else rate_limits
@@ -249,10 +238,6 @@ class Stack:
             return {"DATABASE_URL": db.url, "MIGRATION_DATABASE_URL": db.migration_url}
         self.database_urls[name] = self.migration_urls[name] = db
         return {"DATABASE_URL": db}
-
-    def _migrate_at_start_env(self) -> dict[str, str]:
-        """MIGRATE_AT_START=false when `migrate` ran the migrations before the services."""
-        return {"MIGRATE_AT_START": "false"} if self.migrate_first else {}
 
     def _oidc_env(self, audience: str | None) -> dict[str, str]:
         if not self.oidc_issuers:
@@ -327,7 +312,6 @@ class Stack:
             **({"CLOCK_FILE": str(self.clock_file)} if self.clock_file else {}),
             **self._oidc_env(name),
             **self._personal_data_env(name),
-            **self._migrate_at_start_env(),
             **self._extra_env,
             **env,
         }
@@ -444,7 +428,6 @@ class Stack:
                 "SECRETS_DIR": str(self.workdir / "secrets"),
                 **self._oidc_env(None),
                 **self._web_login_env(),
-                **self._migrate_at_start_env(),
                 **self._extra_env,
             },
             self.workdir / "logs" / "web.log",
@@ -474,7 +457,7 @@ class Stack:
         if self.kafka.sasl:
             self.kafka.prepare_blocking(self.namespace, self.ports.adapters)
         if self.migrate_first:
-            self.migrate(timeout)
+            migrate_all(self.processes, self.workdir, timeout)
         try:
             # Start everything, then wait: the processes boot in parallel.
             for proc in self.processes.values():
@@ -484,30 +467,6 @@ class Stack:
         except BaseException:
             self.stop()
             raise
-
-    def migrate(self, timeout: float = 90) -> None:
-        """Bring every service's database to head as the Kubernetes migration Job does
-        (`python -m guichet_runtime.migrations upgrade <package>`, as the database's owner),
-        all at once; RuntimeError naming the service and its output if one fails."""
-        running = {}
-        for name, process in self.processes.items():
-            package = migrations_package(name)
-            if package is None or "DATABASE_URL" not in process.env:
-                continue
-            running[name] = subprocess.Popen(
-                [sys.executable, "-m", "guichet_runtime.migrations", "upgrade", package],
-                env={**os.environ, **process.env},
-                cwd=self.workdir,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-            )
-        failed = []
-        for name, job in running.items():
-            output, _ = job.communicate(timeout=timeout)
-            if job.returncode != 0:
-                failed.append(f"{name}: {output.decode(errors='replace')[-2000:]}")
-        if failed:
-            raise RuntimeError("migrations failed:\n" + "\n".join(failed))
 
     def travel_to(self, day: date | None) -> None:
         """Move "today" for every running service (None: back to the real date)."""
