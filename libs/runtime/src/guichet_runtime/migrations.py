@@ -19,10 +19,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command, context
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def alembic_config(script_location: Path, url: str) -> Config:
@@ -81,16 +79,6 @@ async def grant_runtime_role(owner_url: str, role: str) -> None:
                 await conn.execute(sa.text(statement))
     finally:
         await engine.dispose()
-
-
-async def at_head(script_location: Path, engine: AsyncEngine) -> bool:
-    """Whether the database's current revision(s) are the scripts' head(s)."""
-    heads = set(ScriptDirectory(str(script_location)).get_heads())
-    async with engine.connect() as conn:
-        current = await conn.run_sync(
-            lambda sync: set(MigrationContext.configure(sync).get_current_heads())
-        )
-    return current == heads
 
 
 def run_env(target_metadata: sa.MetaData) -> None:

@@ -1,7 +1,7 @@
 """Whether a service's database is at its migrations' head, without loading Alembic.
 
-The readiness probe asks it (`guichet_runtime.probes`). Alembic's own answer
-(`migrations.at_head`: its script directory and migration context) loads Alembic into the
+The readiness probe asks it (`guichet_runtime.probes`). Alembic's own answer (its script
+directory and migration context, what the tests compare with) loads Alembic into the
 service's process, 10 MB of its resident memory once SQLAlchemy is there, for a service that
 never migrates anything itself in production (`MIGRATE_AT_START=false`, a Kubernetes Job
 migrates before the rollout). Here the scripts' heads are read from the scripts' own
@@ -14,6 +14,7 @@ part that reads its scripts without importing itself.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 VERSION_TABLE = "alembic_version"
 
 
-def script_heads(script_location: Path) -> set[str]:
-    """The revisions of `script_location/versions` that no other revision revises."""
+@functools.cache
+def script_heads(script_location: Path) -> frozenset[str]:
+    """The revisions of `script_location/versions` that no other revision revises (read
+    once: the scripts do not change under a running process, the probe asks until the
+    database is at head)."""
     revisions: set[str] = set()
     revised: set[str] = set()
     for path in sorted((script_location / "versions").glob("*.py")):
@@ -35,7 +39,7 @@ def script_heads(script_location: Path) -> set[str]:
         revisions.add(names["revision"])
         down = names.get("down_revision")
         revised |= {down} if isinstance(down, str) else set(down or ())
-    return revisions - revised
+    return frozenset(revisions - revised)
 
 
 def _assignments(path: Path) -> dict[str, Any]:

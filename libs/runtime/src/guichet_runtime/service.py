@@ -347,6 +347,22 @@ def _stacks(tasks: Iterable[asyncio.Task[Any]]) -> str:
     return out.getvalue()[-8000:]
 
 
+async def migrate_at_start(settings: ServiceSettings, migrations_dir: Path) -> None:
+    """When MIGRATE_AT_START: the database brought to head as its owner (MIGRATION_DATABASE_URL,
+    else DATABASE_URL), DATABASE_URL's role granted the tables. Alembic is imported only then:
+    a service that does not migrate (Kubernetes: a Job does) never loads it
+    (guichet_runtime.revisions)."""
+    if not settings.migrate_at_start:
+        return
+    from guichet_runtime import migrations  # noqa: PLC0415
+
+    await migrations.upgrade(
+        migrations_dir,
+        settings.migration_database_url or settings.database_url,
+        migrations.runtime_role(settings.database_url, settings.migration_database_url),
+    )
+
+
 def create_app(
     runtime: Runtime, *, title: str, body_limits: Sequence[tuple[str, int]] = ()
 ) -> FastAPI:
@@ -357,16 +373,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = runtime.settings
-        if settings.migrate_at_start:
-            # Imported here: a service that does not migrate (Kubernetes: a Job does) never
-            # loads Alembic (guichet_runtime.revisions).
-            from guichet_runtime import migrations  # noqa: PLC0415
-
-            await migrations.upgrade(
-                runtime.migrations_dir,
-                settings.migration_database_url or settings.database_url,
-                migrations.runtime_role(settings.database_url, settings.migration_database_url),
-            )
+        await migrate_at_start(settings, runtime.migrations_dir)
         if settings.create_topics:
             await ensure_topics(
                 client_options(settings),

@@ -156,26 +156,17 @@ def load_catalogue(path: Path | str) -> Catalogue:
         raise CatalogueInvalid(f"Le catalogue {path} est invalide : {problems}.") from exc
 
 
-@lru_cache(maxsize=8)
-def _cached(path: str) -> Catalogue:
-    return load_catalogue(path)
-
-
-def catalogue_path() -> Path:
-    """The catalogue file in use: GUICHET_CATALOGUE if set, else the shipped one."""
-    return Path(os.environ.get(CATALOGUE_ENV) or DEFAULT_CATALOGUE)  # as `_in_use` reads it
-
-
 def catalogue() -> Catalogue:
-    """The catalogue in use, read once per file. Looked up by the setting's text itself:
-    every agency code checked and every label shown asks for it, and making the setting a
-    path again at each call cost more than the lookup (intake: about 2 % of its CPU)."""
-    return _in_use(os.environ.get(CATALOGUE_ENV))
+    """The catalogue in use: the file GUICHET_CATALOGUE names if set, else the shipped one,
+    read once. Looked up by the setting's text itself: every agency code checked and every
+    label shown asks for it, and making a path of the setting at each call cost more than
+    the lookup (intake: about 2 % of its CPU)."""
+    return _read_once(os.environ.get(CATALOGUE_ENV) or str(DEFAULT_CATALOGUE))
 
 
 @lru_cache(maxsize=8)
-def _in_use(setting: str | None) -> Catalogue:
-    return _cached(str(Path(setting or DEFAULT_CATALOGUE)))
+def _read_once(path: str) -> Catalogue:
+    return load_catalogue(path)
 
 
 def citizen_data_for(agency: str, citizen: CitizenContact, description: str) -> CitizenExtract:

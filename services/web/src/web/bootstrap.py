@@ -19,10 +19,9 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from guichet_runtime.body_limit import MULTIPART_OVERHEAD_BYTES, BodySizeLimit
 from guichet_runtime.logs import setup_logging
 from guichet_runtime.metrics import HttpMetrics, RuntimeMetrics
-from guichet_runtime.migrations import runtime_role, upgrade
 from guichet_runtime.probes import Readiness, install_ops_routes
 from guichet_runtime.secrets import required_secret
-from guichet_runtime.service import TraceIdHeader
+from guichet_runtime.service import TraceIdHeader, migrate_at_start
 from guichet_runtime.telemetry import setup_tracing
 from web import pages
 from web.api import (
@@ -72,12 +71,7 @@ def bootstrap(settings: WebSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if settings.migrate_at_start:  # as the owner when given, granting the run-time role
-            await upgrade(
-                MIGRATIONS,
-                settings.migration_database_url or settings.database_url,
-                runtime_role(settings.database_url, settings.migration_database_url),
-            )
+        await migrate_at_start(settings, MIGRATIONS)
         app.state.ready = readiness.started = True
         try:
             yield

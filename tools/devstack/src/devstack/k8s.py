@@ -70,7 +70,6 @@ def core_workloads() -> list[Workload]:
                     command=["intake"],
                     component="service",
                     database="intake",
-                    migrations="intake",
                     # The client is read from X-Forwarded-For when the web or the Ingress calls.
                     settings={
                         "TRUSTED_PROXIES": TRUSTED_POD_NETWORK,
@@ -96,7 +95,6 @@ def core_workloads() -> list[Workload]:
                 command=["assignment"],
                 component="service",
                 database="assignment",
-                migrations="assignment",
                 secrets={"AUDIT_ANCHOR_KEY": ("assignment-audit-anchor", "key")},
                 identity=VERIFIER_KEYS,
                 ingress_from=["web"],
@@ -116,7 +114,6 @@ def core_workloads() -> list[Workload]:
                         "PORTAL_URL": "https://guichet-unique.example.gouv.fr",
                     },
                     database="notification",
-                    migrations="notification",
                     secrets={"ACCESS_CODE_KEY": ("access-code-key", "key")},
                     external_egress=[25, 443],
                     scaling=(2, topics.PARTITIONS),
@@ -144,7 +141,6 @@ def core_workloads() -> list[Workload]:
                     "LOGIN_CITIZENS_CLIENT_SECRET": ("web-login-citizens", "client-secret"),
                 },
                 database="web",  # the sessions, kept server-side
-                migrations="web",
                 identity=LOGIN_KEYS,
                 kafka=False,
                 ingress_from_controller=True,
@@ -172,7 +168,6 @@ def adapter_workload(agency: str) -> Workload:
             settings=settings,
             secrets=secrets,
             database=f"adapter_{agency}",
-            migrations="adapter_sdk",
             external_egress=[443],
             external_ingress=agency in ASYNCHRONOUS_AGENCIES,
             scaling=(1, topics.PARTITIONS),

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from devstack.stack_migrations import migrations_package
+
 PART_OF = "guichet-unique"
 
 
@@ -22,7 +24,6 @@ class Workload:
     #: Variables from a ConfigMap shared with other workloads: env -> (ConfigMap, key).
     shared_settings: dict[str, tuple[str, str]] = field(default_factory=dict)
     database: str | None = None  # database and run-time role name (devstack.k8s_postgres)
-    migrations: str | None = None  # package whose migrations the Job runs
     kafka: bool = True
     ingress_from_controller: bool = False
     ingress_from: list[str] = field(default_factory=list)  # workloads calling this one
@@ -32,6 +33,11 @@ class Workload:
     scaling: tuple[int, int] | None = None  # KEDA (min, max) replicas
     identity: dict[str, str] = field(default_factory=dict)  # env -> key (devstack.k8s_identity)
     smtp_port: int | None = None  # the citizens' email replies (devstack.k8s_mail)
+
+    @property
+    def migrations(self) -> str | None:
+        """The package whose migrations the Job runs (the one list the dev stack uses too)."""
+        return migrations_package(self.name) if self.database else None
 
 
 def labels(name: str, component: str) -> dict[str, str]:

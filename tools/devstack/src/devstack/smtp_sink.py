@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import email.policy
+import functools
 import itertools
 import json
 import logging
@@ -196,12 +197,10 @@ def _message_id(raw: bytes) -> str | None:
     return value.decode("utf-8", "replace") or None
 
 
-def _unique_name() -> str:
-    """A Maildir file name as `mailbox.Maildir` makes them: seconds, microseconds, process,
-    and a counter (what `_key_order` sorts on), then the host."""
-    now = time.time()
-    host = socket.gethostname().replace("/", r"\057").replace(":", r"\072")
-    return f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_DELIVERIES)}.{host}"
+@functools.cache
+def _host() -> str:
+    """This machine's name as `mailbox.Maildir` writes it in a file name."""
+    return socket.gethostname().replace("/", r"\057").replace(":", r"\072")
 
 
 _DELIVERIES = itertools.count(1)
@@ -210,23 +209,23 @@ _DELIVERIES = itertools.count(1)
 def deliver(maildir: Path, data: bytes) -> str:
     """Store `data` in the Maildir as a new message; returns its key. Written into `tmp/`
     then renamed into `new/`, as the Maildir convention (and `mailbox.Maildir.add`) does, so
-    a reader never sees half a message. Not `mailbox.Maildir.add` itself: it forces every
-    message to the disk (fsync) and opens its file twice, a fifth of the sink's time per
-    email, most of it waiting for the disk. A process killed after the rename loses nothing
-    (the page cache holds it); only a machine losing power could, which no test is about."""
-    name = _unique_name()
+    a reader never sees half a message; its name as `mailbox.Maildir` makes them (seconds,
+    microseconds, process, a counter: what `_key_order` sorts on; then the host). Not
+    `mailbox.Maildir.add` itself: it forces every message to the disk (fsync) and opens its
+    file twice, a fifth of the sink's time per email, most of it waiting for the disk. A
+    process killed after the rename loses nothing (the page cache holds it); only a machine
+    losing power could, which no test is about."""
+    now = time.time()
+    name = f"{int(now)}.M{int(now % 1 * 1e6)}P{os.getpid()}Q{next(_DELIVERIES)}.{_host()}"
     temporary = maildir / "tmp" / name
     with open(temporary, "xb") as file:  # O_EXCL: never another message's file
         try:
             file.write(data)
+            file.close()  # written out before it is renamed
+            os.rename(temporary, maildir / "new" / name)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
-    try:
-        os.rename(temporary, maildir / "new" / name)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
     return name
 
 

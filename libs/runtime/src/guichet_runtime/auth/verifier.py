@@ -171,7 +171,6 @@ class TokenVerifier:
         timeout: float = 5,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not issuers:
             raise ValueError("no trusted issuer: set OIDC_ISSUERS")
@@ -194,7 +193,6 @@ class TokenVerifier:
             )
             for iss in self.issuers
         }
-        self.wall_clock = wall_clock  # the tokens' `exp`, as PyJWT reads it
         self.verified: dict[str, Verified] = {}
 
     @classmethod
@@ -267,7 +265,7 @@ class TokenVerifier:
     async def _still_valid(self, known: Verified) -> bool:
         """A remembered token may be taken again: not expired, and the key that verified it
         is still the one its issuer's current keys give for its key id."""
-        if self.wall_clock() >= known.expires_at:
+        if time.time() >= known.expires_at:  # the clock PyJWT reads `exp` against
             return False
         return await self.keys[known.issuer].key(known.kid) is known.key
 
