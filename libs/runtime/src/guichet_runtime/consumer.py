@@ -7,7 +7,10 @@ Contract of a subscription made here:
   keeps failing for a non-infrastructure reason) goes to `<topic>.dlq` with the reason,
   then is acknowledged so the partition moves on;
 - an infrastructure failure (database or network down) is not dead-lettered: the
-  record is redelivered until the infrastructure is back.
+  record is redelivered until the infrastructure is back;
+- an event type the subscription declares `ignored` (a shared topic's events this service
+  has nothing to do with) is acknowledged as it comes: not decoded, not recorded in the
+  inbox, not traced, no transaction (a batch of nothing else opens none).
 
 Records are read one at a time (`batch_max` 1); or several are handled at once, each on
 its own (`concurrent_max` > 1, what adapters use: their handler calls an agency, see
@@ -21,9 +24,7 @@ partition to its first record (guichet_runtime.batch).
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -33,10 +34,10 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
-from opentelemetry import trace
 from pydantic import ValidationError
 
 from guichet_runtime.batch import BatchFactory
+from guichet_runtime.batch_consumption import BatchConsumption
 from guichet_runtime.batch_poll import wait_for_records
 from guichet_runtime.concurrent_consumption import ConcurrentConsumption
 from guichet_runtime.crashpoints import crash_point
@@ -53,7 +54,6 @@ from guichet_runtime.personal_data import (
     PersonalData,
     PersonalDataErased,
 )
-from guichet_runtime.record_span import headers_of, processing
 from guichet_runtime.retries import with_attempts
 from shared_models import Envelope, topics
 
@@ -82,9 +82,11 @@ async def _raw_body(msg: StreamMessage[Any]) -> bytes:
 class Decoded:
     """A consumed record, decoded: its handler and event (its personal fields opened, with the
     data key they were sealed with), or why it can never be handled (the dead-letter reason),
-    or the erasure its shredded key means. `raw`/`headers`: the record, in a batch."""
+    or the erasure its shredded key means, or that this service ignores its type.
+    `raw`/`headers`: the record, in a batch."""
 
     event_type: str
+    ignored: bool = False
     handler: Handler | None = None
     event: Envelope | None = None
     key_id: str | None = None
@@ -139,16 +141,29 @@ class EventConsumer:
         self.dead_lettered = 0
         self._topics: list[str] = []
         self._by_type: dict[str, tuple[type[Envelope], Handler]] = {}
+        self._ignored: set[str] = set()
         self._attached = False
         #: Opens the events' sealed personal fields (guichet_runtime.personal_data).
         self.personal_data: PersonalData | None = None
         self.erased = 0
 
     def subscribe(
-        self, topic_names: Iterable[str], handlers: dict[type[Envelope], Handler]
+        self,
+        topic_names: Iterable[str],
+        handlers: dict[type[Envelope], Handler],
+        *,
+        ignored: Iterable[type[Envelope]] = (),
     ) -> None:
-        """Route `handlers`' event types, read from `topic_names`, to their handlers."""
+        """Route `handlers`' event types, read from `topic_names`, to their handlers.
+        `ignored`: event types of these topics this service has nothing to do with (a shared
+        topic): acknowledged as they come, without decoding, inbox row, span or transaction.
+        Any other type is unknown, and dead-lettered."""
         self._topics.extend(t for t in topic_names if t not in self._topics)
+        skipped = {cls.event_type for cls in ignored}
+        handled = {cls.event_type for cls in handlers} | set(self._by_type)
+        if both := sorted(skipped & handled) or sorted(self._ignored & handled):
+            raise ValueError(f"{self.group_id}: both handled and ignored: {', '.join(both)}")
+        self._ignored |= skipped
         self._by_type.update({cls.event_type: (cls, handler) for cls, handler in handlers.items()})
 
     def attach(self) -> None:
@@ -249,6 +264,9 @@ class EventConsumer:
         """The record's event for its handler, or why it cannot be handled. KeyUnavailable
         (the key service down) propagates: the record (or the batch) comes again."""
         decoded = Decoded(event_type)
+        if event_type in self._ignored:
+            decoded.ignored = True
+            return decoded
         if event_type not in by_type:
             decoded.reason = f"type d'événement inconnu: {event_type!r}"
             return decoded
@@ -288,6 +306,9 @@ class EventConsumer:
         """One record on its own: its handler's transactions, retries, dead letter. A
         transient failure propagates once the attempts are spent (the record comes again)."""
         decoded = await self.decode(by_type, headers.get("event_type", ""), body)
+        if decoded.ignored:
+            self.observe_ignored(decoded.event_type)
+            return
         if decoded.reason is not None:
             await self.dead_letter(record, body, headers, decoded.reason)
             return
@@ -332,6 +353,11 @@ class EventConsumer:
         self.count_erased(erased)
         if self.metrics is not None:
             self.metrics.observe_handler(erased.event_type, "erased", 0.0)
+
+    def observe_ignored(self, event_type: str) -> None:
+        """A record of a type this service ignores was acknowledged without handling."""
+        if self.metrics is not None:
+            self.metrics.observe_handler(event_type, "ignored", 0.0)
 
     def count_erased(self, erased: PersonalDataErased) -> None:
         """An event whose personal data was erased was recorded as handled, not handled."""
@@ -385,104 +411,3 @@ class EventConsumer:
         log.error(
             "%s: record %s@%s dead-lettered: %s", self.group_id, record.topic, record.offset, reason
         )
-
-
-class BatchConsumption:
-    """A batch of records (FastStream's batch subscriber: aiokafka `getmany`) through one
-    transaction and one offset commit (the subscriber's, after this returns)."""
-
-    def __init__(
-        self,
-        consumer: EventConsumer,
-        batch_factory: BatchFactory,
-        by_type: dict[str, tuple[type[Envelope], Handler]],
-    ) -> None:
-        self._consumer = consumer
-        self._batch_factory = batch_factory
-        self._by_type = by_type
-        self._tracer = trace.get_tracer(__name__)
-
-    async def _decode(self, raw: Any) -> Decoded:
-        headers = headers_of(raw)
-        event_type = headers.get("event_type", "")
-        record = await self._consumer.decode(self._by_type, event_type, raw.value or b"")
-        record.raw, record.headers = raw, headers
-        return record
-
-    async def consume(self, raws: tuple[Any, ...]) -> None:
-        records = [await self._decode(raw) for raw in raws]
-        try:
-            outcomes = await self._in_one_transaction(records)
-        except Exception as exc:
-            if lost_a_race(exc):  # rolled back: let the other transaction finish first
-                await asyncio.sleep(random.uniform(0.05, 0.5))
-            raise
-        # Committed, offsets not acknowledged yet: redelivered at restart, the inbox skips them.
-        crash_point("consumer.after_commit_before_ack")
-        consumer = self._consumer
-        for record in records:
-            if record.reason is not None:
-                await consumer.dead_letter(
-                    record.raw, record.raw.value or b"", record.headers, record.reason
-                )
-        if consumer.metrics is not None:
-            for event_type, outcome, seconds in outcomes:
-                consumer.metrics.observe_handler(event_type, outcome, seconds)
-
-    async def _in_one_transaction(self, records: list[Decoded]) -> list[tuple[str, str, float]]:
-        """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
-        group = self._consumer.group_id
-        valid = [r for r in records if r.reason is None and r.erased is None]
-        erased = [r.erased for r in records if r.erased is not None]
-        outcomes: list[tuple[str, str, float]] = []
-        async with self._batch_factory(group) as batch:
-            new = await batch.claim(
-                [str(r.event.event_id) for r in valid if r.event is not None]
-                + [e.event_id for e in erased]
-            )
-            for gone in erased:  # recorded as handled (inbox), the handler does not run
-                if gone.event_id in new:
-                    new.discard(gone.event_id)
-                    async with batch.member(gone.event_id) as uow:
-                        await uow.commit()
-                    self._consumer.count_erased(gone)
-                    outcomes.append((gone.event_type, "erased", 0.0))
-            for record in valid:
-                assert record.event is not None and record.handler is not None
-                event_id = str(record.event.event_id)
-                if event_id not in new:  # processed before, or twice in this batch
-                    log.info("%s: event %s already processed", group, event_id)
-                    outcomes.append((record.event_type, "duplicate", 0.0))
-                    continue
-                new.discard(event_id)
-                started = time.perf_counter()
-                outcome = await self._apply(record, batch.member, event_id)
-                outcomes.append((record.event_type, outcome, time.perf_counter() - started))
-                # Some records applied in the batch's transaction, nothing committed yet.
-                crash_point("consumer.mid_batch")
-            await batch.commit()
-        return outcomes
-
-    async def _apply(self, record: Decoded, member: Any, event_id: str) -> str:
-        """Run the record's handler in its savepoint; an infrastructure failure propagates
-        (the batch rolls back, every partition is rewound), any other failure marks the
-        record for the dead-letter topic."""
-        assert record.handler is not None
-        with processing(self._tracer, record.raw, record.headers):
-            try:
-                handler, event = record.handler, record.event
-                await self._consumer.with_attempts(
-                    lambda: handler(event, record.keyed(member(event_id))), in_batch=True
-                )
-            except Exception as exc:
-                if is_transient(exc):
-                    log.warning(
-                        "%s: transient failure, the batch will be redelivered: %r",
-                        self._consumer.group_id,
-                        exc,
-                    )
-                    raise
-                log.exception("%s: dead-lettering event %s", self._consumer.group_id, event_id)
-                record.reason = f"{type(exc).__name__}: {exc}"
-                return "dead_letter"
-        return "ok"

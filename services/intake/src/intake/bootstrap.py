@@ -89,20 +89,18 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         {
             LegalDeadlineSet: projections.on_legal_deadline_set,
             ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
-            DeadlineWarningIssued: projections.ignore,
-            LegalDeadlineBreached: projections.ignore,
-            CitizenMessageReminderIssued: projections.ignore,
             CitizenMessageEscalated: projections.on_citizen_message_escalated,
         },
+        ignored=[DeadlineWarningIssued, LegalDeadlineBreached, CitizenMessageReminderIssued],
     )
     consumer.subscribe(
         [topics.APPOINTMENTS],
         {
             AppointmentBooked: projections.on_appointment_booked,
             AppointmentCancelled: projections.on_appointment_cancelled,
-            # The reminder is a message (notification's); the timeline shows it as sent.
-            AppointmentReminderIssued: projections.ignore,
         },
+        # The reminder is a message (notification's); the timeline shows it as sent.
+        ignored=[AppointmentReminderIssued],
     )
     limiter = RateLimiter(runtime.engine, rate_counters)
 

@@ -170,10 +170,6 @@ async def on_appointment_cancelled(event: AppointmentCancelled, uow: UnitOfWork)
         await uow.commit()
 
 
-async def ignore(event: object, uow: UnitOfWork) -> None:
-    """Events of a shared topic this service has nothing to do with."""
-
-
 @prepared
 def _covering_for() -> sa.Select[Any]:
     return sa.select(files.c.covering_for).where(files.c.file_id == param(files.c.file_id))

@@ -130,8 +130,8 @@ def bootstrap(
             CitizenMessageReminderIssued: projections.on_citizen_message_reminder_issued,
             CitizenMessageEscalated: projections.on_citizen_message_escalated,
             ImplicitDecisionRecorded: projections.on_implicit_decision_recorded,
-            LegalDeadlineSet: projections.on_legal_deadline_set,
         },
+        ignored=[LegalDeadlineSet],  # the deadlines topic is shared: nothing to tell anyone
     )
     subscribe([topics.ACCESS_CODES], {AccessCodeIssued: projections.on_access_code_issued})
     subscribe(

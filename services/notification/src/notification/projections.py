@@ -29,7 +29,6 @@ from shared_models import (
     Decision,
     ImplicitDecisionRecorded,
     LegalDeadlineBreached,
-    LegalDeadlineSet,
     NotificationKind,
     ReferentAssigned,
     ReferentAssignmentDeferred,
@@ -399,7 +398,3 @@ async def on_referent_assignment_deferred(
                 recipient=supervisor.email,
             )
         await uow.commit()
-
-
-async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
-    """Shares the deadlines topic; notification has nothing to do with it."""
