@@ -108,6 +108,21 @@ def test_produced_topics_are_what_an_adapter_emits(agency):
     assert emitted_topics(roots, [agency]) == principal.produces
 
 
+@pytest.mark.parametrize("name", ["intake", "assignment", "notification", *ADAPTERS])
+def test_every_event_type_of_a_consumed_topic_is_handled_or_declared_ignored(name, tmp_path):
+    """No event a producer is declared to write on a topic would reach a consumer's dead
+    letters as an unknown type; an ignored type is one the topic really carries."""
+    consumer = _app(name, tmp_path).state.runtime.consumer
+    flows = topics.flows()
+    carried: set[str] = set()
+    for topic in topology.principals()[name].consumes:
+        types = flows[topic][0]
+        carried |= {types} if isinstance(types, str) else set(types)
+    assert carried <= consumer.handled_types | consumer.ignored_types
+    assert consumer.ignored_types <= carried
+    assert not consumer.handled_types & consumer.ignored_types
+
+
 def test_the_topology_agrees_with_the_documented_flows():
     principals = topology.principals()
     for topic, (_, producer, consumers) in topics.flows().items():

@@ -230,6 +230,16 @@ class EventConsumer:
     def subscribes(self) -> bool:
         return bool(self._topics)
 
+    @property
+    def handled_types(self) -> frozenset[str]:
+        """The event types this consumer hands to a handler."""
+        return frozenset(self._by_type)
+
+    @property
+    def ignored_types(self) -> frozenset[str]:
+        """The event types of its topics this consumer declares it has nothing to do with."""
+        return frozenset(self._ignored)
+
     async def stop_consuming(self) -> None:
         """Stop reading new records, wait (up to the broker's graceful timeout) for the
         one in flight to finish and its offset to be committed, then leave the group."""
