@@ -16,14 +16,17 @@ from opentelemetry import trace
 from guichet_runtime.db import AlreadyProcessed, UnitOfWork
 from guichet_runtime.refusals import RefusalKind, Refused
 from guichet_runtime.relay import OutboxRelay
+from guichet_runtime.statements import params
 from intake import domain, projections
 from intake.commands.files import SubmitFile, submit_file
 from intake.schemas import FileIn
 from shared_models import (
     AgencyAnswerReceived,
     AgencyRequestIssued,
+    Decision,
     ExchangeRecorded,
     ExchangesRecorded,
+    RequestedDocument,
     citizen_data_for,
     topics,
 )
@@ -223,6 +226,40 @@ async def test_an_agency_status_never_moves_back_when_events_cross(intake_db):
         r.kind for r in await intake_db.rows("timeline", order_by=intake_db.tables.timeline.c.id)
     ]
     assert kinds == ["depot", "reponse_organisme", "transmission", "transmission"]
+
+
+async def test_a_document_request_is_cleared_by_the_answer_and_no_line_rewritten_for_nothing(
+    intake_db,
+):
+    file_id, _ = await submit_file(submit(), intake_db.uow())
+    piece = RequestedDocument(code="attestation", label="Attestation")
+
+    def answer(agency: str, verdict: Decision = Decision.GRANTED, **more) -> AgencyAnswerReceived:
+        return AgencyAnswerReceived(
+            file_id=file_id,
+            request_id=f"{file_id}-{agency}",
+            answer=decision(agency, verdict, **more),
+        )
+
+    await projections.on_agency_answer_received(
+        answer("caf", Decision.DOCUMENT_REQUESTED, requested_document=piece), intake_db.uow()
+    )
+    requested = {r.agency: r.requested_document for r in await intake_db.rows("file_agencies")}
+    assert requested["caf"] == {"request_id": f"{file_id}-caf", **piece.model_dump()}
+    await projections.on_agency_answer_received(answer("caf"), intake_db.uow())
+    await projections.on_agency_answer_received(answer("dgfip"), intake_db.uow())
+
+    lines = {r.agency: r for r in await intake_db.rows("file_agencies")}
+    assert {a: (r.status, r.requested_document) for a, r in lines.items()} == {
+        "caf": ("repondu", None),
+        "dgfip": ("repondu", None),
+        "cpam": ("en_attente", None),
+    }
+    async with intake_db.uow() as uow:  # a line with no request: the statement writes nothing
+        cleared = await uow.conn.execute(
+            projections._document_no_longer_requested(), params(file_id=file_id, agency="dgfip")
+        )
+    assert cleared.rowcount == 0
 
 
 async def test_the_exchanges_of_one_transaction_are_one_event_and_a_timeline_line_each(

@@ -9,6 +9,7 @@ import asyncio
 from pathlib import Path
 from types import SimpleNamespace
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -296,3 +297,41 @@ def test_the_client_address(peer, forwarded, expected):
     scope = {"type": "http", "client": (peer, 1), "headers": headers}
     trusted = IntakeSettings(trusted_proxies=["10.0.0.0/24"]).trusted_proxies
     assert client_address(HTTPConnection(scope), trusted) == expected
+
+
+@pytest.mark.integration
+async def test_on_postgresql_a_hit_holds_the_counters_row_only_while_its_statement_runs(
+    request, monkeypatch
+):
+    """Callers sharing a key (one address: an office's network, a proxy) do not queue behind
+    a hit whose process is busy elsewhere: once its statement has answered, the row is free
+    (autocommit), not locked until a COMMIT sent a turn of the event loop later."""
+    from guichet_runtime.direct_asyncpg import DirectPgConnection
+
+    url = request.getfixturevalue("postgres_factory")(f"limits_lock_{id(request)}")
+    await migrations.upgrade(Path(intake.__file__).parent / "migrations", url)
+    engine = make_engine(url)
+    probe = await asyncpg.connect(url.replace("+asyncpg", ""))
+    locked_after_statement: list[bool] = []
+    execute = DirectPgConnection.execute
+
+    async def execute_then_probe(self, statement, parameters=None, **kw):
+        result = await execute(self, statement, parameters, **kw)
+        try:  # another caller of the same key, now
+            await probe.execute(
+                "SELECT count FROM rate_counters WHERE key = $1 FOR UPDATE NOWAIT", "k"
+            )
+            locked_after_statement.append(False)
+        except asyncpg.exceptions.LockNotAvailableError:
+            locked_after_statement.append(True)
+        return result
+
+    monkeypatch.setattr(DirectPgConnection, "execute", execute_then_probe)
+    try:
+        limiter = RateLimiter(engine, rate_counters)
+        await limiter.hit("k", RateLimit.parse("5/hour"))
+        await limiter.hit("k", RateLimit.parse("5/hour"))
+    finally:
+        await probe.close()
+        await engine.dispose()
+    assert locked_after_statement == [False, False]
