@@ -102,3 +102,28 @@ async def test_the_services_engine_pings_only_a_connection_left_idle(url, monkey
         assert pings == [1]
     finally:
         await engine.dispose()
+
+
+async def test_the_services_engine_keeps_the_connections_it_opened_and_opens_no_more(url):
+    """Bursts of concurrent transactions reuse the connections the first burst opened: none
+    is closed when given back (each new one is a PostgreSQL process forked and
+    authenticated), and never more than the pool's size are open; a transaction beyond them
+    waits for one."""
+    engine = make_engine(url, pool_size=6)
+    opened: list[int] = []
+    sa.event.listen(engine.sync_engine, "connect", lambda *_: opened.append(1))
+
+    async def transaction_of_a_moment() -> None:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_sleep(0.05)"))
+
+    try:
+        for _ in range(3):
+            await asyncio.gather(*(transaction_of_a_moment() for _ in range(6)))
+        assert len(opened) == 6
+
+        await asyncio.gather(*(transaction_of_a_moment() for _ in range(10)))
+        assert len(opened) == 6
+        assert engine.sync_engine.pool.checkedin() == 6
+    finally:
+        await engine.dispose()

@@ -91,11 +91,23 @@ def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     return outbox, inbox
 
 
-def make_engine(url: str) -> AsyncEngine:
+#: PostgreSQL: connections a process keeps at most (ServiceSettings.database_pool_size).
+POOL_SIZE = 20
+
+
+def make_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
     """One pooled engine per process; SQLite is serialised through one connection.
 
     SQLite runs on the event loop's thread (guichet_runtime.sqlite_inline), not on
     aiosqlite's: a third of the CPU per statement was the hand-over between threads.
+
+    PostgreSQL: at most `pool_size` connections, opened when first needed and then kept (a
+    transaction beyond them waits for one). SQLAlchemy's "overflow" connections are not
+    used: one was closed as soon as it was given back to a pool holding its `pool_size`
+    idle ones, so a process whose concurrency hovered about that size opened and closed
+    connections all the time. PostgreSQL forks a process and authenticates for each: in
+    `make bench` France Travail's adapter (callbacks and agency calls at once) opened 285
+    connections for 500 files.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(
@@ -121,7 +133,7 @@ def make_engine(url: str) -> AsyncEngine:
 
         # Its connections run the statements built once on sqlite3 directly.
         return DirectEngine(engine.sync_engine)
-    engine = create_async_engine(url, pool_size=10, max_overflow=10)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=0)
     ping_when_idle(engine, IDLE_PING_SECONDS)
     # Its connections run the statements built once on asyncpg directly (imported here: a
     # service on SQLite does not load asyncpg).

@@ -192,7 +192,7 @@ def build_runtime(
     inbox = metadata.tables.get("inbox")
     if outbox is None or inbox is None:
         outbox, inbox = messaging_tables(metadata)
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, settings.database_pool_size)
     broker = KafkaBroker(
         settings.kafka_bootstrap,
         middlewares=[KafkaTelemetryMiddleware(tracer_provider=tracer_provider)],

@@ -7,6 +7,7 @@ from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guichet_runtime.body_limit import DEFAULT_MAX_BODY_BYTES
+from guichet_runtime.db import POOL_SIZE
 from guichet_runtime.secrets import Environment
 
 
@@ -40,6 +41,13 @@ class ServiceSettings(BaseSettings):
         default="sqlite+aiosqlite:///var/data/service.db",
         description="SQLAlchemy async URL of the service's own database, as its run-time role "
         "(on PostgreSQL: reading and writing its tables only, see MIGRATION_DATABASE_URL).",
+    )
+    database_pool_size: int = Field(
+        default=POOL_SIZE,
+        ge=1,
+        description="PostgreSQL: connections this process opens at most, as it needs them, "
+        "and keeps (a transaction beyond them waits for one). Every replica of every service "
+        "counts against the server's max_connections.",
     )
     migration_database_url: str | None = Field(
         default=None,
