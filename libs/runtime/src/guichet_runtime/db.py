@@ -92,7 +92,7 @@ def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
 
 
 #: PostgreSQL: connections a process keeps at most (ServiceSettings.database_pool_size).
-POOL_SIZE = 20
+POOL_SIZE = 12
 
 
 def make_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:
