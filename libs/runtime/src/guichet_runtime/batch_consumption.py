@@ -47,11 +47,13 @@ class BatchConsumption:
         return record
 
     async def consume(self, raws: tuple[Any, ...]) -> None:
-        decoded = [await self._decode(raw) for raw in raws]
-        records = [r for r in decoded if not r.ignored]
-        for record in decoded:
+        records = []
+        for raw in raws:
+            record = await self._decode(raw)
             if record.ignored:
                 self._consumer.observe_ignored(record.event_type)
+            else:
+                records.append(record)
         if not records:  # only events this service ignores: no transaction to open
             return
         try:

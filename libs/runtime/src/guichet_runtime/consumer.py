@@ -159,11 +159,11 @@ class EventConsumer:
         topic): acknowledged as they come, without decoding, inbox row, span or transaction.
         Any other type is unknown, and dead-lettered."""
         self._topics.extend(t for t in topic_names if t not in self._topics)
-        skipped = {cls.event_type for cls in ignored}
-        handled = {cls.event_type for cls in handlers} | set(self._by_type)
-        if both := sorted(skipped & handled) or sorted(self._ignored & handled):
+        handled = set(self._by_type) | {cls.event_type for cls in handlers}
+        skipped = self._ignored | {cls.event_type for cls in ignored}
+        if both := sorted(handled & skipped):
             raise ValueError(f"{self.group_id}: both handled and ignored: {', '.join(both)}")
-        self._ignored |= skipped
+        self._ignored = skipped
         self._by_type.update({cls.event_type: (cls, handler) for cls, handler in handlers.items()})
 
     def attach(self) -> None:

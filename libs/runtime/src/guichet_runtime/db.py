@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from guichet_runtime.direct_sqlite import DirectEngine
+from guichet_runtime.settings import POOL_SIZE
 from guichet_runtime.sqlite_inline import inline_dbapi
 from guichet_runtime.statements import inserting, prepared
 from guichet_runtime.transactions import begun, ended
@@ -89,10 +90,6 @@ def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("processed_at", UtcDateTime, nullable=False),
     )
     return outbox, inbox
-
-
-#: PostgreSQL: connections a process keeps at most (ServiceSettings.database_pool_size).
-POOL_SIZE = 12
 
 
 def make_engine(url: str, pool_size: int = POOL_SIZE) -> AsyncEngine:

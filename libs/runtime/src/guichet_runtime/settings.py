@@ -7,8 +7,11 @@ from pydantic import Field, IPvAnyNetwork, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from guichet_runtime.body_limit import DEFAULT_MAX_BODY_BYTES
-from guichet_runtime.db import POOL_SIZE
 from guichet_runtime.secrets import Environment
+
+#: PostgreSQL: connections a process keeps at most (`database_pool_size`, the default of
+#: guichet_runtime.db.make_engine).
+POOL_SIZE = 12
 
 
 class ServiceSettings(BaseSettings):
