@@ -1,7 +1,8 @@
 """Batched consumption on FastStream's in-memory Kafka broker and a real database, SQLite and
-PostgreSQL: one transaction per batch (inbox rows claimed in one statement, a savepoint per
-record, outbox rows written once), a poison record isolated without replaying the others, an
-infrastructure failure rolling the whole batch back for redelivery."""
+PostgreSQL: one transaction per batch (inbox rows claimed in one statement, outbox rows
+written once; no savepoint until a record fails, then the batch again with a savepoint per
+record), a poison record isolated without applying the others twice, an infrastructure
+failure rolling the whole batch back for redelivery."""
 
 from __future__ import annotations
 
@@ -175,8 +176,13 @@ async def test_a_poison_record_is_dead_lettered_and_the_others_applied_once(batc
 
     await batches.send(*(e.model_dump_json() for e in sent))
 
+    ids = [str(e.event_id) for e in sent]
     others = [str(e.event_id) for i, e in enumerate(sent) if i != 2]
-    assert batches.calls == [str(e.event_id) for e in sent]  # each handler called once
+    # The first pass, without savepoints, stopped at the poison record and was rolled back
+    # (had it not been, the second pass's inserts would break the table's primary key);
+    # the second applied the others, each in its savepoint. A permanent failure is not
+    # tried again: the poison record's handler ran once.
+    assert batches.calls == ids[:3] + others
     assert sorted(await batches.applied()) == sorted(others)  # its savepoint rolled back
     assert await batches.inbox() == set(others)
     assert await batches.outbox_ids() == [e.file_id for i, e in enumerate(sent) if i != 2]
@@ -193,9 +199,9 @@ async def test_a_failing_record_is_retried_in_its_savepoint_then_dead_lettered(b
 
     await batches.send(*(e.model_dump_json() for e in sent))
 
-    assert batches.calls == [str(sent[0].event_id)] + [str(sent[1].event_id)] * 2 + [
-        str(sent[2].event_id)
-    ]
+    first, failing, last = (str(e.event_id) for e in sent)
+    # Its first attempt in the first pass (rolled back), its second in its savepoint.
+    assert batches.calls == [first, failing, first, failing, last]
     assert sorted(await batches.applied()) == sorted([str(sent[0].event_id), str(sent[2].event_id)])
     [(_, headers)] = batches.dead_letters
     assert headers["dlq_reason"] == "ValueError: division par zéro"
@@ -323,10 +329,12 @@ async def test_savepoints_cost_one_round_trip_per_record_on_postgresql(batches, 
         monkeypatch.setattr(driver, "execute", spied)
     records = events(4)
     poison = str(records[2].event_id)
-    batches.failing[poison] = PermanentError("dossier incohérent")
+    batches.failing[poison] = ValueError("dossier incohérent")  # fails at every attempt
 
     await batches.send(*(e.model_dump_json() for e in records))
 
+    # The first pass had no savepoint; after its rollback, the second (below) tried the
+    # failing record's second attempt in its savepoint, and undid it.
     save, release, back = (
         "SAVEPOINT guichet_record",
         "RELEASE SAVEPOINT guichet_record",
@@ -346,6 +354,40 @@ async def test_savepoints_cost_one_round_trip_per_record_on_postgresql(batches, 
     assert sorted(await batches.applied()) == sorted(
         str(e.event_id) for e in records if str(e.event_id) != poison
     )
+
+
+async def test_a_batch_without_failure_sends_no_savepoint_statement(batches, monkeypatch):
+    sent: list[str] = []
+    real = BatchTransaction.savepoint_sql
+
+    async def spied(self: BatchTransaction, *statements: str) -> None:
+        sent.extend(statements)
+        await real(self, *statements)
+
+    monkeypatch.setattr(BatchTransaction, "savepoint_sql", spied)
+    records = events(4)
+
+    await batches.send(*(e.model_dump_json() for e in records))
+
+    assert sent == []
+    assert batches.calls == [str(e.event_id) for e in records]
+    assert sorted(await batches.applied()) == sorted(str(e.event_id) for e in records)
+    assert batches.commits == 1
+
+
+async def test_a_unit_of_work_left_without_commit_is_undone_alone(batches):
+    sent = events(3)
+    silent = str(sent[1].event_id)
+    batches.silent.add(silent)  # it inserted its row, emitted, and left without commit
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    kept = [str(sent[0].event_id), str(sent[2].event_id)]
+    assert sorted(await batches.applied()) == sorted(kept)
+    assert await batches.inbox() == set(kept)
+    assert await batches.outbox_ids() == [sent[0].file_id, sent[2].file_id]
+    assert batches.commits == 1
+    assert batches.dead_letters == []
 
 
 IGNORED = {"event_type": "ReferentChangeRequested", "content-type": "application/json"}

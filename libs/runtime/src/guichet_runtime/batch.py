@@ -3,8 +3,13 @@
 A consumer reading records in batches (guichet_runtime.consumer) opens one `BatchTransaction`:
 - `claim` writes the inbox rows of the whole batch in one statement and says which events
   were not processed before (the others are skipped without calling their handler);
-- every record's handler gets a `BatchMember`, a unit of work that is a SAVEPOINT of the
-  batch's transaction: a handler that fails rolls back its own savepoint only;
+- every record's handler gets a `BatchMember`, a unit of work of the batch's transaction.
+  A batch is first applied without savepoints (`savepoints` False): almost every batch has
+  no failure, and two savepoint statements per record were a fifth of a service's
+  statements. When a record fails, or a handler leaves its unit of work without committing,
+  the batch is `spoiled`: the consumer rolls it all back and applies it again with a
+  SAVEPOINT per record (`savepoints` True), where a handler that fails rolls back its own
+  savepoint only (guichet_runtime.batch_consumption);
 - `commit` writes the outbox rows of every record applied in one statement, removes the
   inbox rows of the records not applied (failed, dead-lettered, or whose handler committed
   nothing), and commits once.
@@ -90,6 +95,11 @@ class BatchTransaction:
         self.releases_later = engine.dialect.name == "postgresql"
         #: The savepoint of the last record applied is still open (`releases_later`).
         self.release_pending = False
+        #: Each record in a savepoint of its own (the second pass over a spoiled batch).
+        self.savepoints = False
+        #: Without savepoints, a member left without committing: its writes cannot be undone
+        #: alone, the batch must be rolled back and applied again with savepoints.
+        self.spoiled = False
 
     @property
     def conn(self) -> AsyncConnection:
@@ -143,7 +153,7 @@ class BatchTransaction:
                 await close()
 
     def member(self, event_id: str) -> BatchMember:
-        """The unit of work of one record of the batch (a SAVEPOINT)."""
+        """The unit of work of one record of the batch (a SAVEPOINT when `savepoints`)."""
         return BatchMember(self, event_id)
 
     def applied(
@@ -178,8 +188,10 @@ SAVEPOINT = "guichet_record"
 
 
 class BatchMember(UnitOfWork):
-    """One record's unit of work inside a batch: `async with` opens a SAVEPOINT of the
-    batch's transaction, `commit` releases it (its outbox rows are written with the batch's;
+    """One record's unit of work inside a batch. Without savepoints (a batch's first pass)
+    it writes straight into the batch's transaction, and leaving without commit spoils the
+    batch (`BatchTransaction.spoiled`). With savepoints: `async with` opens a SAVEPOINT of
+    the batch's transaction, `commit` releases it (its outbox rows are written with the batch's;
     on PostgreSQL the RELEASE goes with the next record's SAVEPOINT or with the COMMIT, one
     round trip per record instead of two), leaving without commit rolls back this record's
     writes only.
@@ -204,6 +216,8 @@ class BatchMember(UnitOfWork):
     async def __aenter__(self) -> BatchMember:
         batch = self._batch
         self._conn = batch.conn
+        if not batch.savepoints:
+            return self
         if batch.release_pending:  # the previous record's, in the same round trip
             batch.release_pending = False
             await batch.savepoint_sql(f"RELEASE SAVEPOINT {SAVEPOINT}", f"SAVEPOINT {SAVEPOINT}")
@@ -214,10 +228,12 @@ class BatchMember(UnitOfWork):
 
     async def _close(self, *, commit: bool) -> None:
         conn, self._conn = self._conn, None
+        batch = self._batch
+        if conn is not None and not commit and not batch.savepoints:
+            batch.spoiled = True  # its writes are mixed with the other records'
         if conn is None or not self._in_savepoint:
             return
         self._in_savepoint = False
-        batch = self._batch
         if commit and batch.releases_later:
             batch.release_pending = True
         elif commit:

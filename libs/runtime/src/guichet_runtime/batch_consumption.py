@@ -24,6 +24,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("guichet_runtime.consumer")
 
 
+class _Spoiled(Exception):
+    """A record failed, or left its unit of work without committing, in a batch applied
+    without savepoints: the batch is rolled back and applied again, record by record in
+    savepoints. `failure`: the record's handler raised it (its first attempt, counted)."""
+
+    def __init__(self, event_id: str, failure: Exception | None) -> None:
+        how = "left without commit" if failure is None else type(failure).__name__
+        super().__init__(f"event {event_id}: {how}")
+        self.event_id = event_id
+        self.failure = failure
+
+
 class BatchConsumption:
     """A batch of records (FastStream's batch subscriber: aiokafka `getmany`) through one
     transaction and one offset commit (the subscriber's, after this returns)."""
@@ -57,7 +69,7 @@ class BatchConsumption:
         if not records:  # only events this service ignores: no transaction to open
             return
         try:
-            outcomes = await self._in_one_transaction(records)
+            outcomes = await self._apply_all(records)
         except Exception as exc:
             if lost_a_race(exc):  # rolled back: let the other transaction finish first
                 await asyncio.sleep(random.uniform(0.05, 0.5))
@@ -74,13 +86,35 @@ class BatchConsumption:
             for event_type, outcome, seconds in outcomes:
                 consumer.metrics.observe_handler(event_type, outcome, seconds)
 
-    async def _in_one_transaction(self, records: list[Decoded]) -> list[tuple[str, str, float]]:
-        """Apply the valid records in one transaction; (event type, outcome, seconds) each."""
+    async def _apply_all(self, records: list[Decoded]) -> list[tuple[str, str, float]]:
+        """The batch without savepoints; spoiled, rolled back and applied again with them."""
+        try:
+            return await self._in_one_transaction(records, savepoints=False)
+        except _Spoiled as exc:
+            spoiled = exc
+        # Rolled back, nothing committed and nothing sent (a batch consumer's handlers only
+        # write to its database): every record again, each in its savepoint.
+        log.info(
+            "%s: a batch of %d records is applied again, each in a savepoint (%s)",
+            self._consumer.group_id,
+            len(records),
+            spoiled,
+        )
+        return await self._in_one_transaction(records, savepoints=True, spoiled=spoiled)
+
+    async def _in_one_transaction(
+        self, records: list[Decoded], *, savepoints: bool, spoiled: _Spoiled | None = None
+    ) -> list[tuple[str, str, float]]:
+        """Apply the valid records in one transaction; (event type, outcome, seconds) each.
+        Without savepoints, raises `_Spoiled` (rolled back) at the first record that fails or
+        leaves its unit of work without committing. With them, after `spoiled`: the record
+        that spoiled the first pass has had its first attempt."""
         group = self._consumer.group_id
         valid = [r for r in records if r.reason is None and r.erased is None]
         erased = [r.erased for r in records if r.erased is not None]
         outcomes: list[tuple[str, str, float]] = []
         async with self._batch_factory(group) as batch:
+            batch.savepoints = savepoints
             new = await batch.claim(
                 [str(r.event.event_id) for r in valid if r.event is not None]
                 + [e.event_id for e in erased]
@@ -101,23 +135,48 @@ class BatchConsumption:
                     continue
                 new.discard(event_id)
                 started = time.perf_counter()
-                outcome = await self._apply(record, batch.member, event_id)
+                if savepoints:
+                    failed = spoiled.failure if spoiled and spoiled.event_id == event_id else None
+                    outcome = await self._apply(record, batch.member, event_id, failed)
+                else:
+                    outcome = await self._apply_unguarded(record, batch, event_id)
                 outcomes.append((record.event_type, outcome, time.perf_counter() - started))
                 # Some records applied in the batch's transaction, nothing committed yet.
                 crash_point("consumer.mid_batch")
             await batch.commit()
         return outcomes
 
-    async def _apply(self, record: Decoded, member: Any, event_id: str) -> str:
-        """Run the record's handler in its savepoint; an infrastructure failure propagates
-        (the batch rolls back, every partition is rewound), any other failure marks the
-        record for the dead-letter topic."""
+    async def _apply_unguarded(self, record: Decoded, batch: Any, event_id: str) -> str:
+        """Run the record's handler once, straight in the batch's transaction. A lost race
+        propagates (the batch rolls back for redelivery, as with savepoints); any other
+        failure, or a unit of work left without commit, spoils the batch."""
+        assert record.handler is not None
+        with processing(self._tracer, record.raw, record.headers):
+            try:
+                await record.handler(record.event, record.keyed(batch.member(event_id)))
+            except Exception as exc:
+                if lost_a_race(exc):
+                    raise
+                raise _Spoiled(event_id, exc) from exc
+        if batch.spoiled:
+            raise _Spoiled(event_id, None)
+        return "ok"
+
+    async def _apply(
+        self, record: Decoded, member: Any, event_id: str, failed: Exception | None = None
+    ) -> str:
+        """Run the record's handler in its savepoint (`failed`: its first attempt, made in the
+        batch's first pass, failed so); an infrastructure failure propagates (the batch rolls
+        back, every partition is rewound), any other failure marks the record for the
+        dead-letter topic."""
         assert record.handler is not None
         with processing(self._tracer, record.raw, record.headers):
             try:
                 handler, event = record.handler, record.event
                 await self._consumer.with_attempts(
-                    lambda: handler(event, record.keyed(member(event_id))), in_batch=True
+                    lambda: handler(event, record.keyed(member(event_id))),
+                    in_batch=True,
+                    failed=failed,
                 )
             except Exception as exc:
                 if is_transient(exc):

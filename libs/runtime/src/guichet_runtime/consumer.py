@@ -24,6 +24,7 @@ partition to its first record (guichet_runtime.batch).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -383,16 +384,25 @@ class EventConsumer:
         )
 
     async def with_attempts(
-        self, call: Callable[[], Awaitable[None]], *, in_batch: bool = False
+        self,
+        call: Callable[[], Awaitable[None]],
+        *,
+        in_batch: bool = False,
+        failed: BaseException | None = None,
     ) -> None:
         """A handler's attempts: a failure other than PermanentError is tried again, after
-        0.05 s, 0.1 s, 0.2 s... (at most `max_wait`), `attempts` times in all."""
+        0.05 s, 0.1 s, 0.2 s... (at most `max_wait`), `attempts` times in all. `failed`: the
+        first attempt was made already and failed so (a batch's first pass); the schedule
+        goes on from there, or `failed` is raised if it is not worth another attempt."""
+        retry = _retryable_in_batch if in_batch else _retryable
+        attempts, first_wait = self._attempts, 0.05
+        if failed is not None:
+            if attempts <= 1 or not retry(failed):
+                raise failed
+            await asyncio.sleep(min(first_wait, self._max_wait))
+            attempts, first_wait = attempts - 1, first_wait * 2
         await with_attempts(
-            call,
-            attempts=self._attempts,
-            first_wait=0.05,
-            max_wait=self._max_wait,
-            retry=_retryable_in_batch if in_batch else _retryable,
+            call, attempts=attempts, first_wait=first_wait, max_wait=self._max_wait, retry=retry
         )
 
     async def dead_letter(
