@@ -169,6 +169,26 @@ async def test_a_replay_after_the_window_is_refused_and_old_signatures_are_forgo
     assert kept.signature == fresh["x-signature"].rsplit("=", 1)[1]
 
 
+async def test_old_signatures_are_deleted_at_most_once_a_minute(ft: Adapter):
+    window = 300
+    first, second, third = (new_request() for _ in range(3))
+    for request_id in (first, second, third):
+        await ft.issue(request_id)
+
+    async def deliver(request_id: str, signed_at: int) -> None:
+        body = body_of(request_id, callback_id=f"cb-{request_id}")
+        headers = {"x-signature": signatures.sign(SECRET, body, signed_at)}
+        assert (await ft.core.on_callback(body, headers))[0] == 200
+
+    await deliver(first, int(ft.now) - window + 5)  # nearly stale; the old ones deleted now
+    ft.now += 30
+    await deliver(second, int(ft.now))  # the first is older than the window: not deleted yet
+    assert len(await ft.rows(tables.callback_signatures)) == 2
+    ft.now += 31  # a minute since the last deletion
+    await deliver(third, int(ft.now))
+    assert len(await ft.rows(tables.callback_signatures)) == 2  # the first one is gone
+
+
 async def test_a_signed_callback_for_another_agency_s_request_is_forbidden(ft: Adapter):
     caf_request = f"{file_of(new_request())}-caf"
     body = body_of(caf_request)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -31,7 +32,6 @@ from adapter_sdk.signatures import RefusalReason, SignatureRefused
 from adapter_sdk.tables import (
     callback_signatures,
     exchanges,
-    file_of_request_id,
     request_row,
 )
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
@@ -81,6 +81,10 @@ def status_of(reason: RefusalReason) -> int:
     return 403 if reason is RefusalReason.OTHER_AGENCY else 401
 
 
+#: Seconds between two deletions of the signatures older than the replay window.
+PURGE_EVERY = 60.0
+
+
 @prepared
 def _signatures_before() -> sa.Delete:
     """The signatures seen before the replay window (`params(signed_at=…)`)."""
@@ -109,6 +113,9 @@ class CallbackGate:
         self.uow = uow
         self.metrics = metrics
         self.clock = clock
+        #: When the signatures older than the replay window were last deleted (`clock`'s
+        #: seconds): at most once a `PURGE_EVERY`, not with every callback.
+        self._purged_at = -math.inf
 
     async def admit(self, body: bytes, headers: Mapping[str, str], peer: str = "") -> Reply | None:
         """None if the callback is the agency's, fresh and never seen; else the refusal."""
@@ -120,8 +127,12 @@ class CallbackGate:
         except SignatureRefused as refused:
             return await self.refuse(refused.reason, body, headers, peer)
         async with self.uow() as uow:
-            cutoff = dt.datetime.fromtimestamp(now - self.window, dt.UTC)
-            await uow.conn.execute(_signatures_before(), params(signed_at=cutoff))
+            if now - self._purged_at >= PURGE_EVERY:
+                # Kept only to refuse a replay: one older than the window is refused as
+                # stale by its timestamp already, whether its row is still here or not.
+                cutoff = dt.datetime.fromtimestamp(now - self.window, dt.UTC)
+                await uow.conn.execute(_signatures_before(), params(signed_at=cutoff))
+                self._purged_at = now
             taken = await uow.conn.execute(
                 insert_ignore(uow.conn, callback_signatures),
                 {
@@ -135,12 +146,17 @@ class CallbackGate:
         return None
 
     async def in_scope(
-        self, request_id: str, body: bytes, headers: Mapping[str, str], peer: str = ""
+        self,
+        request_id: str,
+        recorded: bool,
+        body: bytes,
+        headers: Mapping[str, str],
+        peer: str = "",
     ) -> Reply | None:
-        """None if the (authenticated) callback names one of this agency's requests."""
-        async with self.uow() as uow:
-            known = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
-        if known is not None or is_agency_request(request_id, self.decl.agency):
+        """None if the (authenticated) callback names one of this agency's requests:
+        `recorded` here, or one of its identifiers (a callback may outrun the request's
+        acknowledgement)."""
+        if recorded or is_agency_request(request_id, self.decl.agency):
             return None
         return await self.refuse(RefusalReason.OTHER_AGENCY, body, headers, peer, request_id)
 

@@ -147,11 +147,13 @@ class CallbackDesk:
         if problems:
             self._count("incoherent")
             return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
-        refused = await self.gate.in_scope(callback.request_id, body, headers, peer)
-        if refused is not None:
-            return refused
         async with self.uow() as uow:
             known = await request_row(uow.conn, callback.request_id)
+        refused = await self.gate.in_scope(
+            callback.request_id, known is not None, body, headers, peer
+        )
+        if refused is not None:
+            return refused
         carrier = json.loads(known.trace_headers) if known is not None else {}
         token = otel_context.attach(propagate.extract(carrier))
         try:
@@ -202,7 +204,8 @@ class CallbackDesk:
                 await uow.commit()
                 self._count("doublon")
                 return 200, {"statut": "deja_recu"}
-            if await request_row(uow.conn, callback.request_id) is None:
+            recorded = await request_row(uow.conn, callback.request_id)
+            if recorded is None:
                 await uow.commit()  # held: applied when the request is recorded
                 self._count("en_attente")
                 return 202, {
@@ -212,7 +215,12 @@ class CallbackDesk:
                     f"et sera appliqué dès qu'elle sera enregistrée.",
                 }
             outcome = await self._apply(
-                uow, callback.callback_id, callback.request_id, callback.answer, body
+                uow,
+                callback.callback_id,
+                callback.request_id,
+                callback.answer,
+                body,
+                file_id=recorded.file_id,
             )
             await uow.commit()
         return self._answer(outcome, callback.request_id)
@@ -229,10 +237,23 @@ class CallbackDesk:
         return ANSWERS[outcome]
 
     async def _apply(
-        self, uow: UnitOfWork, callback_id: str, request_id: str, answer: AgencyAnswer, body: bytes
+        self,
+        uow: UnitOfWork,
+        callback_id: str,
+        request_id: str,
+        answer: AgencyAnswer,
+        body: bytes,
+        file_id: str | None = None,
     ) -> CallbackOutcome:
         outcome = await apply_once(
-            uow, self.recorder, request_id, answer, body, "rappel", self.decl.purpose
+            uow,
+            self.recorder,
+            request_id,
+            answer,
+            body,
+            "rappel",
+            self.decl.purpose,
+            file_id=file_id,
         )
         await uow.conn.execute(_held_done(), params(callback_id=callback_id, outcome=outcome))
         return outcome

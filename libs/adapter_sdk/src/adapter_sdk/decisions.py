@@ -91,6 +91,8 @@ async def apply_once(
     payload: bytes,
     source: str,
     purpose: str,
+    *,
+    file_id: str | None = None,
 ) -> CallbackOutcome:
     """Apply `answer` to the request if it still awaits a decision; say what happened.
 
@@ -98,8 +100,10 @@ async def apply_once(
     racing, or two copies of a callback, exactly one changes the row and publishes. The
     caller commits. `source` names the delivery in the ledger (« rappel », « consultation de
     l'état »), `purpose` the transmission's purpose. Once the citizen's data key is shredded,
-    a decision that is not applied is compared with nothing: ERASED."""
-    file_id = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
+    a decision that is not applied is compared with nothing: ERASED. `file_id`: the
+    request's, when the caller has just read its row in this transaction."""
+    if file_id is None:
+        file_id = await uow.conn.scalar(file_of_request_id(), params(request_id=request_id))
     taken = await uow.conn.execute(
         _decided(),
         params(
