@@ -122,7 +122,8 @@ class RateLimiter:
         network, a proxy) queued behind it. In `make bench` (16 POSTs at once from one
         address) the upsert waited 248 ms on average, and the waiting requests held the
         pool's connections. On SQLite, whose one writer at a time is the whole database,
-        the two statements stay in one short transaction."""
+        the two statements stay in one short transaction, and the key's older windows are
+        deleted only by a window's first hit (the others would find none)."""
         if self.engine.dialect.name == "postgresql":
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -130,7 +131,8 @@ class RateLimiter:
                 return int(result.scalar_one())
         async with transaction(self.engine) as conn:
             count = (await conn.execute(_upsert("sqlite", self.table), values)).scalar_one()
-            await conn.execute(_older_windows(self.table), values)
+            if count == 1:
+                await conn.execute(_older_windows(self.table), values)
         return int(count)
 
     async def purge(self, older_than_seconds: int = 86400) -> int:
