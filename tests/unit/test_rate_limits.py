@@ -335,3 +335,21 @@ async def test_on_postgresql_a_hit_holds_the_counters_row_only_while_its_stateme
         await probe.close()
         await engine.dispose()
     assert locked_after_statement == [False, False]
+
+
+async def test_a_rule_longer_than_a_day_keeps_its_window_through_the_purge(counters_db):
+    now = [1_000_000.0]
+    limiter = RateLimiter(counters_db.engine, rate_counters, clock=lambda: now[0])
+    rules = {"per_client": RateLimit.parse("2/2days"), "per_file": RateLimit.parse("5/hour")}
+    limit = rules["per_client"]
+    now[0] = 2 * 86400 * 10  # a window's start
+    await limiter.hit("k", limit)
+    await limiter.hit("k", limit)
+    now[0] += 1.5 * 86400  # the same two-day window, a day and a half on
+
+    assert await limiter.purge(rules.values()) == 0
+    with pytest.raises(Refused):  # its count was kept: still refused
+        await limiter.hit("k", limit)
+
+    now[0] += 2 * 86400  # every rule is done with that window
+    assert await limiter.purge(rules.values()) == 1

@@ -12,7 +12,7 @@ import ipaddress
 import math
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import sqlalchemy as sa
 from pydantic import BaseModel, model_validator
@@ -135,9 +135,12 @@ class RateLimiter:
                 await conn.execute(_older_windows(self.table), values)
         return int(count)
 
-    async def purge(self, older_than_seconds: int = 86400) -> int:
-        """Drop the windows of keys no longer hit (a housekeeping worker calls it)."""
-        cutoff = int(self.clock()) - older_than_seconds
+    async def purge(self, rules: Iterable[RateLimit] = ()) -> int:
+        """Drop the windows every rule is done with (a housekeeping worker calls it): those
+        that started longer ago than the longest of `rules`, and a day at least. A fixed
+        day deleted the current window of a longer rule ('3/2days'), starting its count
+        again."""
+        cutoff = int(self.clock()) - max([PERIODS["day"], *(r.seconds for r in rules)])
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 self.table.delete().where(self.table.c.window_start < cutoff)

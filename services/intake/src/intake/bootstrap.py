@@ -108,7 +108,7 @@ def bootstrap(settings: IntakeSettings | None = None) -> FastAPI:
         # Ends with the stop, as every worker must: one that sleeps through it holds the
         # shutdown until its grace runs out (intake took 10 s to stop, then was killed).
         while True:
-            await limiter.purge()
+            await limiter.purge(settings.rate_limits.values())
             if await runtime.pause(RATE_COUNTERS_PURGE_SECONDS):
                 return
 
