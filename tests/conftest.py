@@ -12,6 +12,7 @@ GUICHET_KEYCLOAK_URL (http://127.0.0.1:<port>, with the project's realms).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -104,12 +105,16 @@ def postgres_factory() -> Iterator:
         yield Databases(create_external, lambda name: create_service_database_at(base, name))
         return
     # Not pytest's tmp_path: the postgres OS user must be able to enter the folder.
-    server = LocalPostgres(ROOT, Path(tempfile.mkdtemp(prefix="guichet-pg-")))
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-pg-"))
+    server = LocalPostgres(ROOT, workdir)
     server.start()
     try:
         yield Databases(server.create_database, server.create_service_database)
     finally:
         server.stop()
+        # Its databases grow to a gigabyte in a session: a developer's /tmp filled up with
+        # one such folder per session (57 GB after a few days' runs).
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

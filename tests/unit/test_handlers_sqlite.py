@@ -13,12 +13,12 @@ import pytest
 import sqlalchemy as sa
 from opentelemetry import trace
 
-from guichet_runtime.db import AlreadyProcessed, UnitOfWork
+from guichet_runtime.db import AlreadyProcessed, UnitOfWork, utcnow
 from guichet_runtime.refusals import RefusalKind, Refused
 from guichet_runtime.relay import OutboxRelay
-from guichet_runtime.statements import params
 from intake import domain, projections
 from intake.commands.files import SubmitFile, submit_file
+from intake.records import agency_answered
 from intake.schemas import FileIn
 from shared_models import (
     AgencyAnswerReceived,
@@ -255,11 +255,15 @@ async def test_a_document_request_is_cleared_by_the_answer_and_no_line_rewritten
         "dgfip": ("repondu", None),
         "cpam": ("en_attente", None),
     }
-    async with intake_db.uow() as uow:  # a line with no request: the statement writes nothing
-        cleared = await uow.conn.execute(
-            projections._document_no_longer_requested(), params(file_id=file_id, agency="dgfip")
+    async with intake_db.uow() as uow:  # answered, decided, nothing requested: not rewritten
+        await agency_answered(
+            uow, file_id, "dgfip", utcnow(), Decision.REFUSED, clear_document=True
         )
-    assert cleared.rowcount == 0
+        unchanged = await uow.conn.execute(sa.text("SELECT changes()"))
+        assert unchanged.scalar_one() == 0
+        await uow.commit()
+    [dgfip] = [r for r in await intake_db.rows("file_agencies") if r.agency == "dgfip"]
+    assert dgfip.decision == "accorde"  # the first decision stands
 
 
 async def test_the_exchanges_of_one_transaction_are_one_event_and_a_timeline_line_each(

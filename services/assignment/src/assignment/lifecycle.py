@@ -170,10 +170,14 @@ def _answers_of_file() -> sa.Select[Any]:
     return sa.select(c.status, c.answer, c.agency).where(c.file_id == param(c.file_id))
 
 
-async def compose_if_complete(uow: UnitOfWork, file_id: str) -> bool:
+async def compose_if_complete(
+    uow: UnitOfWork, file_id: str, file: sa.Row[Any] | None = None
+) -> bool:
     """Once every agency has answered and the file has a référent to sign it: the one
-    coordinated answer. A file waiting for a référent gets its answer when it has one."""
-    file = (await uow.conn.execute(file_row(), params(file_id=file_id))).one()
+    coordinated answer. A file waiting for a référent gets its answer when it has one.
+    `file`: its row, read (locked) in this transaction by the caller and not changed since."""
+    if file is None:
+        file = (await uow.conn.execute(file_row(), params(file_id=file_id))).one()
     if file.status != FileStatus.OPEN or file.referent_id is None:
         return False
     answers = (await uow.conn.execute(_answers_of_file(), params(file_id=file_id))).all()

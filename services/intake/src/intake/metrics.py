@@ -17,9 +17,8 @@ from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork
 from guichet_runtime.statements import inserting, param, params, prepared, update_row
 from intake.domain import elapsed_seconds
-from intake.records import agency_update
-from intake.tables import file_agencies, file_metrics
-from shared_models import Decision, Referent
+from intake.tables import file_metrics
+from shared_models import Referent
 
 
 async def file_opened(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
@@ -93,38 +92,3 @@ async def citizen_contacted(uow: UnitOfWork, file_id: str, at: dt.datetime) -> N
 
 async def file_answered(uow: UnitOfWork, file_id: str, at: dt.datetime) -> None:
     await _earliest(uow, file_id, "answered_at", "answer_delay_s", at)
-
-
-async def agency_decided(
-    uow: UnitOfWork,
-    file_id: str,
-    agency: str,
-    decision: Decision,
-    at: dt.datetime,
-    on: dt.date | None = None,
-) -> None:
-    """The agency's final answer, by word or by silence; the first one recorded stands."""
-    await uow.conn.execute(
-        _agency_decided(),
-        params(
-            file_id=file_id,
-            agency=agency,
-            answered_at=at,
-            answered_on=on or paris_day(at),
-            decision=decision.value,
-        ),
-    )
-
-
-@prepared
-def _agency_decided() -> sa.Update:
-    c = file_agencies.c
-    return (
-        agency_update()
-        .where(c.answered_at.is_(None))
-        .values(
-            answered_at=param(c.answered_at),
-            answered_on=param(c.answered_on),
-            decision=param(c.decision),
-        )
-    )

@@ -27,6 +27,7 @@ from intake.records import (
     add_timeline,
     add_timeline_lines,
     advance_agency,
+    agency_answered,
     agency_update,
     require_file,
 )
@@ -62,16 +63,6 @@ def _deadline_set() -> sa.Update:
     )
 
 
-@prepared
-def _document_no_longer_requested() -> sa.Update:
-    """Clears the agency's document request, if any: a line with none is left unwritten
-    (most answers follow no request; a row rewritten for nothing costs a page of the WAL on
-    SQLite, a new row version on PostgreSQL)."""
-    c = file_agencies.c
-    requested = c.requested_document.is_not(None)
-    return agency_update().where(requested).values(requested_document=sa.null())
-
-
 async def on_legal_deadline_set(event: LegalDeadlineSet, uow: UnitOfWork) -> None:
     """The agency's legal deadline as the assignment service keeps it (latest wins)."""
     async with uow:
@@ -94,16 +85,14 @@ async def on_implicit_decision_recorded(event: ImplicitDecisionRecorded, uow: Un
     label = AGENCY_LABELS[event.agency]
     async with uow:
         await require_file(uow, event.file_id)
-        await advance_agency(
-            uow, event.file_id, event.agency, AgencyStatus.ANSWERED, event.occurred_at
-        )
-        await metrics.agency_decided(
+        await agency_answered(
             uow,
             event.file_id,
             event.agency,
-            event.decision,
             event.occurred_at,
-            event.decided_on,
+            event.decision,
+            decided_on=event.decided_on,
+            clear_document=False,
         )
         await add_timeline(
             uow,
@@ -279,16 +268,14 @@ async def on_agency_answer_received(event: AgencyAnswerReceived, uow: UnitOfWork
                 f"{said} Envoyez-la depuis votre dossier ; votre référent est prévenu.",
             )
         else:
-            await advance_agency(
-                uow, event.file_id, answer.agency, AgencyStatus.ANSWERED, event.occurred_at
-            )
-            if answer.decision is not Decision.DOCUMENT_REQUESTED:
-                await metrics.agency_decided(
-                    uow, event.file_id, answer.agency, answer.decision, event.occurred_at
-                )
-            await uow.conn.execute(
-                _document_no_longer_requested(),
-                params(file_id=event.file_id, agency=answer.agency),
+            decided = answer.decision is not Decision.DOCUMENT_REQUESTED
+            await agency_answered(
+                uow,
+                event.file_id,
+                answer.agency,
+                event.occurred_at,
+                answer.decision if decided else None,
+                clear_document=True,
             )
             await add_timeline(
                 uow,

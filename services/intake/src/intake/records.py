@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import weakref
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from guichet_runtime.clock import paris_day
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.statements import param, params, prepared
 from intake.domain import (
@@ -20,7 +22,7 @@ from intake.domain import (
     unknown_file,
 )
 from intake.tables import access_codes, file_agencies, files, timeline
-from shared_models import Event
+from shared_models import Decision, Event
 
 
 async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label: str) -> None:
@@ -149,13 +151,73 @@ def agency_update() -> sa.Update:
     return file_agencies.update().where(c.file_id == param(c.file_id), c.agency == param(c.agency))
 
 
+def moves_forward(status: AgencyStatus) -> sa.ColumnElement[bool]:
+    """The line's status is one an agency may move to `status` from (`statuses_before`),
+    written out (`status = ? OR …`): an expanding `IN` would be rendered again at every
+    execution."""
+    c = file_agencies.c
+    return sa.or_(sa.false(), *(c.status == before for before in statuses_before(status)))
+
+
+def not_decided_yet() -> sa.ColumnElement[bool]:
+    """No decision recorded on the line: the first one recorded stands."""
+    return file_agencies.c.answered_at.is_(None)
+
+
 @prepared
 def _advance_agency(status: AgencyStatus) -> sa.Update:
-    """One statement per status, the statuses before it written out (`status = ? OR …`):
-    an expanding `IN` would be rendered again at every execution."""
+    """One statement per status (`moves_forward`)."""
     c = file_agencies.c
     return (
         agency_update()
-        .where(sa.or_(sa.false(), *(c.status == before for before in statuses_before(status))))
+        .where(moves_forward(status))
         .values(status=param(c.status), updated_at=param(c.updated_at))
     )
+
+
+async def agency_answered(
+    uow: UnitOfWork,
+    file_id: str,
+    agency: str,
+    at: dt.datetime,
+    decision: Decision | None,
+    *,
+    decided_on: dt.date | None = None,
+    clear_document: bool,
+) -> None:
+    """An agency answered, on its line in one statement where three were run: its status
+    moves forward to ANSWERED (`moves_forward`), its `decision` is recorded with the day it
+    was taken unless one was already (`not_decided_yet`: by word or by silence, the first
+    one recorded stands), and, with `clear_document`, the document it had requested is no
+    longer awaited. A line with nothing of this to change is left unwritten."""
+    values = params(file_id=file_id, agency=agency, status=AgencyStatus.ANSWERED, updated_at=at)
+    if decision is not None:
+        values |= params(
+            answered_at=at, answered_on=decided_on or paris_day(at), decision=decision.value
+        )
+    await uow.conn.execute(_agency_answered(decision is not None, clear_document), values)
+
+
+@prepared
+def _agency_answered(decides: bool, clear_document: bool) -> sa.Update:
+    c = file_agencies.c
+    forward, undecided = moves_forward(AgencyStatus.ANSWERED), not_decided_yet()
+
+    def when(condition: sa.ColumnElement[bool], column: sa.Column[Any]) -> sa.Case[Any]:
+        # Every SET expression reads the line as it was before the statement.
+        return sa.case((condition, param(column)), else_=column)
+
+    changes: dict[str, Any] = {"status": when(forward, c.status)}
+    changes["updated_at"] = when(forward, c.updated_at)
+    something = [forward]
+    if decides:
+        changes |= {name: when(undecided, c[name]) for name in DECISION_COLUMNS}
+        something.append(undecided)
+    if clear_document:
+        changes["requested_document"] = sa.null()
+        something.append(c.requested_document.is_not(None))
+    return agency_update().where(sa.or_(*something)).values(changes)
+
+
+#: What an agency's decision writes on its line.
+DECISION_COLUMNS = ("answered_at", "answered_on", "decision")

@@ -68,6 +68,7 @@ async def record(
     contact_as_given: bool = False,
     email_attachments: Sequence[Mapping[str, object]] | None = None,
     not_before: dt.datetime | None = None,
+    latest_known: bool = False,
 ) -> str:
     """Record one message (`context`: what its templates say besides the file, the
     référent and the citizen). Agents' messages go by email to `recipient` (`audience`
@@ -76,12 +77,13 @@ async def record(
     they just left). `sealed`: a secret the texts hold as a placeholder, stored sealed and
     put in place only when sending. `email_attachments`: text files the email carries (an
     appointment's calendar file, `ics.attachment`); the SMS and the letter do not.
-    `not_before`: a later time it leaves at (`programme` until then: a reminder letter)."""
+    `not_before`: a later time it leaves at (`programme` until then: a reminder letter).
+    `latest_known`: `citizen` is their latest contact already (`latest_contact`)."""
     context = context or {}
     notification_id = notification_id or domain.notification_key(file_id, kind)
     audience = audience or KINDS[kind].audience
     to_citizen = audience is Audience.CITIZEN and not contact_as_given
-    if to_citizen and isinstance(citizen, CitizenContact):
+    if to_citizen and isinstance(citizen, CitizenContact) and not latest_known:
         citizen = await latest_contact(uow, file_id, citizen)
     plan = domain.message_plan(audience, citizen, channels)
     content: dict[str, dict[str, object]] = {}
@@ -162,6 +164,7 @@ async def record_for_citizen(
 ) -> None:
     """A message to the citizen; one who asked to be phoned gets a letter, and their
     référent an email asking to call them."""
+    citizen = await latest_contact(uow, file_id, citizen)  # read once, for both
     notification_id = await record(
         uow,
         kind,
@@ -172,8 +175,8 @@ async def record_for_citizen(
         notification_id=notification_id,
         channels=channels,
         email_attachments=email_attachments,
+        latest_known=True,
     )
-    citizen = await latest_contact(uow, file_id, citizen)
     if domain.wants_a_call(citizen):
         await record(
             uow,

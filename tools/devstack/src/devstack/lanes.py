@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,7 +168,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     root = find_root()
     os.environ[RANGE_VARIABLE] = SERVERS_PORT_RANGE
-    servers = Servers(root, Path(tempfile.mkdtemp(prefix="guichet-lanes-")))
+    workdir = Path(tempfile.mkdtemp(prefix="guichet-lanes-"))
+    servers = Servers(root, workdir)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="servers")
     starting = pool.submit(servers.start)
     try:
@@ -193,7 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     print("--- lanes ---")
     for lane, status, seconds in results:
         print(f"{'passed' if status == 0 else 'FAILED'} in {seconds:5.0f} s: {lane.title}")
-    return 0 if all(status == 0 for _, status, _ in results) else 1
+    passed = all(status == 0 for _, status, _ in results)
+    if passed:  # the broker's and Keycloak's folders (logs, data): about 60 MB a run
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"the broker's and Keycloak's logs are kept in {workdir}")
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

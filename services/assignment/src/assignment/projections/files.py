@@ -129,7 +129,7 @@ async def on_agency_answer(event: AgencyAnswerReceived, uow: UnitOfWork) -> None
             await _document_requested(uow, file, event)
         else:
             await stop_clock(uow, event.request_id)
-            await compose_if_complete(uow, event.file_id)
+            await compose_if_complete(uow, event.file_id, file)
         await uow.commit()
 
 
