@@ -27,6 +27,7 @@ from guichet_runtime.batch_consumption import BatchConsumption
 from guichet_runtime.consumer import EventConsumer, PermanentError, is_transient, lost_a_race
 from guichet_runtime.db import UnitOfWork, make_engine
 from guichet_runtime.sqlite_inline import InlineConnection
+from guichet_runtime.statements import prepared
 from shared_models import FileSubmitted, ReferentChangeRequested, topics
 from tests.unit.conftest import ServiceDb
 from tests.unit.samples import file_submitted
@@ -53,6 +54,8 @@ class Batches:
     failing: dict[str, BaseException] = field(default_factory=dict)
     #: event ids whose handler leaves its unit of work without committing
     silent: set[str] = field(default_factory=set)
+    #: the handler's row goes in at commit (`UnitOfWork.insert_at_commit`), not at once
+    later: bool = False
 
     async def send(self, *bodies: bytes | str) -> None:
         raw = [b.encode() if isinstance(b, str) else b for b in bodies]
@@ -115,7 +118,10 @@ async def batches(database) -> AsyncIterator[Batches]:
         event_id = str(event.event_id)
         it.calls.append(event_id)
         async with uow:
-            await uow.conn.execute(applied.insert().values(event_id=event_id))
+            if it.later:
+                uow.insert_at_commit(_insert_applied(), [{"event_id": event_id}])
+            else:
+                await uow.conn.execute(applied.insert().values(event_id=event_id))
             uow.emit(TOPIC + ".echo", event)
             if event_id in it.failing:
                 raise it.failing[event_id]
@@ -139,6 +145,11 @@ async def batches(database) -> AsyncIterator[Batches]:
     async with TestKafkaBroker(broker):
         state["it"] = Batches(broker, db, consumer, batch)
         yield state["it"]
+
+
+@prepared
+def _insert_applied() -> sa.Insert:
+    return applied.insert()
 
 
 def events(n: int) -> list[FileSubmitted]:
@@ -388,6 +399,45 @@ async def test_a_unit_of_work_left_without_commit_is_undone_alone(batches):
     assert await batches.outbox_ids() == [sent[0].file_id, sent[2].file_id]
     assert batches.commits == 1
     assert batches.dead_letters == []
+
+
+@pytest.mark.parametrize("savepoints", [False, True], ids=["first pass", "with savepoints"])
+async def test_rows_inserted_at_commit_go_in_one_execution_and_only_if_committed(
+    batches, monkeypatch, savepoints
+):
+    batches.later = True
+    executions: list[int] = []
+    real = BatchTransaction.commit
+
+    async def counted(self: BatchTransaction) -> None:
+        executions.extend(len(rows) for _, rows in self._later.values())
+        await real(self)
+
+    monkeypatch.setattr(BatchTransaction, "commit", counted)
+    sent = events(4)
+    ids = [str(e.event_id) for e in sent]
+    if savepoints:  # a poison and a record left without commit: the second pass
+        batches.failing[ids[1]] = PermanentError("dossier incohérent")
+        batches.silent.add(ids[2])
+
+    await batches.send(*(e.model_dump_json() for e in sent))
+
+    kept = [ids[0], ids[3]] if savepoints else ids
+    assert executions == [len(kept)]  # the batch's rows, one statement
+    assert sorted(await batches.applied()) == sorted(kept)  # in order, theirs only
+    assert await batches.inbox() == set(kept)
+    assert batches.commits == 1
+
+
+async def test_a_unit_of_work_writes_its_rows_at_commit_and_none_without(batches):
+    async with batches.db.uow() as uow:
+        uow.insert_at_commit(_insert_applied(), [{"event_id": "a"}])
+        uow.insert_at_commit(_insert_applied(), [{"event_id": "b"}, {"event_id": "c"}])
+        assert (await uow.conn.execute(sa.select(applied))).all() == []  # not yet
+        await uow.commit()
+    async with batches.db.uow() as uow:
+        uow.insert_at_commit(_insert_applied(), [{"event_id": "d"}])
+    assert sorted(await batches.applied()) == ["a", "b", "c"]
 
 
 IGNORED = {"event_type": "ReferentChangeRequested", "content-type": "application/json"}

@@ -29,10 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from guichet_runtime.db import (
     AUDIT_TRAILS,
+    LaterRows,
     UnitOfWork,
+    add_later,
     after_commit,
     insert_ignore_of,
     utcnow,
+    write_later,
     write_outbox,
 )
 from guichet_runtime.statements import prepared
@@ -87,6 +90,7 @@ class BatchTransaction:
         self._applied: set[str] = set()
         self._pending: list[dict[str, Any]] = []
         self._learnt: list[tuple[str, str]] = []
+        self._later: LaterRows = {}
         #: The driver's connection under `conn` (sqlite_inline's, aiosqlite's or asyncpg's).
         self._driver: Any = None
         #: PostgreSQL (a round trip per statement): the savepoint statements sent together go
@@ -157,12 +161,19 @@ class BatchTransaction:
         return BatchMember(self, event_id)
 
     def applied(
-        self, event_id: str, outbox_rows: list[dict[str, Any]], learnt: list[tuple[str, str]]
+        self,
+        event_id: str,
+        outbox_rows: list[dict[str, Any]],
+        learnt: list[tuple[str, str]],
+        later: LaterRows,
     ) -> None:
-        """A member committed: its outbox rows and the key refs it learnt go with the batch."""
+        """A member committed: its outbox rows, the rows it inserts at commit and the key
+        refs it learnt go with the batch."""
         self._applied.add(event_id)
         self._pending.extend(outbox_rows)
         self._learnt.extend(learnt)
+        for statement, rows in later.values():
+            add_later(self._later, statement, rows)
 
     async def commit(self) -> None:
         conn = self.conn
@@ -174,6 +185,8 @@ class BatchTransaction:
                     inbox.c.consumer == self.consumer, inbox.c.event_id.in_(not_applied)
                 )
             )
+        await write_later(conn, self._later)
+        self._later = {}
         wrote_outbox = await write_outbox(conn, self.outbox, self._pending)
         self._pending = []
         self._conn = None
@@ -228,6 +241,7 @@ class BatchMember(UnitOfWork):
 
     async def _close(self, *, commit: bool) -> None:
         conn, self._conn = self._conn, None
+        self._later = {}  # handed to the batch by `commit`; otherwise never written
         batch = self._batch
         if conn is not None and not commit and not batch.savepoints:
             batch.spoiled = True  # its writes are mixed with the other records'
@@ -247,5 +261,6 @@ class BatchMember(UnitOfWork):
         await self._before_commit()
         pending, self._pending = self._pending, []
         learnt, self._learnt = self._learnt, []
+        later, self._later = self._later, {}
         await self._close(commit=True)
-        self._batch.applied(self._event_id, pending, learnt)
+        self._batch.applied(self._event_id, pending, learnt, later)

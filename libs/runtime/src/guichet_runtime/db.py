@@ -213,6 +213,25 @@ async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[
     return True
 
 
+#: Rows a transaction inserts at its commit (`UnitOfWork.insert_at_commit`): id of the
+#: statement -> (the statement, its rows in the order they were given).
+LaterRows = dict[int, tuple[Any, list[dict[str, Any]]]]
+
+
+def add_later(later: LaterRows, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """`rows` for `statement`, after those given before."""
+    if statement_rows := later.get(id(statement)):
+        statement_rows[1].extend(rows)
+    else:
+        later[id(statement)] = (statement, list(rows))
+
+
+async def write_later(conn: AsyncConnection, later: LaterRows) -> None:
+    """The rows kept for the commit: one execution (executemany) per statement."""
+    for statement, rows in later.values():
+        await conn.execute(statement, rows)
+
+
 def after_commit(
     personal_data: PersonalData | None,
     learnt: list[tuple[str, str]],
@@ -274,6 +293,8 @@ class UnitOfWork:
         self._learnt: list[tuple[str, str]] = []
         self._conn: AsyncConnection | None = None
         self.emitted: list[tuple[str, Envelope]] = []
+        #: Rows inserted at commit (`insert_at_commit`).
+        self._later: LaterRows = {}
 
     @property
     def conn(self) -> AsyncConnection:
@@ -300,7 +321,15 @@ class UnitOfWork:
         if self._conn is None:
             return
         conn, self._conn = self._conn, None
+        self._later = {}
         await ended(conn, commit=commit)
+
+    def insert_at_commit(self, statement: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert `rows` with `statement` (an INSERT built once: `prepared`, `insert_ignore`)
+        when this unit of work commits, in one execution with the other rows given for it,
+        in a batch with those of the batch's other records: for rows nothing reads back in
+        the transaction that writes them (a timeline's lines). Not committed, not written."""
+        add_later(self._later, statement, rows)
 
     def emit(self, topic: str, event: Envelope) -> None:
         """Queue `event` for `topic`; it is written to the outbox at commit."""
@@ -368,6 +397,7 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         await self._before_commit()
+        await write_later(self.conn, self._later)
         wrote_outbox = await write_outbox(self.conn, self._outbox, self._pending)
         self._pending = []
         await self._close(commit=True)

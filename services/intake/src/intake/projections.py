@@ -304,7 +304,7 @@ async def record_exchanges(
     why; one line of the timeline per transmission, under its line id (`lines`: line id,
     transmission)."""
     await require_file(uow, file_id)
-    await uow.conn.execute(
+    uow.insert_at_commit(  # as the timeline's lines: nothing reads them back before
         insert_ignore(uow.conn, exchanges),
         [
             {

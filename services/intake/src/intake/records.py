@@ -35,9 +35,11 @@ async def add_timeline(uow: UnitOfWork, event: Event, kind: TimelineKind, label:
 async def add_timeline_lines(
     uow: UnitOfWork, file_id: str, lines: list[tuple[str, dt.datetime, TimelineKind, str]]
 ) -> None:
-    """Lines of the citizen's timeline in one statement: (line id, time, kind, label) each,
-    the id unique as an event's (a redelivered event adds nothing)."""
-    await uow.conn.execute(
+    """Lines of the citizen's timeline: (line id, time, kind, label) each, the id unique as
+    an event's (a redelivered event adds nothing). Written at commit, with the other lines
+    of the transaction (of a batch's records: 17 per three-agency file) in one execution;
+    nothing reads them back before."""
+    uow.insert_at_commit(
         insert_ignore(uow.conn, timeline),
         [
             {"file_id": file_id, "event_id": line_id, "at": at, "kind": kind, "label": label}
