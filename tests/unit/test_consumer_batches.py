@@ -409,7 +409,7 @@ async def test_rows_inserted_at_commit_go_in_one_execution_and_only_if_committed
     real = BatchTransaction.commit
 
     async def counted(self: BatchTransaction) -> None:
-        executions.extend(len(rows) for _, rows in self._later.values())
+        executions.extend(len(rows) for rows in self._later.values())
         await real(self)
 
     monkeypatch.setattr(BatchTransaction, "commit", counted)

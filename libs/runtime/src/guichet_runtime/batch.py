@@ -31,7 +31,6 @@ from guichet_runtime.db import (
     AUDIT_TRAILS,
     LaterRows,
     UnitOfWork,
-    add_later,
     after_commit,
     insert_ignore_of,
     utcnow,
@@ -172,8 +171,8 @@ class BatchTransaction:
         self._applied.add(event_id)
         self._pending.extend(outbox_rows)
         self._learnt.extend(learnt)
-        for statement, rows in later.values():
-            add_later(self._later, statement, rows)
+        for statement, rows in later.items():
+            self._later.setdefault(statement, []).extend(rows)
 
     async def commit(self) -> None:
         conn = self.conn

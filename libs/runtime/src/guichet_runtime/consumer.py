@@ -24,7 +24,6 @@ partition to its first record (guichet_runtime.batch).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -394,15 +393,13 @@ class EventConsumer:
         0.05 s, 0.1 s, 0.2 s... (at most `max_wait`), `attempts` times in all. `failed`: the
         first attempt was made already and failed so (a batch's first pass); the schedule
         goes on from there, or `failed` is raised if it is not worth another attempt."""
-        retry = _retryable_in_batch if in_batch else _retryable
-        attempts, first_wait = self._attempts, 0.05
-        if failed is not None:
-            if attempts <= 1 or not retry(failed):
-                raise failed
-            await asyncio.sleep(min(first_wait, self._max_wait))
-            attempts, first_wait = attempts - 1, first_wait * 2
         await with_attempts(
-            call, attempts=attempts, first_wait=first_wait, max_wait=self._max_wait, retry=retry
+            call,
+            attempts=self._attempts,
+            first_wait=0.05,
+            max_wait=self._max_wait,
+            retry=_retryable_in_batch if in_batch else _retryable,
+            failed=failed,
         )
 
     async def dead_letter(

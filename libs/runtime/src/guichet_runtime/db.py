@@ -213,22 +213,14 @@ async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[
     return True
 
 
-#: Rows a transaction inserts at its commit (`UnitOfWork.insert_at_commit`): id of the
-#: statement -> (the statement, its rows in the order they were given).
-LaterRows = dict[int, tuple[Any, list[dict[str, Any]]]]
-
-
-def add_later(later: LaterRows, statement: Any, rows: list[dict[str, Any]]) -> None:
-    """`rows` for `statement`, after those given before."""
-    if statement_rows := later.get(id(statement)):
-        statement_rows[1].extend(rows)
-    else:
-        later[id(statement)] = (statement, list(rows))
+#: Rows a transaction inserts at its commit (`UnitOfWork.insert_at_commit`): statement (a
+#: statement is hashed by identity) -> its rows, in the order they were given.
+LaterRows = dict[Any, list[dict[str, Any]]]
 
 
 async def write_later(conn: AsyncConnection, later: LaterRows) -> None:
     """The rows kept for the commit: one execution (executemany) per statement."""
-    for statement, rows in later.values():
+    for statement, rows in later.items():
         await conn.execute(statement, rows)
 
 
@@ -329,7 +321,7 @@ class UnitOfWork:
         when this unit of work commits, in one execution with the other rows given for it,
         in a batch with those of the batch's other records: for rows nothing reads back in
         the transaction that writes them (a timeline's lines). Not committed, not written."""
-        add_later(self._later, statement, rows)
+        self._later.setdefault(statement, []).extend(rows)
 
     def emit(self, topic: str, event: Envelope) -> None:
         """Queue `event` for `topic`; it is written to the outbox at commit."""

@@ -30,13 +30,18 @@ async def with_attempts(
     first_wait: float,
     max_wait: float,
     retry: Callable[[BaseException], bool],
+    failed: BaseException | None = None,
 ) -> T:
-    """`call()`, tried again after a failure `retry` accepts, `attempts` times in all."""
-    try:
-        return await call()
-    except Exception as exc:
-        if attempts <= 1 or not retry(exc):
-            raise
+    """`call()`, tried again after a failure `retry` accepts, `attempts` times in all.
+    `failed`: the first attempt was made already (elsewhere) and failed so; the attempts
+    and waits go on from there."""
+    if failed is None:
+        try:
+            return await call()
+        except Exception as exc:
+            failed = exc
+    if attempts <= 1 or not retry(failed):
+        raise failed
     await asyncio.sleep(min(first_wait, max_wait))
     async for attempt in AsyncRetrying(
         stop=stop_after_attempt(attempts - 1),

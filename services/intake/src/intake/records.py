@@ -177,6 +177,10 @@ def _advance_agency(status: AgencyStatus) -> sa.Update:
     )
 
 
+#: What an agency's decision writes on its line.
+DECISION_COLUMNS = ("answered_at", "answered_on", "decision")
+
+
 async def agency_answered(
     uow: UnitOfWork,
     file_id: str,
@@ -209,8 +213,10 @@ def _agency_answered(decides: bool, clear_document: bool) -> sa.Update:
         # Every SET expression reads the line as it was before the statement.
         return sa.case((condition, param(column)), else_=column)
 
-    changes: dict[str, Any] = {"status": when(forward, c.status)}
-    changes["updated_at"] = when(forward, c.updated_at)
+    changes: dict[str, Any] = {
+        "status": when(forward, c.status),
+        "updated_at": when(forward, c.updated_at),
+    }
     something = [forward]
     if decides:
         changes |= {name: when(undecided, c[name]) for name in DECISION_COLUMNS}
@@ -219,7 +225,3 @@ def _agency_answered(decides: bool, clear_document: bool) -> sa.Update:
         changes["requested_document"] = sa.null()
         something.append(c.requested_document.is_not(None))
     return agency_update().where(sa.or_(*something)).values(changes)
-
-
-#: What an agency's decision writes on its line.
-DECISION_COLUMNS = ("answered_at", "answered_on", "decision")
