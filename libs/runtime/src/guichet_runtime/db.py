@@ -69,6 +69,30 @@ def service_metadata() -> sa.MetaData:
 BigIntId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
+#: PostgreSQL: the channel the outbox notifies (LISTEN/NOTIFY) when a transaction wrote rows
+#: in it, so the relay (of any replica) wakes at its commit instead of at its next poll.
+OUTBOX_CHANNEL = "guichet_outbox"
+
+#: PostgreSQL: the outbox notifies `OUTBOX_CHANNEL` itself, from a trigger run once per
+#: statement that inserts in it. The notification is delivered at commit (none after a
+#: rollback), and the server folds a transaction's identical notifications into one. It was
+#: a statement of the writer's own, `SELECT pg_notify(…)`: one more round trip per
+#: transaction that emits. The function runs with the rights of the role that inserts (the
+#: service's run-time role); `pg_notify` is everyone's.
+OUTBOX_NOTIFY = (
+    "CREATE OR REPLACE FUNCTION outbox_notify() RETURNS trigger LANGUAGE plpgsql AS $$ "
+    f"BEGIN PERFORM pg_notify('{OUTBOX_CHANNEL}', ''); RETURN NULL; END $$",
+    "CREATE TRIGGER outbox_notify AFTER INSERT ON outbox "
+    "FOR EACH STATEMENT EXECUTE FUNCTION outbox_notify()",
+)
+
+#: What undoes `OUTBOX_NOTIFY` (a migration's downgrade).
+OUTBOX_NOTIFY_DROPPED = (
+    "DROP TRIGGER IF EXISTS outbox_notify ON outbox",
+    "DROP FUNCTION IF EXISTS outbox_notify()",
+)
+
+
 def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
     """Add the outbox and inbox tables to a service's metadata."""
     outbox = sa.Table(
@@ -82,6 +106,11 @@ def messaging_tables(metadata: sa.MetaData) -> tuple[sa.Table, sa.Table]:
         sa.Column("headers", sa.Text, nullable=False, comment="JSON: trace context"),
         sa.Column("created_at", UtcDateTime, nullable=False),
     )
+    for statement in OUTBOX_NOTIFY:
+        # Tables made by `create_all` (tests, tools) get the trigger too; migrations run
+        # the same statements (`guichet_runtime.migrations.create_outbox_notify`).
+        ddl = sa.DDL(statement)  # type: ignore[no-untyped-call]  # (SQLAlchemy's own typing)
+        sa.event.listen(outbox, "after_create", ddl.execute_if(dialect="postgresql"))
     inbox = sa.Table(
         "inbox",
         metadata,
@@ -192,24 +221,12 @@ def insert_ignore_of(dialect: str, table: sa.Table) -> Any:
 AUDIT_TRAILS: dict[sa.MetaData, AuditTrail] = {}
 
 
-#: PostgreSQL: the channel a commit that wrote outbox rows notifies (LISTEN/NOTIFY), so the
-#: relay (of any replica) wakes at once instead of at its next poll.
-OUTBOX_CHANNEL = "guichet_outbox"
-
-
-async def notify_outbox(conn: AsyncConnection) -> None:
-    """PostgreSQL: tell the relays that outbox rows are coming (delivered at commit)."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.select(sa.func.pg_notify(OUTBOX_CHANNEL, "")))
-
-
 async def write_outbox(conn: AsyncConnection, outbox: sa.Table, rows: list[dict[str, Any]]) -> bool:
-    """A transaction's outbox rows in one statement, PostgreSQL's relays told (at commit);
-    False when there are none."""
+    """A transaction's outbox rows in one statement (on PostgreSQL the table's trigger tells
+    the relays, at commit: `OUTBOX_NOTIFY`); False when there are none."""
     if not rows:
         return False
     await conn.execute(inserting(outbox), rows)
-    await notify_outbox(conn)
     return True
 
 

@@ -17,10 +17,12 @@ import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command, context
+from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
+
+from guichet_runtime.db import OUTBOX_NOTIFY, OUTBOX_NOTIFY_DROPPED
 
 
 def alembic_config(script_location: Path, url: str) -> Config:
@@ -104,6 +106,21 @@ def run_env(target_metadata: sa.MetaData) -> None:
         await engine.dispose()
 
     asyncio.run(run_async())
+
+
+def create_outbox_notify() -> None:
+    """In a migration: on PostgreSQL, the trigger by which the outbox tells the relays that
+    a transaction wrote rows in it (`guichet_runtime.db.OUTBOX_NOTIFY`)."""
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in OUTBOX_NOTIFY:
+            op.execute(statement)
+
+
+def drop_outbox_notify() -> None:
+    """In a migration's downgrade: `create_outbox_notify` undone."""
+    if op.get_bind().dialect.name == "postgresql":
+        for statement in OUTBOX_NOTIFY_DROPPED:
+            op.execute(statement)
 
 
 def make_revision(package: str, message: str) -> None:

@@ -9,13 +9,14 @@ duplicating) and is deleted in one statement. The trace context the unit of work
 travels as the records' headers. Without `producer_options` (unit tests' in-memory broker)
 rows go through the FastStream broker.
 
-PostgreSQL: a commit that wrote outbox rows notifies `OUTBOX_CHANNEL`; the relay LISTENs and
-wakes at once (the poll stays, slower, as a fallback). Several replicas relay one outbox:
-each claims rows with `FOR UPDATE SKIP LOCKED` and publishes only the rows of a key whose
-earlier rows are not held by another replica, so events of a file keep their order. A
-replica that held rows back so tries again `HELD_BACK_RETRY_SECONDS` later: the other
-replica's delete notifies nothing, and the held-back rows would otherwise wait for the next
-commit or the poll (5 s; a test with a 60 s poll waited out its minute once).
+PostgreSQL: a commit that wrote outbox rows notifies `OUTBOX_CHANNEL` (the outbox's trigger,
+`guichet_runtime.db.OUTBOX_NOTIFY`); the relay LISTENs and wakes at once (the poll stays,
+slower, as a fallback). Several replicas relay one outbox: each claims rows with `FOR UPDATE
+SKIP LOCKED` and publishes only the rows of a key whose earlier rows are not held by another
+replica, so events of a file keep their order. A replica that held rows back so tries again
+`HELD_BACK_RETRY_SECONDS` later: the other replica's delete notifies nothing, and the
+held-back rows would otherwise wait for the next commit or the poll (5 s; a test with a 60 s
+poll waited out its minute once).
 """
 
 from __future__ import annotations
