@@ -326,6 +326,29 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
     )
 
 
+async def test_a_receipt_for_a_file_assignment_does_not_know_starts_no_clock(db):
+    unknown = "GU-2026-UNKNOWN1"
+    await handle(
+        db,
+        legal_clock.on_receipt_acknowledged,
+        AgencyReceiptAcknowledged(
+            file_id=unknown,
+            request_id=f"{unknown}-caf",
+            agency="caf",
+            agency_reference="REF-1",
+            deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
+            deadline_days=30,
+            occurred_at=RECEIVED,
+        ),
+    )
+    assert await db.rows("legal_clocks") == []
+    assert await deadline_events(db) == []
+    # The file's own request, known: its clock runs.
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
+    [clock] = await db.rows("legal_clocks")
+    assert (clock.file_id, clock.status) == (FILE, "en_cours")
+
+
 async def test_after_a_downtime_only_the_nearest_warning_is_issued(db):
     await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30)
 

@@ -24,7 +24,7 @@ from assignment import legal_deadline
 from assignment.domain import ClockStatus, RequestStatus
 from assignment.legal_deadline import Period
 from assignment.lifecycle import announce_clock, lock_clock
-from assignment.tables import agency_requests, file_known, legal_clocks
+from assignment.tables import agency_requests, files, legal_clocks
 from guichet_runtime.db import UnitOfWork, insert_ignore
 from guichet_runtime.statements import param, params, prepared
 from shared_models import (
@@ -63,17 +63,18 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
             "warned_7": False,
             "breached": False,
         }
-        known = await uow.conn.scalar(file_known(), params(file_id=event.file_id))
-        if known is None:
+        found = (
+            await uow.conn.execute(
+                _file_and_request(), params(file_id=event.file_id, request_id=event.request_id)
+            )
+        ).first()
+        if found is None:
             log.warning("receipt for unknown file %s ignored", event.file_id)
             await uow.commit()
             return
         # The answer and the receipt travel on two topics: an agency that answers at once
         # may be read answered before its receipt; its clock is then born stopped.
-        request_status = await uow.conn.scalar(
-            _request_status(), params(request_id=event.request_id)
-        )
-        if request_status == RequestStatus.ANSWERED:
+        if found.request_status == RequestStatus.ANSWERED:
             clock["status"] = ClockStatus.ANSWERED
         inserted = await uow.conn.execute(insert_ignore(uow.conn, legal_clocks), clock)
         if inserted.rowcount:
@@ -84,9 +85,14 @@ async def on_receipt_acknowledged(event: AgencyReceiptAcknowledged, uow: UnitOfW
 
 
 @prepared
-def _request_status() -> sa.Select[Any]:
+def _file_and_request() -> sa.Select[Any]:
+    """The file's id if assignment knows the file, with the request's status (None: not
+    recorded), in one statement (`params(file_id=…, request_id=…)`)."""
     c = agency_requests.c
-    return sa.select(c.status).where(c.request_id == param(c.request_id))
+    status = sa.select(c.status).where(c.request_id == param(c.request_id)).scalar_subquery()
+    return sa.select(files.c.file_id, status.label("request_status")).where(
+        files.c.file_id == param(files.c.file_id)
+    )
 
 
 async def on_clock_suspended(event: LegalClockSuspended, uow: UnitOfWork) -> None:
