@@ -9,6 +9,7 @@ import json
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from adapter_france_travail import FranceTravailAdapter
 from adapter_sdk import signatures, tables
@@ -150,6 +151,36 @@ async def test_an_exact_replay_is_refused(ft: Adapter):
     # Signed anew (a redelivery by the agency), the same callback is a known duplicate.
     again = {"x-signature": signatures.sign(SECRET, body, int(ft.now) - 4)}
     assert await ft.core.on_callback(body, again) == (200, {"statut": "deja_recu"})
+
+
+async def test_a_signed_unreadable_callback_is_refused_and_its_replay_refused_as_such(
+    ft: Adapter,
+):
+    body = b"{pas du json"
+    headers = {"x-signature": signatures.sign(SECRET, body, int(ft.now))}
+    status, reply = await ft.core.on_callback(body, headers)
+    assert status == 400 and reply["message"].startswith("Rappel illisible")
+    # The signature was taken all the same: the exact replay is refused as a replay.
+    status, reply = await ft.core.on_callback(body, headers)
+    assert status == 401 and "rejeu" in reply["message"]
+    assert ft.counted("adapter_callbacks_refused_total", reason="signature_rejouee") == 1
+
+
+async def test_a_callback_is_checked_and_its_request_read_in_one_transaction(ft: Adapter):
+    request_id = new_request()
+    await ft.issue(request_id)
+    begun: list[int] = []
+
+    def count(_conn: object) -> None:
+        begun.append(1)
+
+    sa.event.listen(ft.engine.sync_engine, "begin", count)
+    try:
+        assert await ft.callback(request_id, "cb-1") == (200, {"statut": "recu"})
+    finally:
+        sa.event.remove(ft.engine.sync_engine, "begin", count)
+    # One for its signature and the request it names, one to take and apply it.
+    assert len(begun) == 2
 
 
 async def test_a_replay_after_the_window_is_refused_and_old_signatures_are_forgotten(

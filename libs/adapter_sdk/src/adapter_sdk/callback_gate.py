@@ -28,7 +28,7 @@ from adapter_sdk.config import AdapterConfig
 from adapter_sdk.interface import AgencyAdapter
 from adapter_sdk.ledger import ledger_event
 from adapter_sdk.metrics import AdapterMetrics
-from adapter_sdk.signatures import RefusalReason, SignatureRefused
+from adapter_sdk.signatures import RefusalReason
 from adapter_sdk.tables import (
     callback_signatures,
     exchanges,
@@ -117,33 +117,32 @@ class CallbackGate:
         #: seconds): at most once a `PURGE_EVERY`, not with every callback.
         self._purged_at = -math.inf
 
-    async def admit(self, body: bytes, headers: Mapping[str, str], peer: str = "") -> Reply | None:
-        """None if the callback is the agency's, fresh and never seen; else the refusal."""
+    def verified(self, body: bytes, headers: Mapping[str, str]) -> signatures.Signed:
+        """The callback's checked signature: the agency's, and fresh by its timestamp; else
+        SignatureRefused with the reason (no database: `remember` takes it)."""
+        return signatures.verify(
+            self.secrets, signatures.header_of(headers), body, self.clock(), self.window
+        )
+
+    async def remember(self, uow: UnitOfWork, signed: signatures.Signed) -> bool:
+        """Record a verified signature in the caller's unit of work, which commits it with
+        what it reads there (the callback's request): one transaction per callback, not two.
+        False when it was taken before (an exact replay: refuse it as `REPLAYED`)."""
         now = self.clock()
-        try:
-            signed = signatures.verify(
-                self.secrets, signatures.header_of(headers), body, now, self.window
-            )
-        except SignatureRefused as refused:
-            return await self.refuse(refused.reason, body, headers, peer)
-        async with self.uow() as uow:
-            if now - self._purged_at >= PURGE_EVERY:
-                # Kept only to refuse a replay: one older than the window is refused as
-                # stale by its timestamp already, whether its row is still here or not.
-                cutoff = dt.datetime.fromtimestamp(now - self.window, dt.UTC)
-                await uow.conn.execute(_signatures_before(), params(signed_at=cutoff))
-                self._purged_at = now
-            taken = await uow.conn.execute(
-                insert_ignore(uow.conn, callback_signatures),
-                {
-                    "signature": signed.digest,
-                    "signed_at": dt.datetime.fromtimestamp(signed.timestamp, dt.UTC),
-                },
-            )
-            await uow.commit()
-        if taken.rowcount == 0:
-            return await self.refuse(RefusalReason.REPLAYED, body, headers, peer)
-        return None
+        if now - self._purged_at >= PURGE_EVERY:
+            # Kept only to refuse a replay: one older than the window is refused as stale
+            # by its timestamp already, whether its row is still here or not.
+            cutoff = dt.datetime.fromtimestamp(now - self.window, dt.UTC)
+            await uow.conn.execute(_signatures_before(), params(signed_at=cutoff))
+            self._purged_at = now
+        taken = await uow.conn.execute(
+            insert_ignore(uow.conn, callback_signatures),
+            {
+                "signature": signed.digest,
+                "signed_at": dt.datetime.fromtimestamp(signed.timestamp, dt.UTC),
+            },
+        )
+        return bool(taken.rowcount)
 
     async def in_scope(
         self,

@@ -46,6 +46,7 @@ from adapter_sdk.personal import (
     stored_answer_text,
     stored_payload,
 )
+from adapter_sdk.signatures import RefusalReason, SignatureRefused
 from adapter_sdk.tables import CallbackOutcome, callbacks, exchanges, request_row, requests
 from guichet_runtime.db import UnitOfWork, insert_ignore, utcnow
 from guichet_runtime.personal_data import KeyUnavailable
@@ -135,20 +136,25 @@ class CallbackDesk:
     async def take(self, body: bytes, headers: Mapping[str, str], peer: str = "") -> Reply:
         """One delivery to the callback endpoint (`peer`: the caller's address, for the log):
         the HTTP status and body to answer."""
-        refused = await self.gate.admit(body, headers, peer)
-        if refused is not None:
-            return refused
         try:
-            callback = self.adapter.read_callback(body, headers)
-            problems = answer_problems(callback.answer)
-        except Exception as exc:
-            self._count("illisible")
-            return 400, {"message": f"Rappel illisible : {exc}"}
-        if problems:
-            self._count("incoherent")
-            return 400, {"message": "Rappel incohérent : " + "; ".join(problems)}
+            signed = self.gate.verified(body, headers)
+        except SignatureRefused as wrong:
+            return await self.gate.refuse(wrong.reason, body, headers, peer)
+        callback, refusal = self._read(body, headers)
+        # The signature is taken (a replay refused) even when the body is refused, and in
+        # the transaction that reads the request the callback names: one transaction.
         async with self.uow() as uow:
-            known = await request_row(uow.conn, callback.request_id)
+            fresh = await self.gate.remember(uow, signed)
+            known = None
+            if fresh and callback is not None:
+                known = await request_row(uow.conn, callback.request_id)
+            await uow.commit()
+        if not fresh:
+            return await self.gate.refuse(RefusalReason.REPLAYED, body, headers, peer)
+        if callback is None:
+            outcome, reply = refusal
+            self._count(outcome)
+            return reply
         refused = await self.gate.in_scope(
             callback.request_id, known is not None, body, headers, peer
         )
@@ -174,6 +180,21 @@ class CallbackDesk:
                     return UNAVAILABLE
         finally:
             otel_context.detach(token)
+
+    def _read(
+        self, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[CallbackAnswer | None, tuple[str, Reply]]:
+        """The callback as the agency sent it; else None, with the outcome to count and the
+        400 to answer (an unreadable or incoherent callback)."""
+        try:
+            callback = self.adapter.read_callback(body, headers)
+            problems = answer_problems(callback.answer)
+        except Exception as exc:
+            return None, ("illisible", (400, {"message": f"Rappel illisible : {exc}"}))
+        if problems:
+            message = "Rappel incohérent : " + "; ".join(problems)
+            return None, ("incoherent", (400, {"message": message}))
+        return callback, ("ok", (200, {}))
 
     async def _take(self, callback: CallbackAnswer, body: bytes) -> Reply:
         async with self.uow() as uow:
