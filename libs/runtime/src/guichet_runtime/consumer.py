@@ -49,6 +49,7 @@ from guichet_runtime.failures import is_transient as is_transient
 from guichet_runtime.failures import lost_a_race as lost_a_race
 from guichet_runtime.membership import Membership
 from guichet_runtime.metrics import RuntimeMetrics
+from guichet_runtime.offsets import OffsetCommits
 from guichet_runtime.personal_data import (
     CannotOpen,
     PersonalData,
@@ -119,6 +120,7 @@ class EventConsumer:
         batch_max: int = 1,
         batch_wait_ms: int = 1000,
         group_instance_id: str | None = None,
+        commit_interval_ms: int = 0,
     ) -> None:
         self._namespace = namespace
         #: Static membership (ServiceSettings.kafka_group_instance_id); None: dynamic.
@@ -131,7 +133,11 @@ class EventConsumer:
         self.concurrent_max = 1
         self.batch_wait_ms = batch_wait_ms
         self.metrics = metrics
-        self.membership = Membership()
+        #: The batched subscribers' offsets (guichet_runtime.offsets): committed at most
+        #: once per `commit_interval_ms` (0: after every batch), never past a record not
+        #: handled.
+        self.offsets = OffsetCommits(commit_interval_ms / 1000)
+        self.membership = Membership(self.offsets)
         self.subscriber: Any = None
         self.broker = broker
         self.group_id = group_id
@@ -209,11 +215,26 @@ class EventConsumer:
         consume: Callable[[tuple[Any, ...]], Awaitable[None]],
         name: str,
     ) -> None:
-        """One batch subscriber (at most `max_records` a poll) giving its records to `consume`."""
+        """One batch subscriber (at most `max_records` a poll) giving its records to `consume`.
+
+        Its offsets are committed by `self.offsets` (at most once an interval) rather than by
+        FastStream after each batch (`AckPolicy.MANUAL`); a batch that raises is handed back
+        as FastStream's NACK_ON_ERROR does (`nack`: every partition rewound to its first
+        record of the batch)."""
         current: Any = self.broker.context.get_local  # the records: see _consume's docstring
+        offsets, group = self.offsets, self.group_id
 
         async def consume_batch(body: Any) -> None:
-            await consume(current("message").raw_message)
+            message = current("message")
+            try:
+                await consume(message.raw_message)
+            except Exception:
+                try:
+                    await message.nack()
+                except Exception:  # logged, as FastStream's own NACK_ON_ERROR logs it
+                    log.exception("%s: the batch could not be handed back", group)
+                raise
+            await offsets.handled(message.consumer, message.raw_message)
 
         consume_batch.__name__ = name
         self.subscriber = self.broker.subscriber(
@@ -221,7 +242,7 @@ class EventConsumer:
             batch=True,
             max_records=max_records,
             batch_timeout_ms=self.batch_wait_ms,
-            **options,
+            **(options | {"ack_policy": AckPolicy.MANUAL}),
         )
         wait_for_records(self.subscriber, max_records, self.batch_wait_ms)
         self.subscriber(consume_batch)
@@ -242,7 +263,10 @@ class EventConsumer:
 
     async def stop_consuming(self) -> None:
         """Stop reading new records, wait (up to the broker's graceful timeout) for the
-        one in flight to finish and its offset to be committed, then leave the group."""
+        one in flight to finish and its offset to be committed, then leave the group. The
+        offsets waiting for their interval are committed first, and the batch in flight's
+        at once (`OffsetCommits.stop`)."""
+        await self.offsets.stop()
         if self.subscriber is not None:
             await self.subscriber.stop()
 

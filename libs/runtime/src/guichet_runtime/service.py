@@ -244,6 +244,7 @@ def build_runtime(
         batch_max=settings.consumer_batch_max,
         batch_wait_ms=settings.consumer_batch_wait_ms,
         group_instance_id=settings.kafka_group_instance_id,
+        commit_interval_ms=settings.consumer_commit_interval_ms,
     )
     metrics.samplers += [relay.sample_backlog, runtime.consumer.sample_lag]
     refs = metadata.tables.get("personal_data_key_refs")

@@ -121,6 +121,14 @@ class ServiceSettings(BaseSettings):
         "once (guichet_runtime.batch_poll), so this only sets how often an idle consumer "
         "wakes up.",
     )
+    consumer_commit_interval_ms: int = Field(
+        default=1000,
+        ge=0,
+        description="A batched consumer commits the offsets of the records it handled at most "
+        "once per this interval, and within it (guichet_runtime.offsets); before a rebalance "
+        "takes partitions away and at a stop as well. A crash redelivers at most this much "
+        "(each record skipped by the inbox). 0: a commit after every batch.",
+    )
     kafka_group_instance_id: str | None = Field(
         default=None,
         description="Static membership of the consumer group (Kafka's group.instance.id, "
