@@ -76,23 +76,28 @@ class OffsetCommits:
         refuses (the partition went to another member meanwhile) is logged and its offsets
         dropped: their records come again there, and are skipped."""
         async with self._lock:
+            if self._consumer is None:
+                return
             wanted = None if partitions is None else set(partitions)
-            offsets = {
+            chosen = {
                 tp: offset for tp, offset in self.pending.items() if wanted is None or tp in wanted
             }
-            if not offsets or self._consumer is None:
+            # A partition a rebalance took away meanwhile (a batch handled across it) is
+            # left out: aiokafka refuses a whole commit naming one, and the member that has
+            # it now resumes from the last commit.
+            assigned = self._consumer.assignment()
+            offsets = {tp: offset for tp, offset in chosen.items() if tp in assigned}
+            for tp, offset in chosen.items():
+                if self.pending.get(tp) == offset:
+                    del self.pending[tp]
+            if not offsets:
                 return
             self._committed_at = self.clock()
             self.commits += 1
             try:
                 await self._consumer.commit(offsets)
-            except (KafkaError, AssertionError) as exc:
-                # aiokafka asserts the partitions are still assigned; a rebalance or a stop
-                # may have taken them: the next member resumes from the last commit.
+            except KafkaError as exc:  # a rebalance under way (CommitFailedError)
                 log.info("offsets not committed (%r): their records may come again", exc)
-            for tp, offset in offsets.items():
-                if self.pending.get(tp) == offset:
-                    del self.pending[tp]
 
     async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
         """A rebalance takes `partitions` away: commit what was handled of them, and forget
