@@ -79,9 +79,11 @@ class Member:
             await uow.commit()
 
     async def start(self, topic: str) -> None:
+        """Subscribed and in the group (its first assignment, maybe empty, arrived)."""
         self.consumer.subscribe([topic], {FileSubmitted: self.handler})
         self.consumer.attach()
         await self.consumer.broker.start()
+        await until(lambda: self.consumer.membership.joined, "the member joined its group")
 
     async def stop(self) -> None:
         await self.consumer.stop_consuming()
@@ -116,12 +118,10 @@ def files(prefix: str, count: int) -> list[FileSubmitted]:
 async def test_offsets_wait_for_their_interval_and_are_committed_at_a_stop(
     kafka_bootstrap, database
 ):
-    topic = await _topics(kafka_bootstrap)
-    group = f"offsets-{uuid.uuid4().hex[:6]}"
+    topic, group = await _topics(kafka_bootstrap), f"offsets-{uuid.uuid4().hex[:6]}"
     member = Member(kafka_bootstrap, database, group, interval_ms=600_000)
     await member.start(topic)
     try:
-        await until(lambda: member.consumer.membership.joined, "joined")
         await _produce(kafka_bootstrap, topic, files("FIRST", 1))
         await applied(database, 1)
         await committed(kafka_bootstrap, group, 1)  # the first batch: no commit before it
@@ -141,12 +141,10 @@ async def test_offsets_wait_for_their_interval_and_are_committed_at_a_stop(
 async def test_an_idle_member_commits_within_its_interval_and_less_often_than_batches(
     kafka_bootstrap, database
 ):
-    topic = await _topics(kafka_bootstrap)
-    group = f"offsets-{uuid.uuid4().hex[:6]}"
+    topic, group = await _topics(kafka_bootstrap), f"offsets-{uuid.uuid4().hex[:6]}"
     member = Member(kafka_bootstrap, database, group, interval_ms=1500)
     await member.start(topic)
     try:
-        await until(lambda: member.consumer.membership.joined, "joined")
         for event in files("IDLE", 8):  # one by one, apart: a batch each
             await _produce(kafka_bootstrap, topic, [event])
             await asyncio.sleep(0.3)
@@ -162,13 +160,11 @@ async def test_an_idle_member_commits_within_its_interval_and_less_often_than_ba
 async def test_a_rebalance_commits_what_was_handled_before_the_partitions_go(
     kafka_bootstrap, database, databases
 ):
-    topic = await _topics(kafka_bootstrap)
-    group = f"offsets-{uuid.uuid4().hex[:6]}"
+    topic, group = await _topics(kafka_bootstrap), f"offsets-{uuid.uuid4().hex[:6]}"
     first = Member(kafka_bootstrap, database, group, interval_ms=600_000)
     await first.start(topic)
     second = None
     try:
-        await until(lambda: first.consumer.membership.joined, "joined")
         before = files("BEFORE", 12)
         await _produce(kafka_bootstrap, topic, before[:1])
         await committed(kafka_bootstrap, group, 1)  # the first batch: no commit before it
