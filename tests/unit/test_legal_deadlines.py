@@ -59,13 +59,14 @@ async def receipt(
     days: int | None,
     when: dt.datetime = RECEIVED,
     months: int | None = None,
+    file_id: str = FILE,
 ) -> None:
     await handle(
         db,
         legal_clock.on_receipt_acknowledged,
         AgencyReceiptAcknowledged(
-            file_id=FILE,
-            request_id=f"{FILE}-{agency}",
+            file_id=file_id,
+            request_id=f"{file_id}-{agency}",
             agency=agency,
             agency_reference="REF-1",
             deadline_rule=rule,
@@ -327,20 +328,7 @@ async def test_an_answer_read_before_its_receipt_leaves_no_running_clock(db):
 
 
 async def test_a_receipt_for_a_file_assignment_does_not_know_starts_no_clock(db):
-    unknown = "GU-2026-UNKNOWN1"
-    await handle(
-        db,
-        legal_clock.on_receipt_acknowledged,
-        AgencyReceiptAcknowledged(
-            file_id=unknown,
-            request_id=f"{unknown}-caf",
-            agency="caf",
-            agency_reference="REF-1",
-            deadline_rule=DeadlineRule.SILENCE_ACCEPTS,
-            deadline_days=30,
-            occurred_at=RECEIVED,
-        ),
-    )
+    await receipt(db, "caf", DeadlineRule.SILENCE_ACCEPTS, 30, file_id="GU-2026-UNKNOWN1")
     assert await db.rows("legal_clocks") == []
     assert await deadline_events(db) == []
     # The file's own request, known: its clock runs.
